@@ -1,0 +1,38 @@
+# FactBridge — quick start: `make demo`, then `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SHARED ?= ../shared/data
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install demo test lint bench eval clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/factbridge demo
+
+test: install
+	$(BIN)/pytest -q -ra
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
+
+bench: install
+	$(BIN)/factbridge bench match --claims $(SHARED)/claim_retrieval/clef2022_2a_en/vclaims.jsonl \
+		--queries $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_Queries.tsv
+
+eval: install
+	$(BIN)/factbridge eval claim-retrieval --claims $(SHARED)/claim_retrieval/clef2022_2a_en/vclaims.jsonl \
+		--queries $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_Queries.tsv \
+		--qrels $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_QRELs.tsv
+
+clean:
+	rm -rf $(VENV) .factbridge .pytest_cache .mypy_cache .ruff_cache

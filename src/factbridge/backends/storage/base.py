@@ -1,0 +1,88 @@
+"""The storage contract. Every read and write takes the organisation scope first:
+one partner's data never shows up in another's results.
+
+Backends: SQLite (default, embedded) and PostgreSQL (+pgvector). Both pass the
+conformance suite in `factbridge.testing.storage_conformance`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class UpsertResult:
+    inserted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[str]:
+        return self.inserted + self.updated
+
+
+@runtime_checkable
+class Storage(Protocol):
+    url: str
+
+    def migrate(self) -> None: ...
+    def close(self) -> None: ...
+    def schema_version(self) -> int: ...
+
+    # fact-checks
+    def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult: ...
+    def get_factcheck(self, org: str, factcheck_id: str) -> FactCheck: ...
+    def get_factchecks(self, org: str, ids: Sequence[str]) -> dict[str, FactCheck]: ...
+    def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]: ...
+    def count_factchecks(self, org: str) -> int: ...
+
+    # posts
+    def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult: ...
+    def get_post(self, org: str, post_id: str) -> Post: ...
+    def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]: ...
+    def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]: ...
+    def iter_posts(self, org: str, batch_size: int = 1000) -> Iterator[Post]: ...
+    def count_posts(self, org: str) -> int: ...
+
+    # quarantine
+    def add_quarantine(self, org: str, rows: Sequence[Quarantined]) -> None: ...
+    def list_quarantine(self, org: str, limit: int = 100) -> list[Quarantined]: ...
+
+    # vectors (kind: "factcheck" or "post")
+    def put_vectors(self, org: str, kind: str, embedder_id: str, rows: Sequence[tuple[str, str, np.ndarray]]) -> None: ...
+    def load_vectors(self, org: str, kind: str, embedder_id: str) -> tuple[list[str], np.ndarray]: ...
+    def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]: ...
+    def embedders(self) -> dict[str, int]: ...
+
+    # matches
+    def replace_matches(self, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> None: ...
+    def matches_for_post(self, org: str, post_id: str) -> list[MatchCandidate]: ...
+    def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]: ...
+
+    # lexical search over the script-aware tokens
+    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]: ...
+
+
+def content_sha(record: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+
+
+def to_blob(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype=np.float32).tobytes()
+
+
+def from_blob(blob: bytes, dim: int) -> np.ndarray:
+    arr = np.frombuffer(blob, dtype=np.float32)
+    if arr.shape[0] != dim:
+        raise ValueError(f"stored vector has {arr.shape[0]} values, expected {dim}")
+    return arr

@@ -1,0 +1,432 @@
+"""SQLite storage: the embedded default.
+
+Done the datasette way: one writer thread fed by a queue runs every write in
+`BEGIN IMMEDIATE` ... `COMMIT`, so concurrent writers queue instead of failing
+with "database is locked"; readers use their own per-thread connections under
+WAL and get a time limit. A whole batch (a file's posts and its quarantined
+rows) commits or rolls back together.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from factbridge.backends.storage.base import SCHEMA_VERSION, UpsertResult, content_sha, from_blob, to_blob
+from factbridge.errors import EmbedderMismatch, NotFound, StorageError
+from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE IF NOT EXISTS factchecks (
+        org TEXT NOT NULL, id TEXT NOT NULL, language TEXT, published_at TEXT,
+        tokens TEXT NOT NULL DEFAULT '', doc TEXT NOT NULL, sha TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (org, id));
+    CREATE TABLE IF NOT EXISTS posts (
+        org TEXT NOT NULL, id TEXT NOT NULL, created_at TEXT, language TEXT, author TEXT,
+        tokens TEXT NOT NULL DEFAULT '', doc TEXT NOT NULL, sha TEXT NOT NULL,
+        ingested_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (org, id));
+    CREATE INDEX IF NOT EXISTS posts_time ON posts(org, created_at);
+    CREATE TABLE IF NOT EXISTS quarantine (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, org TEXT NOT NULL, kind TEXT NOT NULL,
+        source TEXT NOT NULL, line INTEGER, field TEXT, reason TEXT NOT NULL, raw TEXT,
+        created_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS embedders (id TEXT PRIMARY KEY, dim INTEGER NOT NULL, first_seen TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS vectors (
+        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, embedder TEXT NOT NULL
+            REFERENCES embedders(id), text_sha TEXT NOT NULL, vec BLOB NOT NULL,
+        PRIMARY KEY (org, kind, embedder, item_id));
+    CREATE TABLE IF NOT EXISTS matches (
+        org TEXT NOT NULL, post_id TEXT NOT NULL, factcheck_id TEXT NOT NULL, rank INTEGER NOT NULL,
+        fused_score REAL NOT NULL, decision TEXT NOT NULL, decided_by TEXT NOT NULL,
+        doc TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (org, post_id, factcheck_id));
+    CREATE INDEX IF NOT EXISTS matches_fc ON matches(org, factcheck_id);
+    CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(
+        tokens, org UNINDEXED, kind UNINDEXED, item_id UNINDEXED, tokenize='unicode61 remove_diacritics 0');
+    """,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class SQLiteStorage:
+    read_time_limit_s = 10.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else url.removeprefix("sqlite://")
+        if path in {"", ":memory:"}:
+            self._target = f"file:factbridge-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self._uri = True
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._target = path
+            self._uri = False
+        self._local = threading.local()
+        self._closed = False
+        # Keeps a shared in-memory database alive; also the writer's connection.
+        self._write_conn = self._connect(writer=True)
+        self._jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="factbridge-sqlite-writer", daemon=True)
+        self._writer.start()
+
+    # -- connections -------------------------------------------------------
+    def _connect(self, writer: bool = False) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self._target, uri=self._uri, check_same_thread=writer is False, timeout=30)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self.url}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        conn.isolation_level = None  # explicit transactions only
+        if not self._uri:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader()
+        deadline = time.monotonic() + self.read_time_limit_s
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise StorageError(f"query took longer than {self.read_time_limit_s:.0f} s") from exc
+            raise StorageError(str(exc)) from exc
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def _write_loop(self) -> None:
+        conn = self._write_conn
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except BaseException as exc:  # handed to the caller, never swallowed
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StorageError("storage is closed")
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        try:
+            return fut.result()
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._writer.join(timeout=10)
+        self._write_conn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    # -- schema ------------------------------------------------------------
+    def migrate(self) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(f"{self.url}: schema version {current} is newer than this FactBridge ({SCHEMA_VERSION})")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(version),))
+
+        self._write(run)
+
+    def schema_version(self) -> int:
+        row = self._read(lambda c: c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone())
+        return int(row[0]) if row else 0
+
+    # -- helpers -----------------------------------------------------------
+    @staticmethod
+    def _set_fts(conn: sqlite3.Connection, org: str, kind: str, item_id: str, tokens: str) -> None:
+        conn.execute("DELETE FROM text_fts WHERE org=? AND kind=? AND item_id=?", (org, kind, item_id))
+        conn.execute("INSERT INTO text_fts(tokens, org, kind, item_id) VALUES (?,?,?,?)", (tokens, org, kind, item_id))
+
+    # -- fact-checks -------------------------------------------------------
+    def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult:
+        def run(conn: sqlite3.Connection) -> UpsertResult:
+            result = UpsertResult()
+            now = _now()
+            for fc in items:
+                doc = fc.model_dump(mode="json")
+                sha = content_sha(doc)
+                row = conn.execute("SELECT sha FROM factchecks WHERE org=? AND id=?", (org, fc.id)).fetchone()
+                if row and row[0] == sha:
+                    result.unchanged.append(fc.id)
+                    continue
+                args = (fc.language, _iso(fc.published_at), fc.tokens, json.dumps(doc, ensure_ascii=False), sha)
+                if row:
+                    conn.execute(
+                        "UPDATE factchecks SET language=?, published_at=?, tokens=?, doc=?, sha=?, updated_at=? WHERE org=? AND id=?",
+                        (*args, now, org, fc.id),
+                    )
+                    result.updated.append(fc.id)
+                else:
+                    conn.execute("INSERT INTO factchecks VALUES (?,?,?,?,?,?,?,?,?)", (org, fc.id, *args, now, now))
+                    result.inserted.append(fc.id)
+                self._set_fts(conn, org, "factcheck", fc.id, fc.tokens)
+            return result
+
+        return self._write(run)
+
+    def get_factcheck(self, org: str, factcheck_id: str) -> FactCheck:
+        found = self.get_factchecks(org, [factcheck_id])
+        if factcheck_id not in found:
+            raise NotFound(f"fact-check '{factcheck_id}' not found")
+        return found[factcheck_id]
+
+    def get_factchecks(self, org: str, ids: Sequence[str]) -> dict[str, FactCheck]:
+        return self._get_docs("factchecks", org, ids, FactCheck)
+
+    def _get_docs(self, table: str, org: str, ids: Sequence[str], model: Any) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            unique = list(dict.fromkeys(ids))
+            for i in range(0, len(unique), 500):
+                part = unique[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for row in conn.execute(f"SELECT id, doc FROM {table} WHERE org=? AND id IN ({marks})", (org, *part)):
+                    out[row[0]] = model.model_validate_json(row[1])
+            return out
+
+        return self._read(run)
+
+    def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]:
+        yield from self._iter_docs("factchecks", org, batch_size, FactCheck)
+
+    def _iter_docs(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
+        last = ""
+        while True:
+            rows = self._read(
+                lambda c, last=last: c.execute(
+                    f"SELECT id, doc FROM {table} WHERE org=? AND id>? ORDER BY id LIMIT ?", (org, last, batch_size)
+                ).fetchall()
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield model.model_validate_json(row[1])
+            last = rows[-1][0]
+
+    def count_factchecks(self, org: str) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM factchecks WHERE org=?", (org,)).fetchone()[0]))
+
+    # -- posts ---------------------------------------------------------------
+    def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult:
+        def run(conn: sqlite3.Connection) -> UpsertResult:
+            result = UpsertResult()
+            now = _now()
+            for post in posts:
+                doc = post.model_dump(mode="json")
+                sha = content_sha(doc)
+                row = conn.execute("SELECT sha FROM posts WHERE org=? AND id=?", (org, post.id)).fetchone()
+                if row and row[0] == sha:
+                    result.unchanged.append(post.id)
+                    continue
+                args = (_iso(post.created_at), post.language, post.author, post.tokens, json.dumps(doc, ensure_ascii=False), sha)
+                if row:
+                    conn.execute(
+                        "UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=? WHERE org=? AND id=?",
+                        (*args, now, org, post.id),
+                    )
+                    result.updated.append(post.id)
+                else:
+                    conn.execute("INSERT INTO posts VALUES (?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now))
+                    result.inserted.append(post.id)
+                self._set_fts(conn, org, "post", post.id, post.tokens)
+            self._insert_quarantine(conn, org, quarantined)
+            return result
+
+        return self._write(run)
+
+    def get_post(self, org: str, post_id: str) -> Post:
+        found = self.get_posts(org, [post_id])
+        if post_id not in found:
+            raise NotFound(f"post '{post_id}' not found")
+        return found[post_id]
+
+    def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]:
+        return self._get_docs("posts", org, ids, Post)
+
+    def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT doc FROM posts WHERE org=? ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (org, limit, offset)
+            ).fetchall()
+        )
+        return [Post.model_validate_json(r[0]) for r in rows]
+
+    def iter_posts(self, org: str, batch_size: int = 1000) -> Iterator[Post]:
+        yield from self._iter_docs("posts", org, batch_size, Post)
+
+    def count_posts(self, org: str) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM posts WHERE org=?", (org,)).fetchone()[0]))
+
+    # -- quarantine --------------------------------------------------------
+    @staticmethod
+    def _insert_quarantine(conn: sqlite3.Connection, org: str, rows: Sequence[Quarantined]) -> None:
+        now = _now()
+        conn.executemany(
+            "INSERT INTO quarantine(org, kind, source, line, field, reason, raw, created_at) VALUES (?,?,?,?,?,?,?,?)",
+            [(org, q.kind, q.source, q.line, q.field, q.reason, q.raw, now) for q in rows],
+        )
+
+    def add_quarantine(self, org: str, rows: Sequence[Quarantined]) -> None:
+        self._write(lambda c: self._insert_quarantine(c, org, rows))
+
+    def list_quarantine(self, org: str, limit: int = 100) -> list[Quarantined]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT kind, source, line, field, reason, raw FROM quarantine WHERE org=? ORDER BY seq DESC LIMIT ?",
+                (org, limit),
+            ).fetchall()
+        )
+        return [Quarantined(kind=r[0], source=r[1], line=r[2], field=r[3], reason=r[4], raw=r[5] or "") for r in rows]
+
+    # -- vectors -------------------------------------------------------------
+    def put_vectors(self, org: str, kind: str, embedder_id: str, rows: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        if not rows:
+            return
+        dim = int(np.asarray(rows[0][2]).shape[-1])
+
+        def run(conn: sqlite3.Connection) -> None:
+            known = conn.execute("SELECT dim FROM embedders WHERE id=?", (embedder_id,)).fetchone()
+            if known is None:
+                conn.execute("INSERT INTO embedders VALUES (?,?,?)", (embedder_id, dim, _now()))
+            elif int(known[0]) != dim:
+                raise EmbedderMismatch(f"embedder '{embedder_id}' was stored with dim {known[0]}, got {dim}")
+            for item_id, sha, vec in rows:
+                if np.asarray(vec).shape[-1] != dim:
+                    raise EmbedderMismatch(f"vector for '{item_id}' has dim {np.asarray(vec).shape[-1]}, expected {dim}")
+            conn.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?,?)",
+                [(org, kind, item_id, embedder_id, sha, to_blob(vec)) for item_id, sha, vec in rows],
+            )
+
+        self._write(run)
+
+    def load_vectors(self, org: str, kind: str, embedder_id: str) -> tuple[list[str], np.ndarray]:
+        def run(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:
+            known = conn.execute("SELECT dim FROM embedders WHERE id=?", (embedder_id,)).fetchone()
+            if known is None:
+                return [], np.zeros((0, 0), dtype=np.float32)
+            dim = int(known[0])
+            rows = conn.execute(
+                "SELECT item_id, vec FROM vectors WHERE org=? AND kind=? AND embedder=? ORDER BY item_id",
+                (org, kind, embedder_id),
+            ).fetchall()
+            matrix = np.zeros((len(rows), dim), dtype=np.float32)
+            for i, row in enumerate(rows):
+                matrix[i] = from_blob(row[1], dim)
+            return [r[0] for r in rows], matrix
+
+        return self._read(run)
+
+    def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT item_id, text_sha FROM vectors WHERE org=? AND kind=? AND embedder=?", (org, kind, embedder_id)
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def embedders(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}
+
+    # -- matches -------------------------------------------------------------
+    def replace_matches(self, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM matches WHERE org=? AND post_id=?", (org, post_id))
+            now = _now()
+            conn.executemany(
+                "INSERT INTO matches VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (org, post_id, c.factcheck_id, c.rank, c.fused_score, c.decision, c.decided_by,
+                     c.model_dump_json(exclude={"factcheck"}), now)
+                    for c in candidates
+                ],
+            )
+
+        self._write(run)
+
+    def matches_for_post(self, org: str, post_id: str) -> list[MatchCandidate]:
+        rows = self._read(
+            lambda c: c.execute("SELECT doc FROM matches WHERE org=? AND post_id=? ORDER BY rank", (org, post_id)).fetchall()
+        )
+        return [MatchCandidate.model_validate_json(r[0]) for r in rows]
+
+    def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT post_id, doc FROM matches WHERE org=? AND factcheck_id=? ORDER BY fused_score DESC",
+                (org, factcheck_id),
+            ).fetchall()
+        )
+        return [(r[0], MatchCandidate.model_validate_json(r[1])) for r in rows]
+
+    # -- lexical search --------------------------------------------------------
+    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]:
+        terms = [t.replace('"', '""') for t in dict.fromkeys(tokens) if t]
+        if not terms:
+            return []
+        expr = " OR ".join(f'"{t}"' for t in terms)
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT item_id, bm25(text_fts) AS s FROM text_fts WHERE text_fts MATCH ? AND org=? AND kind=?"
+                " ORDER BY s LIMIT ?",
+                (expr, org, kind, limit),
+            ).fetchall()
+        )
+        return [(r[0], -float(r[1])) for r in rows]

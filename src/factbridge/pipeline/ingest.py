@@ -1,0 +1,125 @@
+"""Ingest: read -> normalise -> store (idempotent, quarantining bad rows) -> embed -> match.
+
+A file is stored in one transaction: its good posts and its quarantined rows
+together, or nothing. Feeding the same file twice changes nothing: posts are
+keyed by (org, id) and compared by content hash; vectors are keyed by text hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factbridge.backends.connectors.files import read_posts
+from factbridge.backends.embedders.base import Embedder, Progress
+from factbridge.backends.embedders.cache import text_sha
+from factbridge.backends.storage.base import Storage
+from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
+from factbridge.pipeline.library import read_factchecks
+from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
+
+
+@dataclass
+class IngestOutcome:
+    report: ImportReport
+    posts: list[Post] = field(default_factory=list)
+    matches: list[MatchResult] = field(default_factory=list)
+
+
+def ingest_file(storage: Storage, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "") -> IngestOutcome:
+    items = list(read_posts(path, platform))
+    posts: list[Post] = []
+    quarantined: list[Quarantined] = []
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, Quarantined):
+            quarantined.append(item)
+        elif item.id in seen:
+            quarantined.append(Quarantined(kind="post", source=str(path), field="id", reason=f"duplicate id '{item.id}' in the same file", raw=item.text[:500]))
+        else:
+            seen.add(item.id)
+            posts.append(prepare_post(item, languages))
+    result = storage.upsert_posts(org, posts, quarantined)
+    report = ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=quarantined)
+    changed = set(result.changed)
+    return IngestOutcome(report=report, posts=[p for p in posts if p.id in changed])
+
+
+def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, object]:
+    """Query vectors for posts, stored so that later stages never compute them twice."""
+    stored = storage.vector_shas(org, "post", embedder.id)
+    texts = {p.id: embedding_text(p) for p in posts}
+    todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
+    if todo:
+        vecs = embedder.encode_queries([texts[p.id] for p in todo], progress)
+        storage.put_vectors(org, "post", embedder.id, [(p.id, text_sha(texts[p.id]), v) for p, v in zip(todo, vecs, strict=True)])
+    return {"embedded": len(todo)}
+
+
+def match_and_store(storage: Storage, matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:  # type: ignore[no-untyped-def]
+    results = matcher.match_posts(posts, progress)
+    for post, result in zip(posts, results, strict=True):
+        storage.replace_matches(org, post.id, result.candidates)
+    return results
+
+
+def import_factcheck_files(
+    storage: Storage,
+    org: str,
+    paths: Sequence[str | Path],
+    languages: tuple[str, ...],
+    fmt: str = "auto",
+    mapping: dict[str, str] | None = None,
+    on_read: Callable[[int], None] | None = None,
+) -> tuple[ImportReport, list[str]]:
+    """Read and upsert fact-checks. Returns the report and the ids that are new or changed."""
+    total = ImportReport(source=", ".join(map(str, paths)))
+    changed: list[str] = []
+    for path in paths:
+        good: dict[str, FactCheck] = {}
+        bad: list[Quarantined] = []
+        for item in read_factchecks(path, fmt, mapping):
+            if isinstance(item, Quarantined):
+                bad.append(item)
+            else:
+                good[item.id] = prepare_factcheck(item, languages)  # a later duplicate id wins
+            if on_read:
+                on_read(1)
+        result = storage.upsert_factchecks(org, list(good.values()))
+        if bad:
+            storage.add_quarantine(org, bad)
+        total.add(ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=bad))
+        changed.extend(result.changed)
+    return total, changed
+
+
+def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """After new fact-checks arrive, re-match the stored posts that come near them.
+
+    Returns, per new fact-check, the posts now matched to it ("this debunk
+    matches 37 posts seen last week"). Only posts whose stored vector is within
+    `floor` cosine of a new fact-check are re-matched, so this stays cheap.
+    """
+    import numpy as np
+
+    new = [i for i in factcheck_ids]
+    if not new:
+        return {}
+    post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
+    fc_ids, fc_vecs = storage.load_vectors(org, "factcheck", matcher.embedder.id)
+    if not post_ids or not fc_ids:
+        return {}
+    wanted = set(new)
+    rows = [i for i, f in enumerate(fc_ids) if f in wanted]
+    if not rows:
+        return {}
+    sims = post_vecs @ fc_vecs[rows].T
+    near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
+    posts = list(storage.get_posts(org, near).values())
+    out: dict[str, list[str]] = {f: [] for f in new}
+    for post, result in zip(posts, match_and_store(storage, matcher, org, posts), strict=True):
+        for cand in result.candidates:
+            if cand.factcheck_id in out and cand.decision in {"match", "possible"}:
+                out[cand.factcheck_id].append(post.id)
+    return out

@@ -1,0 +1,287 @@
+"""Claim matching: which fact-checks does this post repeat?
+
+Two retrievers see every post: dense (multilingual e5, query/passage encodings,
+exact search over the library) and lexical (BM25 over script-aware tokens).
+Their candidates are fused by rank-derived features and a small learned
+re-ranker (never by adding a BM25 score to a cosine). Lexical evidence only
+counts when the post and the fact-check share a language.
+
+Each candidate keeps every signal's score and rank, the feature values, the
+fused score, the decision and `decided_by`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from factbridge.backends.embedders.base import Embedder, Progress
+from factbridge.backends.embedders.cache import text_sha
+from factbridge.backends.storage.base import Storage
+from factbridge.backends.vectors.numpy_index import NumpyIndex
+from factbridge.errors import ConfigError, EmbedderMismatch
+from factbridge.models import FactCheck, MatchCandidate, MatchResult, Post, SignalScore
+from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
+from factbridge.pipeline.prepare import embedding_text
+from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
+from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
+
+log = logging.getLogger(__name__)
+
+MATCHER_VERSION = "hybrid-2"
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def default_reranker_path() -> Path:
+    return Path(str(files("factbridge") / "data" / "reranker-e5.json"))
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text) if len(n) >= 2 or n != "0"}
+
+
+@dataclass
+class LibraryItem:
+    id: str
+    language: str
+    title_tokens: frozenset[str]
+    numbers: frozenset[str]
+    date: datetime | None
+
+
+def index_factchecks(
+    storage: Storage, embedder: Embedder, org: str, progress: Progress | None = None, on_total: callable | None = None  # type: ignore[valid-type]
+) -> int:
+    """Embed the fact-checks whose text changed since they were last embedded. Returns how many."""
+    stored = storage.vector_shas(org, "factcheck", embedder.id)
+    todo: list[FactCheck] = []
+    for fc in storage.iter_factchecks(org):
+        if stored.get(fc.id) != text_sha(fc.passage):
+            todo.append(fc)
+    if on_total:
+        on_total(len(todo))
+    for i in range(0, len(todo), 256):
+        part = todo[i : i + 256]
+        vecs = embedder.encode_documents([fc.passage for fc in part], progress)
+        storage.put_vectors(org, "factcheck", embedder.id, [(fc.id, text_sha(fc.passage), v) for fc, v in zip(part, vecs, strict=True)])
+    return len(todo)
+
+
+class Matcher:
+    """Matches posts against one organisation's fact-check library."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        embedder: Embedder,
+        org: str,
+        *,
+        fusion: str = "learned",
+        reranker: Reranker | None = None,
+        candidates: int = 50,
+        top_k: int = 5,
+        rrf_k: int = 60,
+        match_threshold: float | None = None,
+        possible_threshold: float | None = None,
+    ) -> None:
+        if fusion not in {"learned", "rrf", "dense"}:
+            raise ConfigError(f"match_fusion: unknown fusion '{fusion}' (learned, rrf or dense)")
+        self.storage = storage
+        self.embedder = embedder
+        self.org = org
+        self.fusion = fusion
+        self.reranker = reranker
+        if fusion == "learned":
+            if reranker is None:
+                raise ConfigError("learned fusion needs a re-ranker file")
+            reranker.check_embedder(embedder.id)
+        self.n_candidates = candidates
+        self.top_k = top_k
+        self.rrf_k = rrf_k
+        tuned = reranker.thresholds if (reranker and fusion == "learned") else {}
+        self.match_threshold = match_threshold if match_threshold is not None else tuned.get("match", math.inf)
+        self.possible_threshold = possible_threshold if possible_threshold is not None else tuned.get("possible", math.inf)
+        self.index = NumpyIndex(embedder.id, embedder.dim)
+        self.lexical = BM25Index()
+        self.items: list[LibraryItem] = []
+        self.refresh()
+
+    @property
+    def decided_by(self) -> str:
+        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}"
+        if self.fusion == "learned" and self.reranker:
+            return f"{base}+{self.reranker.decided_by}"
+        return f"{base}+{self.fusion}"
+
+    def refresh(self) -> None:
+        """(Re)load the library: vectors from storage, BM25 from the stored tokens."""
+        ids, matrix = self.storage.load_vectors(self.org, "factcheck", self.embedder.id)
+        if len(ids) and matrix.shape[1] != self.embedder.dim:
+            raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
+        fcs = self.storage.get_factchecks(self.org, ids)
+        keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs]
+        ids = [ids[i] for i in keep]
+        self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
+        if ids:
+            self.index.add(ids, matrix[keep], self.embedder.id)
+        docs = [fcs[i].tokens.split() for i in ids]
+        self.lexical = BM25Index().build(ids, docs)
+        self.items = [
+            LibraryItem(
+                id=fc_id,
+                language=fcs[fc_id].language or "und",
+                title_tokens=frozenset(tokenize(fcs[fc_id].title)),
+                numbers=frozenset(_numbers(fcs[fc_id].norm_text)),
+                date=fcs[fc_id].published_at or fcs[fc_id].claim_date,
+            )
+            for fc_id in ids
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    # -- matching ------------------------------------------------------------
+    def match_posts(self, posts: Sequence[Post], progress: Progress | None = None, with_factchecks: bool = False) -> list[MatchResult]:
+        if not posts:
+            return []
+        vectors = self.embedder.encode_queries([embedding_text(p) for p in posts], progress)
+        results = [self._match_one(p, v) for p, v in zip(posts, vectors, strict=True)]
+        if with_factchecks:
+            wanted = {c.factcheck_id for r in results for c in r.candidates}
+            fcs = self.storage.get_factchecks(self.org, list(wanted))
+            for r in results:
+                for c in r.candidates:
+                    c.factcheck = fcs.get(c.factcheck_id)
+        return results
+
+    def match_vectors(self, posts: Sequence[Post], vectors: np.ndarray) -> list[MatchResult]:
+        """Match posts whose query vectors are already computed (shared with other stages)."""
+        return [self._match_one(p, v) for p, v in zip(posts, vectors, strict=True)]
+
+    def _match_one(self, post: Post, vector: np.ndarray) -> MatchResult:
+        if not self.items:
+            return MatchResult(post_id=post.id, language=post.language, candidates=[], decided_by=self.decided_by)
+        dense = self.index.scores(vector, self.embedder.id)
+        lexical = self.lexical.scores(post.tokens.split())
+        n = self.n_candidates
+        pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
+        if lexical.max(initial=0) > 0:
+            pool.update(i for i in np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n].tolist() if lexical[i] > 0)
+        order = np.fromiter(pool, dtype=np.int64)
+        features = self._features(post, order, dense, lexical)
+        fused, cross = self._fuse(post, order, features, dense, lexical)
+        ranking = np.argsort(-fused, kind="stable")[: self.top_k]
+        candidates: list[MatchCandidate] = []
+        for rank, j in enumerate(ranking, start=1):
+            i = int(order[j])
+            score = float(fused[j])
+            if score >= self.match_threshold:
+                decision = "match"
+            elif score >= self.possible_threshold:
+                decision = "possible"
+            else:
+                decision = "none"
+            feats = {k: round(float(v[j]), 4) for k, v in features.items()}
+            feats["cross_language"] = float(cross[j])
+            candidates.append(
+                MatchCandidate(
+                    factcheck_id=self.items[i].id,
+                    rank=rank,
+                    dense=SignalScore(score=round(float(dense[i]), 4), rank=int(features["_dense_rank"][j])),
+                    lexical=SignalScore(
+                        score=round(float(lexical[i]), 4) if lexical[i] > 0 else None,
+                        rank=int(features["_lexical_rank"][j]) if lexical[i] > 0 else None,
+                    ),
+                    features={k: v for k, v in feats.items() if not k.startswith("_")},
+                    fused_score=round(score, 4),
+                    decision=decision,  # type: ignore[arg-type]
+                    decided_by=self.decided_by,
+                )
+            )
+        return MatchResult(post_id=post.id, language=post.language, candidates=candidates, decided_by=self.decided_by)
+
+    def _features(self, post: Post, order: np.ndarray, dense: np.ndarray, lexical: np.ndarray) -> dict[str, np.ndarray]:
+        d = dense[order]
+        lx = lexical[order]
+        dense_rank = np.array([(dense > s).sum() + 1 for s in d], dtype=np.float64)
+        lexical_rank = np.array([(lexical > s).sum() + 1 if s > 0 else len(lexical) + 1 for s in lx], dtype=np.float64)
+        lex_max = float(lexical.max(initial=0)) or 1.0
+        tokens = set(post.tokens.split())
+        numbers = _numbers(post.norm_text)
+        post_date = post.created_at
+        title_overlap = np.zeros(len(order))
+        number_overlap = np.zeros(len(order))
+        date_known = np.zeros(len(order))
+        date_close = np.zeros(len(order))
+        date_log = np.zeros(len(order))
+        for j, i in enumerate(order):
+            item = self.items[int(i)]
+            title = item.title_tokens
+            if title:
+                title_overlap[j] = len(title & tokens) / len(title)
+            if item.numbers and numbers:
+                number_overlap[j] = len(item.numbers & numbers) / len(item.numbers | numbers)
+            if post_date and item.date:
+                a = post_date.replace(tzinfo=None)
+                b = item.date.replace(tzinfo=None)
+                days = (b - a).total_seconds() / 86400
+                date_known[j] = 1
+                date_close[j] = 1.0 if -7 <= days <= 60 else 0.0
+                date_log[j] = math.log1p(abs(days))
+        return {
+            "dense": d.astype(np.float64),
+            "dense_gap": (d - dense.max()).astype(np.float64),
+            "dense_rrf": 1.0 / (self.rrf_k + dense_rank),
+            "lexical": (lx / lex_max).astype(np.float64),
+            "lexical_gap": (lx / lex_max - 1.0).astype(np.float64),
+            "lexical_rrf": np.where(lx > 0, 1.0 / (self.rrf_k + lexical_rank), 0.0),
+            "title_overlap": title_overlap,
+            "number_overlap": number_overlap,
+            "date_known": date_known,
+            "date_close": date_close,
+            "date_log_days": date_log,
+            "_dense_rank": dense_rank,
+            "_lexical_rank": lexical_rank,
+        }
+
+    def _cross(self, post: Post, order: np.ndarray) -> np.ndarray:
+        lang = post.language or "und"
+        confident = lang != "und" and (post.language_confidence or 0) >= 0.5
+        return np.array(
+            [confident and self.items[int(i)].language not in {lang, "und"} for i in order], dtype=bool
+        )
+
+    def _fuse(
+        self, post: Post, order: np.ndarray, f: dict[str, np.ndarray], dense: np.ndarray, lexical: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cross = self._cross(post, order)
+        if self.fusion == "dense":
+            return f["dense"].copy(), cross
+        if self.fusion == "rrf":
+            return np.where(cross, f["dense_rrf"], f["dense_rrf"] + f["lexical_rrf"]), cross
+        assert self.reranker is not None
+        same_rows = np.column_stack([f[k] for k in SAME_LANGUAGE_FEATURES])
+        cross_rows = np.column_stack([f[k] for k in CROSS_LANGUAGE_FEATURES])
+        scores = np.where(
+            cross, self.reranker.cross_language.score(cross_rows), self.reranker.same_language.score(same_rows)
+        )
+        return scores, cross
+
+    def feature_rows(self, post: Post, vector: np.ndarray) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+        """Candidate ids and their features for training the re-ranker."""
+        dense = self.index.scores(vector, self.embedder.id)
+        lexical = self.lexical.scores(post.tokens.split())
+        n = self.n_candidates
+        pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
+        if lexical.max(initial=0) > 0:
+            pool.update(i for i in np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n].tolist() if lexical[i] > 0)
+        order = np.fromiter(sorted(pool), dtype=np.int64)
+        return [self.items[int(i)].id for i in order], self._features(post, order, dense, lexical), self._cross(post, order)

@@ -1,0 +1,35 @@
+"""The normalise stage: canonical text, language, tokens and URLs for posts and fact-checks."""
+
+from __future__ import annotations
+
+from factbridge.models import FactCheck, Post
+from factbridge.text.langid import detect_language
+from factbridge.text.normalize import normalize_text
+from factbridge.text.tokenize import tokenize
+from factbridge.text.urls import extract_urls, strip_urls
+
+
+def prepare_post(post: Post, languages: tuple[str, ...] = ("vi", "km", "fr", "en")) -> Post:
+    norm = normalize_text(post.text)
+    update: dict[str, object] = {"norm_text": norm, "tokens": " ".join(tokenize(norm))}
+    if post.language:
+        update.update(language=post.language.lower(), language_source="given", language_confidence=1.0)
+    else:
+        guess = detect_language(strip_urls(norm), languages)
+        update.update(language=guess.language, language_source="detected", language_confidence=guess.confidence)
+    urls = list(dict.fromkeys([*post.urls, *extract_urls(norm)]))
+    update["urls"] = urls
+    return post.model_copy(update=update)
+
+
+def prepare_factcheck(fc: FactCheck, languages: tuple[str, ...] = ("vi", "km", "fr", "en")) -> FactCheck:
+    title = normalize_text(fc.title)
+    claim = normalize_text(fc.claim)
+    norm = (title + " \n " + claim).strip() if title and title.lower() not in claim.lower() else claim or title
+    language = fc.language.lower() if fc.language else detect_language(norm, languages).language
+    return fc.model_copy(update={"title": title, "claim": claim, "norm_text": norm, "tokens": " ".join(tokenize(norm)), "language": language})
+
+
+def embedding_text(post: Post) -> str:
+    """What the dense encoder sees for a post: its text without links."""
+    return strip_urls(post.norm_text or normalize_text(post.text))

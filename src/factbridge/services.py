@@ -1,0 +1,93 @@
+"""Composition root: settings -> chosen backends. Nothing global at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from factbridge.backends.embedders.base import Embedder
+from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
+from factbridge.backends.storage import Storage, open_storage
+from factbridge.plugins import load_backend
+from factbridge.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    _closers: list[Any] = field(default_factory=list)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.settings.languages.split(",") if x.strip())
+
+    @cached_property
+    def storage(self) -> Storage:
+        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        storage = open_storage(self.settings.resolved_storage_url)
+        self._closers.append(storage)
+        return storage
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings
+        cls = load_backend("factbridge.embedders", s.embedder)
+        if s.embedder == "e5":
+            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None)
+        elif s.embedder == "sentence-transformers":
+            inner = cls(model_path=s.embedder_path, batch_size=s.embed_batch)
+        else:
+            inner = cls()
+        cache_path = s.resolved_embed_cache
+        if cache_path is None:
+            return inner  # type: ignore[no-any-return]
+        seeds: list[Path] = []
+        for part in filter(None, s.embed_cache_seed.split(os.pathsep)):
+            seed = Path(part)
+            seeds.extend(sorted(seed.glob("*.sqlite")) if seed.is_dir() else [seed])
+        cache = EmbeddingCache(cache_path, readonly_paths=seeds)
+        self._closers.append(cache)
+        return CachedEmbedder(inner, cache)
+
+    def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):  # type: ignore[no-untyped-def]
+        from factbridge.pipeline.matching import Matcher, default_reranker_path
+        from factbridge.pipeline.reranker import Reranker
+
+        s = self.settings
+        embedder = embedder or self.embedder
+        reranker = None
+        fusion = s.match_fusion
+        if fusion == "learned":
+            reranker = Reranker.load(default_reranker_path())
+            if reranker.embedder_id != embedder.id:
+                logging.getLogger(__name__).warning(
+                    "no trained re-ranker for embedder %s; using rank fusion (rrf)", embedder.id
+                )
+                fusion, reranker = "rrf", None
+        return Matcher(
+            storage or self.storage,
+            embedder,
+            org or s.org,
+            fusion=fusion,
+            reranker=reranker,
+            candidates=s.match_candidates,
+            top_k=s.match_top_k,
+            rrf_k=s.rrf_k,
+            match_threshold=s.match_threshold,
+            possible_threshold=s.possible_threshold,
+        )
+
+    def close(self) -> None:
+        for item in reversed(self._closers):
+            item.close()
+        self._closers.clear()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

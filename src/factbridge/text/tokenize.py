@@ -1,0 +1,54 @@
+"""Script-aware tokens for lexical search.
+
+Khmer is written without spaces between words: we segment it with khmercut's
+CRF model. Latin-script words (Vietnamese syllables included) are lower-cased and
+folded (tones and accents removed) so a post typed without tone marks still
+meets its fact-check. Scripts without word spaces that we have no segmenter for
+(Thai, Lao, Myanmar, CJK) fall back to character bigrams. URLs, mentions and
+emoji are not words; hashtags give their word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from factbridge.text.normalize import fold_diacritics
+from factbridge.text.urls import URL_PATTERN
+
+TOKENIZER_VERSION = "script-aware-1"
+
+_MENTION = re.compile(r"(?<!\w)@\w+")
+_RUN = re.compile(r"[\u1780-\u17ff\u19e0-\u19ff]+|[^\W_]+", re.UNICODE)
+_BIGRAM_SCRIPTS = ("THAI", "LAO", "MYANMAR", "CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+
+
+@lru_cache(maxsize=1)
+def _khmer_segmenter():  # type: ignore[no-untyped-def]
+    from khmercut import tokenize as khmer_tokenize
+
+    return khmer_tokenize
+
+
+def _is_khmer(run: str) -> bool:
+    return "\u1780" <= run[0] <= "\u17ff" or "\u19e0" <= run[0] <= "\u19ff"
+
+
+def _needs_bigrams(run: str) -> bool:
+    name = unicodedata.name(run[0], "")
+    return any(s in name for s in _BIGRAM_SCRIPTS)
+
+
+def tokenize(text: str) -> list[str]:
+    text = URL_PATTERN.sub(" ", text)
+    text = _MENTION.sub(" ", text)
+    tokens: list[str] = []
+    for run in _RUN.findall(text):
+        if _is_khmer(run):
+            tokens.extend(t for t in _khmer_segmenter()(run) if t.strip() and any(c.isalpha() for c in t))
+        elif _needs_bigrams(run):
+            tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+        else:
+            tokens.append(fold_diacritics(run.lower()))
+    return tokens

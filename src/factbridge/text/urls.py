@@ -1,0 +1,34 @@
+"""URLs, mentions, hashtags and emoji in post text."""
+
+from __future__ import annotations
+
+import re
+
+URL_PATTERN = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"'\u3000]+|\bpic\.twitter\.com/\w+", re.IGNORECASE
+)
+HASHTAG = re.compile(r"(?<!\w)#(\w+)", re.UNICODE)
+MENTION = re.compile(r"(?<!\w)@(\w+)", re.UNICODE)
+_TRAILING = ".,;:!?)]}\u2026'\""
+EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d]+", re.UNICODE
+)
+
+
+def extract_urls(text: str) -> list[str]:
+    """URLs in the order they appear, without trailing punctuation, each once."""
+    seen: dict[str, None] = {}
+    for match in URL_PATTERN.finditer(text):
+        url = match.group(0).rstrip(_TRAILING)
+        if url.lower().startswith("www."):
+            url = "http://" + url
+        seen.setdefault(url, None)
+    return list(seen)
+
+
+def extract_hashtags(text: str) -> list[str]:
+    return [h.lower() for h in HASHTAG.findall(text)]
+
+
+def strip_urls(text: str) -> str:
+    return re.sub(r"\s+", " ", URL_PATTERN.sub(" ", text)).strip()
