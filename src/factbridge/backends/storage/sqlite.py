@@ -55,6 +55,11 @@ MIGRATIONS: list[str] = [
         fused_score REAL NOT NULL, decision TEXT NOT NULL, decided_by TEXT NOT NULL,
         doc TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (org, post_id, factcheck_id));
     CREATE INDEX IF NOT EXISTS matches_fc ON matches(org, factcheck_id);
+    CREATE TABLE IF NOT EXISTS docs (
+        org TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, sort_key REAL,
+        doc TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (org, collection, id));
+    CREATE INDEX IF NOT EXISTS docs_sort ON docs(org, collection, sort_key);
     CREATE VIRTUAL TABLE IF NOT EXISTS text_fts USING fts5(
         tokens, org UNINDEXED, kind UNINDEXED, item_id UNINDEXED, tokenize='unicode61 remove_diacritics 0');
     """,
@@ -415,6 +420,53 @@ class SQLiteStorage:
             ).fetchall()
         )
         return [(r[0], MatchCandidate.model_validate_json(r[1])) for r in rows]
+
+    # -- documents -------------------------------------------------------------
+    _DOC_ORDERS = {
+        "sort_desc": "sort_key DESC NULLS LAST, id",
+        "sort_asc": "sort_key ASC NULLS LAST, id",
+        "updated_desc": "updated_at DESC, id",
+        "created_asc": "created_at ASC, id",
+        "id": "id",
+    }
+
+    def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            now = _now()
+            conn.executemany(
+                "INSERT INTO docs VALUES (?,?,?,?,?,?,?) ON CONFLICT(org, collection, id) DO UPDATE SET"
+                " sort_key=excluded.sort_key, doc=excluded.doc, updated_at=excluded.updated_at",
+                [(org, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
+            )
+
+        self._write(run)
+
+    def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            unique = list(dict.fromkeys(ids))
+            for i in range(0, len(unique), 500):
+                part = unique[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for row in conn.execute(f"SELECT id, doc FROM docs WHERE org=? AND collection=? AND id IN ({marks})", (org, collection, *part)):
+                    out[row[0]] = json.loads(row[1])
+            return out
+
+        return self._read(run)
+
+    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
+        if order not in self._DOC_ORDERS:
+            raise ValueError(f"unknown order '{order}'")
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT id, doc FROM docs WHERE org=? AND collection=? ORDER BY {self._DOC_ORDERS[order]} LIMIT ? OFFSET ?",
+                (org, collection, limit, offset),
+            ).fetchall()
+        )
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def count_docs(self, org: str, collection: str) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM docs WHERE org=? AND collection=?", (org, collection)).fetchone()[0]))
 
     # -- lexical search --------------------------------------------------------
     def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]:

@@ -1,0 +1,61 @@
+"""Shared fixtures. Most tests run in process on in-memory SQLite with the
+model-free hashing embedder; tests marked `model` load the bundled e5 once per
+session, backed by the committed embedding caches in tests/fixtures/embeddings
+so that the shared dev sets are not re-embedded on every CI run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
+from factbridge.backends.storage.sqlite import SQLiteStorage
+from factbridge.services import Services
+from factbridge.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EMBEDDING_SEEDS = FIXTURES / "embeddings"
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("FACTBRIDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared benchmark data not found at {path} (set FACTBRIDGE_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def storage() -> Iterator[SQLiteStorage]:
+    store = SQLiteStorage("sqlite:///:memory:")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def hashing_services(tmp_path: Path) -> Iterator[Services]:
+    settings = load_settings(
+        env={},
+        overrides={"data_dir": str(tmp_path), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": "off", "match_fusion": "rrf"},
+    )
+    services = Services(settings)
+    yield services
+    services.close()
+
+
+@pytest.fixture(scope="session")
+def e5_embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CachedEmbedder]:
+    from factbridge.backends.embedders.e5 import E5Embedder
+
+    cache = EmbeddingCache(tmp_path_factory.mktemp("emb") / "cache.sqlite", readonly_paths=sorted(EMBEDDING_SEEDS.glob("*.sqlite")))
+    yield CachedEmbedder(E5Embedder(threads=2, batch_size=16), cache)
+    cache.close()
