@@ -120,7 +120,8 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest posts: bad rows are quarantined with file, line and reason; the rest go in. Idempotent."""
-    from factbridge.pipeline.ingest import embed_posts, ingest_file, match_and_store
+    from factbridge.pipeline.ingest import embed_posts, ingest_file
+    from factbridge.pipeline.stages import run_stages
 
     services = _state(ctx).services()
     org = services.settings.org
@@ -130,16 +131,14 @@ def ingest(
         outcome = ingest_file(services.storage, org, path, services.languages, platform)
         reports.append(outcome.report)
         new_posts.extend(outcome.posts)
-    matched = 0
+    summary: dict[str, Any] = {}
     if new_posts:
         with progress_bar("embedding posts", len(new_posts)) as advance:
             embed_posts(services.storage, services.embedder, org, new_posts, advance)
-        if match and services.storage.count_factchecks(org):
-            matcher = services.matcher()
-            results = match_and_store(services.storage, matcher, org, new_posts)
-            matched = sum(1 for r in results if r.best and r.best.decision != "none")
+        summary = run_stages(services, org, new_posts, skip=() if match else ("matching",))
+    matched = int(summary.get("matching", {}).get("matched", 0))
     if as_json:
-        console.print_json(json.dumps({"files": [r.model_dump() for r in reports], "matched_posts": matched}, default=str))
+        console.print_json(json.dumps({"files": [r.model_dump() for r in reports], "stages": summary}, default=str))
         return
     table = Table(title="Ingest")
     for col in ("file", "new", "updated", "unchanged", "quarantined"):
@@ -148,6 +147,9 @@ def ingest(
         table.add_row(r.source, str(r.inserted), str(r.updated), str(r.unchanged), str(len(r.quarantined)))
     console.print(table)
     console.print(f"{matched} new or changed posts repeat a fact-checked claim (match or possible).")
+    for name, info in summary.items():
+        if name != "matching":
+            console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     _print_quarantine([q for r in reports for q in r.quarantined])
 
 

@@ -10,8 +10,14 @@ from pathlib import Path
 from rich.table import Table
 
 from factbridge.console import console, progress_bar
-from factbridge.pipeline.ingest import embed_posts, import_factcheck_files, ingest_file, match_and_store
+from factbridge.pipeline.ingest import (
+    embed_posts,
+    import_factcheck_files,
+    ingest_file,
+    match_and_store,
+)
 from factbridge.pipeline.matching import index_factchecks
+from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
 
 
@@ -46,6 +52,7 @@ def run_demo(services: Services, fresh: bool = True) -> dict[str, int]:
     all_posts = list(storage.iter_posts(org))
     with progress_bar("embedding posts", len(all_posts)) as advance:
         embed_posts(storage, services.embedder, org, all_posts, advance)
+    stage_summary = run_stages(services, org, all_posts, skip=("matching",))
     matcher = services.matcher()
     results = match_and_store(storage, matcher, org, all_posts)
     fcs = {fc.id: fc for fc in storage.iter_factchecks(org)}
@@ -68,4 +75,6 @@ def run_demo(services: Services, fresh: bool = True) -> dict[str, int]:
         f"language pairs matched: {', '.join(f'{k} x{v}' for k, v in sorted(pairs.items()))}"
     )
     console.print(f"[dim]decided_by: {matcher.decided_by}[/]")
+    for name, info in stage_summary.items():
+        console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     return dict(decisions)

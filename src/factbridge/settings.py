@@ -48,7 +48,7 @@ class Settings:
     languages: str = field(default="vi,km,fr,en", metadata=_meta("Languages the identifier prefers; others are still reported when confident."))
     match_top_k: int = field(default=5, metadata=_meta("Fact-checks reported per post.", int))
     match_candidates: int = field(default=50, metadata=_meta("Candidates each retriever passes to fusion.", int))
-    match_fusion: str = field(default="learned", metadata=_meta("Fusion of lexical and dense rankings: learned (shipped re-ranker), rrf or dense.")) 
+    match_fusion: str = field(default="learned", metadata=_meta("Fusion of lexical and dense rankings: learned (shipped re-ranker), rrf or dense."))
     match_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'match' decision; empty uses the value tuned on dev data.", _opt_float))
     possible_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'possible' decision; empty uses the tuned value.", _opt_float))
     rrf_k: int = field(default=60, metadata=_meta("Constant k of reciprocal rank fusion.", int))

@@ -123,3 +123,12 @@ def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[s
             if cand.factcheck_id in out and cand.decision in {"match", "possible"}:
                 out[cand.factcheck_id].append(post.id)
     return out
+
+
+def matching_stage(services, org: str, posts: Sequence[Post]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Stage: embed the posts (stored, shared with later stages) and match them."""
+    embed_posts(services.storage, services.embedder, org, posts)
+    if not services.storage.count_factchecks(org):
+        return {"matched": 0, "note": "empty fact-check library"}
+    results = match_and_store(services.storage, services.matcher(org), org, posts)
+    return {"matched": sum(1 for r in results if r.best and r.best.decision != "none")}

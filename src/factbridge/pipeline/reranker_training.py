@@ -16,7 +16,12 @@ from factbridge.backends.embedders.base import Embedder
 from factbridge.models import Post
 from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
 from factbridge.pipeline.prepare import embedding_text
-from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker, fit_logistic
+from factbridge.pipeline.reranker import (
+    CROSS_LANGUAGE_FEATURES,
+    SAME_LANGUAGE_FEATURES,
+    Reranker,
+    fit_logistic,
+)
 
 
 @dataclass

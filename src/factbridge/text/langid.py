@@ -37,7 +37,7 @@ _VI_SYLLABLES = frozenset(
     chung toi chua het lam gi vay thi ma nen neu thuc su that gia mat nhat dieu
     tieu chuan sang chieu toi hom qua nua duong pho xa huyen tinh thanh nguoi
     dung sai tu ve ra vao len xuong day den tren duoi giua hay rat qua lai
-    anh chi ong ba co chu bac mien bac nam trung uong cong an canh sat hoc sinh
+    anh chi ong ba chu bac mien nam trung uong cong canh sat hoc sinh
     giao vien bac si thuoc vac xin tiem phong dich covid cach ly tu vong
     nhan dan viet canh bao lua dao chuyen khoan ngan hang tai khoan mat khau
     chia se lan truyen mang xa hoi facebook zalo thong tin sai su that

@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from factbridge.backends.storage.base import SCHEMA_VERSION, UpsertResult, content_sha, from_blob, to_blob
+from factbridge.backends.storage.base import (
+    SCHEMA_VERSION,
+    UpsertResult,
+    content_sha,
+    from_blob,
+    to_blob,
+)
 from factbridge.errors import EmbedderMismatch, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
@@ -352,7 +358,7 @@ class SQLiteStorage:
                 conn.execute("INSERT INTO embedders VALUES (?,?,?)", (embedder_id, dim, _now()))
             elif int(known[0]) != dim:
                 raise EmbedderMismatch(f"embedder '{embedder_id}' was stored with dim {known[0]}, got {dim}")
-            for item_id, sha, vec in rows:
+            for item_id, _sha, vec in rows:
                 if np.asarray(vec).shape[-1] != dim:
                     raise EmbedderMismatch(f"vector for '{item_id}' has dim {np.asarray(vec).shape[-1]}, expected {dim}")
             conn.executemany(
