@@ -41,3 +41,27 @@ def test_crosslingual_gold_ids_exist_in_the_claim_library(shared_data: Path) -> 
     known = {row["vclaim_id"] for row in read_jsonl(library)}
     missing = {g for row in read_jsonl(CROSSLINGUAL) for g in row["gold"]} - known
     assert not missing
+
+
+def test_demo_sample_reads_with_exactly_the_planted_defects() -> None:
+    from factbridge.backends.connectors.files import read_posts
+    from factbridge.demo import sample_dir
+    from factbridge.models import FactCheck, Post, Quarantined
+    from factbridge.pipeline.library import read_factchecks
+
+    sample = sample_dir()
+    factchecks = [item for path in sorted(sample.glob("factchecks*")) for item in read_factchecks(path)]
+    assert all(isinstance(fc, FactCheck) for fc in factchecks)
+    assert Counter(fc.language for fc in factchecks if isinstance(fc, FactCheck)) == {"en": 5, "fr": 4, "vi": 5, "km": 5}
+    items = list(read_posts(sample / "posts.jsonl"))
+    posts = [p for p in items if isinstance(p, Post)]
+    bad = [q for q in items if isinstance(q, Quarantined)]
+    assert len(posts) == 50 and len({p.id for p in posts}) == 50
+    assert [(q.line, q.field) for q in bad] == [(51, None), (52, "text"), (53, "created_at")]
+    assert "invalid JSON" in bad[0].reason
+    assert {p.platform for p in posts} == {"facebook", "telegram", "tiktok", "x", "zalo"}
+    # the coordination demo: ten accounts paste the same scam within the hour
+    scam = [p for p in posts if "http://gov-vn-hotro.com/nhan-tien" in p.urls]
+    assert len(scam) == 10 and len({p.author for p in scam}) == 10
+    times = sorted(p.created_at for p in scam if p.created_at)
+    assert (times[-1] - times[0]).total_seconds() <= 3600
