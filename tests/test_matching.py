@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+
+from factbridge.backends.embedders.hashing import HashingEmbedder
+from factbridge.backends.vectors.numpy_index import NumpyIndex
+from factbridge.errors import ConfigError, EmbedderMismatch
+from factbridge.models import FactCheck, Post
+from factbridge.pipeline.ingest import embed_posts, recheck_posts
+from factbridge.pipeline.matching import Matcher, index_factchecks
+from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
+from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker, fit_logistic
+
+LANGS = ("vi", "km", "fr", "en")
+LIBRARY = [
+    FactCheck(id="fc-5g", claim="5G mobile networks spread the coronavirus", title="No, 5G does not spread COVID-19", language="en", rating="False"),
+    FactCheck(id="fc-vax", claim="The COVID-19 vaccine makes women infertile", language="en", rating="False"),
+    FactCheck(id="fc-dam", claim="The Mekong dam in Laos collapsed and floods will reach Phnom Penh tonight", language="en", rating="False"),
+    FactCheck(id="fc-vi", claim="Uống nước nóng chữa khỏi Covid-19", language="vi", rating="Sai"),
+]
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def encode_documents(self, texts, progress=None):
+        self.calls += len(texts)
+        return super().encode_documents(texts, progress)
+
+
+@pytest.fixture
+def library(storage):
+    storage.upsert_factchecks("org", [prepare_factcheck(fc, LANGS) for fc in LIBRARY])
+    embedder = CountingEmbedder()
+    assert index_factchecks(storage, embedder, "org") == 4
+    return storage, embedder
+
+
+def _post(text: str, pid: str = "p", lang: str | None = None) -> Post:
+    return prepare_post(Post(id=pid, text=text, language=lang), LANGS)
+
+
+def test_vectors_persist_and_are_never_embedded_twice(library) -> None:
+    storage, embedder = library
+    assert embedder.calls == 4
+    assert index_factchecks(storage, embedder, "org") == 0 and embedder.calls == 4
+    storage.upsert_factchecks("org", [prepare_factcheck(LIBRARY[0].model_copy(update={"claim": "5G towers spread the virus"}), LANGS)])
+    assert index_factchecks(storage, embedder, "org") == 1  # only the changed text
+
+
+def test_rrf_matching_ranks_the_repeated_claim_first_with_evidence(library) -> None:
+    storage, embedder = library
+    matcher = Matcher(storage, embedder, "org", fusion="rrf", top_k=3, match_threshold=0.03, possible_threshold=0.02)
+    result = matcher.match_posts([_post("Share! 5G mobile networks spread the coronavirus, they hide it")])[0]
+    best = result.best
+    assert best is not None and best.factcheck_id == "fc-5g" and best.rank == 1
+    assert best.dense.rank == 1 and best.lexical.rank == 1 and best.lexical.score and best.lexical.score > 0
+    assert best.decision == "match" and "rrf" in best.decided_by and "hashing-v1-256" in best.decided_by
+    assert set(best.features) >= {"dense", "lexical", "dense_rrf", "cross_language"}
+    assert [c.rank for c in result.candidates] == [1, 2, 3]
+
+
+def test_lexical_evidence_only_counts_within_a_language(library) -> None:
+    storage, embedder = library
+    matcher = Matcher(storage, embedder, "org", fusion="rrf", top_k=4)
+    # A French post sharing words with an English claim: the English candidates are cross-language.
+    result = matcher.match_posts([_post("Le vaccin COVID-19 rend les femmes stériles", lang="fr")])[0]
+    for cand in result.candidates:
+        assert cand.features["cross_language"] == 1.0
+        assert cand.fused_score == pytest.approx(cand.features["dense_rrf"], abs=1e-4)
+
+
+def test_unaccented_vietnamese_meets_its_factcheck_lexically(library) -> None:
+    storage, embedder = library
+    matcher = Matcher(storage, embedder, "org", fusion="rrf", top_k=1)
+    result = matcher.match_posts([_post("uong nuoc nong chua khoi covid-19 day", lang="vi")])[0]
+    assert result.best and result.best.factcheck_id == "fc-vi" and result.best.lexical.rank == 1
+
+
+def test_index_refuses_another_embedders_vectors(library) -> None:
+    index = NumpyIndex("hashing-v1-256", 256)
+    index.add(["a"], np.ones((1, 256), np.float32), "hashing-v1-256")
+    with pytest.raises(EmbedderMismatch):
+        index.add(["b"], np.ones((1, 256), np.float32), "other-model")
+    with pytest.raises(EmbedderMismatch):
+        index.search(np.ones(256, np.float32), 1, "other-model")
+    with pytest.raises(EmbedderMismatch):
+        index.search(np.ones(384, np.float32), 1, "hashing-v1-256")
+    storage, _ = library
+    with pytest.raises(EmbedderMismatch):
+        storage.put_vectors("org", "factcheck", "hashing-v1-256", [("x", "sha", np.ones(128, np.float32))])
+
+
+def test_learned_fusion_refuses_a_reranker_of_another_embedder(library, tmp_path) -> None:
+    storage, embedder = library
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(40, len(SAME_LANGUAGE_FEATURES)))
+    labels = (rows[:, 0] > 0).astype(float)
+    same = fit_logistic(rows, labels, SAME_LANGUAGE_FEATURES)
+    cross = fit_logistic(rows[:, : len(CROSS_LANGUAGE_FEATURES)], labels, CROSS_LANGUAGE_FEATURES)
+    reranker = Reranker("t-1", "some-other-embedder", same, cross, {"match": 0.9, "possible": 0.5})
+    reranker.save(tmp_path / "r.json")
+    loaded = Reranker.load(tmp_path / "r.json")
+    assert loaded.thresholds == {"match": 0.9, "possible": 0.5}
+    with pytest.raises(EmbedderMismatch):
+        Matcher(storage, embedder, "org", fusion="learned", reranker=loaded)
+    with pytest.raises(ConfigError):
+        Matcher(storage, embedder, "org", fusion="magic")
+    ok = Reranker("t-1", embedder.id, same, cross, {"match": 0.9, "possible": 0.5})
+    result = Matcher(storage, embedder, "org", fusion="learned", reranker=ok).match_posts([_post("5G spreads coronavirus")])[0]
+    assert result.candidates and "reranker:t-1" in result.decided_by
+    assert 0.0 <= result.candidates[0].fused_score <= 1.0
+
+
+def test_new_factchecks_recheck_stored_posts(storage) -> None:
+    embedder = HashingEmbedder()
+    posts = [_post("The Mekong dam in Laos collapsed, floods reach Phnom Penh tonight", "p1"), _post("Lovely weather today", "p2")]
+    storage.upsert_posts("org", posts)
+    embed_posts(storage, embedder, "org", posts)
+    storage.upsert_factchecks("org", [prepare_factcheck(LIBRARY[2], LANGS)])
+    index_factchecks(storage, embedder, "org")
+    matcher = Matcher(storage, embedder, "org", fusion="dense", match_threshold=0.6, possible_threshold=0.4)
+    hits = recheck_posts(storage, matcher, "org", ["fc-dam"], floor=0.3)
+    assert hits == {"fc-dam": ["p1"]}
+    assert storage.matches_for_post("org", "p1")[0].factcheck_id == "fc-dam"
+    assert [pid for pid, _ in storage.matches_for_factcheck("org", "fc-dam")] == ["p1"]
+    assert storage.matches_for_post("other-org", "p1") == []
+
+
+def test_org_scope_keeps_libraries_apart(library) -> None:
+    storage, embedder = library
+    matcher = Matcher(storage, embedder, "someone-else", fusion="rrf")
+    assert len(matcher) == 0
+    assert matcher.match_posts([_post("5G spreads coronavirus")])[0].candidates == []
