@@ -41,6 +41,9 @@ def _needs_bigrams(run: str) -> bool:
 
 
 def tokenize(text: str) -> list[str]:
+    # Decomposed input would split words at every combining tone mark ("va", "c");
+    # NFC leaves already-normalised text, and so stored tokens, unchanged.
+    text = unicodedata.normalize("NFC", text)
     text = URL_PATTERN.sub(" ", text)
     text = _MENTION.sub(" ", text)
     tokens: list[str] = []
