@@ -65,3 +65,10 @@ def test_demo_sample_reads_with_exactly_the_planted_defects() -> None:
     assert len(scam) == 10 and len({p.author for p in scam}) == 10
     times = sorted(p.created_at for p in scam if p.created_at)
     assert (times[-1] - times[0]).total_seconds() <= 3600
+
+
+def test_multilingual_checkworthiness_set_is_balanced() -> None:
+    rows = read_jsonl(FIXTURES / "checkworthiness_multilingual.jsonl")
+    assert len(rows) == 120 and len({r["text"] for r in rows}) == 120
+    assert Counter((r["language"], r["label"]) for r in rows) == {(lang, y): 20 for lang in ("vi", "km", "fr") for y in (0, 1)}
+    assert all(set(r) == {"text", "language", "label"} and r["text"] == unicodedata.normalize("NFC", r["text"]) for r in rows)
