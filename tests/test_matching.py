@@ -8,7 +8,12 @@ from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts, recheck_posts
 from factbridge.pipeline.matching import Matcher, index_factchecks
 from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
-from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker, fit_logistic
+from factbridge.pipeline.reranker import (
+    CROSS_LANGUAGE_FEATURES,
+    SAME_LANGUAGE_FEATURES,
+    Reranker,
+    fit_logistic,
+)
 
 LANGS = ("vi", "km", "fr", "en")
 LIBRARY = [
