@@ -138,3 +138,29 @@ def test_org_scope_keeps_libraries_apart(library) -> None:
     matcher = Matcher(storage, embedder, "someone-else", fusion="rrf")
     assert len(matcher) == 0
     assert matcher.match_posts([_post("5G spreads coronavirus")])[0].candidates == []
+
+
+def test_embedding_cache_never_embeds_a_text_twice_and_promotes_seed_hits(tmp_path) -> None:
+    from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
+
+    seed_cache = EmbeddingCache(tmp_path / "seed.sqlite")
+    seeded = CachedEmbedder(CountingEmbedder(), seed_cache)
+    seeded.encode_documents(["alpha claim", "beta claim"])
+    seed_cache.close()
+    inner = CountingEmbedder()
+    cache = EmbeddingCache(tmp_path / "main.sqlite", readonly_paths=[tmp_path / "seed.sqlite"])
+    embedder = CachedEmbedder(inner, cache)
+    vecs = embedder.encode_documents(["alpha claim", "gamma claim", "alpha claim"])
+    assert inner.calls == 1  # only "gamma claim" was new
+    assert np.allclose(vecs[0], vecs[2], atol=1e-3)
+    embedder.encode_documents(["gamma claim"])
+    assert inner.calls == 1
+    queries = embedder.encode_queries(["alpha claim"])  # the query role is cached separately
+    assert queries.shape == (1, 256)
+    cache.close()
+    assert not (tmp_path / "main.sqlite-wal").exists()
+    reopened = EmbeddingCache(tmp_path / "main.sqlite")
+    from factbridge.backends.embedders.cache import text_sha
+
+    assert set(reopened.get_many(inner.id, "passage", [text_sha("alpha claim"), text_sha("beta claim")])) == {text_sha("alpha claim")}
+    reopened.close()

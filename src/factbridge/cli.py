@@ -66,8 +66,9 @@ def main_options(
     org: Annotated[str | None, typer.Option(help="Organisation scope.")] = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder backend: e5, sentence-transformers, hashing.")] = None,
     embed_cache: Annotated[str | None, typer.Option(help="Embedding cache file, or 'off'.")] = None,
+    embed_cache_seed: Annotated[str | None, typer.Option(help="Read-only embedding caches to consult first (files or folders).")] = None,
 ) -> None:
-    overrides = {"data_dir": data_dir, "storage_url": storage_url, "org": org, "embedder": embedder, "embed_cache": embed_cache}
+    overrides = {"data_dir": data_dir, "storage_url": storage_url, "org": org, "embedder": embedder, "embed_cache": embed_cache, "embed_cache_seed": embed_cache_seed}
     ctx.obj = State({k: v for k, v in overrides.items() if v is not None}, config)
     ctx.call_on_close(ctx.obj.close)
 
@@ -337,6 +338,10 @@ def eval_claim_retrieval(
     )
 
 
+def _fingerprint(text: str) -> str:
+    return " ".join(text.lower().split())[:200]
+
+
 @train_app.command("matcher")
 def train_matcher(
     ctx: typer.Context,
@@ -348,17 +353,20 @@ def train_matcher(
     dev_qrels: Annotated[Path, typer.Option(help="Dev qrels.")],
     out: Annotated[Path, typer.Option(help="Where to write the re-ranker JSON.")] = Path("src/factbridge/data/reranker-e5.json"),
     version_: Annotated[str, typer.Option("--version", help="Version recorded in decided_by.")] = "e5-lr-1",
+    exclude: Annotated[list[Path], typer.Option(help="Query files whose tweets must not be trained on (held-out eval sets that other editions reuse).")] = [],  # noqa: B006
     l2: float = 1.0,
 ) -> None:
     """Fit the matcher's re-ranker on train splits and tune its thresholds on dev."""
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.eval.claim_retrieval import load_eval_set, load_library
+    from factbridge.eval.datasets import load_queries
     from factbridge.pipeline.matching import Matcher
     from factbridge.pipeline.reranker_training import TrainingSet, train_reranker
 
     if not (len(claims) == len(queries) == len(qrels)):
         raise InputError("--claims, --queries and --qrels must be given the same number of times")
     services = _state(ctx).services()
+    held_out = {_fingerprint(p.text) for path in exclude for p in load_queries(path)}
     stores = []
     sets = []
     try:
@@ -368,13 +376,18 @@ def train_matcher(
             stores.append(storage)
             load_library(storage, services.embedder, [c], services.languages, progress_bar)
             qs, gold = load_eval_set(q, r, services.languages)
+            kept = [x for x in qs if _fingerprint(x.text) not in held_out]
+            if len(kept) < len(qs):
+                console.print(f"{q.name} ({r.name}): left out {len(qs) - len(kept)} queries that occur in held-out sets")
+            qs = kept
             matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10)
-            sets.append(TrainingSet(name=f"{q.name}", matcher=matcher, queries=qs, qrels=gold))
+            sets.append(TrainingSet(name=f"{q.name} / {r.name}", matcher=matcher, queries=qs, qrels=gold))
         with progress_bar("embedding queries", sum(len(s.queries) for s in sets)) as advance:
             model = train_reranker(sets[:-1], sets[-1], services.embedder, version_, l2=l2, progress=advance)
     finally:
         for s in stores:
             s.close()
+    model.card["held_out_query_files"] = [p.name for p in exclude]
     model.save(out)
     console.print(f"wrote {out}: thresholds {model.thresholds}; {model.card['rows']} rows, {model.card['positives']} positives")
 

@@ -28,11 +28,14 @@ _SIGNATURE = re.compile(
 
 
 def split_tweet_signature(text: str) -> tuple[str, str, str | None]:
-    """(text, author handle, date) — the signature removed when present."""
+    """(text, author handle, date). The date leaves the text; the author's name stays,
+    since claims often name who said them ("Trump tweeted that ...")."""
     match = _SIGNATURE.search(text)
     if not match:
         return text.strip().strip('"'), "", None
-    return text[: match.start()].strip().strip('"'), match.group("handle"), match.group("date")
+    body = text[: match.start()].strip().strip('"')
+    name = match.group("name").strip()
+    return (f"{body} — {name}" if name else body), match.group("handle"), match.group("date")
 
 
 def load_queries(path: str | Path) -> list[Post]:

@@ -40,9 +40,12 @@ class EmbeddingCache:
         ]
 
     def get_many(self, embedder: str, role: str, shas: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors found in this cache or its read-only seeds. Seed hits are copied into
+        this cache, so a cache built from seeds holds exactly the texts that were asked for."""
         found: dict[str, np.ndarray] = {}
+        promoted: list[tuple[str, bytes]] = []
         with self._lock:
-            for db in [self._db, *self._readonly]:
+            for n, db in enumerate([self._db, *self._readonly]):
                 missing = [s for s in shas if s not in found]
                 for i in range(0, len(missing), 500):
                     part = missing[i : i + 500]
@@ -53,6 +56,13 @@ class EmbeddingCache:
                     )
                     for sha, blob in rows:
                         found[sha] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+                        if n > 0:
+                            promoted.append((sha, blob))
+            if promoted:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?)", [(embedder, role, sha, blob) for sha, blob in promoted]
+                )
+                self._db.commit()
         return found
 
     def put_many(self, embedder: str, role: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
@@ -64,6 +74,9 @@ class EmbeddingCache:
             self._db.commit()
 
     def close(self) -> None:
+        # Leave a single self-contained file behind (no -wal/-shm), fit to commit or copy.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("PRAGMA journal_mode=DELETE")
         for db in [self._db, *self._readonly]:
             db.close()
 
