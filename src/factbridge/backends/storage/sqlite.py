@@ -5,6 +5,11 @@ Done the datasette way: one writer thread fed by a queue runs every write in
 with "database is locked"; readers use their own per-thread connections under
 WAL and get a time limit. A whole batch (a file's posts and its quarantined
 rows) commits or rolls back together.
+
+An in-memory database is one shared-cache database, where WAL does not apply and
+SQLite locks whole tables: a reader meeting the writer's open transaction fails
+at once with "database table is locked" (busy timeouts do not cover it). There,
+reads and write transactions take turns on one lock instead.
 """
 
 from __future__ import annotations
@@ -74,11 +79,20 @@ assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    # microseconds: documents written in the same second must still list in order
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """A sortable UTC timestamp (fixed width). Naive datetimes are taken as UTC.
+
+    Columns used for ordering must not keep the source's offset: '10:00+07:00'
+    sorts after '05:00+00:00' as text although it is two hours earlier.
+    """
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 class SQLiteStorage:
@@ -96,6 +110,10 @@ class SQLiteStorage:
             self._uri = False
         self._local = threading.local()
         self._closed = False
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        # shared-cache (in-memory) databases lock whole tables: reads and writes take turns
+        self._turns: threading.Lock | None = threading.Lock() if self._uri else None
         # Keeps a shared in-memory database alive; also the writer's connection.
         self._write_conn = self._connect(writer=True)
         self._jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = queue.Queue()
@@ -105,7 +123,8 @@ class SQLiteStorage:
     # -- connections -------------------------------------------------------
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self._target, uri=self._uri, check_same_thread=writer is False, timeout=30)
+            # check_same_thread off: each connection is used by one thread, but close() runs on another
+            conn = sqlite3.connect(self._target, uri=self._uri, check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.url}: {exc}") from exc
         conn.row_factory = sqlite3.Row
@@ -121,18 +140,27 @@ class SQLiteStorage:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StorageError("storage is closed")
         conn = self._reader()
         deadline = time.monotonic() + self.read_time_limit_s
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
-            return fn(conn)
+            if self._turns is None:
+                return fn(conn)
+            with self._turns:
+                return fn(conn)
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
-                raise StorageError(f"query took longer than {self.read_time_limit_s:.0f} s") from exc
+                raise StorageError(f"query took longer than {self.read_time_limit_s:g} s") from exc
             raise StorageError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             conn.set_progress_handler(None, 0)
 
@@ -146,17 +174,26 @@ class SQLiteStorage:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                if self._turns is None:
+                    result = self._transaction(conn, fn)
+                else:
+                    with self._turns:
+                        result = self._transaction(conn, fn)
             except BaseException as exc:  # handed to the caller, never swallowed
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -174,10 +211,19 @@ class SQLiteStorage:
         self._closed = True
         self._jobs.put(None)
         self._writer.join(timeout=10)
-        self._write_conn.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        # a write queued while closing would otherwise wait forever for its answer
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[1].set_exception(StorageError("storage is closed"))
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
             conn.close()
+        self._write_conn.close()
 
     # -- schema ------------------------------------------------------------
     def migrate(self) -> None:

@@ -1,0 +1,657 @@
+"""PostgreSQL storage (+pgvector): the scale-out backend.
+
+Same contract as the SQLite store (both pass `factbridge.testing.storage_conformance`):
+documents as JSONB, vectors in pgvector `vector` columns, lexical search over a
+`tsvector` built from the stored script-aware tokens, and the same versioned
+migrations recorded in a `meta` table (the schema version numbers agree with
+sqlite.py). Connections come from a small pool; every connection runs in
+autocommit mode and each write is one explicit transaction, so a batch (a file's
+posts and its quarantined rows) commits or rolls back as a whole.
+
+psycopg is imported lazily: the extra is optional (`pip install 'factbridge[postgres]'`).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from factbridge.backends.storage.base import SCHEMA_VERSION, UpsertResult, content_sha
+from factbridge.errors import DependencyMissing, EmbedderMismatch, NotFound, StorageError
+from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
+
+if TYPE_CHECKING:
+    import psycopg
+
+T = TypeVar("T")
+
+# Advisory lock key for migrations: two processes starting at once must not both migrate.
+_MIGRATION_LOCK = 0x46424D49  # "FBMI"
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema (mirrors sqlite.py migration 1)
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE IF NOT EXISTS factchecks (
+        org TEXT NOT NULL, id TEXT NOT NULL, language TEXT, published_at TIMESTAMPTZ,
+        tokens TEXT NOT NULL DEFAULT '', doc JSONB NOT NULL, sha TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, id));
+    CREATE TABLE IF NOT EXISTS posts (
+        org TEXT NOT NULL, id TEXT NOT NULL, created_at TIMESTAMPTZ, language TEXT, author TEXT,
+        tokens TEXT NOT NULL DEFAULT '', doc JSONB NOT NULL, sha TEXT NOT NULL,
+        ingested_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, id));
+    CREATE INDEX IF NOT EXISTS posts_time ON posts(org, created_at);
+    CREATE TABLE IF NOT EXISTS quarantine (
+        seq BIGSERIAL PRIMARY KEY, org TEXT NOT NULL, kind TEXT NOT NULL,
+        source TEXT NOT NULL, line INTEGER, field TEXT, reason TEXT NOT NULL, raw TEXT,
+        created_at TIMESTAMPTZ NOT NULL);
+    CREATE INDEX IF NOT EXISTS quarantine_org ON quarantine(org, seq);
+    CREATE TABLE IF NOT EXISTS embedders (id TEXT PRIMARY KEY, dim INTEGER NOT NULL, first_seen TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS vectors (
+        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, embedder TEXT NOT NULL
+            REFERENCES embedders(id), text_sha TEXT NOT NULL, vec vector NOT NULL,
+        PRIMARY KEY (org, kind, embedder, item_id));
+    CREATE TABLE IF NOT EXISTS matches (
+        org TEXT NOT NULL, post_id TEXT NOT NULL, factcheck_id TEXT NOT NULL, rank INTEGER NOT NULL,
+        fused_score DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, decided_by TEXT NOT NULL,
+        doc JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, post_id, factcheck_id));
+    CREATE INDEX IF NOT EXISTS matches_fc ON matches(org, factcheck_id);
+    CREATE TABLE IF NOT EXISTS docs (
+        org TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, sort_key DOUBLE PRECISION,
+        doc JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (org, collection, id));
+    CREATE INDEX IF NOT EXISTS docs_sort ON docs(org, collection, sort_key);
+    CREATE TABLE IF NOT EXISTS text_index (
+        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, tsv TSVECTOR NOT NULL,
+        PRIMARY KEY (org, kind, item_id));
+    CREATE INDEX IF NOT EXISTS text_index_tsv ON text_index USING gin(tsv);
+    """,
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+# tsvector positions stop at 16383; later repeats of a token add nothing to its rank.
+_MAX_POSITION = 16383
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise DependencyMissing("psycopg", "postgres") from exc
+    return psycopg
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Naive datetimes are taken as UTC, the same rule as the SQLite store."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text and JSONB cannot hold U+0000; a stray NUL in a scraped post
+    # must not fail its whole batch, so it becomes U+FFFD (the doc's sha is
+    # computed before this, so re-ingesting the same row stays "unchanged").
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
+def _json(model_json: str) -> str:
+    return model_json.replace("\\u0000", "\\ufffd")
+
+
+def _lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(tokens: str) -> str:
+    """The stored tokens as a tsvector literal, token by token.
+
+    The tokens are already script-aware (Khmer segmented, Vietnamese folded), so
+    they are taken verbatim ('simple' semantics: lower-cased, no stemming, no stop
+    words) instead of being re-split by the server's parser, whose idea of a
+    word depends on the database locale.
+    """
+    positions: dict[str, list[int]] = {}
+    for pos, token in enumerate((_text(tokens) or "").lower().split(), start=1):
+        positions.setdefault(token, []).append(min(pos, _MAX_POSITION))
+    return " ".join(f"{_lexeme(tok)}:{','.join(map(str, sorted(set(p))))}" for tok, p in positions.items())
+
+
+def tsquery_literal(tokens: Sequence[str]) -> str:
+    terms = dict.fromkeys(t for tok in tokens for t in (_text(tok) or "").lower().split())
+    return " | ".join(_lexeme(t) for t in terms)
+
+
+def vector_from_binary(data: bytes | memoryview, dim: int, item_id: str = "") -> np.ndarray:
+    """pgvector's binary form: int16 dim, int16 unused, then dim float4 big-endian."""
+    stored = struct.unpack_from(">H", data, 0)[0]
+    if stored != dim:
+        raise StorageError(f"stored vector for '{item_id}' has {stored} values, expected {dim}")
+    return np.frombuffer(bytes(data), dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+def _vector_dumper() -> type:
+    """Binary pgvector input for NumPy arrays (the binary form read back by `vector_from_binary`)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class VectorDumper(Dumper):
+        format = Format.BINARY
+        oid = 0  # the server infers `vector` from the column or operator
+
+        def dump(self, obj: Any) -> bytes:
+            arr = np.asarray(obj, dtype=">f4").reshape(-1)
+            return struct.pack(">HH", arr.shape[0], 0) + arr.tobytes()
+
+    return VectorDumper
+
+
+class _Pool:
+    """A small thread-safe pool: at most `size` connections, opened on demand, reused LIFO."""
+
+    def __init__(self, connect: Callable[[], Any], size: int, wait_s: float = 30.0) -> None:
+        self._connect = connect
+        self._idle: list[Any] = []
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._wait_s = wait_s
+        self.closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        if self.closed:
+            raise StorageError("storage is closed")
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise StorageError(f"no free database connection after {self._wait_s:.0f} s")
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+                with self._lock:
+                    self._all.append(conn)
+            try:
+                yield conn
+            finally:
+                self._give_back(conn)
+        finally:
+            self._slots.release()
+
+    def _give_back(self, conn: Any) -> None:
+        from psycopg.pq import TransactionStatus
+
+        healthy = not conn.closed and not conn.broken
+        if healthy and conn.info.transaction_status != TransactionStatus.IDLE:
+            try:
+                conn.rollback()
+            except Exception:  # a connection we cannot reset is dropped, never reused
+                healthy = False
+        with self._lock:
+            if healthy and not self.closed:
+                self._idle.append(conn)
+                return
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            conns, self._all, self._idle = self._all, [], []
+        for conn in conns:
+            conn.close()
+
+
+class PostgresStorage:
+    read_time_limit_s = 10.0
+    write_time_limit_s = 300.0
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        self.url = url
+        self._psycopg = _psycopg()
+        self._conninfo = "postgresql" + url[len("postgres") :] if url.startswith("postgres://") else url
+        self._dumper = _vector_dumper()
+        self._pool = _Pool(self._open, pool_size)
+
+    # -- connections -------------------------------------------------------
+    def _open(self) -> psycopg.Connection[Any]:
+        try:
+            conn = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            raise StorageError(f"cannot connect to {self._redacted()}: {exc}") from exc
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.adapters.register_dumper(np.ndarray, self._dumper)
+        return conn
+
+    def _redacted(self) -> str:
+        # never print a password from the URL in an error message
+        head, sep, tail = self.url.partition("@")
+        if sep and ":" in head.split("//", 1)[-1]:
+            scheme, _, creds = head.partition("//")
+            return f"{scheme}//{creds.split(':', 1)[0]}:***@{tail}"
+        return self.url
+
+    def _translate(self, exc: Exception, limit_s: float) -> StorageError:
+        if isinstance(exc, self._psycopg.errors.QueryCanceled):
+            return StorageError(f"query took longer than {limit_s:g} s")
+        return StorageError(f"{type(exc).__name__}: {str(exc).strip()}")
+
+    def _read(self, fn: Callable[[psycopg.Cursor[Any]], T], binary: bool = False) -> T:
+        limit_ms = int(self.read_time_limit_s * 1000)
+        with self._pool.connection() as conn:
+            try:
+                # reads run outside transactions under a session-wide time limit (one round trip)
+                if getattr(conn, "_factbridge_read_limit", None) != limit_ms:
+                    conn.execute(f"SET statement_timeout = {limit_ms}")
+                    conn._factbridge_read_limit = limit_ms
+                with conn.cursor(binary=binary) as cur:
+                    return fn(cur)
+            except self._psycopg.Error as exc:
+                raise self._translate(exc, self.read_time_limit_s) from exc
+
+    def _write(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        with self._pool.connection() as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(f"SET LOCAL statement_timeout = {int(self.write_time_limit_s * 1000)}")
+                    return fn(cur)
+            except self._psycopg.Error as exc:
+                raise self._translate(exc, self.write_time_limit_s) from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- schema ------------------------------------------------------------
+    def migrate(self) -> None:
+        def run(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(f"{self._redacted()}: schema version {current} is newer than this FactBridge ({SCHEMA_VERSION})")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                try:
+                    cur.execute(MIGRATIONS[version - 1])
+                except self._psycopg.errors.InsufficientPrivilege as exc:
+                    raise StorageError(
+                        f"migration {version} needs privileges this database user lacks ({exc}); "
+                        "a superuser must run: CREATE EXTENSION vector"
+                    ) from exc
+                cur.execute(
+                    "INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
+
+        self._write(run)
+
+    def schema_version(self) -> int:
+        def run(cur: psycopg.Cursor[Any]) -> int:
+            if cur.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+                return 0
+            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(run)
+
+    # -- shared helpers ------------------------------------------------------
+    @staticmethod
+    def _last_per_id(items: Sequence[Any]) -> list[Any]:
+        # one statement cannot upsert the same row twice: the last copy in a batch wins
+        return list({item.id: item for item in items}.values())
+
+    @staticmethod
+    def _set_text(cur: psycopg.Cursor[Any], org: str, kind: str, rows: Sequence[tuple[str, str]]) -> None:
+        if not rows:
+            return
+        cur.execute(
+            "INSERT INTO text_index (org, kind, item_id, tsv)"
+            " SELECT %s, %s, u.item_id, u.tsv::tsvector FROM unnest(%s::text[], %s::text[]) AS u(item_id, tsv)"
+            " ON CONFLICT (org, kind, item_id) DO UPDATE SET tsv = excluded.tsv",
+            (org, kind, [_text(i) for i, _ in rows], [tsvector_literal(t) for _, t in rows]),
+        )
+
+    def _upsert(
+        self, cur: psycopg.Cursor[Any], table: str, org: str, columns: Sequence[str], rows: list[tuple[Any, ...]], types: Sequence[str]
+    ) -> tuple[set[str], set[str]]:
+        """Insert or update rows whose sha changed; return (inserted ids, updated ids).
+
+        `rows` hold (id, *columns, doc, sha); `xmax = 0` tells a fresh insert from an update.
+        """
+        if not rows:
+            return set(), set()
+        names = ["id", *columns, "doc", "sha"]
+        arrays = [list(col) for col in zip(*rows, strict=True)]
+        casts = ", ".join(f"%s::{t}[]" for t in ["text", *types, "jsonb", "text"])
+        sets = ", ".join(f"{n} = excluded.{n}" for n in [*columns, "doc", "sha", "updated_at"])
+        created = "ingested_at" if table == "posts" else "created_at"
+        now = _now()
+        found = cur.execute(
+            f"INSERT INTO {table} AS t (org, {', '.join(names)}, {created}, updated_at)"
+            f" SELECT %s, u.*, %s, %s FROM unnest({casts}) AS u({', '.join(names)})"
+            f" ON CONFLICT (org, id) DO UPDATE SET {sets} WHERE t.sha <> excluded.sha"
+            " RETURNING t.id, (t.xmax = 0) AS inserted",
+            (org, now, now, *arrays),
+        ).fetchall()
+        return {r[0] for r in found if r[1]}, {r[0] for r in found if not r[1]}
+
+    @staticmethod
+    def _report(ids: Sequence[str], inserted: set[str], updated: set[str]) -> UpsertResult:
+        result = UpsertResult()
+        for item_id in ids:
+            key = _text(item_id)
+            if key in inserted:
+                result.inserted.append(item_id)
+            elif key in updated:
+                result.updated.append(item_id)
+            else:
+                result.unchanged.append(item_id)
+        return result
+
+    # -- fact-checks -------------------------------------------------------
+    def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult:
+        unique = self._last_per_id(items)
+        rows = []
+        for fc in unique:
+            doc = fc.model_dump(mode="json")
+            rows.append((_text(fc.id), _text(fc.language), _utc(fc.published_at), _text(fc.tokens), _json(fc.model_dump_json()), content_sha(doc)))
+
+        def run(cur: psycopg.Cursor[Any]) -> UpsertResult:
+            inserted, updated = self._upsert(cur, "factchecks", org, ["language", "published_at", "tokens"], rows, ["text", "timestamptz", "text"])
+            changed = [(fc.id, fc.tokens) for fc in unique if _text(fc.id) in inserted | updated]
+            self._set_text(cur, org, "factcheck", changed)
+            return self._report([fc.id for fc in unique], inserted, updated)
+
+        return self._write(run)
+
+    def get_factcheck(self, org: str, factcheck_id: str) -> FactCheck:
+        found = self.get_factchecks(org, [factcheck_id])
+        if factcheck_id not in found:
+            raise NotFound(f"fact-check '{factcheck_id}' not found")
+        return found[factcheck_id]
+
+    def get_factchecks(self, org: str, ids: Sequence[str]) -> dict[str, FactCheck]:
+        return self._get_models("factchecks", org, ids, FactCheck)
+
+    def _get_models(self, table: str, org: str, ids: Sequence[str], model: Any) -> dict[str, Any]:
+        wanted = {_text(i): i for i in ids}
+        if not wanted:
+            return {}
+        rows = self._read(
+            lambda c: c.execute(f"SELECT id, doc::text FROM {table} WHERE org=%s AND id = ANY(%s)", (org, list(wanted))).fetchall()
+        )
+        return {wanted.get(r[0], r[0]): model.model_validate_json(r[1]) for r in rows}
+
+    def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]:
+        yield from self._iter_models("factchecks", org, batch_size, FactCheck)
+
+    def _iter_models(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
+        last = ""
+        while True:
+            # keyset pagination in byte order, the same order as SQLite's
+            rows = self._read(
+                lambda c, last=last: c.execute(
+                    f'SELECT id, doc::text FROM {table} WHERE org=%s AND id COLLATE "C" > %s'
+                    f' ORDER BY id COLLATE "C" LIMIT %s',
+                    (org, last, batch_size),
+                ).fetchall()
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield model.model_validate_json(row[1])
+            last = rows[-1][0]
+
+    def count_factchecks(self, org: str) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM factchecks WHERE org=%s", (org,)).fetchone()[0]))
+
+    # -- posts ---------------------------------------------------------------
+    def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult:
+        unique = self._last_per_id(posts)
+        rows = []
+        for post in unique:
+            doc = post.model_dump(mode="json")
+            rows.append(
+                (_text(post.id), _utc(post.created_at), _text(post.language), _text(post.author), _text(post.tokens),
+                 _json(post.model_dump_json()), content_sha(doc))
+            )
+        quarantine_rows = self._quarantine_rows(org, quarantined)
+
+        def run(cur: psycopg.Cursor[Any]) -> UpsertResult:
+            inserted, updated = self._upsert(
+                cur, "posts", org, ["created_at", "language", "author", "tokens"], rows, ["timestamptz", "text", "text", "text"]
+            )
+            changed = [(p.id, p.tokens) for p in unique if _text(p.id) in inserted | updated]
+            self._set_text(cur, org, "post", changed)
+            self._insert_quarantine(cur, quarantine_rows)
+            return self._report([p.id for p in unique], inserted, updated)
+
+        return self._write(run)
+
+    def get_post(self, org: str, post_id: str) -> Post:
+        found = self.get_posts(org, [post_id])
+        if post_id not in found:
+            raise NotFound(f"post '{post_id}' not found")
+        return found[post_id]
+
+    def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]:
+        return self._get_models("posts", org, ids, Post)
+
+    def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]:
+        rows = self._read(
+            lambda c: c.execute(
+                'SELECT doc::text FROM posts WHERE org=%s ORDER BY created_at DESC NULLS LAST, id COLLATE "C" LIMIT %s OFFSET %s',
+                (org, limit, offset),
+            ).fetchall()
+        )
+        return [Post.model_validate_json(r[0]) for r in rows]
+
+    def iter_posts(self, org: str, batch_size: int = 1000) -> Iterator[Post]:
+        yield from self._iter_models("posts", org, batch_size, Post)
+
+    def count_posts(self, org: str) -> int:
+        return int(self._read(lambda c: c.execute("SELECT count(*) FROM posts WHERE org=%s", (org,)).fetchone()[0]))
+
+    # -- quarantine --------------------------------------------------------
+    @staticmethod
+    def _quarantine_rows(org: str, rows: Sequence[Quarantined]) -> list[tuple[Any, ...]]:
+        now = _now()
+        return [(org, _text(q.kind), _text(q.source), q.line, _text(q.field), _text(q.reason), _text(q.raw), now) for q in rows]
+
+    @staticmethod
+    def _insert_quarantine(cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            cur.executemany(
+                "INSERT INTO quarantine (org, kind, source, line, field, reason, raw, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                rows,
+            )
+
+    def add_quarantine(self, org: str, rows: Sequence[Quarantined]) -> None:
+        prepared = self._quarantine_rows(org, rows)
+        self._write(lambda c: self._insert_quarantine(c, prepared))
+
+    def list_quarantine(self, org: str, limit: int = 100) -> list[Quarantined]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT kind, source, line, field, reason, raw FROM quarantine WHERE org=%s ORDER BY seq DESC LIMIT %s",
+                (org, limit),
+            ).fetchall()
+        )
+        return [Quarantined(kind=r[0], source=r[1], line=r[2], field=r[3], reason=r[4], raw=r[5] or "") for r in rows]
+
+    # -- vectors -------------------------------------------------------------
+    @staticmethod
+    def _register_embedder(cur: psycopg.Cursor[Any], embedder_id: str, dim: int) -> None:
+        cur.execute(
+            "INSERT INTO embedders VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING", (embedder_id, dim, _now())
+        )
+        known = cur.execute("SELECT dim FROM embedders WHERE id=%s", (embedder_id,)).fetchone()
+        if int(known[0]) != dim:
+            raise EmbedderMismatch(f"embedder '{embedder_id}' was stored with dim {known[0]}, got {dim}")
+
+    def put_vectors(self, org: str, kind: str, embedder_id: str, rows: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        if not rows:
+            return
+        dim = int(np.asarray(rows[0][2]).shape[-1])
+        for item_id, _sha, vec in rows:
+            if np.asarray(vec).shape[-1] != dim:
+                raise EmbedderMismatch(f"vector for '{item_id}' has dim {np.asarray(vec).shape[-1]}, expected {dim}")
+        last = {item_id: (sha, vec) for item_id, sha, vec in rows}
+
+        def run(cur: psycopg.Cursor[Any]) -> None:
+            self._register_embedder(cur, embedder_id, dim)
+            cur.executemany(
+                "INSERT INTO vectors VALUES (%s, %s, %s, %s, %s, %b) ON CONFLICT (org, kind, embedder, item_id)"
+                " DO UPDATE SET text_sha = excluded.text_sha, vec = excluded.vec",
+                [(org, kind, _text(item_id), embedder_id, sha, np.asarray(vec, dtype=np.float32)) for item_id, (sha, vec) in last.items()],
+            )
+
+        self._write(run)
+
+    def load_vectors(self, org: str, kind: str, embedder_id: str) -> tuple[list[str], np.ndarray]:
+        def run(cur: psycopg.Cursor[Any]) -> tuple[list[str], np.ndarray]:
+            known = cur.execute("SELECT dim FROM embedders WHERE id=%s", (embedder_id,)).fetchone()
+            if known is None:
+                return [], np.zeros((0, 0), dtype=np.float32)
+            dim = int(known[0])
+            rows = cur.execute(
+                'SELECT item_id, vec FROM vectors WHERE org=%s AND kind=%s AND embedder=%s ORDER BY item_id COLLATE "C"',
+                (org, kind, embedder_id),
+            ).fetchall()
+            matrix = np.zeros((len(rows), dim), dtype=np.float32)
+            for i, row in enumerate(rows):
+                matrix[i] = vector_from_binary(row[1], dim, row[0])
+            return [r[0] for r in rows], matrix
+
+        return self._read(run, binary=True)
+
+    def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT item_id, text_sha FROM vectors WHERE org=%s AND kind=%s AND embedder=%s", (org, kind, embedder_id)
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def embedders(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}
+
+    # -- matches -------------------------------------------------------------
+    def replace_matches(self, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> None:
+        now = _now()
+        rows = [
+            (org, _text(post_id), _text(c.factcheck_id), c.rank, c.fused_score, c.decision, c.decided_by,
+             _json(c.model_dump_json(exclude={"factcheck"})), now)
+            for c in candidates
+        ]
+
+        def run(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute("DELETE FROM matches WHERE org=%s AND post_id=%s", (org, _text(post_id)))
+            if rows:
+                cur.executemany("INSERT INTO matches VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+
+        self._write(run)
+
+    def matches_for_post(self, org: str, post_id: str) -> list[MatchCandidate]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT doc::text FROM matches WHERE org=%s AND post_id=%s ORDER BY rank", (org, _text(post_id))
+            ).fetchall()
+        )
+        return [MatchCandidate.model_validate_json(r[0]) for r in rows]
+
+    def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]:
+        rows = self._read(
+            lambda c: c.execute(
+                'SELECT post_id, doc::text FROM matches WHERE org=%s AND factcheck_id=%s ORDER BY fused_score DESC, post_id COLLATE "C"',
+                (org, _text(factcheck_id)),
+            ).fetchall()
+        )
+        return [(r[0], MatchCandidate.model_validate_json(r[1])) for r in rows]
+
+    # -- documents -------------------------------------------------------------
+    _DOC_ORDERS = {
+        "sort_desc": 'sort_key DESC NULLS LAST, id COLLATE "C"',
+        "sort_asc": 'sort_key ASC NULLS LAST, id COLLATE "C"',
+        "updated_desc": 'updated_at DESC, id COLLATE "C"',
+        "created_asc": 'created_at ASC, id COLLATE "C"',
+        "id": 'id COLLATE "C"',
+    }
+
+    def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
+        import json
+
+        if not rows:
+            return
+        last = {doc_id: (doc, sort_key) for doc_id, doc, sort_key in rows}
+        ids = [_text(doc_id) for doc_id in last]
+        docs = [_json(json.dumps(doc, ensure_ascii=False, default=str)) for doc, _ in last.values()]
+        keys = [None if key is None else float(key) for _, key in last.values()]
+        now = _now()
+        self._write(
+            lambda c: c.execute(
+                "INSERT INTO docs (org, collection, id, sort_key, doc, created_at, updated_at)"
+                " SELECT %s, %s, u.id, u.sort_key, u.doc, %s, %s"
+                " FROM unnest(%s::text[], %s::float8[], %s::jsonb[]) AS u(id, sort_key, doc)"
+                " ON CONFLICT (org, collection, id) DO UPDATE SET"
+                " sort_key = excluded.sort_key, doc = excluded.doc, updated_at = excluded.updated_at",
+                (org, collection, now, now, ids, keys, docs),
+            )
+        )
+
+    def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        import json
+
+        wanted = {_text(i): i for i in ids}
+        if not wanted:
+            return {}
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT id, doc::text FROM docs WHERE org=%s AND collection=%s AND id = ANY(%s)", (org, collection, list(wanted))
+            ).fetchall()
+        )
+        return {wanted.get(r[0], r[0]): json.loads(r[1]) for r in rows}
+
+    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
+        import json
+
+        if order not in self._DOC_ORDERS:
+            raise ValueError(f"unknown order '{order}'")
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT id, doc::text FROM docs WHERE org=%s AND collection=%s ORDER BY {self._DOC_ORDERS[order]} LIMIT %s OFFSET %s",
+                (org, collection, limit, offset),
+            ).fetchall()
+        )
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def count_docs(self, org: str, collection: str) -> int:
+        return int(
+            self._read(lambda c: c.execute("SELECT count(*) FROM docs WHERE org=%s AND collection=%s", (org, collection)).fetchone()[0])
+        )
+
+    # -- lexical search --------------------------------------------------------
+    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]:
+        query = tsquery_literal(tokens)
+        if not query:
+            return []
+        # ts_rank normalisation 1 divides by 1 + log(length): long documents do not win by size alone
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT item_id, ts_rank(tsv, q, 1) AS s FROM text_index, CAST(%s AS tsquery) AS q"
+                ' WHERE org=%s AND kind=%s AND tsv @@ q ORDER BY s DESC, item_id COLLATE "C" LIMIT %s',
+                (query, org, kind, limit),
+            ).fetchall()
+        )
+        return [(r[0], float(r[1])) for r in rows]
