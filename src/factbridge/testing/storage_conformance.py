@@ -559,6 +559,11 @@ def _populate(store: Storage, org: str, marker: str, value: float) -> None:
     store.put_docs(org, "scope", [(SHARED, {"marker": marker}, value), (own, {"marker": marker}, None)])
 
 
+def _vector_rows(loaded: tuple[list[str], np.ndarray]) -> list[tuple[str, list[float]]]:
+    ids, matrix = loaded
+    return sorted(zip(ids, matrix.tolist(), strict=True))
+
+
 def _safe(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -592,7 +597,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "iter_posts": lambda s, o: sorted((p.model_dump(mode="json") for p in s.iter_posts(o)), key=lambda d: d["id"]),
     "count_posts": lambda s, o: s.count_posts(o),
     "list_quarantine": lambda s, o: s.list_quarantine(o),
-    "load_vectors": lambda s, o: [(lambda ids, m: sorted(zip(ids, m.tolist(), strict=True)))(*s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")],
+    "load_vectors": lambda s, o: [_vector_rows(s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")],
     "vector_shas": lambda s, o: [s.vector_shas(o, k, "emb-scope") for k in ("factcheck", "post")],
     "matches_for_post": lambda s, o: [s.matches_for_post(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],

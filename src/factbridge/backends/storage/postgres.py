@@ -87,6 +87,16 @@ def _psycopg() -> Any:
     return psycopg
 
 
+def _scalar(cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+    row = cur.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+def _fetch_all(sql: str, params: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
+    """A read of all rows with its parameters bound now (not when the loop variable moves on)."""
+    return lambda c: c.execute(sql, params).fetchall()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -247,7 +257,9 @@ class PostgresStorage:
             return StorageError(f"query took longer than {limit_s:g} s")
         return StorageError(f"{type(exc).__name__}: {str(exc).strip()}")
 
-    def _read(self, fn: Callable[[psycopg.Cursor[Any]], T], binary: bool = False) -> T:
+    def _read(self, fn: Callable[[psycopg.Cursor[Any]], T], binary: bool = False, local_settings: dict[str, str] | None = None) -> T:
+        """Run a read under the read time limit. `local_settings` (planner knobs such as
+        hnsw.ef_search) apply to this read only, inside its own transaction."""
         limit_ms = int(self.read_time_limit_s * 1000)
         with self._pool.connection() as conn:
             try:
@@ -255,7 +267,12 @@ class PostgresStorage:
                 if getattr(conn, "_factbridge_read_limit", None) != limit_ms:
                     conn.execute(f"SET statement_timeout = {limit_ms}")
                     conn._factbridge_read_limit = limit_ms
-                with conn.cursor(binary=binary) as cur:
+                if not local_settings:
+                    with conn.cursor(binary=binary) as cur:
+                        return fn(cur)
+                with conn.transaction(), conn.cursor(binary=binary) as cur:
+                    for name, value in local_settings.items():
+                        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
                     return fn(cur)
             except self._psycopg.Error as exc:
                 raise self._translate(exc, self.read_time_limit_s) from exc
@@ -298,7 +315,7 @@ class PostgresStorage:
 
     def schema_version(self) -> int:
         def run(cur: psycopg.Cursor[Any]) -> int:
-            if cur.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+            if _scalar(cur, "SELECT to_regclass('meta')") is None:
                 return 0
             row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             return int(row[0]) if row else 0
@@ -397,16 +414,11 @@ class PostgresStorage:
         yield from self._iter_models("factchecks", org, batch_size, FactCheck)
 
     def _iter_models(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
+        # keyset pagination in byte order, the same order as SQLite's
+        sql = f'SELECT id, doc::text FROM {table} WHERE org=%s AND id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s'
         last = ""
         while True:
-            # keyset pagination in byte order, the same order as SQLite's
-            rows = self._read(
-                lambda c, last=last: c.execute(
-                    f'SELECT id, doc::text FROM {table} WHERE org=%s AND id COLLATE "C" > %s'
-                    f' ORDER BY id COLLATE "C" LIMIT %s',
-                    (org, last, batch_size),
-                ).fetchall()
-            )
+            rows = self._read(_fetch_all(sql, (org, last, batch_size)))
             if not rows:
                 return
             for row in rows:
@@ -414,7 +426,7 @@ class PostgresStorage:
             last = rows[-1][0]
 
     def count_factchecks(self, org: str) -> int:
-        return int(self._read(lambda c: c.execute("SELECT count(*) FROM factchecks WHERE org=%s", (org,)).fetchone()[0]))
+        return int(self._read(lambda c: _scalar(c, "SELECT count(*) FROM factchecks WHERE org=%s", (org,))))
 
     # -- posts ---------------------------------------------------------------
     def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult:
@@ -461,7 +473,7 @@ class PostgresStorage:
         yield from self._iter_models("posts", org, batch_size, Post)
 
     def count_posts(self, org: str) -> int:
-        return int(self._read(lambda c: c.execute("SELECT count(*) FROM posts WHERE org=%s", (org,)).fetchone()[0]))
+        return int(self._read(lambda c: _scalar(c, "SELECT count(*) FROM posts WHERE org=%s", (org,))))
 
     # -- quarantine --------------------------------------------------------
     @staticmethod
@@ -496,9 +508,9 @@ class PostgresStorage:
         cur.execute(
             "INSERT INTO embedders VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING", (embedder_id, dim, _now())
         )
-        known = cur.execute("SELECT dim FROM embedders WHERE id=%s", (embedder_id,)).fetchone()
-        if int(known[0]) != dim:
-            raise EmbedderMismatch(f"embedder '{embedder_id}' was stored with dim {known[0]}, got {dim}")
+        known = int(_scalar(cur, "SELECT dim FROM embedders WHERE id=%s", (embedder_id,)))
+        if known != dim:
+            raise EmbedderMismatch(f"embedder '{embedder_id}' was stored with dim {known}, got {dim}")
 
     def put_vectors(self, org: str, kind: str, embedder_id: str, rows: Sequence[tuple[str, str, np.ndarray]]) -> None:
         if not rows:
@@ -638,7 +650,7 @@ class PostgresStorage:
 
     def count_docs(self, org: str, collection: str) -> int:
         return int(
-            self._read(lambda c: c.execute("SELECT count(*) FROM docs WHERE org=%s AND collection=%s", (org, collection)).fetchone()[0])
+            self._read(lambda c: _scalar(c, "SELECT count(*) FROM docs WHERE org=%s AND collection=%s", (org, collection)))
         )
 
     # -- lexical search --------------------------------------------------------

@@ -78,6 +78,11 @@ MIGRATIONS: list[str] = [
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+def _fetch_all(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], list[Any]]:
+    """A read of all rows with its parameters bound now (not when the loop variable moves on)."""
+    return lambda c: c.execute(sql, params).fetchall()
+
+
 def _now() -> str:
     # microseconds: documents written in the same second must still list in order
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -304,13 +309,10 @@ class SQLiteStorage:
         yield from self._iter_docs("factchecks", org, batch_size, FactCheck)
 
     def _iter_docs(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
+        sql = f"SELECT id, doc FROM {table} WHERE org=? AND id>? ORDER BY id LIMIT ?"
         last = ""
         while True:
-            rows = self._read(
-                lambda c, last=last: c.execute(
-                    f"SELECT id, doc FROM {table} WHERE org=? AND id>? ORDER BY id LIMIT ?", (org, last, batch_size)
-                ).fetchall()
-            )
+            rows = self._read(_fetch_all(sql, (org, last, batch_size)))
             if not rows:
                 return
             for row in rows:

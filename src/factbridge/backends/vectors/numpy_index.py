@@ -28,8 +28,11 @@ class NumpyIndex:
             raise EmbedderMismatch(f"index dimension is {self.dim}, got {dim}")
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str) -> None:
+        self._check(embedder_id, self.dim)
+        if not len(ids):
+            return  # NumPy cannot infer the width of an empty reshape
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        self._check(embedder_id, vectors.shape[1] if len(ids) else self.dim)
+        self._check(embedder_id, vectors.shape[1])
         fresh_rows = []
         fresh_ids = []
         for item_id, vec in zip(ids, vectors, strict=True):

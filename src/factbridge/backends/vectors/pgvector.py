@@ -1,0 +1,129 @@
+"""Vector search inside PostgreSQL with pgvector, over the vectors the storage holds.
+
+One index is one organisation's vectors of one kind ("factcheck" or "post") made by
+one embedder: the organisation and the embedder are in every query, so another
+partner's vectors never come back, and vectors or queries of another embedder (or
+dimension) are refused with EmbedderMismatch.
+
+Exact search (default) scans that slice in the database; `hnsw=True` builds a
+pgvector HNSW index for the embedder (a partial index on `vec::vector(dim)`, since
+one table holds every embedder's vectors) for the millions-of-posts case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from factbridge.backends.storage.postgres import PostgresStorage, _text
+from factbridge.errors import EmbedderMismatch
+
+PGVECTOR_INDEX_VERSION = "pgvector-1"
+
+
+class PgVectorIndex:
+    def __init__(
+        self,
+        storage: PostgresStorage,
+        org: str,
+        kind: str,
+        embedder_id: str,
+        dim: int,
+        *,
+        hnsw: bool = False,
+        ef_search: int = 100,
+        m: int = 16,
+        ef_construction: int = 64,
+    ) -> None:
+        self.storage = storage
+        self.org = org
+        self.kind = kind
+        self.embedder_id = embedder_id
+        self.dim = dim
+        self.hnsw = hnsw
+        self.ef_search = ef_search
+        known = storage.embedders().get(embedder_id)
+        if known is not None and known != dim:
+            raise EmbedderMismatch(f"embedder '{embedder_id}' has dimension {known} in storage, index asked for {dim}")
+        if hnsw:
+            self._ensure_hnsw(m, ef_construction)
+
+    @property
+    def hnsw_index_name(self) -> str:
+        return "vectors_hnsw_" + hashlib.sha1(f"{self.embedder_id}/{self.dim}".encode()).hexdigest()[:16]
+
+    def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
+        from psycopg import sql
+
+        statement = sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vec::vector({dim})) vector_ip_ops)"
+            " WITH (m = {m}, ef_construction = {efc}) WHERE embedder = {embedder}"
+        ).format(
+            name=sql.Identifier(self.hnsw_index_name), dim=sql.Literal(int(self.dim)), m=sql.Literal(int(m)),
+            efc=sql.Literal(int(ef_construction)), embedder=sql.Literal(self.embedder_id),
+        )
+        self.storage._write(lambda c: c.execute(statement))
+
+    def _check(self, embedder_id: str, dim: int) -> None:
+        if embedder_id != self.embedder_id:
+            raise EmbedderMismatch(f"index holds vectors of '{self.embedder_id}', refused vectors of '{embedder_id}'")
+        if dim != self.dim:
+            raise EmbedderMismatch(f"index dimension is {self.dim}, got {dim}")
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str) -> None:
+        self._check(embedder_id, self.dim)
+        if not len(ids):
+            return
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        self._check(embedder_id, vectors.shape[1])
+        rows = {item_id: vec for item_id, vec in zip(ids, vectors, strict=True)}
+
+        def run(cur: Any) -> None:
+            self.storage._register_embedder(cur, self.embedder_id, self.dim)
+            # the text hash is unknown here: a new row gets '' (so the pipeline re-embeds it
+            # from its text when it next looks), an existing row keeps the hash it had
+            cur.executemany(
+                "INSERT INTO vectors VALUES (%s, %s, %s, %s, '', %b) ON CONFLICT (org, kind, embedder, item_id)"
+                " DO UPDATE SET vec = excluded.vec",
+                [(self.org, self.kind, _text(item_id), self.embedder_id, vec) for item_id, vec in rows.items()],
+            )
+
+        self.storage._write(run)
+
+    def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        self._check(embedder_id, query.shape[0])
+        if k <= 0:
+            return []
+        from psycopg import sql
+
+        if self.hnsw:
+            # the expression and the embedder literal must match the partial index to use it
+            statement = sql.SQL(
+                "SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) FROM vectors"
+                " WHERE embedder = {embedder} AND org = %s AND kind = %s"
+                " ORDER BY (vec::vector({dim})) <#> %b::vector({dim}) LIMIT %s"
+            ).format(dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id))
+            settings = {"hnsw.ef_search": str(max(self.ef_search, k)), "hnsw.iterative_scan": "strict_order"}
+        else:
+            statement = sql.SQL(
+                "SELECT item_id, -(vec <#> %b::vector) FROM vectors WHERE embedder = %s AND org = %s AND kind = %s"
+                ' ORDER BY vec <#> %b::vector, item_id COLLATE "C" LIMIT %s'
+            )
+            settings = {}
+        params = (query, self.org, self.kind, query, k) if self.hnsw else (query, self.embedder_id, self.org, self.kind, query, k)
+        rows = self.storage._read(lambda c: c.execute(statement, params).fetchall(), local_settings=settings or None)
+        return [(r[0], float(r[1])) for r in rows]
+
+    def __len__(self) -> int:
+        return int(
+            self.storage._read(
+                lambda c: c.execute(
+                    "SELECT count(*) FROM vectors WHERE org = %s AND kind = %s AND embedder = %s",
+                    (self.org, self.kind, self.embedder_id),
+                ).fetchone()[0]
+            )
+        )
