@@ -35,15 +35,17 @@ T = TypeVar("T")
 _MIGRATION_LOCK = 0x46424D49  # "FBMI"
 
 MIGRATIONS: list[str] = [
-    # 1: the first schema (mirrors sqlite.py migration 1)
+    # 1: the first schema (mirrors sqlite.py migration 1). Ids compare byte-wise
+    # (COLLATE "C"), as in SQLite: the same order everywhere, and keyset pagination
+    # in that order can walk the primary key instead of sorting the table per page.
     """
     CREATE EXTENSION IF NOT EXISTS vector;
     CREATE TABLE IF NOT EXISTS factchecks (
-        org TEXT NOT NULL, id TEXT NOT NULL, language TEXT, published_at TIMESTAMPTZ,
+        org TEXT NOT NULL, id TEXT COLLATE "C" NOT NULL, language TEXT, published_at TIMESTAMPTZ,
         tokens TEXT NOT NULL DEFAULT '', doc JSONB NOT NULL, sha TEXT NOT NULL,
         created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, id));
     CREATE TABLE IF NOT EXISTS posts (
-        org TEXT NOT NULL, id TEXT NOT NULL, created_at TIMESTAMPTZ, language TEXT, author TEXT,
+        org TEXT NOT NULL, id TEXT COLLATE "C" NOT NULL, created_at TIMESTAMPTZ, language TEXT, author TEXT,
         tokens TEXT NOT NULL DEFAULT '', doc JSONB NOT NULL, sha TEXT NOT NULL,
         ingested_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, id));
     CREATE INDEX IF NOT EXISTS posts_time ON posts(org, created_at);
@@ -54,21 +56,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS quarantine_org ON quarantine(org, seq);
     CREATE TABLE IF NOT EXISTS embedders (id TEXT PRIMARY KEY, dim INTEGER NOT NULL, first_seen TIMESTAMPTZ NOT NULL);
     CREATE TABLE IF NOT EXISTS vectors (
-        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, embedder TEXT NOT NULL
+        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT COLLATE "C" NOT NULL, embedder TEXT NOT NULL
             REFERENCES embedders(id), text_sha TEXT NOT NULL, vec vector NOT NULL,
         PRIMARY KEY (org, kind, embedder, item_id));
     CREATE TABLE IF NOT EXISTS matches (
-        org TEXT NOT NULL, post_id TEXT NOT NULL, factcheck_id TEXT NOT NULL, rank INTEGER NOT NULL,
+        org TEXT NOT NULL, post_id TEXT COLLATE "C" NOT NULL, factcheck_id TEXT NOT NULL, rank INTEGER NOT NULL,
         fused_score DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, decided_by TEXT NOT NULL,
         doc JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (org, post_id, factcheck_id));
     CREATE INDEX IF NOT EXISTS matches_fc ON matches(org, factcheck_id);
     CREATE TABLE IF NOT EXISTS docs (
-        org TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, sort_key DOUBLE PRECISION,
+        org TEXT NOT NULL, collection TEXT NOT NULL, id TEXT COLLATE "C" NOT NULL, sort_key DOUBLE PRECISION,
         doc JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (org, collection, id));
     CREATE INDEX IF NOT EXISTS docs_sort ON docs(org, collection, sort_key);
     CREATE TABLE IF NOT EXISTS text_index (
-        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, tsv TSVECTOR NOT NULL,
+        org TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT COLLATE "C" NOT NULL, tsv TSVECTOR NOT NULL,
         PRIMARY KEY (org, kind, item_id));
     CREATE INDEX IF NOT EXISTS text_index_tsv ON text_index USING gin(tsv);
     """,

@@ -33,8 +33,8 @@ class NumpyIndex:
             return  # NumPy cannot infer the width of an empty reshape
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         self._check(embedder_id, vectors.shape[1])
-        fresh_rows = []
-        fresh_ids = []
+        fresh_rows: list[np.ndarray] = []
+        fresh_ids: list[str] = []
         for item_id, vec in zip(ids, vectors, strict=True):
             if item_id in self._pos:
                 self._matrix[self._pos[item_id]] = vec

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.storage.postgres import PostgresStorage, _text
+from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text
 from factbridge.errors import EmbedderMismatch
 
 PGVECTOR_INDEX_VERSION = "pgvector-1"
@@ -100,6 +100,7 @@ class PgVectorIndex:
             return []
         from psycopg import sql
 
+        statement: sql.Composable
         if self.hnsw:
             # the expression and the embedder literal must match the partial index to use it
             statement = sql.SQL(
@@ -121,9 +122,9 @@ class PgVectorIndex:
     def __len__(self) -> int:
         return int(
             self.storage._read(
-                lambda c: c.execute(
-                    "SELECT count(*) FROM vectors WHERE org = %s AND kind = %s AND embedder = %s",
+                lambda c: _scalar(
+                    c, "SELECT count(*) FROM vectors WHERE org = %s AND kind = %s AND embedder = %s",
                     (self.org, self.kind, self.embedder_id),
-                ).fetchone()[0]
+                )
             )
         )
