@@ -459,5 +459,7 @@ def main() -> None:
         sys.exit(2 if isinstance(exc, InputError) else 1)
 
 
+from factbridge import cli_linkrisk  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()

@@ -81,6 +81,12 @@ class Services:
             possible_threshold=s.possible_threshold,
         )
 
+    def link_scorer(self, org: str | None = None, resolve: bool | None = None):  # type: ignore[no-untyped-def]
+        """Link-risk scorer with this organisation's stored feeds (see factbridge.linkrisk)."""
+        from factbridge.linkrisk.stage import scorer_for
+
+        return scorer_for(self, org or self.settings.org, resolve)
+
     def close(self) -> None:
         for item in reversed(self._closers):
             item.close()

@@ -52,6 +52,11 @@ class Settings:
     match_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'match' decision; empty uses the value tuned on dev data.", _opt_float))
     possible_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'possible' decision; empty uses the tuned value.", _opt_float))
     rrf_k: int = field(default=60, metadata=_meta("Constant k of reciprocal rank fusion.", int))
+    linkrisk_protected_domains: str = field(default="", metadata=_meta("Protected (official) domains for look-alike detection: empty = the shipped list, FILE = only FILE, +FILE = shipped list plus FILE (TSV, see data/protected_domains.tsv)."))
+    linkrisk_flag_threshold: float = field(default=0.5, metadata=_meta("Link risk score (0..1) at which a link is flagged.", float))
+    linkrisk_resolve: bool = field(default=False, metadata=_meta("Follow shortened links (HEAD/GET without body, public addresses only) to score where they lead.", _bool))
+    linkrisk_resolve_timeout: float = field(default=3.0, metadata=_meta("Connect and read timeout in seconds for each hop when following shortened links.", float))
+    linkrisk_resolve_max_redirects: int = field(default=5, metadata=_meta("Most redirects followed for one shortened link.", int))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

@@ -24,6 +24,7 @@ Stage = Callable[[Any, str, Sequence[Post]], dict[str, Any]]
 # Order matters: later stages read what earlier ones stored.
 BUILTIN_STAGES: list[tuple[str, str]] = [
     ("matching", "factbridge.pipeline.ingest:matching_stage"),
+    ("linkrisk", "factbridge.linkrisk.stage:linkrisk_stage"),
 ]
 
 

@@ -1,0 +1,173 @@
+"""Following shortened links to where they lead — off by default, SSRF-guarded.
+
+Enabled with the ``linkrisk_resolve`` setting (or ``--resolve`` on
+``factbridge linkrisk check``). For each hop:
+
+* only http and https; the host is resolved once and EVERY address it
+  resolves to is checked: private, loopback, link-local, multicast, reserved,
+  unspecified, carrier-grade NAT and other non-global addresses are refused
+  (loopback is allowed only when the caller says so, which only tests do);
+* the connection goes to the checked address itself (no second DNS lookup a
+  rebinding attacker could answer differently), with the original Host header
+  and TLS server name;
+* HEAD first; GET only if HEAD is refused (405/501) — and the body is never
+  read: the response is closed as soon as the status line and headers arrive;
+* strict connect/read timeouts, an overall deadline, a redirect limit and loop
+  detection; every redirect target goes through the same checks.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+REDIRECTS = {301, 302, 303, 307, 308}
+USER_AGENT = "FactBridge-linkrisk/1.0 (+link safety check; no content fetched)"
+
+
+class ResolutionRefused(Exception):
+    """A hop was not attempted because it would reach a forbidden address."""
+
+
+@dataclass
+class Hop:
+    url: str
+    status: int | None = None
+    address: str | None = None
+    method: str = "HEAD"
+    error: str | None = None
+
+
+@dataclass
+class Resolution:
+    start: str
+    final_url: str | None
+    hops: list[Hop] = field(default_factory=list)
+    error: str | None = None  # why the chain stopped early (refused, loop, limit, timeout)
+    refused: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start, "final_url": self.final_url, "error": self.error, "refused": self.refused,
+            "hops": [{"url": h.url, "status": h.status, "address": h.address, "method": h.method, "error": h.error} for h in self.hops],
+        }
+
+
+def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return allow_loopback
+    # is_global is False for private, link-local, multicast (mostly), reserved,
+    # unspecified, shared (100.64/10), documentation and benchmarking ranges.
+    return bool(addr.is_global) and not addr.is_multicast and not addr.is_reserved
+
+
+def checked_addresses(host: str, port: int, allow_loopback: bool = False) -> list[str]:
+    """Resolve `host` and refuse if ANY of its addresses is forbidden (a name that
+    also points inside the network is not followed at all)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ResolutionRefused(f"cannot resolve {host}: {exc.strerror}") from exc
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses:
+        raise ResolutionRefused(f"{host} has no address")
+    bad = [a for a in addresses if not address_allowed(a, allow_loopback)]
+    if bad:
+        raise ResolutionRefused(f"{host} resolves to a non-public address ({', '.join(bad)})")
+    return addresses
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a fixed address, with SNI and certificate checks for the real host name."""
+
+    def __init__(self, address: str, port: int, server_name: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self._server_name = server_name
+        self._context = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)
+
+
+@dataclass
+class Resolver:
+    timeout: float = 3.0  # per connect and per read
+    max_redirects: int = 5
+    deadline: float = 10.0  # whole chain
+    allow_loopback: bool = False  # tests only
+    context: ssl.SSLContext | None = None
+
+    def resolve(self, url: str) -> Resolution:
+        result = Resolution(start=url, final_url=None)
+        started = time.monotonic()
+        seen: set[str] = set()
+        current = url
+        for _ in range(self.max_redirects + 1):
+            if current in seen:
+                result.error = f"redirect loop back to {current}"
+                return result
+            seen.add(current)
+            if time.monotonic() - started > self.deadline:
+                result.error = f"deadline of {self.deadline:.0f} s passed"
+                return result
+            hop = Hop(url=current)
+            result.hops.append(hop)
+            try:
+                status, location = self._request(current, hop)
+            except ResolutionRefused as exc:
+                hop.error = str(exc)
+                result.error, result.refused = str(exc), True
+                return result
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                hop.error = f"{type(exc).__name__}: {exc}"
+                result.error = hop.error
+                return result
+            if status in REDIRECTS and location:
+                current = urljoin(current, location)
+                continue
+            result.final_url = current
+            return result
+        result.error = f"more than {self.max_redirects} redirects"
+        return result
+
+    def _request(self, url: str, hop: Hop) -> tuple[int, str | None]:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in {"http", "https"} or not parts.hostname:
+            raise ResolutionRefused(f"not following a {scheme or 'relative'} link: {url}")
+        port = parts.port or (443 if scheme == "https" else 80)
+        address = checked_addresses(parts.hostname, port, self.allow_loopback)[0]
+        hop.address = address
+        if ":" in address:
+            address = f"[{address}]"  # http.client strips the brackets
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
+        for method in ("HEAD", "GET"):
+            hop.method = method
+            conn = self._connection(scheme, address, port, parts.hostname)
+            try:
+                conn.request(method, target, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
+                response = conn.getresponse()  # reads the status line and headers only
+                status, location = response.status, response.getheader("Location")
+            finally:
+                conn.close()  # never read the body
+            hop.status = status
+            if method == "HEAD" and status in {405, 501}:
+                continue
+            return status, location
+        return hop.status or 0, None
+
+    def _connection(self, scheme: str, address: str, port: int, server_name: str) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return _PinnedHTTPSConnection(address, port, server_name, self.timeout, self.context or ssl.create_default_context())
+        return http.client.HTTPConnection(address, port, timeout=self.timeout)

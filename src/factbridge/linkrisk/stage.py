@@ -1,0 +1,98 @@
+"""The ``linkrisk`` pipeline stage: every link in every ingested post, scored and stored.
+
+Stored per post in the ``linkrisk`` document collection (org-scoped), id = post
+id, sort key = ``max_score`` (so ``list_docs(org, "linkrisk")`` gives the
+riskiest posts first and the triage queue reads ``get_docs(org, "linkrisk",
+post_ids)``). The shape is documented in the package docstring
+(`factbridge.linkrisk`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from factbridge.errors import InputError
+from factbridge.linkrisk.feeds import FeedIndex, list_feeds, load_feed_index
+from factbridge.linkrisk.lookalike import LookalikeDetector
+from factbridge.linkrisk.resolve import Resolver
+from factbridge.linkrisk.scoring import LinkRiskScorer, level_of
+from factbridge.linkrisk.urls import extract_urls, normalize_url
+from factbridge.models import Post
+
+COLLECTION = "linkrisk"
+
+# One scorer per (storage, org, feed versions, settings): loading feeds and building
+# the detector is the slow part, scoring is not.
+_SCORERS: dict[tuple[Any, ...], LinkRiskScorer] = {}
+
+
+def scorer_for(services: Any, org: str, resolve: bool | None = None) -> LinkRiskScorer:
+    s = services.settings
+    storage = services.storage
+    feeds_key = tuple(sorted((f["name"], f["sha256"]) for f in list_feeds(storage, org)))
+    resolve = s.linkrisk_resolve if resolve is None else resolve
+    key = (id(storage), org, feeds_key, s.linkrisk_protected_domains, s.linkrisk_flag_threshold, resolve, s.linkrisk_resolve_timeout, s.linkrisk_resolve_max_redirects)
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        index = load_feed_index(storage, org) if feeds_key else FeedIndex()
+        resolver = Resolver(timeout=s.linkrisk_resolve_timeout, max_redirects=s.linkrisk_resolve_max_redirects) if resolve else None
+        scorer = LinkRiskScorer(index, LookalikeDetector.from_setting(s.linkrisk_protected_domains), s.linkrisk_flag_threshold, resolver)
+        if len(_SCORERS) > 16:
+            _SCORERS.clear()
+        _SCORERS[key] = scorer
+    return scorer
+
+
+def post_links(post: Post) -> list[str]:
+    """Links of a post: those the connector gave plus those found in the text
+    (defanged ones too), each once by normalised form."""
+    seen: dict[str, str] = {}
+    for raw in [*post.urls, *extract_urls(post.text)]:
+        try:
+            key = normalize_url(raw).url
+        except InputError:
+            key = raw
+        seen.setdefault(key, raw)
+    return list(seen.values())
+
+
+def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
+    urls: list[dict[str, Any]] = []
+    unparsed: list[dict[str, str]] = []
+    for raw in post_links(post):
+        try:
+            urls.append(scorer.score(raw).as_dict())
+        except InputError as exc:
+            unparsed.append({"url": raw, "reason": exc.reason})
+    urls.sort(key=lambda u: -u["score"])
+    max_score = urls[0]["score"] if urls else 0.0
+    return {
+        "post_id": post.id,
+        "max_score": max_score,
+        "level": level_of(max_score),
+        "flagged": any(u["flagged"] for u in urls),
+        "flagged_urls": sum(1 for u in urls if u["flagged"]),
+        "urls": urls,
+        "unparsed": unparsed,
+        "decided_by": scorer.decided_by,
+        "scored_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def linkrisk_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Stage: score every link of every post; store one document per post."""
+    scorer = scorer_for(services, org)
+    docs = [score_post(scorer, post) for post in posts]
+    services.storage.put_docs(org, COLLECTION, [(d["post_id"], d, float(d["max_score"])) for d in docs])
+    return {
+        "posts": len(docs),
+        "links": sum(len(d["urls"]) for d in docs),
+        "flagged_posts": sum(1 for d in docs if d["flagged"]),
+        "flagged_links": sum(d["flagged_urls"] for d in docs),
+    }
+
+
+def riskiest_posts(storage: Any, org: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    return [doc for _, doc in storage.list_docs(org, COLLECTION, limit=limit, offset=offset, order="sort_desc")]
