@@ -174,10 +174,11 @@ def gather_benign_urls(shared: Path, per_domain_cap: int = 200) -> BenignSet:
     dropped: Counter[str] = Counter()
     for label, path, reader in benign_sources(shared):
         for raw in reader(path):
-            raw = raw.strip().rstrip(".,;:!?)]}'\"")
+            raw = raw.strip()
             if raw.endswith(_TRUNCATED) or "…" in raw:
                 dropped["truncated"] += 1
                 continue
+            raw = raw.rstrip(".,;:!?)]}'\"")
             try:
                 n = normalize_url(raw)
             except InputError:

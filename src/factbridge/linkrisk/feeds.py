@@ -113,7 +113,10 @@ def host_key(raw: str) -> str:
     host = raw.strip().lower()
     if host.startswith("*."):
         host = host[2:]
-    return normalize_host(host)[0]
+    ascii_host, _, is_ip, _ = normalize_host(host)
+    if not is_ip and "." not in ascii_host:
+        raise ValueError(f"not a domain name: '{raw}'")
+    return ascii_host
 
 
 # ---------------------------------------------------------------------------
@@ -239,8 +242,12 @@ def _parse_lines(text: str, feed: ParsedFeed, fmt: str) -> Iterator[FeedEntry | 
         if line.startswith("|"):
             yield _entry_for(line.strip("|").split("$", 1)[0].rstrip("^"), feed, number, feed.feed_date)
             continue
+        line = re.split(r"\s+#", line, maxsplit=1)[0].strip()
         if " " in line or "\t" in line:
-            line = line.split()[0]
+            if want == "host":
+                yield _bad(feed, number, "a domain list line holds one domain", line, "host")
+                continue
+            line = line.split()[0]  # "url<TAB>date" style lists: the link comes first
         yield _entry_for(line, feed, number, feed.feed_date, want=want)
 
 
