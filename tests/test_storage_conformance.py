@@ -137,3 +137,59 @@ def test_sqlite_write_error_is_storage_error_and_writer_survives() -> None:
         assert store.count_posts("org") == 1
     finally:
         store.close()
+
+
+# -- PostgreSQL specifics -------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_postgres_read_time_limit_raises_storage_error(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    store = postgres_factory()
+    try:
+        store.read_time_limit_s = 0.05
+        with pytest.raises(StorageError, match="longer than"):
+            store._read(lambda c: c.execute("SELECT pg_sleep(2)").fetchall())
+        store.read_time_limit_s = 10.0
+        assert store.count_posts("org") == 0, "the pooled connection is usable after a cancelled query"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_concurrent_migrations_are_serialised(postgres_url: str) -> None:
+    from factbridge.backends.storage.base import SCHEMA_VERSION
+    from factbridge.backends.storage.postgres import PostgresStorage
+
+    stores = [PostgresStorage(postgres_url) for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores))
+
+    def migrate(store: PostgresStorage) -> None:
+        start.wait()
+        try:
+            store.migrate()
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        assert all(s.schema_version() == SCHEMA_VERSION for s in stores)
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.postgres
+def test_postgres_unreachable_server_is_a_storage_error(tmp_path: Path) -> None:
+    from factbridge.backends.storage.postgres import PostgresStorage
+
+    store = PostgresStorage(f"postgresql://nobody:secret@/nowhere?host={tmp_path}&connect_timeout=1")
+    with pytest.raises(StorageError, match="cannot connect") as caught:
+        store.migrate()
+    assert "secret" not in str(caught.value), "the password never appears in an error"
+    store.close()
