@@ -36,11 +36,16 @@ TEMPLATE_DB = "factbridge_template"
 class EmbeddedPostgres:
     def __init__(self, root: Path | None = None) -> None:
         self._own_root = root is None
-        self.root = Path(tempfile.mkdtemp(prefix="factbridge-pg-")) if root is None else root
+        self.root = root
         self._server: Any = None
         self.admin_url = ""
 
     def start(self) -> EmbeddedPostgres:
+        if self.root is None:
+            try:
+                self.root = Path(tempfile.mkdtemp(prefix="factbridge-pg-"))
+            except OSError as exc:
+                raise ServerUnavailable(f"no temporary folder for the server: {exc}") from exc
         try:
             import psycopg  # noqa: F401
 
@@ -94,7 +99,7 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
-        if self._own_root:
+        if self._own_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
