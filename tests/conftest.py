@@ -90,7 +90,7 @@ def postgres_server() -> Iterator[object]:
 
 @pytest.fixture
 def postgres_factory(postgres_server: object) -> Iterator[object]:
-    """Storage factory: every call is a fresh, migrated database, dropped after the test."""
+    """Storage factory: every call is a fresh, migrated schema, dropped after the test."""
     from factbridge.testing.postgres import PostgresDatabaseFactory
 
     factory = PostgresDatabaseFactory(postgres_server)  # type: ignore[arg-type]
@@ -100,5 +100,5 @@ def postgres_factory(postgres_server: object) -> Iterator[object]:
 
 @pytest.fixture
 def postgres_url(postgres_factory: object) -> str:
-    """URL of a fresh, empty (not yet migrated) database on the embedded server."""
+    """URL of a fresh, empty (not yet migrated) schema on the embedded server."""
     return postgres_factory.new_database()  # type: ignore[attr-defined,no-any-return]
