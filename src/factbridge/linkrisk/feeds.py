@@ -223,11 +223,11 @@ def _parse_lines(text: str, feed: ParsedFeed, fmt: str) -> Iterator[FeedEntry | 
         if not line or line.startswith(("#", "!", "[Adblock")):
             continue
         if fmt == "hosts" or (fmt in {"list", "domains", "openphish"} and _HOSTS_LINE.match(line)):
-            body = line.split("#", 1)[0].split()
-            if len(body) < 2:
+            fields = line.split("#", 1)[0].split()
+            if len(fields) < 2:
                 yield _bad(feed, number, "hosts line needs an address and a name", line, "host")
                 continue
-            for name in body[1:]:
+            for name in fields[1:]:
                 if name.lower() in _SINK_HOSTS:
                     continue
                 yield _entry_for(name, feed, number, feed.feed_date, want="host")

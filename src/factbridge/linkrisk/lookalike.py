@@ -215,7 +215,7 @@ class LookalikeDetector:
         for p in self.brands:
             self.by_label.setdefault(p.label, p)
         self.fuzzy_labels = [lab for lab, p in self.by_label.items() if len(lab) >= 5 and not p.is_generic]
-        self.substring_labels = [lab for lab in self.fuzzy_labels if len(lab) >= 5]
+        self.substring_labels = [(lab, lab.replace("-", "")) for lab in self.fuzzy_labels]
         self.skeletons: dict[str, ProtectedDomain] = {}
         for lab, p in self.by_label.items():
             if len(lab) >= 3:
@@ -342,18 +342,18 @@ class LookalikeDetector:
                 return tuple(out)
         if len(tokens) > 1:
             for token in tokens:
-                entry = self.by_label.get(token)
-                if entry and (len(token) >= 4 or not entry.is_generic) and not entry.is_generic:
-                    out.append(("added_words", entry, f"'{label}' adds words to '{token}' ({entry.domain})"))
+                named = self.by_label.get(token)
+                if named is not None and not named.is_generic:
+                    out.append(("added_words", named, f"'{label}' adds words to '{token}' ({named.domain})"))
                     return tuple(out)
-                if entry is None and len(token) >= 5:
+                if named is None and len(token) >= 5:
                     fuzzy = self.skeletons.get(skeleton(token))
                     if fuzzy and not fuzzy.is_generic:
                         out.append(("added_words", fuzzy, f"'{label}' adds words to a look-alike of '{fuzzy.label}' ({fuzzy.domain})"))
                         return tuple(out)
         squeezed = label.replace("-", "")
-        for name in self.substring_labels:
-            if name in label or name.replace("-", "") in squeezed:
+        for name, name_squeezed in self.substring_labels:
+            if name in label or name_squeezed in squeezed:
                 entry = self.by_label[name]
                 out.append(("added_words", entry, f"'{label}' contains '{name}' ({entry.domain}) with other letters"))
                 return tuple(out)

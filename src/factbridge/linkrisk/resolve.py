@@ -77,7 +77,7 @@ def checked_addresses(host: str, port: int, allow_loopback: bool = False) -> lis
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ResolutionRefused(f"cannot resolve {host}: {exc.strerror}") from exc
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise ResolutionRefused(f"{host} has no address")
     bad = [a for a in addresses if not address_allowed(a, allow_loopback)]

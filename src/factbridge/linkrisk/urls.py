@@ -90,17 +90,17 @@ _SPACED_TLDS = frozenset({
 })
 
 
-_FANG_HINT = re.compile(r"[\[({<\\\s*_]|xx|meow", re.IGNORECASE)
+_FANG_HINT = re.compile(r"[\[({<\\\s]")
+_SCHEME_HINT = re.compile(r"h(?:xx|\*\*|__|\[tt\])p|meow", re.IGNORECASE)
 
 
 def refang(text: str) -> str:
     """Undo the usual defanging and look-alike punctuation so links can be parsed."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).translate(_CHAR_MAP).translate(_INVISIBLE)
-    elif not _FANG_HINT.search(text):
-        return text
-    lower = text.lower()
-    if "xx" in lower or "**" in lower or "__" in lower or "meow" in lower:
+    elif not _FANG_HINT.search(text) and (text.startswith(("http://", "https://")) or not _SCHEME_HINT.search(text)):
+        return text  # the common case: a clean link
+    if _SCHEME_HINT.search(text):
         text = _SCHEME_FANGS.sub(lambda m: "http" + m.group(1), text)
     if any(c in text for c in "[({<\\"):
         text = _COLON_FANG.sub(":", text)
@@ -189,7 +189,7 @@ SHORTENERS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses are slow to build, and we build one per link
 class NormalizedUrl:
     """A link in canonical form. `url` is what feeds are matched against."""
 
@@ -235,6 +235,8 @@ class NormalizedUrl:
         return (f"{base}?{self.query}" if self.query else base, base)
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_DOTTED = re.compile(rf"^{_OCTET}(?:\.{_OCTET}){{3}}$")
 _IPV4_LOOSE = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 
@@ -249,8 +251,7 @@ def normalize_host(raw: str) -> tuple[str, str, bool, bool]:
         ip6 = ipaddress.IPv6Address(host[1:-1])
         return f"[{ip6.compressed}]", f"[{ip6.compressed}]", True, False
     if _IPV4_LOOSE.match(host):
-        octets = host.split(".")
-        if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 and int(o) <= 255 and (o == "0" or not o.startswith("0")) for o in octets):
+        if _IPV4_DOTTED.match(host):
             return host, host, True, False
         try:
             # inet_aton accepts the integer/hex/octal forms browsers also accept.
@@ -297,6 +298,7 @@ def _decode_label(label: str) -> str:
     return label
 
 
+_NETLOC_END = re.compile(r"[/?#\\]")
 _NON_WEB = re.compile(r"^(?:javascript|data|mailto|tel|file|about|blob|vbscript|sms|intent):", re.IGNORECASE)
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%:@!$&'()*+,;=\-._~]")
 _UNSAFE_QUERY = re.compile(r"[^A-Za-z0-9=&/%:@!$'()*+,;?\-._~]")
@@ -317,13 +319,13 @@ def normalize_url(raw: str, *, strip_tracking: bool = True) -> NormalizedUrl:
     if scheme not in DEFAULT_PORTS:
         raise InputError(f"not a web link (scheme '{scheme}'): {raw!r}", field="url")
     # Split by hand: urlsplit is the slowest step of scoring and we need less.
-    end = len(rest)
-    for sep in "/?#\\":
-        i = rest.find(sep)
-        if i != -1 and i < end:
-            end = i
-    netloc, tail = rest[:end], rest[end:].replace("\\", "/")
-    tail = tail.split("#", 1)[0]
+    boundary = _NETLOC_END.search(rest)
+    end = boundary.start() if boundary else len(rest)
+    netloc, tail = rest[:end], rest[end:]
+    if "\\" in tail:
+        tail = tail.replace("\\", "/")  # browsers read a backslash as a slash
+    if "#" in tail:
+        tail = tail.split("#", 1)[0]
     path, _, query = tail.partition("?")
     userinfo, _, hostport = netloc.rpartition("@")
     port_raw: int | None = None
