@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared/data
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench eval clean
+.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ eval: install
 	$(BIN)/factbridge eval claim-retrieval --claims $(SHARED)/claim_retrieval/clef2022_2a_en/vclaims.jsonl \
 		--queries $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_Queries.tsv \
 		--qrels $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_QRELs.tsv
+
+eval-linkrisk: install
+	$(BIN)/factbridge eval linkrisk --data $(SHARED)/urls/urlhaus_filter --benign-from $(SHARED)
+
+bench-linkrisk: install
+	$(BIN)/factbridge bench linkrisk --data $(SHARED)/urls/urlhaus_filter --benign-from $(SHARED) --workers 2
 
 clean:
 	rm -rf $(VENV) .factbridge .pytest_cache .mypy_cache .ruff_cache

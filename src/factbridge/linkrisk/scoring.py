@@ -303,7 +303,7 @@ class LinkRiskScorer:
         words = sorted(set(_CREDENTIAL_RE.findall(host)))
         if words:
             reasons.append(Reason("credential_words_host", WEIGHTS["credential_words_host"], f"host name uses {', '.join(words)}", {"words": words}))
-        if parts.domain.count("-") >= 3:
+        if parts.domain.count("-") >= 3 and not parts.domain.startswith("xn--"):
             reasons.append(Reason("many_hyphens", WEIGHTS["many_hyphens"], f"'{parts.domain}' strings many words together", {"hyphens": parts.domain.count("-")}))
         return None, tuple(reasons)
 
