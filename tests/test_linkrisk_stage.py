@@ -36,8 +36,10 @@ def test_stage_is_registered() -> None:
 
 
 def test_post_links_dedupes_by_normal_form() -> None:
-    post = Post(id="x", text="see https://example.com/a?utm_source=fb and http://EXAMPLE.com:80/a", urls=["https://example.com/a"])
-    assert len(post_links(post)) == 2  # https and http differ; the utm copy folds into the first
+    post = Post(id="x", text="see https://example.com/a?utm_source=fb and http://EXAMPLE.com:80/a", urls=["https://example.com/a", "https://vietcombank-uudai", "mailto:a@b.c"])
+    links, unparsed = post_links(post)
+    assert len(links) == 2  # https and http differ; the utm copy folds into the first
+    assert [u["url"] for u in unparsed] == ["https://vietcombank-uudai", "mailto:a@b.c"]
 
 
 def test_stage_stores_one_doc_per_post(hashing_services: Services) -> None:

@@ -106,6 +106,10 @@ def linkrisk_check(
         return
     good = [r for r in results if not isinstance(r, InputError)]
     _risk_table(good, f"Link risk ({len(good)} links)")
+    for r in good:
+        if r.resolution:
+            hops = " -> ".join(f"{h['url']} ({h['status'] or h['error']})" for h in r.resolution["hops"])
+            console.print(f"followed {r.normalized}: {hops}" + (f" [yellow]stopped: {r.resolution['error']}[/]" if r.resolution["error"] else ""))
     for t, r in zip(targets, results, strict=True):
         if isinstance(r, InputError):
             console.print(f"[yellow]not scored[/] {t}: {r.reason}")

@@ -45,28 +45,35 @@ def scorer_for(services: Any, org: str, resolve: bool | None = None) -> LinkRisk
     return scorer
 
 
-def post_links(post: Post) -> list[str]:
-    """Links of a post: those the connector gave plus those found in the text
-    (defanged ones too), each once by normalised form."""
+def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
+    """Links of a post: those found in the text (defanged ones too) and those the
+    connector gave, each once by normalised form; plus the link-like strings set
+    aside (not web links, or a host with no public suffix such as the
+    ``https://example-site`` a plain extractor cuts out of ``example-site . com``)."""
     seen: dict[str, str] = {}
-    for raw in [*post.urls, *extract_urls(post.text)]:
+    unparsed: list[dict[str, str]] = []
+    for raw in [*extract_urls(post.text), *post.urls]:
         try:
-            key = normalize_url(raw).url
-        except InputError:
-            key = raw
-        seen.setdefault(key, raw)
-    return list(seen.values())
+            n = normalize_url(raw)
+        except InputError as exc:
+            unparsed.append({"url": raw, "reason": exc.reason})
+            continue
+        if not n.is_ip and not n.suffix and n.url not in seen:
+            unparsed.append({"url": raw, "reason": f"host '{n.host}' has no public suffix"})
+            continue
+        seen.setdefault(n.url, raw)
+    return list(seen.values()), unparsed
 
 
 def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
     urls: list[dict[str, Any]] = []
-    unparsed: list[dict[str, str]] = []
-    for raw in post_links(post):
+    links, unparsed = post_links(post)
+    for raw in links:
         try:
             urls.append(scorer.score(raw).as_dict())
         except InputError as exc:
             unparsed.append({"url": raw, "reason": exc.reason})
-    urls.sort(key=lambda u: -u["score"])
+    urls.sort(key=lambda u: -u["score"])  # riskiest first
     max_score = urls[0]["score"] if urls else 0.0
     return {
         "post_id": post.id,
