@@ -134,3 +134,14 @@ def test_cli_eval_prints_figures() -> None:
     assert report["blocklists"][0]["held_out_recall"] == 0.5
     assert report["benign"]["fpr"] == 0.2
     assert report["lookalike"]["precision"] >= 0.95
+
+
+def test_cli_eval_table_and_bench_on_fixtures() -> None:
+    runner = CliRunner()
+    data = str(FIX / "eval" / "urls" / "mini")
+    table = runner.invoke(app, ["eval", "linkrisk", "--data", data, "--benign-from", str(FIX / "eval")])
+    assert table.exit_code == 0, table.output
+    assert "held-out recall" in table.output and "Benign links" in table.output and "Look-alike detection" in table.output
+    bench = runner.invoke(app, ["bench", "linkrisk", "--data", data, "--benign-from", str(FIX / "eval"), "--workers", "1"])
+    assert bench.exit_code == 0, bench.output
+    assert "URLs/s" in bench.output and "load average" in bench.output
