@@ -158,7 +158,7 @@ def eval_linkrisk(
     data: Annotated[Path, typer.Option(help="Blocklist file or folder (e.g. ../shared/data/urls/urlhaus_filter).")],
     benign_from: Annotated[Path | None, typer.Option(help="Shared data folder to gather benign links from (default: two levels above --data).")] = None,
     lookalikes: Annotated[Path, typer.Option(help="Look-alike fixture (JSONL: domain, label lookalike|legit, target).")] = Path("tests/fixtures/lookalike_domains.jsonl"),
-    per_domain_cap: Annotated[int, typer.Option(help="Most benign links kept per registered domain.")] = 200,
+    per_domain_cap: Annotated[int, typer.Option(help="Most benign links kept per registered domain (0: no cap).")] = 200,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Known-malicious recall (held-out and lookup), benign false-positive rate, look-alike P/R."""
@@ -218,7 +218,7 @@ def print_eval(report: dict[str, Any]) -> None:
         table.add_row(r["list"], str(r["entries"]), f"{r['held_out_recall']:.4f}", f"{r['lookup_recall']:.4f}", kinds)
     console.print(table)
     console.print(f"[dim]{report['held_out_note']}[/]")
-    for r in report["blocklists"][:1]:
+    for r in sorted(report["blocklists"], key=lambda x: -x["entries"])[:1]:
         console.print("held-out reasons (" + r["list"] + "): " + ", ".join(f"{k} {v}" for k, v in list(r["held_out_reasons"].items())[:10]))
     b = report["benign"]
     console.print(f"\n[bold]Benign links[/]: {b['urls']} links on {b['hosts']} hosts -> flagged {b['flagged']} (FPR {b['fpr']:.4f}); hosts flagged {b['flagged_hosts']} (host FPR {b['host_fpr']:.4f})")

@@ -194,7 +194,7 @@ def gather_benign_urls(shared: Path, per_domain_cap: int = 200) -> BenignSet:
                 dropped["duplicate"] += 1
                 continue
             seen.add(n.url)
-            if per_domain[n.registered_domain] >= per_domain_cap:
+            if 0 < per_domain_cap <= per_domain[n.registered_domain]:
                 dropped[f"over {per_domain_cap} per domain"] += 1
                 continue
             per_domain[n.registered_domain] += 1
@@ -203,7 +203,7 @@ def gather_benign_urls(shared: Path, per_domain_cap: int = 200) -> BenignSet:
     how = (
         f"{len(urls)} links from {len(per_domain)} registered domains: expanded_url of PHEME tweet entities, CrowdTangle/MediaCloud link columns "
         f"of pycoornet, and http(s) links found in the claim_retrieval and checkworthiness files; truncated, suffix-less and IP links dropped, "
-        f"deduplicated after normalisation, at most {per_domain_cap} per registered domain. (coortweet has anonymised ids only: no links.)"
+        f"deduplicated after normalisation, " + (f"at most {per_domain_cap} per registered domain" if per_domain_cap > 0 else "no cap per domain") + ". (coortweet has anonymised ids only: no links.)"
     )
     return BenignSet(urls, dict(sources), dict(dropped), per_domain_cap, how)
 
