@@ -22,7 +22,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "lookalike_domains.jsonl"
 DELTA = 0.01
 
 # Measured with linkrisk-rules v1.0 and the shipped protected list (see the eval output).
-HELD_OUT = {"urlhaus-filter": 0.8525, "urlhaus-filter-domains": 0.8993, "urlhaus-filter-online": 0.6800, "urlhaus-filter-domains-online": 0.7844}
+HELD_OUT = {"urlhaus-filter": 0.8576, "urlhaus-filter-domains": 0.8993, "urlhaus-filter-online": 0.6880, "urlhaus-filter-domains-online": 0.7844}
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,10 @@ def test_structural_signals(scorer: LinkRiskScorer) -> None:
     assert "userinfo_at" in codes("http://paypal.com@evil.example/")
     assert {"executable_download", "hosted_download"} <= codes("https://github.com/someone/x/releases/download/v1/setup.exe")
     assert "archive_download" in codes("http://files.example.org/a/b.zip")
+    assert {"archive_download", "hosted_download"} <= codes("https://codeload.github.com/someone/tool/zip/refs/heads/master")
+    assert "script_download" in codes("https://link.storjshare.io/raw/abc/docs/factura%20electronica.js")
+    assert "script_download" not in codes("https://www.example.com/static/app.js")  # a site's own script
+    assert "iot_malware_path" in codes("http://1.2.3.4/x.arm7")
     assert "raw_paste" in codes("https://pastebin.com/raw/abcd")
     assert {"dynamic_dns", "random_label"} <= codes("http://5a43e6a45be33b4739fba699782e6c7c.duckdns.org/")
     assert "suspicious_tld" in codes("http://cheap-deals.top/")

@@ -94,9 +94,12 @@ DYNAMIC_DNS = frozenset({
     "kozow.com", "ddns.me", "linkpc.net", "webredirect.org", "casacam.net", "gleeze.com", "accesscam.org",
     "camdvr.org", "ooguy.com", "theworkpc.com", "dns.army", "dnsabr.com", "crabdance.com", "strangled.net",
 })
-EXECUTABLE_EXTENSIONS = frozenset({"exe", "scr", "msi", "bat", "cmd", "vbs", "vbe", "jar", "apk", "xapk", "ps1", "dll", "hta", "lnk", "pif", "cpl", "msix", "appx", "dmg", "pkg", "elf", "bin", "wsf", "iso", "img"})
+EXECUTABLE_EXTENSIONS = frozenset({"exe", "scr", "msi", "bat", "cmd", "vbs", "vbe", "jar", "apk", "xapk", "ps1", "dll", "hta", "lnk", "pif", "cpl", "msix", "appx", "dmg", "pkg", "elf", "bin", "wsf", "iso", "img", "sys"})
 ARCHIVE_EXTENSIONS = frozenset({"zip", "rar", "7z", "gz", "tgz", "bz2", "xz", "cab", "ace", "arj", "z"})
 SCRIPT_EXTENSIONS = frozenset({"sh", "docm", "xlsm", "pptm", "xlam", "dotm", "one"})
+# Scripts that are ordinary on a website (a site's own .js) but not as a file on a
+# free hosting service, where they are droppers (e.g. "factura electronica.js").
+HOSTED_SCRIPT_EXTENSIONS = frozenset({"js", "jse", "wsh", "py", "pyw"})
 # File names of Mirai/Mozi-style IoT bots: one build per CPU architecture.
 IOT_NAMES = frozenset({
     "mips", "mipsel", "mpsl", "arm", "arm4", "arm5", "arm6", "arm7", "x86", "x86_64", "x64", "i686", "i586",
@@ -321,18 +324,23 @@ class LinkRiskScorer:
             return
         last = path.rstrip("/").rsplit("/", 1)[-1]
         ext = last.rsplit(".", 1)[-1] if "." in last else ""
-        if ext in EXECUTABLE_EXTENSIONS:
+        hosting = n.host if n.host in FILE_HOSTING else n.registered_domain
+        on_hosting = hosting in FILE_HOSTING
+        if n.host == "codeload.github.com" and ("/zip/" in path or "/tar.gz/" in path):
+            ext = "zip"  # GitHub's archive download of a whole repository
+        if on_hosting and ext in HOSTED_SCRIPT_EXTENSIONS:
+            reasons.append(Reason("script_download", WEIGHTS["script_download"], f"script file '{last}' on a file-hosting service", {"file": last}))
+        elif ext in EXECUTABLE_EXTENSIONS:
             reasons.append(Reason("executable_download", WEIGHTS["executable_download"], f"downloads a program ('{last}')", {"file": last}))
         elif ext in SCRIPT_EXTENSIONS:
             reasons.append(Reason("script_download", WEIGHTS["script_download"], f"downloads a script or macro document ('{last}')", {"file": last}))
         elif ext in ARCHIVE_EXTENSIONS:
             reasons.append(Reason("archive_download", WEIGHTS["archive_download"], f"downloads an archive ('{last}')", {"file": last}))
-        if last in IOT_NAMES or "/bins/" in path:
+        if last in IOT_NAMES or ext in IOT_NAMES or "/bins/" in path:
             reasons.append(Reason("iot_malware_path", WEIGHTS["iot_malware_path"], f"path '{n.path}' has the shape of IoT-botnet downloads", {"file": last}))
-        if ext in EXECUTABLE_EXTENSIONS or ext in ARCHIVE_EXTENSIONS or ext in SCRIPT_EXTENSIONS or "export=download" in n.query:
-            hosting = n.host if n.host in FILE_HOSTING else n.registered_domain
-            if hosting in FILE_HOSTING:
-                reasons.append(Reason("hosted_download", WEIGHTS["hosted_download"], f"file served from the free hosting service {hosting}", {"service": hosting}))
+        downloadable = ext in EXECUTABLE_EXTENSIONS or ext in ARCHIVE_EXTENSIONS or ext in SCRIPT_EXTENSIONS or ext in HOSTED_SCRIPT_EXTENSIONS
+        if on_hosting and (downloadable or "export=download" in n.query):
+            reasons.append(Reason("hosted_download", WEIGHTS["hosted_download"], f"file served from the free hosting service {hosting}", {"service": hosting}))
         if n.registered_domain in PASTE_HOSTS and ("/raw" in path or "/r/" in path or "/d/" in path or n.host.startswith("raw.")):
             reasons.append(Reason("raw_paste", WEIGHTS["raw_paste"], f"raw paste on {n.registered_domain} (often a second-stage payload)", {"host": n.host}))
         words = sorted(set(_CREDENTIAL_RE.findall(path + "?" + n.query.lower())))
