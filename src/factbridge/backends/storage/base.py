@@ -15,9 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from factbridge.errors import StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
-SCHEMA_VERSION = 1
+# Both backends number their migrations alike (a version can be a no-op in one of them).
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -92,5 +94,5 @@ def to_blob(vec: np.ndarray) -> bytes:
 def from_blob(blob: bytes, dim: int) -> np.ndarray:
     arr = np.frombuffer(blob, dtype=np.float32)
     if arr.shape[0] != dim:
-        raise ValueError(f"stored vector has {arr.shape[0]} values, expected {dim}")
+        raise StorageError(f"stored vector has {arr.shape[0]} values, expected {dim}")
     return arr

@@ -74,6 +74,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (org, kind, item_id));
     CREATE INDEX IF NOT EXISTS text_index_tsv ON text_index USING gin(tsv);
     """,
+    # 2: SQLite's map from items to FTS rows; text_index is keyed by item already
+    "SELECT 1",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -336,7 +338,7 @@ class PostgresStorage:
             return
         cur.execute(
             "INSERT INTO text_index (org, kind, item_id, tsv)"
-            " SELECT %s, %s, u.item_id, u.tsv::tsvector FROM unnest(%s::text[], %s::text[]) AS u(item_id, tsv)"
+            " SELECT %s, %s, u.item_id, u.tsv::tsvector FROM unnest(%b::text[], %b::text[]) AS u(item_id, tsv)"
             " ON CONFLICT (org, kind, item_id) DO UPDATE SET tsv = excluded.tsv",
             (org, kind, [_text(i) for i, _ in rows], [tsvector_literal(t) for _, t in rows]),
         )
@@ -352,7 +354,8 @@ class PostgresStorage:
             return set(), set()
         names = ["id", *columns, "doc", "sha"]
         arrays = [list(col) for col in zip(*rows, strict=True)]
-        casts = ", ".join(f"%s::{t}[]" for t in ["text", *types, "jsonb", "text"])
+        # arrays go in binary: psycopg's text form escapes every element with a regex
+        casts = ", ".join(f"%b::{t}[]" for t in ["text", *types, "jsonb", "text"])
         sets = ", ".join(f"{n} = excluded.{n}" for n in [*columns, "doc", "sha", "updated_at"])
         created = "ingested_at" if table == "posts" else "created_at"
         now = _now()
@@ -388,7 +391,8 @@ class PostgresStorage:
 
         def run(cur: psycopg.Cursor[Any]) -> UpsertResult:
             inserted, updated = self._upsert(cur, "factchecks", org, ["language", "published_at", "tokens"], rows, ["text", "timestamptz", "text"])
-            changed = [(fc.id, fc.tokens) for fc in unique if _text(fc.id) in inserted | updated]
+            written = inserted | updated
+            changed = [(fc.id, fc.tokens) for fc in unique if _text(fc.id) in written]
             self._set_text(cur, org, "factcheck", changed)
             return self._report([fc.id for fc in unique], inserted, updated)
 
@@ -446,7 +450,8 @@ class PostgresStorage:
             inserted, updated = self._upsert(
                 cur, "posts", org, ["created_at", "language", "author", "tokens"], rows, ["timestamptz", "text", "text", "text"]
             )
-            changed = [(p.id, p.tokens) for p in unique if _text(p.id) in inserted | updated]
+            written = inserted | updated
+            changed = [(p.id, p.tokens) for p in unique if _text(p.id) in written]
             self._set_text(cur, org, "post", changed)
             self._insert_quarantine(cur, quarantine_rows)
             return self._report([p.id for p in unique], inserted, updated)
@@ -617,7 +622,7 @@ class PostgresStorage:
             lambda c: c.execute(
                 "INSERT INTO docs (org, collection, id, sort_key, doc, created_at, updated_at)"
                 " SELECT %s, %s, u.id, u.sort_key, u.doc, %s, %s"
-                " FROM unnest(%s::text[], %s::float8[], %s::jsonb[]) AS u(id, sort_key, doc)"
+                " FROM unnest(%b::text[], %b::float8[], %b::jsonb[]) AS u(id, sort_key, doc)"
                 " ON CONFLICT (org, collection, id) DO UPDATE SET"
                 " sort_key = excluded.sort_key, doc = excluded.doc, updated_at = excluded.updated_at",
                 (org, collection, now, now, ids, keys, docs),
