@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/factbridge demo
+	$(BIN)/factbridge demo --serve
 
 test: install
 	$(BIN)/pytest -q -ra

@@ -441,14 +441,25 @@ def bench_match(
 def demo(
     ctx: typer.Context,
     fresh: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = True,
+    serve: Annotated[bool, typer.Option(help="Then start the workspace with the demo data and demo users.")] = False,
 ) -> None:
     """Load the bundled multilingual sample, ingest, match and print a summary."""
+    from factbridge.cli_web import run_server, seed_demo_accounts
     from factbridge.demo import run_demo
 
     state = _state(ctx)
     if "data_dir" not in state.overrides:
         state.overrides["data_dir"] = ".factbridge/demo"
-    run_demo(state.services(), fresh=fresh)
+    services = state.services()
+    run_demo(services, fresh=fresh)
+    password = seed_demo_accounts(services)
+    settings = services.settings
+    console.print(
+        f"workspace: http://{settings.host}:{settings.port}/  sign in as [bold]editor[/] (second editor: [bold]reviewer[/], "
+        f"also analyst, admin) with password [bold]{password}[/]; public site: http://{settings.host}:{settings.port}/public/{settings.org}"
+    )
+    if serve:
+        run_server(services)
 
 
 def main() -> None:
@@ -460,6 +471,7 @@ def main() -> None:
 
 
 from factbridge import cli_linkrisk  # noqa: E402,F401
+from factbridge import cli_web  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

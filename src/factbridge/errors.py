@@ -8,6 +8,8 @@
     ├── NotFound               an object does not exist in this organisation's scope
     ├── Conflict               the request contradicts the current state
     ├── PermissionDenied       the caller may not do this
+    │   └── NotAuthenticated   nobody is signed in (or the token is unknown)
+    ├── RateLimited            too many attempts from one client; try again later
     ├── StorageError           the database failed or its schema is not what we expect
     ├── EmbedderMismatch       vectors from one embedder met an index built with another
     └── ModelError             a bundled or user model cannot be loaded or used
@@ -75,6 +77,16 @@ class Conflict(FactBridgeError):
 
 class PermissionDenied(FactBridgeError):
     pass
+
+
+class NotAuthenticated(PermissionDenied):
+    pass
+
+
+class RateLimited(FactBridgeError):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StorageError(FactBridgeError):

@@ -57,6 +57,16 @@ class Settings:
     linkrisk_resolve: bool = field(default=False, metadata=_meta("Follow shortened links (HEAD/GET without body, public addresses only) to score where they lead.", _bool))
     linkrisk_resolve_timeout: float = field(default=3.0, metadata=_meta("Connect and read timeout in seconds for each hop when following shortened links.", float))
     linkrisk_resolve_max_redirects: int = field(default=5, metadata=_meta("Most redirects followed for one shortened link.", int))
+    host: str = field(default="127.0.0.1", metadata=_meta("Address `factbridge serve` listens on."))
+    port: int = field(default=8765, metadata=_meta("Port `factbridge serve` listens on.", int))
+    public_url: str = field(default="", metadata=_meta("Base URL of the public fact-check pages written into ClaimReview; empty: the address the request came in on."))
+    rating_scale: str = field(default="True,Mostly true,Mixture,Mostly false,False,Misleading,Unproven,Satire", metadata=_meta("Verdicts editors choose from (comma-separated ClaimReview text ratings)."))
+    upload_max_bytes: int = field(default=5_000_000, metadata=_meta("Largest evidence file accepted, in bytes.", int))
+    login_rate_limit: str = field(default="5/300", metadata=_meta("Failed sign-ins allowed per account and per client: COUNT/SECONDS."))
+    public_rate_limit: str = field(default="5/600", metadata=_meta("Public reports and appeals accepted per client: COUNT/SECONDS."))
+    password_hash_time_cost: int = field(default=3, metadata=_meta("Argon2id passes per password hash (raise on fast servers).", int))
+    password_hash_memory_kib: int = field(default=65536, metadata=_meta("Argon2id memory per password hash, KiB.", int))
+    session_hours: float = field(default=12.0, metadata=_meta("How long a web sign-in lasts.", float))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

@@ -1,0 +1,171 @@
+"""Commands of the workspace: `serve`, `audit verify`, `users ...`, `orgs ...`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from factbridge.cli import _state, app
+from factbridge.console import console, err_console
+from factbridge.errors import Conflict, InputError
+from factbridge.services import Services
+from factbridge.workflow.accounts import ROLES, SYSTEM_ORG, Accounts
+from factbridge.workflow.audit import AuditLog
+
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="Workspace users, roles and API tokens.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+app.add_typer(orgs_app, name="orgs")
+
+
+def _accounts(services: Services) -> Accounts:
+    from factbridge.web.app import accounts_for
+
+    return accounts_for(services)
+
+
+def ensure_org(accounts: Accounts, org: str, name: str = "") -> None:
+    with contextlib.suppress(Conflict):  # already there: nothing to do
+        accounts.add_org(org, name or org)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Listen address (setting host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (setting port).")] = None,
+) -> None:
+    """Start the workspace and API (uvicorn) on the configured address."""
+    services = _state(ctx).services(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    ensure_org(_accounts(services), services.settings.org)
+    run_server(services)
+
+
+def run_server(services: Services) -> None:
+    import uvicorn
+
+    from factbridge.web.app import create_app
+
+    settings = services.settings
+    console.print(f"FactBridge workspace on [bold]http://{settings.host}:{settings.port}/[/] (Ctrl+C stops)")
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    all_orgs: Annotated[bool, typer.Option("--all/--org-only", help="Every organisation, or only the --org one.")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute the hash chain of the audit log; exit 1 naming every entry that was tampered with."""
+    services = _state(ctx).services()
+    audit = AuditLog(services.storage)
+    orgs = [services.settings.org]
+    if all_orgs:
+        orgs = sorted({*(o["id"] for o in _accounts(services).list_orgs()), services.settings.org})
+    reports = [audit.verify(org) for org in orgs]
+    if as_json:
+        sys.stdout.write(json.dumps([{"org": r.org, "entries": r.entries, "ok": r.ok, "problems": r.problems} for r in reports], indent=2) + "\n")
+    else:
+        table = Table(title="Audit log")
+        for col in ("org", "entries", "status"):
+            table.add_column(col)
+        for r in reports:
+            table.add_row(r.org, str(r.entries), "[green]intact[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
+        console.print(table)
+        for r in reports:
+            for problem in r.problems:
+                err_console.print(f"[red]tampered:[/] {problem}")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@orgs_app.command("add")
+def orgs_add(ctx: typer.Context, org_id: str, name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
+    """Create an organisation."""
+    doc = _accounts(_state(ctx).services()).add_org(org_id, name or org_id)
+    console.print(f"organisation {doc['id']} ({doc['name']}) created")
+
+
+@orgs_app.command("list")
+def orgs_list(ctx: typer.Context) -> None:
+    """List organisations."""
+    table = Table(title="Organisations")
+    for col in ("id", "name", "created"):
+        table.add_column(col)
+    for doc in _accounts(_state(ctx).services()).list_orgs():
+        table.add_row(doc["id"], doc["name"], doc["created_at"])
+    console.print(table)
+
+
+@users_app.command("add")
+def users_add(
+    ctx: typer.Context,
+    username: str,
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")] = "analyst",
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input (else one is generated and printed).")] = False,
+) -> None:
+    """Add a user to the --org organisation (created if missing)."""
+    services = _state(ctx).services()
+    org = services.settings.org
+    if org == SYSTEM_ORG:
+        raise InputError("choose an organisation with --org", field="org")
+    accounts = _accounts(services)
+    ensure_org(accounts, org)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+    actor = accounts.add_user(username, password, org, role, name)
+    console.print(f"user {actor.username} ({actor.role}) added to {actor.org}")
+    if not password_stdin:
+        console.print(f"password: {password}")
+
+
+@users_app.command("role")
+def users_role(ctx: typer.Context, username: str, role: str) -> None:
+    """Change a user's role."""
+    actor = _accounts(_state(ctx).services()).set_role(username, role)
+    console.print(f"user {actor.username} is now {actor.role}")
+
+
+@users_app.command("token")
+def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Option(help="What the token is for.")] = "api") -> None:
+    """Create an API token for a user (shown once; only its hash is stored)."""
+    token = _accounts(_state(ctx).services()).create_token(username, name)
+    console.print(token, soft_wrap=True)
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """List the users of the --org organisation."""
+    services = _state(ctx).services()
+    table = Table(title=f"Users of {services.settings.org}")
+    for col in ("user", "name", "role"):
+        table.add_column(col)
+    for actor in _accounts(services).list_users(services.settings.org):
+        table.add_row(actor.username, actor.display_name, actor.role)
+    console.print(table)
+
+
+DEMO_USERS = (("editor", "editor", "Demo Editor"), ("reviewer", "editor", "Second Editor"), ("analyst", "analyst", "Demo Analyst"), ("admin", "admin", "Demo Admin"))
+
+
+def seed_demo_accounts(services: Services) -> str:
+    """Demo organisation and users sharing one fresh random password (printed by the demo)."""
+    accounts = _accounts(services)
+    org = services.settings.org
+    ensure_org(accounts, org, "FactBridge Demo Desk")
+    password = secrets.token_urlsafe(9)
+    for username, role, display in DEMO_USERS:
+        try:
+            accounts.add_user(username, password, org, role, display)
+        except Conflict:
+            accounts.set_password(username, password, actor="demo")
+    return password

@@ -1,0 +1,296 @@
+"""JSON API under /api/v1. Every route takes a bearer token and reads or writes
+only the token owner's organisation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from factbridge.errors import NotAuthenticated
+from factbridge.web import pipeline_views as pv
+from factbridge.web.app import WebState
+from factbridge.workflow.accounts import Actor
+from factbridge.workflow.publishing import claimreview_feed, claimreview_node
+
+bearer = HTTPBearer(auto_error=False, description="API token from `factbridge users token NAME`.")
+
+
+def api_actor(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise NotAuthenticated("send an API token: Authorization: Bearer <token>")
+    web: WebState = request.app.state.web
+    return web.accounts.token_actor(credentials.credentials)
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+ActorDep = Annotated[Actor, Depends(api_actor)]
+WebDep = Annotated[WebState, Depends(state)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(default=None, description="The case version you saw; a stale one gets 409.")
+
+
+class OpenCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    claim: str = Field(max_length=2000)
+    title: str = Field(default="", max_length=300)
+    source_kind: Literal["post", "narrative", "manual"] = "manual"
+    source_id: str = Field(default="", max_length=300)
+    language: str | None = Field(default=None, max_length=8)
+
+
+class Assign(Body):
+    assignee: str = Field(max_length=40)
+
+
+class Evidence(Body):
+    kind: Literal["link", "note"]
+    url: str = Field(default="", max_length=2000)
+    text: str = Field(default="", max_length=20_000)
+
+
+class Verdict(Body):
+    rating: str = Field(max_length=100)
+    explanation: str = Field(max_length=20_000)
+    headline: str = Field(default="", max_length=300)
+    language: str | None = Field(default=None, max_length=8)
+
+
+class Note(Body):
+    note: str = Field(max_length=5000)
+
+
+class Correction(Body):
+    text: str = Field(max_length=5000)
+    new_rating: str = Field(default="", max_length=100)
+
+
+class Decision(Body):
+    outcome: Literal["upheld", "corrected", "dismissed"]
+    note: str = Field(max_length=5000)
+
+
+def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
+    storage = web.services.storage
+    post = storage.get_post(org, post_id)
+    narrative = pv.narrative_of_post(storage, org, post_id)
+    return {
+        "post": post.model_dump(mode="json", exclude={"raw"}),
+        "matches": [
+            m.model_dump(mode="json") | {"factcheck": fc.model_dump(mode="json", exclude={"raw"}) if fc else None}
+            for m, fc in pv.matches_with_factchecks(storage, org, post_id)
+        ],
+        "checkworthiness": pv.checkworthiness(storage, org, post_id),
+        "links": pv.link_risks(storage, org, post),
+        "narrative": {k: narrative[k] for k in ("id", "label", "size", "decided_by")} if narrative else None,
+        "cases": [c["id"] for c in web.cases.cases_for(org, "post", post_id)],
+    }
+
+
+@router.get("/me")
+def me(actor: ActorDep) -> dict[str, Any]:
+    return {"username": actor.username, "org": actor.org, "role": actor.role}
+
+
+@router.get("/posts")
+def list_posts(actor: ActorDep, web: WebDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+    storage = web.services.storage
+    posts = storage.list_posts(actor.org, limit=limit, offset=offset)
+    return {"total": storage.count_posts(actor.org), "items": [p.model_dump(mode="json", exclude={"raw"}) for p in posts]}
+
+
+@router.get("/posts/{post_id}")
+def get_post(post_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return post_detail(web, actor.org, post_id)
+
+
+@router.get("/posts/{post_id}/matches")
+def get_post_matches(post_id: str, actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
+    web.services.storage.get_post(actor.org, post_id)
+    return post_detail(web, actor.org, post_id)["matches"]  # type: ignore[no-any-return]
+
+
+@router.get("/factchecks")
+def list_factchecks(actor: ActorDep, web: WebDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+    storage = web.services.storage
+    items = []
+    for n, fc in enumerate(storage.iter_factchecks(actor.org, batch_size=min(limit + offset, 1000))):
+        if n < offset:
+            continue
+        if len(items) >= limit:
+            break
+        items.append(fc.model_dump(mode="json", exclude={"raw"}))
+    return {"total": storage.count_factchecks(actor.org), "items": items}
+
+
+@router.get("/factchecks/{factcheck_id:path}")
+def get_factcheck(factcheck_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    storage = web.services.storage
+    fc = storage.get_factcheck(actor.org, factcheck_id)
+    return fc.model_dump(mode="json", exclude={"raw"}) | {
+        "matched_posts": [{"post_id": pid, "decision": m.decision, "fused_score": m.fused_score} for pid, m in storage.matches_for_factcheck(actor.org, factcheck_id)[:100]]
+    }
+
+
+@router.get("/narratives")
+def list_narratives(actor: ActorDep, web: WebDep, limit: Limit = 50) -> list[dict[str, Any]]:
+    return pv.narratives(web.services.storage, actor.org, limit)
+
+
+@router.get("/narratives/{narrative_id}")
+def get_narrative(narrative_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    storage = web.services.storage
+    item = pv.narrative(storage, actor.org, narrative_id)
+    return item | {"posts_per_day": [(d.isoformat(), c) for d, c in pv.narrative_timeline(storage, actor.org, item)]}
+
+
+@router.get("/alerts")
+def list_alerts(actor: ActorDep, web: WebDep, limit: Limit = 50) -> list[dict[str, Any]]:
+    return pv.alerts(web.services.storage, actor.org, limit)
+
+
+@router.get("/queue")
+def list_queue(actor: ActorDep, web: WebDep, limit: Limit = 50) -> list[dict[str, Any]]:
+    entries = pv.queue_entries(web.services.storage, actor.org, limit)
+    return [e | {"post": e["post"].model_dump(mode="json", exclude={"raw"}) if e["post"] else None} for e in entries]
+
+
+@router.get("/ratings")
+def ratings(actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
+    return [{"rating": r, "rating_value": web.cases.scale.value(r)} for r in web.cases.scale.names]
+
+
+@router.get("/cases")
+def list_cases(actor: ActorDep, web: WebDep, status: Literal["open", "in_review", "approved", "published", "closed"] | None = None,
+               limit: Limit = 100) -> list[dict[str, Any]]:
+    return web.cases.list(actor.org, status, limit)
+
+
+@router.post("/cases", status_code=201)
+def open_case(body: OpenCase, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return _open_case(web, actor, body.source_kind, body.source_id, body.claim, body.title, body.language)
+
+
+def _open_case(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> dict[str, Any]:
+    storage = web.services.storage
+    claim_date = None
+    claimant = ""
+    if kind == "post":
+        post = storage.get_post(actor.org, source_id)
+        claim = claim or post.text
+        language = language or post.language
+        claim_date = post.created_at.isoformat() if post.created_at else None
+        claimant = post.platform
+    elif kind == "narrative":
+        item = pv.narrative(storage, actor.org, source_id)
+        claim = claim or str(item["label"])
+    return web.cases.open(actor.org, actor, claim, title=title, source_kind=kind, source_id=source_id, language=language,
+                          claimant=claimant, claim_date=claim_date)
+
+
+@router.get("/cases/{case_id}")
+def get_case(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.get(actor.org, case_id)
+
+
+@router.post("/cases/{case_id}/assign")
+def assign_case(case_id: str, body: Assign, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    if body.assignee.strip().lower() not in {u.username for u in web.accounts.list_users(actor.org)}:
+        from factbridge.errors import InputError
+
+        raise InputError(f"no user '{body.assignee}' in your organisation", field="assignee")
+    return web.cases.assign(actor.org, actor, case_id, body.assignee, body.version)
+
+
+@router.post("/cases/{case_id}/evidence")
+def add_evidence(case_id: str, body: Evidence, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.add_evidence(actor.org, actor, case_id, body.kind, url=body.url, text=body.text, version=body.version)
+
+
+@router.post("/cases/{case_id}/verdict")
+def draft_verdict(case_id: str, body: Verdict, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.draft_verdict(actor.org, actor, case_id, body.rating, body.explanation, headline=body.headline,
+                                   language=body.language, version=body.version)
+
+
+@router.post("/cases/{case_id}/approve")
+def approve_verdict(case_id: str, body: Body, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.approve(actor.org, actor, case_id, body.version)
+
+
+@router.post("/cases/{case_id}/return")
+def return_verdict(case_id: str, body: Note, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.return_for_changes(actor.org, actor, case_id, body.note, body.version)
+
+
+@router.post("/cases/{case_id}/close")
+def close_case(case_id: str, body: Note, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.cases.close(actor.org, actor, case_id, body.note, body.version)
+
+
+@router.post("/cases/{case_id}/publish")
+def publish_case(case_id: str, body: Body, request: Request, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return publish(web, actor, case_id, body.version, request, background)
+
+
+def publish(web: WebState, actor: Actor, case_id: str, version: int | None, request: Request, background: BackgroundTasks) -> dict[str, Any]:
+    base = web.services.settings.public_url or str(request.base_url)
+    org_name = web.accounts.get_org(actor.org)["name"]
+    case = web.cases.publish(actor.org, actor, case_id, base, org_name, version)
+    background.add_task(index_library, web, actor.org)
+    return case
+
+
+def index_library(web: WebState, org: str) -> None:
+    """Embed newly published fact-checks so that later posts repeating the claim match them."""
+    from factbridge.pipeline.matching import index_factchecks
+
+    index_factchecks(web.services.storage, web.services.embedder, org)
+
+
+@router.post("/cases/{case_id}/corrections")
+def correct_case(case_id: str, body: Correction, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    case = web.cases.correct(actor.org, actor, case_id, body.text, body.new_rating, body.version)
+    background.add_task(index_library, web, actor.org)
+    return case
+
+
+@router.get("/reviews")
+def published_reviews(request: Request, actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    org_name = web.accounts.get_org(actor.org)["name"]
+    feed_url = str(request.url_for("claimreview_feed", org=actor.org))
+    return claimreview_feed(web.cases.list_published(actor.org, limit, offset), org_name, feed_url)
+
+
+@router.get("/reviews/{case_id}")
+def published_review(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return claimreview_node(web.cases.published(actor.org, case_id))
+
+
+@router.get("/appeals")
+def list_appeals(actor: ActorDep, web: WebDep, status: Literal["received", "decided"] | None = None, limit: Limit = 100) -> list[dict[str, Any]]:
+    actor.require("editor", "reading appeals")
+    return web.appeals.list(actor.org, status=status, limit=limit)
+
+
+@router.post("/appeals/{appeal_id}/decide")
+def decide_appeal(appeal_id: str, body: Decision, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    return web.appeals.decide(actor.org, actor, appeal_id, body.outcome, body.note, body.version)
+
+
+@router.get("/audit")
+def audit_log(actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> list[dict[str, Any]]:
+    actor.require("admin", "reading the audit log")
+    return web.audit.entries(actor.org, limit, offset)

@@ -1,0 +1,189 @@
+"""The web application: `create_app(services)` builds it; nothing is global.
+
+Routers: `api` (JSON under /api/v1, bearer tokens), `pages` (the signed-in
+workspace), `public` (published fact-checks, feed, report and appeal forms).
+Errors from the project's exception tree become HTTP responses in exactly one
+handler, `handle_error`: JSON under /api, an HTML page elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from factbridge import __version__
+from factbridge.errors import (
+    Conflict,
+    FactBridgeError,
+    InputError,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StorageError,
+)
+from factbridge.services import Services
+from factbridge.web import i18n
+from factbridge.web.security import (
+    CSRF_COOKIE,
+    SECURITY_HEADERS,
+    RateLimiter,
+    cookie_flags,
+    csrf_token_for,
+    parse_limit,
+    session_from_cookie,
+)
+from factbridge.workflow.accounts import Accounts
+from factbridge.workflow.appeals import Appeals
+from factbridge.workflow.audit import AuditLog
+from factbridge.workflow.cases import CaseBook, RatingScale
+
+STATUS_FOR: list[tuple[type[Exception], int]] = [
+    (NotAuthenticated, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InputError, 422),
+    (RateLimited, 429),
+    (StorageError, 503),
+]
+
+
+@dataclass
+class WebState:
+    services: Services
+    audit: AuditLog
+    accounts: Accounts
+    cases: CaseBook
+    appeals: Appeals
+    login_limiter: RateLimiter
+    public_limiter: RateLimiter
+    templates: Environment
+
+    @property
+    def upload_dir(self) -> Path:
+        return Path(self.services.settings.data_dir) / "uploads"
+
+
+def accounts_for(services: Services) -> Accounts:
+    s = services.settings
+    return Accounts(services.storage, AuditLog(services.storage), s.session_hours,
+                    hash_time_cost=s.password_hash_time_cost, hash_memory_kib=s.password_hash_memory_kib)
+
+
+def build_state(services: Services) -> WebState:
+    settings = services.settings
+    storage = services.storage
+    audit = AuditLog(storage)
+    cases = CaseBook(storage, audit, RatingScale.parse(settings.rating_scale))
+    env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+    return WebState(
+        services=services,
+        audit=audit,
+        accounts=accounts_for(services),
+        cases=cases,
+        appeals=Appeals(storage, audit, cases),
+        login_limiter=RateLimiter(*parse_limit(settings.login_rate_limit, "login_rate_limit"), what="sign-in attempts"),
+        public_limiter=RateLimiter(*parse_limit(settings.public_rate_limit, "public_rate_limit"), what="submissions from your address"),
+        templates=env,
+    )
+
+
+def status_for(exc: Exception) -> int:
+    for cls, code in STATUS_FOR:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path.endswith(".json")
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """The one place where errors become HTTP responses."""
+    if isinstance(exc, RequestValidationError):
+        fields = [".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")) for e in exc.errors()]
+        detail = "; ".join(f"{f}: {e.get('msg')}" if f else str(e.get("msg")) for f, e in zip(fields, exc.errors(), strict=True))
+        exc = InputError(detail or "invalid request")
+    status = status_for(exc)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else {}
+    if wants_json(request):
+        if isinstance(exc, NotAuthenticated):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
+    if isinstance(exc, NotAuthenticated) and request.method == "GET":
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return render(request, "error.html", {"status": status, "message": str(exc)}, status=status, headers=headers)
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    web: WebState = request.app.state.web
+    lang = i18n.pick_language(request.query_params.get("lang"), request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
+    session = session_from_cookie(request)
+    csrf = csrf_token_for(request)
+    ctx = {
+        "request": request,
+        "t": i18n.translator(lang),
+        "lang": lang,
+        "languages": i18n.LANGUAGES,
+        "actor": session.actor if session else None,
+        "csrf_token": csrf,
+        "version": __version__,
+        "path": request.url.path,
+        **(context or {}),
+    }
+    html = web.templates.get_template(template).render(ctx)
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    if getattr(request.state, "new_csrf", None):
+        response.set_cookie(CSRF_COOKIE, request.state.new_csrf, **cookie_flags(request))
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, **cookie_flags(request))
+    return response
+
+
+def create_app(services: Services) -> FastAPI:
+    from factbridge.web import api, pages, public
+
+    app = FastAPI(
+        title="FactBridge",
+        version=__version__,
+        description="Fact-checker workspace API: posts, matches, fact-checks, narratives, alerts, triage queue, "
+        "cases, verdicts and published ClaimReviews. Authenticate with `Authorization: Bearer <token>` "
+        "(create one with `factbridge users token NAME`).",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.web = build_state(services)
+    app.add_exception_handler(FactBridgeError, handle_error)
+    app.add_exception_handler(RequestValidationError, handle_error)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if request.url.path.startswith(("/api/", "/cases", "/posts", "/narratives", "/appeals", "/audit")) or request.url.path == "/":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.include_router(public.router)
+    return app
+
+
+def file_sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,320 @@
+"""The signed-in workspace: dashboard, posts, narratives, cases, appeals, audit.
+
+Every page reads only the signed-in user's organisation (`actor.org`), never
+an organisation named in the request. Every POST route depends on
+`check_csrf`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from factbridge.errors import InputError, NotAuthenticated, NotFound
+from factbridge.web import pipeline_views as pv
+from factbridge.web.api import _open_case, index_library, publish
+from factbridge.web.app import WebState, file_sha, render
+from factbridge.web.charts import line_chart
+from factbridge.web.security import (
+    SESSION_COOKIE,
+    check_csrf,
+    client_key,
+    cookie_flags,
+    page_actor,
+    safe_next,
+)
+from factbridge.workflow.accounts import Actor
+
+router = APIRouter(include_in_schema=False)
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+ActorDep = Annotated[Actor, Depends(page_actor)]
+WebDep = Annotated[WebState, Depends(state)]
+Csrf = Depends(check_csrf)
+Version = Annotated[int | None, Form()]
+
+
+def to_case(case_id: str, anchor: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/cases/{case_id}{anchor}", status_code=303)
+
+
+# -- signing in ------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, "login.html", {"next": safe_next(next), "error": None})
+
+
+@router.post("/login", dependencies=[Csrf])
+def login(request: Request, web: WebDep, username: Annotated[str, Form(max_length=100)], password: Annotated[str, Form(max_length=1000)],
+          next: Annotated[str, Form(max_length=500)] = "/") -> Response:
+    user_key = "user:" + username.strip().lower()
+    keys = (user_key, client_key(request))
+    web.login_limiter.check(*keys)
+    try:
+        actor = web.accounts.authenticate(username, password)
+    except NotAuthenticated:
+        web.login_limiter.hit(*keys)
+        return render(request, "login.html", {"next": safe_next(next), "error": "login.failed"}, status=401)
+    web.login_limiter.reset(user_key)
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        web.accounts.end_session(old)
+    token, _ = web.accounts.start_session(actor)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(web.services.settings.session_hours * 3600), **cookie_flags(request))
+    return response
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout(request: Request, web: WebDep) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        web.accounts.end_session(token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- dashboard -------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse)
+def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    storage = web.services.storage
+    org = actor.org
+    queue = pv.queue_entries(storage, org, 25)
+    queue_is_fallback = not queue
+    if queue_is_fallback:
+        queue = pv.recent_posts_as_queue(storage, org, 25)
+    narratives = pv.narratives(storage, org, 10)
+    series = {str(n["label"])[:60]: pv.narrative_timeline(storage, org, n) for n in narratives[:6]}
+    chart = line_chart(series, title="posts per day per narrative", empty_text="—")
+    return render(request, "dashboard.html", {
+        "queue": queue,
+        "queue_is_fallback": queue_is_fallback,
+        "alerts": pv.alerts(storage, org, 10),
+        "narratives": narratives,
+        "chart": chart,
+        "cases": web.cases.list(org, limit=10),
+        "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
+    })
+
+
+# -- posts and narratives ------------------------------------------------------------
+@router.get("/posts/{post_id}", response_class=HTMLResponse)
+def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    storage = web.services.storage
+    post = storage.get_post(actor.org, post_id)
+    return render(request, "post.html", {
+        "post": post,
+        "matches": pv.matches_with_factchecks(storage, actor.org, post_id),
+        "checkworthiness": pv.checkworthiness(storage, actor.org, post_id),
+        "links": pv.link_risks(storage, actor.org, post),
+        "narrative": pv.narrative_of_post(storage, actor.org, post_id),
+        "cases": web.cases.cases_for(actor.org, "post", post_id),
+    })
+
+
+@router.get("/narratives/{narrative_id}", response_class=HTMLResponse)
+def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    storage = web.services.storage
+    item = pv.narrative(storage, actor.org, narrative_id)
+    timeline = pv.narrative_timeline(storage, actor.org, item)
+    members = pv.posts_by_ids(storage, actor.org, item["post_ids"][:2000])
+    languages = item["languages"] or {}
+    if not languages:
+        for p in members:
+            languages[p.language or "?"] = languages.get(p.language or "?", 0) + 1
+    representatives = pv.posts_by_ids(storage, actor.org, item["representatives"][:10]) or members[:10]
+    matched: dict[str, Any] = {}
+    for fc_id in item["factcheck_ids"]:
+        matched[fc_id] = None
+    for p in members[:200]:
+        for m in storage.matches_for_post(actor.org, p.id):
+            if m.decision in ("match", "possible"):
+                matched.setdefault(m.factcheck_id, None)
+    fcs = storage.get_factchecks(actor.org, list(matched)[:50])
+    return render(request, "narrative.html", {
+        "item": item,
+        "chart": line_chart({str(item["label"])[:60]: timeline}, title="posts per day", empty_text="—"),
+        "languages": languages,
+        "representatives": representatives,
+        "factchecks": list(fcs.values()),
+        "cases": web.cases.cases_for(actor.org, "narrative", narrative_id),
+    })
+
+
+# -- cases ----------------------------------------------------------------------------
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request, actor: ActorDep, web: WebDep, status: str | None = None) -> HTMLResponse:
+    return render(request, "cases.html", {"cases": web.cases.list(actor.org, status or None), "status": status})
+
+
+@router.post("/cases", dependencies=[Csrf])
+def open_case(actor: ActorDep, web: WebDep, source_kind: Annotated[str, Form(max_length=20)] = "manual",
+              source_id: Annotated[str, Form(max_length=300)] = "", claim: Annotated[str, Form(max_length=2000)] = "",
+              title: Annotated[str, Form(max_length=300)] = "") -> Response:
+    if source_kind not in ("post", "narrative", "manual"):
+        raise InputError("source must be post, narrative or manual", field="source_kind")
+    case = _open_case(web, actor, source_kind, source_id, claim, title, None)
+    return to_case(case["id"])
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(case_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    case = web.cases.get(actor.org, case_id)
+    source_post = None
+    if case["source"]["kind"] == "post":
+        source_post = web.services.storage.get_posts(actor.org, [case["source"]["id"]]).get(case["source"]["id"])
+    return render(request, "case.html", {
+        "case": case,
+        "source_post": source_post,
+        "scale": web.cases.scale.names,
+        "users": web.accounts.list_users(actor.org),
+        "appeals": web.appeals.list(actor.org, case_id=case_id) if actor.can("editor") else [],
+        "history": web.audit.history(actor.org, "cases", case_id),
+        "max_upload": web.services.settings.upload_max_bytes,
+    })
+
+
+@router.post("/cases/{case_id}/assign", dependencies=[Csrf])
+def assign(case_id: str, actor: ActorDep, web: WebDep, assignee: Annotated[str, Form(max_length=40)], version: Version = None) -> Response:
+    if assignee.strip().lower() not in {u.username for u in web.accounts.list_users(actor.org)}:
+        raise InputError(f"no user '{assignee}' in your organisation", field="assignee")
+    web.cases.assign(actor.org, actor, case_id, assignee, version)
+    return to_case(case_id)
+
+
+# Content sniffing by magic number: the declared type is the sender's claim, not a fact.
+_MAGIC: list[tuple[bytes, int, str]] = [
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"%PDF-", 0, "application/pdf"),
+    (b"WEBP", 8, "image/webp"),
+]
+
+
+def sniff_type(data: bytes) -> str:
+    for magic, offset, kind in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return kind
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return "text/plain"
+    raise InputError("only PNG, JPEG, GIF, WebP, PDF and plain-text files are accepted", field="file")
+
+
+def _safe_name(name: str) -> str:
+    base = Path(name or "file").name
+    return re.sub(r"[^\w.\- ]+", "_", base)[:120] or "file"
+
+
+@router.post("/cases/{case_id}/evidence", dependencies=[Csrf])
+async def add_evidence(case_id: str, actor: ActorDep, web: WebDep, kind: Annotated[str, Form(max_length=10)],
+                       url: Annotated[str, Form(max_length=2000)] = "", text: Annotated[str, Form(max_length=20_000)] = "",
+                       file: Annotated[UploadFile | None, File()] = None, version: Version = None) -> Response:
+    stored = None
+    if kind == "file":
+        web.cases.get(actor.org, case_id)  # fail before storing anything for a case that is not ours
+        if file is None or not file.filename:
+            raise InputError("choose a file to upload", field="file")
+        limit = web.services.settings.upload_max_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise InputError(f"the file is larger than {limit} bytes", field="file")
+        if not data:
+            raise InputError("the file is empty", field="file")
+        content_type = sniff_type(data)
+        sha = file_sha(data)
+        folder = web.upload_dir / actor.org
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / sha).write_bytes(data)
+        stored = {"name": _safe_name(file.filename), "sha256": sha, "size": len(data), "content_type": content_type}
+    web.cases.add_evidence(actor.org, actor, case_id, kind, url=url, text=text, file=stored, version=version)
+    return to_case(case_id, "#evidence")
+
+
+@router.get("/cases/{case_id}/files/{evidence_id}")
+def evidence_file(case_id: str, evidence_id: str, actor: ActorDep, web: WebDep) -> Response:
+    case = web.cases.get(actor.org, case_id)
+    for item in case["evidence"]:
+        if item["id"] == evidence_id and item["kind"] == "file":
+            meta = item["file"]
+            path = web.upload_dir / actor.org / meta["sha256"]
+            if not path.is_file():
+                raise NotFound("the stored file is missing")
+            # Always a download, never rendered inline: uploads are untrusted.
+            return FileResponse(path, media_type=meta["content_type"], filename=meta["name"], content_disposition_type="attachment")
+    raise NotFound(f"evidence '{evidence_id}' not found")
+
+
+@router.post("/cases/{case_id}/verdict", dependencies=[Csrf])
+def draft_verdict(case_id: str, actor: ActorDep, web: WebDep, rating: Annotated[str, Form(max_length=100)],
+                  explanation: Annotated[str, Form(max_length=20_000)], headline: Annotated[str, Form(max_length=300)] = "",
+                  language: Annotated[str, Form(max_length=8)] = "", version: Version = None) -> Response:
+    web.cases.draft_verdict(actor.org, actor, case_id, rating, explanation, headline=headline, language=language or None, version=version)
+    return to_case(case_id, "#verdict")
+
+
+@router.post("/cases/{case_id}/approve", dependencies=[Csrf])
+def approve(case_id: str, actor: ActorDep, web: WebDep, version: Version = None) -> Response:
+    web.cases.approve(actor.org, actor, case_id, version)
+    return to_case(case_id, "#verdict")
+
+
+@router.post("/cases/{case_id}/return", dependencies=[Csrf])
+def return_for_changes(case_id: str, actor: ActorDep, web: WebDep, note: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    web.cases.return_for_changes(actor.org, actor, case_id, note, version)
+    return to_case(case_id, "#verdict")
+
+
+@router.post("/cases/{case_id}/close", dependencies=[Csrf])
+def close(case_id: str, actor: ActorDep, web: WebDep, reason: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    web.cases.close(actor.org, actor, case_id, reason, version)
+    return to_case(case_id)
+
+
+@router.post("/cases/{case_id}/publish", dependencies=[Csrf])
+def publish_case(case_id: str, request: Request, background: BackgroundTasks, actor: ActorDep, web: WebDep, version: Version = None) -> Response:
+    publish(web, actor, case_id, version, request, background)
+    return to_case(case_id, "#publication")
+
+
+@router.post("/cases/{case_id}/correct", dependencies=[Csrf])
+def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep, text: Annotated[str, Form(max_length=5000)],
+            new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None) -> Response:
+    web.cases.correct(actor.org, actor, case_id, text, new_rating, version)
+    background.add_task(index_library, web, actor.org)
+    return to_case(case_id, "#publication")
+
+
+# -- appeals and audit --------------------------------------------------------------------
+@router.get("/appeals", response_class=HTMLResponse)
+def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    actor.require("editor", "handling appeals")
+    return render(request, "appeals.html", {"appeals": web.appeals.list(actor.org)})
+
+
+@router.post("/appeals/{appeal_id}/decide", dependencies=[Csrf])
+def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotated[str, Form(max_length=20)],
+                  note: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    web.appeals.decide(actor.org, actor, appeal_id, outcome, note, version)
+    return RedirectResponse("/appeals", status_code=303)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, actor: ActorDep, web: WebDep, offset: int = 0) -> HTMLResponse:
+    actor.require("admin", "reading the audit log")
+    offset = max(0, offset)
+    return render(request, "audit.html", {"entries": web.audit.entries(actor.org, 100, offset), "offset": offset})

@@ -1,0 +1,212 @@
+"""Read what the pipeline stores, for pages and the API.
+
+The later stages (check-worthiness, narratives, link risk, alerts, the triage
+queue) store their records as documents in collections of those names. This
+module reads them tolerantly: a collection that is absent or empty gives an
+empty list, and fields are looked up under the names those stages document
+(with a few alternatives), so pages keep working while stages evolve. The
+original document always travels along (`raw`) so nothing the stage recorded
+as evidence is hidden from the reviewer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import NotFound
+from factbridge.models import FactCheck, MatchCandidate, Post
+from factbridge.text.dates import parse_date_lenient
+
+QUEUE = "queue"
+ALERTS = "alerts"
+NARRATIVES = ("narratives", "topics")
+CHECKWORTHINESS = "checkworthiness"
+LINKRISK = "linkrisk"
+
+
+def first(doc: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        value = doc.get(key)
+        if value not in (None, "", [], {}):
+            return value
+    return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Triage queue, highest priority first, each with its post when it is stored."""
+    rows = storage.list_docs(org, QUEUE, limit=limit, order="sort_desc")
+    entries = []
+    for doc_id, doc in rows:
+        entries.append({
+            "id": doc_id,
+            "post_id": str(first(doc, "post_id", "id", default=doc_id)),
+            "priority": _float(first(doc, "priority", "score")),
+            "components": first(doc, "components", "factors", default={}),
+            "reason": first(doc, "reason", "explanation", "why", default=""),
+            "decided_by": first(doc, "decided_by", default=""),
+            "raw": doc,
+        })
+    posts = storage.get_posts(org, [e["post_id"] for e in entries])
+    for e in entries:
+        e["post"] = posts.get(e["post_id"])
+    return entries
+
+
+def recent_posts_as_queue(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Without triage scores yet, the newest posts stand in for the queue (labelled as such)."""
+    return [
+        {"id": p.id, "post_id": p.id, "priority": None, "components": {}, "reason": "", "decided_by": "", "raw": {}, "post": p}
+        for p in storage.list_posts(org, limit=limit)
+    ]
+
+
+def alerts(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
+    out = []
+    for doc_id, doc in storage.list_docs(org, ALERTS, limit=limit, order="updated_desc"):
+        out.append({
+            "id": doc_id,
+            "kind": first(doc, "kind", "type", "signal", default="alert"),
+            "title": first(doc, "title", "summary", "message", "description", default=doc_id),
+            "severity": first(doc, "severity", "level", "score", default=""),
+            "at": first(doc, "created_at", "at", "detected_at", "window_end", default=""),
+            "narrative_id": first(doc, "narrative_id", "cluster_id", default=None),
+            "post_ids": list(first(doc, "post_ids", "posts", default=[]))[:20],
+            "decided_by": first(doc, "decided_by", default=""),
+            "raw": doc,
+        })
+    return out
+
+
+def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, Any]:
+    members = first(doc, "post_ids", "posts", "members", "representative_post_ids", default=[])
+    if members and isinstance(members[0], dict):
+        members = [m.get("id") or m.get("post_id") for m in members]
+    return {
+        "id": doc_id,
+        "collection": collection,
+        "label": first(doc, "label", "title", "name", "summary", "keywords", default=doc_id),
+        "size": int(first(doc, "size", "post_count", "count", default=len(members)) or 0),
+        "growth": _float(first(doc, "growth", "velocity", "growth_rate", "recent_posts", "recent")),
+        "languages": first(doc, "languages", "language_counts", default={}),
+        "post_ids": [str(m) for m in members if m],
+        "representatives": [str(m) for m in first(doc, "representative_post_ids", "representatives", "examples", default=[]) if isinstance(m, str)],
+        "factcheck_ids": [str(x) for x in first(doc, "factcheck_ids", "matched_factchecks", "factchecks", default=[]) if isinstance(x, str)],
+        "accounts": first(doc, "coordinated_accounts", "accounts", default=[]),
+        "timeline": first(doc, "timeline", "counts_by_day", "daily_counts", default=None),
+        "decided_by": first(doc, "decided_by", default=""),
+        "raw": doc,
+    }
+
+
+def narratives(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Narratives, the ones growing fastest now first (size when growth is not recorded)."""
+    for collection in NARRATIVES:
+        rows = storage.list_docs(org, collection, limit=500, order="sort_desc")
+        if rows:
+            items = [_narrative(i, d, collection) for i, d in rows]
+            items.sort(key=lambda n: (-(n["growth"] or 0.0), -n["size"]))
+            return items[:limit]
+    return []
+
+
+def narrative(storage: Storage, org: str, narrative_id: str) -> dict[str, Any]:
+    for collection in NARRATIVES:
+        found = storage.get_docs(org, collection, [narrative_id])
+        if narrative_id in found:
+            return _narrative(narrative_id, found[narrative_id], collection)
+    raise NotFound(f"narrative '{narrative_id}' not found")
+
+
+def narrative_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
+    for item in narratives(storage, org, limit=500):
+        if post_id in item["post_ids"]:
+            return item
+    return None
+
+
+def daily_counts(posts: Iterable[Post]) -> list[tuple[date, int]]:
+    days = Counter(p.created_at.date() for p in posts if p.created_at)
+    return sorted(days.items())
+
+
+def narrative_timeline(storage: Storage, org: str, item: dict[str, Any]) -> list[tuple[date, int]]:
+    """Posts per day: the stage's own timeline when it stored one, else counted from member posts."""
+    timeline = item.get("timeline")
+    points: list[tuple[date, int]] = []
+    if isinstance(timeline, dict):
+        timeline = list(timeline.items())
+    if isinstance(timeline, list):
+        for point in timeline:
+            if isinstance(point, dict):
+                day, count = first(point, "date", "day", "t", "bucket"), first(point, "count", "n", "posts", default=0)
+            elif isinstance(point, list | tuple) and len(point) == 2:
+                day, count = point
+            else:
+                continue
+            parsed = parse_date_lenient(day)
+            if parsed is not None:
+                points.append((parsed.date(), int(count or 0)))
+    if points:
+        return sorted(points)
+    return daily_counts(storage.get_posts(org, item["post_ids"][:5000]).values())
+
+
+def checkworthiness(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
+    doc = storage.get_docs(org, CHECKWORTHINESS, [post_id]).get(post_id)
+    if doc is None:
+        return None
+    return {
+        "score": _float(first(doc, "score", "checkworthiness", "probability")),
+        "label": first(doc, "label", "decision", default=""),
+        "reasons": first(doc, "reasons", "evidence", "features", "why", default=[]),
+        "decided_by": first(doc, "decided_by", default=""),
+        "raw": doc,
+    }
+
+
+def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
+    """Link-risk records for the post: stored per post and/or per URL (domain)."""
+    from urllib.parse import urlsplit
+
+    keys = [post.id, *post.urls, *(urlsplit(u).hostname or "" for u in post.urls)]
+    found = storage.get_docs(org, LINKRISK, [k for k in keys if k])
+    out = []
+    for key, doc in found.items():
+        links = doc.get("links") if isinstance(doc.get("links"), list) else [doc]
+        for link in links:
+            if not isinstance(link, dict):
+                continue
+            out.append({
+                "url": first(link, "url", "domain", default=key),
+                "risk": first(link, "risk", "score", "level", default=""),
+                "reasons": first(link, "reasons", "evidence", "signals", default=[]),
+                "decided_by": first(link, "decided_by", default=doc.get("decided_by", "")),
+                "raw": link,
+            })
+    return out
+
+
+def matches_with_factchecks(storage: Storage, org: str, post_id: str) -> list[tuple[MatchCandidate, FactCheck | None]]:
+    matches = storage.matches_for_post(org, post_id)
+    fcs = storage.get_factchecks(org, [m.factcheck_id for m in matches])
+    return [(m, fcs.get(m.factcheck_id)) for m in matches]
+
+
+def posts_by_ids(storage: Storage, org: str, ids: Sequence[str]) -> list[Post]:
+    found = storage.get_posts(org, list(ids))
+    return [found[i] for i in ids if i in found]
+
+
+def day_key(value: datetime | None) -> str:
+    return value.date().isoformat() if value else ""

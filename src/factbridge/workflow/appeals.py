@@ -1,0 +1,146 @@
+"""Appeals against published verdicts, and public reports of suspicious posts.
+
+Appeals come from anyone through the form on each published fact-check; they
+hold the reason and, only if the person wants a reply, a contact. Editors
+decide them in the workspace; the outcome (never the reason or contact) is
+shown on the public page. An appeal whose outcome is "corrected" must point at
+a correction made after the appeal arrived, so the public sees what changed.
+
+Reports ("report a suspicious post") need no account and keep the minimum:
+the text, an optional link and platform. They enter the pipeline as posts by
+the normal ingest path (prepare, store, embed, stages); the client address is
+never stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import Conflict, InputError, NotFound
+from factbridge.models import Post
+from factbridge.workflow.accounts import Actor
+from factbridge.workflow.audit import AuditLog, plain
+from factbridge.workflow.cases import CaseBook
+
+APPEALS = "appeals"
+OUTCOMES = ("upheld", "corrected", "dismissed")
+PUBLIC_ACTOR = "public"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _clean(value: str | None, name: str, limit: int, required: bool = False) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise InputError(f"{name} is required", field=name)
+    if len(text) > limit:
+        raise InputError(f"{name} is longer than {limit} characters", field=name)
+    return text
+
+
+class Appeals:
+    def __init__(self, storage: Storage, audit: AuditLog, cases: CaseBook) -> None:
+        self.storage = storage
+        self.audit = audit
+        self.cases = cases
+
+    def get(self, org: str, appeal_id: str) -> dict[str, Any]:
+        found = self.storage.get_docs(org, APPEALS, [appeal_id])
+        if appeal_id not in found:
+            raise NotFound(f"appeal '{appeal_id}' not found")
+        return found[appeal_id]
+
+    def list(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        rows = [doc for _, doc in self.storage.list_docs(org, APPEALS, limit=10_000, order="sort_desc")]
+        if status:
+            rows = [r for r in rows if r["status"] == status]
+        if case_id:
+            rows = [r for r in rows if r["case_id"] == case_id]
+        return rows[:limit]
+
+    def public_outcomes(self, org: str, case_id: str) -> list[dict[str, Any]]:
+        return [
+            {k: a.get(k) for k in ("received_at", "status", "outcome", "outcome_note", "decided_at")}
+            for a in reversed(self.list(org, case_id=case_id))
+        ]
+
+    def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:
+        self.cases.published(org, case_id)  # only published verdicts can be appealed
+        now = _now()
+        appeal = plain({
+            "id": f"appeal-{secrets.token_hex(6)}",
+            "case_id": case_id,
+            "reason": _clean(reason, "reason", 5000, required=True),
+            "contact": _clean(contact, "contact", 200),
+            "status": "received",
+            "received_at": now,
+            "outcome": None,
+            "outcome_note": "",
+            "decided_at": None,
+            "decided_by": None,
+            "version": 1,
+        })
+        self.storage.put_docs(org, APPEALS, [(appeal["id"], appeal, datetime.fromisoformat(now).timestamp())])
+        self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal["id"], None, appeal)
+        return appeal
+
+    def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "deciding an appeal")
+        appeal = self.get(org, appeal_id)
+        if version is not None and int(appeal["version"]) != int(version):
+            raise Conflict(f"appeal '{appeal_id}' changed since you opened it; reload and try again")
+        if appeal["status"] != "received":
+            raise Conflict("this appeal has already been decided")
+        if outcome not in OUTCOMES:
+            raise InputError(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
+        if outcome == "corrected":
+            case = self.cases.get(org, appeal["case_id"])
+            if not any(c["at"] >= appeal["received_at"] for c in case.get("corrections", [])):
+                raise Conflict("record the correction on the case first, then decide the appeal as corrected")
+        after = appeal | {
+            "status": "decided",
+            "outcome": outcome,
+            "outcome_note": _clean(note, "note", 5000, required=True),
+            "decided_at": _now(),
+            "decided_by": actor.username,
+            "version": int(appeal["version"]) + 1,
+        }
+        self.storage.put_docs(org, APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])
+        self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after)
+        return after
+
+
+def report_post(services: Any, org: str, text: str, url: str = "", platform: str = "") -> Post:
+    """Store a reported post through the ingest path; the caller runs the stages (`run_report_stages`)."""
+    from factbridge.pipeline.prepare import prepare_post
+
+    body = _clean(text, "text", 5000, required=True)
+    link = _clean(url, "url", 2000)
+    if link and not link.lower().startswith(("http://", "https://")):
+        raise InputError("links must start with http:// or https://", field="url")
+    post = Post(
+        id=f"report-{secrets.token_hex(8)}",
+        platform=_clean(platform, "platform", 40).lower() or "report",
+        created_at=datetime.now(UTC),
+        text=body,
+        urls=[link] if link else [],
+        source="public-report",
+    )
+    post = prepare_post(post, services.languages)
+    services.storage.upsert_posts(org, [post])
+    AuditLog(services.storage).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None, {"platform": post.platform, "language": post.language})
+    return post
+
+
+def run_report_stages(services: Any, org: str, post: Post) -> dict[str, Any]:
+    """Embed the reported post and run every pipeline stage on it, as `factbridge ingest` does."""
+    from factbridge.pipeline.ingest import embed_posts
+    from factbridge.pipeline.stages import run_stages
+
+    embed_posts(services.storage, services.embedder, org, [post])
+    return run_stages(services, org, [post])

@@ -1,0 +1,312 @@
+"""Cases: the fact-checking workflow, one state machine per checked claim.
+
+    open ──draft verdict──► in_review ──approve (a second editor)──► approved ──publish──► published
+      ▲                        │                                                         │
+      └──── return for changes ┘                                 correct (shown publicly)┘
+    open / in_review ──close──► closed
+
+* analysts and editors open cases (from a post, a narrative or by hand), assign
+  them, collect evidence (links, notes, files) and draft the verdict;
+* an editor who did not draft the verdict approves it; redrafting withdraws
+  the approval;
+* an editor publishes: a public snapshot (only the public fields: never
+  internal notes or files) goes to the "published" collection, and the
+  fact-check enters the organisation's own library so later posts repeating
+  the claim match it;
+* a published verdict can be corrected; corrections are shown publicly and
+  the ClaimReview's rating and dateModified follow.
+
+Every change bumps the case's `version` (stale forms get Conflict) and writes
+an audit entry with the state before and after.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied
+from factbridge.models import FactCheck
+from factbridge.pipeline.prepare import prepare_factcheck
+from factbridge.text.dates import parse_date_lenient
+from factbridge.workflow.accounts import Actor
+from factbridge.workflow.audit import AuditLog, plain
+
+CASES = "cases"
+PUBLISHED = "published"
+STATES = ("open", "in_review", "approved", "published", "closed")
+EVIDENCE_KINDS = ("link", "note", "file")
+DECIDED_BY = "factbridge-workflow-1"
+
+# ClaimReview ratingValue on the 1 (worst) .. 5 (best) scale for the usual text
+# verdicts; verdicts outside a truth scale (Satire, Unproven...) carry none.
+DEFAULT_RATING_VALUES: dict[str, float] = {
+    "true": 5.0,
+    "mostly true": 4.0,
+    "mixture": 3.0,
+    "half true": 3.0,
+    "mostly false": 2.0,
+    "false": 1.0,
+    "misleading": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    names: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> RatingScale:
+        names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+        if not names:
+            raise InputError("the rating scale is empty", field="rating_scale")
+        return cls(names)
+
+    def check(self, rating: str) -> str:
+        for name in self.names:
+            if name.lower() == rating.strip().lower():
+                return name
+        raise InputError(f"'{rating}' is not on the rating scale ({', '.join(self.names)})", field="rating")
+
+    def value(self, rating: str) -> float | None:
+        return DEFAULT_RATING_VALUES.get(rating.strip().lower())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def _text(value: str | None, name: str, *, required: bool = True, limit: int = 20_000) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise InputError(f"{name} is required", field=name)
+    if len(text) > limit:
+        raise InputError(f"{name} is longer than {limit} characters", field=name)
+    return text
+
+
+def _url(value: str, name: str = "url") -> str:
+    url = _text(value, name, limit=2000)
+    if not url.lower().startswith(("http://", "https://")):
+        raise InputError("links must start with http:// or https://", field=name)
+    return url
+
+
+class CaseBook:
+    def __init__(self, storage: Storage, audit: AuditLog, scale: RatingScale) -> None:
+        self.storage = storage
+        self.audit = audit
+        self.scale = scale
+
+    # -- reading -----------------------------------------------------------
+    def get(self, org: str, case_id: str) -> dict[str, Any]:
+        found = self.storage.get_docs(org, CASES, [case_id])
+        if case_id not in found:
+            raise NotFound(f"case '{case_id}' not found")
+        return found[case_id]
+
+    def list(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        rows = [doc for _, doc in self.storage.list_docs(org, CASES, limit=10_000, order="updated_desc")]
+        if status:
+            rows = [r for r in rows if r.get("status") == status]
+        return rows[:limit]
+
+    def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
+        return [c for c in self.list(org, limit=10_000) if c.get("source") == {"kind": kind, "id": source_id}]
+
+    def published(self, org: str, case_id: str) -> dict[str, Any]:
+        found = self.storage.get_docs(org, PUBLISHED, [case_id])
+        if case_id not in found:
+            raise NotFound(f"published fact-check '{case_id}' not found")
+        return found[case_id]
+
+    def list_published(self, org: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        return [doc for _, doc in self.storage.list_docs(org, PUBLISHED, limit=limit, offset=offset, order="sort_desc")]
+
+    # -- writing -----------------------------------------------------------
+    def _save(self, org: str, actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+        after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": _now()})
+        sort = datetime.fromisoformat(after["updated_at"]).timestamp()
+        self.storage.put_docs(org, CASES, [(after["id"], after, sort)])
+        self.audit.append(org, actor.username, action, CASES, after["id"], before, after)
+        return after
+
+    def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
+        case = self.get(org, case_id)
+        if version is not None and int(case.get("version", 0)) != int(version):
+            raise Conflict(f"case '{case_id}' changed since you opened it (version {case['version']}, yours {version}); reload and try again")
+        return case
+
+    @staticmethod
+    def _expect(case: dict[str, Any], states: tuple[str, ...], doing: str) -> None:
+        if case["status"] not in states:
+            raise Conflict(f"cannot {doing}: the case is {case['status'].replace('_', ' ')}")
+
+    def open(self, org: str, actor: Actor, claim: str, *, title: str = "", source_kind: str = "manual", source_id: str = "",
+             language: str | None = None, claimant: str = "", claim_date: str | None = None) -> dict[str, Any]:
+        actor.require("analyst", "opening a case")
+        if source_kind not in ("post", "narrative", "manual", "report"):
+            raise InputError("source must be post, narrative, report or manual", field="source_kind")
+        case = {
+            "id": _new_id("case"),
+            "org": org,
+            "title": _text(title, "title", required=False, limit=300) or _text(claim, "claim", limit=2000)[:120],
+            "claim": _text(claim, "claim", limit=2000),
+            "claimant": _text(claimant, "claimant", required=False, limit=300),
+            "claim_date": claim_date,
+            "language": (language or "").lower() or None,
+            "status": "open",
+            "source": {"kind": source_kind, "id": source_id},
+            "created_at": _now(),
+            "created_by": actor.username,
+            "assignee": actor.username,
+            "evidence": [],
+            "verdict": None,
+            "approval": None,
+            "review_notes": [],
+            "publication": None,
+            "corrections": [],
+        }
+        return self._save(org, actor, "case.open", None, case)
+
+    def assign(self, org: str, actor: Actor, case_id: str, assignee: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("analyst", "assigning a case")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("open", "in_review", "approved"), "assign")
+        return self._save(org, actor, "case.assign", case, case | {"assignee": _text(assignee, "assignee", limit=40).lower()})
+
+    def add_evidence(self, org: str, actor: Actor, case_id: str, kind: str, *, url: str = "", text: str = "",
+                     file: dict[str, Any] | None = None, version: int | None = None) -> dict[str, Any]:
+        actor.require("analyst", "adding evidence")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("open", "in_review"), "add evidence")
+        if kind not in EVIDENCE_KINDS:
+            raise InputError(f"evidence kind must be one of {', '.join(EVIDENCE_KINDS)}", field="kind")
+        item: dict[str, Any] = {"id": _new_id("ev"), "kind": kind, "added_by": actor.username, "added_at": _now()}
+        if kind == "link":
+            item.update(url=_url(url), text=_text(text, "text", required=False, limit=2000))
+        elif kind == "note":
+            item.update(text=_text(text, "text"))
+        else:
+            if not file:
+                raise InputError("no file was uploaded", field="file")
+            item.update(file=file, text=_text(text, "text", required=False, limit=2000))
+        return self._save(org, actor, "case.evidence", case, case | {"evidence": [*case["evidence"], item]})
+
+    def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
+                      language: str | None = None, version: int | None = None) -> dict[str, Any]:
+        actor.require("analyst", "drafting a verdict")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("open", "in_review", "approved"), "draft a verdict")
+        name = self.scale.check(rating)
+        verdict = {
+            "rating": name,
+            "rating_value": self.scale.value(name),
+            "explanation": _text(explanation, "explanation"),
+            "headline": _text(headline, "headline", required=False, limit=300) or case["title"],
+            "language": (language or case.get("language") or "").lower() or None,
+            "drafted_by": actor.username,
+            "drafted_at": _now(),
+        }
+        # A new draft withdraws any earlier approval: the approver approved other words.
+        return self._save(org, actor, "case.verdict", case, case | {"verdict": verdict, "approval": None, "status": "in_review"})
+
+    def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "approving a verdict")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("in_review",), "approve")
+        if case["verdict"]["drafted_by"] == actor.username:
+            raise PermissionDenied("a second editor must approve: you drafted this verdict")
+        approval = {"by": actor.username, "at": _now()}
+        return self._save(org, actor, "case.approve", case, case | {"approval": approval, "status": "approved"})
+
+    def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "returning a verdict")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("in_review", "approved"), "return the verdict")
+        notes = [*case["review_notes"], {"by": actor.username, "at": _now(), "text": _text(note, "note")}]
+        return self._save(org, actor, "case.return", case, case | {"approval": None, "status": "open", "review_notes": notes})
+
+    def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "closing a case")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("open", "in_review"), "close")
+        return self._save(org, actor, "case.close", case, case | {"status": "closed", "closed_reason": _text(reason, "reason")})
+
+    def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "publishing")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("approved",), "publish")
+        url = f"{base_url.rstrip('/')}/public/{org}/factchecks/{case_id}"
+        now = _now()
+        publication = {"url": url, "published_at": now, "published_by": actor.username, "org_name": org_name}
+        after = self._save(org, actor, "case.publish", case, case | {"publication": publication, "status": "published"})
+        self._write_public(org, actor, "published.create", after, None)
+        return after
+
+    def correct(self, org: str, actor: Actor, case_id: str, text: str, new_rating: str = "", version: int | None = None) -> dict[str, Any]:
+        actor.require("editor", "correcting a published verdict")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("published",), "correct")
+        verdict = dict(case["verdict"])
+        correction = {"at": _now(), "by": actor.username, "text": _text(text, "text", limit=5000), "previous_rating": verdict["rating"], "new_rating": verdict["rating"]}
+        if new_rating.strip():
+            name = self.scale.check(new_rating)
+            verdict.update(rating=name, rating_value=self.scale.value(name))
+            correction["new_rating"] = name
+        after = self._save(org, actor, "case.correct", case, case | {"verdict": verdict, "corrections": [*case["corrections"], correction]})
+        self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
+        return after
+
+    # -- public snapshot -----------------------------------------------------
+    def _write_public(self, org: str, actor: Actor, action: str, case: dict[str, Any], before: dict[str, Any] | None) -> None:
+        pub = case["publication"]
+        verdict = case["verdict"]
+        snapshot = plain({
+            "case_id": case["id"],
+            "org": org,
+            "org_name": pub["org_name"],
+            "url": pub["url"],
+            "claim": case["claim"],
+            "claimant": case.get("claimant", ""),
+            "claim_date": case.get("claim_date"),
+            "headline": verdict["headline"],
+            "rating": verdict["rating"],
+            "rating_value": verdict["rating_value"],
+            "explanation": verdict["explanation"],
+            "language": verdict.get("language"),
+            # Only links are public sources; notes and files stay in the workspace.
+            "sources": [{"url": e["url"], "text": e.get("text", "")} for e in case["evidence"] if e["kind"] == "link"],
+            "published_at": pub["published_at"],
+            "modified_at": case["corrections"][-1]["at"] if case["corrections"] else None,
+            "corrections": [{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case["corrections"]],
+        })
+        sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
+        self.storage.put_docs(org, PUBLISHED, [(case["id"], snapshot, sort)])
+        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot)
+        self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(snapshot))])
+
+
+def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
+    """The published verdict as a library fact-check, keyed by its public URL as an import would key it."""
+    return FactCheck(
+        id=snapshot["url"],
+        claim=snapshot["claim"],
+        title=snapshot["headline"],
+        rating=snapshot["rating"],
+        rating_value=snapshot["rating_value"],
+        publisher=snapshot["org_name"],
+        url=snapshot["url"],
+        language=snapshot.get("language"),
+        claim_date=parse_date_lenient(snapshot.get("claim_date")),
+        published_at=parse_date_lenient(snapshot["published_at"]),
+        claimant=snapshot.get("claimant") or "",
+        source_format="factbridge",
+    )

@@ -1,0 +1,41 @@
+"""Published verdicts as schema.org ClaimReview: one node per page, and a feed.
+
+Built on `to_claimreview()` so that what we publish is exactly what
+`factbridge factchecks import` reads back (the round trip is tested).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from factbridge.text.dates import parse_date_lenient
+from factbridge.workflow.cases import published_factcheck
+from factbridge.workflow.claimreview import to_claimreview
+
+
+def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
+    fc = published_factcheck(snapshot)
+    node = to_claimreview(fc, url=snapshot["url"], org_name=snapshot["org_name"], published=parse_date_lenient(snapshot["published_at"]))
+    node["reviewBody"] = snapshot["explanation"]
+    modified = parse_date_lenient(snapshot.get("modified_at"))
+    if modified:
+        node["dateModified"] = modified.date().isoformat()
+    return node
+
+
+def claimreview_feed(snapshots: list[dict[str, Any]], org_name: str, feed_url: str) -> dict[str, Any]:
+    """A JSON-LD document with every published ClaimReview of one organisation in `@graph`."""
+    return {
+        "@context": "https://schema.org",
+        "@id": feed_url,
+        "name": f"{org_name} fact-checks",
+        "@graph": [claimreview_node(s) for s in snapshots],
+    }
+
+
+def jsonld_script_text(node: dict[str, Any]) -> str:
+    """JSON for a <script type="application/ld+json"> block: '<', '>' and '&' escaped so no
+    text inside (a claim quoting "</script>") can end the block early."""
+    text = json.dumps(node, ensure_ascii=False, indent=2)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
