@@ -1,0 +1,244 @@
+"""Workspace and public pages in process: what they show, the case workflow
+through forms, uploads, public ClaimReview pages, reports, appeals, escaping,
+languages and charts."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import date
+from pathlib import Path
+
+import pytest
+from conftest import ORG_A, WebEnv, csrf_of, make_env, publish_case
+from typer.testing import CliRunner
+
+from factbridge.cli import app as cli_app
+from factbridge.web.charts import line_chart
+from factbridge.web.i18n import LANGUAGES, catalog
+from factbridge.workflow.claimreview import jsonld_blocks_from_html
+
+XSS = '<script>alert("x")</script></script><img src=x onerror=alert(1)>'
+
+
+def jsonld_of(html: str) -> dict:  # type: ignore[type-arg]
+    blocks = jsonld_blocks_from_html(html)
+    assert len(blocks) == 1
+    return json.loads(blocks[0][1])  # type: ignore[no-any-return]
+
+
+def svg_of(html: str) -> ET.Element:
+    match = re.search(r"<svg.*?</svg>", html, re.S)
+    assert match, "no chart"
+    return ET.fromstring(match.group(0))
+
+
+def test_dashboard_shows_queue_alerts_narratives_and_chart(env: WebEnv) -> None:
+    c = env.login("a-viewer")
+    html = c.get("/").text
+    ids = env.ids[ORG_A]
+    queue = html[html.index('id="queue"'):html.index('id="alerts"')]
+    first_item = re.search(r'class="queue-item" href="([^"]+)"', queue)
+    assert first_item and first_item.group(1) == f"/posts/{ids['post']}"
+    assert "0.93" in queue and "triage-test-1" in queue
+    assert "Burst: 5G spreads the virus" in html and f'/narratives/{ids["narrative"]}' in html
+    svg = svg_of(html)
+    assert svg.find("{http://www.w3.org/2000/svg}polyline") is not None
+
+
+def test_dashboard_without_pipeline_documents_falls_back(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    try:
+        storage = env.services.storage
+        # a fresh organisation whose later stages have stored nothing yet
+        env.web.accounts.add_org("desk-c", "Desk C")
+        env.web.accounts.add_user("c-editor", "pw-c-editor-0123456789", "desk-c", "editor")
+        from factbridge.models import Post
+
+        storage.upsert_posts("desk-c", [Post(id="c1", text="only post of desk c")])
+        c = env.client()
+        page = c.get("/login")
+        c.post("/login", data={"username": "c-editor", "password": "pw-c-editor-0123456789", "csrf_token": csrf_of(page.text)})
+        html = c.get("/").text
+        assert "No triage scores yet" in html and 'href="/posts/c1"' in html
+        assert "No alerts." in html and "No narratives yet." in html
+        assert c.get("/posts/c1").status_code == 200
+    finally:
+        env.close()
+        env.services.close()
+
+
+def test_post_and_narrative_pages(env: WebEnv) -> None:
+    c = env.login("a-analyst")
+    ids = env.ids[ORG_A]
+    post = c.get(f"/posts/{ids['post']}").text
+    for expected in ("check-worthy", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G spreads the virus"):
+        assert expected in post
+    p2 = c.get("/posts/p2").text  # matched to the sample fact-check: score, signals and decided_by shown
+    assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2
+    nar = c.get(f"/narratives/{ids['narrative']}").text
+    assert "5G spreads the virus" in nar and "narratives-test-1" in nar
+    points = svg_of(nar).findall("{http://www.w3.org/2000/svg}circle")
+    assert len(points) == 4  # 8 posts over 4 days
+    assert c.get("/narratives/nope").status_code == 404
+    assert c.get("/posts/nope").status_code == 404
+
+
+def test_case_workflow_through_forms(env: WebEnv) -> None:
+    editor = env.login("a-editor")
+    post_id = env.ids[ORG_A]["post"]
+    page = editor.get(f"/posts/{post_id}")
+    r = editor.post("/cases", data={"source_kind": "post", "source_id": post_id, "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 303
+    case_url = r.headers["location"]
+    case_id = case_url.rsplit("/", 1)[1]
+    token = csrf_of(editor.get(case_url).text)
+    ok = {"csrf_token": token}
+    assert editor.post(f"{case_url}/evidence", data=ok | {"kind": "link", "url": "https://who.example.int/5g", "text": "WHO"}).status_code == 303
+    assert editor.post(f"{case_url}/evidence", data=ok | {"kind": "note", "text": "asked the operator"}).status_code == 303
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    r = editor.post(f"{case_url}/evidence", data=ok | {"kind": "file", "text": "screenshot"}, files={"file": ("shot.png", io.BytesIO(png), "image/png")})
+    assert r.status_code == 303
+    bad = editor.post(f"{case_url}/evidence", data=ok | {"kind": "file"}, files={"file": ("x.exe", io.BytesIO(b"MZ\x90\x00\x03\x00\xff\xfe"), "image/png")})
+    assert bad.status_code == 422 and "accepted" in bad.text
+    big = editor.post(f"{case_url}/evidence", data=ok | {"kind": "file"}, files={"file": ("big.txt", io.BytesIO(b"a" * (env.services.settings.upload_max_bytes + 1)), "text/plain")})
+    assert big.status_code == 422
+    case = env.web.cases.get(ORG_A, case_id)
+    assert [e["kind"] for e in case["evidence"]] == ["link", "note", "file"]
+    file_ev = case["evidence"][2]
+    download = editor.get(f"{case_url}/files/{file_ev['id']}")
+    assert download.status_code == 200 and download.content == png
+    assert download.headers["content-disposition"].startswith("attachment") and download.headers["content-type"] == "image/png"
+    assert (Path(env.services.settings.data_dir) / "uploads" / ORG_A / file_ev["file"]["sha256"]).is_file()
+    # stale form (old version) is refused with 409
+    assert editor.post(f"{case_url}/verdict", data=ok | {"rating": "False", "explanation": "x", "version": "1"}).status_code == 409
+    r = editor.post(f"{case_url}/verdict", data=ok | {"rating": "False", "headline": "No, 5G does not spread viruses", "explanation": "Radio waves carry no virus."})
+    assert r.status_code == 303
+    html = editor.get(case_url).text
+    assert "another editor must approve" in html and 'id="approve"' not in html
+    assert editor.post(f"{case_url}/approve", data=ok).status_code == 403
+    reviewer = env.login("a-reviewer")
+    rtoken = csrf_of(reviewer.get(case_url).text)
+    assert 'id="approve"' in reviewer.get(case_url).text
+    assert reviewer.post(f"{case_url}/approve", data={"csrf_token": rtoken}).status_code == 303
+    assert reviewer.post(f"{case_url}/publish", data={"csrf_token": rtoken}).status_code == 303
+    html = reviewer.get(case_url).text
+    public_url = re.search(r'id="public-link">([^<]+)<', html).group(1)  # type: ignore[union-attr]
+    assert public_url.endswith(f"/public/{ORG_A}/factchecks/{case_id}")
+    # history shows who moved the case, from which state to which
+    assert "(approved → published)" in html and "a-reviewer" in html
+
+    visitor = env.client()
+    public = visitor.get(f"/public/{ORG_A}/factchecks/{case_id}")
+    assert public.status_code == 200
+    node = jsonld_of(public.text)
+    assert node["@type"] == "ClaimReview" and node["url"] == public_url
+    assert node["reviewRating"]["alternateName"] == "False" and node["reviewRating"]["ratingValue"] == 1.0
+    assert node["claimReviewed"].startswith("5G towers") and node["author"]["name"] == "Desk A <Vietnam>"
+    assert node["datePublished"] == date.today().isoformat()
+    assert "asked the operator" not in public.text and "shot.png" not in public.text  # internal evidence stays internal
+    assert "https://who.example.int/5g" in public.text
+
+    # a visitor appeals; the editor decides after correcting; the outcome and correction are public
+    r = visitor.post(f"/public/{ORG_A}/factchecks/{case_id}/appeal", data={"csrf_token": csrf_of(public.text), "reason": "The WHO link is old", "contact": "me@example.org"})
+    assert r.status_code == 200 and 'id="thanks"' in r.text
+    appeals_page = editor.get("/appeals").text
+    assert "The WHO link is old" in appeals_page and "me@example.org" in appeals_page
+    appeal_id = env.web.appeals.list(ORG_A)[0]["id"]
+    assert editor.post(f"{case_url}/correct", data={"csrf_token": token, "text": "Replaced the WHO link.", "new_rating": "Misleading"}).status_code == 303
+    assert editor.post(f"/appeals/{appeal_id}/decide", data={"csrf_token": token, "outcome": "corrected", "note": "We replaced the link."}).status_code == 303
+    public = visitor.get(f"/public/{ORG_A}/factchecks/{case_id}").text
+    assert "Replaced the WHO link." in public and "We replaced the link." in public and "verdict corrected" in public
+    assert "me@example.org" not in public and "The WHO link is old" not in public
+    node = jsonld_of(public)
+    assert node["reviewRating"]["alternateName"] == "Misleading" and node["dateModified"]
+    search = visitor.get(f"/public/{ORG_A}", params={"q": "5g towers"}).text
+    assert f"/public/{ORG_A}/factchecks/{case_id}" in search
+    assert f"/factchecks/{case_id}" not in visitor.get(f"/public/{ORG_A}", params={"q": "bananas"}).text
+    assert env.web.audit.verify(ORG_A).ok
+
+
+def test_user_text_is_escaped_everywhere(env: WebEnv) -> None:
+    web = env.web
+    from factbridge.models import Post
+    from factbridge.pipeline.prepare import prepare_post
+
+    env.services.storage.upsert_posts(ORG_A, [prepare_post(Post(id="xss", text=XSS, platform=XSS, author=XSS))])
+    env.services.storage.put_docs(ORG_A, "narratives", [("nx", {"label": XSS, "post_ids": ["xss"]}, 99.0)])
+    case = publish_case(env, claim=XSS)
+    web.cases.correct(ORG_A, web.accounts.get_user("a-editor"), case["id"], XSS)
+    appeal = web.appeals.file(ORG_A, case["id"], XSS, contact=XSS)
+    web.appeals.decide(ORG_A, web.accounts.get_user("a-editor"), appeal["id"], "upheld", XSS)
+    c = env.login("a-admin")
+    pages = [c.get(u).text for u in ("/", "/posts/xss", "/narratives/nx", f"/cases/{case['id']}", "/cases", "/appeals", "/audit")]
+    visitor = env.client()
+    public = visitor.get(f"/public/{ORG_A}/factchecks/{case['id']}").text
+    pages += [public, visitor.get(f"/public/{ORG_A}", params={"q": XSS}).text]
+    for html in pages:
+        assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in public
+    node = jsonld_of(public)  # the JSON-LD block is not broken by "</script>" in the claim
+    assert node["claimReviewed"] == XSS
+
+
+def test_public_report_enters_the_pipeline_and_is_rate_limited(env: WebEnv) -> None:
+    visitor = env.client()
+    form = visitor.get(f"/public/{ORG_A}/report")
+    token = csrf_of(form.text)
+    before = env.services.storage.count_posts(ORG_A)
+    r = visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "Les antennes 5G propagent le coronavirus", "url": "https://t.example/p/1", "platform": "Telegram"})
+    assert r.status_code == 200 and 'id="thanks"' in r.text
+    assert env.services.storage.count_posts(ORG_A) == before + 1
+    (post,) = [p for p in env.services.storage.list_posts(ORG_A, limit=500) if p.source == "public-report"]
+    assert post.platform == "telegram" and post.urls == ["https://t.example/p/1"] and post.author == "" and post.language == "fr"
+    assert post.id in env.services.storage.vector_shas(ORG_A, "post", env.services.embedder.id)  # embedded by the stages
+    assert env.services.storage.matches_for_post(ORG_A, post.id)  # and matched like any ingested post
+    assert visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "", "url": ""}).status_code == 422
+    for _ in range(4):  # the limit is 5 accepted submissions per client per window
+        assert visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "more"}).status_code == 200
+    limited = visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "one too many"})
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert visitor.get("/public/no-such-org/report").status_code == 404
+
+
+@pytest.mark.parametrize("lang", sorted(LANGUAGES))
+def test_interface_languages(env: WebEnv, lang: str) -> None:
+    en, own = catalog("en"), catalog(lang)
+    assert set(own) == set(en), f"{lang} catalog keys differ from English"
+    for key, text in en.items():
+        assert set(re.findall(r"\{(\w+)\}", own[key])) == set(re.findall(r"\{(\w+)\}", text)), f"{lang}:{key} placeholders"
+        assert own[key].strip()
+    c = env.login("a-editor")
+    html = c.get(f"/?lang={lang}").text
+    assert f'<html lang="{lang}">' in html and own["dash.queue"] in html
+    assert c.get("/cases").text.count(own["nav.cases"]) >= 1  # remembered in a cookie
+    public = env.client().get(f"/public/{ORG_A}/report", headers={"Accept-Language": f"{lang},en;q=0.5"}).text
+    assert own["public.report"] in public
+
+
+def test_chart_is_valid_svg_with_escaped_labels() -> None:
+    svg = line_chart({"<b>a&b</b>": [(date(2024, 1, 1), 2), (date(2024, 1, 3), 5)], "two": [(date(2024, 1, 2), 1)]}, title="t<>")
+    root = ET.fromstring(str(svg))
+    assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+    assert "<b>" not in str(svg)
+    assert "no data" in str(line_chart({}, title="empty"))
+
+
+def test_demo_runs_without_serving(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["--data-dir", str(tmp_path / "demo"), "--embedder", "hashing", "--embed-cache", "off", "demo", "--no-serve"],
+                             env={"FACTBRIDGE_MATCH_FUSION": "rrf"})  # the hashing embedder has no trained re-ranker
+    assert result.exit_code == 0, result.output
+    match = re.search(r"sign in as editor .* with password (\S+);", " ".join(result.output.split()))
+    assert match, result.output
+    assert "http://127.0.0.1:8765/" in result.output
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+    from factbridge.web.app import accounts_for
+
+    with Services(load_settings(env={}, overrides={"data_dir": str(tmp_path / "demo"), "embedder": "hashing", "embed_cache": "off"})) as services:
+        accounts = accounts_for(services)
+        assert accounts.authenticate("editor", match.group(1)).role == "editor"
+        assert accounts.authenticate("reviewer", match.group(1)).role == "editor"
+        assert services.storage.count_posts("default") > 0
