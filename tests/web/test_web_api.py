@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ORG_A, WebEnv, make_env
 from typer.testing import CliRunner
+from webenv import ORG_A, WebEnv, make_env
 
 from factbridge.cli import app as cli_app
 from factbridge.pipeline.library import read_factchecks
@@ -92,7 +92,7 @@ def test_api_case_flow_and_error_mapping(env: WebEnv) -> None:
 
 
 def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path) -> None:
-    from conftest import publish_case
+    from webenv import publish_case
 
     case = publish_case(env)
     env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case["id"], "Clarified the headline.", new_rating="Misleading")

@@ -12,8 +12,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import ORG_A, WebEnv, csrf_of, make_env, publish_case
 from typer.testing import CliRunner
+from webenv import ORG_A, WebEnv, csrf_of, make_env, publish_case
 
 from factbridge.cli import app as cli_app
 from factbridge.web.charts import line_chart
@@ -146,7 +146,7 @@ def test_case_workflow_through_forms(env: WebEnv) -> None:
     assert r.status_code == 200 and 'id="thanks"' in r.text
     appeals_page = editor.get("/appeals").text
     assert "The WHO link is old" in appeals_page and "me@example.org" in appeals_page
-    appeal_id = env.web.appeals.list(ORG_A)[0]["id"]
+    appeal_id = env.web.appeals.find(ORG_A)[0]["id"]
     assert editor.post(f"{case_url}/correct", data={"csrf_token": token, "text": "Replaced the WHO link.", "new_rating": "Misleading"}).status_code == 303
     assert editor.post(f"/appeals/{appeal_id}/decide", data={"csrf_token": token, "outcome": "corrected", "note": "We replaced the link."}).status_code == 303
     public = visitor.get(f"/public/{ORG_A}/factchecks/{case_id}").text

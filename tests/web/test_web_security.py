@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ORG_A, ORG_B, WebEnv, csrf_of, password_of, publish_case
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
+from webenv import ORG_A, ORG_B, WebEnv, csrf_of, password_of, publish_case
 
 MARK = "ORG-A-SECRET"
 

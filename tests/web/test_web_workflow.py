@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import ORG_A, ORG_B, WebEnv, publish_case, web_settings
 from typer.testing import CliRunner
+from webenv import ORG_A, ORG_B, WebEnv, publish_case, web_settings
 
 from factbridge.cli import app as cli_app
 from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied

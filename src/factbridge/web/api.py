@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Securit
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from factbridge.errors import NotAuthenticated
+from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState
 from factbridge.workflow.accounts import Actor
@@ -26,7 +26,7 @@ def api_actor(request: Request, credentials: Annotated[HTTPAuthorizationCredenti
 
 
 def state(request: Request) -> WebState:
-    return request.app.state.web  # type: ignore[no-any-return]
+    return request.app.state.web
 
 
 ActorDep = Annotated[Actor, Depends(api_actor)]
@@ -119,13 +119,13 @@ def get_post(post_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
 @router.get("/posts/{post_id}/matches")
 def get_post_matches(post_id: str, actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
     web.services.storage.get_post(actor.org, post_id)
-    return post_detail(web, actor.org, post_id)["matches"]  # type: ignore[no-any-return]
+    return post_detail(web, actor.org, post_id)["matches"]
 
 
 @router.get("/factchecks")
 def list_factchecks(actor: ActorDep, web: WebDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     storage = web.services.storage
-    items = []
+    items: list[dict[str, Any]] = []
     for n, fc in enumerate(storage.iter_factchecks(actor.org, batch_size=min(limit + offset, 1000))):
         if n < offset:
             continue
@@ -175,7 +175,7 @@ def ratings(actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
 @router.get("/cases")
 def list_cases(actor: ActorDep, web: WebDep, status: Literal["open", "in_review", "approved", "published", "closed"] | None = None,
                limit: Limit = 100) -> list[dict[str, Any]]:
-    return web.cases.list(actor.org, status, limit)
+    return web.cases.find(actor.org, status, limit)
 
 
 @router.post("/cases", status_code=201)
@@ -186,18 +186,17 @@ def open_case(body: OpenCase, actor: ActorDep, web: WebDep) -> dict[str, Any]:
 def _open_case(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> dict[str, Any]:
     storage = web.services.storage
     claim_date = None
-    claimant = ""
     if kind == "post":
         post = storage.get_post(actor.org, source_id)
         claim = claim or post.text
         language = language or post.language
         claim_date = post.created_at.isoformat() if post.created_at else None
-        claimant = post.platform
     elif kind == "narrative":
         item = pv.narrative(storage, actor.org, source_id)
         claim = claim or str(item["label"])
+    # The claimant stays empty: the platform a post appeared on is not who made the claim.
     return web.cases.open(actor.org, actor, claim, title=title, source_kind=kind, source_id=source_id, language=language,
-                          claimant=claimant, claim_date=claim_date)
+                          claim_date=claim_date)
 
 
 @router.get("/cases/{case_id}")
@@ -208,8 +207,6 @@ def get_case(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
 @router.post("/cases/{case_id}/assign")
 def assign_case(case_id: str, body: Assign, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     if body.assignee.strip().lower() not in {u.username for u in web.accounts.list_users(actor.org)}:
-        from factbridge.errors import InputError
-
         raise InputError(f"no user '{body.assignee}' in your organisation", field="assignee")
     return web.cases.assign(actor.org, actor, case_id, body.assignee, body.version)
 
@@ -282,7 +279,7 @@ def published_review(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, An
 @router.get("/appeals")
 def list_appeals(actor: ActorDep, web: WebDep, status: Literal["received", "decided"] | None = None, limit: Limit = 100) -> list[dict[str, Any]]:
     actor.require("editor", "reading appeals")
-    return web.appeals.list(actor.org, status=status, limit=limit)
+    return web.appeals.find(actor.org, status=status, limit=limit)
 
 
 @router.post("/appeals/{appeal_id}/decide")

@@ -33,7 +33,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def state(request: Request) -> WebState:
-    return request.app.state.web  # type: ignore[no-any-return]
+    return request.app.state.web
 
 
 ActorDep = Annotated[Actor, Depends(page_actor)]
@@ -101,7 +101,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
         "alerts": pv.alerts(storage, org, 10),
         "narratives": narratives,
         "chart": chart,
-        "cases": web.cases.list(org, limit=10),
+        "cases": web.cases.find(org, limit=10),
         "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
     })
 
@@ -153,7 +153,7 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
 # -- cases ----------------------------------------------------------------------------
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(request: Request, actor: ActorDep, web: WebDep, status: str | None = None) -> HTMLResponse:
-    return render(request, "cases.html", {"cases": web.cases.list(actor.org, status or None), "status": status})
+    return render(request, "cases.html", {"cases": web.cases.find(actor.org, status or None), "status": status})
 
 
 @router.post("/cases", dependencies=[Csrf])
@@ -177,7 +177,7 @@ def case_page(case_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
         "source_post": source_post,
         "scale": web.cases.scale.names,
         "users": web.accounts.list_users(actor.org),
-        "appeals": web.appeals.list(actor.org, case_id=case_id) if actor.can("editor") else [],
+        "appeals": web.appeals.find(actor.org, case_id=case_id) if actor.can("editor") else [],
         "history": web.audit.history(actor.org, "cases", case_id),
         "max_upload": web.services.settings.upload_max_bytes,
     })
@@ -303,7 +303,7 @@ def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: Web
 @router.get("/appeals", response_class=HTMLResponse)
 def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     actor.require("editor", "handling appeals")
-    return render(request, "appeals.html", {"appeals": web.appeals.list(actor.org)})
+    return render(request, "appeals.html", {"appeals": web.appeals.find(actor.org)})
 
 
 @router.post("/appeals/{appeal_id}/decide", dependencies=[Csrf])

@@ -183,7 +183,7 @@ def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
     found = storage.get_docs(org, LINKRISK, [k for k in keys if k])
     out = []
     for key, doc in found.items():
-        links = doc.get("links") if isinstance(doc.get("links"), list) else [doc]
+        links: list[Any] = doc["links"] if isinstance(doc.get("links"), list) else [doc]
         for link in links:
             if not isinstance(link, dict):
                 continue

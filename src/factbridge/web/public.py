@@ -23,7 +23,7 @@ router = APIRouter(prefix="/public", tags=["public"])
 
 
 def state(request: Request) -> WebState:
-    return request.app.state.web  # type: ignore[no-any-return]
+    return request.app.state.web
 
 
 WebDep = Annotated[WebState, Depends(state)]

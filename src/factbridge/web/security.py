@@ -105,7 +105,7 @@ def client_key(request: Request) -> str:
 def session_from_cookie(request: Request) -> Session | None:
     """The signed-in session, or None (cached on the request)."""
     if hasattr(request.state, "session"):
-        return request.state.session  # type: ignore[no-any-return]
+        return request.state.session
     token = request.cookies.get(SESSION_COOKIE)
     session: Session | None = None
     if token:

@@ -55,7 +55,7 @@ class Appeals:
             raise NotFound(f"appeal '{appeal_id}' not found")
         return found[appeal_id]
 
-    def list(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         rows = [doc for _, doc in self.storage.list_docs(org, APPEALS, limit=10_000, order="sort_desc")]
         if status:
             rows = [r for r in rows if r["status"] == status]
@@ -66,7 +66,7 @@ class Appeals:
     def public_outcomes(self, org: str, case_id: str) -> list[dict[str, Any]]:
         return [
             {k: a.get(k) for k in ("received_at", "status", "outcome", "outcome_note", "decided_at")}
-            for a in reversed(self.list(org, case_id=case_id))
+            for a in reversed(self.find(org, case_id=case_id))
         ]
 
     def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:

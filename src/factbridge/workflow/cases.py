@@ -112,14 +112,14 @@ class CaseBook:
             raise NotFound(f"case '{case_id}' not found")
         return found[case_id]
 
-    def list(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def find(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         rows = [doc for _, doc in self.storage.list_docs(org, CASES, limit=10_000, order="updated_desc")]
         if status:
             rows = [r for r in rows if r.get("status") == status]
         return rows[:limit]
 
     def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
-        return [c for c in self.list(org, limit=10_000) if c.get("source") == {"kind": kind, "id": source_id}]
+        return [c for c in self.find(org, limit=10_000) if c.get("source") == {"kind": kind, "id": source_id}]
 
     def published(self, org: str, case_id: str) -> dict[str, Any]:
         found = self.storage.get_docs(org, PUBLISHED, [case_id])
@@ -154,7 +154,7 @@ class CaseBook:
         actor.require("analyst", "opening a case")
         if source_kind not in ("post", "narrative", "manual", "report"):
             raise InputError("source must be post, narrative, report or manual", field="source_kind")
-        case = {
+        case: dict[str, Any] = {
             "id": _new_id("case"),
             "org": org,
             "title": _text(title, "title", required=False, limit=300) or _text(claim, "claim", limit=2000)[:120],
