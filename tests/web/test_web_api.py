@@ -36,10 +36,10 @@ def test_api_reads_pipeline_records(env: WebEnv) -> None:
     assert posts["total"] >= 10 and len(posts["items"]) == 5
     detail = api.get(f"/api/v1/posts/{ids['post']}").json()
     assert detail["checkworthiness"]["decided_by"] == "cw-test-1"
-    assert detail["links"][0]["risk"] == "high"
+    assert detail["links"][0]["risk"] == "high" and detail["links"][0]["reasons"] == ["young_domain (0.60): domain registered 3 days ago"]
     assert detail["narrative"]["id"] == ids["narrative"]
-    p2 = api.get("/api/v1/posts/p2").json()  # the French 5G post matches the sample fact-check
-    assert p2["matches"] and p2["matches"][0]["factcheck"]["claim"]
+    p2 = api.get("/api/v1/posts/en-5g").json()
+    assert p2["matches"][0]["factcheck"]["id"] == "https://factcheck.example.org/5g-virus"  # (hashing embedder: the decision itself depends on thresholds tuned for e5)
     assert p2["matches"][0]["decided_by"]
     queue = api.get("/api/v1/queue").json()
     assert [e["post_id"] for e in queue][:1] == [ids["post"]] and queue[0]["components"]["reach"] == 0.8

@@ -76,8 +76,8 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     post = c.get(f"/posts/{ids['post']}").text
     for expected in ("check-worthy", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G spreads the virus"):
         assert expected in post
-    p2 = c.get("/posts/p2").text  # matched to the sample fact-check: score, signals and decided_by shown
-    assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2
+    p2 = c.get("/posts/en-5g").text  # matched to the fact-check: score, signals and decided_by shown
+    assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2 and "No, 5G does not spread COVID-19" in p2
     nar = c.get(f"/narratives/{ids['narrative']}").text
     assert "5G spreads the virus" in nar and "narratives-test-1" in nar
     points = svg_of(nar).findall("{http://www.w3.org/2000/svg}circle")

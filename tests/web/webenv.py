@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from factbridge.demo import sample_dir
-from factbridge.models import Post
+from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts, import_factcheck_files, ingest_file
 from factbridge.pipeline.matching import index_factchecks
-from factbridge.pipeline.prepare import prepare_post
+from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
 from factbridge.settings import load_settings
@@ -67,6 +67,9 @@ def seed_pipeline(services: Services, org: str) -> dict[str, str]:
     storage = services.storage
     sample = sample_dir()
     import_factcheck_files(storage, org, sorted(sample.glob("factchecks*")), services.languages)
+    storage.upsert_factchecks(org, [prepare_factcheck(FactCheck(
+        id="https://factcheck.example.org/5g-virus", claim="5G mobile networks spread the coronavirus", title="No, 5G does not spread COVID-19",
+        rating="False", publisher="Example Check", url="https://factcheck.example.org/5g-virus", language="en"), services.languages)])
     index_factchecks(storage, services.embedder, org)
     posts = []
     for path in sorted(sample.glob("posts*")):
@@ -78,6 +81,8 @@ def seed_pipeline(services: Services, org: str) -> dict[str, str]:
                      services.languages)
         for i in range(8)
     ]
+    extra.append(prepare_post(Post(id="en-5g", platform="x", text="5G mobile networks spread the coronavirus, share now", created_at=start),
+                              services.languages))
     storage.upsert_posts(org, extra)
     posts.extend(extra)
     embed_posts(storage, services.embedder, org, posts)
@@ -86,18 +91,23 @@ def seed_pipeline(services: Services, org: str) -> dict[str, str]:
     top = extra[0].id
     storage.put_docs(org, "queue", [
         (top, {"post_id": top, "priority": 0.93, "components": {"checkworthiness": 0.9, "reach": 0.8, "velocity": 0.7}, "decided_by": "triage-test-1"}, 0.93),
-        ("p1", {"post_id": "p1", "priority": 0.41, "components": {"checkworthiness": 0.5}, "decided_by": "triage-test-1"}, 0.41),
+        ("en-5g", {"post_id": "en-5g", "priority": 0.41, "components": {"checkworthiness": 0.5}, "decided_by": "triage-test-1"}, 0.41),
     ])
     storage.put_docs(org, "narratives", [
-        (narrative_id, {"label": "5G spreads the virus", "post_ids": [p.id for p in extra], "size": len(extra), "growth": 2.5,
-                        "languages": {"en": len(extra)}, "decided_by": "narratives-test-1"}, 2.5),
+        (narrative_id, {"label": "5G spreads the virus", "post_ids": [p.id for p in extra[:8]], "size": 8, "growth": 2.5,
+                        "languages": {"en": 8}, "decided_by": "narratives-test-1"}, 2.5),
     ])
     storage.put_docs(org, "alerts", [
         (f"alert-{org}", {"kind": "burst", "title": "Burst: 5G spreads the virus", "narrative_id": narrative_id,
                           "post_ids": [p.id for p in extra[:3]], "created_at": "2024-05-04T10:00:00+00:00", "decided_by": "bursts-test-1"}, None),
     ])
     storage.put_docs(org, "checkworthiness", [(top, {"score": 0.9, "label": "check-worthy", "reasons": ["health claim", "call to share"], "decided_by": "cw-test-1"}, 0.9)])
-    storage.put_docs(org, "linkrisk", [(top, {"links": [{"url": "https://bad.example.net/5g", "risk": "high", "reasons": ["domain registered 3 days ago"], "decided_by": "linkrisk-test-1"}]}, None)])
+    # the documented shape of factbridge.linkrisk (written over what the real stage stored)
+    storage.put_docs(org, "linkrisk", [(top, {
+        "post_id": top, "max_score": 0.8, "level": "high", "flagged": True, "flagged_urls": 1, "decided_by": "linkrisk-test-1",
+        "urls": [{"url": "https://bad.example.net/5g", "normalized": "https://bad.example.net/5g", "score": 0.8, "level": "high", "flagged": True,
+                  "reasons": [{"code": "young_domain", "category": "registration", "weight": 0.6, "detail": "domain registered 3 days ago"}],
+                  "feed_hits": [], "official": None, "decided_by": "linkrisk-test-1"}]}, 0.8)])
     return {"post": top, "narrative": narrative_id, "alert": f"alert-{org}"}
 
 

@@ -175,25 +175,36 @@ def checkworthiness(storage: Storage, org: str, post_id: str) -> dict[str, Any] 
     }
 
 
-def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
-    """Link-risk records for the post: stored per post and/or per URL (domain)."""
-    from urllib.parse import urlsplit
+def _reason_text(reason: Any) -> str:
+    if isinstance(reason, dict):
+        code = first(reason, "code", "category", default="")
+        weight = _float(reason.get("weight"))
+        detail = first(reason, "detail", "message", default="")
+        return f"{code}{f' ({weight:.2f})' if weight is not None else ''}: {detail}".strip(": ")
+    return str(reason)
 
-    keys = [post.id, *post.urls, *(urlsplit(u).hostname or "" for u in post.urls)]
-    found = storage.get_docs(org, LINKRISK, [k for k in keys if k])
+
+def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
+    """Scored links of the post: the linkrisk stage stores one document per post
+    (`urls`: riskiest first, each with score, level, reasons, feed hits, decided_by)."""
+    doc = storage.get_docs(org, LINKRISK, [post.id]).get(post.id)
+    if doc is None:
+        return []
+    links = doc.get("urls") if isinstance(doc.get("urls"), list) else doc.get("links") if isinstance(doc.get("links"), list) else []
     out = []
-    for key, doc in found.items():
-        links: list[Any] = doc["links"] if isinstance(doc.get("links"), list) else [doc]
-        for link in links:
-            if not isinstance(link, dict):
-                continue
-            out.append({
-                "url": first(link, "url", "domain", default=key),
-                "risk": first(link, "risk", "score", "level", default=""),
-                "reasons": first(link, "reasons", "evidence", "signals", default=[]),
-                "decided_by": first(link, "decided_by", default=doc.get("decided_by", "")),
-                "raw": link,
-            })
+    for link in links:
+        if not isinstance(link, dict):
+            continue
+        out.append({
+            "url": first(link, "url", "normalized", "host", default=""),
+            "risk": first(link, "level", "risk", default=""),
+            "score": _float(link.get("score")),
+            "reasons": [_reason_text(r) for r in first(link, "reasons", default=[])]
+            + [f"feed {h.get('feed', '')}: {h.get('threat') or h.get('kind', '')}" for h in first(link, "feed_hits", default=[]) if isinstance(h, dict)],
+            "official": link.get("official"),
+            "decided_by": first(link, "decided_by", default=doc.get("decided_by", "")),
+            "raw": link,
+        })
     return out
 
 
