@@ -315,7 +315,8 @@ class LookalikeDetector:
         # Exact name, another suffix.
         if label in self.by_label:
             entry = self.by_label[label]
-            if suffix != entry.suffix and not (entry.is_global and _is_country_suffix(suffix)):
+            # Three letters or fewer (x, acb, dhl) are too often someone else's name elsewhere.
+            if len(label) >= 4 and suffix != entry.suffix and not (entry.is_global and _is_country_suffix(suffix)):
                 if is_private_suffix:
                     out.append(("brand_on_hosting", entry, f"'{label}' is an account named after {entry.owner} on the hosting service {suffix}"))
                 else:

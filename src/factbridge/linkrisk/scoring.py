@@ -231,7 +231,7 @@ class LinkRiskScorer:
         official, host_reasons = self._host_reasons(n.host, n.unicode_host, n.is_ip, n.ip_obfuscated)
         reasons = list(host_reasons)
         self._address_reasons(n, reasons)
-        self._path_reasons(n, reasons)
+        self._path_reasons(n, reasons, official is not None)
         if self.feeds.urls or self.feeds.hosts:
             for hit in self.feeds.lookup(n.feed_keys(), n.host, n.host_port):
                 code = "feed_url" if hit.kind == "url" else "feed_host"
@@ -318,7 +318,7 @@ class LinkRiskScorer:
         if n.is_shortener:
             reasons.append(Reason("shortener", WEIGHTS["shortener"], f"{n.host} is a link shortener: the destination is hidden", {"service": n.host}))
 
-    def _path_reasons(self, n: NormalizedUrl, reasons: list[Reason]) -> None:
+    def _path_reasons(self, n: NormalizedUrl, reasons: list[Reason], official: bool = False) -> None:
         path = n.path.lower()
         if len(path) <= 1 and not n.query:
             return
@@ -343,6 +343,7 @@ class LinkRiskScorer:
             reasons.append(Reason("hosted_download", WEIGHTS["hosted_download"], f"file served from the free hosting service {hosting}", {"service": hosting}))
         if n.registered_domain in PASTE_HOSTS and ("/raw" in path or "/r/" in path or "/d/" in path or n.host.startswith("raw.")):
             reasons.append(Reason("raw_paste", WEIGHTS["raw_paste"], f"raw paste on {n.registered_domain} (often a second-stage payload)", {"host": n.host}))
-        words = sorted(set(_CREDENTIAL_RE.findall(path + "?" + n.query.lower())))
+        # A login page on the official domain is where logins belong.
+        words = [] if official else sorted(set(_CREDENTIAL_RE.findall(path + "?" + n.query.lower())))
         if words:
             reasons.append(Reason("credential_words_path", WEIGHTS["credential_words_path"], f"path asks for {', '.join(words[:4])}", {"words": words}))
