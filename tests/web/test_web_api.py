@@ -42,7 +42,8 @@ def test_api_reads_pipeline_records(env: WebEnv) -> None:
     assert p2["matches"][0]["factcheck"]["id"] == "https://factcheck.example.org/5g-virus"  # (hashing embedder: the decision itself depends on thresholds tuned for e5)
     assert p2["matches"][0]["decided_by"]
     queue = api.get("/api/v1/queue").json()
-    assert [e["post_id"] for e in queue][:1] == [ids["post"]] and queue[0]["components"]["reach"] == 0.8
+    assert [e["post_id"] for e in queue][:1] == [ids["post"]] and queue[0]["components"]["reach"]["value"] == 0.8
+    assert queue[1]["kind"] == "narrative" and queue[1]["narrative_id"] == ids["narrative"]
     assert api.get("/api/v1/alerts").json()[0]["narrative_id"] == ids["narrative"]
     nar = api.get(f"/api/v1/narratives/{ids['narrative']}").json()
     assert sum(c for _, c in nar["posts_per_day"]) == 8

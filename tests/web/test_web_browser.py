@@ -107,7 +107,7 @@ def test_case_from_queue_to_published_claimreview_and_appeal(server: tuple[str, 
     shot(page, "01-dashboard")
     page.locator("#queue .queue-item").first.click()
     page.wait_for_url(f"{base}/posts/{env.ids[ORG_A]['post']}")
-    assert "check-worthy" in page.inner_text("#checkworthiness")
+    assert "health claim" in page.inner_text("#checkworthiness")
     shot(page, "02-post")
 
     page.click("#open-case")

@@ -42,7 +42,8 @@ def test_dashboard_shows_queue_alerts_narratives_and_chart(env: WebEnv) -> None:
     queue = html[html.index('id="queue"'):html.index('id="alerts"')]
     first_item = re.search(r'class="queue-item" href="([^"]+)"', queue)
     assert first_item and first_item.group(1) == f"/posts/{ids['post']}"
-    assert "0.93" in queue and "triage-test-1" in queue
+    assert "0.93" in queue and "triage: triage-test-1; checkworthiness: cw-test-1" in queue and "reach 0.80 → 0.20" in queue
+    assert f'href="/narratives/{ids["narrative"]}"' in queue  # narratives are queued too
     assert "Burst: 5G spreads the virus" in html and f'/narratives/{ids["narrative"]}' in html
     svg = svg_of(html)
     assert svg.find("{http://www.w3.org/2000/svg}polyline") is not None
@@ -74,12 +75,13 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     c = env.login("a-analyst")
     ids = env.ids[ORG_A]
     post = c.get(f"/posts/{ids['post']}").text
-    for expected in ("check-worthy", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G spreads the virus"):
+    for expected in ("health claim", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G · spreads · virus",
+                     "near_duplicate 0.90"):
         assert expected in post
     p2 = c.get("/posts/en-5g").text  # matched to the fact-check: score, signals and decided_by shown
     assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2 and "No, 5G does not spread COVID-19" in p2
     nar = c.get(f"/narratives/{ids['narrative']}").text
-    assert "5G spreads the virus" in nar and "narratives-test-1" in nar
+    assert "5G · spreads · virus" in nar and "narratives-test-1" in nar and "No, 5G does not spread COVID-19" in nar
     points = svg_of(nar).findall("{http://www.w3.org/2000/svg}circle")
     assert len(points) == 4  # 8 posts over 4 days
     assert c.get("/narratives/nope").status_code == 404

@@ -89,19 +89,38 @@ def seed_pipeline(services: Services, org: str) -> dict[str, str]:
     run_stages(services, org, posts)
     narrative_id = f"nar-{org}-5g"
     top = extra[0].id
+    def components(cw: float, reach: float) -> dict[str, Any]:
+        return {name: {"value": v, "weight": 0.25, "contribution": round(v / 4, 4), "evidence": {}}
+                for name, v in (("checkworthiness", cw), ("reach", reach), ("velocity", 0.7), ("debunked", 0.0))}
+
+    # the documented shapes of factbridge.pipeline.triage, .narratives and .bursts
     storage.put_docs(org, "queue", [
-        (top, {"post_id": top, "priority": 0.93, "components": {"checkworthiness": 0.9, "reach": 0.8, "velocity": 0.7}, "decided_by": "triage-test-1"}, 0.93),
-        ("en-5g", {"post_id": "en-5g", "priority": 0.41, "components": {"checkworthiness": 0.5}, "decided_by": "triage-test-1"}, 0.41),
+        (top, {"kind": "post", "post_id": top, "priority": 0.93, "components": components(0.9, 0.8), "gated": False,
+               "decided_by": {"triage": "triage-test-1", "checkworthiness": "cw-test-1"}}, 0.93),
+        (f"narrative:{narrative_id}", {"kind": "narrative", "narrative_id": narrative_id, "title": "5G spreads the virus", "priority": 0.6,
+                                       "components": components(0.8, 0.5), "decided_by": {"triage": "triage-test-1"}}, 0.6),
+        ("en-5g", {"kind": "post", "post_id": "en-5g", "priority": 0.41, "components": components(0.5, 0.1), "decided_by": {"triage": "triage-test-1"}}, 0.41),
     ])
     storage.put_docs(org, "narratives", [
-        (narrative_id, {"label": "5G spreads the virus", "post_ids": [p.id for p in extra[:8]], "size": 8, "growth": 2.5,
-                        "languages": {"en": 8}, "decided_by": "narratives-test-1"}, 2.5),
+        (narrative_id, {"id": narrative_id, "size": 8, "top_terms": ["5G", "spreads", "virus"],
+                        "representative": {"post_id": extra[0].id, "text": extra[0].text, "language": "en"},
+                        "languages": {"en": 8}, "first_seen": "2024-05-01T00:00:00+00:00", "last_seen": "2024-05-04T00:00:00+00:00",
+                        "counts_daily": {"2024-05-01": 2, "2024-05-02": 2, "2024-05-03": 2, "2024-05-04": 2},
+                        "recent_posts": [[p.id, p.created_at.isoformat() if p.created_at else "", "near_duplicate", 0.9] for p in extra[:8]],
+                        "factchecks": [{"factcheck_id": "https://factcheck.example.org/5g-virus", "posts": 3, "fused_score": 0.7}],
+                        "heat_log2": 2.5, "decided_by": "narratives-test-1"}, 2.5),
+    ])
+    storage.put_docs(org, "narrative_members", [
+        (p.id, {"post_id": p.id, "narrative_id": narrative_id, "method": "near_duplicate", "similarity": 0.9, "neighbour": extra[0].id,
+                "decided_by": "narratives-test-1"}, None) for p in extra[:8]
     ])
     storage.put_docs(org, "alerts", [
-        (f"alert-{org}", {"kind": "burst", "title": "Burst: 5G spreads the virus", "narrative_id": narrative_id,
-                          "post_ids": [p.id for p in extra[:3]], "created_at": "2024-05-04T10:00:00+00:00", "decided_by": "bursts-test-1"}, None),
+        (f"alert-{org}", {"id": f"alert-{org}", "kind": "burst", "narrative_id": narrative_id, "status": "new", "summary": "Burst: 5G spreads the virus",
+                          "top_terms": ["5G"], "raised_at": "2024-05-04T10:00:00+00:00", "updated_at": "2024-05-04T10:00:00+00:00",
+                          "evidence": {"posts_in_burst": 3}, "decided_by": "bursts-test-1"}, None),
     ])
-    storage.put_docs(org, "checkworthiness", [(top, {"score": 0.9, "label": "check-worthy", "reasons": ["health claim", "call to share"], "decided_by": "cw-test-1"}, 0.9)])
+    storage.put_docs(org, "checkworthiness", [(top, {"score": 0.9, "label": "claim", "threshold": 0.5,
+                                                     "contributions": {"health claim": 0.4, "call to share": 0.2}, "decided_by": "cw-test-1"}, 0.9)])
     # the documented shape of factbridge.linkrisk (written over what the real stage stored)
     storage.put_docs(org, "linkrisk", [(top, {
         "post_id": top, "max_score": 0.8, "level": "high", "flagged": True, "flagged_urls": 1, "decided_by": "linkrisk-test-1",

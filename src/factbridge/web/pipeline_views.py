@@ -24,6 +24,7 @@ from factbridge.text.dates import parse_date_lenient
 QUEUE = "queue"
 ALERTS = "alerts"
 NARRATIVES = ("narratives", "topics")
+NARRATIVE_MEMBERS = "narrative_members"
 CHECKWORTHINESS = "checkworthiness"
 LINKRISK = "linkrisk"
 
@@ -43,30 +44,60 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _decided_text(value: Any) -> str:
+    """decided_by is a string, or (triage) a mapping of stage -> model/rule version."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items() if v)
+    return str(value or "")
+
+
+def _components(value: Any) -> dict[str, dict[str, Any]]:
+    """Queue components as {name: {value, weight, contribution, evidence}} (plain numbers accepted)."""
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, dict):
+                out[name] = {"value": _float(item.get("value")), "weight": _float(item.get("weight")),
+                             "contribution": _float(item.get("contribution")), "evidence": item.get("evidence") or {}}
+            else:
+                out[name] = {"value": _float(item), "weight": None, "contribution": None, "evidence": {}}
+    return out
+
+
 def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Triage queue, highest priority first, each with its post when it is stored."""
+    """Triage queue, highest priority first: posts (with the stored post) and narratives."""
     rows = storage.list_docs(org, QUEUE, limit=limit, order="sort_desc")
     entries = []
     for doc_id, doc in rows:
+        kind = "narrative" if doc.get("kind") == "narrative" or doc_id.startswith("narrative:") else "post"
+        narrative_id = str(first(doc, "narrative_id", default=doc_id.removeprefix("narrative:"))) if kind == "narrative" else None
+        post_id = None if kind == "narrative" else str(first(doc, "post_id", "id", default=doc_id))
         entries.append({
             "id": doc_id,
-            "post_id": str(first(doc, "post_id", "id", default=doc_id)),
+            "kind": kind,
+            "post_id": post_id,
+            "narrative_id": narrative_id,
+            "href": f"/narratives/{narrative_id}" if kind == "narrative" else f"/posts/{post_id}",
+            "title": str(first(doc, "title", "text", default="")),
             "priority": _float(first(doc, "priority", "score")),
-            "components": first(doc, "components", "factors", default={}),
+            "gated": bool(doc.get("gated")),
+            "gate_reason": doc.get("gate_reason") or "",
+            "components": _components(first(doc, "components", "factors", default={})),
             "reason": first(doc, "reason", "explanation", "why", default=""),
-            "decided_by": first(doc, "decided_by", default=""),
+            "decided_by": _decided_text(doc.get("decided_by")),
             "raw": doc,
         })
-    posts = storage.get_posts(org, [e["post_id"] for e in entries])
+    posts = storage.get_posts(org, [e["post_id"] for e in entries if e["post_id"]])
     for e in entries:
-        e["post"] = posts.get(e["post_id"])
+        e["post"] = posts.get(e["post_id"]) if e["post_id"] else None
     return entries
 
 
 def recent_posts_as_queue(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
     """Without triage scores yet, the newest posts stand in for the queue (labelled as such)."""
     return [
-        {"id": p.id, "post_id": p.id, "priority": None, "components": {}, "reason": "", "decided_by": "", "raw": {}, "post": p}
+        {"id": p.id, "kind": "post", "post_id": p.id, "narrative_id": None, "href": f"/posts/{p.id}", "title": p.text, "priority": None,
+         "gated": False, "gate_reason": "", "components": {}, "reason": "", "decided_by": "", "raw": {}, "post": p}
         for p in storage.list_posts(org, limit=limit)
     ]
 
@@ -77,9 +108,10 @@ def alerts(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
         out.append({
             "id": doc_id,
             "kind": first(doc, "kind", "type", "signal", default="alert"),
-            "title": first(doc, "title", "summary", "message", "description", default=doc_id),
+            "title": first(doc, "title", "summary", "message", "description", default=" · ".join(doc.get("top_terms", [])[:5]) or doc_id),
             "severity": first(doc, "severity", "level", "score", default=""),
-            "at": first(doc, "created_at", "at", "detected_at", "window_end", default=""),
+            "status": first(doc, "status", default=""),
+            "at": first(doc, "updated_at", "raised_at", "created_at", "at", "detected_at", default=""),
             "narrative_id": first(doc, "narrative_id", "cluster_id", default=None),
             "post_ids": list(first(doc, "post_ids", "posts", default=[]))[:20],
             "decided_by": first(doc, "decided_by", default=""),
@@ -89,33 +121,48 @@ def alerts(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, Any]:
-    members = first(doc, "post_ids", "posts", "members", "representative_post_ids", default=[])
+    members = first(doc, "post_ids", "posts", "members", default=[])
+    if not members and isinstance(doc.get("recent_posts"), list):  # [(post id, time, method, similarity), ...]
+        members = [m[0] if isinstance(m, list | tuple) else m for m in doc["recent_posts"]]
     if members and isinstance(members[0], dict):
         members = [m.get("id") or m.get("post_id") for m in members]
+    representative = doc.get("representative") if isinstance(doc.get("representative"), dict) else {}
+    label = first(doc, "label", "title", "name", "summary", default=None)
+    if label is None:
+        terms = doc.get("top_terms") or []
+        label = " · ".join(map(str, terms[:5])) if terms else str(representative.get("text", ""))[:120] or doc_id
+    factchecks = first(doc, "factcheck_ids", "matched_factchecks", "factchecks", default=[])
     return {
         "id": doc_id,
         "collection": collection,
-        "label": first(doc, "label", "title", "name", "summary", "keywords", default=doc_id),
+        "label": label,
         "size": int(first(doc, "size", "post_count", "count", default=len(members)) or 0),
-        "growth": _float(first(doc, "growth", "velocity", "growth_rate", "recent_posts", "recent")),
+        "growth": _float(first(doc, "growth", "velocity", "growth_rate", "recent_posts_count")),
+        "heat": _float(doc.get("heat_log2")),
+        "first_seen": doc.get("first_seen"),
+        "last_seen": doc.get("last_seen"),
         "languages": first(doc, "languages", "language_counts", default={}),
+        "top_terms": doc.get("top_terms") or [],
         "post_ids": [str(m) for m in members if m],
-        "representatives": [str(m) for m in first(doc, "representative_post_ids", "representatives", "examples", default=[]) if isinstance(m, str)],
-        "factcheck_ids": [str(x) for x in first(doc, "factcheck_ids", "matched_factchecks", "factchecks", default=[]) if isinstance(x, str)],
+        "representatives": [str(representative["post_id"])] if representative.get("post_id") else
+        [str(m) for m in first(doc, "representative_post_ids", "representatives", "examples", default=[]) if isinstance(m, str)],
+        "factcheck_ids": [str(f.get("factcheck_id")) if isinstance(f, dict) else str(f) for f in factchecks if f],
         "accounts": first(doc, "coordinated_accounts", "accounts", default=[]),
-        "timeline": first(doc, "timeline", "counts_by_day", "daily_counts", default=None),
-        "decided_by": first(doc, "decided_by", default=""),
+        "timeline": first(doc, "timeline", "counts_daily", "counts_by_day", "daily_counts", default=None),
+        "decided_by": _decided_text(doc.get("decided_by")),
         "raw": doc,
     }
 
 
 def narratives(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Narratives, the ones growing fastest now first (size when growth is not recorded)."""
+    """Narratives growing now first: the stage's sort key (a decayed count) orders them;
+    an explicit `growth` figure, when a stage records one, goes first."""
     for collection in NARRATIVES:
-        rows = storage.list_docs(org, collection, limit=500, order="sort_desc")
+        rows = storage.list_docs(org, collection, limit=max(limit, 200), order="sort_desc")
         if rows:
-            items = [_narrative(i, d, collection) for i, d in rows]
-            items.sort(key=lambda n: (-(n["growth"] or 0.0), -n["size"]))
+            items = [_narrative(i, d, collection) for i, d in rows if not d.get("merged_into")]
+            if any(n["growth"] is not None for n in items):
+                items.sort(key=lambda n: -(n["growth"] or 0.0))
             return items[:limit]
     return []
 
@@ -129,6 +176,15 @@ def narrative(storage: Storage, org: str, narrative_id: str) -> dict[str, Any]:
 
 
 def narrative_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
+    membership = storage.get_docs(org, NARRATIVE_MEMBERS, [post_id]).get(post_id)
+    if membership and membership.get("narrative_id"):
+        try:
+            item = narrative(storage, org, str(membership["narrative_id"]))
+        except NotFound:
+            item = None
+        if item is not None:
+            item["membership"] = membership  # how the post joined: method, similarity, neighbour
+            return item
     for item in narratives(storage, org, limit=500):
         if post_id in item["post_ids"]:
             return item
@@ -169,7 +225,7 @@ def checkworthiness(storage: Storage, org: str, post_id: str) -> dict[str, Any] 
     return {
         "score": _float(first(doc, "score", "checkworthiness", "probability")),
         "label": first(doc, "label", "decision", default=""),
-        "reasons": first(doc, "reasons", "evidence", "features", "why", default=[]),
+        "reasons": first(doc, "reasons", "contributions", "evidence", "features", "why", default=[]),
         "decided_by": first(doc, "decided_by", default=""),
         "raw": doc,
     }
