@@ -242,3 +242,10 @@ def test_sqlite_import_is_linear_in_library_size() -> None:
         assert store.count_factchecks("org") == 6000
     finally:
         store.close()
+
+
+def test_backends_number_their_migrations_alike() -> None:
+    from factbridge.backends.storage import postgres, sqlite
+    from factbridge.backends.storage.base import SCHEMA_VERSION
+
+    assert len(sqlite.MIGRATIONS) == len(postgres.MIGRATIONS) == SCHEMA_VERSION

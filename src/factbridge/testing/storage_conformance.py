@@ -536,6 +536,18 @@ def check_nul_character_does_not_fail_a_batch(factory: StorageFactory) -> None:
         assert _ids(store.upsert_posts("org", [_post("p-nul", "before\x00after", raw={"x": "a\x00b"})])) == ([], [], ["p-nul"])
 
 
+def check_non_finite_numbers_in_documents(factory: StorageFactory) -> None:
+    """NaN and infinities turn up in computed scores; a backend whose JSON cannot hold them stores null."""
+    import math
+
+    with _fresh(factory) as store:
+        store.put_docs("org", "scores", [("d", {"nan": math.nan, "inf": [math.inf], "ok": 1.5}, 1.0)])
+        doc = store.get_docs("org", "scores", ["d"])["d"]
+        assert doc["ok"] == 1.5
+        assert doc["nan"] is None or math.isnan(doc["nan"])
+        assert doc["inf"][0] is None or doc["inf"][0] == math.inf
+
+
 # -- organisation scope ---------------------------------------------------------------
 
 SHARED = "shared-id"
@@ -709,6 +721,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_search_text_query_syntax_is_inert,
     check_unicode_roundtrip,
     check_nul_character_does_not_fail_a_batch,
+    check_non_finite_numbers_in_documents,
     check_org_scope_everywhere,
     check_concurrent_writers_and_readers,
 ]

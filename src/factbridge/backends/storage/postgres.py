@@ -13,6 +13,8 @@ psycopg is imported lazily: the extra is optional (`pip install 'factbridge[post
 
 from __future__ import annotations
 
+import json
+import math
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -121,6 +123,25 @@ def _text(value: str | None) -> str | None:
 
 def _json(model_json: str) -> str:
     return model_json.replace("\\u0000", "\\ufffd")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _doc_json(doc: dict[str, Any]) -> str:
+    """JSON for a JSONB column. JSONB has no NaN or Infinity: they become null, as
+    pydantic writes them, rather than failing the batch."""
+    try:
+        return json.dumps(doc, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(doc), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def _lexeme(token: str) -> str:
@@ -609,13 +630,11 @@ class PostgresStorage:
     }
 
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
-        import json
-
         if not rows:
             return
         last = {doc_id: (doc, sort_key) for doc_id, doc, sort_key in rows}
         ids = [_text(doc_id) for doc_id in last]
-        docs = [_json(json.dumps(doc, ensure_ascii=False, default=str)) for doc, _ in last.values()]
+        docs = [_json(_doc_json(doc)) for doc, _ in last.values()]
         keys = [None if key is None else float(key) for _, key in last.values()]
         now = _now()
         self._write(
@@ -630,8 +649,6 @@ class PostgresStorage:
         )
 
     def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        import json
-
         wanted = {_text(i): i for i in ids}
         if not wanted:
             return {}
@@ -643,8 +660,6 @@ class PostgresStorage:
         return {wanted.get(r[0], r[0]): json.loads(r[1]) for r in rows}
 
     def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
-        import json
-
         if order not in self._DOC_ORDERS:
             raise ValueError(f"unknown order '{order}'")
         rows = self._read(
