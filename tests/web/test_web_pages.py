@@ -244,3 +244,57 @@ def test_demo_runs_without_serving(tmp_path: Path) -> None:
         assert accounts.authenticate("editor", match.group(1)).role == "editor"
         assert accounts.authenticate("reviewer", match.group(1)).role == "editor"
         assert services.storage.count_posts("default") > 0
+
+
+def test_admin_manages_users_of_its_own_organisation(env: WebEnv) -> None:
+    admin = env.login("a-admin")
+    page = admin.get("/admin/users")
+    assert page.status_code == 200 and "a-viewer" in page.text and "b-editor" not in page.text
+    token = csrf_of(page.text)
+    r = admin.post("/admin/users", data={"csrf_token": token, "username": "a-new", "role": "analyst", "display_name": "New <b>one</b>"})
+    assert r.status_code == 200
+    password = re.search(r'id="created">.*?<code>([^<]+)</code>', r.text, re.S).group(1)  # type: ignore[union-attr]
+    assert "New &lt;b&gt;one&lt;/b&gt;" in r.text
+    assert env.web.accounts.authenticate("a-new", password).role == "analyst"
+    assert admin.post("/admin/users/a-new/role", data={"csrf_token": token, "role": "editor"}).status_code == 303
+    assert env.web.accounts.get_user("a-new").role == "editor"
+    assert admin.post("/admin/users/a-admin/role", data={"csrf_token": token, "role": "viewer"}).status_code == 422
+    assert admin.post("/admin/users/b-editor/role", data={"csrf_token": token, "role": "viewer"}).status_code == 404
+    assert admin.post("/admin/users/a-new/role", data={"csrf_token": token, "role": "owner"}).status_code == 422
+    editor = env.login("a-editor")
+    assert editor.get("/admin/users").status_code == 403
+    actions = [e["action"] for e in env.web.audit.entries(ORG_A, limit=3)]
+    assert actions[:2] == ["user.role", "user.create"]
+
+
+def test_serve_command_starts_a_real_server(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FACTBRIDGE_EMBEDDER": "hashing", "FACTBRIDGE_EMBED_CACHE": "off"}
+    proc = subprocess.Popen([sys.executable, "-m", "factbridge", "--data-dir", str(tmp_path), "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as response:
+                    assert response.status == 200 and b"csrf_token" in response.read()
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"server did not start: {proc.stdout.read() if proc.poll() is not None else ''}") from None
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/public/default/claimreview.json", timeout=2) as response:
+            assert json.loads(response.read())["@graph"] == []
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert f"http://127.0.0.1:{port}/" in out

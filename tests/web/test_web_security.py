@@ -50,6 +50,7 @@ def seed_org_a_private(env: WebEnv) -> dict[str, str]:
         "post_id": env.ids[ORG_A]["post"],
         "narrative_id": env.ids[ORG_A]["narrative"],
         "factcheck_id": published["publication"]["url"],
+        "username": "a-viewer",
     }
 
 
@@ -66,6 +67,7 @@ def fill(path: str, values: dict[str, str]) -> str:
 FORM_FIELDS = {
     "kind": "note", "text": "x", "url": "https://example.org", "rating": "False", "explanation": "x", "note": "x", "reason": "x",
     "outcome": "upheld", "assignee": "b-editor", "claim": "x", "source_kind": "manual", "new_rating": "", "contact": "",
+    "role": "admin", "username": "x-new-user", "display_name": "x",
 }
 
 
@@ -103,13 +105,15 @@ def test_no_route_shows_one_organisation_to_another(env: WebEnv) -> None:
                 body = r.text
                 assert MARK not in body, f"{method} {url} as desk-b shows desk-a data (status {r.status_code})"
                 assert "secret@example.org" not in body
-                if any(f"{{{p}" in route.path for p in ("case_id", "post_id", "narrative_id", "appeal_id", "evidence_id", "factcheck_id")):
-                    assert r.status_code in (404, 422) or (route.path.startswith("/public/") and r.status_code in (404, 422, 429)), \
+                if any(f"{{{p}" in route.path for p in ("case_id", "post_id", "narrative_id", "appeal_id", "evidence_id", "factcheck_id", "username")):
+                    # refused (403: the role is not enough), not found, or rejected input; never done
+                    assert r.status_code in (403, 404, 422) or (route.path.startswith("/public/") and r.status_code == 429), \
                         f"{method} {url} as desk-b answered {r.status_code}"
     assert checked >= 45
     # desk-b's attempts changed nothing of desk-a's
     assert env.web.audit.entries(ORG_A, limit=1)[0]["seq"] == audit_before
     assert env.web.audit.verify(ORG_A).ok
+    assert env.web.accounts.get_user("a-viewer").role == "viewer"
     # and desk-a itself does see its own data on the same routes
     browser_a = env.login("a-editor")
     assert MARK in browser_a.get(f"/cases/{private['case_id']}").text

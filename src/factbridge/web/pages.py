@@ -8,6 +8,7 @@ an organisation named in the request. Every POST route depends on
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from factbridge.web.security import (
     page_actor,
     safe_next,
 )
-from factbridge.workflow.accounts import Actor
+from factbridge.workflow.accounts import ROLES, Actor
 
 router = APIRouter(include_in_schema=False)
 
@@ -311,6 +312,32 @@ def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotat
                   note: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
     web.appeals.decide(actor.org, actor, appeal_id, outcome, note, version)
     return RedirectResponse("/appeals", status_code=303)
+
+
+# -- organisation administration --------------------------------------------------------
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    actor.require("admin", "managing users")
+    return render(request, "users.html", {"users": web.accounts.list_users(actor.org), "roles": ROLES, "created": None})
+
+
+@router.post("/admin/users", dependencies=[Csrf])
+def add_user(request: Request, actor: ActorDep, web: WebDep, username: Annotated[str, Form(max_length=40)],
+             role: Annotated[str, Form(max_length=20)], display_name: Annotated[str, Form(max_length=100)] = "") -> HTMLResponse:
+    actor.require("admin", "managing users")
+    # A one-time password shown once to the admin, who hands it over; never stored in clear.
+    password = secrets.token_urlsafe(12)
+    user = web.accounts.add_user(username, password, actor.org, role, display_name, actor=actor.username)
+    return render(request, "users.html", {"users": web.accounts.list_users(actor.org), "roles": ROLES,
+                                          "created": {"username": user.username, "password": password}})
+
+
+@router.post("/admin/users/{username}/role", dependencies=[Csrf])
+def change_role(username: str, actor: ActorDep, web: WebDep, role: Annotated[str, Form(max_length=20)]) -> Response:
+    if username == actor.username:
+        raise InputError("ask another admin to change your own role", field="role")
+    web.accounts.set_role(username, role, by=actor)
+    return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -121,11 +121,11 @@ class Accounts:
     def set_role(self, username: str, role: str, by: Actor | None = None) -> Actor:
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}", field="role")
-        doc = self._user_doc(username)
         if by is not None:
             by.require("admin", "changing roles")
-            if by.org != doc["org"]:
-                raise NotFound(f"user '{username}' not found")
+        doc = self._user_doc(username)
+        if by is not None and by.org != doc["org"]:
+            raise NotFound(f"user '{username}' not found")
         after = doc | {"role": role}
         self.storage.put_docs(SYSTEM_ORG, "users", [(doc["username"], after, None)])
         self.audit.append(doc["org"], by.username if by else "cli", "user.role", "users", doc["username"], _public_user(doc), _public_user(after))
