@@ -289,6 +289,7 @@ def eval_claim_retrieval(
     queries: Annotated[Path, typer.Option(help="Queries: CheckThat! TSV or JSONL with inline gold.")],
     qrels: Annotated[Path | None, typer.Option(help="Qrels file (omit for JSONL queries with gold).")] = None,
     fusion: Annotated[str, typer.Option(help="Comma-separated fusions to compare: learned, rrf, dense.")] = "learned,rrf,dense",
+    centering: Annotated[bool | None, typer.Option(help="Per-language mean centering (default: the match_centering setting).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """MAP@1/3/5/10, MRR, S@10 and Recall@10 of claim matching, per language when languages differ."""
@@ -306,7 +307,7 @@ def eval_claim_retrieval(
         fusions = [f.strip() for f in fusion.split(",") if f.strip()]
         reranker = Reranker.load(default_reranker_path()) if "learned" in fusions else None
         with progress_bar("embedding queries", len(qs)) as advance:
-            report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance)
+            report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance, centering=_centering(services, centering))
     finally:
         storage.close()
     report.timings.update(lib)
@@ -338,6 +339,16 @@ def eval_claim_retrieval(
     )
 
 
+def _centering(services: Services, wanted: bool | None):  # type: ignore[no-untyped-def]
+    from factbridge.pipeline.centering import LanguageCentering, default_centering_path
+
+    use = services.settings.match_centering if wanted is None else wanted
+    if not use or not default_centering_path().exists():
+        return None
+    centering = LanguageCentering.load(default_centering_path())
+    return centering if centering.embedder_id == services.embedder.id else None
+
+
 def _fingerprint(text: str) -> str:
     return " ".join(text.lower().split())[:200]
 
@@ -354,6 +365,7 @@ def train_matcher(
     out: Annotated[Path, typer.Option(help="Where to write the re-ranker JSON.")] = Path("src/factbridge/data/reranker-e5.json"),
     version_: Annotated[str, typer.Option("--version", help="Version recorded in decided_by.")] = "e5-lr-1",
     exclude: Annotated[list[Path], typer.Option(help="Query files whose tweets must not be trained on (held-out eval sets that other editions reuse).")] = [],  # noqa: B006
+    centering: Annotated[bool | None, typer.Option(help="Per-language mean centering (default: the match_centering setting).")] = None,
     l2: float = 1.0,
 ) -> None:
     """Fit the matcher's re-ranker on train splits and tune its thresholds on dev."""
@@ -380,7 +392,7 @@ def train_matcher(
             if len(kept) < len(qs):
                 console.print(f"{q.name} ({r.name}): left out {len(qs) - len(kept)} queries that occur in held-out sets")
             qs = kept
-            matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10)
+            matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10, centering=_centering(services, centering))
             sets.append(TrainingSet(name=f"{q.name} / {r.name}", matcher=matcher, queries=qs, qrels=gold))
         with progress_bar("embedding queries", sum(len(s.queries) for s in sets)) as advance:
             model = train_reranker(sets[:-1], sets[-1], services.embedder, version_, l2=l2, progress=advance)
@@ -390,6 +402,48 @@ def train_matcher(
     model.card["held_out_query_files"] = [p.name for p in exclude]
     model.save(out)
     console.print(f"wrote {out}: thresholds {model.thresholds}; {model.card['rows']} rows, {model.card['positives']} positives")
+
+
+@train_app.command("centering")
+def train_centering(
+    ctx: typer.Context,
+    texts: Annotated[list[Path], typer.Option(help="JSONL files with 'text' (and 'language' if known), or CheckThat! query TSVs.")],
+    per_language: Annotated[int, typer.Option(help="At most this many texts per language (first ones, in file order).")] = 80,
+    out: Annotated[Path, typer.Option(help="Where to write the means.")] = Path("src/factbridge/data/centering-e5.npz"),
+    version_: Annotated[str, typer.Option("--version", help="Version recorded in decided_by.")] = "lang-mean-1",
+) -> None:
+    """Estimate the per-language mean vectors that cross-lingual matching subtracts."""
+    from factbridge.eval.datasets import load_queries
+    from factbridge.pipeline.centering import estimate_centering
+    from factbridge.text.langid import detect_language
+
+    services = _state(ctx).services()
+    by_lang: dict[str, list[str]] = {}
+    for path in texts:
+        if path.suffix == ".tsv":
+            rows = [(p.text, None) for p in load_queries(path)]
+        else:
+            rows = []
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # sample files hold deliberately broken rows
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise InputError("expected an object with a 'text' string", source=str(path), line=n)
+                rows.append((row["text"], row.get("language")))
+        for text, lang in rows:
+            lang = lang or detect_language(text, services.languages).language
+            bucket = by_lang.setdefault(lang, [])
+            if len(bucket) < per_language and text not in bucket:
+                bucket.append(text)
+    kept = {k: v for k, v in by_lang.items() if len(v) >= 10}
+    with progress_bar("embedding", None):
+        model = estimate_centering(services.embedder, kept, version_, [p.name for p in texts])
+    model.save(out)
+    console.print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(kept.items())))
 
 
 @bench_app.command("match")

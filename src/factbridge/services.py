@@ -54,6 +54,7 @@ class Services:
         return CachedEmbedder(inner, cache)
 
     def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):  # type: ignore[no-untyped-def]
+        from factbridge.pipeline.centering import LanguageCentering, default_centering_path
         from factbridge.pipeline.matching import Matcher, default_reranker_path
         from factbridge.pipeline.reranker import Reranker
 
@@ -68,6 +69,13 @@ class Services:
                     "no trained re-ranker for embedder %s; using rank fusion (rrf)", embedder.id
                 )
                 fusion, reranker = "rrf", None
+        centering = None
+        if s.match_centering:
+            path = default_centering_path()
+            if path.exists():
+                candidate = LanguageCentering.load(path)
+                if candidate.embedder_id == embedder.id:
+                    centering = candidate
         return Matcher(
             storage or self.storage,
             embedder,
@@ -79,6 +87,7 @@ class Services:
             rrf_k=s.rrf_k,
             match_threshold=s.match_threshold,
             possible_threshold=s.possible_threshold,
+            centering=centering,
         )
 
     def link_scorer(self, org: str | None = None, resolve: bool | None = None):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.eval.datasets import load_qrels, load_queries
 from factbridge.eval.metrics import retrieval_metrics
 from factbridge.models import Post
+from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.ingest import import_factcheck_files
 from factbridge.pipeline.matching import Matcher, index_factchecks
 from factbridge.pipeline.prepare import prepare_post
@@ -58,6 +59,7 @@ def evaluate(
     reranker: Reranker | None,
     progress=None,  # type: ignore[no-untyped-def]
     candidates: int = 50,
+    centering: LanguageCentering | None = None,
 ) -> EvalReport:
     vectors = embedder.encode_queries([_text(q) for q in queries], progress)
     metrics: dict[str, dict[str, float]] = {}
@@ -65,7 +67,7 @@ def evaluate(
     timings: dict[str, float] = {}
     library_langs: set[str] = set()
     for fusion in fusions:
-        matcher = Matcher(storage, embedder, EVAL_ORG, fusion=fusion, reranker=reranker if fusion == "learned" else None, candidates=candidates, top_k=10)
+        matcher = Matcher(storage, embedder, EVAL_ORG, fusion=fusion, reranker=reranker if fusion == "learned" else None, candidates=candidates, top_k=10, centering=centering)
         library_langs = {item.language for item in matcher.items}
         t0 = time.perf_counter()
         results = matcher.match_vectors(queries, vectors)

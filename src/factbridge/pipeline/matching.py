@@ -29,6 +29,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.errors import ConfigError, EmbedderMismatch
 from factbridge.models import FactCheck, MatchCandidate, MatchResult, Post, SignalScore
+from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
@@ -91,6 +92,7 @@ class Matcher:
         rrf_k: int = 60,
         match_threshold: float | None = None,
         possible_threshold: float | None = None,
+        centering: LanguageCentering | None = None,
     ) -> None:
         if fusion not in {"learned", "rrf", "dense"}:
             raise ConfigError(f"match_fusion: unknown fusion '{fusion}' (learned, rrf or dense)")
@@ -103,6 +105,9 @@ class Matcher:
             if reranker is None:
                 raise ConfigError("learned fusion needs a re-ranker file")
             reranker.check_embedder(embedder.id)
+        if centering is not None:
+            centering.check_embedder(embedder.id)
+        self.centering = centering
         self.n_candidates = candidates
         self.top_k = top_k
         self.rrf_k = rrf_k
@@ -117,6 +122,8 @@ class Matcher:
     @property
     def decided_by(self) -> str:
         base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}"
+        if self.centering is not None:
+            base += f"+centering:{self.centering.version}"
         if self.fusion == "learned" and self.reranker:
             return f"{base}+{self.reranker.decided_by}"
         return f"{base}+{self.fusion}"
@@ -131,7 +138,10 @@ class Matcher:
         ids = [ids[i] for i in keep]
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
         if ids:
-            self.index.add(ids, matrix[keep], self.embedder.id)
+            library = matrix[keep]
+            if self.centering is not None:
+                library = self.centering.apply(library, [fcs[i].language for i in ids], "passage")
+            self.index.add(ids, library, self.embedder.id)
         docs = [fcs[i].tokens.split() for i in ids]
         self.lexical = BM25Index().build(ids, docs)
         self.items = [
@@ -153,7 +163,7 @@ class Matcher:
         if not posts:
             return []
         vectors = self.embedder.encode_queries([embedding_text(p) for p in posts], progress)
-        results = [self._match_one(p, v) for p, v in zip(posts, vectors, strict=True)]
+        results = self.match_vectors(posts, vectors)
         if with_factchecks:
             wanted = {c.factcheck_id for r in results for c in r.candidates}
             fcs = self.storage.get_factchecks(self.org, list(wanted))
@@ -163,8 +173,13 @@ class Matcher:
         return results
 
     def match_vectors(self, posts: Sequence[Post], vectors: np.ndarray) -> list[MatchResult]:
-        """Match posts whose query vectors are already computed (shared with other stages)."""
-        return [self._match_one(p, v) for p, v in zip(posts, vectors, strict=True)]
+        """Match posts whose raw query vectors are already computed (shared with other stages)."""
+        return [self._match_one(p, v) for p, v in zip(posts, self._centre(posts, vectors), strict=True)]
+
+    def _centre(self, posts: Sequence[Post], vectors: np.ndarray) -> np.ndarray:
+        if self.centering is None or not len(posts):
+            return vectors
+        return self.centering.apply(vectors, [p.language for p in posts], "query")
 
     def _match_one(self, post: Post, vector: np.ndarray) -> MatchResult:
         if not self.items:
@@ -276,8 +291,8 @@ class Matcher:
         return scores, cross
 
     def feature_rows(self, post: Post, vector: np.ndarray) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-        """Candidate ids and their features for training the re-ranker."""
-        dense = self.index.scores(vector, self.embedder.id)
+        """Candidate ids and their features for training the re-ranker (raw query vector in)."""
+        dense = self.index.scores(self._centre([post], vector[None, :])[0], self.embedder.id)
         lexical = self.lexical.scores(post.tokens.split())
         n = self.n_candidates
         pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
