@@ -59,3 +59,36 @@ def test_cached_vectors_agree_with_the_live_model(e5_embedder, shared_data: Path
 # Figures measured with the commands in the closing note of issue 2; pinned within DELTA.
 PINS_2022 = {"learned": {"MAP@5": None}, "dense": {"MAP@5": None}}
 PINS_2020 = {"learned": {"MAP@5": None}, "dense": {"MAP@5": None}}
+
+
+def test_claimcheck_2022_dev_test(e5_embedder, shared_data: Path) -> None:
+    d = shared_data / "claim_retrieval/clef2022_2a_en"
+    report = _run(e5_embedder, [d / "vclaims.jsonl"], d / "CT2022-Task2A-EN-Dev-Test_Queries.tsv", d / "CT2022-Task2A-EN-Dev-Test_QRELs.tsv", ["learned", "dense"])
+    assert report.queries == 202 and report.library_size == 14231
+    for fusion, pins in PINS_2022.items():
+        for metric, value in pins.items():
+            assert report.metrics[fusion][metric] == pytest.approx(value, abs=DELTA), (fusion, metric)
+    assert report.metrics["learned"]["MAP@5"] >= 0.92
+
+
+def test_checkthat_2020_dev(e5_embedder, shared_data: Path) -> None:
+    d = shared_data / "claim_retrieval/clef2020_t2_en"
+    report = _run(e5_embedder, [d / "verified_claims.docs.tsv"], d / "dev/tweets.queries.tsv", d / "dev/tweet-vclaim-pairs.qrels", ["learned", "dense"])
+    assert report.queries == 197
+    for fusion, pins in PINS_2020.items():
+        for metric, value in pins.items():
+            assert report.metrics[fusion][metric] == pytest.approx(value, abs=DELTA), (fusion, metric)
+    assert report.metrics["learned"]["MAP@5"] >= 0.88
+
+
+def test_crosslingual_posts_against_the_english_library(e5_embedder, shared_data: Path) -> None:
+    d = shared_data / "claim_retrieval/clef2022_2a_en"
+    report = _run(e5_embedder, [d / "vclaims.jsonl"], FIXTURES / "crosslingual_2022.jsonl", None, ["learned", "dense"])
+    assert report.queries == 60
+    learned, dense = report.per_language["learned"], report.per_language["dense"]
+    assert set(learned) == {"vi", "km", "fr"}
+    for lang in ("vi", "km", "fr"):
+        assert learned[lang]["S@10"] >= 0.92, lang
+        # The fusion knows about languages: never worse than the dense ranking alone.
+        assert learned[lang]["MAP@5"] >= dense[lang]["MAP@5"] - 1e-9, lang
+        assert learned[lang]["S@10"] >= dense[lang]["S@10"] - 1e-9, lang

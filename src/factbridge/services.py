@@ -62,6 +62,9 @@ class Services:
         embedder = embedder or self.embedder
         reranker = None
         fusion = s.match_fusion
+        if fusion == "learned" and not default_reranker_path().exists():
+            logging.getLogger(__name__).warning("no re-ranker file at %s; using rank fusion (rrf)", default_reranker_path())
+            fusion = "rrf"
         if fusion == "learned":
             reranker = Reranker.load(default_reranker_path())
             if reranker.embedder_id != embedder.id:
