@@ -164,3 +164,24 @@ def test_embedding_cache_never_embeds_a_text_twice_and_promotes_seed_hits(tmp_pa
 
     assert set(reopened.get_many(inner.id, "passage", [text_sha("alpha claim"), text_sha("beta claim")])) == {text_sha("alpha claim")}
     reopened.close()
+
+
+def test_language_centering_removes_the_shared_language_direction(tmp_path) -> None:
+    from factbridge.pipeline.centering import LanguageCentering
+
+    rng = np.random.default_rng(1)
+    km_bias, en_bias = rng.normal(size=8) * 3, rng.normal(size=8) * 3
+    meaning = rng.normal(size=(5, 8))
+    km = meaning + km_bias
+    en = meaning + en_bias
+    means = {role: {"km": km_bias, "en": en_bias, "*": (km_bias + en_bias) / 2} for role in ("query", "passage")}
+    centering = LanguageCentering("t-1", "emb", means)
+    q = centering.apply(km, ["km"] * 5, "query")
+    d = centering.apply(en, ["en"] * 5, "passage")
+    assert np.allclose(np.diag(q @ d.T), 1.0, atol=1e-5)  # each text meets its translation
+    centering.save(tmp_path / "c.npz")
+    loaded = LanguageCentering.load(tmp_path / "c.npz")
+    assert loaded.version == "t-1" and np.allclose(loaded.means["query"]["km"], km_bias)
+    assert loaded.apply(en[0], ["xx"], "passage").shape == (8,)  # unknown language: the pooled mean
+    with pytest.raises(EmbedderMismatch):
+        loaded.check_embedder("other")
