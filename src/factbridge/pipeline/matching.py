@@ -226,8 +226,13 @@ class Matcher:
     def _features(self, post: Post, order: np.ndarray, dense: np.ndarray, lexical: np.ndarray) -> dict[str, np.ndarray]:
         d = dense[order]
         lx = lexical[order]
-        dense_rank = np.array([(dense > s).sum() + 1 for s in d], dtype=np.float64)
-        lexical_rank = np.array([(lexical > s).sum() + 1 if s > 0 else len(lexical) + 1 for s in lx], dtype=np.float64)
+        # rank = 1 + how many library items score strictly higher (one sort, then binary search)
+        dense_sorted = np.sort(dense)
+        dense_rank = (len(dense) - np.searchsorted(dense_sorted, d, side="right") + 1).astype(np.float64)
+        lexical_sorted = np.sort(lexical)
+        lexical_rank = np.where(
+            lx > 0, len(lexical) - np.searchsorted(lexical_sorted, lx, side="right") + 1, len(lexical) + 1
+        ).astype(np.float64)
         lex_max = float(lexical.max(initial=0)) or 1.0
         tokens = set(post.tokens.split())
         numbers = _numbers(post.norm_text)

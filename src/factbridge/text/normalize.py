@@ -63,6 +63,8 @@ def fold_diacritics(text: str) -> str:
     Only Latin letters are folded: Khmer and other scripts keep their combining signs,
     which are letters of their own there.
     """
+    if text.isascii():
+        return text
     out: list[str] = []
     for ch in unicodedata.normalize("NFD", text.translate(_FOLD_EXTRA)):
         if unicodedata.combining(ch) and out and "LATIN" in unicodedata.name(out[-1], ""):

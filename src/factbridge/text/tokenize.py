@@ -36,6 +36,8 @@ def _is_khmer(run: str) -> bool:
 
 
 def _needs_bigrams(run: str) -> bool:
+    if ord(run[0]) < 0x0E00:  # Latin, Greek, Cyrillic, Arabic, Indic...: spaced scripts
+        return False
     name = unicodedata.name(run[0], "")
     return any(s in name for s in _BIGRAM_SCRIPTS)
 
