@@ -152,3 +152,6 @@ def test_case_edited_behind_the_logs_back_is_reported(env: WebEnv) -> None:
     report = env.web.audit.verify(ORG_A)
     assert not report.ok
     assert any(f"published/{case['id']}" in p and "differs" in p for p in report.problems)
+    # hiding an entry from a case's history (the per-object index) is reported too
+    storage.put_docs(ORG_A, "audit_by_object", [(f"cases/{case['id']}", {"seqs": [1]}, None)])
+    assert any(f"cases/{case['id']}" in p and "index" in p for p in env.web.audit.verify(ORG_A).problems)

@@ -32,6 +32,9 @@ from factbridge.backends.storage.base import Storage
 
 AUDIT = "audit"
 AUDIT_HEAD = "audit_head"
+# Sequence numbers of the entries about each object, so an object's history is
+# read by key instead of by scanning the organisation's whole log.
+AUDIT_BY_OBJECT = "audit_by_object"
 GENESIS = "0" * 64
 # Collections whose current documents must equal their last audited state.
 AUDITED_COLLECTIONS = ("cases", "published", "appeals")
@@ -110,18 +113,21 @@ class AuditLog:
             entry["hash"] = entry_hash(entry)
             self.storage.put_docs(org, AUDIT, [(entry_id(seq), entry, float(seq))])
             self.storage.put_docs(org, AUDIT_HEAD, [("head", {"seq": seq, "hash": entry["hash"]}, None)])
+            key = f"{collection}/{object_id}"
+            index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
+            self.storage.put_docs(org, AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq]}, None)])
             return entry
 
     def entries(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:
         order = "sort_desc" if newest_first else "sort_asc"
         return [doc for _, doc in self.storage.list_docs(org, AUDIT, limit=limit, offset=offset, order=order)]
 
-    def history(self, org: str, collection: str, object_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Entries about one object, oldest first (a scan: the log is per organisation)."""
-        return [
-            e for e in self._iter(org)
-            if e.get("object") == {"collection": collection, "id": object_id}
-        ][:limit]
+    def history(self, org: str, collection: str, object_id: str) -> list[dict[str, Any]]:
+        """Entries about one object, oldest first (looked up by key; `verify` checks them)."""
+        key = f"{collection}/{object_id}"
+        seqs = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})["seqs"]
+        found = self.storage.get_docs(org, AUDIT, [entry_id(int(n)) for n in seqs])
+        return [found[entry_id(int(n))] for n in seqs if entry_id(int(n)) in found]
 
     def _iter(self, org: str, page: int = 1000) -> Any:
         offset = 0
@@ -137,6 +143,7 @@ class AuditLog:
         expected_seq = 1
         prev = GENESIS
         last_after: dict[tuple[str, str], str] = {}
+        seqs_of: dict[str, list[int]] = {}
         for entry in self._iter(org):
             doc_id = entry.pop("_id")
             report.entries += 1
@@ -152,6 +159,8 @@ class AuditLog:
             prev = str(entry.get("hash"))
             expected_seq += 1
             obj = entry.get("object") or {}
+            if isinstance(seq, int):
+                seqs_of.setdefault(f"{obj.get('collection')}/{obj.get('id')}", []).append(seq)
             if obj.get("collection") in AUDITED_COLLECTIONS:
                 last_after[(obj["collection"], obj["id"])] = canonical_json(entry.get("after"))
         head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
@@ -162,6 +171,17 @@ class AuditLog:
                 f"audit head of org {org} says entry {entry_id(int(head.get('seq', 0)))} but the chain ends at "
                 f"{entry_id(expected_seq - 1)} (entries cut off the end)"
             )
+        offset = 0
+        while True:
+            rows = self.storage.list_docs(org, AUDIT_BY_OBJECT, limit=1000, offset=offset, order="id")
+            if not rows:
+                break
+            offset += len(rows)
+            for key, doc in rows:
+                if doc.get("seqs") != seqs_of.pop(key, None):
+                    report.problems.append(f"audit index of {key} (org {org}) does not match the chain")
+        for key in seqs_of:
+            report.problems.append(f"audit index of {key} (org {org}) is missing")
         for collection in AUDITED_COLLECTIONS:
             offset = 0
             while True:
