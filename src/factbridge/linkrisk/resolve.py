@@ -123,7 +123,7 @@ class Resolver:
             hop = Hop(url=current)
             result.hops.append(hop)
             try:
-                status, location = self._request(current, hop)
+                status, location = self._request(current, hop, min(self.timeout, self.deadline - (time.monotonic() - started)))
             except ResolutionRefused as exc:
                 hop.error = str(exc)
                 result.error, result.refused = str(exc), True
@@ -140,7 +140,7 @@ class Resolver:
         result.error = f"more than {self.max_redirects} redirects"
         return result
 
-    def _request(self, url: str, hop: Hop) -> tuple[int, str | None]:
+    def _request(self, url: str, hop: Hop, timeout: float) -> tuple[int, str | None]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in {"http", "https"} or not parts.hostname:
@@ -154,7 +154,7 @@ class Resolver:
         host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
         for method in ("HEAD", "GET"):
             hop.method = method
-            conn = self._connection(scheme, address, port, parts.hostname)
+            conn = self._connection(scheme, address, port, parts.hostname, max(timeout, 0.05))
             try:
                 conn.request(method, target, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
                 response = conn.getresponse()  # reads the status line and headers only
@@ -167,7 +167,7 @@ class Resolver:
             return status, location
         return hop.status or 0, None
 
-    def _connection(self, scheme: str, address: str, port: int, server_name: str) -> http.client.HTTPConnection:
+    def _connection(self, scheme: str, address: str, port: int, server_name: str, timeout: float) -> http.client.HTTPConnection:
         if scheme == "https":
-            return _PinnedHTTPSConnection(address, port, server_name, self.timeout, self.context or ssl.create_default_context())
-        return http.client.HTTPConnection(address, port, timeout=self.timeout)
+            return _PinnedHTTPSConnection(address, port, server_name, timeout, self.context or ssl.create_default_context())
+        return http.client.HTTPConnection(address, port, timeout=timeout)
