@@ -177,3 +177,51 @@ def test_scorer_follows_short_links_only_when_enabled(server: str, monkeypatch: 
     destination = [r for r in risk.reasons if r.code == "destination"]
     assert destination and "executable_download" in destination[0].evidence["reasons"]
     assert risk.flagged and risk.decided_by.endswith("; resolved")
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{httpd.server_address[1]}", str(cert)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_pinned_address_keeps_server_name(tls_server: tuple[str, str]) -> None:
+    import ssl
+
+    base, cert = tls_server
+    trusted = Resolver(timeout=1.0, allow_loopback=True, context=ssl.create_default_context(cafile=cert))
+    result = trusted.resolve(f"{base}/c")
+    assert result.error is None and result.final_url == f"{base}/c"
+    assert result.hops[0].address in {"127.0.0.1", "::1"}  # connected to the checked address, verified as "localhost"
+    untrusted = Resolver(timeout=1.0, allow_loopback=True).resolve(f"{base}/c")
+    assert untrusted.final_url is None and "CERTIFICATE_VERIFY_FAILED" in (untrusted.error or "")
+
+
+def test_next_address_when_the_first_cannot_be_reached(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from factbridge.linkrisk import resolve as resolve_module
+
+    # A name listing an address nobody listens on first (as "localhost" may list ::1).
+    monkeypatch.setattr(resolve_module, "checked_addresses", lambda host, port, allow_loopback=False: ["127.0.0.2", "127.0.0.1"] if port == 1 else ["::1", "127.0.0.1"])
+    result = Resolver(timeout=0.5, allow_loopback=True).resolve(f"{server}/c")
+    assert result.error is None and result.hops[0].address == "127.0.0.1"

@@ -18,6 +18,7 @@ Enabled with the ``linkrisk_resolve`` setting (or ``--resolve`` on
 
 from __future__ import annotations
 
+import errno
 import http.client
 import ipaddress
 import socket
@@ -25,9 +26,10 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 REDIRECTS = {301, 302, 303, 307, 308}
+_UNREACHABLE = {errno.EADDRNOTAVAIL, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAFNOSUPPORT, errno.ECONNREFUSED}
 USER_AGENT = "FactBridge-linkrisk/1.0 (+link safety check; no content fetched)"
 
 
@@ -146,15 +148,28 @@ class Resolver:
         if scheme not in {"http", "https"} or not parts.hostname:
             raise ResolutionRefused(f"not following a {scheme or 'relative'} link: {url}")
         port = parts.port or (443 if scheme == "https" else 80)
-        address = checked_addresses(parts.hostname, port, self.allow_loopback)[0]
+        addresses = checked_addresses(parts.hostname, port, self.allow_loopback)
+        # Try the checked addresses in order (a name may list ::1 before 127.0.0.1),
+        # moving on only when a connection cannot be made at all.
+        for n, address in enumerate(addresses):
+            try:
+                return self._exchange(scheme, address, port, parts, hop, timeout)
+            except OSError as exc:
+                # gaierror: a literal address of a family this machine lacks (no IPv6)
+                unreachable = isinstance(exc, ConnectionRefusedError | socket.gaierror) or exc.errno in _UNREACHABLE
+                if not unreachable or n == len(addresses) - 1:
+                    raise
+        raise ResolutionRefused(f"{parts.hostname} has no address")  # not reached: addresses is never empty
+
+    def _exchange(self, scheme: str, address: str, port: int, parts: SplitResult, hop: Hop, timeout: float) -> tuple[int, str | None]:
+        assert parts.hostname is not None
         hop.address = address
-        if ":" in address:
-            address = f"[{address}]"  # http.client strips the brackets
+        connect_to = f"[{address}]" if ":" in address else address  # http.client strips the brackets
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
         for method in ("HEAD", "GET"):
             hop.method = method
-            conn = self._connection(scheme, address, port, parts.hostname, max(timeout, 0.05))
+            conn = self._connection(scheme, connect_to, port, parts.hostname, max(timeout, 0.05))
             try:
                 conn.request(method, target, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
                 response = conn.getresponse()  # reads the status line and headers only
