@@ -197,6 +197,8 @@ def test_public_report_enters_the_pipeline_and_is_rate_limited(env: WebEnv) -> N
     assert post.platform == "telegram" and post.urls == ["https://t.example/p/1"] and post.author == "" and post.language == "fr"
     assert post.id in env.services.storage.vector_shas(ORG_A, "post", env.services.embedder.id)  # embedded by the stages
     assert env.services.storage.matches_for_post(ORG_A, post.id)  # and matched like any ingested post
+    dashboard = env.login("a-analyst").get("/").text
+    assert f'href="/posts/{post.id}"' in dashboard[dashboard.index('id="reports"'):]
     assert visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "", "url": ""}).status_code == 422
     for _ in range(4):  # the limit is 5 accepted submissions per client per window
         assert visitor.post(f"/public/{ORG_A}/report", data={"csrf_token": token, "text": "more"}).status_code == 200

@@ -155,3 +155,32 @@ def test_case_edited_behind_the_logs_back_is_reported(env: WebEnv) -> None:
     # hiding an entry from a case's history (the per-object index) is reported too
     storage.put_docs(ORG_A, "audit_by_object", [(f"cases/{case['id']}", {"seqs": [1]}, None)])
     assert any(f"cases/{case['id']}" in p and "index" in p for p in env.web.audit.verify(ORG_A).problems)
+
+
+@pytest.mark.postgres
+def test_workflow_and_audit_chain_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """The same documents and hash chain on the PostgreSQL backend (JSON read back must hash the same)."""
+    settings = web_settings(tmp_path, storage_url=postgres_url)
+    with Services(settings) as services:
+        storage = services.storage
+        audit = AuditLog(storage)
+        accounts = Accounts(storage, audit, hash_time_cost=1, hash_memory_kib=1024)
+        accounts.add_org("desk-a", "Bàn A")
+        editor = accounts.add_user("ed", "password-123456", "desk-a", "editor")
+        reviewer = accounts.add_user("rev", "password-123456", "desk-a", "editor")
+        from factbridge.workflow.cases import CaseBook
+
+        book = CaseBook(storage, audit, RatingScale.parse("True,False,Misleading"))
+        case = book.open("desk-a", editor, "Vắc xin gây vô sinh ១២៣ — «vrai» ? 1.0")
+        case = book.add_evidence("desk-a", editor, case["id"], "link", url="https://example.org/a?x=1&y=2", text="ន")
+        case = book.draft_verdict("desk-a", editor, case["id"], "False", "Không đúng.\nFaux.")
+        case = book.approve("desk-a", reviewer, case["id"])
+        case = book.publish("desk-a", reviewer, case["id"], "https://desk-a.example", "Bàn A")
+        book.correct("desk-a", editor, case["id"], "Sửa nguồn", new_rating="Misleading")
+        report = audit.verify("desk-a")
+        assert report.ok, report.problems
+        assert [e["action"] for e in audit.history("desk-a", "cases", case["id"])][-1] == "case.correct"
+        assert storage.get_factcheck("desk-a", case["publication"]["url"]).rating == "Misleading"
+        entry = storage.get_docs("desk-a", AUDIT, ["000000000004"])["000000000004"]
+        storage.put_docs("desk-a", AUDIT, [("000000000004", entry | {"actor": "mallory"}, 4.0)])
+        assert any("000000000004" in p and "edited" in p for p in audit.verify("desk-a").problems)

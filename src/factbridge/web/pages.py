@@ -100,6 +100,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
         "queue": queue,
         "queue_is_fallback": queue_is_fallback,
         "alerts": pv.alerts(storage, org, 10),
+        "reports": pv.public_reports(storage, org, 8),
         "narratives": narratives,
         "chart": chart,
         "cases": web.cases.find(org, limit=10),

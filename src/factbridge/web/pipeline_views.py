@@ -277,3 +277,10 @@ def posts_by_ids(storage: Storage, org: str, ids: Sequence[str]) -> list[Post]:
 
 def day_key(value: datetime | None) -> str:
     return value.date().isoformat() if value else ""
+
+
+def public_reports(storage: Storage, org: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Posts the public reported, newest first, with the stored post."""
+    rows = [doc for _, doc in storage.list_docs(org, "reports", limit=limit, order="sort_desc")]
+    posts = storage.get_posts(org, [r["post_id"] for r in rows])
+    return [r | {"post": posts.get(r["post_id"])} for r in rows]

@@ -26,6 +26,7 @@ from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.cases import CaseBook
 
 APPEALS = "appeals"
+REPORTS = "reports"
 OUTCOMES = ("upheld", "corrected", "dismissed")
 PUBLIC_ACTOR = "public"
 
@@ -123,16 +124,19 @@ def report_post(services: Any, org: str, text: str, url: str = "", platform: str
     link = _clean(url, "url", 2000)
     if link and not link.lower().startswith(("http://", "https://")):
         raise InputError("links must start with http:// or https://", field="url")
+    received_at = datetime.now(UTC)
     post = Post(
         id=f"report-{secrets.token_hex(8)}",
         platform=_clean(platform, "platform", 40).lower() or "report",
-        created_at=datetime.now(UTC),
+        created_at=received_at,
         text=body,
         urls=[link] if link else [],
         source="public-report",
     )
     post = prepare_post(post, services.languages)
     services.storage.upsert_posts(org, [post])
+    received = {"post_id": post.id, "received_at": received_at.isoformat(timespec="seconds"), "platform": post.platform}
+    services.storage.put_docs(org, REPORTS, [(post.id, received, received_at.timestamp())])
     AuditLog(services.storage).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None, {"platform": post.platform, "language": post.language})
     return post
 
