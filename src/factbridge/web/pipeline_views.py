@@ -126,7 +126,7 @@ def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, A
         members = [m[0] if isinstance(m, list | tuple) else m for m in doc["recent_posts"]]
     if members and isinstance(members[0], dict):
         members = [m.get("id") or m.get("post_id") for m in members]
-    representative = doc.get("representative") if isinstance(doc.get("representative"), dict) else {}
+    representative: dict[str, Any] = doc["representative"] if isinstance(doc.get("representative"), dict) else {}
     label = first(doc, "label", "title", "name", "summary", default=None)
     if label is None:
         terms = doc.get("top_terms") or []
@@ -246,7 +246,7 @@ def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
     doc = storage.get_docs(org, LINKRISK, [post.id]).get(post.id)
     if doc is None:
         return []
-    links = doc.get("urls") if isinstance(doc.get("urls"), list) else doc.get("links") if isinstance(doc.get("links"), list) else []
+    links: list[Any] = next((doc[k] for k in ("urls", "links") if isinstance(doc.get(k), list)), [])
     out = []
     for link in links:
         if not isinstance(link, dict):
