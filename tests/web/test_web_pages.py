@@ -82,6 +82,7 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2 and "No, 5G does not spread COVID-19" in p2
     nar = c.get(f"/narratives/{ids['narrative']}").text
     assert "5G · spreads · virus" in nar and "narratives-test-1" in nar and "No, 5G does not spread COVID-19" in nar
+    assert all(f'href="?lang={code}"' in nar for code in LANGUAGES)  # page context never hides the language switcher
     points = svg_of(nar).findall("{http://www.w3.org/2000/svg}circle")
     assert len(points) == 4  # 8 posts over 4 days
     assert c.get("/narratives/nope").status_code == 404

@@ -132,7 +132,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     lang = i18n.pick_language(request.query_params.get("lang"), request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
     session = session_from_cookie(request)
     csrf = csrf_token_for(request)
+    # The shared names win over a page's own: a page cannot shadow the translator or the CSRF token.
     ctx = {
+        **(context or {}),
         "request": request,
         "t": i18n.translator(lang),
         "lang": lang,
@@ -141,7 +143,6 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "csrf_token": csrf,
         "version": __version__,
         "path": request.url.path,
-        **(context or {}),
     }
     html = web.templates.get_template(template).render(ctx)
     response = HTMLResponse(html, status_code=status, headers=headers)

@@ -129,11 +129,12 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
     item = pv.narrative(storage, actor.org, narrative_id)
     timeline = pv.narrative_timeline(storage, actor.org, item)
     members = pv.posts_by_ids(storage, actor.org, item["post_ids"][:2000])
-    languages = item["languages"] or {}
-    if not languages:
+    post_languages = dict(item["languages"] or {})
+    if not post_languages:
         for p in members:
-            languages[p.language or "?"] = languages.get(p.language or "?", 0) + 1
-    representatives = pv.posts_by_ids(storage, actor.org, item["representatives"][:10]) or members[:10]
+            post_languages[p.language or "?"] = post_languages.get(p.language or "?", 0) + 1
+    chosen = pv.posts_by_ids(storage, actor.org, item["representatives"][:10])
+    representatives = chosen + [p for p in members if p.id not in {c.id for c in chosen}][: 10 - len(chosen)]
     matched: dict[str, Any] = {}
     for fc_id in item["factcheck_ids"]:
         matched[fc_id] = None
@@ -145,7 +146,7 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
     return render(request, "narrative.html", {
         "item": item,
         "chart": line_chart({str(item["label"])[:60]: timeline}, title="posts per day", empty_text="—"),
-        "languages": languages,
+        "post_languages": post_languages,
         "representatives": representatives,
         "factchecks": list(fcs.values()),
         "cases": web.cases.cases_for(actor.org, "narrative", narrative_id),
