@@ -23,6 +23,7 @@ def test_full_case_lifecycle_is_audited(env: WebEnv) -> None:
     editor, reviewer, analyst = (web.accounts.get_user(u) for u in ("a-editor", "a-reviewer", "a-analyst"))
     case = web.cases.open(ORG_A, analyst, "Le vaccin rend stérile", source_kind="post", source_id="p1", language="fr")
     assert case["status"] == "open" and case["version"] == 1
+    assert [c["id"] for c in web.cases.cases_for(ORG_A, "post", "p1")] == [case["id"]]
     case = web.cases.add_evidence(ORG_A, analyst, case["id"], "note", text="internal: called the ministry")
     case = web.cases.draft_verdict(ORG_A, analyst, case["id"], "false", "Aucune étude ne le montre.")
     assert case["status"] == "in_review" and case["verdict"]["rating"] == "False" and case["verdict"]["rating_value"] == 1.0

@@ -37,6 +37,8 @@ from factbridge.workflow.audit import AuditLog, plain
 
 CASES = "cases"
 PUBLISHED = "published"
+# Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
+CASES_BY_SOURCE = "cases_by_source"
 STATES = ("open", "in_review", "approved", "published", "closed")
 EVIDENCE_KINDS = ("link", "note", "file")
 DECIDED_BY = "factbridge-workflow-1"
@@ -119,7 +121,10 @@ class CaseBook:
         return rows[:limit]
 
     def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
-        return [c for c in self.find(org, limit=10_000) if c.get("source") == {"kind": kind, "id": source_id}]
+        key = f"{kind}:{source_id}"
+        ids = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})["case_ids"]
+        found = self.storage.get_docs(org, CASES, ids)
+        return [found[i] for i in ids if i in found]
 
     def published(self, org: str, case_id: str) -> dict[str, Any]:
         found = self.storage.get_docs(org, PUBLISHED, [case_id])
@@ -174,7 +179,12 @@ class CaseBook:
             "publication": None,
             "corrections": [],
         }
-        return self._save(org, actor, "case.open", None, case)
+        opened = self._save(org, actor, "case.open", None, case)
+        if source_id:
+            key = f"{source_kind}:{source_id}"
+            index = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})
+            self.storage.put_docs(org, CASES_BY_SOURCE, [(key, {"case_ids": [*index["case_ids"], opened["id"]]}, None)])
+        return opened
 
     def assign(self, org: str, actor: Actor, case_id: str, assignee: str, version: int | None = None) -> dict[str, Any]:
         actor.require("analyst", "assigning a case")
