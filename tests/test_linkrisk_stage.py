@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from factbridge.cli import app
+from factbridge.errors import InputError
 from factbridge.linkrisk.evaluation import (
     benign_false_positives,
     blocklist_recall,
@@ -145,3 +147,14 @@ def test_cli_eval_table_and_bench_on_fixtures() -> None:
     bench = runner.invoke(app, ["bench", "linkrisk", "--data", data, "--benign-from", str(FIX / "eval"), "--workers", "1"])
     assert bench.exit_code == 0, bench.output
     assert "URLs/s" in bench.output and "load average" in bench.output
+
+
+def test_eval_errors_name_the_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["eval", "linkrisk", "--data", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "blocklist data not found" in str(missing.exception or missing.output)
+    bad = tmp_path / "look.jsonl"
+    bad.write_text('{"domain": "a.com", "label": "maybe"}\n', encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_lookalike_fixture(bad)
+    assert info.value.line == 1 and info.value.field == "label"

@@ -277,6 +277,8 @@ class LookalikeResult:
 
 
 def read_lookalike_fixture(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise InputError("look-alike fixture not found (give --lookalikes FILE)", source=str(path))
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
