@@ -103,6 +103,13 @@ def test_cli_update_check_posts(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "Riskiest posts" in shown.output
     feeds = runner.invoke(app, [*base, "linkrisk", "feeds"])
     assert "phishtank" in feeds.output
+    # A new feed re-scores what was stored: en-1's IP link now carries a feed hit.
+    update = runner.invoke(app, [*base, "linkrisk", "update", "--feed", str(FIX / "urlhaus.csv"), "--name", "urlhaus", "--json"])
+    assert json.loads(update.stdout)[0]["rescored"]["posts"] == 7  # the progress bar goes to stderr
+    top = json.loads(runner.invoke(app, [*base, "linkrisk", "posts", "--json", "--limit", "1"]).output)[0]
+    assert top["post_id"] == "en-1" and top["urls"][0]["feed_hits"][0]["feed"] == "urlhaus"
+    rescore = runner.invoke(app, [*base, "linkrisk", "rescore"])
+    assert rescore.exit_code == 0 and "posts 7" in rescore.output
     bad = runner.invoke(app, [*base, "linkrisk", "update", "--feed", str(FIX / "garbage.txt")])
     assert bad.exit_code != 0
 

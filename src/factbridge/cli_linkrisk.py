@@ -32,10 +32,12 @@ def linkrisk_update(
     name: Annotated[str | None, typer.Option(help="Feed name (default: file name without extension; one --feed only).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto, urlhaus-csv, list, openphish, domains, abp, hosts, phishtank-json, phishtank-csv.")] = "auto",
     date: Annotated[str | None, typer.Option(help="Feed date (ISO) when the file does not carry one.")] = None,
+    rescore: Annotated[bool, typer.Option(help="Score the stored posts again when a feed changed.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Import blocklist feeds into this organisation's store (idempotent; bad lines quarantined)."""
     from factbridge.linkrisk.feeds import parse_feed, store_feed
+    from factbridge.linkrisk.stage import rescore_posts
 
     if name and len(feed) > 1:
         raise InputError("--name applies to one --feed only")
@@ -45,8 +47,13 @@ def linkrisk_update(
     for path in feed:
         parsed = parse_feed(path, name, fmt, date)
         updates.append(store_feed(services.storage, org, parsed))
+    rescored: dict[str, Any] | None = None
+    stored_posts = services.storage.count_posts(org)
+    if rescore and stored_posts and any(u.status != "unchanged" for u in updates):
+        with progress_bar("re-scoring stored posts", stored_posts) as advance:
+            rescored = rescore_posts(services, org, progress=advance)
     if as_json:
-        sys.stdout.write(json.dumps([{**u.__dict__, "quarantined": len(u.quarantined)} for u in updates], indent=2) + "\n")
+        sys.stdout.write(json.dumps([{**u.__dict__, "quarantined": len(u.quarantined), "rescored": rescored} for u in updates], indent=2) + "\n")
         return
     table = Table(title="Link-risk feeds")
     for col in ("feed", "format", "status", "entries", "urls", "hosts", "quarantined", "date", "date from"):
@@ -54,7 +61,21 @@ def linkrisk_update(
     for u in updates:
         table.add_row(u.name, u.format, u.status, str(u.entries), str(u.counts.get("url", 0)), str(u.counts.get("host", 0)), str(len(u.quarantined)), u.feed_date, u.date_source)
     console.print(table)
+    if rescored:
+        console.print(f"re-scored {rescored['posts']} stored posts: {rescored['flagged_posts']} with a flagged link ({rescored['flagged_links']} links)")
     _print_quarantine([q for u in updates for q in u.quarantined])
+
+
+@linkrisk_app.command("rescore")
+def linkrisk_rescore(ctx: typer.Context) -> None:
+    """Score every stored post again with the current feeds and protected list."""
+    from factbridge.linkrisk.stage import rescore_posts
+
+    services = _state(ctx).services()
+    org = services.settings.org
+    with progress_bar("re-scoring stored posts", services.storage.count_posts(org)) as advance:
+        summary = rescore_posts(services, org, progress=advance)
+    console.print(", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
 @linkrisk_app.command("feeds")

@@ -101,5 +101,26 @@ def linkrisk_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, 
     }
 
 
+def rescore_posts(services: Any, org: str, batch_size: int = 1000, progress: Any = None) -> dict[str, Any]:
+    """Score every stored post again (after a feed update or a new protected list),
+    so links seen before today's feed are judged by it too."""
+    total: dict[str, Any] = {"posts": 0, "links": 0, "flagged_posts": 0, "flagged_links": 0}
+    batch: list[Post] = []
+    for post in services.storage.iter_posts(org, batch_size):
+        batch.append(post)
+        if len(batch) >= batch_size:
+            for key, value in linkrisk_stage(services, org, batch).items():
+                total[key] += value
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        for key, value in linkrisk_stage(services, org, batch).items():
+            total[key] += value
+        if progress:
+            progress(len(batch))
+    return total
+
+
 def riskiest_posts(storage: Any, org: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
     return [doc for _, doc in storage.list_docs(org, COLLECTION, limit=limit, offset=offset, order="sort_desc")]
