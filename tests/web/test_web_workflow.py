@@ -76,6 +76,11 @@ def test_stale_version_bad_rating_and_foreign_org(env: WebEnv) -> None:
     web.cases.add_evidence(ORG_A, editor, case["id"], "note", text="x", version=1)
     with pytest.raises(Conflict, match="changed since"):
         web.cases.add_evidence(ORG_A, editor, case["id"], "note", text="y", version=1)
+    # two requests that loaded the same version: the slower one gets Conflict, nothing is lost
+    stale = web.cases.get(ORG_A, case["id"])
+    web.cases.assign(ORG_A, editor, case["id"], "a-reviewer")
+    with pytest.raises(Conflict, match="someone else"):
+        web.cases._save(ORG_A, editor, "case.assign", stale, stale | {"assignee": "a-analyst"})
     with pytest.raises(InputError, match="rating scale"):
         web.cases.draft_verdict(ORG_A, editor, case["id"], "Pants on fire", "x")
     with pytest.raises(InputError, match="http"):

@@ -22,7 +22,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.errors import Conflict, InputError, NotFound
 from factbridge.models import Post
 from factbridge.workflow.accounts import Actor
-from factbridge.workflow.audit import AuditLog, plain
+from factbridge.workflow.audit import AuditLog, named_lock, plain
 from factbridge.workflow.cases import CaseBook
 
 APPEALS = "appeals"
@@ -92,6 +92,10 @@ class Appeals:
 
     def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
         actor.require("editor", "deciding an appeal")
+        with named_lock(f"appeals:{org}"):  # two editors deciding at once: the second gets Conflict
+            return self._decide(org, actor, appeal_id, outcome, note, version)
+
+    def _decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None) -> dict[str, Any]:
         appeal = self.get(org, appeal_id)
         if version is not None and int(appeal["version"]) != int(version):
             raise Conflict(f"appeal '{appeal_id}' changed since you opened it; reload and try again")

@@ -43,9 +43,10 @@ _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
 
-def _lock_for(org: str) -> threading.Lock:
+def named_lock(name: str) -> threading.Lock:
+    """One process-wide lock per name (an organisation's audit chain, its cases...)."""
     with _locks_guard:
-        return _locks[org]
+        return _locks[name]
 
 
 def canonical_json(value: Any) -> str:
@@ -95,7 +96,7 @@ class AuditLog:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        with _lock_for(org):
+        with named_lock(org):
             head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
             seq = int(head["seq"]) + 1 if head else 1
             prev = str(head["hash"]) if head else GENESIS

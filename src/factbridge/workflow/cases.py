@@ -33,7 +33,7 @@ from factbridge.models import FactCheck
 from factbridge.pipeline.prepare import prepare_factcheck
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
-from factbridge.workflow.audit import AuditLog, plain
+from factbridge.workflow.audit import AuditLog, named_lock, plain
 
 CASES = "cases"
 PUBLISHED = "published"
@@ -137,11 +137,16 @@ class CaseBook:
 
     # -- writing -----------------------------------------------------------
     def _save(self, org: str, actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
-        after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": _now()})
-        sort = datetime.fromisoformat(after["updated_at"]).timestamp()
-        self.storage.put_docs(org, CASES, [(after["id"], after, sort)])
-        self.audit.append(org, actor.username, action, CASES, after["id"], before, after)
-        return after
+        # Compare-and-set under a process-wide lock: of two requests that loaded the same
+        # version, the second gets Conflict instead of silently overwriting the first.
+        with named_lock(f"cases:{org}"):
+            if before is not None and int(self.get(org, before["id"])["version"]) != int(before["version"]):
+                raise Conflict(f"case '{before['id']}' was changed by someone else meanwhile; reload and try again")
+            after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": _now()})
+            sort = datetime.fromisoformat(after["updated_at"]).timestamp()
+            self.storage.put_docs(org, CASES, [(after["id"], after, sort)])
+            self.audit.append(org, actor.username, action, CASES, after["id"], before, after)
+            return after
 
     def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
         case = self.get(org, case_id)
