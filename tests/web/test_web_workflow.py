@@ -190,3 +190,31 @@ def test_workflow_and_audit_chain_on_postgres(postgres_url: str, tmp_path: Path)
         entry = storage.get_docs("desk-a", AUDIT, ["000000000004"])["000000000004"]
         storage.put_docs("desk-a", AUDIT, [("000000000004", entry | {"actor": "mallory"}, 4.0)])
         assert any("000000000004" in p and "edited" in p for p in audit.verify("desk-a").problems)
+
+
+def test_cli_orgs_users_and_tokens(tmp_path: Path) -> None:
+    db = tmp_path / "fb.db"
+    base = ["--storage-url", f"sqlite:///{db}", "--data-dir", str(tmp_path), "--embedder", "hashing", "--org", "desk-x"]
+    runner = CliRunner(env={"FACTBRIDGE_PASSWORD_HASH_TIME_COST": "1", "FACTBRIDGE_PASSWORD_HASH_MEMORY_KIB": "1024"})
+    out = runner.invoke(cli_app, [*base, "orgs", "add", "desk-x", "--name", "Desk X"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli_app, [*base, "users", "add", "alice", "--role", "editor"])
+    assert out.exit_code == 0 and "password:" in out.output
+    password = out.output.split("password:")[1].split()[0]
+    out = runner.invoke(cli_app, [*base, "users", "add", "bob", "--role", "viewer", "--password-stdin"], input="bob-password-123\n")
+    assert out.exit_code == 0 and "password:" not in out.output
+    assert isinstance(runner.invoke(cli_app, [*base, "users", "add", "carol", "--role", "owner"]).exception, InputError)
+    assert isinstance(runner.invoke(cli_app, [*base, "users", "add", "alice"]).exception, Conflict)
+    assert runner.invoke(cli_app, [*base, "users", "role", "bob", "analyst"]).exit_code == 0
+    listed = runner.invoke(cli_app, [*base, "users", "list"]).output
+    assert "alice" in listed and "analyst" in listed
+    token = runner.invoke(cli_app, [*base, "users", "token", "alice"]).output.strip()
+    assert token.startswith("fb_")
+    settings = web_settings(tmp_path, storage_url=f"sqlite:///{db}")
+    with Services(settings) as services:
+        accounts = Accounts(services.storage, AuditLog(services.storage))
+        assert accounts.authenticate("alice", password).org == "desk-x"
+        assert accounts.authenticate("bob", "bob-password-123").role == "analyst"
+        assert accounts.token_actor(token).username == "alice"
+        assert AuditLog(services.storage).verify("desk-x").ok
+    assert runner.invoke(cli_app, [*base, "audit", "verify", "--org-only"]).exit_code == 0
