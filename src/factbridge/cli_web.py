@@ -135,6 +135,18 @@ def users_role(ctx: typer.Context, username: str, role: str) -> None:
     console.print(f"user {actor.username} is now {actor.role}")
 
 
+@users_app.command("password")
+def users_password(
+    ctx: typer.Context,
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input (else one is generated and printed).")] = False,
+) -> None:
+    """Set a new password for a user."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+    _accounts(_state(ctx).services()).set_password(username, password)
+    console.print(f"password of {username} changed" + ("" if password_stdin else f": {password}"))
+
+
 @users_app.command("token")
 def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Option(help="What the token is for.")] = "api") -> None:
     """Create an API token for a user (shown once; only its hash is stored)."""

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from webenv import ORG_A, ORG_B, WebEnv, publish_case, web_settings
 
 from factbridge.cli import app as cli_app
-from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied
+from factbridge.errors import Conflict, InputError, NotAuthenticated, NotFound, PermissionDenied
 from factbridge.services import Services
 from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.audit import AUDIT, AuditLog
@@ -206,6 +206,11 @@ def test_cli_orgs_users_and_tokens(tmp_path: Path) -> None:
     assert isinstance(runner.invoke(cli_app, [*base, "users", "add", "carol", "--role", "owner"]).exception, InputError)
     assert isinstance(runner.invoke(cli_app, [*base, "users", "add", "alice"]).exception, Conflict)
     assert runner.invoke(cli_app, [*base, "users", "role", "bob", "analyst"]).exit_code == 0
+    settings = web_settings(tmp_path, storage_url=f"sqlite:///{db}")
+    with Services(settings) as services:
+        before = Accounts(services.storage, AuditLog(services.storage))
+        session_token, _ = before.start_session(before.get_user("bob"))
+    assert runner.invoke(cli_app, [*base, "users", "password", "bob", "--password-stdin"], input="bob-password-456\n").exit_code == 0
     listed = runner.invoke(cli_app, [*base, "users", "list"]).output
     assert "alice" in listed and "analyst" in listed
     token = runner.invoke(cli_app, [*base, "users", "token", "alice"]).output.strip()
@@ -214,7 +219,9 @@ def test_cli_orgs_users_and_tokens(tmp_path: Path) -> None:
     with Services(settings) as services:
         accounts = Accounts(services.storage, AuditLog(services.storage))
         assert accounts.authenticate("alice", password).org == "desk-x"
-        assert accounts.authenticate("bob", "bob-password-123").role == "analyst"
+        assert accounts.authenticate("bob", "bob-password-456").role == "analyst"
         assert accounts.token_actor(token).username == "alice"
+        with pytest.raises(NotAuthenticated):
+            accounts.session(session_token)  # the password change ended bob's session
         assert AuditLog(services.storage).verify("desk-x").ok
     assert runner.invoke(cli_app, [*base, "audit", "verify", "--org-only"]).exit_code == 0

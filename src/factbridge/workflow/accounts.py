@@ -135,7 +135,9 @@ class Accounts:
         if len(password) < MIN_PASSWORD:
             raise InputError(f"password must have at least {MIN_PASSWORD} characters", field="password")
         doc = self._user_doc(username)
-        self.storage.put_docs(SYSTEM_ORG, "users", [(doc["username"], doc | {"password_hash": self.hasher.hash(password)}, None)])
+        # A new password ends every open session of the user (their epoch no longer matches).
+        changed = doc | {"password_hash": self.hasher.hash(password), "session_epoch": int(doc.get("session_epoch", 0)) + 1}
+        self.storage.put_docs(SYSTEM_ORG, "users", [(doc["username"], changed, None)])
         self.audit.append(doc["org"], actor, "user.password", "users", doc["username"], None, {"username": doc["username"]})
 
     def get_user(self, username: str) -> Actor:
@@ -166,6 +168,7 @@ class Accounts:
 
     # -- web sessions --------------------------------------------------------
     def start_session(self, actor: Actor) -> tuple[str, Session]:
+        epoch = int(self._user_doc(actor.username).get("session_epoch", 0))
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         sha = token_sha(token)
@@ -175,6 +178,7 @@ class Accounts:
             "csrf": csrf,
             "created_at": now.isoformat(),
             "expires_at": (now + timedelta(hours=self.session_hours)).isoformat(),
+            "epoch": epoch,
             "revoked": False,
         }
         self.storage.put_docs(SYSTEM_ORG, "sessions", [(sha, doc, None)])
@@ -186,7 +190,7 @@ class Accounts:
         if doc is None or doc.get("revoked") or datetime.fromisoformat(doc["expires_at"]) < _now():
             raise NotAuthenticated("please sign in")
         user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
-        if user is None or user.get("disabled"):
+        if user is None or user.get("disabled") or int(user.get("session_epoch", 0)) != int(doc.get("epoch", 0)):
             raise NotAuthenticated("please sign in")
         return Session(actor=_actor(user), csrf=doc["csrf"], token_sha=sha)
 
