@@ -301,3 +301,24 @@ def test_serve_command_starts_a_real_server(tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_every_interface_text_used_is_translated() -> None:
+    """Every t('key') in the templates and pages exists in the catalogs, including the keys built
+    from a prefix (roles, states, outcomes, errors, evidence kinds)."""
+    from importlib.resources import files
+
+    from factbridge.web.app import STATUS_FOR
+    from factbridge.workflow.accounts import ROLES
+    from factbridge.workflow.appeals import OUTCOMES
+    from factbridge.workflow.cases import EVIDENCE_KINDS, STATES
+
+    root = Path(str(files("factbridge.web")))
+    text = "".join(p.read_text(encoding="utf-8") for p in [*root.glob("templates/**/*.html"), *root.glob("*.py")])
+    used = {k for k in re.findall(r"""\bt\(['"]([a-z_]+\.[a-z_0-9.]+)['"]""", text) if not k.endswith(("_", "."))} | {"login.failed"}
+    used |= {f"role.{r}" for r in ROLES} | {f"status.{s}" for s in STATES} | {f"outcome.{o}" for o in OUTCOMES}
+    used |= {f"ev.{k}" for k in EVIDENCE_KINDS} | {f"error.{code}" for _, code in STATUS_FOR} | {"error.500"}
+    used |= {f"appeal.{s}" for s in ("received", "decided")} | {f"public.thanks_{k}" for k in ("report", "appeal")}
+    assert len(used) > 150
+    missing = sorted(k for k in used if k not in catalog("en"))
+    assert not missing, missing
