@@ -306,7 +306,9 @@ def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: Web
 @router.get("/appeals", response_class=HTMLResponse)
 def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     actor.require("editor", "handling appeals")
-    return render(request, "appeals.html", {"appeals": web.appeals.find(actor.org)})
+    appeals = web.appeals.find(actor.org)
+    published = web.services.storage.get_docs(actor.org, "published", list({a["case_id"] for a in appeals}))
+    return render(request, "appeals.html", {"appeals": appeals, "published": published})
 
 
 @router.post("/appeals/{appeal_id}/decide", dependencies=[Csrf])
