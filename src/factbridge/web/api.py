@@ -180,10 +180,10 @@ def list_cases(actor: ActorDep, web: WebDep, status: Literal["open", "in_review"
 
 @router.post("/cases", status_code=201)
 def open_case(body: OpenCase, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return _open_case(web, actor, body.source_kind, body.source_id, body.claim, body.title, body.language)
+    return open_case_from_source(web, actor, body.source_kind, body.source_id, body.claim, body.title, body.language)
 
 
-def _open_case(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> dict[str, Any]:
+def open_case_from_source(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> dict[str, Any]:
     storage = web.services.storage
     claim_date = None
     if kind == "post":

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
 from factbridge.web import pipeline_views as pv
-from factbridge.web.api import _open_case, index_library, publish
+from factbridge.web.api import index_library, open_case_from_source, publish
 from factbridge.web.app import WebState, file_sha, render
 from factbridge.web.charts import line_chart
 from factbridge.web.security import (
@@ -165,7 +165,7 @@ def open_case(actor: ActorDep, web: WebDep, source_kind: Annotated[str, Form(max
               title: Annotated[str, Form(max_length=300)] = "") -> Response:
     if source_kind not in ("post", "narrative", "manual"):
         raise InputError("source must be post, narrative or manual", field="source_kind")
-    case = _open_case(web, actor, source_kind, source_id, claim, title, None)
+    case = open_case_from_source(web, actor, source_kind, source_id, claim, title, None)
     return to_case(case["id"])
 
 
