@@ -186,3 +186,10 @@ def test_roles(env: WebEnv, user: str, path: str, body: dict[str, Any], status: 
     api = env.api(user)
     r = api.post(path, json=body) if body else api.get(path)
     assert r.status_code == status
+
+
+def test_oversized_bodies_are_refused_before_parsing(env: WebEnv) -> None:
+    c = env.login("a-editor")
+    limit = env.services.settings.upload_max_bytes
+    r = c.post("/cases", content=b"x" * (limit + 300 * 1024), headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413

@@ -170,8 +170,15 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
 
+    # Forms and JSON bodies are small; an upload may be up to upload_max_bytes. Refuse bigger
+    # bodies before anything parses (and spools) them.
+    body_limit = services.settings.upload_max_bytes + 256 * 1024
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > body_limit:
+            return JSONResponse({"error": "InputError", "detail": f"request body larger than {body_limit} bytes"}, status_code=413)
         response: Response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
