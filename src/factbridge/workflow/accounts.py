@@ -182,6 +182,9 @@ class Accounts:
             "revoked": False,
         }
         self.storage.put_docs(SYSTEM_ORG, "sessions", [(sha, doc, None)])
+        # Named by a short prefix of the token's hash; the token and CSRF secret never enter the log.
+        self.audit.append(actor.org, actor.username, "session.start", "sessions", sha[:12], None,
+                          {"username": actor.username, "expires_at": doc["expires_at"]})
         return token, Session(actor=actor, csrf=csrf, token_sha=sha)
 
     def session(self, token: str) -> Session:
@@ -197,8 +200,11 @@ class Accounts:
     def end_session(self, token: str) -> None:
         sha = token_sha(token)
         doc = self.storage.get_docs(SYSTEM_ORG, "sessions", [sha]).get(sha)
-        if doc is not None:
+        if doc is not None and not doc.get("revoked"):
             self.storage.put_docs(SYSTEM_ORG, "sessions", [(sha, doc | {"revoked": True}, None)])
+            user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
+            if user is not None:
+                self.audit.append(user["org"], doc["username"], "session.end", "sessions", sha[:12], {"revoked": False}, {"revoked": True})
 
     # -- API tokens ----------------------------------------------------------
     def create_token(self, username: str, name: str = "api", actor: str = "cli") -> str:
