@@ -47,6 +47,11 @@ def test_dashboard_shows_queue_alerts_narratives_and_chart(env: WebEnv) -> None:
     assert "Burst: 5G spreads the virus" in html and f'/narratives/{ids["narrative"]}' in html
     svg = svg_of(html)
     assert svg.find("{http://www.w3.org/2000/svg}polyline") is not None
+    # the live-alerts card refreshes itself from a fragment of the same page
+    assert 'data-refresh="/dashboard/alerts"' in html
+    env.services.storage.put_docs(ORG_A, "alerts", [("new-alert", {"kind": "resurfacing", "summary": "Resurfacing: old hoax", "updated_at": "2030-01-01T00:00:00+00:00"}, None)])
+    fragment = c.get("/dashboard/alerts").text
+    assert "Resurfacing: old hoax" in fragment and "<html" not in fragment
 
 
 def test_dashboard_without_pipeline_documents_falls_back(tmp_path: Path) -> None:

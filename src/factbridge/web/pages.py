@@ -108,6 +108,12 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     })
 
 
+@router.get("/dashboard/alerts", response_class=HTMLResponse)
+def alerts_fragment(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    """The live-alerts card alone: the dashboard's script swaps it in every 30 s."""
+    return render(request, "alerts_card.html", {"alerts": pv.alerts(web.services.storage, actor.org, 10)})
+
+
 # -- posts and narratives ------------------------------------------------------------
 @router.get("/posts/{post_id}", response_class=HTMLResponse)
 def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
