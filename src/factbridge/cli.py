@@ -529,3 +529,6 @@ from factbridge import cli_linkrisk  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
+
+
+from factbridge import cli_narratives  # noqa: E402,F401

@@ -53,6 +53,16 @@ class Services:
         self._closers.append(cache)
         return CachedEmbedder(inner, cache)
 
+    @cached_property
+    def alert_dispatcher(self):  # type: ignore[no-untyped-def]
+        """Background webhook delivery of alerts; None when no webhook is configured."""
+        from factbridge.pipeline.alerts import dispatcher_from_settings
+
+        dispatcher = dispatcher_from_settings(self.storage, self.settings)
+        if dispatcher is not None:
+            self._closers.append(dispatcher)
+        return dispatcher
+
     def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):  # type: ignore[no-untyped-def]
         from factbridge.pipeline.centering import LanguageCentering, default_centering_path
         from factbridge.pipeline.matching import Matcher, default_reranker_path

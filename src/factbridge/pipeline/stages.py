@@ -25,6 +25,8 @@ Stage = Callable[[Any, str, Sequence[Post]], dict[str, Any]]
 BUILTIN_STAGES: list[tuple[str, str]] = [
     ("matching", "factbridge.pipeline.ingest:matching_stage"),
     ("linkrisk", "factbridge.linkrisk.stage:linkrisk_stage"),
+    ("narratives", "factbridge.pipeline.narratives:narratives_stage"),
+    ("bursts", "factbridge.pipeline.bursts:bursts_stage"),
 ]
 
 

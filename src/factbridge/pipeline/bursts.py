@@ -1,0 +1,256 @@
+"""Bursts: when a narrative suddenly grows, raise an alert with its evidence.
+
+The method is Kleinberg's two-state burst automaton (Kleinberg 2003, "Bursty and
+hierarchical structure in streams", the enumerating version with Poisson counts):
+each time bin of a narrative's series is emitted either by a base state with
+rate `baseline` or a burst state with rate `scale * baseline`; entering the
+burst state costs `gamma * ln(bins)`; the cheapest state sequence (Viterbi) marks
+the bursts. The baseline is the narrative's mean rate over its history spread
+over at least a week (a young narrative is compared with a rate as if its posts
+had come over a week), never below `burst_baseline_floor`.
+
+A burst with at least `burst_min_posts` posts raises an alert of kind "burst".
+When the narrative matches a debunked fact-check and had been quiet for
+`resurfacing_quiet_hours` before the burst, the alert's kind is "resurfacing":
+a debunked story is spreading again. The same burst seen again in a later batch
+updates its alert instead of raising a new one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import ConfigError
+from factbridge.models import FactCheck, Post
+from factbridge.pipeline.narratives import MEMBERS, NARRATIVES, _post_time
+
+BURSTS_VERSION = "kleinberg-2state-poisson-1"
+ALERTS = "alerts"
+BURST_STATE = "narrative_bursts"
+REFERENCE_BINS_HOURS = 7 * 24  # the baseline spreads a narrative's posts over at least a week
+SERIES_DAYS = 14  # bins analysed per narrative: the last two weeks
+
+# Ratings that say a claim is false or misleading (English, French, Vietnamese, Khmer).
+_DEBUNK = re.compile(
+    r"false|fake|misleading|mislead|incorrect|pants on fire|fabricated|scam|hoax|no evidence|unproven|mostly false|"
+    r"faux|trompeur|infond|intox|"
+    r"sai|gi\u1ea3|kh\u00f4ng \u0111\u00fang|b\u1ecba \u0111\u1eb7t|"
+    r"\u1798\u17b7\u1793\u1796\u17b7\u178f|\u1780\u17bb\u17a0\u1780",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class BurstParams:
+    bin_hours: int = 1
+    scale: float = 3.0
+    gamma: float = 1.0
+    min_posts: int = 5
+    baseline_floor: float = 0.2
+    quiet_hours: float = 72.0
+
+    @property
+    def decided_by(self) -> str:
+        return f"{BURSTS_VERSION} (s={self.scale:g}, gamma={self.gamma:g}, bin {self.bin_hours} h, floor {self.baseline_floor:g})"
+
+
+def params_from_settings(settings: Any) -> BurstParams:
+    bin_hours = settings.burst_bin_hours
+    if bin_hours < 1 or abs(bin_hours - round(bin_hours)) > 1e-9:
+        raise ConfigError(f"burst_bin_hours must be a whole number of hours >= 1, got {bin_hours}")
+    if settings.burst_scale <= 1:
+        raise ConfigError(f"burst_scale must be above 1, got {settings.burst_scale}")
+    return BurstParams(
+        bin_hours=int(round(bin_hours)), scale=settings.burst_scale, gamma=settings.burst_gamma,
+        min_posts=settings.burst_min_posts, baseline_floor=settings.burst_baseline_floor,
+        quiet_hours=settings.resurfacing_quiet_hours,
+    )
+
+
+def burst_states(counts: np.ndarray, baseline: float, scale: float, gamma: float) -> np.ndarray:
+    """Viterbi path of the two-state automaton: 1 where a bin is in the burst state."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n = counts.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    lam0, lam1 = baseline, baseline * scale
+    # -log Poisson(x; lam) without the log(x!) term, which both states share.
+    cost0 = lam0 - counts * math.log(lam0)
+    cost1 = lam1 - counts * math.log(lam1)
+    up = gamma * math.log(max(n, 2))
+    back = np.zeros((n, 2), dtype=np.int8)
+    c0, c1 = cost0[0], cost1[0] + up
+    for t in range(1, n):
+        stay0, from1 = c0, c1  # into state 0: leaving a burst is free
+        n0 = min(stay0, from1) + cost0[t]
+        back[t, 0] = 0 if stay0 <= from1 else 1
+        enter, stay1 = c0 + up, c1
+        n1 = min(enter, stay1) + cost1[t]
+        back[t, 1] = 0 if enter < stay1 else 1
+        c0, c1 = n0, n1
+    states = np.zeros(n, dtype=np.int8)
+    states[-1] = 0 if c0 <= c1 else 1
+    for t in range(n - 1, 0, -1):
+        states[t - 1] = back[t, states[t]]
+    return states
+
+
+def _runs(states: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) bin of each maximal run of burst state."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, s in enumerate(states.tolist()):
+        if s and start is None:
+            start = i
+        elif not s and start is not None:
+            runs.append((start, i - 1))
+            start = None
+    if start is not None:
+        runs.append((start, len(states) - 1))
+    return runs
+
+
+def is_debunk(fc: FactCheck | None) -> bool:
+    """A fact-check that calls the claim false or misleading; one with no rating at all counts too
+    (libraries hold debunks), and its alert says the rating is unknown."""
+    if fc is None:
+        return False
+    if fc.rating_value is not None and fc.rating_value <= 2:
+        return True
+    if fc.rating:
+        return bool(_DEBUNK.search(fc.rating))
+    return fc.rating_value is None
+
+
+def _iso_bin(bin_index: int, bin_hours: int) -> str:
+    return datetime.fromtimestamp(bin_index * bin_hours * 3600, tz=UTC).isoformat(timespec="seconds")
+
+
+def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstParams, since: float | None = None) -> list[tuple[dict[str, Any], bool]]:
+    """Alerts (document, is_new) for bursts of these narratives that reach into [since, now]."""
+    docs = storage.get_docs(org, NARRATIVES, list(narrative_ids))
+    states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
+    now_bin = int(now // 3600) // params.bin_hours
+    since_bin = int((since if since is not None else now) // 3600) // params.bin_hours
+    out: list[tuple[dict[str, Any], bool]] = []
+    state_rows: list[tuple[str, dict[str, Any], float | None]] = []
+    for nid in narrative_ids:
+        doc = docs.get(nid)
+        if not doc or doc.get("size", 0) < params.min_posts:
+            continue
+        by_bin: dict[int, int] = {}
+        for hour_iso, count in doc.get("counts_hourly", {}).items():
+            hour = int(datetime.fromisoformat(hour_iso + ":00:00+00:00").timestamp() // 3600)
+            b = hour // params.bin_hours
+            by_bin[b] = by_bin.get(b, 0) + int(count)
+        first_bin = min(by_bin)
+        start_bin = max(first_bin, now_bin - SERIES_DAYS * 24 // params.bin_hours + 1)
+        series = np.array([by_bin.get(b, 0) for b in range(start_bin, now_bin + 1)], dtype=np.float64)
+        history_bins = max(now_bin - first_bin + 1, REFERENCE_BINS_HOURS // params.bin_hours)
+        baseline = max(params.baseline_floor, float(doc["size"]) / history_bins)
+        marked = burst_states(series, baseline, params.scale, params.gamma)
+        previous = states.get(nid, {})
+        for run_first, run_last in _runs(marked):
+            b0, b1 = start_bin + run_first, start_bin + run_last
+            if b1 < since_bin:
+                continue  # an old burst: alerted when it happened
+            counts = series[run_first : run_last + 1]
+            total = int(counts.sum())
+            if total < params.min_posts:
+                continue
+            same = previous and previous.get("start_bin", -1) <= b0 <= previous.get("end_bin", -10) + 1
+            alert_id = previous["alert_id"] if same else f"alert-{nid}-{b0}"
+            quiet_bins = _quiet_before(by_bin, b0)
+            alert = _alert(storage, org, alert_id, doc, b0, b1, counts, baseline, quiet_bins, params)
+            out.append((alert, not same))
+            previous = {"alert_id": alert_id, "start_bin": previous["start_bin"] if same else b0, "end_bin": b1}
+            state_rows.append((nid, previous, None))
+    if state_rows:
+        storage.put_docs(org, BURST_STATE, state_rows)
+    return out
+
+
+def _quiet_before(by_bin: dict[int, int], start: int) -> int | None:
+    """Bins without posts just before `start`; None when the narrative had no earlier post."""
+    earlier = [b for b in by_bin if b < start and by_bin[b] > 0]
+    return start - max(earlier) - 1 if earlier else None
+
+
+def _alert(
+    storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
+    baseline: float, quiet_bins: int | None, params: BurstParams,
+) -> dict[str, Any]:
+    start_ts, end_ts = b0 * params.bin_hours * 3600, (b1 + 1) * params.bin_hours * 3600
+    posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
+    matched = [f for f in doc.get("factchecks", []) if f.get("decision") == "match"]
+    fcs = storage.get_factchecks(org, [f["factcheck_id"] for f in matched]) if matched else {}
+    debunks = [
+        {"factcheck_id": f["factcheck_id"], "posts": f["posts"], "fused_score": f["fused_score"],
+         "rating": fcs[f["factcheck_id"]].rating or "unknown", "url": fcs[f["factcheck_id"]].url,
+         "claim": fcs[f["factcheck_id"]].claim[:300]}
+        for f in matched if is_debunk(fcs.get(f["factcheck_id"]))
+    ]
+    quiet_hours = None if quiet_bins is None else quiet_bins * params.bin_hours
+    resurfacing = bool(debunks) and quiet_hours is not None and quiet_hours >= params.quiet_hours
+    existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
+    return {
+        "id": alert_id,
+        "kind": "resurfacing" if resurfacing else "burst",
+        "narrative_id": doc["id"],
+        "topic_id": doc.get("topic_id", ""),
+        "status": existing.get("status", "new"),
+        "raised_at": existing.get("raised_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": doc.get("representative", {}).get("text", "")[:280],
+        "top_terms": doc.get("top_terms", []),
+        "evidence": {
+            "burst_start": _iso_bin(b0, params.bin_hours),
+            "burst_end": _iso_bin(b1 + 1, params.bin_hours),
+            "counts": [{"bin": _iso_bin(b0 + i, params.bin_hours), "posts": int(c)} for i, c in enumerate(counts.tolist())],
+            "posts_in_burst": int(counts.sum()),
+            "baseline_per_bin": round(baseline, 4),
+            "burst_rate_per_bin": round(baseline * params.scale, 4),
+            "narrative_size": doc.get("size", 0),
+            "quiet_hours_before": quiet_hours,
+            "posts": [{"post_id": p[0], "time": p[1], "method": p[2], "similarity": p[3]} for p in posts[-50:]],
+            "debunks": debunks,
+        },
+        "decided_by": params.decided_by,
+    }
+
+
+def bursts_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Stage: look for bursts in the narratives these posts joined; store and deliver alerts."""
+    if not posts:
+        return {"alerts": 0}
+    storage = services.storage
+    params = params_from_settings(services.settings)
+    members = storage.get_docs(org, MEMBERS, [p.id for p in posts])
+    narrative_ids = sorted({m["narrative_id"] for m in members.values()})
+    if not narrative_ids:
+        return {"alerts": 0}
+    times = [_post_time(p) for p in posts]
+    found = detect_bursts(storage, org, narrative_ids, max(times), params, since=min(times))
+    return store_alerts(services, org, found)
+
+
+def store_alerts(services: Any, org: str, found: list[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
+    if not found:
+        return {"alerts": 0}
+    storage = services.storage
+    storage.put_docs(org, ALERTS, [(a["id"], a, datetime.fromisoformat(a["evidence"]["burst_end"]).timestamp()) for a, _ in found])
+    new = [a for a, is_new in found if is_new]
+    dispatcher = services.alert_dispatcher
+    if dispatcher is not None:
+        for alert in new:
+            dispatcher.submit(org, alert)
+    kinds = {k: sum(1 for a in new if a["kind"] == k) for k in ("burst", "resurfacing")}
+    return {"alerts": len(new), "updated": len(found) - len(new), **kinds}

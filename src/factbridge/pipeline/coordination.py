@@ -1,0 +1,514 @@
+"""Coordinated sharing: accounts that share the same objects within seconds of each other, again and again.
+
+The method is CooRnet's and CooRTweet's (Giglietto et al. 2020; Righetti & Balluff
+2023): two accounts are linked when they share the same object (a URL, a
+hashtag, an image hash, a near-identical text) within `window_s` seconds; an
+account counts only if it takes part in coordinated shares of at least
+`min_participation` distinct objects; a link's weight is the number of distinct
+objects the pair co-shared, and only links at or above the `edge_percentile`
+of all link weights (CooRnet's rule), and at least `min_participation`, are kept. The networks are the connected components of what is
+left. Accounts are pseudonymous ids as given; nothing about them is looked up.
+
+Everything is vectorised (numpy): shares are sorted by (object, time), each
+share's partners are the following shares of the same object inside the window
+(found with one `searchsorted`), pairs are expanded with `repeat`, and links
+are counted on int64 keys. A share with more than `max_partners` partners in its
+window (a trending hashtag, a viral link) keeps only its `max_partners` nearest
+in time: such objects say little about coordination and would otherwise make
+the pair count quadratic; how many shares were capped is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from factbridge.errors import ConfigError, DependencyMissing, InputError
+
+METHOD_VERSION = "coordinated-sharing-1"
+
+# Input column aliases: the first present wins.
+ACCOUNT_COLUMNS = ("account_id", "account", "author", "author_id", "user_id", "user")
+TIME_COLUMNS = ("timestamp", "timestamp_share", "time", "created_at", "date")
+CONTENT_COLUMNS = ("post_id", "content_id", "id", "tweet_id")
+# Object columns and the object type each one gives. `domain_id` is left out by
+# default: sharing the same news site is what audiences do, not a coordination signal.
+OBJECT_COLUMNS: dict[str, str] = {
+    "object_id": "object",
+    "url_id": "url",
+    "url": "url",
+    "urls": "url",
+    "hashtag_id": "hashtag",
+    "hashtag": "hashtag",
+    "hashtags": "hashtag",
+    "phash_id": "image",
+    "phash": "image",
+    "image_hash": "image",
+    "domain_id": "domain",
+}
+DEFAULT_OBJECT_TYPES = ("object", "url", "hashtag", "image", "text")
+TEXT_COLUMNS = ("text", "content", "message")
+
+
+@dataclass(frozen=True)
+class CoordinationParams:
+    window_s: float = 60.0
+    min_participation: int = 3
+    edge_percentile: float = 50.0
+    max_partners: int = 200
+    object_types: tuple[str, ...] = DEFAULT_OBJECT_TYPES
+
+    @property
+    def decided_by(self) -> str:
+        return (
+            f"{METHOD_VERSION} (window {self.window_s:g} s, min participation {self.min_participation}, "
+            f"edge percentile {self.edge_percentile:g}, max partners {self.max_partners})"
+        )
+
+
+class ObjectNames:
+    """Object code -> "type:id", kept as one block of unique ids per input column (no per-share strings)."""
+
+    def __init__(self) -> None:
+        self._offsets: list[int] = []
+        self._blocks: list[tuple[str, np.ndarray]] = []
+        self._size = 0
+
+    def add(self, kind: str, uniques: np.ndarray) -> int:
+        offset = self._size
+        self._offsets.append(offset)
+        self._blocks.append((kind, uniques))
+        self._size += len(uniques)
+        return offset
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, code: int) -> str:
+        import bisect
+
+        block = bisect.bisect_right(self._offsets, int(code)) - 1
+        kind, uniques = self._blocks[block]
+        return f"{kind}:{uniques[int(code) - self._offsets[block]]}"
+
+
+def params_from_settings(settings: Any) -> CoordinationParams:
+    types = tuple(t.strip() for t in settings.coordination_objects.split(",") if t.strip())
+    known = set(OBJECT_COLUMNS.values()) | {"text"}
+    unknown = [t for t in types if t not in known]
+    if unknown:
+        raise ConfigError(f"coordination_objects: unknown object type(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if settings.coordination_window_s <= 0:
+        raise ConfigError("coordination_window_s must be positive")
+    if not 0 <= settings.coordination_edge_percentile <= 100:
+        raise ConfigError("coordination_edge_percentile must be between 0 and 100")
+    return CoordinationParams(
+        window_s=settings.coordination_window_s, min_participation=settings.coordination_min_participation,
+        edge_percentile=settings.coordination_edge_percentile, max_partners=settings.coordination_max_partners,
+        object_types=types,
+    )
+
+
+@dataclass
+class ShareTable:
+    """Share records as integer codes: row i is `accounts[account[i]]` sharing `objects[obj[i]]` at `time[i]`."""
+
+    account: np.ndarray  # int64 codes
+    obj: np.ndarray  # int64 codes
+    time: np.ndarray  # int64 epoch seconds
+    content: np.ndarray  # int64 codes into `contents`, -1 when unknown
+    accounts: np.ndarray  # code -> account id
+    objects: ObjectNames  # code -> "type:id"
+    contents: np.ndarray  # code -> content id
+    rows_read: int = 0
+    skipped: list[tuple[int, str, str]] = field(default_factory=list)  # (line, field, reason), first few
+    skipped_count: int = 0
+
+    def __len__(self) -> int:
+        return int(self.account.shape[0])
+
+
+@dataclass
+class Network:
+    id: str
+    accounts: list[str]
+    edges: list[dict[str, Any]]
+    objects: list[dict[str, Any]]
+    edge_count: int
+    total_weight: int
+    first_share: float
+    last_share: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "size": len(self.accounts), "accounts": self.accounts, "edge_count": self.edge_count,
+            "total_weight": self.total_weight, "first_share": self.first_share, "last_share": self.last_share,
+            "shared_objects": self.objects, "edges": self.edges,
+        }
+
+
+@dataclass
+class CoordinationResult:
+    networks: list[Network]
+    params: CoordinationParams
+    shares: int
+    accounts: int
+    objects: int
+    pairs: int
+    capped_shares: int
+    coordinated_accounts: int
+    edges_kept: int
+    weight_threshold: float
+    timings: dict[str, float]
+
+    @property
+    def decided_by(self) -> str:
+        return self.params.decided_by
+
+    def as_dict(self, evidence_limit: int | None = None) -> dict[str, Any]:
+        return {
+            "decided_by": self.decided_by, "shares": self.shares, "accounts": self.accounts,
+            "objects": self.objects, "pairs": self.pairs, "capped_shares": self.capped_shares,
+            "coordinated_accounts": self.coordinated_accounts, "edges_kept": self.edges_kept,
+            "weight_threshold": self.weight_threshold, "timings_s": self.timings,
+            "networks": [n.as_dict() for n in self.networks[:evidence_limit]],
+        }
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise DependencyMissing("pandas", "coordination") from exc
+    return pd
+
+
+def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def _epoch_seconds(values: Any, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds as float with NaN for bad values, mask of bad values). Numbers are epoch seconds
+    (milliseconds when they are too large to be seconds); text is parsed as ISO dates."""
+    pd = _pandas()
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().mean() > 0.5 or len(values) == 0:
+        secs = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+        secs = np.where(secs > 1e11, secs / 1000.0, secs)
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
+    return secs, np.isnan(secs)
+
+
+def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
+    """Build the share table from a DataFrame of share records (one row per post; wide object columns)."""
+    pd = _pandas()
+    columns = list(frame.columns)
+    account_col = _pick(columns, ACCOUNT_COLUMNS)
+    time_col = _pick(columns, TIME_COLUMNS)
+    if account_col is None:
+        raise InputError(f"no account column (one of {', '.join(ACCOUNT_COLUMNS)})", source=source, line=1, field="account_id")
+    if time_col is None:
+        raise InputError(f"no time column (one of {', '.join(TIME_COLUMNS)})", source=source, line=1, field="timestamp")
+    content_col = _pick(columns, CONTENT_COLUMNS)
+    object_cols = [(c, OBJECT_COLUMNS[c.lower()]) for c in columns if c.lower() in OBJECT_COLUMNS and OBJECT_COLUMNS[c.lower()] in object_types]
+    text_col = _pick(columns, TEXT_COLUMNS) if "text" in object_types else None
+    if not object_cols and text_col is None:
+        raise InputError(
+            f"no object column for types {', '.join(object_types)} (expected e.g. {', '.join(sorted(OBJECT_COLUMNS))} or text)",
+            source=source, line=1,
+        )
+
+    n = len(frame)
+    secs, bad_time = _epoch_seconds(frame[time_col], source, time_col)
+    accounts_raw = frame[account_col]
+    bad_account = accounts_raw.isna().to_numpy().copy()
+    if accounts_raw.dtype.kind not in "fiu":
+        bad_account |= (accounts_raw == "").fillna(False).to_numpy(dtype=bool)
+    bad = bad_time | bad_account
+    skipped: list[tuple[int, str, str]] = []
+    for idx in np.flatnonzero(bad)[:10]:
+        fld = account_col if bad_account[idx] else time_col
+        reason = "empty account id" if bad_account[idx] else f"not a time: {frame[time_col].iloc[idx]!r}"
+        skipped.append((int(idx) + 2, fld, reason))  # +2: the header is line 1
+
+    good = ~bad
+    account_codes, account_names = pd.factorize(accounts_raw, sort=False)
+    if content_col is not None:
+        content_codes, content_names = pd.factorize(frame[content_col], sort=False)
+    else:
+        content_codes, content_names = np.arange(n, dtype=np.int64), np.arange(n)
+
+    # Long form: one (row, object) per non-empty object cell; object codes are offset per column.
+    names = ObjectNames()
+    row_parts: list[np.ndarray] = []
+    code_parts: list[np.ndarray] = []
+    for col, kind in object_cols:
+        values = frame[col]
+        if values.dtype.kind in "fiu":  # numeric ids (floats when the column has empty cells)
+            mask = values.notna().to_numpy() & good
+            rows = np.flatnonzero(mask)
+            cells = values.to_numpy()[mask]
+            cells = cells.astype(np.int64) if values.dtype.kind == "f" and np.all(cells == np.floor(cells)) else cells
+        else:
+            text = values.astype(str).str.strip()
+            mask = (values.notna() & (text != "")).to_numpy() & good
+            rows = np.flatnonzero(mask)
+            cells = text.to_numpy()[mask]
+            if kind in {"url", "hashtag"}:  # cells may hold several values separated by spaces
+                exploded = pd.Series(cells, index=rows).str.lower().str.split().explode().dropna()
+                rows, cells = exploded.index.to_numpy(), exploded.to_numpy()
+        codes, uniques = pd.factorize(cells, sort=False)
+        row_parts.append(rows.astype(np.int64))
+        code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
+    if text_col is not None:
+        from factbridge.text.minhash import near_duplicate_groups
+
+        lengths = frame[text_col].astype(str).str.len().to_numpy()
+        rows = np.flatnonzero(good & frame[text_col].notna().to_numpy() & (lengths >= 20))
+        texts = frame[text_col].to_numpy()
+        groups = near_duplicate_groups([str(texts[i]) for i in rows])
+        codes, uniques = pd.factorize(groups, sort=False)
+        # A near-duplicate group is named after its first text's row: readable evidence.
+        first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
+        row_parts.append(rows.astype(np.int64))
+        code_parts.append(names.add("text", np.asarray([f"near-duplicates-of-row-{first_row[g] + 2}" for g in uniques])) + codes.astype(np.int64))
+    rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
+    codes_all = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
+    return ShareTable(
+        account=np.asarray(account_codes)[rows_all].astype(np.int64),
+        obj=codes_all,
+        time=np.floor(secs[rows_all]).astype(np.int64),
+        content=np.asarray(content_codes)[rows_all].astype(np.int64),
+        accounts=np.asarray(account_names),
+        objects=names,
+        contents=np.asarray(content_names),
+        rows_read=n,
+        skipped=skipped,
+        skipped_count=int(bad.sum()),
+    )
+
+
+def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
+    """Read a CSV of share records (CooRTweet / CooRnet layouts and our own post exports)."""
+    pd = _pandas()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", source=str(path))
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"not a readable CSV: {exc}", source=str(path)) from exc
+    return shares_from_frame(frame, str(path), object_types)
+
+
+def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
+    """Share records from stored posts: their links, hashtags and near-identical texts."""
+    pd = _pandas()
+    from factbridge.text.urls import extract_hashtags
+
+    rows = []
+    for p in posts:
+        if not p.author or p.created_at is None:
+            continue
+        rows.append({
+            "account_id": p.author, "post_id": p.id, "timestamp": p.created_at.timestamp(),
+            "urls": " ".join(p.urls), "hashtags": " ".join(extract_hashtags(p.norm_text or p.text)),
+            "text": p.norm_text or p.text,
+        })
+    frame = pd.DataFrame(rows, columns=["account_id", "post_id", "timestamp", "urls", "hashtags", "text"])
+    return shares_from_frame(frame, "stored posts", object_types)
+
+
+def _unique_links(edge: np.ndarray, obj: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per (link, object) with its earliest co-share time, sorted by link then object."""
+    order = np.lexsort((when, obj, edge))
+    edge, obj, when = edge[order], obj[order], when[order]
+    first = np.ones(edge.shape[0], dtype=bool)
+    first[1:] = (edge[1:] != edge[:-1]) | (obj[1:] != obj[:-1])
+    return edge[first], obj[first], when[first]
+
+
+def _co_shares(
+    key: np.ndarray, acc: np.ndarray, obj: np.ndarray, when: np.ndarray, n_acc: int, window: int,
+    max_partners: int, chunk_pairs: int = 12_000_000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """(link key, object, earliest time) per distinct (link, object), the number of co-shares and of
+    capped shares. `key` is sorted by (object, time); each share pairs with the following shares of
+    its object inside the window. Pairs are made and reduced chunk by chunk to bound memory."""
+    n = key.shape[0]
+    partners = np.searchsorted(key, key + window, side="right") - np.arange(n) - 1
+    capped = int((partners > max_partners).sum())
+    np.minimum(partners, max_partners, out=partners)
+    running = np.cumsum(partners)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pairs = 0
+    start = 0
+    while start < n:
+        before = int(running[start - 1]) if start else 0
+        stop = min(n, max(start + 1, int(np.searchsorted(running, before + chunk_pairs, side="right"))))
+        counts = partners[start:stop]
+        first = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
+        second = first + 1 + (np.arange(first.shape[0], dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
+        a, b = acc[first], acc[second]
+        keep = a != b
+        first, a, b = first[keep], a[keep], b[keep]
+        del second, keep
+        pairs += int(first.shape[0])
+        parts.append(_unique_links(np.minimum(a, b) * n_acc + np.maximum(a, b), obj[first], when[first]))
+        del first, a, b
+        start = stop
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, 0, capped
+    if len(parts) == 1:
+        edge, o, t = parts[0]
+    else:
+        edge, o, t = _unique_links(*(np.concatenate(x) for x in zip(*parts, strict=True)))
+    return edge, o, t, pairs, capped
+
+
+def detect_coordination(table: ShareTable, params: CoordinationParams, evidence_objects: int = 20, evidence_edges: int = 50) -> CoordinationResult:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    n_acc = max(1, len(table.accounts))
+    n_obj = max(1, len(table.objects))
+    window = int(round(params.window_s))
+    if len(table) == 0:
+        return CoordinationResult([], params, 0, 0, 0, 0, 0, 0, 0, 0.0, timings)
+
+    # Sort by (object, time) with one int64 key: objects are spaced further apart than any window.
+    t_min = int(table.time.min())
+    rel_time = table.time - t_min
+    span = int(rel_time.max()) + window + 1
+    if n_obj * span >= 2**62:
+        raise InputError(f"time span of {span} s is too long for {n_obj} objects", source="share table", field="timestamp")
+    key = table.obj * span + rel_time
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    acc = table.account[order]
+    obj = table.obj[order]
+    tim = table.time[order]
+    timings["sort"] = time.perf_counter() - t0
+
+    # Co-shares inside the window (same object, different accounts), one row per (link, object):
+    # the link's weight counts distinct co-shared objects.
+    t1 = time.perf_counter()
+    edge_rows, lo_obj, lo_time, pairs, capped = _co_shares(key, acc, obj, tim, n_acc, window, params.max_partners)
+    del key, acc, obj, tim
+    new_link = np.ones(edge_rows.shape[0], dtype=bool)
+    new_link[1:] = edge_rows[1:] != edge_rows[:-1]
+    edge_ids = edge_rows[new_link]
+    lo_edge = np.cumsum(new_link) - 1
+    del edge_rows, new_link
+    timings["pairs"] = time.perf_counter() - t1
+
+    # Participation: distinct objects each account co-shared with anyone.
+    t3 = time.perf_counter()
+    edge_lo = edge_ids // n_acc
+    edge_hi = edge_ids % n_acc
+    acc_obj = np.concatenate([edge_lo[lo_edge] * n_obj + lo_obj, edge_hi[lo_edge] * n_obj + lo_obj])
+    acc_obj = np.unique(acc_obj)
+    participation = np.bincount(acc_obj // n_obj, minlength=n_acc)
+    del acc_obj
+    eligible = participation >= params.min_participation
+    weights = np.bincount(lo_edge, minlength=edge_ids.shape[0])
+    edge_ok = eligible[edge_lo] & eligible[edge_hi]
+    # CooRnet's percentile over every co-share link (chance ones included); repetition applies to
+    # links too, so the threshold is never below min_participation (one co-share is no link).
+    threshold = float(np.percentile(weights, params.edge_percentile)) if weights.size else 0.0
+    threshold = max(threshold, float(params.min_participation))
+    edge_ok &= weights >= threshold
+    kept = np.flatnonzero(edge_ok)
+    timings["filter"] = time.perf_counter() - t3
+
+    # Networks: connected components of the kept links.
+    t4 = time.perf_counter()
+    networks = _components(table, kept, edge_lo, edge_hi, weights, lo_edge, lo_obj, lo_time, evidence_objects, evidence_edges)
+    timings["networks"] = time.perf_counter() - t4
+    timings["total"] = time.perf_counter() - t0
+    return CoordinationResult(
+        networks=networks, params=params, shares=len(table), accounts=len(table.accounts), objects=len(table.objects),
+        pairs=pairs, capped_shares=capped, coordinated_accounts=sum(len(n.accounts) for n in networks),
+        edges_kept=int(kept.shape[0]), weight_threshold=threshold, timings=timings,
+    )
+
+
+def _components(
+    table: ShareTable, kept: np.ndarray, edge_lo: np.ndarray, edge_hi: np.ndarray, weights: np.ndarray,
+    lo_edge: np.ndarray, lo_obj: np.ndarray, lo_time: np.ndarray, evidence_objects: int, evidence_edges: int,
+) -> list[Network]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if kept.shape[0] == 0:
+        return []
+    src, dst = edge_lo[kept], edge_hi[kept]
+    nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    k = kept.shape[0]
+    graph = coo_matrix((np.ones(k), (inverse[:k], inverse[k:])), shape=(len(nodes), len(nodes)))
+    n_comp, labels = connected_components(graph, directed=False)
+    comp_of_edge = labels[inverse[:k]]
+    # Evidence rows of kept links only: (component, object, time, link), grouped without Python loops.
+    rank_of_edge = np.full(edge_lo.shape[0], -1, dtype=np.int64)
+    rank_of_edge[kept] = np.arange(k)
+    ev = rank_of_edge[lo_edge] >= 0
+    ev_comp = comp_of_edge[rank_of_edge[lo_edge[ev]]]
+    ev_obj, ev_time, ev_edge = lo_obj[ev], lo_time[ev], lo_edge[ev]
+    n_obj = max(1, len(table.objects))
+    comp_obj = ev_comp.astype(np.int64) * n_obj + ev_obj
+    order = np.argsort(comp_obj, kind="stable")
+    co_sorted = comp_obj[order]
+    run = np.ones(co_sorted.shape[0], dtype=bool)
+    run[1:] = co_sorted[1:] != co_sorted[:-1]
+    starts = np.flatnonzero(run)
+    co_keys = co_sorted[starts]
+    co_links = np.diff(np.append(starts, co_sorted.shape[0]))
+    co_first = np.minimum.reduceat(ev_time[order], starts) if starts.size else np.zeros(0, np.int64)
+    co_last = np.maximum.reduceat(ev_time[order], starts) if starts.size else np.zeros(0, np.int64)
+    # Distinct accounts per (component, object): both ends of each evidence link.
+    ends = np.concatenate([edge_lo[ev_edge], edge_hi[ev_edge]])
+    triple = np.unique(np.stack([np.concatenate([comp_obj, comp_obj]), ends], axis=1), axis=0)
+    acc_counts = np.bincount(np.searchsorted(co_keys, triple[:, 0]), minlength=co_keys.shape[0])
+    co_comp = co_keys // n_obj
+    co_rank = np.lexsort((-co_links, co_comp))
+    co_bounds = np.searchsorted(co_comp[co_rank], np.arange(n_comp + 1))
+    edge_rank = np.lexsort((-weights[kept], comp_of_edge))
+    edge_bounds = np.searchsorted(comp_of_edge[edge_rank], np.arange(n_comp + 1))
+    node_order = np.argsort(labels, kind="stable")
+    node_bounds = np.searchsorted(labels[node_order], np.arange(n_comp + 1))
+
+    networks: list[Network] = []
+    for c in range(n_comp):
+        members = nodes[node_order[node_bounds[c] : node_bounds[c + 1]]]
+        rows = co_rank[co_bounds[c] : co_bounds[c + 1]]
+        objects = [
+            {"object": table.objects[int(co_keys[r] % n_obj)], "links": int(co_links[r]), "accounts": int(acc_counts[r]),
+             "first_share": int(co_first[r]), "last_share": int(co_last[r])}
+            for r in rows[:evidence_objects]
+        ]
+        comp_edges = kept[edge_rank[edge_bounds[c] : edge_bounds[c + 1]]]
+        edges = [
+            {"a": str(table.accounts[edge_lo[e]]), "b": str(table.accounts[edge_hi[e]]), "weight": int(weights[e])}
+            for e in comp_edges[:evidence_edges]
+        ]
+        networks.append(Network(
+            id="", accounts=sorted(str(table.accounts[m]) for m in members), edges=edges, objects=objects,
+            edge_count=int(comp_edges.shape[0]), total_weight=int(weights[comp_edges].sum()),
+            first_share=float(co_first[rows].min()) if rows.size else 0.0,
+            last_share=float(co_last[rows].max()) if rows.size else 0.0,
+        ))
+    networks.sort(key=lambda n: (-len(n.accounts), -n.total_weight, n.accounts[0]))
+    for i, net in enumerate(networks, start=1):
+        net.id = f"net-{i}"
+    return networks

