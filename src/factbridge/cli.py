@@ -525,10 +525,11 @@ def main() -> None:
 
 
 import factbridge.cli_web  # noqa: E402,F401
-from factbridge import cli_linkrisk  # noqa: E402,F401
+from factbridge import (
+    cli_linkrisk,  # noqa: E402,F401
+    cli_narratives,  # noqa: E402,F401
+)
 
 if __name__ == "__main__":
     main()
 
-
-from factbridge import cli_narratives  # noqa: E402,F401
