@@ -524,11 +524,9 @@ def main() -> None:
         sys.exit(2 if isinstance(exc, InputError) else 1)
 
 
+import factbridge.cli_narratives  # noqa: E402,F401
 import factbridge.cli_web  # noqa: E402,F401
-from factbridge import (
-    cli_linkrisk,  # noqa: E402,F401
-    cli_narratives,  # noqa: E402,F401
-)
+from factbridge import cli_linkrisk  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
