@@ -328,3 +328,20 @@ def test_every_interface_text_used_is_translated() -> None:
     assert len(used) > 150
     missing = sorted(k for k in used if k not in catalog("en"))
     assert not missing, missing
+
+
+def test_charts_switch_to_hours_for_a_story_of_one_day(env: WebEnv) -> None:
+    from datetime import datetime, timedelta
+
+    from factbridge.web import pipeline_views as pv
+
+    storage = env.services.storage
+    storage.put_docs(ORG_A, "narratives", [("today", {"size": 5, "top_terms": ["flood"], "counts_daily": {"2026-11-12": 5},
+                                                      "counts_hourly": {"2026-11-12T08:00:00+00:00": 2, "2026-11-12T11:00:00+00:00": 3}}, 99.0)])
+    item = pv.narrative(storage, ORG_A, "today")
+    series, step = pv.chart_series(storage, ORG_A, [item])
+    assert step == timedelta(hours=1) and series["flood"] == [(datetime(2026, 11, 12, 8), 2), (datetime(2026, 11, 12, 11), 3)]
+    svg = ET.fromstring(str(line_chart(series, title="t", step=step)))
+    assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == 2  # 08:00 and 11:00; 09:00 and 10:00 are zero
+    html = env.login("a-viewer").get("/narratives/today").text
+    assert "2026-11-12 08:00" in html and "2026-11-12 11:00" in html

@@ -94,8 +94,8 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     if queue_is_fallback:
         queue = pv.recent_posts_as_queue(storage, org, 25)
     narratives = pv.narratives(storage, org, 10)
-    series = {str(n["label"])[:60]: pv.narrative_timeline(storage, org, n) for n in narratives[:6]}
-    chart = line_chart(series, title="posts per day per narrative", empty_text="—")
+    series, step = pv.chart_series(storage, org, narratives[:6])
+    chart = line_chart(series, title="posts over time per narrative", empty_text="—", step=step)
     return render(request, "dashboard.html", {
         "queue": queue,
         "queue_is_fallback": queue_is_fallback,
@@ -133,7 +133,7 @@ def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
 def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     storage = web.services.storage
     item = pv.narrative(storage, actor.org, narrative_id)
-    timeline = pv.narrative_timeline(storage, actor.org, item)
+    series, step = pv.chart_series(storage, actor.org, [item])
     members = pv.posts_by_ids(storage, actor.org, item["post_ids"][:2000])
     post_languages = dict(item["languages"] or {})
     if not post_languages:
@@ -151,7 +151,7 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
     fcs = storage.get_factchecks(actor.org, list(matched)[:50])
     return render(request, "narrative.html", {
         "item": item,
-        "chart": line_chart({str(item["label"])[:60]: timeline}, title="posts per day", empty_text="—"),
+        "chart": line_chart(series, title="posts over time", empty_text="—", step=step),
         "post_languages": post_languages,
         "representatives": representatives,
         "factchecks": list(fcs.values()),

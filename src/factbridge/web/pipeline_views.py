@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from factbridge.backends.storage.base import Storage
@@ -163,7 +163,10 @@ def narratives(storage: Storage, org: str, limit: int = 20) -> list[dict[str, An
             items = [_narrative(i, d, collection) for i, d in rows if not d.get("merged_into")]
             if any(n["growth"] is not None for n in items):
                 items.sort(key=lambda n: -(n["growth"] or 0.0))
-            return items[:limit]
+            # A single post is not yet a narrative worth a desk's attention: shown only when
+            # nothing has repeated yet.
+            repeated = [n for n in items if n["size"] >= 2]
+            return (repeated or items)[:limit]
     return []
 
 
@@ -194,6 +197,30 @@ def narrative_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any
 def daily_counts(posts: Iterable[Post]) -> list[tuple[date, int]]:
     days = Counter(p.created_at.date() for p in posts if p.created_at)
     return sorted(days.items())
+
+
+def narrative_timeline_hourly(item: dict[str, Any]) -> list[tuple[datetime, int]]:
+    """Posts per hour from the stage's `counts_hourly` ({"2026-11-12T08:00:00+00:00": n}), when stored."""
+    hourly = item["raw"].get("counts_hourly")
+    points = []
+    if isinstance(hourly, dict):
+        for hour, count in hourly.items():
+            parsed = parse_date_lenient(hour)
+            if parsed is not None:
+                points.append((parsed.replace(tzinfo=None, minute=0, second=0, microsecond=0), int(count or 0)))
+    return sorted(points)
+
+
+def chart_series(storage: Storage, org: str, items: Sequence[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, int]]], timedelta]:
+    """Posts per day for each narrative; per hour instead when they all fit in two days and
+    the stage stored hourly counts (a story that broke this morning is a point per day)."""
+    daily = {str(n["label"])[:60]: narrative_timeline(storage, org, n) for n in items}
+    days = {d for points in daily.values() for d, _ in points}
+    if days and (max(days) - min(days)).days < 2:
+        hourly = {str(n["label"])[:60]: narrative_timeline_hourly(n) for n in items}
+        if all(hourly.values()):
+            return hourly, timedelta(hours=1)
+    return daily, timedelta(days=1)
 
 
 def narrative_timeline(storage: Storage, org: str, item: dict[str, Any]) -> list[tuple[date, int]]:
