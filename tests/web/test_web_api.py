@@ -36,6 +36,7 @@ def test_api_reads_pipeline_records(env: WebEnv) -> None:
     assert posts["total"] >= 10 and len(posts["items"]) == 5
     detail = api.get(f"/api/v1/posts/{ids['post']}").json()
     assert detail["checkworthiness"]["decided_by"] == "cw-test-1"
+    assert detail["triage"]["priority"] == 0.93 and detail["triage"]["components"]["reach"]["contribution"] == 0.2
     assert detail["links"][0]["risk"] == "high" and detail["links"][0]["reasons"] == ["young_domain (0.60): domain registered 3 days ago"]
     assert detail["narrative"]["id"] == ids["narrative"]
     p2 = api.get("/api/v1/posts/en-5g").json()

@@ -81,7 +81,7 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     ids = env.ids[ORG_A]
     post = c.get(f"/posts/{ids['post']}").text
     for expected in ("health claim", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G · spreads · virus",
-                     "near_duplicate 0.90"):
+                     "near_duplicate 0.90", "0.93", "triage: triage-test-1"):
         assert expected in post
     p2 = c.get("/posts/en-5g").text  # matched to the fact-check: score, signals and decided_by shown
     assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2 and "No, 5G does not spread COVID-19" in p2

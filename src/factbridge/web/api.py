@@ -93,6 +93,7 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
             for m, fc in pv.matches_with_factchecks(storage, org, post_id)
         ],
         "checkworthiness": pv.checkworthiness(storage, org, post_id),
+        "triage": pv.queue_entry_of_post(storage, org, post_id),
         "links": pv.link_risks(storage, org, post),
         "narrative": {k: narrative[k] for k in ("id", "label", "size", "decided_by")} if narrative else None,
         "cases": [c["id"] for c in web.cases.cases_for(org, "post", post_id)],

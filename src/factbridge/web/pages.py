@@ -123,6 +123,7 @@ def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
         "post": post,
         "matches": pv.matches_with_factchecks(storage, actor.org, post_id),
         "checkworthiness": pv.checkworthiness(storage, actor.org, post_id),
+        "triage": pv.queue_entry_of_post(storage, actor.org, post_id),
         "links": pv.link_risks(storage, actor.org, post),
         "narrative": pv.narrative_of_post(storage, actor.org, post_id),
         "cases": web.cases.cases_for(actor.org, "post", post_id),

@@ -93,6 +93,15 @@ def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str,
     return entries
 
 
+def queue_entry_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
+    """The post's own triage entry (priority, components with their evidence), when queued."""
+    doc = storage.get_docs(org, QUEUE, [post_id]).get(post_id)
+    if doc is None:
+        return None
+    return {"priority": _float(first(doc, "priority", "score")), "gated": bool(doc.get("gated")), "gate_reason": doc.get("gate_reason") or "",
+            "components": _components(first(doc, "components", "factors", default={})), "decided_by": _decided_text(doc.get("decided_by"))}
+
+
 def recent_posts_as_queue(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
     """Without triage scores yet, the newest posts stand in for the queue (labelled as such)."""
     return [
