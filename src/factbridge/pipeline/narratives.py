@@ -38,6 +38,7 @@ the embedder family in `CALIBRATED`; an unknown embedder must be given them.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import threading
 import uuid
@@ -54,6 +55,8 @@ from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError
 from factbridge.models import Post
 from factbridge.text import minhash
+
+log = logging.getLogger(__name__)
 
 NARRATIVES_VERSION = "narratives-1"
 NARRATIVES = "narratives"
@@ -654,17 +657,13 @@ def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[
     return out
 
 
-def post_vectors(storage: Storage, org: str, embedder_id: str, posts: Sequence[Post]) -> np.ndarray:
-    """The query vectors the matching stage stored for these posts (never embedded again)."""
+def post_vectors(storage: Storage, org: str, embedder_id: str, posts: Sequence[Post]) -> tuple[list[Post], np.ndarray]:
+    """The posts that have a query vector stored by the matching stage, and those vectors
+    (never embedded again here)."""
     ids, matrix = storage.load_vectors(org, "post", embedder_id)
     row = {pid: i for i, pid in enumerate(ids)}
-    missing = [p.id for p in posts if p.id not in row]
-    if missing:
-        raise ConfigError(
-            f"{len(missing)} posts have no stored vector for embedder '{embedder_id}' (e.g. '{missing[0]}'): "
-            "the matching stage must run before the narratives stage"
-        )
-    return matrix[[row[p.id] for p in posts]]
+    found = [p for p in posts if p.id in row]
+    return found, matrix[[row[p.id] for p in found]] if found else np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), dtype=np.float32)
 
 
 def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeParams) -> dict[str, Any]:
@@ -690,5 +689,12 @@ def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str
         return {"assigned": 0}
     embedder_id = services.embedder.id
     params = params_from_settings(services.settings, embedder_id)
-    vectors = post_vectors(services.storage, org, embedder_id, posts)
-    return assign_posts(services.storage, org, posts, vectors, params)
+    with_vectors, vectors = post_vectors(services.storage, org, embedder_id, posts)
+    missing = len(posts) - len(with_vectors)
+    if missing:
+        # The matching stage stores the vectors; when it was skipped these posts wait for it.
+        log.warning("narratives: %d posts have no stored vector for %s; run ingest with matching to assign them", missing, embedder_id)
+    if not with_vectors:
+        return {"assigned": 0, "without_vector": missing}
+    summary = assign_posts(services.storage, org, with_vectors, vectors, params)
+    return {**summary, "without_vector": missing} if missing else summary
