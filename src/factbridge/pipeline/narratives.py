@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -120,17 +121,19 @@ def params_from_settings(settings: Any, embedder_id: str) -> NarrativeParams:
     )
 
 
-def _iso_hour(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H")
+@lru_cache(maxsize=65536)
+def _hour_label(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, tz=UTC).strftime("%Y-%m-%dT%H")
 
 
 def daily_counts(hourly: Counter[int]) -> dict[str, int]:
     days: Counter[str] = Counter()
     for hour, count in hourly.items():
-        days[_iso_hour(hour * 3600.0)[:10]] += count
+        days[_hour_label(hour)[:10]] += count
     return dict(sorted(days.items()))
 
 
+@lru_cache(maxsize=65536)
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
 
@@ -180,7 +183,7 @@ class Narrative:
     rep_vec: np.ndarray | None = None
     heat: float | None = None
     created_at: str = ""
-    recent: list[tuple[str, str, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
+    recent: list[tuple[str, float, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
 
     def centroid(self) -> np.ndarray:
         norm = float(np.linalg.norm(self.vec_sum))
@@ -193,11 +196,11 @@ class Narrative:
             "representative": self.representative, "languages": dict(self.languages.most_common()),
             "top_terms": [t for t, _ in self.terms.most_common(top_terms)],
             "terms": dict(self.terms.most_common(100)),
-            "counts_hourly": {_iso_hour(h * 3600.0): c for h, c in sorted(self.hourly.items())},
+            "counts_hourly": {_hour_label(h): c for h, c in sorted(self.hourly.items())},
             "counts_daily": daily_counts(self.hourly),
             "methods": dict(self.methods), "factchecks": sorted(self.factchecks.values(), key=lambda f: -f["posts"]),
             "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
-            "recent_posts": self.recent[-RECENT_POSTS:],
+            "recent_posts": [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent[-RECENT_POSTS:]],
             "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
         }
 
@@ -214,7 +217,7 @@ class Narrative:
         n.factchecks = {f["factcheck_id"]: f for f in doc.get("factchecks", [])}
         n.representative = doc.get("representative", {})
         n.rep_vec = _decode_vec(doc.get("rep_vector"))
-        n.recent = [tuple(x) for x in doc.get("recent_posts", [])]  # type: ignore[misc]
+        n.recent = [(x[0], _parse_iso(x[1]), x[2], x[3]) for x in doc.get("recent_posts", [])]
         n.heat = doc.get("heat_log2")
         n.created_at = doc.get("created_at", "")
         return n
@@ -305,7 +308,7 @@ class NarrativeEngine:
         self.lock = threading.Lock()
 
     # -- state ----------------------------------------------------------------
-    def _set_centroid(self, nid: str) -> None:
+    def _set_centroid(self, nid: str, centroid: np.ndarray | None = None) -> None:
         row = self._row.get(nid)
         if row is None:
             row = len(self._order)
@@ -318,7 +321,7 @@ class NarrativeEngine:
                 last = np.full(size, -np.inf)
                 last[: self._last_seen.shape[0]] = self._last_seen
                 self._centroids, self._last_seen = grown, last
-        self._centroids[row] = self.narratives[nid].centroid()
+        self._centroids[row] = self.narratives[nid].centroid() if centroid is None else centroid
         self._last_seen[row] = self.narratives[nid].last_seen
 
     def _remember_post(self, post_id: str, nid: str, sig: np.ndarray | None) -> int:
@@ -368,11 +371,11 @@ class NarrativeEngine:
         keys = minhash.band_keys(sigs)
         known = self._index.lookup(keys)  # earlier posts sharing a band, per post and band
         n_before = len(self._order)
+        times = [_post_time(x) for x in posts]
         sims = vecs @ self._centroids[:n_before].T if n_before else np.zeros((len(posts), 0), dtype=np.float32)
         if n_before:
             # Semantic joins only to narratives active lately; a copy (near-duplicate) joins at any age.
-            times = np.array([_post_time(x) for x in posts])
-            stale = self._last_seen[:n_before][None, :] < (times[:, None] - p.semantic_max_gap_hours * 3600.0)
+            stale = self._last_seen[:n_before][None, :] < (np.asarray(times)[:, None] - p.semantic_max_gap_hours * 3600.0)
             sims = np.where(stale, -2.0, sims)
         best_row = sims.argmax(axis=1) if n_before else np.zeros(len(posts), dtype=np.int64)
         best_sim = sims[np.arange(len(posts)), best_row] if n_before else np.full(len(posts), -1.0)
@@ -380,21 +383,24 @@ class NarrativeEngine:
         post_rows: list[int] = []
         keys_list = keys.tolist()
         known_list = known.tolist()
+        has_sig_list = has_sig.tolist()
+        best_sim_list = best_sim.tolist()
+        best_row_list = best_row.tolist()
         for i, post in enumerate(posts):
             vec = vecs[i]
             choice: Assignment | None = None
-            if has_sig[i]:
+            if has_sig_list[i]:
                 candidates = {c for c in known_list[i] if c >= 0}
                 candidates.update(chunk_keys[k] for k in keys_list[i] if k in chunk_keys)
                 if candidates:
                     cand = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
-                    jac = (self._sigs[cand] == sigs[i]).mean(axis=1)
+                    jac = np.count_nonzero(self._sigs[cand] == sigs[i], axis=1) / minhash.NUM_PERM
                     j = int(jac.argmax())
                     if jac[j] >= p.near_duplicate_threshold:
                         c = int(cand[j])
                         choice = Assignment(post.id, self._post_narrative[c], "near-duplicate", float(jac[j]), self._post_ids[c])
             if choice is None:
-                sim, nid = (float(best_sim[i]), self._order[int(best_row[i])]) if n_before else (-1.0, "")
+                sim, nid = (best_sim_list[i], self._order[best_row_list[i]]) if n_before else (-1.0, "")
                 if len(self._order) > n_before:  # narratives born in this chunk
                     fresh = self._centroids[n_before : len(self._order)] @ vec
                     k = int(fresh.argmax())
@@ -404,16 +410,16 @@ class NarrativeEngine:
                     choice = Assignment(post.id, nid, "semantic", sim, nid)
             if choice is None:
                 nid = f"nar-{uuid.uuid4().hex[:12]}"
-                self.narratives[nid] = Narrative(id=nid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=_iso(_post_time(post)))
+                self.narratives[nid] = Narrative(id=nid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=_iso(times[i]))
                 new_narratives.append(nid)
                 choice = Assignment(post.id, nid, "seed", 1.0, "")
-            self._add_member(self.narratives[choice.narrative_id], post, vec, choice, factcheck_hits.get(post.id, ()))
-            self._set_centroid(choice.narrative_id)
+            centroid = self._add_member(self.narratives[choice.narrative_id], post, times[i], vec, choice, factcheck_hits.get(post.id, ()))
+            self._set_centroid(choice.narrative_id, centroid)
             touched.add(choice.narrative_id)
             assignments.append(choice)
-            row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig[i] else None)
+            row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig_list[i] else None)
             post_rows.append(row)
-            if has_sig[i]:
+            if has_sig_list[i]:
                 for k in keys_list[i]:
                     chunk_keys.setdefault(k, row)
         valid = np.flatnonzero(has_sig)
@@ -421,26 +427,27 @@ class NarrativeEngine:
             rows = np.asarray(post_rows, dtype=np.int64)[valid]
             self._index.add(keys[valid], np.repeat(rows, minhash.BANDS).reshape(-1, minhash.BANDS))
 
-    def _add_member(self, n: Narrative, post: Post, vec: np.ndarray, a: Assignment, hits: Sequence[dict[str, Any]]) -> None:
-        ts = _post_time(post)
+    def _add_member(self, n: Narrative, post: Post, ts: float, vec: np.ndarray, a: Assignment, hits: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Update the narrative with one post; returns its new unit centroid."""
         n.vec_sum = n.vec_sum + vec
         n.size += 1
         n.first_seen = min(n.first_seen, ts)
         n.last_seen = max(n.last_seen, ts)
         n.languages[post.language or "und"] += 1
-        n.terms.update(t for t in set(post.tokens.split()) if len(t) > 2 and t not in _STOP and not t.isdigit())
+        n.terms.update([t for t in set(post.tokens.split()) - _STOP if len(t) > 2 and not t.isdigit()])
         if len(n.terms) > 2000:  # bounded memory: keep the frequent terms
             n.terms = Counter(dict(n.terms.most_common(500)))
         n.hourly[int(ts // 3600)] += 1
         n.methods[a.method] += 1
-        n.recent.append((post.id, _iso(ts), a.method, round(a.similarity, 4)))
+        n.recent.append((post.id, ts, a.method, round(a.similarity, 4)))
         if len(n.recent) > 2 * RECENT_POSTS:
             del n.recent[:-RECENT_POSTS]
         post_heat = ts / 3600.0 / self.params.heat_half_life_hours
         n.heat = _log2_add(n.heat, post_heat)
         if n.topic:
             self._grow_topic(self.topics[n.topic], n, vec, 1, post_heat)
-        centroid = n.centroid()
+        norm = float(np.sqrt(n.vec_sum @ n.vec_sum))
+        centroid = n.vec_sum / norm if norm else n.vec_sum
         sim_new = float(vec @ centroid)
         sim_rep = float(n.rep_vec @ centroid) if n.rep_vec is not None else -2.0
         if sim_new > sim_rep:
@@ -451,6 +458,7 @@ class NarrativeEngine:
             entry["posts"] += 1
             if hit["fused_score"] > entry["fused_score"]:
                 entry.update({k: v for k, v in hit.items() if k != "posts"})
+        return centroid
 
     # -- topics -----------------------------------------------------------------
     def _set_topic_row(self, tid: str) -> None:

@@ -35,11 +35,12 @@ _LATIN_MARKS = re.compile("[\u0300-\u036f]+")
 _FOLD_EXTRA = str.maketrans({"đ": "d", "ø": "o", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe"})
 
 
+_DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
+
+
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
-    text = _RETWEET.sub(" ", text)
-    text = URL_PATTERN.sub(" ", text)
-    text = MENTION.sub(" ", text)
+    text = _DROP.sub(" ", text)
     text = unicodedata.normalize("NFD", text.lower().translate(_FOLD_EXTRA))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))
     return " ".join(_NOT_TEXT.sub(" ", text).split())
