@@ -81,6 +81,25 @@ def test_resurfacing_debunk_is_its_own_kind(hashing_services: Services) -> None:
     assert alert["evidence"]["debunks"][0]["rating"] == "False"
 
 
+def test_reworded_debunked_claim_resurfacing_in_a_new_narrative(hashing_services: Services) -> None:
+    storage, org = hashing_services.storage, hashing_services.settings.org
+    storage.upsert_factchecks(org, [FactCheck(id="fc-5g", claim="5G spreads the virus", rating="Faux", publisher="Desk")])
+    old = [Post(id=f"o{i}", text=f"5G towers spread the virus {i}", language="en", created_at=T0 + timedelta(minutes=5 * i)) for i in range(6)]
+    new = [Post(id=f"n{i}", text=f"Les antennes relais transmettent le virus, partagez {i}", language="fr", created_at=T0 + timedelta(days=10, minutes=3 * i)) for i in range(10)]
+    storage.upsert_posts(org, old + new)
+    for pid in ("o0", "n0"):
+        storage.replace_matches(org, pid, [MatchCandidate(factcheck_id="fc-5g", rank=1, fused_score=0.9, decision="match", decided_by="test")])
+    params = NarrativeParams(semantic_threshold=0.9, topic_threshold=0.5)
+    assign_posts(storage, org, old, np.tile(np.eye(16, dtype=np.float32)[0], (6, 1)), params)
+    assign_posts(storage, org, new, np.tile(np.eye(16, dtype=np.float32)[1], (10, 1)), params)  # another narrative
+    summary = bursts.bursts_stage(hashing_services, org, new)
+    assert summary["resurfacing"] == 1
+    alert = next(d for _, d in storage.list_docs(org, bursts.ALERTS) if d["kind"] == "resurfacing")
+    debunk = alert["evidence"]["debunks"][0]
+    assert alert["evidence"]["quiet_hours_before"] is None  # the narrative itself is new
+    assert debunk["earlier_matched_posts"] == 1 and debunk["quiet_hours_before"] >= 72
+
+
 class _Receiver:
     """A real HTTP server on 127.0.0.1 answering a scripted list of statuses (then 200)."""
 

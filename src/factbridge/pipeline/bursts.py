@@ -10,10 +10,20 @@ over at least a week (a young narrative is compared with a rate as if its posts
 had come over a week), never below `burst_baseline_floor`.
 
 A burst with at least `burst_min_posts` posts raises an alert of kind "burst".
-When the narrative matches a debunked fact-check and had been quiet for
-`resurfacing_quiet_hours` before the burst, the alert's kind is "resurfacing":
-a debunked story is spreading again. The same burst seen again in a later batch
+When the narrative matches a debunked fact-check and either the narrative or
+that debunked claim (in any narrative: a reworded version starts a new one) had
+been quiet for `resurfacing_quiet_hours` before the burst, the alert's kind is
+"resurfacing": a debunked story is spreading again. The same burst seen again in a later batch
 updates its alert instead of raising a new one.
+
+Documents: "alerts" (sort key: end of the burst): id, kind, narrative_id,
+topic_id, status, raised_at, updated_at, summary, top_terms, evidence
+{burst_start, burst_end, counts [{bin, posts}], posts_in_burst,
+baseline_per_bin, burst_rate_per_bin, narrative_size, quiet_hours_before,
+posts [{post_id, time, method, similarity}], debunks [{factcheck_id, rating,
+url, claim, posts, earlier_matched_posts, quiet_hours_before}]}, decided_by;
+"narrative_bursts": the last burst per narrative (to update, not repeat, it).
+Deliveries to webhooks: see `alerts.py`.
 """
 
 from __future__ import annotations
@@ -184,6 +194,14 @@ def _quiet_before(by_bin: dict[int, int], start: int) -> int | None:
     return start - max(earlier) - 1 if earlier else None
 
 
+def _debunk_history(storage: Storage, org: str, factcheck_id: str, start_ts: float) -> tuple[int, float | None]:
+    """(posts matched to the fact-check before `start_ts`, hours from the last of them to `start_ts`)."""
+    post_ids = [pid for pid, c in storage.matches_for_factcheck(org, factcheck_id) if c.decision == "match"]
+    times = [_post_time(p) for p in storage.get_posts(org, post_ids).values() if p.created_at is not None]
+    earlier = [t for t in times if t < start_ts]
+    return len(earlier), (round((start_ts - max(earlier)) / 3600.0, 1) if earlier else None)
+
+
 def _alert(
     storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
     baseline: float, quiet_bins: int | None, params: BurstParams,
@@ -192,14 +210,23 @@ def _alert(
     posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
     matched = [f for f in doc.get("factchecks", []) if f.get("decision") == "match"]
     fcs = storage.get_factchecks(org, [f["factcheck_id"] for f in matched]) if matched else {}
-    debunks = [
-        {"factcheck_id": f["factcheck_id"], "posts": f["posts"], "fused_score": f["fused_score"],
-         "rating": fcs[f["factcheck_id"]].rating or "unknown", "url": fcs[f["factcheck_id"]].url,
-         "claim": fcs[f["factcheck_id"]].claim[:300]}
-        for f in matched if is_debunk(fcs.get(f["factcheck_id"]))
-    ]
+    debunks = []
+    for f in matched:
+        fc = fcs.get(f["factcheck_id"])
+        if not is_debunk(fc):
+            continue
+        assert fc is not None
+        earlier, quiet = _debunk_history(storage, org, fc.id, start_ts)
+        debunks.append({
+            "factcheck_id": fc.id, "posts": f["posts"], "fused_score": f["fused_score"], "rating": fc.rating or "unknown",
+            "url": fc.url, "claim": fc.claim[:300], "earlier_matched_posts": earlier, "quiet_hours_before": quiet,
+        })
     quiet_hours = None if quiet_bins is None else quiet_bins * params.bin_hours
-    resurfacing = bool(debunks) and quiet_hours is not None and quiet_hours >= params.quiet_hours
+    # Resurfacing: this narrative went quiet and is back, or the debunked claim it matches went
+    # quiet (in any narrative: a reworded version starts a new one) and is back here.
+    narrative_back = quiet_hours is not None and quiet_hours >= params.quiet_hours
+    claim_back = any(d["quiet_hours_before"] is not None and d["quiet_hours_before"] >= params.quiet_hours for d in debunks)
+    resurfacing = bool(debunks) and (narrative_back or claim_back)
     existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
     return {
         "id": alert_id,

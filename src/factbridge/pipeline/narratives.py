@@ -30,6 +30,24 @@ Narratives are listed "growing now" by a decayed count: the sort key is
 orders narratives exactly as their current decayed count would, at any
 reference time, without rewriting old documents.
 
+Documents (generic document API, per organisation):
+
+* "narratives" (sort key: the decayed count, "growing now"): id, topic_id, size,
+  first_seen, last_seen, representative {post_id, text, language}, languages
+  {lang: posts}, top_terms, counts_hourly {"YYYY-MM-DDTHH": n}, counts_daily,
+  methods {method: posts}, factchecks [{factcheck_id, decision, fused_score,
+  posts, decided_by}], recent_posts [[post_id, time, method, similarity]] (last
+  500), heat_log2, decided_by; vector_sum / rep_vector (base64 float32, state);
+* "narrative_members" (one per post, sort key: post time): post_id,
+  narrative_id, method ("near-duplicate", "semantic", "seed"), similarity,
+  neighbour, time, language, decided_by, minhash (base64 signature, state);
+* "topics" (sort key: decayed count): id, label, size, narrative_count,
+  narratives, first_seen, last_seen, top_terms, languages, merged [{topic_id,
+  cosine, narratives, at}], decided_by; a topic merged into another keeps its
+  document with `merged_into`;
+* "narrative_state": the sequence number that tells a process its in-memory
+  engine is current.
+
 Thresholds depend on the embedder (e5 cosines sit in a narrow high band,
 hashing-embedder ones spread low): empty settings take the value calibrated for
 the embedder family in `CALIBRATED`; an unknown embedder must be given them.
