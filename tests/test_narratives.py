@@ -185,3 +185,16 @@ PHEME_TOPICS_ARI = 0.9651
 PHEME_NARRATIVES_PURITY = 1.0
 PHEME_NARRATIVES = 283
 PHEME_MEANING_ONLY_TOPICS_ARI = 0.934
+
+
+def test_vectors_come_from_the_embedding_cache_when_there_is_one(tmp_path: Path) -> None:
+    from factbridge.settings import load_settings
+
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": str(tmp_path / "emb.sqlite"), "match_fusion": "rrf"})
+    with Services(settings) as services:
+        _ingest(services, _write_posts(tmp_path / "a.jsonl", _rows(0, 4, 0, T0)))
+        posts = list(services.storage.get_posts(settings.org, ["p0", "p1", "p2", "p3"]).values())
+        found, from_cache = narr.post_vectors(services.storage, settings.org, services.embedder, posts)
+        ids, stored = services.storage.load_vectors(settings.org, "post", services.embedder.id)
+        order = [ids.index(p.id) for p in found]
+        assert len(found) == 4 and np.allclose(from_cache, stored[order], atol=2e-3)  # float16 cache

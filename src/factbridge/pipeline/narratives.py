@@ -97,7 +97,12 @@ _STOP = frozenset(
     "will would can could just about after over into out up they he she we you i my your our their its his her them "
     "rt via amp http https co new says said all more than who what when where why how now so if do does did "
     "le la les un une des et ou de du en au aux est sont pour par sur dans que qui pas ne ce cette il elle ils on "
-    "va la cua va cac nhung mot co khong la duoc cho voi trong nay do thi da se".split()
+    "va la cua va cac nhung mot co khong la duoc cho voi trong nay do thi da se roi day ma nhu vay cung ve len ra vao "
+    "den tu nhieu moi luon qua rat lam bi dang con ai gi nao sao oi nhe nha ne "
+    "\u1793\u17b7\u1784 \u17a0\u17be\u1799 \u1793\u17c1\u17c7 \u1780\u17d2\u1793\u17bb\u1784 \u1780\u17c6\u1796\u17bb\u1784 \u1787\u17b6 "
+    "\u1793\u17c5 \u178a\u17c2\u179b \u1794\u17b6\u1793 \u1798\u17b6\u1793 \u1791\u17c5 \u1796\u17b8 \u1782\u17ba \u1790\u17b6 "
+    "\u1798\u17b7\u1793 \u1791\u17c1 \u179a\u1794\u179f\u17cb \u178a\u17be\u1798\u17d2\u1794\u17b8 \u1795\u1784 \u1793\u17c4\u17c7 "
+    "\u1798\u17bd\u1799 \u1791\u17b6\u17c6\u1784 \u1780\u17cf \u17ac".split()  # Khmer: and, already, this, in, -ing, is, at, that...
 )
 
 
@@ -683,13 +688,33 @@ def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[
     return out
 
 
-def post_vectors(storage: Storage, org: str, embedder_id: str, posts: Sequence[Post]) -> tuple[list[Post], np.ndarray]:
-    """The posts that have a query vector stored by the matching stage, and those vectors
-    (never embedded again here)."""
-    ids, matrix = storage.load_vectors(org, "post", embedder_id)
-    row = {pid: i for i, pid in enumerate(ids)}
-    found = [p for p in posts if p.id in row]
-    return found, matrix[[row[p.id] for p in found]] if found else np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), dtype=np.float32)
+def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post]) -> tuple[list[Post], np.ndarray]:
+    """The posts that have a query vector from the matching stage, and those vectors (never
+    embedded again here). They are looked up by text hash in the embedding cache the matching
+    stage wrote them through, when there is one (cheap), else read from storage, which returns
+    every stored post vector of the organisation (a per-id read belongs in the storage API)."""
+    from factbridge.backends.embedders.cache import CachedEmbedder, text_sha
+    from factbridge.pipeline.prepare import embedding_text
+
+    vectors: dict[str, np.ndarray] = {}
+    if isinstance(embedder, CachedEmbedder):
+        shas = {p.id: text_sha(embedding_text(p)) for p in posts}
+        cached = embedder.cache.get_many(embedder.id, "query", list(set(shas.values())))
+        stored_shas = storage.vector_shas(org, "post", embedder.id) if cached else {}
+        for p in posts:  # only vectors the matching stage stored for this very text
+            if shas[p.id] in cached and stored_shas.get(p.id) == shas[p.id]:
+                vectors[p.id] = cached[shas[p.id]]
+    if len(vectors) < len(posts):
+        ids, matrix = storage.load_vectors(org, "post", embedder.id)
+        row = {pid: i for i, pid in enumerate(ids)}
+        for p in posts:
+            if p.id not in vectors and p.id in row:
+                vectors[p.id] = matrix[row[p.id]]
+    found = [p for p in posts if p.id in vectors]
+    if not found:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    matrix = np.stack([vectors[p.id] for p in found]).astype(np.float32)
+    return found, matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeParams) -> dict[str, Any]:
@@ -715,7 +740,7 @@ def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str
         return {"assigned": 0}
     embedder_id = services.embedder.id
     params = params_from_settings(services.settings, embedder_id)
-    with_vectors, vectors = post_vectors(services.storage, org, embedder_id, posts)
+    with_vectors, vectors = post_vectors(services.storage, org, services.embedder, posts)
     missing = len(posts) - len(with_vectors)
     if missing:
         # The matching stage stores the vectors; when it was skipped these posts wait for it.
