@@ -132,3 +132,19 @@ def test_accented_and_unaccented_vietnamese_give_the_same_tokens() -> None:
 def test_urls_and_mentions_are_dropped_hashtag_words_kept() -> None:
     tokens = tokenize("@acct_3f9a xem ngay http://gov-vn-hotro.com/nhan-tien #NhanTien www.example.org")
     assert tokens == ["xem", "ngay", "nhantien"]
+
+
+def test_vietnamese_tone_restoration_for_unaccented_posts() -> None:
+    from factbridge.models import Post
+    from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.text.vietnamese import default_tone_model, looks_unaccented
+
+    model = default_tone_model()
+    assert model is not None
+    assert model.restore("vac xin gay vo sinh o phu nu") == "vắc xin gây vô sinh ở phụ nữ"
+    assert model.restore("Bac si Nhat Ban xac nhan roi, ai cung nen biet") == "Bác sĩ Nhật Bản xác nhận rồi, ai cũng nên biết"
+    assert model.restore("NASA and Facebook") == "NASA and Facebook"  # unknown words stay as written
+    assert looks_unaccented("vac xin gay vo sinh") and not looks_unaccented("vắc xin gây vô sinh")
+    post = prepare_post(Post(id="p", text="uong nuoc nong chua khoi covid https://x.example/a"))
+    assert post.language == "vi" and post.norm_text.startswith("uong nuoc")  # the stored text is untouched
+    assert embedding_text(post) == "uống nước nóng chữa khỏi covid"

@@ -424,16 +424,13 @@ def train_centering(
             rows = [(p.text, None) for p in load_queries(path)]
         else:
             rows = []
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
+            for line in path.read_text(encoding="utf-8").splitlines():
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line) if line.strip() else None
                 except json.JSONDecodeError:
                     continue  # sample files hold deliberately broken rows
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise InputError("expected an object with a 'text' string", source=str(path), line=n)
-                rows.append((row["text"], row.get("language")))
+                if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
+                    rows.append((row["text"], row.get("language")))
         for text, lang in rows:
             lang = lang or detect_language(text, services.languages).language
             bucket = by_lang.setdefault(lang, [])
@@ -444,6 +441,33 @@ def train_centering(
         model = estimate_centering(services.embedder, kept, version_, [p.name for p in texts])
     model.save(out)
     console.print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(kept.items())))
+
+
+@train_app.command("vi-tones")
+def train_vi_tones(
+    data: Annotated[Path, typer.Option(help="CSV of Vietnamese posts with a 'post_message' column (VLSP ReINTEL) or a text file, one post per line.")],
+    out: Annotated[Path, typer.Option(help="Where to write the tone model.")] = Path("src/factbridge/data/vi_tones.json.gz"),
+    min_count: Annotated[int, typer.Option(help="Drop unigrams and bigrams seen fewer times.")] = 2,
+) -> None:
+    """Build the Vietnamese tone-restoration table used for posts typed without tone marks."""
+    import csv
+
+    from factbridge.text.vietnamese import train_tone_model
+
+    if not data.is_file():
+        raise InputError("no such file", source=str(data))
+    if data.suffix == ".csv":
+        csv.field_size_limit(10 * 1024 * 1024)
+        with data.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if "post_message" not in (reader.fieldnames or []):
+                raise InputError("no 'post_message' column", source=str(data), line=1)
+            texts = [row["post_message"] or "" for row in reader]
+    else:
+        texts = data.read_text(encoding="utf-8").splitlines()
+    model = train_tone_model(texts, min_bigram=min_count, min_unigram=min_count, source=f"{data.name} ({len(texts)} posts; VLSP 2020 ReINTEL, research use: only pruned n-gram counts are kept)")
+    model.save(out)
+    console.print(f"wrote {out}: {model.card['unigrams']} syllables, {model.card['bigrams']} bigrams")
 
 
 @bench_app.command("match")

@@ -34,6 +34,7 @@ from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
+from factbridge.text.vietnamese import TONES_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class Matcher:
 
     @property
     def decided_by(self) -> str:
-        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}"
+        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}"
         if self.centering is not None:
             base += f"+centering:{self.centering.version}"
         if self.fusion == "learned" and self.reranker:

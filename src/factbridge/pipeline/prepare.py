@@ -7,6 +7,7 @@ from factbridge.text.langid import detect_language
 from factbridge.text.normalize import normalize_text
 from factbridge.text.tokenize import tokenize
 from factbridge.text.urls import extract_urls, strip_urls
+from factbridge.text.vietnamese import default_tone_model, looks_unaccented
 
 
 def prepare_post(post: Post, languages: tuple[str, ...] = ("vi", "km", "fr", "en")) -> Post:
@@ -31,5 +32,12 @@ def prepare_factcheck(fc: FactCheck, languages: tuple[str, ...] = ("vi", "km", "
 
 
 def embedding_text(post: Post) -> str:
-    """What the dense encoder sees for a post: its text without links."""
-    return strip_urls(post.norm_text or normalize_text(post.text))
+    """What the dense encoder sees for a post: its text without links, and, for
+    Vietnamese typed without tone marks, with the marks restored (the encoder
+    reads unaccented Vietnamese poorly)."""
+    text = strip_urls(post.norm_text or normalize_text(post.text))
+    if post.language == "vi" and looks_unaccented(text):
+        model = default_tone_model()
+        if model is not None:
+            return model.restore(text)
+    return text
