@@ -290,6 +290,7 @@ def eval_claim_retrieval(
     qrels: Annotated[Path | None, typer.Option(help="Qrels file (omit for JSONL queries with gold).")] = None,
     fusion: Annotated[str, typer.Option(help="Comma-separated fusions to compare: learned, rrf, dense.")] = "learned,rrf,dense",
     centering: Annotated[bool | None, typer.Option(help="Per-language mean centering (default: the match_centering setting).")] = None,
+    reranker_path: Annotated[Path | None, typer.Option("--reranker", help="Re-ranker file (default: the one shipped).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """MAP@1/3/5/10, MRR, S@10 and Recall@10 of claim matching, per language when languages differ."""
@@ -305,7 +306,7 @@ def eval_claim_retrieval(
         lib = load_library(storage, services.embedder, claims, services.languages, progress_bar)
         qs, gold = load_eval_set(queries, qrels, services.languages)
         fusions = [f.strip() for f in fusion.split(",") if f.strip()]
-        reranker = Reranker.load(default_reranker_path()) if "learned" in fusions else None
+        reranker = Reranker.load(reranker_path or default_reranker_path()) if "learned" in fusions else None
         with progress_bar("embedding queries", len(qs)) as advance:
             report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance, centering=_centering(services, centering))
     finally:

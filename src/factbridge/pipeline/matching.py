@@ -33,17 +33,34 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
+from factbridge.text.normalize import fold_diacritics
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
 
 log = logging.getLogger(__name__)
 
-MATCHER_VERSION = "hybrid-2"
+MATCHER_VERSION = "hybrid-3"
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NAME = re.compile(r"(?<![\w@#])[A-ZÀ-ỸĐ][\w'’-]{2,}", re.UNICODE)
+_NOT_NAMES = frozenset(
+    "the this that these those there then what when where which who why how and but for not you your our their his her its"
+    " share please breaking video photo news just new les des une est pas pour dans sur avec "
+    "mot nhung neu khi".split()
+)
 
 
 def default_reranker_path() -> Path:
     return Path(str(files("factbridge") / "data" / "reranker-e5.json"))
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words (people, places, organisations): they survive translation."""
+    out = set()
+    for word in _NAME.findall(text):
+        folded = fold_diacritics(word.lower()).strip("'’-")
+        if folded not in _NOT_NAMES:
+            out.add(folded)
+    return out
 
 
 def _numbers(text: str) -> set[str]:
@@ -55,6 +72,7 @@ class LibraryItem:
     id: str
     language: str
     title_tokens: frozenset[str]
+    names: frozenset[str]
     numbers: frozenset[str]
     date: datetime | None
 
@@ -145,11 +163,13 @@ class Matcher:
             self.index.add(ids, library, self.embedder.id)
         docs = [fcs[i].tokens.split() for i in ids]
         self.lexical = BM25Index().build(ids, docs)
+        self.title_lexical = BM25Index().build(ids, [tokenize(fcs[i].title) for i in ids])
         self.items = [
             LibraryItem(
                 id=fc_id,
                 language=fcs[fc_id].language or "und",
                 title_tokens=frozenset(tokenize(fcs[fc_id].title)),
+                names=frozenset(_names(fcs[fc_id].title + " . " + fcs[fc_id].claim)),
                 numbers=frozenset(_numbers(fcs[fc_id].norm_text)),
                 date=fcs[fc_id].published_at or fcs[fc_id].claim_date,
             )
@@ -237,6 +257,13 @@ class Matcher:
         lex_max = float(lexical.max(initial=0)) or 1.0
         tokens = set(post.tokens.split())
         numbers = _numbers(post.norm_text)
+        names = _names(post.norm_text)
+        title_scores = self.title_lexical.scores(post.tokens.split())
+        title_lx = title_scores[order]
+        title_max = float(title_scores.max(initial=0)) or 1.0
+        top = np.sort(dense)[-50:]
+        spread = float(top.std()) or 1.0
+        name_overlap = np.zeros(len(order))
         post_date = post.created_at
         title_overlap = np.zeros(len(order))
         number_overlap = np.zeros(len(order))
@@ -248,6 +275,8 @@ class Matcher:
             title = item.title_tokens
             if title:
                 title_overlap[j] = len(title & tokens) / len(title)
+            if item.names and names:
+                name_overlap[j] = len(item.names & names) / len(item.names | names)
             if item.numbers and numbers:
                 number_overlap[j] = len(item.numbers & numbers) / len(item.numbers | numbers)
             if post_date and item.date:
@@ -260,6 +289,9 @@ class Matcher:
         return {
             "dense": d.astype(np.float64),
             "dense_gap": (d - dense.max()).astype(np.float64),
+            "dense_z": ((d - float(top.mean())) / spread).astype(np.float64),
+            "title_lexical": (title_lx / title_max).astype(np.float64),
+            "name_overlap": name_overlap,
             "dense_rrf": 1.0 / (self.rrf_k + dense_rank),
             "lexical": (lx / lex_max).astype(np.float64),
             "lexical_gap": (lx / lex_max - 1.0).astype(np.float64),
@@ -296,10 +328,21 @@ class Matcher:
         )
         return scores, cross
 
-    def feature_rows(self, post: Post, vector: np.ndarray) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-        """Candidate ids and their features for training the re-ranker (raw query vector in)."""
+    def feature_rows(
+        self, post: Post, vector: np.ndarray, absent: set[str] | None = None
+    ) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+        """Candidate ids and their features for training the re-ranker (raw query vector in).
+
+        `absent` hides fact-checks from the library, as if they had never been written:
+        how the best remaining candidate looks when the claim was never checked."""
         dense = self.index.scores(self._centre([post], vector[None, :])[0], self.embedder.id)
         lexical = self.lexical.scores(post.tokens.split())
+        if absent:
+            hidden = [i for i, item in enumerate(self.items) if item.id in absent]
+            dense = dense.copy()
+            lexical = lexical.copy()
+            dense[hidden] = -1.0
+            lexical[hidden] = 0.0
         n = self.n_candidates
         pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
         if lexical.max(initial=0) > 0:

@@ -25,10 +25,12 @@ from scipy.optimize import minimize
 from factbridge.errors import EmbedderMismatch, ModelError
 
 SAME_LANGUAGE_FEATURES = (
-    "dense", "dense_gap", "dense_rrf", "lexical", "lexical_gap", "lexical_rrf",
-    "title_overlap", "number_overlap", "date_known", "date_close", "date_log_days",
+    "dense", "dense_gap", "dense_z", "dense_rrf", "lexical", "lexical_gap", "lexical_rrf", "title_lexical",
+    "title_overlap", "name_overlap", "number_overlap", "date_known", "date_close", "date_log_days",
 )
-CROSS_LANGUAGE_FEATURES = ("dense", "dense_gap", "dense_rrf", "number_overlap", "date_known", "date_close", "date_log_days")
+CROSS_LANGUAGE_FEATURES = (
+    "dense", "dense_gap", "dense_z", "dense_rrf", "name_overlap", "number_overlap", "date_known", "date_close", "date_log_days",
+)
 
 
 @dataclass
