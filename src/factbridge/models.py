@@ -94,6 +94,7 @@ class MatchCandidate(Record):
     fused_score: float
     decision: Decision
     decided_by: str
+    duplicates: list[str] = Field(default_factory=list)
     factcheck: FactCheck | None = None
 
 

@@ -33,7 +33,6 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
-from factbridge.text.normalize import fold_diacritics
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
 
@@ -41,30 +40,38 @@ log = logging.getLogger(__name__)
 
 MATCHER_VERSION = "hybrid-3"
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NAME = re.compile(r"(?<![\w@#])[A-ZÀ-ỸĐ][\w'’-]{2,}", re.UNICODE)
-_NOT_NAMES = frozenset(
-    "the this that these those there then what when where which who why how and but for not you your our their his her its"
-    " share please breaking video photo news just new les des une est pas pour dans sur avec "
-    "mot nhung neu khi".split()
-)
+
 
 
 def default_reranker_path() -> Path:
     return Path(str(files("factbridge") / "data" / "reranker-e5.json"))
 
 
-def _names(text: str) -> set[str]:
-    """Capitalised words (people, places, organisations): they survive translation."""
-    out = set()
-    for word in _NAME.findall(text):
-        folded = fold_diacritics(word.lower()).strip("'’-")
-        if folded not in _NOT_NAMES:
-            out.add(folded)
-    return out
-
-
 def _numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text) if len(n) >= 2 or n != "0"}
+
+
+def _duplicate_key(fc: FactCheck) -> tuple[str, str]:
+    return (fc.publisher.casefold(), "".join(ch for ch in fc.claim.casefold() if ch.isalnum()))
+
+
+def _natural(fc_id: str) -> tuple[int, int | str]:
+    return (0, int(fc_id)) if fc_id.isdigit() else (1, fc_id)
+
+
+def canonical_factchecks(fcs: Sequence[FactCheck]) -> dict[str, str]:
+    """Map each fact-check id to the original of its group of near-identical copies
+    (same publisher, same claim up to case, punctuation and quotes): the earliest
+    published one, then the first in natural id order."""
+    groups: dict[tuple[str, str], list[FactCheck]] = {}
+    for fc in fcs:
+        groups.setdefault(_duplicate_key(fc), []).append(fc)
+    out: dict[str, str] = {}
+    for members in groups.values():
+        original = min(members, key=lambda fc: ((fc.published_at or datetime.max).replace(tzinfo=None), _natural(fc.id)))
+        for fc in members:
+            out[fc.id] = original.id
+    return out
 
 
 @dataclass
@@ -72,7 +79,6 @@ class LibraryItem:
     id: str
     language: str
     title_tokens: frozenset[str]
-    names: frozenset[str]
     numbers: frozenset[str]
     date: datetime | None
 
@@ -153,7 +159,14 @@ class Matcher:
         if len(ids) and matrix.shape[1] != self.embedder.dim:
             raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
         fcs = self.storage.get_factchecks(self.org, ids)
-        keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs]
+        canonical = canonical_factchecks(list(fcs.values()))
+        self.duplicates: dict[str, list[str]] = {}
+        for fc_id, original in canonical.items():
+            if original != fc_id:
+                self.duplicates.setdefault(original, []).append(fc_id)
+        # Near-identical copies of a fact-check are answered by the original, which
+        # lists them as duplicates: a desk sees one claim, not the same claim twice.
+        keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs and canonical[fc_id] == fc_id]
         ids = [ids[i] for i in keep]
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
         if ids:
@@ -163,13 +176,11 @@ class Matcher:
             self.index.add(ids, library, self.embedder.id)
         docs = [fcs[i].tokens.split() for i in ids]
         self.lexical = BM25Index().build(ids, docs)
-        self.title_lexical = BM25Index().build(ids, [tokenize(fcs[i].title) for i in ids])
         self.items = [
             LibraryItem(
                 id=fc_id,
                 language=fcs[fc_id].language or "und",
                 title_tokens=frozenset(tokenize(fcs[fc_id].title)),
-                names=frozenset(_names(fcs[fc_id].title + " . " + fcs[fc_id].claim)),
                 numbers=frozenset(_numbers(fcs[fc_id].norm_text)),
                 date=fcs[fc_id].published_at or fcs[fc_id].claim_date,
             )
@@ -240,6 +251,7 @@ class Matcher:
                     fused_score=round(score, 4),
                     decision=decision,  # type: ignore[arg-type]
                     decided_by=self.decided_by,
+                    duplicates=sorted(self.duplicates.get(self.items[i].id, [])),
                 )
             )
         return MatchResult(post_id=post.id, language=post.language, candidates=candidates, decided_by=self.decided_by)
@@ -257,13 +269,6 @@ class Matcher:
         lex_max = float(lexical.max(initial=0)) or 1.0
         tokens = set(post.tokens.split())
         numbers = _numbers(post.norm_text)
-        names = _names(post.norm_text)
-        title_scores = self.title_lexical.scores(post.tokens.split())
-        title_lx = title_scores[order]
-        title_max = float(title_scores.max(initial=0)) or 1.0
-        top = np.sort(dense)[-50:]
-        spread = float(top.std()) or 1.0
-        name_overlap = np.zeros(len(order))
         post_date = post.created_at
         title_overlap = np.zeros(len(order))
         number_overlap = np.zeros(len(order))
@@ -275,8 +280,6 @@ class Matcher:
             title = item.title_tokens
             if title:
                 title_overlap[j] = len(title & tokens) / len(title)
-            if item.names and names:
-                name_overlap[j] = len(item.names & names) / len(item.names | names)
             if item.numbers and numbers:
                 number_overlap[j] = len(item.numbers & numbers) / len(item.numbers | numbers)
             if post_date and item.date:
@@ -289,9 +292,6 @@ class Matcher:
         return {
             "dense": d.astype(np.float64),
             "dense_gap": (d - dense.max()).astype(np.float64),
-            "dense_z": ((d - float(top.mean())) / spread).astype(np.float64),
-            "title_lexical": (title_lx / title_max).astype(np.float64),
-            "name_overlap": name_overlap,
             "dense_rrf": 1.0 / (self.rrf_k + dense_rank),
             "lexical": (lx / lex_max).astype(np.float64),
             "lexical_gap": (lx / lex_max - 1.0).astype(np.float64),
