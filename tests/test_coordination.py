@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -76,7 +77,7 @@ def test_german_elections_set(shared_data: Path) -> None:
     assert took < 30  # the target (5 s on an idle 2-core machine) is measured by the CLI; this guards regressions
 
 
-GERMAN_NETWORKS = 119
+GERMAN_NETWORKS = 127
 GERMAN_ACCOUNTS = 479
 
 
@@ -100,3 +101,24 @@ def test_coordination_cli_on_a_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "coordination", "--input", str(path), "--min-participation", "3"])
     assert result.exit_code == 0, result.output
     assert "1 networks, 3 accounts" in result.output and "time taken" in result.output
+
+
+def test_large_components_split_into_louvain_communities() -> None:
+    from factbridge.pipeline.coordination import louvain
+
+    # Two 6-cliques joined by one weak link: one component, two communities.
+    edges = [(a, b) for a in range(6) for b in range(a + 1, 6)] + [(a, b) for a in range(6, 12) for b in range(a + 1, 12)] + [(5, 6)]
+    src, dst = (np.array(x) for x in zip(*edges, strict=True))
+    labels = louvain(12, src, dst, np.ones(len(edges)))
+    assert len(set(labels[:6].tolist())) == 1 and len(set(labels[6:].tolist())) == 1 and labels[0] != labels[11]
+    rows = []
+    for group, members in enumerate(("abcdef", "ghijkl")):
+        for k in range(4):
+            rows += [{"account_id": m, "timestamp": T + 3600 * (k + 10 * group) + j, "url": f"u{group}-{k}"} for j, m in enumerate(members)]
+    rows += [{"account_id": a, "timestamp": T + 99_999 + 3600 * k + j, "url": f"bridge-{k}"} for k in range(4) for j, a in enumerate("fg")]
+    table = shares_from_frame(pd.DataFrame(rows), "two groups")
+    whole = detect_coordination(table, CoordinationParams(split_above=0))
+    split = detect_coordination(table, CoordinationParams(split_above=8))
+    assert [len(n.accounts) for n in whole.networks] == [12]
+    assert sorted(len(n.accounts) for n in split.networks) == [6, 6]
+    assert all(n.component_size == 12 and n.links_to_other_communities == 1 for n in split.networks)

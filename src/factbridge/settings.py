@@ -89,6 +89,7 @@ class Settings:
     coordination_min_participation: int = field(default=3, metadata=_meta("Coordinated sharing (repetition): an account counts only when it co-shared at least this many distinct objects, and a link only when its two accounts did.", int))
     coordination_edge_percentile: float = field(default=50.0, metadata=_meta("Coordinated sharing: keep links whose weight (distinct co-shared objects) is at or above this percentile of all co-share link weights (CooRTweet's default 0.5 quantile; CooRnet uses 90) and at least the minimum participation.", float))
     coordination_max_partners: int = field(default=200, metadata=_meta("Coordinated sharing: a share pairs with at most this many nearest shares of its object in the window (viral objects).", int))
+    coordination_split_above: int = field(default=50, metadata=_meta("Coordinated sharing: connected networks with more accounts than this are split into Louvain communities (0: never).", int))
     coordination_objects: str = field(default="object,url,hashtag,image,text", metadata=_meta("Coordinated sharing: object types compared (object, url, hashtag, image, text, domain)."))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 

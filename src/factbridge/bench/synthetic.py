@@ -12,6 +12,7 @@ repeatedly (each member takes part in most, not all, of the group's actions).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ START_S = 1_629_064_892
 
 @dataclass
 class SyntheticShares:
-    frame: object  # pandas DataFrame: account_id, post_id, url_id, hashtag_id, domain_id, phash_id, timestamp
+    frame: Any  # pandas DataFrame: account_id, post_id, url_id, hashtag_id, domain_id, phash_id, timestamp
     planted_accounts: set[str]
     groups: list[list[str]]
 
@@ -45,7 +46,8 @@ def _zipf_codes(rng: np.random.Generator, n: int, universe: int, top_share: floa
 def _object_times(rng: np.random.Generator, codes: np.ndarray, universe: int) -> np.ndarray:
     """Share times clustered after each object's birth (exponential with a mean of ~10 hours)."""
     birth = rng.integers(0, SPAN_S, size=universe)
-    return np.minimum(birth[codes] + rng.exponential(36_000, size=codes.shape[0]).astype(np.int64), SPAN_S - 1)
+    delay = np.asarray(rng.exponential(36_000, size=codes.shape[0])).astype(np.int64)
+    return np.minimum(birth[codes] + delay, SPAN_S - 1)
 
 
 def generate_shares(

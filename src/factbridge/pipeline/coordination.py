@@ -62,12 +62,14 @@ class CoordinationParams:
     edge_percentile: float = 50.0
     max_partners: int = 200
     object_types: tuple[str, ...] = DEFAULT_OBJECT_TYPES
+    split_above: int = 50
 
     @property
     def decided_by(self) -> str:
         return (
             f"{METHOD_VERSION} (window {self.window_s:g} s, min participation {self.min_participation}, "
-            f"edge percentile {self.edge_percentile:g}, max partners {self.max_partners})"
+            f"edge percentile {self.edge_percentile:g}, max partners {self.max_partners}; "
+            f"components over {self.split_above} accounts split by Louvain modularity)"
         )
 
 
@@ -110,7 +112,7 @@ def params_from_settings(settings: Any) -> CoordinationParams:
     return CoordinationParams(
         window_s=settings.coordination_window_s, min_participation=settings.coordination_min_participation,
         edge_percentile=settings.coordination_edge_percentile, max_partners=settings.coordination_max_partners,
-        object_types=types,
+        object_types=types, split_above=settings.coordination_split_above,
     )
 
 
@@ -143,10 +145,13 @@ class Network:
     total_weight: int
     first_share: float
     last_share: float
+    component_size: int = 0  # accounts in the connected component (larger when it was split into communities)
+    links_to_other_communities: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "size": len(self.accounts), "accounts": self.accounts, "edge_count": self.edge_count,
+            "id": self.id, "size": len(self.accounts), "component_size": self.component_size,
+            "links_to_other_communities": self.links_to_other_communities, "accounts": self.accounts, "edge_count": self.edge_count,
             "total_weight": self.total_weight, "first_share": self.first_share, "last_share": self.last_share,
             "shared_objects": self.objects, "edges": self.edges,
         }
@@ -434,7 +439,7 @@ def detect_coordination(table: ShareTable, params: CoordinationParams, evidence_
 
     # Networks: connected components of the kept links.
     t4 = time.perf_counter()
-    networks = _components(table, kept, edge_lo, edge_hi, weights, lo_edge, lo_obj, lo_time, evidence_objects, evidence_edges)
+    networks = _components(table, kept, edge_lo, edge_hi, weights, lo_edge, lo_obj, lo_time, evidence_objects, evidence_edges, params.split_above)
     timings["networks"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     return CoordinationResult(
@@ -447,6 +452,7 @@ def detect_coordination(table: ShareTable, params: CoordinationParams, evidence_
 def _components(
     table: ShareTable, kept: np.ndarray, edge_lo: np.ndarray, edge_hi: np.ndarray, weights: np.ndarray,
     lo_edge: np.ndarray, lo_obj: np.ndarray, lo_time: np.ndarray, evidence_objects: int, evidence_edges: int,
+    split_above: int = 0,
 ) -> list[Network]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -458,7 +464,19 @@ def _components(
     k = kept.shape[0]
     graph = coo_matrix((np.ones(k), (inverse[:k], inverse[k:])), shape=(len(nodes), len(nodes)))
     n_comp, labels = connected_components(graph, directed=False)
+    component_of_node = labels.copy()
+    component_sizes = np.bincount(labels, minlength=n_comp)
+    if split_above and (component_sizes > split_above).any():
+        n_comp, labels = _split_large_components(labels, component_sizes, split_above, inverse[:k], inverse[k:], weights[kept].astype(np.float64))
     comp_of_edge = labels[inverse[:k]]
+    # A link between two communities of one component is evidence of neither; it stays counted
+    # in the component's size and in `links_to_other_communities`.
+    intra = comp_of_edge == labels[inverse[k:]]
+    cross_links = np.bincount(np.concatenate([labels[inverse[:k]][~intra], labels[inverse[k:]][~intra]]), minlength=n_comp)
+    kept, inverse_src = kept[intra], inverse[:k][intra]
+    comp_of_edge = comp_of_edge[intra]
+    k = kept.shape[0]
+    del inverse_src
     # Evidence rows of kept links only: (component, object, time, link), grouped without Python loops.
     rank_of_edge = np.full(edge_lo.shape[0], -1, dtype=np.int64)
     rank_of_edge[kept] = np.arange(k)
@@ -502,8 +520,11 @@ def _components(
             {"a": str(table.accounts[edge_lo[e]]), "b": str(table.accounts[edge_hi[e]]), "weight": int(weights[e])}
             for e in comp_edges[:evidence_edges]
         ]
+        component = int(component_of_node[node_order[node_bounds[c]]]) if node_bounds[c + 1] > node_bounds[c] else -1
         networks.append(Network(
             id="", accounts=sorted(str(table.accounts[m]) for m in members), edges=edges, objects=objects,
+            component_size=int(component_sizes[component]) if component >= 0 else 0,
+            links_to_other_communities=int(cross_links[c]),
             edge_count=int(comp_edges.shape[0]), total_weight=int(weights[comp_edges].sum()),
             first_share=float(co_first[rows].min()) if rows.size else 0.0,
             last_share=float(co_last[rows].max()) if rows.size else 0.0,
@@ -512,3 +533,74 @@ def _components(
     for i, net in enumerate(networks, start=1):
         net.id = f"net-{i}"
     return networks
+
+
+def _split_large_components(
+    labels: np.ndarray, sizes: np.ndarray, split_above: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray,
+) -> tuple[int, np.ndarray]:
+    """Relabel nodes: components larger than `split_above` become their Louvain communities."""
+    out = np.full(labels.shape[0], -1, dtype=np.int64)
+    next_label = 0
+    for comp in range(sizes.shape[0]):
+        members = np.flatnonzero(labels == comp)
+        if sizes[comp] <= split_above:
+            out[members] = next_label
+            next_label += 1
+            continue
+        local = np.full(labels.shape[0], -1, dtype=np.int64)
+        local[members] = np.arange(members.shape[0])
+        inside = (labels[src] == comp)
+        communities = louvain(members.shape[0], local[src[inside]], local[dst[inside]], weight[inside])
+        out[members] = next_label + communities
+        next_label += int(communities.max()) + 1
+    return next_label, out
+
+
+def louvain(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Community of each node by Louvain modularity optimisation (Blondel et al. 2008): local
+    moving of nodes to the neighbouring community with the best modularity gain, then the
+    communities become nodes, until nothing moves. Deterministic for a given seed."""
+    from scipy.sparse import coo_matrix
+
+    rng = np.random.default_rng(seed)
+    membership = np.arange(n)
+    graph = coo_matrix((np.concatenate([weight, weight]), (np.concatenate([src, dst]), np.concatenate([dst, src]))), shape=(n, n)).tocsr()
+    graph.sum_duplicates()
+    while True:
+        size = graph.shape[0]
+        degree = np.asarray(graph.sum(axis=1)).ravel()
+        total = float(degree.sum())
+        if total == 0:
+            break
+        community = np.arange(size)
+        community_degree = degree.copy()
+        indptr, indices, data = graph.indptr, graph.indices, graph.data
+        for _ in range(20):
+            moved = False
+            for node in rng.permutation(size).tolist():
+                current = community[node]
+                links: dict[int, float] = {}
+                for j, w in zip(indices[indptr[node] : indptr[node + 1]].tolist(), data[indptr[node] : indptr[node + 1]].tolist(), strict=True):
+                    if j != node:
+                        links[community[j]] = links.get(community[j], 0.0) + w
+                k = degree[node]
+                community_degree[current] -= k
+                best, best_gain = current, links.get(current, 0.0) - resolution * community_degree[current] * k / total
+                for c, w in links.items():
+                    gain = w - resolution * community_degree[c] * k / total
+                    if gain > best_gain + 1e-12:
+                        best, best_gain = c, gain
+                community_degree[best] += k
+                if best != current:
+                    community[node] = best
+                    moved = True
+            if not moved:
+                break
+        _, community = np.unique(community, return_inverse=True)
+        membership = community[membership]
+        if community.max() + 1 == size:
+            break
+        project = coo_matrix((np.ones(size), (np.arange(size), community)), shape=(size, int(community.max()) + 1)).tocsr()
+        graph = (project.T @ graph @ project).tocsr()
+    _, membership = np.unique(membership, return_inverse=True)
+    return membership.astype(np.int64)
