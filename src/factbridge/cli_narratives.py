@@ -287,7 +287,7 @@ def eval_narratives(
 ) -> None:
     """Group PHEME source tweets without labels; purity and ARI of narratives and topics against the 9 events."""
     from factbridge.eval.narratives import evaluate_grouping, load_pheme
-    from factbridge.pipeline.narratives import params_from_settings
+    from factbridge.pipeline.narratives import narrative_centering, params_from_settings
     from factbridge.pipeline.prepare import embedding_text, prepare_post
 
     services = _state(ctx).services()
@@ -295,7 +295,10 @@ def eval_narratives(
     posts = [prepare_post(p, services.languages) for p in posts]
     with progress_bar("embedding tweets (cached)", len(posts)) as advance:
         vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    params = params_from_settings(services.settings, services.embedder.id)
+    centering = narrative_centering(services.settings, services.embedder.id)
+    params = params_from_settings(services.settings, services.embedder.id, centering)
+    if centering is not None:
+        vectors = centering.apply(vectors, [p.language for p in posts], "query")
     runs = {"time-aware topics": params, "meaning only (no time limits)": params.__class__(**{**params.__dict__, "topic_max_gap_hours": float("inf"), "semantic_max_gap_hours": float("inf")})}
     reports = {}
     for name, p in runs.items():

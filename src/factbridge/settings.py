@@ -71,6 +71,7 @@ class Settings:
     near_duplicate_threshold: float = field(default=0.5, metadata=_meta("Estimated Jaccard similarity (MinHash over character shingles) at which a post joins a near-duplicate's narrative.", float))
     narrative_threshold: float | None = field(default=None, metadata=_meta("Cosine between a post's vector and a narrative's centroid to join it; empty uses the value calibrated for the embedder.", _opt_float))
     topic_threshold: float | None = field(default=None, metadata=_meta("Average cosine between a narrative's posts and a topic's posts (dot product of their mean vectors) to join, or merge, topics; empty uses the calibrated value.", _opt_float))
+    narrative_centering: bool = field(default=True, metadata=_meta("Group narratives and topics on per-language centred vectors (the shipped centering of the embedder; so a Khmer and a Vietnamese post of one story can meet). Thresholds are calibrated for each mode.", _bool))
     narrative_max_gap_hours: float = field(default=72.0, metadata=_meta("A post joins a narrative by meaning only if the narrative was active within this many hours; near-duplicates join at any age.", float))
     topic_max_gap_hours: float = field(default=48.0, metadata=_meta("A narrative joins only topics active within this many hours of it (stories are local in time).", float))
     narrative_half_life_hours: float = field(default=6.0, metadata=_meta("Half-life of the decayed post count that orders narratives and topics as 'growing now'.", float))

