@@ -674,9 +674,9 @@ def engine_for(storage: Storage, org: str, params: NarrativeParams, dim: int) ->
     engines = _ENGINES.setdefault(storage, {})
     engine = engines.get(org)
     state = storage.get_docs(org, STATE, ["state"]).get("state", {})
-    if state.get("space", params.space) != params.space:
+    if state and state.get("space", "raw") != params.space:  # documents from before spaces were recorded are raw
         raise ConfigError(
-            f"organisation '{org}' has narratives built from {state['space']} vectors, and the settings now give "
+            f"organisation '{org}' has narratives built from {state.get('space', 'raw')} vectors, and the settings now give "
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
     stored_seq = int(state.get("seq", 0))
