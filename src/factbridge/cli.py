@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -485,6 +486,7 @@ def bench_match(
     from factbridge.backends.embedders.cache import CachedEmbedder
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.eval.claim_retrieval import EVAL_ORG, load_library, prepare_queries
+    from factbridge.pipeline.prepare import embedding_text
 
     services = _state(ctx).services()
     storage = SQLiteStorage("sqlite:///:memory:")
@@ -504,6 +506,12 @@ def bench_match(
                 matcher.match_posts([post])
                 latencies.append((time.perf_counter() - t0) * 1000)
                 advance(1)
+        vectors = inner.encode_queries([embedding_text(p) for p in posts[: min(len(posts), n)]])
+        search_ms = []
+        for post, vector in zip(posts, vectors, strict=False):
+            t0 = time.perf_counter()
+            matcher.match_vectors([post], vector[None, :])
+            search_ms.append((time.perf_counter() - t0) * 1000)
         sample = [posts[i % len(posts)] for i in range(batch)]
         t0 = time.perf_counter()
         matcher.match_posts(sample)
@@ -513,7 +521,9 @@ def bench_match(
     lat = np.array(latencies)
     console.print(f"library: {len(matcher)} fact-checks ({lib['embed_s']:.1f} s to embed what was not cached)")
     console.print(f"single post: p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms over {n} requests")
+    console.print(f"  of which retrieval + fusion (vector given): p50 {np.percentile(search_ms, 50):.1f} ms, p99 {np.percentile(search_ms, 99):.1f} ms")
     console.print(f"batch of {batch}: {batch / batch_s:.1f} posts/s ({batch_s * 1000 / batch:.1f} ms per post)")
+    console.print(f"[dim]load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (figures are only comparable on an idle machine)[/]")
 
 
 @app.command()
