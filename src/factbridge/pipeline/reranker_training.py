@@ -73,7 +73,7 @@ def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -
             labels.append(1.0 if ids[top] in gold else 0.0)
     sc, lb = np.array(scores), np.array(labels)
     match = _threshold(sc, lb, 0.9)
-    possible = min(_threshold(sc, lb, 0.5), match)
+    possible = min(_threshold(sc, lb, 0.75), match)
     return {"match": round(match, 4), "possible": round(possible, 4)}
 
 
@@ -102,7 +102,7 @@ def train_reranker(
         "threshold_rule": (
             "open world on dev: each query's best candidate is scored with its fact-check in the library"
             " (right or wrong) and with it hidden (always wrong); match = lowest score with precision >= 0.9,"
-            " possible = lowest score with precision >= 0.5"
+            " possible = lowest score with precision >= 0.75"
         ),
         "rows": int(len(labels)),
         "positives": int(labels.sum()),
