@@ -551,6 +551,9 @@ def demo(
         run_server(services)
 
 
+from factbridge import cli_triage  # noqa: E402,F401
+
+
 def main() -> None:
     try:
         app()

@@ -92,6 +92,16 @@ class Settings:
     coordination_max_partners: int = field(default=200, metadata=_meta("Coordinated sharing: a share pairs with at most this many nearest shares of its object in the window (viral objects).", int))
     coordination_split_above: int = field(default=50, metadata=_meta("Coordinated sharing: connected networks with more accounts than this are split into Louvain communities (0: never).", int))
     coordination_objects: str = field(default="object,url,hashtag,image,text", metadata=_meta("Coordinated sharing: object types compared (object, url, hashtag, image, text, domain)."))
+    checkworthiness_model: str = field(default="", metadata=_meta("Folder of a check-worthiness model (model.npz, model.json); empty uses the one shipped in the package."))
+    triage_weight_checkworthiness: float = field(default=0.35, metadata=_meta("Triage priority weight of check-worthiness (model probability).", float))
+    triage_weight_reach: float = field(default=0.20, metadata=_meta("Triage priority weight of reach (engagement and audience, log-scaled).", float))
+    triage_weight_velocity: float = field(default=0.20, metadata=_meta("Triage priority weight of velocity (near-identical or same-claim posts per hour).", float))
+    triage_weight_debunked: float = field(default=0.20, metadata=_meta("Triage priority weight of repeating an already fact-checked false claim.", float))
+    triage_weight_risk: float = field(default=0.05, metadata=_meta("Triage priority weight of risk signals from other stages (link risk, narratives).", float))
+    triage_reach_scale: float = field(default=10000.0, metadata=_meta("Weighted engagement (likes + 2*shares + comments + views/100 + followers/1000) at which reach counts as full.", float))
+    triage_velocity_window_hours: float = field(default=24.0, metadata=_meta("Window over which repeats of a post are counted for velocity.", float))
+    triage_velocity_scale: float = field(default=1.0, metadata=_meta("Repeats per hour at which velocity reaches 0.63 (1 - 1/e).", float))
+    triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

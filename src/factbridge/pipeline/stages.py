@@ -27,13 +27,21 @@ BUILTIN_STAGES: list[tuple[str, str]] = [
     ("linkrisk", "factbridge.linkrisk.stage:linkrisk_stage"),
     ("narratives", "factbridge.pipeline.narratives:narratives_stage"),
     ("bursts", "factbridge.pipeline.bursts:bursts_stage"),
+    ("checkworthiness", "factbridge.pipeline.checkworthiness:checkworthiness_stage"),
+    # triage reads what every other stage stored: keep it last.
+    ("triage", "factbridge.pipeline.triage:triage_stage"),
 ]
+
+
+# Stages that read what every other stage stored run after plugin stages too.
+RUN_LAST = ("triage",)
 
 
 def load_stages() -> list[tuple[str, Stage]]:
     targets = list(BUILTIN_STAGES)
     known = {name for name, _ in targets}
     targets += [(ep.name, ep.value) for ep in entry_points(group="factbridge.stages") if ep.name not in known]
+    targets = [t for t in targets if t[0] not in RUN_LAST] + [t for t in targets if t[0] in RUN_LAST]
     stages = []
     for name, target in targets:
         module, _, attr = target.partition(":")

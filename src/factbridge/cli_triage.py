@@ -1,0 +1,275 @@
+"""Commands of check-worthiness and the triage queue:
+`train checkworthiness`, `eval checkworthiness`, `bench checkworthiness`, `queue`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from factbridge.cli import _state, app, bench_app, eval_app, train_app
+from factbridge.console import console, err_console, progress_bar
+from factbridge.errors import InputError
+
+DATA_HELP = "The shared check-worthiness folder (../shared/data/checkworthiness)."
+
+
+def _progress_factory(stack: ExitStack) -> Callable[[str, int], Callable[[int], None]]:
+    def make(description: str, total: int) -> Callable[[int], None]:
+        return stack.enter_context(progress_bar(description, total))  # type: ignore[no-any-return]
+
+    return make
+
+
+def _require_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise InputError("check-worthiness data folder not found", source=str(path))
+
+
+@train_app.command("checkworthiness")
+def train_checkworthiness(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help=DATA_HELP)] = Path("../shared/data/checkworthiness"),
+    out: Annotated[Path, typer.Option(help="Folder to write model.npz, model.json and card.json.")] = Path("src/factbridge/data/checkworthiness"),
+    seed: Annotated[int, typer.Option(help="Seed of the fold and validation assignment.")] = 13,
+    fixture: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL fixtures ({text, language, label}) kept out of training and reported in the card.")] = None,
+    evaluate_after: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Measure the new model on the evaluation sets and write the figures into its card.")] = True,
+) -> None:
+    """Reproduce the shipped check-worthiness model (fixed seed; e5 vectors from the embedding cache or computed)."""
+    from factbridge.pipeline.checkworthiness_training import (
+        evaluate,
+        load_training_data,
+        train_model,
+        write_card_metrics,
+    )
+
+    _require_dir(data)
+    services = _state(ctx).services()
+    fixtures = list(fixture or [])
+    training = load_training_data(data, fixtures)
+    console.print(f"training examples: {len(training.train)} (dropped {training.dropped_overlap} that occur in evaluation sets, {training.dropped_duplicates} duplicates)")
+    with ExitStack() as stack:
+        report = train_model(training, services.embedder, seed=seed, progress=_progress_factory(stack))
+    report.model.save(out)
+    console.print(f"wrote {out}: heads {report.chosen_c} (C), validation {json.dumps(report.validation)}")
+    if evaluate_after:
+        with ExitStack() as stack:
+            results = evaluate(report.model, data, services.embedder, fixtures, progress=_progress_factory(stack))
+        write_card_metrics(report.model, results, out)
+        _print_results(results)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _print_results(results: list[Any]) -> None:
+    table = Table(title="Check-worthiness: positive class (model vs TF-IDF + LR baseline trained on the same train split)")
+    for col in ("set", "head", "n", "pos", "P", "R", "F1", "acc", "base P", "base R", "base F1", "ΔF1"):
+        table.add_column(col, justify="right" if col not in ("set", "head") else "left")
+    for r in results:
+        m, b = r.model, r.baseline
+        table.add_row(r.name, r.head, str(m.n), str(m.positives), _fmt(m.precision), _fmt(m.recall), _fmt(m.f1), _fmt(m.accuracy),
+                      _fmt(b.precision if b else None), _fmt(b.recall if b else None), _fmt(b.f1 if b else None),
+                      f"{m.f1 - b.f1:+.3f}" if b else "")
+    console.print(table)
+    fixtures = [r for r in results if r.name.startswith("fixture/")]
+    for r in fixtures:
+        lt = Table(title=f"{r.name}: per language")
+        for col in ("language", "n", "claims", "accuracy", "P", "R", "F1"):
+            lt.add_column(col, justify="right" if col != "language" else "left")
+        for lang, s in r.per_language.items():
+            lt.add_row(lang, str(s.n), str(s.positives), _fmt(s.accuracy), _fmt(s.precision), _fmt(s.recall), _fmt(s.f1))
+        console.print(lt)
+
+
+@eval_app.command("checkworthiness")
+def eval_checkworthiness(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+    fixture: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL fixture(s): accuracy per language.")] = None,
+    sets: Annotated[str, typer.Option(help="Comma-separated evaluation sets (default: all CheckThat! dev sets).")] = "",
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Train and score the TF-IDF + LR baseline beside the model.")] = True,
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the setting, else the shipped model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Precision, recall and F1 of the positive class per set and language, beside a TF-IDF + LR baseline."""
+    from factbridge.pipeline.checkworthiness import CheckworthinessModel
+    from factbridge.pipeline.checkworthiness_training import evaluate
+
+    if data is None and not fixture:
+        raise InputError("give --data (the shared check-worthiness folder) and/or --fixture")
+    if data is not None:
+        _require_dir(data)
+    services = _state(ctx).services()
+    loaded = CheckworthinessModel.load(model or services.settings.checkworthiness_model or None)
+    if services.embedder.id != loaded.embedder_id:
+        err_console.print(f"[yellow]embedder {services.embedder.id} is not the model's ({loaded.embedder_id}): scoring with the text-only head[/]")
+    wanted = [s.strip() for s in sets.split(",") if s.strip()] or None
+    with ExitStack() as stack:
+        results = evaluate(loaded, data, services.embedder, list(fixture or []), sets=wanted, with_baseline=baseline, progress=_progress_factory(stack))
+    if as_json:
+        sys.stdout.write(json.dumps({"model": loaded.decided_by_base, "results": [r.as_dict() for r in results]}, indent=2) + "\n")
+        return
+    console.print(f"model {loaded.decided_by_base} (embedder {loaded.embedder_id})")
+    _print_results(results)
+
+
+def _bench_texts(data: Path | None, n: int) -> Iterator[tuple[str, str]]:
+    from factbridge.eval.checkworthiness_data import iter_available
+
+    if data is None:
+        from factbridge.demo import sample_dir
+
+        rows = [json.loads(line) for line in (sample_dir() / "posts.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        pairs = [(r["text"], r.get("language") or "") for r in rows if "text" in r]
+    else:
+        pairs = [(e.text, e.language) for _, examples in iter_available(data, split="dev") for e in examples]
+    if not pairs:
+        raise InputError("no texts to benchmark with")
+    for i in range(n):
+        yield pairs[i % len(pairs)]
+
+
+@bench_app.command("checkworthiness")
+def bench_checkworthiness(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP + " Texts of its dev sets are used; default: the bundled sample.")] = None,
+    posts: Annotated[int, typer.Option(help="Posts in the timed batch.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Posts/s of the checkworthiness and triage stages with the post vectors already stored (as after matching)."""
+    import numpy as np
+
+    from factbridge.backends.embedders.cache import CachedEmbedder, text_sha
+    from factbridge.models import Post
+    from factbridge.pipeline.checkworthiness import checkworthiness_stage, load_model
+    from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.pipeline.triage import triage_stage
+    from factbridge.services import Services
+
+    base = _state(ctx).services()
+    model = load_model(base.settings.checkworthiness_model)
+    services = Services(base.settings.replace(storage_url="sqlite:///:memory:"))
+    try:
+        storage = services.storage
+        org = "bench"
+        items = [prepare_post(Post(id=f"b{i}", text=text, language=lang or None, engagement={"likes": i % 500, "shares": i % 37}), base.languages) for i, (text, lang) in enumerate(_bench_texts(data, posts))]
+        storage.upsert_posts(org, items)
+        # Vectors as the matching stage stores them: from the embedding cache when it holds
+        # them; otherwise random unit vectors (the scoring cost does not depend on the values).
+        embedder = base.embedder
+        texts = [embedding_text(p) for p in items]
+        found: dict[str, np.ndarray] = {}
+        if isinstance(embedder, CachedEmbedder):
+            found = embedder.cache.get_many(embedder.id, "query", list({text_sha(t) for t in texts}))
+        rng = np.random.default_rng(0)
+        rows = []
+        from_cache = 0
+        for post, text in zip(items, texts, strict=True):
+            vec = found.get(text_sha(text))
+            if vec is None:
+                vec = rng.standard_normal(embedder.dim).astype(np.float32)
+            else:
+                from_cache += 1
+            rows.append((post.id, text_sha(text), vec / np.linalg.norm(vec)))
+        storage.put_vectors(org, "post", model.embedder_id, rows)
+        # The stage resolves vectors by the configured embedder id: bench as the e5 setup runs.
+        services.__dict__["embedder"] = _IdOnly(model.embedder_id, embedder.dim)
+        checkworthiness_stage(services, org, items[:16])  # warm-up (model load, regex compile)
+        t0 = time.perf_counter()
+        cw = checkworthiness_stage(services, org, items)
+        cw_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tr = triage_stage(services, org, items)
+        tr_s = time.perf_counter() - t0
+    finally:
+        services.close()
+    import os
+
+    figures = {
+        "posts": len(items),
+        "vectors_from_cache": from_cache,
+        "checkworthiness_posts_per_s": round(len(items) / cw_s, 1),
+        "checkworthiness_seconds": round(cw_s, 3),
+        "triage_posts_per_s": round(len(items) / tr_s, 1),
+        "triage_seconds": round(tr_s, 3),
+        "with_embedding": cw["with_embedding"],
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "model": model.decided_by_base,
+        "queued": tr["queued_posts"],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(figures, indent=2) + "\n")
+        return
+    table = Table(title="Check-worthiness and triage throughput (vectors already stored)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in figures.items():
+        table.add_row(k, str(v))
+    console.print(table)
+
+
+class _IdOnly:
+    """Stands for the configured embedder where only its id and dim are read (never encodes)."""
+
+    def __init__(self, embedder_id: str, dim: int) -> None:
+        self.id = embedder_id
+        self.dim = dim
+
+    def encode_queries(self, texts: Any, progress: Any = None) -> Any:
+        raise RuntimeError("the benchmark must not embed")
+
+    encode_documents = encode_queries
+
+
+@app.command("queue")
+def queue(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Entries to show.")] = 20,
+    kind: Annotated[str, typer.Option(help="all, post or narrative.")] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (full entries with components and evidence).")] = False,
+) -> None:
+    """The top of the triage queue: priority, its components and why."""
+    from factbridge.pipeline.triage import COMPONENTS, list_queue
+
+    if kind not in ("all", "post", "narrative"):
+        raise InputError(f"--kind must be all, post or narrative, got {kind!r}", field="kind")
+    services = _state(ctx).services()
+    org = services.settings.org
+    entries = list_queue(services.storage, org, limit=limit, kind=kind)
+    if as_json:
+        sys.stdout.write(json.dumps([{"id": i, **d} for i, d in entries], ensure_ascii=False, indent=2) + "\n")
+        return
+    total = services.storage.count_docs(org, "queue")
+    table = Table(title=f"Triage queue ({total} entries; top {len(entries)})")
+    table.add_column("#", justify="right")
+    table.add_column("priority", justify="right")
+    for c in COMPONENTS:
+        table.add_column(c[:8], justify="right")
+    table.add_column("why / text", overflow="fold")
+    for rank, (entry_id, d) in enumerate(entries, start=1):
+        comps = d.get("components", {})
+        why = []
+        if d.get("gated"):
+            why.append(f"[yellow]gated: {d.get('gate_reason')}[/]")
+        deb = comps.get("debunked", {}).get("evidence", {})
+        if deb.get("factcheck_id"):
+            why.append(f"repeats fact-check {deb['factcheck_id']} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})")
+        text = d.get("text") or d.get("title") or ""
+        label = f"{entry_id} [{d.get('language') or '-'}] " if d.get("kind") == "post" else f"{entry_id} "
+        table.add_row(
+            str(rank), f"{d.get('priority', 0):.3f}",
+            *(f"{comps.get(c, {}).get('contribution', 0):.3f}" for c in COMPONENTS),
+            label + text[:120] + ("\n" + "; ".join(why) if why else ""),
+        )
+    console.print(table)
+    console.print("[dim]columns are contributions (weight x value / sum of weights); `--json` shows the evidence and decided_by[/]")

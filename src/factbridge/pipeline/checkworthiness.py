@@ -1,0 +1,408 @@
+"""Check-worthiness: is this post a verifiable factual claim worth checking?
+
+A small stacked model, numpy-only at inference:
+
+* level 0: logistic regression on hashed TF-IDF of character 3-5-grams and
+  word 1-2-grams (script-agnostic: works for Khmer without segmentation);
+* level 1 ("e5" head): logistic regression on the post's stored e5 query
+  vector, the cheap claim features (numbers, dates, quantities, capitalised
+  names, claim verbs, greeting/opinion/joke markers, ...), the level-0 logit
+  and a language indicator;
+* a "text" head (the same without the vector) for posts whose vector from the
+  model's embedder is not stored (another embedder configured, or matching
+  skipped). The head used is part of `decided_by`.
+
+The e5 vector is never computed here: the matching stage stores it, and this
+stage reads it (`storage.load_vectors(org, "post", embedder.id)`).
+Decision thresholds are per language, tuned on held-out training data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+
+from factbridge.errors import ModelError
+from factbridge.models import Post
+from factbridge.pipeline.claimfeatures import (
+    CLAIM_EVIDENCE,
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    NOT_CLAIM_MARKERS,
+    feature_vector,
+)
+from factbridge.pipeline.prepare import embedding_text
+
+MODEL_NAME = "checkworthiness-stack"
+COLLECTION = "checkworthiness"
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+_DIGIT = re.compile(r"\d")
+
+
+def default_model_dir() -> Path:
+    return Path(str(files("factbridge") / "data" / "checkworthiness"))
+
+
+# --------------------------------------------------------------------------- level 0
+
+
+@lru_cache(maxsize=200_000)
+def _char_grams(word: str, lo: int, hi: int, mask: int) -> tuple[int, ...]:
+    """Hashed character n-grams of one word; words repeat, so this is cached."""
+    padded = f" {word} "
+    return tuple(
+        zlib.crc32(padded[i : i + n].encode("utf-8")) & mask
+        for n in range(lo, hi + 1)
+        for i in range(0, max(1, len(padded) - n + 1))
+    )
+
+
+@lru_cache(maxsize=200_000)
+def _word_hash(key: str, mask: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) & mask
+
+
+class HashedTfidf:
+    """TF-IDF over hashed character 3-5-grams (inside words) and word 1-2-grams.
+
+    Hashing (crc32, stable across processes) keeps the shipped model small and
+    needs no vocabulary; sublinear tf, smoothed idf, L2-normalised rows.
+    """
+
+    def __init__(self, bits: int = 18, char_range: tuple[int, int] | None = (3, 5), word_bigrams: bool = True, idf: np.ndarray | None = None) -> None:
+        self.bits = bits
+        self.size = 1 << bits
+        self.char_range = char_range
+        self.word_bigrams = word_bigrams
+        self.idf = idf
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"bits": self.bits, "char_range": list(self.char_range) if self.char_range else None, "word_bigrams": self.word_bigrams}
+
+    def _indices(self, text: str) -> list[int]:
+        """Hashed gram indices of a text, repeats included (counted in `counts`)."""
+        mask = self.size - 1
+        out: list[int] = []
+        words = _TOKEN.findall(_DIGIT.sub("0", text.lower()))
+        if self.char_range:
+            lo, hi = self.char_range
+            for word in words:
+                out.extend(_char_grams(word, lo, hi, mask))
+        previous = ""
+        for word in words:
+            out.append(_word_hash("w:" + word, mask))
+            if previous and self.word_bigrams:
+                out.append(zlib.crc32(("b:" + previous + " " + word).encode("utf-8")) & mask)
+            previous = word
+        return out
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Sublinear term frequencies (1 + log count), one row per text."""
+        columns: list[int] = []
+        lengths: list[int] = []
+        for text in texts:
+            grams = self._indices(text)
+            columns.extend(grams)
+            lengths.append(len(grams))
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        matrix = sp.csr_matrix((np.ones(len(columns), np.float32), (rows, np.asarray(columns, dtype=np.int64))), shape=(len(texts), self.size))
+        matrix.sum_duplicates()
+        matrix.data = 1.0 + np.log(matrix.data)
+        return matrix
+
+    def fit(self, texts: Sequence[str]) -> HashedTfidf:
+        counts = self.counts(texts)
+        df = np.bincount(counts.indices, minlength=self.size).astype(np.float64)
+        self.idf = (np.log((1 + len(texts)) / (1 + df)) + 1.0).astype(np.float32)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        if self.idf is None:
+            raise ModelError("the TF-IDF vectoriser is not fitted")
+        matrix = self.counts(texts)
+        matrix = matrix.multiply(self.idf[None, :]).tocsr()
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)
+
+
+def fit_logistic(
+    x: np.ndarray | sp.spmatrix, y: np.ndarray, c: float = 1.0, balanced: bool = False, max_iter: int = 500
+) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (0.5·|w|² + C·Σ loss), bias unpenalised, by L-BFGS."""
+    y = np.asarray(y, dtype=np.float64)
+    n, dim = x.shape
+    weight = np.ones(n)
+    if balanced:
+        pos = max(1.0, y.sum())
+        neg = max(1.0, n - y.sum())
+        weight = np.where(y == 1, n / (2 * pos), n / (2 * neg))
+    sign = 2 * y - 1
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:dim], params[dim]
+        z = np.asarray(x @ w).ravel() + b
+        margin = sign * z
+        loss = np.logaddexp(0.0, -margin)
+        grad_z = -sign * weight * np.exp(-np.logaddexp(0.0, margin))  # d loss / d z
+        grad_w = np.asarray(x.T @ grad_z).ravel() * c + w
+        value = 0.5 * float(w @ w) + c * float(weight @ loss)
+        return value, np.concatenate([grad_w, [c * grad_z.sum()]])
+
+    result = scipy.optimize.minimize(objective, np.zeros(dim + 1), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return result.x[:dim].astype(np.float32), float(result.x[dim])
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+# --------------------------------------------------------------------------- level 1
+
+
+@dataclass
+class Head:
+    """A standardised logistic regression over named input columns."""
+
+    columns: list[str]
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+    thresholds: dict[str, float]  # per language; "*" for any other
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        return ((inputs - self.mean) / self.scale) @ self.weights + self.bias
+
+    def contributions(self, row: np.ndarray) -> np.ndarray:
+        return ((row - self.mean) / self.scale) * self.weights
+
+    def threshold(self, language: str | None) -> float:
+        return self.thresholds.get(language or "", self.thresholds["*"])
+
+
+@dataclass
+class CheckworthinessScore:
+    score: float
+    label: str  # "claim" | "not_claim"
+    threshold: float
+    head: str
+    clearly_not_claim: bool
+    markers: list[str]
+    features: dict[str, float]
+    contributions: dict[str, float]
+    decided_by: str
+
+    def to_doc(self, post_id: str) -> dict[str, Any]:
+        return {
+            "post_id": post_id,
+            "score": round(self.score, 4),
+            "label": self.label,
+            "threshold": round(self.threshold, 4),
+            "clearly_not_claim": self.clearly_not_claim,
+            "not_claim_markers": self.markers,
+            "features": {k: round(v, 3) for k, v in self.features.items() if v},
+            "contributions": {k: round(v, 3) for k, v in self.contributions.items()},
+            "head": self.head,
+            "decided_by": self.decided_by,
+        }
+
+
+@dataclass
+class CheckworthinessModel:
+    version: str
+    embedder_id: str
+    languages: list[str]
+    tfidf: HashedTfidf
+    tfidf_weights: np.ndarray
+    tfidf_bias: float
+    heads: dict[str, Head]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ inputs
+    def tfidf_logits(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.tfidf.transform(texts) @ self.tfidf_weights).ravel() + self.tfidf_bias
+
+    def text_columns(self) -> list[str]:
+        return [*(f"feature:{n}" for n in FEATURE_NAMES), "tfidf", *(f"lang:{code}" for code in self.languages)]
+
+    def text_inputs(self, texts: Sequence[str], languages: Sequence[str | None], tfidf_logits: np.ndarray | None = None) -> np.ndarray:
+        feats = np.array([feature_vector(t, lang) for t, lang in zip(texts, languages, strict=True)], dtype=np.float32).reshape(len(texts), len(FEATURE_NAMES))
+        logits = self.tfidf_logits(texts) if tfidf_logits is None else tfidf_logits
+        onehot = np.array([[1.0 if lang == code else 0.0 for code in self.languages] for lang in languages], dtype=np.float32).reshape(len(texts), len(self.languages))
+        return np.hstack([feats, logits[:, None].astype(np.float32), onehot])
+
+    @property
+    def decided_by_base(self) -> str:
+        return f"{MODEL_NAME}-{self.version}"
+
+    # ------------------------------------------------------------------ scoring
+    def score(
+        self,
+        texts: Sequence[str],
+        languages: Sequence[str | None],
+        vectors: Sequence[np.ndarray | None] | None = None,
+    ) -> list[CheckworthinessScore]:
+        """Scores; `vectors[i]` is the stored e5 query vector of texts[i] or None."""
+        n = len(texts)
+        if n == 0:
+            return []
+        langs = [(lang or "").lower() or None for lang in languages]
+        text_x = self.text_inputs(texts, langs)
+        vectors = list(vectors) if vectors is not None else [None] * n
+        out: list[CheckworthinessScore | None] = [None] * n
+        with_vec = [i for i, v in enumerate(vectors) if v is not None and "e5" in self.heads]
+        without = [i for i in range(n) if i not in set(with_vec)]
+        for head_name, rows in (("e5", with_vec), ("text", without)):
+            if not rows:
+                continue
+            head = self.heads[head_name]
+            x = text_x[rows]
+            if head_name == "e5":
+                x = np.hstack([np.stack([np.asarray(vectors[i], np.float32) for i in rows]), x])
+            probs = sigmoid(head.logits(x))
+            for k, i in enumerate(rows):
+                out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i])
+        return [s for s in out if s is not None]
+
+    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, text: str, language: str | None) -> CheckworthinessScore:
+        contrib = head.contributions(row)
+        grouped: dict[str, float] = {}
+        for column, value in zip(head.columns, contrib, strict=True):
+            key = "embedding" if column.startswith("e5:") else column.replace("feature:", "")
+            if key.startswith("lang:"):
+                key = "language"
+            grouped[key] = grouped.get(key, 0.0) + float(value)
+        top = dict(sorted(grouped.items(), key=lambda kv: -abs(kv[1]))[:8])
+        features = {name: float(row[head.columns.index(f"feature:{name}")]) for name in FEATURE_NAMES}
+        markers = [m for m in NOT_CLAIM_MARKERS if features[m] > 0]
+        evidence = any(features[e] > 0 for e in CLAIM_EVIDENCE)
+        threshold = head.threshold(language)
+        label = "claim" if prob >= threshold else "not_claim"
+        # "Clearly not a claim": the model is confident, or a greeting/opinion/joke
+        # marker with no claim evidence that the model does not call a claim.
+        clearly = prob < 0.5 * threshold or (bool(markers) and not evidence and label == "not_claim")
+        return CheckworthinessScore(
+            score=prob,
+            label=label,
+            threshold=threshold,
+            head=head_name,
+            clearly_not_claim=clearly,
+            markers=markers,
+            features=features,
+            contributions=top,
+            decided_by=f"{self.decided_by_base}({head_name}; {FEATURES_VERSION})",
+        )
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "tfidf_idf": np.asarray(self.tfidf.idf, np.float16),
+            "tfidf_weights": np.asarray(self.tfidf_weights, np.float16),
+        }
+        meta_heads = {}
+        for name, head in self.heads.items():
+            arrays[f"{name}_weights"] = head.weights.astype(np.float32)
+            arrays[f"{name}_mean"] = head.mean.astype(np.float32)
+            arrays[f"{name}_scale"] = head.scale.astype(np.float32)
+            meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds}
+        np.savez_compressed(folder / "model.npz", **arrays)
+        meta = {
+            "name": MODEL_NAME,
+            "version": self.version,
+            "embedder_id": self.embedder_id,
+            "languages": self.languages,
+            "tfidf": {**self.tfidf.config, "bias": self.tfidf_bias},
+            "heads": meta_heads,
+            "features_version": FEATURES_VERSION,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        (folder / "card.json").write_text(json.dumps(self.card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> CheckworthinessModel:
+        folder = Path(folder) if folder else default_model_dir()
+        try:
+            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+            arrays = np.load(folder / "model.npz")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the check-worthiness model from {folder}: {exc}") from exc
+        if meta.get("features_version") != FEATURES_VERSION:
+            raise ModelError(f"{folder}: model built with {meta.get('features_version')}, code has {FEATURES_VERSION}; retrain it")
+        card_path = folder / "card.json"
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
+        tf = meta["tfidf"]
+        char_range = (int(tf["char_range"][0]), int(tf["char_range"][1])) if tf.get("char_range") else None
+        tfidf = HashedTfidf(bits=tf["bits"], char_range=char_range, word_bigrams=tf["word_bigrams"], idf=arrays["tfidf_idf"].astype(np.float32))
+        heads = {
+            name: Head(
+                columns=h["columns"],
+                weights=arrays[f"{name}_weights"],
+                bias=float(h["bias"]),
+                mean=arrays[f"{name}_mean"],
+                scale=arrays[f"{name}_scale"],
+                thresholds={k: float(v) for k, v in h["thresholds"].items()},
+            )
+            for name, h in meta["heads"].items()
+        }
+        return cls(meta["version"], meta["embedder_id"], meta["languages"], tfidf, arrays["tfidf_weights"].astype(np.float32), float(tf["bias"]), heads, card)
+
+
+# --------------------------------------------------------------------------- the stage
+
+_MODELS: dict[str, CheckworthinessModel] = {}
+
+
+def load_model(path: str = "") -> CheckworthinessModel:
+    """The model named by the `checkworthiness_model` setting (empty: shipped), loaded once per process."""
+    key = path or "<bundled>"
+    if key not in _MODELS:
+        _MODELS[key] = CheckworthinessModel.load(path or None)
+    return _MODELS[key]
+
+
+def stored_post_vectors(storage: Any, org: str, embedder_id: str, post_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The query vectors the matching stage stored for these posts (nothing is embedded here)."""
+    ids, matrix = storage.load_vectors(org, "post", embedder_id)
+    wanted = set(post_ids)
+    return {pid: matrix[i] for i, pid in enumerate(ids) if pid in wanted}
+
+
+def score_posts(model: CheckworthinessModel, posts: Sequence[Post], vectors: dict[str, np.ndarray]) -> list[CheckworthinessScore]:
+    return model.score(
+        [embedding_text(p) for p in posts],
+        [p.language for p in posts],
+        [vectors.get(p.id) for p in posts],
+    )
+
+
+def checkworthiness_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Stage: score each post and store the result (collection "checkworthiness")."""
+    started = time.perf_counter()
+    model = load_model(services.settings.checkworthiness_model)
+    embedder_id = services.embedder.id
+    vectors = stored_post_vectors(services.storage, org, embedder_id, [p.id for p in posts]) if embedder_id == model.embedder_id else {}
+    scores = score_posts(model, posts, vectors)
+    services.storage.put_docs(org, COLLECTION, [(p.id, s.to_doc(p.id), s.score) for p, s in zip(posts, scores, strict=True)])
+    elapsed = time.perf_counter() - started
+    return {
+        "scored": len(scores),
+        "claims": sum(1 for s in scores if s.label == "claim"),
+        "with_embedding": sum(1 for s in scores if s.head == "e5"),
+        "posts_per_s": round(len(scores) / elapsed, 1) if elapsed > 0 else None,
+    }

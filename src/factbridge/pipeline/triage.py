@@ -1,0 +1,400 @@
+"""The triage queue: what a desk should look at first, and why.
+
+Priority of a post is a weighted sum of five components, each in [0, 1]:
+
+* checkworthiness — the stored check-worthiness probability;
+* reach — log-scaled weighted engagement (likes, shares, comments, views, audience);
+* velocity — how fast it is being repeated: near-identical posts (cosine of
+  the stored vectors) and posts matched to the same fact-check, per hour over
+  a window; 1 - exp(-rate / scale);
+* debunked — it repeats an already fact-checked claim (stored match decision
+  "match" 1.0, "possible" 0.6; halved again when the fact-check rated the claim true);
+* risk — signals of other stages when present: the "linkrisk" collection (doc
+  keyed by post id or URL: "max_score", "risk" or "score" in [0, 1]) and the
+  "narratives" collection (a narrative's "risk"/"score" reaches its posts).
+
+priority = sum(weight * value) / sum(weights); the weights are settings. Each
+entry stores the components, their contributions and `decided_by` with the
+versions of every model or rule that fed it.
+
+The gate: a post the check-worthiness model calls clearly not a claim
+(greeting, opinion, joke, or a confident "no") never outranks any other post,
+whatever its reach: its sort key is its priority minus 1.
+
+Narratives (from the "narratives" collection, when another stage writes it;
+member post ids under "post_ids", "posts" or "members") get queue entries too,
+id "narrative:<id>", built from their members: the best member's
+check-worthiness and debunk, summed reach, and the members' repeat rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from factbridge.models import MatchCandidate, Post
+from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
+from factbridge.pipeline.checkworthiness import load_model, score_posts, stored_post_vectors
+
+TRIAGE_VERSION = "triage-1"
+QUEUE = "queue"
+NARRATIVES = "narratives"
+LINKRISK = "linkrisk"
+COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
+_TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
+
+
+@dataclass(frozen=True)
+class TriageWeights:
+    checkworthiness: float = 0.35
+    reach: float = 0.20
+    velocity: float = 0.20
+    debunked: float = 0.20
+    risk: float = 0.05
+    reach_scale: float = 10000.0
+    window_hours: float = 24.0
+    velocity_scale: float = 1.0
+    duplicate_similarity: float = 0.92
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TriageWeights:
+        return cls(
+            checkworthiness=settings.triage_weight_checkworthiness,
+            reach=settings.triage_weight_reach,
+            velocity=settings.triage_weight_velocity,
+            debunked=settings.triage_weight_debunked,
+            risk=settings.triage_weight_risk,
+            reach_scale=settings.triage_reach_scale,
+            window_hours=settings.triage_velocity_window_hours,
+            velocity_scale=settings.triage_velocity_scale,
+            duplicate_similarity=settings.triage_duplicate_similarity,
+        )
+
+    def weight(self, component: str) -> float:
+        return float(getattr(self, component))
+
+
+# --------------------------------------------------------------------------- components
+
+
+def weighted_engagement(post: Post) -> float:
+    e = post.engagement
+    return e.likes + 2.0 * e.shares + e.comments + e.views / 100.0 + e.followers / 1000.0
+
+
+def reach_value(engagement: float, scale: float) -> float:
+    return min(1.0, math.log1p(max(0.0, engagement)) / math.log1p(max(scale, 1.0)))
+
+
+def velocity_value(rate_per_hour: float, scale: float) -> float:
+    return 1.0 - math.exp(-rate_per_hour / max(scale, 1e-9))
+
+
+def debunk_evidence(matches: Sequence[MatchCandidate], ratings: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    best_value = 0.0
+    best: dict[str, Any] = {}
+    for cand in matches:
+        if cand.decision not in ("match", "possible"):
+            continue
+        value = 1.0 if cand.decision == "match" else 0.6
+        rating = ratings.get(cand.factcheck_id, "")
+        if any(word in rating.lower() for word in _TRUE_RATINGS) and "false" not in rating.lower() and "faux" not in rating.lower():
+            value *= 0.5  # repeating a claim rated true is less urgent than resurfacing a false one
+        if value > best_value:
+            best_value = value
+            best = {"factcheck_id": cand.factcheck_id, "decision": cand.decision, "fused_score": round(cand.fused_score, 4), "rating": rating, "decided_by": cand.decided_by}
+    return best_value, best
+
+
+def _number(doc: dict[str, Any], keys: Iterable[str] = ("risk", "max_score", "score", "priority")) -> float | None:
+    for key in keys:
+        value = doc.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return max(0.0, min(1.0, float(value)))
+    return None
+
+
+def _member_ids(doc: dict[str, Any]) -> list[str]:
+    for key in ("post_ids", "posts", "members"):
+        items = doc.get(key)
+        if isinstance(items, list):
+            return [str(i.get("post_id") or i.get("id")) if isinstance(i, dict) else str(i) for i in items]
+    return []
+
+
+@dataclass
+class PostFacts:
+    post: Post
+    checkworthiness: dict[str, Any]
+    debunked: tuple[float, dict[str, Any]]
+    repeats: list[str]  # near-identical or same-claim posts, itself excluded
+    rate_per_hour: float
+    risk: tuple[float, dict[str, Any]]
+
+
+def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
+    total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
+    components = {
+        c: {"value": round(values[c], 4), "weight": weights.weight(c), "contribution": round(weights.weight(c) * values[c] / total, 4), "evidence": evidence.get(c, {})}
+        for c in COMPONENTS
+    }
+    priority = sum(weights.weight(c) * values[c] for c in COMPONENTS) / total
+    doc = {
+        "priority": round(priority, 4),
+        "gated": gated is not None,
+        "gate_reason": gated,
+        "components": components,
+        "decided_by": {"triage": f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={weights.weight(c)}' for c in COMPONENTS)})", **decided_by},
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    # Gated posts sort below every ungated one: priorities live in [0, 1].
+    return doc, priority - 1.0 if gated else priority
+
+
+def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any], float]:
+    cw = facts.checkworthiness
+    debunk_value, debunk = facts.debunked
+    risk_value, risk = facts.risk
+    engagement = weighted_engagement(facts.post)
+    values = {
+        "checkworthiness": float(cw.get("score", 0.0)),
+        "reach": reach_value(engagement, weights.reach_scale),
+        "velocity": velocity_value(facts.rate_per_hour, weights.velocity_scale),
+        "debunked": debunk_value,
+        "risk": risk_value,
+    }
+    evidence = {
+        "checkworthiness": {"label": cw.get("label"), "threshold": cw.get("threshold"), "contributions": cw.get("contributions", {})},
+        "reach": {"weighted_engagement": round(engagement, 1), **facts.post.engagement.model_dump()},
+        "velocity": {"repeats": len(facts.repeats), "window_hours": weights.window_hours, "per_hour": round(facts.rate_per_hour, 3), "examples": facts.repeats[:10]},
+        "debunked": debunk or {"note": "no stored match to a fact-check"},
+        "risk": risk or {"note": "no risk signal stored"},
+    }
+    gated = None
+    if cw.get("clearly_not_claim"):
+        markers = cw.get("not_claim_markers") or []
+        gated = f"clearly not a claim ({', '.join(markers)})" if markers else f"clearly not a claim (score {cw.get('score', 0):.2f})"
+    decided_by = {"checkworthiness": str(cw.get("decided_by", "missing"))}
+    if debunk.get("decided_by"):
+        decided_by["matching"] = str(debunk["decided_by"])
+    if risk.get("decided_by"):
+        decided_by["risk"] = str(risk["decided_by"])
+    doc, sort_key = _entry(weights, values, evidence, gated, decided_by)
+    post = facts.post
+    doc.update(kind="post", post_id=post.id, text=post.text[:280], language=post.language, platform=post.platform,
+               created_at=post.created_at.isoformat() if post.created_at else None)
+    return doc, sort_key
+
+
+# --------------------------------------------------------------------------- gathering facts
+
+
+def _repeat_groups(storage: Any, org: str, embedder_id: str, post_ids: Sequence[str], similarity: float) -> dict[str, list[str]]:
+    """Near-identical posts by stored vector (never re-embedded)."""
+    ids, matrix = storage.load_vectors(org, "post", embedder_id)
+    if not ids:
+        return {pid: [] for pid in post_ids}
+    index = {pid: i for i, pid in enumerate(ids)}
+    rows = [index[p] for p in post_ids if p in index]
+    groups: dict[str, list[str]] = {pid: [] for pid in post_ids}
+    if rows:
+        sims = matrix[rows] @ matrix.T
+        for k, row in enumerate(rows):
+            near = np.nonzero(sims[k] >= similarity)[0]
+            groups[ids[row]] = [ids[j] for j in near if j != row]
+    return groups
+
+
+def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]) -> dict[str, list[str]]:
+    """Posts matched ("match") to the same fact-check as each post."""
+    out: dict[str, list[str]] = {}
+    cache: dict[str, list[str]] = {}
+    for pid, cands in matches.items():
+        others: list[str] = []
+        for cand in cands:
+            if cand.decision != "match":
+                continue
+            if cand.factcheck_id not in cache:
+                cache[cand.factcheck_id] = [p for p, c in storage.matches_for_factcheck(org, cand.factcheck_id) if c.decision == "match"]
+            others.extend(p for p in cache[cand.factcheck_id] if p != pid)
+        out[pid] = others
+    return out
+
+
+def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> float:
+    """Copies (the post and its repeats) seen within the window ending at the newest copy, per hour."""
+    copies = [post, *repeats]
+    times = [p.created_at for p in copies if p.created_at is not None]
+    if not times:
+        return len(repeats) / window_hours
+    aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
+    newest = max(aware)
+    start = newest - timedelta(hours=window_hours)
+    in_window = sum(1 for t in aware if t >= start) + sum(1 for p in copies if p.created_at is None)
+    return (in_window - 1) / window_hours if in_window > 1 else 0.0
+
+
+def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
+    out: dict[str, tuple[float, dict[str, Any]]] = {}
+    by_post = storage.get_docs(org, LINKRISK, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
+    urls = sorted({u for p in posts for u in p.urls})
+    by_url = storage.get_docs(org, LINKRISK, urls) if urls and storage.count_docs(org, LINKRISK) else {}
+    for post in posts:
+        best = (0.0, {})
+        candidates: list[tuple[str, dict[str, Any]]] = []
+        if post.id in by_post:
+            candidates.append((f"linkrisk:{post.id}", by_post[post.id]))
+        candidates += [(f"linkrisk:{u}", by_url[u]) for u in post.urls if u in by_url]
+        candidates += [(f"narrative:{nid}", doc) for nid, doc in narratives_of.get(post.id, [])]
+        for source, doc in candidates:
+            value = _number(doc)
+            if value is not None and value > best[0]:
+                best = (value, {"source": source, "value": round(value, 4), "decided_by": str(doc.get("decided_by", ""))})
+        out[post.id] = best
+    return out
+
+
+def _narratives(storage: Any, org: str) -> list[tuple[str, dict[str, Any]]]:
+    if not storage.count_docs(org, NARRATIVES):
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    offset = 0
+    while True:
+        page = storage.list_docs(org, NARRATIVES, limit=1000, offset=offset, order="sort_desc")
+        out.extend(page)
+        if len(page) < 1000:
+            return out
+        offset += 1000
+
+
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights, narratives: list[tuple[str, dict[str, Any]]]) -> dict[str, PostFacts]:
+    storage = services.storage
+    ids = [p.id for p in posts]
+    stored = storage.get_docs(org, CHECKWORTHINESS, ids)
+    missing = [p for p in posts if p.id not in stored]
+    if missing:  # the check-worthiness stage was skipped: score now, from stored vectors only
+        model = load_model(services.settings.checkworthiness_model)
+        vectors = stored_post_vectors(storage, org, model.embedder_id, [p.id for p in missing]) if services.embedder.id == model.embedder_id else {}
+        scores = score_posts(model, missing, vectors)
+        fresh = [(p.id, s.to_doc(p.id), s.score) for p, s in zip(missing, scores, strict=True)]
+        storage.put_docs(org, CHECKWORTHINESS, fresh)
+        stored.update({pid: doc for pid, doc, _ in fresh})
+    matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
+    ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
+    ratings = {fid: fc.rating for fid, fc in storage.get_factchecks(org, ratings_wanted).items()} if ratings_wanted else {}
+    near = _repeat_groups(storage, org, services.embedder.id, ids, weights.duplicate_similarity)
+    same = _same_claim(storage, org, matches)
+    repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
+    others = storage.get_posts(org, sorted({r for rs in repeat_ids.values() for r in rs}))
+    narratives_of: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for nid, doc in narratives:
+        for member in _member_ids(doc):
+            narratives_of.setdefault(member, []).append((nid, doc))
+    risks = _risk_signals(storage, org, posts, narratives_of)
+    facts: dict[str, PostFacts] = {}
+    for post in posts:
+        reps = [others[r] for r in repeat_ids[post.id] if r in others]
+        facts[post.id] = PostFacts(
+            post=post,
+            checkworthiness=stored[post.id],
+            debunked=debunk_evidence(matches[post.id], ratings),
+            repeats=[p.id for p in reps],
+            rate_per_hour=repeat_rate(post, reps, weights.window_hours),
+            risk=risks[post.id],
+        )
+    return facts
+
+
+def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageWeights) -> tuple[dict[str, Any], float]:
+    cws = [float(m.checkworthiness.get("score", 0.0)) for m in members]
+    best_cw = max(range(len(members)), key=lambda i: cws[i])
+    engagement = sum(weighted_engagement(m.post) for m in members)
+    debunk = max((m.debunked for m in members), key=lambda d: d[0])
+    copies = [m.post for m in members]
+    rate = repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
+    own_risk = _number(doc)
+    risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
+    values = {
+        "checkworthiness": cws[best_cw],
+        "reach": reach_value(engagement, weights.reach_scale),
+        "velocity": velocity_value(rate, weights.velocity_scale),
+        "debunked": debunk[0],
+        "risk": risk_value,
+    }
+    evidence = {
+        "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness.get("label") == "claim")},
+        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members)},
+        "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3)},
+        "debunked": debunk[1] or {"note": "no member matches a fact-check"},
+        "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
+    }
+    all_gated = all(m.checkworthiness.get("clearly_not_claim") for m in members)
+    decided_by = {"checkworthiness": str(members[best_cw].checkworthiness.get("decided_by", "")), "narrative": str(doc.get("decided_by", ""))}
+    entry, sort_key = _entry(weights, values, evidence, "no member is a claim" if all_gated else None, decided_by)
+    entry.update(kind="narrative", narrative_id=nid, title=str(doc.get("title") or doc.get("label") or doc.get("summary") or "")[:200], post_ids=[m.post.id for m in members][:50])
+    return entry, sort_key
+
+
+def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Recompute the queue entries of these posts, of their repeats and of their narratives."""
+    started = time.perf_counter()
+    storage = services.storage
+    weights = TriageWeights.from_settings(services.settings)
+    narratives = _narratives(storage, org)
+    facts = gather_facts(services, org, posts, weights, narratives)
+    # A new copy changes the velocity of the posts it repeats: refresh those too.
+    extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
+    if extra_ids:
+        extra = list(storage.get_posts(org, extra_ids).values())
+        facts.update(gather_facts(services, org, extra, weights, narratives))
+    rows = []
+    for pid, fact in facts.items():
+        doc, key = post_entry(fact, weights)
+        rows.append((pid, doc, key))
+    touched = set(facts)
+    narrative_rows = []
+    for nid, doc in narratives:
+        members = _member_ids(doc)
+        if not touched & set(members):
+            continue
+        member_posts = [p for p in storage.get_posts(org, members).values()]
+        member_facts = [facts[p.id] for p in member_posts if p.id in facts]
+        missing = [p for p in member_posts if p.id not in facts]
+        if missing:
+            more = gather_facts(services, org, missing, weights, narratives)
+            facts.update(more)
+            member_facts += list(more.values())
+        if member_facts:
+            entry, key = narrative_entry(nid, doc, member_facts, weights)
+            narrative_rows.append((f"narrative:{nid}", entry, key))
+    storage.put_docs(org, QUEUE, rows + narrative_rows)
+    return {
+        "queued_posts": len(rows),
+        "queued_narratives": len(narrative_rows),
+        "gated": sum(1 for _, d, _ in rows if d["gated"]),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def triage_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+    """Stage (runs last): queue entries with priority, components and decided_by."""
+    return triage_posts(services, org, posts)
+
+
+def list_queue(storage: Any, org: str, limit: int = 20, kind: str = "all") -> list[tuple[str, dict[str, Any]]]:
+    """Top of the stored queue, highest priority first (gated posts last)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    offset = 0
+    while len(out) < limit:
+        page = storage.list_docs(org, QUEUE, limit=max(limit, 100), offset=offset, order="sort_desc")
+        out.extend((i, d) for i, d in page if kind == "all" or d.get("kind") == kind)
+        if len(page) < max(limit, 100):
+            break
+        offset += len(page)
+    return out[:limit]
