@@ -41,6 +41,7 @@ def train_checkworthiness(
     seed: Annotated[int, typer.Option(help="Seed of the fold and validation assignment.")] = 13,
     fixture: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL fixtures ({text, language, label}) kept out of training and reported in the card.")] = None,
     evaluate_after: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Measure the new model on the evaluation sets and write the figures into its card.")] = True,
+    work_dir: Annotated[Path | None, typer.Option(help="Keeps level-0 results between runs (default: data_dir/train-cache); delete to start afresh.")] = None,
 ) -> None:
     """Reproduce the shipped check-worthiness model (fixed seed; e5 vectors from the embedding cache or computed)."""
     from factbridge.pipeline.checkworthiness_training import (
@@ -56,7 +57,8 @@ def train_checkworthiness(
     training = load_training_data(data, fixtures)
     console.print(f"training examples: {len(training.train)} (dropped {training.dropped_overlap} that occur in evaluation sets, {training.dropped_duplicates} duplicates)")
     with ExitStack() as stack:
-        report = train_model(training, services.embedder, seed=seed, progress=_progress_factory(stack))
+        folder = work_dir or Path(services.settings.data_dir) / "train-cache"
+        report = train_model(training, services.embedder, seed=seed, progress=_progress_factory(stack), work_dir=folder)
     report.model.save(out)
     console.print(f"wrote {out}: heads {report.chosen_c} (C), validation {json.dumps(report.validation)}")
     if evaluate_after:
@@ -98,6 +100,7 @@ def eval_checkworthiness(
     sets: Annotated[str, typer.Option(help="Comma-separated evaluation sets (default: all CheckThat! dev sets).")] = "",
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Train and score the TF-IDF + LR baseline beside the model.")] = True,
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the setting, else the shipped model).")] = None,
+    export_cache: Annotated[Path | None, typer.Option(help="Also write the query vectors of every evaluated text to this cache file (the committed test cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Precision, recall and F1 of the positive class per set and language, beside a TF-IDF + LR baseline."""
@@ -115,11 +118,32 @@ def eval_checkworthiness(
     wanted = [s.strip() for s in sets.split(",") if s.strip()] or None
     with ExitStack() as stack:
         results = evaluate(loaded, data, services.embedder, list(fixture or []), sets=wanted, with_baseline=baseline, progress=_progress_factory(stack))
+    if export_cache is not None:
+        _export_cache(services.embedder, data, wanted, list(fixture or []), export_cache)
     if as_json:
         sys.stdout.write(json.dumps({"model": loaded.decided_by_base, "results": [r.as_dict() for r in results]}, indent=2) + "\n")
         return
     console.print(f"model {loaded.decided_by_base} (embedder {loaded.embedder_id})")
     _print_results(results)
+
+
+def _export_cache(embedder: Any, data: Path | None, sets: list[str] | None, fixtures: list[Path], dest: Path) -> None:
+    """Copy the vectors of the evaluated texts (already computed) into a small cache file."""
+    from factbridge.backends.embedders.cache import EmbeddingCache, text_sha
+    from factbridge.eval.checkworthiness_data import load_set, read_jsonl, shared_sets
+    from factbridge.pipeline.checkworthiness_training import EVAL_SETS
+
+    specs = {s.name: s for s in shared_sets()}
+    texts = [e.text for name in (sets or EVAL_SETS) if data is not None for e in load_set(data, specs[name])]
+    texts += [e.text for path in fixtures for e in read_jsonl(path)]
+    unique = list(dict.fromkeys(texts))
+    vectors = embedder.encode_queries(unique)
+    cache = EmbeddingCache(dest)
+    try:
+        cache.put_many(embedder.id, "query", [(text_sha(t), v) for t, v in zip(unique, vectors, strict=True)])
+    finally:
+        cache.close()
+    err_console.print(f"wrote {len(unique)} query vectors to {dest}")
 
 
 def _bench_texts(data: Path | None, n: int) -> Iterator[tuple[str, str]]:

@@ -70,6 +70,8 @@ LICENCES = {
     "claimbuster": "ClaimBuster / ClaimSpotter two-class train.json (github.com/utaresearch/claimbuster-spotter): GPL-3.0",
 }
 Progress = Callable[[int], None]
+# A language gets its own threshold only with this many positive validation examples.
+MIN_THRESHOLD_POSITIVES = 20
 
 
 def _bucket(key: str, salt: str, k: int) -> int:
@@ -185,7 +187,7 @@ def _fit_head(columns: list[str], x: np.ndarray, y: np.ndarray, val_x: np.ndarra
         thresholds = {"*": best_threshold(val_y, probs)}
         for lang in sorted(set(val_lang)):
             rows = np.array([lg == lang for lg in val_lang])
-            if val_y[rows].sum() >= 5:
+            if val_y[rows].sum() >= MIN_THRESHOLD_POSITIVES:
                 thresholds[lang] = best_threshold(val_y[rows], probs[rows])
         head.thresholds = thresholds
         predicted = np.array([probs[i] >= head.threshold(val_lang[i]) for i in range(len(val_y))])
@@ -206,7 +208,10 @@ def train_model(
     tfidf_c: float = 4.0,
     head_grid: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
     progress: Callable[[str, int], Progress] | None = None,
+    work_dir: str | Path | None = None,
 ) -> TrainReport:
+    """Train both heads. `work_dir` keeps the level-0 results (keyed by data and
+    settings), so a rerun with more e5 vectors refits only the cheap heads."""
     caps = dict(EMBED_CAPS if caps is None else caps)
     by_set: dict[str, list[Example]] = {}
     for example in data.train:
@@ -217,48 +222,70 @@ def train_model(
         # it is the same subset a shared embedding cache holds.
         chosen |= embedded_subset(data.published.get(name, []), cap)
     embedded = [e for e in data.train if e.text in chosen]
-    val = [e for e in embedded if _bucket(text_sha(e.text), f"{seed}:val", 5) == 0]
-    fit_rows = [e for e in embedded if _bucket(text_sha(e.text), f"{seed}:val", 5) != 0]
-    rest = [e for e in data.train if e.text not in chosen]
 
-    # Level 0: TF-IDF logistic regression; out-of-fold logits for the embedded subset.
-    tfidf = HashedTfidf().fit([e.text for e in data.train])
-    fold_of = {e.text: _bucket(text_sha(e.text), f"{seed}:fold", folds) for e in embedded}
-    oof: dict[str, float] = {}
-    tick = progress("level-0 TF-IDF folds", folds + 1) if progress else None
-    for fold in range(folds):
-        train_part = rest + [e for e in embedded if fold_of[e.text] != fold]
-        held = [e for e in embedded if fold_of[e.text] == fold]
-        w, b = fit_logistic(tfidf.transform([e.text for e in train_part]), np.array([e.label for e in train_part]), c=tfidf_c)
-        logits = np.asarray(tfidf.transform([e.text for e in held]) @ w).ravel() + b
-        oof.update({e.text: float(z) for e, z in zip(held, logits, strict=True)})
+    def in_val(e: Example) -> bool:
+        return _bucket(text_sha(e.text), f"{seed}:val", 5) == 0
+
+    # Level 0: TF-IDF logistic regression, with out-of-fold logits for every training text.
+    texts = [e.text for e in data.train]
+    labels = np.array([e.label for e in data.train])
+    tfidf = HashedTfidf()
+    key = hashlib.sha256(json.dumps([seed, folds, tfidf_c, tfidf.config, FEATURES_VERSION]).encode() + "\n".join(f"{e.label}\t{e.language}\t{e.text}" for e in data.train).encode()).hexdigest()[:16]
+    saved = Path(work_dir) / f"level0-{key}.npz" if work_dir else None
+    if saved is not None and saved.exists():
+        level0 = np.load(saved)
+        tfidf.idf = level0["idf"]
+        oof_logits, tfidf_w, tfidf_b = level0["oof"], level0["weights"], float(level0["bias"])
+        text_features: np.ndarray | None = level0["features"]
+    else:
+        tfidf.fit(texts)
+        matrix = tfidf.transform(texts)
+        fold_of = np.array([_bucket(text_sha(t), f"{seed}:fold", folds) for t in texts])
+        oof_logits = np.zeros(len(texts))
+        tick = progress("level-0 TF-IDF folds", folds + 1) if progress else None
+        for fold in range(folds):
+            train_rows, held_rows = np.nonzero(fold_of != fold)[0], np.nonzero(fold_of == fold)[0]
+            w, b = fit_logistic(matrix[train_rows], labels[train_rows], c=tfidf_c)
+            oof_logits[held_rows] = np.asarray(matrix[held_rows] @ w).ravel() + b
+            if tick:
+                tick(1)
+        tfidf_w, tfidf_b = fit_logistic(matrix, labels, c=tfidf_c)
         if tick:
             tick(1)
-    tfidf_w, tfidf_b = fit_logistic(tfidf.transform([e.text for e in data.train]), np.array([e.label for e in data.train]), c=tfidf_c)
-    if tick:
-        tick(1)
+        text_features = None
+    oof = {t: float(z) for t, z in zip(texts, oof_logits, strict=True)}
 
     model = CheckworthinessModel(MODEL_VERSION, embedder.id, TRAIN_LANGUAGES, tfidf, tfidf_w, tfidf_b, {})
 
     def inputs(rows: list[Example]) -> np.ndarray:
         return model.text_inputs([e.text for e in rows], [e.language for e in rows], np.array([oof[e.text] for e in rows]))
 
-    # Level 1: vectors of the embedded subset (from the cache, or computed now).
+    # Level 1 "text" head: every training text; "e5" head: the embedded subset, whose
+    # vectors come from the cache (or are computed now). Validation: a fixed 1/5 slice.
     embed_tick = progress("e5 vectors (training subset)", len(embedded)) if progress else None
     vectors = embedder.encode_queries([e.text for e in embedded], embed_tick)
     vector_of = {e.text: vectors[i] for i, e in enumerate(embedded)}
-    y_fit = np.array([e.label for e in fit_rows])
-    y_val = np.array([e.label for e in val])
-    val_lang = [e.language for e in val]
-    text_fit, text_val = inputs(fit_rows), inputs(val)
-    e5_fit = np.hstack([np.stack([vector_of[e.text] for e in fit_rows]), text_fit])
-    e5_val = np.hstack([np.stack([vector_of[e.text] for e in val]), text_val])
     text_columns = model.text_columns()
     e5_columns = [f"e5:{i}" for i in range(vectors.shape[1])] + text_columns
+    # Features saved with level 0 carry the out-of-fold logit column already.
+    all_inputs = inputs(data.train) if text_features is None else text_features
+    if saved is not None and not saved.exists():
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(saved, idf=tfidf.idf, oof=oof_logits, weights=tfidf_w, bias=tfidf_b, features=all_inputs)
+    row_of = {e.text: i for i, e in enumerate(data.train)}
     report = TrainReport(model)
     head_tick = progress("level-1 heads", 2) if progress else None
-    for name, columns, x_fit, x_val in (("e5", e5_columns, e5_fit, e5_val), ("text", text_columns, text_fit, text_val)):
-        head, c, summary = _fit_head(columns, x_fit, y_fit, x_val, y_val, val_lang, head_grid)
+    for name, rows in (("e5", embedded), ("text", data.train)):
+        fit_rows = [e for e in rows if not in_val(e)]
+        val = [e for e in rows if in_val(e)]
+        x_fit = all_inputs[[row_of[e.text] for e in fit_rows]]
+        x_val = all_inputs[[row_of[e.text] for e in val]]
+        if name == "e5":
+            x_fit = np.hstack([np.stack([vector_of[e.text] for e in fit_rows]), x_fit])
+            x_val = np.hstack([np.stack([vector_of[e.text] for e in val]), x_val])
+        columns = e5_columns if name == "e5" else text_columns
+        head, c, summary = _fit_head(columns, x_fit, np.array([e.label for e in fit_rows]), x_val, np.array([e.label for e in val]), [e.language for e in val], head_grid)
+        summary["fit_rows"], summary["validation_rows"] = len(fit_rows), len(val)
         model.heads[name] = head
         report.chosen_c[name] = c
         report.validation[name] = summary
@@ -281,7 +308,7 @@ def train_model(
             "dropped_overlapping_evaluation_texts": data.dropped_overlap,
             "dropped_duplicates": data.dropped_duplicates,
             "embed_caps": caps,
-            "validation_examples": len(val),
+            "validation": "a fixed 1/5 of each head's rows (sha256 bucket with the seed)",
         },
         "hyperparameters": {"tfidf": tfidf.config, "tfidf_c": tfidf_c, "folds": folds, "head_c": report.chosen_c, "head_grid": list(head_grid)},
         "validation": report.validation,
@@ -368,6 +395,42 @@ def _evaluate_set(model: CheckworthinessModel, name: str, examples: list[Example
 def write_card_metrics(model: CheckworthinessModel, results: Sequence[SetResult], folder: str | Path) -> None:
     model.card["metrics"] = {r.name: r.as_dict() for r in results}
     Path(folder, "card.json").write_text(json.dumps(model.card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    Path(folder, "MODEL_CARD.md").write_text(render_card(model.card), encoding="utf-8")
 
 
 __all__ = ["EMBED_CAPS", "EVAL_SETS", "BinaryScores", "SetResult", "TrainingData", "evaluate", "iter_available", "load_training_data", "train_model"]
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The model card as Markdown (MODEL_CARD.md beside the weights)."""
+    lines = [
+        f"# {card.get('name')} {card.get('version')}",
+        "",
+        f"Trained {card.get('trained_at')} with seed {card.get('seed')} on embedder `{card.get('embedder_id')}` "
+        f"and features `{card.get('features_version')}`. Intended use: {card.get('intended_use')}.",
+        "",
+        "Reproduce: `factbridge --embed-cache /tmp/fb/cw-cache.sqlite train checkworthiness --data ../shared/data/checkworthiness "
+        "--fixture tests/fixtures/checkworthiness_posts.jsonl` (vectors missing from the cache are computed).",
+        "",
+        "## Training data and licences",
+        "",
+        "| set | examples | with e5 vectors |",
+        "|---|---:|---:|",
+    ]
+    data = card.get("training_data", {})
+    for name, info in data.get("sets", {}).items():
+        lines.append(f"| {name} | {info['examples']} | {info['embedded']} |")
+    lines += ["", *(f"- {k}: {v}" for k, v in data.get("licences", {}).items())]
+    lines += ["", f"Texts also found in an evaluation set or fixture were dropped: {data.get('dropped_overlapping_evaluation_texts')}; duplicates dropped: {data.get('dropped_duplicates')}.", ""]
+    lines += ["## Metrics (positive class)", "", "| set | head | n | P | R | F1 | accuracy | baseline F1 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in card.get("metrics", {}).items():
+        base = m.get("baseline") or {}
+        model = m["model"]
+        lines.append(f"| {name} | {m['head']} | {model['n']} | {model['precision']:.3f} | {model['recall']:.3f} | {model['f1']:.3f} | {model['accuracy']:.3f} | {base.get('f1', '')} |")
+        if name.startswith("fixture/"):
+            for lang, s in m.get("per_language", {}).items():
+                lines.append(f"| {name} [{lang}] | {m['head']} | {s['n']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['accuracy']:.3f} | |")
+    lines += ["", "Baseline: TF-IDF of word unigrams + logistic regression (C=1, threshold 0.5) trained on the same set's train split.", ""]
+    lines += ["## Thresholds", "", "```", json.dumps(card.get("thresholds", {}), indent=1), "```", ""]
+    lines += ["## Caveats", "", "- " + str(card.get("languages_without_training_data")), "- CheckThat! 2022 1A has no labelled dev_test in the shared copy: its dev split is the held-out test here and was never used for training or model selection.", "- Check-worthiness is a recommendation for a person, never a verdict on truth.", ""]
+    return "\n".join(lines)

