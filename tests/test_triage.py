@@ -199,3 +199,26 @@ def test_queue_command(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "gated" in table.output
     bad = runner.invoke(app, [*base, "queue", "--kind", "cases"])
     assert bad.exit_code != 0
+
+
+def test_narratives_stage_schema(hashing_services: Services) -> None:
+    """Documents as the narratives stage writes them: a member doc per post, hourly counts."""
+    storage = hashing_services.storage
+    posts = [make_post("m1", CLAIM, likes=10), make_post("m2", CLAIM.replace("July", "June"), likes=5, minutes=30)]
+    ingest(hashing_services, posts)
+    hourly = {f"2024-05-01T{h:02d}": 12 for h in range(0, 9)}
+    storage.put_docs(ORG, "narratives", [("n-7", {"id": "n-7", "size": 108, "counts_hourly": hourly, "top_terms": ["dengue", "children"],
+                                                  "representative": {"post_id": "m1", "text": CLAIM}, "recent_posts": [["m1", "2024-05-01T08:00:00+00:00", "minhash", 1.0], ["m2", "2024-05-01T08:30:00+00:00", "semantic", 0.9]],
+                                                  "decided_by": "narratives-1"}, 6.0)])
+    storage.put_docs(ORG, "narrative_members", [(p.id, {"post_id": p.id, "narrative_id": "n-7"}, None) for p in posts])
+    summary = triage_posts(hashing_services, ORG, posts)
+    assert summary["queued_narratives"] == 1
+    docs = storage.get_docs(ORG, QUEUE, ["m1", "narrative:n-7"])
+    velocity = docs["m1"]["components"]["velocity"]
+    assert velocity["evidence"]["source"] == "narrative:n-7"
+    assert velocity["evidence"]["per_hour"] == pytest.approx(12 * 9 / 24, abs=1e-3)
+    assert docs["m1"]["narratives"] == ["n-7"]
+    narrative = docs["narrative:n-7"]
+    assert narrative["title"] == CLAIM and narrative["post_ids"] == ["m1", "m2"]
+    assert narrative["components"]["reach"]["evidence"]["size"] == 108
+    assert narrative["components"]["velocity"]["evidence"]["source"] == "counts_hourly"

@@ -10,8 +10,8 @@ Priority of a post is a weighted sum of five components, each in [0, 1]:
 * debunked — it repeats an already fact-checked claim (stored match decision
   "match" 1.0, "possible" 0.6; halved again when the fact-check rated the claim true);
 * risk — signals of other stages when present: the "linkrisk" collection (doc
-  keyed by post id or URL: "max_score", "risk" or "score" in [0, 1]) and the
-  "narratives" collection (a narrative's "risk"/"score" reaches its posts).
+  keyed by post id or URL: "max_score", "risk" or "score" in [0, 1]) and a
+  narrative's own "risk"/"score" when its stage stores one.
 
 priority = sum(weight * value) / sum(weights); the weights are settings. Each
 entry stores the components, their contributions and `decided_by` with the
@@ -21,10 +21,14 @@ The gate: a post the check-worthiness model calls clearly not a claim
 (greeting, opinion, joke, or a confident "no") never outranks any other post,
 whatever its reach: its sort key is its priority minus 1.
 
-Narratives (from the "narratives" collection, when another stage writes it;
-member post ids under "post_ids", "posts" or "members") get queue entries too,
-id "narrative:<id>", built from their members: the best member's
-check-worthiness and debunk, summed reach, and the members' repeat rate.
+Narratives (the "narratives" collection, when the narratives stage writes it)
+get queue entries too, id "narrative:<id>", built from their members: the best
+member's check-worthiness and debunk, summed reach, and the narrative's posts
+per hour (its "counts_hourly", else its members' times). A post's narrative is
+found through "narrative_members" (doc per post with "narrative_id"), else
+through member ids listed in the narrative ("recent_posts", "post_ids",
+"posts" or "members"). A post's velocity is the larger of its own repeat rate
+and its narrative's rate; the evidence says which.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +49,7 @@ from factbridge.pipeline.checkworthiness import load_model, score_posts, stored_
 TRIAGE_VERSION = "triage-1"
 QUEUE = "queue"
 NARRATIVES = "narratives"
+NARRATIVE_MEMBERS = "narrative_members"
 LINKRISK = "linkrisk"
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
@@ -121,11 +126,53 @@ def _number(doc: dict[str, Any], keys: Iterable[str] = ("risk", "max_score", "sc
 
 
 def _member_ids(doc: dict[str, Any]) -> list[str]:
-    for key in ("post_ids", "posts", "members"):
+    for key in ("recent_posts", "post_ids", "posts", "members"):
         items = doc.get(key)
         if isinstance(items, list):
-            return [str(i.get("post_id") or i.get("id")) if isinstance(i, dict) else str(i) for i in items]
+            ids = [str(i.get("post_id") or i.get("id")) if isinstance(i, dict) else str(i[0]) if isinstance(i, list | tuple) else str(i) for i in items]
+            return list(dict.fromkeys(ids))
     return []
+
+
+def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
+    """Posts per hour over the window ending at the narrative's last hour, from its hourly counts."""
+    hourly = doc.get("counts_hourly")
+    if not isinstance(hourly, dict) or not hourly:
+        return None
+    try:
+        hours = {datetime.fromisoformat(h + ":00:00+00:00"): int(c) for h, c in hourly.items()}
+    except (TypeError, ValueError):
+        return None
+    newest = max(hours)
+    start = newest - timedelta(hours=window_hours)
+    return sum(c for h, c in hours.items() if h > start) / window_hours
+
+
+def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The narratives each post belongs to (empty when no narratives stage ran)."""
+    if not storage.count_docs(org, NARRATIVES):
+        return {}
+    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    if storage.count_docs(org, NARRATIVE_MEMBERS):
+        members = storage.get_docs(org, NARRATIVE_MEMBERS, post_ids)
+        wanted = sorted({str(m["narrative_id"]) for m in members.values() if m.get("narrative_id")})
+        docs = storage.get_docs(org, NARRATIVES, wanted)
+        for pid, member in members.items():
+            nid = str(member.get("narrative_id", ""))
+            if nid in docs:
+                out.setdefault(pid, []).append((nid, docs[nid]))
+        return out
+    wanted_ids = set(post_ids)
+    offset = 0
+    while True:  # no membership index: read the narratives' member lists
+        page = storage.list_docs(org, NARRATIVES, limit=1000, offset=offset, order="sort_desc")
+        for nid, doc in page:
+            for member in _member_ids(doc):
+                if member in wanted_ids:
+                    out.setdefault(member, []).append((nid, doc))
+        if len(page) < 1000:
+            return out
+        offset += 1000
 
 
 @dataclass
@@ -136,6 +183,8 @@ class PostFacts:
     repeats: list[str]  # near-identical or same-claim posts, itself excluded
     rate_per_hour: float
     risk: tuple[float, dict[str, Any]]
+    velocity_source: str = "repeats"
+    narratives: list[str] = field(default_factory=list)
 
 
 def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
@@ -172,7 +221,7 @@ def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any]
     evidence = {
         "checkworthiness": {"label": cw.get("label"), "threshold": cw.get("threshold"), "contributions": cw.get("contributions", {})},
         "reach": {"weighted_engagement": round(engagement, 1), **facts.post.engagement.model_dump()},
-        "velocity": {"repeats": len(facts.repeats), "window_hours": weights.window_hours, "per_hour": round(facts.rate_per_hour, 3), "examples": facts.repeats[:10]},
+        "velocity": {"repeats": len(facts.repeats), "window_hours": weights.window_hours, "per_hour": round(facts.rate_per_hour, 3), "source": facts.velocity_source, "examples": facts.repeats[:10]},
         "debunked": debunk or {"note": "no stored match to a fact-check"},
         "risk": risk or {"note": "no risk signal stored"},
     }
@@ -188,7 +237,7 @@ def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any]
     doc, sort_key = _entry(weights, values, evidence, gated, decided_by)
     post = facts.post
     doc.update(kind="post", post_id=post.id, text=post.text[:280], language=post.language, platform=post.platform,
-               created_at=post.created_at.isoformat() if post.created_at else None)
+               created_at=post.created_at.isoformat() if post.created_at else None, narratives=facts.narratives)
     return doc, sort_key
 
 
@@ -260,20 +309,7 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
     return out
 
 
-def _narratives(storage: Any, org: str) -> list[tuple[str, dict[str, Any]]]:
-    if not storage.count_docs(org, NARRATIVES):
-        return []
-    out: list[tuple[str, dict[str, Any]]] = []
-    offset = 0
-    while True:
-        page = storage.list_docs(org, NARRATIVES, limit=1000, offset=offset, order="sort_desc")
-        out.extend(page)
-        if len(page) < 1000:
-            return out
-        offset += 1000
-
-
-def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights, narratives: list[tuple[str, dict[str, Any]]]) -> dict[str, PostFacts]:
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights) -> dict[str, PostFacts]:
     storage = services.storage
     ids = [p.id for p in posts]
     stored = storage.get_docs(org, CHECKWORTHINESS, ids)
@@ -292,21 +328,26 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     same = _same_claim(storage, org, matches)
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
     others = storage.get_posts(org, sorted({r for rs in repeat_ids.values() for r in rs}))
-    narratives_of: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for nid, doc in narratives:
-        for member in _member_ids(doc):
-            narratives_of.setdefault(member, []).append((nid, doc))
+    narratives_of = narratives_of_posts(storage, org, ids)
     risks = _risk_signals(storage, org, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
     for post in posts:
         reps = [others[r] for r in repeat_ids[post.id] if r in others]
+        own_rate = repeat_rate(post, reps, weights.window_hours)
+        rates = [(nid, narrative_rate(doc, weights.window_hours)) for nid, doc in narratives_of.get(post.id, [])]
+        best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
+        rate, via = own_rate, "repeats"
+        if best_narrative is not None and best_narrative[1] > own_rate:
+            rate, via = best_narrative[1], f"narrative:{best_narrative[0]}"
         facts[post.id] = PostFacts(
             post=post,
             checkworthiness=stored[post.id],
             debunked=debunk_evidence(matches[post.id], ratings),
             repeats=[p.id for p in reps],
-            rate_per_hour=repeat_rate(post, reps, weights.window_hours),
+            rate_per_hour=rate,
             risk=risks[post.id],
+            velocity_source=via,
+            narratives=[nid for nid, _ in narratives_of.get(post.id, [])],
         )
     return facts
 
@@ -317,7 +358,8 @@ def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts],
     engagement = sum(weighted_engagement(m.post) for m in members)
     debunk = max((m.debunked for m in members), key=lambda d: d[0])
     copies = [m.post for m in members]
-    rate = repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
+    hourly_rate = narrative_rate(doc, weights.window_hours)
+    rate = hourly_rate if hourly_rate is not None else repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
     own_risk = _number(doc)
     risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
     values = {
@@ -329,15 +371,17 @@ def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts],
     }
     evidence = {
         "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness.get("label") == "claim")},
-        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members)},
-        "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3)},
+        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": doc.get("size", len(members))},
+        "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
         "debunked": debunk[1] or {"note": "no member matches a fact-check"},
         "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
     }
     all_gated = all(m.checkworthiness.get("clearly_not_claim") for m in members)
     decided_by = {"checkworthiness": str(members[best_cw].checkworthiness.get("decided_by", "")), "narrative": str(doc.get("decided_by", ""))}
     entry, sort_key = _entry(weights, values, evidence, "no member is a claim" if all_gated else None, decided_by)
-    entry.update(kind="narrative", narrative_id=nid, title=str(doc.get("title") or doc.get("label") or doc.get("summary") or "")[:200], post_ids=[m.post.id for m in members][:50])
+    representative = doc.get("representative")
+    title = doc.get("title") or doc.get("label") or (representative.get("text") if isinstance(representative, dict) else "") or " · ".join(doc.get("top_terms", [])[:6])
+    entry.update(kind="narrative", narrative_id=nid, title=str(title)[:200], text=str(title)[:280], post_ids=[m.post.id for m in members][:50])
     return entry, sort_key
 
 
@@ -346,30 +390,21 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     started = time.perf_counter()
     storage = services.storage
     weights = TriageWeights.from_settings(services.settings)
-    narratives = _narratives(storage, org)
-    facts = gather_facts(services, org, posts, weights, narratives)
+    facts = gather_facts(services, org, posts, weights)
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
     if extra_ids:
         extra = list(storage.get_posts(org, extra_ids).values())
-        facts.update(gather_facts(services, org, extra, weights, narratives))
-    rows = []
-    for pid, fact in facts.items():
-        doc, key = post_entry(fact, weights)
-        rows.append((pid, doc, key))
-    touched = set(facts)
+        facts.update(gather_facts(services, org, extra, weights))
+    rows = [(pid, *post_entry(fact, weights)) for pid, fact in facts.items()]
+    touched = sorted({nid for f in facts.values() for nid in f.narratives})
     narrative_rows = []
-    for nid, doc in narratives:
-        members = _member_ids(doc)
-        if not touched & set(members):
-            continue
-        member_posts = [p for p in storage.get_posts(org, members).values()]
-        member_facts = [facts[p.id] for p in member_posts if p.id in facts]
-        missing = [p for p in member_posts if p.id not in facts]
+    for nid, doc in storage.get_docs(org, NARRATIVES, touched).items() if touched else []:
+        member_ids = _member_ids(doc) or [pid for pid, f in facts.items() if nid in f.narratives]
+        missing = [p for p in storage.get_posts(org, [m for m in member_ids if m not in facts]).values()]
         if missing:
-            more = gather_facts(services, org, missing, weights, narratives)
-            facts.update(more)
-            member_facts += list(more.values())
+            facts.update(gather_facts(services, org, missing, weights))
+        member_facts = [facts[m] for m in member_ids if m in facts]
         if member_facts:
             entry, key = narrative_entry(nid, doc, member_facts, weights)
             narrative_rows.append((f"narrative:{nid}", entry, key))
