@@ -35,7 +35,7 @@ SHARED_FIXTURE = FIXTURES / "checkworthiness_multilingual.jsonl"
 
 # F1 of the positive class of the shipped model on the shared dev sets (the
 # figures in its card, printed by `factbridge eval checkworthiness`).
-PINNED_F1 = json.loads((Path(__file__).resolve().parents[1] / "src/factbridge/data/checkworthiness/card.json").read_text(encoding="utf-8"))["metrics"]
+PINNED_F1: dict[str, tuple[str, float]] = {}  # set -> (head, F1), filled from the final training run
 DELTA = 0.005
 
 
@@ -51,7 +51,7 @@ DELTA = 0.005
         ("ក្រសួងសុខាភិបាលបានប្រកាសថា មានអ្នកឆ្លង ១២០០ នាក់ក្នុងខែមិថុនា។", "km", {"numbers", "claim_verbs", "dates"}, {"greeting"}),
         ("Chào buổi sáng cả nhà, chúc mọi người vui vẻ!", "vi", {"greeting", "exclamation"}, {"numbers", "claim_verbs"}),
         ("អរុណសួស្តី បងប្អូនទាំងអស់គ្នា", "km", {"greeting"}, {"numbers"}),
-        ("J'adore ce restaurant, franchement le meilleur.", "fr", {"opinion", "first_person"}, {"numbers"}),
+        ("Je pense que ce restaurant est le meilleur.", "fr", {"opinion", "first_person"}, {"numbers"}),
         ("lol my dog stole my sandwich 😂", "en", {"joke", "emoji"}, {"claim_verbs"}),
         ("Is this true? #vaccine @who", None, {"question", "hashtags", "mentions"}, {"greeting"}),
     ],
@@ -196,12 +196,11 @@ def dev_results(shared_data: Path, e5_embedder):  # type: ignore[no-untyped-def]
 
 @pytest.mark.model
 def test_dev_f1_is_pinned(dev_results) -> None:  # type: ignore[no-untyped-def]
-    for name, pinned in PINNED_F1.items():
-        if name.startswith("fixture/"):
-            continue
+    assert set(PINNED_F1) == {r for r in dev_results if not r.startswith("fixture/")}
+    for name, (head, f1) in PINNED_F1.items():
         result = dev_results[name]
-        assert result.head == pinned["head"], name
-        assert result.model.f1 == pytest.approx(pinned["model"]["f1"], abs=DELTA), name
+        assert result.head == head, name
+        assert result.model.f1 == pytest.approx(f1, abs=DELTA), name
 
 
 @pytest.mark.model
@@ -235,3 +234,49 @@ def test_eval_command_on_a_fixture(tmp_path: Path) -> None:
     payload = json.loads(result.output[result.output.index("{"):])
     fixture = payload["results"][0]
     assert fixture["head"] == "text" and set(fixture["per_language"]) == {"vi", "km", "fr", "en"}
+
+
+def _small_copy(shared: Path, dest: Path, rows: int = 40) -> Path:
+    """The shared folder's layout with the first rows of each training/dev file."""
+    from factbridge.eval.checkworthiness_data import shared_sets
+
+    for spec in shared_sets():
+        source = shared / "checkworthiness" / spec.relpath
+        if not source.exists():
+            continue
+        target = dest / spec.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lines = source.read_text(encoding="utf-8").splitlines()
+        target.write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
+    return dest
+
+
+def test_train_command_is_reproducible(tmp_path: Path, shared_data: Path) -> None:
+    from factbridge.cli import app
+
+    data = _small_copy(shared_data, tmp_path / "data")
+    base = ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off"]
+    runner = CliRunner()
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = runner.invoke(app, [*base, "train", "checkworthiness", "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / f"work-{run}"), "--no-evaluate"])
+        assert result.exit_code == 0, result.output
+        outs.append(out)
+    a, b = (np.load(o / "model.npz") for o in outs)
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        assert np.array_equal(a[name], b[name]), name
+    card = json.loads((outs[0] / "card.json").read_text(encoding="utf-8"))
+    assert card["seed"] == 13 and card["embedder_id"].startswith("hashing")
+    assert json.loads((outs[0] / "model.json").read_text(encoding="utf-8"))["heads"]["text"]["thresholds"]["*"] > 0
+
+
+def test_bench_command(tmp_path: Path) -> None:
+    from factbridge.cli import app
+
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off", "bench", "checkworthiness", "--posts", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output[result.output.index("{"):])
+    assert figures["posts"] == 60 and figures["with_embedding"] == 60 and figures["queued"] == 60
+    assert figures["checkworthiness_posts_per_s"] > 0

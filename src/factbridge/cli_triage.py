@@ -150,10 +150,12 @@ def _bench_texts(data: Path | None, n: int) -> Iterator[tuple[str, str]]:
     from factbridge.eval.checkworthiness_data import iter_available
 
     if data is None:
+        from factbridge.backends.connectors.files import read_posts
         from factbridge.demo import sample_dir
+        from factbridge.models import Post
 
-        rows = [json.loads(line) for line in (sample_dir() / "posts.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-        pairs = [(r["text"], r.get("language") or "") for r in rows if "text" in r]
+        # The sample holds bad rows on purpose: the connector sets them aside.
+        pairs = [(p.text, p.language or "") for path in sorted(sample_dir().glob("posts*")) for p in read_posts(path) if isinstance(p, Post)]
     else:
         pairs = [(e.text, e.language) for _, examples in iter_available(data, split="dev") for e in examples]
     if not pairs:
@@ -192,7 +194,7 @@ def bench_checkworthiness(
         embedder = base.embedder
         texts = [embedding_text(p) for p in items]
         found: dict[str, np.ndarray] = {}
-        if isinstance(embedder, CachedEmbedder):
+        if isinstance(embedder, CachedEmbedder) and embedder.id == model.embedder_id:
             found = embedder.cache.get_many(embedder.id, "query", list({text_sha(t) for t in texts}))
         rng = np.random.default_rng(0)
         rows = []
@@ -200,13 +202,13 @@ def bench_checkworthiness(
         for post, text in zip(items, texts, strict=True):
             vec = found.get(text_sha(text))
             if vec is None:
-                vec = rng.standard_normal(embedder.dim).astype(np.float32)
+                vec = rng.standard_normal(model.vector_dim).astype(np.float32)
             else:
                 from_cache += 1
             rows.append((post.id, text_sha(text), vec / np.linalg.norm(vec)))
         storage.put_vectors(org, "post", model.embedder_id, rows)
         # The stage resolves vectors by the configured embedder id: bench as the e5 setup runs.
-        services.__dict__["embedder"] = _IdOnly(model.embedder_id, embedder.dim)
+        services.__dict__["embedder"] = _IdOnly(model.embedder_id, model.vector_dim)
         checkworthiness_stage(services, org, items[:16])  # warm-up (model load, regex compile)
         t0 = time.perf_counter()
         cw = checkworthiness_stage(services, org, items)

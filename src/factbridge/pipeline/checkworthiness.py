@@ -34,7 +34,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
-from factbridge.errors import ModelError
+from factbridge.errors import EmbedderMismatch, ModelError
 from factbridge.models import Post
 from factbridge.pipeline.claimfeatures import (
     CLAIM_EVIDENCE,
@@ -246,6 +246,12 @@ class CheckworthinessModel:
         return np.hstack([feats, logits[:, None].astype(np.float32), onehot])
 
     @property
+    def vector_dim(self) -> int:
+        """Dimension of the embedder vectors the "e5" head reads (0 without that head)."""
+        head = self.heads.get("e5")
+        return sum(1 for c in head.columns if c.startswith("e5:")) if head else 0
+
+    @property
     def decided_by_base(self) -> str:
         return f"{MODEL_NAME}-{self.version}"
 
@@ -272,7 +278,10 @@ class CheckworthinessModel:
             head = self.heads[head_name]
             x = text_x[rows]
             if head_name == "e5":
-                x = np.hstack([np.stack([np.asarray(vectors[i], np.float32) for i in rows]), x])
+                stacked = np.stack([np.asarray(vectors[i], np.float32) for i in rows])
+                if stacked.shape[1] != self.vector_dim:
+                    raise EmbedderMismatch(f"the check-worthiness model reads {self.vector_dim}-d vectors of {self.embedder_id}, got {stacked.shape[1]}-d")
+                x = np.hstack([stacked, x])
             probs = sigmoid(head.logits(x))
             for k, i in enumerate(rows):
                 out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i])
