@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared/data
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk clean
+.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk eval-checkworthiness bench-checkworthiness clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ eval-linkrisk: install
 
 bench-linkrisk: install
 	$(BIN)/factbridge bench linkrisk --data $(SHARED)/urls/urlhaus_filter --benign-from $(SHARED) --workers 2
+
+# e5 vectors of the dev sets come from the committed test cache (no re-embedding).
+eval-checkworthiness: install
+	FACTBRIDGE_EMBED_CACHE_SEED=tests/fixtures/embeddings $(BIN)/factbridge eval checkworthiness --cached-only --data $(SHARED)/checkworthiness \
+		--fixture tests/fixtures/checkworthiness_posts.jsonl
+
+bench-checkworthiness: install
+	FACTBRIDGE_EMBED_CACHE_SEED=tests/fixtures/embeddings $(BIN)/factbridge bench checkworthiness --data $(SHARED)/checkworthiness --posts 2000
 
 clean:
 	rm -rf $(VENV) .factbridge .pytest_cache .mypy_cache .ruff_cache

@@ -189,8 +189,8 @@ def dev_results(shared_data: Path, e5_embedder):  # type: ignore[no-untyped-def]
     model = load_model()
     fixtures = [p for p in (OWN_FIXTURE, SHARED_FIXTURE) if p.exists()]
     baseline_sets = [s for s in EVAL_SETS if s.startswith("clef2022_1a/")]
-    with_baseline = evaluate(model, shared_data / "checkworthiness", e5_embedder, sets=baseline_sets, with_baseline=True)
-    rest = evaluate(model, shared_data / "checkworthiness", e5_embedder, fixtures, sets=[s for s in EVAL_SETS if s not in baseline_sets], with_baseline=False)
+    with_baseline = evaluate(model, shared_data / "checkworthiness", e5_embedder, sets=baseline_sets, with_baseline=True, cached_only=True)
+    rest = evaluate(model, shared_data / "checkworthiness", e5_embedder, fixtures, sets=[s for s in EVAL_SETS if s not in baseline_sets], with_baseline=False, cached_only=True)
     return {r.name: r for r in with_baseline + rest}
 
 

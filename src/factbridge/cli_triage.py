@@ -100,6 +100,7 @@ def eval_checkworthiness(
     sets: Annotated[str, typer.Option(help="Comma-separated evaluation sets (default: all CheckThat! dev sets).")] = "",
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Train and score the TF-IDF + LR baseline beside the model.")] = True,
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the setting, else the shipped model).")] = None,
+    cached_only: Annotated[bool, typer.Option("--cached-only", help="Never embed: a set whose vectors are not all cached is scored by the text-only head.")] = False,
     export_cache: Annotated[Path | None, typer.Option(help="Also write the query vectors of every evaluated text to this cache file (the committed test cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -117,7 +118,7 @@ def eval_checkworthiness(
         err_console.print(f"[yellow]embedder {services.embedder.id} is not the model's ({loaded.embedder_id}): scoring with the text-only head[/]")
     wanted = [s.strip() for s in sets.split(",") if s.strip()] or None
     with ExitStack() as stack:
-        results = evaluate(loaded, data, services.embedder, list(fixture or []), sets=wanted, with_baseline=baseline, progress=_progress_factory(stack))
+        results = evaluate(loaded, data, services.embedder, list(fixture or []), sets=wanted, with_baseline=baseline, progress=_progress_factory(stack), cached_only=cached_only)
     if export_cache is not None:
         _export_cache(services.embedder, data, wanted, list(fixture or []), export_cache)
     if as_json:

@@ -356,23 +356,42 @@ def evaluate(
     sets: Sequence[str] | None = None,
     with_baseline: bool = True,
     progress: Callable[[str, int], Progress] | None = None,
+    cached_only: bool = False,
 ) -> list[SetResult]:
-    """Scores per evaluation set; the baseline is trained on the same set's train split."""
+    """Scores per evaluation set; the baseline is trained on the same set's train split.
+
+    With `cached_only`, a set whose vectors are not all in the embedding cache is
+    scored by the text head (the result says which head) instead of embedding it."""
     specs = {s.name: s for s in shared_sets()}
     results: list[SetResult] = []
     wanted = list(EVAL_SETS if sets is None else sets) if root is not None else []
     use_vectors = embedder is not None and embedder.id == model.embedder_id
+    def vectors_for(examples: list[Example]) -> Embedder | None:
+        if not use_vectors:
+            return None
+        if cached_only and not _all_cached(embedder, [e.text for e in examples]):
+            return None
+        return embedder
+
     for name in wanted:
         examples = load_set(root, specs[name])  # type: ignore[arg-type]
-        results.append(_evaluate_set(model, name, examples, embedder if use_vectors else None, progress))
+        results.append(_evaluate_set(model, name, examples, vectors_for(examples), progress))
         if with_baseline:
             train_name = name.rsplit("/", 1)[0] + "/train"
             results[-1].baseline = baseline_scores(load_set(root, specs[train_name]), examples)  # type: ignore[arg-type]
     for path in fixtures:
         examples = read_jsonl(path)
-        result = _evaluate_set(model, f"fixture/{Path(path).name}", examples, embedder if use_vectors else None, progress)
+        result = _evaluate_set(model, f"fixture/{Path(path).name}", examples, vectors_for(examples), progress)
         results.append(result)
     return results
+
+
+def _all_cached(embedder: Any, texts: Sequence[str]) -> bool:
+    cache = getattr(embedder, "cache", None)
+    if cache is None:
+        return False
+    shas = list({text_sha(t) for t in texts})
+    return len(cache.get_many(embedder.id, "query", shas)) == len(shas)
 
 
 def _evaluate_set(model: CheckworthinessModel, name: str, examples: list[Example], embedder: Embedder | None, progress: Callable[[str, int], Progress] | None) -> SetResult:
