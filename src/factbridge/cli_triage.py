@@ -23,7 +23,7 @@ DATA_HELP = "The shared check-worthiness folder (../shared/data/checkworthiness)
 
 def _progress_factory(stack: ExitStack) -> Callable[[str, int], Callable[[int], None]]:
     def make(description: str, total: int) -> Callable[[int], None]:
-        return stack.enter_context(progress_bar(description, total))  # type: ignore[no-any-return]
+        return stack.enter_context(progress_bar(description, total))
 
     return make
 
@@ -176,7 +176,7 @@ def bench_checkworthiness(
     import numpy as np
 
     from factbridge.backends.embedders.cache import CachedEmbedder, text_sha
-    from factbridge.models import Post
+    from factbridge.models import Engagement, Post
     from factbridge.pipeline.checkworthiness import checkworthiness_stage, load_model
     from factbridge.pipeline.prepare import embedding_text, prepare_post
     from factbridge.pipeline.triage import triage_stage
@@ -188,7 +188,7 @@ def bench_checkworthiness(
     try:
         storage = services.storage
         org = "bench"
-        items = [prepare_post(Post(id=f"b{i}", text=text, language=lang or None, engagement={"likes": i % 500, "shares": i % 37}), base.languages) for i, (text, lang) in enumerate(_bench_texts(data, posts))]
+        items = [prepare_post(Post(id=f"b{i}", text=text, language=lang or None, engagement=Engagement(likes=i % 500, shares=i % 37)), base.languages) for i, (text, lang) in enumerate(_bench_texts(data, posts))]
         storage.upsert_posts(org, items)
         # Vectors as the matching stage stores them: from the embedding cache when it holds
         # them; otherwise random unit vectors (the scoring cost does not depend on the values).

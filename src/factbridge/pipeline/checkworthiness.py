@@ -330,7 +330,7 @@ class CheckworthinessModel:
             arrays[f"{name}_mean"] = head.mean.astype(np.float32)
             arrays[f"{name}_scale"] = head.scale.astype(np.float32)
             meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds}
-        np.savez_compressed(folder / "model.npz", **arrays)
+        np.savez_compressed(folder / "model.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "name": MODEL_NAME,
             "version": self.version,

@@ -271,7 +271,7 @@ def train_model(
     all_inputs = inputs(data.train) if text_features is None else text_features
     if saved is not None and not saved.exists():
         saved.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(saved, idf=tfidf.idf, oof=oof_logits, weights=tfidf_w, bias=tfidf_b, features=all_inputs)
+        np.savez(saved, idf=np.asarray(tfidf.idf), oof=oof_logits, weights=tfidf_w, bias=tfidf_b, features=all_inputs)
     row_of = {e.text: i for i, e in enumerate(data.train)}
     report = TrainReport(model)
     head_tick = progress("level-1 heads", 2) if progress else None

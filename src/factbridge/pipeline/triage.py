@@ -295,7 +295,7 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
     urls = sorted({u for p in posts for u in p.urls})
     by_url = storage.get_docs(org, LINKRISK, urls) if urls and storage.count_docs(org, LINKRISK) else {}
     for post in posts:
-        best = (0.0, {})
+        best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, dict[str, Any]]] = []
         if post.id in by_post:
             candidates.append((f"linkrisk:{post.id}", by_post[post.id]))
