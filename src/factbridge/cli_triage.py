@@ -129,7 +129,7 @@ def eval_checkworthiness(
 
 
 def _export_cache(embedder: Any, data: Path | None, sets: list[str] | None, fixtures: list[Path], dest: Path) -> None:
-    """Copy the vectors of the evaluated texts (already computed) into a small cache file."""
+    """Copy the cached vectors of the evaluated texts into a small cache file (the committed test cache)."""
     from factbridge.backends.embedders.cache import EmbeddingCache, text_sha
     from factbridge.eval.checkworthiness_data import load_set, read_jsonl, shared_sets
     from factbridge.pipeline.checkworthiness_training import EVAL_SETS
@@ -137,14 +137,17 @@ def _export_cache(embedder: Any, data: Path | None, sets: list[str] | None, fixt
     specs = {s.name: s for s in shared_sets()}
     texts = [e.text for name in (sets or EVAL_SETS) if data is not None for e in load_set(data, specs[name])]
     texts += [e.text for path in fixtures for e in read_jsonl(path)]
-    unique = list(dict.fromkeys(texts))
-    vectors = embedder.encode_queries(unique)
+    shas = list(dict.fromkeys(text_sha(t) for t in texts))
+    source = getattr(embedder, "cache", None)
+    if source is None:
+        raise InputError("--export-cache needs an embedding cache (set embed_cache)")
+    found = source.get_many(embedder.id, "query", shas)  # copies what is cached; never embeds
     cache = EmbeddingCache(dest)
     try:
-        cache.put_many(embedder.id, "query", [(text_sha(t), v) for t, v in zip(unique, vectors, strict=True)])
+        cache.put_many(embedder.id, "query", list(found.items()))
     finally:
         cache.close()
-    err_console.print(f"wrote {len(unique)} query vectors to {dest}")
+    err_console.print(f"wrote {len(found)} of {len(shas)} query vectors to {dest}")
 
 
 def _bench_texts(data: Path | None, n: int) -> Iterator[tuple[str, str]]:
