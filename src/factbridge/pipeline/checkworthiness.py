@@ -140,9 +140,13 @@ class HashedTfidf:
 
 
 def fit_logistic(
-    x: np.ndarray | sp.spmatrix, y: np.ndarray, c: float = 1.0, balanced: bool = False, max_iter: int = 500
+    x: np.ndarray | sp.spmatrix, y: np.ndarray, c: float = 1.0, balanced: bool = False, max_iter: int = 500,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression (0.5·|w|² + C·Σ loss), bias unpenalised, by L-BFGS."""
+    """L2-regularised logistic regression (0.5·|w|² + C·Σ loss), bias unpenalised, by L-BFGS.
+
+    `offset` is a fixed logit added to every row: the fit then learns a correction
+    of another model (used by the residual e5 head)."""
     y = np.asarray(y, dtype=np.float64)
     n, dim = x.shape
     weight = np.ones(n)
@@ -154,7 +158,7 @@ def fit_logistic(
 
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = params[:dim], params[dim]
-        z = np.asarray(x @ w).ravel() + b
+        z = np.asarray(x @ w).ravel() + b + (0.0 if offset is None else offset)
         margin = sign * z
         loss = np.logaddexp(0.0, -margin)
         grad_z = -sign * weight * np.exp(-np.logaddexp(0.0, margin))  # d loss / d z
@@ -183,6 +187,7 @@ class Head:
     mean: np.ndarray
     scale: np.ndarray
     thresholds: dict[str, float]  # per language; "*" for any other
+    base: str | None = None  # a residual head adds its logit to this head's
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         return ((inputs - self.mean) / self.scale) @ self.weights + self.bias
@@ -277,19 +282,28 @@ class CheckworthinessModel:
                 continue
             head = self.heads[head_name]
             x = text_x[rows]
+            text_head = self.heads["text"]
             if head_name == "e5":
                 stacked = np.stack([np.asarray(vectors[i], np.float32) for i in rows])
                 if stacked.shape[1] != self.vector_dim:
                     raise EmbedderMismatch(f"the check-worthiness model reads {self.vector_dim}-d vectors of {self.embedder_id}, got {stacked.shape[1]}-d")
+                if head.base == "text":  # residual: the text head's logit plus a correction from the vector
+                    probs = sigmoid(text_head.logits(x) + head.logits(stacked))
+                    for k, i in enumerate(rows):
+                        out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i], stacked[k])
+                    continue
                 x = np.hstack([stacked, x])
             probs = sigmoid(head.logits(x))
             for k, i in enumerate(rows):
                 out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i])
         return [s for s in out if s is not None]
 
-    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, text: str, language: str | None) -> CheckworthinessScore:
-        contrib = head.contributions(row)
+    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, text: str, language: str | None, vector: np.ndarray | None = None) -> CheckworthinessScore:
         grouped: dict[str, float] = {}
+        if head.base is not None and vector is not None:
+            grouped["embedding"] = float(head.contributions(vector).sum() + head.bias)
+            head = self.heads[head.base]  # the rest is the base head's explanation
+        contrib = head.contributions(row)
         for column, value in zip(head.columns, contrib, strict=True):
             key = "embedding" if column.startswith("e5:") else column.replace("feature:", "")
             if key.startswith("lang:"):
@@ -299,7 +313,7 @@ class CheckworthinessModel:
         features = {name: float(row[head.columns.index(f"feature:{name}")]) for name in FEATURE_NAMES}
         markers = [m for m in NOT_CLAIM_MARKERS if features[m] > 0]
         evidence = any(features[e] > 0 for e in CLAIM_EVIDENCE)
-        threshold = head.threshold(language)
+        threshold = self.heads[head_name].threshold(language)
         label = "claim" if prob >= threshold else "not_claim"
         # "Clearly not a claim": the model is confident, or a greeting/opinion/joke
         # marker with no claim evidence that the model does not call a claim.
@@ -329,7 +343,7 @@ class CheckworthinessModel:
             arrays[f"{name}_weights"] = head.weights.astype(np.float32)
             arrays[f"{name}_mean"] = head.mean.astype(np.float32)
             arrays[f"{name}_scale"] = head.scale.astype(np.float32)
-            meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds}
+            meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds, "base": head.base}
         np.savez_compressed(folder / "model.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "name": MODEL_NAME,
@@ -366,6 +380,7 @@ class CheckworthinessModel:
                 mean=arrays[f"{name}_mean"],
                 scale=arrays[f"{name}_scale"],
                 thresholds={k: float(v) for k, v in h["thresholds"].items()},
+                base=h.get("base"),
             )
             for name, h in meta["heads"].items()
         }
