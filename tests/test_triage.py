@@ -151,7 +151,8 @@ def test_risk_signals_and_narratives_when_present(hashing_services: Services) ->
     posts = [make_post("n1", CLAIM, likes=10), make_post("n2", OTHER_CLAIM, likes=20, minutes=5), make_post("solo", OTHER_CLAIM.replace("cancer", "diabetes"))]
     storage.upsert_posts(ORG, posts)
     embed_posts(storage, hashing_services.embedder, ORG, posts)
-    summary = run_stages(hashing_services, ORG, posts)
+    # The generic schema (member ids listed in the narrative): without the narratives stage.
+    summary = run_stages(hashing_services, ORG, posts, skip=("narratives", "bursts"))
     assert summary["triage"]["queued_narratives"] == 0  # no narratives stored yet
     # As the link-risk and narrative stages would store them:
     storage.put_docs(ORG, "linkrisk", [("n1", {"post_id": "n1", "max_score": 0.8, "decided_by": "linkrisk-test-2"}, 0.8)])
@@ -216,9 +217,19 @@ def test_narratives_stage_schema(hashing_services: Services) -> None:
     docs = storage.get_docs(ORG, QUEUE, ["m1", "narrative:n-7"])
     velocity = docs["m1"]["components"]["velocity"]
     assert velocity["evidence"]["source"] == "narrative:n-7"
-    assert velocity["evidence"]["per_hour"] == pytest.approx(12 * 9 / 24, abs=1e-3)
+    assert velocity["evidence"]["per_hour"] == pytest.approx((12 * 9 - 1) / 24, abs=1e-3)
     assert docs["m1"]["narratives"] == ["n-7"]
     narrative = docs["narrative:n-7"]
     assert narrative["title"] == CLAIM and narrative["post_ids"] == ["m1", "m2"]
     assert narrative["components"]["reach"]["evidence"]["size"] == 108
     assert narrative["components"]["velocity"]["evidence"]["source"] == "counts_hourly"
+
+
+def test_with_the_real_narratives_stage(hashing_services: Services) -> None:
+    copies = [make_post(f"r{i}", CLAIM, minutes=5 * i, shares=i) for i in range(6)]
+    summary = ingest(hashing_services, copies)
+    assert "narratives" in summary and summary["triage"]["queued_narratives"] >= 1
+    narratives = list_queue(hashing_services.storage, ORG, kind="narrative")
+    assert narratives and narratives[0][1]["components"]["velocity"]["value"] > 0
+    post = hashing_services.storage.get_docs(ORG, QUEUE, ["r5"])["r5"]
+    assert post["narratives"] and post["components"]["velocity"]["evidence"]["repeats"] == 5

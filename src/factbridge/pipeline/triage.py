@@ -51,6 +51,7 @@ QUEUE = "queue"
 NARRATIVES = "narratives"
 NARRATIVE_MEMBERS = "narrative_members"
 LINKRISK = "linkrisk"
+MIN_NARRATIVE_POSTS = 2
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
 
@@ -135,7 +136,8 @@ def _member_ids(doc: dict[str, Any]) -> list[str]:
 
 
 def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
-    """Posts per hour over the window ending at the narrative's last hour, from its hourly counts."""
+    """Repeats per hour over the window ending at the narrative's last hour, from its hourly
+    counts (the first post is not a repeat, as in `repeat_rate`)."""
     hourly = doc.get("counts_hourly")
     if not isinstance(hourly, dict) or not hourly:
         return None
@@ -145,7 +147,7 @@ def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
         return None
     newest = max(hours)
     start = newest - timedelta(hours=window_hours)
-    return sum(c for h, c in hours.items() if h > start) / window_hours
+    return max(0, sum(c for h, c in hours.items() if h > start) - 1) / window_hours
 
 
 def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -401,6 +403,9 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     narrative_rows = []
     for nid, doc in storage.get_docs(org, NARRATIVES, touched).items() if touched else []:
         member_ids = _member_ids(doc) or [pid for pid, f in facts.items() if nid in f.narratives]
+        size = doc.get("size") if isinstance(doc.get("size"), int) else len(member_ids)
+        if max(size, len(member_ids)) < MIN_NARRATIVE_POSTS:
+            continue  # a one-post narrative would only repeat that post's entry
         missing = [p for p in storage.get_posts(org, [m for m in member_ids if m not in facts]).values()]
         if missing:
             facts.update(gather_facts(services, org, missing, weights))
