@@ -55,7 +55,7 @@ class State:
 
 
 def _state(ctx: typer.Context) -> State:
-    return ctx.ensure_object(State) if isinstance(ctx.obj, State) else ctx.obj  # type: ignore[no-any-return]
+    return ctx.ensure_object(State) if isinstance(ctx.obj, State) else ctx.obj
 
 
 @app.callback()
@@ -341,7 +341,7 @@ def eval_claim_retrieval(
     )
 
 
-def _centering(services: Services, wanted: bool | None):  # type: ignore[no-untyped-def]
+def _centering(services: Services, wanted: bool | None):
     from factbridge.pipeline.centering import LanguageCentering, default_centering_path
 
     use = services.settings.match_centering if wanted is None else wanted

@@ -44,7 +44,7 @@ class Services:
             inner = cls()
         cache_path = s.resolved_embed_cache
         if cache_path is None:
-            return inner  # type: ignore[no-any-return]
+            return inner
         seeds: list[Path] = []
         for part in filter(None, s.embed_cache_seed.split(os.pathsep)):
             seed = Path(part)
@@ -54,7 +54,7 @@ class Services:
         return CachedEmbedder(inner, cache)
 
     @cached_property
-    def alert_dispatcher(self):  # type: ignore[no-untyped-def]
+    def alert_dispatcher(self):
         """Background webhook delivery of alerts; None when no webhook is configured."""
         from factbridge.pipeline.alerts import dispatcher_from_settings
 
@@ -63,7 +63,7 @@ class Services:
             self._closers.append(dispatcher)
         return dispatcher
 
-    def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):  # type: ignore[no-untyped-def]
+    def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):
         from factbridge.pipeline.centering import LanguageCentering, default_centering_path
         from factbridge.pipeline.matching import Matcher, default_reranker_path
         from factbridge.pipeline.reranker import Reranker
@@ -103,7 +103,7 @@ class Services:
             centering=centering,
         )
 
-    def link_scorer(self, org: str | None = None, resolve: bool | None = None):  # type: ignore[no-untyped-def]
+    def link_scorer(self, org: str | None = None, resolve: bool | None = None):
         """Link-risk scorer with this organisation's stored feeds (see factbridge.linkrisk)."""
         from factbridge.linkrisk.stage import scorer_for
 

@@ -33,7 +33,7 @@ class EvalReport:
     language_pairs: list[str] = field(default_factory=list)
 
 
-def load_library(storage: Storage, embedder: Embedder, claims: Sequence[str | Path], languages: tuple[str, ...], progress_factory=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def load_library(storage: Storage, embedder: Embedder, claims: Sequence[str | Path], languages: tuple[str, ...], progress_factory=None) -> dict[str, float]:
     t0 = time.perf_counter()
     report, _ = import_factcheck_files(storage, EVAL_ORG, claims, languages)
     t1 = time.perf_counter()
@@ -57,7 +57,7 @@ def evaluate(
     qrels: dict[str, set[str]],
     fusions: Sequence[str],
     reranker: Reranker | None,
-    progress=None,  # type: ignore[no-untyped-def]
+    progress=None,
     candidates: int = 50,
     centering: LanguageCentering | None = None,
 ) -> EvalReport:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class LanguageCentering:
             raise EmbedderMismatch(f"centering {self.version} was estimated on '{self.embedder_id}', not '{embedder_id}'")
 
     def save(self, path: str | Path) -> None:
-        arrays = {f"{role}/{lang}": vec for role, langs in self.means.items() for lang, vec in langs.items()}
+        arrays: dict[str, Any] = {f"{role}/{lang}": vec for role, langs in self.means.items() for lang, vec in langs.items()}
         meta = {"version": self.version, "embedder_id": self.embedder_id, "card": self.card}
         np.savez_compressed(path, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
 
@@ -78,5 +79,5 @@ def estimate_centering(embedder: Embedder, texts_by_language: dict[str, list[str
         means["passage"][lang] = embedder.encode_documents(texts).mean(axis=0)
     for role in means:
         means[role]["*"] = np.mean([v for k, v in means[role].items()], axis=0)
-    card = {"texts_per_language": {k: len(v) for k, v in texts_by_language.items()}, "sources": sources}
+    card: dict[str, object] = {"texts_per_language": {k: len(v) for k, v in texts_by_language.items()}, "sources": sources}
     return LanguageCentering(version=version, embedder_id=embedder.id, means=means, card=card)

@@ -57,7 +57,7 @@ def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[
     return {"embedded": len(todo)}
 
 
-def match_and_store(storage: Storage, matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:  # type: ignore[no-untyped-def]
+def match_and_store(storage: Storage, matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     results = matcher.match_posts(posts, progress)
     for post, result in zip(posts, results, strict=True):
         storage.replace_matches(org, post.id, result.candidates)
@@ -94,7 +94,7 @@ def import_factcheck_files(
     return total, changed
 
 
-def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80) -> dict[str, list[str]]:
     """After new fact-checks arrive, re-match the stored posts that come near them.
 
     Returns, per new fact-check, the posts now matched to it ("this debunk
@@ -125,7 +125,7 @@ def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[s
     return out
 
 
-def matching_stage(services, org: str, posts: Sequence[Post]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def matching_stage(services, org: str, posts: Sequence[Post]) -> dict[str, object]:
     """Stage: embed the posts (stored, shared with later stages) and match them."""
     embed_posts(services.storage, services.embedder, org, posts)
     if not services.storage.count_factchecks(org):

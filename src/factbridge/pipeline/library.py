@@ -18,6 +18,7 @@ import io
 import json
 import tarfile
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _read_csv(text: str, name: str, mapping: Mapping[str, str], delimiter: str) 
             yield Quarantined(kind="factcheck", source=name, line=n, field=cols["claim"], reason="empty claim", raw=json.dumps(row, ensure_ascii=False)[:2000])
             continue
         try:
-            dates = {}
+            dates: dict[str, datetime | None] = {}
             for f in ("claim_date", "published_at"):
                 dates[f] = parse_date_lenient(get(f)) if get(f) else None
                 if get(f) and dates[f] is None:
@@ -193,7 +194,8 @@ def _read_csv(text: str, name: str, mapping: Mapping[str, str], delimiter: str) 
                 claimant=get("claimant"),
                 source_format="csv",
                 raw=dict(row),
-                **dates,
+                claim_date=dates["claim_date"],
+                published_at=dates["published_at"],
             )
         except (InputError, ValidationError) as exc:
             yield _quarantine(name, exc, n, json.dumps(row, ensure_ascii=False))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
@@ -84,7 +84,7 @@ class LibraryItem:
 
 
 def index_factchecks(
-    storage: Storage, embedder: Embedder, org: str, progress: Progress | None = None, on_total: callable | None = None  # type: ignore[valid-type]
+    storage: Storage, embedder: Embedder, org: str, progress: Progress | None = None, on_total: Callable[[int], None] | None = None
 ) -> int:
     """Embed the fact-checks whose text changed since they were last embedded. Returns how many."""
     stored = storage.vector_shas(org, "factcheck", embedder.id)

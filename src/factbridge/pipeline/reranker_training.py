@@ -32,7 +32,7 @@ class TrainingSet:
     qrels: dict[str, set[str]]
 
 
-def _rows(ts: TrainingSet, embedder: Embedder, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def _rows(ts: TrainingSet, embedder: Embedder, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     vectors = embedder.encode_queries([embedding_text(q) for q in ts.queries], progress)
     same, cross, labels, groups = [], [], [], []
     for qi, (q, v) in enumerate(zip(ts.queries, vectors, strict=True)):
@@ -54,7 +54,7 @@ def _threshold(scores: np.ndarray, labels: np.ndarray, precision: float) -> floa
     return float(s[ok[-1]]) if len(ok) else float(s[0])
 
 
-def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -> dict[str, float]:
     """Decision thresholds that hold when many posts repeat no checked claim at all.
 
     CheckThat! dev queries all have a fact-check in the library, so on their own
@@ -78,7 +78,7 @@ def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -
 
 
 def train_reranker(
-    train: Sequence[TrainingSet], dev: TrainingSet | None, embedder: Embedder, version: str, l2: float = 1.0, progress=None  # type: ignore[no-untyped-def]
+    train: Sequence[TrainingSet], dev: TrainingSet | None, embedder: Embedder, version: str, l2: float = 1.0, progress=None
 ) -> Reranker:
     same_parts, cross_parts, label_parts = [], [], []
     for ts in train:

@@ -93,7 +93,7 @@ def _script_counts(text: str) -> tuple[int, int, int]:
 
 
 @lru_cache(maxsize=4)
-def _identifier(languages: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
+def _identifier(languages: tuple[str, ...] | None):
     from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
     ident = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)

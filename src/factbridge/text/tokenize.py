@@ -25,7 +25,7 @@ _BIGRAM_SCRIPTS = ("THAI", "LAO", "MYANMAR", "CJK", "HIRAGANA", "KATAKANA", "HAN
 
 
 @lru_cache(maxsize=1)
-def _khmer_segmenter():  # type: ignore[no-untyped-def]
+def _khmer_segmenter():
     from khmercut import tokenize as khmer_tokenize
 
     return khmer_tokenize

@@ -82,9 +82,11 @@ class ToneModel:
         """The text with tone marks restored on unaccented Vietnamese syllables."""
         pieces: list[str] = []
         last = 0
+        cursor = 0
         run: list[re.Match[str]] = []
 
         def flush() -> None:
+            nonlocal cursor
             if not run:
                 return
             restored = self._decode([m.group(0).lower() for m in run])
@@ -95,15 +97,14 @@ class ToneModel:
                     word = word.upper() if original.isupper() and len(original) > 1 else word
                 else:
                     word = original
-                pieces.append(text[self._cursor : m.start()])
+                pieces.append(text[cursor : m.start()])
                 pieces.append(word)
-                self._cursor = m.end()
+                cursor = m.end()
             run.clear()
 
-        self._cursor = 0
         for m in _WORD.finditer(text):
             gap = text[last : m.start()]
-            if run and any(c in gap for c in ".,;:!?()\n\"") :
+            if run and any(c in gap for c in ".,;:!?()\n\""):
                 flush()
             if m.group(0).isascii() and m.group(0).lower() in self.candidates:
                 run.append(m)
@@ -111,7 +112,7 @@ class ToneModel:
                 flush()
             last = m.end()
         flush()
-        pieces.append(text[self._cursor :])
+        pieces.append(text[cursor:])
         return "".join(pieces)
 
     def save(self, path: str | Path) -> None:

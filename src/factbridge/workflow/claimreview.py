@@ -93,12 +93,12 @@ def stable_id(*parts: str) -> str:
 
 def factcheck_from_claimreview(node: dict[str, Any], source: str, line: int | None = None) -> FactCheck:
     claim = str(node.get("claimReviewed") or "").strip()
-    item = node.get("itemReviewed") if isinstance(node.get("itemReviewed"), dict) else {}
+    item: dict[str, Any] = node["itemReviewed"] if isinstance(node.get("itemReviewed"), dict) else {}
     if not claim and item:
         claim = str(item.get("name") or item.get("text") or "").strip()
     if not claim:
         raise InputError("ClaimReview has no claimReviewed", source=source, line=line, field="claimReviewed")
-    rating = node.get("reviewRating") if isinstance(node.get("reviewRating"), dict) else {}
+    rating: dict[str, Any] = node["reviewRating"] if isinstance(node.get("reviewRating"), dict) else {}
     url = str(node.get("url") or node.get("@id") or "")
     rating_value: float | None = None
     try:

@@ -82,7 +82,7 @@ def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: 
         urls = urls.replace(",", " ").split()
     if urls is not None and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
         raise InputError("urls must be a list of strings", source=source, line=line, field=url_field)
-    nested = row.get("engagement") if isinstance(row.get("engagement"), Mapping) else {}
+    nested: Mapping[str, Any] = row["engagement"] if isinstance(row.get("engagement"), Mapping) else {}
     counts = {}
     for key, names in ENGAGEMENT_ALIASES.items():
         name, value = _pick({**row, **nested}, names)
