@@ -185,3 +185,17 @@ def test_language_centering_removes_the_shared_language_direction(tmp_path) -> N
     assert loaded.apply(en[0], ["xx"], "passage").shape == (8,)  # unknown language: the pooled mean
     with pytest.raises(EmbedderMismatch):
         loaded.check_embedder("other")
+
+
+def test_services_reuse_the_matcher_until_the_library_changes(hashing_services) -> None:
+    services = hashing_services
+    storage = services.storage
+    storage.upsert_factchecks("default", [prepare_factcheck(LIBRARY[0], LANGS)])
+    index_factchecks(storage, services.embedder, "default")
+    first = services.matcher()
+    assert services.matcher() is first and len(first) == 1
+    storage.upsert_factchecks("default", [prepare_factcheck(LIBRARY[1], LANGS)])
+    index_factchecks(storage, services.embedder, "default")
+    second = services.matcher()
+    assert second is not first and len(second) == 2
+    assert services.matcher("another-org") is not second

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +23,8 @@ from factbridge.settings import Settings
 class Services:
     settings: Settings
     _closers: list[Any] = field(default_factory=list)
+    _matchers: dict[str, tuple[str, float, Any]] = field(default_factory=dict)
+    _matcher_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -64,6 +69,33 @@ class Services:
         return dispatcher
 
     def matcher(self, org: str | None = None, storage: Storage | None = None, embedder: Embedder | None = None):
+        """The matcher for one organisation's library.
+
+        With the default storage and embedder it is cached and reused while the
+        library's vectors are unchanged (a new or edited fact-check changes them;
+        other processes' imports too) and for at most `matcher_cache_s` seconds,
+        so each ingested batch or public report does not reload the library."""
+        org = org or self.settings.org
+        if storage is not None or embedder is not None:
+            return self._build_matcher(org, storage, embedder)
+        stamp = self._library_stamp(org)
+        with self._matcher_lock:
+            cached = self._matchers.get(org)
+            if cached and cached[0] == stamp and time.monotonic() - cached[1] < self.settings.matcher_cache_s:
+                return cached[2]
+        matcher = self._build_matcher(org, None, None)
+        with self._matcher_lock:
+            self._matchers[org] = (stamp, time.monotonic(), matcher)
+        return matcher
+
+    def _library_stamp(self, org: str) -> str:
+        shas = self.storage.vector_shas(org, "factcheck", self.embedder.id)
+        digest = hashlib.sha256()
+        for item_id in sorted(shas):
+            digest.update(f"{item_id}\x1f{shas[item_id]}\x1e".encode())
+        return f"{self.storage.count_factchecks(org)}:{digest.hexdigest()}"
+
+    def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None):
         from factbridge.pipeline.centering import LanguageCentering, default_centering_path
         from factbridge.pipeline.matching import Matcher, default_reranker_path
         from factbridge.pipeline.reranker import Reranker
@@ -92,7 +124,7 @@ class Services:
         return Matcher(
             storage or self.storage,
             embedder,
-            org or s.org,
+            org,
             fusion=fusion,
             reranker=reranker,
             candidates=s.match_candidates,
