@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factbridge.backends.storage.sqlite import SQLiteStorage
-from factbridge.eval.claim_retrieval import evaluate, load_eval_set, load_library
+from factbridge.eval.claim_retrieval import evaluate, load_eval_set, scratch_library
 from factbridge.pipeline.centering import LanguageCentering, default_centering_path
 from factbridge.pipeline.matching import default_reranker_path
 from factbridge.pipeline.reranker import Reranker
@@ -28,15 +27,10 @@ DELTA = 0.005
 
 
 def _run(e5_embedder, claims: list[Path], queries: Path, qrels: Path | None, fusions: list[str]):
-    storage = SQLiteStorage("sqlite:///:memory:")
-    storage.migrate()
-    try:
-        load_library(storage, e5_embedder, claims, LANGS)
+    with scratch_library(e5_embedder, claims, LANGS) as (storage, _):
         qs, gold = load_eval_set(queries, qrels, LANGS)
         centering = LanguageCentering.load(default_centering_path())
         return evaluate(storage, e5_embedder, qs, gold, fusions, Reranker.load(default_reranker_path()), centering=centering)
-    finally:
-        storage.close()
 
 
 def test_cached_vectors_agree_with_the_live_model(e5_embedder, shared_data: Path) -> None:

@@ -295,23 +295,17 @@ def eval_claim_retrieval(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """MAP@1/3/5/10, MRR, S@10 and Recall@10 of claim matching, per language when languages differ."""
-    from factbridge.backends.storage.sqlite import SQLiteStorage
-    from factbridge.eval.claim_retrieval import evaluate, load_eval_set, load_library
+    from factbridge.eval.claim_retrieval import evaluate, load_eval_set, scratch_library
     from factbridge.pipeline.matching import default_reranker_path
     from factbridge.pipeline.reranker import Reranker
 
     services = _state(ctx).services()
-    storage = SQLiteStorage("sqlite:///:memory:")
-    storage.migrate()
-    try:
-        lib = load_library(storage, services.embedder, claims, services.languages, progress_bar)
+    with scratch_library(services.embedder, claims, services.languages, progress_bar) as (storage, lib):
         qs, gold = load_eval_set(queries, qrels, services.languages)
         fusions = [f.strip() for f in fusion.split(",") if f.strip()]
         reranker = Reranker.load(reranker_path or default_reranker_path()) if "learned" in fusions else None
         with progress_bar("embedding queries", len(qs)) as advance:
             report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance, centering=_centering(services, centering))
-    finally:
-        storage.close()
     report.timings.update(lib)
     if as_json:
         sys.stdout.write(json.dumps(report.__dict__, indent=2) + "\n")
@@ -484,15 +478,11 @@ def bench_match(
     import numpy as np
 
     from factbridge.backends.embedders.cache import CachedEmbedder
-    from factbridge.backends.storage.sqlite import SQLiteStorage
-    from factbridge.eval.claim_retrieval import EVAL_ORG, load_library, prepare_queries
+    from factbridge.eval.claim_retrieval import EVAL_ORG, prepare_queries, scratch_library
     from factbridge.pipeline.prepare import embedding_text
 
     services = _state(ctx).services()
-    storage = SQLiteStorage("sqlite:///:memory:")
-    storage.migrate()
-    try:
-        lib = load_library(storage, services.embedder, claims, services.languages, progress_bar)
+    with scratch_library(services.embedder, claims, services.languages, progress_bar) as (storage, lib):
         posts = prepare_queries(queries, services.languages)
         # Time the real work: no embedding cache on the timed path.
         inner = services.embedder.inner if isinstance(services.embedder, CachedEmbedder) else services.embedder
@@ -516,8 +506,6 @@ def bench_match(
         t0 = time.perf_counter()
         matcher.match_posts(sample)
         batch_s = time.perf_counter() - t0
-    finally:
-        storage.close()
     lat = np.array(latencies)
     console.print(f"library: {len(matcher)} fact-checks ({lib['embed_s']:.1f} s to embed what was not cached)")
     console.print(f"single post: p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms over {n} requests")

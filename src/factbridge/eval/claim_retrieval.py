@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def load_library(storage: Storage, embedder: Embedder, claims: Sequence[str | Pa
         index_factchecks(storage, embedder, EVAL_ORG)
     t2 = time.perf_counter()
     return {"import_s": t1 - t0, "embed_s": t2 - t1, "claims": float(report.inserted + report.updated + report.unchanged), "quarantined": float(len(report.quarantined))}
+
+
+@contextmanager
+def scratch_library(embedder: Embedder, claims: Sequence[str | Path], languages: tuple[str, ...], progress_factory=None) -> Iterator[tuple[Storage, dict[str, float]]]:  # type: ignore[no-untyped-def]
+    """A throw-away in-memory store holding one fact-check library, for eval, bench and training."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+
+    storage = SQLiteStorage("sqlite:///:memory:")
+    storage.migrate()
+    try:
+        yield storage, load_library(storage, embedder, claims, languages, progress_factory)
+    finally:
+        storage.close()
 
 
 def prepare_queries(path: str | Path, languages: tuple[str, ...]) -> list[Post]:
