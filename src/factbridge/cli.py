@@ -184,7 +184,7 @@ def factchecks_import(
     recheck: Annotated[bool, typer.Option(help="Re-match stored posts against new fact-checks.")] = True,
 ) -> None:
     """Import fact-checks (upsert by id/URL), embed the new ones, re-check stored posts."""
-    from factbridge.pipeline.ingest import import_factcheck_files, recheck_posts
+    from factbridge.pipeline.ingest import import_factcheck_files
     from factbridge.pipeline.matching import index_factchecks
 
     services = _state(ctx).services()
@@ -203,11 +203,17 @@ def factchecks_import(
     )
     _print_quarantine(report.quarantined)
     if recheck and changed and services.storage.count_posts(org):
-        hits = recheck_posts(services.storage, services.matcher(), org, changed)
-        found = {k: v for k, v in hits.items() if v}
+        from factbridge.pipeline.recheck import recheck_factchecks
+
+        outcome = recheck_factchecks(services, org, changed)
+        found = {k: v for k, v in outcome.hits.items() if v}
         for fc_id, posts in sorted(found.items(), key=lambda kv: -len(kv[1]))[:10]:
             console.print(f"  debunk {fc_id} matches {len(posts)} stored posts")
-        console.print(f"re-checked stored posts: {sum(map(len, found.values()))} post matches to {len(found)} new fact-checks")
+        console.print(
+            f"re-checked stored posts: {sum(map(len, found.values()))} post matches to {len(found)} new fact-checks; "
+            f"{outcome.narratives.get('narratives_changed', 0)} narratives' fact-check lists and "
+            f"{outcome.queue.get('queued_posts', 0) + outcome.queue.get('queued_narratives', 0)} queue entries refreshed"
+        )
 
 
 @factchecks_app.command("list")

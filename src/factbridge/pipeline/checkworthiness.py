@@ -402,9 +402,8 @@ def load_model(path: str = "") -> CheckworthinessModel:
 
 def stored_post_vectors(storage: Any, org: str, embedder_id: str, post_ids: Sequence[str]) -> dict[str, np.ndarray]:
     """The query vectors the matching stage stored for these posts (nothing is embedded here)."""
-    ids, matrix = storage.load_vectors(org, "post", embedder_id)
-    wanted = set(post_ids)
-    return {pid: matrix[i] for i, pid in enumerate(ids) if pid in wanted}
+    ids, matrix = storage.load_vectors(org, "post", embedder_id, ids=post_ids)
+    return dict(zip(ids, matrix, strict=True))
 
 
 def score_posts(model: CheckworthinessModel, posts: Sequence[Post], vectors: dict[str, np.ndarray]) -> list[CheckworthinessScore]:

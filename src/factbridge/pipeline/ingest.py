@@ -100,21 +100,27 @@ def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[s
     Returns, per new fact-check, the posts now matched to it ("this debunk
     matches 37 posts seen last week"). Only posts whose stored vector is within
     `floor` cosine of a new fact-check are re-matched, so this stays cheap.
+    `pipeline.recheck.recheck_factchecks` also brings what depends on the
+    matches (narratives, queue) up to date.
     """
+    return rematch_near_posts(storage, matcher, org, factcheck_ids, floor)[0]
+
+
+def rematch_near_posts(
+    storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80,
+) -> tuple[dict[str, list[str]], list[Post]]:
+    """`recheck_posts`, also returning the posts that were matched again (their stored matches
+    were replaced: a post can gain the new fact-check or lose an older one it now ranks below)."""
     import numpy as np
 
-    new = [i for i in factcheck_ids]
+    new = list(dict.fromkeys(factcheck_ids))
     if not new:
-        return {}
+        return {}, []
     post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
-    fc_ids, fc_vecs = storage.load_vectors(org, "factcheck", matcher.embedder.id)
+    fc_ids, fc_vecs = storage.load_vectors(org, "factcheck", matcher.embedder.id, ids=new)
     if not post_ids or not fc_ids:
-        return {}
-    wanted = set(new)
-    rows = [i for i, f in enumerate(fc_ids) if f in wanted]
-    if not rows:
-        return {}
-    sims = post_vecs @ fc_vecs[rows].T
+        return {}, []
+    sims = post_vecs @ fc_vecs.T
     near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
     posts = list(storage.get_posts(org, near).values())
     out: dict[str, list[str]] = {f: [] for f in new}
@@ -122,7 +128,7 @@ def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[s
         for cand in result.candidates:
             if cand.factcheck_id in out and cand.decision in {"match", "possible"}:
                 out[cand.factcheck_id].append(post.id)
-    return out
+    return out, posts
 
 
 def matching_stage(services, org: str, posts: Sequence[Post]) -> dict[str, object]:

@@ -16,6 +16,11 @@ A post joins a narrative, or starts one, in a single pass as it arrives:
 Each membership keeps its evidence: method, similarity, the post or narrative
 it was compared with, and the rule version (`decided_by`).
 
+A narrative lists the fact-checks its members match (stored decision match or
+possible), counted as they join. When the library changes and posts are
+matched again, `refresh_factchecks` recomputes the lists of their narratives
+from all members' stored matches (see `pipeline/recheck.py`).
+
 Narratives roll up into topics. A new narrative joins the topic it is closest
 to by average linkage (the mean cosine between their posts' vectors: the dot
 product of the two mean vectors), if that reaches `topic_threshold` and the
@@ -56,6 +61,7 @@ the embedder family in `CALIBRATED`; an unknown embedder must be given them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import math
 import threading
@@ -196,6 +202,19 @@ def _log2_add(a: float | None, b: float) -> float:
     return hi + math.log2(1.0 + 2.0 ** (lo - hi))
 
 
+def tally_factcheck(factchecks: dict[str, dict[str, Any]], hit: dict[str, Any]) -> None:
+    """Count one member post's match on a narrative's fact-check list; the entry keeps the
+    evidence of the strongest match."""
+    entry = factchecks.setdefault(hit["factcheck_id"], {**hit, "posts": 0})
+    entry["posts"] += 1
+    if hit["fused_score"] > entry["fused_score"]:
+        entry.update({k: v for k, v in hit.items() if k != "posts"})
+
+
+def _listed_factchecks(factchecks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(factchecks.values(), key=lambda f: -f["posts"])
+
+
 @dataclass
 class Narrative:
     id: str
@@ -228,7 +247,7 @@ class Narrative:
             "terms": dict(self.terms.most_common(100)),
             "counts_hourly": {_hour_label(h): c for h, c in sorted(self.hourly.items())},
             "counts_daily": daily_counts(self.hourly),
-            "methods": dict(self.methods), "factchecks": sorted(self.factchecks.values(), key=lambda f: -f["posts"]),
+            "methods": dict(self.methods), "factchecks": _listed_factchecks(self.factchecks),
             "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
             "recent_posts": [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent[-RECENT_POSTS:]],
             "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
@@ -484,10 +503,7 @@ class NarrativeEngine:
             n.representative = {"post_id": post.id, "text": (post.norm_text or post.text)[:500], "language": post.language}
             n.rep_vec = np.asarray(vec, dtype=np.float32).copy()
         for hit in hits:
-            entry = n.factchecks.setdefault(hit["factcheck_id"], {**hit, "posts": 0})
-            entry["posts"] += 1
-            if hit["fused_score"] > entry["fused_score"]:
-                entry.update({k: v for k, v in hit.items() if k != "posts"})
+            tally_factcheck(n.factchecks, hit)
         return centroid
 
     # -- topics -----------------------------------------------------------------
@@ -701,11 +717,68 @@ def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[
     return out
 
 
+def narrative_member_ids(storage: Storage, org: str, docs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Every member post of these narratives, in time order: a narrative's own `recent_posts`
+    when it still lists them all, else the membership documents (read once for all of them)."""
+    out: dict[str, list[str]] = {}
+    partial: set[str] = set()
+    for nid, doc in docs.items():
+        recent = [str(r[0]) for r in doc.get("recent_posts", [])]
+        if len(recent) >= int(doc.get("size", 0)):
+            out[nid] = recent
+        else:
+            partial.add(nid)
+    if partial:
+        members = [(pid, m) for pid, m in _all_docs(storage, org, MEMBERS) if m.get("narrative_id") in partial]
+        for pid, m in sorted(members, key=lambda kv: (kv[1].get("time", ""), kv[0])):
+            out.setdefault(str(m["narrative_id"]), []).append(pid)
+    return out
+
+
+def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, Any]:
+    """Recompute the fact-check lists of the narratives these posts belong to from the stored
+    matches of all their members (after the posts were matched again against a changed library).
+
+    Memberships do not move. The state's sequence number is bumped when a list changed, so an
+    engine cached by another process reloads; this process's engine is updated in place."""
+    members = storage.get_docs(org, MEMBERS, list(post_ids))
+    wanted = sorted({str(m["narrative_id"]) for m in members.values() if m.get("narrative_id")})
+    if not wanted:
+        return {"narratives_checked": 0, "narratives_changed": 0}
+    engine = _ENGINES.get(storage, {}).get(org)
+    # Under the engine's lock: a batch being assigned meanwhile would save its older lists over these.
+    with engine.lock if engine is not None else contextlib.nullcontext():
+        docs = storage.get_docs(org, NARRATIVES, wanted)
+        member_ids = narrative_member_ids(storage, org, docs)
+        hits = factcheck_hits(storage, org, [pid for nid in docs for pid in member_ids.get(nid, [])])
+        rows: list[tuple[str, dict[str, Any], float | None]] = []
+        for nid, doc in docs.items():
+            tally: dict[str, dict[str, Any]] = {}
+            for pid in member_ids.get(nid, []):
+                for hit in hits.get(pid, ()):
+                    tally_factcheck(tally, hit)
+            if tally == {f["factcheck_id"]: f for f in doc.get("factchecks", [])}:
+                continue
+            doc["factchecks"] = _listed_factchecks(tally)
+            rows.append((nid, doc, doc.get("heat_log2")))
+        if rows:
+            storage.put_docs(org, NARRATIVES, rows)
+            state = storage.get_docs(org, STATE, ["state"]).get("state", {})
+            seq = int(state.get("seq", 0))
+            if state:  # (the stage writes it with every batch; no state, no engine to tell)
+                storage.put_docs(org, STATE, [("state", {**state, "seq": seq + 1, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
+            if state and engine is not None and engine.seq == seq:  # it was current: keep it so, without a reload
+                for nid, doc, _ in rows:
+                    if nid in engine.narratives:
+                        engine.narratives[nid].factchecks = {f["factcheck_id"]: dict(f) for f in doc["factchecks"]}
+                engine.seq = seq + 1
+    return {"narratives_checked": len(docs), "narratives_changed": len(rows), "changed": [nid for nid, _, _ in rows]}
+
+
 def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post]) -> tuple[list[Post], np.ndarray]:
     """The posts that have a query vector from the matching stage, and those vectors (never
     embedded again here). They are looked up by text hash in the embedding cache the matching
-    stage wrote them through, when there is one (cheap), else read from storage, which returns
-    every stored post vector of the organisation (a per-id read belongs in the storage API)."""
+    stage wrote them through, when there is one (cheap), else read from storage by id."""
     from factbridge.backends.embedders.cache import CachedEmbedder, text_sha
     from factbridge.pipeline.prepare import embedding_text
 
@@ -718,11 +791,8 @@ def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post
             if shas[p.id] in cached and stored_shas.get(p.id) == shas[p.id]:
                 vectors[p.id] = cached[shas[p.id]]
     if len(vectors) < len(posts):
-        ids, matrix = storage.load_vectors(org, "post", embedder.id)
-        row = {pid: i for i, pid in enumerate(ids)}
-        for p in posts:
-            if p.id not in vectors and p.id in row:
-                vectors[p.id] = matrix[row[p.id]]
+        ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts if p.id not in vectors])
+        vectors.update(zip(ids, matrix, strict=True))
     found = [p for p in posts if p.id in vectors]
     if not found:
         return [], np.zeros((0, 0), dtype=np.float32)

@@ -350,6 +350,40 @@ def check_vectors_roundtrip(factory: StorageFactory) -> None:
         assert store.vector_shas("org", "factcheck", "never-used") == {}
 
 
+def check_vectors_by_ids(factory: StorageFactory) -> None:
+    """`load_vectors(..., ids=...)` returns just those items, in the order of a full load; ids
+    without a vector are absent; the org, kind and embedder still scope it."""
+    rng = np.random.default_rng(11)
+    vecs = rng.standard_normal((5, 6)).astype(np.float32)
+    with _fresh(factory) as store:
+        store.put_vectors("org", "post", "emb-a", [(f"p-{i}", f"sha-{i}", vecs[i]) for i in range(5)])
+        store.put_vectors("org", "factcheck", "emb-a", [("p-1", "fc-sha", vecs[0])])
+        store.put_vectors("other", "post", "emb-a", [("p-3", "sha", vecs[0] * 3), ("p-9", "sha", vecs[0])])
+        all_ids, all_rows = store.load_vectors("org", "post", "emb-a")
+        ids, matrix = store.load_vectors("org", "post", "emb-a", ids=["p-3", "p-0", "missing", "p-3", "p-9"])
+        assert ids == [i for i in all_ids if i in {"p-0", "p-3"}], f"stable order (as a full load), duplicates once, missing absent: {ids}"
+        assert matrix.shape == (2, 6) and matrix.dtype == np.float32
+        for row, item_id in enumerate(ids):
+            assert np.array_equal(matrix[row], vecs[int(item_id[-1])]), "ids and rows aligned, values exact"
+            assert np.array_equal(matrix[row], all_rows[all_ids.index(item_id)])
+        assert store.load_vectors("org", "post", "emb-a", ids=["p-4", "p-2"])[0] == store.load_vectors("org", "post", "emb-a", ids=["p-2", "p-4"])[0]
+        none_ids, none = store.load_vectors("org", "post", "emb-a", ids=[])
+        assert none_ids == [] and none.shape[0] == 0, "an empty id list loads nothing (not everything)"
+        assert store.load_vectors("org", "post", "emb-a", ids=["missing"])[0] == []
+        fc_ids, fc_rows = store.load_vectors("org", "factcheck", "emb-a", ids=["p-1", "p-2"])
+        assert fc_ids == ["p-1"] and np.array_equal(fc_rows[0], vecs[0]), "kinds stay separate"
+        other_ids, other_rows = store.load_vectors("other", "post", "emb-a", ids=["p-0", "p-3"])
+        assert other_ids == ["p-3"] and np.array_equal(other_rows[0], vecs[0] * 3), "orgs stay separate"
+        assert store.load_vectors("org", "post", "never-used", ids=["p-0"])[0] == []
+        # more ids than one query may bind (SQLite: 999 or 32766 variables)
+        many = [(f"m-{i:05d}", "s", np.full(6, float(i), dtype=np.float32)) for i in range(1500)]
+        store.put_vectors("org", "post", "emb-a", many)
+        wanted = [f"m-{i:05d}" for i in range(0, 3000, 2)]  # half of them stored
+        got_ids, got = store.load_vectors("org", "post", "emb-a", ids=wanted[::-1])
+        assert got_ids == [f"m-{i:05d}" for i in range(0, 1500, 2)]
+        assert np.array_equal(got[:, 0], np.arange(0, 1500, 2, dtype=np.float32))
+
+
 def check_embedder_dimension_mismatch_raises(factory: StorageFactory) -> None:
     with _fresh(factory) as store:
         store.put_vectors("org", "factcheck", "emb-a", [("fc-1", "s", np.ones(4, dtype=np.float32))])
@@ -522,6 +556,7 @@ def check_unicode_roundtrip(factory: StorageFactory) -> None:
         assert store.get_docs(org, "notes 📝", ids) == {i: {"texte": text, "ខ្មែរ": ["😷", nfd]} for i in ids}
         store.put_vectors(org, "post", "emb-ü", [(i, "sha", np.ones(3)) for i in ids])
         assert sorted(store.load_vectors(org, "post", "emb-ü")[0]) == sorted(ids)
+        assert store.load_vectors(org, "post", "emb-ü", ids=ids[::-1])[0] == store.load_vectors(org, "post", "emb-ü")[0]
         store.replace_matches(org, ids[0], [_cand(ids[1], 1, 0.5)])
         assert store.matches_for_factcheck(org, ids[1])[0][0] == ids[0]
         assert sorted(_search_ids(store, org, "post", ["ព័ត៌មាន"])) == sorted(ids)
@@ -609,7 +644,8 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "iter_posts": lambda s, o: sorted((p.model_dump(mode="json") for p in s.iter_posts(o)), key=lambda d: d["id"]),
     "count_posts": lambda s, o: s.count_posts(o),
     "list_quarantine": lambda s, o: s.list_quarantine(o),
-    "load_vectors": lambda s, o: [_vector_rows(s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")],
+    "load_vectors": lambda s, o: [_vector_rows(s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")]
+    + [_vector_rows(s.load_vectors(o, k, "emb-scope", ids=[SHARED, "only-alpha", "only-bravo"])) for k in ("factcheck", "post")],
     "vector_shas": lambda s, o: [s.vector_shas(o, k, "emb-scope") for k in ("factcheck", "post")],
     "matches_for_post": lambda s, o: [s.matches_for_post(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
@@ -622,7 +658,7 @@ SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vec
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
     "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0,
-    "list_quarantine": [], "load_vectors": [[], []], "vector_shas": [{}, {}],
+    "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
     "matches_for_post": [[], [], []], "matches_for_factcheck": [[], [], []], "get_docs": {},
     "list_docs": [[], [], [], [], []], "count_docs": 0, "search_text": [[], []],
 }
@@ -711,6 +747,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_list_and_iter_posts,
     check_quarantine_add_and_list,
     check_vectors_roundtrip,
+    check_vectors_by_ids,
     check_embedder_dimension_mismatch_raises,
     check_vectors_of_two_embedders_never_mix,
     check_matches_replace_and_read,

@@ -559,20 +559,32 @@ class PostgresStorage:
 
         self._write(run)
 
-    def load_vectors(self, org: str, kind: str, embedder_id: str) -> tuple[list[str], np.ndarray]:
+    def load_vectors(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+        wanted = None if ids is None else {_text(i): i for i in ids}
+        if wanted is not None and not wanted:
+            return [], np.zeros((0, 0), dtype=np.float32)
+
         def run(cur: psycopg.Cursor[Any]) -> tuple[list[str], np.ndarray]:
             known = cur.execute("SELECT dim FROM embedders WHERE id=%s", (embedder_id,)).fetchone()
             if known is None:
                 return [], np.zeros((0, 0), dtype=np.float32)
             dim = int(known[0])
-            rows = cur.execute(
-                'SELECT item_id, vec FROM vectors WHERE org=%s AND kind=%s AND embedder=%s ORDER BY item_id COLLATE "C"',
-                (org, kind, embedder_id),
-            ).fetchall()
+            if wanted is None:
+                rows = cur.execute(
+                    'SELECT item_id, vec FROM vectors WHERE org=%s AND kind=%s AND embedder=%s ORDER BY item_id COLLATE "C"',
+                    (org, kind, embedder_id),
+                ).fetchall()
+            else:
+                rows = cur.execute(
+                    "SELECT item_id, vec FROM vectors WHERE org=%s AND kind=%s AND embedder=%s AND item_id = ANY(%s)"
+                    ' ORDER BY item_id COLLATE "C"',
+                    (org, kind, embedder_id, list(wanted)),
+                ).fetchall()
             matrix = np.zeros((len(rows), dim), dtype=np.float32)
             for i, row in enumerate(rows):
                 matrix[i] = vector_from_binary(row[1], dim, row[0])
-            return [r[0] for r in rows], matrix
+            # Asked-for ids come back as asked (a NUL the database could not hold was replaced on write).
+            return [r[0] if wanted is None else wanted.get(r[0], r[0]) for r in rows], matrix
 
         return self._read(run, binary=True)
 

@@ -433,16 +433,28 @@ class SQLiteStorage:
 
         self._write(run)
 
-    def load_vectors(self, org: str, kind: str, embedder_id: str) -> tuple[list[str], np.ndarray]:
+    def load_vectors(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         def run(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:
             known = conn.execute("SELECT dim FROM embedders WHERE id=?", (embedder_id,)).fetchone()
             if known is None:
                 return [], np.zeros((0, 0), dtype=np.float32)
             dim = int(known[0])
-            rows = conn.execute(
-                "SELECT item_id, vec FROM vectors WHERE org=? AND kind=? AND embedder=? ORDER BY item_id",
-                (org, kind, embedder_id),
-            ).fetchall()
+            if ids is None:
+                rows = conn.execute(
+                    "SELECT item_id, vec FROM vectors WHERE org=? AND kind=? AND embedder=? ORDER BY item_id",
+                    (org, kind, embedder_id),
+                ).fetchall()
+            else:
+                rows = []
+                unique = list(dict.fromkeys(ids))
+                for i in range(0, len(unique), 500):  # stays under SQLite's bound-variable limit
+                    part = unique[i : i + 500]
+                    marks = ",".join("?" * len(part))
+                    rows += conn.execute(
+                        f"SELECT item_id, vec FROM vectors WHERE org=? AND kind=? AND embedder=? AND item_id IN ({marks})",
+                        (org, kind, embedder_id, *part),
+                    ).fetchall()
+                rows.sort(key=lambda r: r[0])  # code-point order = SQLite's BINARY order of UTF-8 text
             matrix = np.zeros((len(rows), dim), dtype=np.float32)
             for i, row in enumerate(rows):
                 matrix[i] = from_blob(row[1], dim)

@@ -1,0 +1,45 @@
+"""Re-check: when fact-checks arrive, bring what was decided from the old library up to date.
+
+1. stored posts whose vector comes near a new or changed fact-check are matched
+   again and their matches replaced (`ingest.rematch_near_posts`);
+2. the narratives those posts belong to get their fact-check lists recomputed
+   from the stored matches of all their members (`narratives.refresh_factchecks`);
+3. the queue entries of those posts, of their repeats and of their narratives
+   are scored again (`triage.triage_posts`): "repeats a debunked claim" and the
+   same-claim velocity come from the matches.
+
+Each step is the stage's own function; nothing here decides anything itself.
+The queue is refreshed only for an organisation that has one (the triage stage
+ran before): a partial queue of just the re-checked posts would mislead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from factbridge.pipeline.ingest import rematch_near_posts
+from factbridge.pipeline.narratives import refresh_factchecks
+from factbridge.pipeline.triage import QUEUE, triage_posts
+
+
+@dataclass
+class RecheckReport:
+    hits: dict[str, list[str]] = field(default_factory=dict)  # fact-check id -> posts now matched to it
+    rematched: list[str] = field(default_factory=list)  # posts matched again
+    narratives: dict[str, Any] = field(default_factory=dict)  # refresh_factchecks summary
+    queue: dict[str, Any] = field(default_factory=dict)  # triage_posts summary ({} when not refreshed)
+
+
+def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], floor: float = 0.80, matcher: Any = None) -> RecheckReport:
+    """Re-match the stored posts near these fact-checks and refresh their narratives and queue entries."""
+    storage = services.storage
+    hits, posts = rematch_near_posts(storage, matcher or services.matcher(org), org, factcheck_ids, floor)
+    report = RecheckReport(hits=hits, rematched=[p.id for p in posts])
+    if not posts:
+        return report
+    report.narratives = refresh_factchecks(storage, org, report.rematched)
+    if storage.count_docs(org, QUEUE):
+        report.queue = triage_posts(services, org, posts)
+    return report
