@@ -32,9 +32,10 @@ class RecheckReport:
     queue: dict[str, Any] = field(default_factory=dict)  # triage_posts summary ({} when not refreshed)
 
 
-def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], floor: float = 0.80, matcher: Any = None) -> RecheckReport:
+def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], floor: float | None = None, matcher: Any = None) -> RecheckReport:
     """Re-match the stored posts near these fact-checks and refresh their narratives and queue entries."""
     storage = services.storage
+    floor = services.settings.recheck_floor if floor is None else floor
     hits, posts = rematch_near_posts(storage, matcher or services.matcher(org), org, factcheck_ids, floor)
     report = RecheckReport(hits=hits, rematched=[p.id for p in posts])
     if not posts:
