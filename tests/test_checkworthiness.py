@@ -36,16 +36,16 @@ SHARED_FIXTURE = FIXTURES / "checkworthiness_multilingual.jsonl"
 # F1 of the positive class of the shipped model on the shared dev sets (the
 # figures in its card, printed by `factbridge eval checkworthiness`).
 PINNED_F1: dict[str, tuple[str, float]] = {
-    "clef2022_1a/en/dev": ("e5", 0.5321),
-    "clef2022_1a/ar/dev": ("e5", 0.6121),
-    "clef2022_1a/bg/dev": ("e5", 0.5714),
-    "clef2022_1a/nl/dev": ("e5", 0.6053),
-    "clef2022_1a/es/dev": ("e5", 0.4716),
-    "clef2022_1a/tr/dev": ("e5", 0.4742),
-    "clef2024/en/dev": ("e5", 0.8506),
+    "clef2022_1a/en/dev": ("e5", 0.4717),
+    "clef2022_1a/ar/dev": ("e5", 0.5735),
+    "clef2022_1a/bg/dev": ("e5", 0.4884),
+    "clef2022_1a/nl/dev": ("e5", 0.6),
+    "clef2022_1a/es/dev": ("e5", 0.5162),
+    "clef2022_1a/tr/dev": ("e5", 0.3951),
+    "clef2024/en/dev": ("e5", 0.8911),
 }
 # Accuracy per language on our own fixture (vi, km, fr, en: no labelled public set exists).
-PINNED_FIXTURE_ACCURACY = {"en": 1.0, "fr": 0.75, "km": 0.5, "vi": 0.875}
+PINNED_FIXTURE_ACCURACY = {"en": 1.0, "fr": 1.0, "km": 0.625, "vi": 0.75}
 DELTA = 0.005
 
 

@@ -44,6 +44,7 @@ def train_checkworthiness(
     work_dir: Annotated[Path | None, typer.Option(help="Keeps level-0 results between runs (default: data_dir/train-cache); delete to start afresh.")] = None,
 ) -> None:
     """Reproduce the shipped check-worthiness model (fixed seed; e5 vectors from the embedding cache or computed)."""
+    from factbridge.pipeline.checkworthiness import CheckworthinessModel
     from factbridge.pipeline.checkworthiness_training import (
         evaluate,
         load_training_data,
@@ -62,9 +63,11 @@ def train_checkworthiness(
     report.model.save(out)
     console.print(f"wrote {out}: heads {report.chosen_c} (C), validation {json.dumps(report.validation)}")
     if evaluate_after:
+        # Measure the model as shipped: the saved weights are float16, so reload them.
+        shipped = CheckworthinessModel.load(out)
         with ExitStack() as stack:
-            results = evaluate(report.model, data, services.embedder, fixtures, progress=_progress_factory(stack))
-        write_card_metrics(report.model, results, out)
+            results = evaluate(shipped, data, services.embedder, fixtures, progress=_progress_factory(stack))
+        write_card_metrics(shipped, results, out)
         _print_results(results)
 
 
