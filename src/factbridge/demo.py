@@ -52,9 +52,10 @@ def run_demo(services: Services, fresh: bool = True) -> dict[str, int]:
     all_posts = list(storage.iter_posts(org))
     with progress_bar("embedding posts", len(all_posts)) as advance:
         embed_posts(storage, services.embedder, org, all_posts, advance)
-    stage_summary = run_stages(services, org, all_posts, skip=("matching",))
     matcher = services.matcher()
     results = match_and_store(storage, matcher, org, all_posts)
+    # After matching, as in the pipeline: triage reads the stored matches (resurfacing debunks).
+    stage_summary = run_stages(services, org, all_posts, skip=("matching",))
     fcs = {fc.id: fc for fc in storage.iter_factchecks(org)}
     table = Table(title="Posts that repeat a fact-checked claim", show_lines=False)
     for col in ("post", "lang", "decision", "score", "fact-check (lang, rating)", "post text"):

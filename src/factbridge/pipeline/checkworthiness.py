@@ -46,6 +46,9 @@ from factbridge.pipeline.claimfeatures import (
 from factbridge.pipeline.prepare import embedding_text
 
 MODEL_NAME = "checkworthiness-stack"
+# Fractions of the decision threshold below which a "no" is confident (see _explain).
+CONFIDENT_NO = 0.5
+CONFIDENT_NO_UNSEEN_LANGUAGE = 0.05
 COLLECTION = "checkworthiness"
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
@@ -315,9 +318,12 @@ class CheckworthinessModel:
         evidence = any(features[e] > 0 for e in CLAIM_EVIDENCE)
         threshold = self.heads[head_name].threshold(language)
         label = "claim" if prob >= threshold else "not_claim"
-        # "Clearly not a claim": the model is confident, or a greeting/opinion/joke
-        # marker with no claim evidence that the model does not call a claim.
-        clearly = prob < 0.5 * threshold or (bool(markers) and not evidence and label == "not_claim")
+        # "Clearly not a claim" (the triage gate) needs no claim evidence (number,
+        # quantity, year, claim verb) and either a greeting/opinion/joke marker or a
+        # confident "no". Languages without training data (vi, km, fr...) score low
+        # even for claims, so a "no" counts as confident there only far lower.
+        confident_no = prob < (CONFIDENT_NO if language in self.languages else CONFIDENT_NO_UNSEEN_LANGUAGE) * threshold
+        clearly = label == "not_claim" and not evidence and (bool(markers) or confident_no)
         return CheckworthinessScore(
             score=prob,
             label=label,

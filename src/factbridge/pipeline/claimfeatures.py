@@ -124,7 +124,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "emoji", "length",
 )
 NOT_CLAIM_MARKERS = ("greeting", "opinion", "joke")
-CLAIM_EVIDENCE = ("numbers", "percent", "currency", "quantity_words", "years", "dates", "claim_verbs")
+# Evidence that a post may state a checkable fact; day words ("today", "Sunday") are too
+# common in chatter to count.
+CLAIM_EVIDENCE = ("numbers", "percent", "currency", "quantity_words", "years", "claim_verbs")
 
 _FIRST_PERSON = ("i", "i'm", "my", "me", "tôi", "mình", "je", "j'", "moi", "ខ្ញុំ", "yo", "ik", "ben", "аз", "أنا")
 
