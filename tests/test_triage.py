@@ -233,3 +233,22 @@ def test_with_the_real_narratives_stage(hashing_services: Services) -> None:
     assert narratives and narratives[0][1]["components"]["velocity"]["value"] > 0
     post = hashing_services.storage.get_docs(ORG, QUEUE, ["r5"])["r5"]
     assert post["narratives"] and post["components"]["velocity"]["evidence"]["repeats"] == 5
+
+
+def test_gate_in_languages_without_training_data(hashing_services: Services) -> None:
+    def post(pid: str, text: str, language: str, **engagement: int) -> Post:
+        return prepare_post(Post(id=pid, text=text, language=language, created_at=T0, engagement=Engagement(**engagement)))
+
+    posts = [
+        post("km-greeting", "អរុណសួស្ដីបងប្អូនទាំងអស់គ្នា សូមឱ្យមានសំណាងល្អពេញមួយថ្ងៃ 🙏", "km", shares=2_000_000),
+        post("vi-greeting", "Chào buổi sáng cả nhà, chúc mọi người một ngày vui vẻ!", "vi", shares=1_000_000),
+        post("fr-opinion", "J'adore ce restaurant, franchement le meilleur de Lyon.", "fr", likes=900_000),
+        post("vi-claim", "Bộ Y tế cho biết 3.200 trẻ em nhập viện vì sốt xuất huyết trong tháng 7, tăng 40%.", "vi", likes=2),
+        post("km-claim", "ក្រសួងសុខាភិបាលបានប្រកាសថា មានអ្នកឆ្លងជំងឺគ្រុនឈាមចំនួន ១២០០ នាក់ក្នុងខែមិថុនា។", "km", likes=1),
+    ]
+    ingest(hashing_services, posts)
+    order = queue_ids(hashing_services)
+    assert set(order[:2]) == {"vi-claim", "km-claim"}
+    docs = hashing_services.storage.get_docs(ORG, QUEUE, ["km-greeting", "vi-greeting", "fr-opinion", "vi-claim", "km-claim"])
+    assert [docs[p]["gated"] for p in ("km-greeting", "vi-greeting", "fr-opinion")] == [True, True, True]
+    assert not docs["vi-claim"]["gated"] and not docs["km-claim"]["gated"]

@@ -45,7 +45,9 @@ GREETINGS: dict[str, tuple[str, ...]] = {
     "en": ("hello", "hi", "hey", "good morning", "good night", "good evening", "happy birthday", "thanks", "thank you",
            "congrats", "congratulations", "merry christmas", "happy new year", "welcome", "have a nice"),
     "vi": ("xin chào", "chào", "chào buổi sáng", "chúc mừng", "cảm ơn", "chúc ngủ ngon", "chúc mọi người", "năm mới"),
-    "km": ("សួស្តី", "អរគុណ", "រីករាយថ្ងៃកំណើត", "អបអរសាទរ", "សូមស្វាគមន៍", "រាត្រីសួស្តី", "អរុណសួស្តី"),
+    # Khmer writes "hello" with subscript ta or subscript da (សួស្តី / សួស្ដី): both are common.
+    "km": ("សួស្តី", "សួស្ដី", "អរគុណ", "រីករាយថ្ងៃកំណើត", "អបអរសាទរ", "សូមស្វាគមន៍", "រាត្រីសួស្តី", "រាត្រីសួស្ដី",
+           "អរុណសួស្តី", "អរុណសួស្ដី", "សូមឱ្យមានសំណាងល្អ"),
     "fr": ("bonjour", "bonsoir", "salut", "merci", "joyeux anniversaire", "félicitations", "bonne journée",
            "bonne nuit", "bonne année", "bienvenue", "coucou"),
     "ar": ("مرحبا", "صباح الخير", "مساء الخير", "شكرا", "مبروك", "عيد مبارك", "أهلا"),
