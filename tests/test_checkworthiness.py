@@ -296,3 +296,15 @@ def test_bench_command(tmp_path: Path) -> None:
     figures = json.loads(result.output[result.output.index("{"):])
     assert figures["posts"] == 60 and figures["with_embedding"] == 60 and figures["queued"] == 60
     assert figures["checkworthiness_posts_per_s"] > 0
+
+
+@pytest.mark.model
+def test_multilingual_fixture_accuracy(dev_results) -> None:  # type: ignore[no-untyped-def]
+    """The shared vi/km/fr fixture (120 posts): accuracy per language, pinned (recall is the weak side)."""
+    result = dev_results.get(f"fixture/{SHARED_FIXTURE.name}")
+    if result is None:
+        pytest.skip("tests/fixtures/checkworthiness_multilingual.jsonl not present")
+    assert result.head == "e5"
+    pinned = {"fr": 0.85, "km": 0.6, "vi": 0.55}
+    for lang, accuracy in pinned.items():
+        assert result.per_language[lang].accuracy == pytest.approx(accuracy, abs=1e-6), lang
