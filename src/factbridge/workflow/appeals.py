@@ -23,7 +23,7 @@ from factbridge.errors import Conflict, InputError, NotFound
 from factbridge.models import Post
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, named_lock, plain
-from factbridge.workflow.cases import CaseBook
+from factbridge.workflow.cases import CaseBook, clean_text, now_iso
 
 APPEALS = "appeals"
 REPORTS = "reports"
@@ -31,17 +31,8 @@ OUTCOMES = ("upheld", "corrected", "dismissed")
 PUBLIC_ACTOR = "public"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _clean(value: str | None, name: str, limit: int, required: bool = False) -> str:
-    text = (value or "").strip()
-    if required and not text:
-        raise InputError(f"{name} is required", field=name)
-    if len(text) > limit:
-        raise InputError(f"{name} is longer than {limit} characters", field=name)
-    return text
+    return clean_text(value, name, required=required, limit=limit)
 
 
 class Appeals:
@@ -72,7 +63,7 @@ class Appeals:
 
     def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:
         self.cases.published(org, case_id)  # only published verdicts can be appealed
-        now = _now()
+        now = now_iso()
         appeal = plain({
             "id": f"appeal-{secrets.token_hex(6)}",
             "case_id": case_id,
@@ -111,7 +102,7 @@ class Appeals:
             "status": "decided",
             "outcome": outcome,
             "outcome_note": _clean(note, "note", 5000, required=True),
-            "decided_at": _now(),
+            "decided_at": now_iso(),
             "decided_by": actor.username,
             "version": int(appeal["version"]) + 1,
         }

@@ -77,7 +77,7 @@ class RatingScale:
         return DEFAULT_RATING_VALUES.get(rating.strip().lower())
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -85,7 +85,8 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
-def _text(value: str | None, name: str, *, required: bool = True, limit: int = 20_000) -> str:
+def clean_text(value: str | None, name: str, *, required: bool = True, limit: int = 20_000) -> str:
+    """A form field, stripped; required and length limits raise InputError naming the field."""
     text = (value or "").strip()
     if required and not text:
         raise InputError(f"{name} is required", field=name)
@@ -95,7 +96,7 @@ def _text(value: str | None, name: str, *, required: bool = True, limit: int = 2
 
 
 def _url(value: str, name: str = "url") -> str:
-    url = _text(value, name, limit=2000)
+    url = clean_text(value, name, limit=2000)
     if not url.lower().startswith(("http://", "https://")):
         raise InputError("links must start with http:// or https://", field=name)
     return url
@@ -142,7 +143,7 @@ class CaseBook:
         with named_lock(f"cases:{org}"):
             if before is not None and int(self.get(org, before["id"])["version"]) != int(before["version"]):
                 raise Conflict(f"case '{before['id']}' was changed by someone else meanwhile; reload and try again")
-            after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": _now()})
+            after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": now_iso()})
             sort = datetime.fromisoformat(after["updated_at"]).timestamp()
             self.storage.put_docs(org, CASES, [(after["id"], after, sort)])
             self.audit.append(org, actor.username, action, CASES, after["id"], before, after)
@@ -167,14 +168,14 @@ class CaseBook:
         case: dict[str, Any] = {
             "id": _new_id("case"),
             "org": org,
-            "title": _text(title, "title", required=False, limit=300) or _text(claim, "claim", limit=2000)[:120],
-            "claim": _text(claim, "claim", limit=2000),
-            "claimant": _text(claimant, "claimant", required=False, limit=300),
+            "title": clean_text(title, "title", required=False, limit=300) or clean_text(claim, "claim", limit=2000)[:120],
+            "claim": clean_text(claim, "claim", limit=2000),
+            "claimant": clean_text(claimant, "claimant", required=False, limit=300),
             "claim_date": claim_date,
             "language": (language or "").lower() or None,
             "status": "open",
             "source": {"kind": source_kind, "id": source_id},
-            "created_at": _now(),
+            "created_at": now_iso(),
             "created_by": actor.username,
             "assignee": actor.username,
             "evidence": [],
@@ -195,7 +196,7 @@ class CaseBook:
         actor.require("analyst", "assigning a case")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "assign")
-        return self._save(org, actor, "case.assign", case, case | {"assignee": _text(assignee, "assignee", limit=40).lower()})
+        return self._save(org, actor, "case.assign", case, case | {"assignee": clean_text(assignee, "assignee", limit=40).lower()})
 
     def add_evidence(self, org: str, actor: Actor, case_id: str, kind: str, *, url: str = "", text: str = "",
                      file: dict[str, Any] | None = None, version: int | None = None) -> dict[str, Any]:
@@ -204,15 +205,15 @@ class CaseBook:
         self._expect(case, ("open", "in_review"), "add evidence")
         if kind not in EVIDENCE_KINDS:
             raise InputError(f"evidence kind must be one of {', '.join(EVIDENCE_KINDS)}", field="kind")
-        item: dict[str, Any] = {"id": _new_id("ev"), "kind": kind, "added_by": actor.username, "added_at": _now()}
+        item: dict[str, Any] = {"id": _new_id("ev"), "kind": kind, "added_by": actor.username, "added_at": now_iso()}
         if kind == "link":
-            item.update(url=_url(url), text=_text(text, "text", required=False, limit=2000))
+            item.update(url=_url(url), text=clean_text(text, "text", required=False, limit=2000))
         elif kind == "note":
-            item.update(text=_text(text, "text"))
+            item.update(text=clean_text(text, "text"))
         else:
             if not file:
                 raise InputError("no file was uploaded", field="file")
-            item.update(file=file, text=_text(text, "text", required=False, limit=2000))
+            item.update(file=file, text=clean_text(text, "text", required=False, limit=2000))
         return self._save(org, actor, "case.evidence", case, case | {"evidence": [*case["evidence"], item]})
 
     def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
@@ -224,11 +225,11 @@ class CaseBook:
         verdict = {
             "rating": name,
             "rating_value": self.scale.value(name),
-            "explanation": _text(explanation, "explanation"),
-            "headline": _text(headline, "headline", required=False, limit=300) or case["title"],
+            "explanation": clean_text(explanation, "explanation"),
+            "headline": clean_text(headline, "headline", required=False, limit=300) or case["title"],
             "language": (language or case.get("language") or "").lower() or None,
             "drafted_by": actor.username,
-            "drafted_at": _now(),
+            "drafted_at": now_iso(),
         }
         # A new draft withdraws any earlier approval: the approver approved other words.
         return self._save(org, actor, "case.verdict", case, case | {"verdict": verdict, "approval": None, "status": "in_review"})
@@ -239,28 +240,28 @@ class CaseBook:
         self._expect(case, ("in_review",), "approve")
         if case["verdict"]["drafted_by"] == actor.username:
             raise PermissionDenied("a second editor must approve: you drafted this verdict")
-        approval = {"by": actor.username, "at": _now()}
+        approval = {"by": actor.username, "at": now_iso()}
         return self._save(org, actor, "case.approve", case, case | {"approval": approval, "status": "approved"})
 
     def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
         actor.require("editor", "returning a verdict")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review", "approved"), "return the verdict")
-        notes = [*case["review_notes"], {"by": actor.username, "at": _now(), "text": _text(note, "note")}]
+        notes = [*case["review_notes"], {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
         return self._save(org, actor, "case.return", case, case | {"approval": None, "status": "open", "review_notes": notes})
 
     def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
         actor.require("editor", "closing a case")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "close")
-        return self._save(org, actor, "case.close", case, case | {"status": "closed", "closed_reason": _text(reason, "reason")})
+        return self._save(org, actor, "case.close", case, case | {"status": "closed", "closed_reason": clean_text(reason, "reason")})
 
     def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> dict[str, Any]:
         actor.require("editor", "publishing")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("approved",), "publish")
         url = f"{base_url.rstrip('/')}/public/{org}/factchecks/{case_id}"
-        now = _now()
+        now = now_iso()
         publication = {"url": url, "published_at": now, "published_by": actor.username, "org_name": org_name}
         after = self._save(org, actor, "case.publish", case, case | {"publication": publication, "status": "published"})
         self._write_public(org, actor, "published.create", after, None)
@@ -271,7 +272,7 @@ class CaseBook:
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "correct")
         verdict = dict(case["verdict"])
-        correction = {"at": _now(), "by": actor.username, "text": _text(text, "text", limit=5000), "previous_rating": verdict["rating"], "new_rating": verdict["rating"]}
+        correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict["rating"], "new_rating": verdict["rating"]}
         if new_rating.strip():
             name = self.scale.check(new_rating)
             verdict.update(rating=name, rating_value=self.scale.value(name))

@@ -8,6 +8,16 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from factbridge.errors import EmbedderMismatch
+
+
+def check_vectors(index: VectorIndex, embedder_id: str, dim: int) -> None:
+    """Refuse vectors or queries from another embedder or of another width."""
+    if embedder_id != index.embedder_id:
+        raise EmbedderMismatch(f"index holds vectors of '{index.embedder_id}', refused vectors of '{embedder_id}'")
+    if dim != index.dim:
+        raise EmbedderMismatch(f"index dimension is {index.dim}, got {dim}")
+
 
 @runtime_checkable
 class VectorIndex(Protocol):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from factbridge.errors import EmbedderMismatch
+from factbridge.backends.vectors.base import check_vectors
 
 
 class NumpyIndex:
@@ -22,10 +22,7 @@ class NumpyIndex:
         self._matrix = np.zeros((0, dim), dtype=np.float32)
 
     def _check(self, embedder_id: str, dim: int) -> None:
-        if embedder_id != self.embedder_id:
-            raise EmbedderMismatch(f"index holds vectors of '{self.embedder_id}', refused vectors of '{embedder_id}'")
-        if dim != self.dim:
-            raise EmbedderMismatch(f"index dimension is {self.dim}, got {dim}")
+        check_vectors(self, embedder_id, dim)
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str) -> None:
         self._check(embedder_id, self.dim)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text
+from factbridge.backends.vectors.base import check_vectors
 from factbridge.errors import EmbedderMismatch
 
 PGVECTOR_INDEX_VERSION = "pgvector-1"
@@ -68,10 +69,7 @@ class PgVectorIndex:
         self.storage._write(lambda c: c.execute(statement))
 
     def _check(self, embedder_id: str, dim: int) -> None:
-        if embedder_id != self.embedder_id:
-            raise EmbedderMismatch(f"index holds vectors of '{self.embedder_id}', refused vectors of '{embedder_id}'")
-        if dim != self.dim:
-            raise EmbedderMismatch(f"index dimension is {self.dim}, got {dim}")
+        check_vectors(self, embedder_id, dim)
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str) -> None:
         self._check(embedder_id, self.dim)
