@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.storage.base import Storage
@@ -48,7 +49,9 @@ def load_library(storage: Storage, embedder: Embedder, claims: Sequence[str | Pa
 
 
 @contextmanager
-def scratch_library(embedder: Embedder, claims: Sequence[str | Path], languages: tuple[str, ...], progress_factory=None) -> Iterator[tuple[Storage, dict[str, float]]]:  # type: ignore[no-untyped-def]
+def scratch_library(
+    embedder: Embedder, claims: Sequence[str | Path], languages: tuple[str, ...], progress_factory: Any = None
+) -> Iterator[tuple[Storage, dict[str, float]]]:
     """A throw-away in-memory store holding one fact-check library, for eval, bench and training."""
     from factbridge.backends.storage.sqlite import SQLiteStorage
 
