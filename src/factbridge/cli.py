@@ -311,7 +311,7 @@ def eval_claim_retrieval(
         fusions = [f.strip() for f in fusion.split(",") if f.strip()]
         reranker = Reranker.load(reranker_path or default_reranker_path()) if "learned" in fusions else None
         with progress_bar("embedding queries", len(qs)) as advance:
-            report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance, centering=_centering(services, centering))
+            report = evaluate(storage, services.embedder, qs, gold, fusions, reranker, advance, centering=services.centering(wanted=centering))
     report.timings.update(lib)
     if as_json:
         sys.stdout.write(json.dumps(report.__dict__, indent=2) + "\n")
@@ -339,16 +339,6 @@ def eval_claim_retrieval(
         f"library: {int(lib['claims'])} claims imported in {lib['import_s']:.1f} s, embedded in {lib['embed_s']:.1f} s; "
         + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items() if k.startswith("match_"))
     )
-
-
-def _centering(services: Services, wanted: bool | None):
-    from factbridge.pipeline.centering import LanguageCentering, default_centering_path
-
-    use = services.settings.match_centering if wanted is None else wanted
-    if not use or not default_centering_path().exists():
-        return None
-    centering = LanguageCentering.load(default_centering_path())
-    return centering if centering.embedder_id == services.embedder.id else None
 
 
 def _fingerprint(text: str) -> str:
@@ -394,7 +384,7 @@ def train_matcher(
             if len(kept) < len(qs):
                 console.print(f"{q.name} ({r.name}): left out {len(qs) - len(kept)} queries that occur in held-out sets")
             qs = kept
-            matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10, centering=_centering(services, centering))
+            matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10, centering=services.centering(wanted=centering))
             sets.append(TrainingSet(name=f"{q.name} / {r.name}", matcher=matcher, queries=qs, qrels=gold))
         with progress_bar("embedding queries", sum(len(s.queries) for s in sets)) as advance:
             model = train_reranker(sets[:-1], sets[-1], services.embedder, version_, l2=l2, progress=advance)

@@ -95,8 +95,19 @@ class Services:
             digest.update(f"{item_id}\x1f{shas[item_id]}\x1e".encode())
         return f"{self.storage.count_factchecks(org)}:{digest.hexdigest()}"
 
-    def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None):
+    def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
+        """The shipped per-language centering, when wanted (default: the match_centering
+        setting) and estimated on this embedder; otherwise None."""
         from factbridge.pipeline.centering import LanguageCentering, default_centering_path
+
+        embedder = embedder or self.embedder
+        use = self.settings.match_centering if wanted is None else wanted
+        if not use or not default_centering_path().exists():
+            return None
+        centering = LanguageCentering.load(default_centering_path())
+        return centering if centering.embedder_id == embedder.id else None
+
+    def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None):
         from factbridge.pipeline.matching import Matcher, default_reranker_path
         from factbridge.pipeline.reranker import Reranker
 
@@ -114,13 +125,7 @@ class Services:
                     "no trained re-ranker for embedder %s; using rank fusion (rrf)", embedder.id
                 )
                 fusion, reranker = "rrf", None
-        centering = None
-        if s.match_centering:
-            path = default_centering_path()
-            if path.exists():
-                candidate = LanguageCentering.load(path)
-                if candidate.embedder_id == embedder.id:
-                    centering = candidate
+        centering = self.centering(embedder)
         return Matcher(
             storage or self.storage,
             embedder,

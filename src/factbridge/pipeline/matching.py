@@ -218,11 +218,7 @@ class Matcher:
             return MatchResult(post_id=post.id, language=post.language, candidates=[], decided_by=self.decided_by)
         dense = self.index.scores(vector, self.embedder.id)
         lexical = self.lexical.scores(post.tokens.split())
-        n = self.n_candidates
-        pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
-        if lexical.max(initial=0) > 0:
-            pool.update(i for i in np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n].tolist() if lexical[i] > 0)
-        order = np.fromiter(pool, dtype=np.int64)
+        order = np.fromiter(self._pool(dense, lexical), dtype=np.int64)
         features = self._features(post, order, dense, lexical)
         fused, cross = self._fuse(post, order, features, dense, lexical)
         ranking = np.argsort(-fused, kind="stable")[: self.top_k]
@@ -255,6 +251,14 @@ class Matcher:
                 )
             )
         return MatchResult(post_id=post.id, language=post.language, candidates=candidates, decided_by=self.decided_by)
+
+    def _pool(self, dense: np.ndarray, lexical: np.ndarray) -> set[int]:
+        """Library positions each retriever puts in its top `n_candidates` (lexical: hits only)."""
+        n = self.n_candidates
+        pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
+        if lexical.max(initial=0) > 0:
+            pool.update(i for i in np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n].tolist() if lexical[i] > 0)
+        return pool
 
     def _features(self, post: Post, order: np.ndarray, dense: np.ndarray, lexical: np.ndarray) -> dict[str, np.ndarray]:
         d = dense[order]
@@ -343,9 +347,5 @@ class Matcher:
             lexical = lexical.copy()
             dense[hidden] = -1.0
             lexical[hidden] = 0.0
-        n = self.n_candidates
-        pool = set(np.argpartition(-dense, min(n, len(dense)) - 1)[:n].tolist())
-        if lexical.max(initial=0) > 0:
-            pool.update(i for i in np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n].tolist() if lexical[i] > 0)
-        order = np.fromiter(sorted(pool), dtype=np.int64)
+        order = np.fromiter(sorted(self._pool(dense, lexical)), dtype=np.int64)
         return [self.items[int(i)].id for i in order], self._features(post, order, dense, lexical), self._cross(post, order)
