@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared/data
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk eval-checkworthiness bench-checkworthiness clean
+.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk eval-checkworthiness bench-checkworthiness train-checkworthiness clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,13 @@ bench-linkrisk: install
 # e5 vectors of the dev sets come from the committed test cache (no re-embedding).
 eval-checkworthiness: install
 	FACTBRIDGE_EMBED_CACHE_SEED=tests/fixtures/embeddings $(BIN)/factbridge eval checkworthiness --cached-only --data $(SHARED)/checkworthiness \
-		--fixture tests/fixtures/checkworthiness_posts.jsonl
+		--fixture tests/fixtures/checkworthiness_posts.jsonl --fixture tests/fixtures/checkworthiness_multilingual.jsonl
+
+# Rebuilds the shipped model (fixed seed). Training vectors missing from the
+# embedding cache are computed once (about 37k texts, 15-25 min on 2 cores).
+train-checkworthiness: install
+	FACTBRIDGE_EMBED_CACHE_SEED=tests/fixtures/embeddings $(BIN)/factbridge train checkworthiness --data $(SHARED)/checkworthiness \
+		--fixture tests/fixtures/checkworthiness_posts.jsonl --fixture tests/fixtures/checkworthiness_multilingual.jsonl
 
 bench-checkworthiness: install
 	FACTBRIDGE_EMBED_CACHE_SEED=tests/fixtures/embeddings $(BIN)/factbridge bench checkworthiness --data $(SHARED)/checkworthiness --posts 2000

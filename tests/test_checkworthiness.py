@@ -36,16 +36,16 @@ SHARED_FIXTURE = FIXTURES / "checkworthiness_multilingual.jsonl"
 # F1 of the positive class of the shipped model on the shared dev sets (the
 # figures in its card, printed by `factbridge eval checkworthiness`).
 PINNED_F1: dict[str, tuple[str, float]] = {
-    "clef2022_1a/en/dev": ("e5", 0.4717),
-    "clef2022_1a/ar/dev": ("e5", 0.5735),
-    "clef2022_1a/bg/dev": ("e5", 0.4884),
-    "clef2022_1a/nl/dev": ("e5", 0.6),
-    "clef2022_1a/es/dev": ("e5", 0.5162),
-    "clef2022_1a/tr/dev": ("e5", 0.3951),
-    "clef2024/en/dev": ("e5", 0.8911),
+    "clef2022_1a/en/dev": ("e5", 0.6458),
+    "clef2022_1a/ar/dev": ("e5", 0.6160),
+    "clef2022_1a/bg/dev": ("e5", 0.5600),
+    "clef2022_1a/nl/dev": ("e5", 0.6667),
+    "clef2022_1a/es/dev": ("e5", 0.5796),
+    "clef2022_1a/tr/dev": ("e5", 0.4646),
+    "clef2024/en/dev": ("e5", 0.9177),
 }
 # Accuracy per language on our own fixture (vi, km, fr, en: no labelled public set exists).
-PINNED_FIXTURE_ACCURACY = {"en": 1.0, "fr": 1.0, "km": 0.625, "vi": 0.75}
+PINNED_FIXTURE_ACCURACY = {"en": 1.0, "fr": 1.0, "km": 1.0, "vi": 1.0}
 DELTA = 0.005
 
 
@@ -134,6 +134,20 @@ def test_text_head_separates_claims_from_chatter() -> None:
     assert all(s.head == "text" for s in scores)
 
 
+def test_tfidf_abstains_in_languages_it_was_not_trained_on() -> None:
+    """With a vector, a post in a language without training data is judged by the
+    vector network and the features; the TF-IDF logit contributes nothing."""
+    model = load_model()
+    vector = np.random.default_rng(0).standard_normal(model.vector_dim).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    text = "Bộ Y tế cho biết 3.200 ca sốt xuất huyết trong tháng 7, tăng 40%."
+    vi, en = model.score([text, text], ["vi", "en"], [vector, vector])
+    assert vi.head == en.head == "e5"
+    assert vi.contributions.get("tfidf", 0.0) == 0.0
+    assert en.contributions.get("tfidf", 0.0) != 0.0
+    assert "embedding" in vi.contributions and vi.decided_by.startswith("checkworthiness-stack-3(e5;")
+
+
 # --------------------------------------------------------------------------- data loading
 
 
@@ -195,14 +209,12 @@ def test_stage_reuses_stored_e5_vectors(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dev_results(shared_data: Path, e5_embedder):  # type: ignore[no-untyped-def]
-    from factbridge.pipeline.checkworthiness_training import EVAL_SETS, evaluate
+    from factbridge.pipeline.checkworthiness_training import evaluate
 
     model = load_model()
     fixtures = [p for p in (OWN_FIXTURE, SHARED_FIXTURE) if p.exists()]
-    baseline_sets = [s for s in EVAL_SETS if s.startswith("clef2022_1a/")]
-    with_baseline = evaluate(model, shared_data / "checkworthiness", e5_embedder, sets=baseline_sets, with_baseline=True, cached_only=True)
-    rest = evaluate(model, shared_data / "checkworthiness", e5_embedder, fixtures, sets=[s for s in EVAL_SETS if s not in baseline_sets], with_baseline=False, cached_only=True)
-    return {r.name: r for r in with_baseline + rest}
+    results = evaluate(model, shared_data / "checkworthiness", e5_embedder, fixtures, with_baseline=False, cached_only=True)
+    return {r.name: r for r in results}
 
 
 @pytest.mark.model
@@ -214,17 +226,36 @@ def test_dev_f1_is_pinned(dev_results) -> None:  # type: ignore[no-untyped-def]
         assert result.model.f1 == pytest.approx(f1, abs=DELTA), name
 
 
-# Languages of CheckThat! 2022 1A where the model beats the TF-IDF + LR baseline on dev;
-# Spanish does not yet (see docs/triage.md), nor does 2024 English reach its 0.90 target.
-BEATS_BASELINE = ("ar", "bg", "nl", "en", "tr")
+# F1 of the tuned TF-IDF + LR baseline (factbridge.eval.baseline) trained on each
+# set's train split, as `factbridge eval checkworthiness` prints it. Tuning it
+# takes minutes for all sets, so the tests recompute two and pin the rest.
+BASELINE_F1 = {
+    "clef2022_1a/ar/dev": 0.5446,
+    "clef2022_1a/bg/dev": 0.4507,
+    "clef2022_1a/nl/dev": 0.6000,
+    "clef2022_1a/en/dev": 0.5934,
+    "clef2022_1a/es/dev": 0.4856,
+    "clef2022_1a/tr/dev": 0.4500,
+    "clef2024/en/dev": 0.8615,
+}
 
 
 @pytest.mark.model
-def test_beats_the_baseline(dev_results) -> None:  # type: ignore[no-untyped-def]
-    for code in BEATS_BASELINE:
-        result = dev_results[f"clef2022_1a/{code}/dev"]
-        assert result.baseline is not None
-        assert result.model.f1 > result.baseline.f1, (code, result.model.f1, result.baseline.f1)
+def test_beats_the_baseline_in_every_language(dev_results) -> None:  # type: ignore[no-untyped-def]
+    for name, baseline in BASELINE_F1.items():
+        assert dev_results[name].model.f1 > baseline, (name, dev_results[name].model.f1, baseline)
+    assert dev_results["clef2024/en/dev"].model.f1 >= 0.90
+
+
+@pytest.mark.parametrize("name", ["clef2022_1a/nl/dev", "clef2022_1a/en/dev"])
+def test_baseline_figure_reproduces(shared_data: Path, name: str) -> None:
+    from factbridge.eval.checkworthiness_data import load_set, shared_sets
+    from factbridge.pipeline.checkworthiness_training import baseline_scores
+
+    specs = {s.name: s for s in shared_sets()}
+    root = shared_data / "checkworthiness"
+    scores, config = baseline_scores(load_set(root, specs[name.replace("/dev", "/train")]), load_set(root, specs[name]))
+    assert scores.f1 == pytest.approx(BASELINE_F1[name], abs=1e-4), config
 
 
 @pytest.mark.model
@@ -305,6 +336,6 @@ def test_multilingual_fixture_accuracy(dev_results) -> None:  # type: ignore[no-
     if result is None:
         pytest.skip("tests/fixtures/checkworthiness_multilingual.jsonl not present")
     assert result.head == "e5"
-    pinned = {"fr": 0.85, "km": 0.6, "vi": 0.55}
+    pinned = {"fr": 0.875, "km": 0.725, "vi": 0.725}
     for lang, accuracy in pinned.items():
         assert result.per_language[lang].accuracy == pytest.approx(accuracy, abs=1e-6), lang

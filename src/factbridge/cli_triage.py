@@ -38,10 +38,10 @@ def train_checkworthiness(
     ctx: typer.Context,
     data: Annotated[Path, typer.Option(help=DATA_HELP)] = Path("../shared/data/checkworthiness"),
     out: Annotated[Path, typer.Option(help="Folder to write model.npz, model.json and card.json.")] = Path("src/factbridge/data/checkworthiness"),
-    seed: Annotated[int, typer.Option(help="Seed of the fold and validation assignment.")] = 13,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment and of the vector network.")] = 13,
     fixture: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL fixtures ({text, language, label}) kept out of training and reported in the card.")] = None,
     evaluate_after: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Measure the new model on the evaluation sets and write the figures into its card.")] = True,
-    work_dir: Annotated[Path | None, typer.Option(help="Keeps level-0 results between runs (default: data_dir/train-cache); delete to start afresh.")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Keeps level-0 results between runs, keyed by data, vectors and settings (default: data_dir/train-cache); delete to start afresh.")] = None,
 ) -> None:
     """Reproduce the shipped check-worthiness model (fixed seed; e5 vectors from the embedding cache or computed)."""
     from factbridge.pipeline.checkworthiness import CheckworthinessModel
@@ -61,7 +61,7 @@ def train_checkworthiness(
         folder = work_dir or Path(services.settings.data_dir) / "train-cache"
         report = train_model(training, services.embedder, seed=seed, progress=_progress_factory(stack), work_dir=folder)
     report.model.save(out)
-    console.print(f"wrote {out}: heads {report.chosen_c} (C), validation {json.dumps(report.validation)}")
+    console.print(f"wrote {out}; out-of-fold validation on the training data: {json.dumps(report.validation)}")
     if evaluate_after:
         # Measure the model as shipped: the saved weights are float16, so reload them.
         shipped = CheckworthinessModel.load(out)

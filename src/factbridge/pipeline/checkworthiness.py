@@ -2,19 +2,22 @@
 
 A small stacked model, numpy-only at inference:
 
-* level 0: logistic regression on hashed TF-IDF of character 3-5-grams and
-  word 1-2-grams (script-agnostic: works for Khmer without segmentation);
-* level 1 ("e5" head): logistic regression on the post's stored e5 query
-  vector, the cheap claim features (numbers, dates, quantities, capitalised
-  names, claim verbs, greeting/opinion/joke markers, ...), the level-0 logit
-  and a language indicator;
-* a "text" head (the same without the vector) for posts whose vector from the
-  model's embedder is not stored (another embedder configured, or matching
-  skipped). The head used is part of `decided_by`.
+* level 0, text: logistic regression on hashed TF-IDF of character 3-5-grams
+  and word 1-2-grams (script-agnostic: works for Khmer without segmentation);
+* level 0, vector: a one-hidden-layer network (ReLU) reading the post's
+  stored e5 query vector; the multilingual vector is what carries what was
+  learnt in one language over to another (vi, km, fr have no training data);
+* level 1: logistic regression over the level-0 logits, the cheap claim
+  features (numbers, dates, quantities, capitalised names, claim verbs,
+  greeting/opinion/joke markers, ...) and a language indicator. The "e5"
+  head uses both logits; the "text" head (no vector) is used for posts whose
+  vector from the model's embedder is not stored (another embedder
+  configured, or matching skipped). The head used is part of `decided_by`,
+  and every score carries each input's contribution to the logit.
 
 The e5 vector is never computed here: the matching stage stores it, and this
 stage reads it (`storage.load_vectors(org, "post", embedder.id)`).
-Decision thresholds are per language, tuned on held-out training data.
+Decision thresholds are per language, chosen on out-of-fold training scores.
 """
 
 from __future__ import annotations
@@ -144,12 +147,9 @@ class HashedTfidf:
 
 def fit_logistic(
     x: np.ndarray | sp.spmatrix, y: np.ndarray, c: float = 1.0, balanced: bool = False, max_iter: int = 500,
-    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression (0.5·|w|² + C·Σ loss), bias unpenalised, by L-BFGS.
-
-    `offset` is a fixed logit added to every row: the fit then learns a correction
-    of another model (used by the residual e5 head)."""
+    """L2-regularised logistic regression (0.5·|w|² + C·Σ loss), bias unpenalised, by L-BFGS
+    (the objective of scikit-learn's LogisticRegression)."""
     y = np.asarray(y, dtype=np.float64)
     n, dim = x.shape
     weight = np.ones(n)
@@ -161,7 +161,7 @@ def fit_logistic(
 
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = params[:dim], params[dim]
-        z = np.asarray(x @ w).ravel() + b + (0.0 if offset is None else offset)
+        z = np.asarray(x @ w).ravel() + b
         margin = sign * z
         loss = np.logaddexp(0.0, -margin)
         grad_z = -sign * weight * np.exp(-np.logaddexp(0.0, margin))  # d loss / d z
@@ -190,7 +190,6 @@ class Head:
     mean: np.ndarray
     scale: np.ndarray
     thresholds: dict[str, float]  # per language; "*" for any other
-    base: str | None = None  # a residual head adds its logit to this head's
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         return ((inputs - self.mean) / self.scale) @ self.weights + self.bias
@@ -200,6 +199,24 @@ class Head:
 
     def threshold(self, language: str | None) -> float:
         return self.thresholds.get(language or "", self.thresholds["*"])
+
+
+@dataclass
+class VectorNet:
+    """Logit of "check-worthy" from an embedding: one ReLU hidden layer."""
+
+    hidden_weights: np.ndarray  # (dim, hidden)
+    hidden_bias: np.ndarray  # (hidden,)
+    out_weights: np.ndarray  # (hidden,)
+    out_bias: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.hidden_weights.shape[0])
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(vectors @ self.hidden_weights + self.hidden_bias, 0.0)
+        return hidden @ self.out_weights + self.out_bias
 
 
 @dataclass
@@ -238,6 +255,7 @@ class CheckworthinessModel:
     tfidf_weights: np.ndarray
     tfidf_bias: float
     heads: dict[str, Head]
+    net: VectorNet | None = None  # reads the e5 vector; the "e5" head needs it
     card: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ inputs
@@ -246,6 +264,9 @@ class CheckworthinessModel:
 
     def text_columns(self) -> list[str]:
         return [*(f"feature:{n}" for n in FEATURE_NAMES), "tfidf", *(f"lang:{code}" for code in self.languages)]
+
+    def vector_columns(self) -> list[str]:
+        return [*self.text_columns(), "embedding"]
 
     def text_inputs(self, texts: Sequence[str], languages: Sequence[str | None], tfidf_logits: np.ndarray | None = None) -> np.ndarray:
         feats = np.array([feature_vector(t, lang) for t, lang in zip(texts, languages, strict=True)], dtype=np.float32).reshape(len(texts), len(FEATURE_NAMES))
@@ -256,8 +277,7 @@ class CheckworthinessModel:
     @property
     def vector_dim(self) -> int:
         """Dimension of the embedder vectors the "e5" head reads (0 without that head)."""
-        head = self.heads.get("e5")
-        return sum(1 for c in head.columns if c.startswith("e5:")) if head else 0
+        return self.net.dim if self.net is not None and "e5" in self.heads else 0
 
     @property
     def decided_by_base(self) -> str:
@@ -278,37 +298,36 @@ class CheckworthinessModel:
         text_x = self.text_inputs(texts, langs)
         vectors = list(vectors) if vectors is not None else [None] * n
         out: list[CheckworthinessScore | None] = [None] * n
-        with_vec = [i for i, v in enumerate(vectors) if v is not None and "e5" in self.heads]
-        without = [i for i in range(n) if i not in set(with_vec)]
+        with_vec = [i for i, v in enumerate(vectors) if v is not None] if self.vector_dim else []
+        taken = set(with_vec)
+        without = [i for i in range(n) if i not in taken]
         for head_name, rows in (("e5", with_vec), ("text", without)):
             if not rows:
                 continue
             head = self.heads[head_name]
             x = text_x[rows]
-            text_head = self.heads["text"]
             if head_name == "e5":
+                assert self.net is not None
                 stacked = np.stack([np.asarray(vectors[i], np.float32) for i in rows])
                 if stacked.shape[1] != self.vector_dim:
                     raise EmbedderMismatch(f"the check-worthiness model reads {self.vector_dim}-d vectors of {self.embedder_id}, got {stacked.shape[1]}-d")
-                if head.base == "text":  # residual: the text head's logit plus a correction from the vector
-                    probs = sigmoid(text_head.logits(x) + head.logits(stacked))
-                    for k, i in enumerate(rows):
-                        out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i], stacked[k])
-                    continue
-                x = np.hstack([stacked, x])
+                x = np.hstack([x, self.net.logits(stacked)[:, None].astype(np.float32)])
+                # The TF-IDF model has seen no text in a language outside its training
+                # languages (vi, km, fr, ...): its logit there is noise, so it abstains
+                # (its input is set to its training mean: contribution 0) and the
+                # multilingual vector speaks. The text head has nothing else to go on.
+                unseen = [k for k, i in enumerate(rows) if langs[i] not in self.languages]
+                x[unseen, head.columns.index("tfidf")] = head.mean[head.columns.index("tfidf")]
             probs = sigmoid(head.logits(x))
             for k, i in enumerate(rows):
-                out[i] = self._explain(head_name, head, x[k], float(probs[k]), texts[i], langs[i])
+                out[i] = self._explain(head_name, head, x[k], float(probs[k]), langs[i])
         return [s for s in out if s is not None]
 
-    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, text: str, language: str | None, vector: np.ndarray | None = None) -> CheckworthinessScore:
-        grouped: dict[str, float] = {}
-        if head.base is not None and vector is not None:
-            grouped["embedding"] = float(head.contributions(vector).sum() + head.bias)
-            head = self.heads[head.base]  # the rest is the base head's explanation
+    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, language: str | None) -> CheckworthinessScore:
+        grouped: dict[str, float] = {"bias": head.bias}
         contrib = head.contributions(row)
         for column, value in zip(head.columns, contrib, strict=True):
-            key = "embedding" if column.startswith("e5:") else column.replace("feature:", "")
+            key = column.replace("feature:", "")
             if key.startswith("lang:"):
                 key = "language"
             grouped[key] = grouped.get(key, 0.0) + float(value)
@@ -349,7 +368,11 @@ class CheckworthinessModel:
             arrays[f"{name}_weights"] = head.weights.astype(np.float32)
             arrays[f"{name}_mean"] = head.mean.astype(np.float32)
             arrays[f"{name}_scale"] = head.scale.astype(np.float32)
-            meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds, "base": head.base}
+            meta_heads[name] = {"columns": head.columns, "bias": head.bias, "thresholds": head.thresholds}
+        if self.net is not None:
+            arrays["net_hidden_weights"] = self.net.hidden_weights.astype(np.float16)
+            arrays["net_hidden_bias"] = self.net.hidden_bias.astype(np.float32)
+            arrays["net_out_weights"] = self.net.out_weights.astype(np.float32)
         np.savez_compressed(folder / "model.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "name": MODEL_NAME,
@@ -358,6 +381,7 @@ class CheckworthinessModel:
             "languages": self.languages,
             "tfidf": {**self.tfidf.config, "bias": self.tfidf_bias},
             "heads": meta_heads,
+            "net": {"out_bias": self.net.out_bias, "dim": self.net.dim} if self.net is not None else None,
             "features_version": FEATURES_VERSION,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -386,11 +410,20 @@ class CheckworthinessModel:
                 mean=arrays[f"{name}_mean"],
                 scale=arrays[f"{name}_scale"],
                 thresholds={k: float(v) for k, v in h["thresholds"].items()},
-                base=h.get("base"),
             )
             for name, h in meta["heads"].items()
         }
-        return cls(meta["version"], meta["embedder_id"], meta["languages"], tfidf, arrays["tfidf_weights"].astype(np.float32), float(tf["bias"]), heads, card)
+        net = None
+        if meta.get("net"):
+            net = VectorNet(
+                arrays["net_hidden_weights"].astype(np.float32),
+                arrays["net_hidden_bias"].astype(np.float32),
+                arrays["net_out_weights"].astype(np.float32),
+                float(meta["net"]["out_bias"]),
+            )
+        if "e5" in heads and net is None:
+            raise ModelError(f"{folder}: the e5 head needs the vector network (net_* arrays), which is missing")
+        return cls(meta["version"], meta["embedder_id"], meta["languages"], tfidf, arrays["tfidf_weights"].astype(np.float32), float(tf["bias"]), heads, net, card)
 
 
 # --------------------------------------------------------------------------- the stage
