@@ -3,6 +3,7 @@ the real CooRTweet sets, bad input and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -122,3 +123,92 @@ def test_large_components_split_into_louvain_communities() -> None:
     assert [len(n.accounts) for n in whole.networks] == [12]
     assert sorted(len(n.accounts) for n in split.networks) == [6, 6]
     assert all(n.component_size == 12 and n.links_to_other_communities == 1 for n in split.networks)
+
+
+# --------------------------------------------------------------------------- linked to narratives
+
+
+def _campaign_posts() -> list:  # type: ignore[type-arg]
+    """Three accounts post the same story with the same link within seconds, four times
+    (four links); a fourth account posts the story once, an hour later; others chat."""
+    from datetime import UTC, datetime, timedelta
+
+    from factbridge.models import Post
+    from factbridge.pipeline.prepare import prepare_post
+
+    start = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    posts = []
+    for k in range(4):
+        for j, account in enumerate(("acct-a", "acct-b", "acct-c")):
+            posts.append(Post(id=f"c{k}{j}", author=account, created_at=start + timedelta(hours=k, seconds=4 * j), language="en",
+                              text=f"5G towers spread the virus, doctors confirm! Read before it is deleted https://news-{k}.example/5g #truth"))
+    posts.append(Post(id="late", author="acct-d", created_at=start + timedelta(hours=1, minutes=30), language="en",
+                      text="5G towers spread the virus, doctors confirm! Read before it is deleted https://news-1.example/5g #truth"))
+    posts += [Post(id=f"x{i}", author=f"acct-x{i}", created_at=start + timedelta(minutes=7 * i), language="en", text=f"Lovely weather in Hanoi today, day {i}")
+              for i in range(5)]
+    return [prepare_post(p) for p in posts]
+
+
+def test_stage_links_coordinated_accounts_to_their_narrative(hashing_services) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.pipeline.coordination import NARRATIVE_COORDINATION
+    from factbridge.pipeline.ingest import embed_posts
+    from factbridge.pipeline.narratives import MEMBERS
+    from factbridge.pipeline.stages import run_stages
+    from factbridge.web.pipeline_views import narrative
+
+    services, org = hashing_services, "o"
+    posts = _campaign_posts()
+    services.storage.upsert_posts(org, posts)
+    embed_posts(services.storage, services.embedder, org, posts)
+    summary = run_stages(services, org, posts)
+    assert summary["coordination"]["networks"] == 1 and summary["coordination"]["coordinated_accounts"] == 3
+    assert summary["coordination"]["narratives_linked"] >= 1
+    member_of = {pid: doc["narrative_id"] for pid, doc in services.storage.get_docs(org, MEMBERS, [p.id for p in posts]).items()}
+    linked = services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]
+    assert {a["account"] for a in linked["accounts"]} == {"acct-a", "acct-b", "acct-c"}  # not acct-d: an hour late
+    assert all(a["posts"] >= 1 and a["post_ids"] for a in linked["accounts"])
+    assert linked["networks"][0]["shared_objects"] and "window" in linked["decided_by"]
+    item = narrative(services.storage, org, member_of["c00"])
+    assert [a["account"] for a in item["accounts"]] == ["acct-a", "acct-b", "acct-c"]
+    assert not services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["x0"]])  # chatter: nothing linked
+
+    # Re-running over the same store changes nothing; when the network disappears
+    # (stricter settings), the narrative's record is emptied, not left stale.
+    run_stages(services, org, posts[:1])
+    assert services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]["accounts"] == linked["accounts"]
+    services.settings = dataclasses.replace(services.settings, coordination_min_participation=9)
+    assert run_stages(services, org, posts[:1])["coordination"]["networks"] == 0
+    assert services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]["accounts"] == []
+    assert narrative(services.storage, org, member_of["c00"])["accounts"] == []
+
+
+def test_stage_steps_aside_for_large_stores(hashing_services) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.pipeline.coordination import coordination_stage
+
+    posts = _campaign_posts()
+    hashing_services.storage.upsert_posts("o", posts)
+    hashing_services.settings = dataclasses.replace(hashing_services.settings, coordination_stage_max_posts=5)
+    assert "coordination --store" in coordination_stage(hashing_services, "o", posts)["skipped"]
+    anonymous = posts[0].model_copy(update={"author": ""})  # a public report has no account
+    assert "nothing new to coordinate" in coordination_stage(hashing_services, "o", [anonymous])["skipped"]
+
+
+def test_coordination_cli_store_links_stored_posts(tmp_path: Path) -> None:
+    from factbridge.pipeline.ingest import embed_posts
+    from factbridge.pipeline.narratives import narratives_stage
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "embedder": "hashing", "embed_cache": "off"})
+    services = Services(settings)
+    posts = _campaign_posts()
+    services.storage.upsert_posts(settings.org, posts)
+    embed_posts(services.storage, services.embedder, settings.org, posts)
+    narratives_stage(services, settings.org, posts)
+    services.close()
+    base = ["--data-dir", str(tmp_path), "--embedder", "hashing", "--embed-cache", "off", "coordination"]
+    result = CliRunner().invoke(app, [*base, "--store"])
+    assert result.exit_code == 0, result.output
+    assert "linked to narratives: 1 narrative(s)" in result.output
+    refused = CliRunner().invoke(app, [*base, "--store", "--input", str(tmp_path / "x.csv")])
+    assert refused.exit_code != 0 and "--store" in refused.output

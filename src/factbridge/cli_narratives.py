@@ -216,15 +216,21 @@ def coordination(
     edge_percentile: Annotated[float | None, typer.Option(help="Keep links at or above this weight percentile.")] = None,
     objects: Annotated[str | None, typer.Option(help="Object types: object,url,hashtag,image,text,domain.")] = None,
     limit: Annotated[int, typer.Option(help="Networks to print.")] = 10,
+    store: Annotated[bool, typer.Option("--store", help="Stored posts only: link the networks to the narratives their accounts posted in, for the narrative pages (what the ingest stage does for smaller stores).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Coordinated sharing networks (CooRnet / CooRTweet method): who shared the same objects within seconds, repeatedly."""
     from factbridge.pipeline.coordination import (
         detect_coordination,
+        link_to_narratives,
         params_from_settings,
         read_shares,
         shares_from_posts,
+        store_narrative_links,
     )
+
+    if store and input_ is not None:
+        raise typer.BadParameter("--store links networks of the stored posts to their narratives; it cannot be used with --input", param_hint="--store")
 
     overrides = {
         "coordination_window_s": window, "coordination_min_participation": min_participation,
@@ -236,18 +242,24 @@ def coordination(
     import scipy.sparse.csgraph  # noqa: F401
 
     t0 = time.perf_counter()
+    stored: list[Any] = []
     if input_ is not None:
         table = read_shares(input_, params.object_types)
         source = str(input_)
     else:
         org = services.settings.org
-        table = shares_from_posts(list(services.storage.iter_posts(org)), params.object_types)
+        stored = list(services.storage.iter_posts(org))
+        table = shares_from_posts(stored, params.object_types)
         source = f"stored posts of '{org}'"
     t1 = time.perf_counter()
     result = detect_coordination(table, params)
     t2 = time.perf_counter()
+    linked = None
+    if store:
+        org = services.settings.org
+        linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)
     if as_json:
-        _dump({"source": source, "read_s": t1 - t0, "detect_s": t2 - t1, **result.as_dict(limit)})
+        _dump({"source": source, "read_s": t1 - t0, "detect_s": t2 - t1, **result.as_dict(limit), **({"narratives_linked": linked} if store else {})})
         return
     for line, fld, reason in table.skipped:
         console.print(f"[yellow]skipped[/] {source}:{line} field '{fld}': {reason}")
@@ -273,6 +285,8 @@ def coordination(
         )
     console.print(table_out)
     console.print(f"time taken: read {t1 - t0:.2f} s + detect {t2 - t1:.2f} s = {t2 - t0:.2f} s (libraries loaded before timing)")
+    if linked is not None:
+        console.print(f"linked to narratives: {linked} narrative(s) have at least two accounts of one network among their posts")
     console.print(f"[dim]decided_by: {result.decided_by}[/]")
 
 

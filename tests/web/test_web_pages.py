@@ -92,6 +92,27 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     assert len(points) == 4  # 8 posts over 4 days
     assert c.get("/narratives/nope").status_code == 404
     assert c.get("/posts/nope").status_code == 404
+    assert 'id="coordinated-accounts"' not in nar  # nothing linked yet
+
+
+def test_narrative_page_shows_coordinated_accounts(env: WebEnv) -> None:
+    from factbridge.pipeline.coordination import NARRATIVE_COORDINATION
+
+    nid = env.ids[ORG_A]["narrative"]
+    doc = {
+        "narrative_id": nid,
+        "accounts": [{"account": "acct-7f3a", "network": "net-1", "posts": 3, "post_ids": ["p1"]}, {"account": "acct-91bc", "network": "net-1", "posts": 2, "post_ids": ["p2"]}],
+        "networks": [{"id": "net-1", "size": 2, "accounts_here": 2, "shared_objects": [{"object": "url:https://bad.example.net/5g", "accounts": 2}], "first_share": 0, "last_share": 9}],
+        "decided_by": "coordinated-sharing-1 (window 60 s)",
+    }
+    env.services.storage.put_docs(ORG_A, NARRATIVE_COORDINATION, [(nid, doc, 2.0)])
+    page = env.login("a-analyst").get(f"/narratives/{nid}").text
+    section = page[page.index('id="coordinated-accounts"'):]
+    for expected in ("Accounts acting in concert", "acct-7f3a", "acct-91bc", "net-1", "url:https://bad.example.net/5g", "coordinated-sharing-1 (window 60 s)"):
+        assert expected in page
+    assert section.index("acct-7f3a") < section.index("acct-91bc")
+    other = env.login("b-editor").get(f"/narratives/{nid}")
+    assert other.status_code == 404  # another organisation sees neither the narrative nor its accounts
 
 
 def test_case_workflow_through_forms(env: WebEnv) -> None:

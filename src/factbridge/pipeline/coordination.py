@@ -604,3 +604,98 @@ def louvain(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, resolu
         graph = (project.T @ graph @ project).tocsr()
     _, membership = np.unique(membership, return_inverse=True)
     return membership.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- narratives
+
+NARRATIVE_COORDINATION = "narrative_coordination"
+# Post ids listed per account on a narrative (the count is always complete).
+LISTED_POSTS = 20
+
+
+def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: CoordinationResult) -> dict[str, dict[str, Any]]:
+    """Per narrative, the coordinated accounts that posted in it: those of a network
+    with at least two of its accounts among the narrative's posts (one account of
+    a network posting there says nothing about the narrative)."""
+    from factbridge.pipeline.narratives import MEMBERS
+
+    network_of = {account: net for net in result.networks for account in net.accounts}
+    authored: dict[str, list[str]] = {}
+    for post in posts:
+        if post.author in network_of:
+            authored.setdefault(post.author, []).append(post.id)
+    wanted = sorted({pid for ids in authored.values() for pid in ids})
+    members: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(wanted), 500):
+        members.update(storage.get_docs(org, MEMBERS, wanted[i : i + 500]))
+    by_narrative: dict[str, dict[str, list[str]]] = {}
+    for account, ids in authored.items():
+        for pid in ids:
+            narrative_id = (members.get(pid) or {}).get("narrative_id")
+            if narrative_id:
+                by_narrative.setdefault(str(narrative_id), {}).setdefault(account, []).append(pid)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    docs: dict[str, dict[str, Any]] = {}
+    for narrative_id, accounts in sorted(by_narrative.items()):
+        per_network: dict[str, list[str]] = {}
+        for account in accounts:
+            per_network.setdefault(network_of[account].id, []).append(account)
+        kept = {nid: sorted(accs) for nid, accs in per_network.items() if len(accs) >= 2}
+        if not kept:
+            continue
+        nets = {net.id: net for net in result.networks if net.id in kept}
+        docs[narrative_id] = {
+            "narrative_id": narrative_id,
+            "accounts": [
+                {"account": account, "network": nid, "posts": len(accounts[account]), "post_ids": sorted(accounts[account])[:LISTED_POSTS]}
+                for nid, accs in sorted(kept.items()) for account in accs
+            ],
+            "networks": [
+                {"id": nid, "size": len(nets[nid].accounts), "accounts_here": len(accs), "shared_objects": nets[nid].objects[:5],
+                 "first_share": nets[nid].first_share, "last_share": nets[nid].last_share}
+                for nid, accs in sorted(kept.items())
+            ],
+            "decided_by": result.decided_by,
+            "updated_at": now,
+        }
+    return docs
+
+
+def store_narrative_links(storage: Any, org: str, docs: dict[str, dict[str, Any]], decided_by: str) -> int:
+    """Write the links; a narrative linked by an earlier run and not by this one gets
+    an empty record (documents are never deleted). Returns narratives linked."""
+    earlier: list[str] = []
+    offset = 0
+    while True:
+        page = storage.list_docs(org, NARRATIVE_COORDINATION, limit=1000, offset=offset, order="id")
+        earlier += [doc_id for doc_id, doc in page if doc.get("accounts")]
+        if len(page) < 1000:
+            break
+        offset += 1000
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows: list[tuple[str, dict[str, Any], float | None]] = [(nid, doc, float(len(doc["accounts"]))) for nid, doc in docs.items()]
+    rows += [(nid, {"narrative_id": nid, "accounts": [], "networks": [], "decided_by": decided_by, "updated_at": now}, 0.0) for nid in earlier if nid not in docs]
+    if rows:
+        storage.put_docs(org, NARRATIVE_COORDINATION, rows)
+    return len(docs)
+
+
+def coordination_stage(services: Any, org: str, posts: Sequence[Any]) -> dict[str, Any]:
+    """Stage: coordinated sharing over the organisation's stored posts, linked to narratives.
+
+    It reads every stored post, so it stops at `coordination_stage_max_posts`
+    (larger stores: `factbridge coordination --store` from a scheduled job)."""
+    settings = services.settings
+    if not any(p.author and p.created_at is not None for p in posts):
+        return {"skipped": "no post of this batch has an account and a time (e.g. a public report): nothing new to coordinate"}
+    total = services.storage.count_posts(org)
+    if total > settings.coordination_stage_max_posts:
+        return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({settings.coordination_stage_max_posts}); run `factbridge coordination --store`"}
+    try:
+        params = params_from_settings(settings)
+        stored = list(services.storage.iter_posts(org))
+        result = detect_coordination(shares_from_posts(stored, params.object_types), params)
+    except DependencyMissing as exc:
+        return {"skipped": str(exc)}
+    linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)
+    return {"networks": len(result.networks), "coordinated_accounts": result.coordinated_accounts, "narratives_linked": linked}

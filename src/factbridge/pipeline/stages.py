@@ -27,6 +27,8 @@ BUILTIN_STAGES: list[tuple[str, str]] = [
     ("linkrisk", "factbridge.linkrisk.stage:linkrisk_stage"),
     ("narratives", "factbridge.pipeline.narratives:narratives_stage"),
     ("bursts", "factbridge.pipeline.bursts:bursts_stage"),
+    # reads the narrative memberships stored just before
+    ("coordination", "factbridge.pipeline.coordination:coordination_stage"),
     ("checkworthiness", "factbridge.pipeline.checkworthiness:checkworthiness_stage"),
     # triage reads what every other stage stored: keep it last.
     ("triage", "factbridge.pipeline.triage:triage_stage"),

@@ -25,6 +25,7 @@ QUEUE = "queue"
 ALERTS = "alerts"
 NARRATIVES = ("narratives", "topics")
 NARRATIVE_MEMBERS = "narrative_members"
+NARRATIVE_COORDINATION = "narrative_coordination"  # pipeline.coordination.NARRATIVE_COORDINATION
 CHECKWORTHINESS = "checkworthiness"
 LINKRISK = "linkrisk"
 
@@ -183,7 +184,14 @@ def narrative(storage: Storage, org: str, narrative_id: str) -> dict[str, Any]:
     for collection in NARRATIVES:
         found = storage.get_docs(org, collection, [narrative_id])
         if narrative_id in found:
-            return _narrative(narrative_id, found[narrative_id], collection)
+            item = _narrative(narrative_id, found[narrative_id], collection)
+            item["accounts"] = [a if isinstance(a, dict) else {"account": str(a)} for a in item["accounts"]]
+            # Coordinated accounts, when the coordination stage (or `coordination --store`) linked some.
+            linked = storage.get_docs(org, NARRATIVE_COORDINATION, [narrative_id]).get(narrative_id)
+            if linked and linked.get("accounts"):
+                item["accounts"] = linked["accounts"]
+                item["coordination"] = linked
+            return item
     raise NotFound(f"narrative '{narrative_id}' not found")
 
 
