@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from factbridge.cli import app
 from factbridge.models import Post
 from factbridge.pipeline import narratives as narr
+from factbridge.pipeline.centering import shipped_centering
 from factbridge.pipeline.ingest import embed_posts, ingest_file
 from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
@@ -166,7 +167,7 @@ def test_pheme_grouping_quality(shared_data: Path, e5_embedder) -> None:  # type
 
     NarrativeParams = narr.NarrativeParams  # noqa: N806
     settings = load_settings(env={})
-    centering = narr.narrative_centering(settings, e5_embedder.id)
+    centering = shipped_centering(e5_embedder.id) if settings.narrative_centering else None
     assert centering is not None, "the package ships per-language centering for e5"
     params = narr.params_from_settings(settings, e5_embedder.id, centering)
     vectors = centering.apply(vectors, [p.language for p in posts], "query")
@@ -219,7 +220,7 @@ def test_khmer_and_vietnamese_posts_of_one_story_share_a_topic(e5_embedder, stor
     posts = [prepare_post(p) for p in read_posts(sample) if isinstance(p, Post) and p.id in wanted]
     assert len(posts) == len(wanted)
     settings = load_settings(env={})
-    centering = narr.narrative_centering(settings, e5_embedder.id)
+    centering = shipped_centering(e5_embedder.id) if settings.narrative_centering else None
     vectors = centering.apply(e5_embedder.encode_queries([embedding_text(p) for p in posts]), [p.language for p in posts], "query")
     storage.upsert_posts("o", posts)
     narr.assign_posts(storage, "o", posts, vectors, narr.params_from_settings(settings, e5_embedder.id, centering))

@@ -301,7 +301,7 @@ def eval_narratives(
 ) -> None:
     """Group PHEME source tweets without labels; purity and ARI of narratives and topics against the 9 events."""
     from factbridge.eval.narratives import evaluate_grouping, load_pheme
-    from factbridge.pipeline.narratives import narrative_centering, params_from_settings
+    from factbridge.pipeline.narratives import params_from_settings
     from factbridge.pipeline.prepare import embedding_text, prepare_post
 
     services = _state(ctx).services()
@@ -309,7 +309,7 @@ def eval_narratives(
     posts = [prepare_post(p, services.languages) for p in posts]
     with progress_bar("embedding tweets (cached)", len(posts)) as advance:
         vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    centering = narrative_centering(services.settings, services.embedder.id)
+    centering = services.centering(wanted=services.settings.narrative_centering)
     params = params_from_settings(services.settings, services.embedder.id, centering)
     if centering is not None:
         vectors = centering.apply(vectors, [p.language for p in posts], "query")

@@ -98,14 +98,10 @@ class Services:
     def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
         """The shipped per-language centering, when wanted (default: the match_centering
         setting) and estimated on this embedder; otherwise None."""
-        from factbridge.pipeline.centering import LanguageCentering, default_centering_path
+        from factbridge.pipeline.centering import shipped_centering
 
-        embedder = embedder or self.embedder
         use = self.settings.match_centering if wanted is None else wanted
-        if not use or not default_centering_path().exists():
-            return None
-        centering = LanguageCentering.load(default_centering_path())
-        return centering if centering.embedder_id == embedder.id else None
+        return shipped_centering((embedder or self.embedder).id) if use else None
 
     def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None):
         from factbridge.pipeline.matching import Matcher, default_reranker_path

@@ -81,3 +81,12 @@ def estimate_centering(embedder: Embedder, texts_by_language: dict[str, list[str
         means[role]["*"] = np.mean([v for k, v in means[role].items()], axis=0)
     card: dict[str, object] = {"texts_per_language": {k: len(v) for k, v in texts_by_language.items()}, "sources": sources}
     return LanguageCentering(version=version, embedder_id=embedder.id, means=means, card=card)
+
+
+def shipped_centering(embedder_id: str) -> LanguageCentering | None:
+    """The per-language means shipped with the package, when they were estimated on this embedder."""
+    path = default_centering_path()
+    if not path.exists():
+        return None
+    centering = LanguageCentering.load(path)
+    return centering if centering.embedder_id == embedder_id else None

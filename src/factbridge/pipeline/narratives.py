@@ -816,26 +816,13 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
     }
 
 
-def narrative_centering(settings: Any, embedder_id: str) -> Any:
-    """The shipped per-language centering for this embedder when `narrative_centering` is on, else None."""
-    if not settings.narrative_centering:
-        return None
-    from factbridge.pipeline.centering import LanguageCentering, default_centering_path
-
-    path = default_centering_path()
-    if not path.exists():
-        return None
-    centering = LanguageCentering.load(path)
-    return centering if centering.embedder_id == embedder_id else None
-
-
 def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
     """Stage: every new or changed post joins a narrative or starts one."""
     posts = [p for p in posts if (p.norm_text or p.text).strip()]
     if not posts:
         return {"assigned": 0}
     embedder_id = services.embedder.id
-    centering = narrative_centering(services.settings, embedder_id)
+    centering = services.centering(wanted=services.settings.narrative_centering)
     params = params_from_settings(services.settings, embedder_id, centering)
     with_vectors, vectors = post_vectors(services.storage, org, services.embedder, posts)
     if centering is not None and with_vectors:
