@@ -124,6 +124,29 @@ def test_velocity_counts_repeats_per_hour_and_refreshes_older_copies(hashing_ser
     assert after["lonely"]["components"]["velocity"]["value"] == 0.0
 
 
+def test_post_vectors_are_read_once_across_batches(hashing_services: Services) -> None:
+    """Repeat detection keeps the stored post vectors between batches: a later batch
+    reads only what was stored since (and a post whose text changed), not the table."""
+    from factbridge.pipeline.triage import post_vector_index
+
+    storage, embedder_id = hashing_services.storage, hashing_services.embedder.id
+    ingest(hashing_services, [make_post(f"p{i}", f"{CLAIM} ({i})", minutes=i) for i in range(6)], stages=False)
+    reads: list[int] = []
+    original = storage.load_vectors
+    storage.load_vectors = lambda org, kind, emb, ids=None: reads.append(len(ids) if ids is not None else -1) or original(org, kind, emb, ids=ids)  # type: ignore[method-assign]
+    first = post_vector_index(storage, ORG, embedder_id)
+    assert first is not None and len(first) == 6 and reads == [6]
+    assert post_vector_index(storage, ORG, embedder_id) is first and reads == [6]  # nothing new: nothing read
+    ingest(hashing_services, [make_post("p6", CLAIM, minutes=7)], stages=False)
+    edited = make_post("p0", OTHER_CLAIM, minutes=0)
+    ingest(hashing_services, [edited], stages=False)
+    index = post_vector_index(storage, ORG, embedder_id)
+    assert index is not None and len(index) == 7 and reads == [6, 2]
+    row = index.ids.index("p0")
+    assert float(index.matrix[row] @ hashing_services.embedder.encode_queries([OTHER_CLAIM])[0]) > 0.99
+    assert post_vector_index(storage, "another-org", embedder_id) is None
+
+
 def test_repeat_rate_uses_the_window() -> None:
     post = make_post("a", CLAIM, minutes=0)
     inside = [make_post(f"b{i}", CLAIM, minutes=30 * i) for i in range(1, 5)]

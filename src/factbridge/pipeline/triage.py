@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.checkworthiness import load_model, score_posts, stored_post_vectors
@@ -246,17 +248,43 @@ def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any]
 # --------------------------------------------------------------------------- gathering facts
 
 
+# Stored post vectors, kept between batches per (storage, org, embedder): a batch reads
+# only the vectors stored since the last one (new ids, or ids whose text changed),
+# not the whole table. Other processes' writes are seen through the id -> sha list.
+_POST_INDEXES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], tuple[NumpyIndex, dict[str, str]]]] = weakref.WeakKeyDictionary()
+
+
+def post_vector_index(storage: Any, org: str, embedder_id: str) -> NumpyIndex | None:
+    """Every stored post vector of this embedder, refreshed incrementally; None when there is none."""
+    shas = storage.vector_shas(org, "post", embedder_id)
+    if not shas:
+        return None
+    per_storage = _POST_INDEXES.setdefault(storage, {})
+    index, known = per_storage.get((org, embedder_id), (None, {}))
+    wanted = sorted(i for i, sha in shas.items() if known.get(i) != sha)
+    if wanted:
+        ids, matrix = storage.load_vectors(org, "post", embedder_id, ids=wanted)
+        if index is None:
+            index = NumpyIndex(embedder_id, int(matrix.shape[1]))
+        index.add(ids, matrix, embedder_id)  # a changed text replaces its row
+        known = {**known, **{i: shas[i] for i in ids}}
+        per_storage[(org, embedder_id)] = (index, known)
+    return index
+
+
 def _repeat_groups(storage: Any, org: str, embedder_id: str, post_ids: Sequence[str], similarity: float) -> dict[str, list[str]]:
     """Near-identical posts by stored vector (never re-embedded)."""
-    ids, matrix = storage.load_vectors(org, "post", embedder_id)
-    if not ids:
-        return {pid: [] for pid in post_ids}
-    index = {pid: i for i, pid in enumerate(ids)}
-    rows = [index[p] for p in post_ids if p in index]
     groups: dict[str, list[str]] = {pid: [] for pid in post_ids}
-    if rows:
-        sims = matrix[rows] @ matrix.T
-        for k, row in enumerate(rows):
+    index = post_vector_index(storage, org, embedder_id)
+    if index is None:
+        return groups
+    ids, matrix = index.ids, index.matrix
+    position = {pid: i for i, pid in enumerate(ids)}
+    rows = [position[p] for p in post_ids if p in position]
+    for start in range(0, len(rows), 256):  # bounded memory: 256 x N similarities at a time
+        chunk = rows[start : start + 256]
+        sims = matrix[chunk] @ matrix.T
+        for k, row in enumerate(chunk):
             near = np.nonzero(sims[k] >= similarity)[0]
             groups[ids[row]] = [ids[j] for j in near if j != row]
     return groups
