@@ -110,6 +110,28 @@ def test_appeal_outcomes(env: WebEnv) -> None:
     assert web.audit.verify(ORG_A).ok
 
 
+def test_a_change_and_its_audit_entry_are_one_write(tmp_path: Path) -> None:
+    """A record and the entry describing it commit together: when the write fails,
+    neither the record, the entry nor the chain head moves, and the chain stays intact."""
+    settings = web_settings(tmp_path, storage_url=f"sqlite:///{tmp_path / 'fb.db'}")
+    with Services(settings) as services:
+        audit = AuditLog(services.storage)
+        audit.append("desk-a", "ed", "thing.create", "things", "t1", None, {"n": 1}, records=[("things", [("t1", {"n": 1}, None)])])
+
+        class FullDisk(list):  # type: ignore[type-arg]
+            def __iter__(self):  # type: ignore[no-untyped-def]
+                raise OSError("no space left on device")
+
+        with pytest.raises(OSError):
+            audit.append("desk-a", "ed", "thing.change", "things", "t1", {"n": 1}, {"n": 2}, records=[("things", FullDisk())])
+        assert services.storage.get_docs("desk-a", "things", ["t1"]) == {"t1": {"n": 1}}
+        assert services.storage.count_docs("desk-a", AUDIT) == 1
+        report = audit.verify("desk-a")
+        assert report.ok and report.entries == 1, report.problems
+        audit.append("desk-a", "ed", "thing.change", "things", "t1", {"n": 1}, {"n": 2}, records=[("things", [("t1", {"n": 2}, None)])])
+        assert audit.verify("desk-a").entries == 2 and services.storage.get_docs("desk-a", "things", ["t1"])["t1"] == {"n": 2}
+
+
 def test_audit_chain_detects_edit_cut_and_unaudited_change(tmp_path: Path) -> None:
     db = tmp_path / "fb.db"
     settings = web_settings(tmp_path, storage_url=f"sqlite:///{db}")

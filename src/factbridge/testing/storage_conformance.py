@@ -489,6 +489,27 @@ def check_docs_upsert_semantics(factory: StorageFactory) -> None:
 # -- lexical search ------------------------------------------------------------------
 
 
+def check_docs_batch_is_all_or_nothing(factory: StorageFactory) -> None:
+    """Several collections in one transaction: a record and its audit entry are written together or not at all."""
+
+    class FailingRows:
+        """Rows that fail while being read, after the first collection of the batch was written."""
+
+        def __iter__(self) -> Any:
+            yield ("entry-2", {"n": 2}, 2.0)
+            raise RuntimeError("the disk is full")
+
+    with _fresh(factory) as store:
+        store.put_docs_batch("org", [("cases", [("c-1", {"v": 1}, 1.0)]), ("audit", [("entry-1", {"n": 1}, 1.0)])])
+        assert store.get_docs("org", "cases", ["c-1"]) == {"c-1": {"v": 1}} and store.count_docs("org", "audit") == 1
+        store.put_docs_batch("org", [])
+        store.put_docs_batch("org", [("cases", [])])
+        _raises(Exception, lambda: store.put_docs_batch("org", [("cases", [("c-1", {"v": 2}, 2.0)]), ("audit", FailingRows())]),  # type: ignore[list-item]
+                "a batch whose second collection fails")
+        assert store.get_docs("org", "cases", ["c-1"]) == {"c-1": {"v": 1}}, "a failed batch must leave the first collection as it was"
+        assert store.count_docs("org", "audit") == 1, "a failed batch must write nothing"
+
+
 def check_search_text(factory: StorageFactory) -> None:
     with _fresh(factory) as store:
         store.upsert_factchecks("org", [
@@ -604,6 +625,7 @@ def _populate(store: Storage, org: str, marker: str, value: float) -> None:
     store.replace_matches(org, SHARED, [_cand(SHARED, 1, value / 10), _cand(own, 2, value / 20)])
     store.replace_matches(org, own, [_cand(SHARED, 1, value / 30)])
     store.put_docs(org, "scope", [(SHARED, {"marker": marker}, value), (own, {"marker": marker}, None)])
+    store.put_docs_batch(org, [("scope", [(SHARED, {"marker": marker}, value)]), ("scope", [(own, {"marker": marker}, None)])])
 
 
 def _vector_rows(loaded: tuple[list[str], np.ndarray]) -> list[tuple[str, list[float]]]:
@@ -654,7 +676,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "count_docs": lambda s, o: s.count_docs(o, "scope"),
     "search_text": lambda s, o: [sorted(_search_ids(s, o, k, ["shared", "alphaonly", "bravoonly"])) for k in ("factcheck", "post")],
 }
-SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs"}
+SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
     "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0,
@@ -753,6 +775,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_matches_replace_and_read,
     check_docs_put_get_list_count,
     check_docs_upsert_semantics,
+    check_docs_batch_is_all_or_nothing,
     check_search_text,
     check_search_text_khmer_and_vietnamese,
     check_search_text_query_syntax_is_inert,

@@ -77,8 +77,8 @@ class Appeals:
             "decided_by": None,
             "version": 1,
         })
-        self.storage.put_docs(org, APPEALS, [(appeal["id"], appeal, datetime.fromisoformat(now).timestamp())])
-        self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal["id"], None, appeal)
+        self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal["id"], None, appeal,
+                          records=[(APPEALS, [(appeal["id"], appeal, datetime.fromisoformat(now).timestamp())])])
         return appeal
 
     def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
@@ -106,8 +106,8 @@ class Appeals:
             "decided_by": actor.username,
             "version": int(appeal["version"]) + 1,
         }
-        self.storage.put_docs(org, APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])
-        self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after)
+        self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after,
+                          records=[(APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])])
         return after
 
 

@@ -13,9 +13,12 @@ off the end is detected too.
 every stored object still equals the "after" state of its latest entry (an
 object edited behind the log's back is reported as well).
 
-Appends are serialised per organisation by a process-wide lock: the web app
-and the CLI each run as one process per database, which the SQLite default
-requires anyway (one writer).
+An entry, the head, the per-object index and the record the entry describes
+are written in one storage transaction (`put_docs_batch`), so a crash never
+leaves a change without its entry or an entry without its change. Appends are
+serialised per organisation by a process-wide lock: the web app and the CLI
+each run as one process per database, which the SQLite default requires
+anyway (one writer).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,7 +99,10 @@ class AuditLog:
         object_id: str,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
+        records: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]] = (),
     ) -> dict[str, Any]:
+        """Append an entry. `records` are the writes it describes ((collection, rows) as for
+        `put_docs`): they and the entry are stored in one transaction, all or nothing."""
         with named_lock(org):
             head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
             seq = int(head["seq"]) + 1 if head else 1
@@ -112,11 +119,14 @@ class AuditLog:
                 "prev_hash": prev,
             }
             entry["hash"] = entry_hash(entry)
-            self.storage.put_docs(org, AUDIT, [(entry_id(seq), entry, float(seq))])
-            self.storage.put_docs(org, AUDIT_HEAD, [("head", {"seq": seq, "hash": entry["hash"]}, None)])
             key = f"{collection}/{object_id}"
             index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
-            self.storage.put_docs(org, AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq]}, None)])
+            self.storage.put_docs_batch(org, [
+                *records,
+                (AUDIT, [(entry_id(seq), entry, float(seq))]),
+                (AUDIT_HEAD, [("head", {"seq": seq, "hash": entry["hash"]}, None)]),
+                (AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq]}, None)]),
+            ])
             return entry
 
     def entries(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:

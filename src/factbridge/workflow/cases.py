@@ -145,8 +145,7 @@ class CaseBook:
                 raise Conflict(f"case '{before['id']}' was changed by someone else meanwhile; reload and try again")
             after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": now_iso()})
             sort = datetime.fromisoformat(after["updated_at"]).timestamp()
-            self.storage.put_docs(org, CASES, [(after["id"], after, sort)])
-            self.audit.append(org, actor.username, action, CASES, after["id"], before, after)
+            self.audit.append(org, actor.username, action, CASES, after["id"], before, after, records=[(CASES, [(after["id"], after, sort)])])
             return after
 
     def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
@@ -305,8 +304,7 @@ class CaseBook:
             "corrections": [{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case["corrections"]],
         })
         sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
-        self.storage.put_docs(org, PUBLISHED, [(case["id"], snapshot, sort)])
-        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot)
+        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, [(case["id"], snapshot, sort)])])
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(snapshot))])
 
 

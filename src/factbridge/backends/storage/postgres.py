@@ -642,23 +642,29 @@ class PostgresStorage:
     }
 
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
-        if not rows:
-            return
-        last = {doc_id: (doc, sort_key) for doc_id, doc, sort_key in rows}
-        ids = [_text(doc_id) for doc_id in last]
-        docs = [_json(_doc_json(doc)) for doc, _ in last.values()]
-        keys = [None if key is None else float(key) for _, key in last.values()]
+        self.put_docs_batch(org, [(collection, rows)])
+
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
         now = _now()
-        self._write(
-            lambda c: c.execute(
-                "INSERT INTO docs (org, collection, id, sort_key, doc, created_at, updated_at)"
-                " SELECT %s, %s, u.id, u.sort_key, u.doc, %s, %s"
-                " FROM unnest(%b::text[], %b::float8[], %b::jsonb[]) AS u(id, sort_key, doc)"
-                " ON CONFLICT (org, collection, id) DO UPDATE SET"
-                " sort_key = excluded.sort_key, doc = excluded.doc, updated_at = excluded.updated_at",
-                (org, collection, now, now, ids, keys, docs),
-            )
-        )
+
+        def run(c: Any) -> None:  # one transaction: rows are read inside it
+            for collection, rows in writes:
+                last = {doc_id: (doc, sort_key) for doc_id, doc, sort_key in rows}
+                if not last:
+                    continue
+                ids = [_text(doc_id) for doc_id in last]
+                docs = [_json(_doc_json(doc)) for doc, _ in last.values()]
+                keys = [None if key is None else float(key) for _, key in last.values()]
+                c.execute(
+                    "INSERT INTO docs (org, collection, id, sort_key, doc, created_at, updated_at)"
+                    " SELECT %s, %s, u.id, u.sort_key, u.doc, %s, %s"
+                    " FROM unnest(%b::text[], %b::float8[], %b::jsonb[]) AS u(id, sort_key, doc)"
+                    " ON CONFLICT (org, collection, id) DO UPDATE SET"
+                    " sort_key = excluded.sort_key, doc = excluded.doc, updated_at = excluded.updated_at",
+                    (org, collection, now, now, ids, keys, docs),
+                )
+
+        self._write(run)
 
     def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = {_text(i): i for i in ids}

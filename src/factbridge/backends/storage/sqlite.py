@@ -514,13 +514,17 @@ class SQLiteStorage:
     }
 
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        self.put_docs_batch(org, [(collection, rows)])
+
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
+        def run(conn: sqlite3.Connection) -> None:  # one transaction: rows are read inside it
             now = _now()
-            conn.executemany(
-                "INSERT INTO docs VALUES (?,?,?,?,?,?,?) ON CONFLICT(org, collection, id) DO UPDATE SET"
-                " sort_key=excluded.sort_key, doc=excluded.doc, updated_at=excluded.updated_at",
-                [(org, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
-            )
+            for collection, rows in writes:
+                conn.executemany(
+                    "INSERT INTO docs VALUES (?,?,?,?,?,?,?) ON CONFLICT(org, collection, id) DO UPDATE SET"
+                    " sort_key=excluded.sort_key, doc=excluded.doc, updated_at=excluded.updated_at",
+                    [(org, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
+                )
 
         self._write(run)
 
