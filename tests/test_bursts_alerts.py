@@ -196,6 +196,44 @@ def test_slow_webhook_never_blocks_ingest(tmp_path: Path, receiver_factory) -> N
     assert len(receiver.received) == 1 and receiver.received[0]["body"]["alert"]["kind"] == "burst"
 
 
+def test_burst_becomes_resurfacing_when_its_debunk_arrives_later(tmp_path: Path, receiver_factory) -> None:  # type: ignore[no-untyped-def]
+    """The story spread, went quiet, came back (a burst); only then was the debunk imported:
+    the re-check re-classifies the alert, records why, and delivers it as a new event of the
+    same alert, keeping the first delivery."""
+    from factbridge.pipeline.alerts import DELIVERIES, delivery_id
+    from factbridge.pipeline.narratives import refresh_factchecks
+    from factbridge.settings import load_settings
+
+    receiver = receiver_factory([])
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": "off",
+        "alert_webhooks": receiver.url, "webhook_timeout_s": "5",
+    })
+    with Services(settings) as services:
+        storage, org = services.storage, settings.org
+        _assign(services, _posts("a", T0, 10, every_min=3))
+        summary = _assign(services, _posts("b", T0 + timedelta(days=6), 12, every_min=4))  # quiet for six days, then back
+        assert summary["alerts"] == 1 and summary["burst"] == 1
+        alert_id, alert = storage.list_docs(org, bursts.ALERTS)[0]  # the latest burst (the first spread raised one too)
+        assert alert["evidence"]["debunks"] == [] and {p["post_id"] for p in alert["evidence"]["posts"]} <= {f"b{i}" for i in range(12)}
+
+        storage.upsert_factchecks(org, [FactCheck(id="fc-infertility", claim=TEXT, rating="False", publisher="Desk", url="https://example.org/fc")])
+        storage.replace_matches(org, "b3", [MatchCandidate(factcheck_id="fc-infertility", rank=1, fused_score=0.93, decision="match", decided_by="test")])
+        changed = refresh_factchecks(storage, org, ["b3"])["changed"]
+        outcome = bursts.reclassify_alerts(services, org, changed)
+        assert outcome == {"alerts_checked": 1, "reclassified": 1, "updated": 0}
+        after = storage.get_docs(org, bursts.ALERTS, [alert_id])[alert_id]
+        assert after["kind"] == "resurfacing" and after["evidence"]["debunks"][0]["factcheck_id"] == "fc-infertility"
+        assert after["reclassified"][0]["from"] == "burst" and after["reclassified"][0]["to"] == "resurfacing"
+        assert after["raised_at"] == alert["raised_at"]
+        assert bursts.reclassify_alerts(services, org, changed)["reclassified"] == 0  # nothing new: nothing sent again
+        assert services.alert_dispatcher.wait_idle(10)
+        first, second = (storage.get_docs(org, DELIVERIES, [delivery_id(key, receiver.url)]) for key in (alert_id, f"{alert_id}#1"))
+        assert first[delivery_id(alert_id, receiver.url)]["state"] == "delivered"
+        assert second[delivery_id(f"{alert_id}#1", receiver.url)]["state"] == "delivered"
+    assert [r["body"]["alert"]["kind"] for r in receiver.received] == ["burst", "burst", "resurfacing"]
+
+
 def test_alerts_cli_lists_alerts(tmp_path: Path) -> None:
     from factbridge.settings import load_settings
 

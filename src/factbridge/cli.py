@@ -214,6 +214,8 @@ def factchecks_import(
             f"{outcome.narratives.get('narratives_changed', 0)} narratives' fact-check lists and "
             f"{outcome.queue.get('queued_posts', 0) + outcome.queue.get('queued_narratives', 0)} queue entries refreshed"
         )
+        if outcome.alerts.get("reclassified"):
+            console.print(f"  {outcome.alerts['reclassified']} burst alert(s) now repeat a debunked claim that had gone quiet: re-classified as resurfacing")
 
 
 @factchecks_app.command("list")

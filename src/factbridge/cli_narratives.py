@@ -144,7 +144,7 @@ def alerts_list(
     """Alerts, newest burst first, with their evidence and delivery state."""
     if ctx.invoked_subcommand is not None:
         return
-    from factbridge.pipeline.alerts import DELIVERIES, delivery_id
+    from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_key
     from factbridge.pipeline.bursts import ALERTS
 
     services = _state(ctx).services()
@@ -154,13 +154,13 @@ def alerts_list(
         _dump(docs)
         return
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(d["id"], u) for d in docs for u in urls])
+    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(event_key(d), u) for d in docs for u in urls])
     table = Table(title=f"Alerts ({storage.count_docs(org, ALERTS)} in all)")
     for col in ("alert", "kind", "narrative", "burst", "posts", "baseline/bin", "delivery", "summary"):
         table.add_column(col, overflow="fold")
     for d in docs:
         ev = d["evidence"]
-        states = [deliveries.get(delivery_id(d["id"], u), {}).get("state", "-") for u in urls]
+        states = [deliveries.get(delivery_id(event_key(d), u), {}).get("state", "-") for u in urls]
         table.add_row(
             d["id"], d["kind"], d["narrative_id"], f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}",
             str(ev["posts_in_burst"]), str(ev["baseline_per_bin"]), ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
@@ -171,7 +171,7 @@ def alerts_list(
 @alerts_app.command("show")
 def alerts_show(ctx: typer.Context, alert_id: Annotated[str, typer.Argument()]) -> None:
     """One alert with all its evidence and delivery attempts (JSON)."""
-    from factbridge.pipeline.alerts import DELIVERIES, delivery_id
+    from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_keys
     from factbridge.pipeline.bursts import ALERTS
 
     services = _state(ctx).services()
@@ -180,7 +180,9 @@ def alerts_show(ctx: typer.Context, alert_id: Annotated[str, typer.Argument()]) 
     if doc is None:
         raise NotFound(f"no alert '{alert_id}' in organisation '{org}'")
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    _dump({"alert": doc, "deliveries": list(storage.get_docs(org, DELIVERIES, [delivery_id(alert_id, u) for u in urls]).values())})
+    wanted = [delivery_id(key, u) for key in event_keys(doc) for u in urls]
+    found = storage.get_docs(org, DELIVERIES, wanted)
+    _dump({"alert": doc, "deliveries": [found[w] for w in wanted if w in found]})
 
 
 @alerts_app.command("redeliver")

@@ -49,6 +49,17 @@ def delivery_id(alert_id: str, url: str) -> str:
     return f"{alert_id}|{url}"
 
 
+def event_keys(alert: dict[str, Any]) -> list[str]:
+    """The events of an alert that were delivered: its raising (the alert id), then each
+    re-classification (`<id>#1`, `<id>#2`, ...: a burst found to be a resurfacing debunk)."""
+    return [alert["id"], *(f"{alert['id']}#{n}" for n in range(1, len(alert.get("reclassified", [])) + 1))]
+
+
+def event_key(alert: dict[str, Any]) -> str:
+    """The alert's latest event: what a delivery submitted now is about."""
+    return event_keys(alert)[-1]
+
+
 @dataclass(order=True)
 class _Job:
     due: float
@@ -95,7 +106,8 @@ class WebhookDispatcher:
         # Recorded as pending first, so the record exists before any attempt updates it.
         self.storage.put_docs(
             org, DELIVERIES,
-            [(delivery_id(alert["id"], url), {"alert_id": alert["id"], "url": url, "state": "pending", "attempts": []}, None) for url in self.urls],
+            [(delivery_id(event_key(alert), url), {"alert_id": alert["id"], "event": event_key(alert), "kind": alert.get("kind"), "url": url, "state": "pending", "attempts": []}, None)
+             for url in self.urls],
         )
         with self._cond:
             for url in self.urls:
@@ -147,7 +159,8 @@ class WebhookDispatcher:
 
     def _attempt(self, job: _Job) -> None:
         body = json.dumps({"type": "factbridge.alert", "org": job.org, "alert": job.alert}, ensure_ascii=False, default=str).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-FactBridge-Alert": job.alert["id"], "X-FactBridge-Attempt": str(job.attempt)}
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-FactBridge-Alert": job.alert["id"],
+                   "X-FactBridge-Event": event_key(job.alert), "X-FactBridge-Attempt": str(job.attempt)}
         if self.secret:
             headers["X-FactBridge-Signature"] = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         request = urllib.request.Request(job.url, data=body, headers=headers, method="POST")
@@ -167,8 +180,8 @@ class WebhookDispatcher:
             "attempt": job.attempt, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "ok": ok,
             "status": status, "error": error, "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         }
-        did = delivery_id(job.alert["id"], job.url)
-        doc = self.storage.get_docs(job.org, DELIVERIES, [did]).get(did) or {"alert_id": job.alert["id"], "url": job.url, "attempts": []}
+        did = delivery_id(event_key(job.alert), job.url)
+        doc = self.storage.get_docs(job.org, DELIVERIES, [did]).get(did) or {"alert_id": job.alert["id"], "event": event_key(job.alert), "url": job.url, "attempts": []}
         doc["attempts"] = [*doc.get("attempts", []), record]
         doc["state"] = "delivered" if ok else ("failed" if final else "pending")
         self.storage.put_docs(job.org, DELIVERIES, [(did, doc, None)])

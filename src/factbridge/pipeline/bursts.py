@@ -202,12 +202,8 @@ def _debunk_history(storage: Storage, org: str, factcheck_id: str, start_ts: flo
     return len(earlier), (round((start_ts - max(earlier)) / 3600.0, 1) if earlier else None)
 
 
-def _alert(
-    storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
-    baseline: float, quiet_bins: int | None, params: BurstParams,
-) -> dict[str, Any]:
-    start_ts, end_ts = b0 * params.bin_hours * 3600, (b1 + 1) * params.bin_hours * 3600
-    posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
+def _debunks(storage: Storage, org: str, doc: dict[str, Any], start_ts: float) -> list[dict[str, Any]]:
+    """The debunking fact-checks the narrative matches, each with its history before `start_ts`."""
     matched = [f for f in doc.get("factchecks", []) if f.get("decision") == "match"]
     fcs = storage.get_factchecks(org, [f["factcheck_id"] for f in matched]) if matched else {}
     debunks = []
@@ -221,12 +217,26 @@ def _alert(
             "factcheck_id": fc.id, "posts": f["posts"], "fused_score": f["fused_score"], "rating": fc.rating or "unknown",
             "url": fc.url, "claim": fc.claim[:300], "earlier_matched_posts": earlier, "quiet_hours_before": quiet,
         })
-    quiet_hours = None if quiet_bins is None else quiet_bins * params.bin_hours
-    # Resurfacing: this narrative went quiet and is back, or the debunked claim it matches went
-    # quiet (in any narrative: a reworded version starts a new one) and is back here.
+    return debunks
+
+
+def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], params: BurstParams) -> bool:
+    """This narrative went quiet and is back, or the debunked claim it matches went quiet
+    (in any narrative: a reworded version starts a new one) and is back here."""
     narrative_back = quiet_hours is not None and quiet_hours >= params.quiet_hours
     claim_back = any(d["quiet_hours_before"] is not None and d["quiet_hours_before"] >= params.quiet_hours for d in debunks)
-    resurfacing = bool(debunks) and (narrative_back or claim_back)
+    return bool(debunks) and (narrative_back or claim_back)
+
+
+def _alert(
+    storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
+    baseline: float, quiet_bins: int | None, params: BurstParams,
+) -> dict[str, Any]:
+    start_ts, end_ts = b0 * params.bin_hours * 3600, (b1 + 1) * params.bin_hours * 3600
+    posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
+    debunks = _debunks(storage, org, doc, start_ts)
+    quiet_hours = None if quiet_bins is None else quiet_bins * params.bin_hours
+    resurfacing = _resurfaces(quiet_hours, debunks, params)
     existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
     return {
         "id": alert_id,
@@ -281,3 +291,43 @@ def store_alerts(services: Any, org: str, found: list[tuple[dict[str, Any], bool
             dispatcher.submit(org, alert)
     kinds = {k: sum(1 for a in new if a["kind"] == k) for k in ("burst", "resurfacing")}
     return {"alerts": len(new), "updated": len(found) - len(new), **kinds}
+
+
+def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> dict[str, Any]:
+    """After a re-check (fact-checks arrived or changed), look again at the latest burst alert of
+    each of these narratives with their new fact-check lists: its debunks are brought up to date,
+    and its kind follows ("burst" -> "resurfacing" when it now repeats a debunked claim that had
+    gone quiet). A change of kind is recorded on the alert (`reclassified`) and delivered to the
+    webhooks as a new event of the same alert; the earlier deliveries are kept."""
+    storage = services.storage
+    params = params_from_settings(services.settings)
+    states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
+    alert_of = {nid: str(state["alert_id"]) for nid, state in states.items() if state.get("alert_id")}
+    if not alert_of:
+        return {"alerts_checked": 0, "reclassified": 0, "updated": 0}
+    alerts = storage.get_docs(org, ALERTS, sorted(set(alert_of.values())))
+    docs = storage.get_docs(org, NARRATIVES, sorted(alert_of))
+    rows: list[tuple[str, dict[str, Any], float | None]] = []
+    changed_kind: list[dict[str, Any]] = []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for nid, alert_id in sorted(alert_of.items()):
+        alert, doc = alerts.get(alert_id), docs.get(nid)
+        if alert is None or doc is None:
+            continue
+        evidence = alert["evidence"]
+        debunks = _debunks(storage, org, doc, datetime.fromisoformat(evidence["burst_start"]).timestamp())
+        kind = "resurfacing" if _resurfaces(evidence.get("quiet_hours_before"), debunks, params) else "burst"
+        if kind == alert["kind"] and debunks == evidence.get("debunks", []):
+            continue
+        updated = {**alert, "kind": kind, "updated_at": now, "evidence": {**evidence, "debunks": debunks}}
+        if kind != alert["kind"]:
+            updated["reclassified"] = [*alert.get("reclassified", []), {"from": alert["kind"], "to": kind, "at": now, "because": "fact-checks re-checked"}]
+            changed_kind.append(updated)
+        rows.append((alert_id, updated, datetime.fromisoformat(evidence["burst_end"]).timestamp()))
+    if rows:
+        storage.put_docs(org, ALERTS, rows)
+    dispatcher = services.alert_dispatcher
+    if dispatcher is not None:
+        for alert in changed_kind:
+            dispatcher.submit(org, alert)
+    return {"alerts_checked": len(alert_of), "reclassified": len(changed_kind), "updated": len(rows) - len(changed_kind)}

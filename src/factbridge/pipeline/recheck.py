@@ -4,7 +4,10 @@
    again and their matches replaced (`ingest.rematch_near_posts`);
 2. the narratives those posts belong to get their fact-check lists recomputed
    from the stored matches of all their members (`narratives.refresh_factchecks`);
-3. the queue entries of those posts, of their repeats and of their narratives
+3. the latest burst alerts of the changed narratives are looked at again
+   (`bursts.reclassify_alerts`): a burst that now repeats a debunked claim
+   becomes "resurfacing", recorded on the alert and delivered as a new event;
+4. the queue entries of those posts, of their repeats and of their narratives
    are scored again (`triage.triage_posts`): "repeats a debunked claim" and the
    same-claim velocity come from the matches.
 
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from factbridge.pipeline.bursts import reclassify_alerts
 from factbridge.pipeline.ingest import rematch_near_posts
 from factbridge.pipeline.narratives import refresh_factchecks
 from factbridge.pipeline.triage import QUEUE, triage_posts
@@ -29,6 +33,7 @@ class RecheckReport:
     hits: dict[str, list[str]] = field(default_factory=dict)  # fact-check id -> posts now matched to it
     rematched: list[str] = field(default_factory=list)  # posts matched again
     narratives: dict[str, Any] = field(default_factory=dict)  # refresh_factchecks summary
+    alerts: dict[str, Any] = field(default_factory=dict)  # reclassify_alerts summary
     queue: dict[str, Any] = field(default_factory=dict)  # triage_posts summary ({} when not refreshed)
 
 
@@ -41,6 +46,8 @@ def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], fl
     if not posts:
         return report
     report.narratives = refresh_factchecks(storage, org, report.rematched)
+    if report.narratives.get("changed"):
+        report.alerts = reclassify_alerts(services, org, report.narratives["changed"])
     if storage.count_docs(org, QUEUE):
         report.queue = triage_posts(services, org, posts)
     return report
