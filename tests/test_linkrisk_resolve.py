@@ -50,6 +50,15 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(1.5)
             status, location = 200, None
+        elif self.path == "/dribble":  # a slowloris: one header byte every 0.2 s, each read well under the timeout
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.flush()
+            with contextlib.suppress(OSError):
+                for byte in b"X-Padding: " + b"a" * 40:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            return
         elif self.path == "/nohead":
             if self.command == "HEAD":
                 status, location = 405, None
@@ -133,6 +142,15 @@ def test_timeout(server: str, resolver: Resolver) -> None:
     result = resolver.resolve(f"{server}/slow")
     assert result.final_url is None and "timed out" in (result.error or "").lower()
     assert time.monotonic() - started < 1.4
+
+
+def test_deadline_holds_against_a_server_dribbling_its_headers(server: str) -> None:
+    resolver = Resolver(timeout=0.5, deadline=1.0, allow_loopback=True)
+    started = time.monotonic()
+    result = resolver.resolve(f"{server}/dribble")
+    took = time.monotonic() - started
+    assert result.final_url is None and "deadline of 1 s passed" in (result.error or ""), result.error
+    assert took < 1.6, f"the resolver waited {took:.1f} s for a server that never finishes its headers"
 
 
 def test_head_refused_then_get_without_body(server: str, resolver: Resolver) -> None:

@@ -13,16 +13,20 @@ Enabled with the ``linkrisk_resolve`` setting (or ``--resolve`` on
 * HEAD first; GET only if HEAD is refused (405/501) — and the body is never
   read: the response is closed as soon as the status line and headers arrive;
 * strict connect/read timeouts, an overall deadline, a redirect limit and loop
-  detection; every redirect target goes through the same checks.
+  detection; every redirect target goes through the same checks. The deadline
+  holds even against a server that sends its headers a byte at a time (each
+  read under the read timeout): a watchdog shuts the socket when it passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +92,15 @@ def checked_addresses(host: str, port: int, allow_loopback: bool = False) -> lis
     return addresses
 
 
+def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """Shut a connection's socket from another thread: a read blocked in it returns at once."""
+    cut.set()
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a fixed address, with SNI and certificate checks for the real host name."""
 
@@ -125,13 +138,15 @@ class Resolver:
             hop = Hop(url=current)
             result.hops.append(hop)
             try:
-                status, location = self._request(current, hop, min(self.timeout, self.deadline - (time.monotonic() - started)))
+                status, location = self._request(current, hop, min(self.timeout, self.deadline - (time.monotonic() - started)), started + self.deadline)
             except ResolutionRefused as exc:
                 hop.error = str(exc)
                 result.error, result.refused = str(exc), True
                 return result
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 hop.error = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() - started >= self.deadline:  # the watchdog cut a slow server off
+                    hop.error = f"deadline of {self.deadline:g} s passed while waiting for {current} ({hop.error})"
                 result.error = hop.error
                 return result
             if status in REDIRECTS and location:
@@ -142,7 +157,7 @@ class Resolver:
         result.error = f"more than {self.max_redirects} redirects"
         return result
 
-    def _request(self, url: str, hop: Hop, timeout: float) -> tuple[int, str | None]:
+    def _request(self, url: str, hop: Hop, timeout: float, end: float) -> tuple[int, str | None]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in {"http", "https"} or not parts.hostname:
@@ -153,7 +168,7 @@ class Resolver:
         # moving on only when a connection cannot be made at all.
         for n, address in enumerate(addresses):
             try:
-                return self._exchange(scheme, address, port, parts, hop, timeout)
+                return self._exchange(scheme, address, port, parts, hop, timeout, end)
             except OSError as exc:
                 # gaierror: a literal address of a family this machine lacks (no IPv6)
                 unreachable = isinstance(exc, ConnectionRefusedError | socket.gaierror) or exc.errno in _UNREACHABLE
@@ -161,7 +176,7 @@ class Resolver:
                     raise
         raise ResolutionRefused(f"{parts.hostname} has no address")  # not reached: addresses is never empty
 
-    def _exchange(self, scheme: str, address: str, port: int, parts: SplitResult, hop: Hop, timeout: float) -> tuple[int, str | None]:
+    def _exchange(self, scheme: str, address: str, port: int, parts: SplitResult, hop: Hop, timeout: float, end: float) -> tuple[int, str | None]:
         assert parts.hostname is not None
         hop.address = address
         connect_to = f"[{address}]" if ":" in address else address  # http.client strips the brackets
@@ -170,12 +185,20 @@ class Resolver:
         for method in ("HEAD", "GET"):
             hop.method = method
             conn = self._connection(scheme, connect_to, port, parts.hostname, max(timeout, 0.05))
+            # Each read is bounded by `timeout`; the watchdog bounds them all (the chain's deadline).
+            cut = threading.Event()
+            watchdog = threading.Timer(max(0.0, end - time.monotonic()), _cut, args=(conn, cut))
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 conn.request(method, target, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
                 response = conn.getresponse()  # reads the status line and headers only
                 status, location = response.status, response.getheader("Location")
             finally:
+                watchdog.cancel()
                 conn.close()  # never read the body
+            if cut.is_set():  # cut off mid-headers: what was read is not an answer
+                raise TimeoutError("the server had not finished its headers")
             hop.status = status
             if method == "HEAD" and status in {405, 501}:
                 continue
