@@ -154,6 +154,28 @@ def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Op
     console.print(token, soft_wrap=True)
 
 
+@users_app.command("purge-sessions")
+def users_purge_sessions(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Purge ended, expired and password-revoked web sessions (every organisation), and expired
+    rate-limit counters. Sign-in purges a few of the oldest each time; this sweeps them all."""
+    from factbridge.web.app import rate_windows
+    from factbridge.web.security import sweep_rate_limits
+
+    services = _state(ctx).services()
+    report = _accounts(services).purge_sessions()
+    counters = sweep_rate_limits(services.storage, rate_windows(services))
+    result = {"scanned": report.scanned, "purged": report.purged, "live": report.live, "free_slots": report.free,
+              "rate_limit_keys_dropped": counters}
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    table = Table(title="Web sessions")
+    for col in result:
+        table.add_column(col.replace("_", " "))
+    table.add_row(*(str(v) for v in result.values()))
+    console.print(table)
+
+
 @users_app.command("list")
 def users_list(ctx: typer.Context) -> None:
     """List the users of the --org organisation."""

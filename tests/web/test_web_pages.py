@@ -336,7 +336,7 @@ def test_every_interface_text_used_is_translated() -> None:
     from importlib.resources import files
 
     from factbridge.web.app import STATUS_FOR
-    from factbridge.workflow.accounts import ROLES
+    from factbridge.workflow.accounts import PASSWORD_RULES, ROLES
     from factbridge.workflow.appeals import OUTCOMES
     from factbridge.workflow.cases import EVIDENCE_KINDS, STATES
 
@@ -346,6 +346,7 @@ def test_every_interface_text_used_is_translated() -> None:
     used |= {f"role.{r}" for r in ROLES} | {f"status.{s}" for s in STATES} | {f"outcome.{o}" for o in OUTCOMES}
     used |= {f"ev.{k}" for k in EVIDENCE_KINDS} | {f"error.{code}" for _, code in STATUS_FOR} | {"error.500"}
     used |= {f"appeal.{s}" for s in ("received", "decided")} | {f"public.thanks_{k}" for k in ("report", "appeal")}
+    used |= {f"account.rule_{code}" for code in PASSWORD_RULES}
     assert len(used) > 150
     missing = sorted(k for k in used if k not in catalog("en"))
     assert not missing, missing

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState
-from factbridge.workflow.accounts import Actor
+from factbridge.web.security import client_key
+from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node
 
 bearer = HTTPBearer(auto_error=False, description="API token from `factbridge users token NAME`.")
@@ -103,6 +104,35 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
 @router.get("/me")
 def me(actor: ActorDep) -> dict[str, Any]:
     return {"username": actor.username, "org": actor.org, "role": actor.role}
+
+
+class PasswordChangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=MAX_PASSWORD)
+    new_password: str = Field(max_length=MAX_PASSWORD, description=f"At least {MIN_PASSWORD} characters, not the user name, not the current password.")
+
+
+class PasswordChanged(BaseModel):
+    username: str
+    sessions_revoked: int = Field(description="Other web sessions of the user that were ended.")
+    tokens_revoked: int = Field(description="Other API tokens of the user that were revoked; the token of this request keeps working.")
+
+
+@router.post("/me/password", response_model=PasswordChanged)
+def change_my_password(body: PasswordChangeBody, request: Request, actor: ActorDep, web: WebDep,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> PasswordChanged:
+    """Change the token owner's password (the current one is required). Wrong guesses count
+    against the sign-in limit of the account and the client."""
+    keys = ("user:" + actor.username, client_key(request))
+    web.login_limiter.check(*keys)
+    try:
+        change = web.accounts.change_password(actor.username, body.current_password, body.new_password,
+                                              keep_token_sha=token_sha(credentials.credentials) if credentials else None)
+    except InputError as exc:
+        if exc.field == "current_password":
+            web.login_limiter.hit(*keys)
+        raise
+    return PasswordChanged(username=change.username, sessions_revoked=change.sessions_revoked, tokens_revoked=change.tokens_revoked)
 
 
 @router.get("/posts")

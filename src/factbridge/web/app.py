@@ -37,6 +37,7 @@ from factbridge.web.security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
     RateLimiter,
+    client_salt,
     cookie_flags,
     csrf_token_for,
     parse_limit,
@@ -80,11 +81,28 @@ def accounts_for(services: Services) -> Accounts:
                     hash_time_cost=s.password_hash_time_cost, hash_memory_kib=s.password_hash_memory_kib)
 
 
+def rate_windows(services: Services) -> dict[str, float]:
+    """Each stored limiter's name and window, for sweeping expired counters."""
+    return {limiter.name: limiter.window_s for limiter in rate_limiters(services)}
+
+
+def rate_limiters(services: Services) -> tuple[RateLimiter, RateLimiter]:
+    """The sign-in and the public-form limiters, counting in storage (shared by processes)."""
+    settings = services.settings
+    salt = client_salt(services.storage)
+    login = RateLimiter(services.storage, "login", *parse_limit(settings.login_rate_limit, "login_rate_limit"),
+                        what="sign-in attempts", salt=salt)
+    public = RateLimiter(services.storage, "public", *parse_limit(settings.public_rate_limit, "public_rate_limit"),
+                         what="submissions from your address", salt=salt)
+    return login, public
+
+
 def build_state(services: Services) -> WebState:
     settings = services.settings
     storage = services.storage
     audit = AuditLog(storage)
     cases = CaseBook(storage, audit, RatingScale.parse(settings.rating_scale))
+    login_limiter, public_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     return WebState(
         services=services,
@@ -92,8 +110,8 @@ def build_state(services: Services) -> WebState:
         accounts=accounts_for(services),
         cases=cases,
         appeals=Appeals(storage, audit, cases),
-        login_limiter=RateLimiter(*parse_limit(settings.login_rate_limit, "login_rate_limit"), what="sign-in attempts"),
-        public_limiter=RateLimiter(*parse_limit(settings.public_rate_limit, "public_rate_limit"), what="submissions from your address"),
+        login_limiter=login_limiter,
+        public_limiter=public_limiter,
         templates=env,
     )
 

@@ -26,9 +26,10 @@ from factbridge.web.security import (
     client_key,
     cookie_flags,
     page_actor,
+    require_session,
     safe_next,
 )
-from factbridge.workflow.accounts import ROLES, Actor
+from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, ROLES, Actor, password_problem
 
 router = APIRouter(include_in_schema=False)
 
@@ -82,6 +83,39 @@ def logout(request: Request, web: WebDep) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+# -- own account -------------------------------------------------------------------------
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, actor: ActorDep) -> HTMLResponse:
+    return render(request, "account.html", {"min_length": MIN_PASSWORD, "error": None, "changed": None})
+
+
+@router.post("/account/password", dependencies=[Csrf])
+def change_password(request: Request, actor: ActorDep, web: WebDep, current_password: Annotated[str, Form(max_length=MAX_PASSWORD)],
+                    new_password: Annotated[str, Form(max_length=MAX_PASSWORD)],
+                    confirm_password: Annotated[str, Form(max_length=MAX_PASSWORD)]) -> HTMLResponse:
+    """Change one's own password. Guessing the current password here counts against the same
+    per-account limit as sign-in, so a stolen session cannot be used to find it."""
+    def refused(error: str) -> HTMLResponse:
+        return render(request, "account.html", {"min_length": MIN_PASSWORD, "error": error, "changed": None}, status=422)
+
+    user_key = "user:" + actor.username
+    web.login_limiter.check(user_key, client_key(request))
+    if new_password != confirm_password:
+        return refused("account.mismatch")
+    problem = password_problem(new_password, actor.username, current_password)
+    if problem:
+        return refused("account.rule_" + problem)
+    try:
+        change = web.accounts.change_password(actor.username, current_password, new_password,
+                                              keep_session=require_session(request).slot)
+    except InputError as exc:
+        if exc.field != "current_password":
+            raise
+        web.login_limiter.hit(user_key, client_key(request))
+        return refused("account.wrong_current")
+    return render(request, "account.html", {"min_length": MIN_PASSWORD, "error": None, "changed": change})
 
 
 # -- dashboard -------------------------------------------------------------------------

@@ -8,23 +8,26 @@
   (double submit). Checked by `check_csrf` on every POST route of the pages.
 * The API takes only `Authorization: Bearer <token>`: browsers never send
   that on their own, so the API needs no CSRF token.
-* Rate limits count per client address, which is only kept (salted and
-  hashed) in memory for the length of the window.
+* Rate limits count per client address and per account in storage (see
+  RateLimiter), so a restart does not reset them and every process over one
+  database shares them; addresses and names are kept only salted and hashed,
+  and only for the length of the window.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 
+from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError, NotAuthenticated, PermissionDenied, RateLimited
-from factbridge.workflow.accounts import Actor, Session, constant_time_equal
+from factbridge.workflow.accounts import SYSTEM_ORG, Actor, Session, constant_time_equal
+from factbridge.workflow.audit import named_lock
 
 SESSION_COOKIE = "fb_session"
 CSRF_COOKIE = "fb_csrf"
@@ -52,54 +55,124 @@ def parse_limit(text: str, name: str) -> tuple[int, float]:
         raise ConfigError(f"setting '{name}' must look like COUNT/SECONDS, got {text!r}") from exc
 
 
-class RateLimiter:
-    """Sliding-window counter per key (in memory, one process)."""
+RATE_LIMITS = "rate_limits"
+SECRETS = "secrets"
+# Counters are spread over this many documents per limiter: a bounded number of records
+# (the storage contract cannot delete), and keys that share a document are still counted apart.
+RATE_BUCKETS = 64
 
-    def __init__(self, limit: int, window_s: float, what: str) -> None:
+
+class RateLimiter:
+    """Sliding-window counter per key, kept in storage so that it survives restarts and is
+    shared by every process of the workspace over the same database.
+
+    The counters of one limiter live in RATE_BUCKETS documents of the "_system" scope; a key
+    (salted and hashed: no address or user name is stored) goes to one bucket, which holds
+    the recent hit times of each of its keys. Every write of a bucket drops the hits older
+    than the window and the keys left without hits, so a bucket holds only the current
+    window's keys. Updates are read-modify-write, serialised within a process by a lock;
+    the storage contract has no atomic increment, so two processes updating one bucket in
+    the same instant may each miss the other's hit: a burst spread over several processes
+    can get a few tries more than the limit, never an unlimited number.
+    """
+
+    def __init__(self, storage: Storage, name: str, limit: int, window_s: float, what: str, salt: bytes,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.storage = storage
+        self.name = name
         self.limit = limit
         self.window_s = window_s
         self.what = what
-        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+        self.salt = salt
+        self.clock = clock
 
-    def _trim(self, key: str, now: float) -> deque[float]:
-        hits = self._hits[key]
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        return hits
+    def _hashed(self, key: str) -> tuple[str, str]:
+        digest = hashlib.sha256(self.salt + self.name.encode() + b"\0" + key.encode()).hexdigest()
+        return f"{self.name}-{int(digest[:8], 16) % RATE_BUCKETS:02d}", digest[:24]
+
+    def _update(self, keys: tuple[str, ...], *, enforce: bool, count: bool = False, clear: bool = False) -> None:
+        """Read the keys' buckets; refuse (enforce) a key at its limit before anything is written;
+        then add a hit to each key (count) or forget them (clear) and write the trimmed buckets."""
+        now = self.clock()
+        by_bucket: dict[str, list[str]] = {}
+        for key in keys:
+            bucket, hashed = self._hashed(key)
+            by_bucket.setdefault(bucket, []).append(hashed)
+        with named_lock(f"ratelimit.{self.name}"):
+            docs = self.storage.get_docs(SYSTEM_ORG, RATE_LIMITS, sorted(by_bucket))
+            buckets = {bucket: _trimmed(docs.get(bucket, {}), now, self.window_s) for bucket in by_bucket}
+            if enforce:
+                for bucket, hashed_keys in by_bucket.items():
+                    for hashed in hashed_keys:
+                        own = buckets[bucket].get(hashed, [])
+                        if len(own) >= self.limit:
+                            retry = int(own[-self.limit] + self.window_s - now) + 1
+                            raise RateLimited(f"too many {self.what}; try again in {retry} s", retry)
+            if not (count or clear):
+                return
+            for bucket, hashed_keys in by_bucket.items():
+                for hashed in hashed_keys:
+                    if clear:
+                        buckets[bucket].pop(hashed, None)
+                    else:
+                        buckets[bucket].setdefault(hashed, []).append(now)
+            self.storage.put_docs(SYSTEM_ORG, RATE_LIMITS, [(bucket, hits, None) for bucket, hits in buckets.items()])
 
     def check(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                hits = self._trim(key, now)
-                if len(hits) >= self.limit:
-                    retry = int(hits[0] + self.window_s - now) + 1
-                    raise RateLimited(f"too many {self.what}; try again in {retry} s", retry)
+        self._update(keys, enforce=True)
 
     def hit(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._trim(key, now).append(now)
+        self._update(keys, enforce=False, count=True)
 
     def take(self, *keys: str) -> None:
-        """Check and count in one step (public forms)."""
-        self.check(*keys)
-        self.hit(*keys)
+        """Check and count in one step, under one lock (public forms)."""
+        self._update(keys, enforce=True, count=True)
 
     def reset(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._hits.pop(key, None)
+        self._update(keys, enforce=False, clear=True)
 
 
-_CLIENT_SALT = secrets.token_bytes(16)
+def _trimmed(doc: dict[str, Any], now: float, window_s: float) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for hashed, times in doc.items():
+        recent = [float(t) for t in times if float(t) > now - window_s]
+        if recent:
+            out[hashed] = recent
+    return out
+
+
+def sweep_rate_limits(storage: Storage, window_s: dict[str, float], now: float | None = None) -> int:
+    """Drop expired hits from every bucket of the named limiters (housekeeping for
+    `users purge-sessions`); returns how many client or account keys were dropped."""
+    now = time.time() if now is None else now
+    dropped = 0
+    for name, window in window_s.items():
+        buckets = [f"{name}-{i:02d}" for i in range(RATE_BUCKETS)]
+        with named_lock(f"ratelimit.{name}"):
+            docs = storage.get_docs(SYSTEM_ORG, RATE_LIMITS, buckets)
+            rows: list[tuple[str, dict[str, Any], float | None]] = []
+            for bucket, doc in docs.items():
+                kept = _trimmed(doc, now, window)
+                if len(kept) != len(doc) or any(len(kept[k]) != len(doc[k]) for k in kept):
+                    dropped += len(doc) - len(kept)
+                    rows.append((bucket, kept, None))
+            storage.put_docs(SYSTEM_ORG, RATE_LIMITS, rows)
+    return dropped
+
+
+def client_salt(storage: Storage) -> bytes:
+    """The salt of hashed client addresses and rate-limit keys, the same for every process over
+    one database (made on first use; if two processes make one at once, the stored one wins)."""
+    found = storage.get_docs(SYSTEM_ORG, SECRETS, ["client_salt"]).get("client_salt")
+    if found is None:
+        storage.put_docs(SYSTEM_ORG, SECRETS, [("client_salt", {"hex": secrets.token_hex(16)}, None)])
+        found = storage.get_docs(SYSTEM_ORG, SECRETS, ["client_salt"])["client_salt"]
+    return bytes.fromhex(found["hex"])
 
 
 def client_key(request: Request) -> str:
-    host = request.client.host if request.client else "unknown"
-    return "client:" + hashlib.sha256(_CLIENT_SALT + host.encode()).hexdigest()[:24]
+    # The limiter hashes every key with the stored salt before it is kept anywhere.
+    return "client:" + (request.client.host if request.client else "unknown")
 
 
 def session_from_cookie(request: Request) -> Session | None:
