@@ -252,3 +252,33 @@ def test_stored_limiter_window_reset_and_sweep(env: WebEnv) -> None:
     assert sweep_rate_limits(storage, {"test": 60.0}, now=now[0] + 61) >= 1
     assert all(doc == {} for bucket, doc in storage.list_docs(SYSTEM_ORG, RATE_LIMITS, limit=1000) if bucket.startswith("test-"))
     assert sweep_rate_limits(storage, {"test": 60.0}, now=now[0] + 61) == 0
+
+
+@pytest.mark.postgres
+def test_sessions_password_change_and_limits_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """Slots (sorted by expiry, NULLS LAST for records from before slots), purging, the password
+    change and the stored limiter on the PostgreSQL backend."""
+    with Services(web_settings(tmp_path, storage_url=postgres_url)) as services:
+        web = create_app(services).state.web
+        accounts, storage = web.accounts, services.storage
+        accounts.add_org("desk-x", "Desk X")
+        user = accounts.add_user("alice", "alice-password-1", "desk-x", "editor")
+        kept, other = accounts.start_session(user), accounts.start_session(user)
+        token = accounts.create_token("alice")
+        change = accounts.change_password("alice", "alice-password-1", NEW_PASSWORD, keep_session=kept[1].slot)
+        assert (change.sessions_revoked, change.tokens_revoked) == (1, 1)
+        assert accounts.session(kept[0]).actor.username == "alice"
+        with pytest.raises(NotAuthenticated):
+            accounts.session(other[0])
+        with pytest.raises(NotAuthenticated):
+            accounts.token_actor(token)
+        storage.put_docs(SYSTEM_ORG, SESSIONS, [("cd" * 32, {"username": "alice", "csrf": "c", "expires_at": "2099-01-01T00:00:00+00:00",
+                                                             "epoch": 1, "revoked": False}, None)])
+        assert accounts.purge_sessions().purged == 1  # the record from before slots
+        accounts.start_session(user)
+        accounts.start_session(user)
+        assert storage.count_docs(SYSTEM_ORG, SESSIONS) == 3  # two free slots reused
+        web.login_limiter.hit("user:alice")
+        assert storage.count_docs(SYSTEM_ORG, RATE_LIMITS) == 1
+        assert web.audit.verify("desk-x").ok
+

@@ -261,10 +261,10 @@ class Accounts:
     def start_session(self, actor: Actor) -> tuple[str, Session]:
         epoch = int(self._user_doc(actor.username).get("session_epoch", 0))
         now = _now()
-        # Sign-in is when old sessions are purged: a bounded batch of the oldest slots, one of
-        # which (if any is free) the new session reuses.
         token = csrf = sha = ""
         doc: dict[str, Any] = {}
+        # Sign-in is when old sessions are purged: a bounded batch of the oldest slots (free ones
+        # first, then the earliest expiry), one of which, if any is free, the new session reuses.
         # Threads of this process take slots one at a time. Another process could pick the same
         # free slot in the same instant: the read-back sees that and the later sign-in takes a
         # brand-new slot; only a write landing after the read-back would be lost (that user signs
