@@ -191,3 +191,28 @@ def test_public_report_in_the_browser(server: tuple[str, WebEnv], browser: Any) 
     shot(page, "08-report-vi")
     context.close()
     assert any(p.platform == "zalo" for p in env.services.storage.list_posts(ORG_A, limit=500))
+
+
+def test_password_change_in_the_browser(server: tuple[str, WebEnv], browser: Any) -> None:
+    base, env = server
+    other = browser.new_context()
+    other_page = other.new_page()
+    sign_in(other_page, base, "a-viewer")
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    sign_in(page, base, "a-viewer")
+    page.click("header a.who")
+    page.wait_for_url(f"{base}/account")
+    page.fill("input[name=current_password]", password_of("a-viewer"))
+    page.fill("input[name=new_password]", "nouveau mot de passe 2026")
+    page.fill("input[name=confirm_password]", "nouveau mot de passe 2026")
+    page.click("#change-password")
+    page.wait_for_selector("#changed")
+    assert "Votre mot de passe a été changé." in page.inner_text("#changed")
+    shot(page, "09-account-fr")
+    page.goto(f"{base}/")
+    assert page.url == f"{base}/"  # this browser stays signed in
+    other_page.goto(f"{base}/")
+    assert "/login" in other_page.url  # the other one was signed out
+    other.close()
+    context.close()
