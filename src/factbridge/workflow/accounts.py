@@ -210,22 +210,27 @@ class Accounts:
         check_password(new, name, current, field="new_password")
         epoch = int(doc.get("session_epoch", 0)) + 1
         # The epoch bump ends every session at once, even one being opened right now elsewhere;
-        # the slots are then purged and the kept session moves to the new epoch.
-        self.storage.put_docs(SYSTEM_ORG, "users", [(name, doc | {"password_hash": self.hasher.hash(new), "session_epoch": epoch}, None)])
-        freed: list[tuple[str, dict[str, Any], float | None]] = []
+        # the other slots are purged and the kept session moves to the new epoch. The password,
+        # the sessions and the tokens change in one transaction: all of it or nothing.
+        sessions: list[tuple[str, dict[str, Any], float | None]] = []
+        freed = 0
         for slot, session in self._all_slots():
             if session.get("free") or session.get("username") != name:
                 continue
             if slot == keep_session and not session.get("revoked"):
-                self.storage.put_docs(SYSTEM_ORG, SESSIONS, [(slot, session | {"epoch": epoch}, _expiry_key(session))])
+                sessions.append((slot, session | {"epoch": epoch}, _expiry_key(session)))
             else:
-                freed.append((slot, FREE_SLOT, 0.0))
-        self.storage.put_docs(SYSTEM_ORG, SESSIONS, freed)
+                sessions.append((slot, FREE_SLOT, 0.0))
+                freed += 1
         revoked = [(sha, token | {"revoked": True, "revoked_at": _now().isoformat()}, None)
                    for sha, token in self.storage.list_docs(SYSTEM_ORG, "api_tokens", limit=1_000_000, order="id")
                    if token.get("username") == name and not token.get("revoked") and sha != keep_token_sha]
-        self.storage.put_docs(SYSTEM_ORG, "api_tokens", revoked)
-        change = PasswordChange(username=name, sessions_revoked=len(freed), tokens_revoked=len(revoked))
+        self.storage.put_docs_batch(SYSTEM_ORG, [
+            ("users", [(name, doc | {"password_hash": self.hasher.hash(new), "session_epoch": epoch}, None)]),
+            (SESSIONS, sessions),
+            ("api_tokens", revoked),
+        ])
+        change = PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
         self.audit.append(doc["org"], name, "user.password", "users", name, None,
                           {"username": name, "by": "self", "sessions_revoked": change.sessions_revoked,
                            "tokens_revoked": change.tokens_revoked, "api_tokens": sorted(sha[:12] for sha, _, _ in revoked)})
