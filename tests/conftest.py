@@ -102,3 +102,25 @@ def postgres_factory(postgres_server: object) -> Iterator[object]:
 def postgres_url(postgres_factory: object) -> str:
     """URL of a fresh, empty (not yet migrated) schema on the embedded server."""
     return postgres_factory.new_database()  # type: ignore[attr-defined,no-any-return]
+
+
+# -- NATS JetStream (Debian's nats-server on loopback) --------------------------------
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[object]:
+    """One nats-server with JetStream per test session, on 127.0.0.1 and a free port.
+
+    If the binary is missing or cannot start, NATS tests fail with the reason in CI
+    (CI=true) and are skipped with the reason elsewhere."""
+    from factbridge.testing.nats import NatsServer, ServerUnavailable
+
+    server = NatsServer()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"NATS tests need nats-server: {exc}", pytrace=False)
+        pytest.skip(f"nats-server unavailable: {exc}")
+    yield server
+    server.stop()

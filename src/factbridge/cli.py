@@ -64,12 +64,13 @@ def main_options(
     config: Annotated[Path | None, typer.Option(help="Settings file (TOML).", envvar="FACTBRIDGE_CONFIG")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder for the embedded database and caches.")] = None,
     storage_url: Annotated[str | None, typer.Option(help="sqlite:///file.db or postgresql://...")] = None,
+    queue_url: Annotated[str | None, typer.Option(help="local:// (stages run in ingest) or nats://host:port (workers run them).")] = None,
     org: Annotated[str | None, typer.Option(help="Organisation scope.")] = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder backend: e5, sentence-transformers, hashing.")] = None,
     embed_cache: Annotated[str | None, typer.Option(help="Embedding cache file, or 'off'.")] = None,
     embed_cache_seed: Annotated[str | None, typer.Option(help="Read-only embedding caches to consult first (files or folders).")] = None,
 ) -> None:
-    overrides = {"data_dir": data_dir, "storage_url": storage_url, "org": org, "embedder": embedder, "embed_cache": embed_cache, "embed_cache_seed": embed_cache_seed}
+    overrides = {"data_dir": data_dir, "storage_url": storage_url, "queue_url": queue_url, "org": org, "embedder": embedder, "embed_cache": embed_cache, "embed_cache_seed": embed_cache_seed}
     ctx.obj = State({k: v for k, v in overrides.items() if v is not None}, config)
     ctx.call_on_close(ctx.obj.close)
 
@@ -124,6 +125,7 @@ def ingest(
     """Ingest posts: bad rows are quarantined with file, line and reason; the rest go in. Idempotent."""
     from factbridge.pipeline.ingest import embed_posts, ingest_file
     from factbridge.pipeline.stages import run_stages
+    from factbridge.pipeline.work import publish_posts
 
     services = _state(ctx).services()
     org = services.settings.org
@@ -134,13 +136,21 @@ def ingest(
         reports.append(outcome.report)
         new_posts.extend(outcome.posts)
     summary: dict[str, Any] = {}
-    if new_posts:
+    published: dict[str, Any] | None = None
+    skip = () if match else ("matching",)
+    if new_posts and not services.queue.in_process:
+        # scale-out: `factbridge worker` processes run the stages on the published batches
+        published = publish_posts(services, org, new_posts, skip)
+    elif new_posts:
         with progress_bar("embedding posts", len(new_posts)) as advance:
             embed_posts(services.storage, services.embedder, org, new_posts, advance)
-        summary = run_stages(services, org, new_posts, skip=() if match else ("matching",))
+        summary = run_stages(services, org, new_posts, skip=skip)
     matched = int(summary.get("matching", {}).get("matched", 0))
     if as_json:
-        console.print_json(json.dumps({"files": [r.model_dump() for r in reports], "stages": summary}, default=str))
+        out: dict[str, Any] = {"files": [r.model_dump() for r in reports], "stages": summary}
+        if published is not None:
+            out["published"] = published
+        console.print_json(json.dumps(out, default=str))
         return
     table = Table(title="Ingest")
     for col in ("file", "new", "updated", "unchanged", "quarantined"):
@@ -148,6 +158,11 @@ def ingest(
     for r in reports:
         table.add_row(r.source, str(r.inserted), str(r.updated), str(r.unchanged), str(len(r.quarantined)))
     console.print(table)
+    if published is not None:
+        console.print(f"queued {published['posts']} new or changed posts in {published['batches']} batches on "
+                      f"{services.settings.queue_url}; `factbridge worker` processes run the stages.")
+        _print_quarantine([q for r in reports for q in r.quarantined])
+        return
     console.print(f"{matched} new or changed posts repeat a fact-checked claim (match or possible).")
     for name, info in summary.items():
         if name != "matching":
@@ -550,6 +565,7 @@ def main() -> None:
 
 
 import factbridge.cli_narratives  # noqa: E402,F401
+import factbridge.cli_queue  # noqa: E402,F401
 import factbridge.cli_web  # noqa: E402,F401
 from factbridge import cli_linkrisk  # noqa: E402,F401
 

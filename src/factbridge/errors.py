@@ -11,6 +11,7 @@
     │   └── NotAuthenticated   nobody is signed in (or the token is unknown)
     ├── RateLimited            too many attempts from one client; try again later
     ├── StorageError           the database failed or its schema is not what we expect
+    ├── QueueError             the work queue (NATS JetStream) failed or cannot be reached
     ├── EmbedderMismatch       vectors from one embedder met an index built with another
     └── ModelError             a bundled or user model cannot be loaded or used
 """
@@ -90,6 +91,10 @@ class RateLimited(FactBridgeError):
 
 
 class StorageError(FactBridgeError):
+    pass
+
+
+class QueueError(FactBridgeError):
     pass
 
 

@@ -27,6 +27,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "jsonl": "factbridge.backends.connectors.files:JSONLConnector",
         "csv": "factbridge.backends.connectors.files:CSVConnector",
     },
+    "factbridge.queues": {
+        "local": "factbridge.backends.queue.local:LocalQueue",
+        "nats": "factbridge.backends.queue.nats:NatsQueue",
+    },
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
+from factbridge.backends.queue.base import Queue
 from factbridge.backends.storage import Storage, open_storage
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
@@ -57,6 +58,16 @@ class Services:
         cache = EmbeddingCache(cache_path, readonly_paths=seeds)
         self._closers.append(cache)
         return CachedEmbedder(inner, cache)
+
+    @cached_property
+    def queue(self) -> Queue:
+        """The work queue named by queue_url (local: in-process; nats: shared by workers)."""
+        from factbridge.backends.queue.base import open_queue
+
+        s = self.settings
+        queue = open_queue(s.queue_url, ack_wait_s=s.queue_ack_wait_s, max_deliveries=s.queue_max_deliveries)
+        self._closers.append(queue)
+        return queue
 
     @cached_property
     def alert_dispatcher(self):

@@ -1,0 +1,300 @@
+"""Post-processing as queued work: ingest publishes batches of post ids, workers run the
+stages on them (the same `run_stages` that ingest runs in-process with the local queue).
+
+A message names the organisation and the post ids, never the posts: workers read them
+from storage, so a message stays small and a redelivered batch sees current data.
+Stages are idempotent (keyed writes), so processing a redelivered batch again changes
+nothing.
+
+Failures: a batch whose processing raises is retried after `queue_retry_delay_s`
+(doubling); after `queue_max_deliveries` attempts — or when it comes back once more
+after its holders died without a word — it is recorded in the organisation's
+`queue_failures` collection with its error and removed from the queue. Nothing is
+dropped silently; `factbridge queue failed` lists the records and `factbridge queue
+retry` publishes them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from factbridge.backends.embedders.base import Progress
+from factbridge.backends.queue.base import Delivery, Queue
+from factbridge.errors import FactBridgeError, InputError, NotFound
+from factbridge.models import Post
+
+log = logging.getLogger(__name__)
+
+FAILURES = "queue_failures"
+MESSAGE_KIND = "posts"
+MESSAGE_VERSION = 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class WorkBatch:
+    id: str
+    org: str
+    post_ids: tuple[str, ...]
+    skip: tuple[str, ...] = ()
+    published_at: str = ""
+    retry_of: str = ""  # the failed batch this one publishes again
+
+    def to_body(self) -> dict[str, Any]:
+        return {"v": MESSAGE_VERSION, "kind": MESSAGE_KIND, "id": self.id, "org": self.org,
+                "post_ids": list(self.post_ids), "skip": list(self.skip), "published_at": self.published_at,
+                "retry_of": self.retry_of}
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> WorkBatch:
+        source = f"queue message {body.get('id', '?')}"
+        if body.get("kind") != MESSAGE_KIND or body.get("v") != MESSAGE_VERSION:
+            raise InputError(f"not a v{MESSAGE_VERSION} '{MESSAGE_KIND}' message", source=source, field="kind")
+        for name in ("id", "org"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise InputError("missing or not a string", source=source, field=name)
+        ids, skip = body.get("post_ids"), body.get("skip", [])
+        if not isinstance(ids, list) or not ids or not all(isinstance(x, str) for x in ids):
+            raise InputError("must be a non-empty list of post ids", source=source, field="post_ids")
+        if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
+            raise InputError("must be a list of stage names", source=source, field="skip")
+        return cls(body["id"], body["org"], tuple(ids), tuple(skip), str(body.get("published_at", "")), str(body.get("retry_of") or ""))
+
+
+def make_batches(org: str, post_ids: Sequence[str], size: int, skip: Sequence[str] = ()) -> list[WorkBatch]:
+    if size < 1:
+        raise InputError(f"batch size must be at least 1, got {size}", field="queue_batch_size")
+    ids = list(dict.fromkeys(post_ids))
+    stamp = _now()
+    return [WorkBatch(uuid.uuid4().hex, org, tuple(ids[i:i + size]), tuple(skip), stamp) for i in range(0, len(ids), size)]
+
+
+def publish_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Queue the posts' ids for the workers; returns what was published."""
+    batches = make_batches(org, [p.id for p in posts], services.settings.queue_batch_size, skip)
+    services.queue.publish([b.to_body() for b in batches])
+    return {"batches": len(batches), "posts": sum(len(b.post_ids) for b in batches), "batch_ids": [b.id for b in batches]}
+
+
+def process_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = (), progress: Progress | None = None) -> dict[str, dict[str, Any]]:
+    """Embed (stored once, shared by every stage) and run the stages: the work of one batch."""
+    from factbridge.pipeline.ingest import embed_posts
+    from factbridge.pipeline.stages import run_stages
+
+    if not posts:
+        return {}
+    embed_posts(services.storage, services.embedder, org, posts, progress)
+    return run_stages(services, org, posts, skip=skip)
+
+
+def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
+    found = services.storage.get_posts(batch.org, list(batch.post_ids))
+    missing = [i for i in batch.post_ids if i not in found]
+    if missing:
+        # Posts are never deleted: a missing one means this worker reads another database
+        # than the publisher (storage_url) — retrying elsewhere may succeed, so fail loudly.
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise NotFound(f"{len(missing)} of {len(batch.post_ids)} posts of org '{batch.org}' are not in this worker's storage: {shown}")
+    return process_posts(services, batch.org, [found[i] for i in batch.post_ids], batch.skip)
+
+
+# -- failure records -------------------------------------------------------------------------
+
+
+def _record(services: Any, org: str, batch_id: str, doc: dict[str, Any]) -> None:
+    previous = services.storage.get_docs(org, FAILURES, [batch_id]).get(batch_id, {})
+    history = list(previous.get("errors", []))
+    if doc.get("error"):
+        history.append({"attempt": doc.get("attempts"), "error": doc["error"], "worker": doc.get("worker"), "at": doc.get("updated_at")})
+    merged = {**previous, **doc, "errors": history[-20:]}
+    services.storage.put_docs(org, FAILURES, [(batch_id, merged, time.time())])
+
+
+def list_failures(services: Any, org: str, limit: int = 100, include_resolved: bool = False) -> list[dict[str, Any]]:
+    # retried and recovered records stay as history; they are few next to failures' causes
+    rows = services.storage.list_docs(org, FAILURES, limit=max(limit, 1) if include_resolved else 10_000, order="sort_desc")
+    out = [dict(doc, id=doc_id) for doc_id, doc in rows if include_resolved or doc.get("status") == "failed"]
+    return out[:limit]
+
+
+def retry_failures(services: Any, org: str, batch_ids: Sequence[str] | None = None) -> list[str]:
+    """Publish recorded failed batches again (all of the org's, or the named ones) under
+    new batch ids (returned); each failure record notes `retried_as`."""
+    if batch_ids:
+        docs = services.storage.get_docs(org, FAILURES, list(batch_ids))
+        unknown = sorted(set(batch_ids) - set(docs))
+        if unknown:
+            raise NotFound(f"no failed batch {', '.join(unknown)} in org '{org}'")
+        chosen = [dict(d, id=i) for i, d in docs.items() if d.get("status") == "failed"]
+    else:
+        chosen = list_failures(services, org, limit=100_000)
+    republished = []
+    for doc in chosen:
+        if not doc.get("post_ids"):
+            continue  # an unreadable message: nothing to run again
+        # a new id: the queue may still remember the old one and drop it as a duplicate
+        batch = WorkBatch(uuid.uuid4().hex, org, tuple(doc["post_ids"]), tuple(doc.get("skip") or ()), _now(), retry_of=doc["id"])
+        services.queue.publish([batch.to_body()])
+        _record(services, org, doc["id"], {"status": "retried", "retried_as": batch.id, "updated_at": _now()})
+        republished.append(batch.id)
+    return republished
+
+
+# -- the worker ------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    org: str
+    posts: int
+    attempt: int
+    status: str  # done | retry | failed | stopped
+    seconds: float
+    error: str = ""
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerReport:
+    worker: str
+    outcomes: list[BatchOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker, "seconds": round(self.seconds, 3),
+            "done": self.count("done"), "retried": self.count("retry"), "failed": self.count("failed"),
+            "posts": sum(o.posts for o in self.outcomes if o.status == "done"),
+            "batches": [{"id": o.batch_id, "org": o.org, "posts": o.posts, "attempt": o.attempt, "status": o.status,
+                         "seconds": round(o.seconds, 3), "error": o.error} for o in self.outcomes],
+        }
+
+
+class _Heartbeat:
+    """Tells the queue the batch is still being worked on, so a long batch is not handed
+    to a second worker while the first is alive; a dead worker stops beating."""
+
+    def __init__(self, delivery: Delivery, interval_s: float) -> None:
+        self._delivery = delivery
+        self._interval = max(interval_s, 0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="factbridge-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._delivery.extend()
+            except FactBridgeError as exc:
+                log.warning("could not extend the batch's ack deadline: %s", exc)
+
+
+class Worker:
+    """Consumes batches from the shared queue and runs the stages on them."""
+
+    def __init__(self, services: Any, queue: Queue | None = None, name: str = "",
+                 stop: threading.Event | None = None, on_batch: Callable[[BatchOutcome], None] | None = None,
+                 fetch_timeout_s: float = 1.0) -> None:
+        self.services = services
+        self.queue = queue or services.queue
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch
+        self.fetch_timeout_s = fetch_timeout_s
+
+    def run(self, max_batches: int | None = None, once: bool = False) -> WorkerReport:
+        """Process batches until stopped; `once`: until none is ready; `max_batches`: at most that many."""
+        report = WorkerReport(self.name)
+        t0 = time.perf_counter()
+        try:
+            while not self.stop.is_set() and (max_batches is None or len(report.outcomes) < max_batches):
+                deliveries = self.queue.fetch(1, self.fetch_timeout_s)
+                if not deliveries:
+                    if once:
+                        break
+                    continue
+                outcome = self.handle(deliveries[0])
+                report.outcomes.append(outcome)
+                if self.on_batch:
+                    self.on_batch(outcome)
+        finally:
+            report.seconds = time.perf_counter() - t0
+        return report
+
+    def handle(self, delivery: Delivery) -> BatchOutcome:
+        t0 = time.perf_counter()
+        attempt = delivery.attempt
+        limit = self.queue.max_deliveries
+        try:
+            batch = WorkBatch.from_body(delivery.body)
+        except InputError as exc:
+            bad_id = str(delivery.body.get("id") or f"unreadable-{uuid.uuid4().hex}")
+            _record(self.services, self.services.settings.org, bad_id, {
+                "status": "failed", "batch_id": bad_id, "org": self.services.settings.org, "post_ids": [],
+                "attempts": attempt, "error": str(exc), "message": delivery.body, "worker": self.name, "updated_at": _now(),
+            })
+            delivery.discard()
+            return BatchOutcome(bad_id, "", 0, attempt, "failed", time.perf_counter() - t0, str(exc))
+
+        def record(status: str, error: str, attempts: int) -> None:
+            _record(self.services, batch.org, batch.id, {
+                "status": status, "batch_id": batch.id, "org": batch.org, "post_ids": list(batch.post_ids),
+                "skip": list(batch.skip), "published_at": batch.published_at, "retry_of": batch.retry_of, "attempts": attempts,
+                "error": error, "worker": self.name, "updated_at": _now(),
+            })
+
+        if attempt > limit:
+            # Delivered once more than allowed: every earlier holder died or timed out
+            # without acking. Record it rather than let the server drop it.
+            previous = self.services.storage.get_docs(batch.org, FAILURES, [batch.id]).get(batch.id, {})
+            error = previous.get("error") or f"not acknowledged after {limit} deliveries (workers stopped or exceeded queue_ack_wait_s)"
+            record("failed", error, attempt - 1)
+            delivery.discard()
+            return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, "failed", time.perf_counter() - t0, error)
+
+        try:
+            with _Heartbeat(delivery, self.queue.ack_wait_s / 3):
+                stages = process_batch(self.services, batch)
+        except Exception as exc:  # any stage failure is recorded with the batch, never lost
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("batch %s (org %s) attempt %d/%d failed: %s", batch.id, batch.org, attempt, limit, error)
+            if attempt >= limit:
+                record("failed", error, attempt)
+                delivery.discard()
+                status = "failed"
+            else:
+                record("retrying", error, attempt)
+                delivery.nack(self.services.settings.queue_retry_delay_s * 2 ** (attempt - 1))
+                status = "retry"
+            return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, status, time.perf_counter() - t0, error)
+        except BaseException:
+            # interrupted (second SIGINT/SIGTERM): hand the batch back at once
+            delivery.nack()
+            raise
+        delivery.ack()
+        if attempt > 1 and self.services.storage.get_docs(batch.org, FAILURES, [batch.id]):
+            record("recovered", "", attempt)
+        return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, "done", time.perf_counter() - t0, stages=stages)
