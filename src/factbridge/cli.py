@@ -16,7 +16,7 @@ from rich.table import Table
 
 from factbridge import __version__
 from factbridge.console import console, err_console, progress_bar
-from factbridge.errors import FactBridgeError, InputError
+from factbridge.errors import FactBridgeError, InputError, QueueError
 from factbridge.services import Services
 from factbridge.settings import load_settings, setting_docs
 
@@ -129,6 +129,8 @@ def ingest(
 
     services = _state(ctx).services()
     org = services.settings.org
+    # connect to the queue before storing anything: posts stored but never queued would wait forever
+    queued = not services.queue.in_process
     reports = []
     new_posts = []
     for path in files:
@@ -138,9 +140,13 @@ def ingest(
     summary: dict[str, Any] = {}
     published: dict[str, Any] | None = None
     skip = () if match else ("matching",)
-    if new_posts and not services.queue.in_process:
+    if new_posts and queued:
         # scale-out: `factbridge worker` processes run the stages on the published batches
-        published = publish_posts(services, org, new_posts, skip)
+        try:
+            published = publish_posts(services, org, new_posts, skip)
+        except QueueError as exc:
+            raise QueueError(f"{exc}. {len(new_posts)} new or changed posts are stored but not all are queued: "
+                             "once the queue is back, run `factbridge queue requeue` with their ids (or --all)") from exc
     elif new_posts:
         with progress_bar("embedding posts", len(new_posts)) as advance:
             embed_posts(services.storage, services.embedder, org, new_posts, advance)

@@ -121,6 +121,36 @@ def queue_retry(
     console.print(f"republished {len(done)} batches" + (": " + ", ".join(done) if done else ""))
 
 
+@queue_app.command("requeue")
+def queue_requeue(
+    ctx: typer.Context,
+    post_ids: Annotated[list[str] | None, typer.Argument(help="Stored post ids to process again.")] = None,
+    all_posts: Annotated[bool, typer.Option("--all", help="Every stored post of the organisation.")] = False,
+    match: Annotated[bool, typer.Option(help="Include the matching stage.")] = True,
+) -> None:
+    """Queue stored posts for the workers again (posts stored while the queue was down;
+    stages are idempotent, so requeueing processed posts only costs time)."""
+    from factbridge.errors import InputError, NotFound
+    from factbridge.pipeline.work import publish_post_ids
+
+    services = _state(ctx).services()
+    org = services.settings.org
+    if services.queue.in_process:
+        raise ConfigError("queue requeue needs a shared queue (queue_url=nats://...) that workers consume")
+    if all_posts == bool(post_ids):
+        raise InputError("give post ids or --all (not both)", field="post_ids")
+    if all_posts:
+        ids = [p.id for p in services.storage.iter_posts(org)]
+    else:
+        ids = list(dict.fromkeys(post_ids or []))
+        found = services.storage.get_posts(org, ids)
+        unknown = [i for i in ids if i not in found]
+        if unknown:
+            raise NotFound(f"no post {', '.join(unknown[:10])} in org '{org}'")
+    published = publish_post_ids(services, org, ids, () if match else ("matching",))
+    console.print(f"queued {published['posts']} posts in {published['batches']} batches")
+
+
 @queue_app.command("status")
 def queue_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Backlog of the queue: batches waiting and batches held by workers."""

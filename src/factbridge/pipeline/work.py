@@ -83,7 +83,11 @@ def make_batches(org: str, post_ids: Sequence[str], size: int, skip: Sequence[st
 
 def publish_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = ()) -> dict[str, Any]:
     """Queue the posts' ids for the workers; returns what was published."""
-    batches = make_batches(org, [p.id for p in posts], services.settings.queue_batch_size, skip)
+    return publish_post_ids(services, org, [p.id for p in posts], skip)
+
+
+def publish_post_ids(services: Any, org: str, post_ids: Sequence[str], skip: Sequence[str] = ()) -> dict[str, Any]:
+    batches = make_batches(org, post_ids, services.settings.queue_batch_size, skip)
     services.queue.publish([b.to_body() for b in batches])
     return {"batches": len(batches), "posts": sum(len(b.post_ids) for b in batches), "batch_ids": [b.id for b in batches]}
 
