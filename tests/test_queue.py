@@ -256,10 +256,10 @@ def test_failing_batch_is_recorded_after_max_deliveries(nats_services: tuple[dic
         assert "NotFound" in failure["error"] and "not in this worker's storage" in failure["error"]
         assert len(failure["errors"]) == 3 and failure["post_ids"] == [p.id for p in posts]
 
-        listed = CliRunner().invoke(app, ["queue", "failed", "--json"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url})
+        listed = CliRunner().invoke(app, ["batches", "failed", "--json"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url})
         assert listed.exit_code == 0 and published["batch_ids"][0] in listed.stdout
 
-        # after the fix (the right database), `queue retry` publishes it again and it succeeds
+        # after the fix (the right database), `batches retry` publishes it again and it succeeds
         [again] = retry_failures(wrong, "default")
         assert list_failures(wrong, "default") == []
         [record] = list_failures(wrong, "default", include_resolved=True)
@@ -312,13 +312,13 @@ def test_queue_status_and_requeue_commands(nats_services: tuple[dict[str, str], 
     env, services = nats_services
     posts = _ingest_sample(services, 6)
     runner = CliRunner()
-    requeued = runner.invoke(app, ["queue", "requeue", posts[0].id, posts[1].id], env=env)
+    requeued = runner.invoke(app, ["batches", "requeue", posts[0].id, posts[1].id], env=env)
     assert requeued.exit_code == 0 and "queued 2 posts in 1 batches" in requeued.stdout
-    assert runner.invoke(app, ["queue", "requeue", "no-such-post"], env=env).exit_code != 0
-    everything = runner.invoke(app, ["queue", "requeue", "--all"], env=env)
+    assert runner.invoke(app, ["batches", "requeue", "no-such-post"], env=env).exit_code != 0
+    everything = runner.invoke(app, ["batches", "requeue", "--all"], env=env)
     stored = services.storage.count_posts("default")
     assert everything.exit_code == 0 and f"queued {stored} posts in {-(-stored // 8)} batches" in everything.stdout
-    status = runner.invoke(app, ["queue", "status", "--json"], env=env)
+    status = runner.invoke(app, ["batches", "status", "--json"], env=env)
     assert json.loads(status.stdout) == {"waiting": 1 + -(-stored // 8), "in_flight": 0, "failed": 0}
     report = Worker(services, fetch_timeout_s=2.0).run(once=True)
     assert report.count("done") == 1 + -(-stored // 8)

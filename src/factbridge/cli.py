@@ -146,7 +146,7 @@ def ingest(
             published = publish_posts(services, org, new_posts, skip)
         except QueueError as exc:
             raise QueueError(f"{exc}. {len(new_posts)} new or changed posts are stored but not all are queued: "
-                             "once the queue is back, run `factbridge queue requeue` with their ids (or --all)") from exc
+                             "once the queue is back, run `factbridge batches requeue` with their ids (or --all)") from exc
     elif new_posts:
         with progress_bar("embedding posts", len(new_posts)) as advance:
             embed_posts(services.storage, services.embedder, org, new_posts, advance)

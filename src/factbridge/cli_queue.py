@@ -1,4 +1,4 @@
-"""`factbridge worker` and `factbridge queue ...`: scale-out processing of ingested posts
+"""`factbridge worker` and `factbridge batches ...`: scale-out processing of ingested posts
 (see docs/scale-out.md)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from factbridge.cli import _state, app
 from factbridge.console import console, err_console
 from factbridge.errors import ConfigError
 
-queue_app = typer.Typer(help="The work queue between ingest and workers: failed batches, retries, backlog.", no_args_is_help=True)
-app.add_typer(queue_app, name="queue")
+queue_app = typer.Typer(help="Batches of queued work between ingest and workers: failed ones, retries, backlog (`factbridge queue` is the triage queue).", no_args_is_help=True)
+app.add_typer(queue_app, name="batches")
 
 
 @app.command()
@@ -116,7 +116,7 @@ def queue_retry(
 
     services = _state(ctx).services()
     if services.queue.in_process:
-        raise ConfigError("queue retry needs a shared queue (queue_url=nats://...) that workers consume")
+        raise ConfigError("batches retry needs a shared queue (queue_url=nats://...) that workers consume")
     done = retry_failures(services, services.settings.org, batch_ids or None)
     console.print(f"republished {len(done)} batches" + (": " + ", ".join(done) if done else ""))
 
@@ -136,7 +136,7 @@ def queue_requeue(
     services = _state(ctx).services()
     org = services.settings.org
     if services.queue.in_process:
-        raise ConfigError("queue requeue needs a shared queue (queue_url=nats://...) that workers consume")
+        raise ConfigError("batches requeue needs a shared queue (queue_url=nats://...) that workers consume")
     if all_posts == bool(post_ids):
         raise InputError("give post ids or --all (not both)", field="post_ids")
     if all_posts:
