@@ -287,24 +287,30 @@ def test_batch_whose_holders_all_died_is_recorded(nats_services: tuple[dict[str,
 
 @pytest.mark.nats
 def test_worker_stops_gracefully_on_sigterm(tmp_path: Path, nats_server: Any) -> None:
-    env = _env(tmp_path, _stream_url(nats_server))
+    env = _env(tmp_path, _stream_url(nats_server), FACTBRIDGE_QUEUE_BATCH_SIZE="2")
+    with _services(env) as services:
+        total = publish_posts(services, "default", _ingest_sample(services, 20))["batches"]
     proc = subprocess.Popen(_worker_cmd("--json", "--fetch-timeout", "0.5"), env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        while "consuming" not in line and time.monotonic() < deadline and line:
+        while not line.startswith("done") and line and time.monotonic() < deadline:
             line = proc.stderr.readline()
-        assert "consuming" in line, line
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        assert line.startswith("done"), line
+        proc.send_signal(signal.SIGTERM)  # mid-run: the current batch finishes, no new one starts
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == 0, err
-    assert json.loads(out[out.index("{"):])["done"] == 0 and "SIGTERM" in err
+    report = json.loads(out[out.index("{"):])
+    assert "SIGTERM" in err and all(b["status"] == "done" for b in report["batches"])
+    assert 1 <= report["done"] < total, (report["done"], total)
+    with _services(env) as services:
+        assert services.queue.pending() == {"waiting": total - report["done"], "in_flight": 0}
 
 
 @pytest.mark.nats
