@@ -10,7 +10,7 @@ Failures: a batch whose processing raises is retried after `queue_retry_delay_s`
 (doubling); after `queue_max_deliveries` attempts — or when it comes back once more
 after its holders died without a word — it is recorded in the organisation's
 `queue_failures` collection with its error and removed from the queue. Nothing is
-dropped silently; `factbridge batches failed` lists the records and `factbridge queue
+dropped silently; `factbridge batches failed` lists the records and `factbridge batches
 retry` publishes them again.
 """
 
