@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from factbridge.eval.metrics import BinaryScores
 from factbridge.pipeline.checkworthiness import fit_logistic, sigmoid
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -73,13 +74,6 @@ class WordTfidf:
         return sp.csr_matrix((np.asarray(values, np.float64), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)), shape=(len(texts), len(self.vocabulary)))
 
 
-def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
-    tp = int(((predicted == 1) & (gold == 1)).sum())
-    fp = int(((predicted == 1) & (gold == 0)).sum())
-    fn = int(((predicted == 0) & (gold == 1)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
 def _fold(text: str, k: int) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % k
 
@@ -111,7 +105,7 @@ class TfidfBaseline:
                     for balanced in (False, True):
                         w, b = fit_logistic(x_fit, y[fit_rows], c=c, balanced=balanced, max_iter=1000)
                         predicted = (np.asarray(x_held @ w).ravel() + b >= 0).astype(int)
-                        scores[(c, balanced)] = scores.get((c, balanced), 0.0) + _f1(y[held], predicted) / FOLDS
+                        scores[(c, balanced)] = scores.get((c, balanced), 0.0) + BinaryScores.of(y[held], predicted).f1 / FOLDS
                 if progress:
                     progress(1)
             (c, balanced), _ = max(scores.items(), key=lambda kv: (kv[1], -kv[0][0]))

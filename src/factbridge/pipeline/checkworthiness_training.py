@@ -41,6 +41,7 @@ from factbridge.eval.checkworthiness_data import (
     read_jsonl,
     shared_sets,
 )
+from factbridge.eval.metrics import BinaryScores
 from factbridge.pipeline.checkworthiness import (
     CheckworthinessModel,
     HashedTfidf,
@@ -70,32 +71,6 @@ def _bucket(key: str, salt: str, k: int) -> int:
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-@dataclass
-class BinaryScores:
-    n: int
-    positives: int
-    precision: float
-    recall: float
-    f1: float
-    accuracy: float
-
-    @classmethod
-    def of(cls, gold: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray) -> BinaryScores:
-        y = np.asarray(gold, dtype=int)
-        p = np.asarray(predicted, dtype=int)
-        tp = int(((p == 1) & (y == 1)).sum())
-        fp = int(((p == 1) & (y == 0)).sum())
-        fn = int(((p == 0) & (y == 1)).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        accuracy = float((y == p).mean()) if len(y) else 0.0
-        return cls(len(y), int(y.sum()), precision, recall, f1, accuracy)
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "positives": self.positives, "precision": round(self.precision, 4), "recall": round(self.recall, 4), "f1": round(self.f1, 4), "accuracy": round(self.accuracy, 4)}
 
 
 def best_threshold(gold: np.ndarray, probs: np.ndarray) -> float:
