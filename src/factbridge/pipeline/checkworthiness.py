@@ -219,6 +219,23 @@ class VectorNet:
         return hidden @ self.out_weights + self.out_bias
 
 
+def unseen_language_inputs(head: Head, x: np.ndarray) -> np.ndarray:
+    """Inputs as a post in a language without training data (vi, km, fr, ...) is scored: no
+    language indicator and, in the head that has the vector, the TF-IDF abstaining (its input
+    at its training mean: contribution 0) — that model has seen no text in the language, so
+    its logit there is noise, and the multilingual vector speaks instead. The text head keeps
+    the TF-IDF logit: it has nothing else to go on. Training chooses the "*" threshold on
+    training rows put through this same function."""
+    out = np.array(x, dtype=np.float32, copy=True)
+    for j, column in enumerate(head.columns):
+        if column.startswith("lang:"):
+            out[:, j] = 0.0
+    if "embedding" in head.columns:
+        tfidf = head.columns.index("tfidf")
+        out[:, tfidf] = head.mean[tfidf]
+    return out
+
+
 @dataclass
 class CheckworthinessScore:
     score: float
@@ -312,12 +329,9 @@ class CheckworthinessModel:
                 if stacked.shape[1] != self.vector_dim:
                     raise EmbedderMismatch(f"the check-worthiness model reads {self.vector_dim}-d vectors of {self.embedder_id}, got {stacked.shape[1]}-d")
                 x = np.hstack([x, self.net.logits(stacked)[:, None].astype(np.float32)])
-                # The TF-IDF model has seen no text in a language outside its training
-                # languages (vi, km, fr, ...): its logit there is noise, so it abstains
-                # (its input is set to its training mean: contribution 0) and the
-                # multilingual vector speaks. The text head has nothing else to go on.
-                unseen = [k for k, i in enumerate(rows) if langs[i] not in self.languages]
-                x[unseen, head.columns.index("tfidf")] = head.mean[head.columns.index("tfidf")]
+            unseen = [k for k, i in enumerate(rows) if langs[i] not in self.languages]
+            if unseen:
+                x[unseen] = unseen_language_inputs(head, x[unseen])
             probs = sigmoid(head.logits(x))
             for k, i in enumerate(rows):
                 out[i] = self._explain(head_name, head, x[k], float(probs[k]), langs[i])
