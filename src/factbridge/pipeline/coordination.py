@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from factbridge.backends.storage.base import iter_docs
 from factbridge.errors import ConfigError, DependencyMissing, InputError
 
 METHOD_VERSION = "coordinated-sharing-1"
@@ -664,14 +665,7 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
 def store_narrative_links(storage: Any, org: str, docs: dict[str, dict[str, Any]], decided_by: str) -> int:
     """Write the links; a narrative linked by an earlier run and not by this one gets
     an empty record (documents are never deleted). Returns narratives linked."""
-    earlier: list[str] = []
-    offset = 0
-    while True:
-        page = storage.list_docs(org, NARRATIVE_COORDINATION, limit=1000, offset=offset, order="id")
-        earlier += [doc_id for doc_id, doc in page if doc.get("accounts")]
-        if len(page) < 1000:
-            break
-        offset += 1000
+    earlier = [doc_id for doc_id, doc in iter_docs(storage, org, NARRATIVE_COORDINATION) if doc.get("accounts")]
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rows: list[tuple[str, dict[str, Any], float | None]] = [(nid, doc, float(len(doc["accounts"]))) for nid, doc in docs.items()]
     rows += [(nid, {"narrative_id": nid, "accounts": [], "networks": [], "decided_by": decided_by, "updated_at": now}, 0.0) for nid in earlier if nid not in docs]

@@ -76,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.storage.base import Storage
+from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
 from factbridge.text import minhash
@@ -672,14 +672,7 @@ class NarrativeEngine:
 
 
 def _all_docs(storage: Storage, org: str, collection: str, page: int = 5000) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
-    offset = 0
-    while True:
-        rows = storage.list_docs(org, collection, limit=page, offset=offset, order="id")
-        out.extend(rows)
-        if len(rows) < page:
-            return out
-        offset += page
+    return list(iter_docs(storage, org, collection, page=page))
 
 
 # One engine per (storage, org), reused across batches while no other process wrote in between.

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from factbridge.backends.storage.base import iter_docs
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
@@ -167,16 +168,12 @@ def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict
                 out.setdefault(pid, []).append((nid, docs[nid]))
         return out
     wanted_ids = set(post_ids)
-    offset = 0
-    while True:  # no membership index: read the narratives' member lists
-        page = storage.list_docs(org, NARRATIVES, limit=1000, offset=offset, order="sort_desc")
-        for nid, doc in page:
-            for member in _member_ids(doc):
-                if member in wanted_ids:
-                    out.setdefault(member, []).append((nid, doc))
-        if len(page) < 1000:
-            return out
-        offset += 1000
+    # no membership index: read the narratives' member lists
+    for nid, doc in iter_docs(storage, org, NARRATIVES, order="sort_desc"):
+        for member in _member_ids(doc):
+            if member in wanted_ids:
+                out.setdefault(member, []).append((nid, doc))
+    return out
 
 
 @dataclass

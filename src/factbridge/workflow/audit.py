@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Storage
+from factbridge.backends.storage.base import Storage, iter_docs
 
 AUDIT = "audit"
 AUDIT_HEAD = "audit_head"
@@ -141,13 +141,7 @@ class AuditLog:
         return [found[entry_id(int(n))] for n in seqs if entry_id(int(n)) in found]
 
     def _iter(self, org: str, page: int = 1000) -> Any:
-        offset = 0
-        while True:
-            rows = self.storage.list_docs(org, AUDIT, limit=page, offset=offset, order="sort_asc")
-            if not rows:
-                return
-            yield from (doc | {"_id": doc_id} for doc_id, doc in rows)
-            offset += len(rows)
+        yield from (doc | {"_id": doc_id} for doc_id, doc in iter_docs(self.storage, org, AUDIT, order="sort_asc", page=page))
 
     def verify(self, org: str) -> VerifyReport:
         report = VerifyReport(org=org)
@@ -182,28 +176,16 @@ class AuditLog:
                 f"audit head of org {org} says entry {entry_id(int(head.get('seq', 0)))} but the chain ends at "
                 f"{entry_id(expected_seq - 1)} (entries cut off the end)"
             )
-        offset = 0
-        while True:
-            rows = self.storage.list_docs(org, AUDIT_BY_OBJECT, limit=1000, offset=offset, order="id")
-            if not rows:
-                break
-            offset += len(rows)
-            for key, doc in rows:
-                if doc.get("seqs") != seqs_of.pop(key, None):
-                    report.problems.append(f"audit index of {key} (org {org}) does not match the chain")
+        for key, doc in iter_docs(self.storage, org, AUDIT_BY_OBJECT):
+            if doc.get("seqs") != seqs_of.pop(key, None):
+                report.problems.append(f"audit index of {key} (org {org}) does not match the chain")
         for key in seqs_of:
             report.problems.append(f"audit index of {key} (org {org}) is missing")
         for collection in AUDITED_COLLECTIONS:
-            offset = 0
-            while True:
-                rows = self.storage.list_docs(org, collection, limit=1000, offset=offset, order="id")
-                if not rows:
-                    break
-                offset += len(rows)
-                for doc_id, doc in rows:
-                    audited = last_after.get((collection, doc_id))
-                    if audited is None:
-                        report.problems.append(f"{collection}/{doc_id} (org {org}) has no audit entry")
-                    elif audited != canonical_json(doc):
-                        report.problems.append(f"{collection}/{doc_id} (org {org}) differs from its last audited state")
+            for doc_id, doc in iter_docs(self.storage, org, collection):
+                audited = last_after.get((collection, doc_id))
+                if audited is None:
+                    report.problems.append(f"{collection}/{doc_id} (org {org}) has no audit entry")
+                elif audited != canonical_json(doc):
+                    report.problems.append(f"{collection}/{doc_id} (org {org}) differs from its last audited state")
         return report

@@ -90,6 +90,18 @@ class Storage(Protocol):
     def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]: ...
 
 
+def iter_docs(storage: Storage, org: str, collection: str, order: str = "id", page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every document of a collection, `page` at a time (keyset-free: for collections nobody
+    writes to while they are read through)."""
+    offset = 0
+    while True:
+        rows = storage.list_docs(org, collection, limit=page, offset=offset, order=order)
+        yield from rows
+        if len(rows) < page:
+            return
+        offset += len(rows)
+
+
 def content_sha(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
