@@ -625,10 +625,7 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
     for post in posts:
         if post.author in network_of:
             authored.setdefault(post.author, []).append(post.id)
-    wanted = sorted({pid for ids in authored.values() for pid in ids})
-    members: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(wanted), 500):
-        members.update(storage.get_docs(org, MEMBERS, wanted[i : i + 500]))
+    members = storage.get_docs(org, MEMBERS, sorted({pid for ids in authored.values() for pid in ids}))
     by_narrative: dict[str, dict[str, list[str]]] = {}
     for account, ids in authored.items():
         for pid in ids:
