@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from factbridge.cli import _state, app
+from factbridge.cli.app import _state, app
 from factbridge.console import console, err_console
 from factbridge.errors import ConfigError
 

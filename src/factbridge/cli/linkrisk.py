@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from factbridge.cli import _print_quarantine, _state, app, bench_app, eval_app
+from factbridge.cli.app import _print_quarantine, _state, app, bench_app, eval_app
 from factbridge.console import console, progress_bar
 from factbridge.errors import InputError
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from factbridge.cli import _state, app
+from factbridge.cli.app import _state, app
 from factbridge.console import console, err_console
 from factbridge.errors import Conflict, InputError
 from factbridge.services import Services

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from factbridge.cli import _state, app, bench_app, eval_app, train_app
+from factbridge.cli.app import _state, app, bench_app, eval_app, train_app
 from factbridge.console import console, err_console, progress_bar
 from factbridge.errors import InputError
 

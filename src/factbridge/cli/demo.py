@@ -1,0 +1,38 @@
+"""factbridge demo: the main job on the embedded defaults and the bundled sample."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from factbridge.cli.app import (
+    _state,
+    app,
+)
+from factbridge.console import console
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = True,
+    serve: Annotated[bool, typer.Option(help="Then start the workspace with the demo data and demo users.")] = False,
+) -> None:
+    """Load the bundled multilingual sample, ingest, match and print a summary."""
+    from factbridge.cli.web import run_server, seed_demo_accounts
+    from factbridge.demo import run_demo
+
+    state = _state(ctx)
+    if "data_dir" not in state.overrides:
+        state.overrides["data_dir"] = ".factbridge/demo"
+    services = state.services()
+    run_demo(services, fresh=fresh)
+    password = seed_demo_accounts(services)
+    settings = services.settings
+    console.print(
+        f"workspace: http://{settings.host}:{settings.port}/  sign in as [bold]editor[/] (second editor: [bold]reviewer[/], "
+        f"also analyst, admin) with password [bold]{password}[/]; public site: http://{settings.host}:{settings.port}/public/{settings.org}"
+    )
+    if serve:
+        run_server(services)
