@@ -177,7 +177,7 @@ def test_stage_links_coordinated_accounts_to_their_narrative(hashing_services) -
     run_stages(services, org, posts[:1])
     assert services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]["accounts"] == linked["accounts"]
     services.settings = dataclasses.replace(services.settings, coordination_min_participation=9)
-    assert run_stages(services, org, posts[:1])["coordination"]["networks"] == 0
+    assert run_stages(services, org, posts[:1], force=True)["coordination"]["networks"] == 0
     assert services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]["accounts"] == []
     assert narrative(services.storage, org, member_of["c00"])["accounts"] == []
 

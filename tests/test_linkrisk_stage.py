@@ -34,7 +34,7 @@ def read_posts() -> list[Post]:
 
 
 def test_stage_is_registered() -> None:
-    assert "linkrisk" in [name for name, _ in load_stages()]
+    assert "linkrisk" in [stage.name for stage in load_stages()]
 
 
 def test_post_links_dedupes_by_normal_form() -> None:

@@ -49,9 +49,9 @@ def queue_ids(services: Services) -> list[str]:
 
 
 def test_triage_is_registered_last() -> None:
-    names = [name for name, _ in load_stages()]
+    names = [stage.name for stage in load_stages()]
     assert names[-1] == "triage"
-    assert names.index("checkworthiness") > names.index("matching")
+    assert names.index("checkworthiness") > names.index("embedding") and names.index("narratives") > names.index("matching")
 
 
 def test_gate_keeps_non_claims_below_claims_whatever_their_reach(hashing_services: Services) -> None:

@@ -10,14 +10,10 @@ from pathlib import Path
 from rich.table import Table
 
 from factbridge.console import console, progress_bar
-from factbridge.pipeline.ingest import (
-    embed_posts,
-    import_factcheck_files,
-    ingest_file,
-    match_and_store,
-)
+from factbridge.pipeline.ingest import import_factcheck_files, read_file
 from factbridge.pipeline.matching import index_factchecks
-from factbridge.pipeline.stages import run_stages
+from factbridge.pipeline.process import drain, process
+from factbridge.pipeline.work import BatchOutcome
 from factbridge.services import Services
 
 
@@ -40,30 +36,34 @@ def run_demo(services: Services, fresh: bool = True) -> dict[str, int]:
     console.print(f"fact-check library: {storage.count_factchecks(org)} fact-checks ({report.inserted} new) from {sample}")
     with progress_bar("embedding fact-checks", None) as advance:
         index_factchecks(storage, services.embedder, org, advance, on_total=advance.set_total)
-    posts = []
     quarantined = []
+    queued = 0
     for path in sorted(sample.glob("posts*")):
-        outcome = ingest_file(storage, org, path, services.languages)
-        posts.extend(outcome.posts)
-        quarantined.extend(outcome.report.quarantined)
+        posts, bad = read_file(path, services.languages)
+        queued += process(services, org, posts, bad).queued
+        quarantined.extend(bad)
     console.print(f"posts: {storage.count_posts(org)} stored, {len(quarantined)} rows quarantined (the sample has some bad rows on purpose)")
     for q in quarantined:
         console.print(f"  [yellow]quarantined[/] {Path(q.source).name}:{q.line} {q.field or ''} — {q.reason}")
+    # the one processing path: posts were stored and queued; this process is the queue's consumer
+    stage_summary: dict[str, dict[str, object]] = {}
+    with progress_bar("processing posts (stages)", queued) as advance:
+        def on_batch(outcome: BatchOutcome) -> None:
+            advance(outcome.posts)
+            for name, info in outcome.stages.items():
+                stage_summary.setdefault(name, {}).update(info)
+        drain(services, on_batch)
     all_posts = list(storage.iter_posts(org))
-    with progress_bar("embedding posts", len(all_posts)) as advance:
-        embed_posts(storage, services.embedder, org, all_posts, advance)
     matcher = services.matcher()
-    results = match_and_store(storage, matcher, org, all_posts)
-    # After matching, as in the pipeline: triage reads the stored matches (resurfacing debunks).
-    stage_summary = run_stages(services, org, all_posts, skip=("matching",))
+    results = [storage.matches_for_post(org, p.id) for p in all_posts]
     fcs = {fc.id: fc for fc in storage.iter_factchecks(org)}
     table = Table(title="Posts that repeat a fact-checked claim", show_lines=False)
     for col in ("post", "lang", "decision", "score", "fact-check (lang, rating)", "post text"):
         table.add_column(col, overflow="fold")
     decisions: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
-    for post, result in sorted(zip(all_posts, results, strict=True), key=lambda pr: -(pr[1].best.fused_score if pr[1].best else 0)):
-        best = result.best
+    for post, cands in sorted(zip(all_posts, results, strict=True), key=lambda pr: -(pr[1][0].fused_score if pr[1] else 0)):
+        best = cands[0] if cands else None
         decisions[best.decision if best else "none"] += 1
         if not best or best.decision == "none":
             continue

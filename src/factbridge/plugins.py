@@ -31,6 +31,17 @@ BUILTIN: dict[str, dict[str, str]] = {
         "local": "factbridge.backends.queue.local:LocalQueue",
         "nats": "factbridge.backends.queue.nats:NatsQueue",
     },
+    # pipeline stages (factbridge.pipeline.stages): ordered by their declared needs, not here
+    "factbridge.stages": {
+        "embedding": "factbridge.pipeline.ingest:EMBEDDING_STAGE",
+        "matching": "factbridge.pipeline.ingest:MATCHING_STAGE",
+        "linkrisk": "factbridge.linkrisk.stage:STAGE",
+        "narratives": "factbridge.pipeline.narratives:STAGE",
+        "bursts": "factbridge.pipeline.bursts:STAGE",
+        "coordination": "factbridge.pipeline.coordination:STAGE",
+        "checkworthiness": "factbridge.pipeline.checkworthiness:STAGE",
+        "triage": "factbridge.pipeline.triage:STAGE",
+    },
 }
 
 

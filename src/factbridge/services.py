@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,10 @@ class Services:
         from factbridge.linkrisk.stage import scorer_for
 
         return scorer_for(self, org or self.settings.org, resolve)
+
+    def now(self) -> datetime:
+        """The clock stages read (`factbridge.pipeline.stages.StageContext`)."""
+        return datetime.now(UTC)
 
     def close(self) -> None:
         for item in reversed(self._closers):

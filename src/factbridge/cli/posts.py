@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from factbridge.cli.app import (
@@ -17,7 +18,7 @@ from factbridge.cli.app import (
     app,
     factchecks_app,
 )
-from factbridge.console import console, progress_bar
+from factbridge.console import console, err_console, progress_bar
 from factbridge.errors import InputError, QueueError
 
 
@@ -29,58 +30,73 @@ def ingest(
     match: Annotated[bool, typer.Option(help="Match new posts against the fact-check library.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Ingest posts: bad rows are quarantined with file, line and reason; the rest go in. Idempotent."""
-    from factbridge.pipeline.ingest import embed_posts, ingest_file
-    from factbridge.pipeline.stages import run_stages
-    from factbridge.pipeline.work import publish_posts
+    """Ingest posts: bad rows are quarantined with file, line and reason; the rest go in. Idempotent.
+
+    New and changed posts, and unchanged ones that miss a stage (an interrupted run), are
+    queued for the stages: run here with the in-process queue, by `factbridge worker` with
+    a shared one."""
+    from factbridge.models import ImportReport
+    from factbridge.pipeline.ingest import read_file
+    from factbridge.pipeline.process import ProcessReport, drain, process
+    from factbridge.pipeline.work import BatchOutcome
 
     services = _state(ctx).services()
     org = services.settings.org
-    # connect to the queue before storing anything: posts stored but never queued would wait forever
     queued = not services.queue.in_process
-    reports = []
-    new_posts = []
-    for path in files:
-        outcome = ingest_file(services.storage, org, path, services.languages, platform)
-        reports.append(outcome.report)
-        new_posts.extend(outcome.posts)
-    summary: dict[str, Any] = {}
-    published: dict[str, Any] | None = None
+    reports: list[ImportReport] = []
+    total = ProcessReport()
     skip = () if match else ("matching",)
-    if new_posts and queued:
-        # scale-out: `factbridge worker` processes run the stages on the published batches
+    for path in files:
+        posts, bad = read_file(path, services.languages, platform)
         try:
-            published = publish_posts(services, org, new_posts, skip)
+            done = process(services, org, posts, bad, skip=skip)
         except QueueError as exc:
-            raise QueueError(f"{exc}. {len(new_posts)} new or changed posts are stored but not all are queued: "
-                             "once the queue is back, run `factbridge batches requeue` with their ids (or --all)") from exc
-    elif new_posts:
-        with progress_bar("embedding posts", len(new_posts)) as advance:
-            embed_posts(services.storage, services.embedder, org, new_posts, advance)
-        summary = run_stages(services, org, new_posts, skip=skip)
+            raise QueueError(f"{exc}. The posts of {path} are stored but not all are queued: once the queue is back, "
+                             "`factbridge worker` (its start sweep) or `factbridge pipeline resume` queues them") from exc
+        total.add(done)
+        reports.append(ImportReport(source=str(path), inserted=done.inserted, updated=done.updated, unchanged=done.unchanged, quarantined=bad))
+    summary: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    if total.queued and not queued:
+        with progress_bar("processing posts (stages)", total.queued) as advance:
+            def on_batch(outcome: BatchOutcome) -> None:
+                advance(outcome.posts)
+                for name, info in outcome.stages.items():
+                    merged = summary.setdefault(name, {})
+                    for key, value in info.items():
+                        merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) and not isinstance(value, bool) else value
+                if outcome.status != "done":
+                    failed.append(f"batch {outcome.batch_id}: {outcome.error}")
+            drain(services, on_batch)
     matched = int(summary.get("matching", {}).get("matched", 0))
     if as_json:
-        out: dict[str, Any] = {"files": [r.model_dump() for r in reports], "stages": summary}
-        if published is not None:
-            out["published"] = published
+        out: dict[str, Any] = {"files": [r.model_dump() for r in reports], "resumed": total.resumed, "queued": total.queued, "stages": summary}
+        if queued and total.queued:
+            out["published"] = {"posts": total.queued, "batches": len(total.batches), "batch_ids": total.batches}
         console.print_json(json.dumps(out, default=str))
         return
     table = Table(title="Ingest")
     for col in ("file", "new", "updated", "unchanged", "quarantined"):
         table.add_column(col)
     for r in reports:
-        table.add_row(r.source, str(r.inserted), str(r.updated), str(r.unchanged), str(len(r.quarantined)))
+        table.add_row(escape(r.source), str(r.inserted), str(r.updated), str(r.unchanged), str(len(r.quarantined)))
     console.print(table)
-    if published is not None:
-        console.print(f"queued {published['posts']} new or changed posts in {published['batches']} batches on "
-                      f"{services.settings.queue_url}; `factbridge worker` processes run the stages.")
+    console.print(f"{total.inserted + total.updated} new or changed, {total.unchanged} unchanged, {total.resumed} resumed "
+                  "(unchanged posts an earlier run left without every stage)")
+    if queued:
+        console.print(f"queued {total.queued} posts in {len(total.batches)} batches on "
+                      f"{escape(services.settings.queue_url)}; `factbridge worker` processes run the stages.")
         _print_quarantine([q for r in reports for q in r.quarantined])
         return
-    console.print(f"{matched} new or changed posts repeat a fact-checked claim (match or possible).")
+    console.print(f"{matched} processed posts repeat a fact-checked claim (match or possible).")
     for name, info in summary.items():
         if name != "matching":
             console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    for line in failed:
+        err_console.print(f"[red]failed[/] {escape(line)} (`factbridge batches failed`)")
     _print_quarantine([q for r in reports for q in r.quarantined])
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -28,6 +28,7 @@ def worker(
     name: Annotated[str, typer.Option(help="Worker name in records and logs (default host:pid).")] = "",
     fetch_timeout: Annotated[float, typer.Option(help="Seconds to wait for a batch before looking again (and, with --once, stopping).")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    sweep_on_start: Annotated[bool, typer.Option("--sweep/--no-sweep", help="First, when the queue is empty, queue every stored post that misses a stage (after a crash).")] = True,
 ) -> None:
     """Run the pipeline stages on batches queued by `factbridge ingest` (queue_url=nats://...).
 
@@ -61,6 +62,12 @@ def worker(
 
     runner = Worker(services, queue, name=name, stop=stop, on_batch=show, fetch_timeout_s=fetch_timeout)
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")
+    if sweep_on_start:
+        from factbridge.pipeline.process import sweep
+
+        swept = {org: n for org, n in sweep(services, only_if_idle=True).items() if n}
+        if swept:
+            err_console.print("start sweep: queued " + ", ".join(f"{n} posts of {org}" for org, n in swept.items()) + " that miss a stage")
     try:
         report = runner.run(max_batches=max_batches, once=once)
     finally:
@@ -147,7 +154,7 @@ def queue_requeue(
         unknown = [i for i in ids if i not in found]
         if unknown:
             raise NotFound(f"no post {', '.join(unknown[:10])} in org '{org}'")
-    published = publish_post_ids(services, org, ids, () if match else ("matching",))
+    published = publish_post_ids(services, org, ids, () if match else ("matching",), force=True)
     console.print(f"queued {published['posts']} posts in {published['batches']} batches")
 
 

@@ -17,9 +17,10 @@ from factbridge.errors import InputError
 from factbridge.linkrisk.feeds import FeedIndex, list_feeds, load_feed_index
 from factbridge.linkrisk.lookalike import LookalikeDetector
 from factbridge.linkrisk.resolve import Resolver
-from factbridge.linkrisk.scoring import LinkRiskScorer, level_of
+from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
 from factbridge.linkrisk.urls import extract_urls, normalize_url
 from factbridge.models import Post
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 COLLECTION = "linkrisk"
 
@@ -88,7 +89,7 @@ def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
     }
 
 
-def linkrisk_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: score every link of every post; store one document per post."""
     scorer = scorer_for(services, org)
     docs = [score_post(scorer, post) for post in posts]
@@ -124,3 +125,9 @@ def rescore_posts(services: Any, org: str, batch_size: int = 1000, progress: Any
 
 def riskiest_posts(storage: Any, org: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
     return [doc for _, doc in storage.list_docs(org, COLLECTION, limit=limit, offset=offset, order="sort_desc")]
+
+
+STAGE = FunctionStage(
+    "linkrisk", f"linkrisk-stage-1 ({RULES_VERSION})", linkrisk_stage, writes=(COLLECTION,),
+    doc="every link of every post scored (feeds, look-alike domains, rules)",
+)

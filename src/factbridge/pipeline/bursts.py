@@ -41,6 +41,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.narratives import MEMBERS, NARRATIVES, _post_time
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 BURSTS_VERSION = "kleinberg-2state-poisson-1"
 ALERTS = "alerts"
@@ -264,7 +265,7 @@ def _alert(
     }
 
 
-def bursts_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: look for bursts in the narratives these posts joined; store and deliver alerts."""
     if not posts:
         return {"alerts": 0}
@@ -331,3 +332,9 @@ def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> 
         for alert in changed_kind:
             dispatcher.submit(org, alert)
     return {"alerts_checked": len(alert_of), "reclassified": len(changed_kind), "updated": len(rows) - len(changed_kind)}
+
+
+STAGE = FunctionStage(
+    "bursts", BURSTS_VERSION, bursts_stage, needs=("narratives",), writes=(ALERTS, BURST_STATE, "alert_deliveries"),
+    doc="bursts in the narratives the posts joined: alerts stored and delivered",
+)

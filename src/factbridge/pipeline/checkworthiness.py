@@ -47,6 +47,7 @@ from factbridge.pipeline.claimfeatures import (
     feature_vector,
 )
 from factbridge.pipeline.prepare import embedding_text
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 MODEL_NAME = "checkworthiness-stack"
 # Fractions of the decision threshold below which a "no" is confident (see _explain).
@@ -467,7 +468,7 @@ def score_posts(model: CheckworthinessModel, posts: Sequence[Post], vectors: dic
     )
 
 
-def checkworthiness_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+def checkworthiness_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: score each post and store the result (collection "checkworthiness")."""
     started = time.perf_counter()
     model = load_model(services.settings.checkworthiness_model)
@@ -482,3 +483,9 @@ def checkworthiness_stage(services: Any, org: str, posts: Sequence[Post]) -> dic
         "with_embedding": sum(1 for s in scores if s.head == "e5"),
         "posts_per_s": round(len(scores) / elapsed, 1) if elapsed > 0 else None,
     }
+
+
+STAGE = FunctionStage(
+    "checkworthiness", "checkworthiness-1", checkworthiness_stage, needs=("embedding",), writes=(COLLECTION,),
+    doc="is the post a check-worthy claim: score, label and evidence per post",
+)

@@ -30,6 +30,8 @@ import numpy as np
 
 from factbridge.backends.storage.base import iter_docs
 from factbridge.errors import ConfigError, DependencyMissing, InputError
+from factbridge.models import Post
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 METHOD_VERSION = "coordinated-sharing-1"
 
@@ -671,7 +673,7 @@ def store_narrative_links(storage: Any, org: str, docs: dict[str, dict[str, Any]
     return len(docs)
 
 
-def coordination_stage(services: Any, org: str, posts: Sequence[Any]) -> dict[str, Any]:
+def coordination_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: coordinated sharing over the organisation's stored posts, linked to narratives.
 
     It reads every stored post, so it stops at `coordination_stage_max_posts`
@@ -690,3 +692,9 @@ def coordination_stage(services: Any, org: str, posts: Sequence[Any]) -> dict[st
         return {"skipped": str(exc)}
     linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)
     return {"networks": len(result.networks), "coordinated_accounts": result.coordinated_accounts, "narratives_linked": linked}
+
+
+STAGE = FunctionStage(
+    "coordination", METHOD_VERSION, coordination_stage, needs=("narratives",), writes=(NARRATIVE_COORDINATION,),
+    doc="coordinated sharing over the stored posts, linked to narratives",
+)

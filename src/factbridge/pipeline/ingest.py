@@ -17,7 +17,9 @@ from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
 from factbridge.pipeline.library import read_factchecks
+from factbridge.pipeline.matching import MATCHER_VERSION
 from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 
 @dataclass
@@ -27,7 +29,8 @@ class IngestOutcome:
     matches: list[MatchResult] = field(default_factory=list)
 
 
-def ingest_file(storage: Storage, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "") -> IngestOutcome:
+def read_file(path: str | Path, languages: tuple[str, ...], platform: str = "") -> tuple[list[Post], list[Quarantined]]:
+    """A file's prepared posts and its quarantined rows (a repeated id is quarantined)."""
     items = list(read_posts(path, platform))
     posts: list[Post] = []
     quarantined: list[Quarantined] = []
@@ -40,13 +43,19 @@ def ingest_file(storage: Storage, org: str, path: str | Path, languages: tuple[s
         else:
             seen.add(item.id)
             posts.append(prepare_post(item, languages))
+    return posts, quarantined
+
+
+def ingest_file(storage: Storage, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "") -> IngestOutcome:
+    """Read and store a file (no stages: `factbridge.pipeline.process.process` also queues them)."""
+    posts, quarantined = read_file(path, languages, platform)
     result = storage.upsert_posts(org, posts, quarantined)
     report = ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=quarantined)
     changed = set(result.changed)
     return IngestOutcome(report=report, posts=[p for p in posts if p.id in changed])
 
 
-def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, object]:
+def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, int]:
     """Query vectors for posts, stored so that later stages never compute them twice."""
     stored = storage.vector_shas(org, "post", embedder.id)
     texts = {p.id: embedding_text(p) for p in posts}
@@ -131,10 +140,20 @@ def rematch_near_posts(
     return out, posts
 
 
-def matching_stage(services, org: str, posts: Sequence[Post]) -> dict[str, object]:
-    """Stage: embed the posts (stored, shared with later stages) and match them."""
-    embed_posts(services.storage, services.embedder, org, posts)
-    if not services.storage.count_factchecks(org):
+def embedding_stage(ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
+    """Stage: the posts' query vectors, stored once and read by every later stage."""
+    return {"embedded": int(embed_posts(ctx.storage, ctx.embedder, org, posts)["embedded"])}
+
+
+def matching_stage(ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
+    """Stage: match the posts (their stored vectors) against the fact-check library."""
+    if not ctx.storage.count_factchecks(org):
         return {"matched": 0, "note": "empty fact-check library"}
-    results = match_and_store(services.storage, services.matcher(org), org, posts)
+    results = match_and_store(ctx.storage, ctx.matcher(org), org, posts)
     return {"matched": sum(1 for r in results if r.best and r.best.decision != "none")}
+
+
+EMBEDDING_STAGE = FunctionStage("embedding", "embedding-1", embedding_stage, writes=("vectors:post",),
+                                doc="query vectors of the posts, stored per embedder and text hash")
+MATCHING_STAGE = FunctionStage("matching", MATCHER_VERSION, matching_stage, needs=("embedding",), writes=("matches",),
+                               doc="which fact-checks each post repeats: candidates, scores, decision, decided_by")

@@ -79,6 +79,7 @@ import numpy as np
 from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.text import minhash
 
 log = logging.getLogger(__name__)
@@ -809,7 +810,7 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
     }
 
 
-def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
+def narratives_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: every new or changed post joins a narrative or starts one."""
     posts = [p for p in posts if (p.norm_text or p.text).strip()]
     if not posts:
@@ -828,3 +829,9 @@ def narratives_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str
         return {"assigned": 0, "without_vector": missing}
     summary = assign_posts(services.storage, org, with_vectors, vectors, params)
     return {**summary, "without_vector": missing} if missing else summary
+
+
+STAGE = FunctionStage(
+    "narratives", NARRATIVES_VERSION, narratives_stage, needs=("embedding", "matching"), writes=(MEMBERS, NARRATIVES, TOPICS, STATE),
+    doc="every new or changed post joins a narrative (near-duplicate or semantic) or starts one",
+)

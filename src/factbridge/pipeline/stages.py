@@ -1,66 +1,237 @@
-"""Post-processing stages run on every batch of newly ingested posts, in order.
+"""The stage contract and the runner.
 
-Each stage is a function `(services, org, posts) -> dict` (a short summary for
-the CLI). Built-in stages are listed here exactly as a third-party stage would
-be registered through the `factbridge.stages` entry-point group; a stage that
-needs an optional extra that is missing is skipped with a warning, never silently.
+A stage is an object with a `name`, a `version`, the names of the stages whose outputs it
+reads (`needs`), the collections it writes (`writes`) and
+`run(ctx, org, posts) -> StageSummary`. `ctx` is a narrow `StageContext` (storage,
+settings, the embedder and the matcher built lazily, a clock, a logger), never the whole
+composition root.
+
+Every stage, built-in or third-party, is registered the same way: an entry point in the
+`factbridge.stages` group whose value is a `Stage` object (the built-ins are declared in
+pyproject.toml, mirrored in `factbridge.plugins.BUILTIN`). The runner orders them by
+their declared needs (a deterministic topological order: among stages whose needs are
+met, the name decides); an unknown need or a cycle is a clear `ConfigError`.
+
+The runner records, per post and content version, which stages ran (the stage ledger,
+`factbridge.pipeline.ledger`), and runs a stage only on the posts that miss it: a batch
+delivered again after a crash finishes what is missing and repeats nothing. A stage
+that needs an optional extra that is missing is skipped with a warning, never
+silently, and recorded as skipped (so it is not retried on every sweep).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
-from factbridge.errors import DependencyMissing
+from factbridge.errors import ConfigError, DependencyMissing
 from factbridge.models import Post
+
+if TYPE_CHECKING:
+    from factbridge.backends.embedders.base import Embedder
+    from factbridge.backends.storage.base import Storage
+    from factbridge.pipeline.alerts import WebhookDispatcher as AlertDispatcher
+    from factbridge.pipeline.centering import LanguageCentering as Centering
+    from factbridge.pipeline.matching import Matcher
+    from factbridge.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Stage = Callable[[Any, str, Sequence[Post]], dict[str, Any]]
+GROUP = "factbridge.stages"
 
-# Order matters: later stages read what earlier ones stored.
-BUILTIN_STAGES: list[tuple[str, str]] = [
-    ("matching", "factbridge.pipeline.ingest:matching_stage"),
-    ("linkrisk", "factbridge.linkrisk.stage:linkrisk_stage"),
-    ("narratives", "factbridge.pipeline.narratives:narratives_stage"),
-    ("bursts", "factbridge.pipeline.bursts:bursts_stage"),
-    # reads the narrative memberships stored just before
-    ("coordination", "factbridge.pipeline.coordination:coordination_stage"),
-    ("checkworthiness", "factbridge.pipeline.checkworthiness:checkworthiness_stage"),
-    # triage reads what every other stage stored: keep it last.
-    ("triage", "factbridge.pipeline.triage:triage_stage"),
-]
+JSONValue: TypeAlias = "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+StageSummary: TypeAlias = "dict[str, JSONValue]"
 
 
-# Stages that read what every other stage stored run after plugin stages too.
-RUN_LAST = ("triage",)
+@runtime_checkable
+class StageContext(Protocol):
+    """What a stage may use. `factbridge.services.Services` provides it; so does
+    `PipelineContext` (built from it), which is what the runner hands to stages."""
+
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def embedder(self) -> Embedder: ...
+    @property
+    def alert_dispatcher(self) -> AlertDispatcher | None: ...
+    def matcher(self, org: str | None = None) -> Matcher: ...
+    def centering(self, embedder: Embedder | None = None, wanted: bool | None = None) -> Centering | None: ...
+    def now(self) -> datetime: ...
 
 
-def load_stages() -> list[tuple[str, Stage]]:
-    targets = list(BUILTIN_STAGES)
-    known = {name for name, _ in targets}
-    targets += [(ep.name, ep.value) for ep in entry_points(group="factbridge.stages") if ep.name not in known]
-    targets = [t for t in targets if t[0] not in RUN_LAST] + [t for t in targets if t[0] in RUN_LAST]
-    stages = []
-    for name, target in targets:
-        module, _, attr = target.partition(":")
-        stages.append((name, getattr(importlib.import_module(module), attr)))
-    return stages
+@runtime_checkable
+class Stage(Protocol):
+    name: str
+    version: str
+    needs: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    def run(self, ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary: ...
 
 
-def run_stages(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    summary: dict[str, dict[str, Any]] = {}
+StageFunction: TypeAlias = Callable[[StageContext, str, Sequence[Post]], StageSummary]
+
+
+@dataclass(frozen=True)
+class FunctionStage:
+    """A stage made of a plain function (what the built-ins are)."""
+
+    name: str
+    version: str
+    fn: StageFunction = field(repr=False, compare=False)
+    needs: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    doc: str = ""
+
+    def run(self, ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
+        return self.fn(ctx, org, posts)
+
+
+class PipelineContext:
+    """The narrow context the runner gives stages: it reads what it offers from the
+    services lazily (an embedder is only loaded by a stage that asks for it)."""
+
+    def __init__(self, services: StageContext, clock: Callable[[], datetime] | None = None) -> None:
+        self._services = services
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.log = logging.getLogger("factbridge.stages")
+
+    @property
+    def storage(self) -> Storage:
+        return self._services.storage
+
+    @property
+    def settings(self) -> Settings:
+        return self._services.settings
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._services.embedder
+
+    @property
+    def alert_dispatcher(self) -> AlertDispatcher | None:
+        return self._services.alert_dispatcher
+
+    def matcher(self, org: str | None = None) -> Matcher:
+        return self._services.matcher(org)
+
+    def centering(self, embedder: Embedder | None = None, wanted: bool | None = None) -> Centering | None:
+        return self._services.centering(embedder, wanted)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+
+def stage_context(services: StageContext) -> PipelineContext:
+    return services if isinstance(services, PipelineContext) else PipelineContext(services)
+
+
+# -- registry ----------------------------------------------------------------------------
+
+
+def stage_targets() -> dict[str, str]:
+    """name -> 'module:attribute' of every registered stage (built-ins included)."""
+    from factbridge.plugins import available
+
+    return available(GROUP)
+
+
+def _load(name: str, target: str) -> Stage:
+    module, _, attr = target.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"stage '{name}' ({target}) cannot be loaded: {exc}") from exc
+    for member in ("name", "version", "needs", "writes", "run"):
+        if not hasattr(obj, member):
+            raise ConfigError(f"stage '{name}' ({target}) is not a Stage: it has no '{member}'")
+    if obj.name != name:
+        raise ConfigError(f"stage registered as '{name}' ({target}) calls itself '{obj.name}'")
+    if not obj.version:
+        raise ConfigError(f"stage '{name}' ({target}) has no version")
+    stage: Stage = obj
+    return stage
+
+
+def order_stages(stages: Sequence[Stage]) -> list[Stage]:
+    """Topological order by `needs`: deterministic (ready stages by name), a cycle or an
+    unknown need is a ConfigError that names them."""
+    by_name: dict[str, Stage] = {}
+    for stage in stages:
+        if stage.name in by_name:
+            raise ConfigError(f"two stages are named '{stage.name}'")
+        by_name[stage.name] = stage
+    for stage in stages:
+        unknown = [n for n in stage.needs if n not in by_name]
+        if unknown:
+            raise ConfigError(f"stage '{stage.name}' needs unknown stage(s) {', '.join(unknown)} (have: {', '.join(sorted(by_name))})")
+    done: list[Stage] = []
+    placed: set[str] = set()
+    remaining = dict(by_name)
+    while remaining:
+        ready = sorted(n for n, s in remaining.items() if all(d in placed for d in s.needs))
+        if not ready:
+            raise ConfigError(f"stages {', '.join(sorted(remaining))} need each other in a cycle: "
+                              + "; ".join(f"{n} needs {', '.join(s.needs)}" for n, s in sorted(remaining.items())))
+        name = ready[0]
+        done.append(remaining.pop(name))
+        placed.add(name)
+    return done
+
+
+def load_stages() -> list[Stage]:
+    """Every registered stage, in the order the runner runs them."""
+    return order_stages([_load(name, target) for name, target in sorted(stage_targets().items())])
+
+
+# -- the runner --------------------------------------------------------------------------
+
+
+def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Sequence[str] = (),
+               force: bool = False, stages: Sequence[Stage] | None = None) -> dict[str, StageSummary]:
+    """Run every stage on the posts that have not had it (at its version, for their
+    current content); `force` runs them all again. Each stage's run is recorded in the
+    stage ledger right after its outputs are stored (stages are idempotent: a crash in
+    between repeats that stage's work and nothing else). A stage in `skip` is recorded as
+    skipped for these posts, so a later sweep does not run it behind the user's back."""
+    from factbridge.pipeline.ledger import Ledger, Status
+
+    summary: dict[str, StageSummary] = {}
     if not posts:
         return summary
-    for name, stage in load_stages():
-        if name in skip:
+    ctx = stage_context(services)
+    ledger = Ledger(ctx.storage)
+    chosen = list(stages) if stages is not None else load_stages()
+    known = {s.name for s in chosen}
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise ConfigError(f"cannot skip unknown stage(s) {', '.join(unknown)} (have: {', '.join(sorted(known))})")
+    entries = ledger.entries(org, posts)
+    for stage in chosen:
+        todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
+        if not todo:
             continue
+        if stage.name in skip:
+            ledger.record(org, todo, stage, "skipped", ctx.now(), entries)
+            summary[stage.name] = {"skipped": "not asked for"}
+            continue
+        status: Status
         try:
-            summary[name] = stage(services, org, posts)
+            summary[stage.name] = stage.run(ctx, org, todo)
+            status = "done"
         except DependencyMissing as exc:
-            log.warning("stage %s skipped: %s", name, exc)
-            summary[name] = {"skipped": str(exc)}
+            log.warning("stage %s skipped: %s", stage.name, exc)
+            summary[stage.name] = {"skipped": str(exc)}
+            status = "skipped"
+        ledger.record(org, todo, stage, status, ctx.now(), entries)
     return summary
+
+
+def stage_versions(stages: Sequence[Stage] | None = None) -> Mapping[str, str]:
+    return {s.name: s.version for s in (stages if stages is not None else load_stages())}

@@ -47,7 +47,7 @@ from factbridge.backends.storage.base import iter_docs
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
-from factbridge.pipeline.checkworthiness import load_model, score_posts, stored_post_vectors
+from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 TRIAGE_VERSION = "triage-1"
 QUEUE = "queue"
@@ -339,15 +339,9 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
 def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights) -> dict[str, PostFacts]:
     storage = services.storage
     ids = [p.id for p in posts]
+    # The check-worthiness stage runs before this one (declared need); when it was skipped a
+    # post has no score: the component is 0 and decided_by says "missing".
     stored = storage.get_docs(org, CHECKWORTHINESS, ids)
-    missing = [p for p in posts if p.id not in stored]
-    if missing:  # the check-worthiness stage was skipped: score now, from stored vectors only
-        model = load_model(services.settings.checkworthiness_model)
-        vectors = stored_post_vectors(storage, org, model.embedder_id, [p.id for p in missing]) if services.embedder.id == model.embedder_id else {}
-        scores = score_posts(model, missing, vectors)
-        fresh = [(p.id, s.to_doc(p.id), s.score) for p, s in zip(missing, scores, strict=True)]
-        storage.put_docs(org, CHECKWORTHINESS, fresh)
-        stored.update({pid: doc for pid, doc, _ in fresh})
     matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
     ratings = {fid: fc.rating for fid, fc in storage.get_factchecks(org, ratings_wanted).items()} if ratings_wanted else {}
@@ -368,7 +362,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
             rate, via = best_narrative[1], f"narrative:{best_narrative[0]}"
         facts[post.id] = PostFacts(
             post=post,
-            checkworthiness=stored[post.id],
+            checkworthiness=stored.get(post.id, {}),
             debunked=debunk_evidence(matches[post.id], ratings),
             repeats=[p.id for p in reps],
             rate_per_hour=rate,
@@ -447,9 +441,15 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     }
 
 
-def triage_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
-    """Stage (runs last): queue entries with priority, components and decided_by."""
+def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
+    """Stage: queue entries with priority, components and decided_by."""
     return triage_posts(services, org, posts)
+
+
+STAGE = FunctionStage(
+    "triage", TRIAGE_VERSION, triage_stage, needs=("checkworthiness", "embedding", "linkrisk", "matching", "narratives"), writes=(QUEUE,),
+    doc="queue entries of the posts, their repeats and their narratives: priority, components, decided_by",
+)
 
 
 def list_queue(storage: Any, org: str, limit: int = 20, kind: str = "all") -> list[tuple[str, dict[str, Any]]]:

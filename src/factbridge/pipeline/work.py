@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.embedders.base import Progress
 from factbridge.backends.queue.base import Delivery, Queue
 from factbridge.errors import FactBridgeError, InputError, NotFound
 from factbridge.models import Post
@@ -51,11 +50,12 @@ class WorkBatch:
     skip: tuple[str, ...] = ()
     published_at: str = ""
     retry_of: str = ""  # the failed batch this one publishes again
+    force: bool = False  # run every stage again, even those the ledger says ran
 
     def to_body(self) -> dict[str, Any]:
         return {"v": MESSAGE_VERSION, "kind": MESSAGE_KIND, "id": self.id, "org": self.org,
                 "post_ids": list(self.post_ids), "skip": list(self.skip), "published_at": self.published_at,
-                "retry_of": self.retry_of}
+                "retry_of": self.retry_of, "force": self.force}
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> WorkBatch:
@@ -70,37 +70,37 @@ class WorkBatch:
             raise InputError("must be a non-empty list of post ids", source=source, field="post_ids")
         if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
             raise InputError("must be a list of stage names", source=source, field="skip")
-        return cls(body["id"], body["org"], tuple(ids), tuple(skip), str(body.get("published_at", "")), str(body.get("retry_of") or ""))
+        return cls(body["id"], body["org"], tuple(ids), tuple(skip), str(body.get("published_at", "")), str(body.get("retry_of") or ""),
+                   body.get("force") is True)
 
 
-def make_batches(org: str, post_ids: Sequence[str], size: int, skip: Sequence[str] = ()) -> list[WorkBatch]:
+def make_batches(org: str, post_ids: Sequence[str], size: int, skip: Sequence[str] = (), force: bool = False) -> list[WorkBatch]:
     if size < 1:
         raise InputError(f"batch size must be at least 1, got {size}", field="queue_batch_size")
     ids = list(dict.fromkeys(post_ids))
     stamp = _now()
-    return [WorkBatch(uuid.uuid4().hex, org, tuple(ids[i:i + size]), tuple(skip), stamp) for i in range(0, len(ids), size)]
+    return [WorkBatch(uuid.uuid4().hex, org, tuple(ids[i:i + size]), tuple(skip), stamp, force=force) for i in range(0, len(ids), size)]
 
 
 def publish_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = ()) -> dict[str, Any]:
-    """Queue the posts' ids for the workers; returns what was published."""
+    """Queue stored posts' ids for the workers; returns what was published."""
     return publish_post_ids(services, org, [p.id for p in posts], skip)
 
 
-def publish_post_ids(services: Any, org: str, post_ids: Sequence[str], skip: Sequence[str] = ()) -> dict[str, Any]:
-    batches = make_batches(org, post_ids, services.settings.queue_batch_size, skip)
+def publish_post_ids(services: Any, org: str, post_ids: Sequence[str], skip: Sequence[str] = (), force: bool = False,
+                     batch_size: int | None = None) -> dict[str, Any]:
+    """Queue stored posts' ids for the stages; returns what was published. (Storing posts and
+    queueing them is `factbridge.pipeline.process.process`.)"""
+    batches = make_batches(org, post_ids, batch_size or services.settings.queue_batch_size, skip, force)
     services.queue.publish([b.to_body() for b in batches])
     return {"batches": len(batches), "posts": sum(len(b.post_ids) for b in batches), "batch_ids": [b.id for b in batches]}
 
 
-def process_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = (), progress: Progress | None = None) -> dict[str, dict[str, Any]]:
-    """Embed (stored once, shared by every stage) and run the stages: the work of one batch."""
-    from factbridge.pipeline.ingest import embed_posts
+def process_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = (), force: bool = False) -> dict[str, dict[str, Any]]:
+    """Run the stages that these posts miss (all of them with `force`): the work of one batch."""
     from factbridge.pipeline.stages import run_stages
 
-    if not posts:
-        return {}
-    embed_posts(services.storage, services.embedder, org, posts, progress)
-    return run_stages(services, org, posts, skip=skip)
+    return run_stages(services, org, posts, skip=skip, force=force)
 
 
 def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
@@ -111,7 +111,7 @@ def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
         # than the publisher (storage_url) — retrying elsewhere may succeed, so fail loudly.
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise NotFound(f"{len(missing)} of {len(batch.post_ids)} posts of org '{batch.org}' are not in this worker's storage: {shown}")
-    return process_posts(services, batch.org, [found[i] for i in batch.post_ids], batch.skip)
+    return process_posts(services, batch.org, [found[i] for i in batch.post_ids], batch.skip, batch.force)
 
 
 # -- failure records -------------------------------------------------------------------------
@@ -149,7 +149,8 @@ def retry_failures(services: Any, org: str, batch_ids: Sequence[str] | None = No
         if not doc.get("post_ids"):
             continue  # an unreadable message: nothing to run again
         # a new id: the queue may still remember the old one and drop it as a duplicate
-        batch = WorkBatch(uuid.uuid4().hex, org, tuple(doc["post_ids"]), tuple(doc.get("skip") or ()), _now(), retry_of=doc["id"])
+        batch = WorkBatch(uuid.uuid4().hex, org, tuple(doc["post_ids"]), tuple(doc.get("skip") or ()), _now(), retry_of=doc["id"],
+                          force=doc.get("force") is True)
         services.queue.publish([batch.to_body()])
         _record(services, org, doc["id"], {"status": "retried", "retried_as": batch.id, "updated_at": _now()})
         republished.append(batch.id)
@@ -266,7 +267,7 @@ class Worker:
         def record(status: str, error: str, attempts: int) -> None:
             _record(self.services, batch.org, batch.id, {
                 "status": status, "batch_id": batch.id, "org": batch.org, "post_ids": list(batch.post_ids),
-                "skip": list(batch.skip), "published_at": batch.published_at, "retry_of": batch.retry_of, "attempts": attempts,
+                "skip": list(batch.skip), "force": batch.force, "published_at": batch.published_at, "retry_of": batch.retry_of, "attempts": attempts,
                 "error": error, "worker": self.name, "updated_at": _now(),
             })
 

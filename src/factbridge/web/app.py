@@ -185,6 +185,12 @@ def create_app(services: Services) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
     app.state.web = build_state(services)
+    if services.queue.in_process:
+        # no workers: this server is the queue's consumer, in a thread, never in a request
+        from factbridge.pipeline.process import BackgroundProcessor
+
+        app.state.processor = BackgroundProcessor(services).start()
+        services._closers.append(app.state.processor)
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
 

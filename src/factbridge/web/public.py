@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
 from factbridge.text.normalize import normalize_text
 from factbridge.web.app import WebState, render
 from factbridge.web.security import check_csrf, client_key
-from factbridge.workflow.appeals import report_post, run_report_stages
+from factbridge.workflow.appeals import report_post
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node, jsonld_script_text
 
 router = APIRouter(prefix="/public", tags=["public"])
@@ -81,10 +81,9 @@ def report_form(org: str, request: Request, web: WebDep) -> HTMLResponse:
 
 
 @router.post("/{org}/report", dependencies=[Csrf], include_in_schema=False)
-def report(org: str, request: Request, background: BackgroundTasks, web: WebDep, text: Annotated[str, Form(max_length=5000)],
+def report(org: str, request: Request, web: WebDep, text: Annotated[str, Form(max_length=5000)],
            url: Annotated[str, Form(max_length=2000)] = "", platform: Annotated[str, Form(max_length=40)] = "") -> Response:
     org_doc = web.accounts.get_org(org)
     web.public_limiter.take(client_key(request))
-    post = report_post(web.services, org, text, url, platform)
-    background.add_task(run_report_stages, web.services, org, post)
+    report_post(web.services, org, text, url, platform)  # queued: the stages run off the request
     return render(request, "public/thanks.html", {"org": org_doc, "kind": "report", "back": f"/public/{org}"})

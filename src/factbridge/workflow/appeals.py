@@ -112,8 +112,10 @@ class Appeals:
 
 
 def report_post(services: Any, org: str, text: str, url: str = "", platform: str = "") -> Post:
-    """Store a reported post through the ingest path; the caller runs the stages (`run_report_stages`)."""
+    """Store a reported post and queue it for the stages through the one processing path
+    (`factbridge.pipeline.process.process`): no stage runs in the caller (a web request)."""
     from factbridge.pipeline.prepare import prepare_post
+    from factbridge.pipeline.process import process
 
     body = _clean(text, "text", 5000, required=True)
     link = _clean(url, "url", 2000)
@@ -129,17 +131,8 @@ def report_post(services: Any, org: str, text: str, url: str = "", platform: str
         source="public-report",
     )
     post = prepare_post(post, services.languages)
-    services.storage.upsert_posts(org, [post])
     received = {"post_id": post.id, "received_at": received_at.isoformat(timespec="seconds"), "platform": post.platform}
     services.storage.put_docs(org, REPORTS, [(post.id, received, received_at.timestamp())])
     AuditLog(services.storage).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None, {"platform": post.platform, "language": post.language})
+    process(services, org, [post])
     return post
-
-
-def run_report_stages(services: Any, org: str, post: Post) -> dict[str, Any]:
-    """Embed the reported post and run every pipeline stage on it, as `factbridge ingest` does."""
-    from factbridge.pipeline.ingest import embed_posts
-    from factbridge.pipeline.stages import run_stages
-
-    embed_posts(services.storage, services.embedder, org, [post])
-    return run_stages(services, org, [post])
