@@ -222,6 +222,7 @@ def test_public_report_enters_the_pipeline_and_is_rate_limited(env: WebEnv) -> N
     assert env.services.storage.count_posts(ORG_A) == before + 1
     (post,) = [p for p in env.services.storage.list_posts(ORG_A, limit=500) if p.source == "public-report"]
     assert post.platform == "telegram" and post.urls == ["https://t.example/p/1"] and post.author == "" and post.language == "fr"
+    assert env.app.state.processor.wait_idle(60)  # the stages run in the server's background thread, off the request
     assert post.id in env.services.storage.vector_shas(ORG_A, "post", env.services.embedder.id)  # embedded by the stages
     assert env.services.storage.matches_for_post(ORG_A, post.id)  # and matched like any ingested post
     dashboard = env.login("a-analyst").get("/").text

@@ -91,6 +91,8 @@ def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: score every link of every post; store one document per post."""
+    if not posts:
+        return {"posts": 0, "links": 0, "flagged_posts": 0, "flagged_links": 0}
     scorer = scorer_for(services, org)
     docs = [score_post(scorer, post) for post in posts]
     services.storage.put_docs(org, COLLECTION, [(d["post_id"], d, float(d["max_score"])) for d in docs])

@@ -470,6 +470,8 @@ def score_posts(model: CheckworthinessModel, posts: Sequence[Post], vectors: dic
 
 def checkworthiness_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: score each post and store the result (collection "checkworthiness")."""
+    if not posts:
+        return {"scored": 0}
     started = time.perf_counter()
     model = load_model(services.settings.checkworthiness_model)
     embedder_id = services.embedder.id

@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The in-process consumer is this very process: bigger batches cost nothing in
-# redelivery and save per-batch work of the stages (coordination reads the whole store).
-LOCAL_BATCH_SIZE = 1000
-
-
 @dataclass
 class ProcessReport:
     inserted: int = 0
@@ -60,8 +55,10 @@ class ProcessReport:
 
 
 def _batch_size(services: Services) -> int:
-    size = services.settings.queue_batch_size
-    return max(size, LOCAL_BATCH_SIZE) if services.queue.in_process else size
+    # The in-process consumer is this very process: bigger batches cost nothing in
+    # redelivery and save per-batch work of the stages (coordination reads the whole store).
+    s = services.settings
+    return s.queue_local_batch_size if services.queue.in_process else s.queue_batch_size
 
 
 def process(services: Services, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = (),

@@ -443,6 +443,8 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
 
 def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: queue entries with priority, components and decided_by."""
+    if not posts:
+        return {"queued_posts": 0, "queued_narratives": 0, "gated": 0}
     return triage_posts(services, org, posts)
 
 

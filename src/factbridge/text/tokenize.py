@@ -11,6 +11,7 @@ emoji are not words; hashtags give their word.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -24,11 +25,25 @@ _RUN = re.compile(r"[\u1780-\u17ff\u19e0-\u19ff]+|[^\W_]+", re.UNICODE)
 _BIGRAM_SCRIPTS = ("THAI", "LAO", "MYANMAR", "CJK", "HIRAGANA", "KATAKANA", "HANGUL")
 
 
+# khmercut keeps one CRF tagger in a module global, created and opened lazily without a lock:
+# two threads segmenting at once could see it created but not yet opened ("The tagger is not
+# opened"), and the tagger is not documented as safe to share. Segmentation holds this lock.
+_KHMER_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def _khmer_segmenter():
+def _khmer_tokenize():
     from khmercut import tokenize as khmer_tokenize
 
     return khmer_tokenize
+
+
+def _khmer_segmenter():
+    def segment(run: str) -> list[str]:
+        with _KHMER_LOCK:
+            return list(_khmer_tokenize()(run))
+
+    return segment
 
 
 def _is_khmer(run: str) -> bool:
