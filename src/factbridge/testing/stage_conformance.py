@@ -80,7 +80,7 @@ class _RecordingContext(PipelineContext):
 
     @property
     def storage(self) -> Storage:
-        recording: Storage = self._recording  # type: ignore[assignment]  # a proxy, duck-typed
+        recording: Storage = self._recording  # a proxy, duck-typed (Storage is a runtime protocol)
         return recording
 
 
