@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from webenv import ORG_A, csrf_of, make_env
+from webenv import ORG_A, csrf_of, make_env, web_settings
 
 from factbridge.pipeline.work import FAILURES
 
@@ -75,3 +75,21 @@ def test_twelve_concurrent_public_reports_each_get_their_narrative(tmp_path: Pat
         env.close()
         env.services.close()
 
+
+
+def test_server_start_sweeps_posts_left_without_stages(tmp_path: Path) -> None:
+    """Posts stored by a process that died before their stages ran are finished when the server starts."""
+    from factbridge.demo import sample_dir
+    from factbridge.pipeline.ingest import read_file
+    from factbridge.pipeline.process import backlog
+    from factbridge.services import Services
+    from factbridge.web.app import create_app
+
+    with Services(web_settings(tmp_path)) as services:
+        posts, _ = read_file(sample_dir() / "posts.jsonl", services.languages)
+        services.storage.upsert_posts(services.settings.org, posts)  # stored, never queued: as after a kill -9
+        assert backlog(services, services.settings.org).complete == 0
+        app = create_app(services)
+        assert app.state.processor.wait_idle(120)
+        after = backlog(services, services.settings.org)
+        assert after.posts == len(posts) and after.complete == len(posts)
