@@ -64,6 +64,7 @@ class Settings:
     linkrisk_flag_threshold: float = field(default=0.5, metadata=_meta("Link risk score (0..1) at which a link is flagged.", float))
     linkrisk_resolve: bool = field(default=False, metadata=_meta("Follow shortened links (HEAD/GET without body, public addresses only) to score where they lead.", _bool))
     linkrisk_resolve_timeout: float = field(default=3.0, metadata=_meta("Connect and read timeout in seconds for each hop when following shortened links.", float))
+    linkrisk_resolve_budget_s: float = field(default=20.0, metadata=_meta("Total seconds the link-risk stage may spend following shortened links for one batch of posts (it runs off the request path); links beyond it are scored unfollowed, and say so.", float))
     linkrisk_resolve_max_redirects: int = field(default=5, metadata=_meta("Most redirects followed for one shortened link.", int))
     host: str = field(default="127.0.0.1", metadata=_meta("Address `factbridge serve` listens on."))
     port: int = field(default=8765, metadata=_meta("Port `factbridge serve` listens on.", int))

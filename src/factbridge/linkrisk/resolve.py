@@ -28,7 +28,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -209,3 +209,24 @@ class Resolver:
         if scheme == "https":
             return _PinnedHTTPSConnection(address, port, server_name, timeout, self.context or ssl.create_default_context())
         return http.client.HTTPConnection(address, port, timeout=timeout)
+
+
+class ResolutionBudget:
+    """A total time for following links, shared by every link of one batch of the link-risk
+    stage: slow short links in many posts cannot hold a batch (and what waits on it) for
+    long. Once spent, links are not followed and say so (scored on what they are)."""
+
+    def __init__(self, resolver: Resolver, seconds: float) -> None:
+        self.resolver = resolver
+        self.seconds = seconds
+        self.end = time.monotonic() + max(seconds, 0.0)
+        self.followed = 0
+        self.not_followed = 0
+
+    def resolve(self, url: str) -> Resolution:
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            self.not_followed += 1
+            return Resolution(start=url, final_url=None, error=f"not followed: this batch's link resolution budget of {self.seconds:g} s was spent")
+        self.followed += 1
+        return replace(self.resolver, deadline=min(self.resolver.deadline, remaining)).resolve(url)

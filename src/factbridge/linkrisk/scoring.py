@@ -32,7 +32,7 @@ from typing import Any
 from factbridge.errors import InputError
 from factbridge.linkrisk.feeds import FeedIndex
 from factbridge.linkrisk.lookalike import LookalikeDetector
-from factbridge.linkrisk.resolve import Resolver
+from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.urls import NormalizedUrl, normalize_url, split_host
 
 RULESET = "linkrisk-rules"
@@ -216,7 +216,7 @@ def _random_looking(label: str) -> bool:
 class LinkRiskScorer:
     """Scores links; holds the feed index and the look-alike detector in memory."""
 
-    def __init__(self, feeds: FeedIndex | None = None, lookalikes: LookalikeDetector | None = None, flag_threshold: float = DEFAULT_FLAG_THRESHOLD, resolver: Resolver | None = None) -> None:
+    def __init__(self, feeds: FeedIndex | None = None, lookalikes: LookalikeDetector | None = None, flag_threshold: float = DEFAULT_FLAG_THRESHOLD, resolver: Resolver | ResolutionBudget | None = None) -> None:
         self.feeds = feeds or FeedIndex()
         self.lookalikes = lookalikes or LookalikeDetector.from_setting()
         self.flag_threshold = flag_threshold

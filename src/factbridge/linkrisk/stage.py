@@ -9,6 +9,7 @@ post_ids)``). The shape is documented in the package docstring
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from factbridge.errors import InputError
 from factbridge.linkrisk.feeds import FeedIndex, list_feeds, load_feed_index
 from factbridge.linkrisk.lookalike import LookalikeDetector
-from factbridge.linkrisk.resolve import Resolver
+from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
 from factbridge.linkrisk.urls import extract_urls, normalize_url
 from factbridge.models import Post
@@ -94,14 +95,23 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
     if not posts:
         return {"posts": 0, "links": 0, "flagged_posts": 0, "flagged_links": 0}
     scorer = scorer_for(services, org)
+    budget = None
+    if isinstance(scorer.resolver, Resolver):
+        # following short links is slow: one total budget for the batch, on a copy of the shared scorer
+        budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk_resolve_budget_s)
+        scorer = copy.copy(scorer)
+        scorer.resolver = budget
     docs = [score_post(scorer, post) for post in posts]
     services.storage.put_docs(org, COLLECTION, [(d["post_id"], d, float(d["max_score"])) for d in docs])
-    return {
+    summary: StageSummary = {
         "posts": len(docs),
         "links": sum(len(d["urls"]) for d in docs),
         "flagged_posts": sum(1 for d in docs if d["flagged"]),
         "flagged_links": sum(d["flagged_urls"] for d in docs),
     }
+    if budget is not None:
+        summary.update(links_followed=budget.followed, links_not_followed=budget.not_followed)
+    return summary
 
 
 def rescore_posts(services: Any, org: str, batch_size: int = 1000, progress: Any = None) -> dict[str, Any]:
