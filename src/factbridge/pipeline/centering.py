@@ -41,7 +41,7 @@ class LanguageCentering:
     def apply(self, vectors: np.ndarray, languages: Sequence[str | None], role: str) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim == 1:
-            return self.apply(vectors[None, :], languages, role)[0]
+            return np.asarray(self.apply(vectors[None, :], languages, role)[0])
         by_lang = self.means[role]
         fallback = by_lang["*"]
         centred = vectors - np.stack([by_lang.get(lang or "", fallback) for lang in languages]) if len(vectors) else vectors

@@ -193,10 +193,10 @@ class Head:
     thresholds: dict[str, float]  # per language; "*" for any other
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
-        return ((inputs - self.mean) / self.scale) @ self.weights + self.bias
+        return np.asarray(((inputs - self.mean) / self.scale) @ self.weights + self.bias)
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
-        return ((row - self.mean) / self.scale) * self.weights
+        return np.asarray(((row - self.mean) / self.scale) * self.weights)
 
     def threshold(self, language: str | None) -> float:
         return self.thresholds.get(language or "", self.thresholds["*"])
@@ -217,7 +217,7 @@ class VectorNet:
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         hidden = np.maximum(vectors @ self.hidden_weights + self.hidden_bias, 0.0)
-        return hidden @ self.out_weights + self.out_bias
+        return np.asarray(hidden @ self.out_weights + self.out_bias)
 
 
 def unseen_language_inputs(head: Head, x: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
 from factbridge.pipeline.library import read_factchecks
-from factbridge.pipeline.matching import MATCHER_VERSION
+from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
 from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
@@ -66,7 +66,7 @@ def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[
     return {"embedded": len(todo)}
 
 
-def match_and_store(storage: Storage, matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+def match_and_store(storage: Storage, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     results = matcher.match_posts(posts, progress)
     for post, result in zip(posts, results, strict=True):
         storage.replace_matches(org, post.id, result.candidates)
@@ -103,7 +103,7 @@ def import_factcheck_files(
     return total, changed
 
 
-def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80) -> dict[str, list[str]]:
+def recheck_posts(storage: Storage, matcher: Matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80) -> dict[str, list[str]]:
     """After new fact-checks arrive, re-match the stored posts that come near them.
 
     Returns, per new fact-check, the posts now matched to it ("this debunk
@@ -116,7 +116,7 @@ def recheck_posts(storage: Storage, matcher, org: str, factcheck_ids: Sequence[s
 
 
 def rematch_near_posts(
-    storage: Storage, matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80,
+    storage: Storage, matcher: Matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80,
 ) -> tuple[dict[str, list[str]], list[Post]]:
     """`recheck_posts`, also returning the posts that were matched again (their stored matches
     were replaced: a post can gain the new fact-check or lose an older one it now ranks below)."""

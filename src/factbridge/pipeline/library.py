@@ -167,7 +167,9 @@ def _read_csv(text: str, name: str, mapping: Mapping[str, str], delimiter: str) 
         yield Quarantined(kind="factcheck", source=name, line=1, field=cols["claim"], reason=f"no column '{cols['claim']}' for the claim (columns: {', '.join(columns)}); map one with --map claim=COLUMN")
         return
     for n, row in enumerate(reader, start=2):
-        get = lambda f, row=row: (row.get(cols[f]) or "").strip()  # noqa: E731
+        def get(f: str, row: dict[str, str] = row) -> str:
+            return (row.get(cols[f]) or "").strip()
+
         claim = get("claim")
         if not claim:
             yield Quarantined(kind="factcheck", source=name, line=n, field=cols["claim"], reason="empty claim", raw=json.dumps(row, ensure_ascii=False)[:2000])

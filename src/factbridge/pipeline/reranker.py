@@ -43,7 +43,7 @@ class LogisticHead:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         z = ((rows - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
     def contributions(self, row: np.ndarray) -> dict[str, float]:
         """Each feature's share of the logit: what a reviewer sees as 'why'."""

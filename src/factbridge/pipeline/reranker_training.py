@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from factbridge.backends.embedders.base import Embedder
+from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.models import Post
 from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import (
     CROSS_LANGUAGE_FEATURES,
     SAME_LANGUAGE_FEATURES,
+    LogisticHead,
     Reranker,
     fit_logistic,
 )
@@ -32,7 +33,7 @@ class TrainingSet:
     qrels: dict[str, set[str]]
 
 
-def _rows(ts: TrainingSet, embedder: Embedder, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _rows(ts: TrainingSet, embedder: Embedder, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     vectors = embedder.encode_queries([embedding_text(q) for q in ts.queries], progress)
     same, cross, labels, groups = [], [], [], []
     for qi, (q, v) in enumerate(zip(ts.queries, vectors, strict=True)):
@@ -54,7 +55,7 @@ def _threshold(scores: np.ndarray, labels: np.ndarray, precision: float) -> floa
     return float(s[ok[-1]]) if len(ok) else float(s[0])
 
 
-def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -> dict[str, float]:
+def tune_thresholds(dev: TrainingSet, embedder: Embedder, head: LogisticHead, progress: Progress | None = None) -> dict[str, float]:
     """Decision thresholds that hold when many posts repeat no checked claim at all.
 
     CheckThat! dev queries all have a fact-check in the library, so on their own
@@ -78,7 +79,7 @@ def tune_thresholds(dev: TrainingSet, embedder: Embedder, head, progress=None) -
 
 
 def train_reranker(
-    train: Sequence[TrainingSet], dev: TrainingSet | None, embedder: Embedder, version: str, l2: float = 1.0, progress=None
+    train: Sequence[TrainingSet], dev: TrainingSet | None, embedder: Embedder, version: str, l2: float = 1.0, progress: Progress | None = None
 ) -> Reranker:
     same_parts, cross_parts, label_parts = [], [], []
     for ts in train:
