@@ -14,7 +14,7 @@ import pkgutil
 from factbridge.cli.app import app, main
 
 # `factbridge --help` lists the core commands first, then the other groups by name.
-_FIRST = ("posts", "matching", "triage", "narratives", "linkrisk", "work", "web", "demo")
+_FIRST = ("posts", "matching", "triage", "narratives", "linkrisk", "work", "pipeline", "web", "demo")
 
 
 def _command_modules() -> list[str]:
