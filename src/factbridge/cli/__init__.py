@@ -8,7 +8,7 @@ exit; nothing is half-done silently.
 """
 
 # in the order `factbridge --help` lists them
-from factbridge.cli import posts, matching, triage, narratives, linkrisk, work, pipeline, web, demo  # noqa: F401, I001
+from factbridge.cli import posts, matching, triage, narratives, linkrisk, work, pipeline, web, demo, soak  # noqa: F401, I001
 from factbridge.cli.app import app, main
 
 __all__ = ["app", "main"]
