@@ -1,11 +1,9 @@
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from factbridge.cli import app
-from factbridge.errors import InputError
 from factbridge.pipeline.ingest import ingest_file
 
 LANGS = ("vi", "km", "fr", "en")
@@ -66,12 +64,13 @@ def test_duplicate_ids_in_one_file_are_quarantined(storage, tmp_path: Path) -> N
     assert out.report.inserted == 1 and "duplicate id" in out.report.quarantined[0].reason
 
 
-def test_undecodable_file_is_rejected_whole(storage, tmp_path: Path) -> None:
+def test_undecodable_line_is_quarantined_not_the_file(storage, tmp_path: Path) -> None:
+    # a line that is not UTF-8 is set aside with its line; the rest of the file goes in
     path = tmp_path / "bin.jsonl"
-    path.write_bytes(json.dumps(GOOD[0]).encode() + b"\n\xff\xfe\n")
-    with pytest.raises(InputError, match="not UTF-8"):
-        ingest_file(storage, "org", path, LANGS)
-    assert storage.count_posts("org") == 0  # nothing half-written
+    path.write_bytes(json.dumps(GOOD[0]).encode() + b"\n\xff\xfe\n" + json.dumps(GOOD[2]).encode() + b"\n")
+    out = ingest_file(storage, "org", path, LANGS)
+    assert out.report.inserted == 2
+    assert [(q.line, q.reason[:12]) for q in out.report.quarantined] == [(2, "not UTF-8 te")]
 
 
 def test_cli_ingest_reports_and_exit_codes(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_postgres(check, postgres_factory) -> None:  # type: ignore[no-untyped-d
 
 def test_suite_covers_every_scoped_method() -> None:
     # the scope check itself asserts this; here it fails even if the check is skipped
-    assert {"upsert_posts", "search_text", "list_docs", "load_vectors"} <= scoped_protocol_methods()
+    assert {"upsert_posts", "list_docs", "load_vectors"} <= scoped_protocol_methods()
     assert len({c.__name__ for c in STORAGE_CHECKS}) == len(STORAGE_CHECKS)
 
 
@@ -86,7 +86,6 @@ def test_sqlite_many_threads_never_see_database_locked(where: str, tmp_path: Pat
                 store.put_docs("org", "c", [(f"{worker}-{i}", {"i": i}, float(i))])
                 store.count_posts("org")
                 store.list_posts("org", limit=10)
-                store.search_text("org", "post", ["hello"])
                 store.get_posts("org", [f"{worker}-{i}-0", f"{worker}-{i}-1"])
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
@@ -196,7 +195,7 @@ def test_postgres_unreachable_server_is_a_storage_error(tmp_path: Path) -> None:
 
 
 def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
-    """A database written by schema 1 (FTS rows found by scanning) migrates and keeps its search."""
+    """A database written by schema 1 migrates: its data stays, its unused FTS tables go (schema 3)."""
     from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.sqlite import MIGRATIONS
     from factbridge.models import FactCheck
@@ -216,16 +215,18 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
     store.migrate()
     try:
         assert store.schema_version() == SCHEMA_VERSION
-        assert [i for i, _ in store.search_text("org", "factcheck", ["old"])] == ["fc-1"]
+        assert store.get_factcheck("org", "fc-1").claim == "old claim"
         store.upsert_factchecks("org", [FactCheck(id="fc-1", claim="new claim", tokens="new claim")])
-        assert store.search_text("org", "factcheck", ["old"]) == [], "the v1 FTS row is replaced, not duplicated"
-        assert [i for i, _ in store.search_text("org", "factcheck", ["claim"])] == ["fc-1"]
+        assert store.get_factcheck("org", "fc-1").claim == "new claim"
     finally:
         store.close()
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert not {"text_fts", "text_rows"} & tables
 
 
 def test_sqlite_import_is_linear_in_library_size() -> None:
-    """Replacing an item's tokens finds its FTS row by key (schema 2), not by scanning."""
+    """Importing a large library stays linear (schema 2 found FTS rows by key; schema 3 has none)."""
     import time
 
     from factbridge.models import FactCheck

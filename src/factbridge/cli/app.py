@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from factbridge import __version__
-from factbridge.console import console, err_console
+from factbridge.console import cells, console, err_console, esc
 from factbridge.errors import FactBridgeError, InputError
 from factbridge.services import Services
 from factbridge.settings import load_settings, setting_docs
@@ -86,7 +86,7 @@ def settings(ctx: typer.Context) -> None:
     for col in ("name", "value", "default", "help"):
         table.add_column(col)
     for name, default, help_text in setting_docs():
-        table.add_row(name, str(getattr(current, name)), str(default), help_text)
+        table.add_row(*cells(name, getattr(current, name), default, help_text))
     console.print(table)
 
 
@@ -95,7 +95,7 @@ def init(ctx: typer.Context) -> None:
     """Create the data folder and bring the database schema up to date."""
     services = _state(ctx).services()
     version_ = services.storage.schema_version()
-    console.print(f"storage ready: {services.settings.resolved_storage_url} (schema v{version_})")
+    console.print(f"storage ready: {esc(services.settings.resolved_storage_url)} (schema v{version_})")
 
 
 def _print_quarantine(rows: list[Any], limit: int = 20) -> None:
@@ -105,7 +105,7 @@ def _print_quarantine(rows: list[Any], limit: int = 20) -> None:
     for col in ("source", "line", "field", "reason"):
         table.add_column(col)
     for q in rows[:limit]:
-        table.add_row(q.source, str(q.line or ""), q.field or "", q.reason)
+        table.add_row(*cells(q.source, q.line or "", q.field or "", q.reason))
     err_console.print(table)
     if len(rows) > limit:
         err_console.print(f"... and {len(rows) - limit} more (factbridge quarantine)")
@@ -119,5 +119,5 @@ def main() -> None:
     try:
         app()
     except FactBridgeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {esc(exc)}", highlight=False)
         sys.exit(2 if isinstance(exc, InputError) else 1)

@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from factbridge.cli.app import _print_quarantine, _state, app, bench_app, eval_app
-from factbridge.console import console, progress_bar
+from factbridge.console import cells, console, esc, plain, progress_bar
 from factbridge.errors import InputError
 
 linkrisk_app = typer.Typer(help="Dangerous links in posts: blocklist feeds, look-alike domains, risk scores.", no_args_is_help=True)
@@ -59,7 +60,7 @@ def linkrisk_update(
     for col in ("feed", "format", "status", "entries", "urls", "hosts", "quarantined", "date", "date from"):
         table.add_column(col)
     for u in updates:
-        table.add_row(u.name, u.format, u.status, str(u.entries), str(u.counts.get("url", 0)), str(u.counts.get("host", 0)), str(len(u.quarantined)), u.feed_date, u.date_source)
+        table.add_row(*cells(u.name, u.format, u.status, u.entries, u.counts.get("url", 0), u.counts.get("host", 0), len(u.quarantined), u.feed_date, u.date_source))
     console.print(table)
     if rescored:
         console.print(f"re-scored {rescored['posts']} stored posts: {rescored['flagged_posts']} with a flagged link ({rescored['flagged_links']} links)")
@@ -88,7 +89,7 @@ def linkrisk_feeds(ctx: typer.Context) -> None:
     for col in ("feed", "format", "entries", "date", "imported", "sha256"):
         table.add_column(col)
     for f in list_feeds(services.storage, services.settings.org):
-        table.add_row(f["name"], f["format"], str(f["entries"]), f["feed_date"], f["imported_at"], f["sha256"][:12])
+        table.add_row(*cells(f["name"], f["format"], f["entries"], f["feed_date"], f["imported_at"], f["sha256"][:12]))
     console.print(table)
 
 
@@ -100,7 +101,8 @@ def _risk_table(risks: list[Any], title: str) -> None:
         style = _LEVEL_STYLE[r.level]
         reasons = "\n".join(f"[{x.weight:.2f}] {x.detail}" for x in r.reasons) or ("official: " + r.official if r.official else "-")
         host = r.unicode_host if r.unicode_host != r.host else r.host
-        table.add_row(f"[{style}]{r.score:.2f}[/]", f"[{style}]{r.level}[/]", f"{r.normalized}\n[dim]{host}[/]", reasons)
+        link = Text("\n").join([plain(r.normalized), plain(host, "dim")])
+        table.add_row(*cells(plain(f"{r.score:.2f}", style), plain(r.level, style), link, reasons))
     console.print(table)
 
 
@@ -130,11 +132,11 @@ def linkrisk_check(
     for r in good:
         if r.resolution:
             hops = " -> ".join(f"{h['url']} ({h['status'] or h['error']})" for h in r.resolution["hops"])
-            console.print(f"followed {r.normalized}: {hops}" + (f" [yellow]stopped: {r.resolution['error']}[/]" if r.resolution["error"] else ""))
+            console.print(f"followed {esc(r.normalized)}: {esc(hops)}" + (f" [yellow]stopped: {esc(r.resolution['error'])}[/]" if r.resolution["error"] else ""))
     for t, r in zip(targets, results, strict=True):
         if isinstance(r, InputError):
-            console.print(f"[yellow]not scored[/] {t}: {r.reason}")
-    console.print(f"[dim]decided_by: {scorer.decided_by}[/]")
+            console.print(f"[yellow]not scored[/] {esc(t)}: {esc(r.reason)}")
+    console.print(f"[dim]decided_by: {esc(scorer.decided_by)}[/]")
 
 
 @linkrisk_app.command("posts")
@@ -161,11 +163,11 @@ def linkrisk_posts(
         top = d["urls"][0] if d["urls"] else None
         style = _LEVEL_STYLE[d["level"]]
         post = posts.get(d["post_id"])
-        table.add_row(
-            d["post_id"], f"[{style}]{d['max_score']:.2f}[/]", f"[{style}]{d['level']}[/]", str(len(d["urls"])),
+        table.add_row(*cells(
+            d["post_id"], plain(f"{d['max_score']:.2f}", style), plain(d["level"], style), len(d["urls"]),
             top["normalized"] if top else "-", "; ".join(r["detail"] for r in top["reasons"][:2]) if top else "-",
             (post.text[:80] if post else ""),
-        )
+        ))
     console.print(table)
 
 

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from factbridge.cli.app import _state, app, bench_app, eval_app
-from factbridge.console import console, progress_bar
+from factbridge.console import cells, console, esc, progress_bar
 from factbridge.errors import InputError, NotFound
 
 narratives_app = typer.Typer(help="Narratives (one story, many posts) and the topics they roll up into.", invoke_without_command=True)
@@ -63,11 +63,11 @@ def narratives_list(
     for col in ("narrative", "topic", "posts", "last seen", "languages", "fact-checks", "top terms", "representative post"):
         table.add_column(col, overflow="fold")
     for d in docs:
-        table.add_row(
-            d["id"], d.get("topic_id", ""), str(d["size"]), d["last_seen"][:16],
-            ",".join(d.get("languages", {})), str(len(d.get("factchecks", []))),
+        table.add_row(*cells(
+            d["id"], d.get("topic_id", ""), d["size"], d["last_seen"][:16],
+            ",".join(d.get("languages", {})), len(d.get("factchecks", [])),
             ", ".join(d.get("top_terms", [])[:6]), _short(d.get("representative", {}).get("text", "")),
-        )
+        ))
     console.print(table)
 
 
@@ -92,20 +92,20 @@ def narratives_show(
     if as_json:
         _dump({"narrative": {k: v for k, v in doc.items() if k not in {"vector_sum", "rep_vector"}}, "members": [members[p] for p in recent if p in members]})
         return
-    console.print(f"[bold]{doc['id']}[/] in topic {doc.get('topic_id', '')}: {doc['size']} posts, {doc['first_seen']} .. {doc['last_seen']}")
-    console.print(f"languages {doc.get('languages')}; methods {doc.get('methods')}; terms: {', '.join(doc.get('top_terms', []))}")
-    console.print(f"representative: {_short(doc.get('representative', {}).get('text', ''), 200)}")
-    console.print("posts per day: " + ", ".join(f"{d} {c}" for d, c in doc.get("counts_daily", {}).items()))
+    console.print(f"[bold]{esc(doc['id'])}[/] in topic {esc(doc.get('topic_id', ''))}: {doc['size']} posts, {esc(doc['first_seen'])} .. {esc(doc['last_seen'])}")
+    console.print(esc(f"languages {doc.get('languages')}; methods {doc.get('methods')}; terms: {', '.join(doc.get('top_terms', []))}"))
+    console.print(f"representative: {esc(_short(doc.get('representative', {}).get('text', ''), 200))}")
+    console.print(esc("posts per day: " + ", ".join(f"{d} {c}" for d, c in doc.get("counts_daily", {}).items())))
     for fc in doc.get("factchecks", []):
-        console.print(f"  fact-check {fc['factcheck_id']}: {fc['decision']} for {fc['posts']} posts (best {fc['fused_score']})")
+        console.print(esc(f"  fact-check {fc['factcheck_id']}: {fc['decision']} for {fc['posts']} posts (best {fc['fused_score']})"))
     table = Table(title="Recent member posts and why they joined")
     for col in ("post", "time", "method", "similarity", "compared with", "text"):
         table.add_column(col, overflow="fold")
     for pid in reversed(recent):
         m = members.get(pid, {})
-        table.add_row(pid, m.get("time", "")[:16], m.get("method", ""), str(m.get("similarity", "")), m.get("neighbour", ""), _short(texts[pid].text if pid in texts else "", 70))
+        table.add_row(*cells(pid, m.get("time", "")[:16], m.get("method", ""), m.get("similarity", ""), m.get("neighbour", ""), _short(texts[pid].text if pid in texts else "", 70)))
     console.print(table)
-    console.print(f"[dim]decided_by: {doc.get('decided_by')}[/]")
+    console.print(f"[dim]decided_by: {esc(doc.get('decided_by'))}[/]")
 
 
 @narratives_app.command("topics")
@@ -127,7 +127,7 @@ def narratives_topics(
     for col in ("topic", "narratives", "posts", "first seen", "last seen", "languages", "label"):
         table.add_column(col, overflow="fold")
     for d in docs:
-        table.add_row(d["id"], str(d["narrative_count"]), str(d["size"]), d["first_seen"][:16], d["last_seen"][:16], ",".join(d.get("languages", {})), d.get("label", ""))
+        table.add_row(*cells(d["id"], d["narrative_count"], d["size"], d["first_seen"][:16], d["last_seen"][:16], ",".join(d.get("languages", {})), d.get("label", "")))
     console.print(table)
 
 
@@ -161,10 +161,10 @@ def alerts_list(
     for d in docs:
         ev = d["evidence"]
         states = [deliveries.get(delivery_id(event_key(d), u), {}).get("state", "-") for u in urls]
-        table.add_row(
+        table.add_row(*cells(
             d["id"], d["kind"], d["narrative_id"], f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}",
-            str(ev["posts_in_burst"]), str(ev["baseline_per_bin"]), ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
-        )
+            ev["posts_in_burst"], ev["baseline_per_bin"], ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
+        ))
     console.print(table)
 
 
@@ -264,11 +264,11 @@ def coordination(
         _dump({"source": source, "read_s": t1 - t0, "detect_s": t2 - t1, **result.as_dict(limit), **({"narratives_linked": linked} if store else {})})
         return
     for line, fld, reason in table.skipped:
-        console.print(f"[yellow]skipped[/] {source}:{line} field '{fld}': {reason}")
+        console.print(f"[yellow]skipped[/] {esc(source)}:{line} field '{esc(fld)}': {esc(reason)}")
     if table.skipped_count > len(table.skipped):
         console.print(f"[yellow]... {table.skipped_count - len(table.skipped)} more rows skipped[/]")
     console.print(
-        f"{source}: {table.rows_read:,} rows -> {result.shares:,} shares of {result.objects:,} objects by {result.accounts:,} accounts; "
+        f"{esc(source)}: {table.rows_read:,} rows -> {result.shares:,} shares of {result.objects:,} objects by {result.accounts:,} accounts; "
         f"{result.pairs:,} co-shares within {params.window_s:g} s ({result.capped_shares:,} shares capped at {params.max_partners} partners)"
     )
     console.print(
@@ -280,16 +280,16 @@ def coordination(
         table_out.add_column(col, overflow="fold")
     for net in result.networks[:limit]:
         span = f"{datetime.fromtimestamp(net.first_share, UTC):%Y-%m-%d %H:%M} .. {datetime.fromtimestamp(net.last_share, UTC):%Y-%m-%d %H:%M}"
-        table_out.add_row(
-            net.id, str(len(net.accounts)), str(net.edge_count), str(net.total_weight), span,
+        table_out.add_row(*cells(
+            net.id, len(net.accounts), net.edge_count, net.total_weight, span,
             ", ".join(f"{o['object']} ({o['accounts']})" for o in net.objects[:4]),
             ", ".join(f"{e['a']}–{e['b']} ×{e['weight']}" for e in net.edges[:2]),
-        )
+        ))
     console.print(table_out)
     console.print(f"time taken: read {t1 - t0:.2f} s + detect {t2 - t1:.2f} s = {t2 - t0:.2f} s (libraries loaded before timing)")
     if linked is not None:
         console.print(f"linked to narratives: {linked} narrative(s) have at least two accounts of one network among their posts")
-    console.print(f"[dim]decided_by: {result.decided_by}[/]")
+    console.print(f"[dim]decided_by: {esc(result.decided_by)}[/]")
 
 
 # -- eval and bench -----------------------------------------------------------------------------
@@ -403,4 +403,4 @@ def bench_coordination(
     console.print(f"time: table {t2 - t1:.1f} s + detection {t3 - t2:.1f} s = {t3 - t1:.1f} s; " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
     console.print(f"peak RSS {rss:,.0f} MB (generation included)")
     console.print(f"planted accounts: precision {precision:.3f}, recall {recall:.3f}")
-    console.print(f"[dim]decided_by: {result.decided_by}[/]")
+    console.print(f"[dim]decided_by: {esc(result.decided_by)}[/]")

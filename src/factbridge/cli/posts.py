@@ -9,24 +9,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from factbridge.backends.connectors.reading import InputLimits
 from factbridge.cli.app import (
     _print_quarantine,
     _state,
     app,
     factchecks_app,
 )
-from factbridge.console import console, err_console, progress_bar
+from factbridge.console import cells, console, err_console, esc, plain, progress_bar
 from factbridge.errors import InputError, QueueError
 
 
 @app.command()
 def ingest(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="JSONL or CSV files of posts.")],
+    files: Annotated[list[Path], typer.Argument(help="JSONL or CSV files of posts (or what --connector reads).")],
     platform: Annotated[str, typer.Option(help="Platform name for rows that do not say.")] = "",
+    connector: Annotated[str | None, typer.Option(help="Connector (entry point in factbridge.connectors: jsonl, csv or a plugin's); default: from the file name.")] = None,
     match: Annotated[bool, typer.Option(help="Match new posts against the fact-check library.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -42,12 +43,13 @@ def ingest(
 
     services = _state(ctx).services()
     org = services.settings.org
+    limits = InputLimits.from_settings(services.settings)
     queued = not services.queue.in_process
     reports: list[ImportReport] = []
     total = ProcessReport()
     skip = () if match else ("matching",)
     for path in files:
-        posts, bad = read_file(path, services.languages, platform)
+        posts, bad = read_file(path, services.languages, platform, limits, connector)
         try:
             done = process(services, org, posts, bad, skip=skip)
         except QueueError as exc:
@@ -79,21 +81,21 @@ def ingest(
     for col in ("file", "new", "updated", "unchanged", "quarantined"):
         table.add_column(col)
     for r in reports:
-        table.add_row(escape(r.source), str(r.inserted), str(r.updated), str(r.unchanged), str(len(r.quarantined)))
+        table.add_row(*cells(r.source, r.inserted, r.updated, r.unchanged, len(r.quarantined)))
     console.print(table)
     console.print(f"{total.inserted + total.updated} new or changed, {total.unchanged} unchanged, {total.resumed} resumed "
                   "(unchanged posts an earlier run left without every stage)")
     if queued:
         console.print(f"queued {total.queued} posts in {len(total.batches)} batches on "
-                      f"{escape(services.settings.queue_url)}; `factbridge worker` processes run the stages.")
+                      f"{esc(services.settings.queue_url)}; `factbridge worker` processes run the stages.")
         _print_quarantine([q for r in reports for q in r.quarantined])
         return
     console.print(f"{matched} processed posts repeat a fact-checked claim (match or possible).")
     for name, info in summary.items():
         if name != "matching":
-            console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+            console.print(esc(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items())))
     for line in failed:
-        err_console.print(f"[red]failed[/] {escape(line)} (`factbridge batches failed`)")
+        err_console.print(f"[red]failed[/] {esc(line)} (`factbridge batches failed`)")
     _print_quarantine([q for r in reports for q in r.quarantined])
     if failed:
         raise typer.Exit(1)
@@ -135,7 +137,9 @@ def factchecks_import(
     org = services.settings.org
     t0 = time.perf_counter()
     with progress_bar("reading fact-checks", None) as advance:
-        report, changed = import_factcheck_files(services.storage, org, files, services.languages, fmt, _parse_map(map_), advance)
+        report, changed = import_factcheck_files(
+            services.storage, org, files, services.languages, fmt, _parse_map(map_), advance, InputLimits.from_settings(services.settings),
+        )
     t1 = time.perf_counter()
     with progress_bar("embedding fact-checks", None) as advance:
         embedded = index_factchecks(services.storage, services.embedder, org, advance, on_total=advance.set_total)
@@ -152,7 +156,7 @@ def factchecks_import(
         outcome = recheck_factchecks(services, org, changed)
         found = {k: v for k, v in outcome.hits.items() if v}
         for fc_id, posts in sorted(found.items(), key=lambda kv: -len(kv[1]))[:10]:
-            console.print(f"  debunk {fc_id} matches {len(posts)} stored posts")
+            console.print(f"  debunk {esc(fc_id)} matches {len(posts)} stored posts")
         console.print(
             f"re-checked stored posts: {sum(map(len, found.values()))} post matches to {len(found)} new fact-checks; "
             f"{outcome.narratives.get('narratives_changed', 0)} narratives' fact-check lists and "
@@ -173,27 +177,27 @@ def factchecks_list(ctx: typer.Context, limit: int = 20) -> None:
     for n, fc in enumerate(services.storage.iter_factchecks(org)):
         if n >= limit:
             break
-        table.add_row(fc.id, fc.language or "", fc.rating, fc.publisher, fc.claim[:120])
+        table.add_row(*cells(fc.id, fc.language or "", fc.rating, fc.publisher, fc.claim[:120]))
     console.print(table)
 
 
 def _match_table(results: list[Any], texts: list[str]) -> None:
     for text, result in zip(texts, results, strict=True):
-        table = Table(title=f"[{result.language}] {text[:100]}", title_justify="left")
+        table = Table(title=plain(f"[{result.language}] {text[:100]}"), title_justify="left")
         for col in ("#", "decision", "fused", "dense (rank)", "lexical (rank)", "rating", "lang", "fact-check"):
             table.add_column(col, overflow="fold")
         for c in result.candidates:
             fc = c.factcheck
             style = {"match": "bold green", "possible": "yellow"}.get(c.decision, "dim")
-            table.add_row(
-                str(c.rank), f"[{style}]{c.decision}[/]", f"{c.fused_score:.3f}",
+            table.add_row(*cells(
+                c.rank, plain(c.decision, style), f"{c.fused_score:.3f}",
                 f"{c.dense.score:.3f} ({c.dense.rank})" if c.dense.score is not None else "-",
                 f"{c.lexical.score:.2f} ({c.lexical.rank})" if c.lexical.score is not None else "-",
                 fc.rating if fc else "", fc.language if fc else "",
                 f"{fc.publisher}: {fc.claim[:90]}" if fc else c.factcheck_id,
-            )
+            ))
         console.print(table)
-        console.print(f"[dim]decided_by: {result.decided_by}[/]")
+        console.print(f"[dim]decided_by: {esc(result.decided_by)}[/]")
 
 
 @app.command()

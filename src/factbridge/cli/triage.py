@@ -13,9 +13,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from factbridge.cli.app import _state, app, bench_app, eval_app, train_app
-from factbridge.console import console, err_console, progress_bar
+from factbridge.console import cells, console, err_console, plain, progress_bar
 from factbridge.errors import InputError
 
 DATA_HELP = "The shared check-worthiness folder (../shared/data/checkworthiness)."
@@ -291,18 +292,18 @@ def queue(
     table.add_column("why / text", overflow="fold")
     for rank, (entry_id, d) in enumerate(entries, start=1):
         comps = d.get("components", {})
-        why = []
+        why: list[Text] = []
         if d.get("gated"):
-            why.append(f"[yellow]gated: {d.get('gate_reason')}[/]")
+            why.append(plain(f"gated: {d.get('gate_reason')}", "yellow"))
         deb = comps.get("debunked", {}).get("evidence", {})
         if deb.get("factcheck_id"):
-            why.append(f"repeats fact-check {deb['factcheck_id']} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})")
+            why.append(plain(f"repeats fact-check {deb['factcheck_id']} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})"))
         text = d.get("text") or d.get("title") or ""
         label = f"{entry_id} [{d.get('language') or '-'}] " if d.get("kind") == "post" else f"{entry_id} "
-        table.add_row(
-            str(rank), f"{d.get('priority', 0):.3f}",
+        table.add_row(*cells(
+            rank, f"{d.get('priority', 0):.3f}",
             *(f"{comps.get(c, {}).get('contribution', 0):.3f}" for c in COMPONENTS),
-            label + text[:120] + ("\n" + "; ".join(why) if why else ""),
-        )
+            Text("\n").join([plain(label + text[:120]), Text("; ").join(why)]) if why else plain(label + text[:120]),
+        ))
     console.print(table)
     console.print("[dim]columns are contributions (weight x value / sum of weights); `--json` shows the evidence and decided_by[/]")

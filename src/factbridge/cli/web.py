@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from factbridge.cli.app import _state, app
-from factbridge.console import console, err_console
+from factbridge.console import cells, console, err_console, esc, plain
 from factbridge.errors import Conflict, InputError
 from factbridge.services import Services
 from factbridge.workflow.accounts import ROLES, SYSTEM_ORG, Accounts
@@ -85,11 +85,11 @@ def audit_verify(
         for col in ("org", "entries", "status"):
             table.add_column(col)
         for r in reports:
-            table.add_row(r.org, str(r.entries), "[green]intact[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
+            table.add_row(*cells(r.org, r.entries, plain("intact", "green") if r.ok else plain(f"{len(r.problems)} problem(s)", "red")))
         console.print(table)
         for r in reports:
             for problem in r.problems:
-                err_console.print(f"[red]tampered:[/] {problem}")
+                err_console.print(f"[red]tampered:[/] {esc(problem)}")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
@@ -98,7 +98,7 @@ def audit_verify(
 def orgs_add(ctx: typer.Context, org_id: str, name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
     """Create an organisation."""
     doc = _accounts(_state(ctx).services()).add_org(org_id, name or org_id)
-    console.print(f"organisation {doc['id']} ({doc['name']}) created")
+    console.print(esc(f"organisation {doc['id']} ({doc['name']}) created"))
 
 
 @orgs_app.command("list")
@@ -108,7 +108,7 @@ def orgs_list(ctx: typer.Context) -> None:
     for col in ("id", "name", "created"):
         table.add_column(col)
     for doc in _accounts(_state(ctx).services()).list_orgs():
-        table.add_row(doc["id"], doc["name"], doc["created_at"])
+        table.add_row(*cells(doc["id"], doc["name"], doc["created_at"]))
     console.print(table)
 
 
@@ -129,16 +129,16 @@ def users_add(
     ensure_org(accounts, org)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
     actor = accounts.add_user(username, password, org, role, name)
-    console.print(f"user {actor.username} ({actor.role}) added to {actor.org}")
+    console.print(esc(f"user {actor.username} ({actor.role}) added to {actor.org}"))
     if not password_stdin:
-        console.print(f"password: {password}")
+        console.print(f"password: {esc(password)}")
 
 
 @users_app.command("role")
 def users_role(ctx: typer.Context, username: str, role: str) -> None:
     """Change a user's role."""
     actor = _accounts(_state(ctx).services()).set_role(username, role)
-    console.print(f"user {actor.username} is now {actor.role}")
+    console.print(esc(f"user {actor.username} is now {actor.role}"))
 
 
 @users_app.command("password")
@@ -150,14 +150,14 @@ def users_password(
     """Set a new password for a user."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
     _accounts(_state(ctx).services()).set_password(username, password)
-    console.print(f"password of {username} changed" + ("" if password_stdin else f": {password}"))
+    console.print(esc(f"password of {username} changed" + ("" if password_stdin else f": {password}")))
 
 
 @users_app.command("token")
 def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Option(help="What the token is for.")] = "api") -> None:
     """Create an API token for a user (shown once; only its hash is stored)."""
     token = _accounts(_state(ctx).services()).create_token(username, name)
-    console.print(token, soft_wrap=True)
+    console.print(token, soft_wrap=True, markup=False, highlight=False)
 
 
 @users_app.command("purge-sessions")
@@ -190,7 +190,7 @@ def users_list(ctx: typer.Context) -> None:
     for col in ("user", "name", "role"):
         table.add_column(col)
     for actor in _accounts(services).list_users(services.settings.org):
-        table.add_row(actor.username, actor.display_name, actor.role)
+        table.add_row(*cells(actor.username, actor.display_name, actor.role))
     console.print(table)
 
 

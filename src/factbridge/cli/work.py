@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from factbridge.cli.app import _state, app
-from factbridge.console import console, err_console
+from factbridge.console import cells, console, err_console, esc
 from factbridge.errors import ConfigError
 
 queue_app = typer.Typer(help="Batches of queued work between ingest and workers: failed ones, retries, backlog (`factbridge queue` is the triage queue).", no_args_is_help=True)
@@ -56,9 +56,9 @@ def worker(
 
     def show(outcome: BatchOutcome) -> None:
         colour = {"done": "green", "retry": "yellow", "failed": "red"}.get(outcome.status, "white")
-        line = (f"[{colour}]{outcome.status:6}[/] batch {outcome.batch_id[:12]} org {outcome.org} "
+        line = (f"[{colour}]{outcome.status:6}[/] batch {esc(outcome.batch_id[:12])} org {esc(outcome.org)} "
                 f"{outcome.posts} posts, attempt {outcome.attempt}, {outcome.seconds:.2f} s")
-        err_console.print(line + (f" — {outcome.error}" if outcome.error else ""))
+        err_console.print(line + (f" — {esc(outcome.error)}" if outcome.error else ""))
 
     runner = Worker(services, queue, name=name, stop=stop, on_batch=show, fetch_timeout_s=fetch_timeout)
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")
@@ -108,8 +108,8 @@ def queue_failed(
     for col in ("batch", "status", "posts", "attempts", "worker", "when", "error"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["id"], row.get("status", ""), str(len(row.get("post_ids") or [])), str(row.get("attempts", "")),
-                      str(row.get("worker", "")), str(row.get("updated_at", "")), str(row.get("error", "")))
+        table.add_row(*cells(row["id"], row.get("status", ""), len(row.get("post_ids") or []), row.get("attempts", ""),
+                             row.get("worker", ""), row.get("updated_at", ""), row.get("error", "")))
     console.print(table)
 
 

@@ -10,13 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from factbridge.backends.connectors.files import read_posts
+from factbridge.backends.connectors.base import fetch_items, open_connector
+from factbridge.backends.connectors.files import connector_for
+from factbridge.backends.connectors.reading import DEFAULT_LIMITS, InputLimits
 from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.backends.embedders.cache import text_sha
-from factbridge.backends.storage.base import Storage
+from factbridge.backends.storage.base import (
+    FactCheckStore,
+    MatchStore,
+    PostStore,
+    QuarantineStore,
+    Storage,
+    VectorStore,
+)
+from factbridge.errors import InputError
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
-from factbridge.pipeline.library import read_factchecks
+from factbridge.pipeline.library import read_factchecks_located
 from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
 from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
@@ -29,13 +40,24 @@ class IngestOutcome:
     matches: list[MatchResult] = field(default_factory=list)
 
 
-def read_file(path: str | Path, languages: tuple[str, ...], platform: str = "") -> tuple[list[Post], list[Quarantined]]:
-    """A file's prepared posts and its quarantined rows (a repeated id is quarantined)."""
-    items = list(read_posts(path, platform))
+class FactCheckImportStore(FactCheckStore, QuarantineStore, Protocol):
+    """What a fact-check import writes to."""
+
+
+def read_file(
+    path: str | Path, languages: tuple[str, ...], platform: str = "",
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+) -> tuple[list[Post], list[Quarantined]]:
+    """A file's prepared posts and its quarantined rows, read through a connector (by default
+    the jsonl or csv file connector, from the file name) with rows bounded by `limits`. A
+    repeated id is quarantined (the file connectors do it with the first one's line)."""
     posts: list[Post] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
-    for item in items:
+    if connector is None and not Path(path).is_file():
+        raise InputError("no such file", source=str(path))
+    source = open_connector(connector or connector_for(path), path, platform, limits)
+    for item in fetch_items(source):
         if isinstance(item, Quarantined):
             quarantined.append(item)
         elif item.id in seen:
@@ -46,16 +68,20 @@ def read_file(path: str | Path, languages: tuple[str, ...], platform: str = "") 
     return posts, quarantined
 
 
-def ingest_file(storage: Storage, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "") -> IngestOutcome:
-    """Read and store a file (no stages: `factbridge.pipeline.process.process` also queues them)."""
-    posts, quarantined = read_file(path, languages, platform)
+def ingest_file(
+    storage: PostStore, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "",
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+) -> IngestOutcome:
+    """Read and store a file in one transaction, its posts with its quarantined rows (no stages:
+    `factbridge.pipeline.process.process` also queues them)."""
+    posts, quarantined = read_file(path, languages, platform, limits, connector)
     result = storage.upsert_posts(org, posts, quarantined)
     report = ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=quarantined)
     changed = set(result.changed)
     return IngestOutcome(report=report, posts=[p for p in posts if p.id in changed])
 
 
-def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, int]:
+def embed_posts(storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, int]:
     """Query vectors for posts, stored so that later stages never compute them twice."""
     stored = storage.vector_shas(org, "post", embedder.id)
     texts = {p.id: embedding_text(p) for p in posts}
@@ -66,7 +92,7 @@ def embed_posts(storage: Storage, embedder: Embedder, org: str, posts: Sequence[
     return {"embedded": len(todo)}
 
 
-def match_and_store(storage: Storage, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+def match_and_store(storage: MatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     results = matcher.match_posts(posts, progress)
     for post, result in zip(posts, results, strict=True):
         storage.replace_matches(org, post.id, result.candidates)
@@ -74,25 +100,35 @@ def match_and_store(storage: Storage, matcher: Matcher, org: str, posts: Sequenc
 
 
 def import_factcheck_files(
-    storage: Storage,
+    storage: FactCheckImportStore,
     org: str,
     paths: Sequence[str | Path],
     languages: tuple[str, ...],
     fmt: str = "auto",
     mapping: dict[str, str] | None = None,
     on_read: Callable[[int], None] | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> tuple[ImportReport, list[str]]:
-    """Read and upsert fact-checks. Returns the report and the ids that are new or changed."""
+    """Read and upsert fact-checks. Returns the report and the ids that are new or changed.
+
+    Within one import an id is taken once: a later record with an id already read (in the
+    same file or an earlier one of this import) is quarantined with where the first one was,
+    never a silent overwrite. Re-importing later is an update, as before."""
     total = ImportReport(source=", ".join(map(str, paths)))
     changed: list[str] = []
+    first_seen: dict[str, str] = {}
     for path in paths:
         good: dict[str, FactCheck] = {}
         bad: list[Quarantined] = []
-        for item in read_factchecks(path, fmt, mapping):
+        for item, line in read_factchecks_located(path, fmt, mapping, limits):
             if isinstance(item, Quarantined):
                 bad.append(item)
+            elif item.id in first_seen:
+                reason = f"duplicate id '{item.id}' in this import (first read at {first_seen[item.id]}); the first one is kept"
+                bad.append(Quarantined(kind="factcheck", source=str(path), line=line, field="id", reason=reason, raw=item.claim[:500]))
             else:
-                good[item.id] = prepare_factcheck(item, languages)  # a later duplicate id wins
+                first_seen[item.id] = f"{path}:{line}" if line else str(path)
+                good[item.id] = prepare_factcheck(item, languages)
             if on_read:
                 on_read(1)
         result = storage.upsert_factchecks(org, list(good.values()))

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from factbridge.backends.storage.base import SCHEMA_VERSION, Storage, UpsertResult
+from factbridge.backends.storage.base import ROLES, SCHEMA_VERSION, Storage, UpsertResult
 from factbridge.errors import EmbedderMismatch, FactBridgeError, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined, SignalScore
 from factbridge.text.normalize import normalize_text
@@ -106,10 +106,6 @@ def _cand(fc_id: str, rank: int, fused: float, decision: str = "match") -> Match
 
 def _ids(result: UpsertResult) -> tuple[list[str], list[str], list[str]]:
     return sorted(result.inserted), sorted(result.updated), sorted(result.unchanged)
-
-
-def _search_ids(store: Storage, org: str, kind: str, tokens: list[str], limit: int = 20) -> list[str]:
-    return [item_id for item_id, _ in store.search_text(org, kind, tokens, limit)]
 
 
 # -- schema ------------------------------------------------------------------
@@ -243,8 +239,7 @@ def check_post_upsert_is_idempotent(factory: StorageFactory) -> None:
         assert _ids(store.upsert_posts("org", [_post("p-1", "echo foxtrot")])) == ([], ["p-1"], [])
         assert store.get_post("org", "p-1").text == "echo foxtrot"
         assert store.count_posts("org") == 2
-        assert _search_ids(store, "org", "post", ["echo"]) == ["p-1"]
-        assert _search_ids(store, "org", "post", ["alpha"]) == [], "an updated post's old tokens must not match any more"
+        assert store.get_post("org", "p-1").tokens == _post("p-1", "echo foxtrot").tokens, "an update replaces the tokens"
 
 
 def check_posts_and_quarantine_commit_together(factory: StorageFactory) -> None:
@@ -280,9 +275,7 @@ def check_failed_batch_writes_nothing(factory: StorageFactory) -> None:
 
         after = (store.count_posts("org"), store.get_post("org", "p-1"), store.list_quarantine("org"))
         assert after == before, "a failed batch must write nothing and leave what was stored intact"
-        for token in ("zulu", "yankee", "xray"):
-            assert _search_ids(store, "org", "post", [token]) == [], f"the failed batch left '{token}' in the text index"
-        assert _search_ids(store, "org", "post", ["original"]) == ["p-1"]
+        assert store.get_posts("org", ["p-3", "p-4"]) == {}, "the failed batch left some of its posts behind"
 
 
 def check_list_and_iter_posts(factory: StorageFactory) -> None:
@@ -510,52 +503,6 @@ def check_docs_batch_is_all_or_nothing(factory: StorageFactory) -> None:
         assert store.count_docs("org", "audit") == 1, "a failed batch must write nothing"
 
 
-def check_search_text(factory: StorageFactory) -> None:
-    with _fresh(factory) as store:
-        store.upsert_factchecks("org", [
-            _fc("both", tokens="moon cheese made"),
-            _fc("moon-only", tokens="moon landing hoax filmed studio"),
-            _fc("none", tokens="vaccines microchips"),
-        ])
-        store.upsert_posts("org", [_post("post-moon", tokens="moon cheese")])
-        found = _search_ids(store, "org", "factcheck", ["moon", "cheese"])
-        assert found[:2] == ["both", "moon-only"], f"more query terms matched ranks higher: {found}"
-        assert "none" not in found and "post-moon" not in found, "search_text stays within its kind"
-        scores = [s for _, s in store.search_text("org", "factcheck", ["moon", "cheese"])]
-        assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
-        assert _search_ids(store, "org", "post", ["cheese"]) == ["post-moon"]
-        assert _search_ids(store, "org", "factcheck", ["moon"], limit=1) in (["both"], ["moon-only"])
-        assert store.search_text("org", "factcheck", []) == [] and store.search_text("org", "factcheck", [""]) == []
-        assert store.search_text("org", "factcheck", ["absent"]) == []
-        # duplicated query tokens do not break the query
-        assert _search_ids(store, "org", "factcheck", ["cheese", "cheese"]) == ["both"]
-
-
-def check_search_text_khmer_and_vietnamese(factory: StorageFactory) -> None:
-    khmer = "ព័ត៌មានក្លែងក្លាយអំពីវ៉ាក់សាំងកូវីដ"
-    vietnamese = "Vắc-xin COVID-19 gây vô sinh là tin giả"
-    with _fresh(factory) as store:
-        store.upsert_factchecks("org", [
-            _fc("km", khmer, language="km"), _fc("vi", vietnamese, language="vi"), _fc("en", "Vaccines cause infertility"),
-        ])
-        km_tokens = tokenize(normalize_text("វ៉ាក់សាំង"))
-        assert len(tokenize(normalize_text(khmer))) > 1, "Khmer must arrive segmented"
-        assert _search_ids(store, "org", "factcheck", km_tokens) == ["km"], "a segmented Khmer word finds its fact-check"
-        unaccented = tokenize(normalize_text("vac xin gay vo sinh"))
-        assert _search_ids(store, "org", "factcheck", unaccented) == ["vi"], "Vietnamese typed without tone marks still matches"
-        decomposed = tokenize(normalize_text(unicodedata.normalize("NFD", "gây vô sinh")))
-        assert _search_ids(store, "org", "factcheck", decomposed) == ["vi"], "decomposed Vietnamese input matches too"
-
-
-def check_search_text_query_syntax_is_inert(factory: StorageFactory) -> None:
-    with _fresh(factory) as store:
-        store.upsert_factchecks("org", [_fc("fc-1", tokens="it's a:b c\"d e\\f or and not near")])
-        weird = ['"', "'", "\\", "it's", 'c"d', "e\\f", "a:b", "*", "(", ")", "|", "&", "!", ":*", "-", "OR", "AND", "NOT", "NEAR", "^"]
-        for token in weird:
-            store.search_text("org", "factcheck", [token])  # must not raise: tokens are data, never query syntax
-        assert _search_ids(store, "org", "factcheck", weird) == ["fc-1"]
-
-
 # -- unicode ---------------------------------------------------------------------------
 
 
@@ -580,7 +527,6 @@ def check_unicode_roundtrip(factory: StorageFactory) -> None:
         assert store.load_vectors(org, "post", "emb-ü", ids=ids[::-1])[0] == store.load_vectors(org, "post", "emb-ü")[0]
         store.replace_matches(org, ids[0], [_cand(ids[1], 1, 0.5)])
         assert store.matches_for_factcheck(org, ids[1])[0][0] == ids[0]
-        assert sorted(_search_ids(store, org, "post", ["ព័ត៌មាន"])) == sorted(ids)
 
 
 def check_nul_character_does_not_fail_a_batch(factory: StorageFactory) -> None:
@@ -653,8 +599,6 @@ def _dump(value: Any) -> Any:
 
 
 # Every read of the protocol that takes an org, and what it returns for one org.
-# (Search scores are left out on purpose: SQLite's FTS5 statistics span the whole
-# table, so scores may move when another org writes; the ids must not.)
 SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "get_factcheck": lambda s, o: _safe(lambda: s.get_factcheck(o, SHARED)),
     "get_factchecks": lambda s, o: s.get_factchecks(o, [SHARED, "only-alpha", "only-bravo"]),
@@ -674,7 +618,6 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "get_docs": lambda s, o: s.get_docs(o, "scope", [SHARED, "only-alpha", "only-bravo"]),
     "list_docs": lambda s, o: [s.list_docs(o, "scope", order=order) for order in ("sort_desc", "sort_asc", "updated_desc", "created_asc", "id")],
     "count_docs": lambda s, o: s.count_docs(o, "scope"),
-    "search_text": lambda s, o: [sorted(_search_ids(s, o, k, ["shared", "alphaonly", "bravoonly"])) for k in ("factcheck", "post")],
 }
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
@@ -682,7 +625,7 @@ EMPTY_VIEW: dict[str, Any] = {
     "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0,
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
     "matches_for_post": [[], [], []], "matches_for_factcheck": [[], [], []], "get_docs": {},
-    "list_docs": [[], [], [], [], []], "count_docs": 0, "search_text": [[], []],
+    "list_docs": [[], [], [], [], []], "count_docs": 0,
 }
 
 
@@ -728,6 +671,17 @@ def check_org_scope_everywhere(factory: StorageFactory) -> None:
         assert _view(store, "alpha") == alpha_alone
 
 
+# -- roles -------------------------------------------------------------------------------
+
+
+def check_implements_every_role(factory: StorageFactory) -> None:
+    """A backend is every role of the contract (callers may ask for one role only)."""
+    with _fresh(factory) as store:
+        missing = [role.__name__ for role in ROLES if not isinstance(store, role)]
+        assert not missing, f"{type(store).__name__} does not implement: {', '.join(missing)}"
+        assert not hasattr(store, "search_text"), "lexical search is the matcher's (in-memory BM25), not a storage role"
+
+
 # -- concurrency ---------------------------------------------------------------------------
 
 
@@ -741,7 +695,7 @@ def check_concurrent_writers_and_readers(factory: StorageFactory) -> None:
                     store.put_docs("org", "c", [(f"w{worker}-{i}", {"i": i}, float(i))])
                     store.count_posts("org")
                     store.list_docs("org", "c", limit=5)
-                    store.search_text("org", "post", [f"w{worker}"])
+                    store.get_posts("org", [f"w{worker}-{i}-0"])
             except BaseException as exc:  # collected and re-raised in the main thread
                 errors.append(exc)
 
@@ -776,9 +730,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_docs_put_get_list_count,
     check_docs_upsert_semantics,
     check_docs_batch_is_all_or_nothing,
-    check_search_text,
-    check_search_text_khmer_and_vietnamese,
-    check_search_text_query_syntax_is_inert,
+    check_implements_every_role,
     check_unicode_roundtrip,
     check_nul_character_does_not_fail_a_batch,
     check_non_finite_numbers_in_documents,

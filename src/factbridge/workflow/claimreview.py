@@ -91,6 +91,19 @@ def stable_id(*parts: str) -> str:
     return "fc-" + hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
+def _url(node: dict[str, Any], keys: tuple[str, ...], source: str, line: int | None) -> str:
+    """The first of `keys` that is set, as the fact-check's URL (and id): text only, never an
+    object or a list stringified into an id nobody wrote."""
+    for key in keys:
+        value = node.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"'{key}' must be a string, not {type(value).__name__}", source=source, line=line, field=key)
+        return value
+    return ""
+
+
 def factcheck_from_claimreview(node: dict[str, Any], source: str, line: int | None = None) -> FactCheck:
     claim = str(node.get("claimReviewed") or "").strip()
     item: dict[str, Any] = node["itemReviewed"] if isinstance(node.get("itemReviewed"), dict) else {}
@@ -99,7 +112,7 @@ def factcheck_from_claimreview(node: dict[str, Any], source: str, line: int | No
     if not claim:
         raise InputError("ClaimReview has no claimReviewed", source=source, line=line, field="claimReviewed")
     rating: dict[str, Any] = node["reviewRating"] if isinstance(node.get("reviewRating"), dict) else {}
-    url = str(node.get("url") or node.get("@id") or "")
+    url = _url(node, ("url", "@id"), source, line)
     rating_value: float | None = None
     try:
         if rating.get("ratingValue") not in (None, ""):
@@ -131,7 +144,7 @@ def factchecks_from_google(data: dict[str, Any], source: str) -> Iterator[FactCh
         if not text:
             raise InputError("claim without text", source=source, field=f"claims[{n - 1}].text")
         for review in claim.get("claimReview", []):
-            url = str(review.get("url") or "")
+            url = _url(review, ("url",), source, None)
             publisher = review.get("publisher") or {}
             yield FactCheck(
                 id=url or stable_id(text, str(publisher.get("name", ""))),

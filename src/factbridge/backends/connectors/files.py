@@ -5,19 +5,31 @@ Accepted fields (aliases in brackets): id [post_id, tweet_id], platform, author
 message, body], urls (list or space-separated), likes, shares [retweets,
 reposts], comments [replies], views, followers, language [lang], or a nested
 `engagement` object. Author identifiers are kept as given: pass pseudonyms.
+
+Files are read as a stream with bounded rows (`reading.InputLimits`, the
+`ingest_max_*` settings); every row that cannot be used becomes a `Quarantined`
+row naming file, line, field and reason, and the rest of the file goes in.
+Ids are strings or integers only; a second row with an id already read in the
+file is quarantined, the first one kept.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from factbridge.backends.connectors.reading import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    RowError,
+    check_value,
+    iter_csv_records,
+    iter_json_lines,
+    open_binary,
+)
 from factbridge.errors import InputError
 from factbridge.models import Engagement, Post, Quarantined
 from factbridge.text.dates import parse_date
@@ -39,7 +51,8 @@ ENGAGEMENT_ALIASES: dict[str, tuple[str, ...]] = {
     "followers": ("followers", "follower_count", "audience"),
 }
 
-csv.field_size_limit(10 * 1024 * 1024)
+MAX_ID_CHARS = 1000
+MAX_COUNT = 10**15  # more than any platform's audience; larger is a corrupt cell
 
 
 def _pick(row: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -52,21 +65,54 @@ def _pick(row: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, A
 def _count(value: Any, field: str, source: str, line: int) -> int:
     if value in (None, ""):
         return 0
+    if isinstance(value, bool | Mapping | list):
+        raise InputError(f"not a count: {str(value)[:50]!r}", source=source, line=line, field=field)
     try:
         number = int(float(str(value).replace(",", "").strip()))
-    except ValueError as exc:
-        raise InputError(f"not a count: {value!r}", source=source, line=line, field=field) from exc
+    except (ValueError, OverflowError) as exc:
+        raise InputError(f"not a count: {str(value)[:50]!r}", source=source, line=line, field=field) from exc
+    if number > MAX_COUNT:
+        raise InputError(f"count out of range: {str(value)[:50]!r}", source=source, line=line, field=field)
     if number < 0:
         raise InputError(f"negative count: {value!r}", source=source, line=line, field=field)
     return number
 
 
-def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: str = "") -> Post:
+def post_id_text(value: Any, source: str, line: int | None, field: str, max_chars: int = MAX_ID_CHARS) -> str:
+    """An id as text. Only strings and integers are ids: an object, a list, a number with a
+    fraction or a boolean would be stringified into something nobody wrote."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(f"an id must be a string or an integer, not {_json_kind(value)}", source=source, line=line, field=field)
+    text = str(value).strip()
+    if not text:
+        raise InputError("empty id", source=source, line=line, field=field)
+    if len(text) > max_chars:
+        raise InputError(f"id longer than {max_chars} characters", source=source, line=line, field=field)
+    return text
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    return type(value).__name__
+
+
+def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: str = "", limits: InputLimits = DEFAULT_LIMITS) -> Post:
     if not isinstance(row, Mapping):
         raise InputError("a post must be a JSON object", source=source, line=line)
-    _, post_id = _pick(row, ALIASES["id"])
-    if post_id is None:
+    found = check_value(row, limits)
+    if found is not None:
+        raise InputError(found[1], source=source, line=line, field=found[0])
+    id_field, raw_id = _pick(row, ALIASES["id"])
+    if raw_id is None:
         raise InputError("missing id", source=source, line=line, field="id")
+    post_id = post_id_text(raw_id, source, line, id_field or "id")
     text_field, text = _pick(row, ALIASES["text"])
     if text is None or not str(text).strip():
         raise InputError("missing or empty text", source=source, line=line, field=text_field or "text")
@@ -93,7 +139,7 @@ def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: 
     known = {n for names in (*ALIASES.values(), *ENGAGEMENT_ALIASES.values()) for n in names} | {"engagement"}
     try:
         return Post(
-            id=str(post_id),
+            id=post_id,
             platform=str(platform_value or platform or "unknown"),
             author=str(author or ""),
             created_at=created,
@@ -113,64 +159,103 @@ def _quarantine(exc: InputError, raw: str) -> Quarantined:
     return Quarantined(kind="post", source=exc.source or "", line=exc.line, field=exc.field, reason=exc.reason, raw=raw[:2000])
 
 
-def read_jsonl(path: str | Path, platform: str = "") -> Iterator[Post | Quarantined]:
+def _row_error(source: str, exc: RowError, raw: str = "") -> Quarantined:
+    return Quarantined(kind="post", source=source, line=exc.line, field=exc.field, reason=exc.reason, raw=raw[:2000])
+
+
+Located = tuple[int | None, Post | Quarantined]
+
+
+def _jsonl_located(path: str | Path, platform: str, limits: InputLimits) -> Iterator[Located]:
     source = str(path)
-    with open(path, encoding="utf-8-sig", errors="strict") as handle:
-        for n, raw in enumerate(handle, start=1):
-            if not raw.strip():
+    with open_binary(path) as handle:
+        for n, value, raw in iter_json_lines(handle, limits):
+            if isinstance(value, RowError):
+                yield value.line, _row_error(source, value, raw)
                 continue
             try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                yield Quarantined(kind="post", source=source, line=n, reason=f"invalid JSON: {exc.msg} (column {exc.colno})", raw=raw[:2000])
-                continue
-            try:
-                yield post_from_mapping(data, source, n, platform)
+                yield n, post_from_mapping(value, source, n, platform, limits)
             except InputError as exc:
-                yield _quarantine(exc, raw)
+                yield n, _quarantine(exc, raw)
 
 
-def read_csv(path: str | Path, platform: str = "", delimiter: str = ",") -> Iterator[Post | Quarantined]:
+def _csv_located(path: str | Path, platform: str, delimiter: str, limits: InputLimits) -> Iterator[Located]:
     source = str(path)
-    text = Path(path).read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            yield Quarantined(kind="post", source=source, line=line, reason=f"{len(row[None])} more cells than header columns", raw=json.dumps(row, ensure_ascii=False, default=str)[:2000])
-            continue
-        try:
-            yield post_from_mapping(row, source, line, platform)
-        except InputError as exc:
-            yield _quarantine(exc, json.dumps(row, ensure_ascii=False))
+    header: list[str] | None = None
+    with open_binary(path) as handle:
+        for record in iter_csv_records(handle, limits, delimiter):
+            if isinstance(record, RowError):
+                yield record.line, _row_error(source, record)
+                continue
+            if header is None:
+                header = [c.strip() for c in record.cells]
+                continue
+            if len(record.cells) > len(header):
+                reason = f"{len(record.cells) - len(header)} more cells than header columns"
+                yield record.line, Quarantined(kind="post", source=source, line=record.line, reason=reason, raw=record.raw[:2000])
+                continue
+            row: dict[str, Any] = dict(zip(header, record.cells, strict=False))
+            try:
+                yield record.line, post_from_mapping(row, source, record.line, platform, limits)
+            except InputError as exc:
+                yield record.line, _quarantine(exc, record.raw)
 
 
-def read_posts(path: str | Path, platform: str = "") -> Iterator[Post | Quarantined]:
+def read_jsonl(path: str | Path, platform: str = "", limits: InputLimits = DEFAULT_LIMITS) -> Iterator[Post | Quarantined]:
+    for _, item in _jsonl_located(path, platform, limits):
+        yield item
+
+
+def read_csv(path: str | Path, platform: str = "", delimiter: str = ",", limits: InputLimits = DEFAULT_LIMITS) -> Iterator[Post | Quarantined]:
+    for _, item in _csv_located(path, platform, delimiter, limits):
+        yield item
+
+
+def connector_for(path: str | Path) -> str:
+    """The file connector for a file name: csv for .csv and .tsv, jsonl for the rest."""
+    return "csv" if Path(path).suffix.lower() in {".csv", ".tsv"} else "jsonl"
+
+
+def read_posts(
+    path: str | Path, platform: str = "", limits: InputLimits = DEFAULT_LIMITS, fmt: str | None = None,
+) -> Iterator[Post | Quarantined]:
+    """Posts and quarantined rows of a JSONL, CSV or TSV file (`fmt` "jsonl" or "csv"; by default
+    from the file name), read as a stream. A row whose id was already read is quarantined (the
+    first one stays): never a silent overwrite."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", source=str(path))
-    try:
-        if path.suffix.lower() in {".csv", ".tsv"}:
-            yield from read_csv(path, platform, "\t" if path.suffix.lower() == ".tsv" else ",")
-        else:
-            yield from read_jsonl(path, platform)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from exc
+    if (fmt or connector_for(path)) == "csv":
+        located = _csv_located(path, platform, "\t" if path.suffix.lower() == ".tsv" else ",", limits)
+    else:
+        located = _jsonl_located(path, platform, limits)
+    first_line: dict[str, int | None] = {}
+    for line, item in located:
+        if isinstance(item, Post):
+            if item.id in first_line:
+                reason = f"duplicate id '{item.id}' in the same file (first on line {first_line[item.id]})"
+                yield Quarantined(kind="post", source=str(path), line=line, field="id", reason=reason, raw=item.text[:500])
+                continue
+            first_line[item.id] = line
+        yield item
 
 
 class JSONLConnector:
+    """Posts from a JSON Lines file (`factbridge ingest --connector jsonl FILE`). Files are read
+    whole in one fetch: the next cursor is always None."""
+
     name = "jsonl"
 
-    def __init__(self, path: str | Path, platform: str = "") -> None:
+    def __init__(self, path: str | Path, platform: str = "", limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.path = Path(path)
         self.platform = platform
+        self.limits = limits
 
     def fetch(self, cursor: str | None = None) -> tuple[list[Post | Quarantined], str | None]:
-        return list(read_jsonl(self.path, self.platform)), None
+        return list(read_posts(self.path, self.platform, self.limits, fmt=self.name)), None
 
 
 class CSVConnector(JSONLConnector):
-    name = "csv"
+    """Posts from a CSV file, or TSV by its .tsv name (`factbridge ingest --connector csv FILE`)."""
 
-    def fetch(self, cursor: str | None = None) -> tuple[list[Post | Quarantined], str | None]:
-        return list(read_csv(self.path, self.platform)), None
+    name = "csv"

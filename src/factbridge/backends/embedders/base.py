@@ -30,7 +30,8 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return matrix / norms
+    normalized: np.ndarray = matrix / norms
+    return normalized
 
 
 def batched(texts: Sequence[str], size: int) -> list[Sequence[str]]:

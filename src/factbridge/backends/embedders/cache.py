@@ -2,12 +2,16 @@
 
 Keyed by (embedder id, role, sha256 of the exact text); vectors kept as
 float16 (384 values -> 768 bytes), which moves cosine scores by < 1e-3.
-The file is plain SQLite, safe to delete, shareable between runs.
+The file is plain SQLite, safe to delete, shareable between runs. `factbridge serve`
+and a CLI command may have it open at once: writes wait for the other's lock
+(busy timeout, then retries with backoff), and closing leaves the file in WAL mode
+when someone else still has it open.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from factbridge.backends.embedders.base import Embedder, Progress, normalize_rows
+from factbridge.backends.sqlite_busy import CONNECT_TIMEOUT_S, is_busy, retry_busy
+
+log = logging.getLogger(__name__)
 
 
 def text_sha(text: str) -> str:
@@ -27,12 +34,16 @@ class EmbeddingCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings(embedder TEXT, role TEXT, sha TEXT, vec BLOB,"
-            " PRIMARY KEY(embedder, role, sha))"
-        )
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=CONNECT_TIMEOUT_S)
+
+        def setup() -> None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings(embedder TEXT, role TEXT, sha TEXT, vec BLOB,"
+                " PRIMARY KEY(embedder, role, sha))"
+            )
+
+        retry_busy(setup, f"embedding cache {self.path}", on_retry=self._rollback)
         self._readonly = [
             sqlite3.connect(f"file:{p}?mode=ro&immutable=1", uri=True, check_same_thread=False)
             for p in readonly_paths
@@ -59,24 +70,35 @@ class EmbeddingCache:
                         if n > 0:
                             promoted.append((sha, blob))
             if promoted:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?)", [(embedder, role, sha, blob) for sha, blob in promoted]
-                )
-                self._db.commit()
+                self._write([(embedder, role, sha, blob) for sha, blob in promoted])
         return found
 
     def put_many(self, embedder: str, role: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?)",
-                [(embedder, role, sha, vec.astype(np.float16).tobytes()) for sha, vec in items],
-            )
+            self._write([(embedder, role, sha, vec.astype(np.float16).tobytes()) for sha, vec in items])
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.rollback()
+
+    def _write(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        def run() -> None:
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?)", rows)
             self._db.commit()
 
+        retry_busy(run, f"embedding cache {self.path}", on_retry=self._rollback)
+
     def close(self) -> None:
-        # Leave a single self-contained file behind (no -wal/-shm), fit to commit or copy.
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.execute("PRAGMA journal_mode=DELETE")
+        # Leave a single self-contained file behind (no -wal/-shm), fit to commit or copy,
+        # unless another process (`factbridge serve`) still has it open: switching the
+        # journal mode needs the file to ourselves, and the last one to close cleans up.
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            log.debug("embedding cache %s is open elsewhere: left in WAL mode", self.path)
         for db in [self._db, *self._readonly]:
             db.close()
 

@@ -1,5 +1,7 @@
-"""The storage contract. Every read and write takes the organisation scope first:
-one partner's data never shows up in another's results.
+"""The storage contract, split by role (`PostStore`, `FactCheckStore`, `VectorStore`,
+`DocumentStore`, ...); `Storage` is all of them, what a backend implements. Every read
+and write takes the organisation scope first: one partner's data never shows up in
+another's results.
 
 Backends: SQLite (default, embedded) and PostgreSQL (+pgvector). Both pass the
 conformance suite in `factbridge.testing.storage_conformance`.
@@ -15,11 +17,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from factbridge.errors import StorageError
+from factbridge.errors import InputError, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -34,21 +36,31 @@ class UpsertResult:
 
 
 @runtime_checkable
-class Storage(Protocol):
+class StorageAdmin(Protocol):
+    """Opening, schema and closing: what `factbridge init` and the composition root need."""
+
     url: str
 
     def migrate(self) -> None: ...
     def close(self) -> None: ...
     def schema_version(self) -> int: ...
 
-    # fact-checks
+
+@runtime_checkable
+class FactCheckStore(Protocol):
+    """The fact-check library."""
+
     def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult: ...
     def get_factcheck(self, org: str, factcheck_id: str) -> FactCheck: ...
     def get_factchecks(self, org: str, ids: Sequence[str]) -> dict[str, FactCheck]: ...
     def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]: ...
     def count_factchecks(self, org: str) -> int: ...
 
-    # posts
+
+@runtime_checkable
+class PostStore(Protocol):
+    """Posts. A file's posts and its quarantined rows are written in one transaction."""
+
     def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult: ...
     def get_post(self, org: str, post_id: str) -> Post: ...
     def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]: ...
@@ -56,11 +68,20 @@ class Storage(Protocol):
     def iter_posts(self, org: str, batch_size: int = 1000) -> Iterator[Post]: ...
     def count_posts(self, org: str) -> int: ...
 
-    # quarantine
+
+@runtime_checkable
+class QuarantineStore(Protocol):
+    """Rows of input files that were set aside, with where and why."""
+
     def add_quarantine(self, org: str, rows: Sequence[Quarantined]) -> None: ...
     def list_quarantine(self, org: str, limit: int = 100) -> list[Quarantined]: ...
 
-    # vectors (kind: "factcheck" or "post")
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Embeddings per item (kind: "factcheck" or "post") and embedder; a vector of another
+    dimension than its embedder's first one is refused."""
+
     def put_vectors(self, org: str, kind: str, embedder_id: str, rows: Sequence[tuple[str, str, np.ndarray]]) -> None: ...
     def load_vectors(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Item ids (in id order) and their vectors as rows of one float32 matrix. With `ids`, only
@@ -69,14 +90,22 @@ class Storage(Protocol):
     def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]: ...
     def embedders(self) -> dict[str, int]: ...
 
-    # matches
+
+@runtime_checkable
+class MatchStore(Protocol):
+    """The stored match candidates of each post."""
+
     def replace_matches(self, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> None: ...
     def matches_for_post(self, org: str, post_id: str) -> list[MatchCandidate]: ...
     def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]: ...
 
-    # documents: derived records of later stages (link risk, check-worthiness, narratives,
-    # alerts, queue entries, cases...). One JSON document per (org, collection, id), with an
-    # optional numeric sort key (e.g. queue priority) for ordered listing.
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Derived records of later stages (link risk, check-worthiness, narratives, alerts, queue
+    entries, cases...). One JSON document per (org, collection, id), with an optional numeric
+    sort key (e.g. queue priority) for ordered listing."""
+
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None: ...
     def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
         """`put_docs` into several collections in one transaction: all of it is written, or none
@@ -86,11 +115,19 @@ class Storage(Protocol):
     def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]: ...
     def count_docs(self, org: str, collection: str) -> int: ...
 
-    # lexical search over the script-aware tokens
-    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]: ...
+
+@runtime_checkable
+class Storage(StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorStore, MatchStore, DocumentStore, Protocol):
+    """Every role together: what a backend implements. Code that needs one part declares that
+    role (`PostStore`, `VectorStore`...) instead, so its needs are visible and a test can hand
+    it a small fake. Lexical search is not a storage role: the matcher ranks with its own
+    in-memory BM25 (pipeline/lexical.py), the same on every backend."""
 
 
-def iter_docs(storage: Storage, org: str, collection: str, order: str = "id", page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+ROLES: tuple[type, ...] = (StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorStore, MatchStore, DocumentStore)
+
+
+def iter_docs(storage: DocumentStore, org: str, collection: str, order: str = "id", page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every document of a collection, `page` at a time (keyset-free: for collections nobody
     writes to while they are read through)."""
     offset = 0
@@ -103,7 +140,17 @@ def iter_docs(storage: Storage, org: str, collection: str, order: str = "id", pa
 
 
 def content_sha(record: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+    """sha256 of a record's canonical JSON. A record holding text that is not valid Unicode (a
+    lone surrogate, which no database can store as UTF-8) is refused as bad input here, before
+    anything of its batch is written."""
+    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    try:
+        data = text.encode()
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"record '{record.get('id', '?')}' holds text that is not valid Unicode (lone surrogate U+{ord(text[exc.start]):04X})"
+        ) from exc
+    return hashlib.sha256(data).hexdigest()
 
 
 def to_blob(vec: np.ndarray) -> bytes:

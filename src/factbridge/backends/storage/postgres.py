@@ -1,8 +1,7 @@
 """PostgreSQL storage (+pgvector): the scale-out backend.
 
 Same contract as the SQLite store (both pass `factbridge.testing.storage_conformance`):
-documents as JSONB, vectors in pgvector `vector` columns, lexical search over a
-`tsvector` built from the stored script-aware tokens, and the same versioned
+documents as JSONB, vectors in pgvector `vector` columns, and the same versioned
 migrations recorded in a `meta` table (the schema version numbers agree with
 sqlite.py). Connections come from a small pool; every connection runs in
 autocommit mode and each write is one explicit transaction, so a batch (a file's
@@ -78,12 +77,10 @@ MIGRATIONS: list[str] = [
     """,
     # 2: SQLite's map from items to FTS rows; text_index is keyed by item already
     "SELECT 1",
+    # 3: no full-text index (as sqlite.py 3): the matcher's own BM25 ranks lexically
+    "DROP TABLE IF EXISTS text_index",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
-
-# tsvector positions stop at 16383; later repeats of a token add nothing to its rank.
-_MAX_POSITION = 16383
-
 
 def _psycopg() -> Any:
     try:
@@ -142,29 +139,6 @@ def _doc_json(doc: dict[str, Any]) -> str:
         return json.dumps(doc, ensure_ascii=False, default=str, allow_nan=False)
     except ValueError:
         return json.dumps(_finite(doc), ensure_ascii=False, default=str, allow_nan=False)
-
-
-def _lexeme(token: str) -> str:
-    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def tsvector_literal(tokens: str) -> str:
-    """The stored tokens as a tsvector literal, token by token.
-
-    The tokens are already script-aware (Khmer segmented, Vietnamese folded), so
-    they are taken verbatim ('simple' semantics: lower-cased, no stemming, no stop
-    words) instead of being re-split by the server's parser, whose idea of a
-    word depends on the database locale.
-    """
-    positions: dict[str, list[int]] = {}
-    for pos, token in enumerate((_text(tokens) or "").lower().split(), start=1):
-        positions.setdefault(token, []).append(min(pos, _MAX_POSITION))
-    return " ".join(f"{_lexeme(tok)}:{','.join(map(str, sorted(set(p))))}" for tok, p in positions.items())
-
-
-def tsquery_literal(tokens: Sequence[str]) -> str:
-    terms = dict.fromkeys(t for tok in tokens for t in (_text(tok) or "").lower().split())
-    return " | ".join(_lexeme(t) for t in terms)
 
 
 def vector_from_binary(data: bytes | memoryview, dim: int, item_id: str = "") -> np.ndarray:
@@ -262,7 +236,7 @@ class PostgresStorage:
     # -- connections -------------------------------------------------------
     def _open(self) -> psycopg.Connection[Any]:
         try:
-            conn = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            conn: psycopg.Connection[Any] = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         except self._psycopg.Error as exc:
             raise StorageError(f"cannot connect to {self._redacted()}: {exc}") from exc
         conn.execute("SET TIME ZONE 'UTC'")
@@ -353,17 +327,6 @@ class PostgresStorage:
         # one statement cannot upsert the same row twice: the last copy in a batch wins
         return list({item.id: item for item in items}.values())
 
-    @staticmethod
-    def _set_text(cur: psycopg.Cursor[Any], org: str, kind: str, rows: Sequence[tuple[str, str]]) -> None:
-        if not rows:
-            return
-        cur.execute(
-            "INSERT INTO text_index (org, kind, item_id, tsv)"
-            " SELECT %s, %s, u.item_id, u.tsv::tsvector FROM unnest(%b::text[], %b::text[]) AS u(item_id, tsv)"
-            " ON CONFLICT (org, kind, item_id) DO UPDATE SET tsv = excluded.tsv",
-            (org, kind, [_text(i) for i, _ in rows], [tsvector_literal(t) for _, t in rows]),
-        )
-
     def _upsert(
         self, cur: psycopg.Cursor[Any], table: str, org: str, columns: Sequence[str], rows: list[tuple[Any, ...]], types: Sequence[str]
     ) -> tuple[set[str], set[str]]:
@@ -412,9 +375,6 @@ class PostgresStorage:
 
         def run(cur: psycopg.Cursor[Any]) -> UpsertResult:
             inserted, updated = self._upsert(cur, "factchecks", org, ["language", "published_at", "tokens"], rows, ["text", "timestamptz", "text"])
-            written = inserted | updated
-            changed = [(fc.id, fc.tokens) for fc in unique if _text(fc.id) in written]
-            self._set_text(cur, org, "factcheck", changed)
             return self._report([fc.id for fc in unique], inserted, updated)
 
         return self._write(run)
@@ -471,9 +431,6 @@ class PostgresStorage:
             inserted, updated = self._upsert(
                 cur, "posts", org, ["created_at", "language", "author", "tokens"], rows, ["timestamptz", "text", "text", "text"]
             )
-            written = inserted | updated
-            changed = [(p.id, p.tokens) for p in unique if _text(p.id) in written]
-            self._set_text(cur, org, "post", changed)
             self._insert_quarantine(cur, quarantine_rows)
             return self._report([p.id for p in unique], inserted, updated)
 
@@ -692,18 +649,3 @@ class PostgresStorage:
         return int(
             self._read(lambda c: _scalar(c, "SELECT count(*) FROM docs WHERE org=%s AND collection=%s", (org, collection)))
         )
-
-    # -- lexical search --------------------------------------------------------
-    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]:
-        query = tsquery_literal(tokens)
-        if not query:
-            return []
-        # ts_rank normalisation 1 divides by 1 + log(length): long documents do not win by size alone
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT item_id, ts_rank(tsv, q, 1) AS s FROM text_index, CAST(%s AS tsquery) AS q"
-                ' WHERE org=%s AND kind=%s AND tsv @@ q ORDER BY s DESC, item_id COLLATE "C" LIMIT %s',
-                (query, org, kind, limit),
-            ).fetchall()
-        )
-        return [(r[0], float(r[1])) for r in rows]

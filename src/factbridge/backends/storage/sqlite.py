@@ -4,7 +4,9 @@ Done the datasette way: one writer thread fed by a queue runs every write in
 `BEGIN IMMEDIATE` ... `COMMIT`, so concurrent writers queue instead of failing
 with "database is locked"; readers use their own per-thread connections under
 WAL and get a time limit. A whole batch (a file's posts and its quarantined
-rows) commits or rolls back together.
+rows) commits or rolls back together. Another process on the same file (the CLI
+while `factbridge serve` runs) is waited for: a busy timeout per attempt, then
+`BEGIN IMMEDIATE` is retried with backoff (`backends.sqlite_busy`).
 
 An in-memory database is one shared-cache database, where WAL does not apply and
 SQLite locks whole tables: a reader meeting the writer's open transaction fails
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from factbridge.backends.sqlite_busy import CONNECT_TIMEOUT_S, retry_busy
 from factbridge.backends.storage.base import (
     SCHEMA_VERSION,
     UpsertResult,
@@ -84,6 +87,13 @@ MIGRATIONS: list[str] = [
     INSERT OR IGNORE INTO text_rows (rowid, org, kind, item_id) SELECT rowid, org, kind, item_id FROM text_fts;
     DELETE FROM text_fts WHERE rowid NOT IN (SELECT rowid FROM text_rows);
     """,
+    # 3: no FTS index. The matcher ranks lexically with its own in-memory BM25
+    # (pipeline/lexical.py, the same scores on every backend) and nothing read
+    # text_fts: keeping it cost a write per post and fact-check for nothing.
+    """
+    DROP TABLE IF EXISTS text_rows;
+    DROP TABLE IF EXISTS text_fts;
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -139,15 +149,23 @@ class SQLiteStorage:
     def _connect(self, writer: bool = False) -> sqlite3.Connection:
         try:
             # check_same_thread off: each connection is used by one thread, but close() runs on another
-            conn = sqlite3.connect(self._target, uri=self._uri, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(self._target, uri=self._uri, check_same_thread=False, timeout=CONNECT_TIMEOUT_S)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.url}: {exc}") from exc
         conn.row_factory = sqlite3.Row
         conn.isolation_level = None  # explicit transactions only
-        if not self._uri:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
+
+        def setup() -> None:
+            if not self._uri:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+
+        try:
+            retry_busy(setup, f"opening {self.url}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"cannot open {self.url}: {exc}") from exc
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -201,7 +219,8 @@ class SQLiteStorage:
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
+        # another process's write transaction: wait (busy timeout), then retry with backoff
+        retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), "write transaction")
         try:
             result = fn(conn)
         except BaseException:
@@ -260,19 +279,6 @@ class SQLiteStorage:
         row = self._read(lambda c: c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone())
         return int(row[0]) if row else 0
 
-    # -- helpers -----------------------------------------------------------
-    @staticmethod
-    def _set_fts(conn: sqlite3.Connection, org: str, kind: str, item_id: str, tokens: str) -> None:
-        row = conn.execute("SELECT rowid FROM text_rows WHERE org=? AND kind=? AND item_id=?", (org, kind, item_id)).fetchone()
-        if row is None:
-            rowid = conn.execute("INSERT INTO text_rows (org, kind, item_id) VALUES (?,?,?)", (org, kind, item_id)).lastrowid
-        else:
-            rowid = row[0]
-            conn.execute("DELETE FROM text_fts WHERE rowid=?", (rowid,))
-        conn.execute(
-            "INSERT INTO text_fts (rowid, tokens, org, kind, item_id) VALUES (?,?,?,?,?)", (rowid, tokens, org, kind, item_id)
-        )
-
     # -- fact-checks -------------------------------------------------------
     def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult:
         def run(conn: sqlite3.Connection) -> UpsertResult:
@@ -295,7 +301,6 @@ class SQLiteStorage:
                 else:
                     conn.execute("INSERT INTO factchecks VALUES (?,?,?,?,?,?,?,?,?)", (org, fc.id, *args, now, now))
                     result.inserted.append(fc.id)
-                self._set_fts(conn, org, "factcheck", fc.id, fc.tokens)
             return result
 
         return self._write(run)
@@ -361,7 +366,6 @@ class SQLiteStorage:
                 else:
                     conn.execute("INSERT INTO posts VALUES (?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now))
                     result.inserted.append(post.id)
-                self._set_fts(conn, org, "post", post.id, post.tokens)
             self._insert_quarantine(conn, org, quarantined)
             return result
 
@@ -554,18 +558,3 @@ class SQLiteStorage:
 
     def count_docs(self, org: str, collection: str) -> int:
         return int(self._read(lambda c: c.execute("SELECT count(*) FROM docs WHERE org=? AND collection=?", (org, collection)).fetchone()[0]))
-
-    # -- lexical search --------------------------------------------------------
-    def search_text(self, org: str, kind: str, tokens: Sequence[str], limit: int = 20) -> list[tuple[str, float]]:
-        terms = [t.replace('"', '""') for t in dict.fromkeys(tokens) if t]
-        if not terms:
-            return []
-        expr = " OR ".join(f'"{t}"' for t in terms)
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT item_id, bm25(text_fts) AS s FROM text_fts WHERE text_fts MATCH ? AND org=? AND kind=?"
-                " ORDER BY s LIMIT ?",
-                (expr, org, kind, limit),
-            ).fetchall()
-        )
-        return [(r[0], -float(r[1])) for r in rows]
