@@ -8,18 +8,24 @@
   (double submit). Checked by `check_csrf` on every POST route of the pages.
 * The API takes only `Authorization: Bearer <token>`: browsers never send
   that on their own, so the API needs no CSRF token.
-* Rate limits count per client address and per account in storage (see
-  RateLimiter), so a restart does not reset them and every process over one
-  database shares them; addresses and names are kept only salted and hashed,
-  and only for the length of the window.
+* Rate limits count in storage (see RateLimiter), so a restart does not reset
+  them and every process over one database shares them; addresses and names
+  are kept only salted and hashed, and only for the length of the window.
+  Sign-in failures count per (account, client) pair with exponential backoff,
+  and per client across accounts: whoever guesses a password slows down only
+  themselves, never the account's owner signing in from elsewhere.
+* The client address is the peer's, or, when the peer is one of the
+  configured `trusted_proxies`, the nearest X-Forwarded-For address that is
+  not a trusted proxy: a forged header from anyone else changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -77,7 +83,10 @@ class RateLimiter:
     """
 
     def __init__(self, storage: Storage, name: str, limit: int, window_s: float, what: str, salt: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, backoff: bool = False) -> None:
+        """`backoff`: instead of refusing every try once `limit` hits are in the window, each
+        further try waits after the latest hit, from window/32 doubling up to the window."""
+        self.backoff = backoff
         self.storage = storage
         self.name = name
         self.limit = limit
@@ -106,7 +115,13 @@ class RateLimiter:
                     for hashed in hashed_keys:
                         own = buckets[bucket].get(hashed, [])
                         if len(own) >= self.limit:
-                            retry = int(own[-self.limit] + self.window_s - now) + 1
+                            if self.backoff:
+                                wait = min(self.window_s, self.window_s / 32 * 2 ** (len(own) - self.limit))
+                                if now - own[-1] >= wait:
+                                    continue
+                                retry = int(own[-1] + wait - now) + 1
+                            else:
+                                retry = int(own[-self.limit] + self.window_s - now) + 1
                             raise RateLimited(f"too many {self.what}; try again in {retry} s", retry)
             if not (count or clear):
                 return
@@ -170,9 +185,52 @@ def client_salt(storage: Storage) -> bytes:
     return bytes.fromhex(found["hex"])
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, name: str = "trusted_proxies") -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"setting '{name}': {exc}") from exc
+
+
+def _trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
+    """The client: the peer, unless the peer is a trusted proxy; then walk X-Forwarded-For from
+    the right (the hop nearest us) past trusted proxies to the first other address. Anything
+    left of that is whatever the client claimed, and is never believed."""
+    address = peer or "unknown"
+    if not forwarded_for or not _trusted(address, proxies):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            ipaddress.ip_address(hop.strip("[]"))
+        except ValueError:
+            return address  # a malformed hop: keep the last address we can vouch for
+        address = hop.strip("[]")
+        if not _trusted(address, proxies):
+            return address
+    return address
+
+
 def client_key(request: Request) -> str:
     # The limiter hashes every key with the stored salt before it is kept anywhere.
-    return "client:" + (request.client.host if request.client else "unknown")
+    proxies = getattr(request.app.state.web, "trusted_proxies", ())
+    peer = request.client.host if request.client else None
+    return "client:" + client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+
+
+def login_key(username: str, request: Request) -> str:
+    """The (account, client) pair that sign-in failures count against."""
+    return f"login:{username.strip().lower()}|{client_key(request)}"
 
 
 def session_from_cookie(request: Request) -> Session | None:
