@@ -161,7 +161,8 @@ class CaseBook:
         """The 409 of a stale write: it names the current version, so an API client can reload
         (GET the case) and retry with it."""
         now = current.get("version")
-        return Conflict(f"case '{case_id}' changed since you read it (version {now}, yours {yours}); reload and try again",
+        return Conflict(f"case '{case_id}' changed since you read it: someone else saved version {now} (yours {yours}); "
+                        "reload and try again",
                         current={"id": case_id, "version": now, "status": current.get("status")})
 
     def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
