@@ -116,6 +116,7 @@ def build_state(services: Services) -> WebState:
     cases = CaseBook(storage, audit, RatingScale.parse(settings.rating_scale))
     login_limiter, public_limiter, login_client_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["web_link"] = web_link
     return WebState(
         services=services,
         audit=audit,
@@ -211,6 +212,13 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
 
+    # Authenticate, then count the body on the stream (web/limits.py). Added before the headers
+    # middleware, so it runs inside it: its BodyTooLarge reaches the body parser unwrapped.
+    web: WebState = app.state.web
+    app.add_middleware(RequestLimits, request_max_bytes=services.settings.request_max_bytes,
+                       upload_max_bytes=services.settings.upload_max_bytes, check_token=web.accounts.token_actor,
+                       check_session=web.accounts.session, session_cookie=SESSION_COOKIE)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -220,11 +228,6 @@ def create_app(services: Services) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    # Outermost: authenticate, then count the body on the stream (web/limits.py).
-    web: WebState = app.state.web
-    app.add_middleware(RequestLimits, request_max_bytes=services.settings.request_max_bytes,
-                       upload_max_bytes=services.settings.upload_max_bytes, check_token=web.accounts.token_actor,
-                       check_session=web.accounts.session, session_cookie=SESSION_COOKIE)
     api_docs.mount(app)
 
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
@@ -232,6 +235,14 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(public.router)
     return app
+
+
+def web_link(url: object) -> str:
+    """The URL if it may be a link (http or https), else "": text from imported fact-checks or
+    feeds never becomes a `javascript:`, `data:` or other link in a page."""
+    text = str(url or "").strip()
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    return text if scheme in ("http", "https") and text[len(scheme):].startswith("://") else ""
 
 
 def public_base_url(services: Services) -> str:
