@@ -57,7 +57,10 @@ def run_server(services: Services) -> None:
 
     settings = services.settings
     console.print(f"FactBridge workspace on [bold]http://{settings.host}:{settings.port}/[/] (Ctrl+C stops)")
-    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any loopback peer;
+    # the app believes it only from `trusted_proxies` (web/security.py).
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1,
+                proxy_headers=False)
 
 
 @audit_app.command("verify")

@@ -197,7 +197,9 @@ def create_app(services: Services) -> FastAPI:
         version=__version__,
         description="Fact-checker workspace API: posts, matches, fact-checks, narratives, alerts, triage queue, "
         "cases, verdicts and published ClaimReviews. Authenticate with `Authorization: Bearer <token>` "
-        "(create one with `factbridge users token NAME`).",
+        "(create one with `factbridge users token NAME`; tokens expire, see `api_token_days`). Writes to a case "
+        "take the `version` you read: a stale write, or one that races another write to the same case, gets "
+        "409 with `current` (the case's current version) in the body: reload and retry with it.",
         docs_url=None,  # served by web/api_docs.py from local assets (no CDN, no inline script)
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
