@@ -138,7 +138,8 @@ def test_audit_chain_detects_edit_cut_and_unaudited_change(tmp_path: Path) -> No
     db = tmp_path / "fb.db"
     settings = web_settings(tmp_path, storage_url=f"sqlite:///{db}")
     with Services(settings) as services:
-        audit = AuditLog(services.storage)
+        # signed checkpoints in the data folder, as the server and the CLI keep them
+        audit = AuditLog.in_data_dir(services.storage, tmp_path)
         accounts = Accounts(services.storage, audit, hash_time_cost=1, hash_memory_kib=1024)
         accounts.add_org("desk-a", "Desk A")
         accounts.add_user("ed", "password-123456", "desk-a", "editor")
