@@ -184,11 +184,12 @@ class AuditLog:
         raise PreconditionFailed(f"the audit log of org {org} is too busy; try again", (org, AUDIT_HEAD, "head"))
 
     def checkpoint(self, org: str) -> dict[str, Any]:
-        """Sign and store the current head (`factbridge audit checkpoint`)."""
+        """Sign and store the current head (`factbridge audit checkpoint`), even over a checkpoint
+        of a later entry (a backup restored on purpose): the operator vouches for this head."""
         if self.checkpoints is None:
             raise ValueError("this audit log has no checkpoint folder")
         seq, head_hash = self.head(org)
-        return self.checkpoints.write(org, seq, head_hash)
+        return self.checkpoints.write(org, seq, head_hash, force=True)
 
     def entries(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:
         order = "sort_desc" if newest_first else "sort_asc"

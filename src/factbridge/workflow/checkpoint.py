@@ -102,11 +102,12 @@ class Checkpoints:
         body["signature"] = self._private_key().sign(_canonical(body)).hex()
         return body
 
-    def write(self, org: str, seq: int, head_hash: str) -> dict[str, Any]:
+    def write(self, org: str, seq: int, head_hash: str, *, force: bool = False) -> dict[str, Any]:
         """Sign and store the head, unless a checkpoint of a later entry is already there (two
-        processes appending: the file only moves forward)."""
+        processes appending: the file only moves forward). `force` (the operator's `audit
+        checkpoint`, e.g. after restoring a backup on purpose) stores it whatever is there."""
         current = self.latest(org)
-        if current is not None and int(current.get("seq", 0)) > seq:
+        if not force and current is not None and not current.get("unreadable") and int(current.get("seq", 0)) > seq:
             return current
         body = self.sign(org, seq, head_hash)
         _write_atomic(self.path(org), json.dumps(body, indent=1).encode("utf-8"))
