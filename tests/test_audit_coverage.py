@@ -189,3 +189,32 @@ def test_two_processes_appending_at_once_never_fork_the_chain(desk: Desk) -> Non
     # (with only an in-process lock, 2 x 150 appends left 186 entries and 114 problems)
     assert desk.audit.head(ORG)[0] == before + 300
     assert desk.problems() == []
+
+
+LIMITER = """
+import sys, time
+from factbridge.backends.storage.sqlite import SQLiteStorage
+from factbridge.web.security import RateLimiter
+storage = SQLiteStorage(sys.argv[1])
+limiter = RateLimiter(storage, "race", 10_000, 3600.0, "tries", salt=b"salt")
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.001)
+for _ in range(100):
+    limiter.hit("one-key")
+storage.close()
+"""
+
+
+def test_rate_limit_counts_from_two_processes_are_never_lost(desk: Desk) -> None:
+    """The limiter's read-modify-write of a bucket is a conditional write too: two processes
+    counting the same key at the same instant keep every hit."""
+    from factbridge.web.security import RateLimiter
+
+    start = str(time.time() + 4)
+    procs = [subprocess.Popen([sys.executable, "-c", LIMITER, f"sqlite:///{desk.db}", start],
+                              env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    limiter = RateLimiter(desk.storage, "race", 200, 3600.0, "tries", salt=b"salt")
+    with pytest.raises(Exception, match="too many"):
+        limiter.check("one-key")  # 200 hits: exactly at the limit
+    assert RateLimiter(desk.storage, "race", 201, 3600.0, "tries", salt=b"salt").check("one-key") is None
