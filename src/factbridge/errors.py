@@ -7,6 +7,7 @@
     │   └── QuarantinedRow     one row of a file was set aside (kept, with its reason)
     ├── NotFound               an object does not exist in this organisation's scope
     ├── Conflict               the request contradicts the current state
+    │   └── PreconditionFailed a conditional write found another state than it expected
     ├── PermissionDenied       the caller may not do this
     │   └── NotAuthenticated   nobody is signed in (or the token is unknown)
     ├── RateLimited            too many attempts from one client; try again later
@@ -73,7 +74,20 @@ class NotFound(FactBridgeError):
 
 
 class Conflict(FactBridgeError):
-    pass
+    """`current` carries what the caller needs to retry (e.g. the case's current version)."""
+
+    def __init__(self, message: str, current: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.current = current or {}
+
+
+class PreconditionFailed(Conflict):
+    """A conditional write (`Storage.put_docs_batch(expect=...)`) found the document in another
+    state than expected: nothing of the write was stored. `key` is (org, collection, id)."""
+
+    def __init__(self, message: str, key: tuple[str, str, str]) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class PermissionDenied(FactBridgeError):

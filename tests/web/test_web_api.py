@@ -76,12 +76,16 @@ def test_api_case_flow_and_error_mapping(env: WebEnv) -> None:
     assert reviewer.post(f"/api/v1/cases/{cid}/publish", json={}).status_code == 409  # not approved yet
     assert reviewer.post(f"/api/v1/cases/{cid}/approve", json={}).json()["status"] == "approved"
     published = reviewer.post(f"/api/v1/cases/{cid}/publish", json={}).json()
-    assert published["publication"]["url"] == f"http://testserver/public/{ORG_A}/factchecks/{cid}"
+    # the configured public base (here http://HOST:PORT of serve), never the request's Host header
+    assert published["publication"]["url"] == f"http://127.0.0.1:8765/public/{ORG_A}/factchecks/{cid}"
     node = viewer.get(f"/api/v1/reviews/{cid}").json()
     assert node["@type"] == "ClaimReview" and node["reviewRating"]["alternateName"] == "False"
     assert node["author"]["name"] == "Desk A <Vietnam>"
-    fixed = editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "Clarified", "new_rating": "Misleading"}).json()
-    assert fixed["verdict"]["rating"] == "Misleading"
+    proposed = editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "Clarified", "new_rating": "Misleading"}).json()
+    assert proposed["verdict"]["rating"] == "False" and proposed["pending_correction"]["new_rating"] == "Misleading"
+    assert editor.post(f"/api/v1/cases/{cid}/corrections/decide", json={"approve": True}).status_code == 403  # not alone
+    fixed = reviewer.post(f"/api/v1/cases/{cid}/corrections/decide", json={"approve": True}).json()
+    assert fixed["verdict"]["rating"] == "Misleading" and fixed["corrections"][-1]["approved_by"] == "a-reviewer"
     assert viewer.get("/api/v1/cases/case-doesnotexist").status_code == 404
     assert viewer.get("/api/v1/cases", params={"status": "published"}).json()[0]["id"] == cid
     assert viewer.get("/api/v1/audit").status_code == 403
@@ -98,6 +102,7 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
 
     case = publish_case(env)
     env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case["id"], "Clarified the headline.", new_rating="Misleading")
+    env.web.cases.decide_correction(ORG_A, env.web.accounts.get_user("a-reviewer"), case["id"], approve=True)
     anon = env.client()
     feed = anon.get(f"/public/{ORG_A}/claimreview.json")
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/ld+json")

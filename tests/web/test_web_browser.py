@@ -53,8 +53,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebE
     _need_browser()
     import uvicorn
 
-    env = make_env(tmp_path_factory.mktemp("e2e"), storage_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'fb.db'}")
     port = _free_port()
+    # the public URL of a published verdict comes from the settings, never from the Host header
+    env = make_env(tmp_path_factory.mktemp("e2e"), storage_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'fb.db'}",
+                   host="127.0.0.1", port=port)
     config = uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, name="uvicorn-e2e", daemon=True)

@@ -177,6 +177,12 @@ def test_case_workflow_through_forms(env: WebEnv) -> None:
     assert "The WHO link is old" in appeals_page and "me@example.org" in appeals_page
     appeal_id = env.web.appeals.find(ORG_A)[0]["id"]
     assert editor.post(f"{case_url}/correct", data={"csrf_token": token, "text": "Replaced the WHO link.", "new_rating": "Misleading"}).status_code == 303
+    # a change of rating waits for a second editor: the public page still says False
+    assert jsonld_of(visitor.get(f"/public/{ORG_A}/factchecks/{case_id}").text)["reviewRating"]["alternateName"] == "False"
+    waiting = reviewer.get(case_url).text
+    assert 'id="pending-correction"' in waiting and 'id="approve-correction"' in waiting
+    assert 'id="approve-correction"' not in editor.get(case_url).text  # not by the one who proposed it
+    assert reviewer.post(f"{case_url}/correction/decide", data={"csrf_token": rtoken, "decision": "approve"}).status_code == 303
     assert editor.post(f"/appeals/{appeal_id}/decide", data={"csrf_token": token, "outcome": "corrected", "note": "We replaced the link."}).status_code == 303
     public = visitor.get(f"/public/{ORG_A}/factchecks/{case_id}").text
     assert "Replaced the WHO link." in public and "We replaced the link." in public and "verdict corrected" in public

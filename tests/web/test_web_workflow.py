@@ -37,13 +37,15 @@ def test_full_case_lifecycle_is_audited(env: WebEnv) -> None:
     snapshot = web.cases.published(ORG_A, case["id"])
     assert "internal" not in json.dumps(snapshot)  # notes never reach the public snapshot
     case = web.cases.correct(ORG_A, editor, case["id"], "Added the 2023 study.", new_rating="Mostly false")
+    assert web.cases.published(ORG_A, case["id"])["rating"] == "False"  # waits for a second editor
+    case = web.cases.decide_correction(ORG_A, reviewer, case["id"], approve=True)
     snapshot = web.cases.published(ORG_A, case["id"])
     assert snapshot["rating"] == "Mostly false" and snapshot["corrections"][0]["previous_rating"] == "False"
     # the published fact-check joined the organisation's own library, keyed by its public URL
     fc = env.services.storage.get_factcheck(ORG_A, snapshot["url"])
     assert fc.rating == "Mostly false" and fc.publisher == "Desk A"
     actions = [e["action"] for e in web.audit.history(ORG_A, "cases", case["id"])]
-    assert actions == ["case.open", "case.evidence", "case.verdict", "case.approve", "case.publish", "case.correct"]
+    assert actions == ["case.open", "case.evidence", "case.verdict", "case.approve", "case.publish", "case.correct.propose", "case.correct"]
     entry = web.audit.history(ORG_A, "cases", case["id"])[3]
     assert entry["actor"] == "a-editor" and entry["before"]["status"] == "in_review" and entry["after"]["status"] == "approved"
     assert web.audit.verify(ORG_A).ok
@@ -136,7 +138,8 @@ def test_audit_chain_detects_edit_cut_and_unaudited_change(tmp_path: Path) -> No
     db = tmp_path / "fb.db"
     settings = web_settings(tmp_path, storage_url=f"sqlite:///{db}")
     with Services(settings) as services:
-        audit = AuditLog(services.storage)
+        # signed checkpoints in the data folder, as the server and the CLI keep them
+        audit = AuditLog.in_data_dir(services.storage, tmp_path)
         accounts = Accounts(services.storage, audit, hash_time_cost=1, hash_memory_kib=1024)
         accounts.add_org("desk-a", "Desk A")
         accounts.add_user("ed", "password-123456", "desk-a", "editor")
@@ -205,6 +208,7 @@ def test_workflow_and_audit_chain_on_postgres(postgres_url: str, tmp_path: Path)
         case = book.approve("desk-a", reviewer, case["id"])
         case = book.publish("desk-a", reviewer, case["id"], "https://desk-a.example", "Bàn A")
         book.correct("desk-a", editor, case["id"], "Sửa nguồn", new_rating="Misleading")
+        book.decide_correction("desk-a", reviewer, case["id"], approve=True)
         report = audit.verify("desk-a")
         assert report.ok, report.problems
         assert [e["action"] for e in audit.history("desk-a", "cases", case["id"])][-1] == "case.correct"

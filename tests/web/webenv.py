@@ -142,8 +142,8 @@ class WebEnv:
     def web(self) -> WebState:
         return self.app.state.web  # type: ignore[no-any-return]
 
-    def client(self) -> TestClient:
-        c = TestClient(self.app, base_url="http://testserver", follow_redirects=False)
+    def client(self, address: str = "testclient") -> TestClient:
+        c = TestClient(self.app, base_url="http://testserver", follow_redirects=False, client=(address, 50000))
         self._clients.append(c)
         return c
 

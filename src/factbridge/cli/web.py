@@ -9,6 +9,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from factbridge.cli.app import _state, app
@@ -62,7 +63,10 @@ def run_server(services: Services) -> None:
 
     settings = services.settings
     console.print(f"FactBridge workspace on [bold]http://{settings.host}:{settings.port}/[/] (Ctrl+C stops)")
-    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any loopback peer;
+    # the app believes it only from `trusted_proxies` (web/security.py).
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1,
+                proxy_headers=False)
 
 
 @audit_app.command("verify")
@@ -71,9 +75,10 @@ def audit_verify(
     all_orgs: Annotated[bool, typer.Option("--all/--org-only", help="Every organisation, or only the --org one.")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recompute the hash chain of the audit log; exit 1 naming every entry that was tampered with."""
+    """Recompute the hash chain of the audit log, check every audited record against it and the
+    chain against its signed checkpoint; exit 1 naming every problem."""
     services = _state(ctx).services()
-    audit = AuditLog(services.storage)
+    audit = AuditLog.in_data_dir(services.storage, services.settings.data_dir)
     orgs = [services.settings.org]
     if all_orgs:
         orgs = sorted({*(o["id"] for o in _accounts(services).list_orgs()), services.settings.org})
@@ -149,14 +154,16 @@ def users_password(
 ) -> None:
     """Set a new password for a user."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
-    _accounts(_state(ctx).services()).set_password(username, password)
-    console.print(esc(f"password of {username} changed" + ("" if password_stdin else f": {password}")))
+    change = _accounts(_state(ctx).services()).set_password(username, password)
+    console.print(esc(f"password of {change.username} changed" + ("" if password_stdin else f": {password}")), soft_wrap=True)
+    console.print(f"{change.sessions_revoked} session(s) ended, {change.tokens_revoked} API token(s) revoked")
 
 
 @users_app.command("token")
-def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Option(help="What the token is for.")] = "api") -> None:
+def users_token(ctx: typer.Context, username: str, name: Annotated[str, typer.Option(help="What the token is for.")] = "api",
+                expires: Annotated[str | None, typer.Option(help="30d, 12h, a date (2027-01-31) or never; default: setting api_token_days.")] = None) -> None:
     """Create an API token for a user (shown once; only its hash is stored)."""
-    token = _accounts(_state(ctx).services()).create_token(username, name)
+    token = _accounts(_state(ctx).services()).create_token(username, name, expires=expires if expires is not None else "default")
     console.print(token, soft_wrap=True, markup=False, highlight=False)
 
 

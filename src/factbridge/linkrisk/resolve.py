@@ -65,12 +65,21 @@ class Resolution:
         }
 
 
+# Special-purpose IPv6 ranges that Python's `is_global` still calls global: 6to4 (2002::/16
+# embeds any IPv4 address, a private one included), deprecated site-local (fec0::/10, routed
+# inside a site), NAT64 (embeds IPv4), the new documentation range and SRv6 segment ids.
+_SPECIAL_V6 = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "fec0::/10", "64:ff9b::/96", "64:ff9b:1::/48",
+                                                      "3fff::/20", "5f00::/16", "2001::/23"))
+
+
 def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     if addr.is_loopback:
         return allow_loopback
+    if isinstance(addr, ipaddress.IPv6Address) and any(addr in net for net in _SPECIAL_V6):
+        return False
     # is_global is False for private, link-local, multicast (mostly), reserved,
     # unspecified, shared (100.64/10), documentation and benchmarking ranges.
     return bool(addr.is_global) and not addr.is_multicast and not addr.is_reserved

@@ -503,6 +503,49 @@ def check_docs_batch_is_all_or_nothing(factory: StorageFactory) -> None:
         assert store.count_docs("org", "audit") == 1, "a failed batch must write nothing"
 
 
+def check_conditional_writes(factory: StorageFactory) -> None:
+    """`expect` preconditions are checked inside the write's transaction: of many writers that
+    read the same counter and write it back conditionally, exactly one wins each round; a failed
+    precondition writes nothing; `other_orgs` rows commit in the same transaction."""
+    from factbridge.backends.storage.base import Expect
+    from factbridge.errors import PreconditionFailed
+
+    with _fresh(factory) as store:
+        store.put_docs_batch("org", [("c", [("n", {"v": 0}, None)])], expect=[Expect("c", "n")])
+        _raises(PreconditionFailed, lambda: store.put_docs_batch("org", [("c", [("n", {"v": 9}, None)])], expect=[Expect("c", "n")]),
+                "expecting an existing document to be absent")
+        _raises(PreconditionFailed, lambda: store.put_docs_batch("org", [("c", [("x", {"v": 9}, None)])], other_orgs=[("_system", "c", [("y", {}, None)])],
+                                                                 expect=[Expect("c", "n", "v", 5)]), "a stale value")
+        assert store.get_docs("org", "c", ["x"]) == {} and store.get_docs("_system", "c", ["y"]) == {}, "a failed precondition must write nothing"
+        store.put_docs_batch("org", [("c", [("x", {"v": 1}, None)])], other_orgs=[("_system", "c", [("y", {"w": 1}, None)])],
+                             expect=[Expect("c", "n", "v", 0), Expect("c", "absent-elsewhere", org="_system")])
+        assert store.get_docs("_system", "c", ["y"]) == {"y": {"w": 1}} and store.get_docs("org", "c", ["y"]) == {}
+        wins: list[int] = []
+        errors: list[BaseException] = []
+
+        def bump(worker: int) -> None:
+            for _ in range(20):
+                while True:
+                    current = int(store.get_docs("org", "c", ["n"])["n"]["v"])
+                    try:
+                        store.put_docs_batch("org", [("c", [("n", {"v": current + 1}, None)])], expect=[Expect("c", "n", "v", current)])
+                    except PreconditionFailed:
+                        continue
+                    except BaseException as exc:  # reported below, not swallowed
+                        errors.append(exc)
+                        return
+                    wins.append(worker)
+                    break
+
+        threads = [threading.Thread(target=bump, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert store.get_docs("org", "c", ["n"])["n"]["v"] == len(wins) == 80, "every conditional increment must count exactly once"
+
+
 # -- unicode ---------------------------------------------------------------------------
 
 
@@ -731,6 +774,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_docs_upsert_semantics,
     check_docs_batch_is_all_or_nothing,
     check_implements_every_role,
+    check_conditional_writes,
     check_unicode_roundtrip,
     check_nul_character_does_not_fail_a_batch,
     check_non_finite_numbers_in_documents,

@@ -1,5 +1,13 @@
 """JSON API under /api/v1. Every route takes a bearer token and reads or writes
-only the token owner's organisation."""
+only the token owner's organisation.
+
+Writes to a case take the `version` the client last saw. Without one, a write
+still cannot silently undo a concurrent one: each write is a compare-and-set on
+the version read inside the storage transaction, so of two writers racing (two
+API clients adding evidence to one case at once) the second gets 409. Every 409
+body carries `current` (the case's id, current version and status): GET the
+case, then retry with that version.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
-from factbridge.web.app import WebState
-from factbridge.web.security import client_key
+from factbridge.web.app import WebState, public_base_url
+from factbridge.web.security import client_key, login_key
 from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node
 
@@ -40,7 +48,9 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int | None = Field(default=None, description="The case version you saw; a stale one gets 409.")
+    version: int | None = Field(default=None, description="The case version you saw; a stale one gets 409 whose body's "
+                                "`current.version` is the version to reload and retry with. Without it, a write that "
+                                "races another write to the same case also gets that 409.")
 
 
 class OpenCase(BaseModel):
@@ -123,14 +133,16 @@ def change_my_password(body: PasswordChangeBody, request: Request, actor: ActorD
                        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> PasswordChanged:
     """Change the token owner's password (the current one is required). Wrong guesses count
     against the sign-in limit of the account and the client."""
-    keys = ("user:" + actor.username, client_key(request))
-    web.login_limiter.check(*keys)
+    pair, client = login_key(actor.username, request), client_key(request)
+    web.login_limiter.check(pair)
     try:
         change = web.accounts.change_password(actor.username, body.current_password, body.new_password,
                                               keep_token_sha=token_sha(credentials.credentials) if credentials else None)
     except InputError as exc:
         if exc.field == "current_password":
-            web.login_limiter.hit(*keys)
+            web.login_limiter.hit(pair)
+            if web.login_client_limiter is not None:
+                web.login_client_limiter.hit(client)
         raise
     return PasswordChanged(username=change.username, sessions_revoked=change.sessions_revoked, tokens_revoked=change.tokens_revoked)
 
@@ -274,7 +286,7 @@ def publish_case(case_id: str, body: Body, request: Request, background: Backgro
 
 
 def publish(web: WebState, actor: Actor, case_id: str, version: int | None, request: Request, background: BackgroundTasks) -> dict[str, Any]:
-    base = web.services.settings.public_url or str(request.base_url)
+    base = public_base_url(web.services)  # never the request's Host header: the URL is permanent
     org_name = web.accounts.get_org(actor.org)["name"]
     case = web.cases.publish(actor.org, actor, case_id, base, org_name, version)
     background.add_task(index_library, web, actor.org)
@@ -290,7 +302,19 @@ def index_library(web: WebState, org: str) -> None:
 
 @router.post("/cases/{case_id}/corrections")
 def correct_case(case_id: str, body: Correction, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    """A correction; one that changes the rating waits for a second editor (`.../corrections/decide`)."""
     case = web.cases.correct(actor.org, actor, case_id, body.text, body.new_rating, body.version)
+    background.add_task(index_library, web, actor.org)
+    return case
+
+
+class CorrectionDecision(Body):
+    approve: bool = Field(description="true: a second editor approves the change of rating (it becomes public); false: reject it.")
+
+
+@router.post("/cases/{case_id}/corrections/decide")
+def decide_correction(case_id: str, body: CorrectionDecision, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    case = web.cases.decide_correction(actor.org, actor, case_id, body.approve, body.version)
     background.add_task(index_library, web, actor.org)
     return case
 
@@ -298,7 +322,7 @@ def correct_case(case_id: str, body: Correction, background: BackgroundTasks, ac
 @router.get("/reviews")
 def published_reviews(request: Request, actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     org_name = web.accounts.get_org(actor.org)["name"]
-    feed_url = str(request.url_for("claimreview_feed", org=actor.org))
+    feed_url = f"{public_base_url(web.services)}/public/{actor.org}/claimreview.json"
     return claimreview_feed(web.cases.list_published(actor.org, limit, offset), org_name, feed_url)
 
 
@@ -309,7 +333,7 @@ def published_review(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, An
 
 @router.get("/appeals")
 def list_appeals(actor: ActorDep, web: WebDep, status: Literal["received", "decided"] | None = None, limit: Limit = 100) -> list[dict[str, Any]]:
-    actor.require("editor", "reading appeals")
+    actor.check("appeal.read")
     return web.appeals.find(actor.org, status=status, limit=limit)
 
 
@@ -320,5 +344,5 @@ def decide_appeal(appeal_id: str, body: Decision, actor: ActorDep, web: WebDep) 
 
 @router.get("/audit")
 def audit_log(actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> list[dict[str, Any]]:
-    actor.require("admin", "reading the audit log")
+    actor.check("audit.read")
     return web.audit.entries(actor.org, limit, offset)

@@ -32,21 +32,28 @@ from factbridge.errors import (
     StorageError,
 )
 from factbridge.services import Services
-from factbridge.web import i18n
+from factbridge.web import api_docs, i18n
+from factbridge.web.limits import RequestLimits
 from factbridge.web.security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
+    SESSION_COOKIE,
+    Network,
     RateLimiter,
     client_salt,
     cookie_flags,
     csrf_token_for,
     parse_limit,
+    parse_networks,
     session_from_cookie,
 )
 from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.cases import CaseBook, RatingScale
+
+# Signed-in pages and anything with secrets (the one-time password of a new user) are never cached.
+NO_STORE_PREFIXES = ("/api/", "/cases", "/posts", "/narratives", "/appeals", "/audit", "/admin", "/account", "/login", "/dashboard")
 
 STATUS_FOR: list[tuple[type[Exception], int]] = [
     (NotAuthenticated, 401),
@@ -69,6 +76,8 @@ class WebState:
     login_limiter: RateLimiter
     public_limiter: RateLimiter
     templates: Environment
+    login_client_limiter: RateLimiter | None = None
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def upload_dir(self) -> Path:
@@ -77,8 +86,8 @@ class WebState:
 
 def accounts_for(services: Services) -> Accounts:
     s = services.settings
-    return Accounts(services.storage, AuditLog(services.storage), s.session_hours,
-                    hash_time_cost=s.password_hash_time_cost, hash_memory_kib=s.password_hash_memory_kib)
+    return Accounts(services.storage, AuditLog.in_data_dir(services.storage, s.data_dir), s.session_hours,
+                    hash_time_cost=s.password_hash_time_cost, hash_memory_kib=s.password_hash_memory_kib, token_days=s.api_token_days)
 
 
 def rate_windows(services: Services) -> dict[str, float]:
@@ -86,24 +95,28 @@ def rate_windows(services: Services) -> dict[str, float]:
     return {limiter.name: limiter.window_s for limiter in rate_limiters(services)}
 
 
-def rate_limiters(services: Services) -> tuple[RateLimiter, RateLimiter]:
-    """The sign-in and the public-form limiters, counting in storage (shared by processes)."""
+def rate_limiters(services: Services) -> tuple[RateLimiter, RateLimiter, RateLimiter]:
+    """The sign-in (per account and client, with backoff), the public-form and the sign-in per
+    client limiters, counting in storage (shared by processes)."""
     settings = services.settings
     salt = client_salt(services.storage)
     login = RateLimiter(services.storage, "login", *parse_limit(settings.login_rate_limit, "login_rate_limit"),
-                        what="sign-in attempts", salt=salt)
+                        what="sign-in attempts", salt=salt, backoff=True)
     public = RateLimiter(services.storage, "public", *parse_limit(settings.public_rate_limit, "public_rate_limit"),
                          what="submissions from your address", salt=salt)
-    return login, public
+    login_client = RateLimiter(services.storage, "login-client", *parse_limit(settings.login_client_rate_limit, "login_client_rate_limit"),
+                               what="failed sign-ins from your address", salt=salt)
+    return login, public, login_client
 
 
 def build_state(services: Services) -> WebState:
     settings = services.settings
     storage = services.storage
-    audit = AuditLog(storage)
+    audit = AuditLog.in_data_dir(storage, settings.data_dir)
     cases = CaseBook(storage, audit, RatingScale.parse(settings.rating_scale))
-    login_limiter, public_limiter = rate_limiters(services)
+    login_limiter, public_limiter, login_client_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["web_link"] = web_link
     return WebState(
         services=services,
         audit=audit,
@@ -113,6 +126,8 @@ def build_state(services: Services) -> WebState:
         login_limiter=login_limiter,
         public_limiter=public_limiter,
         templates=env,
+        login_client_limiter=login_client_limiter,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 
@@ -138,7 +153,10 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if wants_json(request):
         if isinstance(exc, NotAuthenticated):
             headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
+        body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+        if isinstance(exc, Conflict) and exc.current:
+            body["current"] = exc.current  # e.g. the case's current version, to reload and retry with
+        return JSONResponse(body, status_code=status, headers=headers)
     if isinstance(exc, NotAuthenticated) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     return render(request, "error.html", {"status": status, "message": str(exc)}, status=status, headers=headers)
@@ -179,8 +197,10 @@ def create_app(services: Services) -> FastAPI:
         version=__version__,
         description="Fact-checker workspace API: posts, matches, fact-checks, narratives, alerts, triage queue, "
         "cases, verdicts and published ClaimReviews. Authenticate with `Authorization: Bearer <token>` "
-        "(create one with `factbridge users token NAME`).",
-        docs_url="/api/docs",
+        "(create one with `factbridge users token NAME`; tokens expire, see `api_token_days`). Writes to a case "
+        "take the `version` you read: a stale write, or one that races another write to the same case, gets "
+        "409 with `current` (the case's current version) in the body: reload and retry with it.",
+        docs_url=None,  # served by web/api_docs.py from local assets (no CDN, no inline script)
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
@@ -194,27 +214,44 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
 
-    # Forms and JSON bodies are small; an upload may be up to upload_max_bytes. Refuse bigger
-    # bodies before anything parses (and spools) them.
-    body_limit = services.settings.upload_max_bytes + 256 * 1024
+    # Authenticate, then count the body on the stream (web/limits.py). Added before the headers
+    # middleware, so it runs inside it: its BodyTooLarge reaches the body parser unwrapped.
+    web: WebState = app.state.web
+    app.add_middleware(RequestLimits, request_max_bytes=services.settings.request_max_bytes,
+                       upload_max_bytes=services.settings.upload_max_bytes, check_token=web.accounts.token_actor,
+                       check_session=web.accounts.session, session_cookie=SESSION_COOKIE)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > body_limit:
-            return JSONResponse({"error": "InputError", "detail": f"request body larger than {body_limit} bytes"}, status_code=413)
         response: Response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
-        if request.url.path.startswith(("/api/", "/cases", "/posts", "/narratives", "/appeals", "/audit")) or request.url.path == "/":
+        if request.url.path.startswith(NO_STORE_PREFIXES) or request.url.path == "/":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    api_docs.mount(app)
 
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(public.router)
     return app
+
+
+def web_link(url: object) -> str:
+    """The URL if it may be a link (http or https), else "": text from imported fact-checks or
+    feeds never becomes a `javascript:`, `data:` or other link in a page."""
+    text = str(url or "").strip()
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    return text if scheme in ("http", "https") and text[len(scheme):].startswith("://") else ""
+
+
+def public_base_url(services: Services) -> str:
+    """The base of permanent public URLs: the `public_url` setting, else the address `serve`
+    listens on; never the Host header of a request (anyone can send any Host)."""
+    settings = services.settings
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
 def file_sha(data: bytes) -> str:

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
@@ -25,6 +25,7 @@ from factbridge.web.security import (
     check_csrf,
     client_key,
     cookie_flags,
+    login_key,
     page_actor,
     require_session,
     safe_next,
@@ -57,15 +58,20 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 @router.post("/login", dependencies=[Csrf])
 def login(request: Request, web: WebDep, username: Annotated[str, Form(max_length=100)], password: Annotated[str, Form(max_length=1000)],
           next: Annotated[str, Form(max_length=500)] = "/") -> Response:
-    user_key = "user:" + username.strip().lower()
-    keys = (user_key, client_key(request))
-    web.login_limiter.check(*keys)
+    # Failures count per (account, client) with backoff, and per client across accounts:
+    # someone guessing from elsewhere never locks the account's owner out.
+    pair, client = login_key(username, request), client_key(request)
+    web.login_limiter.check(pair)
+    if web.login_client_limiter is not None:
+        web.login_client_limiter.check(client)
     try:
         actor = web.accounts.authenticate(username, password)
     except NotAuthenticated:
-        web.login_limiter.hit(*keys)
+        web.login_limiter.hit(pair)
+        if web.login_client_limiter is not None:
+            web.login_client_limiter.hit(client)
         return render(request, "login.html", {"next": safe_next(next), "error": "login.failed"}, status=401)
-    web.login_limiter.reset(user_key)
+    web.login_limiter.reset(pair)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         web.accounts.end_session(old)
@@ -100,8 +106,8 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
     def refused(error: str) -> HTMLResponse:
         return render(request, "account.html", {"min_length": MIN_PASSWORD, "error": error, "changed": None}, status=422)
 
-    user_key = "user:" + actor.username
-    web.login_limiter.check(user_key, client_key(request))
+    pair = login_key(actor.username, request)
+    web.login_limiter.check(pair)
     if new_password != confirm_password:
         return refused("account.mismatch")
     problem = password_problem(new_password, actor.username, current_password)
@@ -113,7 +119,9 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
     except InputError as exc:
         if exc.field != "current_password":
             raise
-        web.login_limiter.hit(user_key, client_key(request))
+        web.login_limiter.hit(pair)
+        if web.login_client_limiter is not None:
+            web.login_client_limiter.hit(client_key(request))
         return refused("account.wrong_current")
     return render(request, "account.html", {"min_length": MIN_PASSWORD, "error": None, "changed": change})
 
@@ -335,6 +343,16 @@ def publish_case(case_id: str, request: Request, background: BackgroundTasks, ac
     return to_case(case_id, "#publication")
 
 
+@router.post("/cases/{case_id}/correction/decide", dependencies=[Csrf])
+def decide_correction(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep,
+                      decision: Annotated[str, Form(max_length=10)], version: Version = None) -> Response:
+    if decision not in ("approve", "reject"):
+        raise InputError("decision must be approve or reject", field="decision")
+    web.cases.decide_correction(actor.org, actor, case_id, decision == "approve", version)
+    background.add_task(index_library, web, actor.org)
+    return to_case(case_id, "#publication")
+
+
 @router.post("/cases/{case_id}/correct", dependencies=[Csrf])
 def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep, text: Annotated[str, Form(max_length=5000)],
             new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None) -> Response:
@@ -346,7 +364,7 @@ def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: Web
 # -- appeals and audit --------------------------------------------------------------------
 @router.get("/appeals", response_class=HTMLResponse)
 def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
-    actor.require("editor", "handling appeals")
+    actor.check("appeal.read")
     appeals = web.appeals.find(actor.org)
     published = web.services.storage.get_docs(actor.org, "published", list({a["case_id"] for a in appeals}))
     return render(request, "appeals.html", {"appeals": appeals, "published": published})
@@ -360,33 +378,57 @@ def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotat
 
 
 # -- organisation administration --------------------------------------------------------
+def _users_page(request: Request, actor: Actor, web: WebState, created: dict[str, str] | None = None,
+                done: dict[str, Any] | None = None) -> HTMLResponse:
+    return render(request, "users.html", {"users": web.accounts.list_user_records(actor.org), "roles": ROLES, "created": created,
+                                          "tokens": web.accounts.list_tokens(actor.org), "done": done})
+
+
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
-    actor.require("admin", "managing users")
-    return render(request, "users.html", {"users": web.accounts.list_users(actor.org), "roles": ROLES, "created": None})
+    actor.check("users.manage")
+    return _users_page(request, actor, web)
 
 
 @router.post("/admin/users", dependencies=[Csrf])
 def add_user(request: Request, actor: ActorDep, web: WebDep, username: Annotated[str, Form(max_length=40)],
              role: Annotated[str, Form(max_length=20)], display_name: Annotated[str, Form(max_length=100)] = "") -> HTMLResponse:
-    actor.require("admin", "managing users")
-    # A one-time password shown once to the admin, who hands it over; never stored in clear.
+    actor.check("users.manage")
+    # A one-time password shown once to the admin, who hands it over; never stored in clear
+    # (the page is sent with Cache-Control: no-store).
     password = secrets.token_urlsafe(12)
     user = web.accounts.add_user(username, password, actor.org, role, display_name, actor=actor.username)
-    return render(request, "users.html", {"users": web.accounts.list_users(actor.org), "roles": ROLES,
-                                          "created": {"username": user.username, "password": password}})
+    return _users_page(request, actor, web, created={"username": user.username, "password": password})
 
 
 @router.post("/admin/users/{username}/role", dependencies=[Csrf])
 def change_role(username: str, actor: ActorDep, web: WebDep, role: Annotated[str, Form(max_length=20)]) -> Response:
-    if username == actor.username:
-        raise InputError("ask another admin to change your own role", field="role")
-    web.accounts.set_role(username, role, by=actor)
+    web.accounts.set_role(username, role, by=actor)  # refuses one's own role, whatever the letter case
     return RedirectResponse("/admin/users", status_code=303)
 
 
+@router.post("/admin/users/{username}/disable", dependencies=[Csrf])
+def disable_user(username: str, actor: ActorDep, web: WebDep, disabled: Annotated[str, Form(max_length=5)] = "true") -> Response:
+    web.accounts.set_disabled(username, disabled != "false", by=actor)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/admin/users/{username}/password", dependencies=[Csrf])
+def reset_password(username: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    """A new one-time password; every session of the user ends and every token is revoked."""
+    password = secrets.token_urlsafe(12)
+    change = web.accounts.set_password(username, password, by=actor)
+    return _users_page(request, actor, web, created={"username": change.username, "password": password, "reset": "1"},
+                       done={"sessions": change.sessions_revoked, "tokens": change.tokens_revoked})
+
+
+@router.post("/admin/tokens/{token_id}/revoke", dependencies=[Csrf])
+def revoke_token(token_id: str, actor: ActorDep, web: WebDep) -> Response:
+    web.accounts.revoke_token(actor.org, token_id, by=actor)
+    return RedirectResponse("/admin/users#tokens", status_code=303)
+
+
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, actor: ActorDep, web: WebDep, offset: int = 0) -> HTMLResponse:
-    actor.require("admin", "reading the audit log")
-    offset = max(0, offset)
+def audit_page(request: Request, actor: ActorDep, web: WebDep, offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> HTMLResponse:
+    actor.check("audit.read")  # an offset past what storage can count is refused as bad input, not a 500
     return render(request, "audit.html", {"entries": web.audit.entries(actor.org, 100, offset), "offset": offset})

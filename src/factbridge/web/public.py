@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
 from factbridge.text.normalize import normalize_text
-from factbridge.web.app import WebState, render
+from factbridge.web.app import WebState, public_base_url, render
 from factbridge.web.security import check_csrf, client_key
 from factbridge.workflow.appeals import report_post
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node, jsonld_script_text
@@ -47,7 +47,8 @@ def search(org: str, request: Request, web: WebDep, q: str = "") -> HTMLResponse
 def feed(org: str, request: Request, web: WebDep) -> JSONResponse:
     """Every published ClaimReview of the organisation (JSON-LD, `@graph`), newest first."""
     org_doc = web.accounts.get_org(org)
-    body = claimreview_feed(web.cases.list_published(org, limit=10_000), org_doc["name"], str(request.url))
+    feed_url = f"{public_base_url(web.services)}/public/{org}/claimreview.json"  # not the Host header
+    body = claimreview_feed(web.cases.list_published(org, limit=10_000), org_doc["name"], feed_url)
     return JSONResponse(body, media_type="application/ld+json")
 
 

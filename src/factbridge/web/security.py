@@ -8,26 +8,37 @@
   (double submit). Checked by `check_csrf` on every POST route of the pages.
 * The API takes only `Authorization: Bearer <token>`: browsers never send
   that on their own, so the API needs no CSRF token.
-* Rate limits count per client address and per account in storage (see
-  RateLimiter), so a restart does not reset them and every process over one
-  database shares them; addresses and names are kept only salted and hashed,
-  and only for the length of the window.
+* Rate limits count in storage (see RateLimiter), so a restart does not reset
+  them and every process over one database shares them; addresses and names
+  are kept only salted and hashed, and only for the length of the window.
+  Sign-in failures count per (account, client) pair with exponential backoff,
+  and per client across accounts: whoever guesses a password slows down only
+  themselves, never the account's owner signing in from elsewhere.
+* The client address is the peer's, or, when the peer is one of the
+  configured `trusted_proxies`, the nearest X-Forwarded-For address that is
+  not a trusted proxy: a forged header from anyone else changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Request
 
-from factbridge.backends.storage.base import Storage
-from factbridge.errors import ConfigError, NotAuthenticated, PermissionDenied, RateLimited
+from factbridge.backends.storage.base import Expect, Storage
+from factbridge.errors import (
+    ConfigError,
+    NotAuthenticated,
+    PermissionDenied,
+    PreconditionFailed,
+    RateLimited,
+)
 from factbridge.workflow.accounts import SYSTEM_ORG, Actor, Session, constant_time_equal
-from factbridge.workflow.audit import named_lock
 
 SESSION_COOKIE = "fb_session"
 CSRF_COOKIE = "fb_csrf"
@@ -60,6 +71,8 @@ SECRETS = "secrets"
 # Counters are spread over this many documents per limiter: a bounded number of records
 # (the storage contract cannot delete), and keys that share a document are still counted apart.
 RATE_BUCKETS = 64
+# How often a counter update is redone when another process wrote its bucket meanwhile.
+UPDATE_ATTEMPTS = 50
 
 
 class RateLimiter:
@@ -70,14 +83,17 @@ class RateLimiter:
     (salted and hashed: no address or user name is stored) goes to one bucket, which holds
     the recent hit times of each of its keys. Every write of a bucket drops the hits older
     than the window and the keys left without hits, so a bucket holds only the current
-    window's keys. Updates are read-modify-write, serialised within a process by a lock;
-    the storage contract has no atomic increment, so two processes updating one bucket in
-    the same instant may each miss the other's hit: a burst spread over several processes
-    can get a few tries more than the limit, never an unlimited number.
+    window's keys. Updates are read-modify-write made safe across processes by a conditional
+    write: each bucket carries a version ("_v") and is written only if it still has the
+    version that was read (else the update is redone on the fresh bucket), so two processes
+    counting at the same instant never lose each other's hits.
     """
 
     def __init__(self, storage: Storage, name: str, limit: int, window_s: float, what: str, salt: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, backoff: bool = False) -> None:
+        """`backoff`: instead of refusing every try once `limit` hits are in the window, each
+        further try waits after the latest hit, from window/32 doubling up to the window."""
+        self.backoff = backoff
         self.storage = storage
         self.name = name
         self.limit = limit
@@ -98,7 +114,7 @@ class RateLimiter:
         for key in keys:
             bucket, hashed = self._hashed(key)
             by_bucket.setdefault(bucket, []).append(hashed)
-        with named_lock(f"ratelimit.{self.name}"):
+        for _ in range(UPDATE_ATTEMPTS):
             docs = self.storage.get_docs(SYSTEM_ORG, RATE_LIMITS, sorted(by_bucket))
             buckets = {bucket: _trimmed(docs.get(bucket, {}), now, self.window_s) for bucket in by_bucket}
             if enforce:
@@ -106,7 +122,13 @@ class RateLimiter:
                     for hashed in hashed_keys:
                         own = buckets[bucket].get(hashed, [])
                         if len(own) >= self.limit:
-                            retry = int(own[-self.limit] + self.window_s - now) + 1
+                            if self.backoff:
+                                wait = min(self.window_s, self.window_s / 32 * 2 ** (len(own) - self.limit))
+                                if now - own[-1] >= wait:
+                                    continue
+                                retry = int(own[-1] + wait - now) + 1
+                            else:
+                                retry = int(own[-self.limit] + self.window_s - now) + 1
                             raise RateLimited(f"too many {self.what}; try again in {retry} s", retry)
             if not (count or clear):
                 return
@@ -116,7 +138,12 @@ class RateLimiter:
                         buckets[bucket].pop(hashed, None)
                     else:
                         buckets[bucket].setdefault(hashed, []).append(now)
-            self.storage.put_docs(SYSTEM_ORG, RATE_LIMITS, [(bucket, hits, None) for bucket, hits in buckets.items()])
+            try:
+                _write_buckets(self.storage, {bucket: (docs.get(bucket), hits) for bucket, hits in buckets.items()})
+            except PreconditionFailed:
+                continue  # another process wrote one of these buckets meanwhile: count again on it
+            return
+        raise RateLimited(f"too many {self.what} at once; try again", 1)
 
     def check(self, *keys: str) -> None:
         self._update(keys, enforce=True)
@@ -135,10 +162,23 @@ class RateLimiter:
 def _trimmed(doc: dict[str, Any], now: float, window_s: float) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for hashed, times in doc.items():
+        if hashed.startswith("_"):  # the bucket's version, not a key
+            continue
         recent = [float(t) for t in times if float(t) > now - window_s]
         if recent:
             out[hashed] = recent
     return out
+
+
+def _write_buckets(storage: Storage, changes: dict[str, tuple[dict[str, Any] | None, dict[str, list[float]]]]) -> None:
+    """Write buckets (bucket -> (as read, new hits)), each only if it is still as read."""
+    rows: list[tuple[str, dict[str, Any], float | None]] = []
+    expect: list[Expect] = []
+    for bucket, (read, hits) in changes.items():
+        version = read.get("_v") if read is not None else None
+        expect.append(Expect(RATE_LIMITS, bucket, "_v", version) if read is not None else Expect(RATE_LIMITS, bucket))
+        rows.append((bucket, {**hits, "_v": int(version or 0) + 1}, None))
+    storage.put_docs_batch(SYSTEM_ORG, [(RATE_LIMITS, rows)], expect=expect)
 
 
 def sweep_rate_limits(storage: Storage, window_s: dict[str, float], now: float | None = None) -> int:
@@ -148,15 +188,23 @@ def sweep_rate_limits(storage: Storage, window_s: dict[str, float], now: float |
     dropped = 0
     for name, window in window_s.items():
         buckets = [f"{name}-{i:02d}" for i in range(RATE_BUCKETS)]
-        with named_lock(f"ratelimit.{name}"):
+        for _ in range(UPDATE_ATTEMPTS):
             docs = storage.get_docs(SYSTEM_ORG, RATE_LIMITS, buckets)
-            rows: list[tuple[str, dict[str, Any], float | None]] = []
+            changes: dict[str, tuple[dict[str, Any] | None, dict[str, list[float]]]] = {}
+            gone = 0
             for bucket, doc in docs.items():
+                hits = _trimmed(doc, 0.0, float("inf"))
                 kept = _trimmed(doc, now, window)
-                if len(kept) != len(doc) or any(len(kept[k]) != len(doc[k]) for k in kept):
-                    dropped += len(doc) - len(kept)
-                    rows.append((bucket, kept, None))
-            storage.put_docs(SYSTEM_ORG, RATE_LIMITS, rows)
+                if len(kept) != len(hits) or any(len(kept[k]) != len(hits[k]) for k in kept):
+                    gone += len(hits) - len(kept)
+                    changes[bucket] = (doc, kept)
+            try:
+                if changes:
+                    _write_buckets(storage, changes)
+            except PreconditionFailed:
+                continue  # counted meanwhile: sweep the fresh buckets
+            dropped += gone
+            break
     return dropped
 
 
@@ -170,9 +218,52 @@ def client_salt(storage: Storage) -> bytes:
     return bytes.fromhex(found["hex"])
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, name: str = "trusted_proxies") -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"setting '{name}': {exc}") from exc
+
+
+def _trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
+    """The client: the peer, unless the peer is a trusted proxy; then walk X-Forwarded-For from
+    the right (the hop nearest us) past trusted proxies to the first other address. Anything
+    left of that is whatever the client claimed, and is never believed."""
+    address = peer or "unknown"
+    if not forwarded_for or not _trusted(address, proxies):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            ipaddress.ip_address(hop.strip("[]"))
+        except ValueError:
+            return address  # a malformed hop: keep the last address we can vouch for
+        address = hop.strip("[]")
+        if not _trusted(address, proxies):
+            return address
+    return address
+
+
 def client_key(request: Request) -> str:
     # The limiter hashes every key with the stored salt before it is kept anywhere.
-    return "client:" + (request.client.host if request.client else "unknown")
+    proxies = getattr(request.app.state.web, "trusted_proxies", ())
+    peer = request.client.host if request.client else None
+    return "client:" + client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+
+
+def login_key(username: str, request: Request) -> str:
+    """The (account, client) pair that sign-in failures count against."""
+    return f"login:{username.strip().lower()}|{client_key(request)}"
 
 
 def session_from_cookie(request: Request) -> Session | None:

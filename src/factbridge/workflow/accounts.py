@@ -15,14 +15,24 @@ hashes). A new sign-in takes a free slot before it creates one, so the number
 of session records stays at the peak number of sessions open at once instead
 of growing with every sign-in. The slot's sort key is its expiry time (0 when
 free), so free and expired slots list first with `order="sort_asc"`.
+
+Every change of an account record (organisation, user, token, session slot) is
+written together with its audit entry in one conditional transaction
+(`AuditLog.append(system_records=..., expect=...)`), so `audit verify` can tell
+a record edited in the database from one changed here. An admin can disable a
+user, list and revoke tokens and reset a password; disabling and resetting end
+every session of the user and revoke every token. API tokens expire
+(`api_token_days`, or `--expires` when made).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,12 +40,22 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from factbridge.backends.storage.base import Storage
-from factbridge.errors import Conflict, InputError, NotAuthenticated, NotFound, PermissionDenied
-from factbridge.workflow.audit import AuditLog, named_lock
+from factbridge.backends.storage.base import Expect, Rows, Storage
+from factbridge.errors import (
+    Conflict,
+    InputError,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+)
+from factbridge.workflow.audit import AuditLog
+from factbridge.workflow.permissions import PERMISSIONS, ROLES, allowed, role_rank
 
 SYSTEM_ORG = "_system"
-ROLES = ("viewer", "analyst", "editor", "admin")
+API_TOKENS = "api_tokens"
+# The public id of an API token: a prefix of its hash (the token itself is never stored).
+TOKEN_ID_LENGTH = 12
 MIN_PASSWORD = 10
 # Argon2 hashes any length, but hashing megabytes on request is a denial of service; forms cap at this too.
 MAX_PASSWORD = 1000
@@ -63,10 +83,16 @@ class Actor:
     display_name: str = ""
 
     def can(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
+        """At least `role` (pages use it to show or hide whole sections)."""
+        return role_rank(self.role) >= role_rank(role)
 
-    def require(self, role: str, doing: str) -> None:
-        if not self.can(role):
+    def may(self, action: str) -> bool:
+        """Whether the permission table (workflow/permissions.py) lets this role do `action`."""
+        return allowed(self.role, action)
+
+    def check(self, action: str) -> None:
+        if not self.may(action):
+            role, doing = PERMISSIONS.get(action, ("nobody", action))
             raise PermissionDenied(f"{doing} needs the {role} role (you are {self.role})")
 
 
@@ -123,12 +149,50 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as an admin sees it: never the token, only its public id."""
+
+    id: str
+    username: str
+    name: str
+    created_at: str
+    expires_at: str | None
+    revoked: bool
+    expired: bool
+
+    @property
+    def active(self) -> bool:
+        return not (self.revoked or self.expired)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime | None:
+    """`--expires`: "30d", "12h", "never", or a date / ISO time (UTC unless it says)."""
+    now = now or _now()
+    value = text.strip().lower()
+    if value in ("never", "none", "0"):
+        return None
+    match = re.fullmatch(r"(\d{1,5})\s*([dh])", value)
+    if match:
+        amount = int(match.group(1))
+        return now + (timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount))
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise InputError("expiry must look like 30d, 12h, 2027-01-31 or never", field="expires") from exc
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if when <= now:
+        raise InputError("the expiry is in the past", field="expires")
+    return when
+
+
 class Accounts:
     def __init__(self, storage: Storage, audit: AuditLog, session_hours: float = 12.0, *, hash_time_cost: int = 3,
-                 hash_memory_kib: int = 65536) -> None:
+                 hash_memory_kib: int = 65536, token_days: float = 90.0) -> None:
         self.storage = storage
         self.audit = audit
         self.session_hours = session_hours
+        self.token_days = token_days
         self.hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)
         # Verifying against this keeps a sign-in with an unknown name as slow as a wrong password.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
@@ -140,8 +204,11 @@ class Accounts:
         if self.storage.get_docs(SYSTEM_ORG, "orgs", [org_id]):
             raise Conflict(f"organisation '{org_id}' already exists")
         doc = {"id": org_id, "name": name.strip() or org_id, "created_at": _now().isoformat()}
-        self.storage.put_docs(SYSTEM_ORG, "orgs", [(org_id, doc, None)])
-        self.audit.append(org_id, actor, "org.create", "orgs", org_id, None, doc)
+        try:
+            self.audit.append(org_id, actor, "org.create", "orgs", org_id, None, doc, system_records=[("orgs", [(org_id, doc, None)])],
+                              expect=[Expect("orgs", org_id, org=SYSTEM_ORG)])
+        except PreconditionFailed as exc:
+            raise Conflict(f"organisation '{org_id}' already exists") from exc
         return doc
 
     def get_org(self, org_id: str) -> dict[str, Any]:
@@ -162,8 +229,11 @@ class Accounts:
             raise InputError(f"role must be one of {', '.join(ROLES)}", field="role")
         check_password(password, username)
         self.get_org(org)
+        # User names are global (people sign in before their organisation is known), but whose a
+        # taken name is stays unsaid: the refusal is the same whichever organisation holds it.
+        taken = Conflict("that user name cannot be used; choose another")
         if self.storage.get_docs(SYSTEM_ORG, "users", [username]):
-            raise Conflict(f"user '{username}' already exists")
+            raise taken
         doc = {
             "username": username,
             "org": org,
@@ -173,30 +243,100 @@ class Accounts:
             "disabled": False,
             "created_at": _now().isoformat(),
         }
-        self.storage.put_docs(SYSTEM_ORG, "users", [(username, doc, None)])
-        self.audit.append(org, actor, "user.create", "users", username, None, _public_user(doc))
+        try:
+            self.audit.append(org, actor, "user.create", "users", username, None, _public_user(doc),
+                              system_records=[("users", [(username, doc, None)])], expect=[Expect("users", username, org=SYSTEM_ORG)])
+        except PreconditionFailed as exc:
+            raise taken from exc
         return _actor(doc)
+
+    def _user_in_org(self, username: str, by: Actor | None) -> dict[str, Any]:
+        """The user record an admin (`by`, None for the CLI) may manage: another organisation's
+        user is "not found", exactly like a name nobody has."""
+        if by is not None:
+            by.check("users.manage")
+        doc = self._user_doc(username)
+        if by is not None and by.org != doc["org"]:
+            raise NotFound(f"user '{username}' not found")
+        return doc
 
     def set_role(self, username: str, role: str, by: Actor | None = None) -> Actor:
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}", field="role")
-        if by is not None:
-            by.require("admin", "changing roles")
-        doc = self._user_doc(username)
-        if by is not None and by.org != doc["org"]:
-            raise NotFound(f"user '{username}' not found")
+        doc = self._user_in_org(username, by)
+        # Compared on the stored (canonical, lowercase) name: "A-Admin" is still oneself.
+        if by is not None and doc["username"] == by.username:
+            raise InputError("ask another admin to change your own role", field="role")
         after = doc | {"role": role}
-        self.storage.put_docs(SYSTEM_ORG, "users", [(doc["username"], after, None)])
-        self.audit.append(doc["org"], by.username if by else "cli", "user.role", "users", doc["username"], _public_user(doc), _public_user(after))
+        self._save_user(doc, after, by.username if by else "cli", "user.role", expect_field="role")
         return _actor(after)
 
-    def set_password(self, username: str, password: str, actor: str = "cli") -> None:
-        doc = self._user_doc(username)
-        check_password(password, doc["username"])
-        # A new password ends every open session of the user (their epoch no longer matches).
-        changed = doc | {"password_hash": self.hasher.hash(password), "session_epoch": int(doc.get("session_epoch", 0)) + 1}
-        self.storage.put_docs(SYSTEM_ORG, "users", [(doc["username"], changed, None)])
-        self.audit.append(doc["org"], actor, "user.password", "users", doc["username"], None, {"username": doc["username"]})
+    def _save_user(self, doc: dict[str, Any], after: dict[str, Any], actor: str, action: str, *, expect_field: str,
+                   extra: dict[str, Any] | None = None, also: Sequence[tuple[str, Rows]] = ()) -> None:
+        """Write a changed user record (and `also`: its sessions and tokens) with its audit entry,
+        only if `expect_field` is still what it was when the record was read."""
+        name = doc["username"]
+        try:
+            self.audit.append(doc["org"], actor, action, "users", name, _public_user(doc), _public_user(after) | (extra or {}),
+                              system_records=[("users", [(name, after, None)]), *also],
+                              expect=[Expect("users", name, expect_field, doc.get(expect_field), org=SYSTEM_ORG)])
+        except PreconditionFailed as exc:
+            if exc.key == (SYSTEM_ORG, "users", name):
+                raise Conflict(f"user '{name}' was changed by someone else meanwhile; try again") from exc
+            raise
+
+    def _end_everything(self, name: str, keep_session: str | None = None, keep_token_sha: str | None = None,
+                        epoch: int = 0) -> tuple[list[tuple[str, dict[str, Any], float | None]], int, list[tuple[str, dict[str, Any], float | None]]]:
+        """The session slots and token records that end every session and token of a user
+        (but the kept ones): (session rows, sessions ended, revoked token rows)."""
+        sessions: list[tuple[str, dict[str, Any], float | None]] = []
+        freed = 0
+        for slot, session in self._all_slots():
+            if session.get("free") or session.get("username") != name:
+                continue
+            if slot == keep_session and not session.get("revoked"):
+                sessions.append((slot, session | {"epoch": epoch}, _expiry_key(session)))
+            else:
+                sessions.append((slot, FREE_SLOT, 0.0))
+                freed += 1
+        revoked_at = _now().isoformat()
+        revoked: list[tuple[str, dict[str, Any], float | None]] = [
+            (sha, token | {"revoked": True, "revoked_at": revoked_at}, None)
+            for sha, token in self.storage.list_docs(SYSTEM_ORG, API_TOKENS, limit=1_000_000, order="id")
+            if token.get("username") == name and not token.get("revoked") and sha != keep_token_sha]
+        return sessions, freed, revoked
+
+    def set_password(self, username: str, password: str, actor: str = "cli", by: Actor | None = None) -> PasswordChange:
+        """An administrator's reset: the new password, and every session of the user ends and
+        every API token of theirs is revoked (whoever had them no longer gets in), in one
+        transaction with its audit entry."""
+        doc = self._user_in_org(username, by)
+        name = doc["username"]
+        check_password(password, name)
+        epoch = int(doc.get("session_epoch", 0)) + 1
+        sessions, freed, revoked = self._end_everything(name, epoch=epoch)
+        after = doc | {"password_hash": self.hasher.hash(password), "session_epoch": epoch}
+        change = PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
+        self._save_user(doc, after, by.username if by else actor, "user.password", expect_field="password_hash",
+                        extra={"by": "admin", "sessions_revoked": freed, "tokens_revoked": len(revoked),
+                               "api_tokens": sorted(sha[:TOKEN_ID_LENGTH] for sha, _, _ in revoked)},
+                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
+        return change
+
+    def set_disabled(self, username: str, disabled: bool, actor: str = "cli", by: Actor | None = None) -> PasswordChange:
+        """Disable (or enable again) a user. Disabling ends every session and revokes every token:
+        an account enabled again starts with fresh credentials. One cannot disable oneself."""
+        doc = self._user_in_org(username, by)
+        name = doc["username"]
+        if by is not None and name == by.username:
+            raise InputError("ask another admin to disable your own account", field="username")
+        epoch = int(doc.get("session_epoch", 0)) + (1 if disabled else 0)
+        sessions, freed, revoked = self._end_everything(name, epoch=epoch) if disabled else ([], 0, [])
+        after = doc | {"disabled": disabled, "session_epoch": epoch}
+        self._save_user(doc, after, by.username if by else actor, "user.disable" if disabled else "user.enable", expect_field="disabled",
+                        extra={"sessions_revoked": freed, "tokens_revoked": len(revoked)},
+                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
+        return PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
 
     def change_password(self, username: str, current: str, new: str, *, keep_session: str | None = None,
                         keep_token_sha: str | None = None) -> PasswordChange:
@@ -212,36 +352,29 @@ class Accounts:
         # The epoch bump ends every session at once, even one being opened right now elsewhere;
         # the other slots are purged and the kept session moves to the new epoch. The password,
         # the sessions and the tokens change in one transaction: all of it or nothing.
-        sessions: list[tuple[str, dict[str, Any], float | None]] = []
-        freed = 0
-        for slot, session in self._all_slots():
-            if session.get("free") or session.get("username") != name:
-                continue
-            if slot == keep_session and not session.get("revoked"):
-                sessions.append((slot, session | {"epoch": epoch}, _expiry_key(session)))
-            else:
-                sessions.append((slot, FREE_SLOT, 0.0))
-                freed += 1
-        revoked = [(sha, token | {"revoked": True, "revoked_at": _now().isoformat()}, None)
-                   for sha, token in self.storage.list_docs(SYSTEM_ORG, "api_tokens", limit=1_000_000, order="id")
-                   if token.get("username") == name and not token.get("revoked") and sha != keep_token_sha]
-        self.storage.put_docs_batch(SYSTEM_ORG, [
-            ("users", [(name, doc | {"password_hash": self.hasher.hash(new), "session_epoch": epoch}, None)]),
-            (SESSIONS, sessions),
-            ("api_tokens", revoked),
-        ])
+        sessions, freed, revoked = self._end_everything(name, keep_session, keep_token_sha, epoch)
         change = PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
-        self.audit.append(doc["org"], name, "user.password", "users", name, None,
-                          {"username": name, "by": "self", "sessions_revoked": change.sessions_revoked,
-                           "tokens_revoked": change.tokens_revoked, "api_tokens": sorted(sha[:12] for sha, _, _ in revoked)})
+        after = doc | {"password_hash": self.hasher.hash(new), "session_epoch": epoch}
+        self._save_user(doc, after, name, "user.password", expect_field="password_hash",
+                        extra={"by": "self", "sessions_revoked": freed, "tokens_revoked": len(revoked),
+                               "api_tokens": sorted(sha[:TOKEN_ID_LENGTH] for sha, _, _ in revoked)},
+                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
         return change
 
     def get_user(self, username: str) -> Actor:
         return _actor(self._user_doc(username))
 
+    def is_disabled(self, username: str) -> bool:
+        return bool(self._user_doc(username).get("disabled"))
+
     def list_users(self, org: str) -> list[Actor]:
         rows = self.storage.list_docs(SYSTEM_ORG, "users", limit=100_000, order="id")
         return [_actor(doc) for _, doc in rows if doc.get("org") == org]
+
+    def list_user_records(self, org: str) -> list[dict[str, Any]]:
+        """The organisation's users with their state (no password hash), for the admin page."""
+        rows = self.storage.list_docs(SYSTEM_ORG, "users", limit=100_000, order="id")
+        return [_public_user(doc) for _, doc in rows if doc.get("org") == org]
 
     def _user_doc(self, username: str) -> dict[str, Any]:
         key = username.strip().lower()
@@ -259,44 +392,54 @@ class Accounts:
         if not _verify(self.hasher, doc["password_hash"], password):
             raise NotAuthenticated("unknown user name or wrong password")
         if self.hasher.check_needs_rehash(doc["password_hash"]):
-            self.storage.put_docs(SYSTEM_ORG, "users", [(key, doc | {"password_hash": self.hasher.hash(password)}, None)])
+            # Same password, stronger hash parameters: recorded like every change of the record;
+            # if the record changed meanwhile (a new password), that change stands.
+            with contextlib.suppress(Conflict):
+                self._save_user(doc, doc | {"password_hash": self.hasher.hash(password)}, key, "user.rehash", expect_field="password_hash")
         return _actor(doc)
 
     # -- web sessions --------------------------------------------------------
     def start_session(self, actor: Actor) -> tuple[str, Session]:
-        epoch = int(self._user_doc(actor.username).get("session_epoch", 0))
+        user = self._user_doc(actor.username)
+        if user.get("disabled"):
+            raise NotAuthenticated("unknown user name or wrong password")
+        epoch = int(user.get("session_epoch", 0))
         now = _now()
-        token = csrf = sha = ""
-        doc: dict[str, Any] = {}
         # Sign-in is when old sessions are purged: a bounded batch of the oldest slots (free ones
         # first, then the earliest expiry), one of which, if any is free, the new session reuses.
-        # Threads of this process take slots one at a time. Another process could pick the same
-        # free slot in the same instant: the read-back sees that and the later sign-in takes a
-        # brand-new slot; only a write landing after the read-back would be lost (that user signs
-        # in again), never mixed up, since a slot answers only to its own secret's hash.
-        with named_lock("accounts.sessions"):
-            free = self._purge_batch(SIGN_IN_PURGE_BATCH, now)
-            for attempt in range(2):
-                slot = secrets.choice(free) if free and attempt == 0 else "s" + secrets.token_hex(8)
-                token = f"{slot}.{secrets.token_urlsafe(32)}"
-                csrf = secrets.token_urlsafe(32)
-                sha = token_sha(token)
-                doc = {
-                    "username": actor.username,
-                    "sha": sha,
-                    "csrf": csrf,
-                    "created_at": now.isoformat(),
-                    "expires_at": (now + timedelta(hours=self.session_hours)).isoformat(),
-                    "epoch": epoch,
-                    "revoked": False,
-                }
-                self.storage.put_docs(SYSTEM_ORG, SESSIONS, [(slot, doc, _expiry_key(doc))])
-                if self.storage.get_docs(SYSTEM_ORG, SESSIONS, [slot]).get(slot, {}).get("sha") == sha:
-                    break
-        # Named by a short prefix of the token's hash; the token and CSRF secret never enter the log.
-        self.audit.append(actor.org, actor.username, "session.start", "sessions", sha[:12], None,
-                          {"username": actor.username, "expires_at": doc["expires_at"]})
-        return token, Session(actor=actor, csrf=csrf, token_sha=sha, slot=slot)
+        # Taking a slot is a conditional write (the slot must still be free, or a new one must
+        # not exist yet) in the transaction of its audit entry: of two sign-ins, in any
+        # processes, that pick the same free slot, the second takes another.
+        free = self._purge_batch(SIGN_IN_PURGE_BATCH, now)
+        for attempt in range(8):
+            reuse = bool(free) and attempt < 4
+            slot = secrets.choice(free) if reuse else "s" + secrets.token_hex(8)
+            token = f"{slot}.{secrets.token_urlsafe(32)}"
+            csrf = secrets.token_urlsafe(32)
+            sha = token_sha(token)
+            doc = {
+                "username": actor.username,
+                "sha": sha,
+                "csrf": csrf,
+                "created_at": now.isoformat(),
+                "expires_at": (now + timedelta(hours=self.session_hours)).isoformat(),
+                "epoch": epoch,
+                "revoked": False,
+            }
+            taken = Expect(SESSIONS, slot, "free", True, org=SYSTEM_ORG) if reuse else Expect(SESSIONS, slot, org=SYSTEM_ORG)
+            try:
+                # Named by its slot; the token and CSRF secret never enter the log.
+                self.audit.append(actor.org, actor.username, "session.start", SESSIONS, slot, None,
+                                  {"username": actor.username, "expires_at": doc["expires_at"]},
+                                  system_records=[(SESSIONS, [(slot, doc, _expiry_key(doc))])], expect=[taken])
+            except PreconditionFailed as exc:
+                if exc.key == (SYSTEM_ORG, SESSIONS, slot):
+                    if reuse:
+                        free.remove(slot)
+                    continue
+                raise
+            return token, Session(actor=actor, csrf=csrf, token_sha=sha, slot=slot)
+        raise Conflict("could not open a session; try again")
 
     def _slot_of(self, token: str) -> tuple[str, dict[str, Any]] | None:
         """The slot and its live record for a session token, or None (no constant-time leak:
@@ -327,11 +470,17 @@ class Accounts:
             return
         slot, doc = found
         # Signing out purges the slot at once: nothing of the session is kept.
-        self.storage.put_docs(SYSTEM_ORG, SESSIONS, [(slot, FREE_SLOT, 0.0)])
-        if not doc.get("revoked"):
-            user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
-            if user is not None:
-                self.audit.append(user["org"], doc["username"], "session.end", "sessions", doc["sha"][:12], {"revoked": False}, {"revoked": True})
+        user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
+        if user is None:
+            self.storage.put_docs(SYSTEM_ORG, SESSIONS, [(slot, FREE_SLOT, 0.0)])
+            return
+        try:
+            self.audit.append(user["org"], doc["username"], "session.end", SESSIONS, slot, {"revoked": bool(doc.get("revoked"))},
+                              {"revoked": True}, system_records=[(SESSIONS, [(slot, FREE_SLOT, 0.0)])],
+                              expect=[Expect(SESSIONS, slot, "sha", doc["sha"], org=SYSTEM_ORG)])
+        except PreconditionFailed as exc:
+            if exc.key != (SYSTEM_ORG, SESSIONS, slot):
+                raise  # else the slot was purged or reused meanwhile: this session is over anyway
 
     def _all_slots(self) -> list[tuple[str, dict[str, Any]]]:
         return self.storage.list_docs(SYSTEM_ORG, SESSIONS, limit=10_000_000, order="id")
@@ -347,7 +496,8 @@ class Accounts:
         return user is None or bool(user.get("disabled")) or int(user.get("session_epoch", 0)) != int(doc.get("epoch", 0))
 
     def _purge(self, rows: list[tuple[str, dict[str, Any]]], now: datetime) -> list[str]:
-        """Free every dead slot among `rows`; the ids of all free slots among them."""
+        """Free every dead slot among `rows`; the ids of all free slots among them. (Freeing is not
+        audited: a free slot holds nothing and grants nothing, and `audit verify` skips it.)"""
         names = {d["username"] for _, d in rows if not d.get("free") and isinstance(d.get("username"), str)}
         users = self.storage.get_docs(SYSTEM_ORG, "users", sorted(names)) if names else {}
         free: list[str] = []
@@ -372,25 +522,88 @@ class Accounts:
         return PurgeReport(scanned=len(rows), purged=len(free) - already, live=len(rows) - len(free), free=len(free))
 
     # -- API tokens ----------------------------------------------------------
-    def create_token(self, username: str, name: str = "api", actor: str = "cli") -> str:
-        user = self._user_doc(username)
+    def create_token(self, username: str, name: str = "api", actor: str = "cli", *, expires: datetime | None | str = "default",
+                     by: Actor | None = None) -> str:
+        """A new API token (returned once; only its hash is stored). `expires`: a time, None for
+        never, or "default" for `api_token_days` from now (0 days: never)."""
+        user = self._user_in_org(username, by) if by is not None else self._user_doc(username)
+        if user.get("disabled"):
+            raise Conflict(f"user '{user['username']}' is disabled")
+        now = _now()
+        if expires == "default":
+            expires = now + timedelta(days=self.token_days) if self.token_days > 0 else None
+        elif isinstance(expires, str):
+            expires = parse_expiry(expires, now)
         token = "fb_" + secrets.token_urlsafe(32)
         sha = token_sha(token)
-        doc = {"username": user["username"], "name": name, "created_at": _now().isoformat(), "revoked": False}
-        self.storage.put_docs(SYSTEM_ORG, "api_tokens", [(sha, doc, None)])
+        doc = {"id": sha[:TOKEN_ID_LENGTH], "username": user["username"], "org": user["org"], "name": name.strip()[:100] or "api",
+               "created_at": now.isoformat(), "expires_at": expires.isoformat() if expires else None, "revoked": False}
         # The audit entry names the token by a short prefix of its hash, never the token.
-        self.audit.append(user["org"], actor, "token.create", "api_tokens", sha[:12], None, {"username": user["username"], "name": name})
+        self.audit.append(user["org"], by.username if by else actor, "token.create", API_TOKENS, sha[:TOKEN_ID_LENGTH], None,
+                          {"username": user["username"], "name": doc["name"], "expires_at": doc["expires_at"]},
+                          system_records=[(API_TOKENS, [(sha, doc, None)])], expect=[Expect(API_TOKENS, sha, org=SYSTEM_ORG)])
         return token
 
     def token_actor(self, token: str) -> Actor:
         sha = token_sha(token)
-        doc = self.storage.get_docs(SYSTEM_ORG, "api_tokens", [sha]).get(sha)
-        if doc is None or doc.get("revoked"):
-            raise NotAuthenticated("unknown or revoked API token")
+        doc = self.storage.get_docs(SYSTEM_ORG, API_TOKENS, [sha]).get(sha)
+        if doc is None or doc.get("revoked") or _expired(doc, _now()):
+            raise NotAuthenticated("unknown, expired or revoked API token")
         user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
         if user is None or user.get("disabled"):
-            raise NotAuthenticated("unknown or revoked API token")
+            raise NotAuthenticated("unknown, expired or revoked API token")
         return _actor(user)
+
+    def _token_rows(self, org: str, username: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        members = {a.username for a in self.list_users(org)}
+        wanted = {username.strip().lower()} & members if username else members
+        return [(sha, doc) for sha, doc in self.storage.list_docs(SYSTEM_ORG, API_TOKENS, limit=1_000_000, order="id")
+                if doc.get("username") in wanted]
+
+    def list_tokens(self, org: str, username: str | None = None) -> list[TokenInfo]:
+        """The organisation's tokens (of one user, if named), newest first."""
+        now = _now()
+        items = [TokenInfo(id=sha[:TOKEN_ID_LENGTH], username=doc["username"], name=str(doc.get("name", "")),
+                           created_at=str(doc.get("created_at", "")), expires_at=doc.get("expires_at"),
+                           revoked=bool(doc.get("revoked")), expired=_expired(doc, now))
+                 for sha, doc in self._token_rows(org, username)]
+        return sorted(items, key=lambda t: t.created_at, reverse=True)
+
+    def revoke_token(self, org: str, token_id: str, actor: str = "cli", by: Actor | None = None) -> TokenInfo:
+        """Revoke one token of the organisation by its public id (a prefix of its hash, at least
+        8 characters; ambiguous prefixes are refused)."""
+        if by is not None:
+            by.check("users.manage")
+            org = by.org
+        prefix = token_id.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{8,64}", prefix):
+            raise InputError("a token id is 8 to 64 hexadecimal characters (see `users tokens list`)", field="token_id")
+        hits = [(sha, doc) for sha, doc in self._token_rows(org) if sha.startswith(prefix)]
+        if not hits:
+            raise NotFound(f"token '{token_id}' not found")
+        if len(hits) > 1:
+            raise InputError(f"token id '{token_id}' is ambiguous; give more characters", field="token_id")
+        sha, doc = hits[0]
+        user = self._user_doc(doc["username"])
+        if not doc.get("revoked"):
+            after = doc | {"revoked": True, "revoked_at": _now().isoformat()}
+            try:
+                self.audit.append(user["org"], by.username if by else actor, "token.revoke", API_TOKENS, sha[:TOKEN_ID_LENGTH],
+                                  {"revoked": False}, {"revoked": True, "username": doc["username"]},
+                                  system_records=[(API_TOKENS, [(sha, after, None)])],
+                                  expect=[Expect(API_TOKENS, sha, "revoked", doc.get("revoked", False), org=SYSTEM_ORG)])
+            except PreconditionFailed as exc:
+                if exc.key != (SYSTEM_ORG, API_TOKENS, sha):
+                    raise  # else revoked meanwhile by someone else: it is revoked either way
+            doc = after
+        return TokenInfo(id=sha[:TOKEN_ID_LENGTH], username=doc["username"], name=str(doc.get("name", "")),
+                         created_at=str(doc.get("created_at", "")), expires_at=doc.get("expires_at"), revoked=True,
+                         expired=_expired(doc, _now()))
+
+
+def _expired(doc: dict[str, Any], now: datetime) -> bool:
+    expires = doc.get("expires_at")
+    return bool(expires) and datetime.fromisoformat(str(expires)) <= now
 
 
 FREE_SLOT: dict[str, Any] = {"free": True}

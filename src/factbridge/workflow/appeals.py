@@ -18,11 +18,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Storage
-from factbridge.errors import Conflict, InputError, NotFound
+from factbridge.backends.storage.base import Expect, Storage
+from factbridge.errors import Conflict, InputError, NotFound, PreconditionFailed
 from factbridge.models import Post
 from factbridge.workflow.accounts import Actor
-from factbridge.workflow.audit import AuditLog, named_lock, plain
+from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.cases import CaseBook, clean_text, now_iso
 
 APPEALS = "appeals"
@@ -64,7 +64,7 @@ class Appeals:
     def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:
         self.cases.published(org, case_id)  # only published verdicts can be appealed
         now = now_iso()
-        appeal = plain({
+        appeal: dict[str, Any] = plain({
             "id": f"appeal-{secrets.token_hex(6)}",
             "case_id": case_id,
             "reason": _clean(reason, "reason", 5000, required=True),
@@ -82,11 +82,7 @@ class Appeals:
         return appeal
 
     def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "deciding an appeal")
-        with named_lock(f"appeals:{org}"):  # two editors deciding at once: the second gets Conflict
-            return self._decide(org, actor, appeal_id, outcome, note, version)
-
-    def _decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None) -> dict[str, Any]:
+        actor.check("appeal.decide")
         appeal = self.get(org, appeal_id)
         if version is not None and int(appeal["version"]) != int(version):
             raise Conflict(f"appeal '{appeal_id}' changed since you opened it; reload and try again")
@@ -106,8 +102,14 @@ class Appeals:
             "decided_by": actor.username,
             "version": int(appeal["version"]) + 1,
         }
-        self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after,
-                          records=[(APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])])
+        try:  # two editors deciding at once (in any processes): the second gets Conflict
+            self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after,
+                              records=[(APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])],
+                              expect=[Expect(APPEALS, appeal_id, "version", appeal["version"])])
+        except PreconditionFailed as exc:
+            if exc.key != (org, APPEALS, appeal_id):
+                raise
+            raise Conflict("this appeal was decided by someone else meanwhile; reload") from exc
         return after
 
 
@@ -133,6 +135,7 @@ def report_post(services: Any, org: str, text: str, url: str = "", platform: str
     post = prepare_post(post, services.languages)
     received = {"post_id": post.id, "received_at": received_at.isoformat(timespec="seconds"), "platform": post.platform}
     services.storage.put_docs(org, REPORTS, [(post.id, received, received_at.timestamp())])
-    AuditLog(services.storage).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None, {"platform": post.platform, "language": post.language})
+    AuditLog.in_data_dir(services.storage, services.settings.data_dir).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None,
+                                                                          {"platform": post.platform, "language": post.language})
     process(services, org, [post])
     return post

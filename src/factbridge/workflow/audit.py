@@ -9,16 +9,25 @@ editing, removing or re-ordering any entry breaks the chain. A separate
 "audit_head" document remembers the last sequence and hash, so cutting entries
 off the end is detected too.
 
-`verify()` recomputes the chain and, for the workflow collections, checks that
-every stored object still equals the "after" state of its latest entry (an
-object edited behind the log's back is reported as well).
+Every security-relevant record is covered by the chain: an entry lists each
+record it wrote (`records`: scope, collection, id and the SHA-256 of the stored
+document) for the COVERED collections: cases, published verdicts and appeals
+in the organisation's scope, and the organisation, its users (with their role
+and password hash), API tokens and web sessions in the "_system" scope.
+`verify()` cross-checks both directions: every stored record must equal what
+the latest entry that wrote it recorded (a role changed to admin in the
+database, an un-revoked token, an edited verdict), and every record an entry
+wrote must still exist (a deleted case, verdict or appeal row). Finally the
+chain head is anchored outside the database by signed checkpoints
+(workflow/checkpoint.py): a chain recomputed end to end is caught there.
 
-An entry, the head, the per-object index and the record the entry describes
-are written in one storage transaction (`put_docs_batch`), so a crash never
-leaves a change without its entry or an entry without its change. Appends are
-serialised per organisation by a process-wide lock: the web app and the CLI
-each run as one process per database, which the SQLite default requires
-anyway (one writer).
+An entry, the head, the per-object index and the records the entry describes
+are written in one storage transaction (`put_docs_batch`), and that write is
+conditional on the head still being the one the entry was chained to (an
+`Expect` checked inside the transaction), so two processes appending at once
+(the CLI and the server) never fork the chain: the later one re-reads the head
+and tries again. Callers add their own preconditions (a case's version, a free
+session slot) to the same write.
 """
 
 from __future__ import annotations
@@ -27,12 +36,15 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Expect, Rows, Storage, iter_docs
+from factbridge.errors import PreconditionFailed
+from factbridge.workflow.checkpoint import Checkpoints
 
 AUDIT = "audit"
 AUDIT_HEAD = "audit_head"
@@ -40,8 +52,15 @@ AUDIT_HEAD = "audit_head"
 # read by key instead of by scanning the organisation's whole log.
 AUDIT_BY_OBJECT = "audit_by_object"
 GENESIS = "0" * 64
-# Collections whose current documents must equal their last audited state.
+SYSTEM_SCOPE = "_system"
+# Collections whose current documents must equal their last audited state: in the organisation's
+# own scope, and in the "_system" scope (accounts), where a record belongs to the organisation
+# named by its "org" field (or its user's).
 AUDITED_COLLECTIONS = ("cases", "published", "appeals")
+SYSTEM_COLLECTIONS = ("orgs", "users", "api_tokens", "sessions")
+COVERED = frozenset(AUDITED_COLLECTIONS) | frozenset(SYSTEM_COLLECTIONS)
+# How often an append re-reads the head when another writer got there first.
+APPEND_ATTEMPTS = 200
 
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
@@ -75,6 +94,11 @@ def entry_id(seq: int) -> str:
     return f"{seq:012d}"
 
 
+def record_sha(doc: dict[str, Any]) -> str:
+    """The fingerprint an entry keeps of a record it wrote (the document as it reads back)."""
+    return hashlib.sha256(canonical_json(plain(doc)).encode("utf-8")).hexdigest()
+
+
 @dataclass
 class VerifyReport:
     org: str
@@ -87,8 +111,19 @@ class VerifyReport:
 
 
 class AuditLog:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, checkpoints: Checkpoints | None = None) -> None:
         self.storage = storage
+        self.checkpoints = checkpoints
+
+    @classmethod
+    def in_data_dir(cls, storage: Storage, data_dir: str | Path) -> AuditLog:
+        """The log with its signed checkpoints in the data folder (what the server and CLI use)."""
+        return cls(storage, Checkpoints(Path(data_dir)))
+
+    def head(self, org: str) -> tuple[int, str]:
+        """The current chain head: (sequence, hash); (0, GENESIS) for an empty chain."""
+        head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
+        return (int(head["seq"]), str(head["hash"])) if head else (0, GENESIS)
 
     def append(
         self,
@@ -99,35 +134,62 @@ class AuditLog:
         object_id: str,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-        records: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]] = (),
+        records: Sequence[tuple[str, Rows]] = (),
+        *,
+        system_records: Sequence[tuple[str, Rows]] = (),
+        expect: Sequence[Expect] = (),
     ) -> dict[str, Any]:
-        """Append an entry. `records` are the writes it describes ((collection, rows) as for
-        `put_docs`): they and the entry are stored in one transaction, all or nothing."""
-        with named_lock(org):
-            head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
-            seq = int(head["seq"]) + 1 if head else 1
-            prev = str(head["hash"]) if head else GENESIS
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "org": org,
-                "at": now_iso(),
-                "actor": actor,
-                "action": action,
-                "object": {"collection": collection, "id": object_id},
-                "before": plain(before),
-                "after": plain(after),
-                "prev_hash": prev,
-            }
-            entry["hash"] = entry_hash(entry)
-            key = f"{collection}/{object_id}"
-            index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
-            self.storage.put_docs_batch(org, [
-                *records,
-                (AUDIT, [(entry_id(seq), entry, float(seq))]),
-                (AUDIT_HEAD, [("head", {"seq": seq, "hash": entry["hash"]}, None)]),
-                (AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq]}, None)]),
-            ])
+        """Append an entry. `records` (in `org`) and `system_records` (in "_system") are the writes
+        it describes ((collection, rows) as for `put_docs`): they and the entry are stored in one
+        transaction, all or nothing, and only if every `expect` still holds (else
+        PreconditionFailed). The entry fingerprints every covered record it writes."""
+        written = [{"scope": scope, "collection": coll, "id": doc_id, "sha": record_sha(doc)}
+                   for scope, group in ((org, records), (SYSTEM_SCOPE, system_records))
+                   for coll, rows in group if coll in COVERED for doc_id, doc, _ in rows]
+        for _ in range(APPEND_ATTEMPTS):
+            # The in-process lock only saves this process's threads from retrying; the
+            # conditional write below is what keeps separate processes from forking the chain.
+            with named_lock(f"audit:{org}"):
+                seq, prev = self.head(org)
+                entry: dict[str, Any] = {
+                    "seq": seq + 1,
+                    "org": org,
+                    "at": now_iso(),
+                    "actor": actor,
+                    "action": action,
+                    "object": {"collection": collection, "id": object_id},
+                    "before": plain(before),
+                    "after": plain(after),
+                    "records": written,
+                    "prev_hash": prev,
+                }
+                entry["hash"] = entry_hash(entry)
+                key = f"{collection}/{object_id}"
+                index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
+                head_expect = Expect(AUDIT_HEAD, "head", "seq", seq) if seq else Expect(AUDIT_HEAD, "head")
+                try:
+                    self.storage.put_docs_batch(org, [
+                        *records,
+                        (AUDIT, [(entry_id(seq + 1), entry, float(seq + 1))]),
+                        (AUDIT_HEAD, [("head", {"seq": seq + 1, "hash": entry["hash"]}, None)]),
+                        (AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq + 1]}, None)]),
+                    ], expect=[head_expect, *expect], other_orgs=[(SYSTEM_SCOPE, c, rows) for c, rows in system_records])
+                except PreconditionFailed as exc:
+                    if exc.key == (org, AUDIT_HEAD, "head"):
+                        continue  # another writer appended first: chain onto its entry
+                    raise
+            if self.checkpoints is not None:
+                self.checkpoints.write(org, entry["seq"], entry["hash"])
             return entry
+        raise PreconditionFailed(f"the audit log of org {org} is too busy; try again", (org, AUDIT_HEAD, "head"))
+
+    def checkpoint(self, org: str) -> dict[str, Any]:
+        """Sign and store the current head (`factbridge audit checkpoint`), even over a checkpoint
+        of a later entry (a backup restored on purpose): the operator vouches for this head."""
+        if self.checkpoints is None:
+            raise ValueError("this audit log has no checkpoint folder")
+        seq, head_hash = self.head(org)
+        return self.checkpoints.write(org, seq, head_hash, force=True)
 
     def entries(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:
         order = "sort_desc" if newest_first else "sort_asc"
@@ -140,14 +202,16 @@ class AuditLog:
         found = self.storage.get_docs(org, AUDIT, [entry_id(int(n)) for n in seqs])
         return [found[entry_id(int(n))] for n in seqs if entry_id(int(n)) in found]
 
-    def _iter(self, org: str, page: int = 1000) -> Any:
+    def _iter(self, org: str, page: int = 1000) -> Iterator[dict[str, Any]]:
         yield from (doc | {"_id": doc_id} for doc_id, doc in iter_docs(self.storage, org, AUDIT, order="sort_asc", page=page))
 
     def verify(self, org: str) -> VerifyReport:
         report = VerifyReport(org=org)
         expected_seq = 1
         prev = GENESIS
-        last_after: dict[tuple[str, str], str] = {}
+        hash_at: dict[int, str] = {}
+        # (scope, collection, id) -> (seq, sha) of the latest entry that wrote the record
+        latest: dict[tuple[str, str, str], tuple[int, str]] = {}
         seqs_of: dict[str, list[int]] = {}
         for entry in self._iter(org):
             doc_id = entry.pop("_id")
@@ -162,12 +226,13 @@ class AuditLog:
             if entry_hash(entry) != entry.get("hash"):
                 report.problems.append(f"{name}: content does not match its hash (entry was edited)")
             prev = str(entry.get("hash"))
+            hash_at[expected_seq] = prev
             expected_seq += 1
             obj = entry.get("object") or {}
             if isinstance(seq, int):
                 seqs_of.setdefault(f"{obj.get('collection')}/{obj.get('id')}", []).append(seq)
-            if obj.get("collection") in AUDITED_COLLECTIONS:
-                last_after[(obj["collection"], obj["id"])] = canonical_json(entry.get("after"))
+                for written in _written_records(entry, org):
+                    latest[written[0]] = (seq, written[1])
         head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
         if head is None and report.entries:
             report.problems.append(f"audit head of org {org} is missing")
@@ -181,11 +246,89 @@ class AuditLog:
                 report.problems.append(f"audit index of {key} (org {org}) does not match the chain")
         for key in seqs_of:
             report.problems.append(f"audit index of {key} (org {org}) is missing")
+        self._verify_records(org, latest, report)
+        self._verify_checkpoint(org, expected_seq - 1, hash_at, report)
+        return report
+
+    def _stored_records(self, org: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Every covered record that belongs to the organisation, keyed like `latest`."""
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
         for collection in AUDITED_COLLECTIONS:
             for doc_id, doc in iter_docs(self.storage, org, collection):
-                audited = last_after.get((collection, doc_id))
-                if audited is None:
-                    report.problems.append(f"{collection}/{doc_id} (org {org}) has no audit entry")
-                elif audited != canonical_json(doc):
-                    report.problems.append(f"{collection}/{doc_id} (org {org}) differs from its last audited state")
-        return report
+                found[(org, collection, doc_id)] = doc
+        users = dict(iter_docs(self.storage, SYSTEM_SCOPE, "users"))
+        members = {name for name, doc in users.items() if doc.get("org") == org}
+        for doc_id, doc in iter_docs(self.storage, SYSTEM_SCOPE, "orgs"):
+            if doc_id == org:
+                found[(SYSTEM_SCOPE, "orgs", doc_id)] = doc
+        for name in members:
+            found[(SYSTEM_SCOPE, "users", name)] = users[name]
+        for collection in ("api_tokens", "sessions"):
+            for doc_id, doc in iter_docs(self.storage, SYSTEM_SCOPE, collection):
+                # A free session slot holds nothing (no user, no secret): it grants nothing.
+                if doc.get("username") in members and not doc.get("free"):
+                    found[(SYSTEM_SCOPE, collection, doc_id)] = doc
+        return found
+
+    def _verify_records(self, org: str, latest: dict[tuple[str, str, str], tuple[int, str]], report: VerifyReport) -> None:
+        stored = self._stored_records(org)
+        for key, doc in stored.items():
+            scope, collection, doc_id = key
+            where = f"{collection}/{doc_id}" + (f" (org {org})" if scope == org else f" (of org {org}, in {scope})")
+            audited = latest.get(key)
+            if audited is None:
+                report.problems.append(f"{where} has no audit entry (written behind the log's back)")
+            elif audited[1] != record_sha(doc):
+                report.problems.append(f"{where} differs from its last audited state (entry {entry_id(audited[0])})")
+        for key, (seq, _) in latest.items():
+            scope, collection, doc_id = key
+            if key in stored or collection == "sessions":
+                continue  # slots are freed and reused by design; a forged live one is caught above
+            if scope == SYSTEM_SCOPE:
+                # another organisation's record (a user moved, a token of a user of theirs) is theirs to check
+                current = self.storage.get_docs(SYSTEM_SCOPE, collection, [doc_id]).get(doc_id)
+                if current is not None:
+                    continue
+            report.problems.append(f"{collection}/{doc_id} (org {org}) was deleted: audit entry {entry_id(seq)} wrote it")
+
+    def _verify_checkpoint(self, org: str, last_seq: int, hash_at: dict[int, str], report: VerifyReport) -> None:
+        if self.checkpoints is None:
+            return
+        body = self.checkpoints.latest(org)
+        if body is None:
+            if last_seq:
+                report.problems.append(f"no signed checkpoint of org {org} (run `factbridge audit checkpoint` once after upgrading)")
+            return
+        problem = self.checkpoints.problem(body, org)
+        if problem:
+            report.problems.append(problem)
+            return
+        seq = int(body["seq"])
+        if seq > last_seq:
+            report.problems.append(f"the signed checkpoint of org {org} names entry {entry_id(seq)} but the chain ends at "
+                                   f"{entry_id(last_seq)} (entries removed)")
+        elif seq and hash_at.get(seq) != body["hash"]:
+            report.problems.append(f"audit entry {entry_id(seq)} (org {org}) differs from the signed checkpoint of "
+                                   f"{body['at']} (the chain was rewritten and recomputed)")
+
+
+def _written_records(entry: dict[str, Any], org: str) -> list[tuple[tuple[str, str, str], str]]:
+    """The records an entry wrote and their fingerprints. Entries from before records were
+    listed wrote exactly their object, whose stored document equalled their "after"."""
+    listed = entry.get("records")
+    if isinstance(listed, list):
+        return [((str(r.get("scope")), str(r.get("collection")), str(r.get("id"))), str(r.get("sha")))
+                for r in listed if isinstance(r, dict)]
+    obj = entry.get("object") or {}
+    if obj.get("collection") in AUDITED_COLLECTIONS and isinstance(entry.get("after"), dict):
+        return [((org, str(obj["collection"]), str(obj.get("id"))), record_sha(entry["after"]))]
+    return []
+
+
+def signed_head(audit: AuditLog, org: str) -> dict[str, Any]:
+    """The organisation's current chain head, signed with the workspace's checkpoint key
+    (what a partner keeps to anchor this chain outside the workspace)."""
+    if audit.checkpoints is None:
+        raise ValueError("this audit log has no checkpoint folder")
+    seq, head_hash = audit.head(org)
+    return audit.checkpoints.sign(org, seq, head_hash)

@@ -23,17 +23,18 @@ an audit entry with the state before and after.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Storage
-from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied
+from factbridge.backends.storage.base import Expect, Rows, Storage
+from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied, PreconditionFailed
 from factbridge.models import FactCheck
 from factbridge.pipeline.prepare import prepare_factcheck
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
-from factbridge.workflow.audit import AuditLog, named_lock, plain
+from factbridge.workflow.audit import AuditLog, plain
 
 CASES = "cases"
 PUBLISHED = "published"
@@ -137,21 +138,37 @@ class CaseBook:
         return [doc for _, doc in self.storage.list_docs(org, PUBLISHED, limit=limit, offset=offset, order="sort_desc")]
 
     # -- writing -----------------------------------------------------------
-    def _save(self, org: str, actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
-        # Compare-and-set under a process-wide lock: of two requests that loaded the same
-        # version, the second gets Conflict instead of silently overwriting the first.
-        with named_lock(f"cases:{org}"):
-            if before is not None and int(self.get(org, before["id"])["version"]) != int(before["version"]):
-                raise Conflict(f"case '{before['id']}' was changed by someone else meanwhile; reload and try again")
-            after = plain(after | {"version": int((before or {}).get("version", 0)) + 1, "updated_at": now_iso()})
-            sort = datetime.fromisoformat(after["updated_at"]).timestamp()
-            self.audit.append(org, actor.username, action, CASES, after["id"], before, after, records=[(CASES, [(after["id"], after, sort)])])
-            return after
+    def _save(self, org: str, actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any],
+              also: Sequence[tuple[str, Rows]] = (), also_expect: Sequence[Expect] = ()) -> dict[str, Any]:
+        # Compare-and-set inside the storage transaction: of two requests (in any processes) that
+        # loaded the same version, the second gets Conflict instead of silently overwriting the first.
+        version = int((before or {}).get("version", 0))
+        after = plain(after | {"version": version + 1, "updated_at": now_iso()})
+        sort = datetime.fromisoformat(after["updated_at"]).timestamp()
+        expect = Expect(CASES, after["id"], "version", version) if before is not None else Expect(CASES, after["id"])
+        try:
+            self.audit.append(org, actor.username, action, CASES, after["id"], before, after,
+                              records=[(CASES, [(after["id"], after, sort)]), *also], expect=[expect, *also_expect])
+        except PreconditionFailed as exc:
+            if exc.key != (org, CASES, after["id"]):
+                raise
+            current = self.storage.get_docs(org, CASES, [after["id"]]).get(after["id"], {})
+            raise self._stale(after["id"], current, version) from exc
+        return after
+
+    @staticmethod
+    def _stale(case_id: str, current: dict[str, Any], yours: int | None) -> Conflict:
+        """The 409 of a stale write: it names the current version, so an API client can reload
+        (GET the case) and retry with it."""
+        now = current.get("version")
+        return Conflict(f"case '{case_id}' changed since you read it: someone else saved version {now} (yours {yours}); "
+                        "reload and try again",
+                        current={"id": case_id, "version": now, "status": current.get("status")})
 
     def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
         case = self.get(org, case_id)
         if version is not None and int(case.get("version", 0)) != int(version):
-            raise Conflict(f"case '{case_id}' changed since you opened it (version {case['version']}, yours {version}); reload and try again")
+            raise self._stale(case_id, case, version)
         return case
 
     @staticmethod
@@ -161,7 +178,7 @@ class CaseBook:
 
     def open(self, org: str, actor: Actor, claim: str, *, title: str = "", source_kind: str = "manual", source_id: str = "",
              language: str | None = None, claimant: str = "", claim_date: str | None = None) -> dict[str, Any]:
-        actor.require("analyst", "opening a case")
+        actor.check("case.open")
         if source_kind not in ("post", "narrative", "manual", "report"):
             raise InputError("source must be post, narrative, report or manual", field="source_kind")
         case: dict[str, Any] = {
@@ -184,22 +201,32 @@ class CaseBook:
             "publication": None,
             "corrections": [],
         }
-        opened = self._save(org, actor, "case.open", None, case)
-        if source_id:
-            key = f"{source_kind}:{source_id}"
-            index = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})
-            self.storage.put_docs(org, CASES_BY_SOURCE, [(key, {"case_ids": [*index["case_ids"], opened["id"]]}, None)])
-        return opened
+        if not source_id:
+            return self._save(org, actor, "case.open", None, case)
+        # The source's index is written in the transaction of the case, on condition that it is
+        # still what was read: it never misses a case nor names one that is not there.
+        key = f"{source_kind}:{source_id}"
+        for _ in range(50):
+            found = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key)
+            ids = list(found["case_ids"]) if found else []
+            unchanged = Expect(CASES_BY_SOURCE, key, "case_ids", ids) if found else Expect(CASES_BY_SOURCE, key)
+            try:
+                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, [(key, {"case_ids": [*ids, case["id"]]}, None)])],
+                                  [unchanged])
+            except PreconditionFailed as exc:
+                if exc.key != (org, CASES_BY_SOURCE, key):
+                    raise
+        raise Conflict("too many cases are being opened on this source at once; try again")
 
     def assign(self, org: str, actor: Actor, case_id: str, assignee: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("analyst", "assigning a case")
+        actor.check("case.assign")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "assign")
         return self._save(org, actor, "case.assign", case, case | {"assignee": clean_text(assignee, "assignee", limit=40).lower()})
 
     def add_evidence(self, org: str, actor: Actor, case_id: str, kind: str, *, url: str = "", text: str = "",
                      file: dict[str, Any] | None = None, version: int | None = None) -> dict[str, Any]:
-        actor.require("analyst", "adding evidence")
+        actor.check("case.evidence")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "add evidence")
         if kind not in EVIDENCE_KINDS:
@@ -217,7 +244,7 @@ class CaseBook:
 
     def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
                       language: str | None = None, version: int | None = None) -> dict[str, Any]:
-        actor.require("analyst", "drafting a verdict")
+        actor.check("case.verdict")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "draft a verdict")
         name = self.scale.check(rating)
@@ -234,7 +261,7 @@ class CaseBook:
         return self._save(org, actor, "case.verdict", case, case | {"verdict": verdict, "approval": None, "status": "in_review"})
 
     def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "approving a verdict")
+        actor.check("case.approve")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review",), "approve")
         if case["verdict"]["drafted_by"] == actor.username:
@@ -243,20 +270,20 @@ class CaseBook:
         return self._save(org, actor, "case.approve", case, case | {"approval": approval, "status": "approved"})
 
     def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "returning a verdict")
+        actor.check("case.return")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review", "approved"), "return the verdict")
         notes = [*case["review_notes"], {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
         return self._save(org, actor, "case.return", case, case | {"approval": None, "status": "open", "review_notes": notes})
 
     def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "closing a case")
+        actor.check("case.close")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "close")
         return self._save(org, actor, "case.close", case, case | {"status": "closed", "closed_reason": clean_text(reason, "reason")})
 
     def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "publishing")
+        actor.check("case.publish")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("approved",), "publish")
         url = f"{base_url.rstrip('/')}/public/{org}/factchecks/{case_id}"
@@ -267,16 +294,41 @@ class CaseBook:
         return after
 
     def correct(self, org: str, actor: Actor, case_id: str, text: str, new_rating: str = "", version: int | None = None) -> dict[str, Any]:
-        actor.require("editor", "correcting a published verdict")
+        """A correction of a published verdict. One that only explains (same rating) is public at
+        once; one that changes the rating waits, like the verdict did, for a second editor
+        (`decide_correction`): until then the public verdict stays as it was."""
+        actor.check("case.correct")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "correct")
         verdict = dict(case["verdict"])
         correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict["rating"], "new_rating": verdict["rating"]}
-        if new_rating.strip():
-            name = self.scale.check(new_rating)
-            verdict.update(rating=name, rating_value=self.scale.value(name))
-            correction["new_rating"] = name
+        name = self.scale.check(new_rating) if new_rating.strip() else verdict["rating"]
+        if name != verdict["rating"]:
+            if case.get("pending_correction"):
+                raise Conflict("a change of the rating is already waiting for a second editor; decide it first")
+            pending = correction | {"new_rating": name, "rating_value": self.scale.value(name)}
+            return self._save(org, actor, "case.correct.propose", case, case | {"pending_correction": pending})
         after = self._save(org, actor, "case.correct", case, case | {"verdict": verdict, "corrections": [*case["corrections"], correction]})
+        self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
+        return after
+
+    def decide_correction(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
+        """A second editor approves the waiting change of rating (it becomes public, with its
+        correction note), or anyone with the right rejects it (withdrawn, nothing public changes)."""
+        actor.check("case.correction.approve")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("published",), "decide a correction")
+        pending = case.get("pending_correction")
+        if not pending:
+            raise Conflict("no change of the rating is waiting")
+        if not approve:
+            return self._save(org, actor, "case.correct.reject", case, case | {"pending_correction": None})
+        if pending["by"] == actor.username:
+            raise PermissionDenied("a second editor must approve: you proposed this change of the rating")
+        verdict = dict(case["verdict"]) | {"rating": pending["new_rating"], "rating_value": pending["rating_value"]}
+        correction = {k: pending[k] for k in ("by", "text", "previous_rating", "new_rating")} | {"at": now_iso(), "approved_by": actor.username}
+        after = self._save(org, actor, "case.correct", case, case | {"verdict": verdict, "corrections": [*case["corrections"], correction],
+                                                                      "pending_correction": None})
         self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
         return after
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from factbridge.errors import InputError, StorageError
+from factbridge.errors import InputError, PreconditionFailed, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
@@ -33,6 +33,33 @@ class UpsertResult:
     @property
     def changed(self) -> list[str]:
         return self.inserted + self.updated
+
+
+Rows = Sequence[tuple[str, dict[str, Any], float | None]]
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A precondition of a write, checked inside the write's transaction: the document
+    `collection/doc_id` (in `org`, default the write's) has `value` at `field`, or, when `field`
+    is None, does not exist. Read-modify-write sequences (the audit head, a case's version, a
+    free session slot) use it instead of in-process locks, so separate processes over one
+    database (the CLI and the server) cannot both win."""
+
+    collection: str
+    doc_id: str
+    field: str | None = None
+    value: Any = None
+    org: str | None = None
+
+    def holds(self, doc: dict[str, Any] | None) -> bool:
+        if self.field is None:
+            return doc is None
+        return doc is not None and doc.get(self.field) == self.value
+
+    def failed(self, org: str) -> PreconditionFailed:
+        key = (self.org or org, self.collection, self.doc_id)
+        return PreconditionFailed(f"{'/'.join(key)} changed meanwhile (expected {self.field}={self.value!r})", key)
 
 
 @runtime_checkable
@@ -107,9 +134,13 @@ class DocumentStore(Protocol):
     sort key (e.g. queue priority) for ordered listing."""
 
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None: ...
-    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Rows]], *, expect: Sequence[Expect] = (),
+                       other_orgs: Sequence[tuple[str, str, Rows]] = ()) -> None:
         """`put_docs` into several collections in one transaction: all of it is written, or none
-        (a record and its audit entry)."""
+        (a record and its audit entry). Every `expect` is checked first inside the same
+        transaction; one that does not hold raises PreconditionFailed and nothing is written.
+        `other_orgs` are (org, collection, rows) written in the same transaction into other
+        scopes (an account record in "_system" and its entry in the organisation's audit chain)."""
         ...
     def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
     def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]: ...

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from factbridge.backends.storage.base import SCHEMA_VERSION, UpsertResult, content_sha
+from factbridge.backends.storage.base import SCHEMA_VERSION, Expect, Rows, UpsertResult, content_sha
 from factbridge.errors import DependencyMissing, EmbedderMismatch, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
@@ -601,11 +601,22 @@ class PostgresStorage:
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
         self.put_docs_batch(org, [(collection, rows)])
 
-    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Rows]], *, expect: Sequence[Expect] = (),
+                       other_orgs: Sequence[tuple[str, str, Rows]] = ()) -> None:
         now = _now()
 
-        def run(c: Any) -> None:  # one transaction: rows are read inside it
-            for collection, rows in writes:
+        def run(c: Any) -> None:  # one transaction: checks and rows inside it
+            # A transaction-scoped advisory lock per expected key serialises the conditional
+            # writers of that key (an absent row cannot be locked FOR UPDATE); the read after it
+            # sees whatever the previous holder committed.
+            for cond in sorted(expect, key=lambda e: (e.org or org, e.collection, e.doc_id)):
+                scope = cond.org or org
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{scope}\x1f{cond.collection}\x1f{cond.doc_id}",))
+                row = c.execute("SELECT doc::text FROM docs WHERE org=%s AND collection=%s AND id=%s",
+                                (scope, cond.collection, _text(cond.doc_id))).fetchone()
+                if not cond.holds(json.loads(row[0]) if row else None):
+                    raise cond.failed(org)
+            for scope, collection, rows in [*((org, c_, r) for c_, r in writes), *other_orgs]:
                 last = {doc_id: (doc, sort_key) for doc_id, doc, sort_key in rows}
                 if not last:
                     continue
@@ -618,7 +629,7 @@ class PostgresStorage:
                     " FROM unnest(%b::text[], %b::float8[], %b::jsonb[]) AS u(id, sort_key, doc)"
                     " ON CONFLICT (org, collection, id) DO UPDATE SET"
                     " sort_key = excluded.sort_key, doc = excluded.doc, updated_at = excluded.updated_at",
-                    (org, collection, now, now, ids, keys, docs),
+                    (scope, collection, now, now, ids, keys, docs),
                 )
 
         self._write(run)

@@ -33,6 +33,8 @@ import numpy as np
 from factbridge.backends.sqlite_busy import CONNECT_TIMEOUT_S, retry_busy
 from factbridge.backends.storage.base import (
     SCHEMA_VERSION,
+    Expect,
+    Rows,
     UpsertResult,
     content_sha,
     from_blob,
@@ -520,14 +522,20 @@ class SQLiteStorage:
     def put_docs(self, org: str, collection: str, rows: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
         self.put_docs_batch(org, [(collection, rows)])
 
-    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
-        def run(conn: sqlite3.Connection) -> None:  # one transaction: rows are read inside it
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Rows]], *, expect: Sequence[Expect] = (),
+                       other_orgs: Sequence[tuple[str, str, Rows]] = ()) -> None:
+        def run(conn: sqlite3.Connection) -> None:  # one transaction (BEGIN IMMEDIATE): checks and rows inside it
+            for cond in expect:
+                row = conn.execute("SELECT doc FROM docs WHERE org=? AND collection=? AND id=?",
+                                   (cond.org or org, cond.collection, cond.doc_id)).fetchone()
+                if not cond.holds(json.loads(row[0]) if row else None):
+                    raise cond.failed(org)
             now = _now()
-            for collection, rows in writes:
+            for scope, collection, rows in [*((org, c, r) for c, r in writes), *other_orgs]:
                 conn.executemany(
                     "INSERT INTO docs VALUES (?,?,?,?,?,?,?) ON CONFLICT(org, collection, id) DO UPDATE SET"
                     " sort_key=excluded.sort_key, doc=excluded.doc, updated_at=excluded.updated_at",
-                    [(org, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
+                    [(scope, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
                 )
 
         self._write(run)

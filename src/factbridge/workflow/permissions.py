@@ -1,0 +1,39 @@
+"""Who may do what: one table of named actions and the least role each needs.
+
+Roles are ordered (viewer < analyst < editor < admin); each holds the actions of
+the roles below it. Every check in the workflow, the API and the pages names an
+action of this table (`Actor.check("case.approve")`), so what a role may do is
+read here, in one place, and `docs/security.md` lists it.
+"""
+
+from __future__ import annotations
+
+ROLES = ("viewer", "analyst", "editor", "admin")
+
+PERMISSIONS: dict[str, tuple[str, str]] = {
+    # action: (least role, what it is, for the refusal message)
+    "case.open": ("analyst", "opening a case"),
+    "case.assign": ("analyst", "assigning a case"),
+    "case.evidence": ("analyst", "adding evidence"),
+    "case.verdict": ("analyst", "drafting a verdict"),
+    "case.approve": ("editor", "approving a verdict"),
+    "case.return": ("editor", "returning a verdict"),
+    "case.close": ("editor", "closing a case"),
+    "case.publish": ("editor", "publishing"),
+    "case.correct": ("editor", "correcting a published verdict"),
+    "case.correction.approve": ("editor", "approving a correction of the rating"),
+    "appeal.read": ("editor", "reading appeals"),
+    "appeal.decide": ("editor", "deciding an appeal"),
+    "audit.read": ("admin", "reading the audit log"),
+    "users.manage": ("admin", "managing users"),
+}
+
+
+def role_rank(role: str) -> int:
+    return ROLES.index(role) if role in ROLES else -1
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether `role` may do `action` (an unknown action is allowed to nobody)."""
+    needed = PERMISSIONS.get(action)
+    return needed is not None and role_rank(role) >= role_rank(needed[0])
