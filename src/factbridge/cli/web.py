@@ -9,7 +9,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from factbridge.cli.app import _state, app
