@@ -46,6 +46,12 @@ def serve(
     """Start the workspace and API (uvicorn) on the configured address."""
     services = _state(ctx).services(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     ensure_org(_accounts(services), services.settings.org)
+    if not services.queue.in_process:
+        # workers consume the shared queue; posts a crash left without stages are queued again
+        # (with the in-process queue the server's own background consumer sweeps at start)
+        from factbridge.pipeline.process import sweep
+
+        sweep(services, only_if_idle=True)
     run_server(services)
 
 
