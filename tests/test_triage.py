@@ -174,12 +174,15 @@ def test_risk_signals_and_narratives_when_present(hashing_services: Services) ->
     posts = [make_post("n1", CLAIM, likes=10), make_post("n2", OTHER_CLAIM, likes=20, minutes=5), make_post("solo", OTHER_CLAIM.replace("cancer", "diabetes"))]
     storage.upsert_posts(ORG, posts)
     embed_posts(storage, hashing_services.embedder, ORG, posts)
-    # The generic schema (member ids listed in the narrative): without the narratives stage.
+    # Without the narratives stage first; then its records are stored as that stage stores them.
     summary = run_stages(hashing_services, ORG, posts, skip=("narratives", "bursts"))
     assert summary["triage"]["queued_narratives"] == 0  # no narratives stored yet
     # As the link-risk and narrative stages would store them:
     storage.put_docs(ORG, "linkrisk", [("n1", {"post_id": "n1", "max_score": 0.8, "decided_by": "linkrisk-test-2"}, 0.8)])
-    storage.put_docs(ORG, "narratives", [("nar1", {"title": "Health scares", "post_ids": ["n1", "n2"], "risk": 0.4, "decided_by": "narratives-test-1"}, 2.0)])
+    storage.put_docs(ORG, "narratives", [("nar1", {"title": "Health scares", "recent_posts": [["n1", "", "seed", 1.0], ["n2", "", "semantic", 0.9]],
+                                                   "risk": 0.4, "decided_by": "narratives-test-1"}, 2.0)])
+    storage.put_docs(ORG, "narrative_members", [(p, {"post_id": p, "narrative_id": "nar1", "method": "seed", "decided_by": "narratives-test-1"}, None)
+                                                for p in ("n1", "n2")])
     summary = {"triage": triage_posts(hashing_services, ORG, posts)}
     assert summary["triage"]["queued_narratives"] == 1
     docs = storage.get_docs(ORG, QUEUE, ["n1", "n2", "solo", "narrative:nar1"])

@@ -9,9 +9,8 @@ Priority of a post is a weighted sum of five components, each in [0, 1]:
   a window; 1 - exp(-rate / scale);
 * debunked — it repeats an already fact-checked claim (stored match decision
   "match" 1.0, "possible" 0.6; halved again when the fact-check rated the claim true);
-* risk — signals of other stages when present: the "linkrisk" collection (doc
-  keyed by post id or URL: "max_score", "risk" or "score" in [0, 1]) and a
-  narrative's own "risk"/"score" when its stage stores one.
+* risk — signals of other stages when present: the link-risk stage's document of
+  the post ("max_score" in [0, 1]) and a narrative's own "risk" when a stage stores one.
 
 priority = sum(weight * value) / sum(weights); the weights are settings. Each
 entry stores the components, their contributions and `decided_by` with the
@@ -25,10 +24,10 @@ Narratives (the "narratives" collection, when the narratives stage writes it)
 get queue entries too, id "narrative:<id>", built from their members: the best
 member's check-worthiness and debunk, summed reach, and the narrative's posts
 per hour (its "counts_hourly", else its members' times). A post's narrative is
-found through "narrative_members" (doc per post with "narrative_id"), else
-through member ids listed in the narrative ("recent_posts", "post_ids",
-"posts" or "members"). A post's velocity is the larger of its own repeat rate
-and its narrative's rate; the evidence says which.
+its `NarrativeMembership` (`factbridge.pipeline.records`); a narrative's members
+are its "recent_posts". A post's velocity is the larger of its own repeat rate
+and its narrative's rate; the evidence says which. Entries are `QueueEntry`
+records, written through `TriageQueue`.
 """
 
 from __future__ import annotations
@@ -36,17 +35,17 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from factbridge.backends.storage.base import iter_docs
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
+from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 TRIAGE_VERSION = "triage-1"
@@ -121,21 +120,20 @@ def debunk_evidence(matches: Sequence[MatchCandidate], ratings: dict[str, str]) 
     return best_value, best
 
 
-def _number(doc: dict[str, Any], keys: Iterable[str] = ("risk", "max_score", "score", "priority")) -> float | None:
-    for key in keys:
-        value = doc.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(0.0, min(1.0, float(value)))
+def _number(doc: dict[str, Any], key: str) -> float | None:
+    value = doc.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return max(0.0, min(1.0, float(value)))
     return None
 
 
 def _member_ids(doc: dict[str, Any]) -> list[str]:
-    for key in ("recent_posts", "post_ids", "posts", "members"):
-        items = doc.get(key)
-        if isinstance(items, list):
-            ids = [str(i.get("post_id") or i.get("id")) if isinstance(i, dict) else str(i[0]) if isinstance(i, list | tuple) else str(i) for i in items]
-            return list(dict.fromkeys(ids))
-    return []
+    """A narrative's members as the narratives stage lists them: `recent_posts`, rows of
+    [post_id, time, method, similarity]."""
+    items = doc.get("recent_posts")
+    if not isinstance(items, list):
+        return []
+    return list(dict.fromkeys(str(i[0]) for i in items if isinstance(i, list | tuple) and i))
 
 
 def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
@@ -158,21 +156,11 @@ def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict
     if not storage.count_docs(org, NARRATIVES):
         return {}
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    if storage.count_docs(org, NARRATIVE_MEMBERS):
-        members = storage.get_docs(org, NARRATIVE_MEMBERS, post_ids)
-        wanted = sorted({str(m["narrative_id"]) for m in members.values() if m.get("narrative_id")})
-        docs = storage.get_docs(org, NARRATIVES, wanted)
-        for pid, member in members.items():
-            nid = str(member.get("narrative_id", ""))
-            if nid in docs:
-                out.setdefault(pid, []).append((nid, docs[nid]))
-        return out
-    wanted_ids = set(post_ids)
-    # no membership index: read the narratives' member lists
-    for nid, doc in iter_docs(storage, org, NARRATIVES, order="sort_desc"):
-        for member in _member_ids(doc):
-            if member in wanted_ids:
-                out.setdefault(member, []).append((nid, doc))
+    members = NarrativeMembers(storage).get(org, post_ids)
+    docs = storage.get_docs(org, NARRATIVES, sorted({m.narrative_id for m in members.values()}))
+    for pid, member in members.items():
+        if member.narrative_id in docs:
+            out.setdefault(pid, []).append((member.narrative_id, docs[member.narrative_id]))
     return out
 
 
@@ -319,17 +307,14 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
     by_post = storage.get_docs(org, LINKRISK, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
-    urls = sorted({u for p in posts for u in p.urls})
-    by_url = storage.get_docs(org, LINKRISK, urls) if urls and storage.count_docs(org, LINKRISK) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
-        candidates: list[tuple[str, dict[str, Any]]] = []
+        candidates: list[tuple[str, dict[str, Any], str]] = []
         if post.id in by_post:
-            candidates.append((f"linkrisk:{post.id}", by_post[post.id]))
-        candidates += [(f"linkrisk:{u}", by_url[u]) for u in post.urls if u in by_url]
-        candidates += [(f"narrative:{nid}", doc) for nid, doc in narratives_of.get(post.id, [])]
-        for source, doc in candidates:
-            value = _number(doc)
+            candidates.append((f"linkrisk:{post.id}", by_post[post.id], "max_score"))
+        candidates += [(f"narrative:{nid}", doc, "risk") for nid, doc in narratives_of.get(post.id, [])]
+        for source, doc, key in candidates:
+            value = _number(doc, key)
             if value is not None and value > best[0]:
                 best = (value, {"source": source, "value": round(value, 4), "decided_by": str(doc.get("decided_by", ""))})
         out[post.id] = best
@@ -381,7 +366,7 @@ def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts],
     copies = [m.post for m in members]
     hourly_rate = narrative_rate(doc, weights.window_hours)
     rate = hourly_rate if hourly_rate is not None else repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
-    own_risk = _number(doc)
+    own_risk = _number(doc, "risk")
     risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
     values = {
         "checkworthiness": cws[best_cw],
@@ -432,7 +417,7 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
         if member_facts:
             entry, key = narrative_entry(nid, doc, member_facts, weights)
             narrative_rows.append((f"narrative:{nid}", entry, key))
-    storage.put_docs(org, QUEUE, rows + narrative_rows)
+    TriageQueue(storage).put(org, [QueueEntry.from_doc(i, d) for i, d, _ in rows + narrative_rows])
     return {
         "queued_posts": len(rows),
         "queued_narratives": len(narrative_rows),
@@ -455,13 +440,6 @@ STAGE = FunctionStage(
 
 
 def list_queue(storage: Any, org: str, limit: int = 20, kind: str = "all") -> list[tuple[str, dict[str, Any]]]:
-    """Top of the stored queue, highest priority first (gated posts last)."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    offset = 0
-    while len(out) < limit:
-        page = storage.list_docs(org, QUEUE, limit=max(limit, 100), offset=offset, order="sort_desc")
-        out.extend((i, d) for i, d in page if kind == "all" or d.get("kind") == kind)
-        if len(page) < max(limit, 100):
-            break
-        offset += len(page)
-    return out[:limit]
+    """Top of the stored queue, highest priority first (gated posts last), as documents
+    (`TriageQueue(storage).top` gives the typed entries)."""
+    return [(e.id, e.to_doc()) for e in TriageQueue(storage).top(org, limit, kind)]

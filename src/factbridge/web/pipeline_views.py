@@ -19,6 +19,7 @@ from typing import Any
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import NotFound
 from factbridge.models import FactCheck, MatchCandidate, Post
+from factbridge.pipeline.records import QueueEntry
 from factbridge.text.dates import parse_date_lenient
 
 QUEUE = "queue"
@@ -80,7 +81,7 @@ def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str,
             "narrative_id": narrative_id,
             "href": f"/narratives/{narrative_id}" if kind == "narrative" else f"/posts/{post_id}",
             "title": str(first(doc, "title", "text", default="")),
-            "priority": _float(first(doc, "priority", "score")),
+            "priority": QueueEntry.from_doc(doc_id, doc).priority,
             "gated": bool(doc.get("gated")),
             "gate_reason": doc.get("gate_reason") or "",
             "components": _components(first(doc, "components", "factors", default={})),
@@ -99,7 +100,7 @@ def queue_entry_of_post(storage: Storage, org: str, post_id: str) -> dict[str, A
     doc = storage.get_docs(org, QUEUE, [post_id]).get(post_id)
     if doc is None:
         return None
-    return {"priority": _float(first(doc, "priority", "score")), "gated": bool(doc.get("gated")), "gate_reason": doc.get("gate_reason") or "",
+    return {"priority": QueueEntry.from_doc(post_id, doc).priority, "gated": bool(doc.get("gated")), "gate_reason": doc.get("gate_reason") or "",
             "components": _components(first(doc, "components", "factors", default={})), "decided_by": _decided_text(doc.get("decided_by"))}
 
 
