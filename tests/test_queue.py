@@ -133,6 +133,7 @@ def _env(tmp_path: Path, queue_url: str, **extra: str) -> dict[str, str]:
         "FACTBRIDGE_QUEUE_BATCH_SIZE": "8",
         "FACTBRIDGE_QUEUE_ACK_WAIT_S": "30",
         "FACTBRIDGE_QUEUE_RETRY_DELAY_S": "0.05",
+        "FACTBRIDGE_QUEUE_WORKER_MERGE": "1",  # one batch per fetch: these tests follow batches between workers
     }
     env.update(extra)
     return env

@@ -115,3 +115,18 @@ def test_skip_of_unknown_stage_is_refused(hashing_services: Services, tmp_path: 
     posts = _seed(hashing_services)
     with pytest.raises(ConfigError, match="unknown stage"):
         run_stages(hashing_services, ORG, posts, skip=("nope",))
+
+
+def test_worker_runs_ready_batches_together_and_acks_each(hashing_services: Services) -> None:
+    from factbridge.pipeline.work import Worker, publish_post_ids
+
+    posts = _seed(hashing_services)
+    published = publish_post_ids(hashing_services, ORG, [p.id for p in posts], batch_size=1)
+    assert published["batches"] == len(posts) > 4
+    report = Worker(hashing_services, merge=8, fetch_timeout_s=0.0).run(once=True)
+    assert sorted(o.batch_id for o in report.outcomes) == sorted(published["batch_ids"])
+    assert all(o.status == "done" and o.attempt == 1 for o in report.outcomes)
+    assert sum(1 for o in report.outcomes if o.stages) == -(-len(posts) // 8)  # one stage run per merged group
+    assert hashing_services.queue.pending() == {"waiting": 0, "in_flight": 0}
+    versions = stage_versions()
+    assert all(not e.missing(versions) for e in Ledger(hashing_services.storage).entries(ORG, posts).values())

@@ -119,7 +119,7 @@ def sweep(services: Services, orgs: Sequence[str] | None = None, only_if_idle: b
 def drain(services: Services, on_batch: Callable[[BatchOutcome], None] | None = None) -> WorkerReport:
     """Consume the in-process queue until it is empty (the publisher is its own worker)."""
     load_stages()  # a broken stage registry fails here, before any batch is taken
-    return Worker(services, on_batch=on_batch, fetch_timeout_s=0.0).run(once=True)
+    return Worker(services, on_batch=on_batch, fetch_timeout_s=0.0, merge=1).run(once=True)  # local batches are big already
 
 
 class BackgroundProcessor:

@@ -195,8 +195,8 @@ class _Heartbeat:
     """Tells the queue the batch is still being worked on, so a long batch is not handed
     to a second worker while the first is alive; a dead worker stops beating."""
 
-    def __init__(self, delivery: Delivery, interval_s: float) -> None:
-        self._delivery = delivery
+    def __init__(self, delivery: Delivery | Sequence[Delivery], interval_s: float) -> None:
+        self._deliveries = [delivery] if isinstance(delivery, Delivery) else list(delivery)
         self._interval = max(interval_s, 0.05)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="factbridge-heartbeat", daemon=True)
@@ -211,10 +211,11 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._delivery.extend()
-            except FactBridgeError as exc:
-                log.warning("could not extend the batch's ack deadline: %s", exc)
+            for delivery in self._deliveries:
+                try:
+                    delivery.extend()
+                except FactBridgeError as exc:
+                    log.warning("could not extend the batch's ack deadline: %s", exc)
 
 
 class Worker:
@@ -222,8 +223,11 @@ class Worker:
 
     def __init__(self, services: Any, queue: Queue | None = None, name: str = "",
                  stop: threading.Event | None = None, on_batch: Callable[[BatchOutcome], None] | None = None,
-                 fetch_timeout_s: float = 1.0) -> None:
+                 fetch_timeout_s: float = 1.0, merge: int | None = None) -> None:
         self.services = services
+        # ready batches taken at once and run together (many one-post batches, e.g. public
+        # reports, would otherwise each pay the stages' per-batch work)
+        self.merge = max(1, merge if merge is not None else int(getattr(services.settings, "queue_worker_merge", 1)))
         self.queue = queue or services.queue
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stop = stop or threading.Event()
@@ -236,18 +240,66 @@ class Worker:
         t0 = time.perf_counter()
         try:
             while not self.stop.is_set() and (max_batches is None or len(report.outcomes) < max_batches):
-                deliveries = self.queue.fetch(1, self.fetch_timeout_s)
+                room = self.merge if max_batches is None else min(self.merge, max_batches - len(report.outcomes))
+                deliveries = self.queue.fetch(room, self.fetch_timeout_s)
                 if not deliveries:
                     if once:
                         break
                     continue
-                outcome = self.handle(deliveries[0])
-                report.outcomes.append(outcome)
-                if self.on_batch:
-                    self.on_batch(outcome)
+                outcomes = [self.handle(deliveries[0])] if len(deliveries) == 1 else self.handle_many(deliveries)
+                for outcome in outcomes:
+                    report.outcomes.append(outcome)
+                    if self.on_batch:
+                        self.on_batch(outcome)
         finally:
             report.seconds = time.perf_counter() - t0
         return report
+
+    def handle_many(self, deliveries: Sequence[Delivery]) -> list[BatchOutcome]:
+        """Run the stages once on the posts of several batches of one organisation; any
+        batch that cannot join (unreadable, over its delivery limit, another org) and every
+        batch of a group whose run failed go through `handle` alone (the ledger makes the
+        second run repeat nothing that was done)."""
+        outcomes: list[BatchOutcome] = []
+        groups: dict[tuple[str, tuple[str, ...], bool], list[tuple[Delivery, WorkBatch]]] = {}
+        for delivery in deliveries:
+            try:
+                batch = WorkBatch.from_body(delivery.body)
+            except InputError:
+                outcomes.append(self.handle(delivery))
+                continue
+            if delivery.attempt > self.queue.max_deliveries:
+                outcomes.append(self.handle(delivery))
+                continue
+            groups.setdefault((batch.org, batch.skip, batch.force), []).append((delivery, batch))
+        for (org, skip, force), members in groups.items():
+            if len(members) == 1:
+                outcomes.append(self.handle(members[0][0]))
+                continue
+            t0 = time.perf_counter()
+            ids = list(dict.fromkeys(i for _, b in members for i in b.post_ids))
+            try:
+                with _Heartbeat([d for d, _ in members], self.queue.ack_wait_s / 3):
+                    merged = WorkBatch(f"merged-{uuid.uuid4().hex}", org, tuple(ids), skip, force=force)
+                    stages = process_batch(self.services, merged)
+            except Exception as exc:  # noqa: BLE001 - each batch is retried (and recorded) on its own
+                log.warning("merged run of %d batches (org %s) failed (%s: %s); running them one by one", len(members), org, type(exc).__name__, exc)
+                outcomes.extend(self.handle(d) for d, _ in members)
+                continue
+            except BaseException:
+                for d, _ in members:
+                    d.nack()
+                raise
+            seconds = (time.perf_counter() - t0) / len(members)
+            for n, (delivery, batch) in enumerate(members):
+                delivery.ack()
+                if delivery.attempt > 1 and self.services.storage.get_docs(batch.org, FAILURES, [batch.id]):
+                    _record(self.services, batch.org, batch.id, {"status": "recovered", "batch_id": batch.id, "org": batch.org,
+                                                                  "post_ids": list(batch.post_ids), "attempts": delivery.attempt,
+                                                                  "error": "", "worker": self.name, "updated_at": _now()})
+                outcomes.append(BatchOutcome(batch.id, batch.org, len(batch.post_ids), delivery.attempt, "done", seconds,
+                                             stages=stages if n == 0 else {}))
+        return outcomes
 
     def handle(self, delivery: Delivery) -> BatchOutcome:
         t0 = time.perf_counter()
