@@ -52,7 +52,7 @@ class Settings:
     embed_cache: str = field(default="", metadata=_meta("Embedding cache file (text hash -> vector). Empty: data_dir/embeddings.sqlite; 'off' disables."))
     embed_cache_seed: str = field(default="", metadata=_meta("Read-only embedding caches consulted before embedding (os.pathsep-separated files or folders of *.sqlite)."))
     ingest_max_row_bytes: int = field(default=1_000_000, metadata=_meta("Longest row of an input file (posts or fact-checks), in bytes; a longer one is quarantined with its line, never read whole.", int))
-    ingest_max_text_chars: int = field(default=100_000, metadata=_meta("Longest text field of an input row (a post's text, a claim), in characters; a longer row is quarantined.", int))
+    ingest_max_text_chars: int = field(default=100_000, metadata=_meta("Longest string field of an input row (a post's text, a claim, any other field), in characters; a longer row is quarantined.", int))
     ingest_max_depth: int = field(default=20, metadata=_meta("Deepest nesting of objects and lists in a JSON input row; deeper rows are quarantined.", int))
     ingest_max_document_bytes: int = field(default=50_000_000, metadata=_meta("Largest single JSON document or HTML page of fact-checks read whole (JSON Lines and CSV are streamed row by row instead).", int))
     languages: str = field(default="vi,km,fr,en", metadata=_meta("Languages the identifier prefers; others are still reported when confident."))
