@@ -22,7 +22,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Expect, Rows, Storage, iter_docs
 from factbridge.models import MatchCandidate, Post, Quarantined
 from factbridge.pipeline.stages import (
     PipelineContext,
@@ -48,9 +48,11 @@ class RecordingStorage:
         self.written.add(collection)
         self._inner.put_docs(org, collection, rows)
 
-    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Sequence[tuple[str, dict[str, Any], float | None]]]]) -> None:
+    def put_docs_batch(self, org: str, writes: Sequence[tuple[str, Rows]], *, expect: Sequence[Expect] = (),
+                       other_orgs: Sequence[tuple[str, str, Rows]] = ()) -> None:
         self.written.update(c for c, _ in writes)
-        self._inner.put_docs_batch(org, writes)
+        self.written.update(c for _, c, _ in other_orgs)
+        self._inner.put_docs_batch(org, writes, expect=expect, other_orgs=other_orgs)
 
     def replace_matches(self, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> None:
         self.written.add("matches")
