@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
-	$(BIN)/mypy --strict src/factbridge/pipeline
+	$(BIN)/mypy --strict src/factbridge/pipeline src/factbridge/workflow
 
 bench: install
 	$(BIN)/factbridge bench match --claims $(SHARED)/claim_retrieval/clef2022_2a_en/vclaims.jsonl \

@@ -39,6 +39,9 @@ UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
 OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_OVERHEAD = 256 * 1024
+SIGN_IN_PAGE = ('<!doctype html><html><head><meta charset="utf-8"><title>401 · FactBridge</title>'
+                '<link rel="stylesheet" href="/static/style.css"></head><body><main><section class="card error">'
+                '<h1>401</h1><p><a href="/login">Sign in</a></p></section></main></body></html>')
 
 
 class BodyTooLarge(HTTPException):
@@ -86,8 +89,11 @@ class RequestLimits:
             await _respond(send, 413, "InputError", f"request body larger than {limit} bytes")
             return
         if await self._authenticated(path, headers) is False:
-            await _respond(send, 401, "NotAuthenticated", "sign in (pages) or send an API token: Authorization: Bearer <token>",
-                           {"www-authenticate": "Bearer"} if path.startswith("/api/") else {})
+            if path.startswith("/api/"):
+                await _respond(send, 401, "NotAuthenticated", "send an API token: Authorization: Bearer <token>",
+                               {"www-authenticate": "Bearer"})
+            else:  # a browser whose session ended: a page that leads back to the sign-in form
+                await _respond(send, 401, "NotAuthenticated", "", html=SIGN_IN_PAGE)
             return
         received = 0
         started = False
@@ -123,9 +129,10 @@ async def _passes(check: Callable[[str], Any], secret: str) -> bool:
 
 
 async def _respond(send: Callable[[Message], Awaitable[None]], status: int, error: str, detail: str,
-                   extra: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": error, "detail": detail}).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+                   extra: dict[str, str] | None = None, html: str | None = None) -> None:
+    body = html.encode("utf-8") if html is not None else json.dumps({"error": error, "detail": detail}).encode("utf-8")
+    kind = b"text/html; charset=utf-8" if html is not None else b"application/json"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
                *((k.encode(), v.encode()) for k, v in (extra or {}).items())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
