@@ -1,0 +1,151 @@
+"""Our organisation's append-only, signed feed (the outbox), and its plain ClaimReview view.
+
+Items are made from the public snapshots of published verdicts (the "published" collection):
+a snapshot not yet in the feed becomes a `factcheck` item, a snapshot that changed since
+(a correction) a `correction` item. Each item gets the next sequence number, is signed with
+the deployment's active key and is stored together with its audit entry ("federation.publish")
+in one transaction. Items are never changed or removed; a new version is a new item.
+
+An item (every field but `signature` is signed, see docs/federation.md):
+
+    {"format": "factbridge-federation/1", "org", "seq", "kind", "item_id", "issued_at",
+     "licence", "payload": <the public snapshot>, "provenance": {...}, "proof": {...},
+     "key_id", "signature"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from factbridge.backends.storage.base import Storage, content_sha, iter_docs
+from factbridge.federation.canonical import canonical
+from factbridge.federation.identity import Identity, now_iso, sign_body
+from factbridge.federation.proof import approval_proof, pseudonym
+from factbridge.workflow.audit import AuditLog, entry_id, named_lock
+from factbridge.workflow.cases import PUBLISHED
+
+FORMAT = "factbridge-federation/1"
+FEED = "federation_feed"
+FEED_HEAD = "federation_feed_head"
+# per published case: the snapshot hash and correction count last put in the feed
+FEED_STATE = "federation_outbox"
+# Kinds of item this version makes and accepts. Published fact-checks and their corrections
+# are public already (their pages), so they are also served to callers who are not partners.
+KINDS = ("factcheck", "correction")
+PUBLIC_KINDS = ("factcheck", "correction")
+STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
+
+
+def item_id_of(seq: int) -> str:
+    return entry_id(seq)
+
+
+@dataclass
+class FeedPage:
+    items: list[dict[str, Any]]
+    head: int
+    more: bool
+
+
+def provenance(case: dict[str, Any], snapshot: dict[str, Any], org: str, roles: dict[str, str], salt: bytes) -> dict[str, Any]:
+    """Who decided, by role and pseudonym only (user names and contacts never leave the desk)."""
+    verdict = case.get("verdict") or {}
+    approval = case.get("approval") or {}
+    publication = case.get("publication") or {}
+    editors = []
+    for did, username in (("drafted", verdict.get("drafted_by")), ("approved", approval.get("by")), ("published", publication.get("published_by"))):
+        if username:
+            # the user's role now, or (for a user since removed) the least role the step requires
+            editors.append({"did": did, "id": pseudonym(salt, org, username), "role": roles.get(username) or STEP_ROLES[did]})
+    return {
+        "desk": snapshot.get("org_name") or org,
+        "org": org,
+        "editors": editors,
+        "approved_at": approval.get("at"),
+        "published_at": snapshot.get("published_at"),
+        "language": snapshot.get("language"),
+    }
+
+
+class Outbox:
+    def __init__(self, storage: Storage, identity: Identity, org: str, licence: str, roles: dict[str, str] | None = None) -> None:
+        self.storage = storage
+        self.identity = identity
+        self.org = org
+        self.licence = licence
+        self.roles = roles or {}
+        self.audit = AuditLog(storage)
+
+    def head(self) -> int:
+        doc = self.storage.get_docs(self.org, FEED_HEAD, ["head"]).get("head")
+        return int(doc["seq"]) if doc else 0
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """Put every published snapshot that is new or changed since into the feed; returns the new items."""
+        new: list[dict[str, Any]] = []
+        with named_lock(f"federation-outbox:{self.org}"):
+            state = dict(iter_docs(self.storage, self.org, FEED_STATE))
+            snapshots = [doc for _, doc in iter_docs(self.storage, self.org, PUBLISHED, order="sort_asc")]
+            todo = [(s, state.get(s["case_id"])) for s in snapshots if (state.get(s["case_id"]) or {}).get("sha") != content_sha(s)]
+            if not todo:
+                return new
+            key = self.identity.active()
+            salt = self.identity.salt()
+            seq = self.head()
+            for snapshot, previous in todo:
+                case_id = snapshot["case_id"]
+                kind = "correction" if previous else "factcheck"
+                case = self.storage.get_docs(self.org, "cases", [case_id]).get(case_id, {})
+                seq += 1
+                payload = dict(snapshot)
+                if kind == "correction" and snapshot.get("corrections"):
+                    payload["correction"] = snapshot["corrections"][-1]
+                item: dict[str, Any] = canonical({
+                    "format": FORMAT,
+                    "org": self.org,
+                    "seq": seq,
+                    "kind": kind,
+                    "item_id": case_id,
+                    "issued_at": now_iso(),
+                    "licence": self.licence,
+                    "payload": payload,
+                    "provenance": provenance(case, snapshot, self.org, self.roles, salt),
+                    "proof": approval_proof(self.storage, self.org, case_id, kind, salt),
+                    "key_id": key.key_id,
+                })
+                item["signature"] = sign_body(key.private, item)
+                summary = {"seq": seq, "kind": kind, "item_id": case_id, "key_id": key.key_id, "payload_sha256": content_sha(payload)}
+                self.audit.append(self.org, "federation", "federation.publish", FEED, item_id_of(seq), None, summary, records=[
+                    (FEED, [(item_id_of(seq), item, float(seq))]),
+                    (FEED_HEAD, [("head", {"seq": seq}, None)]),
+                    (FEED_STATE, [(case_id, {"sha": content_sha(snapshot), "seq": seq}, None)]),
+                ])
+                new.append(item)
+        return new
+
+    def read(self, after: int, kinds: Sequence[str], limit: int = 100) -> FeedPage:
+        """Items with a sequence number above `after` whose kind is in `kinds`, oldest first."""
+        head = self.head()
+        items: list[dict[str, Any]] = []
+        offset = max(0, after)
+        while len(items) < limit and offset < head:
+            rows = self.storage.list_docs(self.org, FEED, limit=min(500, head - offset), offset=offset, order="sort_asc")
+            if not rows:
+                break
+            offset += len(rows)  # sequence numbers are contiguous from 1: row offset = seq - 1
+            for _, item in rows:
+                if isinstance(item.get("seq"), int) and item["seq"] > after and item.get("kind") in kinds:
+                    items.append(item)
+                    if len(items) >= limit:
+                        break
+        return FeedPage(items=items, head=head, more=bool(items) and int(items[-1]["seq"]) < head and len(items) >= limit)
+
+    def latest_snapshots(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """The newest payload of every item in the feed (for the plain ClaimReview view)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for _, item in iter_docs(self.storage, self.org, FEED, order="sort_asc"):
+            if item.get("kind") in kinds:
+                latest[str(item.get("item_id"))] = item
+        return [item["payload"] for item in sorted(latest.values(), key=lambda i: -int(i["seq"]))]
