@@ -20,13 +20,19 @@ from factbridge.errors import InputError, NotAuthenticated
 from factbridge.federation.auth import request_partner, signed_headers
 from factbridge.federation.canonical import b64e, canonical_bytes
 from factbridge.federation.feed import FEED, Outbox
-from factbridge.federation.identity import Identity, KeyRing, key_id_of, public_key_text, sign_body, signature_valid
+from factbridge.federation.identity import (
+    Identity,
+    KeyRing,
+    key_id_of,
+    public_key_text,
+    sign_body,
+    signature_valid,
+)
 from factbridge.federation.partners import Partners
 from factbridge.federation.proof import check_proof
 from factbridge.federation.sync import ITEMS, Syncer, trust_label
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts
-from factbridge.pipeline.matching import index_factchecks
 from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services

@@ -177,6 +177,14 @@ def factchecks_list(ctx: typer.Context, limit: int = 20) -> None:
     console.print(table)
 
 
+def _partner_note(fc: Any) -> str:
+    """A partner desk's fact-check says so: "debunked by Khmer Desk (partner km), verified signature"."""
+    from factbridge.federation.sync import trust_label
+
+    label = trust_label(fc)
+    return f"\n[bold cyan]{escape(label)}[/]" if label else ""
+
+
 def _match_table(results: list[Any], texts: list[str]) -> None:
     for text, result in zip(texts, results, strict=True):
         table = Table(title=f"[{result.language}] {text[:100]}", title_justify="left")
@@ -190,7 +198,7 @@ def _match_table(results: list[Any], texts: list[str]) -> None:
                 f"{c.dense.score:.3f} ({c.dense.rank})" if c.dense.score is not None else "-",
                 f"{c.lexical.score:.2f} ({c.lexical.rank})" if c.lexical.score is not None else "-",
                 fc.rating if fc else "", fc.language if fc else "",
-                f"{fc.publisher}: {fc.claim[:90]}" if fc else c.factcheck_id,
+                (escape(f"{fc.publisher}: {fc.claim[:90]}") + _partner_note(fc)) if fc else escape(c.factcheck_id),
             )
         console.print(table)
         console.print(f"[dim]decided_by: {result.decided_by}[/]")
