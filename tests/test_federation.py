@@ -33,6 +33,7 @@ from factbridge.federation.proof import check_proof
 from factbridge.federation.sync import ITEMS, Syncer, trust_label
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts
+from factbridge.pipeline.matching import index_factchecks
 from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
@@ -51,7 +52,9 @@ def _services(tmp_path: Path, name: str) -> Services:
     (tmp_path / name).mkdir()
     settings = load_settings(env={}, overrides={
         "data_dir": str(tmp_path / name), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": "off",
-        "match_fusion": "rrf", "org": name, "recheck_floor": 0.0, "password_hash_time_cost": 1, "password_hash_memory_kib": 1024})
+        "match_fusion": "rrf", "org": name, "recheck_floor": 0.0,
+        # rank fusion has no tuned thresholds: rank 1 in both retrievers is a match (identical claims)
+        "match_threshold": 0.03, "possible_threshold": 0.02, "password_hash_time_cost": 1, "password_hash_memory_kib": 1024})
     return Services(settings)
 
 
@@ -136,6 +139,26 @@ def test_correction_updates_the_partner_copy_and_rematches_posts(desks: tuple[De
     assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
     kinds = [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)]
     assert kinds == ["correction"]
+
+
+def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, client = desks
+    ours = vi.publish(CLAIM_KM, rating="False")  # the vi desk checked the same claim itself
+    index_factchecks(vi.services.storage, vi.services.embedder, "vi")
+    case = km.publish(CLAIM_KM, rating="Mostly false")
+    report = _syncer(vi, client).sync("km")
+    [mark] = report.consensus
+    assert mark["agree"] and mark["other_factcheck"] == ours["publication"]["url"] and mark["partner_factcheck"] == f"partner/km/{case['id']}"
+    assert mark["decided_by"].startswith("federation-consensus-1+matcher:")
+    fc = vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")
+    assert str(trust_label(fc)).endswith("verified signature; cross-border consensus with vi desk")
+    km.outbox().refresh()
+    km.cases.correct("km", km.editor, case["id"], "New evidence: the claim holds.", "True")
+    [mark] = _syncer(vi, client).sync("km").consensus
+    assert not mark["agree"]
+    assert "verdict differs from vi desk (False)" in str(trust_label(vi.services.storage.get_factcheck("vi", fc.id)))
+    # our own verdict is untouched
+    assert vi.services.storage.get_factcheck("vi", ours["publication"]["url"]).rating == "False"
 
 
 def test_tampered_item_is_refused_and_the_rest_goes_on(desks: tuple[Desk, Desk, TestClient]) -> None:

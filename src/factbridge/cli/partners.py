@@ -172,6 +172,10 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
             console.print(f"  keys: {escape(change)}")
         for fc_id in r.flagged:
             console.print(f"  [yellow]flagged[/] {escape(fc_id)}: signed by a key since revoked")
+        for mark in r.consensus:
+            word = "[green]cross-border consensus[/]" if mark["agree"] else "[yellow]verdicts differ[/]"
+            console.print(f"  {word}: {escape(mark['partner_factcheck'])} ({escape(str(mark['partner_rating']))}) and "
+                          f"{escape(mark['other_factcheck'])} of {escape(mark['other_desk'])} ({escape(str(mark['other_rating']))})")
         for refusal in r.refused:
             err_console.print(f"  [red]refused[/] item {refusal['seq']} ({escape(str(refusal['item_id']))}): {escape(str(refusal['reason']))}")
         if r.error:

@@ -31,6 +31,7 @@ import httpx
 from factbridge.backends.storage.base import content_sha, iter_docs
 from factbridge.errors import InputError
 from factbridge.federation.auth import signed_headers
+from factbridge.federation.consensus import consensus_note, find_consensus
 from factbridge.federation.feed import FORMAT
 from factbridge.federation.identity import Identity, KeyRing, now_iso, signature_valid
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
@@ -59,6 +60,7 @@ class SyncReport:
     flagged: list[str] = field(default_factory=list)
     rematched: list[str] = field(default_factory=list)
     queue: dict[str, Any] = field(default_factory=dict)
+    consensus: list[dict[str, Any]] = field(default_factory=list)  # see federation.consensus
 
 
 def factcheck_id(partner: str, item_id: str) -> str:
@@ -72,7 +74,7 @@ def trust_label(fc: FactCheck) -> str | None:
         return None
     value = fc.rating_value
     verb = "debunked" if value is not None and value <= 2 else "confirmed" if value is not None and value >= 4 else "checked"
-    return f"{verb} by {fed.get('desk')} (partner {fed.get('partner')}), {fed.get('trust')}"
+    return f"{verb} by {fed.get('desk')} (partner {fed.get('partner')}), {fed.get('trust')}{consensus_note(fc)}"
 
 
 def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
@@ -275,6 +277,7 @@ class Syncer:
         from factbridge.pipeline.recheck import recheck_factchecks
 
         index_factchecks(self.storage, self.services.embedder, self.org)
+        report.consensus = find_consensus(self.services, self.org, factcheck_ids)
         if self.storage.count_posts(self.org):
             outcome = recheck_factchecks(self.services, self.org, factcheck_ids)
             report.rematched = outcome.rematched
