@@ -54,7 +54,7 @@ def _services(tmp_path: Path, name: str) -> Services:
         "data_dir": str(tmp_path / name), "storage_url": "sqlite:///:memory:", "embedder": "hashing", "embed_cache": "off",
         "match_fusion": "rrf", "org": name, "recheck_floor": 0.0,
         # rank fusion has no tuned thresholds: rank 1 in both retrievers is a match (identical claims)
-        "match_threshold": 0.03, "possible_threshold": 0.02, "password_hash_time_cost": 1, "password_hash_memory_kib": 1024})
+        "match_threshold": 0.03, "possible_threshold": 0.02, "federation_narrative_min_posts": 1, "password_hash_time_cost": 1, "password_hash_memory_kib": 1024})
     return Services(settings)
 
 
@@ -86,6 +86,7 @@ def desks(tmp_path: Path) -> Iterator[tuple[Desk, Desk, TestClient]]:
     from factbridge.web.app import accounts_for
 
     accounts_for(km_services).add_org("km", "Khmer Desk")
+    accounts_for(vi_services).add_org("vi", "Vietnamese Desk")
     client = TestClient(create_app(km_services), base_url=KM_URL)
     Partners(vi_services.storage, "vi").add("test", "km", KM_URL, km.identity.active().public_text, "km")
     Partners(km_services.storage, "km").add("test", "vi", "http://vi.test", vi.identity.active().public_text, "vi")
@@ -159,6 +160,42 @@ def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Des
     assert "verdict differs from vi desk (False)" in str(trust_label(vi.services.storage.get_factcheck("vi", fc.id)))
     # our own verdict is untouched
     assert vi.services.storage.get_factcheck("vi", ours["publication"]["url"]).rating == "False"
+
+
+def _ingest(desk: Desk, post_id: str, text: str) -> None:
+    post = prepare_post(Post(id=post_id, text=text, language="km"), desk.services.languages)
+    desk.services.storage.upsert_posts(desk.org, [post])
+    embed_posts(desk.services.storage, desk.services.embedder, desk.org, [post])
+    run_stages(desk.services, desk.org, [post])
+
+
+def test_a_narrative_crossing_the_border_raises_an_alert_on_both_sides(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, km_client = desks
+    case = km.publish(CLAIM_KM)
+    index_factchecks(km.services.storage, km.services.embedder, "km")
+    _ingest(km, "km-post", CLAIM_KM)  # the story spreads in Cambodia, repeating km's debunked claim
+    _ingest(vi, "vi-post", CLAIM_KM)  # and in Viet Nam, before vi has heard of the debunk
+    report = _syncer(vi, km_client).sync("km")
+    assert len(report.narratives) == 1
+    [alert] = report.alerts
+    assert alert["kind"] == "cross-border" and alert["decided_by"] == "federation-cross-border-1"
+    assert alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert alert["evidence"]["partner_desk"] == "Khmer Desk"
+    assert vi.services.storage.get_docs("vi", "alerts", [alert["id"]])
+    # the km desk reads vi's feed and raises its own
+    with TestClient(create_app(vi.services), base_url="http://vi.test") as vi_client:
+        km_report = Syncer(km.services, "km", km.identity, client=vi_client).sync("vi")
+    [km_alert] = km_report.alerts
+    assert km_alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert km_alert["evidence"]["partner_desk"] == "Vietnamese Desk"
+    # what crossed: no post id, no author; and narratives are for partners only, not public readers
+    sent = vi.services.storage.get_docs("vi", "federation_narratives", [f"km/{alert['evidence']['partner_narrative']['narrative_id']}"])
+    [shared] = sent.values()
+    assert "km-post" not in json.dumps(shared) and set(shared) >= {"label", "size", "languages", "claims", "representative_text"}
+    assert not [i for i in km_client.get("/federation/v1/km/feed").json()["items"] if i["kind"] == "narrative"]
+    # an unchanged narrative is not shared again, and the alert is not raised twice
+    again = _syncer(vi, km_client).sync("km")
+    assert again.narratives == [] and again.alerts == []
 
 
 def test_tampered_item_is_refused_and_the_rest_goes_on(desks: tuple[Desk, Desk, TestClient]) -> None:

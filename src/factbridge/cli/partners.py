@@ -34,8 +34,11 @@ def _outbox(services: Services) -> Outbox:
     from factbridge.web.app import accounts_for
 
     org = services.settings.org
-    roles = {u.username: u.role for u in accounts_for(services).list_users(org)}
-    return Outbox(services.storage, _identity(services), org, services.settings.federation_licence, roles)
+    accounts = accounts_for(services)
+    roles = {u.username: u.role for u in accounts.list_users(org)}
+    org_name = next((o["name"] for o in accounts.list_orgs() if o["id"] == org), org)
+    return Outbox(services.storage, _identity(services), org, services.settings.federation_licence, roles,
+                  org_name=org_name, narrative_min_posts=services.settings.federation_narrative_min_posts)
 
 
 def _out_json(value: Any) -> None:
@@ -165,7 +168,7 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
         _out_json([r.__dict__ for r in reports])
         return
     for r in reports:
-        line = (f"{escape(r.partner)}: {len(r.accepted)} accepted, {len(r.refused)} refused, {r.replayed} replays ignored, "
+        line = (f"{escape(r.partner)}: {len(r.accepted)} fact-checks and {len(r.narratives)} narratives accepted, {len(r.refused)} refused, {r.replayed} replays ignored, "
                 f"{r.stale} stale ignored; {len(r.rematched)} of our posts re-matched")
         console.print(line)
         for change in r.key_changes:
@@ -176,6 +179,10 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
             word = "[green]cross-border consensus[/]" if mark["agree"] else "[yellow]verdicts differ[/]"
             console.print(f"  {word}: {escape(mark['partner_factcheck'])} ({escape(str(mark['partner_rating']))}) and "
                           f"{escape(mark['other_factcheck'])} of {escape(mark['other_desk'])} ({escape(str(mark['other_rating']))})")
+        for alert in r.alerts:
+            ev = alert["evidence"]
+            console.print(f"  [bold red]cross-border[/]: our narrative {escape(ev['our_narrative']['id'])} and {escape(ev['partner_desk'])}'s "
+                          f"{escape(str(ev['partner_narrative']['narrative_id']))} repeat the same claim(s): {escape(json.dumps(ev['shared_claims']))}")
         for refusal in r.refused:
             err_console.print(f"  [red]refused[/] item {refusal['seq']} ({escape(str(refusal['item_id']))}): {escape(str(refusal['reason']))}")
         if r.error:

@@ -2,7 +2,8 @@
 
 Items are made from the public snapshots of published verdicts (the "published" collection):
 a snapshot not yet in the feed becomes a `factcheck` item, a snapshot that changed since
-(a correction) a `correction` item. Each item gets the next sequence number, is signed with
+(a correction) a `correction` item; and from our narratives (`narrative` items, partners only,
+see federation.crossborder). Each item gets the next sequence number, is signed with
 the deployment's active key and is stored together with its audit entry ("federation.publish")
 in one transaction. Items are never changed or removed; a new version is a new item.
 
@@ -32,8 +33,9 @@ FEED_HEAD = "federation_feed_head"
 # per published case: the snapshot hash and correction count last put in the feed
 FEED_STATE = "federation_outbox"
 # Kinds of item this version makes and accepts. Published fact-checks and their corrections
-# are public already (their pages), so they are also served to callers who are not partners.
-KINDS = ("factcheck", "correction")
+# are public already (their pages), so they are also served to callers who are not partners;
+# narratives only to partners whose scope has them.
+KINDS = ("factcheck", "correction", "narrative")
 PUBLIC_KINDS = ("factcheck", "correction")
 STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
 
@@ -70,8 +72,11 @@ def provenance(case: dict[str, Any], snapshot: dict[str, Any], org: str, roles: 
 
 
 class Outbox:
-    def __init__(self, storage: Storage, identity: Identity, org: str, licence: str, roles: dict[str, str] | None = None) -> None:
+    def __init__(self, storage: Storage, identity: Identity, org: str, licence: str, roles: dict[str, str] | None = None,
+                 org_name: str = "", narrative_min_posts: int = 0) -> None:
         self.storage = storage
+        self.org_name = org_name
+        self.narrative_min_posts = narrative_min_posts
         self.identity = identity
         self.org = org
         self.licence = licence
@@ -83,13 +88,18 @@ class Outbox:
         return int(doc["seq"]) if doc else 0
 
     def refresh(self) -> list[dict[str, Any]]:
-        """Put every published snapshot that is new or changed since into the feed; returns the new items."""
+        """Put every published snapshot that is new or changed since, and every narrative due to be
+        shared, into the feed; returns the new items."""
+        from factbridge.federation.crossborder import narratives_to_share, partner_orgs
+
         new: list[dict[str, Any]] = []
         with named_lock(f"federation-outbox:{self.org}"):
             state = dict(iter_docs(self.storage, self.org, FEED_STATE))
             snapshots = [doc for _, doc in iter_docs(self.storage, self.org, PUBLISHED, order="sort_asc")]
             todo = [(s, state.get(s["case_id"])) for s in snapshots if (state.get(s["case_id"]) or {}).get("sha") != content_sha(s)]
-            if not todo:
+            narratives = (narratives_to_share(self.storage, self.org, self.narrative_min_posts, state, partner_orgs(self.storage, self.org))
+                          if self.narrative_min_posts > 0 else [])
+            if not todo and not narratives:
                 return new
             key = self.identity.active()
             salt = self.identity.salt()
@@ -98,32 +108,44 @@ class Outbox:
                 case_id = snapshot["case_id"]
                 kind = "correction" if previous else "factcheck"
                 case = self.storage.get_docs(self.org, "cases", [case_id]).get(case_id, {})
-                seq += 1
                 payload = dict(snapshot)
                 if kind == "correction" and snapshot.get("corrections"):
                     payload["correction"] = snapshot["corrections"][-1]
-                item: dict[str, Any] = canonical({
-                    "format": FORMAT,
-                    "org": self.org,
-                    "seq": seq,
-                    "kind": kind,
-                    "item_id": case_id,
-                    "issued_at": now_iso(),
-                    "licence": self.licence,
-                    "payload": payload,
-                    "provenance": provenance(case, snapshot, self.org, self.roles, salt),
-                    "proof": approval_proof(self.storage, self.org, case_id, kind, salt),
-                    "key_id": key.key_id,
-                })
-                item["signature"] = sign_body(key.private, item)
-                summary = {"seq": seq, "kind": kind, "item_id": case_id, "key_id": key.key_id, "payload_sha256": content_sha(payload)}
-                self.audit.append(self.org, "federation", "federation.publish", FEED, item_id_of(seq), None, summary, records=[
-                    (FEED, [(item_id_of(seq), item, float(seq))]),
-                    (FEED_HEAD, [("head", {"seq": seq}, None)]),
-                    (FEED_STATE, [(case_id, {"sha": content_sha(snapshot), "seq": seq}, None)]),
-                ])
-                new.append(item)
+                seq += 1
+                new.append(self._append(key, seq, kind, case_id, payload, provenance(case, snapshot, self.org, self.roles, salt),
+                                        approval_proof(self.storage, self.org, case_id, kind, salt),
+                                        (case_id, {"sha": content_sha(snapshot), "seq": seq})))
+            for payload in narratives:
+                seq += 1
+                nid = payload["narrative_id"]
+                new.append(self._append(key, seq, "narrative", nid, payload,
+                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
+                                        (f"narrative:{nid}", {"size": payload["size"], "claims": payload["claims"], "seq": seq})))
         return new
+
+    def _append(self, key: Any, seq: int, kind: str, item_id: str, payload: dict[str, Any], prov: dict[str, Any],
+                proof: dict[str, Any] | None, state_row: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        item: dict[str, Any] = canonical({
+            "format": FORMAT,
+            "org": self.org,
+            "seq": seq,
+            "kind": kind,
+            "item_id": item_id,
+            "issued_at": now_iso(),
+            "licence": self.licence,
+            "payload": payload,
+            "provenance": prov,
+            "proof": proof,
+            "key_id": key.key_id,
+        })
+        item["signature"] = sign_body(key.private, item)
+        summary = {"seq": seq, "kind": kind, "item_id": item_id, "key_id": key.key_id, "payload_sha256": content_sha(payload)}
+        self.audit.append(self.org, "federation", "federation.publish", FEED, item_id_of(seq), None, summary, records=[
+            (FEED, [(item_id_of(seq), item, float(seq))]),
+            (FEED_HEAD, [("head", {"seq": seq}, None)]),
+            (FEED_STATE, [(state_row[0], state_row[1], None)]),
+        ])
+        return item
 
     def read(self, after: int, kinds: Sequence[str], limit: int = 100) -> FeedPage:
         """Items with a sequence number above `after` whose kind is in `kinds`, oldest first."""

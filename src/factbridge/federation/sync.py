@@ -32,6 +32,7 @@ from factbridge.backends.storage.base import content_sha, iter_docs
 from factbridge.errors import InputError
 from factbridge.federation.auth import signed_headers
 from factbridge.federation.consensus import consensus_note, find_consensus
+from factbridge.federation.crossborder import PARTNER_NARRATIVES, detect_cross_border
 from factbridge.federation.feed import FORMAT
 from factbridge.federation.identity import Identity, KeyRing, now_iso, signature_valid
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
@@ -45,6 +46,12 @@ SYNC = "federation_sync"  # per partner: cursor, last sync, counts, recent refus
 DECIDED_BY = "factbridge-federation-1"
 REQUIRED = ("format", "org", "seq", "kind", "item_id", "issued_at", "licence", "payload", "provenance", "proof", "key_id", "signature")
 PAYLOAD_REQUIRED = ("case_id", "claim", "headline", "rating", "url", "org_name", "published_at")
+NARRATIVE_REQUIRED = ("narrative_id", "size", "claims")
+
+
+def items_key(partner: str, kind: str, item_id: str) -> str:
+    """Key of the version we hold of a partner's item (a fact-check and its corrections share one)."""
+    return f"{partner}/{item_id}" if kind in ("factcheck", "correction") else f"{partner}/{kind}:{item_id}"
 
 
 @dataclass
@@ -61,6 +68,8 @@ class SyncReport:
     rematched: list[str] = field(default_factory=list)
     queue: dict[str, Any] = field(default_factory=dict)
     consensus: list[dict[str, Any]] = field(default_factory=list)  # see federation.consensus
+    narratives: list[str] = field(default_factory=list)  # partner narratives received
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # new cross-border alerts (federation.crossborder)
 
 
 def factcheck_id(partner: str, item_id: str) -> str:
@@ -101,10 +110,13 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
     if not str(item["licence"]).strip():
         return "no licence"
     payload = item["payload"]
-    if not isinstance(payload, dict) or [f for f in PAYLOAD_REQUIRED if not payload.get(f)]:
-        return "malformed payload: it needs " + ", ".join(PAYLOAD_REQUIRED)
-    if payload["case_id"] != item["item_id"]:
-        return "malformed payload: its case_id is not the item's id"
+    required, id_field = (NARRATIVE_REQUIRED, "narrative_id") if item["kind"] == "narrative" else (PAYLOAD_REQUIRED, "case_id")
+    if not isinstance(payload, dict) or [f for f in required if payload.get(f) in (None, "")]:
+        return "malformed payload: it needs " + ", ".join(required)
+    if payload[id_field] != item["item_id"]:
+        return f"malformed payload: its {id_field} is not the item's id"
+    if item["kind"] == "narrative":
+        return None if isinstance(payload["claims"], list) else "malformed payload: claims is a list"
     try:
         check_proof(item["proof"], str(item["kind"]), str(item["item_id"]))
     except InputError as exc:
@@ -213,6 +225,8 @@ class Syncer:
         self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
         if changed:
             self._recheck(changed, report)
+        # our narratives change between syncs too: compare them with every partner narrative we hold
+        report.alerts = detect_cross_border(self.services, self.org)
         return report
 
     def _receive(self, partner: dict[str, Any], ring: KeyRing, state: dict[str, Any], item: Any, report: SyncReport) -> list[str]:
@@ -224,7 +238,8 @@ class Syncer:
         reason = check_item(item, partner, ring)
         item_id = str(item.get("item_id", "")) if isinstance(item, dict) else ""
         name = partner["name"]
-        held = self.storage.get_docs(self.org, ITEMS, [f"{name}/{item_id}"]).get(f"{name}/{item_id}")
+        held_key = items_key(name, str(item.get("kind")) if isinstance(item, dict) else "", item_id)
+        held = self.storage.get_docs(self.org, ITEMS, [held_key]).get(held_key)
         if reason is None and held and int(held["seq"]) >= int(seq or 0):
             report.stale += 1
             state["counts"]["stale"] += 1
@@ -236,11 +251,19 @@ class Syncer:
         inbox_id = f"{name}/{int(seq):012d}" if isinstance(seq, int) else f"{name}/malformed-{record['content_sha256'] or 'x'}"
         writes: list[tuple[str, list[tuple[str, dict[str, Any], float | None]]]] = [(INBOX, [(inbox_id, record, None)])]
         accepted: list[str] = []
-        if reason is None:
+        if reason is None and item["kind"] == "narrative":
+            narrative = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
+                                           "seq": seq, "key_id": item["key_id"], "received_at": record["received_at"]}
+            writes.append((PARTNER_NARRATIVES, [(f"{name}/{item_id}", narrative, None)]))
+            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
+                                                "kind": "narrative", "flag": None}, None)]))
+            report.narratives.append(f"{name}/{item_id}")
+            state["counts"]["accepted"] += 1
+        elif reason is None:
             fc = partner_factcheck(item, partner, self.services.languages)
             self.storage.upsert_factchecks(self.org, [fc])
-            writes.append((ITEMS, [(f"{name}/{item_id}", {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
-                                                          "factcheck_id": fc.id, "kind": item["kind"], "flag": None}, None)]))
+            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
+                                                "factcheck_id": fc.id, "kind": item["kind"], "flag": None}, None)]))
             accepted.append(fc.id)
             report.accepted.append(fc.id)
             state["counts"]["accepted"] += 1
@@ -264,12 +287,13 @@ class Syncer:
                 continue
             info = ring.keys.get(str(held.get("key_id")), {})
             flag = f"signed by key {held.get('key_id')}, revoked {info.get('revoked_at') or ''}: {info.get('reason') or ''}".strip()
-            fc = self.storage.get_factcheck(self.org, held["factcheck_id"])
-            fed = dict(fc.raw.get("federation") or {}) | {"trust": "signed by a key since revoked", "flag": flag}
-            self.storage.upsert_factchecks(self.org, [fc.model_copy(update={"raw": {**fc.raw, "federation": fed}})])
+            if held.get("factcheck_id"):
+                fc = self.storage.get_factcheck(self.org, held["factcheck_id"])
+                fed = dict(fc.raw.get("federation") or {}) | {"trust": "signed by a key since revoked", "flag": flag}
+                self.storage.upsert_factchecks(self.org, [fc.model_copy(update={"raw": {**fc.raw, "federation": fed}})])
             self.audit.append(self.org, "federation", "federation.flag", ITEMS, doc_id, held, held | {"flag": flag},
                               records=[(ITEMS, [(doc_id, held | {"flag": flag}, None)])])
-            flagged.append(fc.id)
+            flagged.append(held.get("factcheck_id") or doc_id)
         return flagged
 
     def _recheck(self, factcheck_ids: list[str], report: SyncReport) -> None:

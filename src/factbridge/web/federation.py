@@ -37,8 +37,10 @@ WebDep = Annotated[WebState, Depends(state)]
 
 
 def outbox_for(web: WebState, org: str) -> Outbox:
+    settings = web.services.settings
     roles = {u.username: u.role for u in web.accounts.list_users(org)}
-    return Outbox(web.services.storage, Identity(web.services.settings.data_dir), org, web.services.settings.federation_licence, roles)
+    return Outbox(web.services.storage, Identity(settings.data_dir), org, settings.federation_licence, roles,
+                  org_name=web.accounts.get_org(org)["name"], narrative_min_posts=settings.federation_narrative_min_posts)
 
 
 def _claimreview(web: WebState, org: str, outbox: Outbox, url: str) -> JSONResponse:
