@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from factbridge.federation.identity import (
 )
 from factbridge.federation.partners import Partners
 from factbridge.federation.proof import check_proof
+from factbridge.federation.push import push_to_partners
 from factbridge.federation.sync import ITEMS, Syncer, trust_label
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts
@@ -312,11 +314,15 @@ def test_a_partner_cannot_overwrite_our_own_factchecks(desks: tuple[Desk, Desk, 
     assert vi.services.storage.count_factchecks("vi") == 2
 
 
-def test_offline_partner_keeps_the_cursor_and_says_so(desks: tuple[Desk, Desk, TestClient]) -> None:
-    km, vi, _ = desks
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def test_offline_partner_keeps_the_cursor_and_says_so(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, _ = desks
+    port = _free_port()
     partners = Partners(vi.services.storage, "vi")
     doc = partners.get("km")
     partners.save("test", "url", doc, doc | {"url": f"http://127.0.0.1:{port}"})
@@ -325,6 +331,38 @@ def test_offline_partner_keeps_the_cursor_and_says_so(desks: tuple[Desk, Desk, T
     assert not report.ok and report.error and report.error.startswith("offline:")
     state = syncer.state("km")
     assert state["cursor"] == 0 and state["last_sync"] is None and state["last_error"].startswith("offline:")
+
+
+def test_push_makes_the_partner_pull_at_once(desks: tuple[Desk, Desk, TestClient]) -> None:
+    import threading
+
+    import uvicorn
+
+    km, vi, _ = desks
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(km.services), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        vi_partners = Partners(vi.services.storage, "vi")
+        vi_partners.save("test", "url", vi_partners.get("km"), vi_partners.get("km") | {"url": f"http://127.0.0.1:{port}"})
+        km_partners = Partners(km.services.storage, "km")
+        km_partners.save("test", "push", km_partners.get("vi"), km_partners.get("vi") | {"push": True})
+        case = km.publish(CLAIM_KM)
+        outbox = km.outbox()
+        outbox.refresh()
+        with TestClient(create_app(vi.services), base_url="http://vi.test") as vi_client:
+            [pushed] = push_to_partners(km.services.storage, "km", km.identity, outbox.head(), vi_client)
+            assert pushed["status"] == 202
+            # the push carried no item: vi pulled km's feed (over loopback) and verified it
+            assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").raw["federation"]["trust"] == "verified signature"
+            unsigned = vi_client.post("/federation/v1/vi/inbox", json={"from": "km", "head": 1})
+            assert unsigned.status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_signed_requests(desks: tuple[Desk, Desk, TestClient]) -> None:

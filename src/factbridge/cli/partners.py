@@ -17,6 +17,7 @@ from factbridge.console import console, err_console, progress_bar
 from factbridge.federation.feed import KINDS, Outbox
 from factbridge.federation.identity import Identity
 from factbridge.federation.partners import Partners, parse_kinds
+from factbridge.federation.push import push_to_partners
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
@@ -66,10 +67,12 @@ def add(
     remote_org: Annotated[str, typer.Option("--remote-org", help="The partner's organisation id on its deployment (default: NAME).")] = "",
     send: Annotated[str, typer.Option(help=f"Kinds of item we send it (of {ALL_KINDS}).")] = ALL_KINDS,
     accept: Annotated[str, typer.Option(help=f"Kinds of item we accept from it (of {ALL_KINDS}).")] = ALL_KINDS,
+    push: Annotated[bool, typer.Option(help="Tell it at once when our feed has new items (a signed POST; it then pulls).")] = False,
 ) -> None:
     """Add (or re-activate) a partner desk, pinning its key."""
     services = _state(ctx).services()
-    doc = Partners(services.storage, services.settings.org).add("cli", name, url, key, remote_org, parse_kinds(send, "send"), parse_kinds(accept, "accept"))
+    doc = Partners(services.storage, services.settings.org).add("cli", name, url, key, remote_org, parse_kinds(send, "send"),
+                                                                parse_kinds(accept, "accept"), push)
     console.print(f"partner {escape(doc['name'])} ({escape(doc['org'])} at {escape(doc['url'])}) added; key {', '.join(doc['keys'])} pinned; "
                   f"send: {', '.join(doc['send']) or 'nothing'}; accept: {', '.join(doc['accept']) or 'nothing'}")
 
@@ -146,7 +149,11 @@ def sync(
     syncer = Syncer(services, org, _identity(services))
     try:
         while True:
-            _outbox(services).refresh()  # our own feed is up to date for partners pulling from us
+            outbox = _outbox(services)
+            if outbox.refresh():  # our own feed is up to date for partners pulling from us
+                for pushed in push_to_partners(services.storage, org, _identity(services), outbox.head(), syncer.client):
+                    if pushed.get("error"):
+                        err_console.print(f"push to {escape(pushed['partner'])} failed: {escape(pushed['error'])}")
             names = [name] if name else [p["name"] for p in Partners(services.storage, org).all(active_only=True)]
             reports = []
             with progress_bar("syncing partners", len(names)) as advance:

@@ -68,7 +68,7 @@ class Partners:
         return after
 
     def add(self, actor: str, name: str, url: str, key: str, remote_org: str = "", send: Sequence[str] = KINDS,
-            accept: Sequence[str] = KINDS) -> dict[str, Any]:
+            accept: Sequence[str] = KINDS, push: bool = False) -> dict[str, Any]:
         name = _name(name)
         existing = self.storage.get_docs(self.org, PARTNERS, [name]).get(name)
         if existing and existing.get("active"):
@@ -81,6 +81,7 @@ class Partners:
             "keys": ring.keys,
             "send": list(send),
             "accept": list(accept),
+            "push": push,
             "active": True,
             "added_at": now_iso(),
             "removed_at": None,

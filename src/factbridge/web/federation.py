@@ -7,6 +7,7 @@
                                                      gets the ClaimReview view instead
     GET /federation/v1/{org}/claimreview.jsonld      the latest version of every public item as
                                                      plain ClaimReview JSON-LD (no signatures)
+    POST /federation/v1/{org}/inbox                  a partner's signed push: we pull its feed now
 
 Reading the feed first puts newly published verdicts and corrections into it (signed).
 Every delivery to a partner is audited ("federation.send").
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from factbridge.errors import NotAuthenticated
 from factbridge.federation.auth import request_partner
 from factbridge.federation.feed import FORMAT, PUBLIC_KINDS, Outbox
 from factbridge.federation.identity import Identity
@@ -73,6 +75,28 @@ def feed(org: str, request: Request, web: WebDep, after: Annotated[int, Query(ge
                          {"partner": partner["name"], "seqs": seqs, "kinds": sorted({str(i["kind"]) for i in page.items})})
     return JSONResponse({"format": FORMAT, "org": org, "partner": partner["name"] if partner else None,
                          "kinds": list(kinds), "items": page.items, "head": page.head, "more": page.more})
+
+
+@router.post("/{org}/inbox", status_code=202)
+def inbox(org: str, request: Request, background: BackgroundTasks, web: WebDep) -> dict[str, Any]:
+    """A partner's push: "my feed has new items". Only a signed request from an active partner
+    counts; it carries no item, we pull (and verify) the partner's feed in the background."""
+    web.accounts.get_org(org)
+    partner = request_partner(Partners(web.services.storage, org), request.headers, "POST", request.url.path, request.url.query)
+    if partner is None:
+        raise NotAuthenticated("a push must be a signed request from a partner (see docs/federation.md)")
+    background.add_task(pull_partner, web, org, partner["name"])
+    return {"accepted": True, "partner": partner["name"]}
+
+
+def pull_partner(web: WebState, org: str, name: str) -> None:
+    from factbridge.federation.sync import Syncer
+
+    syncer = Syncer(web.services, org, Identity(web.services.settings.data_dir))
+    try:
+        syncer.sync(name)
+    finally:
+        syncer.close()
 
 
 @router.get("/{org}/claimreview.jsonld")
