@@ -31,9 +31,14 @@ DECIDED_BY = "federation-cross-border-1"
 MAX_NARRATIVES = 2000  # the most recently active narratives compared with a partner's
 
 
-def claim_refs(storage: Storage, org: str, factcheck_ids: list[str], partner_orgs: dict[str, str]) -> list[dict[str, str]]:
+def published_cases(storage: Storage, org: str) -> dict[str, str]:
+    """Our published verdicts: public URL (their library id) -> case id."""
+    return {str(doc.get("url")): str(doc.get("case_id")) for _, doc in iter_docs(storage, org, "published")}
+
+
+def claim_refs(storage: Storage, org: str, factcheck_ids: list[str], partner_orgs: dict[str, str],
+               published: dict[str, str]) -> list[dict[str, str]]:
     """Claim references of library fact-checks (see the module docstring), in a stable order."""
-    published = {doc.get("url"): doc.get("case_id") for _, doc in iter_docs(storage, org, "published")}
     fcs = storage.get_factchecks(org, factcheck_ids)
     refs: list[dict[str, str]] = []
     for fc_id in factcheck_ids:
@@ -52,7 +57,8 @@ def _key(ref: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(ref.items()))
 
 
-def narrative_payload(storage: Storage, org: str, doc: dict[str, Any], partner_orgs: dict[str, str]) -> dict[str, Any]:
+def narrative_payload(storage: Storage, org: str, doc: dict[str, Any], partner_orgs: dict[str, str],
+                      published: dict[str, str]) -> dict[str, Any]:
     representative = doc.get("representative") or {}
     return {
         "narrative_id": doc["id"],
@@ -63,7 +69,8 @@ def narrative_payload(storage: Storage, org: str, doc: dict[str, Any], partner_o
         "first_seen": doc.get("first_seen"),
         "last_seen": doc.get("last_seen"),
         "representative_text": str(representative.get("text", ""))[:280],
-        "claims": claim_refs(storage, org, [f["factcheck_id"] for f in doc.get("factchecks", []) if f.get("decision") in ("match", "possible")], partner_orgs),
+        "claims": claim_refs(storage, org, [f["factcheck_id"] for f in doc.get("factchecks", []) if f.get("decision") in ("match", "possible")],
+                             partner_orgs, published),
         "decided_by": doc.get("decided_by", ""),
     }
 
@@ -72,10 +79,11 @@ def narratives_to_share(storage: Storage, org: str, min_posts: int, sent: dict[s
                         partner_orgs: dict[str, str]) -> list[dict[str, Any]]:
     """Payloads of the narratives due to be shared (new, doubled, or repeating other claims)."""
     due = []
+    published = published_cases(storage, org)
     for _, doc in storage.list_docs(org, NARRATIVES, limit=MAX_NARRATIVES, order="updated_desc"):
         if int(doc.get("size", 0)) < min_posts:
             continue
-        payload = narrative_payload(storage, org, doc, partner_orgs)
+        payload = narrative_payload(storage, org, doc, partner_orgs, published)
         before = sent.get(f"narrative:{doc['id']}")
         if before is None or payload["size"] >= 2 * int(before.get("size", 0)) or payload["claims"] != before.get("claims"):
             due.append(payload)
@@ -95,11 +103,12 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
     if not theirs:
         return []
     orgs = partner_orgs(storage, org)
+    published = published_cases(storage, org)
     ours = []
     for _, doc in storage.list_docs(org, NARRATIVES, limit=MAX_NARRATIVES, order="updated_desc"):
         ids = [f["factcheck_id"] for f in doc.get("factchecks", []) if f.get("decision") in ("match", "possible")]
         if ids:
-            ours.append((doc, {_key(r): r for r in claim_refs(storage, org, ids, orgs)}))
+            ours.append((doc, {_key(r): r for r in claim_refs(storage, org, ids, orgs, published)}))
     rows: list[tuple[str, dict[str, Any], float | None]] = []
     new: list[dict[str, Any]] = []
     now = now_iso()

@@ -2,7 +2,9 @@
 
 A partner has a name (ours for it), the base URL of its deployment, its organisation id there,
 its key ring (the pinned key and what it endorsed or revoked since), what we send it and what we
-accept from it (kinds of item), our cursor in its feed, and the outcome of the last syncs.
+accept from it (kinds of item), and whether we push to it. Our cursor in its feed and the outcome
+of the last syncs are kept apart (federation.sync), so that a sync does not rewrite the audited
+registry.
 Removing a partner only deactivates it: its history (and the items it gave us) stays.
 Every change is written with its audit entry in one transaction.
 """
@@ -85,13 +87,8 @@ class Partners:
             "active": True,
             "added_at": now_iso(),
             "removed_at": None,
-            "cursor": (existing or {}).get("cursor", 0),
-            "last_sync": (existing or {}).get("last_sync"),
-            "last_attempt": None,
-            "last_error": None,
-            "counts": (existing or {}).get("counts") or {"accepted": 0, "refused": 0, "replayed": 0, "stale": 0},
-            "refusals": (existing or {}).get("refusals") or [],
         }
+        # (re-adding a removed partner keeps our cursor in its feed: see federation.sync)
         return self.save(actor, "federation.partner.add", existing, doc)
 
     def remove(self, actor: str, name: str) -> dict[str, Any]:

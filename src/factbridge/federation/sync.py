@@ -209,9 +209,11 @@ class Syncer:
                 if not isinstance(items, list):
                     raise InputError("the feed answer has no list of items", source=name, field="items")
                 items.sort(key=lambda i: i.get("seq", 0) if isinstance(i, dict) and isinstance(i.get("seq"), int) else 0)
+                before = int(state["cursor"])
                 for item in items:
                     changed.extend(self._receive(partner, ring, state, item, report))
-                if not items or not body.get("more"):
+                # a feed that says "more" but does not move us forward would loop for ever
+                if not items or not body.get("more") or int(state["cursor"]) <= before:
                     break
             state["last_sync"] = now_iso()
             state["last_error"] = None
