@@ -439,3 +439,53 @@ def test_documented_test_vector_verifies() -> None:
     assert sign_body(private, item) == item["signature"]  # Ed25519 is deterministic
     assert not signature_valid(raw, item | {"seq": 2}, item["signature"])
     assert b64e(raw) == vector["public_key"].removeprefix("ed25519:")
+
+
+def test_post_page_shows_the_partner_and_trust_level(desks: tuple[Desk, Desk, TestClient]) -> None:
+    from factbridge.web.app import accounts_for
+
+    km, vi, km_client = desks
+    _ingest(vi, "p1", CLAIM_KM)
+    km.publish(CLAIM_KM)
+    _syncer(vi, km_client).sync("km")
+    accounts_for(vi.services).add_user("vi-editor", "pw-vi-editor-0123456789", "vi", "editor")
+    with TestClient(create_app(vi.services), base_url="http://vi.test", follow_redirects=False) as c:
+        page = c.get("/login")
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        assert c.post("/login", data={"username": "vi-editor", "password": "pw-vi-editor-0123456789", "csrf_token": csrf, "next": "/"}).status_code == 303
+        assert "Partner km (km desk) · verified signature" in c.get("/posts/p1").text
+        assert "Đối tác km (km desk) · verified signature" in c.get("/posts/p1?lang=vi").text
+
+
+def test_partners_commands(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from factbridge.cli import app
+
+    def run(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--org", "vi", "--embedder", "hashing", "--embed-cache", "off", *args],
+                                    env={"COLUMNS": "250"})
+        assert result.exit_code == code, f"{args}: {result.output}"
+        # an error of the exception tree reaches main() (which prints it); here it is the exception
+        return result.output + (str(result.exception) if code and result.exception else "")
+
+    assert "federation key:" in run("init")
+    other = Identity(tmp_path / "km").active()
+    ours = json.loads(run("partners", "identity", "--json"))
+    assert ours["org"] == "vi" and ours["public_key"].startswith("ed25519:")
+    assert "pinned" in run("partners", "add", "km", "http://127.0.0.1:9", "--key", other.public_text, "--accept", "factcheck")
+    assert "outside" not in run("partners", "list")
+    bad = run("partners", "add", "x", "http://h", "--key", "ed25519:AAAA", code=1)
+    assert "key" in bad and "32 bytes" in bad
+    assert "unknown kind 'rumour'" in run("partners", "add", "y", "http://h", "--key", other.public_text, "--send", "rumour", code=1)
+    failed = run("partners", "sync", code=1)
+    assert "offline" in failed
+    status = run("partners", "status")
+    assert "never" in status and "offline" in status  # attempted, never synced
+    assert "deactivated" in run("partners", "remove", "km")
+    listed = json.loads(run("partners", "list", "--json"))
+    assert listed[0]["active"] is False and listed[0]["removed_at"]
+    new_key = run("partners", "rotate-key")
+    assert "endorsed by " + ours["key_id"] in new_key
+    assert "revoked" in run("partners", "revoke-key", ours["key_id"], "--reason", "test")
+    assert json.loads(run("partners", "identity", "--json"))["key_id"] != ours["key_id"]
