@@ -30,6 +30,7 @@ import pytest
 from factbridge.backends.storage import open_storage
 from factbridge.federation.feed import FEED
 from factbridge.federation.identity import Identity
+from factbridge.federation.partners import Partners
 from factbridge.services import Services
 from factbridge.settings import load_settings
 from factbridge.web.app import accounts_for
@@ -132,7 +133,9 @@ def _setup(desk: Deployment, users: dict[str, str]) -> str:
 
 
 def _add_partner(desk: Deployment, other: Deployment, key: str, send: str, accept: str) -> None:
-    desk.cli("partners", "add", other.org, other.url, "--key", key, "--remote-org", other.org, "--send", send, "--accept", accept)
+    """As `factbridge partners add` does (tested in test_federation.py); in process, to spare a start-up."""
+    with desk.services() as services:
+        Partners(services.storage, desk.org).add("cli", other.org, other.url, key, other.org, send.split(","), accept.split(","))
 
 
 @pytest.fixture
@@ -146,13 +149,13 @@ def desks(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, Deployment]]:
         "vi": _setup(vi, {"lan": "editor"}),
         "fr": _setup(fr, {"claire": "editor"}),
     }
+    _add_partner(km, vi, keys["vi"], send="factcheck,correction", accept="factcheck,correction")
+    _add_partner(km, fr, keys["fr"], send="factcheck", accept="factcheck")
+    _add_partner(vi, km, keys["km"], send="factcheck,correction", accept="factcheck,correction")
+    _add_partner(fr, km, keys["km"], send="factcheck", accept="factcheck,correction")
     try:
         for desk in desks.values():
             desk.start()
-        _add_partner(km, vi, keys["vi"], send="factcheck,correction", accept="factcheck,correction")
-        _add_partner(km, fr, keys["fr"], send="factcheck", accept="factcheck")
-        _add_partner(vi, km, keys["km"], send="factcheck,correction", accept="factcheck,correction")
-        _add_partner(fr, km, keys["km"], send="factcheck", accept="factcheck,correction")
         for desk in desks.values():
             desk.wait_ready()
         yield desks
@@ -222,7 +225,7 @@ def test_three_desks_share_verify_correct_and_refuse(desks: dict[str, Deployment
     # km publishes another debunk (signed by its first key), then rotates keys and revokes the first one
     leaked_case = _publish(km, BORDER_CLAIM, "គ្មានការបិទច្រកព្រំដែនទេ")
     assert httpx.get(km.url + "/federation/v1/km/claimreview.jsonld", timeout=30).status_code == 200  # readers see it
-    old_key = json.loads(km.cli("partners", "identity", "--json").stdout)["key_id"]
+    old_key = Identity(km.root / "data").active().key_id
     km.cli("partners", "rotate-key")
     km.cli("partners", "revoke-key", old_key, "--reason", "key leaked")
     # a third debunk, signed by the new key, is altered in km's store after signing
