@@ -438,6 +438,7 @@ def test_documented_test_vector_verifies() -> None:
     assert signature_valid(raw, item, item["signature"])
     assert sign_body(private, item) == item["signature"]  # Ed25519 is deterministic
     assert not signature_valid(raw, item | {"seq": 2}, item["signature"])
+    check_proof(item["proof"], item["kind"], item["item_id"])
     assert b64e(raw) == vector["public_key"].removeprefix("ed25519:")
 
 

@@ -16,16 +16,20 @@ An item (every field but `signature` is signed, see docs/federation.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from factbridge.backends.storage.base import Storage, content_sha, iter_docs
+from factbridge.errors import InputError
 from factbridge.federation.canonical import canonical
 from factbridge.federation.identity import Identity, now_iso, sign_body
 from factbridge.federation.proof import approval_proof, pseudonym
 from factbridge.workflow.audit import AuditLog, entry_id, named_lock
 from factbridge.workflow.cases import PUBLISHED
+
+log = logging.getLogger(__name__)
 
 FORMAT = "factbridge-federation/1"
 FEED = "federation_feed"
@@ -111,10 +115,14 @@ class Outbox:
                 payload = dict(snapshot)
                 if kind == "correction" and snapshot.get("corrections"):
                     payload["correction"] = snapshot["corrections"][-1]
+                try:
+                    proof = approval_proof(self.storage, self.org, case_id, kind, salt)
+                except InputError as exc:  # nothing is shared without its proof; the others go on
+                    log.warning("federation: case %s of %s not shared: %s", case_id, self.org, exc)
+                    continue
                 seq += 1
                 new.append(self._append(key, seq, kind, case_id, payload, provenance(case, snapshot, self.org, self.roles, salt),
-                                        approval_proof(self.storage, self.org, case_id, kind, salt),
-                                        (case_id, {"sha": content_sha(snapshot), "seq": seq})))
+                                        proof, (case_id, {"sha": content_sha(snapshot), "seq": seq})))
             for payload in narratives:
                 seq += 1
                 nid = payload["narrative_id"]
