@@ -491,3 +491,29 @@ def test_partners_commands(tmp_path: Path) -> None:
     assert "endorsed by " + ours["key_id"] in new_key
     assert "revoked" in run("partners", "revoke-key", ours["key_id"], "--reason", "test")
     assert json.loads(run("partners", "identity", "--json"))["key_id"] != ours["key_id"]
+
+
+def test_link_risk_verdicts_become_a_partner_feed_and_rescore_our_posts(desks: tuple[Desk, Desk, TestClient]) -> None:
+    from factbridge.federation.feed import FEED as FEED_COLLECTION
+    from factbridge.linkrisk.feeds import FeedEntry, ParsedFeed, store_feed, url_key
+
+    km, vi, km_client = desks
+    link = "http://aba-secure-login.com/verify?acct=1"
+    store_feed(km.services.storage, "km", ParsedFeed("local-phish", "list", "test", [FeedEntry("url", url_key(link), "2026-12-01", "phishing")],
+                                                      [], "2026-12-01", "test"))
+    _ingest(km, "km-link", f"ចូលគណនីរបស់អ្នកនៅទីនេះ {link}")
+    _ingest(vi, "vi-link", f"Nhận tiền hỗ trợ tại đây {link}")
+    assert not vi.services.storage.get_docs("vi", "linkrisk", ["vi-link"])["vi-link"]["flagged"]
+    report = _syncer(vi, km_client).sync("km")
+    assert len(report.links) == 1 and "aba-secure-login.com/verify" in report.links[0]
+    assert report.linkrisk["feed"] == "partner-km" and report.linkrisk["entries"] == 1
+    scored = vi.services.storage.get_docs("vi", "linkrisk", ["vi-link"])["vi-link"]
+    assert scored["flagged"]
+    [url] = scored["urls"]
+    assert any("partner-km" in r["detail"] and "Khmer Desk" in r["detail"] for r in url["reasons"])
+    # the verdict is not echoed back to km, and is not a public item
+    vi_items = Outbox(vi.services.storage, vi.identity, "vi", "CC-BY-4.0").refresh()
+    assert not [i for i in vi_items if i["kind"] == "linkrisk"]
+    km_kinds = {d["kind"] for _, d in km.services.storage.list_docs("km", FEED_COLLECTION)}
+    assert "linkrisk" in km_kinds
+    assert not [i for i in km_client.get("/federation/v1/km/feed").json()["items"] if i["kind"] == "linkrisk"]

@@ -175,7 +175,8 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
         _out_json([r.__dict__ for r in reports])
         return
     for r in reports:
-        line = (f"{escape(r.partner)}: {len(r.accepted)} fact-checks and {len(r.narratives)} narratives accepted, {len(r.refused)} refused, {r.replayed} replays ignored, "
+        line = (f"{escape(r.partner)}: {len(r.accepted)} fact-checks, {len(r.narratives)} narratives and {len(r.links)} link verdicts accepted, "
+                f"{len(r.refused)} refused, {r.replayed} replays ignored, "
                 f"{r.stale} stale ignored; {len(r.rematched)} of our posts re-matched")
         console.print(line)
         for change in r.key_changes:
@@ -186,6 +187,9 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
             word = "[green]cross-border consensus[/]" if mark["agree"] else "[yellow]verdicts differ[/]"
             console.print(f"  {word}: {escape(mark['partner_factcheck'])} ({escape(str(mark['partner_rating']))}) and "
                           f"{escape(mark['other_factcheck'])} of {escape(mark['other_desk'])} ({escape(str(mark['other_rating']))})")
+        if r.linkrisk.get("status") not in (None, "unchanged"):
+            console.print(f"  link-risk feed {escape(r.linkrisk['feed'])}: {r.linkrisk['entries']} links; "
+                          f"{r.linkrisk['rescored'].get('flagged_posts', 0)} of our posts flagged after re-scoring")
         for alert in r.alerts:
             ev = alert["evidence"]
             console.print(f"  [bold red]cross-border[/]: our narrative {escape(ev['our_narrative']['id'])} and {escape(ev['partner_desk'])}'s "

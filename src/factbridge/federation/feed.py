@@ -2,8 +2,8 @@
 
 Items are made from the public snapshots of published verdicts (the "published" collection):
 a snapshot not yet in the feed becomes a `factcheck` item, a snapshot that changed since
-(a correction) a `correction` item; and from our narratives (`narrative` items, partners only,
-see federation.crossborder). Each item gets the next sequence number, is signed with
+(a correction) a `correction` item; from our narratives (`narrative` items, partners only,
+see federation.crossborder) and from the links we flagged (`linkrisk`, see federation.linkrisk). Each item gets the next sequence number, is signed with
 the deployment's active key and is stored together with its audit entry ("federation.publish")
 in one transaction. Items are never changed or removed; a new version is a new item.
 
@@ -38,8 +38,8 @@ FEED_HEAD = "federation_feed_head"
 FEED_STATE = "federation_outbox"
 # Kinds of item this version makes and accepts. Published fact-checks and their corrections
 # are public already (their pages), so they are also served to callers who are not partners;
-# narratives only to partners whose scope has them.
-KINDS = ("factcheck", "correction", "narrative")
+# narratives and link-risk verdicts only to partners whose scope has them.
+KINDS = ("factcheck", "correction", "narrative", "linkrisk")
 PUBLIC_KINDS = ("factcheck", "correction")
 STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
 
@@ -95,6 +95,7 @@ class Outbox:
         """Put every published snapshot that is new or changed since, and every narrative due to be
         shared, into the feed; returns the new items."""
         from factbridge.federation.crossborder import narratives_to_share, partner_orgs
+        from factbridge.federation.linkrisk import links_to_share
 
         new: list[dict[str, Any]] = []
         with named_lock(f"federation-outbox:{self.org}"):
@@ -103,7 +104,8 @@ class Outbox:
             todo = [(s, state.get(s["case_id"])) for s in snapshots if (state.get(s["case_id"]) or {}).get("sha") != content_sha(s)]
             narratives = (narratives_to_share(self.storage, self.org, self.narrative_min_posts, state, partner_orgs(self.storage, self.org))
                           if self.narrative_min_posts > 0 else [])
-            if not todo and not narratives:
+            links = links_to_share(self.storage, self.org, state)
+            if not todo and not narratives and not links:
                 return new
             key = self.identity.active()
             salt = self.identity.salt()
@@ -129,6 +131,11 @@ class Outbox:
                 new.append(self._append(key, seq, "narrative", nid, payload,
                                         {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
                                         (f"narrative:{nid}", {"size": payload["size"], "claims": payload["claims"], "seq": seq})))
+            for payload in links:
+                seq += 1
+                new.append(self._append(key, seq, "linkrisk", payload["link_id"], payload,
+                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
+                                        (f"linkrisk:{payload['link_id']}", {"seq": seq})))
         return new
 
     def _append(self, key: Any, seq: int, kind: str, item_id: str, payload: dict[str, Any], prov: dict[str, Any],

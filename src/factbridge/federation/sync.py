@@ -35,6 +35,7 @@ from factbridge.federation.consensus import consensus_note, find_consensus
 from factbridge.federation.crossborder import PARTNER_NARRATIVES, detect_cross_border
 from factbridge.federation.feed import FORMAT
 from factbridge.federation.identity import Identity, KeyRing, now_iso, signature_valid
+from factbridge.federation.linkrisk import PARTNER_LINKS, rebuild_partner_feed
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
 from factbridge.federation.proof import check_proof
 from factbridge.models import FactCheck
@@ -47,6 +48,8 @@ DECIDED_BY = "factbridge-federation-1"
 REQUIRED = ("format", "org", "seq", "kind", "item_id", "issued_at", "licence", "payload", "provenance", "proof", "key_id", "signature")
 PAYLOAD_REQUIRED = ("case_id", "claim", "headline", "rating", "url", "org_name", "published_at")
 NARRATIVE_REQUIRED = ("narrative_id", "size", "claims")
+LINK_REQUIRED = ("link_id", "url", "score", "reasons")
+PAYLOAD_RULES = {"narrative": (NARRATIVE_REQUIRED, "narrative_id"), "linkrisk": (LINK_REQUIRED, "link_id")}
 
 
 def items_key(partner: str, kind: str, item_id: str) -> str:
@@ -69,6 +72,8 @@ class SyncReport:
     queue: dict[str, Any] = field(default_factory=dict)
     consensus: list[dict[str, Any]] = field(default_factory=list)  # see federation.consensus
     narratives: list[str] = field(default_factory=list)  # partner narratives received
+    links: list[str] = field(default_factory=list)  # partner link-risk verdicts received (URLs)
+    linkrisk: dict[str, Any] = field(default_factory=dict)  # the partner's feed at ours, and the re-scoring
     alerts: list[dict[str, Any]] = field(default_factory=list)  # new cross-border alerts (federation.crossborder)
 
 
@@ -110,13 +115,15 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
     if not str(item["licence"]).strip():
         return "no licence"
     payload = item["payload"]
-    required, id_field = (NARRATIVE_REQUIRED, "narrative_id") if item["kind"] == "narrative" else (PAYLOAD_REQUIRED, "case_id")
+    required, id_field = PAYLOAD_RULES.get(str(item["kind"]), (PAYLOAD_REQUIRED, "case_id"))
     if not isinstance(payload, dict) or [f for f in required if payload.get(f) in (None, "")]:
         return "malformed payload: it needs " + ", ".join(required)
     if payload[id_field] != item["item_id"]:
         return f"malformed payload: its {id_field} is not the item's id"
     if item["kind"] == "narrative":
         return None if isinstance(payload["claims"], list) else "malformed payload: claims is a list"
+    if item["kind"] == "linkrisk":
+        return None if isinstance(payload["reasons"], list) and isinstance(payload["url"], str) else "malformed payload: url and reasons"
     try:
         check_proof(item["proof"], str(item["kind"]), str(item["item_id"]))
     except InputError as exc:
@@ -227,6 +234,8 @@ class Syncer:
         self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
         if changed:
             self._recheck(changed, report)
+        if report.links or report.flagged:
+            report.linkrisk = rebuild_partner_feed(self.services, self.org, partner, KeyRing(partner["keys"]))
         # our narratives change between syncs too: compare them with every partner narrative we hold
         report.alerts = detect_cross_border(self.services, self.org)
         return report
@@ -253,7 +262,15 @@ class Syncer:
         inbox_id = f"{name}/{int(seq):012d}" if isinstance(seq, int) else f"{name}/malformed-{record['content_sha256'] or 'x'}"
         writes: list[tuple[str, list[tuple[str, dict[str, Any], float | None]]]] = [(INBOX, [(inbox_id, record, None)])]
         accepted: list[str] = []
-        if reason is None and item["kind"] == "narrative":
+        if reason is None and item["kind"] == "linkrisk":
+            verdict = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
+                                         "seq": seq, "key_id": item["key_id"], "received_at": record["received_at"]}
+            writes.append((PARTNER_LINKS, [(f"{name}/{item_id}", verdict, None)]))
+            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
+                                                "kind": "linkrisk", "flag": None}, None)]))
+            report.links.append(str(item["payload"]["url"]))
+            state["counts"]["accepted"] += 1
+        elif reason is None and item["kind"] == "narrative":
             narrative = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
                                            "seq": seq, "key_id": item["key_id"], "received_at": record["received_at"]}
             writes.append((PARTNER_NARRATIVES, [(f"{name}/{item_id}", narrative, None)]))
