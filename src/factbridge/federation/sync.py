@@ -192,9 +192,6 @@ class Syncer:
         except ValueError as exc:
             raise InputError(f"{partner['url']}{path} did not answer JSON", source=partner["name"]) from exc
 
-    def sync_all(self, page: int = 200) -> list[SyncReport]:
-        return [self.sync(p["name"], page) for p in self.partners.all(active_only=True)]
-
     def sync(self, name: str, page: int = 200) -> SyncReport:
         partner = self.partners.get(name)
         report = SyncReport(partner=partner["name"])
@@ -204,7 +201,10 @@ class Syncer:
         try:
             if not partner.get("active"):
                 raise InputError(f"partner '{name}' was removed", source=name)
-            statements = self._get(partner, "/federation/v1/keys").get("statements", [])
+            keys = self._get(partner, "/federation/v1/keys")
+            statements = keys.get("statements") if isinstance(keys, dict) else None
+            if not isinstance(statements, list):
+                raise InputError("the keys answer has no list of statements", source=name, field="statements")
             ring = KeyRing(partner["keys"])
             report.key_changes = ring.apply(statements)
             if report.key_changes:
@@ -219,6 +219,7 @@ class Syncer:
                 before = int(state["cursor"])
                 for item in items:
                     changed.extend(self._receive(partner, ring, state, item, report))
+                self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])  # a crash redoes at most one page
                 # a feed that says "more" but does not move us forward would loop for ever
                 if not items or not body.get("more") or int(state["cursor"]) <= before:
                     break
