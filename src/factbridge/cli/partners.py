@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from factbridge.cli.app import _state, app
+from factbridge.cli.app import _state, app, bench_app
 from factbridge.console import console, err_console, progress_bar
 from factbridge.federation.feed import KINDS, Outbox
 from factbridge.federation.identity import Identity
@@ -233,3 +233,23 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
         for refusal in row["sync"]["refusals"][-10:]:
             console.print(f"{escape(row['name'])}: refused item {refusal['seq']} ({escape(str(refusal['item_id']))}) at {refusal['at']}: "
                           f"{escape(str(refusal['reason']))}")
+
+
+@bench_app.command("federation")
+def bench_federation(
+    items: Annotated[int, typer.Option(help="Published cases to exchange.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Sign N published verdicts into a feed and pull, verify and accept them at a partner (in process)."""
+    from factbridge.federation.bench import bench_exchange
+
+    with progress_bar("publishing cases", items) as advance:
+        result = bench_exchange(items, advance)
+    if as_json:
+        _out_json(result)
+        return
+    table = Table(title=f"Federation: {items} verdicts, desk to partner")
+    for col in result:
+        table.add_column(col.replace("_", " "), justify="right")
+    table.add_row(*(str(v) for v in result.values()))
+    console.print(table)

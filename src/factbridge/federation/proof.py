@@ -4,19 +4,21 @@ This is the one module of the federation that reads the audit log (workflow/audi
 a change of the audit API touches only this file.
 
 The proof names the audit entry of the decisive action (`case.approve` for a fact-check,
-`case.correct` for a correction) and the chain from that entry to the chain head at the time the
-item was issued:
+`case.correct` for a correction) and the chain from that entry to the entry that published the
+result (the public snapshot's "published.create" / "published.correct"), its *anchor*:
 
     {"entry": {"seq", "at", "action", "object", "actor", "prev_hash", "hash",
                "before_sha256", "after_sha256"},
-     "links": [{"seq", "prev_hash", "hash"}, ...],      the entries after it, up to the head
-     "head": {"seq", "hash"},
+     "links": [{"seq", "prev_hash", "hash"}, ...],      the entries after it, up to the anchor
+     "anchor": {"seq", "hash"},
      "drafted_by": "<pseudonym>", "approved_by": "<pseudonym>"}
+
+(When the audit chain gains signed checkpoints, the anchor is where one would be named.)
 
 The entry's before/after states hold internal notes and evidence, which never leave the desk:
 they are replaced by their SHA-256 (of the canonical JSON the chain hashes), and editors'
 user names by pseudonyms (HMAC of the name with a secret of the deployment). A partner checks
-that the links join the entry to the head hash by hash, that the action and object are the
+that the links join the entry to the anchor hash by hash, that the action and object are the
 item's, and that approver and drafter differ; the desk's signature over the whole item binds
 the entry's content to its hash.
 """
@@ -50,11 +52,15 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
     if not history:
         raise InputError(f"case {case_id} has no '{action}' entry in the audit log", field="proof")
     entry = history[-1]
-    head = storage.get_docs(org, AUDIT_HEAD, ["head"])["head"]
-    seq, head_seq = int(entry["seq"]), int(head["seq"])
-    found = storage.get_docs(org, AUDIT, [entry_id(n) for n in range(seq + 1, head_seq + 1)])
+    seq = int(entry["seq"])
+    # The excerpt ends at the publication of what was decided (the public snapshot's entry), which
+    # follows the decision within a few entries; failing that, at the chain head.
+    published = [int(e["seq"]) for e in audit.history(org, "published", case_id) if int(e["seq"]) > seq]
+    end_seq = published[0] if published else int(storage.get_docs(org, AUDIT_HEAD, ["head"])["head"]["seq"])
+    found = storage.get_docs(org, AUDIT, [entry_id(n) for n in range(seq + 1, end_seq + 1)])
     links = [{"seq": int(e["seq"]), "prev_hash": e["prev_hash"], "hash": e["hash"]}
-             for e in (found[entry_id(n)] for n in range(seq + 1, head_seq + 1) if entry_id(n) in found)]
+             for e in (found[entry_id(n)] for n in range(seq + 1, end_seq + 1) if entry_id(n) in found)]
+    anchor = {"seq": links[-1]["seq"], "hash": links[-1]["hash"]} if links else {"seq": seq, "hash": entry["hash"]}
     after = entry.get("after") or {}
     verdict = after.get("verdict") or {}
     approval = after.get("approval") or {}
@@ -71,16 +77,16 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
             "after_sha256": _sha(entry.get("after")),
         },
         "links": links,
-        "head": {"seq": head_seq, "hash": head["hash"]},
+        "anchor": anchor,
         "drafted_by": pseudonym(salt, org, str(verdict.get("drafted_by", ""))),
         "approved_by": pseudonym(salt, org, str(approval.get("by", ""))) if approval.get("by") else None,
     }
 
 
 def check_proof(proof: Any, kind: str, item_id: str) -> None:
-    """Raise InputError (field 'proof...') unless the excerpt joins the entry to the head and
+    """Raise InputError (field 'proof...') unless the excerpt joins the entry to the anchor and
     shows the expected action on this item (by a second editor, for an approval)."""
-    if not isinstance(proof, dict) or not isinstance(proof.get("entry"), dict) or not isinstance(proof.get("head"), dict):
+    if not isinstance(proof, dict) or not isinstance(proof.get("entry"), dict) or not isinstance(proof.get("anchor"), dict):
         raise InputError("the item carries no audit proof", field="proof")
     entry = proof["entry"]
     expected = PROOF_ACTIONS.get(kind)
@@ -102,6 +108,6 @@ def check_proof(proof: Any, kind: str, item_id: str) -> None:
         if not isinstance(link, dict) or link.get("seq") != seq + 1 or link.get("prev_hash") != prev:
             raise InputError(f"audit chain broken at link {n} (entry {seq + 1} does not follow entry {seq})", field=f"proof.links[{n}]")
         seq, prev = link["seq"], str(link.get("hash"))
-    head = proof["head"]
-    if head.get("seq") != seq or head.get("hash") != prev:
-        raise InputError(f"the chain excerpt ends at entry {seq}, the head says {head.get('seq')}", field="proof.head")
+    anchor = proof["anchor"]
+    if anchor.get("seq") != seq or anchor.get("hash") != prev:
+        raise InputError(f"the chain excerpt ends at entry {seq}, the anchor says {anchor.get('seq')}", field="proof.anchor")
