@@ -379,7 +379,7 @@ def test_signed_requests(desks: tuple[Desk, Desk, TestClient]) -> None:
     assert response.status_code == 401 and "does not verify" in response.json()["detail"]
 
 
-def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient]) -> None:
+def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient], tmp_path: Path) -> None:
     km, _, client = desks
     case = km.publish(CLAIM_KM)
     km.cases.correct("km", km.editor, case["id"], "Rating changed.", "Mostly false")
@@ -390,6 +390,13 @@ def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient]) -> N
         assert node["@type"] == "ClaimReview" and node["claimReviewed"] == CLAIM_KM
         assert node["reviewRating"]["alternateName"] == "Mostly false"
     assert client.get("/federation/v1/nowhere/feed").status_code == 404
+    # and a system that does not verify signatures imports it as plain ClaimReview
+    from factbridge.pipeline.library import read_factchecks
+
+    path = tmp_path / "feed.jsonld"
+    path.write_text(client.get("/federation/v1/km/claimreview.jsonld").text, encoding="utf-8")
+    [fc] = list(read_factchecks(path))
+    assert isinstance(fc, FactCheck) and fc.claim == CLAIM_KM and fc.rating == "Mostly false" and fc.publisher == "km desk"
 
 
 def test_proof_refuses_a_self_approved_or_broken_excerpt(desks: tuple[Desk, Desk, TestClient]) -> None:
