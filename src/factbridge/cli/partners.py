@@ -21,7 +21,7 @@ from factbridge.federation.push import push_to_partners
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
-partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks and corrections (docs/federation.md).", no_args_is_help=True)
+partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, narratives and link verdicts (docs/federation.md).", no_args_is_help=True)
 app.add_typer(partners_app, name="partners")
 
 ALL_KINDS = ",".join(KINDS)
