@@ -201,6 +201,26 @@ def test_a_narrative_crossing_the_border_raises_an_alert_on_both_sides(desks: tu
     assert again.narratives == [] and again.alerts == []
 
 
+def test_accepted_items_are_rechecked_after_a_crash(desks: tuple[Desk, Desk, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    km, vi, client = desks
+    _ingest(vi, "p1", CLAIM_KM)
+    case = km.publish(CLAIM_KM)
+    syncer = _syncer(vi, client)
+
+    def crash(*args: Any) -> None:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(Syncer, "_recheck", crash)
+    with pytest.raises(RuntimeError):
+        syncer.sync("km")
+    assert all(m.factcheck_id != f"partner/km/{case['id']}" for m in vi.services.storage.matches_for_post("vi", "p1"))
+    monkeypatch.undo()
+    report = _syncer(vi, client).sync("km")
+    assert report.accepted == [] and report.rematched == ["p1"]  # nothing new, but the pending re-check ran
+    assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == f"partner/km/{case['id']}"
+    assert _syncer(vi, client).state("km")["pending_recheck"] == []
+
+
 def test_tampered_item_is_refused_and_the_rest_goes_on(desks: tuple[Desk, Desk, TestClient]) -> None:
     km, vi, client = desks
     km.publish(CLAIM_KM)

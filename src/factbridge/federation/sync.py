@@ -219,7 +219,10 @@ class Syncer:
                 before = int(state["cursor"])
                 for item in items:
                     changed.extend(self._receive(partner, ring, state, item, report))
-                self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])  # a crash redoes at most one page
+                # saved with the cursor: a crash redoes at most one page, and what was accepted
+                # before it is still re-checked by the next sync
+                state["pending_recheck"] = sorted({*state.get("pending_recheck", []), *changed})
+                self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
                 # a feed that says "more" but does not move us forward would loop for ever
                 if not items or not body.get("more") or int(state["cursor"]) <= before:
                     break
@@ -232,9 +235,12 @@ class Syncer:
             report.ok = False
             report.error = str(exc)
         state["last_error"] = report.error
-        self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
-        if changed:
-            self._recheck(changed, report)
+        pending = sorted({*state.get("pending_recheck", []), *changed})
+        self.storage.put_docs(self.org, SYNC, [(partner["name"], state | {"pending_recheck": pending}, None)])
+        if pending:
+            self._recheck(pending, report)
+            state["pending_recheck"] = []
+            self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
         if report.links or report.flagged:
             report.linkrisk = rebuild_partner_feed(self.services, self.org, partner, KeyRing(partner["keys"]))
         # our narratives change between syncs too: compare them with every partner narrative we hold
