@@ -544,3 +544,26 @@ def test_link_risk_verdicts_become_a_partner_feed_and_rescore_our_posts(desks: t
     km_kinds = {d["kind"] for _, d in km.services.storage.list_docs("km", FEED_COLLECTION)}
     assert "linkrisk" in km_kinds
     assert not [i for i in km_client.get("/federation/v1/km/feed").json()["items"] if i["kind"] == "linkrisk"]
+
+
+def test_burst_alerts_reach_partners_without_posts_or_accounts(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, km_client = desks
+    case = km.publish(CLAIM_KM)
+    fc_id = case["publication"]["url"]
+    alert = {  # as the bursts stage stores one (pipeline/bursts.py)
+        "id": "alert-n1-1", "kind": "resurfacing", "narrative_id": "n1", "status": "new", "raised_at": "2026-12-02T10:00:00+00:00",
+        "updated_at": "2026-12-02T10:00:00+00:00", "summary": CLAIM_KM, "top_terms": ["chip"], "decided_by": "bursts-kleinberg-1",
+        "evidence": {"burst_start": "2026-12-02T08:00:00+00:00", "burst_end": "2026-12-02T10:00:00+00:00", "posts_in_burst": 40,
+                     "narrative_size": 55, "quiet_hours_before": 200.0,
+                     "posts": [{"post_id": "km-secret-post", "time": "2026-12-02T09:00:00+00:00", "method": "seed", "similarity": 1.0}],
+                     "debunks": [{"factcheck_id": fc_id, "posts": 40, "rating": "False"}]},
+    }
+    km.services.storage.put_docs("km", "alerts", [(alert["id"], alert, 1.0)])
+    report = _syncer(vi, km_client).sync("km")
+    assert report.partner_alerts == ["partner-km-alert-n1-1"]
+    ours = vi.services.storage.get_docs("vi", "alerts", report.partner_alerts)["partner-km-alert-n1-1"]
+    assert ours["kind"] == "partner-resurfacing" and ours["summary"].startswith("At Khmer Desk: ")
+    assert ours["evidence"]["partner_alert"]["claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert "km-secret-post" not in json.dumps(ours)
+    # shared once per kind: a second pull brings nothing
+    assert _syncer(vi, km_client).sync("km").partner_alerts == []

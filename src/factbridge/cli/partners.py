@@ -21,7 +21,7 @@ from factbridge.federation.push import push_to_partners
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
-partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, narratives and link verdicts (docs/federation.md).", no_args_is_help=True)
+partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, narratives, alerts and link verdicts (docs/federation.md).", no_args_is_help=True)
 app.add_typer(partners_app, name="partners")
 
 ALL_KINDS = ",".join(KINDS)
@@ -175,7 +175,8 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
         _out_json([r.__dict__ for r in reports])
         return
     for r in reports:
-        line = (f"{escape(r.partner)}: {len(r.accepted)} fact-checks, {len(r.narratives)} narratives and {len(r.links)} link verdicts accepted, "
+        line = (f"{escape(r.partner)}: {len(r.accepted)} fact-checks, {len(r.narratives)} narratives, {len(r.partner_alerts)} alerts and "
+                f"{len(r.links)} link verdicts accepted, "
                 f"{len(r.refused)} refused, {r.replayed} replays ignored, "
                 f"{r.stale} stale ignored; {len(r.rematched)} of our posts re-matched")
         console.print(line)

@@ -151,3 +151,55 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
             for alert in new:
                 dispatcher.submit(org, alert)
     return new
+
+
+# -- our burst alerts, and a partner's -------------------------------------------------
+
+SHARED_ALERT_KINDS = ("burst", "resurfacing")
+
+
+def alerts_to_share(storage: Storage, org: str, sent: dict[str, dict[str, Any]], partner_orgs: dict[str, str]) -> list[dict[str, Any]]:
+    """Payloads of our burst and resurfacing alerts not yet shared in their current kind: what
+    spiked, when and how much, and the debunked claims it repeats (no post, no account)."""
+    due = []
+    published: dict[str, str] | None = None
+    for _, alert in storage.list_docs(org, ALERTS, limit=500, order="updated_desc"):
+        if alert.get("kind") not in SHARED_ALERT_KINDS:
+            continue
+        before = sent.get(f"alert:{alert['id']}")
+        if before is not None and before.get("kind") == alert["kind"]:
+            continue
+        if published is None:
+            published = published_cases(storage, org)
+        evidence = alert.get("evidence") or {}
+        debunks = [str(d["factcheck_id"]) for d in evidence.get("debunks", []) if d.get("factcheck_id")]
+        due.append({
+            "alert_id": alert["id"],
+            "kind": alert["kind"],
+            "raised_at": alert.get("raised_at"),
+            "summary": str(alert.get("summary", ""))[:280],
+            "top_terms": list(alert.get("top_terms", []))[:12],
+            "narrative_id": alert.get("narrative_id"),
+            "burst": {k: evidence.get(k) for k in ("burst_start", "burst_end", "posts_in_burst", "narrative_size", "quiet_hours_before")},
+            "claims": claim_refs(storage, org, debunks, partner_orgs, published),
+            "decided_by": alert.get("decided_by", ""),
+        })
+    return due
+
+
+def partner_alert(payload: dict[str, Any], partner: str, desk: str, received_at: str) -> tuple[str, dict[str, Any]]:
+    """A partner's alert as an alert of ours (kind "partner-burst" / "partner-resurfacing"), offered
+    beside our own: it names the partner and keeps its evidence; it never touches our alerts."""
+    alert_id = f"partner-{partner}-{payload['alert_id']}"
+    return alert_id, {
+        "id": alert_id,
+        "kind": f"partner-{payload['kind']}",
+        "narrative_id": None,  # the partner's narrative is not one of ours (it is in the evidence)
+        "status": "new",
+        "raised_at": received_at,
+        "updated_at": received_at,
+        "summary": f"At {desk}: {payload.get('summary', '')}"[:280],
+        "top_terms": payload.get("top_terms", []),
+        "evidence": {"partner": partner, "partner_desk": desk, "partner_alert": payload},
+        "decided_by": f"{DECIDED_BY} ({desk}: {payload.get('decided_by', '')})",
+    }

@@ -3,7 +3,8 @@
 Items are made from the public snapshots of published verdicts (the "published" collection):
 a snapshot not yet in the feed becomes a `factcheck` item, a snapshot that changed since
 (a correction) a `correction` item; from our narratives (`narrative` items, partners only,
-see federation.crossborder) and from the links we flagged (`linkrisk`, see federation.linkrisk). Each item gets the next sequence number, is signed with
+see federation.crossborder), our burst alerts (`alert`, ibid.) and the links we flagged
+(`linkrisk`, see federation.linkrisk). Each item gets the next sequence number, is signed with
 the deployment's active key and is stored together with its audit entry ("federation.publish")
 in one transaction. Items are never changed or removed; a new version is a new item.
 
@@ -38,8 +39,8 @@ FEED_HEAD = "federation_feed_head"
 FEED_STATE = "federation_outbox"
 # Kinds of item this version makes and accepts. Published fact-checks and their corrections
 # are public already (their pages), so they are also served to callers who are not partners;
-# narratives and link-risk verdicts only to partners whose scope has them.
-KINDS = ("factcheck", "correction", "narrative", "linkrisk")
+# narratives, alerts and link-risk verdicts only to partners whose scope has them.
+KINDS = ("factcheck", "correction", "narrative", "alert", "linkrisk")
 PUBLIC_KINDS = ("factcheck", "correction")
 STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
 
@@ -94,7 +95,11 @@ class Outbox:
     def refresh(self) -> list[dict[str, Any]]:
         """Put every published snapshot that is new or changed since, and every narrative due to be
         shared, into the feed; returns the new items."""
-        from factbridge.federation.crossborder import narratives_to_share, partner_orgs
+        from factbridge.federation.crossborder import (
+            alerts_to_share,
+            narratives_to_share,
+            partner_orgs,
+        )
         from factbridge.federation.linkrisk import links_to_share
 
         new: list[dict[str, Any]] = []
@@ -105,7 +110,8 @@ class Outbox:
             narratives = (narratives_to_share(self.storage, self.org, self.narrative_min_posts, state, partner_orgs(self.storage, self.org))
                           if self.narrative_min_posts > 0 else [])
             links = links_to_share(self.storage, self.org, state)
-            if not todo and not narratives and not links:
+            alerts = alerts_to_share(self.storage, self.org, state, partner_orgs(self.storage, self.org))
+            if not todo and not narratives and not links and not alerts:
                 return new
             key = self.identity.active()
             salt = self.identity.salt()
@@ -131,6 +137,11 @@ class Outbox:
                 new.append(self._append(key, seq, "narrative", nid, payload,
                                         {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
                                         (f"narrative:{nid}", {"size": payload["size"], "claims": payload["claims"], "seq": seq})))
+            for payload in alerts:
+                seq += 1
+                new.append(self._append(key, seq, "alert", payload["alert_id"], payload,
+                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
+                                        (f"alert:{payload['alert_id']}", {"kind": payload["kind"], "seq": seq})))
             for payload in links:
                 seq += 1
                 new.append(self._append(key, seq, "linkrisk", payload["link_id"], payload,

@@ -23,6 +23,7 @@ the cursor stays where it was, so the next sync continues from there.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,12 @@ from factbridge.backends.storage.base import content_sha, iter_docs
 from factbridge.errors import InputError
 from factbridge.federation.auth import signed_headers
 from factbridge.federation.consensus import consensus_note, find_consensus
-from factbridge.federation.crossborder import PARTNER_NARRATIVES, detect_cross_border
+from factbridge.federation.crossborder import (
+    ALERTS,
+    PARTNER_NARRATIVES,
+    detect_cross_border,
+    partner_alert,
+)
 from factbridge.federation.feed import FORMAT
 from factbridge.federation.identity import Identity, KeyRing, now_iso, signature_valid
 from factbridge.federation.linkrisk import PARTNER_LINKS, rebuild_partner_feed
@@ -49,7 +55,9 @@ REQUIRED = ("format", "org", "seq", "kind", "item_id", "issued_at", "licence", "
 PAYLOAD_REQUIRED = ("case_id", "claim", "headline", "rating", "url", "org_name", "published_at")
 NARRATIVE_REQUIRED = ("narrative_id", "size", "claims")
 LINK_REQUIRED = ("link_id", "url", "score", "reasons")
-PAYLOAD_RULES = {"narrative": (NARRATIVE_REQUIRED, "narrative_id"), "linkrisk": (LINK_REQUIRED, "link_id")}
+ALERT_REQUIRED = ("alert_id", "kind", "claims")
+PAYLOAD_RULES = {"narrative": (NARRATIVE_REQUIRED, "narrative_id"), "linkrisk": (LINK_REQUIRED, "link_id"),
+                 "alert": (ALERT_REQUIRED, "alert_id")}
 
 
 def items_key(partner: str, kind: str, item_id: str) -> str:
@@ -73,6 +81,7 @@ class SyncReport:
     consensus: list[dict[str, Any]] = field(default_factory=list)  # see federation.consensus
     narratives: list[str] = field(default_factory=list)  # partner narratives received
     links: list[str] = field(default_factory=list)  # partner link-risk verdicts received (URLs)
+    partner_alerts: list[str] = field(default_factory=list)  # partner burst alerts received (our alert ids)
     linkrisk: dict[str, Any] = field(default_factory=dict)  # the partner's feed at ours, and the re-scoring
     alerts: list[dict[str, Any]] = field(default_factory=list)  # new cross-border alerts (federation.crossborder)
 
@@ -120,7 +129,7 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
         return "malformed payload: it needs " + ", ".join(required)
     if payload[id_field] != item["item_id"]:
         return f"malformed payload: its {id_field} is not the item's id"
-    if item["kind"] == "narrative":
+    if item["kind"] in ("narrative", "alert"):
         return None if isinstance(payload["claims"], list) else "malformed payload: claims is a list"
     if item["kind"] == "linkrisk":
         return None if isinstance(payload["reasons"], list) and isinstance(payload["url"], str) else "malformed payload: url and reasons"
@@ -276,6 +285,13 @@ class Syncer:
             writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
                                                 "kind": "linkrisk", "flag": None}, None)]))
             report.links.append(str(item["payload"]["url"]))
+            state["counts"]["accepted"] += 1
+        elif reason is None and item["kind"] == "alert":
+            alert_id, alert = partner_alert(item["payload"], name, (item.get("provenance") or {}).get("desk") or name, record["received_at"])
+            writes.append((ALERTS, [(alert_id, alert, time.time())]))
+            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
+                                                "kind": "alert", "flag": None}, None)]))
+            report.partner_alerts.append(alert_id)
             state["counts"]["accepted"] += 1
         elif reason is None and item["kind"] == "narrative":
             narrative = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
