@@ -16,7 +16,10 @@ same fact-check we hold (delivered out of order) is stale and ignored. Accepted 
 are recorded, each with its audit entry ("federation.accept" / "federation.refuse").
 An accepted fact-check or correction enters our library as `partner/<name>/<case id>` (never
 one of our own ids), with its provenance and trust level, and the stored posts near it are
-re-matched and re-queued (pipeline.recheck). When a key of the partner is revoked, the items
+re-matched and re-queued (pipeline.recheck); its claim is looked up in our own verdicts
+(federation.consensus). A narrative or alert is kept as the partner's (federation.crossborder,
+which raises "cross-border" alerts), a link verdict joins the partner's link-risk feed
+(federation.linkrisk). When a key of the partner is revoked, the items
 it signed that we accepted are flagged. A partner that cannot be reached is recorded as offline;
 the cursor stays where it was, so the next sync continues from there.
 """
