@@ -25,7 +25,7 @@ from typing import Any
 from factbridge.backends.storage.base import Storage, content_sha, iter_docs
 from factbridge.errors import InputError
 from factbridge.federation.canonical import canonical
-from factbridge.federation.identity import Identity, now_iso, sign_body
+from factbridge.federation.identity import Identity, folder_lock, now_iso, sign_body
 from factbridge.federation.proof import approval_proof, pseudonym
 from factbridge.workflow.audit import AuditLog, entry_id, named_lock
 from factbridge.workflow.cases import PUBLISHED
@@ -103,7 +103,7 @@ class Outbox:
         from factbridge.federation.linkrisk import links_to_share
 
         new: list[dict[str, Any]] = []
-        with named_lock(f"federation-outbox:{self.org}"):
+        with named_lock(f"federation-outbox:{self.org}"), folder_lock(self.identity, f"outbox-{self.org}"):
             state = dict(iter_docs(self.storage, self.org, FEED_STATE))
             snapshots = [doc for _, doc in iter_docs(self.storage, self.org, PUBLISHED, order="sort_asc")]
             todo = [(s, state.get(s["case_id"])) for s in snapshots if (state.get(s["case_id"]) or {}).get("sha") != content_sha(s)]

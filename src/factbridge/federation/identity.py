@@ -16,11 +16,13 @@ already trusts signed it, so a feed can never introduce a key of its own choosin
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +199,19 @@ class Identity:
         if path.exists():
             os.replace(path, self.keys_dir / f"{key_id}.pem.revoked")
         return statement
+
+
+@contextmanager
+def folder_lock(identity: Identity, name: str) -> Iterator[None]:
+    """An exclusive lock across the processes of this deployment (web server, CLI, push handler):
+    they share the data folder, where the keys are."""
+    identity.root.mkdir(parents=True, exist_ok=True)
+    with open(identity.root / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class KeyRing:

@@ -43,7 +43,7 @@ from factbridge.federation.crossborder import (
     partner_alert,
 )
 from factbridge.federation.feed import FORMAT
-from factbridge.federation.identity import Identity, KeyRing, now_iso, signature_valid
+from factbridge.federation.identity import Identity, KeyRing, folder_lock, now_iso, signature_valid
 from factbridge.federation.linkrisk import PARTNER_LINKS, rebuild_partner_feed
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
 from factbridge.federation.proof import check_proof
@@ -205,6 +205,12 @@ class Syncer:
             raise InputError(f"{partner['url']}{path} did not answer JSON", source=partner["name"]) from exc
 
     def sync(self, name: str, page: int = 200) -> SyncReport:
+        """Pull one partner (one pull of a partner at a time in this deployment: a scheduled sync
+        and a push-triggered one wait for each other)."""
+        with folder_lock(self.identity, f"sync-{self.org}-{name}"):
+            return self._sync(name, page)
+
+    def _sync(self, name: str, page: int) -> SyncReport:
         partner = self.partners.get(name)
         report = SyncReport(partner=partner["name"])
         state = self.state(partner["name"])
