@@ -120,6 +120,9 @@ class Settings:
     triage_velocity_window_hours: float = field(default=24.0, metadata=_meta("Window over which repeats of a post are counted for velocity.", float))
     triage_velocity_scale: float = field(default=1.0, metadata=_meta("Repeats per hour at which velocity reaches 0.63 (1 - 1/e).", float))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
+    federation_licence: str = field(default="CC-BY-4.0", metadata=_meta("Licence stated on every item of our federation feed (what partners may do with it)."))
+    federation_narrative_min_posts: int = field(default=5, metadata=_meta("A narrative is shared with partners (scope 'narrative') once it has this many posts, and again when it doubles or repeats other fact-checked claims; 0 shares none.", int))
+    federation_timeout_s: float = field(default=10.0, metadata=_meta("Time limit of one request to a partner desk, in seconds.", float))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

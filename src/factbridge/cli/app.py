@@ -93,9 +93,12 @@ def settings(ctx: typer.Context) -> None:
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create the data folder and bring the database schema up to date."""
+    from factbridge.federation.identity import Identity
+
     services = _state(ctx).services()
     version_ = services.storage.schema_version()
     console.print(f"storage ready: {esc(services.settings.resolved_storage_url)} (schema v{version_})")
+    console.print(f"federation key: {esc(Identity(services.settings.data_dir).active().key_id)} (`factbridge partners identity`)")
 
 
 def _print_quarantine(rows: list[Any], limit: int = 20) -> None:

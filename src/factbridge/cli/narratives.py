@@ -162,8 +162,9 @@ def alerts_list(
         ev = d["evidence"]
         states = [deliveries.get(delivery_id(event_key(d), u), {}).get("state", "-") for u in urls]
         table.add_row(*cells(
-            d["id"], d["kind"], d["narrative_id"], f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}",
-            ev["posts_in_burst"], ev["baseline_per_bin"], ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
+            # cross-border and partner alerts (federation) have no burst of ours: their columns stay empty
+            d["id"], d["kind"], d.get("narrative_id") or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
+            ev.get("posts_in_burst", ""), ev.get("baseline_per_bin", ""), ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
         ))
     console.print(table)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from factbridge.backends.connectors.reading import InputLimits
 from factbridge.cli.app import (
@@ -18,7 +19,7 @@ from factbridge.cli.app import (
     app,
     factchecks_app,
 )
-from factbridge.console import cells, console, err_console, esc, plain, progress_bar
+from factbridge.console import cells, clean, console, err_console, esc, plain, progress_bar
 from factbridge.errors import InputError, QueueError
 
 
@@ -181,6 +182,14 @@ def factchecks_list(ctx: typer.Context, limit: int = 20) -> None:
     console.print(table)
 
 
+def _partner_note(fc: Any) -> Text:
+    """A partner desk's fact-check says so: "debunked by Khmer Desk (partner km), verified signature"."""
+    from factbridge.federation.sync import trust_label
+
+    label = trust_label(fc)
+    return Text("\n" + clean(label), style="bold cyan") if label else Text("")
+
+
 def _match_table(results: list[Any], texts: list[str]) -> None:
     for text, result in zip(texts, results, strict=True):
         table = Table(title=plain(f"[{result.language}] {text[:100]}"), title_justify="left")
@@ -194,7 +203,7 @@ def _match_table(results: list[Any], texts: list[str]) -> None:
                 f"{c.dense.score:.3f} ({c.dense.rank})" if c.dense.score is not None else "-",
                 f"{c.lexical.score:.2f} ({c.lexical.rank})" if c.lexical.score is not None else "-",
                 fc.rating if fc else "", fc.language if fc else "",
-                f"{fc.publisher}: {fc.claim[:90]}" if fc else c.factcheck_id,
+                (Text(clean(f"{fc.publisher}: {fc.claim[:90]}")) + _partner_note(fc)) if fc else c.factcheck_id,
             ))
         console.print(table)
         console.print(f"[dim]decided_by: {esc(result.decided_by)}[/]")

@@ -100,7 +100,8 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
     return {
         "post": post.model_dump(mode="json", exclude={"raw"}),
         "matches": [
-            m.model_dump(mode="json") | {"factcheck": fc.model_dump(mode="json", exclude={"raw"}) if fc else None}
+            m.model_dump(mode="json") | {"factcheck": fc.model_dump(mode="json", exclude={"raw"}) if fc else None,
+                                         "provenance": fc.raw.get("federation") if fc else None}
             for m, fc in pv.matches_with_factchecks(storage, org, post_id)
         ],
         "checkworthiness": pv.checkworthiness(storage, org, post_id),

@@ -139,7 +139,7 @@ def status_for(exc: Exception) -> int:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path.endswith(".json")
+    return request.url.path.startswith(("/api/", "/federation/")) or request.url.path.endswith(".json")
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -190,7 +190,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 def create_app(services: Services) -> FastAPI:
-    from factbridge.web import api, pages, public
+    from factbridge.web import api, federation, pages, public
 
     app = FastAPI(
         title="FactBridge",
@@ -236,6 +236,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(public.router)
+    app.include_router(federation.router)
     return app
 
 
