@@ -81,6 +81,12 @@ class Desk:
                       {self.analyst.username: "analyst", self.editor.username: "editor", self.reviewer.username: "editor"})
 
 
+def _correct_rating(km: Desk, case_id: str, text: str, rating: str) -> None:
+    """A correction that changes the rating: proposed by one editor, approved by a second."""
+    km.cases.correct("km", km.editor, case_id, text, rating)
+    km.cases.decide_correction("km", km.reviewer, case_id, approve=True)
+
+
 @pytest.fixture
 def desks(tmp_path: Path) -> Iterator[tuple[Desk, Desk, TestClient]]:
     km_services, vi_services = _services(tmp_path, "km"), _services(tmp_path, "vi")
@@ -137,7 +143,7 @@ def test_correction_updates_the_partner_copy_and_rematches_posts(desks: tuple[De
     assert first.rematched == ["p1"]
     matches = vi.services.storage.matches_for_post("vi", "p1")
     assert matches and matches[0].factcheck_id == f"partner/km/{case['id']}"
-    km.cases.correct("km", km.editor, case["id"], "The chip claim was about another product; rating changed.", "Mostly false")
+    _correct_rating(km, case["id"], "The chip claim was about another product; rating changed.", "Mostly false")
     second = _syncer(vi, client).sync("km")
     assert second.accepted == [f"partner/km/{case['id']}"] and second.rematched == ["p1"]
     assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
@@ -157,7 +163,7 @@ def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Des
     fc = vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")
     assert str(trust_label(fc)).endswith("verified signature; cross-border consensus with vi desk")
     km.outbox().refresh()
-    km.cases.correct("km", km.editor, case["id"], "New evidence: the claim holds.", "True")
+    _correct_rating(km, case["id"], "New evidence: the claim holds.", "True")
     [mark] = _syncer(vi, client).sync("km").consensus
     assert not mark["agree"]
     assert "verdict differs from vi desk (False)" in str(trust_label(vi.services.storage.get_factcheck("vi", fc.id)))
@@ -283,7 +289,7 @@ def test_replays_and_reordering_never_bring_back_an_older_version(desks: tuple[D
     km, vi, client = desks
     case = km.publish(CLAIM_KM)
     items = km.outbox().refresh()
-    km.cases.correct("km", km.editor, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
     items += km.outbox().refresh()
     assert [i["kind"] for i in items] == ["factcheck", "correction"]
     keys = client.get("/federation/v1/keys").json()
@@ -310,7 +316,7 @@ def test_scopes_limit_what_is_sent_and_what_is_accepted(desks: tuple[Desk, Desk,
     km_partners.save("test", "scope", doc, doc | {"send": ["factcheck"]})
     case = km.publish(CLAIM_KM)
     km.outbox().refresh()
-    km.cases.correct("km", km.editor, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
     report = _syncer(vi, client).sync("km")
     assert report.accepted and vi.services.storage.get_factcheck("vi", report.accepted[0]).rating == "False"
     # the correction was never sent to vi, but anonymous readers see public items
@@ -402,7 +408,7 @@ def test_signed_requests(desks: tuple[Desk, Desk, TestClient]) -> None:
 def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient], tmp_path: Path) -> None:
     km, _, client = desks
     case = km.publish(CLAIM_KM)
-    km.cases.correct("km", km.editor, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
     for response in (client.get("/federation/v1/km/claimreview.jsonld"),
                      client.get("/federation/v1/km/feed", headers={"Accept": "application/ld+json"})):
         assert response.headers["content-type"].startswith("application/ld+json")

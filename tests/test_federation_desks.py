@@ -214,6 +214,8 @@ def test_three_desks_share_verify_correct_and_refuse(desks: dict[str, Deployment
 
     # km corrects it: the correction reaches vi and re-scores the post; fr is not sent corrections
     km.api("POST", f"/cases/{case_id}/corrections", "dara", {"text": "The rumour named the wrong dam.", "new_rating": "Misleading"})
+    assert _sync(vi)["accepted"] == []  # a change of rating waits for a second editor: nothing is sent yet
+    km.api("POST", f"/cases/{case_id}/corrections/decide", "vanna", {"approve": True})
     report = _sync(vi)
     assert report["accepted"] == [fc_id] and report["rematched"] == ["p-dam"] and report["queue"]
     detail = vi.api("GET", "/posts/p-dam", "lan")

@@ -9,7 +9,8 @@ of the app:
 * a request with a body to an authenticated route is authenticated *before*
   one byte of the body is read: the API by its bearer token, the workspace
   pages by their session cookie (401 otherwise; the sign-in form, sign-out and
-  the public forms are the only bodies anyone may send);
+  the public forms are the only bodies anyone may send, and partners' signed
+  federation pushes);
 * the body is counted on the stream, chunk by chunk: the chunk that crosses the
   limit raises `BodyTooLarge` (an HTTPException, so FastAPI's body parsing
   passes it through untouched) and the client gets 413; nothing past the limit
@@ -35,8 +36,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from factbridge.errors import NotAuthenticated
 
 UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
-# Page routes that take a body without a session: signing in and out, and the public forms.
-OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/")
+# Routes that take a body without a session: signing in and out, the public forms, and the
+# federation endpoints (a partner's push is authenticated by its Ed25519 signature, in the
+# route, once the size-limited body is read).
+OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/|^/federation/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_OVERHEAD = 256 * 1024
 SIGN_IN_PAGE = ('<!doctype html><html><head><meta charset="utf-8"><title>401 · FactBridge</title>'
