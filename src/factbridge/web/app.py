@@ -51,6 +51,7 @@ from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.cases import CaseBook, RatingScale
+from factbridge.workflow.ratings import rating_label
 
 # Signed-in pages and anything with secrets (the one-time password of a new user) are never cached.
 NO_STORE_PREFIXES = ("/api/", "/cases", "/posts", "/narratives", "/appeals", "/audit", "/admin", "/account", "/login", "/dashboard")
@@ -117,6 +118,7 @@ def build_state(services: Services) -> WebState:
     login_limiter, public_limiter, login_client_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["web_link"] = web_link
+    env.globals["rating_label"] = rating_label
     return WebState(
         services=services,
         audit=audit,
@@ -190,7 +192,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 def create_app(services: Services) -> FastAPI:
-    from factbridge.web import api, pages, public
+    from starlette.exceptions import HTTPException
+
+    from factbridge.web import api, desk, pages, public
 
     app = FastAPI(
         title="FactBridge",
@@ -213,6 +217,7 @@ def create_app(services: Services) -> FastAPI:
         services._closers.append(app.state.processor)
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
+    app.add_exception_handler(HTTPException, desk.http_error)  # unknown pages: a translated page, not JSON
 
     # Authenticate, then count the body on the stream (web/limits.py). Added before the headers
     # middleware, so it runs inside it: its BodyTooLarge reaches the body parser unwrapped.
@@ -235,6 +240,7 @@ def create_app(services: Services) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(desk.router)
     app.include_router(public.router)
     return app
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Requ
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
+from factbridge.web import desk, i18n
 from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish
 from factbridge.web.app import WebState, file_sha, render
@@ -163,7 +164,7 @@ def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
     post = storage.get_post(actor.org, post_id)
     return render(request, "post.html", {
         "post": post,
-        "matches": pv.matches_with_factchecks(storage, actor.org, post_id),
+        "reviews": desk.review_rows(web, actor, post, i18n.translator(i18n.page_language(request))),
         "checkworthiness": pv.checkworthiness(storage, actor.org, post_id),
         "triage": pv.queue_entry_of_post(storage, actor.org, post_id),
         "links": pv.link_risks(storage, actor.org, post),
@@ -191,7 +192,7 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
         for m in storage.matches_for_post(actor.org, p.id):
             if m.decision in ("match", "possible"):
                 matched.setdefault(m.factcheck_id, None)
-    fcs = storage.get_factchecks(actor.org, list(matched)[:50])
+    fcs = storage.get_factchecks(actor.org, desk.narrative_factchecks(storage, actor.org, item["post_ids"][:200], list(matched)[:50]))
     return render(request, "narrative.html", {
         "item": item,
         "chart": line_chart(series, title="posts over time", empty_text="—", step=step),

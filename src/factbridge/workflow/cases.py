@@ -54,6 +54,7 @@ DEFAULT_RATING_VALUES: dict[str, float] = {
     "mostly false": 2.0,
     "false": 1.0,
     "misleading": 2.0,
+    "scam": 1.0,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.cases import published_factcheck
+from factbridge.workflow.ratings import rating_label
 from factbridge.workflow.claimreview import to_claimreview
 
 
@@ -18,6 +19,8 @@ def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
     fc = published_factcheck(snapshot)
     node = to_claimreview(fc, url=snapshot["url"], org_name=snapshot["org_name"], published=parse_date_lenient(snapshot["published_at"]))
     node["reviewBody"] = snapshot["explanation"]
+    # The rating named in the fact-check's own language ("Sai" beside inLanguage "vi").
+    node["reviewRating"]["alternateName"] = rating_label(snapshot["rating"], snapshot.get("language"))
     modified = parse_date_lenient(snapshot.get("modified_at"))
     if modified:
         node["dateModified"] = modified.date().isoformat()

@@ -1,0 +1,209 @@
+"""The desk's review tools: deciding match candidates, inboxes, list pages for
+alerts and narratives, search that folds Vietnamese tones and segments Khmer,
+and the instant answer a public reporter gets.
+
+Reads go through `pipeline_views` (what the stages store); decisions go through
+`workflow.match_reviews` (audited, fed back into queue, narratives and training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from factbridge.backends.storage.base import Storage
+from factbridge.errors import InputError
+from factbridge.models import FactCheck, MatchCandidate, Post
+from factbridge.text.tokenize import tokenize
+from factbridge.web import pipeline_views as pv
+from factbridge.web.app import WebState, render
+from factbridge.web.security import check_csrf, page_actor
+from factbridge.workflow.accounts import Actor
+from factbridge.workflow.match_reviews import MatchReviews, rejected_factchecks
+
+router = APIRouter(include_in_schema=False)
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.web
+
+
+ActorDep = Annotated[Actor, Depends(page_actor)]
+WebDep = Annotated[WebState, Depends(state)]
+Csrf = Depends(check_csrf)
+
+
+# -- search: the matcher's folding for every search box ----------------------------------
+def search_terms(query: str) -> list[str]:
+    """Query words as the matcher's lexical index sees them: Vietnamese tones folded
+    ("lá chùm ngây" and "la chum ngay" are the same words), Khmer segmented into words."""
+    return tokenize(query[:200])
+
+
+def text_matches(terms: Sequence[str], *texts: str) -> bool:
+    """Every query word occurs in the texts, as a word or inside the run of words (a Khmer
+    segmenter may cut a short query differently from a long text)."""
+    if not terms:
+        return True
+    tokens = tokenize(" ".join(t for t in texts if t))
+    words = set(tokens)
+    joined = "".join(tokens)
+    return all(t in words or t in joined for t in terms)
+
+
+# -- match candidates in plain language ---------------------------------------------------
+def match_reasons(m: MatchCandidate, post: Post, fc: FactCheck | None, t: Callable[..., str]) -> list[str]:
+    """Why the matcher proposed this fact-check, in the reader's language, without raw numbers."""
+    reasons: list[str] = []
+    dense = m.dense.score
+    if dense is not None:
+        key = "match.meaning_high" if dense >= 0.85 else "match.meaning_mid" if dense >= 0.7 else "match.meaning_low"
+        reasons.append(t(key))
+    if fc is not None:
+        shared = [w for w in dict.fromkeys(tokenize(post.text)) if len(w) > 2 and w in set(tokenize(f"{fc.title} {fc.claim}"))]
+        if shared:
+            reasons.append(t("match.shared_words", words=", ".join(shared[:6])))
+        elif m.lexical.score is None:
+            reasons.append(t("match.no_shared_words"))
+        if post.language and fc.language and post.language != fc.language:
+            reasons.append(t("match.other_language", post=post.language, fc=fc.language))
+    if m.features.get("number_overlap", 0.0) > 0:
+        reasons.append(t("match.same_numbers"))
+    if m.features.get("date_close", 0.0) > 0:
+        reasons.append(t("match.close_in_time"))
+    return reasons
+
+
+def factcheck_versions(storage: Storage, org: str, fc: FactCheck) -> list[FactCheck]:
+    """Other-language versions of a fact-check: the schema.org links a publisher puts in its
+    ClaimReview (`workTranslation`, `translationOfWork`) and our own published groups (`group`)."""
+    links: list[str] = []
+    for key in ("workTranslation", "translationOfWork", "sameAs"):
+        value = fc.raw.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):
+                item = item.get("@id") or item.get("url")
+            if isinstance(item, str) and item:
+                links.append(item)
+    found = storage.get_factchecks(org, links) if links else {}
+    return [v for v in found.values() if v.id != fc.id]
+
+
+def review_rows(web: WebState, actor: Actor, post: Post, t: Callable[..., str]) -> list[dict[str, Any]]:
+    storage = web.services.storage
+    pairs = pv.matches_with_factchecks(storage, actor.org, post.id)
+    reviews = MatchReviews(storage, web.audit).for_post(actor.org, post.id, [m.factcheck_id for m, _ in pairs])
+    return [{
+        "match": m,
+        "fc": fc,
+        "reasons": match_reasons(m, post, fc, t),
+        "review": reviews.get(m.factcheck_id),
+        "versions": factcheck_versions(storage, actor.org, fc) if fc else [],
+    } for m, fc in pairs]
+
+
+@router.post("/posts/{post_id}/review", dependencies=[Csrf])
+def review_match(post_id: str, actor: ActorDep, web: WebDep, factcheck_id: Annotated[str, Form(max_length=2000)],
+                 same: Annotated[str, Form(max_length=3)], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    if same not in ("yes", "no"):
+        raise InputError("same must be yes or no", field="same")
+    services = web.services
+    MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same == "yes", note)
+    from factbridge.pipeline.triage import triage_posts
+
+    triage_posts(services, actor.org, [services.storage.get_post(actor.org, post_id)])  # the queue forgets a rejected debunk now
+    return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
+
+
+def narrative_factchecks(storage: Storage, org: str, member_ids: Sequence[str], factcheck_ids: Sequence[str]) -> list[str]:
+    """The narrative's fact-checks, less those reviewers rejected for its posts."""
+    rejected = rejected_factchecks(storage, org, member_ids, factcheck_ids)
+    return [f for f in factcheck_ids if f not in rejected]
+
+
+# -- inboxes and list pages ----------------------------------------------------------------
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+    cases = web.cases.find(actor.org, limit=1000)
+    awaiting = [c for c in cases if c.get("status") == "in_review" and actor.can("editor")
+                and (c.get("verdict") or {}).get("drafted_by") != actor.username]
+    assigned = [c for c in cases if c.get("assignee") == actor.username and c.get("status") in ("open", "in_review", "approved")]
+    return render(request, "inbox.html", {"awaiting": awaiting, "assigned": assigned,
+                                          "reports": grouped_reports(web.services.storage, actor.org, 50)})
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, actor: ActorDep, web: WebDep, lang: str = "") -> HTMLResponse:
+    return render(request, "alerts.html", {"alerts": pv.alerts(web.services.storage, actor.org, 200)})
+
+
+@router.get("/narratives", response_class=HTMLResponse)
+def narratives_page(request: Request, actor: ActorDep, web: WebDep, language: str = "") -> HTMLResponse:
+    items = pv.narratives(web.services.storage, actor.org, 200)
+    if language:
+        items = [n for n in items if language in (n["languages"] or {})]
+    return render(request, "narratives.html", {"narratives": items, "language": language})
+
+
+def grouped_reports(storage: Storage, org: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Public reports, one row per claim: repeated reports of the same words are counted, not listed."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in pv.public_reports(storage, org, limit * 10):
+        post = r.get("post")
+        key = r.get("claim_key") or (" ".join(sorted(set(tokenize(post.text))))[:300] if post else r["post_id"])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = r | {"count": 1, "post_ids": [r["post_id"]]}
+        else:
+            group["count"] += 1
+            group["post_ids"].append(r["post_id"])
+    return list(groups.values())[:limit]
+
+
+# -- the public reporter's instant answer --------------------------------------------------
+def instant_answer(web: WebState, org: str, post: Post, lang: str) -> dict[str, Any]:
+    """Match the reported text now (the matcher alone: cheap; the other stages run later),
+    name the published fact-check it repeats, in the reporter's language when a version
+    exists, warn about risky links, and count earlier reports of the same claim."""
+    services = web.services
+    storage = services.storage
+    result = services.matcher(org).match_posts([post], with_factchecks=True)[0]
+    best = next((c for c in result.candidates if c.decision in ("match", "possible") and c.factcheck is not None), None)
+    factcheck = None
+    if best is not None and best.factcheck is not None:
+        versions = [best.factcheck, *factcheck_versions(storage, org, best.factcheck)]
+        factcheck = next((v for v in versions if v.language == lang), versions[0])
+    risky = []
+    if post.urls:
+        for risk in services.link_scorer(org, resolve=False).score_many(post.urls):
+            if not isinstance(risk, InputError) and risk.flagged:
+                risky.append({"url": risk.url, "level": risk.level})
+    claim_key = f"fc:{best.factcheck_id}" if best is not None and best.decision == "match" else " ".join(sorted(set(tokenize(post.text))))[:300]
+    earlier = sum(1 for r in pv.public_reports(storage, org, 5000) if r.get("claim_key") == claim_key and r["post_id"] != post.id)
+    received = storage.get_docs(org, "reports", [post.id]).get(post.id)
+    if received is not None:
+        at = datetime.fromisoformat(str(received["received_at"])).timestamp()
+        storage.put_docs(org, "reports", [(post.id, received | {"claim_key": claim_key}, at)])
+    return {
+        "decision": best.decision if best else "none",
+        "factcheck": factcheck,
+        "decided_by": best.decided_by if best else result.decided_by,
+        "links": risky,
+        "earlier_reports": earlier,
+    }
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such page, wrong method): JSON under /api, else the translated error page."""
+    from starlette.exceptions import HTTPException
+
+    from factbridge.web.app import wants_json
+
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if wants_json(request):
+        return JSONResponse({"error": "NotFound" if status == 404 else "HTTPError", "detail": str(getattr(exc, "detail", ""))}, status_code=status)
+    return render(request, "error.html", {"status": status, "message": ""}, status=status)
