@@ -34,6 +34,7 @@ from factbridge.errors import (
 from factbridge.services import Services
 from factbridge.web import api_docs, i18n
 from factbridge.web.limits import RequestLimits
+from factbridge.web.templating import template_globals
 from factbridge.web.security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -51,7 +52,6 @@ from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.cases import CaseBook, RatingScale
-from factbridge.workflow.ratings import rating_label
 
 # Signed-in pages and anything with secrets (the one-time password of a new user) are never cached.
 NO_STORE_PREFIXES = ("/api/", "/cases", "/posts", "/narratives", "/appeals", "/audit", "/admin", "/account", "/login", "/dashboard")
@@ -118,7 +118,7 @@ def build_state(services: Services) -> WebState:
     login_limiter, public_limiter, login_client_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["web_link"] = web_link
-    env.globals["rating_label"] = rating_label
+    env.globals.update(template_globals())
     return WebState(
         services=services,
         audit=audit,

@@ -207,3 +207,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if wants_json(request):
         return JSONResponse({"error": "NotFound" if status == 404 else "HTTPError", "detail": str(getattr(exc, "detail", ""))}, status_code=status)
     return render(request, "error.html", {"status": status, "message": ""}, status=status)
+
+
+# -- appeals: "corrected" leads to the correction form -------------------------------------
+def correction_needed(web: WebState, actor: Actor, appeal_id: str) -> bool:
+    """True when the appeal's case has no correction made since the appeal arrived."""
+    appeal = web.appeals.get(actor.org, appeal_id)
+    if appeal.get("status") != "received":
+        return False
+    case = web.cases.get(actor.org, appeal["case_id"])
+    return not any(c["at"] >= appeal["received_at"] for c in case.get("corrections", []))
+
+
+def appeal_to_correct(web: WebState, actor: Actor, case_id: str, appeal_id: str) -> str:
+    """The appeal id from `?correct_for=` when it is an open appeal on this case, else ""."""
+    if not appeal_id or not actor.can("editor"):
+        return ""
+    found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a["id"] == appeal_id and a.get("status") == "received"]
+    return appeal_id if found else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from urllib.parse import urlencode
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -233,6 +234,8 @@ def case_page(case_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
         "appeals": web.appeals.find(actor.org, case_id=case_id) if actor.can("editor") else [],
         "history": web.audit.history(actor.org, "cases", case_id),
         "max_upload": web.services.settings.upload_max_bytes,
+        "correct_for": desk.appeal_to_correct(web, actor, case_id, request.query_params.get("correct_for", "")),
+        "correct_note": request.query_params.get("note", "")[:1500],
     })
 
 
@@ -356,9 +359,12 @@ def decide_correction(case_id: str, background: BackgroundTasks, actor: ActorDep
 
 @router.post("/cases/{case_id}/correct", dependencies=[Csrf])
 def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep, text: Annotated[str, Form(max_length=5000)],
-            new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None) -> Response:
+            new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None,
+            appeal_id: Annotated[str, Form(max_length=100)] = "", appeal_note: Annotated[str, Form(max_length=5000)] = "") -> Response:
     web.cases.correct(actor.org, actor, case_id, text, new_rating, version)
     background.add_task(index_library, web, actor.org)
+    if appeal_id:  # the correction an appeal asked for: the appeal is decided "corrected" with it
+        web.appeals.decide(actor.org, actor, appeal_id, "corrected", appeal_note.strip() or text)
     return to_case(case_id, "#publication")
 
 
@@ -374,6 +380,10 @@ def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse
 @router.post("/appeals/{appeal_id}/decide", dependencies=[Csrf])
 def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotated[str, Form(max_length=20)],
                   note: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    if outcome == "corrected" and desk.correction_needed(web, actor, appeal_id):
+        # "Corrected" needs the correction first: go and write it; saving it decides the appeal.
+        appeal = web.appeals.get(actor.org, appeal_id)
+        return RedirectResponse(f"/cases/{appeal['case_id']}?{urlencode({'correct_for': appeal_id, 'note': note[:1500]})}#correct", status_code=303)
     web.appeals.decide(actor.org, actor, appeal_id, outcome, note, version)
     return RedirectResponse("/appeals", status_code=303)
 
