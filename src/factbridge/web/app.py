@@ -34,7 +34,6 @@ from factbridge.errors import (
 from factbridge.services import Services
 from factbridge.web import api_docs, i18n
 from factbridge.web.limits import RequestLimits
-from factbridge.web.templating import template_globals
 from factbridge.web.security import (
     CSRF_COOKIE,
     SECURITY_HEADERS,
@@ -48,6 +47,7 @@ from factbridge.web.security import (
     parse_networks,
     session_from_cookie,
 )
+from factbridge.web.templating import template_globals
 from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog

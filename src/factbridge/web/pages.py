@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from urllib.parse import urlencode
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response

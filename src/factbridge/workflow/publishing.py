@@ -11,8 +11,8 @@ from typing import Any
 
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.cases import published_factcheck
-from factbridge.workflow.ratings import rating_label
 from factbridge.workflow.claimreview import to_claimreview
+from factbridge.workflow.ratings import rating_label
 
 
 def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
