@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from webenv import ORG_A, WebEnv, csrf_of
+from markupsafe import escape
+from webenv import ORG_A, WebEnv, csrf_of, make_env
 
 from factbridge.errors import PermissionDenied
 from factbridge.models import MatchCandidate, Post, SignalScore
@@ -130,23 +133,39 @@ def test_case_form_has_no_default_rating(env: WebEnv) -> None:
     assert "selected>Vrai" not in form
 
 
-def test_public_report_gets_an_instant_answer_and_repeats_are_counted(env: WebEnv) -> None:
+@pytest.fixture
+def dense_env(tmp_path: Path) -> Iterator[WebEnv]:
+    """Dense fusion with fixed thresholds: the hashing embedder gives real match decisions."""
+    e = make_env(tmp_path, match_fusion="dense", match_threshold=0.5, possible_threshold=0.3)
+    yield e
+    e.close()
+    e.services.close()
+
+
+def test_public_report_gets_an_instant_answer_and_repeats_are_counted(dense_env: WebEnv) -> None:
+    env = dense_env
     client = env.client()
-    client.cookies.set("fb_lang", "vi")
-    text = "5G mobile networks spread the coronavirus, share now https://bad.example.net/5g"
+    client.cookies.set("fb_lang", "km")
+    text = "ធនាគារ ABA ផ្ញើសារឱ្យអតិថិជនចូលគណនីតាមតំណ ដើម្បីផ្ទៀងផ្ទាត់"
     answers = []
-    for _ in range(2):
+    for _ in range(3):
         form = client.get(f"/public/{ORG_A}/report").text
-        r = client.post(f"/public/{ORG_A}/report", data={"csrf_token": csrf_of(form), "text": text, "url": "http://paypa1-login.example.com/verify"})
+        r = client.post(f"/public/{ORG_A}/report", data={"csrf_token": csrf_of(form), "text": text, "url": "https://aba-bank-verify.example.xyz/login"})
         assert r.status_code == 200
         answers.append(r.text)
-    first, second = answers
-    assert 'id="answer"' in first
-    assert ("No, 5G does not spread COVID-19" in first) == ('id="answer-link"' in first)
-    assert catalog("vi")["answer.earlier"].format(n=1) in second  # the second report is counted
+    first, _, third = answers
+    km = catalog("km")
+    assert km["answer.match"] in first and 'href="https://phtiangphtat.example.net/km/2026/10/aba-phishing-sms"' in first
+    assert 'id="answer-rating">បោកប្រាស់<' in first  # the library's own rating, as published
+    assert km["answer.links"] in first and "aba-bank-verify.example.xyz" in first.split('id="link-warning"')[1]
+    assert km["answer.earlier"].format(n=2) in third  # repeats are counted
+    other = env.client()
+    form = other.get(f"/public/{ORG_A}/report?lang=fr").text
+    r = other.post(f"/public/{ORG_A}/report?lang=fr", data={"csrf_token": csrf_of(form), "text": "Mon voisin a repeint sa porte en bleu hier"})
+    assert str(escape(catalog("fr")["answer.none"])) in r.text and 'id="link-warning"' not in r.text
     editor = env.login("a-editor")
-    inbox = editor.get("/inbox").text
-    assert catalog("en")["inbox.reported_n"].format(n=2) in inbox
+    inbox = editor.get("/inbox").text.split('id="new-reports"')[1]
+    assert catalog("en")["inbox.reported_n"].format(n=3) in inbox and inbox.count("ធនាគារ ABA") == 1  # one row, counted
 
 
 def test_inbox_lists_pages_and_translated_not_found(env: WebEnv) -> None:
@@ -163,7 +182,7 @@ def test_inbox_lists_pages_and_translated_not_found(env: WebEnv) -> None:
     for lang in LANGUAGES:
         r = editor.get(f"/no/such/page?lang={lang}")
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
-        assert str(catalog(lang)["error.404_text"]).replace("'", "&#39;") in r.text
+        assert str(escape(catalog(lang)["error.404_text"])) in r.text
     assert env.client().get("/api/v1/no-such").headers["content-type"].startswith("application/json")
 
 
