@@ -192,3 +192,22 @@ def test_desk_catalogs_have_the_same_keys() -> None:
         assert set(catalog(lang)) == set(en), lang
     post = prepare_post(Post(id="x", text="Chính phủ hỗ trợ 2 triệu đồng"), ("vi", "km", "fr", "en"))
     assert post.language == "vi"
+
+
+def test_queue_groups_copies_and_leads_with_a_sentence(env: WebEnv) -> None:
+    storage = env.services.storage
+    scam = "Nhận ngay 2 triệu đồng hỗ trợ, đăng nhập tại link để xác minh CCCD"
+    posts = [prepare_post(Post(id=f"scam-{i}", platform="zalo", text=scam, urls=["https://bad.example.net/cccd"]), ("vi", "km", "fr", "en"))
+             for i in range(12)]
+    storage.upsert_posts(ORG_A, posts)
+    comps = {"debunked": {"value": 1.0, "weight": 0.2, "contribution": 0.2, "evidence": {"factcheck_id": FC_5G, "decision": "possible"}},
+             "risk": {"value": 0.9, "weight": 0.2, "contribution": 0.18, "evidence": {}}}
+    storage.put_docs(ORG_A, "queue", [(p.id, {"kind": "post", "post_id": p.id, "priority": 0.99 - i / 1000, "components": comps,
+                                              "decided_by": {"triage": "triage-test-1"}}, 0.99 - i / 1000) for i, p in enumerate(posts)])
+    editor = env.login("a-editor")
+    queue = editor.get("/").text.split('id="queue"')[1].split("</section>")[0]
+    assert queue.count("Nhận ngay 2 triệu") == 1 and catalog("en")["dash.copies"].format(n=11) in queue
+    assert "Already checked by Example Check: False. Carries a risky link." in queue
+    assert 'class="models"' in queue  # model versions behind a toggle
+    vi = editor.get("/?lang=vi&language=vi").text.split('id="queue"')[1].split("</section>")[0]
+    assert "Đã được Example Check kiểm chứng: Sai." in vi and "5G towers" not in vi  # filtered to Vietnamese posts

@@ -225,3 +225,72 @@ def appeal_to_correct(web: WebState, actor: Actor, case_id: str, appeal_id: str)
         return ""
     found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a["id"] == appeal_id and a.get("status") == "received"]
     return appeal_id if found else ""
+
+
+# -- the queue, grouped by claim ------------------------------------------------------------
+def _queue_key(entry: dict[str, Any], members: dict[str, dict[str, Any]]) -> str:
+    """Entries of one claim share a key: the narrative, else the fact-check the post repeats, else its words."""
+    if entry["kind"] == "narrative":
+        return f"narrative:{entry['narrative_id']}"
+    membership = members.get(entry["post_id"] or "")
+    if membership and membership.get("narrative_id"):
+        return f"narrative:{membership['narrative_id']}"
+    debunk = (entry["components"].get("debunked") or {}).get("evidence") or {}
+    if debunk.get("decision") == "match" and debunk.get("factcheck_id"):
+        return f"fc:{debunk['factcheck_id']}"
+    post = entry.get("post")
+    text = post.text if post is not None else entry["title"]
+    return "words:" + " ".join(sorted(set(tokenize(text)[:40])))
+
+
+def lead_sentence(entry: dict[str, Any], factchecks: dict[str, FactCheck], t: Callable[..., str], lang: str) -> str:
+    """One plain sentence that says why the row is in the queue."""
+    from factbridge.workflow.ratings import rating_label
+
+    if entry["priority"] is None:
+        return t("dash.lead_new")
+    comps = entry["components"]
+    parts = []
+    debunk = (comps.get("debunked") or {}).get("evidence") or {}
+    fc = factchecks.get(str(debunk.get("factcheck_id") or ""))
+    if fc is not None and (comps.get("debunked") or {}).get("value"):
+        parts.append(t("dash.lead_debunked", who=fc.publisher or fc.url, rating=rating_label(fc.rating, lang)))
+    if ((comps.get("risk") or {}).get("value") or 0.0) >= 0.5:
+        parts.append(t("dash.lead_link"))
+    if ((comps.get("reach") or {}).get("value") or 0.0) >= 0.6:
+        parts.append(t("dash.lead_reach"))
+    return " ".join(parts[:2]) or t("dash.lead_claim")
+
+
+def grouped_queue(storage: Storage, org: str, entries: list[dict[str, Any]], t: Callable[..., str], lang: str,
+                  language: str = "", limit: int = 25) -> list[dict[str, Any]]:
+    """Queue rows, one per claim: the highest-priority entry leads, the others are counted ("+11 copies")."""
+    post_ids = [e["post_id"] for e in entries if e["post_id"]]
+    members = storage.get_docs(org, pv.NARRATIVE_MEMBERS, post_ids) if post_ids else {}
+    narrative_ids = [e["narrative_id"] for e in entries if e["narrative_id"]]
+    narrative_docs = storage.get_docs(org, "narratives", narrative_ids) if language and narrative_ids else {}
+    groups: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if language:
+            if e.get("post") is not None:
+                langs = {e["post"].language}
+            else:
+                langs = set((narrative_docs.get(e["narrative_id"] or "") or {}).get("languages") or e["raw"].get("languages") or {})
+            if language not in langs:
+                continue
+        key = _queue_key(e, members)
+        group = groups.get(key)
+        narrative_href = f"/narratives/{key.removeprefix('narrative:')}" if key.startswith("narrative:") else None
+        if group is None:
+            groups[key] = e | {"copies": 0, "copy_ids": [], "narrative_href": narrative_href}
+        elif e["kind"] == "narrative":
+            group["copies"] += max(0, int(e["raw"].get("size") or len(e["raw"].get("post_ids") or [])) - 1 - group["copies"])
+        else:
+            group["copies"] += 1
+            group["copy_ids"].append(e["post_id"] or e["id"])
+    rows = list(groups.values())[:limit]
+    wanted = [str(((r["components"].get("debunked") or {}).get("evidence") or {}).get("factcheck_id") or "") for r in rows]
+    factchecks = storage.get_factchecks(org, [w for w in wanted if w])
+    for r in rows:
+        r["lead"] = lead_sentence(r, factchecks, t, lang)
+    return rows

@@ -130,13 +130,15 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
 
 # -- dashboard -------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+def dashboard(request: Request, actor: ActorDep, web: WebDep, language: str = "") -> HTMLResponse:
     storage = web.services.storage
     org = actor.org
-    queue = pv.queue_entries(storage, org, 25)
+    queue = pv.queue_entries(storage, org, 300)
     queue_is_fallback = not queue
     if queue_is_fallback:
-        queue = pv.recent_posts_as_queue(storage, org, 25)
+        queue = pv.recent_posts_as_queue(storage, org, 100)
+    lang = i18n.page_language(request)
+    queue = desk.grouped_queue(storage, org, queue, i18n.translator(lang), lang, language if language in i18n.LANGUAGES else "")
     narratives = pv.narratives(storage, org, 10)
     series, step = pv.chart_series(storage, org, narratives[:6])
     chart = line_chart(series, title="posts over time per narrative", empty_text="—", step=step)
@@ -149,6 +151,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
         "chart": chart,
         "cases": web.cases.find(org, limit=10),
         "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
+        "language": language,
     })
 
 

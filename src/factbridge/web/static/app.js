@@ -80,7 +80,8 @@ document.addEventListener("submit", function (event) {
       var note = document.createElement("p");
       note.className = "flash good draft-restored";
       note.setAttribute("role", "status");
-      note.textContent = document.documentElement.getAttribute("data-restored") || "Restored";
+      var text = document.querySelector("meta[name=fb-restored]");
+      note.textContent = text ? text.getAttribute("content") : "Restored";
       form.parentNode.insertBefore(note, form);
       sessionStorage.removeItem(failed);
     });
