@@ -211,3 +211,20 @@ def test_queue_groups_copies_and_leads_with_a_sentence(env: WebEnv) -> None:
     assert 'class="models"' in queue  # model versions behind a toggle
     vi = editor.get("/?lang=vi&language=vi").text.split('id="queue"')[1].split("</section>")[0]
     assert "Đã được Example Check kiểm chứng: Sai." in vi and "5G towers" not in vi  # filtered to Vietnamese posts
+
+
+def test_decisions_become_reranker_training_pairs(env: WebEnv) -> None:
+    from factbridge.pipeline.reranker_training import train_reranker
+    from factbridge.workflow.match_reviews import MatchReviews, feedback_training_set
+
+    assert feedback_training_set(env.services, ORG_A) is None  # nothing decided yet
+    reviews = MatchReviews(env.services.storage, env.web.audit)
+    analyst = env.web.accounts.get_user("a-analyst")
+    _store_match(env, "en-5g")
+    reviews.decide(ORG_A, analyst, "en-5g", FC_5G, True)
+    _store_match(env, "p-0001")
+    reviews.decide(ORG_A, analyst, "p-0001", FC_5G, False)
+    training = feedback_training_set(env.services, ORG_A)
+    assert [q.id for q in training.queries] == ["en-5g", "p-0001"] and training.qrels == {"en-5g": {FC_5G}, "p-0001": set()}
+    model = train_reranker([training], None, env.services.embedder, "desk-feedback-test")
+    assert model.card["positives"] == 1 and model.card["rows"] > 2  # the rejected candidate is among the negatives

@@ -117,3 +117,20 @@ def feedback_pairs(storage: Storage, org: str) -> tuple[list[str], dict[str, set
         if doc.get("same"):
             gold.add(str(doc["factcheck_id"]))
     return sorted(posts), posts
+
+
+def feedback_training_set(services: Any, org: str, centering: bool | None = None) -> Any:
+    """The desk's decisions as a re-ranker training set (`factbridge train matcher --feedback`):
+    each reviewed post is a query against the organisation's library, its gold fact-checks
+    are those reviewers called the same claim; None when nobody decided anything yet."""
+    from factbridge.pipeline.matching import Matcher
+    from factbridge.pipeline.reranker_training import TrainingSet
+
+    ids, gold = feedback_pairs(services.storage, org)
+    found = services.storage.get_posts(org, ids)
+    posts = [found[i] for i in ids if i in found]
+    if not posts:
+        return None
+    matcher = Matcher(services.storage, services.embedder, org, fusion="dense", candidates=services.settings.match_candidates, top_k=10,
+                      centering=services.centering(wanted=centering))
+    return TrainingSet(name=f"desk decisions ({org})", matcher=matcher, queries=posts, qrels={p.id: gold[p.id] for p in posts})
