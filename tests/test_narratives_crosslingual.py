@@ -19,7 +19,12 @@ from factbridge.backends.storage.sqlite import SQLiteStorage
 from factbridge.cli.desk import crosslingual_join
 from factbridge.eval.narratives import evaluate_grouping
 from factbridge.models import Post
-from factbridge.pipeline.narratives import NarrativeParams, assign_posts, engine_for, params_from_settings
+from factbridge.pipeline.narratives import (
+    NarrativeParams,
+    assign_posts,
+    engine_for,
+    params_from_settings,
+)
 from factbridge.pipeline.prepare import embedding_text, prepare_post
 from factbridge.settings import load_settings
 from factbridge.web.pipeline_views import claim_sentence

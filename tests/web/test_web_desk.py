@@ -228,3 +228,55 @@ def test_decisions_become_reranker_training_pairs(env: WebEnv) -> None:
     assert [q.id for q in training.queries] == ["en-5g", "p-0001"] and training.qrels == {"en-5g": {FC_5G}, "p-0001": set()}
     model = train_reranker([training], None, env.services.embedder, "desk-feedback-test")
     assert model.card["positives"] == 1 and model.card["rows"] > 2  # the rejected candidate is among the negatives
+
+
+def test_one_verdict_published_in_four_languages(dense_env: WebEnv) -> None:
+    env = dense_env
+    web = env.web
+    drafter, approver = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
+    case = web.cases.open(ORG_A, drafter, "Plastic rice from China is sold in Phnom Penh markets", source_kind="manual", language="en")
+    case = web.cases.draft_verdict(ORG_A, drafter, case["id"], "False", "Lab tests found ordinary rice.", headline="No plastic rice", language="en")
+    case = web.cases.approve(ORG_A, approver, case["id"])
+    editor = env.login("a-editor")
+    page = editor.get(f"/cases/{case['id']}").text
+    versions = {
+        "vi": ("Gạo nhựa Trung Quốc được bán ở chợ Phnom Penh", "Không có gạo nhựa", "Xét nghiệm cho thấy gạo bình thường."),
+        "km": ("អង្ករប្លាស្ទិកពីប្រទេសចិនកំពុងលក់នៅផ្សារក្នុងភ្នំពេញ", "គ្មានអង្ករប្លាស្ទិកទេ", "ការធ្វើតេស្តបង្ហាញថាជាអង្ករធម្មតា។"),
+        "fr": ("Du riz en plastique chinois vendu sur les marchés de Phnom Penh", "Pas de riz en plastique", "Les analyses montrent du riz ordinaire."),
+    }
+    version = case["version"]
+    for lang, (claim, headline, explanation) in versions.items():
+        r = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": lang, "claim": claim,
+                                                             "headline": headline, "explanation": explanation, "version": str(version)})
+        assert r.status_code == 303, r.text
+        version += 1
+    bad = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": "en", "claim": "x", "headline": "x",
+                                                           "explanation": "x", "version": str(version)})
+    assert bad.status_code == 422  # the verdict's own language
+    case = web.cases.get(ORG_A, case["id"])
+    assert case["status"] == "in_review" and case["approval"] is None  # new words: approved again
+    case = web.cases.approve(ORG_A, approver, case["id"])
+    case = web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+    client = env.client()
+    urls = {}
+    for lang, expected in {"en": "False", "vi": "Sai", "km": "មិនពិត", "fr": "Faux"}.items():
+        page_id = case["id"] if lang == "en" else f"{case['id']}-{lang}"
+        html = client.get(f"/public/{ORG_A}/factchecks/{page_id}").text
+        node = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+        assert node["inLanguage"] == lang and node["reviewRating"]["alternateName"] == expected
+        assert len(node["workTranslation"]) == 3 and node["url"] not in {w["@id"] for w in node["workTranslation"]}
+        urls[lang] = node["url"]
+    feed = client.get(f"/public/{ORG_A}/claimreview.json").json()
+    assert {n["inLanguage"] for n in feed["@graph"] if n["url"] in urls.values()} == {"en", "vi", "km", "fr"}
+    # matching uses every version: a Khmer post meets the Khmer text of the verdict
+    from factbridge.pipeline.matching import index_factchecks
+
+    index_factchecks(env.services.storage, env.services.embedder, ORG_A)
+    post = prepare_post(Post(id="km-rice", text="អង្ករប្លាស្ទិកពីប្រទេសចិនកំពុងលក់នៅផ្សារក្នុងភ្នំពេញ ប្រយ័ត្ន!"), ("vi", "km", "fr", "en"))
+    best = env.services.matcher(ORG_A).match_posts([post])[0].candidates[0]
+    assert best.factcheck_id == urls["km"] and best.decision == "match"
+    # and the desk sees the other languages of the fact-check it matched
+    from factbridge.web.desk import factcheck_versions
+
+    fc = env.services.storage.get_factcheck(ORG_A, urls["km"])
+    assert {v.language for v in factcheck_versions(env.services.storage, ORG_A, fc)} == {"en", "vi", "fr"}

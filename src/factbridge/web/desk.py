@@ -294,3 +294,12 @@ def grouped_queue(storage: Storage, org: str, entries: list[dict[str, Any]], t: 
     for r in rows:
         r["lead"] = lead_sentence(r, factchecks, t, lang)
     return rows
+
+
+# -- one verdict, several languages ----------------------------------------------------------
+@router.post("/cases/{case_id}/versions", dependencies=[Csrf])
+def add_version(case_id: str, actor: ActorDep, web: WebDep, language: Annotated[str, Form(max_length=8)],
+                claim: Annotated[str, Form(max_length=2000)], headline: Annotated[str, Form(max_length=300)],
+                explanation: Annotated[str, Form(max_length=20_000)], version: Annotated[int | None, Form()] = None) -> Response:
+    web.cases.add_version(actor.org, actor, case_id, language, claim, headline, explanation, version)
+    return RedirectResponse(f"/cases/{case_id}#versions", status_code=303)

@@ -60,7 +60,7 @@ def factcheck_page(org: str, case_id: str, request: Request, web: WebDep) -> HTM
         "org": org_doc,
         "item": snapshot,
         "jsonld": Markup(jsonld_script_text(claimreview_node(snapshot))),  # noqa: S704 - escaped by jsonld_script_text
-        "appeals": web.appeals.public_outcomes(org, case_id),
+        "appeals": web.appeals.public_outcomes(org, snapshot["case_id"]),  # a language version shares its case's appeals
         "filed": request.query_params.get("appeal") == "filed",
     })
 

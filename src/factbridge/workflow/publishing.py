@@ -21,6 +21,9 @@ def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
     node["reviewBody"] = snapshot["explanation"]
     # The rating named in the fact-check's own language ("Sai" beside inLanguage "vi").
     node["reviewRating"]["alternateName"] = rating_label(snapshot["rating"], snapshot.get("language"))
+    others = [url for url in (snapshot.get("versions") or {}).values() if url != snapshot["url"]]
+    if others:  # one verdict in several languages: a group of ClaimReviews linked to each other
+        node["workTranslation"] = [{"@id": url} for url in others]
     modified = parse_date_lenient(snapshot.get("modified_at"))
     if modified:
         node["dateModified"] = modified.date().isoformat()
