@@ -63,7 +63,7 @@ def eval_narratives_crosslingual(
     if centering is not None:
         vectors = centering.apply(vectors, [p.language for p in posts], "query")
     values = [float(x) for x in crosslingual.split(",") if x.strip()] or [base.crosslingual]
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for value in values:
         params = base.__class__(**{**base.__dict__, "crosslingual_threshold": value})
         with progress_bar(f"grouping (other language: cosine>={value:g})", len(posts)) as advance:
@@ -76,9 +76,9 @@ def eval_narratives_crosslingual(
     table = Table(title=f"{posts_file.name} ({split}): {len(posts)} posts, {len(set(groups.values()))} stories")
     for col in ("other-language threshold", "narratives", "purity", "ARI", "largest share", "joined 2+ langs", "joined all"):
         table.add_column(col, justify="right")
-    for value, r in results.items():
+    for label, r in results.items():
         n = r["narratives"]
-        table.add_row(value, str(n["groups"]), f"{n['purity']:.3f}", f"{n['ari']:.3f}", f"{r['largest_share']:.3f}",
+        table.add_row(label, str(n["groups"]), f"{n['purity']:.3f}", f"{n['ari']:.3f}", f"{r['largest_share']:.3f}",
                       f"{r['joined_2plus_languages']:.3f}", f"{r['joined_all_languages']:.3f}")
     console.print(table)
     console.print(f"[dim]{next(iter(results.values()))['decided_by']}[/]")
