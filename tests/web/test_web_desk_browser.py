@@ -246,3 +246,22 @@ def test_review_expired_session_and_corrected_appeal(server: tuple[str, WebEnv],
     assert web.appeals.get(ORG_A, appeal["id"])["outcome"] == "corrected"
     context.close()
     assert env.web.audit.verify(ORG_A).ok
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_other_page_passes_axe_on_a_phone(server: tuple[str, WebEnv], browser: Any, lang: str) -> None:
+    """The pages the journeys above do not visit: sign-in, cases, a narrative, appeals, audit, users,
+    account, a post, and the public fact-check and report pages."""
+    base, env = server
+    context, page = phone(browser, lang)
+    page.goto(f"{base}/login?lang={lang}")
+    check(page, f"00-login-{lang}")
+    sign_in(page, base, "a-admin", lang)
+    published = env.web.cases.list_published(ORG_A, limit=1)[0]
+    for path, name in [("/cases", "cases"), (f"/narratives/{env.ids[ORG_A]['narrative']}", "narrative"), ("/appeals", "appeals"),
+                       ("/audit", "audit"), ("/admin/users", "users"), ("/account", "account"), (f"/posts/{env.ids[ORG_A]['post']}", "post"),
+                       (f"/public/{ORG_A}/factchecks/{published['page_id']}", "public-factcheck"), (f"/public/{ORG_A}/report", "public-report")]:
+        response = page.goto(base + path)
+        assert response is not None and response.ok, path
+        check(page, f"09-{name}-{lang}")
+    context.close()
