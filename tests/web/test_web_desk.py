@@ -166,6 +166,8 @@ def test_public_report_gets_an_instant_answer_and_repeats_are_counted(dense_env:
     editor = env.login("a-editor")
     inbox = editor.get("/inbox").text.split('id="new-reports"')[1]
     assert catalog("en")["inbox.reported_n"].format(n=3) in inbox and inbox.count("ធនាគារ ABA") == 1  # one row, counted
+    card = editor.get("/").text.split('id="reports"')[1].split("</section>")[0]
+    assert catalog("en")["inbox.reported_n"].format(n=3) in card and card.count("ធនាគារ ABA") == 1
 
 
 def test_inbox_lists_pages_and_translated_not_found(env: WebEnv) -> None:

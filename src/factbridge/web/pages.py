@@ -146,7 +146,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep, language: str = ""
         "queue": queue,
         "queue_is_fallback": queue_is_fallback,
         "alerts": pv.alerts(storage, org, 10),
-        "reports": pv.public_reports(storage, org, 8),
+        "reports": desk.grouped_reports(storage, org, 8),  # one row per claim, repeats counted
         "narratives": narratives,
         "chart": chart,
         "cases": web.cases.find(org, limit=10),
