@@ -131,6 +131,9 @@ def test_case_form_has_no_default_rating(env: WebEnv) -> None:
     form = html.split('id="verdict-form"')[1].split("</form>")[0]
     assert '<option value="" disabled selected>' in form and "Arnaque" in form and "Faux" in form
     assert "selected>Vrai" not in form
+    case_url = r.headers["location"]
+    bad = editor.post(f"{case_url}/verdict?lang=vi", data={"csrf_token": token, "rating": "Maybe", "explanation": "x"})
+    assert bad.status_code == 422 and "Hãy kiểm tra mục: Kết luận." in bad.text  # the field named in the reader's language
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(body, status_code=status, headers=headers)
     if isinstance(exc, NotAuthenticated) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return render(request, "error.html", {"status": status, "message": str(exc)}, status=status, headers=headers)
+    return render(request, "error.html", {"status": status, "message": str(exc), "field": getattr(exc, "field", None)}, status=status, headers=headers)
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,
