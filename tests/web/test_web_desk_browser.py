@@ -169,6 +169,12 @@ def test_desk_journeys_on_a_phone(server: tuple[str, WebEnv], browser: Any, lang
         assert expected in vpage.inner_text("ul.results"), query
         check(vpage, f"02-search-{name}-{lang}")
     vpage.goto(f"{base}/public/{ORG_A}/report")
+    vpage.fill("input[name=url]", "not a link")
+    vpage.click("#send-report")  # (7) inline validation, in the page's language, before anything is sent
+    assert vpage.inner_text("textarea[name=text] + .field-error") == t["form.required"]
+    assert vpage.inner_text("input[name=url] + .field-error") == t["form.format"]
+    assert vpage.url.endswith("/report")
+    check(vpage, f"07-inline-validation-{lang}")
     vpage.fill("textarea[name=text]", "ធនាគារ ABA ផ្ញើសារឱ្យអតិថិជនចូលគណនីតាមតំណ ដើម្បីផ្ទៀងផ្ទាត់")
     vpage.fill("input[name=url]", "https://aba-bank-verify.example.xyz/login")
     vpage.click("#send-report")

@@ -87,3 +87,35 @@ document.addEventListener("submit", function (event) {
     });
   });
 })();
+(function () {
+  // Inline validation in the page's language: the field says what is wrong, next to it,
+  // before anything is sent (the browser's own bubble speaks the browser's language).
+  function message(el) {
+    var meta = function (name) { var m = document.querySelector("meta[name=" + name + "]"); return m ? m.getAttribute("content") : ""; };
+    if (el.validity.valueMissing) { return meta("fb-required"); }
+    if (el.validity.typeMismatch || el.validity.patternMismatch) { return meta("fb-format"); }
+    if (el.validity.tooLong || el.validity.tooShort) { return meta("fb-length"); }
+    return el.validationMessage;
+  }
+  document.addEventListener("invalid", function (event) {
+    var el = event.target, note = el.parentNode.querySelector(".field-error");
+    if (!note) {
+      note = document.createElement("span");
+      note.className = "field-error";
+      note.id = (el.name || "field") + "-error-" + Math.random().toString(36).slice(2, 8);
+      note.setAttribute("role", "alert");
+      el.insertAdjacentElement("afterend", note);
+      el.setAttribute("aria-describedby", note.id);
+    }
+    note.textContent = message(el);
+    el.setAttribute("aria-invalid", "true");
+  }, true);
+  document.addEventListener("input", function (event) {
+    var el = event.target;
+    if (el.getAttribute && el.getAttribute("aria-invalid") === "true" && el.checkValidity()) {
+      el.removeAttribute("aria-invalid");
+      var note = el.parentNode.querySelector(".field-error");
+      if (note) { note.textContent = ""; }
+    }
+  });
+})();
