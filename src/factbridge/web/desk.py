@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -49,10 +50,15 @@ def text_matches(terms: Sequence[str], *texts: str) -> bool:
     segmenter may cut a short query differently from a long text)."""
     if not terms:
         return True
-    tokens = tokenize(" ".join(t for t in texts if t))
-    words = set(tokens)
-    joined = "".join(tokens)
+    words, joined = _indexed(" ".join(t for t in texts if t))
     return all(t in words or t in joined for t in terms)
+
+
+@lru_cache(maxsize=20_000)
+def _indexed(text: str) -> tuple[frozenset[str], str]:
+    """A published text's words, segmented once (Khmer segmentation is the costly part)."""
+    tokens = tokenize(text)
+    return frozenset(tokens), "".join(tokens)
 
 
 # -- match candidates in plain language ---------------------------------------------------
