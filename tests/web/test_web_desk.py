@@ -75,6 +75,25 @@ def test_not_the_same_claim_is_audited_and_stops_adding_debunked(env: WebEnv) ->
     assert posts == ["en-5g"] and gold == {"en-5g": {FC_5G}}
 
 
+def test_a_rejected_match_leaves_the_narrative(env: WebEnv) -> None:
+    from factbridge.pipeline.narratives import refresh_factchecks
+
+    member, narrative_id = "desk-a-n0", env.ids[ORG_A]["narrative"]
+    _store_match(env, member)
+    refresh_factchecks(env.services.storage, ORG_A, [member])
+
+    def listed() -> set[str]:
+        doc = env.services.storage.get_docs(ORG_A, "narratives", [narrative_id])[narrative_id]
+        return {f["factcheck_id"] for f in doc["factchecks"]}
+
+    assert FC_5G in listed()
+    analyst = env.login("a-analyst")
+    token = csrf_of(analyst.get(f"/posts/{member}").text)
+    assert analyst.post(f"/posts/{member}/review", data={"csrf_token": token, "factcheck_id": FC_5G, "same": "no"}).status_code == 303
+    assert FC_5G not in listed()
+    assert "No, 5G does not spread COVID-19" not in analyst.get(f"/narratives/{narrative_id}").text
+
+
 def test_review_needs_an_analyst_and_an_existing_candidate(env: WebEnv) -> None:
     _store_match(env)
     viewer = env.login("a-viewer")

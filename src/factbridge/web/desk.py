@@ -119,8 +119,10 @@ def review_match(post_id: str, actor: ActorDep, web: WebDep, factcheck_id: Annot
         raise InputError("same must be yes or no", field="same")
     services = web.services
     MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same == "yes", note)
+    from factbridge.pipeline.narratives import refresh_factchecks
     from factbridge.pipeline.triage import triage_posts
 
+    refresh_factchecks(services.storage, actor.org, [post_id])  # the post's narrative lists only fact-checks its posts repeat
     triage_posts(services, actor.org, [services.storage.get_post(actor.org, post_id)])  # the queue forgets a rejected debunk now
     return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
 
