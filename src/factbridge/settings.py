@@ -74,7 +74,7 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata=_meta("Address `factbridge serve` listens on."))
     port: int = field(default=8765, metadata=_meta("Port `factbridge serve` listens on.", int))
     public_url: str = field(default="", metadata=_meta("Base URL of the public fact-check pages written into published ClaimReview URLs (permanent); empty: http://HOST:PORT of `serve`. Never taken from a request's Host header."))
-    rating_scale: str = field(default="True,Mostly true,Mixture,Mostly false,False,Misleading,Unproven,Satire", metadata=_meta("Verdicts editors choose from (comma-separated ClaimReview text ratings)."))
+    rating_scale: str = field(default="True,Mostly true,Mixture,Mostly false,False,Misleading,Unproven,Satire,Scam", metadata=_meta("Verdicts editors choose from (comma-separated ClaimReview text ratings)."))
     upload_max_bytes: int = field(default=5_000_000, metadata=_meta("Largest evidence file accepted, in bytes.", int))
     login_rate_limit: str = field(default="5/300", metadata=_meta("Failed sign-ins of one account from one client before each further try waits, doubling from 2 s up to the window: COUNT/SECONDS. Failures from other clients never slow the account's owner down."))
     public_rate_limit: str = field(default="5/600", metadata=_meta("Public reports and appeals accepted per client: COUNT/SECONDS."))

@@ -80,13 +80,13 @@ def test_post_and_narrative_pages(env: WebEnv) -> None:
     c = env.login("a-analyst")
     ids = env.ids[ORG_A]
     post = c.get(f"/posts/{ids['post']}").text
-    for expected in ("health claim", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G · spreads · virus",
+    for expected in ("health claim", "cw-test-1", "https://bad.example.net/5g", "domain registered 3 days ago", "5G towers spread the virus, share before they delete it",
                      "near_duplicate 0.90", "0.93", "triage: triage-test-1"):
         assert expected in post
     p2 = c.get("/posts/en-5g").text  # matched to the fact-check: score, signals and decided_by shown
     assert re.search(r'class="tag d-(match|possible|none)"', p2) and "decided_by" in p2 and "No, 5G does not spread COVID-19" in p2
     nar = c.get(f"/narratives/{ids['narrative']}").text
-    assert "5G · spreads · virus" in nar and "narratives-test-1" in nar and "No, 5G does not spread COVID-19" in nar
+    assert "5G towers spread the virus, share before they delete it" in nar and "narratives-test-1" in nar and "No, 5G does not spread COVID-19" in nar
     assert all(f'href="?lang={code}"' in nar for code in LANGUAGES)  # page context never hides the language switcher
     points = svg_of(nar).findall("{http://www.w3.org/2000/svg}circle")
     assert len(points) == 4  # 8 posts over 4 days

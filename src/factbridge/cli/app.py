@@ -13,6 +13,7 @@ from rich.table import Table
 
 from factbridge import __version__
 from factbridge.console import cells, console, err_console, esc
+from factbridge.demo_data import demo_data_fallback
 from factbridge.errors import FactBridgeError, InputError
 from factbridge.services import Services
 from factbridge.settings import load_settings, setting_docs
@@ -42,6 +43,11 @@ class State:
     def services(self, **extra: Any) -> Services:
         if self._services is None:
             settings = load_settings(self.config, overrides={**self.overrides, **extra})
+            demo = None if "data_dir" in self.overrides else demo_data_fallback(settings)
+            if demo is not None:
+                err_console.print(f"[dim]no database in {settings.data_dir}: using the demo data in {demo} (from `make demo`); "
+                                  f"--data-dir {settings.data_dir} starts your own[/]")
+                settings = settings.replace(data_dir=str(demo))
             logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
             self._services = Services(settings)
         return self._services

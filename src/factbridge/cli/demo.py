@@ -11,12 +11,13 @@ from factbridge.cli.app import (
     app,
 )
 from factbridge.console import console
+from factbridge.demo_data import DEFAULT_DATA_DIR, demo_data_dir
 
 
 @app.command()
 def demo(
     ctx: typer.Context,
-    fresh: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = True,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty demo database (by default a re-run keeps the demo's cases, verdicts and decisions).")] = False,
     serve: Annotated[bool, typer.Option(help="Then start the workspace with the demo data and demo users.")] = False,
 ) -> None:
     """Load the bundled multilingual sample, ingest, match and print a summary."""
@@ -25,7 +26,7 @@ def demo(
 
     state = _state(ctx)
     if "data_dir" not in state.overrides:
-        state.overrides["data_dir"] = ".factbridge/demo"
+        state.overrides["data_dir"] = str(demo_data_dir(DEFAULT_DATA_DIR))
     services = state.services()
     run_demo(services, fresh=fresh)
     password = seed_demo_accounts(services)
@@ -34,5 +35,7 @@ def demo(
         f"workspace: http://{settings.host}:{settings.port}/  sign in as [bold]editor[/] (second editor: [bold]reviewer[/], "
         f"also analyst, admin) with password [bold]{password}[/]; public site: http://{settings.host}:{settings.port}/public/{settings.org}"
     )
+    console.print(f"demo data: {settings.data_dir} (other commands use it while {DEFAULT_DATA_DIR} has no database of its own, "
+                  "e.g. `factbridge queue`; `factbridge demo --fresh` starts it over)")
     if serve:
         run_server(services)

@@ -91,6 +91,7 @@ def train_matcher(
     version_: Annotated[str, typer.Option("--version", help="Version recorded in decided_by.")] = "e5-lr-1",
     exclude: Annotated[list[Path], typer.Option(help="Query files whose tweets must not be trained on (held-out eval sets that other editions reuse).")] = [],  # noqa: B006
     centering: Annotated[bool | None, typer.Option(help="Per-language mean centering (default: the match_centering setting).")] = None,
+    feedback: Annotated[bool, typer.Option(help="Also train on the desk's stored decisions (same claim / not the same claim) of --org.")] = False,
     l2: float = 1.0,
 ) -> None:
     """Fit the matcher's re-ranker on train splits and tune its thresholds on dev."""
@@ -119,12 +120,23 @@ def train_matcher(
             qs = kept
             matcher = Matcher(storage, services.embedder, "eval", fusion="dense", candidates=services.settings.match_candidates, top_k=10, centering=services.centering(wanted=centering))
             sets.append(TrainingSet(name=f"{q.name} / {r.name}", matcher=matcher, queries=qs, qrels=gold))
+        if feedback:
+            from factbridge.workflow.match_reviews import feedback_training_set
+
+            desk = feedback_training_set(services, services.settings.org, centering)
+            if desk is None:
+                raise InputError(f"--feedback: nobody in '{services.settings.org}' has decided a match yet (the post page's "
+                                 "'Same claim' / 'Not the same claim')")
+            console.print(f"{desk.name}: {len(desk.queries)} reviewed posts, {sum(len(g) for g in desk.qrels.values())} confirmed pairs")
+            sets.insert(0, desk)  # a training set; the last one stays the dev set
         with progress_bar("embedding queries", sum(len(s.queries) for s in sets)) as advance:
             model = train_reranker(sets[:-1], sets[-1], services.embedder, version_, l2=l2, progress=advance)
     finally:
         for s in stores:
             s.close()
     model.card["held_out_query_files"] = [p.name for p in exclude]
+    if feedback:
+        model.card["desk_feedback"] = sets[0].name
     model.save(out)
     console.print(f"wrote {out}: thresholds {model.thresholds}; {model.card['rows']} rows, {model.card['positives']} positives")
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from factbridge.cli.app import _state, app, bench_app, eval_app, train_app
-from factbridge.console import cells, console, err_console, plain, progress_bar
+from factbridge.console import console, err_console, progress_bar
 from factbridge.errors import InputError
 
 DATA_HELP = "The shared check-worthiness folder (../shared/data/checkworthiness)."
@@ -284,26 +283,33 @@ def queue(
         sys.stdout.write(json.dumps([{"id": i, **d} for i, d in entries], ensure_ascii=False, indent=2) + "\n")
         return
     total = services.storage.count_docs(org, "queue")
-    table = Table(title=f"Triage queue ({total} entries; top {len(entries)})")
-    table.add_column("#", justify="right")
-    table.add_column("priority", justify="right")
-    for c in COMPONENTS:
-        table.add_column(c[:8], justify="right")
-    table.add_column("why / text", overflow="fold")
+    console.print(queue_table(entries, total, COMPONENTS))
+    console.print("[dim]ch re ve de ri: contributions of check-worthiness, reach, velocity, debunked, risk "
+                  "(weight x value / sum of weights); `--json` shows the evidence and decided_by[/]")
+
+
+def queue_table(entries: list[tuple[str, dict[str, Any]]], total: int, components: Sequence[str]) -> Table:
+    """At most three lines per entry, whatever the terminal width (80 columns included): the
+    text, the contributions, and why (gate, the fact-check it repeats). Untrusted text is escaped."""
+    from rich.markup import escape
+
+    table = Table(title=f"Triage queue ({total} entries; top {len(entries)})", expand=False, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("prio", justify="right", no_wrap=True)
+    table.add_column("entry", overflow="ellipsis", no_wrap=True, max_width=66)
     for rank, (entry_id, d) in enumerate(entries, start=1):
         comps = d.get("components", {})
-        why: list[Text] = []
+        text = " ".join(str(d.get("text") or d.get("title") or "").split())
+        label = f"{entry_id} [{d.get('language') or '-'}]" if d.get("kind") == "post" else f"{entry_id} (narrative)"
+        lines = [f"{escape(label)} {escape(text)}",
+                 "[dim]" + " ".join(f"{c[:2]} {comps.get(c, {}).get('contribution', 0):.2f}" for c in components) + "[/]"]
+        why = []
         if d.get("gated"):
-            why.append(plain(f"gated: {d.get('gate_reason')}", "yellow"))
+            why.append(f"gated: {d.get('gate_reason')}")
         deb = comps.get("debunked", {}).get("evidence", {})
         if deb.get("factcheck_id"):
-            why.append(plain(f"repeats fact-check {deb['factcheck_id']} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})"))
-        text = d.get("text") or d.get("title") or ""
-        label = f"{entry_id} [{d.get('language') or '-'}] " if d.get("kind") == "post" else f"{entry_id} "
-        table.add_row(*cells(
-            rank, f"{d.get('priority', 0):.3f}",
-            *(f"{comps.get(c, {}).get('contribution', 0):.3f}" for c in COMPONENTS),
-            Text("\n").join([plain(label + text[:120]), Text("; ").join(why)]) if why else plain(label + text[:120]),
-        ))
-    console.print(table)
-    console.print("[dim]columns are contributions (weight x value / sum of weights); `--json` shows the evidence and decided_by[/]")
+            why.append(f"repeats {str(deb['factcheck_id']).rstrip('/').rsplit('/', 1)[-1]} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})")
+        if why:
+            lines.append("[yellow]" + escape("; ".join(why)) + "[/]")
+        table.add_row(str(rank), f"{d.get('priority', 0):.3f}", "\n".join(lines))
+    return table

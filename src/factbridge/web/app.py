@@ -47,6 +47,7 @@ from factbridge.web.security import (
     parse_networks,
     session_from_cookie,
 )
+from factbridge.web.templating import template_globals
 from factbridge.workflow.accounts import Accounts
 from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog
@@ -117,6 +118,7 @@ def build_state(services: Services) -> WebState:
     login_limiter, public_limiter, login_client_limiter = rate_limiters(services)
     env = Environment(loader=PackageLoader("factbridge.web", "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["web_link"] = web_link
+    env.globals.update(template_globals())
     return WebState(
         services=services,
         audit=audit,
@@ -159,7 +161,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(body, status_code=status, headers=headers)
     if isinstance(exc, NotAuthenticated) and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return render(request, "error.html", {"status": status, "message": str(exc)}, status=status, headers=headers)
+    return render(request, "error.html", {"status": status, "message": str(exc), "field": getattr(exc, "field", None)}, status=status, headers=headers)
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,
@@ -190,7 +192,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 def create_app(services: Services) -> FastAPI:
-    from factbridge.web import api, federation, pages, public
+    from starlette.exceptions import HTTPException
+
+    from factbridge.web import api, desk, federation, pages, public
 
     app = FastAPI(
         title="FactBridge",
@@ -213,6 +217,7 @@ def create_app(services: Services) -> FastAPI:
         services._closers.append(app.state.processor)
     app.add_exception_handler(FactBridgeError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_error)
+    app.add_exception_handler(HTTPException, desk.http_error)  # unknown pages: a translated page, not JSON
 
     # Authenticate, then count the body on the stream (web/limits.py). Added before the headers
     # middleware, so it runs inside it: its BodyTooLarge reaches the body parser unwrapped.
@@ -235,6 +240,7 @@ def create_app(services: Services) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(desk.router)
     app.include_router(public.router)
     app.include_router(federation.router)
     return app

@@ -21,8 +21,13 @@ LANG_COOKIE = "fb_lang"
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
-    text = (files("factbridge.web") / "locales" / f"{lang}.json").read_text(encoding="utf-8")
-    data: dict[str, str] = json.loads(text)
+    root = files("factbridge.web") / "locales"
+    data: dict[str, str] = json.loads((root / f"{lang}.json").read_text(encoding="utf-8"))
+    # One sub-catalog per part of the workspace (locales/<part>/<lang>.json): separate files merge cleanly.
+    for part in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name):
+        extra = part / f"{lang}.json"
+        if extra.is_file():
+            data.update(json.loads(extra.read_text(encoding="utf-8")))
     return data
 
 
@@ -46,3 +51,8 @@ def pick_language(query: str | None, cookie: str | None, accept: str | None) -> 
         if code in LANGUAGES:
             return code
     return DEFAULT
+
+
+def page_language(request: Any) -> str:
+    """The interface language of a request (as `render` picks it)."""
+    return pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))

@@ -11,11 +11,13 @@ import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
+from factbridge.web import desk, i18n
 from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish
 from factbridge.web.app import WebState, file_sha, render
@@ -128,13 +130,15 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
 
 # -- dashboard -------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
+def dashboard(request: Request, actor: ActorDep, web: WebDep, language: str = "") -> HTMLResponse:
     storage = web.services.storage
     org = actor.org
-    queue = pv.queue_entries(storage, org, 25)
+    queue = pv.queue_entries(storage, org, 300)
     queue_is_fallback = not queue
     if queue_is_fallback:
-        queue = pv.recent_posts_as_queue(storage, org, 25)
+        queue = pv.recent_posts_as_queue(storage, org, 100)
+    lang = i18n.page_language(request)
+    queue = desk.grouped_queue(storage, org, queue, i18n.translator(lang), lang, language if language in i18n.LANGUAGES else "")
     narratives = pv.narratives(storage, org, 10)
     series, step = pv.chart_series(storage, org, narratives[:6])
     chart = line_chart(series, title="posts over time per narrative", empty_text="—", step=step)
@@ -142,11 +146,12 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
         "queue": queue,
         "queue_is_fallback": queue_is_fallback,
         "alerts": pv.alerts(storage, org, 10),
-        "reports": pv.public_reports(storage, org, 8),
+        "reports": desk.grouped_reports(storage, org, 8),  # one row per claim, repeats counted
         "narratives": narratives,
         "chart": chart,
         "cases": web.cases.find(org, limit=10),
         "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
+        "language": language,
     })
 
 
@@ -163,7 +168,7 @@ def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
     post = storage.get_post(actor.org, post_id)
     return render(request, "post.html", {
         "post": post,
-        "matches": pv.matches_with_factchecks(storage, actor.org, post_id),
+        "reviews": desk.review_rows(web, actor, post, i18n.translator(i18n.page_language(request))),
         "checkworthiness": pv.checkworthiness(storage, actor.org, post_id),
         "triage": pv.queue_entry_of_post(storage, actor.org, post_id),
         "links": pv.link_risks(storage, actor.org, post),
@@ -191,7 +196,7 @@ def narrative_page(narrative_id: str, request: Request, actor: ActorDep, web: We
         for m in storage.matches_for_post(actor.org, p.id):
             if m.decision in ("match", "possible"):
                 matched.setdefault(m.factcheck_id, None)
-    fcs = storage.get_factchecks(actor.org, list(matched)[:50])
+    fcs = storage.get_factchecks(actor.org, desk.narrative_factchecks(storage, actor.org, item["post_ids"][:200], list(matched)[:50]))
     return render(request, "narrative.html", {
         "item": item,
         "chart": line_chart(series, title="posts over time", empty_text="—", step=step),
@@ -232,6 +237,8 @@ def case_page(case_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
         "appeals": web.appeals.find(actor.org, case_id=case_id) if actor.can("editor") else [],
         "history": web.audit.history(actor.org, "cases", case_id),
         "max_upload": web.services.settings.upload_max_bytes,
+        "correct_for": desk.appeal_to_correct(web, actor, case_id, request.query_params.get("correct_for", "")),
+        "correct_note": request.query_params.get("note", "")[:1500],
     })
 
 
@@ -355,9 +362,12 @@ def decide_correction(case_id: str, background: BackgroundTasks, actor: ActorDep
 
 @router.post("/cases/{case_id}/correct", dependencies=[Csrf])
 def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep, text: Annotated[str, Form(max_length=5000)],
-            new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None) -> Response:
+            new_rating: Annotated[str, Form(max_length=100)] = "", version: Version = None,
+            appeal_id: Annotated[str, Form(max_length=100)] = "", appeal_note: Annotated[str, Form(max_length=5000)] = "") -> Response:
     web.cases.correct(actor.org, actor, case_id, text, new_rating, version)
     background.add_task(index_library, web, actor.org)
+    if appeal_id:  # the correction an appeal asked for: the appeal is decided "corrected" with it
+        web.appeals.decide(actor.org, actor, appeal_id, "corrected", appeal_note.strip() or text)
     return to_case(case_id, "#publication")
 
 
@@ -373,6 +383,10 @@ def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse
 @router.post("/appeals/{appeal_id}/decide", dependencies=[Csrf])
 def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotated[str, Form(max_length=20)],
                   note: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    if outcome == "corrected" and desk.correction_needed(web, actor, appeal_id):
+        # "Corrected" needs the correction first: go and write it; saving it decides the appeal.
+        appeal = web.appeals.get(actor.org, appeal_id)
+        return RedirectResponse(f"/cases/{appeal['case_id']}?{urlencode({'correct_for': appeal_id, 'note': note[:1500]})}#correct", status_code=303)
     web.appeals.decide(actor.org, actor, appeal_id, outcome, note, version)
     return RedirectResponse("/appeals", status_code=303)
 

@@ -11,6 +11,7 @@ as evidence is hidden from the reviewer.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -139,9 +140,9 @@ def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, A
         members = [m.get("id") or m.get("post_id") for m in members]
     representative: dict[str, Any] = doc["representative"] if isinstance(doc.get("representative"), dict) else {}
     label = first(doc, "label", "title", "name", "summary", default=None)
-    if label is None:
+    if label is None:  # a real sentence of the story, as its author spelled it; key words only without one
         terms = doc.get("top_terms") or []
-        label = " · ".join(map(str, terms[:5])) if terms else str(representative.get("text", ""))[:120] or doc_id
+        label = claim_sentence(str(representative.get("text", ""))) or " · ".join(map(str, terms[:5])) or doc_id
     factchecks = first(doc, "factcheck_ids", "matched_factchecks", "factchecks", default=[])
     return {
         "id": doc_id,
@@ -163,6 +164,25 @@ def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, A
         "decided_by": _decided_text(doc.get("decided_by")),
         "raw": doc,
     }
+
+
+_URLISH = re.compile(r"https?://\S+|www\.\S+|(?<!\w)[@#]\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?។៕…])\s+|\n+")
+_EDGE = re.compile(r"^[^\w\u1780-\u17ff]+|[\s,;:·\-–—]+$")
+
+
+def claim_sentence(text: str, limit: int = 140) -> str:
+    """The first sentence of a post that says something (links, mentions, hashtags and leading
+    emoji dropped), in its own spelling: a narrative's title."""
+    cleaned = _URLISH.sub(" ", text)
+    for part in _SENTENCE_END.split(cleaned):
+        sentence = _EDGE.sub("", " ".join(part.split()))
+        if len(sentence.split()) >= 4 or (sentence and len(sentence) >= 20):
+            if len(sentence) > limit:
+                cut = sentence[:limit].rsplit(" ", 1)[0] if " " in sentence[:limit] else sentence[:limit]
+                sentence = cut.rstrip(",;: ") + "…"
+            return sentence
+    return _EDGE.sub("", " ".join(cleaned.split()))[:limit]
 
 
 def narratives(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
-from factbridge.text.normalize import normalize_text
 from factbridge.web.app import WebState, public_base_url, render
+from factbridge.web.desk import instant_answer, search_terms, text_matches
+from factbridge.web.i18n import page_language
 from factbridge.web.security import check_csrf, client_key
 from factbridge.workflow.appeals import report_post
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node, jsonld_script_text
@@ -30,16 +31,15 @@ WebDep = Annotated[WebState, Depends(state)]
 Csrf = Depends(check_csrf)
 
 
-def _matches(snapshot: dict[str, Any], words: list[str]) -> bool:
-    hay = normalize_text(" ".join(str(snapshot.get(k) or "") for k in ("claim", "headline", "explanation", "rating"))).lower()
-    return all(w in hay for w in words)
+def _matches(snapshot: dict[str, Any], terms: list[str]) -> bool:
+    return text_matches(terms, *(str(snapshot.get(k) or "") for k in ("claim", "headline", "explanation", "rating")))
 
 
 @router.get("/{org}", response_class=HTMLResponse, include_in_schema=False)
 def search(org: str, request: Request, web: WebDep, q: str = "") -> HTMLResponse:
     org_doc = web.accounts.get_org(org)
-    words = normalize_text(q[:200]).lower().split()
-    items = [s for s in web.cases.list_published(org, limit=5000) if _matches(s, words)][:100]
+    terms = search_terms(q)  # the matcher's folding: unaccented Vietnamese, unspaced Khmer
+    items = [s for s in web.cases.list_published(org, limit=5000) if _matches(s, terms)][:100]
     return render(request, "public/search.html", {"org": org_doc, "items": items, "q": q[:200]})
 
 
@@ -60,7 +60,7 @@ def factcheck_page(org: str, case_id: str, request: Request, web: WebDep) -> HTM
         "org": org_doc,
         "item": snapshot,
         "jsonld": Markup(jsonld_script_text(claimreview_node(snapshot))),  # noqa: S704 - escaped by jsonld_script_text
-        "appeals": web.appeals.public_outcomes(org, case_id),
+        "appeals": web.appeals.public_outcomes(org, snapshot["case_id"]),  # a language version shares its case's appeals
         "filed": request.query_params.get("appeal") == "filed",
     })
 
@@ -86,5 +86,6 @@ def report(org: str, request: Request, web: WebDep, text: Annotated[str, Form(ma
            url: Annotated[str, Form(max_length=2000)] = "", platform: Annotated[str, Form(max_length=40)] = "") -> Response:
     org_doc = web.accounts.get_org(org)
     web.public_limiter.take(client_key(request))
-    report_post(web.services, org, text, url, platform)  # queued: the stages run off the request
-    return render(request, "public/thanks.html", {"org": org_doc, "kind": "report", "back": f"/public/{org}"})
+    post = report_post(web.services, org, text, url, platform)  # queued: the stages run off the request
+    answer = instant_answer(web, org, post, page_language(request))  # the matcher alone, at once
+    return render(request, "public/thanks.html", {"org": org_doc, "kind": "report", "back": f"/public/{org}", "answer": answer})

@@ -54,6 +54,7 @@ DEFAULT_RATING_VALUES: dict[str, float] = {
     "mostly false": 2.0,
     "false": 1.0,
     "misleading": 2.0,
+    "scam": 1.0,
 }
 
 
@@ -260,6 +261,26 @@ class CaseBook:
         # A new draft withdraws any earlier approval: the approver approved other words.
         return self._save(org, actor, "case.verdict", case, case | {"verdict": verdict, "approval": None, "status": "in_review"})
 
+    def add_version(self, org: str, actor: Actor, case_id: str, language: str, claim: str, headline: str, explanation: str,
+                    version: int | None = None) -> dict[str, Any]:
+        """The verdict in another language (same rating and evidence): published with it as one
+        group of ClaimReviews, one per language, each indexed for matching. New words need
+        approval again."""
+        actor.require("analyst", "adding a language version")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("open", "in_review", "approved"), "add a language version")
+        if not case.get("verdict"):
+            raise InputError("draft the verdict first, then its versions in other languages", field="language")
+        lang = clean_text(language, "language", limit=8).lower()
+        if lang == (case["verdict"].get("language") or ""):
+            raise InputError(f"the verdict itself is in '{lang}': choose another language", field="language")
+        item = {"language": lang, "claim": clean_text(claim, "claim", limit=2000), "headline": clean_text(headline, "headline", limit=300),
+                "explanation": clean_text(explanation, "explanation"), "by": actor.username, "at": now_iso()}
+        changes: dict[str, Any] = {"versions": {**case.get("versions", {}), lang: item}}
+        if case["status"] == "approved":
+            changes.update(approval=None, status="in_review")
+        return self._save(org, actor, "case.version", case, case | changes)
+
     def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.approve")
         case = self._load_for_change(org, case_id, version)
@@ -356,8 +377,17 @@ class CaseBook:
             "corrections": [{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case["corrections"]],
         })
         sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
-        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, [(case["id"], snapshot, sort)])])
-        self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(snapshot))])
+        # The verdict's other languages: one page and one ClaimReview each, the same rating, linked as a group.
+        versions = case.get("versions") or {}
+        pages = {case["id"]: snapshot} | {f"{case['id']}-{lang}": snapshot | {
+            "url": f"{pub['url']}-{lang}", "language": lang, "claim": v["claim"], "headline": v["headline"], "explanation": v["explanation"],
+        } for lang, v in versions.items()}
+        group = {str(page["language"] or ""): str(page["url"]) for page in pages.values()} if versions else {}
+        for page_id, page in pages.items():
+            page.update(page_id=page_id, versions=group)
+        rows = [(page_id, page, sort) for page_id, page in pages.items()]
+        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, rows)])
+        self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page)) for page in pages.values()])
 
 
 def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
@@ -375,4 +405,7 @@ def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
         published_at=parse_date_lenient(snapshot["published_at"]),
         claimant=snapshot.get("claimant") or "",
         source_format="factbridge",
+        # the group's other languages, as schema.org links: matching and the desk find each version
+        raw={"workTranslation": [{"@id": url} for url in (snapshot.get("versions") or {}).values() if url != snapshot["url"]]}
+        if snapshot.get("versions") else {},
     )

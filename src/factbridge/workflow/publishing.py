@@ -12,12 +12,18 @@ from typing import Any
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.cases import published_factcheck
 from factbridge.workflow.claimreview import to_claimreview
+from factbridge.workflow.ratings import rating_label
 
 
 def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
     fc = published_factcheck(snapshot)
     node = to_claimreview(fc, url=snapshot["url"], org_name=snapshot["org_name"], published=parse_date_lenient(snapshot["published_at"]))
     node["reviewBody"] = snapshot["explanation"]
+    # The rating named in the fact-check's own language ("Sai" beside inLanguage "vi").
+    node["reviewRating"]["alternateName"] = rating_label(snapshot["rating"], snapshot.get("language"))
+    others = [url for url in (snapshot.get("versions") or {}).values() if url != snapshot["url"]]
+    if others:  # one verdict in several languages: a group of ClaimReviews linked to each other
+        node["workTranslation"] = [{"@id": url} for url in others]
     modified = parse_date_lenient(snapshot.get("modified_at"))
     if modified:
         node["dateModified"] = modified.date().isoformat()

@@ -29,3 +29,93 @@ document.addEventListener("DOMContentLoaded", function () {
     }, every);
   });
 });
+document.addEventListener("submit", function (event) {
+  // A second case for the same post: ask first.
+  var ask = event.target.getAttribute("data-confirm");
+  if (ask && !window.confirm(ask)) { event.preventDefault(); event.stopImmediatePropagation(); }
+}, true);
+(function () {
+  // Typed work survives an expired session: each form's fields are kept in sessionStorage
+  // (this tab only) while typing; after a failed submission (error or sign-in page) and
+  // signing in again, the form page gets them back. A successful submission forgets them.
+  var PREFIX = "fb-draft:", PENDING = "fb-draft-pending", FAILED = "fb-draft-failed";
+  function keyOf(form) { return PREFIX + location.pathname + "|" + (form.getAttribute("action") || ""); }
+  function fields(form) {
+    return Array.prototype.filter.call(form.elements, function (el) {
+      if (!el.name || el.name === "csrf_token" || el.name === "version" || el.name === "password") { return false; }
+      var type = (el.type || "").toLowerCase();
+      return el.tagName === "TEXTAREA" || el.tagName === "SELECT" || ["text", "url", "search", "email", ""].indexOf(type) >= 0 && el.tagName === "INPUT";
+    });
+  }
+  function save(form) {
+    var data = {};
+    fields(form).forEach(function (el) { data[el.name] = el.value; });
+    try { sessionStorage.setItem(keyOf(form), JSON.stringify(data)); } catch (e) { /* storage full or off */ }
+  }
+  document.addEventListener("input", function (event) { if (event.target.form && event.target.form.method === "post") { save(event.target.form); } });
+  document.addEventListener("change", function (event) { if (event.target.form && event.target.form.method === "post") { save(event.target.form); } });
+  document.addEventListener("submit", function (event) {
+    if (event.defaultPrevented || event.target.method !== "post") { return; }
+    save(event.target);
+    sessionStorage.setItem(PENDING, keyOf(event.target));
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var failedPage = document.querySelector("section.error, form[action='/login']");
+    var pending = sessionStorage.getItem(PENDING);
+    if (failedPage) {
+      if (pending && !document.querySelector("form[action='/login']")) { sessionStorage.setItem(FAILED, pending); }
+      return;
+    }
+    sessionStorage.removeItem(PENDING);
+    var failed = sessionStorage.getItem(FAILED);
+    sessionStorage.removeItem(FAILED);
+    if (pending && pending !== failed) { sessionStorage.removeItem(pending); }  // it went through
+    if (!failed) { return; }
+    document.querySelectorAll("form[method=post]").forEach(function (form) {
+      if (keyOf(form) !== failed) { return; }
+      var data = JSON.parse(sessionStorage.getItem(failed) || "{}");
+      fields(form).forEach(function (el) { if (data[el.name] !== undefined && data[el.name] !== "") { el.value = data[el.name]; } });
+      var details = form.closest("details");
+      if (details) { details.open = true; }
+      var note = document.createElement("p");
+      note.className = "flash good draft-restored";
+      note.setAttribute("role", "status");
+      var text = document.querySelector("meta[name=fb-restored]");
+      note.textContent = text ? text.getAttribute("content") : "Restored";
+      form.parentNode.insertBefore(note, form);
+      sessionStorage.removeItem(failed);
+    });
+  });
+})();
+(function () {
+  // Inline validation in the page's language: the field says what is wrong, next to it,
+  // before anything is sent (the browser's own bubble speaks the browser's language).
+  function message(el) {
+    var meta = function (name) { var m = document.querySelector("meta[name=" + name + "]"); return m ? m.getAttribute("content") : ""; };
+    if (el.validity.valueMissing) { return meta("fb-required"); }
+    if (el.validity.typeMismatch || el.validity.patternMismatch) { return meta("fb-format"); }
+    if (el.validity.tooLong || el.validity.tooShort) { return meta("fb-length"); }
+    return el.validationMessage;
+  }
+  document.addEventListener("invalid", function (event) {
+    var el = event.target, note = el.parentNode.querySelector(".field-error");
+    if (!note) {
+      note = document.createElement("span");
+      note.className = "field-error";
+      note.id = (el.name || "field") + "-error-" + Math.random().toString(36).slice(2, 8);
+      note.setAttribute("role", "alert");
+      el.insertAdjacentElement("afterend", note);
+      el.setAttribute("aria-describedby", note.id);
+    }
+    note.textContent = message(el);
+    el.setAttribute("aria-invalid", "true");
+  }, true);
+  document.addEventListener("input", function (event) {
+    var el = event.target;
+    if (el.getAttribute && el.getAttribute("aria-invalid") === "true" && el.checkValidity()) {
+      el.removeAttribute("aria-invalid");
+      var note = el.parentNode.querySelector(".field-error");
+      if (note) { note.textContent = ""; }
+    }
+  });
+})();
