@@ -49,6 +49,8 @@ class Settings:
     embedder_path: str = field(default="", metadata=_meta("Local model path for embedders that load one (sentence-transformers)."))
     embed_threads: int = field(default=2, metadata=_meta("CPU threads for the bundled embedder.", int))
     embed_batch: int = field(default=16, metadata=_meta("Texts per embedding batch.", int))
+    embed_max_tokens: int = field(default=128, metadata=_meta("Tokens of a post the bundled embedder reads (its start, prefix included); 0 reads all of it in 512-token windows. See docs/performance.md for the effect on speed and quality.", int))
+    embed_near_duplicate: float = field(default=0.9, metadata=_meta("Estimated Jaccard similarity (MinHash) at which a post in an ingested batch reuses the vector of a near-identical post instead of being embedded; 0 embeds every distinct text.", float))
     embed_cache: str = field(default="", metadata=_meta("Embedding cache file (text hash -> vector). Empty: data_dir/embeddings.sqlite; 'off' disables."))
     embed_cache_seed: str = field(default="", metadata=_meta("Read-only embedding caches consulted before embedding (os.pathsep-separated files or folders of *.sqlite)."))
     ingest_max_row_bytes: int = field(default=1_000_000, metadata=_meta("Longest row of an input file (posts or fact-checks), in bytes; a longer one is quarantined with its line, never read whole.", int))
