@@ -57,7 +57,7 @@ def _text(rng: np.random.Generator, lang: str, chars: int) -> str:
     while size < chars:
         roll = rng.random()
         if roll < 0.03:
-            word = f"https://example.{rng.choice(['com', 'vn', 'net'])}/{int(rng.integers(1e6))}"
+            word = f"https://example.{rng.choice(['com', 'vn', 'net'])}/{int(rng.integers(1_000_000))}"
         elif roll < 0.06:
             word = f"#{rng.choice(words)}"
         elif roll < 0.10:
