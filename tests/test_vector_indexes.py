@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from factbridge.backends.vectors.hnsw import HnswIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.errors import EmbedderMismatch
 from factbridge.testing.vector_index_conformance import parametrize_vector_index_checks
@@ -15,6 +16,69 @@ from factbridge.testing.vector_index_conformance import parametrize_vector_index
 @parametrize_vector_index_checks()
 def test_numpy_index(check) -> None:  # type: ignore[no-untyped-def]
     check(NumpyIndex)
+
+
+@parametrize_vector_index_checks()
+def test_hnsw_index(check) -> None:  # type: ignore[no-untyped-def]
+    check(HnswIndex)
+
+
+@parametrize_vector_index_checks()
+def test_hnsw_index_saved_and_opened(check, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The checks hold for an index that was saved and opened again at each step."""
+
+    class Reopening:
+        def __init__(self, embedder_id: str, dim: int) -> None:
+            self.embedder_id, self.dim, self.path = embedder_id, dim, tmp_path / f"ix-{embedder_id}-{dim}"
+            for suffix in (".usearch", ".json"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            HnswIndex(embedder_id, dim).save(self.path)
+
+        def add(self, ids, vectors, embedder_id):  # type: ignore[no-untyped-def]
+            index = HnswIndex.open(self.path, self.embedder_id, self.dim)
+            index.add(ids, vectors, embedder_id)
+            index.save(self.path)
+
+        def search(self, query, k, embedder_id):  # type: ignore[no-untyped-def]
+            return HnswIndex.open(self.path, self.embedder_id, self.dim).search(query, k, embedder_id)
+
+        def __len__(self) -> int:
+            return len(HnswIndex.open(self.path, self.embedder_id, self.dim))
+
+    check(Reopening)
+
+
+def test_hnsw_index_persists_text_hashes_and_refuses_other_embedders(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = np.random.default_rng(4).standard_normal((50, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = HnswIndex("emb", 8)
+    index.add([f"p{i}" for i in range(50)], rows, "emb", shas=[f"s{i}" for i in range(50)])
+    index.save(tmp_path / "posts")
+    opened = HnswIndex.open(tmp_path / "posts", "emb", 8)
+    assert len(opened) == 50
+    assert opened.search(rows[7], 1, "emb")[0][0] == "p7"
+    shas = {f"p{i}": f"s{i}" for i in range(50)} | {"p3": "changed", "new": "s"}
+    assert opened.stale_ids(shas) == ["new", "p3"], "only what changed since the save is added again"
+    opened.add(["p3"], -rows[3:4], "emb", shas=["changed"])
+    assert len(opened) == 50 and opened.search(-rows[3], 1, "emb")[0] == ("p3", pytest.approx(1.0, abs=1e-5))
+    with pytest.raises(EmbedderMismatch):
+        HnswIndex.open(tmp_path / "posts", "emb-other", 8)
+    with pytest.raises(EmbedderMismatch):
+        HnswIndex.open(tmp_path / "posts", "emb", 16)
+    assert len(HnswIndex.open(tmp_path / "nothing-here", "emb", 8)) == 0
+
+
+def test_hnsw_recall_against_exact_search() -> None:
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((3000, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    ids = [str(i) for i in range(3000)]
+    approx, exact = HnswIndex("emb", 32), NumpyIndex("emb", 32)
+    approx.add(ids, rows, "emb")
+    exact.add(ids, rows, "emb")
+    queries = rng.standard_normal((50, 32)).astype(np.float32)
+    hits = sum(len({i for i, _ in approx.search(q, 10, "emb")} & {i for i, _ in exact.search(q, 10, "emb")}) for q in queries)
+    assert hits / 500 >= 0.98
 
 
 @pytest.fixture
