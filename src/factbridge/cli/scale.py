@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,10 @@ from rich.table import Table
 from factbridge.cli.app import _state, bench_app
 from factbridge.console import console, progress_bar
 from factbridge.errors import InputError
+
+if TYPE_CHECKING:
+    from factbridge.backends.embedders.base import Embedder
+    from factbridge.bench.match_synthetic import MatchBench, SyntheticSpace
 
 INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
 
@@ -84,3 +88,106 @@ def bench_ingest(
         verdict = "reached" if result.rate >= target else "not reached"
         console.print(f"target for {mix} posts: >= {target:.0f} posts/s end to end on 2 cores: {verdict}")
     console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
+
+
+def bench_match_synthetic(ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool) -> None:
+    """`bench match --synthetic N`: see factbridge.bench.match_synthetic."""
+    from factbridge.bench.feed import generated_posts
+    from factbridge.bench.ingest import bare_embedder
+    from factbridge.bench.match_synthetic import (  # noqa: F811
+        DIM,
+        EMBEDDER_ID,
+        MatchBench,
+        SyntheticSpace,
+        build_index,
+        measure,
+    )
+
+    if backend not in {"hnsw", "exact", "postgres"}:
+        raise InputError(f"--backend must be hnsw, exact or postgres, got '{backend}'", field="backend")
+    if n < 10:
+        raise InputError("--synthetic needs at least 10 vectors", field="synthetic")
+    services = _state(ctx).services(embed_cache="off")
+    embedder = bare_embedder(services.embedder)
+    texts = [p.text for p in generated_posts(max(50, requests), "tweet", seed=23)]
+    space = SyntheticSpace(n)
+    result = MatchBench(backend=backend, n=n, load=[round(os.getloadavg()[0], 2)])
+    if backend == "postgres":
+        _synthetic_postgres(space, embedder, texts, result, requests)
+    else:
+        from factbridge.backends.vectors.hnsw import HnswIndex
+        from factbridge.backends.vectors.numpy_index import NumpyIndex
+
+        index = HnswIndex(EMBEDDER_ID, DIM) if backend == "hnsw" else NumpyIndex(EMBEDDER_ID, DIM)
+        with progress_bar(f"building the {backend} index of {n:,} synthetic vectors", n) as advance:
+            result.build_s = build_index(index, space, advance)
+        err_console_print(f"timing {requests} requests (embedding a post + search)...")
+        measure(index, space, embedder, texts, result, n_queries=requests)
+    _print_match_bench(result, as_json)
+
+
+def err_console_print(message: str) -> None:
+    from factbridge.console import err_console
+
+    err_console.print(message)
+
+
+def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, requests: int) -> None:
+    import time
+
+    import psycopg
+
+    from factbridge.backends.storage.postgres import PostgresStorage
+    from factbridge.backends.vectors.pgvector import PgVectorIndex
+    from factbridge.bench.match_synthetic import DIM, EMBEDDER_ID, item_id, measure
+    from factbridge.testing.postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres().start()
+    try:
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            # an HNSW build whose graph does not fit maintenance_work_mem is many times slower
+            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
+            conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
+            conn.execute("SELECT pg_reload_conf()")
+        storage = PostgresStorage(server.url("factbridge_test"))
+        storage.migrate()
+        try:
+            with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
+                for start, chunk in space.chunks(10_000):
+                    storage.put_vectors("bench", "post", EMBEDDER_ID, [(item_id(start + i), "", v) for i, v in enumerate(chunk)])
+                    advance(chunk.shape[0])
+            err_console_print("building the pgvector HNSW index (m=16, ef_construction=64)...")
+            t = time.perf_counter()
+            index = PgVectorIndex(storage, "bench", "post", EMBEDDER_ID, DIM, hnsw=True)
+            result.build_s = time.perf_counter() - t
+            err_console_print(f"timing {requests} requests (embedding a post + search)...")
+            measure(index, space, embedder, texts, result, n_queries=requests)
+            result.server_mb = _server_rss_mb(server.root)
+        finally:
+            storage.close()
+    finally:
+        server.stop()
+
+
+def _server_rss_mb(root: Path | None) -> float | None:
+    import psutil
+
+    pid_file = root / "pgdata" / "postmaster.pid" if root else None
+    if pid_file is None or not pid_file.exists():
+        return None
+    main = psutil.Process(int(pid_file.read_text().split()[0]))
+    return float(sum(p.memory_info().rss for p in [main, *main.children(recursive=True)])) / 2**20
+
+
+def _print_match_bench(result: MatchBench, as_json: bool) -> None:
+    data = result.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    console.print(f"bench match --synthetic {data['n']:,} ({data['backend']}): index built in {data['build_s']:.1f} s")
+    console.print(f"per post, embedding included: p50 {data['p50_ms']:.1f} ms, p99 {data['p99_ms']:.1f} ms (targets 60 / 150 ms)")
+    console.print(f"  of which search: p50 {data['search_p50_ms']:.2f} ms, p99 {data['search_p99_ms']:.2f} ms")
+    console.print(f"recall@10 against exact search: {data['recall_at_10']:.4f} (target >= 0.98)")
+    server = f"; PostgreSQL server processes {data['server_mb']:.0f} MB" if data["server_mb"] is not None else ""
+    console.print(f"memory: this process {data['rss_mb']:.0f} MB now, {data['peak_rss_mb']:.0f} MB peak (target <= 2048){server}")
+    console.print(f"[dim]load average {data['load']} on {data['cpus']} cores (other processes share them)[/]")
