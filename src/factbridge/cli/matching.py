@@ -67,6 +67,11 @@ def eval_claim_retrieval(
             for lang, m in langs.items():
                 lt.add_row(lang, str(int(m["queries"])), *(f"{m[n]:.4f}" for n in names))
             console.print(lt)
+    first = next(iter(report.per_language.values()), {})
+    if any("/" in key for key in first):
+        from factbridge.cli.scale import print_language_gaps
+
+        print_language_gaps(report.per_language)
     console.print(f"language pairs measured (query->library): {', '.join(report.language_pairs)}")
     console.print(
         f"library: {int(lib['claims'])} claims imported in {lib['import_s']:.1f} s, embedded in {lib['embed_s']:.1f} s; "

@@ -191,3 +191,24 @@ def _print_match_bench(result: MatchBench, as_json: bool) -> None:
     server = f"; PostgreSQL server processes {data['server_mb']:.0f} MB" if data["server_mb"] is not None else ""
     console.print(f"memory: this process {data['rss_mb']:.0f} MB now, {data['peak_rss_mb']:.0f} MB peak (target <= 2048){server}")
     console.print(f"[dim]load average {data['load']} on {data['cpus']} cores (other processes share them)[/]")
+
+
+def print_language_gaps(per_language: dict[str, dict[str, dict[str, float]]], reference: str = "en", within: float = 0.05) -> None:
+    """Per split, each language's MAP@5 beside the same posts in the reference language
+    (a set whose posts are versions of one another, e.g. tests/fixtures/crosslingual_blind)."""
+    for fusion, rows in per_language.items():
+        splits = sorted({key.split("/", 1)[1] for key in rows if "/" in key})
+        table = Table(title=f"MAP@5 against the same posts in '{reference}' ({fusion}); target: gap within {within}")
+        for name in ("split", "language", "queries", "MAP@5", f"{reference} MAP@5", "gap", "within"):
+            table.add_column(name, justify="left" if name in {"split", "language"} else "right")
+        for split in splits:
+            ref = rows.get(f"{reference}/{split}")
+            for key in sorted(k for k in rows if k.endswith(f"/{split}")):
+                lang = key.split("/", 1)[0]
+                m = rows[key]
+                if ref is None or lang == reference:
+                    table.add_row(split, lang, str(int(m["queries"])), f"{m['MAP@5']:.4f}", "-", "-", "-")
+                    continue
+                gap = ref["MAP@5"] - m["MAP@5"]
+                table.add_row(split, lang, str(int(m["queries"])), f"{m['MAP@5']:.4f}", f"{ref['MAP@5']:.4f}", f"{gap:+.4f}", "yes" if gap <= within else "no")
+        console.print(table)
