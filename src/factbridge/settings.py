@@ -121,7 +121,8 @@ class Settings:
     triage_reach_scale: float = field(default=10000.0, metadata=_meta("Weighted engagement (likes + 2*shares + comments + views/100 + followers/1000) at which reach counts as full.", float))
     triage_velocity_window_hours: float = field(default=24.0, metadata=_meta("Window over which repeats of a post are counted for velocity.", float))
     triage_velocity_scale: float = field(default=1.0, metadata=_meta("Repeats per hour at which velocity reaches 0.63 (1 - 1/e).", float))
-    vector_index: str = field(default="hnsw", metadata=_meta("Index over stored post vectors (triage's repeats): hnsw (PostgreSQL: pgvector HNSW; SQLite: usearch HNSW persisted in data_dir/indexes) or exact."))
+    match_memory_max: int = field(default=100_000, metadata=_meta("Fact-check libraries up to this size are searched exactly in memory (~1.5 KB a fact-check); on PostgreSQL with vector_index=hnsw a larger one is searched through pgvector HNSW without loading its vectors.", int))
+    vector_index: str = field(default="hnsw", metadata=_meta("Index over stored vectors (triage's repeats; a large library on PostgreSQL): hnsw (PostgreSQL: pgvector HNSW; SQLite: usearch HNSW persisted in data_dir/indexes) or exact."))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 

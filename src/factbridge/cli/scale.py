@@ -140,7 +140,7 @@ def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[s
     from factbridge.backends.storage.postgres import PostgresStorage
     from factbridge.backends.vectors.pgvector import PgVectorIndex
     from factbridge.bench.match_synthetic import DIM, EMBEDDER_ID, item_id, measure
-    from factbridge.testing.postgres import EmbeddedPostgres
+    from factbridge.testing.postgres import TEST_DB, EmbeddedPostgres
 
     server = EmbeddedPostgres().start()
     try:
@@ -149,7 +149,7 @@ def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[s
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
             conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
             conn.execute("SELECT pg_reload_conf()")
-        storage = PostgresStorage(server.url("factbridge_test"))
+        storage = PostgresStorage(server.url(TEST_DB))
         storage.migrate()
         try:
             with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
