@@ -212,3 +212,48 @@ def print_language_gaps(per_language: dict[str, dict[str, dict[str, float]]], re
                 gap = ref["MAP@5"] - m["MAP@5"]
                 table.add_row(split, lang, str(int(m["queries"])), f"{m['MAP@5']:.4f}", f"{ref['MAP@5']:.4f}", f"{gap:+.4f}", "yes" if gap <= within else "no")
         console.print(table)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    ctx: typer.Context,
+    workers: Annotated[str, typer.Option(help="Worker counts to run, comma-separated.")] = "1,2,4",
+    posts: Annotated[int, typer.Option(help="Generated posts per run.")] = 256,
+    mix: Annotated[str, typer.Option(help="Length mix: tweet, 550 or mixed.")] = "tweet",
+    batch: Annotated[int, typer.Option(help="Posts per queued batch.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Posts/s with 1, 2, 4 `factbridge worker` processes on PostgreSQL + NATS (loopback),
+    CPU seconds per post, lock waits and queue lag (see factbridge.bench.scale)."""
+    from factbridge.bench.feed import MIXES
+    from factbridge.bench.scale import ScaleRun, run_scale
+
+    counts = [int(x) for x in workers.split(",") if x.strip()]
+    if not counts or min(counts) < 1 or mix not in MIXES or posts < 1 or batch < 1:
+        raise InputError("--workers must list positive counts, --mix be tweet/550/mixed, --posts and --batch positive", field="workers")
+    settings = _state(ctx).services().settings
+
+    def show(run: ScaleRun) -> None:
+        err_console_print(f"{run.workers} worker(s): {run.rate:.1f} posts/s, {run.cpu_per_post:.3f} CPU-s/post, "
+                          f"lock waits max {run.lock_waiting_max}, batches waiting max {run.waiting_batches_max}")
+
+    with tempfile.TemporaryDirectory(prefix="factbridge-bench-scale-") as tmp:
+        err_console_print(f"starting PostgreSQL and NATS on loopback; {posts} {mix} posts per run, embedder {settings.embedder}")
+        result = run_scale(counts, posts, mix, batch, settings.embedder, Path(tmp), on_run=show)
+    rows = [r.as_dict() for r in result.runs]
+    if as_json:
+        sys.stdout.write(json.dumps({"cpus": result.cpus, "load": result.load, "embedder": settings.embedder, "mix": mix, "runs": rows}, indent=2) + "\n")
+        return
+    base = result.runs[0] if result.runs else None
+    table = Table(title=f"bench scale: {posts} {mix} posts, batches of {batch}, embedder {settings.embedder}, {result.cpus} cores")
+    # lock waits: most sessions seen waiting on a lock / share of samples with one waiting
+    for name in ("workers", "posts/s", "speed-up", "CPU-s/post", "lock waits", "ungranted", "queued max", "drained s", "failed"):
+        table.add_column(name, justify="right")
+    for r in result.runs:
+        table.add_row(
+            str(r.workers), f"{r.rate:.1f}", f"{r.rate / base.rate:.2f}x" if base and base.rate else "-", f"{r.cpu_per_post:.3f}",
+            f"{r.lock_waiting_max} / {r.lock_waiting_samples / max(1, r.samples):.0%}", str(r.ungranted_locks_max),
+            str(r.waiting_batches_max), f"{r.drained_after_s:.1f}", str(r.failed_workers),
+        )
+    console.print(table)
+    console.print(f"[dim]load average {result.load} (before, then after each run) on {result.cpus} cores (other processes share them)[/]")
