@@ -34,6 +34,7 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
+from factbridge.text.crosslingual import CROSSLINGUAL_VERSION, ascii_digits
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
 
@@ -52,7 +53,8 @@ def default_reranker_path() -> Path:
 
 
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text) if len(n) >= 2 or n != "0"}
+    # digits of any script compare as ASCII: '២០១៩' in a Khmer post is 2019 in an English fact-check
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(ascii_digits(text)) if len(n) >= 2 or n != "0"}
 
 
 def _duplicate_key(fc: FactCheck) -> tuple[str, str]:
@@ -155,7 +157,7 @@ class Matcher:
 
     @property
     def decided_by(self) -> str:
-        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}"
+        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}+{CROSSLINGUAL_VERSION}"
         if self.centering is not None:
             base += f"+centering:{self.centering.version}"
         if self.fusion == "learned" and self.reranker:
