@@ -2,8 +2,9 @@
 beside the encoder alone on the same texts.
 
 A batch goes the way `factbridge ingest` and `factbridge worker` take it: normalise
-(Unicode, language, tokens, links), store, embed (stored once, shared by every stage),
-then every registered stage in order. The encoder-alone run encodes the same posts'
+(Unicode, language, tokens, links), store, then every registered stage in order
+(embedding first: vectors stored once, shared by every later stage), each recorded in
+the stage ledger. The encoder-alone run encodes the same posts'
 texts, one after the other in batches, with nothing else around it: what the encoder
 costs by itself, so that `1 - pipeline rate / encoder rate` is the pipeline's overhead.
 """
@@ -19,9 +20,8 @@ from typing import Any
 from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.embedders.cache import CachedEmbedder
 from factbridge.models import Post
-from factbridge.pipeline.ingest import embed_posts
 from factbridge.pipeline.prepare import embedding_text, prepare_post
-from factbridge.pipeline.stages import load_stages
+from factbridge.pipeline.stages import load_stages, run_stages
 
 
 @dataclass
@@ -74,27 +74,24 @@ def run_ingest_bench(
     `services.embedder` must be the encoder to time (no embedding cache)."""
     result = IngestBench(posts=len(raw), load_before=round(os.getloadavg()[0], 2))
     stages = load_stages()
-    clock: dict[str, float] = {"normalise": 0.0, "store": 0.0, "embed": 0.0, **{name: 0.0 for name, _ in stages}}
+    clock: dict[str, float] = {"normalise": 0.0, "store": 0.0, **{stage.name: 0.0 for stage in stages}}
     prepared_all: list[Post] = []
-    near = float(services.settings.embed_near_duplicate)
     for start in range(0, len(raw), batch_size):
         part = raw[start : start + batch_size]
         t0 = time.perf_counter()
         prepared = [prepare_post(p, services.languages) for p in part]
         t1 = time.perf_counter()
         services.storage.upsert_posts(org, prepared)
-        t2 = time.perf_counter()
-        summary = embed_posts(services.storage, services.embedder, org, prepared, near_duplicate=near)
-        t3 = time.perf_counter()
         clock["normalise"] += t1 - t0
-        clock["store"] += t2 - t1
-        clock["embed"] += t3 - t2
-        result.embedded += int(summary["embedded"])  # type: ignore[call-overload]
-        result.reused += int(summary["reused"])  # type: ignore[call-overload]
-        for name, stage in stages:
+        clock["store"] += time.perf_counter() - t1
+        for stage in stages:  # one at a time, each with its ledger record, as run_stages does
             t = time.perf_counter()
-            stage(services, org, prepared)
-            clock[name] += time.perf_counter() - t
+            summary = run_stages(services, org, prepared, stages=[stage]).get(stage.name, {})
+            clock[stage.name] += time.perf_counter() - t
+            if stage.name == "embedding":
+                embedded, reused = summary.get("embedded", 0), summary.get("reused", 0)
+                result.embedded += embedded if isinstance(embedded, int) else 0
+                result.reused += reused if isinstance(reused, int) else 0
         prepared_all.extend(prepared)
         if progress:
             progress(len(part))
