@@ -36,7 +36,7 @@ def test_generated_posts_have_the_length_mix(mix: str) -> None:
 def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) -> None:
     data = _json(_run(["bench", "ingest", "--posts", "40", "--mix", "tweet", "--duplicates", "0.3", "--batch", "16", "--json"], tmp_path))
     assert data["posts"] == 40
-    assert list(data["stage_s"])[:3] == ["normalise", "store", "embed"] and "triage" in data["stage_s"]
+    assert list(data["stage_s"])[:3] == ["normalise", "store", "embedding"] and "triage" in data["stage_s"]
     assert data["embedded"] + data["reused"] == 40 and data["reused"] >= 5, "repeated posts are not embedded again"
     assert data["posts_per_s"] > 0 and data["encoder_alone_posts_per_s"] > 0
     out = _run(["bench", "ingest", "--posts", "20", "--mix", "550"], tmp_path)
