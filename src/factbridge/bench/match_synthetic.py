@@ -31,7 +31,7 @@ from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.vectors.base import VectorIndex
 
 DIM = 384
-CHUNK = 50_000
+CHUNK = 10_000  # the library is drawn in blocks of this size, each from its own seed
 EMBEDDER_ID = "synthetic-384"
 
 
@@ -62,10 +62,10 @@ class SyntheticSpace:
         v = 0.55 * self._common + 0.45 * self._centre(topics) + 0.55 * noise
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
-    def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, vectors) of the library, chunk after chunk; the same every time."""
-        for start in range(0, self.n, size):
-            count = min(size, self.n - start)
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, vectors) of the library, block after block; the same every time."""
+        for start in range(0, self.n, CHUNK):
+            count = min(CHUNK, self.n - start)
             yield start, self._draw(np.random.default_rng((self.seed, 2, start)), count)
 
     def queries(self, count: int) -> np.ndarray:

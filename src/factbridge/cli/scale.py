@@ -153,7 +153,7 @@ def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[s
         storage.migrate()
         try:
             with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
-                for start, chunk in space.chunks(10_000):
+                for start, chunk in space.chunks():
                     storage.put_vectors("bench", "post", EMBEDDER_ID, [(item_id(start + i), "", v) for i, v in enumerate(chunk)])
                     advance(chunk.shape[0])
             err_console_print("building the pgvector HNSW index (m=16, ef_construction=64)...")
