@@ -151,3 +151,36 @@ def test_pgvector_hnsw_index_is_used(pg_store) -> None:  # type: ignore[no-untyp
         local_settings={"enable_seqscan": "off", "enable_sort": "off"},
     )
     assert index.hnsw_index_name in " ".join(r[0] for r in plan)
+
+
+@pytest.mark.parametrize("choice", ["hnsw", "exact"])
+def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import (
+        forget_indexes,
+        index_path,
+        stored_vector_index,
+    )
+
+    store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    rows = np.random.default_rng(5).standard_normal((30, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    store.put_vectors("org", "post", "emb", [(f"p{i}", f"s{i}", v) for i, v in enumerate(rows)])
+    reads: list[int] = []
+    original = store.load_vectors
+    store.load_vectors = lambda org, kind, emb, ids=None: reads.append(len(ids or [])) or original(org, kind, emb, ids=ids)  # type: ignore[method-assign]
+    index = stored_vector_index(store, "org", "post", "emb", 8, choice=choice, data_dir=tmp_path)
+    assert len(index) == 30 and reads == [30]
+    assert index.search(rows[4], 1, "emb")[0][0] == "p4"
+    saved = index_path(tmp_path, "org", "post", "emb")
+    assert saved.with_name(saved.name + ".usearch").exists() == (choice == "hnsw")
+    # a new process (nothing kept in memory) with one post changed and one added
+    forget_indexes(store)
+    store.put_vectors("org", "post", "emb", [("p4", "changed", -rows[4]), ("p30", "s30", rows[0])])
+    reads.clear()
+    again = stored_vector_index(store, "org", "post", "emb", 8, choice=choice, data_dir=tmp_path)
+    assert len(again) == 31
+    assert reads == ([2] if choice == "hnsw" else [31]), "the saved index reads only what changed since"
+    assert again.search(-rows[4], 1, "emb")[0][0] == "p4"
+    store.close()
