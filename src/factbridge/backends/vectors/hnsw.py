@@ -47,7 +47,7 @@ class HnswIndex:
         dim: int,
         *,
         connectivity: int = 16,
-        expansion_add: int = 128,
+        expansion_add: int = 64,
         expansion_search: int = 128,
         dtype: str = "f32",
         threads: int = 0,
