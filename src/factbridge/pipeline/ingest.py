@@ -27,6 +27,7 @@ from factbridge.backends.storage.base import (
     Storage,
     VectorStore,
 )
+from factbridge.backends.vectors.base import VectorIndex
 from factbridge.errors import InputError
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
 from factbridge.pipeline.library import read_factchecks_located
@@ -194,22 +195,35 @@ def recheck_posts(storage: Storage, matcher: Matcher, org: str, factcheck_ids: S
     return rematch_near_posts(storage, matcher, org, factcheck_ids, floor)[0]
 
 
+RECHECK_NEIGHBOURS = 2000  # stored posts looked at per new fact-check through a post index
+
+
 def rematch_near_posts(
     storage: Storage, matcher: Matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80,
+    post_index: VectorIndex | None = None,
 ) -> tuple[dict[str, list[str]], list[Post]]:
     """`recheck_posts`, also returning the posts that were matched again (their stored matches
-    were replaced: a post can gain the new fact-check or lose an older one it now ranks below)."""
+    were replaced: a post can gain the new fact-check or lose an older one it now ranks below).
+
+    With `post_index` (backends/vectors/selection.py) the posts near each new fact-check
+    come from the index (its nearest `RECHECK_NEIGHBOURS`), never from loading every post."""
     import numpy as np
 
     new = list(dict.fromkeys(factcheck_ids))
     if not new:
         return {}, []
-    post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
     fc_ids, fc_vecs = storage.load_vectors(org, "factcheck", matcher.embedder.id, ids=new)
-    if not post_ids or not fc_ids:
+    if post_index is not None:
+        found = {pid for vec in fc_vecs for pid, score in post_index.search(vec, RECHECK_NEIGHBOURS, matcher.embedder.id) if score >= floor}
+        near = sorted(found)
+    else:
+        post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
+        if not post_ids or not fc_ids:
+            return {}, []
+        sims = post_vecs @ fc_vecs.T
+        near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
+    if not near:
         return {}, []
-    sims = post_vecs @ fc_vecs.T
-    near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
     posts = list(storage.get_posts(org, near).values())
     out: dict[str, list[str]] = {f: [] for f in new}
     for post, result in zip(posts, match_and_store(storage, matcher, org, posts), strict=True):
