@@ -125,26 +125,39 @@ def test_velocity_counts_repeats_per_hour_and_refreshes_older_copies(hashing_ser
 
 
 def test_post_vectors_are_read_once_across_batches(hashing_services: Services) -> None:
-    """Repeat detection keeps the stored post vectors between batches: a later batch
-    reads only what was stored since (and a post whose text changed), not the table."""
-    from factbridge.pipeline.triage import post_vector_index
+    """Repeat detection keeps an index of the stored post vectors between batches: a later
+    batch adds its own posts, not the table; a changed text replaces its vector."""
+    from factbridge.backends.vectors.selection import stored_vector_index
 
     storage, embedder_id = hashing_services.storage, hashing_services.embedder.id
     ingest(hashing_services, [make_post(f"p{i}", f"{CLAIM} ({i})", minutes=i) for i in range(6)], stages=False)
     reads: list[int] = []
     original = storage.load_vectors
     storage.load_vectors = lambda org, kind, emb, ids=None: reads.append(len(ids) if ids is not None else -1) or original(org, kind, emb, ids=ids)  # type: ignore[method-assign]
-    first = post_vector_index(storage, ORG, embedder_id)
-    assert first is not None and len(first) == 6 and reads == [6]
-    assert post_vector_index(storage, ORG, embedder_id) is first and reads == [6]  # nothing new: nothing read
+    dim = hashing_services.embedder.dim
+    first = stored_vector_index(storage, ORG, "post", embedder_id, dim)
+    assert len(first) == 6 and reads == [6]
+    assert stored_vector_index(storage, ORG, "post", embedder_id, dim) is first and reads == [6]  # nothing new: nothing read
     ingest(hashing_services, [make_post("p6", CLAIM, minutes=7)], stages=False)
     edited = make_post("p0", OTHER_CLAIM, minutes=0)
     ingest(hashing_services, [edited], stages=False)
-    index = post_vector_index(storage, ORG, embedder_id)
-    assert index is not None and len(index) == 7 and reads == [6, 2]
-    row = index.ids.index("p0")
-    assert float(index.matrix[row] @ hashing_services.embedder.encode_queries([OTHER_CLAIM])[0]) > 0.99
-    assert post_vector_index(storage, "another-org", embedder_id) is None
+    index = stored_vector_index(storage, ORG, "post", embedder_id, dim, fresh_ids=["p6", "p0"])
+    assert index is first and len(index) == 7 and reads == [6, 2]
+    top = index.search(hashing_services.embedder.encode_queries([OTHER_CLAIM])[0], 1, embedder_id)
+    assert top[0][0] == "p0" and top[0][1] > 0.99
+    assert len(stored_vector_index(storage, "another-org", "post", embedder_id, dim)) == 0
+    # a full comparison with the stored hashes (as after resync_s) finds nothing more to read
+    assert len(stored_vector_index(storage, ORG, "post", embedder_id, dim, resync_s=0)) == 7
+
+
+def test_repeats_come_from_the_index_within_the_window(hashing_services: Services) -> None:
+    """Copies older than the velocity window are not repeats, however similar."""
+    old = [make_post(f"old{i}", CLAIM, minutes=-60 * 24 * 5 - i) for i in range(3)]
+    recent = [make_post(f"new{i}", CLAIM, minutes=i) for i in range(3)]
+    ingest(hashing_services, old + recent)
+    docs = hashing_services.storage.get_docs(ORG, QUEUE, ["new2", "old0"])
+    assert sorted(docs["new2"]["components"]["velocity"]["evidence"]["examples"]) == ["new0", "new1"]
+    assert sorted(docs["old0"]["components"]["velocity"]["evidence"]["examples"]) == ["old1", "old2"]
 
 
 def test_repeat_rate_uses_the_window() -> None:

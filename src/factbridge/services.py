@@ -44,7 +44,7 @@ class Services:
         s = self.settings
         cls = load_backend("factbridge.embedders", s.embedder)
         if s.embedder == "e5":
-            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None)
+            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None, max_query_tokens=s.embed_max_tokens)
         elif s.embedder == "sentence-transformers":
             inner = cls(model_path=s.embedder_path, batch_size=s.embed_batch)
         else:
@@ -146,7 +146,15 @@ class Services:
             match_threshold=s.match_threshold,
             possible_threshold=s.possible_threshold,
             centering=centering,
+            dense_index=self._dense_index(org, storage or self.storage),
         )
+
+    def _dense_index(self, org: str, storage: Storage) -> str:
+        """PostgreSQL, a large library: its vectors stay in the database (pgvector HNSW)."""
+        s = self.settings
+        if s.vector_index != "hnsw" or type(storage).__name__ != "PostgresStorage":
+            return "memory"
+        return "stored" if storage.count_factchecks(org) > s.match_memory_max else "memory"
 
     def link_scorer(self, org: str | None = None, resolve: bool | None = None):
         """Link-risk scorer with this organisation's stored feeds (see factbridge.linkrisk)."""

@@ -67,6 +67,11 @@ def eval_claim_retrieval(
             for lang, m in langs.items():
                 lt.add_row(lang, str(int(m["queries"])), *(f"{m[n]:.4f}" for n in names))
             console.print(lt)
+    first = next(iter(report.per_language.values()), {})
+    if any("/" in key for key in first):
+        from factbridge.cli.scale import print_language_gaps
+
+        print_language_gaps(report.per_language)
     console.print(f"language pairs measured (query->library): {', '.join(report.language_pairs)}")
     console.print(
         f"library: {int(lib['claims'])} claims imported in {lib['import_s']:.1f} s, embedded in {lib['embed_s']:.1f} s; "
@@ -210,13 +215,24 @@ def train_vi_tones(
 @bench_app.command("match")
 def bench_match(
     ctx: typer.Context,
-    claims: Annotated[list[Path], typer.Option(help="Fact-check library file(s).")],
-    queries: Annotated[Path, typer.Option(help="Queries file (TSV or JSONL) to time.")],
+    claims: Annotated[list[Path] | None, typer.Option(help="Fact-check library file(s).")] = None,
+    queries: Annotated[Path | None, typer.Option(help="Queries file (TSV or JSONL) to time.")] = None,
     n: Annotated[int, typer.Option(help="Single-post requests to time.")] = 100,
     batch: Annotated[int, typer.Option(help="Posts in the batch-throughput run.")] = 64,
+    synthetic: Annotated[int, typer.Option(help="Instead of a library: an index of this many synthetic vectors (latency, recall@10, memory; see bench/match_synthetic.py).")] = 0,
+    backend: Annotated[str, typer.Option(help="With --synthetic: hnsw (usearch), exact (NumPy) or postgres (pgvector HNSW on an embedded server).")] = "hnsw",
+    as_json: Annotated[bool, typer.Option("--json", help="With --synthetic: print the figures as JSON.")] = False,
 ) -> None:
     """Latency of matching one post (p50/p99, embedding included, cache off) and batch throughput."""
     import numpy as np
+
+    if synthetic:
+        from factbridge.cli.scale import bench_match_synthetic
+
+        bench_match_synthetic(ctx, synthetic, backend, n, as_json)
+        return
+    if not claims or queries is None:
+        raise InputError("bench match needs --claims and --queries (or --synthetic N)", field="claims")
 
     from factbridge.backends.embedders.cache import CachedEmbedder
     from factbridge.eval.claim_retrieval import EVAL_ORG, prepare_queries, scratch_library

@@ -94,6 +94,8 @@ def evaluate(
         by_lang: dict[str, list[str]] = defaultdict(list)
         for q in queries:
             by_lang[q.language or "und"].append(q.id)
+            if q.raw.get("split"):  # a set split tune/report (tests/fixtures/crosslingual_blind): each split apart too
+                by_lang[f"{q.language or 'und'}/{q.raw['split']}"].append(q.id)
         if len(by_lang) > 1 or fusion == fusions[0]:
             per_language[fusion] = {
                 lang: retrieval_metrics(rankings, {q: qrels[q] for q in ids if q in qrels}) for lang, ids in sorted(by_lang.items())

@@ -49,7 +49,8 @@ def load_queries(path: str | Path) -> list[Post]:
                 continue
             try:
                 row = json.loads(line)
-                posts.append(Post(id=str(row["id"]), text=row["text"], language=row.get("language"), raw={"gold": row.get("gold", [])}))
+                raw = {"gold": row.get("gold", [])} | {k: str(row[k]) for k in ("split", "group") if row.get(k)}
+                posts.append(Post(id=str(row["id"]), text=row["text"], language=row.get("language"), raw=raw))
             except (json.JSONDecodeError, KeyError) as exc:
                 raise InputError(f"bad query row: {exc}", source=str(path), line=n) from exc
         return posts

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from factbridge.backends.connectors.base import fetch_items, open_connector
 from factbridge.backends.connectors.files import connector_for
 from factbridge.backends.connectors.reading import DEFAULT_LIMITS, InputLimits
@@ -25,12 +27,14 @@ from factbridge.backends.storage.base import (
     Storage,
     VectorStore,
 )
+from factbridge.backends.vectors.base import VectorIndex
 from factbridge.errors import InputError
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
 from factbridge.pipeline.library import read_factchecks_located
 from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
 from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.text.minhash import near_duplicate_groups
 
 
 @dataclass
@@ -81,15 +85,55 @@ def ingest_file(
     return IngestOutcome(report=report, posts=[p for p in posts if p.id in changed])
 
 
-def embed_posts(storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None) -> dict[str, int]:
-    """Query vectors for posts, stored so that later stages never compute them twice."""
+def embed_posts(
+    storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None,
+    near_duplicate: float = 0.9,
+) -> dict[str, int]:
+    """Query vectors for posts, stored so that later stages never compute them twice.
+
+    Never embeds the same text twice: a text already stored for another post reuses
+    that vector, and within the batch each distinct text is embedded once. With
+    `near_duplicate` > 0, texts whose estimated Jaccard similarity (MinHash over
+    character shingles, text/minhash.py) reaches it share one embedding too: copies
+    of one message with a changed link, emoji or typo cost one encoder pass."""
     stored = storage.vector_shas(org, "post", embedder.id)
     texts = {p.id: embedding_text(p) for p in posts}
     todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
-    if todo:
-        vecs = embedder.encode_queries([texts[p.id] for p in todo], progress)
-        storage.put_vectors(org, "post", embedder.id, [(p.id, text_sha(texts[p.id]), v) for p, v in zip(todo, vecs, strict=True)])
-    return {"embedded": len(todo)}
+    if not todo:
+        return {"embedded": 0, "reused": 0}
+    shas = [text_sha(texts[p.id]) for p in todo]
+    vectors = _stored_vectors_by_sha(storage, embedder.id, org, stored, set(shas))
+    distinct: dict[str, str] = {}
+    for post, sha in zip(todo, shas, strict=True):
+        if sha not in vectors:
+            distinct.setdefault(sha, texts[post.id])
+    representative = {sha: sha for sha in distinct}
+    if near_duplicate > 0 and len(distinct) > 1:
+        first: dict[int, str] = {}
+        for sha, group in zip(distinct, near_duplicate_groups(list(distinct.values()), near_duplicate).tolist(), strict=True):
+            representative[sha] = first.setdefault(group, sha)
+    to_embed = [sha for sha in distinct if representative[sha] == sha]
+    if to_embed:
+        vectors.update(zip(to_embed, embedder.encode_queries([distinct[s] for s in to_embed], progress), strict=True))
+    for sha in distinct:
+        vectors[sha] = vectors[representative[sha]]
+    if progress and len(todo) > len(to_embed):
+        progress(len(todo) - len(to_embed))
+    storage.put_vectors(org, "post", embedder.id, [(p.id, sha, vectors[sha]) for p, sha in zip(todo, shas, strict=True)])
+    return {"embedded": len(to_embed), "reused": len(todo) - len(to_embed)}
+
+
+def _stored_vectors_by_sha(storage: VectorStore, embedder_id: str, org: str, stored: dict[str, str], wanted: set[str]) -> dict[str, np.ndarray]:
+    """Vectors already stored for other posts with one of these exact texts, by text hash."""
+    holder: dict[str, str] = {}
+    for item_id, sha in stored.items():
+        if sha in wanted:
+            holder.setdefault(sha, item_id)
+    if not holder:
+        return {}
+    ids, matrix = storage.load_vectors(org, "post", embedder_id, ids=sorted(set(holder.values())))
+    by_id = dict(zip(ids, matrix, strict=True))
+    return {sha: by_id[item_id] for sha, item_id in holder.items() if item_id in by_id}
 
 
 def match_and_store(storage: MatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
@@ -157,22 +201,35 @@ def recheck_posts(storage: Storage, matcher: Matcher, org: str, factcheck_ids: S
     return rematch_near_posts(storage, matcher, org, factcheck_ids, floor)[0]
 
 
+RECHECK_NEIGHBOURS = 2000  # stored posts looked at per new fact-check through a post index
+
+
 def rematch_near_posts(
     storage: Storage, matcher: Matcher, org: str, factcheck_ids: Sequence[str], floor: float = 0.80,
+    post_index: VectorIndex | None = None,
 ) -> tuple[dict[str, list[str]], list[Post]]:
     """`recheck_posts`, also returning the posts that were matched again (their stored matches
-    were replaced: a post can gain the new fact-check or lose an older one it now ranks below)."""
+    were replaced: a post can gain the new fact-check or lose an older one it now ranks below).
+
+    With `post_index` (backends/vectors/selection.py) the posts near each new fact-check
+    come from the index (its nearest `RECHECK_NEIGHBOURS`), never from loading every post."""
     import numpy as np
 
     new = list(dict.fromkeys(factcheck_ids))
     if not new:
         return {}, []
-    post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
     fc_ids, fc_vecs = storage.load_vectors(org, "factcheck", matcher.embedder.id, ids=new)
-    if not post_ids or not fc_ids:
+    if post_index is not None:
+        found = {pid for vec in fc_vecs for pid, score in post_index.search(vec, RECHECK_NEIGHBOURS, matcher.embedder.id) if score >= floor}
+        near = sorted(found)
+    else:
+        post_ids, post_vecs = storage.load_vectors(org, "post", matcher.embedder.id)
+        if not post_ids or not fc_ids:
+            return {}, []
+        sims = post_vecs @ fc_vecs.T
+        near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
+    if not near:
         return {}, []
-    sims = post_vecs @ fc_vecs.T
-    near = sorted({post_ids[i] for i in np.nonzero((sims >= floor).any(axis=1))[0]})
     posts = list(storage.get_posts(org, near).values())
     out: dict[str, list[str]] = {f: [] for f in new}
     for post, result in zip(posts, match_and_store(storage, matcher, org, posts), strict=True):
@@ -184,7 +241,8 @@ def rematch_near_posts(
 
 def embedding_stage(ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: the posts' query vectors, stored once and read by every later stage."""
-    return {"embedded": int(embed_posts(ctx.storage, ctx.embedder, org, posts)["embedded"])}
+    done = embed_posts(ctx.storage, ctx.embedder, org, posts, near_duplicate=ctx.settings.embed_near_duplicate)
+    return {"embedded": done["embedded"], "reused": done["reused"]}
 
 
 def matching_stage(ctx: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:

@@ -26,6 +26,7 @@ import numpy as np
 from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import Storage
+from factbridge.backends.vectors.base import VectorIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.errors import ConfigError, EmbedderMismatch
 from factbridge.models import FactCheck, MatchCandidate, MatchResult, Post, SignalScore
@@ -33,12 +34,16 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
+from factbridge.text.crosslingual import CROSSLINGUAL_VERSION, ascii_digits
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
 
 log = logging.getLogger(__name__)
 
 MATCHER_VERSION = "hybrid-3"
+# Nearest library items a stored (ANN) index is asked for per post: they fix the dense
+# ranks the re-ranker reads; items below them only get "lower than these".
+DENSE_SEARCH_DEPTH = 200
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -48,7 +53,8 @@ def default_reranker_path() -> Path:
 
 
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text) if len(n) >= 2 or n != "0"}
+    # digits of any script compare as ASCII: '២០១៩' in a Khmer post is 2019 in an English fact-check
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(ascii_digits(text)) if len(n) >= 2 or n != "0"}
 
 
 def _duplicate_key(fc: FactCheck) -> tuple[str, str]:
@@ -118,7 +124,12 @@ class Matcher:
         match_threshold: float | None = None,
         possible_threshold: float | None = None,
         centering: LanguageCentering | None = None,
+        dense_index: str = "memory",
     ) -> None:
+        if dense_index not in {"memory", "stored"}:
+            raise ConfigError(f"unknown dense index '{dense_index}' (memory or stored)")
+        self.dense_index = dense_index
+        self.search_index: VectorIndex | None = None
         if fusion not in {"learned", "rrf", "dense"}:
             raise ConfigError(f"match_fusion: unknown fusion '{fusion}' (learned, rrf or dense)")
         self.storage = storage
@@ -146,7 +157,7 @@ class Matcher:
 
     @property
     def decided_by(self) -> str:
-        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}"
+        base = f"matcher:{MATCHER_VERSION}+{self.embedder.id}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}+{CROSSLINGUAL_VERSION}"
         if self.centering is not None:
             base += f"+centering:{self.centering.version}"
         if self.fusion == "learned" and self.reranker:
@@ -155,6 +166,9 @@ class Matcher:
 
     def refresh(self) -> None:
         """(Re)load the library: vectors from storage, BM25 from the stored tokens."""
+        if self.dense_index == "stored":
+            self._refresh_stored()
+            return
         ids, matrix = self.storage.load_vectors(self.org, "factcheck", self.embedder.id)
         if len(ids) and matrix.shape[1] != self.embedder.dim:
             raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
@@ -187,6 +201,68 @@ class Matcher:
             for fc_id in ids
         ]
 
+    def _refresh_stored(self) -> None:
+        """The library without its vectors in this process: dense retrieval asks the storage's
+        vector index (pgvector HNSW on PostgreSQL). With centering, the centred library vectors
+        are stored as their own kind (`factcheck~<centering version>`), brought up to date
+        here for the fact-checks whose text changed."""
+        from factbridge.backends.vectors.selection import stored_vector_index
+
+        shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
+        fcs = self.storage.get_factchecks(self.org, sorted(shas))
+        canonical = canonical_factchecks(list(fcs.values()))
+        self.duplicates = {}
+        for fc_id, original in canonical.items():
+            if original != fc_id:
+                self.duplicates.setdefault(original, []).append(fc_id)
+        ids = sorted((i for i in shas if i in fcs and canonical[i] == i), key=_natural)
+        kind = "factcheck"
+        if self.centering is not None:
+            kind = f"factcheck~{self.centering.version}"
+            done = self.storage.vector_shas(self.org, kind, self.embedder.id)
+            stale = [i for i in ids if done.get(i) != shas[i]]
+            for start in range(0, len(stale), 10_000):
+                got, raw = self.storage.load_vectors(self.org, "factcheck", self.embedder.id, ids=stale[start : start + 10_000])
+                if got:
+                    centred = self.centering.apply(raw, [fcs[i].language for i in got], "passage")
+                    self.storage.put_vectors(self.org, kind, self.embedder.id, [(i, shas[i], v) for i, v in zip(got, centred, strict=True)])
+        self.search_index = stored_vector_index(self.storage, self.org, kind, self.embedder.id, self.embedder.dim)
+        self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
+        self._position = {fc_id: n for n, fc_id in enumerate(ids)}
+        self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
+        self.items = [self._item(fcs[fc_id]) for fc_id in ids]
+
+    @staticmethod
+    def _item(fc: FactCheck) -> LibraryItem:
+        return LibraryItem(
+            id=fc.id, language=fc.language or "und", title_tokens=frozenset(tokenize(fc.title)),
+            numbers=frozenset(_numbers(fc.norm_text)), date=fc.published_at or fc.claim_date,
+        )
+
+    def _dense_scores(self, vector: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """Dense score of every library item for a (centred) query vector.
+
+        In memory: exact. From a stored index: the nearest `DENSE_SEARCH_DEPTH` come from the
+        index; the lexical candidates it did not return are scored from their stored vectors;
+        every other item gets a floor below them all (its rank is only known to be lower)."""
+        if self.search_index is None:
+            return self.index.scores(vector, self.embedder.id)
+        dense = np.full(len(self.items), -2.0, dtype=np.float32)
+        for fc_id, score in self.search_index.search(vector, max(DENSE_SEARCH_DEPTH, self.n_candidates), self.embedder.id):
+            pos = self._position.get(fc_id)
+            if pos is not None:  # copies of a fact-check are answered by their original
+                dense[pos] = score
+        n = self.n_candidates
+        if lexical.max(initial=0) > 0:
+            top = np.argpartition(-lexical, min(n, len(lexical)) - 1)[:n]
+            missing = [self.items[int(i)].id for i in top if lexical[i] > 0 and dense[i] == -2.0]
+            if missing:
+                kind = f"factcheck~{self.centering.version}" if self.centering is not None else "factcheck"
+                got, vecs = self.storage.load_vectors(self.org, kind, self.embedder.id, ids=missing)
+                if got:
+                    dense[[self._position[i] for i in got]] = vecs @ np.asarray(vector, dtype=np.float32)
+        return dense
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -216,8 +292,8 @@ class Matcher:
     def _match_one(self, post: Post, vector: np.ndarray) -> MatchResult:
         if not self.items:
             return MatchResult(post_id=post.id, language=post.language, candidates=[], decided_by=self.decided_by)
-        dense = self.index.scores(vector, self.embedder.id)
         lexical = self.lexical.scores(post.tokens.split())
+        dense = self._dense_scores(vector, lexical)
         order = np.fromiter(self._pool(dense, lexical), dtype=np.int64)
         features = self._features(post, order, dense, lexical)
         fused, cross = self._fuse(post, order, features, dense, lexical)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from factbridge.models import FactCheck, Post
+from factbridge.text.crosslingual import ascii_digits, latin_names
 from factbridge.text.langid import detect_language
 from factbridge.text.normalize import normalize_text
 from factbridge.text.tokenize import tokenize
@@ -34,10 +35,17 @@ def prepare_factcheck(fc: FactCheck, languages: tuple[str, ...] = ("vi", "km", "
 def embedding_text(post: Post) -> str:
     """What the dense encoder sees for a post: its text without links, and, for
     Vietnamese typed without tone marks, with the marks restored (the encoder
-    reads unaccented Vietnamese poorly)."""
+    reads unaccented Vietnamese poorly); for Khmer, with ASCII digits and the Latin
+    form of transliterated names appended (the encoder links ត្រាំ to Trump poorly)."""
     text = strip_urls(post.norm_text or normalize_text(post.text))
     if post.language == "vi" and looks_unaccented(text):
         model = default_tone_model()
         if model is not None:
             return model.restore(text)
+    if post.language == "km":
+        # digits and transliterated names in the script the library uses (text/crosslingual.py)
+        text = ascii_digits(text)
+        names = latin_names(text)
+        if names:
+            text = f"{text} ({', '.join(names)})"
     return text

@@ -37,11 +37,23 @@ class RecheckReport:
     queue: dict[str, Any] = field(default_factory=dict)  # triage_posts summary ({} when not refreshed)
 
 
+def _post_index(services: Any, org: str, embedder: Any) -> Any:
+    """The organisation's post vector index (pgvector HNSW, or HNSW persisted in data_dir)."""
+    from factbridge.backends.vectors.selection import stored_vector_index
+
+    s = services.settings
+    return stored_vector_index(
+        services.storage, org, "post", embedder.id, embedder.dim, choice=s.vector_index,
+        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, resync_s=0,
+    )
+
+
 def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], floor: float | None = None, matcher: Any = None) -> RecheckReport:
     """Re-match the stored posts near these fact-checks and refresh their narratives and queue entries."""
     storage = services.storage
     floor = services.settings.recheck_floor if floor is None else floor
-    hits, posts = rematch_near_posts(storage, matcher or services.matcher(org), org, factcheck_ids, floor)
+    chosen = matcher or services.matcher(org)
+    hits, posts = rematch_near_posts(storage, chosen, org, factcheck_ids, floor, post_index=_post_index(services, org, chosen.embedder))
     report = RecheckReport(hits=hits, rematched=[p.id for p in posts])
     if not posts:
         return report

@@ -34,15 +34,12 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
-from factbridge.backends.vectors.numpy_index import NumpyIndex
+from factbridge.backends.vectors.selection import stored_vector_index
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
@@ -233,46 +230,41 @@ def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any]
 # --------------------------------------------------------------------------- gathering facts
 
 
-# Stored post vectors, kept between batches per (storage, org, embedder): a batch reads
-# only the vectors stored since the last one (new ids, or ids whose text changed),
-# not the whole table. Other processes' writes are seen through the id -> sha list.
-_POST_INDEXES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], tuple[NumpyIndex, dict[str, str]]]] = weakref.WeakKeyDictionary()
+REPEAT_NEIGHBOURS = 200  # nearest stored posts looked at per post: enough to saturate velocity
 
 
-def post_vector_index(storage: Any, org: str, embedder_id: str) -> NumpyIndex | None:
-    """Every stored post vector of this embedder, refreshed incrementally; None when there is none."""
-    shas = storage.vector_shas(org, "post", embedder_id)
-    if not shas:
-        return None
-    per_storage = _POST_INDEXES.setdefault(storage, {})
-    index, known = per_storage.get((org, embedder_id), (None, {}))
-    wanted = sorted(i for i, sha in shas.items() if known.get(i) != sha)
-    if wanted:
-        ids, matrix = storage.load_vectors(org, "post", embedder_id, ids=wanted)
-        if index is None:
-            index = NumpyIndex(embedder_id, int(matrix.shape[1]))
-        index.add(ids, matrix, embedder_id)  # a changed text replaces its row
-        known = {**known, **{i: shas[i] for i in ids}}
-        per_storage[(org, embedder_id)] = (index, known)
-    return index
+def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: float, window_hours: float) -> dict[str, list[str]]:
+    """Near-identical posts by stored vector (never re-embedded), within the velocity window.
 
-
-def _repeat_groups(storage: Any, org: str, embedder_id: str, post_ids: Sequence[str], similarity: float) -> dict[str, list[str]]:
-    """Near-identical posts by stored vector (never re-embedded)."""
-    groups: dict[str, list[str]] = {pid: [] for pid in post_ids}
-    index = post_vector_index(storage, org, embedder_id)
-    if index is None:
+    Goes through the organisation's post vector index (backends/vectors/selection.py:
+    pgvector HNSW on PostgreSQL, a persisted HNSW index beside SQLite): the nearest
+    `REPEAT_NEIGHBOURS` stored posts of each post, kept when their cosine reaches
+    `similarity` and they were posted within `window_hours` of it. Nothing loads every post."""
+    storage, embedder = services.storage, services.embedder
+    groups: dict[str, list[str]] = {p.id: [] for p in posts}
+    ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts])
+    if not ids:
         return groups
-    ids, matrix = index.ids, index.matrix
-    position = {pid: i for i, pid in enumerate(ids)}
-    rows = [position[p] for p in post_ids if p in position]
-    for start in range(0, len(rows), 256):  # bounded memory: 256 x N similarities at a time
-        chunk = rows[start : start + 256]
-        sims = matrix[chunk] @ matrix.T
-        for k, row in enumerate(chunk):
-            near = np.nonzero(sims[k] >= similarity)[0]
-            groups[ids[row]] = [ids[j] for j in near if j != row]
+    s = services.settings
+    index = stored_vector_index(
+        storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index,
+        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids, resync_s=s.matcher_cache_s,
+    )
+    near: dict[str, list[str]] = {}
+    for pid, vec in zip(ids, matrix, strict=True):
+        near[pid] = [other for other, score in index.search(vec, REPEAT_NEIGHBOURS, embedder.id) if score >= similarity and other != pid]
+    when = {p.id: p.created_at for p in posts}
+    others = storage.get_posts(org, sorted({o for found in near.values() for o in found} - set(when)))
+    when.update({o: p.created_at for o, p in others.items()})
+    window = timedelta(hours=window_hours)
+    for pid, found in near.items():
+        t = _aware(when.get(pid))
+        groups[pid] = [o for o in found if o in when and (t is None or (u := _aware(when[o])) is None or abs(u - t) <= window)]
     return groups
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]) -> dict[str, list[str]]:
@@ -330,7 +322,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
     ratings = {fid: fc.rating for fid, fc in storage.get_factchecks(org, ratings_wanted).items()} if ratings_wanted else {}
-    near = _repeat_groups(storage, org, services.embedder.id, ids, weights.duplicate_similarity)
+    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours)
     same = _same_claim(storage, org, matches)
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
     others = storage.get_posts(org, sorted({r for rs in repeat_ids.values() for r in rs}))

@@ -9,11 +9,12 @@ float32 arrays of shape (n, dim).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -26,6 +27,14 @@ class Embedder(Protocol):
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
 
 
+@runtime_checkable
+class ClipsQueries(Protocol):
+    """An embedder that reads only a budget of each query: `clip_queries` returns the
+    part it reads, so a cache in front of it keys vectors by what was really embedded."""
+
+    def clip_queries(self, texts: Sequence[str]) -> list[str]: ...
+
+
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -34,5 +43,5 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     return normalized
 
 
-def batched(texts: Sequence[str], size: int) -> list[Sequence[str]]:
+def batched(texts: Sequence[T], size: int) -> list[Sequence[T]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from factbridge.backends.embedders.base import Embedder, Progress, normalize_rows
+from factbridge.backends.embedders.base import ClipsQueries, Embedder, Progress, normalize_rows
 from factbridge.backends.sqlite_busy import CONNECT_TIMEOUT_S, is_busy, retry_busy
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,8 @@ class CachedEmbedder:
         self.dim = inner.dim
 
     def _encode(self, texts: Sequence[str], role: str, progress: Progress | None) -> np.ndarray:
+        if role == "query" and isinstance(self.inner, ClipsQueries):
+            texts = self.inner.clip_queries(texts)  # the key is what the encoder reads
         shas = [text_sha(t) for t in texts]
         found = self.cache.get_many(self.id, role, list(dict.fromkeys(shas)))
         if progress and found:

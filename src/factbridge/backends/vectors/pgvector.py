@@ -6,8 +6,9 @@ partner's vectors never come back, and vectors or queries of another embedder (o
 dimension) are refused with EmbedderMismatch.
 
 Exact search (default) scans that slice in the database; `hnsw=True` builds a
-pgvector HNSW index for the embedder (a partial index on `vec::vector(dim)`, since
-one table holds every embedder's vectors) for the millions-of-posts case.
+pgvector HNSW index for the embedder and kind (a partial index on `vec::vector(dim)`,
+since one table holds every embedder's vectors of every kind: a fact-check search
+must not walk through millions of post vectors) for the millions-of-posts case.
 """
 
 from __future__ import annotations
@@ -54,17 +55,17 @@ class PgVectorIndex:
 
     @property
     def hnsw_index_name(self) -> str:
-        return "vectors_hnsw_" + hashlib.sha1(f"{self.embedder_id}/{self.dim}".encode()).hexdigest()[:16]
+        return "vectors_hnsw_" + hashlib.sha1(f"{self.embedder_id}/{self.dim}/{self.kind}".encode()).hexdigest()[:16]
 
     def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
         from psycopg import sql
 
         statement = sql.SQL(
             "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vec::vector({dim})) vector_ip_ops)"
-            " WITH (m = {m}, ef_construction = {efc}) WHERE embedder = {embedder}"
+            " WITH (m = {m}, ef_construction = {efc}) WHERE embedder = {embedder} AND kind = {kind}"
         ).format(
             name=sql.Identifier(self.hnsw_index_name), dim=sql.Literal(int(self.dim)), m=sql.Literal(int(m)),
-            efc=sql.Literal(int(ef_construction)), embedder=sql.Literal(self.embedder_id),
+            efc=sql.Literal(int(ef_construction)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
         )
         self.storage._write(lambda c: c.execute(statement))
 
@@ -103,9 +104,9 @@ class PgVectorIndex:
             # the expression and the embedder literal must match the partial index to use it
             statement = sql.SQL(
                 "SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) FROM vectors"
-                " WHERE embedder = {embedder} AND org = %s AND kind = %s"
+                " WHERE embedder = {embedder} AND kind = {kind} AND org = %s"
                 " ORDER BY (vec::vector({dim})) <#> %b::vector({dim}) LIMIT %s"
-            ).format(dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id))
+            ).format(dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind))
             settings = {"hnsw.ef_search": str(max(self.ef_search, k)), "hnsw.iterative_scan": "strict_order"}
         else:
             statement = sql.SQL(
@@ -113,7 +114,7 @@ class PgVectorIndex:
                 ' ORDER BY vec <#> %b::vector, item_id COLLATE "C" LIMIT %s'
             )
             settings = {}
-        params = (query, self.org, self.kind, query, k) if self.hnsw else (query, self.embedder_id, self.org, self.kind, query, k)
+        params = (query, self.org, query, k) if self.hnsw else (query, self.embedder_id, self.org, self.kind, query, k)
         rows = self.storage._read(lambda c: c.execute(statement, params).fetchall(), local_settings=settings or None)
         return [(r[0], float(r[1])) for r in rows]
 

@@ -1,0 +1,111 @@
+"""Which vector index serves the stored vectors of one organisation, kind and embedder.
+
+The `vector_index` setting chooses:
+  hnsw (default)  PostgreSQL: pgvector HNSW inside the database (nothing loaded into the
+                  process). SQLite: an HNSW index (usearch) kept in memory, persisted in
+                  `data_dir/indexes/` and brought up to date incrementally.
+  exact           PostgreSQL: pgvector exact scan. SQLite: exact NumPy search in memory.
+
+A SQLite-side index is kept per (storage, org, kind, embedder) for the life of the
+process. Each use adds the vectors of the items the caller names (the batch it is
+working on: what it just stored); every `resync_s` seconds, and when it is first
+opened, it compares the stored text hashes with its own and adds whatever another
+process stored or changed. It is saved when it was built and then at most once a
+minute, so a restart reads the file instead of rebuilding the graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factbridge.backends.vectors.base import VectorIndex
+from factbridge.backends.vectors.hnsw import HnswIndex
+from factbridge.backends.vectors.numpy_index import NumpyIndex
+from factbridge.errors import ConfigError
+
+VECTOR_INDEXES = ("hnsw", "exact")
+SAVE_EVERY_S = 60.0
+
+
+@dataclass
+class _Kept:
+    index: HnswIndex | NumpyIndex
+    shas: dict[str, str] = field(default_factory=dict)
+    synced: float = 0.0
+    saved: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_KEPT: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], _Kept]] = weakref.WeakKeyDictionary()
+
+
+def _is_postgres(storage: Any) -> bool:
+    return type(storage).__name__ == "PostgresStorage"
+
+
+def index_path(data_dir: str | Path, org: str, kind: str, embedder_id: str) -> Path:
+    digest = hashlib.sha1(f"{org}\x1f{kind}\x1f{embedder_id}".encode()).hexdigest()[:16]
+    return Path(data_dir) / "indexes" / f"{kind}-{digest}"
+
+
+def stored_vector_index(
+    storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
+    fresh_ids: Sequence[str] = (), resync_s: float = 300.0,
+) -> VectorIndex:
+    """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
+    stored, added before the index answers. `data_dir` None: kept in memory only."""
+    if choice not in VECTOR_INDEXES:
+        raise ConfigError(f"vector_index: unknown index '{choice}' ({', '.join(VECTOR_INDEXES)})")
+    if _is_postgres(storage):
+        from factbridge.backends.vectors.pgvector import PgVectorIndex
+
+        return PgVectorIndex(storage, org, kind, embedder_id, dim, hnsw=choice == "hnsw")
+    per_storage = _KEPT.setdefault(storage, {})
+    key = (org, kind, embedder_id)
+    kept = per_storage.get(key)
+    path = index_path(data_dir, org, kind, embedder_id) if data_dir is not None else None
+    if kept is None:
+        if choice == "hnsw":
+            index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim) if path else HnswIndex(embedder_id, dim)
+        else:
+            index = NumpyIndex(embedder_id, dim)
+        kept = per_storage.setdefault(key, _Kept(index, dict(index.text_shas) if isinstance(index, HnswIndex) else {}))
+    with kept.lock:
+        now = time.monotonic()
+        if not kept.synced or now - kept.synced >= resync_s:
+            shas = storage.vector_shas(org, kind, embedder_id)
+            _add(storage, kept, org, kind, embedder_id, sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha), shas)
+            kept.synced = now
+        elif fresh_ids:
+            _add(storage, kept, org, kind, embedder_id, sorted(set(fresh_ids)), None)
+        if path is not None and isinstance(kept.index, HnswIndex) and (not kept.saved or now - kept.saved >= SAVE_EVERY_S):
+            kept.index.save(path)
+            kept.saved = now
+    return kept.index
+
+
+def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: list[str], shas: dict[str, str] | None) -> None:
+    for start in range(0, len(ids), 50_000):  # bounded memory while (re)building
+        part = ids[start : start + 50_000]
+        got, matrix = storage.load_vectors(org, kind, embedder_id, ids=part)
+        if not got:
+            continue
+        # without the stored hash (a batch's fresh items) '' marks it to be compared at the next resync
+        known = [shas.get(i, "") if shas is not None else "" for i in got]
+        if isinstance(kept.index, HnswIndex):
+            kept.index.add(got, matrix, embedder_id, shas=known)
+        else:
+            kept.index.add(got, matrix, embedder_id)
+        kept.shas.update(zip(got, known, strict=True))
+
+
+def forget_indexes(storage: Any) -> None:
+    """Drop the indexes kept for a storage (tests; a storage being closed)."""
+    _KEPT.pop(storage, None)

@@ -1,0 +1,259 @@
+"""Scale and speed measurements: bench ingest (the whole pipeline per stage, beside the encoder alone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from factbridge.cli.app import _state, bench_app
+from factbridge.console import console, progress_bar
+from factbridge.errors import InputError
+
+if TYPE_CHECKING:
+    from factbridge.backends.embedders.base import Embedder
+    from factbridge.bench.match_synthetic import MatchBench, SyntheticSpace
+
+INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    posts: Annotated[int, typer.Option(help="Generated posts to ingest.")] = 300,
+    mix: Annotated[str, typer.Option(help="Length mix: tweet (60-280 characters), 550 (450-650) or mixed.")] = "550",
+    duplicates: Annotated[float, typer.Option(help="Share of posts repeating an earlier one (exactly or edited).")] = 0.0,
+    claims: Annotated[list[Path] | None, typer.Option(help="Fact-check library to match against (embedded through the embedding cache and its seeds).")] = None,
+    batch: Annotated[int, typer.Option(help="Posts per batch (as a queued batch of work).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the generated posts.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Posts/s of the full ingest pipeline on generated posts, per stage, and of the encoder alone in the same run."""
+    from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
+    from factbridge.bench.feed import MIXES, generated_posts
+    from factbridge.bench.ingest import bare_embedder, run_ingest_bench
+    from factbridge.pipeline.ingest import import_factcheck_files
+    from factbridge.pipeline.matching import index_factchecks
+
+    if mix not in MIXES:
+        raise InputError(f"--mix must be one of {', '.join(MIXES)}, got '{mix}'", field="mix")
+    if posts < 1 or batch < 1 or not 0 <= duplicates < 1:
+        raise InputError("--posts and --batch must be positive and --duplicates in [0, 1)", field="posts")
+    state = _state(ctx)
+    with tempfile.TemporaryDirectory(prefix="factbridge-bench-ingest-") as tmp:
+        services = state.services(data_dir=tmp, storage_url=f"sqlite:///{Path(tmp) / 'bench.db'}", embed_cache="off")
+        org = services.settings.org
+        encoder = bare_embedder(services.embedder)
+        if claims:
+            report, _ = import_factcheck_files(services.storage, org, claims, services.languages)
+            seeds = [p for part in filter(None, services.settings.embed_cache_seed.split(os.pathsep))
+                     for p in (sorted(Path(part).glob("*.sqlite")) if Path(part).is_dir() else [Path(part)])]
+            cache = EmbeddingCache(Path(tmp) / "library.sqlite", readonly_paths=seeds)
+            try:
+                with progress_bar("embedding the library", None) as advance:
+                    index_factchecks(services.storage, CachedEmbedder(encoder, cache), org, advance, on_total=getattr(advance, "set_total", None))
+            finally:
+                cache.close()
+            services.matcher(org)  # load the library once, as a running worker has it
+        raw = generated_posts(posts, mix, duplicates, seed)
+        encoder.encode_queries(["warm up"])
+        with progress_bar(f"ingesting {posts} generated posts ({mix})", posts) as advance:
+            result = run_ingest_bench(services, org, raw, batch, advance)
+        library = services.storage.count_factchecks(org)
+    if as_json:
+        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, **result.as_dict()}, indent=2) + "\n")
+        return
+    table = Table(title=f"bench ingest: {posts} posts, mix {mix} (mean {result.mean_chars:.0f} characters), duplicates {duplicates:.0%}, library {library}")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("posts/s", justify="right")
+    for name, seconds in result.stage_s.items():
+        table.add_row(name, f"{seconds:.2f}", f"{seconds / result.total_s:.0%}" if result.total_s else "-", f"{posts / seconds:,.1f}" if seconds else "-")
+    table.add_row("[bold]end to end[/]", f"{result.total_s:.2f}", "100%", f"[bold]{result.rate:,.1f}[/]")
+    console.print(table)
+    console.print(f"embedded {result.embedded} texts, reused {result.reused} vectors (same or near-same text)")
+    console.print(
+        f"encoder alone, same {result.encoder_texts} posts: {result.encoder_rate:,.1f} posts/s; "
+        f"pipeline overhead {result.overhead:+.1%} (target <= 15%)"
+    )
+    target = INGEST_TARGETS.get(mix)
+    if target:
+        verdict = "reached" if result.rate >= target else "not reached"
+        console.print(f"target for {mix} posts: >= {target:.0f} posts/s end to end on 2 cores: {verdict}")
+    console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
+
+
+def bench_match_synthetic(ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool) -> None:
+    """`bench match --synthetic N`: see factbridge.bench.match_synthetic."""
+    from factbridge.bench.feed import generated_posts
+    from factbridge.bench.ingest import bare_embedder
+    from factbridge.bench.match_synthetic import (  # noqa: F811
+        DIM,
+        EMBEDDER_ID,
+        MatchBench,
+        SyntheticSpace,
+        build_index,
+        measure,
+    )
+
+    if backend not in {"hnsw", "exact", "postgres"}:
+        raise InputError(f"--backend must be hnsw, exact or postgres, got '{backend}'", field="backend")
+    if n < 10:
+        raise InputError("--synthetic needs at least 10 vectors", field="synthetic")
+    services = _state(ctx).services(embed_cache="off")
+    embedder = bare_embedder(services.embedder)
+    texts = [p.text for p in generated_posts(max(50, requests), "tweet", seed=23)]
+    space = SyntheticSpace(n)
+    result = MatchBench(backend=backend, n=n, load=[round(os.getloadavg()[0], 2)])
+    if backend == "postgres":
+        _synthetic_postgres(space, embedder, texts, result, requests)
+    else:
+        from factbridge.backends.vectors.hnsw import HnswIndex
+        from factbridge.backends.vectors.numpy_index import NumpyIndex
+
+        index = HnswIndex(EMBEDDER_ID, DIM) if backend == "hnsw" else NumpyIndex(EMBEDDER_ID, DIM)
+        with progress_bar(f"building the {backend} index of {n:,} synthetic vectors", n) as advance:
+            result.build_s = build_index(index, space, advance)
+        err_console_print(f"timing {requests} requests (embedding a post + search)...")
+        measure(index, space, embedder, texts, result, n_queries=requests)
+    _print_match_bench(result, as_json)
+
+
+def err_console_print(message: str) -> None:
+    from factbridge.console import err_console
+
+    err_console.print(message)
+
+
+def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, requests: int) -> None:
+    import time
+
+    import psycopg
+
+    from factbridge.backends.storage.postgres import PostgresStorage
+    from factbridge.backends.vectors.pgvector import PgVectorIndex
+    from factbridge.bench.match_synthetic import DIM, EMBEDDER_ID, item_id, measure
+    from factbridge.testing.postgres import TEST_DB, EmbeddedPostgres
+
+    server = EmbeddedPostgres().start()
+    try:
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            # an HNSW build whose graph does not fit maintenance_work_mem is many times slower
+            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
+            conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
+            conn.execute("SELECT pg_reload_conf()")
+        storage = PostgresStorage(server.url(TEST_DB))
+        storage.migrate()
+        try:
+            with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
+                for start, chunk in space.chunks():
+                    storage.put_vectors("bench", "post", EMBEDDER_ID, [(item_id(start + i), "", v) for i, v in enumerate(chunk)])
+                    advance(chunk.shape[0])
+            err_console_print("building the pgvector HNSW index (m=16, ef_construction=64)...")
+            t = time.perf_counter()
+            index = PgVectorIndex(storage, "bench", "post", EMBEDDER_ID, DIM, hnsw=True)
+            result.build_s = time.perf_counter() - t
+            err_console_print(f"timing {requests} requests (embedding a post + search)...")
+            measure(index, space, embedder, texts, result, n_queries=requests)
+            result.server_mb = _server_rss_mb(server.root)
+        finally:
+            storage.close()
+    finally:
+        server.stop()
+
+
+def _server_rss_mb(root: Path | None) -> float | None:
+    import psutil
+
+    pid_file = root / "pgdata" / "postmaster.pid" if root else None
+    if pid_file is None or not pid_file.exists():
+        return None
+    main = psutil.Process(int(pid_file.read_text().split()[0]))
+    return float(sum(p.memory_info().rss for p in [main, *main.children(recursive=True)])) / 2**20
+
+
+def _print_match_bench(result: MatchBench, as_json: bool) -> None:
+    data = result.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    console.print(f"bench match --synthetic {data['n']:,} ({data['backend']}): index built in {data['build_s']:.1f} s")
+    console.print(f"per post, embedding included: p50 {data['p50_ms']:.1f} ms, p99 {data['p99_ms']:.1f} ms (targets 60 / 150 ms)")
+    console.print(f"  of which search: p50 {data['search_p50_ms']:.2f} ms, p99 {data['search_p99_ms']:.2f} ms")
+    console.print(f"recall@10 against exact search: {data['recall_at_10']:.4f} (target >= 0.98)")
+    server = f"; PostgreSQL server processes {data['server_mb']:.0f} MB" if data["server_mb"] is not None else ""
+    console.print(f"memory: this process {data['rss_mb']:.0f} MB now, {data['peak_rss_mb']:.0f} MB peak (target <= 2048){server}")
+    console.print(f"[dim]load average {data['load']} on {data['cpus']} cores (other processes share them)[/]")
+
+
+def print_language_gaps(per_language: dict[str, dict[str, dict[str, float]]], reference: str = "en", within: float = 0.05) -> None:
+    """Per split, each language's MAP@5 beside the same posts in the reference language
+    (a set whose posts are versions of one another, e.g. tests/fixtures/crosslingual_blind)."""
+    for fusion, rows in per_language.items():
+        splits = sorted({key.split("/", 1)[1] for key in rows if "/" in key})
+        table = Table(title=f"MAP@5 against the same posts in '{reference}' ({fusion}); target: gap within {within}")
+        for name in ("split", "language", "queries", "MAP@5", f"{reference} MAP@5", "gap", "within"):
+            table.add_column(name, justify="left" if name in {"split", "language"} else "right")
+        for split in splits:
+            ref = rows.get(f"{reference}/{split}")
+            for key in sorted(k for k in rows if k.endswith(f"/{split}")):
+                lang = key.split("/", 1)[0]
+                m = rows[key]
+                if ref is None or lang == reference:
+                    table.add_row(split, lang, str(int(m["queries"])), f"{m['MAP@5']:.4f}", "-", "-", "-")
+                    continue
+                gap = ref["MAP@5"] - m["MAP@5"]
+                table.add_row(split, lang, str(int(m["queries"])), f"{m['MAP@5']:.4f}", f"{ref['MAP@5']:.4f}", f"{gap:+.4f}", "yes" if gap <= within else "no")
+        console.print(table)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    ctx: typer.Context,
+    workers: Annotated[str, typer.Option(help="Worker counts to run, comma-separated.")] = "1,2,4",
+    posts: Annotated[int, typer.Option(help="Generated posts per run.")] = 256,
+    mix: Annotated[str, typer.Option(help="Length mix: tweet, 550 or mixed.")] = "tweet",
+    batch: Annotated[int, typer.Option(help="Posts per queued batch.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Posts/s with 1, 2, 4 `factbridge worker` processes on PostgreSQL + NATS (loopback),
+    CPU seconds per post, lock waits and queue lag (see factbridge.bench.scale)."""
+    from factbridge.bench.feed import MIXES
+    from factbridge.bench.scale import ScaleRun, run_scale
+
+    counts = [int(x) for x in workers.split(",") if x.strip()]
+    if not counts or min(counts) < 1 or mix not in MIXES or posts < 1 or batch < 1:
+        raise InputError("--workers must list positive counts, --mix be tweet/550/mixed, --posts and --batch positive", field="workers")
+    settings = _state(ctx).services().settings
+
+    def show(run: ScaleRun) -> None:
+        err_console_print(f"{run.workers} worker(s): {run.rate:.1f} posts/s, {run.cpu_per_post:.3f} CPU-s/post, "
+                          f"lock waits max {run.lock_waiting_max}, batches waiting max {run.waiting_batches_max}")
+
+    with tempfile.TemporaryDirectory(prefix="factbridge-bench-scale-") as tmp:
+        err_console_print(f"starting PostgreSQL and NATS on loopback; {posts} {mix} posts per run, embedder {settings.embedder}")
+        result = run_scale(counts, posts, mix, batch, settings.embedder, Path(tmp), on_run=show)
+    rows = [r.as_dict() for r in result.runs]
+    if as_json:
+        sys.stdout.write(json.dumps({"cpus": result.cpus, "load": result.load, "embedder": settings.embedder, "mix": mix, "runs": rows}, indent=2) + "\n")
+        return
+    base = result.runs[0] if result.runs else None
+    table = Table(title=f"bench scale: {posts} {mix} posts, batches of {batch}, embedder {settings.embedder}, {result.cpus} cores")
+    # lock waits: most sessions seen waiting on a lock / share of samples with one waiting
+    for name in ("workers", "posts/s", "speed-up", "CPU-s/post", "lock waits", "ungranted", "queued max", "drained s", "failed"):
+        table.add_column(name, justify="right")
+    for r in result.runs:
+        table.add_row(
+            str(r.workers), f"{r.rate:.1f}", f"{r.rate / base.rate:.2f}x" if base and base.rate else "-", f"{r.cpu_per_post:.3f}",
+            f"{r.lock_waiting_max} / {r.lock_waiting_samples / max(1, r.samples):.0%}", str(r.ungranted_locks_max),
+            str(r.waiting_batches_max), f"{r.drained_after_s:.1f}", str(r.failed_workers),
+        )
+    console.print(table)
+    console.print(f"[dim]load average {result.load} (before, then after each run) on {result.cpus} cores (other processes share them)[/]")
