@@ -120,6 +120,15 @@ class Settings:
     triage_velocity_window_hours: float = field(default=24.0, metadata=_meta("Window over which repeats of a post are counted for velocity.", float))
     triage_velocity_scale: float = field(default=1.0, metadata=_meta("Repeats per hour at which velocity reaches 0.63 (1 - 1/e).", float))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
+    tipline_rate_limit: str = field(default="8/60", metadata=_meta("Tipline messages answered per sender: COUNT/SECONDS (then one 'please wait' and silence)."))
+    telegram_token: str = field(default="", metadata=_meta("Telegram bot token for the tipline (from @BotFather; keep it in the environment, FACTBRIDGE_TELEGRAM_TOKEN)."))
+    telegram_api_url: str = field(default="https://api.telegram.org/bot", metadata=_meta("Bot API base URL the Telegram tipline polls (a local stand-in in tests and the demo)."))
+    tipline_botapi_port: int = field(default=8766, metadata=_meta("Port of the bundled Bot API stand-in that `factbridge demo` and `factbridge tipline botapi` start on 127.0.0.1.", int))
+    zalo_access_token: str = field(default="", metadata=_meta("Zalo Official Account access token for the tipline (FACTBRIDGE_ZALO_ACCESS_TOKEN)."))
+    zalo_api_url: str = field(default="https://openapi.zalo.me", metadata=_meta("Zalo OA Open API base URL the tipline sends replies to."))
+    zalo_app_id: str = field(default="", metadata=_meta("Zalo app id (part of the webhook signature)."))
+    zalo_oa_secret: str = field(default="", metadata=_meta("Zalo OA secret key that signs webhook events (X-ZEvent-Signature); events with a wrong signature are refused."))
+    zalo_webhook_port: int = field(default=8767, metadata=_meta("Port the Zalo tipline's webhook receiver listens on (behind your HTTPS proxy).", int))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property
