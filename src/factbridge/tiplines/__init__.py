@@ -81,7 +81,6 @@ class TiplineRunner:
 
     def step(self, timeout: float | None = None) -> int:
         events = self.tipline.poll(self.poll_timeout if timeout is None else timeout)
-        deferred = []
         for event in events:
             try:
                 replies, later = self.desk.handle(event)
@@ -89,14 +88,13 @@ class TiplineRunner:
                 self.errors += 1
                 log.exception("tipline %s: could not handle a message", self.tipline.name)
                 continue
+            for work in later:  # queued before the answer goes out: drain() then covers it
+                self._deferred.put(work)
             for reply in replies:
                 self.tipline.send(reply)
                 if self.on_reply:
                     self.on_reply(event, reply, time.monotonic() - event.received_at if event.received_at else 0.0)
-            deferred.extend(later)
             self.handled += 1
-        for work in deferred:
-            self._deferred.put(work)
         if time.monotonic() - self._last_followup >= self.followup_every:
             self.followups()
         return len(events)
@@ -110,6 +108,7 @@ class TiplineRunner:
 
     def run(self, stop: threading.Event) -> None:
         try:
+            self.desk.warm()
             while not stop.is_set():
                 try:
                     self.step()

@@ -25,7 +25,7 @@ import hashlib
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,7 +78,7 @@ class RateLimiter:
 
 class TiplineDesk:
     def __init__(self, services: Any, org: str, *, pseudonymize: Pseudonymizer | None = None,
-                 rate: str | None = None, on_deferred: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 rate: str | None = None) -> None:
         self.services = services
         self.org = org
         self.storage = services.storage
@@ -87,6 +87,16 @@ class TiplineDesk:
         self.limiter = RateLimiter(count, seconds)
         self._warned_limit: set[str] = set()
         self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load the matcher, the link scorer and language identification before the first
+        citizen writes (the first answer would otherwise wait for them)."""
+        from factbridge.text.langid import detect_language
+
+        detect_language("warm up", LANGUAGES)
+        self.services.link_scorer(self.org)
+        if self.storage.count_factchecks(self.org):
+            self.services.matcher(self.org).match_posts([prepare_post(Post(id="warm", text="warm up"), self.services.languages)])
 
     # -- incoming ------------------------------------------------------------------
     def handle(self, event: Incoming) -> tuple[list[Reply], list[Callable[[], None]]]:
@@ -302,11 +312,8 @@ def _factcheck_text(key: str, fc: FactCheck, language: str) -> str:
 def notify_published(storage: Any, org: str, case: dict[str, Any], factcheck: FactCheck) -> int:
     """Publication hook: a case opened on a tipline question was published; its asker gets the
     verdict at the next follow-up pass. Returns how many questions it answers."""
-    if case.get("source_kind") != "post" or not str(case.get("source_id", "")).startswith("tipline-"):
+    source = case.get("source") or {}
+    if source.get("kind") != "post" or not str(source.get("id", "")).startswith("tipline-"):
         return 0
-    storage.put_docs(org, OUTBOX, [(case["source_id"], {"case_id": case["id"], "factcheck": factcheck.model_dump(mode="json")}, None)])
+    storage.put_docs(org, OUTBOX, [(source["id"], {"case_id": case["id"], "factcheck": factcheck.model_dump(mode="json")}, None)])
     return 1
-
-
-def question_ids(questions: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
-    return [qid for qid, _ in questions]

@@ -8,6 +8,7 @@ the tipline keeps the synchronous `Tipline` contract.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -30,7 +31,11 @@ class TelegramTipline:
         if not token:
             raise ConfigError("the Telegram tipline needs a bot token: set telegram_token (FACTBRIDGE_TELEGRAM_TOKEN)")
         self._telegram = telegram
+        # the library is async: its loop runs in a thread of its own, so polling (in the
+        # runner) and sending (follow-ups, from any thread) can overlap
         self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="telegram-loop", daemon=True)
+        self._loop_thread.start()
         # long polls hold a connection up to `timeout`; sends use the other pool
         self.bot = telegram.Bot(token, base_url=api_url or DEFAULT_API_URL,
                                 request=HTTPXRequest(connection_pool_size=4, read_timeout=10.0),
@@ -40,7 +45,7 @@ class TelegramTipline:
 
     def _run(self, coro: Any) -> Any:
         try:
-            return self._loop.run_until_complete(coro)
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
         except self._telegram.error.TelegramError as exc:
             raise FactBridgeError(f"Telegram Bot API: {exc}") from exc
 
@@ -82,4 +87,6 @@ class TelegramTipline:
         try:
             self._run(self.bot.shutdown())
         finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(timeout=5)
             self._loop.close()

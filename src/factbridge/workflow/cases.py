@@ -358,6 +358,10 @@ class CaseBook:
         sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
         self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, [(case["id"], snapshot, sort)])])
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(snapshot))])
+        if action == "published.create":
+            from factbridge.workflow.publishing import on_published
+
+            on_published(self.storage, org, case, published_factcheck(snapshot))
 
 
 def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
