@@ -35,4 +35,9 @@ def demo(
         f"also analyst, admin) with password [bold]{password}[/]; public site: http://{settings.host}:{settings.port}/public/{settings.org}"
     )
     if serve:
+        from factbridge.cli.tiplines import start_demo_tipline
+
+        _, _, botapi_url, _ = start_demo_tipline(services)
+        console.print(f"tipline: a Telegram bot answers on the bundled Bot API stand-in {botapi_url}; chat with it: "
+                      '[bold]factbridge tipline try "Drinking boiled papaya leaf water cures dengue fever"[/]', soft_wrap=True)
         run_server(services)

@@ -24,18 +24,20 @@ app.add_typer(tipline_app, name="tipline")
 DEMO_TOKEN = "000000:demo-stand-in"
 
 
-def start_demo_tipline(services: Any, port: int | None = None) -> tuple[Any, threading.Event, str]:
+def start_demo_tipline(services: Any, port: int | None = None) -> tuple[Any, threading.Event, str, threading.Thread]:
     """The bundled Bot API stand-in on 127.0.0.1 and a Telegram tipline polling it, in threads
-    (for `factbridge demo --serve`). Returns the server, the stop event and the Bot API URL."""
+    (for `factbridge demo --serve`). Returns the server, the stop event, the Bot API URL and
+    the tipline's thread (it ends once the questions it took are stored)."""
     from factbridge.testing.botapi import BotApiServer
     from factbridge.tiplines import TiplineDesk, TiplineRunner, open_tipline
 
     server = BotApiServer(port=services.settings.tipline_botapi_port if port is None else port).start()
     tipline = open_tipline("telegram", services.settings, token=DEMO_TOKEN, api_url=server.bot_base_url)
     runner = TiplineRunner(tipline, TiplineDesk(services, services.settings.org), poll_timeout=5.0, followup_every=10.0)
+    runner.warm()  # the first citizen does not wait for the model and the library to load
     stop = threading.Event()
-    runner.start_thread(stop)
-    return server, stop, server.url
+    thread = runner.start_thread(stop)
+    return server, stop, server.url, thread
 
 
 @tipline_app.command("run")
@@ -139,6 +141,8 @@ def tipline_stats_cmd(
 def bench_tipline(
     ctx: typer.Context,
     questions: Annotated[int, typer.Option(help="Questions sent (claims of the library's fact-checks, cycled).")] = 20,
+    pause: Annotated[float, typer.Option(help="Seconds between questions (0: back to back, the desk's storing competes for the CPU).")] = 0.0,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Print each question's latency.")] = False,
 ) -> None:
     """Answer latency of the Telegram tipline for already-debunked claims: a citizen's message
     through the bundled Bot API stand-in (loopback HTTP, long polling) to the fact-check reply.
@@ -151,7 +155,7 @@ def bench_tipline(
     if not claims:
         raise InputError("the fact-check library is empty: run `factbridge demo` (or import fact-checks) first")
     services.matcher(org)  # loaded once, as in a running tipline
-    server, stop, url = start_demo_tipline(services, port=0)
+    server, stop, url, thread = start_demo_tipline(services, port=0)
     client = BotApiClient(url)
     latencies: list[float] = []
     answered = 0
@@ -161,9 +165,13 @@ def bench_tipline(
             sent = client.send(10_000 + n, claims[n % len(claims)])
             replies = client.messages(10_000 + n, after=sent["message_id"], wait=10.0)
             latencies.append(time.perf_counter() - t0)
+            if verbose:
+                console.print(f"{n}: {latencies[-1] * 1000:.0f} ms")
             answered += any(r.get("reply_markup") for r in replies)
+            time.sleep(pause)
     finally:
         stop.set()
+        thread.join(timeout=120)  # the questions are stored for the desk before the storage closes
         server.stop()
     ms = sorted(x * 1000 for x in latencies)
     p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]

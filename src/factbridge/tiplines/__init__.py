@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from factbridge.models import Post
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
 from factbridge.tiplines.base import Incoming, Reply, Tipline
@@ -43,7 +44,7 @@ class TiplineRunner:
     every `followup_every` seconds the follow-ups of pending questions."""
 
     def __init__(self, tipline: Tipline, desk: TiplineDesk, *, poll_timeout: float = 10.0, followup_every: float = 15.0,
-                 on_reply: Callable[[Incoming, Reply, float], None] | None = None) -> None:
+                 on_reply: Callable[[Incoming, Reply, float], None] | None = None, store_after_s: float = 1.0) -> None:
         self.tipline = tipline
         self.desk = desk
         self.poll_timeout = poll_timeout
@@ -54,22 +55,38 @@ class TiplineRunner:
         self._last_followup = 0.0
         # storing a question runs the pipeline stages: a thread of its own, so the next
         # citizen's message is not queued behind them
-        self._deferred: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._deferred: queue.Queue[Post | None] = queue.Queue()
+        self._cpu = threading.Lock()
+        self.store_after_s = store_after_s
+        self._warm = False
         self._worker = threading.Thread(target=self._work, name=f"tipline-{tipline.name}-desk", daemon=True)
         self._worker.start()
 
     def _work(self) -> None:
         while True:
-            work = self._deferred.get()
+            batch = [self._deferred.get()]
+            # questions that arrive meanwhile go in together (one run of the stages), once the
+            # tipline has been quiet for `store_after_s` (or the batch is full)
+            while len(batch) < 200 and batch[-1] is not None:
+                try:
+                    batch.append(self._deferred.get(timeout=self.store_after_s))
+                except queue.Empty:
+                    break
             try:
-                if work is None:
-                    return
-                work()
+                posts = [p for p in batch if p is not None]
+                if posts:
+                    # never at the same time as answering: both embed, and two embedding runs
+                    # on a small machine slow each other down many times over
+                    with self._cpu:
+                        self.desk.store(posts)
             except Exception:
                 self.errors += 1
-                log.exception("tipline %s: storing a question for the desk failed", self.tipline.name)
+                log.exception("tipline %s: storing %d questions for the desk failed", self.tipline.name, len(batch))
             finally:
-                self._deferred.task_done()
+                for _ in batch:
+                    self._deferred.task_done()
+            if None in batch:
+                return
 
     def drain(self) -> None:
         """Wait until every question handled so far is stored for the desk."""
@@ -83,13 +100,14 @@ class TiplineRunner:
         events = self.tipline.poll(self.poll_timeout if timeout is None else timeout)
         for event in events:
             try:
-                replies, later = self.desk.handle(event)
+                with self._cpu:
+                    replies, later = self.desk.handle(event)
             except Exception:  # one bad message must not stop the tipline; it is logged with its cause
                 self.errors += 1
                 log.exception("tipline %s: could not handle a message", self.tipline.name)
                 continue
-            for work in later:  # queued before the answer goes out: drain() then covers it
-                self._deferred.put(work)
+            for post in later:  # queued before the answer goes out: drain() then covers it
+                self._deferred.put(post)
             for reply in replies:
                 self.tipline.send(reply)
                 if self.on_reply:
@@ -101,14 +119,20 @@ class TiplineRunner:
 
     def followups(self) -> int:
         self._last_followup = time.monotonic()
-        replies = self.desk.followups()
+        with self._cpu:
+            replies = self.desk.followups()
         for reply in replies:
             self.tipline.send(reply)
         return len(replies)
 
+    def warm(self) -> None:
+        if not self._warm:
+            self.desk.warm()
+            self._warm = True
+
     def run(self, stop: threading.Event) -> None:
         try:
-            self.desk.warm()
+            self.warm()
             while not stop.is_set():
                 try:
                     self.step()

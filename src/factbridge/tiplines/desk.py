@@ -91,17 +91,21 @@ class TiplineDesk:
     def warm(self) -> None:
         """Load the matcher, the link scorer and language identification before the first
         citizen writes (the first answer would otherwise wait for them)."""
-        from factbridge.text.langid import detect_language
+        from factbridge.text.langid import load_models
 
-        detect_language("warm up", LANGUAGES)
+        load_models(LANGUAGES)
+        load_models(self.services.languages)
         self.services.link_scorer(self.org)
+        # one text per script: Khmer segmentation loads its model on first use
+        samples = [prepare_post(Post(id=f"warm-{n}", text=text), self.services.languages)
+                   for n, text in enumerate(("warm up the matcher", "khởi động bộ so khớp", "ការពិនិត្យការពិត", "préparer la recherche"))]
         if self.storage.count_factchecks(self.org):
-            self.services.matcher(self.org).match_posts([prepare_post(Post(id="warm", text="warm up"), self.services.languages)])
+            self.services.matcher(self.org).match_posts(samples)
 
     # -- incoming ------------------------------------------------------------------
-    def handle(self, event: Incoming) -> tuple[list[Reply], list[Callable[[], None]]]:
-        """Replies to send now, and work to do once they are sent (storing the question
-        for the desk runs the pipeline stages: the citizen does not wait for them)."""
+    def handle(self, event: Incoming) -> tuple[list[Reply], list[Post]]:
+        """Replies to send now, and the question as a post for the desk, to store once they are
+        sent (`store`: it runs the pipeline stages, the citizen does not wait for them)."""
         who = self.pseudonymize(event.platform, event.user_id)
         if event.kind == "feedback":
             return self._feedback(event, who), []
@@ -141,7 +145,7 @@ class TiplineDesk:
             return hint
         return str(user.get("language") or "en") if user.get("language") in LANGUAGES else "en"
 
-    def _question(self, event: Incoming, who: str, text: str, language: str) -> tuple[list[Reply], list[Callable[[], None]]]:
+    def _question(self, event: Incoming, who: str, text: str, language: str) -> tuple[list[Reply], list[Post]]:
         asked = _now()
         qid = hashlib.sha256(f"{who}\x00{event.message_id}\x00{text}".encode()).hexdigest()[:24]
         post = Post(id=f"tipline-{qid}", platform=f"tipline:{event.platform}", author=who, created_at=asked, text=text or " ".join(event.urls),
@@ -177,13 +181,14 @@ class TiplineDesk:
         self._bump(language, "answered" if candidate else "to_desk" if not warnings else "warned")
         if warnings and candidate:
             self._bump(language, "warned")
-        return replies, [lambda: self._to_desk(post)]
+        return replies, [post]
 
-    def _to_desk(self, post: Post) -> None:
-        """Store the question as a post and run the stages (triage sees what citizens ask)."""
+    def store(self, posts: list[Post]) -> None:
+        """Store questions as posts and run the stages on them (triage sees what citizens ask)."""
         from factbridge.sources.ingest import ingest_items
 
-        ingest_items(self.services, self.org, [post], source=post.source)
+        if posts:
+            ingest_items(self.services, self.org, posts, source=posts[0].source)
 
     def _best_match(self, post: Post) -> MatchCandidate | None:
         if not self.storage.count_factchecks(self.org):
