@@ -43,6 +43,12 @@ def _pick(row: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     return next((row[n] for n in names if row.get(n) not in (None, "")), None)
 
 
+def _column(row: Mapping[str, Any], key: str) -> str:
+    """The export's own column name for a field (what a quarantine record names)."""
+    names = FIELDS.get({"created_at": "created_at", "author": "owner", "urls": "link"}.get(key, key), ())
+    return next((n for n in names if row.get(n) not in (None, "")), names[0] if names else key)
+
+
 class MetaContentLibraryConnector:
     name = "meta-content-library"
 
@@ -94,5 +100,5 @@ class MetaContentLibraryConnector:
             try:
                 items.append(post_from_mapping({k: v for k, v in mapped.items() if v is not None}, source, line, platform))
             except InputError as exc:
-                items.append(Quarantined(source=source, line=line, field=exc.field, reason=exc.reason, raw=json.dumps(row, ensure_ascii=False)[:2000]))
+                items.append(Quarantined(source=source, line=line, field=_column(row, exc.field or ""), reason=exc.reason, raw=json.dumps(row, ensure_ascii=False)[:2000]))
         return items, newest
