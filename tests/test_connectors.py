@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -22,50 +19,14 @@ from factbridge.backends.connectors.youtube import YouTubeCommentsConnector
 from factbridge.errors import InputError
 from factbridge.models import FactCheck, Post, Quarantined
 from factbridge.pseudonyms import Pseudonymizer
+from factbridge.testing.loopback import LoopbackSite
 
 PSEUDO = Pseudonymizer(b"k" * 32)
 
 
-class Site:
-    """A loopback web server: path -> (status, content type, body) or a callable(query) -> that."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Any] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                site.requests.append((self.path, dict(self.headers)))
-                route = site.routes.get(parts.path)
-                if callable(route):
-                    route = route(parse_qs(parts.query), dict(self.headers))
-                status, ctype, body, *extra = route or (404, "text/plain", "not found")
-                data = body.encode() if isinstance(body, str) else body
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (extra[0] if extra else {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def site() -> Iterator[Site]:
-    s = Site()
+def site() -> Iterator[LoopbackSite]:
+    s = LoopbackSite()
     yield s
     s.close()
 
@@ -80,7 +41,7 @@ def _rss(items: list[tuple[str, str, str]]) -> str:
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Tin Nhanh</title><language>vi</language>{entries}</channel></rss>'
 
 
-def test_rss_posts_etag_and_cursor(site: Site) -> None:
+def test_rss_posts_etag_and_cursor(site: LoopbackSite) -> None:
     items = [("a", "Giá xăng tăng mạnh từ ngày mai", "Mon, 02 Nov 2026 08:00:00 GMT"), ("b", "Bão số 9 đổ bộ miền Trung", "Tue, 03 Nov 2026 09:00:00 GMT")]
 
     def feed(query: dict[str, Any], headers: dict[str, str]) -> tuple[Any, ...]:
@@ -104,14 +65,14 @@ def test_rss_posts_etag_and_cursor(site: Site) -> None:
     assert cursor2 != cursor
 
 
-def test_rss_of_a_factcheck_site_gives_factchecks(site: Site) -> None:
+def test_rss_of_a_factcheck_site_gives_factchecks(site: LoopbackSite) -> None:
     site.routes["/fc.xml"] = (200, "application/rss+xml", _rss([("fc1", "Không có chuyện phát 2 triệu đồng qua tin nhắn", "Mon, 02 Nov 2026 08:00:00 GMT")]))
     items, _ = RSSConnector(f"{site.url}/fc.xml", factchecks=True).fetch(None)
     (fc,) = items
     assert isinstance(fc, FactCheck) and fc.url == "https://news.example.vn/fc1" and fc.rating == "False" and fc.publisher == "Tin Nhanh" and fc.language == "vi"
 
 
-def test_rss_garbage_is_quarantined(site: Site) -> None:
+def test_rss_garbage_is_quarantined(site: LoopbackSite) -> None:
     site.routes["/bad.xml"] = (200, "application/rss+xml", "this is <not a feed")
     items, cursor = RSSConnector(f"{site.url}/bad.xml").fetch(None)
     assert len(items) == 1 and isinstance(items[0], Quarantined) and items[0].source.endswith("/bad.xml") and cursor is None
@@ -126,7 +87,7 @@ def _claimreview_page(n: int, claim: str, rating: str = "False") -> str:
     return f'<html><head><script type="application/ld+json">{json.dumps(node)}</script></head><body>check {n}</body></html>'
 
 
-def test_claimreview_sitemap_crawl_is_polite_and_resumes(site: Site) -> None:
+def test_claimreview_sitemap_crawl_is_polite_and_resumes(site: LoopbackSite) -> None:
     site.routes["/robots.txt"] = (200, "text/plain", "User-agent: *\nDisallow: /private/\nCrawl-delay: 1\n")
     site.routes["/sitemap.xml"] = (200, "application/xml", f"""<?xml version="1.0"?>
 <sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>{site.url}/sitemap-checks.xml</loc></sitemap></sitemapindex>""")
@@ -205,7 +166,7 @@ def _status(n: int, text: str, reblog: dict[str, Any] | None = None) -> dict[str
             "tags": [{"name": "tin", "url": "https://social.example/tags/tin"}], "reblog": reblog, "card": None, "media_attachments": [], "mentions": [], "emojis": []}
 
 
-def test_mastodon_hashtag_timeline_with_min_id_cursor(site: Site) -> None:
+def test_mastodon_hashtag_timeline_with_min_id_cursor(site: LoopbackSite) -> None:
     statuses = [_status(3, "Tin đồn thứ ba"), _status(2, "Tin đồn thứ hai")]
     boosted = _status(1, "", reblog=_status(9, "Bài gốc bị chia sẻ"))
 
@@ -241,7 +202,7 @@ def _bsky_post(n: int, text: str, indexed: str) -> dict[str, Any]:
             "likeCount": 7 * n, "repostCount": n, "replyCount": 1, "quoteCount": 2, "indexedAt": indexed}
 
 
-def test_bluesky_search_pages_until_the_cursor_time(site: Site) -> None:
+def test_bluesky_search_pages_until_the_cursor_time(site: LoopbackSite) -> None:
     posts = [_bsky_post(3, "ព័ត៌មានមិនពិត ៣", "2026-11-03T10:00:00.000Z"), _bsky_post(2, "ព័ត៌មានមិនពិត ២", "2026-11-02T10:00:00.000Z"),
              _bsky_post(1, "ព័ត៌មានមិនពិត ១", "2026-11-01T10:00:00.000Z")]
 

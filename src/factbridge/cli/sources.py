@@ -107,3 +107,26 @@ def sources_remove(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -
     services = _state(ctx).services()
     remove_source(services.storage, services.settings.org, name)
     console.print(f"source {escape(name)} removed; its posts stay")
+
+
+@sources_app.command("schedule")
+def sources_schedule(
+    ctx: typer.Context,
+    tick: Annotated[float, typer.Option(help="Seconds between looks for due sources.")] = 30.0,
+) -> None:
+    """Run due sources until stopped (Ctrl-C): the scheduler of `factbridge worker`, for
+    installations with the in-process queue."""
+    import threading
+
+    from factbridge.sources.registry import SourceScheduler
+
+    services = _state(ctx).services()
+    stop = threading.Event()
+    scheduler = SourceScheduler(services, services.settings.org, stop, tick, on_result=lambda r: console.print(
+        f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
+        + (f" — {escape(r['error'])}" if r["error"] else "")))
+    err_console.print(f"running due sources of org {escape(services.settings.org)} every {tick:.0f} s; Ctrl-C stops")
+    try:
+        scheduler.run()
+    except KeyboardInterrupt:
+        stop.set()
