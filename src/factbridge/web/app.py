@@ -190,7 +190,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 def create_app(services: Services) -> FastAPI:
-    from factbridge.web import api, pages, public
+    from factbridge.web import api, pages, public, sources_api
 
     app = FastAPI(
         title="FactBridge",
@@ -234,6 +234,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
     app.include_router(api.router)
+    app.include_router(sources_api.router)
     app.include_router(pages.router)
     app.include_router(public.router)
     return app
