@@ -84,3 +84,22 @@ def test_webhook_source_checks_signature_time_and_replay(env: WebEnv) -> None:
     assert client.post(f"/api/v1/hooks/{ORG_B}/partner", content=body, headers=_signed(secret, body)).status_code == 404
     tampered = body.replace(b"hook-1", b"hook-2")
     assert client.post(url, content=tampered, headers=_signed(secret, body)).status_code == 401  # body changed after signing
+
+
+def test_dashboard_shows_tipline_statistics_per_day_and_language(env: WebEnv) -> None:
+    from factbridge.tiplines.desk import bump_stat
+
+    page = env.login("a-viewer").get("/").text
+    assert "No questions from citizens yet." in page
+    for key in ("questions", "questions", "answered", "helpful"):
+        bump_stat(env.services.storage, ORG_A, "km", key, day="2026-12-01")
+    bump_stat(env.services.storage, ORG_A, "vi", "questions", day="2026-12-02")
+    bump_stat(env.services.storage, ORG_B, "fr", "questions", day="2026-12-02")
+    page = env.login("a-viewer").get("/").text
+    table = page.split('id="tipline"', 1)[1].split("</section>", 1)[0]
+    rows = [r for r in table.split("<tr>")[2:]]
+    assert len(rows) == 2 and "2026-12-02" in rows[0] and ">vi<" in rows[0] and "2026-12-01" in rows[1] and ">km<" in rows[1]
+    assert "<td>2</td><td>1</td>" in rows[1]  # 2 questions, 1 answered
+    assert ">fr<" not in table  # another organisation's statistics
+    vi_page = env.login("a-viewer").get("/?lang=vi").text
+    assert "Đường dây tin báo" in vi_page

@@ -300,7 +300,7 @@ def bump_stat(storage: Any, org: str, language: str, key: str, day: str | None =
 
 
 def tipline_stats(storage: Any, org: str, days: int = 14) -> list[dict[str, Any]]:
-    """Per day and language, newest day first."""
+    """Per day and language, newest day first: the rows of the latest `days` days with any."""
     rows = [doc for _, doc in storage.list_docs(org, STATS, limit=days * 8, order="sort_desc")]
     return sorted(rows, key=lambda r: (r["day"], r["language"]), reverse=True)
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Requ
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
+from factbridge.tiplines.desk import tipline_stats
 from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish
 from factbridge.web.app import WebState, file_sha, render
@@ -127,6 +128,7 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
 
 
 # -- dashboard -------------------------------------------------------------------------
+
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     storage = web.services.storage
@@ -147,6 +149,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
         "chart": chart,
         "cases": web.cases.find(org, limit=10),
         "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
+        "tipline": tipline_stats(storage, org, days=7),
     })
 
 
