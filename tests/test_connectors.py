@@ -184,6 +184,7 @@ def test_mastodon_hashtag_timeline_with_min_id_cursor(site: LoopbackSite) -> Non
     assert first.author == PSEUDO("mastodon", "a3@social.example") and first.language == "vi"
     boost = items[2]
     assert isinstance(boost, Post) and boost.text.startswith("Bài gốc") and boost.raw["reblog_of"].endswith("/statuses/9")
+    assert boost.urls[-1] == "https://social.example/@a9/9"  # the shared object, for coordination
     assert boost.author == PSEUDO("mastodon", "a1@social.example")  # the account that boosted it
     again, cursor2 = connector.fetch(cursor)
     assert again == [] and cursor2 == "3"

@@ -81,7 +81,9 @@ class MastodonConnector:
                                "hashtags": [t.get("name") for t in shown.get("tags") or []]}
         if status.get("reblog"):
             raw["reblog_of"] = shown.get("uri")
-            raw["object"] = shown.get("uri")
+            # the boosted status is the shared object: coordination compares posts' links
+            if shown.get("url"):
+                urls.append(shown["url"])
         return Post(
             id=f"mastodon:{status.get('uri') or status['id']}", platform="mastodon",
             author=self.pseudonymize("mastodon", str(account.get("acct") or account.get("id") or "")) if account else "",
