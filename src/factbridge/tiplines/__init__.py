@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from factbridge.errors import FactBridgeError
 from factbridge.models import Post
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
@@ -109,7 +110,8 @@ class TiplineRunner:
             for post in later:  # queued before the answer goes out: drain() then covers it
                 self._deferred.put(post)
             for reply in replies:
-                self.tipline.send(reply)
+                if not self._send(reply):
+                    continue
                 if self.on_reply:
                     self.on_reply(event, reply, time.monotonic() - event.received_at if event.received_at else 0.0)
             self.handled += 1
@@ -120,10 +122,24 @@ class TiplineRunner:
     def followups(self) -> int:
         self._last_followup = time.monotonic()
         with self._cpu:
-            replies = self.desk.followups()
-        for reply in replies:
+            answers = self.desk.followups()
+        sent = 0
+        for reply, record in answers:
+            if self._send(reply):
+                record()  # answered only once it really went out
+                sent += 1
+        return sent
+
+    def _send(self, reply: Reply) -> bool:
+        """One failed send (the messenger refused it, a network error) is logged and counted;
+        the other replies still go out."""
+        try:
             self.tipline.send(reply)
-        return len(replies)
+        except FactBridgeError:
+            self.errors += 1
+            log.exception("tipline %s: a reply could not be sent", self.tipline.name)
+            return False
+        return True
 
     def warm(self) -> None:
         if not self._warm:

@@ -27,6 +27,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from factbridge.backends.storage.base import iter_docs
@@ -117,6 +118,8 @@ class TiplineDesk:
             self._set_user(who, {**user, "opted_out": True, "language": language, "changed_at": _now().isoformat()})
             self._forget_chats(who)
             return [Reply(event.chat_id, say("stopped", language))], []
+        if command and command != "/start":  # /help and the like: say what the tipline does
+            return ([] if user.get("opted_out") else [Reply(event.chat_id, say("welcome", language))]), []
         if command == "/start":
             self._set_user(who, {**user, "opted_out": False, "language": language, "changed_at": _now().isoformat()})
             return [Reply(event.chat_id, say("welcome", language))], []
@@ -234,9 +237,10 @@ class TiplineDesk:
         return [Reply(event.chat_id, say("thanks_feedback", language), ack_callback=event.callback_id)]
 
     # -- follow-ups: answers once a verdict is published ----------------------------
-    def followups(self) -> list[Reply]:
-        """Answer pending questions that a fact-check now matches (a verdict published on
-        the workspace, or imported): each is answered once, then its chat id is erased."""
+    def followups(self) -> list[tuple[Reply, Callable[[], None]]]:
+        """Answers to pending questions that a fact-check now matches (a verdict published on
+        the workspace, or imported), each with what to record once it is sent: the question
+        is then answered (never again) and its chat id erased."""
         from factbridge.pipeline.matching import index_factchecks
 
         pending = [(qid, q) for qid, q in iter_docs(self.storage, self.org, QUESTIONS) if q.get("status") == "pending" and q.get("chat_id")]
@@ -249,7 +253,7 @@ class TiplineDesk:
         if not ready:
             return []
         results = self.services.matcher(self.org).match_posts([p for _, _, p in ready], with_factchecks=True)
-        replies: list[Reply] = []
+        replies: list[tuple[Reply, Callable[[], None]]] = []
         for (qid, question, post), result in zip(ready, results, strict=True):
             published = outbox.get(post.id)
             fc: FactCheck | None = None
@@ -267,14 +271,19 @@ class TiplineDesk:
             language = question.get("language") or "en"
             rid = f"{qid}-u"
             now = _now()
-            replies.append(Reply(question["chat_id"], _factcheck_text("followup", fc, language), self._buttons(rid, language), meta={"reply_id": rid, "factcheck_id": fc.id}))
-            self.storage.put_docs_batch(self.org, [
-                (REPLIES, [(rid, {"question": qid, "kind": "followup", "language": language, "who": question["who"], "factcheck_id": fc.id,
-                                  "evidence": evidence, "decided_by": decided_by, "sent_at": now.isoformat(), "feedback": None}, now.timestamp())]),
-                (QUESTIONS, [(qid, {**question, "status": "answered", "chat_id": None, "answered_at": now.isoformat()}, None)]),
-            ])
-            self._bump(language, "followups")
+            reply = Reply(question["chat_id"], _factcheck_text("followup", fc, language), self._buttons(rid, language), meta={"reply_id": rid, "factcheck_id": fc.id})
+            record = {"question": qid, "kind": "followup", "language": language, "who": question["who"], "factcheck_id": fc.id,
+                      "evidence": evidence, "decided_by": decided_by, "sent_at": now.isoformat(), "feedback": None}
+            replies.append((reply, partial(self._followup_sent, qid, question, rid, record)))
         return replies
+
+    def _followup_sent(self, qid: str, question: dict[str, Any], rid: str, record: dict[str, Any]) -> None:
+        now = _now()
+        self.storage.put_docs_batch(self.org, [
+            (REPLIES, [(rid, record, now.timestamp())]),
+            (QUESTIONS, [(qid, {**question, "status": "answered", "chat_id": None, "answered_at": now.isoformat()}, None)]),
+        ])
+        self._bump(record["language"], "followups")
 
     # -- records ---------------------------------------------------------------------
     def _set_user(self, who: str, record: dict[str, Any]) -> None:

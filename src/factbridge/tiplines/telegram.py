@@ -61,7 +61,8 @@ class TelegramTipline:
                 events.append(Incoming("telegram", str(cq.from_user.id), str(chat), kind="feedback", callback_id=cq.id, data=cq.data or "", received_at=now))
                 continue
             message = update.message
-            if message is None or message.from_user is None:
+            # private chats only: in a group the bot would answer everyone's messages
+            if message is None or message.from_user is None or message.chat.type != "private":
                 continue
             text = message.text or message.caption or ""
             urls = [e.url for e in (message.entities or ()) if e.type == "text_link" and e.url]
