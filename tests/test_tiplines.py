@@ -51,6 +51,7 @@ def telegram(services: Services) -> Iterator[tuple[BotApiClient, TiplineRunner, 
     with BotApiServer() as server:
         tipline = open_tipline("telegram", services.settings, token="123:test", api_url=server.bot_base_url)
         runner = TiplineRunner(tipline, TiplineDesk(services, ORG), poll_timeout=0.5, followup_every=3600)
+        runner.warm()
         stop = threading.Event()
         thread = runner.start_thread(stop)
         yield BotApiClient(server.url, timeout=10), runner, server
@@ -75,16 +76,14 @@ def _ask(client: BotApiClient, user: int, text: str, language_code: str = "en", 
 def test_debunked_claim_is_answered_at_once_with_the_factcheck_and_feedback_buttons(services: Services, telegram: Any) -> None:
     client, runner, server = telegram
     fc = _claim(services)
-    t0 = time.perf_counter()
     replies = _ask(client, 501, fc.claim)
-    elapsed = time.perf_counter() - t0
     assert len(replies) == 1, replies
     reply = replies[0]
     assert fc.url in reply["text"] and fc.rating in reply["text"] and fc.publisher in reply["text"]
     assert reply["text"].startswith("This claim has been fact-checked")
     buttons = [b for row in reply["reply_markup"]["inline_keyboard"] for b in row]
     assert [b["text"] for b in buttons] == ["👍 Helpful", "👎 Not helpful"]
-    assert elapsed < 5.0  # the speed target is measured by `factbridge bench tipline`, not here
+    # (the speed target is measured by `factbridge bench tipline`, not here)
 
     # feedback: the button press is acknowledged and recorded once, with the reply's evidence
     client.press(501, reply["message_id"], buttons[0]["callback_data"])
@@ -266,3 +265,64 @@ def test_zalo_tipline_webhook_signature_reply_and_feedback(services: Services) -
         tipline.close()
         api.shutdown()
         api.server_close()
+
+
+def test_tipline_try_command(services: Services, telegram: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from factbridge.cli import app
+
+    client, runner, server = telegram
+    fc = _claim(services)
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "tipline", "try", fc.claim, "--botapi", server.url, "--user-id", "777"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert fc.url in result.output and "👍 Helpful" in result.output and "answered in" in result.output
+    refused = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "tipline", "try", "hello", "--botapi", "http://127.0.0.1:9"])
+    assert refused.exit_code != 0 and "make demo" in str(refused.exception)
+
+
+class _FlakyTipline:
+    """Wraps a real tipline; its first send fails as a refused request would."""
+
+    name = "flaky"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.failures = inner, 1
+
+    def poll(self, timeout: float) -> Any:
+        return self.inner.poll(timeout)
+
+    def send(self, reply: Any) -> None:
+        from factbridge.errors import FactBridgeError
+
+        if self.failures:
+            self.failures -= 1
+            raise FactBridgeError("Telegram Bot API: Forbidden: bot was blocked by the user")
+        self.inner.send(reply)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_followup_that_could_not_be_sent_is_tried_again(services: Services) -> None:
+    with BotApiServer() as server:
+        tipline = _FlakyTipline(open_tipline("telegram", services.settings, token="123:test", api_url=server.bot_base_url))
+        tipline.failures = 0
+        runner = TiplineRunner(tipline, TiplineDesk(services, ORG), poll_timeout=0.2, followup_every=3600)
+        client = BotApiClient(server.url, timeout=10)
+        try:
+            sent = client.send(808, "Nước dừa tươi chữa khỏi ung thư gan sau ba ngày")
+            assert runner.step(timeout=5) == 1
+            runner.drain()
+            services.storage.upsert_factchecks(ORG, [FactCheck(id="https://fc.example.vn/dua", claim="Nước dừa tươi chữa khỏi ung thư gan sau ba ngày",
+                                                               rating="Sai", publisher="KC", url="https://fc.example.vn/dua", language="vi")])
+            tipline.failures = 1
+            assert runner.followups() == 0 and runner.errors == 1
+            (question,) = (q for _, q in iter_docs(services.storage, ORG, QUESTIONS))
+            assert question["status"] == "pending" and question["chat_id"] == "808"
+            assert runner.followups() == 1
+            assert client.messages(808, after=sent["message_id"], wait=2)[-1]["text"].startswith("Cập nhật")
+        finally:
+            runner.close()
+            tipline.close()
