@@ -132,11 +132,14 @@ def test_scam_link_gets_a_warning(services: Services, telegram: Any) -> None:
 def test_unknown_claim_goes_to_the_desk_and_is_answered_when_a_verdict_is_published(services: Services, telegram: Any) -> None:
     client, runner, _ = telegram
     text = "Uống nước chanh nóng mỗi sáng chữa khỏi bệnh tiểu đường trong một tuần"
-    (reply,) = _ask(client, 504, text, "vi")
+    sent = client.send(504, text, "vi", forward_channel="tinnong24h")  # a forwarded channel post
+    (reply,) = client.messages(504, after=sent["message_id"], wait=10)
     assert "chuyển cho nhóm kiểm chứng" in reply["text"]
     runner.drain()
     (question,) = (q for _, q in iter_docs(services.storage, ORG, QUESTIONS))
-    assert question["status"] == "pending" and question["chat_id"] == "504"
+    assert question["status"] == "pending" and question["chat_id"] == "504" and question["forwarded"]
+    post = services.storage.get_post(ORG, question["post_id"])
+    assert post.urls == ["https://t.me/tinnong24h/12"] and post.raw["forwarded"] is True
     # the desk publishes a verdict on this claim (imported here; the web publication hook is tested below)
     verdict = FactCheck(id="https://fc.example.vn/chanh", claim="Uống nước chanh nóng mỗi sáng chữa khỏi bệnh tiểu đường trong một tuần",
                         rating="Sai", publisher="Kiểm chứng VN", url="https://fc.example.vn/chanh", language="vi")

@@ -37,7 +37,12 @@ def demo(
     if serve:
         from factbridge.cli.tiplines import start_demo_tipline
 
-        _, _, botapi_url, _ = start_demo_tipline(services)
-        console.print(f"tipline: a Telegram bot answers on the bundled Bot API stand-in {botapi_url}; chat with it: "
-                      '[bold]factbridge tipline try "Drinking boiled papaya leaf water cures dengue fever"[/]', soft_wrap=True)
+        try:
+            _, _, botapi_url, _ = start_demo_tipline(services)
+        except OSError as exc:  # the port is taken (another demo): the workspace still starts
+            console.print(f"[yellow]tipline not started: port {services.settings.tipline_botapi_port} on 127.0.0.1: {exc}[/] "
+                          "(set FACTBRIDGE_TIPLINE_BOTAPI_PORT)", soft_wrap=True)
+        else:
+            console.print(f"tipline: a Telegram bot answers on the bundled Bot API stand-in {botapi_url}; chat with it: "
+                          '[bold]factbridge tipline try "Drinking boiled papaya leaf water cures dengue fever"[/]', soft_wrap=True)
         run_server(services)

@@ -75,8 +75,9 @@ def tipline_botapi(
 
     settings = _state(ctx).services().settings
     server = BotApiServer(port=settings.tipline_botapi_port if port is None else port).start()
-    console.print(f"Bot API stand-in on {server.url}: run `factbridge --telegram-api-url {server.bot_base_url}` ... "
-                  f"or set FACTBRIDGE_TELEGRAM_API_URL={server.bot_base_url} FACTBRIDGE_TELEGRAM_TOKEN={DEMO_TOKEN} and `factbridge tipline run`")
+    console.print(f"Bot API stand-in on {server.url}. In another terminal: FACTBRIDGE_TELEGRAM_API_URL={server.bot_base_url} "
+                  f"FACTBRIDGE_TELEGRAM_TOKEN={DEMO_TOKEN} factbridge tipline run; then factbridge tipline try \"...\" --botapi {server.url}",
+                  soft_wrap=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

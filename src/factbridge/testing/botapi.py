@@ -46,7 +46,7 @@ class BotApiState:
         self._message_ids = itertools.count(1)
 
     # -- the citizen's side --------------------------------------------------------
-    def user_message(self, user_id: int, text: str, language_code: str = "en", forward: bool = False) -> dict[str, Any]:
+    def user_message(self, user_id: int, text: str, language_code: str = "en", forward: bool = False, forward_channel: str = "") -> dict[str, Any]:
         with self.cond:
             message_id = next(self._message_ids)
             message: dict[str, Any] = {
@@ -54,7 +54,10 @@ class BotApiState:
                 "chat": {"id": user_id, "type": "private", "first_name": "Citizen"},
                 "from": {"id": user_id, "is_bot": False, "first_name": "Citizen", "language_code": language_code},
             }
-            if forward:
+            if forward_channel:  # forwarded from a public channel
+                message["forward_origin"] = {"type": "channel", "date": int(time.time()) - 60, "message_id": 12,
+                                             "chat": {"id": -1001234, "type": "channel", "title": forward_channel, "username": forward_channel}}
+            elif forward:
                 message["forward_origin"] = {"type": "hidden_user", "sender_user_name": "Someone", "date": int(time.time()) - 60}
             update = {"update_id": next(self._update_ids), "message": message}
             self.updates.append(update)
@@ -208,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             result: Any
             try:
                 if path == "/_client/send":
-                    result = state.user_message(int(params["user_id"]), str(params["text"]), str(params.get("language_code") or "en"), bool(params.get("forward")))
+                    result = state.user_message(int(params["user_id"]), str(params["text"]), str(params.get("language_code") or "en"),
+                                                bool(params.get("forward")), str(params.get("forward_channel") or ""))
                 elif path == "/_client/press":
                     result = state.press(int(params["user_id"]), int(params["message_id"]), str(params["data"]))
                 elif path == "/_client/messages":
@@ -302,8 +306,9 @@ class BotApiClient:
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             return json.loads(response.read())
 
-    def send(self, user_id: int, text: str, language_code: str = "en", forward: bool = False) -> dict[str, Any]:
-        return self._post("/_client/send", {"user_id": user_id, "text": text, "language_code": language_code, "forward": forward})
+    def send(self, user_id: int, text: str, language_code: str = "en", forward: bool = False, forward_channel: str = "") -> dict[str, Any]:
+        return self._post("/_client/send", {"user_id": user_id, "text": text, "language_code": language_code, "forward": forward,
+                                            "forward_channel": forward_channel})
 
     def press(self, user_id: int, message_id: int, data: str) -> dict[str, Any]:
         return self._post("/_client/press", {"user_id": user_id, "message_id": message_id, "data": data})

@@ -65,7 +65,11 @@ class TelegramTipline:
             if message is None or message.from_user is None or message.chat.type != "private":
                 continue
             text = message.text or message.caption or ""
-            urls = [e.url for e in (message.entities or ()) if e.type == "text_link" and e.url]
+            urls = [e.url for e in (*(message.entities or ()), *(message.caption_entities or ())) if e.type == "text_link" and e.url]
+            origin = message.forward_origin
+            if origin is not None and origin.type == "channel" and getattr(origin.chat, "username", None):
+                # a forwarded channel post: its public link says where it circulates
+                urls.append(f"https://t.me/{origin.chat.username}/{origin.message_id}")
             events.append(Incoming(
                 "telegram", str(message.from_user.id), str(message.chat.id), text=text, message_id=str(message.message_id),
                 language_hint=message.from_user.language_code, forwarded=message.forward_origin is not None,
