@@ -275,3 +275,26 @@ def test_youtube_comments_api_json_and_csv(tmp_path: Path) -> None:
     csv_path.write_text("id,text,authorChannelId,likeCount,replyCount,publishedAt,videoId\nk1,Bình luận một,UCx,4,0,2026-11-05T10:00:00Z,v9\nk2,,UCy,1,0,2026-11-05T11:00:00Z,v9\n", encoding="utf-8")
     items, _ = YouTubeCommentsConnector(str(csv_path), pseudonymize=PSEUDO).fetch(None)
     assert [type(i).__name__ for i in items] == ["Post", "Quarantined"] and items[1].line == 3
+
+
+def test_mastodon_public_timeline_and_search(site: LoopbackSite) -> None:
+    site.routes["/api/v1/timelines/public"] = lambda q, h: (200, "application/json", json.dumps([_status(5, "Dòng thời gian chung")] if q.get("local") else []))
+    instance = json.dumps({"domain": "social.example", "title": "Social", "version": "4.3.2", "uri": "social.example",
+                           "api_versions": {"mastodon": 2}})
+    for path in ("/api/v1/instance/", "/api/v2/instance/"):  # Mastodon.py asks for the server version before a search
+        site.routes[path] = (200, "application/json", instance)
+    site.routes["/api/v2/search"] = lambda q, h: (200, "application/json", json.dumps({"accounts": [], "hashtags": [], "statuses": [_status(6, "Kết quả tìm kiếm " + q["q"][0])]}))
+    items, cursor = MastodonConnector(site.url, timeline="local", pseudonymize=PSEUDO).fetch(None)
+    assert [p.text.split(" https")[0] for p in items if isinstance(p, Post)] == ["Dòng thời gian chung scam.example/win #tin"] and cursor == "5"
+    items, cursor = MastodonConnector(site.url, query="vàng", access_token="tok", pseudonymize=PSEUDO).fetch("4")
+    assert isinstance(items[0], Post) and items[0].text.startswith("Kết quả tìm kiếm vàng") and cursor == "6"
+    search = next(h for path, h in site.requests if path.startswith("/api/v2/search"))
+    assert search["Authorization"] == "Bearer tok"
+
+
+def test_bluesky_author_feed(site: LoopbackSite) -> None:
+    feed = [{"post": _bsky_post(7, "ព័ត៌មានពីគណនី", "2026-11-07T10:00:00.000Z")}, {"post": _bsky_post(6, "ចាស់", "2026-11-06T10:00:00.000Z")}]
+    site.routes["/xrpc/app.bsky.feed.getAuthorFeed"] = lambda q, h: (200, "application/json", json.dumps({"feed": feed}))
+    items, cursor = BlueskyConnector(actor="news.example", base_url=site.url, pseudonymize=PSEUDO).fetch("2026-11-06T12:00:00.000Z")
+    assert [p.id for p in items] == ["bluesky:at://did:plc:author7/app.bsky.feed.post/7"] and cursor == "2026-11-07T10:00:00.000Z"
+    assert "actor=news.example" in site.requests[-1][0]

@@ -28,13 +28,14 @@ class MastodonConnector:
     name = "mastodon"
 
     def __init__(self, api_base_url: str, hashtag: str = "", query: str = "", timeline: str = "", access_token: str = "",
-                 limit: int = 40, timeout: float = 15.0, pseudonymize: Callable[[str, str], str] | None = None) -> None:
+                 limit: int = 40, timeout: float = 15.0, mastodon_version: str = "",
+                 pseudonymize: Callable[[str, str], str] | None = None) -> None:
         if sum(bool(x) for x in (hashtag, query, timeline)) != 1:
             raise ValueError("give exactly one of hashtag, query or timeline (public, local)")
         if timeline and timeline not in {"public", "local"}:
             raise ValueError("timeline must be public or local")
         self.api_base_url, self.hashtag, self.query, self.timeline = api_base_url.rstrip("/"), hashtag.lstrip("#"), query, timeline
-        self.access_token, self.limit, self.timeout = access_token or None, limit, timeout
+        self.access_token, self.limit, self.timeout, self.mastodon_version = access_token or None, limit, timeout, mastodon_version
         self.pseudonymize = pseudonymize or (lambda p, v: f"{p}:{v}")
 
     def _client(self) -> Any:
@@ -42,8 +43,9 @@ class MastodonConnector:
             from mastodon import Mastodon
         except ImportError as exc:  # pragma: no cover
             raise DependencyMissing("Mastodon.py", "sources") from exc
+        # timelines need no server version; a search asks the instance for it (/api/v2/instance)
         return Mastodon(api_base_url=self.api_base_url, access_token=self.access_token, request_timeout=self.timeout,
-                        version_check_mode="none", ratelimit_method="throw", user_agent=USER_AGENT)
+                        version_check_mode="none", mastodon_version=self.mastodon_version or None, ratelimit_method="throw", user_agent=USER_AGENT)
 
     def fetch(self, cursor: str | None = None) -> tuple[list[Post | Quarantined], str | None]:
         from mastodon import MastodonError
@@ -58,6 +60,8 @@ class MastodonConnector:
                 statuses = client.search_v2(self.query, result_type="statuses", min_id=cursor, limit=self.limit, resolve=False)["statuses"]
         except MastodonError as exc:
             raise FactBridgeError(f"Mastodon {self.api_base_url}: {exc}") from exc
+        except RecursionError as exc:  # Mastodon.py 2.x loops when the instance hides its version
+            raise FactBridgeError(f"Mastodon {self.api_base_url}: the instance does not tell its version (/api/v1/instance)") from exc
         items: list[Post | Quarantined] = []
         newest = cursor
         for status in statuses:
