@@ -105,3 +105,20 @@ def test_run_source_stores_factchecks_posts_and_cursor_and_records_errors(hashin
     assert due_sources(services.storage, ORG, now) == []
     assert due_sources(services.storage, ORG, now + timedelta(hours=2)) == ["fc-site", "kenh"]
     assert [s["name"] for s in list_sources(services.storage, ORG)] == ["fc-site", "kenh"]
+
+
+def test_scheduler_runs_due_sources(hashing_services: Services, tmp_path: Path) -> None:
+    import threading
+
+    from factbridge.sources.registry import SourceScheduler
+
+    export = _telegram_export(tmp_path / "result.json", [
+        {"id": 1, "type": "message", "date": "2026-11-01T09:00:00", "from_id": "channel1", "text": "Tin mới nhất"}])
+    add_source(hashing_services, ORG, "kenh", "telegram-export", {"path": str(export)}, interval_s=3600)
+    stop = threading.Event()
+    results: list[dict[str, object]] = []
+    scheduler = SourceScheduler(hashing_services, ORG, stop, tick_s=0.05, on_result=lambda r: (results.append(r), stop.set()))
+    thread = scheduler.start_thread()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and [r["name"] for r in results] == ["kenh"] and results[0]["posts_new"] == 1
+    assert due_sources(hashing_services.storage, ORG) == []  # not again before its interval
