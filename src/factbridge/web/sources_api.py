@@ -60,19 +60,21 @@ def _items(rows: list[dict[str, Any]], source: str, platform: str) -> list[Post 
 def _ingest(web: Any, org: str, items: list[Any], source: str, match: bool = True) -> dict[str, Any]:
     from factbridge.sources.ingest import ingest_items
 
-    outcome = ingest_items(web.services, org, items, source, match=match)
+    # the server's background processor runs the stages, never this request
+    outcome = ingest_items(web.services, org, items, source, match=match, drain=False)
     return outcome.as_dict()
 
 
 @router.post("/posts")
 def ingest_posts(body: PostsBody, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     """Batch ingest (at most 1000 posts). Idempotent: a post is keyed by its id. The
-    `quarantine` of the report names each rejected row (line = position in `posts`),
-    its field and why; the other rows go in."""
+    `quarantined` list of the report names each rejected row (line = position in `posts`),
+    its field and why; the other rows go in and are queued for the pipeline stages
+    (`queued`), which run in the background."""
     actor.require("analyst", "ingesting posts")
     source = f"api:{actor.username}"
     outcome = _ingest(web, actor.org, list(_items(body.posts, source, body.platform)), source, body.match)
-    return {**outcome["posts"], "stages": outcome["stages"], "queued": outcome["queued"]}
+    return {**outcome["posts"], "queued": outcome["queued"]}
 
 
 @router.post("/match")
