@@ -252,7 +252,7 @@ def test_meta_content_library_csv(tmp_path: Path) -> None:
     assert (post.engagement.likes, post.engagement.shares, post.engagement.comments, post.engagement.views) == (120, 45, 10, 5000)
     assert post.author == PSEUDO("facebook", "9001") and "Trang" not in post.author and post.urls == ["http://qua-tang.example/vn"]
     assert sorted((q.line, q.field) for q in bad) == [(3, "text"), (4, "creation_time"), (5, "statistics.reaction_count")]
-    assert cursor is not None and cursor.startswith("2026-11-03")
+    assert cursor is not None and json.loads(cursor)["latest"].startswith("2026-11-03")
     again, _ = connector.fetch(cursor)
     assert not [i for i in again if isinstance(i, Post)]  # nothing newer than the cursor
 
@@ -270,7 +270,7 @@ def test_youtube_comments_api_json_and_csv(tmp_path: Path) -> None:
     assert isinstance(top, Post) and isinstance(reply, Post)
     assert top.id == "youtube:c1" and top.engagement.likes == 33 and top.engagement.comments == 1 and top.urls == ["https://www.youtube.com/watch?v=vid123"]
     assert reply.raw["reply_to"] == "youtube:c1" and reply.author == PSEUDO("youtube", "UCdef")
-    assert cursor == "2026-11-01T11:00:00+00:00"
+    assert cursor is not None and json.loads(cursor) == {"latest": "2026-11-01T11:00:00+00:00", "ids": ["c1.r1"]}
     csv_path = tmp_path / "ytdt.csv"
     csv_path.write_text("id,text,authorChannelId,likeCount,replyCount,publishedAt,videoId\nk1,Bình luận một,UCx,4,0,2026-11-05T10:00:00Z,v9\nk2,,UCy,1,0,2026-11-05T11:00:00Z,v9\n", encoding="utf-8")
     items, _ = YouTubeCommentsConnector(str(csv_path), pseudonymize=PSEUDO).fetch(None)
@@ -298,3 +298,44 @@ def test_bluesky_author_feed(site: LoopbackSite) -> None:
     items, cursor = BlueskyConnector(actor="news.example", base_url=site.url, pseudonymize=PSEUDO).fetch("2026-11-06T12:00:00.000Z")
     assert [p.id for p in items] == ["bluesky:at://did:plc:author7/app.bsky.feed.post/7"] and cursor == "2026-11-07T10:00:00.000Z"
     assert "actor=news.example" in site.requests[-1][0]
+
+
+def test_every_connector_passes_the_conformance_checks(site: LoopbackSite, tmp_path: Path) -> None:
+    from factbridge.backends.connectors.files import CSVConnector, JSONLConnector
+    from factbridge.testing.connector_conformance import check_connector
+
+    site.routes["/feed.xml"] = (200, "application/rss+xml", _rss([("a", "Tin một", "Mon, 02 Nov 2026 08:00:00 GMT"), ("b", "Tin hai", "Tue, 03 Nov 2026 08:00:00 GMT")]))
+    site.routes["/sitemap.xml"] = (200, "application/xml", f"""<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>{site.url}/check/1</loc><lastmod>2026-11-01</lastmod></url></urlset>""")
+    site.routes["/check/1"] = (200, "text/html", _claimreview_page(1, "Bananas cure cancer"))
+    site.routes["/api/v1/timelines/tag/tin"] = lambda q, h: (200, "application/json", json.dumps(
+        [s for s in (_status(3, "Ba"), _status(2, "Hai")) if int(s["id"]) > int(q.get("min_id", ["0"])[0])]))
+    site.routes["/xrpc/app.bsky.feed.searchPosts"] = lambda q, h: (200, "application/json", json.dumps(
+        {"posts": [p for p in (_bsky_post(2, "ពីរ", "2026-11-02T10:00:00.000Z"),) if p["indexedAt"] > q.get("since", [""])[0]]}))
+    export = _telegram_export(tmp_path / "result.json", [{"id": 1, "type": "message", "date": "2026-11-01T09:00:00", "from_id": "c", "text": "Một"}])
+    mcl = tmp_path / "mcl.csv"
+    mcl.write_text("id,creation_time,text,post_owner.id\n1,2026-11-01T08:00:00+0000,Bài một,9\n", encoding="utf-8")
+    yt = tmp_path / "yt.csv"
+    yt.write_text("id,text,authorChannelId,likeCount,replyCount,publishedAt,videoId\nk1,Một,UCx,4,0,2026-11-05T10:00:00Z,v9\n", encoding="utf-8")
+    jsonl = tmp_path / "posts.jsonl"
+    jsonl.write_text('{"id": "j1", "text": "Một bài"}\n{"id": "j2"}\n', encoding="utf-8")
+    csv_path = tmp_path / "posts.csv"
+    csv_path.write_text("id,text\nc1,Một bài\n", encoding="utf-8")
+    makers: dict[str, Any] = {
+        "rss": lambda: RSSConnector(f"{site.url}/feed.xml"),
+        "claimreview-sitemap": lambda: ClaimReviewSitemapConnector(f"{site.url}/sitemap.xml", delay_s=0.0, sleep=lambda s: None),
+        "telegram-export": lambda: TelegramExportConnector(str(export), pseudonymize=PSEUDO),
+        "mastodon": lambda: MastodonConnector(site.url, hashtag="tin", pseudonymize=PSEUDO),
+        "bluesky": lambda: BlueskyConnector(query="x", base_url=site.url, pseudonymize=PSEUDO),
+        "meta-content-library": lambda: MetaContentLibraryConnector(str(mcl), pseudonymize=PSEUDO),
+        "youtube-comments": lambda: YouTubeCommentsConnector(str(yt), pseudonymize=PSEUDO),
+        "jsonl": lambda: JSONLConnector(jsonl),
+        "csv": lambda: CSVConnector(csv_path),
+    }
+    from factbridge.plugins import available
+
+    assert set(makers) == set(available("factbridge.connectors")), "every registered connector is checked"
+    for name, make in makers.items():
+        items = check_connector(make)
+        assert make().name == name
+        assert items, name

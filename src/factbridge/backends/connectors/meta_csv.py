@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from factbridge.backends.connectors.cursors import TimeCursor
 from factbridge.backends.connectors.files import post_from_mapping
 from factbridge.errors import InputError
 from factbridge.models import Post, Quarantined
@@ -71,7 +72,7 @@ class MetaContentLibraryConnector:
             raise InputError("not a Content Library export: needs an id and a text column", source=source, line=1)
         platform = self.platform or ("instagram" if columns & {"statistics.like_count", "like_count", "caption"} else "facebook")
         items: list[Post | Quarantined] = []
-        newest = cursor
+        position = TimeCursor(cursor)
         for row in reader:
             line = reader.line_num
             if None in row:
@@ -84,10 +85,10 @@ class MetaContentLibraryConnector:
                 items.append(Quarantined(source=source, line=line, field="creation_time", reason=str(exc), raw=json.dumps(row, ensure_ascii=False)[:2000]))
                 continue
             stamp = created.isoformat() if created else None
-            if cursor and stamp and stamp < cursor:
+            row_id = str(_pick(row, FIELDS["id"]) or "")
+            if position.seen(stamp, row_id):
                 continue
-            if stamp and (newest is None or stamp > newest):
-                newest = stamp
+            position.advance(stamp, row_id)
             owner = _pick(row, FIELDS["owner"])
             link = _pick(row, FIELDS["link"])
             mapped = {
@@ -101,4 +102,4 @@ class MetaContentLibraryConnector:
                 items.append(post_from_mapping({k: v for k, v in mapped.items() if v is not None}, source, line, platform))
             except InputError as exc:
                 items.append(Quarantined(source=source, line=line, field=_column(row, exc.field or ""), reason=exc.reason, raw=json.dumps(row, ensure_ascii=False)[:2000]))
-        return items, newest
+        return items, position.dump()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from factbridge.backends.connectors.cursors import TimeCursor
 from factbridge.backends.connectors.files import post_from_mapping
 from factbridge.errors import InputError
 from factbridge.models import Post, Quarantined
@@ -91,7 +92,7 @@ class YouTubeCommentsConnector:
         if not self.path.is_file():
             raise InputError("no such file", source=source)
         items: list[Post | Quarantined] = []
-        newest = cursor
+        position = TimeCursor(cursor)
         try:
             rows = list(self._rows(source))
         except UnicodeDecodeError as exc:
@@ -106,10 +107,9 @@ class YouTubeCommentsConnector:
                 items.append(Quarantined(source=source, line=line, field="publishedAt", reason=str(exc), raw=json.dumps(row, ensure_ascii=False)[:2000]))
                 continue
             stamp = created.isoformat() if created else None
-            if cursor and stamp and stamp < cursor:
+            if position.seen(stamp, str(row.get("id") or "")):
                 continue
-            if stamp and (newest is None or stamp > newest):
-                newest = stamp
+            position.advance(stamp, str(row.get("id") or ""))
             raw: dict[str, Any] = {"video_id": row.get("video") or ""}
             if row.get("parent"):
                 raw["reply_to"] = f"youtube:{row['parent']}"
@@ -123,4 +123,4 @@ class YouTubeCommentsConnector:
                 items.append(Quarantined(source=source, line=line, field=exc.field, reason=exc.reason, raw=json.dumps(row, ensure_ascii=False)[:2000]))
                 continue
             items.append(post.model_copy(update={"raw": {**post.raw, **raw}}))
-        return items, newest
+        return items, position.dump()
