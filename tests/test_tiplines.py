@@ -187,7 +187,7 @@ def test_stop_opts_out_and_rate_limit(services: Services, tmp_path: Path) -> Non
         try:
             assert _ask(client, 601, "/stop")[0]["text"].startswith("You will receive no more messages")
             sent = client.send(601, "Is it true that the moon is made of cheese?")
-            assert client.messages(601, after=sent["message_id"], wait=1.5) == []  # opted out: silence
+            assert client.messages(601, after=sent["message_id"], wait=0.8) == []  # opted out: silence
             assert _ask(client, 601, "/start")[0]["text"].startswith("Hello!")
             users = dict(iter_docs(services.storage, ORG, USERS))
             assert all(":" in k and "601" not in k for k in users)
@@ -196,7 +196,7 @@ def test_stop_opts_out_and_rate_limit(services: Services, tmp_path: Path) -> Non
             (limited,) = _ask(client, 602, "third question about the weather today")
             assert limited["text"].startswith("You have sent many messages")
             sent = client.send(602, "fourth question about the weather today")
-            assert client.messages(602, after=sent["message_id"], wait=1.5) == []  # warned once, then silence
+            assert client.messages(602, after=sent["message_id"], wait=0.8) == []  # warned once, then silence
         finally:
             stop.set()
             thread.join(10)

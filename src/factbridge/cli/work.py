@@ -65,8 +65,11 @@ def worker(
     if sources and not once:
         from factbridge.sources.registry import SourceScheduler
 
+        from rich.markup import escape
+
         SourceScheduler(services, services.settings.org, stop, on_result=lambda r: err_console.print(
-            f"source {r['name']}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks" + (f" — {r['error']}" if r["error"] else ""))).start_thread()
+            f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
+            + (f" — {escape(r['error'])}" if r["error"] else ""))).start_thread()
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")
     if sweep_on_start:
         from factbridge.pipeline.process import sweep
