@@ -63,9 +63,9 @@ def worker(
 
     runner = Worker(services, queue, name=name, stop=stop, on_batch=show, fetch_timeout_s=fetch_timeout)
     if sources and not once:
-        from factbridge.sources.registry import SourceScheduler
-
         from rich.markup import escape
+
+        from factbridge.sources.registry import SourceScheduler
 
         SourceScheduler(services, services.settings.org, stop, on_result=lambda r: err_console.print(
             f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
