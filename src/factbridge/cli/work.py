@@ -29,7 +29,7 @@ def worker(
     fetch_timeout: Annotated[float, typer.Option(help="Seconds to wait for a batch before looking again (and, with --once, stopping).")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sweep_on_start: Annotated[bool, typer.Option("--sweep/--no-sweep", help="First, when the queue is empty, queue every stored post that misses a stage (after a crash).")] = True,
-    sources: Annotated[bool, typer.Option("--sources/--no-sources", help="Also run the org's live sources when their interval has passed (`factbridge sources`).")] = True,
+    sources: Annotated[bool, typer.Option("--sources/--no-sources", help="Also run every organisation's live sources when their interval has passed (`factbridge sources`).")] = True,
 ) -> None:
     """Run the pipeline stages on batches queued by `factbridge ingest` (queue_url=nats://...).
 
@@ -67,7 +67,7 @@ def worker(
 
         from factbridge.sources.registry import SourceScheduler
 
-        SourceScheduler(services, services.settings.org, stop, on_result=lambda r: err_console.print(
+        SourceScheduler(services, None, stop, on_result=lambda r: err_console.print(
             f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
             + (f" — {escape(r['error'])}" if r["error"] else ""))).start_thread()
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")

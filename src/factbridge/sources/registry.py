@@ -165,10 +165,11 @@ def run_due(services: Any, org: str, on_result: Callable[[dict[str, Any]], None]
 
 
 class SourceScheduler:
-    """Runs due sources every `tick_s` seconds in a thread (inside `factbridge worker`).
+    """Runs due sources every `tick_s` seconds in a thread (inside `factbridge worker`), of one
+    organisation or (org None) of every organisation the installation knows.
     Several workers may each run one: a source fetched twice is ingested once (idempotent)."""
 
-    def __init__(self, services: Any, org: str, stop: threading.Event, tick_s: float = 30.0,
+    def __init__(self, services: Any, org: str | None, stop: threading.Event, tick_s: float = 30.0,
                  on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.services, self.org, self.stop, self.tick_s, self.on_result = services, org, stop, tick_s, on_result
         self.runs = 0
@@ -178,7 +179,10 @@ class SourceScheduler:
 
         while not self.stop.is_set():
             try:
-                self.runs += len(run_due(self.services, self.org, self.on_result))
+                from factbridge.pipeline.process import known_orgs
+
+                for org in [self.org] if self.org else known_orgs(self.services):
+                    self.runs += len(run_due(self.services, org, self.on_result))
             except FactBridgeError:
                 logging.getLogger(__name__).exception("source scheduler")
             self.stop.wait(self.tick_s)
