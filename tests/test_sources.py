@@ -117,7 +117,7 @@ def test_scheduler_runs_due_sources(hashing_services: Services, tmp_path: Path) 
     add_source(hashing_services, ORG, "kenh", "telegram-export", {"path": str(export)}, interval_s=3600)
     stop = threading.Event()
     results: list[dict[str, object]] = []
-    scheduler = SourceScheduler(hashing_services, ORG, stop, tick_s=0.05, on_result=lambda r: (results.append(r), stop.set()))
+    scheduler = SourceScheduler(hashing_services, None, stop, tick_s=0.05, on_result=lambda r: (results.append(r), stop.set()))
     thread = scheduler.start_thread()
     thread.join(timeout=30)
     assert not thread.is_alive() and [r["name"] for r in results] == ["kenh"] and results[0]["posts_new"] == 1
