@@ -8,6 +8,7 @@ the tipline keeps the synchronous `Tipline` contract.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -31,6 +32,8 @@ class TelegramTipline:
         if not token:
             raise ConfigError("the Telegram tipline needs a bot token: set telegram_token (FACTBRIDGE_TELEGRAM_TOKEN)")
         self._telegram = telegram
+        # httpx logs each request URL at INFO, and a Bot API URL contains the token
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").getEffectiveLevel()))
         # the library is async: its loop runs in a thread of its own, so polling (in the
         # runner) and sending (follow-ups, from any thread) can overlap
         self._loop = asyncio.new_event_loop()
