@@ -95,6 +95,9 @@ def test_run_source_stores_factchecks_posts_and_cursor_and_records_errors(hashin
     assert post.engagement.views == 900 and post.author.startswith("telegram:") and "channel1" not in post.author
     assert services.storage.matches_for_post(ORG, post.id)  # went through the stages (matching)
 
+    site.routes["/sitemap.xml"] = (200, "text/html", "<html>maintenance</p>")
+    broken = run_source(services, ORG, "fc-site")
+    assert broken["status"] == "error" and "not a sitemap" in broken["error"] and "/sitemap.xml" in broken["error"]
     site.routes["/sitemap.xml"] = (500, "text/plain", "down")
     failed = run_source(services, ORG, "fc-site")
     doc = get_source(services.storage, ORG, "fc-site")

@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from factbridge.backends.connectors.web import USER_AGENT, dump_cursor, fetch, load_cursor
+from factbridge.errors import InputError
 from factbridge.models import FactCheck, Post, Quarantined
 
 MAX_REMEMBERED = 50_000
@@ -95,7 +96,10 @@ class ClaimReviewSitemapConnector:
             if sitemap in seen or not self.allowed(sitemap):
                 continue
             seen.add(sitemap)
-            root = ET.fromstring(self._get(sitemap).body)
+            try:
+                root = ET.fromstring(self._get(sitemap).body)
+            except ET.ParseError as exc:
+                raise InputError(f"not a sitemap (XML): {exc}", source=sitemap) from exc
             for node in root:
                 loc = next((c.text or "" for c in node if _local(c.tag) == "loc"), "").strip()
                 lastmod = next((c.text or "" for c in node if _local(c.tag) == "lastmod"), "").strip()
