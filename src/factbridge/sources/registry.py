@@ -183,8 +183,8 @@ class SourceScheduler:
 
                 for org in [self.org] if self.org else known_orgs(self.services):
                     self.runs += len(run_due(self.services, org, self.on_result))
-            except FactBridgeError:
-                logging.getLogger(__name__).exception("source scheduler")
+            except Exception:  # a connector's bug must not stop the schedule: logged with its traceback
+                logging.getLogger(__name__).exception("source scheduler: a run failed")
             self.stop.wait(self.tick_s)
 
     def start_thread(self) -> threading.Thread:
