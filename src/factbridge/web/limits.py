@@ -37,6 +37,8 @@ from factbridge.errors import NotAuthenticated
 UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
 # Page routes that take a body without a session: signing in and out, and the public forms.
 OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/")
+# Signed webhooks of partners' systems: the HMAC of the (size-limited) body is their credential.
+OPEN_API_POSTS = re.compile(r"^/api/v1/hooks/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_OVERHEAD = 256 * 1024
 
@@ -64,6 +66,8 @@ class RequestLimits:
 
     async def _authenticated(self, path: str, headers: Headers) -> bool | None:
         """True/False for a route that needs a caller, None for one that does not."""
+        if OPEN_API_POSTS.match(path):
+            return None
         if path.startswith("/api/"):
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():

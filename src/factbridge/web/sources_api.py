@@ -71,7 +71,7 @@ def ingest_posts(body: PostsBody, actor: ActorDep, web: WebDep) -> dict[str, Any
     `quarantined` list of the report names each rejected row (line = position in `posts`),
     its field and why; the other rows go in and are queued for the pipeline stages
     (`queued`), which run in the background."""
-    actor.require("analyst", "ingesting posts")
+    actor.check("posts.ingest")
     source = f"api:{actor.username}"
     outcome = _ingest(web, actor.org, list(_items(body.posts, source, body.platform)), source, body.match)
     return {**outcome["posts"], "queued": outcome["queued"]}
@@ -101,7 +101,7 @@ async def import_claimreview(request: Request, actor: ActorDep, web: WebDep) -> 
     new fact-checks are embedded and stored posts near them re-matched."""
     from factbridge.pipeline.library import read_factcheck_text
 
-    actor.require("editor", "importing fact-checks")
+    actor.check("factchecks.import")
     raw = await request.body()
     try:
         text = raw.decode("utf-8")

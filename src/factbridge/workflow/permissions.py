@@ -26,6 +26,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "appeal.decide": ("editor", "deciding an appeal"),
     "audit.read": ("admin", "reading the audit log"),
     "users.manage": ("admin", "managing users"),
+    "posts.ingest": ("analyst", "ingesting posts"),
+    "factchecks.import": ("editor", "importing fact-checks"),
 }
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
-from factbridge.backends.connectors.web import USER_AGENT, dump_cursor, fetch, load_cursor
+from factbridge.backends.connectors.web import USER_AGENT, Fetched, dump_cursor, fetch, load_cursor
 from factbridge.errors import InputError
 from factbridge.models import FactCheck, Post, Quarantined
 
@@ -76,7 +76,7 @@ class ClaimReviewSitemapConnector:
         crawl_delay = robots.crawl_delay(self.user_agent) if robots else None
         return max(self.delay_s, float(crawl_delay or 0))
 
-    def _get(self, url: str, check_robots: bool = True):
+    def _get(self, url: str, check_robots: bool = True) -> Fetched:
         if check_robots and not self.allowed(url):
             raise PermissionError(f"robots.txt disallows {url}")
         wait = self._last_request + self._delay(url) - time.monotonic() if self._last_request else 0
