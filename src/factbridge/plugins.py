@@ -26,6 +26,13 @@ BUILTIN: dict[str, dict[str, str]] = {
     "factbridge.connectors": {
         "jsonl": "factbridge.backends.connectors.files:JSONLConnector",
         "csv": "factbridge.backends.connectors.files:CSVConnector",
+        "rss": "factbridge.backends.connectors.rss:RSSConnector",
+        "claimreview-sitemap": "factbridge.backends.connectors.claimreview_sitemap:ClaimReviewSitemapConnector",
+        "telegram-export": "factbridge.backends.connectors.telegram_export:TelegramExportConnector",
+        "mastodon": "factbridge.backends.connectors.mastodon:MastodonConnector",
+        "bluesky": "factbridge.backends.connectors.bluesky:BlueskyConnector",
+        "meta-content-library": "factbridge.backends.connectors.meta_csv:MetaContentLibraryConnector",
+        "youtube-comments": "factbridge.backends.connectors.youtube:YouTubeCommentsConnector",
     },
     "factbridge.queues": {
         "local": "factbridge.backends.queue.local:LocalQueue",
@@ -41,6 +48,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "coordination": "factbridge.pipeline.coordination:STAGE",
         "checkworthiness": "factbridge.pipeline.checkworthiness:STAGE",
         "triage": "factbridge.pipeline.triage:STAGE",
+    },
+    "factbridge.tiplines": {
+        "telegram": "factbridge.tiplines.telegram:TelegramTipline",
+        "zalo": "factbridge.tiplines.zalo:ZaloTipline",
     },
 }
 

@@ -127,6 +127,15 @@ class Settings:
     federation_licence: str = field(default="CC-BY-4.0", metadata=_meta("Licence stated on every item of our federation feed (what partners may do with it)."))
     federation_narrative_min_posts: int = field(default=5, metadata=_meta("A narrative is shared with partners (scope 'narrative') once it has this many posts, and again when it doubles or repeats other fact-checked claims; 0 shares none.", int))
     federation_timeout_s: float = field(default=10.0, metadata=_meta("Time limit of one request to a partner desk, in seconds.", float))
+    tipline_rate_limit: str = field(default="8/60", metadata=_meta("Tipline messages answered per sender: COUNT/SECONDS (then one 'please wait' and silence)."))
+    telegram_token: str = field(default="", metadata=_meta("Telegram bot token for the tipline (from @BotFather; keep it in the environment, FACTBRIDGE_TELEGRAM_TOKEN)."))
+    telegram_api_url: str = field(default="https://api.telegram.org/bot", metadata=_meta("Bot API base URL the Telegram tipline polls (a local stand-in in tests and the demo)."))
+    tipline_botapi_port: int = field(default=8766, metadata=_meta("Port of the bundled Bot API stand-in that `factbridge demo` and `factbridge tipline botapi` start on 127.0.0.1.", int))
+    zalo_access_token: str = field(default="", metadata=_meta("Zalo Official Account access token for the tipline (FACTBRIDGE_ZALO_ACCESS_TOKEN)."))
+    zalo_api_url: str = field(default="https://openapi.zalo.me", metadata=_meta("Zalo OA Open API base URL the tipline sends replies to."))
+    zalo_app_id: str = field(default="", metadata=_meta("Zalo app id (part of the webhook signature)."))
+    zalo_oa_secret: str = field(default="", metadata=_meta("Zalo OA secret key that signs webhook events (X-ZEvent-Signature); events with a wrong signature are refused."))
+    zalo_webhook_port: int = field(default=8767, metadata=_meta("Port the Zalo tipline's webhook receiver listens on (behind your HTTPS proxy).", int))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

@@ -38,4 +38,14 @@ def demo(
     console.print(f"demo data: {settings.data_dir} (other commands use it while {DEFAULT_DATA_DIR} has no database of its own, "
                   "e.g. `factbridge queue`; `factbridge demo --fresh` starts it over)")
     if serve:
+        from factbridge.cli.tiplines import start_demo_tipline
+
+        try:
+            _, _, botapi_url, _ = start_demo_tipline(services)
+        except OSError as exc:  # the port is taken (another demo): the workspace still starts
+            console.print(f"[yellow]tipline not started: port {services.settings.tipline_botapi_port} on 127.0.0.1: {exc}[/] "
+                          "(set FACTBRIDGE_TIPLINE_BOTAPI_PORT)", soft_wrap=True)
+        else:
+            console.print(f"tipline: a Telegram bot answers on the bundled Bot API stand-in {botapi_url}; chat with it: "
+                          '[bold]factbridge tipline try "Drinking boiled papaya leaf water cures dengue fever"[/]', soft_wrap=True)
         run_server(services)

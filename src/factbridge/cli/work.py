@@ -29,6 +29,7 @@ def worker(
     fetch_timeout: Annotated[float, typer.Option(help="Seconds to wait for a batch before looking again (and, with --once, stopping).")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sweep_on_start: Annotated[bool, typer.Option("--sweep/--no-sweep", help="First, when the queue is empty, queue every stored post that misses a stage (after a crash).")] = True,
+    sources: Annotated[bool, typer.Option("--sources/--no-sources", help="Also run every organisation's live sources when their interval has passed (`factbridge sources`).")] = True,
 ) -> None:
     """Run the pipeline stages on batches queued by `factbridge ingest` (queue_url=nats://...).
 
@@ -61,6 +62,14 @@ def worker(
         err_console.print(line + (f" — {esc(outcome.error)}" if outcome.error else ""))
 
     runner = Worker(services, queue, name=name, stop=stop, on_batch=show, fetch_timeout_s=fetch_timeout)
+    if sources and not once:
+        from rich.markup import escape
+
+        from factbridge.sources.registry import SourceScheduler
+
+        SourceScheduler(services, None, stop, on_result=lambda r: err_console.print(
+            f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
+            + (f" — {escape(r['error'])}" if r["error"] else ""))).start_thread()
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")
     if sweep_on_start:
         from factbridge.pipeline.process import sweep

@@ -21,7 +21,6 @@ from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import (
     FactCheckStore,
-    MatchStore,
     PostStore,
     QuarantineStore,
     Storage,
@@ -136,7 +135,7 @@ def _stored_vectors_by_sha(storage: VectorStore, embedder_id: str, org: str, sto
     return {sha: by_id[item_id] for sha, item_id in holder.items() if item_id in by_id}
 
 
-def match_and_store(storage: MatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+def match_and_store(storage: Storage, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     from factbridge.workflow.match_reviews import COLLECTION as REVIEWS
     from factbridge.workflow.match_reviews import apply_reviews
 

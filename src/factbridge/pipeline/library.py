@@ -327,3 +327,14 @@ def read_factchecks(
 ) -> Iterator[Item]:
     for item, _ in read_factchecks_located(path, fmt, mapping, limits):
         yield item
+
+
+def read_factcheck_text(
+    text: str, name: str, fmt: str = "auto", mapping: Mapping[str, str] | None = None, limits: InputLimits = DEFAULT_LIMITS,
+) -> Iterator[Item]:
+    """Fact-checks in a text already in memory (a fetched page or a request body: `name` is
+    its URL or label), read exactly as a file would be."""
+    import io
+
+    for item, _ in _read_stream(io.BytesIO(text.encode("utf-8")), name, fmt, mapping, limits):
+        yield item

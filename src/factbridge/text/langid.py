@@ -102,6 +102,12 @@ def _identifier(languages: tuple[str, ...] | None):
     return ident
 
 
+def load_models(preferred: tuple[str, ...] = ("vi", "km", "fr", "en")) -> None:
+    """Load both identifiers now (a few seconds), so that no answer waits for them later."""
+    _identifier(None)
+    _identifier(tuple(sorted(preferred)))
+
+
 def detect_language(text: str, preferred: tuple[str, ...] = ("vi", "km", "fr", "en")) -> LanguageGuess:
     khmer, latin, other = _script_counts(text)
     letters = khmer + latin + other

@@ -194,7 +194,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 def create_app(services: Services) -> FastAPI:
     from starlette.exceptions import HTTPException
 
-    from factbridge.web import api, desk, federation, pages, public
+    from factbridge.web import api, desk, federation, pages, public, sources_api
 
     app = FastAPI(
         title="FactBridge",
@@ -239,6 +239,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(files("factbridge.web") / "static")), name="static")
     app.include_router(api.router)
+    app.include_router(sources_api.router)
     app.include_router(pages.router)
     app.include_router(desk.router)
     app.include_router(public.router)

@@ -40,6 +40,8 @@ UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
 # federation endpoints (a partner's push is authenticated by its Ed25519 signature, in the
 # route, once the size-limited body is read).
 OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/|^/federation/")
+# Signed webhooks of partners' systems: the HMAC of the (size-limited) body is their credential.
+OPEN_API_POSTS = re.compile(r"^/api/v1/hooks/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_OVERHEAD = 256 * 1024
 SIGN_IN_PAGE = ('<!doctype html><html><head><meta charset="utf-8"><title>401 · FactBridge</title>'
@@ -70,6 +72,8 @@ class RequestLimits:
 
     async def _authenticated(self, path: str, headers: Headers) -> bool | None:
         """True/False for a route that needs a caller, None for one that does not."""
+        if OPEN_API_POSTS.match(path):
+            return None
         if path.startswith("/api/"):
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():

@@ -17,6 +17,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Requ
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
+from factbridge.tiplines.desk import tipline_stats
 from factbridge.web import desk, i18n
 from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish
@@ -129,6 +130,7 @@ def change_password(request: Request, actor: ActorDep, web: WebDep, current_pass
 
 
 # -- dashboard -------------------------------------------------------------------------
+
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, actor: ActorDep, web: WebDep, language: str = "") -> HTMLResponse:
     storage = web.services.storage
@@ -152,6 +154,7 @@ def dashboard(request: Request, actor: ActorDep, web: WebDep, language: str = ""
         "cases": web.cases.find(org, limit=10),
         "counts": {"posts": storage.count_posts(org), "factchecks": storage.count_factchecks(org)},
         "language": language,
+        "tipline": tipline_stats(storage, org, days=7),
     })
 
 

@@ -266,7 +266,7 @@ class CaseBook:
         """The verdict in another language (same rating and evidence): published with it as one
         group of ClaimReviews, one per language, each indexed for matching. New words need
         approval again."""
-        actor.require("analyst", "adding a language version")
+        actor.check("case.version")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "add a language version")
         if not case.get("verdict"):
@@ -388,6 +388,10 @@ class CaseBook:
         rows = [(page_id, page, sort) for page_id, page in pages.items()]
         self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, rows)])
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page)) for page in pages.values()])
+        if action == "published.create":
+            from factbridge.workflow.publishing import on_published
+
+            on_published(self.storage, org, case, published_factcheck(snapshot))
 
 
 def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:

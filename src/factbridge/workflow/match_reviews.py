@@ -68,7 +68,7 @@ class MatchReviews:
 
     def decide(self, org: str, actor: Actor, post_id: str, factcheck_id: str, same: bool, note: str = "") -> dict[str, Any]:
         """Record a reviewer's decision on one candidate and rewrite the stored match."""
-        actor.require("analyst", "reviewing matches")
+        actor.check("match.review")
         self.storage.get_post(org, post_id)  # NotFound for a post of another organisation
         candidates = self.storage.matches_for_post(org, post_id)
         current = next((c for c in candidates if c.factcheck_id == factcheck_id), None)

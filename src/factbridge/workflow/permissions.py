@@ -16,6 +16,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "case.assign": ("analyst", "assigning a case"),
     "case.evidence": ("analyst", "adding evidence"),
     "case.verdict": ("analyst", "drafting a verdict"),
+    "case.version": ("analyst", "adding a language version"),
+    "match.review": ("analyst", "reviewing matches"),
     "case.approve": ("editor", "approving a verdict"),
     "case.return": ("editor", "returning a verdict"),
     "case.close": ("editor", "closing a case"),
@@ -26,6 +28,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "appeal.decide": ("editor", "deciding an appeal"),
     "audit.read": ("admin", "reading the audit log"),
     "users.manage": ("admin", "managing users"),
+    "posts.ingest": ("analyst", "ingesting posts"),
+    "factchecks.import": ("editor", "importing fact-checks"),
 }
 
 

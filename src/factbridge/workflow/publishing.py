@@ -9,10 +9,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from factbridge.models import FactCheck
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.cases import published_factcheck
 from factbridge.workflow.claimreview import to_claimreview
 from factbridge.workflow.ratings import rating_label
+
+
+def on_published(storage: Any, org: str, case: dict[str, Any], factcheck: FactCheck) -> None:
+    """Called once when a verdict is published: tiplines answer the citizens who asked
+    about it (a case opened on a tipline question; other pending questions are re-matched
+    by the running tipline's follow-up pass)."""
+    from factbridge.tiplines.desk import notify_published
+
+    notify_published(storage, org, case, factcheck)
 
 
 def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
