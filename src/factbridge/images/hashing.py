@@ -1,14 +1,21 @@
-"""Perceptual hashes: PDQ (256 bits, Meta's `pdqhash`) and a 64-bit DCT pHash (`imagehash`).
+"""Perceptual hashes: PDQ (256 bits, Meta's `pdqhash`), a 64-bit DCT pHash and a 256-bit dHash (`imagehash`).
 
-PDQ is the hash platforms exchange for near-duplicate images; it survives
-re-compression, resizing and recolouring, and reports a quality (0-100: a blank
-or flat image has a low one and its hash says little). The pHash is cheap and
-independent of PDQ: a match must be close in both (see `matching`), which keeps
-screenshots that share a layout but not a text apart.
+PDQ is the hash platforms and partners exchange for near-duplicate images; it
+reports a quality (0-100: a flat image has a low one and its hash says little).
+The pHash is the cheap classic. Both are kept and shown with every decision.
 
-Crops move content relative to the frame, which both hashes feel. So besides
-the whole image, `crop_hashes` gives the PDQ hashes of a few inner crops; the
-library side stores those, and a cropped copy meets one of them.
+The decision itself is taken on the 256-bit difference hash (gradients of a
+17x16 reduction), because screenshots are what circulates here, and measured
+on the tune split of tests/fixtures/images, screenshots that share a layout but
+not a text are as close in pHash (2-4 bits of 64) as a re-compressed copy, and
+PDQ puts a 10 % crop (up to 78 bits) beyond unrelated screenshots (34 bits);
+the dHash keeps them apart (copies <= 34 bits, other screenshots >= 36) — see
+docs/images.md for the figures.
+
+Crops move content relative to the frame, which every global hash feels. So the
+library side (fact-checked images) also stores the hashes of inner crops (5 %
+off any combination of sides, and 2.5 % off all four); a cropped copy meets one
+of them. The post side hashes the image once.
 """
 
 from __future__ import annotations
@@ -24,13 +31,10 @@ from factbridge.errors import DependencyMissing
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-HASH_VERSION = "pdq+phash-1"
+HASH_VERSION = "pdq+phash64+dhash256-1"
 # inner crops hashed on the library side: (left, top, right, bottom) fractions removed
 CROPS: tuple[tuple[float, float, float, float], ...] = (
-    (0.05, 0.05, 0.0, 0.0),
-    (0.0, 0.0, 0.05, 0.05),
-    (0.05, 0.0, 0.0, 0.05),
-    (0.0, 0.05, 0.05, 0.0),
+    *((l, t, r, b) for l in (0.0, 0.05) for t in (0.0, 0.05) for r in (0.0, 0.05) for b in (0.0, 0.05) if (l, t, r, b) != (0.0, 0.0, 0.0, 0.0)),
     (0.025, 0.025, 0.025, 0.025),
 )
 # Hash input is shrunk to this many pixels on its long side first: PDQ and pHash both work
@@ -62,7 +66,11 @@ class ImageHashes:
     pdq: str  # 64 hex digits
     pdq_quality: int
     phash: str  # 16 hex digits
-    crops: tuple[str, ...] = field(default=())  # PDQ hashes of the inner crops (library side only)
+    dhash: str  # 64 hex digits
+    crop_dhash: tuple[str, ...] = field(default=())  # dHashes of the inner crops (library side only)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pdq": self.pdq, "pdq_quality": self.pdq_quality, "phash": self.phash, "dhash": self.dhash, "crop_dhash": list(self.crop_dhash)}
 
 
 def _bits_to_hex(bits: np.ndarray) -> str:
@@ -90,6 +98,11 @@ def phash(img: Image) -> str:
     return str(imagehash.phash(_prepare(img)))  # type: ignore[attr-defined]
 
 
+def dhash(img: Image) -> str:
+    _, imagehash = _require()
+    return str(imagehash.dhash(_prepare(img), hash_size=16))  # type: ignore[attr-defined]
+
+
 def crop(img: Image, box: tuple[float, float, float, float]) -> Image:
     w, h = img.size
     left, top, right, bottom = box
@@ -99,8 +112,8 @@ def crop(img: Image, box: tuple[float, float, float, float]) -> Image:
 def image_hashes(img: Image, with_crops: bool = False) -> ImageHashes:
     small = _prepare(img)
     pdq, quality = pdq_hash(small)
-    crops = tuple(pdq_hash(crop(small, box))[0] for box in CROPS) if with_crops else ()
-    return ImageHashes(pdq=pdq, pdq_quality=quality, phash=phash(small), crops=crops)
+    crops = tuple(dhash(crop(small, box)) for box in CROPS) if with_crops else ()
+    return ImageHashes(pdq=pdq, pdq_quality=quality, phash=phash(small), dhash=dhash(small), crop_dhash=crops)
 
 
 def hex_to_bits(hashes: list[str], nbits: int) -> np.ndarray:
