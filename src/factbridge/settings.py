@@ -120,6 +120,10 @@ class Settings:
     triage_velocity_window_hours: float = field(default=24.0, metadata=_meta("Window over which repeats of a post are counted for velocity.", float))
     triage_velocity_scale: float = field(default=1.0, metadata=_meta("Repeats per hour at which velocity reaches 0.63 (1 - 1/e).", float))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
+    images_max_bytes: int = field(default=10_000_000, metadata=_meta("Largest image file accepted with a post or fact-check, in bytes.", int))
+    images_max_pixels: int = field(default=40_000_000, metadata=_meta("Most pixels an image may decode to (larger: refused as a decompression bomb).", int))
+    images_fetch: bool = field(default=False, metadata=_meta("Fetch image URLs of posts and fact-checks (public addresses only, SSRF-guarded); off: URLs are kept, not fetched.", _bool))
+    images_ocr: bool = field(default=True, metadata=_meta("Read the text of images with Tesseract at ingest (the text joins the post's text).", _bool))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

@@ -113,7 +113,7 @@ def images_read(
     from factbridge.images.ocr import read_text
     from factbridge.images.store import ImageLimits, decode, read_local
 
-    out = []
+    out: list[dict[str, Any]] = []
     for path in files:
         img = decode(read_local(path, ImageLimits(), str(path)), ImageLimits(), str(path))
         hashes = image_hashes(img)
@@ -143,7 +143,7 @@ def images_match(
 
     services = _state(ctx).services()
     index = load_library_index(services.storage, services.settings.org)
-    out = []
+    out: list[dict[str, Any]] = []
     for path in files:
         img = decode(read_local(path, ImageLimits(), str(path)), ImageLimits(), str(path))
         h = image_hashes(img)

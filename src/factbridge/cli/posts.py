@@ -37,6 +37,7 @@ def ingest(
     queued for the stages: run here with the in-process queue, by `factbridge worker` with
     a shared one."""
     from factbridge.models import ImportReport
+    from factbridge.images.processing import ImageProcessor
     from factbridge.pipeline.ingest import read_file
     from factbridge.pipeline.process import ProcessReport, drain, process
     from factbridge.pipeline.work import BatchOutcome
@@ -49,7 +50,7 @@ def ingest(
     total = ProcessReport()
     skip = () if match else ("matching",)
     for path in files:
-        posts, bad = read_file(path, services.languages, platform, limits, connector)
+        posts, bad = read_file(path, services.languages, platform, limits, connector, images=ImageProcessor.from_settings(services.settings))
         try:
             done = process(services, org, posts, bad, skip=skip)
         except QueueError as exc:
@@ -130,6 +131,7 @@ def factchecks_import(
     recheck: Annotated[bool, typer.Option(help="Re-match stored posts against new fact-checks.")] = True,
 ) -> None:
     """Import fact-checks (upsert by id/URL), embed the new ones, re-check stored posts."""
+    from factbridge.images.processing import ImageProcessor
     from factbridge.pipeline.ingest import import_factcheck_files
     from factbridge.pipeline.matching import index_factchecks
 
@@ -139,6 +141,7 @@ def factchecks_import(
     with progress_bar("reading fact-checks", None) as advance:
         report, changed = import_factcheck_files(
             services.storage, org, files, services.languages, fmt, _parse_map(map_), advance, InputLimits.from_settings(services.settings),
+            images=ImageProcessor.from_settings(services.settings),
         )
     t1 = time.perf_counter()
     with progress_bar("embedding fact-checks", None) as advance:

@@ -58,7 +58,7 @@ def load_manifest(root: Path, split: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _open(root: Path, row: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _open(root: Path, row: dict[str, Any]):
     from factbridge.images.store import ImageLimits, decode, read_local
 
     path = root / row["file"]
@@ -192,10 +192,11 @@ def run_ocr(items: Sequence[tuple[str, str]], workers: int, progress: Callable[[
 
 
 def evaluate_ocr(root: Path, split: str, workers: int = 2, languages: Sequence[str] = ("vi", "km", "fr", "en"),
-                 limit: int | None = None, progress: Callable[[int], None] | None = None) -> OcrReport:
+                 limit: int | None = None, progress: Callable[[int], None] | None = None,
+                 transforms: Sequence[str] = ("original", "jpeg", "resize")) -> OcrReport:
     from factbridge.images.ocr import character_error_rate
 
-    rows = [r for r in load_manifest(root, split) if r.get("text") and r["language"] in languages]
+    rows = [r for r in load_manifest(root, split) if r.get("text") and r["language"] in languages and r["transform"] in transforms]
     if limit is not None:
         rows = rows[:limit]
     start = time.perf_counter()

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 HASH_VERSION = "pdq+phash64+dhash256-1"
 # inner crops hashed on the library side: (left, top, right, bottom) fractions removed
 CROPS: tuple[tuple[float, float, float, float], ...] = (
-    *((l, t, r, b) for l in (0.0, 0.05) for t in (0.0, 0.05) for r in (0.0, 0.05) for b in (0.0, 0.05) if (l, t, r, b) != (0.0, 0.0, 0.0, 0.0)),
+    *((left, t, r, b) for left in (0.0, 0.05) for t in (0.0, 0.05) for r in (0.0, 0.05) for b in (0.0, 0.05) if (left, t, r, b) != (0.0, 0.0, 0.0, 0.0)),
     (0.025, 0.025, 0.025, 0.025),
 )
 # Hash input is shrunk to this many pixels on its long side first: PDQ and pHash both work
@@ -47,7 +47,7 @@ def _require() -> tuple[object, object]:
         import imagehash
         import pdqhash
     except ImportError as exc:
-        raise DependencyMissing("image hashing needs the images extra: pip install 'factbridge[images]'") from exc
+        raise DependencyMissing("pdqhash and imagehash", "images") from exc
     return pdqhash, imagehash
 
 

@@ -62,11 +62,11 @@ class OcrResult:
         return f"{OCR_VERSION} (tesseract {tesseract_version()}, passes {'>'.join(self.passes)})"
 
 
-def _pytesseract():  # type: ignore[no-untyped-def]
+def _pytesseract():
     try:
         import pytesseract
     except ImportError as exc:
-        raise DependencyMissing("OCR needs the images extra: pip install 'factbridge[images]'") from exc
+        raise DependencyMissing("pytesseract", "images") from exc
     return pytesseract
 
 
@@ -123,7 +123,7 @@ def _is_text(c: str) -> bool:
     return unicodedata.category(c)[0] in "LMN"
 
 
-def _share(text: str, test) -> float:  # type: ignore[no-untyped-def]
+def _share(text: str, test) -> float:
     letters = [c for c in text if _is_text(c)]
     return sum(1 for c in letters if test(c)) / len(letters) if letters else 0.0
 

@@ -64,7 +64,7 @@ def decode(data: bytes, limits: ImageLimits, source: str = "") -> Image:
     try:
         from PIL import Image as PILImage
     except ImportError as exc:
-        raise DependencyMissing("images need the images extra: pip install 'factbridge[images]'") from exc
+        raise DependencyMissing("pillow", "images") from exc
     if len(data) > limits.max_bytes:
         raise InputError(f"image of {len(data)} bytes is over the limit of {limits.max_bytes}", source=source)
     fmt = sniff_format(data)

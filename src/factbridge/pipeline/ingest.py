@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from factbridge.backends.connectors.base import fetch_items, open_connector
 from factbridge.backends.connectors.files import connector_for
@@ -46,11 +46,13 @@ class FactCheckImportStore(FactCheckStore, QuarantineStore, Protocol):
 
 def read_file(
     path: str | Path, languages: tuple[str, ...], platform: str = "",
-    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None, images: Any = None,
 ) -> tuple[list[Post], list[Quarantined]]:
     """A file's prepared posts and its quarantined rows, read through a connector (by default
     the jsonl or csv file connector, from the file name) with rows bounded by `limits`. A
-    repeated id is quarantined (the file connectors do it with the first one's line)."""
+    repeated id is quarantined (the file connectors do it with the first one's line).
+    `images` (an images.processing.ImageProcessor) stores, hashes and reads each post's
+    images first, so that the text read from them is part of the prepared post."""
     posts: list[Post] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
@@ -58,6 +60,8 @@ def read_file(
         raise InputError("no such file", source=str(path))
     source = open_connector(connector or connector_for(path), path, platform, limits)
     for item in fetch_items(source):
+        if images is not None and isinstance(item, Post) and item.images:
+            item = images.process_posts([item], str(path))[0]
         if isinstance(item, Quarantined):
             quarantined.append(item)
         elif item.id in seen:
@@ -70,11 +74,11 @@ def read_file(
 
 def ingest_file(
     storage: PostStore, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "",
-    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None, images: Any = None,
 ) -> IngestOutcome:
     """Read and store a file in one transaction, its posts with its quarantined rows (no stages:
     `factbridge.pipeline.process.process` also queues them)."""
-    posts, quarantined = read_file(path, languages, platform, limits, connector)
+    posts, quarantined = read_file(path, languages, platform, limits, connector, images)
     result = storage.upsert_posts(org, posts, quarantined)
     report = ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=quarantined)
     changed = set(result.changed)
@@ -108,6 +112,7 @@ def import_factcheck_files(
     mapping: dict[str, str] | None = None,
     on_read: Callable[[int], None] | None = None,
     limits: InputLimits = DEFAULT_LIMITS,
+    images: Any = None,
 ) -> tuple[ImportReport, list[str]]:
     """Read and upsert fact-checks. Returns the report and the ids that are new or changed.
 
@@ -131,6 +136,13 @@ def import_factcheck_files(
                 good[item.id] = prepare_factcheck(item, languages)
             if on_read:
                 on_read(1)
+        if images is not None:  # the fact-checked images, hashed for image matching
+            for described in images.process_factchecks(list(good.values()), str(path)):
+                if isinstance(described, Quarantined):
+                    bad.append(described)
+                    good.pop(described.raw, None)
+                else:
+                    good[described.id] = described
         result = storage.upsert_factchecks(org, list(good.values()))
         if bad:
             storage.add_quarantine(org, bad)
