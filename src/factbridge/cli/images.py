@@ -75,10 +75,10 @@ def bench_images(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Hashing and OCR throughput (images/s) on the image set: decode + PDQ + pHash + dHash; OCR with script detection."""
+    import resource
+
     from factbridge.eval.images import _open, load_manifest, run_ocr
     from factbridge.images.hashing import image_hashes
-
-    import resource
 
     def cpu_seconds() -> float:  # this process and every finished child (the OCR workers and their tesseracts)
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
