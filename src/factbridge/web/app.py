@@ -191,6 +191,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 def create_app(services: Services) -> FastAPI:
     from factbridge.web import api, pages, public
+    from factbridge.web import images as web_images
 
     app = FastAPI(
         title="FactBridge",
@@ -236,6 +237,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(public.router)
+    app.include_router(web_images.router)
     return app
 
 
