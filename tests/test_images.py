@@ -214,3 +214,30 @@ def test_manifest_has_both_splits_and_small_files() -> None:
     tune = {r["original"] for r in rows if r["split"] == "tune"}
     assert not tune & {r["original"] for r in rows if r["split"] == "report"}
     assert max((IMAGES / r["file"]).stat().st_size for r in rows) <= 30_000
+
+
+def test_same_image_shared_by_many_accounts_is_coordination() -> None:
+    """Three accounts share copies (re-compressed, resized, recoloured) of the same three screenshots
+    within seconds of each other: one coordinated network whose shared objects are the images."""
+    from datetime import UTC, datetime, timedelta
+
+    from factbridge.images.hashing import image_hashes
+    from factbridge.models import ImageRecord, Post
+    from factbridge.pipeline.coordination import CoordinationParams, detect_coordination, shares_from_posts
+
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    posts = []
+    for n, shot in enumerate(["en-01", "fr-03", "vi-05"]):
+        for a, copy in enumerate(["jpeg", "resize", "recolour"]):
+            h = image_hashes(decode((IMAGES / "img" / f"{shot}-{copy}.jpg").read_bytes(), ImageLimits(), shot))
+            posts.append(Post(id=f"p{n}{a}", author=f"acct-{a}", text="", created_at=start + timedelta(hours=n, seconds=7 * a),
+                              images=[ImageRecord(source=f"{shot}-{copy}.jpg", dhash=h.dhash, pdq=h.pdq, phash=h.phash)]))
+    # an unrelated account posting another screenshot at the same moments is not part of it
+    other = image_hashes(decode((IMAGES / "img" / "km-07.png").read_bytes(), ImageLimits(), "km-07"))
+    posts += [Post(id=f"x{n}", author="acct-x", text="", created_at=start + timedelta(hours=n), images=[ImageRecord(source="km-07.png", dhash=other.dhash)])
+              for n in range(3)]
+    table = shares_from_posts(posts, ("image",))
+    result = detect_coordination(table, CoordinationParams(window_s=60, min_participation=3, object_types=("image",)))
+    (network,) = result.networks
+    assert network.accounts == ["acct-0", "acct-1", "acct-2"]
+    assert len(network.objects) == 3 and all(str(o.get("object", o)).startswith("image:dhash-") for o in network.objects)

@@ -115,3 +115,30 @@ class ImageIndex:
                 decision="match" if d <= self.match_threshold else "possible", decided_by=self._decided_by,
             ))
         return out
+
+
+def near_duplicate_groups(dhashes: Sequence[str], threshold: int = DHASH_MATCH, block: int = 1024) -> list[int]:
+    """Group images whose dHashes are within `threshold` bits (single linkage); returns each
+    image's group, numbered by the group's first image. Blocks of `block` rows keep memory flat."""
+    from factbridge.images.hashing import _POPCOUNT
+
+    n = len(dhashes)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    bits = hex_to_bits(list(dhashes), 256)
+    for start in range(0, n, block):
+        part = bits[start : start + block]
+        dist = _POPCOUNT[part[:, None, :] ^ bits[None, :, :]].sum(axis=2, dtype=np.int64)
+        rows, cols = np.nonzero(dist <= threshold)
+        for r, c in zip((rows + start).tolist(), cols.tolist(), strict=True):
+            if c > r:
+                a, b = find(r), find(c)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return [find(i) for i in range(n)]
