@@ -241,3 +241,26 @@ def test_same_image_shared_by_many_accounts_is_coordination() -> None:
     (network,) = result.networks
     assert network.accounts == ["acct-0", "acct-1", "acct-2"]
     assert len(network.objects) == 3 and all(str(o.get("object", o)).startswith("image:dhash-") for o in network.objects)
+
+
+def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from factbridge.images.hashing import image_hashes
+    from factbridge.models import ImageRecord, Post
+    from factbridge.pipeline.narratives import NarrativeEngine, NarrativeParams
+
+    def post(i: int, file: str, text: str) -> Post:
+        h = image_hashes(decode((IMAGES / "img" / file).read_bytes(), ImageLimits(), file))
+        return Post(id=f"p{i}", author=f"a{i}", text=text, norm_text=text, created_at=datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=i),
+                    images=[ImageRecord(source=file, dhash=h.dhash)])
+
+    posts = [post(0, "fr-05.png", "Regardez ça"), post(1, "fr-05-resize.jpg", "Incroyable !!"), post(2, "en-05.png", "Look at this")]
+    engine = NarrativeEngine(NarrativeParams(semantic_threshold=0.99), dim=3)
+    assignments, _, _ = engine.assign(posts, np.eye(3, dtype=np.float32))
+    by_post = {a.post_id: a for a in assignments}
+    assert by_post["p1"].method == "near-duplicate-image" and by_post["p1"].neighbour == "p0"
+    assert by_post["p1"].narrative_id == by_post["p0"].narrative_id != by_post["p2"].narrative_id
+    assert 0.85 <= by_post["p1"].similarity < 1.0 and "dHash-256" in engine.params.decided_by
