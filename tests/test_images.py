@@ -263,4 +263,4 @@ def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
     by_post = {a.post_id: a for a in assignments}
     assert by_post["p1"].method == "near-duplicate-image" and by_post["p1"].neighbour == "p0"
     assert by_post["p1"].narrative_id == by_post["p0"].narrative_id != by_post["p2"].narrative_id
-    assert 0.85 <= by_post["p1"].similarity < 1.0 and "dHash-256" in engine.params.decided_by
+    assert 0.85 <= by_post["p1"].similarity <= 1.0 and "dHash-256" in engine.params.decided_by
