@@ -223,7 +223,11 @@ def test_same_image_shared_by_many_accounts_is_coordination() -> None:
 
     from factbridge.images.hashing import image_hashes
     from factbridge.models import ImageRecord, Post
-    from factbridge.pipeline.coordination import CoordinationParams, detect_coordination, shares_from_posts
+    from factbridge.pipeline.coordination import (
+        CoordinationParams,
+        detect_coordination,
+        shares_from_posts,
+    )
 
     start = datetime(2024, 5, 1, tzinfo=UTC)
     posts = []
@@ -264,3 +268,38 @@ def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
     assert by_post["p1"].method == "near-duplicate-image" and by_post["p1"].neighbour == "p0"
     assert by_post["p1"].narrative_id == by_post["p0"].narrative_id != by_post["p2"].narrative_id
     assert 0.85 <= by_post["p1"].similarity <= 1.0 and "dHash-256" in engine.params.decided_by
+
+
+def test_cli_ingest_factchecks_and_posts_with_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`factbridge factchecks import` and `factbridge ingest` with images (OCR off: tested above), then
+    `factbridge images post` shows the pair and the distances."""
+    from typer.testing import CliRunner
+
+    from factbridge.cli import app
+
+    monkeypatch.setenv("FACTBRIDGE_IMAGES_OCR", "false")
+    shutil.copy(IMAGES / "img" / "en-07.png", tmp_path / "fake-notice.png")
+    shutil.copy(IMAGES / "img" / "en-07-jpeg.jpg", tmp_path / "seen.jpg")
+    review = {"@type": "ClaimReview", "url": "https://check.example.org/fc/7", "claimReviewed": "Schools closed until March",
+              "reviewRating": {"alternateName": "False"}, "image": "fake-notice.png"}
+    (tmp_path / "fc.jsonl").write_text(json.dumps(review) + "\n", encoding="utf-8")
+    posts = _posts_file(tmp_path, [{"id": "s1", "author": "acct-1", "created_at": "2024-05-01T10:00:00Z", "images": ["seen.jpg"]},
+                                   {"id": "s2", "author": "acct-2", "created_at": "2024-05-01T10:00:00Z", "text": "hello", "images": ["gone.png"]}])
+    base = ["--data-dir", str(tmp_path / "data"), "--embedder", "hashing", "--embed-cache", "off"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "factchecks", "import", str(tmp_path / "fc.jsonl")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*base, "ingest", str(posts), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (quarantined,) = out["files"][0]["quarantined"]
+    assert quarantined["field"] == "images" and "post s2: image file not found" in quarantined["reason"]
+    assert out["stages"]["images"] == {"posts_with_images": 1, "library_images": 1, "matched_posts": 1}
+    shown = runner.invoke(app, [*base, "images", "post", "s1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    doc = json.loads(shown.stdout)
+    (m,) = doc["image_matches"]
+    assert m["decision"] == "match" and m["factcheck_id"] == "https://check.example.org/fc/7"
+    assert m["post_image_source"] == "seen.jpg" and m["factcheck_image_source"] == "fake-notice.png" and m["distance"] <= 38
+    missing = runner.invoke(app, [*base, "images", "post", "s2"])
+    assert missing.exit_code != 0

@@ -177,3 +177,39 @@ def images_match(
         console.print(table if item["matches"] else f"{escape(item['file'])}: no fact-checked image near it")
     if out and out[0]["matches"]:
         console.print(f"[dim]{escape(out[0]['matches'][0]['decided_by'])}[/]")
+
+
+@images_app.command("post")
+def images_post(
+    ctx: typer.Context,
+    post_id: Annotated[str, typer.Argument(help="Id of a stored post.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A stored post's images: the text read from each, its hashes, and the fact-checked images it repeats."""
+    from factbridge.web.images import image_matches
+
+    services = _state(ctx).services()
+    org = services.settings.org
+    post = services.storage.get_post(org, post_id)
+    matches = image_matches(services.storage, org, post_id)
+    if as_json:
+        sys.stdout.write(json.dumps({"post_id": post.id, "text": post.text, "image_text": post.image_text,
+                                     "images": [i.model_dump(mode="json", exclude={"crop_dhash"}) for i in post.images],
+                                     "image_matches": matches}, indent=2, ensure_ascii=False) + "\n")
+        return
+    console.print(f"[bold]post {escape(post.id)}[/]: {escape(post.text) or '[dim](no text of its own)[/]'}")
+    for n, img in enumerate(post.images):
+        console.print(f"\n[bold]image {n}[/] {escape(img.source)} {img.width}x{img.height} sha256 {img.sha256[:16] or '-'} {escape(img.note)}")
+        if img.ocr_text:
+            console.print(f"text read from the image ({img.ocr_language}, confidence {img.ocr_confidence or 0:.0f}):")
+            console.print(escape(img.ocr_text))
+        console.print(f"[dim]{escape(img.decided_by)}[/]")
+    if matches:
+        table = Table(title="Fact-checked images this post's images repeat", title_justify="left")
+        for col in ("decision", "post image", "fact-check", "fact-check image", "dHash", "PDQ", "pHash"):
+            table.add_column(col, overflow="fold")
+        for m in matches:
+            table.add_row(m["decision"], escape(m["post_image_source"]), escape(m["factcheck_id"]), escape(m["factcheck_image_source"]),
+                          str(m["distance"]), str(m["pdq_distance"]), str(m["phash_distance"]))
+        console.print(table)
+        console.print(f"[dim]{escape(matches[0]['decided_by'])}[/]")
