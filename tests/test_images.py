@@ -303,3 +303,45 @@ def test_cli_ingest_factchecks_and_posts_with_images(tmp_path: Path, monkeypatch
     assert m["post_image_source"] == "seen.jpg" and m["factcheck_image_source"] == "fake-notice.png" and m["distance"] <= 38
     missing = runner.invoke(app, [*base, "images", "post", "s2"])
     assert missing.exit_code != 0
+
+
+def test_image_urls_are_fetched_only_from_public_addresses_within_the_limit() -> None:
+    """A real HTTP server on 127.0.0.1: refused as a non-public address unless loopback is allowed
+    (tests only); a body over the limit is refused without being read past it; redirects are followed."""
+    import http.server
+    import threading
+
+    from factbridge.images.fetch import fetch_image
+
+    png = (IMAGES / "img" / "en-00.png").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/shot.png")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(InputError, match="non-public address"):
+            fetch_image(f"{url}/shot.png", 1_000_000, 5.0, "post")
+        assert fetch_image(f"{url}/moved", 1_000_000, 5.0, "post", allow_loopback=True) == png
+        with pytest.raises(InputError, match="over the limit"):
+            fetch_image(f"{url}/shot.png", 1000, 5.0, "post", allow_loopback=True)
+        with pytest.raises(InputError, match="must be http"):
+            fetch_image("file:///etc/passwd", 1000, 5.0, "post")
+    finally:
+        server.shutdown()
+        server.server_close()
