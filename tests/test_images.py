@@ -123,13 +123,16 @@ def test_image_only_post_and_bad_images_at_ingest(hashing_services, tmp_path: Pa
         {"id": "missing", "author": "acct-4", "images": ["nowhere.png"]},
         {"id": "url-only", "author": "acct-5", "images": ["https://example.org/y.jpg"]},
         {"id": "nothing", "author": "acct-6"},
+        {"id": "escape", "author": "acct-7", "images": ["../outside.png"]},
+        {"id": "absolute", "author": "acct-8", "text": "x", "images": ["/etc/passwd"]},
     ])
     processor = ImageProcessor(data_dir=tmp_path / "data", ocr=False)
     storage, org = hashing_services.storage, "default"
     outcome = ingest_file(storage, org, path, ("vi", "km", "fr", "en"), images=processor)
     assert sorted(p.id for p in outcome.posts) == ["only-image", "with-text"]
     reasons = {q.reason.split(":")[0]: q for q in outcome.report.quarantined}
-    assert set(reasons) == {"post bomb", "post missing", "post url-only", "missing or empty text (and no images)"}
+    assert set(reasons) == {"post bomb", "post missing", "post url-only", "missing or empty text (and no images)", "post escape", "post absolute"}
+    assert all("outside the folder" in reasons[k].reason for k in ("post escape", "post absolute"))
     assert "decompression bomb" in reasons["post bomb"].reason and reasons["post bomb"].field == "images"
     assert "image file not found" in reasons["post missing"].reason
     stored = storage.get_post(org, "with-text")

@@ -36,8 +36,8 @@ def ingest(
     New and changed posts, and unchanged ones that miss a stage (an interrupted run), are
     queued for the stages: run here with the in-process queue, by `factbridge worker` with
     a shared one."""
-    from factbridge.models import ImportReport
     from factbridge.images.processing import ImageProcessor
+    from factbridge.models import ImportReport
     from factbridge.pipeline.ingest import read_file
     from factbridge.pipeline.process import ProcessReport, drain, process
     from factbridge.pipeline.work import BatchOutcome

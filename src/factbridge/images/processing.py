@@ -16,6 +16,7 @@ distances (collection `image_matches`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factbridge.console import progress_bar
 from factbridge.errors import DependencyMissing, InputError
 from factbridge.models import FactCheck, ImageRecord, Post, Quarantined
 
@@ -40,12 +42,13 @@ class ImageProcessor:
     fetch_timeout: float = 10.0
     ocr: bool = True
     max_keyframes: int = 8
+    show_progress: bool = False  # a progress bar on stderr (the CLI)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ImageProcessor:
+    def from_settings(cls, settings: Any, show_progress: bool = False) -> ImageProcessor:
         return cls(
             data_dir=Path(settings.data_dir), max_bytes=settings.images_max_bytes, max_pixels=settings.images_max_pixels,
-            fetch_urls=settings.images_fetch, ocr=settings.images_ocr,
+            fetch_urls=settings.images_fetch, ocr=settings.images_ocr, show_progress=show_progress,
         )
 
     @property
@@ -63,9 +66,18 @@ class ImageProcessor:
             from factbridge.images.fetch import fetch_image
 
             return fetch_image(source, self.max_bytes, self.fetch_timeout, where)
-        path = Path(source)
-        path = path if path.is_absolute() else base / path
-        return read_local(path, self.store.limits, where)
+        return read_local(self._local(source, base, where), self.store.limits, where)
+
+    @staticmethod
+    def _local(source: str, base: Path, where: str) -> Path:
+        """A local image path: relative to the file that names it, and inside that file's folder
+        (after following links): a posts file, or a post forwarded from elsewhere, never reaches
+        the rest of the disk."""
+        root = base.resolve()
+        path = (root / source).resolve()
+        if not path.is_relative_to(root):
+            raise InputError(f"image path outside the folder of the file that names it: {source}", source=where)
+        return path
 
     def describe(self, record: ImageRecord, base: Path, where: str, library: bool = False) -> list[ImageRecord]:
         """The record filled in (several for a video: one per keyframe). Raises InputError when unusable."""
@@ -95,8 +107,7 @@ class ImageProcessor:
         from factbridge.images.store import read_local
         from factbridge.images.video import keyframes
 
-        path = Path(record.source)
-        path = path if path.is_absolute() else base / path
+        path = self._local(record.source, base, where)
         read_local(path, self.store.limits.__class__(max_bytes=self.max_bytes * 20, max_pixels=self.max_pixels), where)  # size check
         out = []
         for n, frame in enumerate(keyframes(path, self.max_keyframes, where)):
@@ -119,23 +130,32 @@ class ImageProcessor:
         """Posts with their images described; a post with an unusable image becomes a quarantined row."""
         base = Path(source).parent
         out: list[Post | Quarantined] = []
-        for item in items:
-            if isinstance(item, Quarantined) or not item.images:
-                out.append(item)
-                continue
-            try:
-                records: list[ImageRecord] = []
-                for n, record in enumerate(item.images):
-                    records.extend(self.describe(record, base, source + f" (post {item.id}, images[{n}])"))
-                if not item.text.strip() and not any(r.sha256 for r in records):
-                    raise InputError("image-only post with no image that could be read", field="images")
-                out.append(item.model_copy(update={"images": records}))
-            except InputError as exc:
-                out.append(Quarantined(kind="post", source=source, field=exc.field or "images", reason=f"post {item.id}: {exc.reason}",
-                                       raw=item.model_dump_json(include={"id", "text", "images"})[:2000]))
-            except DependencyMissing as exc:
-                out.append(Quarantined(kind="post", source=source, field="images", reason=f"post {item.id}: {exc}", raw=item.id))
+        total = sum(len(i.images) for i in items if isinstance(i, Post))
+        if not total:
+            return list(items)
+        with contextlib.ExitStack() as stack:
+            advance = stack.enter_context(progress_bar(f"images of {Path(source).name} (store, hash, read)", total)) if self.show_progress else None
+            for item in items:
+                out.append(self._process_post(item, base, source))
+                if advance and isinstance(item, Post):
+                    advance(len(item.images))
         return out
+
+    def _process_post(self, item: Post | Quarantined, base: Path, source: str) -> Post | Quarantined:
+        if isinstance(item, Quarantined) or not item.images:
+            return item
+        try:
+            records: list[ImageRecord] = []
+            for n, record in enumerate(item.images):
+                records.extend(self.describe(record, base, source + f" (post {item.id}, images[{n}])"))
+            if not item.text.strip() and not any(r.sha256 for r in records):
+                raise InputError("image-only post with no image that could be read", field="images")
+            return item.model_copy(update={"images": records})
+        except InputError as exc:
+            return Quarantined(kind="post", source=source, field=exc.field or "images", reason=f"post {item.id}: {exc.reason}",
+                               raw=item.model_dump_json(include={"id", "text", "images"})[:2000])
+        except DependencyMissing as exc:
+            return Quarantined(kind="post", source=source, field="images", reason=f"post {item.id}: {exc}", raw=item.id)
 
     def process_factchecks(self, fcs: Sequence[FactCheck], source: str) -> list[FactCheck | Quarantined]:
         """Fact-checks with their images (ClaimReview `image`, `itemReviewed.appearance.image`, an
