@@ -207,6 +207,16 @@ def test_video_keyframes_are_hashed_like_images(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="video could not be read"):
         (tmp_path / "bad.mp4").write_bytes(b"not a video")
         keyframes(tmp_path / "bad.mp4")
+    # through ingest: a post with a video carries its keyframes, stored and hashed like images
+    from factbridge.images.processing import ImageProcessor
+    from factbridge.models import ImageRecord, Post, Quarantined
+
+    processor = ImageProcessor(data_dir=tmp_path / "data", ocr=False)
+    (out, bad) = processor.process_posts([Post(id="v", text="", images=[ImageRecord(source="clip.mp4")]),
+                                          Post(id="w", text="", images=[ImageRecord(source="bad.mp4")])], str(tmp_path / "posts.jsonl"))
+    assert isinstance(out, Post) and 1 <= len(out.images) <= 3 and out.images[0].kind == "video_keyframe"
+    assert out.images[0].source == "clip.mp4#keyframe=0" and out.images[0].sha256 and out.images[0].dhash
+    assert isinstance(bad, Quarantined) and "video could not be read" in bad.reason
 
 
 def test_manifest_has_both_splits_and_small_files() -> None:

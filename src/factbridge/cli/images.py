@@ -48,8 +48,8 @@ def eval_images(
         return
     table = Table(title=f"Image matching, {split} split (dHash-256 <= {match.core.threshold} bits)")
     for col in ("copies", "precision", "recall", "matched", "wrong", "queries", "distractors matched"):
-        table.add_column(col)
-    for name, f in (("jpeg+resize+crop<=10%", match.core), ("all five alterations", match.everything)):
+        table.add_column(col, overflow="fold")
+    for name, f in (("jpeg, resize, crop <= 10%", match.core), ("all five alterations", match.everything)):
         table.add_row(name, f"{f.precision:.3f}", f"{f.recall:.3f}", str(f.matched), str(f.wrong), str(f.queries), f"{f.distractors_matched}/{f.distractors}")
     console.print(table)
     console.print("recall by alteration: " + ", ".join(f"{t} {r:.2f}" for t, r in match.everything.recall_by_transform.items()))

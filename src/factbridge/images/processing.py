@@ -42,6 +42,7 @@ class ImageProcessor:
     fetch_timeout: float = 10.0
     ocr: bool = True
     max_keyframes: int = 8
+    max_video_bytes: int = 200_000_000
     show_progress: bool = False  # a progress bar on stderr (the CLI)
 
     @classmethod
@@ -104,11 +105,11 @@ class ImageProcessor:
         return [record.model_copy(update=update)]
 
     def _keyframes(self, record: ImageRecord, base: Path, where: str, library: bool) -> list[ImageRecord]:
-        from factbridge.images.store import read_local
+        from factbridge.images.store import check_file
         from factbridge.images.video import keyframes
 
         path = self._local(record.source, base, where)
-        read_local(path, self.store.limits.__class__(max_bytes=self.max_bytes * 20, max_pixels=self.max_pixels), where)  # size check
+        check_file(path, self.max_video_bytes, where, "video")
         out = []
         for n, frame in enumerate(keyframes(path, self.max_keyframes, where)):
             frame_record = ImageRecord(source=f"{record.source}#keyframe={n}", kind="video_keyframe")

@@ -123,14 +123,19 @@ class ImageStore:
         return None
 
 
-def read_local(path: Path, limits: ImageLimits, source: str) -> bytes:
-    """Bytes of a local image file, refusing anything over the size limit before reading it."""
+def check_file(path: Path, max_bytes: int, source: str, what: str = "image") -> None:
+    """A local file that exists and is within the size limit, checked before anything reads it."""
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise InputError(f"image file not found: {path}", source=source) from exc
+        raise InputError(f"{what} file not found: {path}", source=source) from exc
     if not path.is_file():
         raise InputError(f"not a file: {path}", source=source)
-    if size > limits.max_bytes:
-        raise InputError(f"image file of {size} bytes is over the limit of {limits.max_bytes}", source=source)
+    if size > max_bytes:
+        raise InputError(f"{what} file of {size} bytes is over the limit of {max_bytes}", source=source)
+
+
+def read_local(path: Path, limits: ImageLimits, source: str) -> bytes:
+    """Bytes of a local image file, refusing anything over the size limit before reading it."""
+    check_file(path, limits.max_bytes, source)
     return path.read_bytes()
