@@ -270,11 +270,11 @@ def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
     from factbridge.pipeline.narratives import NarrativeEngine, NarrativeParams
 
     def post(i: int, file: str, text: str) -> Post:
-        h = image_hashes(decode((IMAGES / "img" / file).read_bytes(), ImageLimits(), file))
+        h = image_hashes(decode((IMAGES / "img" / file).read_bytes(), ImageLimits(), file), with_crops=True)
         return Post(id=f"p{i}", author=f"a{i}", text=text, norm_text=text, created_at=datetime(2024, 5, 1, tzinfo=UTC) + timedelta(hours=i),
-                    images=[ImageRecord(source=file, dhash=h.dhash)])
+                    images=[ImageRecord(source=file, dhash=h.dhash, crop_dhash=list(h.crop_dhash))])
 
-    posts = [post(0, "fr-05.png", "Regardez ça"), post(1, "fr-05-resize.jpg", "Incroyable !!"), post(2, "en-05.png", "Look at this")]
+    posts = [post(0, "fr-03.png", "Regardez ça"), post(1, "fr-03-crop.jpg", "Incroyable !!"), post(2, "en-05.png", "Look at this")]
     engine = NarrativeEngine(NarrativeParams(semantic_threshold=0.99), dim=3)
     assignments, _, _ = engine.assign(posts, np.eye(3, dtype=np.float32))
     by_post = {a.post_id: a for a in assignments}

@@ -40,7 +40,7 @@ class ImageRecord(Record):
     pdq_quality: int = 0
     phash: str = ""
     dhash: str = ""
-    crop_dhash: list[str] = Field(default_factory=list)  # fact-checked images only (see images.hashing)
+    crop_dhash: list[str] = Field(default_factory=list)  # dHashes of inner crops: a cropped copy meets one (images.hashing)
     ocr_text: str = ""  # the text read from the image, shown as such
     ocr_language: str = ""
     ocr_confidence: float | None = None

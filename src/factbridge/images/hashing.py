@@ -13,9 +13,9 @@ the dHash keeps them apart (copies <= 34 bits, other screenshots >= 36) — see
 docs/images.md for the figures.
 
 Crops move content relative to the frame, which every global hash feels. So the
-library side (fact-checked images) also stores the hashes of inner crops (5 %
-off any combination of sides, and 2.5 % off all four); a cropped copy meets one
-of them. The post side hashes the image once.
+stored side (fact-checked images, and earlier posts' images in narratives) also
+keeps the hashes of inner crops (5 % off any combination of sides, and 2.5 % off
+all four); a cropped copy meets one of them. The image compared is hashed whole.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class ImageHashes:
     pdq_quality: int
     phash: str  # 16 hex digits
     dhash: str  # 64 hex digits
-    crop_dhash: tuple[str, ...] = field(default=())  # dHashes of the inner crops (library side only)
+    crop_dhash: tuple[str, ...] = field(default=())  # dHashes of the inner crops (with_crops=True)
 
     def as_dict(self) -> dict[str, object]:
         return {"pdq": self.pdq, "pdq_quality": self.pdq_quality, "phash": self.phash, "dhash": self.dhash, "crop_dhash": list(self.crop_dhash)}

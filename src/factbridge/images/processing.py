@@ -80,17 +80,17 @@ class ImageProcessor:
             raise InputError(f"image path outside the folder of the file that names it: {source}", source=where)
         return path
 
-    def describe(self, record: ImageRecord, base: Path, where: str, library: bool = False) -> list[ImageRecord]:
+    def describe(self, record: ImageRecord, base: Path, where: str) -> list[ImageRecord]:
         """The record filled in (several for a video: one per keyframe). Raises InputError when unusable."""
         from factbridge.images.hashing import HASH_VERSION, image_hashes
 
         if Path(record.source).suffix.lower() in VIDEO_SUFFIXES and not record.source.startswith(("http://", "https://")):
-            return self._keyframes(record, base, where, library)
+            return self._keyframes(record, base, where)
         data = self._bytes(record.source, base, where)
         if data is None:
             return [record.model_copy(update={"note": "URL not fetched (images_fetch is off)"})]
         stored, img = self.store.put(data, where)
-        hashes = image_hashes(img, with_crops=library)
+        hashes = image_hashes(img, with_crops=True)
         update: dict[str, Any] = {
             "sha256": stored.sha256, "format": stored.format, "width": stored.width, "height": stored.height,
             "pdq": hashes.pdq, "pdq_quality": hashes.pdq_quality, "phash": hashes.phash, "dhash": hashes.dhash,
@@ -104,7 +104,7 @@ class ImageProcessor:
                           decided_by=f"{HASH_VERSION}; {result.decided_by}")
         return [record.model_copy(update=update)]
 
-    def _keyframes(self, record: ImageRecord, base: Path, where: str, library: bool) -> list[ImageRecord]:
+    def _keyframes(self, record: ImageRecord, base: Path, where: str) -> list[ImageRecord]:
         from factbridge.images.store import check_file
         from factbridge.images.video import keyframes
 
@@ -113,14 +113,14 @@ class ImageProcessor:
         out = []
         for n, frame in enumerate(keyframes(path, self.max_keyframes, where)):
             frame_record = ImageRecord(source=f"{record.source}#keyframe={n}", kind="video_keyframe")
-            out.extend(self._describe_bytes(frame_record, frame, where, library))
+            out.extend(self._describe_bytes(frame_record, frame, where))
         return out
 
-    def _describe_bytes(self, record: ImageRecord, data: bytes, where: str, library: bool) -> list[ImageRecord]:
+    def _describe_bytes(self, record: ImageRecord, data: bytes, where: str) -> list[ImageRecord]:
         from factbridge.images.hashing import HASH_VERSION, image_hashes
 
         stored, img = self.store.put(data, where)
-        hashes = image_hashes(img, with_crops=library)
+        hashes = image_hashes(img, with_crops=True)
         return [record.model_copy(update={
             "sha256": stored.sha256, "format": stored.format, "width": stored.width, "height": stored.height,
             "pdq": hashes.pdq, "pdq_quality": hashes.pdq_quality, "phash": hashes.phash, "dhash": hashes.dhash,
@@ -171,7 +171,7 @@ class ImageProcessor:
             try:
                 records: list[ImageRecord] = []
                 for n, src in enumerate(sources):
-                    records.extend(self.describe(ImageRecord(source=src), base, source + f" (fact-check {fc.id}, image {n})", library=True))
+                    records.extend(self.describe(ImageRecord(source=src), base, source + f" (fact-check {fc.id}, image {n})"))
                 out.append(fc.model_copy(update={"images": records}))
             except (InputError, DependencyMissing) as exc:
                 reason = exc.reason if isinstance(exc, InputError) else str(exc)

@@ -6,7 +6,8 @@ A post joins a narrative, or starts one, in a single pass as it arrives:
    meets an earlier post's in the LSH index with estimated Jaccard >=
    `near_duplicate_threshold`; it joins that post's narrative; or (method
    "near-duplicate-image") one of its images is within the image-match rule's
-   dHash distance of an earlier post's image (`images/matching.py`; the text
+   dHash distance of an earlier post's image or one of its inner crops
+   (`images/matching.py`; the text
    read from images is already part of the text compared by MinHash);
 2. semantic: otherwise its stored query vector (from the matching stage; never
    re-embedded) is compared with the centroids of the narratives active within
@@ -49,7 +50,7 @@ Documents (generic document API, per organisation):
 * "narrative_members" (one per post, sort key: post time): post_id,
   narrative_id, method ("near-duplicate", "semantic", "seed"), similarity,
   neighbour, time, language, decided_by, minhash (base64 signature, state),
-  dhash (the post's image hashes, state);
+  dhash (the dHashes of the post's images and their inner crops, state);
 * "topics" (sort key: decayed count): id, label, size, narrative_count,
   narratives, first_seen, last_seen, top_terms, languages, merged [{topic_id,
   cosine, narratives, at}], decided_by; a topic merged into another keeps its
@@ -118,6 +119,10 @@ _STOP = frozenset(
     "\u1798\u17b7\u1793 \u1791\u17c1 \u179a\u1794\u179f\u17cb \u178a\u17be\u1798\u17d2\u1794\u17b8 \u1795\u1784 \u1793\u17c4\u17c7 "
     "\u1798\u17bd\u1799 \u1791\u17b6\u17c6\u1784 \u1780\u17cf \u17ac".split()  # Khmer: and, already, this, in, -ing, is, at, that...
 )
+
+
+def _image_and_crop_hashes(post: Post) -> list[str]:
+    return [h for img in post.images if img.dhash for h in (img.dhash, *img.crop_dhash)]
 
 
 def _image_threshold() -> int:
@@ -480,7 +485,7 @@ class NarrativeEngine:
                         c = int(cand[j])
                         choice = Assignment(post.id, self._post_narrative[c], "near-duplicate", float(jac[j]), self._post_ids[c])
             dhashes = [img.dhash for img in post.images if img.dhash]
-            if choice is None and dhashes:
+            if choice is None and dhashes:  # the post's whole images against earlier images and their crops
                 near = self._image_neighbour(dhashes)
                 if near is not None:  # similarity: the share of the 256 bits that agree
                     choice = Assignment(post.id, self._post_narrative[near[0]], "near-duplicate-image", 1.0 - near[1] / 256, self._post_ids[near[0]])
@@ -503,7 +508,7 @@ class NarrativeEngine:
             touched.add(choice.narrative_id)
             assignments.append(choice)
             row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig_list[i] else None)
-            self._remember_images(row, dhashes)
+            self._remember_images(row, _image_and_crop_hashes(post))
             post_rows.append(row)
             if has_sig_list[i]:
                 for k in keys_list[i]:
@@ -686,7 +691,7 @@ class NarrativeEngine:
                 "language": post.language, "decided_by": decided_by,
             }
             if any(img.dhash for img in post.images):
-                doc["dhash"] = [img.dhash for img in post.images if img.dhash]
+                doc["dhash"] = _image_and_crop_hashes(post)
             member_rows.append((a.post_id, doc, ts))
         sig_of = self._signature_lookup([a.post_id for a in assignments])
         for post_id, doc, _ in member_rows:
