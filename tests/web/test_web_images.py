@@ -52,4 +52,4 @@ def test_post_page_and_api_show_images_text_and_matches(env: WebEnv, tmp_path: P
     detail = env.api("a-viewer").get("/api/v1/posts/img-post").json()
     assert detail["image_text"].startswith("Tin nóng")
     (m,) = detail["image_matches"]
-    assert m["decision"] == "match" and m["factcheck_id"] == "https://check.example.org/fc/banknote" and m["distance"] <= 38
+    assert m["decision"] == "match" and m["factcheck_id"] == "https://check.example.org/fc/banknote" and m["distance"] <= 35
