@@ -50,7 +50,8 @@ def ingest(
     total = ProcessReport()
     skip = () if match else ("matching",)
     for path in files:
-        posts, bad = read_file(path, services.languages, platform, limits, connector, images=ImageProcessor.from_settings(services.settings))
+        posts, bad = read_file(path, services.languages, platform, limits, connector,
+                               images=ImageProcessor.from_settings(services.settings, show_progress=True))
         try:
             done = process(services, org, posts, bad, skip=skip)
         except QueueError as exc:

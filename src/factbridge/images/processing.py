@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class ImageProcessor:
     max_keyframes: int = 8
     max_video_bytes: int = 200_000_000
     show_progress: bool = False  # a progress bar on stderr (the CLI)
+    _bars: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
+    _advance: Callable[[int], None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Any, show_progress: bool = False) -> ImageProcessor:
@@ -129,18 +131,26 @@ class ImageProcessor:
 
     def process_posts(self, items: Sequence[Post | Quarantined], source: str) -> list[Post | Quarantined]:
         """Posts with their images described; a post with an unusable image becomes a quarantined row."""
-        base = Path(source).parent
-        out: list[Post | Quarantined] = []
-        total = sum(len(i.images) for i in items if isinstance(i, Post))
-        if not total:
-            return list(items)
-        with contextlib.ExitStack() as stack:
-            advance = stack.enter_context(progress_bar(f"images of {Path(source).name} (store, hash, read)", total)) if self.show_progress else None
-            for item in items:
-                out.append(self._process_post(item, base, source))
-                if advance and isinstance(item, Post):
-                    advance(len(item.images))
+        try:
+            return [self.process_post(item, source) for item in items]
+        finally:
+            self.close()
+
+    def process_post(self, item: Post | Quarantined, source: str) -> Post | Quarantined:
+        """One post as it is read (ingest streams a file): with `show_progress`, a bar on stderr
+        starts at the first image and ends at `close()`."""
+        if isinstance(item, Quarantined) or not item.images:
+            return item
+        if self.show_progress and self._advance is None:
+            self._advance = self._bars.enter_context(progress_bar(f"images of {Path(source).name} (store, hash, read)", None))
+        out = self._process_post(item, Path(source).parent, source)
+        if self._advance is not None:
+            self._advance(len(item.images))
         return out
+
+    def close(self) -> None:
+        self._bars.close()
+        self._advance = None
 
     def _process_post(self, item: Post | Quarantined, base: Path, source: str) -> Post | Quarantined:
         if isinstance(item, Quarantined) or not item.images:

@@ -59,16 +59,20 @@ def read_file(
     if connector is None and not Path(path).is_file():
         raise InputError("no such file", source=str(path))
     source = open_connector(connector or connector_for(path), path, platform, limits)
-    for item in fetch_items(source):
-        if images is not None and isinstance(item, Post) and item.images:
-            item = images.process_posts([item], str(path))[0]
-        if isinstance(item, Quarantined):
-            quarantined.append(item)
-        elif item.id in seen:
-            quarantined.append(Quarantined(kind="post", source=str(path), field="id", reason=f"duplicate id '{item.id}' in the same file", raw=item.text[:500]))
-        else:
-            seen.add(item.id)
-            posts.append(prepare_post(item, languages))
+    try:
+        for item in fetch_items(source):
+            if images is not None and isinstance(item, Post) and item.images and item.id not in seen:
+                item = images.process_post(item, str(path))  # quarantined when an image cannot be used
+            if isinstance(item, Quarantined):
+                quarantined.append(item)
+            elif item.id in seen:
+                quarantined.append(Quarantined(kind="post", source=str(path), field="id", reason=f"duplicate id '{item.id}' in the same file", raw=item.text[:500]))
+            else:
+                seen.add(item.id)
+                posts.append(prepare_post(item, languages))
+    finally:
+        if images is not None:
+            images.close()
     return posts, quarantined
 
 
