@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared/data
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench eval eval-linkrisk bench-linkrisk eval-checkworthiness bench-checkworthiness train-checkworthiness clean
+.PHONY: install demo test lint bench eval eval-images bench-images eval-linkrisk bench-linkrisk eval-checkworthiness bench-checkworthiness train-checkworthiness clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ eval: install
 	$(BIN)/factbridge eval claim-retrieval --claims $(SHARED)/claim_retrieval/clef2022_2a_en/vclaims.jsonl \
 		--queries $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_Queries.tsv \
 		--qrels $(SHARED)/claim_retrieval/clef2022_2a_en/CT2022-Task2A-EN-Dev-Test_QRELs.tsv
+
+# images: the shipped screenshot set (tests/fixtures/images), report split; OCR needs Debian's tesseract-ocr
+eval-images: install
+	$(BIN)/factbridge eval images --split report
+
+bench-images: install
+	nice $(BIN)/factbridge bench images --workers 2
 
 eval-linkrisk: install
 	$(BIN)/factbridge eval linkrisk --data $(SHARED)/urls/urlhaus_filter --benign-from $(SHARED)

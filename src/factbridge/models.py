@@ -26,6 +26,28 @@ class Engagement(Record):
         return self.likes + self.shares + self.comments
 
 
+class ImageRecord(Record):
+    """An image (or a video keyframe) a post or a fact-check carries: where it came from, its stored
+    copy (sha256), its perceptual hashes and the text read from it (OCR). See factbridge/images."""
+
+    source: str  # as given: a path (relative to the file that named it) or a URL
+    kind: Literal["image", "video_keyframe"] = "image"
+    sha256: str = ""  # of the stored bytes; empty when the image was not fetched
+    format: str = ""
+    width: int = 0
+    height: int = 0
+    pdq: str = ""
+    pdq_quality: int = 0
+    phash: str = ""
+    dhash: str = ""
+    crop_dhash: list[str] = Field(default_factory=list)  # dHashes of inner crops: a cropped copy meets one (images.hashing)
+    ocr_text: str = ""  # the text read from the image, shown as such
+    ocr_language: str = ""
+    ocr_confidence: float | None = None
+    decided_by: str = ""  # hash and OCR versions
+    note: str = ""  # why it was not fetched or read, when it was not
+
+
 class Post(Record):
     """A public social post. `author` is a pseudonymous identifier, never a profile."""
 
@@ -43,6 +65,12 @@ class Post(Record):
     tokens: str = ""
     source: str = ""
     raw: dict[str, Any] = Field(default_factory=dict)
+    images: list[ImageRecord] = Field(default_factory=list)
+
+    @property
+    def image_text(self) -> str:
+        """The text read from the post's images (OCR), one image per paragraph."""
+        return "\n\n".join(i.ocr_text for i in self.images if i.ocr_text.strip())
 
 
 class FactCheck(Record):
@@ -63,6 +91,7 @@ class FactCheck(Record):
     norm_text: str = ""
     tokens: str = ""
     raw: dict[str, Any] = Field(default_factory=dict)
+    images: list[ImageRecord] = Field(default_factory=list)
 
     @property
     def passage(self) -> str:

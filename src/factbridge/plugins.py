@@ -43,6 +43,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "embedding": "factbridge.pipeline.ingest:EMBEDDING_STAGE",
         "matching": "factbridge.pipeline.ingest:MATCHING_STAGE",
         "linkrisk": "factbridge.linkrisk.stage:STAGE",
+        "images": "factbridge.images.processing:STAGE",
         "narratives": "factbridge.pipeline.narratives:STAGE",
         "bursts": "factbridge.pipeline.bursts:STAGE",
         "coordination": "factbridge.pipeline.coordination:STAGE",

@@ -136,6 +136,10 @@ class Settings:
     zalo_app_id: str = field(default="", metadata=_meta("Zalo app id (part of the webhook signature)."))
     zalo_oa_secret: str = field(default="", metadata=_meta("Zalo OA secret key that signs webhook events (X-ZEvent-Signature); events with a wrong signature are refused."))
     zalo_webhook_port: int = field(default=8767, metadata=_meta("Port the Zalo tipline's webhook receiver listens on (behind your HTTPS proxy).", int))
+    images_max_bytes: int = field(default=10_000_000, metadata=_meta("Largest image file accepted with a post or fact-check, in bytes.", int))
+    images_max_pixels: int = field(default=40_000_000, metadata=_meta("Most pixels an image may decode to (larger: refused as a decompression bomb).", int))
+    images_fetch: bool = field(default=False, metadata=_meta("Fetch image URLs of posts and fact-checks (public addresses only, SSRF-guarded); off: URLs are kept, not fetched.", _bool))
+    images_ocr: bool = field(default=True, metadata=_meta("Read the text of images with Tesseract at ingest (the text joins the post's text).", _bool))
     log_level: str = field(default="WARNING", metadata=_meta("Python logging level."))
 
     @property

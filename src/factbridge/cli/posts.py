@@ -37,6 +37,7 @@ def ingest(
     New and changed posts, and unchanged ones that miss a stage (an interrupted run), are
     queued for the stages: run here with the in-process queue, by `factbridge worker` with
     a shared one."""
+    from factbridge.images.processing import ImageProcessor
     from factbridge.models import ImportReport
     from factbridge.pipeline.ingest import read_file
     from factbridge.pipeline.process import ProcessReport, drain, process
@@ -50,7 +51,8 @@ def ingest(
     total = ProcessReport()
     skip = () if match else ("matching",)
     for path in files:
-        posts, bad = read_file(path, services.languages, platform, limits, connector)
+        posts, bad = read_file(path, services.languages, platform, limits, connector,
+                               images=ImageProcessor.from_settings(services.settings, show_progress=True))
         try:
             done = process(services, org, posts, bad, skip=skip)
         except QueueError as exc:
@@ -131,6 +133,7 @@ def factchecks_import(
     recheck: Annotated[bool, typer.Option(help="Re-match stored posts against new fact-checks.")] = True,
 ) -> None:
     """Import fact-checks (upsert by id/URL), embed the new ones, re-check stored posts."""
+    from factbridge.images.processing import ImageProcessor
     from factbridge.pipeline.ingest import import_factcheck_files
     from factbridge.pipeline.matching import index_factchecks
 
@@ -140,6 +143,7 @@ def factchecks_import(
     with progress_bar("reading fact-checks", None) as advance:
         report, changed = import_factcheck_files(
             services.storage, org, files, services.languages, fmt, _parse_map(map_), advance, InputLimits.from_settings(services.settings),
+            images=ImageProcessor.from_settings(services.settings),
         )
     t1 = time.perf_counter()
     with progress_bar("embedding fact-checks", None) as advance:

@@ -273,7 +273,7 @@ def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequenc
             mask = (values.notna() & (text != "")).to_numpy() & good
             rows = np.flatnonzero(mask)
             cells = text.to_numpy()[mask]
-            if kind in {"url", "hashtag"}:  # cells may hold several values separated by spaces
+            if kind in {"url", "hashtag", "image"}:  # cells may hold several values separated by spaces
                 exploded = pd.Series(cells, index=rows).str.lower().str.split().explode().dropna()
                 rows, cells = exploded.index.to_numpy(), exploded.to_numpy()
         codes, uniques = pd.factorize(cells, sort=False)
@@ -321,20 +321,27 @@ def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_T
 
 
 def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
-    """Share records from stored posts: their links, hashtags and near-identical texts."""
+    """Share records from stored posts: their links, hashtags, near-identical texts and images
+    (near-duplicate images are one object, named after the first image's dHash)."""
     pd = _pandas()
+    from factbridge.images.matching import near_duplicate_groups
     from factbridge.text.urls import extract_hashtags
 
+    kept = [p for p in posts if p.author and p.created_at is not None]
+    image_of = [(i, img.dhash) for i, p in enumerate(kept) for img in getattr(p, "images", ()) if img.dhash]
+    image_ids: dict[int, list[str]] = {}
+    if "image" in object_types and image_of:
+        groups = near_duplicate_groups([h for _, h in image_of])
+        for (i, _), g in zip(image_of, groups, strict=True):
+            image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
     rows = []
-    for p in posts:
-        if not p.author or p.created_at is None:
-            continue
+    for i, p in enumerate(kept):
         rows.append({
             "account_id": p.author, "post_id": p.id, "timestamp": p.created_at.timestamp(),
             "urls": " ".join(p.urls), "hashtags": " ".join(extract_hashtags(p.norm_text or p.text)),
-            "text": p.norm_text or p.text,
+            "image_hash": " ".join(dict.fromkeys(image_ids.get(i, []))), "text": p.norm_text or p.text,
         })
-    frame = pd.DataFrame(rows, columns=["account_id", "post_id", "timestamp", "urls", "hashtags", "text"])
+    frame = pd.DataFrame(rows, columns=["account_id", "post_id", "timestamp", "urls", "hashtags", "image_hash", "text"])
     return shares_from_frame(frame, "stored posts", object_types)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -49,35 +49,43 @@ class FactCheckImportStore(FactCheckStore, QuarantineStore, Protocol):
 
 def read_file(
     path: str | Path, languages: tuple[str, ...], platform: str = "",
-    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None, images: Any = None,
 ) -> tuple[list[Post], list[Quarantined]]:
     """A file's prepared posts and its quarantined rows, read through a connector (by default
     the jsonl or csv file connector, from the file name) with rows bounded by `limits`. A
-    repeated id is quarantined (the file connectors do it with the first one's line)."""
+    repeated id is quarantined (the file connectors do it with the first one's line).
+    `images` (an images.processing.ImageProcessor) stores, hashes and reads each post's
+    images first, so that the text read from them is part of the prepared post."""
     posts: list[Post] = []
     quarantined: list[Quarantined] = []
     seen: set[str] = set()
     if connector is None and not Path(path).is_file():
         raise InputError("no such file", source=str(path))
     source = open_connector(connector or connector_for(path), path, platform, limits)
-    for item in fetch_items(source):
-        if isinstance(item, Quarantined):
-            quarantined.append(item)
-        elif item.id in seen:
-            quarantined.append(Quarantined(kind="post", source=str(path), field="id", reason=f"duplicate id '{item.id}' in the same file", raw=item.text[:500]))
-        else:
-            seen.add(item.id)
-            posts.append(prepare_post(item, languages))
+    try:
+        for item in fetch_items(source):
+            if images is not None and isinstance(item, Post) and item.images and item.id not in seen:
+                item = images.process_post(item, str(path))  # quarantined when an image cannot be used
+            if isinstance(item, Quarantined):
+                quarantined.append(item)
+            elif item.id in seen:
+                quarantined.append(Quarantined(kind="post", source=str(path), field="id", reason=f"duplicate id '{item.id}' in the same file", raw=item.text[:500]))
+            else:
+                seen.add(item.id)
+                posts.append(prepare_post(item, languages))
+    finally:
+        if images is not None:
+            images.close()
     return posts, quarantined
 
 
 def ingest_file(
     storage: PostStore, org: str, path: str | Path, languages: tuple[str, ...], platform: str = "",
-    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None,
+    limits: InputLimits = DEFAULT_LIMITS, connector: str | None = None, images: Any = None,
 ) -> IngestOutcome:
     """Read and store a file in one transaction, its posts with its quarantined rows (no stages:
     `factbridge.pipeline.process.process` also queues them)."""
-    posts, quarantined = read_file(path, languages, platform, limits, connector)
+    posts, quarantined = read_file(path, languages, platform, limits, connector, images)
     result = storage.upsert_posts(org, posts, quarantined)
     report = ImportReport(source=str(path), inserted=len(result.inserted), updated=len(result.updated), unchanged=len(result.unchanged), quarantined=quarantined)
     changed = set(result.changed)
@@ -157,6 +165,7 @@ def import_factcheck_files(
     mapping: dict[str, str] | None = None,
     on_read: Callable[[int], None] | None = None,
     limits: InputLimits = DEFAULT_LIMITS,
+    images: Any = None,
 ) -> tuple[ImportReport, list[str]]:
     """Read and upsert fact-checks. Returns the report and the ids that are new or changed.
 
@@ -180,6 +189,13 @@ def import_factcheck_files(
                 good[item.id] = prepare_factcheck(item, languages)
             if on_read:
                 on_read(1)
+        if images is not None:  # the fact-checked images, hashed for image matching
+            for described in images.process_factchecks(list(good.values()), str(path)):
+                if isinstance(described, Quarantined):
+                    bad.append(described)
+                    good.pop(described.raw, None)
+                else:
+                    good[described.id] = described
         result = storage.upsert_factchecks(org, list(good.values()))
         if bad:
             storage.add_quarantine(org, bad)

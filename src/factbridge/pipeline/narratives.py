@@ -4,7 +4,11 @@ A post joins a narrative, or starts one, in a single pass as it arrives:
 
 1. near-duplicate: its MinHash signature (character shingles, `text/minhash.py`)
    meets an earlier post's in the LSH index with estimated Jaccard >=
-   `near_duplicate_threshold`; it joins that post's narrative;
+   `near_duplicate_threshold`; it joins that post's narrative; or (method
+   "near-duplicate-image") one of its images is within the image-match rule's
+   dHash distance of an earlier post's image or one of its inner crops
+   (`images/matching.py`; the text
+   read from images is already part of the text compared by MinHash);
 2. semantic: otherwise its stored query vector (from the matching stage; never
    re-embedded) is compared with the centroids of the narratives active within
    `narrative_max_gap_hours`; it joins the closest one at cosine >=
@@ -45,7 +49,8 @@ Documents (generic document API, per organisation):
   500), heat_log2, decided_by; vector_sum / rep_vector (base64 float32, state);
 * "narrative_members" (one per post, sort key: post time): post_id,
   narrative_id, method ("near-duplicate", "semantic", "seed"), similarity,
-  neighbour, time, language, decided_by, minhash (base64 signature, state);
+  neighbour, time, language, decided_by, minhash (base64 signature, state),
+  dhash (the dHashes of the post's images and their inner crops, state);
 * "topics" (sort key: decayed count): id, label, size, narrative_count,
   narratives, first_seen, last_seen, top_terms, languages, merged [{topic_id,
   cosine, narratives, at}], decided_by; a topic merged into another keeps its
@@ -124,6 +129,16 @@ _STOP = frozenset(
 )
 
 
+def _image_and_crop_hashes(post: Post) -> list[str]:
+    return [h for img in post.images if img.dhash for h in (img.dhash, *img.crop_dhash)]
+
+
+def _image_threshold() -> int:
+    from factbridge.images.matching import DHASH_MATCH
+
+    return DHASH_MATCH
+
+
 @dataclass(frozen=True)
 class NarrativeParams:
     near_duplicate_threshold: float = 0.5
@@ -146,7 +161,7 @@ class NarrativeParams:
             f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; {self.space} vectors: "
             f"centroid cosine>={self.semantic_threshold:g}{f' (other language: >={self.crosslingual:g})' if self.crosslingual != self.semantic_threshold else ''} "
             f"within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
-            f"within {self.topic_max_gap_hours:g} h)"
+            f"within {self.topic_max_gap_hours:g} h; near-duplicate images: dHash-256 <= {_image_threshold()} bits)"
         )
 
 
@@ -334,7 +349,7 @@ class Topic:
 class Assignment:
     post_id: str
     narrative_id: str
-    method: str  # "near-duplicate", "semantic" or "seed"
+    method: str  # "near-duplicate", "near-duplicate-image", "semantic" or "seed"
     similarity: float
     neighbour: str  # the post (near-duplicate) or narrative (semantic) compared with
 
@@ -362,6 +377,8 @@ class NarrativeEngine:
         self._sigs = np.zeros((0, minhash.NUM_PERM), dtype=np.uint32)
         self._sig_count = 0
         self._has_sig = np.zeros(0, dtype=bool)
+        self._image_bits = np.zeros((0, 32), dtype=np.uint8)  # dHash-256 of the members' images
+        self._image_owner: list[int] = []  # post row of each image
         self._post_narrative: list[str] = []
         self._post_ids: list[str] = []
         self._post_row: dict[str, int] = {}
@@ -405,6 +422,24 @@ class NarrativeEngine:
             self._sigs[i] = sig
             self._has_sig[i] = True
         return i
+
+    def _remember_images(self, row: int, dhashes: Sequence[str]) -> None:
+        from factbridge.images.hashing import hex_to_bits
+
+        if dhashes:
+            self._image_bits = np.concatenate([self._image_bits, hex_to_bits(list(dhashes), 256)])
+            self._image_owner.extend([row] * len(dhashes))
+
+    def _image_neighbour(self, dhashes: Sequence[str]) -> tuple[int, int] | None:
+        """(post row, dHash bits) of the nearest earlier image within the image-match rule, if any."""
+        from factbridge.images.hashing import _POPCOUNT, hex_to_bits
+        from factbridge.images.matching import DHASH_MATCH
+
+        if not dhashes or not self._image_owner:
+            return None
+        dist = _POPCOUNT[self._image_bits[None, :, :] ^ hex_to_bits(list(dhashes), 256)[:, None, :]].sum(axis=2).min(axis=0)
+        j = int(dist.argmin())
+        return (self._image_owner[j], int(dist[j])) if dist[j] <= DHASH_MATCH else None
 
     # -- the one pass -----------------------------------------------------------
     def assign(
@@ -464,6 +499,11 @@ class NarrativeEngine:
                     if jac[j] >= p.near_duplicate_threshold:
                         c = int(cand[j])
                         choice = Assignment(post.id, self._post_narrative[c], "near-duplicate", float(jac[j]), self._post_ids[c])
+            dhashes = [img.dhash for img in post.images if img.dhash]
+            if choice is None and dhashes:  # the post's whole images against earlier images and their crops
+                near = self._image_neighbour(dhashes)
+                if near is not None:  # similarity: the share of the 256 bits that agree
+                    choice = Assignment(post.id, self._post_narrative[near[0]], "near-duplicate-image", 1.0 - near[1] / 256, self._post_ids[near[0]])
             if choice is None:
                 sim, nid = (best_sim_list[i], self._order[best_row_list[i]]) if n_before else (-1.0, "")
                 if len(self._order) > n_before:  # narratives born in this chunk
@@ -484,6 +524,7 @@ class NarrativeEngine:
             touched.add(choice.narrative_id)
             assignments.append(choice)
             row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig_list[i] else None)
+            self._remember_images(row, _image_and_crop_hashes(post))
             post_rows.append(row)
             if has_sig_list[i]:
                 for k in keys_list[i]:
@@ -643,6 +684,7 @@ class NarrativeEngine:
         for post_id, doc in members:
             sig = _decode_sig(doc["minhash"]) if doc.get("minhash") else None
             row = self._remember_post(post_id, doc["narrative_id"], sig)
+            self._remember_images(row, doc.get("dhash") or [])
             if sig is not None:
                 rows.append(row)
                 sigs.append(sig)
@@ -664,6 +706,8 @@ class NarrativeEngine:
                 "similarity": round(a.similarity, 4), "neighbour": a.neighbour, "time": _iso(ts),
                 "language": post.language, "decided_by": decided_by,
             }
+            if any(img.dhash for img in post.images):
+                doc["dhash"] = _image_and_crop_hashes(post)
             member_rows.append((a.post_id, doc, ts))
         sig_of = self._signature_lookup([a.post_id for a in assignments])
         for post_id, doc, _ in member_rows:
@@ -821,7 +865,7 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
     methods = Counter(a.method for a in assignments)
     return {
         "assigned": len(assignments), "new_narratives": methods.get("seed", 0),
-        "near_duplicate": methods.get("near-duplicate", 0), "semantic": methods.get("semantic", 0),
+        "near_duplicate": methods.get("near-duplicate", 0) + methods.get("near-duplicate-image", 0), "semantic": methods.get("semantic", 0),
         "narratives_touched": len(touched), "topics_touched": len(touched_topics),
     }
 

@@ -12,7 +12,8 @@ from factbridge.text.vietnamese import default_tone_model, looks_unaccented
 
 
 def prepare_post(post: Post, languages: tuple[str, ...] = ("vi", "km", "fr", "en")) -> Post:
-    norm = normalize_text(post.text)
+    # the text read from the post's images counts as the post's text for every later stage
+    norm = normalize_text("\n\n".join(t for t in (post.text, post.image_text) if t.strip()))
     update: dict[str, object] = {"norm_text": norm, "tokens": " ".join(tokenize(norm))}
     if post.language:
         update.update(language=post.language.lower(), language_source="given", language_confidence=1.0)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, public_base_url
+from factbridge.web.images import image_matches
 from factbridge.web.security import client_key, login_key
 from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node
@@ -107,6 +108,8 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
         "checkworthiness": pv.checkworthiness(storage, org, post_id),
         "triage": pv.queue_entry_of_post(storage, org, post_id),
         "links": pv.link_risks(storage, org, post),
+        "image_text": post.image_text,  # the text read from the post's images (OCR), also in post.images[].ocr_text
+        "image_matches": image_matches(storage, org, post_id),
         "narrative": {k: narrative[k] for k in ("id", "label", "size", "decided_by")} if narrative else None,
         "cases": [c["id"] for c in web.cases.cases_for(org, "post", post_id)],
     }

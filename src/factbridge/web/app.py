@@ -195,6 +195,7 @@ def create_app(services: Services) -> FastAPI:
     from starlette.exceptions import HTTPException
 
     from factbridge.web import api, desk, federation, pages, public, sources_api
+    from factbridge.web import images as web_images
 
     app = FastAPI(
         title="FactBridge",
@@ -244,6 +245,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(desk.router)
     app.include_router(public.router)
     app.include_router(federation.router)
+    app.include_router(web_images.router)
     return app
 
 

@@ -23,6 +23,7 @@ from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish
 from factbridge.web.app import WebState, file_sha, render
 from factbridge.web.charts import line_chart
+from factbridge.web.images import image_matches
 from factbridge.web.security import (
     SESSION_COOKIE,
     check_csrf,
@@ -177,6 +178,7 @@ def post_page(post_id: str, request: Request, actor: ActorDep, web: WebDep) -> H
         "links": pv.link_risks(storage, actor.org, post),
         "narrative": pv.narrative_of_post(storage, actor.org, post_id),
         "cases": web.cases.cases_for(actor.org, "post", post_id),
+        "image_matches": image_matches(storage, actor.org, post_id),
     })
 
 

@@ -4,7 +4,9 @@ Accepted fields (aliases in brackets): id [post_id, tweet_id], platform, author
 [author_id, user, account], created_at [time, timestamp, date], text [content,
 message, body], urls (list or space-separated), likes, shares [retweets,
 reposts], comments [replies], views, followers, language [lang], or a nested
-`engagement` object. Author identifiers are kept as given: pass pseudonyms.
+`engagement` object, images [image, media, image_urls] (list, or space-separated:
+file paths relative to the posts file, or URLs). A post with images may have no
+text. Author identifiers are kept as given: pass pseudonyms.
 
 Files are read as a stream with bounded rows (`reading.InputLimits`, the
 `ingest_max_*` settings); every row that cannot be used becomes a `Quarantined`
@@ -31,7 +33,7 @@ from factbridge.backends.connectors.reading import (
     open_binary,
 )
 from factbridge.errors import InputError
-from factbridge.models import Engagement, Post, Quarantined
+from factbridge.models import Engagement, ImageRecord, Post, Quarantined
 from factbridge.text.dates import parse_date
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -42,6 +44,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "text": ("text", "content", "message", "body", "full_text"),
     "urls": ("urls", "links", "url"),
     "language": ("language", "lang"),
+    "images": ("images", "image", "media", "image_urls"),
 }
 ENGAGEMENT_ALIASES: dict[str, tuple[str, ...]] = {
     "likes": ("likes", "like_count", "favorite_count", "reactions"),
@@ -114,8 +117,14 @@ def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: 
         raise InputError("missing id", source=source, line=line, field="id")
     post_id = post_id_text(raw_id, source, line, id_field or "id")
     text_field, text = _pick(row, ALIASES["text"])
-    if text is None or not str(text).strip():
-        raise InputError("missing or empty text", source=source, line=line, field=text_field or "text")
+    images_field, images = _pick(row, ALIASES["images"])
+    images = images.split() if isinstance(images, str) else images
+    if images is not None and not (isinstance(images, list) and all(isinstance(i, str) and i.strip() for i in images)):
+        raise InputError("images must be a list of file paths or URLs", source=source, line=line, field=images_field)
+    if (text is None or not str(text).strip()) and images:
+        text = ""  # an image-only post: its text is what OCR reads from the images
+    elif text is None or not str(text).strip():
+        raise InputError("missing or empty text (and no images)", source=source, line=line, field=text_field or "text")
     if not isinstance(text, str):
         raise InputError("text must be a string", source=source, line=line, field=text_field)
     date_field, date_value = _pick(row, ALIASES["created_at"])
@@ -149,6 +158,7 @@ def post_from_mapping(row: Mapping[str, Any], source: str, line: int, platform: 
             language=str(language).lower() if language else None,
             source=source,
             raw={k: v for k, v in row.items() if k not in known},
+            images=[ImageRecord(source=i.strip()) for i in images or []],
         )
     except ValidationError as exc:
         err = exc.errors()[0]
