@@ -44,6 +44,7 @@ from factbridge.web.app import create_app
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.cases import CaseBook, RatingScale
+from factbridge.workflow.ratings import rating_label
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "federation.md"
 KM_URL = "http://km.test"
@@ -414,7 +415,8 @@ def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient], tmp_
         assert response.headers["content-type"].startswith("application/ld+json")
         [node] = response.json()["@graph"]
         assert node["@type"] == "ClaimReview" and node["claimReviewed"] == CLAIM_KM
-        assert node["reviewRating"]["alternateName"] == "Mostly false"
+        # the rating is named in the fact-check's own language (issue 12): a Khmer verdict says it in Khmer
+        assert node["reviewRating"]["alternateName"] == rating_label("Mostly false", "km") == "ភាគច្រើនមិនពិត"
     assert client.get("/federation/v1/nowhere/feed").status_code == 404
     # and a system that does not verify signatures imports it as plain ClaimReview
     from factbridge.pipeline.library import read_factchecks
@@ -422,7 +424,7 @@ def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient], tmp_
     path = tmp_path / "feed.jsonld"
     path.write_text(client.get("/federation/v1/km/claimreview.jsonld").text, encoding="utf-8")
     [fc] = list(read_factchecks(path))
-    assert isinstance(fc, FactCheck) and fc.claim == CLAIM_KM and fc.rating == "Mostly false" and fc.publisher == "km desk"
+    assert isinstance(fc, FactCheck) and fc.claim == CLAIM_KM and fc.rating == "ភាគច្រើនមិនពិត" and fc.publisher == "km desk"
 
 
 def test_proof_refuses_a_self_approved_or_broken_excerpt(desks: tuple[Desk, Desk, TestClient]) -> None:
