@@ -44,14 +44,15 @@ import numpy as np
 
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.models import MatchCandidate, Post
+from factbridge.pipeline import records
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 TRIAGE_VERSION = "triage-1"
-QUEUE = "queue"
+QUEUE = records.QUEUE
 NARRATIVES = "narratives"
-NARRATIVE_MEMBERS = "narrative_members"
+NARRATIVE_MEMBERS = records.MEMBERS
 LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
