@@ -39,7 +39,7 @@ class Settings:
     storage_url: str = field(default="", metadata=_meta("Database URL: sqlite:///path.db, sqlite:///:memory: or postgresql://... Empty means sqlite in data_dir."))
     queue_url: str = field(default="local://", metadata=_meta("Stream for pipeline work: local:// (in-process: ingest runs the stages itself) or nats://host:port (ingest publishes, `factbridge worker` processes run the stages; see docs/scale-out.md)."))
     queue_batch_size: int = field(default=64, metadata=_meta("Posts per queued batch of work (one message, one acknowledgement).", int))
-    queue_local_batch_size: int = field(default=1000, metadata=_meta("Posts per batch on the in-process queue (local://), where the publishing process is the consumer: bigger batches save per-batch stage work.", int))
+    queue_local_batch_size: int = field(default=5000, metadata=_meta("Posts per batch on the in-process queue (local://), where the publishing process is the consumer: bigger batches save per-batch stage work.", int))
     queue_worker_merge: int = field(default=16, metadata=_meta("Ready batches a worker takes at once and runs the stages on together (each is still acknowledged, retried and recorded on its own).", int))
     queue_ack_wait_s: float = field(default=300.0, metadata=_meta("Seconds a worker may hold a batch without a sign of life before it is delivered to another worker (a working worker extends it).", float))
     queue_max_deliveries: int = field(default=5, metadata=_meta("Attempts per batch; after the last failed one the batch is recorded as failed with its error (`factbridge batches failed`).", int))

@@ -40,7 +40,8 @@ import numpy as np
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError
 from factbridge.models import FactCheck, Post
-from factbridge.pipeline.narratives import MEMBERS, NARRATIVES, _post_time
+from factbridge.pipeline.narratives import NARRATIVES, _post_time
+from factbridge.pipeline.records import NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 BURSTS_VERSION = "kleinberg-2state-poisson-1"
@@ -271,8 +272,8 @@ def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
         return {"alerts": 0}
     storage = services.storage
     params = params_from_settings(services.settings)
-    members = storage.get_docs(org, MEMBERS, [p.id for p in posts])
-    narrative_ids = sorted({m["narrative_id"] for m in members.values()})
+    members = NarrativeMembers(storage).get(org, [p.id for p in posts])
+    narrative_ids = sorted({m.narrative_id for m in members.values()})
     if not narrative_ids:
         return {"alerts": 0}
     times = [_post_time(p) for p in posts]

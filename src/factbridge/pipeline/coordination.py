@@ -31,6 +31,7 @@ import numpy as np
 from factbridge.backends.storage.base import iter_docs
 from factbridge.errors import ConfigError, DependencyMissing, InputError
 from factbridge.models import Post
+from factbridge.pipeline.records import NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 METHOD_VERSION = "coordinated-sharing-1"
@@ -627,20 +628,18 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
     """Per narrative, the coordinated accounts that posted in it: those of a network
     with at least two of its accounts among the narrative's posts (one account of
     a network posting there says nothing about the narrative)."""
-    from factbridge.pipeline.narratives import MEMBERS
-
     network_of = {account: net for net in result.networks for account in net.accounts}
     authored: dict[str, list[str]] = {}
     for post in posts:
         if post.author in network_of:
             authored.setdefault(post.author, []).append(post.id)
-    members = storage.get_docs(org, MEMBERS, sorted({pid for ids in authored.values() for pid in ids}))
+    members = NarrativeMembers(storage).get(org, sorted({pid for ids in authored.values() for pid in ids}))
     by_narrative: dict[str, dict[str, list[str]]] = {}
     for account, ids in authored.items():
         for pid in ids:
-            narrative_id = (members.get(pid) or {}).get("narrative_id")
-            if narrative_id:
-                by_narrative.setdefault(str(narrative_id), {}).setdefault(account, []).append(pid)
+            membership = members.get(pid)
+            if membership is not None:
+                by_narrative.setdefault(membership.narrative_id, {}).setdefault(account, []).append(pid)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     docs: dict[str, dict[str, Any]] = {}
     for narrative_id, accounts in sorted(by_narrative.items()):

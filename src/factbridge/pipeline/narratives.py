@@ -84,6 +84,7 @@ import numpy as np
 from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
+from factbridge.pipeline import records
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.text import minhash
 
@@ -91,7 +92,7 @@ log = logging.getLogger(__name__)
 
 NARRATIVES_VERSION = "narratives-1"
 NARRATIVES = "narratives"
-MEMBERS = "narrative_members"
+MEMBERS = records.MEMBERS
 TOPICS = "topics"
 STATE = "narrative_state"
 RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document

@@ -41,14 +41,15 @@ from typing import Any
 
 from factbridge.backends.vectors.selection import stored_vector_index
 from factbridge.models import MatchCandidate, Post
+from factbridge.pipeline import records
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 TRIAGE_VERSION = "triage-1"
-QUEUE = "queue"
+QUEUE = records.QUEUE
 NARRATIVES = "narratives"
-NARRATIVE_MEMBERS = "narrative_members"
+NARRATIVE_MEMBERS = records.MEMBERS
 LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
