@@ -18,6 +18,7 @@ from factbridge.backends.connectors.reading import DEFAULT_LIMITS, InputLimits
 from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import (
+    DocumentStore,
     FactCheckStore,
     MatchStore,
     PostStore,
@@ -92,7 +93,11 @@ def embed_posts(storage: VectorStore, embedder: Embedder, org: str, posts: Seque
     return {"embedded": len(todo)}
 
 
-def match_and_store(storage: MatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+class ReviewedMatchStore(MatchStore, DocumentStore, Protocol):
+    """Stored matches, and the desk's decisions on them (documents, `workflow.match_reviews`)."""
+
+
+def match_and_store(storage: ReviewedMatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     from factbridge.workflow.match_reviews import COLLECTION as REVIEWS
     from factbridge.workflow.match_reviews import apply_reviews
 

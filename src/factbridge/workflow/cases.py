@@ -266,7 +266,7 @@ class CaseBook:
         """The verdict in another language (same rating and evidence): published with it as one
         group of ClaimReviews, one per language, each indexed for matching. New words need
         approval again."""
-        actor.require("analyst", "adding a language version")
+        actor.check("case.version")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "add a language version")
         if not case.get("verdict"):

@@ -16,6 +16,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "case.assign": ("analyst", "assigning a case"),
     "case.evidence": ("analyst", "adding evidence"),
     "case.verdict": ("analyst", "drafting a verdict"),
+    "case.version": ("analyst", "adding a language version of a verdict"),
+    "match.review": ("analyst", "deciding whether a post repeats a fact-checked claim"),
     "case.approve": ("editor", "approving a verdict"),
     "case.return": ("editor", "returning a verdict"),
     "case.close": ("editor", "closing a case"),
