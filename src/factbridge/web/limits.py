@@ -33,6 +33,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from factbridge.errors import NotAuthenticated
+from factbridge.web.templating import signed_out_page
 
 UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
 # Page routes that take a body without a session: signing in and out, and the public forms.
@@ -86,8 +87,11 @@ class RequestLimits:
             await _respond(send, 413, "InputError", f"request body larger than {limit} bytes")
             return
         if await self._authenticated(path, headers) is False:
+            if not path.startswith("/api/"):  # a workspace form whose session ended: a page to sign in again from
+                await _respond_page(send, 401, signed_out_page(headers))
+                return
             await _respond(send, 401, "NotAuthenticated", "sign in (pages) or send an API token: Authorization: Bearer <token>",
-                           {"www-authenticate": "Bearer"} if path.startswith("/api/") else {})
+                           {"www-authenticate": "Bearer"})
             return
         received = 0
         started = False
@@ -127,5 +131,12 @@ async def _respond(send: Callable[[Message], Awaitable[None]], status: int, erro
     body = json.dumps({"error": error, "detail": detail}).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
                *((k.encode(), v.encode()) for k, v in (extra or {}).items())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_page(send: Callable[[Message], Awaitable[None]], status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+               (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
