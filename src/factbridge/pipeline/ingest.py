@@ -20,7 +20,9 @@ from factbridge.backends.connectors.reading import DEFAULT_LIMITS, InputLimits
 from factbridge.backends.embedders.base import Embedder, Progress
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import (
+    DocumentStore,
     FactCheckStore,
+    MatchStore,
     PostStore,
     QuarantineStore,
     Storage,
@@ -143,7 +145,11 @@ def _stored_vectors_by_sha(storage: VectorStore, embedder_id: str, org: str, sto
     return {sha: by_id[item_id] for sha, item_id in holder.items() if item_id in by_id}
 
 
-def match_and_store(storage: Storage, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
+class ReviewedMatchStore(MatchStore, DocumentStore, Protocol):
+    """Stored matches, and the desk's decisions on them (documents, `workflow.match_reviews`)."""
+
+
+def match_and_store(storage: ReviewedMatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
     from factbridge.workflow.match_reviews import COLLECTION as REVIEWS
     from factbridge.workflow.match_reviews import apply_reviews
 

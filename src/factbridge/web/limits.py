@@ -34,6 +34,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from factbridge.errors import NotAuthenticated
+from factbridge.web.templating import signed_out_page
 
 UPLOAD_ROUTE = re.compile(r"^/cases/[^/]+/evidence$")
 # Routes that take a body without a session: signing in and out, the public forms, and the
@@ -44,10 +45,6 @@ OPEN_PAGE_POSTS = re.compile(r"^/(login|logout)$|^/public/|^/federation/")
 OPEN_API_POSTS = re.compile(r"^/api/v1/hooks/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_OVERHEAD = 256 * 1024
-SIGN_IN_PAGE = ('<!doctype html><html><head><meta charset="utf-8"><title>401 · FactBridge</title>'
-                '<link rel="stylesheet" href="/static/style.css"></head><body><main><section class="card error">'
-                '<h1>401</h1><p><a href="/login">Sign in</a></p></section></main></body></html>')
-
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
@@ -96,11 +93,11 @@ class RequestLimits:
             await _respond(send, 413, "InputError", f"request body larger than {limit} bytes")
             return
         if await self._authenticated(path, headers) is False:
-            if path.startswith("/api/"):
-                await _respond(send, 401, "NotAuthenticated", "send an API token: Authorization: Bearer <token>",
-                               {"www-authenticate": "Bearer"})
-            else:  # a browser whose session ended: a page that leads back to the sign-in form
-                await _respond(send, 401, "NotAuthenticated", "", html=SIGN_IN_PAGE)
+            if not path.startswith("/api/"):  # a workspace form whose session ended: a page to sign in again from
+                await _respond_page(send, 401, signed_out_page(headers))
+                return
+            await _respond(send, 401, "NotAuthenticated", "sign in (pages) or send an API token: Authorization: Bearer <token>",
+                           {"www-authenticate": "Bearer"})
             return
         received = 0
         started = False
@@ -141,5 +138,12 @@ async def _respond(send: Callable[[Message], Awaitable[None]], status: int, erro
     kind = b"text/html; charset=utf-8" if html is not None else b"application/json"
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
                *((k.encode(), v.encode()) for k, v in (extra or {}).items())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_page(send: Callable[[Message], Awaitable[None]], status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+               (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

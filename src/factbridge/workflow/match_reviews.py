@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import DocumentStore, Storage, iter_docs
 from factbridge.errors import NotFound
 from factbridge.models import MatchCandidate
 from factbridge.workflow.accounts import Actor
@@ -41,7 +41,7 @@ def reviewed(candidate: MatchCandidate, review: dict[str, Any]) -> MatchCandidat
     return candidate.model_copy(update={"decision": decision, "decided_by": f"{REVIEW_VERSION}:{review['by']}"})
 
 
-def reviews_for_posts(storage: Storage, org: str, post_ids: Sequence[str], factcheck_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+def reviews_for_posts(storage: DocumentStore, org: str, post_ids: Sequence[str], factcheck_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
     keys = [review_key(p, f) for p in post_ids for f in factcheck_ids]
     if not keys or not storage.count_docs(org, COLLECTION):
         return {}
@@ -49,7 +49,7 @@ def reviews_for_posts(storage: Storage, org: str, post_ids: Sequence[str], factc
     return {(d["post_id"], d["factcheck_id"]): d for d in found.values()}
 
 
-def apply_reviews(storage: Storage, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> list[MatchCandidate]:
+def apply_reviews(storage: DocumentStore, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> list[MatchCandidate]:
     """Candidates with the stored reviews applied (cheap when nobody reviewed anything)."""
     found = reviews_for_posts(storage, org, [post_id], [c.factcheck_id for c in candidates])
     return [reviewed(c, found[(post_id, c.factcheck_id)]) if (post_id, c.factcheck_id) in found else c for c in candidates]
