@@ -68,7 +68,8 @@ def test_every_listing_shows_hostile_text_literally(hostile_dir: list[str]) -> N
     shown = clean(HOSTILE)  # what a reader sees: the markup as written, the controls gone
     for args in (["queue"], ["narratives"], ["linkrisk", "posts"], ["match", HOSTILE], ["alerts"]):
         out = _run(base, *args)
-        assert MARKUP[:30] in out, args
+        # the queue fits 80 columns: its entry line is cut after the first characters of the markup
+        assert MARKUP[:12 if args == ["queue"] else 30] in out, args
     first = json.loads(_run(base, "narratives", "--json"))[0]["id"]
     assert shown[:60] in _run(base, "narratives", "show", first)
     _run(base, "narratives", "topics")

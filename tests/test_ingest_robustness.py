@@ -205,7 +205,7 @@ def test_a_huge_row_costs_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_bench_ingest_prints_its_figures(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "d"), "--embedder", "hashing", "bench", "ingest", "--posts", "30", "--huge-mb", "2"])
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "d"), "--embedder", "hashing", "bench", "input", "--posts", "30", "--huge-mb", "2"])
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "stored 30 posts, quarantined 5 rows" in out and "rows/s" in out and "peak memory grew by" in out

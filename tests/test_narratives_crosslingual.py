@@ -78,11 +78,12 @@ def test_blind_crosslingual_set_report_split(e5_embedder) -> None:
         report = evaluate_grouping(posts, [groups[x.id] for x in posts], vectors, p, keep_assignment=True)
         figures[name] = {"ari": report["levels"]["narratives"]["ari"], "purity": report["levels"]["narratives"]["purity"],
                          **crosslingual_join(posts, groups, report["narrative_of"])}
-    assert figures["before"]["ari"] == pytest.approx(0.962, abs=0.01)
-    assert figures["after"]["ari"] == pytest.approx(0.988, abs=0.01)
+    # Khmer posts are embedded with the Latin form of transliterated names (text/crosslingual.py)
+    assert figures["before"]["ari"] == pytest.approx(0.969, abs=0.01)
+    assert figures["after"]["ari"] == pytest.approx(0.991, abs=0.01)
     assert figures["after"]["purity"] >= 0.99  # joining across languages did not mix stories
-    assert figures["before"]["joined_all_languages"] == pytest.approx(0.875, abs=0.02)
-    assert figures["after"]["joined_all_languages"] == pytest.approx(0.955, abs=0.02)
+    assert figures["before"]["joined_all_languages"] == pytest.approx(0.898, abs=0.02)
+    assert figures["after"]["joined_all_languages"] == pytest.approx(0.966, abs=0.02)
 
 
 def test_narrative_titles_are_claim_sentences() -> None:

@@ -1,4 +1,4 @@
-"""`factbridge bench ingest`: reading and storing a posts file, with hostile rows in it.
+"""`factbridge bench input`: reading and storing a posts file, with hostile rows in it.
 
 Prints throughput, what was quarantined and how much peak memory the run added: the
 figure that shows rows are bounded (a 50 MB post must cost no more than a short one).
@@ -46,7 +46,7 @@ def write_bench_file(path: Path, posts: int, huge_mb: int, seed: int = 7) -> Non
         handle.write('{"id": {"an": "object"}, "text": "object id"}\n')
 
 
-@bench_app.command("ingest")
+@bench_app.command("input")
 def bench_ingest(
     ctx: typer.Context,
     file: Annotated[Path | None, typer.Option(help="Posts file to read (default: a generated one).")] = None,

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from factbridge.cli.app import _state, app, bench_app, eval_app, train_app
-from factbridge.console import console, err_console, progress_bar
+from factbridge.console import console, err_console, esc, progress_bar
 from factbridge.errors import InputError
 
 DATA_HELP = "The shared check-worthiness folder (../shared/data/checkworthiness)."
@@ -290,9 +290,8 @@ def queue(
 
 def queue_table(entries: list[tuple[str, dict[str, Any]]], total: int, components: Sequence[str]) -> Table:
     """At most three lines per entry, whatever the terminal width (80 columns included): the
-    text, the contributions, and why (gate, the fact-check it repeats). Untrusted text is escaped."""
-    from rich.markup import escape
-
+    text, the contributions, and why (gate, the fact-check it repeats). Untrusted text is escaped
+    and stripped of control characters (`console.esc`)."""
     table = Table(title=f"Triage queue ({total} entries; top {len(entries)})", expand=False, pad_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("prio", justify="right", no_wrap=True)
@@ -301,7 +300,7 @@ def queue_table(entries: list[tuple[str, dict[str, Any]]], total: int, component
         comps = d.get("components", {})
         text = " ".join(str(d.get("text") or d.get("title") or "").split())
         label = f"{entry_id} [{d.get('language') or '-'}]" if d.get("kind") == "post" else f"{entry_id} (narrative)"
-        lines = [f"{escape(label)} {escape(text)}",
+        lines = [f"{esc(label)} {esc(text)}",
                  "[dim]" + " ".join(f"{c[:2]} {comps.get(c, {}).get('contribution', 0):.2f}" for c in components) + "[/]"]
         why = []
         if d.get("gated"):
@@ -310,6 +309,6 @@ def queue_table(entries: list[tuple[str, dict[str, Any]]], total: int, component
         if deb.get("factcheck_id"):
             why.append(f"repeats {str(deb['factcheck_id']).rstrip('/').rsplit('/', 1)[-1]} ({deb.get('decision')}, {deb.get('rating') or 'no rating'})")
         if why:
-            lines.append("[yellow]" + escape("; ".join(why)) + "[/]")
+            lines.append("[yellow]" + esc("; ".join(why)) + "[/]")
         table.add_row(str(rank), f"{d.get('priority', 0):.3f}", "\n".join(lines))
     return table

@@ -32,6 +32,9 @@ from factbridge.backends.vectors.base import check_vectors
 from factbridge.errors import EmbedderMismatch
 
 HNSW_INDEX_VERSION = "usearch-hnsw-1"
+# Below this many vectors a brute-force scan costs well under a millisecond and is exact, where
+# the graph's answer is approximate (a small graph can miss a neighbour now and then).
+EXACT_BELOW = 4096
 
 
 def _usearch() -> Any:
@@ -91,7 +94,7 @@ class HnswIndex:
         check_vectors(self, embedder_id, query.shape[0])
         if k <= 0 or not self._key:
             return []
-        found = self._index.search(query, min(k, len(self._key)))
+        found = self._index.search(query, min(k, len(self._key)), exact=len(self._key) < EXACT_BELOW)
         out = []
         for key, distance in zip(np.asarray(found.keys).tolist(), np.asarray(found.distances).tolist(), strict=True):
             item = self._ids[key] if 0 <= key < len(self._ids) else None
