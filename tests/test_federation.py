@@ -38,6 +38,7 @@ from factbridge.pipeline.ingest import embed_posts
 from factbridge.pipeline.matching import index_factchecks
 from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import run_stages
+from factbridge.pipeline.withdrawals import withdrawal_of
 from factbridge.services import Services
 from factbridge.settings import load_settings
 from factbridge.web.app import create_app
@@ -150,6 +151,71 @@ def test_correction_updates_the_partner_copy_and_rematches_posts(desks: tuple[De
     assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
     kinds = [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)]
     assert kinds == ["correction"]
+
+
+def _withdraw(km: Desk, case_id: str, reason: str) -> None:
+    """A withdrawal: proposed by one editor, approved by a second."""
+    km.cases.withdraw("km", km.editor, case_id, reason)
+    km.cases.decide_withdrawal("km", km.reviewer, case_id, approve=True)
+
+
+def test_withdrawal_reaches_the_partner_marks_its_copy_and_rematches_posts(desks: tuple[Desk, Desk, TestClient], tmp_path: Path) -> None:
+    km, vi, client = desks
+    _ingest(vi, "p1", CLAIM_KM)
+    case = km.publish(CLAIM_KM)
+    fc_id = f"partner/km/{case['id']}"
+    first = _syncer(vi, client).sync("km")
+    assert first.accepted == [fc_id] and first.rematched == ["p1"]
+    assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == fc_id
+    queued = vi.services.storage.get_docs("vi", "queue", ["p1"])["p1"]
+    assert queued["components"]["debunked"]["value"] > 0 and queued["components"]["debunked"]["evidence"]["factcheck_id"] == fc_id
+    _withdraw(km, case["id"], "The photo showed another product.")
+    second = _syncer(vi, client).sync("km")
+    assert second.ok and second.refused == [] and second.accepted == [fc_id] and second.withdrawn == [fc_id]
+    assert second.rematched == ["p1"]
+    # our copy stays, marked withdrawn, and says so; it no longer answers the post nor counts as a debunk in the queue
+    fc = vi.services.storage.get_factcheck("vi", fc_id)
+    assert withdrawal_of(fc) is not None and withdrawal_of(fc)["reason"] == "The photo showed another product."  # type: ignore[index]
+    assert str(trust_label(fc)).startswith("withdrawn by km desk (partner km) ") and "The photo showed another product." in str(trust_label(fc))
+    assert all(m.factcheck_id != fc_id for m in vi.services.storage.matches_for_post("vi", "p1"))
+    queued = vi.services.storage.get_docs("vi", "queue", ["p1"])["p1"]
+    assert queued["components"]["debunked"]["value"] == 0
+    assert [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)] == ["withdrawal"]
+    assert any(e["action"] == "federation.accept" and e["after"]["kind"] == "withdrawal" for e in AuditLog(vi.services.storage).entries("vi"))
+    # the km feed: the withdrawal item carries the proof that a second editor approved it
+    items = client.get("/federation/v1/km/feed").json()["items"]
+    assert [i["kind"] for i in items] == ["factcheck", "withdrawal"]
+    proof = items[1]["proof"]
+    assert proof["entry"]["action"] == "case.withdraw" and proof["proposed_by"] != proof["approved_by"] == proof["entry"]["actor"]
+    check_proof(proof, "withdrawal", case["id"])
+    with pytest.raises(InputError, match="proposed the withdrawal"):
+        check_proof(proof | {"proposed_by": proof["approved_by"]}, "withdrawal", case["id"])
+    # the plain ClaimReview view says it too, and an importer marks it withdrawn
+    [node] = client.get("/federation/v1/km/claimreview.jsonld").json()["@graph"]
+    assert node["creativeWorkStatus"] == "Withdrawn" and "another product" in node["correction"]["text"]
+    from factbridge.pipeline.library import read_factchecks
+
+    path = tmp_path / "feed.jsonld"
+    path.write_text(client.get("/federation/v1/km/claimreview.jsonld").text, encoding="utf-8")
+    [imported] = list(read_factchecks(path))
+    assert isinstance(imported, FactCheck) and withdrawal_of(imported) is not None
+    assert AuditLog(vi.services.storage).verify("vi").ok and AuditLog(km.services.storage).verify("km").ok
+    # nothing more comes
+    again = _syncer(vi, client).sync("km")
+    assert again.accepted == [] and again.withdrawn == []
+
+
+def test_a_withdrawal_outside_the_scope_or_unsigned_is_refused(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, client = desks
+    case = km.publish(CLAIM_KM)
+    _syncer(vi, client).sync("km")
+    vi_partners = Partners(vi.services.storage, "vi")
+    vdoc = vi_partners.get("km")
+    vi_partners.save("test", "scope", vdoc, vdoc | {"accept": ["factcheck", "correction"]})
+    _withdraw(km, case["id"], "Wrong product.")
+    report = _syncer(vi, client).sync("km")
+    assert report.withdrawn == [] and any("kind 'withdrawal' is outside what we accept" in r["reason"] for r in report.refused)
+    assert withdrawal_of(vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")) is None
 
 
 def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Desk, Desk, TestClient]) -> None:

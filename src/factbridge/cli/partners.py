@@ -21,7 +21,7 @@ from factbridge.federation.push import push_to_partners
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
-partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, narratives, alerts and link verdicts (docs/federation.md).", no_args_is_help=True)
+partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, withdrawals, narratives, alerts and link verdicts (docs/federation.md).", no_args_is_help=True)
 app.add_typer(partners_app, name="partners")
 
 ALL_KINDS = ",".join(KINDS)
@@ -182,6 +182,8 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
         console.print(line)
         for change in r.key_changes:
             console.print(f"  keys: {escape(change)}")
+        for fc_id in r.withdrawn:
+            console.print(f"  [yellow]withdrawn[/] by the partner: {escape(fc_id)} (kept, marked; no longer matched)")
         for fc_id in r.flagged:
             console.print(f"  [yellow]flagged[/] {escape(fc_id)}: signed by a key since revoked")
         for mark in r.consensus:
