@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from factbridge.federation.identity import (
 from factbridge.federation.partners import Partners
 from factbridge.federation.proof import check_proof
 from factbridge.federation.push import push_to_partners
+from factbridge.federation.schedule import PartnerSyncScheduler
 from factbridge.federation.sync import ITEMS, Syncer, trust_label
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts
@@ -216,6 +219,40 @@ def test_a_withdrawal_outside_the_scope_or_unsigned_is_refused(desks: tuple[Desk
     report = _syncer(vi, client).sync("km")
     assert report.withdrawn == [] and any("kind 'withdrawal' is outside what we accept" in r["reason"] for r in report.refused)
     assert withdrawal_of(vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")) is None
+
+
+def test_the_worker_schedule_syncs_due_partners(desks: tuple[Desk, Desk, TestClient]) -> None:
+    """`factbridge worker` runs this scheduler (federation_sync_every_s > 0): a tick pulls each
+    active partner whose last sync is that old, as `partners sync` does."""
+    km, vi, client = desks
+    case = km.publish(CLAIM_KM)
+    vi.publish("Giá gạo sẽ tăng gấp ba vào tuần tới", language="vi")
+    clock = [datetime.now(UTC)]
+    scheduler = PartnerSyncScheduler(vi.services, None, threading.Event(), every_s=300, now=lambda: clock[0], client=client)
+    [report] = scheduler.tick()  # never synced: due (every organisation the installation knows: here vi)
+    assert report.partner == "km" and report.ok and report.accepted == [f"partner/km/{case['id']}"]
+    assert _syncer(vi, client).state("km")["last_sync"] is not None
+    # our own feed was brought up to date by the tick too, for partners pulling from us
+    assert [d["kind"] for _, d in vi.services.storage.list_docs("vi", FEED)] == ["factcheck"]
+    _withdraw(km, case["id"], "Wrong product.")
+    clock[0] += timedelta(seconds=120)
+    assert scheduler.tick() == []  # synced two minutes ago: not due yet
+    clock[0] += timedelta(seconds=300)
+    [report] = scheduler.tick()
+    assert report.withdrawn == [f"partner/km/{case['id']}"]
+    # the thread, as the worker starts it: a pass at once, stopped by the worker's stop event
+    Partners(vi.services.storage, "vi").remove("test", "km")
+    Partners(vi.services.storage, "vi").add("test", "km2", KM_URL, km.identity.active().public_text, "km")
+    stop = threading.Event()
+    looping = PartnerSyncScheduler(vi.services, "vi", stop, every_s=3600, tick_s=1, client=client)
+    thread = looping.start_thread()
+    deadline = time.monotonic() + 10
+    while looping.syncs < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    assert looping.syncs == 1 and not thread.is_alive()
+    assert _syncer(vi, client).state("km2")["last_sync"] is not None
 
 
 def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Desk, Desk, TestClient]) -> None:

@@ -32,14 +32,9 @@ def _identity(services: Services) -> Identity:
 
 
 def _outbox(services: Services) -> Outbox:
-    from factbridge.web.app import accounts_for
+    from factbridge.federation.schedule import outbox_for
 
-    org = services.settings.org
-    accounts = accounts_for(services)
-    roles = {u.username: u.role for u in accounts.list_users(org)}
-    org_name = next((o["name"] for o in accounts.list_orgs() if o["id"] == org), org)
-    return Outbox(services.storage, _identity(services), org, services.settings.federation_licence, roles,
-                  org_name=org_name, narrative_min_posts=services.settings.federation_narrative_min_posts)
+    return outbox_for(services, services.settings.org, _identity(services))
 
 
 def _out_json(value: Any) -> None:
