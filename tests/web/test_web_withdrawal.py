@@ -83,3 +83,5 @@ def test_withdrawal_on_the_case_page_and_rejection(env: WebEnv) -> None:
     assert 'id="correction-form"' not in page.text
     public = env.client().get(f"/public/{ORG_A}/factchecks/{cid}?lang=vi")
     assert "Đã rút lại" in public.text and "Wrong video" in public.text
+    listing = env.client().get(f"/public/{ORG_A}?lang=en")
+    assert 'class="withdrawn"' in listing.text and "Withdrawn 20" in listing.text
