@@ -5,7 +5,8 @@ a change of the audit API touches only this file.
 
 The proof names the audit entry of the decisive action (`case.approve` for a fact-check,
 `case.correct` for a correction, `case.withdraw` for a withdrawal) and the chain from that entry to the entry that published the
-result (the public snapshot's "published.create" / "published.correct"), its *anchor*:
+result (the public snapshot's "published.create" / "published.correct" / "published.withdraw"),
+its *anchor*:
 
     {"entry": {"seq", "at", "action", "object", "actor", "prev_hash", "hash",
                "before_sha256", "after_sha256"},
@@ -70,7 +71,7 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
         withdrawal = after.get("withdrawal") or {}
         extra = {"proposed_by": pseudonym(salt, org, str(withdrawal.get("proposed_by", ""))),
                  "approved_by": pseudonym(salt, org, str(withdrawal.get("approved_by", "")))}
-    return extra | {
+    return {
         "entry": {
             "seq": seq,
             "at": entry["at"],
