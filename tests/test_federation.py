@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,14 @@ from factbridge.federation.identity import (
 from factbridge.federation.partners import Partners
 from factbridge.federation.proof import check_proof
 from factbridge.federation.push import push_to_partners
+from factbridge.federation.schedule import PartnerSyncScheduler
 from factbridge.federation.sync import ITEMS, Syncer, trust_label
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline.ingest import embed_posts
 from factbridge.pipeline.matching import index_factchecks
 from factbridge.pipeline.prepare import prepare_factcheck, prepare_post
 from factbridge.pipeline.stages import run_stages
+from factbridge.pipeline.withdrawals import withdrawal_of
 from factbridge.services import Services
 from factbridge.settings import load_settings
 from factbridge.web.app import create_app
@@ -150,6 +154,105 @@ def test_correction_updates_the_partner_copy_and_rematches_posts(desks: tuple[De
     assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
     kinds = [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)]
     assert kinds == ["correction"]
+
+
+def _withdraw(km: Desk, case_id: str, reason: str) -> None:
+    """A withdrawal: proposed by one editor, approved by a second."""
+    km.cases.withdraw("km", km.editor, case_id, reason)
+    km.cases.decide_withdrawal("km", km.reviewer, case_id, approve=True)
+
+
+def test_withdrawal_reaches_the_partner_marks_its_copy_and_rematches_posts(desks: tuple[Desk, Desk, TestClient], tmp_path: Path) -> None:
+    km, vi, client = desks
+    _ingest(vi, "p1", CLAIM_KM)
+    case = km.publish(CLAIM_KM)
+    fc_id = f"partner/km/{case['id']}"
+    first = _syncer(vi, client).sync("km")
+    assert first.accepted == [fc_id] and first.rematched == ["p1"]
+    assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == fc_id
+    queued = vi.services.storage.get_docs("vi", "queue", ["p1"])["p1"]
+    assert queued["components"]["debunked"]["value"] > 0 and queued["components"]["debunked"]["evidence"]["factcheck_id"] == fc_id
+    _withdraw(km, case["id"], "The photo showed another product.")
+    second = _syncer(vi, client).sync("km")
+    assert second.ok and second.refused == [] and second.accepted == [fc_id] and second.withdrawn == [fc_id]
+    assert second.rematched == ["p1"]
+    # our copy stays, marked withdrawn, and says so; it no longer answers the post nor counts as a debunk in the queue
+    fc = vi.services.storage.get_factcheck("vi", fc_id)
+    assert withdrawal_of(fc) is not None and withdrawal_of(fc)["reason"] == "The photo showed another product."  # type: ignore[index]
+    assert str(trust_label(fc)).startswith("withdrawn by km desk (partner km) ") and "The photo showed another product." in str(trust_label(fc))
+    assert all(m.factcheck_id != fc_id for m in vi.services.storage.matches_for_post("vi", "p1"))
+    queued = vi.services.storage.get_docs("vi", "queue", ["p1"])["p1"]
+    assert queued["components"]["debunked"]["value"] == 0
+    assert [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)] == ["withdrawal"]
+    assert any(e["action"] == "federation.accept" and e["after"]["kind"] == "withdrawal" for e in AuditLog(vi.services.storage).entries("vi"))
+    # the km feed: the withdrawal item carries the proof that a second editor approved it
+    items = client.get("/federation/v1/km/feed").json()["items"]
+    assert [i["kind"] for i in items] == ["factcheck", "withdrawal"]
+    proof = items[1]["proof"]
+    assert proof["entry"]["action"] == "case.withdraw" and proof["proposed_by"] != proof["approved_by"] == proof["entry"]["actor"]
+    check_proof(proof, "withdrawal", case["id"])
+    with pytest.raises(InputError, match="proposed the withdrawal"):
+        check_proof(proof | {"proposed_by": proof["approved_by"]}, "withdrawal", case["id"])
+    # the plain ClaimReview view says it too, and an importer marks it withdrawn
+    [node] = client.get("/federation/v1/km/claimreview.jsonld").json()["@graph"]
+    assert node["creativeWorkStatus"] == "Withdrawn" and "another product" in node["correction"]["text"]
+    from factbridge.pipeline.library import read_factchecks
+
+    path = tmp_path / "feed.jsonld"
+    path.write_text(client.get("/federation/v1/km/claimreview.jsonld").text, encoding="utf-8")
+    [imported] = list(read_factchecks(path))
+    assert isinstance(imported, FactCheck) and withdrawal_of(imported) is not None
+    assert AuditLog(vi.services.storage).verify("vi").ok and AuditLog(km.services.storage).verify("km").ok
+    # nothing more comes
+    again = _syncer(vi, client).sync("km")
+    assert again.accepted == [] and again.withdrawn == []
+
+
+def test_a_withdrawal_outside_the_scope_or_unsigned_is_refused(desks: tuple[Desk, Desk, TestClient]) -> None:
+    km, vi, client = desks
+    case = km.publish(CLAIM_KM)
+    _syncer(vi, client).sync("km")
+    vi_partners = Partners(vi.services.storage, "vi")
+    vdoc = vi_partners.get("km")
+    vi_partners.save("test", "scope", vdoc, vdoc | {"accept": ["factcheck", "correction"]})
+    _withdraw(km, case["id"], "Wrong product.")
+    report = _syncer(vi, client).sync("km")
+    assert report.withdrawn == [] and any("kind 'withdrawal' is outside what we accept" in r["reason"] for r in report.refused)
+    assert withdrawal_of(vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")) is None
+
+
+def test_the_worker_schedule_syncs_due_partners(desks: tuple[Desk, Desk, TestClient]) -> None:
+    """`factbridge worker` runs this scheduler (federation_sync_every_s > 0): a tick pulls each
+    active partner whose last sync is that old, as `partners sync` does."""
+    km, vi, client = desks
+    case = km.publish(CLAIM_KM)
+    vi.publish("Giá gạo sẽ tăng gấp ba vào tuần tới", language="vi")
+    clock = [datetime.now(UTC)]
+    scheduler = PartnerSyncScheduler(vi.services, None, threading.Event(), every_s=300, now=lambda: clock[0], client=client)
+    [report] = scheduler.tick()  # never synced: due (every organisation the installation knows: here vi)
+    assert report.partner == "km" and report.ok and report.accepted == [f"partner/km/{case['id']}"]
+    assert _syncer(vi, client).state("km")["last_sync"] is not None
+    # our own feed was brought up to date by the tick too, for partners pulling from us
+    assert [d["kind"] for _, d in vi.services.storage.list_docs("vi", FEED)] == ["factcheck"]
+    _withdraw(km, case["id"], "Wrong product.")
+    clock[0] += timedelta(seconds=120)
+    assert scheduler.tick() == []  # synced two minutes ago: not due yet
+    clock[0] += timedelta(seconds=300)
+    [report] = scheduler.tick()
+    assert report.withdrawn == [f"partner/km/{case['id']}"]
+    # the thread, as the worker starts it: a pass at once, stopped by the worker's stop event
+    Partners(vi.services.storage, "vi").remove("test", "km")
+    Partners(vi.services.storage, "vi").add("test", "km2", KM_URL, km.identity.active().public_text, "km")
+    stop = threading.Event()
+    looping = PartnerSyncScheduler(vi.services, "vi", stop, every_s=3600, tick_s=1, client=client)
+    thread = looping.start_thread()
+    deadline = time.monotonic() + 10
+    while looping.syncs < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    assert looping.syncs == 1 and not thread.is_alive()
+    assert _syncer(vi, client).state("km2")["last_sync"] is not None
 
 
 def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Desk, Desk, TestClient]) -> None:

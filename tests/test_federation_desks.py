@@ -8,7 +8,8 @@ and verifies it, and a Vietnamese post it already held now matches it with the k
 provenance -> km corrects it -> the correction reaches vi and re-scores the post (fr, whose scope
 at km is fact-checks only, never gets it) -> km rotates its key and revokes the old one; an item
 signed by the revoked key and a tampered item are refused with the reason, the earlier items
-are flagged -> `partners status` shows the last sync, counts and reasons.
+are flagged -> `partners status` shows the last sync, counts and reasons -> km withdraws its
+first debunk (two editors): vi marks its copy withdrawn and the post no longer matches it.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def desks(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, Deployment]]:
         "vi": _setup(vi, {"lan": "editor"}),
         "fr": _setup(fr, {"claire": "editor"}),
     }
-    _add_partner(km, vi, keys["vi"], send="factcheck,correction", accept="factcheck,correction")
+    _add_partner(km, vi, keys["vi"], send="factcheck,correction,withdrawal", accept="factcheck,correction")
     _add_partner(km, fr, keys["fr"], send="factcheck", accept="factcheck")
-    _add_partner(vi, km, keys["km"], send="factcheck,correction", accept="factcheck,correction")
+    _add_partner(vi, km, keys["km"], send="factcheck,correction", accept="factcheck,correction,withdrawal")
     _add_partner(fr, km, keys["km"], send="factcheck", accept="factcheck,correction")
     try:
         for desk in desks.values():
@@ -254,3 +255,12 @@ def test_three_desks_share_verify_correct_and_refuse(desks: dict[str, Deployment
     assert state["counts"]["accepted"] == 2 and state["counts"]["refused"] == 2 and state["last_sync"]
     # every receipt is in vi's audit log, whose chain is intact
     assert vi.cli("audit", "verify").returncode == 0
+
+    # km withdraws its first debunk (one editor proposes, a second approves): vi marks its copy
+    # withdrawn (kept) and the Vietnamese post no longer matches it
+    km.api("POST", f"/cases/{case_id}/withdraw", "dara", {"reason": "The rumour was about a dam in another country."})
+    km.api("POST", f"/cases/{case_id}/withdraw/decide", "vanna", {"approve": True})
+    report = _sync(vi)
+    assert report["withdrawn"] == [fc_id] and "p-dam" in report["rematched"]
+    assert all(m["factcheck_id"] != fc_id for m in vi.api("GET", "/posts/p-dam", "lan")["matches"])
+    assert httpx.get(km.url + f"/public/km/factchecks/{case_id}", timeout=30).text.count("another country") >= 1

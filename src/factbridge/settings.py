@@ -127,6 +127,7 @@ class Settings:
     federation_licence: str = field(default="CC-BY-4.0", metadata=_meta("Licence stated on every item of our federation feed (what partners may do with it)."))
     federation_narrative_min_posts: int = field(default=5, metadata=_meta("A narrative is shared with partners (scope 'narrative') once it has this many posts, and again when it doubles or repeats other fact-checked claims; 0 shares none.", int))
     federation_timeout_s: float = field(default=10.0, metadata=_meta("Time limit of one request to a partner desk, in seconds.", float))
+    federation_sync_every_s: float = field(default=0.0, metadata=_meta("`factbridge worker` pulls every active partner's feed (as `partners sync` does) when its last sync is this many seconds old; 0 = off.", float))
     tipline_rate_limit: str = field(default="8/60", metadata=_meta("Tipline messages answered per sender: COUNT/SECONDS (then one 'please wait' and silence)."))
     telegram_token: str = field(default="", metadata=_meta("Telegram bot token for the tipline (from @BotFather; keep it in the environment, FACTBRIDGE_TELEGRAM_TOKEN)."))
     telegram_api_url: str = field(default="https://api.telegram.org/bot", metadata=_meta("Bot API base URL the Telegram tipline polls (a local stand-in in tests and the demo)."))

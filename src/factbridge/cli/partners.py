@@ -21,7 +21,7 @@ from factbridge.federation.push import push_to_partners
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
-partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, narratives, alerts and link verdicts (docs/federation.md).", no_args_is_help=True)
+partners_app = typer.Typer(help="Partner desks: signed sharing of fact-checks, corrections, withdrawals, narratives, alerts and link verdicts (docs/federation.md).", no_args_is_help=True)
 app.add_typer(partners_app, name="partners")
 
 ALL_KINDS = ",".join(KINDS)
@@ -32,14 +32,9 @@ def _identity(services: Services) -> Identity:
 
 
 def _outbox(services: Services) -> Outbox:
-    from factbridge.web.app import accounts_for
+    from factbridge.federation.schedule import outbox_for
 
-    org = services.settings.org
-    accounts = accounts_for(services)
-    roles = {u.username: u.role for u in accounts.list_users(org)}
-    org_name = next((o["name"] for o in accounts.list_orgs() if o["id"] == org), org)
-    return Outbox(services.storage, _identity(services), org, services.settings.federation_licence, roles,
-                  org_name=org_name, narrative_min_posts=services.settings.federation_narrative_min_posts)
+    return outbox_for(services, services.settings.org, _identity(services))
 
 
 def _out_json(value: Any) -> None:
@@ -182,6 +177,8 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
         console.print(line)
         for change in r.key_changes:
             console.print(f"  keys: {escape(change)}")
+        for fc_id in r.withdrawn:
+            console.print(f"  [yellow]withdrawn[/] by the partner: {escape(fc_id)} (kept, marked; no longer matched)")
         for fc_id in r.flagged:
             console.print(f"  [yellow]flagged[/] {escape(fc_id)}: signed by a key since revoked")
         for mark in r.consensus:

@@ -70,6 +70,13 @@ def worker(
         SourceScheduler(services, None, stop, on_result=lambda r: err_console.print(
             f"source {escape(r['name'])}: {r['status']}, {r['posts_new']} new posts, {r['factchecks_new']} new fact-checks"
             + (f" — {escape(r['error'])}" if r["error"] else ""))).start_thread()
+    every = services.settings.federation_sync_every_s
+    if every > 0 and not once:  # partner feeds on a schedule (docs/federation.md)
+        from factbridge.federation.schedule import PartnerSyncScheduler
+
+        PartnerSyncScheduler(services, None, stop, every, on_result=lambda org, r: err_console.print(
+            f"partner {esc(r.partner)} of {esc(org)}: {len(r.accepted)} fact-checks accepted, {len(r.refused)} refused, "
+            f"{len(r.withdrawn)} withdrawn, {len(r.rematched)} posts re-matched" + (f" — {esc(r.error)}" if r.error else ""))).start_thread()
     err_console.print(f"worker {runner.name} consuming {services.settings.queue_url} (storage {services.settings.resolved_storage_url})")
     if sweep_on_start:
         from factbridge.pipeline.process import sweep

@@ -45,7 +45,11 @@ def find_consensus(services: Any, org: str, factcheck_ids: Sequence[str]) -> lis
     from factbridge.pipeline.prepare import prepare_post
 
     storage = services.storage
-    fcs = [fc for fc in storage.get_factchecks(org, list(dict.fromkeys(factcheck_ids))).values() if fc.source_format == "federation"]
+    from factbridge.pipeline.withdrawals import withdrawal_of
+
+    # a withdrawn verdict agrees or differs with nobody any more (its earlier marks stay on it)
+    fcs = [fc for fc in storage.get_factchecks(org, list(dict.fromkeys(factcheck_ids))).values()
+           if fc.source_format == "federation" and withdrawal_of(fc) is None]
     if not fcs:
         return []
     matcher = services.matcher(org)

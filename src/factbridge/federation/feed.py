@@ -2,7 +2,8 @@
 
 Items are made from the public snapshots of published verdicts (the "published" collection):
 a snapshot not yet in the feed becomes a `factcheck` item, a snapshot that changed since
-(a correction) a `correction` item; from our narratives (`narrative` items, partners only,
+(a correction) a `correction` item, a snapshot that says it was withdrawn a `withdrawal` item
+(its payload is the full snapshot, with `withdrawn` = {"at", "reason"}); from our narratives (`narrative` items, partners only,
 see federation.crossborder), our burst alerts (`alert`, ibid.) and the links we flagged
 (`linkrisk`, see federation.linkrisk). Each item gets the next sequence number, is signed with
 the deployment's active key and is stored together with its audit entry ("federation.publish")
@@ -40,8 +41,9 @@ FEED_STATE = "federation_outbox"
 # Kinds of item this version makes and accepts. Published fact-checks and their corrections
 # are public already (their pages), so they are also served to callers who are not partners;
 # narratives, alerts and link-risk verdicts only to partners whose scope has them.
-KINDS = ("factcheck", "correction", "narrative", "alert", "linkrisk")
-PUBLIC_KINDS = ("factcheck", "correction")
+KINDS = ("factcheck", "correction", "withdrawal", "narrative", "alert", "linkrisk")
+PUBLIC_KINDS = ("factcheck", "correction", "withdrawal")
+VERDICT_KINDS = ("factcheck", "correction", "withdrawal")  # items about one published verdict (its case id)
 STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
 
 
@@ -118,7 +120,8 @@ class Outbox:
             seq = self.head()
             for snapshot, previous in todo:
                 case_id = snapshot["case_id"]
-                kind = "correction" if previous else "factcheck"
+                # a withdrawal is final (nothing is published after it): the snapshot saying so
+                kind = "withdrawal" if snapshot.get("withdrawn") else "correction" if previous else "factcheck"
                 case = self.storage.get_docs(self.org, "cases", [case_id]).get(case_id, {})
                 payload = dict(snapshot)
                 if kind == "correction" and snapshot.get("corrections"):

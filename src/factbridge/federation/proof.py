@@ -4,14 +4,16 @@ This is the one module of the federation that reads the audit log (workflow/audi
 a change of the audit API touches only this file.
 
 The proof names the audit entry of the decisive action (`case.approve` for a fact-check,
-`case.correct` for a correction) and the chain from that entry to the entry that published the
-result (the public snapshot's "published.create" / "published.correct"), its *anchor*:
+`case.correct` for a correction, `case.withdraw` for a withdrawal) and the chain from that entry to the entry that published the
+result (the public snapshot's "published.create" / "published.correct" / "published.withdraw"),
+its *anchor*:
 
     {"entry": {"seq", "at", "action", "object", "actor", "prev_hash", "hash",
                "before_sha256", "after_sha256"},
      "links": [{"seq", "prev_hash", "hash"}, ...],      the entries after it, up to the anchor
      "anchor": {"seq", "hash"},
-     "drafted_by": "<pseudonym>", "approved_by": "<pseudonym>"}
+     "drafted_by": "<pseudonym>", "approved_by": "<pseudonym>",
+     "proposed_by": "<pseudonym>"}                       for a withdrawal: who proposed it
 
 (When the audit chain gains signed checkpoints, the anchor is where one would be named.)
 
@@ -33,7 +35,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.errors import InputError
 from factbridge.workflow.audit import AUDIT, AUDIT_HEAD, AuditLog, canonical_json, entry_id
 
-PROOF_ACTIONS = {"factcheck": "case.approve", "correction": "case.correct"}
+PROOF_ACTIONS = {"factcheck": "case.approve", "correction": "case.correct", "withdrawal": "case.withdraw"}
 
 
 def pseudonym(salt: bytes, org: str, username: str) -> str:
@@ -64,6 +66,11 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
     after = entry.get("after") or {}
     verdict = after.get("verdict") or {}
     approval = after.get("approval") or {}
+    extra: dict[str, Any] = {}
+    if kind == "withdrawal":  # proposed by one editor, approved by another (the entry's actor)
+        withdrawal = after.get("withdrawal") or {}
+        extra = {"proposed_by": pseudonym(salt, org, str(withdrawal.get("proposed_by", ""))),
+                 "approved_by": pseudonym(salt, org, str(withdrawal.get("approved_by", "")))}
     return {
         "entry": {
             "seq": seq,
@@ -80,7 +87,7 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
         "anchor": anchor,
         "drafted_by": pseudonym(salt, org, str(verdict.get("drafted_by", ""))),
         "approved_by": pseudonym(salt, org, str(approval.get("by", ""))) if approval.get("by") else None,
-    }
+    } | extra
 
 
 def check_proof(proof: Any, kind: str, item_id: str) -> None:
@@ -96,9 +103,11 @@ def check_proof(proof: Any, kind: str, item_id: str) -> None:
         raise InputError(f"the audit entry is a '{entry.get('action')}', not a '{expected}'", field="proof.entry.action")
     if (entry.get("object") or {}) != {"collection": "cases", "id": item_id}:
         raise InputError(f"the audit entry is about {entry.get('object')}, not case {item_id}", field="proof.entry.object")
-    if kind == "factcheck":
-        if not proof.get("approved_by") or proof.get("approved_by") == proof.get("drafted_by"):
-            raise InputError("no second editor approved it (the approver drafted the verdict)", field="proof.approved_by")
+    if kind in ("factcheck", "withdrawal"):
+        first = "drafted_by" if kind == "factcheck" else "proposed_by"
+        if not proof.get("approved_by") or not proof.get(first) or proof.get("approved_by") == proof.get(first):
+            what = "drafted the verdict" if kind == "factcheck" else "proposed the withdrawal"
+            raise InputError(f"no second editor approved it (the approver {what})", field="proof.approved_by")
         if proof.get("approved_by") != entry.get("actor"):
             raise InputError("the approval entry was written by someone else than the approver", field="proof.entry.actor")
     seq, prev = entry.get("seq"), entry.get("hash")

@@ -17,7 +17,8 @@ are recorded, each with its audit entry ("federation.accept" / "federation.refus
 An accepted fact-check or correction enters our library as `partner/<name>/<case id>` (never
 one of our own ids), with its provenance and trust level, and the stored posts near it are
 re-matched and re-queued (pipeline.recheck); its claim is looked up in our own verdicts
-(federation.consensus). A narrative or alert is kept as the partner's (federation.crossborder,
+(federation.consensus). An accepted withdrawal marks our copy withdrawn (pipeline.withdrawals:
+kept, no longer matched) and re-checks the posts that matched it, which updates the queue. A narrative or alert is kept as the partner's (federation.crossborder,
 which raises "cross-border" alerts), a link verdict joins the partner's link-risk feed
 (federation.linkrisk). When a key of the partner is revoked, the items
 it signed that we accepted are flagged. A partner that cannot be reached is recorded as offline;
@@ -42,12 +43,13 @@ from factbridge.federation.crossborder import (
     detect_cross_border,
     partner_alert,
 )
-from factbridge.federation.feed import FORMAT
+from factbridge.federation.feed import FORMAT, VERDICT_KINDS
 from factbridge.federation.identity import Identity, KeyRing, folder_lock, now_iso, signature_valid
 from factbridge.federation.linkrisk import PARTNER_LINKS, rebuild_partner_feed
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
 from factbridge.federation.proof import check_proof
 from factbridge.models import FactCheck
+from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_of, withdrawal_rows
 from factbridge.workflow.audit import AuditLog
 
 INBOX = "federation_inbox"  # every item received: accepted or refused, with the reason
@@ -65,7 +67,7 @@ PAYLOAD_RULES = {"narrative": (NARRATIVE_REQUIRED, "narrative_id"), "linkrisk": 
 
 def items_key(partner: str, kind: str, item_id: str) -> str:
     """Key of the version we hold of a partner's item (a fact-check and its corrections share one)."""
-    return f"{partner}/{item_id}" if kind in ("factcheck", "correction") else f"{partner}/{kind}:{item_id}"
+    return f"{partner}/{item_id}" if kind in VERDICT_KINDS else f"{partner}/{kind}:{item_id}"
 
 
 @dataclass
@@ -87,6 +89,7 @@ class SyncReport:
     partner_alerts: list[str] = field(default_factory=list)  # partner burst alerts received (our alert ids)
     linkrisk: dict[str, Any] = field(default_factory=dict)  # the partner's feed at ours, and the re-scoring
     alerts: list[dict[str, Any]] = field(default_factory=list)  # new cross-border alerts (federation.crossborder)
+    withdrawn: list[str] = field(default_factory=list)  # partner fact-checks its desk withdrew (our ids)
 
 
 def factcheck_id(partner: str, item_id: str) -> str:
@@ -98,6 +101,10 @@ def trust_label(fc: FactCheck) -> str | None:
     fed = (fc.raw or {}).get("federation")
     if not isinstance(fed, dict):
         return None
+    withdrawal = withdrawal_of(fc)
+    if withdrawal is not None:
+        return (f"withdrawn by {fed.get('desk')} (partner {fed.get('partner')}) {str(withdrawal.get('at') or '')[:10]}: "
+                f"{withdrawal.get('reason') or 'no reason given'}; {fed.get('trust')}")
     value = fc.rating_value
     verb = "debunked" if value is not None and value <= 2 else "confirmed" if value is not None and value >= 4 else "checked"
     return f"{verb} by {fed.get('desk')} (partner {fed.get('partner')}), {fed.get('trust')}{consensus_note(fc)}"
@@ -136,6 +143,11 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
         return None if isinstance(payload["claims"], list) else "malformed payload: claims is a list"
     if item["kind"] == "linkrisk":
         return None if isinstance(payload["reasons"], list) and isinstance(payload["url"], str) else "malformed payload: url and reasons"
+    withdrawn = payload.get("withdrawn")
+    if item["kind"] == "withdrawal" and not (isinstance(withdrawn, dict) and withdrawn.get("at") and str(withdrawn.get("reason") or "").strip()):
+        return "malformed payload: a withdrawal needs withdrawn.at and withdrawn.reason"
+    if item["kind"] != "withdrawal" and withdrawn:
+        return f"malformed payload: a '{item['kind']}' item cannot say withdrawn (that is a 'withdrawal' item)"
     try:
         check_proof(item["proof"], str(item["kind"]), str(item["item_id"]))
     except InputError as exc:
@@ -166,8 +178,10 @@ def partner_factcheck(item: dict[str, Any], partner: dict[str, Any], languages: 
         "received_at": now_iso(),
         "decided_by": DECIDED_BY,
     }
-    fc = fc.model_copy(update={"id": factcheck_id(partner["name"], str(item["item_id"])), "source_format": "federation",
-                               "raw": {"federation": fed}})
+    raw: dict[str, Any] = {"federation": fed}
+    if item["kind"] == "withdrawal":  # our copy is marked withdrawn: kept, no longer matched (pipeline/withdrawals.py)
+        raw["withdrawn"] = {"at": payload["withdrawn"]["at"], "reason": payload["withdrawn"]["reason"], "by": fed["desk"]}
+    fc = fc.model_copy(update={"id": factcheck_id(partner["name"], str(item["item_id"])), "source_format": "federation", "raw": raw})
     return prepare_factcheck(fc, languages)
 
 
@@ -315,6 +329,9 @@ class Syncer:
             self.storage.upsert_factchecks(self.org, [fc])
             writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
                                                 "factcheck_id": fc.id, "kind": item["kind"], "flag": None}, None)]))
+            if item["kind"] == "withdrawal":  # the matcher's list of withdrawn entries, with the receipt
+                writes.append((WITHDRAWN, withdrawal_rows([fc.id], fc.raw["withdrawn"] | {"partner": name})))
+                report.withdrawn.append(fc.id)
             accepted.append(fc.id)
             report.accepted.append(fc.id)
             state["counts"]["accepted"] += 1

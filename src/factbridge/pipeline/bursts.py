@@ -133,7 +133,9 @@ def _runs(states: np.ndarray) -> list[tuple[int, int]]:
 def is_debunk(fc: FactCheck | None) -> bool:
     """A fact-check that calls the claim false or misleading; one with no rating at all counts too
     (libraries hold debunks), and its alert says the rating is unknown."""
-    if fc is None:
+    from factbridge.pipeline.withdrawals import withdrawal_of
+
+    if fc is None or withdrawal_of(fc) is not None:  # a withdrawn verdict debunks nothing any more
         return False
     if fc.rating_value is not None and fc.rating_value <= 2:
         return True

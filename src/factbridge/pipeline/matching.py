@@ -34,6 +34,7 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
+from factbridge.pipeline.withdrawals import withdrawal_of, withdrawn_ids
 from factbridge.text.crosslingual import CROSSLINGUAL_VERSION, ascii_digits
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
@@ -172,7 +173,7 @@ class Matcher:
         ids, matrix = self.storage.load_vectors(self.org, "factcheck", self.embedder.id)
         if len(ids) and matrix.shape[1] != self.embedder.dim:
             raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
-        fcs = self.storage.get_factchecks(self.org, ids)
+        fcs = self._usable(self.storage.get_factchecks(self.org, ids))
         canonical = canonical_factchecks(list(fcs.values()))
         self.duplicates: dict[str, list[str]] = {}
         for fc_id, original in canonical.items():
@@ -209,7 +210,7 @@ class Matcher:
         from factbridge.backends.vectors.selection import stored_vector_index
 
         shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
-        fcs = self.storage.get_factchecks(self.org, sorted(shas))
+        fcs = self._usable(self.storage.get_factchecks(self.org, sorted(shas)))
         canonical = canonical_factchecks(list(fcs.values()))
         self.duplicates = {}
         for fc_id, original in canonical.items():
@@ -231,6 +232,12 @@ class Matcher:
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
         self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
+
+    def _usable(self, fcs: dict[str, FactCheck]) -> dict[str, FactCheck]:
+        """The library without the fact-checks their publisher withdrew (kept in storage, marked:
+        pipeline/withdrawals.py): a withdrawn verdict no longer answers a post."""
+        withdrawn = withdrawn_ids(self.storage, self.org)
+        return {i: fc for i, fc in fcs.items() if i not in withdrawn and withdrawal_of(fc) is None}
 
     @staticmethod
     def _item(fc: FactCheck) -> LibraryItem:

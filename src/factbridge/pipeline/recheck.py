@@ -1,7 +1,8 @@
 """Re-check: when fact-checks arrive, bring what was decided from the old library up to date.
 
-1. stored posts whose vector comes near a new or changed fact-check are matched
-   again and their matches replaced (`ingest.rematch_near_posts`);
+1. stored posts whose vector comes near a new or changed fact-check, and the posts
+   whose stored matches name it (a withdrawn one: pipeline/withdrawals.py), are
+   matched again and their matches replaced (`ingest.rematch_near_posts`);
 2. the narratives those posts belong to get their fact-check lists recomputed
    from the stored matches of all their members (`narratives.refresh_factchecks`);
 3. the latest burst alerts of the changed narratives are looked at again
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factbridge.pipeline.bursts import reclassify_alerts
-from factbridge.pipeline.ingest import rematch_near_posts
+from factbridge.pipeline.ingest import match_and_store, rematch_near_posts
 from factbridge.pipeline.narratives import refresh_factchecks
 from factbridge.pipeline.triage import QUEUE, triage_posts
 
@@ -54,6 +55,14 @@ def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], fl
     floor = services.settings.recheck_floor if floor is None else floor
     chosen = matcher or services.matcher(org)
     hits, posts = rematch_near_posts(storage, chosen, org, factcheck_ids, floor, post_index=_post_index(services, org, chosen.embedder))
+    # The posts that matched these fact-checks before are matched again too, however far their
+    # vectors are now: a fact-check withdrawn (or rewritten) leaves the matches it held.
+    done = {p.id for p in posts}
+    held = sorted({pid for fc_id in dict.fromkeys(factcheck_ids) for pid, _ in storage.matches_for_factcheck(org, fc_id)} - done)
+    if held:
+        others = list(storage.get_posts(org, held).values())
+        match_and_store(storage, chosen, org, others)
+        posts = [*posts, *others]
     report = RecheckReport(hits=hits, rematched=[p.id for p in posts])
     if not posts:
         return report

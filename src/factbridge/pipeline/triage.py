@@ -45,6 +45,7 @@ from factbridge.pipeline import records
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.pipeline.withdrawals import withdrawal_of
 
 TRIAGE_VERSION = "triage-1"
 QUEUE = records.QUEUE
@@ -322,7 +323,12 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     stored = storage.get_docs(org, CHECKWORTHINESS, ids)
     matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
-    ratings = {fid: fc.rating for fid, fc in storage.get_factchecks(org, ratings_wanted).items()} if ratings_wanted else {}
+    wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
+    ratings = {fid: fc.rating for fid, fc in wanted_fcs.items()}
+    # a match stored before its fact-check was withdrawn (until the re-check replaces it) is no debunk
+    withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
+    if withdrawn:
+        matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
     near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours)
     same = _same_claim(storage, org, matches)
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}

@@ -323,6 +323,38 @@ def decide_correction(case_id: str, body: CorrectionDecision, background: Backgr
     return case
 
 
+class Withdrawal(Body):
+    reason: str = Field(max_length=5000, description="Why the fact-check is withdrawn: shown on its public page and in its ClaimReview.")
+
+
+class WithdrawalDecision(Body):
+    approve: bool = Field(description="true: a second editor approves the withdrawal (it becomes public); false: reject it.")
+
+
+@router.post("/cases/{case_id}/withdraw")
+def withdraw_case(case_id: str, body: Withdrawal, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    """Propose to withdraw a published fact-check; it waits for a second editor (`.../withdraw/decide`)."""
+    return web.cases.withdraw(actor.org, actor, case_id, body.reason, body.version)
+
+
+@router.post("/cases/{case_id}/withdraw/decide")
+def decide_withdrawal(case_id: str, body: WithdrawalDecision, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
+    case = web.cases.decide_withdrawal(actor.org, actor, case_id, body.approve, body.version)
+    if case["status"] == "withdrawn":
+        background.add_task(recheck_withdrawn, web, actor.org, case)
+    return case
+
+
+def recheck_withdrawn(web: WebState, org: str, case: dict[str, Any]) -> None:
+    """The posts that matched a withdrawn fact-check (each of its language pages) are matched
+    again without it; their narratives and queue entries follow (pipeline/recheck.py)."""
+    from factbridge.pipeline.recheck import recheck_factchecks
+    from factbridge.workflow.cases import library_ids
+
+    index_library(web, org)
+    recheck_factchecks(web.services, org, library_ids(case))
+
+
 @router.get("/reviews")
 def published_reviews(request: Request, actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     org_name = web.accounts.get_org(actor.org)["name"]

@@ -20,7 +20,7 @@ from factbridge.errors import InputError, NotAuthenticated, NotFound
 from factbridge.tiplines.desk import tipline_stats
 from factbridge.web import desk, i18n
 from factbridge.web import pipeline_views as pv
-from factbridge.web.api import index_library, open_case_from_source, publish
+from factbridge.web.api import index_library, open_case_from_source, publish, recheck_withdrawn
 from factbridge.web.app import WebState, file_sha, render
 from factbridge.web.charts import line_chart
 from factbridge.web.images import image_matches
@@ -362,6 +362,23 @@ def decide_correction(case_id: str, background: BackgroundTasks, actor: ActorDep
         raise InputError("decision must be approve or reject", field="decision")
     web.cases.decide_correction(actor.org, actor, case_id, decision == "approve", version)
     background.add_task(index_library, web, actor.org)
+    return to_case(case_id, "#publication")
+
+
+@router.post("/cases/{case_id}/withdraw", dependencies=[Csrf])
+def withdraw(case_id: str, actor: ActorDep, web: WebDep, reason: Annotated[str, Form(max_length=5000)], version: Version = None) -> Response:
+    web.cases.withdraw(actor.org, actor, case_id, reason, version)
+    return to_case(case_id, "#publication")
+
+
+@router.post("/cases/{case_id}/withdrawal/decide", dependencies=[Csrf])
+def decide_withdrawal(case_id: str, background: BackgroundTasks, actor: ActorDep, web: WebDep,
+                      decision: Annotated[str, Form(max_length=10)], version: Version = None) -> Response:
+    if decision not in ("approve", "reject"):
+        raise InputError("decision must be approve or reject", field="decision")
+    case = web.cases.decide_withdrawal(actor.org, actor, case_id, decision == "approve", version)
+    if case["status"] == "withdrawn":
+        background.add_task(recheck_withdrawn, web, actor.org, case)
     return to_case(case_id, "#publication")
 
 

@@ -3,7 +3,8 @@
     open ──draft verdict──► in_review ──approve (a second editor)──► approved ──publish──► published
       ▲                        │                                                         │
       └──── return for changes ┘                                 correct (shown publicly)┘
-    open / in_review ──close──► closed
+    open / in_review ──close──► closed                                                   │
+                                  published ──withdraw (proposed, a second editor approves)──► withdrawn
 
 * analysts and editors open cases (from a post, a narrative or by hand), assign
   them, collect evidence (links, notes, files) and draft the verdict;
@@ -14,7 +15,11 @@
   fact-check enters the organisation's own library so later posts repeating
   the claim match it;
 * a published verdict can be corrected; corrections are shown publicly and
-  the ClaimReview's rating and dateModified follow.
+  the ClaimReview's rating and dateModified follow;
+* a published verdict can be withdrawn: one editor proposes it with the reason,
+  a second approves; the public page and ClaimReview then say "withdrawn" (with
+  the reason and date), its library entry is marked withdrawn and stops
+  matching posts as a debunk (pipeline/withdrawals.py). Nothing is deleted.
 
 Every change bumps the case's `version` (stale forms get Conflict) and writes
 an audit entry with the state before and after.
@@ -32,6 +37,7 @@ from factbridge.backends.storage.base import Expect, Rows, Storage
 from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied, PreconditionFailed
 from factbridge.models import FactCheck
 from factbridge.pipeline.prepare import prepare_factcheck
+from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_rows
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
@@ -40,7 +46,7 @@ CASES = "cases"
 PUBLISHED = "published"
 # Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
 CASES_BY_SOURCE = "cases_by_source"
-STATES = ("open", "in_review", "approved", "published", "closed")
+STATES = ("open", "in_review", "approved", "published", "closed", "withdrawn")
 EVIDENCE_KINDS = ("link", "note", "file")
 DECIDED_BY = "factbridge-workflow-1"
 
@@ -353,6 +359,39 @@ class CaseBook:
         self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
         return after
 
+    def withdraw(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
+        """Propose to withdraw a published fact-check; it waits, like a change of rating, for a
+        second editor (`decide_withdrawal`): until then the public verdict stays as it was."""
+        actor.check("case.withdraw")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("published",), "withdraw")
+        if case.get("pending_withdrawal"):
+            raise Conflict("a withdrawal is already waiting for a second editor; decide it first")
+        pending = {"at": now_iso(), "by": actor.username, "reason": clean_text(reason, "reason", limit=5000)}
+        return self._save(org, actor, "case.withdraw.propose", case, case | {"pending_withdrawal": pending})
+
+    def decide_withdrawal(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
+        """A second editor approves the waiting withdrawal (the public page and ClaimReview say
+        "withdrawn", the library entry is marked and no longer matched), or anyone with the right
+        rejects it (nothing public changes)."""
+        actor.check("case.withdrawal.approve")
+        case = self._load_for_change(org, case_id, version)
+        self._expect(case, ("published",), "decide a withdrawal")
+        pending = case.get("pending_withdrawal")
+        if not pending:
+            raise Conflict("no withdrawal is waiting")
+        if not approve:
+            return self._save(org, actor, "case.withdraw.reject", case, case | {"pending_withdrawal": None})
+        if pending["by"] == actor.username:
+            raise PermissionDenied("a second editor must approve: you proposed this withdrawal")
+        withdrawal = {"at": now_iso(), "reason": pending["reason"], "proposed_by": pending["by"], "proposed_at": pending["at"],
+                      "approved_by": actor.username}
+        # a change of rating still waiting is moot: the verdict is withdrawn as it stands
+        after = self._save(org, actor, "case.withdraw", case, case | {"status": "withdrawn", "withdrawal": withdrawal,
+                                                                       "pending_withdrawal": None, "pending_correction": None})
+        self._write_public(org, actor, "published.withdraw", after, self.published(org, case_id))
+        return after
+
     # -- public snapshot -----------------------------------------------------
     def _write_public(self, org: str, actor: Actor, action: str, case: dict[str, Any], before: dict[str, Any] | None) -> None:
         pub = case["publication"]
@@ -376,6 +415,9 @@ class CaseBook:
             "modified_at": case["corrections"][-1]["at"] if case["corrections"] else None,
             "corrections": [{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case["corrections"]],
         })
+        withdrawal = case.get("withdrawal")
+        if withdrawal:  # public: when and why (who decided stays in the workspace and the audit log)
+            snapshot |= {"withdrawn": {"at": withdrawal["at"], "reason": withdrawal["reason"]}, "modified_at": withdrawal["at"]}
         sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
         # The verdict's other languages: one page and one ClaimReview each, the same rating, linked as a group.
         versions = case.get("versions") or {}
@@ -386,12 +428,21 @@ class CaseBook:
         for page_id, page in pages.items():
             page.update(page_id=page_id, versions=group)
         rows = [(page_id, page, sort) for page_id, page in pages.items()]
-        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=[(PUBLISHED, rows)])
+        records: list[tuple[str, Rows]] = [(PUBLISHED, rows)]
+        if withdrawal:  # the matcher's list of withdrawn entries changes with the decision, atomically
+            records.append((WITHDRAWN, withdrawal_rows([str(page["url"]) for page in pages.values()], snapshot["withdrawn"] | {"case_id": case["id"]})))
+        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=records)
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page)) for page in pages.values()])
         if action == "published.create":
             from factbridge.workflow.publishing import on_published
 
             on_published(self.storage, org, case, published_factcheck(snapshot))
+
+
+def library_ids(case: dict[str, Any]) -> list[str]:
+    """The library ids of a published case: its public URL and one per language version."""
+    url = str((case.get("publication") or {}).get("url") or "")
+    return [url, *(f"{url}-{lang}" for lang in (case.get("versions") or {}))] if url else []
 
 
 def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
@@ -410,6 +461,6 @@ def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:
         claimant=snapshot.get("claimant") or "",
         source_format="factbridge",
         # the group's other languages, as schema.org links: matching and the desk find each version
-        raw={"workTranslation": [{"@id": url} for url in (snapshot.get("versions") or {}).values() if url != snapshot["url"]]}
-        if snapshot.get("versions") else {},
+        raw=({"workTranslation": [{"@id": url} for url in (snapshot.get("versions") or {}).values() if url != snapshot["url"]]}
+             if snapshot.get("versions") else {}) | ({"withdrawn": snapshot["withdrawn"]} if snapshot.get("withdrawn") else {}),
     )

@@ -133,8 +133,17 @@ def factcheck_from_claimreview(node: dict[str, Any], source: str, line: int | No
         published_at=parse_date(node.get("datePublished")),
         claimant=_name(item.get("author")),
         source_format="claimreview",
-        raw=node,
+        raw=node | _withdrawal(node),
     )
+
+
+def _withdrawal(node: dict[str, Any]) -> dict[str, Any]:
+    """A ClaimReview its publisher withdrew (`creativeWorkStatus` "Withdrawn", as ours say) is
+    marked so (pipeline/withdrawals.py): it stays in the library and is not matched."""
+    if str(node.get("creativeWorkStatus") or "").strip().lower() != "withdrawn":
+        return {}
+    note: dict[str, Any] = node["correction"] if isinstance(node.get("correction"), dict) else {}
+    return {"withdrawn": {"at": str(note.get("datePublished") or node.get("dateModified") or ""), "reason": str(note.get("text") or "")}}
 
 
 def factchecks_from_google(data: dict[str, Any], source: str) -> Iterator[FactCheck]:

@@ -24,6 +24,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "case.publish": ("editor", "publishing"),
     "case.correct": ("editor", "correcting a published verdict"),
     "case.correction.approve": ("editor", "approving a correction of the rating"),
+    "case.withdraw": ("editor", "proposing to withdraw a published fact-check"),
+    "case.withdrawal.approve": ("editor", "approving a withdrawal"),
     "appeal.read": ("editor", "reading appeals"),
     "appeal.decide": ("editor", "deciding an appeal"),
     "audit.read": ("admin", "reading the audit log"),

@@ -37,6 +37,10 @@ def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
     modified = parse_date_lenient(snapshot.get("modified_at"))
     if modified:
         node["dateModified"] = modified.date().isoformat()
+    withdrawn = snapshot.get("withdrawn")
+    if withdrawn:  # withdrawn by us: still served, saying so (and why), never removed
+        node["creativeWorkStatus"] = "Withdrawn"
+        node["correction"] = {"@type": "CorrectionComment", "text": f"Withdrawn: {withdrawn['reason']}", "datePublished": withdrawn["at"]}
     return node
 
 
