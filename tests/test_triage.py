@@ -16,7 +16,6 @@ from factbridge.pipeline.stages import load_stages, run_stages
 from factbridge.pipeline.triage import (
     COMPONENTS,
     QUEUE,
-    TriageWeights,
     list_queue,
     repeat_rate,
     triage_posts,
@@ -179,7 +178,7 @@ def test_weights_are_settings(tmp_path: Path) -> None:
             doc = services.storage.get_docs(ORG, QUEUE, ["viral"])["viral"]
             assert f"reach={weights['triage_weight_reach']}" in doc["decided_by"]["triage"]
     assert orders["reach"][0] == "viral"
-    assert TriageWeights.from_settings(load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "0.5"})).risk == 0.5
+    assert load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "0.5"}).triage.risk == 0.5
 
 
 def test_risk_signals_and_narratives_when_present(hashing_services: Services) -> None:

@@ -6,6 +6,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -226,7 +227,6 @@ def coordination(
     from factbridge.pipeline.coordination import (
         detect_coordination,
         link_to_narratives,
-        params_from_settings,
         read_shares,
         shares_from_posts,
         store_narrative_links,
@@ -240,7 +240,7 @@ def coordination(
         "coordination_edge_percentile": edge_percentile, "coordination_objects": objects,
     }
     services = _state(ctx).services(**{k: v for k, v in overrides.items() if v is not None})
-    params = params_from_settings(services.settings)
+    params = services.settings.coordination
     import pandas  # noqa: F401 - library loading is not part of the measured time
     import scipy.sparse.csgraph  # noqa: F401
 
@@ -304,7 +304,7 @@ def eval_narratives(
 ) -> None:
     """Group PHEME source tweets without labels; purity and ARI of narratives and topics against the 9 events."""
     from factbridge.eval.narratives import evaluate_grouping, load_pheme
-    from factbridge.pipeline.narratives import params_from_settings
+    from factbridge.pipeline.narratives import resolve_thresholds
     from factbridge.pipeline.prepare import embedding_text, prepare_post
 
     services = _state(ctx).services()
@@ -312,11 +312,12 @@ def eval_narratives(
     posts = [prepare_post(p, services.languages) for p in posts]
     with progress_bar("embedding tweets (cached)", len(posts)) as advance:
         vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    centering = services.centering(wanted=services.settings.narrative_centering)
-    params = params_from_settings(services.settings, services.embedder.id, centering)
+    section = services.settings.narratives
+    centering = services.centering(wanted=section.centering)
+    params = resolve_thresholds(section, services.embedder.id, centering)
     if centering is not None:
         vectors = centering.apply(vectors, [p.language for p in posts], "query")
-    runs = {"time-aware topics": params, "meaning only (no time limits)": params.__class__(**{**params.__dict__, "topic_max_gap_hours": float("inf"), "semantic_max_gap_hours": float("inf")})}
+    runs = {"time-aware topics": params, "meaning only (no time limits)": replace(params, topic_max_gap_hours=float("inf"), semantic_max_gap_hours=float("inf"))}
     reports = {}
     for name, p in runs.items():
         with progress_bar(f"grouping ({name})", len(posts)) as advance:
@@ -346,14 +347,15 @@ def bench_narratives(
     """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes)."""
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.bench.synthetic_posts import synthetic_posts
-    from factbridge.pipeline.narratives import NarrativeParams, assign_posts
+    from factbridge.pipeline.narratives import assign_posts
+    from factbridge.settings import Settings
 
     t0 = time.perf_counter()
     items, vectors = synthetic_posts(posts)
     gen_s = time.perf_counter() - t0
     storage = SQLiteStorage("sqlite:///:memory:")
     storage.migrate()
-    params = NarrativeParams(semantic_threshold=0.8, topic_threshold=0.6)
+    params = Settings(narrative_threshold=0.8, topic_threshold=0.6).narratives  # synthetic vectors: their own thresholds
     try:
         storage.upsert_posts("bench", items)
         elapsed = 0.0
@@ -383,12 +385,11 @@ def bench_coordination(
     from factbridge.bench.synthetic import generate_shares, planted_precision_recall
     from factbridge.pipeline.coordination import (
         detect_coordination,
-        params_from_settings,
         shares_from_frame,
     )
 
     services = _state(ctx).services()
-    params = params_from_settings(services.settings)
+    params = services.settings.coordination
     t0 = time.perf_counter()
     synthetic = generate_shares(rows, seed=seed)
     t1 = time.perf_counter()

@@ -31,16 +31,16 @@ _SCORERS: dict[tuple[Any, ...], LinkRiskScorer] = {}
 
 
 def scorer_for(services: Any, org: str, resolve: bool | None = None) -> LinkRiskScorer:
-    s = services.settings
+    s = services.settings.linkrisk
     storage = services.storage
     feeds_key = tuple(sorted((f["name"], f["sha256"]) for f in list_feeds(storage, org)))
-    resolve = s.linkrisk_resolve if resolve is None else resolve
-    key = (id(storage), org, feeds_key, s.linkrisk_protected_domains, s.linkrisk_flag_threshold, resolve, s.linkrisk_resolve_timeout, s.linkrisk_resolve_max_redirects)
+    resolve = s.resolve if resolve is None else resolve
+    key = (id(storage), org, feeds_key, s.protected_domains, s.flag_threshold, resolve, s.resolve_timeout, s.resolve_max_redirects)
     scorer = _SCORERS.get(key)
     if scorer is None:
         index = load_feed_index(storage, org) if feeds_key else FeedIndex()
-        resolver = Resolver(timeout=s.linkrisk_resolve_timeout, max_redirects=s.linkrisk_resolve_max_redirects) if resolve else None
-        scorer = LinkRiskScorer(index, LookalikeDetector.from_setting(s.linkrisk_protected_domains), s.linkrisk_flag_threshold, resolver)
+        resolver = Resolver(timeout=s.resolve_timeout, max_redirects=s.resolve_max_redirects) if resolve else None
+        scorer = LinkRiskScorer(index, LookalikeDetector.from_setting(s.protected_domains), s.flag_threshold, resolver)
         if len(_SCORERS) > 16:
             _SCORERS.clear()
         _SCORERS[key] = scorer
@@ -98,7 +98,7 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
     budget = None
     if isinstance(scorer.resolver, Resolver):
         # following short links is slow: one total budget for the batch, on a copy of the shared scorer
-        budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk_resolve_budget_s)
+        budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk.resolve_budget_s)
         scorer = copy.copy(scorer)
         scorer.resolver = budget
     docs = [score_post(scorer, post) for post in posts]

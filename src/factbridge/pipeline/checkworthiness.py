@@ -473,7 +473,7 @@ def checkworthiness_stage(services: StageContext, org: str, posts: Sequence[Post
     if not posts:
         return {"scored": 0}
     started = time.perf_counter()
-    model = load_model(services.settings.checkworthiness_model)
+    model = load_model(services.settings.checkworthiness.model)
     embedder_id = services.embedder.id
     vectors = stored_post_vectors(services.storage, org, embedder_id, [p.id for p in posts]) if embedder_id == model.embedder_id else {}
     scores = score_posts(model, posts, vectors)

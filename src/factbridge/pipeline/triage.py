@@ -45,6 +45,7 @@ from factbridge.pipeline import records
 from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
 from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.settings import TriageSettings
 
 TRIAGE_VERSION = "triage-1"
 QUEUE = records.QUEUE
@@ -54,36 +55,6 @@ LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
-
-
-@dataclass(frozen=True)
-class TriageWeights:
-    checkworthiness: float = 0.35
-    reach: float = 0.20
-    velocity: float = 0.20
-    debunked: float = 0.20
-    risk: float = 0.05
-    reach_scale: float = 10000.0
-    window_hours: float = 24.0
-    velocity_scale: float = 1.0
-    duplicate_similarity: float = 0.92
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> TriageWeights:
-        return cls(
-            checkworthiness=settings.triage_weight_checkworthiness,
-            reach=settings.triage_weight_reach,
-            velocity=settings.triage_weight_velocity,
-            debunked=settings.triage_weight_debunked,
-            risk=settings.triage_weight_risk,
-            reach_scale=settings.triage_reach_scale,
-            window_hours=settings.triage_velocity_window_hours,
-            velocity_scale=settings.triage_velocity_scale,
-            duplicate_similarity=settings.triage_duplicate_similarity,
-        )
-
-    def weight(self, component: str) -> float:
-        return float(getattr(self, component))
 
 
 # --------------------------------------------------------------------------- components
@@ -174,7 +145,7 @@ class PostFacts:
     narratives: list[str] = field(default_factory=list)
 
 
-def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
+def _entry(weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
     total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
     components = {
         c: {"value": round(values[c], 4), "weight": weights.weight(c), "contribution": round(weights.weight(c) * values[c] / total, 4), "evidence": evidence.get(c, {})}
@@ -193,7 +164,7 @@ def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str,
     return doc, priority - 1.0 if gated else priority
 
 
-def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any], float]:
+def post_entry(facts: PostFacts, weights: TriageSettings) -> tuple[dict[str, Any], float]:
     cw = facts.checkworthiness
     debunk_value, debunk = facts.debunked
     risk_value, risk = facts.risk
@@ -314,7 +285,7 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
     return out
 
 
-def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights) -> dict[str, PostFacts]:
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings) -> dict[str, PostFacts]:
     storage = services.storage
     ids = [p.id for p in posts]
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
@@ -351,7 +322,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageWeights) -> tuple[dict[str, Any], float]:
+def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageSettings) -> tuple[dict[str, Any], float]:
     cws = [float(m.checkworthiness.get("score", 0.0)) for m in members]
     best_cw = max(range(len(members)), key=lambda i: cws[i])
     engagement = sum(weighted_engagement(m.post) for m in members)
@@ -388,7 +359,7 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     """Recompute the queue entries of these posts, of their repeats and of their narratives."""
     started = time.perf_counter()
     storage = services.storage
-    weights = TriageWeights.from_settings(services.settings)
+    weights = services.settings.triage
     facts = gather_facts(services, org, posts, weights)
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
