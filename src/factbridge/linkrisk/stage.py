@@ -21,9 +21,11 @@ from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
 from factbridge.linkrisk.urls import extract_urls, normalize_url
 from factbridge.models import Post
+from factbridge.pipeline import records
+from factbridge.pipeline.records import LinkRiskRecord, LinkRiskUrl
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
-COLLECTION = "linkrisk"
+COLLECTION = records.LINKRISK
 
 # One scorer per (storage, org, feed versions, settings): loading feeds and building
 # the detector is the slow part, scoring is not.
@@ -68,26 +70,18 @@ def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
-    urls: list[dict[str, Any]] = []
+    urls: list[LinkRiskUrl] = []
     links, unparsed = post_links(post)
     for raw in links:
         try:
-            urls.append(scorer.score(raw).as_dict())
+            urls.append(LinkRiskUrl.from_doc(scorer.score(raw).as_dict()))
         except InputError as exc:
             unparsed.append({"url": raw, "reason": exc.reason})
-    urls.sort(key=lambda u: -u["score"])  # riskiest first
-    max_score = urls[0]["score"] if urls else 0.0
-    return {
-        "post_id": post.id,
-        "max_score": max_score,
-        "level": level_of(max_score),
-        "flagged": any(u["flagged"] for u in urls),
-        "flagged_urls": sum(1 for u in urls if u["flagged"]),
-        "urls": urls,
-        "unparsed": unparsed,
-        "decided_by": scorer.decided_by,
-        "scored_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    urls.sort(key=lambda u: -u.score)  # riskiest first
+    return LinkRiskRecord(
+        post_id=post.id, urls=urls, level=level_of(urls[0].score if urls else 0.0), unparsed=list(unparsed),
+        decided_by=scorer.decided_by, scored_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).to_doc()
 
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:

@@ -38,13 +38,14 @@ import numpy as np
 
 from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, Post
+from factbridge.pipeline import records
 from factbridge.pipeline.narratives import NARRATIVES, _post_time
-from factbridge.pipeline.records import NarrativeMembers
+from factbridge.pipeline.records import Alert, NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import BurstSettings
 
 BURSTS_VERSION = "kleinberg-2state-poisson-1"
-ALERTS = "alerts"
+ALERTS = records.ALERTS
 BURST_STATE = "narrative_bursts"
 REFERENCE_BINS_HOURS = 7 * 24  # the baseline spreads a narrative's posts over at least a week
 SERIES_DAYS = 14  # bins analysed per narrative: the last two weeks
@@ -216,17 +217,18 @@ def _alert(
     quiet_hours = None if quiet_bins is None else quiet_bins * params.bin
     resurfacing = _resurfaces(quiet_hours, debunks, params)
     existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
-    return {
-        "id": alert_id,
-        "kind": "resurfacing" if resurfacing else "burst",
-        "narrative_id": doc["id"],
-        "topic_id": doc.get("topic_id", ""),
-        "status": existing.get("status", "new"),
-        "raised_at": existing.get("raised_at") or datetime.now(UTC).isoformat(timespec="seconds"),
-        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "summary": doc.get("representative", {}).get("text", "")[:280],
-        "top_terms": doc.get("top_terms", []),
-        "evidence": {
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return Alert(
+        id=alert_id,
+        kind="resurfacing" if resurfacing else "burst",
+        narrative_id=doc["id"],
+        topic_id=doc.get("topic_id", ""),
+        status=existing.get("status", "new"),
+        raised_at=existing.get("raised_at") or now,
+        updated_at=now,
+        summary=doc.get("representative", {}).get("text", "")[:280],
+        top_terms=doc.get("top_terms", []),
+        evidence={
             "burst_start": _iso_bin(b0, params.bin),
             "burst_end": _iso_bin(b1 + 1, params.bin),
             "counts": [{"bin": _iso_bin(b0 + i, params.bin), "posts": int(c)} for i, c in enumerate(counts.tolist())],
@@ -238,8 +240,9 @@ def _alert(
             "posts": [{"post_id": p[0], "time": p[1], "method": p[2], "similarity": p[3]} for p in posts[-50:]],
             "debunks": debunks,
         },
-        "decided_by": decided_by(params),
-    }
+        decided_by=decided_by(params),
+        reclassified=existing.get("reclassified", []),
+    ).to_doc()
 
 
 def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
