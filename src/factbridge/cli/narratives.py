@@ -146,26 +146,28 @@ def alerts_list(
     if ctx.invoked_subcommand is not None:
         return
     from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_key
-    from factbridge.pipeline.bursts import ALERTS
+    from factbridge.pipeline.records import ALERTS, Alert
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
-    docs = [d for _, d in storage.list_docs(org, ALERTS, limit=limit * (5 if kind else 1), order="sort_desc") if not kind or d["kind"] == kind][:limit]
+    rows = storage.list_docs(org, ALERTS, limit=limit * (5 if kind else 1), order="sort_desc")
+    found = [a for a in (Alert.from_doc(i, d) for i, d in rows) if not kind or a.kind == kind][:limit]
     if as_json:
-        _dump(docs)
+        _dump([a.to_doc() for a in found])
         return
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(event_key(d), u) for d in docs for u in urls])
+    keys = {a.id: event_key(a.to_doc()) for a in found}
+    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(keys[a.id], u) for a in found for u in urls])
     table = Table(title=f"Alerts ({storage.count_docs(org, ALERTS)} in all)")
     for col in ("alert", "kind", "narrative", "burst", "posts", "baseline/bin", "delivery", "summary"):
         table.add_column(col, overflow="fold")
-    for d in docs:
-        ev = d["evidence"]
-        states = [deliveries.get(delivery_id(event_key(d), u), {}).get("state", "-") for u in urls]
+    for a in found:
+        ev = a.evidence
+        states = [deliveries.get(delivery_id(keys[a.id], u), {}).get("state", "-") for u in urls]
         table.add_row(*cells(
             # cross-border and partner alerts (federation) have no burst of ours: their columns stay empty
-            d["id"], d["kind"], d.get("narrative_id") or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
-            ev.get("posts_in_burst", ""), ev.get("baseline_per_bin", ""), ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
+            a.id, a.kind, a.narrative_id or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
+            ev.get("posts_in_burst", ""), ev.get("baseline_per_bin", ""), ",".join(states) or "no webhook", _short(a.summary, 60),
         ))
     console.print(table)
 
