@@ -18,8 +18,9 @@ from factbridge.cli import app
 from factbridge.models import FactCheck, MatchCandidate, Post
 from factbridge.pipeline import bursts
 from factbridge.pipeline.alerts import DELIVERIES, WebhookDispatcher, delivery_id
-from factbridge.pipeline.narratives import NarrativeParams, assign_posts
+from factbridge.pipeline.narratives import assign_posts
 from factbridge.services import Services
+from factbridge.settings import Settings
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 TEXT = "Vaccine causes infertility in young women, claims viral video from clinic"
@@ -40,7 +41,7 @@ def _assign(services: Services, posts: list[Post]) -> dict:
     storage, org = services.storage, services.settings.org
     storage.upsert_posts(org, posts)
     vecs = np.tile(np.eye(16, dtype=np.float32)[0], (len(posts), 1))
-    assign_posts(storage, org, posts, vecs, NarrativeParams(semantic_threshold=0.9, topic_threshold=0.5))
+    assign_posts(storage, org, posts, vecs, Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives)
     return bursts.bursts_stage(services, org, posts)
 
 
@@ -89,7 +90,7 @@ def test_reworded_debunked_claim_resurfacing_in_a_new_narrative(hashing_services
     storage.upsert_posts(org, old + new)
     for pid in ("o0", "n0"):
         storage.replace_matches(org, pid, [MatchCandidate(factcheck_id="fc-5g", rank=1, fused_score=0.9, decision="match", decided_by="test")])
-    params = NarrativeParams(semantic_threshold=0.9, topic_threshold=0.5)
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
     assign_posts(storage, org, old, np.tile(np.eye(16, dtype=np.float32)[0], (6, 1)), params)
     assign_posts(storage, org, new, np.tile(np.eye(16, dtype=np.float32)[1], (10, 1)), params)  # another narrative
     summary = bursts.bursts_stage(hashing_services, org, new)

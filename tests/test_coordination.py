@@ -16,11 +16,11 @@ from factbridge.bench.synthetic import generate_shares, planted_precision_recall
 from factbridge.cli import app
 from factbridge.errors import InputError
 from factbridge.pipeline.coordination import (
-    CoordinationParams,
     detect_coordination,
     read_shares,
     shares_from_frame,
 )
+from factbridge.settings import Settings
 
 T = 1_700_000_000
 
@@ -41,7 +41,7 @@ def _frame() -> pd.DataFrame:
 
 def test_coordinated_accounts_form_one_network_with_evidence() -> None:
     table = shares_from_frame(_frame(), "hand-made")
-    result = detect_coordination(table, CoordinationParams(window_s=60, min_participation=3, edge_percentile=90))
+    result = detect_coordination(table, Settings(coordination_window_s=60, coordination_min_participation=3, coordination_edge_percentile=90).coordination)
     assert len(result.networks) == 1
     net = result.networks[0]
     assert net.accounts == ["a", "b", "c"]
@@ -54,7 +54,7 @@ def test_coordinated_accounts_form_one_network_with_evidence() -> None:
 def test_planted_groups_in_background_activity() -> None:
     synthetic = generate_shares(100_000, groups=6, seed=3)
     table = shares_from_frame(synthetic.frame, "synthetic")
-    result = detect_coordination(table, CoordinationParams())
+    result = detect_coordination(table, Settings().coordination)
     found = {a for n in result.networks for a in n.accounts}
     precision, recall = planted_precision_recall(synthetic.planted_accounts, found)
     print(f"planted accounts {len(synthetic.planted_accounts)}: precision {precision:.3f} recall {recall:.3f}")
@@ -69,7 +69,7 @@ PLANTED_RECALL = 1.0
 def test_german_elections_set(shared_data: Path) -> None:
     path = shared_data / "coordination" / "coortweet" / "german_elections.csv"
     started = time.perf_counter()
-    result = detect_coordination(read_shares(path), CoordinationParams())
+    result = detect_coordination(read_shares(path), Settings().coordination)
     took = time.perf_counter() - started
     print(f"german_elections: {len(result.networks)} networks, {result.coordinated_accounts} accounts in {took:.2f} s")
     assert result.shares == 122_047 and result.accounts == 58_317
@@ -118,8 +118,8 @@ def test_large_components_split_into_louvain_communities() -> None:
             rows += [{"account_id": m, "timestamp": T + 3600 * (k + 10 * group) + j, "url": f"u{group}-{k}"} for j, m in enumerate(members)]
     rows += [{"account_id": a, "timestamp": T + 99_999 + 3600 * k + j, "url": f"bridge-{k}"} for k in range(4) for j, a in enumerate("fg")]
     table = shares_from_frame(pd.DataFrame(rows), "two groups")
-    whole = detect_coordination(table, CoordinationParams(split_above=0))
-    split = detect_coordination(table, CoordinationParams(split_above=8))
+    whole = detect_coordination(table, Settings(coordination_split_above=0).coordination)
+    split = detect_coordination(table, Settings(coordination_split_above=8).coordination)
     assert [len(n.accounts) for n in whole.networks] == [12]
     assert sorted(len(n.accounts) for n in split.networks) == [6, 6]
     assert all(n.component_size == 12 and n.links_to_other_communities == 1 for n in split.networks)

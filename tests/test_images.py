@@ -17,6 +17,7 @@ import pytest
 from factbridge.errors import InputError
 from factbridge.eval.images import evaluate_matching, evaluate_ocr
 from factbridge.images.store import ImageLimits, ImageStore, decode
+from factbridge.settings import Settings
 
 IMAGES = Path(__file__).resolve().parent / "fixtures" / "images"
 
@@ -237,7 +238,6 @@ def test_same_image_shared_by_many_accounts_is_coordination() -> None:
     from factbridge.images.hashing import image_hashes
     from factbridge.models import ImageRecord, Post
     from factbridge.pipeline.coordination import (
-        CoordinationParams,
         detect_coordination,
         shares_from_posts,
     )
@@ -254,7 +254,7 @@ def test_same_image_shared_by_many_accounts_is_coordination() -> None:
     posts += [Post(id=f"x{n}", author="acct-x", text="", created_at=start + timedelta(hours=n), images=[ImageRecord(source="km-07.png", dhash=other.dhash)])
               for n in range(3)]
     table = shares_from_posts(posts, ("image",))
-    result = detect_coordination(table, CoordinationParams(window_s=60, min_participation=3, object_types=("image",)))
+    result = detect_coordination(table, Settings(coordination_window_s=60, coordination_min_participation=3, coordination_objects="image").coordination)
     (network,) = result.networks
     assert network.accounts == ["acct-0", "acct-1", "acct-2"]
     assert len(network.objects) == 3 and all(str(o.get("object", o)).startswith("image:dhash-") for o in network.objects)
@@ -267,7 +267,8 @@ def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
 
     from factbridge.images.hashing import image_hashes
     from factbridge.models import ImageRecord, Post
-    from factbridge.pipeline.narratives import NarrativeEngine, NarrativeParams
+    from factbridge.pipeline.narratives import NarrativeEngine
+    from factbridge.pipeline.narratives import decided_by as narrative_decided_by
 
     def post(i: int, file: str, text: str) -> Post:
         h = image_hashes(decode((IMAGES / "img" / file).read_bytes(), ImageLimits(), file), with_crops=True)
@@ -275,12 +276,12 @@ def test_a_copy_of_an_image_joins_the_narrative_of_its_first_post() -> None:
                     images=[ImageRecord(source=file, dhash=h.dhash, crop_dhash=list(h.crop_dhash))])
 
     posts = [post(0, "fr-03.png", "Regardez ça"), post(1, "fr-03-crop.jpg", "Incroyable !!"), post(2, "en-05.png", "Look at this")]
-    engine = NarrativeEngine(NarrativeParams(semantic_threshold=0.99), dim=3)
+    engine = NarrativeEngine(Settings(narrative_threshold=0.99, topic_threshold=0.83).narratives, dim=3)
     assignments, _, _ = engine.assign(posts, np.eye(3, dtype=np.float32))
     by_post = {a.post_id: a for a in assignments}
     assert by_post["p1"].method == "near-duplicate-image" and by_post["p1"].neighbour == "p0"
     assert by_post["p1"].narrative_id == by_post["p0"].narrative_id != by_post["p2"].narrative_id
-    assert 0.85 <= by_post["p1"].similarity <= 1.0 and "dHash-256" in engine.params.decided_by
+    assert 0.85 <= by_post["p1"].similarity <= 1.0 and "dHash-256" in narrative_decided_by(engine.params)
 
 
 def test_cli_ingest_factchecks_and_posts_with_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

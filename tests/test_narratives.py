@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from factbridge.pipeline.centering import shipped_centering
 from factbridge.pipeline.ingest import embed_posts, ingest_file
 from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
+from factbridge.settings import Settings
 from factbridge.text import minhash
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -139,7 +141,7 @@ def test_unknown_embedder_needs_thresholds(hashing_services: Services) -> None:
     from factbridge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="narrative_threshold"):
-        narr.params_from_settings(hashing_services.settings, "st:some-model@abc")
+        narr.resolve_thresholds(hashing_services.settings.narratives, "st:some-model@abc")
 
 
 def test_factcheck_matches_are_kept_on_the_narrative(storage) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +151,7 @@ def test_factcheck_matches_are_kept_on_the_narrative(storage) -> None:  # type: 
     storage.upsert_posts("o", posts)
     storage.replace_matches("o", "m1", [MatchCandidate(factcheck_id="fc1", rank=1, fused_score=0.9, decision="match", decided_by="t")])
     vecs = np.tile(np.eye(8, dtype=np.float32)[0], (3, 1))
-    narr.assign_posts(storage, "o", posts, vecs, narr.NarrativeParams(semantic_threshold=0.9, topic_threshold=0.5))
+    narr.assign_posts(storage, "o", posts, vecs, Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives)
     (nid, doc), = storage.list_docs("o", narr.NARRATIVES)
     assert doc["factchecks"][0]["factcheck_id"] == "fc1" and doc["factchecks"][0]["posts"] == 1
 
@@ -165,11 +167,10 @@ def test_pheme_grouping_quality(shared_data: Path, e5_embedder) -> None:  # type
     vectors = e5_embedder.encode_queries([embedding_text(p) for p in posts])  # all from the committed cache
     from factbridge.settings import load_settings
 
-    NarrativeParams = narr.NarrativeParams  # noqa: N806
     settings = load_settings(env={})
     centering = shipped_centering(e5_embedder.id) if settings.narrative_centering else None
     assert centering is not None, "the package ships per-language centering for e5"
-    params = narr.params_from_settings(settings, e5_embedder.id, centering)
+    params = narr.resolve_thresholds(settings.narratives, e5_embedder.id, centering)
     vectors = centering.apply(vectors, [p.language for p in posts], "query")
     report = evaluate_grouping(posts, events, vectors, params)
     topics, narratives = report["levels"]["topics"], report["levels"]["narratives"]
@@ -180,7 +181,7 @@ def test_pheme_grouping_quality(shared_data: Path, e5_embedder) -> None:  # type
     assert narratives["purity"] == pytest.approx(PHEME_NARRATIVES_PURITY, abs=0.01)
     assert narratives["groups"] == pytest.approx(PHEME_NARRATIVES, rel=0.1)
     # Meaning alone (no time limits) must reach the target too: time helps, it does not do the work.
-    meaning_only = NarrativeParams(**{**params.__dict__, "topic_max_gap_hours": float("inf"), "semantic_max_gap_hours": float("inf")})
+    meaning_only = replace(params, topic_max_gap_hours=float("inf"), semantic_max_gap_hours=float("inf"))
     report = evaluate_grouping(posts, events, vectors, meaning_only)
     print(report)
     assert report["levels"]["topics"]["ari"] == pytest.approx(PHEME_MEANING_ONLY_TOPICS_ARI, abs=0.03)
@@ -223,7 +224,7 @@ def test_khmer_and_vietnamese_posts_of_one_story_share_a_topic(e5_embedder, stor
     centering = shipped_centering(e5_embedder.id) if settings.narrative_centering else None
     vectors = centering.apply(e5_embedder.encode_queries([embedding_text(p) for p in posts]), [p.language for p in posts], "query")
     storage.upsert_posts("o", posts)
-    narr.assign_posts(storage, "o", posts, vectors, narr.params_from_settings(settings, e5_embedder.id, centering))
+    narr.assign_posts(storage, "o", posts, vectors, narr.resolve_thresholds(settings.narratives, e5_embedder.id, centering))
     members = storage.get_docs("o", narr.MEMBERS, [p.id for p in posts])
     topic = {pid: storage.get_docs("o", narr.NARRATIVES, [m["narrative_id"]])[m["narrative_id"]]["topic_id"] for pid, m in members.items()}
     assert topic["p-0003"] == topic["p-0004"]  # the Lao dam, vi and km

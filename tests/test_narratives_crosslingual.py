@@ -10,6 +10,7 @@ cache tests/fixtures/embeddings/narratives_crosslingual.sqlite (built by
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,13 @@ from factbridge.cli.desk import crosslingual_join
 from factbridge.eval.narratives import evaluate_grouping
 from factbridge.models import Post
 from factbridge.pipeline.narratives import (
-    NarrativeParams,
     assign_posts,
+    decided_by,
     engine_for,
-    params_from_settings,
+    resolve_thresholds,
 )
 from factbridge.pipeline.prepare import embedding_text, prepare_post
-from factbridge.settings import load_settings
+from factbridge.settings import Settings, load_settings
 from factbridge.web.pipeline_views import claim_sentence
 
 BLIND = Path(__file__).parent / "fixtures" / "crosslingual_blind" / "posts.jsonl"
@@ -39,7 +40,7 @@ def _unit(*values: float) -> np.ndarray:
 
 
 def test_other_language_posts_join_at_their_own_threshold() -> None:
-    params = NarrativeParams(semantic_threshold=0.45, crosslingual_threshold=0.35, topic_threshold=0.2)
+    params = replace(Settings(narrative_threshold=0.45, topic_threshold=0.2).narratives, crosslingual_threshold=0.35)
     storage = SQLiteStorage("sqlite:///:memory:")
     storage.migrate()
     try:
@@ -54,7 +55,7 @@ def test_other_language_posts_join_at_their_own_threshold() -> None:
         engine = engine_for(storage, "o", params, 3)
         narrative = dict(zip(engine._post_ids, engine._post_narrative, strict=True))
         assert narrative["km-1"] == narrative["vi-1"] != narrative["vi-2"]
-        assert "(other language: >=0.35)" in params.decided_by
+        assert "(other language: >=0.35)" in decided_by(params)
     finally:
         storage.close()
 
@@ -70,11 +71,11 @@ def test_blind_crosslingual_set_report_split(e5_embedder) -> None:
 
     centering = shipped_centering(e5_embedder.id)
     assert centering is not None
-    params = params_from_settings(settings, e5_embedder.id, centering)
+    params = resolve_thresholds(settings.narratives, e5_embedder.id, centering)
     assert params.crosslingual == 0.35 and params.semantic_threshold == 0.45
     vectors = centering.apply(vectors, [p.language for p in posts], "query")
     figures = {}
-    for name, p in {"before": NarrativeParams(**{**params.__dict__, "crosslingual_threshold": None}), "after": params}.items():
+    for name, p in {"before": replace(params, crosslingual_threshold=None), "after": params}.items():
         report = evaluate_grouping(posts, [groups[x.id] for x in posts], vectors, p, keep_assignment=True)
         figures[name] = {"ari": report["levels"]["narratives"]["ari"], "purity": report["levels"]["narratives"]["purity"],
                          **crosslingual_join(posts, groups, report["narrative_of"])}

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from factbridge.models import Engagement, FactCheck, MatchCandidate, Post
 from factbridge.pipeline.ingest import embed_posts
 from factbridge.pipeline.prepare import prepare_post
+from factbridge.pipeline.records import LinkRiskRecord, LinkRisks, LinkRiskUrl
 from factbridge.pipeline.stages import load_stages, run_stages
 from factbridge.pipeline.triage import (
     COMPONENTS,
     QUEUE,
-    TriageWeights,
     list_queue,
     repeat_rate,
     triage_posts,
@@ -179,7 +179,7 @@ def test_weights_are_settings(tmp_path: Path) -> None:
             doc = services.storage.get_docs(ORG, QUEUE, ["viral"])["viral"]
             assert f"reach={weights['triage_weight_reach']}" in doc["decided_by"]["triage"]
     assert orders["reach"][0] == "viral"
-    assert TriageWeights.from_settings(load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "0.5"})).risk == 0.5
+    assert load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "0.5"}).triage.risk == 0.5
 
 
 def test_risk_signals_and_narratives_when_present(hashing_services: Services) -> None:
@@ -191,8 +191,9 @@ def test_risk_signals_and_narratives_when_present(hashing_services: Services) ->
     summary = run_stages(hashing_services, ORG, posts, skip=("narratives", "bursts"))
     assert summary["triage"]["queued_narratives"] == 0  # no narratives stored yet
     # As the link-risk and narrative stages would store them:
-    storage.put_docs(ORG, "linkrisk", [("n1", {"post_id": "n1", "max_score": 0.8, "decided_by": "linkrisk-test-2"}, 0.8)])
-    storage.put_docs(ORG, "narratives", [("nar1", {"title": "Health scares", "recent_posts": [["n1", "", "seed", 1.0], ["n2", "", "semantic", 0.9]],
+    link = LinkRiskUrl(url="http://x.test/login", score=0.8, level="high", flagged=True, decided_by="linkrisk-test-2")
+    LinkRisks(storage).put(ORG, [LinkRiskRecord(post_id="n1", urls=[link], decided_by="linkrisk-test-2", scored_at="", level="high")])
+    storage.put_docs(ORG, "narratives", [("nar1", {"representative": {"post_id": "n1", "text": "Health scares"}, "recent_posts": [["n1", "", "seed", 1.0], ["n2", "", "semantic", 0.9]],
                                                    "risk": 0.4, "decided_by": "narratives-test-1"}, 2.0)])
     storage.put_docs(ORG, "narrative_members", [(p, {"post_id": p, "narrative_id": "nar1", "method": "seed", "decided_by": "narratives-test-1"}, None)
                                                 for p in ("n1", "n2")])
@@ -204,7 +205,7 @@ def test_risk_signals_and_narratives_when_present(hashing_services: Services) ->
     assert docs["n2"]["components"]["risk"]["evidence"]["source"] == "narrative:nar1"
     assert docs["solo"]["components"]["risk"]["value"] == 0.0
     narrative = docs["narrative:nar1"]
-    assert narrative["kind"] == "narrative" and narrative["post_ids"] == ["n1", "n2"]
+    assert narrative["kind"] == "narrative" and narrative["post_ids"] == ["n1", "n2"] and narrative["title"] == "Health scares"
     assert narrative["components"]["reach"]["evidence"]["weighted_engagement"] == 30.0
     assert narrative["decided_by"]["narrative"] == "narratives-test-1"
     assert [i for i, _ in list_queue(storage, ORG, kind="narrative")] == ["narrative:nar1"]

@@ -155,6 +155,30 @@ class Settings:
             return None
         return self.embed_cache or str(Path(self.data_dir) / "embeddings.sqlite")
 
+    @property
+    def narratives(self) -> NarrativeSettings:
+        return NarrativeSettings(**_section_values(self, "narratives"))
+
+    @property
+    def bursts(self) -> BurstSettings:
+        return BurstSettings(**_section_values(self, "bursts"))
+
+    @property
+    def coordination(self) -> CoordinationSettings:
+        return CoordinationSettings(**_section_values(self, "coordination"))
+
+    @property
+    def checkworthiness(self) -> CheckworthinessSettings:
+        return CheckworthinessSettings(**_section_values(self, "checkworthiness"))
+
+    @property
+    def triage(self) -> TriageSettings:
+        return TriageSettings(**_section_values(self, "triage"))
+
+    @property
+    def linkrisk(self) -> LinkRiskSettings:
+        return LinkRiskSettings(**_section_values(self, "linkrisk"))
+
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
@@ -163,10 +187,216 @@ class Settings:
 
 ENV_PREFIX = "FACTBRIDGE_"
 
+# --------------------------------------------------------------------------- sections
+#
+# Every setting belongs to one section. The flat name (the `Settings` attribute) is the
+# canonical one: FACTBRIDGE_<NAME> in the environment, --<name> on the command line and a
+# top-level `<name> = ...` in the TOML file. In the TOML file a setting may also be written
+# inside its section's table under its short key: `[narratives] semantic_threshold = 0.9`
+# is `narrative_threshold = 0.9`. A stage reads its section as one typed, frozen view
+# (`settings.narratives`, `settings.triage`, ...): the defaults live only in `Settings`.
+
+# Settings of the stage sections, by flat name: (section, key in the section's view).
+SECTION_KEYS: dict[str, tuple[str, str]] = {
+    "near_duplicate_threshold": ("narratives", "near_duplicate_threshold"),
+    "narrative_threshold": ("narratives", "semantic_threshold"),
+    "topic_threshold": ("narratives", "topic_threshold"),
+    "narrative_centering": ("narratives", "centering"),
+    "narrative_max_gap_hours": ("narratives", "semantic_max_gap_hours"),
+    "topic_max_gap_hours": ("narratives", "topic_max_gap_hours"),
+    "narrative_half_life_hours": ("narratives", "heat_half_life_hours"),
+    "burst_bin_hours": ("bursts", "bin_hours"),
+    "burst_scale": ("bursts", "scale"),
+    "burst_gamma": ("bursts", "gamma"),
+    "burst_min_posts": ("bursts", "min_posts"),
+    "burst_baseline_floor": ("bursts", "baseline_floor"),
+    "resurfacing_quiet_hours": ("bursts", "quiet_hours"),
+    "coordination_window_s": ("coordination", "window_s"),
+    "coordination_min_participation": ("coordination", "min_participation"),
+    "coordination_edge_percentile": ("coordination", "edge_percentile"),
+    "coordination_max_partners": ("coordination", "max_partners"),
+    "coordination_split_above": ("coordination", "split_above"),
+    "coordination_objects": ("coordination", "objects"),
+    "coordination_stage_max_posts": ("coordination", "stage_max_posts"),
+    "checkworthiness_model": ("checkworthiness", "model"),
+    "triage_weight_checkworthiness": ("triage", "checkworthiness"),
+    "triage_weight_reach": ("triage", "reach"),
+    "triage_weight_velocity": ("triage", "velocity"),
+    "triage_weight_debunked": ("triage", "debunked"),
+    "triage_weight_risk": ("triage", "risk"),
+    "triage_reach_scale": ("triage", "reach_scale"),
+    "triage_velocity_window_hours": ("triage", "window_hours"),
+    "triage_velocity_scale": ("triage", "velocity_scale"),
+    "triage_duplicate_similarity": ("triage", "duplicate_similarity"),
+    "linkrisk_protected_domains": ("linkrisk", "protected_domains"),
+    "linkrisk_flag_threshold": ("linkrisk", "flag_threshold"),
+    "linkrisk_resolve": ("linkrisk", "resolve"),
+    "linkrisk_resolve_timeout": ("linkrisk", "resolve_timeout"),
+    "linkrisk_resolve_budget_s": ("linkrisk", "resolve_budget_s"),
+    "linkrisk_resolve_max_redirects": ("linkrisk", "resolve_max_redirects"),
+}
+
+# The other settings, by the start of their flat name (the first that matches; else "general").
+SECTION_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("queue_", "queue"), ("embed", "embedding"), ("ingest_", "ingest"), ("languages", "ingest"),
+    ("match", "matching"), ("possible_threshold", "matching"), ("recheck_", "matching"), ("rrf_", "matching"),
+    ("vector_index", "matching"), ("alert_", "alerts"), ("webhook_", "alerts"), ("federation_", "federation"),
+    ("tipline_", "tipline"), ("telegram_", "tipline"), ("zalo_", "tipline"), ("images_", "images"),
+    ("host", "web"), ("port", "web"), ("public_", "web"), ("rating_scale", "web"), ("upload_", "web"), ("request_", "web"),
+    ("trusted_proxies", "web"), ("login_", "accounts"), ("password_", "accounts"), ("session_", "accounts"), ("api_token_", "accounts"),
+)
+
+
+def section_of(name: str) -> tuple[str, str]:
+    """(section, key) of a setting; outside the stage sections the key is the flat name."""
+    if name in SECTION_KEYS:
+        return SECTION_KEYS[name]
+    return next((sec for prefix, sec in SECTION_PREFIXES if name.startswith(prefix)), "general"), name
+
+
+@dataclass(frozen=True)
+class NarrativeSettings:
+    """`settings.narratives`. The thresholds are None until resolved for an embedder
+    (`factbridge.pipeline.narratives.resolve_thresholds`); `space`, `crosslingual_threshold`
+    and `batch_size` are set by the stage, not by the settings file."""
+
+    near_duplicate_threshold: float
+    semantic_threshold: float | None
+    topic_threshold: float | None
+    centering: bool
+    semantic_max_gap_hours: float
+    topic_max_gap_hours: float
+    heat_half_life_hours: float
+    space: str = "raw"  # the vectors compared: "raw" or "centered:<centering version>"
+    crosslingual_threshold: float | None = None  # a narrative without the post's language; None: semantic
+    batch_size: int = 256
+
+    @property
+    def semantic(self) -> float:
+        if self.semantic_threshold is None:
+            raise ConfigError("narrative_threshold is not set and was not resolved for the embedder")
+        return self.semantic_threshold
+
+    @property
+    def topic(self) -> float:
+        if self.topic_threshold is None:
+            raise ConfigError("topic_threshold is not set and was not resolved for the embedder")
+        return self.topic_threshold
+
+    @property
+    def crosslingual(self) -> float:
+        return self.semantic if self.crosslingual_threshold is None else self.crosslingual_threshold
+
+
+@dataclass(frozen=True)
+class BurstSettings:
+    """`settings.bursts` (Kleinberg burst detection over each narrative's series)."""
+
+    bin_hours: float
+    scale: float
+    gamma: float
+    min_posts: int
+    baseline_floor: float
+    quiet_hours: float
+
+    def __post_init__(self) -> None:
+        if self.bin_hours < 1 or abs(self.bin_hours - round(self.bin_hours)) > 1e-9:
+            raise ConfigError(f"burst_bin_hours must be a whole number of hours >= 1, got {self.bin_hours}")
+        if self.scale <= 1:
+            raise ConfigError(f"burst_scale must be above 1, got {self.scale}")
+
+    @property
+    def bin(self) -> int:
+        """The bin width in whole hours."""
+        return int(round(self.bin_hours))
+
+
+COORDINATION_OBJECT_TYPES = ("object", "url", "hashtag", "image", "text", "domain")
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    """`settings.coordination` (coordinated sharing)."""
+
+    window_s: float
+    min_participation: int
+    edge_percentile: float
+    max_partners: int
+    split_above: int
+    objects: str
+    stage_max_posts: int
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.object_types if t not in COORDINATION_OBJECT_TYPES]
+        if unknown:
+            raise ConfigError(f"coordination_objects: unknown object type(s) {', '.join(unknown)}; known: {', '.join(sorted(COORDINATION_OBJECT_TYPES))}")
+        if self.window_s <= 0:
+            raise ConfigError("coordination_window_s must be positive")
+        if not 0 <= self.edge_percentile <= 100:
+            raise ConfigError("coordination_edge_percentile must be between 0 and 100")
+
+    @property
+    def object_types(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.objects.split(",") if t.strip())
+
+
+@dataclass(frozen=True)
+class CheckworthinessSettings:
+    """`settings.checkworthiness`."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class TriageSettings:
+    """`settings.triage`: the weights of the priority's components and their scales."""
+
+    checkworthiness: float
+    reach: float
+    velocity: float
+    debunked: float
+    risk: float
+    reach_scale: float
+    window_hours: float
+    velocity_scale: float
+    duplicate_similarity: float
+
+    def weight(self, component: str) -> float:
+        return float(getattr(self, component))
+
+
+@dataclass(frozen=True)
+class LinkRiskSettings:
+    """`settings.linkrisk`."""
+
+    protected_domains: str
+    flag_threshold: float
+    resolve: bool
+    resolve_timeout: float
+    resolve_budget_s: float
+    resolve_max_redirects: int
+
+
+SECTION_VIEWS: dict[str, type[Any]] = {
+    "narratives": NarrativeSettings, "bursts": BurstSettings, "coordination": CoordinationSettings,
+    "checkworthiness": CheckworthinessSettings, "triage": TriageSettings, "linkrisk": LinkRiskSettings,
+}
+
+
+def _section_values(settings: Settings, section: str) -> dict[str, Any]:
+    return {key: getattr(settings, name) for name, (sec, key) in SECTION_KEYS.items() if sec == section}
+
 
 def setting_docs() -> list[tuple[str, Any, str]]:
     """(name, default, help) for every setting: the CLI and docs render this table."""
     return [(f.name, f.default, f.metadata["help"]) for f in fields(Settings)]
+
+
+def setting_sections() -> list[tuple[str, str, str, Any, str]]:
+    """(section, key, name, default, help) for every setting, grouped by section."""
+    rows = [(*section_of(f.name), f.name, f.default, f.metadata["help"]) for f in fields(Settings)]
+    order = {sec: i for i, sec in enumerate(dict.fromkeys(r[0] for r in rows))}
+    return sorted(rows, key=lambda r: order[r[0]])
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
@@ -178,6 +408,29 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return parse(raw) if parse else raw
     except ValueError as exc:
         raise ConfigError(f"{source}: setting '{name}': {exc}") from exc
+
+
+def _flatten(data: Mapping[str, Any], path: Path, known: set[str]) -> dict[str, Any]:
+    """Top-level flat names and `[section]` tables (short keys or flat names) -> flat names."""
+    by_key = {(sec, key): name for name in known for sec, key in [section_of(name)]}
+    sections = {sec for sec, _ in by_key}
+    out: dict[str, Any] = {}
+    for key, raw in data.items():
+        if isinstance(raw, Mapping) and key in sections:
+            for sub, value in raw.items():
+                name = by_key.get((key, sub)) or (sub if sub in known and section_of(sub)[0] == key else None)
+                if name is None:
+                    raise ConfigError(f"{path}: unknown setting '{sub}' in section [{key}]")
+                if name in out:
+                    raise ConfigError(f"{path}: setting '{name}' is given twice ([{key}] {sub})")
+                out[name] = value
+        elif key in known:
+            if key in out:
+                raise ConfigError(f"{path}: setting '{key}' is given twice")
+            out[key] = raw
+        else:
+            raise ConfigError(f"{path}: unknown setting '{key}'")
+    return out
 
 
 def load_settings(
@@ -198,10 +451,7 @@ def load_settings(
             raise ConfigError(f"{path}: config file not found") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-        section = data.get("factbridge", data)
-        for key, raw in section.items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown setting '{key}'")
+        for key, raw in _flatten(data.get("factbridge", data), path, known).items():
             values[key] = _coerce(key, raw, str(path))
     for key in known:
         env_key = ENV_PREFIX + key.upper()

@@ -16,7 +16,7 @@ from factbridge.console import cells, console, err_console, esc
 from factbridge.demo_data import demo_data_fallback
 from factbridge.errors import FactBridgeError, InputError
 from factbridge.services import Services
-from factbridge.settings import load_settings, setting_docs
+from factbridge.settings import load_settings, setting_sections
 
 app = typer.Typer(
     help="FactBridge: find, triage and share fact-checks of social posts across languages.",
@@ -86,13 +86,13 @@ def version() -> None:
 
 @app.command()
 def settings(ctx: typer.Context) -> None:
-    """Show every setting: name, value in force, default and meaning."""
+    """Show every setting by section: name, key in its [section], value in force, default and meaning."""
     current = load_settings(_state(ctx).config, overrides=_state(ctx).overrides)
     table = Table(title="Settings (file < FACTBRIDGE_* env < CLI)")
-    for col in ("name", "value", "default", "help"):
+    for col in ("section", "name", "key", "value", "default", "help"):
         table.add_column(col)
-    for name, default, help_text in setting_docs():
-        table.add_row(*cells(name, getattr(current, name), default, help_text))
+    for section, key, name, default, help_text in setting_sections():
+        table.add_row(*cells(section, name, key if key != name else "", getattr(current, name), default, help_text))
     console.print(table)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,7 +47,7 @@ def eval_narratives_crosslingual(
     stories, and how many stories end up in one narrative across languages."""
     from factbridge.eval.narratives import evaluate_grouping
     from factbridge.models import Post
-    from factbridge.pipeline.narratives import params_from_settings
+    from factbridge.pipeline.narratives import resolve_thresholds
     from factbridge.pipeline.prepare import embedding_text, prepare_post
 
     rows = [json.loads(line) for line in posts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -58,14 +59,15 @@ def eval_narratives_crosslingual(
     groups = {r["id"]: r["group"] for r in rows}
     with progress_bar("embedding posts (cached)", len(posts)) as advance:
         vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    centering = services.centering(wanted=services.settings.narrative_centering)
-    base = params_from_settings(services.settings, services.embedder.id, centering)
+    section = services.settings.narratives
+    centering = services.centering(wanted=section.centering)
+    base = resolve_thresholds(section, services.embedder.id, centering)
     if centering is not None:
         vectors = centering.apply(vectors, [p.language for p in posts], "query")
     values = [float(x) for x in crosslingual.split(",") if x.strip()] or [base.crosslingual]
     results: dict[str, dict[str, Any]] = {}
     for value in values:
-        params = base.__class__(**{**base.__dict__, "crosslingual_threshold": value})
+        params = replace(base, crosslingual_threshold=value)
         with progress_bar(f"grouping (other language: cosine>={value:g})", len(posts)) as advance:
             report = evaluate_grouping(posts, [groups[p.id] for p in posts], vectors, params, progress=advance, keep_assignment=True)
         joined = crosslingual_join(posts, groups, report.pop("narrative_of"))

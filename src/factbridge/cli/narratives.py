@@ -6,6 +6,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -145,26 +146,28 @@ def alerts_list(
     if ctx.invoked_subcommand is not None:
         return
     from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_key
-    from factbridge.pipeline.bursts import ALERTS
+    from factbridge.pipeline.records import ALERTS, Alert
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
-    docs = [d for _, d in storage.list_docs(org, ALERTS, limit=limit * (5 if kind else 1), order="sort_desc") if not kind or d["kind"] == kind][:limit]
+    rows = storage.list_docs(org, ALERTS, limit=limit * (5 if kind else 1), order="sort_desc")
+    found = [a for a in (Alert.from_doc(i, d) for i, d in rows) if not kind or a.kind == kind][:limit]
     if as_json:
-        _dump(docs)
+        _dump([a.to_doc() for a in found])
         return
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(event_key(d), u) for d in docs for u in urls])
+    keys = {a.id: event_key(a.to_doc()) for a in found}
+    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(keys[a.id], u) for a in found for u in urls])
     table = Table(title=f"Alerts ({storage.count_docs(org, ALERTS)} in all)")
     for col in ("alert", "kind", "narrative", "burst", "posts", "baseline/bin", "delivery", "summary"):
         table.add_column(col, overflow="fold")
-    for d in docs:
-        ev = d["evidence"]
-        states = [deliveries.get(delivery_id(event_key(d), u), {}).get("state", "-") for u in urls]
+    for a in found:
+        ev = a.evidence
+        states = [deliveries.get(delivery_id(keys[a.id], u), {}).get("state", "-") for u in urls]
         table.add_row(*cells(
             # cross-border and partner alerts (federation) have no burst of ours: their columns stay empty
-            d["id"], d["kind"], d.get("narrative_id") or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
-            ev.get("posts_in_burst", ""), ev.get("baseline_per_bin", ""), ",".join(states) or "no webhook", _short(d.get("summary", ""), 60),
+            a.id, a.kind, a.narrative_id or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
+            ev.get("posts_in_burst", ""), ev.get("baseline_per_bin", ""), ",".join(states) or "no webhook", _short(a.summary, 60),
         ))
     console.print(table)
 
@@ -226,7 +229,6 @@ def coordination(
     from factbridge.pipeline.coordination import (
         detect_coordination,
         link_to_narratives,
-        params_from_settings,
         read_shares,
         shares_from_posts,
         store_narrative_links,
@@ -240,7 +242,7 @@ def coordination(
         "coordination_edge_percentile": edge_percentile, "coordination_objects": objects,
     }
     services = _state(ctx).services(**{k: v for k, v in overrides.items() if v is not None})
-    params = params_from_settings(services.settings)
+    params = services.settings.coordination
     import pandas  # noqa: F401 - library loading is not part of the measured time
     import scipy.sparse.csgraph  # noqa: F401
 
@@ -304,7 +306,7 @@ def eval_narratives(
 ) -> None:
     """Group PHEME source tweets without labels; purity and ARI of narratives and topics against the 9 events."""
     from factbridge.eval.narratives import evaluate_grouping, load_pheme
-    from factbridge.pipeline.narratives import params_from_settings
+    from factbridge.pipeline.narratives import resolve_thresholds
     from factbridge.pipeline.prepare import embedding_text, prepare_post
 
     services = _state(ctx).services()
@@ -312,11 +314,12 @@ def eval_narratives(
     posts = [prepare_post(p, services.languages) for p in posts]
     with progress_bar("embedding tweets (cached)", len(posts)) as advance:
         vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    centering = services.centering(wanted=services.settings.narrative_centering)
-    params = params_from_settings(services.settings, services.embedder.id, centering)
+    section = services.settings.narratives
+    centering = services.centering(wanted=section.centering)
+    params = resolve_thresholds(section, services.embedder.id, centering)
     if centering is not None:
         vectors = centering.apply(vectors, [p.language for p in posts], "query")
-    runs = {"time-aware topics": params, "meaning only (no time limits)": params.__class__(**{**params.__dict__, "topic_max_gap_hours": float("inf"), "semantic_max_gap_hours": float("inf")})}
+    runs = {"time-aware topics": params, "meaning only (no time limits)": replace(params, topic_max_gap_hours=float("inf"), semantic_max_gap_hours=float("inf"))}
     reports = {}
     for name, p in runs.items():
         with progress_bar(f"grouping ({name})", len(posts)) as advance:
@@ -346,14 +349,15 @@ def bench_narratives(
     """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes)."""
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.bench.synthetic_posts import synthetic_posts
-    from factbridge.pipeline.narratives import NarrativeParams, assign_posts
+    from factbridge.pipeline.narratives import assign_posts
+    from factbridge.settings import Settings
 
     t0 = time.perf_counter()
     items, vectors = synthetic_posts(posts)
     gen_s = time.perf_counter() - t0
     storage = SQLiteStorage("sqlite:///:memory:")
     storage.migrate()
-    params = NarrativeParams(semantic_threshold=0.8, topic_threshold=0.6)
+    params = Settings(narrative_threshold=0.8, topic_threshold=0.6).narratives  # synthetic vectors: their own thresholds
     try:
         storage.upsert_posts("bench", items)
         elapsed = 0.0
@@ -383,12 +387,11 @@ def bench_coordination(
     from factbridge.bench.synthetic import generate_shares, planted_precision_recall
     from factbridge.pipeline.coordination import (
         detect_coordination,
-        params_from_settings,
         shares_from_frame,
     )
 
     services = _state(ctx).services()
-    params = params_from_settings(services.settings)
+    params = services.settings.coordination
     t0 = time.perf_counter()
     synthetic = generate_shares(rows, seed=seed)
     t1 = time.perf_counter()

@@ -119,6 +119,7 @@ def evaluate_grouping(
 
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.pipeline.narratives import assign_posts, engine_for
+    from factbridge.pipeline.narratives import decided_by as narrative_decided_by
 
     org = "eval"
     storage = SQLiteStorage("sqlite:///:memory:")
@@ -149,6 +150,6 @@ def evaluate_grouping(
         }
     return {
         "posts": len(posts), "events": len(set(events)), "levels": levels, "methods": dict(methods),
-        "seconds": elapsed, "posts_per_s": len(posts) / elapsed if elapsed else 0.0, "decided_by": params.decided_by,
+        "seconds": elapsed, "posts_per_s": len(posts) / elapsed if elapsed else 0.0, "decided_by": narrative_decided_by(params),
         **({"narrative_of": dict(zip((p.id for p in posts), narratives, strict=True))} if keep_assignment else {}),
     }

@@ -23,9 +23,11 @@ from typing import Any
 
 from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.federation.identity import now_iso
+from factbridge.pipeline import records
+from factbridge.pipeline.records import Alert
 
 NARRATIVES = "narratives"  # pipeline.narratives stores them here
-ALERTS = "alerts"  # pipeline.bursts stores alerts here; ours sit beside them with kind "cross-border"
+ALERTS = records.ALERTS  # pipeline.bursts stores alerts here; ours sit beside them with kind "cross-border"
 PARTNER_NARRATIVES = "federation_narratives"
 DECIDED_BY = "federation-cross-border-1"
 MAX_NARRATIVES = 2000  # the most recently active narratives compared with a partner's
@@ -120,25 +122,25 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
                 continue
             alert_id = f"xb-{partner_doc['partner']}-{partner_doc['narrative_id']}-{doc['id']}"
             existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id)
-            alert = {
-                "id": alert_id,
-                "kind": "cross-border",
-                "narrative_id": doc["id"],
-                "status": (existing or {}).get("status", "new"),
-                "raised_at": (existing or {}).get("raised_at") or now,
-                "updated_at": now,
-                "summary": f"Also spreading at {partner_doc.get('desk') or partner_doc['partner']}: "
-                           f"{partner_doc.get('representative_text') or partner_doc.get('label', '')}"[:280],
-                "top_terms": doc.get("top_terms", []),
-                "evidence": {
+            alert = Alert(
+                id=alert_id,
+                kind="cross-border",
+                narrative_id=doc["id"],
+                status=(existing or {}).get("status", "new"),
+                raised_at=(existing or {}).get("raised_at") or now,
+                updated_at=now,
+                summary=f"Also spreading at {partner_doc.get('desk') or partner_doc['partner']}: "
+                        f"{partner_doc.get('representative_text') or partner_doc.get('label', '')}"[:280],
+                top_terms=doc.get("top_terms", []),
+                evidence={
                     "partner": partner_doc["partner"],
                     "partner_desk": partner_doc.get("desk") or partner_doc["partner"],
                     "partner_narrative": {k: partner_doc.get(k) for k in ("narrative_id", "label", "size", "languages", "first_seen", "last_seen")},
                     "our_narrative": {"id": doc["id"], "size": doc.get("size"), "languages": doc.get("languages")},
                     "shared_claims": shared,
                 },
-                "decided_by": DECIDED_BY,
-            }
+                decided_by=DECIDED_BY,
+            ).to_doc()
             if existing and {k: v for k, v in existing.items() if k != "updated_at"} == {k: v for k, v in alert.items() if k != "updated_at"}:
                 continue
             rows.append((alert_id, alert, datetime.now(UTC).timestamp()))

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from factbridge.settings import Settings
+
 REDIRECTS = {301, 302, 303, 307, 308}
 _UNREACHABLE = {errno.EADDRNOTAVAIL, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EAFNOSUPPORT, errno.ECONNREFUSED}
 USER_AGENT = "FactBridge-linkrisk/1.0 (+link safety check; no content fetched)"
@@ -125,8 +127,8 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 @dataclass
 class Resolver:
-    timeout: float = 3.0  # per connect and per read
-    max_redirects: int = 5
+    timeout: float = Settings().linkrisk.resolve_timeout  # per connect and per read
+    max_redirects: int = Settings().linkrisk.resolve_max_redirects
     deadline: float = 10.0  # whole chain
     allow_loopback: bool = False  # tests only
     context: ssl.SSLContext | None = None

@@ -34,10 +34,11 @@ from factbridge.linkrisk.feeds import FeedIndex
 from factbridge.linkrisk.lookalike import LookalikeDetector
 from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.urls import NormalizedUrl, normalize_url, split_host
+from factbridge.settings import Settings
 
 RULESET = "linkrisk-rules"
 RULES_VERSION = "1.0"
-DEFAULT_FLAG_THRESHOLD = 0.5
+DEFAULT_FLAG_THRESHOLD = Settings().linkrisk.flag_threshold  # the linkrisk_flag_threshold setting's default
 
 WEIGHTS: dict[str, float] = {
     "feed_url": 0.98,

@@ -21,9 +21,11 @@ from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
 from factbridge.linkrisk.urls import extract_urls, normalize_url
 from factbridge.models import Post
+from factbridge.pipeline import records
+from factbridge.pipeline.records import LinkRiskRecord, LinkRiskUrl
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
-COLLECTION = "linkrisk"
+COLLECTION = records.LINKRISK
 
 # One scorer per (storage, org, feed versions, settings): loading feeds and building
 # the detector is the slow part, scoring is not.
@@ -31,16 +33,16 @@ _SCORERS: dict[tuple[Any, ...], LinkRiskScorer] = {}
 
 
 def scorer_for(services: Any, org: str, resolve: bool | None = None) -> LinkRiskScorer:
-    s = services.settings
+    s = services.settings.linkrisk
     storage = services.storage
     feeds_key = tuple(sorted((f["name"], f["sha256"]) for f in list_feeds(storage, org)))
-    resolve = s.linkrisk_resolve if resolve is None else resolve
-    key = (id(storage), org, feeds_key, s.linkrisk_protected_domains, s.linkrisk_flag_threshold, resolve, s.linkrisk_resolve_timeout, s.linkrisk_resolve_max_redirects)
+    resolve = s.resolve if resolve is None else resolve
+    key = (id(storage), org, feeds_key, s.protected_domains, s.flag_threshold, resolve, s.resolve_timeout, s.resolve_max_redirects)
     scorer = _SCORERS.get(key)
     if scorer is None:
         index = load_feed_index(storage, org) if feeds_key else FeedIndex()
-        resolver = Resolver(timeout=s.linkrisk_resolve_timeout, max_redirects=s.linkrisk_resolve_max_redirects) if resolve else None
-        scorer = LinkRiskScorer(index, LookalikeDetector.from_setting(s.linkrisk_protected_domains), s.linkrisk_flag_threshold, resolver)
+        resolver = Resolver(timeout=s.resolve_timeout, max_redirects=s.resolve_max_redirects) if resolve else None
+        scorer = LinkRiskScorer(index, LookalikeDetector.from_setting(s.protected_domains), s.flag_threshold, resolver)
         if len(_SCORERS) > 16:
             _SCORERS.clear()
         _SCORERS[key] = scorer
@@ -68,26 +70,18 @@ def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
-    urls: list[dict[str, Any]] = []
+    urls: list[LinkRiskUrl] = []
     links, unparsed = post_links(post)
     for raw in links:
         try:
-            urls.append(scorer.score(raw).as_dict())
+            urls.append(LinkRiskUrl.from_doc(scorer.score(raw).as_dict()))
         except InputError as exc:
             unparsed.append({"url": raw, "reason": exc.reason})
-    urls.sort(key=lambda u: -u["score"])  # riskiest first
-    max_score = urls[0]["score"] if urls else 0.0
-    return {
-        "post_id": post.id,
-        "max_score": max_score,
-        "level": level_of(max_score),
-        "flagged": any(u["flagged"] for u in urls),
-        "flagged_urls": sum(1 for u in urls if u["flagged"]),
-        "urls": urls,
-        "unparsed": unparsed,
-        "decided_by": scorer.decided_by,
-        "scored_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    urls.sort(key=lambda u: -u.score)  # riskiest first
+    return LinkRiskRecord(
+        post_id=post.id, urls=urls, level=level_of(urls[0].score if urls else 0.0), unparsed=list(unparsed),
+        decided_by=scorer.decided_by, scored_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).to_doc()
 
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -98,7 +92,7 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
     budget = None
     if isinstance(scorer.resolver, Resolver):
         # following short links is slow: one total budget for the batch, on a copy of the shared scorer
-        budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk_resolve_budget_s)
+        budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk.resolve_budget_s)
         scorer = copy.copy(scorer)
         scorer.resolver = budget
     docs = [score_post(scorer, post) for post in posts]

@@ -31,21 +31,21 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from factbridge.backends.storage.base import Storage
-from factbridge.errors import ConfigError
 from factbridge.models import FactCheck, Post
+from factbridge.pipeline import records
 from factbridge.pipeline.narratives import NARRATIVES, _post_time
-from factbridge.pipeline.records import NarrativeMembers
+from factbridge.pipeline.records import Alert, NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.settings import BurstSettings
 
 BURSTS_VERSION = "kleinberg-2state-poisson-1"
-ALERTS = "alerts"
+ALERTS = records.ALERTS
 BURST_STATE = "narrative_bursts"
 REFERENCE_BINS_HOURS = 7 * 24  # the baseline spreads a narrative's posts over at least a week
 SERIES_DAYS = 14  # bins analysed per narrative: the last two weeks
@@ -60,31 +60,8 @@ _DEBUNK = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class BurstParams:
-    bin_hours: int = 1
-    scale: float = 3.0
-    gamma: float = 1.0
-    min_posts: int = 5
-    baseline_floor: float = 0.2
-    quiet_hours: float = 72.0
-
-    @property
-    def decided_by(self) -> str:
-        return f"{BURSTS_VERSION} (s={self.scale:g}, gamma={self.gamma:g}, bin {self.bin_hours} h, floor {self.baseline_floor:g})"
-
-
-def params_from_settings(settings: Any) -> BurstParams:
-    bin_hours = settings.burst_bin_hours
-    if bin_hours < 1 or abs(bin_hours - round(bin_hours)) > 1e-9:
-        raise ConfigError(f"burst_bin_hours must be a whole number of hours >= 1, got {bin_hours}")
-    if settings.burst_scale <= 1:
-        raise ConfigError(f"burst_scale must be above 1, got {settings.burst_scale}")
-    return BurstParams(
-        bin_hours=int(round(bin_hours)), scale=settings.burst_scale, gamma=settings.burst_gamma,
-        min_posts=settings.burst_min_posts, baseline_floor=settings.burst_baseline_floor,
-        quiet_hours=settings.resurfacing_quiet_hours,
-    )
+def decided_by(p: BurstSettings) -> str:
+    return f"{BURSTS_VERSION} (s={p.scale:g}, gamma={p.gamma:g}, bin {p.bin} h, floor {p.baseline_floor:g})"
 
 
 def burst_states(counts: np.ndarray, baseline: float, scale: float, gamma: float) -> np.ndarray:
@@ -148,12 +125,12 @@ def _iso_bin(bin_index: int, bin_hours: int) -> str:
     return datetime.fromtimestamp(bin_index * bin_hours * 3600, tz=UTC).isoformat(timespec="seconds")
 
 
-def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstParams, since: float | None = None) -> list[tuple[dict[str, Any], bool]]:
+def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[dict[str, Any], bool]]:
     """Alerts (document, is_new) for bursts of these narratives that reach into [since, now]."""
     docs = storage.get_docs(org, NARRATIVES, list(narrative_ids))
     states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
-    now_bin = int(now // 3600) // params.bin_hours
-    since_bin = int((since if since is not None else now) // 3600) // params.bin_hours
+    now_bin = int(now // 3600) // params.bin
+    since_bin = int((since if since is not None else now) // 3600) // params.bin
     out: list[tuple[dict[str, Any], bool]] = []
     state_rows: list[tuple[str, dict[str, Any], float | None]] = []
     for nid in narrative_ids:
@@ -163,12 +140,12 @@ def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now:
         by_bin: dict[int, int] = {}
         for hour_iso, count in doc.get("counts_hourly", {}).items():
             hour = int(datetime.fromisoformat(hour_iso + ":00:00+00:00").timestamp() // 3600)
-            b = hour // params.bin_hours
+            b = hour // params.bin
             by_bin[b] = by_bin.get(b, 0) + int(count)
         first_bin = min(by_bin)
-        start_bin = max(first_bin, now_bin - SERIES_DAYS * 24 // params.bin_hours + 1)
+        start_bin = max(first_bin, now_bin - SERIES_DAYS * 24 // params.bin + 1)
         series = np.array([by_bin.get(b, 0) for b in range(start_bin, now_bin + 1)], dtype=np.float64)
-        history_bins = max(now_bin - first_bin + 1, REFERENCE_BINS_HOURS // params.bin_hours)
+        history_bins = max(now_bin - first_bin + 1, REFERENCE_BINS_HOURS // params.bin)
         baseline = max(params.baseline_floor, float(doc["size"]) / history_bins)
         marked = burst_states(series, baseline, params.scale, params.gamma)
         previous = states.get(nid, {})
@@ -224,7 +201,7 @@ def _debunks(storage: Storage, org: str, doc: dict[str, Any], start_ts: float) -
     return debunks
 
 
-def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], params: BurstParams) -> bool:
+def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], params: BurstSettings) -> bool:
     """This narrative went quiet and is back, or the debunked claim it matches went quiet
     (in any narrative: a reworded version starts a new one) and is back here."""
     narrative_back = quiet_hours is not None and quiet_hours >= params.quiet_hours
@@ -234,28 +211,29 @@ def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], pa
 
 def _alert(
     storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
-    baseline: float, quiet_bins: int | None, params: BurstParams,
+    baseline: float, quiet_bins: int | None, params: BurstSettings,
 ) -> dict[str, Any]:
-    start_ts, end_ts = b0 * params.bin_hours * 3600, (b1 + 1) * params.bin_hours * 3600
+    start_ts, end_ts = b0 * params.bin * 3600, (b1 + 1) * params.bin * 3600
     posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
     debunks = _debunks(storage, org, doc, start_ts)
-    quiet_hours = None if quiet_bins is None else quiet_bins * params.bin_hours
+    quiet_hours = None if quiet_bins is None else quiet_bins * params.bin
     resurfacing = _resurfaces(quiet_hours, debunks, params)
     existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
-    return {
-        "id": alert_id,
-        "kind": "resurfacing" if resurfacing else "burst",
-        "narrative_id": doc["id"],
-        "topic_id": doc.get("topic_id", ""),
-        "status": existing.get("status", "new"),
-        "raised_at": existing.get("raised_at") or datetime.now(UTC).isoformat(timespec="seconds"),
-        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "summary": doc.get("representative", {}).get("text", "")[:280],
-        "top_terms": doc.get("top_terms", []),
-        "evidence": {
-            "burst_start": _iso_bin(b0, params.bin_hours),
-            "burst_end": _iso_bin(b1 + 1, params.bin_hours),
-            "counts": [{"bin": _iso_bin(b0 + i, params.bin_hours), "posts": int(c)} for i, c in enumerate(counts.tolist())],
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return Alert(
+        id=alert_id,
+        kind="resurfacing" if resurfacing else "burst",
+        narrative_id=doc["id"],
+        topic_id=doc.get("topic_id", ""),
+        status=existing.get("status", "new"),
+        raised_at=existing.get("raised_at") or now,
+        updated_at=now,
+        summary=doc.get("representative", {}).get("text", "")[:280],
+        top_terms=doc.get("top_terms", []),
+        evidence={
+            "burst_start": _iso_bin(b0, params.bin),
+            "burst_end": _iso_bin(b1 + 1, params.bin),
+            "counts": [{"bin": _iso_bin(b0 + i, params.bin), "posts": int(c)} for i, c in enumerate(counts.tolist())],
             "posts_in_burst": int(counts.sum()),
             "baseline_per_bin": round(baseline, 4),
             "burst_rate_per_bin": round(baseline * params.scale, 4),
@@ -264,8 +242,9 @@ def _alert(
             "posts": [{"post_id": p[0], "time": p[1], "method": p[2], "similarity": p[3]} for p in posts[-50:]],
             "debunks": debunks,
         },
-        "decided_by": params.decided_by,
-    }
+        decided_by=decided_by(params),
+        reclassified=existing.get("reclassified", []),
+    ).to_doc()
 
 
 def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -273,7 +252,7 @@ def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
     if not posts:
         return {"alerts": 0}
     storage = services.storage
-    params = params_from_settings(services.settings)
+    params = services.settings.bursts
     members = NarrativeMembers(storage).get(org, [p.id for p in posts])
     narrative_ids = sorted({m.narrative_id for m in members.values()})
     if not narrative_ids:
@@ -304,7 +283,7 @@ def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> 
     gone quiet). A change of kind is recorded on the alert (`reclassified`) and delivered to the
     webhooks as a new event of the same alert; the earlier deliveries are kept."""
     storage = services.storage
-    params = params_from_settings(services.settings)
+    params = services.settings.bursts
     states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
     alert_of = {nid: str(state["alert_id"]) for nid, state in states.items() if state.get("alert_id")}
     if not alert_of:

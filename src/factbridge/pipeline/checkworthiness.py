@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from factbridge.errors import EmbedderMismatch, ModelError
 from factbridge.models import Post
+from factbridge.pipeline import records
 from factbridge.pipeline.claimfeatures import (
     CLAIM_EVIDENCE,
     FEATURE_NAMES,
@@ -47,13 +48,14 @@ from factbridge.pipeline.claimfeatures import (
     feature_vector,
 )
 from factbridge.pipeline.prepare import embedding_text
+from factbridge.pipeline.records import CheckworthinessRecord, CheckworthinessScores
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 MODEL_NAME = "checkworthiness-stack"
 # Fractions of the decision threshold below which a "no" is confident (see _explain).
 CONFIDENT_NO = 0.5
 CONFIDENT_NO_UNSEEN_LANGUAGE = 0.05
-COLLECTION = "checkworthiness"
+COLLECTION = records.CHECKWORTHINESS
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
 
@@ -249,19 +251,15 @@ class CheckworthinessScore:
     contributions: dict[str, float]
     decided_by: str
 
+    def record(self, post_id: str) -> CheckworthinessRecord:
+        return CheckworthinessRecord(
+            post_id=post_id, score=self.score, label=self.label, threshold=self.threshold, head=self.head, decided_by=self.decided_by,
+            clearly_not_claim=self.clearly_not_claim, not_claim_markers=list(self.markers), features=dict(self.features),
+            contributions=dict(self.contributions),
+        )
+
     def to_doc(self, post_id: str) -> dict[str, Any]:
-        return {
-            "post_id": post_id,
-            "score": round(self.score, 4),
-            "label": self.label,
-            "threshold": round(self.threshold, 4),
-            "clearly_not_claim": self.clearly_not_claim,
-            "not_claim_markers": self.markers,
-            "features": {k: round(v, 3) for k, v in self.features.items() if v},
-            "contributions": {k: round(v, 3) for k, v in self.contributions.items()},
-            "head": self.head,
-            "decided_by": self.decided_by,
-        }
+        return self.record(post_id).to_doc()
 
 
 @dataclass
@@ -473,11 +471,11 @@ def checkworthiness_stage(services: StageContext, org: str, posts: Sequence[Post
     if not posts:
         return {"scored": 0}
     started = time.perf_counter()
-    model = load_model(services.settings.checkworthiness_model)
+    model = load_model(services.settings.checkworthiness.model)
     embedder_id = services.embedder.id
     vectors = stored_post_vectors(services.storage, org, embedder_id, [p.id for p in posts]) if embedder_id == model.embedder_id else {}
     scores = score_posts(model, posts, vectors)
-    services.storage.put_docs(org, COLLECTION, [(p.id, s.to_doc(p.id), s.score) for p, s in zip(posts, scores, strict=True)])
+    CheckworthinessScores(services.storage).put(org, [s.record(p.id) for p, s in zip(posts, scores, strict=True)])
     elapsed = time.perf_counter() - started
     return {
         "scored": len(scores),

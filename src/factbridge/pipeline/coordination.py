@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from factbridge.backends.storage.base import iter_docs
-from factbridge.errors import ConfigError, DependencyMissing, InputError
+from factbridge.errors import DependencyMissing, InputError
 from factbridge.models import Post
 from factbridge.pipeline.records import NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.settings import CoordinationSettings, Settings
 
 METHOD_VERSION = "coordinated-sharing-1"
 
@@ -55,26 +56,16 @@ OBJECT_COLUMNS: dict[str, str] = {
     "image_hash": "image",
     "domain_id": "domain",
 }
-DEFAULT_OBJECT_TYPES = ("object", "url", "hashtag", "image", "text")
+DEFAULT_OBJECT_TYPES = Settings().coordination.object_types  # the coordination_objects setting's default
 TEXT_COLUMNS = ("text", "content", "message")
 
 
-@dataclass(frozen=True)
-class CoordinationParams:
-    window_s: float = 60.0
-    min_participation: int = 3
-    edge_percentile: float = 50.0
-    max_partners: int = 200
-    object_types: tuple[str, ...] = DEFAULT_OBJECT_TYPES
-    split_above: int = 50
-
-    @property
-    def decided_by(self) -> str:
-        return (
-            f"{METHOD_VERSION} (window {self.window_s:g} s, min participation {self.min_participation}, "
-            f"edge percentile {self.edge_percentile:g}, max partners {self.max_partners}; "
-            f"components over {self.split_above} accounts split by Louvain modularity)"
-        )
+def decided_by(p: CoordinationSettings) -> str:
+    return (
+        f"{METHOD_VERSION} (window {p.window_s:g} s, min participation {p.min_participation}, "
+        f"edge percentile {p.edge_percentile:g}, max partners {p.max_partners}; "
+        f"components over {p.split_above} accounts split by Louvain modularity)"
+    )
 
 
 class ObjectNames:
@@ -101,23 +92,6 @@ class ObjectNames:
         block = bisect.bisect_right(self._offsets, int(code)) - 1
         kind, uniques = self._blocks[block]
         return f"{kind}:{uniques[int(code) - self._offsets[block]]}"
-
-
-def params_from_settings(settings: Any) -> CoordinationParams:
-    types = tuple(t.strip() for t in settings.coordination_objects.split(",") if t.strip())
-    known = set(OBJECT_COLUMNS.values()) | {"text"}
-    unknown = [t for t in types if t not in known]
-    if unknown:
-        raise ConfigError(f"coordination_objects: unknown object type(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    if settings.coordination_window_s <= 0:
-        raise ConfigError("coordination_window_s must be positive")
-    if not 0 <= settings.coordination_edge_percentile <= 100:
-        raise ConfigError("coordination_edge_percentile must be between 0 and 100")
-    return CoordinationParams(
-        window_s=settings.coordination_window_s, min_participation=settings.coordination_min_participation,
-        edge_percentile=settings.coordination_edge_percentile, max_partners=settings.coordination_max_partners,
-        object_types=types, split_above=settings.coordination_split_above,
-    )
 
 
 @dataclass
@@ -164,7 +138,7 @@ class Network:
 @dataclass
 class CoordinationResult:
     networks: list[Network]
-    params: CoordinationParams
+    params: CoordinationSettings
     shares: int
     accounts: int
     objects: int
@@ -177,7 +151,7 @@ class CoordinationResult:
 
     @property
     def decided_by(self) -> str:
-        return self.params.decided_by
+        return decided_by(self.params)
 
     def as_dict(self, evidence_limit: int | None = None) -> dict[str, Any]:
         return {
@@ -394,7 +368,7 @@ def _co_shares(
     return edge, o, t, pairs, capped
 
 
-def detect_coordination(table: ShareTable, params: CoordinationParams, evidence_objects: int = 20, evidence_edges: int = 50) -> CoordinationResult:
+def detect_coordination(table: ShareTable, params: CoordinationSettings, evidence_objects: int = 20, evidence_edges: int = 50) -> CoordinationResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     n_acc = max(1, len(table.accounts))
@@ -684,16 +658,15 @@ def coordination_stage(services: StageContext, org: str, posts: Sequence[Post]) 
 
     It reads every stored post, so it stops at `coordination_stage_max_posts`
     (larger stores: `factbridge coordination --store` from a scheduled job)."""
-    settings = services.settings
+    section = services.settings.coordination
     if not any(p.author and p.created_at is not None for p in posts):
         return {"skipped": "no post of this batch has an account and a time (e.g. a public report): nothing new to coordinate"}
     total = services.storage.count_posts(org)
-    if total > settings.coordination_stage_max_posts:
-        return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({settings.coordination_stage_max_posts}); run `factbridge coordination --store`"}
+    if total > section.stage_max_posts:
+        return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
     try:
-        params = params_from_settings(settings)
         stored = list(services.storage.iter_posts(org))
-        result = detect_coordination(shares_from_posts(stored, params.object_types), params)
+        result = detect_coordination(shares_from_posts(stored, section.object_types), section)
     except DependencyMissing as exc:
         return {"skipped": str(exc)}
     linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)

@@ -74,7 +74,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -86,6 +86,7 @@ from factbridge.errors import ConfigError
 from factbridge.models import Post
 from factbridge.pipeline import records
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
+from factbridge.settings import NarrativeSettings
 from factbridge.text import minhash
 
 log = logging.getLogger(__name__)
@@ -140,52 +141,35 @@ def _image_threshold() -> int:
     return DHASH_MATCH
 
 
-@dataclass(frozen=True)
-class NarrativeParams:
-    near_duplicate_threshold: float = 0.5
-    semantic_threshold: float = 0.90
-    topic_threshold: float = 0.83
-    topic_max_gap_hours: float = 48.0
-    semantic_max_gap_hours: float = 72.0
-    heat_half_life_hours: float = 6.0
-    batch_size: int = 256
-    space: str = "raw"  # the vectors compared: "raw" or "centered:<centering version>"
-    crosslingual_threshold: float | None = None  # a narrative without the post's language; None: semantic_threshold
-
-    @property
-    def crosslingual(self) -> float:
-        return self.semantic_threshold if self.crosslingual_threshold is None else self.crosslingual_threshold
-
-    @property
-    def decided_by(self) -> str:
-        return (
-            f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={self.near_duplicate_threshold:g}; {self.space} vectors: "
-            f"centroid cosine>={self.semantic_threshold:g}{f' (other language: >={self.crosslingual:g})' if self.crosslingual != self.semantic_threshold else ''} "
-            f"within {self.semantic_max_gap_hours:g} h; topic average cosine>={self.topic_threshold:g} "
-            f"within {self.topic_max_gap_hours:g} h; near-duplicate images: dHash-256 <= {_image_threshold()} bits)"
-        )
+def decided_by(p: NarrativeSettings) -> str:
+    """The rule and its parameters, stored with every membership and narrative."""
+    return (
+        f"{NARRATIVES_VERSION} ({minhash.MINHASH_VERSION} jaccard>={p.near_duplicate_threshold:g}; {p.space} vectors: "
+        f"centroid cosine>={p.semantic:g}{f' (other language: >={p.crosslingual:g})' if p.crosslingual != p.semantic else ''} "
+        f"within {p.semantic_max_gap_hours:g} h; topic average cosine>={p.topic:g} "
+        f"within {p.topic_max_gap_hours:g} h; near-duplicate images: dHash-256 <= {_image_threshold()} bits)"
+    )
 
 
-def params_from_settings(settings: Any, embedder_id: str, centering: Any = None) -> NarrativeParams:
+def resolve_thresholds(section: NarrativeSettings, embedder_id: str, centering: Any = None) -> NarrativeSettings:
+    """The `narratives` settings section with its thresholds resolved for the embedder (the
+    calibrated values where the settings leave them empty) and the vector space recorded."""
     centered = centering is not None
     family = next((k for k in CALIBRATED if embedder_id.startswith(k[0]) and k[1] == centered), None)
-    semantic = settings.narrative_threshold
-    topic = settings.topic_threshold
+    semantic = section.semantic_threshold
+    topic = section.topic_threshold
     if (semantic is None or topic is None) and family is None:
         raise ConfigError(
             f"no calibrated narrative thresholds for embedder '{embedder_id}' ({'centered' if centered else 'raw'} vectors): "
             "set narrative_threshold and topic_threshold"
         )
     defaults = CALIBRATED[family] if family else (0.0, 0.0)
-    return NarrativeParams(
+    return replace(
+        section,
         space=f"centered:{centering.version}" if centered else "raw",
-        near_duplicate_threshold=settings.near_duplicate_threshold,
         semantic_threshold=defaults[0] if semantic is None else semantic,
         crosslingual_threshold=CALIBRATED_CROSSLINGUAL.get(family) if semantic is None and family else None,
         topic_threshold=defaults[1] if topic is None else topic,
-        topic_max_gap_hours=settings.topic_max_gap_hours,
-        semantic_max_gap_hours=settings.narrative_max_gap_hours,
-        heat_half_life_hours=settings.narrative_half_life_hours,
     )
 
 
@@ -365,7 +349,7 @@ def _post_time(post: Post) -> float:
 class NarrativeEngine:
     """The in-memory state of one organisation's narratives; `assign` is the one-pass step."""
 
-    def __init__(self, params: NarrativeParams, dim: int) -> None:
+    def __init__(self, params: NarrativeSettings, dim: int) -> None:
         self.params = params
         self.dim = dim
         self.narratives: dict[str, Narrative] = {}
@@ -513,7 +497,7 @@ class NarrativeEngine:
                     if fresh[k] > sim:
                         sim, nid = float(fresh[k]), self._order[n_before + k]
                 other_language = bool(nid) and post.language is not None and post.language not in self.narratives[nid].languages
-                if sim >= (p.crosslingual if other_language else p.semantic_threshold):
+                if sim >= (p.crosslingual if other_language else p.semantic):
                     choice = Assignment(post.id, nid, "semantic", sim, nid)
             if choice is None:
                 nid = f"nar-{uuid.uuid4().hex[:12]}"
@@ -624,7 +608,7 @@ class NarrativeEngine:
         for nid in new_narratives:
             n = self.narratives[nid]
             sim, tid = self._best_topic(n.vec_sum / max(n.size, 1), n.first_seen, n.last_seen)
-            if not tid or sim < p.topic_threshold:
+            if not tid or sim < p.topic:
                 tid = f"top-{uuid.uuid4().hex[:12]}"
                 self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
             topic = self.topics[tid]
@@ -646,7 +630,7 @@ class NarrativeEngine:
                 continue
             topic = self.topics[tid]
             sim, other_id = self._best_topic(topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
-            if not other_id or sim < self.params.topic_threshold:
+            if not other_id or sim < self.params.topic:
                 continue
             other = self.topics[other_id]
             keep, drop = (other, topic) if other.size >= topic.size else (topic, other)
@@ -697,7 +681,7 @@ class NarrativeEngine:
 
     def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
         by_id = {p.id: p for p in posts}
-        decided_by = self.params.decided_by
+        rule = decided_by(self.params)
         member_rows: list[tuple[str, dict[str, Any], float | None]] = []
         for a in assignments:
             post = by_id[a.post_id]
@@ -705,7 +689,7 @@ class NarrativeEngine:
             doc = {
                 "post_id": a.post_id, "narrative_id": a.narrative_id, "method": a.method,
                 "similarity": round(a.similarity, 4), "neighbour": a.neighbour, "time": _iso(ts),
-                "language": post.language, "decided_by": decided_by,
+                "language": post.language, "decided_by": rule,
             }
             if any(img.dhash for img in post.images):
                 doc["dhash"] = _image_and_crop_hashes(post)
@@ -715,18 +699,18 @@ class NarrativeEngine:
             if post_id in sig_of:
                 doc["minhash"] = sig_of[post_id]
         storage.put_docs(org, MEMBERS, member_rows)
-        storage.put_docs(org, NARRATIVES, [(nid, self.narratives[nid].to_doc(decided_by), self.narratives[nid].heat) for nid in touched])
+        storage.put_docs(org, NARRATIVES, [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched])
         gone = [t for t in touched_topics if t not in self.topics]
         live = [t for t in touched_topics if t in self.topics]
-        storage.put_docs(org, TOPICS, [(tid, self.topics[tid].to_doc(self.narratives, decided_by), self.topics[tid].heat) for tid in live])
+        storage.put_docs(org, TOPICS, [(tid, self.topics[tid].to_doc(self.narratives, rule), self.topics[tid].heat) for tid in live])
         if gone:  # merged away: documents are never deleted; they point to where their narratives went
             for tid in gone:
                 self._mark_merged(storage, org, tid)
-        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": decided_by, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
+        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": rule, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
 
     def _mark_merged(self, storage: Storage, org: str, tid: str) -> None:
         into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
-        storage.put_docs(org, TOPICS, [(tid, {"id": tid, "merged_into": into, "narratives": [], "size": 0, "decided_by": self.params.decided_by}, None)])
+        storage.put_docs(org, TOPICS, [(tid, {"id": tid, "merged_into": into, "narratives": [], "size": 0, "decided_by": decided_by(self.params)}, None)])
 
     def _signature_lookup(self, post_ids: Sequence[str]) -> dict[str, str]:
         rows = [(pid, self._post_row[pid]) for pid in post_ids if pid in self._post_row]
@@ -741,7 +725,7 @@ def _all_docs(storage: Storage, org: str, collection: str, page: int = 5000) -> 
 _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.WeakKeyDictionary()
 
 
-def engine_for(storage: Storage, org: str, params: NarrativeParams, dim: int) -> NarrativeEngine:
+def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) -> NarrativeEngine:
     engines = _ENGINES.setdefault(storage, {})
     engine = engines.get(org)
     state = storage.get_docs(org, STATE, ["state"]).get("state", {})
@@ -855,7 +839,7 @@ def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post
     return found, matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
-def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeParams) -> dict[str, Any]:
+def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeSettings) -> dict[str, Any]:
     """Assign posts whose vectors are known and store everything; the stage and the eval both use this."""
     dim = int(vectors.shape[1]) if vectors.ndim == 2 and vectors.shape[0] else 0
     engine = engine_for(storage, org, params, dim)
@@ -877,8 +861,9 @@ def narratives_stage(services: StageContext, org: str, posts: Sequence[Post]) ->
     if not posts:
         return {"assigned": 0}
     embedder_id = services.embedder.id
-    centering = services.centering(wanted=services.settings.narrative_centering)
-    params = params_from_settings(services.settings, embedder_id, centering)
+    section = services.settings.narratives
+    centering = services.centering(wanted=section.centering)
+    params = resolve_thresholds(section, embedder_id, centering)
     with_vectors, vectors = post_vectors(services.storage, org, services.embedder, posts)
     if centering is not None and with_vectors:
         vectors = centering.apply(vectors, [p.language for p in with_vectors], "query")

@@ -4,7 +4,19 @@ declared once here: readers use the fields the writing stage stores, never guess
 - `narrative_members` (written by the narratives stage): `NarrativeMembership`, read
   through `NarrativeMembers`;
 - `queue` (written by the triage stage): `QueueEntry`, read and written through
-  `TriageQueue` (pages, API, CLI and triage itself).
+  `TriageQueue` (pages, API, CLI and triage itself);
+- `alerts` (written by the bursts stage, cross-border detection and partner sync):
+  `Alert`, through `Alerts`;
+- `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
+  `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
+  through `Narratives`;
+- `checkworthiness` (the check-worthiness stage): `CheckworthinessRecord`, through
+  `CheckworthinessScores`;
+- `linkrisk` (the link-risk stage): `LinkRiskRecord` of `LinkRiskUrl`s, through `LinkRisks`.
+
+Writers build the record and store `to_doc()`; readers call the accessor. `from_doc`
+fills a field the document lacks (an older document) with its empty value; it never
+looks a field up under another name.
 
 The stage ledger has its own module (`factbridge.pipeline.ledger`).
 """
@@ -169,3 +181,363 @@ class TriageQueue:
                 break
             offset += len(rows)
         return out[:limit]
+
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _strs(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def _counts(value: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float)} if isinstance(value, Mapping) else {}
+
+
+# --------------------------------------------------------------------------- alerts
+
+ALERTS = "alerts"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert: `kind` burst or resurfacing (bursts stage), cross-border (federation),
+    partner (a partner desk's alert); `evidence` is the kind's own evidence."""
+
+    id: str
+    kind: str
+    summary: str
+    status: str = "new"
+    raised_at: str = ""
+    updated_at: str = ""
+    narrative_id: str | None = None
+    topic_id: str = ""
+    top_terms: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = ""
+    reclassified: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # fields of a kind this record does not name
+
+    FIELDS = ("id", "kind", "summary", "status", "raised_at", "updated_at", "narrative_id", "topic_id", "top_terms", "evidence", "decided_by", "reclassified")
+
+    @property
+    def post_ids(self) -> list[str]:
+        """The posts of the burst, as its evidence lists them."""
+        return [str(p["post_id"]) for p in self.evidence.get("posts", []) if isinstance(p, Mapping) and p.get("post_id")]
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra, "id": self.id, "kind": self.kind, "narrative_id": self.narrative_id, "topic_id": self.topic_id,
+            "status": self.status, "raised_at": self.raised_at, "updated_at": self.updated_at, "summary": self.summary,
+            "top_terms": list(self.top_terms), "evidence": self.evidence, "decided_by": self.decided_by,
+        }
+        if self.reclassified:
+            doc["reclassified"] = list(self.reclassified)
+        return doc
+
+    @classmethod
+    def from_doc(cls, alert_id: str, doc: Mapping[str, Any]) -> Alert:
+        return cls(
+            id=_str(doc.get("id") or alert_id), kind=_str(doc.get("kind")) or "alert", summary=_str(doc.get("summary")),
+            status=_str(doc.get("status")) or "new", raised_at=_str(doc.get("raised_at")), updated_at=_str(doc.get("updated_at")),
+            narrative_id=_opt_str(doc.get("narrative_id")), topic_id=_str(doc.get("topic_id")), top_terms=_strs(doc.get("top_terms")),
+            evidence=_dict(doc.get("evidence")), decided_by=_str(doc.get("decided_by")),
+            reclassified=[dict(r) for r in doc.get("reclassified") or [] if isinstance(r, Mapping)],
+            extra={k: v for k, v in doc.items() if k not in cls.FIELDS},
+        )
+
+
+class Alerts:
+    """The one accessor of `alerts`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, org: str, alerts: Sequence[tuple[Alert, float | None]]) -> None:
+        if alerts:
+            self.storage.put_docs(org, ALERTS, [(a.id, a.to_doc(), sort) for a, sort in alerts])
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, Alert]:
+        docs = self.storage.get_docs(org, ALERTS, list(ids)) if ids else {}
+        return {i: Alert.from_doc(i, d) for i, d in docs.items()}
+
+    def recent(self, org: str, limit: int = 20) -> list[Alert]:
+        """Most recently updated first."""
+        return [Alert.from_doc(i, d) for i, d in self.storage.list_docs(org, ALERTS, limit=limit, order="updated_desc")]
+
+
+# --------------------------------------------------------------------------- narratives and topics
+
+NARRATIVES = "narratives"
+TOPICS = "topics"
+
+
+@dataclass(frozen=True)
+class RecentPost:
+    post_id: str
+    time: str
+    method: str
+    similarity: float | None
+
+
+@dataclass(frozen=True)
+class NarrativeRecord:
+    """What readers use of a `narratives` document (the narratives stage writes it, with its
+    working state: term counts, vectors, which this record leaves out)."""
+
+    id: str
+    size: int
+    topic_id: str = ""
+    first_seen: str = ""
+    last_seen: str = ""
+    representative_post_id: str | None = None
+    representative_text: str = ""
+    languages: dict[str, int] = field(default_factory=dict)
+    top_terms: list[str] = field(default_factory=list)
+    counts_hourly: dict[str, int] = field(default_factory=dict)  # "2026-11-12T08" -> posts
+    counts_daily: dict[str, int] = field(default_factory=dict)  # "2026-11-12" -> posts
+    factchecks: list[dict[str, Any]] = field(default_factory=list)  # {factcheck_id, decision, posts, ...}
+    heat_log2: float | None = None
+    recent_posts: list[RecentPost] = field(default_factory=list)
+    decided_by: str = ""
+    merged_into: str | None = None
+
+    @property
+    def post_ids(self) -> list[str]:
+        return [p.post_id for p in self.recent_posts]
+
+    @property
+    def factcheck_ids(self) -> list[str]:
+        return [str(f["factcheck_id"]) for f in self.factchecks if f.get("factcheck_id")]
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> NarrativeRecord:
+        rep = _dict(doc.get("representative"))
+        recent = [
+            RecentPost(str(r[0]), _str(r[1]) if len(r) > 1 else "", _str(r[2]) if len(r) > 2 else "", _float(r[3]) if len(r) > 3 else None)
+            for r in doc.get("recent_posts") or [] if isinstance(r, list | tuple) and r
+        ]
+        return cls(
+            id=_str(doc.get("id") or narrative_id), size=int(_float(doc.get("size")) or 0), topic_id=_str(doc.get("topic_id")),
+            first_seen=_str(doc.get("first_seen")), last_seen=_str(doc.get("last_seen")),
+            representative_post_id=_opt_str(rep.get("post_id")), representative_text=_str(rep.get("text")),
+            languages=_counts(doc.get("languages")), top_terms=_strs(doc.get("top_terms")),
+            counts_hourly=_counts(doc.get("counts_hourly")), counts_daily=_counts(doc.get("counts_daily")),
+            factchecks=[dict(f) for f in doc.get("factchecks") or [] if isinstance(f, Mapping)], heat_log2=_float(doc.get("heat_log2")),
+            recent_posts=recent, decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")),
+        )
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """What readers use of a `topics` document (narratives of one story, merged by meaning and time)."""
+
+    id: str
+    size: int
+    label: str = ""
+    narratives: list[str] = field(default_factory=list)
+    first_seen: str = ""
+    last_seen: str = ""
+    languages: dict[str, int] = field(default_factory=dict)
+    top_terms: list[str] = field(default_factory=list)
+    heat_log2: float | None = None
+    decided_by: str = ""
+    merged_into: str | None = None
+
+    @classmethod
+    def from_doc(cls, topic_id: str, doc: Mapping[str, Any]) -> TopicRecord:
+        return cls(
+            id=_str(doc.get("id") or topic_id), size=int(_float(doc.get("size")) or 0), label=_str(doc.get("label")),
+            narratives=_strs(doc.get("narratives")), first_seen=_str(doc.get("first_seen")), last_seen=_str(doc.get("last_seen")),
+            languages=_counts(doc.get("languages")), top_terms=_strs(doc.get("top_terms")), heat_log2=_float(doc.get("heat_log2")),
+            decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")),
+        )
+
+
+class Narratives:
+    """The one reading accessor of `narratives` and `topics`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, NarrativeRecord]:
+        docs = self.storage.get_docs(org, NARRATIVES, list(ids)) if ids else {}
+        return {i: NarrativeRecord.from_doc(i, d) for i, d in docs.items()}
+
+    def hottest(self, org: str, limit: int = 200) -> list[NarrativeRecord]:
+        """Growing now first (the stage's sort key: a decayed post count); merged ones left out."""
+        rows = self.storage.list_docs(org, NARRATIVES, limit=limit, order="sort_desc")
+        return [n for n in (NarrativeRecord.from_doc(i, d) for i, d in rows) if not n.merged_into]
+
+    def topics(self, org: str, ids: Sequence[str]) -> dict[str, TopicRecord]:
+        docs = self.storage.get_docs(org, TOPICS, list(ids)) if ids else {}
+        return {i: TopicRecord.from_doc(i, d) for i, d in docs.items()}
+
+    def hottest_topics(self, org: str, limit: int = 200) -> list[TopicRecord]:
+        rows = self.storage.list_docs(org, TOPICS, limit=limit, order="sort_desc")
+        return [t for t in (TopicRecord.from_doc(i, d) for i, d in rows) if not t.merged_into]
+
+
+# --------------------------------------------------------------------------- check-worthiness
+
+CHECKWORTHINESS = "checkworthiness"
+
+
+@dataclass(frozen=True)
+class CheckworthinessRecord:
+    """One post's check-worthiness: the model's probability, its label at the model's
+    threshold and the evidence (per-feature contributions, markers of a non-claim)."""
+
+    post_id: str
+    score: float
+    label: str  # "claim" | "not_claim"
+    threshold: float
+    head: str
+    decided_by: str
+    clearly_not_claim: bool = False
+    not_claim_markers: list[str] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
+    contributions: dict[str, float] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "post_id": self.post_id, "score": round(self.score, 4), "label": self.label, "threshold": round(self.threshold, 4),
+            "clearly_not_claim": self.clearly_not_claim, "not_claim_markers": list(self.not_claim_markers),
+            "features": {k: round(v, 3) for k, v in self.features.items() if v},
+            "contributions": {k: round(v, 3) for k, v in self.contributions.items()},
+            "head": self.head, "decided_by": self.decided_by,
+        }
+
+    @classmethod
+    def from_doc(cls, post_id: str, doc: Mapping[str, Any]) -> CheckworthinessRecord:
+        return cls(
+            post_id=_str(doc.get("post_id") or post_id), score=_float(doc.get("score")) or 0.0, label=_str(doc.get("label")),
+            threshold=_float(doc.get("threshold")) or 0.0, head=_str(doc.get("head")), decided_by=_str(doc.get("decided_by")),
+            clearly_not_claim=bool(doc.get("clearly_not_claim")), not_claim_markers=_strs(doc.get("not_claim_markers")),
+            features={str(k): float(v) for k, v in _dict(doc.get("features")).items() if isinstance(v, int | float)},
+            contributions={str(k): float(v) for k, v in _dict(doc.get("contributions")).items() if isinstance(v, int | float)},
+        )
+
+
+class CheckworthinessScores:
+    """The one accessor of `checkworthiness` (one document per post, sorted by score)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, org: str, records: Sequence[CheckworthinessRecord]) -> None:
+        if records:
+            self.storage.put_docs(org, CHECKWORTHINESS, [(r.post_id, r.to_doc(), r.score) for r in records])
+
+    def get(self, org: str, post_ids: Sequence[str]) -> dict[str, CheckworthinessRecord]:
+        docs = self.storage.get_docs(org, CHECKWORTHINESS, list(post_ids)) if post_ids else {}
+        return {i: CheckworthinessRecord.from_doc(i, d) for i, d in docs.items()}
+
+
+# --------------------------------------------------------------------------- link risk
+
+LINKRISK = "linkrisk"
+
+
+@dataclass(frozen=True)
+class LinkRiskUrl:
+    """One scored link (see `factbridge.linkrisk.scoring.UrlRisk`)."""
+
+    url: str
+    score: float
+    level: str
+    flagged: bool
+    decided_by: str
+    normalized: str = ""
+    host: str = ""
+    unicode_host: str = ""
+    registered_domain: str = ""
+    reasons: list[dict[str, Any]] = field(default_factory=list)  # {code, category, weight, detail, evidence}
+    feed_hits: list[dict[str, Any]] = field(default_factory=list)
+    official: str | None = None
+    shortener: bool = False
+    resolution: dict[str, Any] | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "url": self.url, "normalized": self.normalized, "host": self.host, "unicode_host": self.unicode_host,
+            "registered_domain": self.registered_domain, "score": round(self.score, 4), "level": self.level,
+            "flagged": self.flagged, "reasons": list(self.reasons), "feed_hits": list(self.feed_hits),
+            "official": self.official, "shortener": self.shortener, "decided_by": self.decided_by, "resolution": self.resolution,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> LinkRiskUrl:
+        resolution = doc.get("resolution")
+        return cls(
+            url=_str(doc.get("url")), score=_float(doc.get("score")) or 0.0, level=_str(doc.get("level")), flagged=bool(doc.get("flagged")),
+            decided_by=_str(doc.get("decided_by")), normalized=_str(doc.get("normalized")), host=_str(doc.get("host")),
+            unicode_host=_str(doc.get("unicode_host")), registered_domain=_str(doc.get("registered_domain")),
+            reasons=[dict(r) for r in doc.get("reasons") or [] if isinstance(r, Mapping)],
+            feed_hits=[dict(h) for h in doc.get("feed_hits") or [] if isinstance(h, Mapping)],
+            official=_opt_str(doc.get("official")), shortener=bool(doc.get("shortener")),
+            resolution=dict(resolution) if isinstance(resolution, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
+class LinkRiskRecord:
+    """One post's links, riskiest first, and what could not be parsed."""
+
+    post_id: str
+    urls: list[LinkRiskUrl]
+    decided_by: str
+    scored_at: str
+    level: str = "none"
+    unparsed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def max_score(self) -> float:
+        return max((u.score for u in self.urls), default=0.0)
+
+    @property
+    def flagged_urls(self) -> int:
+        return sum(1 for u in self.urls if u.flagged)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "post_id": self.post_id, "max_score": self.max_score, "level": self.level, "flagged": self.flagged_urls > 0,
+            "flagged_urls": self.flagged_urls, "urls": [u.to_doc() for u in self.urls], "unparsed": list(self.unparsed),
+            "decided_by": self.decided_by, "scored_at": self.scored_at,
+        }
+
+    @classmethod
+    def from_doc(cls, post_id: str, doc: Mapping[str, Any]) -> LinkRiskRecord:
+        return cls(
+            post_id=_str(doc.get("post_id") or post_id), urls=[LinkRiskUrl.from_doc(u) for u in doc.get("urls") or [] if isinstance(u, Mapping)],
+            decided_by=_str(doc.get("decided_by")), scored_at=_str(doc.get("scored_at")), level=_str(doc.get("level")) or "none",
+            unparsed=[dict(u) for u in doc.get("unparsed") or [] if isinstance(u, Mapping)],
+        )
+
+
+class LinkRisks:
+    """The one accessor of `linkrisk` (one document per post, sorted by its riskiest link)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, org: str, records: Sequence[LinkRiskRecord]) -> None:
+        if records:
+            self.storage.put_docs(org, LINKRISK, [(r.post_id, r.to_doc(), r.max_score) for r in records])
+
+    def get(self, org: str, post_ids: Sequence[str]) -> dict[str, LinkRiskRecord]:
+        docs = self.storage.get_docs(org, LINKRISK, list(post_ids)) if post_ids else {}
+        return {i: LinkRiskRecord.from_doc(i, d) for i, d in docs.items()}

@@ -42,10 +42,18 @@ from typing import Any
 from factbridge.backends.vectors.selection import stored_vector_index
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
-from factbridge.pipeline.checkworthiness import COLLECTION as CHECKWORTHINESS
-from factbridge.pipeline.records import NarrativeMembers, QueueEntry, TriageQueue
+from factbridge.pipeline.records import (
+    CheckworthinessRecord,
+    CheckworthinessScores,
+    LinkRisks,
+    NarrativeMembers,
+    NarrativeRecord,
+    QueueEntry,
+    TriageQueue,
+)
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.pipeline.withdrawals import withdrawal_of
+from factbridge.settings import TriageSettings
 
 TRIAGE_VERSION = "triage-1"
 QUEUE = records.QUEUE
@@ -55,36 +63,6 @@ LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
-
-
-@dataclass(frozen=True)
-class TriageWeights:
-    checkworthiness: float = 0.35
-    reach: float = 0.20
-    velocity: float = 0.20
-    debunked: float = 0.20
-    risk: float = 0.05
-    reach_scale: float = 10000.0
-    window_hours: float = 24.0
-    velocity_scale: float = 1.0
-    duplicate_similarity: float = 0.92
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> TriageWeights:
-        return cls(
-            checkworthiness=settings.triage_weight_checkworthiness,
-            reach=settings.triage_weight_reach,
-            velocity=settings.triage_weight_velocity,
-            debunked=settings.triage_weight_debunked,
-            risk=settings.triage_weight_risk,
-            reach_scale=settings.triage_reach_scale,
-            window_hours=settings.triage_velocity_window_hours,
-            velocity_scale=settings.triage_velocity_scale,
-            duplicate_similarity=settings.triage_duplicate_similarity,
-        )
-
-    def weight(self, component: str) -> float:
-        return float(getattr(self, component))
 
 
 # --------------------------------------------------------------------------- components
@@ -166,7 +144,7 @@ def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict
 @dataclass
 class PostFacts:
     post: Post
-    checkworthiness: dict[str, Any]
+    checkworthiness: CheckworthinessRecord | None  # None: the stage was skipped
     debunked: tuple[float, dict[str, Any]]
     repeats: list[str]  # near-identical or same-claim posts, itself excluded
     rate_per_hour: float
@@ -175,7 +153,7 @@ class PostFacts:
     narratives: list[str] = field(default_factory=list)
 
 
-def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
+def _entry(weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
     total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
     components = {
         c: {"value": round(values[c], 4), "weight": weights.weight(c), "contribution": round(weights.weight(c) * values[c] / total, 4), "evidence": evidence.get(c, {})}
@@ -194,30 +172,30 @@ def _entry(weights: TriageWeights, values: dict[str, float], evidence: dict[str,
     return doc, priority - 1.0 if gated else priority
 
 
-def post_entry(facts: PostFacts, weights: TriageWeights) -> tuple[dict[str, Any], float]:
+def post_entry(facts: PostFacts, weights: TriageSettings) -> tuple[dict[str, Any], float]:
     cw = facts.checkworthiness
     debunk_value, debunk = facts.debunked
     risk_value, risk = facts.risk
     engagement = weighted_engagement(facts.post)
     values = {
-        "checkworthiness": float(cw.get("score", 0.0)),
+        "checkworthiness": cw.score if cw else 0.0,
         "reach": reach_value(engagement, weights.reach_scale),
         "velocity": velocity_value(facts.rate_per_hour, weights.velocity_scale),
         "debunked": debunk_value,
         "risk": risk_value,
     }
     evidence = {
-        "checkworthiness": {"label": cw.get("label"), "threshold": cw.get("threshold"), "contributions": cw.get("contributions", {})},
+        "checkworthiness": {"label": cw.label, "threshold": cw.threshold, "contributions": cw.contributions} if cw else {"label": None, "threshold": None, "contributions": {}},
         "reach": {"weighted_engagement": round(engagement, 1), **facts.post.engagement.model_dump()},
         "velocity": {"repeats": len(facts.repeats), "window_hours": weights.window_hours, "per_hour": round(facts.rate_per_hour, 3), "source": facts.velocity_source, "examples": facts.repeats[:10]},
         "debunked": debunk or {"note": "no stored match to a fact-check"},
         "risk": risk or {"note": "no risk signal stored"},
     }
     gated = None
-    if cw.get("clearly_not_claim"):
-        markers = cw.get("not_claim_markers") or []
-        gated = f"clearly not a claim ({', '.join(markers)})" if markers else f"clearly not a claim (score {cw.get('score', 0):.2f})"
-    decided_by = {"checkworthiness": str(cw.get("decided_by", "missing"))}
+    if cw and cw.clearly_not_claim:
+        markers = cw.not_claim_markers
+        gated = f"clearly not a claim ({', '.join(markers)})" if markers else f"clearly not a claim (score {cw.score:.2f})"
+    decided_by = {"checkworthiness": cw.decided_by if cw else "missing"}
     if debunk.get("decided_by"):
         decided_by["matching"] = str(debunk["decided_by"])
     if risk.get("decided_by"):
@@ -300,27 +278,27 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 
 def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    by_post = storage.get_docs(org, LINKRISK, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
+    by_post = LinkRisks(storage).get(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
-        candidates: list[tuple[str, dict[str, Any], str]] = []
+        candidates: list[tuple[str, float | None, str]] = []
         if post.id in by_post:
-            candidates.append((f"linkrisk:{post.id}", by_post[post.id], "max_score"))
-        candidates += [(f"narrative:{nid}", doc, "risk") for nid, doc in narratives_of.get(post.id, [])]
-        for source, doc, key in candidates:
-            value = _number(doc, key)
+            links = by_post[post.id]
+            candidates.append((f"linkrisk:{post.id}", links.max_score, links.decided_by))
+        candidates += [(f"narrative:{nid}", _number(doc, "risk"), str(doc.get("decided_by", ""))) for nid, doc in narratives_of.get(post.id, [])]
+        for source, value, rule in candidates:
             if value is not None and value > best[0]:
-                best = (value, {"source": source, "value": round(value, 4), "decided_by": str(doc.get("decided_by", ""))})
+                best = (value, {"source": source, "value": round(value, 4), "decided_by": rule})
         out[post.id] = best
     return out
 
 
-def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageWeights) -> dict[str, PostFacts]:
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings) -> dict[str, PostFacts]:
     storage = services.storage
     ids = [p.id for p in posts]
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
     # post has no score: the component is 0 and decided_by says "missing".
-    stored = storage.get_docs(org, CHECKWORTHINESS, ids)
+    stored = CheckworthinessScores(storage).get(org, ids)
     matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
     wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
@@ -346,7 +324,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
             rate, via = best_narrative[1], f"narrative:{best_narrative[0]}"
         facts[post.id] = PostFacts(
             post=post,
-            checkworthiness=stored.get(post.id, {}),
+            checkworthiness=stored.get(post.id),
             debunked=debunk_evidence(matches[post.id], ratings),
             repeats=[p.id for p in reps],
             rate_per_hour=rate,
@@ -357,8 +335,8 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageWeights) -> tuple[dict[str, Any], float]:
-    cws = [float(m.checkworthiness.get("score", 0.0)) for m in members]
+def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageSettings) -> tuple[dict[str, Any], float]:
+    cws = [m.checkworthiness.score if m.checkworthiness else 0.0 for m in members]
     best_cw = max(range(len(members)), key=lambda i: cws[i])
     engagement = sum(weighted_engagement(m.post) for m in members)
     debunk = max((m.debunked for m in members), key=lambda d: d[0])
@@ -375,17 +353,18 @@ def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts],
         "risk": risk_value,
     }
     evidence = {
-        "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness.get("label") == "claim")},
+        "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness and m.checkworthiness.label == "claim")},
         "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": doc.get("size", len(members))},
         "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
         "debunked": debunk[1] or {"note": "no member matches a fact-check"},
         "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
     }
-    all_gated = all(m.checkworthiness.get("clearly_not_claim") for m in members)
-    decided_by = {"checkworthiness": str(members[best_cw].checkworthiness.get("decided_by", "")), "narrative": str(doc.get("decided_by", ""))}
+    all_gated = all(m.checkworthiness and m.checkworthiness.clearly_not_claim for m in members)
+    best = members[best_cw].checkworthiness
+    record = NarrativeRecord.from_doc(nid, doc)
+    decided_by = {"checkworthiness": best.decided_by if best else "", "narrative": record.decided_by}
     entry, sort_key = _entry(weights, values, evidence, "no member is a claim" if all_gated else None, decided_by)
-    representative = doc.get("representative")
-    title = doc.get("title") or doc.get("label") or (representative.get("text") if isinstance(representative, dict) else "") or " · ".join(doc.get("top_terms", [])[:6])
+    title = record.representative_text or " · ".join(record.top_terms[:6])
     entry.update(kind="narrative", narrative_id=nid, title=str(title)[:200], text=str(title)[:280], post_ids=[m.post.id for m in members][:50])
     return entry, sort_key
 
@@ -394,7 +373,7 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     """Recompute the queue entries of these posts, of their repeats and of their narratives."""
     started = time.perf_counter()
     storage = services.storage
-    weights = TriageWeights.from_settings(services.settings)
+    weights = services.settings.triage
     facts = gather_facts(services, org, posts, weights)
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))

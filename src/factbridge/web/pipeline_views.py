@@ -1,12 +1,10 @@
 """Read what the pipeline stores, for pages and the API.
 
 The later stages (check-worthiness, narratives, link risk, alerts, the triage
-queue) store their records as documents in collections of those names. This
-module reads them tolerantly: a collection that is absent or empty gives an
-empty list, and fields are looked up under the names those stages document
-(with a few alternatives), so pages keep working while stages evolve. The
-original document always travels along (`raw`) so nothing the stage recorded
-as evidence is hidden from the reviewer.
+queue) store typed records (`factbridge.pipeline.records`); this module reads them
+through their accessors and shapes them for templates and JSON. A collection that is
+absent or empty gives an empty list. `raw` carries the whole record, so nothing the
+stage recorded as evidence is hidden from the reviewer.
 """
 
 from __future__ import annotations
@@ -14,82 +12,69 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import NotFound
 from factbridge.models import FactCheck, MatchCandidate, Post
-from factbridge.pipeline.records import QueueEntry
+from factbridge.pipeline import records
+from factbridge.pipeline.records import (
+    Alert,
+    Alerts,
+    CheckworthinessScores,
+    LinkRisks,
+    NarrativeMembers,
+    NarrativeRecord,
+    Narratives,
+    QueueEntry,
+    TopicRecord,
+    TriageQueue,
+)
 from factbridge.text.dates import parse_date_lenient
 
-QUEUE = "queue"
-ALERTS = "alerts"
-NARRATIVES = ("narratives", "topics")
-NARRATIVE_MEMBERS = "narrative_members"
+QUEUE = records.QUEUE
+ALERTS = records.ALERTS
+NARRATIVES = (records.NARRATIVES, records.TOPICS)
+NARRATIVE_MEMBERS = records.MEMBERS
 NARRATIVE_COORDINATION = "narrative_coordination"  # pipeline.coordination.NARRATIVE_COORDINATION
-CHECKWORTHINESS = "checkworthiness"
-LINKRISK = "linkrisk"
+CHECKWORTHINESS = records.CHECKWORTHINESS
+LINKRISK = records.LINKRISK
 
 
-def first(doc: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        value = doc.get(key)
-        if value not in (None, "", [], {}):
-            return value
-    return default
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _decided_text(value: Any) -> str:
+def _decided_text(value: str | dict[str, str]) -> str:
     """decided_by is a string, or (triage) a mapping of stage -> model/rule version."""
     if isinstance(value, dict):
         return "; ".join(f"{k}: {v}" for k, v in value.items() if v)
-    return str(value or "")
+    return value
 
 
-def _components(value: Any) -> dict[str, dict[str, Any]]:
-    """Queue components as {name: {value, weight, contribution, evidence}} (plain numbers accepted)."""
-    out: dict[str, dict[str, Any]] = {}
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if isinstance(item, dict):
-                out[name] = {"value": _float(item.get("value")), "weight": _float(item.get("weight")),
-                             "contribution": _float(item.get("contribution")), "evidence": item.get("evidence") or {}}
-            else:
-                out[name] = {"value": _float(item), "weight": None, "contribution": None, "evidence": {}}
-    return out
+def _components(entry: QueueEntry) -> dict[str, dict[str, Any]]:
+    """Queue components as {name: {value, weight, contribution, evidence}}."""
+    return {name: c.to_doc() for name, c in entry.components.items()}
+
+
+def _queue_row(entry: QueueEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "post_id": entry.post_id,
+        "narrative_id": entry.narrative_id,
+        "href": f"/narratives/{entry.narrative_id}" if entry.kind == "narrative" else f"/posts/{entry.post_id}",
+        "title": entry.title or entry.text,
+        "priority": entry.priority,
+        "gated": entry.gated,
+        "gate_reason": entry.gate_reason or "",
+        "components": _components(entry),
+        "decided_by": _decided_text(entry.decided_by),
+        "raw": entry.to_doc(),
+    }
 
 
 def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str, Any]]:
     """Triage queue, highest priority first: posts (with the stored post) and narratives."""
-    rows = storage.list_docs(org, QUEUE, limit=limit, order="sort_desc")
-    entries = []
-    for doc_id, doc in rows:
-        kind = "narrative" if doc.get("kind") == "narrative" or doc_id.startswith("narrative:") else "post"
-        narrative_id = str(first(doc, "narrative_id", default=doc_id.removeprefix("narrative:"))) if kind == "narrative" else None
-        post_id = None if kind == "narrative" else str(first(doc, "post_id", "id", default=doc_id))
-        entries.append({
-            "id": doc_id,
-            "kind": kind,
-            "post_id": post_id,
-            "narrative_id": narrative_id,
-            "href": f"/narratives/{narrative_id}" if kind == "narrative" else f"/posts/{post_id}",
-            "title": str(first(doc, "title", "text", default="")),
-            "priority": QueueEntry.from_doc(doc_id, doc).priority,
-            "gated": bool(doc.get("gated")),
-            "gate_reason": doc.get("gate_reason") or "",
-            "components": _components(first(doc, "components", "factors", default={})),
-            "reason": first(doc, "reason", "explanation", "why", default=""),
-            "decided_by": _decided_text(doc.get("decided_by")),
-            "raw": doc,
-        })
+    entries = [_queue_row(e) for e in TriageQueue(storage).top(org, limit)]
     posts = storage.get_posts(org, [e["post_id"] for e in entries if e["post_id"]])
     for e in entries:
         e["post"] = posts.get(e["post_id"]) if e["post_id"] else None
@@ -98,71 +83,66 @@ def queue_entries(storage: Storage, org: str, limit: int = 50) -> list[dict[str,
 
 def queue_entry_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
     """The post's own triage entry (priority, components with their evidence), when queued."""
-    doc = storage.get_docs(org, QUEUE, [post_id]).get(post_id)
-    if doc is None:
+    entry = TriageQueue(storage).get(org, [post_id]).get(post_id)
+    if entry is None:
         return None
-    return {"priority": QueueEntry.from_doc(post_id, doc).priority, "gated": bool(doc.get("gated")), "gate_reason": doc.get("gate_reason") or "",
-            "components": _components(first(doc, "components", "factors", default={})), "decided_by": _decided_text(doc.get("decided_by"))}
+    return {"priority": entry.priority, "gated": entry.gated, "gate_reason": entry.gate_reason or "",
+            "components": _components(entry), "decided_by": _decided_text(entry.decided_by)}
 
 
 def recent_posts_as_queue(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
     """Without triage scores yet, the newest posts stand in for the queue (labelled as such)."""
     return [
         {"id": p.id, "kind": "post", "post_id": p.id, "narrative_id": None, "href": f"/posts/{p.id}", "title": p.text, "priority": None,
-         "gated": False, "gate_reason": "", "components": {}, "reason": "", "decided_by": "", "raw": {}, "post": p}
+         "gated": False, "gate_reason": "", "components": {}, "decided_by": "", "raw": {}, "post": p}
         for p in storage.list_posts(org, limit=limit)
     ]
 
 
-def alerts(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
-    out = []
-    for doc_id, doc in storage.list_docs(org, ALERTS, limit=limit, order="updated_desc"):
-        out.append({
-            "id": doc_id,
-            "kind": first(doc, "kind", "type", "signal", default="alert"),
-            "title": first(doc, "title", "summary", "message", "description", default=" · ".join(doc.get("top_terms", [])[:5]) or doc_id),
-            "severity": first(doc, "severity", "level", "score", default=""),
-            "status": first(doc, "status", default=""),
-            "at": first(doc, "updated_at", "raised_at", "created_at", "at", "detected_at", default=""),
-            "narrative_id": first(doc, "narrative_id", "cluster_id", default=None),
-            "post_ids": list(first(doc, "post_ids", "posts", default=[]))[:20],
-            "decided_by": first(doc, "decided_by", default=""),
-            "raw": doc,
-        })
-    return out
-
-
-def _narrative(doc_id: str, doc: dict[str, Any], collection: str) -> dict[str, Any]:
-    members = first(doc, "post_ids", "posts", "members", default=[])
-    if not members and isinstance(doc.get("recent_posts"), list):  # [(post id, time, method, similarity), ...]
-        members = [m[0] if isinstance(m, list | tuple) else m for m in doc["recent_posts"]]
-    if members and isinstance(members[0], dict):
-        members = [m.get("id") or m.get("post_id") for m in members]
-    representative: dict[str, Any] = doc["representative"] if isinstance(doc.get("representative"), dict) else {}
-    label = first(doc, "label", "title", "name", "summary", default=None)
-    if label is None:  # a real sentence of the story, as its author spelled it; key words only without one
-        terms = doc.get("top_terms") or []
-        label = claim_sentence(str(representative.get("text", ""))) or " · ".join(map(str, terms[:5])) or doc_id
-    factchecks = first(doc, "factcheck_ids", "matched_factchecks", "factchecks", default=[])
+def _alert_row(alert: Alert) -> dict[str, Any]:
     return {
-        "id": doc_id,
+        "id": alert.id,
+        "kind": alert.kind,
+        "title": alert.summary or " · ".join(alert.top_terms[:5]) or alert.id,
+        "status": alert.status,
+        "at": alert.updated_at or alert.raised_at,
+        "narrative_id": alert.narrative_id,
+        "post_ids": alert.post_ids[:20],
+        "decided_by": alert.decided_by,
+        "raw": alert.to_doc(),
+    }
+
+
+def alerts(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
+    return [_alert_row(a) for a in Alerts(storage).recent(org, limit)]
+
+
+def _narrative(record: NarrativeRecord | TopicRecord, collection: str) -> dict[str, Any]:
+    if isinstance(record, NarrativeRecord):
+        label = claim_sentence(record.representative_text) or " · ".join(record.top_terms[:5]) or record.id
+        representatives = [record.representative_post_id] if record.representative_post_id else []
+        post_ids, factcheck_ids, timeline = record.post_ids, record.factcheck_ids, record.counts_daily
+    else:  # a topic: its label is its key words
+        label = record.label or " · ".join(record.top_terms[:5]) or record.id
+        representatives, post_ids, factcheck_ids, timeline = [], [], [], {}
+    return {
+        "id": record.id,
         "collection": collection,
         "label": label,
-        "size": int(first(doc, "size", "post_count", "count", default=len(members)) or 0),
-        "growth": _float(first(doc, "growth", "velocity", "growth_rate", "recent_posts_count")),
-        "heat": _float(doc.get("heat_log2")),
-        "first_seen": doc.get("first_seen"),
-        "last_seen": doc.get("last_seen"),
-        "languages": first(doc, "languages", "language_counts", default={}),
-        "top_terms": doc.get("top_terms") or [],
-        "post_ids": [str(m) for m in members if m],
-        "representatives": [str(representative["post_id"])] if representative.get("post_id") else
-        [str(m) for m in first(doc, "representative_post_ids", "representatives", "examples", default=[]) if isinstance(m, str)],
-        "factcheck_ids": [str(f.get("factcheck_id")) if isinstance(f, dict) else str(f) for f in factchecks if f],
-        "accounts": first(doc, "coordinated_accounts", "accounts", default=[]),
-        "timeline": first(doc, "timeline", "counts_daily", "counts_by_day", "daily_counts", default=None),
-        "decided_by": _decided_text(doc.get("decided_by")),
-        "raw": doc,
+        "size": record.size,
+        "growth": None,  # no stage records a growth figure: the heat (a decayed count) orders them
+        "heat": record.heat_log2,
+        "first_seen": record.first_seen or None,
+        "last_seen": record.last_seen or None,
+        "languages": record.languages,
+        "top_terms": record.top_terms,
+        "post_ids": post_ids,
+        "representatives": representatives,
+        "factcheck_ids": factcheck_ids,
+        "accounts": [],
+        "timeline": timeline or None,
+        "decided_by": record.decided_by,
+        "raw": asdict(record),
     }
 
 
@@ -186,50 +166,44 @@ def claim_sentence(text: str, limit: int = 140) -> str:
 
 
 def narratives(storage: Storage, org: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Narratives growing now first: the stage's sort key (a decayed count) orders them;
-    an explicit `growth` figure, when a stage records one, goes first."""
-    for collection in NARRATIVES:
-        rows = storage.list_docs(org, collection, limit=max(limit, 200), order="sort_desc")
-        if rows:
-            items = [_narrative(i, d, collection) for i, d in rows if not d.get("merged_into")]
-            if any(n["growth"] is not None for n in items):
-                items.sort(key=lambda n: -(n["growth"] or 0.0))
-            # A single post is not yet a narrative worth a desk's attention: shown only when
-            # nothing has repeated yet.
-            repeated = [n for n in items if n["size"] >= 2]
-            return (repeated or items)[:limit]
-    return []
+    """Narratives growing now first: the stage's sort key (a decayed count) orders them."""
+    accessor = Narratives(storage)
+    items = [_narrative(n, records.NARRATIVES) for n in accessor.hottest(org, max(limit, 200))]
+    if not items:  # topics without narratives: older stores
+        items = [_narrative(t, records.TOPICS) for t in accessor.hottest_topics(org, max(limit, 200))]
+    # A single post is not yet a narrative worth a desk's attention: shown only when
+    # nothing has repeated yet.
+    repeated = [n for n in items if n["size"] >= 2]
+    return (repeated or items)[:limit]
 
 
 def narrative(storage: Storage, org: str, narrative_id: str) -> dict[str, Any]:
-    for collection in NARRATIVES:
-        found = storage.get_docs(org, collection, [narrative_id])
-        if narrative_id in found:
-            item = _narrative(narrative_id, found[narrative_id], collection)
-            item["accounts"] = [a if isinstance(a, dict) else {"account": str(a)} for a in item["accounts"]]
-            # Coordinated accounts, when the coordination stage (or `coordination --store`) linked some.
-            linked = storage.get_docs(org, NARRATIVE_COORDINATION, [narrative_id]).get(narrative_id)
-            if linked and linked.get("accounts"):
-                item["accounts"] = linked["accounts"]
-                item["coordination"] = linked
-            return item
-    raise NotFound(f"narrative '{narrative_id}' not found")
+    accessor = Narratives(storage)
+    found: NarrativeRecord | TopicRecord | None = accessor.get(org, [narrative_id]).get(narrative_id)
+    collection = records.NARRATIVES
+    if found is None:
+        found, collection = accessor.topics(org, [narrative_id]).get(narrative_id), records.TOPICS
+    if found is None:
+        raise NotFound(f"narrative '{narrative_id}' not found")
+    item = _narrative(found, collection)
+    # Coordinated accounts, when the coordination stage (or `coordination --store`) linked some.
+    linked = storage.get_docs(org, NARRATIVE_COORDINATION, [narrative_id]).get(narrative_id)
+    if linked and linked.get("accounts"):
+        item["accounts"] = linked["accounts"]
+        item["coordination"] = linked
+    return item
 
 
 def narrative_of_post(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
-    membership = storage.get_docs(org, NARRATIVE_MEMBERS, [post_id]).get(post_id)
-    if membership and membership.get("narrative_id"):
-        try:
-            item = narrative(storage, org, str(membership["narrative_id"]))
-        except NotFound:
-            item = None
-        if item is not None:
-            item["membership"] = membership  # how the post joined: method, similarity, neighbour
-            return item
-    for item in narratives(storage, org, limit=500):
-        if post_id in item["post_ids"]:
-            return item
-    return None
+    membership = NarrativeMembers(storage).get(org, [post_id]).get(post_id)
+    if membership is None:
+        return None
+    try:
+        item = narrative(storage, org, membership.narrative_id)
+    except NotFound:
+        return None
+    item["membership"] = asdict(membership)  # how the post joined: method, similarity, neighbour
+    return item
 
 
 def daily_counts(posts: Iterable[Post]) -> list[tuple[date, int]]:
@@ -238,14 +212,13 @@ def daily_counts(posts: Iterable[Post]) -> list[tuple[date, int]]:
 
 
 def narrative_timeline_hourly(item: dict[str, Any]) -> list[tuple[datetime, int]]:
-    """Posts per hour from the stage's `counts_hourly` ({"2026-11-12T08:00:00+00:00": n}), when stored."""
-    hourly = item["raw"].get("counts_hourly")
+    """Posts per hour from the stage's `counts_hourly` ({"2026-11-12T08": n}), when stored."""
+    hourly = item["raw"].get("counts_hourly") or {}
     points = []
-    if isinstance(hourly, dict):
-        for hour, count in hourly.items():
-            parsed = parse_date_lenient(hour)
-            if parsed is not None:
-                points.append((parsed.replace(tzinfo=None, minute=0, second=0, microsecond=0), int(count or 0)))
+    for hour, count in hourly.items():
+        parsed = parse_date_lenient(hour if len(hour) > 13 else f"{hour}:00:00+00:00")
+        if parsed is not None:
+            points.append((parsed.replace(tzinfo=None, minute=0, second=0, microsecond=0), int(count)))
     return sorted(points)
 
 
@@ -262,71 +235,54 @@ def chart_series(storage: Storage, org: str, items: Sequence[dict[str, Any]]) ->
 
 
 def narrative_timeline(storage: Storage, org: str, item: dict[str, Any]) -> list[tuple[date, int]]:
-    """Posts per day: the stage's own timeline when it stored one, else counted from member posts."""
-    timeline = item.get("timeline")
+    """Posts per day: the stage's own daily counts when it stored them, else counted from member posts."""
     points: list[tuple[date, int]] = []
-    if isinstance(timeline, dict):
-        timeline = list(timeline.items())
-    if isinstance(timeline, list):
-        for point in timeline:
-            if isinstance(point, dict):
-                day, count = first(point, "date", "day", "t", "bucket"), first(point, "count", "n", "posts", default=0)
-            elif isinstance(point, list | tuple) and len(point) == 2:
-                day, count = point
-            else:
-                continue
-            parsed = parse_date_lenient(day)
-            if parsed is not None:
-                points.append((parsed.date(), int(count or 0)))
+    for day, count in (item.get("timeline") or {}).items():
+        parsed = parse_date_lenient(day)
+        if parsed is not None:
+            points.append((parsed.date(), int(count)))
     if points:
         return sorted(points)
     return daily_counts(storage.get_posts(org, item["post_ids"][:5000]).values())
 
 
 def checkworthiness(storage: Storage, org: str, post_id: str) -> dict[str, Any] | None:
-    doc = storage.get_docs(org, CHECKWORTHINESS, [post_id]).get(post_id)
-    if doc is None:
+    record = CheckworthinessScores(storage).get(org, [post_id]).get(post_id)
+    if record is None:
         return None
     return {
-        "score": _float(first(doc, "score", "checkworthiness", "probability")),
-        "label": first(doc, "label", "decision", default=""),
-        "reasons": first(doc, "reasons", "contributions", "evidence", "features", "why", default=[]),
-        "decided_by": first(doc, "decided_by", default=""),
-        "raw": doc,
+        "score": record.score,
+        "label": record.label,
+        "reasons": record.contributions,  # per-feature contributions to the score
+        "decided_by": record.decided_by,
+        "raw": record.to_doc(),
     }
 
 
-def _reason_text(reason: Any) -> str:
-    if isinstance(reason, dict):
-        code = first(reason, "code", "category", default="")
-        weight = _float(reason.get("weight"))
-        detail = first(reason, "detail", "message", default="")
-        return f"{code}{f' ({weight:.2f})' if weight is not None else ''}: {detail}".strip(": ")
-    return str(reason)
+def _reason_text(reason: dict[str, Any]) -> str:
+    weight = reason.get("weight")
+    detail = reason.get("detail") or ""
+    return f"{reason.get('code', '')}{f' ({weight:.2f})' if isinstance(weight, int | float) else ''}: {detail}".strip(": ")
 
 
 def link_risks(storage: Storage, org: str, post: Post) -> list[dict[str, Any]]:
-    """Scored links of the post: the linkrisk stage stores one document per post
-    (`urls`: riskiest first, each with score, level, reasons, feed hits, decided_by)."""
-    doc = storage.get_docs(org, LINKRISK, [post.id]).get(post.id)
-    if doc is None:
+    """Scored links of the post, riskiest first: score, level, reasons, feed hits, decided_by."""
+    record = LinkRisks(storage).get(org, [post.id]).get(post.id)
+    if record is None:
         return []
-    links: list[Any] = next((doc[k] for k in ("urls", "links") if isinstance(doc.get(k), list)), [])
-    out = []
-    for link in links:
-        if not isinstance(link, dict):
-            continue
-        out.append({
-            "url": first(link, "url", "normalized", "host", default=""),
-            "risk": first(link, "level", "risk", default=""),
-            "score": _float(link.get("score")),
-            "reasons": [_reason_text(r) for r in first(link, "reasons", default=[])]
-            + [f"feed {h.get('feed', '')}: {h.get('threat') or h.get('kind', '')}" for h in first(link, "feed_hits", default=[]) if isinstance(h, dict)],
-            "official": link.get("official"),
-            "decided_by": first(link, "decided_by", default=doc.get("decided_by", "")),
-            "raw": link,
-        })
-    return out
+    return [
+        {
+            "url": link.url,
+            "risk": link.level,
+            "score": link.score,
+            "reasons": [_reason_text(r) for r in link.reasons]
+            + [f"feed {h.get('feed', '')}: {h.get('threat') or h.get('kind', '')}" for h in link.feed_hits],
+            "official": link.official,
+            "decided_by": link.decided_by or record.decided_by,
+            "raw": link.to_doc(),
+        }
+        for link in record.urls
+    ]
 
 
 def matches_with_factchecks(storage: Storage, org: str, post_id: str) -> list[tuple[MatchCandidate, FactCheck | None]]:
