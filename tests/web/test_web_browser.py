@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,27 +49,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebEnv]]:
-    _need_browser()
+@contextmanager
+def serving(app: Any, port: int) -> Iterator[None]:
+    """The app served by uvicorn on 127.0.0.1:port in a thread, for the length of the block."""
     import uvicorn
 
-    port = _free_port()
-    # the public URL of a published verdict comes from the settings, never from the Host header
-    env = make_env(tmp_path_factory.mktemp("e2e"), storage_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'fb.db'}",
-                   host="127.0.0.1", port=port)
-    config = uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn-e2e", daemon=True)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=uv.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not uv.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", env
-    uv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebEnv]]:
+    _need_browser()
+    port = _free_port()
+    # the public URL of a published verdict comes from the settings, never from the Host header
+    env = make_env(tmp_path_factory.mktemp("e2e"), storage_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'fb.db'}",
+                   host="127.0.0.1", port=port)
+    with serving(env.app, port):
+        yield f"http://127.0.0.1:{port}", env
     env.close()
     env.services.close()
 

@@ -8,14 +8,12 @@ that must find no serious or critical violation; no page may scroll sideways."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _need_browser
+from test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _need_browser, serving
 from webenv import ORG_A, WebEnv, make_env, password_of
 
 from factbridge.models import MatchCandidate, SignalScore
@@ -35,23 +33,12 @@ FC_5G = "https://factcheck.example.org/5g-virus"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebEnv]]:
     _need_browser()
-    import uvicorn
-
     env = make_env(tmp_path_factory.mktemp("desk-e2e"), storage_url=f"sqlite:///{tmp_path_factory.mktemp('desk-db') / 'fb.db'}",
                    match_fusion="dense", match_threshold=0.5, possible_threshold=0.3)
     _seed_desk(env)
     port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, name="uvicorn-desk-e2e", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", env
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(env.app, port):
+        yield f"http://127.0.0.1:{port}", env
     env.close()
     env.services.close()
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, public_base_url
+from factbridge.web.deps import WebDep
 from factbridge.web.images import image_matches
 from factbridge.web.security import client_key, login_key
 from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
@@ -35,12 +36,7 @@ def api_actor(request: Request, credentials: Annotated[HTTPAuthorizationCredenti
     return web.accounts.token_actor(credentials.credentials)
 
 
-def state(request: Request) -> WebState:
-    return request.app.state.web
-
-
 ActorDep = Annotated[Actor, Depends(api_actor)]
-WebDep = Annotated[WebState, Depends(state)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from factbridge.backends.storage.base import Storage
@@ -22,20 +22,14 @@ from factbridge.models import FactCheck, MatchCandidate, Post
 from factbridge.text.tokenize import tokenize
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, render
-from factbridge.web.security import check_csrf, page_actor
+from factbridge.web.deps import Csrf, WebDep
+from factbridge.web.deps import PageActorDep as ActorDep
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.match_reviews import MatchReviews, rejected_factchecks
 
 router = APIRouter(include_in_schema=False)
 
 
-def state(request: Request) -> WebState:
-    return request.app.state.web
-
-
-ActorDep = Annotated[Actor, Depends(page_actor)]
-WebDep = Annotated[WebState, Depends(state)]
-Csrf = Depends(check_csrf)
 
 
 # -- search: the matcher's folding for every search box ----------------------------------

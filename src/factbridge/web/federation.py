@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 
 from factbridge.errors import NotAuthenticated
@@ -26,16 +26,12 @@ from factbridge.federation.feed import FORMAT, PUBLIC_KINDS, Outbox
 from factbridge.federation.identity import Identity
 from factbridge.federation.partners import Partners
 from factbridge.web.app import WebState
+from factbridge.web.deps import WebDep
 from factbridge.workflow.publishing import claimreview_feed
 
 router = APIRouter(prefix="/federation/v1", tags=["federation"])
 
 
-def state(request: Request) -> WebState:
-    return request.app.state.web
-
-
-WebDep = Annotated[WebState, Depends(state)]
 
 
 def outbox_for(web: WebState, org: str) -> Outbox:

@@ -9,17 +9,15 @@ type, `nosniff`, a CSP that allows nothing, and never as HTML.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from factbridge.errors import NotFound
-from factbridge.web.security import page_actor
-from factbridge.workflow.accounts import Actor
+from factbridge.web.deps import PageActorDep as ActorDep
 
 router = APIRouter(include_in_schema=False)
-ActorDep = Annotated[Actor, Depends(page_actor)]
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox", "Cache-Control": "private, max-age=3600"}
 

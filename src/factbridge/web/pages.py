@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from factbridge.errors import InputError, NotAuthenticated, NotFound
@@ -23,14 +23,14 @@ from factbridge.web import pipeline_views as pv
 from factbridge.web.api import index_library, open_case_from_source, publish, recheck_withdrawn
 from factbridge.web.app import WebState, file_sha, render
 from factbridge.web.charts import line_chart
+from factbridge.web.deps import Csrf, WebDep
+from factbridge.web.deps import PageActorDep as ActorDep
 from factbridge.web.images import image_matches
 from factbridge.web.security import (
     SESSION_COOKIE,
-    check_csrf,
     client_key,
     cookie_flags,
     login_key,
-    page_actor,
     require_session,
     safe_next,
 )
@@ -39,13 +39,6 @@ from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, ROLES, Acto
 router = APIRouter(include_in_schema=False)
 
 
-def state(request: Request) -> WebState:
-    return request.app.state.web
-
-
-ActorDep = Annotated[Actor, Depends(page_actor)]
-WebDep = Annotated[WebState, Depends(state)]
-Csrf = Depends(check_csrf)
 Version = Annotated[int | None, Form()]
 
 

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
-from factbridge.web.app import WebState, public_base_url, render
+from factbridge.web.app import public_base_url, render
+from factbridge.web.deps import Csrf, WebDep
 from factbridge.web.desk import instant_answer, search_terms, text_matches
 from factbridge.web.i18n import page_language
-from factbridge.web.security import check_csrf, client_key
+from factbridge.web.security import client_key
 from factbridge.workflow.appeals import report_post
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node, jsonld_script_text
 
 router = APIRouter(prefix="/public", tags=["public"])
 
 
-def state(request: Request) -> WebState:
-    return request.app.state.web
-
-
-WebDep = Annotated[WebState, Depends(state)]
-Csrf = Depends(check_csrf)
 
 
 def _matches(snapshot: dict[str, Any], terms: list[str]) -> bool:
