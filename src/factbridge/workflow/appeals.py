@@ -15,17 +15,18 @@ never stored.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from factbridge.backends.storage.base import Expect, Storage
-from factbridge.errors import Conflict, InputError, NotFound, PreconditionFailed
+from factbridge.errors import Conflict, InputError, PreconditionFailed
 from factbridge.models import Post
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.cases import CaseBook, clean_text, now_iso
+from factbridge.workflow.records import APPEALS, Appeal, AppealRecords
 
-APPEALS = "appeals"
 REPORTS = "reports"
 OUTCOMES = ("upheld", "corrected", "dismissed")
 PUBLIC_ACTOR = "public"
@@ -40,77 +41,59 @@ class Appeals:
         self.storage = storage
         self.audit = audit
         self.cases = cases
+        self.records = AppealRecords(storage)
 
     def get(self, org: str, appeal_id: str) -> dict[str, Any]:
-        found = self.storage.get_docs(org, APPEALS, [appeal_id])
-        if appeal_id not in found:
-            raise NotFound(f"appeal '{appeal_id}' not found")
-        return found[appeal_id]
+        return self.records.one(org, appeal_id).to_doc()
 
-    def find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        rows = [doc for _, doc in self.storage.list_docs(org, APPEALS, limit=10_000, order="sort_desc")]
-        if status:
-            rows = [r for r in rows if r["status"] == status]
-        if case_id:
-            rows = [r for r in rows if r["case_id"] == case_id]
+    def _find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[Appeal]:
+        rows = [a for a in self.records.iter(org) if (not status or a.status == status) and (not case_id or a.case_id == case_id)]
         return rows[:limit]
 
+    def find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        return [a.to_doc() for a in self._find(org, status, case_id, limit)]
+
     def public_outcomes(self, org: str, case_id: str) -> list[dict[str, Any]]:
-        return [
-            {k: a.get(k) for k in ("received_at", "status", "outcome", "outcome_note", "decided_at")}
-            for a in reversed(self.find(org, case_id=case_id))
-        ]
+        return [a.public() for a in reversed(self._find(org, case_id=case_id))]
 
     def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:
         self.cases.published(org, case_id)  # only published verdicts can be appealed
-        now = now_iso()
-        appeal: dict[str, Any] = plain({
-            "id": f"appeal-{secrets.token_hex(6)}",
-            "case_id": case_id,
-            "reason": _clean(reason, "reason", 5000, required=True),
-            "contact": _clean(contact, "contact", 200),
-            "status": "received",
-            "received_at": now,
-            "outcome": None,
-            "outcome_note": "",
-            "decided_at": None,
-            "decided_by": None,
-            "version": 1,
-        })
-        self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal["id"], None, appeal,
-                          records=[(APPEALS, [(appeal["id"], appeal, datetime.fromisoformat(now).timestamp())])])
-        return appeal
+        appeal = Appeal(
+            id=f"appeal-{secrets.token_hex(6)}",
+            case_id=case_id,
+            reason=_clean(reason, "reason", 5000, required=True),
+            contact=_clean(contact, "contact", 200),
+            received_at=now_iso(),
+        )
+        doc: dict[str, Any] = plain(appeal.to_doc())
+        self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal.id, None, doc, records=[(APPEALS, self.records.rows([appeal]))])
+        return doc
 
     def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
         actor.check("appeal.decide")
-        appeal = self.get(org, appeal_id)
-        if version is not None and int(appeal["version"]) != int(version):
+        appeal = self.records.one(org, appeal_id)
+        if version is not None and appeal.version != int(version):
             raise Conflict(f"appeal '{appeal_id}' changed since you opened it; reload and try again")
-        if appeal["status"] != "received":
+        if appeal.status != "received":
             raise Conflict("this appeal has already been decided")
         if outcome not in OUTCOMES:
             raise InputError(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
         if outcome == "corrected":
-            case = self.cases.get(org, appeal["case_id"])
-            if not any(c["at"] >= appeal["received_at"] for c in case.get("corrections", [])):
+            case = self.cases.records.one(org, appeal.case_id)
+            if not any(c["at"] >= appeal.received_at for c in case.corrections):
                 raise Conflict("record the correction on the case first, then decide the appeal as corrected")
-        after = appeal | {
-            "status": "decided",
-            "outcome": outcome,
-            "outcome_note": _clean(note, "note", 5000, required=True),
-            "decided_at": now_iso(),
-            "decided_by": actor.username,
-            "version": int(appeal["version"]) + 1,
-        }
+        after = replace(appeal, status="decided", outcome=outcome, outcome_note=_clean(note, "note", 5000, required=True),
+                        decided_at=now_iso(), decided_by=actor.username, version=appeal.version + 1)
+        doc: dict[str, Any] = plain(after.to_doc())
         try:  # two editors deciding at once (in any processes): the second gets Conflict
-            self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal, after,
-                              records=[(APPEALS, [(appeal_id, after, datetime.fromisoformat(appeal["received_at"]).timestamp())])],
-                              expect=[Expect(APPEALS, appeal_id, "version", appeal["version"])])
+            self.audit.append(org, actor.username, "appeal.decide", APPEALS, appeal_id, appeal.to_doc(), doc,
+                              records=[(APPEALS, self.records.rows([after]))],
+                              expect=[Expect(APPEALS, appeal_id, "version", appeal.version)])
         except PreconditionFailed as exc:
             if exc.key != (org, APPEALS, appeal_id):
                 raise
             raise Conflict("this appeal was decided by someone else meanwhile; reload") from exc
-        return after
+        return doc
 
 
 def report_post(services: Any, org: str, text: str, url: str = "", platform: str = "") -> Post:

@@ -28,22 +28,30 @@ an audit entry with the state before and after.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from factbridge.backends.storage.base import Expect, Rows, Storage
-from factbridge.errors import Conflict, InputError, NotFound, PermissionDenied, PreconditionFailed
+from factbridge.errors import Conflict, InputError, PermissionDenied, PreconditionFailed
 from factbridge.models import FactCheck
 from factbridge.pipeline.prepare import prepare_factcheck
 from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_rows
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
+from factbridge.workflow.records import (
+    CASES,
+    PUBLISHED,
+    Case,
+    Cases,
+    Publication,
+    PublishedPage,
+    PublishedPages,
+    Verdict,
+)
 
-CASES = "cases"
-PUBLISHED = "published"
 # Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
 CASES_BY_SOURCE = "cases_by_source"
 STATES = ("open", "in_review", "approved", "published", "closed", "withdrawn")
@@ -115,101 +123,97 @@ class CaseBook:
         self.storage = storage
         self.audit = audit
         self.scale = scale
+        self.records = Cases(storage)
+        self.pages = PublishedPages(storage)
 
-    # -- reading -----------------------------------------------------------
+    # -- reading (documents for the web layer; inside workflow/ the records) ---
     def get(self, org: str, case_id: str) -> dict[str, Any]:
-        found = self.storage.get_docs(org, CASES, [case_id])
-        if case_id not in found:
-            raise NotFound(f"case '{case_id}' not found")
-        return found[case_id]
+        return self.records.one(org, case_id).to_doc()
 
     def find(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        rows = [doc for _, doc in self.storage.list_docs(org, CASES, limit=10_000, order="updated_desc")]
-        if status:
-            rows = [r for r in rows if r.get("status") == status]
-        return rows[:limit]
+        return [c.to_doc() for c in self.records.iter(org) if not status or c.status == status][:limit]
 
     def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
         key = f"{kind}:{source_id}"
         ids = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})["case_ids"]
-        found = self.storage.get_docs(org, CASES, ids)
-        return [found[i] for i in ids if i in found]
+        found = self.records.get(org, ids)
+        return [found[i].to_doc() for i in ids if i in found]
 
     def published(self, org: str, case_id: str) -> dict[str, Any]:
-        found = self.storage.get_docs(org, PUBLISHED, [case_id])
-        if case_id not in found:
-            raise NotFound(f"published fact-check '{case_id}' not found")
-        return found[case_id]
+        return self.pages.one(org, case_id).to_doc()
 
     def list_published(self, org: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
-        return [doc for _, doc in self.storage.list_docs(org, PUBLISHED, limit=limit, offset=offset, order="sort_desc")]
+        return [page.to_doc() for page in self.pages.iter(org, limit=limit, offset=offset)]
 
     # -- writing -----------------------------------------------------------
-    def _save(self, org: str, actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any],
-              also: Sequence[tuple[str, Rows]] = (), also_expect: Sequence[Expect] = ()) -> dict[str, Any]:
+    def _save(self, org: str, actor: Actor, action: str, before: Case | Mapping[str, Any] | None, after: Case | Mapping[str, Any],
+              also: Sequence[tuple[str, Rows]] = (), also_expect: Sequence[Expect] = ()) -> Case:
+        # (a document is taken too, as read from the collection: the tests' stale writes pass them)
+        before = Case.from_doc(str(before.get("id") or ""), before) if isinstance(before, Mapping) else before
+        after = Case.from_doc(str(after.get("id") or ""), after) if isinstance(after, Mapping) else after
         # Compare-and-set inside the storage transaction: of two requests (in any processes) that
         # loaded the same version, the second gets Conflict instead of silently overwriting the first.
-        version = int((before or {}).get("version", 0))
-        after = plain(after | {"version": version + 1, "updated_at": now_iso()})
-        sort = datetime.fromisoformat(after["updated_at"]).timestamp()
-        expect = Expect(CASES, after["id"], "version", version) if before is not None else Expect(CASES, after["id"])
+        version = before.version if before is not None else 0
+        saved = Case.from_doc(after.id, plain(after.with_(version=version + 1, updated_at=now_iso()).to_doc()))
+        doc = saved.to_doc()
+        expect = Expect(CASES, saved.id, "version", version) if before is not None else Expect(CASES, saved.id)
         try:
-            self.audit.append(org, actor.username, action, CASES, after["id"], before, after,
-                              records=[(CASES, [(after["id"], after, sort)]), *also], expect=[expect, *also_expect])
+            self.audit.append(org, actor.username, action, CASES, saved.id, before.to_doc() if before is not None else None, doc,
+                              records=[(CASES, self.records.rows([saved])), *also], expect=[expect, *also_expect])
         except PreconditionFailed as exc:
-            if exc.key != (org, CASES, after["id"]):
+            if exc.key != (org, CASES, saved.id):
                 raise
-            current = self.storage.get_docs(org, CASES, [after["id"]]).get(after["id"], {})
-            raise self._stale(after["id"], current, version) from exc
-        return after
+            current = self.records.get(org, [saved.id]).get(saved.id)
+            raise self._stale(saved.id, current, version) from exc
+        return saved
 
     @staticmethod
-    def _stale(case_id: str, current: dict[str, Any], yours: int | None) -> Conflict:
+    def _stale(case_id: str, current: Case | None, yours: int | None) -> Conflict:
         """The 409 of a stale write: it names the current version, so an API client can reload
         (GET the case) and retry with it."""
-        now = current.get("version")
+        now = current.version if current is not None else None
         return Conflict(f"case '{case_id}' changed since you read it: someone else saved version {now} (yours {yours}); "
                         "reload and try again",
-                        current={"id": case_id, "version": now, "status": current.get("status")})
+                        current={"id": case_id, "version": now, "status": current.status if current is not None else None})
 
-    def _load_for_change(self, org: str, case_id: str, version: int | None) -> dict[str, Any]:
-        case = self.get(org, case_id)
-        if version is not None and int(case.get("version", 0)) != int(version):
+    def _load_for_change(self, org: str, case_id: str, version: int | None) -> Case:
+        case = self.records.one(org, case_id)
+        if version is not None and case.version != int(version):
             raise self._stale(case_id, case, version)
         return case
 
     @staticmethod
-    def _expect(case: dict[str, Any], states: tuple[str, ...], doing: str) -> None:
-        if case["status"] not in states:
-            raise Conflict(f"cannot {doing}: the case is {case['status'].replace('_', ' ')}")
+    def _expect(case: Case, states: tuple[str, ...], doing: str) -> None:
+        if case.status not in states:
+            raise Conflict(f"cannot {doing}: the case is {case.status.replace('_', ' ')}")
+
+    @staticmethod
+    def _verdict(case: Case) -> Verdict:
+        if case.verdict is None:
+            raise Conflict("the case has no verdict yet")
+        return case.verdict
 
     def open(self, org: str, actor: Actor, claim: str, *, title: str = "", source_kind: str = "manual", source_id: str = "",
              language: str | None = None, claimant: str = "", claim_date: str | None = None) -> dict[str, Any]:
         actor.check("case.open")
         if source_kind not in ("post", "narrative", "manual", "report"):
             raise InputError("source must be post, narrative, report or manual", field="source_kind")
-        case: dict[str, Any] = {
-            "id": _new_id("case"),
-            "org": org,
-            "title": clean_text(title, "title", required=False, limit=300) or clean_text(claim, "claim", limit=2000)[:120],
-            "claim": clean_text(claim, "claim", limit=2000),
-            "claimant": clean_text(claimant, "claimant", required=False, limit=300),
-            "claim_date": claim_date,
-            "language": (language or "").lower() or None,
-            "status": "open",
-            "source": {"kind": source_kind, "id": source_id},
-            "created_at": now_iso(),
-            "created_by": actor.username,
-            "assignee": actor.username,
-            "evidence": [],
-            "verdict": None,
-            "approval": None,
-            "review_notes": [],
-            "publication": None,
-            "corrections": [],
-        }
+        case = Case(
+            id=_new_id("case"),
+            org=org,
+            title=clean_text(title, "title", required=False, limit=300) or clean_text(claim, "claim", limit=2000)[:120],
+            claim=clean_text(claim, "claim", limit=2000),
+            claimant=clean_text(claimant, "claimant", required=False, limit=300),
+            claim_date=claim_date,
+            language=(language or "").lower() or None,
+            status="open",
+            source={"kind": source_kind, "id": source_id},
+            created_at=now_iso(),
+            created_by=actor.username,
+            assignee=actor.username,
+        )
         if not source_id:
-            return self._save(org, actor, "case.open", None, case)
+            return self._save(org, actor, "case.open", None, case).to_doc()
         # The source's index is written in the transaction of the case, on condition that it is
         # still what was read: it never misses a case nor names one that is not there.
         key = f"{source_kind}:{source_id}"
@@ -218,8 +222,8 @@ class CaseBook:
             ids = list(found["case_ids"]) if found else []
             unchanged = Expect(CASES_BY_SOURCE, key, "case_ids", ids) if found else Expect(CASES_BY_SOURCE, key)
             try:
-                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, [(key, {"case_ids": [*ids, case["id"]]}, None)])],
-                                  [unchanged])
+                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, [(key, {"case_ids": [*ids, case.id]}, None)])],
+                                  [unchanged]).to_doc()
             except PreconditionFailed as exc:
                 if exc.key != (org, CASES_BY_SOURCE, key):
                     raise
@@ -229,7 +233,7 @@ class CaseBook:
         actor.check("case.assign")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "assign")
-        return self._save(org, actor, "case.assign", case, case | {"assignee": clean_text(assignee, "assignee", limit=40).lower()})
+        return self._save(org, actor, "case.assign", case, case.with_(assignee=clean_text(assignee, "assignee", limit=40).lower())).to_doc()
 
     def add_evidence(self, org: str, actor: Actor, case_id: str, kind: str, *, url: str = "", text: str = "",
                      file: dict[str, Any] | None = None, version: int | None = None) -> dict[str, Any]:
@@ -247,7 +251,7 @@ class CaseBook:
             if not file:
                 raise InputError("no file was uploaded", field="file")
             item.update(file=file, text=clean_text(text, "text", required=False, limit=2000))
-        return self._save(org, actor, "case.evidence", case, case | {"evidence": [*case["evidence"], item]})
+        return self._save(org, actor, "case.evidence", case, case.with_(evidence=[*case.evidence, item])).to_doc()
 
     def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
                       language: str | None = None, version: int | None = None) -> dict[str, Any]:
@@ -255,17 +259,17 @@ class CaseBook:
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "draft a verdict")
         name = self.scale.check(rating)
-        verdict = {
-            "rating": name,
-            "rating_value": self.scale.value(name),
-            "explanation": clean_text(explanation, "explanation"),
-            "headline": clean_text(headline, "headline", required=False, limit=300) or case["title"],
-            "language": (language or case.get("language") or "").lower() or None,
-            "drafted_by": actor.username,
-            "drafted_at": now_iso(),
-        }
+        verdict = Verdict(
+            rating=name,
+            rating_value=self.scale.value(name),
+            explanation=clean_text(explanation, "explanation"),
+            headline=clean_text(headline, "headline", required=False, limit=300) or case.title,
+            language=(language or case.language or "").lower() or None,
+            drafted_by=actor.username,
+            drafted_at=now_iso(),
+        )
         # A new draft withdraws any earlier approval: the approver approved other words.
-        return self._save(org, actor, "case.verdict", case, case | {"verdict": verdict, "approval": None, "status": "in_review"})
+        return self._save(org, actor, "case.verdict", case, case.with_(verdict=verdict, approval=None, status="in_review")).to_doc()
 
     def add_version(self, org: str, actor: Actor, case_id: str, language: str, claim: str, headline: str, explanation: str,
                     version: int | None = None) -> dict[str, Any]:
@@ -275,50 +279,49 @@ class CaseBook:
         actor.check("case.version")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "add a language version")
-        if not case.get("verdict"):
+        if case.verdict is None:
             raise InputError("draft the verdict first, then its versions in other languages", field="language")
         lang = clean_text(language, "language", limit=8).lower()
-        if lang == (case["verdict"].get("language") or ""):
+        if lang == (case.verdict.language or ""):
             raise InputError(f"the verdict itself is in '{lang}': choose another language", field="language")
         item = {"language": lang, "claim": clean_text(claim, "claim", limit=2000), "headline": clean_text(headline, "headline", limit=300),
                 "explanation": clean_text(explanation, "explanation"), "by": actor.username, "at": now_iso()}
-        changes: dict[str, Any] = {"versions": {**case.get("versions", {}), lang: item}}
-        if case["status"] == "approved":
+        changes: dict[str, Any] = {"versions": {**(case.versions or {}), lang: item}}
+        if case.status == "approved":
             changes.update(approval=None, status="in_review")
-        return self._save(org, actor, "case.version", case, case | changes)
+        return self._save(org, actor, "case.version", case, case.with_(**changes)).to_doc()
 
     def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.approve")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review",), "approve")
-        if case["verdict"]["drafted_by"] == actor.username:
+        if self._verdict(case).drafted_by == actor.username:
             raise PermissionDenied("a second editor must approve: you drafted this verdict")
         approval = {"by": actor.username, "at": now_iso()}
-        return self._save(org, actor, "case.approve", case, case | {"approval": approval, "status": "approved"})
+        return self._save(org, actor, "case.approve", case, case.with_(approval=approval, status="approved")).to_doc()
 
     def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.return")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review", "approved"), "return the verdict")
-        notes = [*case["review_notes"], {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
-        return self._save(org, actor, "case.return", case, case | {"approval": None, "status": "open", "review_notes": notes})
+        notes = [*case.review_notes, {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
+        return self._save(org, actor, "case.return", case, case.with_(approval=None, status="open", review_notes=notes)).to_doc()
 
     def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.close")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "close")
-        return self._save(org, actor, "case.close", case, case | {"status": "closed", "closed_reason": clean_text(reason, "reason")})
+        return self._save(org, actor, "case.close", case, case.with_(status="closed", closed_reason=clean_text(reason, "reason"))).to_doc()
 
     def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.publish")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("approved",), "publish")
         url = f"{base_url.rstrip('/')}/public/{org}/factchecks/{case_id}"
-        now = now_iso()
-        publication = {"url": url, "published_at": now, "published_by": actor.username, "org_name": org_name}
-        after = self._save(org, actor, "case.publish", case, case | {"publication": publication, "status": "published"})
+        publication = Publication(url=url, published_at=now_iso(), published_by=actor.username, org_name=org_name)
+        after = self._save(org, actor, "case.publish", case, case.with_(publication=publication, status="published"))
         self._write_public(org, actor, "published.create", after, None)
-        return after
+        return after.to_doc()
 
     def correct(self, org: str, actor: Actor, case_id: str, text: str, new_rating: str = "", version: int | None = None) -> dict[str, Any]:
         """A correction of a published verdict. One that only explains (same rating) is public at
@@ -327,17 +330,17 @@ class CaseBook:
         actor.check("case.correct")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "correct")
-        verdict = dict(case["verdict"])
-        correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict["rating"], "new_rating": verdict["rating"]}
-        name = self.scale.check(new_rating) if new_rating.strip() else verdict["rating"]
-        if name != verdict["rating"]:
-            if case.get("pending_correction"):
+        verdict = self._verdict(case)
+        correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict.rating, "new_rating": verdict.rating}
+        name = self.scale.check(new_rating) if new_rating.strip() else verdict.rating
+        if name != verdict.rating:
+            if case.pending_correction:
                 raise Conflict("a change of the rating is already waiting for a second editor; decide it first")
             pending = correction | {"new_rating": name, "rating_value": self.scale.value(name)}
-            return self._save(org, actor, "case.correct.propose", case, case | {"pending_correction": pending})
-        after = self._save(org, actor, "case.correct", case, case | {"verdict": verdict, "corrections": [*case["corrections"], correction]})
-        self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
-        return after
+            return self._save(org, actor, "case.correct.propose", case, case.with_(pending_correction=pending)).to_doc()
+        after = self._save(org, actor, "case.correct", case, case.with_(corrections=[*case.corrections, correction]))
+        self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
+        return after.to_doc()
 
     def decide_correction(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
         """A second editor approves the waiting change of rating (it becomes public, with its
@@ -345,19 +348,19 @@ class CaseBook:
         actor.check("case.correction.approve")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "decide a correction")
-        pending = case.get("pending_correction")
+        pending = case.pending_correction
         if not pending:
             raise Conflict("no change of the rating is waiting")
         if not approve:
-            return self._save(org, actor, "case.correct.reject", case, case | {"pending_correction": None})
+            return self._save(org, actor, "case.correct.reject", case, case.with_(pending_correction=None)).to_doc()
         if pending["by"] == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this change of the rating")
-        verdict = dict(case["verdict"]) | {"rating": pending["new_rating"], "rating_value": pending["rating_value"]}
+        verdict = replace(self._verdict(case), rating=str(pending["new_rating"]), rating_value=pending["rating_value"])
         correction = {k: pending[k] for k in ("by", "text", "previous_rating", "new_rating")} | {"at": now_iso(), "approved_by": actor.username}
-        after = self._save(org, actor, "case.correct", case, case | {"verdict": verdict, "corrections": [*case["corrections"], correction],
-                                                                      "pending_correction": None})
-        self._write_public(org, actor, "published.correct", after, self.published(org, case_id))
-        return after
+        after = self._save(org, actor, "case.correct", case, case.with_(verdict=verdict, corrections=[*case.corrections, correction],
+                                                                        pending_correction=None))
+        self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
+        return after.to_doc()
 
     def withdraw(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
         """Propose to withdraw a published fact-check; it waits, like a change of rating, for a
@@ -365,10 +368,10 @@ class CaseBook:
         actor.check("case.withdraw")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "withdraw")
-        if case.get("pending_withdrawal"):
+        if case.pending_withdrawal:
             raise Conflict("a withdrawal is already waiting for a second editor; decide it first")
         pending = {"at": now_iso(), "by": actor.username, "reason": clean_text(reason, "reason", limit=5000)}
-        return self._save(org, actor, "case.withdraw.propose", case, case | {"pending_withdrawal": pending})
+        return self._save(org, actor, "case.withdraw.propose", case, case.with_(pending_withdrawal=pending)).to_doc()
 
     def decide_withdrawal(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
         """A second editor approves the waiting withdrawal (the public page and ClaimReview say
@@ -377,66 +380,65 @@ class CaseBook:
         actor.check("case.withdrawal.approve")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "decide a withdrawal")
-        pending = case.get("pending_withdrawal")
+        pending = case.pending_withdrawal
         if not pending:
             raise Conflict("no withdrawal is waiting")
         if not approve:
-            return self._save(org, actor, "case.withdraw.reject", case, case | {"pending_withdrawal": None})
+            return self._save(org, actor, "case.withdraw.reject", case, case.with_(pending_withdrawal=None)).to_doc()
         if pending["by"] == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this withdrawal")
         withdrawal = {"at": now_iso(), "reason": pending["reason"], "proposed_by": pending["by"], "proposed_at": pending["at"],
                       "approved_by": actor.username}
         # a change of rating still waiting is moot: the verdict is withdrawn as it stands
-        after = self._save(org, actor, "case.withdraw", case, case | {"status": "withdrawn", "withdrawal": withdrawal,
-                                                                       "pending_withdrawal": None, "pending_correction": None})
-        self._write_public(org, actor, "published.withdraw", after, self.published(org, case_id))
-        return after
+        after = self._save(org, actor, "case.withdraw", case, case.with_(status="withdrawn", withdrawal=withdrawal,
+                                                                         pending_withdrawal=None, pending_correction=None))
+        self._write_public(org, actor, "published.withdraw", after, self.pages.one(org, case_id))
+        return after.to_doc()
 
     # -- public snapshot -----------------------------------------------------
-    def _write_public(self, org: str, actor: Actor, action: str, case: dict[str, Any], before: dict[str, Any] | None) -> None:
-        pub = case["publication"]
-        verdict = case["verdict"]
-        snapshot = plain({
-            "case_id": case["id"],
-            "org": org,
-            "org_name": pub["org_name"],
-            "url": pub["url"],
-            "claim": case["claim"],
-            "claimant": case.get("claimant", ""),
-            "claim_date": case.get("claim_date"),
-            "headline": verdict["headline"],
-            "rating": verdict["rating"],
-            "rating_value": verdict["rating_value"],
-            "explanation": verdict["explanation"],
-            "language": verdict.get("language"),
+    def _write_public(self, org: str, actor: Actor, action: str, case: Case, before: PublishedPage | None) -> None:
+        pub, verdict = case.publication, self._verdict(case)
+        if pub is None:
+            raise Conflict("the case is not published")
+        withdrawal = case.withdrawal
+        snapshot = PublishedPage.from_doc(case.id, plain(PublishedPage(
+            page_id=case.id,
+            case_id=case.id,
+            org=org,
+            org_name=pub.org_name,
+            url=pub.url,
+            claim=case.claim,
+            claimant=case.claimant,
+            claim_date=case.claim_date,
+            headline=verdict.headline,
+            rating=verdict.rating,
+            rating_value=verdict.rating_value,
+            explanation=verdict.explanation,
+            language=verdict.language,
             # Only links are public sources; notes and files stay in the workspace.
-            "sources": [{"url": e["url"], "text": e.get("text", "")} for e in case["evidence"] if e["kind"] == "link"],
-            "published_at": pub["published_at"],
-            "modified_at": case["corrections"][-1]["at"] if case["corrections"] else None,
-            "corrections": [{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case["corrections"]],
-        })
-        withdrawal = case.get("withdrawal")
-        if withdrawal:  # public: when and why (who decided stays in the workspace and the audit log)
-            snapshot |= {"withdrawn": {"at": withdrawal["at"], "reason": withdrawal["reason"]}, "modified_at": withdrawal["at"]}
-        sort = datetime.fromisoformat(snapshot["published_at"]).timestamp()
+            sources=[{"url": e["url"], "text": e.get("text", "")} for e in case.evidence if e["kind"] == "link"],
+            published_at=pub.published_at,
+            # public when withdrawn: when and why (who decided stays in the workspace and the audit log)
+            modified_at=withdrawal["at"] if withdrawal else case.corrections[-1]["at"] if case.corrections else None,
+            corrections=[{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case.corrections],
+            withdrawn={"at": withdrawal["at"], "reason": withdrawal["reason"]} if withdrawal else None,
+        ).to_doc()))
         # The verdict's other languages: one page and one ClaimReview each, the same rating, linked as a group.
-        versions = case.get("versions") or {}
-        pages = {case["id"]: snapshot} | {f"{case['id']}-{lang}": snapshot | {
-            "url": f"{pub['url']}-{lang}", "language": lang, "claim": v["claim"], "headline": v["headline"], "explanation": v["explanation"],
-        } for lang, v in versions.items()}
-        group = {str(page["language"] or ""): str(page["url"]) for page in pages.values()} if versions else {}
-        for page_id, page in pages.items():
-            page.update(page_id=page_id, versions=group)
-        rows = [(page_id, page, sort) for page_id, page in pages.items()]
-        records: list[tuple[str, Rows]] = [(PUBLISHED, rows)]
-        if withdrawal:  # the matcher's list of withdrawn entries changes with the decision, atomically
-            records.append((WITHDRAWN, withdrawal_rows([str(page["url"]) for page in pages.values()], snapshot["withdrawn"] | {"case_id": case["id"]})))
-        self.audit.append(org, actor.username, action, PUBLISHED, case["id"], before, snapshot, records=records)
-        self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page)) for page in pages.values()])
+        versions = case.versions or {}
+        pages = [snapshot, *(replace(snapshot, page_id=f"{case.id}-{lang}", url=f"{pub.url}-{lang}", language=lang, claim=str(v["claim"]),
+                                     headline=str(v["headline"]), explanation=str(v["explanation"])) for lang, v in versions.items())]
+        group = {(page.language or ""): page.url for page in pages} if versions else {}
+        pages = [replace(page, versions=group) for page in pages]
+        records: list[tuple[str, Rows]] = [(PUBLISHED, self.pages.rows(pages))]
+        if snapshot.withdrawn is not None:  # the matcher's list of withdrawn entries changes with the decision, atomically
+            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn | {"case_id": case.id})))
+        self.audit.append(org, actor.username, action, PUBLISHED, case.id, before.to_doc() if before is not None else None, pages[0].to_doc(),
+                          records=records)
+        self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page.to_doc())) for page in pages])
         if action == "published.create":
             from factbridge.workflow.publishing import on_published
 
-            on_published(self.storage, org, case, published_factcheck(snapshot))
+            on_published(self.storage, org, case.to_doc(), published_factcheck(pages[0].to_doc()))
 
 
 def library_ids(case: dict[str, Any]) -> list[str]:

@@ -1,0 +1,343 @@
+"""Typed records of the workflow's collections, each with one accessor, declared once here
+(the style of `factbridge.pipeline.records`):
+
+- `cases` (CaseBook): `Case` (its `Verdict` and `Publication`), through `Cases`;
+- `published` (the public snapshots CaseBook writes): `PublishedPage`, through `PublishedPages`;
+- `appeals` (Appeals): `Appeal`, through `AppealRecords`.
+
+Writers build the record and store `to_doc()`; readers call the accessor. Writes of these
+collections go through the audit log (`AuditLog.append(records=...)`, with its conditional
+`Expect`s), so an accessor gives the rows (`rows`) rather than writing them itself.
+`to_doc(from_doc(d)) == d` for every stored document: a key the document lacks is not
+invented, and a key it has (even null) is kept, so stored documents and the audit log's
+fingerprints of them are the same as before records existed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from factbridge.backends.storage.base import Rows, Storage
+from factbridge.errors import NotFound
+
+CASES = "cases"
+PUBLISHED = "published"
+APPEALS = "appeals"
+
+
+def _timestamp(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [dict(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rating: str
+    rating_value: float | None
+    explanation: str
+    headline: str
+    language: str | None
+    drafted_by: str
+    drafted_at: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"rating": self.rating, "rating_value": self.rating_value, "explanation": self.explanation, "headline": self.headline,
+                "language": self.language, "drafted_by": self.drafted_by, "drafted_at": self.drafted_at}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Verdict:
+        return cls(rating=str(doc.get("rating") or ""), rating_value=_opt_float(doc.get("rating_value")),
+                   explanation=str(doc.get("explanation") or ""), headline=str(doc.get("headline") or ""), language=_opt(doc.get("language")),
+                   drafted_by=str(doc.get("drafted_by") or ""), drafted_at=str(doc.get("drafted_at") or ""))
+
+
+@dataclass(frozen=True)
+class Publication:
+    url: str
+    published_at: str
+    published_by: str
+    org_name: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"url": self.url, "published_at": self.published_at, "published_by": self.published_by, "org_name": self.org_name}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Publication:
+        return cls(url=str(doc.get("url") or ""), published_at=str(doc.get("published_at") or ""),
+                   published_by=str(doc.get("published_by") or ""), org_name=str(doc.get("org_name") or ""))
+
+
+@dataclass(frozen=True)
+class Case:
+    """A case. Evidence items, review notes, corrections, language versions, pending changes
+    and the withdrawal keep their documents' shapes (`dict`s, see `workflow.cases`).
+    `closed_reason`, `versions`, `pending_correction`, `pending_withdrawal` and `withdrawal`
+    appear in a document only once set (`present` names those it has, even null)."""
+
+    id: str
+    org: str
+    title: str
+    claim: str
+    claimant: str = ""
+    claim_date: str | None = None
+    language: str | None = None
+    status: str = "open"
+    source: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    created_by: str = ""
+    assignee: str = ""
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    verdict: Verdict | None = None
+    approval: dict[str, Any] | None = None
+    review_notes: list[dict[str, Any]] = field(default_factory=list)
+    publication: Publication | None = None
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+    updated_at: str = ""
+    closed_reason: str | None = None
+    versions: dict[str, dict[str, Any]] | None = None
+    pending_correction: dict[str, Any] | None = None
+    pending_withdrawal: dict[str, Any] | None = None
+    withdrawal: dict[str, Any] | None = None
+    present: frozenset[str] = frozenset()
+
+    OPTIONAL = ("closed_reason", "versions", "pending_correction", "pending_withdrawal", "withdrawal")
+    UNSAVED = ("version", "updated_at")  # set by the first save
+
+    def with_(self, **changes: Any) -> Case:
+        """The case with `changes`; an optional field set here (even to None) is then stored."""
+        return dataclasses.replace(self, **changes, present=self.present | {k for k in changes if k in self.OPTIONAL + self.UNSAVED})
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id, "org": self.org, "title": self.title, "claim": self.claim, "claimant": self.claimant, "claim_date": self.claim_date,
+            "language": self.language, "status": self.status, "source": dict(self.source), "created_at": self.created_at,
+            "created_by": self.created_by, "assignee": self.assignee, "evidence": list(self.evidence),
+            "verdict": self.verdict.to_doc() if self.verdict else None, "approval": self.approval, "review_notes": list(self.review_notes),
+            "publication": self.publication.to_doc() if self.publication else None, "corrections": list(self.corrections),
+        }
+        for name in self.UNSAVED + self.OPTIONAL:
+            if name in self.present:
+                doc[name] = getattr(self, name)
+        return doc
+
+    @classmethod
+    def from_doc(cls, case_id: str, doc: Mapping[str, Any]) -> Case:
+        verdict, publication, versions = doc.get("verdict"), doc.get("publication"), doc.get("versions")
+        return cls(
+            id=str(doc.get("id") or case_id), org=str(doc.get("org") or ""), title=str(doc.get("title") or ""), claim=str(doc.get("claim") or ""),
+            claimant=str(doc.get("claimant") or ""), claim_date=_opt(doc.get("claim_date")), language=_opt(doc.get("language")),
+            status=str(doc.get("status") or "open"), source=dict(doc.get("source") or {}), created_at=str(doc.get("created_at") or ""),
+            created_by=str(doc.get("created_by") or ""), assignee=str(doc.get("assignee") or ""), evidence=_dicts(doc.get("evidence")),
+            verdict=Verdict.from_doc(verdict) if isinstance(verdict, Mapping) else None, approval=_dict_or_none(doc.get("approval")),
+            review_notes=_dicts(doc.get("review_notes")),
+            publication=Publication.from_doc(publication) if isinstance(publication, Mapping) else None,
+            corrections=_dicts(doc.get("corrections")), version=int(doc.get("version") or 0), updated_at=str(doc.get("updated_at") or ""),
+            closed_reason=_opt(doc.get("closed_reason")),
+            versions={str(k): dict(v) for k, v in versions.items()} if isinstance(versions, Mapping) else None,
+            pending_correction=_dict_or_none(doc.get("pending_correction")), pending_withdrawal=_dict_or_none(doc.get("pending_withdrawal")),
+            withdrawal=_dict_or_none(doc.get("withdrawal")),
+            present=frozenset(k for k in cls.UNSAVED + cls.OPTIONAL if k in doc),
+        )
+
+
+class Cases:
+    """The one accessor of the `cases` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, Case]:
+        docs = self.storage.get_docs(org, CASES, list(ids)) if ids else {}
+        return {i: Case.from_doc(i, d) for i, d in docs.items()}
+
+    def one(self, org: str, case_id: str) -> Case:
+        found = self.get(org, [case_id])
+        if case_id not in found:
+            raise NotFound(f"case '{case_id}' not found")
+        return found[case_id]
+
+    def iter(self, org: str, limit: int = 10_000) -> Iterator[Case]:
+        """Most recently updated first."""
+        for case_id, doc in self.storage.list_docs(org, CASES, limit=limit, order="updated_desc"):
+            yield Case.from_doc(case_id, doc)
+
+    @staticmethod
+    def rows(cases: Sequence[Case]) -> Rows:
+        """The storage rows of `cases` (sorted by their last update), for `AuditLog.append(records=...)`."""
+        return [(c.id, c.to_doc(), _timestamp(c.updated_at)) for c in cases]
+
+
+# --------------------------------------------------------------------------- published snapshots
+
+
+@dataclass(frozen=True)
+class PublishedPage:
+    """A public page of a published verdict (id: the case id, or "<case id>-<language>" for a
+    language version). Only public fields: never internal notes, files or who decided."""
+
+    page_id: str
+    case_id: str
+    org: str
+    org_name: str
+    url: str
+    claim: str
+    claimant: str
+    claim_date: str | None
+    headline: str
+    rating: str
+    rating_value: float | None
+    explanation: str
+    language: str | None
+    sources: list[dict[str, Any]]
+    published_at: str
+    modified_at: str | None
+    corrections: list[dict[str, Any]]
+    versions: dict[str, str] = field(default_factory=dict)  # language -> url, of the group; {} when alone
+    withdrawn: dict[str, Any] | None = None  # {at, reason}; absent from the document until withdrawn
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "case_id": self.case_id, "org": self.org, "org_name": self.org_name, "url": self.url, "claim": self.claim,
+            "claimant": self.claimant, "claim_date": self.claim_date, "headline": self.headline, "rating": self.rating,
+            "rating_value": self.rating_value, "explanation": self.explanation, "language": self.language, "sources": list(self.sources),
+            "published_at": self.published_at, "modified_at": self.modified_at, "corrections": list(self.corrections),
+        }
+        if self.withdrawn is not None:
+            doc["withdrawn"] = dict(self.withdrawn)
+        doc.update(page_id=self.page_id, versions=dict(self.versions))
+        return doc
+
+    @classmethod
+    def from_doc(cls, page_id: str, doc: Mapping[str, Any]) -> PublishedPage:
+        versions = doc.get("versions")
+        return cls(
+            page_id=str(doc.get("page_id") or page_id), case_id=str(doc.get("case_id") or ""), org=str(doc.get("org") or ""),
+            org_name=str(doc.get("org_name") or ""), url=str(doc.get("url") or ""), claim=str(doc.get("claim") or ""),
+            claimant=str(doc.get("claimant") or ""), claim_date=_opt(doc.get("claim_date")), headline=str(doc.get("headline") or ""),
+            rating=str(doc.get("rating") or ""), rating_value=_opt_float(doc.get("rating_value")), explanation=str(doc.get("explanation") or ""),
+            language=_opt(doc.get("language")), sources=_dicts(doc.get("sources")), published_at=str(doc.get("published_at") or ""),
+            modified_at=_opt(doc.get("modified_at")), corrections=_dicts(doc.get("corrections")),
+            versions={str(k): str(v) for k, v in versions.items()} if isinstance(versions, Mapping) else {},
+            withdrawn=_dict_or_none(doc.get("withdrawn")),
+        )
+
+
+class PublishedPages:
+    """The one accessor of the `published` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, PublishedPage]:
+        docs = self.storage.get_docs(org, PUBLISHED, list(ids)) if ids else {}
+        return {i: PublishedPage.from_doc(i, d) for i, d in docs.items()}
+
+    def one(self, org: str, page_id: str) -> PublishedPage:
+        found = self.get(org, [page_id])
+        if page_id not in found:
+            raise NotFound(f"published fact-check '{page_id}' not found")
+        return found[page_id]
+
+    def iter(self, org: str, limit: int = 1000, offset: int = 0) -> Iterator[PublishedPage]:
+        """Most recently published first."""
+        for page_id, doc in self.storage.list_docs(org, PUBLISHED, limit=limit, offset=offset, order="sort_desc"):
+            yield PublishedPage.from_doc(page_id, doc)
+
+    @staticmethod
+    def rows(pages: Sequence[PublishedPage]) -> Rows:
+        """The storage rows of `pages` (sorted by publication time), for `AuditLog.append(records=...)`."""
+        return [(p.page_id, p.to_doc(), _timestamp(p.published_at)) for p in pages]
+
+
+# --------------------------------------------------------------------------- appeals
+
+
+@dataclass(frozen=True)
+class Appeal:
+    """An appeal against a published verdict; `reason` and `contact` never leave the workspace."""
+
+    id: str
+    case_id: str
+    reason: str
+    contact: str = ""
+    status: str = "received"
+    received_at: str = ""
+    outcome: str | None = None
+    outcome_note: str = ""
+    decided_at: str | None = None
+    decided_by: str | None = None
+    version: int = 1
+
+    PUBLIC = ("received_at", "status", "outcome", "outcome_note", "decided_at")
+
+    def public(self) -> dict[str, Any]:
+        """What the public page shows of the appeal: its outcome, never the reason or contact."""
+        doc = self.to_doc()
+        return {k: doc[k] for k in self.PUBLIC}
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "case_id": self.case_id, "reason": self.reason, "contact": self.contact, "status": self.status,
+                "received_at": self.received_at, "outcome": self.outcome, "outcome_note": self.outcome_note, "decided_at": self.decided_at,
+                "decided_by": self.decided_by, "version": self.version}
+
+    @classmethod
+    def from_doc(cls, appeal_id: str, doc: Mapping[str, Any]) -> Appeal:
+        return cls(
+            id=str(doc.get("id") or appeal_id), case_id=str(doc.get("case_id") or ""), reason=str(doc.get("reason") or ""),
+            contact=str(doc.get("contact") or ""), status=str(doc.get("status") or "received"), received_at=str(doc.get("received_at") or ""),
+            outcome=_opt(doc.get("outcome")), outcome_note=str(doc.get("outcome_note") or ""), decided_at=_opt(doc.get("decided_at")),
+            decided_by=_opt(doc.get("decided_by")), version=int(doc.get("version") or 1),
+        )
+
+
+class AppealRecords:
+    """The one accessor of the `appeals` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, Appeal]:
+        docs = self.storage.get_docs(org, APPEALS, list(ids)) if ids else {}
+        return {i: Appeal.from_doc(i, d) for i, d in docs.items()}
+
+    def one(self, org: str, appeal_id: str) -> Appeal:
+        found = self.get(org, [appeal_id])
+        if appeal_id not in found:
+            raise NotFound(f"appeal '{appeal_id}' not found")
+        return found[appeal_id]
+
+    def iter(self, org: str, limit: int = 10_000) -> Iterator[Appeal]:
+        """Most recently received first."""
+        for appeal_id, doc in self.storage.list_docs(org, APPEALS, limit=limit, order="sort_desc"):
+            yield Appeal.from_doc(appeal_id, doc)
+
+    @staticmethod
+    def rows(appeals: Sequence[Appeal]) -> Rows:
+        """The storage rows of `appeals` (sorted by arrival), for `AuditLog.append(records=...)`."""
+        return [(a.id, a.to_doc(), _timestamp(a.received_at)) for a in appeals]
