@@ -18,15 +18,25 @@ from factbridge.workflow.appeals import Appeals
 from factbridge.workflow.audit import AuditLog, record_sha
 from factbridge.workflow.cases import CaseBook, RatingScale
 from factbridge.workflow.records import (
+    API_TOKENS,
     APPEALS,
     CASES,
     PUBLISHED,
+    SESSIONS,
+    SYSTEM_ORG,
+    USERS,
+    ApiTokens,
     Appeal,
     AppealRecords,
     Case,
     Cases,
     PublishedPage,
     PublishedPages,
+    SessionSlot,
+    SessionSlots,
+    TokenRecord,
+    UserRecord,
+    Users,
 )
 
 ORG = "desk-a"
@@ -39,6 +49,7 @@ class Desk:
     cases: CaseBook
     appeals: Appeals
     rev: Actor
+    accounts: Accounts
     ids: dict[str, str]
 
 
@@ -93,7 +104,26 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     waiting = cases.open(ORG, ed, "a fifth claim")["id"]
     cases.assign(ORG, ed, waiting, "rev")
     cases.draft_verdict(ORG, ed, waiting, "False", "No.", language="de")
-    yield Desk(storage, audit, cases, appeals, rev, {"withdrawn": c, "published": p, "closed": closed, "waiting": waiting, "appeal": appeal})
+    # accounts: tokens (one revoked, one never expiring), sessions (one ended, one kept through a
+    # change of password, one ended by it), a role change, a user disabled and enabled again
+    accounts.add_user("viewer", "password-123456", ORG, "viewer", display_name="V")
+    accounts.create_token("viewer", "scripts")
+    accounts.create_token("viewer", "forever", expires=None)
+    revoked = accounts.create_token("ed", "old")
+    accounts.revoke_token(ORG, accounts.list_tokens(ORG, "ed")[0].id)
+    assert accounts.list_tokens(ORG, "ed")[0].revoked and accounts.token_actor(accounts.create_token("rev", "ci")).username == "rev"
+    kept, _ = accounts.start_session(ed)
+    accounts.start_session(ed)
+    ended, _ = accounts.start_session(rev)
+    accounts.end_session(ended)
+    accounts.change_password("ed", "password-123456", "password-654321", keep_session=kept.partition(".")[0])
+    assert accounts.session(kept).actor.username == "ed" and revoked
+    accounts.set_role("viewer", "analyst")
+    accounts.set_disabled("viewer", True)
+    accounts.set_disabled("viewer", False)
+    accounts.set_password("viewer", "password-999999")
+    accounts.start_session(accounts.authenticate("viewer", "password-999999"))
+    yield Desk(storage, audit, cases, appeals, rev, accounts, {"withdrawn": c, "published": p, "closed": closed, "waiting": waiting, "appeal": appeal})
     storage.close()
 
 
@@ -143,18 +173,48 @@ def test_every_appeal_round_trips(desk: Desk) -> None:
         desk.appeals.decide(ORG, desk.rev, desk.ids["appeal"], "upheld", "x")
 
 
+def test_every_account_record_round_trips(desk: Desk) -> None:
+    kinds = {USERS: UserRecord, API_TOKENS: TokenRecord, SESSIONS: SessionSlot}
+    counts = {}
+    for collection, record in kinds.items():
+        docs = desk.storage.list_docs(SYSTEM_ORG, collection, limit=10_000)
+        for doc_id, doc in docs:
+            assert record.from_doc(doc_id, doc).to_doc() == doc
+        counts[collection] = len(docs)
+    assert counts == {USERS: 3, API_TOKENS: 4, SESSIONS: 3}  # a freed slot is reused
+    users = {u.username: u for u in Users(desk.storage).iter(ORG)}
+    assert (users["viewer"].role, users["viewer"].disabled, users["viewer"].epoch, users["viewer"].display_name) == ("analyst", False, 2, "V")
+    assert users["rev"].session_epoch is None and "password_hash" not in users["ed"].public()
+    tokens = list(ApiTokens(desk.storage).iter())
+    assert sorted((t.username, t.name, t.revoked) for t in tokens) == [
+        ("ed", "old", True), ("rev", "ci", False), ("viewer", "forever", True), ("viewer", "scripts", True)]
+    assert all(t.revoked_at for t in tokens if t.revoked) and [t.expires_at for t in tokens if t.name == "forever"] == [None]
+    slots = list(SessionSlots(desk.storage).iter())
+    live = [s for s in slots if not s.free]
+    assert sorted((s.username, s.epoch) for s in live) == [("ed", 1), ("viewer", 2)] and len(slots) - len(live) == 1
+    report = desk.accounts.purge_sessions()
+    assert (report.scanned, report.live, report.free) == (3, 2, 1)
+
+
 def test_fingerprints_and_audit_chain_unchanged(desk: Desk) -> None:
     """The last audit entry that wrote each record fingerprints exactly the document its typed
     record writes, and `audit verify` finds nothing wrong."""
     assert desk.audit.verify(ORG).problems == []
-    last: dict[tuple[str, str], str] = {}
+    last: dict[tuple[str, str, str], str] = {}
     for entry in desk.audit.entries(ORG, limit=10_000, newest_first=False):
         for written in entry.get("records") or []:
-            last[(written["collection"], written["id"])] = written["sha"]
+            last[(written["scope"], written["collection"], written["id"])] = written["sha"]
     checked = 0
     for collection, record in ((CASES, Case), (PUBLISHED, PublishedPage), (APPEALS, Appeal)):
         for doc_id, doc in stored(desk.storage, collection):
             typed: dict[str, Any] = record.from_doc(doc_id, doc).to_doc()
-            assert last[(collection, doc_id)] == record_sha(typed)
+            assert last[(ORG, collection, doc_id)] == record_sha(typed)
             checked += 1
-    assert checked == 10
+    for collection, record in ((USERS, UserRecord), (API_TOKENS, TokenRecord), (SESSIONS, SessionSlot)):
+        for doc_id, doc in desk.storage.list_docs(SYSTEM_ORG, collection, limit=10_000):
+            if doc.get("free") and (SYSTEM_ORG, collection, doc_id) not in last:
+                continue  # freed by a purge: not audited (a free slot holds nothing)
+            typed = record.from_doc(doc_id, doc).to_doc()
+            assert last[(SYSTEM_ORG, collection, doc_id)] == record_sha(typed)
+            checked += 1
+    assert checked >= 10 + 3 + 4 + 2

@@ -33,7 +33,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,9 +51,19 @@ from factbridge.errors import (
 )
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.permissions import PERMISSIONS, ROLES, allowed, role_rank
+from factbridge.workflow.records import API_TOKENS as API_TOKENS
+from factbridge.workflow.records import SESSIONS as SESSIONS
+from factbridge.workflow.records import SYSTEM_ORG as SYSTEM_ORG
+from factbridge.workflow.records import (
+    USERS,
+    ApiTokens,
+    SessionSlot,
+    SessionSlots,
+    TokenRecord,
+    UserRecord,
+    Users,
+)
 
-SYSTEM_ORG = "_system"
-API_TOKENS = "api_tokens"
 # The public id of an API token: a prefix of its hash (the token itself is never stored).
 TOKEN_ID_LENGTH = 12
 MIN_PASSWORD = 10
@@ -66,7 +76,6 @@ PASSWORD_RULES = {
     "is_username": "password must differ from the user name",
     "unchanged": "the new password must differ from the current one",
 }
-SESSIONS = "sessions"
 # How many of the oldest slots a sign-in looks at to purge and reuse: bounded work per request.
 SIGN_IN_PURGE_BATCH = 32
 _ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,39}$")
@@ -194,6 +203,9 @@ class Accounts:
         self.session_hours = session_hours
         self.token_days = token_days
         self.hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)
+        self.users = Users(storage)
+        self.tokens = ApiTokens(storage)
+        self.sessions = SessionSlots(storage)
         # Verifying against this keeps a sign-in with an unknown name as slow as a wrong password.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
 
@@ -232,110 +244,101 @@ class Accounts:
         # User names are global (people sign in before their organisation is known), but whose a
         # taken name is stays unsaid: the refusal is the same whichever organisation holds it.
         taken = Conflict("that user name cannot be used; choose another")
-        if self.storage.get_docs(SYSTEM_ORG, "users", [username]):
+        if self.users.get([username]):
             raise taken
-        doc = {
-            "username": username,
-            "org": org,
-            "role": role,
-            "display_name": display_name.strip() or username,
-            "password_hash": self.hasher.hash(password),
-            "disabled": False,
-            "created_at": _now().isoformat(),
-        }
+        user = UserRecord(username=username, org=org, role=role, display_name=display_name.strip() or username,
+                          password_hash=self.hasher.hash(password), disabled=False, created_at=_now().isoformat())
         try:
-            self.audit.append(org, actor, "user.create", "users", username, None, _public_user(doc),
-                              system_records=[("users", [(username, doc, None)])], expect=[Expect("users", username, org=SYSTEM_ORG)])
+            self.audit.append(org, actor, "user.create", USERS, username, None, user.public(),
+                              system_records=[(USERS, self.users.rows([user]))], expect=[Expect(USERS, username, org=SYSTEM_ORG)])
         except PreconditionFailed as exc:
             raise taken from exc
-        return _actor(doc)
+        return _actor(user)
 
-    def _user_in_org(self, username: str, by: Actor | None) -> dict[str, Any]:
+    def _user_in_org(self, username: str, by: Actor | None) -> UserRecord:
         """The user record an admin (`by`, None for the CLI) may manage: another organisation's
         user is "not found", exactly like a name nobody has."""
         if by is not None:
             by.check("users.manage")
-        doc = self._user_doc(username)
-        if by is not None and by.org != doc["org"]:
+        user = self._user(username)
+        if by is not None and by.org != user.org:
             raise NotFound(f"user '{username}' not found")
-        return doc
+        return user
 
     def set_role(self, username: str, role: str, by: Actor | None = None) -> Actor:
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}", field="role")
-        doc = self._user_in_org(username, by)
+        user = self._user_in_org(username, by)
         # Compared on the stored (canonical, lowercase) name: "A-Admin" is still oneself.
-        if by is not None and doc["username"] == by.username:
+        if by is not None and user.username == by.username:
             raise InputError("ask another admin to change your own role", field="role")
-        after = doc | {"role": role}
-        self._save_user(doc, after, by.username if by else "cli", "user.role", expect_field="role")
+        after = replace(user, role=role)
+        self._save_user(user, after, by.username if by else "cli", "user.role", expect_field="role")
         return _actor(after)
 
-    def _save_user(self, doc: dict[str, Any], after: dict[str, Any], actor: str, action: str, *, expect_field: str,
+    def _save_user(self, user: UserRecord, after: UserRecord, actor: str, action: str, *, expect_field: str,
                    extra: dict[str, Any] | None = None, also: Sequence[tuple[str, Rows]] = ()) -> None:
         """Write a changed user record (and `also`: its sessions and tokens) with its audit entry,
         only if `expect_field` is still what it was when the record was read."""
-        name = doc["username"]
+        name = user.username
         try:
-            self.audit.append(doc["org"], actor, action, "users", name, _public_user(doc), _public_user(after) | (extra or {}),
-                              system_records=[("users", [(name, after, None)]), *also],
-                              expect=[Expect("users", name, expect_field, doc.get(expect_field), org=SYSTEM_ORG)])
+            self.audit.append(user.org, actor, action, USERS, name, user.public(), after.public() | (extra or {}),
+                              system_records=[(USERS, self.users.rows([after])), *also],
+                              expect=[Expect(USERS, name, expect_field, user.to_doc().get(expect_field), org=SYSTEM_ORG)])
         except PreconditionFailed as exc:
-            if exc.key == (SYSTEM_ORG, "users", name):
+            if exc.key == (SYSTEM_ORG, USERS, name):
                 raise Conflict(f"user '{name}' was changed by someone else meanwhile; try again") from exc
             raise
 
     def _end_everything(self, name: str, keep_session: str | None = None, keep_token_sha: str | None = None,
-                        epoch: int = 0) -> tuple[list[tuple[str, dict[str, Any], float | None]], int, list[tuple[str, dict[str, Any], float | None]]]:
+                        epoch: int = 0) -> tuple[Rows, int, list[TokenRecord]]:
         """The session slots and token records that end every session and token of a user
-        (but the kept ones): (session rows, sessions ended, revoked token rows)."""
-        sessions: list[tuple[str, dict[str, Any], float | None]] = []
+        (but the kept ones): (session rows, sessions ended, revoked tokens)."""
+        sessions: list[SessionSlot] = []
         freed = 0
-        for slot, session in self._all_slots():
-            if session.get("free") or session.get("username") != name:
+        for session in self.sessions.iter():
+            if session.free or session.username != name:
                 continue
-            if slot == keep_session and not session.get("revoked"):
-                sessions.append((slot, session | {"epoch": epoch}, _expiry_key(session)))
+            if session.slot == keep_session and not session.revoked:
+                sessions.append(replace(session, epoch=epoch))
             else:
-                sessions.append((slot, FREE_SLOT, 0.0))
+                sessions.append(SessionSlot(session.slot, free=True))
                 freed += 1
         revoked_at = _now().isoformat()
-        revoked: list[tuple[str, dict[str, Any], float | None]] = [
-            (sha, token | {"revoked": True, "revoked_at": revoked_at}, None)
-            for sha, token in self.storage.list_docs(SYSTEM_ORG, API_TOKENS, limit=1_000_000, order="id")
-            if token.get("username") == name and not token.get("revoked") and sha != keep_token_sha]
-        return sessions, freed, revoked
+        revoked = [replace(token, revoked=True, revoked_at=revoked_at)
+                   for token in self.tokens.iter() if token.username == name and not token.revoked and token.sha != keep_token_sha]
+        return self.sessions.rows(sessions), freed, revoked
 
     def set_password(self, username: str, password: str, actor: str = "cli", by: Actor | None = None) -> PasswordChange:
         """An administrator's reset: the new password, and every session of the user ends and
         every API token of theirs is revoked (whoever had them no longer gets in), in one
         transaction with its audit entry."""
-        doc = self._user_in_org(username, by)
-        name = doc["username"]
+        user = self._user_in_org(username, by)
+        name = user.username
         check_password(password, name)
-        epoch = int(doc.get("session_epoch", 0)) + 1
+        epoch = user.epoch + 1
         sessions, freed, revoked = self._end_everything(name, epoch=epoch)
-        after = doc | {"password_hash": self.hasher.hash(password), "session_epoch": epoch}
+        after = replace(user, password_hash=self.hasher.hash(password), session_epoch=epoch)
         change = PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
-        self._save_user(doc, after, by.username if by else actor, "user.password", expect_field="password_hash",
+        self._save_user(user, after, by.username if by else actor, "user.password", expect_field="password_hash",
                         extra={"by": "admin", "sessions_revoked": freed, "tokens_revoked": len(revoked),
-                               "api_tokens": sorted(sha[:TOKEN_ID_LENGTH] for sha, _, _ in revoked)},
-                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
+                               "api_tokens": sorted(t.sha[:TOKEN_ID_LENGTH] for t in revoked)},
+                        also=[(SESSIONS, sessions), (API_TOKENS, self.tokens.rows(revoked))])
         return change
 
     def set_disabled(self, username: str, disabled: bool, actor: str = "cli", by: Actor | None = None) -> PasswordChange:
         """Disable (or enable again) a user. Disabling ends every session and revokes every token:
         an account enabled again starts with fresh credentials. One cannot disable oneself."""
-        doc = self._user_in_org(username, by)
-        name = doc["username"]
+        user = self._user_in_org(username, by)
+        name = user.username
         if by is not None and name == by.username:
             raise InputError("ask another admin to disable your own account", field="username")
-        epoch = int(doc.get("session_epoch", 0)) + (1 if disabled else 0)
+        epoch = user.epoch + (1 if disabled else 0)
         sessions, freed, revoked = self._end_everything(name, epoch=epoch) if disabled else ([], 0, [])
-        after = doc | {"disabled": disabled, "session_epoch": epoch}
-        self._save_user(doc, after, by.username if by else actor, "user.disable" if disabled else "user.enable", expect_field="disabled",
+        after = replace(user, disabled=disabled, session_epoch=epoch)
+        self._save_user(user, after, by.username if by else actor, "user.disable" if disabled else "user.enable", expect_field="disabled",
                         extra={"sessions_revoked": freed, "tokens_revoked": len(revoked)},
-                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
+                        also=[(SESSIONS, sessions), (API_TOKENS, self.tokens.rows(revoked))])
         return PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
 
     def change_password(self, username: str, current: str, new: str, *, keep_session: str | None = None,
@@ -343,67 +346,64 @@ class Accounts:
         """Self-service change: the current password is required. Every other session of the user
         ends and every other API token is revoked; the session (slot) or token the change came
         through keeps working, so the user is not thrown out of the page they are on."""
-        doc = self._user_doc(username)
-        name = doc["username"]
-        if not _verify(self.hasher, doc["password_hash"], current):
+        user = self._user(username)
+        name = user.username
+        if not _verify(self.hasher, user.password_hash, current):
             raise InputError("the current password is wrong", field="current_password")
         check_password(new, name, current, field="new_password")
-        epoch = int(doc.get("session_epoch", 0)) + 1
+        epoch = user.epoch + 1
         # The epoch bump ends every session at once, even one being opened right now elsewhere;
         # the other slots are purged and the kept session moves to the new epoch. The password,
         # the sessions and the tokens change in one transaction: all of it or nothing.
         sessions, freed, revoked = self._end_everything(name, keep_session, keep_token_sha, epoch)
         change = PasswordChange(username=name, sessions_revoked=freed, tokens_revoked=len(revoked))
-        after = doc | {"password_hash": self.hasher.hash(new), "session_epoch": epoch}
-        self._save_user(doc, after, name, "user.password", expect_field="password_hash",
+        after = replace(user, password_hash=self.hasher.hash(new), session_epoch=epoch)
+        self._save_user(user, after, name, "user.password", expect_field="password_hash",
                         extra={"by": "self", "sessions_revoked": freed, "tokens_revoked": len(revoked),
-                               "api_tokens": sorted(sha[:TOKEN_ID_LENGTH] for sha, _, _ in revoked)},
-                        also=[(SESSIONS, sessions), (API_TOKENS, revoked)])
+                               "api_tokens": sorted(t.sha[:TOKEN_ID_LENGTH] for t in revoked)},
+                        also=[(SESSIONS, sessions), (API_TOKENS, self.tokens.rows(revoked))])
         return change
 
     def get_user(self, username: str) -> Actor:
-        return _actor(self._user_doc(username))
+        return _actor(self._user(username))
 
     def is_disabled(self, username: str) -> bool:
-        return bool(self._user_doc(username).get("disabled"))
+        return self._user(username).disabled
 
     def list_users(self, org: str) -> list[Actor]:
-        rows = self.storage.list_docs(SYSTEM_ORG, "users", limit=100_000, order="id")
-        return [_actor(doc) for _, doc in rows if doc.get("org") == org]
+        return [_actor(user) for user in self.users.iter(org)]
 
     def list_user_records(self, org: str) -> list[dict[str, Any]]:
         """The organisation's users with their state (no password hash), for the admin page."""
-        rows = self.storage.list_docs(SYSTEM_ORG, "users", limit=100_000, order="id")
-        return [_public_user(doc) for _, doc in rows if doc.get("org") == org]
+        return [user.public() for user in self.users.iter(org)]
 
-    def _user_doc(self, username: str) -> dict[str, Any]:
+    def _user(self, username: str) -> UserRecord:
         key = username.strip().lower()
-        found = self.storage.get_docs(SYSTEM_ORG, "users", [key])
+        found = self.users.get([key])
         if key not in found:
             raise NotFound(f"user '{username}' not found")
         return found[key]
 
     def authenticate(self, username: str, password: str) -> Actor:
         key = username.strip().lower()
-        doc = self.storage.get_docs(SYSTEM_ORG, "users", [key]).get(key) if key else None
-        if doc is None or doc.get("disabled"):
+        user = self.users.get([key]).get(key) if key else None
+        if user is None or user.disabled:
             _verify(self.hasher, self._dummy_hash, password)
             raise NotAuthenticated("unknown user name or wrong password")
-        if not _verify(self.hasher, doc["password_hash"], password):
+        if not _verify(self.hasher, user.password_hash, password):
             raise NotAuthenticated("unknown user name or wrong password")
-        if self.hasher.check_needs_rehash(doc["password_hash"]):
+        if self.hasher.check_needs_rehash(user.password_hash):
             # Same password, stronger hash parameters: recorded like every change of the record;
             # if the record changed meanwhile (a new password), that change stands.
             with contextlib.suppress(Conflict):
-                self._save_user(doc, doc | {"password_hash": self.hasher.hash(password)}, key, "user.rehash", expect_field="password_hash")
-        return _actor(doc)
+                self._save_user(user, replace(user, password_hash=self.hasher.hash(password)), key, "user.rehash", expect_field="password_hash")
+        return _actor(user)
 
     # -- web sessions --------------------------------------------------------
     def start_session(self, actor: Actor) -> tuple[str, Session]:
-        user = self._user_doc(actor.username)
-        if user.get("disabled"):
+        user = self._user(actor.username)
+        if user.disabled:
             raise NotAuthenticated("unknown user name or wrong password")
-        epoch = int(user.get("session_epoch", 0))
         now = _now()
         # Sign-in is when old sessions are purged: a bounded batch of the oldest slots (free ones
         # first, then the earliest expiry), one of which, if any is free, the new session reuses.
@@ -417,21 +417,14 @@ class Accounts:
             token = f"{slot}.{secrets.token_urlsafe(32)}"
             csrf = secrets.token_urlsafe(32)
             sha = token_sha(token)
-            doc = {
-                "username": actor.username,
-                "sha": sha,
-                "csrf": csrf,
-                "created_at": now.isoformat(),
-                "expires_at": (now + timedelta(hours=self.session_hours)).isoformat(),
-                "epoch": epoch,
-                "revoked": False,
-            }
+            session = SessionSlot(slot=slot, username=actor.username, sha=sha, csrf=csrf, created_at=now.isoformat(),
+                                  expires_at=(now + timedelta(hours=self.session_hours)).isoformat(), epoch=user.epoch, revoked=False)
             taken = Expect(SESSIONS, slot, "free", True, org=SYSTEM_ORG) if reuse else Expect(SESSIONS, slot, org=SYSTEM_ORG)
             try:
                 # Named by its slot; the token and CSRF secret never enter the log.
                 self.audit.append(actor.org, actor.username, "session.start", SESSIONS, slot, None,
-                                  {"username": actor.username, "expires_at": doc["expires_at"]},
-                                  system_records=[(SESSIONS, [(slot, doc, _expiry_key(doc))])], expect=[taken])
+                                  {"username": actor.username, "expires_at": session.expires_at},
+                                  system_records=[(SESSIONS, self.sessions.rows([session]))], expect=[taken])
             except PreconditionFailed as exc:
                 if exc.key == (SYSTEM_ORG, SESSIONS, slot):
                     if reuse:
@@ -441,94 +434,90 @@ class Accounts:
             return token, Session(actor=actor, csrf=csrf, token_sha=sha, slot=slot)
         raise Conflict("could not open a session; try again")
 
-    def _slot_of(self, token: str) -> tuple[str, dict[str, Any]] | None:
-        """The slot and its live record for a session token, or None (no constant-time leak:
-        the slot id is not secret, the secret is compared by hash in constant time)."""
+    def _slot_of(self, token: str) -> SessionSlot | None:
+        """The live slot of a session token, or None (no constant-time leak: the slot id is not
+        secret, the secret is compared by hash in constant time)."""
         slot, sep, secret = token.partition(".")
         if not sep or not slot or not secret:
             return None
-        doc = self.storage.get_docs(SYSTEM_ORG, SESSIONS, [slot]).get(slot)
-        if doc is None or doc.get("free") or not constant_time_equal(str(doc.get("sha", "")), token_sha(token)):
+        session = self.sessions.get([slot]).get(slot)
+        if session is None or session.free or not constant_time_equal(session.sha, token_sha(token)):
             return None
-        return slot, doc
+        return session
 
     def session(self, token: str) -> Session:
-        found = self._slot_of(token)
-        if found is None:
+        session = self._slot_of(token)
+        if session is None:
             raise NotAuthenticated("please sign in")
-        slot, doc = found
-        if doc.get("revoked") or datetime.fromisoformat(doc["expires_at"]) < _now():
+        if session.revoked or datetime.fromisoformat(session.expires_at) < _now():
             raise NotAuthenticated("please sign in")
-        user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
-        if user is None or user.get("disabled") or int(user.get("session_epoch", 0)) != int(doc.get("epoch", 0)):
+        user = self.users.get([session.username]).get(session.username)
+        if user is None or user.disabled or user.epoch != session.epoch:
             raise NotAuthenticated("please sign in")
-        return Session(actor=_actor(user), csrf=doc["csrf"], token_sha=doc["sha"], slot=slot)
+        return Session(actor=_actor(user), csrf=session.csrf, token_sha=session.sha, slot=session.slot)
 
     def end_session(self, token: str) -> None:
-        found = self._slot_of(token)
-        if found is None:
+        session = self._slot_of(token)
+        if session is None:
             return
-        slot, doc = found
+        slot = session.slot
+        freed = self.sessions.rows([SessionSlot(slot, free=True)])
         # Signing out purges the slot at once: nothing of the session is kept.
-        user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
+        user = self.users.get([session.username]).get(session.username)
         if user is None:
-            self.storage.put_docs(SYSTEM_ORG, SESSIONS, [(slot, FREE_SLOT, 0.0)])
+            self.storage.put_docs(SYSTEM_ORG, SESSIONS, freed)
             return
         try:
-            self.audit.append(user["org"], doc["username"], "session.end", SESSIONS, slot, {"revoked": bool(doc.get("revoked"))},
-                              {"revoked": True}, system_records=[(SESSIONS, [(slot, FREE_SLOT, 0.0)])],
-                              expect=[Expect(SESSIONS, slot, "sha", doc["sha"], org=SYSTEM_ORG)])
+            self.audit.append(user.org, session.username, "session.end", SESSIONS, slot, {"revoked": session.revoked},
+                              {"revoked": True}, system_records=[(SESSIONS, freed)],
+                              expect=[Expect(SESSIONS, slot, "sha", session.sha, org=SYSTEM_ORG)])
         except PreconditionFailed as exc:
             if exc.key != (SYSTEM_ORG, SESSIONS, slot):
                 raise  # else the slot was purged or reused meanwhile: this session is over anyway
 
-    def _all_slots(self) -> list[tuple[str, dict[str, Any]]]:
-        return self.storage.list_docs(SYSTEM_ORG, SESSIONS, limit=10_000_000, order="id")
-
-    def _dead(self, doc: dict[str, Any], users: dict[str, dict[str, Any]], now: datetime) -> bool:
+    def _dead(self, session: SessionSlot, users: dict[str, UserRecord], now: datetime) -> bool:
         """Ended, expired, from an old password (epoch), of a removed or disabled user, or a record
         from before slots (keyed by token hash, no "sha" field)."""
-        if doc.get("revoked") or "sha" not in doc or "expires_at" not in doc:
+        if session.revoked or not session.sha or not session.expires_at:
             return True
-        if datetime.fromisoformat(doc["expires_at"]) < now:
+        if datetime.fromisoformat(session.expires_at) < now:
             return True
-        user = users.get(doc.get("username", ""))
-        return user is None or bool(user.get("disabled")) or int(user.get("session_epoch", 0)) != int(doc.get("epoch", 0))
+        user = users.get(session.username)
+        return user is None or user.disabled or user.epoch != session.epoch
 
-    def _purge(self, rows: list[tuple[str, dict[str, Any]]], now: datetime) -> list[str]:
-        """Free every dead slot among `rows`; the ids of all free slots among them. (Freeing is not
+    def _purge(self, slots: list[SessionSlot], now: datetime) -> list[str]:
+        """Free every dead slot among `slots`; the ids of all free slots among them. (Freeing is not
         audited: a free slot holds nothing and grants nothing, and `audit verify` skips it.)"""
-        names = {d["username"] for _, d in rows if not d.get("free") and isinstance(d.get("username"), str)}
-        users = self.storage.get_docs(SYSTEM_ORG, "users", sorted(names)) if names else {}
+        users = self.users.get(sorted({s.username for s in slots if not s.free and s.username}))
         free: list[str] = []
-        purge: list[tuple[str, dict[str, Any], float | None]] = []
-        for slot, doc in rows:
-            if doc.get("free"):
-                free.append(slot)
-            elif self._dead(doc, users, now):
-                purge.append((slot, FREE_SLOT, 0.0))
-                free.append(slot)
-        self.storage.put_docs(SYSTEM_ORG, SESSIONS, purge)
+        purge: list[SessionSlot] = []
+        for session in slots:
+            if session.free:
+                free.append(session.slot)
+            elif self._dead(session, users, now):
+                purge.append(SessionSlot(session.slot, free=True))
+                free.append(session.slot)
+        self.storage.put_docs(SYSTEM_ORG, SESSIONS, self.sessions.rows(purge))
         return free
 
     def _purge_batch(self, limit: int, now: datetime) -> list[str]:
-        return self._purge(self.storage.list_docs(SYSTEM_ORG, SESSIONS, limit=limit, order="sort_asc"), now)
+        return self._purge(list(self.sessions.iter(limit=limit, order="sort_asc")), now)
 
     def purge_sessions(self) -> PurgeReport:
         """Purge every dead session slot (the `users purge-sessions` command; sign-in does a batch)."""
-        rows = self._all_slots()
-        already = sum(1 for _, d in rows if d.get("free"))
-        free = self._purge(rows, _now())
-        return PurgeReport(scanned=len(rows), purged=len(free) - already, live=len(rows) - len(free), free=len(free))
+        slots = list(self.sessions.iter())
+        already = sum(1 for s in slots if s.free)
+        free = self._purge(slots, _now())
+        return PurgeReport(scanned=len(slots), purged=len(free) - already, live=len(slots) - len(free), free=len(free))
 
     # -- API tokens ----------------------------------------------------------
     def create_token(self, username: str, name: str = "api", actor: str = "cli", *, expires: datetime | None | str = "default",
                      by: Actor | None = None) -> str:
         """A new API token (returned once; only its hash is stored). `expires`: a time, None for
         never, or "default" for `api_token_days` from now (0 days: never)."""
-        user = self._user_in_org(username, by) if by is not None else self._user_doc(username)
-        if user.get("disabled"):
-            raise Conflict(f"user '{user['username']}' is disabled")
+        user = self._user_in_org(username, by) if by is not None else self._user(username)
+        if user.disabled:
+            raise Conflict(f"user '{user.username}' is disabled")
         now = _now()
         if expires == "default":
             expires = now + timedelta(days=self.token_days) if self.token_days > 0 else None
@@ -536,37 +525,33 @@ class Accounts:
             expires = parse_expiry(expires, now)
         token = "fb_" + secrets.token_urlsafe(32)
         sha = token_sha(token)
-        doc = {"id": sha[:TOKEN_ID_LENGTH], "username": user["username"], "org": user["org"], "name": name.strip()[:100] or "api",
-               "created_at": now.isoformat(), "expires_at": expires.isoformat() if expires else None, "revoked": False}
+        record = TokenRecord(sha=sha, id=sha[:TOKEN_ID_LENGTH], username=user.username, org=user.org, name=name.strip()[:100] or "api",
+                             created_at=now.isoformat(), expires_at=expires.isoformat() if expires else None, revoked=False)
         # The audit entry names the token by a short prefix of its hash, never the token.
-        self.audit.append(user["org"], by.username if by else actor, "token.create", API_TOKENS, sha[:TOKEN_ID_LENGTH], None,
-                          {"username": user["username"], "name": doc["name"], "expires_at": doc["expires_at"]},
-                          system_records=[(API_TOKENS, [(sha, doc, None)])], expect=[Expect(API_TOKENS, sha, org=SYSTEM_ORG)])
+        self.audit.append(user.org, by.username if by else actor, "token.create", API_TOKENS, sha[:TOKEN_ID_LENGTH], None,
+                          {"username": user.username, "name": record.name, "expires_at": record.expires_at},
+                          system_records=[(API_TOKENS, self.tokens.rows([record]))], expect=[Expect(API_TOKENS, sha, org=SYSTEM_ORG)])
         return token
 
     def token_actor(self, token: str) -> Actor:
         sha = token_sha(token)
-        doc = self.storage.get_docs(SYSTEM_ORG, API_TOKENS, [sha]).get(sha)
-        if doc is None or doc.get("revoked") or _expired(doc, _now()):
+        record = self.tokens.get([sha]).get(sha)
+        if record is None or record.revoked or record.expired(_now()):
             raise NotAuthenticated("unknown, expired or revoked API token")
-        user = self.storage.get_docs(SYSTEM_ORG, "users", [doc["username"]]).get(doc["username"])
-        if user is None or user.get("disabled"):
+        user = self.users.get([record.username]).get(record.username)
+        if user is None or user.disabled:
             raise NotAuthenticated("unknown, expired or revoked API token")
         return _actor(user)
 
-    def _token_rows(self, org: str, username: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    def _token_records(self, org: str, username: str | None = None) -> list[TokenRecord]:
         members = {a.username for a in self.list_users(org)}
         wanted = {username.strip().lower()} & members if username else members
-        return [(sha, doc) for sha, doc in self.storage.list_docs(SYSTEM_ORG, API_TOKENS, limit=1_000_000, order="id")
-                if doc.get("username") in wanted]
+        return [t for t in self.tokens.iter() if t.username in wanted]
 
     def list_tokens(self, org: str, username: str | None = None) -> list[TokenInfo]:
         """The organisation's tokens (of one user, if named), newest first."""
         now = _now()
-        items = [TokenInfo(id=sha[:TOKEN_ID_LENGTH], username=doc["username"], name=str(doc.get("name", "")),
-                           created_at=str(doc.get("created_at", "")), expires_at=doc.get("expires_at"),
-                           revoked=bool(doc.get("revoked")), expired=_expired(doc, now))
-                 for sha, doc in self._token_rows(org, username)]
+        items = [_token_info(t, now) for t in self._token_records(org, username)]
         return sorted(items, key=lambda t: t.created_at, reverse=True)
 
     def revoke_token(self, org: str, token_id: str, actor: str = "cli", by: Actor | None = None) -> TokenInfo:
@@ -578,39 +563,34 @@ class Accounts:
         prefix = token_id.strip().lower()
         if not re.fullmatch(r"[0-9a-f]{8,64}", prefix):
             raise InputError("a token id is 8 to 64 hexadecimal characters (see `users tokens list`)", field="token_id")
-        hits = [(sha, doc) for sha, doc in self._token_rows(org) if sha.startswith(prefix)]
+        hits = [t for t in self._token_records(org) if t.sha.startswith(prefix)]
         if not hits:
             raise NotFound(f"token '{token_id}' not found")
         if len(hits) > 1:
             raise InputError(f"token id '{token_id}' is ambiguous; give more characters", field="token_id")
-        sha, doc = hits[0]
-        user = self._user_doc(doc["username"])
-        if not doc.get("revoked"):
-            after = doc | {"revoked": True, "revoked_at": _now().isoformat()}
+        record = hits[0]
+        sha = record.sha
+        user = self._user(record.username)
+        if not record.revoked:
+            after = replace(record, revoked=True, revoked_at=_now().isoformat())
             try:
-                self.audit.append(user["org"], by.username if by else actor, "token.revoke", API_TOKENS, sha[:TOKEN_ID_LENGTH],
-                                  {"revoked": False}, {"revoked": True, "username": doc["username"]},
-                                  system_records=[(API_TOKENS, [(sha, after, None)])],
-                                  expect=[Expect(API_TOKENS, sha, "revoked", doc.get("revoked", False), org=SYSTEM_ORG)])
+                self.audit.append(user.org, by.username if by else actor, "token.revoke", API_TOKENS, sha[:TOKEN_ID_LENGTH],
+                                  {"revoked": False}, {"revoked": True, "username": record.username},
+                                  system_records=[(API_TOKENS, self.tokens.rows([after]))],
+                                  expect=[Expect(API_TOKENS, sha, "revoked", record.revoked, org=SYSTEM_ORG)])
             except PreconditionFailed as exc:
                 if exc.key != (SYSTEM_ORG, API_TOKENS, sha):
                     raise  # else revoked meanwhile by someone else: it is revoked either way
-            doc = after
-        return TokenInfo(id=sha[:TOKEN_ID_LENGTH], username=doc["username"], name=str(doc.get("name", "")),
-                         created_at=str(doc.get("created_at", "")), expires_at=doc.get("expires_at"), revoked=True,
-                         expired=_expired(doc, _now()))
+            record = after
+        return replace(_token_info(record, _now()), revoked=True)
 
 
-def _expired(doc: dict[str, Any], now: datetime) -> bool:
-    expires = doc.get("expires_at")
-    return bool(expires) and datetime.fromisoformat(str(expires)) <= now
+def _token_info(record: TokenRecord, now: datetime) -> TokenInfo:
+    return TokenInfo(id=record.sha[:TOKEN_ID_LENGTH], username=record.username, name=record.name, created_at=record.created_at,
+                     expires_at=record.expires_at, revoked=record.revoked, expired=record.expired(now))
 
 
-FREE_SLOT: dict[str, Any] = {"free": True}
-
-
-def _expiry_key(doc: dict[str, Any]) -> float:
-    return datetime.fromisoformat(doc["expires_at"]).timestamp()
+FREE_SLOT: dict[str, Any] = SessionSlot("", free=True).to_doc()
 
 
 def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
@@ -620,12 +600,8 @@ def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
         return False
 
 
-def _actor(doc: dict[str, Any]) -> Actor:
-    return Actor(username=doc["username"], org=doc["org"], role=doc["role"], display_name=doc.get("display_name", ""))
-
-
-def _public_user(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "password_hash"}
+def _actor(user: UserRecord) -> Actor:
+    return Actor(username=user.username, org=user.org, role=user.role, display_name=user.display_name)
 
 
 def constant_time_equal(a: str, b: str) -> bool:

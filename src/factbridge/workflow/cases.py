@@ -41,9 +41,9 @@ from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_rows
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
+from factbridge.workflow.records import CASES as CASES
+from factbridge.workflow.records import PUBLISHED as PUBLISHED
 from factbridge.workflow.records import (
-    CASES,
-    PUBLISHED,
     Case,
     Cases,
     Publication,

@@ -341,3 +341,175 @@ class AppealRecords:
     def rows(appeals: Sequence[Appeal]) -> Rows:
         """The storage rows of `appeals` (sorted by arrival), for `AuditLog.append(records=...)`."""
         return [(a.id, a.to_doc(), _timestamp(a.received_at)) for a in appeals]
+
+
+# --------------------------------------------------------------------------- accounts (scope "_system")
+
+SYSTEM_ORG = "_system"
+USERS = "users"
+API_TOKENS = "api_tokens"
+SESSIONS = "sessions"
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user (key: the lowercase user name). `session_epoch` is stored once a password change
+    or a disabling has bumped it (None: not yet, read as 0)."""
+
+    username: str
+    org: str
+    role: str
+    display_name: str = ""
+    password_hash: str = ""
+    disabled: bool = False
+    created_at: str = ""
+    session_epoch: int | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.session_epoch or 0
+
+    def public(self) -> dict[str, Any]:
+        """The record without its password hash (what the audit log and the admin page see)."""
+        return {k: v for k, v in self.to_doc().items() if k != "password_hash"}
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"username": self.username, "org": self.org, "role": self.role, "display_name": self.display_name,
+                               "password_hash": self.password_hash, "disabled": self.disabled, "created_at": self.created_at}
+        if self.session_epoch is not None:
+            doc["session_epoch"] = self.session_epoch
+        return doc
+
+    @classmethod
+    def from_doc(cls, username: str, doc: Mapping[str, Any]) -> UserRecord:
+        epoch = doc.get("session_epoch")
+        return cls(username=str(doc.get("username") or username), org=str(doc.get("org") or ""), role=str(doc.get("role") or ""),
+                   display_name=str(doc.get("display_name") or ""), password_hash=str(doc.get("password_hash") or ""),
+                   disabled=bool(doc.get("disabled")), created_at=str(doc.get("created_at") or ""),
+                   session_epoch=int(epoch) if epoch is not None else None)
+
+
+class Users:
+    """The one accessor of the `users` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, names: Sequence[str]) -> dict[str, UserRecord]:
+        docs = self.storage.get_docs(SYSTEM_ORG, USERS, list(names)) if names else {}
+        return {n: UserRecord.from_doc(n, d) for n, d in docs.items()}
+
+    def iter(self, org: str | None = None) -> Iterator[UserRecord]:
+        """By name; of one organisation if `org` is given."""
+        for name, doc in self.storage.list_docs(SYSTEM_ORG, USERS, limit=100_000, order="id"):
+            user = UserRecord.from_doc(name, doc)
+            if org is None or user.org == org:
+                yield user
+
+    @staticmethod
+    def rows(users: Sequence[UserRecord]) -> Rows:
+        return [(u.username, u.to_doc(), None) for u in users]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token (key: the SHA-256 of the token, never stored itself; `id` its public prefix)."""
+
+    sha: str
+    id: str
+    username: str
+    org: str
+    name: str
+    created_at: str
+    expires_at: str | None = None
+    revoked: bool = False
+    revoked_at: str | None = None  # stored once revoked
+
+    def expired(self, now: datetime) -> bool:
+        return bool(self.expires_at) and datetime.fromisoformat(str(self.expires_at)) <= now
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.id, "username": self.username, "org": self.org, "name": self.name, "created_at": self.created_at,
+                               "expires_at": self.expires_at, "revoked": self.revoked}
+        if self.revoked_at is not None:
+            doc["revoked_at"] = self.revoked_at
+        return doc
+
+    @classmethod
+    def from_doc(cls, sha: str, doc: Mapping[str, Any]) -> TokenRecord:
+        return cls(sha=sha, id=str(doc.get("id") or ""), username=str(doc.get("username") or ""), org=str(doc.get("org") or ""),
+                   name=str(doc.get("name") or ""), created_at=str(doc.get("created_at") or ""), expires_at=_opt(doc.get("expires_at")),
+                   revoked=bool(doc.get("revoked")), revoked_at=_opt(doc.get("revoked_at")))
+
+
+class ApiTokens:
+    """The one accessor of the `api_tokens` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, shas: Sequence[str]) -> dict[str, TokenRecord]:
+        docs = self.storage.get_docs(SYSTEM_ORG, API_TOKENS, list(shas)) if shas else {}
+        return {s: TokenRecord.from_doc(s, d) for s, d in docs.items()}
+
+    def iter(self) -> Iterator[TokenRecord]:
+        for sha, doc in self.storage.list_docs(SYSTEM_ORG, API_TOKENS, limit=1_000_000, order="id"):
+            yield TokenRecord.from_doc(sha, doc)
+
+    @staticmethod
+    def rows(tokens: Sequence[TokenRecord]) -> Rows:
+        return [(t.sha, t.to_doc(), None) for t in tokens]
+
+
+@dataclass(frozen=True)
+class SessionSlot:
+    """A web session slot (key: the slot id, the token's first part). A free slot holds nothing
+    (`{"free": true}`); a slot from before slots existed has no `sha` (and is dead)."""
+
+    slot: str
+    free: bool = False
+    username: str = ""
+    sha: str = ""
+    csrf: str = ""
+    created_at: str = ""
+    expires_at: str = ""
+    epoch: int = 0
+    revoked: bool = False
+
+    @property
+    def sort_key(self) -> float:
+        """Free slots first, then by expiry (sign-in purges and reuses the oldest)."""
+        return 0.0 if self.free else (_timestamp(self.expires_at) or 0.0)
+
+    def to_doc(self) -> dict[str, Any]:
+        if self.free:
+            return {"free": True}
+        return {"username": self.username, "sha": self.sha, "csrf": self.csrf, "created_at": self.created_at, "expires_at": self.expires_at,
+                "epoch": self.epoch, "revoked": self.revoked}
+
+    @classmethod
+    def from_doc(cls, slot: str, doc: Mapping[str, Any]) -> SessionSlot:
+        if doc.get("free"):
+            return cls(slot=slot, free=True)
+        return cls(slot=slot, username=str(doc.get("username") or ""), sha=str(doc.get("sha") or ""), csrf=str(doc.get("csrf") or ""),
+                   created_at=str(doc.get("created_at") or ""), expires_at=str(doc.get("expires_at") or ""), epoch=int(doc.get("epoch") or 0),
+                   revoked=bool(doc.get("revoked")))
+
+
+class SessionSlots:
+    """The one accessor of the `sessions` collection."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, slots: Sequence[str]) -> dict[str, SessionSlot]:
+        docs = self.storage.get_docs(SYSTEM_ORG, SESSIONS, list(slots)) if slots else {}
+        return {s: SessionSlot.from_doc(s, d) for s, d in docs.items()}
+
+    def iter(self, limit: int = 10_000_000, order: str = "id") -> Iterator[SessionSlot]:
+        for slot, doc in self.storage.list_docs(SYSTEM_ORG, SESSIONS, limit=limit, order=order):
+            yield SessionSlot.from_doc(slot, doc)
+
+    @staticmethod
+    def rows(slots: Sequence[SessionSlot]) -> Rows:
+        return [(s.slot, s.to_doc(), s.sort_key) for s in slots]
