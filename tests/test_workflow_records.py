@@ -15,11 +15,12 @@ from factbridge.backends.storage.sqlite import SQLiteStorage
 from factbridge.errors import Conflict
 from factbridge.workflow.accounts import Accounts, Actor
 from factbridge.workflow.appeals import Appeals
-from factbridge.workflow.audit import AuditLog, record_sha
+from factbridge.workflow.audit import AuditLog, entry_hash, record_sha
 from factbridge.workflow.cases import CaseBook, RatingScale
 from factbridge.workflow.records import (
     API_TOKENS,
     APPEALS,
+    AUDIT,
     CASES,
     PUBLISHED,
     SESSIONS,
@@ -28,6 +29,8 @@ from factbridge.workflow.records import (
     ApiTokens,
     Appeal,
     AppealRecords,
+    AuditEntries,
+    AuditEntry,
     Case,
     Cases,
     PublishedPage,
@@ -218,3 +221,21 @@ def test_fingerprints_and_audit_chain_unchanged(desk: Desk) -> None:
             assert last[(SYSTEM_ORG, collection, doc_id)] == record_sha(typed)
             checked += 1
     assert checked >= 10 + 3 + 4 + 2
+
+
+def test_every_audit_entry_round_trips_and_keeps_its_hash(desk: Desk) -> None:
+    docs = desk.storage.list_docs(ORG, AUDIT, limit=10_000, order="sort_asc")
+    assert len(docs) > 40
+    for entry_id, doc in docs:
+        entry = AuditEntry.from_doc(doc)
+        assert entry.to_doc() == doc and AuditEntries.key(entry.seq) == entry_id
+        assert entry_hash(entry.to_doc()) == entry.hash  # the chain's hash is over the same document
+    entries = list(AuditEntries(desk.storage).iter(ORG, limit=5))
+    assert [e.seq for e in entries] == sorted((e.seq for e in entries), reverse=True)
+    first = AuditEntries(desk.storage).get(ORG, [1])[1]
+    assert (first.action, first.collection, first.records is not None) == ("org.create", "orgs", True)
+    history = desk.audit.history(ORG, CASES, desk.ids["withdrawn"])
+    assert [h["action"] for h in history][:2] == ["case.open", "case.evidence"] and history[-1]["action"] == "case.withdraw"
+    # an entry from before entries listed their records (no "records" key) round-trips too
+    old = {k: v for k, v in docs[0][1].items() if k != "records"}
+    assert AuditEntry.from_doc(old).to_doc() == old

@@ -37,7 +37,7 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,9 @@ from typing import Any
 from factbridge.backends.storage.base import Expect, Rows, Storage, iter_docs
 from factbridge.errors import PreconditionFailed
 from factbridge.workflow.checkpoint import Checkpoints
+from factbridge.workflow.records import AUDIT as AUDIT
+from factbridge.workflow.records import AuditEntries, AuditEntry, WrittenRecord
 
-AUDIT = "audit"
 AUDIT_HEAD = "audit_head"
 # Sequence numbers of the entries about each object, so an object's history is
 # read by key instead of by scanning the organisation's whole log.
@@ -114,6 +115,7 @@ class AuditLog:
     def __init__(self, storage: Storage, checkpoints: Checkpoints | None = None) -> None:
         self.storage = storage
         self.checkpoints = checkpoints
+        self.log = AuditEntries(storage)
 
     @classmethod
     def in_data_dir(cls, storage: Storage, data_dir: str | Path) -> AuditLog:
@@ -143,7 +145,7 @@ class AuditLog:
         it describes ((collection, rows) as for `put_docs`): they and the entry are stored in one
         transaction, all or nothing, and only if every `expect` still holds (else
         PreconditionFailed). The entry fingerprints every covered record it writes."""
-        written = [{"scope": scope, "collection": coll, "id": doc_id, "sha": record_sha(doc)}
+        written = [WrittenRecord(scope=scope, collection=coll, id=doc_id, sha=record_sha(doc))
                    for scope, group in ((org, records), (SYSTEM_SCOPE, system_records))
                    for coll, rows in group if coll in COVERED for doc_id, doc, _ in rows]
         for _ in range(APPEND_ATTEMPTS):
@@ -151,27 +153,17 @@ class AuditLog:
             # conditional write below is what keeps separate processes from forking the chain.
             with named_lock(f"audit:{org}"):
                 seq, prev = self.head(org)
-                entry: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "org": org,
-                    "at": now_iso(),
-                    "actor": actor,
-                    "action": action,
-                    "object": {"collection": collection, "id": object_id},
-                    "before": plain(before),
-                    "after": plain(after),
-                    "records": written,
-                    "prev_hash": prev,
-                }
-                entry["hash"] = entry_hash(entry)
+                unsigned = AuditEntry(seq=seq + 1, org=org, at=now_iso(), actor=actor, action=action, collection=collection,
+                                      object_id=object_id, before=plain(before), after=plain(after), records=written, prev_hash=prev)
+                entry = replace(unsigned, hash=entry_hash(unsigned.to_doc()))
                 key = f"{collection}/{object_id}"
                 index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
                 head_expect = Expect(AUDIT_HEAD, "head", "seq", seq) if seq else Expect(AUDIT_HEAD, "head")
                 try:
                     self.storage.put_docs_batch(org, [
                         *records,
-                        (AUDIT, [(entry_id(seq + 1), entry, float(seq + 1))]),
-                        (AUDIT_HEAD, [("head", {"seq": seq + 1, "hash": entry["hash"]}, None)]),
+                        (AUDIT, self.log.rows([entry])),
+                        (AUDIT_HEAD, [("head", {"seq": seq + 1, "hash": entry.hash}, None)]),
                         (AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq + 1]}, None)]),
                     ], expect=[head_expect, *expect], other_orgs=[(SYSTEM_SCOPE, c, rows) for c, rows in system_records])
                 except PreconditionFailed as exc:
@@ -179,8 +171,8 @@ class AuditLog:
                         continue  # another writer appended first: chain onto its entry
                     raise
             if self.checkpoints is not None:
-                self.checkpoints.write(org, entry["seq"], entry["hash"])
-            return entry
+                self.checkpoints.write(org, entry.seq, entry.hash)
+            return entry.to_doc()
         raise PreconditionFailed(f"the audit log of org {org} is too busy; try again", (org, AUDIT_HEAD, "head"))
 
     def checkpoint(self, org: str) -> dict[str, Any]:
@@ -192,17 +184,17 @@ class AuditLog:
         return self.checkpoints.write(org, seq, head_hash, force=True)
 
     def entries(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:
-        order = "sort_desc" if newest_first else "sort_asc"
-        return [doc for _, doc in self.storage.list_docs(org, AUDIT, limit=limit, offset=offset, order=order)]
+        return [entry.to_doc() for entry in self.log.iter(org, limit=limit, offset=offset, newest_first=newest_first)]
 
     def history(self, org: str, collection: str, object_id: str) -> list[dict[str, Any]]:
         """Entries about one object, oldest first (looked up by key; `verify` checks them)."""
         key = f"{collection}/{object_id}"
         seqs = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})["seqs"]
-        found = self.storage.get_docs(org, AUDIT, [entry_id(int(n)) for n in seqs])
-        return [found[entry_id(int(n))] for n in seqs if entry_id(int(n)) in found]
+        found = self.log.get(org, [int(n) for n in seqs])
+        return [found[int(n)].to_doc() for n in seqs if int(n) in found]
 
     def _iter(self, org: str, page: int = 1000) -> Iterator[dict[str, Any]]:
+        # The documents as stored, not `AuditEntry` records: verifying hashes what is there.
         yield from (doc | {"_id": doc_id} for doc_id, doc in iter_docs(self.storage, org, AUDIT, order="sort_asc", page=page))
 
     def verify(self, org: str) -> VerifyReport:

@@ -513,3 +513,90 @@ class SessionSlots:
     @staticmethod
     def rows(slots: Sequence[SessionSlot]) -> Rows:
         return [(s.slot, s.to_doc(), s.sort_key) for s in slots]
+
+
+# --------------------------------------------------------------------------- audit entries
+
+AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class WrittenRecord:
+    """A record an audit entry wrote, with the SHA-256 of its stored document."""
+
+    scope: str
+    collection: str
+    id: str
+    sha: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"scope": self.scope, "collection": self.collection, "id": self.id, "sha": self.sha}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> WrittenRecord:
+        return cls(scope=str(doc.get("scope")), collection=str(doc.get("collection")), id=str(doc.get("id")), sha=str(doc.get("sha")))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An entry of an organisation's audit chain (key: the zero-padded `seq`). `records` is None
+    for entries from before entries listed what they wrote (the key is then absent); `hash` is
+    the SHA-256 of the rest in canonical JSON (`audit.entry_hash`). `audit verify` checks the
+    documents as stored, not these records: a tampered entry must not be tidied up first."""
+
+    seq: int
+    org: str
+    at: str
+    actor: str
+    action: str
+    collection: str
+    object_id: str
+    before: Any = None
+    after: Any = None
+    records: list[WrittenRecord] | None = None
+    prev_hash: str = ""
+    hash: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"seq": self.seq, "org": self.org, "at": self.at, "actor": self.actor, "action": self.action,
+                               "object": {"collection": self.collection, "id": self.object_id}, "before": self.before, "after": self.after}
+        if self.records is not None:
+            doc["records"] = [r.to_doc() for r in self.records]
+        doc["prev_hash"] = self.prev_hash
+        if self.hash:
+            doc["hash"] = self.hash
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AuditEntry:
+        obj = doc.get("object")
+        obj = obj if isinstance(obj, Mapping) else {}
+        records = doc.get("records")
+        return cls(seq=int(doc.get("seq") or 0), org=str(doc.get("org") or ""), at=str(doc.get("at") or ""), actor=str(doc.get("actor") or ""),
+                   action=str(doc.get("action") or ""), collection=str(obj.get("collection") or ""), object_id=str(obj.get("id") or ""),
+                   before=doc.get("before"), after=doc.get("after"),
+                   records=[WrittenRecord.from_doc(r) for r in records if isinstance(r, Mapping)] if isinstance(records, list) else None,
+                   prev_hash=str(doc.get("prev_hash") or ""), hash=str(doc.get("hash") or ""))
+
+
+class AuditEntries:
+    """The one accessor of the `audit` collection (writes go through `AuditLog.append` only)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @staticmethod
+    def key(seq: int) -> str:
+        return f"{seq:012d}"
+
+    def get(self, org: str, seqs: Sequence[int]) -> dict[int, AuditEntry]:
+        docs = self.storage.get_docs(org, AUDIT, [self.key(s) for s in seqs]) if seqs else {}
+        return {int(k): AuditEntry.from_doc(d) for k, d in docs.items()}
+
+    def iter(self, org: str, limit: int = 100, offset: int = 0, newest_first: bool = True) -> Iterator[AuditEntry]:
+        order = "sort_desc" if newest_first else "sort_asc"
+        for _, doc in self.storage.list_docs(org, AUDIT, limit=limit, offset=offset, order=order):
+            yield AuditEntry.from_doc(doc)
+
+    def rows(self, entries: Sequence[AuditEntry]) -> Rows:
+        return [(self.key(e.seq), e.to_doc(), float(e.seq)) for e in entries]
