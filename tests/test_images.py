@@ -18,6 +18,7 @@ from factbridge.errors import InputError
 from factbridge.eval.images import evaluate_matching, evaluate_ocr
 from factbridge.images.store import ImageLimits, ImageStore, decode
 from factbridge.settings import Settings
+from factbridge.testing.loopback import serving
 
 IMAGES = Path(__file__).resolve().parent / "fixtures" / "images"
 
@@ -323,7 +324,6 @@ def test_image_urls_are_fetched_only_from_public_addresses_within_the_limit() ->
     """A real HTTP server on 127.0.0.1: refused as a non-public address unless loopback is allowed
     (tests only); a body over the limit is refused without being read past it; redirects are followed."""
     import http.server
-    import threading
 
     from factbridge.images.fetch import fetch_image
 
@@ -344,11 +344,7 @@ def test_image_urls_are_fetched_only_from_public_addresses_within_the_limit() ->
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(Handler) as url:
         with pytest.raises(InputError, match="non-public address"):
             fetch_image(f"{url}/shot.png", 1_000_000, 5.0, "post")
         assert fetch_image(f"{url}/moved", 1_000_000, 5.0, "post", allow_loopback=True) == png
@@ -356,6 +352,3 @@ def test_image_urls_are_fetched_only_from_public_addresses_within_the_limit() ->
             fetch_image(f"{url}/shot.png", 1000, 5.0, "post", allow_loopback=True)
         with pytest.raises(InputError, match="must be http"):
             fetch_image("file:///etc/passwd", 1000, 5.0, "post")
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -5,10 +5,9 @@ forty timeouts."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.scoring import LinkRiskScorer
 from factbridge.models import Post
 from factbridge.services import Services
+from factbridge.testing.loopback import serving
 
 
 class Slow(BaseHTTPRequestHandler):
@@ -36,13 +36,8 @@ class Slow(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def slow_server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Slow) as url:
+        yield url
 
 
 def test_budget_bounds_the_time_spent_on_a_batch(slow_server: str) -> None:

@@ -21,6 +21,7 @@ from factbridge.linkrisk.resolve import (
     checked_addresses,
 )
 from factbridge.linkrisk.scoring import LinkRiskScorer
+from factbridge.testing.loopback import serving
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -88,13 +89,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.fixture
