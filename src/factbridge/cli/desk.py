@@ -45,10 +45,10 @@ def eval_narratives_crosslingual(
 ) -> None:
     """Group one story's en/vi/km/fr posts with the narratives stage: purity and ARI against the
     stories, and how many stories end up in one narrative across languages."""
+    from factbridge.cli.narratives import narrative_vectors
     from factbridge.eval.narratives import evaluate_grouping
     from factbridge.models import Post
-    from factbridge.pipeline.narratives import resolve_thresholds
-    from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.pipeline.prepare import prepare_post
 
     rows = [json.loads(line) for line in posts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if split == "all" or r.get("split") == split]
@@ -57,13 +57,7 @@ def eval_narratives_crosslingual(
     services = _state(ctx).services()
     posts = [prepare_post(Post(id=r["id"], text=r["text"], language=r.get("language")), services.languages) for r in rows]
     groups = {r["id"]: r["group"] for r in rows}
-    with progress_bar("embedding posts (cached)", len(posts)) as advance:
-        vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    section = services.settings.narratives
-    centering = services.centering(wanted=section.centering)
-    base = resolve_thresholds(section, services.embedder.id, centering)
-    if centering is not None:
-        vectors = centering.apply(vectors, [p.language for p in posts], "query")
+    vectors, base = narrative_vectors(services, posts, "embedding posts (cached)")
     values = [float(x) for x in crosslingual.split(",") if x.strip()] or [base.crosslingual]
     results: dict[str, dict[str, Any]] = {}
     for value in values:

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,6 +17,13 @@ from rich.table import Table
 from factbridge.cli.app import _state, app, bench_app, eval_app
 from factbridge.console import cells, console, esc, progress_bar
 from factbridge.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from factbridge.models import Post
+    from factbridge.services import Services
+    from factbridge.settings import NarrativeSettings
 
 narratives_app = typer.Typer(help="Narratives (one story, many posts) and the topics they roll up into.", invoke_without_command=True)
 alerts_app = typer.Typer(help="Alerts raised by bursts and resurfacing debunked stories.", invoke_without_command=True)
@@ -295,6 +302,22 @@ def coordination(
     console.print(f"[dim]decided_by: {esc(result.decided_by)}[/]")
 
 
+def narrative_vectors(services: Services, posts: list[Post], label: str) -> tuple[np.ndarray, NarrativeSettings]:
+    """The posts' query vectors as the narratives stage sees them (centred where the embedder has
+    a centering) and the stage's thresholds for this embedder: what the narrative evals group."""
+    from factbridge.pipeline.narratives import resolve_thresholds
+    from factbridge.pipeline.prepare import embedding_text
+
+    with progress_bar(label, len(posts)) as advance:
+        vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
+    section = services.settings.narratives
+    centering = services.centering(wanted=section.centering)
+    params = resolve_thresholds(section, services.embedder.id, centering)
+    if centering is not None:
+        vectors = centering.apply(vectors, [p.language for p in posts], "query")
+    return vectors, params
+
+
 # -- eval and bench -----------------------------------------------------------------------------
 
 
@@ -306,19 +329,12 @@ def eval_narratives(
 ) -> None:
     """Group PHEME source tweets without labels; purity and ARI of narratives and topics against the 9 events."""
     from factbridge.eval.narratives import evaluate_grouping, load_pheme
-    from factbridge.pipeline.narratives import resolve_thresholds
-    from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.pipeline.prepare import prepare_post
 
     services = _state(ctx).services()
     posts, events = load_pheme(data)
     posts = [prepare_post(p, services.languages) for p in posts]
-    with progress_bar("embedding tweets (cached)", len(posts)) as advance:
-        vectors = services.embedder.encode_queries([embedding_text(p) for p in posts], advance)
-    section = services.settings.narratives
-    centering = services.centering(wanted=section.centering)
-    params = resolve_thresholds(section, services.embedder.id, centering)
-    if centering is not None:
-        vectors = centering.apply(vectors, [p.language for p in posts], "query")
+    vectors, params = narrative_vectors(services, posts, "embedding tweets (cached)")
     runs = {"time-aware topics": params, "meaning only (no time limits)": replace(params, topic_max_gap_hours=float("inf"), semantic_max_gap_hours=float("inf"))}
     reports = {}
     for name, p in runs.items():
