@@ -82,16 +82,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebE
     env.services.close()
 
 
-@pytest.fixture(scope="module")
-def browser(server: tuple[str, WebEnv]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _need_browser, serving
+from test_web_browser import ARTIFACTS, _free_port, _need_browser, serving
 from webenv import ORG_A, WebEnv, make_env, password_of
 
 from factbridge.models import MatchCandidate, SignalScore
@@ -60,16 +60,6 @@ def _seed_desk(env: WebEnv) -> None:
         case = web.cases.draft_verdict(ORG_A, drafter, case["id"], rating, "Nguồn: Bộ Y tế / ក្រសួងសុខាភិបាល.", headline=headline, language=language)
         case = web.cases.approve(ORG_A, approver, case["id"])
         web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
-
-
-@pytest.fixture(scope="module")
-def browser(server: tuple[str, WebEnv]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def check(page: Any, name: str) -> None:
