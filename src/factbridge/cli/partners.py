@@ -18,6 +18,7 @@ from factbridge.federation.feed import KINDS, Outbox
 from factbridge.federation.identity import Identity
 from factbridge.federation.partners import Partners, parse_kinds
 from factbridge.federation.push import push_to_partners
+from factbridge.federation.records import KEYS
 from factbridge.services import Services
 from factbridge.workflow.audit import AuditLog
 
@@ -68,8 +69,8 @@ def add(
     services = _state(ctx).services()
     doc = Partners(services.storage, services.settings.org).add("cli", name, url, key, remote_org, parse_kinds(send, "send"),
                                                                 parse_kinds(accept, "accept"), push)
-    console.print(f"partner {escape(doc['name'])} ({escape(doc['org'])} at {escape(doc['url'])}) added; key {', '.join(doc['keys'])} pinned; "
-                  f"send: {', '.join(doc['send']) or 'nothing'}; accept: {', '.join(doc['accept']) or 'nothing'}")
+    console.print(f"partner {escape(doc.name)} ({escape(doc.org)} at {escape(doc.url)}) added; key {', '.join(doc.keys)} pinned; "
+                  f"send: {', '.join(doc.send) or 'nothing'}; accept: {', '.join(doc.accept) or 'nothing'}")
 
 
 @partners_app.command("list")
@@ -78,15 +79,15 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     services = _state(ctx).services()
     docs = Partners(services.storage, services.settings.org).all()
     if as_json:
-        _out_json(docs)
+        _out_json([d.to_doc() for d in docs])
         return
     table = Table(title=f"Partners of {escape(services.settings.org)}")
     for col in ("name", "org", "url", "active", "keys", "send", "accept"):
         table.add_column(col, overflow="fold")
     for d in docs:
-        keys = ", ".join(f"{k} ({v['status']})" for k, v in d["keys"].items())
-        table.add_row(escape(d["name"]), escape(d["org"]), escape(d["url"]), "yes" if d["active"] else f"removed {d['removed_at']}",
-                      keys, ", ".join(d["send"]), ", ".join(d["accept"]))
+        keys = ", ".join(f"{k} ({v['status']})" for k, v in d.keys.items())
+        table.add_row(escape(d.name), escape(d.org), escape(d.url), "yes" if d.active else f"removed {d.removed_at}",
+                      keys, ", ".join(d.send), ", ".join(d.accept))
     console.print(table)
 
 
@@ -95,7 +96,7 @@ def remove(ctx: typer.Context, name: str) -> None:
     """Deactivate a partner: nothing more is sent or pulled; its history and items stay."""
     services = _state(ctx).services()
     doc = Partners(services.storage, services.settings.org).remove("cli", name)
-    console.print(f"partner {escape(doc['name'])} deactivated (history kept)")
+    console.print(f"partner {escape(doc.name)} deactivated (history kept)")
 
 
 @partners_app.command("rotate-key")
@@ -105,7 +106,7 @@ def rotate_key(ctx: typer.Context) -> None:
     identity = _identity(services)
     old = identity.active().key_id
     new = identity.rotate()
-    AuditLog(services.storage).append(services.settings.org, "cli", "federation.key.rotate", "federation_keys", new.key_id,
+    AuditLog(services.storage).append(services.settings.org, "cli", "federation.key.rotate", KEYS, new.key_id,
                                       {"key_id": old}, {"key_id": new.key_id, "public_key": new.public_text})
     console.print(f"new signing key {new.key_id} (endorsed by {old}); public key {new.public_text}")
 
@@ -125,7 +126,7 @@ def revoke_key(
         console.print(f"key {escape(key_id)} of partner {escape(partner)} revoked on our side")
         return
     statement = _identity(services).revoke(key_id, reason)
-    AuditLog(services.storage).append(org, "cli", "federation.key.revoke", "federation_keys", key_id, None, statement)
+    AuditLog(services.storage).append(org, "cli", "federation.key.revoke", KEYS, key_id, None, statement)
     console.print(f"key {key_id} revoked ({escape(statement['reason'])}); signing key now {_identity(services).active().key_id}")
 
 
@@ -147,9 +148,9 @@ def sync(
             outbox = _outbox(services)
             if outbox.refresh():  # our own feed is up to date for partners pulling from us
                 for pushed in push_to_partners(services.storage, org, _identity(services), outbox.head(), syncer.client):
-                    if pushed.get("error"):
-                        err_console.print(f"push to {escape(pushed['partner'])} failed: {escape(pushed['error'])}")
-            names = [name] if name else [p["name"] for p in Partners(services.storage, org).all(active_only=True)]
+                    if pushed.error:
+                        err_console.print(f"push to {escape(pushed.partner)} failed: {escape(pushed.error)}")
+            names = [name] if name else [p.name for p in Partners(services.storage, org).all(active_only=True)]
             reports = []
             with progress_bar("syncing partners", len(names)) as advance:
                 for n in names:
@@ -208,29 +209,27 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     partners = Partners(services.storage, org).all()
     syncer = Syncer(services, org, _identity(services))
     try:
-        rows = [p | {"sync": syncer.state(p["name"])} for p in partners]
+        rows = [(p, syncer.state(p.name)) for p in partners]
     finally:
         syncer.close()
     ours = {"org": org, "key_id": _identity(services).active().key_id, "feed_head": _outbox(services).head()}
     if as_json:
-        _out_json({"ours": ours, "partners": rows})
+        _out_json({"ours": ours, "partners": [p.to_doc() | {"sync": s.to_doc()} for p, s in rows]})
         return
     console.print(f"our feed: org {escape(org)}, {ours['feed_head']} items, signing key {ours['key_id']}")
     table = Table(title="Partners")
     for col in ("name", "active", "last sync", "last attempt", "accepted", "refused", "replays", "stale", "cursor", "keys", "error"):
         table.add_column(col, overflow="fold")
-    for row in rows:
-        s = row["sync"]
-        c = s["counts"]
-        keys = ", ".join(f"{k} {v['status']}" for k, v in row["keys"].items())
-        table.add_row(escape(row["name"]), "yes" if row["active"] else "no", str(s["last_sync"] or "never"), str(s["last_attempt"] or "never"),
-                      str(c["accepted"]), str(c["refused"]), str(c["replayed"]), str(c["stale"]), str(s["cursor"]), keys,
-                      escape(s["last_error"] or ""))
+    for p, s in rows:
+        c = s.counts
+        keys = ", ".join(f"{k} {v['status']}" for k, v in p.keys.items())
+        table.add_row(escape(p.name), "yes" if p.active else "no", str(s.last_sync or "never"), str(s.last_attempt or "never"),
+                      str(c.accepted), str(c.refused), str(c.replayed), str(c.stale), str(s.cursor), keys, escape(s.last_error or ""))
     console.print(table)
-    for row in rows:
-        for refusal in row["sync"]["refusals"][-10:]:
-            console.print(f"{escape(row['name'])}: refused item {refusal['seq']} ({escape(str(refusal['item_id']))}) at {refusal['at']}: "
-                          f"{escape(str(refusal['reason']))}")
+    for p, s in rows:
+        for refusal in s.refusals[-10:]:
+            console.print(f"{escape(p.name)}: refused item {escape(str(refusal.seq))} ({escape(refusal.item_id)}) at {refusal.at}: "
+                          f"{escape(refusal.reason)}")
 
 
 @bench_app.command("federation")

@@ -16,6 +16,7 @@ from typing import Any
 from factbridge.errors import NotAuthenticated
 from factbridge.federation.identity import Identity, KeyRing, now_iso, sign_body, signature_valid
 from factbridge.federation.partners import Partners
+from factbridge.federation.records import Partner
 
 H_ORG = "X-FactBridge-Org"
 H_KEY = "X-FactBridge-Key"
@@ -35,7 +36,7 @@ def signed_headers(identity: Identity, org: str, method: str, path: str, query: 
             H_SIG: sign_body(key.private, _claims(method, path, query, org, key.key_id, date))}
 
 
-def request_partner(partners: Partners, headers: Mapping[str, str], method: str, path: str, query: str) -> dict[str, Any] | None:
+def request_partner(partners: Partners, headers: Mapping[str, str], method: str, path: str, query: str) -> Partner | None:
     """The partner who signed this request, None when it is unsigned; NotAuthenticated when the
     signature, key, organisation or date does not hold."""
     org, key_id, date, sig = (headers.get(h.lower(), "") for h in (H_ORG, H_KEY, H_DATE, H_SIG))
@@ -53,7 +54,7 @@ def request_partner(partners: Partners, headers: Mapping[str, str], method: str,
     if not candidates:
         raise NotAuthenticated(f"organisation '{org}' is not an active partner of ours")
     for partner in candidates:
-        ring = KeyRing(partner["keys"])
+        ring = KeyRing(partner.keys)
         if key_id in ring.keys and not ring.trusted(key_id):
             raise NotAuthenticated(f"key {key_id} of '{org}' is revoked")
         if ring.trusted(key_id) and signature_valid(ring.raw(key_id), _claims(method, path, query, org, key_id, date), sig):

@@ -11,13 +11,14 @@ changed: the mark is on the partner's record, and decided_by names the rule and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from factbridge.federation.identity import now_iso
+from factbridge.federation.records import CONSENSUS as CONSENSUS
+from factbridge.federation.records import ConsensusMark, ConsensusMarks
 from factbridge.models import FactCheck, Post
 
-CONSENSUS = "federation_consensus"
 DECIDED_BY = "federation-consensus-1"
 
 
@@ -40,7 +41,7 @@ def _independent(partner_fc: FactCheck, other: FactCheck) -> bool:
     return other.source_format == "federation" and theirs.get("partner") != ours.get("partner")
 
 
-def find_consensus(services: Any, org: str, factcheck_ids: Sequence[str]) -> list[dict[str, Any]]:
+def find_consensus(services: Any, org: str, factcheck_ids: Sequence[str]) -> list[ConsensusMark]:
     """Record, for each partner fact-check, the independent verdict on the same claim (if any)."""
     from factbridge.pipeline.prepare import prepare_post
 
@@ -54,31 +55,31 @@ def find_consensus(services: Any, org: str, factcheck_ids: Sequence[str]) -> lis
         return []
     matcher = services.matcher(org)
     queries = [prepare_post(Post(id=fc.id, text=fc.claim, language=fc.language), services.languages) for fc in fcs]
-    found: list[dict[str, Any]] = []
+    found: list[ConsensusMark] = []
     updated: list[FactCheck] = []
     for fc, result in zip(fcs, matcher.match_posts(queries, with_factchecks=True), strict=True):
-        marks: list[dict[str, Any]] = []
+        marks: list[ConsensusMark] = []
         for cand in result.candidates:
             other = cand.factcheck
             if other is None or cand.decision != "match" or other.id == fc.id or not _independent(fc, other):
                 continue
             theirs, ours = verdict_class(fc.rating_value), verdict_class(other.rating_value)
-            mark = {
-                "partner_factcheck": fc.id,
-                "other_factcheck": other.id,
-                "other_desk": _desk(other),
-                "partner_rating": fc.rating,
-                "other_rating": other.rating,
-                "agree": theirs is not None and theirs == ours,
-                "fused_score": round(cand.fused_score, 4),
-                "decided_by": f"{DECIDED_BY}+{cand.decided_by}",
-                "at": now_iso(),
-            }
+            mark = ConsensusMark(
+                partner_factcheck=fc.id,
+                other_factcheck=other.id,
+                other_desk=_desk(other),
+                partner_rating=fc.rating,
+                other_rating=other.rating,
+                agree=theirs is not None and theirs == ours,
+                fused_score=round(cand.fused_score, 4),
+                decided_by=f"{DECIDED_BY}+{cand.decided_by}",
+                at=now_iso(),
+            )
             marks.append(mark)
-            storage.put_docs(org, CONSENSUS, [(f"{fc.id}|{other.id}", mark, None)])
+            ConsensusMarks(storage).put(org, [mark])
         fed = dict((fc.raw or {}).get("federation") or {})
         if marks or fed.get("consensus"):
-            fed["consensus"] = marks
+            fed["consensus"] = [m.to_doc() for m in marks]
             updated.append(fc.model_copy(update={"raw": {**fc.raw, "federation": fed}}))
         found.extend(marks)
     if updated:
@@ -88,9 +89,10 @@ def find_consensus(services: Any, org: str, factcheck_ids: Sequence[str]) -> lis
 
 def consensus_note(fc: FactCheck) -> str:
     """", cross-border consensus with Vietnamese Desk" (or a disagreement), for labels; "" when none."""
-    marks = ((fc.raw or {}).get("federation") or {}).get("consensus") or []
-    agreeing = sorted({m["other_desk"] for m in marks if m.get("agree")})
-    differing = sorted({f"{m['other_desk']} ({m['other_rating']})" for m in marks if not m.get("agree")})
+    stored = ((fc.raw or {}).get("federation") or {}).get("consensus") or []
+    marks = [ConsensusMark.from_doc(m) for m in stored if isinstance(m, Mapping)]
+    agreeing = sorted({m.other_desk for m in marks if m.agree})
+    differing = sorted({f"{m.other_desk} ({m.other_rating})" for m in marks if not m.agree})
     note = ""
     if agreeing:
         note += f"; cross-border consensus with {', '.join(agreeing)}"

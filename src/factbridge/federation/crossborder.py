@@ -18,24 +18,26 @@ same reference. When a partner's narrative and one of ours share a claim referen
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Storage
 from factbridge.federation.identity import now_iso
+from factbridge.federation.records import PARTNER_NARRATIVES as PARTNER_NARRATIVES
+from factbridge.federation.records import OutboxMark, PartnerNarratives, PartnerRecords
 from factbridge.pipeline import records
-from factbridge.pipeline.records import Alert
+from factbridge.pipeline.records import Alert, Alerts, NarrativeRecord, Narratives
+from factbridge.workflow.records import PublishedPages
 
-NARRATIVES = "narratives"  # pipeline.narratives stores them here
 ALERTS = records.ALERTS  # pipeline.bursts stores alerts here; ours sit beside them with kind "cross-border"
-PARTNER_NARRATIVES = "federation_narratives"
 DECIDED_BY = "federation-cross-border-1"
 MAX_NARRATIVES = 2000  # the most recently active narratives compared with a partner's
 
 
 def published_cases(storage: Storage, org: str) -> dict[str, str]:
     """Our published verdicts: public URL (their library id) -> case id."""
-    return {str(doc.get("url")): str(doc.get("case_id")) for _, doc in iter_docs(storage, org, "published")}
+    return {page.url: page.case_id for page in PublishedPages(storage).all_oldest_first(org)}
 
 
 def claim_refs(storage: Storage, org: str, factcheck_ids: list[str], partner_orgs: dict[str, str],
@@ -59,99 +61,103 @@ def _key(ref: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(ref.items()))
 
 
-def narrative_payload(storage: Storage, org: str, doc: dict[str, Any], partner_orgs: dict[str, str],
+def narrative_payload(storage: Storage, org: str, narrative: NarrativeRecord, partner_orgs: dict[str, str],
                       published: dict[str, str]) -> dict[str, Any]:
-    representative = doc.get("representative") or {}
     return {
-        "narrative_id": doc["id"],
-        "label": " · ".join(doc.get("top_terms", [])[:5]),
-        "top_terms": list(doc.get("top_terms", []))[:12],
-        "size": int(doc.get("size", 0)),
-        "languages": dict(doc.get("languages") or {}),
-        "first_seen": doc.get("first_seen"),
-        "last_seen": doc.get("last_seen"),
-        "representative_text": str(representative.get("text", ""))[:280],
-        "claims": claim_refs(storage, org, [f["factcheck_id"] for f in doc.get("factchecks", []) if f.get("decision") in ("match", "possible")],
-                             partner_orgs, published),
-        "decided_by": doc.get("decided_by", ""),
+        "narrative_id": narrative.id,
+        "label": " · ".join(narrative.top_terms[:5]),
+        "top_terms": narrative.top_terms[:12],
+        "size": narrative.size,
+        "languages": dict(narrative.languages),
+        "first_seen": narrative.first_seen or None,
+        "last_seen": narrative.last_seen or None,
+        "representative_text": narrative.representative_text[:280],
+        "claims": claim_refs(storage, org, _matched(narrative), partner_orgs, published),
+        "decided_by": narrative.decided_by,
     }
 
 
-def narratives_to_share(storage: Storage, org: str, min_posts: int, sent: dict[str, dict[str, Any]],
+def _matched(narrative: NarrativeRecord) -> list[str]:
+    """The fact-checks the narrative repeats (matched, or possibly)."""
+    return [str(f["factcheck_id"]) for f in narrative.factchecks if f.get("factcheck_id") and f.get("decision") in ("match", "possible")]
+
+
+def narratives_to_share(storage: Storage, org: str, min_posts: int, sent: dict[str, OutboxMark],
                         partner_orgs: dict[str, str]) -> list[dict[str, Any]]:
     """Payloads of the narratives due to be shared (new, doubled, or repeating other claims)."""
     due = []
     published = published_cases(storage, org)
-    for _, doc in storage.list_docs(org, NARRATIVES, limit=MAX_NARRATIVES, order="updated_desc"):
-        if int(doc.get("size", 0)) < min_posts:
+    for narrative in Narratives(storage).recently_updated(org, MAX_NARRATIVES):
+        if narrative.size < min_posts:
             continue
-        payload = narrative_payload(storage, org, doc, partner_orgs, published)
-        before = sent.get(f"narrative:{doc['id']}")
-        if before is None or payload["size"] >= 2 * int(before.get("size", 0)) or payload["claims"] != before.get("claims"):
+        payload = narrative_payload(storage, org, narrative, partner_orgs, published)
+        before = sent.get(f"narrative:{narrative.id}")
+        if before is None or payload["size"] >= 2 * (before.size or 0) or payload["claims"] != before.claims:
             due.append(payload)
     return due
 
 
 def partner_orgs(storage: Storage, org: str) -> dict[str, str]:
     """Partner name -> its organisation id (from the registry in federation.partners)."""
-    return {doc["name"]: doc["org"] for _, doc in iter_docs(storage, org, "federation_partners")}
+    return {p.name: p.org for p in PartnerRecords(storage).iter(org)}
 
 
 def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
     """Raise (or bring up to date) a "cross-border" alert for every pair of a partner's narrative and
     one of ours that repeat the same claim. Returns the alerts that are new."""
     storage = services.storage
-    theirs = [doc for _, doc in iter_docs(storage, org, PARTNER_NARRATIVES)]
+    theirs = list(PartnerNarratives(storage).iter(org))
     if not theirs:
         return []
     orgs = partner_orgs(storage, org)
     published = published_cases(storage, org)
+    alerts = Alerts(storage)
     ours = []
-    for _, doc in storage.list_docs(org, NARRATIVES, limit=MAX_NARRATIVES, order="updated_desc"):
-        ids = [f["factcheck_id"] for f in doc.get("factchecks", []) if f.get("decision") in ("match", "possible")]
+    for narrative in Narratives(storage).recently_updated(org, MAX_NARRATIVES):
+        ids = _matched(narrative)
         if ids:
-            ours.append((doc, {_key(r): r for r in claim_refs(storage, org, ids, orgs, published)}))
-    rows: list[tuple[str, dict[str, Any], float | None]] = []
+            ours.append((narrative, {_key(r): r for r in claim_refs(storage, org, ids, orgs, published)}))
+    changed: list[tuple[Alert, float | None]] = []
     new: list[dict[str, Any]] = []
     now = now_iso()
-    for partner_doc in theirs:
-        their_refs = {_key(r): r for r in partner_doc.get("claims", [])}
-        for doc, refs in ours:
+    for partner_narrative in theirs:
+        their_refs = {_key(r): r for r in partner_narrative.claims}
+        desk = partner_narrative.desk or partner_narrative.partner
+        for narrative, refs in ours:
             shared = [refs[k] for k in sorted(set(refs) & set(their_refs))]
             if not shared:
                 continue
-            alert_id = f"xb-{partner_doc['partner']}-{partner_doc['narrative_id']}-{doc['id']}"
-            existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id)
+            alert_id = f"xb-{partner_narrative.partner}-{partner_narrative.narrative_id}-{narrative.id}"
+            existing = alerts.get(org, [alert_id]).get(alert_id)
             alert = Alert(
                 id=alert_id,
                 kind="cross-border",
-                narrative_id=doc["id"],
-                status=(existing or {}).get("status", "new"),
-                raised_at=(existing or {}).get("raised_at") or now,
+                narrative_id=narrative.id,
+                status=existing.status if existing else "new",
+                raised_at=(existing.raised_at if existing else "") or now,
                 updated_at=now,
-                summary=f"Also spreading at {partner_doc.get('desk') or partner_doc['partner']}: "
-                        f"{partner_doc.get('representative_text') or partner_doc.get('label', '')}"[:280],
-                top_terms=doc.get("top_terms", []),
+                summary=f"Also spreading at {desk}: {partner_narrative.representative_text or partner_narrative.label}"[:280],
+                top_terms=narrative.top_terms,
                 evidence={
-                    "partner": partner_doc["partner"],
-                    "partner_desk": partner_doc.get("desk") or partner_doc["partner"],
-                    "partner_narrative": {k: partner_doc.get(k) for k in ("narrative_id", "label", "size", "languages", "first_seen", "last_seen")},
-                    "our_narrative": {"id": doc["id"], "size": doc.get("size"), "languages": doc.get("languages")},
+                    "partner": partner_narrative.partner,
+                    "partner_desk": desk,
+                    "partner_narrative": partner_narrative.summary(),
+                    "our_narrative": {"id": narrative.id, "size": narrative.size, "languages": narrative.languages},
                     "shared_claims": shared,
                 },
                 decided_by=DECIDED_BY,
-            ).to_doc()
-            if existing and {k: v for k, v in existing.items() if k != "updated_at"} == {k: v for k, v in alert.items() if k != "updated_at"}:
+            )
+            if existing and replace(existing, updated_at="") == replace(alert, updated_at=""):
                 continue
-            rows.append((alert_id, alert, datetime.now(UTC).timestamp()))
+            changed.append((alert, datetime.now(UTC).timestamp()))
             if existing is None:
-                new.append(alert)
-    if rows:
-        storage.put_docs(org, ALERTS, rows)
+                new.append(alert.to_doc())
+    if changed:
+        alerts.put(org, changed)
         dispatcher = services.alert_dispatcher
         if dispatcher is not None:
-            for alert in new:
-                dispatcher.submit(org, alert)
+            for doc in new:
+                dispatcher.submit(org, doc)
     return new
 
 
@@ -160,48 +166,48 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
 SHARED_ALERT_KINDS = ("burst", "resurfacing")
 
 
-def alerts_to_share(storage: Storage, org: str, sent: dict[str, dict[str, Any]], partner_orgs: dict[str, str]) -> list[dict[str, Any]]:
+def alerts_to_share(storage: Storage, org: str, sent: dict[str, OutboxMark], partner_orgs: dict[str, str]) -> list[dict[str, Any]]:
     """Payloads of our burst and resurfacing alerts not yet shared in their current kind: what
     spiked, when and how much, and the debunked claims it repeats (no post, no account)."""
     due = []
     published: dict[str, str] | None = None
-    for _, alert in storage.list_docs(org, ALERTS, limit=500, order="updated_desc"):
-        if alert.get("kind") not in SHARED_ALERT_KINDS:
+    for alert in Alerts(storage).recent(org, limit=500):
+        if alert.kind not in SHARED_ALERT_KINDS:
             continue
-        before = sent.get(f"alert:{alert['id']}")
-        if before is not None and before.get("kind") == alert["kind"]:
+        before = sent.get(f"alert:{alert.id}")
+        if before is not None and before.kind == alert.kind:
             continue
         if published is None:
             published = published_cases(storage, org)
-        evidence = alert.get("evidence") or {}
+        evidence = alert.evidence
         debunks = [str(d["factcheck_id"]) for d in evidence.get("debunks", []) if d.get("factcheck_id")]
         due.append({
-            "alert_id": alert["id"],
-            "kind": alert["kind"],
-            "raised_at": alert.get("raised_at"),
-            "summary": str(alert.get("summary", ""))[:280],
-            "top_terms": list(alert.get("top_terms", []))[:12],
-            "narrative_id": alert.get("narrative_id"),
+            "alert_id": alert.id,
+            "kind": alert.kind,
+            "raised_at": alert.raised_at or None,
+            "summary": alert.summary[:280],
+            "top_terms": alert.top_terms[:12],
+            "narrative_id": alert.narrative_id,
             "burst": {k: evidence.get(k) for k in ("burst_start", "burst_end", "posts_in_burst", "narrative_size", "quiet_hours_before")},
             "claims": claim_refs(storage, org, debunks, partner_orgs, published),
-            "decided_by": alert.get("decided_by", ""),
+            "decided_by": alert.decided_by,
         })
     return due
 
 
-def partner_alert(payload: dict[str, Any], partner: str, desk: str, received_at: str) -> tuple[str, dict[str, Any]]:
+def partner_alert(payload: dict[str, Any], partner: str, desk: str, received_at: str) -> Alert:
     """A partner's alert as an alert of ours (kind "partner-burst" / "partner-resurfacing"), offered
     beside our own: it names the partner and keeps its evidence; it never touches our alerts."""
-    alert_id = f"partner-{partner}-{payload['alert_id']}"
-    return alert_id, {
-        "id": alert_id,
-        "kind": f"partner-{payload['kind']}",
-        "narrative_id": None,  # the partner's narrative is not one of ours (it is in the evidence)
-        "status": "new",
-        "raised_at": received_at,
-        "updated_at": received_at,
-        "summary": f"At {desk}: {payload.get('summary', '')}"[:280],
-        "top_terms": payload.get("top_terms", []),
-        "evidence": {"partner": partner, "partner_desk": desk, "partner_alert": payload},
-        "decided_by": f"{DECIDED_BY} ({desk}: {payload.get('decided_by', '')})",
-    }
+    top_terms = payload.get("top_terms")
+    return Alert(
+        id=f"partner-{partner}-{payload['alert_id']}",
+        kind=f"partner-{payload['kind']}",
+        narrative_id=None,  # the partner's narrative is not one of ours (it is in the evidence)
+        status="new",
+        raised_at=received_at,
+        updated_at=received_at,
+        summary=f"At {desk}: {payload.get('summary', '')}"[:280],
+        top_terms=[str(t) for t in top_terms] if isinstance(top_terms, list) else [],
+        evidence={"partner": partner, "partner_desk": desk, "partner_alert": payload},
+        decided_by=f"{DECIDED_BY} ({desk}: {payload.get('decided_by', '')})",
+    )

@@ -20,24 +20,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, content_sha, iter_docs
+from factbridge.backends.storage.base import Storage, content_sha
 from factbridge.errors import InputError
 from factbridge.federation.canonical import canonical
-from factbridge.federation.identity import Identity, folder_lock, now_iso, sign_body
+from factbridge.federation.identity import Identity, OwnKey, folder_lock, now_iso, sign_body
 from factbridge.federation.proof import approval_proof, pseudonym
-from factbridge.workflow.audit import AuditLog, entry_id, named_lock
-from factbridge.workflow.cases import PUBLISHED
+from factbridge.federation.records import FEED as FEED
+from factbridge.federation.records import FEED_HEAD as FEED_HEAD
+from factbridge.federation.records import FEED_STATE as FEED_STATE
+from factbridge.federation.records import (
+    FeedHead,
+    FeedHeads,
+    FeedItem,
+    FeedItems,
+    OutboxMark,
+    OutboxMarks,
+    feed_key,
+)
+from factbridge.workflow.audit import AuditLog, named_lock
+from factbridge.workflow.records import Case, Cases, PublishedPage, PublishedPages
 
 log = logging.getLogger(__name__)
 
 FORMAT = "factbridge-federation/1"
-FEED = "federation_feed"
-FEED_HEAD = "federation_feed_head"
-# per published case: the snapshot hash and correction count last put in the feed
-FEED_STATE = "federation_outbox"
 # Kinds of item this version makes and accepts. Published fact-checks and their corrections
 # are public already (their pages), so they are also served to callers who are not partners;
 # narratives, alerts and link-risk verdicts only to partners whose scope has them.
@@ -48,7 +56,7 @@ STEP_ROLES = {"drafted": "analyst", "approved": "editor", "published": "editor"}
 
 
 def item_id_of(seq: int) -> str:
-    return entry_id(seq)
+    return feed_key(seq)
 
 
 @dataclass
@@ -58,23 +66,23 @@ class FeedPage:
     more: bool
 
 
-def provenance(case: dict[str, Any], snapshot: dict[str, Any], org: str, roles: dict[str, str], salt: bytes) -> dict[str, Any]:
+def provenance(case: Case | None, snapshot: PublishedPage, org: str, roles: dict[str, str], salt: bytes) -> dict[str, Any]:
     """Who decided, by role and pseudonym only (user names and contacts never leave the desk)."""
-    verdict = case.get("verdict") or {}
-    approval = case.get("approval") or {}
-    publication = case.get("publication") or {}
+    approval = (case.approval if case else None) or {}
+    steps = (("drafted", case.verdict.drafted_by if case and case.verdict else ""), ("approved", str(approval.get("by") or "")),
+             ("published", case.publication.published_by if case and case.publication else ""))
     editors = []
-    for did, username in (("drafted", verdict.get("drafted_by")), ("approved", approval.get("by")), ("published", publication.get("published_by"))):
+    for did, username in steps:
         if username:
             # the user's role now, or (for a user since removed) the least role the step requires
             editors.append({"did": did, "id": pseudonym(salt, org, username), "role": roles.get(username) or STEP_ROLES[did]})
     return {
-        "desk": snapshot.get("org_name") or org,
+        "desk": snapshot.org_name or org,
         "org": org,
         "editors": editors,
         "approved_at": approval.get("at"),
-        "published_at": snapshot.get("published_at"),
-        "language": snapshot.get("language"),
+        "published_at": snapshot.published_at,
+        "language": snapshot.language,
     }
 
 
@@ -89,14 +97,19 @@ class Outbox:
         self.licence = licence
         self.roles = roles or {}
         self.audit = AuditLog(storage)
+        self.items = FeedItems(storage)
+        self.heads = FeedHeads(storage)
+        self.marks = OutboxMarks(storage)
 
     def head(self) -> int:
-        doc = self.storage.get_docs(self.org, FEED_HEAD, ["head"]).get("head")
-        return int(doc["seq"]) if doc else 0
+        return self.heads.get(self.org).seq
 
     def refresh(self) -> list[dict[str, Any]]:
         """Put every published snapshot that is new or changed since, and every narrative due to be
-        shared, into the feed; returns the new items."""
+        shared, into the feed; returns the new items (as served: signed documents)."""
+        return [item.to_doc() for item in self.refresh_items()]
+
+    def refresh_items(self) -> list[FeedItem]:
         from factbridge.federation.crossborder import (
             alerts_to_share,
             narratives_to_share,
@@ -104,11 +117,11 @@ class Outbox:
         )
         from factbridge.federation.linkrisk import links_to_share
 
-        new: list[dict[str, Any]] = []
+        new: list[FeedItem] = []
         with named_lock(f"federation-outbox:{self.org}"), folder_lock(self.identity, f"outbox-{self.org}"):
-            state = dict(iter_docs(self.storage, self.org, FEED_STATE))
-            snapshots = [doc for _, doc in iter_docs(self.storage, self.org, PUBLISHED, order="sort_asc")]
-            todo = [(s, state.get(s["case_id"])) for s in snapshots if (state.get(s["case_id"]) or {}).get("sha") != content_sha(s)]
+            state = self.marks.all(self.org)
+            snapshots = list(PublishedPages(self.storage).all_oldest_first(self.org))
+            todo = [(s, state.get(s.case_id)) for s in snapshots if (m := state.get(s.case_id)) is None or m.sha != content_sha(s.to_doc())]
             narratives = (narratives_to_share(self.storage, self.org, self.narrative_min_posts, state, partner_orgs(self.storage, self.org))
                           if self.narrative_min_posts > 0 else [])
             links = links_to_share(self.storage, self.org, state)
@@ -118,61 +131,49 @@ class Outbox:
             key = self.identity.active()
             salt = self.identity.salt()
             seq = self.head()
+            cases = Cases(self.storage).get(self.org, list(dict.fromkeys(s.case_id for s, _ in todo)))
             for snapshot, previous in todo:
-                case_id = snapshot["case_id"]
+                case_id = snapshot.case_id
                 # a withdrawal is final (nothing is published after it): the snapshot saying so
-                kind = "withdrawal" if snapshot.get("withdrawn") else "correction" if previous else "factcheck"
-                case = self.storage.get_docs(self.org, "cases", [case_id]).get(case_id, {})
-                payload = dict(snapshot)
-                if kind == "correction" and snapshot.get("corrections"):
-                    payload["correction"] = snapshot["corrections"][-1]
+                kind = "withdrawal" if snapshot.withdrawn else "correction" if previous else "factcheck"
+                payload = snapshot.to_doc()
+                if kind == "correction" and snapshot.corrections:
+                    payload["correction"] = snapshot.corrections[-1]
                 try:
                     proof = approval_proof(self.storage, self.org, case_id, kind, salt)
                 except InputError as exc:  # nothing is shared without its proof; the others go on
                     log.warning("federation: case %s of %s not shared: %s", case_id, self.org, exc)
                     continue
                 seq += 1
-                new.append(self._append(key, seq, kind, case_id, payload, provenance(case, snapshot, self.org, self.roles, salt),
-                                        proof, (case_id, {"sha": content_sha(snapshot), "seq": seq})))
+                new.append(self._append(key, seq, kind, case_id, payload, provenance(cases.get(case_id), snapshot, self.org, self.roles, salt),
+                                        proof, OutboxMark(key=case_id, seq=seq, sha=content_sha(snapshot.to_doc()))))
+            desk = {"desk": self.org_name or self.org, "org": self.org}
             for payload in narratives:
                 seq += 1
                 nid = payload["narrative_id"]
-                new.append(self._append(key, seq, "narrative", nid, payload,
-                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
-                                        (f"narrative:{nid}", {"size": payload["size"], "claims": payload["claims"], "seq": seq})))
+                new.append(self._append(key, seq, "narrative", nid, payload, desk | {"decided_by": payload["decided_by"]}, None,
+                                        OutboxMark(key=f"narrative:{nid}", seq=seq, size=payload["size"], claims=payload["claims"])))
             for payload in alerts:
                 seq += 1
-                new.append(self._append(key, seq, "alert", payload["alert_id"], payload,
-                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
-                                        (f"alert:{payload['alert_id']}", {"kind": payload["kind"], "seq": seq})))
+                new.append(self._append(key, seq, "alert", payload["alert_id"], payload, desk | {"decided_by": payload["decided_by"]}, None,
+                                        OutboxMark(key=f"alert:{payload['alert_id']}", seq=seq, kind=payload["kind"])))
             for payload in links:
                 seq += 1
-                new.append(self._append(key, seq, "linkrisk", payload["link_id"], payload,
-                                        {"desk": self.org_name or self.org, "org": self.org, "decided_by": payload["decided_by"]}, None,
-                                        (f"linkrisk:{payload['link_id']}", {"seq": seq})))
+                new.append(self._append(key, seq, "linkrisk", payload["link_id"], payload, desk | {"decided_by": payload["decided_by"]}, None,
+                                        OutboxMark(key=f"linkrisk:{payload['link_id']}", seq=seq)))
         return new
 
-    def _append(self, key: Any, seq: int, kind: str, item_id: str, payload: dict[str, Any], prov: dict[str, Any],
-                proof: dict[str, Any] | None, state_row: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-        item: dict[str, Any] = canonical({
-            "format": FORMAT,
-            "org": self.org,
-            "seq": seq,
-            "kind": kind,
-            "item_id": item_id,
-            "issued_at": now_iso(),
-            "licence": self.licence,
-            "payload": payload,
-            "provenance": prov,
-            "proof": proof,
-            "key_id": key.key_id,
-        })
-        item["signature"] = sign_body(key.private, item)
+    def _append(self, key: OwnKey, seq: int, kind: str, item_id: str, payload: dict[str, Any], prov: dict[str, Any],
+                proof: dict[str, Any] | None, mark: OutboxMark) -> FeedItem:
+        unsigned = FeedItem.from_doc(canonical(FeedItem(format=FORMAT, org=self.org, seq=seq, kind=kind, item_id=item_id, issued_at=now_iso(),
+                                                        licence=self.licence, payload=payload, provenance=prov, proof=proof,
+                                                        key_id=key.key_id).body()))
+        item = replace(unsigned, signature=sign_body(key.private, unsigned.body()))
         summary = {"seq": seq, "kind": kind, "item_id": item_id, "key_id": key.key_id, "payload_sha256": content_sha(payload)}
         self.audit.append(self.org, "federation", "federation.publish", FEED, item_id_of(seq), None, summary, records=[
-            (FEED, [(item_id_of(seq), item, float(seq))]),
-            (FEED_HEAD, [("head", {"seq": seq}, None)]),
-            (FEED_STATE, [(state_row[0], state_row[1], None)]),
+            (FEED, self.items.rows([item])),
+            (FEED_HEAD, self.heads.rows(FeedHead(seq=seq))),
+            (FEED_STATE, self.marks.rows([mark])),
         ])
         return item
 
@@ -182,21 +183,21 @@ class Outbox:
         items: list[dict[str, Any]] = []
         offset = max(0, after)
         while len(items) < limit and offset < head:
-            rows = self.storage.list_docs(self.org, FEED, limit=min(500, head - offset), offset=offset, order="sort_asc")
-            if not rows:
+            page = self.items.page(self.org, offset, min(500, head - offset))
+            if not page:
                 break
-            offset += len(rows)  # sequence numbers are contiguous from 1: row offset = seq - 1
-            for _, item in rows:
-                if isinstance(item.get("seq"), int) and item["seq"] > after and item.get("kind") in kinds:
-                    items.append(item)
+            offset += len(page)  # sequence numbers are contiguous from 1: row offset = seq - 1
+            for item in page:
+                if item.seq > after and item.kind in kinds:
+                    items.append(item.to_doc())
                     if len(items) >= limit:
                         break
         return FeedPage(items=items, head=head, more=bool(items) and int(items[-1]["seq"]) < head and len(items) >= limit)
 
     def latest_snapshots(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
         """The newest payload of every item in the feed (for the plain ClaimReview view)."""
-        latest: dict[str, dict[str, Any]] = {}
-        for _, item in iter_docs(self.storage, self.org, FEED, order="sort_asc"):
-            if item.get("kind") in kinds:
-                latest[str(item.get("item_id"))] = item
-        return [item["payload"] for item in sorted(latest.values(), key=lambda i: -int(i["seq"]))]
+        latest: dict[str, FeedItem] = {}
+        for item in self.items.iter(self.org):
+            if item.kind in kinds:
+                latest[item.item_id] = item
+        return [item.payload for item in sorted(latest.values(), key=lambda i: -i.seq)]

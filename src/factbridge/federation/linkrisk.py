@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Storage
 from factbridge.federation.identity import KeyRing, now_iso
+from factbridge.federation.records import PARTNER_LINKS as PARTNER_LINKS
+from factbridge.federation.records import OutboxMark, Partner, PartnerLinks
+from factbridge.pipeline.records import LinkRisks, LinkRiskUrl
 
-LINKRISK = "linkrisk"  # linkrisk.stage stores one document per post here
-PARTNER_LINKS = "federation_links"
 FEED_PREFIX = "partner-"
 MAX_POSTS = 20_000  # the riskiest stored posts looked at per refresh
 
@@ -29,55 +30,55 @@ def link_item_id(normalized: str) -> str:
     return "url-" + hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:20]
 
 
-def _echo(url: dict[str, Any]) -> bool:
+def _echo(url: LinkRiskUrl) -> bool:
     """A partner's feed lists it already: that partner knows, and its other partners hear it from it."""
-    return any(str((r.get("evidence") or {}).get("feed", "")).startswith(FEED_PREFIX) for r in url.get("reasons") or [])
+    return any(str((r.get("evidence") or {}).get("feed", "")).startswith(FEED_PREFIX) for r in url.reasons)
 
 
-def links_to_share(storage: Storage, org: str, sent: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def links_to_share(storage: Storage, org: str, sent: dict[str, OutboxMark]) -> list[dict[str, Any]]:
     due: dict[str, dict[str, Any]] = {}
-    for _, doc in storage.list_docs(org, LINKRISK, limit=MAX_POSTS, order="sort_desc"):
-        if not doc.get("flagged"):
-            if float(doc.get("max_score", 0.0)) <= 0.0:
+    for record in LinkRisks(storage).riskiest(org, MAX_POSTS):
+        if not record.flagged_urls:
+            if record.max_score <= 0.0:
                 break  # sorted by score: the rest have none
             continue
-        for url in doc.get("urls", []):
-            if not url.get("flagged") or _echo(url):
+        for url in record.urls:
+            if not url.flagged or _echo(url):
                 continue
-            item_id = link_item_id(str(url["normalized"]))
+            item_id = link_item_id(url.normalized)
             if f"linkrisk:{item_id}" in sent or item_id in due:
                 continue
             due[item_id] = {
                 "link_id": item_id,
-                "url": url["normalized"],
-                "host": url.get("host", ""),
-                "registered_domain": url.get("registered_domain", ""),
-                "score": round(float(url.get("score", 0.0)) * 1000),  # per mille: signed items carry integers
-                "level": url.get("level", ""),
-                "reasons": [{k: r.get(k) for k in ("code", "category", "detail")} for r in url.get("reasons", [])],
-                "decided_by": url.get("decided_by", ""),
+                "url": url.normalized,
+                "host": url.host,
+                "registered_domain": url.registered_domain,
+                "score": round(url.score * 1000),  # per mille: signed items carry integers
+                "level": url.level,
+                "reasons": [{k: r.get(k) for k in ("code", "category", "detail")} for r in url.reasons],
+                "decided_by": url.decided_by,
             }
     return list(due.values())
 
 
-def rebuild_partner_feed(services: Any, org: str, partner: dict[str, Any], ring: KeyRing) -> dict[str, Any]:
+def rebuild_partner_feed(services: Any, org: str, partner: Partner, ring: KeyRing) -> dict[str, Any]:
     """Store the partner's verdicts (from keys we trust) as our feed `partner-<name>`; if it changed,
     score our stored posts again. Returns {"feed", "status", "entries", "rescored"}."""
     from factbridge.linkrisk.feeds import FeedEntry, ParsedFeed, store_feed, url_key
     from factbridge.linkrisk.stage import rescore_posts
 
-    name = partner["name"]
+    name = partner.name
     entries = []
-    for _, doc in iter_docs(services.storage, org, PARTNER_LINKS):
-        if doc.get("partner") != name or not ring.trusted(str(doc.get("key_id"))):
+    for link in PartnerLinks(services.storage).iter(org):
+        if link.partner != name or not ring.trusted(link.key_id):
             continue
         try:
-            key = url_key(str(doc["url"]))
-        except (ValueError, KeyError):
+            key = url_key(link.url)
+        except ValueError:
             continue
-        reasons = "; ".join(str(r.get("detail") or r.get("code")) for r in doc.get("reasons", []))[:300]
-        entries.append(FeedEntry("url", key, str(doc.get("received_at", now_iso()))[:10], f"{doc.get('desk') or name}: {reasons}"))
-    feed = ParsedFeed(name=f"{FEED_PREFIX}{name}", format="federation", source=partner["url"], entries=entries, quarantined=[],
+        reasons = "; ".join(str(r.get("detail") or r.get("code")) for r in link.reasons)[:300]
+        entries.append(FeedEntry("url", key, (link.received_at or now_iso())[:10], f"{link.desk or name}: {reasons}"))
+    feed = ParsedFeed(name=f"{FEED_PREFIX}{name}", format="federation", source=partner.url, entries=entries, quarantined=[],
                       feed_date=now_iso()[:10], date_source="federation sync")
     update = store_feed(services.storage, org, feed)
     rescored: dict[str, Any] = {}

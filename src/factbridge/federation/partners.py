@@ -12,15 +12,15 @@ Every change is written with its audit entry in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Storage
 from factbridge.errors import Conflict, InputError, NotFound
 from factbridge.federation.feed import KINDS
 from factbridge.federation.identity import KeyRing, now_iso
+from factbridge.federation.records import PARTNERS as PARTNERS
+from factbridge.federation.records import Partner, PartnerRecords
 from factbridge.workflow.audit import AuditLog
 
-PARTNERS = "federation_partners"
 MAX_REFUSALS_KEPT = 50
 
 
@@ -51,54 +51,50 @@ class Partners:
         self.storage = storage
         self.org = org
         self.audit = AuditLog(storage)
+        self.records = PartnerRecords(storage)
 
-    def get(self, name: str) -> dict[str, Any]:
-        doc = self.storage.get_docs(self.org, PARTNERS, [_name(name)]).get(_name(name))
-        if doc is None:
+    def find(self, name: str) -> Partner | None:
+        name = _name(name)
+        return self.records.get(self.org, [name]).get(name)
+
+    def get(self, name: str) -> Partner:
+        partner = self.find(name)
+        if partner is None:
             raise NotFound(f"no partner '{name}' (see `factbridge partners list`)")
-        return doc
+        return partner
 
-    def all(self, active_only: bool = False) -> list[dict[str, Any]]:
-        docs = [doc for _, doc in iter_docs(self.storage, self.org, PARTNERS)]
-        return [d for d in docs if d.get("active")] if active_only else docs
+    def all(self, active_only: bool = False) -> list[Partner]:
+        partners = list(self.records.iter(self.org))
+        return [p for p in partners if p.active] if active_only else partners
 
-    def by_remote_org(self, remote_org: str) -> list[dict[str, Any]]:
-        return [d for d in self.all(active_only=True) if d.get("org") == remote_org]
+    def by_remote_org(self, remote_org: str) -> list[Partner]:
+        return [p for p in self.all(active_only=True) if p.org == remote_org]
 
-    def save(self, actor: str, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
-        self.audit.append(self.org, actor, action, PARTNERS, after["name"], before, after, records=[(PARTNERS, [(after["name"], after, None)])])
+    def save(self, actor: str, action: str, before: Partner | None, after: Partner) -> Partner:
+        self.audit.append(self.org, actor, action, PARTNERS, after.name, before.to_doc() if before else None, after.to_doc(),
+                          records=[(PARTNERS, self.records.rows([after]))])
         return after
 
     def add(self, actor: str, name: str, url: str, key: str, remote_org: str = "", send: Sequence[str] = KINDS,
-            accept: Sequence[str] = KINDS, push: bool = False) -> dict[str, Any]:
+            accept: Sequence[str] = KINDS, push: bool = False) -> Partner:
         name = _name(name)
-        existing = self.storage.get_docs(self.org, PARTNERS, [name]).get(name)
-        if existing and existing.get("active"):
+        existing = self.find(name)
+        if existing and existing.active:
             raise Conflict(f"partner '{name}' exists already")
         ring = KeyRing.pinned(key)
-        doc: dict[str, Any] = {
-            "name": name,
-            "url": _url(url),
-            "org": (remote_org or name).strip(),
-            "keys": ring.keys,
-            "send": list(send),
-            "accept": list(accept),
-            "push": push,
-            "active": True,
-            "added_at": now_iso(),
-            "removed_at": None,
-        }
+        partner = Partner(name=name, url=_url(url), org=(remote_org or name).strip(), keys=ring.keys, send=list(send), accept=list(accept),
+                          push=push, active=True, added_at=now_iso(), removed_at=None)
         # (re-adding a removed partner keeps our cursor in its feed: see federation.sync)
-        return self.save(actor, "federation.partner.add", existing, doc)
+        return self.save(actor, "federation.partner.add", existing, partner)
 
-    def remove(self, actor: str, name: str) -> dict[str, Any]:
-        doc = self.get(name)
-        return self.save(actor, "federation.partner.remove", doc, doc | {"active": False, "removed_at": now_iso()})
+    def remove(self, actor: str, name: str) -> Partner:
+        partner = self.get(name)
+        return self.save(actor, "federation.partner.remove", partner, partner.with_(active=False, removed_at=now_iso()))
 
-    def revoke_key(self, actor: str, name: str, key_id: str, reason: str) -> dict[str, Any]:
-        doc = self.get(name)
-        if key_id not in doc["keys"]:
-            raise NotFound(f"partner '{name}' has no key {key_id} (keys: {', '.join(doc['keys'])})")
-        keys = dict(doc["keys"])
+    def revoke_key(self, actor: str, name: str, key_id: str, reason: str) -> Partner:
+        partner = self.get(name)
+        if key_id not in partner.keys:
+            raise NotFound(f"partner '{name}' has no key {key_id} (keys: {', '.join(partner.keys)})")
+        keys = dict(partner.keys)
         keys[key_id] = keys[key_id] | {"status": "revoked", "revoked_at": now_iso(), "reason": reason or "revoked by us"}
-        return self.save(actor, "federation.partner.revoke_key", doc, doc | {"keys": keys})
+        return self.save(actor, "federation.partner.revoke_key", partner, partner.with_(keys=keys))

@@ -10,32 +10,29 @@ else (the partner's own schedule pulls the items anyway).
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
+from factbridge.backends.storage.base import Storage
 from factbridge.federation.auth import signed_headers
 from factbridge.federation.identity import Identity, now_iso
 from factbridge.federation.partners import Partners
+from factbridge.federation.records import PUSHES as PUSHES
+from factbridge.federation.records import PushOutcome, PushOutcomes
 
-PUSHES = "federation_pushes"  # per partner: the last push and its outcome
 
-
-def push_to_partners(storage: Any, org: str, identity: Identity, head: int, client: httpx.Client) -> list[dict[str, Any]]:
+def push_to_partners(storage: Storage, org: str, identity: Identity, head: int, client: httpx.Client) -> list[PushOutcome]:
     outcomes = []
     for partner in Partners(storage, org).all(active_only=True):
-        if not partner.get("push") or not partner["send"]:
+        if not partner.push or not partner.send:
             continue
-        path = f"/federation/v1/{partner['org']}/inbox"
-        outcome: dict[str, Any] = {"partner": partner["name"], "head": head, "at": now_iso()}
+        path = f"/federation/v1/{partner.org}/inbox"
+        at = now_iso()
         try:
-            response = client.post(partner["url"] + path, headers=signed_headers(identity, org, "POST", path, ""), json={"from": org, "head": head})
-            outcome["status"] = response.status_code
-            if response.status_code >= 400:
-                outcome["error"] = response.text[:300]
+            response = client.post(partner.url + path, headers=signed_headers(identity, org, "POST", path, ""), json={"from": org, "head": head})
+            outcome = PushOutcome(partner=partner.name, head=head, at=at, status=response.status_code,
+                                  error=response.text[:300] if response.status_code >= 400 else None)
         except httpx.HTTPError as exc:
-            outcome["status"] = None
-            outcome["error"] = f"offline: {type(exc).__name__}: {exc}"
-        storage.put_docs(org, PUSHES, [(partner["name"], outcome, None)])
+            outcome = PushOutcome(partner=partner.name, head=head, at=at, status=None, error=f"offline: {type(exc).__name__}: {exc}")
+        PushOutcomes(storage).put(org, outcome)
         outcomes.append(outcome)
     return outcomes

@@ -41,9 +41,9 @@ def due_partners(syncer: Syncer, every_s: float, now: datetime) -> list[str]:
     """Active partners whose last sync attempt is `every_s` seconds old or more (or never made)."""
     due = []
     for partner in Partners(syncer.storage, syncer.org).all(active_only=True):
-        last = syncer.state(partner["name"]).get("last_attempt")
+        last = syncer.state(partner.name).last_attempt
         if last is None or (now - datetime.fromisoformat(last)).total_seconds() >= every_s:
-            due.append(partner["name"])
+            due.append(partner.name)
     return sorted(due)
 
 
@@ -75,8 +75,8 @@ class PartnerSyncScheduler:
                 outbox = outbox_for(self.services, org, identity)
                 if outbox.refresh():  # partners pulling from us find what is new
                     for pushed in push_to_partners(self.services.storage, org, identity, outbox.head(), syncer.client):
-                        if pushed.get("error"):
-                            log.warning("federation: push to %s failed: %s", pushed["partner"], pushed["error"])
+                        if pushed.error:
+                            log.warning("federation: push to %s failed: %s", pushed.partner, pushed.error)
                 for name in due:
                     report = syncer.sync(name)
                     reports.append(report)

@@ -28,12 +28,12 @@ the cursor stays where it was, so the next sync continues from there.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
-from factbridge.backends.storage.base import content_sha, iter_docs
+from factbridge.backends.storage.base import Rows, content_sha
 from factbridge.errors import InputError
 from factbridge.federation.auth import signed_headers
 from factbridge.federation.consensus import consensus_note, find_consensus
@@ -48,13 +48,27 @@ from factbridge.federation.identity import Identity, KeyRing, folder_lock, now_i
 from factbridge.federation.linkrisk import PARTNER_LINKS, rebuild_partner_feed
 from factbridge.federation.partners import MAX_REFUSALS_KEPT, Partners
 from factbridge.federation.proof import check_proof
+from factbridge.federation.records import INBOX as INBOX
+from factbridge.federation.records import ITEMS as ITEMS
+from factbridge.federation.records import SYNC as SYNC
+from factbridge.federation.records import (
+    HeldItem,
+    HeldItems,
+    InboxRecord,
+    InboxRecords,
+    Partner,
+    PartnerLink,
+    PartnerLinks,
+    PartnerNarrative,
+    PartnerNarratives,
+    Refusal,
+    SyncState,
+    SyncStates,
+)
 from factbridge.models import FactCheck
 from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_of, withdrawal_rows
 from factbridge.workflow.audit import AuditLog
 
-INBOX = "federation_inbox"  # every item received: accepted or refused, with the reason
-ITEMS = "federation_items"  # per partner item: the version we hold and its fact-check id
-SYNC = "federation_sync"  # per partner: cursor, last sync, counts, recent refusals
 DECIDED_BY = "factbridge-federation-1"
 REQUIRED = ("format", "org", "seq", "kind", "item_id", "issued_at", "licence", "payload", "provenance", "proof", "key_id", "signature")
 PAYLOAD_REQUIRED = ("case_id", "claim", "headline", "rating", "url", "org_name", "published_at")
@@ -110,7 +124,7 @@ def trust_label(fc: FactCheck) -> str | None:
     return f"{verb} by {fed.get('desk')} (partner {fed.get('partner')}), {fed.get('trust')}{consensus_note(fc)}"
 
 
-def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
+def check_item(item: Any, partner: Partner, ring: KeyRing) -> str | None:
     """Why this item must be refused, or None when it holds."""
     if not isinstance(item, dict):
         return "malformed: an item is a JSON object"
@@ -119,18 +133,20 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
         return f"malformed: missing field(s) {', '.join(missing)}"
     if item["format"] != FORMAT:
         return f"unknown format '{item['format']}' (we read {FORMAT})"
-    if item["org"] != partner["org"]:
-        return f"item of organisation '{item['org']}' in the feed of '{partner['org']}'"
+    if not isinstance(item["seq"], int) or isinstance(item["seq"], bool):
+        return "malformed: seq is not an integer"
+    if item["org"] != partner.org:
+        return f"item of organisation '{item['org']}' in the feed of '{partner.org}'"
     key_id = str(item["key_id"])
     if key_id not in ring.keys:
-        return f"signed by unknown key {key_id} (neither pinned nor endorsed by a key we trust for {partner['name']})"
+        return f"signed by unknown key {key_id} (neither pinned nor endorsed by a key we trust for {partner.name})"
     if not ring.trusted(key_id):
         info = ring.keys[key_id]
         return f"signed by revoked key {key_id} (revoked {info.get('revoked_at') or ''}: {info.get('reason') or 'no reason given'})"
     if not signature_valid(ring.raw(key_id), item, str(item["signature"])):
         return f"signature does not verify with key {key_id}: the item was altered after it was signed"
-    if item["kind"] not in partner.get("accept", []):
-        return f"kind '{item['kind']}' is outside what we accept from {partner['name']} ({', '.join(partner.get('accept', [])) or 'nothing'})"
+    if item["kind"] not in partner.accept:
+        return f"kind '{item['kind']}' is outside what we accept from {partner.name} ({', '.join(partner.accept) or 'nothing'})"
     if not str(item["licence"]).strip():
         return "no licence"
     payload = item["payload"]
@@ -155,7 +171,7 @@ def check_item(item: Any, partner: dict[str, Any], ring: KeyRing) -> str | None:
     return None
 
 
-def partner_factcheck(item: dict[str, Any], partner: dict[str, Any], languages: tuple[str, ...]) -> FactCheck:
+def partner_factcheck(item: dict[str, Any], partner: Partner, languages: tuple[str, ...]) -> FactCheck:
     from factbridge.pipeline.prepare import prepare_factcheck
     from factbridge.workflow.cases import published_factcheck
 
@@ -163,7 +179,7 @@ def partner_factcheck(item: dict[str, Any], partner: dict[str, Any], languages: 
     fc = published_factcheck(payload)
     provenance = item.get("provenance") or {}
     fed = {
-        "partner": partner["name"],
+        "partner": partner.name,
         "org": item["org"],
         "desk": provenance.get("desk") or payload.get("org_name"),
         "seq": item["seq"],
@@ -181,7 +197,7 @@ def partner_factcheck(item: dict[str, Any], partner: dict[str, Any], languages: 
     raw: dict[str, Any] = {"federation": fed}
     if item["kind"] == "withdrawal":  # our copy is marked withdrawn: kept, no longer matched (pipeline/withdrawals.py)
         raw["withdrawn"] = {"at": payload["withdrawn"]["at"], "reason": payload["withdrawn"]["reason"], "by": fed["desk"]}
-    fc = fc.model_copy(update={"id": factcheck_id(partner["name"], str(item["item_id"])), "source_format": "federation", "raw": raw})
+    fc = fc.model_copy(update={"id": factcheck_id(partner.name, str(item["item_id"])), "source_format": "federation", "raw": raw})
     return prepare_factcheck(fc, languages)
 
 
@@ -193,30 +209,30 @@ class Syncer:
         self.identity = identity
         self.partners = Partners(self.storage, org)
         self.audit = AuditLog(self.storage)
+        self.states = SyncStates(self.storage)
+        self.held = HeldItems(self.storage)
         self.client = client or httpx.Client(timeout=services.settings.federation_timeout_s)
 
     def close(self) -> None:
         self.client.close()
 
-    def state(self, name: str) -> dict[str, Any]:
-        return self.storage.get_docs(self.org, SYNC, [name]).get(name) or {
-            "cursor": 0, "last_sync": None, "last_attempt": None, "last_error": None,
-            "counts": {"accepted": 0, "refused": 0, "replayed": 0, "stale": 0}, "refusals": []}
+    def state(self, name: str) -> SyncState:
+        return self.states.get(self.org, name)
 
-    def _get(self, partner: dict[str, Any], path: str, params: dict[str, Any] | None = None) -> Any:
+    def _get(self, partner: Partner, path: str, params: dict[str, Any] | None = None) -> Any:
         query = str(httpx.QueryParams(params or {}))
         headers = signed_headers(self.identity, self.org, "GET", path, query)
-        response = self.client.get(partner["url"] + path + (f"?{query}" if query else ""), headers=headers)
+        response = self.client.get(partner.url + path + (f"?{query}" if query else ""), headers=headers)
         if response.status_code != 200:
             try:
                 detail = response.json().get("detail", "")
             except ValueError:
                 detail = response.text[:200]
-            raise InputError(f"{partner['url']}{path} answered HTTP {response.status_code}: {detail}", source=partner["name"])
+            raise InputError(f"{partner.url}{path} answered HTTP {response.status_code}: {detail}", source=partner.name)
         try:
             return response.json()
         except ValueError as exc:
-            raise InputError(f"{partner['url']}{path} did not answer JSON", source=partner["name"]) from exc
+            raise InputError(f"{partner.url}{path} did not answer JSON", source=partner.name) from exc
 
     def sync(self, name: str, page: int = 200) -> SyncReport:
         """Pull one partner (one pull of a partner at a time in this deployment: a scheduled sync
@@ -226,142 +242,136 @@ class Syncer:
 
     def _sync(self, name: str, page: int) -> SyncReport:
         partner = self.partners.get(name)
-        report = SyncReport(partner=partner["name"])
-        state = self.state(partner["name"])
-        state["last_attempt"] = now_iso()
+        report = SyncReport(partner=partner.name)
+        state = self.state(partner.name).with_(last_attempt=now_iso())
         changed: list[str] = []
         try:
-            if not partner.get("active"):
+            if not partner.active:
                 raise InputError(f"partner '{name}' was removed", source=name)
             keys = self._get(partner, "/federation/v1/keys")
             statements = keys.get("statements") if isinstance(keys, dict) else None
             if not isinstance(statements, list):
                 raise InputError("the keys answer has no list of statements", source=name, field="statements")
-            ring = KeyRing(partner["keys"])
+            ring = KeyRing(partner.keys)
             report.key_changes = ring.apply(statements)
             if report.key_changes:
-                partner = self.partners.save("federation", "federation.partner.keys", partner, partner | {"keys": ring.keys})
+                partner = self.partners.save("federation", "federation.partner.keys", partner, partner.with_(keys=ring.keys))
             report.flagged = self._flag_revoked(partner, ring)
             while True:
-                body = self._get(partner, f"/federation/v1/{partner['org']}/feed", {"after": state["cursor"], "limit": page})
+                body = self._get(partner, f"/federation/v1/{partner.org}/feed", {"after": state.cursor, "limit": page})
                 items = body.get("items") if isinstance(body, dict) else None
                 if not isinstance(items, list):
                     raise InputError("the feed answer has no list of items", source=name, field="items")
                 items.sort(key=lambda i: i.get("seq", 0) if isinstance(i, dict) and isinstance(i.get("seq"), int) else 0)
-                before = int(state["cursor"])
+                before = state.cursor
                 for item in items:
-                    changed.extend(self._receive(partner, ring, state, item, report))
+                    state, accepted = self._receive(partner, ring, state, item, report)
+                    changed.extend(accepted)
                 # saved with the cursor: a crash redoes at most one page, and what was accepted
                 # before it is still re-checked by the next sync
-                state["pending_recheck"] = sorted({*state.get("pending_recheck", []), *changed})
-                self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
+                state = state.with_(pending_recheck=sorted({*(state.pending_recheck or []), *changed}))
+                self.states.put(self.org, state)
                 # a feed that says "more" but does not move us forward would loop for ever
-                if not items or not body.get("more") or int(state["cursor"]) <= before:
+                if not items or not body.get("more") or state.cursor <= before:
                     break
-            state["last_sync"] = now_iso()
-            state["last_error"] = None
+            state = state.with_(last_sync=now_iso(), last_error=None)
         except (httpx.HTTPError, OSError) as exc:
             report.ok = False
             report.error = f"offline: {type(exc).__name__}: {exc}"
         except InputError as exc:
             report.ok = False
             report.error = str(exc)
-        state["last_error"] = report.error
-        pending = sorted({*state.get("pending_recheck", []), *changed})
-        self.storage.put_docs(self.org, SYNC, [(partner["name"], state | {"pending_recheck": pending}, None)])
+        state = state.with_(last_error=report.error)
+        pending = sorted({*(state.pending_recheck or []), *changed})
+        self.states.put(self.org, state.with_(pending_recheck=pending))
         if pending:
             self._recheck(pending, report)
-            state["pending_recheck"] = []
-            self.storage.put_docs(self.org, SYNC, [(partner["name"], state, None)])
+            state = state.with_(pending_recheck=[])
+            self.states.put(self.org, state)
         if report.links or report.flagged:
-            report.linkrisk = rebuild_partner_feed(self.services, self.org, partner, KeyRing(partner["keys"]))
+            report.linkrisk = rebuild_partner_feed(self.services, self.org, partner, KeyRing(partner.keys))
         # our narratives change between syncs too: compare them with every partner narrative we hold
         report.alerts = detect_cross_border(self.services, self.org)
         return report
 
-    def _receive(self, partner: dict[str, Any], ring: KeyRing, state: dict[str, Any], item: Any, report: SyncReport) -> list[str]:
+    def _receive(self, partner: Partner, ring: KeyRing, state: SyncState, item: Any, report: SyncReport) -> tuple[SyncState, list[str]]:
+        """Take in one item: accepted or refused, recorded with its audit entry. Returns the state
+        (cursor and counts moved on) and the fact-checks accepted."""
         seq = item.get("seq") if isinstance(item, dict) else None
-        if isinstance(seq, int) and seq <= int(state["cursor"]):
+        if isinstance(seq, int) and seq <= state.cursor:
             report.replayed += 1
-            state["counts"]["replayed"] += 1
-            return []
+            return state.with_(counts=state.counts.add("replayed")), []
         reason = check_item(item, partner, ring)
         item_id = str(item.get("item_id", "")) if isinstance(item, dict) else ""
-        name = partner["name"]
+        name = partner.name
         held_key = items_key(name, str(item.get("kind")) if isinstance(item, dict) else "", item_id)
-        held = self.storage.get_docs(self.org, ITEMS, [held_key]).get(held_key)
-        if reason is None and held and int(held["seq"]) >= int(seq or 0):
+        held = self.held.get(self.org, [held_key]).get(held_key)
+        if reason is None and held and held.seq >= int(seq or 0):
             report.stale += 1
-            state["counts"]["stale"] += 1
-            return []
-        record = {"partner": name, "seq": seq, "kind": item.get("kind") if isinstance(item, dict) else None, "item_id": item_id,
-                  "key_id": item.get("key_id") if isinstance(item, dict) else None, "received_at": now_iso(),
-                  "status": "refused" if reason else "accepted", "reason": reason,
-                  "content_sha256": content_sha(item) if isinstance(item, dict) else None}
-        inbox_id = f"{name}/{int(seq):012d}" if isinstance(seq, int) else f"{name}/malformed-{record['content_sha256'] or 'x'}"
-        writes: list[tuple[str, list[tuple[str, dict[str, Any], float | None]]]] = [(INBOX, [(inbox_id, record, None)])]
+            return state.with_(counts=state.counts.add("stale")), []
+        sha = content_sha(item) if isinstance(item, dict) else None
+        inbox_id = f"{name}/{int(seq):012d}" if isinstance(seq, int) else f"{name}/malformed-{sha or 'x'}"
+        record = InboxRecord(key=inbox_id, partner=name, seq=seq, kind=item.get("kind") if isinstance(item, dict) else None, item_id=item_id,
+                             key_id=item.get("key_id") if isinstance(item, dict) else None, received_at=now_iso(),
+                             status="refused" if reason else "accepted", reason=reason, content_sha256=sha)
+        writes: list[tuple[str, Rows]] = [(INBOX, InboxRecords.rows([record]))]
         accepted: list[str] = []
-        if reason is None and item["kind"] == "linkrisk":
-            verdict = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
-                                         "seq": seq, "key_id": item["key_id"], "received_at": record["received_at"]}
-            writes.append((PARTNER_LINKS, [(f"{name}/{item_id}", verdict, None)]))
-            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
-                                                "kind": "linkrisk", "flag": None}, None)]))
-            report.links.append(str(item["payload"]["url"]))
-            state["counts"]["accepted"] += 1
-        elif reason is None and item["kind"] == "alert":
-            alert_id, alert = partner_alert(item["payload"], name, (item.get("provenance") or {}).get("desk") or name, record["received_at"])
-            writes.append((ALERTS, [(alert_id, alert, time.time())]))
-            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
-                                                "kind": "alert", "flag": None}, None)]))
-            report.partner_alerts.append(alert_id)
-            state["counts"]["accepted"] += 1
-        elif reason is None and item["kind"] == "narrative":
-            narrative = item["payload"] | {"partner": name, "desk": (item.get("provenance") or {}).get("desk") or name,
-                                           "seq": seq, "key_id": item["key_id"], "received_at": record["received_at"]}
-            writes.append((PARTNER_NARRATIVES, [(f"{name}/{item_id}", narrative, None)]))
-            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
-                                                "kind": "narrative", "flag": None}, None)]))
-            report.narratives.append(f"{name}/{item_id}")
-            state["counts"]["accepted"] += 1
-        elif reason is None:
-            fc = partner_factcheck(item, partner, self.services.languages)
-            self.storage.upsert_factchecks(self.org, [fc])
-            writes.append((ITEMS, [(held_key, {"partner": name, "item_id": item_id, "seq": seq, "key_id": item["key_id"],
-                                                "factcheck_id": fc.id, "kind": item["kind"], "flag": None}, None)]))
-            if item["kind"] == "withdrawal":  # the matcher's list of withdrawn entries, with the receipt
-                writes.append((WITHDRAWN, withdrawal_rows([fc.id], fc.raw["withdrawn"] | {"partner": name})))
-                report.withdrawn.append(fc.id)
-            accepted.append(fc.id)
-            report.accepted.append(fc.id)
-            state["counts"]["accepted"] += 1
+        if reason is None:
+            assert isinstance(item, dict) and isinstance(seq, int)  # check_item holds
+            kind, key_id = str(item["kind"]), str(item["key_id"])
+            desk = str((item.get("provenance") or {}).get("desk") or name)
+            held_item = HeldItem(key=held_key, partner=name, item_id=item_id, seq=seq, key_id=key_id, kind=kind)
+            if kind == "linkrisk":
+                link = PartnerLink(key=f"{name}/{item_id}", payload=dict(item["payload"]), partner=name, desk=desk, seq=seq, key_id=key_id,
+                                   received_at=record.received_at)
+                writes.append((PARTNER_LINKS, PartnerLinks.rows([link])))
+                report.links.append(link.url)
+            elif kind == "alert":
+                alert = partner_alert(item["payload"], name, desk, record.received_at)
+                writes.append((ALERTS, [(alert.id, alert.to_doc(), time.time())]))
+                report.partner_alerts.append(alert.id)
+            elif kind == "narrative":
+                narrative = PartnerNarrative(key=f"{name}/{item_id}", payload=dict(item["payload"]), partner=name, desk=desk, seq=seq,
+                                             key_id=key_id, received_at=record.received_at)
+                writes.append((PARTNER_NARRATIVES, PartnerNarratives.rows([narrative])))
+                report.narratives.append(narrative.key)
+            else:
+                fc = partner_factcheck(item, partner, self.services.languages)
+                self.storage.upsert_factchecks(self.org, [fc])
+                held_item = replace(held_item, factcheck_id=fc.id)
+                if kind == "withdrawal":  # the matcher's list of withdrawn entries, with the receipt
+                    writes.append((WITHDRAWN, withdrawal_rows([fc.id], fc.raw["withdrawn"] | {"partner": name})))
+                    report.withdrawn.append(fc.id)
+                accepted.append(fc.id)
+                report.accepted.append(fc.id)
+            writes.append((ITEMS, HeldItems.rows([held_item])))
+            state = state.with_(counts=state.counts.add("accepted"))
         else:
-            refusal = {"seq": seq, "item_id": item_id, "reason": reason, "at": record["received_at"]}
-            report.refused.append(refusal)
-            state["counts"]["refused"] += 1
-            state["refusals"] = [*state["refusals"], refusal][-MAX_REFUSALS_KEPT:]
+            refusal = Refusal(seq=seq, item_id=item_id, reason=reason, at=record.received_at)
+            report.refused.append(refusal.to_doc())
+            state = state.with_(counts=state.counts.add("refused"), refusals=[*state.refusals, refusal][-MAX_REFUSALS_KEPT:])
         self.audit.append(self.org, "federation", "federation.accept" if reason is None else "federation.refuse", INBOX, inbox_id,
-                          None, record, records=writes)
+                          None, record.to_doc(), records=writes)
         if isinstance(seq, int):
-            state["cursor"] = max(int(state["cursor"]), seq)
-        return accepted
+            state = state.with_(cursor=max(state.cursor, seq))
+        return state, accepted
 
-    def _flag_revoked(self, partner: dict[str, Any], ring: KeyRing) -> list[str]:
+    def _flag_revoked(self, partner: Partner, ring: KeyRing) -> list[str]:
         """Flag the items we accepted from a key that is now revoked (they stay, marked)."""
-        name = partner["name"]
         flagged: list[str] = []
-        for doc_id, held in iter_docs(self.storage, self.org, ITEMS):
-            if held.get("partner") != name or held.get("flag") or ring.trusted(str(held.get("key_id"))):
+        for held in self.held.iter(self.org):
+            if held.partner != partner.name or held.flag or ring.trusted(held.key_id):
                 continue
-            info = ring.keys.get(str(held.get("key_id")), {})
-            flag = f"signed by key {held.get('key_id')}, revoked {info.get('revoked_at') or ''}: {info.get('reason') or ''}".strip()
-            if held.get("factcheck_id"):
-                fc = self.storage.get_factcheck(self.org, held["factcheck_id"])
+            info = ring.keys.get(held.key_id, {})
+            flag = f"signed by key {held.key_id}, revoked {info.get('revoked_at') or ''}: {info.get('reason') or ''}".strip()
+            if held.factcheck_id:
+                fc = self.storage.get_factcheck(self.org, held.factcheck_id)
                 fed = dict(fc.raw.get("federation") or {}) | {"trust": "signed by a key since revoked", "flag": flag}
                 self.storage.upsert_factchecks(self.org, [fc.model_copy(update={"raw": {**fc.raw, "federation": fed}})])
-            self.audit.append(self.org, "federation", "federation.flag", ITEMS, doc_id, held, held | {"flag": flag},
-                              records=[(ITEMS, [(doc_id, held | {"flag": flag}, None)])])
-            flagged.append(held.get("factcheck_id") or doc_id)
+            marked = replace(held, flag=flag)
+            self.audit.append(self.org, "federation", "federation.flag", ITEMS, held.key, held.to_doc(), marked.to_doc(),
+                              records=[(ITEMS, HeldItems.rows([marked]))])
+            flagged.append(held.factcheck_id or held.key)
         return flagged
 
     def _recheck(self, factcheck_ids: list[str], report: SyncReport) -> None:
@@ -369,7 +379,7 @@ class Syncer:
         from factbridge.pipeline.recheck import recheck_factchecks
 
         index_factchecks(self.storage, self.services.embedder, self.org)
-        report.consensus = find_consensus(self.services, self.org, factcheck_ids)
+        report.consensus = [m.to_doc() for m in find_consensus(self.services, self.org, factcheck_ids)]
         if self.storage.count_posts(self.org):
             outcome = recheck_factchecks(self.services, self.org, factcheck_ids)
             report.rematched = outcome.rematched

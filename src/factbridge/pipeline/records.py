@@ -382,6 +382,10 @@ class Narratives:
         rows = self.storage.list_docs(org, NARRATIVES, limit=limit, order="sort_desc")
         return [n for n in (NarrativeRecord.from_doc(i, d) for i, d in rows) if not n.merged_into]
 
+    def recently_updated(self, org: str, limit: int = 2000) -> list[NarrativeRecord]:
+        """Most recently updated first (merged ones included)."""
+        return [NarrativeRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, NARRATIVES, limit=limit, order="updated_desc")]
+
     def topics(self, org: str, ids: Sequence[str]) -> dict[str, TopicRecord]:
         docs = self.storage.get_docs(org, TOPICS, list(ids)) if ids else {}
         return {i: TopicRecord.from_doc(i, d) for i, d in docs.items()}
@@ -541,3 +545,7 @@ class LinkRisks:
     def get(self, org: str, post_ids: Sequence[str]) -> dict[str, LinkRiskRecord]:
         docs = self.storage.get_docs(org, LINKRISK, list(post_ids)) if post_ids else {}
         return {i: LinkRiskRecord.from_doc(i, d) for i, d in docs.items()}
+
+    def riskiest(self, org: str, limit: int) -> list[LinkRiskRecord]:
+        """Posts by their riskiest link's score, highest first."""
+        return [LinkRiskRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, LINKRISK, limit=limit, order="sort_desc")]

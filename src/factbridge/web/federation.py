@@ -25,6 +25,7 @@ from factbridge.federation.auth import request_partner
 from factbridge.federation.feed import FORMAT, PUBLIC_KINDS, Outbox
 from factbridge.federation.identity import Identity
 from factbridge.federation.partners import Partners
+from factbridge.federation.records import SENT
 from factbridge.web.app import WebState
 from factbridge.web.deps import WebDep
 from factbridge.workflow.publishing import claimreview_feed
@@ -62,14 +63,14 @@ def feed(org: str, request: Request, web: WebDep, after: Annotated[int, Query(ge
     if "application/ld+json" in request.headers.get("accept", ""):
         return _claimreview(web, org, outbox, str(request.url))
     partner = request_partner(Partners(web.services.storage, org), request.headers, "GET", request.url.path, request.url.query)
-    kinds = tuple(partner["send"]) if partner else PUBLIC_KINDS
+    kinds = tuple(partner.send) if partner else PUBLIC_KINDS
     outbox.refresh()
     page = outbox.read(after, kinds, limit)
     if partner and page.items:
         seqs = [int(i["seq"]) for i in page.items]
-        web.audit.append(org, "federation", "federation.send", "federation_sent", f"{partner['name']}/{seqs[-1]:012d}", None,
-                         {"partner": partner["name"], "seqs": seqs, "kinds": sorted({str(i["kind"]) for i in page.items})})
-    return JSONResponse({"format": FORMAT, "org": org, "partner": partner["name"] if partner else None,
+        web.audit.append(org, "federation", "federation.send", SENT, f"{partner.name}/{seqs[-1]:012d}", None,
+                         {"partner": partner.name, "seqs": seqs, "kinds": sorted({str(i["kind"]) for i in page.items})})
+    return JSONResponse({"format": FORMAT, "org": org, "partner": partner.name if partner else None,
                          "kinds": list(kinds), "items": page.items, "head": page.head, "more": page.more})
 
 
@@ -81,8 +82,8 @@ def inbox(org: str, request: Request, background: BackgroundTasks, web: WebDep) 
     partner = request_partner(Partners(web.services.storage, org), request.headers, "POST", request.url.path, request.url.query)
     if partner is None:
         raise NotAuthenticated("a push must be a signed request from a partner (see docs/federation.md)")
-    background.add_task(pull_partner, web, org, partner["name"])
-    return {"accepted": True, "partner": partner["name"]}
+    background.add_task(pull_partner, web, org, partner.name)
+    return {"accepted": True, "partner": partner.name}
 
 
 def pull_partner(web: WebState, org: str, name: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Rows, Storage
+from factbridge.backends.storage.base import Rows, Storage, iter_docs
 from factbridge.errors import NotFound
 
 CASES = "cases"
@@ -267,6 +267,11 @@ class PublishedPages:
     def iter(self, org: str, limit: int = 1000, offset: int = 0) -> Iterator[PublishedPage]:
         """Most recently published first."""
         for page_id, doc in self.storage.list_docs(org, PUBLISHED, limit=limit, offset=offset, order="sort_desc"):
+            yield PublishedPage.from_doc(page_id, doc)
+
+    def all_oldest_first(self, org: str) -> Iterator[PublishedPage]:
+        """Every page, in the order they were published (the federation feed's order)."""
+        for page_id, doc in iter_docs(self.storage, org, PUBLISHED, order="sort_asc"):
             yield PublishedPage.from_doc(page_id, doc)
 
     @staticmethod
