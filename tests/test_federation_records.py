@@ -83,6 +83,42 @@ RECORDS: dict[str, Callable[[str, dict[str, Any]], tuple[Any, str]]] = {
 }
 
 
+RECEIPT = ["partner", "desk", "seq", "key_id", "received_at"]
+VERDICT_HELD = ["partner", "item_id", "seq", "key_id", "factcheck_id", "kind", "flag"]
+
+
+def legacy_keys(collection: str, key: str, doc: dict[str, Any]) -> list[str]:
+    """The keys, in order, that the federation wrote before it had records (they must not change:
+    stored documents, audit fingerprints and signatures depend on them)."""
+    match collection:
+        case "federation_partners":
+            return ["name", "url", "org", "keys", "send", "accept", "push", "active", "added_at", "removed_at"]
+        case "federation_feed":
+            return ["format", "org", "seq", "kind", "item_id", "issued_at", "licence", "payload", "provenance", "proof", "key_id", "signature"]
+        case "federation_feed_head":
+            return ["seq"]
+        case "federation_outbox":
+            prefix = key.split(":", 1)[0] if ":" in key else "case"
+            return {"case": ["sha", "seq"], "narrative": ["size", "claims", "seq"], "alert": ["kind", "seq"], "linkrisk": ["seq"]}[prefix]
+        case "federation_inbox":
+            return ["partner", "seq", "kind", "item_id", "key_id", "received_at", "status", "reason", "content_sha256"]
+        case "federation_items":
+            return VERDICT_HELD if doc["kind"] in ("factcheck", "correction", "withdrawal") else [k for k in VERDICT_HELD if k != "factcheck_id"]
+        case "federation_sync":
+            return ["cursor", "last_sync", "last_attempt", "last_error", "counts", "refusals", "pending_recheck"]
+        case "federation_pushes":
+            return ["partner", "head", "at", "status"] + (["error"] if doc["status"] != 202 else [])
+        case "federation_narratives":
+            return ["narrative_id", "label", "top_terms", "size", "languages", "first_seen", "last_seen", "representative_text", "claims",
+                    "decided_by", *RECEIPT]
+        case "federation_links":
+            return ["link_id", "url", "host", "registered_domain", "score", "level", "reasons", "decided_by", *RECEIPT]
+        case "federation_consensus":
+            return ["partner_factcheck", "other_factcheck", "other_desk", "partner_rating", "other_rating", "agree", "fused_score",
+                    "decided_by", "at"]
+    raise AssertionError(collection)
+
+
 class Desk:
     def __init__(self, tmp_path: Path, org: str, name: str) -> None:
         (tmp_path / org).mkdir()
@@ -202,6 +238,7 @@ def test_every_federation_document_reads_back_through_its_record_unchanged(excha
                 assert record.to_doc() == doc, f"{desk.org}/{collection}/{key}"
                 assert json.dumps(record.to_doc(), ensure_ascii=False) == json.dumps(doc, ensure_ascii=False)  # key order too
                 assert stored_as == key, f"{desk.org}/{collection}/{key}"
+                assert list(doc) == legacy_keys(collection, key, doc), f"{desk.org}/{collection}/{key}"
                 seen[collection].append(record)
         assert AuditLog(desk.storage).verify(desk.org).ok
     assert all(seen.values()), {c: len(r) for c, r in seen.items()}
