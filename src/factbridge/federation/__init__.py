@@ -12,6 +12,7 @@
     push.py       optional push: a signed "pull now" to partners
     auth.py       signed requests (a partner pulling gets its own scope)
     bench.py      `factbridge bench federation`
+    records.py    the typed records of every federation collection, one accessor each
 
 A partner can only offer items: accepted items enter our library under ids of their own
 (`partner/<name>/...`), they never overwrite our records.
