@@ -52,6 +52,7 @@ from factbridge.federation.records import INBOX as INBOX
 from factbridge.federation.records import ITEMS as ITEMS
 from factbridge.federation.records import SYNC as SYNC
 from factbridge.federation.records import (
+    FeedItem,
     HeldItem,
     HeldItems,
     InboxRecord,
@@ -171,33 +172,32 @@ def check_item(item: Any, partner: Partner, ring: KeyRing) -> str | None:
     return None
 
 
-def partner_factcheck(item: dict[str, Any], partner: Partner, languages: tuple[str, ...]) -> FactCheck:
+def partner_factcheck(item: FeedItem, partner: Partner, languages: tuple[str, ...]) -> FactCheck:
     from factbridge.pipeline.prepare import prepare_factcheck
     from factbridge.workflow.cases import published_factcheck
 
-    payload = item["payload"]
+    payload = item.payload
     fc = published_factcheck(payload)
-    provenance = item.get("provenance") or {}
     fed = {
         "partner": partner.name,
-        "org": item["org"],
-        "desk": provenance.get("desk") or payload.get("org_name"),
-        "seq": item["seq"],
-        "kind": item["kind"],
-        "item_id": item["item_id"],
-        "key_id": item["key_id"],
-        "licence": item["licence"],
+        "org": item.org,
+        "desk": item.provenance.get("desk") or payload.get("org_name"),
+        "seq": item.seq,
+        "kind": item.kind,
+        "item_id": item.item_id,
+        "key_id": item.key_id,
+        "licence": item.licence,
         "trust": "verified signature",
         "flag": None,
-        "provenance": provenance,
+        "provenance": item.provenance,
         "approved_by_second_editor": True,
         "received_at": now_iso(),
         "decided_by": DECIDED_BY,
     }
     raw: dict[str, Any] = {"federation": fed}
-    if item["kind"] == "withdrawal":  # our copy is marked withdrawn: kept, no longer matched (pipeline/withdrawals.py)
+    if item.kind == "withdrawal":  # our copy is marked withdrawn: kept, no longer matched (pipeline/withdrawals.py)
         raw["withdrawn"] = {"at": payload["withdrawn"]["at"], "reason": payload["withdrawn"]["reason"], "by": fed["desk"]}
-    fc = fc.model_copy(update={"id": factcheck_id(partner.name, str(item["item_id"])), "source_format": "federation", "raw": raw})
+    fc = fc.model_copy(update={"id": factcheck_id(partner.name, item.item_id), "source_format": "federation", "raw": raw})
     return prepare_factcheck(fc, languages)
 
 
@@ -317,26 +317,26 @@ class Syncer:
         writes: list[tuple[str, Rows]] = [(INBOX, InboxRecords.rows([record]))]
         accepted: list[str] = []
         if reason is None:
-            assert isinstance(item, dict) and isinstance(seq, int)  # check_item holds
-            kind, key_id = str(item["kind"]), str(item["key_id"])
-            desk = str((item.get("provenance") or {}).get("desk") or name)
+            received = FeedItem.from_doc(item)  # check_item held: the item has the form of ours, signed
+            kind, key_id, seq = received.kind, received.key_id, received.seq
+            desk = str(received.provenance.get("desk") or name)
             held_item = HeldItem(key=held_key, partner=name, item_id=item_id, seq=seq, key_id=key_id, kind=kind)
             if kind == "linkrisk":
-                link = PartnerLink(key=f"{name}/{item_id}", payload=dict(item["payload"]), partner=name, desk=desk, seq=seq, key_id=key_id,
+                link = PartnerLink(key=f"{name}/{item_id}", payload=received.payload, partner=name, desk=desk, seq=seq, key_id=key_id,
                                    received_at=record.received_at)
                 writes.append((PARTNER_LINKS, PartnerLinks.rows([link])))
                 report.links.append(link.url)
             elif kind == "alert":
-                alert = partner_alert(item["payload"], name, desk, record.received_at)
+                alert = partner_alert(received.payload, name, desk, record.received_at)
                 writes.append((ALERTS, [(alert.id, alert.to_doc(), time.time())]))
                 report.partner_alerts.append(alert.id)
             elif kind == "narrative":
-                narrative = PartnerNarrative(key=f"{name}/{item_id}", payload=dict(item["payload"]), partner=name, desk=desk, seq=seq,
+                narrative = PartnerNarrative(key=f"{name}/{item_id}", payload=received.payload, partner=name, desk=desk, seq=seq,
                                              key_id=key_id, received_at=record.received_at)
                 writes.append((PARTNER_NARRATIVES, PartnerNarratives.rows([narrative])))
                 report.narratives.append(narrative.key)
             else:
-                fc = partner_factcheck(item, partner, self.services.languages)
+                fc = partner_factcheck(received, partner, self.services.languages)
                 self.storage.upsert_factchecks(self.org, [fc])
                 held_item = replace(held_item, factcheck_id=fc.id)
                 if kind == "withdrawal":  # the matcher's list of withdrawn entries, with the receipt
