@@ -541,3 +541,10 @@ class LinkRisks:
     def get(self, org: str, post_ids: Sequence[str]) -> dict[str, LinkRiskRecord]:
         docs = self.storage.get_docs(org, LINKRISK, list(post_ids)) if post_ids else {}
         return {i: LinkRiskRecord.from_doc(i, d) for i, d in docs.items()}
+
+    def riskiest(self, org: str, limit: int = 20, offset: int = 0) -> list[LinkRiskRecord]:
+        """Posts by their riskiest link, riskiest first."""
+        return [LinkRiskRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, LINKRISK, limit=limit, offset=offset, order="sort_desc")]
+
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, LINKRISK)
