@@ -127,7 +127,7 @@ def test_store_is_idempotent_and_org_scoped(storage: SQLiteStorage, tmp_path: Pa
     index = load_feed_index(storage, "desk-vn")
     assert "update-java.top/download/setup.msi" in index.urls
     assert "update-flash-player.top/download/setup.msi" not in index.urls
-    assert [f["name"] for f in list_feeds(storage, "desk-vn")] == ["urlhaus"]
+    assert [f.name for f in list_feeds(storage, "desk-vn")] == ["urlhaus"]
     assert storage.list_quarantine("desk-vn")[0].kind == "feed"
 
 

@@ -64,8 +64,8 @@ def test_stage_stores_one_doc_per_post(hashing_services: Services) -> None:
     assert not ok["flagged"] and ok["max_score"] == 0.0 and {u["official"] for u in ok["urls"]} == {"VnExpress", "Government of Viet Nam portal"}
     assert docs["none-1"]["urls"] == [] and docs["none-1"]["max_score"] == 0.0
     ranked = riskiest_posts(storage, "desk", limit=3)
-    assert ranked[0]["post_id"] == "en-1"  # feed hit + raw IP: the riskiest
-    assert [d["max_score"] for d in ranked] == sorted((d["max_score"] for d in ranked), reverse=True)
+    assert ranked[0].post_id == "en-1"  # feed hit + raw IP: the riskiest
+    assert [r.max_score for r in ranked] == sorted((r.max_score for r in ranked), reverse=True)
     assert storage.count_docs("other-desk", COLLECTION) == 0
 
 

@@ -72,18 +72,21 @@ def test_what_the_stages_store_reads_back_unchanged(hashing_services: Services) 
     narratives = storage.list_docs(ORG, records.NARRATIVES, limit=1000)
     assert narratives
     stored_keys = set().union(*(d.keys() for _, d in narratives))
-    read = {f.name for f in fields(NarrativeRecord)} - {"representative_post_id", "representative_text", "merged_into"}
+    read = {f.name for f in fields(NarrativeRecord)} - {"representative_post_id", "representative_text", "representative_language", "merged_into"}
     assert read <= stored_keys | {"recent_posts"}, read - stored_keys
     for nid, doc in narratives:
         record = NarrativeRecord.from_doc(nid, doc)
         assert (record.size, record.top_terms, record.counts_daily) == (doc["size"], doc["top_terms"], doc["counts_daily"])
         assert record.representative_post_id == doc["representative"]["post_id"] and record.post_ids
         assert record.decided_by.startswith("narratives-")
+        # the public view is the stored document without the stage's working state
+        assert record.to_doc() == {k: v for k, v in doc.items() if k not in {"terms", "vector_sum", "rep_vector"}}
     assert {n.id for n in Narratives(storage).hottest(ORG)} == {nid for nid, d in narratives if not d.get("merged_into")}
     for tid, doc in storage.list_docs(ORG, records.TOPICS, limit=1000):
         if not doc.get("merged_into"):
             topic = TopicRecord.from_doc(tid, doc)
             assert (topic.size, topic.narratives, topic.label) == (doc["size"], doc["narratives"], doc["label"])
+            assert topic.to_doc() == {k: v for k, v in doc.items() if k != "vector_sum"}
 
     for alert_id, doc in storage.list_docs(ORG, records.ALERTS, limit=1000):
         assert Alert.from_doc(alert_id, doc).to_doc() == doc

@@ -105,10 +105,10 @@ class Services:
         digest = hashlib.sha256()
         for item_id in sorted(shas):
             digest.update(f"{item_id}\x1f{shas[item_id]}\x1e".encode())
-        from factbridge.pipeline.withdrawals import WITHDRAWN
+        from factbridge.pipeline.withdrawals import WithdrawnList
 
         # a withdrawal changes no vector: the count of withdrawn entries is part of the stamp
-        return f"{self.storage.count_factchecks(org)}:{self.storage.count_docs(org, WITHDRAWN)}:{digest.hexdigest()}"
+        return f"{self.storage.count_factchecks(org)}:{WithdrawnList(self.storage).count(org)}:{digest.hexdigest()}"
 
     def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
         """The shipped per-language centering, when wanted (default: the match_centering

@@ -89,7 +89,7 @@ def linkrisk_feeds(ctx: typer.Context) -> None:
     for col in ("feed", "format", "entries", "date", "imported", "sha256"):
         table.add_column(col)
     for f in list_feeds(services.storage, services.settings.org):
-        table.add_row(*cells(f["name"], f["format"], f["entries"], f["feed_date"], f["imported_at"], f["sha256"][:12]))
+        table.add_row(*cells(f.name, f.format, f.entries, f.feed_date, f.imported_at, f.sha256[:12]))
     console.print(table)
 
 
@@ -148,24 +148,25 @@ def linkrisk_posts(
 ) -> None:
     """The posts with the riskiest links, riskiest first."""
     from factbridge.linkrisk.stage import riskiest_posts
+    from factbridge.pipeline.records import LinkRisks
 
     services = _state(ctx).services()
     org = services.settings.org
-    docs = [d for d in riskiest_posts(services.storage, org, limit) if d["flagged"] or not flagged_only]
+    found = [r for r in riskiest_posts(services.storage, org, limit) if r.flagged_urls or not flagged_only]
     if as_json:
-        sys.stdout.write(json.dumps(docs, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps([r.to_doc() for r in found], ensure_ascii=False, indent=2) + "\n")
         return
-    posts = services.storage.get_posts(org, [d["post_id"] for d in docs])
-    table = Table(title=f"Riskiest posts ({services.storage.count_docs(org, 'linkrisk')} scored)")
+    posts = services.storage.get_posts(org, [r.post_id for r in found])
+    table = Table(title=f"Riskiest posts ({LinkRisks(services.storage).count(org)} scored)")
     for col in ("post", "max", "level", "links", "top link", "why", "text"):
         table.add_column(col, overflow="fold")
-    for d in docs:
-        top = d["urls"][0] if d["urls"] else None
-        style = _LEVEL_STYLE[d["level"]]
-        post = posts.get(d["post_id"])
+    for r in found:
+        top = r.urls[0] if r.urls else None
+        style = _LEVEL_STYLE[r.level]
+        post = posts.get(r.post_id)
         table.add_row(*cells(
-            d["post_id"], plain(f"{d['max_score']:.2f}", style), plain(d["level"], style), len(d["urls"]),
-            top["normalized"] if top else "-", "; ".join(r["detail"] for r in top["reasons"][:2]) if top else "-",
+            r.post_id, plain(f"{r.max_score:.2f}", style), plain(r.level, style), len(r.urls),
+            top.normalized if top else "-", "; ".join(str(x.get("detail", "")) for x in top.reasons[:2]) if top else "-",
             (post.text[:80] if post else ""),
         ))
     console.print(table)

@@ -53,28 +53,28 @@ def narratives_list(
     """Narratives growing now (decayed post count), with size, languages, terms and fact-checks."""
     if ctx.invoked_subcommand is not None:
         return
-    from factbridge.pipeline.narratives import NARRATIVES, TOPICS
+    from factbridge.pipeline.records import Narratives
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
+    book = Narratives(storage)
     if topic:
-        tdoc = storage.get_docs(org, TOPICS, [topic]).get(topic)
-        if tdoc is None:
+        found = book.topics(org, [topic]).get(topic)
+        if found is None:
             raise NotFound(f"no topic '{topic}' in organisation '{org}'")
-        docs = sorted(storage.get_docs(org, NARRATIVES, tdoc["narratives"]).values(), key=lambda d: -(d.get("heat_log2") or 0))[:limit]
+        records = sorted(book.get(org, found.narratives).values(), key=lambda n: -(n.heat_log2 or 0))[:limit]
     else:
-        docs = [d for _, d in storage.list_docs(org, NARRATIVES, limit=limit, order="sort_desc")]
+        records = book.hottest(org, limit)
     if as_json:
-        _dump([{k: v for k, v in d.items() if k not in {"vector_sum", "rep_vector", "terms"}} for d in docs])
+        _dump([n.to_doc() for n in records])
         return
-    table = Table(title=f"Narratives growing now ({storage.count_docs(org, NARRATIVES)} in all)")
+    table = Table(title=f"Narratives growing now ({book.count(org)} in all)")
     for col in ("narrative", "topic", "posts", "last seen", "languages", "fact-checks", "top terms", "representative post"):
         table.add_column(col, overflow="fold")
-    for d in docs:
+    for n in records:
         table.add_row(*cells(
-            d["id"], d.get("topic_id", ""), d["size"], d["last_seen"][:16],
-            ",".join(d.get("languages", {})), len(d.get("factchecks", [])),
-            ", ".join(d.get("top_terms", [])[:6]), _short(d.get("representative", {}).get("text", "")),
+            n.id, n.topic_id, n.size, n.last_seen[:16], ",".join(n.languages), len(n.factchecks),
+            ", ".join(n.top_terms[:6]), _short(n.representative_text),
         ))
     console.print(table)
 
@@ -87,33 +87,36 @@ def narratives_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One narrative: counts over time, fact-checks, and each member post with its evidence."""
-    from factbridge.pipeline.narratives import MEMBERS, NARRATIVES
+    from factbridge.pipeline.records import NarrativeMembers, Narratives
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
-    doc = storage.get_docs(org, NARRATIVES, [narrative_id]).get(narrative_id)
-    if doc is None:
+    n = Narratives(storage).get(org, [narrative_id]).get(narrative_id)
+    if n is None:
         raise NotFound(f"no narrative '{narrative_id}' in organisation '{org}'")
-    recent = [p[0] for p in doc.get("recent_posts", [])][-posts:]
-    members = storage.get_docs(org, MEMBERS, recent)
+    recent = n.post_ids[-posts:]
+    members = NarrativeMembers(storage).get(org, recent)
     texts = storage.get_posts(org, recent)
     if as_json:
-        _dump({"narrative": {k: v for k, v in doc.items() if k not in {"vector_sum", "rep_vector"}}, "members": [members[p] for p in recent if p in members]})
+        _dump({"narrative": n.to_doc(), "members": [members[p].to_doc() for p in recent if p in members]})
         return
-    console.print(f"[bold]{esc(doc['id'])}[/] in topic {esc(doc.get('topic_id', ''))}: {doc['size']} posts, {esc(doc['first_seen'])} .. {esc(doc['last_seen'])}")
-    console.print(esc(f"languages {doc.get('languages')}; methods {doc.get('methods')}; terms: {', '.join(doc.get('top_terms', []))}"))
-    console.print(f"representative: {esc(_short(doc.get('representative', {}).get('text', ''), 200))}")
-    console.print(esc("posts per day: " + ", ".join(f"{d} {c}" for d, c in doc.get("counts_daily", {}).items())))
-    for fc in doc.get("factchecks", []):
+    console.print(f"[bold]{esc(n.id)}[/] in topic {esc(n.topic_id)}: {n.size} posts, {esc(n.first_seen)} .. {esc(n.last_seen)}")
+    console.print(esc(f"languages {n.languages}; methods {n.methods}; terms: {', '.join(n.top_terms)}"))
+    console.print(f"representative: {esc(_short(n.representative_text, 200))}")
+    console.print(esc("posts per day: " + ", ".join(f"{d} {c}" for d, c in n.counts_daily.items())))
+    for fc in n.factchecks:
         console.print(esc(f"  fact-check {fc['factcheck_id']}: {fc['decision']} for {fc['posts']} posts (best {fc['fused_score']})"))
     table = Table(title="Recent member posts and why they joined")
     for col in ("post", "time", "method", "similarity", "compared with", "text"):
         table.add_column(col, overflow="fold")
     for pid in reversed(recent):
-        m = members.get(pid, {})
-        table.add_row(*cells(pid, m.get("time", "")[:16], m.get("method", ""), m.get("similarity", ""), m.get("neighbour", ""), _short(texts[pid].text if pid in texts else "", 70)))
+        m = members.get(pid)
+        table.add_row(*cells(
+            pid, m.time[:16] if m else "", m.method if m else "", m.similarity if m and m.similarity is not None else "",
+            (m.neighbour or "") if m else "", _short(texts[pid].text if pid in texts else "", 70),
+        ))
     console.print(table)
-    console.print(f"[dim]decided_by: {esc(doc.get('decided_by'))}[/]")
+    console.print(f"[dim]decided_by: {esc(n.decided_by)}[/]")
 
 
 @narratives_app.command("topics")
@@ -123,19 +126,18 @@ def narratives_topics(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Topics growing now: stories that hold several narratives."""
-    from factbridge.pipeline.narratives import TOPICS
+    from factbridge.pipeline.records import Narratives
 
     services = _state(ctx).services()
-    storage, org = services.storage, services.settings.org
-    docs = [d for _, d in storage.list_docs(org, TOPICS, limit=limit, order="sort_desc") if not d.get("merged_into")]
+    found = Narratives(services.storage).hottest_topics(services.settings.org, limit)
     if as_json:
-        _dump([{k: v for k, v in d.items() if k != "vector_sum"} for d in docs])
+        _dump([t.to_doc() for t in found])
         return
     table = Table(title="Topics growing now")
     for col in ("topic", "narratives", "posts", "first seen", "last seen", "languages", "label"):
         table.add_column(col, overflow="fold")
-    for d in docs:
-        table.add_row(*cells(d["id"], d["narrative_count"], d["size"], d["first_seen"][:16], d["last_seen"][:16], ",".join(d.get("languages", {})), d.get("label", "")))
+    for t in found:
+        table.add_row(*cells(t.id, len(t.narratives), t.size, t.first_seen[:16], t.last_seen[:16], ",".join(t.languages), t.label))
     console.print(table)
 
 
@@ -366,6 +368,7 @@ def bench_narratives(
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.bench.synthetic_posts import synthetic_posts
     from factbridge.pipeline.narratives import assign_posts
+    from factbridge.pipeline.records import Narratives
     from factbridge.settings import Settings
 
     t0 = time.perf_counter()
@@ -383,8 +386,8 @@ def bench_narratives(
                 summary = assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
                 elapsed += time.perf_counter() - t
                 advance(summary["assigned"])
-        narratives = storage.count_docs("bench", "narratives")
-        topics = storage.count_docs("bench", "topics")
+        book = Narratives(storage)
+        narratives, topics = book.count("bench"), book.count_topics("bench")
     finally:
         storage.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

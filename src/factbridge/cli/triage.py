@@ -272,6 +272,7 @@ def queue(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (full entries with components and evidence).")] = False,
 ) -> None:
     """The top of the triage queue: priority, its components and why."""
+    from factbridge.pipeline.records import TriageQueue
     from factbridge.pipeline.triage import COMPONENTS, list_queue
 
     if kind not in ("all", "post", "narrative"):
@@ -282,7 +283,7 @@ def queue(
     if as_json:
         sys.stdout.write(json.dumps([{"id": i, **d} for i, d in entries], ensure_ascii=False, indent=2) + "\n")
         return
-    total = services.storage.count_docs(org, "queue")
+    total = TriageQueue(services.storage).count(org)
     console.print(queue_table(entries, total, COMPONENTS))
     console.print("[dim]ch re ve de ri: contributions of check-worthiness, reach, velocity, debunked, risk "
                   "(weight x value / sum of weights); `--json` shows the evidence and decided_by[/]")

@@ -120,6 +120,7 @@ def evaluate_grouping(
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.pipeline.narratives import assign_posts, engine_for
     from factbridge.pipeline.narratives import decided_by as narrative_decided_by
+    from factbridge.pipeline.records import NarrativeMembers
 
     org = "eval"
     storage = SQLiteStorage("sqlite:///:memory:")
@@ -138,7 +139,7 @@ def evaluate_grouping(
         narrative_of = dict(zip(engine._post_ids, engine._post_narrative, strict=True))
         narratives = [narrative_of[p.id] for p in posts]
         topics = [engine.narratives[n].topic for n in narratives]
-        methods = Counter(doc["method"] for _, doc in storage.list_docs(org, "narrative_members", limit=len(posts) + 1, order="id"))
+        methods = Counter(m.method for m in NarrativeMembers(storage).all(org))
     finally:
         storage.close()
     levels = {}

@@ -46,7 +46,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,35 +347,116 @@ class FeedUpdate:
     sha256: str
 
 
+@dataclass(frozen=True)
+class FeedRecord:
+    """One stored feed (`linkrisk_feeds`, id = feed name): what was imported, when, and
+    how many chunks of entries (`linkrisk_feed_entries`) hold its rows."""
+
+    name: str
+    format: str
+    source: str
+    sha256: str
+    feed_date: str
+    date_source: str
+    imported_at: str
+    entries: int
+    counts: dict[str, int]
+    chunks: int
+    quarantined: int
+
+    def chunk_ids(self) -> list[str]:
+        return [f"{self.name}@{self.sha256[:12]}#{n}" for n in range(self.chunks)]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "format": self.format, "source": self.source, "sha256": self.sha256, "feed_date": self.feed_date,
+            "date_source": self.date_source, "imported_at": self.imported_at, "entries": self.entries, "counts": dict(self.counts),
+            "chunks": self.chunks, "quarantined": self.quarantined,
+        }
+
+    @classmethod
+    def from_doc(cls, name: str, doc: Mapping[str, Any]) -> FeedRecord:
+        return cls(
+            name=str(doc.get("name") or name), format=str(doc.get("format") or ""), source=str(doc.get("source") or ""),
+            sha256=str(doc.get("sha256") or ""), feed_date=str(doc.get("feed_date") or ""), date_source=str(doc.get("date_source") or ""),
+            imported_at=str(doc.get("imported_at") or ""), entries=int(doc.get("entries") or 0),
+            counts={str(k): int(v) for k, v in dict(doc.get("counts") or {}).items()}, chunks=int(doc.get("chunks") or 0),
+            quarantined=int(doc.get("quarantined") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class FeedChunk:
+    """Up to `CHUNK` entries of one feed version (`linkrisk_feed_entries`)."""
+
+    feed: str
+    sha256: str
+    rows: list[FeedEntry]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"feed": self.feed, "sha256": self.sha256, "rows": [[e.kind, e.key, e.date, e.threat] for e in self.rows]}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> FeedChunk:
+        rows = [FeedEntry(str(r[0]), str(r[1]), str(r[2]), str(r[3]) if len(r) > 3 else "") for r in doc.get("rows") or ()]
+        return cls(feed=str(doc.get("feed") or ""), sha256=str(doc.get("sha256") or ""), rows=rows)
+
+
+class LinkRiskFeeds:
+    """The one accessor of `linkrisk_feeds` and `linkrisk_feed_entries`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, name: str) -> FeedRecord | None:
+        doc = self.storage.get_docs(org, FEEDS, [name]).get(name)
+        return FeedRecord.from_doc(name, doc) if doc is not None else None
+
+    def all(self, org: str) -> list[FeedRecord]:
+        """Every stored feed, the most recently imported first."""
+        total = self.storage.count_docs(org, FEEDS)
+        return [FeedRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, FEEDS, limit=max(total, 1), order="sort_desc")]
+
+    def put(self, org: str, record: FeedRecord, chunks: Sequence[FeedChunk]) -> None:
+        """The chunks first, then the record that names them: a crash in between leaves
+        the previous version's record (and its chunks) in force."""
+        if chunks:
+            self.storage.put_docs(org, FEED_ENTRIES, [(f"{record.name}@{record.sha256[:12]}#{n}", c.to_doc(), None) for n, c in enumerate(chunks)])
+        self.storage.put_docs(org, FEEDS, [(record.name, record.to_doc(), time.time())])
+
+    def chunks(self, org: str, record: FeedRecord) -> list[FeedChunk] | None:
+        """The record's chunks in order, or None when one is missing."""
+        ids = record.chunk_ids()
+        docs = self.storage.get_docs(org, FEED_ENTRIES, ids)
+        if any(i not in docs for i in ids):
+            return None
+        return [FeedChunk.from_doc(docs[i]) for i in ids]
+
+
 def store_feed(storage: Storage, org: str, feed: ParsedFeed) -> FeedUpdate:
     """Store a parsed feed (idempotent: the same content writes nothing)."""
+    feeds = LinkRiskFeeds(storage)
     sha = feed.sha256
-    previous = storage.get_docs(org, FEEDS, [feed.name]).get(feed.name)
-    status = "new" if previous is None else ("unchanged" if previous.get("sha256") == sha else "updated")
+    previous = feeds.get(org, feed.name)
+    status = "new" if previous is None else ("unchanged" if previous.sha256 == sha else "updated")
     update = FeedUpdate(feed.name, feed.format, status, len(feed.entries), feed.counts(), feed.quarantined, feed.feed_date, feed.date_source, sha)
     if status == "unchanged":
         return update
     rows = sorted(feed.entries, key=lambda e: (e.kind, e.key))
-    chunks: list[tuple[str, dict[str, Any], float | None]] = []
-    for n, start in enumerate(range(0, len(rows), CHUNK)):
-        part = rows[start : start + CHUNK]
-        chunks.append((f"{feed.name}@{sha[:12]}#{n}", {"feed": feed.name, "sha256": sha, "rows": [[e.kind, e.key, e.date, e.threat] for e in part]}, None))
-    if chunks:
-        storage.put_docs(org, FEED_ENTRIES, chunks)
+    chunks = [FeedChunk(feed.name, sha, rows[start : start + CHUNK]) for start in range(0, len(rows), CHUNK)]
     if feed.quarantined:
         storage.add_quarantine(org, feed.quarantined)
-    meta = {
-        "name": feed.name, "format": feed.format, "source": feed.source, "sha256": sha, "feed_date": feed.feed_date,
-        "date_source": feed.date_source, "imported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "entries": len(rows), "counts": feed.counts(), "chunks": len(chunks), "quarantined": len(feed.quarantined),
-    }
-    storage.put_docs(org, FEEDS, [(feed.name, meta, time.time())])
+    record = FeedRecord(
+        name=feed.name, format=feed.format, source=feed.source, sha256=sha, feed_date=feed.feed_date, date_source=feed.date_source,
+        imported_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), entries=len(rows), counts=feed.counts(), chunks=len(chunks),
+        quarantined=len(feed.quarantined),
+    )
+    feeds.put(org, record, chunks)
     return update
 
 
-def list_feeds(storage: Storage, org: str) -> list[dict[str, Any]]:
-    total = storage.count_docs(org, FEEDS)
-    return [doc for _, doc in storage.list_docs(org, FEEDS, limit=max(total, 1), order="sort_desc")]
+def list_feeds(storage: Storage, org: str) -> list[FeedRecord]:
+    return LinkRiskFeeds(storage).all(org)
 
 
 # ---------------------------------------------------------------------------
@@ -442,17 +523,16 @@ def load_feed_index(storage: Storage, org: str, exclude: Iterable[str] = ()) -> 
     """Every stored feed of this organisation (minus `exclude`) in memory."""
     skip = set(exclude)
     index = FeedIndex()
-    for meta in list_feeds(storage, org):
-        if meta["name"] in skip:
+    feeds = LinkRiskFeeds(storage)
+    for record in feeds.all(org):
+        if record.name in skip:
             continue
-        ids = [f"{meta['name']}@{meta['sha256'][:12]}#{n}" for n in range(int(meta["chunks"]))]
-        docs = storage.get_docs(org, FEED_ENTRIES, ids)
-        missing = [i for i in ids if i not in docs]
-        if missing:
-            raise InputError(f"feed '{meta['name']}' is incomplete in storage (missing {len(missing)} chunks); run 'factbridge linkrisk update' again", field="feed")
-        for doc_id in ids:
-            index.add(meta["name"], docs[doc_id]["rows"])
-        index.feeds.append({k: meta[k] for k in ("name", "format", "feed_date", "sha256", "entries")})
+        chunks = feeds.chunks(org, record)
+        if chunks is None:
+            raise InputError(f"feed '{record.name}' is incomplete in storage (missing chunks); run 'factbridge linkrisk update' again", field="feed")
+        for chunk in chunks:
+            index.add(record.name, chunk.rows)
+        index.feeds.append({"name": record.name, "format": record.format, "feed_date": record.feed_date, "sha256": record.sha256, "entries": record.entries})
     return index
 
 

@@ -22,7 +22,7 @@ from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
 from factbridge.linkrisk.urls import extract_urls, normalize_url
 from factbridge.models import Post
 from factbridge.pipeline import records
-from factbridge.pipeline.records import LinkRiskRecord, LinkRiskUrl
+from factbridge.pipeline.records import LinkRiskRecord, LinkRisks, LinkRiskUrl
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 
 COLLECTION = records.LINKRISK
@@ -35,7 +35,7 @@ _SCORERS: dict[tuple[Any, ...], LinkRiskScorer] = {}
 def scorer_for(services: Any, org: str, resolve: bool | None = None) -> LinkRiskScorer:
     s = services.settings.linkrisk
     storage = services.storage
-    feeds_key = tuple(sorted((f["name"], f["sha256"]) for f in list_feeds(storage, org)))
+    feeds_key = tuple(sorted((f.name, f.sha256) for f in list_feeds(storage, org)))
     resolve = s.resolve if resolve is None else resolve
     key = (id(storage), org, feeds_key, s.protected_domains, s.flag_threshold, resolve, s.resolve_timeout, s.resolve_max_redirects)
     scorer = _SCORERS.get(key)
@@ -69,7 +69,7 @@ def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
     return list(seen.values()), unparsed
 
 
-def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
+def score_post(scorer: LinkRiskScorer, post: Post) -> LinkRiskRecord:
     urls: list[LinkRiskUrl] = []
     links, unparsed = post_links(post)
     for raw in links:
@@ -81,7 +81,7 @@ def score_post(scorer: LinkRiskScorer, post: Post) -> dict[str, Any]:
     return LinkRiskRecord(
         post_id=post.id, urls=urls, level=level_of(urls[0].score if urls else 0.0), unparsed=list(unparsed),
         decided_by=scorer.decided_by, scored_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    ).to_doc()
+    )
 
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -95,13 +95,13 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
         budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk.resolve_budget_s)
         scorer = copy.copy(scorer)
         scorer.resolver = budget
-    docs = [score_post(scorer, post) for post in posts]
-    services.storage.put_docs(org, COLLECTION, [(d["post_id"], d, float(d["max_score"])) for d in docs])
+    scored = [score_post(scorer, post) for post in posts]
+    LinkRisks(services.storage).put(org, scored)
     summary: StageSummary = {
-        "posts": len(docs),
-        "links": sum(len(d["urls"]) for d in docs),
-        "flagged_posts": sum(1 for d in docs if d["flagged"]),
-        "flagged_links": sum(d["flagged_urls"] for d in docs),
+        "posts": len(scored),
+        "links": sum(len(r.urls) for r in scored),
+        "flagged_posts": sum(1 for r in scored if r.flagged_urls),
+        "flagged_links": sum(r.flagged_urls for r in scored),
     }
     if budget is not None:
         summary.update(links_followed=budget.followed, links_not_followed=budget.not_followed)
@@ -129,8 +129,8 @@ def rescore_posts(services: Any, org: str, batch_size: int = 1000, progress: Any
     return total
 
 
-def riskiest_posts(storage: Any, org: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-    return [doc for _, doc in storage.list_docs(org, COLLECTION, limit=limit, offset=offset, order="sort_desc")]
+def riskiest_posts(storage: Any, org: str, limit: int = 20, offset: int = 0) -> list[LinkRiskRecord]:
+    return LinkRisks(storage).riskiest(org, limit, offset)
 
 
 STAGE = FunctionStage(

@@ -26,7 +26,8 @@ from typing import Any
 from factbridge.pipeline.bursts import reclassify_alerts
 from factbridge.pipeline.ingest import match_and_store, rematch_near_posts
 from factbridge.pipeline.narratives import refresh_factchecks
-from factbridge.pipeline.triage import QUEUE, triage_posts
+from factbridge.pipeline.records import TriageQueue
+from factbridge.pipeline.triage import triage_posts
 
 
 @dataclass
@@ -69,6 +70,6 @@ def recheck_factchecks(services: Any, org: str, factcheck_ids: Sequence[str], fl
     report.narratives = refresh_factchecks(storage, org, report.rematched)
     if report.narratives.get("changed"):
         report.alerts = reclassify_alerts(services, org, report.narratives["changed"])
-    if storage.count_docs(org, QUEUE):
+    if TriageQueue(storage).count(org):
         report.queue = triage_posts(services, org, posts)
     return report

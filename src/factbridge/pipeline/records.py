@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from factbridge.backends.storage.base import Storage
+from factbridge.backends.storage.base import Storage, iter_docs
 
 MEMBERS = "narrative_members"
 QUEUE = "queue"
@@ -43,6 +43,11 @@ class NarrativeMembership:
     time: str = ""
     language: str | None = None
     decided_by: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        """The public view (the stage also keeps the post's MinHash and image hashes beside it)."""
+        return {"post_id": self.post_id, "narrative_id": self.narrative_id, "method": self.method, "similarity": self.similarity,
+                "neighbour": self.neighbour, "time": self.time, "language": self.language, "decided_by": self.decided_by}
 
     @classmethod
     def from_doc(cls, post_id: str, doc: Mapping[str, Any]) -> NarrativeMembership:
@@ -68,6 +73,10 @@ class NarrativeMembers:
 
     def count(self, org: str) -> int:
         return self.storage.count_docs(org, MEMBERS)
+
+    def all(self, org: str) -> list[NarrativeMembership]:
+        """Every membership, by post id (for evaluations on small stores)."""
+        return [m for m in (NarrativeMembership.from_doc(i, d) for i, d in iter_docs(self.storage, org, MEMBERS)) if m.narrative_id]
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,9 @@ class TriageQueue:
     def get(self, org: str, ids: Sequence[str]) -> dict[str, QueueEntry]:
         docs = self.storage.get_docs(org, QUEUE, list(ids)) if ids else {}
         return {i: QueueEntry.from_doc(i, d) for i, d in docs.items()}
+
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, QUEUE)
 
     def top(self, org: str, limit: int = 20, kind: str = "all") -> list[QueueEntry]:
         """Highest priority first (gated entries last); `kind`: all, post or narrative."""
@@ -314,6 +326,24 @@ class NarrativeRecord:
     recent_posts: list[RecentPost] = field(default_factory=list)
     decided_by: str = ""
     merged_into: str | None = None
+    representative_language: str | None = None
+    methods: dict[str, int] = field(default_factory=dict)  # how its posts joined: "semantic" -> posts
+    created_at: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        """The public view (what `narratives --json` prints and partners receive): the
+        stored document without the stage's working state (term counts, vectors)."""
+        doc: dict[str, Any] = {
+            "id": self.id, "topic_id": self.topic_id, "size": self.size, "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "representative": {"post_id": self.representative_post_id, "text": self.representative_text, "language": self.representative_language},
+            "languages": dict(self.languages), "top_terms": list(self.top_terms), "counts_hourly": dict(self.counts_hourly),
+            "counts_daily": dict(self.counts_daily), "methods": dict(self.methods), "factchecks": [dict(f) for f in self.factchecks],
+            "heat_log2": self.heat_log2, "created_at": self.created_at, "decided_by": self.decided_by,
+            "recent_posts": [[r.post_id, r.time, r.method, r.similarity] for r in self.recent_posts],
+        }
+        if self.merged_into:
+            doc["merged_into"] = self.merged_into
+        return doc
 
     @property
     def post_ids(self) -> list[str]:
@@ -338,6 +368,7 @@ class NarrativeRecord:
             counts_hourly=_counts(doc.get("counts_hourly")), counts_daily=_counts(doc.get("counts_daily")),
             factchecks=[dict(f) for f in doc.get("factchecks") or [] if isinstance(f, Mapping)], heat_log2=_float(doc.get("heat_log2")),
             recent_posts=recent, decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")),
+            representative_language=_opt_str(rep.get("language")), methods=_counts(doc.get("methods")), created_at=_str(doc.get("created_at")),
         )
 
 
@@ -356,6 +387,19 @@ class TopicRecord:
     heat_log2: float | None = None
     decided_by: str = ""
     merged_into: str | None = None
+    merged: list[str] = field(default_factory=list)  # topics merged into this one
+    created_at: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        """The public view: the stored document without the stage's vector."""
+        doc: dict[str, Any] = {
+            "id": self.id, "label": self.label, "size": self.size, "narrative_count": len(self.narratives), "narratives": list(self.narratives),
+            "first_seen": self.first_seen, "last_seen": self.last_seen, "top_terms": list(self.top_terms), "languages": dict(self.languages),
+            "heat_log2": self.heat_log2, "merged": list(self.merged), "created_at": self.created_at, "decided_by": self.decided_by,
+        }
+        if self.merged_into:
+            doc["merged_into"] = self.merged_into
+        return doc
 
     @classmethod
     def from_doc(cls, topic_id: str, doc: Mapping[str, Any]) -> TopicRecord:
@@ -363,7 +407,8 @@ class TopicRecord:
             id=_str(doc.get("id") or topic_id), size=int(_float(doc.get("size")) or 0), label=_str(doc.get("label")),
             narratives=_strs(doc.get("narratives")), first_seen=_str(doc.get("first_seen")), last_seen=_str(doc.get("last_seen")),
             languages=_counts(doc.get("languages")), top_terms=_strs(doc.get("top_terms")), heat_log2=_float(doc.get("heat_log2")),
-            decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")),
+            decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")), merged=_strs(doc.get("merged")),
+            created_at=_str(doc.get("created_at")),
         )
 
 
@@ -385,6 +430,12 @@ class Narratives:
     def recently_updated(self, org: str, limit: int = 2000) -> list[NarrativeRecord]:
         """Most recently updated first (merged ones included)."""
         return [NarrativeRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, NARRATIVES, limit=limit, order="updated_desc")]
+
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, NARRATIVES)
+
+    def count_topics(self, org: str) -> int:
+        return self.storage.count_docs(org, TOPICS)
 
     def topics(self, org: str, ids: Sequence[str]) -> dict[str, TopicRecord]:
         docs = self.storage.get_docs(org, TOPICS, list(ids)) if ids else {}
@@ -546,6 +597,9 @@ class LinkRisks:
         docs = self.storage.get_docs(org, LINKRISK, list(post_ids)) if post_ids else {}
         return {i: LinkRiskRecord.from_doc(i, d) for i, d in docs.items()}
 
-    def riskiest(self, org: str, limit: int) -> list[LinkRiskRecord]:
-        """Posts by their riskiest link's score, highest first."""
-        return [LinkRiskRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, LINKRISK, limit=limit, order="sort_desc")]
+    def riskiest(self, org: str, limit: int = 20, offset: int = 0) -> list[LinkRiskRecord]:
+        """Posts by their riskiest link, riskiest first."""
+        return [LinkRiskRecord.from_doc(i, d) for i, d in self.storage.list_docs(org, LINKRISK, limit=limit, offset=offset, order="sort_desc")]
+
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, LINKRISK)

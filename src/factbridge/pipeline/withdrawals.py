@@ -12,10 +12,10 @@ drops it from their matches, narratives and queue entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from factbridge.backends.storage.base import iter_docs
+from factbridge.backends.storage.base import DocumentStore, iter_docs
 from factbridge.models import FactCheck
 
 WITHDRAWN = "library_withdrawn"
@@ -27,12 +27,32 @@ def withdrawal_of(fc: FactCheck | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def withdrawn_ids(storage: Any, org: str) -> set[str]:
-    return {doc_id for doc_id, _ in iter_docs(storage, org, WITHDRAWN)}
+class WithdrawnList:
+    """The one accessor of `library_withdrawn` (id = library entry id; the document is the
+    withdrawal itself, {"at", "reason", ...}, the same as the entry's `raw["withdrawn"]`).
+    Writers add `rows(...)` to the transaction that records the decision."""
+
+    def __init__(self, storage: DocumentStore) -> None:
+        self.storage = storage
+
+    def ids(self, org: str) -> set[str]:
+        return {doc_id for doc_id, _ in iter_docs(self.storage, org, WITHDRAWN)}
+
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, WITHDRAWN)
+
+    @staticmethod
+    def rows(factcheck_ids: Sequence[str], withdrawal: Mapping[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any], float | None]]]:
+        """The (collection, rows) write for `put_docs_batch`."""
+        return WITHDRAWN, [(fc_id, dict(withdrawal), None) for fc_id in factcheck_ids]
+
+
+def withdrawn_ids(storage: DocumentStore, org: str) -> set[str]:
+    return WithdrawnList(storage).ids(org)
 
 
 def withdrawal_rows(factcheck_ids: Sequence[str], withdrawal: dict[str, Any]) -> list[tuple[str, dict[str, Any], float | None]]:
-    return [(fc_id, dict(withdrawal), None) for fc_id in factcheck_ids]
+    return WithdrawnList.rows(factcheck_ids, withdrawal)[1]
 
 
 def mark(fc: FactCheck, withdrawal: dict[str, Any]) -> FactCheck:

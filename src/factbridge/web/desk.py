@@ -9,7 +9,6 @@ Reads go through `pipeline_views` (what the stages store); decisions go through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import InputError
 from factbridge.models import FactCheck, MatchCandidate, Post
+from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership, Narratives
 from factbridge.text.tokenize import tokenize
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, render
@@ -26,6 +26,7 @@ from factbridge.web.deps import Csrf, WebDep
 from factbridge.web.deps import PageActorDep as ActorDep
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.match_reviews import MatchReviews, rejected_factchecks
+from factbridge.workflow.reports import Reports
 
 router = APIRouter(include_in_schema=False)
 
@@ -186,10 +187,7 @@ def instant_answer(web: WebState, org: str, post: Post, lang: str) -> dict[str, 
                 risky.append({"url": risk.url, "level": risk.level})
     claim_key = f"fc:{best.factcheck_id}" if best is not None and best.decision == "match" else " ".join(sorted(set(tokenize(post.text))))[:300]
     earlier = sum(1 for r in pv.public_reports(storage, org, 5000) if r.get("claim_key") == claim_key and r["post_id"] != post.id)
-    received = storage.get_docs(org, "reports", [post.id]).get(post.id)
-    if received is not None:
-        at = datetime.fromisoformat(str(received["received_at"])).timestamp()
-        storage.put_docs(org, "reports", [(post.id, received | {"claim_key": claim_key}, at)])
+    Reports(storage).grouped_under(org, post.id, claim_key)
     return {
         "decision": best.decision if best else "none",
         "factcheck": factcheck,
@@ -230,13 +228,13 @@ def appeal_to_correct(web: WebState, actor: Actor, case_id: str, appeal_id: str)
 
 
 # -- the queue, grouped by claim ------------------------------------------------------------
-def _queue_key(entry: dict[str, Any], members: dict[str, dict[str, Any]]) -> str:
+def _queue_key(entry: dict[str, Any], members: dict[str, NarrativeMembership]) -> str:
     """Entries of one claim share a key: the narrative, else the fact-check the post repeats, else its words."""
     if entry["kind"] == "narrative":
         return f"narrative:{entry['narrative_id']}"
     membership = members.get(entry["post_id"] or "")
-    if membership and membership.get("narrative_id"):
-        return f"narrative:{membership['narrative_id']}"
+    if membership is not None:
+        return f"narrative:{membership.narrative_id}"
     debunk = (entry["components"].get("debunked") or {}).get("evidence") or {}
     if debunk.get("decision") == "match" and debunk.get("factcheck_id"):
         return f"fc:{debunk['factcheck_id']}"
@@ -268,16 +266,17 @@ def grouped_queue(storage: Storage, org: str, entries: list[dict[str, Any]], t: 
                   language: str = "", limit: int = 25) -> list[dict[str, Any]]:
     """Queue rows, one per claim: the highest-priority entry leads, the others are counted ("+11 copies")."""
     post_ids = [e["post_id"] for e in entries if e["post_id"]]
-    members = storage.get_docs(org, pv.NARRATIVE_MEMBERS, post_ids) if post_ids else {}
+    members = NarrativeMembers(storage).get(org, post_ids)
     narrative_ids = [e["narrative_id"] for e in entries if e["narrative_id"]]
-    narrative_docs = storage.get_docs(org, "narratives", narrative_ids) if language and narrative_ids else {}
+    narratives = Narratives(storage).get(org, narrative_ids) if language and narrative_ids else {}
     groups: dict[str, dict[str, Any]] = {}
     for e in entries:
         if language:
             if e.get("post") is not None:
                 langs = {e["post"].language}
             else:
-                langs = set((narrative_docs.get(e["narrative_id"] or "") or {}).get("languages") or e["raw"].get("languages") or {})
+                found = narratives.get(e["narrative_id"] or "")
+                langs = set((found.languages if found is not None else None) or e["raw"].get("languages") or {})
             if language not in langs:
                 continue
         key = _queue_key(e, members)

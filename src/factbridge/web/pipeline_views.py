@@ -302,6 +302,8 @@ def day_key(value: datetime | None) -> str:
 
 def public_reports(storage: Storage, org: str, limit: int = 10) -> list[dict[str, Any]]:
     """Posts the public reported, newest first, with the stored post."""
-    rows = [doc for _, doc in storage.list_docs(org, "reports", limit=limit, order="sort_desc")]
-    posts = storage.get_posts(org, [r["post_id"] for r in rows])
-    return [r | {"post": posts.get(r["post_id"])} for r in rows]
+    from factbridge.workflow.reports import Reports
+
+    found = Reports(storage).newest(org, limit)
+    posts = storage.get_posts(org, [r.post_id for r in found])
+    return [r.to_doc() | {"post": posts.get(r.post_id)} for r in found]

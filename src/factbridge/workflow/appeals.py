@@ -26,8 +26,8 @@ from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.cases import CaseBook, clean_text, now_iso
 from factbridge.workflow.records import APPEALS, Appeal, AppealRecords
+from factbridge.workflow.reports import Report, Reports
 
-REPORTS = "reports"
 OUTCOMES = ("upheld", "corrected", "dismissed")
 PUBLIC_ACTOR = "public"
 
@@ -116,8 +116,7 @@ def report_post(services: Any, org: str, text: str, url: str = "", platform: str
         source="public-report",
     )
     post = prepare_post(post, services.languages)
-    received = {"post_id": post.id, "received_at": received_at.isoformat(timespec="seconds"), "platform": post.platform}
-    services.storage.put_docs(org, REPORTS, [(post.id, received, received_at.timestamp())])
+    Reports(services.storage).put(org, Report(post.id, received_at.isoformat(timespec="seconds"), post.platform))
     AuditLog.in_data_dir(services.storage, services.settings.data_dir).append(org, PUBLIC_ACTOR, "report.receive", "posts", post.id, None,
                                                                           {"platform": post.platform, "language": post.language})
     process(services, org, [post])
