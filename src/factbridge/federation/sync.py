@@ -67,7 +67,7 @@ from factbridge.federation.records import (
     SyncStates,
 )
 from factbridge.models import FactCheck
-from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_of, withdrawal_rows
+from factbridge.pipeline.withdrawals import WithdrawnList, withdrawal_of
 from factbridge.workflow.audit import AuditLog
 
 DECIDED_BY = "factbridge-federation-1"
@@ -340,7 +340,7 @@ class Syncer:
                 self.storage.upsert_factchecks(self.org, [fc])
                 held_item = replace(held_item, factcheck_id=fc.id)
                 if kind == "withdrawal":  # the matcher's list of withdrawn entries, with the receipt
-                    writes.append((WITHDRAWN, withdrawal_rows([fc.id], fc.raw["withdrawn"] | {"partner": name})))
+                    writes.append(WithdrawnList.rows([fc.id], fc.raw["withdrawn"] | {"partner": name}))
                     report.withdrawn.append(fc.id)
                 accepted.append(fc.id)
                 report.accepted.append(fc.id)
