@@ -199,8 +199,8 @@ class TiplineQuestions:
                         waiting.append(q.id)
                     elif not q.waiting and q.id in waiting:
                         waiting.remove(q.id)
-                if tuple(waiting) == before.questions and existed:
-                    continue
+                if tuple(waiting) == before.questions:
+                    continue  # unchanged (a sender who never waited has no list at all)
                 expect.append(Expect(PENDING, who, "v", before.version) if existed else Expect(PENDING, who))
                 after = PendingQuestions(who, tuple(waiting), before.version + 1)
                 index_rows.append((who, after.to_doc(), float(len(waiting)) if waiting else None))
