@@ -19,6 +19,7 @@ from factbridge.models import FactCheck, MatchCandidate, Post
 from factbridge.pipeline import bursts
 from factbridge.pipeline.alerts import DELIVERIES, WebhookDispatcher, delivery_id
 from factbridge.pipeline.narratives import assign_posts
+from factbridge.pipeline.records import Alert
 from factbridge.services import Services
 from factbridge.settings import Settings
 
@@ -145,7 +146,7 @@ def receiver_factory() -> Iterator:
         r.close()
 
 
-ALERT = {"id": "alert-x", "kind": "burst", "evidence": {"posts_in_burst": 9}}
+ALERT = Alert(id="alert-x", kind="burst", summary="", evidence={"posts_in_burst": 9})
 
 
 def test_webhook_retries_with_backoff_until_delivered(storage, receiver_factory) -> None:  # type: ignore[no-untyped-def]

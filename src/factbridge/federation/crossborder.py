@@ -24,6 +24,7 @@ from typing import Any
 from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.federation.identity import now_iso
 from factbridge.pipeline import records
+from factbridge.pipeline.alerts import store_alerts
 from factbridge.pipeline.records import Alert
 
 NARRATIVES = "narratives"  # pipeline.narratives stores them here
@@ -146,12 +147,9 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
             rows.append((alert_id, alert, datetime.now(UTC).timestamp()))
             if existing is None:
                 new.append(alert)
-    if rows:
-        storage.put_docs(org, ALERTS, rows)
-        dispatcher = services.alert_dispatcher
-        if dispatcher is not None:
-            for alert in new:
-                dispatcher.submit(org, alert)
+    if rows:  # stored and delivered the way every alert is (pipeline.alerts.store_alerts)
+        store_alerts(storage, services.alert_dispatcher, org, [(Alert.from_doc(i, a), sort) for i, a, sort in rows],
+                     deliver=[Alert.from_doc(a["id"], a) for a in new])
     return new
 
 

@@ -28,6 +28,7 @@ Deliveries to webhooks: see `alerts.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -39,8 +40,9 @@ import numpy as np
 from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline import records
+from factbridge.pipeline.alerts import store_alerts
 from factbridge.pipeline.narratives import NARRATIVES, _post_time
-from factbridge.pipeline.records import Alert, NarrativeMembers
+from factbridge.pipeline.records import DELIVERIES, Alert, Alerts, NarrativeMembers
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import BurstSettings
 
@@ -125,13 +127,13 @@ def _iso_bin(bin_index: int, bin_hours: int) -> str:
     return datetime.fromtimestamp(bin_index * bin_hours * 3600, tz=UTC).isoformat(timespec="seconds")
 
 
-def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[dict[str, Any], bool]]:
-    """Alerts (document, is_new) for bursts of these narratives that reach into [since, now]."""
+def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[Alert, bool]]:
+    """Alerts (record, is_new) for bursts of these narratives that reach into [since, now]."""
     docs = storage.get_docs(org, NARRATIVES, list(narrative_ids))
     states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
     now_bin = int(now // 3600) // params.bin
     since_bin = int((since if since is not None else now) // 3600) // params.bin
-    out: list[tuple[dict[str, Any], bool]] = []
+    out: list[tuple[Alert, bool]] = []
     state_rows: list[tuple[str, dict[str, Any], float | None]] = []
     for nid in narrative_ids:
         doc = docs.get(nid)
@@ -212,21 +214,21 @@ def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], pa
 def _alert(
     storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
     baseline: float, quiet_bins: int | None, params: BurstSettings,
-) -> dict[str, Any]:
+) -> Alert:
     start_ts, end_ts = b0 * params.bin * 3600, (b1 + 1) * params.bin * 3600
     posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
     debunks = _debunks(storage, org, doc, start_ts)
     quiet_hours = None if quiet_bins is None else quiet_bins * params.bin
     resurfacing = _resurfaces(quiet_hours, debunks, params)
-    existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
+    existing = Alerts(storage).get(org, [alert_id]).get(alert_id)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return Alert(
         id=alert_id,
         kind="resurfacing" if resurfacing else "burst",
         narrative_id=doc["id"],
         topic_id=doc.get("topic_id", ""),
-        status=existing.get("status", "new"),
-        raised_at=existing.get("raised_at") or now,
+        status=existing.status if existing else "new",
+        raised_at=(existing.raised_at if existing else "") or now,
         updated_at=now,
         summary=doc.get("representative", {}).get("text", "")[:280],
         top_terms=doc.get("top_terms", []),
@@ -243,8 +245,8 @@ def _alert(
             "debunks": debunks,
         },
         decided_by=decided_by(params),
-        reclassified=existing.get("reclassified", []),
-    ).to_doc()
+        reclassified=list(existing.reclassified) if existing else [],
+    )
 
 
 def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -259,21 +261,17 @@ def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
         return {"alerts": 0}
     times = [_post_time(p) for p in posts]
     found = detect_bursts(storage, org, narrative_ids, max(times), params, since=min(times))
-    return store_alerts(services, org, found)
-
-
-def store_alerts(services: Any, org: str, found: list[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
     if not found:
         return {"alerts": 0}
-    storage = services.storage
-    storage.put_docs(org, ALERTS, [(a["id"], a, datetime.fromisoformat(a["evidence"]["burst_end"]).timestamp()) for a, _ in found])
     new = [a for a, is_new in found if is_new]
-    dispatcher = services.alert_dispatcher
-    if dispatcher is not None:
-        for alert in new:
-            dispatcher.submit(org, alert)
-    kinds = {k: sum(1 for a in new if a["kind"] == k) for k in ("burst", "resurfacing")}
+    store_alerts(storage, services.alert_dispatcher, org, [(a, _burst_end(a)) for a, _ in found], deliver=new)
+    kinds = {k: sum(1 for a in new if a.kind == k) for k in ("burst", "resurfacing")}
     return {"alerts": len(new), "updated": len(found) - len(new), **kinds}
+
+
+def _burst_end(alert: Alert) -> float:
+    """The sort key of a burst alert: the end of its burst."""
+    return datetime.fromisoformat(str(alert.evidence["burst_end"])).timestamp()
 
 
 def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> dict[str, Any]:
@@ -288,35 +286,31 @@ def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> 
     alert_of = {nid: str(state["alert_id"]) for nid, state in states.items() if state.get("alert_id")}
     if not alert_of:
         return {"alerts_checked": 0, "reclassified": 0, "updated": 0}
-    alerts = storage.get_docs(org, ALERTS, sorted(set(alert_of.values())))
+    alerts = Alerts(storage).get(org, sorted(set(alert_of.values())))
     docs = storage.get_docs(org, NARRATIVES, sorted(alert_of))
-    rows: list[tuple[str, dict[str, Any], float | None]] = []
-    changed_kind: list[dict[str, Any]] = []
+    rows: list[tuple[Alert, float | None]] = []
+    changed_kind: list[Alert] = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for nid, alert_id in sorted(alert_of.items()):
         alert, doc = alerts.get(alert_id), docs.get(nid)
         if alert is None or doc is None:
             continue
-        evidence = alert["evidence"]
+        evidence = alert.evidence
         debunks = _debunks(storage, org, doc, datetime.fromisoformat(evidence["burst_start"]).timestamp())
         kind = "resurfacing" if _resurfaces(evidence.get("quiet_hours_before"), debunks, params) else "burst"
-        if kind == alert["kind"] and debunks == evidence.get("debunks", []):
+        if kind == alert.kind and debunks == evidence.get("debunks", []):
             continue
-        updated = {**alert, "kind": kind, "updated_at": now, "evidence": {**evidence, "debunks": debunks}}
-        if kind != alert["kind"]:
-            updated["reclassified"] = [*alert.get("reclassified", []), {"from": alert["kind"], "to": kind, "at": now, "because": "fact-checks re-checked"}]
+        updated = dataclasses.replace(alert, kind=kind, updated_at=now, evidence={**evidence, "debunks": debunks})
+        if kind != alert.kind:
+            updated = dataclasses.replace(updated, reclassified=[*alert.reclassified, {"from": alert.kind, "to": kind, "at": now, "because": "fact-checks re-checked"}])
             changed_kind.append(updated)
-        rows.append((alert_id, updated, datetime.fromisoformat(evidence["burst_end"]).timestamp()))
+        rows.append((updated, _burst_end(updated)))
     if rows:
-        storage.put_docs(org, ALERTS, rows)
-    dispatcher = services.alert_dispatcher
-    if dispatcher is not None:
-        for alert in changed_kind:
-            dispatcher.submit(org, alert)
+        store_alerts(storage, services.alert_dispatcher, org, rows, deliver=changed_kind)
     return {"alerts_checked": len(alert_of), "reclassified": len(changed_kind), "updated": len(rows) - len(changed_kind)}
 
 
 STAGE = FunctionStage(
-    "bursts", BURSTS_VERSION, bursts_stage, needs=("narratives",), writes=(ALERTS, BURST_STATE, "alert_deliveries"),
+    "bursts", BURSTS_VERSION, bursts_stage, needs=("narratives",), writes=(ALERTS, BURST_STATE, DELIVERIES),
     doc="bursts in the narratives the posts joined: alerts stored and delivered",
 )

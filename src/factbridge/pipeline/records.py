@@ -7,6 +7,8 @@ declared once here: readers use the fields the writing stage stores, never guess
   `TriageQueue` (pages, API, CLI and triage itself);
 - `alerts` (written by the bursts stage, cross-border detection and partner sync):
   `Alert`, through `Alerts`;
+- `alert_deliveries` (the webhook dispatcher of `pipeline.alerts`): `AlertDelivery` of
+  `DeliveryAttempt`s, through `AlertDeliveries`;
 - `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
   `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
   through `Narratives`;
@@ -277,6 +279,86 @@ class Alerts:
     def recent(self, org: str, limit: int = 20) -> list[Alert]:
         """Most recently updated first."""
         return [Alert.from_doc(i, d) for i, d in self.storage.list_docs(org, ALERTS, limit=limit, order="updated_desc")]
+
+
+# --------------------------------------------------------------------------- alert deliveries
+
+DELIVERIES = "alert_deliveries"
+
+
+def delivery_id(event: str, url: str) -> str:
+    return f"{event}|{url}"
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    attempt: int
+    at: str
+    ok: bool
+    status: int | None
+    error: str
+    duration_ms: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "at": self.at, "ok": self.ok, "status": self.status, "error": self.error, "duration_ms": self.duration_ms}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> DeliveryAttempt:
+        status = doc.get("status")
+        return cls(attempt=int(_float(doc.get("attempt")) or 0), at=_str(doc.get("at")), ok=bool(doc.get("ok")),
+                   status=int(status) if isinstance(status, int) and not isinstance(status, bool) else None,
+                   error=_str(doc.get("error")), duration_ms=_float(doc.get("duration_ms")) or 0.0)
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """The delivery of one alert event (its raising, or a re-classification) to one webhook URL:
+    `state` pending, delivered or failed, with every attempt. `kind` (the alert's) is in the
+    documents written when the delivery was submitted."""
+
+    alert_id: str
+    event: str
+    url: str
+    state: str = "pending"
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    kind: str | None = None
+
+    @property
+    def id(self) -> str:
+        return delivery_id(self.event, self.url)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"alert_id": self.alert_id, "event": self.event}
+        if self.kind is not None:
+            doc["kind"] = self.kind
+        doc.update(url=self.url, state=self.state, attempts=[a.to_doc() for a in self.attempts])
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AlertDelivery:
+        return cls(alert_id=_str(doc.get("alert_id")), event=_str(doc.get("event") or doc.get("alert_id")), url=_str(doc.get("url")),
+                   state=_str(doc.get("state")) or "pending", attempts=[DeliveryAttempt.from_doc(a) for a in doc.get("attempts") or [] if isinstance(a, Mapping)],
+                   kind=_opt_str(doc.get("kind")))
+
+
+class AlertDeliveries:
+    """The one accessor of `alert_deliveries` (id: `<event>|<url>`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, org: str, deliveries: Sequence[AlertDelivery]) -> None:
+        if deliveries:
+            self.storage.put_docs(org, DELIVERIES, [(d.id, d.to_doc(), None) for d in deliveries])
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, AlertDelivery]:
+        docs = self.storage.get_docs(org, DELIVERIES, list(ids)) if ids else {}
+        return {i: AlertDelivery.from_doc(d) for i, d in docs.items()}
+
+    def undelivered(self, org: str, limit: int = 10_000) -> list[AlertDelivery]:
+        """Pending or failed, most recently updated first."""
+        rows = self.storage.list_docs(org, DELIVERIES, limit=limit, order="updated_desc")
+        return [d for d in (AlertDelivery.from_doc(doc) for _, doc in rows) if d.state != "delivered"]
 
 
 # --------------------------------------------------------------------------- narratives and topics
