@@ -34,19 +34,18 @@ from typing import Any
 
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError
+from factbridge.pipeline.records import DELIVERIES as DELIVERIES  # re-exported: where they were
 from factbridge.pipeline.records import (
-    DELIVERIES,
     Alert,
     AlertDeliveries,
     AlertDelivery,
     Alerts,
     DeliveryAttempt,
-    delivery_id,
 )
+from factbridge.pipeline.records import delivery_id as delivery_id
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DELIVERIES", "WebhookDispatcher", "delivery_id", "dispatcher_from_settings", "event_key", "event_keys", "store_alerts", "undelivered"]
 USER_AGENT = "factbridge-alerts/1"
 _FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 

@@ -9,6 +9,7 @@ declared once here: readers use the fields the writing stage stores, never guess
   `Alert`, through `Alerts`;
 - `alert_deliveries` (the webhook dispatcher of `pipeline.alerts`): `AlertDelivery` of
   `DeliveryAttempt`s, through `AlertDeliveries`;
+- `queue_failures` (the worker of `pipeline.work`): `QueueFailure`, through `QueueFailures`;
 - `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
   `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
   through `Narratives`;
@@ -25,6 +26,8 @@ The stage ledger has its own module (`factbridge.pipeline.ledger`).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -359,6 +362,93 @@ class AlertDeliveries:
         """Pending or failed, most recently updated first."""
         rows = self.storage.list_docs(org, DELIVERIES, limit=limit, order="updated_desc")
         return [d for d in (AlertDelivery.from_doc(doc) for _, doc in rows) if d.state != "delivered"]
+
+
+# --------------------------------------------------------------------------- queue failures
+
+FAILURES = "queue_failures"
+
+
+@dataclass(frozen=True)
+class QueueFailure:
+    """What happened to a batch that failed (`status` retrying, failed, recovered or retried),
+    with its last error and the history of errors (`errors`, the last 20). A record is updated
+    in place (`with_`), so its document holds only the keys some update set (`present`):
+    an unreadable message has its `message` and no `skip`; a retried one gains `retried_as`."""
+
+    batch_id: str
+    status: str = ""
+    org: str = ""
+    post_ids: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    force: bool = False
+    published_at: str | None = None
+    retry_of: str | None = None
+    attempts: int = 0
+    error: str = ""
+    message: dict[str, Any] | None = None
+    worker: str = ""
+    updated_at: str = ""
+    retried_as: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {attempt, error, worker, at}
+    present: frozenset[str] = frozenset()
+
+    FIELDS = ("status", "batch_id", "org", "post_ids", "skip", "force", "published_at", "retry_of", "attempts", "error", "message",
+              "worker", "updated_at", "retried_as", "errors")
+
+    @property
+    def id(self) -> str:
+        return self.batch_id
+
+    def with_(self, **changes: Any) -> QueueFailure:
+        """The record with `changes` (each then stored); an error is added to the history."""
+        updated = dataclasses.replace(self, **changes, present=self.present | set(changes))
+        if changes.get("error"):
+            entry = {"attempt": updated.attempts, "error": updated.error, "worker": updated.worker, "at": updated.updated_at}
+            updated = dataclasses.replace(updated, errors=[*self.errors, entry][-20:], present=updated.present | {"errors"})
+        return dataclasses.replace(updated, present=updated.present | {"errors"})
+
+    def to_doc(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS if name in self.present}
+
+    @classmethod
+    def from_doc(cls, batch_id: str, doc: Mapping[str, Any]) -> QueueFailure:
+        message = doc.get("message")
+        return cls(
+            batch_id=_str(doc.get("batch_id") or batch_id), status=_str(doc.get("status")), org=_str(doc.get("org")),
+            post_ids=_strs(doc.get("post_ids")), skip=_strs(doc.get("skip")), force=doc.get("force") is True,
+            published_at=_opt_str(doc.get("published_at")), retry_of=_opt_str(doc.get("retry_of")),
+            attempts=int(_float(doc.get("attempts")) or 0), error=_str(doc.get("error")),
+            message=dict(message) if isinstance(message, Mapping) else None, worker=_str(doc.get("worker")),
+            updated_at=_str(doc.get("updated_at")), retried_as=_opt_str(doc.get("retried_as")),
+            errors=[dict(e) for e in doc.get("errors") or [] if isinstance(e, Mapping)],
+            present=frozenset(k for k in cls.FIELDS if k in doc),
+        )
+
+
+class QueueFailures:
+    """The one accessor of `queue_failures` (id: the batch id; sort key: last update)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, batch_ids: Sequence[str]) -> dict[str, QueueFailure]:
+        docs = self.storage.get_docs(org, FAILURES, list(batch_ids)) if batch_ids else {}
+        return {i: QueueFailure.from_doc(i, d) for i, d in docs.items()}
+
+    def record(self, org: str, batch_id: str, /, **changes: Any) -> QueueFailure:
+        """Create or update the batch's record with `changes` (its error joins the history)."""
+        before = self.get(org, [batch_id]).get(batch_id) or QueueFailure(batch_id)
+        after = before.with_(**changes)
+        self.storage.put_docs(org, FAILURES, [(batch_id, after.to_doc(), time.time())])
+        return after
+
+    def latest(self, org: str, limit: int = 100, include_resolved: bool = False) -> list[QueueFailure]:
+        """Newest first: the failed ones (`include_resolved`: retried and recovered ones too)."""
+        # retried and recovered records stay as history; they are few next to failures' causes
+        rows = self.storage.list_docs(org, FAILURES, limit=max(limit, 1) if include_resolved else 10_000, order="sort_desc")
+        found = [QueueFailure.from_doc(i, d) for i, d in rows]
+        return [f for f in found if include_resolved or f.status == "failed"][:limit]
 
 
 # --------------------------------------------------------------------------- narratives and topics

@@ -27,9 +27,9 @@ from typing import Any
 from factbridge.errors import ConfigError, FactBridgeError, InputError, NotFound
 from factbridge.plugins import available, load_backend
 from factbridge.pseudonyms import Pseudonymizer
-from factbridge.sources.records import SOURCES, SourceRecord, Sources
+from factbridge.sources.records import SOURCES as SOURCES  # re-exported: where it was
+from factbridge.sources.records import SourceRecord, Sources
 
-__all__ = ["SOURCES", "WEBHOOK", "add_source", "due_sources", "get_source", "list_sources", "remove_source", "run_due", "run_source"]
 WEBHOOK = "webhook"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 MAX_PAGES_PER_RUN = 20
