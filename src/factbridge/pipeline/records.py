@@ -10,6 +10,8 @@ declared once here: readers use the fields the writing stage stores, never guess
 - `alert_deliveries` (the webhook dispatcher of `pipeline.alerts`): `AlertDelivery` of
   `DeliveryAttempt`s, through `AlertDeliveries`;
 - `queue_failures` (the worker of `pipeline.work`): `QueueFailure`, through `QueueFailures`;
+- `narrative_coordination` (the coordination stage): `NarrativeCoordination` of
+  `CoordinatedAccount`s and `CoordinatedNetwork`s, through `NarrativeCoordinations`;
 - `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
   `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
   through `Narratives`;
@@ -449,6 +451,102 @@ class QueueFailures:
         rows = self.storage.list_docs(org, FAILURES, limit=max(limit, 1) if include_resolved else 10_000, order="sort_desc")
         found = [QueueFailure.from_doc(i, d) for i, d in rows]
         return [f for f in found if include_resolved or f.status == "failed"][:limit]
+
+
+# --------------------------------------------------------------------------- coordinated accounts per narrative
+
+COORDINATION = "narrative_coordination"
+
+
+@dataclass(frozen=True)
+class CoordinatedAccount:
+    account: str  # a pseudonymous account id
+    network: str
+    posts: int  # its posts in the narrative (always complete)
+    post_ids: list[str] = field(default_factory=list)  # the first ones
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"account": self.account, "network": self.network, "posts": self.posts, "post_ids": list(self.post_ids)}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CoordinatedAccount:
+        return cls(_str(doc.get("account")), _str(doc.get("network")), int(_float(doc.get("posts")) or 0), _strs(doc.get("post_ids")))
+
+
+@dataclass(frozen=True)
+class CoordinatedNetwork:
+    id: str
+    size: int
+    accounts_here: int
+    shared_objects: list[dict[str, Any]] = field(default_factory=list)  # {object, accounts, ...}: the first five
+    first_share: Any = None
+    last_share: Any = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "size": self.size, "accounts_here": self.accounts_here, "shared_objects": list(self.shared_objects),
+                "first_share": self.first_share, "last_share": self.last_share}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CoordinatedNetwork:
+        return cls(_str(doc.get("id")), int(_float(doc.get("size")) or 0), int(_float(doc.get("accounts_here")) or 0),
+                   [dict(o) for o in doc.get("shared_objects") or [] if isinstance(o, Mapping)], doc.get("first_share"), doc.get("last_share"))
+
+
+@dataclass(frozen=True)
+class NarrativeCoordination:
+    """The coordinated accounts that posted in a narrative (those of a network with at least
+    two of its accounts there), written by the coordination stage; a narrative an earlier run
+    linked and the latest does not gets an empty record (documents are never deleted)."""
+
+    narrative_id: str
+    accounts: list[CoordinatedAccount] = field(default_factory=list)
+    networks: list[CoordinatedNetwork] = field(default_factory=list)
+    decided_by: str = ""
+    updated_at: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"narrative_id": self.narrative_id, "accounts": [a.to_doc() for a in self.accounts],
+                               "networks": [n.to_doc() for n in self.networks], "decided_by": self.decided_by}
+        if self.updated_at is not None:
+            doc["updated_at"] = self.updated_at
+        return doc
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> NarrativeCoordination:
+        return cls(
+            narrative_id=_str(doc.get("narrative_id") or narrative_id),
+            accounts=[CoordinatedAccount.from_doc(a) for a in doc.get("accounts") or [] if isinstance(a, Mapping)],
+            networks=[CoordinatedNetwork.from_doc(n) for n in doc.get("networks") or [] if isinstance(n, Mapping)],
+            decided_by=_str(doc.get("decided_by")), updated_at=_opt_str(doc.get("updated_at")),
+        )
+
+
+class NarrativeCoordinations:
+    """The one accessor of `narrative_coordination` (one document per narrative; sort key: how
+    many coordinated accounts, so the linked ones list first)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, narrative_ids: Sequence[str]) -> dict[str, NarrativeCoordination]:
+        docs = self.storage.get_docs(org, COORDINATION, list(narrative_ids)) if narrative_ids else {}
+        return {i: NarrativeCoordination.from_doc(i, d) for i, d in docs.items()}
+
+    def put(self, org: str, records: Sequence[NarrativeCoordination]) -> None:
+        if records:
+            self.storage.put_docs(org, COORDINATION, [(r.narrative_id, r.to_doc(), float(len(r.accounts))) for r in records])
+
+    def linked(self, org: str) -> list[str]:
+        """The narratives with coordinated accounts now (read in pages, linked ones first)."""
+        out: list[str] = []
+        offset, page = 0, 500
+        while True:
+            rows = self.storage.list_docs(org, COORDINATION, limit=page, offset=offset, order="sort_desc")
+            found = [NarrativeCoordination.from_doc(i, d) for i, d in rows]
+            out.extend(r.narrative_id for r in found if r.accounts)
+            if len(rows) < page or any(not r.accounts for r in found):
+                return out
+            offset += len(rows)
 
 
 # --------------------------------------------------------------------------- narratives and topics
