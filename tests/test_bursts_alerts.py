@@ -233,6 +233,15 @@ def test_burst_becomes_resurfacing_when_its_debunk_arrives_later(tmp_path: Path,
         first, second = (storage.get_docs(org, DELIVERIES, [delivery_id(key, receiver.url)]) for key in (alert_id, f"{alert_id}#1"))
         assert first[delivery_id(alert_id, receiver.url)]["state"] == "delivered"
         assert second[delivery_id(f"{alert_id}#1", receiver.url)]["state"] == "delivered"
+        # every alert, delivery and burst state this flow stored reads back through its record unchanged
+        from factbridge.pipeline.records import BURST_STATE, AlertDelivery, BurstState
+
+        for collection, read in ((bursts.ALERTS, Alert.from_doc), (BURST_STATE, BurstState.from_doc),
+                                 (DELIVERIES, lambda _, d: AlertDelivery.from_doc(d))):
+            stored = storage.list_docs(org, collection, limit=1000)
+            assert stored and all(read(i, d).to_doc() == d for i, d in stored), collection
+        (delivered,) = AlertDelivery.from_doc(first[delivery_id(alert_id, receiver.url)]).attempts
+        assert delivered.ok and delivered.status == 200
     assert [r["body"]["alert"]["kind"] for r in receiver.received] == ["burst", "burst", "resurfacing"]
 
 

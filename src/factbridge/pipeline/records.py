@@ -9,6 +9,7 @@ declared once here: readers use the fields the writing stage stores, never guess
   `Alert`, through `Alerts`;
 - `alert_deliveries` (the webhook dispatcher of `pipeline.alerts`): `AlertDelivery` of
   `DeliveryAttempt`s, through `AlertDeliveries`;
+- `narrative_bursts` (the bursts stage's last burst per narrative): `BurstState`, through `BurstStates`;
 - `queue_failures` (the worker of `pipeline.work`): `QueueFailure`, through `QueueFailures`;
 - `narrative_coordination` (the coordination stage): `NarrativeCoordination` of
   `CoordinatedAccount`s and `CoordinatedNetwork`s, through `NarrativeCoordinations`;
@@ -364,6 +365,44 @@ class AlertDeliveries:
         """Pending or failed, most recently updated first."""
         rows = self.storage.list_docs(org, DELIVERIES, limit=limit, order="updated_desc")
         return [d for d in (AlertDelivery.from_doc(doc) for _, doc in rows) if d.state != "delivered"]
+
+
+# --------------------------------------------------------------------------- burst state
+
+BURST_STATE = "narrative_bursts"
+
+
+@dataclass(frozen=True)
+class BurstState:
+    """The last burst alerted per narrative (bins of `bursts_bin` hours), so that the same burst
+    seen again in a later batch updates its alert instead of raising a new one."""
+
+    narrative_id: str
+    alert_id: str
+    start_bin: int
+    end_bin: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"alert_id": self.alert_id, "start_bin": self.start_bin, "end_bin": self.end_bin}
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> BurstState:
+        return cls(narrative_id, _str(doc.get("alert_id")), int(_float(doc.get("start_bin")) or 0), int(_float(doc.get("end_bin")) or 0))
+
+
+class BurstStates:
+    """The one accessor of `narrative_bursts` (one document per narrative)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, narrative_ids: Sequence[str]) -> dict[str, BurstState]:
+        docs = self.storage.get_docs(org, BURST_STATE, list(narrative_ids)) if narrative_ids else {}
+        return {i: BurstState.from_doc(i, d) for i, d in docs.items()}
+
+    def put(self, org: str, states: Sequence[BurstState]) -> None:
+        if states:
+            self.storage.put_docs(org, BURST_STATE, [(s.narrative_id, s.to_doc(), None) for s in states])
 
 
 # --------------------------------------------------------------------------- queue failures
