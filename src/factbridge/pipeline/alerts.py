@@ -113,8 +113,11 @@ class WebhookDispatcher:
 
     # -- producer side (the ingest path) ----------------------------------------
     def submit(self, org: str, alert: Alert) -> None:
-        # Recorded as pending first, so the record exists before any attempt updates it.
-        self.deliveries.put(org, [AlertDelivery(alert.id, event_key(alert), url, kind=alert.kind) for url in self.urls])
+        # Recorded as pending first, so the record exists before any attempt updates it; a
+        # delivery sent again (`alerts redeliver`) keeps the attempts it already had.
+        earlier = self.deliveries.get(org, [delivery_id(event_key(alert), url) for url in self.urls])
+        self.deliveries.put(org, [AlertDelivery(alert.id, event_key(alert), url, "pending", list(d.attempts) if (d := earlier.get(delivery_id(event_key(alert), url))) else [],
+                                                kind=alert.kind) for url in self.urls])
         with self._cond:
             for url in self.urls:
                 heapq.heappush(self._heap, _Job(self._clock(), next(self._seq), org, alert, url))
