@@ -260,6 +260,8 @@ def test_failing_batch_is_recorded_after_max_deliveries(nats_services: tuple[dic
 
         listed = CliRunner().invoke(app, ["batches", "failed", "--json"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url})
         assert listed.exit_code == 0 and published["batch_ids"][0] in listed.stdout
+        table = CliRunner().invoke(app, ["batches", "failed"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url, "COLUMNS": "300"})
+        assert table.exit_code == 0 and "Failed batches (1)" in table.stdout and "NotFound" in table.stdout
 
         # after the fix (the right database), `batches retry` publishes it again and it succeeds
         [again] = retry_failures(wrong, "default")

@@ -53,6 +53,8 @@ def test_sources_cli_add_list_run_resume_remove(tmp_path: Path, site: LoopbackSi
     listed = json.loads(_cli(tmp_path, "sources", "list", "--json"))
     assert listed[0]["name"] == "tin-nhanh" and listed[0]["totals"]["posts"] == 2 and listed[0]["totals"]["runs"] == 2
     assert "2026-11-03" in listed[0]["cursor"]
+    table = _cli(tmp_path, "sources", "list")
+    assert "tin-nhanh" in table and "rss" in table and "ok" in table
     assert "no source to run" in _cli(tmp_path, "sources", "run", "--due")  # ran a moment ago, every 60 s
     _cli(tmp_path, "sources", "remove", "tin-nhanh")
     assert json.loads(_cli(tmp_path, "sources", "list", "--json")) == []

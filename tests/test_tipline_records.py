@@ -5,6 +5,7 @@ and /stop read the senders' pending lists, never the whole question collection."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,18 @@ def test_every_tipline_document_round_trips_through_its_record(services: Service
     assert (stats["en"]["questions"], stats["en"]["helpful"], stats["vi"]["questions"], stats["vi"]["followups"]) == (1, 1, 3, 1)
     ((post_id, outbox_doc),) = docs[OUTBOX]
     assert OutboxEntry.from_doc(post_id, outbox_doc).to_doc() == outbox_doc
+
+    # `factbridge tipline stats` reads the same records
+    from typer.testing import CliRunner
+
+    from factbridge.cli import app
+
+    base = ["--data-dir", services.settings.data_dir, "--storage-url", services.settings.storage_url, "--embedder", "hashing"]
+    listed = CliRunner().invoke(app, [*base, "tipline", "stats", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted((r["language"], r["questions"]) for r in json.loads(listed.stdout)) == [("en", 1), ("vi", 3)]
+    table = CliRunner().invoke(app, [*base, "tipline", "stats"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "vi" in table.stdout
 
 
 def test_follow_ups_and_stop_read_the_pending_lists_not_every_question(services: Services) -> None:
