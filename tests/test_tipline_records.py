@@ -5,6 +5,7 @@ and /stop read the senders' pending lists, never the whole question collection."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -176,3 +177,37 @@ def test_a_database_from_before_the_index_gets_it_built_once(services: Services)
     accessor.put(ORG, [TiplineQuestion(**{**old.__dict__, "status": "answered", "chat_id": None, "answered_at": "2026-11-02T08:00:00+00:00"})])
     assert TiplineQuestions(storage).waiting(ORG) == []
     assert accessor.pending_list(ORG, "telegram:abc") == PendingQuestions("telegram:abc", (), 2)
+
+
+@pytest.mark.postgres
+def test_pending_lists_stay_exact_under_racing_writers_on_postgresql(postgres_url: str) -> None:
+    """Two desks (threads, each its own accessor) store questions of the same senders at once:
+    the conditional writes on the pending lists make one of them read again, none is lost."""
+    import threading
+
+    from factbridge.backends.storage import open_storage
+
+    storage = open_storage(postgres_url)
+    storage.migrate()
+    try:
+        def ask_many(offset: int) -> None:
+            accessor = TiplineQuestions(storage)
+            for n in range(offset, offset + 30):
+                accessor.put(ORG, [TiplineQuestion(f"q{n}", f"telegram:u{n % 3}", "telegram", "vi", f"tipline-q{n}", "pending",
+                                                   "2026-11-01T08:00:00+00:00", chat_id=str(n))])
+
+        threads = [threading.Thread(target=ask_many, args=(k * 100,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        waiting = TiplineQuestions(storage).waiting(ORG)
+        assert sorted(q.id for q in waiting) == sorted(f"q{n}" for k in range(2) for n in range(k * 100, k * 100 + 30))
+        accessor = TiplineQuestions(storage)
+        accessor.put(ORG, [dataclasses.replace(q, status="withdrawn", chat_id=None) for q in accessor.waiting_of(ORG, "telegram:u0")])
+        assert {q.who for q in accessor.waiting(ORG)} == {"telegram:u1", "telegram:u2"}
+        for who, doc in storage.list_docs(ORG, PENDING, limit=100):
+            if who != BUILT:
+                assert PendingQuestions.from_doc(who, doc).to_doc() == doc
+    finally:
+        storage.close()
