@@ -19,6 +19,7 @@ from factbridge.models import FactCheck, MatchCandidate, Post
 from factbridge.pipeline import bursts
 from factbridge.pipeline.alerts import DELIVERIES, WebhookDispatcher, delivery_id
 from factbridge.pipeline.narratives import assign_posts
+from factbridge.pipeline.records import Alert
 from factbridge.services import Services
 from factbridge.settings import Settings
 
@@ -145,7 +146,7 @@ def receiver_factory() -> Iterator:
         r.close()
 
 
-ALERT = {"id": "alert-x", "kind": "burst", "evidence": {"posts_in_burst": 9}}
+ALERT = Alert(id="alert-x", kind="burst", summary="", evidence={"posts_in_burst": 9})
 
 
 def test_webhook_retries_with_backoff_until_delivered(storage, receiver_factory) -> None:  # type: ignore[no-untyped-def]
@@ -232,6 +233,15 @@ def test_burst_becomes_resurfacing_when_its_debunk_arrives_later(tmp_path: Path,
         first, second = (storage.get_docs(org, DELIVERIES, [delivery_id(key, receiver.url)]) for key in (alert_id, f"{alert_id}#1"))
         assert first[delivery_id(alert_id, receiver.url)]["state"] == "delivered"
         assert second[delivery_id(f"{alert_id}#1", receiver.url)]["state"] == "delivered"
+        # every alert, delivery and burst state this flow stored reads back through its record unchanged
+        from factbridge.pipeline.records import BURST_STATE, AlertDelivery, BurstState
+
+        for collection, read in ((bursts.ALERTS, Alert.from_doc), (BURST_STATE, BurstState.from_doc),
+                                 (DELIVERIES, lambda _, d: AlertDelivery.from_doc(d))):
+            stored = storage.list_docs(org, collection, limit=1000)
+            assert stored and all(read(i, d).to_doc() == d for i, d in stored), collection
+        (delivered,) = AlertDelivery.from_doc(first[delivery_id(alert_id, receiver.url)]).attempts
+        assert delivered.ok and delivered.status == 200
     assert [r["body"]["alert"]["kind"] for r in receiver.received] == ["burst", "burst", "resurfacing"]
 
 
@@ -250,3 +260,28 @@ def test_alerts_cli_lists_alerts(tmp_path: Path) -> None:
     assert "Alerts (1 in all)" in result.output
     listed = json.loads(runner.invoke(app, [*base, "alerts", "--json"]).output)
     assert listed[0]["evidence"]["posts_in_burst"] == 25
+
+
+def test_alerts_show_and_redeliver_read_the_typed_deliveries(tmp_path: Path, receiver_factory) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.settings import load_settings
+
+    receiver = receiver_factory([500])  # the first delivery is refused, the next one accepted
+    db = tmp_path / "fb.db"
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "storage_url": f"sqlite:///{db}", "embedder": "hashing", "embed_cache": "off",
+                                                "alert_webhooks": receiver.url, "webhook_max_attempts": 1, "webhook_timeout_s": "5"})
+    with Services(settings) as services:
+        _assign(services, _posts("q", T0, 8, every_min=300))
+        _assign(services, _posts("s", T0 + timedelta(days=2), 25, every_min=1))
+        assert services.alert_dispatcher.wait_idle(10)
+        ((alert_id, _),) = services.storage.list_docs(settings.org, bursts.ALERTS)
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path), "--storage-url", f"sqlite:///{db}", "--embedder", "hashing"]
+    env = {"FACTBRIDGE_ALERT_WEBHOOKS": receiver.url, "FACTBRIDGE_WEBHOOK_MAX_ATTEMPTS": "1"}
+    shown = json.loads(runner.invoke(app, [*base, "alerts", "show", alert_id], env=env).output)
+    assert shown["alert"]["id"] == alert_id and [d["state"] for d in shown["deliveries"]] == ["failed"]
+    redelivered = runner.invoke(app, [*base, "alerts", "redeliver", "--wait", "10"], env=env)
+    assert redelivered.exit_code == 0 and "re-sent 1 alerts" in redelivered.output, redelivered.output
+    shown = json.loads(runner.invoke(app, [*base, "alerts", "show", alert_id], env=env).output)
+    (delivery,) = shown["deliveries"]
+    assert delivery["state"] == "delivered" and [a["status"] for a in delivery["attempts"]] == [500, 200]
+    assert runner.invoke(app, [*base, "alerts"], env=env).exit_code == 0  # the table reads the delivery states too

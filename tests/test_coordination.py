@@ -171,6 +171,9 @@ def test_stage_links_coordinated_accounts_to_their_narrative(hashing_services) -
     item = narrative(services.storage, org, member_of["c00"])
     assert [a["account"] for a in item["accounts"]] == ["acct-a", "acct-b", "acct-c"]
     assert not services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["x0"]])  # chatter: nothing linked
+    from factbridge.pipeline.records import NarrativeCoordination
+
+    assert NarrativeCoordination.from_doc(member_of["c00"], linked).to_doc() == linked
 
     # Re-running over the same store changes nothing; when the network disappears
     # (stricter settings), the narrative's record is emptied, not left stale.
@@ -180,6 +183,12 @@ def test_stage_links_coordinated_accounts_to_their_narrative(hashing_services) -
     assert run_stages(services, org, posts[:1], force=True)["coordination"]["networks"] == 0
     assert services.storage.get_docs(org, NARRATIVE_COORDINATION, [member_of["c00"]])[member_of["c00"]]["accounts"] == []
     assert narrative(services.storage, org, member_of["c00"])["accounts"] == []
+    # every stored document, linked then emptied, reads back through its record unchanged
+    from factbridge.pipeline.records import NarrativeCoordination, NarrativeCoordinations
+
+    stored = services.storage.list_docs(org, NARRATIVE_COORDINATION, limit=1000)
+    assert stored and all(NarrativeCoordination.from_doc(i, d).to_doc() == d for i, d in stored)
+    assert NarrativeCoordinations(services.storage).linked(org) == []
 
 
 def test_stage_steps_aside_for_large_stores(hashing_services) -> None:  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ from factbridge.backends.queue.base import open_queue, queue_scheme
 from factbridge.backends.queue.local import LocalQueue
 from factbridge.cli import app
 from factbridge.errors import ConfigError
+from factbridge.pipeline.records import QueueFailure
 from factbridge.pipeline.work import (
     FAILURES,
     WorkBatch,
@@ -253,18 +254,22 @@ def test_failing_batch_is_recorded_after_max_deliveries(nats_services: tuple[dic
         assert [o.attempt for o in report.outcomes] == [1, 2, 3]
         assert wrong.queue.fetch(1, 1.5) == [], "a failed batch leaves the queue"
         [failure] = list_failures(wrong, "default")
-        assert failure["id"] == published["batch_ids"][0] and failure["attempts"] == 3
-        assert "NotFound" in failure["error"] and "not in this worker's storage" in failure["error"]
-        assert len(failure["errors"]) == 3 and failure["post_ids"] == [p.id for p in posts]
+        assert failure.id == published["batch_ids"][0] and failure.attempts == 3
+        assert "NotFound" in failure.error and "not in this worker's storage" in failure.error
+        assert len(failure.errors) == 3 and failure.post_ids == [p.id for p in posts]
 
         listed = CliRunner().invoke(app, ["batches", "failed", "--json"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url})
         assert listed.exit_code == 0 and published["batch_ids"][0] in listed.stdout
+        table = CliRunner().invoke(app, ["batches", "failed"], env={**env, "FACTBRIDGE_STORAGE_URL": wrong.settings.storage_url, "COLUMNS": "300"})
+        assert table.exit_code == 0 and "Failed batches (1)" in table.stdout and "NotFound" in table.stdout
 
         # after the fix (the right database), `batches retry` publishes it again and it succeeds
         [again] = retry_failures(wrong, "default")
         assert list_failures(wrong, "default") == []
         [record] = list_failures(wrong, "default", include_resolved=True)
-        assert (record["status"], record["retried_as"]) == ("retried", again)
+        assert (record.status, record.retried_as) == ("retried", again)
+        for batch_id, doc in wrong.storage.list_docs("default", FAILURES):  # every stored document round-trips
+            assert QueueFailure.from_doc(batch_id, doc).to_doc() == doc
     finally:
         wrong.close()
     report = Worker(services, fetch_timeout_s=4.0).run(max_batches=1, once=True)
@@ -283,7 +288,7 @@ def test_batch_whose_holders_all_died_is_recorded(nats_services: tuple[dict[str,
     [outcome] = report.outcomes
     assert (outcome.status, outcome.attempt) == ("failed", 4)
     [failure] = list_failures(services, "default")
-    assert "not acknowledged after 3 deliveries" in failure["error"]
+    assert "not acknowledged after 3 deliveries" in failure.error
 
 
 @pytest.mark.nats

@@ -53,6 +53,8 @@ def test_sources_cli_add_list_run_resume_remove(tmp_path: Path, site: LoopbackSi
     listed = json.loads(_cli(tmp_path, "sources", "list", "--json"))
     assert listed[0]["name"] == "tin-nhanh" and listed[0]["totals"]["posts"] == 2 and listed[0]["totals"]["runs"] == 2
     assert "2026-11-03" in listed[0]["cursor"]
+    table = _cli(tmp_path, "sources", "list")
+    assert "tin-nhanh" in table and "rss" in table and "ok" in table
     assert "no source to run" in _cli(tmp_path, "sources", "run", "--due")  # ran a moment ago, every 60 s
     _cli(tmp_path, "sources", "remove", "tin-nhanh")
     assert json.loads(_cli(tmp_path, "sources", "list", "--json")) == []
@@ -90,7 +92,7 @@ def test_run_source_stores_factchecks_posts_and_cursor_and_records_errors(hashin
         {"id": 5, "type": "message", "date": "2026-11-01T09:00:00", "from_id": "channel1", "text": "Bananas cure cancer, share now!", "views": 900}])
     add_source(services, ORG, "kenh", "telegram-export", {"path": str(export)})
     result = run_source(services, ORG, "kenh")
-    assert result["posts_new"] == 1 and get_source(services.storage, ORG, "kenh")["cursor"] == "5"
+    assert result["posts_new"] == 1 and get_source(services.storage, ORG, "kenh").cursor == "5"
     (post,) = [p for p in services.storage.iter_posts(ORG) if p.platform == "telegram"]
     assert post.engagement.views == 900 and post.author.startswith("telegram:") and "channel1" not in post.author
     assert services.storage.matches_for_post(ORG, post.id)  # went through the stages (matching)
@@ -101,13 +103,13 @@ def test_run_source_stores_factchecks_posts_and_cursor_and_records_errors(hashin
     site.routes["/sitemap.xml"] = (500, "text/plain", "down")
     failed = run_source(services, ORG, "fc-site")
     doc = get_source(services.storage, ORG, "fc-site")
-    assert failed["status"] == "error" and "500" in failed["error"] and doc["last_error"] == failed["error"]
-    assert json.loads(doc["cursor"])["done"]  # the cursor survives a failed run
+    assert failed["status"] == "error" and "500" in failed["error"] and doc.last_error == failed["error"]
+    assert json.loads(doc.cursor)["done"]  # the cursor survives a failed run
 
     now = datetime.now(UTC)
     assert due_sources(services.storage, ORG, now) == []
     assert due_sources(services.storage, ORG, now + timedelta(hours=2)) == ["fc-site", "kenh"]
-    assert [s["name"] for s in list_sources(services.storage, ORG)] == ["fc-site", "kenh"]
+    assert [s.name for s in list_sources(services.storage, ORG)] == ["fc-site", "kenh"]
 
 
 def test_scheduler_runs_due_sources(hashing_services: Services, tmp_path: Path) -> None:
@@ -125,3 +127,27 @@ def test_scheduler_runs_due_sources(hashing_services: Services, tmp_path: Path) 
     thread.join(timeout=30)
     assert not thread.is_alive() and [r["name"] for r in results] == ["kenh"] and results[0]["posts_new"] == 1
     assert due_sources(hashing_services.storage, ORG) == []  # not again before its interval
+
+
+def test_every_source_document_round_trips_through_its_record(hashing_services: Services, tmp_path: Path) -> None:
+    from factbridge.sources.records import SOURCES, SourceRecord
+    from factbridge.sources.registry import remove_source
+
+    storage = hashing_services.storage
+    export = _telegram_export(tmp_path / "result.json", [
+        {"id": 1, "type": "message", "date": "2026-11-01T09:00:00", "from_id": "channel1", "text": "Tin mới nhất"}])
+    add_source(hashing_services, ORG, "kenh", "telegram-export", {"path": str(export)}, interval_s=600)
+    add_source(hashing_services, ORG, "never-run", "telegram-export", {"path": str(export)})
+    hook = add_source(hashing_services, ORG, "partner", "webhook", {})
+    add_source(hashing_services, ORG, "gone", "webhook", {})
+    assert run_source(hashing_services, ORG, "kenh")["posts_new"] == 1
+    remove_source(storage, ORG, "gone")
+    docs = dict(storage.list_docs(ORG, SOURCES, limit=100, order="id"))
+    assert sorted(docs) == ["gone", "kenh", "never-run", "partner"]
+    for name, doc in docs.items():
+        assert SourceRecord.from_doc(name, doc).to_doc() == doc
+    assert "last_summary" in docs["kenh"] and "last_summary" not in docs["never-run"] and "secret" not in docs["kenh"]
+    assert docs["gone"]["removed"] is True and docs["gone"]["secret"] is None and docs["partner"]["secret"] == hook.secret
+    kenh = get_source(storage, ORG, "kenh")
+    assert (kenh.cursor, kenh.totals["posts"], kenh.totals["runs"], kenh.last_status) == ("1", 1, 1, "ok")
+    assert [s.name for s in list_sources(storage, ORG)] == ["kenh", "never-run", "partner"] and "secret" not in hook.public()

@@ -24,7 +24,8 @@ from factbridge.services import Services
 from factbridge.settings import load_settings
 from factbridge.testing.botapi import BotApiClient, BotApiServer
 from factbridge.tiplines import TiplineDesk, TiplineRunner, open_tipline
-from factbridge.tiplines.desk import QUESTIONS, REPLIES, USERS, tipline_stats
+from factbridge.tiplines.desk import tipline_stats
+from factbridge.tiplines.records import QUESTIONS, REPLIES, USERS
 from factbridge.tiplines.zalo import zalo_signature
 
 ORG = "default"
@@ -97,7 +98,7 @@ def test_debunked_claim_is_answered_at_once_with_the_factcheck_and_feedback_butt
     assert record["feedback"] == "helpful" and record["factcheck_id"] == fc.id
     assert "matcher:" in record["decided_by"] and record["evidence"]["fused_score"] >= 0.6
     stats = tipline_stats(services.storage, ORG)
-    assert stats[0]["language"] == "en" and stats[0]["questions"] == 1 and stats[0]["answered"] == 1 and stats[0]["helpful"] == 1
+    assert stats[0].language == "en" and stats[0]["questions"] == 1 and stats[0]["answered"] == 1 and stats[0]["helpful"] == 1
 
     # the question reached the desk as a post with a pseudonymous author, no platform id
     posts = list(services.storage.iter_posts(ORG))

@@ -17,7 +17,14 @@ from factbridge.errors import InputError, NotAuthenticated, RateLimited
 from factbridge.services import Services
 from factbridge.web.app import create_app
 from factbridge.web.i18n import LANGUAGES, catalog
-from factbridge.web.security import RATE_BUCKETS, RATE_LIMITS, RateLimiter, sweep_rate_limits
+from factbridge.web.security import (
+    RATE_BUCKETS,
+    RATE_LIMITS,
+    RateBucket,
+    RateBuckets,
+    RateLimiter,
+    sweep_rate_limits,
+)
 from factbridge.workflow.accounts import SESSIONS, SYSTEM_ORG, password_problem
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -248,6 +255,9 @@ def test_stored_limiter_window_reset_and_sweep(env: WebEnv) -> None:
     limiter.take("k1")
     limiter.take("k1")
     assert storage.count_docs(SYSTEM_ORG, RATE_LIMITS) <= RATE_BUCKETS
+    buckets = storage.list_docs(SYSTEM_ORG, RATE_LIMITS, limit=1000)  # every bucket reads back through its record unchanged
+    assert buckets and all(RateBucket.from_doc(b, doc).to_doc() == doc for b, doc in buckets)
+    assert sum(len(times) for b, doc in buckets for times in RateBuckets(storage).get([b])[b].hits.values()) >= 2
     # k1, and k2 unless a write of k1's bucket already dropped it
     assert sweep_rate_limits(storage, {"test": 60.0}, now=now[0] + 61) >= 1
     # nothing but each bucket's version ("_v", for conditional writes) is left

@@ -72,7 +72,7 @@ def _signed(secret: str, body: bytes, stamp: int | None = None) -> dict[str, str
 
 
 def test_webhook_source_checks_signature_time_and_replay(env: WebEnv) -> None:
-    secret = add_source(env.services, ORG_A, "partner", "webhook", {})["secret"]
+    secret = add_source(env.services, ORG_A, "partner", "webhook", {}).secret
     client = env.client()  # no token: the signature is the credential
     body = json.dumps({"posts": [{"id": "hook-1", "text": "Tin đồn mới về giá vàng", "author": "acct-1"}]}).encode()
     url = f"/api/v1/hooks/{ORG_A}/partner"
@@ -83,6 +83,9 @@ def test_webhook_source_checks_signature_time_and_replay(env: WebEnv) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.json()["inserted"] == 1 and env.services.storage.get_post(ORG_A, "hook-1").source == "webhook:partner"
     assert client.post(url, content=body, headers=headers).status_code == 409  # replayed
+    from factbridge.sources.records import SIGNATURES, WebhookSignature
+    ((sig_id, sig_doc),) = env.services.storage.list_docs(ORG_A, SIGNATURES)
+    assert WebhookSignature.from_doc(sig_id, sig_doc).to_doc() == sig_doc and sig_doc["source"] == "partner"
     assert client.post(f"/api/v1/hooks/{ORG_B}/partner", content=body, headers=_signed(secret, body)).status_code == 404
     tampered = body.replace(b"hook-1", b"hook-2")
     assert client.post(url, content=tampered, headers=_signed(secret, body)).status_code == 401  # body changed after signing

@@ -154,8 +154,8 @@ def alerts_list(
     """Alerts, newest burst first, with their evidence and delivery state."""
     if ctx.invoked_subcommand is not None:
         return
-    from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_key
-    from factbridge.pipeline.records import ALERTS, Alert
+    from factbridge.pipeline.alerts import delivery_id, event_key
+    from factbridge.pipeline.records import ALERTS, Alert, AlertDeliveries
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
@@ -165,14 +165,14 @@ def alerts_list(
         _dump([a.to_doc() for a in found])
         return
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    keys = {a.id: event_key(a.to_doc()) for a in found}
-    deliveries = storage.get_docs(org, DELIVERIES, [delivery_id(keys[a.id], u) for a in found for u in urls])
+    keys = {a.id: event_key(a) for a in found}
+    deliveries = AlertDeliveries(storage).get(org, [delivery_id(keys[a.id], u) for a in found for u in urls])
     table = Table(title=f"Alerts ({storage.count_docs(org, ALERTS)} in all)")
     for col in ("alert", "kind", "narrative", "burst", "posts", "baseline/bin", "delivery", "summary"):
         table.add_column(col, overflow="fold")
     for a in found:
         ev = a.evidence
-        states = [deliveries.get(delivery_id(keys[a.id], u), {}).get("state", "-") for u in urls]
+        states = [d.state if (d := deliveries.get(delivery_id(keys[a.id], u))) else "-" for u in urls]
         table.add_row(*cells(
             # cross-border and partner alerts (federation) have no burst of ours: their columns stay empty
             a.id, a.kind, a.narrative_id or "", f"{ev['burst_start'][:16]} .. {ev['burst_end'][11:16]}" if "burst_end" in ev else "",
@@ -184,18 +184,18 @@ def alerts_list(
 @alerts_app.command("show")
 def alerts_show(ctx: typer.Context, alert_id: Annotated[str, typer.Argument()]) -> None:
     """One alert with all its evidence and delivery attempts (JSON)."""
-    from factbridge.pipeline.alerts import DELIVERIES, delivery_id, event_keys
-    from factbridge.pipeline.bursts import ALERTS
+    from factbridge.pipeline.alerts import delivery_id, event_keys
+    from factbridge.pipeline.records import AlertDeliveries, Alerts
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
-    doc = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id)
-    if doc is None:
+    alert = Alerts(storage).get(org, [alert_id]).get(alert_id)
+    if alert is None:
         raise NotFound(f"no alert '{alert_id}' in organisation '{org}'")
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
-    wanted = [delivery_id(key, u) for key in event_keys(doc) for u in urls]
-    found = storage.get_docs(org, DELIVERIES, wanted)
-    _dump({"alert": doc, "deliveries": [found[w] for w in wanted if w in found]})
+    wanted = [delivery_id(key, u) for key in event_keys(alert) for u in urls]
+    found = AlertDeliveries(storage).get(org, wanted)
+    _dump({"alert": alert.to_doc(), "deliveries": [found[w].to_doc() for w in wanted if w in found]})
 
 
 @alerts_app.command("redeliver")
@@ -205,15 +205,15 @@ def alerts_redeliver(
 ) -> None:
     """Send again the alerts whose webhook delivery is pending or failed."""
     from factbridge.pipeline.alerts import undelivered
-    from factbridge.pipeline.bursts import ALERTS
+    from factbridge.pipeline.records import Alerts
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
     dispatcher = services.alert_dispatcher
     if dispatcher is None:
         raise InputError("no webhook configured (setting alert_webhooks)")
-    todo = {d["alert_id"] for d in undelivered(storage, org)}
-    for alert in storage.get_docs(org, ALERTS, sorted(todo)).values():
+    todo = {d.alert_id for d in undelivered(storage, org)}
+    for alert in Alerts(storage).get(org, sorted(todo)).values():
         dispatcher.submit(org, alert)
     done = dispatcher.wait_idle(wait)
     console.print(f"re-sent {len(todo)} alerts; {'all attempts finished' if done else 'some still retrying (recorded as pending)'}")

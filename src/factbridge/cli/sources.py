@@ -30,8 +30,8 @@ def sources_add(
     services = _state(ctx).services()
     record = add_source(services, services.settings.org, name, connector, parse_options(option), interval)
     console.print(f"source {escape(name)} added ({escape(connector)}, every {interval:.0f} s)")
-    if record.get("secret"):
-        console.print(f"webhook: POST /api/v1/hooks/{escape(services.settings.org)}/{escape(name)} signed with secret [bold]{record['secret']}[/] "
+    if record.secret:
+        console.print(f"webhook: POST /api/v1/hooks/{escape(services.settings.org)}/{escape(name)} signed with secret [bold]{record.secret}[/] "
                       "(header X-FactBridge-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>'>); shown once")
 
 
@@ -41,20 +41,17 @@ def sources_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
     from factbridge.sources.registry import list_sources
 
     services = _state(ctx).services()
-    rows = [{k: v for k, v in doc.items() if k != "secret"} for doc in list_sources(services.storage, services.settings.org)]
+    rows = list_sources(services.storage, services.settings.org)
     if as_json:
-        console.print_json(json.dumps(rows, default=str))
+        console.print_json(json.dumps([s.public() for s in rows], default=str))
         return
     table = Table(title=f"Sources ({len(rows)})")
     for col in ("name", "connector", "every (s)", "last run", "status", "cursor", "posts", "fact-checks", "quarantined"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        totals = row.get("totals") or {}
-        status = row.get("last_status") or ""
-        if row.get("last_error"):
-            status += f": {row['last_error']}"
-        table.add_row(escape(row["name"]), row["connector"], f"{row['interval_s']:.0f}", str(row.get("last_run_at") or "-"), escape(status),
-                      escape(str(row.get("cursor") or "-"))[:60], str(totals.get("posts", 0)), str(totals.get("factchecks", 0)), str(totals.get("quarantined", 0)))
+        status = row.last_status + (f": {row.last_error}" if row.last_error else "")
+        table.add_row(escape(row.name), escape(row.connector), f"{row.interval_s:.0f}", str(row.last_run_at or "-"), escape(status),
+                      escape(str(row.cursor or "-"))[:60], *(str(row.totals.get(k, 0)) for k in ("posts", "factchecks", "quarantined")))
     console.print(table)
 
 
@@ -75,7 +72,7 @@ def sources_run(
     elif due:
         todo = due_sources(services.storage, org)
     else:
-        todo = [s["name"] for s in list_sources(services.storage, org) if s["connector"] != "webhook"]
+        todo = [s.name for s in list_sources(services.storage, org) if s.connector != "webhook"]
     results = []
     for name in todo:
         with console.status(f"fetching {escape(name)}"):

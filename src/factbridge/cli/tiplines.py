@@ -128,13 +128,13 @@ def tipline_stats_cmd(
     services = _state(ctx).services()
     rows = tipline_stats(services.storage, services.settings.org, days)
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(json.dumps([row.to_doc() for row in rows]))
         return
     table = Table(title="Tipline")
     for col in ("day", "language", *STAT_KEYS):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["day"], row["language"], *(str(row.get(k, 0)) for k in STAT_KEYS))
+        table.add_row(row.day, row.language, *(str(row[k]) for k in STAT_KEYS))
     console.print(table)
 
 

@@ -80,7 +80,7 @@ def audit_verify(
     audit = AuditLog.in_data_dir(services.storage, services.settings.data_dir)
     orgs = [services.settings.org]
     if all_orgs:
-        orgs = sorted({*(o["id"] for o in _accounts(services).list_orgs()), services.settings.org})
+        orgs = sorted({*(o.id for o in _accounts(services).orgs.iter()), services.settings.org})
     reports = [audit.verify(org) for org in orgs]
     if as_json:
         sys.stdout.write(json.dumps([{"org": r.org, "entries": r.entries, "ok": r.ok, "problems": r.problems} for r in reports], indent=2) + "\n")
@@ -101,8 +101,10 @@ def audit_verify(
 @orgs_app.command("add")
 def orgs_add(ctx: typer.Context, org_id: str, name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
     """Create an organisation."""
-    doc = _accounts(_state(ctx).services()).add_org(org_id, name or org_id)
-    console.print(esc(f"organisation {doc['id']} ({doc['name']}) created"))
+    accounts = _accounts(_state(ctx).services())
+    accounts.add_org(org_id, name or org_id)
+    org = accounts.org(org_id)
+    console.print(esc(f"organisation {org.id} ({org.name}) created"))
 
 
 @orgs_app.command("list")
@@ -111,8 +113,8 @@ def orgs_list(ctx: typer.Context) -> None:
     table = Table(title="Organisations")
     for col in ("id", "name", "created"):
         table.add_column(col)
-    for doc in _accounts(_state(ctx).services()).list_orgs():
-        table.add_row(*cells(doc["id"], doc["name"], doc["created_at"]))
+    for org in _accounts(_state(ctx).services()).orgs.iter():
+        table.add_row(*cells(org.id, org.name, org.created_at))
     console.print(table)
 
 

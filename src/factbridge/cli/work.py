@@ -115,7 +115,7 @@ def queue_failed(
     services = _state(ctx).services()
     rows = list_failures(services, services.settings.org, limit, include_resolved)
     if as_json:
-        console.print_json(json.dumps(rows, default=str))
+        console.print_json(json.dumps([dict(r.to_doc(), id=r.id) for r in rows], default=str))
         return
     if not rows:
         console.print("no failed batches")
@@ -124,8 +124,7 @@ def queue_failed(
     for col in ("batch", "status", "posts", "attempts", "worker", "when", "error"):
         table.add_column(col)
     for row in rows:
-        table.add_row(*cells(row["id"], row.get("status", ""), len(row.get("post_ids") or []), row.get("attempts", ""),
-                             row.get("worker", ""), row.get("updated_at", ""), row.get("error", "")))
+        table.add_row(*cells(row.id, row.status, len(row.post_ids), row.attempts, row.worker, row.updated_at, row.error))
     console.print(table)
 
 

@@ -27,6 +27,7 @@ from factbridge.federation.identity import now_iso
 from factbridge.federation.records import PARTNER_NARRATIVES as PARTNER_NARRATIVES
 from factbridge.federation.records import OutboxMark, PartnerNarratives, PartnerRecords
 from factbridge.pipeline import records
+from factbridge.pipeline.alerts import store_alerts
 from factbridge.pipeline.records import Alert, Alerts, NarrativeRecord, Narratives
 from factbridge.workflow.records import PublishedPages
 
@@ -118,7 +119,7 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
         if ids:
             ours.append((narrative, {_key(r): r for r in claim_refs(storage, org, ids, orgs, published)}))
     changed: list[tuple[Alert, float | None]] = []
-    new: list[dict[str, Any]] = []
+    new: list[Alert] = []
     now = now_iso()
     for partner_narrative in theirs:
         their_refs = {_key(r): r for r in partner_narrative.claims}
@@ -151,14 +152,10 @@ def detect_cross_border(services: Any, org: str) -> list[dict[str, Any]]:
                 continue
             changed.append((alert, datetime.now(UTC).timestamp()))
             if existing is None:
-                new.append(alert.to_doc())
-    if changed:
-        alerts.put(org, changed)
-        dispatcher = services.alert_dispatcher
-        if dispatcher is not None:
-            for doc in new:
-                dispatcher.submit(org, doc)
-    return new
+                new.append(alert)
+    if changed:  # stored and delivered the way every alert is (pipeline.alerts.store_alerts)
+        store_alerts(storage, services.alert_dispatcher, org, changed, deliver=new)
+    return [a.to_doc() for a in new]
 
 
 # -- our burst alerts, and a partner's -------------------------------------------------

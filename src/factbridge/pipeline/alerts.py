@@ -8,10 +8,15 @@ every attempt (time, HTTP status or error, duration) in the
 not. A 4xx answer other than 408/429 is final (the receiver refused the
 request; sending it again would not help). Undelivered alerts stay "pending" or
 "failed" in storage: `factbridge alerts redeliver` sends them again.
+
+`store_alerts` is the one way alerts are stored and handed to the webhooks (the bursts stage,
+re-classification after a re-check, cross-border detection in federation): the records are
+`pipeline.records.Alert` and `AlertDelivery`, through `Alerts` and `AlertDeliveries`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import hmac
@@ -29,10 +34,18 @@ from typing import Any
 
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import ConfigError
+from factbridge.pipeline.records import DELIVERIES as DELIVERIES  # re-exported: where they were
+from factbridge.pipeline.records import (
+    Alert,
+    AlertDeliveries,
+    AlertDelivery,
+    Alerts,
+    DeliveryAttempt,
+)
+from factbridge.pipeline.records import delivery_id as delivery_id
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = "alert_deliveries"
 USER_AGENT = "factbridge-alerts/1"
 _FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 
@@ -45,17 +58,13 @@ def parse_webhooks(value: str) -> list[str]:
     return urls
 
 
-def delivery_id(alert_id: str, url: str) -> str:
-    return f"{alert_id}|{url}"
-
-
-def event_keys(alert: dict[str, Any]) -> list[str]:
+def event_keys(alert: Alert) -> list[str]:
     """The events of an alert that were delivered: its raising (the alert id), then each
     re-classification (`<id>#1`, `<id>#2`, ...: a burst found to be a resurfacing debunk)."""
-    return [alert["id"], *(f"{alert['id']}#{n}" for n in range(1, len(alert.get("reclassified", [])) + 1))]
+    return [alert.id, *(f"{alert.id}#{n}" for n in range(1, len(alert.reclassified) + 1))]
 
 
-def event_key(alert: dict[str, Any]) -> str:
+def event_key(alert: Alert) -> str:
     """The alert's latest event: what a delivery submitted now is about."""
     return event_keys(alert)[-1]
 
@@ -65,7 +74,7 @@ class _Job:
     due: float
     seq: int
     org: str = field(compare=False)
-    alert: dict[str, Any] = field(compare=False)
+    alert: Alert = field(compare=False)
     url: str = field(compare=False)
     attempt: int = field(compare=False, default=1)
 
@@ -87,6 +96,7 @@ class WebhookDispatcher:
         if max_attempts < 1:
             raise ConfigError(f"webhook_max_attempts must be at least 1, got {max_attempts}")
         self.storage = storage
+        self.deliveries = AlertDeliveries(storage)
         self.urls = list(urls)
         self.secret = secret
         self.max_attempts = max_attempts
@@ -102,13 +112,12 @@ class WebhookDispatcher:
         self._thread.start()
 
     # -- producer side (the ingest path) ----------------------------------------
-    def submit(self, org: str, alert: dict[str, Any]) -> None:
-        # Recorded as pending first, so the record exists before any attempt updates it.
-        self.storage.put_docs(
-            org, DELIVERIES,
-            [(delivery_id(event_key(alert), url), {"alert_id": alert["id"], "event": event_key(alert), "kind": alert.get("kind"), "url": url, "state": "pending", "attempts": []}, None)
-             for url in self.urls],
-        )
+    def submit(self, org: str, alert: Alert) -> None:
+        # Recorded as pending first, so the record exists before any attempt updates it; a
+        # delivery sent again (`alerts redeliver`) keeps the attempts it already had.
+        earlier = self.deliveries.get(org, [delivery_id(event_key(alert), url) for url in self.urls])
+        self.deliveries.put(org, [AlertDelivery(alert.id, event_key(alert), url, "pending", list(d.attempts) if (d := earlier.get(delivery_id(event_key(alert), url))) else [],
+                                                kind=alert.kind) for url in self.urls])
         with self._cond:
             for url in self.urls:
                 heapq.heappush(self._heap, _Job(self._clock(), next(self._seq), org, alert, url))
@@ -151,15 +160,15 @@ class WebhookDispatcher:
             try:
                 self._attempt(job)
             except Exception:  # a broken delivery must not kill the thread; it is logged with its trace
-                log.exception("webhook delivery of %s to %s failed unexpectedly", job.alert.get("id"), job.url)
+                log.exception("webhook delivery of %s to %s failed unexpectedly", job.alert.id, job.url)
             finally:
                 with self._cond:
                     self._busy -= 1
                     self._cond.notify_all()
 
     def _attempt(self, job: _Job) -> None:
-        body = json.dumps({"type": "factbridge.alert", "org": job.org, "alert": job.alert}, ensure_ascii=False, default=str).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-FactBridge-Alert": job.alert["id"],
+        body = json.dumps({"type": "factbridge.alert", "org": job.org, "alert": job.alert.to_doc()}, ensure_ascii=False, default=str).encode("utf-8")
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-FactBridge-Alert": job.alert.id,
                    "X-FactBridge-Event": event_key(job.alert), "X-FactBridge-Attempt": str(job.attempt)}
         if self.secret:
             headers["X-FactBridge-Signature"] = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
@@ -176,22 +185,19 @@ class WebhookDispatcher:
             error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         ok = status is not None and 200 <= status < 300
         final = ok or (status in _FINAL_STATUSES) or job.attempt >= self.max_attempts
-        record = {
-            "attempt": job.attempt, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "ok": ok,
-            "status": status, "error": error, "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
+        attempt = DeliveryAttempt(job.attempt, datetime.now(UTC).isoformat(timespec="milliseconds"), ok, status, error,
+                                  round((time.perf_counter() - started) * 1000, 1))
         did = delivery_id(event_key(job.alert), job.url)
-        doc = self.storage.get_docs(job.org, DELIVERIES, [did]).get(did) or {"alert_id": job.alert["id"], "event": event_key(job.alert), "url": job.url, "attempts": []}
-        doc["attempts"] = [*doc.get("attempts", []), record]
-        doc["state"] = "delivered" if ok else ("failed" if final else "pending")
-        self.storage.put_docs(job.org, DELIVERIES, [(did, doc, None)])
+        before = self.deliveries.get(job.org, [did]).get(did) or AlertDelivery(job.alert.id, event_key(job.alert), job.url)
+        self.deliveries.put(job.org, [dataclasses.replace(before, attempts=[*before.attempts, attempt],
+                                                          state="delivered" if ok else ("failed" if final else "pending"))])
         if not final:
             delay = self.backoff_s * (2 ** (job.attempt - 1))
             with self._cond:
                 heapq.heappush(self._heap, _Job(self._clock() + delay, next(self._seq), job.org, job.alert, job.url, job.attempt + 1))
                 self._cond.notify()
         elif not ok:
-            log.warning("alert %s not delivered to %s after %d attempts: %s", job.alert["id"], job.url, job.attempt, error or status)
+            log.warning("alert %s not delivered to %s after %d attempts: %s", job.alert.id, job.url, job.attempt, error or status)
 
 
 def dispatcher_from_settings(storage: Storage, settings: Any) -> WebhookDispatcher | None:
@@ -204,5 +210,16 @@ def dispatcher_from_settings(storage: Storage, settings: Any) -> WebhookDispatch
     )
 
 
-def undelivered(storage: Storage, org: str, limit: int = 10_000) -> list[dict[str, Any]]:
-    return [d for _, d in storage.list_docs(org, DELIVERIES, limit=limit, order="updated_desc") if d.get("state") != "delivered"]
+def undelivered(storage: Storage, org: str, limit: int = 10_000) -> list[AlertDelivery]:
+    return AlertDeliveries(storage).undelivered(org, limit)
+
+
+def store_alerts(storage: Storage, dispatcher: WebhookDispatcher | None, org: str, alerts: Sequence[tuple[Alert, float | None]],
+                 deliver: Sequence[Alert] = ()) -> None:
+    """Store alerts (with their sort keys) and hand `deliver` (the new alerts, or alerts with a
+    new event) to the webhooks: what the bursts stage, re-classification and cross-border
+    detection all do, in one place."""
+    Alerts(storage).put(org, alerts)
+    if dispatcher is not None:
+        for alert in deliver:
+            dispatcher.submit(org, alert)

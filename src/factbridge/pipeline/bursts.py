@@ -28,6 +28,7 @@ Deliveries to webhooks: see `alerts.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -39,14 +40,24 @@ import numpy as np
 from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline import records
-from factbridge.pipeline.narratives import NARRATIVES, _post_time
-from factbridge.pipeline.records import Alert, NarrativeMembers
+from factbridge.pipeline.alerts import store_alerts
+from factbridge.pipeline.narratives import _post_time
+from factbridge.pipeline.records import (
+    BURST_STATE,
+    DELIVERIES,
+    Alert,
+    Alerts,
+    BurstState,
+    BurstStates,
+    NarrativeMembers,
+    NarrativeRecord,
+    Narratives,
+)
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import BurstSettings
 
 BURSTS_VERSION = "kleinberg-2state-poisson-1"
 ALERTS = records.ALERTS
-BURST_STATE = "narrative_bursts"
 REFERENCE_BINS_HOURS = 7 * 24  # the baseline spreads a narrative's posts over at least a week
 SERIES_DAYS = 14  # bins analysed per narrative: the last two weeks
 
@@ -125,20 +136,20 @@ def _iso_bin(bin_index: int, bin_hours: int) -> str:
     return datetime.fromtimestamp(bin_index * bin_hours * 3600, tz=UTC).isoformat(timespec="seconds")
 
 
-def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[dict[str, Any], bool]]:
-    """Alerts (document, is_new) for bursts of these narratives that reach into [since, now]."""
-    docs = storage.get_docs(org, NARRATIVES, list(narrative_ids))
-    states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
+def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[Alert, bool]]:
+    """Alerts (record, is_new) for bursts of these narratives that reach into [since, now]."""
+    docs = Narratives(storage).get(org, list(narrative_ids))
+    states = BurstStates(storage).get(org, list(narrative_ids))
     now_bin = int(now // 3600) // params.bin
     since_bin = int((since if since is not None else now) // 3600) // params.bin
-    out: list[tuple[dict[str, Any], bool]] = []
-    state_rows: list[tuple[str, dict[str, Any], float | None]] = []
+    out: list[tuple[Alert, bool]] = []
+    state_rows: list[BurstState] = []
     for nid in narrative_ids:
         doc = docs.get(nid)
-        if not doc or doc.get("size", 0) < params.min_posts:
+        if doc is None or doc.size < params.min_posts:
             continue
         by_bin: dict[int, int] = {}
-        for hour_iso, count in doc.get("counts_hourly", {}).items():
+        for hour_iso, count in doc.counts_hourly.items():
             hour = int(datetime.fromisoformat(hour_iso + ":00:00+00:00").timestamp() // 3600)
             b = hour // params.bin
             by_bin[b] = by_bin.get(b, 0) + int(count)
@@ -146,9 +157,9 @@ def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now:
         start_bin = max(first_bin, now_bin - SERIES_DAYS * 24 // params.bin + 1)
         series = np.array([by_bin.get(b, 0) for b in range(start_bin, now_bin + 1)], dtype=np.float64)
         history_bins = max(now_bin - first_bin + 1, REFERENCE_BINS_HOURS // params.bin)
-        baseline = max(params.baseline_floor, float(doc["size"]) / history_bins)
+        baseline = max(params.baseline_floor, float(doc.size) / history_bins)
         marked = burst_states(series, baseline, params.scale, params.gamma)
-        previous = states.get(nid, {})
+        previous = states.get(nid)
         for run_first, run_last in _runs(marked):
             b0, b1 = start_bin + run_first, start_bin + run_last
             if b1 < since_bin:
@@ -157,15 +168,14 @@ def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now:
             total = int(counts.sum())
             if total < params.min_posts:
                 continue
-            same = previous and previous.get("start_bin", -1) <= b0 <= previous.get("end_bin", -10) + 1
-            alert_id = previous["alert_id"] if same else f"alert-{nid}-{b0}"
+            same = previous is not None and previous.start_bin <= b0 <= previous.end_bin + 1
+            alert_id = previous.alert_id if previous is not None and same else f"alert-{nid}-{b0}"
             quiet_bins = _quiet_before(by_bin, b0)
             alert = _alert(storage, org, alert_id, doc, b0, b1, counts, baseline, quiet_bins, params)
             out.append((alert, not same))
-            previous = {"alert_id": alert_id, "start_bin": previous["start_bin"] if same else b0, "end_bin": b1}
-            state_rows.append((nid, previous, None))
-    if state_rows:
-        storage.put_docs(org, BURST_STATE, state_rows)
+            previous = BurstState(nid, alert_id, previous.start_bin if previous is not None and same else b0, b1)
+            state_rows.append(previous)
+    BurstStates(storage).put(org, state_rows)
     return out
 
 
@@ -183,9 +193,9 @@ def _debunk_history(storage: Storage, org: str, factcheck_id: str, start_ts: flo
     return len(earlier), (round((start_ts - max(earlier)) / 3600.0, 1) if earlier else None)
 
 
-def _debunks(storage: Storage, org: str, doc: dict[str, Any], start_ts: float) -> list[dict[str, Any]]:
+def _debunks(storage: Storage, org: str, doc: NarrativeRecord, start_ts: float) -> list[dict[str, Any]]:
     """The debunking fact-checks the narrative matches, each with its history before `start_ts`."""
-    matched = [f for f in doc.get("factchecks", []) if f.get("decision") == "match"]
+    matched = [f for f in doc.factchecks if f.get("decision") == "match"]
     fcs = storage.get_factchecks(org, [f["factcheck_id"] for f in matched]) if matched else {}
     debunks = []
     for f in matched:
@@ -210,26 +220,26 @@ def _resurfaces(quiet_hours: float | None, debunks: Sequence[dict[str, Any]], pa
 
 
 def _alert(
-    storage: Storage, org: str, alert_id: str, doc: dict[str, Any], b0: int, b1: int, counts: np.ndarray,
+    storage: Storage, org: str, alert_id: str, doc: NarrativeRecord, b0: int, b1: int, counts: np.ndarray,
     baseline: float, quiet_bins: int | None, params: BurstSettings,
-) -> dict[str, Any]:
+) -> Alert:
     start_ts, end_ts = b0 * params.bin * 3600, (b1 + 1) * params.bin * 3600
-    posts = [p for p in doc.get("recent_posts", []) if start_ts <= datetime.fromisoformat(p[1]).timestamp() < end_ts]
+    posts = [p for p in doc.recent_posts if start_ts <= datetime.fromisoformat(p.time).timestamp() < end_ts]
     debunks = _debunks(storage, org, doc, start_ts)
     quiet_hours = None if quiet_bins is None else quiet_bins * params.bin
     resurfacing = _resurfaces(quiet_hours, debunks, params)
-    existing = storage.get_docs(org, ALERTS, [alert_id]).get(alert_id, {})
+    existing = Alerts(storage).get(org, [alert_id]).get(alert_id)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return Alert(
         id=alert_id,
         kind="resurfacing" if resurfacing else "burst",
-        narrative_id=doc["id"],
-        topic_id=doc.get("topic_id", ""),
-        status=existing.get("status", "new"),
-        raised_at=existing.get("raised_at") or now,
+        narrative_id=doc.id,
+        topic_id=doc.topic_id,
+        status=existing.status if existing else "new",
+        raised_at=(existing.raised_at if existing else "") or now,
         updated_at=now,
-        summary=doc.get("representative", {}).get("text", "")[:280],
-        top_terms=doc.get("top_terms", []),
+        summary=doc.representative_text[:280],
+        top_terms=list(doc.top_terms),
         evidence={
             "burst_start": _iso_bin(b0, params.bin),
             "burst_end": _iso_bin(b1 + 1, params.bin),
@@ -237,14 +247,14 @@ def _alert(
             "posts_in_burst": int(counts.sum()),
             "baseline_per_bin": round(baseline, 4),
             "burst_rate_per_bin": round(baseline * params.scale, 4),
-            "narrative_size": doc.get("size", 0),
+            "narrative_size": doc.size,
             "quiet_hours_before": quiet_hours,
-            "posts": [{"post_id": p[0], "time": p[1], "method": p[2], "similarity": p[3]} for p in posts[-50:]],
+            "posts": [{"post_id": p.post_id, "time": p.time, "method": p.method, "similarity": p.similarity} for p in posts[-50:]],
             "debunks": debunks,
         },
         decided_by=decided_by(params),
-        reclassified=existing.get("reclassified", []),
-    ).to_doc()
+        reclassified=list(existing.reclassified) if existing else [],
+    )
 
 
 def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -259,21 +269,17 @@ def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
         return {"alerts": 0}
     times = [_post_time(p) for p in posts]
     found = detect_bursts(storage, org, narrative_ids, max(times), params, since=min(times))
-    return store_alerts(services, org, found)
-
-
-def store_alerts(services: Any, org: str, found: list[tuple[dict[str, Any], bool]]) -> dict[str, Any]:
     if not found:
         return {"alerts": 0}
-    storage = services.storage
-    storage.put_docs(org, ALERTS, [(a["id"], a, datetime.fromisoformat(a["evidence"]["burst_end"]).timestamp()) for a, _ in found])
     new = [a for a, is_new in found if is_new]
-    dispatcher = services.alert_dispatcher
-    if dispatcher is not None:
-        for alert in new:
-            dispatcher.submit(org, alert)
-    kinds = {k: sum(1 for a in new if a["kind"] == k) for k in ("burst", "resurfacing")}
+    store_alerts(storage, services.alert_dispatcher, org, [(a, _burst_end(a)) for a, _ in found], deliver=new)
+    kinds = {k: sum(1 for a in new if a.kind == k) for k in ("burst", "resurfacing")}
     return {"alerts": len(new), "updated": len(found) - len(new), **kinds}
+
+
+def _burst_end(alert: Alert) -> float:
+    """The sort key of a burst alert: the end of its burst."""
+    return datetime.fromisoformat(str(alert.evidence["burst_end"])).timestamp()
 
 
 def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> dict[str, Any]:
@@ -284,39 +290,35 @@ def reclassify_alerts(services: Any, org: str, narrative_ids: Sequence[str]) -> 
     webhooks as a new event of the same alert; the earlier deliveries are kept."""
     storage = services.storage
     params = services.settings.bursts
-    states = storage.get_docs(org, BURST_STATE, list(narrative_ids))
-    alert_of = {nid: str(state["alert_id"]) for nid, state in states.items() if state.get("alert_id")}
+    states = BurstStates(storage).get(org, list(narrative_ids))
+    alert_of = {nid: state.alert_id for nid, state in states.items() if state.alert_id}
     if not alert_of:
         return {"alerts_checked": 0, "reclassified": 0, "updated": 0}
-    alerts = storage.get_docs(org, ALERTS, sorted(set(alert_of.values())))
-    docs = storage.get_docs(org, NARRATIVES, sorted(alert_of))
-    rows: list[tuple[str, dict[str, Any], float | None]] = []
-    changed_kind: list[dict[str, Any]] = []
+    alerts = Alerts(storage).get(org, sorted(set(alert_of.values())))
+    docs = Narratives(storage).get(org, sorted(alert_of))
+    rows: list[tuple[Alert, float | None]] = []
+    changed_kind: list[Alert] = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for nid, alert_id in sorted(alert_of.items()):
         alert, doc = alerts.get(alert_id), docs.get(nid)
         if alert is None or doc is None:
             continue
-        evidence = alert["evidence"]
+        evidence = alert.evidence
         debunks = _debunks(storage, org, doc, datetime.fromisoformat(evidence["burst_start"]).timestamp())
         kind = "resurfacing" if _resurfaces(evidence.get("quiet_hours_before"), debunks, params) else "burst"
-        if kind == alert["kind"] and debunks == evidence.get("debunks", []):
+        if kind == alert.kind and debunks == evidence.get("debunks", []):
             continue
-        updated = {**alert, "kind": kind, "updated_at": now, "evidence": {**evidence, "debunks": debunks}}
-        if kind != alert["kind"]:
-            updated["reclassified"] = [*alert.get("reclassified", []), {"from": alert["kind"], "to": kind, "at": now, "because": "fact-checks re-checked"}]
+        updated = dataclasses.replace(alert, kind=kind, updated_at=now, evidence={**evidence, "debunks": debunks})
+        if kind != alert.kind:
+            updated = dataclasses.replace(updated, reclassified=[*alert.reclassified, {"from": alert.kind, "to": kind, "at": now, "because": "fact-checks re-checked"}])
             changed_kind.append(updated)
-        rows.append((alert_id, updated, datetime.fromisoformat(evidence["burst_end"]).timestamp()))
+        rows.append((updated, _burst_end(updated)))
     if rows:
-        storage.put_docs(org, ALERTS, rows)
-    dispatcher = services.alert_dispatcher
-    if dispatcher is not None:
-        for alert in changed_kind:
-            dispatcher.submit(org, alert)
+        store_alerts(storage, services.alert_dispatcher, org, rows, deliver=changed_kind)
     return {"alerts_checked": len(alert_of), "reclassified": len(changed_kind), "updated": len(rows) - len(changed_kind)}
 
 
 STAGE = FunctionStage(
-    "bursts", BURSTS_VERSION, bursts_stage, needs=("narratives",), writes=(ALERTS, BURST_STATE, "alert_deliveries"),
+    "bursts", BURSTS_VERSION, bursts_stage, needs=("narratives",), writes=(ALERTS, BURST_STATE, DELIVERIES),
     doc="bursts in the narratives the posts joined: alerts stored and delivered",
 )

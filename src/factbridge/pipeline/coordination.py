@@ -28,10 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.storage.base import iter_docs
 from factbridge.errors import DependencyMissing, InputError
 from factbridge.models import Post
-from factbridge.pipeline.records import NarrativeMembers
+from factbridge.pipeline.records import (
+    COORDINATION,
+    CoordinatedAccount,
+    CoordinatedNetwork,
+    NarrativeCoordination,
+    NarrativeCoordinations,
+    NarrativeMembers,
+)
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import CoordinationSettings, Settings
 
@@ -593,12 +599,12 @@ def louvain(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, resolu
 
 # --------------------------------------------------------------------------- narratives
 
-NARRATIVE_COORDINATION = "narrative_coordination"
+NARRATIVE_COORDINATION = COORDINATION  # typed: NarrativeCoordination, through NarrativeCoordinations
 # Post ids listed per account on a narrative (the count is always complete).
 LISTED_POSTS = 20
 
 
-def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: CoordinationResult) -> dict[str, dict[str, Any]]:
+def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: CoordinationResult) -> dict[str, NarrativeCoordination]:
     """Per narrative, the coordinated accounts that posted in it: those of a network
     with at least two of its accounts among the narrative's posts (one account of
     a network posting there says nothing about the narrative)."""
@@ -615,7 +621,7 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
             if membership is not None:
                 by_narrative.setdefault(membership.narrative_id, {}).setdefault(account, []).append(pid)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    docs: dict[str, dict[str, Any]] = {}
+    docs: dict[str, NarrativeCoordination] = {}
     for narrative_id, accounts in sorted(by_narrative.items()):
         per_network: dict[str, list[str]] = {}
         for account in accounts:
@@ -624,32 +630,26 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
         if not kept:
             continue
         nets = {net.id: net for net in result.networks if net.id in kept}
-        docs[narrative_id] = {
-            "narrative_id": narrative_id,
-            "accounts": [
-                {"account": account, "network": nid, "posts": len(accounts[account]), "post_ids": sorted(accounts[account])[:LISTED_POSTS]}
-                for nid, accs in sorted(kept.items()) for account in accs
-            ],
-            "networks": [
-                {"id": nid, "size": len(nets[nid].accounts), "accounts_here": len(accs), "shared_objects": nets[nid].objects[:5],
-                 "first_share": nets[nid].first_share, "last_share": nets[nid].last_share}
-                for nid, accs in sorted(kept.items())
-            ],
-            "decided_by": result.decided_by,
-            "updated_at": now,
-        }
+        docs[narrative_id] = NarrativeCoordination(
+            narrative_id,
+            accounts=[CoordinatedAccount(account, nid, len(accounts[account]), sorted(accounts[account])[:LISTED_POSTS])
+                      for nid, accs in sorted(kept.items()) for account in accs],
+            networks=[CoordinatedNetwork(nid, len(nets[nid].accounts), len(accs), nets[nid].objects[:5], nets[nid].first_share, nets[nid].last_share)
+                      for nid, accs in sorted(kept.items())],
+            decided_by=result.decided_by,
+            updated_at=now,
+        )
     return docs
 
 
-def store_narrative_links(storage: Any, org: str, docs: dict[str, dict[str, Any]], decided_by: str) -> int:
+def store_narrative_links(storage: Any, org: str, docs: dict[str, NarrativeCoordination], decided_by: str) -> int:
     """Write the links; a narrative linked by an earlier run and not by this one gets
     an empty record (documents are never deleted). Returns narratives linked."""
-    earlier = [doc_id for doc_id, doc in iter_docs(storage, org, NARRATIVE_COORDINATION) if doc.get("accounts")]
+    accessor = NarrativeCoordinations(storage)
+    earlier = accessor.linked(org)  # the linked ones only (they sort first), not every record
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    rows: list[tuple[str, dict[str, Any], float | None]] = [(nid, doc, float(len(doc["accounts"]))) for nid, doc in docs.items()]
-    rows += [(nid, {"narrative_id": nid, "accounts": [], "networks": [], "decided_by": decided_by, "updated_at": now}, 0.0) for nid in earlier if nid not in docs]
-    if rows:
-        storage.put_docs(org, NARRATIVE_COORDINATION, rows)
+    unlinked = [NarrativeCoordination(nid, decided_by=decided_by, updated_at=now) for nid in earlier if nid not in docs]
+    accessor.put(org, [*docs.values(), *unlinked])
     return len(docs)
 
 

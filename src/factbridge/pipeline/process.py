@@ -84,10 +84,10 @@ def process(services: Services, org: str, posts: Sequence[Post], quarantined: Se
 
 def known_orgs(services: Services) -> list[str]:
     """The default organisation and every one registered for the web workspace."""
-    from factbridge.workflow.accounts import SYSTEM_ORG
+    from factbridge.workflow.records import Orgs
 
     orgs = [services.settings.org]
-    orgs += [doc_id for doc_id, _ in services.storage.list_docs(SYSTEM_ORG, "orgs", limit=100_000, order="id")]
+    orgs += [o.id for o in Orgs(services.storage).iter()]
     return list(dict.fromkeys(orgs))
 
 

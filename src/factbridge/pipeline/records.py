@@ -7,6 +7,12 @@ declared once here: readers use the fields the writing stage stores, never guess
   `TriageQueue` (pages, API, CLI and triage itself);
 - `alerts` (written by the bursts stage, cross-border detection and partner sync):
   `Alert`, through `Alerts`;
+- `alert_deliveries` (the webhook dispatcher of `pipeline.alerts`): `AlertDelivery` of
+  `DeliveryAttempt`s, through `AlertDeliveries`;
+- `narrative_bursts` (the bursts stage's last burst per narrative): `BurstState`, through `BurstStates`;
+- `queue_failures` (the worker of `pipeline.work`): `QueueFailure`, through `QueueFailures`;
+- `narrative_coordination` (the coordination stage): `NarrativeCoordination` of
+  `CoordinatedAccount`s and `CoordinatedNetwork`s, through `NarrativeCoordinations`;
 - `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
   `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
   through `Narratives`;
@@ -23,6 +29,8 @@ The stage ledger has its own module (`factbridge.pipeline.ledger`).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -289,6 +297,307 @@ class Alerts:
     def recent(self, org: str, limit: int = 20) -> list[Alert]:
         """Most recently updated first."""
         return [Alert.from_doc(i, d) for i, d in self.storage.list_docs(org, ALERTS, limit=limit, order="updated_desc")]
+
+
+# --------------------------------------------------------------------------- alert deliveries
+
+DELIVERIES = "alert_deliveries"
+
+
+def delivery_id(event: str, url: str) -> str:
+    return f"{event}|{url}"
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    attempt: int
+    at: str
+    ok: bool
+    status: int | None
+    error: str
+    duration_ms: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "at": self.at, "ok": self.ok, "status": self.status, "error": self.error, "duration_ms": self.duration_ms}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> DeliveryAttempt:
+        status = doc.get("status")
+        return cls(attempt=int(_float(doc.get("attempt")) or 0), at=_str(doc.get("at")), ok=bool(doc.get("ok")),
+                   status=int(status) if isinstance(status, int) and not isinstance(status, bool) else None,
+                   error=_str(doc.get("error")), duration_ms=_float(doc.get("duration_ms")) or 0.0)
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """The delivery of one alert event (its raising, or a re-classification) to one webhook URL:
+    `state` pending, delivered or failed, with every attempt. `kind` (the alert's) is in the
+    documents written when the delivery was submitted."""
+
+    alert_id: str
+    event: str
+    url: str
+    state: str = "pending"
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    kind: str | None = None
+
+    @property
+    def id(self) -> str:
+        return delivery_id(self.event, self.url)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"alert_id": self.alert_id, "event": self.event}
+        if self.kind is not None:
+            doc["kind"] = self.kind
+        doc.update(url=self.url, state=self.state, attempts=[a.to_doc() for a in self.attempts])
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AlertDelivery:
+        return cls(alert_id=_str(doc.get("alert_id")), event=_str(doc.get("event") or doc.get("alert_id")), url=_str(doc.get("url")),
+                   state=_str(doc.get("state")) or "pending", attempts=[DeliveryAttempt.from_doc(a) for a in doc.get("attempts") or [] if isinstance(a, Mapping)],
+                   kind=_opt_str(doc.get("kind")))
+
+
+class AlertDeliveries:
+    """The one accessor of `alert_deliveries` (id: `<event>|<url>`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, org: str, deliveries: Sequence[AlertDelivery]) -> None:
+        if deliveries:
+            self.storage.put_docs(org, DELIVERIES, [(d.id, d.to_doc(), None) for d in deliveries])
+
+    def get(self, org: str, ids: Sequence[str]) -> dict[str, AlertDelivery]:
+        docs = self.storage.get_docs(org, DELIVERIES, list(ids)) if ids else {}
+        return {i: AlertDelivery.from_doc(d) for i, d in docs.items()}
+
+    def undelivered(self, org: str, limit: int = 10_000) -> list[AlertDelivery]:
+        """Pending or failed, most recently updated first."""
+        rows = self.storage.list_docs(org, DELIVERIES, limit=limit, order="updated_desc")
+        return [d for d in (AlertDelivery.from_doc(doc) for _, doc in rows) if d.state != "delivered"]
+
+
+# --------------------------------------------------------------------------- burst state
+
+BURST_STATE = "narrative_bursts"
+
+
+@dataclass(frozen=True)
+class BurstState:
+    """The last burst alerted per narrative (bins of `bursts_bin` hours), so that the same burst
+    seen again in a later batch updates its alert instead of raising a new one."""
+
+    narrative_id: str
+    alert_id: str
+    start_bin: int
+    end_bin: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"alert_id": self.alert_id, "start_bin": self.start_bin, "end_bin": self.end_bin}
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> BurstState:
+        return cls(narrative_id, _str(doc.get("alert_id")), int(_float(doc.get("start_bin")) or 0), int(_float(doc.get("end_bin")) or 0))
+
+
+class BurstStates:
+    """The one accessor of `narrative_bursts` (one document per narrative)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, narrative_ids: Sequence[str]) -> dict[str, BurstState]:
+        docs = self.storage.get_docs(org, BURST_STATE, list(narrative_ids)) if narrative_ids else {}
+        return {i: BurstState.from_doc(i, d) for i, d in docs.items()}
+
+    def put(self, org: str, states: Sequence[BurstState]) -> None:
+        if states:
+            self.storage.put_docs(org, BURST_STATE, [(s.narrative_id, s.to_doc(), None) for s in states])
+
+
+# --------------------------------------------------------------------------- queue failures
+
+FAILURES = "queue_failures"
+
+
+@dataclass(frozen=True)
+class QueueFailure:
+    """What happened to a batch that failed (`status` retrying, failed, recovered or retried),
+    with its last error and the history of errors (`errors`, the last 20). A record is updated
+    in place (`with_`), so its document holds only the keys some update set (`present`):
+    an unreadable message has its `message` and no `skip`; a retried one gains `retried_as`."""
+
+    batch_id: str
+    status: str = ""
+    org: str = ""
+    post_ids: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    force: bool = False
+    published_at: str | None = None
+    retry_of: str | None = None
+    attempts: int = 0
+    error: str = ""
+    message: dict[str, Any] | None = None
+    worker: str = ""
+    updated_at: str = ""
+    retried_as: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {attempt, error, worker, at}
+    present: frozenset[str] = frozenset()
+
+    FIELDS = ("status", "batch_id", "org", "post_ids", "skip", "force", "published_at", "retry_of", "attempts", "error", "message",
+              "worker", "updated_at", "retried_as", "errors")
+
+    @property
+    def id(self) -> str:
+        return self.batch_id
+
+    def with_(self, **changes: Any) -> QueueFailure:
+        """The record with `changes` (each then stored); an error is added to the history."""
+        updated = dataclasses.replace(self, **changes, present=self.present | set(changes))
+        if changes.get("error"):
+            entry = {"attempt": updated.attempts, "error": updated.error, "worker": updated.worker, "at": updated.updated_at}
+            updated = dataclasses.replace(updated, errors=[*self.errors, entry][-20:], present=updated.present | {"errors"})
+        return dataclasses.replace(updated, present=updated.present | {"errors"})
+
+    def to_doc(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS if name in self.present}
+
+    @classmethod
+    def from_doc(cls, batch_id: str, doc: Mapping[str, Any]) -> QueueFailure:
+        message = doc.get("message")
+        return cls(
+            batch_id=_str(doc.get("batch_id") or batch_id), status=_str(doc.get("status")), org=_str(doc.get("org")),
+            post_ids=_strs(doc.get("post_ids")), skip=_strs(doc.get("skip")), force=doc.get("force") is True,
+            published_at=_opt_str(doc.get("published_at")), retry_of=_opt_str(doc.get("retry_of")),
+            attempts=int(_float(doc.get("attempts")) or 0), error=_str(doc.get("error")),
+            message=dict(message) if isinstance(message, Mapping) else None, worker=_str(doc.get("worker")),
+            updated_at=_str(doc.get("updated_at")), retried_as=_opt_str(doc.get("retried_as")),
+            errors=[dict(e) for e in doc.get("errors") or [] if isinstance(e, Mapping)],
+            present=frozenset(k for k in cls.FIELDS if k in doc),
+        )
+
+
+class QueueFailures:
+    """The one accessor of `queue_failures` (id: the batch id; sort key: last update)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, batch_ids: Sequence[str]) -> dict[str, QueueFailure]:
+        docs = self.storage.get_docs(org, FAILURES, list(batch_ids)) if batch_ids else {}
+        return {i: QueueFailure.from_doc(i, d) for i, d in docs.items()}
+
+    def record(self, org: str, batch_id: str, /, **changes: Any) -> QueueFailure:
+        """Create or update the batch's record with `changes` (its error joins the history)."""
+        before = self.get(org, [batch_id]).get(batch_id) or QueueFailure(batch_id)
+        after = before.with_(**changes)
+        self.storage.put_docs(org, FAILURES, [(batch_id, after.to_doc(), time.time())])
+        return after
+
+    def latest(self, org: str, limit: int = 100, include_resolved: bool = False) -> list[QueueFailure]:
+        """Newest first: the failed ones (`include_resolved`: retried and recovered ones too)."""
+        # retried and recovered records stay as history; they are few next to failures' causes
+        rows = self.storage.list_docs(org, FAILURES, limit=max(limit, 1) if include_resolved else 10_000, order="sort_desc")
+        found = [QueueFailure.from_doc(i, d) for i, d in rows]
+        return [f for f in found if include_resolved or f.status == "failed"][:limit]
+
+
+# --------------------------------------------------------------------------- coordinated accounts per narrative
+
+COORDINATION = "narrative_coordination"
+
+
+@dataclass(frozen=True)
+class CoordinatedAccount:
+    account: str  # a pseudonymous account id
+    network: str
+    posts: int  # its posts in the narrative (always complete)
+    post_ids: list[str] = field(default_factory=list)  # the first ones
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"account": self.account, "network": self.network, "posts": self.posts, "post_ids": list(self.post_ids)}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CoordinatedAccount:
+        return cls(_str(doc.get("account")), _str(doc.get("network")), int(_float(doc.get("posts")) or 0), _strs(doc.get("post_ids")))
+
+
+@dataclass(frozen=True)
+class CoordinatedNetwork:
+    id: str
+    size: int
+    accounts_here: int
+    shared_objects: list[dict[str, Any]] = field(default_factory=list)  # {object, accounts, ...}: the first five
+    first_share: Any = None
+    last_share: Any = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "size": self.size, "accounts_here": self.accounts_here, "shared_objects": list(self.shared_objects),
+                "first_share": self.first_share, "last_share": self.last_share}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CoordinatedNetwork:
+        return cls(_str(doc.get("id")), int(_float(doc.get("size")) or 0), int(_float(doc.get("accounts_here")) or 0),
+                   [dict(o) for o in doc.get("shared_objects") or [] if isinstance(o, Mapping)], doc.get("first_share"), doc.get("last_share"))
+
+
+@dataclass(frozen=True)
+class NarrativeCoordination:
+    """The coordinated accounts that posted in a narrative (those of a network with at least
+    two of its accounts there), written by the coordination stage; a narrative an earlier run
+    linked and the latest does not gets an empty record (documents are never deleted)."""
+
+    narrative_id: str
+    accounts: list[CoordinatedAccount] = field(default_factory=list)
+    networks: list[CoordinatedNetwork] = field(default_factory=list)
+    decided_by: str = ""
+    updated_at: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"narrative_id": self.narrative_id, "accounts": [a.to_doc() for a in self.accounts],
+                               "networks": [n.to_doc() for n in self.networks], "decided_by": self.decided_by}
+        if self.updated_at is not None:
+            doc["updated_at"] = self.updated_at
+        return doc
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> NarrativeCoordination:
+        return cls(
+            narrative_id=_str(doc.get("narrative_id") or narrative_id),
+            accounts=[CoordinatedAccount.from_doc(a) for a in doc.get("accounts") or [] if isinstance(a, Mapping)],
+            networks=[CoordinatedNetwork.from_doc(n) for n in doc.get("networks") or [] if isinstance(n, Mapping)],
+            decided_by=_str(doc.get("decided_by")), updated_at=_opt_str(doc.get("updated_at")),
+        )
+
+
+class NarrativeCoordinations:
+    """The one accessor of `narrative_coordination` (one document per narrative; sort key: how
+    many coordinated accounts, so the linked ones list first)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, narrative_ids: Sequence[str]) -> dict[str, NarrativeCoordination]:
+        docs = self.storage.get_docs(org, COORDINATION, list(narrative_ids)) if narrative_ids else {}
+        return {i: NarrativeCoordination.from_doc(i, d) for i, d in docs.items()}
+
+    def put(self, org: str, records: Sequence[NarrativeCoordination]) -> None:
+        if records:
+            self.storage.put_docs(org, COORDINATION, [(r.narrative_id, r.to_doc(), float(len(r.accounts))) for r in records])
+
+    def linked(self, org: str) -> list[str]:
+        """The narratives with coordinated accounts now (read in pages, linked ones first)."""
+        out: list[str] = []
+        offset, page = 0, 500
+        while True:
+            rows = self.storage.list_docs(org, COORDINATION, limit=page, offset=offset, order="sort_desc")
+            found = [NarrativeCoordination.from_doc(i, d) for i, d in rows]
+            out.extend(r.narrative_id for r in found if r.accounts)
+            if len(rows) < page or any(not r.accounts for r in found):
+                return out
+            offset += len(rows)
 
 
 # --------------------------------------------------------------------------- narratives and topics

@@ -30,10 +30,11 @@ from typing import Any
 from factbridge.backends.queue.base import Delivery, Queue
 from factbridge.errors import FactBridgeError, InputError, NotFound
 from factbridge.models import Post
+from factbridge.pipeline.records import FAILURES as FAILURES  # re-exported: where it was
+from factbridge.pipeline.records import QueueFailure, QueueFailures
 
 log = logging.getLogger(__name__)
 
-FAILURES = "queue_failures"
 MESSAGE_KIND = "posts"
 MESSAGE_VERSION = 1
 
@@ -117,42 +118,34 @@ def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
 # -- failure records -------------------------------------------------------------------------
 
 
-def _record(services: Any, org: str, batch_id: str, doc: dict[str, Any]) -> None:
-    previous = services.storage.get_docs(org, FAILURES, [batch_id]).get(batch_id, {})
-    history = list(previous.get("errors", []))
-    if doc.get("error"):
-        history.append({"attempt": doc.get("attempts"), "error": doc["error"], "worker": doc.get("worker"), "at": doc.get("updated_at")})
-    merged = {**previous, **doc, "errors": history[-20:]}
-    services.storage.put_docs(org, FAILURES, [(batch_id, merged, time.time())])
+def _record(services: Any, org: str, batch_id: str, /, **changes: Any) -> None:
+    QueueFailures(services.storage).record(org, batch_id, **changes)
 
 
-def list_failures(services: Any, org: str, limit: int = 100, include_resolved: bool = False) -> list[dict[str, Any]]:
-    # retried and recovered records stay as history; they are few next to failures' causes
-    rows = services.storage.list_docs(org, FAILURES, limit=max(limit, 1) if include_resolved else 10_000, order="sort_desc")
-    out = [dict(doc, id=doc_id) for doc_id, doc in rows if include_resolved or doc.get("status") == "failed"]
-    return out[:limit]
+def list_failures(services: Any, org: str, limit: int = 100, include_resolved: bool = False) -> list[QueueFailure]:
+    return QueueFailures(services.storage).latest(org, limit, include_resolved)
 
 
 def retry_failures(services: Any, org: str, batch_ids: Sequence[str] | None = None) -> list[str]:
     """Publish recorded failed batches again (all of the org's, or the named ones) under
     new batch ids (returned); each failure record notes `retried_as`."""
     if batch_ids:
-        docs = services.storage.get_docs(org, FAILURES, list(batch_ids))
-        unknown = sorted(set(batch_ids) - set(docs))
+        found = QueueFailures(services.storage).get(org, list(batch_ids))
+        unknown = sorted(set(batch_ids) - set(found))
         if unknown:
             raise NotFound(f"no failed batch {', '.join(unknown)} in org '{org}'")
-        chosen = [dict(d, id=i) for i, d in docs.items() if d.get("status") == "failed"]
+        chosen = [f for f in found.values() if f.status == "failed"]
     else:
         chosen = list_failures(services, org, limit=100_000)
     republished = []
-    for doc in chosen:
-        if not doc.get("post_ids"):
+    for failure in chosen:
+        if not failure.post_ids:
             continue  # an unreadable message: nothing to run again
         # a new id: the queue may still remember the old one and drop it as a duplicate
-        batch = WorkBatch(uuid.uuid4().hex, org, tuple(doc["post_ids"]), tuple(doc.get("skip") or ()), _now(), retry_of=doc["id"],
-                          force=doc.get("force") is True)
+        batch = WorkBatch(uuid.uuid4().hex, org, tuple(failure.post_ids), tuple(failure.skip), _now(), retry_of=failure.id,
+                          force=failure.force)
         services.queue.publish([batch.to_body()])
-        _record(services, org, doc["id"], {"status": "retried", "retried_as": batch.id, "updated_at": _now()})
+        _record(services, org, failure.id, status="retried", retried_as=batch.id, updated_at=_now())
         republished.append(batch.id)
     return republished
 
@@ -293,10 +286,9 @@ class Worker:
             seconds = (time.perf_counter() - t0) / len(members)
             for n, (delivery, batch) in enumerate(members):
                 delivery.ack()
-                if delivery.attempt > 1 and self.services.storage.get_docs(batch.org, FAILURES, [batch.id]):
-                    _record(self.services, batch.org, batch.id, {"status": "recovered", "batch_id": batch.id, "org": batch.org,
-                                                                  "post_ids": list(batch.post_ids), "attempts": delivery.attempt,
-                                                                  "error": "", "worker": self.name, "updated_at": _now()})
+                if delivery.attempt > 1 and QueueFailures(self.services.storage).get(batch.org, [batch.id]):
+                    _record(self.services, batch.org, batch.id, status="recovered", batch_id=batch.id, org=batch.org,
+                            post_ids=list(batch.post_ids), attempts=delivery.attempt, error="", worker=self.name, updated_at=_now())
                 outcomes.append(BatchOutcome(batch.id, batch.org, len(batch.post_ids), delivery.attempt, "done", seconds,
                                              stages=stages if n == 0 else {}))
         return outcomes
@@ -309,25 +301,21 @@ class Worker:
             batch = WorkBatch.from_body(delivery.body)
         except InputError as exc:
             bad_id = str(delivery.body.get("id") or f"unreadable-{uuid.uuid4().hex}")
-            _record(self.services, self.services.settings.org, bad_id, {
-                "status": "failed", "batch_id": bad_id, "org": self.services.settings.org, "post_ids": [],
-                "attempts": attempt, "error": str(exc), "message": delivery.body, "worker": self.name, "updated_at": _now(),
-            })
+            _record(self.services, self.services.settings.org, bad_id, status="failed", batch_id=bad_id, org=self.services.settings.org,
+                    post_ids=[], attempts=attempt, error=str(exc), message=dict(delivery.body), worker=self.name, updated_at=_now())
             delivery.discard()
             return BatchOutcome(bad_id, "", 0, attempt, "failed", time.perf_counter() - t0, str(exc))
 
         def record(status: str, error: str, attempts: int) -> None:
-            _record(self.services, batch.org, batch.id, {
-                "status": status, "batch_id": batch.id, "org": batch.org, "post_ids": list(batch.post_ids),
-                "skip": list(batch.skip), "force": batch.force, "published_at": batch.published_at, "retry_of": batch.retry_of, "attempts": attempts,
-                "error": error, "worker": self.name, "updated_at": _now(),
-            })
+            _record(self.services, batch.org, batch.id, status=status, batch_id=batch.id, org=batch.org, post_ids=list(batch.post_ids),
+                    skip=list(batch.skip), force=batch.force, published_at=batch.published_at, retry_of=batch.retry_of, attempts=attempts,
+                    error=error, worker=self.name, updated_at=_now())
 
         if attempt > limit:
             # Delivered once more than allowed: every earlier holder died or timed out
             # without acking. Record it rather than let the server drop it.
-            previous = self.services.storage.get_docs(batch.org, FAILURES, [batch.id]).get(batch.id, {})
-            error = previous.get("error") or f"not acknowledged after {limit} deliveries (workers stopped or exceeded queue_ack_wait_s)"
+            previous = QueueFailures(self.services.storage).get(batch.org, [batch.id]).get(batch.id)
+            error = (previous.error if previous else "") or f"not acknowledged after {limit} deliveries (workers stopped or exceeded queue_ack_wait_s)"
             record("failed", error, attempt - 1)
             delivery.discard()
             return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, "failed", time.perf_counter() - t0, error)
@@ -352,6 +340,6 @@ class Worker:
             delivery.nack()
             raise
         delivery.ack()
-        if attempt > 1 and self.services.storage.get_docs(batch.org, FAILURES, [batch.id]):
+        if attempt > 1 and QueueFailures(self.services.storage).get(batch.org, [batch.id]):
             record("recovered", "", attempt)
         return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, "done", time.perf_counter() - t0, stages=stages)

@@ -1,6 +1,7 @@
 """Configured sources: a connector, its options, a schedule and the cursor where it stopped.
 
-One document per source in the org-scoped `sources` collection. `run_source`
+One document per source in the org-scoped `sources` collection (`SourceRecord`, read and
+written through `Sources`: factbridge.sources.records). `run_source`
 fetches from the stored cursor, sends the items through `ingest_items` (the one
 ingest path), and only then stores the next cursor: a crash between the two
 refetches the same items, which ingest ignores (idempotent), so nothing is lost
@@ -13,6 +14,7 @@ A `webhook` source has no connector: partners push posts to
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import secrets
@@ -22,12 +24,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import iter_docs
 from factbridge.errors import ConfigError, FactBridgeError, InputError, NotFound
 from factbridge.plugins import available, load_backend
 from factbridge.pseudonyms import Pseudonymizer
+from factbridge.sources.records import SOURCES as SOURCES  # re-exported: where it was
+from factbridge.sources.records import SourceRecord, Sources
 
-SOURCES = "sources"
 WEBHOOK = "webhook"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 MAX_PAGES_PER_RUN = 20
@@ -57,57 +59,55 @@ def build_connector(services: Any, kind: str, options: dict[str, Any]) -> Any:
         raise InputError(f"connector '{kind}': {exc}", field="options") from exc
 
 
-def add_source(services: Any, org: str, name: str, kind: str, options: dict[str, Any], interval_s: float = 3600.0) -> dict[str, Any]:
-    storage = services.storage
+def add_source(services: Any, org: str, name: str, kind: str, options: dict[str, Any], interval_s: float = 3600.0) -> SourceRecord:
+    sources = Sources(services.storage)
     if not NAME.match(name):
         raise InputError("source names are 1-40 characters: lower-case letters, digits, '_', '-', '.'", field="name")
-    existing = storage.get_docs(org, SOURCES, [name]).get(name)
-    if existing and not existing.get("removed"):
+    existing = sources.get(org, name)
+    if existing and not existing.removed:
         raise InputError(f"a source named '{name}' exists (remove it first)", field="name")
     if interval_s < 10:
         raise InputError("interval must be at least 10 seconds", field="interval")
-    record: dict[str, Any] = {"name": name, "connector": kind, "options": options, "interval_s": float(interval_s), "cursor": None,
-                              "created_at": _now().isoformat(), "last_run_at": None, "last_status": "never run", "last_error": None,
-                              "totals": {"posts": 0, "factchecks": 0, "quarantined": 0, "runs": 0}}
+    record = SourceRecord(name, kind, options, float(interval_s), created_at=_now().isoformat())
     if kind == WEBHOOK:
-        record["secret"] = secrets.token_hex(32)
+        record = record.with_(secret=secrets.token_hex(32))
     elif kind not in available("factbridge.connectors"):
         raise InputError(f"no connector '{kind}' (have: {', '.join(connector_kinds())})", field="connector")
     else:
         build_connector(services, kind, options)  # options are checked now, not at the first run
-    storage.put_docs(org, SOURCES, [(name, record, None)])
+    sources.put(org, record)
     return record
 
 
-def list_sources(storage: Any, org: str) -> list[dict[str, Any]]:
-    return sorted((doc for _, doc in iter_docs(storage, org, SOURCES) if not doc.get("removed")), key=lambda d: d["name"])
+def list_sources(storage: Any, org: str) -> list[SourceRecord]:
+    return sorted((s for s in Sources(storage).iter(org) if not s.removed), key=lambda s: s.name)
 
 
-def get_source(storage: Any, org: str, name: str) -> dict[str, Any]:
-    doc = storage.get_docs(org, SOURCES, [name]).get(name)
-    if not doc or doc.get("removed"):
+def get_source(storage: Any, org: str, name: str) -> SourceRecord:
+    found = Sources(storage).get(org, name)
+    if found is None or found.removed:
         raise NotFound(f"no source '{name}' in org '{org}'")
-    return doc
+    return found
 
 
 def remove_source(storage: Any, org: str, name: str) -> None:
     """Stops fetching; what the source brought in stays (FactBridge never deletes content)."""
-    doc = get_source(storage, org, name)
-    storage.put_docs(org, SOURCES, [(name, {**doc, "removed": True, "removed_at": _now().isoformat(), "secret": None}, None)])
+    source = get_source(storage, org, name)
+    Sources(storage).put(org, source.with_(removed=True, removed_at=_now().isoformat(), secret=None))
 
 
 def run_source(services: Any, org: str, name: str, max_pages: int = MAX_PAGES_PER_RUN) -> dict[str, Any]:
     """Fetch from the cursor until the connector has nothing new (or `max_pages` pages)."""
     from factbridge.sources.ingest import ingest_items
 
-    storage = services.storage
-    doc = get_source(storage, org, name)
-    if doc["connector"] == WEBHOOK:
+    sources = Sources(services.storage)
+    source = get_source(services.storage, org, name)
+    if source.connector == WEBHOOK:
         raise ConfigError(f"source '{name}' is a webhook: partners push to it, nothing to fetch")
-    connector = build_connector(services, doc["connector"], doc.get("options") or {})
+    connector = build_connector(services, source.connector, source.options)
     started = time.perf_counter()
     summary = {"posts_new": 0, "posts_updated": 0, "posts_unchanged": 0, "factchecks_new": 0, "factchecks_updated": 0, "quarantined": 0, "pages": 0}
-    cursor = doc.get("cursor")
+    cursor = source.cursor
     status, error = "ok", None
     try:
         # a polite crawler fetches its own page budget once per run (pages_per_run = 1)
@@ -124,33 +124,33 @@ def run_source(services: Any, org: str, name: str, max_pages: int = MAX_PAGES_PE
             advanced = next_cursor is not None and next_cursor != cursor
             if next_cursor is not None:
                 cursor = next_cursor
-                doc = {**doc, "cursor": cursor}
-                storage.put_docs(org, SOURCES, [(name, doc, None)])  # stored items first, then the cursor
+                source = dataclasses.replace(source, cursor=cursor)
+                sources.put(org, source)  # stored items first, then the cursor
             if not items or not advanced:
                 break
     except FactBridgeError as exc:
         status, error = "error", str(exc)
     except OSError as exc:  # network and file errors: recorded, retried at the next interval
         status, error = "error", f"{type(exc).__name__}: {exc}"
-    totals = dict(doc.get("totals") or {})
+    totals = dict(source.totals)
     totals["posts"] = totals.get("posts", 0) + summary["posts_new"]
     totals["factchecks"] = totals.get("factchecks", 0) + summary["factchecks_new"]
     totals["quarantined"] = totals.get("quarantined", 0) + summary["quarantined"]
     totals["runs"] = totals.get("runs", 0) + 1
-    storage.put_docs(org, SOURCES, [(name, {**doc, "cursor": cursor, "last_run_at": _now().isoformat(), "last_status": status,
-                                            "last_error": error, "last_summary": summary, "totals": totals}, None)])
+    sources.put(org, source.with_(cursor=cursor, last_run_at=_now().isoformat(), last_status=status, last_error=error,
+                                  last_summary=summary, totals=totals))
     return {"name": name, "status": status, "error": error, "seconds": round(time.perf_counter() - started, 3), **summary}
 
 
 def due_sources(storage: Any, org: str, now: datetime | None = None) -> list[str]:
     now = now or _now()
     due = []
-    for doc in list_sources(storage, org):
-        if doc["connector"] == WEBHOOK:
+    for source in list_sources(storage, org):
+        if source.connector == WEBHOOK:
             continue
-        last = doc.get("last_run_at")
-        if last is None or (now - datetime.fromisoformat(last)).total_seconds() >= float(doc.get("interval_s") or 3600):
-            due.append(doc["name"])
+        last = source.last_run_at
+        if last is None or (now - datetime.fromisoformat(last)).total_seconds() >= (source.interval_s or 3600):
+            due.append(source.name)
     return due
 
 

@@ -15,12 +15,15 @@ chat id needed to write back later is stored only while a question is pending
 and erased once it is answered or the sender opts out (/stop). Every reply
 record carries its evidence (scores, reasons) and `decided_by`.
 
-Collections (org-scoped documents): tipline_users (opt-out), tipline_questions,
-tipline_replies (with feedback), tipline_stats (per day and language).
+Collections (org-scoped documents, typed in `factbridge.tiplines.records`): tipline_users
+(opt-out), tipline_questions (with their index tipline_pending: the follow-up pass reads
+only the questions still waiting), tipline_replies (with feedback), tipline_stats (per day
+and language), tipline_outbox (verdicts of cases opened on a question).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -30,21 +33,30 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from factbridge.backends.storage.base import iter_docs
 from factbridge.linkrisk.urls import extract_urls
 from factbridge.models import FactCheck, MatchCandidate, Post
 from factbridge.pipeline.prepare import prepare_post
 from factbridge.pseudonyms import Pseudonymizer
 from factbridge.tiplines.base import Incoming, Reply
 from factbridge.tiplines.messages import LANGUAGES, say
+from factbridge.tiplines.records import (
+    REPLIES,
+    OutboxEntry,
+    TiplineOutbox,
+    TiplineQuestion,
+    TiplineQuestions,
+    TiplineReplies,
+    TiplineReply,
+    TiplineStat,
+    TiplineStats,
+    TiplineUser,
+    TiplineUsers,
+)
+from factbridge.tiplines.records import (
+    STAT_KEYS as STAT_KEYS,  # re-exported: where it was
+)
 
-USERS = "tipline_users"
-QUESTIONS = "tipline_questions"
-REPLIES = "tipline_replies"
-STATS = "tipline_stats"
-OUTBOX = "tipline_outbox"
 DECIDED_BY = "tipline-desk/1"
-STAT_KEYS = ("questions", "answered", "warned", "to_desk", "followups", "helpful", "not_helpful", "rate_limited")
 
 
 def _now() -> datetime:
@@ -83,6 +95,10 @@ class TiplineDesk:
         self.services = services
         self.org = org
         self.storage = services.storage
+        self.users = TiplineUsers(self.storage)
+        self.questions = TiplineQuestions(self.storage)
+        self.replies = TiplineReplies(self.storage)
+        self.outbox = TiplineOutbox(self.storage)
         self.pseudonymize = pseudonymize or Pseudonymizer.for_data_dir(services.settings.data_dir)
         count, seconds = parse_rate(rate or services.settings.tipline_rate_limit)
         self.limiter = RateLimiter(count, seconds)
@@ -111,19 +127,19 @@ class TiplineDesk:
         if event.kind == "feedback":
             return self._feedback(event, who), []
         text = (event.text or "").strip()
-        user = self.storage.get_docs(self.org, USERS, [who]).get(who, {})
+        user = self.users.get(self.org, who) or TiplineUser(who)
         command = text.split()[0].lower().split("@")[0] if text.startswith("/") else ""
         language = self._language(text, event.language_hint, user)
         if command == "/stop":
-            self._set_user(who, {**user, "opted_out": True, "language": language, "changed_at": _now().isoformat()})
+            self.users.put(self.org, TiplineUser(who, opted_out=True, language=language, changed_at=_now().isoformat()))
             self._forget_chats(who)
             return [Reply(event.chat_id, say("stopped", language))], []
         if command and command != "/start":  # /help and the like: say what the tipline does
-            return ([] if user.get("opted_out") else [Reply(event.chat_id, say("welcome", language))]), []
+            return ([] if user.opted_out else [Reply(event.chat_id, say("welcome", language))]), []
         if command == "/start":
-            self._set_user(who, {**user, "opted_out": False, "language": language, "changed_at": _now().isoformat()})
+            self.users.put(self.org, TiplineUser(who, opted_out=False, language=language, changed_at=_now().isoformat()))
             return [Reply(event.chat_id, say("welcome", language))], []
-        if user.get("opted_out"):
+        if user.opted_out:
             return [], []  # opted out: nothing answered, nothing stored
         if not self.limiter.allow(who):
             self._bump(language, "rate_limited")
@@ -136,7 +152,7 @@ class TiplineDesk:
             return [Reply(event.chat_id, say("empty", language))], []
         return self._question(event, who, text, language)
 
-    def _language(self, text: str, hint: str | None, user: dict[str, Any]) -> str:
+    def _language(self, text: str, hint: str | None, user: TiplineUser) -> str:
         from factbridge.text.langid import detect_language
 
         hint = (hint or "").split("-")[0].lower() or None
@@ -146,7 +162,7 @@ class TiplineDesk:
                 return guess.language
         if hint in LANGUAGES:
             return hint
-        return str(user.get("language") or "en") if user.get("language") in LANGUAGES else "en"
+        return user.language if user.language in LANGUAGES else "en"
 
     def _question(self, event: Incoming, who: str, text: str, language: str) -> tuple[list[Reply], list[Post]]:
         asked = _now()
@@ -155,31 +171,29 @@ class TiplineDesk:
                     urls=list(event.urls), language=None, source=f"tipline:{event.platform}", raw={"forwarded": event.forwarded})
         post = prepare_post(post, self.services.languages)
         replies: list[Reply] = []
-        records: list[tuple[str, dict[str, Any], float | None]] = []
+        records: list[TiplineReply] = []
         warnings = self._link_warnings(post, language)
         for warning_text, evidence in warnings:
             rid = f"{qid}-w{len(records)}"
-            records.append((rid, {"question": qid, "kind": "link_warning", "language": language, "who": who, "evidence": evidence,
-                                  "decided_by": evidence.get("decided_by", ""), "sent_at": asked.isoformat(), "feedback": None}, asked.timestamp()))
+            records.append(TiplineReply(rid, qid, "link_warning", language, who, evidence, str(evidence.get("decided_by", "")), asked.isoformat()))
             replies.append(Reply(event.chat_id, warning_text, self._buttons(rid, language), reply_to=event.message_id, meta={"reply_id": rid}))
         candidate = self._best_match(post)
         status = "answered" if candidate or warnings else "pending"
         if candidate is not None:
             assert candidate.factcheck is not None
             rid = f"{qid}-f"
-            records.append((rid, {"question": qid, "kind": "factcheck", "language": language, "who": who,
-                                  "factcheck_id": candidate.factcheck_id, "evidence": _evidence(candidate),
-                                  "decided_by": f"{DECIDED_BY}; {candidate.decided_by}", "sent_at": asked.isoformat(), "feedback": None}, asked.timestamp()))
+            records.append(TiplineReply(rid, qid, "factcheck", language, who, _evidence(candidate), f"{DECIDED_BY}; {candidate.decided_by}",
+                                        asked.isoformat(), factcheck_id=candidate.factcheck_id))
             replies.append(Reply(event.chat_id, _factcheck_text("factcheck", candidate.factcheck, language), self._buttons(rid, language),
                                  reply_to=event.message_id, meta={"reply_id": rid, "factcheck_id": candidate.factcheck_id}))
         elif not warnings:
             replies.append(Reply(event.chat_id, say("to_desk", language), reply_to=event.message_id, meta={"reply_id": ""}))
-        question = {"who": who, "platform": event.platform, "language": language, "post_id": post.id, "status": status,
-                    "asked_at": asked.isoformat(), "forwarded": event.forwarded,
-                    # the chat id is what lets us write back later: kept only while pending
-                    "chat_id": event.chat_id if status == "pending" else None,
-                    "latency_ms": round((time.monotonic() - event.received_at) * 1000, 1) if event.received_at else None}
-        self.storage.put_docs_batch(self.org, [(QUESTIONS, [(qid, question, asked.timestamp())]), *([(REPLIES, records)] if records else [])])
+        question = TiplineQuestion(
+            qid, who, event.platform, language, post.id, status, asked.isoformat(), forwarded=event.forwarded,
+            # the chat id is what lets us write back later: kept only while pending
+            chat_id=event.chat_id if status == "pending" else None,
+            latency_ms=round((time.monotonic() - event.received_at) * 1000, 1) if event.received_at else None)
+        self.questions.put(self.org, [question], also=[(REPLIES, TiplineReplies.rows(records))] if records else [])
         self._bump(language, "questions")
         self._bump(language, "answered" if candidate else "to_desk" if not warnings else "warned")
         if warnings and candidate:
@@ -224,16 +238,15 @@ class TiplineDesk:
     def _feedback(self, event: Incoming, who: str) -> list[Reply]:
         kind, _, rest = event.data.partition(":")
         reply_id, _, value = rest.rpartition(":")
-        record = self.storage.get_docs(self.org, REPLIES, [reply_id]).get(reply_id) if kind == "fb" else None
-        if record is None or record.get("who") != who or value not in {"0", "1"}:
+        record = self.replies.get(self.org, [reply_id]).get(reply_id) if kind == "fb" else None
+        if record is None or record.who != who or value not in {"0", "1"}:
             return [Reply(event.chat_id, "", ack_callback=event.callback_id)]
-        language = record.get("language") or "en"
-        first = record.get("feedback") is None
-        record["feedback"] = "helpful" if value == "1" else "not_helpful"
-        record["feedback_at"] = _now().isoformat()
-        self.storage.put_docs(self.org, REPLIES, [(reply_id, record, None)])
+        language = record.language
+        first = record.feedback is None
+        feedback = "helpful" if value == "1" else "not_helpful"
+        self.replies.put(self.org, [record.with_feedback(feedback, _now().isoformat())])
         if first:
-            self._bump(language, record["feedback"])
+            self._bump(language, feedback)
         return [Reply(event.chat_id, say("thanks_feedback", language), ack_callback=event.callback_id)]
 
     # -- follow-ups: answers once a verdict is published ----------------------------
@@ -243,24 +256,24 @@ class TiplineDesk:
         is then answered (never again) and its chat id erased."""
         from factbridge.pipeline.matching import index_factchecks
 
-        pending = [(qid, q) for qid, q in iter_docs(self.storage, self.org, QUESTIONS) if q.get("status") == "pending" and q.get("chat_id")]
+        pending = self.questions.waiting(self.org)  # the pending lists and these questions only
         if not pending or not self.storage.count_factchecks(self.org):
             return []
         index_factchecks(self.storage, self.services.embedder, self.org)  # verdicts published since
-        posts = self.storage.get_posts(self.org, [q["post_id"] for _, q in pending])
-        outbox = self.storage.get_docs(self.org, OUTBOX, [q["post_id"] for _, q in pending])
-        ready = [(qid, q, posts[q["post_id"]]) for qid, q in pending if q["post_id"] in posts]
+        posts = self.storage.get_posts(self.org, [q.post_id for q in pending])
+        outbox = self.outbox.get(self.org, [q.post_id for q in pending])
+        ready = [(q, posts[q.post_id]) for q in pending if q.post_id in posts]
         if not ready:
             return []
-        results = self.services.matcher(self.org).match_posts([p for _, _, p in ready], with_factchecks=True)
+        results = self.services.matcher(self.org).match_posts([p for _, p in ready], with_factchecks=True)
         replies: list[tuple[Reply, Callable[[], None]]] = []
-        for (qid, question, post), result in zip(ready, results, strict=True):
+        for (question, post), result in zip(ready, results, strict=True):
             published = outbox.get(post.id)
             fc: FactCheck | None = None
             evidence: dict[str, Any]
             if published:  # a case opened on this very question was published
-                fc = FactCheck.model_validate(published["factcheck"])
-                evidence = {"case_id": published.get("case_id"), "link": "case opened on the question"}
+                fc = FactCheck.model_validate(published.factcheck)
+                evidence = {"case_id": published.case_id, "link": "case opened on the question"}
                 decided_by = f"{DECIDED_BY}; case"
             elif result.best and result.best.decision == "match" and result.best.factcheck:
                 fc = result.best.factcheck
@@ -268,50 +281,41 @@ class TiplineDesk:
                 decided_by = f"{DECIDED_BY}; {result.best.decided_by}"
             if fc is None:
                 continue
-            language = question.get("language") or "en"
-            rid = f"{qid}-u"
-            now = _now()
-            reply = Reply(question["chat_id"], _factcheck_text("followup", fc, language), self._buttons(rid, language), meta={"reply_id": rid, "factcheck_id": fc.id})
-            record = {"question": qid, "kind": "followup", "language": language, "who": question["who"], "factcheck_id": fc.id,
-                      "evidence": evidence, "decided_by": decided_by, "sent_at": now.isoformat(), "feedback": None}
-            replies.append((reply, partial(self._followup_sent, qid, question, rid, record)))
+            language = question.language
+            rid = f"{question.id}-u"
+            assert question.chat_id is not None  # waiting questions have one
+            reply = Reply(question.chat_id, _factcheck_text("followup", fc, language), self._buttons(rid, language), meta={"reply_id": rid, "factcheck_id": fc.id})
+            record = TiplineReply(rid, question.id, "followup", language, question.who, evidence, decided_by, "", factcheck_id=fc.id)
+            replies.append((reply, partial(self._followup_sent, question, record)))
         return replies
 
-    def _followup_sent(self, qid: str, question: dict[str, Any], rid: str, record: dict[str, Any]) -> None:
-        now = _now()
-        self.storage.put_docs_batch(self.org, [
-            (REPLIES, [(rid, record, now.timestamp())]),
-            (QUESTIONS, [(qid, {**question, "status": "answered", "chat_id": None, "answered_at": now.isoformat()}, None)]),
-        ])
-        self._bump(record["language"], "followups")
+    def _followup_sent(self, question: TiplineQuestion, record: TiplineReply) -> None:
+        now = _now().isoformat()
+        answered = dataclasses.replace(question, status="answered", chat_id=None, answered_at=now)
+        self.questions.put(self.org, [answered], also=[(REPLIES, TiplineReplies.rows([dataclasses.replace(record, sent_at=now)]))])
+        self._bump(record.language, "followups")
 
     # -- records ---------------------------------------------------------------------
-    def _set_user(self, who: str, record: dict[str, Any]) -> None:
-        self.storage.put_docs(self.org, USERS, [(who, record, None)])
-
     def _forget_chats(self, who: str) -> None:
-        rows = [(qid, {**q, "chat_id": None, "status": "withdrawn"}, None) for qid, q in iter_docs(self.storage, self.org, QUESTIONS)
-                if q.get("who") == who and q.get("chat_id")]
-        if rows:
-            self.storage.put_docs(self.org, QUESTIONS, rows)
+        """/stop: the sender's waiting questions are withdrawn and their chat ids erased (read
+        through the sender's pending list, not a scan of every question)."""
+        withdrawn = [dataclasses.replace(q, chat_id=None, status="withdrawn") for q in self.questions.waiting_of(self.org, who)]
+        if withdrawn:
+            self.questions.put(self.org, withdrawn)
 
     def _bump(self, language: str, key: str, day: str | None = None) -> None:
         bump_stat(self.storage, self.org, language, key, day, self._lock)
 
 
 def bump_stat(storage: Any, org: str, language: str, key: str, day: str | None = None, lock: threading.Lock | None = None) -> None:
-    day = day or _now().date().isoformat()
-    sid = f"{day}|{language}"
+    stats = TiplineStats(storage)
     with lock or threading.Lock():
-        row = storage.get_docs(org, STATS, [sid]).get(sid) or {"day": day, "language": language, **dict.fromkeys(STAT_KEYS, 0)}
-        row[key] = int(row.get(key, 0)) + 1
-        storage.put_docs(org, STATS, [(sid, row, datetime.fromisoformat(day).timestamp())])
+        stats.put(org, stats.get(org, day or _now().date().isoformat(), language).bumped(key))
 
 
-def tipline_stats(storage: Any, org: str, days: int = 14) -> list[dict[str, Any]]:
+def tipline_stats(storage: Any, org: str, days: int = 14) -> list[TiplineStat]:
     """Per day and language, newest day first: the rows of the latest `days` days with any."""
-    rows = [doc for _, doc in storage.list_docs(org, STATS, limit=days * 8, order="sort_desc")]
-    return sorted(rows, key=lambda r: (r["day"], r["language"]), reverse=True)
+    return TiplineStats(storage).latest(org, days)
 
 
 def _evidence(candidate: MatchCandidate) -> dict[str, Any]:
@@ -329,5 +333,5 @@ def notify_published(storage: Any, org: str, case: dict[str, Any], factcheck: Fa
     source = case.get("source") or {}
     if source.get("kind") != "post" or not str(source.get("id", "")).startswith("tipline-"):
         return 0
-    storage.put_docs(org, OUTBOX, [(source["id"], {"case_id": case["id"], "factcheck": factcheck.model_dump(mode="json")}, None)])
+    TiplineOutbox(storage).put(org, OutboxEntry(str(source["id"]), str(case["id"]), factcheck.model_dump(mode="json")))
     return 1

@@ -25,6 +25,7 @@ from factbridge.pipeline.records import (
     Alerts,
     CheckworthinessScores,
     LinkRisks,
+    NarrativeCoordinations,
     NarrativeMembers,
     NarrativeRecord,
     Narratives,
@@ -38,7 +39,6 @@ QUEUE = records.QUEUE
 ALERTS = records.ALERTS
 NARRATIVES = (records.NARRATIVES, records.TOPICS)
 NARRATIVE_MEMBERS = records.MEMBERS
-NARRATIVE_COORDINATION = "narrative_coordination"  # pipeline.coordination.NARRATIVE_COORDINATION
 CHECKWORTHINESS = records.CHECKWORTHINESS
 LINKRISK = records.LINKRISK
 
@@ -187,10 +187,10 @@ def narrative(storage: Storage, org: str, narrative_id: str) -> dict[str, Any]:
         raise NotFound(f"narrative '{narrative_id}' not found")
     item = _narrative(found, collection)
     # Coordinated accounts, when the coordination stage (or `coordination --store`) linked some.
-    linked = storage.get_docs(org, NARRATIVE_COORDINATION, [narrative_id]).get(narrative_id)
-    if linked and linked.get("accounts"):
-        item["accounts"] = linked["accounts"]
-        item["coordination"] = linked
+    linked = NarrativeCoordinations(storage).get(org, [narrative_id]).get(narrative_id)
+    if linked and linked.accounts:
+        item["accounts"] = [a.to_doc() for a in linked.accounts]
+        item["coordination"] = linked.to_doc()
     return item
 
 

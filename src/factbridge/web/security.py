@@ -11,6 +11,9 @@
 * Rate limits count in storage (see RateLimiter), so a restart does not reset
   them and every process over one database shares them; addresses and names
   are kept only salted and hashed, and only for the length of the window.
+  The counters are `RateBucket` records of the "_system" scope's `rate_limits` collection,
+  read and written only through `RateBuckets` (conditional writes on the bucket's version);
+  the salt lives in `secrets`, through `SystemSecrets`.
   Sign-in failures count per (account, client) pair with exponential backoff,
   and per client across accounts: whoever guesses a password slows down only
   themselves, never the account's owner signing in from elsewhere.
@@ -25,7 +28,8 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -75,6 +79,73 @@ RATE_BUCKETS = 64
 UPDATE_ATTEMPTS = 50
 
 
+@dataclass(frozen=True)
+class RateBucket:
+    """One bucket of a limiter's counters: the recent hit times of each hashed key, and the
+    version ("_v") its conditional writes check."""
+
+    id: str
+    hits: dict[str, list[float]] = field(default_factory=dict)
+    version: int | None = None  # None: a document without one
+
+    def trimmed(self, now: float, window_s: float) -> dict[str, list[float]]:
+        """The hits inside the window (keys left without any dropped)."""
+        out: dict[str, list[float]] = {}
+        for hashed, times in self.hits.items():
+            recent = [t for t in times if t > now - window_s]
+            if recent:
+                out[hashed] = recent
+        return out
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {k: list(v) for k, v in self.hits.items()}
+        if self.version is not None:
+            doc["_v"] = self.version
+        return doc
+
+    @classmethod
+    def from_doc(cls, bucket: str, doc: Mapping[str, Any]) -> RateBucket:
+        version = doc.get("_v")
+        return cls(bucket, {str(k): [float(t) for t in v] for k, v in doc.items() if not str(k).startswith("_") and isinstance(v, list)},
+                   int(version) if isinstance(version, int | float) else None)
+
+
+class RateBuckets:
+    """The one accessor of `rate_limits` (scope "_system")."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, buckets: Sequence[str]) -> dict[str, RateBucket]:
+        docs = self.storage.get_docs(SYSTEM_ORG, RATE_LIMITS, list(buckets)) if buckets else {}
+        return {b: RateBucket.from_doc(b, d) for b, d in docs.items()}
+
+    def write(self, changes: dict[str, tuple[RateBucket | None, dict[str, list[float]]]]) -> None:
+        """Write buckets (bucket -> (as read, new hits)), each only if it is still as read
+        (else PreconditionFailed, and nothing is written)."""
+        rows: list[tuple[str, dict[str, Any], float | None]] = []
+        expect: list[Expect] = []
+        for bucket, (read, hits) in changes.items():
+            expect.append(Expect(RATE_LIMITS, bucket, "_v", read.version) if read is not None else Expect(RATE_LIMITS, bucket))
+            rows.append((bucket, RateBucket(bucket, hits, int((read.version if read else None) or 0) + 1).to_doc(), None))
+        self.storage.put_docs_batch(SYSTEM_ORG, [(RATE_LIMITS, rows)], expect=expect)
+
+
+class SystemSecrets:
+    """The one accessor of `secrets` (scope "_system"): installation-wide random values."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get_or_make(self, name: str) -> bytes:
+        """Made on first use; if two processes make one at once, the stored one wins."""
+        found = self.storage.get_docs(SYSTEM_ORG, SECRETS, [name]).get(name)
+        if found is None:
+            self.storage.put_docs(SYSTEM_ORG, SECRETS, [(name, {"hex": secrets.token_hex(16)}, None)])
+            found = self.storage.get_docs(SYSTEM_ORG, SECRETS, [name])[name]
+        return bytes.fromhex(str(found["hex"]))
+
+
 class RateLimiter:
     """Sliding-window counter per key, kept in storage so that it survives restarts and is
     shared by every process of the workspace over the same database.
@@ -114,9 +185,10 @@ class RateLimiter:
         for key in keys:
             bucket, hashed = self._hashed(key)
             by_bucket.setdefault(bucket, []).append(hashed)
+        store = RateBuckets(self.storage)
         for _ in range(UPDATE_ATTEMPTS):
-            docs = self.storage.get_docs(SYSTEM_ORG, RATE_LIMITS, sorted(by_bucket))
-            buckets = {bucket: _trimmed(docs.get(bucket, {}), now, self.window_s) for bucket in by_bucket}
+            read = store.get(sorted(by_bucket))
+            buckets = {bucket: read[bucket].trimmed(now, self.window_s) if bucket in read else {} for bucket in by_bucket}
             if enforce:
                 for bucket, hashed_keys in by_bucket.items():
                     for hashed in hashed_keys:
@@ -139,7 +211,7 @@ class RateLimiter:
                     else:
                         buckets[bucket].setdefault(hashed, []).append(now)
             try:
-                _write_buckets(self.storage, {bucket: (docs.get(bucket), hits) for bucket, hits in buckets.items()})
+                store.write({bucket: (read.get(bucket), hits) for bucket, hits in buckets.items()})
             except PreconditionFailed:
                 continue  # another process wrote one of these buckets meanwhile: count again on it
             return
@@ -159,48 +231,27 @@ class RateLimiter:
         self._update(keys, enforce=False, clear=True)
 
 
-def _trimmed(doc: dict[str, Any], now: float, window_s: float) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for hashed, times in doc.items():
-        if hashed.startswith("_"):  # the bucket's version, not a key
-            continue
-        recent = [float(t) for t in times if float(t) > now - window_s]
-        if recent:
-            out[hashed] = recent
-    return out
-
-
-def _write_buckets(storage: Storage, changes: dict[str, tuple[dict[str, Any] | None, dict[str, list[float]]]]) -> None:
-    """Write buckets (bucket -> (as read, new hits)), each only if it is still as read."""
-    rows: list[tuple[str, dict[str, Any], float | None]] = []
-    expect: list[Expect] = []
-    for bucket, (read, hits) in changes.items():
-        version = read.get("_v") if read is not None else None
-        expect.append(Expect(RATE_LIMITS, bucket, "_v", version) if read is not None else Expect(RATE_LIMITS, bucket))
-        rows.append((bucket, {**hits, "_v": int(version or 0) + 1}, None))
-    storage.put_docs_batch(SYSTEM_ORG, [(RATE_LIMITS, rows)], expect=expect)
-
-
 def sweep_rate_limits(storage: Storage, window_s: dict[str, float], now: float | None = None) -> int:
     """Drop expired hits from every bucket of the named limiters (housekeeping for
     `users purge-sessions`); returns how many client or account keys were dropped."""
     now = time.time() if now is None else now
     dropped = 0
+    store = RateBuckets(storage)
     for name, window in window_s.items():
         buckets = [f"{name}-{i:02d}" for i in range(RATE_BUCKETS)]
         for _ in range(UPDATE_ATTEMPTS):
-            docs = storage.get_docs(SYSTEM_ORG, RATE_LIMITS, buckets)
-            changes: dict[str, tuple[dict[str, Any] | None, dict[str, list[float]]]] = {}
+            read = store.get(buckets)
+            changes: dict[str, tuple[RateBucket | None, dict[str, list[float]]]] = {}
             gone = 0
-            for bucket, doc in docs.items():
-                hits = _trimmed(doc, 0.0, float("inf"))
-                kept = _trimmed(doc, now, window)
+            for bucket, record in read.items():
+                hits = record.trimmed(0.0, float("inf"))
+                kept = record.trimmed(now, window)
                 if len(kept) != len(hits) or any(len(kept[k]) != len(hits[k]) for k in kept):
                     gone += len(hits) - len(kept)
-                    changes[bucket] = (doc, kept)
+                    changes[bucket] = (record, kept)
             try:
                 if changes:
-                    _write_buckets(storage, changes)
+                    store.write(changes)
             except PreconditionFailed:
                 continue  # counted meanwhile: sweep the fresh buckets
             dropped += gone
@@ -211,11 +262,7 @@ def sweep_rate_limits(storage: Storage, window_s: dict[str, float], now: float |
 def client_salt(storage: Storage) -> bytes:
     """The salt of hashed client addresses and rate-limit keys, the same for every process over
     one database (made on first use; if two processes make one at once, the stored one wins)."""
-    found = storage.get_docs(SYSTEM_ORG, SECRETS, ["client_salt"]).get("client_salt")
-    if found is None:
-        storage.put_docs(SYSTEM_ORG, SECRETS, [("client_salt", {"hex": secrets.token_hex(16)}, None)])
-        found = storage.get_docs(SYSTEM_ORG, SECRETS, ["client_salt"])["client_salt"]
-    return bytes.fromhex(found["hex"])
+    return SystemSecrets(storage).get_or_make("client_salt")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -29,7 +29,6 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 MAX_BATCH = 1000
 SIGNATURE_HEADER = "X-FactBridge-Signature"
 SIGNATURE_TOLERANCE_S = 300
-NONCES = "webhook_signatures"
 
 
 class PostsBody(BaseModel):
@@ -133,18 +132,20 @@ def verify_signature(secret: str, header: str, body: bytes, now: float | None = 
 async def webhook(org: str, source: str, request: Request, web: WebDep) -> dict[str, Any]:
     """Posts pushed by a partner's system to a `webhook` source (`factbridge sources add NAME
     webhook` gives the secret). Signed, timestamped (±5 min) and each signature accepted once."""
+    from factbridge.sources.records import Sources, WebhookSignature, WebhookSignatures
     from factbridge.sources.registry import WEBHOOK
 
     storage = web.services.storage
-    doc = storage.get_docs(org, "sources", [source]).get(source)
-    if not doc or doc.get("removed") or doc.get("connector") != WEBHOOK or not doc.get("secret"):
+    found = Sources(storage).get(org, source)
+    if not found or found.removed or found.connector != WEBHOOK or not found.secret:
         raise NotFound(f"no webhook source '{source}'")
     body = await request.body()
-    signature = verify_signature(doc["secret"], request.headers.get(SIGNATURE_HEADER, ""), body)
+    signature = verify_signature(found.secret, request.headers.get(SIGNATURE_HEADER, ""), body)
     nonce = f"{source}:{signature}"
-    if storage.get_docs(org, NONCES, [nonce]):
+    signatures = WebhookSignatures(storage)
+    if signatures.seen(org, [nonce]):
         raise Conflict("this signed request was already received (replay)")
-    storage.put_docs(org, NONCES, [(nonce, {"source": source, "at": time.time()}, time.time())])
+    signatures.put(org, WebhookSignature(nonce, source, time.time()))
     try:
         data = json.loads(body)
         parsed = PostsBody.model_validate(data)

@@ -52,17 +52,20 @@ from factbridge.errors import (
 from factbridge.workflow.audit import AuditLog
 from factbridge.workflow.permissions import PERMISSIONS, ROLES, allowed, role_rank
 from factbridge.workflow.records import API_TOKENS as API_TOKENS
-from factbridge.workflow.records import SESSIONS as SESSIONS
-from factbridge.workflow.records import SYSTEM_ORG as SYSTEM_ORG
 from factbridge.workflow.records import (
+    ORGS,
     USERS,
     ApiTokens,
+    OrgRecord,
+    Orgs,
     SessionSlot,
     SessionSlots,
     TokenRecord,
     UserRecord,
     Users,
 )
+from factbridge.workflow.records import SESSIONS as SESSIONS
+from factbridge.workflow.records import SYSTEM_ORG as SYSTEM_ORG
 
 # The public id of an API token: a prefix of its hash (the token itself is never stored).
 TOKEN_ID_LENGTH = 12
@@ -204,6 +207,7 @@ class Accounts:
         self.token_days = token_days
         self.hasher = PasswordHasher(time_cost=hash_time_cost, memory_cost=hash_memory_kib)
         self.users = Users(storage)
+        self.orgs = Orgs(storage)
         self.tokens = ApiTokens(storage)
         self.sessions = SessionSlots(storage)
         # Verifying against this keeps a sign-in with an unknown name as slow as a wrong password.
@@ -213,24 +217,29 @@ class Accounts:
     def add_org(self, org_id: str, name: str, actor: str = "cli") -> dict[str, Any]:
         if not _ORG_ID.match(org_id):
             raise InputError("organisation id must be 2-40 lowercase letters, digits or '-'", field="org")
-        if self.storage.get_docs(SYSTEM_ORG, "orgs", [org_id]):
+        if self.orgs.get([org_id]):
             raise Conflict(f"organisation '{org_id}' already exists")
-        doc = {"id": org_id, "name": name.strip() or org_id, "created_at": _now().isoformat()}
+        record = OrgRecord(org_id, name.strip() or org_id, _now().isoformat())
+        doc = record.to_doc()
         try:
-            self.audit.append(org_id, actor, "org.create", "orgs", org_id, None, doc, system_records=[("orgs", [(org_id, doc, None)])],
-                              expect=[Expect("orgs", org_id, org=SYSTEM_ORG)])
+            self.audit.append(org_id, actor, "org.create", ORGS, org_id, None, doc, system_records=[(ORGS, Orgs.rows([record]))],
+                              expect=[Expect(ORGS, org_id, org=SYSTEM_ORG)])
         except PreconditionFailed as exc:
             raise Conflict(f"organisation '{org_id}' already exists") from exc
         return doc
 
-    def get_org(self, org_id: str) -> dict[str, Any]:
-        found = self.storage.get_docs(SYSTEM_ORG, "orgs", [org_id])
+    def org(self, org_id: str) -> OrgRecord:
+        found = self.orgs.get([org_id])
         if org_id not in found:
             raise NotFound(f"organisation '{org_id}' not found")
         return found[org_id]
 
+    def get_org(self, org_id: str) -> dict[str, Any]:
+        """`org(org_id)` as its document (what templates and the federation code read)."""
+        return self.org(org_id).to_doc()
+
     def list_orgs(self) -> list[dict[str, Any]]:
-        return [doc for _, doc in self.storage.list_docs(SYSTEM_ORG, "orgs", limit=10_000, order="id")]
+        return [o.to_doc() for o in self.orgs.iter()]
 
     # -- users -------------------------------------------------------------
     def add_user(self, username: str, password: str, org: str, role: str, display_name: str = "", actor: str = "cli") -> Actor:

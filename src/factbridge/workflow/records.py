@@ -3,7 +3,8 @@
 
 - `cases` (CaseBook): `Case` (its `Verdict` and `Publication`), through `Cases`;
 - `published` (the public snapshots CaseBook writes): `PublishedPage`, through `PublishedPages`;
-- `appeals` (Appeals): `Appeal`, through `AppealRecords`.
+- `appeals` (Appeals): `Appeal`, through `AppealRecords`;
+- `orgs` (Accounts, scope "_system"): `OrgRecord`, through `Orgs`.
 
 Writers build the record and store `to_doc()`; readers call the accessor. Writes of these
 collections go through the audit log (`AuditLog.append(records=...)`, with its conditional
@@ -354,6 +355,44 @@ SYSTEM_ORG = "_system"
 USERS = "users"
 API_TOKENS = "api_tokens"
 SESSIONS = "sessions"
+ORGS = "orgs"
+
+
+@dataclass(frozen=True)
+class OrgRecord:
+    """An organisation (a desk) registered for the workspace (key: its id)."""
+
+    id: str
+    name: str
+    created_at: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at}
+
+    @classmethod
+    def from_doc(cls, org_id: str, doc: Mapping[str, Any]) -> OrgRecord:
+        return cls(id=str(doc.get("id") or org_id), name=str(doc.get("name") or org_id), created_at=str(doc.get("created_at") or ""))
+
+
+class Orgs:
+    """The one accessor of the `orgs` collection (scope "_system"); its writes go through the
+    audit log (`rows`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, ids: Sequence[str]) -> dict[str, OrgRecord]:
+        docs = self.storage.get_docs(SYSTEM_ORG, ORGS, list(ids)) if ids else {}
+        return {i: OrgRecord.from_doc(i, d) for i, d in docs.items()}
+
+    def iter(self) -> Iterator[OrgRecord]:
+        """By id."""
+        for org_id, doc in self.storage.list_docs(SYSTEM_ORG, ORGS, limit=100_000, order="id"):
+            yield OrgRecord.from_doc(org_id, doc)
+
+    @staticmethod
+    def rows(orgs: Sequence[OrgRecord]) -> Rows:
+        return [(o.id, o.to_doc(), None) for o in orgs]
 
 
 @dataclass(frozen=True)
