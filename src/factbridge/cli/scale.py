@@ -64,7 +64,7 @@ def bench_ingest(
         raw = generated_posts(posts, mix, duplicates, seed)
         encoder.encode_queries(["warm up"])
         with progress_bar(f"ingesting {posts} generated posts ({mix})", posts) as advance:
-            result = run_ingest_bench(services, org, raw, batch, advance)
+            result = run_ingest_bench(services, org, raw, batch, advance, warmup=generated_posts(16, mix, 0.0, seed + 1000))
         library = services.storage.count_factchecks(org)
     if as_json:
         sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, **result.as_dict()}, indent=2) + "\n")
