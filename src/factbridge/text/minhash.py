@@ -69,7 +69,7 @@ class SignatureCache:
     BLAKE2b digest of the raw text: a signature depends on nothing else, so a hit gives
     what computing it again would. The coordination stage re-reads every stored post per
     batch and the narratives stage each batch's: without it every text's shingles were
-    hashed again per batch (O(posts^2) over an ingest). ~350 bytes per text."""
+    hashed again per batch (O(posts^2) over an ingest). ~410 bytes per text."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -102,7 +102,7 @@ class SignatureCache:
                 self._rows.popitem(last=False)
 
 
-# Above the coordination stage's default ceiling (coordination_stage_max_posts, 50,000): ~21 MB full.
+# Above the coordination stage's default ceiling (coordination_stage_max_posts, 50,000): ~25 MB full.
 SIGNATURE_CACHE = SignatureCache(60_000)
 
 
