@@ -832,7 +832,7 @@ def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post
     if isinstance(embedder, CachedEmbedder):
         shas = {p.id: text_sha(embedding_text(p)) for p in posts}
         cached = embedder.cache.get_many(embedder.id, "query", list(set(shas.values())))
-        stored_shas = storage.vector_shas(org, "post", embedder.id) if cached else {}
+        stored_shas = storage.vector_shas(org, "post", embedder.id, ids=[p.id for p in posts]) if cached else {}
         for p in posts:  # only vectors the matching stage stored for this very text
             if shas[p.id] in cached and stored_shas.get(p.id) == shas[p.id]:
                 vectors[p.id] = cached[shas[p.id]]
