@@ -124,3 +124,19 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}")]
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_link_risk_max_scores_are_the_records_own(storage: Any) -> None:
+    from factbridge.pipeline.records import LINKRISK, LinkRisks
+
+    docs = [
+        ("p1", {"post_id": "p1", "urls": [{"url": "a", "score": 0.123456}, {"url": "b", "score": "0.9"}, "junk"], "decided_by": "rule-1"}),
+        ("p2", {"post_id": "p2", "urls": [], "decided_by": None}),
+        ("p3", {"post_id": "p3", "urls": [{"url": "c", "score": True}, {"url": "d"}], "decided_by": "rule-2"}),
+        ("p4", {"post_id": "p4"}),
+    ]
+    storage.put_docs(ORG, LINKRISK, [(i, d, None) for i, d in docs])
+    ids = ["p1", "p2", "p3", "p4", "missing"]
+    records = LinkRisks(storage).get(ORG, ids)
+    assert LinkRisks(storage).max_scores(ORG, ids) == {i: (r.max_score, r.decided_by) for i, r in records.items()}
+    assert LinkRisks(storage).max_scores(ORG, []) == {}

@@ -278,13 +278,13 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 
 def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    by_post = LinkRisks(storage).get(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
+    by_post = LinkRisks(storage).max_scores(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, float | None, str]] = []
         if post.id in by_post:
-            links = by_post[post.id]
-            candidates.append((f"linkrisk:{post.id}", links.max_score, links.decided_by))
+            max_score, rule = by_post[post.id]
+            candidates.append((f"linkrisk:{post.id}", max_score, rule))
         candidates += [(f"narrative:{nid}", _number(doc, "risk"), str(doc.get("decided_by", ""))) for nid, doc in narratives_of.get(post.id, [])]
         for source, value, rule in candidates:
             if value is not None and value > best[0]:
