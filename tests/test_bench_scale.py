@@ -39,8 +39,12 @@ def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) 
     assert list(data["stage_s"])[:3] == ["normalise", "store", "embedding"] and "triage" in data["stage_s"]
     assert data["embedded"] + data["reused"] == 40 and data["reused"] >= 5, "repeated posts are not embedded again"
     assert data["posts_per_s"] > 0 and data["encoder_alone_posts_per_s"] > 0
+    assert list(data["stage_ms_per_post"])[-1] == "ledger" and set(data["stage_cpu_ms_per_post"]) == set(data["stage_s"])
+    assert abs(sum(data["stage_ms_per_post"].values()) - 1000 * data["total_s"] / 40) < 0.1
+    assert data["overhead_ms_per_post"] > 0 and data["overhead_cpu_ms_per_post"] > 0, "the hashing encoder costs less than the rest"
     out = _run(["bench", "ingest", "--posts", "20", "--mix", "550"], tmp_path)
     assert "end to end" in out and "encoder alone" in out and "target for 550 posts" in out
+    assert "CPU ms/post" in out and "everything but the encoder" in out
 
 
 def test_bench_match_synthetic_measures_recall_latency_and_memory(tmp_path: Path) -> None:

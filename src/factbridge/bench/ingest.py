@@ -4,9 +4,10 @@ beside the encoder alone on the same texts.
 A batch goes the way `factbridge ingest` and `factbridge worker` take it: normalise
 (Unicode, language, tokens, links), store, then every registered stage in order
 (embedding first: vectors stored once, shared by every later stage), each recorded in
-the stage ledger. The encoder-alone run encodes the same posts'
-texts, one after the other in batches, with nothing else around it: what the encoder
-costs by itself, so that `1 - pipeline rate / encoder rate` is the pipeline's overhead.
+the stage ledger. After each batch the encoder alone encodes the same
+posts' texts again, with nothing else around it: what the encoder costs by itself, so
+that `1 - pipeline rate / encoder rate` is the pipeline's overhead, and the difference
+in milliseconds per post (wall and process CPU) what everything but the encoder costs.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.embedders.cache import CachedEmbedder
 from factbridge.models import Post
 from factbridge.pipeline.prepare import embedding_text, prepare_post
-from factbridge.pipeline.stages import load_stages, run_stages
+from factbridge.pipeline.stages import StageClock, load_stages, run_stages
 
 
 @dataclass
 class IngestBench:
     posts: int
     stage_s: dict[str, float] = field(default_factory=dict)
+    stage_cpu_s: dict[str, float] = field(default_factory=dict)
     embedded: int = 0
     reused: int = 0
     encoder_s: float = 0.0
+    encoder_cpu_s: float = 0.0
     encoder_texts: int = 0
     mean_chars: float = 0.0
     load_before: float = 0.0
@@ -39,6 +42,10 @@ class IngestBench:
     @property
     def total_s(self) -> float:
         return sum(self.stage_s.values())
+
+    @property
+    def total_cpu_s(self) -> float:
+        return sum(self.stage_cpu_s.values())
 
     @property
     def rate(self) -> float:
@@ -53,11 +60,25 @@ class IngestBench:
         """Share of the encoder-alone rate the pipeline loses (negative: it is faster, by reusing vectors)."""
         return 1.0 - self.rate / self.encoder_rate if self.encoder_rate else 0.0
 
+    @property
+    def overhead_ms(self) -> float:
+        """Wall milliseconds per post the pipeline spends beyond the encoder alone."""
+        return 1000.0 * (self.total_s - self.encoder_s) / self.posts if self.posts else 0.0
+
+    @property
+    def overhead_cpu_ms(self) -> float:
+        """The same in process CPU time (all threads): less sensitive to other processes' load."""
+        return 1000.0 * (self.total_cpu_s - self.encoder_cpu_s) / self.posts if self.posts else 0.0
+
     def as_dict(self) -> dict[str, Any]:
+        ms = 1000.0 / self.posts if self.posts else 0.0
         return {
             "posts": self.posts, "mean_chars": round(self.mean_chars, 1), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+            "stage_ms_per_post": {k: round(v * ms, 3) for k, v in self.stage_s.items()},
+            "stage_cpu_ms_per_post": {k: round(v * ms, 3) for k, v in self.stage_cpu_s.items()},
             "total_s": round(self.total_s, 3), "posts_per_s": round(self.rate, 2), "embedded": self.embedded, "reused": self.reused,
             "encoder_alone_posts_per_s": round(self.encoder_rate, 2), "overhead": round(self.overhead, 4),
+            "overhead_ms_per_post": round(self.overhead_ms, 3), "overhead_cpu_ms_per_post": round(self.overhead_cpu_ms, 3),
             "load_before": self.load_before, "load_after": self.load_after, "cpus": os.cpu_count(),
         }
 
@@ -69,39 +90,44 @@ def bare_embedder(embedder: Embedder) -> Embedder:
 
 def run_ingest_bench(
     services: Any, org: str, raw: Sequence[Post], batch_size: int = 64, progress: Callable[[int], None] | None = None,
+    warmup: Sequence[Post] = (),
 ) -> IngestBench:
-    """Ingest `raw` through every stage in batches, timing each stage, then the encoder alone.
+    """Ingest `raw` through every stage in batches, timing each stage, and the encoder alone
+    on each batch's texts right after it (so a change of the machine's load hits both alike).
+    `warmup` posts go through every stage first, in another organisation, untimed.
     `services.embedder` must be the encoder to time (no embedding cache)."""
-    result = IngestBench(posts=len(raw), load_before=round(os.getloadavg()[0], 2))
     stages = load_stages()
-    clock: dict[str, float] = {"normalise": 0.0, "store": 0.0, **{stage.name: 0.0 for stage in stages}}
-    prepared_all: list[Post] = []
+    if warmup:  # imports (pandas, scipy...) and models a running worker has loaded already: not per-post costs
+        warm = [prepare_post(p, services.languages) for p in warmup]
+        services.storage.upsert_posts(f"{org}-warmup", warm)
+        run_stages(services, f"{org}-warmup", warm, stages=stages)
+    result = IngestBench(posts=len(raw), load_before=round(os.getloadavg()[0], 2))
+    names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
+    clock = StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))
+    chars = 0
     for start in range(0, len(raw), batch_size):
         part = raw[start : start + batch_size]
-        t0 = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         prepared = [prepare_post(p, services.languages) for p in part]
-        t1 = time.perf_counter()
+        clock.add("normalise", wall0, cpu0)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         services.storage.upsert_posts(org, prepared)
-        clock["normalise"] += t1 - t0
-        clock["store"] += time.perf_counter() - t1
-        for stage in stages:  # one at a time, each with its ledger record, as run_stages does
-            t = time.perf_counter()
-            summary = run_stages(services, org, prepared, stages=[stage]).get(stage.name, {})
-            clock[stage.name] += time.perf_counter() - t
-            if stage.name == "embedding":
-                embedded, reused = summary.get("embedded", 0), summary.get("reused", 0)
-                result.embedded += embedded if isinstance(embedded, int) else 0
-                result.reused += reused if isinstance(reused, int) else 0
-        prepared_all.extend(prepared)
+        clock.add("store", wall0, cpu0)
+        # one run of every stage, as a worker runs a batch (one ledger read, a ledger write per stage)
+        summary = run_stages(services, org, prepared, stages=stages, clock=clock).get("embedding", {})
+        embedded, reused = summary.get("embedded", 0), summary.get("reused", 0)
+        result.embedded += embedded if isinstance(embedded, int) else 0
+        result.reused += reused if isinstance(reused, int) else 0
+        texts = [embedding_text(p) for p in prepared]
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        services.embedder.encode_queries(texts)  # as the pipeline hands them over
+        result.encoder_s += time.perf_counter() - wall0
+        result.encoder_cpu_s += time.process_time() - cpu0
+        result.encoder_texts += len(texts)
+        chars += sum(len(p.text) for p in prepared)
         if progress:
             progress(len(part))
-    result.stage_s = clock
-    texts = [embedding_text(p) for p in prepared_all]
-    result.mean_chars = sum(len(p.text) for p in prepared_all) / max(1, len(prepared_all))
-    t = time.perf_counter()
-    for start in range(0, len(texts), batch_size):  # as the pipeline hands them over
-        services.embedder.encode_queries(texts[start : start + batch_size])
-    result.encoder_s = time.perf_counter() - t
-    result.encoder_texts = len(texts)
+    result.stage_s, result.stage_cpu_s = clock.wall, clock.cpu
+    result.mean_chars = chars / max(1, len(raw))
     result.load_after = round(os.getloadavg()[0], 2)
     return result

@@ -105,13 +105,15 @@ def embed_posts(
     `near_duplicate` > 0, texts whose estimated Jaccard similarity (MinHash over
     character shingles, text/minhash.py) reaches it share one embedding too: copies
     of one message with a changed link, emoji or typo cost one encoder pass."""
-    stored = storage.vector_shas(org, "post", embedder.id)
     texts = {p.id: embedding_text(p) for p in posts}
+    # the batch's own rows and the rows holding one of its texts: never every stored post's
+    stored = storage.vector_shas(org, "post", embedder.id, ids=list(texts))
     todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
     if not todo:
         return {"embedded": 0, "reused": 0}
     shas = [text_sha(texts[p.id]) for p in todo]
-    vectors = _stored_vectors_by_sha(storage, embedder.id, org, stored, set(shas))
+    holders = storage.vector_shas(org, "post", embedder.id, shas=sorted(set(shas)))
+    vectors = _stored_vectors_by_sha(storage, embedder.id, org, holders, set(shas))
     distinct: dict[str, str] = {}
     for post, sha in zip(todo, shas, strict=True):
         if sha not in vectors:

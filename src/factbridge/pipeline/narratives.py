@@ -698,19 +698,26 @@ class NarrativeEngine:
         for post_id, doc, _ in member_rows:
             if post_id in sig_of:
                 doc["minhash"] = sig_of[post_id]
-        storage.put_docs(org, MEMBERS, member_rows)
-        storage.put_docs(org, NARRATIVES, [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched])
         gone = [t for t in touched_topics if t not in self.topics]
         live = [t for t in touched_topics if t in self.topics]
-        storage.put_docs(org, TOPICS, [(tid, self.topics[tid].to_doc(self.narratives, rule), self.topics[tid].heat) for tid in live])
-        if gone:  # merged away: documents are never deleted; they point to where their narratives went
-            for tid in gone:
-                self._mark_merged(storage, org, tid)
-        storage.put_docs(org, STATE, [("state", {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": rule, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
+        topic_rows: list[tuple[str, dict[str, Any], float | None]] = [
+            (tid, self.topics[tid].to_doc(self.narratives, rule), self.topics[tid].heat) for tid in live]
+        # merged away: documents are never deleted; they point to where their narratives went
+        topic_rows += [self._merged_row(tid) for tid in gone]
+        state = {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": rule,
+                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        writes: list[tuple[str, list[tuple[str, dict[str, Any], float | None]]]] = [
+            (MEMBERS, member_rows),
+            (NARRATIVES, [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]),
+            (TOPICS, topic_rows),
+            (STATE, [("state", state, None)]),
+        ]
+        # one transaction for the batch's members, narratives, topics and sequence number
+        storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows])
 
-    def _mark_merged(self, storage: Storage, org: str, tid: str) -> None:
+    def _merged_row(self, tid: str) -> tuple[str, dict[str, Any], float | None]:
         into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
-        storage.put_docs(org, TOPICS, [(tid, {"id": tid, "merged_into": into, "narratives": [], "size": 0, "decided_by": decided_by(self.params)}, None)])
+        return (tid, {"id": tid, "merged_into": into, "narratives": [], "size": 0, "decided_by": decided_by(self.params)}, None)
 
     def _signature_lookup(self, post_ids: Sequence[str]) -> dict[str, str]:
         rows = [(pid, self._post_row[pid]) for pid in post_ids if pid in self._post_row]
@@ -825,7 +832,7 @@ def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post
     if isinstance(embedder, CachedEmbedder):
         shas = {p.id: text_sha(embedding_text(p)) for p in posts}
         cached = embedder.cache.get_many(embedder.id, "query", list(set(shas.values())))
-        stored_shas = storage.vector_shas(org, "post", embedder.id) if cached else {}
+        stored_shas = storage.vector_shas(org, "post", embedder.id, ids=[p.id for p in posts]) if cached else {}
         for p in posts:  # only vectors the matching stage stored for this very text
             if shas[p.id] in cached and stored_shas.get(p.id) == shas[p.id]:
                 vectors[p.id] = cached[shas[p.id]]

@@ -912,3 +912,13 @@ class LinkRisks:
 
     def count(self, org: str) -> int:
         return self.storage.count_docs(org, LINKRISK)
+
+    def max_scores(self, org: str, post_ids: Sequence[str]) -> dict[str, tuple[float, str]]:
+        """Per post, what `get` gives as `(record.max_score, record.decided_by)`, without building
+        every link's record (triage reads only these, for hundreds of posts per batch)."""
+        docs = self.storage.get_docs(org, LINKRISK, list(post_ids)) if post_ids else {}
+        out: dict[str, tuple[float, str]] = {}
+        for i, d in docs.items():
+            scores = [_float(u.get("score")) or 0.0 for u in d.get("urls") or [] if isinstance(u, Mapping)]
+            out[i] = (max(scores, default=0.0), _str(d.get("decided_by")))
+        return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +77,19 @@ class Stage(Protocol):
 
 
 StageFunction: TypeAlias = Callable[[StageContext, str, Sequence[Post]], StageSummary]
+
+
+@dataclass
+class StageClock:
+    """Seconds spent per stage by `run_stages` (wall clock and process CPU, all threads),
+    for the benches; the ledger's reads and writes are counted under "ledger"."""
+
+    wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, wall0: float, cpu0: float) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall0
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu0
 
 
 @dataclass(frozen=True)
@@ -194,12 +208,13 @@ def load_stages() -> list[Stage]:
 
 
 def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Sequence[str] = (),
-               force: bool = False, stages: Sequence[Stage] | None = None) -> dict[str, StageSummary]:
+               force: bool = False, stages: Sequence[Stage] | None = None, clock: StageClock | None = None) -> dict[str, StageSummary]:
     """Run every stage on the posts that have not had it (at its version, for their
     current content); `force` runs them all again. Each stage's run is recorded in the
     stage ledger right after its outputs are stored (stages are idempotent: a crash in
     between repeats that stage's work and nothing else). A stage in `skip` is recorded as
-    skipped for these posts, so a later sweep does not run it behind the user's back."""
+    skipped for these posts, so a later sweep does not run it behind the user's back.
+    `clock` (benches) collects the time of each stage and of the ledger."""
     from factbridge.pipeline.ledger import Ledger, Status
 
     summary: dict[str, StageSummary] = {}
@@ -212,7 +227,10 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     unknown = sorted(set(skip) - known)
     if unknown:
         raise ConfigError(f"cannot skip unknown stage(s) {', '.join(unknown)} (have: {', '.join(sorted(known))})")
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     entries = ledger.entries(org, posts)
+    if clock is not None:
+        clock.add("ledger", wall0, cpu0)
     for stage in chosen:
         todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
         if not todo:
@@ -222,6 +240,7 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
             summary[stage.name] = {"skipped": "not asked for"}
             continue
         status: Status
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
             summary[stage.name] = stage.run(ctx, org, todo)
             status = "done"
@@ -229,7 +248,12 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
             log.warning("stage %s skipped: %s", stage.name, exc)
             summary[stage.name] = {"skipped": str(exc)}
             status = "skipped"
+        if clock is not None:
+            clock.add(stage.name, wall0, cpu0)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         ledger.record(org, todo, stage, status, ctx.now(), entries)
+        if clock is not None:
+            clock.add("ledger", wall0, cpu0)
     return summary
 
 

@@ -278,13 +278,13 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 
 def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    by_post = LinkRisks(storage).get(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
+    by_post = LinkRisks(storage).max_scores(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, float | None, str]] = []
         if post.id in by_post:
-            links = by_post[post.id]
-            candidates.append((f"linkrisk:{post.id}", links.max_score, links.decided_by))
+            max_score, rule = by_post[post.id]
+            candidates.append((f"linkrisk:{post.id}", max_score, rule))
         candidates += [(f"narrative:{nid}", _number(doc, "risk"), str(doc.get("decided_by", ""))) for nid, doc in narratives_of.get(post.id, [])]
         for source, value, rule in candidates:
             if value is not None and value > best[0]:
@@ -293,7 +293,10 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
     return out
 
 
-def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings) -> dict[str, PostFacts]:
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True) -> dict[str, PostFacts]:
+    """What triage knows of each post. `repeats=False` skips the repeat search (no repeats,
+    velocity from the post's narrative only): enough for a narrative's entry, which reads
+    its members' check-worthiness, reach, debunk and risk, never their repeats."""
     storage = services.storage
     ids = [p.id for p in posts]
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
@@ -307,10 +310,11 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
     if withdrawn:
         matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
-    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours)
-    same = _same_claim(storage, org, matches)
+    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours) if repeats else {}
+    same = _same_claim(storage, org, matches) if repeats else {}
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
-    others = storage.get_posts(org, sorted({r for rs in repeat_ids.values() for r in rs}))
+    wanted = sorted({r for rs in repeat_ids.values() for r in rs})
+    others = storage.get_posts(org, wanted) if wanted else {}
     narratives_of = narratives_of_posts(storage, org, ids)
     risks = _risk_signals(storage, org, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
@@ -383,14 +387,21 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     rows = [(pid, *post_entry(fact, weights)) for pid, fact in facts.items()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
     narrative_rows = []
-    for nid, doc in storage.get_docs(org, NARRATIVES, touched).items() if touched else []:
+    members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
+    narrative_docs = storage.get_docs(org, NARRATIVES, touched) if touched else {}
+    for nid, doc in narrative_docs.items():
         member_ids = _member_ids(doc) or [pid for pid, f in facts.items() if nid in f.narratives]
         size = doc.get("size") if isinstance(doc.get("size"), int) else len(member_ids)
-        if max(size, len(member_ids)) < MIN_NARRATIVE_POSTS:
-            continue  # a one-post narrative would only repeat that post's entry
-        missing = [p for p in storage.get_posts(org, [m for m in member_ids if m not in facts]).values()]
-        if missing:
-            facts.update(gather_facts(services, org, missing, weights))
+        if max(size, len(member_ids)) >= MIN_NARRATIVE_POSTS:  # a one-post narrative would only repeat that post's entry
+            members[nid] = member_ids
+    # the members outside this batch, all narratives at once and without their repeats (their
+    # own queue entries are not rewritten here; a narrative's entry does not read repeats)
+    outside = sorted({m for ids in members.values() for m in ids} - set(facts))
+    missing = list(storage.get_posts(org, outside).values()) if outside else []
+    if missing:
+        facts.update(gather_facts(services, org, missing, weights, repeats=False))
+    for nid, member_ids in members.items():
+        doc = narrative_docs[nid]
         member_facts = [facts[m] for m in member_ids if m in facts]
         if member_facts:
             entry, key = narrative_entry(nid, doc, member_facts, weights)

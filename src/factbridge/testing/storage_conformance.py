@@ -327,6 +327,10 @@ def check_vectors_roundtrip(factory: StorageFactory) -> None:
         for row, item_id in enumerate(ids):
             assert np.array_equal(matrix[row], vecs[int(item_id[-1])]), "ids and matrix rows must stay aligned, values exact"
         assert store.vector_shas("org", "factcheck", "emb-a") == {"fc-0": "sha-0", "fc-1": "sha-1", "fc-2": "sha-2"}
+        assert store.vector_shas("org", "factcheck", "emb-a", ids=["fc-2", "fc-0", "nope", "fc-2"]) == {"fc-0": "sha-0", "fc-2": "sha-2"}
+        assert store.vector_shas("org", "factcheck", "emb-a", shas=["sha-1", "sha-9"]) == {"fc-1": "sha-1"}
+        assert store.vector_shas("org", "factcheck", "emb-a", ids=["fc-0", "fc-1"], shas=["sha-1"]) == {"fc-1": "sha-1"}
+        assert store.vector_shas("org", "factcheck", "emb-a", ids=[]) == {} and store.vector_shas("org", "factcheck", "emb-b", ids=["fc-0"]) == {}
         assert store.embedders().get("emb-a") == 8
         # re-embedding one item replaces its vector and sha
         store.put_vectors("org", "factcheck", "emb-a", [("fc-1", "sha-1b", vecs[0] * 2)])

@@ -14,8 +14,11 @@ Python dicts, so memory grows by ~12 bytes per band per distinct post (the
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,8 +64,78 @@ _PERM_A = (_PERM_RNG.integers(1, 2**63 - 1, size=NUM_PERM, dtype=np.int64).astyp
 _PERM_B = _PERM_RNG.integers(0, 2**63 - 1, size=NUM_PERM, dtype=np.int64).astype(np.uint64)
 
 
+class SignatureCache:
+    """The signatures of the texts seen last (least recently used out), keyed by a 16-byte
+    BLAKE2b digest of the raw text: a signature depends on nothing else, so a hit gives
+    what computing it again would. The coordination stage re-reads every stored post per
+    batch and the narratives stage each batch's: without it every text's shingles were
+    hashed again per batch (O(posts^2) over an ingest). ~410 bytes per text."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> NUM_PERM uint32 (b"" when no shingle)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def get(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        with self._lock:
+            out = [self._rows.get(k) for k in keys]
+            for k, row in zip(keys, out, strict=True):
+                if row is not None:
+                    self._rows.move_to_end(k)
+        return out
+
+    def put(self, keys: Sequence[bytes], sigs: np.ndarray, valid: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            for k, row, ok in zip(keys, sigs, valid, strict=True):
+                self._rows[k] = row.tobytes() if ok else b""
+                self._rows.move_to_end(k)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+
+# Above the coordination stage's default ceiling (coordination_stage_max_posts, 50,000): ~25 MB full.
+SIGNATURE_CACHE = SignatureCache(60_000)
+
+
 def signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures (n, NUM_PERM) uint32, has_shingles (n,) bool). Texts shorter than a shingle get no signature."""
+    """(signatures (n, NUM_PERM) uint32, has_shingles (n,) bool). Texts shorter than a shingle get no signature.
+    Texts whose signature is in `SIGNATURE_CACHE` are not hashed again."""
+    n = len(texts)
+    if n == 0:
+        return np.full((0, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32), np.zeros(0, dtype=bool)
+    keys = [SignatureCache.key(t) for t in texts]
+    cached = SIGNATURE_CACHE.get(keys)
+    todo = [i for i, row in enumerate(cached) if row is None]
+    if todo:
+        fresh_sigs, fresh_valid = _compute_signatures([texts[i] for i in todo], chunk)
+        SIGNATURE_CACHE.put([keys[i] for i in todo], fresh_sigs, fresh_valid)
+    else:
+        fresh_sigs, fresh_valid = np.zeros((0, NUM_PERM), dtype=np.uint32), np.zeros(0, dtype=bool)
+    if len(todo) == n:
+        return fresh_sigs, fresh_valid
+    sigs = np.full((n, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
+    valid = np.zeros(n, dtype=bool)
+    hit_rows = [(i, row) for i, row in enumerate(cached) if row]  # b"": cached as "no signature"
+    if hit_rows:
+        hits = [i for i, _ in hit_rows]
+        sigs[hits] = np.frombuffer(b"".join(row for _, row in hit_rows), dtype=np.uint32).reshape(len(hits), NUM_PERM)
+        valid[hits] = True
+    if todo:
+        sigs[todo] = fresh_sigs
+        valid[todo] = fresh_valid
+    return sigs, valid
+
+
+def _compute_signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     n = len(texts)
     sigs = np.full((n, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
     valid = np.zeros(n, dtype=bool)

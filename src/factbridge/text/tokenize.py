@@ -38,12 +38,25 @@ def _khmer_tokenize():
     return khmer_tokenize
 
 
+@lru_cache(maxsize=65_536)
+def _segment_khmer(run: str) -> tuple[str, ...]:
+    """khmercut's words of one Khmer run (the CRF sees only the run: the same run always
+    gives the same words, so repeated phrases are segmented once per process)."""
+    with _KHMER_LOCK:
+        return tuple(_khmer_tokenize()(run))
+
+
 def _khmer_segmenter():
     def segment(run: str) -> list[str]:
-        with _KHMER_LOCK:
-            return list(_khmer_tokenize()(run))
+        return list(_segment_khmer(run))
 
     return segment
+
+
+@lru_cache(maxsize=262_144)
+def _folded_word(run: str) -> str:
+    """A spaced-script word lower-cased and folded (a vocabulary: cached, not redone per post)."""
+    return fold_diacritics(run.lower())
 
 
 def _is_khmer(run: str) -> bool:
@@ -70,5 +83,5 @@ def tokenize(text: str) -> list[str]:
         elif _needs_bigrams(run):
             tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
         else:
-            tokens.append(fold_diacritics(run.lower()))
+            tokens.append(_folded_word(run) if len(run) <= 40 else fold_diacritics(run.lower()))
     return tokens

@@ -545,13 +545,19 @@ class PostgresStorage:
 
         return self._read(run, binary=True)
 
-    def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]:
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT item_id, text_sha FROM vectors WHERE org=%s AND kind=%s AND embedder=%s", (org, kind, embedder_id)
-            ).fetchall()
-        )
-        return {r[0]: r[1] for r in rows}
+    def vector_shas(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None,
+                    shas: Sequence[str] | None = None) -> dict[str, str]:
+        sql = "SELECT item_id, text_sha FROM vectors WHERE org=%s AND kind=%s AND embedder=%s"
+        params: list[Any] = [org, kind, embedder_id]
+        wanted = None if ids is None else {_text(i): i for i in ids}  # asked-for ids come back as asked
+        if wanted is not None:
+            sql += " AND item_id = ANY(%s)"
+            params.append(list(wanted))
+        if shas is not None:
+            sql += " AND text_sha = ANY(%s)"
+            params.append(list(dict.fromkeys(shas)))
+        rows = self._read(_fetch_all(sql, tuple(params)))
+        return {(r[0] if wanted is None else wanted.get(r[0], r[0])): r[1] for r in rows}
 
     def embedders(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}

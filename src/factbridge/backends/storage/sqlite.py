@@ -468,13 +468,22 @@ class SQLiteStorage:
 
         return self._read(run)
 
-    def vector_shas(self, org: str, kind: str, embedder_id: str) -> dict[str, str]:
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT item_id, text_sha FROM vectors WHERE org=? AND kind=? AND embedder=?", (org, kind, embedder_id)
-            ).fetchall()
-        )
-        return {r[0]: r[1] for r in rows}
+    def vector_shas(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None,
+                    shas: Sequence[str] | None = None) -> dict[str, str]:
+        sql = "SELECT item_id, text_sha FROM vectors WHERE org=? AND kind=? AND embedder=?"
+        if ids is None and shas is None:
+            return {r[0]: r[1] for r in self._read(_fetch_all(sql, (org, kind, embedder_id)))}
+        column, values = ("item_id", ids) if ids is not None else ("text_sha", shas)
+        unique = list(dict.fromkeys(values or ()))
+        out: dict[str, str] = {}
+        for i in range(0, len(unique), 500):
+            part = unique[i : i + 500]
+            rows = self._read(_fetch_all(f"{sql} AND {column} IN ({','.join('?' * len(part))})", (org, kind, embedder_id, *part)))
+            out.update((r[0], r[1]) for r in rows)
+        if ids is not None and shas is not None:
+            wanted = set(shas)
+            out = {k: v for k, v in out.items() if v in wanted}
+        return out
 
     def embedders(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}

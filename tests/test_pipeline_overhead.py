@@ -1,0 +1,142 @@
+"""The per-post costs cut outside the encoder change no result: cached MinHash signatures,
+cached word folding and Khmer segmentation, triage's narrative members gathered once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from factbridge.bench.feed import generated_posts
+from factbridge.pipeline import triage
+from factbridge.pipeline.prepare import prepare_post
+from factbridge.pipeline.stages import StageClock, run_stages
+from factbridge.services import Services
+from factbridge.settings import load_settings
+from factbridge.text import minhash
+from factbridge.text.normalize import fold_diacritics
+from factbridge.text.tokenize import _segment_khmer, tokenize
+
+ORG = "desk"
+
+
+def _texts() -> list[str]:
+    texts = [p.text for p in generated_posts(120, "mixed", duplicates=0.3, seed=11)]
+    return [*texts, "", "abc", "RT @someone: https://t.co/x", "ភាសាខ្មែរ"]
+
+
+def test_cached_signatures_are_the_computed_ones() -> None:
+    texts = _texts()
+    expected_sigs, expected_valid = minhash._compute_signatures(texts)
+    minhash.SIGNATURE_CACHE.put([minhash.SignatureCache.key(t) for t in texts[:40]], expected_sigs[:40], expected_valid[:40])
+    for _ in range(2):  # part cached, then all cached
+        sigs, valid = minhash.signatures(texts)
+        assert np.array_equal(sigs, expected_sigs) and np.array_equal(valid, expected_valid)
+    assert not valid[-4] and not valid[-3], "empty and too short texts still have no signature"
+    assert np.array_equal(minhash.near_duplicate_groups(texts), minhash.near_duplicate_groups(list(texts)))
+    empty_sigs, empty_valid = minhash.signatures([])
+    assert empty_sigs.shape == (0, minhash.NUM_PERM) and empty_valid.shape == (0,)
+
+
+def test_signature_cache_is_bounded_least_recently_used_out() -> None:
+    cache = minhash.SignatureCache(3)
+    texts = ["alpha beta gamma", "delta epsilon zeta", "eta theta iota", "kappa lambda mu"]
+    sigs, valid = minhash._compute_signatures(texts)
+    keys = [minhash.SignatureCache.key(t) for t in texts]
+    cache.put(keys[:3], sigs[:3], valid[:3])
+    assert cache.get(keys[:1]) == [sigs[0].tobytes()]  # used: now the most recent
+    cache.put(keys[3:], sigs[3:], valid[3:])
+    assert len(cache) == 3
+    assert cache.get([keys[1]]) == [None], "the least recently used one went out"
+    assert cache.get([keys[0], keys[3]]) == [sigs[0].tobytes(), sigs[3].tobytes()]
+
+
+def test_cached_tokenizer_gives_what_it_computes() -> None:
+    import khmercut
+
+    run = "ក្រសួងសុខាភិបាលព្រមានអំពីវ៉ាក់សាំងក្លែងក្លាយ"
+    _segment_khmer.cache_clear()
+    assert list(_segment_khmer(run)) == list(khmercut.tokenize(run)) == list(_segment_khmer(run))
+    text = "Không phải ĐÂY là Æther straße " + "é" * 60
+    words = tokenize(text)
+    assert words == [fold_diacritics(w.lower()) for w in re.findall(r"[^\W_]+", text)]
+    assert tokenize(text) == words
+
+
+def _entries(captured: list[list[Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for entry in captured.pop():
+        doc = entry.to_doc()
+        doc.pop("updated_at", None)
+        velocity = doc["components"]["velocity"]["evidence"]
+        if "examples" in velocity:  # exact copies tie in the vector search: their order is not defined
+            velocity["examples"] = sorted(velocity["examples"])
+        out[entry.id] = doc
+    return out
+
+
+def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch's queue entries, as the stage writes them, against triage gathering every
+    narrative member with its repeats (as before) on the same stored state."""
+    captured: list[list[Any]] = []
+    monkeypatch.setattr(triage.TriageQueue, "put", lambda self, org, entries: captured.append(list(entries)))
+    original = triage.gather_facts
+    light_calls: list[int] = []
+
+    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
+        return original(services, org, posts, weights, repeats=True)
+
+    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
+        if not repeats:
+            light_calls.append(len(posts))
+        return original(services, org, posts, weights, repeats=repeats)
+
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing",
+        "embed_cache": "off", "match_fusion": "rrf",
+    })
+    services = Services(settings)
+    try:
+        posts = [prepare_post(p) for p in generated_posts(96, "tweet", duplicates=0.4, seed=21)]
+        clock = StageClock()
+        narratives = 0
+        for start in range(0, len(posts), 24):
+            batch = posts[start : start + 24]
+            services.storage.upsert_posts(ORG, batch)
+            monkeypatch.setattr(triage, "gather_facts", counting)
+            run_stages(services, ORG, batch, clock=clock)
+            fast = _entries(captured)
+            monkeypatch.setattr(triage, "gather_facts", full)
+            triage.triage_posts(services, ORG, batch)
+            before = _entries(captured)
+            assert fast == before, _diff(fast, before)[:5]
+            narratives += sum(1 for i in fast if i.startswith("narrative:"))
+    finally:
+        services.close()
+    assert narratives >= 3 and light_calls, "the fixture makes narratives with members outside their batch"
+    assert set(clock.wall) >= {"ledger", "narratives", "triage"} and all(v >= 0 for v in clock.cpu.values())
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_link_risk_max_scores_are_the_records_own(storage: Any) -> None:
+    from factbridge.pipeline.records import LINKRISK, LinkRisks
+
+    docs = [
+        ("p1", {"post_id": "p1", "urls": [{"url": "a", "score": 0.123456}, {"url": "b", "score": "0.9"}, "junk"], "decided_by": "rule-1"}),
+        ("p2", {"post_id": "p2", "urls": [], "decided_by": None}),
+        ("p3", {"post_id": "p3", "urls": [{"url": "c", "score": True}, {"url": "d"}], "decided_by": "rule-2"}),
+        ("p4", {"post_id": "p4"}),
+    ]
+    storage.put_docs(ORG, LINKRISK, [(i, d, None) for i, d in docs])
+    ids = ["p1", "p2", "p3", "p4", "missing"]
+    records = LinkRisks(storage).get(ORG, ids)
+    assert LinkRisks(storage).max_scores(ORG, ids) == {i: (r.max_score, r.decided_by) for i, r in records.items()}
+    assert LinkRisks(storage).max_scores(ORG, []) == {}
