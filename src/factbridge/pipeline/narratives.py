@@ -73,7 +73,7 @@ import threading
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -85,6 +85,7 @@ from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
 from factbridge.pipeline import records
+from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import NarrativeSettings
 from factbridge.text import minhash
@@ -654,66 +655,50 @@ class NarrativeEngine:
 
     # -- persistence --------------------------------------------------------------
     def load(self, storage: Storage, org: str) -> None:
-        for _, doc in _all_docs(storage, org, NARRATIVES):
-            n = Narrative.from_doc(doc)
+        store = NarrativeStore(storage)
+        for n in store.narratives(org):
             self.narratives[n.id] = n
             self._set_centroid(n.id)
-        for _, doc in _all_docs(storage, org, TOPICS):
-            if doc.get("merged_into") is not None:
-                continue
-            t = Topic.from_doc(doc)
+        for t in store.live_topics(org):
             self.topics[t.id] = t
             self._set_topic_row(t.id)
-        members = sorted(_all_docs(storage, org, MEMBERS), key=lambda kv: (kv[1].get("time", ""), kv[0]))
         rows, sigs = [], []
-        for post_id, doc in members:
-            sig = _decode_sig(doc["minhash"]) if doc.get("minhash") else None
-            row = self._remember_post(post_id, doc["narrative_id"], sig)
-            self._remember_images(row, doc.get("dhash") or [])
+        for m in store.members(org):
+            sig = _decode_sig(m.minhash) if m.minhash else None
+            row = self._remember_post(m.post_id, m.narrative_id, sig)
+            self._remember_images(row, m.dhash or [])
             if sig is not None:
                 rows.append(row)
                 sigs.append(sig)
         if sigs:
             keys = minhash.band_keys(np.stack(sigs))
             self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
-        state = storage.get_docs(org, STATE, ["state"]).get("state", {})
-        self.seq = int(state.get("seq", 0))
+        state = store.state(org)
+        self.seq = state.seq if state is not None else 0
 
     def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
         by_id = {p.id: p for p in posts}
         rule = decided_by(self.params)
-        member_rows: list[tuple[str, dict[str, Any], float | None]] = []
+        sig_of = self._signature_lookup([a.post_id for a in assignments])
+        members: list[tuple[NarrativeMembership, float | None]] = []
         for a in assignments:
             post = by_id[a.post_id]
             ts = _post_time(post)
-            doc = {
-                "post_id": a.post_id, "narrative_id": a.narrative_id, "method": a.method,
-                "similarity": round(a.similarity, 4), "neighbour": a.neighbour, "time": _iso(ts),
-                "language": post.language, "decided_by": rule,
-            }
-            if any(img.dhash for img in post.images):
-                doc["dhash"] = _image_and_crop_hashes(post)
-            member_rows.append((a.post_id, doc, ts))
-        sig_of = self._signature_lookup([a.post_id for a in assignments])
-        for post_id, doc, _ in member_rows:
-            if post_id in sig_of:
-                doc["minhash"] = sig_of[post_id]
+            members.append((NarrativeMembership(
+                post_id=a.post_id, narrative_id=a.narrative_id, method=a.method, similarity=round(a.similarity, 4), neighbour=a.neighbour,
+                time=_iso(ts), language=post.language, decided_by=rule,
+                dhash=_image_and_crop_hashes(post) if any(img.dhash for img in post.images) else None, minhash=sig_of.get(a.post_id),
+            ), ts))
         gone = [t for t in touched_topics if t not in self.topics]
         live = [t for t in touched_topics if t in self.topics]
         topic_rows: list[tuple[str, dict[str, Any], float | None]] = [
             (tid, self.topics[tid].to_doc(self.narratives, rule), self.topics[tid].heat) for tid in live]
         # merged away: documents are never deleted; they point to where their narratives went
         topic_rows += [self._merged_row(tid) for tid in gone]
-        state = {"seq": self.seq, "version": NARRATIVES_VERSION, "space": self.params.space, "decided_by": rule,
-                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        writes: list[tuple[str, list[tuple[str, dict[str, Any], float | None]]]] = [
-            (MEMBERS, member_rows),
-            (NARRATIVES, [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]),
-            (TOPICS, topic_rows),
-            (STATE, [("state", state, None)]),
-        ]
-        # one transaction for the batch's members, narratives, topics and sequence number
-        storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows])
+        state = NarrativeState(seq=self.seq, version=NARRATIVES_VERSION, space=self.params.space, decided_by=rule,
+                               updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        narrative_rows = [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]
+        NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state)
 
     def _merged_row(self, tid: str) -> tuple[str, dict[str, Any], float | None]:
         into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
@@ -728,6 +713,73 @@ def _all_docs(storage: Storage, org: str, collection: str, page: int = 5000) -> 
     return list(iter_docs(storage, org, collection, page=page))
 
 
+@dataclass(frozen=True)
+class NarrativeState:
+    """`narrative_state` (one document, id "state"): the stage's sequence number (bumped with
+    every write, so an engine cached by another process reloads), the version and vector
+    space its narratives were built in."""
+
+    seq: int
+    version: str
+    space: str
+    decided_by: str
+    updated_at: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"seq": self.seq, "version": self.version, "space": self.space, "decided_by": self.decided_by, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> NarrativeState:
+        # documents from before spaces were recorded are raw
+        return cls(seq=int(doc.get("seq", 0)), version=str(doc.get("version") or ""), space=str(doc.get("space") or "raw"),
+                   decided_by=str(doc.get("decided_by") or ""), updated_at=str(doc.get("updated_at") or ""))
+
+
+class NarrativeStore:
+    """The narratives stage's accessor of what it writes: `narratives` and `topics` as its
+    working records (`Narrative`, `Topic`: the fields readers use, through
+    `records.Narratives`, plus term counts and vectors), `narrative_members`
+    (`records.NarrativeMembership`) and `narrative_state` (`NarrativeState`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def state(self, org: str) -> NarrativeState | None:
+        doc = self.storage.get_docs(org, STATE, ["state"]).get("state")
+        return NarrativeState.from_doc(doc) if doc else None
+
+    def narratives(self, org: str) -> list[Narrative]:
+        return [Narrative.from_doc(doc) for _, doc in _all_docs(self.storage, org, NARRATIVES)]
+
+    def narrative_docs(self, org: str, ids: Sequence[str]) -> dict[str, Narrative]:
+        return {i: Narrative.from_doc(d) for i, d in self.storage.get_docs(org, NARRATIVES, list(ids)).items()} if ids else {}
+
+    def live_topics(self, org: str) -> list[Topic]:
+        return [Topic.from_doc(doc) for _, doc in _all_docs(self.storage, org, TOPICS) if doc.get("merged_into") is None]
+
+    def members(self, org: str) -> list[NarrativeMembership]:
+        """Every membership, in time order."""
+        found = [NarrativeMembership.from_doc(i, d) for i, d in _all_docs(self.storage, org, MEMBERS)]
+        return sorted(found, key=lambda m: (m.time, m.post_id))
+
+    def save(self, org: str, members: Sequence[tuple[NarrativeMembership, float | None]], narratives: Sequence[tuple[str, dict[str, Any], float | None]],
+             topics: Sequence[tuple[str, dict[str, Any], float | None]], state: NarrativeState) -> None:
+        """A batch's memberships, narratives, topics and the new sequence number in one transaction."""
+        Rows = list[tuple[str, dict[str, Any], float | None]]
+        writes: list[tuple[str, Rows]] = [
+            NarrativeMembers.rows(members), (NARRATIVES, list(narratives)), (TOPICS, list(topics)), (STATE, [("state", state.to_doc(), None)]),
+        ]
+        self.storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows])
+
+    def put_narratives(self, org: str, narratives: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
+        self.storage.put_docs(org, NARRATIVES, list(narratives))
+
+    def bump(self, org: str, state: NarrativeState) -> None:
+        self.storage.put_docs(org, STATE, [("state", replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds")).to_doc(), None)])
+
+
+
+
 # One engine per (storage, org), reused across batches while no other process wrote in between.
 _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.WeakKeyDictionary()
 
@@ -735,13 +787,13 @@ _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.W
 def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) -> NarrativeEngine:
     engines = _ENGINES.setdefault(storage, {})
     engine = engines.get(org)
-    state = storage.get_docs(org, STATE, ["state"]).get("state", {})
-    if state and state.get("space", "raw") != params.space:  # documents from before spaces were recorded are raw
+    state = NarrativeStore(storage).state(org)
+    if state is not None and state.space != params.space:
         raise ConfigError(
-            f"organisation '{org}' has narratives built from {state.get('space', 'raw')} vectors, and the settings now give "
+            f"organisation '{org}' has narratives built from {state.space} vectors, and the settings now give "
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
-    stored_seq = int(state.get("seq", 0))
+    stored_seq = state.seq if state is not None else 0
     if engine is None or engine.params != params or engine.seq != stored_seq or engine.dim != dim:
         engine = NarrativeEngine(params, dim)
         engine.load(storage, org)
@@ -775,9 +827,9 @@ def narrative_member_ids(storage: Storage, org: str, docs: dict[str, dict[str, A
         else:
             partial.add(nid)
     if partial:
-        members = [(pid, m) for pid, m in _all_docs(storage, org, MEMBERS) if m.get("narrative_id") in partial]
-        for pid, m in sorted(members, key=lambda kv: (kv[1].get("time", ""), kv[0])):
-            out.setdefault(str(m["narrative_id"]), []).append(pid)
+        for m in NarrativeStore(storage).members(org):
+            if m.narrative_id in partial:
+                out.setdefault(m.narrative_id, []).append(m.post_id)
     return out
 
 
@@ -787,8 +839,8 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
 
     Memberships do not move. The state's sequence number is bumped when a list changed, so an
     engine cached by another process reloads; this process's engine is updated in place."""
-    members = storage.get_docs(org, MEMBERS, list(post_ids))
-    wanted = sorted({str(m["narrative_id"]) for m in members.values() if m.get("narrative_id")})
+    members = NarrativeMembers(storage).get(org, list(post_ids))
+    wanted = sorted({m.narrative_id for m in members.values()})
     if not wanted:
         return {"narratives_checked": 0, "narratives_changed": 0}
     engine = _ENGINES.get(storage, {}).get(org)
@@ -808,12 +860,13 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
             doc["factchecks"] = _listed_factchecks(tally)
             rows.append((nid, doc, doc.get("heat_log2")))
         if rows:
-            storage.put_docs(org, NARRATIVES, rows)
-            state = storage.get_docs(org, STATE, ["state"]).get("state", {})
-            seq = int(state.get("seq", 0))
-            if state:  # (the stage writes it with every batch; no state, no engine to tell)
-                storage.put_docs(org, STATE, [("state", {**state, "seq": seq + 1, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, None)])
-            if state and engine is not None and engine.seq == seq:  # it was current: keep it so, without a reload
+            store = NarrativeStore(storage)
+            store.put_narratives(org, rows)
+            state = store.state(org)
+            seq = state.seq if state is not None else 0
+            if state is not None:  # (the stage writes it with every batch; no state, no engine to tell)
+                store.bump(org, state)
+            if state is not None and engine is not None and engine.seq == seq:  # it was current: keep it so, without a reload
                 for nid, doc, _ in rows:
                     if nid in engine.narratives:
                         engine.narratives[nid].factchecks = {f["factcheck_id"]: dict(f) for f in doc["factchecks"]}

@@ -43,6 +43,9 @@ QUEUE = "queue"
 
 @dataclass(frozen=True)
 class NarrativeMembership:
+    """Why a post joined its narrative. `minhash` (the post's text signature) and `dhash`
+    (its images' hashes) are the stage's own: it rebuilds its near-duplicate index from them."""
+
     post_id: str
     narrative_id: str
     method: str = ""
@@ -51,20 +54,28 @@ class NarrativeMembership:
     time: str = ""
     language: str | None = None
     decided_by: str = ""
+    dhash: list[Any] | None = None
+    minhash: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        """The public view (the stage also keeps the post's MinHash and image hashes beside it)."""
-        return {"post_id": self.post_id, "narrative_id": self.narrative_id, "method": self.method, "similarity": self.similarity,
-                "neighbour": self.neighbour, "time": self.time, "language": self.language, "decided_by": self.decided_by}
+        doc: dict[str, Any] = {"post_id": self.post_id, "narrative_id": self.narrative_id, "method": self.method, "similarity": self.similarity,
+                               "neighbour": self.neighbour, "time": self.time, "language": self.language, "decided_by": self.decided_by}
+        if self.dhash is not None:
+            doc["dhash"] = list(self.dhash)
+        if self.minhash is not None:
+            doc["minhash"] = self.minhash
+        return doc
 
     @classmethod
     def from_doc(cls, post_id: str, doc: Mapping[str, Any]) -> NarrativeMembership:
         similarity = doc.get("similarity")
+        neighbour, language, dhash, sig = doc.get("neighbour"), doc.get("language"), doc.get("dhash"), doc.get("minhash")
         return cls(
             post_id=str(doc.get("post_id") or post_id), narrative_id=str(doc.get("narrative_id") or ""), method=str(doc.get("method") or ""),
             similarity=float(similarity) if isinstance(similarity, int | float) else None,
-            neighbour=str(doc["neighbour"]) if doc.get("neighbour") else None, time=str(doc.get("time") or ""),
-            language=str(doc["language"]) if doc.get("language") else None, decided_by=str(doc.get("decided_by") or ""),
+            neighbour=str(neighbour) if neighbour is not None else None, time=str(doc.get("time") or ""),
+            language=str(language) if language is not None else None, decided_by=str(doc.get("decided_by") or ""),
+            dhash=list(dhash) if isinstance(dhash, list) else None, minhash=str(sig) if sig else None,
         )
 
 
@@ -81,6 +92,12 @@ class NarrativeMembers:
 
     def count(self, org: str) -> int:
         return self.storage.count_docs(org, MEMBERS)
+
+    @staticmethod
+    def rows(members: Sequence[tuple[NarrativeMembership, float | None]]) -> tuple[str, list[tuple[str, dict[str, Any], float | None]]]:
+        """The (collection, rows) write for `put_docs_batch` (the stage writes a batch's
+        memberships in the transaction of its narratives)."""
+        return MEMBERS, [(m.post_id, m.to_doc(), sort) for m, sort in members]
 
     def all(self, org: str) -> list[NarrativeMembership]:
         """Every membership, by post id (for evaluations on small stores)."""
