@@ -144,8 +144,17 @@ def test_every_stored_case_round_trips(desk: Desk) -> None:
     assert case.status == "withdrawn" and case.verdict is not None and case.verdict.rating == "Misleading"
     assert case.publication is not None and case.publication.org_name == "Desk A"
     assert case.pending_correction is None and "pending_correction" in case.present
-    assert case.withdrawal is not None and case.withdrawal["proposed_by"] == "ed"
-    assert [e["kind"] for e in case.evidence] == ["link", "note", "file"] and case.versions is not None and set(case.versions) == {"fr"}
+    assert case.withdrawal is not None and case.withdrawal.proposed_by == "ed"
+    assert [e.kind for e in case.evidence] == ["link", "note", "file"] and case.versions is not None and set(case.versions) == {"fr"}
+    link, note, file = case.evidence
+    assert (link.url, link.text, note.url, note.text, file.text) == ("https://who.example.int/5g", "WHO", None, "called the lab", "screenshot")
+    assert file.file is not None and (file.file.name, file.file.size, file.file.content_type) == ("a.png", 3, None)
+    assert case.versions["fr"].headline == "Non" and case.source.kind == "post" and case.source.id == "p1"
+    assert [(c.previous_rating, c.new_rating, c.approved_by) for c in case.corrections] == [("False", "False", None), ("False", "Misleading", "rev")]
+    assert case.review_notes[0].text == "cite the WHO page" and case.approval is not None and case.approval.by == "rev"
+    assert case.library_ids() == [case.publication.url, f"{case.publication.url}-fr"]
+    waiting = Cases(desk.storage).one(ORG, desk.ids["waiting"])
+    assert waiting.pending_correction is None and "pending_correction" not in waiting.present
     assert [c.id for c in Cases(desk.storage).iter(ORG)][0] == desk.ids["waiting"]  # most recently updated first
     assert desk.cases.get(ORG, desk.ids["closed"]) == dict(desk.storage.get_docs(ORG, CASES, [desk.ids["closed"]])[desk.ids["closed"]])
 

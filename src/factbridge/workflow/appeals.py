@@ -80,7 +80,7 @@ class Appeals:
             raise InputError(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
         if outcome == "corrected":
             case = self.cases.records.one(org, appeal.case_id)
-            if not any(c["at"] >= appeal.received_at for c in case.corrections):
+            if not any(c.at >= appeal.received_at for c in case.corrections):
                 raise Conflict("record the correction on the case first, then decide the appeal as corrected")
         after = replace(appeal, status="decided", outcome=outcome, outcome_note=_clean(note, "note", 5000, required=True),
                         decided_at=now_iso(), decided_by=actor.username, version=appeal.version + 1)

@@ -44,12 +44,22 @@ from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.records import CASES as CASES
 from factbridge.workflow.records import PUBLISHED as PUBLISHED
 from factbridge.workflow.records import (
+    Approval,
     Case,
     Cases,
+    CaseSource,
+    Correction,
+    EvidenceFile,
+    EvidenceItem,
+    LanguageVersion,
+    PendingCorrection,
+    PendingWithdrawal,
     Publication,
     PublishedPage,
     PublishedPages,
+    ReviewNote,
     Verdict,
+    Withdrawal,
 )
 
 # Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
@@ -207,7 +217,7 @@ class CaseBook:
             claim_date=claim_date,
             language=(language or "").lower() or None,
             status="open",
-            source={"kind": source_kind, "id": source_id},
+            source=CaseSource(kind=source_kind, id=source_id),
             created_at=now_iso(),
             created_by=actor.username,
             assignee=actor.username,
@@ -242,15 +252,15 @@ class CaseBook:
         self._expect(case, ("open", "in_review"), "add evidence")
         if kind not in EVIDENCE_KINDS:
             raise InputError(f"evidence kind must be one of {', '.join(EVIDENCE_KINDS)}", field="kind")
-        item: dict[str, Any] = {"id": _new_id("ev"), "kind": kind, "added_by": actor.username, "added_at": now_iso()}
+        item = EvidenceItem(id=_new_id("ev"), kind=kind, added_by=actor.username, added_at=now_iso())
         if kind == "link":
-            item.update(url=_url(url), text=clean_text(text, "text", required=False, limit=2000))
+            item = replace(item, url=_url(url), text=clean_text(text, "text", required=False, limit=2000))
         elif kind == "note":
-            item.update(text=clean_text(text, "text"))
+            item = replace(item, text=clean_text(text, "text"))
         else:
             if not file:
                 raise InputError("no file was uploaded", field="file")
-            item.update(file=file, text=clean_text(text, "text", required=False, limit=2000))
+            item = replace(item, file=EvidenceFile.from_doc(file), text=clean_text(text, "text", required=False, limit=2000))
         return self._save(org, actor, "case.evidence", case, case.with_(evidence=[*case.evidence, item])).to_doc()
 
     def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
@@ -284,8 +294,8 @@ class CaseBook:
         lang = clean_text(language, "language", limit=8).lower()
         if lang == (case.verdict.language or ""):
             raise InputError(f"the verdict itself is in '{lang}': choose another language", field="language")
-        item = {"language": lang, "claim": clean_text(claim, "claim", limit=2000), "headline": clean_text(headline, "headline", limit=300),
-                "explanation": clean_text(explanation, "explanation"), "by": actor.username, "at": now_iso()}
+        item = LanguageVersion(language=lang, claim=clean_text(claim, "claim", limit=2000), headline=clean_text(headline, "headline", limit=300),
+                               explanation=clean_text(explanation, "explanation"), by=actor.username, at=now_iso())
         changes: dict[str, Any] = {"versions": {**(case.versions or {}), lang: item}}
         if case.status == "approved":
             changes.update(approval=None, status="in_review")
@@ -297,14 +307,14 @@ class CaseBook:
         self._expect(case, ("in_review",), "approve")
         if self._verdict(case).drafted_by == actor.username:
             raise PermissionDenied("a second editor must approve: you drafted this verdict")
-        approval = {"by": actor.username, "at": now_iso()}
+        approval = Approval(by=actor.username, at=now_iso())
         return self._save(org, actor, "case.approve", case, case.with_(approval=approval, status="approved")).to_doc()
 
     def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
         actor.check("case.return")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review", "approved"), "return the verdict")
-        notes = [*case.review_notes, {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
+        notes = [*case.review_notes, ReviewNote(by=actor.username, at=now_iso(), text=clean_text(note, "note"))]
         return self._save(org, actor, "case.return", case, case.with_(approval=None, status="open", review_notes=notes)).to_doc()
 
     def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
@@ -331,12 +341,14 @@ class CaseBook:
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "correct")
         verdict = self._verdict(case)
-        correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict.rating, "new_rating": verdict.rating}
+        correction = Correction(at=now_iso(), by=actor.username, text=clean_text(text, "text", limit=5000), previous_rating=verdict.rating,
+                                new_rating=verdict.rating)
         name = self.scale.check(new_rating) if new_rating.strip() else verdict.rating
         if name != verdict.rating:
             if case.pending_correction:
                 raise Conflict("a change of the rating is already waiting for a second editor; decide it first")
-            pending = correction | {"new_rating": name, "rating_value": self.scale.value(name)}
+            pending = PendingCorrection(at=correction.at, by=correction.by, text=correction.text, previous_rating=verdict.rating,
+                                        new_rating=name, rating_value=self.scale.value(name))
             return self._save(org, actor, "case.correct.propose", case, case.with_(pending_correction=pending)).to_doc()
         after = self._save(org, actor, "case.correct", case, case.with_(corrections=[*case.corrections, correction]))
         self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
@@ -353,10 +365,11 @@ class CaseBook:
             raise Conflict("no change of the rating is waiting")
         if not approve:
             return self._save(org, actor, "case.correct.reject", case, case.with_(pending_correction=None)).to_doc()
-        if pending["by"] == actor.username:
+        if pending.by == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this change of the rating")
-        verdict = replace(self._verdict(case), rating=str(pending["new_rating"]), rating_value=pending["rating_value"])
-        correction = {k: pending[k] for k in ("by", "text", "previous_rating", "new_rating")} | {"at": now_iso(), "approved_by": actor.username}
+        verdict = replace(self._verdict(case), rating=pending.new_rating, rating_value=pending.rating_value)
+        correction = Correction(at=now_iso(), by=pending.by, text=pending.text, previous_rating=pending.previous_rating,
+                                new_rating=pending.new_rating, approved_by=actor.username)
         after = self._save(org, actor, "case.correct", case, case.with_(verdict=verdict, corrections=[*case.corrections, correction],
                                                                         pending_correction=None))
         self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
@@ -370,7 +383,7 @@ class CaseBook:
         self._expect(case, ("published",), "withdraw")
         if case.pending_withdrawal:
             raise Conflict("a withdrawal is already waiting for a second editor; decide it first")
-        pending = {"at": now_iso(), "by": actor.username, "reason": clean_text(reason, "reason", limit=5000)}
+        pending = PendingWithdrawal(at=now_iso(), by=actor.username, reason=clean_text(reason, "reason", limit=5000))
         return self._save(org, actor, "case.withdraw.propose", case, case.with_(pending_withdrawal=pending)).to_doc()
 
     def decide_withdrawal(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
@@ -385,10 +398,9 @@ class CaseBook:
             raise Conflict("no withdrawal is waiting")
         if not approve:
             return self._save(org, actor, "case.withdraw.reject", case, case.with_(pending_withdrawal=None)).to_doc()
-        if pending["by"] == actor.username:
+        if pending.by == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this withdrawal")
-        withdrawal = {"at": now_iso(), "reason": pending["reason"], "proposed_by": pending["by"], "proposed_at": pending["at"],
-                      "approved_by": actor.username}
+        withdrawal = Withdrawal(at=now_iso(), reason=pending.reason, proposed_by=pending.by, proposed_at=pending.at, approved_by=actor.username)
         # a change of rating still waiting is moot: the verdict is withdrawn as it stands
         after = self._save(org, actor, "case.withdraw", case, case.with_(status="withdrawn", withdrawal=withdrawal,
                                                                          pending_withdrawal=None, pending_correction=None))
@@ -416,17 +428,17 @@ class CaseBook:
             explanation=verdict.explanation,
             language=verdict.language,
             # Only links are public sources; notes and files stay in the workspace.
-            sources=[{"url": e["url"], "text": e.get("text", "")} for e in case.evidence if e["kind"] == "link"],
+            sources=[{"url": e.url or "", "text": e.text or ""} for e in case.evidence if e.kind == "link"],
             published_at=pub.published_at,
             # public when withdrawn: when and why (who decided stays in the workspace and the audit log)
-            modified_at=withdrawal["at"] if withdrawal else case.corrections[-1]["at"] if case.corrections else None,
-            corrections=[{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case.corrections],
-            withdrawn={"at": withdrawal["at"], "reason": withdrawal["reason"]} if withdrawal else None,
+            modified_at=withdrawal.at if withdrawal else case.corrections[-1].at if case.corrections else None,
+            corrections=[c.public() for c in case.corrections],
+            withdrawn=withdrawal.public() if withdrawal else None,
         ).to_doc()))
         # The verdict's other languages: one page and one ClaimReview each, the same rating, linked as a group.
         versions = case.versions or {}
-        pages = [snapshot, *(replace(snapshot, page_id=f"{case.id}-{lang}", url=f"{pub.url}-{lang}", language=lang, claim=str(v["claim"]),
-                                     headline=str(v["headline"]), explanation=str(v["explanation"])) for lang, v in versions.items())]
+        pages = [snapshot, *(replace(snapshot, page_id=f"{case.id}-{lang}", url=f"{pub.url}-{lang}", language=lang, claim=v.claim,
+                                     headline=v.headline, explanation=v.explanation) for lang, v in versions.items())]
         group = {(page.language or ""): page.url for page in pages} if versions else {}
         pages = [replace(page, versions=group) for page in pages]
         records: list[tuple[str, Rows]] = [(PUBLISHED, self.pages.rows(pages))]

@@ -92,12 +92,240 @@ class Publication:
                    published_by=str(doc.get("published_by") or ""), org_name=str(doc.get("org_name") or ""))
 
 
+def _sorted(doc: dict[str, Any]) -> dict[str, Any]:
+    """A case's inner document with its keys in sorted order: as `audit.plain` (the save path)
+    leaves them, so the stored JSON and the API's bytes stay what they were."""
+    return dict(sorted(doc.items()))
+
+
+def _str(doc: Mapping[str, Any], key: str) -> str:
+    return str(doc.get(key) or "")
+
+
+@dataclass(frozen=True)
+class CaseSource:
+    """Where a case came from: kind "post", "narrative", "report" or "manual", and its id ("" for manual)."""
+
+    kind: str = "manual"
+    id: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CaseSource:
+        return cls(kind=str(doc.get("kind") or "manual"), id=_str(doc, "id"))
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """An uploaded file (stored by its SHA-256 under the upload folder); `content_type` is absent
+    from files stored before types were sniffed."""
+
+    name: str
+    sha256: str
+    size: int
+    content_type: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "sha256": self.sha256, "size": self.size}
+        if self.content_type is not None:
+            doc["content_type"] = self.content_type
+        return _sorted(doc)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> EvidenceFile:
+        return cls(name=_str(doc, "name"), sha256=_str(doc, "sha256"), size=int(doc.get("size") or 0), content_type=_opt(doc.get("content_type")))
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """A link (`url`, `text`), a note (`text`) or a file (`file`, `text`); a key the kind does not
+    have is absent from the document (None here)."""
+
+    id: str
+    kind: str
+    added_by: str
+    added_at: str
+    url: str | None = None
+    text: str | None = None
+    file: EvidenceFile | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.id, "kind": self.kind, "added_by": self.added_by, "added_at": self.added_at}
+        if self.url is not None:
+            doc["url"] = self.url
+        if self.text is not None:
+            doc["text"] = self.text
+        if self.file is not None:
+            doc["file"] = self.file.to_doc()
+        return _sorted(doc)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> EvidenceItem:
+        file = doc.get("file")
+        return cls(id=_str(doc, "id"), kind=_str(doc, "kind"), added_by=_str(doc, "added_by"), added_at=_str(doc, "added_at"),
+                   url=_opt(doc.get("url")), text=_opt(doc.get("text")), file=EvidenceFile.from_doc(file) if isinstance(file, Mapping) else None)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A second editor's approval of the verdict as drafted."""
+
+    by: str
+    at: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "by": self.by}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Approval:
+        return cls(by=_str(doc, "by"), at=_str(doc, "at"))
+
+
+@dataclass(frozen=True)
+class ReviewNote:
+    """Why a reviewer returned the verdict for changes."""
+
+    by: str
+    at: str
+    text: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "by": self.by, "text": self.text}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> ReviewNote:
+        return cls(by=_str(doc, "by"), at=_str(doc, "at"), text=_str(doc, "text"))
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A public correction of a published verdict; one that changed the rating names the second
+    editor who approved it (`approved_by`, absent otherwise)."""
+
+    at: str
+    by: str
+    text: str
+    previous_rating: str
+    new_rating: str
+    approved_by: str | None = None
+
+    PUBLIC = ("at", "text", "previous_rating", "new_rating")
+
+    def public(self) -> dict[str, Any]:
+        """What the public page shows: when, what, and the ratings (never who)."""
+        return {"at": self.at, "text": self.text, "previous_rating": self.previous_rating, "new_rating": self.new_rating}
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"at": self.at, "by": self.by, "text": self.text, "previous_rating": self.previous_rating,
+                               "new_rating": self.new_rating}
+        if self.approved_by is not None:
+            doc["approved_by"] = self.approved_by
+        return _sorted(doc)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Correction:
+        return cls(at=_str(doc, "at"), by=_str(doc, "by"), text=_str(doc, "text"), previous_rating=_str(doc, "previous_rating"),
+                   new_rating=_str(doc, "new_rating"), approved_by=_opt(doc.get("approved_by")))
+
+
+@dataclass(frozen=True)
+class PendingCorrection:
+    """A change of the rating waiting for a second editor (`CaseBook.decide_correction`)."""
+
+    at: str
+    by: str
+    text: str
+    previous_rating: str
+    new_rating: str
+    rating_value: float | None
+
+    def to_doc(self) -> dict[str, Any]:
+        return _sorted({"at": self.at, "by": self.by, "text": self.text, "previous_rating": self.previous_rating,
+                        "new_rating": self.new_rating, "rating_value": self.rating_value})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PendingCorrection:
+        return cls(at=_str(doc, "at"), by=_str(doc, "by"), text=_str(doc, "text"), previous_rating=_str(doc, "previous_rating"),
+                   new_rating=_str(doc, "new_rating"), rating_value=_opt_float(doc.get("rating_value")))
+
+
+@dataclass(frozen=True)
+class PendingWithdrawal:
+    """A withdrawal proposed by one editor, waiting for a second (`CaseBook.decide_withdrawal`)."""
+
+    at: str
+    by: str
+    reason: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "by": self.by, "reason": self.reason}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PendingWithdrawal:
+        return cls(at=_str(doc, "at"), by=_str(doc, "by"), reason=_str(doc, "reason"))
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """An approved withdrawal: public are `at` and `reason` (`public()`), who decided stays in the workspace."""
+
+    at: str
+    reason: str
+    proposed_by: str
+    proposed_at: str
+    approved_by: str
+
+    def public(self) -> dict[str, Any]:
+        return {"at": self.at, "reason": self.reason}
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"approved_by": self.approved_by, "at": self.at, "proposed_at": self.proposed_at, "proposed_by": self.proposed_by,
+                "reason": self.reason}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Withdrawal:
+        return cls(at=_str(doc, "at"), reason=_str(doc, "reason"), proposed_by=_str(doc, "proposed_by"), proposed_at=_str(doc, "proposed_at"),
+                   approved_by=_str(doc, "approved_by"))
+
+
+@dataclass(frozen=True)
+class LanguageVersion:
+    """The verdict in another language (same rating and evidence), published with it as a group."""
+
+    language: str
+    claim: str
+    headline: str
+    explanation: str
+    by: str
+    at: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "by": self.by, "claim": self.claim, "explanation": self.explanation, "headline": self.headline,
+                "language": self.language}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> LanguageVersion:
+        return cls(language=_str(doc, "language"), claim=_str(doc, "claim"), headline=_str(doc, "headline"),
+                   explanation=_str(doc, "explanation"), by=_str(doc, "by"), at=_str(doc, "at"))
+
+
+def _records(value: Any, record: Any) -> list[Any]:
+    return [record.from_doc(v) for v in value if isinstance(v, Mapping)] if isinstance(value, list | tuple) else []
+
+
+def _record_or_none(value: Any, record: Any) -> Any:
+    return record.from_doc(value) if isinstance(value, Mapping) else None
+
+
 @dataclass(frozen=True)
 class Case:
-    """A case. Evidence items, review notes, corrections, language versions, pending changes
-    and the withdrawal keep their documents' shapes (`dict`s, see `workflow.cases`).
-    `closed_reason`, `versions`, `pending_correction`, `pending_withdrawal` and `withdrawal`
-    appear in a document only once set (`present` names those it has, even null)."""
+    """A case, its parts typed (`CaseSource`, `EvidenceItem`, `Verdict`, `Approval`, `ReviewNote`,
+    `Publication`, `Correction`, `LanguageVersion` by language, `PendingCorrection`,
+    `PendingWithdrawal`, `Withdrawal`). `closed_reason`, `versions`, `pending_correction`,
+    `pending_withdrawal` and `withdrawal` appear in a document only once set (`present` names
+    those it has, even null)."""
 
     id: str
     org: str
@@ -107,23 +335,23 @@ class Case:
     claim_date: str | None = None
     language: str | None = None
     status: str = "open"
-    source: dict[str, Any] = field(default_factory=dict)
+    source: CaseSource = field(default_factory=CaseSource)
     created_at: str = ""
     created_by: str = ""
     assignee: str = ""
-    evidence: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[EvidenceItem] = field(default_factory=list)
     verdict: Verdict | None = None
-    approval: dict[str, Any] | None = None
-    review_notes: list[dict[str, Any]] = field(default_factory=list)
+    approval: Approval | None = None
+    review_notes: list[ReviewNote] = field(default_factory=list)
     publication: Publication | None = None
-    corrections: list[dict[str, Any]] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
     version: int = 0
     updated_at: str = ""
     closed_reason: str | None = None
-    versions: dict[str, dict[str, Any]] | None = None
-    pending_correction: dict[str, Any] | None = None
-    pending_withdrawal: dict[str, Any] | None = None
-    withdrawal: dict[str, Any] | None = None
+    versions: dict[str, LanguageVersion] | None = None
+    pending_correction: PendingCorrection | None = None
+    pending_withdrawal: PendingWithdrawal | None = None
+    withdrawal: Withdrawal | None = None
     present: frozenset[str] = frozenset()
 
     OPTIONAL = ("closed_reason", "versions", "pending_correction", "pending_withdrawal", "withdrawal")
@@ -133,35 +361,47 @@ class Case:
         """The case with `changes`; an optional field set here (even to None) is then stored."""
         return dataclasses.replace(self, **changes, present=self.present | {k for k in changes if k in self.OPTIONAL + self.UNSAVED})
 
+    def library_ids(self) -> list[str]:
+        """The library ids of a published case: its public URL and one per language version."""
+        url = self.publication.url if self.publication is not None else ""
+        return [url, *(f"{url}-{lang}" for lang in (self.versions or {}))] if url else []
+
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "id": self.id, "org": self.org, "title": self.title, "claim": self.claim, "claimant": self.claimant, "claim_date": self.claim_date,
-            "language": self.language, "status": self.status, "source": dict(self.source), "created_at": self.created_at,
-            "created_by": self.created_by, "assignee": self.assignee, "evidence": list(self.evidence),
-            "verdict": self.verdict.to_doc() if self.verdict else None, "approval": self.approval, "review_notes": list(self.review_notes),
-            "publication": self.publication.to_doc() if self.publication else None, "corrections": list(self.corrections),
+            "language": self.language, "status": self.status, "source": self.source.to_doc(), "created_at": self.created_at,
+            "created_by": self.created_by, "assignee": self.assignee, "evidence": [e.to_doc() for e in self.evidence],
+            "verdict": self.verdict.to_doc() if self.verdict else None, "approval": self.approval.to_doc() if self.approval else None,
+            "review_notes": [n.to_doc() for n in self.review_notes],
+            "publication": self.publication.to_doc() if self.publication else None, "corrections": [c.to_doc() for c in self.corrections],
+        }
+        inner: dict[str, Any] = {
+            "versions": {lang: v.to_doc() for lang, v in sorted(self.versions.items())} if self.versions is not None else None,
+            "pending_correction": self.pending_correction.to_doc() if self.pending_correction else None,
+            "pending_withdrawal": self.pending_withdrawal.to_doc() if self.pending_withdrawal else None,
+            "withdrawal": self.withdrawal.to_doc() if self.withdrawal else None,
         }
         for name in self.UNSAVED + self.OPTIONAL:
             if name in self.present:
-                doc[name] = getattr(self, name)
+                doc[name] = inner[name] if name in inner else getattr(self, name)
         return doc
 
     @classmethod
     def from_doc(cls, case_id: str, doc: Mapping[str, Any]) -> Case:
-        verdict, publication, versions = doc.get("verdict"), doc.get("publication"), doc.get("versions")
+        versions, source = doc.get("versions"), doc.get("source")
         return cls(
-            id=str(doc.get("id") or case_id), org=str(doc.get("org") or ""), title=str(doc.get("title") or ""), claim=str(doc.get("claim") or ""),
-            claimant=str(doc.get("claimant") or ""), claim_date=_opt(doc.get("claim_date")), language=_opt(doc.get("language")),
-            status=str(doc.get("status") or "open"), source=dict(doc.get("source") or {}), created_at=str(doc.get("created_at") or ""),
-            created_by=str(doc.get("created_by") or ""), assignee=str(doc.get("assignee") or ""), evidence=_dicts(doc.get("evidence")),
-            verdict=Verdict.from_doc(verdict) if isinstance(verdict, Mapping) else None, approval=_dict_or_none(doc.get("approval")),
-            review_notes=_dicts(doc.get("review_notes")),
-            publication=Publication.from_doc(publication) if isinstance(publication, Mapping) else None,
-            corrections=_dicts(doc.get("corrections")), version=int(doc.get("version") or 0), updated_at=str(doc.get("updated_at") or ""),
-            closed_reason=_opt(doc.get("closed_reason")),
-            versions={str(k): dict(v) for k, v in versions.items()} if isinstance(versions, Mapping) else None,
-            pending_correction=_dict_or_none(doc.get("pending_correction")), pending_withdrawal=_dict_or_none(doc.get("pending_withdrawal")),
-            withdrawal=_dict_or_none(doc.get("withdrawal")),
+            id=str(doc.get("id") or case_id), org=_str(doc, "org"), title=_str(doc, "title"), claim=_str(doc, "claim"),
+            claimant=_str(doc, "claimant"), claim_date=_opt(doc.get("claim_date")), language=_opt(doc.get("language")),
+            status=str(doc.get("status") or "open"), source=CaseSource.from_doc(source) if isinstance(source, Mapping) else CaseSource(),
+            created_at=_str(doc, "created_at"), created_by=_str(doc, "created_by"), assignee=_str(doc, "assignee"),
+            evidence=_records(doc.get("evidence"), EvidenceItem), verdict=_record_or_none(doc.get("verdict"), Verdict),
+            approval=_record_or_none(doc.get("approval"), Approval), review_notes=_records(doc.get("review_notes"), ReviewNote),
+            publication=_record_or_none(doc.get("publication"), Publication), corrections=_records(doc.get("corrections"), Correction),
+            version=int(doc.get("version") or 0), updated_at=_str(doc, "updated_at"), closed_reason=_opt(doc.get("closed_reason")),
+            versions={str(k): LanguageVersion.from_doc(v) for k, v in versions.items() if isinstance(v, Mapping)} if isinstance(versions, Mapping) else None,
+            pending_correction=_record_or_none(doc.get("pending_correction"), PendingCorrection),
+            pending_withdrawal=_record_or_none(doc.get("pending_withdrawal"), PendingWithdrawal),
+            withdrawal=_record_or_none(doc.get("withdrawal"), Withdrawal),
             present=frozenset(k for k in cls.UNSAVED + cls.OPTIONAL if k in doc),
         )
 
