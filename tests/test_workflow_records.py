@@ -21,7 +21,10 @@ from factbridge.workflow.records import (
     API_TOKENS,
     APPEALS,
     AUDIT,
+    AUDIT_BY_OBJECT,
+    AUDIT_HEAD,
     CASES,
+    CASES_BY_SOURCE,
     PUBLISHED,
     SESSIONS,
     SYSTEM_ORG,
@@ -31,12 +34,18 @@ from factbridge.workflow.records import (
     AppealRecords,
     AuditEntries,
     AuditEntry,
+    AuditHead,
+    AuditHeads,
+    AuditIndex,
     Case,
     Cases,
+    CasesBySource,
+    ObjectHistory,
     PublishedPage,
     PublishedPages,
     SessionSlot,
     SessionSlots,
+    SourceCases,
     TokenRecord,
     UserRecord,
     Users,
@@ -248,3 +257,24 @@ def test_every_audit_entry_round_trips_and_keeps_its_hash(desk: Desk) -> None:
     # an entry from before entries listed their records (no "records" key) round-trips too
     old = {k: v for k, v in docs[0][1].items() if k != "records"}
     assert AuditEntry.from_doc(old).to_doc() == old
+
+
+def test_audit_head_index_and_cases_by_source_round_trip(desk: Desk) -> None:
+    (key, head_doc), = stored(desk.storage, AUDIT_HEAD)
+    head = AuditHeads(desk.storage).get(ORG)
+    assert key == AuditHead.KEY and head is not None and head.to_doc() == head_doc and (head.seq, head.hash) == desk.audit.head(ORG)
+    index = stored(desk.storage, AUDIT_BY_OBJECT)
+    assert len(index) > 5
+    for key, doc in index:
+        assert ObjectHistory.from_doc(key, doc).to_doc() == doc
+    history = AuditIndex(desk.storage).get(ORG, CASES, desk.ids["withdrawn"])
+    assert [e["seq"] for e in desk.audit.history(ORG, CASES, desk.ids["withdrawn"])] == history.seqs and len(history.seqs) > 10
+    assert AuditIndex(desk.storage).get(ORG, CASES, "nothing").seqs == []
+    by_source = stored(desk.storage, CASES_BY_SOURCE)
+    assert {k for k, _ in by_source} == {"post:p1", "narrative:n1"}
+    for key, doc in by_source:
+        assert SourceCases.from_doc(key, doc).to_doc() == doc
+    p1 = CasesBySource(desk.storage).get(ORG, "post", "p1")
+    assert p1 is not None and p1.case_ids[0] == desk.ids["withdrawn"] and len(p1.case_ids) == 2
+    assert [c["id"] for c in desk.cases.cases_for(ORG, "post", "p1")] == p1.case_ids
+    assert CasesBySource(desk.storage).get(ORG, "post", "p2") is None and desk.audit.verify(ORG).ok

@@ -21,6 +21,7 @@ from factbridge.pipeline.triage import triage_posts
 from factbridge.web.desk import search_terms, text_matches
 from factbridge.web.i18n import LANGUAGES, catalog
 from factbridge.workflow.match_reviews import COLLECTION, feedback_pairs
+from factbridge.workflow.records import MatchReview
 from factbridge.workflow.ratings import RATING_LABELS, rating_label
 
 FC_5G = "https://factcheck.example.org/5g-virus"
@@ -73,6 +74,10 @@ def test_not_the_same_claim_is_audited_and_stops_adding_debunked(env: WebEnv) ->
     assert env.services.storage.matches_for_post(ORG_A, "en-5g")[0].decision == "match"
     posts, gold = feedback_pairs(env.services.storage, ORG_A)
     assert posts == ["en-5g"] and gold == {"en-5g": {FC_5G}}
+    # the stored decision reads back through its typed record unchanged
+    (key, raw), = env.services.storage.list_docs(ORG_A, COLLECTION)
+    review = MatchReview.from_doc(raw)
+    assert review.to_doc() == raw and review.key == key and (review.same, review.by, review.matcher_decision) == (True, "a-editor", "match")
 
 
 def test_a_rejected_match_leaves_the_narrative(env: WebEnv) -> None:

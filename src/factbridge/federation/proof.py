@@ -33,7 +33,7 @@ from typing import Any
 
 from factbridge.backends.storage.base import Storage
 from factbridge.errors import InputError
-from factbridge.workflow.audit import AUDIT, AUDIT_HEAD, AuditLog, canonical_json, entry_id
+from factbridge.workflow.audit import AUDIT, AuditLog, canonical_json, entry_id
 
 PROOF_ACTIONS = {"factcheck": "case.approve", "correction": "case.correct", "withdrawal": "case.withdraw"}
 
@@ -58,7 +58,7 @@ def approval_proof(storage: Storage, org: str, case_id: str, kind: str, salt: by
     # The excerpt ends at the publication of what was decided (the public snapshot's entry), which
     # follows the decision within a few entries; failing that, at the chain head.
     published = [int(e["seq"]) for e in audit.history(org, "published", case_id) if int(e["seq"]) > seq]
-    end_seq = published[0] if published else int(storage.get_docs(org, AUDIT_HEAD, ["head"])["head"]["seq"])
+    end_seq = published[0] if published else audit.head(org)[0]
     found = storage.get_docs(org, AUDIT, [entry_id(n) for n in range(seq + 1, end_seq + 1)])
     links = [{"seq": int(e["seq"]), "prev_hash": e["prev_hash"], "hash": e["hash"]}
              for e in (found[entry_id(n)] for n in range(seq + 1, end_seq + 1) if entry_id(n) in found)]

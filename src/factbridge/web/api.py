@@ -105,7 +105,7 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
         "triage": pv.queue_entry_of_post(storage, org, post_id),
         "links": pv.link_risks(storage, org, post),
         "image_text": post.image_text,  # the text read from the post's images (OCR), also in post.images[].ocr_text
-        "image_matches": image_matches(storage, org, post_id),
+        "image_matches": [m.to_doc() for m in image_matches(storage, org, post_id)],
         "narrative": {k: narrative[k] for k in ("id", "label", "size", "decided_by")} if narrative else None,
         "cases": [c["id"] for c in web.cases.cases_for(org, "post", post_id)],
     }

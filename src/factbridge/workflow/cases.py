@@ -42,11 +42,13 @@ from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.records import CASES as CASES
+from factbridge.workflow.records import CASES_BY_SOURCE as CASES_BY_SOURCE
 from factbridge.workflow.records import PUBLISHED as PUBLISHED
 from factbridge.workflow.records import (
     Approval,
     Case,
     Cases,
+    CasesBySource,
     CaseSource,
     Correction,
     EvidenceFile,
@@ -58,12 +60,11 @@ from factbridge.workflow.records import (
     PublishedPage,
     PublishedPages,
     ReviewNote,
+    SourceCases,
     Verdict,
     Withdrawal,
 )
 
-# Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
-CASES_BY_SOURCE = "cases_by_source"
 STATES = ("open", "in_review", "approved", "published", "closed", "withdrawn")
 EVIDENCE_KINDS = ("link", "note", "file")
 DECIDED_BY = "factbridge-workflow-1"
@@ -135,6 +136,7 @@ class CaseBook:
         self.scale = scale
         self.records = Cases(storage)
         self.pages = PublishedPages(storage)
+        self.by_source = CasesBySource(storage)
 
     # -- reading (documents for the web layer; inside workflow/ the records) ---
     def get(self, org: str, case_id: str) -> dict[str, Any]:
@@ -144,8 +146,8 @@ class CaseBook:
         return [c.to_doc() for c in self.records.iter(org) if not status or c.status == status][:limit]
 
     def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
-        key = f"{kind}:{source_id}"
-        ids = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})["case_ids"]
+        entry = self.by_source.get(org, kind, source_id)
+        ids = entry.case_ids if entry is not None else []
         found = self.records.get(org, ids)
         return [found[i].to_doc() for i in ids if i in found]
 
@@ -226,14 +228,13 @@ class CaseBook:
             return self._save(org, actor, "case.open", None, case).to_doc()
         # The source's index is written in the transaction of the case, on condition that it is
         # still what was read: it never misses a case nor names one that is not there.
-        key = f"{source_kind}:{source_id}"
+        key = SourceCases.key_of(source_kind, source_id)
         for _ in range(50):
-            found = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key)
-            ids = list(found["case_ids"]) if found else []
-            unchanged = Expect(CASES_BY_SOURCE, key, "case_ids", ids) if found else Expect(CASES_BY_SOURCE, key)
+            found = self.by_source.get(org, source_kind, source_id)
+            entry = SourceCases(key, [*(found.case_ids if found is not None else []), case.id])
             try:
-                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, [(key, {"case_ids": [*ids, case.id]}, None)])],
-                                  [unchanged]).to_doc()
+                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, self.by_source.rows([entry]))],
+                                  [self.by_source.expect_unchanged(key, found)]).to_doc()
             except PreconditionFailed as exc:
                 if exc.key != (org, CASES_BY_SOURCE, key):
                     raise

@@ -1,9 +1,15 @@
 """Typed records of the workflow's collections, each with one accessor, declared once here
 (the style of `factbridge.pipeline.records`):
 
-- `cases` (CaseBook): `Case` (its `Verdict` and `Publication`), through `Cases`;
+- `cases` (CaseBook): `Case` (and its parts: `CaseSource`, `EvidenceItem`, `Verdict`, `Approval`,
+  `ReviewNote`, `Publication`, `Correction`, `LanguageVersion`, `PendingCorrection`,
+  `PendingWithdrawal`, `Withdrawal`), through `Cases`;
 - `published` (the public snapshots CaseBook writes): `PublishedPage`, through `PublishedPages`;
-- `appeals` (Appeals): `Appeal`, through `AppealRecords`.
+- `appeals` (Appeals): `Appeal`, through `AppealRecords`;
+- `audit_head` and `audit_by_object` (written with each audit entry): `AuditHead` through
+  `AuditHeads`, `ObjectHistory` through `AuditIndex`;
+- `cases_by_source` (the cases opened on a post or narrative): `SourceCases`, through `CasesBySource`;
+- `match_reviews` (the desk's decisions on match candidates): `MatchReview`, through `MatchReviewRecords`.
 
 Writers build the record and store `to_doc()`; readers call the accessor. Writes of these
 collections go through the audit log (`AuditLog.append(records=...)`, with its conditional
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factbridge.backends.storage.base import Rows, Storage
+from factbridge.backends.storage.base import DocumentStore, Expect, Rows, Storage, iter_docs
 from factbridge.errors import NotFound
 
 CASES = "cases"
@@ -840,3 +846,209 @@ class AuditEntries:
 
     def rows(self, entries: Sequence[AuditEntry]) -> Rows:
         return [(self.key(e.seq), e.to_doc(), float(e.seq)) for e in entries]
+
+
+# --------------------------------------------------------------------------- audit head and per-object index
+
+AUDIT_HEAD = "audit_head"
+AUDIT_BY_OBJECT = "audit_by_object"
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The last entry of an organisation's chain (one document, key "head")."""
+
+    seq: int
+    hash: str
+
+    KEY = "head"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AuditHead:
+        return cls(seq=int(doc.get("seq") or 0), hash=str(doc.get("hash") or ""))
+
+
+class AuditHeads:
+    """The one accessor of the `audit_head` collection (written with each entry by `AuditLog.append`)."""
+
+    def __init__(self, storage: DocumentStore) -> None:
+        self.storage = storage
+
+    def get(self, org: str) -> AuditHead | None:
+        doc = self.storage.get_docs(org, AUDIT_HEAD, [AuditHead.KEY]).get(AuditHead.KEY)
+        return AuditHead.from_doc(doc) if doc is not None else None
+
+    def stored(self, org: str) -> dict[str, Any] | None:
+        """The head document as stored (what `audit verify` compares, untidied)."""
+        return self.storage.get_docs(org, AUDIT_HEAD, [AuditHead.KEY]).get(AuditHead.KEY)
+
+    @staticmethod
+    def expect(seq: int) -> Expect:
+        """The condition of a write chained to entry `seq` (0: the chain is still empty)."""
+        return Expect(AUDIT_HEAD, AuditHead.KEY, "seq", seq) if seq else Expect(AUDIT_HEAD, AuditHead.KEY)
+
+    @staticmethod
+    def rows(head: AuditHead) -> Rows:
+        return [(AuditHead.KEY, head.to_doc(), None)]
+
+
+@dataclass(frozen=True)
+class ObjectHistory:
+    """The sequence numbers of the entries about one object (key "<collection>/<id>"), so its
+    history is read by key instead of by scanning the whole log."""
+
+    key: str
+    seqs: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def key_of(collection: str, object_id: str) -> str:
+        return f"{collection}/{object_id}"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"seqs": list(self.seqs)}
+
+    @classmethod
+    def from_doc(cls, key: str, doc: Mapping[str, Any]) -> ObjectHistory:
+        seqs = doc.get("seqs")
+        return cls(key=key, seqs=[int(n) for n in seqs] if isinstance(seqs, list) else [])
+
+
+class AuditIndex:
+    """The one accessor of the `audit_by_object` collection (written with each entry by `AuditLog.append`)."""
+
+    def __init__(self, storage: DocumentStore) -> None:
+        self.storage = storage
+
+    def get(self, org: str, collection: str, object_id: str) -> ObjectHistory:
+        """The object's history (empty when nothing was audited about it yet)."""
+        key = ObjectHistory.key_of(collection, object_id)
+        doc = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key)
+        return ObjectHistory.from_doc(key, doc) if doc is not None else ObjectHistory(key)
+
+    def stored(self, org: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every index document as stored (what `audit verify` compares with the chain, untidied)."""
+        yield from iter_docs(self.storage, org, AUDIT_BY_OBJECT)
+
+    @staticmethod
+    def rows(histories: Sequence[ObjectHistory]) -> Rows:
+        return [(h.key, h.to_doc(), None) for h in histories]
+
+
+# --------------------------------------------------------------------------- cases by source
+
+CASES_BY_SOURCE = "cases_by_source"
+
+
+@dataclass(frozen=True)
+class SourceCases:
+    """The cases opened on one source (key "<kind>:<id>": "post:p1", "narrative:n1"), oldest first."""
+
+    key: str
+    case_ids: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def key_of(kind: str, source_id: str) -> str:
+        return f"{kind}:{source_id}"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"case_ids": list(self.case_ids)}
+
+    @classmethod
+    def from_doc(cls, key: str, doc: Mapping[str, Any]) -> SourceCases:
+        ids = doc.get("case_ids")
+        return cls(key=key, case_ids=[str(i) for i in ids] if isinstance(ids, list) else [])
+
+
+class CasesBySource:
+    """The one accessor of the `cases_by_source` collection (written with the case by `CaseBook.open`)."""
+
+    def __init__(self, storage: DocumentStore) -> None:
+        self.storage = storage
+
+    def get(self, org: str, kind: str, source_id: str) -> SourceCases | None:
+        key = SourceCases.key_of(kind, source_id)
+        doc = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key)
+        return SourceCases.from_doc(key, doc) if doc is not None else None
+
+    @staticmethod
+    def expect_unchanged(key: str, found: SourceCases | None) -> Expect:
+        """The condition that the index still is what was read (`found`; None: absent)."""
+        return Expect(CASES_BY_SOURCE, key, "case_ids", found.case_ids) if found is not None else Expect(CASES_BY_SOURCE, key)
+
+    @staticmethod
+    def rows(entries: Sequence[SourceCases]) -> Rows:
+        return [(e.key, e.to_doc(), None) for e in entries]
+
+
+# --------------------------------------------------------------------------- match reviews
+
+MATCH_REVIEWS = "match_reviews"
+
+
+@dataclass(frozen=True)
+class MatchReview:
+    """A reviewer's decision on one match candidate (key: post id and fact-check id, see `key`):
+    the same claim or not, who and when, and the matcher's own decision it overrides."""
+
+    post_id: str
+    factcheck_id: str
+    same: bool
+    by: str
+    at: str
+    note: str = ""
+    matcher_decision: str = ""
+    matcher_decided_by: str = ""
+    fused_score: float = 0.0
+    decided_by: str = ""
+
+    @staticmethod
+    def key_of(post_id: str, factcheck_id: str) -> str:
+        return f"{post_id}\x1f{factcheck_id}"
+
+    @property
+    def key(self) -> str:
+        return self.key_of(self.post_id, self.factcheck_id)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"post_id": self.post_id, "factcheck_id": self.factcheck_id, "same": self.same, "by": self.by, "at": self.at, "note": self.note,
+                "matcher_decision": self.matcher_decision, "matcher_decided_by": self.matcher_decided_by, "fused_score": self.fused_score,
+                "decided_by": self.decided_by}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> MatchReview:
+        score = doc.get("fused_score")
+        return cls(post_id=_str(doc, "post_id"), factcheck_id=_str(doc, "factcheck_id"), same=bool(doc.get("same")), by=_str(doc, "by"),
+                   at=_str(doc, "at"), note=_str(doc, "note"), matcher_decision=_str(doc, "matcher_decision"),
+                   matcher_decided_by=_str(doc, "matcher_decided_by"), fused_score=float(score) if isinstance(score, int | float) else 0.0,
+                   decided_by=_str(doc, "decided_by"))
+
+
+class MatchReviewRecords:
+    """The one accessor of the `match_reviews` collection (written through the audit log by
+    `workflow.match_reviews.MatchReviews.decide`)."""
+
+    def __init__(self, storage: DocumentStore) -> None:
+        self.storage = storage
+
+    def any(self, org: str) -> bool:
+        return self.storage.count_docs(org, MATCH_REVIEWS) > 0
+
+    def get(self, org: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], MatchReview]:
+        """The reviews of these (post id, fact-check id) pairs that exist (cheap when nobody reviewed anything)."""
+        if not pairs or not self.any(org):
+            return {}
+        found = self.storage.get_docs(org, MATCH_REVIEWS, [MatchReview.key_of(p, f) for p, f in pairs])
+        reviews = (MatchReview.from_doc(d) for d in found.values())
+        return {(r.post_id, r.factcheck_id): r for r in reviews}
+
+    def iter(self, org: str) -> Iterator[MatchReview]:
+        for _, doc in iter_docs(self.storage, org, MATCH_REVIEWS):
+            yield MatchReview.from_doc(doc)
+
+    @staticmethod
+    def rows(reviews: Sequence[MatchReview]) -> Rows:
+        """The storage rows (sorted by decision time), for `AuditLog.append(records=...)`."""
+        return [(r.key, r.to_doc(), _timestamp(r.at)) for r in reviews]
