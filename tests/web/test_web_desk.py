@@ -21,8 +21,8 @@ from factbridge.pipeline.triage import triage_posts
 from factbridge.web.desk import search_terms, text_matches
 from factbridge.web.i18n import LANGUAGES, catalog
 from factbridge.workflow.match_reviews import COLLECTION, feedback_pairs
-from factbridge.workflow.records import MatchReview
 from factbridge.workflow.ratings import RATING_LABELS, rating_label
+from factbridge.workflow.records import MatchReview
 
 FC_5G = "https://factcheck.example.org/5g-virus"
 
