@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from webenv import ORG_A, WebEnv, csrf_of, make_env
+from webenv import ORG_A, ORG_B, WebEnv, csrf_of, make_env
 
 from factbridge.errors import PermissionDenied
 from factbridge.models import MatchCandidate, Post, SignalScore
@@ -78,6 +78,35 @@ def test_not_the_same_claim_is_audited_and_stops_adding_debunked(env: WebEnv) ->
     (key, raw), = env.services.storage.list_docs(ORG_A, COLLECTION)
     review = MatchReview.from_doc(raw)
     assert review.to_doc() == raw and review.key == key and (review.same, review.by, review.matcher_decision) == (True, "a-editor", "match")
+
+
+def test_match_review_through_the_api(env: WebEnv) -> None:
+    """`POST /api/v1/posts/{id}/review`: the page's decision for API clients, same permission,
+    audited, the queue updated at once, the stored decision as the answer."""
+    _store_match(env)
+    assert env.api("a-viewer").post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False}).status_code == 403
+    analyst = env.api("a-analyst")
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": "maybe"}).status_code == 422
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False, "extra": 1}).status_code == 422
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": "https://elsewhere.example/x", "same": False}).status_code == 404
+    assert analyst.post(f"/api/v1/posts/{env.ids[ORG_B]['post']}/review", json={"factcheck_id": FC_5G, "same": False}).status_code == 404
+    assert env.services.storage.list_docs(ORG_A, COLLECTION) == []  # nothing stored by the refused requests
+    r = analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False, "note": "different dam"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (key, raw), = env.services.storage.list_docs(ORG_A, COLLECTION)
+    assert body == raw and (body["same"], body["by"], body["note"], body["matcher_decision"]) == (False, "a-analyst", "different dam", "match")
+    stored = env.services.storage.matches_for_post(ORG_A, "en-5g")[0]
+    assert stored.decision == "none" and stored.decided_by == "desk-review-1:a-analyst"
+    assert _debunked(env, "en-5g") == 0.0
+    entry = env.web.audit.history(ORG_A, COLLECTION, key)[-1]
+    assert (entry["actor"], entry["action"], entry["after"]) == ("a-analyst", "match.review", {"same": False, "by": "a-analyst"})
+    again = env.api("a-editor").post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": True}).json()
+    assert (again["same"], again["by"], again["matcher_decision"]) == (True, "a-editor", "match")  # the matcher's own decision is kept
+    assert env.services.storage.matches_for_post(ORG_A, "en-5g")[0].decision == "match" and env.web.audit.verify(ORG_A).ok
+    spec = env.client().get("/api/v1/openapi.json").json()
+    op = spec["paths"]["/api/v1/posts/{post_id}/review"]["post"]
+    assert "match.review" in op["description"] and set(spec["components"]["schemas"]["MatchDecision"]["properties"]) == {"factcheck_id", "same", "note"}
 
 
 def test_a_rejected_match_leaves_the_narrative(env: WebEnv) -> None:

@@ -21,6 +21,7 @@ from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, public_base_url
 from factbridge.web.deps import WebDep
+from factbridge.web.desk import decide_match
 from factbridge.web.images import image_matches
 from factbridge.web.security import client_key, login_key
 from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
@@ -163,6 +164,36 @@ def get_post(post_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
 def get_post_matches(post_id: str, actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
     web.services.storage.get_post(actor.org, post_id)
     return post_detail(web, actor.org, post_id)["matches"]
+
+
+class MatchDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factcheck_id: str = Field(max_length=2000, description="The fact-check of one of the post's match candidates (`GET .../matches`).")
+    same: bool = Field(description="true: the post repeats the fact-checked claim; false: it is not the same claim.")
+    note: str = Field(default="", max_length=2000)
+
+
+class MatchReviewOut(BaseModel):
+    post_id: str
+    factcheck_id: str
+    same: bool
+    by: str
+    at: str
+    note: str
+    matcher_decision: str = Field(description="What the matcher had decided before any reviewer (kept through later reviews).")
+    matcher_decided_by: str
+    fused_score: float
+    decided_by: str
+
+
+@router.post("/posts/{post_id}/review", response_model=MatchReviewOut)
+def review_match(post_id: str, body: MatchDecision, actor: ActorDep, web: WebDep) -> MatchReviewOut:
+    """Decide whether the post repeats a match candidate's fact-checked claim (as the post page's
+    "Same claim" / "Not the same claim"; action `match.review`, analysts and above). The decision
+    is audited, overrides the matcher's wherever matches are read, and updates the post's queue
+    entry and narrative at once; deciding again replaces it."""
+    review = decide_match(web, actor, post_id, body.factcheck_id, body.same, body.note)
+    return MatchReviewOut(**review.to_doc())
 
 
 @router.get("/factchecks")

@@ -26,6 +26,7 @@ from factbridge.web.deps import Csrf, WebDep
 from factbridge.web.deps import PageActorDep as ActorDep
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.match_reviews import MatchReviews, rejected_factchecks
+from factbridge.workflow.records import MatchReview
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,14 +112,21 @@ def review_match(post_id: str, actor: ActorDep, web: WebDep, factcheck_id: Annot
                  same: Annotated[str, Form(max_length=3)], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     if same not in ("yes", "no"):
         raise InputError("same must be yes or no", field="same")
+    decide_match(web, actor, post_id, factcheck_id, same == "yes", note)
+    return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
+
+
+def decide_match(web: WebState, actor: Actor, post_id: str, factcheck_id: str, same: bool, note: str = "") -> MatchReview:
+    """A reviewer's decision on one match candidate (the page's and the API's): stored, audited,
+    and at once reflected in the post's narrative and queue entry."""
     services = web.services
-    MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same == "yes", note)
+    review = MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same, note)
     from factbridge.pipeline.narratives import refresh_factchecks
     from factbridge.pipeline.triage import triage_posts
 
     refresh_factchecks(services.storage, actor.org, [post_id])  # the post's narrative lists only fact-checks its posts repeat
     triage_posts(services, actor.org, [services.storage.get_post(actor.org, post_id)])  # the queue forgets a rejected debunk now
-    return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
+    return review
 
 
 def narrative_factchecks(storage: Storage, org: str, member_ids: Sequence[str], factcheck_ids: Sequence[str]) -> list[str]:
