@@ -83,7 +83,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     # a published case with every part: link, note and file evidence, a language version,
     # a returned draft, a correction, an approved and a rejected change of rating, a withdrawal
     c = cases.open(ORG, ed, "5G spreads the virus", source_kind="post", source_id="p1", language="EN", claimant="a page",
-                   claim_date="2024-03-01")["id"]
+                   claim_date="2024-03-01").id
     cases.add_evidence(ORG, ed, c, "link", url="https://who.example.int/5g", text="WHO")
     cases.add_evidence(ORG, ed, c, "note", text="called the lab")
     cases.add_evidence(ORG, ed, c, "file", file={"name": "a.png", "sha256": "ab" * 32, "size": 3}, text="screenshot")
@@ -93,7 +93,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     cases.add_version(ORG, ed, c, "fr", "La 5G propage le virus", "Non", "Les ondes ne portent aucun virus.")
     cases.approve(ORG, rev, c)
     cases.publish(ORG, rev, c, "https://desk-a.example", "Desk A")
-    appeal = appeals.file(ORG, c, "The source is old", contact="x@example.org")["id"]
+    appeal = appeals.file(ORG, c, "The source is old", contact="x@example.org").id
     cases.correct(ORG, ed, c, "Added the 2024 WHO page")
     appeals.decide(ORG, rev, appeal, "corrected", "see the correction")
     cases.correct(ORG, ed, c, "Misleading rather than false", new_rating="Misleading")
@@ -106,14 +106,14 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     cases.decide_withdrawal(ORG, rev, c, approve=True)
     appeals.file(ORG, c, "still wrong")
     # a plain published one, a closed one, an open one and one waiting for approval
-    p = cases.open(ORG, ed, "another claim")["id"]
+    p = cases.open(ORG, ed, "another claim").id
     cases.draft_verdict(ORG, ed, p, "True", "It is.")
     cases.approve(ORG, rev, p)
     cases.publish(ORG, ed, p, "https://desk-a.example", "Desk A")
-    closed = cases.open(ORG, ed, "a third claim", source_kind="narrative", source_id="n1")["id"]
+    closed = cases.open(ORG, ed, "a third claim", source_kind="narrative", source_id="n1").id
     cases.close(ORG, ed, closed, "duplicate")
     cases.open(ORG, ed, "a fourth claim", source_kind="post", source_id="p1")
-    waiting = cases.open(ORG, ed, "a fifth claim")["id"]
+    waiting = cases.open(ORG, ed, "a fifth claim").id
     cases.assign(ORG, ed, waiting, "rev")
     cases.draft_verdict(ORG, ed, waiting, "False", "No.", language="de")
     # accounts: tokens (one revoked, one never expiring), sessions (one ended, one kept through a
@@ -165,7 +165,7 @@ def test_every_stored_case_round_trips(desk: Desk) -> None:
     waiting = Cases(desk.storage).one(ORG, desk.ids["waiting"])
     assert waiting.pending_correction is None and "pending_correction" not in waiting.present
     assert [c.id for c in Cases(desk.storage).iter(ORG)][0] == desk.ids["waiting"]  # most recently updated first
-    assert desk.cases.get(ORG, desk.ids["closed"]) == dict(desk.storage.get_docs(ORG, CASES, [desk.ids["closed"]])[desk.ids["closed"]])
+    assert desk.cases.get(ORG, desk.ids["closed"]).to_doc() == dict(desk.storage.get_docs(ORG, CASES, [desk.ids["closed"]])[desk.ids["closed"]])
 
 
 def test_every_published_page_round_trips(desk: Desk) -> None:
@@ -276,5 +276,5 @@ def test_audit_head_index_and_cases_by_source_round_trip(desk: Desk) -> None:
         assert SourceCases.from_doc(key, doc).to_doc() == doc
     p1 = CasesBySource(desk.storage).get(ORG, "post", "p1")
     assert p1 is not None and p1.case_ids[0] == desk.ids["withdrawn"] and len(p1.case_ids) == 2
-    assert [c["id"] for c in desk.cases.cases_for(ORG, "post", "p1")] == p1.case_ids
+    assert [c.id for c in desk.cases.cases_for(ORG, "post", "p1")] == p1.case_ids
     assert CasesBySource(desk.storage).get(ORG, "post", "p2") is None and desk.audit.verify(ORG).ok

@@ -101,14 +101,14 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
     from webenv import publish_case
 
     case = publish_case(env)
-    env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case["id"], "Clarified the headline.", new_rating="Misleading")
-    env.web.cases.decide_correction(ORG_A, env.web.accounts.get_user("a-reviewer"), case["id"], approve=True)
+    env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case.id, "Clarified the headline.", new_rating="Misleading")
+    env.web.cases.decide_correction(ORG_A, env.web.accounts.get_user("a-reviewer"), case.id, approve=True)
     anon = env.client()
     feed = anon.get(f"/public/{ORG_A}/claimreview.json")
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/ld+json")
     nodes = list(iter_claimreview_nodes(feed.json()))
     assert len(nodes) == 1 and nodes[0]["dateModified"]
-    page = anon.get(f"/public/{ORG_A}/factchecks/{case['id']}")
+    page = anon.get(f"/public/{ORG_A}/factchecks/{case.id}")
     feed_file = tmp_path / "feed.json"
     feed_file.write_text(feed.text, encoding="utf-8")
     page_file = tmp_path / "page.html"
@@ -116,7 +116,7 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
     # read back by the library reader, from the feed and from the saved public page
     for path in (feed_file, page_file):
         (fc,) = [x for x in read_factchecks(path) if not hasattr(x, "reason")]
-        assert fc.id == case["publication"]["url"] and fc.claim == case["claim"]
+        assert fc.id == case.publication.url and fc.claim == case.claim
         assert fc.rating == "Misleading" and fc.publisher == "Desk A <Vietnam>" and fc.language == "en"
     # and through the real command into a fresh database
     db = tmp_path / "other.db"
@@ -128,7 +128,7 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
 
     store = SQLiteStorage(f"sqlite:///{db}")
     try:
-        imported = store.get_factcheck("partner", case["publication"]["url"])
+        imported = store.get_factcheck("partner", case.publication.url)
         assert imported.rating == "Misleading" and imported.title == "No, 5G does not spread viruses"
     finally:
         store.close()

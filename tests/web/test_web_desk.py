@@ -22,7 +22,7 @@ from factbridge.web.desk import search_terms, text_matches
 from factbridge.web.i18n import LANGUAGES, catalog
 from factbridge.workflow.match_reviews import COLLECTION, feedback_pairs
 from factbridge.workflow.ratings import RATING_LABELS, rating_label
-from factbridge.workflow.records import MatchReview
+from factbridge.workflow.records import Case, MatchReview
 
 FC_5G = "https://factcheck.example.org/5g-virus"
 
@@ -144,13 +144,13 @@ def test_review_needs_an_analyst_and_an_existing_candidate(env: WebEnv) -> None:
         MatchReviews(env.services.storage, env.web.audit).decide(ORG_A, env.web.accounts.get_user("a-viewer"), "en-5g", FC_5G, False)
 
 
-def _publish(env: WebEnv, claim: str, language: str, rating: str, headline: str) -> dict[str, object]:
+def _publish(env: WebEnv, claim: str, language: str, rating: str, headline: str) -> Case:
     web = env.web
     drafter, approver = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
     case = web.cases.open(ORG_A, drafter, claim, source_kind="manual", language=language)
-    case = web.cases.draft_verdict(ORG_A, drafter, case["id"], rating, "Giải thích / explication.", headline=headline, language=language)
-    case = web.cases.approve(ORG_A, approver, case["id"])
-    return web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+    case = web.cases.draft_verdict(ORG_A, drafter, case.id, rating, "Giải thích / explication.", headline=headline, language=language)
+    case = web.cases.approve(ORG_A, approver, case.id)
+    return web.cases.publish(ORG_A, approver, case.id, "http://testserver", "Desk A")
 
 
 def test_public_search_folds_vietnamese_and_segments_khmer(env: WebEnv) -> None:
@@ -168,7 +168,7 @@ def test_public_search_folds_vietnamese_and_segments_khmer(env: WebEnv) -> None:
 
 def test_published_claimreview_names_the_rating_in_its_language(env: WebEnv) -> None:
     snapshot = _publish(env, "Uống nước lá chùm ngây chữa khỏi bệnh tiểu đường", "vi", "False", "Lá chùm ngây")
-    page = env.client().get(f"/public/{ORG_A}/factchecks/{snapshot['id']}").text
+    page = env.client().get(f"/public/{ORG_A}/factchecks/{snapshot.id}").text
     node = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
     assert node["inLanguage"] == "vi" and node["reviewRating"]["alternateName"] == "Sai"
     assert rating_label("False", "km") == "មិនពិត" and rating_label("False", "fr") == "Faux" and rating_label("Scam", "vi") == "Lừa đảo"
@@ -231,7 +231,7 @@ def test_inbox_lists_pages_and_translated_not_found(env: WebEnv) -> None:
     web = env.web
     drafter = web.accounts.get_user("a-editor")
     case = web.cases.open(ORG_A, drafter, "Claim waiting", source_kind="manual")
-    web.cases.draft_verdict(ORG_A, drafter, case["id"], "False", "Because.", headline="Waiting for approval")
+    web.cases.draft_verdict(ORG_A, drafter, case.id, "False", "Because.", headline="Waiting for approval")
     html = editor.get("/inbox").text
     assert "Claim waiting" in html.split('id="awaiting"')[1].split("</section>")[0]
     assert editor.get("/alerts").status_code == 200 and "Burst: 5G spreads the virus" in editor.get("/alerts").text
@@ -293,32 +293,32 @@ def test_one_verdict_published_in_four_languages(dense_env: WebEnv) -> None:
     web = env.web
     drafter, approver = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
     case = web.cases.open(ORG_A, drafter, "Plastic rice from China is sold in Phnom Penh markets", source_kind="manual", language="en")
-    case = web.cases.draft_verdict(ORG_A, drafter, case["id"], "False", "Lab tests found ordinary rice.", headline="No plastic rice", language="en")
-    case = web.cases.approve(ORG_A, approver, case["id"])
+    case = web.cases.draft_verdict(ORG_A, drafter, case.id, "False", "Lab tests found ordinary rice.", headline="No plastic rice", language="en")
+    case = web.cases.approve(ORG_A, approver, case.id)
     editor = env.login("a-editor")
-    page = editor.get(f"/cases/{case['id']}").text
+    page = editor.get(f"/cases/{case.id}").text
     versions = {
         "vi": ("Gạo nhựa Trung Quốc được bán ở chợ Phnom Penh", "Không có gạo nhựa", "Xét nghiệm cho thấy gạo bình thường."),
         "km": ("អង្ករប្លាស្ទិកពីប្រទេសចិនកំពុងលក់នៅផ្សារក្នុងភ្នំពេញ", "គ្មានអង្ករប្លាស្ទិកទេ", "ការធ្វើតេស្តបង្ហាញថាជាអង្ករធម្មតា។"),
         "fr": ("Du riz en plastique chinois vendu sur les marchés de Phnom Penh", "Pas de riz en plastique", "Les analyses montrent du riz ordinaire."),
     }
-    version = case["version"]
+    version = case.version
     for lang, (claim, headline, explanation) in versions.items():
-        r = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": lang, "claim": claim,
+        r = editor.post(f"/cases/{case.id}/versions", data={"csrf_token": csrf_of(page), "language": lang, "claim": claim,
                                                              "headline": headline, "explanation": explanation, "version": str(version)})
         assert r.status_code == 303, r.text
         version += 1
-    bad = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": "en", "claim": "x", "headline": "x",
+    bad = editor.post(f"/cases/{case.id}/versions", data={"csrf_token": csrf_of(page), "language": "en", "claim": "x", "headline": "x",
                                                            "explanation": "x", "version": str(version)})
     assert bad.status_code == 422  # the verdict's own language
-    case = web.cases.get(ORG_A, case["id"])
-    assert case["status"] == "in_review" and case["approval"] is None  # new words: approved again
-    case = web.cases.approve(ORG_A, approver, case["id"])
-    case = web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+    case = web.cases.get(ORG_A, case.id)
+    assert case.status == "in_review" and case.approval is None  # new words: approved again
+    case = web.cases.approve(ORG_A, approver, case.id)
+    case = web.cases.publish(ORG_A, approver, case.id, "http://testserver", "Desk A")
     client = env.client()
     urls = {}
     for lang, expected in {"en": "False", "vi": "Sai", "km": "មិនពិត", "fr": "Faux"}.items():
-        page_id = case["id"] if lang == "en" else f"{case['id']}-{lang}"
+        page_id = case.id if lang == "en" else f"{case.id}-{lang}"
         html = client.get(f"/public/{ORG_A}/factchecks/{page_id}").text
         node = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
         assert node["inLanguage"] == lang and node["reviewRating"]["alternateName"] == expected

@@ -139,9 +139,9 @@ def narrative_factchecks(storage: Storage, org: str, member_ids: Sequence[str], 
 @router.get("/inbox", response_class=HTMLResponse)
 def inbox(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     cases = web.cases.find(actor.org, limit=1000)
-    awaiting = [c for c in cases if c.get("status") == "in_review" and actor.can("editor")
-                and (c.get("verdict") or {}).get("drafted_by") != actor.username]
-    assigned = [c for c in cases if c.get("assignee") == actor.username and c.get("status") in ("open", "in_review", "approved")]
+    awaiting = [c for c in cases if c.status == "in_review" and actor.can("editor")
+                and (c.verdict.drafted_by if c.verdict is not None else None) != actor.username]
+    assigned = [c for c in cases if c.assignee == actor.username and c.status in ("open", "in_review", "approved")]
     return render(request, "inbox.html", {"awaiting": awaiting, "assigned": assigned,
                                           "reports": grouped_reports(web.services.storage, actor.org, 50)})
 
@@ -223,17 +223,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
 def correction_needed(web: WebState, actor: Actor, appeal_id: str) -> bool:
     """True when the appeal's case has no correction made since the appeal arrived."""
     appeal = web.appeals.get(actor.org, appeal_id)
-    if appeal.get("status") != "received":
+    if appeal.status != "received":
         return False
-    case = web.cases.get(actor.org, appeal["case_id"])
-    return not any(c["at"] >= appeal["received_at"] for c in case.get("corrections", []))
+    case = web.cases.get(actor.org, appeal.case_id)
+    return not any(c.at >= appeal.received_at for c in case.corrections)
 
 
 def appeal_to_correct(web: WebState, actor: Actor, case_id: str, appeal_id: str) -> str:
     """The appeal id from `?correct_for=` when it is an open appeal on this case, else ""."""
     if not appeal_id or not actor.can("editor"):
         return ""
-    found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a["id"] == appeal_id and a.get("status") == "received"]
+    found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a.id == appeal_id and a.status == "received"]
     return appeal_id if found else ""
 
 
