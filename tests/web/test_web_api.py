@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -170,3 +171,43 @@ def test_openapi_fuzzed_without_server_error(fuzz_env: WebEnv) -> None:
     assert not failures, "\n".join(failures[:10])
     assert len(statuses) >= 3 * len(operations) and any(s == 200 for s in statuses)
     assert fuzz_env.web.audit.verify(ORG_A).ok
+
+
+def test_case_json_is_the_stored_document_byte_for_byte(env: WebEnv) -> None:
+    """The public contract: the API answers with each case, appeal and published page exactly as
+    stored (keys and their order), though the workspace reads them as typed records."""
+    from starlette.responses import JSONResponse
+
+    from factbridge.workflow.records import APPEALS, CASES
+
+    storage = env.services.storage
+    analyst, editor, reviewer = (env.api(u) for u in ("a-analyst", "a-editor", "a-reviewer"))
+
+    def same_as_stored(r: Any, collection: str = CASES) -> dict[str, Any]:
+        assert r.status_code in (200, 201), r.text
+        body = r.json()
+        stored = storage.get_docs(ORG_A, collection, [body["id"]])[body["id"]]
+        assert r.content == JSONResponse(stored).body
+        return body
+
+    cid = same_as_stored(analyst.post("/api/v1/cases", json={"source_kind": "post", "source_id": env.ids[ORG_A]["post"], "claim": ""}))["id"]
+    same_as_stored(analyst.post(f"/api/v1/cases/{cid}/evidence", json={"kind": "link", "url": "https://who.example.int", "text": "WHO"}))
+    same_as_stored(analyst.post(f"/api/v1/cases/{cid}/evidence", json={"kind": "note", "text": "called them"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/verdict", json={"rating": "False", "explanation": "No.", "language": "en"}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/return", json={"note": "cite more"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/verdict", json={"rating": "False", "explanation": "Radio waves carry no virus."}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/approve", json={}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/publish", json={}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "typo"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "new study", "new_rating": "Misleading"}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/corrections/decide", json={"approve": True}))
+    pending = same_as_stored(editor.post(f"/api/v1/cases/{cid}/withdraw", json={"reason": "wrong"}))
+    assert pending["pending_withdrawal"]["by"] == "a-editor"
+    same_as_stored(reviewer.get(f"/api/v1/cases/{cid}"))
+    done = same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/withdraw/decide", json={"approve": True}))
+    assert done["status"] == "withdrawn" and [c.get("approved_by") for c in done["corrections"]] == [None, "a-reviewer"]
+    listed = reviewer.get("/api/v1/cases")
+    assert listed.content == JSONResponse([doc for _, doc in storage.list_docs(ORG_A, CASES, order="updated_desc")]).body
+    appeal = env.web.appeals.file(ORG_A, cid, "The source is old")
+    same_as_stored(editor.post(f"/api/v1/appeals/{appeal.id}/decide", json={"outcome": "upheld", "note": "checked"}), APPEALS)
+    assert editor.get("/api/v1/appeals").content == JSONResponse([doc for _, doc in storage.list_docs(ORG_A, APPEALS)]).body
