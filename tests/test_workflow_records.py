@@ -175,9 +175,9 @@ def test_every_published_page_round_trips(desk: Desk) -> None:
         assert PublishedPage.from_doc(page_id, doc).to_doc() == doc
     pages = PublishedPages(desk.storage).get(ORG, [desk.ids["withdrawn"], f"{desk.ids['withdrawn']}-fr"])
     main, fr = pages[desk.ids["withdrawn"]], pages[f"{desk.ids['withdrawn']}-fr"]
-    assert main.withdrawn == {"at": main.modified_at, "reason": "the claim was misquoted"} and fr.withdrawn == main.withdrawn
+    assert main.withdrawn is not None and main.withdrawn.to_doc() == {"at": main.modified_at, "reason": "the claim was misquoted"} and fr.withdrawn == main.withdrawn
     assert main.rating == fr.rating == "Misleading" and fr.language == "fr" and main.versions == {"en": main.url, "fr": fr.url}
-    assert [s["url"] for s in main.sources] == ["https://who.example.int/5g"]  # notes and files stay private
+    assert [s.url for s in main.sources] == ["https://who.example.int/5g"]  # notes and files stay private
     assert "withdrawn" not in PublishedPages(desk.storage).one(ORG, desk.ids["published"]).to_doc()
 
 

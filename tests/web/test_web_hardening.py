@@ -180,10 +180,10 @@ def test_changing_a_published_rating_needs_a_second_editor(env: WebEnv) -> None:
     web.cases.correct(ORG_A, editor, case.id, "Actually true", new_rating="True")
     web.cases.decide_correction(ORG_A, reviewer, case.id, approve=True)
     snapshot = web.cases.published(ORG_A, case.id)
-    assert snapshot.rating == "True" and snapshot.corrections[-1]["previous_rating"] == "False"
+    assert snapshot.rating == "True" and snapshot.corrections[-1].previous_rating == "False"
     # a correction that keeps the rating is public at once (one editor is enough)
     web.cases.correct(ORG_A, editor, case.id, "Fixed a typo")
-    assert web.cases.published(ORG_A, case.id).corrections[-1]["text"] == "Fixed a typo"
+    assert web.cases.published(ORG_A, case.id).corrections[-1].text == "Fixed a typo"
     assert web.audit.verify(ORG_A).ok
 
 

@@ -40,7 +40,7 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
     assert editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "late"}).status_code == 409  # a withdrawn verdict is final
     # public: the page and ClaimReview say so, with the reason and date; nothing was deleted
     snapshot = env.web.cases.published(ORG_A, cid)
-    assert snapshot.withdrawn["reason"] == "The source video was itself a satire." and snapshot.modified_at == snapshot.withdrawn["at"]
+    assert snapshot.withdrawn.reason == "The source video was itself a satire." and snapshot.modified_at == snapshot.withdrawn.at
     node = claimreview_node(snapshot)
     assert node["creativeWorkStatus"] == "Withdrawn" and node["correction"]["text"].startswith("Withdrawn: The source video")
     anon = env.client()
@@ -50,7 +50,7 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
     assert feed_node["creativeWorkStatus"] == "Withdrawn"
     # the library entry stays, marked; the matcher leaves it out; the posts that matched it lost it
     fc = storage.get_factcheck(ORG_A, url)
-    assert withdrawal_of(fc) == snapshot.withdrawn and storage.get_docs(ORG_A, WITHDRAWN, [url])
+    assert withdrawal_of(fc) == snapshot.withdrawn.to_doc() and storage.get_docs(ORG_A, WITHDRAWN, [url])
     assert url not in {item.id for item in env.services.matcher(ORG_A).items}
     assert {pid for pid, _ in storage.matches_for_factcheck(ORG_A, url)} == set()
     actions = [e["action"] for e in env.api("a-admin").get("/api/v1/audit").json()[:6]]

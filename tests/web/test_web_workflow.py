@@ -40,7 +40,7 @@ def test_full_case_lifecycle_is_audited(env: WebEnv) -> None:
     assert web.cases.published(ORG_A, case.id).rating == "False"  # waits for a second editor
     case = web.cases.decide_correction(ORG_A, reviewer, case.id, approve=True)
     snapshot = web.cases.published(ORG_A, case.id)
-    assert snapshot.rating == "Mostly false" and snapshot.corrections[0]["previous_rating"] == "False"
+    assert snapshot.rating == "Mostly false" and snapshot.corrections[0].previous_rating == "False"
     # the published fact-check joined the organisation's own library, keyed by its public URL
     fc = env.services.storage.get_factcheck(ORG_A, snapshot.url)
     assert fc.rating == "Mostly false" and fc.publisher == "Desk A"

@@ -57,6 +57,7 @@ from factbridge.workflow.records import (
     PendingCorrection,
     PendingWithdrawal,
     Publication,
+    PublicSource,
     PublishedPage,
     PublishedPages,
     ReviewNote,
@@ -432,7 +433,7 @@ class CaseBook:
             explanation=verdict.explanation,
             language=verdict.language,
             # Only links are public sources; notes and files stay in the workspace.
-            sources=[{"url": e.url or "", "text": e.text or ""} for e in case.evidence if e.kind == "link"],
+            sources=[PublicSource(url=e.url or "", text=e.text or "") for e in case.evidence if e.kind == "link"],
             published_at=pub.published_at,
             # public when withdrawn: when and why (who decided stays in the workspace and the audit log)
             modified_at=withdrawal.at if withdrawal else case.corrections[-1].at if case.corrections else None,
@@ -447,7 +448,7 @@ class CaseBook:
         pages = [replace(page, versions=group) for page in pages]
         records: list[tuple[str, Rows]] = [(PUBLISHED, self.pages.rows(pages))]
         if snapshot.withdrawn is not None:  # the matcher's list of withdrawn entries changes with the decision, atomically
-            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn | {"case_id": case.id})))
+            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn.to_doc() | {"case_id": case.id})))
         self.audit.append(org, actor.username, action, PUBLISHED, case.id, before.to_doc() if before is not None else None, pages[0].to_doc(),
                           records=records)
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page.to_doc())) for page in pages])

@@ -50,14 +50,6 @@ def _opt_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [dict(v) for v in value] if isinstance(value, list | tuple) else []
-
-
-def _dict_or_none(value: Any) -> dict[str, Any] | None:
-    return dict(value) if isinstance(value, Mapping) else None
-
-
 # --------------------------------------------------------------------------- cases
 
 
@@ -219,9 +211,9 @@ class Correction:
 
     PUBLIC = ("at", "text", "previous_rating", "new_rating")
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> PublicCorrection:
         """What the public page shows: when, what, and the ratings (never who)."""
-        return {"at": self.at, "text": self.text, "previous_rating": self.previous_rating, "new_rating": self.new_rating}
+        return PublicCorrection(at=self.at, text=self.text, previous_rating=self.previous_rating, new_rating=self.new_rating)
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"at": self.at, "by": self.by, "text": self.text, "previous_rating": self.previous_rating,
@@ -283,8 +275,8 @@ class Withdrawal:
     proposed_at: str
     approved_by: str
 
-    def public(self) -> dict[str, Any]:
-        return {"at": self.at, "reason": self.reason}
+    def public(self) -> PublicWithdrawal:
+        return PublicWithdrawal(at=self.at, reason=self.reason)
 
     def to_doc(self) -> dict[str, Any]:
         return {"approved_by": self.approved_by, "at": self.at, "proposed_at": self.proposed_at, "proposed_by": self.proposed_by,
@@ -443,6 +435,53 @@ class Cases:
 
 
 @dataclass(frozen=True)
+class PublicSource:
+    """A link of the case's evidence, as the public page lists it (notes and files stay private)."""
+
+    url: str
+    text: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"text": self.text, "url": self.url}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PublicSource:
+        return cls(url=_str(doc, "url"), text=_str(doc, "text"))
+
+
+@dataclass(frozen=True)
+class PublicCorrection:
+    """A correction as the public page shows it: when, what and the ratings (never who)."""
+
+    at: str
+    text: str
+    previous_rating: str
+    new_rating: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "new_rating": self.new_rating, "previous_rating": self.previous_rating, "text": self.text}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PublicCorrection:
+        return cls(at=_str(doc, "at"), text=_str(doc, "text"), previous_rating=_str(doc, "previous_rating"), new_rating=_str(doc, "new_rating"))
+
+
+@dataclass(frozen=True)
+class PublicWithdrawal:
+    """The public notice of a withdrawal: when and why."""
+
+    at: str
+    reason: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at": self.at, "reason": self.reason}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PublicWithdrawal:
+        return cls(at=_str(doc, "at"), reason=_str(doc, "reason"))
+
+
+@dataclass(frozen=True)
 class PublishedPage:
     """A public page of a published verdict (id: the case id, or "<case id>-<language>" for a
     language version). Only public fields: never internal notes, files or who decided."""
@@ -460,22 +499,23 @@ class PublishedPage:
     rating_value: float | None
     explanation: str
     language: str | None
-    sources: list[dict[str, Any]]
+    sources: list[PublicSource]
     published_at: str
     modified_at: str | None
-    corrections: list[dict[str, Any]]
+    corrections: list[PublicCorrection]
     versions: dict[str, str] = field(default_factory=dict)  # language -> url, of the group; {} when alone
-    withdrawn: dict[str, Any] | None = None  # {at, reason}; absent from the document until withdrawn
+    withdrawn: PublicWithdrawal | None = None  # absent from the document until withdrawn
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "case_id": self.case_id, "org": self.org, "org_name": self.org_name, "url": self.url, "claim": self.claim,
             "claimant": self.claimant, "claim_date": self.claim_date, "headline": self.headline, "rating": self.rating,
-            "rating_value": self.rating_value, "explanation": self.explanation, "language": self.language, "sources": list(self.sources),
-            "published_at": self.published_at, "modified_at": self.modified_at, "corrections": list(self.corrections),
+            "rating_value": self.rating_value, "explanation": self.explanation, "language": self.language,
+            "sources": [src.to_doc() for src in self.sources], "published_at": self.published_at, "modified_at": self.modified_at,
+            "corrections": [c.to_doc() for c in self.corrections],
         }
         if self.withdrawn is not None:
-            doc["withdrawn"] = dict(self.withdrawn)
+            doc["withdrawn"] = self.withdrawn.to_doc()
         doc.update(page_id=self.page_id, versions=dict(self.versions))
         return doc
 
@@ -487,10 +527,10 @@ class PublishedPage:
             org_name=str(doc.get("org_name") or ""), url=str(doc.get("url") or ""), claim=str(doc.get("claim") or ""),
             claimant=str(doc.get("claimant") or ""), claim_date=_opt(doc.get("claim_date")), headline=str(doc.get("headline") or ""),
             rating=str(doc.get("rating") or ""), rating_value=_opt_float(doc.get("rating_value")), explanation=str(doc.get("explanation") or ""),
-            language=_opt(doc.get("language")), sources=_dicts(doc.get("sources")), published_at=str(doc.get("published_at") or ""),
-            modified_at=_opt(doc.get("modified_at")), corrections=_dicts(doc.get("corrections")),
+            language=_opt(doc.get("language")), sources=_records(doc.get("sources"), PublicSource), published_at=str(doc.get("published_at") or ""),
+            modified_at=_opt(doc.get("modified_at")), corrections=_records(doc.get("corrections"), PublicCorrection),
             versions={str(k): str(v) for k, v in versions.items()} if isinstance(versions, Mapping) else {},
-            withdrawn=_dict_or_none(doc.get("withdrawn")),
+            withdrawn=_record_or_none(doc.get("withdrawn"), PublicWithdrawal),
         )
 
 
