@@ -4,7 +4,8 @@
 - `cases` (CaseBook): `Case` (and its parts: `CaseSource`, `EvidenceItem`, `Verdict`, `Approval`,
   `ReviewNote`, `Publication`, `Correction`, `LanguageVersion`, `PendingCorrection`,
   `PendingWithdrawal`, `Withdrawal`), through `Cases`;
-- `published` (the public snapshots CaseBook writes): `PublishedPage`, through `PublishedPages`;
+- `published` (the public snapshots CaseBook writes): `PublishedPage` (its `PublicSource`s,
+  `PublicCorrection`s and `PublicWithdrawal`), through `PublishedPages`;
 - `appeals` (Appeals): `Appeal`, through `AppealRecords`;
 - `audit_head` and `audit_by_object` (written with each audit entry): `AuditHead` through
   `AuditHeads`, `ObjectHistory` through `AuditIndex`;
