@@ -65,15 +65,15 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     reviewer = accounts.add_user("rev", "password-123456", ORG, "editor")
     accounts.add_user("viewer", "password-123456", ORG, "viewer")
     case = cases.open(ORG, editor, "5G spreads the virus")
-    cases.add_evidence(ORG, editor, case["id"], "link", url="https://who.example.int/5g")
-    cases.draft_verdict(ORG, editor, case["id"], "False", "Radio waves carry no virus.")
-    cases.approve(ORG, reviewer, case["id"])
-    cases.publish(ORG, reviewer, case["id"], "https://desk-a.example", "Desk A")
-    appeal = appeals.file(ORG, case["id"], "The source is old")
+    cases.add_evidence(ORG, editor, case.id, "link", url="https://who.example.int/5g")
+    cases.draft_verdict(ORG, editor, case.id, "False", "Radio waves carry no virus.")
+    cases.approve(ORG, reviewer, case.id)
+    cases.publish(ORG, reviewer, case.id, "https://desk-a.example", "Desk A")
+    appeal = appeals.file(ORG, case.id, "The source is old")
     open_case = cases.open(ORG, editor, "another claim")
     token = accounts.create_token("viewer", "scripts")
     accounts.start_session(editor)
-    ids = {"case": open_case["id"], "published": case["id"], "appeal": appeal["id"], "token_sha": token_sha(token)}
+    ids = {"case": open_case.id, "published": case.id, "appeal": appeal.id, "token_sha": token_sha(token)}
     d = Desk(db, tmp_path, storage, audit, accounts, cases, appeals, ids)
     assert d.problems() == []
     yield d

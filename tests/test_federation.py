@@ -77,9 +77,9 @@ class Desk:
 
     def publish(self, claim: str, rating: str = "False", language: str = "km") -> dict[str, Any]:
         case = self.cases.open(self.org, self.analyst, claim, language=language)
-        self.cases.draft_verdict(self.org, self.analyst, case["id"], rating, "No chip: the ingredient list is public.")
-        self.cases.approve(self.org, self.reviewer, case["id"])
-        return self.cases.publish(self.org, self.editor, case["id"], KM_URL, f"{self.org} desk")
+        self.cases.draft_verdict(self.org, self.analyst, case.id, rating, "No chip: the ingredient list is public.")
+        self.cases.approve(self.org, self.reviewer, case.id)
+        return self.cases.publish(self.org, self.editor, case.id, KM_URL, f"{self.org} desk")
 
     def outbox(self) -> Outbox:
         return Outbox(self.services.storage, self.identity, self.org, "CC-BY-4.0",
@@ -118,7 +118,7 @@ def test_published_debunk_reaches_the_partner_verified_with_its_provenance(desks
     case = km.publish(CLAIM_KM)
     report = _syncer(vi, client).sync("km")
     assert report.ok and report.refused == []
-    assert report.accepted == [f"partner/km/{case['id']}"]
+    assert report.accepted == [f"partner/km/{case.id}"]
     fc = vi.services.storage.get_factcheck("vi", report.accepted[0])
     assert fc.claim == CLAIM_KM and fc.rating == "False" and fc.source_format == "federation"
     assert trust_label(fc) == "debunked by km desk (partner km), verified signature"
@@ -147,11 +147,11 @@ def test_correction_updates_the_partner_copy_and_rematches_posts(desks: tuple[De
     first = _syncer(vi, client).sync("km")
     assert first.rematched == ["p1"]
     matches = vi.services.storage.matches_for_post("vi", "p1")
-    assert matches and matches[0].factcheck_id == f"partner/km/{case['id']}"
-    _correct_rating(km, case["id"], "The chip claim was about another product; rating changed.", "Mostly false")
+    assert matches and matches[0].factcheck_id == f"partner/km/{case.id}"
+    _correct_rating(km, case.id, "The chip claim was about another product; rating changed.", "Mostly false")
     second = _syncer(vi, client).sync("km")
-    assert second.accepted == [f"partner/km/{case['id']}"] and second.rematched == ["p1"]
-    assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
+    assert second.accepted == [f"partner/km/{case.id}"] and second.rematched == ["p1"]
+    assert vi.services.storage.get_factcheck("vi", f"partner/km/{case.id}").rating == "Mostly false"
     kinds = [d["kind"] for _, d in vi.services.storage.list_docs("vi", ITEMS)]
     assert kinds == ["correction"]
 
@@ -166,13 +166,13 @@ def test_withdrawal_reaches_the_partner_marks_its_copy_and_rematches_posts(desks
     km, vi, client = desks
     _ingest(vi, "p1", CLAIM_KM)
     case = km.publish(CLAIM_KM)
-    fc_id = f"partner/km/{case['id']}"
+    fc_id = f"partner/km/{case.id}"
     first = _syncer(vi, client).sync("km")
     assert first.accepted == [fc_id] and first.rematched == ["p1"]
     assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == fc_id
     queued = vi.services.storage.get_docs("vi", "queue", ["p1"])["p1"]
     assert queued["components"]["debunked"]["value"] > 0 and queued["components"]["debunked"]["evidence"]["factcheck_id"] == fc_id
-    _withdraw(km, case["id"], "The photo showed another product.")
+    _withdraw(km, case.id, "The photo showed another product.")
     second = _syncer(vi, client).sync("km")
     assert second.ok and second.refused == [] and second.accepted == [fc_id] and second.withdrawn == [fc_id]
     assert second.rematched == ["p1"]
@@ -190,9 +190,9 @@ def test_withdrawal_reaches_the_partner_marks_its_copy_and_rematches_posts(desks
     assert [i["kind"] for i in items] == ["factcheck", "withdrawal"]
     proof = items[1]["proof"]
     assert proof["entry"]["action"] == "case.withdraw" and proof["proposed_by"] != proof["approved_by"] == proof["entry"]["actor"]
-    check_proof(proof, "withdrawal", case["id"])
+    check_proof(proof, "withdrawal", case.id)
     with pytest.raises(InputError, match="proposed the withdrawal"):
-        check_proof(proof | {"proposed_by": proof["approved_by"]}, "withdrawal", case["id"])
+        check_proof(proof | {"proposed_by": proof["approved_by"]}, "withdrawal", case.id)
     # the plain ClaimReview view says it too, and an importer marks it withdrawn
     [node] = client.get("/federation/v1/km/claimreview.jsonld").json()["@graph"]
     assert node["creativeWorkStatus"] == "Withdrawn" and "another product" in node["correction"]["text"]
@@ -215,10 +215,10 @@ def test_a_withdrawal_outside_the_scope_or_unsigned_is_refused(desks: tuple[Desk
     vi_partners = Partners(vi.services.storage, "vi")
     vdoc = vi_partners.get("km")
     vi_partners.save("test", "scope", vdoc, vdoc | {"accept": ["factcheck", "correction"]})
-    _withdraw(km, case["id"], "Wrong product.")
+    _withdraw(km, case.id, "Wrong product.")
     report = _syncer(vi, client).sync("km")
     assert report.withdrawn == [] and any("kind 'withdrawal' is outside what we accept" in r["reason"] for r in report.refused)
-    assert withdrawal_of(vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")) is None
+    assert withdrawal_of(vi.services.storage.get_factcheck("vi", f"partner/km/{case.id}")) is None
 
 
 def test_the_worker_schedule_syncs_due_partners(desks: tuple[Desk, Desk, TestClient]) -> None:
@@ -230,16 +230,16 @@ def test_the_worker_schedule_syncs_due_partners(desks: tuple[Desk, Desk, TestCli
     clock = [datetime.now(UTC)]
     scheduler = PartnerSyncScheduler(vi.services, None, threading.Event(), every_s=300, now=lambda: clock[0], client=client)
     [report] = scheduler.tick()  # never synced: due (every organisation the installation knows: here vi)
-    assert report.partner == "km" and report.ok and report.accepted == [f"partner/km/{case['id']}"]
+    assert report.partner == "km" and report.ok and report.accepted == [f"partner/km/{case.id}"]
     assert _syncer(vi, client).state("km")["last_sync"] is not None
     # our own feed was brought up to date by the tick too, for partners pulling from us
     assert [d["kind"] for _, d in vi.services.storage.list_docs("vi", FEED)] == ["factcheck"]
-    _withdraw(km, case["id"], "Wrong product.")
+    _withdraw(km, case.id, "Wrong product.")
     clock[0] += timedelta(seconds=120)
     assert scheduler.tick() == []  # synced two minutes ago: not due yet
     clock[0] += timedelta(seconds=300)
     [report] = scheduler.tick()
-    assert report.withdrawn == [f"partner/km/{case['id']}"]
+    assert report.withdrawn == [f"partner/km/{case.id}"]
     # the thread, as the worker starts it: a pass at once, stopped by the worker's stop event
     Partners(vi.services.storage, "vi").remove("test", "km")
     Partners(vi.services.storage, "vi").add("test", "km2", KM_URL, km.identity.active().public_text, "km")
@@ -262,17 +262,17 @@ def test_independent_verdicts_on_one_claim_get_a_consensus_mark(desks: tuple[Des
     case = km.publish(CLAIM_KM, rating="Mostly false")
     report = _syncer(vi, client).sync("km")
     [mark] = report.consensus
-    assert mark["agree"] and mark["other_factcheck"] == ours["publication"]["url"] and mark["partner_factcheck"] == f"partner/km/{case['id']}"
+    assert mark["agree"] and mark["other_factcheck"] == ours.publication.url and mark["partner_factcheck"] == f"partner/km/{case.id}"
     assert mark["decided_by"].startswith("federation-consensus-1+matcher:")
-    fc = vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}")
+    fc = vi.services.storage.get_factcheck("vi", f"partner/km/{case.id}")
     assert str(trust_label(fc)).endswith("verified signature; cross-border consensus with vi desk")
     km.outbox().refresh()
-    _correct_rating(km, case["id"], "New evidence: the claim holds.", "True")
+    _correct_rating(km, case.id, "New evidence: the claim holds.", "True")
     [mark] = _syncer(vi, client).sync("km").consensus
     assert not mark["agree"]
     assert "verdict differs from vi desk (False)" in str(trust_label(vi.services.storage.get_factcheck("vi", fc.id)))
     # our own verdict is untouched
-    assert vi.services.storage.get_factcheck("vi", ours["publication"]["url"]).rating == "False"
+    assert vi.services.storage.get_factcheck("vi", ours.publication.url).rating == "False"
 
 
 def _ingest(desk: Desk, post_id: str, text: str) -> None:
@@ -292,14 +292,14 @@ def test_a_narrative_crossing_the_border_raises_an_alert_on_both_sides(desks: tu
     assert len(report.narratives) == 1
     [alert] = report.alerts
     assert alert["kind"] == "cross-border" and alert["decided_by"] == "federation-cross-border-1"
-    assert alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case.id}]
     assert alert["evidence"]["partner_desk"] == "Khmer Desk"
     assert vi.services.storage.get_docs("vi", "alerts", [alert["id"]])
     # the km desk reads vi's feed and raises its own
     with TestClient(create_app(vi.services), base_url="http://vi.test") as vi_client:
         km_report = Syncer(km.services, "km", km.identity, client=vi_client).sync("vi")
     [km_alert] = km_report.alerts
-    assert km_alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert km_alert["evidence"]["shared_claims"] == [{"org": "km", "item_id": case.id}]
     assert km_alert["evidence"]["partner_desk"] == "Vietnamese Desk"
     # what crossed: no post id, no author; and narratives are for partners only, not public readers
     sent = vi.services.storage.get_docs("vi", "federation_narratives", [f"km/{alert['evidence']['partner_narrative']['narrative_id']}"])
@@ -323,11 +323,11 @@ def test_accepted_items_are_rechecked_after_a_crash(desks: tuple[Desk, Desk, Tes
     monkeypatch.setattr(Syncer, "_recheck", crash)
     with pytest.raises(RuntimeError):
         syncer.sync("km")
-    assert all(m.factcheck_id != f"partner/km/{case['id']}" for m in vi.services.storage.matches_for_post("vi", "p1"))
+    assert all(m.factcheck_id != f"partner/km/{case.id}" for m in vi.services.storage.matches_for_post("vi", "p1"))
     monkeypatch.undo()
     report = _syncer(vi, client).sync("km")
     assert report.accepted == [] and report.rematched == ["p1"]  # nothing new, but the pending re-check ran
-    assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == f"partner/km/{case['id']}"
+    assert vi.services.storage.matches_for_post("vi", "p1")[0].factcheck_id == f"partner/km/{case.id}"
     assert _syncer(vi, client).state("km")["pending_recheck"] == []
 
 
@@ -375,25 +375,25 @@ def test_rotation_is_followed_and_revocation_refuses_and_flags(desks: tuple[Desk
     km.identity.revoke(k2, "laptop lost")  # before vi saw the item k2 signed
     report = _syncer(vi, client).sync("km")
     assert report.key_changes == [f"key {k2} added (endorsed by {k1})", f"key {k2} revoked (laptop lost)"]
-    assert [r["item_id"] for r in report.refused] == [second["id"]]
+    assert [r["item_id"] for r in report.refused] == [second.id]
     assert report.refused[0]["reason"].startswith(f"signed by revoked key {k2}") and "laptop lost" in report.refused[0]["reason"]
     # revoking the key that signed an item vi holds: the item is flagged, not removed
     km.identity.revoke(k1, "leaked")
     flagged = _syncer(vi, client).sync("km")
-    assert flagged.flagged == [f"partner/km/{first['id']}"]
-    fc = vi.services.storage.get_factcheck("vi", f"partner/km/{first['id']}")
+    assert flagged.flagged == [f"partner/km/{first.id}"]
+    fc = vi.services.storage.get_factcheck("vi", f"partner/km/{first.id}")
     assert fc.raw["federation"]["trust"] == "signed by a key since revoked" and "leaked" in fc.raw["federation"]["flag"]
     assert "signed by a key since revoked" in str(trust_label(fc))
     # the desk signs on with its newest key, which vi trusts
     third = km.publish("claim three")
-    assert _syncer(vi, client).sync("km").accepted == [f"partner/km/{third['id']}"]
+    assert _syncer(vi, client).sync("km").accepted == [f"partner/km/{third.id}"]
 
 
 def test_replays_and_reordering_never_bring_back_an_older_version(desks: tuple[Desk, Desk, TestClient]) -> None:
     km, vi, client = desks
     case = km.publish(CLAIM_KM)
     items = km.outbox().refresh()
-    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case.id, "Rating changed.", "Mostly false")
     items += km.outbox().refresh()
     assert [i["kind"] for i in items] == ["factcheck", "correction"]
     keys = client.get("/federation/v1/keys").json()
@@ -410,7 +410,7 @@ def test_replays_and_reordering_never_bring_back_an_older_version(desks: tuple[D
     replay = syncer.sync("km")  # then both again
     assert late.accepted == [] and late.replayed == 1
     assert replay.accepted == [] and replay.replayed == 2
-    assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").rating == "Mostly false"
+    assert vi.services.storage.get_factcheck("vi", f"partner/km/{case.id}").rating == "Mostly false"
 
 
 def test_scopes_limit_what_is_sent_and_what_is_accepted(desks: tuple[Desk, Desk, TestClient]) -> None:
@@ -420,7 +420,7 @@ def test_scopes_limit_what_is_sent_and_what_is_accepted(desks: tuple[Desk, Desk,
     km_partners.save("test", "scope", doc, doc | {"send": ["factcheck"]})
     case = km.publish(CLAIM_KM)
     km.outbox().refresh()
-    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case.id, "Rating changed.", "Mostly false")
     report = _syncer(vi, client).sync("km")
     assert report.accepted and vi.services.storage.get_factcheck("vi", report.accepted[0]).rating == "False"
     # the correction was never sent to vi, but anonymous readers see public items
@@ -438,7 +438,7 @@ def test_scopes_limit_what_is_sent_and_what_is_accepted(desks: tuple[Desk, Desk,
 def test_a_partner_cannot_overwrite_our_own_factchecks(desks: tuple[Desk, Desk, TestClient]) -> None:
     km, vi, client = desks
     case = km.publish(CLAIM_KM)
-    own = prepare_factcheck(FactCheck(id=case["publication"]["url"], claim="our own", rating="True", publisher="vi desk"))
+    own = prepare_factcheck(FactCheck(id=case.publication.url, claim="our own", rating="True", publisher="vi desk"))
     vi.services.storage.upsert_factchecks("vi", [own])
     _syncer(vi, client).sync("km")
     assert vi.services.storage.get_factcheck("vi", own.id).claim == "our own"
@@ -488,7 +488,7 @@ def test_push_makes_the_partner_pull_at_once(desks: tuple[Desk, Desk, TestClient
             [pushed] = push_to_partners(km.services.storage, "km", km.identity, outbox.head(), vi_client)
             assert pushed["status"] == 202
             # the push carried no item: vi pulled km's feed (over loopback) and verified it
-            assert vi.services.storage.get_factcheck("vi", f"partner/km/{case['id']}").raw["federation"]["trust"] == "verified signature"
+            assert vi.services.storage.get_factcheck("vi", f"partner/km/{case.id}").raw["federation"]["trust"] == "verified signature"
             unsigned = vi_client.post("/federation/v1/vi/inbox", json={"from": "km", "head": 1})
             assert unsigned.status_code == 401
     finally:
@@ -512,7 +512,7 @@ def test_signed_requests(desks: tuple[Desk, Desk, TestClient]) -> None:
 def test_claimreview_view_of_the_feed(desks: tuple[Desk, Desk, TestClient], tmp_path: Path) -> None:
     km, _, client = desks
     case = km.publish(CLAIM_KM)
-    _correct_rating(km, case["id"], "Rating changed.", "Mostly false")
+    _correct_rating(km, case.id, "Rating changed.", "Mostly false")
     for response in (client.get("/federation/v1/km/claimreview.jsonld"),
                      client.get("/federation/v1/km/feed", headers={"Accept": "application/ld+json"})):
         assert response.headers["content-type"].startswith("application/ld+json")
@@ -535,13 +535,13 @@ def test_proof_refuses_a_self_approved_or_broken_excerpt(desks: tuple[Desk, Desk
     case = km.publish(CLAIM_KM)
     [item] = km.outbox().refresh()
     proof = item["proof"]
-    check_proof(proof, "factcheck", case["id"])
+    check_proof(proof, "factcheck", case.id)
     with pytest.raises(InputError, match="second editor"):
-        check_proof(proof | {"drafted_by": proof["approved_by"]}, "factcheck", case["id"])
+        check_proof(proof | {"drafted_by": proof["approved_by"]}, "factcheck", case.id)
     broken = proof | {"links": [dict(link) for link in proof["links"]]}
     broken["links"][0]["prev_hash"] = "0" * 64
     with pytest.raises(InputError, match="chain broken"):
-        check_proof(broken, "factcheck", case["id"])
+        check_proof(broken, "factcheck", case.id)
     with pytest.raises(InputError, match="not case"):
         check_proof(proof, "factcheck", "case-other")
 
@@ -660,7 +660,7 @@ def test_link_risk_verdicts_become_a_partner_feed_and_rescore_our_posts(desks: t
 def test_burst_alerts_reach_partners_without_posts_or_accounts(desks: tuple[Desk, Desk, TestClient]) -> None:
     km, vi, km_client = desks
     case = km.publish(CLAIM_KM)
-    fc_id = case["publication"]["url"]
+    fc_id = case.publication.url
     alert = {  # as the bursts stage stores one (pipeline/bursts.py)
         "id": "alert-n1-1", "kind": "resurfacing", "narrative_id": "n1", "status": "new", "raised_at": "2026-12-02T10:00:00+00:00",
         "updated_at": "2026-12-02T10:00:00+00:00", "summary": CLAIM_KM, "top_terms": ["chip"], "decided_by": "bursts-kleinberg-1",
@@ -674,7 +674,7 @@ def test_burst_alerts_reach_partners_without_posts_or_accounts(desks: tuple[Desk
     assert report.partner_alerts == ["partner-km-alert-n1-1"]
     ours = vi.services.storage.get_docs("vi", "alerts", report.partner_alerts)["partner-km-alert-n1-1"]
     assert ours["kind"] == "partner-resurfacing" and ours["summary"].startswith("At Khmer Desk: ")
-    assert ours["evidence"]["partner_alert"]["claims"] == [{"org": "km", "item_id": case["id"]}]
+    assert ours["evidence"]["partner_alert"]["claims"] == [{"org": "km", "item_id": case.id}]
     assert "km-secret-post" not in json.dumps(ours)
     # shared once per kind: a second pull brings nothing
     assert _syncer(vi, km_client).sync("km").partner_alerts == []

@@ -135,7 +135,7 @@ class Desk:
                                                     (("analyst", "analyst"), ("editor", "editor"), ("reviewer", "editor")))
 
     def publish(self, claim: str, rating: str = "False", language: str = "km") -> str:
-        case_id = str(self.cases.open(self.org, self.analyst, claim, language=language)["id"])
+        case_id = str(self.cases.open(self.org, self.analyst, claim, language=language).id)
         self.cases.draft_verdict(self.org, self.analyst, case_id, rating, "No chip: the ingredient list is public.")
         self.cases.approve(self.org, self.reviewer, case_id)
         self.cases.publish(self.org, self.editor, case_id, f"http://{self.org}.test", f"{self.org} desk")

@@ -316,6 +316,17 @@ def test_cli_ingest_factchecks_and_posts_with_images(tmp_path: Path, monkeypatch
     (m,) = doc["image_matches"]
     assert m["decision"] == "match" and m["factcheck_id"] == "https://check.example.org/fc/7"
     assert m["post_image_source"] == "seen.jpg" and m["factcheck_image_source"] == "fake-notice.png" and m["distance"] <= 35
+    # the stored document reads back through its typed record unchanged, keys in the order they were written
+    from factbridge.images.records import IMAGE_MATCHES, ImageMatches, PostImageMatches
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+
+    with Services(load_settings(env={}, overrides={"data_dir": str(tmp_path / "data"), "embedder": "hashing"})) as services:
+        org = services.settings.org
+        (raw,) = services.storage.list_docs(org, IMAGE_MATCHES)
+        record = PostImageMatches.from_doc(raw[0], raw[1])
+        assert record.to_doc() == raw[1] and list(record.matches[0].to_doc()) == list(raw[1]["matches"][0])
+        assert ImageMatches(services.storage).of_post(org, "s1") == record.matches and record.matches[0].to_doc() == m
     missing = runner.invoke(app, [*base, "images", "post", "s2"])
     assert missing.exit_code != 0
 

@@ -167,13 +167,13 @@ def test_a_published_case_on_a_tipline_question_answers_its_asker(services: Serv
     book = CaseBook(services.storage, audit, RatingScale.parse(services.settings.rating_scale))
     editor, reviewer = Actor("ed", ORG, "editor"), Actor("rev", ORG, "editor")
     case = book.open(ORG, editor, "Bộ Y tế yêu cầu tiêm mũi thứ năm", source_kind="post", source_id=question["post_id"], language="vi")
-    book.add_evidence(ORG, editor, case["id"], "link", url="https://moh.gov.vn/thong-bao")
-    book.draft_verdict(ORG, editor, case["id"], "False", "Bộ Y tế không có yêu cầu này.", headline="Không có yêu cầu tiêm mũi thứ năm", language="vi")
-    book.approve(ORG, reviewer, case["id"])
-    book.publish(ORG, editor, case["id"], "https://desk.example.org", "Desk VN")
+    book.add_evidence(ORG, editor, case.id, "link", url="https://moh.gov.vn/thong-bao")
+    book.draft_verdict(ORG, editor, case.id, "False", "Bộ Y tế không có yêu cầu này.", headline="Không có yêu cầu tiêm mũi thứ năm", language="vi")
+    book.approve(ORG, reviewer, case.id)
+    book.publish(ORG, editor, case.id, "https://desk.example.org", "Desk VN")
     assert runner.followups() == 1
     (update,) = client.messages(505, after=reply["message_id"], wait=5)
-    assert "Desk VN" in update["text"] and "False" in update["text"] and f"/factchecks/{case['id']}" in update["text"]
+    assert "Desk VN" in update["text"] and "False" in update["text"] and f"/factchecks/{case.id}" in update["text"]
 
 
 def test_stop_opts_out_and_rate_limit(services: Services, tmp_path: Path) -> None:

@@ -21,7 +21,10 @@ from factbridge.workflow.records import (
     API_TOKENS,
     APPEALS,
     AUDIT,
+    AUDIT_BY_OBJECT,
+    AUDIT_HEAD,
     CASES,
+    CASES_BY_SOURCE,
     PUBLISHED,
     SESSIONS,
     SYSTEM_ORG,
@@ -31,12 +34,18 @@ from factbridge.workflow.records import (
     AppealRecords,
     AuditEntries,
     AuditEntry,
+    AuditHead,
+    AuditHeads,
+    AuditIndex,
     Case,
     Cases,
+    CasesBySource,
+    ObjectHistory,
     PublishedPage,
     PublishedPages,
     SessionSlot,
     SessionSlots,
+    SourceCases,
     TokenRecord,
     UserRecord,
     Users,
@@ -74,7 +83,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     # a published case with every part: link, note and file evidence, a language version,
     # a returned draft, a correction, an approved and a rejected change of rating, a withdrawal
     c = cases.open(ORG, ed, "5G spreads the virus", source_kind="post", source_id="p1", language="EN", claimant="a page",
-                   claim_date="2024-03-01")["id"]
+                   claim_date="2024-03-01").id
     cases.add_evidence(ORG, ed, c, "link", url="https://who.example.int/5g", text="WHO")
     cases.add_evidence(ORG, ed, c, "note", text="called the lab")
     cases.add_evidence(ORG, ed, c, "file", file={"name": "a.png", "sha256": "ab" * 32, "size": 3}, text="screenshot")
@@ -84,7 +93,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     cases.add_version(ORG, ed, c, "fr", "La 5G propage le virus", "Non", "Les ondes ne portent aucun virus.")
     cases.approve(ORG, rev, c)
     cases.publish(ORG, rev, c, "https://desk-a.example", "Desk A")
-    appeal = appeals.file(ORG, c, "The source is old", contact="x@example.org")["id"]
+    appeal = appeals.file(ORG, c, "The source is old", contact="x@example.org").id
     cases.correct(ORG, ed, c, "Added the 2024 WHO page")
     appeals.decide(ORG, rev, appeal, "corrected", "see the correction")
     cases.correct(ORG, ed, c, "Misleading rather than false", new_rating="Misleading")
@@ -97,14 +106,14 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     cases.decide_withdrawal(ORG, rev, c, approve=True)
     appeals.file(ORG, c, "still wrong")
     # a plain published one, a closed one, an open one and one waiting for approval
-    p = cases.open(ORG, ed, "another claim")["id"]
+    p = cases.open(ORG, ed, "another claim").id
     cases.draft_verdict(ORG, ed, p, "True", "It is.")
     cases.approve(ORG, rev, p)
     cases.publish(ORG, ed, p, "https://desk-a.example", "Desk A")
-    closed = cases.open(ORG, ed, "a third claim", source_kind="narrative", source_id="n1")["id"]
+    closed = cases.open(ORG, ed, "a third claim", source_kind="narrative", source_id="n1").id
     cases.close(ORG, ed, closed, "duplicate")
     cases.open(ORG, ed, "a fourth claim", source_kind="post", source_id="p1")
-    waiting = cases.open(ORG, ed, "a fifth claim")["id"]
+    waiting = cases.open(ORG, ed, "a fifth claim").id
     cases.assign(ORG, ed, waiting, "rev")
     cases.draft_verdict(ORG, ed, waiting, "False", "No.", language="de")
     # accounts: tokens (one revoked, one never expiring), sessions (one ended, one kept through a
@@ -144,10 +153,19 @@ def test_every_stored_case_round_trips(desk: Desk) -> None:
     assert case.status == "withdrawn" and case.verdict is not None and case.verdict.rating == "Misleading"
     assert case.publication is not None and case.publication.org_name == "Desk A"
     assert case.pending_correction is None and "pending_correction" in case.present
-    assert case.withdrawal is not None and case.withdrawal["proposed_by"] == "ed"
-    assert [e["kind"] for e in case.evidence] == ["link", "note", "file"] and case.versions is not None and set(case.versions) == {"fr"}
+    assert case.withdrawal is not None and case.withdrawal.proposed_by == "ed"
+    assert [e.kind for e in case.evidence] == ["link", "note", "file"] and case.versions is not None and set(case.versions) == {"fr"}
+    link, note, file = case.evidence
+    assert (link.url, link.text, note.url, note.text, file.text) == ("https://who.example.int/5g", "WHO", None, "called the lab", "screenshot")
+    assert file.file is not None and (file.file.name, file.file.size, file.file.content_type) == ("a.png", 3, None)
+    assert case.versions["fr"].headline == "Non" and case.source.kind == "post" and case.source.id == "p1"
+    assert [(c.previous_rating, c.new_rating, c.approved_by) for c in case.corrections] == [("False", "False", None), ("False", "Misleading", "rev")]
+    assert case.review_notes[0].text == "cite the WHO page" and case.approval is not None and case.approval.by == "rev"
+    assert case.library_ids() == [case.publication.url, f"{case.publication.url}-fr"]
+    waiting = Cases(desk.storage).one(ORG, desk.ids["waiting"])
+    assert waiting.pending_correction is None and "pending_correction" not in waiting.present
     assert [c.id for c in Cases(desk.storage).iter(ORG)][0] == desk.ids["waiting"]  # most recently updated first
-    assert desk.cases.get(ORG, desk.ids["closed"]) == dict(desk.storage.get_docs(ORG, CASES, [desk.ids["closed"]])[desk.ids["closed"]])
+    assert desk.cases.get(ORG, desk.ids["closed"]).to_doc() == dict(desk.storage.get_docs(ORG, CASES, [desk.ids["closed"]])[desk.ids["closed"]])
 
 
 def test_every_published_page_round_trips(desk: Desk) -> None:
@@ -157,9 +175,9 @@ def test_every_published_page_round_trips(desk: Desk) -> None:
         assert PublishedPage.from_doc(page_id, doc).to_doc() == doc
     pages = PublishedPages(desk.storage).get(ORG, [desk.ids["withdrawn"], f"{desk.ids['withdrawn']}-fr"])
     main, fr = pages[desk.ids["withdrawn"]], pages[f"{desk.ids['withdrawn']}-fr"]
-    assert main.withdrawn == {"at": main.modified_at, "reason": "the claim was misquoted"} and fr.withdrawn == main.withdrawn
+    assert main.withdrawn is not None and main.withdrawn.to_doc() == {"at": main.modified_at, "reason": "the claim was misquoted"} and fr.withdrawn == main.withdrawn
     assert main.rating == fr.rating == "Misleading" and fr.language == "fr" and main.versions == {"en": main.url, "fr": fr.url}
-    assert [s["url"] for s in main.sources] == ["https://who.example.int/5g"]  # notes and files stay private
+    assert [s.url for s in main.sources] == ["https://who.example.int/5g"]  # notes and files stay private
     assert "withdrawn" not in PublishedPages(desk.storage).one(ORG, desk.ids["published"]).to_doc()
 
 
@@ -239,3 +257,24 @@ def test_every_audit_entry_round_trips_and_keeps_its_hash(desk: Desk) -> None:
     # an entry from before entries listed their records (no "records" key) round-trips too
     old = {k: v for k, v in docs[0][1].items() if k != "records"}
     assert AuditEntry.from_doc(old).to_doc() == old
+
+
+def test_audit_head_index_and_cases_by_source_round_trip(desk: Desk) -> None:
+    (key, head_doc), = stored(desk.storage, AUDIT_HEAD)
+    head = AuditHeads(desk.storage).get(ORG)
+    assert key == AuditHead.KEY and head is not None and head.to_doc() == head_doc and (head.seq, head.hash) == desk.audit.head(ORG)
+    index = stored(desk.storage, AUDIT_BY_OBJECT)
+    assert len(index) > 5
+    for key, doc in index:
+        assert ObjectHistory.from_doc(key, doc).to_doc() == doc
+    history = AuditIndex(desk.storage).get(ORG, CASES, desk.ids["withdrawn"])
+    assert [e["seq"] for e in desk.audit.history(ORG, CASES, desk.ids["withdrawn"])] == history.seqs and len(history.seqs) > 10
+    assert AuditIndex(desk.storage).get(ORG, CASES, "nothing").seqs == []
+    by_source = stored(desk.storage, CASES_BY_SOURCE)
+    assert {k for k, _ in by_source} == {"post:p1", "narrative:n1"}
+    for key, doc in by_source:
+        assert SourceCases.from_doc(key, doc).to_doc() == doc
+    p1 = CasesBySource(desk.storage).get(ORG, "post", "p1")
+    assert p1 is not None and p1.case_ids[0] == desk.ids["withdrawn"] and len(p1.case_ids) == 2
+    assert [c.id for c in desk.cases.cases_for(ORG, "post", "p1")] == p1.case_ids
+    assert CasesBySource(desk.storage).get(ORG, "post", "p2") is None and desk.audit.verify(ORG).ok

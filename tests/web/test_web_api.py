@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -101,14 +102,14 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
     from webenv import publish_case
 
     case = publish_case(env)
-    env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case["id"], "Clarified the headline.", new_rating="Misleading")
-    env.web.cases.decide_correction(ORG_A, env.web.accounts.get_user("a-reviewer"), case["id"], approve=True)
+    env.web.cases.correct(ORG_A, env.web.accounts.get_user("a-editor"), case.id, "Clarified the headline.", new_rating="Misleading")
+    env.web.cases.decide_correction(ORG_A, env.web.accounts.get_user("a-reviewer"), case.id, approve=True)
     anon = env.client()
     feed = anon.get(f"/public/{ORG_A}/claimreview.json")
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/ld+json")
     nodes = list(iter_claimreview_nodes(feed.json()))
     assert len(nodes) == 1 and nodes[0]["dateModified"]
-    page = anon.get(f"/public/{ORG_A}/factchecks/{case['id']}")
+    page = anon.get(f"/public/{ORG_A}/factchecks/{case.id}")
     feed_file = tmp_path / "feed.json"
     feed_file.write_text(feed.text, encoding="utf-8")
     page_file = tmp_path / "page.html"
@@ -116,7 +117,7 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
     # read back by the library reader, from the feed and from the saved public page
     for path in (feed_file, page_file):
         (fc,) = [x for x in read_factchecks(path) if not hasattr(x, "reason")]
-        assert fc.id == case["publication"]["url"] and fc.claim == case["claim"]
+        assert fc.id == case.publication.url and fc.claim == case.claim
         assert fc.rating == "Misleading" and fc.publisher == "Desk A <Vietnam>" and fc.language == "en"
     # and through the real command into a fresh database
     db = tmp_path / "other.db"
@@ -128,7 +129,7 @@ def test_feed_round_trips_through_factchecks_import(env: WebEnv, tmp_path: Path)
 
     store = SQLiteStorage(f"sqlite:///{db}")
     try:
-        imported = store.get_factcheck("partner", case["publication"]["url"])
+        imported = store.get_factcheck("partner", case.publication.url)
         assert imported.rating == "Misleading" and imported.title == "No, 5G does not spread viruses"
     finally:
         store.close()
@@ -170,3 +171,43 @@ def test_openapi_fuzzed_without_server_error(fuzz_env: WebEnv) -> None:
     assert not failures, "\n".join(failures[:10])
     assert len(statuses) >= 3 * len(operations) and any(s == 200 for s in statuses)
     assert fuzz_env.web.audit.verify(ORG_A).ok
+
+
+def test_case_json_is_the_stored_document_byte_for_byte(env: WebEnv) -> None:
+    """The public contract: the API answers with each case, appeal and published page exactly as
+    stored (keys and their order), though the workspace reads them as typed records."""
+    from starlette.responses import JSONResponse
+
+    from factbridge.workflow.records import APPEALS, CASES
+
+    storage = env.services.storage
+    analyst, editor, reviewer = (env.api(u) for u in ("a-analyst", "a-editor", "a-reviewer"))
+
+    def same_as_stored(r: Any, collection: str = CASES) -> dict[str, Any]:
+        assert r.status_code in (200, 201), r.text
+        body = r.json()
+        stored = storage.get_docs(ORG_A, collection, [body["id"]])[body["id"]]
+        assert r.content == JSONResponse(stored).body
+        return body
+
+    cid = same_as_stored(analyst.post("/api/v1/cases", json={"source_kind": "post", "source_id": env.ids[ORG_A]["post"], "claim": ""}))["id"]
+    same_as_stored(analyst.post(f"/api/v1/cases/{cid}/evidence", json={"kind": "link", "url": "https://who.example.int", "text": "WHO"}))
+    same_as_stored(analyst.post(f"/api/v1/cases/{cid}/evidence", json={"kind": "note", "text": "called them"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/verdict", json={"rating": "False", "explanation": "No.", "language": "en"}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/return", json={"note": "cite more"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/verdict", json={"rating": "False", "explanation": "Radio waves carry no virus."}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/approve", json={}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/publish", json={}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "typo"}))
+    same_as_stored(editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "new study", "new_rating": "Misleading"}))
+    same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/corrections/decide", json={"approve": True}))
+    pending = same_as_stored(editor.post(f"/api/v1/cases/{cid}/withdraw", json={"reason": "wrong"}))
+    assert pending["pending_withdrawal"]["by"] == "a-editor"
+    same_as_stored(reviewer.get(f"/api/v1/cases/{cid}"))
+    done = same_as_stored(reviewer.post(f"/api/v1/cases/{cid}/withdraw/decide", json={"approve": True}))
+    assert done["status"] == "withdrawn" and [c.get("approved_by") for c in done["corrections"]] == [None, "a-reviewer"]
+    listed = reviewer.get("/api/v1/cases")
+    assert listed.content == JSONResponse([doc for _, doc in storage.list_docs(ORG_A, CASES, order="updated_desc")]).body
+    appeal = env.web.appeals.file(ORG_A, cid, "The source is old")
+    same_as_stored(editor.post(f"/api/v1/appeals/{appeal.id}/decide", json={"outcome": "upheld", "note": "checked"}), APPEALS)
+    assert editor.get("/api/v1/appeals").content == JSONResponse([doc for _, doc in storage.list_docs(ORG_A, APPEALS)]).body

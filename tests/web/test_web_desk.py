@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from webenv import ORG_A, WebEnv, csrf_of, make_env
+from webenv import ORG_A, ORG_B, WebEnv, csrf_of, make_env
 
 from factbridge.errors import PermissionDenied
 from factbridge.models import MatchCandidate, Post, SignalScore
@@ -22,6 +22,7 @@ from factbridge.web.desk import search_terms, text_matches
 from factbridge.web.i18n import LANGUAGES, catalog
 from factbridge.workflow.match_reviews import COLLECTION, feedback_pairs
 from factbridge.workflow.ratings import RATING_LABELS, rating_label
+from factbridge.workflow.records import Case, MatchReview
 
 FC_5G = "https://factcheck.example.org/5g-virus"
 
@@ -73,6 +74,39 @@ def test_not_the_same_claim_is_audited_and_stops_adding_debunked(env: WebEnv) ->
     assert env.services.storage.matches_for_post(ORG_A, "en-5g")[0].decision == "match"
     posts, gold = feedback_pairs(env.services.storage, ORG_A)
     assert posts == ["en-5g"] and gold == {"en-5g": {FC_5G}}
+    # the stored decision reads back through its typed record unchanged
+    (key, raw), = env.services.storage.list_docs(ORG_A, COLLECTION)
+    review = MatchReview.from_doc(raw)
+    assert review.to_doc() == raw and review.key == key and (review.same, review.by, review.matcher_decision) == (True, "a-editor", "match")
+
+
+def test_match_review_through_the_api(env: WebEnv) -> None:
+    """`POST /api/v1/posts/{id}/review`: the page's decision for API clients, same permission,
+    audited, the queue updated at once, the stored decision as the answer."""
+    _store_match(env)
+    assert env.api("a-viewer").post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False}).status_code == 403
+    analyst = env.api("a-analyst")
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": "maybe"}).status_code == 422
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False, "extra": 1}).status_code == 422
+    assert analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": "https://elsewhere.example/x", "same": False}).status_code == 404
+    assert analyst.post(f"/api/v1/posts/{env.ids[ORG_B]['post']}/review", json={"factcheck_id": FC_5G, "same": False}).status_code == 404
+    assert env.services.storage.list_docs(ORG_A, COLLECTION) == []  # nothing stored by the refused requests
+    r = analyst.post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": False, "note": "different dam"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (key, raw), = env.services.storage.list_docs(ORG_A, COLLECTION)
+    assert body == raw and (body["same"], body["by"], body["note"], body["matcher_decision"]) == (False, "a-analyst", "different dam", "match")
+    stored = env.services.storage.matches_for_post(ORG_A, "en-5g")[0]
+    assert stored.decision == "none" and stored.decided_by == "desk-review-1:a-analyst"
+    assert _debunked(env, "en-5g") == 0.0
+    entry = env.web.audit.history(ORG_A, COLLECTION, key)[-1]
+    assert (entry["actor"], entry["action"], entry["after"]) == ("a-analyst", "match.review", {"same": False, "by": "a-analyst"})
+    again = env.api("a-editor").post("/api/v1/posts/en-5g/review", json={"factcheck_id": FC_5G, "same": True}).json()
+    assert (again["same"], again["by"], again["matcher_decision"]) == (True, "a-editor", "match")  # the matcher's own decision is kept
+    assert env.services.storage.matches_for_post(ORG_A, "en-5g")[0].decision == "match" and env.web.audit.verify(ORG_A).ok
+    spec = env.client().get("/api/v1/openapi.json").json()
+    op = spec["paths"]["/api/v1/posts/{post_id}/review"]["post"]
+    assert "match.review" in op["description"] and set(spec["components"]["schemas"]["MatchDecision"]["properties"]) == {"factcheck_id", "same", "note"}
 
 
 def test_a_rejected_match_leaves_the_narrative(env: WebEnv) -> None:
@@ -110,13 +144,13 @@ def test_review_needs_an_analyst_and_an_existing_candidate(env: WebEnv) -> None:
         MatchReviews(env.services.storage, env.web.audit).decide(ORG_A, env.web.accounts.get_user("a-viewer"), "en-5g", FC_5G, False)
 
 
-def _publish(env: WebEnv, claim: str, language: str, rating: str, headline: str) -> dict[str, object]:
+def _publish(env: WebEnv, claim: str, language: str, rating: str, headline: str) -> Case:
     web = env.web
     drafter, approver = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
     case = web.cases.open(ORG_A, drafter, claim, source_kind="manual", language=language)
-    case = web.cases.draft_verdict(ORG_A, drafter, case["id"], rating, "Giải thích / explication.", headline=headline, language=language)
-    case = web.cases.approve(ORG_A, approver, case["id"])
-    return web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+    case = web.cases.draft_verdict(ORG_A, drafter, case.id, rating, "Giải thích / explication.", headline=headline, language=language)
+    case = web.cases.approve(ORG_A, approver, case.id)
+    return web.cases.publish(ORG_A, approver, case.id, "http://testserver", "Desk A")
 
 
 def test_public_search_folds_vietnamese_and_segments_khmer(env: WebEnv) -> None:
@@ -134,7 +168,7 @@ def test_public_search_folds_vietnamese_and_segments_khmer(env: WebEnv) -> None:
 
 def test_published_claimreview_names_the_rating_in_its_language(env: WebEnv) -> None:
     snapshot = _publish(env, "Uống nước lá chùm ngây chữa khỏi bệnh tiểu đường", "vi", "False", "Lá chùm ngây")
-    page = env.client().get(f"/public/{ORG_A}/factchecks/{snapshot['id']}").text
+    page = env.client().get(f"/public/{ORG_A}/factchecks/{snapshot.id}").text
     node = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
     assert node["inLanguage"] == "vi" and node["reviewRating"]["alternateName"] == "Sai"
     assert rating_label("False", "km") == "មិនពិត" and rating_label("False", "fr") == "Faux" and rating_label("Scam", "vi") == "Lừa đảo"
@@ -197,7 +231,7 @@ def test_inbox_lists_pages_and_translated_not_found(env: WebEnv) -> None:
     web = env.web
     drafter = web.accounts.get_user("a-editor")
     case = web.cases.open(ORG_A, drafter, "Claim waiting", source_kind="manual")
-    web.cases.draft_verdict(ORG_A, drafter, case["id"], "False", "Because.", headline="Waiting for approval")
+    web.cases.draft_verdict(ORG_A, drafter, case.id, "False", "Because.", headline="Waiting for approval")
     html = editor.get("/inbox").text
     assert "Claim waiting" in html.split('id="awaiting"')[1].split("</section>")[0]
     assert editor.get("/alerts").status_code == 200 and "Burst: 5G spreads the virus" in editor.get("/alerts").text
@@ -259,32 +293,32 @@ def test_one_verdict_published_in_four_languages(dense_env: WebEnv) -> None:
     web = env.web
     drafter, approver = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
     case = web.cases.open(ORG_A, drafter, "Plastic rice from China is sold in Phnom Penh markets", source_kind="manual", language="en")
-    case = web.cases.draft_verdict(ORG_A, drafter, case["id"], "False", "Lab tests found ordinary rice.", headline="No plastic rice", language="en")
-    case = web.cases.approve(ORG_A, approver, case["id"])
+    case = web.cases.draft_verdict(ORG_A, drafter, case.id, "False", "Lab tests found ordinary rice.", headline="No plastic rice", language="en")
+    case = web.cases.approve(ORG_A, approver, case.id)
     editor = env.login("a-editor")
-    page = editor.get(f"/cases/{case['id']}").text
+    page = editor.get(f"/cases/{case.id}").text
     versions = {
         "vi": ("Gạo nhựa Trung Quốc được bán ở chợ Phnom Penh", "Không có gạo nhựa", "Xét nghiệm cho thấy gạo bình thường."),
         "km": ("អង្ករប្លាស្ទិកពីប្រទេសចិនកំពុងលក់នៅផ្សារក្នុងភ្នំពេញ", "គ្មានអង្ករប្លាស្ទិកទេ", "ការធ្វើតេស្តបង្ហាញថាជាអង្ករធម្មតា។"),
         "fr": ("Du riz en plastique chinois vendu sur les marchés de Phnom Penh", "Pas de riz en plastique", "Les analyses montrent du riz ordinaire."),
     }
-    version = case["version"]
+    version = case.version
     for lang, (claim, headline, explanation) in versions.items():
-        r = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": lang, "claim": claim,
+        r = editor.post(f"/cases/{case.id}/versions", data={"csrf_token": csrf_of(page), "language": lang, "claim": claim,
                                                              "headline": headline, "explanation": explanation, "version": str(version)})
         assert r.status_code == 303, r.text
         version += 1
-    bad = editor.post(f"/cases/{case['id']}/versions", data={"csrf_token": csrf_of(page), "language": "en", "claim": "x", "headline": "x",
+    bad = editor.post(f"/cases/{case.id}/versions", data={"csrf_token": csrf_of(page), "language": "en", "claim": "x", "headline": "x",
                                                            "explanation": "x", "version": str(version)})
     assert bad.status_code == 422  # the verdict's own language
-    case = web.cases.get(ORG_A, case["id"])
-    assert case["status"] == "in_review" and case["approval"] is None  # new words: approved again
-    case = web.cases.approve(ORG_A, approver, case["id"])
-    case = web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+    case = web.cases.get(ORG_A, case.id)
+    assert case.status == "in_review" and case.approval is None  # new words: approved again
+    case = web.cases.approve(ORG_A, approver, case.id)
+    case = web.cases.publish(ORG_A, approver, case.id, "http://testserver", "Desk A")
     client = env.client()
     urls = {}
     for lang, expected in {"en": "False", "vi": "Sai", "km": "មិនពិត", "fr": "Faux"}.items():
-        page_id = case["id"] if lang == "en" else f"{case['id']}-{lang}"
+        page_id = case.id if lang == "en" else f"{case.id}-{lang}"
         html = client.get(f"/public/{ORG_A}/factchecks/{page_id}").text
         node = json.loads(re.search(r'<script type="application/ld\+json">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
         assert node["inLanguage"] == lang and node["reviewRating"]["alternateName"] == expected

@@ -57,9 +57,9 @@ def _seed_desk(env: WebEnv) -> None:
         ("ធនាគារ ABA ផ្ញើសារឱ្យអតិថិជនចូលគណនីតាមតំណ", "km", "Scam", "សារក្លែងក្លាយក្នុងនាមធនាគារ ABA"),
     ]:
         case = web.cases.open(ORG_A, drafter, claim, source_kind="manual", language=language)
-        case = web.cases.draft_verdict(ORG_A, drafter, case["id"], rating, "Nguồn: Bộ Y tế / ក្រសួងសុខាភិបាល.", headline=headline, language=language)
-        case = web.cases.approve(ORG_A, approver, case["id"])
-        web.cases.publish(ORG_A, approver, case["id"], "http://testserver", "Desk A")
+        case = web.cases.draft_verdict(ORG_A, drafter, case.id, rating, "Nguồn: Bộ Y tế / ក្រសួងសុខាភិបាល.", headline=headline, language=language)
+        case = web.cases.approve(ORG_A, approver, case.id)
+        web.cases.publish(ORG_A, approver, case.id, "http://testserver", "Desk A")
 
 
 def check(page: Any, name: str) -> None:
@@ -212,11 +212,11 @@ def test_review_expired_session_and_corrected_appeal(server: tuple[str, WebEnv],
     # an appeal decided "corrected" leads to the correction form, and saving it decides the appeal
     web = env.web
     published = web.cases.find(ORG_A, status="published")[0]
-    appeal = web.appeals.file(ORG_A, published["id"], "La source date de 2020.")
+    appeal = web.appeals.file(ORG_A, published.id, "La source date de 2020.")
     context, page = phone(browser, "fr")
     sign_in(page, base, "a-editor", "fr")
     page.goto(f"{base}/appeals")
-    form = page.locator(f"[id='{appeal['id']}'] form")
+    form = page.locator(f"[id='{appeal.id}'] form")
     form.locator("select[name=outcome]").select_option("corrected")
     form.locator("textarea[name=note]").fill("Source mise à jour.")
     form.locator("button[type=submit]").click()
@@ -226,7 +226,7 @@ def test_review_expired_session_and_corrected_appeal(server: tuple[str, WebEnv],
     check(page, "07-correction-for-appeal-fr")
     page.click("#correction-form button[type=submit]")
     page.wait_for_selector(".correction")
-    assert web.appeals.get(ORG_A, appeal["id"])["outcome"] == "corrected"
+    assert web.appeals.get(ORG_A, appeal.id).outcome == "corrected"
     context.close()
     assert env.web.audit.verify(ORG_A).ok
 
@@ -243,7 +243,7 @@ def test_every_other_page_passes_axe_on_a_phone(server: tuple[str, WebEnv], brow
     published = env.web.cases.list_published(ORG_A, limit=1)[0]
     for path, name in [("/cases", "cases"), (f"/narratives/{env.ids[ORG_A]['narrative']}", "narrative"), ("/appeals", "appeals"),
                        ("/audit", "audit"), ("/admin/users", "users"), ("/account", "account"), (f"/posts/{env.ids[ORG_A]['post']}", "post"),
-                       (f"/public/{ORG_A}/factchecks/{published['page_id']}", "public-factcheck"), (f"/public/{ORG_A}/report", "public-report")]:
+                       (f"/public/{ORG_A}/factchecks/{published.page_id}", "public-factcheck"), (f"/public/{ORG_A}/report", "public-report")]:
         response = page.goto(base + path)
         assert response is not None and response.ok, path
         check(page, f"09-{name}-{lang}")

@@ -15,6 +15,7 @@ from factbridge.pipeline.prepare import prepare_factcheck
 from factbridge.web.i18n import LANGUAGES
 from factbridge.web.security import client_address, parse_networks
 from factbridge.workflow.accounts import parse_expiry
+from factbridge.workflow.records import EvidenceItem
 
 
 # -- item 2: disable, tokens, expiry, admin reset ---------------------------------------------
@@ -167,22 +168,22 @@ def test_changing_a_published_rating_needs_a_second_editor(env: WebEnv) -> None:
     web = env.web
     case = publish_case(env)
     editor, reviewer = web.accounts.get_user("a-editor"), web.accounts.get_user("a-reviewer")
-    proposed = web.cases.correct(ORG_A, editor, case["id"], "Actually true", new_rating="True")
-    assert web.cases.published(ORG_A, case["id"])["rating"] == "False"  # nothing public changed
-    assert proposed["pending_correction"]["new_rating"] == "True"
+    proposed = web.cases.correct(ORG_A, editor, case.id, "Actually true", new_rating="True")
+    assert web.cases.published(ORG_A, case.id).rating == "False"  # nothing public changed
+    assert proposed.pending_correction.new_rating == "True"
     with pytest.raises(PermissionDenied, match="second editor"):
-        web.cases.decide_correction(ORG_A, editor, case["id"], approve=True)
+        web.cases.decide_correction(ORG_A, editor, case.id, approve=True)
     with pytest.raises(Conflict, match="already waiting"):
-        web.cases.correct(ORG_A, reviewer, case["id"], "Mostly", new_rating="Misleading")
-    web.cases.decide_correction(ORG_A, reviewer, case["id"], approve=False)
-    assert web.cases.published(ORG_A, case["id"])["rating"] == "False"
-    web.cases.correct(ORG_A, editor, case["id"], "Actually true", new_rating="True")
-    web.cases.decide_correction(ORG_A, reviewer, case["id"], approve=True)
-    snapshot = web.cases.published(ORG_A, case["id"])
-    assert snapshot["rating"] == "True" and snapshot["corrections"][-1]["previous_rating"] == "False"
+        web.cases.correct(ORG_A, reviewer, case.id, "Mostly", new_rating="Misleading")
+    web.cases.decide_correction(ORG_A, reviewer, case.id, approve=False)
+    assert web.cases.published(ORG_A, case.id).rating == "False"
+    web.cases.correct(ORG_A, editor, case.id, "Actually true", new_rating="True")
+    web.cases.decide_correction(ORG_A, reviewer, case.id, approve=True)
+    snapshot = web.cases.published(ORG_A, case.id)
+    assert snapshot.rating == "True" and snapshot.corrections[-1].previous_rating == "False"
     # a correction that keeps the rating is public at once (one editor is enough)
-    web.cases.correct(ORG_A, editor, case["id"], "Fixed a typo")
-    assert web.cases.published(ORG_A, case["id"])["corrections"][-1]["text"] == "Fixed a typo"
+    web.cases.correct(ORG_A, editor, case.id, "Fixed a typo")
+    assert web.cases.published(ORG_A, case.id).corrections[-1].text == "Fixed a typo"
     assert web.audit.verify(ORG_A).ok
 
 
@@ -197,8 +198,8 @@ def test_a_stale_api_write_gets_409_with_the_current_version(env: WebEnv) -> Non
     stale = web.cases.get(ORG_A, case["id"])
     web.cases.add_evidence(ORG_A, analyst, case["id"], "note", text="winner")
     with pytest.raises(Conflict) as lost:
-        web.cases._save(ORG_A, analyst, "case.evidence", stale, stale | {"evidence": [*stale["evidence"], {"id": "ev-lost"}]})
-    assert lost.value.current["version"] == stale["version"] + 1
+        web.cases._save(ORG_A, analyst, "case.evidence", stale, stale.with_(evidence=[*stale.evidence, EvidenceItem("ev-lost", "note", "x", "")]))
+    assert lost.value.current["version"] == stale.version + 1
     spec = env.client().get("/api/v1/openapi.json").json()
     assert "409" in spec["info"]["description"] or "409" in str(spec["components"]["schemas"]["Evidence"])
 

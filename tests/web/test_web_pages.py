@@ -135,12 +135,12 @@ def test_case_workflow_through_forms(env: WebEnv) -> None:
     big = editor.post(f"{case_url}/evidence", data=ok | {"kind": "file"}, files={"file": ("big.txt", io.BytesIO(b"a" * (env.services.settings.upload_max_bytes + 1)), "text/plain")})
     assert big.status_code == 422
     case = env.web.cases.get(ORG_A, case_id)
-    assert [e["kind"] for e in case["evidence"]] == ["link", "note", "file"]
-    file_ev = case["evidence"][2]
-    download = editor.get(f"{case_url}/files/{file_ev['id']}")
+    assert [e.kind for e in case.evidence] == ["link", "note", "file"]
+    file_ev = case.evidence[2]
+    download = editor.get(f"{case_url}/files/{file_ev.id}")
     assert download.status_code == 200 and download.content == png
     assert download.headers["content-disposition"].startswith("attachment") and download.headers["content-type"] == "image/png"
-    assert (Path(env.services.settings.data_dir) / "uploads" / ORG_A / file_ev["file"]["sha256"]).is_file()
+    assert (Path(env.services.settings.data_dir) / "uploads" / ORG_A / file_ev.file.sha256).is_file()
     # stale form (old version) is refused with 409
     assert editor.post(f"{case_url}/verdict", data=ok | {"rating": "False", "explanation": "x", "version": "1"}).status_code == 409
     r = editor.post(f"{case_url}/verdict", data=ok | {"rating": "False", "headline": "No, 5G does not spread viruses", "explanation": "Radio waves carry no virus."})
@@ -175,7 +175,7 @@ def test_case_workflow_through_forms(env: WebEnv) -> None:
     assert r.status_code == 200 and 'id="thanks"' in r.text
     appeals_page = editor.get("/appeals").text
     assert "The WHO link is old" in appeals_page and "me@example.org" in appeals_page
-    appeal_id = env.web.appeals.find(ORG_A)[0]["id"]
+    appeal_id = env.web.appeals.find(ORG_A)[0].id
     assert editor.post(f"{case_url}/correct", data={"csrf_token": token, "text": "Replaced the WHO link.", "new_rating": "Misleading"}).status_code == 303
     # a change of rating waits for a second editor: the public page still says False
     assert jsonld_of(visitor.get(f"/public/{ORG_A}/factchecks/{case_id}").text)["reviewRating"]["alternateName"] == "False"
@@ -203,13 +203,13 @@ def test_user_text_is_escaped_everywhere(env: WebEnv) -> None:
     env.services.storage.upsert_posts(ORG_A, [prepare_post(Post(id="xss", text=XSS, platform=XSS, author=XSS))])
     env.services.storage.put_docs(ORG_A, "narratives", [("nx", {"label": XSS, "post_ids": ["xss"]}, 99.0)])
     case = publish_case(env, claim=XSS)
-    web.cases.correct(ORG_A, web.accounts.get_user("a-editor"), case["id"], XSS)
-    appeal = web.appeals.file(ORG_A, case["id"], XSS, contact=XSS)
-    web.appeals.decide(ORG_A, web.accounts.get_user("a-editor"), appeal["id"], "upheld", XSS)
+    web.cases.correct(ORG_A, web.accounts.get_user("a-editor"), case.id, XSS)
+    appeal = web.appeals.file(ORG_A, case.id, XSS, contact=XSS)
+    web.appeals.decide(ORG_A, web.accounts.get_user("a-editor"), appeal.id, "upheld", XSS)
     c = env.login("a-admin")
-    pages = [c.get(u).text for u in ("/", "/posts/xss", "/narratives/nx", f"/cases/{case['id']}", "/cases", "/appeals", "/audit")]
+    pages = [c.get(u).text for u in ("/", "/posts/xss", "/narratives/nx", f"/cases/{case.id}", "/cases", "/appeals", "/audit")]
     visitor = env.client()
-    public = visitor.get(f"/public/{ORG_A}/factchecks/{case['id']}").text
+    public = visitor.get(f"/public/{ORG_A}/factchecks/{case.id}").text
     pages += [public, visitor.get(f"/public/{ORG_A}", params={"q": XSS}).text]
     for html in pages:
         assert "<script>alert" not in html and "<img src=x" not in html

@@ -33,24 +33,24 @@ def seed_org_a_private(env: WebEnv) -> dict[str, str]:
     web = env.web
     editor = web.accounts.get_user("a-editor")
     published = publish_case(env, claim=f"{MARK} published claim")
-    appeal = web.appeals.file(ORG_A, published["id"], f"{MARK} appeal reason", contact="secret@example.org")
+    appeal = web.appeals.file(ORG_A, published.id, f"{MARK} appeal reason", contact="secret@example.org")
     case = web.cases.open(ORG_A, editor, f"{MARK} private claim", source_kind="post", source_id=env.ids[ORG_A]["post"])
     c = env.login("a-editor")
-    page = c.get(f"/cases/{case['id']}")
-    r = c.post(f"/cases/{case['id']}/evidence", data={"kind": "file", "csrf_token": csrf_of(page.text), "text": MARK},
+    page = c.get(f"/cases/{case.id}")
+    r = c.post(f"/cases/{case.id}/evidence", data={"kind": "file", "csrf_token": csrf_of(page.text), "text": MARK},
                files={"file": ("evidence.txt", io.BytesIO(f"{MARK} file body".encode()), "text/plain")})
     assert r.status_code == 303, r.text
-    case = web.cases.get(ORG_A, case["id"])
+    case = web.cases.get(ORG_A, case.id)
     web.accounts.create_token("a-viewer", f"{MARK} token")
     env.services.storage.put_docs(ORG_A, "narratives", [(env.ids[ORG_A]["narrative"], {"label": f"{MARK} narrative", "post_ids": [env.ids[ORG_A]["post"]], "size": 1}, 9.0)])
     return {
-        "case_id": case["id"],
-        "published_case_id": published["id"],
-        "evidence_id": case["evidence"][0]["id"],
-        "appeal_id": appeal["id"],
+        "case_id": case.id,
+        "published_case_id": published.id,
+        "evidence_id": case.evidence[0].id,
+        "appeal_id": appeal.id,
         "post_id": env.ids[ORG_A]["post"],
         "narrative_id": env.ids[ORG_A]["narrative"],
-        "factcheck_id": published["publication"]["url"],
+        "factcheck_id": published.publication.url,
         "username": "a-viewer",
         "token_id": web.accounts.list_tokens(ORG_A, "a-viewer")[0].id,
     }

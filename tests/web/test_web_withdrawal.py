@@ -16,7 +16,7 @@ CLAIM = "5G mobile networks spread the coronavirus"
 
 def test_withdrawal_through_the_api(env: WebEnv) -> None:
     case = publish_case(env, claim=CLAIM)
-    cid, url = case["id"], case["publication"]["url"]
+    cid, url = case.id, case.publication.url
     storage = env.services.storage
     from factbridge.pipeline.matching import index_factchecks
 
@@ -31,7 +31,7 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
     assert proposed.status_code == 200, proposed.text
     assert proposed.json()["status"] == "published" and proposed.json()["pending_withdrawal"]["by"] == "a-editor"
     # nothing public changes until a second editor approves
-    assert "withdrawn" not in env.web.cases.published(ORG_A, cid)
+    assert env.web.cases.published(ORG_A, cid).withdrawn is None
     assert editor.post(f"/api/v1/cases/{cid}/withdraw", json={"reason": "again"}).status_code == 409
     r = editor.post(f"/api/v1/cases/{cid}/withdraw/decide", json={"approve": True})
     assert r.status_code == 403 and "second editor" in r.json()["detail"]
@@ -40,7 +40,7 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
     assert editor.post(f"/api/v1/cases/{cid}/corrections", json={"text": "late"}).status_code == 409  # a withdrawn verdict is final
     # public: the page and ClaimReview say so, with the reason and date; nothing was deleted
     snapshot = env.web.cases.published(ORG_A, cid)
-    assert snapshot["withdrawn"]["reason"] == "The source video was itself a satire." and snapshot["modified_at"] == snapshot["withdrawn"]["at"]
+    assert snapshot.withdrawn.reason == "The source video was itself a satire." and snapshot.modified_at == snapshot.withdrawn.at
     node = claimreview_node(snapshot)
     assert node["creativeWorkStatus"] == "Withdrawn" and node["correction"]["text"].startswith("Withdrawn: The source video")
     anon = env.client()
@@ -50,7 +50,7 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
     assert feed_node["creativeWorkStatus"] == "Withdrawn"
     # the library entry stays, marked; the matcher leaves it out; the posts that matched it lost it
     fc = storage.get_factcheck(ORG_A, url)
-    assert withdrawal_of(fc) == snapshot["withdrawn"] and storage.get_docs(ORG_A, WITHDRAWN, [url])
+    assert withdrawal_of(fc) == snapshot.withdrawn.to_doc() and storage.get_docs(ORG_A, WITHDRAWN, [url])
     assert url not in {item.id for item in env.services.matcher(ORG_A).items}
     assert {pid for pid, _ in storage.matches_for_factcheck(ORG_A, url)} == set()
     actions = [e["action"] for e in env.api("a-admin").get("/api/v1/audit").json()[:6]]
@@ -59,21 +59,21 @@ def test_withdrawal_through_the_api(env: WebEnv) -> None:
 
 def test_withdrawal_on_the_case_page_and_rejection(env: WebEnv) -> None:
     case = publish_case(env, claim=CLAIM)
-    cid = case["id"]
+    cid = case.id
     editor = env.login("a-editor")
     page = editor.get(f"/cases/{cid}")
     assert 'id="withdraw-form"' in page.text
-    r = editor.post(f"/cases/{cid}/withdraw", data={"reason": "Wrong video", "version": case["version"], "csrf_token": csrf_of(page.text)})
+    r = editor.post(f"/cases/{cid}/withdraw", data={"reason": "Wrong video", "version": case.version, "csrf_token": csrf_of(page.text)})
     assert r.status_code == 303
     page = editor.get(f"/cases/{cid}")
     assert 'id="pending-withdrawal"' in page.text and 'id="approve-withdrawal"' not in page.text  # not one's own
     reviewer = env.login("a-reviewer")
     page = reviewer.get(f"/cases/{cid}?lang=km")
     assert 'id="approve-withdrawal"' in page.text and "អនុម័តការដកវិញ" in page.text
-    version = env.web.cases.get(ORG_A, cid)["version"]
+    version = env.web.cases.get(ORG_A, cid).version
     r = reviewer.post(f"/cases/{cid}/withdrawal/decide", data={"decision": "reject", "version": version, "csrf_token": csrf_of(page.text)})
-    assert r.status_code == 303 and env.web.cases.get(ORG_A, cid)["status"] == "published"
-    assert env.web.cases.get(ORG_A, cid)["pending_withdrawal"] is None
+    assert r.status_code == 303 and env.web.cases.get(ORG_A, cid).status == "published"
+    assert env.web.cases.get(ORG_A, cid).pending_withdrawal is None
     editor.post(f"/cases/{cid}/withdraw", data={"reason": "Wrong video", "csrf_token": csrf_of(editor.get(f"/cases/{cid}").text)})
     page = reviewer.get(f"/cases/{cid}?lang=fr")
     r = reviewer.post(f"/cases/{cid}/withdrawal/decide", data={"decision": "approve", "csrf_token": csrf_of(page.text)})

@@ -23,6 +23,7 @@ from factbridge.pipeline.stages import run_stages
 from factbridge.services import Services
 from factbridge.settings import load_settings
 from factbridge.web.app import WebState, create_app
+from factbridge.workflow.records import Case
 
 ORG_A, ORG_B = "desk-a", "desk-b"
 USERS = {
@@ -180,14 +181,14 @@ def make_env(tmp_path: Path, **settings: Any) -> WebEnv:
 
 
 
-def publish_case(env: WebEnv, org_user: str = "a-editor", reviewer: str = "a-reviewer", claim: str = "5G towers spread the virus") -> dict[str, Any]:
+def publish_case(env: WebEnv, org_user: str = "a-editor", reviewer: str = "a-reviewer", claim: str = "5G towers spread the virus") -> Case:
     """Drive one case to publication through the workflow objects."""
     web = env.web
     drafter = web.accounts.get_user(org_user)
     approver = web.accounts.get_user(reviewer)
     case = web.cases.open(drafter.org, drafter, claim, source_kind="manual")
-    case = web.cases.add_evidence(drafter.org, drafter, case["id"], "link", url="https://who.example.int/5g", text="WHO explainer")
-    case = web.cases.draft_verdict(drafter.org, drafter, case["id"], "False", "Radio waves do not carry viruses.", headline="No, 5G does not spread viruses", language="en")
-    case = web.cases.approve(drafter.org, approver, case["id"])
+    case = web.cases.add_evidence(drafter.org, drafter, case.id, "link", url="https://who.example.int/5g", text="WHO explainer")
+    case = web.cases.draft_verdict(drafter.org, drafter, case.id, "False", "Radio waves do not carry viruses.", headline="No, 5G does not spread viruses", language="en")
+    case = web.cases.approve(drafter.org, approver, case.id)
     org_name = web.accounts.get_org(drafter.org)["name"]
-    return web.cases.publish(drafter.org, approver, case["id"], "http://testserver", org_name)
+    return web.cases.publish(drafter.org, approver, case.id, "http://testserver", org_name)

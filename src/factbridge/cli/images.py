@@ -195,7 +195,7 @@ def images_post(
     if as_json:
         sys.stdout.write(json.dumps({"post_id": post.id, "text": post.text, "image_text": post.image_text,
                                      "images": [i.model_dump(mode="json", exclude={"crop_dhash"}) for i in post.images],
-                                     "image_matches": matches}, indent=2, ensure_ascii=False) + "\n")
+                                     "image_matches": [m.to_doc() for m in matches]}, indent=2, ensure_ascii=False) + "\n")
         return
     console.print(f"[bold]post {escape(post.id)}[/]: {escape(post.text) or '[dim](no text of its own)[/]'}")
     for n, img in enumerate(post.images):
@@ -209,7 +209,7 @@ def images_post(
         for col in ("decision", "post image", "fact-check", "fact-check image", "dHash", "PDQ", "pHash"):
             table.add_column(col, overflow="fold")
         for m in matches:
-            table.add_row(m["decision"], escape(m["post_image_source"]), escape(m["factcheck_id"]), escape(m["factcheck_image_source"]),
-                          str(m["distance"]), str(m["pdq_distance"]), str(m["phash_distance"]))
+            table.add_row(m.decision, escape(m.post_image_source), escape(m.factcheck_id), escape(m.factcheck_image_source),
+                          str(m.distance), str(m.pdq_distance), str(m.phash_distance))
         console.print(table)
-        console.print(f"[dim]{escape(matches[0]['decided_by'])}[/]")
+        console.print(f"[dim]{escape(matches[0].decided_by)}[/]")

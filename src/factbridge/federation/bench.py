@@ -44,9 +44,9 @@ def bench_exchange(items: int, advance: Callable[[int], None] | None = None) -> 
             t0 = time.perf_counter()
             for n in range(items):
                 case = cases.open("km", analyst, f"Claim number {n}: the dam on the Mekong broke ({n})", language="en")
-                cases.draft_verdict("km", analyst, case["id"], "False", "No dam broke.")
-                cases.approve("km", editor, case["id"])
-                cases.publish("km", editor, case["id"], "http://km.test", "Khmer Desk")
+                cases.draft_verdict("km", analyst, case.id, "False", "No dam broke.")
+                cases.approve("km", editor, case.id)
+                cases.publish("km", editor, case.id, "http://km.test", "Khmer Desk")
                 if advance:
                     advance(1)
             t1 = time.perf_counter()

@@ -68,8 +68,8 @@ class FeedPage:
 
 def provenance(case: Case | None, snapshot: PublishedPage, org: str, roles: dict[str, str], salt: bytes) -> dict[str, Any]:
     """Who decided, by role and pseudonym only (user names and contacts never leave the desk)."""
-    approval = (case.approval if case else None) or {}
-    steps = (("drafted", case.verdict.drafted_by if case and case.verdict else ""), ("approved", str(approval.get("by") or "")),
+    approval = case.approval if case else None
+    steps = (("drafted", case.verdict.drafted_by if case and case.verdict else ""), ("approved", approval.by if approval else ""),
              ("published", case.publication.published_by if case and case.publication else ""))
     editors = []
     for did, username in steps:
@@ -80,7 +80,7 @@ def provenance(case: Case | None, snapshot: PublishedPage, org: str, roles: dict
         "desk": snapshot.org_name or org,
         "org": org,
         "editors": editors,
-        "approved_at": approval.get("at"),
+        "approved_at": approval.at if approval else None,
         "published_at": snapshot.published_at,
         "language": snapshot.language,
     }
@@ -138,7 +138,7 @@ class Outbox:
                 kind = "withdrawal" if snapshot.withdrawn else "correction" if previous else "factcheck"
                 payload = snapshot.to_doc()
                 if kind == "correction" and snapshot.corrections:
-                    payload["correction"] = snapshot.corrections[-1]
+                    payload["correction"] = snapshot.corrections[-1].to_doc()
                 try:
                     proof = approval_proof(self.storage, self.org, case_id, kind, salt)
                 except InputError as exc:  # nothing is shared without its proof; the others go on

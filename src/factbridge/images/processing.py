@@ -26,11 +26,12 @@ from typing import Any
 
 from factbridge.console import progress_bar
 from factbridge.errors import DependencyMissing, InputError
+from factbridge.images.records import IMAGE_MATCHES as MATCH_COLLECTION
+from factbridge.images.records import ImageMatch, ImageMatches, PostImageMatches
 from factbridge.models import FactCheck, ImageRecord, Post, Quarantined
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi"}
-MATCH_COLLECTION = "image_matches"
 
 
 @dataclass
@@ -229,17 +230,17 @@ def load_library_index(storage: Any, org: str):
     return ImageIndex(images)
 
 
-def match_post_images(index: Any, post: Post) -> list[dict[str, Any]]:
+def match_post_images(index: Any, post: Post) -> list[ImageMatch]:
     """Each near-duplicate of one of the post's images: both images (source, sha256), the distances, the rule."""
     out = []
     for n, img in enumerate(post.images):
         if not img.dhash:
             continue
         for m in index.match(img.dhash, img.pdq, img.phash):
-            out.append({"post_image": n, "post_image_source": img.source, "post_image_sha256": img.sha256, "factcheck_id": m.key,
-                        "factcheck_image_source": m.library_source, "factcheck_image_sha256": m.library_sha256,
-                        "distance": m.distance, "pdq_distance": m.pdq_distance, "phash_distance": m.phash_distance,
-                        "decision": m.decision, "decided_by": m.decided_by})
+            out.append(ImageMatch(post_image=n, post_image_source=img.source, post_image_sha256=img.sha256, factcheck_id=m.key,
+                                  factcheck_image_source=m.library_source, factcheck_image_sha256=m.library_sha256,
+                                  distance=m.distance, pdq_distance=m.pdq_distance, phash_distance=m.phash_distance,
+                                  decision=m.decision, decided_by=m.decided_by))
     return out
 
 
@@ -249,13 +250,13 @@ def images_stage(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     if not with_images:
         return {"posts_with_images": 0}
     index = load_library_index(services.storage, org)
-    rows = []
+    entries = []
     matched = 0
     for post in with_images:
         found = match_post_images(index, post) if len(index) else []
-        matched += any(m["decision"] == "match" for m in found)
-        rows.append((post.id, {"post_id": post.id, "matches": found}, float(len(found))))
-    services.storage.put_docs(org, MATCH_COLLECTION, rows)
+        matched += any(m.decision == "match" for m in found)
+        entries.append(PostImageMatches(post_id=post.id, matches=found))
+    ImageMatches(services.storage).put(org, entries)
     return {"posts_with_images": len(with_images), "library_images": len(index), "matched_posts": matched}
 
 

@@ -152,11 +152,11 @@ class ReviewedMatchStore(MatchStore, DocumentStore, Protocol):
 
 
 def match_and_store(storage: ReviewedMatchStore, matcher: Matcher, org: str, posts: Sequence[Post], progress: Progress | None = None) -> list[MatchResult]:
-    from factbridge.workflow.match_reviews import COLLECTION as REVIEWS
     from factbridge.workflow.match_reviews import apply_reviews
+    from factbridge.workflow.records import MatchReviewRecords
 
     results = matcher.match_posts(posts, progress)
-    reviewed = storage.count_docs(org, REVIEWS) > 0
+    reviewed = MatchReviewRecords(storage).any(org)
     for post, result in zip(posts, results, strict=True):
         if reviewed:  # a person's "same claim" / "not the same claim" outlives the matcher's next run
             result.candidates = apply_reviews(storage, org, post.id, result.candidates)

@@ -21,10 +21,12 @@ from factbridge.errors import InputError, NotAuthenticated
 from factbridge.web import pipeline_views as pv
 from factbridge.web.app import WebState, public_base_url
 from factbridge.web.deps import WebDep
+from factbridge.web.desk import decide_match
 from factbridge.web.images import image_matches
 from factbridge.web.security import client_key, login_key
 from factbridge.workflow.accounts import MAX_PASSWORD, MIN_PASSWORD, Actor, token_sha
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node
+from factbridge.workflow.records import Case
 
 bearer = HTTPBearer(auto_error=False, description="API token from `factbridge users token NAME`.")
 
@@ -105,9 +107,9 @@ def post_detail(web: WebState, org: str, post_id: str) -> dict[str, Any]:
         "triage": pv.queue_entry_of_post(storage, org, post_id),
         "links": pv.link_risks(storage, org, post),
         "image_text": post.image_text,  # the text read from the post's images (OCR), also in post.images[].ocr_text
-        "image_matches": image_matches(storage, org, post_id),
+        "image_matches": [m.to_doc() for m in image_matches(storage, org, post_id)],
         "narrative": {k: narrative[k] for k in ("id", "label", "size", "decided_by")} if narrative else None,
-        "cases": [c["id"] for c in web.cases.cases_for(org, "post", post_id)],
+        "cases": [c.id for c in web.cases.cases_for(org, "post", post_id)],
     }
 
 
@@ -165,6 +167,36 @@ def get_post_matches(post_id: str, actor: ActorDep, web: WebDep) -> list[dict[st
     return post_detail(web, actor.org, post_id)["matches"]
 
 
+class MatchDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factcheck_id: str = Field(max_length=2000, description="The fact-check of one of the post's match candidates (`GET .../matches`).")
+    same: bool = Field(description="true: the post repeats the fact-checked claim; false: it is not the same claim.")
+    note: str = Field(default="", max_length=2000)
+
+
+class MatchReviewOut(BaseModel):
+    post_id: str
+    factcheck_id: str
+    same: bool
+    by: str
+    at: str
+    note: str
+    matcher_decision: str = Field(description="What the matcher had decided before any reviewer (kept through later reviews).")
+    matcher_decided_by: str
+    fused_score: float
+    decided_by: str
+
+
+@router.post("/posts/{post_id}/review", response_model=MatchReviewOut)
+def review_match(post_id: str, body: MatchDecision, actor: ActorDep, web: WebDep) -> MatchReviewOut:
+    """Decide whether the post repeats a match candidate's fact-checked claim (as the post page's
+    "Same claim" / "Not the same claim"; action `match.review`, analysts and above). The decision
+    is audited, overrides the matcher's wherever matches are read, and updates the post's queue
+    entry and narrative at once; deciding again replaces it."""
+    review = decide_match(web, actor, post_id, body.factcheck_id, body.same, body.note)
+    return MatchReviewOut(**review.to_doc())
+
+
 @router.get("/factchecks")
 def list_factchecks(actor: ActorDep, web: WebDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     storage = web.services.storage
@@ -218,15 +250,15 @@ def ratings(actor: ActorDep, web: WebDep) -> list[dict[str, Any]]:
 @router.get("/cases")
 def list_cases(actor: ActorDep, web: WebDep, status: Literal["open", "in_review", "approved", "published", "closed"] | None = None,
                limit: Limit = 100) -> list[dict[str, Any]]:
-    return web.cases.find(actor.org, status, limit)
+    return [c.to_doc() for c in web.cases.find(actor.org, status, limit)]
 
 
 @router.post("/cases", status_code=201)
 def open_case(body: OpenCase, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return open_case_from_source(web, actor, body.source_kind, body.source_id, body.claim, body.title, body.language)
+    return open_case_from_source(web, actor, body.source_kind, body.source_id, body.claim, body.title, body.language).to_doc()
 
 
-def open_case_from_source(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> dict[str, Any]:
+def open_case_from_source(web: WebState, actor: Actor, kind: str, source_id: str, claim: str, title: str, language: str | None) -> Case:
     storage = web.services.storage
     claim_date = None
     if kind == "post":
@@ -244,48 +276,48 @@ def open_case_from_source(web: WebState, actor: Actor, kind: str, source_id: str
 
 @router.get("/cases/{case_id}")
 def get_case(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.cases.get(actor.org, case_id)
+    return web.cases.get(actor.org, case_id).to_doc()
 
 
 @router.post("/cases/{case_id}/assign")
 def assign_case(case_id: str, body: Assign, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     if body.assignee.strip().lower() not in {u.username for u in web.accounts.list_users(actor.org)}:
         raise InputError(f"no user '{body.assignee}' in your organisation", field="assignee")
-    return web.cases.assign(actor.org, actor, case_id, body.assignee, body.version)
+    return web.cases.assign(actor.org, actor, case_id, body.assignee, body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/evidence")
 def add_evidence(case_id: str, body: Evidence, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.cases.add_evidence(actor.org, actor, case_id, body.kind, url=body.url, text=body.text, version=body.version)
+    return web.cases.add_evidence(actor.org, actor, case_id, body.kind, url=body.url, text=body.text, version=body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/verdict")
 def draft_verdict(case_id: str, body: Verdict, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     return web.cases.draft_verdict(actor.org, actor, case_id, body.rating, body.explanation, headline=body.headline,
-                                   language=body.language, version=body.version)
+                                   language=body.language, version=body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/approve")
 def approve_verdict(case_id: str, body: Body, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.cases.approve(actor.org, actor, case_id, body.version)
+    return web.cases.approve(actor.org, actor, case_id, body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/return")
 def return_verdict(case_id: str, body: Note, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.cases.return_for_changes(actor.org, actor, case_id, body.note, body.version)
+    return web.cases.return_for_changes(actor.org, actor, case_id, body.note, body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/close")
 def close_case(case_id: str, body: Note, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.cases.close(actor.org, actor, case_id, body.note, body.version)
+    return web.cases.close(actor.org, actor, case_id, body.note, body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/publish")
 def publish_case(case_id: str, body: Body, request: Request, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return publish(web, actor, case_id, body.version, request, background)
+    return publish(web, actor, case_id, body.version, request, background).to_doc()
 
 
-def publish(web: WebState, actor: Actor, case_id: str, version: int | None, request: Request, background: BackgroundTasks) -> dict[str, Any]:
+def publish(web: WebState, actor: Actor, case_id: str, version: int | None, request: Request, background: BackgroundTasks) -> Case:
     base = public_base_url(web.services)  # never the request's Host header: the URL is permanent
     org_name = web.accounts.get_org(actor.org)["name"]
     case = web.cases.publish(actor.org, actor, case_id, base, org_name, version)
@@ -305,7 +337,7 @@ def correct_case(case_id: str, body: Correction, background: BackgroundTasks, ac
     """A correction; one that changes the rating waits for a second editor (`.../corrections/decide`)."""
     case = web.cases.correct(actor.org, actor, case_id, body.text, body.new_rating, body.version)
     background.add_task(index_library, web, actor.org)
-    return case
+    return case.to_doc()
 
 
 class CorrectionDecision(Body):
@@ -316,7 +348,7 @@ class CorrectionDecision(Body):
 def decide_correction(case_id: str, body: CorrectionDecision, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     case = web.cases.decide_correction(actor.org, actor, case_id, body.approve, body.version)
     background.add_task(index_library, web, actor.org)
-    return case
+    return case.to_doc()
 
 
 class Withdrawal(Body):
@@ -330,25 +362,24 @@ class WithdrawalDecision(Body):
 @router.post("/cases/{case_id}/withdraw")
 def withdraw_case(case_id: str, body: Withdrawal, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     """Propose to withdraw a published fact-check; it waits for a second editor (`.../withdraw/decide`)."""
-    return web.cases.withdraw(actor.org, actor, case_id, body.reason, body.version)
+    return web.cases.withdraw(actor.org, actor, case_id, body.reason, body.version).to_doc()
 
 
 @router.post("/cases/{case_id}/withdraw/decide")
 def decide_withdrawal(case_id: str, body: WithdrawalDecision, background: BackgroundTasks, actor: ActorDep, web: WebDep) -> dict[str, Any]:
     case = web.cases.decide_withdrawal(actor.org, actor, case_id, body.approve, body.version)
-    if case["status"] == "withdrawn":
+    if case.status == "withdrawn":
         background.add_task(recheck_withdrawn, web, actor.org, case)
-    return case
+    return case.to_doc()
 
 
-def recheck_withdrawn(web: WebState, org: str, case: dict[str, Any]) -> None:
+def recheck_withdrawn(web: WebState, org: str, case: Case) -> None:
     """The posts that matched a withdrawn fact-check (each of its language pages) are matched
     again without it; their narratives and queue entries follow (pipeline/recheck.py)."""
     from factbridge.pipeline.recheck import recheck_factchecks
-    from factbridge.workflow.cases import library_ids
 
     index_library(web, org)
-    recheck_factchecks(web.services, org, library_ids(case))
+    recheck_factchecks(web.services, org, case.library_ids())
 
 
 @router.get("/reviews")
@@ -366,12 +397,12 @@ def published_review(case_id: str, actor: ActorDep, web: WebDep) -> dict[str, An
 @router.get("/appeals")
 def list_appeals(actor: ActorDep, web: WebDep, status: Literal["received", "decided"] | None = None, limit: Limit = 100) -> list[dict[str, Any]]:
     actor.check("appeal.read")
-    return web.appeals.find(actor.org, status=status, limit=limit)
+    return [a.to_doc() for a in web.appeals.find(actor.org, status=status, limit=limit)]
 
 
 @router.post("/appeals/{appeal_id}/decide")
 def decide_appeal(appeal_id: str, body: Decision, actor: ActorDep, web: WebDep) -> dict[str, Any]:
-    return web.appeals.decide(actor.org, actor, appeal_id, body.outcome, body.note, body.version)
+    return web.appeals.decide(actor.org, actor, appeal_id, body.outcome, body.note, body.version).to_doc()
 
 
 @router.get("/audit")

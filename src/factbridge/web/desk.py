@@ -26,6 +26,7 @@ from factbridge.web.deps import Csrf, WebDep
 from factbridge.web.deps import PageActorDep as ActorDep
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.match_reviews import MatchReviews, rejected_factchecks
+from factbridge.workflow.records import MatchReview
 from factbridge.workflow.reports import Reports
 
 router = APIRouter(include_in_schema=False)
@@ -112,14 +113,21 @@ def review_match(post_id: str, actor: ActorDep, web: WebDep, factcheck_id: Annot
                  same: Annotated[str, Form(max_length=3)], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     if same not in ("yes", "no"):
         raise InputError("same must be yes or no", field="same")
+    decide_match(web, actor, post_id, factcheck_id, same == "yes", note)
+    return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
+
+
+def decide_match(web: WebState, actor: Actor, post_id: str, factcheck_id: str, same: bool, note: str = "") -> MatchReview:
+    """A reviewer's decision on one match candidate (the page's and the API's): stored, audited,
+    and at once reflected in the post's narrative and queue entry."""
     services = web.services
-    MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same == "yes", note)
+    review = MatchReviews(services.storage, web.audit).decide(actor.org, actor, post_id, factcheck_id, same, note)
     from factbridge.pipeline.narratives import refresh_factchecks
     from factbridge.pipeline.triage import triage_posts
 
     refresh_factchecks(services.storage, actor.org, [post_id])  # the post's narrative lists only fact-checks its posts repeat
     triage_posts(services, actor.org, [services.storage.get_post(actor.org, post_id)])  # the queue forgets a rejected debunk now
-    return RedirectResponse(f"/posts/{post_id}#matches", status_code=303)
+    return review
 
 
 def narrative_factchecks(storage: Storage, org: str, member_ids: Sequence[str], factcheck_ids: Sequence[str]) -> list[str]:
@@ -132,9 +140,9 @@ def narrative_factchecks(storage: Storage, org: str, member_ids: Sequence[str], 
 @router.get("/inbox", response_class=HTMLResponse)
 def inbox(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     cases = web.cases.find(actor.org, limit=1000)
-    awaiting = [c for c in cases if c.get("status") == "in_review" and actor.can("editor")
-                and (c.get("verdict") or {}).get("drafted_by") != actor.username]
-    assigned = [c for c in cases if c.get("assignee") == actor.username and c.get("status") in ("open", "in_review", "approved")]
+    awaiting = [c for c in cases if c.status == "in_review" and actor.can("editor")
+                and (c.verdict.drafted_by if c.verdict is not None else None) != actor.username]
+    assigned = [c for c in cases if c.assignee == actor.username and c.status in ("open", "in_review", "approved")]
     return render(request, "inbox.html", {"awaiting": awaiting, "assigned": assigned,
                                           "reports": grouped_reports(web.services.storage, actor.org, 50)})
 
@@ -213,17 +221,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
 def correction_needed(web: WebState, actor: Actor, appeal_id: str) -> bool:
     """True when the appeal's case has no correction made since the appeal arrived."""
     appeal = web.appeals.get(actor.org, appeal_id)
-    if appeal.get("status") != "received":
+    if appeal.status != "received":
         return False
-    case = web.cases.get(actor.org, appeal["case_id"])
-    return not any(c["at"] >= appeal["received_at"] for c in case.get("corrections", []))
+    case = web.cases.get(actor.org, appeal.case_id)
+    return not any(c.at >= appeal.received_at for c in case.corrections)
 
 
 def appeal_to_correct(web: WebState, actor: Actor, case_id: str, appeal_id: str) -> str:
     """The appeal id from `?correct_for=` when it is an open appeal on this case, else ""."""
     if not appeal_id or not actor.can("editor"):
         return ""
-    found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a["id"] == appeal_id and a.get("status") == "received"]
+    found = [a for a in web.appeals.find(actor.org, case_id=case_id) if a.id == appeal_id and a.status == "received"]
     return appeal_id if found else ""
 
 

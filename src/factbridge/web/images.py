@@ -9,12 +9,13 @@ type, `nosniff`, a CSP that allows nothing, and never as HTML.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from factbridge.backends.storage.base import DocumentStore
 from factbridge.errors import NotFound
+from factbridge.images.records import ImageMatch, ImageMatches
 from factbridge.web.deps import PageActorDep as ActorDep
 
 router = APIRouter(include_in_schema=False)
@@ -22,11 +23,8 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "g
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox", "Cache-Control": "private, max-age=3600"}
 
 
-def image_matches(storage: Any, org: str, post_id: str) -> list[dict[str, Any]]:
-    from factbridge.images.processing import MATCH_COLLECTION
-
-    doc = storage.get_docs(org, MATCH_COLLECTION, [post_id]).get(post_id)
-    return list(doc["matches"]) if doc else []
+def image_matches(storage: DocumentStore, org: str, post_id: str) -> list[ImageMatch]:
+    return ImageMatches(storage).of_post(org, post_id)
 
 
 def _stored(request: Request, sha256: str) -> FileResponse:
@@ -53,4 +51,4 @@ def matched_factcheck_image(post_id: str, i: int, request: Request, actor: Actor
     matches = image_matches(storage, actor.org, post_id)
     if not 0 <= i < len(matches):
         raise NotFound(f"post {post_id} has no image match {i}")
-    return _stored(request, matches[i]["factcheck_image_sha256"])
+    return _stored(request, matches[i].factcheck_image_sha256)

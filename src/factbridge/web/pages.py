@@ -218,15 +218,15 @@ def open_case(actor: ActorDep, web: WebDep, source_kind: Annotated[str, Form(max
     if source_kind not in ("post", "narrative", "manual"):
         raise InputError("source must be post, narrative or manual", field="source_kind")
     case = open_case_from_source(web, actor, source_kind, source_id, claim, title, None)
-    return to_case(case["id"])
+    return to_case(case.id)
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(case_id: str, request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     case = web.cases.get(actor.org, case_id)
     source_post = None
-    if case["source"]["kind"] == "post":
-        source_post = web.services.storage.get_posts(actor.org, [case["source"]["id"]]).get(case["source"]["id"])
+    if case.source.kind == "post":
+        source_post = web.services.storage.get_posts(actor.org, [case.source.id]).get(case.source.id)
     return render(request, "case.html", {
         "case": case,
         "source_post": source_post,
@@ -305,14 +305,15 @@ async def add_evidence(case_id: str, actor: ActorDep, web: WebDep, kind: Annotat
 @router.get("/cases/{case_id}/files/{evidence_id}")
 def evidence_file(case_id: str, evidence_id: str, actor: ActorDep, web: WebDep) -> Response:
     case = web.cases.get(actor.org, case_id)
-    for item in case["evidence"]:
-        if item["id"] == evidence_id and item["kind"] == "file":
-            meta = item["file"]
-            path = web.upload_dir / actor.org / meta["sha256"]
+    for item in case.evidence:
+        if item.id == evidence_id and item.kind == "file" and item.file is not None:
+            meta = item.file
+            path = web.upload_dir / actor.org / meta.sha256
             if not path.is_file():
                 raise NotFound("the stored file is missing")
             # Always a download, never rendered inline: uploads are untrusted.
-            return FileResponse(path, media_type=meta["content_type"], filename=meta["name"], content_disposition_type="attachment")
+            return FileResponse(path, media_type=meta.content_type or "application/octet-stream", filename=meta.name,
+                                content_disposition_type="attachment")
     raise NotFound(f"evidence '{evidence_id}' not found")
 
 
@@ -370,7 +371,7 @@ def decide_withdrawal(case_id: str, background: BackgroundTasks, actor: ActorDep
     if decision not in ("approve", "reject"):
         raise InputError("decision must be approve or reject", field="decision")
     case = web.cases.decide_withdrawal(actor.org, actor, case_id, decision == "approve", version)
-    if case["status"] == "withdrawn":
+    if case.status == "withdrawn":
         background.add_task(recheck_withdrawn, web, actor.org, case)
     return to_case(case_id, "#publication")
 
@@ -391,7 +392,7 @@ def correct(case_id: str, background: BackgroundTasks, actor: ActorDep, web: Web
 def appeals_page(request: Request, actor: ActorDep, web: WebDep) -> HTMLResponse:
     actor.check("appeal.read")
     appeals = web.appeals.find(actor.org)
-    published = web.services.storage.get_docs(actor.org, "published", list({a["case_id"] for a in appeals}))
+    published = web.cases.published_pages(actor.org, list({a.case_id for a in appeals}))
     return render(request, "appeals.html", {"appeals": appeals, "published": published})
 
 
@@ -401,7 +402,7 @@ def decide_appeal(appeal_id: str, actor: ActorDep, web: WebDep, outcome: Annotat
     if outcome == "corrected" and desk.correction_needed(web, actor, appeal_id):
         # "Corrected" needs the correction first: go and write it; saving it decides the appeal.
         appeal = web.appeals.get(actor.org, appeal_id)
-        return RedirectResponse(f"/cases/{appeal['case_id']}?{urlencode({'correct_for': appeal_id, 'note': note[:1500]})}#correct", status_code=303)
+        return RedirectResponse(f"/cases/{appeal.case_id}?{urlencode({'correct_for': appeal_id, 'note': note[:1500]})}#correct", status_code=303)
     web.appeals.decide(actor.org, actor, appeal_id, outcome, note, version)
     return RedirectResponse("/appeals", status_code=303)
 

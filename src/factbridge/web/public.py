@@ -7,7 +7,7 @@ files, drafts and appeal contacts never reach a public page.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,14 +20,15 @@ from factbridge.web.i18n import page_language
 from factbridge.web.security import client_key
 from factbridge.workflow.appeals import report_post
 from factbridge.workflow.publishing import claimreview_feed, claimreview_node, jsonld_script_text
+from factbridge.workflow.records import PublishedPage
 
 router = APIRouter(prefix="/public", tags=["public"])
 
 
 
 
-def _matches(snapshot: dict[str, Any], terms: list[str]) -> bool:
-    return text_matches(terms, *(str(snapshot.get(k) or "") for k in ("claim", "headline", "explanation", "rating")))
+def _matches(page: PublishedPage, terms: list[str]) -> bool:
+    return text_matches(terms, page.claim, page.headline, page.explanation, page.rating)
 
 
 @router.get("/{org}", response_class=HTMLResponse, include_in_schema=False)
@@ -55,7 +56,7 @@ def factcheck_page(org: str, case_id: str, request: Request, web: WebDep) -> HTM
         "org": org_doc,
         "item": snapshot,
         "jsonld": Markup(jsonld_script_text(claimreview_node(snapshot))),  # noqa: S704 - escaped by jsonld_script_text
-        "appeals": web.appeals.public_outcomes(org, snapshot["case_id"]),  # a language version shares its case's appeals
+        "appeals": web.appeals.public_outcomes(org, snapshot.case_id),  # a language version shares its case's appeals
         "filed": request.query_params.get("appeal") == "filed",
     })
 

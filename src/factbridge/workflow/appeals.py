@@ -43,20 +43,17 @@ class Appeals:
         self.cases = cases
         self.records = AppealRecords(storage)
 
-    def get(self, org: str, appeal_id: str) -> dict[str, Any]:
-        return self.records.one(org, appeal_id).to_doc()
+    def get(self, org: str, appeal_id: str) -> Appeal:
+        return self.records.one(org, appeal_id)
 
-    def _find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[Appeal]:
+    def find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[Appeal]:
         rows = [a for a in self.records.iter(org) if (not status or a.status == status) and (not case_id or a.case_id == case_id)]
         return rows[:limit]
 
-    def find(self, org: str, status: str | None = None, case_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        return [a.to_doc() for a in self._find(org, status, case_id, limit)]
-
     def public_outcomes(self, org: str, case_id: str) -> list[dict[str, Any]]:
-        return [a.public() for a in reversed(self._find(org, case_id=case_id))]
+        return [a.public() for a in reversed(self.find(org, case_id=case_id))]
 
-    def file(self, org: str, case_id: str, reason: str, contact: str = "") -> dict[str, Any]:
+    def file(self, org: str, case_id: str, reason: str, contact: str = "") -> Appeal:
         self.cases.published(org, case_id)  # only published verdicts can be appealed
         appeal = Appeal(
             id=f"appeal-{secrets.token_hex(6)}",
@@ -67,9 +64,9 @@ class Appeals:
         )
         doc: dict[str, Any] = plain(appeal.to_doc())
         self.audit.append(org, PUBLIC_ACTOR, "appeal.file", APPEALS, appeal.id, None, doc, records=[(APPEALS, self.records.rows([appeal]))])
-        return doc
+        return Appeal.from_doc(appeal.id, doc)
 
-    def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> dict[str, Any]:
+    def decide(self, org: str, actor: Actor, appeal_id: str, outcome: str, note: str, version: int | None = None) -> Appeal:
         actor.check("appeal.decide")
         appeal = self.records.one(org, appeal_id)
         if version is not None and appeal.version != int(version):
@@ -80,7 +77,7 @@ class Appeals:
             raise InputError(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
         if outcome == "corrected":
             case = self.cases.records.one(org, appeal.case_id)
-            if not any(c["at"] >= appeal.received_at for c in case.corrections):
+            if not any(c.at >= appeal.received_at for c in case.corrections):
                 raise Conflict("record the correction on the case first, then decide the appeal as corrected")
         after = replace(appeal, status="decided", outcome=outcome, outcome_note=_clean(note, "note", 5000, required=True),
                         decided_at=now_iso(), decided_by=actor.username, version=appeal.version + 1)
@@ -93,7 +90,7 @@ class Appeals:
             if exc.key != (org, APPEALS, appeal_id):
                 raise
             raise Conflict("this appeal was decided by someone else meanwhile; reload") from exc
-        return doc
+        return Appeal.from_doc(appeal_id, doc)
 
 
 def report_post(services: Any, org: str, text: str, url: str = "", platform: str = "") -> Post:

@@ -46,12 +46,18 @@ from factbridge.backends.storage.base import Expect, Rows, Storage, iter_docs
 from factbridge.errors import PreconditionFailed
 from factbridge.workflow.checkpoint import Checkpoints
 from factbridge.workflow.records import AUDIT as AUDIT
-from factbridge.workflow.records import AuditEntries, AuditEntry, WrittenRecord
+from factbridge.workflow.records import AUDIT_BY_OBJECT as AUDIT_BY_OBJECT
+from factbridge.workflow.records import AUDIT_HEAD as AUDIT_HEAD
+from factbridge.workflow.records import (
+    AuditEntries,
+    AuditEntry,
+    AuditHead,
+    AuditHeads,
+    AuditIndex,
+    ObjectHistory,
+    WrittenRecord,
+)
 
-AUDIT_HEAD = "audit_head"
-# Sequence numbers of the entries about each object, so an object's history is
-# read by key instead of by scanning the organisation's whole log.
-AUDIT_BY_OBJECT = "audit_by_object"
 GENESIS = "0" * 64
 SYSTEM_SCOPE = "_system"
 # Collections whose current documents must equal their last audited state: in the organisation's
@@ -116,6 +122,8 @@ class AuditLog:
         self.storage = storage
         self.checkpoints = checkpoints
         self.log = AuditEntries(storage)
+        self.heads = AuditHeads(storage)
+        self.index = AuditIndex(storage)
 
     @classmethod
     def in_data_dir(cls, storage: Storage, data_dir: str | Path) -> AuditLog:
@@ -124,8 +132,8 @@ class AuditLog:
 
     def head(self, org: str) -> tuple[int, str]:
         """The current chain head: (sequence, hash); (0, GENESIS) for an empty chain."""
-        head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
-        return (int(head["seq"]), str(head["hash"])) if head else (0, GENESIS)
+        head = self.heads.get(org)
+        return (head.seq, head.hash) if head is not None else (0, GENESIS)
 
     def append(
         self,
@@ -156,24 +164,22 @@ class AuditLog:
                 unsigned = AuditEntry(seq=seq + 1, org=org, at=now_iso(), actor=actor, action=action, collection=collection,
                                       object_id=object_id, before=plain(before), after=plain(after), records=written, prev_hash=prev)
                 entry = replace(unsigned, hash=entry_hash(unsigned.to_doc()))
-                key = f"{collection}/{object_id}"
-                index = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})
-                head_expect = Expect(AUDIT_HEAD, "head", "seq", seq) if seq else Expect(AUDIT_HEAD, "head")
+                history = self.index.get(org, collection, object_id)
                 try:
                     self.storage.put_docs_batch(org, [
                         *records,
                         (AUDIT, self.log.rows([entry])),
-                        (AUDIT_HEAD, [("head", {"seq": seq + 1, "hash": entry.hash}, None)]),
-                        (AUDIT_BY_OBJECT, [(key, {"seqs": [*index["seqs"], seq + 1]}, None)]),
-                    ], expect=[head_expect, *expect], other_orgs=[(SYSTEM_SCOPE, c, rows) for c, rows in system_records])
+                        (AUDIT_HEAD, self.heads.rows(AuditHead(seq=entry.seq, hash=entry.hash))),
+                        (AUDIT_BY_OBJECT, self.index.rows([replace(history, seqs=[*history.seqs, entry.seq])])),
+                    ], expect=[self.heads.expect(seq), *expect], other_orgs=[(SYSTEM_SCOPE, c, rows) for c, rows in system_records])
                 except PreconditionFailed as exc:
-                    if exc.key == (org, AUDIT_HEAD, "head"):
+                    if exc.key == (org, AUDIT_HEAD, AuditHead.KEY):
                         continue  # another writer appended first: chain onto its entry
                     raise
             if self.checkpoints is not None:
                 self.checkpoints.write(org, entry.seq, entry.hash)
             return entry.to_doc()
-        raise PreconditionFailed(f"the audit log of org {org} is too busy; try again", (org, AUDIT_HEAD, "head"))
+        raise PreconditionFailed(f"the audit log of org {org} is too busy; try again", (org, AUDIT_HEAD, AuditHead.KEY))
 
     def checkpoint(self, org: str) -> dict[str, Any]:
         """Sign and store the current head (`factbridge audit checkpoint`), even over a checkpoint
@@ -188,10 +194,9 @@ class AuditLog:
 
     def history(self, org: str, collection: str, object_id: str) -> list[dict[str, Any]]:
         """Entries about one object, oldest first (looked up by key; `verify` checks them)."""
-        key = f"{collection}/{object_id}"
-        seqs = self.storage.get_docs(org, AUDIT_BY_OBJECT, [key]).get(key, {"seqs": []})["seqs"]
-        found = self.log.get(org, [int(n) for n in seqs])
-        return [found[int(n)].to_doc() for n in seqs if int(n) in found]
+        seqs = self.index.get(org, collection, object_id).seqs
+        found = self.log.get(org, seqs)
+        return [found[n].to_doc() for n in seqs if n in found]
 
     def _iter(self, org: str, page: int = 1000) -> Iterator[dict[str, Any]]:
         # The documents as stored, not `AuditEntry` records: verifying hashes what is there.
@@ -222,10 +227,10 @@ class AuditLog:
             expected_seq += 1
             obj = entry.get("object") or {}
             if isinstance(seq, int):
-                seqs_of.setdefault(f"{obj.get('collection')}/{obj.get('id')}", []).append(seq)
+                seqs_of.setdefault(ObjectHistory.key_of(str(obj.get("collection")), str(obj.get("id"))), []).append(seq)
                 for written in _written_records(entry, org):
                     latest[written[0]] = (seq, written[1])
-        head = self.storage.get_docs(org, AUDIT_HEAD, ["head"]).get("head")
+        head = self.heads.stored(org)
         if head is None and report.entries:
             report.problems.append(f"audit head of org {org} is missing")
         elif head is not None and (head.get("seq") != expected_seq - 1 or head.get("hash") != prev):
@@ -233,7 +238,7 @@ class AuditLog:
                 f"audit head of org {org} says entry {entry_id(int(head.get('seq', 0)))} but the chain ends at "
                 f"{entry_id(expected_seq - 1)} (entries cut off the end)"
             )
-        for key, doc in iter_docs(self.storage, org, AUDIT_BY_OBJECT):
+        for key, doc in self.index.stored(org):
             if doc.get("seqs") != seqs_of.pop(key, None):
                 report.problems.append(f"audit index of {key} (org {org}) does not match the chain")
         for key in seqs_of:

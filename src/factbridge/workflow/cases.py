@@ -42,18 +42,30 @@ from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
 from factbridge.workflow.records import CASES as CASES
+from factbridge.workflow.records import CASES_BY_SOURCE as CASES_BY_SOURCE
 from factbridge.workflow.records import PUBLISHED as PUBLISHED
 from factbridge.workflow.records import (
+    Approval,
     Case,
     Cases,
+    CasesBySource,
+    CaseSource,
+    Correction,
+    EvidenceFile,
+    EvidenceItem,
+    LanguageVersion,
+    PendingCorrection,
+    PendingWithdrawal,
     Publication,
+    PublicSource,
     PublishedPage,
     PublishedPages,
+    ReviewNote,
+    SourceCases,
     Verdict,
+    Withdrawal,
 )
 
-# Case ids per source ("post:<id>", "narrative:<id>"), so a post page finds its cases by key.
-CASES_BY_SOURCE = "cases_by_source"
 STATES = ("open", "in_review", "approved", "published", "closed", "withdrawn")
 EVIDENCE_KINDS = ("link", "note", "file")
 DECIDED_BY = "factbridge-workflow-1"
@@ -125,25 +137,29 @@ class CaseBook:
         self.scale = scale
         self.records = Cases(storage)
         self.pages = PublishedPages(storage)
+        self.by_source = CasesBySource(storage)
 
-    # -- reading (documents for the web layer; inside workflow/ the records) ---
-    def get(self, org: str, case_id: str) -> dict[str, Any]:
-        return self.records.one(org, case_id).to_doc()
+    # -- reading (typed records; the JSON API answers with their `to_doc()`) ---
+    def get(self, org: str, case_id: str) -> Case:
+        return self.records.one(org, case_id)
 
-    def find(self, org: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        return [c.to_doc() for c in self.records.iter(org) if not status or c.status == status][:limit]
+    def find(self, org: str, status: str | None = None, limit: int = 200) -> list[Case]:
+        return [c for c in self.records.iter(org) if not status or c.status == status][:limit]
 
-    def cases_for(self, org: str, kind: str, source_id: str) -> list[dict[str, Any]]:
-        key = f"{kind}:{source_id}"
-        ids = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key, {"case_ids": []})["case_ids"]
+    def cases_for(self, org: str, kind: str, source_id: str) -> list[Case]:
+        entry = self.by_source.get(org, kind, source_id)
+        ids = entry.case_ids if entry is not None else []
         found = self.records.get(org, ids)
-        return [found[i].to_doc() for i in ids if i in found]
+        return [found[i] for i in ids if i in found]
 
-    def published(self, org: str, case_id: str) -> dict[str, Any]:
-        return self.pages.one(org, case_id).to_doc()
+    def published(self, org: str, case_id: str) -> PublishedPage:
+        return self.pages.one(org, case_id)
 
-    def list_published(self, org: str, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
-        return [page.to_doc() for page in self.pages.iter(org, limit=limit, offset=offset)]
+    def published_pages(self, org: str, case_ids: Sequence[str]) -> dict[str, PublishedPage]:
+        return self.pages.get(org, case_ids)
+
+    def list_published(self, org: str, limit: int = 1000, offset: int = 0) -> list[PublishedPage]:
+        return list(self.pages.iter(org, limit=limit, offset=offset))
 
     # -- writing -----------------------------------------------------------
     def _save(self, org: str, actor: Actor, action: str, before: Case | Mapping[str, Any] | None, after: Case | Mapping[str, Any],
@@ -194,7 +210,7 @@ class CaseBook:
         return case.verdict
 
     def open(self, org: str, actor: Actor, claim: str, *, title: str = "", source_kind: str = "manual", source_id: str = "",
-             language: str | None = None, claimant: str = "", claim_date: str | None = None) -> dict[str, Any]:
+             language: str | None = None, claimant: str = "", claim_date: str | None = None) -> Case:
         actor.check("case.open")
         if source_kind not in ("post", "narrative", "manual", "report"):
             raise InputError("source must be post, narrative, report or manual", field="source_kind")
@@ -207,54 +223,53 @@ class CaseBook:
             claim_date=claim_date,
             language=(language or "").lower() or None,
             status="open",
-            source={"kind": source_kind, "id": source_id},
+            source=CaseSource(kind=source_kind, id=source_id),
             created_at=now_iso(),
             created_by=actor.username,
             assignee=actor.username,
         )
         if not source_id:
-            return self._save(org, actor, "case.open", None, case).to_doc()
+            return self._save(org, actor, "case.open", None, case)
         # The source's index is written in the transaction of the case, on condition that it is
         # still what was read: it never misses a case nor names one that is not there.
-        key = f"{source_kind}:{source_id}"
+        key = SourceCases.key_of(source_kind, source_id)
         for _ in range(50):
-            found = self.storage.get_docs(org, CASES_BY_SOURCE, [key]).get(key)
-            ids = list(found["case_ids"]) if found else []
-            unchanged = Expect(CASES_BY_SOURCE, key, "case_ids", ids) if found else Expect(CASES_BY_SOURCE, key)
+            found = self.by_source.get(org, source_kind, source_id)
+            entry = SourceCases(key, [*(found.case_ids if found is not None else []), case.id])
             try:
-                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, [(key, {"case_ids": [*ids, case.id]}, None)])],
-                                  [unchanged]).to_doc()
+                return self._save(org, actor, "case.open", None, case, [(CASES_BY_SOURCE, self.by_source.rows([entry]))],
+                                  [self.by_source.expect_unchanged(key, found)])
             except PreconditionFailed as exc:
                 if exc.key != (org, CASES_BY_SOURCE, key):
                     raise
         raise Conflict("too many cases are being opened on this source at once; try again")
 
-    def assign(self, org: str, actor: Actor, case_id: str, assignee: str, version: int | None = None) -> dict[str, Any]:
+    def assign(self, org: str, actor: Actor, case_id: str, assignee: str, version: int | None = None) -> Case:
         actor.check("case.assign")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "assign")
-        return self._save(org, actor, "case.assign", case, case.with_(assignee=clean_text(assignee, "assignee", limit=40).lower())).to_doc()
+        return self._save(org, actor, "case.assign", case, case.with_(assignee=clean_text(assignee, "assignee", limit=40).lower()))
 
     def add_evidence(self, org: str, actor: Actor, case_id: str, kind: str, *, url: str = "", text: str = "",
-                     file: dict[str, Any] | None = None, version: int | None = None) -> dict[str, Any]:
+                     file: dict[str, Any] | None = None, version: int | None = None) -> Case:
         actor.check("case.evidence")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "add evidence")
         if kind not in EVIDENCE_KINDS:
             raise InputError(f"evidence kind must be one of {', '.join(EVIDENCE_KINDS)}", field="kind")
-        item: dict[str, Any] = {"id": _new_id("ev"), "kind": kind, "added_by": actor.username, "added_at": now_iso()}
+        item = EvidenceItem(id=_new_id("ev"), kind=kind, added_by=actor.username, added_at=now_iso())
         if kind == "link":
-            item.update(url=_url(url), text=clean_text(text, "text", required=False, limit=2000))
+            item = replace(item, url=_url(url), text=clean_text(text, "text", required=False, limit=2000))
         elif kind == "note":
-            item.update(text=clean_text(text, "text"))
+            item = replace(item, text=clean_text(text, "text"))
         else:
             if not file:
                 raise InputError("no file was uploaded", field="file")
-            item.update(file=file, text=clean_text(text, "text", required=False, limit=2000))
-        return self._save(org, actor, "case.evidence", case, case.with_(evidence=[*case.evidence, item])).to_doc()
+            item = replace(item, file=EvidenceFile.from_doc(file), text=clean_text(text, "text", required=False, limit=2000))
+        return self._save(org, actor, "case.evidence", case, case.with_(evidence=[*case.evidence, item]))
 
     def draft_verdict(self, org: str, actor: Actor, case_id: str, rating: str, explanation: str, *, headline: str = "",
-                      language: str | None = None, version: int | None = None) -> dict[str, Any]:
+                      language: str | None = None, version: int | None = None) -> Case:
         actor.check("case.verdict")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review", "approved"), "draft a verdict")
@@ -269,10 +284,10 @@ class CaseBook:
             drafted_at=now_iso(),
         )
         # A new draft withdraws any earlier approval: the approver approved other words.
-        return self._save(org, actor, "case.verdict", case, case.with_(verdict=verdict, approval=None, status="in_review")).to_doc()
+        return self._save(org, actor, "case.verdict", case, case.with_(verdict=verdict, approval=None, status="in_review"))
 
     def add_version(self, org: str, actor: Actor, case_id: str, language: str, claim: str, headline: str, explanation: str,
-                    version: int | None = None) -> dict[str, Any]:
+                    version: int | None = None) -> Case:
         """The verdict in another language (same rating and evidence): published with it as one
         group of ClaimReviews, one per language, each indexed for matching. New words need
         approval again."""
@@ -284,36 +299,36 @@ class CaseBook:
         lang = clean_text(language, "language", limit=8).lower()
         if lang == (case.verdict.language or ""):
             raise InputError(f"the verdict itself is in '{lang}': choose another language", field="language")
-        item = {"language": lang, "claim": clean_text(claim, "claim", limit=2000), "headline": clean_text(headline, "headline", limit=300),
-                "explanation": clean_text(explanation, "explanation"), "by": actor.username, "at": now_iso()}
+        item = LanguageVersion(language=lang, claim=clean_text(claim, "claim", limit=2000), headline=clean_text(headline, "headline", limit=300),
+                               explanation=clean_text(explanation, "explanation"), by=actor.username, at=now_iso())
         changes: dict[str, Any] = {"versions": {**(case.versions or {}), lang: item}}
         if case.status == "approved":
             changes.update(approval=None, status="in_review")
-        return self._save(org, actor, "case.version", case, case.with_(**changes)).to_doc()
+        return self._save(org, actor, "case.version", case, case.with_(**changes))
 
-    def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> dict[str, Any]:
+    def approve(self, org: str, actor: Actor, case_id: str, version: int | None = None) -> Case:
         actor.check("case.approve")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review",), "approve")
         if self._verdict(case).drafted_by == actor.username:
             raise PermissionDenied("a second editor must approve: you drafted this verdict")
-        approval = {"by": actor.username, "at": now_iso()}
-        return self._save(org, actor, "case.approve", case, case.with_(approval=approval, status="approved")).to_doc()
+        approval = Approval(by=actor.username, at=now_iso())
+        return self._save(org, actor, "case.approve", case, case.with_(approval=approval, status="approved"))
 
-    def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> dict[str, Any]:
+    def return_for_changes(self, org: str, actor: Actor, case_id: str, note: str, version: int | None = None) -> Case:
         actor.check("case.return")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("in_review", "approved"), "return the verdict")
-        notes = [*case.review_notes, {"by": actor.username, "at": now_iso(), "text": clean_text(note, "note")}]
-        return self._save(org, actor, "case.return", case, case.with_(approval=None, status="open", review_notes=notes)).to_doc()
+        notes = [*case.review_notes, ReviewNote(by=actor.username, at=now_iso(), text=clean_text(note, "note"))]
+        return self._save(org, actor, "case.return", case, case.with_(approval=None, status="open", review_notes=notes))
 
-    def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
+    def close(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> Case:
         actor.check("case.close")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("open", "in_review"), "close")
-        return self._save(org, actor, "case.close", case, case.with_(status="closed", closed_reason=clean_text(reason, "reason"))).to_doc()
+        return self._save(org, actor, "case.close", case, case.with_(status="closed", closed_reason=clean_text(reason, "reason")))
 
-    def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> dict[str, Any]:
+    def publish(self, org: str, actor: Actor, case_id: str, base_url: str, org_name: str, version: int | None = None) -> Case:
         actor.check("case.publish")
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("approved",), "publish")
@@ -321,9 +336,9 @@ class CaseBook:
         publication = Publication(url=url, published_at=now_iso(), published_by=actor.username, org_name=org_name)
         after = self._save(org, actor, "case.publish", case, case.with_(publication=publication, status="published"))
         self._write_public(org, actor, "published.create", after, None)
-        return after.to_doc()
+        return after
 
-    def correct(self, org: str, actor: Actor, case_id: str, text: str, new_rating: str = "", version: int | None = None) -> dict[str, Any]:
+    def correct(self, org: str, actor: Actor, case_id: str, text: str, new_rating: str = "", version: int | None = None) -> Case:
         """A correction of a published verdict. One that only explains (same rating) is public at
         once; one that changes the rating waits, like the verdict did, for a second editor
         (`decide_correction`): until then the public verdict stays as it was."""
@@ -331,18 +346,20 @@ class CaseBook:
         case = self._load_for_change(org, case_id, version)
         self._expect(case, ("published",), "correct")
         verdict = self._verdict(case)
-        correction = {"at": now_iso(), "by": actor.username, "text": clean_text(text, "text", limit=5000), "previous_rating": verdict.rating, "new_rating": verdict.rating}
+        correction = Correction(at=now_iso(), by=actor.username, text=clean_text(text, "text", limit=5000), previous_rating=verdict.rating,
+                                new_rating=verdict.rating)
         name = self.scale.check(new_rating) if new_rating.strip() else verdict.rating
         if name != verdict.rating:
             if case.pending_correction:
                 raise Conflict("a change of the rating is already waiting for a second editor; decide it first")
-            pending = correction | {"new_rating": name, "rating_value": self.scale.value(name)}
-            return self._save(org, actor, "case.correct.propose", case, case.with_(pending_correction=pending)).to_doc()
+            pending = PendingCorrection(at=correction.at, by=correction.by, text=correction.text, previous_rating=verdict.rating,
+                                        new_rating=name, rating_value=self.scale.value(name))
+            return self._save(org, actor, "case.correct.propose", case, case.with_(pending_correction=pending))
         after = self._save(org, actor, "case.correct", case, case.with_(corrections=[*case.corrections, correction]))
         self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
-        return after.to_doc()
+        return after
 
-    def decide_correction(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
+    def decide_correction(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> Case:
         """A second editor approves the waiting change of rating (it becomes public, with its
         correction note), or anyone with the right rejects it (withdrawn, nothing public changes)."""
         actor.check("case.correction.approve")
@@ -352,17 +369,18 @@ class CaseBook:
         if not pending:
             raise Conflict("no change of the rating is waiting")
         if not approve:
-            return self._save(org, actor, "case.correct.reject", case, case.with_(pending_correction=None)).to_doc()
-        if pending["by"] == actor.username:
+            return self._save(org, actor, "case.correct.reject", case, case.with_(pending_correction=None))
+        if pending.by == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this change of the rating")
-        verdict = replace(self._verdict(case), rating=str(pending["new_rating"]), rating_value=pending["rating_value"])
-        correction = {k: pending[k] for k in ("by", "text", "previous_rating", "new_rating")} | {"at": now_iso(), "approved_by": actor.username}
+        verdict = replace(self._verdict(case), rating=pending.new_rating, rating_value=pending.rating_value)
+        correction = Correction(at=now_iso(), by=pending.by, text=pending.text, previous_rating=pending.previous_rating,
+                                new_rating=pending.new_rating, approved_by=actor.username)
         after = self._save(org, actor, "case.correct", case, case.with_(verdict=verdict, corrections=[*case.corrections, correction],
                                                                         pending_correction=None))
         self._write_public(org, actor, "published.correct", after, self.pages.one(org, case_id))
-        return after.to_doc()
+        return after
 
-    def withdraw(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> dict[str, Any]:
+    def withdraw(self, org: str, actor: Actor, case_id: str, reason: str, version: int | None = None) -> Case:
         """Propose to withdraw a published fact-check; it waits, like a change of rating, for a
         second editor (`decide_withdrawal`): until then the public verdict stays as it was."""
         actor.check("case.withdraw")
@@ -370,10 +388,10 @@ class CaseBook:
         self._expect(case, ("published",), "withdraw")
         if case.pending_withdrawal:
             raise Conflict("a withdrawal is already waiting for a second editor; decide it first")
-        pending = {"at": now_iso(), "by": actor.username, "reason": clean_text(reason, "reason", limit=5000)}
-        return self._save(org, actor, "case.withdraw.propose", case, case.with_(pending_withdrawal=pending)).to_doc()
+        pending = PendingWithdrawal(at=now_iso(), by=actor.username, reason=clean_text(reason, "reason", limit=5000))
+        return self._save(org, actor, "case.withdraw.propose", case, case.with_(pending_withdrawal=pending))
 
-    def decide_withdrawal(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> dict[str, Any]:
+    def decide_withdrawal(self, org: str, actor: Actor, case_id: str, approve: bool, version: int | None = None) -> Case:
         """A second editor approves the waiting withdrawal (the public page and ClaimReview say
         "withdrawn", the library entry is marked and no longer matched), or anyone with the right
         rejects it (nothing public changes)."""
@@ -384,16 +402,15 @@ class CaseBook:
         if not pending:
             raise Conflict("no withdrawal is waiting")
         if not approve:
-            return self._save(org, actor, "case.withdraw.reject", case, case.with_(pending_withdrawal=None)).to_doc()
-        if pending["by"] == actor.username:
+            return self._save(org, actor, "case.withdraw.reject", case, case.with_(pending_withdrawal=None))
+        if pending.by == actor.username:
             raise PermissionDenied("a second editor must approve: you proposed this withdrawal")
-        withdrawal = {"at": now_iso(), "reason": pending["reason"], "proposed_by": pending["by"], "proposed_at": pending["at"],
-                      "approved_by": actor.username}
+        withdrawal = Withdrawal(at=now_iso(), reason=pending.reason, proposed_by=pending.by, proposed_at=pending.at, approved_by=actor.username)
         # a change of rating still waiting is moot: the verdict is withdrawn as it stands
         after = self._save(org, actor, "case.withdraw", case, case.with_(status="withdrawn", withdrawal=withdrawal,
                                                                          pending_withdrawal=None, pending_correction=None))
         self._write_public(org, actor, "published.withdraw", after, self.pages.one(org, case_id))
-        return after.to_doc()
+        return after
 
     # -- public snapshot -----------------------------------------------------
     def _write_public(self, org: str, actor: Actor, action: str, case: Case, before: PublishedPage | None) -> None:
@@ -416,22 +433,22 @@ class CaseBook:
             explanation=verdict.explanation,
             language=verdict.language,
             # Only links are public sources; notes and files stay in the workspace.
-            sources=[{"url": e["url"], "text": e.get("text", "")} for e in case.evidence if e["kind"] == "link"],
+            sources=[PublicSource(url=e.url or "", text=e.text or "") for e in case.evidence if e.kind == "link"],
             published_at=pub.published_at,
             # public when withdrawn: when and why (who decided stays in the workspace and the audit log)
-            modified_at=withdrawal["at"] if withdrawal else case.corrections[-1]["at"] if case.corrections else None,
-            corrections=[{k: c[k] for k in ("at", "text", "previous_rating", "new_rating")} for c in case.corrections],
-            withdrawn={"at": withdrawal["at"], "reason": withdrawal["reason"]} if withdrawal else None,
+            modified_at=withdrawal.at if withdrawal else case.corrections[-1].at if case.corrections else None,
+            corrections=[c.public() for c in case.corrections],
+            withdrawn=withdrawal.public() if withdrawal else None,
         ).to_doc()))
         # The verdict's other languages: one page and one ClaimReview each, the same rating, linked as a group.
         versions = case.versions or {}
-        pages = [snapshot, *(replace(snapshot, page_id=f"{case.id}-{lang}", url=f"{pub.url}-{lang}", language=lang, claim=str(v["claim"]),
-                                     headline=str(v["headline"]), explanation=str(v["explanation"])) for lang, v in versions.items())]
+        pages = [snapshot, *(replace(snapshot, page_id=f"{case.id}-{lang}", url=f"{pub.url}-{lang}", language=lang, claim=v.claim,
+                                     headline=v.headline, explanation=v.explanation) for lang, v in versions.items())]
         group = {(page.language or ""): page.url for page in pages} if versions else {}
         pages = [replace(page, versions=group) for page in pages]
         records: list[tuple[str, Rows]] = [(PUBLISHED, self.pages.rows(pages))]
         if snapshot.withdrawn is not None:  # the matcher's list of withdrawn entries changes with the decision, atomically
-            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn | {"case_id": case.id})))
+            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn.to_doc() | {"case_id": case.id})))
         self.audit.append(org, actor.username, action, PUBLISHED, case.id, before.to_doc() if before is not None else None, pages[0].to_doc(),
                           records=records)
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page.to_doc())) for page in pages])
@@ -439,12 +456,6 @@ class CaseBook:
             from factbridge.workflow.publishing import on_published
 
             on_published(self.storage, org, case.to_doc(), published_factcheck(pages[0].to_doc()))
-
-
-def library_ids(case: dict[str, Any]) -> list[str]:
-    """The library ids of a published case: its public URL and one per language version."""
-    url = str((case.get("publication") or {}).get("url") or "")
-    return [url, *(f"{url}-{lang}" for lang in (case.get("versions") or {}))] if url else []
 
 
 def published_factcheck(snapshot: dict[str, Any]) -> FactCheck:

@@ -21,32 +21,29 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from factbridge.backends.storage.base import DocumentStore, Storage, iter_docs
+from factbridge.backends.storage.base import DocumentStore, Storage
 from factbridge.errors import NotFound
 from factbridge.models import MatchCandidate
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog
+from factbridge.workflow.records import MATCH_REVIEWS as COLLECTION
+from factbridge.workflow.records import MatchReview, MatchReviewRecords
 
-COLLECTION = "match_reviews"
 REVIEW_VERSION = "desk-review-1"
 
 
 def review_key(post_id: str, factcheck_id: str) -> str:
-    return f"{post_id}\x1f{factcheck_id}"
+    return MatchReview.key_of(post_id, factcheck_id)
 
 
-def reviewed(candidate: MatchCandidate, review: dict[str, Any]) -> MatchCandidate:
+def reviewed(candidate: MatchCandidate, review: MatchReview) -> MatchCandidate:
     """The candidate as the reviewer decided it (the matcher's own decision stays in the review)."""
-    decision = "match" if review["same"] else "none"
-    return candidate.model_copy(update={"decision": decision, "decided_by": f"{REVIEW_VERSION}:{review['by']}"})
+    decision = "match" if review.same else "none"
+    return candidate.model_copy(update={"decision": decision, "decided_by": f"{REVIEW_VERSION}:{review.by}"})
 
 
-def reviews_for_posts(storage: DocumentStore, org: str, post_ids: Sequence[str], factcheck_ids: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
-    keys = [review_key(p, f) for p in post_ids for f in factcheck_ids]
-    if not keys or not storage.count_docs(org, COLLECTION):
-        return {}
-    found = storage.get_docs(org, COLLECTION, keys)
-    return {(d["post_id"], d["factcheck_id"]): d for d in found.values()}
+def reviews_for_posts(storage: DocumentStore, org: str, post_ids: Sequence[str], factcheck_ids: Sequence[str]) -> dict[tuple[str, str], MatchReview]:
+    return MatchReviewRecords(storage).get(org, [(p, f) for p in post_ids for f in factcheck_ids])
 
 
 def apply_reviews(storage: DocumentStore, org: str, post_id: str, candidates: Sequence[MatchCandidate]) -> list[MatchCandidate]:
@@ -59,14 +56,15 @@ class MatchReviews:
     def __init__(self, storage: Storage, audit: AuditLog) -> None:
         self.storage = storage
         self.audit = audit
+        self.records = MatchReviewRecords(storage)
 
-    def get(self, org: str, post_id: str, factcheck_id: str) -> dict[str, Any] | None:
-        return self.storage.get_docs(org, COLLECTION, [review_key(post_id, factcheck_id)]).get(review_key(post_id, factcheck_id))
+    def get(self, org: str, post_id: str, factcheck_id: str) -> MatchReview | None:
+        return self.records.get(org, [(post_id, factcheck_id)]).get((post_id, factcheck_id))
 
-    def for_post(self, org: str, post_id: str, factcheck_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {f: d for (_, f), d in reviews_for_posts(self.storage, org, [post_id], factcheck_ids).items()}
+    def for_post(self, org: str, post_id: str, factcheck_ids: Sequence[str]) -> dict[str, MatchReview]:
+        return {f: r for (_, f), r in reviews_for_posts(self.storage, org, [post_id], factcheck_ids).items()}
 
-    def decide(self, org: str, actor: Actor, post_id: str, factcheck_id: str, same: bool, note: str = "") -> dict[str, Any]:
+    def decide(self, org: str, actor: Actor, post_id: str, factcheck_id: str, same: bool, note: str = "") -> MatchReview:
         """Record a reviewer's decision on one candidate and rewrite the stored match."""
         actor.check("match.review")
         self.storage.get_post(org, post_id)  # NotFound for a post of another organisation
@@ -75,47 +73,43 @@ class MatchReviews:
         if current is None:
             raise NotFound(f"post '{post_id}' has no match candidate '{factcheck_id}'")
         before = self.get(org, post_id, factcheck_id)
-        matcher_decision = before["matcher_decision"] if before else current.decision
-        matcher_by = before["matcher_decided_by"] if before else current.decided_by
-        doc = {
-            "post_id": post_id,
-            "factcheck_id": factcheck_id,
-            "same": bool(same),
-            "by": actor.username,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "note": note.strip()[:2000],
-            "matcher_decision": matcher_decision,
-            "matcher_decided_by": matcher_by,
-            "fused_score": round(current.fused_score, 4),
-            "decided_by": REVIEW_VERSION,
-        }
-        key = review_key(post_id, factcheck_id)
-        sort = datetime.now(UTC).timestamp()
-        self.audit.append(org, actor.username, "match.review", COLLECTION, key,
-                          {"same": before["same"], "by": before["by"]} if before else {"decision": matcher_decision},
-                          {"same": doc["same"], "by": actor.username}, records=[(COLLECTION, [(key, doc, sort)])])
-        self.storage.replace_matches(org, post_id, [reviewed(c, doc) if c.factcheck_id == factcheck_id else c for c in candidates])
-        return doc
+        review = MatchReview(
+            post_id=post_id,
+            factcheck_id=factcheck_id,
+            same=bool(same),
+            by=actor.username,
+            at=datetime.now(UTC).isoformat(timespec="seconds"),
+            note=note.strip()[:2000],
+            matcher_decision=before.matcher_decision if before else current.decision,
+            matcher_decided_by=before.matcher_decided_by if before else current.decided_by,
+            fused_score=round(current.fused_score, 4),
+            decided_by=REVIEW_VERSION,
+        )
+        self.audit.append(org, actor.username, "match.review", COLLECTION, review.key,
+                          {"same": before.same, "by": before.by} if before else {"decision": review.matcher_decision},
+                          {"same": review.same, "by": actor.username}, records=[(COLLECTION, self.records.rows([review]))])
+        self.storage.replace_matches(org, post_id, [reviewed(c, review) if c.factcheck_id == factcheck_id else c for c in candidates])
+        return review
 
-    def all(self, org: str) -> list[dict[str, Any]]:
-        return [doc for _, doc in iter_docs(self.storage, org, COLLECTION)]
+    def all(self, org: str) -> list[MatchReview]:
+        return list(self.records.iter(org))
 
 
 def rejected_factchecks(storage: Storage, org: str, post_ids: Sequence[str], factcheck_ids: Sequence[str]) -> set[str]:
     """Fact-checks that reviewers rejected for some of these posts and confirmed for none."""
     found = reviews_for_posts(storage, org, post_ids, factcheck_ids)
-    confirmed = {f for (_, f), d in found.items() if d["same"]}
-    return {f for (_, f), d in found.items() if not d["same"]} - confirmed
+    confirmed = {f for (_, f), r in found.items() if r.same}
+    return {f for (_, f), r in found.items() if not r.same} - confirmed
 
 
 def feedback_pairs(storage: Storage, org: str) -> tuple[list[str], dict[str, set[str]]]:
     """Reviewed posts and, per post, the fact-checks reviewers called the same claim (the gold
     set of a training query; every other candidate, rejected ones included, is a negative)."""
     posts: dict[str, set[str]] = {}
-    for _, doc in iter_docs(storage, org, COLLECTION):
-        gold = posts.setdefault(str(doc["post_id"]), set())
-        if doc.get("same"):
-            gold.add(str(doc["factcheck_id"]))
+    for review in MatchReviewRecords(storage).iter(org):
+        gold = posts.setdefault(review.post_id, set())
+        if review.same:
+            gold.add(review.factcheck_id)
     return sorted(posts), posts
 
 

@@ -7,6 +7,7 @@ Built on `to_claimreview()` so that what we publish is exactly what
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from factbridge.models import FactCheck
@@ -14,6 +15,7 @@ from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.cases import published_factcheck
 from factbridge.workflow.claimreview import to_claimreview
 from factbridge.workflow.ratings import rating_label
+from factbridge.workflow.records import PublishedPage
 
 
 def on_published(storage: Any, org: str, case: dict[str, Any], factcheck: FactCheck) -> None:
@@ -25,7 +27,9 @@ def on_published(storage: Any, org: str, case: dict[str, Any], factcheck: FactCh
     notify_published(storage, org, case, factcheck)
 
 
-def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
+def claimreview_node(page: PublishedPage | Mapping[str, Any]) -> dict[str, Any]:
+    """The ClaimReview of a published page (ours, or a partner's snapshot as received)."""
+    snapshot = page.to_doc() if isinstance(page, PublishedPage) else dict(page)
     fc = published_factcheck(snapshot)
     node = to_claimreview(fc, url=snapshot["url"], org_name=snapshot["org_name"], published=parse_date_lenient(snapshot["published_at"]))
     node["reviewBody"] = snapshot["explanation"]
@@ -44,7 +48,7 @@ def claimreview_node(snapshot: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def claimreview_feed(snapshots: list[dict[str, Any]], org_name: str, feed_url: str) -> dict[str, Any]:
+def claimreview_feed(snapshots: Sequence[PublishedPage | Mapping[str, Any]], org_name: str, feed_url: str) -> dict[str, Any]:
     """A JSON-LD document with every published ClaimReview of one organisation in `@graph`."""
     return {
         "@context": "https://schema.org",
