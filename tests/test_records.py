@@ -72,7 +72,7 @@ def test_what_the_stages_store_reads_back_unchanged(hashing_services: Services) 
     narratives = storage.list_docs(ORG, records.NARRATIVES, limit=1000)
     assert narratives
     stored_keys = set().union(*(d.keys() for _, d in narratives))
-    read = {f.name for f in fields(NarrativeRecord)} - {"representative_post_id", "representative_text", "representative_language", "merged_into"}
+    read = {f.name for f in fields(NarrativeRecord)} - {"representative_post_id", "representative_text", "representative_language", "merged_into", "risk"}
     assert read <= stored_keys | {"recent_posts"}, read - stored_keys
     for nid, doc in narratives:
         record = NarrativeRecord.from_doc(nid, doc)

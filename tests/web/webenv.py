@@ -190,5 +190,5 @@ def publish_case(env: WebEnv, org_user: str = "a-editor", reviewer: str = "a-rev
     case = web.cases.add_evidence(drafter.org, drafter, case.id, "link", url="https://who.example.int/5g", text="WHO explainer")
     case = web.cases.draft_verdict(drafter.org, drafter, case.id, "False", "Radio waves do not carry viruses.", headline="No, 5G does not spread viruses", language="en")
     case = web.cases.approve(drafter.org, approver, case.id)
-    org_name = web.accounts.get_org(drafter.org)["name"]
+    org_name = web.accounts.org(drafter.org).name
     return web.cases.publish(drafter.org, approver, case.id, "http://testserver", org_name)

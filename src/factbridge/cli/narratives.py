@@ -155,19 +155,19 @@ def alerts_list(
     if ctx.invoked_subcommand is not None:
         return
     from factbridge.pipeline.alerts import delivery_id, event_key
-    from factbridge.pipeline.records import ALERTS, Alert, AlertDeliveries
+    from factbridge.pipeline.records import AlertDeliveries, Alerts
 
     services = _state(ctx).services()
     storage, org = services.storage, services.settings.org
-    rows = storage.list_docs(org, ALERTS, limit=limit * (5 if kind else 1), order="sort_desc")
-    found = [a for a in (Alert.from_doc(i, d) for i, d in rows) if not kind or a.kind == kind][:limit]
+    alerts = Alerts(storage)
+    found = [a for a in alerts.newest(org, limit * (5 if kind else 1)) if not kind or a.kind == kind][:limit]
     if as_json:
         _dump([a.to_doc() for a in found])
         return
     urls = [u.strip() for u in services.settings.alert_webhooks.split(",") if u.strip()]
     keys = {a.id: event_key(a) for a in found}
     deliveries = AlertDeliveries(storage).get(org, [delivery_id(keys[a.id], u) for a in found for u in urls])
-    table = Table(title=f"Alerts ({storage.count_docs(org, ALERTS)} in all)")
+    table = Table(title=f"Alerts ({alerts.count(org)} in all)")
     for col in ("alert", "kind", "narrative", "burst", "posts", "baseline/bin", "delivery", "summary"):
         table.add_column(col, overflow="fold")
     for a in found:

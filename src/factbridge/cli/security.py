@@ -79,7 +79,7 @@ def audit_checkpoint(
     audit = AuditLog.in_data_dir(services.storage, services.settings.data_dir)
     orgs = [services.settings.org]
     if all_orgs:
-        orgs = sorted({*(o["id"] for o in _accounts(services).list_orgs()), services.settings.org})
+        orgs = sorted({*(o.id for o in _accounts(services).orgs.iter()), services.settings.org})
     for org in orgs:
         body = audit.checkpoint(org)
         console.print(f"{escape(org)}: entry {body['seq']} {str(body['hash'])[:16]}... signed at {body['at']}")

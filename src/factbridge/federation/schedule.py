@@ -32,7 +32,7 @@ def outbox_for(services: Any, org: str, identity: Identity | None = None) -> Out
 
     accounts = accounts_for(services)
     roles = {u.username: u.role for u in accounts.list_users(org)}
-    org_name = next((o["name"] for o in accounts.list_orgs() if o["id"] == org), org)
+    org_name = next((o.name for o in accounts.orgs.iter() if o.id == org), org)
     return Outbox(services.storage, identity or Identity(services.settings.data_dir), org, services.settings.federation_licence, roles,
                   org_name=org_name, narrative_min_posts=services.settings.federation_narrative_min_posts)
 

@@ -311,9 +311,16 @@ class Alerts:
         docs = self.storage.get_docs(org, ALERTS, list(ids)) if ids else {}
         return {i: Alert.from_doc(i, d) for i, d in docs.items()}
 
+    def count(self, org: str) -> int:
+        return self.storage.count_docs(org, ALERTS)
+
     def recent(self, org: str, limit: int = 20) -> list[Alert]:
         """Most recently updated first."""
         return [Alert.from_doc(i, d) for i, d in self.storage.list_docs(org, ALERTS, limit=limit, order="updated_desc")]
+
+    def newest(self, org: str, limit: int = 20) -> list[Alert]:
+        """By their sort key (a burst's start, an event's time), newest first."""
+        return [Alert.from_doc(i, d) for i, d in self.storage.list_docs(org, ALERTS, limit=limit, order="sort_desc")]
 
 
 # --------------------------------------------------------------------------- alert deliveries
@@ -655,6 +662,12 @@ class NarrativeRecord:
     representative_language: str | None = None
     methods: dict[str, int] = field(default_factory=dict)  # how its posts joined: "semantic" -> posts
     created_at: str = ""
+    risk: float | None = None  # a 0..1 risk a plugin stage may store on a narrative (triage reads it); the built-in stages do not
+
+    @property
+    def member_ids(self) -> list[str]:
+        """The members `recent_posts` lists, each once (all of them while the narrative is small)."""
+        return list(dict.fromkeys(self.post_ids))
 
     def to_doc(self) -> dict[str, Any]:
         """The public view (what `narratives --json` prints and partners receive): the
@@ -669,6 +682,8 @@ class NarrativeRecord:
         }
         if self.merged_into:
             doc["merged_into"] = self.merged_into
+        if self.risk is not None:
+            doc["risk"] = self.risk
         return doc
 
     @property
@@ -695,6 +710,7 @@ class NarrativeRecord:
             factchecks=[dict(f) for f in doc.get("factchecks") or [] if isinstance(f, Mapping)], heat_log2=_float(doc.get("heat_log2")),
             recent_posts=recent, decided_by=_str(doc.get("decided_by")), merged_into=_opt_str(doc.get("merged_into")),
             representative_language=_opt_str(rep.get("language")), methods=_counts(doc.get("methods")), created_at=_str(doc.get("created_at")),
+            risk=_float(doc.get("risk")) if not isinstance(doc.get("risk"), bool) else None,
         )
 
 

@@ -48,6 +48,7 @@ from factbridge.pipeline.records import (
     LinkRisks,
     NarrativeMembers,
     NarrativeRecord,
+    Narratives,
     QueueEntry,
     TriageQueue,
 )
@@ -97,27 +98,15 @@ def debunk_evidence(matches: Sequence[MatchCandidate], ratings: dict[str, str]) 
     return best_value, best
 
 
-def _number(doc: dict[str, Any], key: str) -> float | None:
-    value = doc.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return max(0.0, min(1.0, float(value)))
-    return None
+def _unit(value: float | None) -> float | None:
+    return max(0.0, min(1.0, value)) if value is not None else None
 
 
-def _member_ids(doc: dict[str, Any]) -> list[str]:
-    """A narrative's members as the narratives stage lists them: `recent_posts`, rows of
-    [post_id, time, method, similarity]."""
-    items = doc.get("recent_posts")
-    if not isinstance(items, list):
-        return []
-    return list(dict.fromkeys(str(i[0]) for i in items if isinstance(i, list | tuple) and i))
-
-
-def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
+def narrative_rate(narrative: NarrativeRecord, window_hours: float) -> float | None:
     """Repeats per hour over the window ending at the narrative's last hour, from its hourly
     counts (the first post is not a repeat, as in `repeat_rate`)."""
-    hourly = doc.get("counts_hourly")
-    if not isinstance(hourly, dict) or not hourly:
+    hourly = narrative.counts_hourly
+    if not hourly:
         return None
     try:
         hours = {datetime.fromisoformat(h + ":00:00+00:00"): int(c) for h, c in hourly.items()}
@@ -128,16 +117,17 @@ def narrative_rate(doc: dict[str, Any], window_hours: float) -> float | None:
     return max(0, sum(c for h, c in hours.items() if h > start) - 1) / window_hours
 
 
-def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict[str, list[NarrativeRecord]]:
     """The narratives each post belongs to (empty when no narratives stage ran)."""
-    if not storage.count_docs(org, NARRATIVES):
+    book = Narratives(storage)
+    if not book.count(org):
         return {}
-    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    out: dict[str, list[NarrativeRecord]] = {}
     members = NarrativeMembers(storage).get(org, post_ids)
-    docs = storage.get_docs(org, NARRATIVES, sorted({m.narrative_id for m in members.values()}))
+    found = book.get(org, sorted({m.narrative_id for m in members.values()}))
     for pid, member in members.items():
-        if member.narrative_id in docs:
-            out.setdefault(pid, []).append((member.narrative_id, docs[member.narrative_id]))
+        if member.narrative_id in found:
+            out.setdefault(pid, []).append(found[member.narrative_id])
     return out
 
 
@@ -276,16 +266,16 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
-def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, tuple[float, dict[str, Any]]]:
+def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[NarrativeRecord]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    by_post = LinkRisks(storage).max_scores(org, [p.id for p in posts]) if storage.count_docs(org, LINKRISK) else {}
+    by_post = LinkRisks(storage).max_scores(org, [p.id for p in posts]) if LinkRisks(storage).count(org) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, float | None, str]] = []
         if post.id in by_post:
             max_score, rule = by_post[post.id]
             candidates.append((f"linkrisk:{post.id}", max_score, rule))
-        candidates += [(f"narrative:{nid}", _number(doc, "risk"), str(doc.get("decided_by", ""))) for nid, doc in narratives_of.get(post.id, [])]
+        candidates += [(f"narrative:{n.id}", _unit(n.risk), n.decided_by) for n in narratives_of.get(post.id, [])]
         for source, value, rule in candidates:
             if value is not None and value > best[0]:
                 best = (value, {"source": source, "value": round(value, 4), "decided_by": rule})
@@ -321,7 +311,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     for post in posts:
         reps = [others[r] for r in repeat_ids[post.id] if r in others]
         own_rate = repeat_rate(post, reps, weights.window_hours)
-        rates = [(nid, narrative_rate(doc, weights.window_hours)) for nid, doc in narratives_of.get(post.id, [])]
+        rates = [(n.id, narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
         if best_narrative is not None and best_narrative[1] > own_rate:
@@ -334,20 +324,20 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
             rate_per_hour=rate,
             risk=risks[post.id],
             velocity_source=via,
-            narratives=[nid for nid, _ in narratives_of.get(post.id, [])],
+            narratives=[n.id for n in narratives_of.get(post.id, [])],
         )
     return facts
 
 
-def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts], weights: TriageSettings) -> tuple[dict[str, Any], float]:
+def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts], weights: TriageSettings) -> tuple[dict[str, Any], float]:
     cws = [m.checkworthiness.score if m.checkworthiness else 0.0 for m in members]
     best_cw = max(range(len(members)), key=lambda i: cws[i])
     engagement = sum(weighted_engagement(m.post) for m in members)
     debunk = max((m.debunked for m in members), key=lambda d: d[0])
     copies = [m.post for m in members]
-    hourly_rate = narrative_rate(doc, weights.window_hours)
+    hourly_rate = narrative_rate(record, weights.window_hours)
     rate = hourly_rate if hourly_rate is not None else repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
-    own_risk = _number(doc, "risk")
+    own_risk = _unit(record.risk)
     risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
     values = {
         "checkworthiness": cws[best_cw],
@@ -358,14 +348,13 @@ def narrative_entry(nid: str, doc: dict[str, Any], members: Sequence[PostFacts],
     }
     evidence = {
         "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness and m.checkworthiness.label == "claim")},
-        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": doc.get("size", len(members))},
+        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": record.size or len(members)},
         "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
         "debunked": debunk[1] or {"note": "no member matches a fact-check"},
         "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
     }
     all_gated = all(m.checkworthiness and m.checkworthiness.clearly_not_claim for m in members)
     best = members[best_cw].checkworthiness
-    record = NarrativeRecord.from_doc(nid, doc)
     decided_by = {"checkworthiness": best.decided_by if best else "", "narrative": record.decided_by}
     entry, sort_key = _entry(weights, values, evidence, "no member is a claim" if all_gated else None, decided_by)
     title = record.representative_text or " · ".join(record.top_terms[:6])
@@ -388,10 +377,10 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
     narrative_rows = []
     members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
-    narrative_docs = storage.get_docs(org, NARRATIVES, touched) if touched else {}
-    for nid, doc in narrative_docs.items():
-        member_ids = _member_ids(doc) or [pid for pid, f in facts.items() if nid in f.narratives]
-        size = doc.get("size") if isinstance(doc.get("size"), int) else len(member_ids)
+    narrative_records = Narratives(storage).get(org, touched)
+    for nid, record in narrative_records.items():
+        member_ids = record.member_ids or [pid for pid, f in facts.items() if nid in f.narratives]
+        size = record.size or len(member_ids)
         if max(size, len(member_ids)) >= MIN_NARRATIVE_POSTS:  # a one-post narrative would only repeat that post's entry
             members[nid] = member_ids
     # the members outside this batch, all narratives at once and without their repeats (their
@@ -401,10 +390,9 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     if missing:
         facts.update(gather_facts(services, org, missing, weights, repeats=False))
     for nid, member_ids in members.items():
-        doc = narrative_docs[nid]
         member_facts = [facts[m] for m in member_ids if m in facts]
         if member_facts:
-            entry, key = narrative_entry(nid, doc, member_facts, weights)
+            entry, key = narrative_entry(nid, narrative_records[nid], member_facts, weights)
             narrative_rows.append((f"narrative:{nid}", entry, key))
     TriageQueue(storage).put(org, [QueueEntry.from_doc(i, d) for i, d, _ in rows + narrative_rows])
     return {

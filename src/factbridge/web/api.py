@@ -319,7 +319,7 @@ def publish_case(case_id: str, body: Body, request: Request, background: Backgro
 
 def publish(web: WebState, actor: Actor, case_id: str, version: int | None, request: Request, background: BackgroundTasks) -> Case:
     base = public_base_url(web.services)  # never the request's Host header: the URL is permanent
-    org_name = web.accounts.get_org(actor.org)["name"]
+    org_name = web.accounts.org(actor.org).name
     case = web.cases.publish(actor.org, actor, case_id, base, org_name, version)
     background.add_task(index_library, web, actor.org)
     return case
@@ -384,7 +384,7 @@ def recheck_withdrawn(web: WebState, org: str, case: Case) -> None:
 
 @router.get("/reviews")
 def published_reviews(request: Request, actor: ActorDep, web: WebDep, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
-    org_name = web.accounts.get_org(actor.org)["name"]
+    org_name = web.accounts.org(actor.org).name
     feed_url = f"{public_base_url(web.services)}/public/{actor.org}/claimreview.json"
     return claimreview_feed(web.cases.list_published(actor.org, limit, offset), org_name, feed_url)
 

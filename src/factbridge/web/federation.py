@@ -39,13 +39,13 @@ def outbox_for(web: WebState, org: str) -> Outbox:
     settings = web.services.settings
     roles = {u.username: u.role for u in web.accounts.list_users(org)}
     return Outbox(web.services.storage, Identity(settings.data_dir), org, settings.federation_licence, roles,
-                  org_name=web.accounts.get_org(org)["name"], narrative_min_posts=settings.federation_narrative_min_posts)
+                  org_name=web.accounts.org(org).name, narrative_min_posts=settings.federation_narrative_min_posts)
 
 
 def _claimreview(web: WebState, org: str, outbox: Outbox, url: str) -> JSONResponse:
-    org_doc = web.accounts.get_org(org)
+    org_doc = web.accounts.org(org)
     outbox.refresh()
-    return JSONResponse(claimreview_feed(outbox.latest_snapshots(PUBLIC_KINDS), org_doc["name"], url), media_type="application/ld+json")
+    return JSONResponse(claimreview_feed(outbox.latest_snapshots(PUBLIC_KINDS), org_doc.name, url), media_type="application/ld+json")
 
 
 @router.get("/keys")
@@ -58,7 +58,7 @@ def keys(web: WebDep) -> dict[str, Any]:
 @router.get("/{org}/feed")
 def feed(org: str, request: Request, web: WebDep, after: Annotated[int, Query(ge=0)] = 0,
          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
-    web.accounts.get_org(org)
+    web.accounts.org(org)
     outbox = outbox_for(web, org)
     if "application/ld+json" in request.headers.get("accept", ""):
         return _claimreview(web, org, outbox, str(request.url))
@@ -78,7 +78,7 @@ def feed(org: str, request: Request, web: WebDep, after: Annotated[int, Query(ge
 def inbox(org: str, request: Request, background: BackgroundTasks, web: WebDep) -> dict[str, Any]:
     """A partner's push: "my feed has new items". Only a signed request from an active partner
     counts; it carries no item, we pull (and verify) the partner's feed in the background."""
-    web.accounts.get_org(org)
+    web.accounts.org(org)
     partner = request_partner(Partners(web.services.storage, org), request.headers, "POST", request.url.path, request.url.query)
     if partner is None:
         raise NotAuthenticated("a push must be a signed request from a partner (see docs/federation.md)")

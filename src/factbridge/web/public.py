@@ -33,7 +33,7 @@ def _matches(page: PublishedPage, terms: list[str]) -> bool:
 
 @router.get("/{org}", response_class=HTMLResponse, include_in_schema=False)
 def search(org: str, request: Request, web: WebDep, q: str = "") -> HTMLResponse:
-    org_doc = web.accounts.get_org(org)
+    org_doc = web.accounts.org(org)
     terms = search_terms(q)  # the matcher's folding: unaccented Vietnamese, unspaced Khmer
     items = [s for s in web.cases.list_published(org, limit=5000) if _matches(s, terms)][:100]
     return render(request, "public/search.html", {"org": org_doc, "items": items, "q": q[:200]})
@@ -42,15 +42,15 @@ def search(org: str, request: Request, web: WebDep, q: str = "") -> HTMLResponse
 @router.get("/{org}/claimreview.json", name="claimreview_feed")
 def feed(org: str, request: Request, web: WebDep) -> JSONResponse:
     """Every published ClaimReview of the organisation (JSON-LD, `@graph`), newest first."""
-    org_doc = web.accounts.get_org(org)
+    org_doc = web.accounts.org(org)
     feed_url = f"{public_base_url(web.services)}/public/{org}/claimreview.json"  # not the Host header
-    body = claimreview_feed(web.cases.list_published(org, limit=10_000), org_doc["name"], feed_url)
+    body = claimreview_feed(web.cases.list_published(org, limit=10_000), org_doc.name, feed_url)
     return JSONResponse(body, media_type="application/ld+json")
 
 
 @router.get("/{org}/factchecks/{case_id}", response_class=HTMLResponse, include_in_schema=False)
 def factcheck_page(org: str, case_id: str, request: Request, web: WebDep) -> HTMLResponse:
-    org_doc = web.accounts.get_org(org)
+    org_doc = web.accounts.org(org)
     snapshot = web.cases.published(org, case_id)
     return render(request, "public/factcheck.html", {
         "org": org_doc,
@@ -64,23 +64,23 @@ def factcheck_page(org: str, case_id: str, request: Request, web: WebDep) -> HTM
 @router.post("/{org}/factchecks/{case_id}/appeal", dependencies=[Csrf], include_in_schema=False)
 def appeal(org: str, case_id: str, request: Request, web: WebDep, reason: Annotated[str, Form(max_length=5000)],
            contact: Annotated[str, Form(max_length=200)] = "") -> Response:
-    web.accounts.get_org(org)
+    web.accounts.org(org)
     web.cases.published(org, case_id)
     web.public_limiter.take(client_key(request))
     web.appeals.file(org, case_id, reason, contact)
-    return render(request, "public/thanks.html", {"org": web.accounts.get_org(org), "kind": "appeal",
+    return render(request, "public/thanks.html", {"org": web.accounts.org(org), "kind": "appeal",
                                                   "back": f"/public/{org}/factchecks/{case_id}?appeal=filed"})
 
 
 @router.get("/{org}/report", response_class=HTMLResponse, include_in_schema=False)
 def report_form(org: str, request: Request, web: WebDep) -> HTMLResponse:
-    return render(request, "public/report.html", {"org": web.accounts.get_org(org)})
+    return render(request, "public/report.html", {"org": web.accounts.org(org)})
 
 
 @router.post("/{org}/report", dependencies=[Csrf], include_in_schema=False)
 def report(org: str, request: Request, web: WebDep, text: Annotated[str, Form(max_length=5000)],
            url: Annotated[str, Form(max_length=2000)] = "", platform: Annotated[str, Form(max_length=40)] = "") -> Response:
-    org_doc = web.accounts.get_org(org)
+    org_doc = web.accounts.org(org)
     web.public_limiter.take(client_key(request))
     post = report_post(web.services, org, text, url, platform)  # queued: the stages run off the request
     answer = instant_answer(web, org, post, page_language(request))  # the matcher alone, at once

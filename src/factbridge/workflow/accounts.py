@@ -234,13 +234,6 @@ class Accounts:
             raise NotFound(f"organisation '{org_id}' not found")
         return found[org_id]
 
-    def get_org(self, org_id: str) -> dict[str, Any]:
-        """`org(org_id)` as its document (what templates and the federation code read)."""
-        return self.org(org_id).to_doc()
-
-    def list_orgs(self) -> list[dict[str, Any]]:
-        return [o.to_doc() for o in self.orgs.iter()]
-
     # -- users -------------------------------------------------------------
     def add_user(self, username: str, password: str, org: str, role: str, display_name: str = "", actor: str = "cli") -> Actor:
         username = username.strip().lower()
@@ -249,7 +242,7 @@ class Accounts:
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}", field="role")
         check_password(password, username)
-        self.get_org(org)
+        self.org(org)
         # User names are global (people sign in before their organisation is known), but whose a
         # taken name is stays unsaid: the refusal is the same whichever organisation holds it.
         taken = Conflict("that user name cannot be used; choose another")

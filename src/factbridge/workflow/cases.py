@@ -37,7 +37,7 @@ from factbridge.backends.storage.base import Expect, Rows, Storage
 from factbridge.errors import Conflict, InputError, PermissionDenied, PreconditionFailed
 from factbridge.models import FactCheck
 from factbridge.pipeline.prepare import prepare_factcheck
-from factbridge.pipeline.withdrawals import WITHDRAWN, withdrawal_rows
+from factbridge.pipeline.withdrawals import WithdrawnList
 from factbridge.text.dates import parse_date_lenient
 from factbridge.workflow.accounts import Actor
 from factbridge.workflow.audit import AuditLog, plain
@@ -448,7 +448,7 @@ class CaseBook:
         pages = [replace(page, versions=group) for page in pages]
         records: list[tuple[str, Rows]] = [(PUBLISHED, self.pages.rows(pages))]
         if snapshot.withdrawn is not None:  # the matcher's list of withdrawn entries changes with the decision, atomically
-            records.append((WITHDRAWN, withdrawal_rows([page.url for page in pages], snapshot.withdrawn.to_doc() | {"case_id": case.id})))
+            records.append(WithdrawnList.rows([page.url for page in pages], snapshot.withdrawn.to_doc() | {"case_id": case.id}))
         self.audit.append(org, actor.username, action, PUBLISHED, case.id, before.to_doc() if before is not None else None, pages[0].to_doc(),
                           records=records)
         self.storage.upsert_factchecks(org, [prepare_factcheck(published_factcheck(page.to_doc())) for page in pages])
