@@ -709,8 +709,6 @@ class NarrativeEngine:
         return {pid: _encode_sig(self._sigs[row]) for pid, row in rows if self._has_sig[row]}
 
 
-def _all_docs(storage: Storage, org: str, collection: str, page: int = 5000) -> list[tuple[str, dict[str, Any]]]:
-    return list(iter_docs(storage, org, collection, page=page))
 
 
 @dataclass(frozen=True)
@@ -744,22 +742,27 @@ class NarrativeStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
+    def _all(self, org: str, collection: str, page: int = 5000) -> list[tuple[str, dict[str, Any]]]:
+        return list(iter_docs(self.storage, org, collection, page=page))
+
     def state(self, org: str) -> NarrativeState | None:
         doc = self.storage.get_docs(org, STATE, ["state"]).get("state")
         return NarrativeState.from_doc(doc) if doc else None
 
     def narratives(self, org: str) -> list[Narrative]:
-        return [Narrative.from_doc(doc) for _, doc in _all_docs(self.storage, org, NARRATIVES)]
+        return [Narrative.from_doc(doc) for _, doc in self._all(org, NARRATIVES)]
 
-    def narrative_docs(self, org: str, ids: Sequence[str]) -> dict[str, Narrative]:
-        return {i: Narrative.from_doc(d) for i, d in self.storage.get_docs(org, NARRATIVES, list(ids)).items()} if ids else {}
+    def documents(self, org: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored documents, for a change of one field that keeps the rest as it is
+        (`refresh_factchecks` rewrites only their fact-check lists)."""
+        return self.storage.get_docs(org, NARRATIVES, list(ids)) if ids else {}
 
     def live_topics(self, org: str) -> list[Topic]:
-        return [Topic.from_doc(doc) for _, doc in _all_docs(self.storage, org, TOPICS) if doc.get("merged_into") is None]
+        return [Topic.from_doc(doc) for _, doc in self._all(org, TOPICS) if doc.get("merged_into") is None]
 
     def members(self, org: str) -> list[NarrativeMembership]:
         """Every membership, in time order."""
-        found = [NarrativeMembership.from_doc(i, d) for i, d in _all_docs(self.storage, org, MEMBERS)]
+        found = [NarrativeMembership.from_doc(i, d) for i, d in self._all(org, MEMBERS)]
         return sorted(found, key=lambda m: (m.time, m.post_id))
 
     def save(self, org: str, members: Sequence[tuple[NarrativeMembership, float | None]], narratives: Sequence[tuple[str, dict[str, Any], float | None]],
@@ -846,7 +849,8 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
     engine = _ENGINES.get(storage, {}).get(org)
     # Under the engine's lock: a batch being assigned meanwhile would save its older lists over these.
     with engine.lock if engine is not None else contextlib.nullcontext():
-        docs = storage.get_docs(org, NARRATIVES, wanted)
+        store = NarrativeStore(storage)
+        docs = store.documents(org, wanted)
         member_ids = narrative_member_ids(storage, org, docs)
         hits = factcheck_hits(storage, org, [pid for nid in docs for pid in member_ids.get(nid, [])])
         rows: list[tuple[str, dict[str, Any], float | None]] = []
@@ -860,7 +864,6 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
             doc["factchecks"] = _listed_factchecks(tally)
             rows.append((nid, doc, doc.get("heat_log2")))
         if rows:
-            store = NarrativeStore(storage)
             store.put_narratives(org, rows)
             state = store.state(org)
             seq = state.seq if state is not None else 0

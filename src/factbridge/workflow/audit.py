@@ -45,10 +45,11 @@ from typing import Any
 from factbridge.backends.storage.base import Expect, Rows, Storage, iter_docs
 from factbridge.errors import PreconditionFailed
 from factbridge.workflow.checkpoint import Checkpoints
-from factbridge.workflow.records import AUDIT as AUDIT
-from factbridge.workflow.records import AUDIT_BY_OBJECT as AUDIT_BY_OBJECT
-from factbridge.workflow.records import AUDIT_HEAD as AUDIT_HEAD
 from factbridge.workflow.records import (
+    API_TOKENS,
+    ORGS,
+    SESSIONS,
+    USERS,
     AuditEntries,
     AuditEntry,
     AuditHead,
@@ -57,6 +58,9 @@ from factbridge.workflow.records import (
     ObjectHistory,
     WrittenRecord,
 )
+from factbridge.workflow.records import AUDIT as AUDIT
+from factbridge.workflow.records import AUDIT_BY_OBJECT as AUDIT_BY_OBJECT
+from factbridge.workflow.records import AUDIT_HEAD as AUDIT_HEAD
 
 GENESIS = "0" * 64
 SYSTEM_SCOPE = "_system"
@@ -64,7 +68,7 @@ SYSTEM_SCOPE = "_system"
 # own scope, and in the "_system" scope (accounts), where a record belongs to the organisation
 # named by its "org" field (or its user's).
 AUDITED_COLLECTIONS = ("cases", "published", "appeals")
-SYSTEM_COLLECTIONS = ("orgs", "users", "api_tokens", "sessions")
+SYSTEM_COLLECTIONS = (ORGS, USERS, API_TOKENS, SESSIONS)
 COVERED = frozenset(AUDITED_COLLECTIONS) | frozenset(SYSTEM_COLLECTIONS)
 # How often an append re-reads the head when another writer got there first.
 APPEND_ATTEMPTS = 200
@@ -253,14 +257,14 @@ class AuditLog:
         for collection in AUDITED_COLLECTIONS:
             for doc_id, doc in iter_docs(self.storage, org, collection):
                 found[(org, collection, doc_id)] = doc
-        users = dict(iter_docs(self.storage, SYSTEM_SCOPE, "users"))
+        users = dict(iter_docs(self.storage, SYSTEM_SCOPE, USERS))
         members = {name for name, doc in users.items() if doc.get("org") == org}
-        for doc_id, doc in iter_docs(self.storage, SYSTEM_SCOPE, "orgs"):
+        for doc_id, doc in iter_docs(self.storage, SYSTEM_SCOPE, ORGS):
             if doc_id == org:
-                found[(SYSTEM_SCOPE, "orgs", doc_id)] = doc
+                found[(SYSTEM_SCOPE, ORGS, doc_id)] = doc
         for name in members:
-            found[(SYSTEM_SCOPE, "users", name)] = users[name]
-        for collection in ("api_tokens", "sessions"):
+            found[(SYSTEM_SCOPE, USERS, name)] = users[name]
+        for collection in (API_TOKENS, SESSIONS):
             for doc_id, doc in iter_docs(self.storage, SYSTEM_SCOPE, collection):
                 # A free session slot holds nothing (no user, no secret): it grants nothing.
                 if doc.get("username") in members and not doc.get("free"):
