@@ -44,7 +44,7 @@ class Services:
         s = self.settings
         cls = load_backend("factbridge.embedders", s.embedder)
         if s.embedder == "e5":
-            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None, max_query_tokens=s.embed_max_tokens)
+            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None, max_query_tokens=s.embed_max_tokens, engine=s.embed_engine)
         elif s.embedder == "sentence-transformers":
             inner = cls(model_path=s.embedder_path, batch_size=s.embed_batch)
         else:

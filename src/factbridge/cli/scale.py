@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from factbridge.cli.app import _state, bench_app
@@ -66,8 +67,9 @@ def bench_ingest(
         with progress_bar(f"ingesting {posts} generated posts ({mix})", posts) as advance:
             result = run_ingest_bench(services, org, raw, batch, advance)
         library = services.storage.count_factchecks(org)
+        encoder_id = encoder.id
     if as_json:
-        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, **result.as_dict()}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, "encoder": encoder_id, **result.as_dict()}, indent=2) + "\n")
         return
     table = Table(title=f"bench ingest: {posts} posts, mix {mix} (mean {result.mean_chars:.0f} characters), duplicates {duplicates:.0%}, library {library}")
     table.add_column("stage")
@@ -80,7 +82,7 @@ def bench_ingest(
     console.print(table)
     console.print(f"embedded {result.embedded} texts, reused {result.reused} vectors (same or near-same text)")
     console.print(
-        f"encoder alone, same {result.encoder_texts} posts: {result.encoder_rate:,.1f} posts/s; "
+        f"encoder alone ({escape(encoder_id)}), same {result.encoder_texts} posts: {result.encoder_rate:,.1f} posts/s; "
         f"pipeline overhead {result.overhead:+.1%} (target <= 15%)"
     )
     target = INGEST_TARGETS.get(mix)
