@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from factbridge.backends.embedders.base import Embedder
+from factbridge.backends.embedders.base import Embedder, embedder_family
 from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
 from factbridge.backends.queue.base import Queue
 from factbridge.backends.storage import Storage, open_storage
@@ -131,7 +131,7 @@ class Services:
             fusion = "rrf"
         if fusion == "learned":
             reranker = Reranker.load(default_reranker_path())
-            if reranker.embedder_id != embedder.id:
+            if embedder_family(reranker.embedder_id) != embedder_family(embedder.id):
                 logging.getLogger(__name__).warning(
                     "no trained re-ranker for embedder %s; using rank fusion (rrf)", embedder.id
                 )

@@ -89,4 +89,4 @@ def shipped_centering(embedder_id: str) -> LanguageCentering | None:
     if not path.exists():
         return None
     centering = LanguageCentering.load(path)
-    return centering if centering.embedder_id == embedder_id else None
+    return centering if embedder_family(centering.embedder_id) == embedder_family(embedder_id) else None
