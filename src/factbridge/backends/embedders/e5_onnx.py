@@ -33,12 +33,21 @@ def _repack(model: E5S1, name: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(packed), scales.astype(np.float32).reshape(-1)
 
 
-def build_graph(model: E5S1, accuracy_level: int = 4) -> Any:
+def build_graph(model: E5S1, accuracy_level: int = 4, weights: str = "nbits") -> Any:
     """The encoder as an onnx ModelProto: inputs emb [B,L,H] (word+position+type
-    embeddings) and mask [B,L] (1 token, 0 padding); output pooled [B,H] (not normalised)."""
+    embeddings) and mask [B,L] (1 token, 0 padding); output pooled [B,H] (not normalised).
+
+    `weights`: "nbits" (MatMulNBits on the bundled 4-bit weights, the default), "int8"
+    (the 4-bit weights re-quantised to int8 per output channel, activations to uint8 per
+    token: MatMulInteger, MLAS's u8s8 VNNI kernel; a token's scale depends on that token
+    only, so a text's vector never depends on its batch), or "fp32" (dequantised, for
+    comparison)."""
+    if weights not in ("nbits", "int8", "fp32"):
+        raise ValueError(f"weights must be nbits, int8 or fp32, got {weights!r}")
     from onnx import TensorProto, helper, numpy_helper
 
     c = model.config
+    mode = weights
     h, ff, hd = c.hidden, c.ff, c.hidden // c.heads
     nodes: list[Any] = []
     inits: list[Any] = []
@@ -48,11 +57,37 @@ def build_graph(model: E5S1, accuracy_level: int = 4) -> Any:
         return name
 
     def linear(x: str, out: str, weights: list[tuple[str, int]], biases: list[str], k: int) -> str:
+        bias = init(out + ".bias", np.concatenate([model.f32(name) for name in biases]).astype(np.float32))
+        if mode == "fp32":
+            wt = np.concatenate([model.dequantize(w, n) for w, n in weights], axis=0).T.copy()
+            nodes.append(helper.make_node("MatMul", [x, init(out + ".W", wt)], [out + ".mm"]))
+            nodes.append(helper.make_node("Add", [out + ".mm", bias], [out]))
+            return out
+        if mode == "int8":
+            # per-output-channel int8 weights (from the Q4 values) and per-token int8 activations
+            wt = np.concatenate([model.dequantize(w, n) for w, n in weights], axis=0)  # [N, K]
+            wscale = np.maximum(np.abs(wt).max(axis=1), 1e-12) / 127.0
+            wq = np.clip(np.rint(wt / wscale[:, None]), -127, 127).astype(np.int8).T.copy()  # [K, N]
+            nodes.extend([
+                helper.make_node("Abs", [x], [out + ".abs"]),
+                helper.make_node("ReduceMax", [out + ".abs"], [out + ".amax"], axes=[-1], keepdims=1),
+                helper.make_node("Max", [out + ".amax", init(out + ".tiny", np.array(1e-12, np.float32))], [out + ".amax2"]),
+                helper.make_node("Div", [out + ".amax2", init(out + ".q127", np.array(127.0, np.float32))], [out + ".ascale"]),
+                helper.make_node("Div", [x, out + ".ascale"], [out + ".xs"]),
+                helper.make_node("Round", [out + ".xs"], [out + ".xr"]),
+                helper.make_node("Add", [out + ".xr", init(out + ".z", np.array(128.0, np.float32))], [out + ".xz"]),
+                helper.make_node("Cast", [out + ".xz"], [out + ".xq"], to=TensorProto.UINT8),
+                helper.make_node("MatMulInteger", [out + ".xq", init(out + ".Wq", wq), init(out + ".azp", np.array(128, np.uint8))], [out + ".acc"]),
+                helper.make_node("Cast", [out + ".acc"], [out + ".accf"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [out + ".accf", out + ".ascale"], [out + ".m1"]),
+                helper.make_node("Mul", [out + ".m1", init(out + ".wscale", wscale.astype(np.float32))], [out + ".mm"]),
+                helper.make_node("Add", [out + ".mm", bias], [out]),
+            ])
+            return out
         packed, scales = zip(*(_repack(model, w, n) for w, n in weights), strict=True)
         n_out = sum(n for _, n in weights)
         b = init(out + ".B", np.concatenate(packed, axis=0))
         s = init(out + ".scales", np.concatenate(scales))
-        bias = init(out + ".bias", np.concatenate([model.f32(name) for name in biases]).astype(np.float32))
         nodes.append(
             helper.make_node(
                 "MatMulNBits", [x, b, s], [out + ".mm"], domain=MS,
@@ -128,7 +163,7 @@ def build_graph(model: E5S1, accuracy_level: int = 4) -> Any:
 class OnnxE5:
     """The encoder session plus the tokenizer and the embedding tables it needs."""
 
-    def __init__(self, model_path: str | Path, threads: int = 2) -> None:
+    def __init__(self, model_path: str | Path, threads: int = 2, weights: str = "nbits") -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -147,7 +182,8 @@ class OnnxE5:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(build_graph(model).SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            graph = build_graph(model, weights=weights)
+            self._session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot build the ONNX Runtime encoder: {exc}") from exc
         self.model = model
