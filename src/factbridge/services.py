@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from factbridge.backends.embedders.base import Embedder
+from factbridge.backends.embedders.base import Embedder, embedder_family
 from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
 from factbridge.backends.queue.base import Queue
 from factbridge.backends.storage import Storage, open_storage
@@ -44,7 +44,7 @@ class Services:
         s = self.settings
         cls = load_backend("factbridge.embedders", s.embedder)
         if s.embedder == "e5":
-            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None, max_query_tokens=s.embed_max_tokens)
+            inner = cls(threads=s.embed_threads, batch_size=s.embed_batch, model_path=s.embedder_path or None, max_query_tokens=s.embed_max_tokens, engine=s.embed_engine)
         elif s.embedder == "sentence-transformers":
             inner = cls(model_path=s.embedder_path, batch_size=s.embed_batch)
         else:
@@ -131,7 +131,7 @@ class Services:
             fusion = "rrf"
         if fusion == "learned":
             reranker = Reranker.load(default_reranker_path())
-            if reranker.embedder_id != embedder.id:
+            if embedder_family(reranker.embedder_id) != embedder_family(embedder.id):
                 logging.getLogger(__name__).warning(
                     "no trained re-ranker for embedder %s; using rank fusion (rrf)", embedder.id
                 )

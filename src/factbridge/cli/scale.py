@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from factbridge.cli.app import _state, bench_app
@@ -66,8 +67,9 @@ def bench_ingest(
         with progress_bar(f"ingesting {posts} generated posts ({mix})", posts) as advance:
             result = run_ingest_bench(services, org, raw, batch, advance, warmup=generated_posts(16, mix, 0.0, seed + 1000))
         library = services.storage.count_factchecks(org)
+        encoder_id = encoder.id
     if as_json:
-        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, **result.as_dict()}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, "encoder": encoder_id, **result.as_dict()}, indent=2) + "\n")
         return
     table = Table(title=f"bench ingest: {posts} posts, mix {mix} (mean {result.mean_chars:.0f} characters), duplicates {duplicates:.0%}, library {library}")
     table.add_column("stage")
@@ -85,7 +87,7 @@ def bench_ingest(
     console.print(table)
     console.print(f"embedded {result.embedded} texts, reused {result.reused} vectors (same or near-same text)")
     console.print(
-        f"encoder alone, same {result.encoder_texts} posts (each batch right after its pipeline run): {result.encoder_rate:,.1f} posts/s "
+        f"encoder alone ({escape(encoder_id)}), same {result.encoder_texts} posts (each batch right after its pipeline run): {result.encoder_rate:,.1f} posts/s "
         f"({1000 * result.encoder_s / posts:.2f} ms/post, {1000 * result.encoder_cpu_s / posts:.2f} CPU ms/post); "
         f"pipeline overhead {result.overhead:+.1%} (target <= 15%)"
     )

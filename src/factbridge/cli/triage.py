@@ -181,6 +181,7 @@ def bench_checkworthiness(
     """Posts/s of the checkworthiness and triage stages with the post vectors already stored (as after matching)."""
     import numpy as np
 
+    from factbridge.backends.embedders.base import embedder_family
     from factbridge.backends.embedders.cache import CachedEmbedder, text_sha
     from factbridge.models import Engagement, Post
     from factbridge.pipeline.checkworthiness import checkworthiness_stage, load_model
@@ -201,7 +202,7 @@ def bench_checkworthiness(
         embedder = base.embedder
         texts = [embedding_text(p) for p in items]
         found: dict[str, np.ndarray] = {}
-        if isinstance(embedder, CachedEmbedder) and embedder.id == model.embedder_id:
+        if isinstance(embedder, CachedEmbedder) and embedder_family(embedder.id) == embedder_family(model.embedder_id):
             found = embedder.cache.get_many(embedder.id, "query", list({text_sha(t) for t in texts}))
         rng = np.random.default_rng(0)
         rows = []

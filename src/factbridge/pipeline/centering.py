@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.embedders.base import Embedder, normalize_rows
+from factbridge.backends.embedders.base import Embedder, embedder_family, normalize_rows
 from factbridge.errors import EmbedderMismatch, ModelError
 
 
@@ -48,7 +48,7 @@ class LanguageCentering:
         return normalize_rows(centred)
 
     def check_embedder(self, embedder_id: str) -> None:
-        if embedder_id != self.embedder_id:
+        if embedder_family(embedder_id) != embedder_family(self.embedder_id):  # one model, any engine
             raise EmbedderMismatch(f"centering {self.version} was estimated on '{self.embedder_id}', not '{embedder_id}'")
 
     def save(self, path: str | Path) -> None:
@@ -89,4 +89,4 @@ def shipped_centering(embedder_id: str) -> LanguageCentering | None:
     if not path.exists():
         return None
     centering = LanguageCentering.load(path)
-    return centering if centering.embedder_id == embedder_id else None
+    return centering if embedder_family(centering.embedder_id) == embedder_family(embedder_id) else None

