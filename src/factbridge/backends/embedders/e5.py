@@ -162,8 +162,8 @@ class E5Embedder:
         per_text = np.bincount([i for i, _ in windows], minlength=len(texts))
         # Batches of similar length: a batch's time follows its longest text.
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        for chunk in batched(order, self.batch_size):
-            pooled = engine.run([windows[w][1] for w in chunk])
+        chunks = batched(order, self.batch_size)
+        for chunk, pooled in zip(chunks, engine.run_many([[windows[w][1] for w in chunk] for chunk in chunks]), strict=True):
             finished = 0
             for w, vec in zip(chunk, pooled, strict=True):
                 i, ids = windows[w]

@@ -13,7 +13,8 @@ Needs the `fast` extra (onnxruntime, onnx).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,16 +177,27 @@ class OnnxE5:
         self._word_scales, self._word_qs = model.q4("emb.word", c.vocab_rows)
         # position + token type 0, added once
         self._pos = (model.f32("emb.pos").reshape(c.max_positions, c.hidden) + model.f32("emb.type")[: c.hidden]).astype(np.float32)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = max(1, threads)
+
+        def session(intra: int) -> Any:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = intra
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return ort.InferenceSession(serialized, opts, providers=["CPUExecutionProvider"])
+
         try:
-            graph = build_graph(model, weights=weights)
-            self._session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            serialized = build_graph(model, weights=weights).SerializeToString()
+            # One text (a match request) runs on all threads; many batches run side by side,
+            # one thread each, on a second session: a small batch's matrices keep one core busy
+            # but not two (256 tweets, batches of 8, 2 cores: 137 posts/s on one session of two
+            # threads, 196 on two threads of one; docs/performance.md).
+            self._session = session(self.threads)
+            self._single = session(1) if self.threads > 1 else self._session
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot build the ONNX Runtime encoder: {exc}") from exc
+        self._pool: ThreadPoolExecutor | None = None
         self.model = model
 
     def embed_rows(self, ids: np.ndarray) -> np.ndarray:
@@ -196,7 +208,17 @@ class OnnxE5:
         rows: np.ndarray = (q * scales[..., None]).reshape(*ids.shape, self.dim)
         return rows
 
-    def run(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+    def run_many(self, batches: Sequence[Sequence[Sequence[int]]]) -> Iterator[np.ndarray]:
+        """`run` over several batches, in order: side by side, one thread each, when there
+        are threads to spare."""
+        if self.threads == 1 or len(batches) < 2:
+            yield from (self.run(b) for b in batches)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="e5-onnx")
+        yield from self._pool.map(lambda b: self.run(b, self._single), batches)
+
+    def run(self, batch: Sequence[Sequence[int]], session: Any = None) -> np.ndarray:
         """Mean-pooled (unnormalised) vectors of token-id sequences (<s>..</s>, <= 512 each)."""
         n, width = len(batch), max(len(b) for b in batch)
         ids = np.full((n, width), self.tokenizer.bos, dtype=np.int64)
@@ -205,5 +227,5 @@ class OnnxE5:
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1.0
         emb = self.embed_rows(ids) + self._pos[None, :width]
-        out: np.ndarray = self._session.run(["pooled"], {"emb": emb, "mask": mask})[0]
+        out: np.ndarray = (session or self._session).run(["pooled"], {"emb": emb, "mask": mask})[0]
         return out
