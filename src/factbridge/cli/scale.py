@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -90,40 +90,143 @@ def bench_ingest(
     console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
 
 
-def bench_match_synthetic(ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool) -> None:
+def bench_match_synthetic(
+    ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool, *, dtype: str = "f16", base: Path | None = None,
+    rebuild: bool = False,
+) -> None:
     """`bench match --synthetic N`: see factbridge.bench.match_synthetic."""
     from factbridge.bench.feed import generated_posts
     from factbridge.bench.ingest import bare_embedder
     from factbridge.bench.match_synthetic import (  # noqa: F811
-        DIM,
         EMBEDDER_ID,
         MatchBench,
         SyntheticSpace,
-        build_index,
+        load_base_vectors,
         measure,
     )
 
     if backend not in {"hnsw", "exact", "postgres"}:
         raise InputError(f"--backend must be hnsw, exact or postgres, got '{backend}'", field="backend")
+    if dtype not in {"f32", "f16", "i8"} or (backend == "postgres" and dtype == "i8"):
+        raise InputError(f"--dtype must be f32, f16 or i8 (postgres: f32 = vector, f16 = halfvec), got '{dtype}'", field="dtype")
     if n < 10:
         raise InputError("--synthetic needs at least 10 vectors", field="synthetic")
+    if base is not None and not base.is_file():
+        raise InputError(f"{base}: no such embedding cache file", field="base")
     services = _state(ctx).services(embed_cache="off")
     embedder = bare_embedder(services.embedder)
-    texts = [p.text for p in generated_posts(max(50, requests), "tweet", seed=23)]
-    space = SyntheticSpace(n)
+    texts = [p.text for p in generated_posts(max(100, requests), "tweet", seed=23)]
+    base_path = base or _default_base(services.settings.embed_cache_seed)
+    base_embedder, base_vectors = load_base_vectors(base_path) if base_path else ("", None)
+    if base_vectors is not None and not len(base_vectors):
+        base_vectors = None
+    space = SyntheticSpace(n, base=base_vectors)
+    embedded_queries = base_vectors is not None and base_embedder == embedder.id and embedder.dim == space.dim
+    index_embedder = base_embedder if embedded_queries else EMBEDDER_ID
     result = MatchBench(backend=backend, n=n, load=[round(os.getloadavg()[0], 2)])
+    result.detail = {
+        "library": f"variants of {len(base_vectors):,} real vectors of {base_embedder} ({base_path})" if base_vectors is not None and base_path
+        else f"random topics ({space.topics:,})",
+        "queries": f"{embedder.id} vectors of generated posts" if embedded_queries else f"synthetic draws (embedding of a generated post timed with {embedder.id})",
+        "dtype": dtype if backend != "exact" else "f32",
+    }
+    measure_options = {"n_queries": requests, "embedder_id": index_embedder, "embedded_queries": embedded_queries}
     if backend == "postgres":
-        _synthetic_postgres(space, embedder, texts, result, requests)
+        _synthetic_postgres(space, embedder, texts, result, measure_options, halfvec=dtype == "f16", settings=services.settings)
+    elif backend == "hnsw":
+        _synthetic_hnsw(space, embedder, texts, result, measure_options, dtype, Path(services.settings.data_dir), rebuild)
     else:
-        from factbridge.backends.vectors.hnsw import HnswIndex
         from factbridge.backends.vectors.numpy_index import NumpyIndex
+        from factbridge.bench.match_synthetic import build_index
 
-        index = HnswIndex(EMBEDDER_ID, DIM) if backend == "hnsw" else NumpyIndex(EMBEDDER_ID, DIM)
-        with progress_bar(f"building the {backend} index of {n:,} synthetic vectors", n) as advance:
-            result.build_s = build_index(index, space, advance)
+        index = NumpyIndex(index_embedder, space.dim)
+        with progress_bar(f"building the exact index of {n:,} synthetic vectors", n) as advance:
+            result.build_s = build_index(index, space, advance, embedder_id=index_embedder)
         err_console_print(f"timing {requests} requests (embedding a post + search)...")
-        measure(index, space, embedder, texts, result, n_queries=requests)
+        measure(index, space, embedder, texts, result, **measure_options)  # type: ignore[arg-type]
     _print_match_bench(result, as_json)
+
+
+def _default_base(seeds: str) -> Path | None:
+    """The embedding cache seed holding the CheckThat! library's vectors, when configured."""
+    for part in filter(None, seeds.split(os.pathsep)):
+        candidates = sorted(Path(part).glob("*.sqlite")) if Path(part).is_dir() else [Path(part)]
+        for candidate in candidates:
+            if "claim_retrieval" in candidate.name and candidate.is_file():
+                return candidate
+    return None
+
+
+CHECKPOINT_ROWS = 250_000  # a build saves its progress this often: a crash resumes from the last save
+
+
+def _synthetic_hnsw(
+    space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, measure_options: dict[str, Any], dtype: str,
+    data_dir: Path, rebuild: bool,
+) -> None:
+    """Build (or resume, or reuse) the usearch index in data_dir/bench, save it, then measure a
+    fresh read-only view of the saved file, as a serving process would open it. Float vectors
+    for the re-rank come from a flat float32 file beside it (the store's role in production)."""
+    import gc
+    import hashlib
+
+    import numpy as np
+
+    from factbridge.backends.vectors.hnsw import HnswIndex
+    from factbridge.bench.match_synthetic import build_index, measure, rss_mb
+
+    embedder_id, n, dim = str(measure_options["embedder_id"]), space.n, space.dim
+    tag = hashlib.sha1(space.base.tobytes()).hexdigest()[:8] if space.base is not None else "topics"
+    stem = data_dir / "bench" / f"match-synthetic-{n}-{dtype}-{tag}"
+    floats_path = stem.with_name(stem.name + ".f32")
+    if rebuild:
+        stem.with_name(stem.name + ".json").unlink(missing_ok=True)
+    index = HnswIndex.open(stem, embedder_id, dim, dtype=dtype)
+    done = len(index)
+    if done % CHECKPOINT_ROWS and done != n or index.dtype != dtype or not floats_path.exists():
+        index, done = HnswIndex(embedder_id, dim, dtype=dtype), 0
+    if done < n:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        floats = open(floats_path, "r+b" if done else "wb")  # noqa: SIM115 - closed below
+        try:
+            def keep(start: int, chunk: np.ndarray) -> None:
+                floats.seek(start * dim * 4)
+                floats.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+                if (start + len(chunk)) % CHECKPOINT_ROWS == 0 and start + len(chunk) < n:
+                    floats.flush()
+                    os.fsync(floats.fileno())
+                    index.save(stem)
+
+            label = f"building the usearch index ({dtype}) of {n:,} synthetic vectors" + (f", resuming at {done:,}" if done else "")
+            with progress_bar(label, n) as advance:
+                advance(done)
+                result.build_s = build_index(index, space, advance, embedder_id=embedder_id, first_row=done, on_chunk=keep)
+            floats.flush()
+            os.fsync(floats.fileno())
+        finally:
+            floats.close()
+        index.save(stem)
+        result.detail["built_rows"] = n - done
+    else:
+        err_console_print(f"reusing the saved index {stem} ({n:,} vectors; --rebuild to build again)")
+        result.detail["built_rows"] = 0
+    result.detail["build_peak_rss_mb"] = round(rss_mb()[1])
+    del index
+    gc.collect()
+    vectors = np.memmap(floats_path, dtype=np.float32, mode="r", shape=(n, dim))
+
+    def rerank(ids: Any) -> np.ndarray:
+        return np.asarray(vectors[np.fromiter((int(i[1:]) for i in ids), dtype=np.int64, count=len(ids))])
+
+    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank)
+    if len(served) != n:
+        raise InputError(f"{stem}: the saved index holds {len(served):,} vectors, expected {n:,} (run again with --rebuild)", field="synthetic")
+    data_file = next(stem.parent.glob(f"{stem.name}.*.usearch"))
+    result.detail.update({"index_file_mb": round(data_file.stat().st_size / 2**20), "index_path": str(stem), "opened": "view (memory-mapped)"})
+    err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search) on the memory-mapped index...")
+    rss_before = rss_mb()[0]
+    measure(served, space, embedder, texts, result, **measure_options)
+    result.detail["rss_before_queries_mb"] = round(rss_before)
 
 
 def err_console_print(message: str) -> None:
