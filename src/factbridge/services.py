@@ -17,6 +17,7 @@ from factbridge.backends.embedders.base import Embedder
 from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
 from factbridge.backends.queue.base import Queue
 from factbridge.backends.storage import Storage, open_storage
+from factbridge.backends.vectors.selection import VectorIndexTuning
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
 
@@ -150,6 +151,7 @@ class Services:
             possible_threshold=s.possible_threshold,
             centering=centering,
             dense_index=self._dense_index(org, storage or self.storage),
+            index_tuning=VectorIndexTuning.from_settings(s),
         )
 
     def _dense_index(self, org: str, storage: Storage) -> str:

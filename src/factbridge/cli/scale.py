@@ -18,6 +18,7 @@ from factbridge.errors import InputError
 
 if TYPE_CHECKING:
     from factbridge.backends.embedders.base import Embedder
+    from factbridge.backends.vectors.selection import VectorIndexTuning
     from factbridge.bench.match_synthetic import MatchBench, SyntheticSpace
 
 INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
@@ -95,6 +96,7 @@ def bench_match_synthetic(
     rebuild: bool = False,
 ) -> None:
     """`bench match --synthetic N`: see factbridge.bench.match_synthetic."""
+    from factbridge.backends.vectors.selection import VectorIndexTuning  # noqa: F811
     from factbridge.bench.feed import generated_posts
     from factbridge.bench.ingest import bare_embedder
     from factbridge.bench.match_synthetic import (  # noqa: F811
@@ -114,6 +116,7 @@ def bench_match_synthetic(
     if base is not None and not base.is_file():
         raise InputError(f"{base}: no such embedding cache file", field="base")
     services = _state(ctx).services(embed_cache="off")
+    tuning = VectorIndexTuning.from_settings(services.settings)
     embedder = bare_embedder(services.embedder)
     texts = [p.text for p in generated_posts(max(100, requests), "tweet", seed=23)]
     base_path = base or _default_base(services.settings.embed_cache_seed)
@@ -129,12 +132,13 @@ def bench_match_synthetic(
         else f"random topics ({space.topics:,})",
         "queries": f"{embedder.id} vectors of generated posts" if embedded_queries else f"synthetic draws (embedding of a generated post timed with {embedder.id})",
         "dtype": dtype if backend != "exact" else "f32",
+        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search}),
     }
     measure_options = {"n_queries": requests, "embedder_id": index_embedder, "embedded_queries": embedded_queries}
     if backend == "postgres":
-        _synthetic_postgres(space, embedder, texts, result, measure_options, halfvec=dtype == "f16", settings=services.settings)
+        _synthetic_postgres(space, embedder, texts, result, measure_options, halfvec=dtype == "f16", tuning=tuning)
     elif backend == "hnsw":
-        _synthetic_hnsw(space, embedder, texts, result, measure_options, dtype, Path(services.settings.data_dir), rebuild)
+        _synthetic_hnsw(space, embedder, texts, result, measure_options, dtype, Path(services.settings.data_dir), rebuild, tuning)
     else:
         from factbridge.backends.vectors.numpy_index import NumpyIndex
         from factbridge.bench.match_synthetic import build_index
@@ -160,9 +164,53 @@ def _default_base(seeds: str) -> Path | None:
 CHECKPOINT_ROWS = 250_000  # a build saves its progress this often: a crash resumes from the last save
 
 
+def _build_saved_hnsw(
+    space: SyntheticSpace, stem: Path, floats_path: Path, dtype: str, embedder_id: str, rebuild: bool, result: MatchBench,
+    tuning: VectorIndexTuning,
+) -> int:
+    """Build the index saved at `stem` (and the float copy of the library), resuming a build a
+    crash stopped at its last checkpoint; nothing when it is complete. Rows built."""
+    import numpy as np
+
+    from factbridge.backends.vectors.hnsw import HnswIndex
+    from factbridge.bench.match_synthetic import build_index
+
+    n, dim = space.n, space.dim
+    if rebuild:
+        stem.with_name(stem.name + ".json").unlink(missing_ok=True)
+    options: dict[str, Any] = {"dtype": dtype, "connectivity": tuning.m, "expansion_add": tuning.ef_construction}
+    index = HnswIndex.open(stem, embedder_id, dim, **options)
+    done = len(index)
+    same = index.dtype == dtype and index.params["connectivity"] == tuning.m and index.params["expansion_add"] == tuning.ef_construction
+    if (done % CHECKPOINT_ROWS and done != n) or not same or not floats_path.exists():
+        index, done = HnswIndex(embedder_id, dim, **options), 0
+    if done == n:
+        err_console_print(f"reusing the saved index {stem} ({n:,} vectors; --rebuild to build again)")
+        return 0
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(floats_path, "r+b" if done else "wb") as floats:
+
+        def keep(start: int, chunk: np.ndarray) -> None:
+            floats.seek(start * dim * 4)
+            floats.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+            if (start + len(chunk)) % CHECKPOINT_ROWS == 0 and start + len(chunk) < n:
+                floats.flush()
+                os.fsync(floats.fileno())
+                index.save(stem)
+
+        label = f"building the usearch index ({dtype}) of {n:,} synthetic vectors" + (f", resuming at {done:,}" if done else "")
+        with progress_bar(label, n) as advance:
+            advance(done)
+            result.build_s = build_index(index, space, advance, embedder_id=embedder_id, first_row=done, on_chunk=keep)
+        floats.flush()
+        os.fsync(floats.fileno())
+    index.save(stem)
+    return n - done
+
+
 def _synthetic_hnsw(
     space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, measure_options: dict[str, Any], dtype: str,
-    data_dir: Path, rebuild: bool,
+    data_dir: Path, rebuild: bool, tuning: VectorIndexTuning,
 ) -> None:
     """Build (or resume, or reuse) the usearch index in data_dir/bench, save it, then measure a
     fresh read-only view of the saved file, as a serving process would open it. Float vectors
@@ -173,56 +221,26 @@ def _synthetic_hnsw(
     import numpy as np
 
     from factbridge.backends.vectors.hnsw import HnswIndex
-    from factbridge.bench.match_synthetic import build_index, measure, rss_mb
+    from factbridge.bench.match_synthetic import measure, rss_mb
 
     embedder_id, n, dim = str(measure_options["embedder_id"]), space.n, space.dim
     tag = hashlib.sha1(space.base.tobytes()).hexdigest()[:8] if space.base is not None else "topics"
     stem = data_dir / "bench" / f"match-synthetic-{n}-{dtype}-{tag}"
     floats_path = stem.with_name(stem.name + ".f32")
-    if rebuild:
-        stem.with_name(stem.name + ".json").unlink(missing_ok=True)
-    index = HnswIndex.open(stem, embedder_id, dim, dtype=dtype)
-    done = len(index)
-    if done % CHECKPOINT_ROWS and done != n or index.dtype != dtype or not floats_path.exists():
-        index, done = HnswIndex(embedder_id, dim, dtype=dtype), 0
-    if done < n:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        floats = open(floats_path, "r+b" if done else "wb")  # noqa: SIM115 - closed below
-        try:
-            def keep(start: int, chunk: np.ndarray) -> None:
-                floats.seek(start * dim * 4)
-                floats.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
-                if (start + len(chunk)) % CHECKPOINT_ROWS == 0 and start + len(chunk) < n:
-                    floats.flush()
-                    os.fsync(floats.fileno())
-                    index.save(stem)
-
-            label = f"building the usearch index ({dtype}) of {n:,} synthetic vectors" + (f", resuming at {done:,}" if done else "")
-            with progress_bar(label, n) as advance:
-                advance(done)
-                result.build_s = build_index(index, space, advance, embedder_id=embedder_id, first_row=done, on_chunk=keep)
-            floats.flush()
-            os.fsync(floats.fileno())
-        finally:
-            floats.close()
-        index.save(stem)
-        result.detail["built_rows"] = n - done
-    else:
-        err_console_print(f"reusing the saved index {stem} ({n:,} vectors; --rebuild to build again)")
-        result.detail["built_rows"] = 0
+    built = _build_saved_hnsw(space, stem, floats_path, dtype, embedder_id, rebuild, result, tuning)
+    result.detail["built_rows"] = built
     result.detail["build_peak_rss_mb"] = round(rss_mb()[1])
-    del index
-    gc.collect()
+    gc.collect()  # the building index is gone: what follows is a serving process's memory
     vectors = np.memmap(floats_path, dtype=np.float32, mode="r", shape=(n, dim))
 
     def rerank(ids: Any) -> np.ndarray:
         return np.asarray(vectors[np.fromiter((int(i[1:]) for i in ids), dtype=np.int64, count=len(ids))])
 
-    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank)
+    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank, expansion_search=tuning.ef_search)
     if len(served) != n:
         raise InputError(f"{stem}: the saved index holds {len(served):,} vectors, expected {n:,} (run again with --rebuild)", field="synthetic")
-    data_file = next(stem.parent.glob(f"{stem.name}.*.usearch"))
-    result.detail.update({"index_file_mb": round(data_file.stat().st_size / 2**20), "index_path": str(stem), "opened": "view (memory-mapped)"})
+    data_file = HnswIndex.saved_file(stem)
+    result.detail.update({"index_file_mb": round(data_file.stat().st_size / 2**20) if data_file else None, "index_path": str(stem), "opened": "view (memory-mapped)"})
     err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search) on the memory-mapped index...")
     rss_before = rss_mb()[0]
     measure(served, space, embedder, texts, result, **measure_options)
@@ -235,36 +253,79 @@ def err_console_print(message: str) -> None:
     err_console.print(message)
 
 
-def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, requests: int) -> None:
+def _synthetic_postgres(
+    space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, measure_options: dict[str, Any], *, halfvec: bool,
+    tuning: VectorIndexTuning,
+) -> None:
+    """Load the library with COPY (binary) into an embedded PostgreSQL, build the pgvector HNSW
+    index (progress from pg_stat_progress_create_index), then time requests through PgVectorIndex."""
+    import threading
     import time
 
+    import numpy as np
     import psycopg
 
     from factbridge.backends.storage.postgres import PostgresStorage
     from factbridge.backends.vectors.pgvector import PgVectorIndex
-    from factbridge.bench.match_synthetic import DIM, EMBEDDER_ID, item_id, measure
+    from factbridge.bench.match_synthetic import item_id, measure
     from factbridge.testing.postgres import TEST_DB, EmbeddedPostgres
 
+    embedder_id, dim = str(measure_options["embedder_id"]), space.dim
     server = EmbeddedPostgres().start()
     try:
         with psycopg.connect(server.admin_url, autocommit=True) as conn:
             # an HNSW build whose graph does not fit maintenance_work_mem is many times slower
-            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
+            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '4GB'")
             conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
             conn.execute("SELECT pg_reload_conf()")
         storage = PostgresStorage(server.url(TEST_DB))
         storage.migrate()
         try:
-            with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
+            t0 = time.perf_counter()
+            with progress_bar(f"loading {space.n:,} synthetic vectors into PostgreSQL (COPY)", space.n) as advance:
                 for start, chunk in space.chunks():
-                    storage.put_vectors("bench", "post", EMBEDDER_ID, [(item_id(start + i), "", v) for i, v in enumerate(chunk)])
+
+                    def copy(cur: Any, start: int = start, chunk: np.ndarray = chunk) -> None:
+                        storage._register_embedder(cur, embedder_id, dim)
+                        with cur.copy("COPY vectors (org, kind, item_id, embedder, text_sha, vec) FROM STDIN WITH (FORMAT BINARY)") as out:
+                            out.set_types(["text", "text", "text", "text", "text", "vector"])
+                            for i, vec in enumerate(chunk):
+                                out.write_row(("bench", "post", item_id(start + i), embedder_id, "", vec))
+
+                    storage._write(copy)
                     advance(chunk.shape[0])
-            err_console_print("building the pgvector HNSW index (m=16, ef_construction=64)...")
-            t = time.perf_counter()
-            index = PgVectorIndex(storage, "bench", "post", EMBEDDER_ID, DIM, hnsw=True)
-            result.build_s = time.perf_counter() - t
-            err_console_print(f"timing {requests} requests (embedding a post + search)...")
-            measure(index, space, embedder, texts, result, n_queries=requests)
+            result.detail["load_s"] = round(time.perf_counter() - t0, 1)
+            plain = PgVectorIndex(storage, "bench", "post", embedder_id, dim, halfvec=halfvec)
+            kind = "halfvec" if halfvec else "vector"
+            t1 = time.perf_counter()
+            with psycopg.connect(server.url(TEST_DB), autocommit=True) as conn, \
+                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={tuning.ef_construction})", space.n) as advance:
+                done = threading.Event()
+
+                def watch() -> None:
+                    with psycopg.connect(server.url(TEST_DB), autocommit=True) as probe:
+                        seen = 0
+                        while not done.wait(2.0):
+                            row = probe.execute("SELECT tuples_done FROM pg_stat_progress_create_index").fetchone()
+                            if row and row[0] and int(row[0]) > seen:
+                                advance(int(row[0]) - seen)
+                                seen = int(row[0])
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                watcher.start()
+                try:
+                    conn.execute(plain.hnsw_statement(tuning.m, tuning.ef_construction))
+                finally:
+                    done.set()
+                    watcher.join()
+            result.build_s = time.perf_counter() - t1
+            size = storage._read(lambda c: c.execute("SELECT pg_relation_size(%s::regclass)", (plain.hnsw_index_name,)).fetchone())
+            result.detail["index_mb"] = round(float(size[0]) / 2**20) if size else None
+            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.ef_construction,
+                                  ef_search=tuning.ef_search, halfvec=halfvec)
+            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search})
+            err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
+            measure(index, space, embedder, texts, result, **measure_options)
             result.server_mb = _server_rss_mb(server.root)
         finally:
             storage.close()

@@ -170,6 +170,16 @@ class HnswIndex:
             if old.name != data_name and _is_generation(old.name, stem.name):
                 old.unlink(missing_ok=True)
 
+    @staticmethod
+    def saved_file(path: str | Path) -> Path | None:
+        """The `.usearch` file the index saved at `path` reads (None when nothing complete is saved)."""
+        stem = Path(path)
+        meta_path = stem.with_name(stem.name + ".json")
+        if not meta_path.exists():
+            return None
+        data = stem.with_name(str(json.loads(meta_path.read_text(encoding="utf-8")).get("data") or stem.name + ".usearch"))
+        return data if data.exists() else None
+
     @classmethod
     def open(cls, path: str | Path, embedder_id: str, dim: int, *, view: bool = False, **options: Any) -> HnswIndex:
         """The index saved at `path`, or a new empty one when there is none. `view`: memory-map
@@ -187,7 +197,9 @@ class HnswIndex:
             )
         if meta.get("version") != HNSW_INDEX_VERSION or not data_path.exists():
             return cls(embedder_id, dim, **options)  # another layout, or its data lost: rebuilt from storage
-        index = cls(embedder_id, dim, **{"dtype": meta.get("dtype", "f32"), **meta.get("params", {}), **options})
+        # how the graph was built comes from the file; search-time options (expansion_search, rerank) from the caller
+        built = {"dtype": meta.get("dtype", "f32"), **{k: v for k, v in meta.get("params", {}).items() if k != "expansion_search"}}
+        index = cls(embedder_id, dim, **{**options, **built})
         if view:
             index._index.view(str(data_path))
             index.read_only = True
