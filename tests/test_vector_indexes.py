@@ -275,7 +275,11 @@ def test_hnsw_save_interrupted_keeps_the_last_complete_index(tmp_path, monkeypat
 
 def test_stored_vector_index_quantised_reranks_with_stored_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from factbridge.backends.storage.sqlite import SQLiteStorage
-    from factbridge.backends.vectors.selection import VectorIndexTuning, forget_indexes, stored_vector_index
+    from factbridge.backends.vectors.selection import (
+        VectorIndexTuning,
+        forget_indexes,
+        stored_vector_index,
+    )
 
     store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     store.migrate()

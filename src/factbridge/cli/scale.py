@@ -259,6 +259,7 @@ def _synthetic_postgres(
 ) -> None:
     """Load the library with COPY (binary) into an embedded PostgreSQL, build the pgvector HNSW
     index (progress from pg_stat_progress_create_index), then time requests through PgVectorIndex."""
+    import struct
     import threading
     import time
 
@@ -288,9 +289,13 @@ def _synthetic_postgres(
                     def copy(cur: Any, start: int = start, chunk: np.ndarray = chunk) -> None:
                         storage._register_embedder(cur, embedder_id, dim)
                         with cur.copy("COPY vectors (org, kind, item_id, embedder, text_sha, vec) FROM STDIN WITH (FORMAT BINARY)") as out:
-                            out.set_types(["text", "text", "text", "text", "text", "vector"])
-                            for i, vec in enumerate(chunk):
-                                out.write_row(("bench", "post", item_id(start + i), embedder_id, "", vec))
+                            # binary COPY carries each field's bytes as they are: the vector's are
+                            # pgvector's binary form (what the storage's dumper sends), passed as bytea
+                            out.set_types(["text", "text", "text", "text", "text", "bytea"])
+                            header = struct.pack(">HH", dim, 0)
+                            big = np.ascontiguousarray(chunk, dtype=">f4")
+                            for i in range(big.shape[0]):
+                                out.write_row(("bench", "post", item_id(start + i), embedder_id, "", header + big[i].tobytes()))
 
                     storage._write(copy)
                     advance(chunk.shape[0])
