@@ -128,13 +128,26 @@ def exact_top_k(space: SyntheticSpace, queries: np.ndarray, k: int = 10) -> list
 
 def rss_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MB."""
-    current = 0.0
+    status = _status_mb()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return status.get("VmRSS", 0.0), peak
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """Resident memory by kind: anonymous (the process's own) and file-backed (pages of
+    memory-mapped files, e.g. a viewed index: shared page cache the OS can evict)."""
+    status = _status_mb()
+    return {"rss_anon_mb": round(status.get("RssAnon", 0.0)), "rss_file_mb": round(status.get("RssFile", 0.0))}
+
+
+def _status_mb() -> dict[str, float]:
+    out: dict[str, float] = {}
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return current, peak
+            name, _, value = line.partition(":")
+            if name in {"VmRSS", "RssAnon", "RssFile"}:
+                out[name] = int(value.split()[0]) / 1024
+    return out
 
 
 @dataclass
@@ -209,5 +222,6 @@ def measure(
     hits = sum(len({i for i, _ in index.search(q, 10, embedder_id)} & truth[j]) for j, q in enumerate(sample))
     result.recall_at_10 = hits / (10 * len(sample))
     result.rss_mb, result.peak_rss_mb = rss_mb()
+    result.detail.update(rss_parts_mb())
     result.load.append(round(os.getloadavg()[0], 2))
     return result

@@ -179,14 +179,16 @@ def _build_saved_hnsw(
     if rebuild:
         stem.with_name(stem.name + ".json").unlink(missing_ok=True)
     options: dict[str, Any] = {"dtype": dtype, "connectivity": tuning.m, "expansion_add": tuning.ef_construction}
-    index = HnswIndex.open(stem, embedder_id, dim, **options)
-    done = len(index)
-    same = index.dtype == dtype and index.params["connectivity"] == tuning.m and index.params["expansion_add"] == tuning.ef_construction
+    saved = HnswIndex.open(stem, embedder_id, dim, view=True, **options)  # memory-mapped: only to see what is there
+    done = len(saved)
+    same = saved.dtype == dtype and saved.params["connectivity"] == tuning.m and saved.params["expansion_add"] == tuning.ef_construction
+    del saved
     if (done % CHECKPOINT_ROWS and done != n) or not same or not floats_path.exists():
-        index, done = HnswIndex(embedder_id, dim, **options), 0
+        done = 0
     if done == n:
         err_console_print(f"reusing the saved index {stem} ({n:,} vectors; --rebuild to build again)")
         return 0
+    index = HnswIndex.open(stem, embedder_id, dim, **options) if done else HnswIndex(embedder_id, dim, **options)
     stem.parent.mkdir(parents=True, exist_ok=True)
     with open(floats_path, "r+b" if done else "wb") as floats:
 
@@ -231,10 +233,14 @@ def _synthetic_hnsw(
     result.detail["built_rows"] = built
     result.detail["build_peak_rss_mb"] = round(rss_mb()[1])
     gc.collect()  # the building index is gone: what follows is a serving process's memory
-    vectors = np.memmap(floats_path, dtype=np.float32, mode="r", shape=(n, dim))
+    row_bytes = dim * 4
+    floats = os.open(floats_path, os.O_RDONLY)
 
     def rerank(ids: Any) -> np.ndarray:
-        return np.asarray(vectors[np.fromiter((int(i[1:]) for i in ids), dtype=np.int64, count=len(ids))])
+        # a read per candidate, as a store lookup would be (a memory map would fault in and
+        # read ahead pages around each row, and count them as this process's memory)
+        rows = [os.pread(floats, row_bytes, int(i[1:]) * row_bytes) for i in ids]
+        return np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(ids), dim)
 
     served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank, expansion_search=tuning.ef_search)
     if len(served) != n:
@@ -243,7 +249,10 @@ def _synthetic_hnsw(
     result.detail.update({"index_file_mb": round(data_file.stat().st_size / 2**20) if data_file else None, "index_path": str(stem), "opened": "view (memory-mapped)"})
     err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search) on the memory-mapped index...")
     rss_before = rss_mb()[0]
-    measure(served, space, embedder, texts, result, **measure_options)
+    try:
+        measure(served, space, embedder, texts, result, **measure_options)
+    finally:
+        os.close(floats)
     result.detail["rss_before_queries_mb"] = round(rss_before)
 
 
