@@ -188,8 +188,11 @@ class HnswIndex:
         meta_path = stem.with_name(stem.name + ".json")
         if not meta_path.exists():
             return cls(embedder_id, dim, **options)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        data_path = stem.with_name(str(meta.get("data") or stem.name + ".usearch"))
+        for _ in range(2):  # a save in another process may replace the pair between the two reads: read again
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data_path = stem.with_name(str(meta.get("data") or stem.name + ".usearch"))
+            if data_path.exists():
+                break
         if meta.get("embedder_id") != embedder_id or meta.get("dim") != dim:
             raise EmbedderMismatch(
                 f"{meta_path}: index holds vectors of '{meta.get('embedder_id')}' (dimension {meta.get('dim')}),"
