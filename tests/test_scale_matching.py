@@ -55,3 +55,35 @@ def test_large_library_on_postgres_is_searched_in_the_database(postgres_url: str
         plain = Matcher(storage, embedder, ORG, fusion="rrf", centering=centering)
         for s, m in zip(centred.match_posts(posts[:5]), plain.match_posts(posts[:5]), strict=True):
             assert [c.factcheck_id for c in s.candidates][:1] == [c.factcheck_id for c in m.candidates][:1] or not m.candidates
+
+
+def test_large_library_on_sqlite_is_searched_through_a_saved_hnsw_index(tmp_path: Path) -> None:
+    """SQLite: a library above match_memory_max is searched through a usearch index (f16,
+    re-ranked with the stored floats) saved in data_dir, not loaded into NumPy."""
+    from factbridge.backends.vectors.hnsw import HnswIndex
+
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'db.sqlite'}", "embedder": "hashing", "embed_cache": "off",
+        "match_fusion": "rrf", "match_memory_max": 0, "vector_dtype": "f16",
+    })
+    with Services(settings) as services:
+        storage, embedder = services.storage, services.embedder
+        import_factcheck_files(storage, ORG, [SAMPLE / "factchecks.jsonld"], services.languages)
+        index_factchecks(storage, embedder, ORG)
+        posts = ingest_file(storage, ORG, SAMPLE / "posts.jsonl", services.languages).posts
+        embed_posts(storage, embedder, ORG, posts)
+
+        stored = services.matcher(ORG)
+        assert stored.dense_index == "stored" and isinstance(stored.search_index, HnswIndex)
+        assert stored.search_index.dtype == "f16" and len(stored.index) == 0, "no library vector is loaded into NumPy"
+        assert list((tmp_path / "indexes").glob("factcheck-*.json")), "the index is saved in data_dir/indexes"
+        memory = Matcher(storage, embedder, ORG, fusion="rrf")
+        agree = 0
+        for s, m in zip(stored.match_posts(posts), memory.match_posts(posts), strict=True):
+            assert [c.factcheck_id for c in s.candidates][:1] == [c.factcheck_id for c in m.candidates][:1] or not m.candidates
+            agree += [c.factcheck_id for c in s.candidates] == [c.factcheck_id for c in m.candidates]
+        assert agree >= len(posts) * 0.8, "the same rankings but for ties among unrelated fact-checks"
+        size = len(stored.search_index)
+    with Services(settings) as again:  # another process: opens the saved index
+        reopened = again.matcher(ORG)
+        assert isinstance(reopened.search_index, HnswIndex) and len(reopened.search_index) == size

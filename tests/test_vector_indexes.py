@@ -89,9 +89,9 @@ def pg_store(postgres_factory) -> Iterator[object]:  # type: ignore[no-untyped-d
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("hnsw", [False, True], ids=["exact", "hnsw"])
+@pytest.mark.parametrize("hnsw", [False, True, "halfvec"], ids=["exact", "hnsw", "hnsw-halfvec"])
 @parametrize_vector_index_checks()
-def test_pgvector_index(check, hnsw: bool, postgres_factory) -> None:  # type: ignore[no-untyped-def]
+def test_pgvector_index(check, hnsw: bool | str, postgres_factory) -> None:  # type: ignore[no-untyped-def]
     from factbridge.backends.vectors.pgvector import PgVectorIndex
 
     stores = []
@@ -99,7 +99,7 @@ def test_pgvector_index(check, hnsw: bool, postgres_factory) -> None:  # type: i
     def factory(embedder_id: str, dim: int) -> PgVectorIndex:
         store = postgres_factory()
         stores.append(store)
-        return PgVectorIndex(store, "org", "factcheck", embedder_id, dim, hnsw=hnsw)
+        return PgVectorIndex(store, "org", "factcheck", embedder_id, dim, hnsw=bool(hnsw), halfvec=hnsw == "halfvec")
 
     try:
         check(factory)
@@ -174,7 +174,7 @@ def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str,
     assert len(index) == 30 and reads == [30]
     assert index.search(rows[4], 1, "emb")[0][0] == "p4"
     saved = index_path(tmp_path, "org", "post", "emb")
-    assert saved.with_name(saved.name + ".usearch").exists() == (choice == "hnsw")
+    assert (HnswIndex.saved_file(saved) is not None) == (choice == "hnsw")
     # a new process (nothing kept in memory) with one post changed and one added
     forget_indexes(store)
     store.put_vectors("org", "post", "emb", [("p4", "changed", -rows[4]), ("p30", "s30", rows[0])])
@@ -183,4 +183,118 @@ def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str,
     assert len(again) == 31
     assert reads == ([2] if choice == "hnsw" else [31]), "the saved index reads only what changed since"
     assert again.search(-rows[4], 1, "emb")[0][0] == "p4"
+    store.close()
+
+
+def _unit(n: int, dim: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+class _FloatsKept:
+    """A quantised HnswIndex whose re-rank reads float vectors kept beside it (the storage's role)."""
+
+    def __init__(self, embedder_id: str, dim: int, dtype: str = "f16") -> None:
+        self.floats: dict[str, np.ndarray] = {}
+        self.index = HnswIndex(embedder_id, dim, dtype=dtype, rerank=lambda ids: np.stack([self.floats[i] for i in ids]))
+        self.embedder_id, self.dim = embedder_id, dim
+
+    def add(self, ids, vectors, embedder_id):  # type: ignore[no-untyped-def]
+        self.index.add(ids, vectors, embedder_id)
+        self.floats.update(zip(ids, np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim), strict=True))
+
+    def search(self, query, k, embedder_id):  # type: ignore[no-untyped-def]
+        return self.index.search(query, k, embedder_id)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@pytest.mark.parametrize("dtype", ["f16", "i8"])
+@parametrize_vector_index_checks()
+def test_quantised_hnsw_index_with_float_rerank(check, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    """f16 / i8 storage passes the same checks (exact scores, exact order) thanks to the float re-rank."""
+    check(lambda embedder_id, dim: _FloatsKept(embedder_id, dim, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16", "i8"])
+def test_hnsw_graph_recall_per_dtype(dtype: str) -> None:
+    """Above EXACT_BELOW the graph answers: recall@10 against exact search stays >= 0.98."""
+    rows = _unit(5000, 32, 9)
+    ids = [str(i) for i in range(5000)]
+    approx, exact = _FloatsKept("emb", 32, dtype), NumpyIndex("emb", 32)
+    approx.add(ids, rows, "emb")
+    exact.add(ids, rows, "emb")
+    queries = _unit(50, 32, 10)
+    hits = sum(len({i for i, _ in approx.search(q, 10, "emb")} & {i for i, _ in exact.search(q, 10, "emb")}) for q in queries)
+    assert hits / 500 >= 0.98
+    got = approx.search(queries[0], 10, "emb")
+    assert [s for _, s in got] == pytest.approx([float(rows[int(i)] @ queries[0]) for i, _ in got], abs=1e-6), "float scores"
+
+
+def test_hnsw_memory_mapped_view_of_a_saved_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = _unit(5000, 16, 11)
+    index = HnswIndex("emb", 16, dtype="f16")
+    index.add([f"p{i}" for i in range(5000)], rows, "emb")
+    index.save(tmp_path / "posts")
+    loaded = HnswIndex.open(tmp_path / "posts", "emb", 16)
+    view = HnswIndex.open(tmp_path / "posts", "emb", 16, view=True)
+    assert view.read_only and not loaded.read_only and len(view) == 5000 and view.dtype == "f16"
+    for q in rows[:20]:
+        assert view.search(q, 5, "emb") == loaded.search(q, 5, "emb")
+    with pytest.raises(ValueError, match="read-only"):
+        view.add(["x"], rows[:1], "emb")
+    with pytest.raises(ValueError, match="read-only"):
+        view.save(tmp_path / "posts")
+
+
+def test_hnsw_save_interrupted_keeps_the_last_complete_index(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import factbridge.backends.vectors.hnsw as hnsw_module
+
+    rows = _unit(40, 8, 12)
+    index = HnswIndex("emb", 8)
+    index.add([f"p{i}" for i in range(20)], rows[:20], "emb")
+    index.save(tmp_path / "posts")
+    first = HnswIndex.saved_file(tmp_path / "posts")
+    index.add([f"p{i}" for i in range(20, 40)], rows[20:], "emb")
+
+    def crash(src, dst):  # type: ignore[no-untyped-def]
+        raise OSError("disk gone")  # the process dies after writing the new graph, before the commit
+
+    monkeypatch.setattr(hnsw_module.os, "replace", crash)
+    with pytest.raises(OSError):
+        index.save(tmp_path / "posts")
+    monkeypatch.undo()
+    reopened = HnswIndex.open(tmp_path / "posts", "emb", 8)
+    assert len(reopened) == 20 and HnswIndex.saved_file(tmp_path / "posts") == first, "the previous pair is intact"
+    assert reopened.search(rows[5], 1, "emb")[0][0] == "p5"
+    index.save(tmp_path / "posts")
+    assert len(HnswIndex.open(tmp_path / "posts", "emb", 8)) == 40
+    assert [p.name for p in tmp_path.glob("posts.*usearch")] == [HnswIndex.saved_file(tmp_path / "posts").name], "old and orphaned generations removed"  # type: ignore[union-attr]
+
+
+def test_stored_vector_index_quantised_reranks_with_stored_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import (
+        VectorIndexTuning,
+        forget_indexes,
+        stored_vector_index,
+    )
+
+    store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    rows = _unit(300, 8, 13)
+    store.put_vectors("org", "post", "emb", [(f"p{i}", f"s{i}", v) for i, v in enumerate(rows)])
+    tuning = VectorIndexTuning(m=8, ef_construction=32, ef_search=64, dtype="i8")
+    index = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, tuning=tuning)
+    assert isinstance(index, HnswIndex) and index.dtype == "i8" and index.params["connectivity"] == 8
+    got = index.search(rows[7], 5, "emb")
+    assert got[0][0] == "p7" and got[0][1] == pytest.approx(1.0, abs=1e-6)
+    expected = np.argsort(-(rows @ rows[7]), kind="stable")[:5]
+    assert [i for i, _ in got] == [f"p{j}" for j in expected]
+    assert [s for _, s in got] == pytest.approx([float(rows[j] @ rows[7]) for j in expected], abs=1e-6)
+    forget_indexes(store)
+    # a saved index keeps how it was built; search-time tuning still applies
+    again = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, tuning=VectorIndexTuning(ef_search=32))
+    assert isinstance(again, HnswIndex) and again.dtype == "i8" and again.params["expansion_search"] == 32
     store.close()

@@ -17,6 +17,7 @@ from factbridge.backends.embedders.base import Embedder, embedder_family
 from factbridge.backends.embedders.cache import CachedEmbedder, EmbeddingCache
 from factbridge.backends.queue.base import Queue
 from factbridge.backends.storage import Storage, open_storage
+from factbridge.backends.vectors.selection import VectorIndexTuning
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
 
@@ -150,12 +151,16 @@ class Services:
             possible_threshold=s.possible_threshold,
             centering=centering,
             dense_index=self._dense_index(org, storage or self.storage),
+            index_tuning=VectorIndexTuning.from_settings(s),
+            # the saved index belongs to this storage (its file is named by org, kind and embedder only)
+            index_dir=None if storage is not None or ":memory:" in s.resolved_storage_url else s.data_dir,
         )
 
     def _dense_index(self, org: str, storage: Storage) -> str:
-        """PostgreSQL, a large library: its vectors stay in the database (pgvector HNSW)."""
+        """A large library: its vectors stay in the storage, searched through the vector index
+        (pgvector HNSW on PostgreSQL; on SQLite a usearch index saved in data_dir)."""
         s = self.settings
-        if s.vector_index != "hnsw" or type(storage).__name__ != "PostgresStorage":
+        if s.vector_index != "hnsw":
             return "memory"
         return "stored" if storage.count_factchecks(org) > s.match_memory_max else "memory"
 

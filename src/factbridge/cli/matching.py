@@ -222,6 +222,9 @@ def bench_match(
     synthetic: Annotated[int, typer.Option(help="Instead of a library: an index of this many synthetic vectors (latency, recall@10, memory; see bench/match_synthetic.py).")] = 0,
     backend: Annotated[str, typer.Option(help="With --synthetic: hnsw (usearch), exact (NumPy) or postgres (pgvector HNSW on an embedded server).")] = "hnsw",
     as_json: Annotated[bool, typer.Option("--json", help="With --synthetic: print the figures as JSON.")] = False,
+    dtype: Annotated[str, typer.Option(help="With --synthetic --backend hnsw: how the index stores vectors (f32, f16, i8; quantised ones re-rank their candidates with float vectors). With --backend postgres: vector or halfvec for the HNSW index.")] = "f16",
+    base: Annotated[Path | None, typer.Option(help="With --synthetic: an embedding cache file whose passage vectors the library is made from (default: the first embed_cache_seed file with claim_retrieval in its name, else random topics).")] = None,
+    rebuild: Annotated[bool, typer.Option(help="With --synthetic --backend hnsw: build again even when data_dir holds this index (a build is checkpointed there and resumed).")] = False,
 ) -> None:
     """Latency of matching one post (p50/p99, embedding included, cache off) and batch throughput."""
     import numpy as np
@@ -229,7 +232,7 @@ def bench_match(
     if synthetic:
         from factbridge.cli.scale import bench_match_synthetic
 
-        bench_match_synthetic(ctx, synthetic, backend, n, as_json)
+        bench_match_synthetic(ctx, synthetic, backend, n, as_json, dtype=dtype, base=base, rebuild=rebuild)
         return
     if not claims or queries is None:
         raise InputError("bench match needs --claims and --queries (or --synthetic N)", field="claims")

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,7 @@ from factbridge.errors import InputError
 
 if TYPE_CHECKING:
     from factbridge.backends.embedders.base import Embedder
+    from factbridge.backends.vectors.selection import VectorIndexTuning
     from factbridge.bench.match_synthetic import MatchBench, SyntheticSpace
 
 INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
@@ -99,40 +100,169 @@ def bench_ingest(
     console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
 
 
-def bench_match_synthetic(ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool) -> None:
+def bench_match_synthetic(
+    ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool, *, dtype: str = "f16", base: Path | None = None,
+    rebuild: bool = False,
+) -> None:
     """`bench match --synthetic N`: see factbridge.bench.match_synthetic."""
+    from factbridge.backends.vectors.selection import VectorIndexTuning  # noqa: F811
     from factbridge.bench.feed import generated_posts
     from factbridge.bench.ingest import bare_embedder
     from factbridge.bench.match_synthetic import (  # noqa: F811
-        DIM,
         EMBEDDER_ID,
         MatchBench,
         SyntheticSpace,
-        build_index,
+        load_base_vectors,
         measure,
     )
 
     if backend not in {"hnsw", "exact", "postgres"}:
         raise InputError(f"--backend must be hnsw, exact or postgres, got '{backend}'", field="backend")
+    if dtype not in {"f32", "f16", "i8"} or (backend == "postgres" and dtype == "i8"):
+        raise InputError(f"--dtype must be f32, f16 or i8 (postgres: f32 = vector, f16 = halfvec), got '{dtype}'", field="dtype")
     if n < 10:
         raise InputError("--synthetic needs at least 10 vectors", field="synthetic")
+    if base is not None and not base.is_file():
+        raise InputError(f"{base}: no such embedding cache file", field="base")
     services = _state(ctx).services(embed_cache="off")
+    tuning = VectorIndexTuning.from_settings(services.settings)
     embedder = bare_embedder(services.embedder)
-    texts = [p.text for p in generated_posts(max(50, requests), "tweet", seed=23)]
-    space = SyntheticSpace(n)
+    texts = [p.text for p in generated_posts(max(100, requests), "tweet", seed=23)]
+    base_path = base or _default_base(services.settings.embed_cache_seed)
+    base_embedder, base_vectors = load_base_vectors(base_path) if base_path else ("", None)
+    if base_vectors is not None and not len(base_vectors):
+        base_vectors = None
+    space = SyntheticSpace(n, base=base_vectors)
+    embedded_queries = base_vectors is not None and base_embedder == embedder.id and embedder.dim == space.dim
+    index_embedder = base_embedder if embedded_queries else EMBEDDER_ID
     result = MatchBench(backend=backend, n=n, load=[round(os.getloadavg()[0], 2)])
+    result.detail = {
+        "library": f"variants of {len(base_vectors):,} real vectors of {base_embedder} ({base_path})" if base_vectors is not None and base_path
+        else f"random topics ({space.topics:,})",
+        "queries": f"{embedder.id} vectors of generated posts" if embedded_queries else f"synthetic draws (embedding of a generated post timed with {embedder.id})",
+        "dtype": dtype if backend != "exact" else "f32",
+        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search}),
+    }
+    measure_options = {"n_queries": requests, "embedder_id": index_embedder, "embedded_queries": embedded_queries}
     if backend == "postgres":
-        _synthetic_postgres(space, embedder, texts, result, requests)
+        _synthetic_postgres(space, embedder, texts, result, measure_options, halfvec=dtype == "f16", tuning=tuning)
+    elif backend == "hnsw":
+        _synthetic_hnsw(space, embedder, texts, result, measure_options, dtype, Path(services.settings.data_dir), rebuild, tuning)
     else:
-        from factbridge.backends.vectors.hnsw import HnswIndex
         from factbridge.backends.vectors.numpy_index import NumpyIndex
+        from factbridge.bench.match_synthetic import build_index
 
-        index = HnswIndex(EMBEDDER_ID, DIM) if backend == "hnsw" else NumpyIndex(EMBEDDER_ID, DIM)
-        with progress_bar(f"building the {backend} index of {n:,} synthetic vectors", n) as advance:
-            result.build_s = build_index(index, space, advance)
+        index = NumpyIndex(index_embedder, space.dim)
+        with progress_bar(f"building the exact index of {n:,} synthetic vectors", n) as advance:
+            result.build_s = build_index(index, space, advance, embedder_id=index_embedder)
         err_console_print(f"timing {requests} requests (embedding a post + search)...")
-        measure(index, space, embedder, texts, result, n_queries=requests)
+        measure(index, space, embedder, texts, result, **measure_options)  # type: ignore[arg-type]
     _print_match_bench(result, as_json)
+
+
+def _default_base(seeds: str) -> Path | None:
+    """The embedding cache seed holding the CheckThat! library's vectors, when configured."""
+    for part in filter(None, seeds.split(os.pathsep)):
+        candidates = sorted(Path(part).glob("*.sqlite")) if Path(part).is_dir() else [Path(part)]
+        for candidate in candidates:
+            if "claim_retrieval" in candidate.name and candidate.is_file():
+                return candidate
+    return None
+
+
+CHECKPOINT_ROWS = 250_000  # a build saves its progress this often: a crash resumes from the last save
+
+
+def _build_saved_hnsw(
+    space: SyntheticSpace, stem: Path, floats_path: Path, dtype: str, embedder_id: str, rebuild: bool, result: MatchBench,
+    tuning: VectorIndexTuning,
+) -> int:
+    """Build the index saved at `stem` (and the float copy of the library), resuming a build a
+    crash stopped at its last checkpoint; nothing when it is complete. Rows built."""
+    import numpy as np
+
+    from factbridge.backends.vectors.hnsw import HnswIndex
+    from factbridge.bench.match_synthetic import build_index
+
+    n, dim = space.n, space.dim
+    if rebuild:
+        stem.with_name(stem.name + ".json").unlink(missing_ok=True)
+    options: dict[str, Any] = {"dtype": dtype, "connectivity": tuning.m, "expansion_add": tuning.ef_construction}
+    saved = HnswIndex.open(stem, embedder_id, dim, view=True, **options)  # memory-mapped: only to see what is there
+    done = len(saved)
+    same = saved.dtype == dtype and saved.params["connectivity"] == tuning.m and saved.params["expansion_add"] == tuning.ef_construction
+    del saved
+    if (done % CHECKPOINT_ROWS and done != n) or not same or not floats_path.exists():
+        done = 0
+    if done == n:
+        err_console_print(f"reusing the saved index {stem} ({n:,} vectors; --rebuild to build again)")
+        return 0
+    index = HnswIndex.open(stem, embedder_id, dim, **options) if done else HnswIndex(embedder_id, dim, **options)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(floats_path, "r+b" if done else "wb") as floats:
+
+        def keep(start: int, chunk: np.ndarray) -> None:
+            floats.seek(start * dim * 4)
+            floats.write(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+            if (start + len(chunk)) % CHECKPOINT_ROWS == 0 and start + len(chunk) < n:
+                floats.flush()
+                os.fsync(floats.fileno())
+                index.save(stem)
+
+        label = f"building the usearch index ({dtype}) of {n:,} synthetic vectors" + (f", resuming at {done:,}" if done else "")
+        with progress_bar(label, n) as advance:
+            advance(done)
+            result.build_s = build_index(index, space, advance, embedder_id=embedder_id, first_row=done, on_chunk=keep)
+        floats.flush()
+        os.fsync(floats.fileno())
+    index.save(stem)
+    return n - done
+
+
+def _synthetic_hnsw(
+    space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, measure_options: dict[str, Any], dtype: str,
+    data_dir: Path, rebuild: bool, tuning: VectorIndexTuning,
+) -> None:
+    """Build (or resume, or reuse) the usearch index in data_dir/bench, save it, then measure a
+    fresh read-only view of the saved file, as a serving process would open it. Float vectors
+    for the re-rank come from a flat float32 file beside it (the store's role in production)."""
+    import gc
+    import hashlib
+
+    import numpy as np
+
+    from factbridge.backends.vectors.hnsw import HnswIndex
+    from factbridge.bench.match_synthetic import measure, rss_mb
+
+    embedder_id, n, dim = str(measure_options["embedder_id"]), space.n, space.dim
+    tag = hashlib.sha1(space.base.tobytes()).hexdigest()[:8] if space.base is not None else "topics"
+    stem = data_dir / "bench" / f"match-synthetic-{n}-{dtype}-{tag}"
+    floats_path = stem.with_name(stem.name + ".f32")
+    built = _build_saved_hnsw(space, stem, floats_path, dtype, embedder_id, rebuild, result, tuning)
+    result.detail["built_rows"] = built
+    result.detail["build_peak_rss_mb"] = round(rss_mb()[1])
+    gc.collect()  # the building index is gone: what follows is a serving process's memory
+    row_bytes = dim * 4
+    floats = os.open(floats_path, os.O_RDONLY)
+
+    def rerank(ids: Any) -> np.ndarray:
+        # a read per candidate, as a store lookup would be (a memory map would fault in and
+        # read ahead pages around each row, and count them as this process's memory)
+        rows = [os.pread(floats, row_bytes, int(i[1:]) * row_bytes) for i in ids]
+        return np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(ids), dim)
+
+    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank, expansion_search=tuning.ef_search)
+    if len(served) != n:
+        raise InputError(f"{stem}: the saved index holds {len(served):,} vectors, expected {n:,} (run again with --rebuild)", field="synthetic")
+    data_file = HnswIndex.saved_file(stem)
+    result.detail.update({"index_file_mb": round(data_file.stat().st_size / 2**20) if data_file else None, "index_path": str(stem), "opened": "view (memory-mapped)"})
+    err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search) on the memory-mapped index...")
+    rss_before = rss_mb()[0]
+    try:
+        measure(served, space, embedder, texts, result, **measure_options)
+    finally:
+        os.close(floats)
+    result.detail["rss_before_queries_mb"] = round(rss_before)
 
 
 def err_console_print(message: str) -> None:
@@ -141,36 +271,84 @@ def err_console_print(message: str) -> None:
     err_console.print(message)
 
 
-def _synthetic_postgres(space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, requests: int) -> None:
+def _synthetic_postgres(
+    space: SyntheticSpace, embedder: Embedder, texts: list[str], result: MatchBench, measure_options: dict[str, Any], *, halfvec: bool,
+    tuning: VectorIndexTuning,
+) -> None:
+    """Load the library with COPY (binary) into an embedded PostgreSQL, build the pgvector HNSW
+    index (progress from pg_stat_progress_create_index), then time requests through PgVectorIndex."""
+    import struct
+    import threading
     import time
 
+    import numpy as np
     import psycopg
 
     from factbridge.backends.storage.postgres import PostgresStorage
     from factbridge.backends.vectors.pgvector import PgVectorIndex
-    from factbridge.bench.match_synthetic import DIM, EMBEDDER_ID, item_id, measure
+    from factbridge.bench.match_synthetic import item_id, measure
     from factbridge.testing.postgres import TEST_DB, EmbeddedPostgres
 
+    embedder_id, dim = str(measure_options["embedder_id"]), space.dim
     server = EmbeddedPostgres().start()
     try:
         with psycopg.connect(server.admin_url, autocommit=True) as conn:
             # an HNSW build whose graph does not fit maintenance_work_mem is many times slower
-            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
+            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '4GB'")
             conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
             conn.execute("SELECT pg_reload_conf()")
         storage = PostgresStorage(server.url(TEST_DB))
         storage.migrate()
         try:
-            with progress_bar(f"storing {space.n:,} synthetic vectors in PostgreSQL", space.n) as advance:
+            t0 = time.perf_counter()
+            with progress_bar(f"loading {space.n:,} synthetic vectors into PostgreSQL (COPY)", space.n) as advance:
                 for start, chunk in space.chunks():
-                    storage.put_vectors("bench", "post", EMBEDDER_ID, [(item_id(start + i), "", v) for i, v in enumerate(chunk)])
+
+                    def copy(cur: Any, start: int = start, chunk: np.ndarray = chunk) -> None:
+                        storage._register_embedder(cur, embedder_id, dim)
+                        with cur.copy("COPY vectors (org, kind, item_id, embedder, text_sha, vec) FROM STDIN WITH (FORMAT BINARY)") as out:
+                            # binary COPY carries each field's bytes as they are: the vector's are
+                            # pgvector's binary form (what the storage's dumper sends), passed as bytea
+                            out.set_types(["text", "text", "text", "text", "text", "bytea"])
+                            header = struct.pack(">HH", dim, 0)
+                            big = np.ascontiguousarray(chunk, dtype=">f4")
+                            for i in range(big.shape[0]):
+                                out.write_row(("bench", "post", item_id(start + i), embedder_id, "", header + big[i].tobytes()))
+
+                    storage._write(copy)
                     advance(chunk.shape[0])
-            err_console_print("building the pgvector HNSW index (m=16, ef_construction=64)...")
-            t = time.perf_counter()
-            index = PgVectorIndex(storage, "bench", "post", EMBEDDER_ID, DIM, hnsw=True)
-            result.build_s = time.perf_counter() - t
-            err_console_print(f"timing {requests} requests (embedding a post + search)...")
-            measure(index, space, embedder, texts, result, n_queries=requests)
+            result.detail["load_s"] = round(time.perf_counter() - t0, 1)
+            plain = PgVectorIndex(storage, "bench", "post", embedder_id, dim, halfvec=halfvec)
+            kind = "halfvec" if halfvec else "vector"
+            t1 = time.perf_counter()
+            with psycopg.connect(server.url(TEST_DB), autocommit=True) as conn, \
+                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={tuning.ef_construction})", space.n) as advance:
+                done = threading.Event()
+
+                def watch() -> None:
+                    with psycopg.connect(server.url(TEST_DB), autocommit=True) as probe:
+                        seen = 0
+                        while not done.wait(2.0):
+                            row = probe.execute("SELECT tuples_done FROM pg_stat_progress_create_index").fetchone()
+                            if row and row[0] and int(row[0]) > seen:
+                                advance(int(row[0]) - seen)
+                                seen = int(row[0])
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                watcher.start()
+                try:
+                    conn.execute(plain.hnsw_statement(tuning.m, tuning.ef_construction))
+                finally:
+                    done.set()
+                    watcher.join()
+            result.build_s = time.perf_counter() - t1
+            size = storage._read(lambda c: c.execute("SELECT pg_relation_size(%s::regclass)", (plain.hnsw_index_name,)).fetchone())
+            result.detail["index_mb"] = round(float(size[0]) / 2**20) if size else None
+            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.ef_construction,
+                                  ef_search=tuning.ef_search, halfvec=halfvec)
+            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search})
+            err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
+            measure(index, space, embedder, texts, result, **measure_options)
             result.server_mb = _server_rss_mb(server.root)
         finally:
             storage.close()

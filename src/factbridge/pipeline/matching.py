@@ -28,6 +28,7 @@ from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import Storage
 from factbridge.backends.vectors.base import VectorIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
+from factbridge.backends.vectors.selection import VectorIndexTuning
 from factbridge.errors import ConfigError, EmbedderMismatch
 from factbridge.models import FactCheck, MatchCandidate, MatchResult, Post, SignalScore
 from factbridge.pipeline.centering import LanguageCentering
@@ -126,10 +127,14 @@ class Matcher:
         possible_threshold: float | None = None,
         centering: LanguageCentering | None = None,
         dense_index: str = "memory",
+        index_tuning: VectorIndexTuning | None = None,
+        index_dir: str | Path | None = None,
     ) -> None:
         if dense_index not in {"memory", "stored"}:
             raise ConfigError(f"unknown dense index '{dense_index}' (memory or stored)")
         self.dense_index = dense_index
+        self.index_tuning = index_tuning
+        self.index_dir = index_dir  # SQLite: where the stored library's usearch index is saved (None: memory only)
         self.search_index: VectorIndex | None = None
         if fusion not in {"learned", "rrf", "dense"}:
             raise ConfigError(f"match_fusion: unknown fusion '{fusion}' (learned, rrf or dense)")
@@ -227,7 +232,9 @@ class Matcher:
                 if got:
                     centred = self.centering.apply(raw, [fcs[i].language for i in got], "passage")
                     self.storage.put_vectors(self.org, kind, self.embedder.id, [(i, shas[i], v) for i, v in zip(got, centred, strict=True)])
-        self.search_index = stored_vector_index(self.storage, self.org, kind, self.embedder.id, self.embedder.dim)
+        self.search_index = stored_vector_index(
+            self.storage, self.org, kind, self.embedder.id, self.embedder.dim, data_dir=self.index_dir, tuning=self.index_tuning,
+        )
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
         self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])

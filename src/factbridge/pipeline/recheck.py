@@ -41,11 +41,11 @@ class RecheckReport:
 
 def _post_index(services: Any, org: str, embedder: Any) -> Any:
     """The organisation's post vector index (pgvector HNSW, or HNSW persisted in data_dir)."""
-    from factbridge.backends.vectors.selection import stored_vector_index
+    from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 
     s = services.settings
     return stored_vector_index(
-        services.storage, org, "post", embedder.id, embedder.dim, choice=s.vector_index,
+        services.storage, org, "post", embedder.id, embedder.dim, choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, resync_s=0,
     )
 

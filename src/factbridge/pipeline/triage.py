@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from factbridge.backends.vectors.selection import stored_vector_index
+from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.records import (
@@ -217,7 +217,7 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         return groups
     s = services.settings
     index = stored_vector_index(
-        storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index,
+        storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids, resync_s=s.matcher_cache_s,
     )
     near: dict[str, list[str]] = {}

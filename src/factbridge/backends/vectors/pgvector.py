@@ -8,7 +8,9 @@ dimension) are refused with EmbedderMismatch.
 Exact search (default) scans that slice in the database; `hnsw=True` builds a
 pgvector HNSW index for the embedder and kind (a partial index on `vec::vector(dim)`,
 since one table holds every embedder's vectors of every kind: a fact-check search
-must not walk through millions of post vectors) for the millions-of-posts case.
+must not walk through millions of post vectors) for the millions-of-posts case. `halfvec=True` indexes `vec::halfvec(dim)` instead (half
+the index's size; scores returned are still computed on the float vectors). `m` and
+`ef_construction` shape a new HNSW index; `ef_search` is set per query.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text
 from factbridge.backends.vectors.base import check_vectors
+from factbridge.backends.vectors.hnsw import RERANK_FACTOR
 from factbridge.errors import EmbedderMismatch
 
 PGVECTOR_INDEX_VERSION = "pgvector-1"
@@ -39,6 +42,7 @@ class PgVectorIndex:
         ef_search: int = 100,
         m: int = 16,
         ef_construction: int = 64,
+        halfvec: bool = False,
     ) -> None:
         self.storage = storage
         self.org = org
@@ -47,6 +51,7 @@ class PgVectorIndex:
         self.dim = dim
         self.hnsw = hnsw
         self.ef_search = ef_search
+        self.halfvec = halfvec
         known = storage.embedders().get(embedder_id)
         if known is not None and known != dim:
             raise EmbedderMismatch(f"embedder '{embedder_id}' has dimension {known} in storage, index asked for {dim}")
@@ -55,18 +60,29 @@ class PgVectorIndex:
 
     @property
     def hnsw_index_name(self) -> str:
-        return "vectors_hnsw_" + hashlib.sha1(f"{self.embedder_id}/{self.dim}/{self.kind}".encode()).hexdigest()[:16]
+        half = "/halfvec" if self.halfvec else ""  # another expression: another index
+        return "vectors_hnsw_" + hashlib.sha1(f"{self.embedder_id}/{self.dim}/{self.kind}{half}".encode()).hexdigest()[:16]
 
-    def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
+    @property
+    def _indexed_type(self) -> str:
+        return "halfvec" if self.halfvec else "vector"
+
+    def hnsw_statement(self, m: int, ef_construction: int) -> Any:
+        """The CREATE INDEX of this index's HNSW graph (a bulk load runs it itself, without the
+        write time limit, after the rows are in)."""
         from psycopg import sql
 
-        statement = sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vec::vector({dim})) vector_ip_ops)"
+        return sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vec::{type}({dim})) {ops})"
             " WITH (m = {m}, ef_construction = {efc}) WHERE embedder = {embedder} AND kind = {kind}"
         ).format(
-            name=sql.Identifier(self.hnsw_index_name), dim=sql.Literal(int(self.dim)), m=sql.Literal(int(m)),
-            efc=sql.Literal(int(ef_construction)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
+            name=sql.Identifier(self.hnsw_index_name), dim=sql.Literal(int(self.dim)), type=sql.SQL(self._indexed_type),
+            ops=sql.SQL(f"{self._indexed_type}_ip_ops"), m=sql.Literal(int(m)), efc=sql.Literal(int(ef_construction)),
+            embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
         )
+
+    def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
+        statement = self.hnsw_statement(m, ef_construction)
         self.storage._write(lambda c: c.execute(statement))
 
     def _check(self, embedder_id: str, dim: int) -> None:
@@ -101,20 +117,28 @@ class PgVectorIndex:
 
         statement: sql.Composable
         if self.hnsw:
-            # the expression and the embedder literal must match the partial index to use it
+            # the expression and the embedder literal must match the partial index to use it. With
+            # halfvec the index orders a few times k candidates, re-ranked by the float inner product.
             statement = sql.SQL(
-                "SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) FROM vectors"
+                "SELECT item_id, score FROM (SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) AS score FROM vectors"
                 " WHERE embedder = {embedder} AND kind = {kind} AND org = %s"
-                " ORDER BY (vec::vector({dim})) <#> %b::vector({dim}) LIMIT %s"
-            ).format(dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind))
-            settings = {"hnsw.ef_search": str(max(self.ef_search, k)), "hnsw.iterative_scan": "strict_order"}
+                " ORDER BY (vec::{type}({dim})) <#> %b::vector({dim})::{type}({dim}) LIMIT %s) AS candidates"
+                ' ORDER BY score DESC, item_id COLLATE "C" LIMIT %s'
+            ).format(
+                dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
+                type=sql.SQL(self._indexed_type),
+            )
+            wanted = max(k * RERANK_FACTOR, k + 32) if self.halfvec else k
+            # pgvector's ef_search tops out at 1000; the iterative scan goes on past it for a larger k
+            settings = {"hnsw.ef_search": str(min(1000, max(self.ef_search, wanted))), "hnsw.iterative_scan": "strict_order"}
+            params: tuple[Any, ...] = (query, self.org, query, wanted, k)
         else:
             statement = sql.SQL(
                 "SELECT item_id, -(vec <#> %b::vector) FROM vectors WHERE embedder = %s AND org = %s AND kind = %s"
                 ' ORDER BY vec <#> %b::vector, item_id COLLATE "C" LIMIT %s'
             )
             settings = {}
-        params = (query, self.org, query, k) if self.hnsw else (query, self.embedder_id, self.org, self.kind, query, k)
+            params = (query, self.embedder_id, self.org, self.kind, query, k)
         rows = self.storage._read(lambda c: c.execute(statement, params).fetchall(), local_settings=settings or None)
         return [(r[0], float(r[1])) for r in rows]
 

@@ -12,6 +12,11 @@ working on: what it just stored); every `resync_s` seconds, and when it is first
 opened, it compares the stored text hashes with its own and adds whatever another
 process stored or changed. It is saved when it was built and then at most once a
 minute, so a restart reads the file instead of rebuilding the graph.
+
+`VectorIndexTuning` (from the vector_* settings) sets how a new graph is built (links,
+construction effort, f32/f16/i8 storage: a quantised usearch index re-ranks its
+candidates with the float vectors the storage holds; f16 on PostgreSQL indexes halfvec)
+and how far a search explores.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from factbridge.backends.vectors.base import VectorIndex
 from factbridge.backends.vectors.hnsw import HnswIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
@@ -32,6 +39,24 @@ from factbridge.errors import ConfigError
 
 VECTOR_INDEXES = ("hnsw", "exact")
 SAVE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class VectorIndexTuning:
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 256
+    dtype: str = "f32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("f32", "f16", "i8"):
+            raise ConfigError(f"vector_dtype: unknown type '{self.dtype}' (f32, f16 or i8)")
+        if min(self.m, self.ef_construction, self.ef_search) < 2:
+            raise ConfigError("vector_m, vector_ef_construction and vector_ef_search must be at least 2")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> VectorIndexTuning:
+        return cls(settings.vector_m, settings.vector_ef_construction, settings.vector_ef_search, settings.vector_dtype)
 
 
 @dataclass
@@ -57,23 +82,33 @@ def index_path(data_dir: str | Path, org: str, kind: str, embedder_id: str) -> P
 
 def stored_vector_index(
     storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
-    fresh_ids: Sequence[str] = (), resync_s: float = 300.0,
+    fresh_ids: Sequence[str] = (), resync_s: float = 300.0, tuning: VectorIndexTuning | None = None,
 ) -> VectorIndex:
     """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
     stored, added before the index answers. `data_dir` None: kept in memory only."""
     if choice not in VECTOR_INDEXES:
         raise ConfigError(f"vector_index: unknown index '{choice}' ({', '.join(VECTOR_INDEXES)})")
+    tuning = tuning or VectorIndexTuning()
     if _is_postgres(storage):
         from factbridge.backends.vectors.pgvector import PgVectorIndex
 
-        return PgVectorIndex(storage, org, kind, embedder_id, dim, hnsw=choice == "hnsw")
+        if tuning.dtype == "i8":
+            raise ConfigError("vector_dtype: i8 is for the embedded (usearch) index; PostgreSQL takes f32 (vector) or f16 (halfvec)")
+        return PgVectorIndex(
+            storage, org, kind, embedder_id, dim, hnsw=choice == "hnsw", m=tuning.m, ef_construction=tuning.ef_construction,
+            ef_search=tuning.ef_search, halfvec=tuning.dtype == "f16",
+        )
     per_storage = _KEPT.setdefault(storage, {})
     key = (org, kind, embedder_id)
     kept = per_storage.get(key)
     path = index_path(data_dir, org, kind, embedder_id) if data_dir is not None else None
     if kept is None:
         if choice == "hnsw":
-            index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim) if path else HnswIndex(embedder_id, dim)
+            options: dict[str, Any] = {
+                "connectivity": tuning.m, "expansion_add": tuning.ef_construction, "expansion_search": tuning.ef_search,
+                "dtype": tuning.dtype, "rerank": _stored_floats(storage, org, kind, embedder_id, dim),
+            }
+            index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim, **options) if path else HnswIndex(embedder_id, dim, **options)
         else:
             index = NumpyIndex(embedder_id, dim)
         kept = per_storage.setdefault(key, _Kept(index, dict(index.text_shas) if isinstance(index, HnswIndex) else {}))
@@ -104,6 +139,22 @@ def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: 
         else:
             kept.index.add(got, matrix, embedder_id)
         kept.shas.update(zip(got, known, strict=True))
+
+
+def _stored_floats(storage: Any, org: str, kind: str, embedder_id: str, dim: int) -> Any:
+    """The re-rank source of a quantised index: the float vectors the storage holds (only the
+    few candidates of one search are read)."""
+
+    def rerank(ids: Sequence[str]) -> np.ndarray:
+        got, matrix = storage.load_vectors(org, kind, embedder_id, ids=list(ids))
+        row = {item: n for n, item in enumerate(got)}
+        out = np.zeros((len(ids), dim), dtype=np.float32)  # an item deleted meanwhile scores 0: last
+        for n, item in enumerate(ids):
+            if item in row:
+                out[n] = matrix[row[item]]
+        return out
+
+    return rerank
 
 
 def forget_indexes(storage: Any) -> None:
