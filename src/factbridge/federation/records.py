@@ -39,6 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factbridge.backends.storage.base import Rows, Storage, iter_docs
+from factbridge.docfields import integer as _int
+from factbridge.docfields import mapping as _dict
+from factbridge.docfields import opt_text as _opt
+from factbridge.docfields import text as _str
+from factbridge.docfields import texts as _strs
 
 PARTNERS = "federation_partners"
 FEED = "federation_feed"
@@ -55,26 +60,6 @@ KEYS = "federation_keys"  # audit object name only
 SENT = "federation_sent"  # audit object name only
 
 COLLECTIONS = (PARTNERS, FEED, FEED_HEAD, FEED_STATE, INBOX, ITEMS, SYNC, PUSHES, PARTNER_NARRATIVES, PARTNER_LINKS, CONSENSUS)
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _strs(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list | tuple) else []
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
 
 
 class DocView:

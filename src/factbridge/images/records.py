@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factbridge.backends.storage.base import DocumentStore
+from factbridge.docfields import integer as _int
 
 IMAGE_MATCHES = "image_matches"
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 @dataclass(frozen=True)

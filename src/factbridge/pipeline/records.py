@@ -36,6 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.docfields import counts as _counts
+from factbridge.docfields import mapping as _dict
+from factbridge.docfields import nonempty_text as _opt_str
+from factbridge.docfields import number as _float
+from factbridge.docfields import text as _str
+from factbridge.docfields import texts as _strs
 
 MEMBERS = "narrative_members"
 QUEUE = "queue"
@@ -119,15 +125,6 @@ class Component:
         if isinstance(doc, Mapping):
             return cls(_float(doc.get("value")) or 0.0, _float(doc.get("weight")), _float(doc.get("contribution")), dict(doc.get("evidence") or {}))
         return cls(_float(doc) or 0.0)
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -218,30 +215,6 @@ class TriageQueue:
                 break
             offset += len(rows)
         return out[:limit]
-
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def _strs(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list | tuple) else []
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-def _counts(value: Any) -> dict[str, int]:
-    return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float)} if isinstance(value, Mapping) else {}
 
 
 # --------------------------------------------------------------------------- alerts

@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factbridge.backends.storage.base import DocumentStore, iter_docs
+from factbridge.docfields import opt_text as _opt
 
 SOURCES = "sources"
 SIGNATURES = "webhook_signatures"
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)

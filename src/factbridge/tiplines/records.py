@@ -28,6 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from factbridge.backends.storage.base import DocumentStore, Expect, Rows, iter_docs
+from factbridge.docfields import mapping as _dict
+from factbridge.docfields import opt_text as _opt
 from factbridge.errors import PreconditionFailed
 
 USERS = "tipline_users"
@@ -42,14 +44,6 @@ BUILT = "_built"
 WRITE_ATTEMPTS = 20
 
 _Row = tuple[str, dict[str, Any], float | None]
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
 # --------------------------------------------------------------------------- users

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from factbridge.backends.storage.base import DocumentStore, Expect, Rows, Storage, iter_docs
+from factbridge.docfields import opt_text as _opt
 from factbridge.errors import NotFound
 
 CASES = "cases"
@@ -42,10 +43,6 @@ def _timestamp(iso: str) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _opt_float(value: Any) -> float | None:
