@@ -268,7 +268,8 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 
 def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[NarrativeRecord]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    by_post = LinkRisks(storage).max_scores(org, [p.id for p in posts]) if LinkRisks(storage).count(org) else {}
+    links = LinkRisks(storage)
+    by_post = links.max_scores(org, [p.id for p in posts]) if links.count(org) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, float | None, str]] = []

@@ -51,10 +51,6 @@ def withdrawn_ids(storage: DocumentStore, org: str) -> set[str]:
     return WithdrawnList(storage).ids(org)
 
 
-def withdrawal_rows(factcheck_ids: Sequence[str], withdrawal: dict[str, Any]) -> list[tuple[str, dict[str, Any], float | None]]:
-    return WithdrawnList.rows(factcheck_ids, withdrawal)[1]
-
-
 def mark(fc: FactCheck, withdrawal: dict[str, Any]) -> FactCheck:
     """The library entry marked withdrawn (a copy)."""
     return fc.model_copy(update={"raw": {**(fc.raw or {}), "withdrawn": dict(withdrawal)}})

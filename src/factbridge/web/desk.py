@@ -194,7 +194,8 @@ def instant_answer(web: WebState, org: str, post: Post, lang: str) -> dict[str, 
             if not isinstance(risk, InputError) and risk.flagged:
                 risky.append({"url": risk.url, "level": risk.level})
     claim_key = f"fc:{best.factcheck_id}" if best is not None and best.decision == "match" else " ".join(sorted(set(tokenize(post.text))))[:300]
-    earlier = sum(1 for r in pv.public_reports(storage, org, 5000) if r.get("claim_key") == claim_key and r["post_id"] != post.id)
+    # the latest 5,000 reports' claim keys (their posts are not needed to count them)
+    earlier = sum(1 for r in Reports(storage).newest(org, 5000) if r.claim_key == claim_key and r.post_id != post.id)
     Reports(storage).grouped_under(org, post.id, claim_key)
     return {
         "decision": best.decision if best else "none",

@@ -5,7 +5,7 @@ which the desk uses to count repeated reports of one claim."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -60,10 +60,3 @@ class Reports:
 
     def newest(self, org: str, limit: int = 10) -> list[Report]:
         return [Report.from_doc(i, d) for i, d in self.storage.list_docs(org, REPORTS, limit=limit, order="sort_desc")]
-
-    def count(self, org: str) -> int:
-        return self.storage.count_docs(org, REPORTS)
-
-    def many(self, org: str, post_ids: Sequence[str]) -> dict[str, Report]:
-        docs = self.storage.get_docs(org, REPORTS, list(post_ids)) if post_ids else {}
-        return {i: Report.from_doc(i, d) for i, d in docs.items()}
