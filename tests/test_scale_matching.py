@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from factbridge.backends.vectors.pgvector import PgVectorIndex
+from factbridge.models import Post
 from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.ingest import embed_posts, import_factcheck_files, ingest_file
 from factbridge.pipeline.matching import Matcher, index_factchecks
@@ -19,6 +20,24 @@ SAMPLE = Path(__file__).resolve().parent.parent / "src" / "factbridge" / "data" 
 ORG = "default"
 
 
+def _load_sample(services: Services) -> list[Post]:
+    """The sample library, indexed, and the sample posts, stored with their vectors."""
+    storage, embedder = services.storage, services.embedder
+    import_factcheck_files(storage, ORG, [SAMPLE / "factchecks.jsonld"], services.languages)
+    index_factchecks(storage, embedder, ORG)
+    posts = ingest_file(storage, ORG, SAMPLE / "posts.jsonl", services.languages).posts
+    embed_posts(storage, embedder, ORG, posts)
+    return posts
+
+
+def _assert_same_rankings(stored: Matcher, memory: Matcher, posts: list[Post]) -> None:
+    agree = 0
+    for s, m in zip(stored.match_posts(posts), memory.match_posts(posts), strict=True):
+        assert [c.factcheck_id for c in s.candidates][:1] == [c.factcheck_id for c in m.candidates][:1] or not m.candidates
+        agree += [c.factcheck_id for c in s.candidates] == [c.factcheck_id for c in m.candidates]
+    assert agree >= len(posts) * 0.8, "the same rankings but for ties among unrelated fact-checks"
+
+
 @pytest.mark.postgres
 def test_large_library_on_postgres_is_searched_in_the_database(postgres_url: str, tmp_path: Path) -> None:
     settings = load_settings(env={}, overrides={
@@ -27,21 +46,14 @@ def test_large_library_on_postgres_is_searched_in_the_database(postgres_url: str
     })
     with Services(settings) as services:
         storage, embedder = services.storage, services.embedder
-        import_factcheck_files(storage, ORG, [SAMPLE / "factchecks.jsonld"], services.languages)
-        index_factchecks(storage, embedder, ORG)
-        posts = ingest_file(storage, ORG, SAMPLE / "posts.jsonl", services.languages).posts
-        embed_posts(storage, embedder, ORG, posts)
+        posts = _load_sample(services)
 
         stored = services.matcher(ORG)
         assert stored.dense_index == "stored" and isinstance(stored.search_index, PgVectorIndex)
         assert len(stored.index) == 0, "no library vector is loaded into the process"
         memory = Matcher(storage, embedder, ORG, fusion="rrf")
         assert len(memory) == len(stored) > 0
-        agree = 0
-        for s, m in zip(stored.match_posts(posts), memory.match_posts(posts), strict=True):
-            assert [c.factcheck_id for c in s.candidates][:1] == [c.factcheck_id for c in m.candidates][:1] or not m.candidates
-            agree += [c.factcheck_id for c in s.candidates] == [c.factcheck_id for c in m.candidates]
-        assert agree >= len(posts) * 0.8, "the same rankings but for ties among unrelated fact-checks"
+        _assert_same_rankings(stored, memory, posts)
 
         # centred library vectors are stored once as their own kind, and used
         dim = embedder.dim
@@ -68,21 +80,14 @@ def test_large_library_on_sqlite_is_searched_through_a_saved_hnsw_index(tmp_path
     })
     with Services(settings) as services:
         storage, embedder = services.storage, services.embedder
-        import_factcheck_files(storage, ORG, [SAMPLE / "factchecks.jsonld"], services.languages)
-        index_factchecks(storage, embedder, ORG)
-        posts = ingest_file(storage, ORG, SAMPLE / "posts.jsonl", services.languages).posts
-        embed_posts(storage, embedder, ORG, posts)
+        posts = _load_sample(services)
 
         stored = services.matcher(ORG)
         assert stored.dense_index == "stored" and isinstance(stored.search_index, HnswIndex)
         assert stored.search_index.dtype == "f16" and len(stored.index) == 0, "no library vector is loaded into NumPy"
         assert list((tmp_path / "indexes").glob("factcheck-*.json")), "the index is saved in data_dir/indexes"
         memory = Matcher(storage, embedder, ORG, fusion="rrf")
-        agree = 0
-        for s, m in zip(stored.match_posts(posts), memory.match_posts(posts), strict=True):
-            assert [c.factcheck_id for c in s.candidates][:1] == [c.factcheck_id for c in m.candidates][:1] or not m.candidates
-            agree += [c.factcheck_id for c in s.candidates] == [c.factcheck_id for c in m.candidates]
-        assert agree >= len(posts) * 0.8, "the same rankings but for ties among unrelated fact-checks"
+        _assert_same_rankings(stored, memory, posts)
         size = len(stored.search_index)
     with Services(settings) as again:  # another process: opens the saved index
         reopened = again.matcher(ORG)
