@@ -41,6 +41,7 @@ class Settings:
     queue_batch_size: int = field(default=64, metadata=_meta("Posts per queued batch of work (one message, one acknowledgement).", int))
     queue_local_batch_size: int = field(default=5000, metadata=_meta("Posts per batch on the in-process queue (local://), where the publishing process is the consumer: bigger batches save per-batch stage work.", int))
     queue_worker_merge: int = field(default=16, metadata=_meta("Ready batches a worker takes at once and runs the stages on together (each is still acknowledged, retried and recorded on its own).", int))
+    queue_lookahead: bool = field(default=True, metadata=_meta("When the queue holds more ready batches than a run takes, a worker takes the next run's batches too and encodes their posts while the current run's later stages work (both cores busy); their acknowledgement deadlines are extended meanwhile.", _bool))
     queue_ack_wait_s: float = field(default=300.0, metadata=_meta("Seconds a worker may hold a batch without a sign of life before it is delivered to another worker (a working worker extends it).", float))
     queue_max_deliveries: int = field(default=5, metadata=_meta("Attempts per batch; after the last failed one the batch is recorded as failed with its error (`factbridge batches failed`).", int))
     queue_retry_delay_s: float = field(default=10.0, metadata=_meta("Delay before a failed batch is retried; it doubles after each failed attempt.", float))

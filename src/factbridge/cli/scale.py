@@ -34,6 +34,7 @@ def bench_ingest(
     claims: Annotated[list[Path] | None, typer.Option(help="Fact-check library to match against (embedded through the embedding cache and its seeds).")] = None,
     batch: Annotated[int, typer.Option(help="Posts per batch (as a queued batch of work).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the generated posts.")] = 5,
+    ahead: Annotated[bool, typer.Option("--ahead/--no-ahead", help="Encode the next batch while this batch's later stages run (as a worker does when the next batch is queued).")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Posts/s of the full ingest pipeline on generated posts, per stage, and of the encoder alone in the same run."""
@@ -66,7 +67,7 @@ def bench_ingest(
         raw = generated_posts(posts, mix, duplicates, seed)
         encoder.encode_queries(["warm up"])
         with progress_bar(f"ingesting {posts} generated posts ({mix})", posts) as advance:
-            result = run_ingest_bench(services, org, raw, batch, advance, warmup=generated_posts(16, mix, 0.0, seed + 1000))
+            result = run_ingest_bench(services, org, raw, batch, advance, warmup=generated_posts(16, mix, 0.0, seed + 1000), ahead=ahead)
         library = services.storage.count_factchecks(org)
         encoder_id = encoder.id
     if as_json:
@@ -83,6 +84,8 @@ def bench_ingest(
         cpu = result.stage_cpu_s.get(name, 0.0)
         table.add_row(name, f"{seconds:.2f}", f"{1000 * seconds / posts:.2f}", f"{1000 * cpu / posts:.2f}",
                       f"{seconds / result.total_s:.0%}" if result.total_s else "-", f"{posts / seconds:,.1f}" if seconds else "-")
+    if result.ahead:
+        table.caption = "the next batch is encoded while this batch's later stages run: end to end is the batches' wall time, less than the sum of the stages' rows"
     table.add_row("[bold]end to end[/]", f"{result.total_s:.2f}", f"{1000 * result.total_s / posts:.2f}",
                   f"{1000 * result.total_cpu_s / posts:.2f}", "100%", f"[bold]{result.rate:,.1f}[/]")
     console.print(table)

@@ -17,7 +17,7 @@ import numpy as np
 from factbridge.backends.connectors.base import fetch_items, open_connector
 from factbridge.backends.connectors.files import connector_for
 from factbridge.backends.connectors.reading import DEFAULT_LIMITS, InputLimits
-from factbridge.backends.embedders.base import Embedder, Progress
+from factbridge.backends.embedders.base import Embedder, EncodesAhead, Progress
 from factbridge.backends.embedders.cache import text_sha
 from factbridge.backends.storage.base import (
     DocumentStore,
@@ -94,6 +94,47 @@ def ingest_file(
     return IngestOutcome(report=report, posts=[p for p in posts if p.id in changed])
 
 
+@dataclass
+class _EmbeddingPlan:
+    """What `embed_posts` does with a batch: the posts lacking a vector for their text, the
+    distinct texts no stored post holds (sha -> text), and for each the text whose vector it
+    takes (itself, or a near-identical one of the batch)."""
+
+    todo: list[Post]
+    shas: list[str]
+    vectors: dict[str, np.ndarray]  # text hash -> a stored post's vector (only when loaded)
+    distinct: dict[str, str] = field(default_factory=dict)
+    representative: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def to_embed(self) -> list[str]:
+        return [sha for sha in self.distinct if self.representative[sha] == sha]
+
+
+def _plan_embedding(storage: VectorStore, embedder_id: str, org: str, posts: Sequence[Post], near_duplicate: float,
+                    load: bool = True) -> _EmbeddingPlan | None:
+    texts = {p.id: embedding_text(p) for p in posts}
+    # the batch's own rows and the rows holding one of its texts: never every stored post's
+    stored = storage.vector_shas(org, "post", embedder_id, ids=list(texts))
+    todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
+    if not todo:
+        return None
+    shas = [text_sha(texts[p.id]) for p in todo]
+    holders = storage.vector_shas(org, "post", embedder_id, shas=sorted(set(shas)))
+    vectors = _stored_vectors_by_sha(storage, embedder_id, org, holders, set(shas)) if load else {}
+    plan = _EmbeddingPlan(todo, shas, vectors)
+    held = set(vectors) if load else set(holders.values())
+    for post, sha in zip(todo, shas, strict=True):
+        if sha not in held:
+            plan.distinct.setdefault(sha, texts[post.id])
+    plan.representative = {sha: sha for sha in plan.distinct}
+    if near_duplicate > 0 and len(plan.distinct) > 1:
+        first: dict[int, str] = {}
+        for sha, group in zip(plan.distinct, near_duplicate_groups(list(plan.distinct.values()), near_duplicate).tolist(), strict=True):
+            plan.representative[sha] = first.setdefault(group, sha)
+    return plan
+
+
 def embed_posts(
     storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], progress: Progress | None = None,
     near_duplicate: float = 0.9,
@@ -105,33 +146,33 @@ def embed_posts(
     `near_duplicate` > 0, texts whose estimated Jaccard similarity (MinHash over
     character shingles, text/minhash.py) reaches it share one embedding too: copies
     of one message with a changed link, emoji or typo cost one encoder pass."""
-    texts = {p.id: embedding_text(p) for p in posts}
-    # the batch's own rows and the rows holding one of its texts: never every stored post's
-    stored = storage.vector_shas(org, "post", embedder.id, ids=list(texts))
-    todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
-    if not todo:
+    plan = _plan_embedding(storage, embedder.id, org, posts, near_duplicate)
+    if plan is None:
         return {"embedded": 0, "reused": 0}
-    shas = [text_sha(texts[p.id]) for p in todo]
-    holders = storage.vector_shas(org, "post", embedder.id, shas=sorted(set(shas)))
-    vectors = _stored_vectors_by_sha(storage, embedder.id, org, holders, set(shas))
-    distinct: dict[str, str] = {}
-    for post, sha in zip(todo, shas, strict=True):
-        if sha not in vectors:
-            distinct.setdefault(sha, texts[post.id])
-    representative = {sha: sha for sha in distinct}
-    if near_duplicate > 0 and len(distinct) > 1:
-        first: dict[int, str] = {}
-        for sha, group in zip(distinct, near_duplicate_groups(list(distinct.values()), near_duplicate).tolist(), strict=True):
-            representative[sha] = first.setdefault(group, sha)
-    to_embed = [sha for sha in distinct if representative[sha] == sha]
+    vectors = plan.vectors
+    to_embed = plan.to_embed
     if to_embed:
-        vectors.update(zip(to_embed, embedder.encode_queries([distinct[s] for s in to_embed], progress), strict=True))
-    for sha in distinct:
-        vectors[sha] = vectors[representative[sha]]
-    if progress and len(todo) > len(to_embed):
-        progress(len(todo) - len(to_embed))
-    storage.put_vectors(org, "post", embedder.id, [(p.id, sha, vectors[sha]) for p, sha in zip(todo, shas, strict=True)])
-    return {"embedded": len(to_embed), "reused": len(todo) - len(to_embed)}
+        vectors.update(zip(to_embed, embedder.encode_queries([plan.distinct[s] for s in to_embed], progress), strict=True))
+    for sha in plan.distinct:
+        vectors[sha] = vectors[plan.representative[sha]]
+    if progress and len(plan.todo) > len(to_embed):
+        progress(len(plan.todo) - len(to_embed))
+    storage.put_vectors(org, "post", embedder.id, [(p.id, sha, vectors[sha]) for p, sha in zip(plan.todo, plan.shas, strict=True)])
+    return {"embedded": len(to_embed), "reused": len(plan.todo) - len(to_embed)}
+
+
+def prefetch_post_embeddings(storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], near_duplicate: float = 0.9) -> int:
+    """Start encoding, in the background, the texts `embed_posts` will encode for these
+    (stored) posts, when the embedder can (`EncodesAhead`); returns how many were handed
+    over. The runner calls it for the next batch once this batch's embedding stage is done,
+    so that the next batch is encoded while this one's later stages run."""
+    if not isinstance(embedder, EncodesAhead):
+        return 0
+    plan = _plan_embedding(storage, embedder.id, org, posts, near_duplicate, load=False)
+    texts = [plan.distinct[s] for s in plan.to_embed] if plan else []
+    if texts:
+        embedder.prefetch_queries(texts)
+    return len(texts)
 
 
 def _stored_vectors_by_sha(storage: VectorStore, embedder_id: str, org: str, stored: dict[str, str], wanted: set[str]) -> dict[str, np.ndarray]:

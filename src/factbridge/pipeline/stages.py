@@ -208,13 +208,19 @@ def load_stages() -> list[Stage]:
 
 
 def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Sequence[str] = (),
-               force: bool = False, stages: Sequence[Stage] | None = None, clock: StageClock | None = None) -> dict[str, StageSummary]:
+               force: bool = False, stages: Sequence[Stage] | None = None, clock: StageClock | None = None,
+               ahead: Sequence[Post] = ()) -> dict[str, StageSummary]:
     """Run every stage on the posts that have not had it (at its version, for their
     current content); `force` runs them all again. Each stage's run is recorded in the
     stage ledger right after its outputs are stored (stages are idempotent: a crash in
     between repeats that stage's work and nothing else). A stage in `skip` is recorded as
     skipped for these posts, so a later sweep does not run it behind the user's back.
-    `clock` (benches) collects the time of each stage and of the ledger."""
+    `clock` (benches) collects the time of each stage and of the ledger.
+
+    `ahead`: the next batch's posts, already stored. Once this batch's embedding stage is
+    done, the texts it will have to encode go to the encoder in the background
+    (`pipeline.ingest.prefetch_post_embeddings`), so that the next batch is encoded while
+    this batch's later stages run: they hold the interpreter, the encoder does not."""
     from factbridge.pipeline.ledger import Ledger, Status
 
     summary: dict[str, StageSummary] = {}
@@ -234,6 +240,8 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     for stage in chosen:
         todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
         if not todo:
+            if ahead and stage.name == "embedding":  # this batch had its vectors already
+                _encode_ahead(ctx, org, ahead, clock)
             continue
         if stage.name in skip:
             ledger.record(org, todo, stage, "skipped", ctx.now(), entries)
@@ -254,7 +262,21 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
         ledger.record(org, todo, stage, status, ctx.now(), entries)
         if clock is not None:
             clock.add("ledger", wall0, cpu0)
+        if ahead and stage.name == "embedding" and status == "done":
+            _encode_ahead(ctx, org, ahead, clock)
     return summary
+
+
+def _encode_ahead(ctx: StageContext, org: str, posts: Sequence[Post], clock: StageClock | None) -> None:
+    from factbridge.pipeline.ingest import prefetch_post_embeddings
+
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        prefetch_post_embeddings(ctx.storage, ctx.embedder, org, posts, ctx.settings.embed_near_duplicate)
+    except Exception as exc:  # noqa: BLE001 - only a head start: the next batch embeds what is missing itself
+        log.warning("could not start encoding the next batch ahead: %s: %s", type(exc).__name__, exc)
+    if clock is not None:
+        clock.add("embedding", wall0, cpu0)
 
 
 def stage_versions(stages: Sequence[Stage] | None = None) -> Mapping[str, str]:

@@ -97,14 +97,17 @@ def publish_post_ids(services: Any, org: str, post_ids: Sequence[str], skip: Seq
     return {"batches": len(batches), "posts": sum(len(b.post_ids) for b in batches), "batch_ids": [b.id for b in batches]}
 
 
-def process_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = (), force: bool = False) -> dict[str, dict[str, Any]]:
-    """Run the stages that these posts miss (all of them with `force`): the work of one batch."""
+def process_posts(services: Any, org: str, posts: Sequence[Post], skip: Sequence[str] = (), force: bool = False,
+                  ahead: Sequence[Post] = ()) -> dict[str, dict[str, Any]]:
+    """Run the stages that these posts miss (all of them with `force`): the work of one batch.
+    `ahead`: the next batch's posts (same organisation), encoded while this batch's later
+    stages run (`run_stages`)."""
     from factbridge.pipeline.stages import run_stages
 
-    return run_stages(services, org, posts, skip=skip, force=force)
+    return run_stages(services, org, posts, skip=skip, force=force, ahead=ahead)
 
 
-def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
+def process_batch(services: Any, batch: WorkBatch, ahead: Sequence[Post] = ()) -> dict[str, dict[str, Any]]:
     found = services.storage.get_posts(batch.org, list(batch.post_ids))
     missing = [i for i in batch.post_ids if i not in found]
     if missing:
@@ -112,7 +115,7 @@ def process_batch(services: Any, batch: WorkBatch) -> dict[str, dict[str, Any]]:
         # than the publisher (storage_url) — retrying elsewhere may succeed, so fail loudly.
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise NotFound(f"{len(missing)} of {len(batch.post_ids)} posts of org '{batch.org}' are not in this worker's storage: {shown}")
-    return process_posts(services, batch.org, [found[i] for i in batch.post_ids], batch.skip, batch.force)
+    return process_posts(services, batch.org, [found[i] for i in batch.post_ids], batch.skip, batch.force, ahead)
 
 
 # -- failure records -------------------------------------------------------------------------
@@ -226,6 +229,11 @@ class Worker:
         self.stop = stop or threading.Event()
         self.on_batch = on_batch
         self.fetch_timeout_s = fetch_timeout_s
+        # Batches taken while the current ones run (when the queue had more ready than a run
+        # takes): their posts are encoded while the current run's later stages hold the
+        # interpreter, and they run next. Their ack deadlines are extended with the current ones'.
+        self.lookahead = bool(services.settings.queue_lookahead)
+        self._held: list[Delivery] = []
 
     def run(self, max_batches: int | None = None, once: bool = False) -> WorkerReport:
         """Process batches until stopped; `once`: until none is ready; `max_batches`: at most that many."""
@@ -234,11 +242,15 @@ class Worker:
         try:
             while not self.stop.is_set() and (max_batches is None or len(report.outcomes) < max_batches):
                 room = self.merge if max_batches is None else min(self.merge, max_batches - len(report.outcomes))
-                deliveries = self.queue.fetch(room, self.fetch_timeout_s)
+                deliveries, self._held = (self._held or self.queue.fetch(room, self.fetch_timeout_s)), []
                 if not deliveries:
                     if once:
                         break
                     continue
+                after = len(report.outcomes) + len(deliveries)
+                if self.lookahead and len(deliveries) == room and (max_batches is None or after < max_batches):
+                    # the queue had at least a full run ready: take the next run's batches now
+                    self._held = self.queue.fetch(self.merge if max_batches is None else min(self.merge, max_batches - after), 0.0)
                 outcomes = [self.handle(deliveries[0])] if len(deliveries) == 1 else self.handle_many(deliveries)
                 for outcome in outcomes:
                     report.outcomes.append(outcome)
@@ -246,7 +258,26 @@ class Worker:
                         self.on_batch(outcome)
         finally:
             report.seconds = time.perf_counter() - t0
+            if self._held:  # stopped (or interrupted) before running them: hand them back now
+                for delivery in self._held:
+                    delivery.nack()
+                self._held = []
         return report
+
+    def _ahead(self, org: str) -> list[Post]:
+        """The stored posts of the held batches of `org` (those the next run will process)."""
+        ids: list[str] = []
+        for delivery in self._held:
+            try:
+                batch = WorkBatch.from_body(delivery.body)
+            except InputError:
+                continue
+            if batch.org == org and delivery.attempt <= self.queue.max_deliveries:
+                ids.extend(batch.post_ids)
+        if not ids:
+            return []
+        found = self.services.storage.get_posts(org, list(dict.fromkeys(ids)))
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def handle_many(self, deliveries: Sequence[Delivery]) -> list[BatchOutcome]:
         """Run the stages once on the posts of several batches of one organisation; any
@@ -272,9 +303,9 @@ class Worker:
             t0 = time.perf_counter()
             ids = list(dict.fromkeys(i for _, b in members for i in b.post_ids))
             try:
-                with _Heartbeat([d for d, _ in members], self.queue.ack_wait_s / 3):
+                with _Heartbeat([*(d for d, _ in members), *self._held], self.queue.ack_wait_s / 3):
                     merged = WorkBatch(f"merged-{uuid.uuid4().hex}", org, tuple(ids), skip, force=force)
-                    stages = process_batch(self.services, merged)
+                    stages = process_batch(self.services, merged, self._ahead(org))
             except Exception as exc:  # noqa: BLE001 - each batch is retried (and recorded) on its own
                 log.warning("merged run of %d batches (org %s) failed (%s: %s); running them one by one", len(members), org, type(exc).__name__, exc)
                 outcomes.extend(self.handle(d) for d, _ in members)
@@ -321,8 +352,8 @@ class Worker:
             return BatchOutcome(batch.id, batch.org, len(batch.post_ids), attempt, "failed", time.perf_counter() - t0, error)
 
         try:
-            with _Heartbeat(delivery, self.queue.ack_wait_s / 3):
-                stages = process_batch(self.services, batch)
+            with _Heartbeat([delivery, *self._held], self.queue.ack_wait_s / 3):
+                stages = process_batch(self.services, batch, self._ahead(batch.org))
         except Exception as exc:  # any stage failure is recorded with the batch, never lost
             error = f"{type(exc).__name__}: {exc}"
             log.warning("batch %s (org %s) attempt %d/%d failed: %s", batch.id, batch.org, attempt, limit, error)

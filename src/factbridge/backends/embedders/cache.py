@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from factbridge.backends.embedders.base import ClipsQueries, Embedder, Progress, normalize_rows
+from factbridge.backends.embedders.base import (
+    ClipsQueries,
+    Embedder,
+    EncodesAhead,
+    Progress,
+    normalize_rows,
+)
 from factbridge.backends.sqlite_busy import CONNECT_TIMEOUT_S, is_busy, retry_busy
 
 log = logging.getLogger(__name__)
@@ -135,6 +141,22 @@ class CachedEmbedder:
 
     def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, "query", progress)
+
+    def prefetch_queries(self, texts: Sequence[str]) -> None:
+        """Hand the texts the cache does not hold to the encoder to encode ahead (when it can)."""
+        if not isinstance(self.inner, EncodesAhead):
+            return
+        if isinstance(self.inner, ClipsQueries):
+            texts = self.inner.clip_queries(texts)
+        todo = {text_sha(t): t for t in texts}
+        found = self.cache.get_many(self.id, "query", list(todo))
+        missing = [t for sha, t in todo.items() if sha not in found]
+        if missing:
+            self.inner.prefetch_queries(missing)
+
+    def settle(self) -> None:
+        if isinstance(self.inner, EncodesAhead):
+            self.inner.settle()
 
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, "passage", progress)

