@@ -57,7 +57,7 @@ def test_vectors_encoded_ahead_are_the_ones_encoded_then(embedder: E5Embedder) -
     assert not embedder._ahead, "taken texts are no longer held"
     embedder.prefetch_queries(texts[:3])
     embedder.settle()
-    assert all(future.done() for future, _ in embedder._ahead.values())
+    assert all(job.done() for job, _ in embedder._ahead.values())
     assert _same(embedder.encode_queries(texts[:3]), direct[:3])
 
 

