@@ -50,7 +50,7 @@ def resolve_engine(engine: str) -> str:
 
 class _Ahead(Protocol):
     def result(self) -> np.ndarray: ...
-    def wait(self) -> None: ...
+    def finish(self) -> None: ...
     def done(self) -> bool: ...
 
 
@@ -63,7 +63,7 @@ class _FutureAhead:
     def result(self) -> np.ndarray:
         return self._future.result()
 
-    def wait(self) -> None:
+    def finish(self) -> None:
         self._future.exception()
 
     def done(self) -> bool:
@@ -209,12 +209,12 @@ class E5Embedder:
                 del self._ahead[next(iter(self._ahead))]
 
     def settle(self) -> None:
-        """Wait until every text handed to `prefetch_queries` is encoded (errors surface when
-        a text is asked for)."""
+        """Finish encoding every text handed to `prefetch_queries`, helping on this thread
+        (errors surface when a text is asked for)."""
         with self._ahead_lock:
             jobs = {id(j): j for j, _ in self._ahead.values()}
         for job in jobs.values():
-            job.wait()
+            job.finish()
 
     def encode_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode(texts, False, progress)
@@ -327,10 +327,14 @@ class _OnnxAhead:
             while self._finished < len(self._chunks) and self._error is None:
                 self._cond.wait()
 
-    def result(self) -> np.ndarray:
-        """Every text's vector (rows in the order given): takes the chunks left, then waits."""
+    def finish(self) -> None:
+        """Run the chunks left on this thread too, then wait for those being run."""
         self.work()
         self.wait()
+
+    def result(self) -> np.ndarray:
+        """Every text's vector (rows in the order given): takes the chunks left, then waits."""
+        self.finish()
         with self._cond:
             if self._error is not None:
                 raise self._error
