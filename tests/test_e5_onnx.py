@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from factbridge.backends.embedders.base import embedder_family
-from factbridge.backends.embedders.e5 import E5Embedder, resolve_engine
+from factbridge.backends.embedders.e5 import INT8_VERSION, E5Embedder, resolve_engine
 from factbridge.backends.embedders.e5s1 import E5S1, bundled_model_path
 from factbridge.errors import ConfigError, ModelError
 from factbridge.pipeline.narratives import resolve_thresholds
@@ -235,6 +235,8 @@ def test_reranker_and_centering_accept_the_onnx_engine(engines: tuple[E5Embedder
     reranker.check_embedder(fast.id)
     with pytest.raises(EmbedderMismatch):
         reranker.check_embedder("hashing-v1-384")
-    centering = shipped_centering(fast.id)
-    assert centering is not None and centering.embedder_id == ref.id
-    centering.check_embedder(fast.id)
+    for engine_id in (fast.id, fast.id.replace("/", f"-{INT8_VERSION}/", 1)):
+        reranker.check_embedder(engine_id)  # the int8v2 engine's id too: calibrations go by family
+        centering = shipped_centering(engine_id)
+        assert centering is not None and centering.embedder_id == ref.id
+        centering.check_embedder(engine_id)
