@@ -108,6 +108,7 @@ def test_bench_match_synthetic_on_postgres_halfvec(tmp_path: Path) -> None:
     data = _json(result.output)
     assert data["pg_index"] == "halfvec" and data["m"] == 8 and data["ef_search"] == 200 and data["index_mb"] > 0
     assert data["recall_at_10"] >= 0.95 and data["load_s"] >= 0 and data["server_mb"] > 0
+    assert data["vacuum_analyze_s"] >= 0 and data["prewarm_index_s"] >= 0 and data["cold_ms"] > 0 and data["warmup"] == 20
 
 
 def test_queries_of_another_engine_of_the_same_weights_search_the_library() -> None:
