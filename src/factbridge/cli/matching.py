@@ -225,6 +225,7 @@ def bench_match(
     dtype: Annotated[str, typer.Option(help="With --synthetic --backend hnsw: how the index stores vectors (f32, f16, i8; quantised ones re-rank their candidates with float vectors). With --backend postgres: vector or halfvec for the HNSW index.")] = "f16",
     base: Annotated[Path | None, typer.Option(help="With --synthetic: an embedding cache file whose passage vectors the library is made from (default: the first embed_cache_seed file with claim_retrieval in its name, else random topics).")] = None,
     rebuild: Annotated[bool, typer.Option(help="With --synthetic --backend hnsw: build again even when data_dir holds this index (a build is checkpointed there and resumed).")] = False,
+    warmup: Annotated[int, typer.Option(help="With --synthetic: untimed requests after the first (cold, reported on its own) and before the timed ones.")] = 20,
 ) -> None:
     """Latency of matching one post (p50/p99, embedding included, cache off) and batch throughput."""
     import numpy as np
@@ -232,7 +233,7 @@ def bench_match(
     if synthetic:
         from factbridge.cli.scale import bench_match_synthetic
 
-        bench_match_synthetic(ctx, synthetic, backend, n, as_json, dtype=dtype, base=base, rebuild=rebuild)
+        bench_match_synthetic(ctx, synthetic, backend, n, as_json, dtype=dtype, base=base, rebuild=rebuild, warmup=max(0, warmup))
         return
     if not claims or queries is None:
         raise InputError("bench match needs --claims and --queries (or --synthetic N)", field="claims")

@@ -6,35 +6,51 @@ prebuilt wheels (hnswlib builds from source), keyed vectors that can be removed 
 replaced (faiss' HNSW cannot remove), save / load of one file, and the best recall of
 the three at 200k vectors (0.997 at ef=128).
 
-Item ids are strings; usearch keys are integers: the index keeps the id of each key
-and, per id, the hash of the text its vector was made from, so a process that opens
-the saved index adds only what changed since it was saved (`stale_ids`). A vector
-added again under the same id replaces the old one. Scores are inner products
-(vectors are L2-normalised: cosine), best first, like every VectorIndex.
+Segments (as Lucene's or Qdrant's): the index is a list of usearch graphs of at most
+`segment_size` keys each. New vectors go into the newest segment; a full one is sealed
+(nothing is added to it again) and, once saved, is never written again unless one of
+its vectors is removed or replaced. A search asks every segment for its candidates and
+merges them (by the float re-rank when there is one, else by score). Why: one HNSW
+graph of 1M clustered e5-like vectors with m=16 / ef_construction=64 reaches recall@10
+0.96 whatever the search effort, where graphs of 250,000 reach >= 0.99
+(docs/performance.md); a build slows down with the graph's size, and a save rewrites
+only what changed (the new segment) instead of the whole file.
 
-Files (`path` is a stem): `<path>.<generation>.usearch` (the graph and vectors) and
-`<path>.json` (embedder, dimension, ids, text hashes, version, and the name of its
-`.usearch` file). A save writes a new generation's file, then replaces the `.json`
-atomically (the commit point), then removes older generations: a crash at any moment
-leaves the last complete pair readable. Opening a saved index made by another embedder
+Item ids are strings; usearch keys are integers (given in order, so each segment holds
+one range of keys): the index keeps the id of each key and, per id, the hash of the
+text its vector was made from, so a process that opens the saved index adds only what
+changed since it was saved (`stale_ids`). A vector added again under the same id
+replaces the old one. Scores are inner products (vectors are L2-normalised: cosine),
+best first, like every VectorIndex.
+
+Files (`path` is a stem): one `<path>.<generation>.usearch` per segment (its graph and
+vectors) and `<path>.json` (embedder, dimension, ids, text hashes, version, and the
+segments: the file and first key of each). A save writes the files of the segments
+changed since the last save under new names, then replaces the `.json` atomically (the
+commit point), then removes the files no segment names any more: a crash at any moment
+leaves the last complete set readable. Opening a saved index made by another embedder
 or of another dimension raises EmbedderMismatch. `open(..., view=True)` memory-maps
-the saved file instead of reading it (a read-only index whose pages the OS shares and
-evicts: what a process that only searches needs).
+the saved files instead of reading them (a read-only index whose pages the OS shares
+and evicts: what a process that only searches needs). A file of the layout before
+segments (`usearch-hnsw-1`, one `data` file) opens as one segment.
 
 Memory: `dtype="f16"` (768 bytes per 384-d vector) or `"i8"` (384 bytes) instead of
 `"f32"` (1,536 bytes). Quantised distances move scores by ~1e-3 (f16) or ~1e-2 (i8),
 so with `rerank` (a function giving the float vectors of a few ids, e.g. from storage)
-the index asks the graph for a few times `k` candidates and orders them by their exact
-inner products: the scores returned are the float ones, and recall is the graph's.
+the index asks each segment for a few times `k` candidates and orders them all by their
+exact inner products: the scores returned are the float ones, and recall is the graphs'.
 """
 
 from __future__ import annotations
 
+import bisect
+import importlib.util
 import json
 import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +59,35 @@ import numpy as np
 from factbridge.backends.vectors.base import check_vectors
 from factbridge.errors import EmbedderMismatch
 
-HNSW_INDEX_VERSION = "usearch-hnsw-1"
+HNSW_INDEX_VERSION = "usearch-hnsw-2"  # 2: segments; 1: one graph (still read)
+READABLE_VERSIONS = ("usearch-hnsw-1", HNSW_INDEX_VERSION)
 # Below this many vectors a brute-force scan costs well under a millisecond and is exact, where
 # the graph's answer is approximate (a small graph can miss a neighbour now and then).
 EXACT_BELOW = 4096
 DTYPES = ("f32", "f16", "i8")
-RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of the graph per result
+RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of each segment per result
+SEGMENT_SIZE = 250_000  # keys per segment (the vector_segment_size setting; docs/performance.md)
 
 Rerank = Callable[[Sequence[str]], np.ndarray]  # ids -> their float vectors, one row each, in order
 
 
 def _usearch() -> Any:
+    # usearch 2.26's native module loaded before ONNX Runtime's makes ONNX Runtime's import
+    # crash the process (segmentation fault; the other order is fine): when the `fast` extra
+    # is installed, load ONNX Runtime first, as an embedder with embed_engine=onnx will.
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime  # noqa: F401
     from usearch.index import Index  # a core dependency, imported when an index is made
 
     return Index
+
+
+@dataclass
+class _Segment:
+    graph: Any  # usearch Index
+    first_key: int
+    live: int = 0  # vectors not removed
+    saved_as: str | None = None  # its file as last saved; None: changed since (or never saved)
 
 
 class HnswIndex:
@@ -71,21 +102,32 @@ class HnswIndex:
         dtype: str = "f32",
         threads: int = 0,
         rerank: Rerank | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"HnswIndex dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+        if segment_size < 1:
+            raise ValueError(f"HnswIndex segment_size must be positive, got {segment_size}")
         self.embedder_id = embedder_id
         self.dim = dim
         self.dtype = dtype
         self.rerank = rerank
         self.read_only = False
         self.threads = threads or (os.cpu_count() or 1)
+        self.segment_size = segment_size
         self.params = {"connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search}
-        self._index = _usearch()(ndim=dim, metric="ip", dtype=dtype, **self.params)
+        self._segments: list[_Segment] = []
         self._ids: list[str | None] = []  # key -> id (None: removed)
         self._key: dict[str, int] = {}
         self._sha: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def _graph(self) -> Any:
+        return _usearch()(ndim=self.dim, metric="ip", dtype=self.dtype, **self.params)
+
+    @property
+    def segments(self) -> int:
+        return len(self._segments)
 
     # -- the VectorIndex contract ---------------------------------------------------
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str, shas: Sequence[str] | None = None) -> None:
@@ -99,18 +141,35 @@ class HnswIndex:
         last = {item_id: n for n, item_id in enumerate(ids)}  # a repeated id: its last vector wins
         rows = sorted(last.values())
         with self._lock:
-            old = [self._key[ids[n]] for n in rows if ids[n] in self._key]
-            if old:
-                self._index.remove(np.asarray(old, dtype=np.uint64))
-                for key in old:
+            old: dict[int, list[int]] = {}
+            for n in rows:
+                if ids[n] in self._key:
+                    key = self._key[ids[n]]
+                    old.setdefault(bisect.bisect_right([s.first_key for s in self._segments], key) - 1, []).append(key)
+            for position, gone in old.items():
+                segment = self._segments[position]
+                segment.graph.remove(np.asarray(gone, dtype=np.uint64))
+                segment.live -= len(gone)
+                segment.saved_as = None
+                for key in gone:
                     self._ids[key] = None
-            keys = np.arange(len(self._ids), len(self._ids) + len(rows), dtype=np.uint64)
-            self._index.add(keys, vectors[rows], threads=self.threads)
-            for key, n in zip(keys.tolist(), rows, strict=True):
-                self._ids.append(ids[n])
-                self._key[ids[n]] = key
-                if shas is not None:
-                    self._sha[ids[n]] = shas[n]
+            done = 0
+            while done < len(rows):
+                newest = self._segments[-1] if self._segments else None
+                if newest is None or len(self._ids) - newest.first_key >= self.segment_size:
+                    newest = _Segment(self._graph(), len(self._ids))  # the newest is full: sealed
+                    self._segments.append(newest)
+                part = rows[done : done + newest.first_key + self.segment_size - len(self._ids)]
+                keys = np.arange(len(self._ids), len(self._ids) + len(part), dtype=np.uint64)
+                newest.graph.add(keys, vectors[part], threads=self.threads)
+                newest.live += len(part)
+                newest.saved_as = None
+                for key, n in zip(keys.tolist(), part, strict=True):
+                    self._ids.append(ids[n])
+                    self._key[ids[n]] = key
+                    if shas is not None:
+                        self._sha[ids[n]] = shas[n]
+                done += len(part)
 
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -118,17 +177,22 @@ class HnswIndex:
         if k <= 0 or not self._key:
             return []
         reranked = self.rerank is not None and self.dtype != "f32"
-        wanted = min(max(k * RERANK_FACTOR, k + 32) if reranked else k, len(self._key))
-        found = self._index.search(query, wanted, exact=len(self._key) < EXACT_BELOW)
-        out = []
-        for key, distance in zip(np.asarray(found.keys).tolist(), np.asarray(found.distances).tolist(), strict=True):
-            item = self._ids[key] if 0 <= key < len(self._ids) else None
-            if item is not None:
-                out.append((item, 1.0 - float(distance)))  # usearch's "ip" distance is 1 - inner product
+        wanted = max(k * RERANK_FACTOR, k + 32) if reranked else k
+        out: list[tuple[str, float]] = []
+        for segment in self._segments:  # every segment may hold all k best
+            if not segment.live:
+                continue
+            found = segment.graph.search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
+            for key, distance in zip(np.asarray(found.keys).tolist(), np.asarray(found.distances).tolist(), strict=True):
+                item = self._ids[key] if 0 <= key < len(self._ids) else None
+                if item is not None:
+                    out.append((item, 1.0 - float(distance)))  # usearch's "ip" distance is 1 - inner product
         if reranked and out and self.rerank is not None:
             exact = np.asarray(self.rerank([i for i, _ in out]), dtype=np.float32) @ query
             order = np.argsort(-exact, kind="stable")[:k]
             return [(out[j][0], float(exact[j])) for j in order]
+        if len(self._segments) > 1:
+            out.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
         return out[:k]
 
     def __len__(self) -> int:
@@ -145,72 +209,96 @@ class HnswIndex:
         return sorted(i for i, sha in shas.items() if self._sha.get(i) != sha)
 
     def save(self, path: str | Path) -> None:
-        """Write a new `<path>.<generation>.usearch`, then `<path>.json` naming it (the commit
-        point, replaced atomically), then remove older generations. A crash before the
-        `.json` is replaced leaves the previous pair; an orphaned new file is removed by
-        the next save."""
+        """Write each segment changed since the last save to a new `<path>.<generation>.usearch`,
+        then `<path>.json` naming every segment's file (the commit point, replaced atomically),
+        then remove the files it no longer names. A crash before the `.json` is replaced leaves
+        the previous set; an orphaned new file is removed by the next save."""
         stem = Path(path)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        data_name = f"{stem.name}.{uuid.uuid4().hex[:12]}.usearch"
         with self._lock:
             if self.read_only:
                 raise ValueError("a read-only view of a saved index is not saved again")
+            names: list[str] = []
+            for segment in self._segments:
+                name = segment.saved_as
+                if name is None or not stem.with_name(name).exists():
+                    name = f"{stem.name}.{uuid.uuid4().hex[:12]}.usearch"
+                    segment.graph.save(str(stem.with_name(name)))
+                    _fsync(stem.with_name(name))
+                names.append(name)
             meta = {
                 "version": HNSW_INDEX_VERSION, "embedder_id": self.embedder_id, "dim": self.dim, "dtype": self.dtype,
-                "params": self.params, "data": data_name, "count": len(self._ids), "ids": self._ids, "shas": self._sha,
+                "params": self.params, "segment_size": self.segment_size,
+                "segments": [{"data": name, "first_key": s.first_key} for name, s in zip(names, self._segments, strict=True)],
+                "count": len(self._ids), "ids": self._ids, "shas": self._sha,
             }
-            self._index.save(str(stem.with_name(data_name)))
-            _fsync(stem.with_name(data_name))
             tmp_meta = stem.with_name(stem.name + ".json.tmp")
             tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
             _fsync(tmp_meta)
             os.replace(tmp_meta, stem.with_name(stem.name + ".json"))
             _fsync(stem.parent)
+            for segment, name in zip(self._segments, names, strict=True):
+                segment.saved_as = name  # only once committed
         for old in stem.parent.glob(f"{stem.name}.*usearch"):
-            if old.name != data_name and _is_generation(old.name, stem.name):
+            if old.name not in names and _is_generation(old.name, stem.name):
                 old.unlink(missing_ok=True)
 
     @staticmethod
-    def saved_file(path: str | Path) -> Path | None:
-        """The `.usearch` file the index saved at `path` reads (None when nothing complete is saved)."""
+    def _saved_segments(meta: Mapping[str, Any], stem: Path) -> list[tuple[Path, int]]:
+        if "segments" in meta:
+            return [(stem.with_name(str(s["data"])), int(s["first_key"])) for s in meta["segments"]]
+        return [(stem.with_name(str(meta.get("data") or stem.name + ".usearch")), 0)]  # usearch-hnsw-1: one graph
+
+    @classmethod
+    def saved_files(cls, path: str | Path) -> list[Path]:
+        """The `.usearch` files (one per segment) the index saved at `path` reads ([] when
+        nothing complete is saved)."""
         stem = Path(path)
         meta_path = stem.with_name(stem.name + ".json")
         if not meta_path.exists():
-            return None
-        data = stem.with_name(str(json.loads(meta_path.read_text(encoding="utf-8")).get("data") or stem.name + ".usearch"))
-        return data if data.exists() else None
+            return []
+        files = [p for p, _ in cls._saved_segments(json.loads(meta_path.read_text(encoding="utf-8")), stem)]
+        return files if all(p.exists() for p in files) else []
 
     @classmethod
     def open(cls, path: str | Path, embedder_id: str, dim: int, *, view: bool = False, **options: Any) -> HnswIndex:
         """The index saved at `path`, or a new empty one when there is none. `view`: memory-map
-        the saved file read-only instead of loading it (an empty, writable index when none)."""
+        the saved files read-only instead of loading them (an empty, writable index when none)."""
         stem = Path(path)
         meta_path = stem.with_name(stem.name + ".json")
         if not meta_path.exists():
             return cls(embedder_id, dim, **options)
-        for _ in range(2):  # a save in another process may replace the pair between the two reads: read again
+        for _ in range(2):  # a save in another process may replace the set between the two reads: read again
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            data_path = stem.with_name(str(meta.get("data") or stem.name + ".usearch"))
-            if data_path.exists():
+            saved = cls._saved_segments(meta, stem)
+            if all(p.exists() for p, _ in saved):
                 break
         if meta.get("embedder_id") != embedder_id or meta.get("dim") != dim:
             raise EmbedderMismatch(
                 f"{meta_path}: index holds vectors of '{meta.get('embedder_id')}' (dimension {meta.get('dim')}),"
                 f" asked for '{embedder_id}' (dimension {dim})"
             )
-        if meta.get("version") != HNSW_INDEX_VERSION or not data_path.exists():
+        if meta.get("version") not in READABLE_VERSIONS or not all(p.exists() for p, _ in saved):
             return cls(embedder_id, dim, **options)  # another layout, or its data lost: rebuilt from storage
-        # how the graph was built comes from the file; search-time options (expansion_search, rerank) from the caller
+        # how the graphs were built comes from the file; search-time options (expansion_search, rerank) from the caller
         built = {"dtype": meta.get("dtype", "f32"), **{k: v for k, v in meta.get("params", {}).items() if k != "expansion_search"}}
+        if "segment_size" in meta:  # a graph of the layout before segments: sealed when above the caller's size
+            built["segment_size"] = int(meta["segment_size"])
         index = cls(embedder_id, dim, **{**options, **built})
-        if view:
-            index._index.view(str(data_path))
-            index.read_only = True
-        else:
-            index._index.load(str(data_path))
         index._ids = list(meta["ids"])
         index._key = {item: key for key, item in enumerate(index._ids) if item is not None}
         index._sha = dict(meta.get("shas", {}))
+        first_keys = np.asarray([first for _, first in saved], dtype=np.int64)
+        live = np.bincount(np.searchsorted(first_keys, np.fromiter(index._key.values(), dtype=np.int64, count=len(index._key)), side="right") - 1,
+                           minlength=len(saved)) if index._key else np.zeros(len(saved), dtype=np.int64)
+        for (data_path, first), count in zip(saved, live.tolist(), strict=True):
+            graph = index._graph()
+            if view:
+                graph.view(str(data_path))
+            else:
+                graph.load(str(data_path))
+            index._segments.append(_Segment(graph, first, int(count), data_path.name))
+        index.read_only = view
         return index
 
 

@@ -14,7 +14,7 @@ process stored or changed. It is saved when it was built and then at most once a
 minute, so a restart reads the file instead of rebuilding the graph.
 
 `VectorIndexTuning` (from the vector_* settings) sets how a new graph is built (links,
-construction effort, f32/f16/i8 storage: a quantised usearch index re-ranks its
+construction effort, vectors per usearch segment, f32/f16/i8 storage: a quantised usearch index re-ranks its
 candidates with the float vectors the storage holds; f16 on PostgreSQL indexes halfvec)
 and how far a search explores.
 """
@@ -47,16 +47,19 @@ class VectorIndexTuning:
     ef_construction: int = 64
     ef_search: int = 256
     dtype: str = "f32"
+    segment_size: int = 250_000
 
     def __post_init__(self) -> None:
         if self.dtype not in ("f32", "f16", "i8"):
             raise ConfigError(f"vector_dtype: unknown type '{self.dtype}' (f32, f16 or i8)")
         if min(self.m, self.ef_construction, self.ef_search) < 2:
             raise ConfigError("vector_m, vector_ef_construction and vector_ef_search must be at least 2")
+        if self.segment_size < 1:
+            raise ConfigError("vector_segment_size must be positive")
 
     @classmethod
     def from_settings(cls, settings: Any) -> VectorIndexTuning:
-        return cls(settings.vector_m, settings.vector_ef_construction, settings.vector_ef_search, settings.vector_dtype)
+        return cls(settings.vector_m, settings.vector_ef_construction, settings.vector_ef_search, settings.vector_dtype, settings.vector_segment_size)
 
 
 @dataclass
@@ -106,7 +109,7 @@ def stored_vector_index(
         if choice == "hnsw":
             options: dict[str, Any] = {
                 "connectivity": tuning.m, "expansion_add": tuning.ef_construction, "expansion_search": tuning.ef_search,
-                "dtype": tuning.dtype, "rerank": _stored_floats(storage, org, kind, embedder_id, dim),
+                "dtype": tuning.dtype, "segment_size": tuning.segment_size, "rerank": _stored_floats(storage, org, kind, embedder_id, dim),
             }
             index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim, **options) if path else HnswIndex(embedder_id, dim, **options)
         else:
