@@ -72,8 +72,9 @@ def _entries(captured: list[list[Any]]) -> dict[str, dict[str, Any]]:
         doc = entry.to_doc()
         doc.pop("updated_at", None)
         velocity = doc["components"]["velocity"]["evidence"]
-        if "examples" in velocity:  # exact copies tie in the vector search: their order is not defined
-            velocity["examples"] = sorted(velocity["examples"])
+        if "examples" in velocity:  # exact copies tie in the vector search: their order (and so which 10 of more) is not defined
+            examples = velocity["examples"]
+            velocity["examples"] = sorted(examples) if velocity["repeats"] <= len(examples) else len(examples)
         out[entry.id] = doc
     return out
 
@@ -86,13 +87,13 @@ def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Pa
     original = triage.gather_facts
     light_calls: list[int] = []
 
-    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
-        return original(services, org, posts, weights, repeats=True)
+    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
+        return original(services, org, posts, weights, repeats=True, reads=reads)
 
-    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
+    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
         if not repeats:
             light_calls.append(len(posts))
-        return original(services, org, posts, weights, repeats=repeats)
+        return original(services, org, posts, weights, repeats=repeats, reads=reads)
 
     settings = load_settings(env={}, overrides={
         "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing",
@@ -140,3 +141,60 @@ def test_link_risk_max_scores_are_the_records_own(storage: Any) -> None:
     records = LinkRisks(storage).get(ORG, ids)
     assert LinkRisks(storage).max_scores(ORG, ids) == {i: (r.max_score, r.decided_by) for i, r in records.items()}
     assert LinkRisks(storage).max_scores(ORG, []) == {}
+
+
+def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch's queue entries as the stage writes them (the batch's repeat searches in one
+    call, each narrative read once per run, entries built as records) against the way before:
+    one search per post, every narrative read again at each gathering, on the same stored state;
+    and every entry is what its stored document reads back as."""
+    from factbridge.backends.vectors.base import VectorIndex
+    from factbridge.pipeline.records import QueueEntry
+
+    captured: list[list[Any]] = []
+    monkeypatch.setattr(triage.TriageQueue, "put", lambda self, org, entries: captured.append(list(entries)))
+    batch_search = triage.search_batch
+    searches: list[int] = []
+
+    def counted_batch(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None) -> Any:
+        searches.append(len(queries))
+        return batch_search(index, queries, k, embedder_id, min_score)
+
+    def each_search(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None) -> Any:
+        return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
+
+    cached = triage.TriageReads.narrative_records
+
+    def reread(self: triage.TriageReads, ids: Any) -> Any:
+        self.narratives.clear()
+        self.absent.clear()
+        self.holds.clear()
+        return cached(self, ids)
+
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing", "embed_cache": "off",
+    })
+    services = Services(settings)
+    try:
+        posts = [prepare_post(p) for p in generated_posts(96, "tweet", duplicates=0.4, seed=23)]
+        narratives = repeats = 0
+        for start in range(0, len(posts), 24):
+            batch = posts[start : start + 24]
+            services.storage.upsert_posts(ORG, batch)
+            monkeypatch.setattr(triage, "search_batch", counted_batch)
+            monkeypatch.setattr(triage.TriageReads, "narrative_records", cached)
+            run_stages(services, ORG, batch)
+            written = captured[-1]
+            assert all(QueueEntry.from_doc(e.id, e.to_doc()) == e for e in written), "an entry is what its document reads back as"
+            fast = _entries(captured)
+            monkeypatch.setattr(triage, "search_batch", each_search)
+            monkeypatch.setattr(triage.TriageReads, "narrative_records", reread)
+            triage.triage_posts(services, ORG, batch)
+            before = _entries(captured)
+            assert fast == before, _diff(fast, before)[:5]
+            narratives += sum(1 for i in fast if i.startswith("narrative:"))
+            repeats += sum(1 for d in fast.values() if d["kind"] == "post" and d["components"]["velocity"]["evidence"]["repeats"])
+    finally:
+        services.close()
+    assert narratives >= 3 and repeats >= 10, "the fixture makes narratives and repeats"
+    assert searches and max(searches) > 1, "a batch's repeat searches go in one call"
