@@ -809,10 +809,11 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
 def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The stored fact-check matches (decision match or possible) of each post."""
     out: dict[str, list[dict[str, Any]]] = {}
+    stored = storage.matches_for_posts(org, post_ids)  # one read for the batch
     for pid in post_ids:
         hits = [
             {"factcheck_id": c.factcheck_id, "decision": c.decision, "fused_score": round(c.fused_score, 4), "decided_by": c.decided_by}
-            for c in storage.matches_for_post(org, pid)
+            for c in stored.get(pid, [])
             if c.decision in {"match", "possible"}
         ]
         if hits:

@@ -325,7 +325,8 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
     # post has no score: the component is 0 and decided_by says "missing".
     stored = CheckworthinessScores(storage).get(org, ids)
-    matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
+    stored_matches = storage.matches_for_posts(org, ids)  # one read for all of them
+    matches = {pid: stored_matches.get(pid, []) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
     wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
     ratings = {fid: fc.rating for fid, fc in wanted_fcs.items()}
