@@ -131,6 +131,7 @@ class TriageReads:
     narratives: dict[str, NarrativeRecord] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)  # narrative ids read and not found
     holds: dict[str, bool] = field(default_factory=dict)
+    rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
 
     def any(self, collection: str) -> bool:
         if collection not in self.holds:
@@ -145,6 +146,16 @@ class TriageReads:
             self.narratives.update(found)
             self.absent.update(set(unread) - found.keys())
         return {i: self.narratives[i] for i in ids if i in self.narratives}
+
+    def narrative_rate(self, narrative: NarrativeRecord, window_hours: float) -> float | None:
+        """`narrative_rate` of a narrative this run read, computed once per run (every member's
+        facts ask for it)."""
+        if self.narratives.get(narrative.id) is not narrative:  # not one of this run's records
+            return narrative_rate(narrative, window_hours)
+        key = (narrative.id, window_hours)
+        if key not in self.rates:
+            self.rates[key] = narrative_rate(narrative, window_hours)
+        return self.rates[key]
 
 
 def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str], reads: TriageReads | None = None) -> dict[str, list[NarrativeRecord]]:
@@ -345,7 +356,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     for post in posts:
         reps = [others[r] for r in repeat_ids[post.id] if r in others]
         own_rate = repeat_rate(post, reps, weights.window_hours)
-        rates = [(n.id, narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
+        rates = [(n.id, reads.narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
         if best_narrative is not None and best_narrative[1] > own_rate:
