@@ -198,3 +198,32 @@ def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Pat
         services.close()
     assert narratives >= 3 and repeats >= 10, "the fixture makes narratives and repeats"
     assert searches and max(searches) > 1, "a batch's repeat searches go in one call"
+
+
+def test_triage_pauses_the_garbage_collector_only_while_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cyclic collection is off during a triage run (nested runs included), on again after it,
+    also when the run fails; a collector someone else turned off stays off."""
+    import gc
+
+    seen: list[bool] = []
+    monkeypatch.setattr(triage, "_triage_posts", lambda services, org, posts: seen.append(gc.isenabled()) or {"queued_posts": 0})
+    assert gc.isenabled()
+    with triage._collector_paused():
+        triage.triage_posts(None, ORG, [])
+        assert not gc.isenabled(), "an inner run ending does not resume collection under an outer one"
+    assert seen == [False] and gc.isenabled()
+
+    def failing(services: Any, org: str, posts: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(triage, "_triage_posts", failing)
+    with pytest.raises(RuntimeError):
+        triage.triage_posts(None, ORG, [])
+    assert gc.isenabled(), "a failed run resumes collection"
+    gc.disable()
+    try:
+        with triage._collector_paused():
+            pass
+        assert not gc.isenabled(), "left off when it was off before"
+    finally:
+        gc.enable()
