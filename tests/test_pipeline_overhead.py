@@ -227,3 +227,18 @@ def test_triage_pauses_the_garbage_collector_only_while_it_runs(tmp_path: Path, 
         assert not gc.isenabled(), "left off when it was off before"
     finally:
         gc.enable()
+
+
+def test_minhash_permutations_one_at_a_time_are_the_matrix_ones() -> None:
+    """The per-permutation minima (one reused buffer) are the integers of the whole
+    (permutations x shingles) matrix computed at once, as signatures were before."""
+    rng = np.random.default_rng(31)
+    hashes = minhash._mix(rng.integers(0, 2**63 - 1, size=5000, dtype=np.int64).astype(np.uint64))
+    first = np.concatenate([[0], np.sort(rng.choice(np.arange(1, 5000), size=40, replace=False))])
+    with np.errstate(over="ignore"):
+        matrix = (minhash._PERM_A[:, None] * hashes[None, :] + minhash._PERM_B[:, None]) >> np.uint64(32)
+    assert np.array_equal(minhash._permuted_minima(hashes, first), np.minimum.reduceat(matrix, first, axis=1))
+    texts = _texts()
+    sigs, valid = minhash._compute_signatures(texts)
+    one_by_one = [minhash._compute_signatures([t]) for t in texts]
+    assert np.array_equal(sigs, np.vstack([s for s, _ in one_by_one])) and np.array_equal(valid, np.concatenate([v for _, v in one_by_one]))

@@ -161,12 +161,25 @@ def _compute_signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndar
         if owner.size == 0:
             continue
         present, first = np.unique(owner, return_index=True)
-        with np.errstate(over="ignore"):
-            permuted = (_PERM_A[:, None] * hashes[None, :] + _PERM_B[:, None]) >> np.uint64(32)
-        mins = np.minimum.reduceat(permuted, first, axis=1).T.astype(np.uint32)
-        sigs[start + present] = mins
+        sigs[start + present] = _permuted_minima(hashes, first).T.astype(np.uint32)
         valid[start + present] = True
     return sigs, valid
+
+
+def _permuted_minima(hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(NUM_PERM, texts): per permutation, the least `(a * h + b) mod 2**64 >> 32` over each text's
+    shingle hashes (`first`: where each text's hashes start). One permutation at a time, in one
+    reused buffer: the same integers as the (NUM_PERM, shingles) matrix at once, without
+    writing and reading back three matrices of that size (the cost on long posts)."""
+    out = np.empty((NUM_PERM, first.shape[0]), dtype=np.uint64)
+    buf = np.empty_like(hashes)
+    with np.errstate(over="ignore"):
+        for p in range(NUM_PERM):
+            np.multiply(hashes, _PERM_A[p], out=buf)
+            buf += _PERM_B[p]
+            buf >>= np.uint64(32)
+            out[p] = np.minimum.reduceat(buf, first)
+    return out
 
 
 def band_keys(sigs: np.ndarray) -> np.ndarray:
