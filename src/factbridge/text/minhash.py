@@ -35,7 +35,16 @@ _RETWEET = re.compile(r"^\s*rt\s+@\w+:?\s*", re.IGNORECASE)
 _NOT_TEXT = re.compile(r"[^\w\u0900-\u0dff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff]+|_+")
 # Combining marks of the Latin/Greek/Cyrillic block only: Khmer and Indic signs are letters of their own.
 _LATIN_MARKS = re.compile("[\u0300-\u036f]+")
-_FOLD_EXTRA = str.maketrans({"đ": "d", "ø": "o", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe"})
+_FOLD_EXTRA = (("đ", "d"), ("ø", "o"), ("ł", "l"), ("ß", "ss"), ("æ", "ae"), ("œ", "oe"))
+
+
+def _fold_extra(text: str) -> str:
+    """The letters NFD does not split, folded. `str.replace` per letter present: what
+    `str.translate` with a table gives (no replacement holds a folded letter), ~15x faster."""
+    for letter, folded in _FOLD_EXTRA:
+        if letter in text:
+            text = text.replace(letter, folded)
+    return text
 
 
 _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
@@ -44,7 +53,7 @@ _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}"
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
     text = _DROP.sub(" ", text)
-    text = unicodedata.normalize("NFD", text.lower().translate(_FOLD_EXTRA))
+    text = unicodedata.normalize("NFD", _fold_extra(text.lower()))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))
     return " ".join(_NOT_TEXT.sub(" ", text).split())
 
