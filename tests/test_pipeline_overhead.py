@@ -250,3 +250,20 @@ def test_canonical_folding_is_the_translation_table() -> None:
     texts = [*_texts(), "Đường đi ø Łódź straße ÆSIR œuvre ẞ", "đđ ßß ææ", "no such letters"]
     for text in texts:
         assert minhash._fold_extra(text.lower()) == text.lower().translate(table)
+
+
+def test_narrative_terms_ranked_once_are_the_two_rankings() -> None:
+    """A narrative document's `top_terms` and `terms` come from one ranking: what two calls of
+    `Counter.most_common` give, ties (in insertion order) included."""
+    from collections import Counter
+
+    from factbridge.pipeline.narratives import Narrative
+
+    rng = np.random.default_rng(5)
+    for size in (0, 5, 12, 150, 2000):
+        terms = Counter({f"t{int(i)}": int(c) for i, c in zip(rng.permutation(size), rng.integers(1, 6, size=size), strict=True)})
+        narrative = Narrative(id="nar-1", vec_sum=np.zeros(4, dtype=np.float32), terms=terms, first_seen=1.77e9, last_seen=1.77e9)
+        doc = narrative.to_doc("rule")
+        assert doc["top_terms"] == [t for t, _ in terms.most_common(12)]
+        assert list(doc["terms"].items()) == terms.most_common(100)
+        assert narrative.to_doc("rule", top_terms=150)["top_terms"] == [t for t, _ in terms.most_common(150)]
