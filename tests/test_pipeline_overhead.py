@@ -12,6 +12,7 @@ import pytest
 
 from factbridge.bench.feed import generated_posts
 from factbridge.pipeline import triage
+from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.prepare import prepare_post
 from factbridge.pipeline.stages import StageClock, run_stages
 from factbridge.services import Services
@@ -208,7 +209,7 @@ def test_triage_pauses_the_garbage_collector_only_while_it_runs(tmp_path: Path, 
     seen: list[bool] = []
     monkeypatch.setattr(triage, "_triage_posts", lambda services, org, posts: seen.append(gc.isenabled()) or {"queued_posts": 0})
     assert gc.isenabled()
-    with triage._collector_paused():
+    with collector_paused():
         triage.triage_posts(None, ORG, [])
         assert not gc.isenabled(), "an inner run ending does not resume collection under an outer one"
     assert seen == [False] and gc.isenabled()
@@ -222,7 +223,7 @@ def test_triage_pauses_the_garbage_collector_only_while_it_runs(tmp_path: Path, 
     assert gc.isenabled(), "a failed run resumes collection"
     gc.disable()
     try:
-        with triage._collector_paused():
+        with collector_paused():
             pass
         assert not gc.isenabled(), "left off when it was off before"
     finally:

@@ -32,12 +32,9 @@ records, written through `TriageQueue`.
 
 from __future__ import annotations
 
-import gc
 import math
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -47,6 +44,7 @@ from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vect
 from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
+from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
     CheckworthinessRecord,
     CheckworthinessScores,
@@ -409,38 +407,11 @@ def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFac
                   narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post.id) for m in members][:50])
 
 
-_GC_PAUSE = threading.Lock()
-_gc_pausers = 0
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a triage run reads its documents: a run parses
-    thousands of stored documents (each member of every touched narrative: four reads), whose
-    fresh dicts and lists set off collections that walk the process's whole heap, most of a
-    run's time on 550-character posts; they hold no cycles. Collection resumes when the last
-    run in the process ends (runs in other threads pause it with it)."""
-    global _gc_pausers
-    with _GC_PAUSE:
-        if _gc_pausers == 0 and not gc.isenabled():  # someone else turned it off: leave it so
-            paused = False
-        else:
-            paused = True
-            _gc_pausers += 1
-            gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            with _GC_PAUSE:
-                _gc_pausers -= 1
-                if _gc_pausers == 0:
-                    gc.enable()
-
-
 def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
     """Recompute the queue entries of these posts, of their repeats and of their narratives."""
-    with _collector_paused():
+    # its thousands of parsed documents (four per member of every touched narrative) would set
+    # off collections walking the whole heap: most of a run's time on 550-character posts
+    with collector_paused():
         return _triage_posts(services, org, posts)
 
 
