@@ -12,6 +12,7 @@ import pytest
 
 from factbridge.bench.feed import generated_posts
 from factbridge.pipeline import triage
+from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.prepare import prepare_post
 from factbridge.pipeline.stages import StageClock, run_stages
 from factbridge.services import Services
@@ -72,8 +73,9 @@ def _entries(captured: list[list[Any]]) -> dict[str, dict[str, Any]]:
         doc = entry.to_doc()
         doc.pop("updated_at", None)
         velocity = doc["components"]["velocity"]["evidence"]
-        if "examples" in velocity:  # exact copies tie in the vector search: their order is not defined
-            velocity["examples"] = sorted(velocity["examples"])
+        if "examples" in velocity:  # exact copies tie in the vector search: their order (and so which 10 of more) is not defined
+            examples = velocity["examples"]
+            velocity["examples"] = sorted(examples) if velocity["repeats"] <= len(examples) else len(examples)
         out[entry.id] = doc
     return out
 
@@ -86,13 +88,13 @@ def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Pa
     original = triage.gather_facts
     light_calls: list[int] = []
 
-    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
-        return original(services, org, posts, weights, repeats=True)
+    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
+        return original(services, org, posts, weights, repeats=True, reads=reads)
 
-    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True) -> Any:
+    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
         if not repeats:
             light_calls.append(len(posts))
-        return original(services, org, posts, weights, repeats=repeats)
+        return original(services, org, posts, weights, repeats=repeats, reads=reads)
 
     settings = load_settings(env={}, overrides={
         "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing",
@@ -140,3 +142,129 @@ def test_link_risk_max_scores_are_the_records_own(storage: Any) -> None:
     records = LinkRisks(storage).get(ORG, ids)
     assert LinkRisks(storage).max_scores(ORG, ids) == {i: (r.max_score, r.decided_by) for i, r in records.items()}
     assert LinkRisks(storage).max_scores(ORG, []) == {}
+
+
+def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch's queue entries as the stage writes them (the batch's repeat searches in one
+    call, each narrative read once per run, entries built as records) against the way before:
+    one search per post, every narrative read again at each gathering, on the same stored state;
+    and every entry is what its stored document reads back as."""
+    from factbridge.backends.vectors.base import VectorIndex
+    from factbridge.pipeline.records import QueueEntry
+
+    captured: list[list[Any]] = []
+    monkeypatch.setattr(triage.TriageQueue, "put", lambda self, org, entries: captured.append(list(entries)))
+    batch_search = triage.search_batch
+    searches: list[int] = []
+
+    def counted_batch(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None) -> Any:
+        searches.append(len(queries))
+        return batch_search(index, queries, k, embedder_id, min_score)
+
+    def each_search(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None) -> Any:
+        return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
+
+    cached = triage.TriageReads.narrative_records
+
+    def reread(self: triage.TriageReads, ids: Any) -> Any:
+        self.narratives.clear()
+        self.absent.clear()
+        self.holds.clear()
+        return cached(self, ids)
+
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing", "embed_cache": "off",
+    })
+    services = Services(settings)
+    try:
+        posts = [prepare_post(p) for p in generated_posts(96, "tweet", duplicates=0.4, seed=23)]
+        narratives = repeats = 0
+        for start in range(0, len(posts), 24):
+            batch = posts[start : start + 24]
+            services.storage.upsert_posts(ORG, batch)
+            monkeypatch.setattr(triage, "search_batch", counted_batch)
+            monkeypatch.setattr(triage.TriageReads, "narrative_records", cached)
+            run_stages(services, ORG, batch)
+            written = captured[-1]
+            assert all(QueueEntry.from_doc(e.id, e.to_doc()) == e for e in written), "an entry is what its document reads back as"
+            fast = _entries(captured)
+            monkeypatch.setattr(triage, "search_batch", each_search)
+            monkeypatch.setattr(triage.TriageReads, "narrative_records", reread)
+            triage.triage_posts(services, ORG, batch)
+            before = _entries(captured)
+            assert fast == before, _diff(fast, before)[:5]
+            narratives += sum(1 for i in fast if i.startswith("narrative:"))
+            repeats += sum(1 for d in fast.values() if d["kind"] == "post" and d["components"]["velocity"]["evidence"]["repeats"])
+    finally:
+        services.close()
+    assert narratives >= 3 and repeats >= 10, "the fixture makes narratives and repeats"
+    assert searches and max(searches) > 1, "a batch's repeat searches go in one call"
+
+
+def test_triage_pauses_the_garbage_collector_only_while_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cyclic collection is off during a triage run (nested runs included), on again after it,
+    also when the run fails; a collector someone else turned off stays off."""
+    import gc
+
+    seen: list[bool] = []
+    monkeypatch.setattr(triage, "_triage_posts", lambda services, org, posts: seen.append(gc.isenabled()) or {"queued_posts": 0})
+    assert gc.isenabled()
+    with collector_paused():
+        triage.triage_posts(None, ORG, [])
+        assert not gc.isenabled(), "an inner run ending does not resume collection under an outer one"
+    assert seen == [False] and gc.isenabled()
+
+    def failing(services: Any, org: str, posts: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(triage, "_triage_posts", failing)
+    with pytest.raises(RuntimeError):
+        triage.triage_posts(None, ORG, [])
+    assert gc.isenabled(), "a failed run resumes collection"
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled(), "left off when it was off before"
+    finally:
+        gc.enable()
+
+
+def test_minhash_permutations_one_at_a_time_are_the_matrix_ones() -> None:
+    """The per-permutation minima (one reused buffer) are the integers of the whole
+    (permutations x shingles) matrix computed at once, as signatures were before."""
+    rng = np.random.default_rng(31)
+    hashes = minhash._mix(rng.integers(0, 2**63 - 1, size=5000, dtype=np.int64).astype(np.uint64))
+    first = np.concatenate([[0], np.sort(rng.choice(np.arange(1, 5000), size=40, replace=False))])
+    with np.errstate(over="ignore"):
+        matrix = (minhash._PERM_A[:, None] * hashes[None, :] + minhash._PERM_B[:, None]) >> np.uint64(32)
+    assert np.array_equal(minhash._permuted_minima(hashes, first), np.minimum.reduceat(matrix, first, axis=1))
+    texts = _texts()
+    sigs, valid = minhash._compute_signatures(texts)
+    one_by_one = [minhash._compute_signatures([t]) for t in texts]
+    assert np.array_equal(sigs, np.vstack([s for s, _ in one_by_one])) and np.array_equal(valid, np.concatenate([v for _, v in one_by_one]))
+
+
+def test_canonical_folding_is_the_translation_table() -> None:
+    """`canonical` folds đ ø ł ß æ œ with `str.replace` where it used `str.translate`: the same text."""
+    table = str.maketrans({"đ": "d", "ø": "o", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe"})
+    texts = [*_texts(), "Đường đi ø Łódź straße ÆSIR œuvre ẞ", "đđ ßß ææ", "no such letters"]
+    for text in texts:
+        assert minhash._fold_extra(text.lower()) == text.lower().translate(table)
+
+
+def test_narrative_terms_ranked_once_are_the_two_rankings() -> None:
+    """A narrative document's `top_terms` and `terms` come from one ranking: what two calls of
+    `Counter.most_common` give, ties (in insertion order) included."""
+    from collections import Counter
+
+    from factbridge.pipeline.narratives import Narrative
+
+    rng = np.random.default_rng(5)
+    for size in (0, 5, 12, 150, 2000):
+        terms = Counter({f"t{int(i)}": int(c) for i, c in zip(rng.permutation(size), rng.integers(1, 6, size=size), strict=True)})
+        narrative = Narrative(id="nar-1", vec_sum=np.zeros(4, dtype=np.float32), terms=terms, first_seen=1.77e9, last_seen=1.77e9)
+        doc = narrative.to_doc("rule")
+        assert doc["top_terms"] == [t for t, _ in terms.most_common(12)]
+        assert list(doc["terms"].items()) == terms.most_common(100)
+        assert narrative.to_doc("rule", top_terms=150)["top_terms"] == [t for t, _ in terms.most_common(150)]

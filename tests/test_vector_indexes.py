@@ -298,3 +298,23 @@ def test_stored_vector_index_quantised_reranks_with_stored_floats(tmp_path) -> N
     again = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, tuning=VectorIndexTuning(ef_search=32))
     assert isinstance(again, HnswIndex) and again.dtype == "i8" and again.params["expansion_search"] == 32
     store.close()
+
+
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+def test_hnsw_batch_search_is_each_search_on_the_graph(dtype: str) -> None:
+    """Above EXACT_BELOW the index searches its graph: one call for a batch of queries gives
+    each query's own answer (quantised: re-ranked per query), removed items left out."""
+    from factbridge.backends.vectors.base import search_batch
+    from factbridge.backends.vectors.hnsw import EXACT_BELOW
+
+    rng = np.random.default_rng(12)
+    rows = rng.standard_normal((EXACT_BELOW + 300, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    ids = [f"p{i}" for i in range(len(rows))]
+    index = HnswIndex("emb", 16, dtype=dtype, rerank=lambda wanted: rows[[int(i[1:]) for i in wanted]])
+    index.add(ids, rows, "emb")
+    index.add(ids[:40], -rows[:40], "emb")  # replaced: their old keys are removed from the graph
+    queries = np.vstack([rows[:50], rows[-20:]])
+    for k, floor in ((10, None), (200, 0.3)):
+        each = [[(i, s) for i, s in index.search(q, k, "emb") if floor is None or s >= floor] for q in queries]
+        assert search_batch(index, queries, k, "emb", floor) == each

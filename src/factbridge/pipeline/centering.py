@@ -14,6 +14,7 @@ centering` rebuilds them.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,5 +89,13 @@ def shipped_centering(embedder_id: str) -> LanguageCentering | None:
     path = default_centering_path()
     if not path.exists():
         return None
-    centering = LanguageCentering.load(path)
+    stat = path.stat()
+    centering = _load_shipped(str(path), stat.st_mtime_ns, stat.st_size)
     return centering if embedder_family(centering.embedder_id) == embedder_family(embedder_id) else None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_shipped(path: str, mtime_ns: int, size: int) -> LanguageCentering:
+    """The shipped file, decompressed once per process (stages ask for it every batch); a
+    changed file (another mtime or size) is read again. Callers only read the means."""
+    return LanguageCentering.load(path)

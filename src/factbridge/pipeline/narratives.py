@@ -258,12 +258,14 @@ class Narrative:
         return self.vec_sum / norm if norm else self.vec_sum
 
     def to_doc(self, decided_by: str, top_terms: int = 12) -> dict[str, Any]:
+        # one ranking of the terms for both fields: most_common(n) is sorted(...)[:n] (stable on ties)
+        common = self.terms.most_common(max(top_terms, 100))
         return {
             "id": self.id, "topic_id": self.topic, "size": self.size,
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
             "representative": self.representative, "languages": dict(self.languages.most_common()),
-            "top_terms": [t for t, _ in self.terms.most_common(top_terms)],
-            "terms": dict(self.terms.most_common(100)),
+            "top_terms": [t for t, _ in common[:top_terms]],
+            "terms": dict(common[:100]),
             "counts_hourly": {_hour_label(h): c for h, c in sorted(self.hourly.items())},
             "counts_daily": daily_counts(self.hourly),
             "methods": dict(self.methods), "factchecks": _listed_factchecks(self.factchecks),
@@ -809,10 +811,11 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
 def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The stored fact-check matches (decision match or possible) of each post."""
     out: dict[str, list[dict[str, Any]]] = {}
+    stored = storage.matches_for_posts(org, post_ids)  # one read for the batch
     for pid in post_ids:
         hits = [
             {"factcheck_id": c.factcheck_id, "decision": c.decision, "fused_score": round(c.fused_score, 4), "decided_by": c.decided_by}
-            for c in storage.matches_for_post(org, pid)
+            for c in stored.get(pid, [])
             if c.decision in {"match", "possible"}
         ]
         if hits:

@@ -37,14 +37,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
+from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
+from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
+from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
     CheckworthinessRecord,
     CheckworthinessScores,
+    Component,
     LinkRisks,
     NarrativeMembers,
     NarrativeRecord,
@@ -117,14 +121,52 @@ def narrative_rate(narrative: NarrativeRecord, window_hours: float) -> float | N
     return max(0, sum(c for h, c in hours.items() if h > start) - 1) / window_hours
 
 
-def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str]) -> dict[str, list[NarrativeRecord]]:
+@dataclass
+class TriageReads:
+    """What one triage run has read: each narrative document once (a run reads the narratives
+    of its batch, of the batch's repeats and of their members: mostly the same ones), and
+    whether the narratives and link-risk collections hold anything, asked once per run."""
+
+    storage: Any
+    org: str
+    narratives: dict[str, NarrativeRecord] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)  # narrative ids read and not found
+    holds: dict[str, bool] = field(default_factory=dict)
+    rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
+
+    def any(self, collection: str) -> bool:
+        if collection not in self.holds:
+            self.holds[collection] = bool(self.storage.count_docs(self.org, collection))
+        return self.holds[collection]
+
+    def narrative_records(self, ids: Sequence[str]) -> dict[str, NarrativeRecord]:
+        """The records of these narratives (those stored), each read once per run."""
+        unread = sorted(set(ids) - self.narratives.keys() - self.absent)
+        if unread:
+            found = Narratives(self.storage).get(self.org, unread)
+            self.narratives.update(found)
+            self.absent.update(set(unread) - found.keys())
+        return {i: self.narratives[i] for i in ids if i in self.narratives}
+
+    def narrative_rate(self, narrative: NarrativeRecord, window_hours: float) -> float | None:
+        """`narrative_rate` of a narrative this run read, computed once per run (every member's
+        facts ask for it)."""
+        if self.narratives.get(narrative.id) is not narrative:  # not one of this run's records
+            return narrative_rate(narrative, window_hours)
+        key = (narrative.id, window_hours)
+        if key not in self.rates:
+            self.rates[key] = narrative_rate(narrative, window_hours)
+        return self.rates[key]
+
+
+def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str], reads: TriageReads | None = None) -> dict[str, list[NarrativeRecord]]:
     """The narratives each post belongs to (empty when no narratives stage ran)."""
-    book = Narratives(storage)
-    if not book.count(org):
+    reads = reads or TriageReads(storage, org)
+    if not reads.any(NARRATIVES):
         return {}
     out: dict[str, list[NarrativeRecord]] = {}
     members = NarrativeMembers(storage).get(org, post_ids)
-    found = book.get(org, sorted({m.narrative_id for m in members.values()}))
+    found = reads.narrative_records(sorted({m.narrative_id for m in members.values()}))
     for pid, member in members.items():
         if member.narrative_id in found:
             out.setdefault(pid, []).append(found[member.narrative_id])
@@ -143,26 +185,27 @@ class PostFacts:
     narratives: list[str] = field(default_factory=list)
 
 
-def _entry(weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any], gated: str | None, decided_by: dict[str, str]) -> tuple[dict[str, Any], float]:
+def _entry(entry_id: str, kind: Literal["post", "narrative"], weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any],
+           gated: str | None, decided_by: dict[str, str], **fields: Any) -> QueueEntry:
+    """The entry as `QueueEntry.from_doc` reads the document of these fields (built directly:
+    the record is what is stored, `to_doc()`, with no document made and read back first)."""
     total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
     components = {
-        c: {"value": round(values[c], 4), "weight": weights.weight(c), "contribution": round(weights.weight(c) * values[c] / total, 4), "evidence": evidence.get(c, {})}
+        c: Component(_number(round(values[c], 4)) or 0.0, _number(weights.weight(c)), _number(round(weights.weight(c) * values[c] / total, 4)),
+                     dict(evidence.get(c) or {}))
         for c in COMPONENTS
     }
     priority = sum(weights.weight(c) * values[c] for c in COMPONENTS) / total
-    doc = {
-        "priority": round(priority, 4),
-        "gated": gated is not None,
-        "gate_reason": gated,
-        "components": components,
-        "decided_by": {"triage": f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={weights.weight(c)}' for c in COMPONENTS)})", **decided_by},
-        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    # Gated posts sort below every ungated one: priorities live in [0, 1].
-    return doc, priority - 1.0 if gated else priority
+    decided = {"triage": f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={weights.weight(c)}' for c in COMPONENTS)})", **decided_by}
+    # Gated posts sort below every ungated one (`QueueEntry.sort_key`): priorities live in [0, 1].
+    return QueueEntry(
+        id=entry_id, kind=kind, priority=_number(round(priority, 4)) or 0.0, components=components,
+        decided_by={str(k): str(v) for k, v in decided.items()}, gated=gated is not None, gate_reason=str(gated) if gated else None,
+        updated_at=datetime.now(UTC).isoformat(timespec="seconds"), **fields,
+    )
 
 
-def post_entry(facts: PostFacts, weights: TriageSettings) -> tuple[dict[str, Any], float]:
+def post_entry(facts: PostFacts, weights: TriageSettings) -> QueueEntry:
     cw = facts.checkworthiness
     debunk_value, debunk = facts.debunked
     risk_value, risk = facts.risk
@@ -190,11 +233,10 @@ def post_entry(facts: PostFacts, weights: TriageSettings) -> tuple[dict[str, Any
         decided_by["matching"] = str(debunk["decided_by"])
     if risk.get("decided_by"):
         decided_by["risk"] = str(risk["decided_by"])
-    doc, sort_key = _entry(weights, values, evidence, gated, decided_by)
     post = facts.post
-    doc.update(kind="post", post_id=post.id, text=post.text[:280], language=post.language, platform=post.platform,
-               created_at=post.created_at.isoformat() if post.created_at else None, narratives=facts.narratives)
-    return doc, sort_key
+    return _entry(post.id, "post", weights, values, evidence, gated, decided_by, post_id=str(post.id), text=post.text[:280],
+                  language=str(post.language) if post.language else None, platform=str(post.platform or ""),
+                  created_at=post.created_at.isoformat() if post.created_at else None, narratives=[str(n) for n in facts.narratives])
 
 
 # --------------------------------------------------------------------------- gathering facts
@@ -220,9 +262,9 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids, resync_s=s.matcher_cache_s,
     )
-    near: dict[str, list[str]] = {}
-    for pid, vec in zip(ids, matrix, strict=True):
-        near[pid] = [other for other, score in index.search(vec, REPEAT_NEIGHBOURS, embedder.id) if score >= similarity and other != pid]
+    # the batch's searches in one call, the hits under `similarity` dropped inside it
+    hits_of = search_batch(index, matrix, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    near = {pid: [other for other, _ in hits if other != pid] for pid, hits in zip(ids, hits_of, strict=True)}
     when = {p.id: p.created_at for p in posts}
     others = storage.get_posts(org, sorted({o for found in near.values() for o in found} - set(when)))
     when.update({o: p.created_at for o, p in others.items()})
@@ -266,10 +308,9 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
-def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: dict[str, list[NarrativeRecord]]) -> dict[str, tuple[float, dict[str, Any]]]:
+def _risk_signals(reads: TriageReads, posts: Sequence[Post], narratives_of: dict[str, list[NarrativeRecord]]) -> dict[str, tuple[float, dict[str, Any]]]:
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    links = LinkRisks(storage)
-    by_post = links.max_scores(org, [p.id for p in posts]) if links.count(org) else {}
+    by_post = LinkRisks(reads.storage).max_scores(reads.org, [p.id for p in posts]) if reads.any(LINKRISK) else {}
     for post in posts:
         best: tuple[float, dict[str, Any]] = (0.0, {})
         candidates: list[tuple[str, float | None, str]] = []
@@ -284,16 +325,20 @@ def _risk_signals(storage: Any, org: str, posts: Sequence[Post], narratives_of: 
     return out
 
 
-def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True) -> dict[str, PostFacts]:
+def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True,
+                 reads: TriageReads | None = None) -> dict[str, PostFacts]:
     """What triage knows of each post. `repeats=False` skips the repeat search (no repeats,
     velocity from the post's narrative only): enough for a narrative's entry, which reads
-    its members' check-worthiness, reach, debunk and risk, never their repeats."""
+    its members' check-worthiness, reach, debunk and risk, never their repeats. `reads`:
+    what this triage run has read already (each gathering of a run shares it)."""
     storage = services.storage
+    reads = reads or TriageReads(storage, org)
     ids = [p.id for p in posts]
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
     # post has no score: the component is 0 and decided_by says "missing".
     stored = CheckworthinessScores(storage).get(org, ids)
-    matches = {pid: storage.matches_for_post(org, pid) for pid in ids}
+    stored_matches = storage.matches_for_posts(org, ids)  # one read for all of them
+    matches = {pid: stored_matches.get(pid, []) for pid in ids}
     ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
     wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
     ratings = {fid: fc.rating for fid, fc in wanted_fcs.items()}
@@ -306,13 +351,13 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
     wanted = sorted({r for rs in repeat_ids.values() for r in rs})
     others = storage.get_posts(org, wanted) if wanted else {}
-    narratives_of = narratives_of_posts(storage, org, ids)
-    risks = _risk_signals(storage, org, posts, narratives_of)
+    narratives_of = narratives_of_posts(storage, org, ids, reads)
+    risks = _risk_signals(reads, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
     for post in posts:
         reps = [others[r] for r in repeat_ids[post.id] if r in others]
         own_rate = repeat_rate(post, reps, weights.window_hours)
-        rates = [(n.id, narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
+        rates = [(n.id, reads.narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
         if best_narrative is not None and best_narrative[1] > own_rate:
@@ -330,7 +375,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts], weights: TriageSettings) -> tuple[dict[str, Any], float]:
+def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts], weights: TriageSettings) -> QueueEntry:
     cws = [m.checkworthiness.score if m.checkworthiness else 0.0 for m in members]
     best_cw = max(range(len(members)), key=lambda i: cws[i])
     engagement = sum(weighted_engagement(m.post) for m in members)
@@ -357,28 +402,35 @@ def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFac
     all_gated = all(m.checkworthiness and m.checkworthiness.clearly_not_claim for m in members)
     best = members[best_cw].checkworthiness
     decided_by = {"checkworthiness": best.decided_by if best else "", "narrative": record.decided_by}
-    entry, sort_key = _entry(weights, values, evidence, "no member is a claim" if all_gated else None, decided_by)
     title = record.representative_text or " · ".join(record.top_terms[:6])
-    entry.update(kind="narrative", narrative_id=nid, title=str(title)[:200], text=str(title)[:280], post_ids=[m.post.id for m in members][:50])
-    return entry, sort_key
+    return _entry(f"narrative:{nid}", "narrative", weights, values, evidence, "no member is a claim" if all_gated else None, decided_by,
+                  narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post.id) for m in members][:50])
 
 
 def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
     """Recompute the queue entries of these posts, of their repeats and of their narratives."""
+    # its thousands of parsed documents (four per member of every touched narrative) would set
+    # off collections walking the whole heap: most of a run's time on 550-character posts
+    with collector_paused():
+        return _triage_posts(services, org, posts)
+
+
+def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
     started = time.perf_counter()
     storage = services.storage
     weights = services.settings.triage
-    facts = gather_facts(services, org, posts, weights)
+    reads = TriageReads(storage, org)
+    facts = gather_facts(services, org, posts, weights, reads=reads)
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
     if extra_ids:
         extra = list(storage.get_posts(org, extra_ids).values())
-        facts.update(gather_facts(services, org, extra, weights))
-    rows = [(pid, *post_entry(fact, weights)) for pid, fact in facts.items()]
+        facts.update(gather_facts(services, org, extra, weights, reads=reads))
+    entries = [post_entry(fact, weights) for fact in facts.values()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
-    narrative_rows = []
+    narrative_entries: list[QueueEntry] = []
     members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
-    narrative_records = Narratives(storage).get(org, touched)
+    narrative_records = reads.narrative_records(touched)
     for nid, record in narrative_records.items():
         member_ids = record.member_ids or [pid for pid, f in facts.items() if nid in f.narratives]
         size = record.size or len(member_ids)
@@ -389,17 +441,16 @@ def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, An
     outside = sorted({m for ids in members.values() for m in ids} - set(facts))
     missing = list(storage.get_posts(org, outside).values()) if outside else []
     if missing:
-        facts.update(gather_facts(services, org, missing, weights, repeats=False))
+        facts.update(gather_facts(services, org, missing, weights, repeats=False, reads=reads))
     for nid, member_ids in members.items():
         member_facts = [facts[m] for m in member_ids if m in facts]
         if member_facts:
-            entry, key = narrative_entry(nid, narrative_records[nid], member_facts, weights)
-            narrative_rows.append((f"narrative:{nid}", entry, key))
-    TriageQueue(storage).put(org, [QueueEntry.from_doc(i, d) for i, d, _ in rows + narrative_rows])
+            narrative_entries.append(narrative_entry(nid, narrative_records[nid], member_facts, weights))
+    TriageQueue(storage).put(org, entries + narrative_entries)
     return {
-        "queued_posts": len(rows),
-        "queued_narratives": len(narrative_rows),
-        "gated": sum(1 for _, d, _ in rows if d["gated"]),
+        "queued_posts": len(entries),
+        "queued_narratives": len(narrative_entries),
+        "gated": sum(1 for e in entries if e.gated),
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -429,6 +429,12 @@ def check_matches_replace_and_read(factory: StorageFactory) -> None:
         store.replace_matches("org", "p-1", [])
         assert store.matches_for_post("org", "p-1") == []
         assert store.matches_for_post("org", "never") == [] and store.matches_for_factcheck("org", "never") == []
+        store.replace_matches("org", "p-3", [_cand("fc-1", 2, 0.4, "possible"), _cand("fc-3", 1, 0.6)])
+        asked = ["p-3", "never", "p-2", "p-1", "p-3"]
+        got_many = store.matches_for_posts("org", asked)
+        assert got_many == {p: store.matches_for_post("org", p) for p in ("p-3", "p-2")}, "one read: each post's, by rank; none: left out"
+        assert [c.factcheck_id for c in got_many["p-3"]] == ["fc-3", "fc-1"]
+        assert store.matches_for_posts("org", []) == {} and store.matches_for_posts("other-org", ["p-3"]) == {}
 
 
 # -- documents -----------------------------------------------------------------------
@@ -661,6 +667,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     + [_vector_rows(s.load_vectors(o, k, "emb-scope", ids=[SHARED, "only-alpha", "only-bravo"])) for k in ("factcheck", "post")],
     "vector_shas": lambda s, o: [s.vector_shas(o, k, "emb-scope") for k in ("factcheck", "post")],
     "matches_for_post": lambda s, o: [s.matches_for_post(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
+    "matches_for_posts": lambda s, o: s.matches_for_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "get_docs": lambda s, o: s.get_docs(o, "scope", [SHARED, "only-alpha", "only-bravo"]),
     "list_docs": lambda s, o: [s.list_docs(o, "scope", order=order) for order in ("sort_desc", "sort_asc", "updated_desc", "created_asc", "id")],
@@ -671,7 +678,8 @@ EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
     "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0,
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
-    "matches_for_post": [[], [], []], "matches_for_factcheck": [[], [], []], "get_docs": {},
+    "matches_for_post": [[], [], []], "matches_for_posts": {},
+    "matches_for_factcheck": [[], [], []], "get_docs": {},
     "list_docs": [[], [], [], [], []], "count_docs": 0,
 }
 

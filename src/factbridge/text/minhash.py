@@ -35,7 +35,16 @@ _RETWEET = re.compile(r"^\s*rt\s+@\w+:?\s*", re.IGNORECASE)
 _NOT_TEXT = re.compile(r"[^\w\u0900-\u0dff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff]+|_+")
 # Combining marks of the Latin/Greek/Cyrillic block only: Khmer and Indic signs are letters of their own.
 _LATIN_MARKS = re.compile("[\u0300-\u036f]+")
-_FOLD_EXTRA = str.maketrans({"đ": "d", "ø": "o", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe"})
+_FOLD_EXTRA = (("đ", "d"), ("ø", "o"), ("ł", "l"), ("ß", "ss"), ("æ", "ae"), ("œ", "oe"))
+
+
+def _fold_extra(text: str) -> str:
+    """The letters NFD does not split, folded. `str.replace` per letter present: what
+    `str.translate` with a table gives (no replacement holds a folded letter), ~15x faster."""
+    for letter, folded in _FOLD_EXTRA:
+        if letter in text:
+            text = text.replace(letter, folded)
+    return text
 
 
 _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
@@ -44,7 +53,7 @@ _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}"
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
     text = _DROP.sub(" ", text)
-    text = unicodedata.normalize("NFD", text.lower().translate(_FOLD_EXTRA))
+    text = unicodedata.normalize("NFD", _fold_extra(text.lower()))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))
     return " ".join(_NOT_TEXT.sub(" ", text).split())
 
@@ -161,12 +170,25 @@ def _compute_signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndar
         if owner.size == 0:
             continue
         present, first = np.unique(owner, return_index=True)
-        with np.errstate(over="ignore"):
-            permuted = (_PERM_A[:, None] * hashes[None, :] + _PERM_B[:, None]) >> np.uint64(32)
-        mins = np.minimum.reduceat(permuted, first, axis=1).T.astype(np.uint32)
-        sigs[start + present] = mins
+        sigs[start + present] = _permuted_minima(hashes, first).T.astype(np.uint32)
         valid[start + present] = True
     return sigs, valid
+
+
+def _permuted_minima(hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(NUM_PERM, texts): per permutation, the least `(a * h + b) mod 2**64 >> 32` over each text's
+    shingle hashes (`first`: where each text's hashes start). One permutation at a time, in one
+    reused buffer: the same integers as the (NUM_PERM, shingles) matrix at once, without
+    writing and reading back three matrices of that size (the cost on long posts)."""
+    out = np.empty((NUM_PERM, first.shape[0]), dtype=np.uint64)
+    buf = np.empty_like(hashes)
+    with np.errstate(over="ignore"):
+        for p in range(NUM_PERM):
+            np.multiply(hashes, _PERM_A[p], out=buf)
+            buf += _PERM_B[p]
+            buf >>= np.uint64(32)
+            out[p] = np.minimum.reduceat(buf, first)
+    return out
 
 
 def band_keys(sigs: np.ndarray) -> np.ndarray:

@@ -586,6 +586,20 @@ class PostgresStorage:
         )
         return [MatchCandidate.model_validate_json(r[0]) for r in rows]
 
+    def matches_for_posts(self, org: str, post_ids: Sequence[str]) -> dict[str, list[MatchCandidate]]:
+        wanted = {_text(i): i for i in post_ids}
+        out: dict[str, list[MatchCandidate]] = {}
+        if not wanted:
+            return out
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT post_id, doc::text FROM matches WHERE org=%s AND post_id = ANY(%s) ORDER BY post_id, rank", (org, list(wanted))
+            ).fetchall()
+        )
+        for post_id, doc in rows:
+            out.setdefault(wanted.get(post_id, post_id), []).append(MatchCandidate.model_validate_json(doc))
+        return out
+
     def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]:
         rows = self._read(
             lambda c: c.execute(

@@ -510,6 +510,22 @@ class SQLiteStorage:
         )
         return [MatchCandidate.model_validate_json(r[0]) for r in rows]
 
+    def matches_for_posts(self, org: str, post_ids: Sequence[str]) -> dict[str, list[MatchCandidate]]:
+        wanted = list(dict.fromkeys(post_ids))
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                marks = ",".join("?" * len(part))
+                rows += conn.execute(f"SELECT post_id, doc FROM matches WHERE org=? AND post_id IN ({marks}) ORDER BY post_id, rank", (org, *part)).fetchall()
+            return rows
+
+        out: dict[str, list[MatchCandidate]] = {}
+        for post_id, doc in self._read(run) if wanted else []:
+            out.setdefault(post_id, []).append(MatchCandidate.model_validate_json(doc))
+        return out
+
     def matches_for_factcheck(self, org: str, factcheck_id: str) -> list[tuple[str, MatchCandidate]]:
         rows = self._read(
             lambda c: c.execute(

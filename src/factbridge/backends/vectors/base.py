@@ -27,3 +27,14 @@ class VectorIndex(Protocol):
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str) -> None: ...
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]: ...
     def __len__(self) -> int: ...
+
+
+def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None) -> list[list[tuple[str, float]]]:
+    """Per row of `queries`, what `index.search(row, k, embedder_id)` answers, less the hits
+    scoring under `min_score`: in one call when the index searches a batch at once (it has
+    `search_many`, same arguments), else one search per row."""
+    many = getattr(index, "search_many", None)
+    if callable(many):
+        found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score)
+        return found
+    return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
