@@ -206,22 +206,25 @@ class HnswIndex:
             return [[] for _ in range(len(queries))]
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
             return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
-        wanted = min(k, len(self._key))
-        found = self._index.search(queries, wanted, exact=len(self._key) < EXACT_BELOW)
-        keys = np.asarray(found.keys).reshape(len(queries), -1)
-        scores = 1.0 - np.asarray(found.distances).reshape(len(queries), -1).astype(np.float64)  # as `search`: 1 - float(distance)
-        counts = np.asarray(found.counts).reshape(-1) if hasattr(found, "counts") else np.asarray([len(keys[0])])  # one row: usearch answers a Matches
-        out: list[list[tuple[str, float]]] = []
-        for row in range(len(queries)):
-            n = int(counts[row])
-            keep = np.arange(n) if min_score is None else np.flatnonzero(scores[row, :n] >= min_score)
-            hits = []
-            for key, score in zip(keys[row, keep].tolist(), scores[row, keep].tolist(), strict=True):
-                item = self._ids[key] if 0 <= key < len(self._ids) else None
-                if item is not None:
-                    hits.append((item, score))
-            out.append(hits[:k])
-        return out
+        out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
+        for segment in self._segments:  # every segment may hold all k best (as `search`)
+            if not segment.live:
+                continue
+            found = segment.graph.search(queries, min(k, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
+            keys = np.asarray(found.keys).reshape(len(queries), -1)
+            scores = 1.0 - np.asarray(found.distances).reshape(len(queries), -1).astype(np.float64)  # as `search`: 1 - float(distance)
+            counts = np.asarray(found.counts).reshape(-1) if hasattr(found, "counts") else np.asarray([len(keys[0])])  # one row: usearch answers a Matches
+            for row in range(len(queries)):
+                n = int(counts[row])
+                keep = np.arange(n) if min_score is None else np.flatnonzero(scores[row, :n] >= min_score)
+                for key, score in zip(keys[row, keep].tolist(), scores[row, keep].tolist(), strict=True):
+                    item = self._ids[key] if 0 <= key < len(self._ids) else None
+                    if item is not None:
+                        out[row].append((item, score))
+        if len(self._segments) > 1:
+            for hits in out:
+                hits.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
+        return [hits[:k] for hits in out]
 
     def __len__(self) -> int:
         return len(self._key)
