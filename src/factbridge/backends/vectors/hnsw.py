@@ -196,9 +196,9 @@ class HnswIndex:
         return out[:k]
 
     def search_many(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None) -> list[list[tuple[str, float]]]:
-        """`search` of each row of `queries` in one call into the graph (the same search per
-        row, so the same answers), less the hits scoring under `min_score`, filtered before
-        any Python object is made for them."""
+        """`search` of each row of `queries` in one call into each segment's graph (the same
+        search per row, so the same answers), less the hits scoring under `min_score`,
+        filtered before any Python object is made for them."""
         queries = np.asarray(queries, dtype=np.float32)
         queries = np.ascontiguousarray(queries.reshape(len(queries), -1)) if len(queries) else queries.reshape(0, self.dim)
         check_vectors(self, embedder_id, queries.shape[1])
