@@ -265,7 +265,12 @@ class Worker:
         return report
 
     def _ahead(self, org: str) -> list[Post]:
-        """The stored posts of the held batches of `org` (those the next run will process)."""
+        """The stored posts of the held batches of `org` (those the next run will process);
+        none when the embedder cannot encode ahead (nothing would be done with them)."""
+        from factbridge.backends.embedders.base import EncodesAhead
+
+        if not self._held or not isinstance(self.services.embedder, EncodesAhead):
+            return []
         ids: list[str] = []
         for delivery in self._held:
             try:
