@@ -41,6 +41,8 @@ class IngestBench:
     ahead: bool = False
     total_s: float = 0.0  # wall time of the batches (the encoder-alone runs excluded)
     total_cpu_s: float = 0.0
+    repeats_per_post: float = 0.0  # near-identical stored posts triage found per post (its velocity evidence)
+    with_repeats: float = 0.0  # share of the posts with at least one
 
     @property
     def rate(self) -> float:
@@ -75,6 +77,7 @@ class IngestBench:
             "encoder_alone_posts_per_s": round(self.encoder_rate, 2), "overhead": round(self.overhead, 4),
             "overhead_ms_per_post": round(self.overhead_ms, 3), "overhead_cpu_ms_per_post": round(self.overhead_cpu_ms, 3),
             "load_before": self.load_before, "load_after": self.load_after, "cpus": os.cpu_count(), "encode_ahead": self.ahead,
+            "repeats_per_post": round(self.repeats_per_post, 2), "with_repeats": round(self.with_repeats, 3),
         }
 
 
@@ -150,4 +153,18 @@ def run_ingest_bench(
     result.stage_s, result.stage_cpu_s = clock.wall, clock.cpu
     result.mean_chars = chars / max(1, len(raw))
     result.load_after = round(os.getloadavg()[0], 2)
+    result.repeats_per_post, result.with_repeats = _repeats(services.storage, org, len(raw))
     return result
+
+
+def _repeats(storage: Any, org: str, posts: int) -> tuple[float, float]:
+    """Mean repeats per post in the triage queue's velocity evidence, and the share of posts
+    with any: how much of a copy-paste campaign the feed looked like to triage (its cost grows
+    with it). 0, 0 when triage did not run."""
+    from factbridge.pipeline.records import TriageQueue
+
+    counts = [e.components["velocity"].evidence.get("repeats", 0) for e in TriageQueue(storage).top(org, posts, "post") if "velocity" in e.components]
+    found = [int(c) for c in counts if isinstance(c, int)]
+    if not found:
+        return 0.0, 0.0
+    return sum(found) / len(found), sum(1 for c in found if c) / len(found)
