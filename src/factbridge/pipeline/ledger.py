@@ -7,9 +7,11 @@ One document per (org, post id) in the `stage_ledger` collection:
 
 A post whose content changed (another sha) has had no stage yet: its old entries no
 longer count. `Ledger` is the one typed accessor; nothing else reads or writes the
-collection. The runner (`factbridge.pipeline.stages.run_stages`) records a stage for the
-posts it ran on right after the stage stored its outputs; stages are idempotent, so a
-crash between the two repeats that stage's work for those posts and nothing else.
+collection. The runner (`factbridge.pipeline.stages.run_stages`) notes each stage in
+memory once it stored its outputs and writes the batch's entries once, after its last
+stage (and also when a stage raises, so the stages before it are not run again). Every
+stage noted has stored its outputs before the write; stages are idempotent, so a crash
+before the write repeats the batch's stages for those posts and loses nothing else.
 """
 
 from __future__ import annotations
@@ -100,17 +102,31 @@ class Ledger:
 
     def record(self, org: str, posts: Sequence[Post], stage: Stage, status: Status, at: datetime,
                entries: dict[str, LedgerEntry] | None = None) -> None:
-        """Note that `stage` ran (or was skipped) on these posts; `entries` (from `entries()`)
-        is updated in place and saves a read."""
+        """Note that `stage` ran (or was skipped) on these posts and write their entries now;
+        `entries` (from `entries()`) is updated in place and saves a read."""
         entries = entries if entries is not None else self.entries(org, posts)
-        stamp = at.isoformat(timespec="seconds")
-        rows: list[tuple[str, dict[str, Any], float | None]] = []
+        self.save(org, entries, self.note(posts, stage, status, at, entries))
+
+    @staticmethod
+    def note(posts: Sequence[Post], stage: Stage, status: Status, at: datetime,
+             entries: dict[str, LedgerEntry]) -> list[str]:
+        """`record` without the write: the entries are updated in memory only and the ids
+        of the posts noted are returned, for one `save` later (the runner saves once per
+        batch, after every stage stored its outputs, or when a stage fails)."""
+        run = StageRun(stage.version, status, at.isoformat(timespec="seconds"))
         for post in posts:
-            entry = entries.get(post.id) or LedgerEntry(post.id, post_sha(post))
-            entry.stages[stage.name] = StageRun(stage.version, status, stamp)
-            entries[post.id] = entry
-            rows.append((post.id, entry.to_doc(), None))
-        self.storage.put_docs(org, COLLECTION, rows)
+            entry = entries.get(post.id)
+            if entry is None:
+                entry = entries[post.id] = LedgerEntry(post.id, post_sha(post))
+            entry.stages[stage.name] = run
+        return [p.id for p in posts]
+
+    def save(self, org: str, entries: Mapping[str, LedgerEntry], ids: Iterable[str]) -> int:
+        """Write the entries of these posts (each once, in one storage write); the count."""
+        rows: list[tuple[str, dict[str, Any], float | None]] = [(pid, entries[pid].to_doc(), None) for pid in dict.fromkeys(ids)]
+        if rows:
+            self.storage.put_docs(org, COLLECTION, rows)
+        return len(rows)
 
     def incomplete(self, org: str, posts: Iterable[Post], versions: Mapping[str, str], chunk: int = 1000) -> Iterator[tuple[Post, list[str]]]:
         """Each post that misses a stage (at its version, for its current content), with the stages it misses."""

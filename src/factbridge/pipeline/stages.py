@@ -13,7 +13,7 @@ their declared needs (a deterministic topological order: among stages whose need
 met, the name decides); an unknown need or a cycle is a clear `ConfigError`.
 
 The runner records, per post and content version, which stages ran (the stage ledger,
-`factbridge.pipeline.ledger`), and runs a stage only on the posts that miss it: a batch
+`factbridge.pipeline.ledger`, written once per batch), and runs a stage only on the posts that miss it: a batch
 delivered again after a crash finishes what is missing and repeats nothing. A stage
 that needs an optional extra that is missing is skipped with a warning, never
 silently, and recorded as skipped (so it is not retried on every sweep).
@@ -211,9 +211,11 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
                force: bool = False, stages: Sequence[Stage] | None = None, clock: StageClock | None = None,
                ahead: Sequence[Post] = ()) -> dict[str, StageSummary]:
     """Run every stage on the posts that have not had it (at its version, for their
-    current content); `force` runs them all again. Each stage's run is recorded in the
-    stage ledger right after its outputs are stored (stages are idempotent: a crash in
-    between repeats that stage's work and nothing else). A stage in `skip` is recorded as
+    current content); `force` runs them all again. The stage ledger is written once per
+    batch, after the last stage stored its outputs, with every stage that ran (and also
+    when a stage raises, with those before it): a crash before that write repeats the
+    batch's stages on these posts (they are idempotent) and never records a stage whose
+    outputs were not stored. A stage in `skip` is recorded as
     skipped for these posts, so a later sweep does not run it behind the user's back.
     `clock` (benches) collects the time of each stage and of the ledger.
 
@@ -237,33 +239,47 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     entries = ledger.entries(org, posts)
     if clock is not None:
         clock.add("ledger", wall0, cpu0)
-    for stage in chosen:
-        todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
-        if not todo:
-            if ahead and stage.name == "embedding":  # this batch had its vectors already
+    noted: list[str] = []  # posts whose entry gained a stage since the last write
+    try:
+        for stage in chosen:
+            todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
+            if not todo:
+                if ahead and stage.name == "embedding":  # this batch had its vectors already
+                    _encode_ahead(ctx, org, ahead, clock)
+                continue
+            if stage.name in skip:
+                noted += ledger.note(todo, stage, "skipped", ctx.now(), entries)
+                summary[stage.name] = {"skipped": "not asked for"}
+                continue
+            status: Status
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            try:
+                summary[stage.name] = stage.run(ctx, org, todo)
+                status = "done"
+            except DependencyMissing as exc:
+                log.warning("stage %s skipped: %s", stage.name, exc)
+                summary[stage.name] = {"skipped": str(exc)}
+                status = "skipped"
+            if clock is not None:
+                clock.add(stage.name, wall0, cpu0)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            noted += ledger.note(todo, stage, status, ctx.now(), entries)
+            if clock is not None:
+                clock.add("ledger", wall0, cpu0)
+            if ahead and stage.name == "embedding" and status == "done":
                 _encode_ahead(ctx, org, ahead, clock)
-            continue
-        if stage.name in skip:
-            ledger.record(org, todo, stage, "skipped", ctx.now(), entries)
-            summary[stage.name] = {"skipped": "not asked for"}
-            continue
-        status: Status
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+    except BaseException as failure:
+        # the stages before the failing one stored their outputs: record them, so that the
+        # batch delivered again starts at the failing stage (the failure is what is raised)
         try:
-            summary[stage.name] = stage.run(ctx, org, todo)
-            status = "done"
-        except DependencyMissing as exc:
-            log.warning("stage %s skipped: %s", stage.name, exc)
-            summary[stage.name] = {"skipped": str(exc)}
-            status = "skipped"
-        if clock is not None:
-            clock.add(stage.name, wall0, cpu0)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        ledger.record(org, todo, stage, status, ctx.now(), entries)
-        if clock is not None:
-            clock.add("ledger", wall0, cpu0)
-        if ahead and stage.name == "embedding" and status == "done":
-            _encode_ahead(ctx, org, ahead, clock)
+            ledger.save(org, entries, noted)
+        except Exception as exc:  # noqa: BLE001 - those stages run again next time: idempotent
+            log.warning("could not record the stages that ran before %s: %s: %s", type(failure).__name__, type(exc).__name__, exc)
+        raise
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    ledger.save(org, entries, noted)  # one write per batch, after every stage stored its outputs
+    if clock is not None:
+        clock.add("ledger", wall0, cpu0)
     return summary
 
 
