@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,17 @@ class Head:
     def threshold(self, language: str | None) -> float:
         return self.thresholds.get(language or "", self.thresholds["*"])
 
+    @cached_property
+    def groups(self) -> list[str]:
+        """Per column, the name its contribution is reported under (a language's one-hot
+        columns together as "language")."""
+        return ["language" if c.startswith("lang:") else c.replace("feature:", "") for c in self.columns]
+
+    @cached_property
+    def feature_columns(self) -> list[tuple[str, int]]:
+        """(feature name, column) of each claim feature."""
+        return [(name, self.columns.index(f"feature:{name}")) for name in FEATURE_NAMES]
+
 
 @dataclass
 class VectorNet:
@@ -333,20 +344,19 @@ class CheckworthinessModel:
             if unseen:
                 x[unseen] = unseen_language_inputs(head, x[unseen])
             probs = sigmoid(head.logits(x))
+            contribs = head.contributions(x).tolist()  # elementwise: the same values row by row
+            values = x.tolist()
             for k, i in enumerate(rows):
-                out[i] = self._explain(head_name, head, x[k], float(probs[k]), langs[i])
+                out[i] = self._explain(head_name, head, values[k], contribs[k], float(probs[k]), langs[i])
         return [s for s in out if s is not None]
 
-    def _explain(self, head_name: str, head: Head, row: np.ndarray, prob: float, language: str | None) -> CheckworthinessScore:
+    def _explain(self, head_name: str, head: Head, row: list[float], contrib: list[float], prob: float,
+                 language: str | None) -> CheckworthinessScore:
         grouped: dict[str, float] = {"bias": head.bias}
-        contrib = head.contributions(row)
-        for column, value in zip(head.columns, contrib, strict=True):
-            key = column.replace("feature:", "")
-            if key.startswith("lang:"):
-                key = "language"
-            grouped[key] = grouped.get(key, 0.0) + float(value)
+        for key, value in zip(head.groups, contrib, strict=True):
+            grouped[key] = grouped.get(key, 0.0) + value
         top = dict(sorted(grouped.items(), key=lambda kv: -abs(kv[1]))[:8])
-        features = {name: float(row[head.columns.index(f"feature:{name}")]) for name in FEATURE_NAMES}
+        features = {name: row[j] for name, j in head.feature_columns}
         markers = [m for m in NOT_CLAIM_MARKERS if features[m] > 0]
         evidence = any(features[e] > 0 for e in CLAIM_EVIDENCE)
         threshold = self.heads[head_name].threshold(language)
