@@ -127,7 +127,7 @@ def run_ingest_bench(
     for k in range(len(batches)):
         prepared = following
         following = prepare(batches[k + 1]) if k + 1 < len(batches) and ahead else []
-        # one run of every stage, as a worker runs a batch (one ledger read, a ledger write per stage)
+        # one run of every stage, as a worker runs a batch (one ledger read, one ledger write)
         summary = run_stages(services, org, prepared, stages=stages, clock=clock, ahead=following).get("embedding", {})
         if following and isinstance(embedder, EncodesAhead):
             settle0, settle_cpu0 = time.perf_counter(), time.process_time()
