@@ -13,10 +13,10 @@ their declared needs (a deterministic topological order: among stages whose need
 met, the name decides); an unknown need or a cycle is a clear `ConfigError`.
 
 The runner records, per post and content version, which stages ran (the stage ledger,
-`factbridge.pipeline.ledger`, written once per batch), and runs a stage only on the posts that miss it: a batch
-delivered again after a crash finishes what is missing and repeats nothing. A stage
-that needs an optional extra that is missing is skipped with a warning, never
-silently, and recorded as skipped (so it is not retried on every sweep).
+`factbridge.pipeline.ledger`, written once per batch), and runs a stage only on the
+posts that miss it: a batch delivered again after a crash finishes what is missing and
+repeats nothing. A stage that needs an optional extra that is missing is skipped with a
+warning, never silently, and recorded as skipped (so it is not retried on every sweep).
 """
 
 from __future__ import annotations
@@ -215,8 +215,8 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     batch, after the last stage stored its outputs, with every stage that ran (and also
     when a stage raises, with those before it): a crash before that write repeats the
     batch's stages on these posts (they are idempotent) and never records a stage whose
-    outputs were not stored. A stage in `skip` is recorded as
-    skipped for these posts, so a later sweep does not run it behind the user's back.
+    outputs were not stored. A stage in `skip` is recorded as skipped for these posts,
+    so a later sweep does not run it behind the user's back.
     `clock` (benches) collects the time of each stage and of the ledger.
 
     `ahead`: the next batch's posts, already stored. Once this batch's embedding stage is
