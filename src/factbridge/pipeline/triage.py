@@ -32,6 +32,7 @@ records, written through `TriageQueue`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from typing import Any, Literal
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
-from factbridge.models import MatchCandidate, Post
+from factbridge.models import Engagement, MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
@@ -74,7 +75,10 @@ _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự
 
 
 def weighted_engagement(post: Post) -> float:
-    e = post.engagement
+    return weighted_engagement_of(post.engagement)
+
+
+def weighted_engagement_of(e: Engagement) -> float:
     return e.likes + 2.0 * e.shares + e.comments + e.views / 100.0 + e.followers / 1000.0
 
 
@@ -133,6 +137,15 @@ class TriageReads:
     absent: set[str] = field(default_factory=set)  # narrative ids read and not found
     holds: dict[str, bool] = field(default_factory=dict)
     rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
+    posts: dict[str, Post] = field(default_factory=dict)  # stored posts read by this run (repeats, their neighbours)
+
+    def stored_posts(self, ids: Sequence[str]) -> dict[str, Post]:
+        """These stored posts (those found), each read once per run: a batch's repeats are the
+        refreshed posts, and the refreshed posts' repeats mostly the same posts again."""
+        unread = sorted(set(ids) - self.posts.keys())
+        if unread:
+            self.posts.update(self.storage.get_posts(self.org, unread))
+        return {i: self.posts[i] for i in ids if i in self.posts}
 
     def any(self, collection: str) -> bool:
         if collection not in self.holds:
@@ -245,13 +258,18 @@ def post_entry(facts: PostFacts, weights: TriageSettings) -> QueueEntry:
 REPEAT_NEIGHBOURS = 200  # nearest stored posts looked at per post: enough to saturate velocity
 
 
-def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: float, window_hours: float) -> dict[str, list[str]]:
+def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: float, window_hours: float, reads: TriageReads,
+                   fresh: bool = True) -> dict[str, list[str]]:
     """Near-identical posts by stored vector (never re-embedded), within the velocity window.
 
     Goes through the organisation's post vector index (backends/vectors/selection.py:
     pgvector HNSW on PostgreSQL, a persisted HNSW index beside SQLite): the nearest
     `REPEAT_NEIGHBOURS` stored posts of each post, kept when their cosine reaches
-    `similarity` and they were posted within `window_hours` of it. Nothing loads every post."""
+    `similarity` and they were posted within `window_hours` of it. Nothing loads every post.
+    `fresh`: the posts were just stored (a batch) and go into the index first; the posts a
+    batch refreshes were found in the index, so they are there already. Posts with the same
+    vector (exact copies: their text was embedded once) are searched once: the same query
+    gets the same answer."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
     ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts])
@@ -260,14 +278,22 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     s = services.settings
     index = stored_vector_index(
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
-        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids, resync_s=s.matcher_cache_s,
+        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
     )
-    # the batch's searches in one call, the hits under `similarity` dropped inside it
-    hits_of = search_batch(index, matrix, REPEAT_NEIGHBOURS, embedder.id, similarity)
-    near = {pid: [other for other, _ in hits if other != pid] for pid, hits in zip(ids, hits_of, strict=True)}
+    # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped inside it
+    row_of: dict[bytes, int] = {}  # a vector -> its distinct query
+    first: list[int] = []  # a distinct query -> its first row
+    distinct: list[int] = []  # a row -> its distinct query
+    for n in range(len(ids)):
+        d = row_of.setdefault(matrix[n].tobytes(), len(first))
+        if d == len(first):
+            first.append(n)
+        distinct.append(d)
+    queries = matrix if len(first) == len(ids) else matrix[first]
+    hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
     when = {p.id: p.created_at for p in posts}
-    others = storage.get_posts(org, sorted({o for found in near.values() for o in found} - set(when)))
-    when.update({o: p.created_at for o, p in others.items()})
+    when.update({o: p.created_at for o, p in reads.stored_posts(sorted({o for found in near.values() for o in found} - set(when))).items()})
     window = timedelta(hours=window_hours)
     for pid, found in near.items():
         t = _aware(when.get(pid))
@@ -297,14 +323,17 @@ def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]
 
 def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> float:
     """Copies (the post and its repeats) seen within the window ending at the newest copy, per hour."""
-    copies = [post, *repeats]
-    times = [p.created_at for p in copies if p.created_at is not None]
-    if not times:
-        return len(repeats) / window_hours
-    aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
-    newest = max(aware)
+    return copies_rate([post.created_at, *(p.created_at for p in repeats)], window_hours)
+
+
+def copies_rate(times: Sequence[datetime | None], window_hours: float) -> float:
+    """`repeat_rate` of copies posted at these times (the first one is the post; None: a copy without a time)."""
+    known = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times if t is not None]
+    if not known:
+        return (len(times) - 1) / window_hours
+    newest = max(known)
     start = newest - timedelta(hours=window_hours)
-    in_window = sum(1 for t in aware if t >= start) + sum(1 for p in copies if p.created_at is None)
+    in_window = sum(1 for t in known if t >= start) + (len(times) - len(known))
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
@@ -326,11 +355,13 @@ def _risk_signals(reads: TriageReads, posts: Sequence[Post], narratives_of: dict
 
 
 def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True,
-                 reads: TriageReads | None = None) -> dict[str, PostFacts]:
+                 reads: TriageReads | None = None, fresh: bool = True) -> dict[str, PostFacts]:
     """What triage knows of each post. `repeats=False` skips the repeat search (no repeats,
     velocity from the post's narrative only): enough for a narrative's entry, which reads
     its members' check-worthiness, reach, debunk and risk, never their repeats. `reads`:
-    what this triage run has read already (each gathering of a run shares it)."""
+    what this triage run has read already (each gathering of a run shares it). `fresh`:
+    the posts were just stored and their vectors go into the post index before the search
+    (False: posts already searchable, the repeats a batch refreshes)."""
     storage = services.storage
     reads = reads or TriageReads(storage, org)
     ids = [p.id for p in posts]
@@ -346,11 +377,11 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
     if withdrawn:
         matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
-    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours) if repeats else {}
+    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours, reads, fresh) if repeats else {}
     same = _same_claim(storage, org, matches) if repeats else {}
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
     wanted = sorted({r for rs in repeat_ids.values() for r in rs})
-    others = storage.get_posts(org, wanted) if wanted else {}
+    others = reads.stored_posts(wanted)
     narratives_of = narratives_of_posts(storage, org, ids, reads)
     risks = _risk_signals(reads, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
@@ -375,16 +406,69 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts], weights: TriageSettings) -> QueueEntry:
-    cws = [m.checkworthiness.score if m.checkworthiness else 0.0 for m in members]
-    best_cw = max(range(len(members)), key=lambda i: cws[i])
-    engagement = sum(weighted_engagement(m.post) for m in members)
-    debunk = max((m.debunked for m in members), key=lambda d: d[0])
-    copies = [m.post for m in members]
+@dataclass
+class MemberSummary:
+    """What a narrative's entry reads of one member: from the member's facts, or from its own
+    stored queue entry (`from_entry`: its check-worthiness score there is rounded to 4 places,
+    `exact` False until the score is read)."""
+
+    post_id: str
+    created_at: datetime | None
+    score: float  # check-worthiness probability, 0 when the stage was skipped
+    claim: bool
+    gated: bool  # the check-worthiness model calls it clearly not a claim
+    cw_decided_by: str
+    engagement: float
+    debunked: tuple[float, dict[str, Any]]
+    risk: float
+    exact: bool = True
+
+    @classmethod
+    def from_facts(cls, facts: PostFacts) -> MemberSummary:
+        cw = facts.checkworthiness
+        return cls(
+            facts.post.id, facts.post.created_at, cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
+            cw.decided_by if cw else "", weighted_engagement(facts.post), facts.debunked, facts.risk[0],
+        )
+
+    @classmethod
+    def from_entry(cls, entry: QueueEntry) -> MemberSummary | None:
+        """The member as its stored post entry says, or None when the entry cannot say it exactly:
+        no check-worthiness score (the stage skipped: it may have run since), a risk signal
+        (its value and its narrative's are stored rounded, the narrative's may have changed),
+        an engagement field missing."""
+        parts = entry.components
+        cw, reach, debunked, risk = (parts.get(c) for c in ("checkworthiness", "reach", "debunked", "risk"))
+        decided = entry.decided_by.get("checkworthiness")
+        if entry.kind != "post" or cw is None or reach is None or debunked is None or risk is None or decided in (None, "missing"):
+            return None
+        if risk.value != 0.0 or "source" in risk.evidence:
+            return None
+        fields = {name: reach.evidence.get(name) for name in Engagement.model_fields}
+        counts = {name: v for name, v in fields.items() if isinstance(v, int) and not isinstance(v, bool)}
+        if len(counts) < len(fields):
+            return None
+        try:
+            created = datetime.fromisoformat(entry.created_at) if entry.created_at else None
+        except ValueError:
+            return None
+        return cls(
+            entry.post_id or entry.id, created, cw.value, cw.evidence.get("label") == "claim", entry.gated, str(decided),
+            weighted_engagement_of(Engagement(**counts)), (debunked.value, dict(debunked.evidence) if debunked.value > 0 else {}), 0.0,
+            exact=False,
+        )
+
+
+def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts | MemberSummary], weights: TriageSettings) -> QueueEntry:
+    summaries = [m if isinstance(m, MemberSummary) else MemberSummary.from_facts(m) for m in members]
+    cws = [m.score for m in summaries]
+    best_cw = max(range(len(summaries)), key=lambda i: cws[i])
+    engagement = sum(m.engagement for m in summaries)
+    debunk = max((m.debunked for m in summaries), key=lambda d: d[0])
     hourly_rate = narrative_rate(record, weights.window_hours)
-    rate = hourly_rate if hourly_rate is not None else repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
+    rate = hourly_rate if hourly_rate is not None else copies_rate([m.created_at for m in summaries], weights.window_hours) if summaries else 0.0
     own_risk = _unit(record.risk)
-    risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
+    risk_value = max([own_risk or 0.0, *(m.risk for m in summaries)])
     values = {
         "checkworthiness": cws[best_cw],
         "reach": reach_value(engagement, weights.reach_scale),
@@ -393,18 +477,69 @@ def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFac
         "risk": risk_value,
     }
     evidence = {
-        "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness and m.checkworthiness.label == "claim")},
-        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": record.size or len(members)},
-        "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
+        "checkworthiness": {"best_post": summaries[best_cw].post_id, "claims": sum(1 for m in summaries if m.claim)},
+        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(summaries), "size": record.size or len(summaries)},
+        "velocity": {"posts": len(summaries), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
         "debunked": debunk[1] or {"note": "no member matches a fact-check"},
-        "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
+        "risk": {"narrative": own_risk, "members_max": max((m.risk for m in summaries), default=0.0)},
     }
-    all_gated = all(m.checkworthiness and m.checkworthiness.clearly_not_claim for m in members)
-    best = members[best_cw].checkworthiness
-    decided_by = {"checkworthiness": best.decided_by if best else "", "narrative": record.decided_by}
+    all_gated = all(m.gated for m in summaries)
+    decided_by = {"checkworthiness": summaries[best_cw].cw_decided_by, "narrative": record.decided_by}
     title = record.representative_text or " · ".join(record.top_terms[:6])
     return _entry(f"narrative:{nid}", "narrative", weights, values, evidence, "no member is a claim" if all_gated else None, decided_by,
-                  narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post.id) for m in members][:50])
+                  narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post_id) for m in summaries][:50])
+
+
+def _outside_members(services: Any, org: str, weights: TriageSettings, reads: TriageReads, members: dict[str, list[str]],
+                     records_of: dict[str, NarrativeRecord], known: dict[str, MemberSummary]) -> dict[str, MemberSummary]:
+    """The members of these narratives that `known` lacks (not in this batch nor refreshed by it).
+
+    A member's facts as its narrative's entry reads them are in its own stored queue entry,
+    written at its last triage, which every change of them re-runs: a changed post (its
+    engagement) is new content for every stage, a re-check or a desk's rejected debunk
+    re-triages its posts. Read from there except where the entry cannot say them exactly
+    (`MemberSummary.from_entry`), where the narrative has a risk of its own, and where the
+    entry's debunk is a fact-check withdrawn since: those members are gathered as before.
+    Entries store check-worthiness rounded to 4 places: the members whose rounded score could
+    be their narrative's best have their exact score read, so the best member, the priority
+    and the contributions are the full recompute's."""
+    storage = services.storage
+    outside = sorted({m for ids in members.values() for m in ids} - known.keys())
+    if not outside:
+        return {}
+    gather = {m for nid, ids in members.items() if _unit(records_of[nid].risk) is not None for m in ids} & set(outside)
+    out: dict[str, MemberSummary] = {}
+    for pid, entry in TriageQueue(storage).get(org, sorted(set(outside) - gather)).items():
+        summary = MemberSummary.from_entry(entry)
+        if summary is not None:
+            out[pid] = summary
+    debunks = {str(m.debunked[1].get("factcheck_id")) for m in out.values() if m.debunked[0] > 0}
+    if debunks:
+        fcs = storage.get_factchecks(org, sorted(debunks))
+        # withdrawn, gone or re-rated since the member's entry: gathered, as the full recompute sees it
+        now = {fid: fc.rating for fid, fc in fcs.items() if withdrawal_of(fc) is None}
+        out = {pid: m for pid, m in out.items() if m.debunked[0] == 0 or now.get(str(m.debunked[1].get("factcheck_id"))) == m.debunked[1].get("rating")}
+    rest = [m for m in outside if m not in out]
+    if rest:
+        posts = list(reads.stored_posts(rest).values())
+        out.update({pid: MemberSummary.from_facts(f) for pid, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()})
+    # exact scores of the members that may be their narrative's best
+    candidates: set[str] = set()
+    for ids in members.values():
+        scores = [(m, (out.get(m) or known.get(m))) for m in ids]
+        top = max((s.score for _, s in scores if s is not None), default=None)
+        if top is not None:
+            candidates.update(m for m, s in scores if s is not None and not s.exact and s.score >= top - 1.5e-4)
+    if candidates:
+        exact = CheckworthinessScores(storage).get(org, sorted(candidates))
+        for pid in candidates:
+            if pid in exact:
+                out[pid] = dataclasses.replace(out[pid], score=exact[pid].score, exact=True)
+            else:  # its score is gone since: as the full recompute sees it
+                posts = list(reads.stored_posts([pid]).values())
+                out.pop(pid)
+                out.update({p: MemberSummary.from_facts(f) for p, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()})
+    return out
 
 
 def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
@@ -424,8 +559,8 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
     if extra_ids:
-        extra = list(storage.get_posts(org, extra_ids).values())
-        facts.update(gather_facts(services, org, extra, weights, reads=reads))
+        extra = list(reads.stored_posts(extra_ids).values())
+        facts.update(gather_facts(services, org, extra, weights, reads=reads, fresh=False))
     entries = [post_entry(fact, weights) for fact in facts.values()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
     narrative_entries: list[QueueEntry] = []
@@ -436,16 +571,14 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
         size = record.size or len(member_ids)
         if max(size, len(member_ids)) >= MIN_NARRATIVE_POSTS:  # a one-post narrative would only repeat that post's entry
             members[nid] = member_ids
-    # the members outside this batch, all narratives at once and without their repeats (their
-    # own queue entries are not rewritten here; a narrative's entry does not read repeats)
-    outside = sorted({m for ids in members.values() for m in ids} - set(facts))
-    missing = list(storage.get_posts(org, outside).values()) if outside else []
-    if missing:
-        facts.update(gather_facts(services, org, missing, weights, repeats=False, reads=reads))
+    # the members outside this batch, all narratives at once, from their own stored entries
+    # (their queue entries are not rewritten here; a narrative's entry does not read repeats)
+    summaries = {pid: MemberSummary.from_facts(f) for pid, f in facts.items()}
+    summaries.update(_outside_members(services, org, weights, reads, members, narrative_records, summaries))
     for nid, member_ids in members.items():
-        member_facts = [facts[m] for m in member_ids if m in facts]
-        if member_facts:
-            narrative_entries.append(narrative_entry(nid, narrative_records[nid], member_facts, weights))
+        member_summaries = [summaries[m] for m in member_ids if m in summaries]
+        if member_summaries:
+            narrative_entries.append(narrative_entry(nid, narrative_records[nid], member_summaries, weights))
     TriageQueue(storage).put(org, entries + narrative_entries)
     return {
         "queued_posts": len(entries),
