@@ -43,7 +43,7 @@ from typing import Any, Literal
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
-from factbridge.models import Engagement, MatchCandidate, Post
+from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
@@ -67,6 +67,7 @@ NARRATIVES = "narratives"
 NARRATIVE_MEMBERS = records.MEMBERS
 LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
+_ENGAGEMENT = ("likes", "shares", "comments", "views", "followers")  # `_weighted`'s arguments, as `Engagement` names them
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
 
@@ -75,11 +76,12 @@ _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự
 
 
 def weighted_engagement(post: Post) -> float:
-    return weighted_engagement_of(post.engagement)
+    e = post.engagement
+    return _weighted(e.likes, e.shares, e.comments, e.views, e.followers)
 
 
-def weighted_engagement_of(e: Engagement) -> float:
-    return e.likes + 2.0 * e.shares + e.comments + e.views / 100.0 + e.followers / 1000.0
+def _weighted(likes: int, shares: int, comments: int, views: int, followers: int) -> float:
+    return likes + 2.0 * shares + comments + views / 100.0 + followers / 1000.0
 
 
 def reach_value(engagement: float, scale: float) -> float:
@@ -432,30 +434,36 @@ class MemberSummary:
         )
 
     @classmethod
-    def from_entry(cls, entry: QueueEntry) -> MemberSummary | None:
-        """The member as its stored post entry says, or None when the entry cannot say it exactly:
-        no check-worthiness score (the stage skipped: it may have run since), a risk signal
-        (its value and its narrative's are stored rounded, the narrative's may have changed),
-        an engagement field missing."""
-        parts = entry.components
+    def from_entry(cls, entry_id: str, doc: dict[str, Any]) -> MemberSummary | None:
+        """The member as its stored post entry (`QueueEntry.to_doc()`) says, or None when the entry
+        cannot say it exactly: no check-worthiness score (the stage skipped: it may have run
+        since), a risk signal (its value and its narrative's are stored rounded, the
+        narrative's may have changed since), a field missing or of another type."""
+        parts = doc.get("components")
+        decided = doc.get("decided_by")
+        if doc.get("kind") != "post" or not isinstance(parts, dict) or not isinstance(decided, dict):
+            return None
         cw, reach, debunked, risk = (parts.get(c) for c in ("checkworthiness", "reach", "debunked", "risk"))
-        decided = entry.decided_by.get("checkworthiness")
-        if entry.kind != "post" or cw is None or reach is None or debunked is None or risk is None or decided in (None, "missing"):
+        cw_by = decided.get("checkworthiness")
+        if not (isinstance(cw, dict) and isinstance(reach, dict) and isinstance(debunked, dict) and isinstance(risk, dict)) or not isinstance(cw_by, str) or cw_by == "missing":
             return None
-        if risk.value != 0.0 or "source" in risk.evidence:
+        cw_ev, reach_ev, debunk_ev, risk_ev = (c.get("evidence") for c in (cw, reach, debunked, risk))
+        score, debunk_value = _number(cw.get("value")), _number(debunked.get("value"))
+        if not (isinstance(cw_ev, dict) and isinstance(reach_ev, dict) and isinstance(debunk_ev, dict) and isinstance(risk_ev, dict)) or score is None or debunk_value is None:
             return None
-        fields = {name: reach.evidence.get(name) for name in Engagement.model_fields}
-        counts = {name: v for name, v in fields.items() if isinstance(v, int) and not isinstance(v, bool)}
-        if len(counts) < len(fields):
+        if risk.get("value") != 0 or "source" in risk_ev:
             return None
+        counts = [v for v in (reach_ev.get(name) for name in _ENGAGEMENT) if type(v) is int]
+        if len(counts) < len(_ENGAGEMENT):
+            return None
+        created = doc.get("created_at")
         try:
-            created = datetime.fromisoformat(entry.created_at) if entry.created_at else None
+            created_at = datetime.fromisoformat(created) if isinstance(created, str) and created else None
         except ValueError:
             return None
         return cls(
-            entry.post_id or entry.id, created, cw.value, cw.evidence.get("label") == "claim", entry.gated, str(decided),
-            weighted_engagement_of(Engagement(**counts)), (debunked.value, dict(debunked.evidence) if debunked.value > 0 else {}), 0.0,
-            exact=False,
+            str(doc.get("post_id") or entry_id), created_at, score, cw_ev.get("label") == "claim", doc.get("gated") is True, cw_by,
+            _weighted(*counts), (debunk_value, dict(debunk_ev) if debunk_value > 0 else {}), 0.0, exact=False,
         )
 
 
@@ -509,8 +517,8 @@ def _outside_members(services: Any, org: str, weights: TriageSettings, reads: Tr
         return {}
     gather = {m for nid, ids in members.items() if _unit(records_of[nid].risk) is not None for m in ids} & set(outside)
     out: dict[str, MemberSummary] = {}
-    for pid, entry in TriageQueue(storage).get(org, sorted(set(outside) - gather)).items():
-        summary = MemberSummary.from_entry(entry)
+    for pid, doc in TriageQueue(storage).documents(org, sorted(set(outside) - gather)).items():
+        summary = MemberSummary.from_entry(pid, doc)
         if summary is not None:
             out[pid] = summary
     debunks = {str(m.debunked[1].get("factcheck_id")) for m in out.values() if m.debunked[0] > 0}
