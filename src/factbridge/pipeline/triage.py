@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -140,6 +140,16 @@ class TriageReads:
     holds: dict[str, bool] = field(default_factory=dict)
     rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
     posts: dict[str, Post] = field(default_factory=dict)  # stored posts read by this run (repeats, their neighbours)
+    stamped: dict[str, int | None] = field(default_factory=dict)  # post id -> `_stamp` of its time
+
+    def stamps(self, posts: Iterable[Post]) -> dict[str, int | None]:
+        """`_stamp` of each post's time, made once per run."""
+        out: dict[str, int | None] = {}
+        for post in posts:
+            if post.id not in self.stamped:
+                self.stamped[post.id] = _stamp(post.created_at)
+            out[post.id] = self.stamped[post.id]
+        return out
 
     def stored_posts(self, ids: Sequence[str]) -> dict[str, Post]:
         """These stored posts (those found), each read once per run: a batch's repeats are the
@@ -294,17 +304,16 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     queries = matrix if len(first) == len(ids) else matrix[first]
     hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
-    when = {p.id: p.created_at for p in posts}
-    when.update({o: p.created_at for o, p in reads.stored_posts(sorted({o for found in near.values() for o in found} - set(when))).items()})
-    window = timedelta(hours=window_hours)
+    stamps = reads.stamps(posts)
+    stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
+    window = _window(window_hours)
     for pid, found in near.items():
-        t = _aware(when.get(pid))
-        groups[pid] = [o for o in found if o in when and (t is None or (u := _aware(when[o])) is None or abs(u - t) <= window)]
+        t = stamps.get(pid)
+        if t is None:
+            groups[pid] = [o for o in found if o in stamps]
+        else:
+            groups[pid] = [o for o in found if o in stamps and ((u := stamps[o]) is None or t - window <= u <= t + window)]
     return groups
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]) -> dict[str, list[str]]:
@@ -330,12 +339,30 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
 
 def copies_rate(times: Sequence[datetime | None], window_hours: float) -> float:
     """`repeat_rate` of copies posted at these times (the first one is the post; None: a copy without a time)."""
-    known = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times if t is not None]
+    return _stamps_rate([_stamp(t) for t in times], window_hours)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _stamp(t: datetime | None) -> int | None:
+    """A time as whole microseconds since the epoch (a naive time is UTC): compared and
+    subtracted exactly as the datetimes, without making one per comparison."""
+    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+
+
+def _window(window_hours: float) -> int:
+    return timedelta(hours=window_hours) // _MICROSECOND
+
+
+def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:
+    """`copies_rate` of `_stamp`s."""
+    known = [t for t in stamps if t is not None]
     if not known:
-        return (len(times) - 1) / window_hours
-    newest = max(known)
-    start = newest - timedelta(hours=window_hours)
-    in_window = sum(1 for t in known if t >= start) + (len(times) - len(known))
+        return (len(stamps) - 1) / window_hours
+    start = max(known) - _window(window_hours)
+    in_window = sum(1 for t in known if t >= start) + (len(stamps) - len(known))
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
@@ -389,7 +416,8 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     facts: dict[str, PostFacts] = {}
     for post in posts:
         reps = [others[r] for r in repeat_ids[post.id] if r in others]
-        own_rate = repeat_rate(post, reps, weights.window_hours)
+        stamps = reads.stamps([post, *reps])
+        own_rate = _stamps_rate([stamps[post.id], *(stamps[r.id] for r in reps)], weights.window_hours)
         rates = [(n.id, reads.narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
