@@ -35,26 +35,33 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from factbridge.backends.storage.base import Expect
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
+from factbridge.errors import PreconditionFailed
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
+    TRIAGE_MEMBERS,
     CheckworthinessRecord,
     CheckworthinessScores,
     Component,
     LinkRisks,
+    MemberFacts,
+    NarrativeMemberFacts,
     NarrativeMembers,
     NarrativeRecord,
     Narratives,
     QueueEntry,
+    TriageMembers,
     TriageQueue,
 )
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
@@ -436,73 +443,59 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-@dataclass
-class MemberSummary:
-    """What a narrative's entry reads of one member: from the member's facts, or from its own
-    stored queue entry (`from_entry`: its check-worthiness score there is rounded to 4 places,
-    `exact` False until the score is read)."""
-
-    post_id: str
-    created_at: datetime | None
-    score: float  # check-worthiness probability, 0 when the stage was skipped
-    claim: bool
-    gated: bool  # the check-worthiness model calls it clearly not a claim
-    cw_decided_by: str
-    engagement: float
-    debunked: tuple[float, dict[str, Any]]
-    risk: float
-    exact: bool = True
-
-    @classmethod
-    def from_facts(cls, facts: PostFacts) -> MemberSummary:
-        cw = facts.checkworthiness
-        return cls(
-            facts.post.id, facts.post.created_at, cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
-            cw.decided_by if cw else "", weighted_engagement(facts.post), facts.debunked, facts.risk[0],
-        )
-
-    @classmethod
-    def from_entry(cls, entry_id: str, doc: dict[str, Any]) -> MemberSummary | None:
-        """The member as its stored post entry (`QueueEntry.to_doc()`) says, or None when the entry
-        cannot say it exactly: no check-worthiness score (the stage skipped: it may have run
-        since), a risk signal (its value and its narrative's are stored rounded, the
-        narrative's may have changed since), a field missing or of another type."""
-        parts = doc.get("components")
-        decided = doc.get("decided_by")
-        if doc.get("kind") != "post" or not isinstance(parts, dict) or not isinstance(decided, dict):
-            return None
-        cw, reach, debunked, risk = (parts.get(c) for c in ("checkworthiness", "reach", "debunked", "risk"))
-        cw_by = decided.get("checkworthiness")
-        if not (isinstance(cw, dict) and isinstance(reach, dict) and isinstance(debunked, dict) and isinstance(risk, dict)) or not isinstance(cw_by, str) or cw_by == "missing":
-            return None
-        cw_ev, reach_ev, debunk_ev, risk_ev = (c.get("evidence") for c in (cw, reach, debunked, risk))
-        score, debunk_value = _number(cw.get("value")), _number(debunked.get("value"))
-        if not (isinstance(cw_ev, dict) and isinstance(reach_ev, dict) and isinstance(debunk_ev, dict) and isinstance(risk_ev, dict)) or score is None or debunk_value is None:
-            return None
-        if risk.get("value") != 0 or "source" in risk_ev:
-            return None
-        counts = [v for v in (reach_ev.get(name) for name in _ENGAGEMENT) if type(v) is int]
-        if len(counts) < len(_ENGAGEMENT):
-            return None
-        created = doc.get("created_at")
-        try:
-            created_at = datetime.fromisoformat(created) if isinstance(created, str) and created else None
-        except ValueError:
-            return None
-        return cls(
-            str(doc.get("post_id") or entry_id), created_at, score, cw_ev.get("label") == "claim", doc.get("gated") is True, cw_by,
-            _weighted(*counts), (debunk_value, dict(debunk_ev) if debunk_value > 0 else {}), 0.0, exact=False,
-        )
+def member_facts(facts: PostFacts) -> MemberFacts:
+    """What a narrative's entry reads of a member whose facts this run gathered."""
+    cw = facts.checkworthiness
+    return MemberFacts(
+        facts.post.id, _stamp(facts.post.created_at), cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
+        cw.decided_by if cw else "", weighted_engagement(facts.post), facts.debunked[0], facts.debunked[1], facts.risk[0],
+    )
 
 
-def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts | MemberSummary], weights: TriageSettings) -> QueueEntry:
-    summaries = [m if isinstance(m, MemberSummary) else MemberSummary.from_facts(m) for m in members]
+def entry_member_facts(entry_id: str, doc: dict[str, Any]) -> MemberFacts | None:
+    """A member as its stored post entry (`QueueEntry.to_doc()`) says (the score rounded to 4
+    places: `exact` False), or None when the entry cannot say it exactly: no check-worthiness
+    score (the stage was skipped: it may have run since), a risk signal (its value and its
+    narrative's are stored rounded, the narrative's may have changed since), a field missing
+    or of another type."""
+    parts = doc.get("components")
+    decided = doc.get("decided_by")
+    if doc.get("kind") != "post" or not isinstance(parts, dict) or not isinstance(decided, dict):
+        return None
+    cw, reach, debunked, risk = (parts.get(c) for c in ("checkworthiness", "reach", "debunked", "risk"))
+    cw_by = decided.get("checkworthiness")
+    if not (isinstance(cw, dict) and isinstance(reach, dict) and isinstance(debunked, dict) and isinstance(risk, dict)) or not isinstance(cw_by, str) \
+            or cw_by == "missing":
+        return None
+    cw_ev, reach_ev, debunk_ev, risk_ev = (c.get("evidence") for c in (cw, reach, debunked, risk))
+    score, debunk_value = _number(cw.get("value")), _number(debunked.get("value"))
+    if not (isinstance(cw_ev, dict) and isinstance(reach_ev, dict) and isinstance(debunk_ev, dict) and isinstance(risk_ev, dict)) \
+            or score is None or debunk_value is None:
+        return None
+    if risk.get("value") != 0 or "source" in risk_ev:
+        return None
+    counts = [v for v in (reach_ev.get(name) for name in _ENGAGEMENT) if type(v) is int]
+    if len(counts) < len(_ENGAGEMENT):
+        return None
+    created = doc.get("created_at")
+    try:
+        stamp = _stamp(datetime.fromisoformat(created)) if isinstance(created, str) and created else None
+    except ValueError:
+        return None
+    return MemberFacts(
+        str(doc.get("post_id") or entry_id), stamp, score, cw_ev.get("label") == "claim", doc.get("gated") is True, cw_by,
+        _weighted(*counts), debunk_value, dict(debunk_ev) if debunk_value > 0 else {}, 0.0, exact=False,
+    )
+
+
+def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts | MemberFacts], weights: TriageSettings) -> QueueEntry:
+    summaries = [m if isinstance(m, MemberFacts) else member_facts(m) for m in members]
     cws = [m.score for m in summaries]
     best_cw = max(range(len(summaries)), key=lambda i: cws[i])
     engagement = sum(m.engagement for m in summaries)
-    debunk = max((m.debunked for m in summaries), key=lambda d: d[0])
+    debunk = max(((m.debunked, m.debunk) for m in summaries), key=lambda d: d[0])
     hourly_rate = narrative_rate(record, weights.window_hours)
-    rate = hourly_rate if hourly_rate is not None else copies_rate([m.created_at for m in summaries], weights.window_hours) if summaries else 0.0
+    rate = hourly_rate if hourly_rate is not None else _stamps_rate([m.stamp for m in summaries], weights.window_hours) if summaries else 0.0
     own_risk = _unit(record.risk)
     risk_value = max([own_risk or 0.0, *(m.risk for m in summaries)])
     values = {
@@ -520,62 +513,92 @@ def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFac
         "risk": {"narrative": own_risk, "members_max": max((m.risk for m in summaries), default=0.0)},
     }
     all_gated = all(m.gated for m in summaries)
-    decided_by = {"checkworthiness": summaries[best_cw].cw_decided_by, "narrative": record.decided_by}
+    decided_by = {"checkworthiness": summaries[best_cw].decided_by, "narrative": record.decided_by}
     title = record.representative_text or " · ".join(record.top_terms[:6])
     return _entry(f"narrative:{nid}", "narrative", weights, values, evidence, "no member is a claim" if all_gated else None, decided_by,
                   narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post_id) for m in summaries][:50])
 
 
-def _outside_members(services: Any, org: str, weights: TriageSettings, reads: TriageReads, members: dict[str, list[str]],
-                     records_of: dict[str, NarrativeRecord], known: dict[str, MemberSummary]) -> dict[str, MemberSummary]:
-    """The members of these narratives that `known` lacks (not in this batch nor refreshed by it).
+def _gathered(services: Any, org: str, weights: TriageSettings, reads: TriageReads, ids: Sequence[str]) -> dict[str, MemberFacts]:
+    """Members gathered from their stored records, without their repeats (as the full recompute)."""
+    posts = list(reads.stored_posts(ids).values())
+    return {pid: member_facts(f) for pid, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()} if posts else {}
 
-    A member's facts as its narrative's entry reads them are in its own stored queue entry,
-    written at its last triage, which every change of them re-runs: a changed post (its
-    engagement) is new content for every stage, a re-check or a desk's rejected debunk
-    re-triages its posts. Read from there except where the entry cannot say them exactly
-    (`MemberSummary.from_entry`), where the narrative has a risk of its own, and where the
-    entry's debunk is a fact-check withdrawn since: those members are gathered as before.
-    Entries store check-worthiness rounded to 4 places: the members whose rounded score could
-    be their narrative's best have their exact score read, so the best member, the priority
-    and the contributions are the full recompute's."""
+
+def _debunks_changed(storage: Any, org: str, members: Iterable[MemberFacts]) -> set[str]:
+    """The members whose debunk names a fact-check withdrawn, gone or re-rated since their facts
+    were written: the full recompute would see another debunk."""
+    named = {str(m.debunk.get("factcheck_id")): m for m in members if m.debunked > 0}
+    if not named:
+        return set()
+    found = storage.get_factchecks(org, sorted(named))
+    now = {fid: fc.rating for fid, fc in found.items() if withdrawal_of(fc) is None}
+    return {m.post_id for m in members if m.debunked > 0 and now.get(str(m.debunk.get("factcheck_id"))) != m.debunk.get("rating")}
+
+
+def _narrative_members(services: Any, org: str, weights: TriageSettings, reads: TriageReads, members: dict[str, list[str]],
+                       records_of: dict[str, NarrativeRecord], fresh: dict[str, MemberFacts],
+                       stored: dict[str, NarrativeMemberFacts]) -> dict[str, list[MemberFacts]]:
+    """The facts of each narrative's members, in its member order, as the full recompute
+    (gathering every member's stored records) has them, without gathering most of them.
+
+    Members this run gathered (the batch, its refreshed repeats) are `fresh`. The others come
+    from the narrative's member summary (`triage_members`: each member's facts as of its last
+    triage, written with the queue entries), else from the member's own stored queue entry.
+    A member's facts change only when it is triaged again: a changed post (its engagement) is
+    new content for every stage, a re-check or a desk's rejected debunk re-triages its posts,
+    and each triage rewrites the member's entry and the summaries of its narratives. Gathered
+    as before: members of a narrative with a risk of its own (a member's risk includes it),
+    members whose debunk names a fact-check withdrawn or re-rated since, members whose entry
+    cannot say their facts exactly (`entry_member_facts`). An entry stores check-worthiness
+    rounded to 4 places: the members whose rounded score could be their narrative's best have
+    their exact score read, so the best member, the priority and the contributions are the
+    full recompute's."""
     storage = services.storage
-    outside = sorted({m for ids in members.values() for m in ids} - known.keys())
-    if not outside:
-        return {}
-    gather = {m for nid, ids in members.items() if _unit(records_of[nid].risk) is not None for m in ids} & set(outside)
-    out: dict[str, MemberSummary] = {}
-    for pid, doc in TriageQueue(storage).documents(org, sorted(set(outside) - gather)).items():
-        summary = MemberSummary.from_entry(pid, doc)
-        if summary is not None:
-            out[pid] = summary
-    debunks = {str(m.debunked[1].get("factcheck_id")) for m in out.values() if m.debunked[0] > 0}
-    if debunks:
-        fcs = storage.get_factchecks(org, sorted(debunks))
-        # withdrawn, gone or re-rated since the member's entry: gathered, as the full recompute sees it
-        now = {fid: fc.rating for fid, fc in fcs.items() if withdrawal_of(fc) is None}
-        out = {pid: m for pid, m in out.items() if m.debunked[0] == 0 or now.get(str(m.debunked[1].get("factcheck_id"))) == m.debunked[1].get("rating")}
-    rest = [m for m in outside if m not in out]
-    if rest:
-        posts = list(reads.stored_posts(rest).values())
-        out.update({pid: MemberSummary.from_facts(f) for pid, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()})
+    chosen: dict[str, dict[str, MemberFacts]] = {nid: {} for nid in members}
+    risky = {nid for nid in members if _unit(records_of[nid].risk) is not None}
+    for nid, ids in members.items():
+        summary = stored[nid].members if nid in stored and nid not in risky else {}
+        for m in ids:
+            found = fresh.get(m) or summary.get(m)
+            if found is not None:
+                chosen[nid][m] = found
+    # members that the summaries lack: their own queue entries, else gathered
+    rest = sorted({m for nid, ids in members.items() for m in ids if m not in chosen[nid] and nid not in risky})
+    other: dict[str, MemberFacts] = {}
+    for pid, doc in TriageQueue(storage).documents(org, rest).items():
+        entry = entry_member_facts(pid, doc)
+        if entry is not None:
+            other[pid] = entry
+    changed = _debunks_changed(storage, org, [m for nid in members for m in chosen[nid].values() if m.post_id not in fresh] + list(other.values()))
+    for nid in members:
+        chosen[nid] = {m: f for m, f in chosen[nid].items() if m not in changed}
+    other = {m: f for m, f in other.items() if m not in changed}
+    missing = sorted({m for nid, ids in members.items() for m in ids if m not in chosen[nid] and (nid in risky or m not in other)})
+    gathered = _gathered(services, org, weights, reads, missing)
+    for nid, ids in members.items():
+        for m in ids:
+            found = gathered.get(m) if nid in risky else other.get(m) or gathered.get(m)
+            if m not in chosen[nid] and found is not None:
+                chosen[nid][m] = found
     # exact scores of the members that may be their narrative's best
     candidates: set[str] = set()
-    for ids in members.values():
-        scores = [(m, (out.get(m) or known.get(m))) for m in ids]
-        top = max((s.score for _, s in scores if s is not None), default=None)
+    for nid in members:
+        top = max((f.score for f in chosen[nid].values()), default=None)
         if top is not None:
-            candidates.update(m for m, s in scores if s is not None and not s.exact and s.score >= top - 1.5e-4)
+            candidates.update(m for m, f in chosen[nid].items() if not f.exact and f.score >= top - 1.5e-4)
     if candidates:
         exact = CheckworthinessScores(storage).get(org, sorted(candidates))
-        for pid in candidates:
-            if pid in exact:
-                out[pid] = dataclasses.replace(out[pid], score=exact[pid].score, exact=True)
-            else:  # its score is gone since: as the full recompute sees it
-                posts = list(reads.stored_posts([pid]).values())
-                out.pop(pid)
-                out.update({p: MemberSummary.from_facts(f) for p, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()})
-    return out
+        again = _gathered(services, org, weights, reads, sorted(candidates - exact.keys()))  # its score is gone since: as the full recompute sees it
+        for nid in members:
+            for m in candidates & chosen[nid].keys():
+                if m in exact:
+                    chosen[nid][m] = dataclasses.replace(chosen[nid][m], score=exact[m].score, exact=True)
+                elif m in again:
+                    chosen[nid][m] = again[m]
+                else:
+                    del chosen[nid][m]
+    return {nid: [chosen[nid][m] for m in ids if m in chosen[nid]] for nid, ids in members.items()}
 
 
 def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
@@ -599,7 +622,6 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
         facts.update(gather_facts(services, org, extra, weights, reads=reads, fresh=False))
     entries = [post_entry(fact, weights) for fact in facts.values()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
-    narrative_entries: list[QueueEntry] = []
     members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
     narrative_records = reads.narrative_records(touched)
     for nid, record in narrative_records.items():
@@ -607,21 +629,46 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
         size = record.size or len(member_ids)
         if max(size, len(member_ids)) >= MIN_NARRATIVE_POSTS:  # a one-post narrative would only repeat that post's entry
             members[nid] = member_ids
-    # the members outside this batch, all narratives at once, from their own stored entries
-    # (their queue entries are not rewritten here; a narrative's entry does not read repeats)
-    summaries = {pid: MemberSummary.from_facts(f) for pid, f in facts.items()}
-    summaries.update(_outside_members(services, org, weights, reads, members, narrative_records, summaries))
-    for nid, member_ids in members.items():
-        member_summaries = [summaries[m] for m in member_ids if m in summaries]
-        if member_summaries:
-            narrative_entries.append(narrative_entry(nid, narrative_records[nid], member_summaries, weights))
-    TriageQueue(storage).put(org, entries + narrative_entries)
+    fresh = {pid: member_facts(f) for pid, f in facts.items()}
+    stored = TriageMembers(storage).get(org, sorted(members))
+    of_narrative = _narrative_members(services, org, weights, reads, members, narrative_records, fresh, stored)
+    narrative_entries = [narrative_entry(nid, narrative_records[nid], found, weights) for nid, found in of_narrative.items() if found]
+    summaries = [NarrativeMemberFacts(nid, uuid.uuid4().hex, {m.post_id: m for m in found}) for nid, found in of_narrative.items()]
+    _put(storage, org, entries + narrative_entries, summaries, {nid: s.version for nid, s in stored.items()}, fresh)
     return {
         "queued_posts": len(entries),
         "queued_narratives": len(narrative_entries),
         "gated": sum(1 for e in entries if e.gated),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+PUT_ATTEMPTS = 3
+
+
+def _put(storage: Any, org: str, entries: Sequence[QueueEntry], summaries: list[NarrativeMemberFacts], versions: dict[str, str],
+         fresh: dict[str, MemberFacts]) -> None:
+    """The queue entries and the narratives' member summaries in one transaction, each summary
+    expected at the version this run read. When another worker wrote one meanwhile, its
+    summary is taken with this run's own members (`fresh`) put in, and written again; after
+    `PUT_ATTEMPTS` lost races the summaries are written empty (their members are read from
+    their queue entries next time): a summary never keeps facts older than a member's last
+    triage."""
+    queue = TriageQueue.rows(entries)
+    for _ in range(PUT_ATTEMPTS):
+        expect = [Expect(TRIAGE_MEMBERS, s.narrative_id, "version", versions[s.narrative_id]) if s.narrative_id in versions
+                  else Expect(TRIAGE_MEMBERS, s.narrative_id) for s in summaries]
+        try:
+            storage.put_docs_batch(org, [queue, TriageMembers.rows(summaries)], expect=expect)
+            return
+        except PreconditionFailed:
+            current = TriageMembers(storage).get(org, [s.narrative_id for s in summaries])
+            versions = {nid: n.version for nid, n in current.items()}
+            summaries = [NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex, {
+                **(current[s.narrative_id].members if s.narrative_id in current else {}),
+                **{m: f for m, f in s.members.items() if m in fresh},
+            }) for s in summaries]
+    storage.put_docs_batch(org, [queue, TriageMembers.rows([NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex) for s in summaries])])
 
 
 def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -632,7 +679,7 @@ def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
 
 
 STAGE = FunctionStage(
-    "triage", TRIAGE_VERSION, triage_stage, needs=("checkworthiness", "embedding", "linkrisk", "matching", "narratives"), writes=(QUEUE,),
+    "triage", TRIAGE_VERSION, triage_stage, needs=("checkworthiness", "embedding", "linkrisk", "matching", "narratives"), writes=(QUEUE, TRIAGE_MEMBERS),
     doc="queue entries of the posts, their repeats and their narratives: priority, components, decided_by",
 )
 
