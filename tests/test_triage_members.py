@@ -296,15 +296,18 @@ def test_two_writers_of_one_summary_cannot_both_win(services: Services, monkeypa
         real(org, writes, **kw)
 
     monkeypatch.setattr(storage, "put_docs_batch", other_worker_first)
-    triage.triage_posts(services, ORG, [posts[2]])
+    changed = posts[2].model_copy(update={"engagement": Engagement(likes=777)})  # this run's facts of m2 are new
+    storage.upsert_posts(ORG, [changed])
+    triage.triage_posts(services, ORG, [changed])
     summary = TriageMembers(storage).get(ORG, ["nar1"])["nar1"]
     assert not summary.version.startswith("theirs") and summary.members["other"] == _member("other"), "their members are kept"
-    assert summary.members["m0"] == _member("m0", 0.1) and summary.members["m2"].score != 0.1, "this run's own members are its own"
+    assert summary.members["m0"] == _member("m0", 0.1) and summary.members["m2"].engagement == 777.0, "this run's own members are its own"
     assert storage.get_docs(ORG, QUEUE, ["m2", "narrative:nar1"]).keys() == {"m2", "narrative:nar1"}
 
     conflicts["left"] = triage.PUT_ATTEMPTS  # losing every time: the summary is emptied, the entries are written
-    triage.triage_posts(services, ORG, [posts[2]])
+    triage.triage_posts(services, ORG, [posts[2]])  # m2's facts differ from the summary's again
     assert TriageMembers(storage).get(ORG, ["nar1"])["nar1"].members == {}
+    storage.upsert_posts(ORG, [posts[2]])
     with captured_puts(monkeypatch) as runs:
         triage.triage_posts(services, ORG, [posts[2]])
     assert runs[-1] == full_recompute(services, ORG, [posts[2]])

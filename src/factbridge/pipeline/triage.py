@@ -633,7 +633,8 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
     stored = TriageMembers(storage).get(org, sorted(members))
     of_narrative = _narrative_members(services, org, weights, reads, members, narrative_records, fresh, stored)
     narrative_entries = [narrative_entry(nid, narrative_records[nid], found, weights) for nid, found in of_narrative.items() if found]
-    summaries = [NarrativeMemberFacts(nid, uuid.uuid4().hex, {m.post_id: m for m in found}) for nid, found in of_narrative.items()]
+    summaries = [NarrativeMemberFacts(nid, uuid.uuid4().hex, now) for nid, found in of_narrative.items()
+                 if (now := {m.post_id: m for m in found}) != (stored[nid].members if nid in stored else None)]  # unchanged ones not rewritten
     _put(storage, org, entries + narrative_entries, summaries, {nid: s.version for nid, s in stored.items()}, fresh)
     return {
         "queued_posts": len(entries),
@@ -659,7 +660,7 @@ def _put(storage: Any, org: str, entries: Sequence[QueueEntry], summaries: list[
         expect = [Expect(TRIAGE_MEMBERS, s.narrative_id, "version", versions[s.narrative_id]) if s.narrative_id in versions
                   else Expect(TRIAGE_MEMBERS, s.narrative_id) for s in summaries]
         try:
-            storage.put_docs_batch(org, [queue, TriageMembers.rows(summaries)], expect=expect)
+            storage.put_docs_batch(org, [queue, TriageMembers.rows(summaries)] if summaries else [queue], expect=expect)
             return
         except PreconditionFailed:
             current = TriageMembers(storage).get(org, [s.narrative_id for s in summaries])
