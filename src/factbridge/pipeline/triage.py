@@ -314,10 +314,16 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     stamps = reads.stamps(posts)
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
     window = _window(window_hours)
-    for pid, found in near.items():
-        t = stamps.get(pid)
+    spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one
+    for d, hits in enumerate(hits_of):
+        times = [t for t in (stamps.get(o) for o, _ in hits) if t is not None]
+        spans[d] = (min(times), max(times)) if times and len(times) == len(hits) else None
+    for pid, d in zip(ids, distinct, strict=True):
+        found, t, span = near[pid], stamps.get(pid), spans[d]
         if t is None:
             groups[pid] = [o for o in found if o in stamps]
+        elif span is not None and t - window <= span[0] and span[1] <= t + window:  # every hit within the window: a campaign's copies
+            groups[pid] = found
         else:
             groups[pid] = [o for o in found if o in stamps and ((u := stamps[o]) is None or t - window <= u <= t + window)]
     return groups
@@ -369,7 +375,7 @@ def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:
     if not known:
         return (len(stamps) - 1) / window_hours
     start = max(known) - _window(window_hours)
-    in_window = sum(1 for t in known if t >= start) + (len(stamps) - len(known))
+    in_window = len(stamps) if min(known) >= start else len([t for t in known if t >= start]) + (len(stamps) - len(known))
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
@@ -421,10 +427,11 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     narratives_of = narratives_of_posts(storage, org, ids, reads)
     risks = _risk_signals(reads, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
+    stamps = reads.stamps(others.values())
+    own = reads.stamps(posts)
     for post in posts:
-        reps = [others[r] for r in repeat_ids[post.id] if r in others]
-        stamps = reads.stamps([post, *reps])
-        own_rate = _stamps_rate([stamps[post.id], *(stamps[r.id] for r in reps)], weights.window_hours)
+        reps = [r for r in repeat_ids[post.id] if r in others]
+        own_rate = _stamps_rate([own[post.id], *[stamps[r] for r in reps]], weights.window_hours)
         rates = [(n.id, reads.narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
@@ -434,7 +441,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
             post=post,
             checkworthiness=stored.get(post.id),
             debunked=debunk_evidence(matches[post.id], ratings),
-            repeats=[p.id for p in reps],
+            repeats=reps,
             rate_per_hour=rate,
             risk=risks[post.id],
             velocity_source=via,
