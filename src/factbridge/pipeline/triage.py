@@ -28,6 +28,15 @@ its `NarrativeMembership` (`factbridge.pipeline.records`); a narrative's members
 are its "recent_posts". A post's velocity is the larger of its own repeat rate
 and its narrative's rate; the evidence says which. Entries are `QueueEntry`
 records, written through `TriageQueue`.
+
+A run recomputes the entries of its posts, of the stored posts they repeat (a new copy
+changes their velocity; they are found in the post index, so they are not put into it
+again, and exact copies share one search) and of their narratives. A narrative's members
+outside the run are not gathered again: their facts are read from the narrative's member
+summary (`triage_members`, `MemberFacts` per member as of its last triage, written in the
+transaction of the queue entries), else from the member's own queue entry, else gathered
+(`_narrative_members` says when each applies); the entries are the full recompute's
+(tests/test_triage_members.py).
 """
 
 from __future__ import annotations
@@ -560,7 +569,14 @@ def _narrative_members(services: Any, org: str, weights: TriageSettings, reads: 
     cannot say their facts exactly (`entry_member_facts`). An entry stores check-worthiness
     rounded to 4 places: the members whose rounded score could be their narrative's best have
     their exact score read, so the best member, the priority and the contributions are the
-    full recompute's."""
+    full recompute's.
+
+    Two deliberate differences from gathering every member, both where a member's facts
+    change without it being triaged again: after a link-risk re-score (`rescore_posts`, a
+    feed update) a member's risk is the one of its last triage, as its own queue entry's is
+    until it is triaged again; and a post whose content changed and that joined another
+    narrative, while its old narrative's `recent_posts` still lists it, counts in the old
+    narrative as it was when it joined (its current facts count in its new narrative)."""
     storage = services.storage
     chosen: dict[str, dict[str, MemberFacts]] = {nid: {} for nid in members}
     risky = {nid for nid in members if _unit(records_of[nid].risk) is not None}
