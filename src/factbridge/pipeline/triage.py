@@ -42,6 +42,7 @@ transaction of the queue entries), else from the member's own queue entry, else 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import uuid
@@ -226,18 +227,25 @@ class PostFacts:
     narratives: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=8)
+def _weighting(weights: TriageSettings) -> tuple[dict[str, float], float, dict[str, float | None], str]:
+    """Per settings, once: each component's weight, their sum (1 when 0), the weight as stored
+    and the triage's `decided_by`."""
+    w = {c: weights.weight(c) for c in COMPONENTS}
+    return w, sum(w.values()) or 1.0, {c: _number(v) for c, v in w.items()}, f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={w[c]}' for c in COMPONENTS)})"
+
+
 def _entry(entry_id: str, kind: Literal["post", "narrative"], weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any],
            gated: str | None, decided_by: dict[str, str], **fields: Any) -> QueueEntry:
     """The entry as `QueueEntry.from_doc` reads the document of these fields (built directly:
     the record is what is stored, `to_doc()`, with no document made and read back first)."""
-    total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
+    w, total, stored_w, triage_by = _weighting(weights)
     components = {
-        c: Component(_number(round(values[c], 4)) or 0.0, _number(weights.weight(c)), _number(round(weights.weight(c) * values[c] / total, 4)),
-                     dict(evidence.get(c) or {}))
+        c: Component(_number(round(values[c], 4)) or 0.0, stored_w[c], _number(round(w[c] * values[c] / total, 4)), dict(evidence.get(c) or {}))
         for c in COMPONENTS
     }
-    priority = sum(weights.weight(c) * values[c] for c in COMPONENTS) / total
-    decided = {"triage": f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={weights.weight(c)}' for c in COMPONENTS)})", **decided_by}
+    priority = sum(w[c] * values[c] for c in COMPONENTS) / total
+    decided = {"triage": triage_by, **decided_by}
     # Gated posts sort below every ungated one (`QueueEntry.sort_key`): priorities live in [0, 1].
     return QueueEntry(
         id=entry_id, kind=kind, priority=_number(round(priority, 4)) or 0.0, components=components,
