@@ -281,7 +281,29 @@ def test_a_member_changed_since_its_summary_is_read_again(services: Services, mo
         assert runs[-1]["narrative:nar1"]["components"]["risk"]["evidence"]["members_max"] == 0.7
 
 
+@pytest.fixture
+def pg_services(tmp_path: Path, postgres_url: str) -> Iterator[Services]:
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "storage_url": postgres_url, "embedder": "hashing", "embed_cache": "off", "match_fusion": "rrf",
+    })
+    s = Services(settings)
+    s.storage.migrate()
+    yield s
+    s.close()
+
+
 def test_two_writers_of_one_summary_cannot_both_win(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    _two_writers(services, monkeypatch)
+
+
+def test_two_writers_on_postgresql(pg_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = MemberFacts("p", 1_700_000_000_123_456, 0.81234567891, True, False, "cw-1", 12.345, 0.6, {"factcheck_id": "fc", "rating": "False"}, 1e-7)
+    pg_services.storage.put_docs_batch(ORG, [TriageMembers.rows([NarrativeMemberFacts("n", "v1", {"p": m})])])
+    assert TriageMembers(pg_services.storage).get(ORG, ["n"])["n"].members["p"] == m, "floats come back exactly from JSONB"
+    _two_writers(pg_services, monkeypatch)
+
+
+def _two_writers(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = services.storage
     posts = _narrative_of_three(services)
     triage.triage_posts(services, ORG, posts[:2])
