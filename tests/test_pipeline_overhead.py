@@ -82,19 +82,31 @@ def _entries(captured: list[list[Any]]) -> dict[str, dict[str, Any]]:
 
 def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each batch's queue entries, as the stage writes them, against triage gathering every
-    narrative member with its repeats (as before) on the same stored state."""
+    narrative member with its repeats (as before) on the same stored state
+    (tests/test_triage_members.py: the same against the full recompute in more situations)."""
     captured: list[list[Any]] = []
-    monkeypatch.setattr(triage.TriageQueue, "put", lambda self, org, entries: captured.append(list(entries)))
+    write = {"on": True}
+    original_put = triage._put
+
+    def put(storage: Any, org: str, entries: Any, *rest: Any) -> None:
+        captured.append(list(entries))
+        if write["on"]:
+            original_put(storage, org, entries, *rest)
+
+    monkeypatch.setattr(triage, "_put", put)
     original = triage.gather_facts
-    light_calls: list[int] = []
+    original_members = triage._narrative_members
 
-    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
-        return original(services, org, posts, weights, repeats=True, reads=reads)
+    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None, fresh: bool = True) -> Any:
+        return original(services, org, posts, weights, repeats=True, reads=reads, fresh=False)
 
-    def counting(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None) -> Any:
-        if not repeats:
-            light_calls.append(len(posts))
-        return original(services, org, posts, weights, repeats=repeats, reads=reads)
+    def every_member_gathered(services: Any, org: str, weights: Any, reads: Any, members: dict[str, list[str]], records_of: Any,
+                              fresh: dict[str, Any], stored: Any) -> dict[str, list[Any]]:
+        outside = sorted({m for ids in members.values() for m in ids} - fresh.keys())
+        posts = list(services.storage.get_posts(org, outside).values())
+        gathered = {pid: triage.member_facts(f) for pid, f in full(services, org, posts, weights, reads=reads).items()} if posts else {}
+        facts = {**gathered, **fresh}
+        return {nid: [facts[m] for m in ids if m in facts] for nid, ids in members.items()}
 
     settings = load_settings(env={}, overrides={
         "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing",
@@ -104,21 +116,26 @@ def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Pa
     try:
         posts = [prepare_post(p) for p in generated_posts(96, "tweet", duplicates=0.4, seed=21)]
         clock = StageClock()
-        narratives = 0
+        narratives = outside = 0
         for start in range(0, len(posts), 24):
             batch = posts[start : start + 24]
             services.storage.upsert_posts(ORG, batch)
-            monkeypatch.setattr(triage, "gather_facts", counting)
+            monkeypatch.setattr(triage, "gather_facts", original)
+            monkeypatch.setattr(triage, "_narrative_members", original_members)
+            write["on"] = True
             run_stages(services, ORG, batch, clock=clock)
             fast = _entries(captured)
             monkeypatch.setattr(triage, "gather_facts", full)
+            monkeypatch.setattr(triage, "_narrative_members", every_member_gathered)
+            write["on"] = False
             triage.triage_posts(services, ORG, batch)
             before = _entries(captured)
             assert fast == before, _diff(fast, before)[:5]
             narratives += sum(1 for i in fast if i.startswith("narrative:"))
+            outside += sum(1 for i, d in fast.items() if i.startswith("narrative:") for p in d["post_ids"] if p not in fast)
     finally:
         services.close()
-    assert narratives >= 3 and light_calls, "the fixture makes narratives with members outside their batch"
+    assert narratives >= 3 and outside, "the fixture makes narratives with members outside their batch"
     assert set(clock.wall) >= {"ledger", "narratives", "triage"} and all(v >= 0 for v in clock.cpu.values())
 
 
@@ -153,7 +170,7 @@ def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Pat
     from factbridge.pipeline.records import QueueEntry
 
     captured: list[list[Any]] = []
-    monkeypatch.setattr(triage.TriageQueue, "put", lambda self, org, entries: captured.append(list(entries)))
+    monkeypatch.setattr(triage, "_put", lambda storage, org, entries, *rest: captured.append(list(entries)))
     batch_search = triage.search_batch
     searches: list[int] = []
 

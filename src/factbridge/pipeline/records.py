@@ -16,6 +16,8 @@ declared once here: readers use the fields the writing stage stores, never guess
 - `narratives` and `topics` (written by the narratives stage): `NarrativeRecord` and
   `TopicRecord` (the fields readers use; the stage keeps its working state beside them),
   through `Narratives`;
+- `triage_members` (the triage stage): `NarrativeMemberFacts` of `MemberFacts`, through
+  `TriageMembers`;
 - `checkworthiness` (the check-worthiness stage): `CheckworthinessRecord`, through
   `CheckworthinessScores`;
 - `linkrisk` (the link-risk stage): `LinkRiskRecord` of `LinkRiskUrl`s, through `LinkRisks`.
@@ -194,11 +196,23 @@ class TriageQueue:
 
     def put(self, org: str, entries: Sequence[QueueEntry]) -> None:
         if entries:
-            self.storage.put_docs(org, QUEUE, [(e.id, e.to_doc(), e.sort_key) for e in entries])
+            self.storage.put_docs(org, *self.rows(entries))
+
+    @staticmethod
+    def rows(entries: Sequence[QueueEntry]) -> tuple[str, list[tuple[str, dict[str, Any], float | None]]]:
+        """The (collection, rows) write for `put_docs_batch` (triage writes its narratives'
+        member summaries in the same transaction)."""
+        return QUEUE, [(e.id, e.to_doc(), e.sort_key) for e in entries]
 
     def get(self, org: str, ids: Sequence[str]) -> dict[str, QueueEntry]:
         docs = self.storage.get_docs(org, QUEUE, list(ids)) if ids else {}
         return {i: QueueEntry.from_doc(i, d) for i, d in docs.items()}
+
+    def documents(self, org: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored documents of these entries as they are, for a reader of a few fields of
+        many entries (triage reads its narratives' members: building every `QueueEntry` costs
+        more than the read)."""
+        return self.storage.get_docs(org, QUEUE, list(ids)) if ids else {}
 
     def count(self, org: str) -> int:
         return self.storage.count_docs(org, QUEUE)
@@ -215,6 +229,86 @@ class TriageQueue:
                 break
             offset += len(rows)
         return out[:limit]
+
+
+# --------------------------------------------------------------------------- triage's narrative members
+
+TRIAGE_MEMBERS = "triage_members"
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What a narrative's queue entry reads of one member post (triage): its check-worthiness
+    (score, claim label, the gate, decided_by), weighted engagement, best debunk (value and
+    evidence), risk, and its time (`stamp`: whole microseconds since the epoch). `exact`:
+    the score is the stored probability, not the 4-place value of a queue entry."""
+
+    post_id: str
+    stamp: int | None
+    score: float
+    claim: bool
+    gated: bool
+    decided_by: str
+    engagement: float
+    debunked: float
+    debunk: dict[str, Any] = field(default_factory=dict)
+    risk: float = 0.0
+    exact: bool = True
+
+    def to_row(self) -> list[Any]:
+        return [self.score, self.exact, self.claim, self.gated, self.decided_by, self.engagement, self.debunked, self.debunk, self.risk, self.stamp]
+
+    @classmethod
+    def from_row(cls, post_id: str, row: Any) -> MemberFacts | None:
+        """None for a row of another shape (the member is then read from its queue entry)."""
+        if not isinstance(row, list) or len(row) != 10:
+            return None
+        score, exact, claim, gated, decided_by, engagement, debunked, debunk, risk, stamp = row
+        numbers = (score, engagement, debunked, risk)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers) or not isinstance(debunk, dict) \
+                or not isinstance(decided_by, str) or not (stamp is None or type(stamp) is int):
+            return None
+        return cls(post_id, stamp, float(score), claim is True, gated is True, decided_by, float(engagement), float(debunked), dict(debunk),
+                   float(risk), exact is True)
+
+
+@dataclass(frozen=True)
+class NarrativeMemberFacts:
+    """Triage's summary of a narrative's members (`triage_members`, one document per
+    narrative): each member's `MemberFacts` as of the member's last triage, written in the
+    transaction of the queue entries. `version` changes at every write: a writer expects the
+    version it read (two workers on one narrative cannot both win)."""
+
+    narrative_id: str
+    version: str
+    members: dict[str, MemberFacts] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"version": self.version, "members": {pid: m.to_row() for pid, m in self.members.items()}}
+
+    @classmethod
+    def from_doc(cls, narrative_id: str, doc: Mapping[str, Any]) -> NarrativeMemberFacts:
+        rows = doc.get("members")
+        members = {str(pid): m for pid, m in ((pid, MemberFacts.from_row(str(pid), row)) for pid, row in (rows.items() if isinstance(rows, Mapping) else ()))
+                   if m is not None}
+        return cls(narrative_id, _str(doc.get("version")), members)
+
+
+class TriageMembers:
+    """The one accessor of `triage_members`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, org: str, narrative_ids: Sequence[str]) -> dict[str, NarrativeMemberFacts]:
+        docs = self.storage.get_docs(org, TRIAGE_MEMBERS, list(narrative_ids)) if narrative_ids else {}
+        return {i: NarrativeMemberFacts.from_doc(i, d) for i, d in docs.items()}
+
+    @staticmethod
+    def rows(summaries: Sequence[NarrativeMemberFacts]) -> tuple[str, list[tuple[str, dict[str, Any], float | None]]]:
+        """The (collection, rows) write for `put_docs_batch` (triage writes them in the
+        transaction of its queue entries)."""
+        return TRIAGE_MEMBERS, [(n.narrative_id, n.to_doc(), None) for n in summaries]
 
 
 # --------------------------------------------------------------------------- alerts

@@ -28,32 +28,50 @@ its `NarrativeMembership` (`factbridge.pipeline.records`); a narrative's members
 are its "recent_posts". A post's velocity is the larger of its own repeat rate
 and its narrative's rate; the evidence says which. Entries are `QueueEntry`
 records, written through `TriageQueue`.
+
+A run recomputes the entries of its posts, of the stored posts they repeat (a new copy
+changes their velocity; they are found in the post index, so they are not put into it
+again, and exact copies share one search) and of their narratives. A narrative's members
+outside the run are not gathered again: their facts are read from the narrative's member
+summary (`triage_members`, `MemberFacts` per member as of its last triage, written in the
+transaction of the queue entries), else from the member's own queue entry, else gathered
+(`_narrative_members` says when each applies); the entries are the full recompute's
+(tests/test_triage_members.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from factbridge.backends.storage.base import Expect
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
+from factbridge.errors import PreconditionFailed
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
 from factbridge.pipeline.records import (
+    TRIAGE_MEMBERS,
     CheckworthinessRecord,
     CheckworthinessScores,
     Component,
     LinkRisks,
+    MemberFacts,
+    NarrativeMemberFacts,
     NarrativeMembers,
     NarrativeRecord,
     Narratives,
     QueueEntry,
+    TriageMembers,
     TriageQueue,
 )
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
@@ -66,6 +84,7 @@ NARRATIVES = "narratives"
 NARRATIVE_MEMBERS = records.MEMBERS
 LINKRISK = "linkrisk"
 MIN_NARRATIVE_POSTS = 2
+_ENGAGEMENT = ("likes", "shares", "comments", "views", "followers")  # `_weighted`'s arguments, as `Engagement` names them
 COMPONENTS = ("checkworthiness", "reach", "velocity", "debunked", "risk")
 _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự thật", "ត្រឹមត្រូវ", "ពិត")
 
@@ -75,7 +94,11 @@ _TRUE_RATINGS = ("true", "correct", "accurate", "vrai", "exact", "đúng", "sự
 
 def weighted_engagement(post: Post) -> float:
     e = post.engagement
-    return e.likes + 2.0 * e.shares + e.comments + e.views / 100.0 + e.followers / 1000.0
+    return _weighted(e.likes, e.shares, e.comments, e.views, e.followers)
+
+
+def _weighted(likes: int, shares: int, comments: int, views: int, followers: int) -> float:
+    return likes + 2.0 * shares + comments + views / 100.0 + followers / 1000.0
 
 
 def reach_value(engagement: float, scale: float) -> float:
@@ -133,6 +156,25 @@ class TriageReads:
     absent: set[str] = field(default_factory=set)  # narrative ids read and not found
     holds: dict[str, bool] = field(default_factory=dict)
     rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
+    posts: dict[str, Post] = field(default_factory=dict)  # stored posts read by this run (repeats, their neighbours)
+    stamped: dict[str, int | None] = field(default_factory=dict)  # post id -> `_stamp` of its time
+
+    def stamps(self, posts: Iterable[Post]) -> dict[str, int | None]:
+        """`_stamp` of each post's time, made once per run."""
+        out: dict[str, int | None] = {}
+        for post in posts:
+            if post.id not in self.stamped:
+                self.stamped[post.id] = _stamp(post.created_at)
+            out[post.id] = self.stamped[post.id]
+        return out
+
+    def stored_posts(self, ids: Sequence[str]) -> dict[str, Post]:
+        """These stored posts (those found), each read once per run: a batch's repeats are the
+        refreshed posts, and the refreshed posts' repeats mostly the same posts again."""
+        unread = sorted(set(ids) - self.posts.keys())
+        if unread:
+            self.posts.update(self.storage.get_posts(self.org, unread))
+        return {i: self.posts[i] for i in ids if i in self.posts}
 
     def any(self, collection: str) -> bool:
         if collection not in self.holds:
@@ -185,18 +227,25 @@ class PostFacts:
     narratives: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=8)
+def _weighting(weights: TriageSettings) -> tuple[dict[str, float], float, dict[str, float | None], str]:
+    """Per settings, once: each component's weight, their sum (1 when 0), the weight as stored
+    and the triage's `decided_by`."""
+    w = {c: weights.weight(c) for c in COMPONENTS}
+    return w, sum(w.values()) or 1.0, {c: _number(v) for c, v in w.items()}, f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={w[c]}' for c in COMPONENTS)})"
+
+
 def _entry(entry_id: str, kind: Literal["post", "narrative"], weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any],
            gated: str | None, decided_by: dict[str, str], **fields: Any) -> QueueEntry:
     """The entry as `QueueEntry.from_doc` reads the document of these fields (built directly:
     the record is what is stored, `to_doc()`, with no document made and read back first)."""
-    total = sum(weights.weight(c) for c in COMPONENTS) or 1.0
+    w, total, stored_w, triage_by = _weighting(weights)
     components = {
-        c: Component(_number(round(values[c], 4)) or 0.0, _number(weights.weight(c)), _number(round(weights.weight(c) * values[c] / total, 4)),
-                     dict(evidence.get(c) or {}))
+        c: Component(_number(round(values[c], 4)) or 0.0, stored_w[c], _number(round(w[c] * values[c] / total, 4)), dict(evidence.get(c) or {}))
         for c in COMPONENTS
     }
-    priority = sum(weights.weight(c) * values[c] for c in COMPONENTS) / total
-    decided = {"triage": f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={weights.weight(c)}' for c in COMPONENTS)})", **decided_by}
+    priority = sum(w[c] * values[c] for c in COMPONENTS) / total
+    decided = {"triage": triage_by, **decided_by}
     # Gated posts sort below every ungated one (`QueueEntry.sort_key`): priorities live in [0, 1].
     return QueueEntry(
         id=entry_id, kind=kind, priority=_number(round(priority, 4)) or 0.0, components=components,
@@ -245,13 +294,18 @@ def post_entry(facts: PostFacts, weights: TriageSettings) -> QueueEntry:
 REPEAT_NEIGHBOURS = 200  # nearest stored posts looked at per post: enough to saturate velocity
 
 
-def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: float, window_hours: float) -> dict[str, list[str]]:
+def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: float, window_hours: float, reads: TriageReads,
+                   fresh: bool = True) -> dict[str, list[str]]:
     """Near-identical posts by stored vector (never re-embedded), within the velocity window.
 
     Goes through the organisation's post vector index (backends/vectors/selection.py:
     pgvector HNSW on PostgreSQL, a persisted HNSW index beside SQLite): the nearest
     `REPEAT_NEIGHBOURS` stored posts of each post, kept when their cosine reaches
-    `similarity` and they were posted within `window_hours` of it. Nothing loads every post."""
+    `similarity` and they were posted within `window_hours` of it. Nothing loads every post.
+    `fresh`: the posts were just stored (a batch) and go into the index first; the posts a
+    batch refreshes were found in the index, so they are there already. Posts with the same
+    vector (exact copies: their text was embedded once) are searched once: the same query
+    gets the same answer."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
     ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts])
@@ -260,23 +314,36 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     s = services.settings
     index = stored_vector_index(
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
-        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids, resync_s=s.matcher_cache_s,
+        data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
     )
-    # the batch's searches in one call, the hits under `similarity` dropped inside it
-    hits_of = search_batch(index, matrix, REPEAT_NEIGHBOURS, embedder.id, similarity)
-    near = {pid: [other for other, _ in hits if other != pid] for pid, hits in zip(ids, hits_of, strict=True)}
-    when = {p.id: p.created_at for p in posts}
-    others = storage.get_posts(org, sorted({o for found in near.values() for o in found} - set(when)))
-    when.update({o: p.created_at for o, p in others.items()})
-    window = timedelta(hours=window_hours)
-    for pid, found in near.items():
-        t = _aware(when.get(pid))
-        groups[pid] = [o for o in found if o in when and (t is None or (u := _aware(when[o])) is None or abs(u - t) <= window)]
+    # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped inside it
+    row_of: dict[bytes, int] = {}  # a vector -> its distinct query
+    first: list[int] = []  # a distinct query -> its first row
+    distinct: list[int] = []  # a row -> its distinct query
+    for n in range(len(ids)):
+        d = row_of.setdefault(matrix[n].tobytes(), len(first))
+        if d == len(first):
+            first.append(n)
+        distinct.append(d)
+    queries = matrix if len(first) == len(ids) else matrix[first]
+    hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
+    stamps = reads.stamps(posts)
+    stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
+    window = _window(window_hours)
+    spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one
+    for d, hits in enumerate(hits_of):
+        times = [t for t in (stamps.get(o) for o, _ in hits) if t is not None]
+        spans[d] = (min(times), max(times)) if times and len(times) == len(hits) else None
+    for pid, d in zip(ids, distinct, strict=True):
+        found, t, span = near[pid], stamps.get(pid), spans[d]
+        if t is None:
+            groups[pid] = [o for o in found if o in stamps]
+        elif span is not None and t - window <= span[0] and span[1] <= t + window:  # every hit within the window: a campaign's copies
+            groups[pid] = found
+        else:
+            groups[pid] = [o for o in found if o in stamps and ((u := stamps[o]) is None or t - window <= u <= t + window)]
     return groups
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]) -> dict[str, list[str]]:
@@ -297,14 +364,35 @@ def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]
 
 def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> float:
     """Copies (the post and its repeats) seen within the window ending at the newest copy, per hour."""
-    copies = [post, *repeats]
-    times = [p.created_at for p in copies if p.created_at is not None]
-    if not times:
-        return len(repeats) / window_hours
-    aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
-    newest = max(aware)
-    start = newest - timedelta(hours=window_hours)
-    in_window = sum(1 for t in aware if t >= start) + sum(1 for p in copies if p.created_at is None)
+    return copies_rate([post.created_at, *(p.created_at for p in repeats)], window_hours)
+
+
+def copies_rate(times: Sequence[datetime | None], window_hours: float) -> float:
+    """`repeat_rate` of copies posted at these times (the first one is the post; None: a copy without a time)."""
+    return _stamps_rate([_stamp(t) for t in times], window_hours)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _stamp(t: datetime | None) -> int | None:
+    """A time as whole microseconds since the epoch (a naive time is UTC): compared and
+    subtracted exactly as the datetimes, without making one per comparison."""
+    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+
+
+def _window(window_hours: float) -> int:
+    return timedelta(hours=window_hours) // _MICROSECOND
+
+
+def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:
+    """`copies_rate` of `_stamp`s."""
+    known = [t for t in stamps if t is not None]
+    if not known:
+        return (len(stamps) - 1) / window_hours
+    start = max(known) - _window(window_hours)
+    in_window = len(stamps) if min(known) >= start else len([t for t in known if t >= start]) + (len(stamps) - len(known))
     return (in_window - 1) / window_hours if in_window > 1 else 0.0
 
 
@@ -326,11 +414,13 @@ def _risk_signals(reads: TriageReads, posts: Sequence[Post], narratives_of: dict
 
 
 def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True,
-                 reads: TriageReads | None = None) -> dict[str, PostFacts]:
+                 reads: TriageReads | None = None, fresh: bool = True) -> dict[str, PostFacts]:
     """What triage knows of each post. `repeats=False` skips the repeat search (no repeats,
     velocity from the post's narrative only): enough for a narrative's entry, which reads
     its members' check-worthiness, reach, debunk and risk, never their repeats. `reads`:
-    what this triage run has read already (each gathering of a run shares it)."""
+    what this triage run has read already (each gathering of a run shares it). `fresh`:
+    the posts were just stored and their vectors go into the post index before the search
+    (False: posts already searchable, the repeats a batch refreshes)."""
     storage = services.storage
     reads = reads or TriageReads(storage, org)
     ids = [p.id for p in posts]
@@ -346,17 +436,19 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
     if withdrawn:
         matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
-    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours) if repeats else {}
+    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours, reads, fresh) if repeats else {}
     same = _same_claim(storage, org, matches) if repeats else {}
     repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
     wanted = sorted({r for rs in repeat_ids.values() for r in rs})
-    others = storage.get_posts(org, wanted) if wanted else {}
+    others = reads.stored_posts(wanted)
     narratives_of = narratives_of_posts(storage, org, ids, reads)
     risks = _risk_signals(reads, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
+    stamps = reads.stamps(others.values())
+    own = reads.stamps(posts)
     for post in posts:
-        reps = [others[r] for r in repeat_ids[post.id] if r in others]
-        own_rate = repeat_rate(post, reps, weights.window_hours)
+        reps = [r for r in repeat_ids[post.id] if r in others]
+        own_rate = _stamps_rate([own[post.id], *[stamps[r] for r in reps]], weights.window_hours)
         rates = [(n.id, reads.narrative_rate(n, weights.window_hours)) for n in narratives_of.get(post.id, [])]
         best_narrative = max(((nid, r) for nid, r in rates if r is not None), key=lambda x: x[1], default=None)
         rate, via = own_rate, "repeats"
@@ -366,7 +458,7 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
             post=post,
             checkworthiness=stored.get(post.id),
             debunked=debunk_evidence(matches[post.id], ratings),
-            repeats=[p.id for p in reps],
+            repeats=reps,
             rate_per_hour=rate,
             risk=risks[post.id],
             velocity_source=via,
@@ -375,16 +467,61 @@ def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: Triage
     return facts
 
 
-def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts], weights: TriageSettings) -> QueueEntry:
-    cws = [m.checkworthiness.score if m.checkworthiness else 0.0 for m in members]
-    best_cw = max(range(len(members)), key=lambda i: cws[i])
-    engagement = sum(weighted_engagement(m.post) for m in members)
-    debunk = max((m.debunked for m in members), key=lambda d: d[0])
-    copies = [m.post for m in members]
+def member_facts(facts: PostFacts) -> MemberFacts:
+    """What a narrative's entry reads of a member whose facts this run gathered."""
+    cw = facts.checkworthiness
+    return MemberFacts(
+        facts.post.id, _stamp(facts.post.created_at), cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
+        cw.decided_by if cw else "", weighted_engagement(facts.post), facts.debunked[0], facts.debunked[1], facts.risk[0],
+    )
+
+
+def entry_member_facts(entry_id: str, doc: dict[str, Any]) -> MemberFacts | None:
+    """A member as its stored post entry (`QueueEntry.to_doc()`) says (the score rounded to 4
+    places: `exact` False), or None when the entry cannot say it exactly: no check-worthiness
+    score (the stage was skipped: it may have run since), a risk signal (its value and its
+    narrative's are stored rounded, the narrative's may have changed since), a field missing
+    or of another type."""
+    parts = doc.get("components")
+    decided = doc.get("decided_by")
+    if doc.get("kind") != "post" or not isinstance(parts, dict) or not isinstance(decided, dict):
+        return None
+    cw, reach, debunked, risk = (parts.get(c) for c in ("checkworthiness", "reach", "debunked", "risk"))
+    cw_by = decided.get("checkworthiness")
+    if not (isinstance(cw, dict) and isinstance(reach, dict) and isinstance(debunked, dict) and isinstance(risk, dict)) or not isinstance(cw_by, str) \
+            or cw_by == "missing":
+        return None
+    cw_ev, reach_ev, debunk_ev, risk_ev = (c.get("evidence") for c in (cw, reach, debunked, risk))
+    score, debunk_value = _number(cw.get("value")), _number(debunked.get("value"))
+    if not (isinstance(cw_ev, dict) and isinstance(reach_ev, dict) and isinstance(debunk_ev, dict) and isinstance(risk_ev, dict)) \
+            or score is None or debunk_value is None:
+        return None
+    if risk.get("value") != 0 or "source" in risk_ev:
+        return None
+    counts = [v for v in (reach_ev.get(name) for name in _ENGAGEMENT) if type(v) is int]
+    if len(counts) < len(_ENGAGEMENT):
+        return None
+    created = doc.get("created_at")
+    try:
+        stamp = _stamp(datetime.fromisoformat(created)) if isinstance(created, str) and created else None
+    except ValueError:
+        return None
+    return MemberFacts(
+        str(doc.get("post_id") or entry_id), stamp, score, cw_ev.get("label") == "claim", doc.get("gated") is True, cw_by,
+        _weighted(*counts), debunk_value, dict(debunk_ev) if debunk_value > 0 else {}, 0.0, exact=False,
+    )
+
+
+def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFacts | MemberFacts], weights: TriageSettings) -> QueueEntry:
+    summaries = [m if isinstance(m, MemberFacts) else member_facts(m) for m in members]
+    cws = [m.score for m in summaries]
+    best_cw = max(range(len(summaries)), key=lambda i: cws[i])
+    engagement = sum(m.engagement for m in summaries)
+    debunk = max(((m.debunked, m.debunk) for m in summaries), key=lambda d: d[0])
     hourly_rate = narrative_rate(record, weights.window_hours)
-    rate = hourly_rate if hourly_rate is not None else repeat_rate(copies[0], copies[1:], weights.window_hours) if copies else 0.0
+    rate = hourly_rate if hourly_rate is not None else _stamps_rate([m.stamp for m in summaries], weights.window_hours) if summaries else 0.0
     own_risk = _unit(record.risk)
-    risk_value = max([own_risk or 0.0, *(m.risk[0] for m in members)])
+    risk_value = max([own_risk or 0.0, *(m.risk for m in summaries)])
     values = {
         "checkworthiness": cws[best_cw],
         "reach": reach_value(engagement, weights.reach_scale),
@@ -393,18 +530,106 @@ def narrative_entry(nid: str, record: NarrativeRecord, members: Sequence[PostFac
         "risk": risk_value,
     }
     evidence = {
-        "checkworthiness": {"best_post": members[best_cw].post.id, "claims": sum(1 for m in members if m.checkworthiness and m.checkworthiness.label == "claim")},
-        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(members), "size": record.size or len(members)},
-        "velocity": {"posts": len(members), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
+        "checkworthiness": {"best_post": summaries[best_cw].post_id, "claims": sum(1 for m in summaries if m.claim)},
+        "reach": {"weighted_engagement": round(engagement, 1), "posts": len(summaries), "size": record.size or len(summaries)},
+        "velocity": {"posts": len(summaries), "window_hours": weights.window_hours, "per_hour": round(rate, 3), "source": "counts_hourly" if hourly_rate is not None else "member times"},
         "debunked": debunk[1] or {"note": "no member matches a fact-check"},
-        "risk": {"narrative": own_risk, "members_max": max((m.risk[0] for m in members), default=0.0)},
+        "risk": {"narrative": own_risk, "members_max": max((m.risk for m in summaries), default=0.0)},
     }
-    all_gated = all(m.checkworthiness and m.checkworthiness.clearly_not_claim for m in members)
-    best = members[best_cw].checkworthiness
-    decided_by = {"checkworthiness": best.decided_by if best else "", "narrative": record.decided_by}
+    all_gated = all(m.gated for m in summaries)
+    decided_by = {"checkworthiness": summaries[best_cw].decided_by, "narrative": record.decided_by}
     title = record.representative_text or " · ".join(record.top_terms[:6])
     return _entry(f"narrative:{nid}", "narrative", weights, values, evidence, "no member is a claim" if all_gated else None, decided_by,
-                  narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post.id) for m in members][:50])
+                  narrative_id=str(nid or ""), title=str(title)[:200], text=str(title)[:280], post_ids=[str(m.post_id) for m in summaries][:50])
+
+
+def _gathered(services: Any, org: str, weights: TriageSettings, reads: TriageReads, ids: Sequence[str]) -> dict[str, MemberFacts]:
+    """Members gathered from their stored records, without their repeats (as the full recompute)."""
+    posts = list(reads.stored_posts(ids).values())
+    return {pid: member_facts(f) for pid, f in gather_facts(services, org, posts, weights, repeats=False, reads=reads).items()} if posts else {}
+
+
+def _debunks_changed(storage: Any, org: str, members: Iterable[MemberFacts]) -> set[str]:
+    """The members whose debunk names a fact-check withdrawn, gone or re-rated since their facts
+    were written: the full recompute would see another debunk."""
+    named = {str(m.debunk.get("factcheck_id")): m for m in members if m.debunked > 0}
+    if not named:
+        return set()
+    found = storage.get_factchecks(org, sorted(named))
+    now = {fid: fc.rating for fid, fc in found.items() if withdrawal_of(fc) is None}
+    return {m.post_id for m in members if m.debunked > 0 and now.get(str(m.debunk.get("factcheck_id"))) != m.debunk.get("rating")}
+
+
+def _narrative_members(services: Any, org: str, weights: TriageSettings, reads: TriageReads, members: dict[str, list[str]],
+                       records_of: dict[str, NarrativeRecord], fresh: dict[str, MemberFacts],
+                       stored: dict[str, NarrativeMemberFacts]) -> dict[str, list[MemberFacts]]:
+    """The facts of each narrative's members, in its member order, as the full recompute
+    (gathering every member's stored records) has them, without gathering most of them.
+
+    Members this run gathered (the batch, its refreshed repeats) are `fresh`. The others come
+    from the narrative's member summary (`triage_members`: each member's facts as of its last
+    triage, written with the queue entries), else from the member's own stored queue entry.
+    A member's facts change only when it is triaged again: a changed post (its engagement) is
+    new content for every stage, a re-check or a desk's rejected debunk re-triages its posts,
+    and each triage rewrites the member's entry and the summaries of its narratives. Gathered
+    as before: members of a narrative with a risk of its own (a member's risk includes it),
+    members whose debunk names a fact-check withdrawn or re-rated since, members whose entry
+    cannot say their facts exactly (`entry_member_facts`). An entry stores check-worthiness
+    rounded to 4 places: the members whose rounded score could be their narrative's best have
+    their exact score read, so the best member, the priority and the contributions are the
+    full recompute's.
+
+    Two deliberate differences from gathering every member, both where a member's facts
+    change without it being triaged again: after a link-risk re-score (`rescore_posts`, a
+    feed update) a member's risk is the one of its last triage, as its own queue entry's is
+    until it is triaged again; and a post whose content changed and that joined another
+    narrative, while its old narrative's `recent_posts` still lists it, counts in the old
+    narrative as it was when it joined (its current facts count in its new narrative)."""
+    storage = services.storage
+    chosen: dict[str, dict[str, MemberFacts]] = {nid: {} for nid in members}
+    risky = {nid for nid in members if _unit(records_of[nid].risk) is not None}
+    for nid, ids in members.items():
+        summary = stored[nid].members if nid in stored and nid not in risky else {}
+        for m in ids:
+            found = fresh.get(m) or summary.get(m)
+            if found is not None:
+                chosen[nid][m] = found
+    # members that the summaries lack: their own queue entries, else gathered
+    rest = sorted({m for nid, ids in members.items() for m in ids if m not in chosen[nid] and nid not in risky})
+    other: dict[str, MemberFacts] = {}
+    for pid, doc in TriageQueue(storage).documents(org, rest).items():
+        entry = entry_member_facts(pid, doc)
+        if entry is not None:
+            other[pid] = entry
+    changed = _debunks_changed(storage, org, [m for nid in members for m in chosen[nid].values() if m.post_id not in fresh] + list(other.values()))
+    for nid in members:
+        chosen[nid] = {m: f for m, f in chosen[nid].items() if m not in changed}
+    other = {m: f for m, f in other.items() if m not in changed}
+    missing = sorted({m for nid, ids in members.items() for m in ids if m not in chosen[nid] and (nid in risky or m not in other)})
+    gathered = _gathered(services, org, weights, reads, missing)
+    for nid, ids in members.items():
+        for m in ids:
+            found = gathered.get(m) if nid in risky else other.get(m) or gathered.get(m)
+            if m not in chosen[nid] and found is not None:
+                chosen[nid][m] = found
+    # exact scores of the members that may be their narrative's best
+    candidates: set[str] = set()
+    for nid in members:
+        top = max((f.score for f in chosen[nid].values()), default=None)
+        if top is not None:
+            candidates.update(m for m, f in chosen[nid].items() if not f.exact and f.score >= top - 1.5e-4)
+    if candidates:
+        exact = CheckworthinessScores(storage).get(org, sorted(candidates))
+        again = _gathered(services, org, weights, reads, sorted(candidates - exact.keys()))  # its score is gone since: as the full recompute sees it
+        for nid in members:
+            for m in candidates & chosen[nid].keys():
+                if m in exact:
+                    chosen[nid][m] = dataclasses.replace(chosen[nid][m], score=exact[m].score, exact=True)
+                elif m in again:
+                    chosen[nid][m] = again[m]
+                else:
+                    del chosen[nid][m]
+    return {nid: [chosen[nid][m] for m in ids if m in chosen[nid]] for nid, ids in members.items()}
 
 
 def triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, Any]:
@@ -424,11 +649,10 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
     # A new copy changes the velocity of the posts it repeats: refresh those too.
     extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
     if extra_ids:
-        extra = list(storage.get_posts(org, extra_ids).values())
-        facts.update(gather_facts(services, org, extra, weights, reads=reads))
+        extra = list(reads.stored_posts(extra_ids).values())
+        facts.update(gather_facts(services, org, extra, weights, reads=reads, fresh=False))
     entries = [post_entry(fact, weights) for fact in facts.values()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
-    narrative_entries: list[QueueEntry] = []
     members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
     narrative_records = reads.narrative_records(touched)
     for nid, record in narrative_records.items():
@@ -436,23 +660,47 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
         size = record.size or len(member_ids)
         if max(size, len(member_ids)) >= MIN_NARRATIVE_POSTS:  # a one-post narrative would only repeat that post's entry
             members[nid] = member_ids
-    # the members outside this batch, all narratives at once and without their repeats (their
-    # own queue entries are not rewritten here; a narrative's entry does not read repeats)
-    outside = sorted({m for ids in members.values() for m in ids} - set(facts))
-    missing = list(storage.get_posts(org, outside).values()) if outside else []
-    if missing:
-        facts.update(gather_facts(services, org, missing, weights, repeats=False, reads=reads))
-    for nid, member_ids in members.items():
-        member_facts = [facts[m] for m in member_ids if m in facts]
-        if member_facts:
-            narrative_entries.append(narrative_entry(nid, narrative_records[nid], member_facts, weights))
-    TriageQueue(storage).put(org, entries + narrative_entries)
+    fresh = {pid: member_facts(f) for pid, f in facts.items()}
+    stored = TriageMembers(storage).get(org, sorted(members))
+    of_narrative = _narrative_members(services, org, weights, reads, members, narrative_records, fresh, stored)
+    narrative_entries = [narrative_entry(nid, narrative_records[nid], found, weights) for nid, found in of_narrative.items() if found]
+    summaries = [NarrativeMemberFacts(nid, uuid.uuid4().hex, now) for nid, found in of_narrative.items()
+                 if (now := {m.post_id: m for m in found}) != (stored[nid].members if nid in stored else None)]  # unchanged ones not rewritten
+    _put(storage, org, entries + narrative_entries, summaries, {nid: s.version for nid, s in stored.items()}, fresh)
     return {
         "queued_posts": len(entries),
         "queued_narratives": len(narrative_entries),
         "gated": sum(1 for e in entries if e.gated),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+PUT_ATTEMPTS = 3
+
+
+def _put(storage: Any, org: str, entries: Sequence[QueueEntry], summaries: list[NarrativeMemberFacts], versions: dict[str, str],
+         fresh: dict[str, MemberFacts]) -> None:
+    """The queue entries and the narratives' member summaries in one transaction, each summary
+    expected at the version this run read. When another worker wrote one meanwhile, its
+    summary is taken with this run's own members (`fresh`) put in, and written again; after
+    `PUT_ATTEMPTS` lost races the summaries are written empty (their members are read from
+    their queue entries next time): a summary never keeps facts older than a member's last
+    triage."""
+    queue = TriageQueue.rows(entries)
+    for _ in range(PUT_ATTEMPTS):
+        expect = [Expect(TRIAGE_MEMBERS, s.narrative_id, "version", versions[s.narrative_id]) if s.narrative_id in versions
+                  else Expect(TRIAGE_MEMBERS, s.narrative_id) for s in summaries]
+        try:
+            storage.put_docs_batch(org, [queue, TriageMembers.rows(summaries)] if summaries else [queue], expect=expect)
+            return
+        except PreconditionFailed:
+            current = TriageMembers(storage).get(org, [s.narrative_id for s in summaries])
+            versions = {nid: n.version for nid, n in current.items()}
+            summaries = [NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex, {
+                **(current[s.narrative_id].members if s.narrative_id in current else {}),
+                **{m: f for m, f in s.members.items() if m in fresh},
+            }) for s in summaries]
+    storage.put_docs_batch(org, [queue, TriageMembers.rows([NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex) for s in summaries])])
 
 
 def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -463,7 +711,7 @@ def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
 
 
 STAGE = FunctionStage(
-    "triage", TRIAGE_VERSION, triage_stage, needs=("checkworthiness", "embedding", "linkrisk", "matching", "narratives"), writes=(QUEUE,),
+    "triage", TRIAGE_VERSION, triage_stage, needs=("checkworthiness", "embedding", "linkrisk", "matching", "narratives"), writes=(QUEUE, TRIAGE_MEMBERS),
     doc="queue entries of the posts, their repeats and their narratives: priority, components, decided_by",
 )
 
