@@ -20,7 +20,9 @@ the pair count quadratic; how many shares were capped is reported.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +201,12 @@ def _epoch_seconds(values: Any, source: str, column: str) -> tuple[np.ndarray, n
     return secs, np.isnan(secs)
 
 
-def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
-    """Build the share table from a DataFrame of share records (one row per post; wide object columns)."""
+def shares_from_frame(
+    frame: Any, source: str = "<table>", object_types: Sequence[str] = DEFAULT_OBJECT_TYPES,
+    text_signatures: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ShareTable:
+    """Build the share table from a DataFrame of share records (one row per post; wide object columns).
+    `text_signatures`: the MinHash signatures of the text column, row by row, when the caller keeps them."""
     pd = _pandas()
     columns = list(frame.columns)
     account_col = _pick(columns, ACCOUNT_COLUMNS)
@@ -261,12 +267,15 @@ def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequenc
         row_parts.append(rows.astype(np.int64))
         code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
     if text_col is not None:
-        from factbridge.text.minhash import near_duplicate_groups
+        from factbridge.text.minhash import near_duplicate_groups, signature_groups
 
         lengths = frame[text_col].astype(str).str.len().to_numpy()
         rows = np.flatnonzero(good & frame[text_col].notna().to_numpy() & (lengths >= 20))
-        texts = frame[text_col].to_numpy()
-        groups = near_duplicate_groups([str(texts[i]) for i in rows])
+        if text_signatures is not None:
+            groups = signature_groups(text_signatures[0][rows], text_signatures[1][rows])
+        else:
+            texts = frame[text_col].to_numpy()
+            groups = near_duplicate_groups([str(texts[i]) for i in rows])
         codes, uniques = pd.factorize(groups, sort=False)
         # A near-duplicate group is named after its first text's row: readable evidence.
         first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
@@ -324,6 +333,139 @@ def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAUL
         })
     frame = pd.DataFrame(rows, columns=["account_id", "post_id", "timestamp", "urls", "hashtags", "image_hash", "text"])
     return shares_from_frame(frame, "stored posts", object_types)
+
+
+# --------------------------------------------------------------------------- incremental share records
+
+_COLUMNS = ("account_id", "post_id", "timestamp", "urls", "hashtags", "image_hash", "text")
+
+
+class ShareRecords:
+    """One worker's copy of an organisation's share records, caught up from the store.
+
+    Each post is parsed once (and again when it changes): its account, time, links,
+    hashtags, image dHashes, text and the text's MinHash signature are kept in columns,
+    in post-id order (the order `iter_posts` reads). `catch_up` reads only the posts
+    written since the last read (`Storage.changed_posts`: other workers' posts and
+    edited posts too); `table` gives what `shares_from_posts` gives over every stored
+    post, without parsing them again. The detection itself stays global (the edge
+    percentile, the near-duplicate groups and the components are over every share)."""
+
+    def __init__(self, object_types: Sequence[str]) -> None:
+        self.object_types = tuple(object_types)
+        self.cursor = ""
+        self.lock = threading.Lock()  # one batch at a time per copy
+        self._slot: dict[str, int] = {}  # post id -> row of the columns below
+        self._sorted_ids: list[str] = []
+        self._sorted_slots: list[int] = []
+        self._size = 0
+        self._account = np.empty(0, dtype=object)
+        self._time = np.empty(0, dtype=np.float64)  # NaN: no time
+        self._urls = np.empty(0, dtype=object)
+        self._hashtags = np.empty(0, dtype=object)
+        self._dhashes = np.empty(0, dtype=object)  # tuple of the post's image dHashes
+        self._text = np.empty(0, dtype=object)
+        self._sigs = np.empty((0, 0), dtype=np.uint32)
+        self._valid = np.empty(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def catch_up(self, storage: Any, org: str) -> int:
+        """Read the posts written since the last call; returns how many."""
+        posts, cursor = storage.changed_posts(org, self.cursor)
+        self.update(posts)
+        self.cursor = cursor
+        return len(posts)
+
+    def _grow(self, need: int) -> None:
+        capacity = self._account.shape[0]
+        if need <= capacity:
+            return
+        new = max(need, 2 * capacity, 1024)
+        for name in ("_account", "_urls", "_hashtags", "_dhashes", "_text"):
+            grown = np.empty(new, dtype=object)
+            grown[:capacity] = getattr(self, name)
+            setattr(self, name, grown)
+        self._time = np.concatenate([self._time, np.full(new - capacity, np.nan)])
+        self._valid = np.concatenate([self._valid, np.zeros(new - capacity, dtype=bool)])
+        from factbridge.text.minhash import NUM_PERM
+
+        sigs = np.full((new, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
+        if capacity:
+            sigs[:capacity] = self._sigs
+        self._sigs = sigs
+
+    def update(self, posts: Sequence[Post]) -> None:
+        """Add or replace posts by id (a post read twice is replaced by itself)."""
+        import bisect
+
+        from factbridge.text.urls import extract_hashtags
+
+        latest = {p.id: p for p in posts}
+        self._grow(self._size + len(latest))
+        slots: list[int] = []
+        texts: list[str] = []
+        for post_id, p in latest.items():
+            slot = self._slot.get(post_id)
+            if slot is None:
+                slot = self._slot[post_id] = self._size
+                self._size += 1
+                where = bisect.bisect_left(self._sorted_ids, post_id)
+                self._sorted_ids.insert(where, post_id)
+                self._sorted_slots.insert(where, slot)
+            text = p.norm_text or p.text
+            self._account[slot] = p.author
+            self._time[slot] = p.created_at.timestamp() if p.created_at is not None else np.nan
+            self._urls[slot] = " ".join(p.urls)
+            self._hashtags[slot] = " ".join(extract_hashtags(text))
+            self._dhashes[slot] = tuple(img.dhash for img in getattr(p, "images", ()) if img.dhash)
+            self._text[slot] = text
+            slots.append(slot)
+            texts.append(text)
+        if "text" in self.object_types and slots:
+            from factbridge.text.minhash import signatures
+
+            sigs, valid = signatures(texts)
+            self._sigs[slots] = sigs
+            self._valid[slots] = valid
+
+    def authored(self, accounts: set[str]) -> list[tuple[str, str]]:
+        """(post id, account) of every post of these accounts, in post-id order."""
+        if not accounts:
+            return []
+        order = np.asarray(self._sorted_slots, dtype=np.int64)
+        mine = np.flatnonzero(_pandas().Series(self._account[order], dtype=object).isin(accounts).to_numpy())
+        return [(self._sorted_ids[i], str(self._account[order[i]])) for i in mine.tolist()]
+
+    def table(self) -> ShareTable:
+        """The share table of every post held: what `shares_from_posts` gives over them."""
+        pd = _pandas()
+        from factbridge.images.matching import near_duplicate_groups
+
+        order = np.asarray(self._sorted_slots, dtype=np.int64)
+        account = self._account[order]
+        when = self._time[order]
+        kept = order[(account != "") & ~np.isnan(when)]
+        ids = np.asarray(self._sorted_ids, dtype=object)[(account != "") & ~np.isnan(when)]
+        image_hash = np.full(kept.shape[0], "", dtype=object)
+        if "image" in self.object_types:
+            dhashes = self._dhashes[kept]
+            image_of = [(i, h) for i in np.flatnonzero([bool(d) for d in dhashes]).tolist() for h in dhashes[i]]
+            if image_of:
+                image_ids: dict[int, list[str]] = {}
+                groups = near_duplicate_groups([h for _, h in image_of])
+                for (i, _), g in zip(image_of, groups, strict=True):
+                    image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
+                for i, names in image_ids.items():
+                    image_hash[i] = " ".join(dict.fromkeys(names))
+        frame = pd.DataFrame({
+            "account_id": self._account[kept].tolist(), "post_id": ids.tolist(), "timestamp": self._time[kept].tolist(),
+            "urls": self._urls[kept].tolist(), "hashtags": self._hashtags[kept].tolist(), "image_hash": image_hash.tolist(),
+            "text": self._text[kept].tolist(),
+        }, columns=list(_COLUMNS))
+        signatures = (self._sigs[kept], self._valid[kept]) if "text" in self.object_types else None
+        return shares_from_frame(frame, "stored posts", self.object_types, text_signatures=signatures)
 
 
 def _unique_links(edge: np.ndarray, obj: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -608,11 +750,16 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
     """Per narrative, the coordinated accounts that posted in it: those of a network
     with at least two of its accounts among the narrative's posts (one account of
     a network posting there says nothing about the narrative)."""
+    return _link_posts_to_narratives(storage, org, [(p.id, p.author) for p in posts], result)
+
+
+def _link_posts_to_narratives(storage: Any, org: str, posts: Sequence[tuple[str, str]], result: CoordinationResult) -> dict[str, NarrativeCoordination]:
+    """`link_to_narratives` over (post id, account) pairs."""
     network_of = {account: net for net in result.networks for account in net.accounts}
     authored: dict[str, list[str]] = {}
-    for post in posts:
-        if post.author in network_of:
-            authored.setdefault(post.author, []).append(post.id)
+    for post_id, author in posts:
+        if author in network_of:
+            authored.setdefault(author, []).append(post_id)
     members = NarrativeMembers(storage).get(org, sorted({pid for ids in authored.values() for pid in ids}))
     by_narrative: dict[str, dict[str, list[str]]] = {}
     for account, ids in authored.items():
@@ -653,23 +800,46 @@ def store_narrative_links(storage: Any, org: str, docs: dict[str, NarrativeCoord
     return len(docs)
 
 
+_RECORDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], ShareRecords]] = weakref.WeakKeyDictionary()
+_RECORDS_LOCK = threading.Lock()
+
+
+def share_records(storage: Any, org: str, object_types: Sequence[str]) -> ShareRecords:
+    """This process's share records of `org` in `storage` (one per storage object: a reopened
+    store starts from an empty copy and reads every post once)."""
+    with _RECORDS_LOCK:
+        per_store = _RECORDS.setdefault(storage, {})
+        key = (org, tuple(object_types))
+        if key not in per_store:
+            per_store[key] = ShareRecords(object_types)
+        return per_store[key]
+
+
 def coordination_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: coordinated sharing over the organisation's stored posts, linked to narratives.
 
-    It reads every stored post, so it stops at `coordination_stage_max_posts`
-    (larger stores: `factbridge coordination --store` from a scheduled job)."""
+    It keeps the organisation's share records in memory (`ShareRecords`) and reads only
+    the posts written since its last read; the detection runs over all of them. Above
+    `coordination_stage_max_posts` it steps aside (`factbridge coordination --store`
+    from a scheduled job)."""
     section = services.settings.coordination
     if not any(p.author and p.created_at is not None for p in posts):
         return {"skipped": "no post of this batch has an account and a time (e.g. a public report): nothing new to coordinate"}
-    total = services.storage.count_posts(org)
-    if total > section.stage_max_posts:
-        return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
-    try:
-        stored = list(services.storage.iter_posts(org))
-        result = detect_coordination(shares_from_posts(stored, section.object_types), section)
-    except DependencyMissing as exc:
-        return {"skipped": str(exc)}
-    linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)
+    records = share_records(services.storage, org, section.object_types)
+    with records.lock:
+        # The first read takes every post: count them first, as a store above the ceiling is never read.
+        total = services.storage.count_posts(org) if not records.cursor else 0
+        if total <= section.stage_max_posts:
+            records.catch_up(services.storage, org)
+            total = len(records)
+        if total > section.stage_max_posts:
+            return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
+        try:
+            result = detect_coordination(records.table(), section)
+        except DependencyMissing as exc:
+            return {"skipped": str(exc)}
+        authored = records.authored({a for net in result.networks for a in net.accounts})
+    linked = store_narrative_links(services.storage, org, _link_posts_to_narratives(services.storage, org, authored, result), result.decided_by)
     return {"networks": len(result.networks), "coordinated_accounts": result.coordinated_accounts, "narratives_linked": linked}
 
 

@@ -268,13 +268,20 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8) -> np.nd
     holding the same key); pairs are verified on the full signatures; groups are the
     connected components. Texts without a signature are their own group.
     """
+    if len(texts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    sigs, valid = signatures(texts)
+    return signature_groups(sigs, valid, threshold)
+
+
+def signature_groups(sigs: np.ndarray, valid: np.ndarray, threshold: float = 0.8) -> np.ndarray:
+    """`near_duplicate_groups` from the texts' signatures (`signatures`' output, in the texts' order)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = len(texts)
+    n = int(sigs.shape[0])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    sigs, valid = signatures(texts)
     keys = band_keys(sigs)
     idx = np.flatnonzero(valid)
     left: list[np.ndarray] = []
