@@ -76,14 +76,14 @@ class Feed:
             author = f"camp-{rng.randint(0, 5)}"
             when = START + timedelta(minutes=minute - minute % 20, seconds=rng.randint(0, 50))
             text = f"{STORIES[story]} {rng.choice(['!!', 'share', 'now'])}"
-            urls = [f"https://news-{minute // 20}.example/{story}"]
+            urls = [f"https://News-{minute // 20}.example/{story}"]
         else:
             author = f"user-{rng.randint(0, 30)}"
             when = START + timedelta(minutes=minute, seconds=rng.randint(0, 59))
             text = f"my own words number {rng.randint(0, 10_000)} about the day {rng.randint(0, 50)}"
             urls = [f"https://blog.example/{rng.randint(0, 8)}"] if rng.random() < 0.3 else []
         if rng.random() < 0.3:
-            text += f" #{rng.choice(['truth', 'wakeup', 'vote', 'health'])}"
+            text += " #" + rng.choice(["truth", "WakeUp", "vote", "Health"])
         images = [ImageRecord(source=f"story-{story}.jpg", dhash=f"{story:016x}" * 4)] if rng.random() < 0.15 else []
         return Post(id=post_id, author=author if rng.random() > 0.03 else "", created_at=when if rng.random() > 0.03 else None,
                     text=text, urls=urls, images=images, language="en", platform="test")
@@ -126,6 +126,15 @@ def _full_recompute(storage: Any, settings: Settings) -> tuple[dict[str, Any], d
     return summary, {nid: {k: v for k, v in rec.to_doc().items() if k != "updated_at"} for nid, rec in docs.items()}
 
 
+def _table(table: Any) -> dict[str, Any]:
+    return {
+        "account": table.account.tolist(), "obj": table.obj.tolist(), "time": table.time.tolist(), "content": table.content.tolist(),
+        "accounts": [str(a) for a in table.accounts], "objects": [table.objects[i] for i in range(len(table.objects))],
+        "contents": [str(c) for c in table.contents], "rows_read": table.rows_read, "skipped": table.skipped_count,
+        "dtypes": [table.account.dtype, table.obj.dtype, table.time.dtype, table.content.dtype],
+    }
+
+
 def _kept_records_summary(storage: Any, settings: Settings) -> dict[str, Any]:
     section = settings.coordination
     records = share_records(storage, ORG, section.object_types)
@@ -148,6 +157,9 @@ def _run(feed: Feed, stores: list[Any], batches: int, reopen: Callable[[int], An
         summary = coordination_stage(Context(store, settings), ORG, batch)
         expected_summary, expected_docs = _full_recompute(store, settings)
         if "skipped" not in summary:
+            section = settings.coordination
+            kept = share_records(store, ORG, section.object_types).table()
+            assert _table(kept) == _table(shares_from_posts(list(store.iter_posts(ORG)), section.object_types)), f"batch {i}: share table"
             assert _kept_records_summary(store, settings) == expected_summary, f"batch {i}: detection differs from the full recompute"
             assert _stored_links(store) == expected_docs, f"batch {i}: stored links differ from the full recompute"
             networks_seen = max(networks_seen, len(expected_summary["networks"]))

@@ -337,19 +337,18 @@ def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAUL
 
 # --------------------------------------------------------------------------- incremental share records
 
-_COLUMNS = ("account_id", "post_id", "timestamp", "urls", "hashtags", "image_hash", "text")
-
 
 class ShareRecords:
     """One worker's copy of an organisation's share records, caught up from the store.
 
-    Each post is parsed once (and again when it changes): its account, time, links,
-    hashtags, image dHashes, text and the text's MinHash signature are kept in columns,
-    in post-id order (the order `iter_posts` reads). `catch_up` reads only the posts
-    written since the last read (`Storage.changed_posts`: other workers' posts and
-    edited posts too); `table` gives what `shares_from_posts` gives over every stored
-    post, without parsing them again. The detection itself stays global (the edge
-    percentile, the near-duplicate groups and the components are over every share)."""
+    Each post is parsed once (and again when it changes): its account, time, link and
+    hashtag tokens, image dHashes, text length and the text's MinHash signature and band
+    keys are kept in columns. `catch_up` reads only the posts written since the last read
+    (`Storage.changed_posts`: other workers' posts and edited posts too); `table` gives
+    exactly what `shares_from_posts` gives over every stored post (same rows, codes and
+    object names, in post-id order, the order `iter_posts` reads), with numpy instead of
+    parsing posts and pandas string operations again. The detection itself stays global:
+    the edge percentile, the near-duplicate groups and the components are over every share."""
 
     def __init__(self, object_types: Sequence[str]) -> None:
         self.object_types = tuple(object_types)
@@ -359,13 +358,15 @@ class ShareRecords:
         self._sorted_ids: list[str] = []
         self._sorted_slots: list[int] = []
         self._size = 0
+        self._id = np.empty(0, dtype=object)
         self._account = np.empty(0, dtype=object)
         self._time = np.empty(0, dtype=np.float64)  # NaN: no time
-        self._urls = np.empty(0, dtype=object)
-        self._hashtags = np.empty(0, dtype=object)
+        self._url_tokens = np.empty(0, dtype=object)  # tuple of str, as shares_from_frame splits the cell
+        self._hashtag_tokens = np.empty(0, dtype=object)
         self._dhashes = np.empty(0, dtype=object)  # tuple of the post's image dHashes
-        self._text = np.empty(0, dtype=object)
+        self._text_len = np.empty(0, dtype=np.int64)
         self._sigs = np.empty((0, 0), dtype=np.uint32)
+        self._keys = np.empty((0, 0), dtype=np.uint64)
         self._valid = np.empty(0, dtype=bool)
 
     def __len__(self) -> int:
@@ -379,22 +380,24 @@ class ShareRecords:
         return len(posts)
 
     def _grow(self, need: int) -> None:
-        capacity = self._account.shape[0]
+        from factbridge.text.minhash import BANDS, NUM_PERM
+
+        capacity = self._id.shape[0]
         if need <= capacity:
             return
         new = max(need, 2 * capacity, 1024)
-        for name in ("_account", "_urls", "_hashtags", "_dhashes", "_text"):
+        for name in ("_id", "_account", "_url_tokens", "_hashtag_tokens", "_dhashes"):
             grown = np.empty(new, dtype=object)
             grown[:capacity] = getattr(self, name)
             setattr(self, name, grown)
         self._time = np.concatenate([self._time, np.full(new - capacity, np.nan)])
+        self._text_len = np.concatenate([self._text_len, np.zeros(new - capacity, dtype=np.int64)])
         self._valid = np.concatenate([self._valid, np.zeros(new - capacity, dtype=bool)])
-        from factbridge.text.minhash import NUM_PERM
-
         sigs = np.full((new, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
+        keys = np.zeros((new, BANDS), dtype=np.uint64)
         if capacity:
-            sigs[:capacity] = self._sigs
-        self._sigs = sigs
+            sigs[:capacity], keys[:capacity] = self._sigs, self._keys
+        self._sigs, self._keys = sigs, keys
 
     def update(self, posts: Sequence[Post]) -> None:
         """Add or replace posts by id (a post read twice is replaced by itself)."""
@@ -415,19 +418,22 @@ class ShareRecords:
                 self._sorted_ids.insert(where, post_id)
                 self._sorted_slots.insert(where, slot)
             text = p.norm_text or p.text
+            self._id[slot] = post_id
             self._account[slot] = p.author
             self._time[slot] = p.created_at.timestamp() if p.created_at is not None else np.nan
-            self._urls[slot] = " ".join(p.urls)
-            self._hashtags[slot] = " ".join(extract_hashtags(text))
+            # shares_from_frame's cell -> objects: strip, lower, split on whitespace
+            self._url_tokens[slot] = tuple(" ".join(p.urls).lower().split())
+            self._hashtag_tokens[slot] = tuple(" ".join(extract_hashtags(text)).lower().split())
             self._dhashes[slot] = tuple(img.dhash for img in getattr(p, "images", ()) if img.dhash)
-            self._text[slot] = text
+            self._text_len[slot] = len(text)
             slots.append(slot)
             texts.append(text)
         if "text" in self.object_types and slots:
-            from factbridge.text.minhash import signatures
+            from factbridge.text.minhash import band_keys, signatures
 
             sigs, valid = signatures(texts)
             self._sigs[slots] = sigs
+            self._keys[slots] = band_keys(sigs)
             self._valid[slots] = valid
 
     def authored(self, accounts: set[str]) -> list[tuple[str, str]]:
@@ -435,37 +441,77 @@ class ShareRecords:
         if not accounts:
             return []
         order = np.asarray(self._sorted_slots, dtype=np.int64)
-        mine = np.flatnonzero(_pandas().Series(self._account[order], dtype=object).isin(accounts).to_numpy())
-        return [(self._sorted_ids[i], str(self._account[order[i]])) for i in mine.tolist()]
+        mine = order[_pandas().Series(self._account[order], dtype=object).isin(accounts).to_numpy()]
+        return list(zip(self._id[mine].tolist(), self._account[mine].tolist(), strict=True))
 
     def table(self) -> ShareTable:
         """The share table of every post held: what `shares_from_posts` gives over them."""
         pd = _pandas()
+
+        if not {"url", "hashtag", "image", "text"} & set(self.object_types):  # as shares_from_frame says it
+            raise InputError(f"no object column for types {', '.join(self.object_types)} in stored posts", source="stored posts", line=1)
+        order = np.asarray(self._sorted_slots, dtype=np.int64)
+        kept = order[(self._account[order] != "") & ~np.isnan(self._time[order])]
+        n = int(kept.shape[0])
+        account_codes, account_names = pd.factorize(self._account[kept], sort=False)
+        secs = self._time[kept]
+        secs = np.where(secs > 1e11, secs / 1000.0, secs)  # as _epoch_seconds reads numbers
+        names = ObjectNames()
+        row_parts: list[np.ndarray] = []
+        code_parts: list[np.ndarray] = []
+
+        def block(kind: str, tokens: np.ndarray) -> None:
+            rows = [r for r, toks in enumerate(tokens.tolist()) for _ in toks]
+            cells = [t for toks in tokens.tolist() for t in toks]
+            codes, uniques = pd.factorize(np.asarray(cells, dtype=object), sort=False)
+            row_parts.append(np.asarray(rows, dtype=np.int64))
+            code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
+
+        # the columns shares_from_posts writes, in its order: urls, hashtags, image_hash, text
+        if "url" in self.object_types:
+            block("url", self._url_tokens[kept])
+        if "hashtag" in self.object_types:
+            block("hashtag", self._hashtag_tokens[kept])
+        if "image" in self.object_types:
+            block("image", self._image_tokens(kept))
+        if "text" in self.object_types:
+            from factbridge.text.minhash import signature_groups
+
+            rows = np.flatnonzero(self._text_len[kept] >= 20)
+            at = kept[rows]
+            groups = signature_groups(self._sigs[at], self._valid[at], keys=self._keys[at])
+            codes, uniques = pd.factorize(groups, sort=False)
+            first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
+            row_parts.append(rows.astype(np.int64))
+            code_parts.append(names.add("text", np.asarray([f"near-duplicates-of-row-{first_row[g] + 2}" for g in uniques])) + codes.astype(np.int64))
+        rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
+        return ShareTable(
+            account=np.asarray(account_codes)[rows_all].astype(np.int64),
+            obj=np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64),
+            time=np.floor(secs[rows_all]).astype(np.int64),
+            content=rows_all.astype(np.int64),  # post ids are unique: the code of row r is r
+            accounts=np.asarray(account_names),
+            objects=names,
+            contents=self._id[kept],
+            rows_read=n,
+        )
+
+    def _image_tokens(self, kept: np.ndarray) -> np.ndarray:
+        """Per kept post, its near-duplicate image groups' names (as shares_from_posts names them)."""
         from factbridge.images.matching import near_duplicate_groups
 
-        order = np.asarray(self._sorted_slots, dtype=np.int64)
-        account = self._account[order]
-        when = self._time[order]
-        kept = order[(account != "") & ~np.isnan(when)]
-        ids = np.asarray(self._sorted_ids, dtype=object)[(account != "") & ~np.isnan(when)]
-        image_hash = np.full(kept.shape[0], "", dtype=object)
-        if "image" in self.object_types:
-            dhashes = self._dhashes[kept]
-            image_of = [(i, h) for i in np.flatnonzero([bool(d) for d in dhashes]).tolist() for h in dhashes[i]]
-            if image_of:
-                image_ids: dict[int, list[str]] = {}
-                groups = near_duplicate_groups([h for _, h in image_of])
-                for (i, _), g in zip(image_of, groups, strict=True):
-                    image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
-                for i, names in image_ids.items():
-                    image_hash[i] = " ".join(dict.fromkeys(names))
-        frame = pd.DataFrame({
-            "account_id": self._account[kept].tolist(), "post_id": ids.tolist(), "timestamp": self._time[kept].tolist(),
-            "urls": self._urls[kept].tolist(), "hashtags": self._hashtags[kept].tolist(), "image_hash": image_hash.tolist(),
-            "text": self._text[kept].tolist(),
-        }, columns=list(_COLUMNS))
-        signatures = (self._sigs[kept], self._valid[kept]) if "text" in self.object_types else None
-        return shares_from_frame(frame, "stored posts", self.object_types, text_signatures=signatures)
+        tokens = np.empty(kept.shape[0], dtype=object)
+        tokens[:] = [()] * kept.shape[0]
+        dhashes = self._dhashes[kept]
+        image_of = [(i, h) for i in np.flatnonzero([bool(d) for d in dhashes.tolist()]).tolist() for h in dhashes[i]]
+        if image_of:
+            image_ids: dict[int, list[str]] = {}
+            groups = near_duplicate_groups([h for _, h in image_of])
+            for (i, _), g in zip(image_of, groups, strict=True):
+                image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
+            for i, found in image_ids.items():
+                tokens[i] = tuple(" ".join(dict.fromkeys(found)).lower().split())
+        return tokens
 
 
 def _unique_links(edge: np.ndarray, obj: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -274,15 +274,17 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8) -> np.nd
     return signature_groups(sigs, valid, threshold)
 
 
-def signature_groups(sigs: np.ndarray, valid: np.ndarray, threshold: float = 0.8) -> np.ndarray:
-    """`near_duplicate_groups` from the texts' signatures (`signatures`' output, in the texts' order)."""
+def signature_groups(sigs: np.ndarray, valid: np.ndarray, threshold: float = 0.8, keys: np.ndarray | None = None) -> np.ndarray:
+    """`near_duplicate_groups` from the texts' signatures (`signatures`' output, in the texts' order)
+    and, when the caller keeps them, their `band_keys`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = int(sigs.shape[0])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    keys = band_keys(sigs)
+    if keys is None:
+        keys = band_keys(sigs)
     idx = np.flatnonzero(valid)
     left: list[np.ndarray] = []
     right: list[np.ndarray] = []
