@@ -84,10 +84,11 @@ class ObjectNames:
         self._blocks: list[tuple[str, np.ndarray]] = []
         self._size = 0
 
-    def add(self, kind: str, uniques: np.ndarray) -> int:
+    def add(self, kind: str, uniques: np.ndarray, prefix: str = "") -> int:
+        """A block of ids; with `prefix`, each id is named "kind:prefix<id>" (formatted when asked)."""
         offset = self._size
         self._offsets.append(offset)
-        self._blocks.append((kind, uniques))
+        self._blocks.append((f"{kind}:{prefix}", uniques))
         self._size += len(uniques)
         return offset
 
@@ -98,8 +99,8 @@ class ObjectNames:
         import bisect
 
         block = bisect.bisect_right(self._offsets, int(code)) - 1
-        kind, uniques = self._blocks[block]
-        return f"{kind}:{uniques[int(code) - self._offsets[block]]}"
+        head, uniques = self._blocks[block]
+        return f"{head}{uniques[int(code) - self._offsets[block]]}"
 
 
 @dataclass
@@ -276,11 +277,10 @@ def shares_from_frame(
         else:
             texts = frame[text_col].to_numpy()
             groups = near_duplicate_groups([str(texts[i]) for i in rows])
-        codes, uniques = pd.factorize(groups, sort=False)
         # A near-duplicate group is named after its first text's row: readable evidence.
-        first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
+        codes, first_rows = _text_groups(groups, rows)
         row_parts.append(rows.astype(np.int64))
-        code_parts.append(names.add("text", np.asarray([f"near-duplicates-of-row-{first_row[g] + 2}" for g in uniques])) + codes.astype(np.int64))
+        code_parts.append(names.add("text", first_rows + 2, prefix="near-duplicates-of-row-") + codes)
     rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
     codes_all = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
     return ShareTable(
@@ -295,6 +295,15 @@ def shares_from_frame(
         skipped=skipped,
         skipped_count=int(bad.sum()),
     )
+
+
+def _text_groups(groups: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per text, first row per code): codes numbered by first appearance, as `pd.factorize` does."""
+    labels, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")
+    code_of_label = np.empty(labels.shape[0], dtype=np.int64)
+    code_of_label[by_appearance] = np.arange(labels.shape[0])
+    return code_of_label[inverse.ravel()], rows[first[by_appearance]].astype(np.int64)
 
 
 def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
@@ -480,10 +489,9 @@ class ShareRecords:
             rows = np.flatnonzero(self._text_len[kept] >= 20)
             at = kept[rows]
             groups = signature_groups(self._sigs[at], self._valid[at], keys=self._keys[at])
-            codes, uniques = pd.factorize(groups, sort=False)
-            first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
+            codes, first_rows = _text_groups(groups, rows)
             row_parts.append(rows.astype(np.int64))
-            code_parts.append(names.add("text", np.asarray([f"near-duplicates-of-row-{first_row[g] + 2}" for g in uniques])) + codes.astype(np.int64))
+            code_parts.append(names.add("text", first_rows + 2, prefix="near-duplicates-of-row-") + codes)
         rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
         return ShareTable(
             account=np.asarray(account_codes)[rows_all].astype(np.int64),

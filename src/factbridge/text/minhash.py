@@ -301,8 +301,8 @@ def signature_groups(sigs: np.ndarray, valid: np.ndarray, threshold: float = 0.8
     a = np.concatenate(left)
     b = np.concatenate(right)
     if a.size:
-        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-        a, b = pairs[:, 0], pairs[:, 1]
+        pairs = np.unique(a * np.int64(n) + b)  # the (a, b) rows' lexicographic order: one int64 sort
+        a, b = pairs // n, pairs % n
         ok = jaccard_estimate(sigs[a], sigs[b]) >= threshold
         a, b = a[ok], b[ok]
     graph = coo_matrix((np.ones(a.shape[0]), (a, b)), shape=(n, n))
