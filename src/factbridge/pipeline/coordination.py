@@ -347,6 +347,132 @@ def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAUL
 # --------------------------------------------------------------------------- incremental share records
 
 
+class TextGroups:
+    """The near-duplicate text groups of a `ShareRecords`, kept up to date batch by batch: the
+    groups `minhash.signature_groups` gives over every text row in post-id order, where each
+    text is paired, per LSH band, with the first text (lowest post id) holding the same band
+    key, and pairs at or above the Jaccard threshold are joined.
+
+    The band keys live in sorted arrays (key, band, slot) with a small unsorted delta; an
+    entry whose slot no longer holds that key is stale and skipped. Each (band, key) a batch
+    touches (the keys its posts had and have) has its pairs taken away under the state
+    before the batch and added under the state after it, so `_support` always counts, per
+    pair, the (band, key)s that make it; pairs are verified once, when they first appear
+    (a post's signature changes only by an edit, which takes its pairs away first)."""
+
+    merge_above = 65_536  # delta entries merged into the sorted arrays (or an eighth of them)
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._bands = np.zeros(0, dtype=np.int64)
+        self._slots = np.zeros(0, dtype=np.int64)
+        self._delta: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._delta_size = 0
+        self._support: dict[int, int] = {}  # pair (lo << 32 | hi) -> (band, key)s making it
+        self._joined: set[int] = set()  # the supported pairs at or above the threshold
+
+    def add_entries(self, slots: np.ndarray, keys: np.ndarray) -> None:
+        """Index the band keys (n, BANDS) of these slots."""
+        if slots.shape[0] == 0:
+            return
+        bands = np.broadcast_to(np.arange(keys.shape[1], dtype=np.int64), keys.shape)
+        self._delta.append((keys.ravel().copy(), bands.ravel().copy(), np.repeat(slots.astype(np.int64), keys.shape[1])))
+        self._delta_size += keys.size
+        if self._delta_size > max(self.merge_above, self._keys.shape[0] // 8):
+            keys_all = np.concatenate([self._keys, *(d[0] for d in self._delta)])
+            bands_all = np.concatenate([self._bands, *(d[1] for d in self._delta)])
+            slots_all = np.concatenate([self._slots, *(d[2] for d in self._delta)])
+            order = np.lexsort((slots_all, bands_all, keys_all))
+            keys_all, bands_all, slots_all = keys_all[order], bands_all[order], slots_all[order]
+            fresh = np.ones(keys_all.shape[0], dtype=bool)  # drop exact repeats of an entry
+            fresh[1:] = (keys_all[1:] != keys_all[:-1]) | (bands_all[1:] != bands_all[:-1]) | (slots_all[1:] != slots_all[:-1])
+            self._keys, self._bands, self._slots = keys_all[fresh], bands_all[fresh], slots_all[fresh]
+            self._delta, self._delta_size = [], 0
+
+    def _holders(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[np.ndarray]:
+        """Per queried (band, key), the slots holding it now (text rows with a signature)."""
+        lo = np.searchsorted(self._keys, keys, side="left")
+        hi = np.searchsorted(self._keys, keys, side="right")
+        q_idx = [np.repeat(np.arange(keys.shape[0]), hi - lo)]
+        cand = [self._slots[np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])]
+                if (hi > lo).any() else np.zeros(0, dtype=np.int64)]
+        cand_band = [self._bands[np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])]
+                     if (hi > lo).any() else np.zeros(0, dtype=np.int64)]
+        if self._delta:
+            d_keys = np.concatenate([d[0] for d in self._delta])
+            d_bands = np.concatenate([d[1] for d in self._delta])
+            d_slots = np.concatenate([d[2] for d in self._delta])
+            order = np.argsort(keys, kind="stable")
+            sorted_q = keys[order]
+            pos = np.searchsorted(sorted_q, d_keys)
+            hit = (pos < sorted_q.shape[0]) & (sorted_q[np.minimum(pos, sorted_q.shape[0] - 1)] == d_keys)
+            # a delta key may match several queries (same key, other bands): expand over equal query keys
+            for k_pos, slot, band in zip(pos[hit].tolist(), d_slots[hit].tolist(), d_bands[hit].tolist(), strict=True):
+                j = k_pos
+                while j < sorted_q.shape[0] and sorted_q[j] == sorted_q[k_pos]:
+                    q_idx.append(np.asarray([order[j]]))
+                    cand.append(np.asarray([slot]))
+                    cand_band.append(np.asarray([band]))
+                    j += 1
+        qi, slots, cb = np.concatenate(q_idx), np.concatenate(cand), np.concatenate(cand_band)
+        ok = (cb == bands[qi]) & records._text_ok[slots] & (records._keys[slots, np.minimum(cb, records._keys.shape[1] - 1)] == keys[qi])
+        qi, slots = qi[ok], slots[ok]
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * keys.shape[0]
+        if qi.shape[0]:
+            order = np.lexsort((slots, qi))
+            qi, slots = qi[order], slots[order]
+            starts = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]])
+            for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), qi.shape[0]], strict=True):
+                out[int(qi[start])] = np.unique(slots[start:stop])
+        return out
+
+    def _pairs(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
+        pairs: list[int] = []
+        ids = records._id
+        for holders in self._holders(bands, keys, records):
+            if holders.shape[0] < 2:
+                continue
+            members = holders.tolist()
+            head = min(members, key=lambda slot: ids[slot])
+            pairs.extend((min(head, x) << 32) | max(head, x) for x in members if x != head)
+        return pairs
+
+    def retract(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
+        for pair in self._pairs(bands, keys, records):
+            left = self._support[pair] - 1
+            if left:
+                self._support[pair] = left
+            else:
+                del self._support[pair]
+                self._joined.discard(pair)
+
+    def assert_(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
+        fresh: list[int] = []
+        for pair in self._pairs(bands, keys, records):
+            count = self._support.get(pair, 0)
+            self._support[pair] = count + 1
+            if not count:
+                fresh.append(pair)
+        if fresh:
+            from factbridge.text.minhash import jaccard_estimate
+
+            arr = np.asarray(fresh, dtype=np.int64)
+            a, b = arr >> 32, arr & 0xFFFFFFFF
+            ok = jaccard_estimate(records._sigs[a], records._sigs[b]) >= self.threshold
+            self._joined.update(arr[ok].tolist())
+
+    def labels(self, size: int) -> np.ndarray:
+        """A group label per slot (connected components of the joined pairs)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        arr = np.fromiter(self._joined, dtype=np.int64, count=len(self._joined))
+        a, b = arr >> 32, arr & 0xFFFFFFFF
+        graph = coo_matrix((np.ones(a.shape[0]), (a, b)), shape=(size, size))
+        return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
 class ShareRecords:
     """One worker's copy of an organisation's share records, caught up from the store.
 
@@ -377,6 +503,8 @@ class ShareRecords:
         self._sigs = np.empty((0, 0), dtype=np.uint32)
         self._keys = np.empty((0, 0), dtype=np.uint64)
         self._valid = np.empty(0, dtype=bool)
+        self._text_ok = np.empty(0, dtype=bool)  # a text row of the share table with a signature
+        self._groups = TextGroups()
 
     def __len__(self) -> int:
         return self._size
@@ -402,6 +530,7 @@ class ShareRecords:
         self._time = np.concatenate([self._time, np.full(new - capacity, np.nan)])
         self._text_len = np.concatenate([self._text_len, np.zeros(new - capacity, dtype=np.int64)])
         self._valid = np.concatenate([self._valid, np.zeros(new - capacity, dtype=bool)])
+        self._text_ok = np.concatenate([self._text_ok, np.zeros(new - capacity, dtype=bool)])
         sigs = np.full((new, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
         keys = np.zeros((new, BANDS), dtype=np.uint64)
         if capacity:
@@ -412,22 +541,36 @@ class ShareRecords:
         """Add or replace posts by id (a post read twice is replaced by itself)."""
         import bisect
 
+        from factbridge.text.minhash import BANDS, band_keys, signatures
         from factbridge.text.urls import extract_hashtags
 
-        latest = {p.id: p for p in posts}
+        latest = list({p.id: p for p in posts}.values())
+        if not latest:
+            return
         self._grow(self._size + len(latest))
+        texts = [p.norm_text or p.text for p in latest]
+        with_text = "text" in self.object_types
+        if with_text:
+            sigs, valid = signatures(texts)
+            keys = band_keys(sigs)
+            ok = np.asarray([bool(p.author) and p.created_at is not None and len(t) >= 20 for p, t in zip(latest, texts, strict=True)]) & valid
+            # The (band, key)s whose holders change: those the batch's posts held and hold.
+            held = np.asarray([s for s in (self._slot.get(p.id) for p in latest) if s is not None], dtype=np.int64)
+            held = held[self._text_ok[held]]
+            touched = np.concatenate([self._keys[held], keys[ok]])
+            pairs = np.unique(np.stack([np.broadcast_to(np.arange(BANDS), touched.shape).ravel().astype(np.uint64), touched.ravel()], axis=1), axis=0)
+            t_bands, t_keys = pairs[:, 0].astype(np.int64), pairs[:, 1]
+            self._groups.retract(t_bands, t_keys, self)
         slots: list[int] = []
-        texts: list[str] = []
-        for post_id, p in latest.items():
-            slot = self._slot.get(post_id)
+        for p, text in zip(latest, texts, strict=True):
+            slot = self._slot.get(p.id)
             if slot is None:
-                slot = self._slot[post_id] = self._size
+                slot = self._slot[p.id] = self._size
                 self._size += 1
-                where = bisect.bisect_left(self._sorted_ids, post_id)
-                self._sorted_ids.insert(where, post_id)
+                where = bisect.bisect_left(self._sorted_ids, p.id)
+                self._sorted_ids.insert(where, p.id)
                 self._sorted_slots.insert(where, slot)
-            text = p.norm_text or p.text
-            self._id[slot] = post_id
+            self._id[slot] = p.id
             self._account[slot] = p.author
             self._time[slot] = p.created_at.timestamp() if p.created_at is not None else np.nan
             # shares_from_frame's cell -> objects: strip, lower, split on whitespace
@@ -436,14 +579,11 @@ class ShareRecords:
             self._dhashes[slot] = tuple(img.dhash for img in getattr(p, "images", ()) if img.dhash)
             self._text_len[slot] = len(text)
             slots.append(slot)
-            texts.append(text)
-        if "text" in self.object_types and slots:
-            from factbridge.text.minhash import band_keys, signatures
-
-            sigs, valid = signatures(texts)
-            self._sigs[slots] = sigs
-            self._keys[slots] = band_keys(sigs)
-            self._valid[slots] = valid
+        if with_text:
+            at = np.asarray(slots, dtype=np.int64)
+            self._sigs[at], self._keys[at], self._valid[at], self._text_ok[at] = sigs, keys, valid, ok
+            self._groups.add_entries(at[ok], keys[ok])
+            self._groups.assert_(t_bands, t_keys, self)
 
     def authored(self, accounts: set[str]) -> list[tuple[str, str]]:
         """(post id, account) of every post of these accounts, in post-id order."""
@@ -484,11 +624,8 @@ class ShareRecords:
         if "image" in self.object_types:
             block("image", self._image_tokens(kept))
         if "text" in self.object_types:
-            from factbridge.text.minhash import signature_groups
-
             rows = np.flatnonzero(self._text_len[kept] >= 20)
-            at = kept[rows]
-            groups = signature_groups(self._sigs[at], self._valid[at], keys=self._keys[at])
+            groups = self._groups.labels(self._size)[kept[rows]]
             codes, first_rows = _text_groups(groups, rows)
             row_parts.append(rows.astype(np.int64))
             code_parts.append(names.add("text", first_rows + 2, prefix="near-duplicates-of-row-") + codes)
