@@ -243,7 +243,8 @@ def test_real_campaign_finds_the_same_network_batch_by_batch(campaign_store: Any
     assert _stored_links(campaign_store) == docs and docs
 
 
-def test_near_duplicate_groups_follow_edits_and_new_first_posts(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bulk_factor", [0, 10**9], ids=["key-by-key", "one-pass"])
+def test_near_duplicate_groups_follow_edits_and_new_first_posts(bulk_factor: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Many near-identical texts from a few templates, in random id order, with edits that move
     a post to another template and posts losing their account: after each batch the kept
     records' share table (near-duplicate groups and their names included) is the full recompute's.
@@ -251,6 +252,7 @@ def test_near_duplicate_groups_follow_edits_and_new_first_posts(monkeypatch: pyt
     from factbridge.pipeline.coordination import ShareRecords, TextGroups
 
     monkeypatch.setattr(TextGroups, "merge_above", 40)
+    monkeypatch.setattr(TextGroups, "bulk_factor", bulk_factor)  # both ways of finding a batch's pairs
     rng = random.Random(5)
     words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
     templates = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(6)]

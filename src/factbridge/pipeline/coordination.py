@@ -361,6 +361,7 @@ class TextGroups:
     (a post's signature changes only by an edit, which takes its pairs away first)."""
 
     merge_above = 65_536  # delta entries merged into the sorted arrays (or an eighth of them)
+    bulk_factor = 16  # keys asked, times this, above the entries held: pairs by one pass over all entries
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
@@ -428,6 +429,10 @@ class TextGroups:
         return out
 
     def _pairs(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
+        """The pairs (head, other) the queried (band, key)s make now, as pair keys."""
+        entries = self._keys.shape[0] + self._delta_size
+        if keys.shape[0] * self.bulk_factor > entries:  # many keys asked (a first read): one pass over every entry
+            return self._pairs_bulk(bands, keys, records)
         pairs: list[int] = []
         ids = records._id
         for holders in self._holders(bands, keys, records):
@@ -437,6 +442,33 @@ class TextGroups:
             head = min(members, key=lambda slot: ids[slot])
             pairs.extend((min(head, x) << 32) | max(head, x) for x in members if x != head)
         return pairs
+
+    def _pairs_bulk(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
+        k = np.concatenate([self._keys, *(d[0] for d in self._delta)])
+        b = np.concatenate([self._bands, *(d[1] for d in self._delta)])
+        slot = np.concatenate([self._slots, *(d[2] for d in self._delta)])
+        live = records._text_ok[slot] & (records._keys[slot, b] == k)
+        k, b, slot = k[live], b[live], slot[live]
+        pair_type = np.dtype((np.void, 16))
+        asked = np.ascontiguousarray(np.stack([keys.view(np.int64), bands], axis=1)).view(pair_type).ravel()
+        held = np.ascontiguousarray(np.stack([k.view(np.int64), b], axis=1)).view(pair_type).ravel()
+        inside = np.isin(held, asked)
+        k, b, slot = k[inside], b[inside], slot[inside]
+        rank = np.empty(records._size, dtype=np.int64)  # post-id order of every slot
+        rank[np.asarray(records._sorted_slots, dtype=np.int64)] = np.arange(records._size)
+        order = np.lexsort((rank[slot], b, k))
+        k, b, slot = k[order], b[order], slot[order]
+        repeat = np.zeros(k.shape[0], dtype=bool)  # the same entry twice (a post read again)
+        repeat[1:] = (k[1:] == k[:-1]) & (b[1:] == b[:-1]) & (slot[1:] == slot[:-1])
+        k, b, slot = k[~repeat], b[~repeat], slot[~repeat]
+        if k.shape[0] == 0:
+            return []
+        start = np.ones(k.shape[0], dtype=bool)
+        start[1:] = (k[1:] != k[:-1]) | (b[1:] != b[:-1])
+        head = slot[np.maximum.accumulate(np.where(start, np.arange(k.shape[0]), 0))]
+        other = ~start
+        lo, hi = np.minimum(head[other], slot[other]), np.maximum(head[other], slot[other])
+        return ((lo << 32) | hi).tolist()
 
     def retract(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
         for pair in self._pairs(bands, keys, records):
