@@ -76,9 +76,10 @@ _PERM_B = _PERM_RNG.integers(0, 2**63 - 1, size=NUM_PERM, dtype=np.int64).astype
 class SignatureCache:
     """The signatures of the texts seen last (least recently used out), keyed by a 16-byte
     BLAKE2b digest of the raw text: a signature depends on nothing else, so a hit gives
-    what computing it again would. The coordination stage re-reads every stored post per
-    batch and the narratives stage each batch's: without it every text's shingles were
-    hashed again per batch (O(posts^2) over an ingest). ~410 bytes per text."""
+    what computing it again would. The narratives stage signs each batch's texts, which the
+    embedding stage and the coordination stage's first look at a post sign again (the
+    coordination stage re-read every stored post per batch until it kept share records:
+    O(posts^2) over an ingest without this cache). ~410 bytes per text."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -111,7 +112,7 @@ class SignatureCache:
                 self._rows.popitem(last=False)
 
 
-# Above the coordination stage's default ceiling (coordination_stage_max_posts, 50,000): ~25 MB full.
+# ~25 MB full. (The coordination stage keeps its own posts' signatures: pipeline/coordination.py ShareRecords.)
 SIGNATURE_CACHE = SignatureCache(60_000)
 
 
