@@ -353,110 +353,83 @@ class TextGroups:
     text is paired, per LSH band, with the first text (lowest post id) holding the same band
     key, and pairs at or above the Jaccard threshold are joined.
 
-    The band keys live in sorted arrays (key, band, slot) with a small unsorted delta; an
-    entry whose slot no longer holds that key is stale and skipped. Each (band, key) a batch
+    The band keys live in two sorted runs of (key, band, slot) entries: a large one and a
+    small one that new entries go into, merged into the large one when it grows. An entry
+    whose slot no longer holds that key is stale and skipped. Each (band, key) a batch
     touches (the keys its posts had and have) has its pairs taken away under the state
     before the batch and added under the state after it, so `_support` always counts, per
     pair, the (band, key)s that make it; pairs are verified once, when they first appear
     (a post's signature changes only by an edit, which takes its pairs away first)."""
 
-    merge_above = 65_536  # delta entries merged into the sorted arrays (or an eighth of them)
+    merge_above = 65_536  # entries of the small run merged into the large one (or an eighth of it)
     bulk_factor = 16  # keys asked, times this, above the entries held: pairs by one pass over all entries
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
-        self._keys = np.zeros(0, dtype=np.uint64)
-        self._bands = np.zeros(0, dtype=np.int64)
-        self._slots = np.zeros(0, dtype=np.int64)
-        self._delta: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._delta_size = 0
+        empty = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [empty, empty]  # (keys, bands, slots), sorted by key
         self._support: dict[int, int] = {}  # pair (lo << 32 | hi) -> (band, key)s making it
         self._joined: set[int] = set()  # the supported pairs at or above the threshold
+
+    @staticmethod
+    def _merge(run: tuple[np.ndarray, np.ndarray, np.ndarray], keys: np.ndarray, bands: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = np.argsort(keys, kind="stable")
+        keys, bands, slots = keys[order], bands[order], slots[order]
+        at = np.searchsorted(run[0], keys)
+        return np.insert(run[0], at, keys), np.insert(run[1], at, bands), np.insert(run[2], at, slots)
 
     def add_entries(self, slots: np.ndarray, keys: np.ndarray) -> None:
         """Index the band keys (n, BANDS) of these slots."""
         if slots.shape[0] == 0:
             return
-        bands = np.broadcast_to(np.arange(keys.shape[1], dtype=np.int64), keys.shape)
-        self._delta.append((keys.ravel().copy(), bands.ravel().copy(), np.repeat(slots.astype(np.int64), keys.shape[1])))
-        self._delta_size += keys.size
-        if self._delta_size > max(self.merge_above, self._keys.shape[0] // 8):
-            keys_all = np.concatenate([self._keys, *(d[0] for d in self._delta)])
-            bands_all = np.concatenate([self._bands, *(d[1] for d in self._delta)])
-            slots_all = np.concatenate([self._slots, *(d[2] for d in self._delta)])
-            order = np.lexsort((slots_all, bands_all, keys_all))
-            keys_all, bands_all, slots_all = keys_all[order], bands_all[order], slots_all[order]
-            fresh = np.ones(keys_all.shape[0], dtype=bool)  # drop exact repeats of an entry
-            fresh[1:] = (keys_all[1:] != keys_all[:-1]) | (bands_all[1:] != bands_all[:-1]) | (slots_all[1:] != slots_all[:-1])
-            self._keys, self._bands, self._slots = keys_all[fresh], bands_all[fresh], slots_all[fresh]
-            self._delta, self._delta_size = [], 0
+        bands = np.broadcast_to(np.arange(keys.shape[1], dtype=np.int64), keys.shape).ravel()
+        self._runs[1] = self._merge(self._runs[1], keys.ravel(), bands, np.repeat(slots.astype(np.int64), keys.shape[1]))
+        if self._runs[1][0].shape[0] > max(self.merge_above, self._runs[0][0].shape[0] // 8):
+            small_keys, small_bands, small_slots = self._runs[1]
+            self._runs = [self._merge(self._runs[0], small_keys, small_bands, small_slots), (small_keys[:0], small_bands[:0], small_slots[:0])]
 
-    def _holders(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[np.ndarray]:
-        """Per queried (band, key), the slots holding it now (text rows with a signature)."""
-        lo = np.searchsorted(self._keys, keys, side="left")
-        hi = np.searchsorted(self._keys, keys, side="right")
-        q_idx = [np.repeat(np.arange(keys.shape[0]), hi - lo)]
-        cand = [self._slots[np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])]
-                if (hi > lo).any() else np.zeros(0, dtype=np.int64)]
-        cand_band = [self._bands[np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])]
-                     if (hi > lo).any() else np.zeros(0, dtype=np.int64)]
-        if self._delta:
-            d_keys = np.concatenate([d[0] for d in self._delta])
-            d_bands = np.concatenate([d[1] for d in self._delta])
-            d_slots = np.concatenate([d[2] for d in self._delta])
-            order = np.argsort(keys, kind="stable")
-            sorted_q = keys[order]
-            pos = np.searchsorted(sorted_q, d_keys)
-            hit = (pos < sorted_q.shape[0]) & (sorted_q[np.minimum(pos, sorted_q.shape[0] - 1)] == d_keys)
-            # a delta key may match several queries (same key, other bands): expand over equal query keys
-            for k_pos, slot, band in zip(pos[hit].tolist(), d_slots[hit].tolist(), d_bands[hit].tolist(), strict=True):
-                j = k_pos
-                while j < sorted_q.shape[0] and sorted_q[j] == sorted_q[k_pos]:
-                    q_idx.append(np.asarray([order[j]]))
-                    cand.append(np.asarray([slot]))
-                    cand_band.append(np.asarray([band]))
-                    j += 1
-        qi, slots, cb = np.concatenate(q_idx), np.concatenate(cand), np.concatenate(cand_band)
-        ok = (cb == bands[qi]) & records._text_ok[slots] & (records._keys[slots, np.minimum(cb, records._keys.shape[1] - 1)] == keys[qi])
-        qi, slots = qi[ok], slots[ok]
-        out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * keys.shape[0]
-        if qi.shape[0]:
-            order = np.lexsort((slots, qi))
-            qi, slots = qi[order], slots[order]
-            starts = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]])
-            for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), qi.shape[0]], strict=True):
-                out[int(qi[start])] = np.unique(slots[start:stop])
-        return out
+    def _live(self, k: np.ndarray, b: np.ndarray, slot: np.ndarray, records: ShareRecords) -> np.ndarray:
+        """Entries whose slot is a text row holding that key now."""
+        return records._text_ok[slot] & (records._keys[slot, b] == k)
 
     def _pairs(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
         """The pairs (head, other) the queried (band, key)s make now, as pair keys."""
-        entries = self._keys.shape[0] + self._delta_size
+        entries = sum(run[0].shape[0] for run in self._runs)
         if keys.shape[0] * self.bulk_factor > entries:  # many keys asked (a first read): one pass over every entry
             return self._pairs_bulk(bands, keys, records)
-        pairs: list[int] = []
-        ids = records._id
-        for holders in self._holders(bands, keys, records):
-            if holders.shape[0] < 2:
-                continue
-            members = holders.tolist()
-            head = min(members, key=lambda slot: ids[slot])
-            pairs.extend((min(head, x) << 32) | max(head, x) for x in members if x != head)
-        return pairs
+        parts = []
+        for run_keys, run_bands, run_slots in self._runs:
+            lo = np.searchsorted(run_keys, keys, side="left")
+            counts = np.searchsorted(run_keys, keys, side="right") - lo
+            total = int(counts.sum())
+            if total:
+                at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
+                parts.append((run_keys[at], run_bands[at], run_slots[at]))
+        if not parts:
+            return []
+        k, b, slot = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return self._head_pairs(bands, keys, k, b, slot, records, rank=None)
 
     def _pairs_bulk(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
-        k = np.concatenate([self._keys, *(d[0] for d in self._delta)])
-        b = np.concatenate([self._bands, *(d[1] for d in self._delta)])
-        slot = np.concatenate([self._slots, *(d[2] for d in self._delta)])
-        live = records._text_ok[slot] & (records._keys[slot, b] == k)
+        k = np.concatenate([run[0] for run in self._runs])
+        b = np.concatenate([run[1] for run in self._runs])
+        slot = np.concatenate([run[2] for run in self._runs])
+        rank = np.empty(records._size, dtype=np.int64)  # post-id order of every slot
+        rank[np.asarray(records._sorted_slots, dtype=np.int64)] = np.arange(records._size)
+        return self._head_pairs(bands, keys, k, b, slot, records, rank=rank)
+
+    def _head_pairs(self, bands: np.ndarray, keys: np.ndarray, k: np.ndarray, b: np.ndarray, slot: np.ndarray,
+                    records: ShareRecords, rank: np.ndarray | None) -> list[int]:
+        """Of candidate entries (k, b, slot): the live ones of an asked (band, key), grouped; each
+        group's head is its lowest post id (by `rank` when given, else compared per group)."""
+        live = self._live(k, b, slot, records)
         k, b, slot = k[live], b[live], slot[live]
         pair_type = np.dtype((np.void, 16))
         asked = np.ascontiguousarray(np.stack([keys.view(np.int64), bands], axis=1)).view(pair_type).ravel()
         held = np.ascontiguousarray(np.stack([k.view(np.int64), b], axis=1)).view(pair_type).ravel()
         inside = np.isin(held, asked)
         k, b, slot = k[inside], b[inside], slot[inside]
-        rank = np.empty(records._size, dtype=np.int64)  # post-id order of every slot
-        rank[np.asarray(records._sorted_slots, dtype=np.int64)] = np.arange(records._size)
-        order = np.lexsort((rank[slot], b, k))
+        order = np.lexsort((rank[slot] if rank is not None else slot, b, k))
         k, b, slot = k[order], b[order], slot[order]
         repeat = np.zeros(k.shape[0], dtype=bool)  # the same entry twice (a post read again)
         repeat[1:] = (k[1:] == k[:-1]) & (b[1:] == b[:-1]) & (slot[1:] == slot[:-1])
@@ -465,8 +438,18 @@ class TextGroups:
             return []
         start = np.ones(k.shape[0], dtype=bool)
         start[1:] = (k[1:] != k[:-1]) | (b[1:] != b[:-1])
-        head = slot[np.maximum.accumulate(np.where(start, np.arange(k.shape[0]), 0))]
-        other = ~start
+        first = np.maximum.accumulate(np.where(start, np.arange(k.shape[0]), 0))
+        if rank is None:  # few groups of two or more: their heads by post id
+            ids = records._id
+            grouped = np.flatnonzero(~start)
+            for g in np.unique(first[grouped]).tolist():
+                stop = g + 1
+                while stop < k.shape[0] and not start[stop]:
+                    stop += 1
+                lowest = min(range(g, stop), key=lambda i: ids[slot[i]])
+                first[g:stop] = lowest
+        head = slot[first]
+        other = head != slot
         lo, hi = np.minimum(head[other], slot[other]), np.maximum(head[other], slot[other])
         return ((lo << 32) | hi).tolist()
 
