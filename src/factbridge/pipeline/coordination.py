@@ -20,6 +20,7 @@ the pair count quadratic; how many shares were capped is reported.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import weakref
@@ -519,6 +520,10 @@ class ShareRecords:
         self._keys = np.empty((0, 0), dtype=np.uint64)
         self._valid = np.empty(0, dtype=bool)
         self._text_ok = np.empty(0, dtype=bool)  # a text row of the share table with a signature
+        self._n_urls = np.empty(0, dtype=np.int64)  # tokens per post, so blocks skip posts without any
+        self._n_hashtags = np.empty(0, dtype=np.int64)
+        self._n_images = np.empty(0, dtype=np.int64)
+        self._posts_of: dict[str, set[int]] = {}  # account -> its slots
         self._groups = TextGroups()
 
     def __len__(self) -> int:
@@ -546,6 +551,8 @@ class ShareRecords:
         self._text_len = np.concatenate([self._text_len, np.zeros(new - capacity, dtype=np.int64)])
         self._valid = np.concatenate([self._valid, np.zeros(new - capacity, dtype=bool)])
         self._text_ok = np.concatenate([self._text_ok, np.zeros(new - capacity, dtype=bool)])
+        for name in ("_n_urls", "_n_hashtags", "_n_images"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(new - capacity, dtype=np.int64)]))
         sigs = np.full((new, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
         keys = np.zeros((new, BANDS), dtype=np.uint64)
         if capacity:
@@ -585,6 +592,9 @@ class ShareRecords:
                 where = bisect.bisect_left(self._sorted_ids, p.id)
                 self._sorted_ids.insert(where, p.id)
                 self._sorted_slots.insert(where, slot)
+            else:
+                self._posts_of[self._account[slot]].discard(slot)
+            self._posts_of.setdefault(p.author, set()).add(slot)
             self._id[slot] = p.id
             self._account[slot] = p.author
             self._time[slot] = p.created_at.timestamp() if p.created_at is not None else np.nan
@@ -592,6 +602,9 @@ class ShareRecords:
             self._url_tokens[slot] = tuple(" ".join(p.urls).lower().split())
             self._hashtag_tokens[slot] = tuple(" ".join(extract_hashtags(text)).lower().split())
             self._dhashes[slot] = tuple(img.dhash for img in getattr(p, "images", ()) if img.dhash)
+            self._n_urls[slot] = len(self._url_tokens[slot])
+            self._n_hashtags[slot] = len(self._hashtag_tokens[slot])
+            self._n_images[slot] = len(self._dhashes[slot])
             self._text_len[slot] = len(text)
             slots.append(slot)
         if with_text:
@@ -602,11 +615,8 @@ class ShareRecords:
 
     def authored(self, accounts: set[str]) -> list[tuple[str, str]]:
         """(post id, account) of every post of these accounts, in post-id order."""
-        if not accounts:
-            return []
-        order = np.asarray(self._sorted_slots, dtype=np.int64)
-        mine = order[_pandas().Series(self._account[order], dtype=object).isin(accounts).to_numpy()]
-        return list(zip(self._id[mine].tolist(), self._account[mine].tolist(), strict=True))
+        mine = sorted((str(self._id[slot]), account) for account in accounts for slot in self._posts_of.get(account, ()))
+        return mine
 
     def table(self) -> ShareTable:
         """The share table of every post held: what `shares_from_posts` gives over them."""
@@ -624,20 +634,22 @@ class ShareRecords:
         row_parts: list[np.ndarray] = []
         code_parts: list[np.ndarray] = []
 
-        def block(kind: str, tokens: np.ndarray) -> None:
-            rows = [r for r, toks in enumerate(tokens.tolist()) for _ in toks]
-            cells = [t for toks in tokens.tolist() for t in toks]
+        def block(kind: str, tokens: np.ndarray, counts: np.ndarray) -> None:
+            some = np.flatnonzero(counts)  # rows with tokens, in row order; each row's tokens in order
+            cells = list(itertools.chain.from_iterable(tokens[some].tolist()))
             codes, uniques = pd.factorize(np.asarray(cells, dtype=object), sort=False)
-            row_parts.append(np.asarray(rows, dtype=np.int64))
+            row_parts.append(np.repeat(some, counts[some]).astype(np.int64))
             code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
 
         # the columns shares_from_posts writes, in its order: urls, hashtags, image_hash, text
         if "url" in self.object_types:
-            block("url", self._url_tokens[kept])
+            block("url", self._url_tokens[kept], self._n_urls[kept])
         if "hashtag" in self.object_types:
-            block("hashtag", self._hashtag_tokens[kept])
+            block("hashtag", self._hashtag_tokens[kept], self._n_hashtags[kept])
         if "image" in self.object_types:
-            block("image", self._image_tokens(kept))
+            image_tokens = self._image_tokens(kept)
+            block("image", image_tokens, np.fromiter((len(t) for t in image_tokens.tolist()), dtype=np.int64, count=n)
+                  if self._n_images[kept].any() else np.zeros(n, dtype=np.int64))
         if "text" in self.object_types:
             rows = np.flatnonzero(self._text_len[kept] >= 20)
             groups = self._groups.labels(self._size)[kept[rows]]
@@ -661,9 +673,12 @@ class ShareRecords:
         from factbridge.images.matching import near_duplicate_groups
 
         tokens = np.empty(kept.shape[0], dtype=object)
+        with_images = np.flatnonzero(self._n_images[kept])
+        if with_images.shape[0] == 0:
+            return tokens
         tokens[:] = [()] * kept.shape[0]
         dhashes = self._dhashes[kept]
-        image_of = [(i, h) for i in np.flatnonzero([bool(d) for d in dhashes.tolist()]).tolist() for h in dhashes[i]]
+        image_of = [(i, h) for i in with_images.tolist() for h in dhashes[i]]
         if image_of:
             image_ids: dict[int, list[str]] = {}
             groups = near_duplicate_groups([h for _, h in image_of])
