@@ -275,3 +275,34 @@ def test_near_duplicate_groups_follow_edits_and_new_first_posts(bulk_factor: int
         assert _table(records.table()) == _table(expected)
     assert len({expected.objects[int(c)] for c in expected.obj if expected.objects[int(c)].startswith("text:")}) < len(set(ids)), "some texts grouped"
     store.close()
+
+
+def test_a_batch_reads_only_what_changed(tmp_path: Path) -> None:
+    """After the first batch the stage reads the posts written since its last read, never
+    every stored post (no `iter_posts`), and counts the store only before its first read."""
+    store = open_storage(f"sqlite:///{tmp_path / 'reads.db'}")
+    store.migrate()
+    reads: list[int] = []
+    calls: list[str] = []
+    changed, iter_posts, count_posts = store.changed_posts, store.iter_posts, store.count_posts
+
+    def spy_changed(org: str, cursor: str = "") -> tuple[list[Post], str]:
+        out = changed(org, cursor)
+        reads.append(len(out[0]))
+        return out
+
+    store.changed_posts = spy_changed  # type: ignore[method-assign]
+    store.iter_posts = lambda *a, **k: calls.append("iter_posts") or iter_posts(*a, **k)  # type: ignore[method-assign]
+    store.count_posts = lambda *a, **k: calls.append("count_posts") or count_posts(*a, **k)  # type: ignore[method-assign]
+    feed, settings = Feed(4), _settings()
+    sizes: list[int] = []
+    for _ in range(6):
+        batch = [p for p in feed.batch() if p.author and p.created_at is not None] or [feed._post()]
+        store.upsert_posts(ORG, batch)
+        sizes.append(len({p.id for p in batch}))
+        coordination_stage(Context(store, settings), ORG, batch)
+    assert calls == ["count_posts"], "one count before the first read; never a read of every post"
+    assert reads[0] == sizes[0] and all(n <= size for n, size in zip(reads[1:], sizes[1:], strict=True)), \
+        f"each read has at most the batch's posts: read {reads}, batches {sizes}"
+    assert store.count_posts(ORG) > max(reads), "the store holds more than any one read"
+    store.close()
