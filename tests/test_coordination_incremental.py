@@ -306,3 +306,34 @@ def test_a_batch_reads_only_what_changed(tmp_path: Path) -> None:
         f"each read has at most the batch's posts: read {reads}, batches {sizes}"
     assert store.count_posts(ORG) > max(reads), "the store holds more than any one read"
     store.close()
+
+
+def test_a_failure_mid_batch_leaves_no_half_applied_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If reading a batch into the records fails half-way, the stage fails, and the next batch
+    starts again from the store: its result is the full recompute's."""
+    import factbridge.text.urls as urls
+
+    store = open_storage("sqlite:///:memory:")
+    store.migrate()
+    feed, settings = Feed(9), _settings()
+    for _ in range(4):
+        batch = feed.batch()
+        store.upsert_posts(ORG, batch)
+        _memberships(store, batch)
+        coordination_stage(Context(store, settings), ORG, batch)
+    real = urls.extract_hashtags
+    monkeypatch.setattr(urls, "extract_hashtags", lambda text: (_ for _ in ()).throw(RuntimeError("boom")))
+    batch = feed.batch()
+    store.upsert_posts(ORG, batch)
+    _memberships(store, batch)
+    with pytest.raises(RuntimeError, match="boom"):
+        coordination_stage(Context(store, settings), ORG, batch)
+    monkeypatch.setattr(urls, "extract_hashtags", real)
+    batch = feed.batch()
+    store.upsert_posts(ORG, batch)
+    _memberships(store, batch)
+    coordination_stage(Context(store, settings), ORG, batch)
+    section = settings.coordination
+    assert _table(share_records(store, ORG, section.object_types).table()) == _table(shares_from_posts(list(store.iter_posts(ORG)), section.object_types))
+    assert _stored_links(store) == _full_recompute(store, settings)[1]
+    store.close()

@@ -503,8 +503,12 @@ class ShareRecords:
 
     def __init__(self, object_types: Sequence[str]) -> None:
         self.object_types = tuple(object_types)
-        self.cursor = ""
         self.lock = threading.Lock()  # one batch at a time per copy
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty: the next `catch_up` reads every post."""
+        self.cursor = ""
         self._slot: dict[str, int] = {}  # post id -> row of the columns below
         self._sorted_ids: list[str] = []
         self._sorted_slots: list[int] = []
@@ -532,7 +536,11 @@ class ShareRecords:
     def catch_up(self, storage: Any, org: str) -> int:
         """Read the posts written since the last call; returns how many."""
         posts, cursor = storage.changed_posts(org, self.cursor)
-        self.update(posts)
+        try:
+            self.update(posts)
+        except BaseException:
+            self._reset()  # a half-applied batch: start again from the store next time
+            raise
         self.cursor = cursor
         return len(posts)
 
