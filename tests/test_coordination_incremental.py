@@ -337,3 +337,20 @@ def test_a_failure_mid_batch_leaves_no_half_applied_records(monkeypatch: pytest.
     assert _table(share_records(store, ORG, section.object_types).table()) == _table(shares_from_posts(list(store.iter_posts(ORG)), section.object_types))
     assert _stored_links(store) == _full_recompute(store, settings)[1]
     store.close()
+
+
+def test_a_store_growing_past_the_ceiling_steps_aside_and_frees_the_records() -> None:
+    store = open_storage("sqlite:///:memory:")
+    store.migrate()
+    settings = load_settings(env={}, overrides={"coordination_stage_max_posts": 30})
+    records = share_records(store, ORG, settings.coordination.object_types)
+    feed = Feed(12)
+    first = [feed._post() for _ in range(20)]
+    store.upsert_posts(ORG, first)
+    assert "skipped" not in coordination_stage(Context(store, settings), ORG, first)
+    assert len(records) == 20
+    more = [feed._post() for _ in range(20)]
+    store.upsert_posts(ORG, more)
+    assert "40 stored posts > coordination_stage_max_posts (30)" in coordination_stage(Context(store, settings), ORG, more)["skipped"]
+    assert len(records) == 0 and records.cursor == "", "the records are dropped, not kept growing"
+    store.close()

@@ -504,9 +504,9 @@ class ShareRecords:
     def __init__(self, object_types: Sequence[str]) -> None:
         self.object_types = tuple(object_types)
         self.lock = threading.Lock()  # one batch at a time per copy
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         """Empty: the next `catch_up` reads every post."""
         self.cursor = ""
         self._slot: dict[str, int] = {}  # post id -> row of the columns below
@@ -539,7 +539,7 @@ class ShareRecords:
         try:
             self.update(posts)
         except BaseException:
-            self._reset()  # a half-applied batch: start again from the store next time
+            self.reset()  # a half-applied batch: start again from the store next time
             raise
         self.cursor = cursor
         return len(posts)
@@ -1062,6 +1062,7 @@ def coordination_stage(services: StageContext, org: str, posts: Sequence[Post]) 
             records.catch_up(services.storage, org)
             total = len(records)
         if total > section.stage_max_posts:
+            records.reset()  # its memory back; the next batch counts the store again before reading it
             return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
         try:
             result = detect_coordination(records.table(), section)
