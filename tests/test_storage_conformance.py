@@ -155,6 +155,33 @@ def test_postgres_read_time_limit_raises_storage_error(postgres_factory) -> None
 
 
 @pytest.mark.postgres
+def test_postgres_changed_posts_sees_a_writer_that_commits_late(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    """A transaction that began writing before a read and commits after it: the reader's next
+    `changed_posts` has its post, although a later transaction's post was read before."""
+    import psycopg
+
+    from factbridge.models import Post
+
+    store = postgres_factory()
+    try:
+        _, token = store.changed_posts("org")
+        with psycopg.connect(store.url) as slow:
+            slow.execute(  # not committed yet: its xid is older than the next writer's
+                "INSERT INTO posts (org, id, doc, sha, ingested_at, updated_at) VALUES ('org', 'slow', %s, 'x', now(), now())",
+                (Post(id="slow", text="written first, committed last").model_dump_json(),),
+            )
+            store.upsert_posts("org", [Post(id="fast", text="written second, committed first")])
+            first, token = store.changed_posts("org", token)
+            assert [p.id for p in first] == ["fast"]
+            slow.commit()
+        second, token = store.changed_posts("org", token)
+        assert "slow" in [p.id for p in second], "a post committed after a read that skipped it must come on the next read"
+        assert store.changed_posts("org", token)[0] == [], "with no writer left running, nothing comes again"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_postgres_concurrent_migrations_are_serialised(postgres_url: str) -> None:
     from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.postgres import PostgresStorage

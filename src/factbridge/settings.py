@@ -113,7 +113,7 @@ class Settings:
     coordination_max_partners: int = field(default=200, metadata=_meta("Coordinated sharing: a share pairs with at most this many nearest shares of its object in the window (viral objects).", int))
     coordination_split_above: int = field(default=50, metadata=_meta("Coordinated sharing: connected networks with more accounts than this are split into Louvain communities (0: never).", int))
     coordination_objects: str = field(default="object,url,hashtag,image,text", metadata=_meta("Coordinated sharing: object types compared (object, url, hashtag, image, text, domain)."))
-    coordination_stage_max_posts: int = field(default=50_000, metadata=_meta("Coordinated sharing as an ingest stage re-reads every stored post of the organisation; above this many it is skipped (run `factbridge coordination --store` on a schedule instead).", int))
+    coordination_stage_max_posts: int = field(default=200_000, metadata=_meta("Coordinated sharing as an ingest stage keeps every stored post's share records in memory (~1.6 kB each) and detects over all of them per batch (~1 µs per stored post); above this many it is skipped (run `factbridge coordination --store` on a schedule instead).", int))
     checkworthiness_model: str = field(default="", metadata=_meta("Folder of a check-worthiness model (model.npz, model.json); empty uses the one shipped in the package."))
     triage_weight_checkworthiness: float = field(default=0.35, metadata=_meta("Triage priority weight of check-worthiness (model probability).", float))
     triage_weight_reach: float = field(default=0.20, metadata=_meta("Triage priority weight of reach (engagement and audience, log-scaled).", float))

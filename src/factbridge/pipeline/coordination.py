@@ -20,7 +20,10 @@ the pair count quadratic; how many shares were capped is reported.
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +85,11 @@ class ObjectNames:
         self._blocks: list[tuple[str, np.ndarray]] = []
         self._size = 0
 
-    def add(self, kind: str, uniques: np.ndarray) -> int:
+    def add(self, kind: str, uniques: np.ndarray, prefix: str = "") -> int:
+        """A block of ids; with `prefix`, each id is named "kind:prefix<id>" (formatted when asked)."""
         offset = self._size
         self._offsets.append(offset)
-        self._blocks.append((kind, uniques))
+        self._blocks.append((f"{kind}:{prefix}", uniques))
         self._size += len(uniques)
         return offset
 
@@ -96,8 +100,8 @@ class ObjectNames:
         import bisect
 
         block = bisect.bisect_right(self._offsets, int(code)) - 1
-        kind, uniques = self._blocks[block]
-        return f"{kind}:{uniques[int(code) - self._offsets[block]]}"
+        head, uniques = self._blocks[block]
+        return f"{head}{uniques[int(code) - self._offsets[block]]}"
 
 
 @dataclass
@@ -199,8 +203,12 @@ def _epoch_seconds(values: Any, source: str, column: str) -> tuple[np.ndarray, n
     return secs, np.isnan(secs)
 
 
-def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
-    """Build the share table from a DataFrame of share records (one row per post; wide object columns)."""
+def shares_from_frame(
+    frame: Any, source: str = "<table>", object_types: Sequence[str] = DEFAULT_OBJECT_TYPES,
+    text_signatures: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ShareTable:
+    """Build the share table from a DataFrame of share records (one row per post; wide object columns).
+    `text_signatures`: the MinHash signatures of the text column, row by row, when the caller keeps them."""
     pd = _pandas()
     columns = list(frame.columns)
     account_col = _pick(columns, ACCOUNT_COLUMNS)
@@ -261,17 +269,19 @@ def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequenc
         row_parts.append(rows.astype(np.int64))
         code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
     if text_col is not None:
-        from factbridge.text.minhash import near_duplicate_groups
+        from factbridge.text.minhash import near_duplicate_groups, signature_groups
 
         lengths = frame[text_col].astype(str).str.len().to_numpy()
         rows = np.flatnonzero(good & frame[text_col].notna().to_numpy() & (lengths >= 20))
-        texts = frame[text_col].to_numpy()
-        groups = near_duplicate_groups([str(texts[i]) for i in rows])
-        codes, uniques = pd.factorize(groups, sort=False)
+        if text_signatures is not None:
+            groups = signature_groups(text_signatures[0][rows], text_signatures[1][rows])
+        else:
+            texts = frame[text_col].to_numpy()
+            groups = near_duplicate_groups([str(texts[i]) for i in rows])
         # A near-duplicate group is named after its first text's row: readable evidence.
-        first_row = {g: int(rows[i]) for i, g in reversed(list(enumerate(groups.tolist())))}
+        codes, first_rows = _text_groups(groups, rows)
         row_parts.append(rows.astype(np.int64))
-        code_parts.append(names.add("text", np.asarray([f"near-duplicates-of-row-{first_row[g] + 2}" for g in uniques])) + codes.astype(np.int64))
+        code_parts.append(names.add("text", first_rows + 2, prefix="near-duplicates-of-row-") + codes)
     rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
     codes_all = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
     return ShareTable(
@@ -286,6 +296,15 @@ def shares_from_frame(frame: Any, source: str = "<table>", object_types: Sequenc
         skipped=skipped,
         skipped_count=int(bad.sum()),
     )
+
+
+def _text_groups(groups: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per text, first row per code): codes numbered by first appearance, as `pd.factorize` does."""
+    labels, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")
+    code_of_label = np.empty(labels.shape[0], dtype=np.int64)
+    code_of_label[by_appearance] = np.arange(labels.shape[0])
+    return code_of_label[inverse.ravel()], rows[first[by_appearance]].astype(np.int64)
 
 
 def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
@@ -324,6 +343,358 @@ def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAUL
         })
     frame = pd.DataFrame(rows, columns=["account_id", "post_id", "timestamp", "urls", "hashtags", "image_hash", "text"])
     return shares_from_frame(frame, "stored posts", object_types)
+
+
+# --------------------------------------------------------------------------- incremental share records
+
+
+class TextGroups:
+    """The near-duplicate text groups of a `ShareRecords`, kept up to date batch by batch: the
+    groups `minhash.signature_groups` gives over every text row in post-id order, where each
+    text is paired, per LSH band, with the first text (lowest post id) holding the same band
+    key, and pairs at or above the Jaccard threshold are joined.
+
+    The band keys live in two sorted runs of (key, band, slot) entries: a large one and a
+    small one that new entries go into, merged into the large one when it grows. An entry
+    whose slot no longer holds that key is stale and skipped. Each (band, key) a batch
+    touches (the keys its posts had and have) has its pairs taken away under the state
+    before the batch and added under the state after it, so `_support` always counts, per
+    pair, the (band, key)s that make it; pairs are verified once, when they first appear
+    (a post's signature changes only by an edit, which takes its pairs away first)."""
+
+    merge_above = 65_536  # entries of the small run merged into the large one (or an eighth of it)
+    bulk_factor = 16  # keys asked, times this, above the entries held: pairs by one pass over all entries
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        empty = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [empty, empty]  # (keys, bands, slots), sorted by key
+        self._support: dict[int, int] = {}  # pair (lo << 32 | hi) -> (band, key)s making it
+        self._joined: set[int] = set()  # the supported pairs at or above the threshold
+
+    @staticmethod
+    def _merge(run: tuple[np.ndarray, np.ndarray, np.ndarray], keys: np.ndarray, bands: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = np.argsort(keys, kind="stable")
+        keys, bands, slots = keys[order], bands[order], slots[order]
+        at = np.searchsorted(run[0], keys)
+        return np.insert(run[0], at, keys), np.insert(run[1], at, bands), np.insert(run[2], at, slots)
+
+    def add_entries(self, slots: np.ndarray, keys: np.ndarray) -> None:
+        """Index the band keys (n, BANDS) of these slots."""
+        if slots.shape[0] == 0:
+            return
+        bands = np.broadcast_to(np.arange(keys.shape[1], dtype=np.int64), keys.shape).ravel()
+        self._runs[1] = self._merge(self._runs[1], keys.ravel(), bands, np.repeat(slots.astype(np.int64), keys.shape[1]))
+        if self._runs[1][0].shape[0] > max(self.merge_above, self._runs[0][0].shape[0] // 8):
+            small_keys, small_bands, small_slots = self._runs[1]
+            self._runs = [self._merge(self._runs[0], small_keys, small_bands, small_slots), (small_keys[:0], small_bands[:0], small_slots[:0])]
+
+    def _live(self, k: np.ndarray, b: np.ndarray, slot: np.ndarray, records: ShareRecords) -> np.ndarray:
+        """Entries whose slot is a text row holding that key now."""
+        return records._text_ok[slot] & (records._keys[slot, b] == k)
+
+    def _pairs(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
+        """The pairs (head, other) the queried (band, key)s make now, as pair keys."""
+        entries = sum(run[0].shape[0] for run in self._runs)
+        if keys.shape[0] * self.bulk_factor > entries:  # many keys asked (a first read): one pass over every entry
+            return self._pairs_bulk(bands, keys, records)
+        parts = []
+        for run_keys, run_bands, run_slots in self._runs:
+            lo = np.searchsorted(run_keys, keys, side="left")
+            counts = np.searchsorted(run_keys, keys, side="right") - lo
+            total = int(counts.sum())
+            if total:
+                at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
+                parts.append((run_keys[at], run_bands[at], run_slots[at]))
+        if not parts:
+            return []
+        k, b, slot = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return self._head_pairs(bands, keys, k, b, slot, records, rank=None)
+
+    def _pairs_bulk(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
+        k = np.concatenate([run[0] for run in self._runs])
+        b = np.concatenate([run[1] for run in self._runs])
+        slot = np.concatenate([run[2] for run in self._runs])
+        rank = np.empty(records._size, dtype=np.int64)  # post-id order of every slot
+        rank[np.asarray(records._sorted_slots, dtype=np.int64)] = np.arange(records._size)
+        return self._head_pairs(bands, keys, k, b, slot, records, rank=rank)
+
+    def _head_pairs(self, bands: np.ndarray, keys: np.ndarray, k: np.ndarray, b: np.ndarray, slot: np.ndarray,
+                    records: ShareRecords, rank: np.ndarray | None) -> list[int]:
+        """Of candidate entries (k, b, slot): the live ones of an asked (band, key), grouped; each
+        group's head is its lowest post id (by `rank` when given, else compared per group)."""
+        live = self._live(k, b, slot, records)
+        k, b, slot = k[live], b[live], slot[live]
+        pair_type = np.dtype((np.void, 16))
+        asked = np.ascontiguousarray(np.stack([keys.view(np.int64), bands], axis=1)).view(pair_type).ravel()
+        held = np.ascontiguousarray(np.stack([k.view(np.int64), b], axis=1)).view(pair_type).ravel()
+        inside = np.isin(held, asked)
+        k, b, slot = k[inside], b[inside], slot[inside]
+        order = np.lexsort((rank[slot] if rank is not None else slot, b, k))
+        k, b, slot = k[order], b[order], slot[order]
+        repeat = np.zeros(k.shape[0], dtype=bool)  # the same entry twice (a post read again)
+        repeat[1:] = (k[1:] == k[:-1]) & (b[1:] == b[:-1]) & (slot[1:] == slot[:-1])
+        k, b, slot = k[~repeat], b[~repeat], slot[~repeat]
+        if k.shape[0] == 0:
+            return []
+        start = np.ones(k.shape[0], dtype=bool)
+        start[1:] = (k[1:] != k[:-1]) | (b[1:] != b[:-1])
+        first = np.maximum.accumulate(np.where(start, np.arange(k.shape[0]), 0))
+        if rank is None:  # few groups of two or more: their heads by post id
+            ids = records._id
+            grouped = np.flatnonzero(~start)
+            for g in np.unique(first[grouped]).tolist():
+                stop = g + 1
+                while stop < k.shape[0] and not start[stop]:
+                    stop += 1
+                lowest = min(range(g, stop), key=lambda i: ids[slot[i]])
+                first[g:stop] = lowest
+        head = slot[first]
+        other = head != slot
+        lo, hi = np.minimum(head[other], slot[other]), np.maximum(head[other], slot[other])
+        return ((lo << 32) | hi).tolist()
+
+    def retract(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
+        for pair in self._pairs(bands, keys, records):
+            left = self._support[pair] - 1
+            if left:
+                self._support[pair] = left
+            else:
+                del self._support[pair]
+                self._joined.discard(pair)
+
+    def assert_(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
+        fresh: list[int] = []
+        for pair in self._pairs(bands, keys, records):
+            count = self._support.get(pair, 0)
+            self._support[pair] = count + 1
+            if not count:
+                fresh.append(pair)
+        if fresh:
+            from factbridge.text.minhash import jaccard_estimate
+
+            arr = np.asarray(fresh, dtype=np.int64)
+            a, b = arr >> 32, arr & 0xFFFFFFFF
+            ok = jaccard_estimate(records._sigs[a], records._sigs[b]) >= self.threshold
+            self._joined.update(arr[ok].tolist())
+
+    def labels(self, size: int) -> np.ndarray:
+        """A group label per slot (connected components of the joined pairs)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        arr = np.fromiter(self._joined, dtype=np.int64, count=len(self._joined))
+        a, b = arr >> 32, arr & 0xFFFFFFFF
+        graph = coo_matrix((np.ones(a.shape[0]), (a, b)), shape=(size, size))
+        return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+class ShareRecords:
+    """One worker's copy of an organisation's share records, caught up from the store.
+
+    Each post is parsed once (and again when it changes): its account, time, link and
+    hashtag tokens, image dHashes, text length and the text's MinHash signature and band
+    keys are kept in columns. `catch_up` reads only the posts written since the last read
+    (`Storage.changed_posts`: other workers' posts and edited posts too); `table` gives
+    exactly what `shares_from_posts` gives over every stored post (same rows, codes and
+    object names, in post-id order, the order `iter_posts` reads), with numpy instead of
+    parsing posts and pandas string operations again. The detection itself stays global:
+    the edge percentile, the near-duplicate groups and the components are over every share."""
+
+    def __init__(self, object_types: Sequence[str]) -> None:
+        self.object_types = tuple(object_types)
+        self.lock = threading.Lock()  # one batch at a time per copy
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty: the next `catch_up` reads every post."""
+        self.cursor = ""
+        self._slot: dict[str, int] = {}  # post id -> row of the columns below
+        self._sorted_ids: list[str] = []
+        self._sorted_slots: list[int] = []
+        self._size = 0
+        self._id = np.empty(0, dtype=object)
+        self._account = np.empty(0, dtype=object)
+        self._time = np.empty(0, dtype=np.float64)  # NaN: no time
+        self._url_tokens = np.empty(0, dtype=object)  # tuple of str, as shares_from_frame splits the cell
+        self._hashtag_tokens = np.empty(0, dtype=object)
+        self._dhashes = np.empty(0, dtype=object)  # tuple of the post's image dHashes
+        self._text_len = np.empty(0, dtype=np.int64)
+        self._sigs = np.empty((0, 0), dtype=np.uint32)
+        self._keys = np.empty((0, 0), dtype=np.uint64)
+        self._valid = np.empty(0, dtype=bool)
+        self._text_ok = np.empty(0, dtype=bool)  # a text row of the share table with a signature
+        self._n_urls = np.empty(0, dtype=np.int64)  # tokens per post, so blocks skip posts without any
+        self._n_hashtags = np.empty(0, dtype=np.int64)
+        self._n_images = np.empty(0, dtype=np.int64)
+        self._posts_of: dict[str, set[int]] = {}  # account -> its slots
+        self._groups = TextGroups()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def catch_up(self, storage: Any, org: str) -> int:
+        """Read the posts written since the last call; returns how many."""
+        posts, cursor = storage.changed_posts(org, self.cursor)
+        try:
+            self.update(posts)
+        except BaseException:
+            self.reset()  # a half-applied batch: start again from the store next time
+            raise
+        self.cursor = cursor
+        return len(posts)
+
+    def _grow(self, need: int) -> None:
+        from factbridge.text.minhash import BANDS, NUM_PERM
+
+        capacity = self._id.shape[0]
+        if need <= capacity:
+            return
+        new = max(need, 2 * capacity, 1024)
+        for name in ("_id", "_account", "_url_tokens", "_hashtag_tokens", "_dhashes"):
+            grown = np.empty(new, dtype=object)
+            grown[:capacity] = getattr(self, name)
+            setattr(self, name, grown)
+        self._time = np.concatenate([self._time, np.full(new - capacity, np.nan)])
+        self._text_len = np.concatenate([self._text_len, np.zeros(new - capacity, dtype=np.int64)])
+        self._valid = np.concatenate([self._valid, np.zeros(new - capacity, dtype=bool)])
+        self._text_ok = np.concatenate([self._text_ok, np.zeros(new - capacity, dtype=bool)])
+        for name in ("_n_urls", "_n_hashtags", "_n_images"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(new - capacity, dtype=np.int64)]))
+        sigs = np.full((new, NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
+        keys = np.zeros((new, BANDS), dtype=np.uint64)
+        if capacity:
+            sigs[:capacity], keys[:capacity] = self._sigs, self._keys
+        self._sigs, self._keys = sigs, keys
+
+    def update(self, posts: Sequence[Post]) -> None:
+        """Add or replace posts by id (a post read twice is replaced by itself)."""
+        import bisect
+
+        from factbridge.text.minhash import BANDS, band_keys, signatures
+        from factbridge.text.urls import extract_hashtags
+
+        latest = list({p.id: p for p in posts}.values())
+        if not latest:
+            return
+        self._grow(self._size + len(latest))
+        texts = [p.norm_text or p.text for p in latest]
+        with_text = "text" in self.object_types
+        if with_text:
+            sigs, valid = signatures(texts)
+            keys = band_keys(sigs)
+            ok = np.asarray([bool(p.author) and p.created_at is not None and len(t) >= 20 for p, t in zip(latest, texts, strict=True)]) & valid
+            # The (band, key)s whose holders change: those the batch's posts held and hold.
+            held = np.asarray([s for s in (self._slot.get(p.id) for p in latest) if s is not None], dtype=np.int64)
+            held = held[self._text_ok[held]]
+            touched = np.concatenate([self._keys[held], keys[ok]])
+            pairs = np.unique(np.stack([np.broadcast_to(np.arange(BANDS), touched.shape).ravel().astype(np.uint64), touched.ravel()], axis=1), axis=0)
+            t_bands, t_keys = pairs[:, 0].astype(np.int64), pairs[:, 1]
+            self._groups.retract(t_bands, t_keys, self)
+        slots: list[int] = []
+        for p, text in zip(latest, texts, strict=True):
+            slot = self._slot.get(p.id)
+            if slot is None:
+                slot = self._slot[p.id] = self._size
+                self._size += 1
+                where = bisect.bisect_left(self._sorted_ids, p.id)
+                self._sorted_ids.insert(where, p.id)
+                self._sorted_slots.insert(where, slot)
+            else:
+                self._posts_of[self._account[slot]].discard(slot)
+            self._posts_of.setdefault(p.author, set()).add(slot)
+            self._id[slot] = p.id
+            self._account[slot] = p.author
+            self._time[slot] = p.created_at.timestamp() if p.created_at is not None else np.nan
+            # shares_from_frame's cell -> objects: strip, lower, split on whitespace
+            self._url_tokens[slot] = tuple(" ".join(p.urls).lower().split())
+            self._hashtag_tokens[slot] = tuple(" ".join(extract_hashtags(text)).lower().split())
+            self._dhashes[slot] = tuple(img.dhash for img in getattr(p, "images", ()) if img.dhash)
+            self._n_urls[slot] = len(self._url_tokens[slot])
+            self._n_hashtags[slot] = len(self._hashtag_tokens[slot])
+            self._n_images[slot] = len(self._dhashes[slot])
+            self._text_len[slot] = len(text)
+            slots.append(slot)
+        if with_text:
+            at = np.asarray(slots, dtype=np.int64)
+            self._sigs[at], self._keys[at], self._valid[at], self._text_ok[at] = sigs, keys, valid, ok
+            self._groups.add_entries(at[ok], keys[ok])
+            self._groups.assert_(t_bands, t_keys, self)
+
+    def authored(self, accounts: set[str]) -> list[tuple[str, str]]:
+        """(post id, account) of every post of these accounts, in post-id order."""
+        mine = sorted((str(self._id[slot]), account) for account in accounts for slot in self._posts_of.get(account, ()))
+        return mine
+
+    def table(self) -> ShareTable:
+        """The share table of every post held: what `shares_from_posts` gives over them."""
+        pd = _pandas()
+
+        if not {"url", "hashtag", "image", "text"} & set(self.object_types):  # as shares_from_frame says it
+            raise InputError(f"no object column for types {', '.join(self.object_types)} in stored posts", source="stored posts", line=1)
+        order = np.asarray(self._sorted_slots, dtype=np.int64)
+        kept = order[(self._account[order] != "") & ~np.isnan(self._time[order])]
+        n = int(kept.shape[0])
+        account_codes, account_names = pd.factorize(self._account[kept], sort=False)
+        secs = self._time[kept]
+        secs = np.where(secs > 1e11, secs / 1000.0, secs)  # as _epoch_seconds reads numbers
+        names = ObjectNames()
+        row_parts: list[np.ndarray] = []
+        code_parts: list[np.ndarray] = []
+
+        def block(kind: str, tokens: np.ndarray, counts: np.ndarray) -> None:
+            some = np.flatnonzero(counts)  # rows with tokens, in row order; each row's tokens in order
+            cells = list(itertools.chain.from_iterable(tokens[some].tolist()))
+            codes, uniques = pd.factorize(np.asarray(cells, dtype=object), sort=False)
+            row_parts.append(np.repeat(some, counts[some]).astype(np.int64))
+            code_parts.append(names.add(kind, np.asarray(uniques)) + codes.astype(np.int64))
+
+        # the columns shares_from_posts writes, in its order: urls, hashtags, image_hash, text
+        if "url" in self.object_types:
+            block("url", self._url_tokens[kept], self._n_urls[kept])
+        if "hashtag" in self.object_types:
+            block("hashtag", self._hashtag_tokens[kept], self._n_hashtags[kept])
+        if "image" in self.object_types:
+            image_tokens = self._image_tokens(kept)
+            block("image", image_tokens, np.fromiter((len(t) for t in image_tokens.tolist()), dtype=np.int64, count=n)
+                  if self._n_images[kept].any() else np.zeros(n, dtype=np.int64))
+        if "text" in self.object_types:
+            rows = np.flatnonzero(self._text_len[kept] >= 20)
+            groups = self._groups.labels(self._size)[kept[rows]]
+            codes, first_rows = _text_groups(groups, rows)
+            row_parts.append(rows.astype(np.int64))
+            code_parts.append(names.add("text", first_rows + 2, prefix="near-duplicates-of-row-") + codes)
+        rows_all = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
+        return ShareTable(
+            account=np.asarray(account_codes)[rows_all].astype(np.int64),
+            obj=np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64),
+            time=np.floor(secs[rows_all]).astype(np.int64),
+            content=rows_all.astype(np.int64),  # post ids are unique: the code of row r is r
+            accounts=np.asarray(account_names),
+            objects=names,
+            contents=self._id[kept],
+            rows_read=n,
+        )
+
+    def _image_tokens(self, kept: np.ndarray) -> np.ndarray:
+        """Per kept post, its near-duplicate image groups' names (as shares_from_posts names them)."""
+        from factbridge.images.matching import near_duplicate_groups
+
+        tokens = np.empty(kept.shape[0], dtype=object)
+        with_images = np.flatnonzero(self._n_images[kept])
+        if with_images.shape[0] == 0:
+            return tokens
+        tokens[:] = [()] * kept.shape[0]
+        dhashes = self._dhashes[kept]
+        image_of = [(i, h) for i in with_images.tolist() for h in dhashes[i]]
+        if image_of:
+            image_ids: dict[int, list[str]] = {}
+            groups = near_duplicate_groups([h for _, h in image_of])
+            for (i, _), g in zip(image_of, groups, strict=True):
+                image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
+            for i, found in image_ids.items():
+                tokens[i] = tuple(" ".join(dict.fromkeys(found)).lower().split())
+        return tokens
 
 
 def _unique_links(edge: np.ndarray, obj: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -608,11 +979,16 @@ def link_to_narratives(storage: Any, org: str, posts: Sequence[Any], result: Coo
     """Per narrative, the coordinated accounts that posted in it: those of a network
     with at least two of its accounts among the narrative's posts (one account of
     a network posting there says nothing about the narrative)."""
+    return _link_posts_to_narratives(storage, org, [(p.id, p.author) for p in posts], result)
+
+
+def _link_posts_to_narratives(storage: Any, org: str, posts: Sequence[tuple[str, str]], result: CoordinationResult) -> dict[str, NarrativeCoordination]:
+    """`link_to_narratives` over (post id, account) pairs."""
     network_of = {account: net for net in result.networks for account in net.accounts}
     authored: dict[str, list[str]] = {}
-    for post in posts:
-        if post.author in network_of:
-            authored.setdefault(post.author, []).append(post.id)
+    for post_id, author in posts:
+        if author in network_of:
+            authored.setdefault(author, []).append(post_id)
     members = NarrativeMembers(storage).get(org, sorted({pid for ids in authored.values() for pid in ids}))
     by_narrative: dict[str, dict[str, list[str]]] = {}
     for account, ids in authored.items():
@@ -653,23 +1029,47 @@ def store_narrative_links(storage: Any, org: str, docs: dict[str, NarrativeCoord
     return len(docs)
 
 
+_RECORDS: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], ShareRecords]] = weakref.WeakKeyDictionary()
+_RECORDS_LOCK = threading.Lock()
+
+
+def share_records(storage: Any, org: str, object_types: Sequence[str]) -> ShareRecords:
+    """This process's share records of `org` in `storage` (one per storage object: a reopened
+    store starts from an empty copy and reads every post once)."""
+    with _RECORDS_LOCK:
+        per_store = _RECORDS.setdefault(storage, {})
+        key = (org, tuple(object_types))
+        if key not in per_store:
+            per_store[key] = ShareRecords(object_types)
+        return per_store[key]
+
+
 def coordination_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
     """Stage: coordinated sharing over the organisation's stored posts, linked to narratives.
 
-    It reads every stored post, so it stops at `coordination_stage_max_posts`
-    (larger stores: `factbridge coordination --store` from a scheduled job)."""
+    It keeps the organisation's share records in memory (`ShareRecords`) and reads only
+    the posts written since its last read; the detection runs over all of them. Above
+    `coordination_stage_max_posts` it steps aside (`factbridge coordination --store`
+    from a scheduled job)."""
     section = services.settings.coordination
     if not any(p.author and p.created_at is not None for p in posts):
         return {"skipped": "no post of this batch has an account and a time (e.g. a public report): nothing new to coordinate"}
-    total = services.storage.count_posts(org)
-    if total > section.stage_max_posts:
-        return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
-    try:
-        stored = list(services.storage.iter_posts(org))
-        result = detect_coordination(shares_from_posts(stored, section.object_types), section)
-    except DependencyMissing as exc:
-        return {"skipped": str(exc)}
-    linked = store_narrative_links(services.storage, org, link_to_narratives(services.storage, org, stored, result), result.decided_by)
+    records = share_records(services.storage, org, section.object_types)
+    with records.lock:
+        # The first read takes every post: count them first, as a store above the ceiling is never read.
+        total = services.storage.count_posts(org) if not records.cursor else 0
+        if total <= section.stage_max_posts:
+            records.catch_up(services.storage, org)
+            total = len(records)
+        if total > section.stage_max_posts:
+            records.reset()  # its memory back; the next batch counts the store again before reading it
+            return {"skipped": f"{total} stored posts > coordination_stage_max_posts ({section.stage_max_posts}); run `factbridge coordination --store`"}
+        try:
+            result = detect_coordination(records.table(), section)
+        except DependencyMissing as exc:
+            return {"skipped": str(exc)}
+        authored = records.authored({a for net in result.networks for a in net.accounts})
+    linked = store_narrative_links(services.storage, org, _link_posts_to_narratives(services.storage, org, authored, result), result.decided_by)
     return {"networks": len(result.networks), "coordinated_accounts": result.coordinated_accounts, "narratives_linked": linked}
 
 

@@ -242,6 +242,22 @@ def check_post_upsert_is_idempotent(factory: StorageFactory) -> None:
         assert store.get_post("org", "p-1").tokens == _post("p-1", "echo foxtrot").tokens, "an update replaces the tokens"
 
 
+def check_changed_posts(factory: StorageFactory) -> None:
+    with _fresh(factory) as store:
+        none, token = store.changed_posts("org")
+        assert none == [], "an empty store has no changed post"
+        store.upsert_posts("org", [_post("p-1"), _post("p-2", "other words")])
+        store.upsert_posts("other", [_post("p-9")])
+        first, token = store.changed_posts("org", token)
+        assert sorted(p.id for p in first) == ["p-1", "p-2"], "changed_posts reads the posts written since the token, of its org only"
+        assert store.changed_posts("org", token)[0] == [], "nothing written since the last read: nothing changed"
+        store.upsert_posts("org", [_post("p-1"), _post("p-2", "edited words"), _post("p-3")])
+        again, token = store.changed_posts("org", token)
+        assert sorted(p.id for p in again) == ["p-2", "p-3"], "an unchanged re-upsert is no change; an edit and an insert are"
+        assert next(p for p in again if p.id == "p-2").text == "edited words"
+        assert sorted(p.id for p in store.changed_posts("org")[0]) == ["p-1", "p-2", "p-3"], 'the token "" reads every post'
+
+
 def check_posts_and_quarantine_commit_together(factory: StorageFactory) -> None:
     with _fresh(factory) as store:
         bad = [
@@ -662,6 +678,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "list_posts": lambda s, o: s.list_posts(o),
     "iter_posts": lambda s, o: sorted((p.model_dump(mode="json") for p in s.iter_posts(o)), key=lambda d: d["id"]),
     "count_posts": lambda s, o: s.count_posts(o),
+    "changed_posts": lambda s, o: sorted((p.model_dump(mode="json") for p in s.changed_posts(o)[0]), key=lambda d: d["id"]),
     "list_quarantine": lambda s, o: s.list_quarantine(o),
     "load_vectors": lambda s, o: [_vector_rows(s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")]
     + [_vector_rows(s.load_vectors(o, k, "emb-scope", ids=[SHARED, "only-alpha", "only-bravo"])) for k in ("factcheck", "post")],
@@ -676,7 +693,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
-    "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0,
+    "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
     "matches_for_factcheck": [[], [], []], "get_docs": {},
@@ -773,6 +790,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_factcheck_reads,
     check_missing_items_raise_not_found,
     check_post_upsert_is_idempotent,
+    check_changed_posts,
     check_posts_and_quarantine_commit_together,
     check_failed_batch_writes_nothing,
     check_list_and_iter_posts,

@@ -76,9 +76,10 @@ _PERM_B = _PERM_RNG.integers(0, 2**63 - 1, size=NUM_PERM, dtype=np.int64).astype
 class SignatureCache:
     """The signatures of the texts seen last (least recently used out), keyed by a 16-byte
     BLAKE2b digest of the raw text: a signature depends on nothing else, so a hit gives
-    what computing it again would. The coordination stage re-reads every stored post per
-    batch and the narratives stage each batch's: without it every text's shingles were
-    hashed again per batch (O(posts^2) over an ingest). ~410 bytes per text."""
+    what computing it again would. The narratives stage signs each batch's texts, which the
+    embedding stage and the coordination stage's first look at a post sign again (the
+    coordination stage re-read every stored post per batch until it kept share records:
+    O(posts^2) over an ingest without this cache). ~410 bytes per text."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -111,7 +112,7 @@ class SignatureCache:
                 self._rows.popitem(last=False)
 
 
-# Above the coordination stage's default ceiling (coordination_stage_max_posts, 50,000): ~25 MB full.
+# ~25 MB full. (The coordination stage keeps its own posts' signatures: pipeline/coordination.py ShareRecords.)
 SIGNATURE_CACHE = SignatureCache(60_000)
 
 
@@ -268,14 +269,23 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8) -> np.nd
     holding the same key); pairs are verified on the full signatures; groups are the
     connected components. Texts without a signature are their own group.
     """
+    if len(texts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    sigs, valid = signatures(texts)
+    return signature_groups(sigs, valid, threshold)
+
+
+def signature_groups(sigs: np.ndarray, valid: np.ndarray, threshold: float = 0.8, keys: np.ndarray | None = None) -> np.ndarray:
+    """`near_duplicate_groups` from the texts' signatures (`signatures`' output, in the texts' order)
+    and, when the caller keeps them, their `band_keys`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = len(texts)
+    n = int(sigs.shape[0])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    sigs, valid = signatures(texts)
-    keys = band_keys(sigs)
+    if keys is None:
+        keys = band_keys(sigs)
     idx = np.flatnonzero(valid)
     left: list[np.ndarray] = []
     right: list[np.ndarray] = []
@@ -292,8 +302,8 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8) -> np.nd
     a = np.concatenate(left)
     b = np.concatenate(right)
     if a.size:
-        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-        a, b = pairs[:, 0], pairs[:, 1]
+        pairs = np.unique(a * np.int64(n) + b)  # the (a, b) rows' lexicographic order: one int64 sort
+        a, b = pairs // n, pairs % n
         ok = jaccard_estimate(sigs[a], sigs[b]) >= threshold
         a, b = a[ok], b[ok]
     graph = coo_matrix((np.ones(a.shape[0]), (a, b)), shape=(n, n))

@@ -21,7 +21,7 @@ from factbridge.errors import InputError, PreconditionFailed, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
@@ -94,6 +94,11 @@ class PostStore(Protocol):
     def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]: ...
     def iter_posts(self, org: str, batch_size: int = 1000) -> Iterator[Post]: ...
     def count_posts(self, org: str) -> int: ...
+    def changed_posts(self, org: str, cursor: str = "") -> tuple[list[Post], str]:
+        """The posts inserted or changed since `cursor` (a token from an earlier call; "": every
+        post) and the token for the next call. None written before this call returns is missed,
+        also with several writers; a post may come again on the next call (callers replace by id)."""
+        ...
 
 
 @runtime_checkable

@@ -79,6 +79,13 @@ MIGRATIONS: list[str] = [
     "SELECT 1",
     # 3: no full-text index (as sqlite.py 3): the matcher's own BM25 ranks lexically
     "DROP TABLE IF EXISTS text_index",
+    # 4: the transaction that last wrote each post (`changed_posts`, as sqlite.py 4): a reader
+    # catches up from the oldest transaction still running at its last read, so a slow
+    # writer's rows are never skipped.
+    """
+    ALTER TABLE posts ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+    CREATE INDEX IF NOT EXISTS posts_changed ON posts(org, changed_xid);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -341,6 +348,8 @@ class PostgresStorage:
         # arrays go in binary: psycopg's text form escapes every element with a regex
         casts = ", ".join(f"%b::{t}[]" for t in ["text", *types, "jsonb", "text"])
         sets = ", ".join(f"{n} = excluded.{n}" for n in [*columns, "doc", "sha", "updated_at"])
+        if table == "posts":  # inserts take the column's default
+            sets += ", changed_xid = pg_current_xact_id()"
         created = "ingested_at" if table == "posts" else "created_at"
         now = _now()
         found = cur.execute(
@@ -459,6 +468,18 @@ class PostgresStorage:
 
     def count_posts(self, org: str) -> int:
         return int(self._read(lambda c: _scalar(c, "SELECT count(*) FROM posts WHERE org=%s", (org,))))
+
+    def changed_posts(self, org: str, cursor: str = "") -> tuple[list[Post], str]:
+        def run(cur: psycopg.Cursor[Any]) -> tuple[list[str], str]:
+            # Every transaction below the snapshot's xmin has ended before this read, so its rows
+            # are read now (or were before): the next read starts there. Those at or above it may
+            # still commit, and are read again next time.
+            token = str(_scalar(cur, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+            rows = cur.execute("SELECT doc::text FROM posts WHERE org=%s AND changed_xid >= %s::xid8", (org, cursor or "0")).fetchall()
+            return [r[0] for r in rows], token
+
+        docs, token = self._read(run)
+        return [Post.model_validate_json(d) for d in docs], token
 
     # -- quarantine --------------------------------------------------------
     @staticmethod

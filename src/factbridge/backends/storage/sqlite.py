@@ -96,6 +96,13 @@ MIGRATIONS: list[str] = [
     DROP TABLE IF EXISTS text_rows;
     DROP TABLE IF EXISTS text_fts;
     """,
+    # 4: a per-organisation change counter on posts, so a reader can catch up with what
+    # changed since its last read (`changed_posts`: the incremental coordination stage)
+    # instead of re-reading every post. One writer at a time: the counter follows commit order.
+    """
+    ALTER TABLE posts ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS posts_changed ON posts(org, changed);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -351,6 +358,7 @@ class SQLiteStorage:
         def run(conn: sqlite3.Connection) -> UpsertResult:
             result = UpsertResult()
             now = _now()
+            changed = int(conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM posts WHERE org=?", (org,)).fetchone()[0])
             for post in posts:
                 doc = post.model_dump(mode="json")
                 sha = content_sha(doc)
@@ -361,12 +369,15 @@ class SQLiteStorage:
                 args = (_iso(post.created_at), post.language, post.author, post.tokens, json.dumps(doc, ensure_ascii=False), sha)
                 if row:
                     conn.execute(
-                        "UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=? WHERE org=? AND id=?",
-                        (*args, now, org, post.id),
+                        "UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=?, changed=? WHERE org=? AND id=?",
+                        (*args, now, changed, org, post.id),
                     )
                     result.updated.append(post.id)
                 else:
-                    conn.execute("INSERT INTO posts VALUES (?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now))
+                    conn.execute(
+                        "INSERT INTO posts (org, id, created_at, language, author, tokens, doc, sha, ingested_at, updated_at, changed)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now, changed),
+                    )
                     result.inserted.append(post.id)
             self._insert_quarantine(conn, org, quarantined)
             return result
@@ -395,6 +406,11 @@ class SQLiteStorage:
 
     def count_posts(self, org: str) -> int:
         return int(self._read(lambda c: c.execute("SELECT count(*) FROM posts WHERE org=?", (org,)).fetchone()[0]))
+
+    def changed_posts(self, org: str, cursor: str = "") -> tuple[list[Post], str]:
+        after = int(cursor) if cursor else -1  # rows from before migration 4 hold 0
+        rows = self._read(_fetch_all("SELECT changed, doc FROM posts WHERE org=? AND changed>? ORDER BY changed", (org, after)))
+        return [Post.model_validate_json(r[1]) for r in rows], str(rows[-1][0] if rows else after)
 
     # -- quarantine --------------------------------------------------------
     @staticmethod
