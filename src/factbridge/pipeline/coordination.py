@@ -391,7 +391,8 @@ class TextGroups:
 
     def _live(self, k: np.ndarray, b: np.ndarray, slot: np.ndarray, records: ShareRecords) -> np.ndarray:
         """Entries whose slot is a text row holding that key now."""
-        return records._text_ok[slot] & (records._keys[slot, b] == k)
+        live: np.ndarray = records._text_ok[slot] & (records._keys[slot, b] == k)
+        return live
 
     def _pairs(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> list[int]:
         """The pairs (head, other) the queried (band, key)s make now, as pair keys."""
@@ -452,7 +453,8 @@ class TextGroups:
         head = slot[first]
         other = head != slot
         lo, hi = np.minimum(head[other], slot[other]), np.maximum(head[other], slot[other])
-        return ((lo << 32) | hi).tolist()
+        joined: list[int] = ((lo << 32) | hi).tolist()
+        return joined
 
     def retract(self, bands: np.ndarray, keys: np.ndarray, records: ShareRecords) -> None:
         for pair in self._pairs(bands, keys, records):
@@ -486,7 +488,8 @@ class TextGroups:
         arr = np.fromiter(self._joined, dtype=np.int64, count=len(self._joined))
         a, b = arr >> 32, arr & 0xFFFFFFFF
         graph = coo_matrix((np.ones(a.shape[0]), (a, b)), shape=(size, size))
-        return connected_components(graph, directed=False)[1].astype(np.int64)
+        labels: np.ndarray = connected_components(graph, directed=False)[1].astype(np.int64)
+        return labels
 
 
 class ShareRecords:
