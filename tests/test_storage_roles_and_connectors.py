@@ -61,6 +61,9 @@ class PostsOnly:
     def count_posts(self, org: str) -> int:
         return len(self.posts)
 
+    def changed_posts(self, org: str, cursor: str = "") -> tuple[list[Post], str]:
+        return list(self.posts.values()), "all"  # everything every time: the protocol allows posts to come again
+
 
 @pytest.fixture
 def paged_registered(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,17 +33,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from factbridge.backends.storage.base import Storage, iter_docs
+from factbridge.backends.storage.base import Expect, Storage, iter_docs
 from factbridge.docfields import counts as _counts
 from factbridge.docfields import mapping as _dict
 from factbridge.docfields import nonempty_text as _opt_str
 from factbridge.docfields import number as _float
 from factbridge.docfields import text as _str
 from factbridge.docfields import texts as _strs
+from factbridge.errors import PreconditionFailed
 
 MEMBERS = "narrative_members"
 QUEUE = "queue"
@@ -309,6 +311,30 @@ class TriageMembers:
         """The (collection, rows) write for `put_docs_batch` (triage writes them in the
         transaction of its queue entries)."""
         return TRIAGE_MEMBERS, [(n.narrative_id, n.to_doc(), None) for n in summaries]
+
+    def put_with_queue(self, org: str, queue: tuple[str, list[tuple[str, dict[str, Any], float | None]]],
+                       summaries: list[NarrativeMemberFacts], versions: dict[str, str], fresh: Mapping[str, MemberFacts],
+                       attempts: int = 3) -> None:
+        """The queue entries' write (`TriageQueue.rows`) and these summaries in one transaction,
+        each summary expected at the version its run read (`versions`; absent: expected not
+        stored). When another worker wrote one meanwhile, its summary is taken with this run's
+        own members (`fresh`) put in, and written again; after `attempts` lost races the
+        summaries are written empty (their members are read from their queue entries next
+        time): a summary never keeps facts older than a member's last triage."""
+        for _ in range(attempts):
+            expect = [Expect(TRIAGE_MEMBERS, s.narrative_id, "version", versions[s.narrative_id]) if s.narrative_id in versions
+                      else Expect(TRIAGE_MEMBERS, s.narrative_id) for s in summaries]
+            try:
+                self.storage.put_docs_batch(org, [queue, self.rows(summaries)] if summaries else [queue], expect=expect)
+                return
+            except PreconditionFailed:
+                current = self.get(org, [s.narrative_id for s in summaries])
+                versions = {nid: n.version for nid, n in current.items()}
+                summaries = [NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex, {
+                    **(current[s.narrative_id].members if s.narrative_id in current else {}),
+                    **{m: f for m, f in s.members.items() if m in fresh},
+                }) for s in summaries]
+        self.storage.put_docs_batch(org, [queue, self.rows([NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex) for s in summaries])])
 
 
 # --------------------------------------------------------------------------- alerts

@@ -51,11 +51,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from factbridge.backends.storage.base import Expect
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
-from factbridge.errors import PreconditionFailed
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
@@ -680,27 +678,9 @@ PUT_ATTEMPTS = 3
 
 def _put(storage: Any, org: str, entries: Sequence[QueueEntry], summaries: list[NarrativeMemberFacts], versions: dict[str, str],
          fresh: dict[str, MemberFacts]) -> None:
-    """The queue entries and the narratives' member summaries in one transaction, each summary
-    expected at the version this run read. When another worker wrote one meanwhile, its
-    summary is taken with this run's own members (`fresh`) put in, and written again; after
-    `PUT_ATTEMPTS` lost races the summaries are written empty (their members are read from
-    their queue entries next time): a summary never keeps facts older than a member's last
-    triage."""
-    queue = TriageQueue.rows(entries)
-    for _ in range(PUT_ATTEMPTS):
-        expect = [Expect(TRIAGE_MEMBERS, s.narrative_id, "version", versions[s.narrative_id]) if s.narrative_id in versions
-                  else Expect(TRIAGE_MEMBERS, s.narrative_id) for s in summaries]
-        try:
-            storage.put_docs_batch(org, [queue, TriageMembers.rows(summaries)] if summaries else [queue], expect=expect)
-            return
-        except PreconditionFailed:
-            current = TriageMembers(storage).get(org, [s.narrative_id for s in summaries])
-            versions = {nid: n.version for nid, n in current.items()}
-            summaries = [NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex, {
-                **(current[s.narrative_id].members if s.narrative_id in current else {}),
-                **{m: f for m, f in s.members.items() if m in fresh},
-            }) for s in summaries]
-    storage.put_docs_batch(org, [queue, TriageMembers.rows([NarrativeMemberFacts(s.narrative_id, uuid.uuid4().hex) for s in summaries])])
+    """The queue entries and the narratives' member summaries in one transaction
+    (`TriageMembers.put_with_queue`: each summary expected at the version this run read)."""
+    TriageMembers(storage).put_with_queue(org, TriageQueue.rows(entries), summaries, versions, fresh, PUT_ATTEMPTS)
 
 
 def triage_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
