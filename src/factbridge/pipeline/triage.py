@@ -233,22 +233,32 @@ def _weighting(weights: TriageSettings) -> tuple[dict[str, float], float, dict[s
     return w, sum(w.values()) or 1.0, {c: _number(v) for c, v in w.items()}, f"{TRIAGE_VERSION} (weights {', '.join(f'{c}={w[c]}' for c in COMPONENTS)})"
 
 
+@functools.lru_cache(maxsize=1)
+def _second(now: int) -> str:
+    """`datetime.now(UTC).isoformat(timespec="seconds")` at `now` (`int(time.time())`): made
+    once per second instead of once per entry."""
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+
+
 def _entry(entry_id: str, kind: Literal["post", "narrative"], weights: TriageSettings, values: dict[str, float], evidence: dict[str, Any],
            gated: str | None, decided_by: dict[str, str], **fields: Any) -> QueueEntry:
     """The entry as `QueueEntry.from_doc` reads the document of these fields (built directly:
     the record is what is stored, `to_doc()`, with no document made and read back first)."""
     w, total, stored_w, triage_by = _weighting(weights)
+    parts = [w[c] * values[c] for c in COMPONENTS]
+    # `float(round(...))` is `_number(round(...))` of a number: a value or a contribution (a
+    # quotient: a float already) kept as the float it is, without `_number`'s type checks
     components = {
-        c: Component(_number(round(values[c], 4)) or 0.0, stored_w[c], _number(round(w[c] * values[c] / total, 4)), dict(evidence.get(c) or {}))
-        for c in COMPONENTS
+        c: Component(float(round(values[c], 4)) or 0.0, stored_w[c], round(part / total, 4), dict(evidence.get(c) or {}))
+        for c, part in zip(COMPONENTS, parts, strict=True)
     }
-    priority = sum(w[c] * values[c] for c in COMPONENTS) / total
+    priority = sum(parts) / total
     decided = {"triage": triage_by, **decided_by}
     # Gated posts sort below every ungated one (`QueueEntry.sort_key`): priorities live in [0, 1].
     return QueueEntry(
-        id=entry_id, kind=kind, priority=_number(round(priority, 4)) or 0.0, components=components,
+        id=entry_id, kind=kind, priority=round(priority, 4) or 0.0, components=components,
         decided_by={str(k): str(v) for k, v in decided.items()}, gated=gated is not None, gate_reason=str(gated) if gated else None,
-        updated_at=datetime.now(UTC).isoformat(timespec="seconds"), **fields,
+        updated_at=_second(int(time.time())), **fields,
     )
 
 
