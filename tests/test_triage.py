@@ -12,14 +12,23 @@ from typer.testing import CliRunner
 from factbridge.models import Engagement, FactCheck, MatchCandidate, Post
 from factbridge.pipeline.ingest import embed_posts
 from factbridge.pipeline.prepare import prepare_post
-from factbridge.pipeline.records import LinkRiskRecord, LinkRisks, LinkRiskUrl
+from factbridge.pipeline.records import (
+    CheckworthinessRecord,
+    LinkRiskRecord,
+    LinkRisks,
+    LinkRiskUrl,
+)
 from factbridge.pipeline.stages import load_stages, run_stages
 from factbridge.pipeline.triage import (
     COMPONENTS,
     QUEUE,
+    PostFacts,
     list_queue,
+    post_entry,
+    reach_value,
     repeat_rate,
     triage_posts,
+    velocity_value,
 )
 from factbridge.services import Services
 from factbridge.settings import load_settings
@@ -166,6 +175,31 @@ def test_repeat_rate_uses_the_window() -> None:
     old = [make_post("old", CLAIM, minutes=-60 * 48)]
     assert repeat_rate(post, inside + old, window_hours=24) == pytest.approx(4 / 24)
     assert repeat_rate(post, [], window_hours=24) == 0.0
+
+
+def test_entry_numbers_are_floats_at_4_places_and_stamped_now() -> None:
+    """An entry stores each component's value and contribution and its priority as floats
+    rounded to 4 places (an integer score too: `1.0`, never `1`), and `updated_at` is the
+    second it was made, in UTC."""
+    weights = load_settings(env={"FACTBRIDGE_TRIAGE_WEIGHT_RISK": "2"}).triage
+    cw = CheckworthinessRecord("p1", 1, "claim", 0.5, "text", "cw-test", contributions={"numbers": 0.25})
+    facts = PostFacts(post=make_post("p1", CLAIM, likes=7, shares=2), checkworthiness=cw, debunked=(0.6, {"factcheck_id": "f1"}),
+                      repeats=["p2"], rate_per_hour=0.123456789, risk=(0.333333333, {"source": "linkrisk:p1"}))
+    before = datetime.now(UTC).replace(microsecond=0)
+    doc = post_entry(facts, weights).to_doc()
+    after = datetime.now(UTC)
+    values = {"checkworthiness": 1.0, "reach": reach_value(7 + 2 * 2.0, weights.reach_scale),
+              "velocity": velocity_value(0.123456789, weights.velocity_scale), "debunked": 0.6, "risk": 0.333333333}
+    total = sum(weights.weight(c) for c in COMPONENTS)
+    for c in COMPONENTS:
+        comp = doc["components"][c]
+        assert type(comp["value"]) is float and comp["value"] == round(values[c], 4)
+        assert type(comp["contribution"]) is float and comp["contribution"] == round(weights.weight(c) * values[c] / total, 4)
+    assert doc["priority"] == round(sum(weights.weight(c) * values[c] for c in COMPONENTS) / total, 4)
+    assert json.dumps(doc["components"]["checkworthiness"]["value"]) == "1.0"
+    assert doc["components"]["risk"]["evidence"] == {"source": "linkrisk:p1"}
+    stamp = datetime.fromisoformat(doc["updated_at"])
+    assert stamp.utcoffset() == timedelta(0) and stamp.microsecond == 0 and before <= stamp <= after
 
 
 def test_weights_are_settings(tmp_path: Path) -> None:
