@@ -5,6 +5,7 @@ cache tests/fixtures/embeddings/checkworthiness.sqlite)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from factbridge.errors import InputError, ModelError
 from factbridge.eval.checkworthiness_data import post_text, read_jsonl, read_tsv
 from factbridge.models import Post
+from factbridge.pipeline import claimfeatures
 from factbridge.pipeline.checkworthiness import (
     COLLECTION,
     CheckworthinessModel,
@@ -80,6 +82,37 @@ def test_a_sentence_start_is_not_a_name() -> None:
 
 
 # --------------------------------------------------------------------------- model parts
+
+
+def _flat_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
+    """The lexicon pattern as one flat alternation, longest term first (what the grouped one must match)."""
+    spaced = sorted({t for t in terms if claimfeatures._has_spaces_script(t)}, key=len, reverse=True)
+    khmer = sorted({t for t in terms if not claimfeatures._has_spaces_script(t)}, key=len, reverse=True)
+    parts = []
+    if spaced:
+        parts.append(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in spaced) + r")(?![\w])")
+    if khmer:
+        parts.append("(?:" + "|".join(re.escape(t) for t in khmer) + ")")
+    return re.compile("|".join(parts))
+
+
+def test_grouped_lexicon_patterns_match_what_the_flat_alternation_matches() -> None:
+    lexicons = [claimfeatures.MONTHS_AND_DATE_WORDS, claimfeatures.QUANTITY_WORDS]
+    for table in (claimfeatures.CLAIM_VERBS, claimfeatures.GREETINGS, claimfeatures.OPINIONS, claimfeatures.JOKES):
+        lexicons += [table[lang] + table["en"] for lang in table] + [tuple(t for words in table.values() for t in words)]
+    texts = [
+        "he said, she says: said-it saidsaid claims' claimed according to the report; according",
+        "theo tôi, chào buổi sáng! tăng 20 triệu đồng, tháng 3 hôm nay năm 2020 ngày",
+        "ខ្ញុំគិតថាសួស្តីអរគុណ១០០លានរាត្រីសួស្ដី ខែមករា ស្លាប់",
+        "a dit selon l'oms 3 milliards pour cent, mdr ptdr aujourd'hui j'adore",
+        "hahaha haha lol lmao :)) =)) jajaja şaka yüzde 5 bin milyar, قال أعلن مليون",
+        "", "x", "hi hi-hi hihi hi_hi hi2",
+    ]
+    for terms in lexicons:
+        grouped, flat = claimfeatures._pattern(terms), _flat_pattern(terms)
+        assert grouped.pattern != flat.pattern
+        for text in texts:
+            assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in flat.finditer(text)], (terms[:3], text)
 
 
 def test_hashed_tfidf_is_stable_and_normalised() -> None:
