@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from factbridge.errors import InputError, ModelError
@@ -122,6 +123,24 @@ def test_hashed_tfidf_is_stable_and_normalised() -> None:
     assert (a != b).nnz == 0  # crc32, not Python's salted hash
     assert np.allclose(np.sqrt(a.multiply(a).sum(axis=1)).A.ravel(), 1.0)
     assert a[2].nnz > 5  # Khmer without spaces still yields character grams
+
+
+@pytest.mark.parametrize("char_range, bigrams", [((3, 5), True), ((2, 4), False), (None, True)])
+def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, int] | None, bigrams: bool) -> None:
+    texts = ["the cat sat on the cat", "Chính phủ tuyên bố tăng 6% 2020", "ក្រសួងសុខាភិបាល ប្រកាស", "", "a", "x y x y x y"]
+    tfidf = HashedTfidf(bits=10, char_range=char_range, word_bigrams=bigrams)
+    counts = tfidf.counts(texts)
+    assert counts.has_canonical_format
+    for i, text in enumerate(texts):
+        expected = np.bincount(np.asarray(tfidf._indices(text), dtype=np.int64), minlength=tfidf.size)
+        row = np.zeros(tfidf.size, np.float32)
+        row[counts[i].indices] = counts[i].data
+        assert np.array_equal(row, np.where(expected > 0, 1.0 + np.log(np.maximum(expected, 1).astype(np.float32)), 0.0).astype(np.float32))
+    fitted = tfidf.fit(texts).transform(texts)
+    reference = counts.multiply(np.asarray(tfidf.idf)[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(reference.multiply(reference).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    assert (fitted != sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)).nnz == 0
 
 
 def test_logistic_regression_learns_a_separable_rule() -> None:
