@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from factbridge.text import normalize
 from factbridge.text.langid import LANGID_VERSION, detect_language
 from factbridge.text.normalize import fold_diacritics, normalize_text
 from factbridge.text.tokenize import tokenize
@@ -102,6 +103,26 @@ def test_tone_placement_is_canonical(new_style: str, classic: str) -> None:
 
 def test_tone_stays_where_both_rules_agree() -> None:
     assert normalize_text("Hoàng quý") == "Hoàng quý"
+
+
+def _tones_by_decomposing(text: str) -> str:
+    """The tone placement done the long way, on every text (what the shortcut must equal)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFC", normalize._NEW_STYLE.sub(normalize._classic_tone, decomposed))
+
+
+def test_tone_shortcut_equals_decomposing_every_text() -> None:
+    # every vowel pair the rule reads, each with every tone, composed, decomposed, with the
+    # tone as U+0341 (NFD turns it into U+0301), around and inside words
+    vowels = "oOuUaAeEyYâêô"
+    texts = ["", "plain ascii text", "Hoàng quý thuỷ hoà hòa khoẻ oé QUÁ", "o\u0341a", "ộa oạ\u0302", "e\u200b\u0301"]
+    for first in vowels:
+        for second in vowels:
+            for tone in ["", *normalize._TONES, "\u0341", "\u0323\u0302", "\u0302\u0301"]:
+                for text in (f"{first}{second}{tone}", f"q{first}{second}{tone}ng", f"h{first}{second}{tone} x"):
+                    texts += [text, unicodedata.normalize("NFC", text)]
+    for text in texts:
+        assert normalize._vietnamese_tones(text) == _tones_by_decomposing(text), ascii(text)
 
 
 def test_zero_width_and_bidi_marks_are_removed() -> None:
