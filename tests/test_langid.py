@@ -169,3 +169,7 @@ def test_vietnamese_tone_restoration_for_unaccented_posts() -> None:
     post = prepare_post(Post(id="p", text="uong nuoc nong chua khoi covid https://x.example/a"))
     assert post.language == "vi" and post.norm_text.startswith("uong nuoc")  # the stored text is untouched
     assert embedding_text(post) == "uống nước nóng chữa khỏi covid"
+    assert default_tone_model() is model  # read once per process, not per post
+    unprepared = Post(id="q", text="uong  nuoc nong chua khoi covid", language="vi")  # no norm_text: normalised on the way
+    assert embedding_text(unprepared) == embedding_text(post.model_copy(update={"norm_text": "uong nuoc nong chua khoi covid"}))
+    assert embedding_text(post.model_copy(update={"language": "en"})) == "uong nuoc nong chua khoi covid"  # the language is part of the key
