@@ -5,15 +5,18 @@ cache tests/fixtures/embeddings/checkworthiness.sqlite)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from factbridge.errors import InputError, ModelError
 from factbridge.eval.checkworthiness_data import post_text, read_jsonl, read_tsv
 from factbridge.models import Post
+from factbridge.pipeline import claimfeatures
 from factbridge.pipeline.checkworthiness import (
     COLLECTION,
     CheckworthinessModel,
@@ -82,6 +85,37 @@ def test_a_sentence_start_is_not_a_name() -> None:
 # --------------------------------------------------------------------------- model parts
 
 
+def _flat_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
+    """The lexicon pattern as one flat alternation, longest term first (what the grouped one must match)."""
+    spaced = sorted({t for t in terms if claimfeatures._has_spaces_script(t)}, key=len, reverse=True)
+    khmer = sorted({t for t in terms if not claimfeatures._has_spaces_script(t)}, key=len, reverse=True)
+    parts = []
+    if spaced:
+        parts.append(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in spaced) + r")(?![\w])")
+    if khmer:
+        parts.append("(?:" + "|".join(re.escape(t) for t in khmer) + ")")
+    return re.compile("|".join(parts))
+
+
+def test_grouped_lexicon_patterns_match_what_the_flat_alternation_matches() -> None:
+    lexicons = [claimfeatures.MONTHS_AND_DATE_WORDS, claimfeatures.QUANTITY_WORDS]
+    for table in (claimfeatures.CLAIM_VERBS, claimfeatures.GREETINGS, claimfeatures.OPINIONS, claimfeatures.JOKES):
+        lexicons += [table[lang] + table["en"] for lang in table] + [tuple(t for words in table.values() for t in words)]
+    texts = [
+        "he said, she says: said-it saidsaid claims' claimed according to the report; according",
+        "theo tôi, chào buổi sáng! tăng 20 triệu đồng, tháng 3 hôm nay năm 2020 ngày",
+        "ខ្ញុំគិតថាសួស្តីអរគុណ១០០លានរាត្រីសួស្ដី ខែមករា ស្លាប់",
+        "a dit selon l'oms 3 milliards pour cent, mdr ptdr aujourd'hui j'adore",
+        "hahaha haha lol lmao :)) =)) jajaja şaka yüzde 5 bin milyar, قال أعلن مليون",
+        "", "x", "hi hi-hi hihi hi_hi hi2",
+    ]
+    for terms in lexicons:
+        grouped, flat = claimfeatures._pattern(terms), _flat_pattern(terms)
+        assert grouped.pattern != flat.pattern
+        for text in texts:
+            assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in flat.finditer(text)], (terms[:3], text)
+
+
 def test_hashed_tfidf_is_stable_and_normalised() -> None:
     texts = ["the cat sat", "Chính phủ tuyên bố tăng 6%", "ក្រសួងសុខាភិបាល"]
     a = HashedTfidf(bits=12).fit(texts).transform(texts)
@@ -89,6 +123,24 @@ def test_hashed_tfidf_is_stable_and_normalised() -> None:
     assert (a != b).nnz == 0  # crc32, not Python's salted hash
     assert np.allclose(np.sqrt(a.multiply(a).sum(axis=1)).A.ravel(), 1.0)
     assert a[2].nnz > 5  # Khmer without spaces still yields character grams
+
+
+@pytest.mark.parametrize("char_range, bigrams", [((3, 5), True), ((2, 4), False), (None, True)])
+def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, int] | None, bigrams: bool) -> None:
+    texts = ["the cat sat on the cat", "Chính phủ tuyên bố tăng 6% 2020", "ក្រសួងសុខាភិបាល ប្រកាស", "", "a", "x y x y x y"]
+    tfidf = HashedTfidf(bits=10, char_range=char_range, word_bigrams=bigrams)
+    counts = tfidf.counts(texts)
+    assert counts.has_canonical_format
+    for i, text in enumerate(texts):
+        expected = np.bincount(np.asarray(tfidf._indices(text), dtype=np.int64), minlength=tfidf.size)
+        row = np.zeros(tfidf.size, np.float32)
+        row[counts[i].indices] = counts[i].data
+        assert np.array_equal(row, np.where(expected > 0, 1.0 + np.log(np.maximum(expected, 1).astype(np.float32)), 0.0).astype(np.float32))
+    fitted = tfidf.fit(texts).transform(texts)
+    reference = counts.multiply(np.asarray(tfidf.idf)[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(reference.multiply(reference).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    assert (fitted != sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)).nnz == 0
 
 
 def test_logistic_regression_learns_a_separable_rule() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from factbridge.text import normalize
 from factbridge.text.langid import LANGID_VERSION, detect_language
 from factbridge.text.normalize import fold_diacritics, normalize_text
 from factbridge.text.tokenize import tokenize
@@ -104,6 +105,26 @@ def test_tone_stays_where_both_rules_agree() -> None:
     assert normalize_text("Hoàng quý") == "Hoàng quý"
 
 
+def _tones_by_decomposing(text: str) -> str:
+    """The tone placement done the long way, on every text (what the shortcut must equal)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFC", normalize._NEW_STYLE.sub(normalize._classic_tone, decomposed))
+
+
+def test_tone_shortcut_equals_decomposing_every_text() -> None:
+    # every vowel pair the rule reads, each with every tone, composed, decomposed, with the
+    # tone as U+0341 (NFD turns it into U+0301), around and inside words
+    vowels = "oOuUaAeEyYâêô"
+    texts = ["", "plain ascii text", "Hoàng quý thuỷ hoà hòa khoẻ oé QUÁ", "o\u0341a", "ộa oạ\u0302", "e\u200b\u0301"]
+    for first in vowels:
+        for second in vowels:
+            for tone in ["", *normalize._TONES, "\u0341", "\u0323\u0302", "\u0302\u0301"]:
+                for text in (f"{first}{second}{tone}", f"q{first}{second}{tone}ng", f"h{first}{second}{tone} x"):
+                    texts += [text, unicodedata.normalize("NFC", text)]
+    for text in texts:
+        assert normalize._vietnamese_tones(text) == _tones_by_decomposing(text), ascii(text)
+
+
 def test_zero_width_and_bidi_marks_are_removed() -> None:
     assert normalize_text("vắc\u200bxin  gây\u200d vô\ufeffsinh \u202e") == "vắcxin gây vôsinh"
     assert normalize_text("lừa\u00ad đảo") == "lừa đảo"
@@ -148,3 +169,7 @@ def test_vietnamese_tone_restoration_for_unaccented_posts() -> None:
     post = prepare_post(Post(id="p", text="uong nuoc nong chua khoi covid https://x.example/a"))
     assert post.language == "vi" and post.norm_text.startswith("uong nuoc")  # the stored text is untouched
     assert embedding_text(post) == "uống nước nóng chữa khỏi covid"
+    assert default_tone_model() is model  # read once per process, not per post
+    unprepared = Post(id="q", text="uong  nuoc nong chua khoi covid", language="vi")  # no norm_text: normalised on the way
+    assert embedding_text(unprepared) == embedding_text(post.model_copy(update={"norm_text": "uong nuoc nong chua khoi covid"}))
+    assert embedding_text(post.model_copy(update={"language": "en"})) == "uong nuoc nong chua khoi covid"  # the language is part of the key

@@ -26,6 +26,7 @@ import json
 import re
 import time
 import zlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -80,6 +81,12 @@ def _char_grams(word: str, lo: int, hi: int, mask: int) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=200_000)
+def _word_grams(word: str, lo: int, hi: int, mask: int) -> tuple[int, ...]:
+    """A word's hashed character lo..hi-grams (none when lo > hi) and its word hash."""
+    return (*(_char_grams(word, lo, hi, mask) if lo <= hi else ()), _word_hash("w:" + word, mask))
+
+
+@lru_cache(maxsize=200_000)
 def _word_hash(key: str, mask: int) -> int:
     return zlib.crc32(key.encode("utf-8")) & mask
 
@@ -119,16 +126,28 @@ class HashedTfidf:
             previous = word
         return out
 
+    def _columns(self, text: str, out: array[int]) -> int:
+        """`_indices(text)` appended to `out`, in another order (`counts` sums them per
+        column, so the order changes nothing): one cached lookup per word for its
+        character grams and its word hash. Returns how many were appended."""
+        mask = self.size - 1
+        lo, hi = self.char_range or (0, -1)
+        start = len(out)
+        words = _TOKEN.findall(_DIGIT.sub("0", text.lower()))
+        for word in words:
+            out.extend(_word_grams(word, lo, hi, mask))
+        if self.word_bigrams:
+            for previous, word in zip(words, words[1:], strict=False):
+                out.append(zlib.crc32(("b:" + previous + " " + word).encode("utf-8")) & mask)
+        return len(out) - start
+
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Sublinear term frequencies (1 + log count), one row per text."""
-        columns: list[int] = []
-        lengths: list[int] = []
-        for text in texts:
-            grams = self._indices(text)
-            columns.extend(grams)
-            lengths.append(len(grams))
+        columns: array[int] = array("q")
+        lengths = [self._columns(text, columns) for text in texts]
         rows = np.repeat(np.arange(len(texts)), lengths)
-        matrix = sp.csr_matrix((np.ones(len(columns), np.float32), (rows, np.asarray(columns, dtype=np.int64))), shape=(len(texts), self.size))
+        cols = np.frombuffer(columns, dtype=np.int64) if len(columns) else np.zeros(0, np.int64)
+        matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(texts), self.size))
         matrix.sum_duplicates()
         matrix.data = 1.0 + np.log(matrix.data)
         return matrix
@@ -142,8 +161,8 @@ class HashedTfidf:
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         if self.idf is None:
             raise ModelError("the TF-IDF vectoriser is not fitted")
-        matrix = self.counts(texts)
-        matrix = matrix.multiply(self.idf[None, :]).tocsr()
+        matrix = self.counts(texts)  # canonical: summed duplicates, sorted columns
+        matrix.data *= self.idf[matrix.indices]  # the products of matrix.multiply(idf[None, :]), without a dense row
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)

@@ -137,14 +137,27 @@ def _has_spaces_script(term: str) -> bool:
     return not any("\u1780" <= ch <= "\u17ff" for ch in term)
 
 
+def _alternation(terms: list[str]) -> str:
+    """`(?:t1|t2|...)` (terms longest first) with the terms grouped by their first character:
+    `(?:a(?:bc|b)|d(?:ef))`. Only the group of the text's character can match, and inside a
+    group the terms keep their order, so the first term that matches (and whose boundary
+    holds) is the same as in the flat alternation; the regex engine tries a handful of
+    groups at each word start instead of every term."""
+    groups: dict[str, list[str]] = {}
+    for term in terms:
+        groups.setdefault(term[0], []).append(term[1:])
+    return "(?:" + "|".join(re.escape(first) + "(?:" + "|".join(re.escape(rest) for rest in rests) + ")"
+                            for first, rests in groups.items()) + ")"
+
+
 def _pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     spaced = sorted({t for t in terms if _has_spaces_script(t)}, key=len, reverse=True)
     khmer = sorted({t for t in terms if not _has_spaces_script(t)}, key=len, reverse=True)
     parts = []
     if spaced:
-        parts.append(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in spaced) + r")(?![\w])")
+        parts.append(r"(?<![\w])" + _alternation(spaced) + r"(?![\w])")
     if khmer:
-        parts.append("(?:" + "|".join(re.escape(t) for t in khmer) + ")")
+        parts.append(_alternation(khmer))
     return re.compile("|".join(parts) or r"(?!x)x", re.UNICODE)
 
 
@@ -158,9 +171,12 @@ def _lexicon(kind: str, language: str) -> re.Pattern[str]:
     return re.compile(_pattern(terms).pattern, re.UNICODE)
 
 
+MONTHS_AND_DATE_WORDS = tuple(MONTHS) + DATE_WORDS
+
+
 @lru_cache(maxsize=1)
 def _dates_pattern() -> re.Pattern[str]:
-    return _pattern(tuple(MONTHS) + DATE_WORDS)
+    return _pattern(MONTHS_AND_DATE_WORDS)
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from factbridge.models import FactCheck, Post
 from factbridge.text.crosslingual import ascii_digits, latin_names
 from factbridge.text.langid import detect_language
@@ -38,12 +40,19 @@ def embedding_text(post: Post) -> str:
     Vietnamese typed without tone marks, with the marks restored (the encoder
     reads unaccented Vietnamese poorly); for Khmer, with ASCII digits and the Latin
     form of transliterated names appended (the encoder links ត្រាំ to Trump poorly)."""
-    text = strip_urls(post.norm_text or normalize_text(post.text))
-    if post.language == "vi" and looks_unaccented(text):
+    return _embedding_text(post.norm_text, "" if post.norm_text else post.text, post.language)
+
+
+@lru_cache(maxsize=8192)
+def _embedding_text(norm_text: str, raw_text: str, language: str | None) -> str:
+    """`embedding_text` of a post with these fields: the embedding, check-worthiness and
+    narratives stages each ask for the same batch's texts, so each is worked out once."""
+    text = strip_urls(norm_text or normalize_text(raw_text))
+    if language == "vi" and looks_unaccented(text):
         model = default_tone_model()
         if model is not None:
             return model.restore(text)
-    if post.language == "km":
+    if language == "km":
         # digits and transliterated names in the script the library uses (text/crosslingual.py)
         text = ascii_digits(text)
         names = latin_names(text)

@@ -40,7 +40,20 @@ def _classic_tone(match: re.Match[str]) -> str:
     return q + first + tone + second
 
 
+# In NFC text, where _NEW_STYLE can match after NFD: o/u followed by a precomposed letter
+# whose decomposition is a, e or y then a tone mark (à, ậ, ẻ, ý...). Text without such a pair
+# needs no decomposing: NFD, no substitution, NFC gives NFC(text) back.
+_TONED_AEY = "".join(
+    chr(c) for c in range(0x00C0, 0x2000)
+    if (d := unicodedata.normalize("NFD", chr(c)))[0] in "aAeEyY" and len(d) > 1 and d[1] in _TONES
+)
+_MAYBE_NEW_STYLE = re.compile("[oOuU][" + _TONED_AEY + "]")
+
+
 def _vietnamese_tones(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    if not _MAYBE_NEW_STYLE.search(text):
+        return text
     decomposed = unicodedata.normalize("NFD", text)
     # NFD puts the tone after the base vowel and any vowel modifier; our pairs have none.
     fixed = _NEW_STYLE.sub(_classic_tone, decomposed)

@@ -63,49 +63,66 @@ def _kcc_kind(kcc: str) -> tuple[str, bool]:
     return kcc_type(kcc), get_type(kcc[0]) == NS
 
 
+@lru_cache(maxsize=16_384)
+def _kcc_roles(kcc: str) -> tuple[tuple[str, ...], bool]:
+    """The attributes a cluster gives at each window offset ("kcc:", "t:", "kcc[-1]:",
+    "kcc[-1]t:", ... "kcc[+3]t:"), built once per cluster, and its `is_no_space`."""
+    t, ns = _kcc_kind(kcc)
+    roles: tuple[str, ...] = ("kcc:" + kcc, "t:" + t)
+    for offset in ("[-1]", "[-2]", "[-3]", "[+1]", "[+2]", "[+3]"):
+        roles += (f"kcc{offset}:{kcc}", f"kcc{offset}t:{t}")
+    return roles, ns
+
+
 def _kcc_attributes(kccs: list[str]) -> list[list[str]]:
     """khmercut's `create_kcc_features(kccs)` as the attributes pycrfsuite makes of them: a
     string feature is "name:value", a true flag its name; a false flag (weight 0) is left
-    out, which changes no score. Same attributes in the same order (tests/test_tokenize_khmer.py)."""
+    out, which changes no score. Same attributes in the same order (tests/test_tokenize_khmer.py).
+    A cluster's own attributes at each offset come from `_kcc_roles`; only the n-grams are joined here."""
     n = len(kccs)
-    kinds = [_kcc_kind(k) for k in kccs]
+    roles = [_kcc_roles(k) for k in kccs]
     out: list[list[str]] = []
+    p1 = p2 = n1 = n2 = ""
     for i in range(n):
         k = kccs[i]
-        t, ns = kinds[i]
-        a = ["kcc:" + k, "t:" + t]
+        own, ns = roles[i]
+        a = [own[0], own[1]]
         if ns:
             a.append("ns")
         if i >= 1:
             p1 = kccs[i - 1]
-            a += ["kcc[-1]:" + p1, "kcc[-1]t:" + kinds[i - 1][0], "kcc[-1:0]:" + p1 + k]
-            if kinds[i - 1][1]:
+            r1, ns1 = roles[i - 1]
+            a += [r1[2], r1[3], "kcc[-1:0]:" + p1 + k]
+            if ns1:
                 a.append("ns-1")
         else:
             a.append("BOS")
         if i >= 2:
-            p1, p2 = kccs[i - 1], kccs[i - 2]
-            a += ["kcc[-2]:" + p2, "kcc[-2]t:" + kinds[i - 2][0], "kcc[-2:-1]:" + p2 + p1, "kcc[-2:0]:" + p2 + p1 + k]
+            p2 = kccs[i - 2]
+            r2 = roles[i - 2][0]
+            a += [r2[4], r2[5], "kcc[-2:-1]:" + p2 + p1, "kcc[-2:0]:" + p2 + p1 + k]
         if i >= 3:
-            p1, p2, p3 = kccs[i - 1], kccs[i - 2], kccs[i - 3]
-            a += ["kcc[-3]:" + p3, "kcc[-3]t:" + kinds[i - 3][0], "kcc[-3:0]:" + p3 + p2 + p1 + k,
-                  "kcc[-3:-1]:" + p3 + p2 + p1, "kcc[-3:-2]:" + p3 + p2]
+            p3 = kccs[i - 3]
+            r3 = roles[i - 3][0]
+            a += [r3[6], r3[7], "kcc[-3:0]:" + p3 + p2 + p1 + k, "kcc[-3:-1]:" + p3 + p2 + p1, "kcc[-3:-2]:" + p3 + p2]
         if i < n - 1:
             n1 = kccs[i + 1]
-            a += ["kcc[+1]:" + n1, "kcc[+1]t:" + kinds[i + 1][0], "kcc[+1:0]:" + k + n1]
-            if kinds[i + 1][1]:
+            q1, nsn1 = roles[i + 1]
+            a += [q1[8], q1[9], "kcc[+1:0]:" + k + n1]
+            if nsn1:
                 a.append("ns+1")
         else:
             a.append("EOS")
         if i < n - 2:
-            n1, n2 = kccs[i + 1], kccs[i + 2]
-            a += ["kcc[+2]:" + n2, "kcc[+2]t:" + kinds[i + 2][0], "kcc[+1:+2]:" + n1 + n2, "kcc[0:+2]:" + k + n1 + n2]
-            if kinds[i + 2][1]:
+            n2 = kccs[i + 2]
+            q2, nsn2 = roles[i + 2]
+            a += [q2[10], q2[11], "kcc[+1:+2]:" + n1 + n2, "kcc[0:+2]:" + k + n1 + n2]
+            if nsn2:
                 a.append("ns+2")
         if i < n - 3:
-            n1, n2, n3 = kccs[i + 1], kccs[i + 2], kccs[i + 3]
-            a += ["kcc[+3]:" + n3, "kcc[+3]t:" + kinds[i + 3][0], "kcc[+2:+3]:" + n2 + n3, "kcc[+1:+3]:" + n1 + n2 + n3,
-                  "kcc[0:+3]:" + k + n1 + n2 + n3]
+            n3 = kccs[i + 3]
+            q3 = roles[i + 3][0]
+            a += [q3[12], q3[13], "kcc[+2:+3]:" + n2 + n3, "kcc[+1:+3]:" + n1 + n2 + n3, "kcc[0:+3]:" + k + n1 + n2 + n3]
         out.append(a)
     return out
 
