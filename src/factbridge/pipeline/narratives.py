@@ -252,6 +252,11 @@ class Narrative:
     heat: float | None = None
     created_at: str = ""
     recent: list[tuple[str, float, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
+    # Derived, kept between batches so an unchanged part is not computed again for every save:
+    # the terms ranked as `terms.most_common(100)` (None: the terms changed since), and the
+    # `recent` entries as stored (None: rebuilt from `recent` when next saved).
+    ranked: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
+    recent_doc: list[list[Any]] | None = field(default=None, repr=False, compare=False)
 
     def centroid(self) -> np.ndarray:
         norm = float(np.linalg.norm(self.vec_sum))
@@ -259,7 +264,9 @@ class Narrative:
 
     def to_doc(self, decided_by: str, top_terms: int = 12) -> dict[str, Any]:
         # one ranking of the terms for both fields: most_common(n) is sorted(...)[:n] (stable on ties)
-        common = self.terms.most_common(max(top_terms, 100))
+        common = self.ranked_terms() if top_terms <= 100 else self.terms.most_common(top_terms)
+        if self.recent_doc is None:
+            self.recent_doc = [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent]
         return {
             "id": self.id, "topic_id": self.topic, "size": self.size,
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
@@ -270,9 +277,25 @@ class Narrative:
             "counts_daily": daily_counts(self.hourly),
             "methods": dict(self.methods), "factchecks": _listed_factchecks(self.factchecks),
             "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
-            "recent_posts": [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent[-RECENT_POSTS:]],
+            "recent_posts": self.recent_doc[-RECENT_POSTS:],
             "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
         }
+
+    def ranked_terms(self) -> list[tuple[str, int]]:
+        """`terms.most_common(100)`, computed once per change of the terms (its first n are
+        `most_common(n)`: the ranking is a stable sort)."""
+        if self.ranked is None:
+            self.ranked = self.terms.most_common(100)
+        return self.ranked
+
+    def add_recent(self, entry: tuple[str, float, str, float]) -> None:
+        self.recent.append(entry)
+        if len(self.recent) > 2 * RECENT_POSTS:
+            del self.recent[:-RECENT_POSTS]
+            self.recent_doc = None
+        elif self.recent_doc is not None:
+            pid, ts, method, sim = entry
+            self.recent_doc.append([pid, _iso(ts), method, sim])
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Narrative:
@@ -291,6 +314,20 @@ class Narrative:
         n.heat = doc.get("heat_log2")
         n.created_at = doc.get("created_at", "")
         return n
+
+
+def summed_terms(narratives: Sequence[Narrative]) -> Counter[str]:
+    """The narratives' term counts summed, in the order `Counter.update` with each in turn gives
+    (keys by first appearance). A narrative whose counts are small is added by its elements
+    (`Counter.update` over an iterable counts in C, the same sums in the same key order);
+    one with large counts by its mapping."""
+    terms: Counter[str] = Counter()
+    for n in narratives:
+        if not terms or sum(n.terms.values()) > 8 * len(n.terms):
+            terms.update(n.terms)
+        else:
+            terms.update(n.terms.elements())
+    return terms
 
 
 @dataclass
@@ -312,12 +349,14 @@ class Topic:
         return self.vec_sum / max(self.size, 1)
 
     def to_doc(self, narratives: dict[str, Narrative], decided_by: str) -> dict[str, Any]:
-        terms: Counter[str] = Counter()
+        members = [narratives[nid] for nid in self.narratives]
         langs: Counter[str] = Counter()
-        for nid in self.narratives:
-            terms.update(narratives[nid].terms)
-            langs.update(narratives[nid].languages)
-        top = [t for t, _ in terms.most_common(12)]
+        for n in members:
+            langs.update(n.languages)
+        if len(members) == 1:  # the narrative's own ranking (a copy of one Counter ranks as it does)
+            top = [t for t, _ in members[0].ranked_terms()[:12]]
+        else:
+            top = [t for t, _ in summed_terms(members).most_common(12)]
         return {
             "id": self.id, "label": " · ".join(top[:5]), "size": self.size, "narrative_count": len(self.narratives),
             "narratives": self.narratives, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
@@ -532,13 +571,12 @@ class NarrativeEngine:
         n.last_seen = max(n.last_seen, ts)
         n.languages[post.language or "und"] += 1
         n.terms.update([t for t in set(post.tokens.split()) - _STOP if len(t) > 2 and not t.isdigit()])
+        n.ranked = None
         if len(n.terms) > 2000:  # bounded memory: keep the frequent terms
             n.terms = Counter(dict(n.terms.most_common(500)))
         n.hourly[int(ts // 3600)] += 1
         n.methods[a.method] += 1
-        n.recent.append((post.id, ts, a.method, round(a.similarity, 4)))
-        if len(n.recent) > 2 * RECENT_POSTS:
-            del n.recent[:-RECENT_POSTS]
+        n.add_recent((post.id, ts, a.method, round(a.similarity, 4)))
         post_heat = ts / 3600.0 / self.params.heat_half_life_hours
         n.heat = _log2_add(n.heat, post_heat)
         if n.topic:

@@ -1,0 +1,98 @@
+"""Narratives: the parts of a document kept between saves (term ranking, stored recent posts,
+topic term sums) give the documents a computation from scratch gives."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from factbridge.backends.embedders.hashing import HashingEmbedder
+from factbridge.models import Post
+from factbridge.pipeline import narratives as narr
+from factbridge.pipeline.prepare import embedding_text, prepare_post
+from factbridge.settings import Settings
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _from_scratch(n: narr.Narrative) -> narr.Narrative:
+    return replace(n, ranked=None, recent_doc=None)
+
+
+def _topic_doc_from_scratch(topic: narr.Topic, narratives: dict[str, narr.Narrative], rule: str) -> dict[str, object]:
+    terms: Counter[str] = Counter()
+    for nid in topic.narratives:
+        terms.update(narratives[nid].terms)
+    doc = topic.to_doc(narratives, rule)
+    top = [t for t, _ in terms.most_common(12)]
+    return {**doc, "top_terms": top, "label": " · ".join(top[:5])}
+
+
+def test_summed_terms_keep_the_sums_and_the_key_order_of_counter_update() -> None:
+    small = narr.Narrative(id="a", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"rain": 1, "flood": 2, "dam": 1}))
+    large = narr.Narrative(id="b", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"dam": 900, "river": 1}))
+    later = narr.Narrative(id="c", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"bridge": 3, "rain": 4, "flood": 1}))
+    for order in ([small, large, later], [large, later, small], [later, small, large]):
+        expected: Counter[str] = Counter()
+        for n in order:
+            expected.update(n.terms)
+        summed = narr.summed_terms(order)
+        assert list(summed.items()) == list(expected.items())
+        assert summed.most_common(3) == expected.most_common(3)
+
+
+def test_recent_posts_and_ranking_follow_every_new_member() -> None:
+    n = narr.Narrative(id="nar-x", vec_sum=np.zeros(2, dtype=np.float32))
+    rule = "rule-1"
+    base = T0.timestamp()
+    for i in range(2 * narr.RECENT_POSTS + 30):  # past the trim of the in-memory list
+        n.add_recent((f"p{i}", base + 60 * i, "semantic", 0.9))
+        n.terms.update([f"t{i % 7}", f"u{i % 13}"])
+        n.ranked = None
+        n.size += 1
+        n.first_seen, n.last_seen = base, base + 60 * i
+        if i % 97 == 0 or i > 2 * narr.RECENT_POSTS:
+            doc = n.to_doc(rule)
+            assert doc == _from_scratch(n).to_doc(rule)
+            assert doc["recent_posts"][-1][0] == f"p{i}" and len(doc["recent_posts"]) == min(i + 1, narr.RECENT_POSTS)
+    # a narrative read back from its document continues it the same way
+    again = narr.Narrative.from_doc(n.to_doc(rule))
+    again.add_recent(("p-next", base + 10**6, "seed", 1.0))
+    n.add_recent(("p-next", base + 10**6, "seed", 1.0))
+    assert again.to_doc(rule)["recent_posts"] == n.to_doc(rule)["recent_posts"]
+
+
+def test_engine_documents_equal_documents_computed_from_scratch() -> None:
+    """Batches of related posts through one engine: after each batch every touched narrative's
+    and topic's document is the one a computation from scratch gives."""
+    stories = [
+        "flood waters reach the river bank near the old bridge in the city",
+        "the health ministry says the vaccine does not cause infertility",
+        "power cut across the capital after the storm hit the grid",
+        "bank raises interest rates by half a point to fight inflation",
+    ]
+    posts = []
+    for i in range(96):
+        story = stories[i % len(stories)]
+        extra = " ".join(f"w{(i * 7 + k) % 23}" for k in range(i % 5))
+        posts.append(prepare_post(Post(id=f"p{i}", platform="twitter", text=f"{story} {extra} report {i % 3}",
+                                       created_at=T0 + timedelta(minutes=9 * i), language="en")))
+    vectors = HashingEmbedder().encode_queries([embedding_text(p) for p in posts])
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    params = narr.resolve_thresholds(Settings().narratives, "hashing-v1-256", None)
+    engine = narr.NarrativeEngine(params, int(vectors.shape[1]))
+    rule = narr.decided_by(params)
+    multi = 0
+    for start in range(0, len(posts), 16):
+        _, touched, touched_topics = engine.assign(posts[start : start + 16], vectors[start : start + 16])
+        for nid in touched:
+            n = engine.narratives[nid]
+            assert n.to_doc(rule) == _from_scratch(n).to_doc(rule)
+        for tid in touched_topics & engine.topics.keys():
+            topic = engine.topics[tid]
+            multi += len(topic.narratives) > 1
+            assert topic.to_doc(engine.narratives, rule) == _topic_doc_from_scratch(topic, engine.narratives, rule)
+    assert multi and any(n.size > 4 for n in engine.narratives.values())  # the sums and rankings were exercised
