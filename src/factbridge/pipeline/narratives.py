@@ -414,7 +414,7 @@ class NarrativeEngine:
         self._topic_order: list[str] = []
         self._topic_row: dict[str, int] = {}
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
-        self._topic_span = np.zeros((0, 2))
+        self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
         self.seq = 0
         self.lock = threading.Lock()
 
@@ -603,26 +603,25 @@ class NarrativeEngine:
                 size = max(64, row * 2)
                 grown = np.zeros((size, self.dim), dtype=np.float32)
                 grown[: self._topic_centroids.shape[0]] = self._topic_centroids
-                span = np.full((size, 2), np.nan)
-                span[: self._topic_span.shape[0]] = self._topic_span
-                self._topic_centroids, self._topic_span = grown, span
+                window = np.full((size, 2), np.nan)
+                window[: self._topic_window.shape[0]] = self._topic_window
+                self._topic_centroids, self._topic_window = grown, window
         t = self.topics[tid]
         self._topic_centroids[row] = t.mean()
-        self._topic_span[row] = (t.first_seen, t.last_seen)
+        gap = self.params.topic_max_gap_hours * 3600.0
+        self._topic_window[row] = (t.first_seen - gap, t.last_seen + gap)
 
     def _retire_topic_row(self, tid: str) -> None:
         row = self._topic_row[tid]
         self._topic_centroids[row] = 0.0
-        self._topic_span[row] = np.nan  # never time-compatible again
+        self._topic_window[row] = np.nan  # never time-compatible again
 
     def _best_topic(self, centroid: np.ndarray, first: float, last: float, exclude: str = "") -> tuple[float, str]:
         n = len(self._topic_order)
         if n == 0:
             return -2.0, ""
-        gap = self.params.topic_max_gap_hours * 3600.0
-        span = self._topic_span[:n]
-        with np.errstate(invalid="ignore"):
-            ok = (span[:, 0] - gap <= last) & (first <= span[:, 1] + gap)
+        window = self._topic_window[:n]  # (comparisons with NaN are False, without a warning)
+        ok = (window[:, 0] <= last) & (first <= window[:, 1])
         if exclude:
             ok[self._topic_row[exclude]] = False
         if not ok.any():
