@@ -19,7 +19,7 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def _from_scratch(n: narr.Narrative) -> narr.Narrative:
-    return replace(n, ranked=None, recent_doc=None)
+    return replace(n, ranked=None, recent_doc=None, rep_doc=None)
 
 
 def _topic_doc_from_scratch(topic: narr.Topic, narratives: dict[str, narr.Narrative], rule: str) -> dict[str, object]:
@@ -35,13 +35,15 @@ def test_summed_terms_keep_the_sums_and_the_key_order_of_counter_update() -> Non
     small = narr.Narrative(id="a", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"rain": 1, "flood": 2, "dam": 1}))
     large = narr.Narrative(id="b", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"dam": 900, "river": 1}))
     later = narr.Narrative(id="c", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"bridge": 3, "rain": 4, "flood": 1}))
-    for order in ([small, large, later], [large, later, small], [later, small, large]):
+    ones = narr.Narrative(id="d", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"levee": 1, "dam": 1, "rain": 1}))
+    for order in ([small, large, later, ones], [large, ones, later, small], [ones, later, small, large], [ones, ones, small]):
         expected: Counter[str] = Counter()
         for n in order:
             expected.update(n.terms)
         summed = narr.summed_terms(order)
         assert list(summed.items()) == list(expected.items())
-        assert summed.most_common(3) == expected.most_common(3)
+        for k in (1, 3, 12):
+            assert narr.top_counts(summed, k) == expected.most_common(k)
 
 
 def test_recent_posts_and_ranking_follow_every_new_member() -> None:

@@ -73,10 +73,12 @@ import threading
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -254,9 +256,10 @@ class Narrative:
     recent: list[tuple[str, float, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
     # Derived, kept between batches so an unchanged part is not computed again for every save:
     # the terms ranked as `terms.most_common(100)` (None: the terms changed since), and the
-    # `recent` entries as stored (None: rebuilt from `recent` when next saved).
+    # `recent` entries as stored (None: rebuilt from `recent` when next saved), `rep_vec` encoded.
     ranked: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
     recent_doc: list[list[Any]] | None = field(default=None, repr=False, compare=False)
+    rep_doc: str | None = field(default=None, repr=False, compare=False)  # `rep_vec` as stored (None: encode again)
 
     def centroid(self) -> np.ndarray:
         norm = float(np.linalg.norm(self.vec_sum))
@@ -265,6 +268,8 @@ class Narrative:
     def to_doc(self, decided_by: str, top_terms: int = 12) -> dict[str, Any]:
         # one ranking of the terms for both fields: most_common(n) is sorted(...)[:n] (stable on ties)
         common = self.ranked_terms() if top_terms <= 100 else self.terms.most_common(top_terms)
+        if self.rep_doc is None:
+            self.rep_doc = _encode_vec(self.rep_vec)
         if self.recent_doc is None:
             self.recent_doc = [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent]
         return {
@@ -278,7 +283,7 @@ class Narrative:
             "methods": dict(self.methods), "factchecks": _listed_factchecks(self.factchecks),
             "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
             "recent_posts": self.recent_doc[-RECENT_POSTS:],
-            "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
+            "vector_sum": _encode_vec(self.vec_sum), "rep_vector": self.rep_doc,
         }
 
     def ranked_terms(self) -> list[tuple[str, int]]:
@@ -318,16 +323,34 @@ class Narrative:
 
 def summed_terms(narratives: Sequence[Narrative]) -> Counter[str]:
     """The narratives' term counts summed, in the order `Counter.update` with each in turn gives
-    (keys by first appearance). A narrative whose counts are small is added by its elements
-    (`Counter.update` over an iterable counts in C, the same sums in the same key order);
-    one with large counts by its mapping."""
+    (keys by first appearance). A narrative whose counts are all 1 is added by its keys, one
+    whose counts are small by its elements (`Counter.update` over an iterable counts in C: the
+    same sums in the same key order), one with large counts by its mapping."""
     terms: Counter[str] = Counter()
+    run: list[Iterable[str]] = []  # consecutive narratives with small counts: one update in C
     for n in narratives:
-        if not terms or sum(n.terms.values()) > 8 * len(n.terms):
-            terms.update(n.terms)
-        else:
-            terms.update(n.terms.elements())
+        total = sum(n.terms.values())
+        if total == len(n.terms):  # every count 1 (counts are positive): the keys are the elements
+            run.append(n.terms.keys())
+            continue
+        if total <= 8 * len(n.terms):
+            run.append(n.terms.elements())
+            continue
+        if run:
+            terms.update(chain.from_iterable(run))
+            run = []
+        terms.update(n.terms)
+    if run:
+        terms.update(chain.from_iterable(run))
     return terms
+
+
+def top_counts(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys is faster
+    than its heap (the same list: `heapq.nlargest` is documented as `sorted(...)[:n]`)."""
+    if len(counts) > 500:
+        return counts.most_common(n)
+    return sorted(counts.items(), key=itemgetter(1), reverse=True)[:n]
 
 
 @dataclass
@@ -356,7 +379,7 @@ class Topic:
         if len(members) == 1:  # the narrative's own ranking (a copy of one Counter ranks as it does)
             top = [t for t, _ in members[0].ranked_terms()[:12]]
         else:
-            top = [t for t, _ in summed_terms(members).most_common(12)]
+            top = [t for t, _ in top_counts(summed_terms(members), 12)]
         return {
             "id": self.id, "label": " · ".join(top[:5]), "size": self.size, "narrative_count": len(self.narratives),
             "narratives": self.narratives, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
@@ -588,6 +611,7 @@ class NarrativeEngine:
         if sim_new > sim_rep:
             n.representative = {"post_id": post.id, "text": (post.norm_text or post.text)[:500], "language": post.language}
             n.rep_vec = np.asarray(vec, dtype=np.float32).copy()
+            n.rep_doc = None
         for hit in hits:
             tally_factcheck(n.factchecks, hit)
         return centroid
