@@ -98,3 +98,65 @@ def test_engine_documents_equal_documents_computed_from_scratch() -> None:
             multi += len(topic.narratives) > 1
             assert topic.to_doc(engine.narratives, rule) == _topic_doc_from_scratch(topic, engine.narratives, rule)
     assert multi and any(n.size > 4 for n in engine.narratives.values())  # the sums and rankings were exercised
+
+
+def _story_posts(prefix: str, start: datetime, n: int, every_min: float) -> list[Post]:
+    text = "Vaccine causes infertility in young women, claims viral video from clinic"
+    return [Post(id=f"{prefix}{i}", text=f"{text} {i}", language="en", created_at=start + timedelta(minutes=every_min * i)) for i in range(n)]
+
+
+def test_narrative_sizes_come_from_a_current_engine_only(storage) -> None:  # type: ignore[no-untyped-def]
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    assert narr.narrative_sizes(storage, "org", ["nar-x"]) is None  # no engine in this process
+    posts = _story_posts("a", T0, 6, 10) + [Post(id="lone", text="the bridge over the river closed for repairs", language="en", created_at=T0)]
+    vecs = np.zeros((len(posts), 16), dtype=np.float32)
+    vecs[:6, 0] = 1.0
+    vecs[6, 1] = 1.0
+    narr.assign_posts(storage, "org", posts, vecs, params)
+    stored = {m.narrative_id for m in narr.NarrativeStore(storage).members("org")}
+    docs = narr.NarrativeStore(storage).documents("org", sorted(stored))
+    sizes = narr.narrative_sizes(storage, "org", [*sorted(stored), "nar-unknown"])
+    assert sizes == {nid: doc["size"] for nid, doc in docs.items()} and sorted(sizes.values()) == [1, 6]
+    # another process wrote since (the stored sequence number moved on): the documents are read
+    store = narr.NarrativeStore(storage)
+    store.bump("org", store.state("org"))  # type: ignore[arg-type]
+    assert narr.narrative_sizes(storage, "org", sorted(stored)) is None
+
+
+def test_bursts_read_only_narratives_big_enough_for_a_burst(hashing_services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.pipeline import bursts, records
+
+    storage, org = hashing_services.storage, hashing_services.settings.org
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    read: list[list[str]] = []
+    real_get = records.Narratives.get
+
+    def spy(self, org_: str, ids):  # type: ignore[no-untyped-def]
+        read.append(list(ids))
+        return real_get(self, org_, ids)
+
+    monkeypatch.setattr(bursts.Narratives, "get", spy)
+
+    def run(posts: list[Post], axis: int) -> dict[str, object]:
+        storage.upsert_posts(org, posts)
+        vecs = np.zeros((len(posts), 16), dtype=np.float32)
+        vecs[:, axis] = 1.0
+        narr.assign_posts(storage, org, posts, vecs, params)
+        return bursts.bursts_stage(hashing_services, org, posts)
+
+    run(_story_posts("q", T0, 12, 240), 0)
+    spike = _story_posts("s", T0 + timedelta(days=2, hours=1), 20, 2)
+    lone = [Post(id="lone", text="the bridge over the river closed for repairs", language="en", created_at=T0 + timedelta(days=2, hours=1))]
+    read.clear()
+    summary = run(spike, 0)
+    assert summary["alerts"] == 1 and summary["burst"] == 1
+    small = run(lone, 1)
+    assert small == {"alerts": 0}
+    lone_nid = narr.NarrativeMembers(storage).get(org, ["lone"])["lone"].narrative_id
+    assert read and all(lone_nid not in ids for ids in read)  # its document was never read
+    # without a current engine every narrative's document is read, and the same alert stands
+    store = narr.NarrativeStore(storage)
+    store.bump(org, store.state(org))  # type: ignore[arg-type]
+    read.clear()
+    assert bursts.detect_bursts(storage, org, [lone_nid], (T0 + timedelta(days=2, hours=2)).timestamp(), hashing_services.settings.bursts) == []
+    assert read == [[lone_nid]]

@@ -869,6 +869,21 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
     return engine
 
 
+def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, int] | None:
+    """The sizes of these narratives as stored, from this process's engine when it holds what is
+    stored (its sequence number is the stored one, checked under its lock); None when it does
+    not (no engine here, or another process wrote since): then read the documents. A narrative
+    the engine does not know is left out."""
+    engine = _ENGINES.get(storage, {}).get(org)
+    if engine is None:
+        return None
+    with engine.lock:
+        state = NarrativeStore(storage).state(org)
+        if state is None or state.seq != engine.seq:
+            return None
+        return {nid: engine.narratives[nid].size for nid in ids if nid in engine.narratives}
+
+
 def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The stored fact-check matches (decision match or possible) of each post."""
     out: dict[str, list[dict[str, Any]]] = {}
