@@ -3,6 +3,7 @@ topic term sums) give the documents a computation from scratch gives."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,8 @@ def test_engine_documents_equal_documents_computed_from_scratch() -> None:
             multi += len(topic.narratives) > 1
             assert topic.to_doc(engine.narratives, rule) == _topic_doc_from_scratch(topic, engine.narratives, rule)
     assert multi and any(n.size > 4 for n in engine.narratives.values())  # the sums and rankings were exercised
+    ids = [*engine.narratives, *engine.topics]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"(nar|top)-[0-9a-f]{12}", i) for i in ids)
 
 
 def _story_posts(prefix: str, start: datetime, n: int, every_min: float) -> list[Post]:

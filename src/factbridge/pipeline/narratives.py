@@ -69,8 +69,8 @@ import base64
 import contextlib
 import logging
 import math
+import os
 import threading
-import uuid
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -406,6 +406,12 @@ class Assignment:
     neighbour: str  # the post (near-duplicate) or narrative (semantic) compared with
 
 
+def _new_id(prefix: str) -> str:
+    """A new narrative or topic id: 12 random hex digits (what the first 12 of a uuid4 are,
+    without building one)."""
+    return f"{prefix}-{os.urandom(6).hex()}"
+
+
 def _post_time(post: Post) -> float:
     if post.created_at is None:
         return datetime.now(UTC).timestamp()
@@ -567,7 +573,7 @@ class NarrativeEngine:
                 if sim >= (p.crosslingual if other_language else p.semantic):
                     choice = Assignment(post.id, nid, "semantic", sim, nid)
             if choice is None:
-                nid = f"nar-{uuid.uuid4().hex[:12]}"
+                nid = _new_id("nar")
                 self.narratives[nid] = Narrative(id=nid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=_iso(times[i]))
                 new_narratives.append(nid)
                 choice = Assignment(post.id, nid, "seed", 1.0, "")
@@ -675,7 +681,7 @@ class NarrativeEngine:
             n = self.narratives[nid]
             sim, tid = self._best_topic(n.vec_sum / max(n.size, 1), n.first_seen, n.last_seen)
             if not tid or sim < p.topic:
-                tid = f"top-{uuid.uuid4().hex[:12]}"
+                tid = _new_id("top")
                 self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
             topic = self.topics[tid]
             n.topic = tid
