@@ -41,7 +41,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.alerts import store_alerts
-from factbridge.pipeline.narratives import _post_time
+from factbridge.pipeline.narratives import _post_time, narrative_sizes
 from factbridge.pipeline.records import (
     BURST_STATE,
     DELIVERIES,
@@ -138,8 +138,11 @@ def _iso_bin(bin_index: int, bin_hours: int) -> str:
 
 def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[Alert, bool]]:
     """Alerts (record, is_new) for bursts of these narratives that reach into [since, now]."""
-    docs = Narratives(storage).get(org, list(narrative_ids))
-    states = BurstStates(storage).get(org, list(narrative_ids))
+    # A narrative smaller than a burst can be is skipped without reading its document (most are).
+    sizes = narrative_sizes(storage, org, narrative_ids)
+    wanted = [nid for nid in narrative_ids if sizes is None or sizes.get(nid, params.min_posts) >= params.min_posts]
+    docs = Narratives(storage).get(org, wanted)
+    states = BurstStates(storage).get(org, wanted)
     now_bin = int(now // 3600) // params.bin
     since_bin = int((since if since is not None else now) // 3600) // params.bin
     out: list[tuple[Alert, bool]] = []

@@ -69,14 +69,16 @@ import base64
 import contextlib
 import logging
 import math
+import os
 import threading
-import uuid
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -252,6 +254,12 @@ class Narrative:
     heat: float | None = None
     created_at: str = ""
     recent: list[tuple[str, float, str, float]] = field(default_factory=list)  # (post id, time, method, similarity)
+    # Derived, kept between batches so an unchanged part is not computed again for every save:
+    # the terms ranked as `terms.most_common(100)` (None: the terms changed since), and the
+    # `recent` entries as stored (None: rebuilt from `recent` when next saved), `rep_vec` encoded.
+    ranked: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
+    recent_doc: list[list[Any]] | None = field(default=None, repr=False, compare=False)
+    rep_doc: str | None = field(default=None, repr=False, compare=False)  # `rep_vec` as stored (None: encode again)
 
     def centroid(self) -> np.ndarray:
         norm = float(np.linalg.norm(self.vec_sum))
@@ -259,7 +267,11 @@ class Narrative:
 
     def to_doc(self, decided_by: str, top_terms: int = 12) -> dict[str, Any]:
         # one ranking of the terms for both fields: most_common(n) is sorted(...)[:n] (stable on ties)
-        common = self.terms.most_common(max(top_terms, 100))
+        common = self.ranked_terms() if top_terms <= 100 else self.terms.most_common(top_terms)
+        if self.rep_doc is None:
+            self.rep_doc = _encode_vec(self.rep_vec)
+        if self.recent_doc is None:
+            self.recent_doc = [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent]
         return {
             "id": self.id, "topic_id": self.topic, "size": self.size,
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
@@ -270,9 +282,25 @@ class Narrative:
             "counts_daily": daily_counts(self.hourly),
             "methods": dict(self.methods), "factchecks": _listed_factchecks(self.factchecks),
             "heat_log2": self.heat, "created_at": self.created_at, "decided_by": decided_by,
-            "recent_posts": [[pid, _iso(ts), method, sim] for pid, ts, method, sim in self.recent[-RECENT_POSTS:]],
-            "vector_sum": _encode_vec(self.vec_sum), "rep_vector": _encode_vec(self.rep_vec),
+            "recent_posts": self.recent_doc[-RECENT_POSTS:],
+            "vector_sum": _encode_vec(self.vec_sum), "rep_vector": self.rep_doc,
         }
+
+    def ranked_terms(self) -> list[tuple[str, int]]:
+        """`terms.most_common(100)`, computed once per change of the terms (its first n are
+        `most_common(n)`: the ranking is a stable sort)."""
+        if self.ranked is None:
+            self.ranked = self.terms.most_common(100)
+        return self.ranked
+
+    def add_recent(self, entry: tuple[str, float, str, float]) -> None:
+        self.recent.append(entry)
+        if len(self.recent) > 2 * RECENT_POSTS:
+            del self.recent[:-RECENT_POSTS]
+            self.recent_doc = None
+        elif self.recent_doc is not None:
+            pid, ts, method, sim = entry
+            self.recent_doc.append([pid, _iso(ts), method, sim])
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Narrative:
@@ -291,6 +319,38 @@ class Narrative:
         n.heat = doc.get("heat_log2")
         n.created_at = doc.get("created_at", "")
         return n
+
+
+def summed_terms(narratives: Sequence[Narrative]) -> Counter[str]:
+    """The narratives' term counts summed, in the order `Counter.update` with each in turn gives
+    (keys by first appearance). A narrative whose counts are all 1 is added by its keys, one
+    whose counts are small by its elements (`Counter.update` over an iterable counts in C: the
+    same sums in the same key order), one with large counts by its mapping."""
+    terms: Counter[str] = Counter()
+    run: list[Iterable[str]] = []  # consecutive narratives with small counts: one update in C
+    for n in narratives:
+        total = sum(n.terms.values())
+        if total == len(n.terms):  # every count 1 (counts are positive): the keys are the elements
+            run.append(n.terms.keys())
+            continue
+        if total <= 8 * len(n.terms):
+            run.append(n.terms.elements())
+            continue
+        if run:
+            terms.update(chain.from_iterable(run))
+            run = []
+        terms.update(n.terms)
+    if run:
+        terms.update(chain.from_iterable(run))
+    return terms
+
+
+def top_counts(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys is faster
+    than its heap (the same list: `heapq.nlargest` is documented as `sorted(...)[:n]`)."""
+    if len(counts) > 500:
+        return counts.most_common(n)
+    return sorted(counts.items(), key=itemgetter(1), reverse=True)[:n]
 
 
 @dataclass
@@ -312,12 +372,14 @@ class Topic:
         return self.vec_sum / max(self.size, 1)
 
     def to_doc(self, narratives: dict[str, Narrative], decided_by: str) -> dict[str, Any]:
-        terms: Counter[str] = Counter()
+        members = [narratives[nid] for nid in self.narratives]
         langs: Counter[str] = Counter()
-        for nid in self.narratives:
-            terms.update(narratives[nid].terms)
-            langs.update(narratives[nid].languages)
-        top = [t for t, _ in terms.most_common(12)]
+        for n in members:
+            langs.update(n.languages)
+        if len(members) == 1:  # the narrative's own ranking (a copy of one Counter ranks as it does)
+            top = [t for t, _ in members[0].ranked_terms()[:12]]
+        else:
+            top = [t for t, _ in top_counts(summed_terms(members), 12)]
         return {
             "id": self.id, "label": " · ".join(top[:5]), "size": self.size, "narrative_count": len(self.narratives),
             "narratives": self.narratives, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
@@ -342,6 +404,12 @@ class Assignment:
     method: str  # "near-duplicate", "near-duplicate-image", "semantic" or "seed"
     similarity: float
     neighbour: str  # the post (near-duplicate) or narrative (semantic) compared with
+
+
+def _new_id(prefix: str) -> str:
+    """A new narrative or topic id: 12 random hex digits (what the first 12 of a uuid4 are,
+    without building one)."""
+    return f"{prefix}-{os.urandom(6).hex()}"
 
 
 def _post_time(post: Post) -> float:
@@ -375,7 +443,7 @@ class NarrativeEngine:
         self._topic_order: list[str] = []
         self._topic_row: dict[str, int] = {}
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
-        self._topic_span = np.zeros((0, 2))
+        self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
         self.seq = 0
         self.lock = threading.Lock()
 
@@ -505,7 +573,7 @@ class NarrativeEngine:
                 if sim >= (p.crosslingual if other_language else p.semantic):
                     choice = Assignment(post.id, nid, "semantic", sim, nid)
             if choice is None:
-                nid = f"nar-{uuid.uuid4().hex[:12]}"
+                nid = _new_id("nar")
                 self.narratives[nid] = Narrative(id=nid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=_iso(times[i]))
                 new_narratives.append(nid)
                 choice = Assignment(post.id, nid, "seed", 1.0, "")
@@ -532,13 +600,12 @@ class NarrativeEngine:
         n.last_seen = max(n.last_seen, ts)
         n.languages[post.language or "und"] += 1
         n.terms.update([t for t in set(post.tokens.split()) - _STOP if len(t) > 2 and not t.isdigit()])
+        n.ranked = None
         if len(n.terms) > 2000:  # bounded memory: keep the frequent terms
             n.terms = Counter(dict(n.terms.most_common(500)))
         n.hourly[int(ts // 3600)] += 1
         n.methods[a.method] += 1
-        n.recent.append((post.id, ts, a.method, round(a.similarity, 4)))
-        if len(n.recent) > 2 * RECENT_POSTS:
-            del n.recent[:-RECENT_POSTS]
+        n.add_recent((post.id, ts, a.method, round(a.similarity, 4)))
         post_heat = ts / 3600.0 / self.params.heat_half_life_hours
         n.heat = _log2_add(n.heat, post_heat)
         if n.topic:
@@ -550,6 +617,7 @@ class NarrativeEngine:
         if sim_new > sim_rep:
             n.representative = {"post_id": post.id, "text": (post.norm_text or post.text)[:500], "language": post.language}
             n.rep_vec = np.asarray(vec, dtype=np.float32).copy()
+            n.rep_doc = None
         for hit in hits:
             tally_factcheck(n.factchecks, hit)
         return centroid
@@ -565,26 +633,25 @@ class NarrativeEngine:
                 size = max(64, row * 2)
                 grown = np.zeros((size, self.dim), dtype=np.float32)
                 grown[: self._topic_centroids.shape[0]] = self._topic_centroids
-                span = np.full((size, 2), np.nan)
-                span[: self._topic_span.shape[0]] = self._topic_span
-                self._topic_centroids, self._topic_span = grown, span
+                window = np.full((size, 2), np.nan)
+                window[: self._topic_window.shape[0]] = self._topic_window
+                self._topic_centroids, self._topic_window = grown, window
         t = self.topics[tid]
         self._topic_centroids[row] = t.mean()
-        self._topic_span[row] = (t.first_seen, t.last_seen)
+        gap = self.params.topic_max_gap_hours * 3600.0
+        self._topic_window[row] = (t.first_seen - gap, t.last_seen + gap)
 
     def _retire_topic_row(self, tid: str) -> None:
         row = self._topic_row[tid]
         self._topic_centroids[row] = 0.0
-        self._topic_span[row] = np.nan  # never time-compatible again
+        self._topic_window[row] = np.nan  # never time-compatible again
 
     def _best_topic(self, centroid: np.ndarray, first: float, last: float, exclude: str = "") -> tuple[float, str]:
         n = len(self._topic_order)
         if n == 0:
             return -2.0, ""
-        gap = self.params.topic_max_gap_hours * 3600.0
-        span = self._topic_span[:n]
-        with np.errstate(invalid="ignore"):
-            ok = (span[:, 0] - gap <= last) & (first <= span[:, 1] + gap)
+        window = self._topic_window[:n]  # (comparisons with NaN are False, without a warning)
+        ok = (window[:, 0] <= last) & (first <= window[:, 1])
         if exclude:
             ok[self._topic_row[exclude]] = False
         if not ok.any():
@@ -614,7 +681,7 @@ class NarrativeEngine:
             n = self.narratives[nid]
             sim, tid = self._best_topic(n.vec_sum / max(n.size, 1), n.first_seen, n.last_seen)
             if not tid or sim < p.topic:
-                tid = f"top-{uuid.uuid4().hex[:12]}"
+                tid = _new_id("top")
                 self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
             topic = self.topics[tid]
             n.topic = tid
@@ -806,6 +873,21 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
         engine.load(storage, org)
         engines[org] = engine
     return engine
+
+
+def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, int] | None:
+    """The sizes of these narratives as stored, from this process's engine when it holds what is
+    stored (its sequence number is the stored one, checked under its lock); None when it does
+    not (no engine here, or another process wrote since): then read the documents. A narrative
+    the engine does not know is left out."""
+    engine = _ENGINES.get(storage, {}).get(org)
+    if engine is None:
+        return None
+    with engine.lock:
+        state = NarrativeStore(storage).state(org)
+        if state is None or state.seq != engine.seq:
+            return None
+        return {nid: engine.narratives[nid].size for nid in ids if nid in engine.narratives}
 
 
 def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

@@ -1,0 +1,165 @@
+"""Narratives: the parts of a document kept between saves (term ranking, stored recent posts,
+topic term sums) give the documents a computation from scratch gives."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from factbridge.backends.embedders.hashing import HashingEmbedder
+from factbridge.models import Post
+from factbridge.pipeline import narratives as narr
+from factbridge.pipeline.prepare import embedding_text, prepare_post
+from factbridge.settings import Settings
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _from_scratch(n: narr.Narrative) -> narr.Narrative:
+    return replace(n, ranked=None, recent_doc=None, rep_doc=None)
+
+
+def _topic_doc_from_scratch(topic: narr.Topic, narratives: dict[str, narr.Narrative], rule: str) -> dict[str, object]:
+    terms: Counter[str] = Counter()
+    for nid in topic.narratives:
+        terms.update(narratives[nid].terms)
+    doc = topic.to_doc(narratives, rule)
+    top = [t for t, _ in terms.most_common(12)]
+    return {**doc, "top_terms": top, "label": " · ".join(top[:5])}
+
+
+def test_summed_terms_keep_the_sums_and_the_key_order_of_counter_update() -> None:
+    small = narr.Narrative(id="a", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"rain": 1, "flood": 2, "dam": 1}))
+    large = narr.Narrative(id="b", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"dam": 900, "river": 1}))
+    later = narr.Narrative(id="c", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"bridge": 3, "rain": 4, "flood": 1}))
+    ones = narr.Narrative(id="d", vec_sum=np.zeros(2, dtype=np.float32), terms=Counter({"levee": 1, "dam": 1, "rain": 1}))
+    for order in ([small, large, later, ones], [large, ones, later, small], [ones, later, small, large], [ones, ones, small]):
+        expected: Counter[str] = Counter()
+        for n in order:
+            expected.update(n.terms)
+        summed = narr.summed_terms(order)
+        assert list(summed.items()) == list(expected.items())
+        for k in (1, 3, 12):
+            assert narr.top_counts(summed, k) == expected.most_common(k)
+
+
+def test_recent_posts_and_ranking_follow_every_new_member() -> None:
+    n = narr.Narrative(id="nar-x", vec_sum=np.zeros(2, dtype=np.float32))
+    rule = "rule-1"
+    base = T0.timestamp()
+    for i in range(2 * narr.RECENT_POSTS + 30):  # past the trim of the in-memory list
+        n.add_recent((f"p{i}", base + 60 * i, "semantic", 0.9))
+        n.terms.update([f"t{i % 7}", f"u{i % 13}"])
+        n.ranked = None
+        n.size += 1
+        n.first_seen, n.last_seen = base, base + 60 * i
+        if i % 97 == 0 or i > 2 * narr.RECENT_POSTS:
+            doc = n.to_doc(rule)
+            assert doc == _from_scratch(n).to_doc(rule)
+            assert doc["recent_posts"][-1][0] == f"p{i}" and len(doc["recent_posts"]) == min(i + 1, narr.RECENT_POSTS)
+    # a narrative read back from its document continues it the same way
+    again = narr.Narrative.from_doc(n.to_doc(rule))
+    again.add_recent(("p-next", base + 10**6, "seed", 1.0))
+    n.add_recent(("p-next", base + 10**6, "seed", 1.0))
+    assert again.to_doc(rule)["recent_posts"] == n.to_doc(rule)["recent_posts"]
+
+
+def test_engine_documents_equal_documents_computed_from_scratch() -> None:
+    """Batches of related posts through one engine: after each batch every touched narrative's
+    and topic's document is the one a computation from scratch gives."""
+    stories = [
+        "flood waters reach the river bank near the old bridge in the city",
+        "the health ministry says the vaccine does not cause infertility",
+        "power cut across the capital after the storm hit the grid",
+        "bank raises interest rates by half a point to fight inflation",
+    ]
+    posts = []
+    for i in range(96):
+        story = stories[i % len(stories)]
+        extra = " ".join(f"w{(i * 7 + k) % 23}" for k in range(i % 5))
+        posts.append(prepare_post(Post(id=f"p{i}", platform="twitter", text=f"{story} {extra} report {i % 3}",
+                                       created_at=T0 + timedelta(minutes=9 * i), language="en")))
+    vectors = HashingEmbedder().encode_queries([embedding_text(p) for p in posts])
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    params = narr.resolve_thresholds(Settings().narratives, "hashing-v1-256", None)
+    engine = narr.NarrativeEngine(params, int(vectors.shape[1]))
+    rule = narr.decided_by(params)
+    multi = 0
+    for start in range(0, len(posts), 16):
+        _, touched, touched_topics = engine.assign(posts[start : start + 16], vectors[start : start + 16])
+        for nid in touched:
+            n = engine.narratives[nid]
+            assert n.to_doc(rule) == _from_scratch(n).to_doc(rule)
+        for tid in touched_topics & engine.topics.keys():
+            topic = engine.topics[tid]
+            multi += len(topic.narratives) > 1
+            assert topic.to_doc(engine.narratives, rule) == _topic_doc_from_scratch(topic, engine.narratives, rule)
+    assert multi and any(n.size > 4 for n in engine.narratives.values())  # the sums and rankings were exercised
+    ids = [*engine.narratives, *engine.topics]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"(nar|top)-[0-9a-f]{12}", i) for i in ids)
+
+
+def _story_posts(prefix: str, start: datetime, n: int, every_min: float) -> list[Post]:
+    text = "Vaccine causes infertility in young women, claims viral video from clinic"
+    return [Post(id=f"{prefix}{i}", text=f"{text} {i}", language="en", created_at=start + timedelta(minutes=every_min * i)) for i in range(n)]
+
+
+def test_narrative_sizes_come_from_a_current_engine_only(storage) -> None:  # type: ignore[no-untyped-def]
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    assert narr.narrative_sizes(storage, "org", ["nar-x"]) is None  # no engine in this process
+    posts = _story_posts("a", T0, 6, 10) + [Post(id="lone", text="the bridge over the river closed for repairs", language="en", created_at=T0)]
+    vecs = np.zeros((len(posts), 16), dtype=np.float32)
+    vecs[:6, 0] = 1.0
+    vecs[6, 1] = 1.0
+    narr.assign_posts(storage, "org", posts, vecs, params)
+    stored = {m.narrative_id for m in narr.NarrativeStore(storage).members("org")}
+    docs = narr.NarrativeStore(storage).documents("org", sorted(stored))
+    sizes = narr.narrative_sizes(storage, "org", [*sorted(stored), "nar-unknown"])
+    assert sizes == {nid: doc["size"] for nid, doc in docs.items()} and sorted(sizes.values()) == [1, 6]
+    # another process wrote since (the stored sequence number moved on): the documents are read
+    store = narr.NarrativeStore(storage)
+    store.bump("org", store.state("org"))  # type: ignore[arg-type]
+    assert narr.narrative_sizes(storage, "org", sorted(stored)) is None
+
+
+def test_bursts_read_only_narratives_big_enough_for_a_burst(hashing_services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.pipeline import bursts, records
+
+    storage, org = hashing_services.storage, hashing_services.settings.org
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    read: list[list[str]] = []
+    real_get = records.Narratives.get
+
+    def spy(self, org_: str, ids):  # type: ignore[no-untyped-def]
+        read.append(list(ids))
+        return real_get(self, org_, ids)
+
+    monkeypatch.setattr(bursts.Narratives, "get", spy)
+
+    def run(posts: list[Post], axis: int) -> dict[str, object]:
+        storage.upsert_posts(org, posts)
+        vecs = np.zeros((len(posts), 16), dtype=np.float32)
+        vecs[:, axis] = 1.0
+        narr.assign_posts(storage, org, posts, vecs, params)
+        return bursts.bursts_stage(hashing_services, org, posts)
+
+    run(_story_posts("q", T0, 12, 240), 0)
+    spike = _story_posts("s", T0 + timedelta(days=2, hours=1), 20, 2)
+    lone = [Post(id="lone", text="the bridge over the river closed for repairs", language="en", created_at=T0 + timedelta(days=2, hours=1))]
+    read.clear()
+    summary = run(spike, 0)
+    assert summary["alerts"] == 1 and summary["burst"] == 1
+    small = run(lone, 1)
+    assert small == {"alerts": 0}
+    lone_nid = narr.NarrativeMembers(storage).get(org, ["lone"])["lone"].narrative_id
+    assert read and all(lone_nid not in ids for ids in read)  # its document was never read
+    # without a current engine every narrative's document is read, and the same alert stands
+    store = narr.NarrativeStore(storage)
+    store.bump(org, store.state(org))  # type: ignore[arg-type]
+    read.clear()
+    assert bursts.detect_bursts(storage, org, [lone_nid], (T0 + timedelta(days=2, hours=2)).timestamp(), hashing_services.settings.bursts) == []
+    assert read == [[lone_nid]]
