@@ -17,6 +17,7 @@ from factbridge.pipeline.prepare import prepare_post
 from factbridge.pipeline.stages import StageClock, run_stages
 from factbridge.services import Services
 from factbridge.settings import load_settings
+from factbridge.testing.triage import comparable_entries
 from factbridge.text import minhash
 from factbridge.text.normalize import fold_diacritics
 from factbridge.text.tokenize import _segment_khmer, tokenize
@@ -68,16 +69,7 @@ def test_cached_tokenizer_gives_what_it_computes() -> None:
 
 
 def _entries(captured: list[list[Any]]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for entry in captured.pop():
-        doc = entry.to_doc()
-        doc.pop("updated_at", None)
-        velocity = doc["components"]["velocity"]["evidence"]
-        if "examples" in velocity:  # exact copies tie in the vector search: their order (and so which 10 of more) is not defined
-            examples = velocity["examples"]
-            velocity["examples"] = sorted(examples) if velocity["repeats"] <= len(examples) else len(examples)
-        out[entry.id] = doc
-    return out
+    return comparable_entries(captured.pop())
 
 
 def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from factbridge.pipeline.records import (
 from factbridge.pipeline.stages import FunctionStage, load_stages, run_stages
 from factbridge.services import Services
 from factbridge.settings import load_settings
+from factbridge.testing.triage import comparable_entries
 
 ORG = "desk"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -81,16 +82,7 @@ def _full_recompute(services: Services, org: str, posts: list[Post]) -> dict[str
 
 
 def _docs(entries: list[Any]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for entry in entries:
-        doc = entry.to_doc()
-        doc.pop("updated_at", None)
-        velocity = doc["components"]["velocity"]["evidence"]
-        if "examples" in velocity:  # exact copies tie in the vector search: their order (and so which 10 of more) is not defined
-            examples = velocity["examples"]
-            velocity["examples"] = sorted(examples) if velocity["repeats"] <= len(examples) else len(examples)
-        out[entry.id] = doc
-    return out
+    return comparable_entries(entries)
 
 
 @contextmanager
