@@ -1,13 +1,13 @@
 """Pausing Python's cyclic garbage collector around a stage's bulk work.
 
-A stage that parses thousands of stored documents per batch (triage: four per member of
-every touched narrative) allocates so many fresh dicts and lists that the collector runs
+A stage that parses thousands of stored documents per batch (triage, before its narratives'
+member summaries: four per member of every touched narrative) allocates so many fresh dicts and lists that the collector runs
 again and again during it, each run walking the process's whole heap (models, caches,
 pandas): on 550-character posts that was most of triage's time. Those objects hold no
 reference cycles and are freed by reference counting; pausing collection while the stage
 runs and resuming it after changes nothing but when collection happens. (Tried on the
-coordination stage too, whose share table re-reads every stored post: no gain measured,
-so not used there; docs/performance.md §5.)
+coordination stage too, when its share table re-read every stored post per batch: no gain
+measured, so not used there; docs/performance.md §5.)
 """
 
 from __future__ import annotations
