@@ -114,7 +114,7 @@ _TOPIC_WORDS = 24  # content words of one post's topic (fr, en)
 
 @dataclass(frozen=True)
 class _Bigrams:
-    """Vietnamese syllables, their unigram probabilities and each one's followers."""
+    """Vietnamese syllables with their cumulative unigram probabilities, and each one's followers."""
 
     words: list[str]
     cdf: np.ndarray
