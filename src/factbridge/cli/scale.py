@@ -90,7 +90,8 @@ def bench_ingest(
                   f"{1000 * result.total_cpu_s / posts:.2f}", "100%", f"[bold]{result.rate:,.1f}[/]")
     console.print(table)
     console.print(f"embedded {result.embedded} texts, reused {result.reused} vectors (same or near-same text)")
-    console.print(f"repeats triage found: {result.repeats_per_post:.2f} per post, {result.with_repeats:.0%} of posts with any (a real feed: 0.25 to 2.2 per 1,000 posts, docs/performance.md)")
+    console.print(f"repeats triage found: {result.repeats_per_post:.2f} per post ({result.with_repeats:.0%} of posts with any); "
+                  "among 1,000 real posts, neighbours at cosine >= 0.92: 0.25 to 2.2 per post (docs/performance.md)")
     console.print(
         f"encoder alone ({escape(encoder_id)}), same {result.encoder_texts} posts (each batch right after its pipeline run): {result.encoder_rate:,.1f} posts/s "
         f"({1000 * result.encoder_s / posts:.2f} ms/post, {1000 * result.encoder_cpu_s / posts:.2f} CPU ms/post); "
