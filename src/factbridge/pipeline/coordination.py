@@ -320,20 +320,28 @@ def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_T
     return shares_from_frame(frame, str(path), object_types)
 
 
+def _image_group_names(image_of: Sequence[tuple[int, str]]) -> dict[int, list[str]]:
+    """Per post (its number in `image_of`'s (post, dHash) pairs), the names of its images'
+    near-duplicate groups: "dhash-" and the first 16 digits of the group's first image."""
+    from factbridge.images.matching import near_duplicate_groups
+
+    names: dict[int, list[str]] = {}
+    if image_of:
+        groups = near_duplicate_groups([h for _, h in image_of])
+        for (i, _), g in zip(image_of, groups, strict=True):
+            names.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
+    return names
+
+
 def shares_from_posts(posts: Sequence[Any], object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
     """Share records from stored posts: their links, hashtags, near-identical texts and images
     (near-duplicate images are one object, named after the first image's dHash)."""
     pd = _pandas()
-    from factbridge.images.matching import near_duplicate_groups
     from factbridge.text.urls import extract_hashtags
 
     kept = [p for p in posts if p.author and p.created_at is not None]
     image_of = [(i, img.dhash) for i, p in enumerate(kept) for img in getattr(p, "images", ()) if img.dhash]
-    image_ids: dict[int, list[str]] = {}
-    if "image" in object_types and image_of:
-        groups = near_duplicate_groups([h for _, h in image_of])
-        for (i, _), g in zip(image_of, groups, strict=True):
-            image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
+    image_ids = _image_group_names(image_of) if "image" in object_types else {}
     rows = []
     for i, p in enumerate(kept):
         rows.append({
@@ -681,8 +689,6 @@ class ShareRecords:
 
     def _image_tokens(self, kept: np.ndarray) -> np.ndarray:
         """Per kept post, its near-duplicate image groups' names (as shares_from_posts names them)."""
-        from factbridge.images.matching import near_duplicate_groups
-
         tokens = np.empty(kept.shape[0], dtype=object)
         with_images = np.flatnonzero(self._n_images[kept])
         if with_images.shape[0] == 0:
@@ -690,13 +696,8 @@ class ShareRecords:
         tokens[:] = [()] * kept.shape[0]
         dhashes = self._dhashes[kept]
         image_of = [(i, h) for i in with_images.tolist() for h in dhashes[i]]
-        if image_of:
-            image_ids: dict[int, list[str]] = {}
-            groups = near_duplicate_groups([h for _, h in image_of])
-            for (i, _), g in zip(image_of, groups, strict=True):
-                image_ids.setdefault(i, []).append("dhash-" + image_of[g][1][:16])
-            for i, found in image_ids.items():
-                tokens[i] = tuple(" ".join(dict.fromkeys(found)).lower().split())
+        for row, found in _image_group_names(image_of).items():
+            tokens[row] = tuple(" ".join(dict.fromkeys(found)).lower().split())
         return tokens
 
 
