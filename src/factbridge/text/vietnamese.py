@@ -142,7 +142,6 @@ def train_tone_model(texts: Iterable[str], min_bigram: int = 2, min_unigram: int
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def default_tone_model() -> ToneModel | None:
     """The shipped model, read once per process (reading it costs ~60 ms; restoring reads it only)."""
     path = default_tones_path()
