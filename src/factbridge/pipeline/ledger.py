@@ -100,19 +100,13 @@ class Ledger:
             out[post.id] = entry if entry is not None and entry.content_sha == sha else LedgerEntry(post.id, sha)
         return out
 
-    def record(self, org: str, posts: Sequence[Post], stage: Stage, status: Status, at: datetime,
-               entries: dict[str, LedgerEntry] | None = None) -> None:
-        """Note that `stage` ran (or was skipped) on these posts and write their entries now;
-        `entries` (from `entries()`) is updated in place and saves a read."""
-        entries = entries if entries is not None else self.entries(org, posts)
-        self.save(org, entries, self.note(posts, stage, status, at, entries))
-
     @staticmethod
     def note(posts: Sequence[Post], stage: Stage, status: Status, at: datetime,
              entries: dict[str, LedgerEntry]) -> list[str]:
-        """`record` without the write: the entries are updated in memory only and the ids
-        of the posts noted are returned, for one `save` later (the runner saves once per
-        batch, after every stage stored its outputs, or when a stage fails)."""
+        """Note that `stage` ran (or was skipped) on these posts: `entries` (from `entries()`)
+        is updated in memory only and the ids of the posts noted are returned, for one
+        `save` later (the runner saves once per batch, after every stage stored its outputs,
+        or when a stage fails)."""
         run = StageRun(stage.version, status, at.isoformat(timespec="seconds"))
         for post in posts:
             entry = entries.get(post.id)
