@@ -372,12 +372,7 @@ def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]
 
 def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> float:
     """Copies (the post and its repeats) seen within the window ending at the newest copy, per hour."""
-    return copies_rate([post.created_at, *(p.created_at for p in repeats)], window_hours)
-
-
-def copies_rate(times: Sequence[datetime | None], window_hours: float) -> float:
-    """`repeat_rate` of copies posted at these times (the first one is the post; None: a copy without a time)."""
-    return _stamps_rate([_stamp(t) for t in times], window_hours)
+    return _stamps_rate([_stamp(p.created_at) for p in (post, *repeats)], window_hours)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -395,7 +390,8 @@ def _window(window_hours: float) -> int:
 
 
 def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:
-    """`copies_rate` of `_stamp`s."""
+    """`repeat_rate` of copies posted at these `_stamp`s (the first one is the post; None: a
+    copy without a time)."""
     known = [t for t in stamps if t is not None]
     if not known:
         return (len(stamps) - 1) / window_hours
