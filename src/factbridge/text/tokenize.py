@@ -38,7 +38,7 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
 
     The words of `khmercut.tokenize(run)`: its character clusters (`seg_kcc`), its CRF
     model and tagger, its attributes (`kcc_to_features`), built here as the strings the
-    tagger reads (`_kcc_attributes`: each cluster's kind worked out once, no dictionaries
+    tagger reads (`_kcc_attributes`: each cluster's attributes worked out once, no dictionaries
     for pycrfsuite to convert); about 30 % less CPU per run. Only the tagging holds the lock."""
     import khmercut
 
@@ -55,19 +55,14 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
     return tuple(words)
 
 
-@lru_cache(maxsize=4096)
-def _kcc_kind(kcc: str) -> tuple[str, bool]:
-    """khmercut's `kcc_type` and `is_no_space` of a character cluster."""
-    from khmercut import NS, get_type, kcc_type
-
-    return kcc_type(kcc), get_type(kcc[0]) == NS
-
-
 @lru_cache(maxsize=16_384)
 def _kcc_roles(kcc: str) -> tuple[tuple[str, ...], bool]:
     """The attributes a cluster gives at each window offset ("kcc:", "t:", "kcc[-1]:",
-    "kcc[-1]t:", ... "kcc[+3]t:"), built once per cluster, and its `is_no_space`."""
-    t, ns = _kcc_kind(kcc)
+    "kcc[-1]t:", ... "kcc[+3]t:"), built once per cluster, and its `is_no_space`
+    (khmercut's `kcc_type` and `is_no_space`)."""
+    from khmercut import NS, get_type, kcc_type
+
+    t, ns = kcc_type(kcc), get_type(kcc[0]) == NS
     roles: tuple[str, ...] = ("kcc:" + kcc, "t:" + t)
     for offset in ("[-1]", "[-2]", "[-3]", "[+1]", "[+2]", "[+3]"):
         roles += (f"kcc{offset}:{kcc}", f"kcc{offset}t:{t}")
