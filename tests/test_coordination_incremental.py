@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -217,15 +217,7 @@ def test_an_edit_removes_the_old_shares() -> None:
     store.close()
 
 
-@pytest.fixture
-def campaign_store() -> Iterator[Any]:
-    store = open_storage("sqlite:///:memory:")
-    store.migrate()
-    yield store
-    store.close()
-
-
-def test_real_campaign_finds_the_same_network_batch_by_batch(campaign_store: Any) -> None:
+def test_real_campaign_finds_the_same_network_batch_by_batch(storage: Any) -> None:
     """The existing campaign fixture (tests/test_coordination.py), ingested post by post in
     shuffled order, ends with the network and narrative links the full recompute finds."""
     from test_coordination import _campaign_posts
@@ -234,13 +226,13 @@ def test_real_campaign_finds_the_same_network_batch_by_batch(campaign_store: Any
     posts = _campaign_posts()
     random.Random(3).shuffle(posts)
     for p in posts:
-        campaign_store.upsert_posts(ORG, [p])
-        _memberships(campaign_store, [p])
-        coordination_stage(Context(campaign_store, settings), ORG, [p])
-    summary, docs = _full_recompute(campaign_store, settings)
+        storage.upsert_posts(ORG, [p])
+        _memberships(storage, [p])
+        coordination_stage(Context(storage, settings), ORG, [p])
+    summary, docs = _full_recompute(storage, settings)
     assert [net["accounts"] for net in summary["networks"]] == [["acct-a", "acct-b", "acct-c"]]
-    assert _kept_records_summary(campaign_store, settings) == summary
-    assert _stored_links(campaign_store) == docs and docs
+    assert _kept_records_summary(storage, settings) == summary
+    assert _stored_links(storage) == docs and docs
 
 
 @pytest.mark.parametrize("bulk_factor", [0, 10**9], ids=["key-by-key", "one-pass"])
