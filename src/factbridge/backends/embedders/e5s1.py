@@ -221,6 +221,13 @@ class E5Tokenizer:
         ends.reverse()
         return ids, ends
 
+    def swap_word_cache(self, cache: dict[str, tuple[list[int], list[int]]]) -> dict[str, tuple[list[int], list[int]]]:
+        """Use `cache` as the remembered word segmentations from now on; returns the one in use
+        until now (the ingest bench gives the encoder-alone run its own, so that it never finds
+        the words the pipeline just tokenised: docs/performance.md §5)."""
+        previous, self._words = self._words, cache
+        return previous
+
     def split(self, s: str) -> tuple[list[int], list[int]]:
         """`segment(s)` word by word: no piece holds U+2581 after its first character (checked
         when the model loads), so every U+2581 starts a piece and the best segmentation of the
