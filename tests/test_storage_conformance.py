@@ -252,6 +252,52 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
     assert not {"text_fts", "text_rows"} & tables
 
 
+def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> None:
+    """A schema-4 store gains the text-hash index (schema 5): the embedding stage's lookup of
+    vectors stored for the same text no longer reads all of an organisation's vectors."""
+    import numpy as np
+
+    from factbridge.backends.storage.base import SCHEMA_VERSION
+    from factbridge.backends.storage.sqlite import MIGRATIONS
+
+    path = tmp_path / "v4.db"
+    store = SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    store.put_vectors("org", "post", "e5", [(f"p{i}", f"sha{i % 7}", np.full(4, i, np.float32)) for i in range(50)])
+    store.close()
+    with sqlite3.connect(path) as conn:  # as schema 4 left it
+        conn.execute("DROP INDEX vectors_sha")
+        conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+    store = SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.vector_shas("org", "post", "e5", shas=["sha3"]) == {f"p{i}": "sha3" for i in range(3, 50, 7)}
+        assert store.vector_shas("org", "post", "e5", ids=["p1", "p2"], shas=["sha2"]) == {"p2": "sha2"}
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT item_id, text_sha FROM vectors WHERE org=? AND kind=? AND embedder=? AND text_sha IN (?,?)",
+            ("org", "post", "e5", "sha1", "sha2")))
+    assert "vectors_sha" in plan, plan
+    assert "CREATE INDEX IF NOT EXISTS vectors_sha" in MIGRATIONS[4]
+
+
+@pytest.mark.postgres
+def test_postgres_has_the_text_hash_index(postgres_url: str) -> None:
+    from factbridge.backends.storage.postgres import PostgresStorage
+
+    store = PostgresStorage(postgres_url)
+    store.migrate()
+    try:
+        with store._pool.connection() as conn:
+            names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'vectors'")}
+        assert "vectors_sha" in names
+    finally:
+        store.close()
+
+
 def test_sqlite_import_is_linear_in_library_size() -> None:
     """Importing a large library stays linear (schema 2 found FTS rows by key; schema 3 has none)."""
     import time

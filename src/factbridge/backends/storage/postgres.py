@@ -86,6 +86,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE posts ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
     CREATE INDEX IF NOT EXISTS posts_changed ON posts(org, changed_xid);
     """,
+    # 5: vectors found by the hash of their text (as sqlite.py 5)
+    "CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha)",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

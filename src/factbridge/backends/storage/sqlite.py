@@ -103,6 +103,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE posts ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS posts_changed ON posts(org, changed);
     """,
+    # 5: vectors found by the hash of their text (`vector_shas(shas=...)`: the embedding stage
+    # reuses a vector stored for another post of the same text). Without an index every
+    # batch read all of an organisation's post vectors' rows: linear in the store.
+    """
+    CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
