@@ -48,14 +48,34 @@ def _fold_extra(text: str) -> str:
 
 
 _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
+# Every match of `_DROP` holds "@" (RT prefix, mention), "//" (a scheme) or one of these (with
+# the same flag, so the same letters match): a text without any has nothing to drop. The
+# embedding stage's texts have their links stripped already; most have none.
+_DROP_HINT = re.compile(r"www\.|pic\.twitter", re.IGNORECASE)
+
+
+class _NotTextSpaces(dict[int, str]):
+    """`str.translate` table: a character `_NOT_TEXT` matches -> " ", any other -> itself,
+    worked out (by `_NOT_TEXT` itself) the first time the character is seen. Each such
+    character a space, then `split()`: what replacing each run of them by one space gives."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        out = " " if _NOT_TEXT.match(char) else char
+        self[code] = out
+        return out
+
+
+_NOT_TEXT_SPACES = _NotTextSpaces()
 
 
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
-    text = _DROP.sub(" ", text)
+    if "@" in text or "//" in text or _DROP_HINT.search(text):
+        text = _DROP.sub(" ", text)
     text = unicodedata.normalize("NFD", _fold_extra(text.lower()))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))
-    return " ".join(_NOT_TEXT.sub(" ", text).split())
+    return " ".join(text.translate(_NOT_TEXT_SPACES).split())
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
