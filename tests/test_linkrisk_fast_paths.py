@@ -50,14 +50,39 @@ def test_refang_is_the_two_table_form(text: str) -> None:
     assert urls.refang(text) == _refang_two_passes(text)
 
 
-def test_no_dot_no_scheme_no_link() -> None:
-    """Every alternative of the link pattern holds a "." or "://": the early return loses nothing."""
-    for text in TEXTS:
-        clean = urls.refang(text)
-        if "." not in clean and "://" not in clean:
-            assert not urls._URL_PATTERN.search(clean), text
+def _extract_the_long_way(text: str) -> list[str]:
+    """`extract_urls` without its early return."""
+    clean = urls.refang(text)
+    found: dict[str, None] = {}
+    for match in urls._URL_PATTERN.finditer(clean):
+        url = urls._trim(match.group(0))
+        lower = url.lower()
+        if not lower.startswith(("http://", "https://", "ftp://", "www")):
+            host = lower.split("/", 1)[0].split(":", 1)[0]
+            tld = host.rsplit(".", 1)[-1]
+            if not urls._is_known_tld(tld, urls.known_tlds()) or (tld in urls._FILE_LIKE_TLDS and "/" not in url):
+                continue
+        found.setdefault(url, None)
+    return list(found)
+
+
+HINTLESS = [
+    "A sentence. Another one. And a third.", "ratio 3 : 1, time 10 : 30", "x.\u2028com and y.\u1680net", "end.\u00a0com",
+    "Tin giả. Đừng chia sẻ. ", "ព័ត៌មាន។ ក្លែងក្លាយ។", "quote.\" and brace.{ and pipe.| caret.^ back.\\", "www. example com",
+]
+
+
+@pytest.mark.parametrize("text", [*TEXTS, *HINTLESS])
+def test_extract_urls_early_return_loses_nothing(text: str) -> None:
+    assert urls.extract_urls(text) == _extract_the_long_way(text)
+
+
+def test_extract_urls_on_generated_posts() -> None:
+    texts = [p.text for p in _posts()]
+    assert [urls.extract_urls(t) for t in texts] == [_extract_the_long_way(t) for t in texts]
+    assert sum(1 for t in texts if "://" not in urls.refang(t) and not urls._LINK_HINT.search(urls.refang(t))) > 20
     assert urls.extract_urls("http://localhost") == ["http://localhost"]
-    assert urls.extract_urls("no links, only words: here") == []
+    assert urls.extract_urls("no links. only words: here") == []
 
 
 def _posts() -> list[Post]:
@@ -78,6 +103,13 @@ def test_score_post_scores_each_written_link_as_before() -> None:
         assert [u.to_doc() for u in record.urls] == expected
         assert record.unparsed == unparsed
         assert [u.url for u in record.urls] == [d["url"] for d in expected]
+
+
+def test_score_post_takes_the_batch_time() -> None:
+    scorer = LinkRiskScorer(FeedIndex(), LookalikeDetector.from_setting(""), 0.5, None)
+    post = Post(id="p", text="see example.com")
+    assert score_post(scorer, post, "2026-01-02T03:04:05Z").scored_at == "2026-01-02T03:04:05Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", score_post(scorer, post).scored_at)
 
 
 def test_refang_pattern_covers_the_table() -> None:

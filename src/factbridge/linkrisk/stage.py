@@ -76,7 +76,9 @@ def _normalized_links(post: Post) -> tuple[list[NormalizedUrl], list[dict[str, s
     return list(seen.values()), unparsed
 
 
-def score_post(scorer: LinkRiskScorer, post: Post) -> LinkRiskRecord:
+def score_post(scorer: LinkRiskScorer, post: Post, scored_at: str | None = None) -> LinkRiskRecord:
+    """The post's link-risk record; `scored_at` (UTC, to the second) defaults to now (the stage
+    reads the clock once per batch)."""
     urls: list[LinkRiskUrl] = []
     links, unparsed = _normalized_links(post)
     for link in links:
@@ -87,8 +89,12 @@ def score_post(scorer: LinkRiskScorer, post: Post) -> LinkRiskRecord:
     urls.sort(key=lambda u: -u.score)  # riskiest first
     return LinkRiskRecord(
         post_id=post.id, urls=urls, level=level_of(urls[0].score if urls else 0.0), unparsed=list(unparsed),
-        decided_by=scorer.decided_by, scored_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        decided_by=scorer.decided_by, scored_at=scored_at or _now(),
     )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -102,7 +108,8 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
         budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk.resolve_budget_s)
         scorer = copy.copy(scorer)
         scorer.resolver = budget
-    scored = [score_post(scorer, post) for post in posts]
+    now = _now()
+    scored = [score_post(scorer, post, now) for post in posts]
     LinkRisks(services.storage).put(org, scored)
     summary: StageSummary = {
         "posts": len(scored),

@@ -125,6 +125,11 @@ _WWW = r"(?<![\w.@-])www\d{0,3}\.[^\s<>\"'`{}|\\^]+"
 # must be a real TLD (checked in code), an optional port and path.
 _BARE = r"(?<![\w.@/:-])(?:" + _HOST_CHARS + r"{1,63}\.){1,8}[a-zA-Z\u00a0-\uffff][\w-]{1,23}(?::\d{1,5})?(?:/[^\s<>\"'`{}|\\^]*)?(?![\w@])"
 _URL_PATTERN = re.compile(f"{_URL_WITH_SCHEME}|{_WWW}|{_BARE}", re.IGNORECASE)
+# Every link `extract_urls` keeps holds "://" or a dot followed by a character a link may hold
+# (a www or bare host's first dot is followed by a letter, digit or hyphen; a match whose dots
+# are all followed by a space has no known TLD and is dropped): a sentence's full stop is
+# followed by a space. Searching for this is a fast literal scan; the full pattern is not.
+_LINK_HINT = re.compile(r"\.[^\s<>\"'`{}|\\^]")
 _TRAILING = ".,;:!?'\"*…»›>"
 # Bare "name.ext" that is far more often a file name or code than a domain.
 _FILE_LIKE_TLDS = frozenset({"py", "sh", "md", "zip", "mov", "rs", "pl", "ps", "so", "ts", "js", "cs", "sql", "txt", "pdf", "exe"})
@@ -145,7 +150,7 @@ def extract_urls(text: str) -> list[str]:
     if not text:
         return []
     clean = refang(text)
-    if "." not in clean and "://" not in clean:  # every link `_URL_PATTERN` finds holds one of these
+    if "://" not in clean and not _LINK_HINT.search(clean):  # no link: the common case, found cheaply
         return []
     tlds = known_tlds()
     found: dict[str, None] = {}
