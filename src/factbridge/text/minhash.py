@@ -190,7 +190,8 @@ def _compute_signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndar
         owner = owner[inside]
         if owner.size == 0:
             continue
-        present, first = np.unique(owner, return_index=True)
+        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # `owner` never decreases
+        present = owner[first]
         sigs[start + present] = _permuted_minima(hashes, first).T.astype(np.uint32)
         valid[start + present] = True
     return sigs, valid
@@ -200,15 +201,17 @@ def _permuted_minima(hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
     """(NUM_PERM, texts): per permutation, the least `(a * h + b) mod 2**64 >> 32` over each text's
     shingle hashes (`first`: where each text's hashes start). One permutation at a time, in one
     reused buffer: the same integers as the (NUM_PERM, shingles) matrix at once, without
-    writing and reading back three matrices of that size (the cost on long posts)."""
+    writing and reading back three matrices of that size (the cost on long posts). The shift
+    comes after the minimum (`x >> 32` never decreases as `x` grows: the least shifted value is
+    the least value shifted), on one value per text instead of one per shingle."""
     out = np.empty((NUM_PERM, first.shape[0]), dtype=np.uint64)
     buf = np.empty_like(hashes)
     with np.errstate(over="ignore"):
         for p in range(NUM_PERM):
             np.multiply(hashes, _PERM_A[p], out=buf)
             buf += _PERM_B[p]
-            buf >>= np.uint64(32)
             out[p] = np.minimum.reduceat(buf, first)
+    out >>= np.uint64(32)
     return out
 
 
