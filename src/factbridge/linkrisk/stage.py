@@ -19,7 +19,7 @@ from factbridge.linkrisk.feeds import FeedIndex, list_feeds, load_feed_index
 from factbridge.linkrisk.lookalike import LookalikeDetector
 from factbridge.linkrisk.resolve import ResolutionBudget, Resolver
 from factbridge.linkrisk.scoring import RULES_VERSION, LinkRiskScorer, level_of
-from factbridge.linkrisk.urls import extract_urls, normalize_url
+from factbridge.linkrisk.urls import NormalizedUrl, extract_urls, normalize_url
 from factbridge.models import Post
 from factbridge.pipeline import records
 from factbridge.pipeline.records import LinkRiskRecord, LinkRisks, LinkRiskUrl
@@ -54,7 +54,14 @@ def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
     connector gave, each once by normalised form; plus the link-like strings set
     aside (not web links, or a host with no public suffix such as the
     ``https://example-site`` a plain extractor cuts out of ``example-site . com``)."""
-    seen: dict[str, str] = {}
+    links, unparsed = _normalized_links(post)
+    return [n.original for n in links], unparsed
+
+
+def _normalized_links(post: Post) -> tuple[list[NormalizedUrl], list[dict[str, str]]]:
+    """`post_links`, each link in its normalised form (`normalize_url` of the link as written:
+    what scoring the written link normalises it to again)."""
+    seen: dict[str, NormalizedUrl] = {}
     unparsed: list[dict[str, str]] = []
     for raw in [*extract_urls(post.text), *post.urls]:
         try:
@@ -65,23 +72,29 @@ def post_links(post: Post) -> tuple[list[str], list[dict[str, str]]]:
         if not n.is_ip and not n.suffix and n.url not in seen:
             unparsed.append({"url": raw, "reason": f"host '{n.host}' has no public suffix"})
             continue
-        seen.setdefault(n.url, raw)
+        seen.setdefault(n.url, n)
     return list(seen.values()), unparsed
 
 
-def score_post(scorer: LinkRiskScorer, post: Post) -> LinkRiskRecord:
+def score_post(scorer: LinkRiskScorer, post: Post, scored_at: str | None = None) -> LinkRiskRecord:
+    """The post's link-risk record; `scored_at` (UTC, to the second) defaults to now (the stage
+    reads the clock once per batch)."""
     urls: list[LinkRiskUrl] = []
-    links, unparsed = post_links(post)
-    for raw in links:
+    links, unparsed = _normalized_links(post)
+    for link in links:
         try:
-            urls.append(LinkRiskUrl.from_doc(scorer.score(raw).as_dict()))
+            urls.append(LinkRiskUrl.from_doc(scorer.score(link).as_dict()))
         except InputError as exc:
-            unparsed.append({"url": raw, "reason": exc.reason})
+            unparsed.append({"url": link.original, "reason": exc.reason})
     urls.sort(key=lambda u: -u.score)  # riskiest first
     return LinkRiskRecord(
         post_id=post.id, urls=urls, level=level_of(urls[0].score if urls else 0.0), unparsed=list(unparsed),
-        decided_by=scorer.decided_by, scored_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        decided_by=scorer.decided_by, scored_at=scored_at or _now(),
     )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
@@ -95,7 +108,8 @@ def linkrisk_stage(services: StageContext, org: str, posts: Sequence[Post]) -> S
         budget = ResolutionBudget(scorer.resolver, services.settings.linkrisk.resolve_budget_s)
         scorer = copy.copy(scorer)
         scorer.resolver = budget
-    scored = [score_post(scorer, post) for post in posts]
+    now = _now()
+    scored = [score_post(scorer, post, now) for post in posts]
     LinkRisks(services.storage).put(org, scored)
     summary: StageSummary = {
         "posts": len(scored),

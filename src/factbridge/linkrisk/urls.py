@@ -75,6 +75,10 @@ def split_host(host: str) -> HostParts:
 # people type on purpose.
 _CHAR_MAP = str.maketrans({"\u3002": ".", "\uff61": ".", "\u2024": ".", "\u2027": ".", "\u30fb": ".", "\u2044": "/", "\u2215": "/", "\u29f8": "/", "\uff1a": ":"})
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# Both tables in one pass (no replacement is a key of the other), taken only when one of their
+# characters is there: a dictionary look-up per character is the slow part on long posts.
+_REFANG_MAP = {**_CHAR_MAP, **_INVISIBLE}
+_REFANG_CHARS = re.compile("[" + "".join(map(chr, _REFANG_MAP)) + "]")
 
 _SCHEME_FANGS = re.compile(r"\b(?:h[x*_]{2}p|hxxp|h\[tt\]p|h\*\*p|meow)(s?)(?=\s*(?:\[?:\]?|\(:\))\s*//)", re.IGNORECASE)
 _COLON_FANG = re.compile(r"(?<=[a-zA-Z])\s*(?:\[:\]|\(:\)|\{:\})\s*(?=//)")
@@ -97,7 +101,9 @@ _SCHEME_HINT = re.compile(r"h(?:xx|\*\*|__|\[tt\])p|meow", re.IGNORECASE)
 def refang(text: str) -> str:
     """Undo the usual defanging and look-alike punctuation so links can be parsed."""
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_CHAR_MAP).translate(_INVISIBLE)
+        text = unicodedata.normalize("NFKC", text)
+        if _REFANG_CHARS.search(text):
+            text = text.translate(_REFANG_MAP)
     elif not _FANG_HINT.search(text) and (text.startswith(("http://", "https://")) or not _SCHEME_HINT.search(text)):
         return text  # the common case: a clean link
     if _SCHEME_HINT.search(text):
@@ -119,6 +125,11 @@ _WWW = r"(?<![\w.@-])www\d{0,3}\.[^\s<>\"'`{}|\\^]+"
 # must be a real TLD (checked in code), an optional port and path.
 _BARE = r"(?<![\w.@/:-])(?:" + _HOST_CHARS + r"{1,63}\.){1,8}[a-zA-Z\u00a0-\uffff][\w-]{1,23}(?::\d{1,5})?(?:/[^\s<>\"'`{}|\\^]*)?(?![\w@])"
 _URL_PATTERN = re.compile(f"{_URL_WITH_SCHEME}|{_WWW}|{_BARE}", re.IGNORECASE)
+# Every link `extract_urls` keeps holds "://" or a dot followed by a character a link may hold
+# (a www or bare host's first dot is followed by a letter, digit or hyphen; a match whose dots
+# are all followed by a space has no known TLD and is dropped): a sentence's full stop is
+# followed by a space. Searching for this is a fast literal scan; the full pattern is not.
+_LINK_HINT = re.compile(r"\.[^\s<>\"'`{}|\\^]")
 _TRAILING = ".,;:!?'\"*…»›>"
 # Bare "name.ext" that is far more often a file name or code than a domain.
 _FILE_LIKE_TLDS = frozenset({"py", "sh", "md", "zip", "mov", "rs", "pl", "ps", "so", "ts", "js", "cs", "sql", "txt", "pdf", "exe"})
@@ -139,6 +150,8 @@ def extract_urls(text: str) -> list[str]:
     if not text:
         return []
     clean = refang(text)
+    if "://" not in clean and not _LINK_HINT.search(clean):  # no link: the common case, found cheaply
+        return []
     tlds = known_tlds()
     found: dict[str, None] = {}
     for match in _URL_PATTERN.finditer(clean):

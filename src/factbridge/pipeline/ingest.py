@@ -114,12 +114,13 @@ class _EmbeddingPlan:
 def _plan_embedding(storage: VectorStore, embedder_id: str, org: str, posts: Sequence[Post], near_duplicate: float,
                     load: bool = True) -> _EmbeddingPlan | None:
     texts = {p.id: embedding_text(p) for p in posts}
+    sha_of = {post_id: text_sha(text) for post_id, text in texts.items()}
     # the batch's own rows and the rows holding one of its texts: never every stored post's
     stored = storage.vector_shas(org, "post", embedder_id, ids=list(texts))
-    todo = [p for p in posts if stored.get(p.id) != text_sha(texts[p.id])]
+    todo = [p for p in posts if stored.get(p.id) != sha_of[p.id]]
     if not todo:
         return None
-    shas = [text_sha(texts[p.id]) for p in todo]
+    shas = [sha_of[p.id] for p in todo]
     holders = storage.vector_shas(org, "post", embedder_id, shas=sorted(set(shas)))
     vectors = _stored_vectors_by_sha(storage, embedder_id, org, holders, set(shas)) if load else {}
     plan = _EmbeddingPlan(todo, shas, vectors)

@@ -48,14 +48,34 @@ def _fold_extra(text: str) -> str:
 
 
 _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
+# Every match of `_DROP` holds "@" (RT prefix, mention), "//" (a scheme) or one of these (with
+# the same flag, so the same letters match): a text without any has nothing to drop. The
+# embedding stage's texts have their links stripped already; most have none.
+_DROP_HINT = re.compile(r"www\.|pic\.twitter", re.IGNORECASE)
+
+
+class _NotTextSpaces(dict[int, str]):
+    """`str.translate` table: a character `_NOT_TEXT` matches -> " ", any other -> itself,
+    worked out (by `_NOT_TEXT` itself) the first time the character is seen. Each such
+    character a space, then `split()`: what replacing each run of them by one space gives."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        out = " " if _NOT_TEXT.match(char) else char
+        self[code] = out
+        return out
+
+
+_NOT_TEXT_SPACES = _NotTextSpaces()
 
 
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
-    text = _DROP.sub(" ", text)
+    if "@" in text or "//" in text or _DROP_HINT.search(text):
+        text = _DROP.sub(" ", text)
     text = unicodedata.normalize("NFD", _fold_extra(text.lower()))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))
-    return " ".join(_NOT_TEXT.sub(" ", text).split())
+    return " ".join(text.translate(_NOT_TEXT_SPACES).split())
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -170,7 +190,8 @@ def _compute_signatures(texts: Sequence[str], chunk: int = 512) -> tuple[np.ndar
         owner = owner[inside]
         if owner.size == 0:
             continue
-        present, first = np.unique(owner, return_index=True)
+        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # `owner` never decreases
+        present = owner[first]
         sigs[start + present] = _permuted_minima(hashes, first).T.astype(np.uint32)
         valid[start + present] = True
     return sigs, valid
@@ -180,15 +201,17 @@ def _permuted_minima(hashes: np.ndarray, first: np.ndarray) -> np.ndarray:
     """(NUM_PERM, texts): per permutation, the least `(a * h + b) mod 2**64 >> 32` over each text's
     shingle hashes (`first`: where each text's hashes start). One permutation at a time, in one
     reused buffer: the same integers as the (NUM_PERM, shingles) matrix at once, without
-    writing and reading back three matrices of that size (the cost on long posts)."""
+    writing and reading back three matrices of that size (the cost on long posts). The shift
+    comes after the minimum (`x >> 32` never decreases as `x` grows: the least shifted value is
+    the least value shifted), on one value per text instead of one per shingle."""
     out = np.empty((NUM_PERM, first.shape[0]), dtype=np.uint64)
     buf = np.empty_like(hashes)
     with np.errstate(over="ignore"):
         for p in range(NUM_PERM):
             np.multiply(hashes, _PERM_A[p], out=buf)
             buf += _PERM_B[p]
-            buf >>= np.uint64(32)
             out[p] = np.minimum.reduceat(buf, first)
+    out >>= np.uint64(32)
     return out
 
 

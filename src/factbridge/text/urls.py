@@ -30,5 +30,13 @@ def extract_hashtags(text: str) -> list[str]:
     return [h.lower() for h in HASHTAG.findall(text)]
 
 
+# Every match of `URL_PATTERN` holds one of these (same flag, so the same letters match).
+_URL_HINT = re.compile(r"//|www\.|pic\.twitter", re.IGNORECASE)
+
+
 def strip_urls(text: str) -> str:
-    return re.sub(r"\s+", " ", URL_PATTERN.sub(" ", text)).strip()
+    """`text` without links, each run of white space one space, none at the ends (`str.split`
+    splits at the characters `\\s` matches)."""
+    if _URL_HINT.search(text):
+        text = URL_PATTERN.sub(" ", text)
+    return " ".join(text.split())
