@@ -132,6 +132,7 @@ def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, in
     counts = tfidf.counts(texts)
     assert counts.has_canonical_format
     for i, text in enumerate(texts):
+        assert sorted(np.frombuffer(tfidf._columns(text), np.int64).tolist()) == sorted(tfidf._indices(text))
         expected = np.bincount(np.asarray(tfidf._indices(text), dtype=np.int64), minlength=tfidf.size)
         row = np.zeros(tfidf.size, np.float32)
         row[counts[i].indices] = counts[i].data
