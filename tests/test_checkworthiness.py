@@ -82,6 +82,37 @@ def test_a_sentence_start_is_not_a_name() -> None:
     assert claim_features("we met Angela Merkel in Berlin", "en")["capitalised"] > 0.5
 
 
+def _capitalised_by_scanning_back(text: str) -> int:
+    """`claimfeatures._capitalised` word by word: what the counting one must give."""
+    count = 0
+    for match in claimfeatures._WORD.finditer(text):
+        word = match.group(0)
+        if len(word) > 1 and word.isupper():
+            count += 1
+            continue
+        if not word[0].isupper():
+            continue
+        j = match.start() - 1
+        while j >= 0 and text[j] in " \t\"'“‘«(":
+            j -= 1
+        if j >= 0 and text[j] not in ".!?:…\n":
+            count += 1
+    return count
+
+
+def test_capitalised_counts_what_scanning_back_word_by_word_counts() -> None:
+    texts = [
+        "", "Hello there", "we met Angela Merkel in Berlin. She said: \"NATO is fine\" (Reuters)", "A. B C", "I think I'm OK",
+        "x.'Def 9'Cd ab'Cd .\n\tÉcole «Paris» ‘Lyon’ …Nice? ¿Qué? COVID-19 is 5G-free", "Ǆemal ǅemal DŽ", "“Quote” said WHO’s Tedros",
+        "ក្រសួង Hun Sen និយាយ។ Ông Nguyễn nói", "_Abc -Abc 'Abc ’Abc 1Abc a-Bc", "...Abc!!Def?:Ghi",
+    ]
+    rng = np.random.default_rng(7)
+    alphabet = list("aZéÉ1_'’-. \t\n\"“‘«(!?:…x") + ["Ab", "CD", "ǅ"]
+    texts += ["".join(rng.choice(alphabet, size=int(rng.integers(1, 40)))) for _ in range(2000)]
+    for text in texts:
+        assert claimfeatures._capitalised(text) == _capitalised_by_scanning_back(text), text
+
+
 # --------------------------------------------------------------------------- model parts
 
 
