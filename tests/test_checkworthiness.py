@@ -140,6 +140,8 @@ def test_grouped_lexicon_patterns_match_what_the_flat_alternation_matches() -> N
         "hahaha haha lol lmao :)) =)) jajaja şaka yüzde 5 bin milyar, قال أعلن مليون",
         "", "x", "hi hi-hi hihi hi_hi hi2",
     ]
+    word_start_after_first = [r"(?<!\w.)" in claimfeatures._pattern(terms).pattern for terms in lexicons]
+    assert any(word_start_after_first) and not all(word_start_after_first)  # both forms are checked
     for terms in lexicons:
         grouped, flat = claimfeatures._pattern(terms), _flat_pattern(terms)
         assert grouped.pattern != flat.pattern

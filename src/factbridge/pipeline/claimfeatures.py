@@ -138,16 +138,28 @@ def _has_spaces_script(term: str) -> bool:
     return not any("\u1780" <= ch <= "\u17ff" for ch in term)
 
 
-def _alternation(terms: list[str]) -> str:
-    """`(?:t1|t2|...)` (terms longest first) with the terms grouped by their first character:
+# A lexicon whose terms start with at most this many characters has its word-start test
+# after each group's first character (see `_alternation`).
+_FEW_FIRST_CHARACTERS = 16
+
+
+def _alternation(terms: list[str], word_start: bool = False) -> str:
+    r"""`(?:t1|t2|...)` (terms longest first) with the terms grouped by their first character:
     `(?:a(?:bc|b)|d(?:ef))`. Only the group of the text's character can match, and inside a
     group the terms keep their order, so the first term that matches (and whose boundary
     holds) is the same as in the flat alternation; the regex engine tries a handful of
-    groups at each word start instead of every term."""
+    groups at each word start instead of every term.
+
+    `word_start`: each group tests, right after its first character, that no word character
+    precedes that one (`a(?<!\w.)(?:bc|b)`: `(?<!\w)` moved past the `a`). The pattern then
+    starts with a character, and the engine skips at C speed to where one of the first
+    characters is; with few groups that is much faster than testing the word start at
+    every position, with many it is slower (`_FEW_FIRST_CHARACTERS`)."""
     groups: dict[str, list[str]] = {}
     for term in terms:
         groups.setdefault(term[0], []).append(term[1:])
-    return "(?:" + "|".join(re.escape(first) + "(?:" + "|".join(re.escape(rest) for rest in rests) + ")"
+    start = r"(?<!\w.)" if word_start else ""
+    return "(?:" + "|".join(re.escape(first) + start + "(?:" + "|".join(re.escape(rest) for rest in rests) + ")"
                             for first, rests in groups.items()) + ")"
 
 
@@ -155,7 +167,9 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     spaced = sorted({t for t in terms if _has_spaces_script(t)}, key=len, reverse=True)
     khmer = sorted({t for t in terms if not _has_spaces_script(t)}, key=len, reverse=True)
     parts = []
-    if spaced:
+    if spaced and len({t[0] for t in spaced}) <= _FEW_FIRST_CHARACTERS:
+        parts.append(_alternation(spaced, word_start=True) + r"(?![\w])")
+    elif spaced:
         parts.append(r"(?<![\w])" + _alternation(spaced) + r"(?![\w])")
     if khmer:
         parts.append(_alternation(khmer))
