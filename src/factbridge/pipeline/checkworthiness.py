@@ -154,14 +154,16 @@ class HashedTfidf:
         return grams + bigrams.tobytes()
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Sublinear term frequencies (1 + log count), one row per text."""
+        """Sublinear term frequencies (1 + log count), one row per text, in canonical form
+        (sorted columns, no repeats): each (row, column) is one int64 key, and `np.unique`
+        sorts and counts the keys of the whole batch at once."""
         columns = [self._columns(text) for text in texts]
-        rows = np.repeat(np.arange(len(texts)), [len(c) // 8 for c in columns])
-        cols = np.frombuffer(b"".join(columns), dtype=np.int64)
-        matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(texts), self.size))
-        matrix.sum_duplicates()
-        matrix.data = 1.0 + np.log(matrix.data)
-        return matrix
+        rows = np.arange(len(texts), dtype=np.int64) * self.size
+        keys = np.repeat(rows, [len(c) // 8 for c in columns]) + np.frombuffer(b"".join(columns), dtype=np.int64)
+        unique, counts = np.unique(keys, return_counts=True)
+        indptr = np.searchsorted(unique, np.append(rows, len(texts) * self.size))
+        data = 1.0 + np.log(counts.astype(np.float32))
+        return sp.csr_matrix((data, unique % self.size, indptr), shape=(len(texts), self.size))
 
     def fit(self, texts: Sequence[str]) -> HashedTfidf:
         counts = self.counts(texts)
