@@ -174,7 +174,10 @@ def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, in
     reference = counts.multiply(np.asarray(tfidf.idf)[None, :]).tocsr()
     norms = np.sqrt(np.asarray(reference.multiply(reference).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
-    assert (fitted != sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)).nnz == 0
+    expected = sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)
+    # the same floats in the same order (the logits sum each row in its stored order)
+    assert fitted.dtype == expected.dtype and np.array_equal(fitted.indptr, expected.indptr)
+    assert np.array_equal(fitted.indices, expected.indices) and np.array_equal(fitted.data, expected.data)
 
 
 def test_logistic_regression_learns_a_separable_rule() -> None:
