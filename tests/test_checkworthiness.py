@@ -82,6 +82,37 @@ def test_a_sentence_start_is_not_a_name() -> None:
     assert claim_features("we met Angela Merkel in Berlin", "en")["capitalised"] > 0.5
 
 
+def _capitalised_by_scanning_back(text: str) -> int:
+    """`claimfeatures._capitalised` word by word: what the counting one must give."""
+    count = 0
+    for match in claimfeatures._WORD.finditer(text):
+        word = match.group(0)
+        if len(word) > 1 and word.isupper():
+            count += 1
+            continue
+        if not word[0].isupper():
+            continue
+        j = match.start() - 1
+        while j >= 0 and text[j] in " \t\"'“‘«(":
+            j -= 1
+        if j >= 0 and text[j] not in ".!?:…\n":
+            count += 1
+    return count
+
+
+def test_capitalised_counts_what_scanning_back_word_by_word_counts() -> None:
+    texts = [
+        "", "Hello there", "we met Angela Merkel in Berlin. She said: \"NATO is fine\" (Reuters)", "A. B C", "I think I'm OK",
+        "x.'Def 9'Cd ab'Cd .\n\tÉcole «Paris» ‘Lyon’ …Nice? ¿Qué? COVID-19 is 5G-free", "Ǆemal ǅemal DŽ", "“Quote” said WHO’s Tedros",
+        "ក្រសួង Hun Sen និយាយ។ Ông Nguyễn nói", "_Abc -Abc 'Abc ’Abc 1Abc a-Bc", "...Abc!!Def?:Ghi",
+    ]
+    rng = np.random.default_rng(7)
+    alphabet = list("aZéÉ1_'’-. \t\n\"“‘«(!?:…x") + ["Ab", "CD", "ǅ"]
+    texts += ["".join(rng.choice(alphabet, size=int(rng.integers(1, 40)))) for _ in range(2000)]
+    for text in texts:
+        assert claimfeatures._capitalised(text) == _capitalised_by_scanning_back(text), text
+
+
 # --------------------------------------------------------------------------- model parts
 
 
@@ -109,6 +140,8 @@ def test_grouped_lexicon_patterns_match_what_the_flat_alternation_matches() -> N
         "hahaha haha lol lmao :)) =)) jajaja şaka yüzde 5 bin milyar, قال أعلن مليون",
         "", "x", "hi hi-hi hihi hi_hi hi2",
     ]
+    word_start_after_first = [r"(?<!\w.)" in claimfeatures._pattern(terms).pattern for terms in lexicons]
+    assert any(word_start_after_first) and not all(word_start_after_first)  # both forms are checked
     for terms in lexicons:
         grouped, flat = claimfeatures._pattern(terms), _flat_pattern(terms)
         assert grouped.pattern != flat.pattern
@@ -132,6 +165,7 @@ def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, in
     counts = tfidf.counts(texts)
     assert counts.has_canonical_format
     for i, text in enumerate(texts):
+        assert sorted(np.frombuffer(tfidf._columns(text), np.int64).tolist()) == sorted(tfidf._indices(text))
         expected = np.bincount(np.asarray(tfidf._indices(text), dtype=np.int64), minlength=tfidf.size)
         row = np.zeros(tfidf.size, np.float32)
         row[counts[i].indices] = counts[i].data
@@ -140,7 +174,10 @@ def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, in
     reference = counts.multiply(np.asarray(tfidf.idf)[None, :]).tocsr()
     norms = np.sqrt(np.asarray(reference.multiply(reference).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
-    assert (fitted != sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)).nnz == 0
+    expected = sp.csr_matrix(sp.diags(1.0 / norms) @ reference, dtype=np.float32)
+    # the same floats in the same order (the logits sum each row in its stored order)
+    assert fitted.dtype == expected.dtype and np.array_equal(fitted.indptr, expected.indptr)
+    assert np.array_equal(fitted.indices, expected.indices) and np.array_equal(fitted.data, expected.data)
 
 
 def test_logistic_regression_learns_a_separable_rule() -> None:

@@ -81,14 +81,18 @@ def _char_grams(word: str, lo: int, hi: int, mask: int) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=200_000)
-def _word_grams(word: str, lo: int, hi: int, mask: int) -> tuple[int, ...]:
-    """A word's hashed character lo..hi-grams (none when lo > hi) and its word hash."""
-    return (*(_char_grams(word, lo, hi, mask) if lo <= hi else ()), _word_hash("w:" + word, mask))
+def _word_hash(key: str, mask: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) & mask
+
+
+_BIGRAM_START = zlib.crc32(b"b:")
 
 
 @lru_cache(maxsize=200_000)
-def _word_hash(key: str, mask: int) -> int:
-    return zlib.crc32(key.encode("utf-8")) & mask
+def _bigram_state(word: str) -> int:
+    """crc32 of "b:{word} ", the start of every word bigram that begins with `word`:
+    crc32(a + b) == crc32(b, crc32(a)), so a bigram's hash is crc32(next word, this)."""
+    return zlib.crc32(b" ", zlib.crc32(word.encode("utf-8"), _BIGRAM_START))
 
 
 class HashedTfidf:
@@ -104,6 +108,16 @@ class HashedTfidf:
         self.char_range = char_range
         self.word_bigrams = word_bigrams
         self.idf = idf
+        # A word's hashed character grams and word hash, cached per vectoriser (one
+        # argument: the cache's fast path; words repeat across posts).
+        self._word_columns = lru_cache(maxsize=200_000)(self._grams_of_word)
+
+    def _grams_of_word(self, word: str) -> bytes:
+        """A word's hashed character grams (in `_indices` order) and its word hash, as
+        native int64 bytes: a text's columns are then one `bytes.join`."""
+        mask = self.size - 1
+        grams = _char_grams(word, *self.char_range, mask) if self.char_range else ()
+        return array("q", (*grams, _word_hash("w:" + word, mask))).tobytes()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -126,31 +140,30 @@ class HashedTfidf:
             previous = word
         return out
 
-    def _columns(self, text: str, out: array[int]) -> int:
-        """`_indices(text)` appended to `out`, in another order (`counts` sums them per
-        column, so the order changes nothing): one cached lookup per word for its
-        character grams and its word hash. Returns how many were appended."""
-        mask = self.size - 1
-        lo, hi = self.char_range or (0, -1)
-        start = len(out)
+    def _columns(self, text: str) -> bytes:
+        """`_indices(text)` as native int64 bytes, in another order (`counts` sums them per
+        column, so the order changes nothing), with no Python step per word: each word's
+        cached grams and word hash, then each bigram's crc32 from its first word's cached
+        start (`_bigram_state`)."""
         words = _TOKEN.findall(_DIGIT.sub("0", text.lower()))
-        for word in words:
-            out.extend(_word_grams(word, lo, hi, mask))
-        if self.word_bigrams:
-            for previous, word in zip(words, words[1:], strict=False):
-                out.append(zlib.crc32(("b:" + previous + " " + word).encode("utf-8")) & mask)
-        return len(out) - start
+        grams = b"".join(map(self._word_columns, words))
+        if not self.word_bigrams or len(words) < 2:
+            return grams
+        hashes = map(zlib.crc32, map(str.encode, words[1:]), map(_bigram_state, words[:-1]))
+        bigrams = np.fromiter(hashes, np.int64, len(words) - 1) & (self.size - 1)
+        return grams + bigrams.tobytes()
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Sublinear term frequencies (1 + log count), one row per text."""
-        columns: array[int] = array("q")
-        lengths = [self._columns(text, columns) for text in texts]
-        rows = np.repeat(np.arange(len(texts)), lengths)
-        cols = np.frombuffer(columns, dtype=np.int64) if len(columns) else np.zeros(0, np.int64)
-        matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(texts), self.size))
-        matrix.sum_duplicates()
-        matrix.data = 1.0 + np.log(matrix.data)
-        return matrix
+        """Sublinear term frequencies (1 + log count), one row per text, in canonical form
+        (sorted columns, no repeats): each (row, column) is one int64 key, and `np.unique`
+        sorts and counts the keys of the whole batch at once."""
+        columns = [self._columns(text) for text in texts]
+        rows = np.arange(len(texts), dtype=np.int64) * self.size
+        keys = np.repeat(rows, [len(c) // 8 for c in columns]) + np.frombuffer(b"".join(columns), dtype=np.int64)
+        unique, counts = np.unique(keys, return_counts=True)
+        indptr = np.searchsorted(unique, np.append(rows, len(texts) * self.size))
+        data = 1.0 + np.log(counts.astype(np.float32))
+        return sp.csr_matrix((data, unique % self.size, indptr), shape=(len(texts), self.size))
 
     def fit(self, texts: Sequence[str]) -> HashedTfidf:
         counts = self.counts(texts)
@@ -165,7 +178,19 @@ class HashedTfidf:
         matrix.data *= self.idf[matrix.indices]  # the products of matrix.multiply(idf[None, :]), without a dense row
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
-        return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)
+        return _scale_rows(matrix, 1.0 / norms)
+
+
+def _scale_rows(matrix: sp.csr_matrix, scale: np.ndarray) -> sp.csr_matrix:
+    """`sp.csr_matrix(sp.diags(scale) @ matrix, dtype=np.float32)` without scipy's sparse product,
+    which clears two column-sized (2**18) work arrays per call: each entry times its row's
+    scale (one float32 product, as there), and each row's entries in reverse column order,
+    the order that product leaves them in. The logits sum a row in its stored order, so
+    keeping the order keeps them the same to the bit."""
+    lengths = np.diff(matrix.indptr)
+    order = np.repeat(matrix.indptr[:-1] + matrix.indptr[1:] - 1, lengths) - np.arange(matrix.nnz)
+    data = (matrix.data * np.repeat(scale.astype(np.float32), lengths))[order]
+    return sp.csr_matrix((data, matrix.indices[order], matrix.indptr.copy()), shape=matrix.shape)
 
 
 def fit_logistic(

@@ -131,22 +131,35 @@ NOT_CLAIM_MARKERS = ("greeting", "opinion", "joke")
 CLAIM_EVIDENCE = ("numbers", "percent", "currency", "quantity_words", "years", "claim_verbs")
 
 _FIRST_PERSON = ("i", "i'm", "my", "me", "tôi", "mình", "je", "j'", "moi", "ខ្ញុំ", "yo", "ik", "ben", "аз", "أنا")
+_FIRST_PERSON_SET = frozenset(_FIRST_PERSON)
 
 
 def _has_spaces_script(term: str) -> bool:
     return not any("\u1780" <= ch <= "\u17ff" for ch in term)
 
 
-def _alternation(terms: list[str]) -> str:
-    """`(?:t1|t2|...)` (terms longest first) with the terms grouped by their first character:
+# A lexicon whose terms start with at most this many characters has its word-start test
+# after each group's first character (see `_alternation`).
+_FEW_FIRST_CHARACTERS = 16
+
+
+def _alternation(terms: list[str], word_start: bool = False) -> str:
+    r"""`(?:t1|t2|...)` (terms longest first) with the terms grouped by their first character:
     `(?:a(?:bc|b)|d(?:ef))`. Only the group of the text's character can match, and inside a
     group the terms keep their order, so the first term that matches (and whose boundary
     holds) is the same as in the flat alternation; the regex engine tries a handful of
-    groups at each word start instead of every term."""
+    groups at each word start instead of every term.
+
+    `word_start`: each group tests, right after its first character, that no word character
+    precedes that one (`a(?<!\w.)(?:bc|b)`: `(?<!\w)` moved past the `a`). The pattern then
+    starts with a character, and the engine skips at C speed to where one of the first
+    characters is; with few groups that is much faster than testing the word start at
+    every position, with many it is slower (`_FEW_FIRST_CHARACTERS`)."""
     groups: dict[str, list[str]] = {}
     for term in terms:
         groups.setdefault(term[0], []).append(term[1:])
-    return "(?:" + "|".join(re.escape(first) + "(?:" + "|".join(re.escape(rest) for rest in rests) + ")"
+    start = r"(?<!\w.)" if word_start else ""
+    return "(?:" + "|".join(re.escape(first) + start + "(?:" + "|".join(re.escape(rest) for rest in rests) + ")"
                             for first, rests in groups.items()) + ")"
 
 
@@ -154,7 +167,9 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     spaced = sorted({t for t in terms if _has_spaces_script(t)}, key=len, reverse=True)
     khmer = sorted({t for t in terms if not _has_spaces_script(t)}, key=len, reverse=True)
     parts = []
-    if spaced:
+    if spaced and len({t[0] for t in spaced}) <= _FEW_FIRST_CHARACTERS:
+        parts.append(_alternation(spaced, word_start=True) + r"(?![\w])")
+    elif spaced:
         parts.append(r"(?<![\w])" + _alternation(spaced) + r"(?![\w])")
     if khmer:
         parts.append(_alternation(khmer))
@@ -184,22 +199,26 @@ def _quantity_pattern() -> re.Pattern[str]:
     return _pattern(QUANTITY_WORDS)
 
 
-def _capitalised(text: str) -> int:
-    """Capitalised words that do not start a sentence, and acronyms: a cheap stand-in for named entities."""
-    count = 0
-    for match in _WORD.finditer(text):
-        word = match.group(0)
-        if len(word) > 1 and word.isupper():
-            count += 1
-            continue
-        if not word[0].isupper():
-            continue
-        j = match.start() - 1
-        while j >= 0 and text[j] in " \t\"'“‘«(":
-            j -= 1
-        if j >= 0 and text[j] not in ".!?:…\n":
-            count += 1
-    return count
+# A word that starts a sentence: at the start of the text or after sentence-ending
+# punctuation, with only spaces, quotes and opening brackets between. None of these
+# characters can be inside a `_WORD`, so the group is the `_WORD` that starts there.
+_SENTENCE_START_WORD = re.compile(r"(?:^|[.!?:…\n])[ \t\"'“‘«(]*([^\W\d_][\w'’-]*)", re.UNICODE)
+
+
+def _is_acronym(word: str) -> bool:
+    return len(word) > 1 and word.isupper()
+
+
+def _capitalised(text: str, words: list[str] | None = None) -> int:
+    """Capitalised words that do not start a sentence, and acronyms: a cheap stand-in for
+    named entities. `words`: `_WORD.findall(text)` when the caller has it. Counted as all
+    capitalised words less the (non-acronym) ones that start a sentence, so that only the
+    few capitalised words take a Python step."""
+    capitals = [w for w in (_WORD.findall(text) if words is None else words) if w[0].isupper()]
+    if not capitals:
+        return 0
+    starts = [w for w in _SENTENCE_START_WORD.findall(text) if w[0].isupper() and not _is_acronym(w)]
+    return len(capitals) - len(starts)
 
 
 def _squash(count: float) -> float:
@@ -213,27 +232,29 @@ def claim_features(text: str, language: str | None = None) -> dict[str, float]:
     lower = text.lower()
     words = _WORD.findall(text)
     n_words = max(1, len(words))
-    first_words = {w.lower() for w in words}
-    numbers = [n for n in _NUMBER.findall(text) if not _YEAR.fullmatch(n)]
+    # Guards that skip a pattern's pass where it cannot match (the pass would find nothing).
+    digits = _DIGITS.search(text) is not None
+    ascii_only = text.isascii()
+    numbers = [n for n in _NUMBER.findall(text) if not _YEAR.fullmatch(n)] if digits else []
     stripped = lower.strip()
     values = {
         "numbers": _squash(len(numbers)),
         "percent": _squash(len(_PERCENT.findall(text))),
         "currency": _squash(len(_CURRENCY.findall(text))),
         "quantity_words": _squash(len(_quantity_pattern().findall(lower))),
-        "years": _squash(len(_YEAR.findall(text))),
-        "dates": _squash(len(_dates_pattern().findall(lower)) + len(_NUMERIC_DATE.findall(text))),
-        "capitalised": min(1.0, _capitalised(text) / n_words * 3.0),
+        "years": _squash(len(_YEAR.findall(text)) if digits else 0),
+        "dates": _squash(len(_dates_pattern().findall(lower)) + (len(_NUMERIC_DATE.findall(text)) if digits else 0)),
+        "capitalised": min(1.0, _capitalised(text, words) / n_words * 3.0),
         "claim_verbs": _squash(len(_lexicon("verbs", lang).findall(lower))),
         "greeting": _squash(len(_lexicon("greeting", lang).findall(lower))),
         "opinion": _squash(len(_lexicon("opinion", lang).findall(lower))),
-        "joke": _squash(len(_lexicon("joke", lang).findall(lower)) + len(_EMOJI_LAUGH.findall(text))),
+        "joke": _squash(len(_lexicon("joke", lang).findall(lower)) + (0 if ascii_only else len(_EMOJI_LAUGH.findall(text)))),
         "question": 1.0 if stripped.endswith("?") or stripped.endswith("؟") else _squash(stripped.count("?") * 0.5),
         "exclamation": _squash(text.count("!") * 0.5),
-        "first_person": 1.0 if first_words & set(_FIRST_PERSON) or "ខ្ញុំ" in text else 0.0,
-        "hashtags": _squash(len(_HASHTAG.findall(text))),
-        "mentions": _squash(len(_MENTION.findall(text))),
-        "emoji": _squash(len(_EMOJI_ANY.findall(text))),
+        "first_person": 1.0 if not _FIRST_PERSON_SET.isdisjoint(map(str.lower, words)) or "ខ្ញុំ" in text else 0.0,
+        "hashtags": _squash(len(_HASHTAG.findall(text)) if "#" in text else 0),
+        "mentions": _squash(len(_MENTION.findall(text)) if "@" in text else 0),
+        "emoji": _squash(0 if ascii_only else len(_EMOJI_ANY.findall(text))),
         "length": min(1.0, math.log1p(len(text)) / math.log1p(600)),
     }
     return values
