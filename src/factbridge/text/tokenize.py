@@ -122,19 +122,6 @@ def _kcc_attributes(kccs: list[str]) -> list[list[str]]:
     return out
 
 
-def _khmer_segmenter():
-    def segment(run: str) -> list[str]:
-        return list(_segment_khmer(run))
-
-    return segment
-
-
-@lru_cache(maxsize=262_144)
-def _folded_word(run: str) -> str:
-    """A spaced-script word lower-cased and folded (a vocabulary: cached, not redone per post)."""
-    return fold_diacritics(run.lower())
-
-
 def _is_khmer(run: str) -> bool:
     return "\u1780" <= run[0] <= "\u17ff" or "\u19e0" <= run[0] <= "\u19ff"
 
@@ -146,18 +133,30 @@ def _needs_bigrams(run: str) -> bool:
     return any(s in name for s in _BIGRAM_SCRIPTS)
 
 
+def _tokens_of_run(run: str) -> tuple[str, ...]:
+    """The tokens of one run of letters and digits: a Khmer run's words (not its lone signs),
+    a bigram script's character pairs, or a spaced-script word lower-cased and folded."""
+    if _is_khmer(run):
+        return tuple(t for t in _segment_khmer(run) if t.strip() and any(c.isalpha() for c in t))
+    if _needs_bigrams(run):
+        return tuple(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+    return (fold_diacritics(run.lower()),)
+
+
+# Runs repeat (a vocabulary, repeated Khmer phrases): each run's tokens are worked out once.
+# Khmer runs are cached whatever their length (their CRF segmentation is cached anyway); other
+# runs up to 40 characters (longer ones are hashes, base64, keyboard mashing: rarely seen twice).
+_cached_tokens_of_run = lru_cache(maxsize=262_144)(_tokens_of_run)
+
+
 def tokenize(text: str) -> list[str]:
     # Decomposed input would split words at every combining tone mark ("va", "c");
     # NFC leaves already-normalised text, and so stored tokens, unchanged.
     text = unicodedata.normalize("NFC", text)
     text = URL_PATTERN.sub(" ", text)
-    text = _MENTION.sub(" ", text)
+    if "@" in text:
+        text = _MENTION.sub(" ", text)
     tokens: list[str] = []
     for run in _RUN.findall(text):
-        if _is_khmer(run):
-            tokens.extend(t for t in _khmer_segmenter()(run) if t.strip() and any(c.isalpha() for c in t))
-        elif _needs_bigrams(run):
-            tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
-        else:
-            tokens.append(_folded_word(run) if len(run) <= 40 else fold_diacritics(run.lower()))
+        tokens += _cached_tokens_of_run(run) if len(run) <= 40 or _is_khmer(run) else _tokens_of_run(run)
     return tokens
