@@ -55,6 +55,11 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
     return tuple(words)
 
 
+def load_segmenter() -> None:
+    """Open khmercut's CRF model now (~50-100 ms, 17 MB), so that no post waits for it later."""
+    _segment_khmer.__wrapped__("ក")
+
+
 @lru_cache(maxsize=16_384)
 def _kcc_roles(kcc: str) -> tuple[tuple[str, ...], bool]:
     """The attributes a cluster gives at each window offset ("kcc:", "t:", "kcc[-1]:",
