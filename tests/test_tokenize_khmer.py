@@ -1,6 +1,6 @@
 """Khmer segmentation builds khmercut's CRF attributes itself (faster) and must give exactly
 khmercut's words: the same attributes in the same order, the same tags, the same words, on
-every Khmer text of the fixtures and on random character soups."""
+every Khmer text of the fixtures, of generated posts and on random character soups."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import khmercut
 
+from factbridge.bench.feed import generated_posts
 from factbridge.text.normalize import normalize_text
 from factbridge.text.tokenize import _kcc_attributes, _segment_khmer, tokenize
 
@@ -26,6 +27,7 @@ def _texts() -> list[str]:
             row: Any = json.loads(line) if line.strip() else {}
             if isinstance(row, dict):
                 texts.extend(v for v in row.values() if isinstance(v, str) and RUN.search(v))
+    texts.extend(p.text for mix in ("tweet", "550") for p in generated_posts(300, mix, 0.0, 11) if RUN.search(p.text))
     rng = random.Random(20261203)
     alphabet = [chr(c) for c in range(0x1780, 0x17FA)] + [chr(c) for c in range(0x19E0, 0x19F0)]
     texts.extend("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(600))
@@ -45,7 +47,7 @@ def _as_attributes(features: dict[str, Any]) -> list[str]:
 
 def test_khmer_words_are_khmercuts() -> None:
     runs = list(dict.fromkeys(run for text in _texts() for run in RUN.findall(normalize_text(text))))
-    assert len(runs) > 1200
+    assert len(runs) > 1400
     _segment_khmer.cache_clear()
     for run in runs:
         kccs = khmercut.seg_kcc(run)

@@ -24,6 +24,7 @@ from factbridge.backends.embedders.cache import CachedEmbedder
 from factbridge.models import Post
 from factbridge.pipeline.prepare import embedding_text, prepare_post
 from factbridge.pipeline.stages import StageClock, load_stages, run_stages
+from factbridge.text.tokenize import load_segmenter
 
 
 @dataclass
@@ -131,6 +132,7 @@ def run_ingest_bench(
     under "embedding"), so the encoder alone never shares the machine with the pipeline."""
     stages = load_stages()
     if warmup:  # imports (pandas, scipy...) and models a running worker has loaded already: not per-post costs
+        load_segmenter()  # the Khmer CRF model, which the warm-up posts may not need
         warm = [prepare_post(p, services.languages) for p in warmup]
         services.storage.upsert_posts(f"{org}-warmup", warm)
         run_stages(services, f"{org}-warmup", warm, stages=stages)

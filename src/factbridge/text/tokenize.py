@@ -55,6 +55,11 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
     return tuple(words)
 
 
+def load_segmenter() -> None:
+    """Open khmercut's CRF model now (~50-100 ms, 17 MB), so that no post waits for it later."""
+    _segment_khmer.__wrapped__("ក")
+
+
 @lru_cache(maxsize=16_384)
 def _kcc_roles(kcc: str) -> tuple[tuple[str, ...], bool]:
     """The attributes a cluster gives at each window offset ("kcc:", "t:", "kcc[-1]:",
@@ -73,66 +78,49 @@ def _kcc_attributes(kccs: list[str]) -> list[list[str]]:
     """khmercut's `create_kcc_features(kccs)` as the attributes pycrfsuite makes of them: a
     string feature is "name:value", a true flag its name; a false flag (weight 0) is left
     out, which changes no score. Same attributes in the same order (tests/test_tokenize_khmer.py).
-    A cluster's own attributes at each offset come from `_kcc_roles`; only the n-grams are joined here."""
+    A cluster's own attributes at each offset come from `_kcc_roles`; the run's cluster pairs,
+    triples and quadruples are joined once, each used by the clusters whose window holds it."""
     n = len(kccs)
     roles = [_kcc_roles(k) for k in kccs]
+    two = [a + b for a, b in zip(kccs[:-1], kccs[1:], strict=True)]  # two[i]: clusters i and i + 1
+    three = [a + b for a, b in zip(two[:-1], kccs[2:], strict=True)]  # three[i]: clusters i to i + 2
+    four = [a + b for a, b in zip(three[:-1], kccs[3:], strict=True)]  # four[i]: clusters i to i + 3
     out: list[list[str]] = []
-    p1 = p2 = n1 = n2 = ""
     for i in range(n):
-        k = kccs[i]
         own, ns = roles[i]
         a = [own[0], own[1]]
         if ns:
             a.append("ns")
         if i >= 1:
-            p1 = kccs[i - 1]
             r1, ns1 = roles[i - 1]
-            a += [r1[2], r1[3], "kcc[-1:0]:" + p1 + k]
+            a += [r1[2], r1[3], "kcc[-1:0]:" + two[i - 1]]
             if ns1:
                 a.append("ns-1")
         else:
             a.append("BOS")
         if i >= 2:
-            p2 = kccs[i - 2]
             r2 = roles[i - 2][0]
-            a += [r2[4], r2[5], "kcc[-2:-1]:" + p2 + p1, "kcc[-2:0]:" + p2 + p1 + k]
+            a += [r2[4], r2[5], "kcc[-2:-1]:" + two[i - 2], "kcc[-2:0]:" + three[i - 2]]
         if i >= 3:
-            p3 = kccs[i - 3]
             r3 = roles[i - 3][0]
-            a += [r3[6], r3[7], "kcc[-3:0]:" + p3 + p2 + p1 + k, "kcc[-3:-1]:" + p3 + p2 + p1, "kcc[-3:-2]:" + p3 + p2]
+            a += [r3[6], r3[7], "kcc[-3:0]:" + four[i - 3], "kcc[-3:-1]:" + three[i - 3], "kcc[-3:-2]:" + two[i - 3]]
         if i < n - 1:
-            n1 = kccs[i + 1]
             q1, nsn1 = roles[i + 1]
-            a += [q1[8], q1[9], "kcc[+1:0]:" + k + n1]
+            a += [q1[8], q1[9], "kcc[+1:0]:" + two[i]]
             if nsn1:
                 a.append("ns+1")
         else:
             a.append("EOS")
         if i < n - 2:
-            n2 = kccs[i + 2]
             q2, nsn2 = roles[i + 2]
-            a += [q2[10], q2[11], "kcc[+1:+2]:" + n1 + n2, "kcc[0:+2]:" + k + n1 + n2]
+            a += [q2[10], q2[11], "kcc[+1:+2]:" + two[i + 1], "kcc[0:+2]:" + three[i]]
             if nsn2:
                 a.append("ns+2")
         if i < n - 3:
-            n3 = kccs[i + 3]
             q3 = roles[i + 3][0]
-            a += [q3[12], q3[13], "kcc[+2:+3]:" + n2 + n3, "kcc[+1:+3]:" + n1 + n2 + n3, "kcc[0:+3]:" + k + n1 + n2 + n3]
+            a += [q3[12], q3[13], "kcc[+2:+3]:" + two[i + 2], "kcc[+1:+3]:" + three[i + 1], "kcc[0:+3]:" + four[i]]
         out.append(a)
     return out
-
-
-def _khmer_segmenter():
-    def segment(run: str) -> list[str]:
-        return list(_segment_khmer(run))
-
-    return segment
-
-
-@lru_cache(maxsize=262_144)
-def _folded_word(run: str) -> str:
-    """A spaced-script word lower-cased and folded (a vocabulary: cached, not redone per post)."""
-    return fold_diacritics(run.lower())
 
 
 def _is_khmer(run: str) -> bool:
@@ -146,18 +134,30 @@ def _needs_bigrams(run: str) -> bool:
     return any(s in name for s in _BIGRAM_SCRIPTS)
 
 
+def _tokens_of_run(run: str) -> tuple[str, ...]:
+    """The tokens of one run of letters and digits: a Khmer run's words (not its lone signs),
+    a bigram script's character pairs, or a spaced-script word lower-cased and folded."""
+    if _is_khmer(run):
+        return tuple(t for t in _segment_khmer(run) if t.strip() and any(c.isalpha() for c in t))
+    if _needs_bigrams(run):
+        return tuple(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+    return (fold_diacritics(run.lower()),)
+
+
+# Runs repeat (a vocabulary, repeated Khmer phrases): each run's tokens are worked out once.
+# Khmer runs are cached whatever their length (their CRF segmentation is cached anyway); other
+# runs up to 40 characters (longer ones are hashes, base64, keyboard mashing: rarely seen twice).
+_cached_tokens_of_run = lru_cache(maxsize=262_144)(_tokens_of_run)
+
+
 def tokenize(text: str) -> list[str]:
     # Decomposed input would split words at every combining tone mark ("va", "c");
     # NFC leaves already-normalised text, and so stored tokens, unchanged.
     text = unicodedata.normalize("NFC", text)
     text = URL_PATTERN.sub(" ", text)
-    text = _MENTION.sub(" ", text)
+    if "@" in text:
+        text = _MENTION.sub(" ", text)
     tokens: list[str] = []
     for run in _RUN.findall(text):
-        if _is_khmer(run):
-            tokens.extend(t for t in _khmer_segmenter()(run) if t.strip() and any(c.isalpha() for c in t))
-        elif _needs_bigrams(run):
-            tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
-        else:
-            tokens.append(_folded_word(run) if len(run) <= 40 else fold_diacritics(run.lower()))
+        tokens += _cached_tokens_of_run(run) if len(run) <= 40 or _is_khmer(run) else _tokens_of_run(run)
     return tokens
