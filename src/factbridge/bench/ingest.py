@@ -22,6 +22,7 @@ from typing import Any
 from factbridge.backends.embedders.base import Embedder, EncodesAhead
 from factbridge.backends.embedders.cache import CachedEmbedder
 from factbridge.models import Post
+from factbridge.pipeline.collector import settle_heap
 from factbridge.pipeline.prepare import embedding_text, prepare_post
 from factbridge.pipeline.stages import StageClock, load_stages, run_stages
 from factbridge.text.tokenize import load_segmenter
@@ -136,6 +137,7 @@ def run_ingest_bench(
         warm = [prepare_post(p, services.languages) for p in warmup]
         services.storage.upsert_posts(f"{org}-warmup", warm)
         run_stages(services, f"{org}-warmup", warm, stages=stages)
+        settle_heap(every_s=0.0)  # as a worker does after its first run
     result = IngestBench(posts=len(raw), load_before=round(os.getloadavg()[0], 2), ahead=ahead)
     names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
     clock = StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))

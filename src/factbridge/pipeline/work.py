@@ -30,6 +30,7 @@ from typing import Any
 from factbridge.backends.queue.base import Delivery, Queue
 from factbridge.errors import FactBridgeError, InputError, NotFound
 from factbridge.models import Post
+from factbridge.pipeline.collector import settle_heap
 from factbridge.pipeline.records import FAILURES as FAILURES  # re-exported: where it was
 from factbridge.pipeline.records import QueueFailure, QueueFailures
 
@@ -252,6 +253,8 @@ class Worker:
                     # the queue had at least a full run ready: take the next run's batches now
                     self._held = self.queue.fetch(self.merge if max_batches is None else min(self.merge, max_batches - after), 0.0)
                 outcomes = [self.handle(deliveries[0])] if len(deliveries) == 1 else self.handle_many(deliveries)
+                if not once:  # a long-running worker: after its first run (models, caches loaded), then every ten minutes
+                    settle_heap()
                 for outcome in outcomes:
                     report.outcomes.append(outcome)
                     if self.on_batch:
