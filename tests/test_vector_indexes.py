@@ -186,6 +186,38 @@ def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str,
     store.close()
 
 
+@pytest.mark.parametrize("choice", ["hnsw", "exact"])
+def test_stored_vector_index_takes_the_fresh_vectors_the_caller_read(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`fresh_vectors` given: the batch is not read again, and the index holds and answers what
+    reading it would have given (the same ids in the same order, a repeated id once)."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import stored_vector_index
+
+    rows = _unit(40, 8, 11)
+    answers = []
+    for given in (False, True):
+        store = SQLiteStorage(f"sqlite:///{tmp_path / f'db-{given}.sqlite'}")
+        store.migrate()
+        store.put_vectors("org", "post", "emb", [(f"p{i:02d}", f"s{i}", rows[i]) for i in range(20)])
+        reads: list[int] = []
+        original = store.load_vectors
+        store.load_vectors = lambda org, kind, emb, ids=None, original=original, reads=reads: (  # type: ignore[method-assign]
+            reads.append(len(ids or [])) or original(org, kind, emb, ids=ids))
+        stored_vector_index(store, "org", "post", "emb", 8, choice=choice, resync_s=1e9)  # opened and synced: 20
+        store.put_vectors("org", "post", "emb", [(f"p{i:02d}", f"s{i}", rows[i]) for i in range(20, 31)])
+        fresh = [f"p{i:02d}" for i in (30, 26, 28, 27, 29, 28, 20, 25, 21, 22, 24, 23)]  # unsorted, one id twice
+        reads.clear()
+        index = stored_vector_index(store, "org", "post", "emb", 8, choice=choice, resync_s=1e9, fresh_ids=fresh,
+                                    fresh_vectors=rows[[int(i[1:]) for i in fresh]] if given else None)
+        assert reads == ([] if given else [11])
+        assert len(index) == 31
+        if isinstance(index, HnswIndex):
+            assert index._ids[20:] == [f"p{i}" for i in range(20, 31)]  # the keys reading them gives
+        answers.append([index.search(q, 31, "emb") for q in rows[:31]])
+        store.close()
+    assert answers[0] == answers[1]
+
+
 def _unit(n: int, dim: int, seed: int) -> np.ndarray:
     rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)

@@ -323,6 +323,7 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     index = stored_vector_index(
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
+        fresh_vectors=matrix if fresh else None,  # just read: not read again to be added
     )
     # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped inside it
     row_of: dict[bytes, int] = {}  # a vector -> its distinct query

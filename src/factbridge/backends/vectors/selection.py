@@ -86,9 +86,12 @@ def index_path(data_dir: str | Path, org: str, kind: str, embedder_id: str) -> P
 def stored_vector_index(
     storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
     fresh_ids: Sequence[str] = (), resync_s: float = 300.0, tuning: VectorIndexTuning | None = None,
+    fresh_vectors: np.ndarray | None = None,
 ) -> VectorIndex:
     """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
-    stored, added before the index answers. `data_dir` None: kept in memory only."""
+    stored, added before the index answers. `fresh_vectors`: their stored vectors, one row per
+    id in order, when the caller has just read them (they are then not read again).
+    `data_dir` None: kept in memory only."""
     if choice not in VECTOR_INDEXES:
         raise ConfigError(f"vector_index: unknown index '{choice}' ({', '.join(VECTOR_INDEXES)})")
     tuning = tuning or VectorIndexTuning()
@@ -121,6 +124,10 @@ def stored_vector_index(
             shas = storage.vector_shas(org, kind, embedder_id)
             _add(storage, kept, org, kind, embedder_id, sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha), shas)
             kept.synced = now
+        elif fresh_ids and fresh_vectors is not None:
+            row = {item: n for n, item in enumerate(fresh_ids)}  # a repeated id: its last row, as the index keeps
+            ids = sorted(row)  # the order `_add` reads them in: the same keys, the same graph
+            _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], ["" for _ in ids])
         elif fresh_ids:
             _add(storage, kept, org, kind, embedder_id, sorted(set(fresh_ids)), None)
         if path is not None and isinstance(kept.index, HnswIndex) and (not kept.saved or now - kept.saved >= SAVE_EVERY_S):
@@ -136,12 +143,17 @@ def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: 
         if not got:
             continue
         # without the stored hash (a batch's fresh items) '' marks it to be compared at the next resync
-        known = [shas.get(i, "") if shas is not None else "" for i in got]
-        if isinstance(kept.index, HnswIndex):
-            kept.index.add(got, matrix, embedder_id, shas=known)
-        else:
-            kept.index.add(got, matrix, embedder_id)
-        kept.shas.update(zip(got, known, strict=True))
+        _add_rows(kept, embedder_id, got, matrix, [shas.get(i, "") if shas is not None else "" for i in got])
+
+
+def _add_rows(kept: _Kept, embedder_id: str, ids: list[str], matrix: np.ndarray, known: list[str]) -> None:
+    if not ids:
+        return
+    if isinstance(kept.index, HnswIndex):
+        kept.index.add(ids, matrix, embedder_id, shas=known)
+    else:
+        kept.index.add(ids, matrix, embedder_id)
+    kept.shas.update(zip(ids, known, strict=True))
 
 
 def _stored_floats(storage: Any, org: str, kind: str, embedder_id: str, dim: int) -> Any:
