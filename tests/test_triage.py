@@ -159,6 +159,27 @@ def test_post_vectors_are_read_once_across_batches(hashing_services: Services) -
     assert len(stored_vector_index(storage, ORG, "post", embedder_id, dim, resync_s=0)) == 7
 
 
+def test_a_batch_vectors_are_read_once_by_triage(hashing_services: Services) -> None:
+    """Triage reads the batch's vectors for its searches and hands them to the post index
+    (not read a second time to be added); the repeats are what the index then answers."""
+    from factbridge.backends.vectors.selection import stored_vector_index
+    from factbridge.pipeline.triage import gather_facts
+
+    storage, embedder_id = hashing_services.storage, hashing_services.embedder.id
+    ingest(hashing_services, [make_post(f"p{i}", f"{CLAIM} ({i})", minutes=i) for i in range(3)], stages=False)
+    stored_vector_index(storage, ORG, "post", embedder_id, hashing_services.embedder.dim)  # opened: the later batch is fresh
+    batch = [make_post(f"q{i}", f"{CLAIM} ({i})", minutes=10 + i) for i in range(2)] + [make_post("lonely", OTHER_CLAIM, minutes=12)]
+    ingest(hashing_services, batch, stages=False)
+    reads: list[list[str]] = []
+    original = storage.load_vectors
+    storage.load_vectors = lambda org, kind, emb, ids=None: reads.append(sorted(ids or [])) or original(org, kind, emb, ids=ids)  # type: ignore[method-assign]
+    posts = list(storage.get_posts(ORG, [p.id for p in batch]).values())
+    facts = gather_facts(hashing_services, ORG, posts, hashing_services.settings.triage)
+    assert reads == [["lonely", "q0", "q1"]]
+    assert len(stored_vector_index(storage, ORG, "post", embedder_id, hashing_services.embedder.dim)) == 6
+    assert sorted(facts["q0"].repeats) == ["p0", "p1", "p2", "q1"] and facts["lonely"].repeats == []
+
+
 def test_repeats_come_from_the_index_within_the_window(hashing_services: Services) -> None:
     """Copies older than the velocity window are not repeats, however similar."""
     old = [make_post(f"old{i}", CLAIM, minutes=-60 * 24 * 5 - i) for i in range(3)]
