@@ -290,7 +290,7 @@ class Narrative:
         """`terms.most_common(100)`, computed once per change of the terms (its first n are
         `most_common(n)`: the ranking is a stable sort)."""
         if self.ranked is None:
-            self.ranked = self.terms.most_common(100)
+            self.ranked = top_counts(self.terms, 100)
         return self.ranked
 
     def add_recent(self, entry: tuple[str, float, str, float]) -> None:
@@ -357,9 +357,10 @@ def summed_languages(narratives: Sequence[Narrative]) -> dict[str, int]:
 
 
 def top_counts(counts: Counter[str], n: int) -> list[tuple[str, int]]:
-    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys is faster
-    than its heap (the same list: `heapq.nlargest` is documented as `sorted(...)[:n]`)."""
-    if len(counts) > 500:
+    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys (or a
+    hundred of a few thousand) is faster than its heap (the same list: `heapq.nlargest` is
+    documented as `sorted(...)[:n]`)."""
+    if len(counts) > (2000 if n >= 100 else 500):
         return counts.most_common(n)
     return sorted(counts.items(), key=itemgetter(1), reverse=True)[:n]
 
