@@ -47,6 +47,25 @@ def test_summed_terms_keep_the_sums_and_the_key_order_of_counter_update() -> Non
             assert narr.top_counts(summed, k) == expected.most_common(k)
 
 
+def test_summed_languages_and_a_hundred_ranked_terms_match_counter() -> None:
+    rng = np.random.default_rng(3)
+    narratives = [
+        narr.Narrative(id=f"n{i}", vec_sum=np.zeros(2, dtype=np.float32), languages=Counter({lang: int(rng.integers(1, 4)) for lang in langs}))
+        for i, langs in enumerate([["vi", "en"], ["km"], ["en", "fr", "vi"], [], ["fr", "km"]])
+    ]
+    expected: Counter[str] = Counter()
+    for n in narratives:
+        expected.update(n.languages)
+    summed = narr.summed_languages(narratives)
+    assert list(summed.items()) == list(expected.items())
+    doc = narr.Topic(id="t", vec_sum=np.zeros(2, dtype=np.float32), narratives=[n.id for n in narratives], first_seen=T0.timestamp(), last_seen=T0.timestamp()).to_doc({n.id: n for n in narratives}, "r")
+    assert list(doc["languages"].items()) == expected.most_common()
+    for keys in (5, 150, 1999, 2500):  # the sort below and above the heap's threshold, many ties
+        terms = Counter({f"w{i}": int(c) for i, c in enumerate(rng.integers(1, 6, size=keys))})
+        assert narr.top_counts(terms, 100) == terms.most_common(100)
+        assert narr.Narrative(id="x", vec_sum=np.zeros(2, dtype=np.float32), terms=terms).ranked_terms() == terms.most_common(100)
+
+
 def test_recent_posts_and_ranking_follow_every_new_member() -> None:
     n = narr.Narrative(id="nar-x", vec_sum=np.zeros(2, dtype=np.float32))
     rule = "rule-1"

@@ -290,7 +290,7 @@ class Narrative:
         """`terms.most_common(100)`, computed once per change of the terms (its first n are
         `most_common(n)`: the ranking is a stable sort)."""
         if self.ranked is None:
-            self.ranked = self.terms.most_common(100)
+            self.ranked = top_counts(self.terms, 100)
         return self.ranked
 
     def add_recent(self, entry: tuple[str, float, str, float]) -> None:
@@ -345,10 +345,22 @@ def summed_terms(narratives: Sequence[Narrative]) -> Counter[str]:
     return terms
 
 
+def summed_languages(narratives: Sequence[Narrative]) -> dict[str, int]:
+    """The narratives' language counts summed, keys in first-appearance order: what
+    `Counter.update` with each in turn gives, without its per-call checks (a topic sums all
+    its narratives for every save). Ranked as `most_common()` ranks: a stable sort by count."""
+    langs: dict[str, int] = {}
+    for n in narratives:
+        for lang, count in n.languages.items():
+            langs[lang] = langs.get(lang, 0) + count
+    return langs
+
+
 def top_counts(counts: Counter[str], n: int) -> list[tuple[str, int]]:
-    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys is faster
-    than its heap (the same list: `heapq.nlargest` is documented as `sorted(...)[:n]`)."""
-    if len(counts) > 500:
+    """`counts.most_common(n)`: a stable sort by count, which for a few hundred keys (or a
+    hundred of a few thousand) is faster than its heap (the same list: `heapq.nlargest` is
+    documented as `sorted(...)[:n]`)."""
+    if len(counts) > (2000 if n >= 100 else 500):
         return counts.most_common(n)
     return sorted(counts.items(), key=itemgetter(1), reverse=True)[:n]
 
@@ -373,9 +385,7 @@ class Topic:
 
     def to_doc(self, narratives: dict[str, Narrative], decided_by: str) -> dict[str, Any]:
         members = [narratives[nid] for nid in self.narratives]
-        langs: Counter[str] = Counter()
-        for n in members:
-            langs.update(n.languages)
+        langs = summed_languages(members)
         if len(members) == 1:  # the narrative's own ranking (a copy of one Counter ranks as it does)
             top = [t for t, _ in members[0].ranked_terms()[:12]]
         else:
@@ -383,7 +393,7 @@ class Topic:
         return {
             "id": self.id, "label": " · ".join(top[:5]), "size": self.size, "narrative_count": len(self.narratives),
             "narratives": self.narratives, "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
-            "top_terms": top, "languages": dict(langs.most_common()), "heat_log2": self.heat,
+            "top_terms": top, "languages": dict(sorted(langs.items(), key=itemgetter(1), reverse=True)), "heat_log2": self.heat,
             "merged": self.merged, "created_at": self.created_at, "decided_by": decided_by,
             "vector_sum": _encode_vec(self.vec_sum),
         }
