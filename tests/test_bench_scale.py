@@ -48,6 +48,19 @@ def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) 
     assert "CPU ms/post" in out and "everything but the encoder" in out
 
 
+def test_bench_ingest_repeated_shows_the_median_run_and_every_run(tmp_path: Path) -> None:
+    data = _json(_run(["bench", "ingest", "--posts", "24", "--mix", "tweet", "--batch", "12", "--repeat", "3", "--json"], tmp_path))
+    runs = data["runs"]
+    assert len(runs) == 3 and all(r["posts_per_s"] > 0 and r["encoder_alone_posts_per_s"] > 0 for r in runs)
+    overheads = sorted(r["overhead"] for r in runs)
+    assert data["overhead"] == overheads[1], "the run shown is the median one"
+    assert data["overhead_range"] == [overheads[0], overheads[2]]
+    out = _run(["bench", "ingest", "--posts", "12", "--mix", "tweet", "--batch", "12", "--repeat", "2"], tmp_path)
+    assert "2 runs, the median one above: overhead" in out
+    bad = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "bench", "ingest", "--repeat", "0"])
+    assert bad.exit_code != 0 and "--repeat must be at least 1" in str(bad.exception)
+
+
 def test_bench_match_synthetic_measures_recall_latency_and_memory(tmp_path: Path) -> None:
     data = _json(_run(["bench", "match", "--synthetic", "3000", "--n", "20", "--json"], tmp_path))
     assert data["backend"] == "hnsw" and data["n"] == 3000
