@@ -15,6 +15,7 @@ import pytest
 from factbridge.bench.feed import generated_posts
 from factbridge.pipeline.prepare import embedding_text, prepare_post
 from factbridge.text import minhash, urls
+from factbridge.text.urls import URL_PATTERN, may_hold_url
 
 
 def _canonical_reference(text: str) -> str:
@@ -53,7 +54,16 @@ def test_drop_hint_finds_every_text_drop_changes() -> None:
     samples = [*EDGE_CASES, *(f"x {w} y" for w in ("WwW.a.b", "Pic.Twitter.com/q", "rt @a", "https://q", "@b"))]
     for text in samples:
         if minhash._DROP.search(text):
-            assert "@" in text or "//" in text or minhash._DROP_HINT.search(text), text
+            assert "@" in text or may_hold_url(text), text
+
+
+def test_url_hint_finds_every_text_the_url_pattern_matches() -> None:
+    """`may_hold_url` is never false where `URL_PATTERN` matches (strip_urls, tokenize and
+    canonical skip the pattern on it)."""
+    samples = [*EDGE_CASES, *(f"x {w} y" for w in ("WwW.a.b", "Pic.Twitter.com/q", "HTTPS://q", "http://a", "www.x"))]
+    for text in samples:
+        if URL_PATTERN.search(text):
+            assert may_hold_url(text), text
 
 
 def _signature_reference(text: str) -> np.ndarray | None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from factbridge.text.urls import MENTION, URL_PATTERN
+from factbridge.text.urls import MENTION, URL_PATTERN, may_hold_url
 
 MINHASH_VERSION = "minhash-char5-64x16-v1"
 SHINGLE = 5
@@ -48,10 +48,6 @@ def _fold_extra(text: str) -> str:
 
 
 _DROP = re.compile(f"{_RETWEET.pattern}|{URL_PATTERN.pattern}|{MENTION.pattern}", re.IGNORECASE)
-# Every match of `_DROP` holds "@" (RT prefix, mention), "//" (a scheme) or one of these (with
-# the same flag, so the same letters match): a text without any has nothing to drop. The
-# embedding stage's texts have their links stripped already; most have none.
-_DROP_HINT = re.compile(r"www\.|pic\.twitter", re.IGNORECASE)
 
 
 class _NotTextSpaces(dict[int, str]):
@@ -71,7 +67,7 @@ _NOT_TEXT_SPACES = _NotTextSpaces()
 
 def canonical(text: str) -> str:
     """The form two near-duplicates share: no links, mentions, RT prefix, case, Latin accents or punctuation."""
-    if "@" in text or "//" in text or _DROP_HINT.search(text):
+    if "@" in text or may_hold_url(text):  # every other match of `_DROP` is a link (RT prefix, mention: "@")
         text = _DROP.sub(" ", text)
     text = unicodedata.normalize("NFD", _fold_extra(text.lower()))
     text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", text))

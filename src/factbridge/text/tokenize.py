@@ -16,7 +16,7 @@ import unicodedata
 from functools import lru_cache
 
 from factbridge.text.normalize import fold_diacritics
-from factbridge.text.urls import URL_PATTERN
+from factbridge.text.urls import URL_PATTERN, may_hold_url
 
 TOKENIZER_VERSION = "script-aware-1"
 
@@ -154,7 +154,8 @@ def tokenize(text: str) -> list[str]:
     # Decomposed input would split words at every combining tone mark ("va", "c");
     # NFC leaves already-normalised text, and so stored tokens, unchanged.
     text = unicodedata.normalize("NFC", text)
-    text = URL_PATTERN.sub(" ", text)
+    if may_hold_url(text):
+        text = URL_PATTERN.sub(" ", text)
     if "@" in text:
         text = _MENTION.sub(" ", text)
     tokens: list[str] = []
