@@ -8,12 +8,13 @@ import threading
 def test_khmer_tokenizer_is_thread_safe() -> None:
     import khmercut
 
-    from factbridge.text.tokenize import _segment_khmer
+    from factbridge.text.tokenize import _SCORER, _segment_khmer
 
     errors: list[BaseException] = []
     results: list[list[str]] = []
     for _ in range(5):  # a race: a few rounds make it show on code without the lock
         khmercut.tagger = None  # not opened yet: twelve threads open it at once
+        _SCORER.clear()  # nor read by khmer_crf: twelve threads ask for it at once
         _segment_khmer.cache_clear()  # segmented runs are cached: make every round segment
         barrier = threading.Barrier(12)
         _round(barrier, results, errors)

@@ -10,15 +10,20 @@ emoji are not words; hashtags give their word.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
 from functools import lru_cache
 
+from factbridge.errors import ModelError
+from factbridge.text.khmer_crf import KccScorer, read_model
 from factbridge.text.normalize import fold_diacritics
 from factbridge.text.urls import URL_PATTERN, may_hold_url
 
 TOKENIZER_VERSION = "script-aware-1"
+
+log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"(?<!\w)@\w+")
 _RUN = re.compile(r"[\u1780-\u17ff\u19e0-\u19ff]+|[^\W_]+", re.UNICODE)
@@ -27,8 +32,27 @@ _BIGRAM_SCRIPTS = ("THAI", "LAO", "MYANMAR", "CJK", "HIRAGANA", "KATAKANA", "HAN
 
 # khmercut keeps one CRF tagger in a module global, created and opened lazily without a lock:
 # two threads segmenting at once could see it created but not yet opened ("The tagger is not
-# opened"), and the tagger is not documented as safe to share. Segmentation holds this lock.
+# opened"), and the tagger is not documented as safe to share. Opening our reading of its model,
+# and tagging with pycrfsuite (only where that reading failed), hold this lock.
 _KHMER_LOCK = threading.Lock()
+_SCORER: list[KccScorer | None] = []  # khmercut's model as read by khmer_crf (None: unreadable), once read
+
+
+def _khmer_scorer() -> KccScorer | None:
+    """khmercut's CRF model read into Python (`khmer_crf`: the same tags, ~5x faster than
+    pycrfsuite on the attribute strings), or None when this khmercut ships a model file it
+    cannot read: pycrfsuite then tags, as before."""
+    if not _SCORER:
+        with _KHMER_LOCK:
+            if not _SCORER:
+                import khmercut
+
+                try:
+                    _SCORER.append(KccScorer(read_model(khmercut.model_path)))
+                except (ModelError, OSError) as exc:
+                    log.warning("khmer segmentation: %s; tagging with pycrfsuite", exc)
+                    _SCORER.append(None)
+    return _SCORER[0]
 
 
 @lru_cache(maxsize=65_536)
@@ -36,16 +60,21 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
     """khmercut's words of one Khmer run (the CRF sees only the run: the same run always
     gives the same words, so repeated phrases are segmented once per process).
 
-    The words of `khmercut.tokenize(run)`: its character clusters (`seg_kcc`), its CRF
-    model and tagger, its attributes (`kcc_to_features`), built here as the strings the
-    tagger reads (`_kcc_attributes`: each cluster's attributes worked out once, no dictionaries
-    for pycrfsuite to convert); about 30 % less CPU per run. Only the tagging holds the lock."""
+    The words of `khmercut.tokenize(run)`: its character clusters (`seg_kcc`), its CRF model
+    and attribute template (`create_kcc_features`), tagged by `khmer_crf.KccScorer` (the model
+    read once; each cluster's attributes weighed without making their strings), or, where that
+    model could not be read, by khmercut's pycrfsuite tagger on the attribute strings
+    (`_kcc_attributes`: each cluster's attributes worked out once)."""
     import khmercut
 
     kccs = khmercut.seg_kcc(run)
-    attributes = _kcc_attributes(kccs)
-    with _KHMER_LOCK:
-        tags = khmercut.load().tag(attributes)
+    scorer = _khmer_scorer()
+    if scorer is not None:
+        tags = scorer.tag(kccs)
+    else:
+        attributes = _kcc_attributes(kccs)
+        with _KHMER_LOCK:
+            tags = khmercut.load().tag(attributes)
     words: list[str] = []
     for i, tag in enumerate(tags):
         if tag == "1" or i == 0:
@@ -56,7 +85,7 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
 
 
 def load_segmenter() -> None:
-    """Open khmercut's CRF model now (~50-100 ms, 17 MB), so that no post waits for it later."""
+    """Read khmercut's CRF model now (~0.5 s, ~30 MB), so that no post waits for it later."""
     _segment_khmer.__wrapped__("ក")
 
 

@@ -1,0 +1,240 @@
+"""khmercut's CRF model, read and run in Python: the tags its pycrfsuite tagger gives, faster.
+
+khmercut segments Khmer with a first-order linear-chain CRF trained by CRFsuite (two labels:
+"1" starts a word, "0" continues one). pycrfsuite tags a sequence from attribute strings:
+each string is encoded, looked up in the model's attribute database and its label weights
+added up, then Viterbi. That costs ~13 µs per character cluster, three quarters of segmenting
+a Khmer post. Here the model file is read once into a dictionary from attribute to its
+weights, so that scoring a cluster is a few dictionary lookups.
+
+Same scores, same tags: a cluster's score for a label is the sum of the weights of its
+attributes' features for that label, added in the order of its attributes as CRFsuite adds
+them (`crf1dt_state_score`, IEEE doubles, so the sums are the same to the bit); attributes
+the model does not know are skipped, as pycrfsuite skips them; Viterbi keeps the first
+label on a tie, as `crf1dc_viterbi` does (tests/test_khmer_crf.py compares both taggers on
+every Khmer text of the fixtures, generated posts and random character soups).
+
+The file format (CRFsuite 0.12 `crf1d_model.c`, little-endian): a 48-byte header (magic
+"lCRF", size, type "FOMC", version, counts and the offsets of five chunks); the features
+("FEAT": type, source, destination, weight as a double; type 0 is attribute -> label, 1 is
+label -> label); the label and attribute names (each a CQDB database, read here through its
+backward array: id -> key); the labels' and attributes' feature lists ("LFRF", "AFRF").
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from factbridge.errors import ModelError
+
+_HEADER = struct.Struct("<4sI4sIIIIIIIII")
+_CHUNK = struct.Struct("<4sII")
+_FEATURE = struct.Struct("<IIId")
+_CQDB = struct.Struct("<4sIIIII")
+_CQDB_BYTEORDER = 0x62445371
+_STATE, _TRANSITION = 0, 1
+
+
+@dataclass(frozen=True)
+class CrfModel:
+    """A two-label CRFsuite model: each attribute's weights as one complex number (the first
+    label's weight the real part, the second's the imaginary part: one addition scores both
+    labels, each part an ordinary double addition), the transition weights, the label names."""
+
+    labels: tuple[str, str]
+    weights: dict[str, complex]
+    transitions: tuple[tuple[float, float], tuple[float, float]]  # [from][to]
+
+    def scores(self, items: Sequence[Sequence[str]]) -> list[complex]:
+        """Each item's label scores: its known attributes' weights added in order."""
+        get = self.weights.get
+        out: list[complex] = []
+        for attributes in items:
+            score = 0j
+            for a in attributes:
+                w = get(a)
+                if w is not None:
+                    score += w
+            out.append(score)
+        return out
+
+    def viterbi(self, scores: Sequence[complex]) -> list[int]:
+        """The best label sequence (label ids) for these item scores, CRFsuite's way: on a tie
+        the lower label id wins (`if (max < score)`, labels tried in id order)."""
+        if not scores:
+            return []
+        (t00, t01), (t10, t11) = self.transitions
+        prev0, prev1 = scores[0].real, scores[0].imag
+        back: list[tuple[int, int]] = []  # back[t - 1]: the best previous label of labels 0 and 1 at t
+        for s in scores[1:]:
+            a, b = prev0 + t00, prev1 + t10  # into label 0
+            c, d = prev0 + t01, prev1 + t11  # into label 1
+            from0 = 1 if a < b else 0
+            from1 = 1 if c < d else 0
+            prev0 = (b if from0 else a) + s.real
+            prev1 = (d if from1 else c) + s.imag
+            back.append((from0, from1))
+        label = 1 if prev0 < prev1 else 0
+        path = [label]
+        for step in reversed(back):
+            label = step[label]
+            path.append(label)
+        path.reverse()
+        return path
+
+    def tag(self, items: Sequence[Sequence[str]]) -> list[str]:
+        """The label names pycrfsuite's `Tagger.tag(items)` gives."""
+        return [self.labels[i] for i in self.viterbi(self.scores(items))]
+
+
+def _cqdb_keys(buf: bytes, start: int, what: str) -> list[str]:
+    """The keys of a CQDB database at `start`, by id (its backward array: id -> record)."""
+    chunk, _size, _flag, byteorder, count, bwd_offset = _CQDB.unpack_from(buf, start)
+    if chunk != b"CQDB" or byteorder != _CQDB_BYTEORDER:
+        raise ModelError(f"{what}: not a CQDB database")
+    offsets = struct.unpack_from(f"<{count}I", buf, start + bwd_offset)
+    keys: list[str] = [""] * count
+    for offset in offsets:
+        record = start + offset
+        key_id, size = struct.unpack_from("<II", buf, record)
+        keys[key_id] = buf[record + 8 : record + 8 + size - 1].decode("utf-8")  # size counts the closing NUL
+    return keys
+
+
+def read_model(path: str | Path) -> CrfModel:
+    """A CRFsuite first-order model file with two labels. ModelError names the file when it is
+    not one (another format version, more labels): the caller then keeps pycrfsuite's tagger."""
+    path = Path(path)
+    buf = path.read_bytes()
+    try:
+        magic, size, kind, version, _, labels, attrs, off_features, off_labels, off_attrs, _, off_attrrefs = _HEADER.unpack_from(buf, 0)
+        if magic != b"lCRF" or kind != b"FOMC" or version != 100 or size != len(buf):
+            raise ModelError(f"{path}: not a CRFsuite 0.12 first-order model (magic {magic!r}, type {kind!r}, version {version})")
+        if labels != 2:
+            raise ModelError(f"{path}: {labels} labels, two expected")
+        chunk, _, features = _CHUNK.unpack_from(buf, off_features)
+        refs_chunk, _, refs = _CHUNK.unpack_from(buf, off_attrrefs)
+        if chunk != b"FEAT" or refs_chunk != b"AFRF" or refs != attrs:
+            raise ModelError(f"{path}: unexpected chunks {chunk!r} / {refs_chunk!r}")
+        names = _cqdb_keys(buf, off_labels, f"{path}: labels")
+        attr_names = _cqdb_keys(buf, off_attrs, f"{path}: attributes")
+        table = list(_FEATURE.iter_unpack(buf[off_features + _CHUNK.size : off_features + _CHUNK.size + features * _FEATURE.size]))
+        # each attribute's features, in its reference list's order (CRFsuite adds them in that order)
+        ref_offsets = struct.unpack_from(f"<{attrs}I", buf, off_attrrefs + _CHUNK.size)
+        weights: dict[str, complex] = {}
+        for aid, offset in enumerate(ref_offsets):
+            (count,) = struct.unpack_from("<I", buf, offset)
+            w0 = w1 = 0.0
+            for fid in struct.unpack_from(f"<{count}i", buf, offset + 4):
+                kind_, src, dst, weight = table[fid]
+                if kind_ != _STATE or src != aid:
+                    raise ModelError(f"{path}: attribute {aid}'s feature {fid} is not one of its state features")
+                if dst == 0:
+                    w0 += weight
+                else:
+                    w1 += weight
+            if count:
+                weights[attr_names[aid]] = complex(w0, w1)
+        trans = [[0.0, 0.0], [0.0, 0.0]]
+        for kind_, src, dst, weight in table:
+            if kind_ == _TRANSITION:
+                trans[src][dst] = weight
+    except (struct.error, UnicodeDecodeError, IndexError) as exc:
+        raise ModelError(f"{path}: unreadable CRFsuite model ({exc})") from exc
+    return CrfModel((names[0], names[1]), weights, ((trans[0][0], trans[0][1]), (trans[1][0], trans[1][1])))
+
+
+# khmercut's attribute template (`create_kcc_features`), as weights: a cluster's own attributes
+# at each window offset, the flags, and the names of the joined clusters around it.
+_ROLE_OFFSETS = ("[-1]", "[-2]", "[-3]", "[+1]", "[+2]", "[+3]")
+_PAIRS = ("kcc[-1:0]:", "kcc[-2:-1]:", "kcc[-3:-2]:", "kcc[+1:0]:", "kcc[+1:+2]:", "kcc[+2:+3]:")
+_TRIPLES = ("kcc[-2:0]:", "kcc[-3:-1]:", "kcc[0:+2]:", "kcc[+1:+3]:")
+_QUADRUPLES = ("kcc[-3:0]:", "kcc[0:+3]:")
+_CACHED = 262_144  # joined clusters remembered (their weights), per kind
+
+
+class KccScorer:
+    """The label scores of a run's character clusters under khmercut's attribute template,
+    without making its ~25 attribute strings per cluster: each cluster's own attributes
+    (14, and its no-space flags) are looked up once per cluster, each pair, triple and
+    quadruple of clusters once per run (and remembered), and a cluster's score adds their
+    weights in the template's order, a missing attribute adding 0 (x + 0.0 == x: the same
+    sums as skipping it). Equal to `model.scores(attributes)` of the template's strings
+    (tests/test_khmer_crf.py)."""
+
+    def __init__(self, model: CrfModel) -> None:
+        self.model = model
+        get = model.weights.get
+        self._bos, self._eos = get("BOS", 0j), get("EOS", 0j)
+        self._ns = (get("ns", 0j), get("ns-1", 0j), get("ns+1", 0j), get("ns+2", 0j))
+        self._roles: dict[str, tuple[complex, ...]] = {}
+        self._grams: tuple[dict[str, tuple[complex, ...]], ...] = ({}, {}, {})
+
+    def _role(self, kcc: str) -> tuple[complex, ...]:
+        """A cluster's 14 attribute weights ("kcc:", "t:", "kcc[-1]:", "kcc[-1]t:", ...
+        "kcc[+3]t:") and its flags' ("ns", "ns-1", "ns+1", "ns+2"; 0 when it has a space)."""
+        from khmercut import NS, get_type, kcc_type
+
+        get = self.model.weights.get
+        t = kcc_type(kcc)
+        weights = [get("kcc:" + kcc, 0j), get("t:" + t, 0j)]
+        for offset in _ROLE_OFFSETS:
+            weights += [get(f"kcc{offset}:{kcc}", 0j), get(f"kcc{offset}t:{t}", 0j)]
+        weights += self._ns if get_type(kcc[0]) == NS else (0j, 0j, 0j, 0j)
+        role = tuple(weights)
+        if len(self._roles) < _CACHED:
+            self._roles[kcc] = role
+        return role
+
+    def _gram(self, kind: int, joined: str, names: tuple[str, ...]) -> tuple[complex, ...]:
+        cache = self._grams[kind]
+        found = cache.get(joined)
+        if found is None:
+            get = self.model.weights.get
+            found = tuple(get(name + joined, 0j) for name in names)
+            if len(cache) < _CACHED:
+                cache[joined] = found
+        return found
+
+    def scores(self, kccs: Sequence[str]) -> list[complex]:
+        n = len(kccs)
+        roles = [self._roles.get(k) or self._role(k) for k in kccs]
+        two = [self._gram(0, a + b, _PAIRS) for a, b in zip(kccs[:-1], kccs[1:], strict=True)]
+        three = [self._gram(1, a + b + c, _TRIPLES) for a, b, c in zip(kccs[:-2], kccs[1:-1], kccs[2:], strict=True)]
+        four = [self._gram(2, "".join(kccs[i : i + 4]), _QUADRUPLES) for i in range(n - 3)]
+        out: list[complex] = []
+        for i in range(n):
+            own = roles[i]
+            s = own[0] + own[1] + own[14]
+            if i >= 1:
+                r1 = roles[i - 1]
+                s = s + r1[2] + r1[3] + two[i - 1][0] + r1[15]
+            else:
+                s = s + self._bos
+            if i >= 2:
+                r2 = roles[i - 2]
+                s = s + r2[4] + r2[5] + two[i - 2][1] + three[i - 2][0]
+            if i >= 3:
+                r3 = roles[i - 3]
+                s = s + r3[6] + r3[7] + four[i - 3][0] + three[i - 3][1] + two[i - 3][2]
+            if i < n - 1:
+                q1 = roles[i + 1]
+                s = s + q1[8] + q1[9] + two[i][3] + q1[16]
+            else:
+                s = s + self._eos
+            if i < n - 2:
+                q2 = roles[i + 2]
+                s = s + q2[10] + q2[11] + two[i + 1][4] + three[i][2] + q2[17]
+            if i < n - 3:
+                q3 = roles[i + 3]
+                s = s + q3[12] + q3[13] + two[i + 2][5] + three[i + 1][3] + four[i][1]
+            out.append(s)
+        return out
+
+    def tag(self, kccs: Sequence[str]) -> list[str]:
+        """The labels pycrfsuite gives the template's attributes of these clusters."""
+        labels = self.model.labels
+        return [labels[i] for i in self.model.viterbi(self.scores(kccs))]
