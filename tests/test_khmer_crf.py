@@ -138,3 +138,15 @@ def test_segmentation_falls_back_to_pycrfsuite(monkeypatch: pytest.MonkeyPatch, 
         assert any("unreadable" in r.getMessage() and "pycrfsuite" in r.getMessage() for r in caplog.records)
     finally:
         _segment_khmer.cache_clear()
+
+
+def test_clusters_are_seg_kccs(model: CrfModel, runs: list[str]) -> None:
+    """The regex split gives khmercut's clusters on every run of the fixtures and on random
+    runs of any Khmer-block and lunar-date character (signs first, coeng chains, digit runs)."""
+    scorer = KccScorer(model)
+    rng = random.Random(20261203)
+    alphabet = [chr(c) for c in range(0x1780, 0x1800)] + [chr(c) for c in range(0x19E0, 0x1A00)]
+    soups = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(5000)]
+    digits_and_coengs = ["១២៣", "ក្ក្ក", "្១២", "១្២", "ក១២ខ", "៛១០០", "᧠᧡១"]
+    for run in [*runs, *soups, *digits_and_coengs]:
+        assert scorer.clusters(run) == khmercut.seg_kcc(run), run

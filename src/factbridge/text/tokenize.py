@@ -61,17 +61,19 @@ def _segment_khmer(run: str) -> tuple[str, ...]:
     gives the same words, so repeated phrases are segmented once per process).
 
     The words of `khmercut.tokenize(run)`: its character clusters (`seg_kcc`), its CRF model
-    and attribute template (`create_kcc_features`), tagged by `khmer_crf.KccScorer` (the model
-    read once; each cluster's attributes weighed without making their strings), or, where that
-    model could not be read, by khmercut's pycrfsuite tagger on the attribute strings
-    (`_kcc_attributes`: each cluster's attributes worked out once)."""
+    and attribute template (`create_kcc_features`), run by `khmer_crf.KccScorer` (the model
+    read once, the clusters split by one regex, each cluster's attributes weighed without
+    making their strings), or, where that model could not be read, by khmercut's `seg_kcc`
+    and pycrfsuite tagger on the attribute strings (`_kcc_attributes`: each cluster's
+    attributes worked out once)."""
     import khmercut
 
-    kccs = khmercut.seg_kcc(run)
     scorer = _khmer_scorer()
     if scorer is not None:
+        kccs = scorer.clusters(run)
         tags = scorer.tag(kccs)
     else:
+        kccs = khmercut.seg_kcc(run)
         attributes = _kcc_attributes(kccs)
         with _KHMER_LOCK:
             tags = khmercut.load().tag(attributes)
