@@ -1,9 +1,11 @@
 """A worker settles its heap after a run of the stages (pipeline/collector.py): what is alive
-is frozen out of later collections, cyclic garbage is never kept past the next settling."""
+is frozen out of later collections, cyclic garbage is never kept past the next settling. A
+long-running worker reads the Khmer segmenter's model when it starts."""
 
 from __future__ import annotations
 
 import gc
+import importlib
 import weakref
 from collections.abc import Iterator
 
@@ -11,6 +13,8 @@ import pytest
 
 from factbridge.pipeline import collector
 from factbridge.pipeline.collector import settle_heap
+
+tokenize = importlib.import_module("factbridge.text.tokenize")  # the package exports a function of that name
 
 
 class _Cyclic:
@@ -68,9 +72,12 @@ def test_a_long_running_worker_settles_after_its_first_run(tmp_path) -> None:  #
         assert report.outcomes and all(o.status == "done" for o in report.outcomes)
         assert collector._settled_at is None
         publish_post_ids(services, "desk", [p.id for p in posts], force=True)
+        tokenize._SCORER.clear()  # the Khmer segmenter's model not read yet
+        tokenize._segment_khmer.cache_clear()
         report = Worker(services).run(max_batches=1)  # as `factbridge worker` runs
         assert report.outcomes and all(o.status == "done" for o in report.outcomes)
         assert collector._settled_at is not None
         assert gc.get_freeze_count() > 0
+        assert tokenize._SCORER and tokenize._SCORER[0] is not None  # read at the start: frozen with the rest
     finally:
         services.close()

@@ -33,6 +33,7 @@ from factbridge.models import Post
 from factbridge.pipeline.collector import settle_heap
 from factbridge.pipeline.records import FAILURES as FAILURES  # re-exported: where it was
 from factbridge.pipeline.records import QueueFailure, QueueFailures
+from factbridge.text.tokenize import load_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,8 @@ class Worker:
         """Process batches until stopped; `once`: until none is ready; `max_batches`: at most that many."""
         report = WorkerReport(self.name)
         t0 = time.perf_counter()
+        if not once:  # a long-running worker reads the Khmer segmenter's model now, not in its first Khmer batch
+            load_segmenter()
         try:
             while not self.stop.is_set() and (max_batches is None or len(report.outcomes) < max_batches):
                 room = self.merge if max_batches is None else min(self.merge, max_batches - len(report.outcomes))
