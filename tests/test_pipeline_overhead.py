@@ -89,8 +89,9 @@ def test_triage_queue_is_the_same_without_the_members_repeat_search(tmp_path: Pa
     original = triage.gather_facts
     original_members = triage._narrative_members
 
-    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None, fresh: bool = True) -> Any:
-        return original(services, org, posts, weights, repeats=True, reads=reads, fresh=False)
+    def full(services: Any, org: str, posts: Any, weights: Any, repeats: bool = True, reads: Any = None, fresh: bool = True,
+             refresh: bool = False) -> Any:
+        return original(services, org, posts, weights, repeats=True, reads=reads, fresh=False, refresh=refresh)
 
     def every_member_gathered(services: Any, org: str, weights: Any, reads: Any, members: dict[str, list[str]], records_of: Any,
                               fresh: dict[str, Any], stored: Any) -> dict[str, list[Any]]:

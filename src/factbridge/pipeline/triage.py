@@ -418,34 +418,57 @@ def _risk_signals(reads: TriageReads, posts: Sequence[Post], narratives_of: dict
     return out
 
 
+def _debunk_inputs(storage: Any, org: str, ids: Sequence[str]) -> tuple[dict[str, list[MatchCandidate]], dict[str, str]]:
+    """Each post's stored match candidates, and the ratings of the fact-checks they name
+    ("match" or "possible"). A match stored before its fact-check was withdrawn (until the
+    re-check replaces it) is no debunk: left out."""
+    stored_matches = storage.matches_for_posts(org, ids)  # one read for all of them
+    matches = {pid: stored_matches.get(pid, []) for pid in ids}
+    ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
+    wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
+    withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
+    if withdrawn:
+        matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
+    return matches, {fid: fc.rating for fid, fc in wanted_fcs.items()}
+
+
+def _repeat_ids(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, reads: TriageReads, fresh: bool,
+                matches: dict[str, list[MatchCandidate]]) -> dict[str, list[str]]:
+    """Each post's repeats: near-identical posts (`_repeat_groups`), then posts matched to the
+    same fact-check, each once."""
+    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours, reads, fresh)
+    same = _same_claim(services.storage, org, matches)
+    return {p.id: list(dict.fromkeys(near.get(p.id, []) + same.get(p.id, []))) for p in posts}
+
+
 def gather_facts(services: Any, org: str, posts: Sequence[Post], weights: TriageSettings, repeats: bool = True,
-                 reads: TriageReads | None = None, fresh: bool = True) -> dict[str, PostFacts]:
+                 reads: TriageReads | None = None, fresh: bool = True, refresh: bool = False) -> dict[str, PostFacts]:
     """What triage knows of each post. `repeats=False` skips the repeat search (no repeats,
     velocity from the post's narrative only): enough for a narrative's entry, which reads
     its members' check-worthiness, reach, debunk and risk, never their repeats. `reads`:
     what this triage run has read already (each gathering of a run shares it). `fresh`:
     the posts were just stored and their vectors go into the post index before the search
-    (False: posts already searchable, the repeats a batch refreshes)."""
+    (False: posts already searchable, the repeats a batch refreshes). `refresh`: also the
+    facts of the stored posts they repeat (a new copy changes their velocity; they are
+    searchable already), after the posts' own, gathered with them: each collection read
+    once for both (the same facts as gathering them apart with `fresh=False`)."""
     storage = services.storage
     reads = reads or TriageReads(storage, org)
+    matches, ratings = _debunk_inputs(storage, org, [p.id for p in posts])
+    repeat_ids = _repeat_ids(services, org, posts, weights, reads, fresh, matches) if repeats else {p.id: [] for p in posts}
+    if repeats and refresh:
+        extra = list(reads.stored_posts(sorted({r for rs in repeat_ids.values() for r in rs} - {p.id for p in posts})).values())
+        if extra:
+            more, more_ratings = _debunk_inputs(storage, org, [p.id for p in extra])
+            repeat_ids.update(_repeat_ids(services, org, extra, weights, reads, False, more))
+            matches.update(more)
+            ratings.update(more_ratings)  # a fact-check has one rating: the same in both reads
+            posts = [*posts, *extra]
     ids = [p.id for p in posts]
     # The check-worthiness stage runs before this one (declared need); when it was skipped a
     # post has no score: the component is 0 and decided_by says "missing".
     stored = CheckworthinessScores(storage).get(org, ids)
-    stored_matches = storage.matches_for_posts(org, ids)  # one read for all of them
-    matches = {pid: stored_matches.get(pid, []) for pid in ids}
-    ratings_wanted = sorted({c.factcheck_id for cands in matches.values() for c in cands if c.decision in ("match", "possible")})
-    wanted_fcs = storage.get_factchecks(org, ratings_wanted) if ratings_wanted else {}
-    ratings = {fid: fc.rating for fid, fc in wanted_fcs.items()}
-    # a match stored before its fact-check was withdrawn (until the re-check replaces it) is no debunk
-    withdrawn = {fid for fid, fc in wanted_fcs.items() if withdrawal_of(fc) is not None}
-    if withdrawn:
-        matches = {pid: [c for c in cands if c.factcheck_id not in withdrawn] for pid, cands in matches.items()}
-    near = _repeat_groups(services, org, posts, weights.duplicate_similarity, weights.window_hours, reads, fresh) if repeats else {}
-    same = _same_claim(storage, org, matches) if repeats else {}
-    repeat_ids = {pid: list(dict.fromkeys(near.get(pid, []) + same.get(pid, []))) for pid in ids}
-    wanted = sorted({r for rs in repeat_ids.values() for r in rs})
-    others = reads.stored_posts(wanted)
+    others = reads.stored_posts(sorted({r for rs in repeat_ids.values() for r in rs}))
     narratives_of = narratives_of_posts(storage, org, ids, reads)
     risks = _risk_signals(reads, posts, narratives_of)
     facts: dict[str, PostFacts] = {}
@@ -650,12 +673,8 @@ def _triage_posts(services: Any, org: str, posts: Sequence[Post]) -> dict[str, A
     storage = services.storage
     weights = services.settings.triage
     reads = TriageReads(storage, org)
-    facts = gather_facts(services, org, posts, weights, reads=reads)
     # A new copy changes the velocity of the posts it repeats: refresh those too.
-    extra_ids = sorted({r for f in facts.values() for r in f.repeats} - set(facts))
-    if extra_ids:
-        extra = list(reads.stored_posts(extra_ids).values())
-        facts.update(gather_facts(services, org, extra, weights, reads=reads, fresh=False))
+    facts = gather_facts(services, org, posts, weights, reads=reads, refresh=True)
     entries = [post_entry(fact, weights) for fact in facts.values()]
     touched = sorted({nid for f in facts.values() for nid in f.narratives})
     members: dict[str, list[str]] = {}  # a post is in one narrative at most: the lists do not depend on each other
