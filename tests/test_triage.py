@@ -180,6 +180,41 @@ def test_a_batch_vectors_are_read_once_by_triage(hashing_services: Services) -> 
     assert sorted(facts["q0"].repeats) == ["p0", "p1", "p2", "q1"] and facts["lonely"].repeats == []
 
 
+def test_refreshed_repeats_are_gathered_with_the_batch(hashing_services: Services) -> None:
+    """`gather_facts(refresh=True)`: the batch's facts, then those of the stored posts it
+    repeats (near copies and posts matched to the same fact-check), the same as gathering the
+    repeats apart afterwards (`fresh=False`), with every collection read once for both."""
+    from factbridge.pipeline.triage import TriageReads, gather_facts
+
+    storage, weights = hashing_services.storage, hashing_services.settings.triage
+    storage.upsert_factchecks(ORG, [FactCheck(id="fc1", claim=CLAIM, rating="False", url="https://fc.example/1", language="en")])
+    stored = [make_post(f"p{i}", f"{CLAIM} ({i})", minutes=i, likes=i) for i in range(3)] + [make_post("m0", OTHER_CLAIM, minutes=1)]
+    ingest(hashing_services, stored)
+    storage.replace_matches(ORG, "m0", [MatchCandidate(factcheck_id="fc1", rank=1, decision="match", fused_score=0.9, decided_by="test")])
+    batch = [make_post("q0", f"{CLAIM} (0)", minutes=10), make_post("q1", OTHER_CLAIM, minutes=11)]
+    ingest(hashing_services, batch, stages=False)
+    storage.replace_matches(ORG, "q1", [MatchCandidate(factcheck_id="fc1", rank=1, decision="match", fused_score=0.8, decided_by="test")])
+    posts = list(storage.get_posts(ORG, ["q0", "q1"]).values())
+
+    reads: list[str] = []
+    original = storage.get_docs
+    storage.get_docs = lambda org, coll, ids: reads.append(coll) or original(org, coll, ids)  # type: ignore[method-assign]
+    together = gather_facts(hashing_services, ORG, posts, weights, reads=TriageReads(storage, ORG), refresh=True)  # the batch into the index
+    storage.get_docs = original  # type: ignore[method-assign]
+    apart_reads = TriageReads(storage, ORG)
+    apart = gather_facts(hashing_services, ORG, posts, weights, reads=apart_reads, fresh=False)  # indexed already
+    extra = sorted({r for f in apart.values() for r in f.repeats} - apart.keys())
+    apart.update(gather_facts(hashing_services, ORG, list(storage.get_posts(ORG, extra).values()), weights, reads=apart_reads, fresh=False))
+
+    assert list(together) == list(apart) == ["q0", "q1", *extra]
+    assert {"p0", "m0"} <= set(extra)  # a near copy and a post matched to the same fact-check
+    assert together == apart
+    assert "q0" in together["p0"].repeats  # the refreshed post sees the new copy
+    assert reads.count("checkworthiness") == 1
+    assert [post_entry(f, weights).to_doc() | {"updated_at": ""} for f in together.values()] == \
+        [post_entry(f, weights).to_doc() | {"updated_at": ""} for f in apart.values()]
+
+
 def test_repeats_come_from_the_index_within_the_window(hashing_services: Services) -> None:
     """Copies older than the velocity window are not repeats, however similar."""
     old = [make_post(f"old{i}", CLAIM, minutes=-60 * 24 * 5 - i) for i in range(3)]

@@ -350,3 +350,24 @@ def test_hnsw_batch_search_is_each_search_on_the_graph(dtype: str) -> None:
     for k, floor in ((10, None), (200, 0.3)):
         each = [[(i, s) for i, s in index.search(q, k, "emb") if floor is None or s >= floor] for q in queries]
         assert search_batch(index, queries, k, "emb", floor) == each
+
+
+def test_hnsw_exact_batch_search_is_each_search() -> None:
+    """Below EXACT_BELOW (exact search), in two segments, k above the vectors held: one call
+    for a batch gives each query's own answer, the hits under the floor left out."""
+    from factbridge.backends.vectors.base import search_batch
+
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((300, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows[150:160] = rows[0]  # tied copies
+    ids = [f"p{i}" for i in range(len(rows))]
+    index = HnswIndex("emb", 16, segment_size=200)
+    index.add(ids, rows, "emb")
+    index.add(ids[:5], -rows[:5], "emb")  # replaced: their old keys are gone
+    queries = np.vstack([rows[:30], -rows[:3]])
+    for k, floor in ((10, None), (400, None), (400, 0.2), (50, 2.0)):
+        each = [[(i, s) for i, s in index.search(q, k, "emb") if floor is None or s >= floor] for q in queries]
+        assert search_batch(index, queries, k, "emb", floor) == each
+        assert floor != 2.0 or not any(each)
+    assert len(search_batch(index, queries[:1], 400, "emb")[0]) == len(rows)
