@@ -18,6 +18,8 @@ import pytest
 from factbridge.backends.storage import open_storage
 from factbridge.models import ImageRecord, Post
 from factbridge.pipeline.coordination import (
+    _pairs_in,
+    _unique_band_keys,
     coordination_stage,
     detect_coordination,
     link_to_narratives,
@@ -346,3 +348,30 @@ def test_a_store_growing_past_the_ceiling_steps_aside_and_frees_the_records() ->
     assert "40 stored posts > coordination_stage_max_posts (30)" in coordination_stage(Context(store, settings), ORG, more)["skipped"]
     assert len(records) == 0 and records.cursor == "", "the records are dropped, not kept growing"
     store.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_band_key_look_ups_give_what_numpy_unique_and_isin_of_the_pairs_give(seed: int) -> None:
+    """The (band, key) de-duplication and membership test by numeric sorts equal `np.unique`
+    (axis=0) and `np.isin` of the pairs as opaque records, keys in several bands included."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**64 - 1, size=40, dtype=np.uint64, endpoint=True)
+    pool[:3] = [0, 2**63, 2**64 - 1]  # the sign bit of a uint64 key must not reorder it
+    keys, bands = rng.choice(pool, size=300), rng.integers(0, 16, size=300).astype(np.int64)
+    expected = np.unique(np.stack([bands.astype(np.uint64), keys], axis=1), axis=0)
+    got_bands, got_keys = _unique_band_keys(bands, keys)
+    assert got_bands.tolist() == expected[:, 0].astype(np.int64).tolist()
+    assert got_keys.tolist() == expected[:, 1].tolist()
+    assert got_bands.dtype == np.int64 and got_keys.dtype == np.uint64
+
+    held_k, held_b = rng.choice(pool, size=500), rng.integers(0, 16, size=500).astype(np.int64)
+    pair = np.dtype((np.void, 16))
+    asked = np.ascontiguousarray(np.stack([got_keys.view(np.int64), got_bands], axis=1)).view(pair).ravel()
+    held = np.ascontiguousarray(np.stack([held_k.view(np.int64), held_b], axis=1)).view(pair).ravel()
+    inside = _pairs_in(held_k, held_b, got_keys, got_bands)
+    assert inside.tolist() == np.isin(held, asked).tolist()
+    assert 0 < inside.sum() < inside.shape[0]
+    assert not _pairs_in(held_k, held_b, got_keys[:0], got_bands[:0]).any()
+    assert _unique_band_keys(bands[:0], keys[:0])[0].shape == (0,)

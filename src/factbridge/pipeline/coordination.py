@@ -307,6 +307,31 @@ def _text_groups(groups: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
     return code_of_label[inverse.ravel()], rows[first[by_appearance]].astype(np.int64)
 
 
+def _unique_band_keys(bands: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (band, key) pairs, sorted by band then key: what `np.unique` of the stacked
+    rows (axis=0) gives, by a numeric sort (`np.unique` sorts the rows as opaque records)."""
+    order = np.lexsort((keys, bands))
+    bands, keys = bands[order], keys[order]
+    first = np.ones(bands.shape[0], dtype=bool)
+    first[1:] = (bands[1:] != bands[:-1]) | (keys[1:] != keys[:-1])
+    return bands[first], keys[first]
+
+
+def _pairs_in(k: np.ndarray, b: np.ndarray, keys: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """Which (k, b) entries are one of the (keys, bands) pairs (distinct): `np.isin` of the
+    pairs, by a numeric look-up of the keys (a key is rarely in two bands) and a check of the band."""
+    order = np.lexsort((bands, keys))
+    keys, bands = keys[order], bands[order]
+    lo = np.searchsorted(keys, k, side="left")
+    hit = np.searchsorted(keys, k, side="right") - lo  # pairs with that key
+    inside = np.zeros(k.shape[0], dtype=bool)
+    one = np.flatnonzero(hit == 1)
+    inside[one] = bands[lo[one]] == b[one]
+    for i in np.flatnonzero(hit > 1).tolist():  # the key in several bands
+        inside[i] = bool((bands[lo[i] : lo[i] + hit[i]] == b[i]).any())
+    return inside
+
+
 def read_shares(path: str | Path, object_types: Sequence[str] = DEFAULT_OBJECT_TYPES) -> ShareTable:
     """Read a CSV of share records (CooRTweet / CooRnet layouts and our own post exports)."""
     pd = _pandas()
@@ -434,10 +459,7 @@ class TextGroups:
         group's head is its lowest post id (by `rank` when given, else compared per group)."""
         live = self._live(k, b, slot, records)
         k, b, slot = k[live], b[live], slot[live]
-        pair_type = np.dtype((np.void, 16))
-        asked = np.ascontiguousarray(np.stack([keys.view(np.int64), bands], axis=1)).view(pair_type).ravel()
-        held = np.ascontiguousarray(np.stack([k.view(np.int64), b], axis=1)).view(pair_type).ravel()
-        inside = np.isin(held, asked)
+        inside = _pairs_in(k, b, keys, bands)
         k, b, slot = k[inside], b[inside], slot[inside]
         order = np.lexsort((rank[slot] if rank is not None else slot, b, k))
         k, b, slot = k[order], b[order], slot[order]
@@ -599,8 +621,7 @@ class ShareRecords:
             held = np.asarray([s for s in (self._slot.get(p.id) for p in latest) if s is not None], dtype=np.int64)
             held = held[self._text_ok[held]]
             touched = np.concatenate([self._keys[held], keys[ok]])
-            pairs = np.unique(np.stack([np.broadcast_to(np.arange(BANDS), touched.shape).ravel().astype(np.uint64), touched.ravel()], axis=1), axis=0)
-            t_bands, t_keys = pairs[:, 0].astype(np.int64), pairs[:, 1]
+            t_bands, t_keys = _unique_band_keys(np.broadcast_to(np.arange(BANDS, dtype=np.int64), touched.shape).ravel(), touched.ravel())
             self._groups.retract(t_bands, t_keys, self)
         slots: list[int] = []
         for p, text in zip(latest, texts, strict=True):
