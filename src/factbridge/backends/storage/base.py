@@ -183,11 +183,16 @@ def iter_docs(storage: DocumentStore, org: str, collection: str, order: str = "i
         offset += len(rows)
 
 
+# `json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)` builds an encoder per
+# call; one built once gives the same text (an encoder keeps no state between calls).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
+
+
 def content_sha(record: dict[str, Any]) -> str:
     """sha256 of a record's canonical JSON. A record holding text that is not valid Unicode (a
     lone surrogate, which no database can store as UTF-8) is refused as bad input here, before
     anything of its batch is written."""
-    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    text = _CANONICAL_JSON.encode(record)
     try:
         data = text.encode()
     except UnicodeEncodeError as exc:

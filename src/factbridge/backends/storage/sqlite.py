@@ -45,6 +45,12 @@ from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 T = TypeVar("T")
 
+# The JSON of stored rows: what `json.dumps(doc, ensure_ascii=False)` (posts, fact-checks) and
+# `json.dumps(doc, ensure_ascii=False, default=str)` (documents) give, without building an
+# encoder per row (an encoder keeps no state between calls: the same text, thread-safe).
+_ROW_JSON = json.JSONEncoder(ensure_ascii=False)
+_DOC_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -306,7 +312,7 @@ class SQLiteStorage:
                 if row and row[0] == sha:
                     result.unchanged.append(fc.id)
                     continue
-                args = (fc.language, _iso(fc.published_at), fc.tokens, json.dumps(doc, ensure_ascii=False), sha)
+                args = (fc.language, _iso(fc.published_at), fc.tokens, _ROW_JSON.encode(doc), sha)
                 if row:
                     conn.execute(
                         "UPDATE factchecks SET language=?, published_at=?, tokens=?, doc=?, sha=?, updated_at=? WHERE org=? AND id=?",
@@ -365,30 +371,52 @@ class SQLiteStorage:
             result = UpsertResult()
             now = _now()
             changed = int(conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM posts WHERE org=?", (org,)).fetchone()[0])
+            # One read of the stored hashes and one statement per kind of write, not a read and
+            # a write per post. `stored` follows the batch, so a post given twice is compared
+            # with its first copy, as it was when each post was read and written in turn; the
+            # inserts run first (in the batch's order: the same rowids), then the updates (a
+            # post's update never comes before its insert).
+            stored = self._stored_shas(conn, "posts", org, [p.id for p in posts])
+            inserts: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
             for post in posts:
                 doc = post.model_dump(mode="json")
                 sha = content_sha(doc)
-                row = conn.execute("SELECT sha FROM posts WHERE org=? AND id=?", (org, post.id)).fetchone()
-                if row and row[0] == sha:
+                known = stored.get(post.id)
+                if known == sha:
                     result.unchanged.append(post.id)
                     continue
-                args = (_iso(post.created_at), post.language, post.author, post.tokens, json.dumps(doc, ensure_ascii=False), sha)
-                if row:
-                    conn.execute(
-                        "UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=?, changed=? WHERE org=? AND id=?",
-                        (*args, now, changed, org, post.id),
-                    )
+                stored[post.id] = sha
+                args = (_iso(post.created_at), post.language, post.author, post.tokens, _ROW_JSON.encode(doc), sha)
+                if known is not None:
+                    updates.append((*args, now, changed, org, post.id))
                     result.updated.append(post.id)
                 else:
-                    conn.execute(
-                        "INSERT INTO posts (org, id, created_at, language, author, tokens, doc, sha, ingested_at, updated_at, changed)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now, changed),
-                    )
+                    inserts.append((org, post.id, *args, now, now, changed))
                     result.inserted.append(post.id)
+            conn.executemany(
+                "INSERT INTO posts (org, id, created_at, language, author, tokens, doc, sha, ingested_at, updated_at, changed)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)", inserts,
+            )
+            conn.executemany(
+                "UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=?, changed=? WHERE org=? AND id=?",
+                updates,
+            )
             self._insert_quarantine(conn, org, quarantined)
             return result
 
         return self._write(run)
+
+    @staticmethod
+    def _stored_shas(conn: sqlite3.Connection, table: str, org: str, ids: Sequence[str]) -> dict[str, str]:
+        """id -> stored content hash of those of `ids` that `table` holds."""
+        out: dict[str, str] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), 500):  # stays under SQLite's bound-variable limit
+            part = unique[i : i + 500]
+            sql = f"SELECT id, sha FROM {table} WHERE org=? AND id IN ({','.join('?' * len(part))})"
+            out.update((r[0], r[1]) for r in conn.execute(sql, (org, *part)))
+        return out
 
     def get_post(self, org: str, post_id: str) -> Post:
         found = self.get_posts(org, [post_id])
@@ -582,7 +610,7 @@ class SQLiteStorage:
                 conn.executemany(
                     "INSERT INTO docs VALUES (?,?,?,?,?,?,?) ON CONFLICT(org, collection, id) DO UPDATE SET"
                     " sort_key=excluded.sort_key, doc=excluded.doc, updated_at=excluded.updated_at",
-                    [(scope, collection, doc_id, sort_key, json.dumps(doc, ensure_ascii=False, default=str), now, now) for doc_id, doc, sort_key in rows],
+                    [(scope, collection, doc_id, sort_key, _DOC_JSON.encode(doc), now, now) for doc_id, doc, sort_key in rows],
                 )
 
         self._write(run)
