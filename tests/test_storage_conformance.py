@@ -252,6 +252,75 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
     assert not {"text_fts", "text_rows"} & tables
 
 
+def _upsert_posts_row_by_row(conn: sqlite3.Connection, org: str, posts: list[Post], now: str) -> tuple[list[str], list[str], list[str]]:
+    """What SQLiteStorage.upsert_posts did before it batched its reads and writes: a read and a
+    write per post, in turn (the reference the batched form must match)."""
+    import json
+
+    from factbridge.backends.storage.base import content_sha
+    from factbridge.backends.storage.sqlite import _iso
+
+    inserted: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    changed = int(conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM posts WHERE org=?", (org,)).fetchone()[0])
+    for post in posts:
+        doc = post.model_dump(mode="json")
+        sha = content_sha(doc)
+        row = conn.execute("SELECT sha FROM posts WHERE org=? AND id=?", (org, post.id)).fetchone()
+        if row and row[0] == sha:
+            unchanged.append(post.id)
+            continue
+        args = (_iso(post.created_at), post.language, post.author, post.tokens, json.dumps(doc, ensure_ascii=False), sha)
+        if row:
+            conn.execute("UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=?, changed=?"
+                         " WHERE org=? AND id=?", (*args, now, changed, org, post.id))
+            updated.append(post.id)
+        else:
+            conn.execute("INSERT INTO posts (org, id, created_at, language, author, tokens, doc, sha, ingested_at, updated_at, changed)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?)", (org, post.id, *args, now, now, changed))
+            inserted.append(post.id)
+    return inserted, updated, unchanged
+
+
+def test_sqlite_batched_post_upsert_writes_what_row_by_row_writes(tmp_path: Path) -> None:
+    """upsert_posts reads the batch's stored hashes once and writes with one statement per kind:
+    the same rows (rowids, JSON text, hashes, change counter) and the same report as a read and a
+    write per post, with new, unchanged, edited and repeated posts, non-ASCII text, another org."""
+    from datetime import UTC, datetime
+
+    def post(post_id: str, text: str, **extra: object) -> Post:
+        return Post(id=post_id, text=text, platform="test", author="acct-1", language="vi", tokens=text.lower(),
+                    created_at=datetime(2024, 5, 1, 7, 30, tzinfo=UTC), **extra)  # type: ignore[arg-type]
+
+    batches = [
+        [post("p-1", "Bộ Y tế nói 50% “sai”"), post("p-2", "ខ្ញុំគិតថា"), post("p-1", "Bộ Y tế nói 50% “sai”")],
+        [post("p-2", "ខ្ញុំគិតថា"), post("p-3", "new one", raw={"k": ["ü", 1.5]}), post("p-1", "edited"), post("p-3", "new two"),
+         post("p-3", "new two"), post("p-4", "another")],
+        [],
+        [post("p-4", "another"), post("p-1", "edited again")],
+    ]
+    store = SQLiteStorage(f"sqlite:///{tmp_path / 'batched.db'}")
+    store.migrate()
+    reference = SQLiteStorage(f"sqlite:///{tmp_path / 'reference.db'}")
+    reference.migrate()
+    reference.close()
+    columns = "rowid, org, id, created_at, language, author, tokens, doc, sha, changed"
+    try:
+        with sqlite3.connect(tmp_path / "reference.db", isolation_level=None) as ref:
+            for org in ("org", "other"):
+                for batch in batches:
+                    got = store.upsert_posts(org, batch)
+                    want = _upsert_posts_row_by_row(ref, org, batch, "2024")
+                    assert (got.inserted, got.updated, got.unchanged) == want, batch
+            expected = ref.execute(f"SELECT {columns} FROM posts ORDER BY rowid").fetchall()
+        with sqlite3.connect(tmp_path / "batched.db") as conn:
+            assert conn.execute(f"SELECT {columns} FROM posts ORDER BY rowid").fetchall() == expected
+        assert store.get_post("org", "p-3").text == "new two" and store.get_post("other", "p-1").text == "edited again"
+    finally:
+        store.close()
+
+
 def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> None:
     """A schema-4 store gains the text-hash index (schema 5): the embedding stage's lookup of
     vectors stored for the same text no longer reads all of an organisation's vectors."""

@@ -240,6 +240,11 @@ def check_post_upsert_is_idempotent(factory: StorageFactory) -> None:
         assert store.get_post("org", "p-1").text == "echo foxtrot"
         assert store.count_posts("org") == 2
         assert store.get_post("org", "p-1").tokens == _post("p-1", "echo foxtrot").tokens, "an update replaces the tokens"
+        # the same id twice in one batch, beside a new and an unchanged post: the last copy is stored
+        store.upsert_posts("org", [_post("p-3", "golf one"), _post("p-2", "charlie delta", raw={"line": 2, "x": ["y"]}),
+                                   _post("p-3", "golf two"), _post("p-4", "hotel")])
+        assert store.get_post("org", "p-3").text == "golf two" and store.get_post("org", "p-4").text == "hotel"
+        assert store.count_posts("org") == 4
 
 
 def check_changed_posts(factory: StorageFactory) -> None:
