@@ -21,9 +21,11 @@ from factbridge.pipeline.checkworthiness import (
     COLLECTION,
     CheckworthinessModel,
     HashedTfidf,
+    Head,
     fit_logistic,
     load_model,
     sigmoid,
+    unseen_language_inputs,
 )
 from factbridge.pipeline.claimfeatures import FEATURE_NAMES, claim_features
 from factbridge.pipeline.ingest import embed_posts
@@ -178,6 +180,44 @@ def test_tfidf_counts_are_the_gram_counts_of_each_text(char_range: tuple[int, in
     # the same floats in the same order (the logits sum each row in its stored order)
     assert fitted.dtype == expected.dtype and np.array_equal(fitted.indptr, expected.indptr)
     assert np.array_equal(fitted.indices, expected.indices) and np.array_equal(fitted.data, expected.data)
+
+
+def _top_contributions_row_by_row(head: Head, x: np.ndarray) -> list[dict[str, float]]:
+    """What scoring did per post before `Head.top_contributions`: each row's contributions summed
+    per group in Python onto the bias, ranked by a stable sort on -abs, the first eight."""
+    out = []
+    for contrib in head.contributions(x).tolist():
+        grouped: dict[str, float] = {"bias": head.bias}
+        for key, value in zip(head.groups, contrib, strict=True):
+            grouped[key] = grouped.get(key, 0.0) + value
+        out.append(dict(sorted(grouped.items(), key=lambda kv: -abs(kv[1]))[:8]))
+    return out
+
+
+def test_top_contributions_are_the_per_row_python_sums_and_ranking() -> None:
+    """The same names, floats (-0.0 included: repr compares) and order as the per-row Python
+    sums: both heads of the shipped model on generated posts of every language (unseen ones
+    with the TF-IDF input at its mean), and a small head with tied and negative-zero inputs."""
+    from factbridge.bench.feed import generated_posts
+
+    model = load_model()
+    posts = [prepare_post(p, ("vi", "km", "fr", "en")) for p in generated_posts(150, "tweet", 0.1, 5) + generated_posts(100, "550", 0.1, 6)]
+    languages = [(p.language or "").lower() or None for p in posts]
+    x = model.text_inputs([p.text for p in posts], languages)
+    vectors = np.random.default_rng(1).standard_normal((len(posts), model.vector_dim)).astype(np.float32)
+    for name, inputs in (("text", x), ("e5", np.hstack([x, model.net.logits(vectors)[:, None].astype(np.float32)]))):  # type: ignore[union-attr]
+        head = model.heads[name]
+        unseen = [k for k, lang in enumerate(languages) if lang not in model.languages]
+        assert unseen, "the generated posts include languages without training data"
+        inputs[unseen] = unseen_language_inputs(head, inputs[unseen])
+        assert repr(head.top_contributions(inputs)) == repr(_top_contributions_row_by_row(head, inputs)), name
+    # ties keep column order; a zero input times a negative weight is -0.0, and 0.0 + -0.0 is 0.0
+    small = Head(columns=["feature:a", "feature:b", "tfidf", "lang:en", "lang:fr"], weights=np.array([1.0, -1.0, -2.0, 0.5, 0.5], np.float32),
+                 bias=-0.25, mean=np.zeros(5, np.float32), scale=np.ones(5, np.float32), thresholds={"*": 0.5})
+    rows = np.array([[0.25, 0.25, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.5, -1.0, 1.0]], np.float32)
+    got = small.top_contributions(rows, top=4)
+    assert repr(got) == repr([{k: v for k, v in list(r.items())[:4]} for r in _top_contributions_row_by_row(small, rows)])
+    assert list(got[0]) == ["language", "bias", "a", "b"] and repr(got[1]["b"]) == "0.0"
 
 
 def test_logistic_regression_learns_a_separable_rule() -> None:

@@ -255,6 +255,29 @@ class Head:
         return ["language" if c.startswith("lang:") else c.replace("feature:", "") for c in self.columns]
 
     @cached_property
+    def _group_columns(self) -> list[tuple[str, list[int]]]:
+        """Each reported name ("bias" first, then in column order) with its columns."""
+        names = dict.fromkeys(["bias", *self.groups])
+        return [(name, [j for j, g in enumerate(self.groups) if g == name]) for name in names]
+
+    def top_contributions(self, x: np.ndarray, top: int = 8) -> list[dict[str, float]]:
+        """Per row of inputs, the `top` largest contributions to the logit by absolute value,
+        grouped (`groups`) and with the bias. The same floats in the same order as summing each
+        row's `contributions(row).tolist()` in Python (a group's columns in column order onto
+        0.0, the bias onto `bias`; float64 sums of the float32 contributions) and ranking them
+        with a stable sort on -abs: column by column over the batch, one numpy sort."""
+        contrib = self.contributions(x).astype(np.float64)
+        sums = np.empty((len(contrib), len(self._group_columns)))
+        for g, (name, columns) in enumerate(self._group_columns):
+            total = np.full(len(contrib), self.bias if name == "bias" else 0.0)
+            for j in columns:
+                total = total + contrib[:, j]
+            sums[:, g] = total
+        order = np.argsort(-np.abs(sums), axis=1, kind="stable")[:, :top].tolist()
+        names = [name for name, _ in self._group_columns]
+        return [{names[g]: row[g] for g in ranked} for row, ranked in zip(sums.tolist(), order, strict=True)]
+
+    @cached_property
     def feature_columns(self) -> list[tuple[str, int]]:
         """(feature name, column) of each claim feature."""
         return [(name, self.columns.index(f"feature:{name}")) for name in FEATURE_NAMES]
@@ -388,18 +411,14 @@ class CheckworthinessModel:
             if unseen:
                 x[unseen] = unseen_language_inputs(head, x[unseen])
             probs = sigmoid(head.logits(x))
-            contribs = head.contributions(x).tolist()  # elementwise: the same values row by row
+            tops = head.top_contributions(x)
             values = x.tolist()
             for k, i in enumerate(rows):
-                out[i] = self._explain(head_name, head, values[k], contribs[k], float(probs[k]), langs[i])
+                out[i] = self._explain(head_name, head, values[k], tops[k], float(probs[k]), langs[i])
         return [s for s in out if s is not None]
 
-    def _explain(self, head_name: str, head: Head, row: list[float], contrib: list[float], prob: float,
+    def _explain(self, head_name: str, head: Head, row: list[float], top: dict[str, float], prob: float,
                  language: str | None) -> CheckworthinessScore:
-        grouped: dict[str, float] = {"bias": head.bias}
-        for key, value in zip(head.groups, contrib, strict=True):
-            grouped[key] = grouped.get(key, 0.0) + value
-        top = dict(sorted(grouped.items(), key=lambda kv: -abs(kv[1]))[:8])
         features = {name: row[j] for name, j in head.feature_columns}
         markers = [m for m in NOT_CLAIM_MARKERS if features[m] > 0]
         evidence = any(features[e] > 0 for e in CLAIM_EVIDENCE)
