@@ -246,9 +246,11 @@ class E5Embedder:
         return windows
 
     def _onnx_chunks(self, windows: Sequence[tuple[int, list[int]]]) -> list[Sequence[int]]:
-        # Batches of similar length: a batch's time follows its longest text.
+        # Batches of similar length: a batch's time follows its longest text. The longest
+        # batches first: two threads taking them in turn finish together (the last batch
+        # taken is the shortest, so the thread that finishes first waits least for the other).
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
-        return batched(order, min(self.batch_size, ONNX_BATCH))
+        return batched(order, min(self.batch_size, ONNX_BATCH))[::-1]
 
     def _encode_onnx(self, texts: Sequence[str], is_query: bool, progress: Progress | None) -> np.ndarray:
         """Window vectors averaged per text, weighted by their content tokens."""
