@@ -3,9 +3,10 @@
 khmercut segments Khmer with a first-order linear-chain CRF trained by CRFsuite (two labels:
 "1" starts a word, "0" continues one). pycrfsuite tags a sequence from attribute strings:
 each string is encoded, looked up in the model's attribute database and its label weights
-added up, then Viterbi. That costs ~13 µs per character cluster, three quarters of segmenting
-a Khmer post. Here the model file is read once into a dictionary from attribute to its
-weights, so that scoring a cluster is a few dictionary lookups.
+added up, then Viterbi: with khmercut's ~25 attribute strings per character cluster, ~16 µs
+per cluster, most of normalising a Khmer post. Here the model file is read once into a
+dictionary from attribute to its weights, and `KccScorer` weighs khmercut's template without
+making its strings: ~3 µs per cluster (docs/performance.md §5).
 
 Same scores, same tags: a cluster's score for a label is the sum of the weights of its
 attributes' features for that label, added in the order of its attributes as CRFsuite adds
