@@ -33,9 +33,14 @@ from factbridge.errors import InputError
 from factbridge.models import FactCheck, ImportReport, MatchResult, Post, Quarantined
 from factbridge.pipeline.library import read_factchecks_located
 from factbridge.pipeline.matching import MATCHER_VERSION, Matcher
-from factbridge.pipeline.prepare import embedding_text, prepare_factcheck, prepare_post
+from factbridge.pipeline.prepare import (
+    embedding_text,
+    prepare_factcheck,
+    prepare_post,
+    signs_like_norm_text,
+)
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
-from factbridge.text.minhash import near_duplicate_groups
+from factbridge.text.minhash import SIGNATURE_CACHE, near_duplicate_groups
 
 
 @dataclass
@@ -133,6 +138,9 @@ def _plan_embedding(storage: VectorStore, embedder_id: str, org: str, posts: Seq
         first: dict[int, str] = {}
         for sha, group in zip(plan.distinct, near_duplicate_groups(list(plan.distinct.values()), near_duplicate).tolist(), strict=True):
             plan.representative[sha] = first.setdefault(group, sha)
+        # the narratives and coordination stages sign `norm_text`: where it has these signatures, they find them
+        SIGNATURE_CACHE.alias([(texts[p.id], p.norm_text) for p, sha in zip(todo, shas, strict=True)
+                               if sha in plan.distinct and texts[p.id] != p.norm_text and signs_like_norm_text(p)])
     return plan
 
 

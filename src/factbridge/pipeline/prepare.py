@@ -40,22 +40,34 @@ def embedding_text(post: Post) -> str:
     Vietnamese typed without tone marks, with the marks restored (the encoder
     reads unaccented Vietnamese poorly); for Khmer, with ASCII digits and the Latin
     form of transliterated names appended (the encoder links ត្រាំ to Trump poorly)."""
-    return _embedding_text(post.norm_text, "" if post.norm_text else post.text, post.language)
+    return _embedding_text(post.norm_text, "" if post.norm_text else post.text, post.language)[0]
+
+
+def signs_like_norm_text(post: Post) -> bool:
+    """Whether `embedding_text(post)` has the same MinHash signature as `post.norm_text` (what
+    the narratives and coordination stages sign): when it is `norm_text` without its links (no
+    tone marks restored, nothing appended) and `norm_text` holds no "@". `minhash.canonical`
+    then gives both the same form: without "@" it drops exactly `URL_PATTERN`'s matches, which
+    `strip_urls` has dropped already (it leaves none: each removed match becomes white space),
+    and white space runs collapse in both."""
+    return bool(post.norm_text) and "@" not in post.norm_text and _embedding_text(post.norm_text, "", post.language)[1]
 
 
 @lru_cache(maxsize=8192)
-def _embedding_text(norm_text: str, raw_text: str, language: str | None) -> str:
-    """`embedding_text` of a post with these fields: the embedding, check-worthiness and
-    narratives stages each ask for the same batch's texts, so each is worked out once."""
+def _embedding_text(norm_text: str, raw_text: str, language: str | None) -> tuple[str, bool]:
+    """`embedding_text` of a post with these fields, and whether it is the text with its links
+    stripped and nothing else: the embedding, check-worthiness and narratives stages each ask
+    for the same batch's texts, so each is worked out once."""
     text = strip_urls(norm_text or normalize_text(raw_text))
     if language == "vi" and looks_unaccented(text):
         model = default_tone_model()
         if model is not None:
-            return model.restore(text)
+            return model.restore(text), False
     if language == "km":
         # digits and transliterated names in the script the library uses (text/crosslingual.py)
-        text = ascii_digits(text)
-        names = latin_names(text)
+        digits = ascii_digits(text)
+        names = latin_names(digits)
         if names:
-            text = f"{text} ({', '.join(names)})"
-    return text
+            return f"{digits} ({', '.join(names)})", False
+        return digits, digits == text
+    return text, True

@@ -117,6 +117,22 @@ class SignatureCache:
                     self._rows.move_to_end(k)
         return out
 
+    def alias(self, pairs: Sequence[tuple[str, str]]) -> int:
+        """For each (text, other) pair of texts with the same `canonical` form (so the same
+        signature), keep `text`'s cached signature for `other` too (where `text`'s is cached);
+        the number kept."""
+        if self.size <= 0 or not pairs:
+            return 0
+        known = self.get([self.key(text) for text, _ in pairs])
+        rows = [(self.key(other), row) for (_, other), row in zip(pairs, known, strict=True) if row is not None]
+        with self._lock:
+            for k, row in rows:
+                self._rows[k] = row
+                self._rows.move_to_end(k)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+        return len(rows)
+
     def put(self, keys: Sequence[bytes], sigs: np.ndarray, valid: np.ndarray) -> None:
         if self.size <= 0:
             return
