@@ -95,7 +95,9 @@ class SignatureCache:
     what computing it again would. The narratives stage signs each batch's texts, which the
     embedding stage and the coordination stage's first look at a post sign again (the
     coordination stage re-read every stored post per batch until it kept share records:
-    O(posts^2) over an ingest without this cache). ~410 bytes per text."""
+    O(posts^2) over an ingest without this cache). The embedding stage signs another text
+    (links stripped) and keeps its signatures for the posts' `norm_text` too where the two
+    have the same `canonical` form (`alias`). ~410 bytes per text."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -125,20 +127,18 @@ class SignatureCache:
             return 0
         known = self.get([self.key(text) for text, _ in pairs])
         rows = [(self.key(other), row) for (_, other), row in zip(pairs, known, strict=True) if row is not None]
-        with self._lock:
-            for k, row in rows:
-                self._rows[k] = row
-                self._rows.move_to_end(k)
-            while len(self._rows) > self.size:
-                self._rows.popitem(last=False)
+        self._keep(rows)
         return len(rows)
 
     def put(self, keys: Sequence[bytes], sigs: np.ndarray, valid: np.ndarray) -> None:
         if self.size <= 0:
             return
+        self._keep([(k, row.tobytes() if ok else b"") for k, row, ok in zip(keys, sigs, valid, strict=True)])
+
+    def _keep(self, rows: Sequence[tuple[bytes, bytes]]) -> None:
         with self._lock:
-            for k, row, ok in zip(keys, sigs, valid, strict=True):
-                self._rows[k] = row.tobytes() if ok else b""
+            for k, row in rows:
+                self._rows[k] = row
                 self._rows.move_to_end(k)
             while len(self._rows) > self.size:
                 self._rows.popitem(last=False)
