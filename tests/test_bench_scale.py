@@ -52,6 +52,7 @@ def test_bench_ingest_repeated_shows_the_median_run_and_every_run(tmp_path: Path
     data = _json(_run(["bench", "ingest", "--posts", "24", "--mix", "tweet", "--batch", "12", "--repeat", "3", "--json"], tmp_path))
     runs = data["runs"]
     assert len(runs) == 3 and all(r["posts_per_s"] > 0 and r["encoder_alone_posts_per_s"] > 0 for r in runs)
+    assert all(r["embedded"] + r["reused"] == 24 for r in runs), "every run ingests the posts into a store of its own"
     overheads = sorted(r["overhead"] for r in runs)
     assert data["overhead"] == overheads[1], "the run shown is the median one"
     assert data["overhead_range"] == [overheads[0], overheads[2]]

@@ -52,6 +52,12 @@ class State:
             self._services = Services(settings)
         return self._services
 
+    def fresh_services(self, **extra: Any) -> Services:
+        """Services of their own with these settings on top (a bench's run on its own store),
+        not the command's shared ones (`services`, made once: `extra` does not change them
+        later). The caller closes them."""
+        return Services(load_settings(self.config, overrides={**self.overrides, **extra}))
+
     def close(self) -> None:
         if self._services:
             self._services.close()

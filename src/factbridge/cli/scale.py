@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,7 +56,8 @@ def bench_ingest(
         runs.append(result)
     result = sorted(runs, key=lambda r: r.overhead)[(len(runs) - 1) // 2]  # the median run (the lower one of an even count)
     spread = {
-        "runs": [{k: r.as_dict()[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before")} for r in runs],
+        "runs": [{k: r.as_dict()[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before", "embedded", "reused")}
+                 for r in runs],
         "overhead_range": [round(min(r.overhead for r in runs), 4), round(max(r.overhead for r in runs), 4)],
     } if len(runs) > 1 else {}
     if as_json:
@@ -73,8 +75,9 @@ def _ingest_bench_once(state: Any, posts: int, mix: str, duplicates: float, clai
     from factbridge.pipeline.ingest import import_factcheck_files
     from factbridge.pipeline.matching import index_factchecks
 
-    with tempfile.TemporaryDirectory(prefix="factbridge-bench-ingest-") as tmp:
-        services = state.services(data_dir=tmp, storage_url=f"sqlite:///{Path(tmp) / 'bench.db'}", embed_cache="off")
+    with tempfile.TemporaryDirectory(prefix="factbridge-bench-ingest-") as tmp, closing(
+        state.fresh_services(data_dir=tmp, storage_url=f"sqlite:///{Path(tmp) / 'bench.db'}", embed_cache="off")
+    ) as services:  # each run its own store (and encoder, loaded again: its caches start empty)
         org = services.settings.org
         encoder = bare_embedder(services.embedder)
         if claims:
