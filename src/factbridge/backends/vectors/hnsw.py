@@ -82,12 +82,72 @@ def _usearch() -> Any:
     return Index
 
 
+class _Floats:
+    """A small f32 segment's vectors as float32 rows in key order (the order they were
+    added), searched below EXACT_BELOW by one product per query instead of usearch's scan,
+    which computes one pair at a time (2.5-3x the CPU: docs/performance.md §5). The rows of
+    removed keys are masked, and dropped when the rows would pass EXACT_BELOW: at most
+    EXACT_BELOW rows. A search reads a `view()` taken under the index's lock: what the
+    index changes later goes into rows past the view's or into new arrays (the mask is
+    copied before it changes), so a view is never changed under its reader."""
+
+    def __init__(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.used = len(self.keys)
+        self.dead = np.zeros(self.used, dtype=bool)
+
+    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The rows, their keys and the mask of removed ones (None: none removed)."""
+        dead = self.dead[: self.used]
+        return self.rows[: self.used], self.keys[: self.used], dead if dead.any() else None
+
+    def append(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Rows for keys above every key held."""
+        if self.used + len(keys) > len(self.rows):  # full: new arrays, the masked rows dropped
+            live = ~self.dead[: self.used]
+            held = int(live.sum())
+            capacity = max(held + len(keys), min(EXACT_BELOW, 2 * (held + len(keys))), 64)  # room to grow, up to EXACT_BELOW
+            rows = np.empty((capacity, self.rows.shape[1]), dtype=np.float32)
+            rows[:held] = self.rows[: self.used][live]
+            self.keys = np.concatenate([self.keys[: self.used][live], np.zeros(capacity - held, dtype=np.int64)])
+            self.rows, self.dead, self.used = rows, np.zeros(capacity, dtype=bool), held
+        self.rows[self.used : self.used + len(keys)] = vectors
+        self.keys[self.used : self.used + len(keys)] = keys
+        self.used += len(keys)  # published last: a view taken before sees none of them
+
+    def remove(self, keys: Sequence[int]) -> None:
+        dead = self.dead.copy()
+        dead[np.searchsorted(self.keys[: self.used], np.asarray(keys, dtype=np.int64))] = True
+        self.dead = dead
+
+
+def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keys and "ip" distances (1 - inner product, in float32, as usearch's) of the `n`
+    nearest live rows of a `_Floats` view, nearest first, ties in key order. One
+    matrix-vector product per query, never a batch's matrix product: BLAS rounds a row of a
+    batch's product differently by the batch's size, and `search` and `search_many` must
+    give the same answers."""
+    rows, keys, dead = view
+    distances = np.float32(1.0) - rows @ query
+    if dead is not None:
+        distances[dead] = np.inf
+        n = min(n, len(rows) - int(dead.sum()))  # the view's live rows (an add since may have changed the segment's count)
+    if n < len(distances):  # every row up to the n-th distance, ties at the cut included
+        top = np.flatnonzero(distances <= np.partition(distances, n - 1)[n - 1])
+    else:
+        top = np.arange(len(distances))
+    top = top[np.argsort(distances[top], kind="stable")][:n]
+    return keys[top], distances[top]
+
+
 @dataclass
 class _Segment:
     graph: Any  # usearch Index
     first_key: int
     live: int = 0  # vectors not removed
     saved_as: str | None = None  # its file as last saved; None: changed since (or never saved)
+    floats: _Floats | None = None  # below EXACT_BELOW (f32): its vectors, for the exact search; None: not kept
 
 
 class HnswIndex:
@@ -151,6 +211,8 @@ class HnswIndex:
                 segment.graph.remove(np.asarray(gone, dtype=np.uint64))
                 segment.live -= len(gone)
                 segment.saved_as = None
+                if segment.floats is not None:
+                    segment.floats.remove(gone)
                 for key in gone:
                     self._ids[key] = None
             done = 0
@@ -158,12 +220,19 @@ class HnswIndex:
                 newest = self._segments[-1] if self._segments else None
                 if newest is None or len(self._ids) - newest.first_key >= self.segment_size:
                     newest = _Segment(self._graph(), len(self._ids))  # the newest is full: sealed
+                    if self.dtype == "f32":
+                        newest.floats = _Floats(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32))
                     self._segments.append(newest)
                 part = rows[done : done + newest.first_key + self.segment_size - len(self._ids)]
                 keys = np.arange(len(self._ids), len(self._ids) + len(part), dtype=np.uint64)
                 newest.graph.add(keys, vectors[part], threads=self.threads)
                 newest.live += len(part)
                 newest.saved_as = None
+                if newest.floats is not None:
+                    if newest.live < EXACT_BELOW:
+                        newest.floats.append(keys.astype(np.int64), vectors[part])
+                    else:
+                        newest.floats = None  # the graph answers from now on
                 for key, n in zip(keys.tolist(), part, strict=True):
                     self._ids.append(ids[n])
                     self._key[ids[n]] = key
@@ -179,11 +248,15 @@ class HnswIndex:
         reranked = self.rerank is not None and self.dtype != "f32"
         wanted = max(k * RERANK_FACTOR, k + 32) if reranked else k
         out: list[tuple[str, float]] = []
-        for segment in self._segments:  # every segment may hold all k best
+        for segment, floats in zip(self._segments, self._exact_views(), strict=True):  # every segment may hold all k best
             if not segment.live:
                 continue
-            found = segment.graph.search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
-            for key, distance in zip(np.asarray(found.keys).tolist(), np.asarray(found.distances).tolist(), strict=True):
+            if floats is not None:
+                keys, distances = _exact_hits(floats, query, min(wanted, segment.live))
+            else:
+                found = segment.graph.search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
+                keys, distances = np.asarray(found.keys), np.asarray(found.distances)
+            for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
                 item = self._ids[key] if 0 <= key < len(self._ids) else None
                 if item is not None:
                     out.append((item, 1.0 - float(distance)))  # usearch's "ip" distance is 1 - inner product
@@ -207,8 +280,18 @@ class HnswIndex:
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
             return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
-        for segment in self._segments:  # every segment may hold all k best (as `search`)
+        for segment, floats in zip(self._segments, self._exact_views(), strict=True):  # every segment may hold all k best (as `search`)
             if not segment.live:
+                continue
+            if floats is not None:  # as `search`, query by query
+                for row in range(len(queries)):
+                    keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live))
+                    scores_of = 1.0 - distances_of.astype(np.float64)
+                    keep = slice(None) if min_score is None else np.flatnonzero(scores_of >= min_score)
+                    for key, score in zip(keys_of[keep].tolist(), scores_of[keep].tolist(), strict=True):
+                        item = self._ids[key] if 0 <= key < len(self._ids) else None
+                        if item is not None:
+                            out[row].append((item, score))
                 continue
             found = segment.graph.search(queries, min(k, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
             keys = np.asarray(found.keys).reshape(len(queries), -1)
@@ -225,6 +308,26 @@ class HnswIndex:
             for hits in out:
                 hits.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
         return [hits[:k] for hits in out]
+
+    def _exact_views(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]:
+        """Per segment, the `_Floats` view its exact search reads (f32, below EXACT_BELOW), or
+        None (its graph answers). A segment below EXACT_BELOW without its floats (loaded from
+        a file, or shrunk below it by removals) gets them from its graph, once."""
+        if self.dtype != "f32":
+            return [None] * len(self._segments)
+        with self._lock:
+            views: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = []
+            for position, segment in enumerate(self._segments):
+                if segment.live >= EXACT_BELOW or not segment.live:
+                    views.append(None)
+                    continue
+                if segment.floats is None:
+                    end = self._segments[position + 1].first_key if position + 1 < len(self._segments) else len(self._ids)
+                    keys = np.asarray([key for key in range(segment.first_key, end) if self._ids[key] is not None], dtype=np.int64)
+                    vectors = np.stack(segment.graph.get(keys.astype(np.uint64), dtype=np.float32))
+                    segment.floats = _Floats(keys, vectors.reshape(len(keys), self.dim))
+                views.append(segment.floats.view())
+            return views
 
     def __len__(self) -> int:
         return len(self._key)
