@@ -62,7 +62,9 @@ from factbridge.errors import EmbedderMismatch
 HNSW_INDEX_VERSION = "usearch-hnsw-2"  # 2: segments; 1: one graph (still read)
 READABLE_VERSIONS = ("usearch-hnsw-1", HNSW_INDEX_VERSION)
 # Below this many vectors a brute-force scan costs well under a millisecond and is exact, where
-# the graph's answer is approximate (a small graph can miss a neighbour now and then).
+# the graph's answer is approximate (a small graph can miss a neighbour now and then). An f32
+# segment scans a float32 copy of its vectors (`_Floats`, at most this many rows); f16 / i8 ones
+# usearch's scan (their quantised values are usearch's own).
 EXACT_BELOW = 4096
 DTYPES = ("f32", "f16", "i8")
 RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of each segment per result
@@ -107,7 +109,7 @@ class _Floats:
         if self.used + len(keys) > len(self.rows):  # full: new arrays, the masked rows dropped
             live = ~self.dead[: self.used]
             held = int(live.sum())
-            capacity = max(held + len(keys), min(EXACT_BELOW, 2 * (held + len(keys))), 64)  # room to grow, up to EXACT_BELOW
+            capacity = max(held + len(keys), min(EXACT_BELOW, max(64, 2 * (held + len(keys)))))  # room to grow, up to EXACT_BELOW
             rows = np.empty((capacity, self.rows.shape[1]), dtype=np.float32)
             rows[:held] = self.rows[: self.used][live]
             self.keys = np.concatenate([self.keys[: self.used][live], np.zeros(capacity - held, dtype=np.int64)])
@@ -124,7 +126,9 @@ class _Floats:
 
 def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The keys and "ip" distances (1 - inner product, in float32, as usearch's) of the `n`
-    nearest live rows of a `_Floats` view, nearest first, ties in key order. One
+    nearest live rows of a `_Floats` view, nearest first; ties (exact copies) the last added
+    first, the order usearch's scan gives a few copies (many come in the order its top-k
+    buffer leaves them, which no key order reproduces: docs/performance.md §5). One
     matrix-vector product per query, never a batch's matrix product: BLAS rounds a row of a
     batch's product differently by the batch's size, and `search` and `search_many` must
     give the same answers."""
@@ -137,6 +141,7 @@ def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: n
         top = np.flatnonzero(distances <= np.partition(distances, n - 1)[n - 1])
     else:
         top = np.arange(len(distances))
+    top = top[::-1]  # keys descending: a stable sort keeps the last added first on ties
     top = top[np.argsort(distances[top], kind="stable")][:n]
     return keys[top], distances[top]
 
@@ -248,7 +253,7 @@ class HnswIndex:
         reranked = self.rerank is not None and self.dtype != "f32"
         wanted = max(k * RERANK_FACTOR, k + 32) if reranked else k
         out: list[tuple[str, float]] = []
-        for segment, floats in zip(self._segments, self._exact_views(), strict=True):  # every segment may hold all k best
+        for segment, floats in self._exact_views():  # every segment may hold all k best
             if not segment.live:
                 continue
             if floats is not None:
@@ -280,7 +285,7 @@ class HnswIndex:
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
             return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
-        for segment, floats in zip(self._segments, self._exact_views(), strict=True):  # every segment may hold all k best (as `search`)
+        for segment, floats in self._exact_views():  # every segment may hold all k best (as `search`)
             if not segment.live:
                 continue
             if floats is not None:  # as `search`, query by query
@@ -309,24 +314,25 @@ class HnswIndex:
                 hits.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
         return [hits[:k] for hits in out]
 
-    def _exact_views(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]:
-        """Per segment, the `_Floats` view its exact search reads (f32, below EXACT_BELOW), or
-        None (its graph answers). A segment below EXACT_BELOW without its floats (loaded from
-        a file, or shrunk below it by removals) gets them from its graph, once."""
-        if self.dtype != "f32":
-            return [None] * len(self._segments)
+    def _exact_views(self) -> list[tuple[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]]:
+        """The segments, each with the `_Floats` view its exact search reads (f32, below
+        EXACT_BELOW) or None (usearch answers), taken together under the lock. A segment below
+        EXACT_BELOW without its floats (loaded from a file, or shrunk below it by
+        replacements) gets them from its graph, once."""
         with self._lock:
-            views: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = []
+            if self.dtype != "f32":
+                return [(segment, None) for segment in self._segments]
+            views: list[tuple[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]] = []
             for position, segment in enumerate(self._segments):
                 if segment.live >= EXACT_BELOW or not segment.live:
-                    views.append(None)
+                    views.append((segment, None))
                     continue
                 if segment.floats is None:
                     end = self._segments[position + 1].first_key if position + 1 < len(self._segments) else len(self._ids)
                     keys = np.asarray([key for key in range(segment.first_key, end) if self._ids[key] is not None], dtype=np.int64)
                     vectors = np.stack(segment.graph.get(keys.astype(np.uint64), dtype=np.float32))
                     segment.floats = _Floats(keys, vectors.reshape(len(keys), self.dim))
-                views.append(segment.floats.view())
+                views.append((segment, segment.floats.view()))
             return views
 
     def __len__(self) -> int:
