@@ -93,6 +93,8 @@ def test_exact_copies_come_the_last_added_first() -> None:
     first = index.search(base[0], 3, "emb")  # k cuts the ties: the oldest segment's, the last added first
     assert [i for i, _ in first] == ["p30", "p12", "p11"]
     assert index.search_many(base[:1], 3, "emb") == [first]
+    assert index.search_many(base[:1], 3, "emb", min_score=0.5) == [first], "the floor taken before the cut: the same hits"
+    assert index.search_many(base[:1], 20, "emb", min_score=0.99) == [got[: len(copies)]]
 
 
 def test_a_segment_loaded_from_disk_gets_its_floats_from_its_graph(tmp_path: Path) -> None:

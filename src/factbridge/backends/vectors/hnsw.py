@@ -124,23 +124,24 @@ class _Floats:
         self.dead = dead
 
 
-def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: np.ndarray, n: int,
+                min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The keys and "ip" distances (1 - inner product, in float32, as usearch's) of the `n`
-    nearest live rows of a `_Floats` view, nearest first; ties (exact copies) the last added
-    first, the order usearch's scan gives a few copies (many come in the order its top-k
-    buffer leaves them, which no key order reproduces: docs/performance.md §5). One
-    matrix-vector product per query, never a batch's matrix product: BLAS rounds a row of a
-    batch's product differently by the batch's size, and `search` and `search_many` must
-    give the same answers."""
+    nearest live rows of a `_Floats` view, nearest first, less those scoring (1 - distance)
+    under `min_score`; ties (exact copies) the last added first, the order usearch's scan
+    gives a few copies (many come in the order its top-k buffer leaves them, which no key
+    order reproduces: docs/performance.md §5). One matrix-vector product per query, never a
+    batch's matrix product: BLAS rounds a row of a batch's product differently by the
+    batch's size, and `search` and `search_many` must give the same answers."""
     rows, keys, dead = view
     distances = np.float32(1.0) - rows @ query
     if dead is not None:
         distances[dead] = np.inf
         n = min(n, len(rows) - int(dead.sum()))  # the view's live rows (an add since may have changed the segment's count)
-    if n < len(distances):  # every row up to the n-th distance, ties at the cut included
-        top = np.flatnonzero(distances <= np.partition(distances, n - 1)[n - 1])
-    else:
-        top = np.arange(len(distances))
+    # the score falls as the distance grows: the hits above `min_score` are a prefix of the n nearest
+    top = np.arange(len(distances)) if min_score is None else np.flatnonzero(1.0 - distances.astype(np.float64) >= min_score)
+    if n < len(top):  # every row up to the n-th distance, ties at the cut included
+        top = top[distances[top] <= np.partition(distances[top], n - 1)[n - 1]]
     top = top[::-1]  # keys descending: a stable sort keeps the last added first on ties
     top = top[np.argsort(distances[top], kind="stable")][:n]
     return keys[top], distances[top]
@@ -290,10 +291,8 @@ class HnswIndex:
                 continue
             if floats is not None:  # as `search`, query by query
                 for row in range(len(queries)):
-                    keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live))
-                    scores_of = 1.0 - distances_of.astype(np.float64)
-                    keep = slice(None) if min_score is None else np.flatnonzero(scores_of >= min_score)
-                    for key, score in zip(keys_of[keep].tolist(), scores_of[keep].tolist(), strict=True):
+                    keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live), min_score)
+                    for key, score in zip(keys_of.tolist(), (1.0 - distances_of.astype(np.float64)).tolist(), strict=True):
                         item = self._ids[key] if 0 <= key < len(self._ids) else None
                         if item is not None:
                             out[row].append((item, score))
