@@ -128,8 +128,8 @@ def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: n
                 min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The keys and "ip" distances (1 - inner product, in float32, as usearch's) of the `n`
     nearest live rows of a `_Floats` view, nearest first, less those scoring (1 - distance)
-    under `min_score`; ties (exact copies) the last added first, the order usearch's scan
-    gives a few copies (many come in the order its top-k buffer leaves them, which no key
+    under `min_score`; ties in key order (the order added, as the merge of segments orders
+    them; usearch's scan leaves exact copies in the order its top-k buffer does, which no key
     order reproduces: docs/performance.md §5). One matrix-vector product per query, never a
     batch's matrix product: BLAS rounds a row of a batch's product differently by the
     batch's size, and `search` and `search_many` must give the same answers."""
@@ -142,7 +142,6 @@ def _exact_hits(view: tuple[np.ndarray, np.ndarray, np.ndarray | None], query: n
     top = np.arange(len(distances)) if min_score is None else np.flatnonzero(1.0 - distances.astype(np.float64) >= min_score)
     if n < len(top):  # every row up to the n-th distance, ties at the cut included
         top = top[distances[top] <= np.partition(distances[top], n - 1)[n - 1]]
-    top = top[::-1]  # keys descending: a stable sort keeps the last added first on ties
     top = top[np.argsort(distances[top], kind="stable")][:n]
     return keys[top], distances[top]
 
