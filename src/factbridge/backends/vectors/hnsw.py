@@ -289,12 +289,11 @@ class HnswIndex:
             if not segment.live:
                 continue
             if floats is not None:  # as `search`, query by query
+                ids = self._ids  # the floats' keys are all in it (ids are never dropped, only set to None)
                 for row in range(len(queries)):
                     keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live), min_score)
-                    for key, score in zip(keys_of.tolist(), (1.0 - distances_of.astype(np.float64)).tolist(), strict=True):
-                        item = self._ids[key] if 0 <= key < len(self._ids) else None
-                        if item is not None:
-                            out[row].append((item, score))
+                    hits = [(ids[key], score) for key, score in zip(keys_of.tolist(), (1.0 - distances_of.astype(np.float64)).tolist(), strict=True)]
+                    out[row] += hits if all(item is not None for item, _ in hits) else [(i, s) for i, s in hits if i is not None]
                 continue
             found = segment.graph.search(queries, min(k, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
             keys = np.asarray(found.keys).reshape(len(queries), -1)
