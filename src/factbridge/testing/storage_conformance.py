@@ -173,7 +173,8 @@ def check_factcheck_upsert_is_idempotent(factory: StorageFactory) -> None:
         assert store.count_factchecks("org") == 3
         assert _ids(store.upsert_factchecks("org", [])) == ([], [], [])
         # the same id twice in one batch: the last copy is what is stored
-        store.upsert_factchecks("org", [_fc("fc-4", rating="one"), _fc("fc-4", rating="two")])
+        assert _ids(store.upsert_factchecks("org", [_fc("fc-4", rating="one"), _fc("fc-4", rating="two")])) == (["fc-4"], [], []), \
+            "reported once"
         assert store.get_factcheck("org", "fc-4").rating == "two"
 
 
@@ -241,10 +242,15 @@ def check_post_upsert_is_idempotent(factory: StorageFactory) -> None:
         assert store.count_posts("org") == 2
         assert store.get_post("org", "p-1").tokens == _post("p-1", "echo foxtrot").tokens, "an update replaces the tokens"
         # the same id twice in one batch, beside a new and an unchanged post: the last copy is stored
-        store.upsert_posts("org", [_post("p-3", "golf one"), _post("p-2", "charlie delta", raw={"line": 2, "x": ["y"]}),
-                                   _post("p-3", "golf two"), _post("p-4", "hotel")])
+        result = store.upsert_posts("org", [_post("p-3", "golf one"), _post("p-2", "charlie delta", raw={"line": 2, "x": ["y"]}),
+                                            _post("p-3", "golf two"), _post("p-4", "hotel")])
+        assert _ids(result) == (["p-3", "p-4"], [], ["p-2"]), "a post given twice is reported once"
+        assert sorted(result.changed) == ["p-3", "p-4"], "and queued once"
         assert store.get_post("org", "p-3").text == "golf two" and store.get_post("org", "p-4").text == "hotel"
         assert store.count_posts("org") == 4
+        # an update given twice, its last copy the stored text: unchanged, as on every backend
+        assert _ids(store.upsert_posts("org", [_post("p-4", "india"), _post("p-4", "hotel")])) == ([], [], ["p-4"])
+        assert store.get_post("org", "p-4").text == "hotel"
 
 
 def check_changed_posts(factory: StorageFactory) -> None:

@@ -86,7 +86,8 @@ class FactCheckStore(Protocol):
 
 @runtime_checkable
 class PostStore(Protocol):
-    """Posts. A file's posts and its quarantined rows are written in one transaction."""
+    """Posts. A file's posts and its quarantined rows are written in one transaction; a post
+    (or fact-check) given twice in one upsert is stored and reported once, as its last copy."""
 
     def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult: ...
     def get_post(self, org: str, post_id: str) -> Post: ...
