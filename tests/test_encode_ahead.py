@@ -72,6 +72,50 @@ def test_texts_encoded_ahead_and_never_asked_for_are_bounded(embedder: E5Embedde
     assert not embedder._ahead
 
 
+@pytest.mark.skipif("onnx-int8" not in ENGINES, reason="the ONNX engine (the 'fast' extra)")
+def test_onnx_ahead_hands_chunks_over_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = E5Embedder(threads=2, batch_size=16, max_query_tokens=128, engine="onnx-int8")
+    monkeypatch.setattr(e5_module._OnnxAhead, "FIRST", 3)
+    monkeypatch.setattr(e5_module._OnnxAhead, "SLICE", 5)
+    texts = _texts(21, 7)
+    direct = embedder.encode_queries(texts)
+    job = e5_module._OnnxAhead(embedder, texts)
+    assert len(job._windows) == 3 and not job.done(), "only the first slice is tokenised, the job is open"
+    longest = sorted(texts, key=len, reverse=True)[:3]
+    assert sorted(job._texts[i] for i, _ in job._windows) == sorted(longest), "the longest texts first"
+    worker = threading.Thread(target=job.work)
+    worker.start()  # runs the first slice's chunks, then waits for more
+    job.tokenise_rest()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and job.done()
+    assert sorted(i for i, _ in job._windows) == list(range(len(texts))), "every text tokenised once"
+    assert _same(job.result(), direct)
+
+
+@pytest.mark.skipif("onnx-int8" not in ENGINES, reason="the ONNX engine (the 'fast' extra)")
+def test_a_tokenising_error_ahead_leaves_the_texts_to_be_encoded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = E5Embedder(threads=2, batch_size=16, max_query_tokens=128, engine="onnx-int8")
+    monkeypatch.setattr(e5_module._OnnxAhead, "FIRST", 2)
+    texts = _texts(12, 8)
+    direct = embedder.encode_queries(texts)
+    calls = {"n": 0}
+    real = E5Embedder._onnx_windows
+
+    def failing(self: E5Embedder, part: list[str], is_query: bool) -> list[tuple[int, list[int]]]:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second slice
+            raise RuntimeError("tokenizer broke")
+        return real(self, part, is_query)
+
+    monkeypatch.setattr(E5Embedder, "_onnx_windows", failing)
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        embedder.prefetch_queries(texts)
+    assert not embedder._ahead, "no text waits on the failed job"
+    embedder.settle()  # nothing held: returns at once (the background thread has stopped)
+    monkeypatch.setattr(E5Embedder, "_onnx_windows", real)
+    assert _same(embedder.encode_queries(texts), direct)
+
+
 @pytest.fixture
 def e5_services(tmp_path: Path) -> Iterator[Services]:
     settings = load_settings(env={}, overrides={
