@@ -4,6 +4,8 @@ texts have the same `canonical` form, so the signature kept for the one is the o
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,10 @@ def test_an_alias_keeps_a_cached_signature_for_the_other_text() -> None:
 
 
 @pytest.mark.parametrize("mix", ["tweet", "550"])
-def test_norm_texts_signed_after_the_embedding_stage_are_the_computed_signatures(storage: SQLiteStorage, mix: str) -> None:
+def test_norm_texts_signed_after_the_embedding_stage_are_the_computed_signatures(storage: SQLiteStorage, mix: str,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the process-wide cache starts empty here: what earlier tests signed would leave nothing to share
+    monkeypatch.setattr(minhash.SIGNATURE_CACHE, "_rows", OrderedDict())
     posts = [prepare_post(p, LANGUAGES) for p in generated_posts(96, mix, duplicates=0.2, seed=9)]
     posts += [p.model_copy(update={"id": f"{p.id}-t"}) for p in _posts()[-len(TRICKY) * 2:]]
     norm = [p.norm_text for p in posts]

@@ -157,11 +157,14 @@ def run_ingest_bench(
     chars = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     following = prepare(batches[0]) if batches else []
+    after = prepare(batches[1]) if len(batches) > 1 and ahead else []
     for k in range(len(batches)):
-        prepared = following
-        following = prepare(batches[k + 1]) if k + 1 < len(batches) and ahead else []
+        prepared, following = following, after
         # one run of every stage, as a worker runs a batch (one ledger read, one ledger write)
         summary = run_stages(services, org, prepared, stages=stages, clock=clock, ahead=following).get("embedding", {})
+        # the batch after next arrives (normalised and stored, as the fetching side of a
+        # feed does) while the next one is still being encoded
+        after = prepare(batches[k + 2]) if k + 2 < len(batches) and ahead else []
         if following and isinstance(embedder, EncodesAhead):
             settle0, settle_cpu0 = time.perf_counter(), time.process_time()
             embedder.settle()
