@@ -140,6 +140,22 @@ def test_segmentation_falls_back_to_pycrfsuite(monkeypatch: pytest.MonkeyPatch, 
         _segment_khmer.cache_clear()
 
 
+def test_a_khmercut_without_the_classes_read_falls_back_to_pycrfsuite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scorer reads khmercut's character classes when it is built: a khmercut that renamed
+    them fails there (not mid-batch), and segmentation tags with pycrfsuite."""
+    text = "ក្រសួងសុខាភិបាលព្រមានអំពីវ៉ាក់សាំងក្លែងក្លាយ"
+    monkeypatch.delattr(khmercut, "kcc_type")
+    monkeypatch.setattr(tokenize_module, "_SCORER", [])
+    _segment_khmer.cache_clear()
+    try:
+        assert tokenize_module._khmer_scorer() is None
+        monkeypatch.undo()  # khmercut whole again for its own tokenize (the fallback's tagger)
+        monkeypatch.setattr(tokenize_module, "_SCORER", [None])
+        assert _segment_khmer(text) == tuple(khmercut.tokenize(text))
+    finally:
+        _segment_khmer.cache_clear()
+
+
 def test_clusters_are_seg_kccs(model: CrfModel, runs: list[str]) -> None:
     """The regex split gives khmercut's clusters on every run of the fixtures and on random
     runs of any Khmer-block and lunar-date character (signs first, coeng chains, digit runs)."""

@@ -171,6 +171,10 @@ class KccScorer:
     (tests/test_khmer_crf.py)."""
 
     def __init__(self, model: CrfModel) -> None:
+        # khmercut's character classes, read here: a khmercut without them fails now (ImportError), not mid-batch
+        from khmercut import NS, get_type, kcc_type
+
+        self._kcc_type, self._get_type, self._no_space = kcc_type, get_type, NS
         self.model = model
         get = model.weights.get
         self._bos, self._eos = get("BOS", 0j), get("EOS", 0j)
@@ -186,14 +190,12 @@ class KccScorer:
     def _role(self, kcc: str) -> tuple[complex, ...]:
         """A cluster's 14 attribute weights ("kcc:", "t:", "kcc[-1]:", "kcc[-1]t:", ...
         "kcc[+3]t:") and its flags' ("ns", "ns-1", "ns+1", "ns+2"; 0 when it has a space)."""
-        from khmercut import NS, get_type, kcc_type
-
         get = self.model.weights.get
-        t = kcc_type(kcc)
+        t = self._kcc_type(kcc)
         weights = [get("kcc:" + kcc, 0j), get("t:" + t, 0j)]
         for offset in _ROLE_OFFSETS:
             weights += [get(f"kcc{offset}:{kcc}", 0j), get(f"kcc{offset}t:{t}", 0j)]
-        weights += self._ns if get_type(kcc[0]) == NS else (0j, 0j, 0j, 0j)
+        weights += self._ns if self._get_type(kcc[0]) == self._no_space else (0j, 0j, 0j, 0j)
         role = tuple(weights)
         if len(self._roles) < _CACHED:
             self._roles[kcc] = role

@@ -41,7 +41,7 @@ _SCORER: list[KccScorer | None] = []  # khmercut's model as read by khmer_crf (N
 def _khmer_scorer() -> KccScorer | None:
     """khmercut's CRF model read into Python (`khmer_crf`: the same tags, ~5x faster than
     pycrfsuite on the attribute strings), or None when this khmercut ships a model file it
-    cannot read: pycrfsuite then tags, as before."""
+    cannot read or lacks the character classes the scorer reads: pycrfsuite then tags, as before."""
     if not _SCORER:
         with _KHMER_LOCK:
             if not _SCORER:
@@ -49,7 +49,7 @@ def _khmer_scorer() -> KccScorer | None:
 
                 try:
                     _SCORER.append(KccScorer(read_model(khmercut.model_path)))
-                except (ModelError, OSError) as exc:
+                except (ModelError, OSError, ImportError) as exc:  # ImportError: a khmercut without the classes read
                     log.warning("khmer segmentation: %s; tagging with pycrfsuite", exc)
                     _SCORER.append(None)
     return _SCORER[0]
