@@ -127,10 +127,12 @@ def run_ingest_bench(
 
     With `ahead` a batch runs as a worker with the next batch at hand runs it: the next
     batch is stored first and, once this batch's vectors are stored, encoded in the
-    background while this batch's later stages run (`run_stages(ahead=...)`). End to end is
-    then the wall time of the batches, not the sum of the stages (they overlap the
-    encoder); before the encoder-alone run the background encoding is waited for (counted
-    under "embedding"), so the encoder alone never shares the machine with the pipeline."""
+    background while this batch's later stages run (`run_stages(ahead=...)`); the batch
+    after it arrives meanwhile (normalised and stored, as the fetching side of a feed does
+    while a worker runs). End to end is then the wall time of the batches, not the sum of
+    the stages (they overlap the encoder); before the encoder-alone run the background
+    encoding is waited for (counted under "embedding"), so the encoder alone never shares
+    the machine with the pipeline."""
     stages = load_stages()
     if warmup:  # imports (pandas, scipy...) and models a running worker has loaded already: not per-post costs
         load_segmenter()  # the Khmer CRF model, which the warm-up posts may not need
