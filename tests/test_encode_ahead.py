@@ -162,6 +162,39 @@ def test_run_stages_encodes_the_next_batch_ahead(e5_services: Services) -> None:
     assert prefetch_post_embeddings(services.storage, embedder, ORG, second) == 0
 
 
+def test_the_next_batch_is_handed_over_as_this_one_starts_without_this_ones_texts(e5_services: Services) -> None:
+    """The next batch goes to the encoder before this batch's embedding stage (whose vectors
+    are not stored yet): a text both batches hold is left to this batch, whose stored vector
+    the next batch then reuses, never encoded twice."""
+    services = e5_services
+    stages = load_stages()
+    first = _stored(ORG, services, 8, 41)
+    copies = [p.model_copy(update={"id": f"{p.id}-copy"}) for p in first[:3]]  # same texts, other posts
+    others = [prepare_post(p, services.languages).model_copy(update={"id": f"{p.id}-b"}) for p in generated_posts(5, "tweet", 0.0, 42)]
+    second = copies + others
+    services.storage.upsert_posts(ORG, second)
+    embedder = services.embedder
+    assert isinstance(embedder, E5Embedder)
+    run_stages(services, ORG, first, stages=stages, ahead=second, skip=("narratives", "triage"))
+    held = set(embedder._ahead)
+    shared = set(embedder.clip_queries([embedding_text(p) for p in copies]))
+    assert held and not held & shared, "the texts of the running batch are not handed over again"
+    summary = run_stages(services, ORG, second, stages=stages)
+    assert summary["embedding"] == {"embedded": 5, "reused": 3}
+    assert not embedder._ahead
+    vectors = _vectors(services, ORG)
+    assert all(np.array_equal(vectors[c.id], vectors[p.id]) for c, p in zip(copies, first, strict=False)), "the stored vectors reused"
+
+
+def test_no_look_ahead_when_the_embedding_stage_is_skipped(e5_services: Services) -> None:
+    services = e5_services
+    first, second = _stored(ORG, services, 4, 43), _stored(ORG, services, 4, 44)
+    embedder = services.embedder
+    assert isinstance(embedder, E5Embedder)
+    run_stages(services, ORG, first, stages=load_stages(), ahead=second, skip=("embedding",))
+    assert not embedder._ahead
+
+
 def test_worker_looks_ahead_and_hands_held_batches_back_when_stopped(e5_services: Services) -> None:
     services = e5_services
     posts = _stored(ORG, services, 40, 31)

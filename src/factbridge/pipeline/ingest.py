@@ -170,15 +170,19 @@ def embed_posts(
     return {"embedded": len(to_embed), "reused": len(plan.todo) - len(to_embed)}
 
 
-def prefetch_post_embeddings(storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], near_duplicate: float = 0.9) -> int:
+def prefetch_post_embeddings(storage: VectorStore, embedder: Embedder, org: str, posts: Sequence[Post], near_duplicate: float = 0.9,
+                             besides: Sequence[Post] = ()) -> int:
     """Start encoding, in the background, the texts `embed_posts` will encode for these
     (stored) posts, when the embedder can (`EncodesAhead`); returns how many were handed
-    over. The runner calls it for the next batch once this batch's embedding stage is done,
-    so that the next batch is encoded while this one's later stages run."""
+    over. The runner calls it for the next batch as this batch's stages start, so that the
+    next batch is encoded while this one runs. `besides`: the batch running now, whose
+    vectors may not be stored yet: a text of it is left out (its vector will be stored by
+    then, and `embed_posts` reuses it)."""
     if not isinstance(embedder, EncodesAhead):
         return 0
     plan = _plan_embedding(storage, embedder.id, org, posts, near_duplicate, load=False)
-    texts = [plan.distinct[s] for s in plan.to_embed] if plan else []
+    running = {text_sha(embedding_text(p)) for p in besides}
+    texts = [plan.distinct[s] for s in plan.to_embed if s not in running] if plan else []
     if texts:
         embedder.prefetch_queries(texts)
     return len(texts)

@@ -219,10 +219,12 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     so a later sweep does not run it behind the user's back.
     `clock` (benches) collects the time of each stage and of the ledger.
 
-    `ahead`: the next batch's posts, already stored. Once this batch's embedding stage is
-    done, the texts it will have to encode go to the encoder in the background
-    (`pipeline.ingest.prefetch_post_embeddings`), so that the next batch is encoded while
-    this batch's later stages run: they hold the interpreter, the encoder does not."""
+    `ahead`: the next batch's posts, already stored. As this batch's stages start, the
+    texts the next batch will have to encode go to the encoder in the background
+    (`pipeline.ingest.prefetch_post_embeddings`; not those of this batch), so that the next
+    batch is encoded while this batch's stages run: they hold the interpreter, the encoder
+    does not. (When this batch's own texts are still being encoded ahead, the background
+    thread finishes them first, and this batch's embedding stage helps.)"""
     from factbridge.pipeline.ledger import Ledger, Status
 
     summary: dict[str, StageSummary] = {}
@@ -240,12 +242,12 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     if clock is not None:
         clock.add("ledger", wall0, cpu0)
     noted: list[str] = []  # posts whose entry gained a stage since the last write
+    if ahead and "embedding" in known and "embedding" not in skip:
+        _encode_ahead(ctx, org, ahead, clock, besides=posts)
     try:
         for stage in chosen:
             todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
             if not todo:
-                if ahead and stage.name == "embedding":  # this batch had its vectors already
-                    _encode_ahead(ctx, org, ahead, clock)
                 continue
             if stage.name in skip:
                 noted += ledger.note(todo, stage, "skipped", ctx.now(), entries)
@@ -266,8 +268,6 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
             noted += ledger.note(todo, stage, status, ctx.now(), entries)
             if clock is not None:
                 clock.add("ledger", wall0, cpu0)
-            if ahead and stage.name == "embedding" and status == "done":
-                _encode_ahead(ctx, org, ahead, clock)
     except BaseException as failure:
         # the stages before the failing one stored their outputs: record them, so that the
         # batch delivered again starts at the failing stage (the failure is what is raised)
@@ -283,12 +283,12 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     return summary
 
 
-def _encode_ahead(ctx: StageContext, org: str, posts: Sequence[Post], clock: StageClock | None) -> None:
+def _encode_ahead(ctx: StageContext, org: str, posts: Sequence[Post], clock: StageClock | None, besides: Sequence[Post]) -> None:
     from factbridge.pipeline.ingest import prefetch_post_embeddings
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     try:
-        prefetch_post_embeddings(ctx.storage, ctx.embedder, org, posts, ctx.settings.embed_near_duplicate)
+        prefetch_post_embeddings(ctx.storage, ctx.embedder, org, posts, ctx.settings.embed_near_duplicate, besides=besides)
     except Exception as exc:  # noqa: BLE001 - only a head start: the next batch embeds what is missing itself
         log.warning("could not start encoding the next batch ahead: %s: %s", type(exc).__name__, exc)
     if clock is not None:
