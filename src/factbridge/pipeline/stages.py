@@ -237,13 +237,13 @@ def run_stages(services: StageContext, org: str, posts: Sequence[Post], skip: Se
     unknown = sorted(set(skip) - known)
     if unknown:
         raise ConfigError(f"cannot skip unknown stage(s) {', '.join(unknown)} (have: {', '.join(sorted(known))})")
+    if ahead and "embedding" in known and "embedding" not in skip:
+        _encode_ahead(ctx, org, ahead, clock, besides=posts)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     entries = ledger.entries(org, posts)
     if clock is not None:
         clock.add("ledger", wall0, cpu0)
     noted: list[str] = []  # posts whose entry gained a stage since the last write
-    if ahead and "embedding" in known and "embedding" not in skip:
-        _encode_ahead(ctx, org, ahead, clock, besides=posts)
     try:
         for stage in chosen:
             todo = list(posts) if force else [p for p in posts if not entries[p.id].has(stage.name, stage.version)]
