@@ -13,8 +13,8 @@ from factbridge.bench.feed import LENGTHS, generated_posts
 from factbridge.cli import app
 
 
-def _run(args: list[str], tmp_path: Path) -> str:
-    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", *args], env={"FACTBRIDGE_MATCH_FUSION": "rrf"})
+def _run(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", *args], env={"FACTBRIDGE_MATCH_FUSION": "rrf", **(env or {})})
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     return result.output
 
@@ -46,6 +46,15 @@ def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) 
     out = _run(["bench", "ingest", "--posts", "20", "--mix", "550"], tmp_path)
     assert "end to end" in out and "encoder alone" in out and "target for 550 posts" in out
     assert "CPU ms/post" in out and "everything but the encoder" in out
+
+
+def test_bench_ingest_runs_what_a_loaded_worker_runs_by_default(tmp_path: Path) -> None:
+    """Without --batch, runs of queue_batch_size x queue_worker_merge posts (a worker with a
+    backlog takes that many at once and encodes the next run ahead), three of them."""
+    env = {"FACTBRIDGE_QUEUE_BATCH_SIZE": "4", "FACTBRIDGE_QUEUE_WORKER_MERGE": "3"}
+    data = _json(_run(["bench", "ingest", "--mix", "tweet", "--json"], tmp_path, env))
+    assert data["batch"] == 12 and data["posts"] == 36 and data["encode_ahead"]
+    assert "36 posts in runs of 12" in _run(["bench", "ingest", "--mix", "tweet"], tmp_path, env)
 
 
 def test_bench_ingest_repeated_shows_the_median_run_and_every_run(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 from factbridge.cli.app import _state, bench_app
 from factbridge.console import console, progress_bar
 from factbridge.errors import InputError
+from factbridge.settings import load_settings
 
 if TYPE_CHECKING:
     from factbridge.backends.embedders.base import Embedder
@@ -30,11 +31,12 @@ INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
 @bench_app.command("ingest")
 def bench_ingest(
     ctx: typer.Context,
-    posts: Annotated[int, typer.Option(help="Generated posts to ingest.")] = 300,
+    posts: Annotated[int | None, typer.Option(help="Generated posts to ingest (default: three runs of --batch).")] = None,
     mix: Annotated[str, typer.Option(help="Length mix: tweet (60-280 characters), 550 (450-650) or mixed.")] = "550",
     duplicates: Annotated[float, typer.Option(help="Share of posts repeating an earlier one (exactly or edited).")] = 0.0,
     claims: Annotated[list[Path] | None, typer.Option(help="Fact-check library to match against (embedded through the embedding cache and its seeds).")] = None,
-    batch: Annotated[int, typer.Option(help="Posts per batch (as a queued batch of work).")] = 64,
+    batch: Annotated[int | None, typer.Option(help="Posts per run of the stages (default: a loaded worker's run, queue_batch_size x queue_worker_merge, "
+                                                   "which it runs with the next run encoded ahead; the embedded default's runs are up to queue_local_batch_size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated posts.")] = 5,
     ahead: Annotated[bool, typer.Option("--ahead/--no-ahead", help="Encode the next batch while this batch's later stages run (as a worker does when the next batch is queued).")] = True,
     repeat: Annotated[int, typer.Option(help="Runs, each on a fresh store; the median run (by overhead) is shown, with every run's figures beside it. On a shared machine one run's overhead can be off by 10 points.")] = 1,
@@ -45,11 +47,15 @@ def bench_ingest(
 
     if mix not in MIXES:
         raise InputError(f"--mix must be one of {', '.join(MIXES)}, got '{mix}'", field="mix")
+    state = _state(ctx)
+    if batch is None:  # what a worker with a backlog runs at once (and encodes ahead of)
+        settings = load_settings(state.config, overrides=state.overrides)
+        batch = settings.queue_batch_size * settings.queue_worker_merge
+    posts = 3 * batch if posts is None else posts
     if posts < 1 or batch < 1 or not 0 <= duplicates < 1:
         raise InputError("--posts and --batch must be positive and --duplicates in [0, 1)", field="posts")
     if repeat < 1:
         raise InputError("--repeat must be at least 1", field="repeat")
-    state = _state(ctx)
     runs: list[IngestBench] = []
     for _ in range(repeat):
         result, library, encoder_id = _ingest_bench_once(state, posts, mix, duplicates, claims, batch, seed, ahead)
@@ -61,9 +67,9 @@ def bench_ingest(
         "overhead_range": [round(min(r.overhead for r in runs), 4), round(max(r.overhead for r in runs), 4)],
     } if len(runs) > 1 else {}
     if as_json:
-        sys.stdout.write(json.dumps({"mix": mix, "duplicates": duplicates, "library": library, "encoder": encoder_id, **result.as_dict(), **spread}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"mix": mix, "batch": batch, "duplicates": duplicates, "library": library, "encoder": encoder_id, **result.as_dict(), **spread}, indent=2) + "\n")
         return
-    _print_ingest_bench(result, runs, posts, mix, duplicates, library, encoder_id)
+    _print_ingest_bench(result, runs, posts, batch, mix, duplicates, library, encoder_id)
 
 
 def _ingest_bench_once(state: Any, posts: int, mix: str, duplicates: float, claims: list[Path] | None, batch: int, seed: int,
@@ -98,8 +104,8 @@ def _ingest_bench_once(state: Any, posts: int, mix: str, duplicates: float, clai
         return result, services.storage.count_factchecks(org), encoder.id
 
 
-def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int, mix: str, duplicates: float, library: int, encoder_id: str) -> None:
-    table = Table(title=f"bench ingest: {posts} posts, mix {mix} (mean {result.mean_chars:.0f} characters), duplicates {duplicates:.0%}, library {library}")
+def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int, batch: int, mix: str, duplicates: float, library: int, encoder_id: str) -> None:
+    table = Table(title=f"bench ingest: {posts} posts in runs of {batch}, mix {mix} (mean {result.mean_chars:.0f} characters), duplicates {duplicates:.0%}, library {library}")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("ms/post", justify="right")
