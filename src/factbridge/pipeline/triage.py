@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from factbridge.backends.vectors.base import search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
@@ -342,8 +342,9 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     window = _window(window_hours)
     spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one
     for d, hits in enumerate(hits_of):
-        times = [t for t in (stamps.get(o) for o, _ in hits) if t is not None]
-        spans[d] = (min(times), max(times)) if times and len(times) == len(hits) else None
+        times = [stamps.get(o) for o, _ in hits]  # None: a hit without a time (or not read)
+        known = cast(list[int], times)  # when None is not in it
+        spans[d] = (min(known), max(known)) if times and None not in times else None
     for pid, d in zip(ids, distinct, strict=True):
         found, t, span = near[pid], stamps.get(pid), spans[d]
         if t is None:
@@ -386,7 +387,9 @@ def _stamp(t: datetime | None) -> int | None:
     return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
 
 
+@functools.lru_cache(maxsize=8)
 def _window(window_hours: float) -> int:
+    """The window as whole microseconds (made once per window: every rate asks for it)."""
     return timedelta(hours=window_hours) // _MICROSECOND
 
 
