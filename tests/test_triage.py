@@ -225,6 +225,19 @@ def test_repeats_come_from_the_index_within_the_window(hashing_services: Service
     assert sorted(docs["old0"]["components"]["velocity"]["evidence"]["examples"]) == ["old1", "old2"]
 
 
+def test_a_copy_without_a_time_is_a_repeat_within_any_window(hashing_services: Services) -> None:
+    """A copy without a time is a repeat whatever the window (nothing places it outside), while a
+    timed copy outside the window is not: a search whose hits are not all timed tests them one
+    by one; an untimed post repeats every copy."""
+    timed = [make_post(f"t{i}", CLAIM, minutes=i) for i in range(2)]
+    old = make_post("old", CLAIM, minutes=-60 * 24 * 5)
+    untimed = prepare_post(Post(id="nt", text=CLAIM, language="en", created_at=None))
+    ingest(hashing_services, [old, *timed, untimed])
+    docs = hashing_services.storage.get_docs(ORG, QUEUE, ["t1", "nt", "old"])
+    examples = {pid: sorted(doc["components"]["velocity"]["evidence"]["examples"]) for pid, doc in docs.items()}
+    assert examples == {"t1": ["nt", "t0"], "nt": ["old", "t0", "t1"], "old": ["nt"]}
+
+
 def test_repeat_rate_uses_the_window() -> None:
     post = make_post("a", CLAIM, minutes=0)
     inside = [make_post(f"b{i}", CLAIM, minutes=30 * i) for i in range(1, 5)]
