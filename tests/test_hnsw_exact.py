@@ -171,3 +171,16 @@ def test_searches_while_another_thread_adds() -> None:
     worker.join()
     assert not errors
     _assert_scan(index, queries, 20)
+
+
+def test_a_hit_whose_id_went_after_the_view_is_left_out() -> None:
+    """The exact path's hits whose id was removed after the search took its view (a replacement
+    in another thread) are left out of `search_many`'s answer, the others kept in order."""
+    index = HnswIndex("emb", DIM)
+    rows = _rows(50, 30)
+    index.add([f"p{n}" for n in range(50)], rows, "emb")
+    before = index.search_many(rows[:3], 5, "emb")
+    gone = before[0][1][0]
+    index._ids[index._key[gone]] = None  # its row still live in the floats, as in a view taken before the replacement
+    assert index.search_many(rows[:3], 5, "emb") == [[(i, s) for i, s in hits if i != gone] for hits in before]
+    assert index.search_many(rows[:3], 5, "emb", min_score=-1.0) == [[(i, s) for i, s in hits if i != gone] for hits in before]
