@@ -95,7 +95,16 @@ _SPACED_TLDS = frozenset({
 
 
 _FANG_HINT = re.compile(r"[\[({<\\\s]")
-_SCHEME_HINT = re.compile(r"h(?:xx|\*\*|__|\[tt\])p|meow", re.IGNORECASE)
+# "hxxp", "h**p", "h__p", "h[tt]p" or "meow", any case. Written to start with a character set
+# (none of these letters has another case form under re.IGNORECASE): the engine then skips at
+# C speed to an h or an m, where `h(?:...)p|meow` with the flag tested every position (~2x slower).
+_SCHEME_HINT = re.compile(r"[hHmM](?i:(?<=h)(?:xx|\*\*|__|\[tt\])p|(?<=m)eow)")
+# Where `_SPACED_DOT` can change a text: the TLD it keeps (a word of `_SPACED_TLDS`, then no word
+# character) comes right after its separator, whose last character is white space or a dot that
+# follows white space (" dot ", ". ", " ." and " . " all end so). Most texts have no such TLD, and
+# this scan, which starts at white space only, is ~3x cheaper than `_SPACED_DOT`'s look-behind
+# tried at every position.
+_SPACED_TLD_HINT = re.compile(r"\s\.?(?:" + "|".join(sorted(_SPACED_TLDS)) + r")(?!\w)")
 
 
 def refang(text: str) -> str:
@@ -113,7 +122,7 @@ def refang(text: str) -> str:
         text = _SEPARATOR_FANG.sub("://", text)
         text = _DOT_FANG.sub(".", text)
         text = _SLASH_FANG.sub("/", text)
-    if " " in text or "\t" in text:
+    if (" " in text or "\t" in text) and _SPACED_TLD_HINT.search(text):
         text = _SPACED_DOT.sub(lambda m: "." if m.group(1) in _SPACED_TLDS else m.group(0), text)
     return text
 

@@ -16,7 +16,7 @@ _INVISIBLE = dict.fromkeys(
     map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"),
     None,
 )
-_SPACES = re.compile(r"\s+")
+_HAS_INVISIBLE = re.compile("[" + "".join(map(chr, _INVISIBLE)) + "]")
 
 # Tone marks as combining characters (NFD).
 _TONES = "\u0300\u0301\u0303\u0309\u0323"
@@ -62,9 +62,12 @@ def _vietnamese_tones(text: str) -> str:
 
 def normalize_text(text: str) -> str:
     """The canonical form of a post's text: what we store, index and embed."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = unicodedata.normalize("NFC", text)
+    if _HAS_INVISIBLE.search(text):  # a table look-up per character, only where it deletes one
+        text = text.translate(_INVISIBLE)
     text = _vietnamese_tones(text)
-    return _SPACES.sub(" ", text).strip()
+    # `_SPACES.sub(" ", text).strip()`: `\s` and `str.split` both split at `str.isspace` characters
+    return " ".join(text.split())
 
 
 _FOLD_EXTRA = str.maketrans({"đ": "d", "Đ": "D", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "ß": "ss", "æ": "ae", "œ": "oe"})

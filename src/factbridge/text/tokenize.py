@@ -19,7 +19,7 @@ from functools import lru_cache
 from factbridge.errors import ModelError
 from factbridge.text.khmer_crf import KccScorer, read_model
 from factbridge.text.normalize import fold_diacritics
-from factbridge.text.urls import URL_PATTERN, may_hold_url
+from factbridge.text.urls import blank_urls
 
 TOKENIZER_VERSION = "script-aware-1"
 
@@ -184,9 +184,7 @@ _cached_tokens_of_run = lru_cache(maxsize=262_144)(_tokens_of_run)
 def tokenize(text: str) -> list[str]:
     # Decomposed input would split words at every combining tone mark ("va", "c");
     # NFC leaves already-normalised text, and so stored tokens, unchanged.
-    text = unicodedata.normalize("NFC", text)
-    if may_hold_url(text):
-        text = URL_PATTERN.sub(" ", text)
+    text = blank_urls(unicodedata.normalize("NFC", text))
     if "@" in text:
         text = _MENTION.sub(" ", text)
     tokens: list[str] = []

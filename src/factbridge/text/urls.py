@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 URL_PATTERN = re.compile(
     r"(?:https?://|www\.)[^\s<>\"'\u3000]+|\bpic\.twitter\.com/\w+", re.IGNORECASE
@@ -18,8 +19,8 @@ EMOJI = re.compile(
 def extract_urls(text: str) -> list[str]:
     """URLs in the order they appear, without trailing punctuation, each once."""
     seen: dict[str, None] = {}
-    for match in URL_PATTERN.finditer(text):
-        url = match.group(0).rstrip(_TRAILING)
+    for start, end in _url_spans(text):
+        url = text[start:end].rstrip(_TRAILING)
         if url.lower().startswith("www."):
             url = "http://" + url
         seen.setdefault(url, None)
@@ -40,9 +41,31 @@ def may_hold_url(text: str) -> bool:
     return _URL_HINT.search(text) is not None
 
 
+@lru_cache(maxsize=4096)
+def _url_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """Where `URL_PATTERN` matches in `text`, in order. Normalise asks for the same text's links
+    (`extract_urls`), its words without them (`tokenize`) and its text without them (language
+    ID; the embedding stage's `strip_urls` too): the text is scanned once while it is recent."""
+    if not may_hold_url(text):
+        return ()
+    return tuple(match.span() for match in URL_PATTERN.finditer(text))
+
+
+def blank_urls(text: str) -> str:
+    """`URL_PATTERN.sub(" ", text)`: each link replaced by one space."""
+    spans = _url_spans(text)
+    if not spans:
+        return text
+    kept: list[str] = []
+    last = 0
+    for start, end in spans:
+        kept.append(text[last:start])
+        last = end
+    kept.append(text[last:])
+    return " ".join(kept)
+
+
 def strip_urls(text: str) -> str:
     """`text` without links, each run of white space one space, none at the ends (`str.split`
     splits at the characters `\\s` matches)."""
-    if may_hold_url(text):
-        text = URL_PATTERN.sub(" ", text)
-    return " ".join(text.split())
+    return " ".join(blank_urls(text).split())
