@@ -214,6 +214,8 @@ def test_stored_vector_index_takes_the_fresh_vectors_the_caller_read(choice: str
         if isinstance(index, HnswIndex):
             assert index._ids[20:] == [f"p{i}" for i in range(20, 31)]  # the keys reading them gives
         answers.append([index.search(q, 31, "emb") for q in rows[:31]])
+        with pytest.raises(ValueError, match="3 rows for 2 fresh_ids"):  # rows not lined up with ids: never indexed under the wrong id
+            stored_vector_index(store, "org", "post", "emb", 8, choice=choice, resync_s=1e9, fresh_ids=["p20", "p21"], fresh_vectors=rows[:3])
         store.close()
     assert answers[0] == answers[1]
 

@@ -94,6 +94,8 @@ def stored_vector_index(
     `data_dir` None: kept in memory only."""
     if choice not in VECTOR_INDEXES:
         raise ConfigError(f"vector_index: unknown index '{choice}' ({', '.join(VECTOR_INDEXES)})")
+    if fresh_vectors is not None and len(fresh_vectors) != len(fresh_ids):
+        raise ValueError(f"fresh_vectors has {len(fresh_vectors)} rows for {len(fresh_ids)} fresh_ids: one row per id")
     tuning = tuning or VectorIndexTuning()
     if _is_postgres(storage):
         from factbridge.backends.vectors.pgvector import PgVectorIndex
