@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ from factbridge.backends.storage.base import Storage
 from factbridge.models import FactCheck, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.alerts import store_alerts
-from factbridge.pipeline.narratives import _post_time, narrative_sizes
+from factbridge.pipeline.narratives import _post_time, narrative_sizes, written_narratives
 from factbridge.pipeline.records import (
     BURST_STATE,
     DELIVERIES,
@@ -136,13 +136,21 @@ def _iso_bin(bin_index: int, bin_hours: int) -> str:
     return datetime.fromtimestamp(bin_index * bin_hours * 3600, tz=UTC).isoformat(timespec="seconds")
 
 
-def detect_bursts(storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None) -> list[tuple[Alert, bool]]:
-    """Alerts (record, is_new) for bursts of these narratives that reach into [since, now]."""
+def detect_bursts(
+    storage: Storage, org: str, narrative_ids: Sequence[str], now: float, params: BurstSettings, since: float | None = None,
+    written: Mapping[str, NarrativeRecord | None] | None = None,
+) -> list[tuple[Alert, bool]]:
+    """Alerts (record, is_new) for bursts of these narratives that reach into [since, now].
+    `written`: documents known to be the stored ones (`written_narratives`; None: one too
+    small for a burst), read from the store only for the other narratives."""
+    written = written or {}
+    docs = {nid: written[nid] for nid in narrative_ids if written.get(nid) is not None}
+    rest = [nid for nid in narrative_ids if nid not in written]
     # A narrative smaller than a burst can be is skipped without reading its document (most are).
-    sizes = narrative_sizes(storage, org, narrative_ids)
-    wanted = [nid for nid in narrative_ids if sizes is None or sizes.get(nid, params.min_posts) >= params.min_posts]
-    docs = Narratives(storage).get(org, wanted)
-    states = BurstStates(storage).get(org, wanted)
+    sizes = narrative_sizes(storage, org, rest) if rest else {}
+    wanted = [nid for nid in rest if sizes is None or sizes.get(nid, params.min_posts) >= params.min_posts]
+    docs.update(Narratives(storage).get(org, wanted))
+    states = BurstStates(storage).get(org, [nid for nid in narrative_ids if nid in docs or nid in wanted])
     now_bin = int(now // 3600) // params.bin
     since_bin = int((since if since is not None else now) // 3600) // params.bin
     out: list[tuple[Alert, bool]] = []
@@ -266,12 +274,17 @@ def bursts_stage(services: StageContext, org: str, posts: Sequence[Post]) -> Sta
         return {"alerts": 0}
     storage = services.storage
     params = services.settings.bursts
-    members = NarrativeMembers(storage).get(org, [p.id for p in posts])
-    narrative_ids = sorted({m.narrative_id for m in members.values()})
+    # The narratives stage's engine, when it holds what is stored, answers without a read.
+    view = written_narratives(storage, org, [p.id for p in posts], min_size=params.min_posts)
+    if view is None:
+        members = NarrativeMembers(storage).get(org, [p.id for p in posts])
+        narrative_ids, written = sorted({m.narrative_id for m in members.values()}), None
+    else:
+        narrative_ids, written = sorted(set(view[0].values())), view[1]
     if not narrative_ids:
         return {"alerts": 0}
     times = [_post_time(p) for p in posts]
-    found = detect_bursts(storage, org, narrative_ids, max(times), params, since=min(times))
+    found = detect_bursts(storage, org, narrative_ids, max(times), params, since=min(times), written=written)
     if not found:
         return {"alerts": 0}
     new = [a for a, is_new in found if is_new]

@@ -88,7 +88,7 @@ from factbridge.backends.storage.base import Storage, iter_docs
 from factbridge.errors import ConfigError
 from factbridge.models import Post
 from factbridge.pipeline import records
-from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership
+from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership, NarrativeRecord
 from factbridge.pipeline.stages import FunctionStage, StageContext, StageSummary
 from factbridge.settings import NarrativeSettings
 from factbridge.text import minhash
@@ -456,6 +456,9 @@ class NarrativeEngine:
         self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
         self.seq = 0
         self.lock = threading.Lock()
+        # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
+        # the bursts stage reads them here instead of from the store (`written_narratives`).
+        self.written: dict[str, dict[str, Any]] = {}
 
     # -- state ----------------------------------------------------------------
     def _set_centroid(self, nid: str, centroid: np.ndarray | None = None) -> None:
@@ -779,7 +782,9 @@ class NarrativeEngine:
         state = NarrativeState(seq=self.seq, version=NARRATIVES_VERSION, space=self.params.space, decided_by=rule,
                                updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
         narrative_rows = [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]
+        self.written = {}  # (a failed write leaves none: the store may not hold them)
         NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state)
+        self.written = {nid: doc for nid, doc, _ in narrative_rows}
 
     def _merged_row(self, tid: str) -> tuple[str, dict[str, Any], float | None]:
         into = next((t.id for t in self.topics.values() if any(m["topic_id"] == tid for m in t.merged)), "")
@@ -900,6 +905,32 @@ def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str,
         return {nid: engine.narratives[nid].size for nid in ids if nid in engine.narratives}
 
 
+def written_narratives(
+    storage: Storage, org: str, post_ids: Sequence[str], min_size: int = 0,
+) -> tuple[dict[str, str], dict[str, NarrativeRecord | None]] | None:
+    """What the store holds of these posts' narratives, from this process's engine when it holds
+    what is stored (as `narrative_sizes`; None when it does not): each post's narrative id (what
+    its `narrative_members` document says; posts without one left out), and the narratives whose
+    documents the engine's last write stored, read as `Narratives.get` reads them (None for one
+    smaller than `min_size`, which the caller skips). A narrative not in the second map was
+    written earlier: read it from the store."""
+    engine = _ENGINES.get(storage, {}).get(org)
+    if engine is None:
+        return None
+    with engine.lock:
+        state = NarrativeStore(storage).state(org)
+        if state is None or state.seq != engine.seq:
+            return None
+        row_of, narrative_at = engine._post_row, engine._post_narrative
+        narrative_of = {pid: narrative_at[row_of[pid]] for pid in post_ids if pid in row_of}
+        records: dict[str, NarrativeRecord | None] = {}
+        for nid in set(narrative_of.values()):
+            doc = engine.written.get(nid)
+            if doc is not None:
+                records[nid] = NarrativeRecord.from_doc(nid, doc) if doc["size"] >= min_size else None
+        return narrative_of, records
+
+
 def factcheck_hits(storage: Storage, org: str, post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The stored fact-check matches (decision match or possible) of each post."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -970,6 +1001,7 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
                 for nid, doc, _ in rows:
                     if nid in engine.narratives:
                         engine.narratives[nid].factchecks = {f["factcheck_id"]: dict(f) for f in doc["factchecks"]}
+                    engine.written.pop(nid, None)  # its stored document now has other fact-checks
                 engine.seq = seq + 1
     return {"narratives_checked": len(docs), "narratives_changed": len(rows), "changed": [nid for nid, _, _ in rows]}
 
