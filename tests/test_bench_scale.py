@@ -53,8 +53,25 @@ def test_bench_ingest_runs_what_a_loaded_worker_runs_by_default(tmp_path: Path) 
     backlog takes that many at once and encodes the next run ahead), three of them."""
     env = {"FACTBRIDGE_QUEUE_BATCH_SIZE": "4", "FACTBRIDGE_QUEUE_WORKER_MERGE": "3"}
     data = _json(_run(["bench", "ingest", "--mix", "tweet", "--json"], tmp_path, env))
-    assert data["batch"] == 12 and data["posts"] == 36 and data["encode_ahead"]
-    assert "36 posts in runs of 12" in _run(["bench", "ingest", "--mix", "tweet"], tmp_path, env)
+    assert data["batch"] == 12 and data["posts"] == 60 and data["encode_ahead"]
+    assert data["steady"]["batches"] == [2, 3, 4] and data["steady"]["of"] == 5 and data["steady"]["posts"] == 36
+    out = _run(["bench", "ingest", "--mix", "tweet"], tmp_path, env)
+    assert "60 posts in runs of 12" in out and "steady state (batches 2-4 of 5" in out
+
+
+def test_the_steady_state_is_the_batches_encoded_ahead_that_encode_the_next() -> None:
+    from factbridge.bench.ingest import IngestBench
+
+    run = IngestBench(posts=50, ahead=True)
+    # (posts, wall, CPU, encoder-alone wall, encoder-alone CPU): the first and last batches are edges; the
+    # fourth encodes a short fifth (less than a batch's encoding in its time) and is left out too
+    run.batches = [(12, 9.0, 9.0, 2.0, 3.0), (12, 2.5, 4.0, 2.0, 3.5), (12, 3.0, 5.0, 2.5, 4.0), (12, 2.0, 3.0, 2.0, 3.0), (2, 0.5, 0.5, 0.4, 0.6)]
+    steady = run.steady
+    assert steady is not None and steady["batches"] == [2, 3] and steady["posts"] == 24
+    assert steady["overhead"] == round(1 - (2.5 + 2.0) / (2.5 + 3.0), 4), "against the encoder alone on the batches encoded meanwhile"
+    assert steady["posts_per_s"] == round(24 / 5.5, 2)
+    assert IngestBench(posts=36, ahead=False, batches=run.batches[:3]).steady is None, "without encoding ahead there is no overlap to judge"
+    assert IngestBench(posts=24, ahead=True, batches=run.batches[:2]).steady is None
 
 
 def test_bench_ingest_repeated_shows_the_median_run_and_every_run(tmp_path: Path) -> None:

@@ -46,6 +46,34 @@ class IngestBench:
     total_cpu_s: float = 0.0
     repeats_per_post: float = 0.0  # near-identical stored posts triage found per post (its velocity evidence)
     with_repeats: float = 0.0  # share of the posts with at least one
+    # per batch: (posts, wall s, CPU s, encoder-alone s, encoder-alone CPU s)
+    batches: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+
+    @property
+    def steady(self) -> dict[str, Any] | None:
+        """The batches of a sustained feed: with `ahead`, a batch's wall time holds its stages
+        and the next batch's encoding, so its steady state is every batch that had its own
+        posts encoded ahead (not the first) and encoded a next one as large (not the last,
+        nor the one before a short last one): the first batch's lone encoding and the last
+        one's stages with nothing to encode beside them happen once per backlog. Compared
+        with the encoder alone on the batches encoded in that time. None without `ahead` or
+        with fewer than three batches."""
+        if not self.ahead or len(self.batches) < 3:
+            return None
+        size = self.batches[1][0]
+        steady = [k for k in range(1, len(self.batches) - 1) if self.batches[k][0] == self.batches[k + 1][0] == size]
+        if not steady:
+            return None
+        posts = sum(self.batches[k][0] for k in steady)
+        wall = sum(self.batches[k][1] for k in steady)
+        cpu = sum(self.batches[k][2] for k in steady)
+        alone = sum(self.batches[k + 1][3] for k in steady)
+        alone_cpu = sum(self.batches[k + 1][4] for k in steady)
+        return {
+            "batches": [k + 1 for k in steady], "of": len(self.batches), "posts": posts, "posts_per_s": round(posts / wall, 2),
+            "encoder_alone_posts_per_s": round(posts / alone, 2), "overhead": round(1.0 - alone / wall, 4),
+            "overhead_ms_per_post": round(1000.0 * (wall - alone) / posts, 3), "overhead_cpu_ms_per_post": round(1000.0 * (cpu - alone_cpu) / posts, 3),
+        }
 
     @property
     def rate(self) -> float:
@@ -81,6 +109,7 @@ class IngestBench:
             "overhead_ms_per_post": round(self.overhead_ms, 3), "overhead_cpu_ms_per_post": round(self.overhead_cpu_ms, 3),
             "load_before": self.load_before, "load_after": self.load_after, "cpus": os.cpu_count(), "encode_ahead": self.ahead,
             "repeats_per_post": round(self.repeats_per_post, 2), "with_repeats": round(self.with_repeats, 3),
+            "steady": self.steady,
         }
 
 
@@ -171,8 +200,9 @@ def run_ingest_bench(
             settle0, settle_cpu0 = time.perf_counter(), time.process_time()
             embedder.settle()
             clock.add("embedding", settle0, settle_cpu0)
-        result.total_s += time.perf_counter() - wall0
-        result.total_cpu_s += time.process_time() - cpu0
+        batch_s, batch_cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+        result.total_s += batch_s
+        result.total_cpu_s += batch_cpu_s
         embedded, reused = summary.get("embedded", 0), summary.get("reused", 0)
         result.embedded += embedded if isinstance(embedded, int) else 0
         result.reused += reused if isinstance(reused, int) else 0
@@ -180,9 +210,11 @@ def run_ingest_bench(
         with words.alone():
             enc0, enc_cpu0 = time.perf_counter(), time.process_time()
             embedder.encode_queries(texts)  # as the pipeline hands them over
-            result.encoder_s += time.perf_counter() - enc0
-            result.encoder_cpu_s += time.process_time() - enc_cpu0
+            enc_s, enc_cpu_s = time.perf_counter() - enc0, time.process_time() - enc_cpu0
+        result.encoder_s += enc_s
+        result.encoder_cpu_s += enc_cpu_s
         result.encoder_texts += len(texts)
+        result.batches.append((len(prepared), batch_s, batch_cpu_s, enc_s, enc_cpu_s))
         chars += sum(len(p.text) for p in prepared)
         if progress:
             progress(len(prepared))

@@ -31,7 +31,7 @@ INGEST_TARGETS = {"550": 50.0, "tweet": 150.0}
 @bench_app.command("ingest")
 def bench_ingest(
     ctx: typer.Context,
-    posts: Annotated[int | None, typer.Option(help="Generated posts to ingest (default: three runs of --batch).")] = None,
+    posts: Annotated[int | None, typer.Option(help="Generated posts to ingest (default: five runs of --batch: three of them a sustained feed's steady state).")] = None,
     mix: Annotated[str, typer.Option(help="Length mix: tweet (60-280 characters), 550 (450-650) or mixed.")] = "550",
     duplicates: Annotated[float, typer.Option(help="Share of posts repeating an earlier one (exactly or edited).")] = 0.0,
     claims: Annotated[list[Path] | None, typer.Option(help="Fact-check library to match against (embedded through the embedding cache and its seeds).")] = None,
@@ -51,7 +51,7 @@ def bench_ingest(
     if batch is None:  # what a worker with a backlog runs at once (and encodes ahead of)
         settings = load_settings(state.config, overrides=state.overrides)
         batch = settings.queue_batch_size * settings.queue_worker_merge
-    posts = 3 * batch if posts is None else posts
+    posts = 5 * batch if posts is None else posts
     if posts < 1 or batch < 1 or not 0 <= duplicates < 1:
         raise InputError("--posts and --batch must be positive and --duplicates in [0, 1)", field="posts")
     if repeat < 1:
@@ -60,9 +60,10 @@ def bench_ingest(
     for _ in range(repeat):
         result, library, encoder_id = _ingest_bench_once(state, posts, mix, duplicates, claims, batch, seed, ahead)
         runs.append(result)
-    result = sorted(runs, key=lambda r: r.overhead)[(len(runs) - 1) // 2]  # the median run (the lower one of an even count)
+    result = sorted(runs, key=_judged_overhead)[(len(runs) - 1) // 2]  # the median run (the lower one of an even count)
     spread = {
-        "runs": [{k: r.as_dict()[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before", "embedded", "reused")}
+        "runs": [{k: r.as_dict()[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before", "embedded", "reused",
+                                               "steady")}
                  for r in runs],
         "overhead_range": [round(min(r.overhead for r in runs), 4), round(max(r.overhead for r in runs), 4)],
     } if len(runs) > 1 else {}
@@ -70,6 +71,12 @@ def bench_ingest(
         sys.stdout.write(json.dumps({"mix": mix, "batch": batch, "duplicates": duplicates, "library": library, "encoder": encoder_id, **result.as_dict(), **spread}, indent=2) + "\n")
         return
     _print_ingest_bench(result, runs, posts, batch, mix, duplicates, library, encoder_id)
+
+
+def _judged_overhead(run: IngestBench) -> float:
+    """The overhead held against the target: the steady state's where there is one."""
+    steady = run.steady
+    return float(steady["overhead"]) if steady else run.overhead
 
 
 def _ingest_bench_once(state: Any, posts: int, mix: str, duplicates: float, claims: list[Path] | None, batch: int, seed: int,
@@ -127,16 +134,27 @@ def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int
     console.print(
         f"encoder alone ({escape(encoder_id)}), same {result.encoder_texts} posts (each batch right after its pipeline run): {result.encoder_rate:,.1f} posts/s "
         f"({1000 * result.encoder_s / posts:.2f} ms/post, {1000 * result.encoder_cpu_s / posts:.2f} CPU ms/post); "
-        f"pipeline overhead {result.overhead:+.1%} (target <= 15%)"
+        f"pipeline overhead {result.overhead:+.1%}"
     )
     console.print(f"everything but the encoder: {result.overhead_ms:.2f} ms/post, {result.overhead_cpu_ms:.2f} CPU ms/post")
+    steady = result.steady
+    if steady:
+        console.print(
+            f"[bold]steady state[/] (batches {steady['batches'][0]}-{steady['batches'][-1]} of {steady['of']}: each encoded ahead, each encoding the next; "
+            "a sustained feed's batches): " f"{steady['posts_per_s']:,.1f} posts/s, encoder alone {steady['encoder_alone_posts_per_s']:,.1f} posts/s, "
+            f"overhead [bold]{steady['overhead']:+.1%}[/] (target <= 15%), {steady['overhead_ms_per_post']:.2f} ms/post, "
+            f"{steady['overhead_cpu_ms_per_post']:.2f} CPU ms/post"
+        )
+    else:
+        console.print(f"overhead target <= 15% (of the steady state: with --ahead and at least three batches; here all batches: {result.overhead:+.1%})")
     target = INGEST_TARGETS.get(mix)
     if target:
-        verdict = "reached" if result.rate >= target else "not reached"
+        rate = min(result.rate, float(steady["posts_per_s"])) if steady else result.rate
+        verdict = "reached" if rate >= target else "not reached"
         console.print(f"target for {mix} posts: >= {target:.0f} posts/s end to end on 2 cores: {verdict}")
     console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
     if len(runs) > 1:
-        console.print(f"{len(runs)} runs, the median one above: overhead " + ", ".join(f"{r.overhead:+.1%}" for r in runs)
+        console.print(f"{len(runs)} runs, the median one above: overhead (steady state where there is one) " + ", ".join(f"{_judged_overhead(r):+.1%}" for r in runs)
                       + "; end to end " + ", ".join(f"{r.rate:,.1f}" for r in runs) + " posts/s; encoder alone "
                       + ", ".join(f"{r.encoder_rate:,.1f}" for r in runs) + " posts/s")
 
