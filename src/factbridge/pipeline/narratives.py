@@ -73,7 +73,7 @@ import os
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -890,17 +890,26 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
     return engine
 
 
+@contextlib.contextmanager
+def _current_engine(storage: Storage, org: str) -> Iterator[NarrativeEngine | None]:
+    """This process's engine of `org`, held under its lock, when it holds what is stored (its
+    sequence number is the stored one); None when there is none or another process wrote since."""
+    engine = _ENGINES.get(storage, {}).get(org)
+    if engine is None:
+        yield None
+        return
+    with engine.lock:
+        state = NarrativeStore(storage).state(org)
+        yield engine if state is not None and state.seq == engine.seq else None
+
+
 def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, int] | None:
     """The sizes of these narratives as stored, from this process's engine when it holds what is
     stored (its sequence number is the stored one, checked under its lock); None when it does
     not (no engine here, or another process wrote since): then read the documents. A narrative
     the engine does not know is left out."""
-    engine = _ENGINES.get(storage, {}).get(org)
-    if engine is None:
-        return None
-    with engine.lock:
-        state = NarrativeStore(storage).state(org)
-        if state is None or state.seq != engine.seq:
+    with _current_engine(storage, org) as engine:
+        if engine is None:
             return None
         return {nid: engine.narratives[nid].size for nid in ids if nid in engine.narratives}
 
@@ -914,12 +923,8 @@ def written_narratives(
     documents the engine's last write stored, read as `Narratives.get` reads them (None for one
     smaller than `min_size`, which the caller skips). A narrative not in the second map was
     written earlier: read it from the store."""
-    engine = _ENGINES.get(storage, {}).get(org)
-    if engine is None:
-        return None
-    with engine.lock:
-        state = NarrativeStore(storage).state(org)
-        if state is None or state.seq != engine.seq:
+    with _current_engine(storage, org) as engine:
+        if engine is None:
             return None
         row_of, narrative_at = engine._post_row, engine._post_narrative
         narrative_of = {pid: narrative_at[row_of[pid]] for pid in post_ids if pid in row_of}
