@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -187,6 +187,16 @@ def iter_docs(storage: DocumentStore, org: str, collection: str, order: str = "i
 # `json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)` builds an encoder per
 # call; one built once gives the same text (an encoder keeps no state between calls).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
+
+
+_Upserted = TypeVar("_Upserted", Post, FactCheck)
+
+
+def last_per_id(items: Sequence[_Upserted]) -> list[_Upserted]:
+    """One copy per id, the last one given, at the place its id first came: what an upsert
+    stores and reports of a batch that gives an id twice (PostgreSQL's one statement cannot
+    upsert a row twice; SQLite does as it does)."""
+    return list({item.id: item for item in items}.values())
 
 
 def content_sha(record: dict[str, Any]) -> str:

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from factbridge.backends.storage.base import SCHEMA_VERSION, Expect, Rows, UpsertResult, content_sha
+from factbridge.backends.storage.base import (
+    SCHEMA_VERSION,
+    Expect,
+    Rows,
+    UpsertResult,
+    content_sha,
+    last_per_id,
+)
 from factbridge.errors import DependencyMissing, EmbedderMismatch, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
@@ -331,11 +338,6 @@ class PostgresStorage:
         return self._read(run)
 
     # -- shared helpers ------------------------------------------------------
-    @staticmethod
-    def _last_per_id(items: Sequence[Any]) -> list[Any]:
-        # one statement cannot upsert the same row twice: the last copy in a batch wins
-        return list({item.id: item for item in items}.values())
-
     def _upsert(
         self, cur: psycopg.Cursor[Any], table: str, org: str, columns: Sequence[str], rows: list[tuple[Any, ...]], types: Sequence[str]
     ) -> tuple[set[str], set[str]]:
@@ -378,7 +380,7 @@ class PostgresStorage:
 
     # -- fact-checks -------------------------------------------------------
     def upsert_factchecks(self, org: str, items: Sequence[FactCheck]) -> UpsertResult:
-        unique = self._last_per_id(items)
+        unique = last_per_id(items)
         rows = []
         for fc in unique:
             doc = fc.model_dump(mode="json")
@@ -428,7 +430,7 @@ class PostgresStorage:
 
     # -- posts ---------------------------------------------------------------
     def upsert_posts(self, org: str, posts: Sequence[Post], quarantined: Sequence[Quarantined] = ()) -> UpsertResult:
-        unique = self._last_per_id(posts)
+        unique = last_per_id(posts)
         rows = []
         for post in unique:
             doc = post.model_dump(mode="json")

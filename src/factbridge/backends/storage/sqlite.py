@@ -38,13 +38,13 @@ from factbridge.backends.storage.base import (
     UpsertResult,
     content_sha,
     from_blob,
+    last_per_id,
     to_blob,
 )
 from factbridge.errors import EmbedderMismatch, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 T = TypeVar("T")
-_Item = TypeVar("_Item", Post, FactCheck)
 
 # The JSON of stored rows: what `json.dumps(doc, ensure_ascii=False)` (posts, fact-checks) and
 # `json.dumps(doc, ensure_ascii=False, default=str)` (documents) give, without building an
@@ -140,12 +140,6 @@ def _iso(value: datetime | None) -> str | None:
         return None
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")
-
-
-
-def _last_per_id(items: Sequence[_Item]) -> list[_Item]:
-    """One copy per id, the last one given, at the place its id first came."""
-    return list({item.id: item for item in items}.values())
 
 
 class SQLiteStorage:
@@ -312,7 +306,7 @@ class SQLiteStorage:
         def run(conn: sqlite3.Connection) -> UpsertResult:
             result = UpsertResult()
             now = _now()
-            for fc in _last_per_id(items):  # a fact-check given twice: its last copy, reported once
+            for fc in last_per_id(items):  # a fact-check given twice: its last copy, reported once
                 doc = fc.model_dump(mode="json")
                 sha = content_sha(doc)
                 row = conn.execute("SELECT sha FROM factchecks WHERE org=? AND id=?", (org, fc.id)).fetchone()
@@ -382,7 +376,7 @@ class SQLiteStorage:
             # a write per post. A post given twice in the batch is stored (and reported) once,
             # as its last copy, like PostgreSQL's one-statement upsert does; the inserts run in
             # the batch's order (the same rowids).
-            unique = _last_per_id(posts)
+            unique = last_per_id(posts)
             stored = self._stored_shas(conn, "posts", org, [p.id for p in unique])
             inserts: list[tuple[Any, ...]] = []
             updates: list[tuple[Any, ...]] = []
