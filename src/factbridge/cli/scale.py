@@ -62,9 +62,8 @@ def bench_ingest(
         runs.append(result)
     result = sorted(runs, key=_judged_overhead)[(len(runs) - 1) // 2]  # the median run (the lower one of an even count)
     spread = {
-        "runs": [{k: r.as_dict()[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before", "embedded", "reused",
-                                               "steady")}
-                 for r in runs],
+        "runs": [{k: d[k] for k in ("posts_per_s", "encoder_alone_posts_per_s", "overhead", "overhead_ms_per_post", "load_before", "embedded", "reused", "steady")}
+                 for d in (r.as_dict() for r in runs)],
         "overhead_range": [round(min(r.overhead for r in runs), 4), round(max(r.overhead for r in runs), 4)],
     } if len(runs) > 1 else {}
     if as_json:
@@ -141,7 +140,7 @@ def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int
     if steady:
         console.print(
             f"[bold]steady state[/] (batches {steady['batches'][0]}-{steady['batches'][-1]} of {steady['of']}: each encoded ahead, each encoding the next; "
-            "a sustained feed's batches): " f"{steady['posts_per_s']:,.1f} posts/s, encoder alone {steady['encoder_alone_posts_per_s']:,.1f} posts/s, "
+            f"a sustained feed's batches): {steady['posts_per_s']:,.1f} posts/s, encoder alone {steady['encoder_alone_posts_per_s']:,.1f} posts/s, "
             f"overhead [bold]{steady['overhead']:+.1%}[/] (target <= 15%), {steady['overhead_ms_per_post']:.2f} ms/post, "
             f"{steady['overhead_cpu_ms_per_post']:.2f} CPU ms/post"
         )

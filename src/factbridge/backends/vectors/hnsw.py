@@ -49,10 +49,10 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -292,9 +292,8 @@ class HnswIndex:
                 ids = self._ids  # the floats' keys are all in it (ids are never dropped, only set to None)
                 for row in range(len(queries)):
                     keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live), min_score)
-                    items = [ids[key] for key in keys_of.tolist()]  # None: removed (tested once, not per hit)
-                    pairs = zip(items, (1.0 - distances_of.astype(np.float64)).tolist(), strict=True)
-                    out[row].extend([(i, s) for i, s in pairs if i is not None] if None in items else cast(Iterator[tuple[str, float]], pairs))
+                    scores = (1.0 - distances_of.astype(np.float64)).tolist()
+                    out[row].extend((item, score) for key, score in zip(keys_of.tolist(), scores, strict=True) if (item := ids[key]) is not None)
                 continue
             found = segment.graph.search(queries, min(k, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
             keys = np.asarray(found.keys).reshape(len(queries), -1)
