@@ -220,3 +220,25 @@ def test_worker_looks_ahead_and_hands_held_batches_back_when_stopped(e5_services
     assert list(Ledger(services.storage).incomplete(ORG, posts, stage_versions())) == []
     assert not embedder._ahead, "what was encoded ahead was taken when its batch came back"
     assert set(_vectors(services, ORG)) == {p.id for p in posts}
+
+
+def test_encoding_ahead_shortens_the_switch_interval_and_never_lengthens_it() -> None:
+    """The background thread waits for the interpreter after each engine call while the
+    stages run: encoding ahead lowers the switch interval to 1 ms, and leaves a shorter one."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        e5_module._shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(e5_module.AHEAD_SWITCH_INTERVAL_S)
+        sys.setswitchinterval(0.0002)
+        e5_module._shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+        sys.setswitchinterval(0.005)
+        embedder = E5Embedder(threads=2, batch_size=16, max_query_tokens=128, engine=ENGINES[-1])
+        embedder.prefetch_queries(_texts(4, 9))
+        embedder.settle()
+        assert sys.getswitchinterval() == pytest.approx(e5_module.AHEAD_SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from factbridge.models import Engagement, FactCheck, MatchCandidate, Post
 from factbridge.pipeline.ingest import embed_posts
+from factbridge.pipeline.narratives import NarrativeStore
 from factbridge.pipeline.prepare import prepare_post
 from factbridge.pipeline.records import (
     CheckworthinessRecord,
@@ -355,6 +356,10 @@ def test_narratives_stage_schema(hashing_services: Services) -> None:
                                                   "representative": {"post_id": "m1", "text": CLAIM}, "recent_posts": [["m1", "2024-05-01T08:00:00+00:00", "minhash", 1.0], ["m2", "2024-05-01T08:30:00+00:00", "semantic", 0.9]],
                                                   "decided_by": "narratives-1"}, 6.0)])
     storage.put_docs(ORG, "narrative_members", [(p.id, {"post_id": p.id, "narrative_id": "n-7"}, None) for p in posts])
+    store = NarrativeStore(storage)
+    state = store.state(ORG)
+    assert state is not None
+    store.bump(ORG, state)  # written as another process's narratives stage would: this process's engine no longer holds the store
     summary = triage_posts(hashing_services, ORG, posts)
     assert summary["queued_narratives"] == 1
     docs = storage.get_docs(ORG, QUEUE, ["m1", "narrative:n-7"])

@@ -47,11 +47,15 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 def full_recompute(services: Services, org: str, posts: list[Post]) -> dict[str, dict[str, Any]]:
     """The entries of a triage run as the stage computed them before: every narrative member
-    outside the run gathered from its stored records (nothing written)."""
+    outside the run gathered from its stored records, every narrative read from the store
+    (not from the narratives engine's last write; nothing written)."""
     REFERENCE["running"] = True
+    engine_view = triage.written_narratives
+    triage.written_narratives = lambda *args, **kwargs: None  # type: ignore[assignment]
     try:
         return _full_recompute(services, org, posts)
     finally:
+        triage.written_narratives = engine_view  # type: ignore[assignment]
         REFERENCE["running"] = False
 
 
@@ -108,7 +112,15 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
 def _ingest_in_batches(services: Services, posts: list[Post], size: int, monkeypatch: pytest.MonkeyPatch,
                        between: Any = None, stages: Any = None) -> dict[str, int]:
     """Every stage on each batch; after each, the stage's entries against the full recompute's."""
-    seen = {"narratives": 0, "debunked": 0, "risk": 0, "refreshed": 0, "from_summary": 0}
+    seen = {"narratives": 0, "debunked": 0, "risk": 0, "refreshed": 0, "from_summary": 0, "engine_records": 0}
+    engine_view = triage.written_narratives
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        view = engine_view(*args, **kwargs)
+        seen["engine_records"] += sum(1 for r in view[1].values() if r is not None) if view is not None else 0
+        return view
+
+    monkeypatch.setattr(triage, "written_narratives", counted)
     with captured_puts(monkeypatch) as runs:
         for k, start in enumerate(range(0, len(posts), size)):
             if between is not None:
@@ -167,6 +179,7 @@ def test_entries_are_the_full_recompute_with_repeats_narratives_debunks_and_link
 
     seen = _ingest_in_batches(services, [prepare_post(p) for p in posts], 32, monkeypatch, library_changes, stages)
     assert seen["narratives"] >= 5 and seen["debunked"] >= 3 and seen["risk"] >= 3 and seen["refreshed"] >= 10 and seen["from_summary"] >= 10, seen
+    assert seen["engine_records"] >= 20, seen  # narratives taken from the engine's last write, as the store has them
 
 
 def test_a_campaign_of_many_copies(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,6 +57,7 @@ from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
 from factbridge.pipeline import records
 from factbridge.pipeline.collector import collector_paused
+from factbridge.pipeline.narratives import written_narratives
 from factbridge.pipeline.records import (
     TRIAGE_MEMBERS,
     CheckworthinessRecord,
@@ -200,17 +201,26 @@ class TriageReads:
 
 
 def narratives_of_posts(storage: Any, org: str, post_ids: Sequence[str], reads: TriageReads | None = None) -> dict[str, list[NarrativeRecord]]:
-    """The narratives each post belongs to (empty when no narratives stage ran)."""
+    """The narratives each post belongs to (empty when no narratives stage ran).
+
+    From this process's narratives engine when it holds what is stored (`written_narratives`,
+    as the bursts stage reads them): each post's narrative, and the records of the narratives
+    its last write stored, without reading and decoding their documents; the other narratives
+    (written by earlier batches) are read from the store, and everything is when another
+    process wrote since."""
     reads = reads or TriageReads(storage, org)
     if not reads.any(NARRATIVES):
         return {}
-    out: dict[str, list[NarrativeRecord]] = {}
-    members = NarrativeMembers(storage).get(org, post_ids)
-    found = reads.narrative_records(sorted({m.narrative_id for m in members.values()}))
-    for pid, member in members.items():
-        if member.narrative_id in found:
-            out.setdefault(pid, []).append(found[member.narrative_id])
-    return out
+    view = written_narratives(storage, org, post_ids)
+    if view is None:
+        narrative_of = {pid: m.narrative_id for pid, m in NarrativeMembers(storage).get(org, post_ids).items()}
+    else:
+        narrative_of, written = view
+        for nid, record in written.items():
+            if record is not None and nid not in reads.narratives:
+                reads.narratives[nid] = record
+    found = reads.narrative_records(sorted(set(narrative_of.values())))
+    return {pid: [found[nid]] for pid, nid in narrative_of.items() if nid in found}
 
 
 @dataclass
