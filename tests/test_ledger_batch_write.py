@@ -187,8 +187,8 @@ def _run(tmp_path: Path, db: Path, data: Path, kill_after: str = "") -> subproce
 
 
 RANDOM_ID = re.compile(r"\b(nar|top)-[0-9a-f]{12}\b")  # narratives and topics get uuid4 ids
-WALL_CLOCK = re.compile(r'"(\w+_at)": "[^"]*"')  # some stages stamp with the wall clock (scored_at, raised_at...)
-WRITE_TOKEN = re.compile(r'"version": "[0-9a-f]{32}"')  # a narrative member summary's token for conditional writes (uuid4)
+WALL_CLOCK = re.compile(r'"(\w+_at)": ?"[^"]*"')  # some stages stamp with the wall clock (scored_at, raised_at...)
+WRITE_TOKEN = re.compile(r'"version": ?"[0-9a-f]{32}"')  # a narrative member summary's token for conditional writes (uuid4)
 
 
 def dump(db: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factbridge.backends.storage.sqlite import SQLiteStorage
+from factbridge.backends.storage.sqlite import SQLiteStorage, _dumps
 from factbridge.errors import StorageError
 from factbridge.models import Post
 from factbridge.testing.storage_conformance import (
@@ -255,7 +255,6 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
 def _upsert_posts_row_by_row(conn: sqlite3.Connection, org: str, posts: list[Post], now: str) -> tuple[list[str], list[str], list[str]]:
     """What SQLiteStorage.upsert_posts did before it batched its reads and writes: a read and a
     write per post, in turn (the reference the batched form must match)."""
-    import json
 
     from factbridge.backends.storage.base import content_sha
     from factbridge.backends.storage.sqlite import _iso
@@ -271,7 +270,7 @@ def _upsert_posts_row_by_row(conn: sqlite3.Connection, org: str, posts: list[Pos
         if row and row[0] == sha:
             unchanged.append(post.id)
             continue
-        args = (_iso(post.created_at), post.language, post.author, post.tokens, json.dumps(doc, ensure_ascii=False), sha)
+        args = (_iso(post.created_at), post.language, post.author, post.tokens, _dumps(doc), sha)  # the store's JSON (tests/test_sqlite_json.py: json's values)
         if row:
             conn.execute("UPDATE posts SET created_at=?, language=?, author=?, tokens=?, doc=?, sha=?, updated_at=?, changed=?"
                          " WHERE org=? AND id=?", (*args, now, changed, org, post.id))
