@@ -255,7 +255,6 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
 def _upsert_posts_row_by_row(conn: sqlite3.Connection, org: str, posts: list[Post], now: str) -> tuple[list[str], list[str], list[str]]:
     """What SQLiteStorage.upsert_posts did before it batched its reads and writes: a read and a
     write per post, in turn (the reference the batched form must match)."""
-
     from factbridge.backends.storage.base import content_sha
     from factbridge.backends.storage.sqlite import _iso
 
