@@ -193,14 +193,14 @@ def test_a_campaign_of_many_copies(services: Services, monkeypatch: pytest.Monke
             text = original if i % 4 else original[:-12] + f" {i}!!"
             posts[i] = posts[i].model_copy(update={"text": text, "language": posts[0].language})
     rows: list[int] = []
-    search = triage.search_batch
+    search = triage.search_above
 
     def counting(index: Any, queries: Any, *args: Any) -> Any:
         if not REFERENCE["running"]:
             rows.append(len(queries))
         return search(index, queries, *args)
 
-    monkeypatch.setattr(triage, "search_batch", counting)
+    monkeypatch.setattr(triage, "search_above", counting)
     seen = _ingest_in_batches(services, [prepare_post(p) for p in posts], 25, monkeypatch)
     assert seen["refreshed"] >= 60 and seen["narratives"] >= 1, seen
     searched = len(posts) + seen["refreshed"]

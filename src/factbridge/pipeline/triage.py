@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from factbridge.backends.vectors.base import search_batch
+from factbridge.backends.vectors.base import search_above
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
@@ -317,9 +317,9 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     """Near-identical posts by stored vector (never re-embedded), within the velocity window.
 
     Goes through the organisation's post vector index (backends/vectors/selection.py:
-    pgvector HNSW on PostgreSQL, a persisted HNSW index beside SQLite): the nearest
-    `REPEAT_NEIGHBOURS` stored posts of each post, kept when their cosine reaches
-    `similarity` and they were posted within `window_hours` of it. Nothing loads every post.
+    pgvector HNSW on PostgreSQL, a persisted HNSW index beside SQLite): the stored posts
+    whose cosine with each post reaches `similarity` (a threshold search, at most
+    `REPEAT_NEIGHBOURS`), kept when they were posted within `window_hours` of it. Nothing loads every post.
     `fresh`: the posts were just stored (a batch) and go into the index first; the posts a
     batch refreshes were found in the index, so they are there already. Posts with the same
     vector (exact copies: their text was embedded once) are searched once: the same query
@@ -335,7 +335,8 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
         fresh_vectors=matrix if fresh else None,  # just read: not read again to be added
     )
-    # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped inside it
+    # the batch's searches in one call, one per distinct vector: a threshold search (most posts have few
+    # near-copies), the hits under `similarity` dropped inside it
     row_of: dict[bytes, int] = {}  # a vector -> its distinct query
     first: list[int] = []  # a distinct query -> its first row
     distinct: list[int] = []  # a row -> its distinct query
@@ -345,7 +346,7 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
             first.append(n)
         distinct.append(d)
     queries = matrix if len(first) == len(ids) else matrix[first]
-    hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    hits_of = search_above(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
     stamps = reads.stamps(posts)
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.vectors.base import VectorIndex, search_batch
+from factbridge.backends.vectors.base import VectorIndex, search_above, search_batch
 from factbridge.errors import EmbedderMismatch
 
 VectorIndexFactory = Callable[[str, int], VectorIndex]
@@ -76,7 +76,7 @@ def check_refuses_other_embedders(factory: VectorIndexFactory) -> None:
 
 def check_batch_search_is_each_search(factory: VectorIndexFactory) -> None:
     """`search_batch` (one call where the index has `search_many`) answers what a search per
-    query does, less the hits under `min_score`."""
+    query does, less the hits under `min_score`; so does `search_above` (a threshold search)."""
     rows = _unit_rows(60, 16)
     index = factory("emb-a", 16)
     assert search_batch(index, rows[:3], 5, "emb-a") == [[], [], []], "an empty index finds nothing"
@@ -85,6 +85,8 @@ def check_batch_search_is_each_search(factory: VectorIndexFactory) -> None:
     for k, min_score in ((5, None), (500, None), (20, 0.25), (1, 0.5)):
         each = [[(i, s) for i, s in index.search(q, k, "emb-a") if min_score is None or s >= min_score] for q in queries]
         assert search_batch(index, queries, k, "emb-a", min_score) == each, (k, min_score)
+        if min_score is not None:  # a threshold search of a small index: what the batch search answers
+            assert search_above(index, queries, k, "emb-a", min_score) == each, (k, min_score)
     assert search_batch(index, queries[:1], 3, "emb-a") == [index.search(queries[0], 3, "emb-a")], "one query"
     assert search_batch(index, queries[:0], 3, "emb-a") == []
     _refused(lambda: search_batch(index, np.ones((2, 16)), 1, "emb-b"), "a batch of queries from another embedder")

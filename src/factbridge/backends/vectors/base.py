@@ -38,3 +38,15 @@ def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: s
         found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score)
         return found
     return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
+
+
+def search_above(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float) -> list[list[tuple[str, float]]]:
+    """Per row of `queries`, its hits scoring at least `min_score` (at most `k`, best first):
+    `search_batch(index, queries, k, embedder_id, min_score)`, answered the index's cheaper way
+    for a threshold where it has one (`search_above`, same arguments: the HNSW index asks its
+    graphs for a few neighbours first, and for `k` only where all of those reach the score)."""
+    above = getattr(index, "search_above", None)
+    if callable(above):
+        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score)
+        return found
+    return search_batch(index, queries, k, embedder_id, min_score)

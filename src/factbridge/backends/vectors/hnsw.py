@@ -69,6 +69,15 @@ EXACT_BELOW = 4096
 DTYPES = ("f32", "f16", "i8")
 RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of each segment per result
 SEGMENT_SIZE = 250_000  # keys per segment (the vector_segment_size setting; docs/performance.md)
+# A threshold search (`search_above`: the hits at or above a score, at most k) asks each graph
+# first for its NARROW_K nearest at expansion NARROW_EF, and for k at the index's expansion only
+# where all NARROW_K reach the score: near-copies are few for most posts, and a graph search
+# costs by its expansion (5,120 generated tweets, 2 cores, k=200 at ef=256: 0.42-0.56 ms per
+# query; 32 at 64: 0.18-0.19, finding 99.94 % of the hits >= 0.92 of the queries it answers, and
+# 18 % of them asking again; 16 or 64 at 64 cost about as much in all, 64 finding 99.82 %;
+# docs/performance.md §5, "Seventh round").
+NARROW_K = 32
+NARROW_EF = 64
 
 Rerank = Callable[[Sequence[str]], np.ndarray]  # ids -> their float vectors, one row each, in order
 
@@ -186,6 +195,9 @@ class HnswIndex:
         self._key: dict[str, int] = {}
         self._sha: dict[str, str] = {}
         self._lock = threading.Lock()
+        # every graph search sets its graph's expansion first: one search at a time (usearch
+        # holds the GIL while it searches, so searches never ran side by side anyway)
+        self._search_lock = threading.Lock()
 
     def _graph(self) -> Any:
         return _usearch()(ndim=self.dim, metric="ip", dtype=self.dtype, **self.params)
@@ -259,7 +271,8 @@ class HnswIndex:
             if floats is not None:
                 keys, distances = _exact_hits(floats, query, min(wanted, segment.live))
             else:
-                found = segment.graph.search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
+                with self._search_lock:
+                    found = self._expanded(segment.graph).search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
                 keys, distances = np.asarray(found.keys), np.asarray(found.distances)
             for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
                 item = self._ids[key] if 0 <= key < len(self._ids) else None
@@ -277,6 +290,37 @@ class HnswIndex:
         """`search` of each row of `queries` in one call into each segment's graph (the same
         search per row, so the same answers), less the hits scoring under `min_score`,
         filtered before any Python object is made for them."""
+        return self._search_rows(queries, k, embedder_id, min_score, narrow=False)
+
+    def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float) -> list[list[tuple[str, float]]]:
+        """Each row's hits scoring at least `min_score` (at most `k`, best first): a threshold
+        search, for when most rows have far fewer than `k` such hits (a post's near-copies).
+        `search_many(queries, k, embedder_id, min_score)`, except that each graph is asked
+        first for the NARROW_K nearest at expansion NARROW_EF (or its own, when lower), and for
+        `k` (at the index's expansion, as `search_many`) only by the rows whose NARROW_K all reach `min_score`:
+        the graph may miss a hit of a narrow row that the wide search finds (measured: 7 in
+        10,000). The exact scans (segments below EXACT_BELOW) answer as `search_many`."""
+        return self._search_rows(queries, k, embedder_id, min_score, narrow=True)
+
+    def _expanded(self, graph: Any, expansion: int | None = None) -> Any:
+        """`graph` set to search at `expansion` (the index's own when None); the caller holds
+        `_search_lock` until its search is done."""
+        wanted = int(self.params["expansion_search"]) if expansion is None else expansion
+        if graph.expansion_search != wanted:
+            graph.expansion_search = wanted
+        return graph
+
+    def _graph_hits(self, graph: Any, queries: np.ndarray, count: int, exact: bool, expansion: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each query's keys and scores (1 - float distance, as `search`), nearest first, from
+        one search of `graph` for `count` at `expansion`."""
+        with self._search_lock:
+            found = self._expanded(graph, expansion).search(queries, count, exact=exact, threads=1)
+        keys = np.asarray(found.keys).reshape(len(queries), -1)
+        scores = 1.0 - np.asarray(found.distances).reshape(len(queries), -1).astype(np.float64)
+        counts = np.asarray(found.counts).reshape(-1).tolist() if hasattr(found, "counts") else [keys.shape[1]]  # one row: usearch answers a Matches
+        return [(keys[row, :n], scores[row, :n]) for row, n in enumerate(counts)]
+
+    def _search_rows(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None, narrow: bool) -> list[list[tuple[str, float]]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = np.ascontiguousarray(queries.reshape(len(queries), -1)) if len(queries) else queries.reshape(0, self.dim)
         check_vectors(self, embedder_id, queries.shape[1])
@@ -295,14 +339,18 @@ class HnswIndex:
                     scores = (1.0 - distances_of.astype(np.float64)).tolist()
                     out[row].extend((item, score) for key, score in zip(keys_of.tolist(), scores, strict=True) if (item := ids[key]) is not None)
                 continue
-            found = segment.graph.search(queries, min(k, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
-            keys = np.asarray(found.keys).reshape(len(queries), -1)
-            scores = 1.0 - np.asarray(found.distances).reshape(len(queries), -1).astype(np.float64)  # as `search`: 1 - float(distance)
-            counts = np.asarray(found.counts).reshape(-1) if hasattr(found, "counts") else np.asarray([len(keys[0])])  # one row: usearch answers a Matches
-            for row in range(len(queries)):
-                n = int(counts[row])
-                keep = np.arange(n) if min_score is None else np.flatnonzero(scores[row, :n] >= min_score)
-                for key, score in zip(keys[row, keep].tolist(), scores[row, keep].tolist(), strict=True):
+            count, exact = min(k, segment.live), segment.live < EXACT_BELOW
+            if narrow and min_score is not None and not exact and count > NARROW_K:
+                per_row = self._graph_hits(segment.graph, queries, NARROW_K, False, min(NARROW_EF, int(self.params["expansion_search"])))
+                wide = [row for row, (_, found_scores) in enumerate(per_row) if len(found_scores) == NARROW_K and found_scores[-1] >= min_score]
+                if wide:  # all NARROW_K reach the score: there may be more
+                    for row, found in zip(wide, self._graph_hits(segment.graph, queries[wide], count, False), strict=True):
+                        per_row[row] = found
+            else:
+                per_row = self._graph_hits(segment.graph, queries, count, exact)
+            for row, (keys, row_scores) in enumerate(per_row):
+                keep = np.arange(len(keys)) if min_score is None else np.flatnonzero(row_scores >= min_score)
+                for key, score in zip(keys[keep].tolist(), row_scores[keep].tolist(), strict=True):
                     item = self._ids[key] if 0 <= key < len(self._ids) else None
                     if item is not None:
                         out[row].append((item, score))
