@@ -188,3 +188,31 @@ def test_encoder_alone_tokenises_with_its_own_word_cache() -> None:
         alone = embedder.swap_word_cache({})
         embedder.swap_word_cache(alone)
         assert any("zebracorn" in w for w in alone)
+
+
+def test_bench_stages_times_every_stage_with_vectors_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench stages`: every stage's CPU with each vector from an embedding cache, which the
+    encoder fills once (the first run) and later runs and invocations only read."""
+    from factbridge.backends.embedders.hashing import HashingEmbedder
+
+    encoded: list[int] = []
+    encode = HashingEmbedder.encode_queries
+
+    def counted(self: HashingEmbedder, texts: list[str], *args: object, **kw: object) -> object:
+        encoded.append(len(texts))
+        return encode(self, texts, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HashingEmbedder, "encode_queries", counted)
+    cache = tmp_path / "vectors.sqlite"
+    data = _json(_run(["bench", "stages", "--posts", "40", "--batch", "16", "--repeat", "2", "--vectors", str(cache), "--json"], tmp_path))
+    assert data["posts"] == 40 and cache.exists()
+    stages = data["stage_cpu_ms_per_post"]
+    assert list(stages)[:3] == ["normalise", "store", "embedding"] and list(stages)[-1] == "ledger" and "triage" in stages
+    assert 0 < data["beside_encoder_cpu_ms_per_post"] <= data["total_cpu_ms_per_post"]
+    assert abs(data["total_cpu_ms_per_post"] - data["beside_encoder_cpu_ms_per_post"] - stages["embedding"]) < 0.01
+    assert len(data["runs_beside_encoder_cpu_ms_per_post"]) == 2
+    assert 40 <= sum(encoded) <= 40 + 16, "each text encoded once: the posts before the timed runs, the 16 warm-up posts in the first"
+    encoded.clear()
+    out = _run(["bench", "stages", "--posts", "40", "--batch", "16", "--vectors", str(cache)], tmp_path)
+    assert not encoded, "a second invocation reads every vector from the cache"
+    assert "beside the encoder" in out and "CPU ms/post" in out and "triage" in out

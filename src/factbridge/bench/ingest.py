@@ -239,3 +239,67 @@ def _repeats(storage: Any, org: str, posts: int) -> tuple[float, float]:
     if not found:
         return 0.0, 0.0
     return sum(found) / len(found), sum(1 for c in found if c) / len(found)
+
+
+@dataclass
+class StageBench:
+    """`run_stage_bench`'s figures: process CPU per stage (all threads), the encoder out of the way."""
+
+    posts: int
+    stage_cpu_s: dict[str, float]
+    total_cpu_s: float
+    mean_chars: float
+    repeats_per_post: float = 0.0
+    with_repeats: float = 0.0
+
+    @property
+    def beside_encoder_ms(self) -> float:
+        """CPU milliseconds per post of every stage but embedding (here the cache's look-ups):
+        what the pipeline adds to the encoder."""
+        rest = self.total_cpu_s - self.stage_cpu_s.get("embedding", 0.0)
+        return 1000.0 * rest / self.posts if self.posts else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        ms = 1000.0 / self.posts if self.posts else 0.0
+        return {
+            "posts": self.posts, "mean_chars": round(self.mean_chars, 1),
+            "stage_cpu_ms_per_post": {k: round(v * ms, 3) for k, v in self.stage_cpu_s.items()},
+            "total_cpu_ms_per_post": round(self.total_cpu_s * ms, 3), "beside_encoder_cpu_ms_per_post": round(self.beside_encoder_ms, 3),
+            "repeats_per_post": round(self.repeats_per_post, 2), "with_repeats": round(self.with_repeats, 3),
+        }
+
+
+def run_stage_bench(
+    services: Any, org: str, raw: Sequence[Post], batch_size: int = 1024, progress: Callable[[int], None] | None = None,
+    warmup: Sequence[Post] = (),
+) -> StageBench:
+    """Every stage's process CPU on `raw`, in batches as `run_ingest_bench` runs them but with
+    nothing encoded: `services.embedder` answers every text from its embedding cache (the
+    caller fills it first). What the stages cost, without the encoder's threads beside them
+    on the machine: a comparison of two versions of a stage that wall-clock rates, moved by
+    the encoder and the machine's load, cannot make."""
+    stages = load_stages()
+    if warmup:
+        load_segmenter()
+        warm = [prepare_post(p, services.languages) for p in warmup]
+        services.storage.upsert_posts(f"{org}-warmup", warm)
+        run_stages(services, f"{org}-warmup", warm, stages=stages)
+        settle_heap(every_s=0.0)
+    names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
+    clock = StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))
+    cpu0 = time.process_time()
+    for start in range(0, len(raw), batch_size):
+        part = raw[start : start + batch_size]
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        prepared = [prepare_post(p, services.languages) for p in part]
+        clock.add("normalise", wall1, cpu1)
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        services.storage.upsert_posts(org, prepared)
+        clock.add("store", wall1, cpu1)
+        run_stages(services, org, prepared, stages=stages, clock=clock)
+        if progress:
+            progress(len(part))
+    result = StageBench(posts=len(raw), stage_cpu_s=clock.cpu, total_cpu_s=time.process_time() - cpu0,
+                        mean_chars=sum(len(p.text) for p in raw) / max(1, len(raw)))
+    result.repeats_per_post, result.with_repeats = _repeats(services.storage, org, len(raw))
+    return result

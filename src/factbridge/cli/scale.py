@@ -158,6 +158,67 @@ def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int
                       + ", ".join(f"{r.encoder_rate:,.1f}" for r in runs) + " posts/s")
 
 
+
+@bench_app.command("stages")
+def bench_stages(
+    ctx: typer.Context,
+    posts: Annotated[int, typer.Option(help="Generated posts to ingest.")] = 5120,
+    mix: Annotated[str, typer.Option(help="Length mix: tweet (60-280 characters), 550 (450-650) or mixed.")] = "tweet",
+    batch: Annotated[int, typer.Option(help="Posts per run of the stages (bench ingest's default run).")] = 1024,
+    seed: Annotated[int, typer.Option(help="Seed of the generated posts (bench ingest's by default: the same texts).")] = 5,
+    vectors: Annotated[Path | None, typer.Option(help="Embedding cache the posts' vectors come from: filled by the encoder where it lacks a text "
+                                                      "(default: bench/stage-vectors.sqlite in the data dir, kept for the next run).")] = None,
+    repeat: Annotated[int, typer.Option(help="Runs, each on a fresh store; the median one (by CPU beside the encoder) is shown.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """CPU per stage with the encoder out of the way: every vector from an embedding cache, each stage timed in process CPU."""
+    from factbridge.bench.feed import MIXES, generated_posts
+    from factbridge.bench.ingest import run_stage_bench
+    from factbridge.pipeline.prepare import embedding_text, prepare_post
+
+    if mix not in MIXES:
+        raise InputError(f"--mix must be one of {', '.join(MIXES)}, got '{mix}'", field="mix")
+    if posts < 1 or batch < 1 or repeat < 1:
+        raise InputError("--posts, --batch and --repeat must be positive", field="posts")
+    state = _state(ctx)
+    settings = load_settings(state.config, overrides=state.overrides)
+    cache = vectors or Path(settings.data_dir) / "bench" / "stage-vectors.sqlite"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    raw = generated_posts(posts, mix, 0.0, seed)
+    runs = []
+    for n in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="factbridge-bench-stages-") as tmp, closing(
+            state.fresh_services(data_dir=tmp, storage_url=f"sqlite:///{Path(tmp) / 'bench.db'}", embed_cache=str(cache))
+        ) as services:
+            if n == 0:  # every text's vector in the cache before anything is timed (encoded once, kept for later runs)
+                texts = [embedding_text(prepare_post(p, services.languages)) for p in raw]
+                with progress_bar("vectors for the cache", len(texts)) as advance:
+                    for start in range(0, len(texts), 256):
+                        services.embedder.encode_queries(texts[start : start + 256])
+                        advance(len(texts[start : start + 256]))
+            with progress_bar(f"ingesting {posts} generated posts ({mix}), vectors from the cache", posts) as advance:
+                runs.append(run_stage_bench(services, services.settings.org, raw, batch, advance, warmup=generated_posts(16, mix, 0.0, seed + 1000)))
+    result = sorted(runs, key=lambda r: r.beside_encoder_ms)[(len(runs) - 1) // 2]
+    if as_json:
+        spread = {"runs_beside_encoder_cpu_ms_per_post": [round(r.beside_encoder_ms, 3) for r in runs]} if len(runs) > 1 else {}
+        sys.stdout.write(json.dumps({"mix": mix, "batch": batch, "vectors": str(cache), **result.as_dict(), **spread}, indent=2) + "\n")
+        return
+    table = Table(title=f"bench stages: {posts} posts in runs of {batch}, mix {mix} (mean {result.mean_chars:.0f} characters), vectors from {escape(str(cache))}")
+    table.add_column("stage")
+    table.add_column("CPU s", justify="right")
+    table.add_column("CPU ms/post", justify="right")
+    table.add_column("share", justify="right")
+    for name, cpu in result.stage_cpu_s.items():
+        table.add_row(name, f"{cpu:.2f}", f"{1000 * cpu / posts:.3f}", f"{cpu / result.total_cpu_s:.0%}" if result.total_cpu_s else "-")
+    table.add_row("[bold]all[/]", f"{result.total_cpu_s:.2f}", f"{1000 * result.total_cpu_s / posts:.3f}", "100%")
+    table.caption = "process CPU (all threads); the embedding row is the cache's look-ups and the vectors' writes, not the encoder"
+    console.print(table)
+    console.print(f"[bold]beside the encoder[/] (every stage but embedding): {result.beside_encoder_ms:.3f} CPU ms/post")
+    console.print(f"repeats triage found: {result.repeats_per_post:.2f} per post ({result.with_repeats:.0%} of posts with any)")
+    if len(runs) > 1:
+        console.print(f"{len(runs)} runs, the median one above: beside the encoder " + ", ".join(f"{r.beside_encoder_ms:.3f}" for r in runs) + " CPU ms/post")
+
+
 def bench_match_synthetic(
     ctx: typer.Context, n: int, backend: str, requests: int, as_json: bool, *, dtype: str = "f16", base: Path | None = None,
     rebuild: bool = False, warmup: int = 20,
