@@ -140,6 +140,32 @@ class _AloneWordCache:
             self._alone = self._swap(pipeline)
 
 
+def _warmed_up(services: Any, org: str, warmup: Sequence[Post]) -> tuple[list[Any], StageClock]:
+    """The registered stages, run once on `warmup` in another organisation (imports such as
+    pandas and scipy, and models, that a running worker has loaded already: not per-post
+    costs), and a clock with a row per step of a batch."""
+    stages = load_stages()
+    if warmup:
+        load_segmenter()  # the Khmer CRF model, which the warm-up posts may not need
+        warm = [prepare_post(p, services.languages) for p in warmup]
+        services.storage.upsert_posts(f"{org}-warmup", warm)
+        run_stages(services, f"{org}-warmup", warm, stages=stages)
+        settle_heap(every_s=0.0)  # as a worker does after its first run
+    names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
+    return stages, StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))
+
+
+def _prepare_and_store(services: Any, org: str, part: Sequence[Post], clock: StageClock) -> list[Post]:
+    """A batch normalised and stored, each step on the clock."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    prepared = [prepare_post(p, services.languages) for p in part]
+    clock.add("normalise", wall0, cpu0)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    services.storage.upsert_posts(org, prepared)
+    clock.add("store", wall0, cpu0)
+    return prepared
+
+
 def bare_embedder(embedder: Embedder) -> Embedder:
     """The encoder without its cache: the bench times real encoding."""
     return embedder.inner if isinstance(embedder, CachedEmbedder) else embedder
@@ -162,27 +188,13 @@ def run_ingest_bench(
     the stages (they overlap the encoder); before the encoder-alone run the background
     encoding is waited for (counted under "embedding"), so the encoder alone never shares
     the machine with the pipeline."""
-    stages = load_stages()
-    if warmup:  # imports (pandas, scipy...) and models a running worker has loaded already: not per-post costs
-        load_segmenter()  # the Khmer CRF model, which the warm-up posts may not need
-        warm = [prepare_post(p, services.languages) for p in warmup]
-        services.storage.upsert_posts(f"{org}-warmup", warm)
-        run_stages(services, f"{org}-warmup", warm, stages=stages)
-        settle_heap(every_s=0.0)  # as a worker does after its first run
+    stages, clock = _warmed_up(services, org, warmup)
     result = IngestBench(posts=len(raw), load_before=round(os.getloadavg()[0], 2), ahead=ahead)
-    names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
-    clock = StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))
     embedder = services.embedder
     words = _AloneWordCache(embedder)
 
     def prepare(part: Sequence[Post]) -> list[Post]:
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        prepared = [prepare_post(p, services.languages) for p in part]
-        clock.add("normalise", wall0, cpu0)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        services.storage.upsert_posts(org, prepared)
-        clock.add("store", wall0, cpu0)
-        return prepared
+        return _prepare_and_store(services, org, part, clock)
 
     batches = [raw[start : start + batch_size] for start in range(0, len(raw), batch_size)]
     chars = 0
@@ -275,27 +287,15 @@ def run_stage_bench(
 ) -> StageBench:
     """Every stage's process CPU on `raw`, in batches as `run_ingest_bench` runs them but with
     nothing encoded: `services.embedder` answers every text from its embedding cache (the
-    caller fills it first). What the stages cost, without the encoder's threads beside them
-    on the machine: a comparison of two versions of a stage that wall-clock rates, moved by
-    the encoder and the machine's load, cannot make."""
-    stages = load_stages()
-    if warmup:
-        load_segmenter()
-        warm = [prepare_post(p, services.languages) for p in warmup]
-        services.storage.upsert_posts(f"{org}-warmup", warm)
-        run_stages(services, f"{org}-warmup", warm, stages=stages)
-        settle_heap(every_s=0.0)
-    names = ["normalise", "store", *(stage.name for stage in stages), "ledger"]
-    clock = StageClock(wall=dict.fromkeys(names, 0.0), cpu=dict.fromkeys(names, 0.0))
+    caller fills it first). What the stages cost without the encoder's threads beside them on
+    the machine: two versions of a stage compared by what they cost, not by wall-clock rates
+    that the encoder and the machine's load move (one run is still ~20 % from the next on a
+    shared machine: docs/performance.md §5, "Seventh round")."""
+    stages, clock = _warmed_up(services, org, warmup)
     cpu0 = time.process_time()
     for start in range(0, len(raw), batch_size):
         part = raw[start : start + batch_size]
-        wall1, cpu1 = time.perf_counter(), time.process_time()
-        prepared = [prepare_post(p, services.languages) for p in part]
-        clock.add("normalise", wall1, cpu1)
-        wall1, cpu1 = time.perf_counter(), time.process_time()
-        services.storage.upsert_posts(org, prepared)
-        clock.add("store", wall1, cpu1)
+        prepared = _prepare_and_store(services, org, part, clock)
         run_stages(services, org, prepared, stages=stages, clock=clock)
         if progress:
             progress(len(part))
