@@ -164,8 +164,12 @@ def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Pat
 
     captured: list[list[Any]] = []
     monkeypatch.setattr(triage, "_put", lambda storage, org, entries, *rest: captured.append(list(entries)))
-    batch_search = triage.search_above
+    threshold_search, batch_search = triage.search_above, triage.search_batch
     searches: list[int] = []
+
+    def counted_threshold(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float) -> Any:
+        searches.append(len(queries))
+        return threshold_search(index, queries, k, embedder_id, min_score)
 
     def counted_batch(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None) -> Any:
         searches.append(len(queries))
@@ -192,13 +196,15 @@ def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Pat
         for start in range(0, len(posts), 24):
             batch = posts[start : start + 24]
             services.storage.upsert_posts(ORG, batch)
-            monkeypatch.setattr(triage, "search_above", counted_batch)
+            monkeypatch.setattr(triage, "search_above", counted_threshold)
+            monkeypatch.setattr(triage, "search_batch", counted_batch)
             monkeypatch.setattr(triage.TriageReads, "narrative_records", cached)
             run_stages(services, ORG, batch)
             written = captured[-1]
             assert all(QueueEntry.from_doc(e.id, e.to_doc()) == e for e in written), "an entry is what its document reads back as"
             fast = _entries(captured)
             monkeypatch.setattr(triage, "search_above", each_search)
+            monkeypatch.setattr(triage, "search_batch", each_search)
             monkeypatch.setattr(triage.TriageReads, "narrative_records", reread)
             triage.triage_posts(services, ORG, batch)
             before = _entries(captured)

@@ -193,14 +193,17 @@ def test_a_campaign_of_many_copies(services: Services, monkeypatch: pytest.Monke
             text = original if i % 4 else original[:-12] + f" {i}!!"
             posts[i] = posts[i].model_copy(update={"text": text, "language": posts[0].language})
     rows: list[int] = []
-    search = triage.search_above
 
-    def counting(index: Any, queries: Any, *args: Any) -> Any:
-        if not REFERENCE["running"]:
-            rows.append(len(queries))
-        return search(index, queries, *args)
+    def counting(search: Any) -> Any:
+        def counted(index: Any, queries: Any, *args: Any) -> Any:
+            if not REFERENCE["running"]:
+                rows.append(len(queries))
+            return search(index, queries, *args)
 
-    monkeypatch.setattr(triage, "search_above", counting)
+        return counted
+
+    monkeypatch.setattr(triage, "search_above", counting(triage.search_above))  # a batch's new posts
+    monkeypatch.setattr(triage, "search_batch", counting(triage.search_batch))  # the posts it refreshes
     seen = _ingest_in_batches(services, [prepare_post(p) for p in posts], 25, monkeypatch)
     assert seen["refreshed"] >= 60 and seen["narratives"] >= 1, seen
     searched = len(posts) + seen["refreshed"]

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from factbridge.backends.vectors.base import search_above
+from factbridge.backends.vectors.base import search_above, search_batch
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
@@ -335,8 +335,10 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
         fresh_vectors=matrix if fresh else None,  # just read: not read again to be added
     )
-    # the batch's searches in one call, one per distinct vector: a threshold search (most posts have few
-    # near-copies), the hits under `similarity` dropped inside it
+    # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped
+    # inside it: a threshold search for a batch's new posts (most have few near-copies); the posts a
+    # batch refreshes are copies it has just found, most with many (93 % of them past the threshold
+    # search's first pass: docs/performance.md §5, "Seventh round"), so one wide search each
     row_of: dict[bytes, int] = {}  # a vector -> its distinct query
     first: list[int] = []  # a distinct query -> its first row
     distinct: list[int] = []  # a row -> its distinct query
@@ -346,7 +348,7 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
             first.append(n)
         distinct.append(d)
     queries = matrix if len(first) == len(ids) else matrix[first]
-    hits_of = search_above(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    hits_of = (search_above if fresh else search_batch)(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
     stamps = reads.stamps(posts)
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
