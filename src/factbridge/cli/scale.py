@@ -1,4 +1,4 @@
-"""Scale and speed measurements: bench ingest (the whole pipeline per stage, beside the encoder alone)."""
+"""Scale and speed measurements: bench ingest (the whole pipeline per stage, beside the encoder alone) and bench stages (each stage's CPU, the vectors from a cache)."""
 
 from __future__ import annotations
 
