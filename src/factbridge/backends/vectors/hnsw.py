@@ -270,14 +270,13 @@ class HnswIndex:
                 continue
             if floats is not None:
                 keys, distances = _exact_hits(floats, query, min(wanted, segment.live))
+                scores = 1.0 - distances.astype(np.float64)  # usearch's "ip" distance is 1 - inner product
             else:
-                with self._search_lock:
-                    found = self._expanded(segment.graph).search(query, min(wanted, segment.live), exact=segment.live < EXACT_BELOW, threads=1)
-                keys, distances = np.asarray(found.keys), np.asarray(found.distances)
-            for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
+                [(keys, scores)] = self._graph_hits(segment.graph, query[None, :], min(wanted, segment.live), segment.live < EXACT_BELOW)
+            for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
                 item = self._ids[key] if 0 <= key < len(self._ids) else None
                 if item is not None:
-                    out.append((item, 1.0 - float(distance)))  # usearch's "ip" distance is 1 - inner product
+                    out.append((item, score))
         if reranked and out and self.rerank is not None:
             exact = np.asarray(self.rerank([i for i, _ in out]), dtype=np.float32) @ query
             order = np.argsort(-exact, kind="stable")[:k]
@@ -303,19 +302,15 @@ class HnswIndex:
         EXACT_BELOW) answer as `search_many`."""
         return self._search_rows(queries, k, embedder_id, min_score, narrow=True)
 
-    def _expanded(self, graph: Any, expansion: int | None = None) -> Any:
-        """`graph` set to search at `expansion` (the index's own when None); the caller holds
-        `_search_lock` until its search is done."""
-        wanted = int(self.params["expansion_search"]) if expansion is None else expansion
-        if graph.expansion_search != wanted:
-            graph.expansion_search = wanted
-        return graph
-
     def _graph_hits(self, graph: Any, queries: np.ndarray, count: int, exact: bool, expansion: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each query's keys and scores (1 - float distance, as `search`), nearest first, from
-        one search of `graph` for `count` at `expansion`."""
+        """Each query's keys and scores (1 - float distance), nearest first, from one search of
+        `graph` for `count` at `expansion` (the index's own when None). Every graph search goes
+        through here: the expansion is set on the graph, so the search holds the lock."""
+        wanted = int(self.params["expansion_search"]) if expansion is None else expansion
         with self._search_lock:
-            found = self._expanded(graph, expansion).search(queries, count, exact=exact, threads=1)
+            if graph.expansion_search != wanted:
+                graph.expansion_search = wanted
+            found = graph.search(queries, count, exact=exact, threads=1)
         keys = np.asarray(found.keys).reshape(len(queries), -1)
         scores = 1.0 - np.asarray(found.distances).reshape(len(queries), -1).astype(np.float64)
         counts = np.asarray(found.counts).reshape(-1).tolist() if hasattr(found, "counts") else [keys.shape[1]]  # one row: usearch answers a Matches
