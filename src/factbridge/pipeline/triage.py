@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from factbridge.backends.vectors.base import search_above, search_batch
+from factbridge.backends.vectors.base import search_above, search_batch, time_stamp
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
@@ -323,18 +323,26 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     `fresh`: the posts were just stored (a batch) and go into the index first; the posts a
     batch refreshes were found in the index, so they are there already. Posts with the same
     vector (exact copies: their text was embedded once) are searched once: the same query
-    gets the same answer."""
+    gets the same answer. The search asks only for the span the batch's windows cover
+    (`within`): the HNSW index leaves out the segments of other times, so a post's search
+    costs by the posts of its window, not by the whole history."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
     ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts])
     if not ids:
         return groups
     s = services.settings
+    stamps = reads.stamps(posts)
     index = stored_vector_index(
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
-        fresh_vectors=matrix if fresh else None,  # just read: not read again to be added
+        fresh_vectors=matrix if fresh else None, fresh_stamps=[stamps[i] for i in ids] if fresh else None,  # just read: not read again to be added
     )
+    window = _window(window_hours)
+    times = [stamps[i] for i in ids]
+    # only posts within the window of one of the batch's are kept: the index may leave out the rest
+    # (the HNSW index's segments of other days); a post without a time keeps every hit, so all is searched
+    within = None if None in times else (min(cast(list[int], times)) - window, max(cast(list[int], times)) + window)
     # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped
     # inside it: a threshold search for a batch's new posts (most have few near-copies); the posts a
     # batch refreshes are copies it has just found, most with many (93 % of them past the threshold
@@ -348,11 +356,9 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
             first.append(n)
         distinct.append(d)
     queries = matrix if len(first) == len(ids) else matrix[first]
-    hits_of = (search_above if fresh else search_batch)(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity)
+    hits_of = (search_above if fresh else search_batch)(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within)
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
-    stamps = reads.stamps(posts)
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
-    window = _window(window_hours)
     spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one
     for d, hits in enumerate(hits_of):
         times = [stamps.get(o) for o, _ in hits]  # None: a hit without a time (or not read)
@@ -390,14 +396,8 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
     return _stamps_rate([_stamp(p.created_at) for p in (post, *repeats)], window_hours)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-def _stamp(t: datetime | None) -> int | None:
-    """A time as whole microseconds since the epoch (a naive time is UTC): compared and
-    subtracted exactly as the datetimes, without making one per comparison."""
-    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+_stamp = time_stamp
 
 
 @functools.lru_cache(maxsize=8)

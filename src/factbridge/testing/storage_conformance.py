@@ -329,6 +329,22 @@ def check_list_and_iter_posts(factory: StorageFactory) -> None:
         assert store.get_post("org", "p-b").created_at == posts[1].created_at
 
 
+def check_post_times(factory: StorageFactory) -> None:
+    """`post_times`: each stored post's time (aware, UTC; a naive one taken as UTC), None when
+    it has none, absent when not stored; ids as asked."""
+    with _fresh(factory) as store:
+        store.upsert_posts("org", [
+            _post("p-1", created_at=datetime(2026, 3, 1, 12, 30, 15, 250, tzinfo=timezone(timedelta(hours=7)))),
+            _post("p-2", created_at=datetime(2026, 3, 2, 8, 0)),
+            _post("p-3", created_at=None),
+        ])
+        store.upsert_posts("other", [_post("p-4", created_at=datetime(2026, 3, 3, tzinfo=UTC))])
+        got = store.post_times("org", ["p-3", "p-1", "nope", "p-2", "p-4", "p-1"])
+        assert got == {"p-1": datetime(2026, 3, 1, 5, 30, 15, 250, tzinfo=UTC), "p-2": datetime(2026, 3, 2, 8, 0, tzinfo=UTC), "p-3": None}
+        assert all(t is None or t.utcoffset() == timedelta(0) for t in got.values())
+        assert store.post_times("org", []) == {}
+
+
 def check_quarantine_add_and_list(factory: StorageFactory) -> None:
     with _fresh(factory) as store:
         assert store.list_quarantine("org") == []
@@ -686,6 +702,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "count_factchecks": lambda s, o: s.count_factchecks(o),
     "get_post": lambda s, o: _safe(lambda: s.get_post(o, SHARED)),
     "get_posts": lambda s, o: s.get_posts(o, [SHARED, "only-alpha", "only-bravo"]),
+    "post_times": lambda s, o: s.post_times(o, [SHARED, "only-alpha", "only-bravo"]),
     "list_posts": lambda s, o: s.list_posts(o),
     "iter_posts": lambda s, o: sorted((p.model_dump(mode="json") for p in s.iter_posts(o)), key=lambda d: d["id"]),
     "count_posts": lambda s, o: s.count_posts(o),
@@ -704,7 +721,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
-    "get_post": "NotFound", "get_posts": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
+    "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
     "matches_for_factcheck": [[], [], []], "get_docs": {},
@@ -805,6 +822,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_posts_and_quarantine_commit_together,
     check_failed_batch_writes_nothing,
     check_list_and_iter_posts,
+    check_post_times,
     check_quarantine_add_and_list,
     check_vectors_roundtrip,
     check_vectors_by_ids,

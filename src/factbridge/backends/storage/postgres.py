@@ -570,6 +570,13 @@ class PostgresStorage:
 
         return self._read(run, binary=True)
 
+    def post_times(self, org: str, ids: Sequence[str]) -> dict[str, datetime | None]:
+        wanted = {_text(i): i for i in ids}  # asked-for ids come back as asked
+        if not wanted:
+            return {}
+        rows = self._read(_fetch_all("SELECT id, created_at FROM posts WHERE org=%s AND id = ANY(%s)", (org, list(wanted))))
+        return {wanted.get(r[0], r[0]): (r[1].astimezone(UTC) if r[1] is not None else None) for r in rows}
+
     def vector_shas(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None,
                     shas: Sequence[str] | None = None) -> dict[str, str]:
         sql = "SELECT item_id, text_sha FROM vectors WHERE org=%s AND kind=%s AND embedder=%s"

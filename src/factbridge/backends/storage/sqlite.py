@@ -452,6 +452,15 @@ class SQLiteStorage:
     def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]:
         return self._get_docs("posts", org, ids, Post)
 
+    def post_times(self, org: str, ids: Sequence[str]) -> dict[str, datetime | None]:
+        unique = list(dict.fromkeys(ids))
+        out: dict[str, datetime | None] = {}
+        for i in range(0, len(unique), 500):
+            part = unique[i : i + 500]
+            rows = self._read(_fetch_all(f"SELECT id, created_at FROM posts WHERE org=? AND id IN ({','.join('?' * len(part))})", (org, *part)))
+            out.update((r[0], datetime.fromisoformat(r[1]) if r[1] else None) for r in rows)
+        return out
+
     def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]:
         rows = self._read(
             lambda c: c.execute(

@@ -4,11 +4,24 @@ vectors or queries from another (STYLE.md #10)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from factbridge.errors import EmbedderMismatch
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+Span = tuple[int, int]  # the first and last `time_stamp` an index is asked for (both included)
+
+
+def time_stamp(t: datetime | None) -> int | None:
+    """A time as whole microseconds since the epoch (a naive time is UTC): compared and
+    subtracted exactly as the datetimes, without making one per comparison. An index's
+    items carry these (`HnswIndex.add(stamps=...)`), and a search's `within` is two of them."""
+    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
 
 
 def check_vectors(index: VectorIndex, embedder_id: str, dim: int) -> None:
@@ -29,24 +42,38 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None) -> list[list[tuple[str, float]]]:
+def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None,
+                 within: Span | None = None) -> list[list[tuple[str, float]]]:
     """Per row of `queries`, what `index.search(row, k, embedder_id)` answers, less the hits
     scoring under `min_score`: in one call when the index searches a batch at once (it has
-    `search_many`, same arguments), else one search per row."""
+    `search_many`, same arguments), else one search per row.
+
+    `within`: only hits stamped (`time_stamp`) in that span are wanted, and the caller keeps
+    only those. An index whose items carry stamps may then leave out the parts of it that
+    hold none (the HNSW index's segments): a post index's search costs by the posts of the
+    span, not of the whole history. Hits outside it may still come back; without stamps,
+    the whole index is searched."""
     many = getattr(index, "search_many", None)
     if callable(many):
-        found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score)
+        found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score, **_within(within))
         return found
     return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
 
 
-def search_above(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float) -> list[list[tuple[str, float]]]:
+def search_above(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float,
+                 within: Span | None = None) -> list[list[tuple[str, float]]]:
     """Per row of `queries`, its hits scoring at least `min_score` (at most `k`, best first):
-    `search_batch(index, queries, k, embedder_id, min_score)`, answered the index's cheaper way
-    for a threshold where it has one (`search_above`, same arguments: the HNSW index asks its
-    graphs for a few neighbours first, and for `k` only where all of those reach the score)."""
+    `search_batch(index, queries, k, embedder_id, min_score, within)`, answered the index's
+    cheaper way for a threshold where it has one (`search_above`, same arguments: the HNSW
+    index asks its graphs for a few neighbours first, and for `k` only where all of those
+    reach the score)."""
     above = getattr(index, "search_above", None)
     if callable(above):
-        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score)
+        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score, **_within(within))
         return found
-    return search_batch(index, queries, k, embedder_id, min_score)
+    return search_batch(index, queries, k, embedder_id, min_score, within)
+
+
+def _within(within: Span | None) -> dict[str, Any]:
+    """`within` as a keyword only when given: an index whose batch searches take no span is searched whole."""
+    return {} if within is None else {"within": within}

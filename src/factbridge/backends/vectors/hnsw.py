@@ -52,11 +52,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from factbridge.backends.vectors.base import check_vectors
+from factbridge.backends.vectors.base import Span, check_vectors
 from factbridge.errors import EmbedderMismatch
 
 HNSW_INDEX_VERSION = "usearch-hnsw-2"  # 2: segments; 1: one graph (still read)
@@ -162,6 +162,27 @@ class _Segment:
     live: int = 0  # vectors not removed
     saved_as: str | None = None  # its file as last saved; None: changed since (or never saved)
     floats: _Floats | None = None  # below EXACT_BELOW (f32): its vectors, for the exact search; None: not kept
+    # the first and last stamp of the vectors it was given, removed ones included (a bound); None with
+    # `timed`: none given yet. `timed` False: a vector came without a stamp (or the file had no span)
+    span: Span | None = None
+    timed: bool = True
+
+    def stamped(self, stamps: Sequence[int | None] | None) -> None:
+        """Widen the span to vectors with these stamps (None: unknown)."""
+        if stamps is None or any(t is None for t in stamps):
+            self.timed = False
+            return
+        known = cast(Sequence[int], stamps)
+        if known:
+            low, high = min(known), max(known)
+            self.span = (low, high) if self.span is None else (min(self.span[0], low), max(self.span[1], high))
+
+    def may_hold(self, within: Span | None) -> bool:
+        """Whether a vector stamped within `within` may be here (False only when every vector's
+        stamp is known and none is in it)."""
+        if within is None or not self.timed:
+            return True
+        return self.span is not None and self.span[0] <= within[1] and within[0] <= self.span[1]
 
 
 class HnswIndex:
@@ -207,7 +228,11 @@ class HnswIndex:
         return len(self._segments)
 
     # -- the VectorIndex contract ---------------------------------------------------
-    def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str, shas: Sequence[str] | None = None) -> None:
+    def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str, shas: Sequence[str] | None = None,
+            stamps: Sequence[int | None] | None = None) -> None:
+        """Add (or replace) these vectors. `shas`: the hash of each one's text (`stale_ids`).
+        `stamps`: each one's time (`base.time_stamp`, None: unknown), which lets a search
+        `within` a span leave out the segments holding none of it."""
         check_vectors(self, embedder_id, self.dim)
         if not len(ids):
             return
@@ -242,6 +267,7 @@ class HnswIndex:
                     self._segments.append(newest)
                 part = rows[done : done + newest.first_key + self.segment_size - len(self._ids)]
                 keys = np.arange(len(self._ids), len(self._ids) + len(part), dtype=np.uint64)
+                newest.stamped([stamps[n] for n in part] if stamps is not None else None)  # before the vectors: a search never sees one outside the span
                 newest.graph.add(keys, vectors[part], threads=self.threads)
                 newest.live += len(part)
                 newest.saved_as = None
@@ -285,13 +311,17 @@ class HnswIndex:
             out.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
         return out[:k]
 
-    def search_many(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None) -> list[list[tuple[str, float]]]:
+    def search_many(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None,
+                    within: Span | None = None) -> list[list[tuple[str, float]]]:
         """`search` of each row of `queries` in one call into each segment's graph (the same
         search per row, so the same answers), less the hits scoring under `min_score`,
-        filtered before any Python object is made for them."""
-        return self._search_rows(queries, k, embedder_id, min_score, narrow=False)
+        filtered before any Python object is made for them. `within`: only hits stamped in
+        that span are wanted; the segments whose vectors all carry stamps outside it are not
+        searched (their hits are not returned; other hits outside it may be)."""
+        return self._search_rows(queries, k, embedder_id, min_score, narrow=False, within=within)
 
-    def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float) -> list[list[tuple[str, float]]]:
+    def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float,
+                     within: Span | None = None) -> list[list[tuple[str, float]]]:
         """Each row's hits scoring at least `min_score` (at most `k`, best first): a threshold
         search, for when most rows have far fewer than `k` such hits (a post's near-copies).
         `search_many(queries, k, embedder_id, min_score)`, except that each graph is asked
@@ -299,8 +329,8 @@ class HnswIndex:
         `k` (at the index's expansion, as `search_many`) only by the rows whose NARROW_K all
         reach `min_score`: the graph may miss a hit of a narrow row that the wide search finds
         (the bench's tweets at 0.92: 6 in 10,000). The exact scans (segments below
-        EXACT_BELOW) answer as `search_many`."""
-        return self._search_rows(queries, k, embedder_id, min_score, narrow=True)
+        EXACT_BELOW) answer as `search_many`; `within` as there."""
+        return self._search_rows(queries, k, embedder_id, min_score, narrow=True, within=within)
 
     def _graph_hits(self, graph: Any, queries: np.ndarray, count: int, exact: bool, expansion: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each query's keys and scores (1 - float distance), nearest first, from one search of
@@ -316,7 +346,8 @@ class HnswIndex:
         counts = np.asarray(found.counts).reshape(-1).tolist() if hasattr(found, "counts") else [keys.shape[1]]  # one row: usearch answers a Matches
         return [(keys[row, :n], scores[row, :n]) for row, n in enumerate(counts)]
 
-    def _search_rows(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None, narrow: bool) -> list[list[tuple[str, float]]]:
+    def _search_rows(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None, narrow: bool,
+                     within: Span | None = None) -> list[list[tuple[str, float]]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = np.ascontiguousarray(queries.reshape(len(queries), -1)) if len(queries) else queries.reshape(0, self.dim)
         check_vectors(self, embedder_id, queries.shape[1])
@@ -325,7 +356,7 @@ class HnswIndex:
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
             return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
-        for segment, floats in self._exact_views():  # every segment may hold all k best (as `search`)
+        for segment, floats in self._exact_views(within):  # every segment may hold all k best (as `search`)
             if not segment.live:
                 continue
             if floats is not None:  # as `search`, query by query
@@ -355,16 +386,19 @@ class HnswIndex:
                 hits.sort(key=lambda pair: -pair[1])  # stable: one segment's order is kept on ties
         return [hits[:k] for hits in out]
 
-    def _exact_views(self) -> list[tuple[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]]:
-        """The segments, each with the `_Floats` view its exact search reads (f32, below
-        EXACT_BELOW) or None (usearch answers), taken together under the lock. A segment below
-        EXACT_BELOW without its floats (loaded from a file, or shrunk below it by
-        replacements) gets them from its graph, once."""
+    def _exact_views(self, within: Span | None = None) -> list[tuple[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]]:
+        """The segments (those that may hold a vector stamped `within`), each with the
+        `_Floats` view its exact search reads (f32, below EXACT_BELOW) or None (usearch
+        answers), taken together under the lock. A segment below EXACT_BELOW without its
+        floats (loaded from a file, or shrunk below it by replacements) gets them from its
+        graph, once."""
         with self._lock:
             if self.dtype != "f32":
-                return [(segment, None) for segment in self._segments]
+                return [(segment, None) for segment in self._segments if segment.may_hold(within)]
             views: list[tuple[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]] = []
             for position, segment in enumerate(self._segments):
+                if not segment.may_hold(within):
+                    continue
                 if segment.live >= EXACT_BELOW or not segment.live:
                     views.append((segment, None))
                     continue
@@ -410,7 +444,8 @@ class HnswIndex:
             meta = {
                 "version": HNSW_INDEX_VERSION, "embedder_id": self.embedder_id, "dim": self.dim, "dtype": self.dtype,
                 "params": self.params, "segment_size": self.segment_size,
-                "segments": [{"data": name, "first_key": s.first_key} for name, s in zip(names, self._segments, strict=True)],
+                "segments": [{"data": name, "first_key": s.first_key, **({"span": list(s.span) if s.span else None} if s.timed else {})}
+                             for name, s in zip(names, self._segments, strict=True)],
                 "count": len(self._ids), "ids": self._ids, "shas": self._sha,
             }
             tmp_meta = stem.with_name(stem.name + ".json.tmp")
@@ -429,6 +464,17 @@ class HnswIndex:
         if "segments" in meta:
             return [(stem.with_name(str(s["data"])), int(s["first_key"])) for s in meta["segments"]]
         return [(stem.with_name(str(meta.get("data") or stem.name + ".usearch")), 0)]  # usearch-hnsw-1: one graph
+
+    @staticmethod
+    def _saved_spans(meta: Mapping[str, Any], count: int) -> list[tuple[bool, Span | None]]:
+        """Each saved segment's (timed, span): one saved without "span" (a vector came without a
+        stamp, or the file is from before spans) is untimed: searched whatever the span."""
+        out: list[tuple[bool, Span | None]] = [(False, None)] * count
+        for n, saved in enumerate(meta.get("segments", [])[:count]):
+            if "span" in saved:
+                span = saved["span"]
+                out[n] = (True, (int(span[0]), int(span[1])) if span else None)
+        return out
 
     @classmethod
     def saved_files(cls, path: str | Path) -> list[Path]:
@@ -472,13 +518,13 @@ class HnswIndex:
         first_keys = np.asarray([first for _, first in saved], dtype=np.int64)
         live = np.bincount(np.searchsorted(first_keys, np.fromiter(index._key.values(), dtype=np.int64, count=len(index._key)), side="right") - 1,
                            minlength=len(saved)) if index._key else np.zeros(len(saved), dtype=np.int64)
-        for (data_path, first), count in zip(saved, live.tolist(), strict=True):
+        for (data_path, first), count, (timed, span) in zip(saved, live.tolist(), cls._saved_spans(meta, len(saved)), strict=True):
             graph = index._graph()
             if view:
                 graph.view(str(data_path))
             else:
                 graph.load(str(data_path))
-            index._segments.append(_Segment(graph, first, int(count), data_path.name))
+            index._segments.append(_Segment(graph, first, int(count), data_path.name, span=span, timed=timed))
         index.read_only = view
         return index
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.vectors.base import VectorIndex
+from factbridge.backends.vectors.base import VectorIndex, time_stamp
 from factbridge.backends.vectors.hnsw import HnswIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.errors import ConfigError
@@ -86,12 +86,16 @@ def index_path(data_dir: str | Path, org: str, kind: str, embedder_id: str) -> P
 def stored_vector_index(
     storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
     fresh_ids: Sequence[str] = (), resync_s: float = 300.0, tuning: VectorIndexTuning | None = None,
-    fresh_vectors: np.ndarray | None = None,
+    fresh_vectors: np.ndarray | None = None, fresh_stamps: Sequence[int | None] | None = None,
 ) -> VectorIndex:
     """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
     stored, added before the index answers. `fresh_vectors`: their stored vectors, one row per
-    id in order, when the caller has just read them (they are then not read again).
-    `data_dir` None: kept in memory only."""
+    id in order, when the caller has just read them (they are then not read again), and
+    `fresh_stamps` their posts' times (`base.time_stamp`; read from the store when not given).
+    `data_dir` None: kept in memory only.
+
+    A post index keeps each post's time (`post_times`) beside its vector, so that a search
+    `within` a span of time skips the usearch segments that hold none of it."""
     if choice not in VECTOR_INDEXES:
         raise ConfigError(f"vector_index: unknown index '{choice}' ({', '.join(VECTOR_INDEXES)})")
     if fresh_vectors is not None and len(fresh_vectors) != len(fresh_ids):
@@ -129,7 +133,8 @@ def stored_vector_index(
         elif fresh_ids and fresh_vectors is not None:
             row = {item: n for n, item in enumerate(fresh_ids)}  # a repeated id: its last row, as the index keeps
             ids = sorted(row)  # the order `_add` reads them in: the same keys, the same graph
-            _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], ["" for _ in ids])
+            stamps = [fresh_stamps[row[i]] for i in ids] if fresh_stamps is not None else _stamps(storage, kept, org, kind, ids)
+            _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], ["" for _ in ids], stamps)
         elif fresh_ids:
             _add(storage, kept, org, kind, embedder_id, sorted(set(fresh_ids)), None)
         if path is not None and isinstance(kept.index, HnswIndex) and (not kept.saved or now - kept.saved >= SAVE_EVERY_S):
@@ -145,14 +150,23 @@ def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: 
         if not got:
             continue
         # without the stored hash (a batch's fresh items) '' marks it to be compared at the next resync
-        _add_rows(kept, embedder_id, got, matrix, [shas.get(i, "") if shas is not None else "" for i in got])
+        _add_rows(kept, embedder_id, got, matrix, [shas.get(i, "") if shas is not None else "" for i in got], _stamps(storage, kept, org, kind, got))
 
 
-def _add_rows(kept: _Kept, embedder_id: str, ids: list[str], matrix: np.ndarray, known: list[str]) -> None:
+def _stamps(storage: Any, kept: _Kept, org: str, kind: str, ids: list[str]) -> list[int | None] | None:
+    """The stored times of these posts, for an HNSW post index (None: not a post index)."""
+    if kind != "post" or not isinstance(kept.index, HnswIndex) or not ids:
+        return None
+    times = storage.post_times(org, ids)
+    return [time_stamp(times.get(i)) for i in ids]
+
+
+def _add_rows(kept: _Kept, embedder_id: str, ids: list[str], matrix: np.ndarray, known: list[str],
+              stamps: Sequence[int | None] | None = None) -> None:
     if not ids:
         return
     if isinstance(kept.index, HnswIndex):
-        kept.index.add(ids, matrix, embedder_id, shas=known)
+        kept.index.add(ids, matrix, embedder_id, shas=known, stamps=stamps)
     else:
         kept.index.add(ids, matrix, embedder_id)
     kept.shas.update(zip(ids, known, strict=True))
