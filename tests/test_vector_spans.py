@@ -221,3 +221,29 @@ def test_triage_searches_only_its_window_and_queues_the_same(tmp_path: Path, mon
         assert segments_searched == [[0], [60], [120], [180]], segments_searched
     finally:
         services.close()
+
+
+def test_a_post_whose_time_changed_is_added_again_when_the_index_is_brought_up_to_date(tmp_path: Path) -> None:
+    """Its text (and vector hash) unchanged: the resync leaves it, the batch that stored it adds
+    it again with its new time."""
+    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    storage.migrate()
+    try:
+        ids, rows, stamps = _days(2, 10, 13)
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        storage.upsert_posts("org", [Post(id=i, text=f"post {i}", platform="test", created_at=start + timedelta(microseconds=t - T0))
+                                     for i, t in zip(ids, stamps, strict=True)])
+        storage.put_vectors("org", "post", "emb", [(i, f"sha-{i}", rows[n]) for n, i in enumerate(ids)])
+        tuning = VectorIndexTuning(segment_size=10)
+        stored_vector_index(storage, "org", "post", "emb", DIM, tuning=tuning)
+        moved = start + timedelta(days=30)
+        storage.upsert_posts("org", [Post(id="d0-4", text="post d0-4", platform="test", created_at=moved)])
+        index = stored_vector_index(storage, "org", "post", "emb", DIM, tuning=tuning, resync_s=0.0,  # a resync is due
+                                    fresh_ids=["d0-4"], fresh_vectors=rows[4:5], fresh_stamps=[time_stamp(moved)])
+        assert isinstance(index, HnswIndex)
+        t = time_stamp(moved)
+        assert t is not None
+        assert [i for i, _ in index.search_many(rows[4:5], 5, "emb", 0.99, within=(t - DAY, t + DAY))[0]] == ["d0-4"]
+    finally:
+        forget_indexes(storage)
+        storage.close()
