@@ -186,6 +186,80 @@ def test_stored_vector_index_is_persisted_and_updated_incrementally(choice: str,
     store.close()
 
 
+def test_stored_vector_index_is_saved_once_enough_was_added(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Saved when a process first brings it up to date, then only once SAVE_AFTER vectors (or a
+    quarter of the newest segment) were added since; a restart adds what the file lacks."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors import selection
+    from factbridge.backends.vectors.selection import (
+        forget_indexes,
+        index_path,
+        stored_vector_index,
+    )
+
+    monkeypatch.setattr(selection, "SAVE_AFTER", 10)
+    store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    rows = _unit(80, 8, 13)
+    saves: list[int] = []
+    original = HnswIndex.save
+    monkeypatch.setattr(HnswIndex, "save", lambda self, path: saves.append(len(self)) or original(self, path))
+
+    def batch(start: int, end: int) -> HnswIndex:
+        store.put_vectors("org", "post", "emb", [(f"p{i}", f"s{i}", rows[i]) for i in range(start, end)])
+        index = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, resync_s=1e9,
+                                    fresh_ids=[f"p{i}" for i in range(start, end)], fresh_vectors=rows[start:end],
+                                    fresh_shas=[f"s{i}" for i in range(start, end)])
+        assert isinstance(index, HnswIndex)
+        return index
+
+    batch(0, 20)
+    assert saves == [20], "the first use: saved"
+    for start in range(20, 36, 4):
+        batch(start, start + 4)
+    assert saves == [20, 32], "then once 10 more were added (4, 8, 12: saved at 12), not at each use"
+    batch(36, 60)  # the newest segment holds 60: a quarter is 15, above SAVE_AFTER
+    assert saves == [20, 32, 60]
+    batch(60, 64)
+    assert saves == [20, 32, 60] and len(HnswIndex.open(index_path(tmp_path, "org", "post", "emb"), "emb", 8)) == 60
+    forget_indexes(store)  # a restart: the file lacks p60-p63, the store has them
+    reads: list[int] = []
+    load = store.load_vectors
+    store.load_vectors = lambda org, kind, emb, ids=None: reads.append(len(ids or [])) or load(org, kind, emb, ids=ids)  # type: ignore[method-assign]
+    again = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path)
+    assert len(again) == 64 and reads == [4], "only what the file lacked read from the store"
+    assert [i for i, _ in again.search(rows[62], 1, "emb")] == ["p62"]
+    reads.clear()
+    stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, resync_s=0.0)  # a resync: nothing changed
+    assert reads == [], "every vector's hash known: nothing read or added again"
+    forget_indexes(store)
+    store.close()
+
+
+def test_a_batch_added_with_its_hashes_is_not_added_again_at_the_next_resync(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Fresh vectors given with the hashes they were made from: the next resync finds them
+    up to date (without the hashes it reads and adds them all again)."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import forget_indexes, stored_vector_index
+
+    rows = _unit(30, 8, 17)
+    for given in (True, False):
+        store = SQLiteStorage(f"sqlite:///{tmp_path / f'db-{given}.sqlite'}")
+        store.migrate()
+        store.put_vectors("org", "post", "emb", [(f"p{i}", f"s{i}", rows[i]) for i in range(10)])
+        stored_vector_index(store, "org", "post", "emb", 8)
+        store.put_vectors("org", "post", "emb", [(f"p{i}", f"s{i}", rows[i]) for i in range(10, 30)])
+        stored_vector_index(store, "org", "post", "emb", 8, resync_s=1e9, fresh_ids=[f"p{i}" for i in range(10, 30)], fresh_vectors=rows[10:],
+                            fresh_shas=[f"s{i}" for i in range(10, 30)] if given else None)
+        reads: list[int] = []
+        load = store.load_vectors
+        store.load_vectors = lambda org, kind, emb, ids=None, load=load, reads=reads: reads.append(len(ids or [])) or load(org, kind, emb, ids=ids)  # type: ignore[method-assign]
+        index = stored_vector_index(store, "org", "post", "emb", 8, resync_s=0.0)
+        assert len(index) == 30 and reads == ([] if given else [20]), (given, reads)
+        forget_indexes(store)
+        store.close()
+
+
 @pytest.mark.parametrize("choice", ["hnsw", "exact"])
 def test_stored_vector_index_takes_the_fresh_vectors_the_caller_read(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`fresh_vectors` given: the batch is not read again, and the index holds and answers what

@@ -328,6 +328,8 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     costs by the posts of its window, not by the whole history."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
+    # each vector's text hash read before it (the index then knows what it was made from)
+    shas = storage.vector_shas(org, "post", embedder.id, ids=[p.id for p in posts]) if fresh else {}
     ids, matrix = storage.load_vectors(org, "post", embedder.id, ids=[p.id for p in posts])
     if not ids:
         return groups
@@ -337,6 +339,7 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         storage, org, "post", embedder.id, int(matrix.shape[1]), choice=s.vector_index, tuning=VectorIndexTuning.from_settings(s),
         data_dir=None if ":memory:" in s.resolved_storage_url else s.data_dir, fresh_ids=ids if fresh else (), resync_s=s.matcher_cache_s,
         fresh_vectors=matrix if fresh else None, fresh_stamps=[stamps[i] for i in ids] if fresh else None,  # just read: not read again to be added
+        fresh_shas=[shas.get(i, "") for i in ids] if fresh else None,
     )
     window = _window(window_hours)
     times = [stamps[i] for i in ids]

@@ -227,6 +227,11 @@ class HnswIndex:
     def segments(self) -> int:
         return len(self._segments)
 
+    @property
+    def newest_size(self) -> int:
+        """Vectors in the newest segment (the one a save writes again; sealed ones are kept)."""
+        return self._segments[-1].live if self._segments else 0
+
     # -- the VectorIndex contract ---------------------------------------------------
     def add(self, ids: Sequence[str], vectors: np.ndarray, embedder_id: str, shas: Sequence[str] | None = None,
             stamps: Sequence[int | None] | None = None) -> None:

@@ -10,8 +10,10 @@ A SQLite-side index is kept per (storage, org, kind, embedder) for the life of t
 process. Each use adds the vectors of the items the caller names (the batch it is
 working on: what it just stored); every `resync_s` seconds, and when it is first
 opened, it compares the stored text hashes with its own and adds whatever another
-process stored or changed. It is saved when it was built and then at most once a
-minute, so a restart reads the file instead of rebuilding the graph.
+process stored or changed. It is saved when a process first brings it up to date, and
+then once SAVE_AFTER vectors (or a quarter of its newest segment, if more) were added
+since: a save writes the newest segment's graph again whole, and a restart adds what
+the file lacks from the store (its text hashes), so saving is only a head start.
 
 `VectorIndexTuning` (from the vector_* settings) sets how a new graph is built (links,
 construction effort, vectors per usearch segment, f32/f16/i8 storage: a quantised usearch index re-ranks its
@@ -38,7 +40,11 @@ from factbridge.backends.vectors.numpy_index import NumpyIndex
 from factbridge.errors import ConfigError
 
 VECTOR_INDEXES = ("hnsw", "exact")
-SAVE_EVERY_S = 60.0
+# Vectors added since the last save before the next. A save writes the newest segment again
+# (up to `vector_segment_size` vectors: ~1.7 KB each at f32 with the graph, 425 MB for a full
+# one); saved once a minute, a desk adding a post every few seconds rewrote it ~1,400 times a
+# day. What a restart finds missing it adds from the store: 10,000 tweets' vectors cost ~3 s.
+SAVE_AFTER = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class _Kept:
     shas: dict[str, str] = field(default_factory=dict)
     synced: float = 0.0
     saved: float = 0.0
+    unsaved: int = 0  # vectors added since the last save
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -87,11 +94,14 @@ def stored_vector_index(
     storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
     fresh_ids: Sequence[str] = (), resync_s: float = 300.0, tuning: VectorIndexTuning | None = None,
     fresh_vectors: np.ndarray | None = None, fresh_stamps: Sequence[int | None] | None = None,
+    fresh_shas: Sequence[str] | None = None,
 ) -> VectorIndex:
     """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
     stored, added before the index answers. `fresh_vectors`: their stored vectors, one row per
-    id in order, when the caller has just read them (they are then not read again), and
-    `fresh_stamps` their posts' times (`base.time_stamp`; read from the store when not given).
+    id in order, when the caller has just read them (they are then not read again),
+    `fresh_stamps` their posts' times (`base.time_stamp`; read from the store when not given)
+    and `fresh_shas` their text hashes as stored, read before the vectors (without them, each
+    is read again and added again at the next resync: the hash it was made from is unknown).
     `data_dir` None: kept in memory only.
 
     A post index keeps each post's time (`post_times`) beside its vector, so that a search
@@ -141,27 +151,40 @@ def stored_vector_index(
                 fresh_vectors = np.asarray(fresh_vectors)[keep]
             if fresh_stamps is not None:
                 fresh_stamps = [fresh_stamps[n] for n in keep]
+            if fresh_shas is not None:
+                fresh_shas = [fresh_shas[n] for n in keep]
         if fresh and fresh_vectors is not None:
             row = {item: n for n, item in enumerate(fresh)}  # a repeated id: its last row, as the index keeps
             ids = sorted(row)  # the order `_add` reads them in: the same keys, the same graph
             stamps = [fresh_stamps[row[i]] for i in ids] if fresh_stamps is not None else _stamps(storage, kept, org, kind, ids)
-            _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], ["" for _ in ids], stamps)
+            known = [fresh_shas[row[i]] for i in ids] if fresh_shas is not None else ["" for _ in ids]
+            _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], known, stamps)
         elif fresh:
             _add(storage, kept, org, kind, embedder_id, sorted(set(fresh)), None)
-        if path is not None and isinstance(kept.index, HnswIndex) and (not kept.saved or now - kept.saved >= SAVE_EVERY_S):
+        if path is not None and isinstance(kept.index, HnswIndex) and _save_due(kept, kept.index):
             kept.index.save(path)
-            kept.saved = now
+            kept.saved, kept.unsaved = now, 0
     return kept.index
+
+
+def _save_due(kept: _Kept, index: HnswIndex) -> bool:
+    """Whether to save now: the process's first use (the graph as built or brought up to date),
+    then once enough was added since (SAVE_AFTER, or a quarter of the newest segment)."""
+    if not kept.saved:
+        return True
+    return kept.unsaved >= max(SAVE_AFTER, index.newest_size // 4)
 
 
 def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: list[str], shas: dict[str, str] | None) -> None:
     for start in range(0, len(ids), 50_000):  # bounded memory while (re)building
         part = ids[start : start + 50_000]
+        # the hashes before the vectors: a vector changed between the two reads is older than its
+        # hash here, so the next resync finds it changed and reads it again (never the other way)
+        known = shas if shas is not None else storage.vector_shas(org, kind, embedder_id, ids=part)
         got, matrix = storage.load_vectors(org, kind, embedder_id, ids=part)
         if not got:
             continue
-        # without the stored hash (a batch's fresh items) '' marks it to be compared at the next resync
-        _add_rows(kept, embedder_id, got, matrix, [shas.get(i, "") if shas is not None else "" for i in got], _stamps(storage, kept, org, kind, got))
+        _add_rows(kept, embedder_id, got, matrix, [known.get(i, "") for i in got], _stamps(storage, kept, org, kind, got))
 
 
 def _stamps(storage: Any, kept: _Kept, org: str, kind: str, ids: list[str]) -> list[int | None] | None:
@@ -181,6 +204,7 @@ def _add_rows(kept: _Kept, embedder_id: str, ids: list[str], matrix: np.ndarray,
     else:
         kept.index.add(ids, matrix, embedder_id)
     kept.shas.update(zip(ids, known, strict=True))
+    kept.unsaved += len(ids)
 
 
 def _stored_floats(storage: Any, org: str, kind: str, embedder_id: str, dim: int) -> Any:
