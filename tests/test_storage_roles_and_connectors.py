@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,10 @@ class PagedConnector:
         return [Post(id=i, text=f"post {i} from {self.location}", platform=self.platform) for i in ids], following
 
 
+def _utc(t: datetime | None) -> datetime | None:
+    return None if t is None else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC))
+
+
 class PostsOnly:
     """Only the PostStore role: enough for ingest_file."""
 
@@ -51,6 +56,9 @@ class PostsOnly:
 
     def get_posts(self, org: str, ids: Sequence[str]) -> dict[str, Post]:
         return {i: self.posts[i] for i in ids if i in self.posts}
+
+    def post_times(self, org: str, ids: Sequence[str]) -> dict[str, datetime | None]:
+        return {i: _utc(self.posts[i].created_at) for i in ids if i in self.posts}
 
     def list_posts(self, org: str, limit: int = 100, offset: int = 0) -> list[Post]:
         return list(self.posts.values())[offset : offset + limit]
