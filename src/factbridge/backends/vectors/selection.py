@@ -178,8 +178,9 @@ def _save_due(kept: _Kept, index: HnswIndex) -> bool:
 def _add(storage: Any, kept: _Kept, org: str, kind: str, embedder_id: str, ids: list[str], shas: dict[str, str] | None) -> None:
     for start in range(0, len(ids), 50_000):  # bounded memory while (re)building
         part = ids[start : start + 50_000]
-        # the hashes before the vectors: a vector changed between the two reads is older than its
-        # hash here, so the next resync finds it changed and reads it again (never the other way)
+        # the hashes before the vectors: a vector changed between the two reads is newer than the
+        # hash kept for it, so the next resync finds the hash changed and reads it again (the
+        # other order could keep an old vector under its new hash for good)
         known = shas if shas is not None else storage.vector_shas(org, kind, embedder_id, ids=part)
         got, matrix = storage.load_vectors(org, kind, embedder_id, ids=part)
         if not got:
