@@ -156,14 +156,14 @@ class TriageReads:
     holds: dict[str, bool] = field(default_factory=dict)
     rates: dict[tuple[str, float], float | None] = field(default_factory=dict)  # (narrative id, window) -> narrative_rate
     posts: dict[str, Post] = field(default_factory=dict)  # stored posts read by this run (repeats, their neighbours)
-    stamped: dict[str, int | None] = field(default_factory=dict)  # post id -> `_stamp` of its time
+    stamped: dict[str, int | None] = field(default_factory=dict)  # post id -> `time_stamp` of its time
 
     def stamps(self, posts: Iterable[Post]) -> dict[str, int | None]:
-        """`_stamp` of each post's time, made once per run."""
+        """`time_stamp` of each post's time, made once per run."""
         out: dict[str, int | None] = {}
         for post in posts:
             if post.id not in self.stamped:
-                self.stamped[post.id] = _stamp(post.created_at)
+                self.stamped[post.id] = time_stamp(post.created_at)
             out[post.id] = self.stamped[post.id]
         return out
 
@@ -342,10 +342,11 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
         fresh_shas=[shas.get(i, "") for i in ids] if fresh else None,
     )
     window = _window(window_hours)
-    times = [stamps[i] for i in ids]
+    batch_times = [stamps[i] for i in ids]
     # only posts within the window of one of the batch's are kept: the index may leave out the rest
     # (the HNSW index's segments of other days); a post without a time keeps every hit, so all is searched
-    within = None if None in times else (min(cast(list[int], times)) - window, max(cast(list[int], times)) + window)
+    known = cast(list[int], batch_times)  # when None is not in it
+    within = None if None in batch_times else (min(known) - window, max(known) + window)
     # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped
     # inside it: a threshold search for a batch's new posts (most have few near-copies); the posts a
     # batch refreshes are copies it has just found, most with many (93 % of them past the threshold
@@ -396,11 +397,10 @@ def _same_claim(storage: Any, org: str, matches: dict[str, list[MatchCandidate]]
 
 def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> float:
     """Copies (the post and its repeats) seen within the window ending at the newest copy, per hour."""
-    return _stamps_rate([_stamp(p.created_at) for p in (post, *repeats)], window_hours)
+    return _stamps_rate([time_stamp(p.created_at) for p in (post, *repeats)], window_hours)
 
 
 _MICROSECOND = timedelta(microseconds=1)
-_stamp = time_stamp
 
 
 @functools.lru_cache(maxsize=8)
@@ -410,7 +410,7 @@ def _window(window_hours: float) -> int:
 
 
 def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:
-    """`repeat_rate` of copies posted at these `_stamp`s (the first one is the post; None: a
+    """`repeat_rate` of copies posted at these `time_stamp`s (the first one is the post; None: a
     copy without a time)."""
     known = [t for t in stamps if t is not None]
     if not known:
@@ -518,7 +518,7 @@ def member_facts(facts: PostFacts) -> MemberFacts:
     """What a narrative's entry reads of a member whose facts this run gathered."""
     cw = facts.checkworthiness
     return MemberFacts(
-        facts.post.id, _stamp(facts.post.created_at), cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
+        facts.post.id, time_stamp(facts.post.created_at), cw.score if cw else 0.0, bool(cw and cw.label == "claim"), bool(cw and cw.clearly_not_claim),
         cw.decided_by if cw else "", weighted_engagement(facts.post), facts.debunked[0], facts.debunked[1], facts.risk[0],
     )
 
@@ -550,7 +550,7 @@ def entry_member_facts(entry_id: str, doc: dict[str, Any]) -> MemberFacts | None
         return None
     created = doc.get("created_at")
     try:
-        stamp = _stamp(datetime.fromisoformat(created)) if isinstance(created, str) and created else None
+        stamp = time_stamp(datetime.fromisoformat(created)) if isinstance(created, str) and created else None
     except ValueError:
         return None
     return MemberFacts(

@@ -136,31 +136,23 @@ def stored_vector_index(
         kept = per_storage.setdefault(key, _Kept(index, dict(index.text_shas) if isinstance(index, HnswIndex) else {}))
     with kept.lock:
         now = time.monotonic()
-        fresh = list(fresh_ids)
+        added: set[str] = set()  # read from the store just now
         if not kept.synced or now - kept.synced >= resync_s:
             shas = storage.vector_shas(org, kind, embedder_id)
             stale = sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha)
             _add(storage, kept, org, kind, embedder_id, stale, shas)
             kept.synced = now
-            # the fresh items read just now are in; the others are added again all the same (a
-            # post whose time changed, not its text, is stale by its time, not by its hash)
             added = set(stale)
-            keep = [n for n, item in enumerate(fresh) if item not in added]
-            fresh = [fresh[n] for n in keep]
-            if fresh_vectors is not None:
-                fresh_vectors = np.asarray(fresh_vectors)[keep]
-            if fresh_stamps is not None:
-                fresh_stamps = [fresh_stamps[n] for n in keep]
-            if fresh_shas is not None:
-                fresh_shas = [fresh_shas[n] for n in keep]
-        if fresh and fresh_vectors is not None:
-            row = {item: n for n, item in enumerate(fresh)}  # a repeated id: its last row, as the index keeps
-            ids = sorted(row)  # the order `_add` reads them in: the same keys, the same graph
+        # the fresh items not read just now are added all the same (a post whose time changed, not
+        # its text, is stale by its time, not by its hash)
+        if fresh_ids and fresh_vectors is not None:
+            row = {item: n for n, item in enumerate(fresh_ids)}  # a repeated id: its last row, as the index keeps
+            ids = sorted(i for i in row if i not in added)  # the order `_add` reads them in: the same keys, the same graph
             stamps = [fresh_stamps[row[i]] for i in ids] if fresh_stamps is not None else _stamps(storage, kept, org, kind, ids)
             known = [fresh_shas[row[i]] for i in ids] if fresh_shas is not None else ["" for _ in ids]
             _add_rows(kept, embedder_id, ids, np.asarray(fresh_vectors, dtype=np.float32)[[row[i] for i in ids]], known, stamps)
-        elif fresh:
-            _add(storage, kept, org, kind, embedder_id, sorted(set(fresh)), None)
+        elif fresh_ids:
+            _add(storage, kept, org, kind, embedder_id, sorted(set(fresh_ids) - added), None)
         if path is not None and isinstance(kept.index, HnswIndex) and _save_due(kept, kept.index):
             kept.index.save(path)
             kept.saved, kept.unsaved = now, 0
