@@ -167,15 +167,16 @@ def test_triage_batch_search_and_shared_reads_write_the_same_queue(tmp_path: Pat
     threshold_search, batch_search = triage.search_above, triage.search_batch
     searches: list[int] = []
 
-    def counted_threshold(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float, within: Any = None) -> Any:
+    def counted_threshold(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float, within: Any = None, held: Any = None) -> Any:
         searches.append(len(queries))
-        return threshold_search(index, queries, k, embedder_id, min_score, within)
+        return threshold_search(index, queries, k, embedder_id, min_score, within, held=held)
 
     def counted_batch(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None, within: Any = None) -> Any:
         searches.append(len(queries))
         return batch_search(index, queries, k, embedder_id, min_score, within)
 
-    def each_search(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None, within: Any = None) -> Any:
+    def each_search(index: VectorIndex, queries: Any, k: int, embedder_id: str, min_score: float | None = None, within: Any = None,
+                    held: Any = None) -> Any:
         return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
 
     cached = triage.TriageReads.narrative_records

@@ -195,10 +195,10 @@ def test_a_campaign_of_many_copies(services: Services, monkeypatch: pytest.Monke
     rows: list[int] = []
 
     def counting(search: Any) -> Any:
-        def counted(index: Any, queries: Any, *args: Any) -> Any:
+        def counted(index: Any, queries: Any, *args: Any, **kwargs: Any) -> Any:
             if not REFERENCE["running"]:
                 rows.append(len(queries))
-            return search(index, queries, *args)
+            return search(index, queries, *args, **kwargs)
 
         return counted
 

@@ -181,14 +181,14 @@ def test_triage_searches_only_its_window_and_queues_the_same(tmp_path: Path, mon
     threshold_search, batch_search = triage.search_above, triage.search_batch
 
     def spied(search: Any) -> Any:
-        def run(index: Any, queries: Any, k: int, embedder_id: str, min_score: Any = None, within: Any = None) -> Any:
+        def run(index: Any, queries: Any, k: int, embedder_id: str, min_score: Any = None, within: Any = None, **held: Any) -> Any:
             spans.append(within)
-            return search(index, queries, k, embedder_id, min_score, within)
+            return search(index, queries, k, embedder_id, min_score, within, **held)
 
         return run
 
     def whole(search: Any) -> Any:
-        return lambda index, queries, k, embedder_id, min_score=None, within=None: search(index, queries, k, embedder_id, min_score)
+        return lambda index, queries, k, embedder_id, min_score=None, within=None, **held: search(index, queries, k, embedder_id, min_score, **held)
 
     settings = load_settings(env={}, overrides={
         "data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'desk.db'}", "embedder": "hashing", "embed_cache": "off",

@@ -360,7 +360,10 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
             first.append(n)
         distinct.append(d)
     queries = matrix if len(first) == len(ids) else matrix[first]
-    hits_of = (search_above if fresh else search_batch)(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within)
+    if fresh:  # each query is a vector the index has just taken, under its post's id
+        hits_of = search_above(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within, held=[ids[n] for n in first])
+    else:
+        hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within)
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
     spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one

@@ -87,6 +87,9 @@ def check_batch_search_is_each_search(factory: VectorIndexFactory) -> None:
         assert search_batch(index, queries, k, "emb-a", min_score) == each, (k, min_score)
         if min_score is not None:  # a threshold search of a small index: what the batch search answers
             assert search_above(index, queries, k, "emb-a", min_score) == each, (k, min_score)
+            # the rows named by the ids they are held under (the last three are not held)
+            held = [f"item-{i:02d}" for i in range(7)] + ["not-held"] * 3
+            assert search_above(index, queries, k, "emb-a", min_score, held=held) == each, (k, min_score)
         # a span of time (items added without times): a hint; every index answers it all the same
         assert search_batch(index, queries, k, "emb-a", min_score, within=(0, 10**15)) == each, (k, min_score)
     assert search_batch(index, queries[:1], 3, "emb-a") == [index.search(queries[0], 3, "emb-a")], "one query"

@@ -61,15 +61,18 @@ def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: s
 
 
 def search_above(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: str, min_score: float,
-                 within: Span | None = None) -> list[list[tuple[str, float]]]:
+                 within: Span | None = None, held: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
     """Per row of `queries`, its hits scoring at least `min_score` (at most `k`, best first):
     `search_batch(index, queries, k, embedder_id, min_score, within)`, answered the index's
     cheaper way for a threshold where it has one (`search_above`, same arguments: the HNSW
     index asks its graphs for a few neighbours first, and for `k` only where all of those
-    reach the score)."""
+    reach the score). `held`: each row's id when the row is the vector the index holds
+    under it (the HNSW index then also asks the wide search for a row whose first search
+    did not find itself)."""
     above = getattr(index, "search_above", None)
     if callable(above):
-        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score, **_within(within))
+        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score, **_within(within),
+                                                     **({} if held is None else {"held": held}))
         return found
     return search_batch(index, queries, k, embedder_id, min_score, within)
 

@@ -326,7 +326,7 @@ class HnswIndex:
         return self._search_rows(queries, k, embedder_id, min_score, narrow=False, within=within)
 
     def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float,
-                     within: Span | None = None) -> list[list[tuple[str, float]]]:
+                     within: Span | None = None, held: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
         """Each row's hits scoring at least `min_score` (at most `k`, best first): a threshold
         search, for when most rows have far fewer than `k` such hits (a post's near-copies).
         `search_many(queries, k, embedder_id, min_score)`, except that each graph is asked
@@ -334,8 +334,14 @@ class HnswIndex:
         `k` (at the index's expansion, as `search_many`) only by the rows whose NARROW_K all
         reach `min_score`: the graph may miss a hit of a narrow row that the wide search finds
         (the bench's tweets at 0.92: 6 in 10,000). The exact scans (segments below
-        EXACT_BELOW) answer as `search_many`; `within` as there."""
-        return self._search_rows(queries, k, embedder_id, min_score, narrow=True, within=within)
+        EXACT_BELOW) answer as `search_many`; `within` as there.
+
+        `held`: each row's id, when the row is the vector the index holds under it (a batch
+        searched right after it was added). A narrow search that does not find the row itself
+        has lost its way (a low expansion can stall outside a dense cluster of near-copies and
+        find none of them: docs/performance.md §5, "Ninth round"), so that row asks the wide
+        search too."""
+        return self._search_rows(queries, k, embedder_id, min_score, narrow=True, within=within, held=held)
 
     def _graph_hits(self, graph: Any, queries: np.ndarray, count: int, exact: bool, expansion: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each query's keys and scores (1 - float distance), nearest first, from one search of
@@ -352,7 +358,7 @@ class HnswIndex:
         return [(keys[row, :n], scores[row, :n]) for row, n in enumerate(counts)]
 
     def _search_rows(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None, narrow: bool,
-                     within: Span | None = None) -> list[list[tuple[str, float]]]:
+                     within: Span | None = None, held: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = np.ascontiguousarray(queries.reshape(len(queries), -1)) if len(queries) else queries.reshape(0, self.dim)
         check_vectors(self, embedder_id, queries.shape[1])
@@ -361,6 +367,9 @@ class HnswIndex:
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
             return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
+        if held is not None and len(held) != len(queries):
+            raise ValueError(f"held names {len(held)} ids for {len(queries)} queries: one per row")
+        own = None if held is None else np.asarray([self._key.get(item, -1) for item in held], dtype=np.int64)  # -1: not held
         for segment, floats in self._exact_views(within):  # every segment may hold all k best (as `search`)
             if not segment.live:
                 continue
@@ -374,8 +383,15 @@ class HnswIndex:
             count, exact = min(k, segment.live), segment.live < EXACT_BELOW
             if narrow and min_score is not None and not exact and count > NARROW_K:
                 per_row = self._graph_hits(segment.graph, queries, NARROW_K, False, min(NARROW_EF, int(self.params["expansion_search"])))
-                wide = [row for row, (_, found_scores) in enumerate(per_row) if len(found_scores) == NARROW_K and found_scores[-1] >= min_score]
-                if wide:  # all NARROW_K reach the score: there may be more
+                # all NARROW_K reach the score: there may be more; or a row this graph holds did not find itself
+                lost: set[int] = set()
+                if own is not None:
+                    mine = np.flatnonzero(own >= 0)
+                    in_graph = mine[np.asarray(segment.graph.contains(own[mine].astype(np.uint64)), dtype=bool).reshape(-1)] if len(mine) else mine
+                    lost = {row for row in in_graph.tolist() if not (per_row[row][0] == own[row]).any()}
+                wide = [row for row, (_, found_scores) in enumerate(per_row)
+                        if (len(found_scores) == NARROW_K and found_scores[-1] >= min_score) or row in lost]
+                if wide:
                     for row, found in zip(wide, self._graph_hits(segment.graph, queries[wide], count, False), strict=True):
                         per_row[row] = found
             else:
