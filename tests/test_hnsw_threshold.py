@@ -1,7 +1,8 @@
 """The HNSW index's threshold search (`search_above`, triage's repeat search): each graph asked
 first for a few neighbours at a low expansion, and for `k` only by the queries whose few all
 reach the score. Against the exact answer on clustered vectors above EXACT_BELOW (where the
-graphs answer), and against `search_many` where the wide search ran."""
+graphs answer), and against `search_many` where the wide search ran; a row named by the id it is
+held under (`held`) asks the wide search too when its narrow pass did not find it."""
 
 from __future__ import annotations
 
