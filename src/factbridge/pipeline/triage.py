@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from factbridge.backends.vectors.base import search_above, search_batch, time_stamp
+from factbridge.backends.vectors.base import STAMP_UNIT, search_above, search_batch, time_stamp
 from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
 from factbridge.docfields import number as _number
 from factbridge.models import MatchCandidate, Post
@@ -403,13 +403,10 @@ def repeat_rate(post: Post, repeats: Sequence[Post], window_hours: float) -> flo
     return _stamps_rate([time_stamp(p.created_at) for p in (post, *repeats)], window_hours)
 
 
-_MICROSECOND = timedelta(microseconds=1)
-
-
 @functools.lru_cache(maxsize=8)
 def _window(window_hours: float) -> int:
-    """The window as whole microseconds (made once per window: every rate asks for it)."""
-    return timedelta(hours=window_hours) // _MICROSECOND
+    """The window in `time_stamp` steps, whole microseconds (made once per window: every rate asks for it)."""
+    return timedelta(hours=window_hours) // STAMP_UNIT
 
 
 def _stamps_rate(stamps: Sequence[int | None], window_hours: float) -> float:

@@ -12,7 +12,7 @@ import numpy as np
 from factbridge.errors import EmbedderMismatch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+STAMP_UNIT = timedelta(microseconds=1)  # what one step of a `time_stamp` is: a duration // STAMP_UNIT is in stamps
 
 Span = tuple[int, int]  # the first and last `time_stamp` an index is asked for (both included)
 
@@ -21,7 +21,7 @@ def time_stamp(t: datetime | None) -> int | None:
     """A time as whole microseconds since the epoch (a naive time is UTC): compared and
     subtracted exactly as the datetimes, without making one per comparison. An index's
     items carry these (`HnswIndex.add(stamps=...)`), and a search's `within` is two of them."""
-    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+    return None if t is None else ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // STAMP_UNIT
 
 
 def check_vectors(index: VectorIndex, embedder_id: str, dim: int) -> None:
@@ -55,7 +55,7 @@ def search_batch(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: s
     the whole index is searched."""
     many = getattr(index, "search_many", None)
     if callable(many):
-        found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score, **_within(within))
+        found: list[list[tuple[str, float]]] = many(queries, k, embedder_id, min_score, **_given(within=within))
         return found
     return [[(i, s) for i, s in index.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
 
@@ -71,12 +71,12 @@ def search_above(index: VectorIndex, queries: np.ndarray, k: int, embedder_id: s
     did not find itself)."""
     above = getattr(index, "search_above", None)
     if callable(above):
-        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score, **_within(within),
-                                                     **({} if held is None else {"held": held}))
+        found: list[list[tuple[str, float]]] = above(queries, k, embedder_id, min_score, **_given(within=within, held=held))
         return found
     return search_batch(index, queries, k, embedder_id, min_score, within)
 
 
-def _within(within: Span | None) -> dict[str, Any]:
-    """`within` as a keyword only when given: an index whose batch searches take no span is searched whole."""
-    return {} if within is None else {"within": within}
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given (not None), as keywords: an index whose searches take no span (`within`)
+    or no held ids (`held`) is asked without them, and searched whole."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -73,7 +73,7 @@ class _Kept:
     index: HnswIndex | NumpyIndex
     shas: dict[str, str] = field(default_factory=dict)
     synced: float = 0.0
-    saved: float = 0.0
+    saved: bool = False  # saved by this process (its first use saves)
     unsaved: int = 0  # vectors added since the last save
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -155,7 +155,7 @@ def stored_vector_index(
             _add(storage, kept, org, kind, embedder_id, sorted(set(fresh_ids) - added), None)
         if path is not None and isinstance(kept.index, HnswIndex) and _save_due(kept, kept.index):
             kept.index.save(path)
-            kept.saved, kept.unsaved = now, 0
+            kept.saved, kept.unsaved = True, 0
     return kept.index
 
 
