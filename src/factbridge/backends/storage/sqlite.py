@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +147,17 @@ assert len(MIGRATIONS) == SCHEMA_VERSION
 def _fetch_all(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], list[Any]]:
     """A read of all rows with its parameters bound now (not when the loop variable moves on)."""
     return lambda c: c.execute(sql, params).fetchall()
+
+
+ID_PART = 500  # ids bound per `IN (...)` read: under SQLite's bound-variable limit
+
+
+def _id_parts(ids: Iterable[str]) -> Iterator[tuple[list[str], str]]:
+    """`ids` without repeats (first seen first), ID_PART at a time, each part with its `?,?,...` marks."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), ID_PART):
+        part = unique[start : start + ID_PART]
+        yield part, ",".join("?" * len(part))
 
 
 def _now() -> str:
@@ -363,10 +374,7 @@ class SQLiteStorage:
     def _get_docs(self, table: str, org: str, ids: Sequence[str], model: Any) -> dict[str, Any]:
         def run(conn: sqlite3.Connection) -> dict[str, Any]:
             out: dict[str, Any] = {}
-            unique = list(dict.fromkeys(ids))
-            for i in range(0, len(unique), 500):
-                part = unique[i : i + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _id_parts(ids):
                 for row in conn.execute(f"SELECT id, doc FROM {table} WHERE org=? AND id IN ({marks})", (org, *part)):
                     out[row[0]] = model.model_validate_json(row[1])
             return out
@@ -436,11 +444,8 @@ class SQLiteStorage:
     def _stored_shas(conn: sqlite3.Connection, table: str, org: str, ids: Sequence[str]) -> dict[str, str]:
         """id -> stored content hash of those of `ids` that `table` holds."""
         out: dict[str, str] = {}
-        unique = list(dict.fromkeys(ids))
-        for i in range(0, len(unique), 500):  # stays under SQLite's bound-variable limit
-            part = unique[i : i + 500]
-            sql = f"SELECT id, sha FROM {table} WHERE org=? AND id IN ({','.join('?' * len(part))})"
-            out.update((r[0], r[1]) for r in conn.execute(sql, (org, *part)))
+        for part, marks in _id_parts(ids):
+            out.update((r[0], r[1]) for r in conn.execute(f"SELECT id, sha FROM {table} WHERE org=? AND id IN ({marks})", (org, *part)))
         return out
 
     def get_post(self, org: str, post_id: str) -> Post:
@@ -453,11 +458,9 @@ class SQLiteStorage:
         return self._get_docs("posts", org, ids, Post)
 
     def post_times(self, org: str, ids: Sequence[str]) -> dict[str, datetime | None]:
-        unique = list(dict.fromkeys(ids))
         out: dict[str, datetime | None] = {}
-        for i in range(0, len(unique), 500):
-            part = unique[i : i + 500]
-            rows = self._read(_fetch_all(f"SELECT id, created_at FROM posts WHERE org=? AND id IN ({','.join('?' * len(part))})", (org, *part)))
+        for part, marks in _id_parts(ids):
+            rows = self._read(_fetch_all(f"SELECT id, created_at FROM posts WHERE org=? AND id IN ({marks})", (org, *part)))
             out.update((r[0], datetime.fromisoformat(r[1]) if r[1] else None) for r in rows)
         return out
 
@@ -536,10 +539,7 @@ class SQLiteStorage:
                 ).fetchall()
             else:
                 rows = []
-                unique = list(dict.fromkeys(ids))
-                for i in range(0, len(unique), 500):  # stays under SQLite's bound-variable limit
-                    part = unique[i : i + 500]
-                    marks = ",".join("?" * len(part))
+                for part, marks in _id_parts(ids):
                     rows += conn.execute(
                         f"SELECT item_id, vec FROM vectors WHERE org=? AND kind=? AND embedder=? AND item_id IN ({marks})",
                         (org, kind, embedder_id, *part),
@@ -558,11 +558,9 @@ class SQLiteStorage:
         if ids is None and shas is None:
             return {r[0]: r[1] for r in self._read(_fetch_all(sql, (org, kind, embedder_id)))}
         column, values = ("item_id", ids) if ids is not None else ("text_sha", shas)
-        unique = list(dict.fromkeys(values or ()))
         out: dict[str, str] = {}
-        for i in range(0, len(unique), 500):
-            part = unique[i : i + 500]
-            rows = self._read(_fetch_all(f"{sql} AND {column} IN ({','.join('?' * len(part))})", (org, kind, embedder_id, *part)))
+        for part, marks in _id_parts(values or ()):
+            rows = self._read(_fetch_all(f"{sql} AND {column} IN ({marks})", (org, kind, embedder_id, *part)))
             out.update((r[0], r[1]) for r in rows)
         if ids is not None and shas is not None:
             wanted = set(shas)
@@ -599,9 +597,7 @@ class SQLiteStorage:
 
         def run(conn: sqlite3.Connection) -> list[Any]:
             rows: list[Any] = []
-            for i in range(0, len(wanted), 500):
-                part = wanted[i : i + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _id_parts(wanted):
                 rows += conn.execute(f"SELECT post_id, doc FROM matches WHERE org=? AND post_id IN ({marks}) ORDER BY post_id, rank", (org, *part)).fetchall()
             return rows
 
@@ -652,10 +648,7 @@ class SQLiteStorage:
     def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
             out: dict[str, dict[str, Any]] = {}
-            unique = list(dict.fromkeys(ids))
-            for i in range(0, len(unique), 500):
-                part = unique[i : i + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _id_parts(ids):
                 for row in conn.execute(f"SELECT id, doc FROM docs WHERE org=? AND collection=? AND id IN ({marks})", (org, collection, *part)):
                     out[row[0]] = _loads(row[1])
             return out
