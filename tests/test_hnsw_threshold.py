@@ -158,9 +158,11 @@ def test_held_rows_miss_themselves_no_more_than_the_wide_search_does() -> None:
     def recall(found: list[list[tuple[str, float]]]) -> float:
         return sum(len(t & {i for i, _ in hits}) for t, hits in zip(truth, found, strict=True)) / wanted
 
-    # the graph is built on two threads and differs from run to run (recall 0.9987-0.9999 over
-    # 15 builds), so the held search is held to the wide search's recall on the same graph
-    assert recall(held) >= recall(wide) >= 0.995
+    # the graph is built on two threads and differs from build to build (recall 0.9987-0.9999
+    # over 55 builds), so the held search is held to the wide search's recall on the same graph:
+    # equal in all 55; a row whose narrow pass found itself keeps that pass's hits, which may
+    # lack one the wide search has, hence the small allowance
+    assert recall(held) >= recall(wide) - 5e-4 and recall(wide) >= 0.995
 
 
 def test_a_held_row_asks_the_wide_search_only_of_the_segment_holding_it() -> None:
