@@ -199,3 +199,11 @@ def test_services_reuse_the_matcher_until_the_library_changes(hashing_services) 
     second = services.matcher()
     assert second is not first and len(second) == 2
     assert services.matcher("another-org") is not second
+    # a re-embedded text (same count) is a change too; asking reads no stored hash
+    full_reads: list[str] = []
+    read_shas = storage.vector_shas
+    storage.vector_shas = lambda org, kind, emb, ids=None, shas=None: (ids is None and shas is None and full_reads.append(kind)) or read_shas(  # type: ignore[method-assign]
+        org, kind, emb, ids=ids, shas=shas)
+    assert services.matcher() is second and full_reads == []
+    storage.put_vectors("default", "factcheck", services.embedder.id, [(LIBRARY[1].id, "another text", services.embedder.encode_documents(["x"])[0])])
+    assert services.matcher() is not second

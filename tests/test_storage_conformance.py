@@ -335,6 +335,8 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
     store.close()
     with sqlite3.connect(path) as conn:  # as schema 4 left it
         conn.execute("DROP INDEX vectors_sha")
+        conn.execute("DROP INDEX vectors_changed")
+        conn.execute("ALTER TABLE vectors DROP COLUMN changed")
         conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
     store = SQLiteStorage(f"sqlite:///{path}")
     store.migrate()
@@ -350,6 +352,41 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
             ("org", "post", "e5", "sha1", "sha2")))
     assert "vectors_sha" in plan, plan
     assert "CREATE INDEX IF NOT EXISTS vectors_sha" in MIGRATIONS[4]
+
+
+def test_sqlite_vector_stamp_is_one_index_lookup_after_upgrading_a_schema_5_store(tmp_path: Path) -> None:
+    """A schema-5 store (vectors without their change number) gains it (schema 6): its rows
+    keep number 0, the next write numbers its rows above them, and `vector_stamp` reads one
+    entry of vectors_changed instead of every row."""
+    import numpy as np
+
+    from factbridge.backends.storage.base import SCHEMA_VERSION
+    from factbridge.backends.storage.sqlite import MIGRATIONS
+
+    path = tmp_path / "v5.db"
+    store = SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    store.put_vectors("org", "factcheck", "e5", [(f"fc{i}", f"sha{i}", np.full(4, i, np.float32)) for i in range(20)])
+    store.close()
+    with sqlite3.connect(path) as conn:  # as schema 5 left it
+        conn.execute("DROP INDEX vectors_changed")
+        conn.execute("ALTER TABLE vectors DROP COLUMN changed")
+        conn.execute("UPDATE meta SET value='5' WHERE key='schema_version'")
+    store = SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        before = store.vector_stamp("org", "factcheck", "e5")
+        assert before == "changed:0" and store.vector_shas("org", "factcheck", "e5")["fc3"] == "sha3", "the rows stay, numbered 0"
+        store.put_vectors("org", "factcheck", "e5", [("fc3", "sha3b", np.full(4, 9, np.float32))])
+        assert store.vector_stamp("org", "factcheck", "e5") == "changed:1"
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT coalesce(max(changed), 0) FROM vectors WHERE org=? AND kind=? AND embedder=?", ("org", "factcheck", "e5")))
+    assert "vectors_changed" in plan, plan
+    assert "vectors_changed" in MIGRATIONS[5]
 
 
 @pytest.mark.postgres

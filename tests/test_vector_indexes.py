@@ -261,6 +261,40 @@ def test_a_batch_added_with_its_hashes_is_not_added_again_at_the_next_resync(tmp
 
 
 @pytest.mark.parametrize("choice", ["hnsw", "exact"])
+def test_a_resync_reads_the_hashes_only_when_the_vectors_stamp_moved(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fact-check library's index: each due resync asks the store's `vector_stamp` first and
+    reads every text hash only when a vector was written since (here by another process)."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import forget_indexes, stored_vector_index
+
+    rows = _unit(30, 8, 19)
+    path = tmp_path / "db.sqlite"
+    store, other = SQLiteStorage(f"sqlite:///{path}"), SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    other.put_vectors("org", "factcheck", "emb", [(f"fc{i}", f"s{i}", rows[i]) for i in range(20)])
+    full_reads: list[str] = []
+    read_shas = store.vector_shas
+
+    def counted(org: str, kind: str, emb: str, ids=None, shas=None):  # type: ignore[no-untyped-def]
+        if ids is None and shas is None:
+            full_reads.append(kind)
+        return read_shas(org, kind, emb, ids=ids, shas=shas)
+
+    store.vector_shas = counted  # type: ignore[method-assign]
+    assert len(stored_vector_index(store, "org", "factcheck", "emb", 8, choice=choice, resync_s=0.0)) == 20 and full_reads == ["factcheck"]
+    for _ in range(3):  # due every time, nothing written: no hash read
+        assert len(stored_vector_index(store, "org", "factcheck", "emb", 8, choice=choice, resync_s=0.0)) == 20
+    assert full_reads == ["factcheck"]
+    other.put_vectors("org", "factcheck", "emb", [(f"fc{i}", f"s{i}", rows[i]) for i in range(20, 30)])
+    index = stored_vector_index(store, "org", "factcheck", "emb", 8, choice=choice, resync_s=0.0)
+    assert len(index) == 30 and full_reads == ["factcheck", "factcheck"], "another process's write: read and added"
+    assert [i for i, _ in index.search(rows[25], 1, "emb")] == ["fc25"]
+    forget_indexes(store)
+    store.close()
+    other.close()
+
+
+@pytest.mark.parametrize("choice", ["hnsw", "exact"])
 def test_stored_vector_index_takes_the_fresh_vectors_the_caller_read(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`fresh_vectors` given: the batch is not read again, and the index holds and answers what
     reading it would have given (the same ids in the same order, a repeated id once)."""

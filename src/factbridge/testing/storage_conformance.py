@@ -390,6 +390,29 @@ def check_vectors_roundtrip(factory: StorageFactory) -> None:
         assert store.vector_shas("org", "factcheck", "never-used") == {}
 
 
+def check_vector_stamp(factory: StorageFactory) -> None:
+    """`vector_stamp` stays the same while nothing is written to those vectors (whatever is
+    written to another kind, embedder or organisation) and moves with each vector added or
+    re-embedded under another text hash."""
+    vecs = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
+    with _fresh(factory) as store:
+        empty = store.vector_stamp("org", "factcheck", "emb-a")
+        assert empty == store.vector_stamp("org", "post", "emb-b") == store.vector_stamp("elsewhere", "factcheck", "emb-a"), "nothing stored: one stamp"
+        store.put_vectors("org", "factcheck", "emb-a", [(f"fc-{i}", f"sha-{i}", vecs[i]) for i in range(3)])
+        first = store.vector_stamp("org", "factcheck", "emb-a")
+        assert first != empty and store.vector_stamp("org", "factcheck", "emb-a") == first, "stable while nothing is written"
+        store.put_vectors("org", "post", "emb-a", [("fc-0", "other", vecs[3])])
+        store.put_vectors("org", "factcheck", "emb-b", [("fc-0", "other", vecs[3])])
+        store.put_vectors("elsewhere", "factcheck", "emb-a", [("fc-0", "other", vecs[3])])
+        store.put_vectors("org", "factcheck", "emb-a", [])
+        assert store.vector_stamp("org", "factcheck", "emb-a") == first, "another kind, embedder or organisation, or nothing written"
+        store.put_vectors("org", "factcheck", "emb-a", [("fc-1", "sha-1b", vecs[3])])
+        again = store.vector_stamp("org", "factcheck", "emb-a")
+        assert again not in (first, empty), "a vector re-embedded from another text"
+        store.put_vectors("org", "factcheck", "emb-a", [("fc-9", "sha-9", vecs[0])])
+        assert store.vector_stamp("org", "factcheck", "emb-a") not in (first, again, empty), "a vector added"
+
+
 def check_vectors_by_ids(factory: StorageFactory) -> None:
     """`load_vectors(..., ids=...)` returns just those items, in the order of a full load; ids
     without a vector are absent; the org, kind and embedder still scope it."""
@@ -711,6 +734,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "load_vectors": lambda s, o: [_vector_rows(s.load_vectors(o, k, "emb-scope")) for k in ("factcheck", "post")]
     + [_vector_rows(s.load_vectors(o, k, "emb-scope", ids=[SHARED, "only-alpha", "only-bravo"])) for k in ("factcheck", "post")],
     "vector_shas": lambda s, o: [s.vector_shas(o, k, "emb-scope") for k in ("factcheck", "post")],
+    "vector_stamp": lambda s, o: [_stamp_or_empty(s, o, k) for k in ("factcheck", "post")],
     "matches_for_post": lambda s, o: [s.matches_for_post(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "matches_for_posts": lambda s, o: s.matches_for_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
@@ -722,11 +746,18 @@ SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vec
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
     "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
-    "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}],
+    "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
     "matches_for_factcheck": [[], [], []], "get_docs": {},
     "list_docs": [[], [], [], [], []], "count_docs": 0,
 }
+
+
+def _stamp_or_empty(store: Storage, org: str, kind: str) -> str:
+    """The vectors' stamp, or "empty" where it is the stamp of vectors never written (each
+    backend has its own)."""
+    stamp = store.vector_stamp(org, kind, "emb-scope")
+    return "empty" if stamp == store.vector_stamp(org, kind, "emb-never-written") else stamp
 
 
 def _view(store: Storage, org: str) -> dict[str, Any]:
@@ -825,6 +856,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_post_times,
     check_quarantine_add_and_list,
     check_vectors_roundtrip,
+    check_vector_stamp,
     check_vectors_by_ids,
     check_embedder_dimension_mismatch_raises,
     check_vectors_of_two_embedders_never_mix,

@@ -22,7 +22,7 @@ from factbridge.errors import InputError, PreconditionFailed, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass
@@ -129,6 +129,11 @@ class VectorStore(Protocol):
                     shas: Sequence[str] | None = None) -> dict[str, str]:
         """Item id -> hash of the text its vector was made from. With `ids`, only those items;
         with `shas`, only items whose text hash is one of them (a batch's look-ups, not every row)."""
+        ...
+    def vector_stamp(self, org: str, kind: str, embedder_id: str) -> str:
+        """A value that stays the same while no vector of (org, kind, embedder) is added or
+        replaced (a different one may still mean the same pairs), read without bringing the rows
+        into the process: what a reader compares to know whether to read the vectors again."""
         ...
     def embedders(self) -> dict[str, int]: ...
 

@@ -95,6 +95,9 @@ MIGRATIONS: list[str] = [
     """,
     # 5: vectors found by the hash of their text (as sqlite.py 5)
     "CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha)",
+    # 6: SQLite's change counter on vectors (sqlite.py 6) is not needed here: `vector_stamp`
+    # sums a 64-bit hash of each (item, text hash) pair inside the server
+    "SELECT 1",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -590,6 +593,15 @@ class PostgresStorage:
             params.append(list(dict.fromkeys(shas)))
         rows = self._read(_fetch_all(sql, tuple(params)))
         return {(r[0] if wanted is None else wanted.get(r[0], r[0])): r[1] for r in rows}
+
+    def vector_stamp(self, org: str, kind: str, embedder_id: str) -> str:
+        # concurrent writers commit out of the order they started in, so no counter's maximum
+        # is safe here; the count and the sum of each (item, text hash) pair's 64-bit hash,
+        # computed in the server (no row leaves it), change with any pair
+        sql = ("SELECT count(*), coalesce(sum(hashtextextended(item_id || chr(31) || text_sha, 0)), 0)::text"
+               " FROM vectors WHERE org=%s AND kind=%s AND embedder=%s")
+        count, total = self._read(lambda c: c.execute(sql, (org, kind, embedder_id)).fetchone())
+        return f"pairs:{int(count)}:{total}"
 
     def embedders(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}

@@ -10,7 +10,8 @@ A SQLite-side index is kept per (storage, org, kind, embedder) for the life of t
 process. Each use adds the vectors of the items the caller names (the batch it is
 working on: what it just stored); every `resync_s` seconds, and when it is first
 opened, it compares the stored text hashes with its own and adds whatever another
-process stored or changed. It is saved when a process first brings it up to date, and
+process stored or changed (unless the store's `vector_stamp` says nothing was written
+since the last time: a fact-check library's index reads no hashes while it is unchanged). It is saved when a process first brings it up to date, and
 then once SAVE_AFTER vectors (or a quarter of its newest segment, if more) were added
 since: a save writes the newest segment's graph again whole, and a restart adds what
 the file lacks from the store (its text hashes), so saving is only a head start.
@@ -73,6 +74,7 @@ class _Kept:
     index: HnswIndex | NumpyIndex
     shas: dict[str, str] = field(default_factory=dict)
     synced: float = 0.0
+    stamp: str | None = None  # the store's `vector_stamp` at the last resync
     saved: bool = False  # saved by this process (its first use saves)
     unsaved: int = 0  # vectors added since the last save
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,11 +140,15 @@ def stored_vector_index(
         now = time.monotonic()
         added: set[str] = set()  # read from the store just now
         if not kept.synced or now - kept.synced >= resync_s:
-            shas = storage.vector_shas(org, kind, embedder_id)
-            stale = sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha)
-            _add(storage, kept, org, kind, embedder_id, stale, shas)
-            kept.synced = now
-            added = set(stale)
+            # the stamp before the hashes: a write between the two reads moves the stamp the
+            # next resync reads, so that one reads the hashes again
+            stamp = storage.vector_stamp(org, kind, embedder_id)
+            if stamp != kept.stamp:  # something was written since the last resync (a library: rarely)
+                shas = storage.vector_shas(org, kind, embedder_id)
+                stale = sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha)
+                _add(storage, kept, org, kind, embedder_id, stale, shas)
+                added = set(stale)
+            kept.synced, kept.stamp = now, stamp
         # the fresh items not read just now are added all the same (a post whose time changed, not
         # its text, is stale by its time, not by its hash)
         if fresh_ids and fresh_vectors is not None:
