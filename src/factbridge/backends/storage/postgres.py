@@ -600,8 +600,9 @@ class PostgresStorage:
         # computed in the server (no row leaves it), change with any pair
         sql = ("SELECT count(*), coalesce(sum(hashtextextended(item_id || chr(31) || text_sha, 0)), 0)::text"
                " FROM vectors WHERE org=%s AND kind=%s AND embedder=%s")
-        count, total = self._read(lambda c: c.execute(sql, (org, kind, embedder_id)).fetchone())
-        return f"pairs:{int(count)}:{total}"
+        row = self._read(lambda c: c.execute(sql, (org, kind, embedder_id)).fetchone())
+        assert row is not None  # an aggregate returns a row
+        return f"pairs:{int(row[0])}:{row[1]}"
 
     def embedders(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}
