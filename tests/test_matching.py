@@ -206,4 +206,10 @@ def test_services_reuse_the_matcher_until_the_library_changes(hashing_services) 
         org, kind, emb, ids=ids, shas=shas)
     assert services.matcher() is second and full_reads == []
     storage.put_vectors("default", "factcheck", services.embedder.id, [(LIBRARY[1].id, "another text", services.embedder.encode_documents(["x"])[0])])
-    assert services.matcher() is not second
+    third = services.matcher()
+    assert third is not second and services.matcher() is third
+    # an edit that keeps the text (its language, read by the matcher) reloads it too; no timer does
+    fixed = prepare_factcheck(LIBRARY[0], LANGS).model_copy(update={"language": "fr"})
+    storage.upsert_factchecks("default", [fixed])
+    fourth = services.matcher()
+    assert fourth is not third and {i.id: i.language for i in fourth.items}[fixed.id] == "fr"

@@ -11,7 +11,7 @@ import pytest
 
 from factbridge.backends.storage.sqlite import SQLiteStorage, _dumps
 from factbridge.errors import StorageError
-from factbridge.models import Post
+from factbridge.models import FactCheck, Post
 from factbridge.testing.storage_conformance import (
     STORAGE_CHECKS,
     parametrize_storage_checks,
@@ -225,7 +225,6 @@ def test_sqlite_upgrades_a_version_1_database(tmp_path: Path) -> None:
     """A database written by schema 1 migrates: its data stays, its unused FTS tables go (schema 3)."""
     from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.sqlite import MIGRATIONS
-    from factbridge.models import FactCheck
 
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as conn:
@@ -335,8 +334,7 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
     store.close()
     with sqlite3.connect(path) as conn:  # as schema 4 left it
         conn.execute("DROP INDEX vectors_sha")
-        conn.execute("DROP INDEX vectors_changed")
-        conn.execute("ALTER TABLE vectors DROP COLUMN changed")
+        _as_schema_5(conn)
         conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
     store = SQLiteStorage(f"sqlite:///{path}")
     store.migrate()
@@ -354,10 +352,17 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
     assert "CREATE INDEX IF NOT EXISTS vectors_sha" in MIGRATIONS[4]
 
 
-def test_sqlite_vector_stamp_is_one_index_lookup_after_upgrading_a_schema_5_store(tmp_path: Path) -> None:
-    """A schema-5 store (vectors without their change number) gains it (schema 6): its rows
-    keep number 0, the next write numbers its rows above them, and `vector_stamp` reads one
-    entry of vectors_changed instead of every row."""
+def _as_schema_5(conn: sqlite3.Connection) -> None:
+    """Schema 6's change numbers taken out of a current store."""
+    for table in ("vectors", "factchecks"):
+        conn.execute(f"DROP INDEX {table}_changed")
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN changed")
+
+
+def test_sqlite_stamps_are_one_index_lookup_after_upgrading_a_schema_5_store(tmp_path: Path) -> None:
+    """A schema-5 store (vectors and fact-checks without their change numbers) gains them
+    (schema 6): its rows keep number 0, the next write numbers its rows above them, and
+    `vector_stamp` / `factcheck_stamp` read one index entry instead of every row."""
     import numpy as np
 
     from factbridge.backends.storage.base import SCHEMA_VERSION
@@ -367,10 +372,10 @@ def test_sqlite_vector_stamp_is_one_index_lookup_after_upgrading_a_schema_5_stor
     store = SQLiteStorage(f"sqlite:///{path}")
     store.migrate()
     store.put_vectors("org", "factcheck", "e5", [(f"fc{i}", f"sha{i}", np.full(4, i, np.float32)) for i in range(20)])
+    store.upsert_factchecks("org", [FactCheck(id="fc3", claim="a claim")])
     store.close()
     with sqlite3.connect(path) as conn:  # as schema 5 left it
-        conn.execute("DROP INDEX vectors_changed")
-        conn.execute("ALTER TABLE vectors DROP COLUMN changed")
+        _as_schema_5(conn)
         conn.execute("UPDATE meta SET value='5' WHERE key='schema_version'")
     store = SQLiteStorage(f"sqlite:///{path}")
     store.migrate()
@@ -380,13 +385,17 @@ def test_sqlite_vector_stamp_is_one_index_lookup_after_upgrading_a_schema_5_stor
         assert before == "changed:0" and store.vector_shas("org", "factcheck", "e5")["fc3"] == "sha3", "the rows stay, numbered 0"
         store.put_vectors("org", "factcheck", "e5", [("fc3", "sha3b", np.full(4, 9, np.float32))])
         assert store.vector_stamp("org", "factcheck", "e5") == "changed:1"
+        assert store.factcheck_stamp("org") == "changed:0" and store.get_factcheck("org", "fc3").claim == "a claim"
+        store.upsert_factchecks("org", [FactCheck(id="fc3", claim="a claim", rating="False")])
+        assert store.factcheck_stamp("org") == "changed:1"
     finally:
         store.close()
     with sqlite3.connect(path) as conn:
         plan = " ".join(str(r) for r in conn.execute(
             "EXPLAIN QUERY PLAN SELECT coalesce(max(changed), 0) FROM vectors WHERE org=? AND kind=? AND embedder=?", ("org", "factcheck", "e5")))
-    assert "vectors_changed" in plan, plan
-    assert "vectors_changed" in MIGRATIONS[5]
+        fc_plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN SELECT coalesce(max(changed), 0) FROM factchecks WHERE org=?", ("org",)))
+    assert "vectors_changed" in plan and "factchecks_changed" in fc_plan, (plan, fc_plan)
+    assert "vectors_changed" in MIGRATIONS[5] and "factchecks_changed" in MIGRATIONS[5]
 
 
 @pytest.mark.postgres

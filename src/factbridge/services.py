@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -25,7 +24,7 @@ from factbridge.settings import Settings
 class Services:
     settings: Settings
     _closers: list[Any] = field(default_factory=list)
-    _matchers: dict[str, tuple[str, float, Any]] = field(default_factory=dict)
+    _matchers: dict[str, tuple[str, Any]] = field(default_factory=dict)  # org -> (its library's stamp, its matcher)
     _matcher_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -84,31 +83,33 @@ class Services:
         """The matcher for one organisation's library.
 
         With the default storage and embedder it is cached and reused while the
-        library's vectors are unchanged (a new or edited fact-check changes them;
-        other processes' imports too) and for at most `matcher_cache_s` seconds,
-        so each ingested batch or public report does not reload the library."""
+        library is unchanged (`_library_stamp`: a new, edited or withdrawn fact-check
+        changes it, another process's import too), so each ingested batch or public
+        report does not reload the library. Reloading it costs by its size (~40 s at
+        300,000 fact-checks): before the stamp covered the fact-checks' documents it was
+        also reloaded every `matcher_cache_s` seconds."""
         org = org or self.settings.org
         if storage is not None or embedder is not None:
             return self._build_matcher(org, storage, embedder)
         stamp = self._library_stamp(org)
         with self._matcher_lock:
             cached = self._matchers.get(org)
-            if cached and cached[0] == stamp and time.monotonic() - cached[1] < self.settings.matcher_cache_s:
-                return cached[2]
+            if cached and cached[0] == stamp:
+                return cached[1]
         matcher = self._build_matcher(org, None, None)
         with self._matcher_lock:
-            self._matchers[org] = (stamp, time.monotonic(), matcher)
+            self._matchers[org] = (stamp, matcher)
         return matcher
 
     def _library_stamp(self, org: str) -> str:
-        """What the library's matcher was built from, asked before each use: the fact-checks'
-        count, the withdrawn ones' and the stamp of their vectors (`vector_stamp`: no row read,
-        where hashing every stored pair here took ~3 s a batch at 300,000 fact-checks)."""
+        """What the library's matcher was built from, asked before each use: the stamps of the
+        fact-checks and of their vectors (`factcheck_stamp`, `vector_stamp`: no row read, where
+        hashing every stored pair here took ~3 s a batch at 300,000 fact-checks) and the count of
+        withdrawn ones (a withdrawal changes no vector)."""
         from factbridge.pipeline.withdrawals import WithdrawnList
 
-        # a withdrawal changes no vector: the count of withdrawn entries is part of the stamp
-        vectors = self.storage.vector_stamp(org, "factcheck", self.embedder.id)
-        return f"{self.storage.count_factchecks(org)}:{WithdrawnList(self.storage).count(org)}:{vectors}"
+        s = self.storage
+        return f"{s.factcheck_stamp(org)}:{WithdrawnList(s).count(org)}:{s.vector_stamp(org, 'factcheck', self.embedder.id)}"
 
     def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
         """The shipped per-language centering, when wanted (default: the match_centering

@@ -66,7 +66,7 @@ class Settings:
     match_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'match' decision; empty uses the value tuned on dev data.", _opt_float))
     possible_threshold: float | None = field(default=None, metadata=_meta("Fused score for a 'possible' decision; empty uses the tuned value.", _opt_float))
     match_centering: bool = field(default=True, metadata=_meta("Subtract per-language mean vectors before dense matching (cross-lingual matching).", _bool))
-    matcher_cache_s: float = field(default=300.0, metadata=_meta("Seconds a loaded fact-check library is reused before it is reloaded (it is reloaded at once when its vectors change).", float))
+    matcher_cache_s: float = field(default=300.0, metadata=_meta("Seconds between a kept post vector index's looks for vectors other processes stored (a loaded fact-check library is reloaded when it changes, checked at each use).", float))
     recheck_floor: float = field(default=0.80, metadata=_meta("Raw cosine between a stored post and a new fact-check above which the post is re-matched on import (tuned for e5; lower it for other embedders).", float))
     rrf_k: int = field(default=60, metadata=_meta("Constant k of reciprocal rank fusion.", int))
     linkrisk_protected_domains: str = field(default="", metadata=_meta("Protected (official) domains for look-alike detection: empty = the shipped list, FILE = only FILE, +FILE = shipped list plus FILE (TSV, see data/protected_domains.tsv)."))

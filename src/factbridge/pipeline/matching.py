@@ -232,8 +232,11 @@ class Matcher:
                 if got:
                     centred = self.centering.apply(raw, [fcs[i].language for i in got], "passage")
                     self.storage.put_vectors(self.org, kind, self.embedder.id, [(i, shas[i], v) for i, v in zip(got, centred, strict=True)])
+        # (re)loaded because the library changed: the index looks for new vectors now (with its
+        # store's `vector_stamp` unchanged that reads nothing)
         self.search_index = stored_vector_index(
             self.storage, self.org, kind, self.embedder.id, self.embedder.dim, data_dir=self.index_dir, tuning=self.index_tuning,
+            resync_s=0.0,
         )
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}

@@ -413,6 +413,26 @@ def check_vector_stamp(factory: StorageFactory) -> None:
         assert store.vector_stamp("org", "factcheck", "emb-a") not in (first, again, empty), "a vector added"
 
 
+def check_factcheck_stamp(factory: StorageFactory) -> None:
+    """`factcheck_stamp` stays the same while no fact-check of the organisation is added or
+    changed (an upsert of the same content, another organisation's writes) and moves with an
+    added fact-check and with an edit that keeps the text (a corrected rating)."""
+    with _fresh(factory) as store:
+        empty = store.factcheck_stamp("org")
+        assert empty == store.factcheck_stamp("elsewhere")
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim"), _fc("fc-2", "another claim")])
+        first = store.factcheck_stamp("org")
+        assert first != empty and store.factcheck_stamp("org") == first
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim")])  # the same content: unchanged
+        store.upsert_factchecks("elsewhere", [_fc("fc-1", "the claim"), _fc("fc-9", "a third")])
+        assert store.factcheck_stamp("org") == first
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim").model_copy(update={"rating": "Mostly false"})])
+        edited = store.factcheck_stamp("org")
+        assert edited not in (first, empty), "an edit that keeps the text"
+        store.upsert_factchecks("org", [_fc("fc-3", "a new claim")])
+        assert store.factcheck_stamp("org") not in (first, edited, empty), "a fact-check added"
+
+
 def check_vectors_by_ids(factory: StorageFactory) -> None:
     """`load_vectors(..., ids=...)` returns just those items, in the order of a full load; ids
     without a vector are absent; the org, kind and embedder still scope it."""
@@ -723,6 +743,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "get_factchecks": lambda s, o: s.get_factchecks(o, [SHARED, "only-alpha", "only-bravo"]),
     "iter_factchecks": lambda s, o: sorted((fc.model_dump(mode="json") for fc in s.iter_factchecks(o)), key=lambda d: d["id"]),
     "count_factchecks": lambda s, o: s.count_factchecks(o),
+    "factcheck_stamp": lambda s, o: "empty" if s.factcheck_stamp(o) == s.factcheck_stamp("org-never-written") else s.factcheck_stamp(o),
     "get_post": lambda s, o: _safe(lambda: s.get_post(o, SHARED)),
     "get_posts": lambda s, o: s.get_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "post_times": lambda s, o: s.post_times(o, [SHARED, "only-alpha", "only-bravo"]),
@@ -744,7 +765,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 }
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
-    "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0,
+    "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0, "factcheck_stamp": "empty",
     "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
@@ -857,6 +878,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_quarantine_add_and_list,
     check_vectors_roundtrip,
     check_vector_stamp,
+    check_factcheck_stamp,
     check_vectors_by_ids,
     check_embedder_dimension_mismatch_raises,
     check_vectors_of_two_embedders_never_mix,

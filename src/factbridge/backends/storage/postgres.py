@@ -95,8 +95,8 @@ MIGRATIONS: list[str] = [
     """,
     # 5: vectors found by the hash of their text (as sqlite.py 5)
     "CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha)",
-    # 6: SQLite's change counter on vectors (sqlite.py 6) is not needed here: `vector_stamp`
-    # sums a 64-bit hash of each (item, text hash) pair inside the server
+    # 6: SQLite's change counters (sqlite.py 6) are not needed here: `vector_stamp` and
+    # `factcheck_stamp` sum a 64-bit hash of each (item, hash) pair inside the server
     "SELECT 1",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -593,6 +593,13 @@ class PostgresStorage:
             params.append(list(dict.fromkeys(shas)))
         rows = self._read(_fetch_all(sql, tuple(params)))
         return {(r[0] if wanted is None else wanted.get(r[0], r[0])): r[1] for r in rows}
+
+    def factcheck_stamp(self, org: str) -> str:
+        # as vector_stamp, over each fact-check's (id, content hash)
+        sql = "SELECT count(*), coalesce(sum(hashtextextended(id || chr(31) || sha, 0)), 0)::text FROM factchecks WHERE org=%s"
+        row = self._read(lambda c: c.execute(sql, (org,)).fetchone())
+        assert row is not None  # an aggregate returns a row
+        return f"pairs:{int(row[0])}:{row[1]}"
 
     def vector_stamp(self, org: str, kind: str, embedder_id: str) -> str:
         # concurrent writers commit out of the order they started in, so no counter's maximum

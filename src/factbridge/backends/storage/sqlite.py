@@ -140,13 +140,17 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha);
     """,
-    # 6: a change counter on vectors per (org, kind, embedder), so `vector_stamp` is one index
-    # look-up: the matcher asked whether its library changed by hashing every fact-check's
-    # (id, text hash) pair, each batch: ~3 s a batch at 300,000 fact-checks. One writer at a
-    # time (BEGIN IMMEDIATE): each write's number is above every earlier one.
+    # 6: change counters on vectors per (org, kind, embedder) and on fact-checks per org, so
+    # `vector_stamp` and `factcheck_stamp` are one index look-up each: the matcher asked
+    # whether its library changed by hashing every fact-check's (id, text hash) pair, each
+    # batch (~3 s a batch at 300,000 fact-checks), and rebuilt itself every few minutes
+    # whatever the answer. One writer at a time (BEGIN IMMEDIATE): each write's number is
+    # above every earlier one.
     """
     ALTER TABLE vectors ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS vectors_changed ON vectors(org, kind, embedder, changed);
+    ALTER TABLE factchecks ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS factchecks_changed ON factchecks(org, changed);
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -349,6 +353,7 @@ class SQLiteStorage:
         def run(conn: sqlite3.Connection) -> UpsertResult:
             result = UpsertResult()
             now = _now()
+            changed = int(conn.execute("SELECT coalesce(max(changed), 0) + 1 FROM factchecks WHERE org=?", (org,)).fetchone()[0])
             for fc in last_per_id(items):  # a fact-check given twice: its last copy, reported once
                 doc = fc.model_dump(mode="json")
                 sha = content_sha(doc)
@@ -359,12 +364,13 @@ class SQLiteStorage:
                 args = (fc.language, _iso(fc.published_at), fc.tokens, _dumps(doc), sha)
                 if row:
                     conn.execute(
-                        "UPDATE factchecks SET language=?, published_at=?, tokens=?, doc=?, sha=?, updated_at=? WHERE org=? AND id=?",
-                        (*args, now, org, fc.id),
+                        "UPDATE factchecks SET language=?, published_at=?, tokens=?, doc=?, sha=?, updated_at=?, changed=? WHERE org=? AND id=?",
+                        (*args, now, changed, org, fc.id),
                     )
                     result.updated.append(fc.id)
                 else:
-                    conn.execute("INSERT INTO factchecks VALUES (?,?,?,?,?,?,?,?,?)", (org, fc.id, *args, now, now))
+                    conn.execute("INSERT INTO factchecks (org, id, language, published_at, tokens, doc, sha, created_at, updated_at, changed)"
+                                 " VALUES (?,?,?,?,?,?,?,?,?,?)", (org, fc.id, *args, now, now, changed))
                     result.inserted.append(fc.id)
             return result
 
@@ -402,6 +408,11 @@ class SQLiteStorage:
             for row in rows:
                 yield model.model_validate_json(row[1])
             last = rows[-1][0]
+
+    def factcheck_stamp(self, org: str) -> str:
+        # as vector_stamp: fact-checks are never deleted, each write numbers its rows above all
+        sql = "SELECT coalesce(max(changed), 0) FROM factchecks WHERE org=?"
+        return f"changed:{int(self._read(lambda c: c.execute(sql, (org,)).fetchone()[0]))}"
 
     def count_factchecks(self, org: str) -> int:
         return int(self._read(lambda c: c.execute("SELECT count(*) FROM factchecks WHERE org=?", (org,)).fetchone()[0]))
