@@ -353,7 +353,7 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
 
 
 def _as_schema_5(conn: sqlite3.Connection) -> None:
-    """Schema 6's change numbers taken out of a current store."""
+    """Schema 6's and 7's change numbers taken out of a current store."""
     for table in ("vectors", "factchecks"):
         conn.execute(f"DROP INDEX {table}_changed")
         conn.execute(f"ALTER TABLE {table} DROP COLUMN changed")
@@ -361,7 +361,7 @@ def _as_schema_5(conn: sqlite3.Connection) -> None:
 
 def test_sqlite_stamps_are_one_index_lookup_after_upgrading_a_schema_5_store(tmp_path: Path) -> None:
     """A schema-5 store (vectors and fact-checks without their change numbers) gains them
-    (schema 6): its rows keep number 0, the next write numbers its rows above them, and
+    (schemas 6 and 7): its rows keep number 0, the next write numbers its rows above them, and
     `vector_stamp` / `factcheck_stamp` read one index entry instead of every row."""
     import numpy as np
 
@@ -395,7 +395,7 @@ def test_sqlite_stamps_are_one_index_lookup_after_upgrading_a_schema_5_store(tmp
             "EXPLAIN QUERY PLAN SELECT coalesce(max(changed), 0) FROM vectors WHERE org=? AND kind=? AND embedder=?", ("org", "factcheck", "e5")))
         fc_plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN SELECT coalesce(max(changed), 0) FROM factchecks WHERE org=?", ("org",)))
     assert "vectors_changed" in plan and "factchecks_changed" in fc_plan, (plan, fc_plan)
-    assert "vectors_changed" in MIGRATIONS[5] and "factchecks_changed" in MIGRATIONS[5]
+    assert "vectors_changed" in MIGRATIONS[5] and "factchecks_changed" in MIGRATIONS[6]
 
 
 @pytest.mark.postgres

@@ -22,7 +22,7 @@ from factbridge.errors import InputError, PreconditionFailed, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass

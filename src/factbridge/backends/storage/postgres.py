@@ -95,8 +95,9 @@ MIGRATIONS: list[str] = [
     """,
     # 5: vectors found by the hash of their text (as sqlite.py 5)
     "CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha)",
-    # 6: SQLite's change counters (sqlite.py 6) are not needed here: `vector_stamp` and
+    # 6, 7: SQLite's change counters (sqlite.py 6, 7) are not needed here: `vector_stamp` and
     # `factcheck_stamp` sum a 64-bit hash of each (item, hash) pair inside the server
+    "SELECT 1",
     "SELECT 1",
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
