@@ -213,3 +213,53 @@ def test_services_reuse_the_matcher_until_the_library_changes(hashing_services) 
     storage.upsert_factchecks("default", [fixed])
     fourth = services.matcher()
     assert fourth is not third and {i.id: i.language for i in fourth.items}[fixed.id] == "fr"
+
+
+def test_duplicate_key_keeps_exactly_the_alphanumerics_of_every_code_point() -> None:
+    """The regular expression that strips a claim to its letters and digits keeps what
+    `str.isalnum` keeps, code point by code point (Khmer signs, Vietnamese tones, "_")."""
+    import sys
+
+    from factbridge.pipeline.matching import _duplicate_key
+
+    chars = "".join(chr(cp) for cp in range(sys.maxunicode + 1) if not 0xD800 <= cp < 0xE000)
+    key = _duplicate_key(FactCheck(id="x", claim=chars, publisher="Snopes"))
+    assert key == ("snopes", "".join(ch for ch in chars.casefold() if ch.isalnum()))
+    assert _duplicate_key(FactCheck(id="y", claim="Bộ Y tế: 5_000 ca! ស្លាប់ ១២៣", publisher="P"))[1] == "bộytế5000caសលប១២៣"  # Khmer signs are not alphanumeric
+
+
+def test_bm25_build_gives_what_counting_each_document_gave() -> None:
+    """The NumPy count of (document, term) pairs builds the same vocabulary and, bit for bit,
+    the same weights and scores as a Counter per document."""
+    import math
+    import random
+    from collections import Counter
+
+    from scipy import sparse
+
+    from factbridge.pipeline.lexical import BM25Index
+
+    rng = random.Random(7)
+    words = [f"w{n}" for n in range(300)] + ["ស្លាប់", "bộ", "y", "tế"]
+    docs = [[rng.choice(words[: rng.randint(1, len(words))]) for _ in range(rng.randint(0, 40))] for _ in range(2000)] + [[]]
+    built = BM25Index().build([str(n) for n in range(len(docs))], docs)
+    vocab: dict[str, int] = {}
+    rows, cols, tfs, df = [], [], [], Counter()
+    for row, doc in enumerate(docs):
+        for term, tf in Counter(doc).items():
+            col = vocab.setdefault(term, len(vocab))
+            rows.append(row), cols.append(col), tfs.append(tf)
+            df[col] += 1
+    lengths = np.array([len(d) for d in docs], dtype=np.float32)
+    idf = np.zeros(len(vocab), dtype=np.float32)
+    for col, freq in df.items():
+        idf[col] = math.log(1 + (len(docs) - freq + 0.5) / (freq + 0.5))
+    tf_arr = np.asarray(tfs, dtype=np.float32)
+    norm = 1.2 * (1 - 0.75 + 0.75 * lengths[np.asarray(rows)] / float(lengths.mean()))
+    weights = sparse.csc_matrix((idf[np.asarray(cols)] * tf_arr * 2.2 / (tf_arr + norm), (rows, cols)), shape=(len(docs), len(vocab)), dtype=np.float32)
+    assert built._vocab == vocab
+    assert built._weights is not None and (built._weights != weights).nnz == 0 and np.array_equal(built._weights.data, weights.data)
+    for query in docs[:50] + [["w1", "unknown"], []]:
+        assert built.scores(query).tobytes() == np.asarray(weights[:, [vocab[t] for t in set(query) if t in vocab]].sum(axis=1)).ravel().tobytes() or not query
+    empty = BM25Index().build([], [])
+    assert empty.scores(["w1"]).shape == (0,)

@@ -7,7 +7,6 @@ text score differently), and fast: one sparse column lookup per query term.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,29 +24,29 @@ class BM25Index:
         self._weights: sparse.csc_matrix | None = None
 
     def build(self, ids: Sequence[str], docs: Sequence[Sequence[str]]) -> BM25Index:
+        """Each document's terms numbered in order of first appearance (the columns), then
+        the (row, column) pairs counted by NumPy: one Python step per token, where a Counter
+        per document cost ~15 s of a 300,000-entry library's load."""
         self.ids = list(ids)
-        rows: list[int] = []
-        cols: list[int] = []
-        tfs: list[float] = []
+        vocab = self._vocab
         lengths = np.array([len(d) for d in docs], dtype=np.float32)
         avg = float(lengths.mean()) if len(docs) else 1.0
-        df: Counter[int] = Counter()
-        for row, doc in enumerate(docs):
-            counts = Counter(doc)
-            for term, tf in counts.items():
-                col = self._vocab.setdefault(term, len(self._vocab))
-                rows.append(row)
-                cols.append(col)
-                tfs.append(tf)
-                df[col] += 1
+        number = vocab.setdefault
+        terms = np.fromiter((number(term, len(vocab)) for doc in docs for term in doc), dtype=np.int64, count=int(lengths.sum()))
+        rows_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths.astype(np.int64))
+        # one key per (row, column); np.unique sorts them: rows in order, columns ascending
+        keys, tf_counts = np.unique(rows_of * max(len(vocab), 1) + terms, return_counts=True)
+        rows, cols = np.divmod(keys, max(len(vocab), 1))
         n = len(docs)
-        idf = np.zeros(len(self._vocab), dtype=np.float32)
-        for col, freq in df.items():
-            idf[col] = math.log(1 + (n - freq + 0.5) / (freq + 0.5))
-        tf_arr = np.asarray(tfs, dtype=np.float32)
-        norm = self.k1 * (1 - self.b + self.b * lengths[np.asarray(rows, dtype=np.int64)] / max(avg, 1e-9)) if rows else 0
-        weights = idf[np.asarray(cols, dtype=np.int64)] * tf_arr * (self.k1 + 1) / (tf_arr + norm) if rows else tf_arr
-        self._weights = sparse.csc_matrix((weights, (rows, cols)), shape=(n, len(self._vocab)), dtype=np.float32)
+        freq = np.bincount(cols, minlength=len(vocab))  # documents holding each term
+        idf = np.zeros(len(vocab), dtype=np.float32)
+        for col, f in enumerate(freq.tolist()):  # math.log per term, as before: the same float32 values
+            idf[col] = math.log(1 + (n - f + 0.5) / (f + 0.5))
+        tf_arr = tf_counts.astype(np.float32)
+        has = len(keys) > 0
+        norm = self.k1 * (1 - self.b + self.b * lengths[rows] / max(avg, 1e-9)) if has else 0
+        weights = idf[cols] * tf_arr * (self.k1 + 1) / (tf_arr + norm) if has else tf_arr
+        self._weights = sparse.csc_matrix((weights, (rows, cols)), shape=(n, len(vocab)), dtype=np.float32)
         return self
 
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:

