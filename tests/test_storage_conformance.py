@@ -126,6 +126,29 @@ def test_sqlite_read_time_limit_raises_storage_error() -> None:
         store.close()
 
 
+def test_sqlite_read_time_limit_counts_the_query_not_the_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing many documents after a quick query is not a slow query: a large library's
+    fact-checks read while the machine is loaded raised "took longer than 10 s" when each was
+    parsed inside the read."""
+    import time as clock
+
+    from factbridge.models import FactCheck
+
+    store = SQLiteStorage("sqlite:///:memory:")
+    store.migrate()
+    store.upsert_factchecks("org", [FactCheck(id=f"fc{i}", claim=f"claim {i}") for i in range(1200)])  # three parts of ids
+    store.put_docs("org", "c", [(f"d{i}", {"n": i}, None) for i in range(1200)])
+    store.read_time_limit_s = 0.2
+    parse, loads = FactCheck.model_validate_json, SQLiteStorage.get_docs.__globals__["_loads"]
+    monkeypatch.setattr(FactCheck, "model_validate_json", classmethod(lambda cls, raw: clock.sleep(0.0005) or parse(raw)))
+    monkeypatch.setitem(SQLiteStorage.get_docs.__globals__, "_loads", lambda raw: clock.sleep(0.0005) or loads(raw))
+    try:
+        assert len(store.get_factchecks("org", [f"fc{i}" for i in range(1200)])) == 1200  # ~0.6 s of parsing
+        assert len(store.get_docs("org", "c", [f"d{i}" for i in range(1200)])) == 1200
+    finally:
+        store.close()
+
+
 def test_sqlite_write_error_is_storage_error_and_writer_survives() -> None:
     store = SQLiteStorage("sqlite:///:memory:")
     store.migrate()
