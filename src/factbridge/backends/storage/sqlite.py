@@ -389,15 +389,14 @@ class SQLiteStorage:
         return self._get_docs("factchecks", org, ids, FactCheck)
 
     def _get_docs(self, table: str, org: str, ids: Sequence[str], model: Any) -> dict[str, Any]:
-        def run(conn: sqlite3.Connection) -> list[Any]:
-            rows: list[Any] = []
-            for part, marks in _id_parts(ids):
-                rows += conn.execute(f"SELECT id, doc FROM {table} WHERE org=? AND id IN ({marks})", (org, *part)).fetchall()
-            return rows
-
-        # parsed after the read: the read time limit is the query's, not the parsing's (300,000
-        # fact-checks' models take ~4 s to parse, past the limit on a loaded machine)
-        return {row[0]: model.model_validate_json(row[1]) for row in self._read(run)}
+        # each part parsed after its read: the read time limit is the query's, not the parsing's
+        # (300,000 fact-checks' models take ~4 s to parse, past the limit on a loaded machine),
+        # and only one part's text is held beside the models
+        out: dict[str, Any] = {}
+        for part, marks in _id_parts(ids):
+            for row in self._read(_fetch_all(f"SELECT id, doc FROM {table} WHERE org=? AND id IN ({marks})", (org, *part))):
+                out[row[0]] = model.model_validate_json(row[1])
+        return out
 
     def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]:
         yield from self._iter_docs("factchecks", org, batch_size, FactCheck)
@@ -677,13 +676,11 @@ class SQLiteStorage:
         self._write(run)
 
     def get_docs(self, org: str, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        def run(conn: sqlite3.Connection) -> list[Any]:
-            rows: list[Any] = []
-            for part, marks in _id_parts(ids):
-                rows += conn.execute(f"SELECT id, doc FROM docs WHERE org=? AND collection=? AND id IN ({marks})", (org, collection, *part)).fetchall()
-            return rows
-
-        return {row[0]: _loads(row[1]) for row in self._read(run)}  # parsed after the read (as `_get_docs`)
+        out: dict[str, dict[str, Any]] = {}
+        for part, marks in _id_parts(ids):  # each part parsed after its read (as `_get_docs`)
+            sql = f"SELECT id, doc FROM docs WHERE org=? AND collection=? AND id IN ({marks})"
+            out.update((row[0], _loads(row[1])) for row in self._read(_fetch_all(sql, (org, collection, *part))))
+        return out
 
     def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
         if order not in self._DOC_ORDERS:
