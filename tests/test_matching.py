@@ -14,6 +14,7 @@ from factbridge.pipeline.reranker import (
     Reranker,
     fit_logistic,
 )
+from factbridge.pipeline.withdrawals import withdrawal_of
 
 LANGS = ("vi", "km", "fr", "en")
 LIBRARY = [
@@ -263,3 +264,31 @@ def test_bm25_build_gives_what_counting_each_document_gave() -> None:
         assert built.scores(query).tobytes() == np.asarray(weights[:, [vocab[t] for t in set(query) if t in vocab]].sum(axis=1)).ravel().tobytes() or not query
     empty = BM25Index().build([], [])
     assert empty.scores(["w1"]).shape == (0,)
+
+
+def test_library_entries_read_what_the_models_hold(storage) -> None:  # type: ignore[no-untyped-def]
+    """The library's load reads a few fields of each document (`factcheck_fields`), not models:
+    the same texts, languages, times (offsets and naive ones kept) and withdrawals."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from factbridge.pipeline.matching import library_entries
+
+    seven = timezone(timedelta(hours=7))
+    fcs = [
+        prepare_factcheck(FactCheck(id="a", claim="Uống nước chanh chữa COVID", title="Chanh", publisher="AFP", language="vi",
+                                    published_at=datetime(2021, 3, 6, 12, 30, 15, 250000, tzinfo=seven)), LANGS),
+        prepare_factcheck(FactCheck(id="b", claim="ស្លាប់ ១២៣ នាក់", claim_date=datetime(2020, 1, 2, tzinfo=UTC)), LANGS),
+        FactCheck(id="c", claim="naive time", published_at=datetime(2019, 5, 1, 8, 0), raw={"withdrawn": {"at": "2024-01-01"}}),
+        FactCheck(id="d", claim="not a withdrawal", raw={"withdrawn": "no"}),
+    ]
+    storage.upsert_factchecks("org", fcs)
+    entries = library_entries(storage, "org", ["a", "b", "c", "d", "missing"])
+    models = storage.get_factchecks("org", ["a", "b", "c", "d"])
+    assert sorted(entries) == ["a", "b", "c", "d"]
+    for fc_id, fc in models.items():
+        e = entries[fc_id]
+        assert (e.publisher, e.claim, e.title, e.language, e.tokens, e.norm_text) == (fc.publisher, fc.claim, fc.title, fc.language, fc.tokens, fc.norm_text)
+        assert (e.published_at, e.claim_date) == (fc.published_at, fc.claim_date) and e.withdrawn == (withdrawal_of(fc) is not None)
+        for ours, theirs in ((e.published_at, fc.published_at), (e.claim_date, fc.claim_date)):
+            assert (ours is None) == (theirs is None) and (ours is None or ours.utcoffset() == theirs.utcoffset())
+    assert [entries[i].withdrawn for i in "abcd"] == [False, False, True, False]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from factbridge.pipeline.centering import LanguageCentering
 from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
-from factbridge.pipeline.withdrawals import withdrawal_of, withdrawn_ids
+from factbridge.pipeline.withdrawals import withdrawn_ids
 from factbridge.text.crosslingual import CROSSLINGUAL_VERSION, ascii_digits
 from factbridge.text.tokenize import TOKENIZER_VERSION, tokenize
 from factbridge.text.vietnamese import TONES_VERSION
@@ -62,7 +63,45 @@ def _numbers(text: str) -> set[str]:
 _NOT_ALNUM = re.compile(r"[\W_]+")  # `\w` is `str.isalnum` and "_": what is left is the alphanumerics
 
 
-def _duplicate_key(fc: FactCheck) -> tuple[str, str]:
+@dataclass(frozen=True, slots=True)
+class LibraryEntry:
+    """What loading the library reads of each fact-check (`factcheck_fields`: no model built)."""
+
+    id: str
+    publisher: str
+    claim: str
+    title: str
+    language: str | None
+    tokens: str
+    norm_text: str
+    published_at: datetime | None
+    claim_date: datetime | None
+    withdrawn: bool  # its document carries a withdrawal (`withdrawals.withdrawal_of`)
+
+
+ENTRY_FIELDS = ("publisher", "claim", "title", "language", "tokens", "norm_text", "published_at", "claim_date", "raw.withdrawn")
+
+
+def library_entries(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, LibraryEntry]:
+    """The stored fact-checks of `ids` as the library's load reads them."""
+    out: dict[str, LibraryEntry] = {}
+    for fc_id, (publisher, claim, title, language, tokens, norm_text, published, claimed, withdrawn) in storage.factcheck_fields(org, ENTRY_FIELDS, ids).items():
+        out[fc_id] = LibraryEntry(fc_id, publisher or "", claim or "", title or "", language, tokens or "", norm_text or "",
+                                  _time(published), _time(claimed), isinstance(withdrawn, dict))
+    return out
+
+
+def _time(value: Any) -> datetime | None:
+    """A stored time (the ISO text `FactCheck`'s JSON holds) as the model reads it."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return FactCheck.model_validate({"id": "", "claim": "", "published_at": value}).published_at
+
+
+def _duplicate_key(fc: FactCheck | LibraryEntry) -> tuple[str, str]:
     return (fc.publisher.casefold(), _NOT_ALNUM.sub("", fc.claim.casefold()))
 
 
@@ -70,11 +109,11 @@ def _natural(fc_id: str) -> tuple[int, int | str]:
     return (0, int(fc_id)) if fc_id.isdigit() else (1, fc_id)
 
 
-def canonical_factchecks(fcs: Sequence[FactCheck]) -> dict[str, str]:
+def canonical_factchecks(fcs: Sequence[FactCheck | LibraryEntry]) -> dict[str, str]:
     """Map each fact-check id to the original of its group of near-identical copies
     (same publisher, same claim up to case, punctuation and quotes): the earliest
     published one, then the first in natural id order."""
-    groups: dict[tuple[str, str], list[FactCheck]] = {}
+    groups: dict[tuple[str, str], list[FactCheck | LibraryEntry]] = {}
     for fc in fcs:
         groups.setdefault(_duplicate_key(fc), []).append(fc)
     out: dict[str, str] = {}
@@ -181,7 +220,7 @@ class Matcher:
         ids, matrix = self.storage.load_vectors(self.org, "factcheck", self.embedder.id)
         if len(ids) and matrix.shape[1] != self.embedder.dim:
             raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
-        fcs = self._usable(self.storage.get_factchecks(self.org, ids))
+        fcs = self._usable(library_entries(self.storage, self.org, ids))
         canonical = canonical_factchecks(list(fcs.values()))
         self.duplicates: dict[str, list[str]] = {}
         for fc_id, original in canonical.items():
@@ -197,18 +236,8 @@ class Matcher:
             if self.centering is not None:
                 library = self.centering.apply(library, [fcs[i].language for i in ids], "passage")
             self.index.add(ids, library, self.embedder.id)
-        docs = [fcs[i].tokens.split() for i in ids]
-        self.lexical = BM25Index().build(ids, docs)
-        self.items = [
-            LibraryItem(
-                id=fc_id,
-                language=fcs[fc_id].language or "und",
-                title_tokens=frozenset(tokenize(fcs[fc_id].title)),
-                numbers=frozenset(_numbers(fcs[fc_id].norm_text)),
-                date=fcs[fc_id].published_at or fcs[fc_id].claim_date,
-            )
-            for fc_id in ids
-        ]
+        self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
+        self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
     def _refresh_stored(self) -> None:
         """The library without its vectors in this process: dense retrieval asks the storage's
@@ -218,7 +247,7 @@ class Matcher:
         from factbridge.backends.vectors.selection import stored_vector_index
 
         shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
-        fcs = self._usable(self.storage.get_factchecks(self.org, sorted(shas)))
+        fcs = self._usable(library_entries(self.storage, self.org, sorted(shas)))
         canonical = canonical_factchecks(list(fcs.values()))
         self.duplicates = {}
         for fc_id, original in canonical.items():
@@ -246,14 +275,14 @@ class Matcher:
         self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
-    def _usable(self, fcs: dict[str, FactCheck]) -> dict[str, FactCheck]:
+    def _usable(self, fcs: dict[str, LibraryEntry]) -> dict[str, LibraryEntry]:
         """The library without the fact-checks their publisher withdrew (kept in storage, marked:
         pipeline/withdrawals.py): a withdrawn verdict no longer answers a post."""
         withdrawn = withdrawn_ids(self.storage, self.org)
-        return {i: fc for i, fc in fcs.items() if i not in withdrawn and withdrawal_of(fc) is None}
+        return {i: fc for i, fc in fcs.items() if i not in withdrawn and not fc.withdrawn}
 
     @staticmethod
-    def _item(fc: FactCheck) -> LibraryItem:
+    def _item(fc: LibraryEntry) -> LibraryItem:
         return LibraryItem(
             id=fc.id, language=fc.language or "und", title_tokens=frozenset(tokenize(fc.title)),
             numbers=frozenset(_numbers(fc.norm_text)), date=fc.published_at or fc.claim_date,

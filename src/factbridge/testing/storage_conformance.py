@@ -22,6 +22,7 @@ Checks that need an optional method the factory lacks are skipped with the reaso
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import unicodedata
@@ -413,6 +414,36 @@ def check_vector_stamp(factory: StorageFactory) -> None:
         assert store.vector_stamp("org", "factcheck", "emb-a") not in (first, again, empty), "a vector added"
 
 
+def check_factcheck_fields(factory: StorageFactory) -> None:
+    """`factcheck_fields` reads the named fields of each stored document as JSON values (nested
+    keys by dots, None where absent), for the whole library or the ids asked; a name that is
+    not a key path is refused before any query."""
+    when = datetime(2021, 3, 6, 12, 30, tzinfo=UTC)
+    plain = _fc("fc-1", "Cà phê chữa ung thư", title="Coffee", language="vi", published_at=when)
+    pulled = _fc("fc-2", "ស្លាប់ ១២៣ នាក់", raw={"withdrawn": {"at": "2024-01-01", "reason": "wrong"}, "n": 3})
+    with _fresh(factory) as store:
+        store.upsert_factchecks("org", [plain, pulled])
+        store.upsert_factchecks("other", [_fc("fc-3", "elsewhere")])
+        got = store.factcheck_fields("org", ["claim", "title", "language", "published_at", "raw.withdrawn", "raw.n", "nope"])
+        assert sorted(got) == ["fc-1", "fc-2"]
+        claim, title, language, published, withdrawn, n, nope = got["fc-1"]
+        assert (claim, title, language, withdrawn, n, nope) == (plain.claim, "Coffee", "vi", None, None, None)
+        assert datetime.fromisoformat(published) == when, published
+        assert got["fc-2"][:3] == [pulled.claim, "", "en"] and got["fc-2"][4:6] == [{"at": "2024-01-01", "reason": "wrong"}, 3]
+        assert store.factcheck_fields("org", ["claim"]) == {"fc-1": [plain.claim], "fc-2": [pulled.claim]}, "one field"
+        assert store.factcheck_fields("org", ["claim"], ids=["fc-2", "missing", "fc-3"]) == {"fc-2": [pulled.claim]}
+        assert store.factcheck_fields("org", ["claim"], ids=[]) == {} and store.factcheck_fields("nobody", ["claim"]) == {}
+        many = [_fc(f"m-{i:04d}", f"claim {i}") for i in range(1200)]  # more ids than one query binds
+        store.upsert_factchecks("org", many)
+        asked = store.factcheck_fields("org", ["claim"], ids=[fc.id for fc in many[::-1]])
+        assert asked == {fc.id: [fc.claim] for fc in many}
+        assert len(store.factcheck_fields("org", ["claim", "language"])) == 1202
+        bad_names: list[list[str]] = [["claim'); DROP TABLE factchecks; --"], ["raw..withdrawn"], ['a"b'], []]
+        for bad in bad_names:
+            _raises(ValueError, functools.partial(store.factcheck_fields, "org", bad), f"field names {bad!r}")
+        assert store.count_factchecks("org") == 1202
+
+
 def check_factcheck_stamp(factory: StorageFactory) -> None:
     """`factcheck_stamp` stays the same while no fact-check of the organisation is added or
     changed (an upsert of the same content, another organisation's writes) and moves with an
@@ -743,6 +774,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "get_factchecks": lambda s, o: s.get_factchecks(o, [SHARED, "only-alpha", "only-bravo"]),
     "iter_factchecks": lambda s, o: sorted((fc.model_dump(mode="json") for fc in s.iter_factchecks(o)), key=lambda d: d["id"]),
     "count_factchecks": lambda s, o: s.count_factchecks(o),
+    "factcheck_fields": lambda s, o: [s.factcheck_fields(o, ["claim", "raw.n"]), s.factcheck_fields(o, ["claim"], ids=[SHARED, "only-alpha", "only-bravo"])],
     "factcheck_stamp": lambda s, o: "empty" if s.factcheck_stamp(o) == s.factcheck_stamp("org-never-written") else s.factcheck_stamp(o),
     "get_post": lambda s, o: _safe(lambda: s.get_post(o, SHARED)),
     "get_posts": lambda s, o: s.get_posts(o, [SHARED, "only-alpha", "only-bravo"]),
@@ -765,7 +797,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 }
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
-    "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0, "factcheck_stamp": "empty",
+    "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0, "factcheck_fields": [{}, {}], "factcheck_stamp": "empty",
     "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
@@ -878,6 +910,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_quarantine_add_and_list,
     check_vectors_roundtrip,
     check_vector_stamp,
+    check_factcheck_fields,
     check_factcheck_stamp,
     check_vectors_by_ids,
     check_embedder_dimension_mismatch_raises,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,17 @@ from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
 SCHEMA_VERSION = 7
+FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")  # `factcheck_fields`' field names
+
+
+def field_paths(fields: Sequence[str]) -> list[list[str]]:
+    """`factcheck_fields`' fields as key paths, each checked (a backend builds its query from them)."""
+    if not fields:
+        raise ValueError("factcheck_fields: name at least one field")
+    bad = [f for f in fields if not FIELD_PATH.fullmatch(f)]
+    if bad:
+        raise ValueError(f"factcheck_fields: not a field name: {', '.join(map(repr, bad))} (keys, dotted for nested ones)")
+    return [f.split(".") for f in fields]
 
 
 @dataclass
@@ -83,6 +95,14 @@ class FactCheckStore(Protocol):
     def get_factchecks(self, org: str, ids: Sequence[str]) -> dict[str, FactCheck]: ...
     def iter_factchecks(self, org: str, batch_size: int = 1000) -> Iterator[FactCheck]: ...
     def count_factchecks(self, org: str) -> int: ...
+    def factcheck_fields(self, org: str, fields: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
+        """Per fact-check of `org` (those of `ids`, when given, that are stored), the values of
+        these fields of its stored document, in the order asked: JSON values as the document
+        holds them (text, numbers, None, objects as dicts; times as ISO text; None where the
+        field is absent). A field names a top-level key, or a key inside an object with dots
+        ("raw.withdrawn"). What a reader of a few fields of a whole library needs, without a
+        model built per fact-check (`get_factchecks`: ~3x the time at 300,000)."""
+        ...
     def factcheck_stamp(self, org: str) -> str:
         """A value that stays the same while no fact-check of `org` is added or changed (a
         different one may still mean the same library), read without bringing the rows into

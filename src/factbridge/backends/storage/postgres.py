@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import orjson
 
 from factbridge.backends.storage.base import (
     SCHEMA_VERSION,
@@ -29,6 +30,7 @@ from factbridge.backends.storage.base import (
     Rows,
     UpsertResult,
     content_sha,
+    field_paths,
     last_per_id,
 )
 from factbridge.errors import DependencyMissing, EmbedderMismatch, NotFound, StorageError
@@ -594,6 +596,23 @@ class PostgresStorage:
             params.append(list(dict.fromkeys(shas)))
         rows = self._read(_fetch_all(sql, tuple(params)))
         return {(r[0] if wanted is None else wanted.get(r[0], r[0])): r[1] for r in rows}
+
+    def factcheck_fields(self, org: str, fields: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
+        paths = field_paths(fields)
+        values = "jsonb_build_array(" + ", ".join("doc #> %s" for _ in paths) + ")::text"
+        if ids is not None:
+            wanted = {_text(i): i for i in ids}
+            if not wanted:
+                return {}
+            rows = self._read(_fetch_all(f"SELECT id, {values} FROM factchecks WHERE org=%s AND id = ANY(%s)", (*paths, org, list(wanted))))
+            return {wanted.get(r[0], r[0]): orjson.loads(r[1]) for r in rows}
+        out: dict[str, list[Any]] = {}
+        sql = f'SELECT id, {values} FROM factchecks WHERE org=%s AND id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s'
+        last = ""
+        while rows := self._read(_fetch_all(sql, (*paths, org, last, 10_000))):  # pages, as iter_factchecks
+            out.update((r[0], orjson.loads(r[1])) for r in rows)
+            last = rows[-1][0]
+        return out
 
     def factcheck_stamp(self, org: str) -> str:
         # as vector_stamp, over each fact-check's (id, content hash)

@@ -38,6 +38,7 @@ from factbridge.backends.storage.base import (
     Rows,
     UpsertResult,
     content_sha,
+    field_paths,
     from_blob,
     last_per_id,
     to_blob,
@@ -411,6 +412,24 @@ class SQLiteStorage:
             for row in rows:
                 yield model.model_validate_json(row[1])
             last = rows[-1][0]
+
+    def factcheck_fields(self, org: str, fields: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
+        paths = ["$." + ".".join(f'"{key}"' for key in path) for path in field_paths(fields)]
+        # json_extract of two paths or more answers a JSON array (of one, a bare SQL value)
+        extract = "json_extract(doc, " + ", ".join("?" * max(2, len(paths))) + ")"
+        given = (paths + paths)[: max(2, len(paths))]
+        out: dict[str, list[Any]] = {}
+        if ids is not None:
+            for part, marks in _id_parts(ids):
+                rows = self._read(_fetch_all(f"SELECT id, {extract} FROM factchecks WHERE org=? AND id IN ({marks})", (*given, org, *part)))
+                out.update((row[0], _loads(row[1])[: len(paths)]) for row in rows)
+            return out
+        sql = f"SELECT id, {extract} FROM factchecks WHERE org=? AND id>? ORDER BY id LIMIT ?"
+        last = ""
+        while rows := self._read(_fetch_all(sql, (*given, org, last, 10_000))):  # pages: each read well inside the time limit
+            out.update((row[0], _loads(row[1])[: len(paths)]) for row in rows)
+            last = rows[-1][0]
+        return out
 
     def factcheck_stamp(self, org: str) -> str:
         # as vector_stamp: fact-checks are never deleted, each write numbers its rows above all
