@@ -7,7 +7,8 @@ text score differently), and fast: one sparse column lookup per query term.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -23,21 +24,28 @@ class BM25Index:
         self._vocab: dict[str, int] = {}
         self._weights: sparse.csc_matrix | None = None
 
-    def build(self, ids: Sequence[str], docs: Sequence[Sequence[str]]) -> BM25Index:
+    def build(self, ids: Sequence[str], docs: Iterable[Sequence[str]]) -> BM25Index:
         """Each document's terms numbered in order of first appearance (the columns), then
         the (row, column) pairs counted by NumPy: one Python step per token, where a Counter
-        per document cost ~15 s of a 300,000-entry library's load."""
+        per document cost ~15 s of a 300,000-entry library's load. `docs` is read once, one
+        document at a time (a generator of token lists holds one list at a time, where a
+        list of them all held ~1 GB at 300,000)."""
         self.ids = list(ids)
         vocab = self._vocab
-        lengths = np.array([len(d) for d in docs], dtype=np.float32)
-        avg = float(lengths.mean()) if len(docs) else 1.0
         number = vocab.setdefault
-        terms = np.fromiter((number(term, len(vocab)) for doc in docs for term in doc), dtype=np.int64, count=int(lengths.sum()))
-        rows_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths.astype(np.int64))
+        sizes, numbered = array("q"), array("q")
+        for doc in docs:
+            columns = [number(term, len(vocab)) for term in doc]
+            sizes.append(len(columns))
+            numbered.extend(columns)
+        n = len(sizes)
+        lengths = np.frombuffer(sizes, dtype=np.int64).astype(np.float32) if n else np.zeros(0, dtype=np.float32)
+        avg = float(lengths.mean()) if n else 1.0
+        terms = np.frombuffer(numbered, dtype=np.int64) if len(numbered) else np.zeros(0, dtype=np.int64)
+        rows_of = np.repeat(np.arange(n, dtype=np.int64), lengths.astype(np.int64))
         # one key per (row, column); np.unique sorts them: rows in order, columns ascending
         keys, tf_counts = np.unique(rows_of * max(len(vocab), 1) + terms, return_counts=True)
         rows, cols = np.divmod(keys, max(len(vocab), 1))
-        n = len(docs)
         freq = np.bincount(cols, minlength=len(vocab))  # documents holding each term
         idf = np.zeros(len(vocab), dtype=np.float32)
         for col, f in enumerate(freq.tolist()):  # math.log per term, as before: the same float32 values

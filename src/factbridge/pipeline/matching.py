@@ -236,7 +236,7 @@ class Matcher:
             if self.centering is not None:
                 library = self.centering.apply(library, [fcs[i].language for i in ids], "passage")
             self.index.add(ids, library, self.embedder.id)
-        self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
+        self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
     def _refresh_stored(self) -> None:
@@ -272,7 +272,7 @@ class Matcher:
         )
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
-        self.lexical = BM25Index().build(ids, [fcs[i].tokens.split() for i in ids])
+        self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
     def _usable(self, fcs: dict[str, LibraryEntry]) -> dict[str, LibraryEntry]:
