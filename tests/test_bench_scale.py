@@ -218,3 +218,24 @@ def test_bench_stages_times_every_stage_with_vectors_from_the_cache(tmp_path: Pa
     out = _run(["bench", "stages", "--posts", "40", "--batch", "16", "--vectors", str(cache)], tmp_path)
     assert not encoded, "a second invocation reads every vector from the cache"
     assert "beside the encoder" in out and "CPU ms/post" in out and "triage" in out
+
+
+def test_bench_library_loads_asks_and_matches_a_generated_library(tmp_path: Path) -> None:
+    """`bench library`: a generated library filled once and reused; above match_memory_max its
+    vector index is built at the first load and a fresh process's load then opens it; asking an
+    unchanged library gives the same matcher (the measuring process asserts it)."""
+    from factbridge.bench.library import generated_factchecks
+
+    first = generated_factchecks(3, start=5)
+    assert [fc.id for fc in first] == ["gen-0000005", "gen-0000006", "gen-0000007"] and first == generated_factchecks(3, start=5)
+    assert {fc.language for fc in generated_factchecks(40)} == {"vi", "km", "fr", "en"}
+    env = {"FACTBRIDGE_MATCH_MEMORY_MAX": "300"}
+    data = _json(_run(["bench", "library", "--factchecks", "600", "--posts", "10", "--json"], tmp_path, env))
+    assert data["factchecks"] == 600 and data["filled"] == 600 and data["dense_index"] == "stored"
+    assert data["index_build_s"] > 0 and data["load_s"] > 0 and data["load_peak_rss_mb"] > 0
+    assert 590 <= data["items"] <= 600, "the library less near-identical copies"
+    assert data["stamp_ms"] > 0 and data["cached_ask_ms"] > 0 and data["match_ms_per_post"] > 0 and data["posts"] == 10
+    again = _json(_run(["bench", "library", "--factchecks", "600", "--posts", "10", "--json"], tmp_path, env))
+    assert again["filled"] == 0 and again["index_build_s"] == 0 and again["items"] == data["items"], "the library and its index reused"
+    small = _run(["bench", "library", "--factchecks", "50", "--posts", "5"], tmp_path)
+    assert "memory dense index" in small and "asking whether the library changed" in small

@@ -585,3 +585,40 @@ def bench_scale(
         )
     console.print(table)
     console.print(f"[dim]load average {result.load} (before, then after each run) on {result.cpus} cores (other processes share them)[/]")
+
+
+@bench_app.command("library")
+def bench_library(
+    ctx: typer.Context,
+    factchecks: Annotated[int, typer.Option(help="Fact-checks in the generated library (filled once into data_dir/bench/library-N and reused).")] = 200_000,
+    posts: Annotated[int, typer.Option(help="Generated tweet-length posts matched against it.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The product's matcher over a large library: loading it, asking whether it changed, matching (the hashing embedder: costs, not quality)."""
+    from factbridge.bench.library import library_dir, run
+
+    if factchecks < 1 or posts < 1:
+        raise InputError("--factchecks and --posts must be positive", field="factchecks")
+    state = _state(ctx)
+    settings = load_settings(state.config, overrides=state.overrides)
+    config = str(state.config) if state.config else None
+    with progress_bar(f"generated library of {factchecks:,} fact-checks in {library_dir(settings.data_dir, factchecks)}", factchecks) as advance:
+        result = run(settings.data_dir, factchecks, posts, config, dict(state.overrides), advance,
+                     on_phase=lambda phase: err_console_print(f"{phase}..."))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return
+    table = Table(title=f"bench library: {factchecks:,} fact-checks ({result.dense_index} dense index), hashing embedder")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if result.filled:
+        table.add_row(f"filled ({result.filled:,} fact-checks stored and embedded)", f"{result.fill_s:.1f} s")
+    if result.index_build_s:
+        table.add_row("first load, vector index built and saved (once)", f"{result.index_build_s:.1f} s")
+    table.add_row("load (a worker's first matcher)", f"{result.load_s:.1f} s")
+    table.add_row("peak memory of the loading process", f"{result.load_peak_rss_mb:,.0f} MB")
+    table.add_row("asking whether the library changed (median)", f"{result.stamp_ms:.2f} ms")
+    table.add_row("the cached matcher, library unchanged (median)", f"{result.cached_ask_ms:.2f} ms")
+    table.add_row(f"matching {result.posts} posts, vectors given", f"{result.match_ms_per_post:.1f} ms/post")
+    console.print(table)
+    console.print(f"[dim]load average {result.load_avg[0]} → {result.load_avg[-1]}[/]")

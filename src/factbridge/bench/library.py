@@ -1,0 +1,171 @@
+"""`factbridge bench library`: the product's matcher over a large generated fact-check library.
+
+`bench match --synthetic` measures the vector index alone. This measures what a worker does
+with a library of N fact-checks stored in SQLite: loading it (every fact-check's fields, the
+duplicate groups, BM25, the per-item features, the saved vector index opened), asking before
+each batch whether it changed (`Services._library_stamp`), and matching posts against it.
+
+The library is generated (`generated_factchecks`: vi/km/fr/en titles and claims from the
+bench feed's text generator, times over five years, a few publishers) and embedded with the
+hashing embedder: the costs of a library this size, not its matching quality (the eval
+commands measure that). It is filled once into `data_dir/bench/library-<N>/` and reused;
+its vector index is built there at the first load (above `match_memory_max`, the usearch
+index kept beside the store). Each measurement runs in a process of its own, so the peak
+memory is the load's, not the fill's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from factbridge.bench.feed import _text, generated_posts
+from factbridge.models import FactCheck
+
+LANGS = ("vi", "km", "fr", "en")
+PUBLISHERS = ("AFP Fact Check", "Kiểm chứng", "Cambodia Fact Check", "Les Décodeurs", "Snopes")
+ORG = "bench"
+
+
+def generated_factchecks(n: int, seed: int = 41, start: int = 0) -> list[FactCheck]:
+    """Fact-checks `start` .. `start + n` of the generated library (raw: not yet prepared). The
+    same index always gives the same fact-check, so a library is filled in parts."""
+    out: list[FactCheck] = []
+    first = datetime(2021, 1, 1, tzinfo=UTC)
+    for i in range(start, start + n):
+        rng = np.random.default_rng((seed, i))
+        lang = LANGS[int(rng.integers(len(LANGS)))]
+        out.append(FactCheck(
+            id=f"gen-{i:07d}", claim=_text(rng, lang, int(rng.integers(80, 260))), title=_text(rng, lang, int(rng.integers(30, 90))),
+            rating=("False", "Misleading", "True")[int(rng.integers(3))], publisher=PUBLISHERS[int(rng.integers(len(PUBLISHERS)))],
+            url=f"https://factcheck.example/{i}", language=lang, published_at=first + timedelta(minutes=int(rng.integers(5 * 365 * 24 * 60))),
+        ))
+    return out
+
+
+@dataclass
+class LibraryBench:
+    factchecks: int
+    dense_index: str = ""  # "memory" (exact, vectors loaded) or "stored" (the saved vector index)
+    filled: int = 0  # fact-checks generated and stored by this run (0: the library was there)
+    fill_s: float = 0.0
+    index_build_s: float = 0.0  # the first load of a new library: its vector index built and saved
+    load_s: float = 0.0  # a worker's first matcher: the library loaded (vector index saved already)
+    load_peak_rss_mb: float = 0.0  # the measuring process's peak, the load included
+    items: int = 0
+    stamp_ms: float = 0.0  # asking whether the library changed (median)
+    cached_ask_ms: float = 0.0  # `services.matcher()` when it did not change (median)
+    match_ms_per_post: float = 0.0  # matching posts whose vectors are given (no embedding)
+    posts: int = 0
+    load_avg: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def library_dir(data_dir: str | Path, n: int) -> Path:
+    return Path(data_dir) / "bench" / f"library-{n}"
+
+
+def _settings(directory: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**overrides, "data_dir": str(directory), "storage_url": f"sqlite:///{directory / 'library.sqlite'}", "embedder": "hashing",
+            "embed_cache": "off", "org": ORG, "match_fusion": "rrf"}  # the learned fusion is trained on e5's scores
+
+
+def fill(directory: Path, n: int, config: str | None, overrides: dict[str, Any], advance: Callable[[int], None] | None = None) -> int:
+    """Store the generated library's first `n` fact-checks and their vectors (what is stored
+    already is kept: an interrupted fill goes on where it stopped). Returns how many it added."""
+    from factbridge.backends.embedders.cache import text_sha
+    from factbridge.pipeline.prepare import prepare_factcheck
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with Services(load_settings(config, overrides=_settings(directory, overrides))) as services:
+        storage, embedder = services.storage, services.embedder
+        have = storage.count_factchecks(ORG)
+        if advance:
+            advance(have)
+        for start in range(have, n, 2_000):  # ids in order: what is stored is a prefix
+            fcs = [prepare_factcheck(fc, services.languages) for fc in generated_factchecks(min(2_000, n - start), start=start)]
+            vectors = embedder.encode_documents([fc.passage for fc in fcs])
+            storage.upsert_factchecks(ORG, fcs)
+            storage.put_vectors(ORG, "factcheck", embedder.id, [(fc.id, text_sha(fc.passage), v) for fc, v in zip(fcs, vectors, strict=True)])
+            if advance:
+                advance(len(fcs))
+        return max(0, n - have)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching."""
+    from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+
+    with Services(load_settings(config, overrides=_settings(Path(directory), overrides))) as services:
+        started = time.perf_counter()
+        matcher = services.matcher(ORG)
+        load_s = time.perf_counter() - started
+        out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": _peak_rss_mb(), "items": len(matcher),
+                               "dense_index": matcher.dense_index}
+        stamps, asks = [], []
+        for _ in range(21):
+            started = time.perf_counter()
+            services._library_stamp(ORG)
+            stamps.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            assert services.matcher(ORG) is matcher, "the library did not change: the same matcher"
+            asks.append(time.perf_counter() - started)
+        out["stamp_ms"], out["cached_ask_ms"] = 1000 * statistics.median(stamps), 1000 * statistics.median(asks)
+        posts = [prepare_post(p, services.languages) for p in generated_posts(n_posts, "tweet", seed=43)]
+        vectors = services.embedder.encode_queries([embedding_text(p) for p in posts])
+        matcher.match_vectors(posts[:5], vectors[:5])  # warm
+        started = time.perf_counter()
+        matcher.match_vectors(posts, vectors)
+        out["match_ms_per_post"] = 1000 * (time.perf_counter() - started) / max(1, len(posts))
+        return out
+
+
+def measure(directory: Path, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`_measure` in a fresh process (spawned: nothing of this one's memory in its peak)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_measure, (str(directory), n_posts, config, overrides))
+
+
+def run(data_dir: str | Path, n: int, n_posts: int, config: str | None, overrides: dict[str, Any], advance: Callable[[int], None] | None = None,
+        on_phase: Callable[[str], None] | None = None) -> LibraryBench:
+    directory = library_dir(data_dir, n)
+    result = LibraryBench(factchecks=n, posts=n_posts, load_avg=[round(os.getloadavg()[0], 2)])
+    started = time.perf_counter()
+    result.filled = fill(directory, n, config, overrides, advance)
+    result.fill_s = time.perf_counter() - started if result.filled else 0.0
+    indexes = directory / "indexes"
+    measured = None
+    if not (indexes.is_dir() and any(indexes.iterdir())):  # a new library: its first load may build the vector index
+        if on_phase:
+            on_phase("loading the library in a fresh process (a large one's vector index is built and saved once)")
+        measured = measure(directory, n_posts, config, overrides)
+        if measured["dense_index"] == "stored":  # that load built the index: measure a load that opens it
+            result.index_build_s, measured = measured["load_s"], None
+    if measured is None:
+        if on_phase:
+            on_phase("loading the library in a fresh process, then asking and matching")
+        measured = measure(directory, n_posts, config, overrides)
+    for key, value in measured.items():
+        setattr(result, key, value)
+    result.load_avg.append(round(os.getloadavg()[0], 2))
+    return result
