@@ -292,3 +292,27 @@ def test_library_entries_read_what_the_models_hold(storage) -> None:  # type: ig
         for ours, theirs in ((e.published_at, fc.published_at), (e.claim_date, fc.claim_date)):
             assert (ours is None) == (theirs is None) and (ours is None or ours.utcoffset() == theirs.utcoffset())
     assert [entries[i].withdrawn for i in "abcd"] == [False, False, True, False]
+
+
+def test_index_factchecks_reads_titles_and_claims_not_models(hashing_services) -> None:  # type: ignore[no-untyped-def]
+    """Run by every import, web form and federation sync over the whole library: it reads each
+    fact-check's title and claim (`factcheck_fields`), embeds only the ones whose passage changed,
+    and never builds a model of each."""
+    services = hashing_services
+    storage = services.storage
+    storage.upsert_factchecks("default", [prepare_factcheck(fc, LANGS) for fc in LIBRARY[:3]])
+    assert index_factchecks(storage, services.embedder, "default") == 3
+    storage.upsert_factchecks("default", [prepare_factcheck(LIBRARY[1].model_copy(update={"title": "A new headline"}), LANGS)])
+    storage.upsert_factchecks("default", [prepare_factcheck(LIBRARY[2].model_copy(update={"rating": "Mostly false"}), LANGS)])
+
+    def no_models(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a model built per fact-check")
+
+    storage.iter_factchecks = no_models  # type: ignore[method-assign]
+    storage.get_factchecks = no_models  # type: ignore[method-assign]
+    assert index_factchecks(storage, services.embedder, "default") == 1, "only the new headline changed the passage"
+    from factbridge.backends.embedders.cache import text_sha
+
+    changed = LIBRARY[1].model_copy(update={"title": "A new headline"})
+    assert storage.vector_shas("default", "factcheck", services.embedder.id)[changed.id] == text_sha(changed.passage)
+    assert index_factchecks(storage, services.embedder, "default") == 0
