@@ -229,21 +229,24 @@ def test_duplicate_key_keeps_exactly_the_alphanumerics_of_every_code_point() -> 
     assert _duplicate_key(FactCheck(id="y", claim="Bộ Y tế: 5_000 ca! ស្លាប់ ១២៣", publisher="P"))[1] == "bộytế5000caសលប១២៣"  # Khmer signs are not alphanumeric
 
 
-def test_bm25_build_gives_what_counting_each_document_gave() -> None:
-    """The NumPy count of (document, term) pairs builds the same vocabulary and, bit for bit,
-    the same weights and scores as a Counter per document."""
+@pytest.mark.parametrize("part", [1, 97, 16_384])
+def test_bm25_build_gives_what_counting_each_document_gave(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NumPy count of (document, term) pairs, a part of the documents at a time, builds the
+    same vocabulary and, bit for bit, the same weights and scores as a Counter per document."""
     import math
     import random
     from collections import Counter
 
     from scipy import sparse
 
+    from factbridge.pipeline import lexical
     from factbridge.pipeline.lexical import BM25Index
 
+    monkeypatch.setattr(lexical, "BUILD_PART", part)
     rng = random.Random(7)
     words = [f"w{n}" for n in range(300)] + ["ស្លាប់", "bộ", "y", "tế"]
     docs = [[rng.choice(words[: rng.randint(1, len(words))]) for _ in range(rng.randint(0, 40))] for _ in range(2000)] + [[]]
-    built = BM25Index().build([str(n) for n in range(len(docs))], docs)
+    built = BM25Index().build([str(n) for n in range(len(docs))], iter(docs))
     vocab: dict[str, int] = {}
     rows, cols, tfs, df = [], [], [], Counter()
     for row, doc in enumerate(docs):

@@ -62,6 +62,7 @@ class LibraryBench:
     index_build_s: float = 0.0  # the first load of a new library: its vector index built and saved
     load_s: float = 0.0  # a worker's first matcher: the library loaded (vector index saved already)
     load_peak_rss_mb: float = 0.0  # the measuring process's peak, the load included
+    rss_after_load_mb: float = 0.0  # what the process holds once loaded (a worker's steady memory, before matching)
     items: int = 0
     stamp_ms: float = 0.0  # asking whether the library changed (median)
     cached_ask_ms: float = 0.0  # `services.matcher()` when it did not change (median)
@@ -110,6 +111,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def _rss_mb() -> float:
+    """The process's resident memory now (Linux: /proc/self/statm; elsewhere the peak)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return _peak_rss_mb()
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching."""
     from factbridge.pipeline.prepare import embedding_text, prepare_post
@@ -120,7 +130,7 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
         started = time.perf_counter()
         matcher = services.matcher(ORG)
         load_s = time.perf_counter() - started
-        out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": _peak_rss_mb(), "items": len(matcher),
+        out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": _peak_rss_mb(), "rss_after_load_mb": _rss_mb(), "items": len(matcher),
                                "dense_index": matcher.dense_index}
         stamps, asks = [], []
         for _ in range(21):

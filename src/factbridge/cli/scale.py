@@ -617,6 +617,7 @@ def bench_library(
         table.add_row("first load, vector index built and saved (once)", f"{result.index_build_s:.1f} s")
     table.add_row("load (a worker's first matcher)", f"{result.load_s:.1f} s")
     table.add_row("peak memory of the loading process", f"{result.load_peak_rss_mb:,.0f} MB")
+    table.add_row("its memory once loaded", f"{result.rss_after_load_mb:,.0f} MB")
     table.add_row("asking whether the library changed (median)", f"{result.stamp_ms:.2f} ms")
     table.add_row("the cached matcher, library unchanged (median)", f"{result.cached_ask_ms:.2f} ms")
     table.add_row(f"matching {result.posts} posts, vectors given", f"{result.match_ms_per_post:.1f} ms/post")
