@@ -85,7 +85,7 @@ class Services:
         With the default storage and embedder it is cached and reused while the
         library is unchanged (`_library_stamp`: a new, edited or withdrawn fact-check
         changes it, another process's import too), so each ingested batch or public
-        report does not reload the library. Reloading it costs by its size (~40 s at
+        report does not reload the library. Reloading it costs by its size (~24 s at
         300,000 fact-checks): before the stamp covered the fact-checks' documents it was
         also reloaded every `matcher_cache_s` seconds."""
         org = org or self.settings.org

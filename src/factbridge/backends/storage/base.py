@@ -101,7 +101,7 @@ class FactCheckStore(Protocol):
         holds them (text, numbers, None, objects as dicts; times as ISO text; None where the
         field is absent). A field names a top-level key, or a key inside an object with dots
         ("raw.withdrawn"). What a reader of a few fields of a whole library needs, without a
-        model built per fact-check (`get_factchecks`: ~3x the time at 300,000)."""
+        model built per fact-check (`get_factchecks`: twice the time at 300,000)."""
         ...
     def factcheck_stamp(self, org: str) -> str:
         """A value that stays the same while no fact-check of `org` is added or changed (a
