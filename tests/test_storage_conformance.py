@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -347,7 +348,6 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
     vectors stored for the same text no longer reads all of an organisation's vectors."""
     import numpy as np
 
-    from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.sqlite import MIGRATIONS
 
     path = tmp_path / "v4.db"
@@ -355,14 +355,13 @@ def test_sqlite_finds_vectors_by_text_hash_through_an_index(tmp_path: Path) -> N
     store.migrate()
     store.put_vectors("org", "post", "e5", [(f"p{i}", f"sha{i % 7}", np.full(4, i, np.float32)) for i in range(50)])
     store.close()
-    with sqlite3.connect(path) as conn:  # as schema 4 left it
+
+    def as_schema_4(conn: sqlite3.Connection) -> None:
         conn.execute("DROP INDEX vectors_sha")
         _as_schema_5(conn)
-        conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
-    store = SQLiteStorage(f"sqlite:///{path}")
-    store.migrate()
+
+    store = _migrated_from(path, 4, as_schema_4)
     try:
-        assert store.schema_version() == SCHEMA_VERSION
         assert store.vector_shas("org", "post", "e5", shas=["sha3"]) == {f"p{i}": "sha3" for i in range(3, 50, 7)}
         assert store.vector_shas("org", "post", "e5", ids=["p1", "p2"], shas=["sha2"]) == {"p2": "sha2"}
     finally:
@@ -382,13 +381,26 @@ def _as_schema_5(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE {table} DROP COLUMN changed")
 
 
+def _migrated_from(path: Path, version: int, undo: Callable[[sqlite3.Connection], object]) -> SQLiteStorage:
+    """The closed store at `path` as schema `version` left it (`undo` takes out what came
+    after), opened again and migrated to the current schema."""
+    from factbridge.backends.storage.base import SCHEMA_VERSION
+
+    with sqlite3.connect(path) as conn:
+        undo(conn)
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+    store = SQLiteStorage(f"sqlite:///{path}")
+    store.migrate()
+    assert store.schema_version() == SCHEMA_VERSION
+    return store
+
+
 def test_sqlite_stamps_are_one_index_lookup_after_upgrading_a_schema_5_store(tmp_path: Path) -> None:
     """A schema-5 store (vectors and fact-checks without their change numbers) gains them
     (schemas 6 and 7): its rows keep number 0, the next write numbers its rows above them, and
     `vector_stamp` / `factcheck_stamp` read one index entry instead of every row."""
     import numpy as np
 
-    from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.sqlite import MIGRATIONS
 
     path = tmp_path / "v5.db"
@@ -397,13 +409,8 @@ def test_sqlite_stamps_are_one_index_lookup_after_upgrading_a_schema_5_store(tmp
     store.put_vectors("org", "factcheck", "e5", [(f"fc{i}", f"sha{i}", np.full(4, i, np.float32)) for i in range(20)])
     store.upsert_factchecks("org", [FactCheck(id="fc3", claim="a claim")])
     store.close()
-    with sqlite3.connect(path) as conn:  # as schema 5 left it
-        _as_schema_5(conn)
-        conn.execute("UPDATE meta SET value='5' WHERE key='schema_version'")
-    store = SQLiteStorage(f"sqlite:///{path}")
-    store.migrate()
+    store = _migrated_from(path, 5, _as_schema_5)
     try:
-        assert store.schema_version() == SCHEMA_VERSION
         before = store.vector_stamp("org", "factcheck", "e5")
         assert before == "changed:0" and store.vector_shas("org", "factcheck", "e5")["fc3"] == "sha3", "the rows stay, numbered 0"
         store.put_vectors("org", "factcheck", "e5", [("fc3", "sha3b", np.full(4, 9, np.float32))])
