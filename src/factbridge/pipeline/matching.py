@@ -126,6 +126,9 @@ def canonical_factchecks(fcs: Sequence[FactCheck | LibraryEntry]) -> dict[str, s
         groups.setdefault(_duplicate_key(fc), []).append(fc)
     out: dict[str, str] = {}
     for members in groups.values():
+        if len(members) == 1:  # most fact-checks: no copy to choose among
+            out[members[0].id] = members[0].id
+            continue
         original = min(members, key=lambda fc: ((fc.published_at or datetime.max).replace(tzinfo=None), _natural(fc.id)))
         for fc in members:
             out[fc.id] = original.id
