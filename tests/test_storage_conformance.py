@@ -206,6 +206,35 @@ def test_postgres_changed_posts_sees_a_writer_that_commits_late(postgres_factory
 
 
 @pytest.mark.postgres
+def test_postgres_stamps_see_a_writer_that_commits_late(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    """A transaction that wrote a vector and a fact-check before a newer writer committed, and
+    commits after a read: while it runs, each stamp is one of a kind (the reader reloads); once
+    it committed, the stamp is stable again and differs from every stamp read before."""
+    import numpy as np
+    import psycopg
+
+    store = postgres_factory()
+    try:
+        store.put_vectors("org", "factcheck", "emb", [("fc-0", "s0", np.ones(4, np.float32))])
+        store.upsert_factchecks("org", [FactCheck(id="fc-0", claim="first")])
+        quiet = (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org"))
+        assert quiet == (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org")), "no writer: stable"
+        with psycopg.connect(store.url) as slow:
+            slow.execute("INSERT INTO vectors (org, kind, item_id, embedder, text_sha, vec) VALUES ('org', 'factcheck', 'slow', 'emb', 's', '[1,1,1,1]')")
+            slow.execute("UPDATE factchecks SET sha = 'edited', changed_xid = pg_current_xact_id() WHERE org = 'org' AND id = 'fc-0'")
+            store.put_vectors("org", "factcheck", "emb", [("fast", "f", np.ones(4, np.float32))])  # newer, committed first
+            store.upsert_factchecks("org", [FactCheck(id="fc-1", claim="second")])
+            pending = [(store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org")) for _ in range(2)]
+            assert pending[0][0] != pending[1][0] and pending[0][1] != pending[1][1], "an older writer may still commit: one of a kind"
+            slow.commit()
+        after = (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org"))
+        assert after == (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org")), "no writer left: stable"
+        assert after[0] not in {quiet[0], *(p[0] for p in pending)} and after[1] not in {quiet[1], *(p[1] for p in pending)}
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_postgres_concurrent_migrations_are_serialised(postgres_url: str) -> None:
     from factbridge.backends.storage.base import SCHEMA_VERSION
     from factbridge.backends.storage.postgres import PostgresStorage

@@ -16,6 +16,7 @@ import json
 import math
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,10 +98,17 @@ MIGRATIONS: list[str] = [
     """,
     # 5: vectors found by the hash of their text (as sqlite.py 5)
     "CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(org, kind, embedder, text_sha)",
-    # 6, 7: SQLite's change counters (sqlite.py 6, 7) are not needed here: `vector_stamp` and
-    # `factcheck_stamp` sum a 64-bit hash of each (item, hash) pair inside the server
-    "SELECT 1",
-    "SELECT 1",
+    # 6: the transaction that last wrote each vector (as posts in 4), so `vector_stamp` is one
+    # index look-up: the newest writer's id, unless a writer older than it may still commit
+    """
+    ALTER TABLE vectors ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+    CREATE INDEX IF NOT EXISTS vectors_changed ON vectors(org, kind, embedder, changed_xid);
+    """,
+    # 7: the same for fact-checks (`factcheck_stamp`)
+    """
+    ALTER TABLE factchecks ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+    CREATE INDEX IF NOT EXISTS factchecks_changed ON factchecks(org, changed_xid);
+    """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -358,7 +366,7 @@ class PostgresStorage:
         # arrays go in binary: psycopg's text form escapes every element with a regex
         casts = ", ".join(f"%b::{t}[]" for t in ["text", *types, "jsonb", "text"])
         sets = ", ".join(f"{n} = excluded.{n}" for n in [*columns, "doc", "sha", "updated_at"])
-        if table == "posts":  # inserts take the column's default
+        if table in ("posts", "factchecks"):  # inserts take the column's default
             sets += ", changed_xid = pg_current_xact_id()"
         created = "ingested_at" if table == "posts" else "created_at"
         now = _now()
@@ -541,7 +549,7 @@ class PostgresStorage:
             self._register_embedder(cur, embedder_id, dim)
             cur.executemany(
                 "INSERT INTO vectors VALUES (%s, %s, %s, %s, %s, %b) ON CONFLICT (org, kind, embedder, item_id)"
-                " DO UPDATE SET text_sha = excluded.text_sha, vec = excluded.vec",
+                " DO UPDATE SET text_sha = excluded.text_sha, vec = excluded.vec, changed_xid = pg_current_xact_id()",
                 [(org, kind, _text(item_id), embedder_id, sha, np.asarray(vec, dtype=np.float32)) for item_id, (sha, vec) in last.items()],
             )
 
@@ -615,21 +623,27 @@ class PostgresStorage:
         return out
 
     def factcheck_stamp(self, org: str) -> str:
-        # as vector_stamp, over each fact-check's (id, content hash)
-        sql = "SELECT count(*), coalesce(sum(hashtextextended(id || chr(31) || sha, 0)), 0)::text FROM factchecks WHERE org=%s"
-        row = self._read(lambda c: c.execute(sql, (org,)).fetchone())
-        assert row is not None  # an aggregate returns a row
-        return f"pairs:{int(row[0])}:{row[1]}"
+        return self._xid_stamp("SELECT changed_xid FROM factchecks WHERE org=%s ORDER BY changed_xid DESC LIMIT 1", (org,))
 
     def vector_stamp(self, org: str, kind: str, embedder_id: str) -> str:
-        # concurrent writers commit out of the order they started in, so no counter's maximum
-        # is safe here; the count and the sum of each (item, text hash) pair's 64-bit hash,
-        # computed in the server (no row leaves it), change with any pair
-        sql = ("SELECT count(*), coalesce(sum(hashtextextended(item_id || chr(31) || text_sha, 0)), 0)::text"
-               " FROM vectors WHERE org=%s AND kind=%s AND embedder=%s")
-        row = self._read(lambda c: c.execute(sql, (org, kind, embedder_id)).fetchone())
-        assert row is not None  # an aggregate returns a row
-        return f"pairs:{int(row[0])}:{row[1]}"
+        sql = "SELECT changed_xid FROM vectors WHERE org=%s AND kind=%s AND embedder=%s ORDER BY changed_xid DESC LIMIT 1"
+        return self._xid_stamp(sql, (org, kind, embedder_id))
+
+    def _xid_stamp(self, newest: str, params: tuple[Any, ...]) -> str:
+        """A stamp from the newest writer's transaction id (`newest`: one index look-up; rows are
+        never deleted, so every write that commits later than an older one's read moves it...)
+        unless a transaction older than that writer is still running when it is read: it may yet
+        commit rows under its older id, which the newest id would not show. Then the stamp is
+        one of a kind (a reader reloads, and again once that transaction is over). Both come from
+        one statement, so from one snapshot."""
+        row = self._read(lambda c: c.execute(f"SELECT ({newest})::text, pg_snapshot_xmin(pg_current_snapshot())::text", params).fetchone())
+        assert row is not None  # a SELECT without FROM returns a row
+        newest_xid, oldest_running = row
+        if newest_xid is None:
+            return "xid:none"
+        if int(oldest_running) <= int(newest_xid):  # a writer older than the newest may still commit
+            return f"xid:{newest_xid}:pending:{uuid.uuid4().hex}"
+        return f"xid:{newest_xid}"
 
     def embedders(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read(lambda c: c.execute("SELECT id, dim FROM embedders").fetchall())}

@@ -102,7 +102,7 @@ class PgVectorIndex:
             # from its text when it next looks), an existing row keeps the hash it had
             cur.executemany(
                 "INSERT INTO vectors VALUES (%s, %s, %s, %s, '', %b) ON CONFLICT (org, kind, embedder, item_id)"
-                " DO UPDATE SET vec = excluded.vec",
+                " DO UPDATE SET vec = excluded.vec, changed_xid = pg_current_xact_id()",  # as the store's own writes: `vector_stamp`
                 [(self.org, self.kind, _text(item_id), self.embedder_id, vec) for item_id, vec in rows.items()],
             )
 
