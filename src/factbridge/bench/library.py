@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from factbridge.bench.feed import _text, generated_posts
+from factbridge.bench.match_synthetic import rss_mb
 from factbridge.models import FactCheck
 
 LANGS = ("vi", "km", "fr", "en")
@@ -107,19 +107,6 @@ def fill(directory: Path, n: int, config: str | None, overrides: dict[str, Any],
         return max(0, n - have)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-
-
-def _rss_mb() -> float:
-    """The process's resident memory now (Linux: /proc/self/statm; elsewhere the peak)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return _peak_rss_mb()
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching."""
     from factbridge.pipeline.prepare import embedding_text, prepare_post
@@ -130,7 +117,8 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
         started = time.perf_counter()
         matcher = services.matcher(ORG)
         load_s = time.perf_counter() - started
-        out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": _peak_rss_mb(), "rss_after_load_mb": _rss_mb(), "items": len(matcher),
+        now_mb, peak_mb = rss_mb()
+        out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": peak_mb, "rss_after_load_mb": now_mb, "items": len(matcher),
                                "dense_index": matcher.dense_index}
         stamps, asks = [], []
         for _ in range(21):
