@@ -630,12 +630,13 @@ class PostgresStorage:
         return self._xid_stamp(sql, (org, kind, embedder_id))
 
     def _xid_stamp(self, newest: str, params: tuple[Any, ...]) -> str:
-        """A stamp from the newest writer's transaction id (`newest`: one index look-up; rows are
-        never deleted, so every write that commits later than an older one's read moves it...)
-        unless a transaction older than that writer is still running when it is read: it may yet
-        commit rows under its older id, which the newest id would not show. Then the stamp is
-        one of a kind (a reader reloads, and again once that transaction is over). Both come from
-        one statement, so from one snapshot."""
+        """A stamp from the newest writer's transaction id (`newest`: one index look-up). Rows are
+        never deleted and every write sets its transaction's id, so a write committed after this
+        read under a newer id moves the stamp. A transaction older than the newest writer that is
+        still running at the read may yet commit rows under its older id, which the newest id
+        would not show: then the stamp is one of a kind (a reader reloads, and again once that
+        transaction is over). The id and the oldest running transaction come from one statement,
+        so from one snapshot."""
         row = self._read(lambda c: c.execute(f"SELECT ({newest})::text, pg_snapshot_xmin(pg_current_snapshot())::text", params).fetchone())
         assert row is not None  # a SELECT without FROM returns a row
         newest_xid, oldest_running = row
