@@ -428,15 +428,16 @@ class PostgresStorage:
         yield from self._iter_models("factchecks", org, batch_size, FactCheck)
 
     def _iter_models(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
-        # keyset pagination in byte order, the same order as SQLite's
-        sql = f'SELECT id, doc::text FROM {table} WHERE org=%s AND id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s'
+        for rows in self._pages(table, org, "doc::text", (), batch_size):
+            yield from (model.model_validate_json(row[1]) for row in rows)
+
+    def _pages(self, table: str, org: str, value: str, value_params: tuple[Any, ...], batch_size: int) -> Iterator[list[Any]]:
+        """An organisation's rows of `table` as (id, `value`) pages of `batch_size`: keyset
+        pagination in byte order, the same order as SQLite's; `value_params` bind `value`'s marks."""
+        sql = f'SELECT id, {value} FROM {table} WHERE org=%s AND id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s'
         last = ""
-        while True:
-            rows = self._read(_fetch_all(sql, (org, last, batch_size)))
-            if not rows:
-                return
-            for row in rows:
-                yield model.model_validate_json(row[1])
+        while rows := self._read(_fetch_all(sql, (*value_params, org, last, batch_size))):
+            yield rows
             last = rows[-1][0]
 
     def count_factchecks(self, org: str) -> int:
@@ -615,11 +616,8 @@ class PostgresStorage:
             rows = self._read(_fetch_all(f"SELECT id, {values} FROM factchecks WHERE org=%s AND id = ANY(%s)", (*paths, org, list(wanted))))
             return {wanted.get(r[0], r[0]): orjson.loads(r[1]) for r in rows}
         out: dict[str, list[Any]] = {}
-        sql = f'SELECT id, {values} FROM factchecks WHERE org=%s AND id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s'
-        last = ""
-        while rows := self._read(_fetch_all(sql, (*paths, org, last, 10_000))):  # pages, as iter_factchecks
+        for rows in self._pages("factchecks", org, values, tuple(paths), 10_000):
             out.update((r[0], orjson.loads(r[1])) for r in rows)
-            last = rows[-1][0]
         return out
 
     def factcheck_stamp(self, org: str) -> str:

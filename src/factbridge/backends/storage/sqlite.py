@@ -403,14 +403,16 @@ class SQLiteStorage:
         yield from self._iter_docs("factchecks", org, batch_size, FactCheck)
 
     def _iter_docs(self, table: str, org: str, batch_size: int, model: Any) -> Iterator[Any]:
-        sql = f"SELECT id, doc FROM {table} WHERE org=? AND id>? ORDER BY id LIMIT ?"
+        for rows in self._pages(table, org, "doc", (), batch_size):
+            yield from (model.model_validate_json(row[1]) for row in rows)
+
+    def _pages(self, table: str, org: str, value: str, value_params: tuple[Any, ...], batch_size: int) -> Iterator[list[Any]]:
+        """An organisation's rows of `table` as (id, `value`) pages of `batch_size`, in id order
+        (keyset pagination: each read well inside the time limit); `value_params` bind `value`'s marks."""
+        sql = f"SELECT id, {value} FROM {table} WHERE org=? AND id>? ORDER BY id LIMIT ?"
         last = ""
-        while True:
-            rows = self._read(_fetch_all(sql, (org, last, batch_size)))
-            if not rows:
-                return
-            for row in rows:
-                yield model.model_validate_json(row[1])
+        while rows := self._read(_fetch_all(sql, (*value_params, org, last, batch_size))):
+            yield rows
             last = rows[-1][0]
 
     def factcheck_fields(self, org: str, fields: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, list[Any]]:
@@ -424,11 +426,8 @@ class SQLiteStorage:
                 rows = self._read(_fetch_all(f"SELECT id, {extract} FROM factchecks WHERE org=? AND id IN ({marks})", (*given, org, *part)))
                 out.update((row[0], _loads(row[1])[: len(paths)]) for row in rows)
             return out
-        sql = f"SELECT id, {extract} FROM factchecks WHERE org=? AND id>? ORDER BY id LIMIT ?"
-        last = ""
-        while rows := self._read(_fetch_all(sql, (*given, org, last, 10_000))):  # pages: each read well inside the time limit
+        for rows in self._pages("factchecks", org, extract, tuple(given), 10_000):
             out.update((row[0], _loads(row[1])[: len(paths)]) for row in rows)
-            last = rows[-1][0]
         return out
 
     def factcheck_stamp(self, org: str) -> str:
