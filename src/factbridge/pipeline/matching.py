@@ -246,12 +246,7 @@ class Matcher:
         ids, matrix = self.storage.load_vectors(self.org, "factcheck", self.embedder.id)
         if len(ids) and matrix.shape[1] != self.embedder.dim:
             raise EmbedderMismatch(f"stored vectors have dim {matrix.shape[1]}, embedder has {self.embedder.dim}")
-        fcs = self._usable(library_entries(self.storage, self.org, ids))
-        canonical = canonical_factchecks(list(fcs.values()))
-        self.duplicates: dict[str, list[str]] = {}
-        for fc_id, original in canonical.items():
-            if original != fc_id:
-                self.duplicates.setdefault(original, []).append(fc_id)
+        fcs, canonical = self._load_entries(ids)
         # Near-identical copies of a fact-check are answered by the original, which
         # lists them as duplicates: a desk sees one claim, not the same claim twice.
         keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs and canonical[fc_id] == fc_id]
@@ -273,12 +268,7 @@ class Matcher:
         from factbridge.backends.vectors.selection import stored_vector_index
 
         shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
-        fcs = self._usable(library_entries(self.storage, self.org, sorted(shas)))
-        canonical = canonical_factchecks(list(fcs.values()))
-        self.duplicates = {}
-        for fc_id, original in canonical.items():
-            if original != fc_id:
-                self.duplicates.setdefault(original, []).append(fc_id)
+        fcs, canonical = self._load_entries(sorted(shas))
         ids = sorted((i for i in shas if i in fcs and canonical[i] == i), key=_natural)
         kind = "factcheck"
         if self.centering is not None:
@@ -300,6 +290,17 @@ class Matcher:
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
+
+    def _load_entries(self, ids: Sequence[str]) -> tuple[dict[str, LibraryEntry], dict[str, str]]:
+        """The usable library entries of `ids` and each one's original (`canonical_factchecks`);
+        `duplicates` set to each original's copies."""
+        fcs = self._usable(library_entries(self.storage, self.org, ids))
+        canonical = canonical_factchecks(list(fcs.values()))
+        self.duplicates: dict[str, list[str]] = {}
+        for fc_id, original in canonical.items():
+            if original != fc_id:
+                self.duplicates.setdefault(original, []).append(fc_id)
+        return fcs, canonical
 
     def _usable(self, fcs: dict[str, LibraryEntry]) -> dict[str, LibraryEntry]:
         """The library without the fact-checks their publisher withdrew (kept in storage, marked:
