@@ -209,7 +209,8 @@ def test_postgres_changed_posts_sees_a_writer_that_commits_late(postgres_factory
 def test_postgres_stamps_see_a_writer_that_commits_late(postgres_factory) -> None:  # type: ignore[no-untyped-def]
     """A transaction that wrote a vector and a fact-check before a newer writer committed, and
     commits after a read: while it runs, each stamp is one of a kind (the reader reloads); once
-    it committed, the stamp is stable again and differs from every stamp read before."""
+    it committed, the stamp is stable again and differs from every stamp read before, and what
+    changed since a stamp read meanwhile holds that writer's rows."""
     import numpy as np
     import psycopg
 
@@ -230,6 +231,10 @@ def test_postgres_stamps_see_a_writer_that_commits_late(postgres_factory) -> Non
         after = (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org"))
         assert after == (store.vector_stamp("org", "factcheck", "emb"), store.factcheck_stamp("org")), "no writer left: stable"
         assert after[0] not in {quiet[0], *(p[0] for p in pending)} and after[1] not in {quiet[1], *(p[1] for p in pending)}
+        # a reader that read a stamp while the older writer ran is told of its rows, committed since under the older id
+        assert "slow" in (store.vectors_changed("org", "factcheck", "emb", pending[0][0]) or ())
+        assert "fc-0" in (store.factchecks_changed("org", pending[0][1]) or ())
+        assert store.vectors_changed("org", "factcheck", "emb", after[0]) == [] and store.factchecks_changed("org", after[1]) == []
     finally:
         store.close()
 

@@ -262,8 +262,10 @@ def test_a_batch_added_with_its_hashes_is_not_added_again_at_the_next_resync(tmp
 
 @pytest.mark.parametrize("choice", ["hnsw", "exact"])
 def test_a_resync_reads_the_hashes_only_when_the_vectors_stamp_moved(choice: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A fact-check library's index: each due resync asks the store's `vector_stamp` first and
-    reads every text hash only when a vector was written since (here by another process)."""
+    """A fact-check library's index: each due resync asks the store's `vector_stamp` first and,
+    when a vector was written since (here by another process), reads the hashes of what was
+    written since the last resync (`vectors_changed`), not every hash; only the first resync
+    reads them all (the saved file may be older than the store)."""
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.backends.vectors.selection import forget_indexes, stored_vector_index
 
@@ -273,11 +275,14 @@ def test_a_resync_reads_the_hashes_only_when_the_vectors_stamp_moved(choice: str
     store.migrate()
     other.put_vectors("org", "factcheck", "emb", [(f"fc{i}", f"s{i}", rows[i]) for i in range(20)])
     full_reads: list[str] = []
+    by_ids: list[list[str]] = []
     read_shas = store.vector_shas
 
     def counted(org: str, kind: str, emb: str, ids=None, shas=None):  # type: ignore[no-untyped-def]
         if ids is None and shas is None:
             full_reads.append(kind)
+        elif ids is not None:
+            by_ids.append(sorted(ids))
         return read_shas(org, kind, emb, ids=ids, shas=shas)
 
     store.vector_shas = counted  # type: ignore[method-assign]
@@ -287,7 +292,11 @@ def test_a_resync_reads_the_hashes_only_when_the_vectors_stamp_moved(choice: str
     assert full_reads == ["factcheck"]
     other.put_vectors("org", "factcheck", "emb", [(f"fc{i}", f"s{i}", rows[i]) for i in range(20, 30)])
     index = stored_vector_index(store, "org", "factcheck", "emb", 8, choice=choice, resync_s=0.0)
-    assert len(index) == 30 and full_reads == ["factcheck", "factcheck"], "another process's write: read and added"
+    assert len(index) == 30 and full_reads == ["factcheck"], "another process's write: read and added"
+    assert by_ids == [sorted(f"fc{i}" for i in range(20, 30))], "the hashes of what was written since, alone"
+    other.put_vectors("org", "factcheck", "emb", [("fc3", "s3-again", rows[3])])  # re-embedded from another text
+    index = stored_vector_index(store, "org", "factcheck", "emb", 8, choice=choice, resync_s=0.0)
+    assert by_ids[-1] == ["fc3"] and full_reads == ["factcheck"] and len(index) == 30
     assert [i for i, _ in index.search(rows[25], 1, "emb")] == ["fc25"]
     forget_indexes(store)
     store.close()

@@ -9,20 +9,27 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from scipy import sparse
 
 LEXICAL_VERSION = "bm25-okapi-1"
+T = TypeVar("T")
 BUILD_PART = 16_384  # documents counted at a time by `BM25Index.build`
 
 
 class BM25Index:
+    """BM25 weights of a library's documents, built once (`build`) and then changed by parts
+    (`updated`): the raw term counts are kept (one CSR row per document), so a library that
+    gains or changes a few documents is weighed again in NumPy, not tokenised again."""
+
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         self.k1 = k1
         self.b = b
         self.ids: list[str] = []
         self._vocab: dict[str, int] = {}
+        self._counts: sparse.csr_matrix | None = None  # documents x terms, how often each term is in each document
         self._weights: sparse.csc_matrix | None = None
 
     def build(self, ids: Sequence[str], docs: Iterable[Sequence[str]]) -> BM25Index:
@@ -34,10 +41,16 @@ class BM25Index:
         counting arrays are dropped before the next (counting all pairs at once took ~0.8 GB
         at 300,000)."""
         self.ids = list(ids)
+        self._counts = self._count(docs, len(self.ids))
+        self._weights = self._weigh(self._counts)
+        return self
+
+    def _count(self, docs: Iterable[Sequence[str]], n: int) -> sparse.csr_matrix:
+        """The term counts of `docs` (`n` of them), new terms numbered after the vocabulary's."""
         vocab = self._vocab
         number = vocab.setdefault
-        sizes = array("q")
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per part: rows, columns, counts
+        done = 0
         part_sizes, part_terms = array("q"), array("q")
 
         def count_part() -> None:
@@ -46,33 +59,62 @@ class BM25Index:
             # one key per (row, column); np.unique sorts them: rows in order, columns ascending
             keys, counts = np.unique(local * width + np.frombuffer(part_terms, dtype=np.int64), return_counts=True)
             rows, cols = np.divmod(keys, width)
-            found.append(((rows + (len(sizes) - len(part_sizes))).astype(np.int32), cols.astype(np.int32), counts.astype(np.int32)))
+            found.append(((rows + done).astype(np.int32), cols.astype(np.int32), counts.astype(np.int32)))
 
         for doc in docs:
-            columns = [number(term, len(vocab)) for term in doc]
-            sizes.append(len(columns))
-            part_sizes.append(len(columns))
-            part_terms.extend(columns)
+            part_sizes.append(len(doc))
+            part_terms.extend([number(term, len(vocab)) for term in doc])
             if len(part_sizes) == BUILD_PART:
                 count_part()
+                done += len(part_sizes)
                 part_sizes, part_terms = array("q"), array("q")
-        if part_terms:
+        if part_sizes:
             count_part()
-        n = len(sizes)
-        lengths = np.frombuffer(sizes, dtype=np.int64).astype(np.float32) if n else np.zeros(0, dtype=np.float32)
-        avg = float(lengths.mean()) if n else 1.0
+            done += len(part_sizes)
+        if done != n:
+            raise ValueError(f"BM25: {n} ids but {done} documents")
         rows, cols, tf_counts = (np.concatenate(parts) for parts in zip(*found, strict=True)) if found else (np.zeros(0, dtype=np.int32),) * 3
         found.clear()
-        freq = np.bincount(cols, minlength=len(vocab))  # documents holding each term
-        idf = np.zeros(len(vocab), dtype=np.float32)
+        # (row, column) pairs come sorted by row then column: the CSR arrays directly
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        return sparse.csr_matrix((tf_counts, cols, indptr), shape=(n, len(vocab)), dtype=np.int32)
+
+    def _weigh(self, counts: sparse.csr_matrix) -> sparse.csc_matrix:
+        """Every (document, term) pair's BM25 weight, from the counts alone: the library's size,
+        each term's document frequency and each document's length are read off them."""
+        n, width = counts.shape[0], len(self._vocab)
+        counts = counts if counts.shape[1] == width else sparse.csr_matrix((counts.data, counts.indices, counts.indptr), shape=(n, width))
+        tf_arr = counts.data.astype(np.float32)
+        rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.indptr))
+        lengths = np.bincount(rows, weights=counts.data, minlength=n).astype(np.float32) if n else np.zeros(0, dtype=np.float32)
+        avg = float(lengths.mean()) if n else 1.0
+        freq = np.bincount(counts.indices, minlength=width)  # documents holding each term
+        idf = np.zeros(width, dtype=np.float32)
         for col, f in enumerate(freq.tolist()):  # math.log per term, as before: the same float32 values
             idf[col] = math.log(1 + (n - f + 0.5) / (f + 0.5))
-        tf_arr = tf_counts.astype(np.float32)
         has = len(rows) > 0
         norm = self.k1 * (1 - self.b + self.b * lengths[rows] / max(avg, 1e-9)) if has else 0
-        weights = idf[cols] * tf_arr * (self.k1 + 1) / (tf_arr + norm) if has else tf_arr
-        self._weights = sparse.csc_matrix((weights, (rows, cols)), shape=(n, len(vocab)), dtype=np.float32)
-        return self
+        weights = idf[counts.indices] * tf_arr * (self.k1 + 1) / (tf_arr + norm) if has else tf_arr
+        return sparse.csr_matrix((weights, counts.indices, counts.indptr), shape=(n, width), dtype=np.float32).tocsc()
+
+    def updated(self, keep: np.ndarray, ids: Sequence[str], docs: Iterable[Sequence[str]], order: np.ndarray) -> BM25Index:
+        """A new index (this one is left as it is, for whoever still reads it): the documents
+        at rows `keep` of this one, then `docs` (of `ids`), rearranged so that row i of the new
+        one is row `order[i]` of that list. Weighed again over the whole library (its size and
+        average length move every weight), the same weights a `build` in that order gives."""
+        out = BM25Index(self.k1, self.b)
+        out._vocab = dict(self._vocab)  # new terms numbered after this index's; a dead term's column stays, empty
+        fresh = out._count(docs, len(ids))
+        assert self._counts is not None
+        kept = self._counts[keep]
+        kept = sparse.csr_matrix((kept.data, kept.indices, kept.indptr), shape=(kept.shape[0], len(out._vocab)))
+        stacked = sparse.vstack([kept, fresh], format="csr", dtype=np.int32)
+        out._counts = stacked[order]
+        out._counts.sort_indices()
+        out.ids = rearranged(self.ids, keep, ids, order)
+        out._weights = out._weigh(out._counts)
+        return out
 
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         if self._weights is None:
@@ -93,3 +135,10 @@ class BM25Index:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def rearranged(old: Sequence[T], keep: np.ndarray, fresh: Sequence[T], order: np.ndarray) -> list[T]:
+    """`old`'s items at `keep`, then `fresh`, taken in `order` (what `BM25Index.updated` does to rows)."""
+    stacked = [old[i] for i in keep.tolist()]
+    stacked.extend(fresh)
+    return [stacked[j] for j in order.tolist()]

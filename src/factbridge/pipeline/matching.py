@@ -12,11 +12,14 @@ fused score, the decision and `decided_by`.
 
 from __future__ import annotations
 
+import bisect
+import copy
 import functools
+import hashlib
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
@@ -41,7 +44,7 @@ from factbridge.models import (
     passage_text,
 )
 from factbridge.pipeline.centering import LanguageCentering
-from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index
+from factbridge.pipeline.lexical import LEXICAL_VERSION, BM25Index, rearranged
 from factbridge.pipeline.prepare import embedding_text
 from factbridge.pipeline.reranker import CROSS_LANGUAGE_FEATURES, SAME_LANGUAGE_FEATURES, Reranker
 from factbridge.pipeline.withdrawals import withdrawn_ids
@@ -113,8 +116,19 @@ def _duplicate_key(fc: FactCheck | LibraryEntry) -> tuple[str, str]:
     return (fc.publisher.casefold(), _NOT_ALNUM.sub("", fc.claim.casefold()))
 
 
+def _group_key(fc: FactCheck | LibraryEntry) -> bytes:
+    """`_duplicate_key` as 16 bytes: what a matcher keeps of every fact-check to find its
+    group again when the library changes (the claim's text itself would be kept twice)."""
+    publisher, claim = _duplicate_key(fc)
+    return hashlib.blake2b(f"{publisher}\0{claim}".encode(), digest_size=16).digest()  # the claim has no NUL: one text per key
+
+
 def _natural(fc_id: str) -> tuple[int, int | str]:
     return (0, int(fc_id)) if fc_id.isdigit() else (1, fc_id)
+
+
+def _code_points(fc_id: str) -> str:
+    return fc_id
 
 
 def canonical_factchecks(fcs: Sequence[FactCheck | LibraryEntry]) -> dict[str, str]:
@@ -124,8 +138,13 @@ def canonical_factchecks(fcs: Sequence[FactCheck | LibraryEntry]) -> dict[str, s
     groups: dict[tuple[str, str], list[FactCheck | LibraryEntry]] = {}
     for fc in fcs:
         groups.setdefault(_duplicate_key(fc), []).append(fc)
+    return _originals(groups.values())
+
+
+def _originals(groups: Iterable[Sequence[FactCheck | LibraryEntry]]) -> dict[str, str]:
+    """`canonical_factchecks` of groups already made."""
     out: dict[str, str] = {}
-    for members in groups.values():
+    for members in groups:
         if len(members) == 1:  # most fact-checks: no copy to choose among
             out[members[0].id] = members[0].id
             continue
@@ -251,29 +270,44 @@ class Matcher:
         # lists them as duplicates: a desk sees one claim, not the same claim twice.
         keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs and canonical[fc_id] == fc_id]
         ids = [ids[i] for i in keep]
+        self._order = _code_points  # load_vectors' order
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
         if ids:
-            library = matrix[keep]
-            if self.centering is not None:
-                library = self.centering.apply(library, [fcs[i].language for i in ids], "passage")
-            self.index.add(ids, library, self.embedder.id)
+            self.index.add(ids, self._centred(matrix[keep], [fcs[i] for i in ids]), self.embedder.id)
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
+        self._position = {fc_id: n for n, fc_id in enumerate(ids)}
+
+    def _centred(self, vectors: np.ndarray, entries: Sequence[LibraryEntry]) -> np.ndarray:
+        """Library vectors as the in-memory index holds them (centred when centering is on)."""
+        if self.centering is None or not len(entries):
+            return vectors
+        return self.centering.apply(vectors, [fc.language for fc in entries], "passage")
 
     def _refresh_stored(self) -> None:
         """The library without its vectors in this process: dense retrieval asks the storage's
         vector index (pgvector HNSW on PostgreSQL). With centering, the centred library vectors
         are stored as their own kind (`factcheck~<centering version>`), brought up to date
         here for the fact-checks whose text changed."""
-        from factbridge.backends.vectors.selection import stored_vector_index
-
         shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
         fcs, canonical = self._load_entries(sorted(shas))
         ids = sorted((i for i in shas if i in fcs and canonical[i] == i), key=_natural)
+        self._order = _natural
+        self._open_stored(ids, shas, fcs)
+        self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
+        self._position = {fc_id: n for n, fc_id in enumerate(ids)}
+        self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
+        self.items = [self._item(fcs[fc_id]) for fc_id in ids]
+
+    def _open_stored(self, ids: Sequence[str], shas: dict[str, str], fcs: dict[str, LibraryEntry]) -> None:
+        """The stored index brought up to date: the centred vectors of `ids` (stored as their own
+        kind) where their text changed, then the index synced with the store at once."""
+        from factbridge.backends.vectors.selection import stored_vector_index
+
         kind = "factcheck"
         if self.centering is not None:
             kind = f"factcheck~{self.centering.version}"
-            done = self.storage.vector_shas(self.org, kind, self.embedder.id)
+            done = self.storage.vector_shas(self.org, kind, self.embedder.id, ids=ids)
             stale = [i for i in ids if done.get(i) != shas[i]]
             for start in range(0, len(stale), 10_000):
                 got, raw = self.storage.load_vectors(self.org, "factcheck", self.embedder.id, ids=stale[start : start + 10_000])
@@ -286,27 +320,107 @@ class Matcher:
             self.storage, self.org, kind, self.embedder.id, self.embedder.dim, data_dir=self.index_dir, tuning=self.index_tuning,
             resync_s=0.0,
         )
-        self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
-        self._position = {fc_id: n for n, fc_id in enumerate(ids)}
-        self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
-        self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
     def _load_entries(self, ids: Sequence[str]) -> tuple[dict[str, LibraryEntry], dict[str, str]]:
         """The usable library entries of `ids` and each one's original (`canonical_factchecks`);
-        `duplicates` set to each original's copies."""
-        fcs = self._usable(library_entries(self.storage, self.org, ids))
-        canonical = canonical_factchecks(list(fcs.values()))
+        `duplicates` set to each original's copies, and the groups kept for `updated`."""
+        self._withdrawn = withdrawn_ids(self.storage, self.org)
+        fcs = self._usable(library_entries(self.storage, self.org, ids), self._withdrawn)
+        groups: dict[bytes, list[LibraryEntry]] = {}
+        self._key_of: dict[str, bytes] = {}  # each usable fact-check with a vector -> its group
+        for fc in fcs.values():
+            key = self._key_of[fc.id] = _group_key(fc)
+            groups.setdefault(key, []).append(fc)
+        self._groups: dict[bytes, tuple[str, ...]] = {key: tuple(fc.id for fc in members) for key, members in groups.items()}
+        canonical = _originals(groups.values())
         self.duplicates: dict[str, list[str]] = {}
+        self._copies: dict[str, str] = {}  # a copy -> its original
         for fc_id, original in canonical.items():
             if original != fc_id:
                 self.duplicates.setdefault(original, []).append(fc_id)
+                self._copies[fc_id] = original
         return fcs, canonical
 
-    def _usable(self, fcs: dict[str, LibraryEntry]) -> dict[str, LibraryEntry]:
+    @staticmethod
+    def _usable(fcs: dict[str, LibraryEntry], withdrawn: Collection[str]) -> dict[str, LibraryEntry]:
         """The library without the fact-checks their publisher withdrew (kept in storage, marked:
         pipeline/withdrawals.py): a withdrawn verdict no longer answers a post."""
-        withdrawn = withdrawn_ids(self.storage, self.org)
         return {i: fc for i, fc in fcs.items() if i not in withdrawn and not fc.withdrawn}
+
+    def updated(self, changed: Iterable[str]) -> Matcher:
+        """This matcher with the fact-checks of `changed` (ids whose document or vector was
+        written since it was loaded: `Storage.factchecks_changed` / `vectors_changed`) read
+        again, and the withdrawals made since: the same library a new `Matcher` would load,
+        read from the store only for what changed and the groups of copies it touches. The
+        in-memory parts (items, positions, BM25 counts, the vectors when held here) are
+        spliced in NumPy; BM25 is weighed again over the whole library (its size and average
+        length move every weight). A new matcher: this one is left as it was for whoever
+        still uses it."""
+        new = copy.copy(self)
+        storage, org = self.storage, self.org
+        new._withdrawn = withdrawn_ids(storage, org)
+        todo = set(changed) | (new._withdrawn ^ self._withdrawn)
+        if not todo:
+            return new
+        # the changed fact-checks as a load reads them: those with a vector, usable
+        with_vector = storage.vector_shas(org, "factcheck", self.embedder.id, ids=sorted(todo))
+        fresh = self._usable(library_entries(storage, org, sorted(with_vector)), new._withdrawn)
+        # their groups of copies, before and after
+        key_of, groups = dict(self._key_of), dict(self._groups)
+        touched: set[bytes] = set()
+        for fc_id in todo:
+            if (key := key_of.pop(fc_id, None)) is not None:
+                touched.add(key)
+                groups[key] = tuple(m for m in groups[key] if m != fc_id)
+        for fc_id, fc in fresh.items():
+            key = key_of[fc_id] = _group_key(fc)
+            touched.add(key)
+            groups[key] = (*groups.get(key, ()), fc_id)
+        before = todo | {m for key in touched for m in self._groups.get(key, ())}
+        # a touched group's other members chose its original with the changed ones: read again
+        others = sorted({m for key in touched for m in groups[key]} - fresh.keys())
+        entries = {**self._usable(library_entries(storage, org, others), new._withdrawn), **fresh}
+        for fc_id in others:
+            if fc_id not in entries:  # withdrawn or changed since the changes were read: left out until the next update reads it
+                key = key_of.pop(fc_id)
+                groups[key] = tuple(m for m in groups[key] if m != fc_id)
+        for key in touched:
+            if not groups[key]:
+                del groups[key]
+        originals = _originals([[entries[m] for m in groups[key]] for key in touched if key in groups])
+        new._key_of, new._groups = key_of, groups
+        new._copies, new.duplicates = dict(self._copies), dict(self.duplicates)
+        for fc_id in before:
+            new.duplicates.pop(self._copies.get(fc_id, fc_id), None)
+            new._copies.pop(fc_id, None)
+        copies: dict[str, list[str]] = {}
+        for fc_id, original in originals.items():
+            if original != fc_id:
+                new._copies[fc_id] = original
+                copies.setdefault(original, []).append(fc_id)
+        new.duplicates.update(copies)
+        # the library's rows: out go the touched groups' rows, in come their originals, in load order
+        gone = np.asarray(sorted(self._position[m] for m in before if m in self._position), dtype=np.int64)
+        added = sorted((m for m, original in originals.items() if m == original), key=self._order)
+        vectors = None
+        if self.dense_index == "memory":
+            got, raw = storage.load_vectors(org, "factcheck", self.embedder.id, ids=added)
+            added = got  # a vector is never deleted: all of them (sorted the same way)
+            vectors = self._centred(raw, [entries[i] for i in got]) if got else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        keep = np.delete(np.arange(len(self.items), dtype=np.int64), gone)
+        order_of = self._order
+        at = [bisect.bisect_left(self.items, order_of(fc_id), key=lambda item: order_of(item.id)) for fc_id in added]
+        at_kept = np.asarray(at, dtype=np.int64) - np.searchsorted(gone, np.asarray(at, dtype=np.int64))
+        order = np.insert(np.arange(len(keep), dtype=np.int64), at_kept, np.arange(len(keep), len(keep) + len(added), dtype=np.int64))
+        new.items = rearranged(self.items, keep, [self._item(entries[i]) for i in added], order)
+        new._position = {item.id: n for n, item in enumerate(new.items)}
+        new.lexical = self.lexical.updated(keep, added, (entries[i].tokens.split() for i in added), order)
+        if vectors is not None:
+            new.index = NumpyIndex.of(self.embedder.id, self.embedder.dim, [item.id for item in new.items],
+                                      np.concatenate([self.index.matrix[keep], vectors])[order])
+        else:
+            new._open_stored(added, storage.vector_shas(org, "factcheck", self.embedder.id, ids=added), entries)
+        return new
 
     @staticmethod
     def _item(fc: LibraryEntry) -> LibraryItem:

@@ -412,6 +412,14 @@ def check_vector_stamp(factory: StorageFactory) -> None:
         assert again not in (first, empty), "a vector re-embedded from another text"
         store.put_vectors("org", "factcheck", "emb-a", [("fc-9", "sha-9", vecs[0])])
         assert store.vector_stamp("org", "factcheck", "emb-a") not in (first, again, empty), "a vector added"
+        # what changed since each stamp: the items written after it, in this kind, embedder and organisation only
+        since = functools.partial(store.vectors_changed, "org", "factcheck", "emb-a")
+        assert sorted(since(empty) or ()) == ["fc-0", "fc-1", "fc-2", "fc-9"], "since nothing was written: every item"
+        assert sorted(since(first) or ()) == ["fc-1", "fc-9"] and since(again) == ["fc-9"]
+        assert since(store.vector_stamp("org", "factcheck", "emb-a")) == [], "nothing since the last write"
+        assert store.vectors_changed("org", "post", "emb-a", empty) == ["fc-0"] and store.vectors_changed("elsewhere", "factcheck", "emb-b", empty) == []
+        for foreign in ("", "nonsense", "changed:x", "xid:1:2", "changed:²"):
+            assert since(foreign) is None, f"{foreign!r} is no stamp of this store: None (read everything again)"
 
 
 def check_factcheck_fields(factory: StorageFactory) -> None:
@@ -462,6 +470,14 @@ def check_factcheck_stamp(factory: StorageFactory) -> None:
         assert edited not in (first, empty), "an edit that keeps the text"
         store.upsert_factchecks("org", [_fc("fc-3", "a new claim")])
         assert store.factcheck_stamp("org") not in (first, edited, empty), "a fact-check added"
+        # what changed since each stamp: the fact-checks written after it, of this organisation only
+        since = functools.partial(store.factchecks_changed, "org")
+        assert sorted(since(empty) or ()) == ["fc-1", "fc-2", "fc-3"], "since nothing was written: every fact-check"
+        assert sorted(since(first) or ()) == ["fc-1", "fc-3"] and since(edited) == ["fc-3"]
+        assert since(store.factcheck_stamp("org")) == [], "nothing since the last write"
+        assert sorted(store.factchecks_changed("elsewhere", empty) or ()) == ["fc-1", "fc-9"]
+        for foreign in ("", "nonsense", "changed:x", "xid:1:2", "changed:²"):
+            assert since(foreign) is None, f"{foreign!r} is no stamp of this store: None (read everything again)"
 
 
 def check_vectors_by_ids(factory: StorageFactory) -> None:
@@ -776,6 +792,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "count_factchecks": lambda s, o: s.count_factchecks(o),
     "factcheck_fields": lambda s, o: [s.factcheck_fields(o, ["claim", "raw.n"]), s.factcheck_fields(o, ["claim"], ids=[SHARED, "only-alpha", "only-bravo"])],
     "factcheck_stamp": lambda s, o: "empty" if s.factcheck_stamp(o) == s.factcheck_stamp("org-never-written") else s.factcheck_stamp(o),
+    "factchecks_changed": lambda s, o: sorted(s.factchecks_changed(o, s.factcheck_stamp("org-never-written")) or ()),
     "get_post": lambda s, o: _safe(lambda: s.get_post(o, SHARED)),
     "get_posts": lambda s, o: s.get_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "post_times": lambda s, o: s.post_times(o, [SHARED, "only-alpha", "only-bravo"]),
@@ -788,6 +805,8 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     + [_vector_rows(s.load_vectors(o, k, "emb-scope", ids=[SHARED, "only-alpha", "only-bravo"])) for k in ("factcheck", "post")],
     "vector_shas": lambda s, o: [s.vector_shas(o, k, "emb-scope") for k in ("factcheck", "post")],
     "vector_stamp": lambda s, o: [_stamp_or_empty(s, o, k) for k in ("factcheck", "post")],
+    "vectors_changed": lambda s, o: [sorted(s.vectors_changed(o, k, "emb-scope", s.vector_stamp("org-never-written", k, "emb-never-written")) or ())
+                                     for k in ("factcheck", "post")],
     "matches_for_post": lambda s, o: [s.matches_for_post(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "matches_for_posts": lambda s, o: s.matches_for_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
@@ -798,6 +817,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0, "factcheck_fields": [{}, {}], "factcheck_stamp": "empty",
+    "factchecks_changed": [], "vectors_changed": [[], []],
     "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},

@@ -108,6 +108,12 @@ class FactCheckStore(Protocol):
         different one may still mean the same library), read without bringing the rows into
         the process (`vector_stamp`'s counterpart for the library's documents)."""
         ...
+    def factchecks_changed(self, org: str, stamp: str) -> list[str] | None:
+        """The ids of `org`'s fact-checks added or changed since `stamp` (a `factcheck_stamp`
+        of this store), maybe with some that did not change; None when `stamp` is not a stamp
+        this store reads (then a reader loads the whole library again). What a matcher reads
+        to bring its library up to date without reading every fact-check."""
+        ...
 
 
 @runtime_checkable
@@ -159,6 +165,11 @@ class VectorStore(Protocol):
         """A value that stays the same while no vector of (org, kind, embedder) is added or
         replaced (a different one may still mean the same pairs), read without bringing the rows
         into the process: what a reader compares to know whether to read the vectors again."""
+        ...
+    def vectors_changed(self, org: str, kind: str, embedder_id: str, stamp: str) -> list[str] | None:
+        """The item ids of (org, kind, embedder) whose vector was added or replaced since
+        `stamp` (a `vector_stamp` of this store), maybe with some that did not change; None
+        when `stamp` is not a stamp this store reads."""
         ...
     def embedders(self) -> dict[str, int]: ...
 

@@ -125,6 +125,23 @@ def _scalar(cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
     return None if row is None else row[0]
 
 
+def _xid_floor(stamp: str) -> int | None:
+    """The lowest transaction id whose rows a reader of `_xid_stamp`'s `stamp` may not have
+    seen: past the newest writer's, or the oldest writer still running at the read ("pending");
+    every row when nothing was written. None: not such a stamp."""
+    parts = stamp.split(":")
+    if parts[0] != "xid" or len(parts) < 2:
+        return None
+    if parts[1] == "none" and len(parts) == 2:
+        return 0
+    numbers = [p for p in parts[1:4] if p.isascii() and p.isdigit()]
+    if len(parts) == 2 and len(numbers) == 1:
+        return int(parts[1]) + 1
+    if len(parts) == 5 and parts[2] == "pending" and len(numbers) == 2:
+        return int(parts[3])
+    return None
+
+
 def _fetch_all(sql: str, params: tuple[Any, ...]) -> Callable[[Any], list[Any]]:
     """A read of all rows with its parameters bound now (not when the loop variable moves on)."""
     return lambda c: c.execute(sql, params).fetchall()
@@ -623,9 +640,22 @@ class PostgresStorage:
     def factcheck_stamp(self, org: str) -> str:
         return self._xid_stamp("SELECT changed_xid FROM factchecks WHERE org=%s ORDER BY changed_xid DESC LIMIT 1", (org,))
 
+    def factchecks_changed(self, org: str, stamp: str) -> list[str] | None:
+        floor = _xid_floor(stamp)
+        if floor is None:
+            return None
+        return [r[0] for r in self._read(_fetch_all("SELECT id FROM factchecks WHERE org=%s AND changed_xid >= %s::xid8", (org, str(floor))))]
+
     def vector_stamp(self, org: str, kind: str, embedder_id: str) -> str:
         sql = "SELECT changed_xid FROM vectors WHERE org=%s AND kind=%s AND embedder=%s ORDER BY changed_xid DESC LIMIT 1"
         return self._xid_stamp(sql, (org, kind, embedder_id))
+
+    def vectors_changed(self, org: str, kind: str, embedder_id: str, stamp: str) -> list[str] | None:
+        floor = _xid_floor(stamp)
+        if floor is None:
+            return None
+        sql = "SELECT item_id FROM vectors WHERE org=%s AND kind=%s AND embedder=%s AND changed_xid >= %s::xid8"
+        return [r[0] for r in self._read(_fetch_all(sql, (org, kind, embedder_id, str(floor))))]
 
     def _xid_stamp(self, newest: str, params: tuple[Any, ...]) -> str:
         """A stamp from the newest writer's transaction id (`newest`: one index look-up). Rows are
@@ -634,14 +664,15 @@ class PostgresStorage:
         still running at the read may yet commit rows under its older id, which the newest id
         would not show: then the stamp is one of a kind (a reader reloads, and again once that
         transaction is over). The id and the oldest running transaction come from one statement,
-        so from one snapshot."""
+        so from one snapshot. The stamp also says from which id on a row may be new to whoever
+        read it (`_xid_floor`): above the newest writer, or from the oldest running one."""
         row = self._read(lambda c: c.execute(f"SELECT ({newest})::text, pg_snapshot_xmin(pg_current_snapshot())::text", params).fetchone())
         assert row is not None  # a SELECT without FROM returns a row
         newest_xid, oldest_running = row
         if newest_xid is None:
             return "xid:none"
         if int(oldest_running) <= int(newest_xid):  # a writer older than the newest may still commit
-            return f"xid:{newest_xid}:pending:{uuid.uuid4().hex}"
+            return f"xid:{newest_xid}:pending:{oldest_running}:{uuid.uuid4().hex}"
         return f"xid:{newest_xid}"
 
     def embedders(self) -> dict[str, int]:

@@ -160,6 +160,12 @@ MIGRATIONS: list[str] = [
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+def _changed_number(stamp: str) -> int | None:
+    """The change number a `factcheck_stamp` / `vector_stamp` holds ("changed:N"), or None."""
+    kind, _, number = stamp.partition(":")
+    return int(number) if kind == "changed" and number.isascii() and number.isdigit() else None
+
+
 def _fetch_all(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], list[Any]]:
     """A read of all rows with its parameters bound now (not when the loop variable moves on)."""
     return lambda c: c.execute(sql, params).fetchall()
@@ -435,6 +441,12 @@ class SQLiteStorage:
         sql = "SELECT coalesce(max(changed), 0) FROM factchecks WHERE org=?"
         return f"changed:{int(self._read(lambda c: c.execute(sql, (org,)).fetchone()[0]))}"
 
+    def factchecks_changed(self, org: str, stamp: str) -> list[str] | None:
+        after = _changed_number(stamp)
+        if after is None:
+            return None
+        return [r[0] for r in self._read(_fetch_all("SELECT id FROM factchecks WHERE org=? AND changed>?", (org, after)))]
+
     def count_factchecks(self, org: str) -> int:
         return int(self._read(lambda c: c.execute("SELECT count(*) FROM factchecks WHERE org=?", (org,)).fetchone()[0]))
 
@@ -573,6 +585,13 @@ class SQLiteStorage:
         # the highest number moves with every write (one look-up in vectors_changed)
         sql = "SELECT coalesce(max(changed), 0) FROM vectors WHERE org=? AND kind=? AND embedder=?"
         return f"changed:{int(self._read(lambda c: c.execute(sql, (org, kind, embedder_id)).fetchone()[0]))}"
+
+    def vectors_changed(self, org: str, kind: str, embedder_id: str, stamp: str) -> list[str] | None:
+        after = _changed_number(stamp)
+        if after is None:
+            return None
+        sql = "SELECT item_id FROM vectors WHERE org=? AND kind=? AND embedder=? AND changed>?"
+        return [r[0] for r in self._read(_fetch_all(sql, (org, kind, embedder_id, after)))]
 
     def load_vectors(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         def run(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:

@@ -21,6 +21,19 @@ class NumpyIndex:
         self._pos: dict[str, int] = {}
         self._matrix = np.zeros((0, dim), dtype=np.float32)
 
+    @classmethod
+    def of(cls, embedder_id: str, dim: int, ids: Sequence[str], matrix: np.ndarray) -> NumpyIndex:
+        """An index holding `matrix`'s rows under `ids`, in that order (the matrix is taken, not copied)."""
+        index = cls(embedder_id, dim)
+        if len(ids) != len(matrix) or (len(ids) and matrix.shape[1] != dim):
+            raise ValueError(f"{len(ids)} ids for a matrix of shape {matrix.shape} (dim {dim})")
+        index._ids = list(ids)
+        index._pos = {item_id: n for n, item_id in enumerate(index._ids)}
+        if len(index._pos) != len(index._ids):
+            raise ValueError("an id given twice")
+        index._matrix = np.asarray(matrix, dtype=np.float32) if len(ids) else index._matrix
+        return index
+
     def _check(self, embedder_id: str, dim: int) -> None:
         check_vectors(self, embedder_id, dim)
 

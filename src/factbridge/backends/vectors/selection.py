@@ -144,7 +144,10 @@ def stored_vector_index(
             # next resync reads, so that one reads the hashes again
             stamp = storage.vector_stamp(org, kind, embedder_id)
             if stamp != kept.stamp:  # something was written since the last resync (a library: rarely)
-                shas = storage.vector_shas(org, kind, embedder_id)
+                # what was written since the last resync's stamp; the first resync (the saved
+                # file may be older than the store) or a store that cannot tell reads every hash
+                since = storage.vectors_changed(org, kind, embedder_id, kept.stamp) if kept.stamp is not None else None
+                shas = storage.vector_shas(org, kind, embedder_id) if since is None else storage.vector_shas(org, kind, embedder_id, ids=since)
                 stale = sorted(i for i, sha in shas.items() if kept.shas.get(i) != sha)
                 _add(storage, kept, org, kind, embedder_id, stale, shas)
                 added = set(stale)
