@@ -223,7 +223,8 @@ def test_bench_stages_times_every_stage_with_vectors_from_the_cache(tmp_path: Pa
 def test_bench_library_loads_asks_and_matches_a_generated_library(tmp_path: Path) -> None:
     """`bench library`: a generated library filled once and reused; above match_memory_max its
     vector index is built at the first load and a fresh process's load then opens it; asking an
-    unchanged library gives the same matcher (the measuring process asserts it)."""
+    unchanged library gives the same matcher, an edited one an updated matcher, and the edits are
+    put back (the measuring process asserts it)."""
     from factbridge.bench.library import generated_factchecks
 
     first = generated_factchecks(3, start=5)
@@ -235,7 +236,9 @@ def test_bench_library_loads_asks_and_matches_a_generated_library(tmp_path: Path
     assert data["index_build_s"] > 0 and data["load_s"] > 0 and data["load_peak_rss_mb"] >= data["rss_after_load_mb"] > 0
     assert 590 <= data["items"] <= 600, "the library less near-identical copies"
     assert data["stamp_ms"] > 0 and data["cached_ask_ms"] > 0 and data["match_ms_per_post"] > 0 and data["posts"] == 10
-    again = _json(_run(["bench", "library", "--factchecks", "600", "--posts", "10", "--json"], tmp_path, env))
-    assert again["filled"] == 0 and again["index_build_s"] == 0 and again["items"] == data["items"], "the library and its index reused"
+    assert data["edits"] == 100 and data["update_s"] > 0 and data["update_back_s"] > 0, "edited and put back, brought up to date each time"
+    again = _json(_run(["bench", "library", "--factchecks", "600", "--posts", "10", "--edits", "7", "--json"], tmp_path, env))
+    assert again["filled"] == 0 and again["index_build_s"] == 0 and again["items"] == data["items"], "the library (put back) and its index reused"
+    assert again["edits"] == 7
     small = _run(["bench", "library", "--factchecks", "50", "--posts", "5"], tmp_path)
-    assert "memory dense index" in small and "asking whether the library changed" in small
+    assert "memory dense index" in small and "asking whether the library changed" in small and "brought up to date after 50 fact-checks edited" in small

@@ -3,7 +3,8 @@
 `bench match --synthetic` measures the vector index alone. This measures what a worker does
 with a library of N fact-checks stored in SQLite: loading it (every fact-check's fields, the
 duplicate groups, BM25, the per-item features, the saved vector index opened), asking before
-each batch whether it changed (`Services._library_stamp`), and matching posts against it.
+each batch whether it changed (`Services._library_stamp`), matching posts against it, and
+bringing it up to date when a few fact-checks change (`Matcher.updated`).
 
 The library is generated (`generated_factchecks`: vi/km/fr/en titles and claims from the
 bench feed's text generator, times over five years, a few publishers) and embedded with the
@@ -67,6 +68,9 @@ class LibraryBench:
     stamp_ms: float = 0.0  # asking whether the library changed (median)
     cached_ask_ms: float = 0.0  # `services.matcher()` when it did not change (median)
     match_ms_per_post: float = 0.0  # matching posts whose vectors are given (no embedding)
+    edits: int = 0  # fact-checks edited (new claim text, re-embedded), then put back as they were
+    update_s: float = 0.0  # the cached matcher brought up to date after the edits (`Matcher.updated`)
+    update_back_s: float = 0.0  # ... and after they were put back
     posts: int = 0
     load_avg: list[float] = field(default_factory=list)
 
@@ -107,8 +111,9 @@ def fill(directory: Path, n: int, config: str | None, overrides: dict[str, Any],
         return max(0, n - have)
 
 
-def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching."""
+def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[str, Any], edits: int = 0) -> dict[str, Any]:
+    """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching,
+    then `edits` fact-checks edited and put back, the matcher brought up to date after each."""
     from factbridge.pipeline.prepare import embedding_text, prepare_post
     from factbridge.services import Services
     from factbridge.settings import load_settings
@@ -135,17 +140,46 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
         started = time.perf_counter()
         matcher.match_vectors(posts, vectors)
         out["match_ms_per_post"] = 1000 * (time.perf_counter() - started) / max(1, len(posts))
+        if edits:
+            out["edits"], out["update_s"], out["update_back_s"] = edits, *_edit_and_put_back(services, matcher, edits)
         return out
 
 
-def measure(directory: Path, n_posts: int, config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def _edit_and_put_back(services: Any, matcher: Any, edits: int) -> tuple[float, float]:
+    """`edits` fact-checks from the middle of the library given a corrected claim (stored and
+    re-embedded, as an import and `index_factchecks` do), the cached matcher brought up to date;
+    then the same put back as they were (the library is kept for the next run), and again."""
+    from factbridge.backends.embedders.cache import text_sha
+    from factbridge.pipeline.prepare import prepare_factcheck
+
+    storage, embedder = services.storage, services.embedder
+    size = len(matcher)
+    start = max(0, size // 2 - edits // 2)
+    originals = generated_factchecks(edits, start=start)
+    corrected = [fc.model_copy(update={"claim": f"{fc.claim} (corrected)", "rating": "Misleading"}) for fc in originals]
+    timings = []
+    for version in (corrected, originals):
+        fcs = [prepare_factcheck(fc, services.languages) for fc in version]
+        storage.upsert_factchecks(ORG, fcs)
+        vectors = embedder.encode_documents([fc.passage for fc in fcs])
+        storage.put_vectors(ORG, "factcheck", embedder.id, [(fc.id, text_sha(fc.passage), v) for fc, v in zip(fcs, vectors, strict=True)])
+        started = time.perf_counter()
+        updated = services.matcher(ORG)
+        timings.append(time.perf_counter() - started)
+        assert updated is not matcher, "the library changed: brought up to date"
+        matcher = updated
+    assert len(matcher) == size, "put back: the library as it was"
+    return timings[0], timings[1]
+
+
+def measure(directory: Path, n_posts: int, config: str | None, overrides: dict[str, Any], edits: int = 0) -> dict[str, Any]:
     """`_measure` in a fresh process (spawned: nothing of this one's memory in its peak)."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_measure, (str(directory), n_posts, config, overrides))
+        return pool.apply(_measure, (str(directory), n_posts, config, overrides, edits))
 
 
 def run(data_dir: str | Path, n: int, n_posts: int, config: str | None, overrides: dict[str, Any], advance: Callable[[int], None] | None = None,
-        on_phase: Callable[[str], None] | None = None) -> LibraryBench:
+        on_phase: Callable[[str], None] | None = None, edits: int = 100) -> LibraryBench:
     directory = library_dir(data_dir, n)
     result = LibraryBench(factchecks=n, posts=n_posts, load_avg=[round(os.getloadavg()[0], 2)])
     started = time.perf_counter()
@@ -156,13 +190,13 @@ def run(data_dir: str | Path, n: int, n_posts: int, config: str | None, override
     if not (indexes.is_dir() and any(indexes.iterdir())):  # a new library: its first load may build the vector index
         if on_phase:
             on_phase("loading the library in a fresh process (a large one's vector index is built and saved once)")
-        measured = measure(directory, n_posts, config, overrides)
+        measured = measure(directory, n_posts, config, overrides, min(edits, n))
         if measured["dense_index"] == "stored":  # that load built the index: measure a load that opens it
             result.index_build_s, measured = measured["load_s"], None
     if measured is None:
         if on_phase:
-            on_phase("loading the library in a fresh process, then asking and matching")
-        measured = measure(directory, n_posts, config, overrides)
+            on_phase("loading the library in a fresh process, then asking, matching and bringing it up to date")
+        measured = measure(directory, n_posts, config, overrides, min(edits, n))
     for key, value in measured.items():
         setattr(result, key, value)
     result.load_avg.append(round(os.getloadavg()[0], 2))

@@ -592,19 +592,22 @@ def bench_library(
     ctx: typer.Context,
     factchecks: Annotated[int, typer.Option(help="Fact-checks in the generated library (filled once into data_dir/bench/library-N and reused).")] = 200_000,
     posts: Annotated[int, typer.Option(help="Generated tweet-length posts matched against it.")] = 200,
+    edits: Annotated[int, typer.Option(help="Fact-checks edited (a corrected claim, re-embedded) and then put back, the matcher brought up to date after each.")] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The product's matcher over a large library: loading it, asking whether it changed, matching (the hashing embedder: costs, not quality)."""
+    """The product's matcher over a large library: loading it, asking whether it changed, matching, bringing it up to date (the hashing embedder: costs, not quality)."""
     from factbridge.bench.library import library_dir, run
 
     if factchecks < 1 or posts < 1:
         raise InputError("--factchecks and --posts must be positive", field="factchecks")
+    if edits < 0:
+        raise InputError("--edits must be 0 or more", field="edits")
     state = _state(ctx)
     settings = load_settings(state.config, overrides=state.overrides)
     config = str(state.config) if state.config else None
     with progress_bar(f"generated library of {factchecks:,} fact-checks in {library_dir(settings.data_dir, factchecks)}", factchecks) as advance:
         result = run(settings.data_dir, factchecks, posts, config, dict(state.overrides), advance,
-                     on_phase=lambda phase: err_console_print(f"{phase}..."))
+                     on_phase=lambda phase: err_console_print(f"{phase}..."), edits=edits)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
@@ -621,5 +624,8 @@ def bench_library(
     table.add_row("asking whether the library changed (median)", f"{result.stamp_ms:.2f} ms")
     table.add_row("the cached matcher, library unchanged (median)", f"{result.cached_ask_ms:.2f} ms")
     table.add_row(f"matching {result.posts} posts, vectors given", f"{result.match_ms_per_post:.1f} ms/post")
+    if result.edits:
+        table.add_row(f"brought up to date after {result.edits:,} fact-checks edited", f"{result.update_s:.2f} s")
+        table.add_row("... and after they were put back", f"{result.update_back_s:.2f} s")
     console.print(table)
     console.print(f"[dim]load average {result.load_avg[0]} → {result.load_avg[-1]}[/]")
