@@ -86,15 +86,18 @@ class BM25Index:
         n, width = counts.shape[0], len(self._vocab)
         counts = counts if counts.shape[1] == width else sparse.csr_matrix((counts.data, counts.indices, counts.indptr), shape=(n, width))
         tf_arr = counts.data.astype(np.float32)
-        rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.indptr))
-        lengths = np.bincount(rows, weights=counts.data, minlength=n).astype(np.float32) if n else np.zeros(0, dtype=np.float32)
+        per_doc = np.diff(counts.indptr)
+        total = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts.data, dtype=np.int64)])
+        lengths = (total[counts.indptr[1:]] - total[counts.indptr[:-1]]).astype(np.float32)  # each document's tokens
         avg = float(lengths.mean()) if n else 1.0
         freq = np.bincount(counts.indices, minlength=width)  # documents holding each term
-        idf = np.zeros(width, dtype=np.float32)
-        for col, f in enumerate(freq.tolist()):  # math.log per term, as before: the same float32 values
-            idf[col] = math.log(1 + (n - f + 0.5) / (f + 0.5))
-        has = len(rows) > 0
-        norm = self.k1 * (1 - self.b + self.b * lengths[rows] / max(avg, 1e-9)) if has else 0
+        # math.log once per distinct document frequency (a few thousand values for a vocabulary of
+        # millions, most terms in one or two documents): the same float32 values as once per term
+        distinct, which = np.unique(freq, return_inverse=True)
+        idf = np.asarray([math.log(1 + (n - f + 0.5) / (f + 0.5)) for f in distinct.tolist()], dtype=np.float32)[which]
+        has = len(tf_arr) > 0
+        # each document's length term, then one per pair: the same float32 operations per pair
+        norm = np.repeat(self.k1 * (1 - self.b + self.b * lengths / max(avg, 1e-9)), per_doc) if has else 0
         weights = idf[counts.indices] * tf_arr * (self.k1 + 1) / (tf_arr + norm) if has else tf_arr
         return sparse.csr_matrix((weights, counts.indices, counts.indptr), shape=(n, width), dtype=np.float32).tocsc()
 
