@@ -223,3 +223,21 @@ def test_bm25_updated_weighs_as_a_build_in_that_order(part: int, monkeypatch: py
     gone = set(w for i in dropped for w in docs[i]) - set(w for i in final for w in every[i])
     for word in gone:
         assert not updated.scores([word]).any()
+
+
+def test_an_update_that_fails_loads_the_library_again(hashing_services: Services, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    services, storage = hashing_services, hashing_services.storage
+    rng = random.Random(4)
+    storage.upsert_factchecks(ORG, [prepare_factcheck(_fc(rng, n), LANGS) for n in range(8)])
+    index_factchecks(storage, services.embedder, ORG)
+    first = services.matcher(ORG)
+
+    def broken(self: Matcher, changed: Any) -> Matcher:
+        raise RuntimeError("a bug in the update")
+
+    monkeypatch.setattr(Matcher, "updated", broken)
+    storage.upsert_factchecks(ORG, [prepare_factcheck(_fc(rng, 9), LANGS)])
+    index_factchecks(storage, services.embedder, ORG)
+    again = services.matcher(ORG)
+    assert len(again) == len(first) + 1 and "loading the library again" in caplog.text and "a bug in the update" in caplog.text

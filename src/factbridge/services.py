@@ -125,7 +125,11 @@ class Services:
         embedded = s.vectors_changed(org, "factcheck", self.embedder.id, stamp[2])
         if written is None or embedded is None:
             return None
-        return matcher.updated({*written, *embedded})
+        try:
+            return matcher.updated({*written, *embedded})
+        except Exception:  # a load reads everything again: the answer is right either way
+            logging.getLogger(__name__).exception("bringing the matcher of %s up to date failed; loading the library again", org)
+            return None
 
     def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
         """The shipped per-language centering, when wanted (default: the match_centering

@@ -270,7 +270,7 @@ class Matcher:
         # lists them as duplicates: a desk sees one claim, not the same claim twice.
         keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs and canonical[fc_id] == fc_id]
         ids = [ids[i] for i in keep]
-        self._order = _code_points  # load_vectors' order
+        self._order: Callable[[str], Any] = _code_points  # load_vectors' order
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
         if ids:
             self.index.add(ids, self._centred(matrix[keep], [fcs[i] for i in ids]), self.embedder.id)
