@@ -145,7 +145,11 @@ def test_an_index_saved_before_segments_opens_as_one_segment(tmp_path: Path) -> 
     index.save(stem)
     meta_path = stem.with_name("old.json")
     meta = json.loads(meta_path.read_text())
-    meta.update(version="usearch-hnsw-1", data=meta.pop("segments")[0]["data"])
+    [segment] = meta.pop("segments")
+    ids_file = stem.with_name(segment["ids"])
+    part = json.loads(ids_file.read_text())
+    ids_file.unlink()
+    meta.update(version="usearch-hnsw-1", data=segment["data"], ids=part["ids"], shas=part["shas"])
     del meta["segment_size"]
     meta_path.write_text(json.dumps(meta))
     opened = HnswIndex.open(stem, "emb", 8, segment_size=100)
@@ -186,3 +190,58 @@ def test_onnxruntime_imports_after_an_index_was_made() -> None:
     code = "from factbridge.backends.vectors.hnsw import HnswIndex; HnswIndex('e', 4); import onnxruntime; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_an_index_saved_with_every_id_in_its_json_opens_and_is_saved_per_segment(tmp_path: Path) -> None:
+    """usearch-hnsw-2: the segments' files, and every id and hash in the `.json`. It opens as
+    it was; its next save writes each segment's ids beside its graph, and the `.json` names them."""
+    rows = _unit(260, 8, 10)
+    stem = tmp_path / "v2"
+    index = HnswIndex("emb", 8, segment_size=100)
+    index.add([f"p{i}" for i in range(250)], rows[:250], "emb", shas=[f"s{i}" for i in range(250)])
+    index.add(["p5"], -rows[5:6], "emb", shas=["s5b"])  # a replaced vector: its key in the newest segment
+    index.save(stem)
+    meta_path = stem.with_name("v2.json")
+    meta = json.loads(meta_path.read_text())
+    ids: list[str | None] = []
+    shas: dict[str, str] = {}
+    for segment in meta["segments"]:
+        part = json.loads(stem.with_name(segment.pop("ids")).read_text())
+        ids += part["ids"]
+        shas.update(part["shas"])
+    meta.update(version="usearch-hnsw-2", ids=ids, shas=shas)
+    meta_path.write_text(json.dumps(meta))
+    for p in tmp_path.glob("v2.*.ids.json"):
+        p.unlink()
+    opened = HnswIndex.open(stem, "emb", 8)
+    assert len(opened) == 250 and opened.segments == 3 and opened.text_shas == index.text_shas and opened.text_shas["p5"] == "s5b"
+    assert opened.search(-rows[5], 1, "emb")[0][0] == "p5" and opened.search(rows[77], 1, "emb")[0][0] == "p77"
+    opened.add([f"p{i}" for i in range(250, 260)], rows[250:], "emb")
+    opened.save(stem)
+    saved = json.loads(meta_path.read_text())
+    assert saved["version"] == hnsw_module.HNSW_INDEX_VERSION and "ids" not in saved and "shas" not in saved
+    assert all(stem.with_name(s["ids"]).exists() for s in saved["segments"])
+    again = HnswIndex.open(stem, "emb", 8)
+    assert len(again) == 260 and again._ids == opened._ids and again.text_shas == opened.text_shas
+
+
+def test_a_save_writes_the_ids_of_the_changed_segments_only(tmp_path: Path) -> None:
+    """The `.json` names each segment's ids file and holds no id: a save of a large index with a
+    small newest segment writes that segment's ids, not every id."""
+    rows = _unit(330, 8, 11)
+    stem = tmp_path / "posts"
+    index = HnswIndex("emb", 8, segment_size=100)
+    index.add([f"p{i}" for i in range(300)], rows[:300], "emb", shas=[f"s{i}" for i in range(300)])
+    index.save(stem)
+    sealed = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("posts.*.ids.json")}
+    assert len(sealed) == 3
+    index.add([f"p{i}" for i in range(300, 330)], rows[300:], "emb", shas=[f"s{i}" for i in range(300, 330)])
+    index.save(stem)
+    meta = json.loads(stem.with_name("posts.json").read_text())
+    assert set(meta) >= {"segments", "count"} and "ids" not in meta and "shas" not in meta and meta["count"] == 330
+    now = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("posts.*.ids.json")}
+    assert len(now) == 4 and all(now[name] == mtime for name, mtime in sealed.items()), "the sealed segments' ids are not written again"
+    newest = json.loads(stem.with_name(meta["segments"][-1]["ids"]).read_text())
+    assert newest == {"first_key": 300, "ids": [f"p{i}" for i in range(300, 330)], "shas": {f"p{i}": f"s{i}" for i in range(300, 330)}}
+    stem.with_name(meta["segments"][1]["ids"]).unlink()  # a lost ids file: the set is incomplete, rebuilt from the store
+    assert HnswIndex.saved_files(stem) == [] and len(HnswIndex.open(stem, "emb", 8)) == 0

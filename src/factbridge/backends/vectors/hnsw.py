@@ -23,12 +23,15 @@ changed since it was saved (`stale_ids`). A vector added again under the same id
 replaces the old one. Scores are inner products (vectors are L2-normalised: cosine),
 best first, like every VectorIndex.
 
-Files (`path` is a stem): one `<path>.<generation>.usearch` per segment (its graph and
-vectors) and `<path>.json` (embedder, dimension, ids, text hashes, version, and the
-segments: the file and first key of each). A save writes the files of the segments
-changed since the last save under new names, then replaces the `.json` atomically (the
-commit point), then removes the files no segment names any more: a crash at any moment
-leaves the last complete set readable. Opening a saved index made by another embedder
+Files (`path` is a stem): per segment, `<path>.<generation>.usearch` (its graph and
+vectors) and `<path>.<generation>.ids.json` (the id of each of its keys and their text
+hashes), and `<path>.json` (embedder, dimension, version, and the segments: the files and
+first key of each). A save writes the files of the segments changed since the last save
+under new names, then replaces the `.json` atomically (the commit point), then removes the
+files no segment names any more: a crash at any moment leaves the last complete set
+readable. A sealed segment is written once (again only when one of its vectors is
+replaced), so a save costs by the newest segment, not by the whole index (before version 3
+the `.json` listed every id and hash: ~100 MB and ~1 s of encoding per save at a million). Opening a saved index made by another embedder
 or of another dimension raises EmbedderMismatch. `open(..., view=True)` memory-maps
 the saved files instead of reading them (a read-only index whose pages the OS shares
 and evicts: what a process that only searches needs). A file of the layout before
@@ -55,12 +58,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import orjson
 
 from factbridge.backends.vectors.base import Span, check_vectors
 from factbridge.errors import EmbedderMismatch
 
-HNSW_INDEX_VERSION = "usearch-hnsw-2"  # 2: segments; 1: one graph (still read)
-READABLE_VERSIONS = ("usearch-hnsw-1", HNSW_INDEX_VERSION)
+HNSW_INDEX_VERSION = "usearch-hnsw-3"  # 3: each segment's ids in a file of its own; 2: segments; 1: one graph (both still read)
+READABLE_VERSIONS = ("usearch-hnsw-1", "usearch-hnsw-2", HNSW_INDEX_VERSION)
 # Below this many vectors a brute-force scan costs well under a millisecond and is exact, where
 # the graph's answer is approximate (a small graph can miss a neighbour now and then). An f32
 # segment scans a float32 copy of its vectors (`_Floats`, at most this many rows); f16 / i8 ones
@@ -458,19 +462,26 @@ class HnswIndex:
             if self.read_only:
                 raise ValueError("a read-only view of a saved index is not saved again")
             names: list[str] = []
-            for segment in self._segments:
+            ends = [s.first_key for s in self._segments[1:]] + [len(self._ids)] if self._segments else []
+            for segment, end in zip(self._segments, ends, strict=True):
                 name = segment.saved_as
-                if name is None or not stem.with_name(name).exists():
+                if name is None or not stem.with_name(name).exists() or not stem.with_name(_ids_file(name)).exists():
                     name = f"{stem.name}.{uuid.uuid4().hex[:12]}.usearch"
                     segment.graph.save(str(stem.with_name(name)))
                     _fsync(stem.with_name(name))
+                    ids = self._ids[segment.first_key : end]
+                    # an id's hash goes with the segment of its current key (a replaced vector's new key is in the newest)
+                    shas = {i: self._sha[i] for i in ids if i is not None and i in self._sha}
+                    stem.with_name(_ids_file(name)).write_bytes(orjson.dumps({"first_key": segment.first_key, "ids": ids, "shas": shas}))
+                    _fsync(stem.with_name(_ids_file(name)))
                 names.append(name)
             meta = {
                 "version": HNSW_INDEX_VERSION, "embedder_id": self.embedder_id, "dim": self.dim, "dtype": self.dtype,
                 "params": self.params, "segment_size": self.segment_size,
-                "segments": [{"data": name, "first_key": s.first_key, **({"span": list(s.span) if s.span else None} if s.timed else {})}
+                "segments": [{"data": name, "ids": _ids_file(name), "first_key": s.first_key,
+                              **({"span": list(s.span) if s.span else None} if s.timed else {})}
                              for name, s in zip(names, self._segments, strict=True)],
-                "count": len(self._ids), "ids": self._ids, "shas": self._sha,
+                "count": len(self._ids),
             }
             tmp_meta = stem.with_name(stem.name + ".json.tmp")
             tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
@@ -479,15 +490,22 @@ class HnswIndex:
             _fsync(stem.parent)
             for segment, name in zip(self._segments, names, strict=True):
                 segment.saved_as = name  # only once committed
-        for old in stem.parent.glob(f"{stem.name}.*usearch"):
-            if old.name not in names and _is_generation(old.name, stem.name):
-                old.unlink(missing_ok=True)
+        kept = {*names, *(_ids_file(n) for n in names)}
+        for pattern in (f"{stem.name}.*usearch", f"{stem.name}.*.ids.json"):
+            for old in stem.parent.glob(pattern):
+                if old.name not in kept and _is_generation(old.name, stem.name):
+                    old.unlink(missing_ok=True)
 
     @staticmethod
     def _saved_segments(meta: Mapping[str, Any], stem: Path) -> list[tuple[Path, int]]:
         if "segments" in meta:
             return [(stem.with_name(str(s["data"])), int(s["first_key"])) for s in meta["segments"]]
         return [(stem.with_name(str(meta.get("data") or stem.name + ".usearch")), 0)]  # usearch-hnsw-1: one graph
+
+    @staticmethod
+    def _saved_id_files(meta: Mapping[str, Any], stem: Path) -> list[Path]:
+        """Each segment's ids file (version 3; before it the `.json` held every id)."""
+        return [stem.with_name(str(s["ids"])) for s in meta.get("segments", []) if "ids" in s]
 
     @staticmethod
     def _saved_spans(meta: Mapping[str, Any], count: int) -> list[tuple[bool, Span | None]]:
@@ -508,8 +526,9 @@ class HnswIndex:
         meta_path = stem.with_name(stem.name + ".json")
         if not meta_path.exists():
             return []
-        files = [p for p, _ in cls._saved_segments(json.loads(meta_path.read_text(encoding="utf-8")), stem)]
-        return files if all(p.exists() for p in files) else []
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        files = [p for p, _ in cls._saved_segments(meta, stem)]
+        return files if all(p.exists() for p in [*files, *cls._saved_id_files(meta, stem)]) else []
 
     @classmethod
     def open(cls, path: str | Path, embedder_id: str, dim: int, *, view: bool = False, **options: Any) -> HnswIndex:
@@ -522,23 +541,36 @@ class HnswIndex:
         for _ in range(2):  # a save in another process may replace the set between the two reads: read again
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             saved = cls._saved_segments(meta, stem)
-            if all(p.exists() for p, _ in saved):
+            if all(p.exists() for p in [*(p for p, _ in saved), *cls._saved_id_files(meta, stem)]):
                 break
         if meta.get("embedder_id") != embedder_id or meta.get("dim") != dim:
             raise EmbedderMismatch(
                 f"{meta_path}: index holds vectors of '{meta.get('embedder_id')}' (dimension {meta.get('dim')}),"
                 f" asked for '{embedder_id}' (dimension {dim})"
             )
-        if meta.get("version") not in READABLE_VERSIONS or not all(p.exists() for p, _ in saved):
+        id_files = cls._saved_id_files(meta, stem)
+        if meta.get("version") not in READABLE_VERSIONS or not all(p.exists() for p in [*(p for p, _ in saved), *id_files]):
             return cls(embedder_id, dim, **options)  # another layout, or its data lost: rebuilt from storage
         # how the graphs were built comes from the file; search-time options (expansion_search, rerank) from the caller
         built = {"dtype": meta.get("dtype", "f32"), **{k: v for k, v in meta.get("params", {}).items() if k != "expansion_search"}}
         if "segment_size" in meta:  # a graph of the layout before segments: sealed when above the caller's size
             built["segment_size"] = int(meta["segment_size"])
         index = cls(embedder_id, dim, **{**options, **built})
-        index._ids = list(meta["ids"])
+        if meta.get("version") == HNSW_INDEX_VERSION:  # each segment's keys, in key order
+            if len(id_files) != len(saved):
+                return cls(embedder_id, dim, **options)  # a segment without its ids: rebuilt from storage
+            for path in id_files:
+                part = orjson.loads(path.read_bytes())
+                if int(part["first_key"]) != len(index._ids):
+                    return cls(embedder_id, dim, **options)  # not the set the .json named: rebuilt from storage
+                index._ids.extend(part["ids"])
+                index._sha.update(part["shas"])
+            if len(index._ids) != int(meta.get("count", len(index._ids))):
+                return cls(embedder_id, dim, **options)
+        else:
+            index._ids = list(meta["ids"])
+            index._sha = dict(meta.get("shas", {}))
         index._key = {item: key for key, item in enumerate(index._ids) if item is not None}
-        index._sha = dict(meta.get("shas", {}))
         first_keys = np.asarray([first for _, first in saved], dtype=np.int64)
         live = np.bincount(np.searchsorted(first_keys, np.fromiter(index._key.values(), dtype=np.int64, count=len(index._key)), side="right") - 1,
                            minlength=len(saved)) if index._key else np.zeros(len(saved), dtype=np.int64)
@@ -553,9 +585,14 @@ class HnswIndex:
         return index
 
 
+def _ids_file(data: str) -> str:
+    """The ids file saved beside a segment's `.usearch` file."""
+    return data.removesuffix(".usearch") + ".ids.json"
+
+
 def _is_generation(name: str, stem: str) -> bool:
-    """`<stem>.<12 hex>.usearch`, `<stem>.usearch` (the layout before generations) or a left-over `.tmp`."""
-    middle = name[len(stem) + 1 :].removesuffix(".usearch").removesuffix(".tmp")
+    """`<stem>.<12 hex>.usearch` or `.ids.json`, `<stem>.usearch` (the layout before generations) or a left-over `.tmp`."""
+    middle = name[len(stem) + 1 :].removesuffix(".ids.json").removesuffix(".usearch").removesuffix(".tmp")
     return middle in ("", "usearch") or (len(middle) == 12 and all(c in "0123456789abcdef" for c in middle))
 
 
