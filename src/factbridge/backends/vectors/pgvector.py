@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text
-from factbridge.backends.vectors.base import check_vectors
-from factbridge.backends.vectors.hnsw import RERANK_FACTOR
+from factbridge.backends.vectors.base import STAMP_UNIT, Span, check_vectors
+from factbridge.backends.vectors.hnsw import NARROW_K, RERANK_FACTOR
 from factbridge.errors import EmbedderMismatch
 
 PGVECTOR_INDEX_VERSION = "pgvector-1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(stamp: int) -> datetime:
+    """A `time_stamp` (whole microseconds since the epoch) as the aware time it was made from."""
+    return _EPOCH + stamp * STAMP_UNIT
 
 
 class PgVectorIndex:
@@ -109,38 +116,90 @@ class PgVectorIndex:
         self.storage._write(run)
 
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
+        return self._search(query, k, embedder_id, None)
+
+    def search_many(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float | None = None,
+                    within: Span | None = None) -> list[list[tuple[str, float]]]:
+        """`search` of each row, less the hits scoring under `min_score`. `within` (a post
+        index): only the posts created in that span, or of no known time, are searched for: the
+        database leaves the others out while it walks the index (joined to `posts` on their
+        creation time), so a text posted hundreds of times long ago does not fill the `k`
+        nearest and crowd out its copies of the window (the embedded index leaves out whole
+        segments of other times instead)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries.reshape(len(queries), -1) if len(queries) else queries.reshape(0, self.dim)
+        span = within if self.kind == "post" else None  # only posts carry a time
+        return [[(i, s) for i, s in self._search(q, k, embedder_id, span) if min_score is None or s >= min_score] for q in queries]
+
+    def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float, within: Span | None = None,
+                     held: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Each row's hits scoring at least `min_score` (at most `k`, best first): the `NARROW_K`
+        nearest first, and the `k` nearest only for the rows whose every one of those reaches it
+        (as `HnswIndex.search_above`). Most posts have few near-copies, and a walk for `k` of a
+        span costs by how many posts of other times it passes (docs/performance.md §5, "Eleventh
+        round"). `held` is for the embedded index (a row that lost its way); the database's
+        walk is not asked again."""
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries.reshape(len(queries), -1) if len(queries) else queries.reshape(0, self.dim)
+        span = within if self.kind == "post" else None
+        narrow = min(k, NARROW_K)
+        out: list[list[tuple[str, float]]] = []
+        for q in queries:
+            hits = self._search(q, narrow, embedder_id, span, candidates=narrow)  # a threshold's test: no re-rank's extra candidates
+            if narrow < k and len(hits) == narrow and all(s >= min_score for _, s in hits):
+                hits = self._search(q, k, embedder_id, span)
+            out.append([(i, s) for i, s in hits if s >= min_score])
+        return out
+
+    def _search(self, query: np.ndarray, k: int, embedder_id: str, within: Span | None, candidates: int | None = None) -> list[tuple[str, float]]:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         self._check(embedder_id, query.shape[0])
         if k <= 0:
             return []
+        statement, params, settings = self.query(query, k, within, candidates)
+        rows = self.storage._read(lambda c: c.execute(statement, params).fetchall(), local_settings=settings or None)
+        return [(r[0], float(r[1])) for r in rows]
+
+    def query(self, query: np.ndarray, k: int, within: Span | None = None, candidates: int | None = None) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
+        """The statement of a search, its parameters and the settings it runs under. `candidates`:
+        how many the HNSW index orders before the re-rank by the float vectors (by default a few
+        times `k` with halfvec, `k` otherwise)."""
         from psycopg import sql
 
+        # a span: each vector's post joined for its time (none stored, or none given: kept, as unknown)
+        source, when = sql.SQL("vectors"), sql.SQL("")
+        times: tuple[datetime, ...] = ()
+        if within is not None:
+            source = sql.SQL("vectors LEFT JOIN posts ON posts.org = vectors.org AND posts.id = vectors.item_id")
+            when = sql.SQL(" AND (posts.created_at IS NULL OR posts.created_at BETWEEN %s AND %s)")
+            times = (_time(within[0]), _time(within[1]))
         statement: sql.Composable
+        settings: dict[str, str]
         if self.hnsw:
             # the expression and the embedder literal must match the partial index to use it. With
             # halfvec the index orders a few times k candidates, re-ranked by the float inner product.
             statement = sql.SQL(
-                "SELECT item_id, score FROM (SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) AS score FROM vectors"
-                " WHERE embedder = {embedder} AND kind = {kind} AND org = %s"
+                "SELECT item_id, score FROM (SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) AS score FROM {source}"
+                " WHERE embedder = {embedder} AND kind = {kind} AND vectors.org = %s{when}"
                 " ORDER BY (vec::{type}({dim})) <#> %b::vector({dim})::{type}({dim}) LIMIT %s) AS candidates"
                 ' ORDER BY score DESC, item_id COLLATE "C" LIMIT %s'
             ).format(
                 dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
-                type=sql.SQL(self._indexed_type),
+                type=sql.SQL(self._indexed_type), source=source, when=when,
             )
-            wanted = max(k * RERANK_FACTOR, k + 32) if self.halfvec else k
+            wanted = candidates if candidates is not None else max(k * RERANK_FACTOR, k + 32) if self.halfvec else k
             # pgvector's ef_search tops out at 1000; the iterative scan goes on past it for a larger k
+            # (and past the posts of other times: the walk goes on until `wanted` of the span are found)
             settings = {"hnsw.ef_search": str(min(1000, max(self.ef_search, wanted))), "hnsw.iterative_scan": "strict_order"}
-            params: tuple[Any, ...] = (query, self.org, query, wanted, k)
+            params: tuple[Any, ...] = (query, self.org, *times, query, wanted, k)
         else:
             statement = sql.SQL(
-                "SELECT item_id, -(vec <#> %b::vector) FROM vectors WHERE embedder = %s AND org = %s AND kind = %s"
+                "SELECT item_id, -(vec <#> %b::vector) FROM {source} WHERE embedder = %s AND vectors.org = %s AND kind = %s{when}"
                 ' ORDER BY vec <#> %b::vector, item_id COLLATE "C" LIMIT %s'
-            )
+            ).format(source=source, when=when)
             settings = {}
-            params = (query, self.embedder_id, self.org, self.kind, query, k)
-        rows = self.storage._read(lambda c: c.execute(statement, params).fetchall(), local_settings=settings or None)
-        return [(r[0], float(r[1])) for r in rows]
+            params = (query, self.embedder_id, self.org, self.kind, *times, query, k)
+        return statement, params, settings
 
     def __len__(self) -> int:
         return int(
