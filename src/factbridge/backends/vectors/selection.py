@@ -72,12 +72,18 @@ class VectorIndexTuning:
 @dataclass
 class _Kept:
     index: HnswIndex | NumpyIndex
-    shas: dict[str, str] = field(default_factory=dict)
+    own_shas: dict[str, str] = field(default_factory=dict)  # the text hashes of an index that keeps none (NumPy)
     synced: float = 0.0
     stamp: str | None = None  # the store's `vector_stamp` at the last resync
     saved: bool = False  # saved by this process (its first use saves)
     unsaved: int = 0  # vectors added since the last save
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def shas(self) -> dict[str, str]:
+        """Per id, the text hash its vector here was made from: the HNSW index's own (a copy here
+        held a second map of every id, ~80 MB a million posts), else kept beside the index."""
+        return self.index.text_shas if isinstance(self.index, HnswIndex) else self.own_shas
 
 
 _KEPT: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], _Kept]] = weakref.WeakKeyDictionary()
@@ -135,7 +141,7 @@ def stored_vector_index(
             index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim, **options) if path else HnswIndex(embedder_id, dim, **options)
         else:
             index = NumpyIndex(embedder_id, dim)
-        kept = per_storage.setdefault(key, _Kept(index, dict(index.text_shas) if isinstance(index, HnswIndex) else {}))
+        kept = per_storage.setdefault(key, _Kept(index))
     with kept.lock:
         now = time.monotonic()
         added: set[str] = set()  # read from the store just now
@@ -205,7 +211,7 @@ def _add_rows(kept: _Kept, embedder_id: str, ids: list[str], matrix: np.ndarray,
         kept.index.add(ids, matrix, embedder_id, shas=known, stamps=stamps)
     else:
         kept.index.add(ids, matrix, embedder_id)
-    kept.shas.update(zip(ids, known, strict=True))
+        kept.own_shas.update(zip(ids, known, strict=True))
     kept.unsaved += len(ids)
 
 
