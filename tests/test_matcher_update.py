@@ -241,3 +241,33 @@ def test_an_update_that_fails_loads_the_library_again(hashing_services: Services
     index_factchecks(storage, services.embedder, ORG)
     again = services.matcher(ORG)
     assert len(again) == len(first) + 1 and "loading the library again" in caplog.text and "a bug in the update" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["memory", "stored"])
+def test_an_updated_matcher_with_centering_is_the_matcher_a_load_gives(mode: str, tmp_path: Path) -> None:
+    """With per-language centering the library vectors are centred in memory, or stored
+    centred as their own kind and searched there: an update centres what it adds the same way."""
+    from factbridge.pipeline.centering import LanguageCentering
+
+    with _services(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", mode) as services:
+        storage, embedder = services.storage, services.embedder
+        rng = random.Random(21)
+        means = {lang: (np.random.default_rng(n).standard_normal(embedder.dim) * 0.02).astype(np.float32) for n, lang in enumerate(("*", *LANGS))}
+        centering = LanguageCentering("test-centering-2", embedder.id, {"passage": means, "query": means})
+
+        def matcher() -> Matcher:
+            return Matcher(storage, embedder, ORG, fusion="rrf", centering=centering, dense_index=mode, index_dir=tmp_path)
+
+        library = [_fc(rng, n) for n in range(40)]
+        storage.upsert_factchecks(ORG, [prepare_factcheck(fc, LANGS) for fc in library])
+        index_factchecks(storage, embedder, ORG)
+        posts = _posts(rng, library)
+        vectors = embedder.encode_queries([embedding_text(p) for p in posts])
+        first = matcher()
+        stamps = (storage.factcheck_stamp(ORG), storage.vector_stamp(ORG, "factcheck", embedder.id))
+        edited = [library[n].model_copy(update={"claim": _claim(rng, library[n].language or "en")}) for n in (2, 9)]
+        storage.upsert_factchecks(ORG, [prepare_factcheck(fc, LANGS) for fc in [*edited, _fc(rng, 90), _fc(rng, 91)]])
+        index_factchecks(storage, embedder, ORG)
+        changed = {*(storage.factchecks_changed(ORG, stamps[0]) or ()), *(storage.vectors_changed(ORG, "factcheck", embedder.id, stamps[1]) or ())}
+        assert changed == {library[2].id, library[9].id, "fc-90", "91"}, "the edited and the added, nothing else"
+        _same(first.updated(changed), matcher(), posts, vectors)

@@ -293,21 +293,22 @@ class Matcher:
         fcs, canonical = self._load_entries(sorted(shas))
         ids = sorted((i for i in shas if i in fcs and canonical[i] == i), key=_natural)
         self._order = _natural
-        self._open_stored(ids, shas, fcs)
+        self._open_stored(ids, shas, fcs, whole=True)
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
-    def _open_stored(self, ids: Sequence[str], shas: dict[str, str], fcs: dict[str, LibraryEntry]) -> None:
+    def _open_stored(self, ids: Sequence[str], shas: dict[str, str], fcs: dict[str, LibraryEntry], whole: bool = False) -> None:
         """The stored index brought up to date: the centred vectors of `ids` (stored as their own
-        kind) where their text changed, then the index synced with the store at once."""
+        kind; `whole`: the whole library, whose centred hashes are read in one go) where their
+        text changed, then the index synced with the store at once."""
         from factbridge.backends.vectors.selection import stored_vector_index
 
         kind = "factcheck"
         if self.centering is not None:
             kind = f"factcheck~{self.centering.version}"
-            done = self.storage.vector_shas(self.org, kind, self.embedder.id, ids=ids)
+            done = self.storage.vector_shas(self.org, kind, self.embedder.id, ids=None if whole else ids)
             stale = [i for i in ids if done.get(i) != shas[i]]
             for start in range(0, len(stale), 10_000):
                 got, raw = self.storage.load_vectors(self.org, "factcheck", self.embedder.id, ids=stale[start : start + 10_000])
