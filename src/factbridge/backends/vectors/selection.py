@@ -82,7 +82,7 @@ class _Kept:
     @property
     def shas(self) -> dict[str, str]:
         """Per id, the text hash its vector here was made from: the HNSW index's own (a copy here
-        held a second map of every id, ~80 MB a million posts), else kept beside the index."""
+        held a second map of every id, 31 MB a million posts), else kept beside the index."""
         return self.index.text_shas if isinstance(self.index, HnswIndex) else self.own_shas
 
 
