@@ -271,3 +271,26 @@ def test_an_updated_matcher_with_centering_is_the_matcher_a_load_gives(mode: str
         changed = {*(storage.factchecks_changed(ORG, stamps[0]) or ()), *(storage.vectors_changed(ORG, "factcheck", embedder.id, stamps[1]) or ())}
         assert changed == {library[2].id, library[9].id, "fc-90", "91"}, "the edited and the added, nothing else"
         _same(first.updated(changed), matcher(), posts, vectors)
+
+
+def test_a_full_load_hands_freed_memory_back(hashing_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a full load (not after an update) the C heap's freed pages go back to the system
+    where the C library can (glibc: `malloc_trim`)."""
+    import platform
+
+    import factbridge.services as services_module
+
+    calls: list[bool] = []
+    real = services_module.release_freed_memory
+    monkeypatch.setattr(services_module, "release_freed_memory", lambda: calls.append(real()) or True)
+    services, storage = hashing_services, hashing_services.storage
+    rng = random.Random(5)
+    storage.upsert_factchecks(ORG, [prepare_factcheck(_fc(rng, n), LANGS) for n in range(4)])
+    index_factchecks(storage, services.embedder, ORG)
+    services.matcher(ORG)
+    storage.upsert_factchecks(ORG, [prepare_factcheck(_fc(rng, 9), LANGS)])
+    index_factchecks(storage, services.embedder, ORG)
+    services.matcher(ORG)  # brought up to date: nothing to hand back
+    assert len(calls) == 1
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert calls == [True], "glibc has malloc_trim"

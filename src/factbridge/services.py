@@ -20,6 +20,22 @@ from factbridge.plugins import load_backend
 from factbridge.settings import Settings
 
 
+def release_freed_memory() -> bool:
+    """Hand the C heap's freed pages back to the system (glibc's `malloc_trim`), after a library
+    load: its transient reads are freed, but glibc keeps their pages (~130 MB of a worker holding
+    300,000 fact-checks: docs/performance.md §5, "Eleventh round"). False where the C library
+    has no such call (musl, macOS): nothing is done."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -100,6 +116,7 @@ class Services:
         matcher = self._updated_matcher(org, *cached) if cached else None
         if matcher is None:
             matcher = self._build_matcher(org, None, None)
+            release_freed_memory()
         with self._matcher_lock:
             self._matchers[org] = (stamp, matcher)
         return matcher
