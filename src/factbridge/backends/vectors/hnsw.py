@@ -31,11 +31,13 @@ under new names, then replaces the `.json` atomically (the commit point), then r
 files no segment names any more: a crash at any moment leaves the last complete set
 readable. A sealed segment is written once (again only when one of its vectors is
 replaced), so a save costs by the newest segment, not by the whole index (before version 3
-the `.json` listed every id and hash: ~100 MB and ~1 s of encoding per save at a million). Opening a saved index made by another embedder
-or of another dimension raises EmbedderMismatch. `open(..., view=True)` memory-maps
-the saved files instead of reading them (a read-only index whose pages the OS shares
-and evicts: what a process that only searches needs). A file of the layout before
-segments (`usearch-hnsw-1`, one `data` file) opens as one segment.
+the `.json` listed every id and hash: 105 MB and 1.6 s a save at a million). Opening a
+saved index made by another embedder or of another dimension raises EmbedderMismatch.
+`open(..., view=True)` memory-maps the saved files instead of reading them (a read-only
+index whose pages the OS shares and evicts: what a process that only searches needs).
+A file of the layout before segments (`usearch-hnsw-1`, one `data` file) opens as one
+segment; one of version 2 (every id in the `.json`) opens too, and its next save writes
+version 3.
 
 Memory: `dtype="f16"` (768 bytes per 384-d vector) or `"i8"` (384 bytes) instead of
 `"f32"` (1,536 bytes). Quantised distances move scores by ~1e-3 (f16) or ~1e-2 (i8),
