@@ -324,8 +324,10 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     batch refreshes were found in the index, so they are there already. Posts with the same
     vector (exact copies: their text was embedded once) are searched once: the same query
     gets the same answer. The search asks only for the span the batch's windows cover
-    (`within`): the HNSW index leaves out the segments of other times, so a post's search
-    costs by the posts of its window, not by the whole history."""
+    (`within`): the embedded HNSW index leaves out the segments of other times, so a post's
+    search costs by the posts of its window, not by the whole history; pgvector walks its one
+    graph keeping only the posts of the span (an old text's hundreds of copies never crowd out
+    the window's own: tests/test_pgvector_window.py)."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
     # each vector's text hash read before it (the index then knows what it was made from)
