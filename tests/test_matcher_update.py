@@ -118,19 +118,21 @@ def _check_updates(services: Services, mode: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(storage, "factcheck_fields", lambda org, fields, ids=None: changed_reads.append(-1 if ids is None else len(ids))
                         or real_entries(org, fields, ids))
 
+    handed = [first]  # the matcher the last step was given
+
     def step(why: str) -> Matcher:
-        before = services.matcher(ORG)
         loads.clear()
         changed_reads.clear()
-        got = services.matcher(ORG)
+        got = services.matcher(ORG)  # the library changed since the last step: brought up to date here
+        assert got is not handed[-1], f"{why}: a new matcher"
         assert not loads, f"{why}: brought up to date, not loaded again"
-        assert -1 not in changed_reads, f"{why}: only what changed is read, not the whole library"
+        assert changed_reads and -1 not in changed_reads, f"{why}: only what changed is read, not the whole library"
         assert services.matcher(ORG) is got, f"{why}: cached again"
         with monkeypatch.context() as m:
             m.setattr(Matcher, "refresh", real_refresh)
             fresh = services._build_matcher(ORG, None, None)
         _same(got, fresh, posts, vectors)
-        del before
+        handed.append(got)
         return got
 
     # new fact-checks, one a copy published before its original (which becomes the copy)
