@@ -175,7 +175,8 @@ def test_ingest_publishes_and_two_workers_process_each_batch_once(tmp_path: Path
         assert proc.returncode == 0, err
         reports.append(json.loads(out[out.index("{"):]))
     runs = [b["id"] for r in reports for b in r["batches"]]
-    assert all(b["status"] == "done" and b["attempt"] == 1 for r in reports for b in r["batches"])
+    not_done_once = [b for r in reports for b in r["batches"] if not (b["status"] == "done" and b["attempt"] == 1)]
+    assert not not_done_once, "; ".join(f"{b['id']} attempt {b['attempt']}: {b['status']} {b.get('error') or ''}" for b in not_done_once)
     assert sorted(runs) == sorted(published["batch_ids"]), "every batch processed, none twice"
     assert all(r["done"] > 0 for r in reports), f"both workers took work: {[r['done'] for r in reports]}"
 

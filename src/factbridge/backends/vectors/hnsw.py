@@ -49,12 +49,13 @@ exact inner products: the scores returned are the float ones, and recall is the 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import importlib.util
 import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -460,7 +461,9 @@ class HnswIndex:
         the previous set; an orphaned new file is removed by the next save."""
         stem = Path(path)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        # workers sharing a data_dir save the same index: one at a time, or one's clean-up removes
+        # the other's files before its `.json` names them (and both write the one `.json.tmp`)
+        with self._lock, _saving(stem):
             if self.read_only:
                 raise ValueError("a read-only view of a saved index is not saved again")
             names: list[str] = []
@@ -492,11 +495,11 @@ class HnswIndex:
             _fsync(stem.parent)
             for segment, name in zip(self._segments, names, strict=True):
                 segment.saved_as = name  # only once committed
-        kept = {*names, *(_ids_file(n) for n in names)}
-        for pattern in (f"{stem.name}.*usearch", f"{stem.name}.*.ids.json"):
-            for old in stem.parent.glob(pattern):
-                if old.name not in kept and _is_generation(old.name, stem.name):
-                    old.unlink(missing_ok=True)
+            kept = {*names, *(_ids_file(n) for n in names)}
+            for pattern in (f"{stem.name}.*usearch", f"{stem.name}.*.ids.json"):
+                for old in stem.parent.glob(pattern):
+                    if old.name not in kept and _is_generation(old.name, stem.name):
+                        old.unlink(missing_ok=True)
 
     @staticmethod
     def _saved_segments(meta: Mapping[str, Any], stem: Path) -> list[tuple[Path, int]]:
@@ -585,6 +588,23 @@ class HnswIndex:
             index._segments.append(_Segment(graph, first, int(count), data_path.name, span=span, timed=timed))
         index.read_only = view
         return index
+
+
+@contextlib.contextmanager
+def _saving(stem: Path) -> Iterator[None]:
+    """Hold `<stem>.lock` (an advisory lock of the whole file) while a save writes and cleans up:
+    another process saving the same index waits. Where there is no `fcntl`: nothing is held."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(stem.with_name(stem.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _ids_file(data: str) -> str:
