@@ -84,7 +84,6 @@ class BM25Index:
         """Every (document, term) pair's BM25 weight, from the counts alone: the library's size,
         each term's document frequency and each document's length are read off them."""
         n, width = counts.shape[0], len(self._vocab)
-        counts = counts if counts.shape[1] == width else sparse.csr_matrix((counts.data, counts.indices, counts.indptr), shape=(n, width))
         tf_arr = counts.data.astype(np.float32)
         per_doc = np.diff(counts.indptr)
         total = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(counts.data, dtype=np.int64)])

@@ -309,16 +309,19 @@ class Matcher:
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
-    def _open_stored(self, ids: Sequence[str], shas: dict[str, str], fcs: dict[str, LibraryEntry], whole: bool = False) -> None:
+    def _open_stored(self, ids: Sequence[str], shas: dict[str, str] | None, fcs: dict[str, LibraryEntry], whole: bool = False) -> None:
         """The stored index brought up to date: the centred vectors of `ids` (stored as their own
         kind; `whole`: the whole library, whose centred hashes are read in one go) where their
-        text changed, then the index synced with the store at once."""
+        text changed (`shas`: their texts' hashes; None: read here, only when centering needs
+        them), then the index synced with the store at once."""
         from factbridge.backends.vectors.selection import stored_vector_index
 
         kind = "factcheck"
         if self.centering is not None:
             kind = f"factcheck~{self.centering.version}"
             done = self.storage.vector_shas(self.org, kind, self.embedder.id, ids=None if whole else ids)
+            if shas is None:  # an update's few ids: their hashes read only where centering needs them
+                shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id, ids=ids)
             stale = [i for i in ids if done.get(i) != shas[i]]
             for start in range(0, len(stale), 10_000):
                 got, raw = self.storage.load_vectors(self.org, "factcheck", self.embedder.id, ids=stale[start : start + 10_000])
@@ -430,7 +433,7 @@ class Matcher:
             new.index = NumpyIndex.of(self.embedder.id, self.embedder.dim, [item.id for item in new.items],
                                       np.concatenate([self.index.matrix[keep], vectors])[order])
         else:
-            new._open_stored(added, storage.vector_shas(org, "factcheck", self.embedder.id, ids=added), entries)
+            new._open_stored(added, None, entries)
         return new
 
     @staticmethod
