@@ -237,8 +237,11 @@ def test_bench_library_loads_asks_and_matches_a_generated_library(tmp_path: Path
     assert 590 <= data["items"] <= 600, "the library less near-identical copies"
     assert data["stamp_ms"] > 0 and data["cached_ask_ms"] > 0 and data["match_ms_per_post"] > 0 and data["posts"] == 10
     assert data["edits"] == 100 and data["update_s"] > 0 and data["update_back_s"] > 0, "edited and put back, brought up to date each time"
+    assert data["snapshot_save_s"] > 0 and data["snapshot_mb"] > 0 and data["restore_s"] > 0 and data["restore_edited_s"] > 0
+    assert data["restore_peak_rss_mb"] >= data["rss_after_restore_mb"] > 0, "a fresh process started from the saved library"
     again = _json(_run(["bench", "library", "--factchecks", "600", "--posts", "10", "--edits", "7", "--json"], tmp_path, env))
     assert again["filled"] == 0 and again["index_build_s"] == 0 and again["items"] == data["items"], "the library (put back) and its index reused"
     assert again["edits"] == 7
     small = _run(["bench", "library", "--factchecks", "50", "--posts", "5"], tmp_path)
     assert "memory dense index" in small and "asking whether the library changed" in small and "brought up to date after 50 fact-checks edited" in small
+    assert "a worker's first matcher from the saved library" in small and "with 50 fact-checks edited since it was saved" in small

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -18,6 +19,9 @@ from factbridge.backends.storage import Storage, open_storage
 from factbridge.backends.vectors.selection import VectorIndexTuning
 from factbridge.plugins import load_backend
 from factbridge.settings import Settings
+
+# A restored library that had this many fact-checks (and a twentieth of it) to read again is saved again
+SNAPSHOT_RESAVE_MIN = 1_000
 
 
 def release_freed_memory() -> bool:
@@ -113,10 +117,9 @@ class Services:
             cached = self._matchers.get(org)
             if cached and cached[0] == stamp:
                 return cached[1]
-        matcher = self._updated_matcher(org, *cached) if cached else None
+        matcher = self._updated_matcher(org, *cached) if cached else self._restored_matcher(org, stamp)
         if matcher is None:
-            matcher = self._build_matcher(org, None, None)
-            release_freed_memory()
+            matcher = self._loaded_matcher(org, stamp)
         with self._matcher_lock:
             self._matchers[org] = (stamp, matcher)
         return matcher
@@ -148,6 +151,72 @@ class Services:
             logging.getLogger(__name__).exception("bringing the matcher of %s up to date failed; loading the library again", org)
             return None
 
+    def _snapshot_path(self, org: str) -> Path | None:
+        """Where this organisation's loaded library is saved (pipeline/snapshot.py), when it is
+        large enough to be worth it and the storage is not in memory (the file belongs to it)."""
+        from factbridge.pipeline.snapshot import snapshot_path
+
+        if ":memory:" in self.settings.resolved_storage_url or self.storage.count_factchecks(org) < self.settings.match_snapshot_min:
+            return None
+        return snapshot_path(self.settings.data_dir, org, self.embedder.id)
+
+    def _library_shas(self, org: str) -> tuple[dict[str, str], dict[str, str]]:
+        return self.storage.factcheck_shas(org), self.storage.vector_shas(org, "factcheck", self.embedder.id)
+
+    def _loaded_matcher(self, org: str, stamp: tuple[str, int, str]) -> Any:
+        """The library loaded whole (read after `stamp`), then saved for the next process."""
+        path = self._snapshot_path(org)
+        shas = self._library_shas(org) if path is not None else None  # before the load: what it read is at least as new
+        matcher = self._build_matcher(org, None, None)
+        release_freed_memory()
+        if path is not None and shas is not None:
+            self._save_snapshot(org, matcher, path, shas, stamp)
+        return matcher
+
+    def _restored_matcher(self, org: str, stamp: tuple[str, int, str]) -> Any:
+        """A process's first matcher from the saved library, brought up to date with every
+        fact-check whose document or vector hash differs from the store's now; None where there
+        is none to use (then the library is loaded). Saved again when much had changed."""
+        from factbridge.pipeline import snapshot
+
+        path = self._snapshot_path(org)
+        if path is None or not path.exists():
+            return None
+        log = logging.getLogger(__name__)
+        started = time.perf_counter()
+        shas = self._library_shas(org)  # read after `stamp`, before what `updated` reads
+        try:
+            empty = self._build_matcher(org, None, None, load=False)
+            saved = snapshot.restore(path, empty, known_vectors=(stamp[2], shas[1]))
+            if saved is None:
+                log.info("the saved library at %s was made for another matcher; loading the library", path)
+                return None
+            changed = snapshot.differing(saved[0], shas[0]) | snapshot.differing(saved[1], shas[1])
+            matcher = empty.updated(changed)
+        except Exception:  # a load reads everything again: the answer is right either way
+            log.exception("starting the matcher of %s from its saved library %s failed; loading the library", org, path)
+            return None
+        log.info("matcher of %s started from %s: %d fact-checks, %d read again, %.1f s", org, path, len(matcher), len(changed),
+                 time.perf_counter() - started)
+        if len(changed) >= max(SNAPSHOT_RESAVE_MIN, len(matcher) // 20):
+            self._save_snapshot(org, matcher, path, shas, stamp)
+        return matcher
+
+    def _save_snapshot(self, org: str, matcher: Any, path: Path, shas: tuple[dict[str, str], dict[str, str]], stamp: tuple[str, int, str]) -> None:
+        """Save `matcher`, read after `stamp` and `shas`: what was written since `stamp` it may
+        hold in any of its versions, so those are saved as unknown (read again by a restore).
+        Not saved where the store cannot say what was written; a failed save is logged only."""
+        from factbridge.pipeline import snapshot
+
+        written = self.storage.factchecks_changed(org, stamp[0])
+        embedded = self.storage.vectors_changed(org, "factcheck", self.embedder.id, stamp[2])
+        if written is None or embedded is None:
+            return
+        try:
+            snapshot.save(matcher, path, shas[0], shas[1], unknown={*written, *embedded})
+        except (OSError, snapshot.SnapshotError):
+            logging.getLogger(__name__).exception("saving the library of %s to %s failed", org, path)
+
     def centering(self, embedder: Embedder | None = None, wanted: bool | None = None):
         """The shipped per-language centering, when wanted (default: the match_centering
         setting) and estimated on this embedder; otherwise None."""
@@ -156,7 +225,7 @@ class Services:
         use = self.settings.match_centering if wanted is None else wanted
         return shipped_centering((embedder or self.embedder).id) if use else None
 
-    def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None):
+    def _build_matcher(self, org: str, storage: Storage | None, embedder: Embedder | None, load: bool = True):
         from factbridge.pipeline.matching import Matcher, default_reranker_path
         from factbridge.pipeline.reranker import Reranker
 
@@ -191,6 +260,7 @@ class Services:
             index_tuning=VectorIndexTuning.from_settings(s),
             # the saved index belongs to this storage (its file is named by org, kind and embedder only)
             index_dir=None if storage is not None or ":memory:" in s.resolved_storage_url else s.data_dir,
+            load=load,
         )
 
     def _dense_index(self, org: str, storage: Storage) -> str:

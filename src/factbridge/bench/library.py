@@ -61,7 +61,13 @@ class LibraryBench:
     filled: int = 0  # fact-checks generated and stored by this run (0: the library was there)
     fill_s: float = 0.0
     index_build_s: float = 0.0  # the first load of a new library: its vector index built and saved
-    load_s: float = 0.0  # a worker's first matcher: the library loaded (vector index saved already)
+    load_s: float = 0.0  # a worker's first matcher: the library loaded (vector index saved already), no snapshot
+    snapshot_save_s: float = 0.0  # then its hashes read and the loaded library saved (pipeline/snapshot.py)
+    snapshot_mb: float = 0.0  # the saved library's file
+    restore_s: float = 0.0  # a worker's first matcher started from the saved library, nothing changed since
+    restore_peak_rss_mb: float = 0.0
+    rss_after_restore_mb: float = 0.0
+    restore_edited_s: float = 0.0  # ... with `edits` fact-checks edited since the save (read again)
     load_peak_rss_mb: float = 0.0  # the measuring process's peak, the load included
     rss_after_load_mb: float = 0.0  # what the process holds once loaded (a worker's steady memory, before matching)
     items: int = 0
@@ -118,13 +124,22 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
     from factbridge.services import Services
     from factbridge.settings import load_settings
 
-    with Services(load_settings(config, overrides=_settings(Path(directory), overrides))) as services:
+    from factbridge.pipeline.snapshot import snapshot_path
+
+    settings = load_settings(config, overrides={**_settings(Path(directory), overrides), "match_snapshot_min": 2**62})  # the load alone
+    with Services(settings) as services:
         started = time.perf_counter()
         matcher = services.matcher(ORG)
         load_s = time.perf_counter() - started
         now_mb, peak_mb = rss_mb()
         out: dict[str, Any] = {"load_s": load_s, "load_peak_rss_mb": peak_mb, "rss_after_load_mb": now_mb, "items": len(matcher),
                                "dense_index": matcher.dense_index}
+        # what a load adds to save the library for the next process (the product does it after a load)
+        path = snapshot_path(directory, ORG, services.embedder.id)
+        started = time.perf_counter()
+        services._save_snapshot(ORG, matcher, path, services._library_shas(ORG), services._library_stamp(ORG))
+        out["snapshot_save_s"] = time.perf_counter() - started
+        out["snapshot_mb"] = path.stat().st_size / 1e6 if path.exists() else 0.0
         stamps, asks = [], []
         for _ in range(21):
             started = time.perf_counter()
@@ -145,24 +160,51 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
         return out
 
 
+def _measure_restore(directory: str, config: str | None, overrides: dict[str, Any], edits: int = 0) -> dict[str, Any]:
+    """In a process of its own: the first matcher started from the saved library, after `edits`
+    fact-checks were edited in the store (then put back as they were)."""
+    from factbridge.services import Services
+    from factbridge.settings import load_settings
+
+    with Services(load_settings(config, overrides={**_settings(Path(directory), overrides), "match_snapshot_min": 0})) as services:
+        versions = _edited(len(services.storage.factcheck_shas(ORG)), edits)
+        if edits:
+            _store(services, versions[0])
+        started = time.perf_counter()
+        matcher = services.matcher(ORG)
+        restore_s = time.perf_counter() - started
+        now_mb, peak_mb = rss_mb()
+        if edits:
+            _store(services, versions[1])
+        return {"restore_s": restore_s, "peak_rss_mb": peak_mb, "rss_mb": now_mb, "items": len(matcher)}
+
+
+def _edited(size: int, edits: int) -> tuple[list[FactCheck], list[FactCheck]]:
+    """`edits` fact-checks from the middle of the library with a corrected claim, and as they were."""
+    start = max(0, size // 2 - edits // 2)
+    originals = generated_factchecks(edits, start=start)
+    return [fc.model_copy(update={"claim": f"{fc.claim} (corrected)", "rating": "Misleading"}) for fc in originals], originals
+
+
+def _store(services: Any, version: list[FactCheck]) -> None:
+    """Fact-checks stored and re-embedded, as an import and `index_factchecks` do."""
+    from factbridge.backends.embedders.cache import text_sha
+    from factbridge.pipeline.prepare import prepare_factcheck
+
+    fcs = [prepare_factcheck(fc, services.languages) for fc in version]
+    services.storage.upsert_factchecks(ORG, fcs)
+    vectors = services.embedder.encode_documents([fc.passage for fc in fcs])
+    services.storage.put_vectors(ORG, "factcheck", services.embedder.id, [(fc.id, text_sha(fc.passage), v) for fc, v in zip(fcs, vectors, strict=True)])
+
+
 def _edit_and_put_back(services: Any, matcher: Any, edits: int) -> tuple[float, float]:
     """`edits` fact-checks from the middle of the library given a corrected claim (stored and
     re-embedded, as an import and `index_factchecks` do), the cached matcher brought up to date;
     then the same put back as they were (the library is kept for the next run), and again."""
-    from factbridge.backends.embedders.cache import text_sha
-    from factbridge.pipeline.prepare import prepare_factcheck
-
-    storage, embedder = services.storage, services.embedder
     size = len(matcher)
-    start = max(0, size // 2 - edits // 2)
-    originals = generated_factchecks(edits, start=start)
-    corrected = [fc.model_copy(update={"claim": f"{fc.claim} (corrected)", "rating": "Misleading"}) for fc in originals]
     timings = []
-    for version in (corrected, originals):
-        fcs = [prepare_factcheck(fc, services.languages) for fc in version]
-        storage.upsert_factchecks(ORG, fcs)
-        vectors = embedder.encode_documents([fc.passage for fc in fcs])
-        storage.put_vectors(ORG, "factcheck", embedder.id, [(fc.id, text_sha(fc.passage), v) for fc, v in zip(fcs, vectors, strict=True)])
+    for version in _edited(size, edits):
+        _store(services, version)
         started = time.perf_counter()
         updated = services.matcher(ORG)
         timings.append(time.perf_counter() - started)
@@ -173,9 +215,20 @@ def _edit_and_put_back(services: Any, matcher: Any, edits: int) -> tuple[float, 
 
 
 def measure(directory: Path, n_posts: int, config: str | None, overrides: dict[str, Any], edits: int = 0) -> dict[str, Any]:
-    """`_measure` in a fresh process (spawned: nothing of this one's memory in its peak)."""
+    """`_measure` in a fresh process (spawned: nothing of this one's memory in its peak), then
+    `_measure_restore` in another, with nothing edited and with `edits` edited."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_measure, (str(directory), n_posts, config, overrides, edits))
+        out = pool.apply(_measure, (str(directory), n_posts, config, overrides, edits))
+    if not out.get("snapshot_mb"):
+        return out
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        unchanged = pool.apply(_measure_restore, (str(directory), config, overrides, 0))
+    assert unchanged["items"] == out["items"], "started from the saved library: the library a load gives"
+    out.update(restore_s=unchanged["restore_s"], restore_peak_rss_mb=unchanged["peak_rss_mb"], rss_after_restore_mb=unchanged["rss_mb"])
+    if edits:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            out["restore_edited_s"] = pool.apply(_measure_restore, (str(directory), config, overrides, edits))["restore_s"]
+    return out
 
 
 def run(data_dir: str | Path, n: int, n_posts: int, config: str | None, overrides: dict[str, Any], advance: Callable[[int], None] | None = None,

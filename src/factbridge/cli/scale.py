@@ -621,6 +621,12 @@ def bench_library(
     table.add_row("load (a worker's first matcher)", f"{result.load_s:.1f} s")
     table.add_row("peak memory of the loading process", f"{result.load_peak_rss_mb:,.0f} MB")
     table.add_row("its memory once loaded", f"{result.rss_after_load_mb:,.0f} MB")
+    if result.snapshot_mb:
+        table.add_row(f"the loaded library saved for the next process ({result.snapshot_mb:,.0f} MB)", f"{result.snapshot_save_s:.1f} s")
+        table.add_row("a worker's first matcher from the saved library", f"{result.restore_s:.1f} s")
+        table.add_row("peak memory of the restoring process / once restored", f"{result.restore_peak_rss_mb:,.0f} / {result.rss_after_restore_mb:,.0f} MB")
+        if result.edits:
+            table.add_row(f"... with {result.edits:,} fact-checks edited since it was saved", f"{result.restore_edited_s:.1f} s")
     table.add_row("asking whether the library changed (median)", f"{result.stamp_ms:.2f} ms")
     table.add_row("the cached matcher, library unchanged (median)", f"{result.cached_ask_ms:.2f} ms")
     table.add_row(f"matching {result.posts} posts, vectors given", f"{result.match_ms_per_post:.1f} ms/post")

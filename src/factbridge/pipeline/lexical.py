@@ -45,6 +45,30 @@ class BM25Index:
         self._weights = self._weigh(self._counts)
         return self
 
+    @classmethod
+    def of(cls, ids: Sequence[str], vocabulary: Sequence[str], counts: sparse.csr_matrix, k1: float = 1.2, b: float = 0.75) -> BM25Index:
+        """An index from its parts as `counts` and `vocabulary` read them back (a saved matcher:
+        pipeline/snapshot.py): one row per id, the columns the vocabulary's terms in order."""
+        if counts.shape != (len(ids), len(vocabulary)):
+            raise ValueError(f"BM25: counts of shape {counts.shape} for {len(ids)} ids and {len(vocabulary)} terms")
+        out = cls(k1, b)
+        out.ids = list(ids)
+        out._vocab = {term: n for n, term in enumerate(vocabulary)}
+        if len(out._vocab) != len(vocabulary):
+            raise ValueError("BM25: a term listed twice in the vocabulary")
+        out._counts = counts
+        out._weights = out._weigh(counts)
+        return out
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The terms in column order (numbered in order of first appearance)."""
+        return list(self._vocab)
+
+    @property
+    def counts(self) -> sparse.csr_matrix | None:
+        return self._counts
+
     def _count(self, docs: Iterable[Sequence[str]], n: int) -> sparse.csr_matrix:
         """The term counts of `docs` (`n` of them), new terms numbered after the vocabulary's."""
         vocab = self._vocab

@@ -113,6 +113,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def _duplicate_key(fc: FactCheck | LibraryEntry) -> tuple[str, str]:
+    # what a saved library's groups were keyed by: a change here changes SNAPSHOT_FORMAT (pipeline/snapshot.py)
     return (fc.publisher.casefold(), _NOT_ALNUM.sub("", fc.claim.casefold()))
 
 
@@ -206,6 +207,12 @@ def index_factchecks(
     return len(todo)
 
 
+def library_version() -> str:
+    """The versions of what a loaded library is made of (its tokens' and numbers' rules, BM25,
+    the matcher's own): a saved library (pipeline/snapshot.py) of other versions is not used."""
+    return f"{MATCHER_VERSION}+{LEXICAL_VERSION}+{TOKENIZER_VERSION}+{TONES_VERSION}+{CROSSLINGUAL_VERSION}"
+
+
 class Matcher:
     """Matches posts against one organisation's fact-check library."""
 
@@ -226,7 +233,10 @@ class Matcher:
         dense_index: str = "memory",
         index_tuning: VectorIndexTuning | None = None,
         index_dir: str | Path | None = None,
+        load: bool = True,
     ) -> None:
+        """`load` False: an empty library, for a caller that fills it (`pipeline/snapshot.py`
+        restores a saved one); otherwise the library is loaded from `storage` (`refresh`)."""
         if dense_index not in {"memory", "stored"}:
             raise ConfigError(f"unknown dense index '{dense_index}' (memory or stored)")
         self.dense_index = dense_index
@@ -256,7 +266,17 @@ class Matcher:
         self.index = NumpyIndex(embedder.id, embedder.dim)
         self.lexical = BM25Index()
         self.items: list[LibraryItem] = []
-        self.refresh()
+        self._order: Callable[[str], Any] = _natural if dense_index == "stored" else _code_points  # the library's order (its load's)
+        self._position: dict[str, int] = {}
+        self._withdrawn: set[str] = set()
+        self._key_of: dict[str, bytes] = {}
+        self._groups: dict[bytes, tuple[str, ...]] = {}
+        self.duplicates: dict[str, list[str]] = {}
+        self._copies: dict[str, str] = {}
+        if load:
+            self.refresh()
+        else:
+            self.lexical = BM25Index().build([], [])
 
     @property
     def decided_by(self) -> str:
@@ -280,7 +300,7 @@ class Matcher:
         # lists them as duplicates: a desk sees one claim, not the same claim twice.
         keep = [i for i, fc_id in enumerate(ids) if fc_id in fcs and canonical[fc_id] == fc_id]
         ids = [ids[i] for i in keep]
-        self._order: Callable[[str], Any] = _code_points  # load_vectors' order
+        self._order = _code_points  # load_vectors' order
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)
         if ids:
             self.index.add(ids, self._centred(matrix[keep], [fcs[i] for i in ids]), self.embedder.id)
@@ -309,11 +329,13 @@ class Matcher:
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
-    def _open_stored(self, ids: Sequence[str], shas: dict[str, str] | None, fcs: dict[str, LibraryEntry], whole: bool = False) -> None:
+    def _open_stored(self, ids: Sequence[str], shas: dict[str, str] | None, fcs: dict[str, LibraryEntry], whole: bool = False,
+                     known: tuple[str, dict[str, str]] | None = None) -> None:
         """The stored index brought up to date: the centred vectors of `ids` (stored as their own
         kind; `whole`: the whole library, whose centred hashes are read in one go) where their
         text changed (`shas`: their texts' hashes; None: read here, only when centering needs
-        them), then the index synced with the store at once."""
+        them), then the index synced with the store at once (`known`: the store's stamp and
+        hashes of the kind searched, read by the caller; see `stored_vector_index`)."""
         from factbridge.backends.vectors.selection import stored_vector_index
 
         kind = "factcheck"
@@ -332,7 +354,7 @@ class Matcher:
         # store's `vector_stamp` unchanged that reads nothing)
         self.search_index = stored_vector_index(
             self.storage, self.org, kind, self.embedder.id, self.embedder.dim, data_dir=self.index_dir, tuning=self.index_tuning,
-            resync_s=0.0,
+            resync_s=0.0, known=known,
         )
 
     def _load_entries(self, ids: Sequence[str]) -> tuple[dict[str, LibraryEntry], dict[str, str]]:
@@ -341,14 +363,14 @@ class Matcher:
         self._withdrawn = withdrawn_ids(self.storage, self.org)
         fcs = self._usable(library_entries(self.storage, self.org, ids), self._withdrawn)
         groups: dict[bytes, list[LibraryEntry]] = {}
-        self._key_of: dict[str, bytes] = {}  # each usable fact-check with a vector -> its group
+        self._key_of = {}  # each usable fact-check with a vector -> its group
         for fc in fcs.values():
             key = self._key_of[fc.id] = _group_key(fc)
             groups.setdefault(key, []).append(fc)
-        self._groups: dict[bytes, tuple[str, ...]] = {key: tuple(fc.id for fc in members) for key, members in groups.items()}
+        self._groups = {key: tuple(fc.id for fc in members) for key, members in groups.items()}
         canonical = _originals(groups.values())
-        self.duplicates: dict[str, list[str]] = {}
-        self._copies: dict[str, str] = {}  # a copy -> its original
+        self.duplicates = {}
+        self._copies = {}  # a copy -> its original
         for fc_id, original in canonical.items():
             if original != fc_id:
                 self.duplicates.setdefault(original, []).append(fc_id)

@@ -480,6 +480,26 @@ def check_factcheck_stamp(factory: StorageFactory) -> None:
             assert since(foreign) is None, f"{foreign!r} is no stamp of this store: None (read everything again)"
 
 
+def check_factcheck_shas(factory: StorageFactory) -> None:
+    """`factcheck_shas` names every stored fact-check of the organisation with a hash of its
+    document: the same while the document is, another after any edit (one that keeps the
+    text too), and the same for the same document in another organisation."""
+    with _fresh(factory) as store:
+        assert store.factcheck_shas("org") == {}
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim"), _fc("fc-2", "another claim")])
+        first = store.factcheck_shas("org")
+        assert sorted(first) == ["fc-1", "fc-2"] and len(set(first.values())) == 2 and all(first.values())
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim")])
+        store.upsert_factchecks("elsewhere", [_fc("fc-1", "the claim"), _fc("fc-9", "a third")])
+        assert store.factcheck_shas("org") == first, "the same content, another organisation's writes: the same hashes"
+        assert store.factcheck_shas("elsewhere")["fc-1"] == first["fc-1"]
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim").model_copy(update={"rating": "Mostly false"}), _fc("fc-3", "new")])
+        edited = store.factcheck_shas("org")
+        assert edited["fc-1"] != first["fc-1"] and edited["fc-2"] == first["fc-2"] and sorted(edited) == ["fc-1", "fc-2", "fc-3"]
+        store.upsert_factchecks("org", [_fc("fc-1", "the claim")])
+        assert store.factcheck_shas("org")["fc-1"] == first["fc-1"], "put back as it was: its first hash again"
+
+
 def check_vectors_by_ids(factory: StorageFactory) -> None:
     """`load_vectors(..., ids=...)` returns just those items, in the order of a full load; ids
     without a vector are absent; the org, kind and embedder still scope it."""
@@ -793,6 +813,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "factcheck_fields": lambda s, o: [s.factcheck_fields(o, ["claim", "raw.n"]), s.factcheck_fields(o, ["claim"], ids=[SHARED, "only-alpha", "only-bravo"])],
     "factcheck_stamp": lambda s, o: "empty" if s.factcheck_stamp(o) == s.factcheck_stamp("org-never-written") else s.factcheck_stamp(o),
     "factchecks_changed": lambda s, o: sorted(s.factchecks_changed(o, s.factcheck_stamp("org-never-written")) or ()),
+    "factcheck_shas": lambda s, o: s.factcheck_shas(o),
     "get_post": lambda s, o: _safe(lambda: s.get_post(o, SHARED)),
     "get_posts": lambda s, o: s.get_posts(o, [SHARED, "only-alpha", "only-bravo"]),
     "post_times": lambda s, o: s.post_times(o, [SHARED, "only-alpha", "only-bravo"]),
@@ -817,7 +838,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
 EMPTY_VIEW: dict[str, Any] = {
     "get_factcheck": "NotFound", "get_factchecks": {}, "iter_factchecks": [], "count_factchecks": 0, "factcheck_fields": [{}, {}], "factcheck_stamp": "empty",
-    "factchecks_changed": [], "vectors_changed": [[], []],
+    "factchecks_changed": [], "factcheck_shas": {}, "vectors_changed": [[], []],
     "get_post": "NotFound", "get_posts": {}, "post_times": {}, "list_posts": [], "iter_posts": [], "count_posts": 0, "changed_posts": [],
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
@@ -932,6 +953,7 @@ STORAGE_CHECKS: list[Callable[[StorageFactory], None]] = [
     check_vector_stamp,
     check_factcheck_fields,
     check_factcheck_stamp,
+    check_factcheck_shas,
     check_vectors_by_ids,
     check_embedder_dimension_mismatch_raises,
     check_vectors_of_two_embedders_never_mix,

@@ -103,6 +103,12 @@ class FactCheckStore(Protocol):
         ("raw.withdrawn"). What a reader of a few fields of a whole library needs, without a
         model built per fact-check (`get_factchecks`: twice the time at 300,000)."""
         ...
+    def factcheck_shas(self, org: str) -> dict[str, str]:
+        """Each stored fact-check of `org` -> the hash of its stored document (changes whenever
+        the document does, whoever wrote it): what a reader holding a copy of the library made
+        earlier, maybe by another process or before a restore, compares to find what to read
+        again, without reading the documents."""
+        ...
     def factcheck_stamp(self, org: str) -> str:
         """A value that stays the same while no fact-check of `org` is added or changed (a
         different one may still mean the same library), read without bringing the rows into

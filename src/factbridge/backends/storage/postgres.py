@@ -637,6 +637,12 @@ class PostgresStorage:
             out.update((r[0], orjson.loads(r[1])) for r in rows)
         return out
 
+    def factcheck_shas(self, org: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for rows in self._pages("factchecks", org, "sha", (), 50_000):
+            out.update(rows)
+        return out
+
     def factcheck_stamp(self, org: str) -> str:
         return self._xid_stamp("SELECT changed_xid FROM factchecks WHERE org=%s ORDER BY changed_xid DESC LIMIT 1", (org,))
 

@@ -436,6 +436,12 @@ class SQLiteStorage:
             out.update((row[0], _loads(row[1])[: len(paths)]) for row in rows)
         return out
 
+    def factcheck_shas(self, org: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for rows in self._pages("factchecks", org, "sha", (), 50_000):
+            out.update(rows)
+        return out
+
     def factcheck_stamp(self, org: str) -> str:
         # as vector_stamp: fact-checks are never deleted, each write numbers its rows above all
         sql = "SELECT coalesce(max(changed), 0) FROM factchecks WHERE org=?"
