@@ -121,10 +121,9 @@ def _measure(directory: str, n_posts: int, config: str | None, overrides: dict[s
     """In a process of its own: the first matcher (the load), the stamp, a cached ask, matching,
     then `edits` fact-checks edited and put back, the matcher brought up to date after each."""
     from factbridge.pipeline.prepare import embedding_text, prepare_post
+    from factbridge.pipeline.snapshot import snapshot_path
     from factbridge.services import Services
     from factbridge.settings import load_settings
-
-    from factbridge.pipeline.snapshot import snapshot_path
 
     settings = load_settings(config, overrides={**_settings(Path(directory), overrides), "match_snapshot_min": 2**62})  # the load alone
     with Services(settings) as services:

@@ -330,11 +330,11 @@ class Matcher:
         self.items = [self._item(fcs[fc_id]) for fc_id in ids]
 
     def _open_stored(self, ids: Sequence[str], shas: dict[str, str] | None, fcs: dict[str, LibraryEntry], whole: bool = False,
-                     known: tuple[str, dict[str, str]] | None = None) -> None:
+                     known_shas: tuple[str, dict[str, str]] | None = None) -> None:
         """The stored index brought up to date: the centred vectors of `ids` (stored as their own
         kind; `whole`: the whole library, whose centred hashes are read in one go) where their
         text changed (`shas`: their texts' hashes; None: read here, only when centering needs
-        them), then the index synced with the store at once (`known`: the store's stamp and
+        them), then the index synced with the store at once (`known_shas`: the store's stamp and
         hashes of the kind searched, read by the caller; see `stored_vector_index`)."""
         from factbridge.backends.vectors.selection import stored_vector_index
 
@@ -354,7 +354,7 @@ class Matcher:
         # store's `vector_stamp` unchanged that reads nothing)
         self.search_index = stored_vector_index(
             self.storage, self.org, kind, self.embedder.id, self.embedder.dim, data_dir=self.index_dir, tuning=self.index_tuning,
-            resync_s=0.0, known=known,
+            resync_s=0.0, known_shas=known_shas,
         )
 
     def _load_entries(self, ids: Sequence[str]) -> tuple[dict[str, LibraryEntry], dict[str, str]]:

@@ -184,7 +184,7 @@ def restore(path: Path, matcher: Matcher, known_vectors: tuple[str, dict[str, st
                  for i, language, title, norm_text, date in zip(ids, *columns, strict=True)]
         key_bytes = keys.tobytes()
         key_of = {fc_id: key_bytes[16 * n : 16 * n + 16] for n, fc_id in enumerate(key_ids)}
-        groups = {key: (fc_id,) for fc_id, key in key_of.items()}
+        groups: dict[bytes, tuple[str, ...]] = {key: (fc_id,) for fc_id, key in key_of.items()}
         for members in copies_of:
             groups[key_of[members[0]]] = tuple(members)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
@@ -198,5 +198,5 @@ def restore(path: Path, matcher: Matcher, known_vectors: tuple[str, dict[str, st
         matcher.index = NumpyIndex.of(matcher.embedder.id, matcher.embedder.dim, ids, vectors)
     else:
         # the stored vector index opened, and brought up to date with the store
-        matcher._open_stored([], {}, {}, known=known_vectors if matcher.centering is None else None)
+        matcher._open_stored([], {}, {}, known_shas=known_vectors if matcher.centering is None else None)
     return fc_shas, vector_shas

@@ -126,9 +126,7 @@ class PgVectorIndex:
         creation time), so a text posted hundreds of times long ago does not fill the `k`
         nearest and crowd out its copies of the window (the embedded index leaves out whole
         segments of other times instead)."""
-        queries = np.asarray(queries, dtype=np.float32)
-        queries = queries.reshape(len(queries), -1) if len(queries) else queries.reshape(0, self.dim)
-        span = within if self.kind == "post" else None  # only posts carry a time
+        queries, span = self._rows(queries), self._span(within)
         return [[(i, s) for i, s in self._search(q, k, embedder_id, span) if min_score is None or s >= min_score] for q in queries]
 
     def search_above(self, queries: np.ndarray, k: int, embedder_id: str, min_score: float, within: Span | None = None,
@@ -139,9 +137,7 @@ class PgVectorIndex:
         span costs by how many posts of other times it passes (docs/performance.md §5, "Eleventh
         round"). `held` is for the embedded index (a row that lost its way); the database's
         walk is not asked again."""
-        queries = np.asarray(queries, dtype=np.float32)
-        queries = queries.reshape(len(queries), -1) if len(queries) else queries.reshape(0, self.dim)
-        span = within if self.kind == "post" else None
+        queries, span = self._rows(queries), self._span(within)
         narrow = min(k, NARROW_K)
         out: list[list[tuple[str, float]]] = []
         for q in queries:
@@ -150,6 +146,13 @@ class PgVectorIndex:
                 hits = self._search(q, k, embedder_id, span)
             out.append([(i, s) for i, s in hits if s >= min_score])
         return out
+
+    def _rows(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.asarray(queries, dtype=np.float32)
+        return queries.reshape(len(queries), -1) if len(queries) else queries.reshape(0, self.dim)
+
+    def _span(self, within: Span | None) -> Span | None:
+        return within if self.kind == "post" else None  # only posts carry a time
 
     def _search(self, query: np.ndarray, k: int, embedder_id: str, within: Span | None, candidates: int | None = None) -> list[tuple[str, float]]:
         query = np.asarray(query, dtype=np.float32).reshape(-1)

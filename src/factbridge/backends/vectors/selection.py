@@ -102,7 +102,7 @@ def stored_vector_index(
     storage: Any, org: str, kind: str, embedder_id: str, dim: int, *, choice: str = "hnsw", data_dir: str | Path | None = None,
     fresh_ids: Sequence[str] = (), resync_s: float = 300.0, tuning: VectorIndexTuning | None = None,
     fresh_vectors: np.ndarray | None = None, fresh_stamps: Sequence[int | None] | None = None,
-    fresh_shas: Sequence[str] | None = None, known: tuple[str, dict[str, str]] | None = None,
+    fresh_shas: Sequence[str] | None = None, known_shas: tuple[str, dict[str, str]] | None = None,
 ) -> VectorIndex:
     """The index over `storage`'s vectors of (org, kind, embedder). `fresh_ids`: items just
     stored, added before the index answers. `fresh_vectors`: their stored vectors, one row per
@@ -110,7 +110,7 @@ def stored_vector_index(
     `fresh_stamps` their posts' times (`base.time_stamp`; read from the store when not given)
     and `fresh_shas` their text hashes as stored, read before the vectors (without them, each
     is read again and added again at the next resync: the hash it was made from is unknown).
-    `data_dir` None: kept in memory only. `known`: the store's `vector_stamp` and every hash read
+    `data_dir` None: kept in memory only. `known_shas`: the store's `vector_stamp` and every hash read
     after it, which the caller has read already: a first resync takes them instead of reading.
 
     A post index keeps each post's time (`post_times`) beside its vector, so that a search
@@ -149,7 +149,7 @@ def stored_vector_index(
         if not kept.synced or now - kept.synced >= resync_s:
             # the stamp before the hashes: a write between the two reads moves the stamp the
             # next resync reads, so that one reads the hashes again
-            first = known if kept.stamp is None and known is not None else None  # read by the caller, in this order
+            first = known_shas if kept.stamp is None else None  # read by the caller, in this order
             stamp = first[0] if first else storage.vector_stamp(org, kind, embedder_id)
             if stamp != kept.stamp:  # something was written since the last resync (a library: rarely)
                 # what was written since the last resync's stamp; the first resync (the saved
