@@ -9,7 +9,7 @@ import pytest
 
 from factbridge.backends.vectors.hnsw import HnswIndex
 from factbridge.backends.vectors.numpy_index import NumpyIndex
-from factbridge.errors import EmbedderMismatch
+from factbridge.errors import ConfigError, EmbedderMismatch
 from factbridge.testing.vector_index_conformance import parametrize_vector_index_checks
 
 
@@ -490,3 +490,43 @@ def test_hnsw_exact_batch_search_is_each_search() -> None:
         assert search_batch(index, queries, k, "emb", floor) == each
         assert floor != 2.0 or not any(each)
     assert len(search_batch(index, queries[:1], 400, "emb")[0]) == len(rows)
+
+
+def test_search_effort_defaults_per_index_and_the_setting_overrides_both(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`vector_ef_search` unset: 256 for usearch, 600 for pgvector (its one graph needs more
+    effort for the same recall at a million); set, it is what both use."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.backends.vectors.selection import (
+        EF_SEARCH,
+        VectorIndexTuning,
+        forget_indexes,
+        stored_vector_index,
+    )
+    from factbridge.settings import load_settings
+
+    assert load_settings(env={}).vector_ef_search is None
+    assert load_settings(env={"FACTBRIDGE_VECTOR_EF_SEARCH": "400"}).vector_ef_search == 400
+    assert load_settings(env={"FACTBRIDGE_VECTOR_EF_SEARCH": ""}).vector_ef_search is None
+    default, set_to = VectorIndexTuning.from_settings(load_settings(env={})), VectorIndexTuning(ef_search=400)
+    assert (default.search_effort("usearch"), default.search_effort("pgvector")) == (EF_SEARCH["usearch"], EF_SEARCH["pgvector"]) == (256, 600)
+    assert set_to.search_effort("usearch") == set_to.search_effort("pgvector") == 400
+    with pytest.raises(ConfigError, match="at least 2"):
+        VectorIndexTuning(ef_search=1)
+    store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.migrate()
+    for tuning, effort in ((default, 256), (set_to, 400)):
+        forget_indexes(store)
+        embedded = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, tuning=tuning)
+        assert isinstance(embedded, HnswIndex) and embedded.params["expansion_search"] == effort
+    store.close()
+
+
+@pytest.mark.postgres
+def test_pgvector_search_effort_default(pg_store) -> None:  # type: ignore[no-untyped-def]
+    from factbridge.backends.vectors.pgvector import PgVectorIndex
+    from factbridge.backends.vectors.selection import VectorIndexTuning, stored_vector_index
+
+    for tuning, effort in ((VectorIndexTuning(), 600), (VectorIndexTuning(ef_search=400), 400)):
+        pg = stored_vector_index(pg_store, "org", "factcheck", "emb", 8, tuning=tuning)
+        assert isinstance(pg, PgVectorIndex) and pg.hnsw and pg.ef_search == effort
+        assert pg.query(np.ones(8, dtype=np.float32), 10)[2]["hnsw.ef_search"] == str(effort)

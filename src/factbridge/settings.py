@@ -33,6 +33,10 @@ def _opt_float(value: str) -> float | None:
     return None if value.strip() in {"", "none", "auto"} else float(value)
 
 
+def _opt_int(value: str) -> int | None:
+    return None if value.strip() in {"", "none", "auto"} else int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: str = field(default=".factbridge", metadata=_meta("Folder for the embedded database, indexes and caches."))
@@ -130,7 +134,7 @@ class Settings:
     vector_m: int = field(default=16, metadata=_meta("HNSW links per node of a new index (usearch connectivity, pgvector m).", int))
     vector_ef_construction: int = field(default=64, metadata=_meta("HNSW candidates explored while adding (usearch expansion_add, pgvector ef_construction).", int))
     vector_segment_size: int = field(default=250_000, metadata=_meta("Most vectors in one segment (graph) of a new embedded usearch index: a full segment is sealed and a new one started; a search asks every segment (one 1M graph stops near recall@10 0.96, 250,000-vector segments reach 0.99; docs/performance.md).", int))
-    vector_ef_search: int = field(default=256, metadata=_meta("HNSW candidates explored per search (usearch expansion_search, pgvector hnsw.ef_search): higher is slower and closer to exact (docs/performance.md).", int))
+    vector_ef_search: int | None = field(default=None, metadata=_meta("HNSW candidates explored per search (usearch expansion_search, pgvector hnsw.ef_search): higher is slower and closer to exact. Empty: 256 for the embedded usearch index, 600 for pgvector (one graph per index, where usearch searches segments of 250,000: at a million fact-checks pgvector reaches recall@10 0.941 at 256 and 0.983 at 600; docs/performance.md §2).", _opt_int))
     triage_duplicate_similarity: float = field(default=0.92, metadata=_meta("Cosine of stored post vectors above which two posts count as repeats of each other.", float))
     federation_licence: str = field(default="CC-BY-4.0", metadata=_meta("Licence stated on every item of our federation feed (what partners may do with it)."))
     federation_narrative_min_posts: int = field(default=5, metadata=_meta("A narrative is shared with partners (scope 'narrative') once it has this many posts, and again when it doubles or repeats other fact-checked claims; 0 shares none.", int))

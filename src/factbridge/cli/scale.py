@@ -264,7 +264,8 @@ def bench_match_synthetic(
         "queries": f"{embedder.id} vectors of generated posts" + (f" (library from {base_embedder}: same weights)" if base_embedder != embedder.id else "")
         if embedded_queries else f"synthetic draws (embedding of a generated post timed with {embedder.id})",
         "dtype": dtype if backend != "exact" else "f32",
-        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search}),
+        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.ef_construction,
+                                          "ef_search": tuning.search_effort("pgvector" if backend == "postgres" else "usearch")}),
     }
     measure_options = {"n_queries": requests, "embedder_id": index_embedder, "embedded_queries": embedded_queries, "warmup": warmup}
     if backend == "postgres":
@@ -375,7 +376,7 @@ def _synthetic_hnsw(
         rows = [os.pread(floats, row_bytes, int(i[1:]) * row_bytes) for i in ids]
         return np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(ids), dim)
 
-    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank, expansion_search=tuning.ef_search)
+    served = HnswIndex.open(stem, embedder_id, dim, view=True, rerank=rerank, expansion_search=tuning.search_effort("usearch"))
     if len(served) != n:
         raise InputError(f"{stem}: the saved index holds {len(served):,} vectors, expected {n:,} (run again with --rebuild)", field="synthetic")
     files = HnswIndex.saved_files(stem)
@@ -482,8 +483,8 @@ def _synthetic_postgres(
                 conn.execute("SELECT pg_prewarm(%s::regclass, 'read')", (plain.hnsw_index_name,))
                 result.detail.update({"vacuum_analyze_s": round(t3 - t2, 1), "prewarm_index_s": round(time.perf_counter() - t3, 1)})
             index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.ef_construction,
-                                  ef_search=tuning.ef_search, halfvec=halfvec)
-            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.ef_search})
+                                  ef_search=tuning.search_effort("pgvector"), halfvec=halfvec)
+            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.search_effort("pgvector")})
             err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
             measure(index, space, embedder, texts, result, **measure_options)
             result.server_mb = _server_rss_mb(server.root)
