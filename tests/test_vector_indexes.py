@@ -510,6 +510,9 @@ def test_search_effort_defaults_per_index_and_the_setting_overrides_both(tmp_pat
     default, set_to = VectorIndexTuning.from_settings(load_settings(env={})), VectorIndexTuning(ef_search=400)
     assert (default.search_effort("usearch"), default.search_effort("pgvector")) == (EF_SEARCH["usearch"], EF_SEARCH["pgvector"]) == (256, 600)
     assert set_to.search_effort("usearch") == set_to.search_effort("pgvector") == 400
+    assert (default.build_effort("usearch"), default.build_effort("pgvector")) == (64, 128)
+    assert VectorIndexTuning(ef_construction=80).build_effort("pgvector") == 80
+    assert load_settings(env={"FACTBRIDGE_VECTOR_EF_CONSTRUCTION": "96"}).vector_ef_construction == 96
     with pytest.raises(ConfigError, match="at least 2"):
         VectorIndexTuning(ef_search=1)
     store = SQLiteStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -517,7 +520,7 @@ def test_search_effort_defaults_per_index_and_the_setting_overrides_both(tmp_pat
     for tuning, effort in ((default, 256), (set_to, 400)):
         forget_indexes(store)
         embedded = stored_vector_index(store, "org", "post", "emb", 8, data_dir=tmp_path, tuning=tuning)
-        assert isinstance(embedded, HnswIndex) and embedded.params["expansion_search"] == effort
+        assert isinstance(embedded, HnswIndex) and embedded.params["expansion_search"] == effort and embedded.params["expansion_add"] == 64
     store.close()
 
 
@@ -530,3 +533,6 @@ def test_pgvector_search_effort_default(pg_store) -> None:  # type: ignore[no-un
         pg = stored_vector_index(pg_store, "org", "factcheck", "emb", 8, tuning=tuning)
         assert isinstance(pg, PgVectorIndex) and pg.hnsw and pg.ef_search == effort
         assert pg.query(np.ones(8, dtype=np.float32), 10)[2]["hnsw.ef_search"] == str(effort)
+    # the graph built with ef_construction 128 (a new index; an existing one keeps its build)
+    definition = pg_store._read(lambda c: c.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (pg.hnsw_index_name,)).fetchone()[0])
+    assert "ef_construction='128'" in definition.replace(" ", ""), definition

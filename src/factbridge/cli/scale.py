@@ -258,14 +258,15 @@ def bench_match_synthetic(
     embedded_queries = base_vectors is not None and same_weights(base_embedder, embedder.id) and embedder.dim == space.dim
     index_embedder = base_embedder if embedded_queries else EMBEDDER_ID
     result = MatchBench(backend=backend, n=n, load=[round(os.getloadavg()[0], 2)])
+    kind_of_index = "pgvector" if backend == "postgres" else "usearch"
     result.detail = {
         "library": f"variants of {len(base_vectors):,} real vectors of {base_embedder} ({base_path})" if base_vectors is not None and base_path
         else f"random topics ({space.topics:,})",
         "queries": f"{embedder.id} vectors of generated posts" + (f" (library from {base_embedder}: same weights)" if base_embedder != embedder.id else "")
         if embedded_queries else f"synthetic draws (embedding of a generated post timed with {embedder.id})",
         "dtype": dtype if backend != "exact" else "f32",
-        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.ef_construction,
-                                          "ef_search": tuning.search_effort("pgvector" if backend == "postgres" else "usearch")}),
+        **({} if backend == "exact" else {"m": tuning.m, "ef_construction": tuning.build_effort(kind_of_index),
+                                          "ef_search": tuning.search_effort(kind_of_index)}),
     }
     measure_options = {"n_queries": requests, "embedder_id": index_embedder, "embedded_queries": embedded_queries, "warmup": warmup}
     if backend == "postgres":
@@ -311,10 +312,10 @@ def _build_saved_hnsw(
     n, dim = space.n, space.dim
     if rebuild:
         stem.with_name(stem.name + ".json").unlink(missing_ok=True)
-    options: dict[str, Any] = {"dtype": dtype, "connectivity": tuning.m, "expansion_add": tuning.ef_construction, "segment_size": tuning.segment_size}
+    options: dict[str, Any] = {"dtype": dtype, "connectivity": tuning.m, "expansion_add": tuning.build_effort("usearch"), "segment_size": tuning.segment_size}
     saved = HnswIndex.open(stem, embedder_id, dim, view=True, **options)  # memory-mapped: only to see what is there
     done = len(saved)
-    same = (saved.dtype == dtype and saved.params["connectivity"] == tuning.m and saved.params["expansion_add"] == tuning.ef_construction
+    same = (saved.dtype == dtype and saved.params["connectivity"] == tuning.m and saved.params["expansion_add"] == tuning.build_effort("usearch")
             and saved.segment_size == tuning.segment_size)
     del saved
     if (done % CHECKPOINT_ROWS and done != n) or not same or not floats_path.exists():
@@ -450,7 +451,7 @@ def _synthetic_postgres(
             kind = "halfvec" if halfvec else "vector"
             t1 = time.perf_counter()
             with psycopg.connect(server.url(TEST_DB), autocommit=True) as conn, \
-                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={tuning.ef_construction})", space.n) as advance:
+                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={tuning.build_effort('pgvector')})", space.n) as advance:
                 done = threading.Event()
 
                 def watch() -> None:
@@ -465,7 +466,7 @@ def _synthetic_postgres(
                 watcher = threading.Thread(target=watch, daemon=True)
                 watcher.start()
                 try:
-                    conn.execute(plain.hnsw_statement(tuning.m, tuning.ef_construction))
+                    conn.execute(plain.hnsw_statement(tuning.m, tuning.build_effort("pgvector")))
                 finally:
                     done.set()
                     watcher.join()
@@ -482,9 +483,9 @@ def _synthetic_postgres(
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
                 conn.execute("SELECT pg_prewarm(%s::regclass, 'read')", (plain.hnsw_index_name,))
                 result.detail.update({"vacuum_analyze_s": round(t3 - t2, 1), "prewarm_index_s": round(time.perf_counter() - t3, 1)})
-            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.ef_construction,
+            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.build_effort("pgvector"),
                                   ef_search=tuning.search_effort("pgvector"), halfvec=halfvec)
-            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.ef_construction, "ef_search": tuning.search_effort("pgvector")})
+            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.build_effort("pgvector"), "ef_search": tuning.search_effort("pgvector")})
             err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
             measure(index, space, embedder, texts, result, **measure_options)
             result.server_mb = _server_rss_mb(server.root)

@@ -48,16 +48,19 @@ VECTOR_INDEXES = ("hnsw", "exact")
 SAVE_AFTER = 10_000
 
 
-# A search's effort when `vector_ef_search` is not set: the least that reaches recall@10 0.98 at a
-# million fact-checks (docs/performance.md §2). usearch searches segments of 250,000 (0.997 at
-# 256); pgvector walks one graph of the whole index (0.941 at 256, 0.983 at 600).
+# The effort of a build and of a search when `vector_ef_construction` / `vector_ef_search` are
+# not set: the least that reaches recall@10 0.98 at a million vectors (docs/performance.md §2,
+# "Twelfth round"). usearch builds segments of 250,000 (0.997 at 64 / 256); pgvector builds one
+# graph of the whole index, which a build at 64 leaves too sparse for any search effort (0.880
+# at 256, 0.916 at 1,000) and one at 128 does not (0.973 at 256, 0.995 at 600).
+EF_CONSTRUCTION = {"usearch": 64, "pgvector": 128}
 EF_SEARCH = {"usearch": 256, "pgvector": 600}
 
 
 @dataclass(frozen=True)
 class VectorIndexTuning:
     m: int = 16
-    ef_construction: int = 64
+    ef_construction: int | None = None  # None: EF_CONSTRUCTION of the index's kind
     ef_search: int | None = None  # None: EF_SEARCH of the index's kind
     dtype: str = "f32"
     segment_size: int = 250_000
@@ -65,14 +68,16 @@ class VectorIndexTuning:
     def __post_init__(self) -> None:
         if self.dtype not in ("f32", "f16", "i8"):
             raise ConfigError(f"vector_dtype: unknown type '{self.dtype}' (f32, f16 or i8)")
-        if min(self.m, self.ef_construction, self.ef_search if self.ef_search is not None else 2) < 2:
+        if min([self.m, *(v for v in (self.ef_construction, self.ef_search) if v is not None)]) < 2:
             raise ConfigError("vector_m, vector_ef_construction and vector_ef_search must be at least 2")
+
+    def build_effort(self, index: str) -> int:
+        """The `ef_construction` of a new index of this kind ("usearch" or "pgvector")."""
+        return self.ef_construction if self.ef_construction is not None else EF_CONSTRUCTION[index]
 
     def search_effort(self, index: str) -> int:
         """The `ef_search` of an index of this kind ("usearch" or "pgvector")."""
         return self.ef_search if self.ef_search is not None else EF_SEARCH[index]
-        if self.segment_size < 1:
-            raise ConfigError("vector_segment_size must be positive")
 
     @classmethod
     def from_settings(cls, settings: Any) -> VectorIndexTuning:
@@ -136,7 +141,7 @@ def stored_vector_index(
         if tuning.dtype == "i8":
             raise ConfigError("vector_dtype: i8 is for the embedded (usearch) index; PostgreSQL takes f32 (vector) or f16 (halfvec)")
         return PgVectorIndex(
-            storage, org, kind, embedder_id, dim, hnsw=choice == "hnsw", m=tuning.m, ef_construction=tuning.ef_construction,
+            storage, org, kind, embedder_id, dim, hnsw=choice == "hnsw", m=tuning.m, ef_construction=tuning.build_effort("pgvector"),
             ef_search=tuning.search_effort("pgvector"), halfvec=tuning.dtype == "f16",
         )
     per_storage = _KEPT.setdefault(storage, {})
@@ -146,7 +151,7 @@ def stored_vector_index(
     if kept is None:
         if choice == "hnsw":
             options: dict[str, Any] = {
-                "connectivity": tuning.m, "expansion_add": tuning.ef_construction, "expansion_search": tuning.search_effort("usearch"),
+                "connectivity": tuning.m, "expansion_add": tuning.build_effort("usearch"), "expansion_search": tuning.search_effort("usearch"),
                 "dtype": tuning.dtype, "segment_size": tuning.segment_size, "rerank": _stored_floats(storage, org, kind, embedder_id, dim),
             }
             index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim, **options) if path else HnswIndex(embedder_id, dim, **options)
