@@ -166,7 +166,7 @@ def _measure_restore(directory: str, config: str | None, overrides: dict[str, An
     from factbridge.settings import load_settings
 
     with Services(load_settings(config, overrides={**_settings(Path(directory), overrides), "match_snapshot_min": 0})) as services:
-        versions = _edited(len(services.storage.factcheck_shas(ORG)), edits)
+        versions = _edited(services.storage.count_factchecks(ORG), edits)
         if edits:
             _store(services, versions[0])
         started = time.perf_counter()

@@ -20,10 +20,11 @@ so that a restore always reads it again: its state in the snapshot is whichever 
 versions the load happened to read.
 
 The file is `data_dir/indexes/matcher-<digest>.npz`, NumPy's zip of `.npy` arrays (read with
-`allow_pickle=False`): columns of texts as UTF-8 and where each text ends, small parts as JSON. It is written to a temporary file and
-renamed over the last one, so processes sharing a data_dir each read a whole one. A file made
-for another embedder, dense index, centering, BM25 or matcher version is not used (the next
-save replaces it); a damaged one raises `SnapshotError` and the caller loads the library.
+`allow_pickle=False`): columns of texts as UTF-8 and where each text ends, small parts as JSON.
+It is written to a temporary file and renamed over the last one, so processes sharing a
+data_dir each read a whole one. A file made for another embedder, dense index, centering, BM25
+or matcher version is not used (the next save replaces it); a damaged one raises
+`SnapshotError` and the caller loads the library.
 """
 
 from __future__ import annotations
