@@ -70,6 +70,8 @@ class VectorIndexTuning:
             raise ConfigError(f"vector_dtype: unknown type '{self.dtype}' (f32, f16 or i8)")
         if min([self.m, *(v for v in (self.ef_construction, self.ef_search) if v is not None)]) < 2:
             raise ConfigError("vector_m, vector_ef_construction and vector_ef_search must be at least 2")
+        if self.segment_size < 1:
+            raise ConfigError("vector_segment_size must be positive")
 
     def build_effort(self, index: str) -> int:
         """The `ef_construction` of a new index of this kind ("usearch" or "pgvector")."""
