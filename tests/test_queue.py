@@ -169,14 +169,16 @@ def test_ingest_publishes_and_two_workers_process_each_batch_once(tmp_path: Path
     procs = [subprocess.Popen(_worker_cmd("--once", "--json", "--name", f"w{i}", "--fetch-timeout", "3"),
                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (1, 2)]
-    reports = []
+    reports, logs = [], []
     for proc in procs:
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, err
         reports.append(json.loads(out[out.index("{"):]))
+        logs.append(err)
     runs = [b["id"] for r in reports for b in r["batches"]]
     not_done_once = [b for r in reports for b in r["batches"] if not (b["status"] == "done" and b["attempt"] == 1)]
-    assert not not_done_once, "; ".join(f"{b['id']} attempt {b['attempt']}: {b['status']} {b.get('error') or ''}" for b in not_done_once)
+    assert not not_done_once, "; ".join(f"{b['id']} attempt {b['attempt']}: {b['status']} {b.get('error') or ''}" for b in not_done_once) \
+        + "\n" + "\n".join(f"worker {n + 1}'s log:\n{err[-6000:]}" for n, err in enumerate(logs))  # the failed attempt's traceback
     assert sorted(runs) == sorted(published["batch_ids"]), "every batch processed, none twice"
     assert all(r["done"] > 0 for r in reports), f"both workers took work: {[r['done'] for r in reports]}"
 

@@ -367,7 +367,8 @@ class Worker:
                 stages = process_batch(self.services, batch, self._ahead(batch.org))
         except Exception as exc:  # any stage failure is recorded with the batch, never lost
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("batch %s (org %s) attempt %d/%d failed: %s", batch.id, batch.org, attempt, limit, error)
+            # with its traceback: which stage, and where, is what whoever reads the worker's log needs
+            log.warning("batch %s (org %s) attempt %d/%d failed: %s", batch.id, batch.org, attempt, limit, error, exc_info=True)
             if attempt >= limit:
                 record("failed", error, attempt)
                 delivery.discard()
