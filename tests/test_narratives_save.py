@@ -182,3 +182,55 @@ def test_bursts_read_only_narratives_big_enough_for_a_burst(hashing_services, mo
     read.clear()
     assert bursts.detect_bursts(storage, org, [lone_nid], (T0 + timedelta(days=2, hours=2)).timestamp(), hashing_services.settings.bursts) == []
     assert read == [[lone_nid]]
+
+
+def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Another worker's batch is saved between this engine's read of the narratives and its read
+    of their members: the members then name a narrative it never read (a KeyError in the next
+    assignment; CI's two-worker test hit it once). The state read before and after differ, so
+    the engine is loaded again and holds both; a store written during every load is a Conflict
+    (the batch is retried), never a half-read engine."""
+    import pytest
+
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.errors import Conflict
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    mine, theirs = SQLiteStorage(url), SQLiteStorage(url)  # two processes' connections to one store
+    mine.migrate()
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+
+    stories = ["Vaccine causes infertility in young women, claims viral video", "The dam upstream broke and the city will flood tonight",
+               "Banks will freeze every account on Monday, says a forwarded message", "Salt water cures the virus, a doctor says in a clip"]
+
+    def batch(prefix: str, axis: int) -> tuple[list[Post], np.ndarray]:
+        posts = [Post(id=f"{prefix}{i}", text=f"{stories[axis]} {i}", language="en", created_at=T0 + timedelta(minutes=10 * i)) for i in range(4)]
+        vecs = np.zeros((4, 16), dtype=np.float32)
+        vecs[:, axis] = 1.0
+        return posts, vecs
+
+    narr.assign_posts(mine, "org", *batch("a", 0), params)
+    narr._ENGINES.pop(mine, None)  # a fresh process: its engine is loaded from the store
+    real_members = narr.NarrativeStore.members
+    writes = {"left": 1}
+
+    def members_after_a_write(self: narr.NarrativeStore, org: str) -> list[narr.NarrativeMembership]:
+        if self.storage is mine and writes["left"]:
+            writes["left"] -= 1
+            narr._ENGINES.pop(theirs, None)
+            narr.assign_posts(theirs, "org", *batch(f"b{writes['left']}", 1 + writes["left"]), params)  # the other worker's batch
+        return real_members(self, org)
+
+    monkeypatch.setattr(narr.NarrativeStore, "members", members_after_a_write)
+    engine = narr.engine_for(mine, "org", params, 16)
+    stored = {m.narrative_id for m in real_members(narr.NarrativeStore(mine), "org")}
+    assert stored <= engine.narratives.keys() and len(stored) == 2, "loaded again: both workers' narratives"
+    assert engine.seq == narr.NarrativeStore(mine).state("org").seq  # type: ignore[union-attr]
+    narr.assign_posts(mine, "org", *batch("c", 0), params)  # joins a known narrative: no KeyError
+
+    narr._ENGINES.pop(mine, None)
+    writes["left"] = narr.LOAD_ATTEMPTS
+    with pytest.raises(Conflict, match="changed while they were read"):
+        narr.engine_for(mine, "org", params, 16)
+    mine.close()
+    theirs.close()

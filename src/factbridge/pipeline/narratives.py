@@ -71,6 +71,7 @@ import logging
 import math
 import os
 import threading
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -85,7 +86,7 @@ import numpy as np
 
 from factbridge.backends.embedders.base import embedder_family
 from factbridge.backends.storage.base import Storage, iter_docs
-from factbridge.errors import ConfigError
+from factbridge.errors import ConfigError, Conflict
 from factbridge.models import Post
 from factbridge.pipeline import records
 from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership, NarrativeRecord
@@ -455,6 +456,7 @@ class NarrativeEngine:
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
         self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
         self.seq = 0
+        self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
         self.lock = threading.Lock()
         # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
         # the bursts stage reads them here instead of from the store (`written_narratives`).
@@ -739,7 +741,14 @@ class NarrativeEngine:
 
     # -- persistence --------------------------------------------------------------
     def load(self, storage: Storage, org: str) -> None:
+        """Everything stored, and the sequence number read *before* it: a process that writes
+        while this reads (its narratives, then their members, in separate reads) makes this
+        engine's number older than the stored one, never a mix that claims to be current
+        (`engine_for` checks and loads again)."""
         store = NarrativeStore(storage)
+        state = store.state(org)
+        self.seq = state.seq if state is not None else 0
+        self.loaded_from = (state.seq, state.token) if state is not None else None
         for n in store.narratives(org):
             self.narratives[n.id] = n
             self._set_centroid(n.id)
@@ -757,8 +766,6 @@ class NarrativeEngine:
         if sigs:
             keys = minhash.band_keys(np.stack(sigs))
             self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
-        state = store.state(org)
-        self.seq = state.seq if state is not None else 0
 
     def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
         by_id = {p.id: p for p in posts}
@@ -808,15 +815,19 @@ class NarrativeState:
     space: str
     decided_by: str
     updated_at: str
+    # new with every write: two processes that loaded the same number and wrote one after the
+    # other wrote the same `seq`; a reader comparing what it read before and after tells them apart
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_doc(self) -> dict[str, Any]:
-        return {"seq": self.seq, "version": self.version, "space": self.space, "decided_by": self.decided_by, "updated_at": self.updated_at}
+        return {"seq": self.seq, "version": self.version, "space": self.space, "decided_by": self.decided_by, "updated_at": self.updated_at,
+                "token": self.token}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> NarrativeState:
         # documents from before spaces were recorded are raw
         return cls(seq=int(doc.get("seq", 0)), version=str(doc.get("version") or ""), space=str(doc.get("space") or "raw"),
-                   decided_by=str(doc.get("decided_by") or ""), updated_at=str(doc.get("updated_at") or ""))
+                   decided_by=str(doc.get("decided_by") or ""), updated_at=str(doc.get("updated_at") or ""), token=str(doc.get("token") or ""))
 
 
 class NarrativeStore:
@@ -864,12 +875,14 @@ class NarrativeStore:
         self.storage.put_docs(org, NARRATIVES, list(narratives))
 
     def bump(self, org: str, state: NarrativeState) -> None:
-        self.storage.put_docs(org, STATE, [("state", replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds")).to_doc(), None)])
+        self.storage.put_docs(org, STATE, [("state", replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                                                              token=uuid.uuid4().hex).to_doc(), None)])
 
 
 
 
 # One engine per (storage, org), reused across batches while no other process wrote in between.
+LOAD_ATTEMPTS = 3  # reads of everything stored before an engine that another process keeps writing under is given up
 _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.WeakKeyDictionary()
 
 
@@ -884,8 +897,16 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
         )
     stored_seq = state.seq if state is not None else 0
     if engine is None or engine.params != params or engine.seq != stored_seq or engine.dim != dim:
-        engine = NarrativeEngine(params, dim)
-        engine.load(storage, org)
+        for _ in range(LOAD_ATTEMPTS):
+            engine = NarrativeEngine(params, dim)
+            engine.load(storage, org)
+            after = NarrativeStore(storage).state(org)
+            if ((after.seq, after.token) if after is not None else None) == engine.loaded_from:  # nothing written while it read
+                break
+        else:
+            # Another process wrote during every read: its members could name narratives this engine
+            # never read (a KeyError in the batch, seen with two workers). The batch is retried.
+            raise Conflict(f"narratives of '{org}' changed while they were read, {LOAD_ATTEMPTS} times; the batch is retried")
         engines[org] = engine
     return engine
 
