@@ -228,6 +228,23 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
     assert engine.seq == narr.NarrativeStore(mine).state("org").seq  # type: ignore[union-attr]
     narr.assign_posts(mine, "org", *batch("c", 0), params)  # joins a known narrative: no KeyError
 
+    monkeypatch.setattr(narr.NarrativeStore, "members", real_members)
+    # two engines at the same number each write a batch: both write the next number; the one
+    # whose write came first is behind (the token says so) and is not taken for current
+    narr._ENGINES.pop(theirs, None)
+    ours, other = narr.engine_for(mine, "org", params, 16), narr.engine_for(theirs, "org", params, 16)
+    assert ours.seq == other.seq
+    narr.assign_posts(mine, "org", *batch("d", 2), params)
+    posts, vecs = batch("e", 3)  # the other worker checked its engine before that write, and writes after it
+    assignments, touched, topics = other.assign(posts, vecs)
+    other.save(theirs, "org", posts, assignments, touched, topics)
+    assert ours.seq == other.seq == narr.NarrativeStore(mine).state("org").seq  # type: ignore[union-attr]
+    assert narr.narrative_sizes(mine, "org", sorted(ours.narratives)) is None, "behind: the documents are read"
+    assert narr.narrative_sizes(theirs, "org", sorted(other.narratives)) is not None
+    again = narr.engine_for(mine, "org", params, 16)
+    assert again is not ours and {m.narrative_id for m in real_members(narr.NarrativeStore(mine), "org")} <= again.narratives.keys()
+
+    monkeypatch.setattr(narr.NarrativeStore, "members", members_after_a_write)
     narr._ENGINES.pop(mine, None)
     writes["left"] = narr.LOAD_ATTEMPTS
     with pytest.raises(Conflict, match="changed while they were read"):

@@ -457,6 +457,7 @@ class NarrativeEngine:
         self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
         self.seq = 0
         self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
+        self.token = ""  # the token of the state it loaded or last wrote: it is current while the stored one is the same
         self.lock = threading.Lock()
         # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
         # the bursts stage reads them here instead of from the store (`written_narratives`).
@@ -749,6 +750,7 @@ class NarrativeEngine:
         state = store.state(org)
         self.seq = state.seq if state is not None else 0
         self.loaded_from = (state.seq, state.token) if state is not None else None
+        self.token = state.token if state is not None else ""
         for n in store.narratives(org):
             self.narratives[n.id] = n
             self._set_centroid(n.id)
@@ -791,6 +793,7 @@ class NarrativeEngine:
         narrative_rows = [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]
         self.written = {}  # (a failed write leaves none: the store may not hold them)
         NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state)
+        self.token = state.token
         self.written = {nid: doc for nid, doc, _ in narrative_rows}
 
     def _merged_row(self, tid: str) -> tuple[str, dict[str, Any], float | None]:
@@ -874,9 +877,11 @@ class NarrativeStore:
     def put_narratives(self, org: str, narratives: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
         self.storage.put_docs(org, NARRATIVES, list(narratives))
 
-    def bump(self, org: str, state: NarrativeState) -> None:
-        self.storage.put_docs(org, STATE, [("state", replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                                                              token=uuid.uuid4().hex).to_doc(), None)])
+    def bump(self, org: str, state: NarrativeState) -> NarrativeState:
+        """The state with the next number and a new token, stored (what it was is `state`)."""
+        bumped = replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds"), token=uuid.uuid4().hex)
+        self.storage.put_docs(org, STATE, [("state", bumped.to_doc(), None)])
+        return bumped
 
 
 
@@ -896,7 +901,9 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
     stored_seq = state.seq if state is not None else 0
-    if engine is None or engine.params != params or engine.seq != stored_seq or engine.dim != dim:
+    # the same number written by another process that had loaded the same one: its token tells
+    stale = engine is not None and (engine.seq != stored_seq or (state is not None and engine.token != state.token))
+    if engine is None or engine.params != params or stale or engine.dim != dim:
         for _ in range(LOAD_ATTEMPTS):
             engine = NarrativeEngine(params, dim)
             engine.load(storage, org)
@@ -921,7 +928,7 @@ def _current_engine(storage: Storage, org: str) -> Iterator[NarrativeEngine | No
         return
     with engine.lock:
         state = NarrativeStore(storage).state(org)
-        yield engine if state is not None and state.seq == engine.seq else None
+        yield engine if state is not None and state.seq == engine.seq and state.token == engine.token else None
 
 
 def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, int] | None:
@@ -1021,14 +1028,14 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
             store.put_narratives(org, rows)
             state = store.state(org)
             seq = state.seq if state is not None else 0
-            if state is not None:  # (the stage writes it with every batch; no state, no engine to tell)
-                store.bump(org, state)
-            if state is not None and engine is not None and engine.seq == seq:  # it was current: keep it so, without a reload
+            bumped = store.bump(org, state) if state is not None else None  # (the stage writes it with every batch; no state, no engine to tell)
+            if bumped is not None and state is not None and engine is not None and engine.seq == seq and engine.token == state.token:
+                # it was current: keep it so, without a reload
                 for nid, doc, _ in rows:
                     if nid in engine.narratives:
                         engine.narratives[nid].factchecks = {f["factcheck_id"]: dict(f) for f in doc["factchecks"]}
                     engine.written.pop(nid, None)  # its stored document now has other fact-checks
-                engine.seq = seq + 1
+                engine.seq, engine.token = bumped.seq, bumped.token
     return {"narratives_checked": len(docs), "narratives_changed": len(rows), "changed": [nid for nid, _, _ in rows]}
 
 
