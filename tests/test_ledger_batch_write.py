@@ -189,6 +189,7 @@ def _run(tmp_path: Path, db: Path, data: Path, kill_after: str = "") -> subproce
 RANDOM_ID = re.compile(r"\b(nar|top)-[0-9a-f]{12}\b")  # narratives and topics get uuid4 ids
 WALL_CLOCK = re.compile(r'"(\w+_at)": ?"[^"]*"')  # some stages stamp with the wall clock (scored_at, raised_at...)
 WRITE_TOKEN = re.compile(r'"version": ?"[0-9a-f]{32}"')  # a narrative member summary's token for conditional writes (uuid4)
+STATE_TOKEN = re.compile(r'"token": ?"[0-9a-f]{32}"')  # the narrative state's token, new with every write (uuid4)
 
 
 def dump(db: Path) -> dict[str, Any]:
@@ -218,6 +219,7 @@ def dump(db: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for collection, doc_id, sort_key, doc in rows:
         doc = WRITE_TOKEN.sub('"version": "-"', doc) if collection == "triage_members" else doc
+        doc = STATE_TOKEN.sub('"token": "-"', doc) if collection == "narrative_state" else doc
         out.setdefault(collection, {})[mask(doc_id)] = (sort_key, WALL_CLOCK.sub(r'"\1": "-"', mask(doc)))
     out["matches"], out["vectors"] = matches, vectors
     return out
