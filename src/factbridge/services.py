@@ -117,9 +117,10 @@ class Services:
             cached = self._matchers.get(org)
             if cached and cached[0] == stamp:
                 return cached[1]
-        matcher = self._updated_matcher(org, *cached) if cached else self._restored_matcher(org, stamp)
+        path = None if cached else self._snapshot_path(org)  # a process's first matcher: where its library is saved
+        matcher = self._updated_matcher(org, *cached) if cached else self._restored_matcher(org, stamp, path)
         if matcher is None:
-            matcher = self._loaded_matcher(org, stamp)
+            matcher = self._loaded_matcher(org, stamp, path)
         with self._matcher_lock:
             self._matchers[org] = (stamp, matcher)
         return matcher
@@ -163,9 +164,8 @@ class Services:
     def _library_shas(self, org: str) -> tuple[dict[str, str], dict[str, str]]:
         return self.storage.factcheck_shas(org), self.storage.vector_shas(org, "factcheck", self.embedder.id)
 
-    def _loaded_matcher(self, org: str, stamp: tuple[str, int, str]) -> Any:
-        """The library loaded whole (read after `stamp`), then saved for the next process."""
-        path = self._snapshot_path(org)
+    def _loaded_matcher(self, org: str, stamp: tuple[str, int, str], path: Path | None) -> Any:
+        """The library loaded whole (read after `stamp`), then saved at `path` for the next process."""
         shas = self._library_shas(org) if path is not None else None  # before the load: what it read is at least as new
         matcher = self._build_matcher(org, None, None)
         release_freed_memory()
@@ -173,13 +173,12 @@ class Services:
             self._save_snapshot(org, matcher, path, shas, stamp)
         return matcher
 
-    def _restored_matcher(self, org: str, stamp: tuple[str, int, str]) -> Any:
-        """A process's first matcher from the saved library, brought up to date with every
+    def _restored_matcher(self, org: str, stamp: tuple[str, int, str], path: Path | None) -> Any:
+        """A process's first matcher from the library saved at `path`, brought up to date with every
         fact-check whose document or vector hash differs from the store's now; None where there
         is none to use (then the library is loaded). Saved again when much had changed."""
         from factbridge.pipeline import snapshot
 
-        path = self._snapshot_path(org)
         if path is None or not path.exists():
             return None
         log = logging.getLogger(__name__)

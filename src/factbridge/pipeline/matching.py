@@ -324,12 +324,14 @@ class Matcher:
         """The library without its vectors in this process: dense retrieval asks the storage's
         vector index (pgvector HNSW on PostgreSQL). With centering, the centred library vectors
         are stored as their own kind (`factcheck~<centering version>`), brought up to date
-        here for the fact-checks whose text changed."""
+        here for the fact-checks whose text changed. The hashes read here (after the vectors'
+        stamp) are the stored index's first resync's too: read once, not twice."""
+        stamp = self.storage.vector_stamp(self.org, "factcheck", self.embedder.id)
         shas = self.storage.vector_shas(self.org, "factcheck", self.embedder.id)
         fcs, canonical = self._load_entries(sorted(shas))
         ids = sorted((i for i in shas if i in fcs and canonical[i] == i), key=_natural)
         self._order = _natural
-        self._open_stored(ids, shas, fcs, whole=True)
+        self._open_stored(ids, shas, fcs, whole=True, known_shas=(stamp, shas) if self.centering is None else None)
         self.index = NumpyIndex(self.embedder.id, self.embedder.dim)  # stays empty: nothing loaded
         self._position = {fc_id: n for n, fc_id in enumerate(ids)}
         self.lexical = BM25Index().build(ids, (fcs[i].tokens.split() for i in ids))

@@ -769,6 +769,11 @@ class NarrativeEngine:
             keys = minhash.band_keys(np.stack(sigs))
             self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
 
+    def holds(self, state: NarrativeState | None) -> bool:
+        """Whether this engine holds what is stored: the state it loaded or last wrote (its number
+        and its token: two processes that loaded the same number write the same next one)."""
+        return (state.seq, state.token) == (self.seq, self.token) if state is not None else self.seq == 0
+
     def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
         by_id = {p.id: p for p in posts}
         rule = decided_by(self.params)
@@ -900,10 +905,7 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             f"organisation '{org}' has narratives built from {state.space} vectors, and the settings now give "
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
-    stored_seq = state.seq if state is not None else 0
-    # the same number written by another process that had loaded the same one: its token tells
-    stale = engine is not None and (engine.seq != stored_seq or (state is not None and engine.token != state.token))
-    if engine is None or engine.params != params or stale or engine.dim != dim:
+    if engine is None or engine.params != params or not engine.holds(state) or engine.dim != dim:
         for _ in range(LOAD_ATTEMPTS):
             engine = NarrativeEngine(params, dim)
             engine.load(storage, org)
@@ -928,7 +930,7 @@ def _current_engine(storage: Storage, org: str) -> Iterator[NarrativeEngine | No
         return
     with engine.lock:
         state = NarrativeStore(storage).state(org)
-        yield engine if state is not None and state.seq == engine.seq and state.token == engine.token else None
+        yield engine if state is not None and engine.holds(state) else None
 
 
 def narrative_sizes(storage: Storage, org: str, ids: Sequence[str]) -> dict[str, int] | None:
@@ -1027,9 +1029,8 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
         if rows:
             store.put_narratives(org, rows)
             state = store.state(org)
-            seq = state.seq if state is not None else 0
             bumped = store.bump(org, state) if state is not None else None  # (the stage writes it with every batch; no state, no engine to tell)
-            if bumped is not None and state is not None and engine is not None and engine.seq == seq and engine.token == state.token:
+            if bumped is not None and engine is not None and engine.holds(state):
                 # it was current: keep it so, without a reload
                 for nid, doc, _ in rows:
                     if nid in engine.narratives:

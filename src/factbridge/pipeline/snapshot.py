@@ -160,8 +160,8 @@ def restore(path: Path, matcher: Matcher, known_vectors: tuple[str, dict[str, st
         return None
     try:
         with np.load(path, allow_pickle=False) as archive:
-            meta = _read_json(archive, "meta")
-            if {key: meta.get(key) for key in identity(matcher)} != identity(matcher):
+            meta, wanted = _read_json(archive, "meta"), identity(matcher)
+            if {key: meta.get(key) for key in wanted} != wanted:
                 return None
             ids = _read_strings(archive, "item.id")
             columns = [_read_strings(archive, f"item.{name}") for name in ("language", "title", "norm_text", "date")]
