@@ -251,3 +251,111 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
         narr.engine_for(mine, "org", params, 16)
     mine.close()
     theirs.close()
+
+
+def _stored_equals_engine(storage, org: str, engine: narr.NarrativeEngine) -> None:  # type: ignore[no-untyped-def]
+    """Every narrative's and live topic's stored document is the engine's, and an engine loaded
+    from the store puts every narrative in the topic the writer has it in."""
+    rule = narr.decided_by(engine.params)
+    store = narr.NarrativeStore(storage)
+    stored = dict(narr.iter_docs(storage, org, narr.NARRATIVES))
+    assert stored.keys() == engine.narratives.keys()
+    for nid, n in engine.narratives.items():
+        assert stored[nid] == n.to_doc(rule), nid
+    topics = dict(narr.iter_docs(storage, org, narr.TOPICS))
+    for tid, t in engine.topics.items():
+        assert topics[tid] == t.to_doc(engine.narratives, rule), tid
+    assert {tid for tid, doc in topics.items() if doc.get("merged_into") is None} == engine.topics.keys()
+    loaded = narr.NarrativeEngine(engine.params, engine.dim)
+    loaded.load(storage, org)
+    assert not loaded._repaired and not loaded._unplaced
+    assert {nid: n.topic for nid, n in loaded.narratives.items()} == {nid: n.topic for nid, n in engine.narratives.items()}
+    assert {tid: (sorted(t.narratives), t.size) for tid, t in loaded.topics.items()} == {tid: (sorted(t.narratives), t.size) for tid, t in engine.topics.items()}
+
+
+def _drifting_stream(n: int, dim: int = 8, seed: int = 5) -> tuple[list[Post], np.ndarray]:
+    """Posts around a few stories whose directions drift towards each other: narratives start in
+    topics of their own and the topics merge, some into topics no batch touched."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(dim, dtype=np.float32)[:5] + 0.35
+    posts, vecs = [], []
+    for i in range(n):
+        k = int(rng.integers(0, 5))
+        drift = min(1.0, i / n * 1.6)
+        v = centers[k] * (1 - drift) + centers.mean(axis=0) * drift + rng.normal(0, 0.12, dim).astype(np.float32)
+        vecs.append(v / np.linalg.norm(v))
+        posts.append(Post(id=f"p{i:04d}", text=f"story {k} told again {i} {rng.integers(0, 10**6)}", language="en", created_at=T0 + timedelta(minutes=7 * i)))
+    return posts, np.stack(vecs).astype(np.float32)
+
+
+def test_the_store_after_every_batch_is_what_the_engine_holds(storage) -> None:  # type: ignore[no-untyped-def]
+    """A topic merge moves the narratives of the topic merged away: their documents named it and
+    the topic that took it in kept its old document when no batch touched it, so the next process
+    to load (a restart, another worker) put those narratives in a topic it did not have (a
+    KeyError at their next post). Every batch's store now loads into the engine that wrote it."""
+    params = Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives
+    posts, vecs = _drifting_stream(240)
+    merges = 0
+    for start in range(0, len(posts), 12):
+        narr.assign_posts(storage, "org", posts[start : start + 12], vecs[start : start + 12], params)
+        engine = narr._ENGINES[storage]["org"]
+        _stored_equals_engine(storage, "org", engine)
+        merges = sum(len(t.merged) for t in engine.topics.values())
+    assert merges >= 3, merges
+    # a topic a batch grew towards a bigger one that no batch touched merges into it
+    w, x = [0.5, 0.866, 0.0], [0.8, 0.577, 0.164]
+    steps = [("u", [[1.0, 0.0, 0.0]] * 3), ("w", [w]), ("x", [x])]
+    words = {"u": "the river dam broke upstream", "w": "ministers resign over budget vote", "x": "heavy snowfall closes mountain pass"}
+    other = Settings(narrative_threshold=0.97, topic_threshold=0.6).narratives
+    for name, rows in steps:
+        batch = [Post(id=f"{name}{i}", text=f"{words[name]} {i}", language="en", created_at=T0 + timedelta(minutes=i)) for i in range(len(rows))]
+        narr.assign_posts(storage, "other", batch, np.asarray(rows, dtype=np.float32), other)
+        _stored_equals_engine(storage, "other", narr._ENGINES[storage]["other"])
+    (kept,) = narr._ENGINES[storage]["other"].topics.values()
+    assert kept.size == 5 and len(kept.merged) == 1 and "u0" in str(narr.NarrativeStore(storage).documents("other", kept.narratives))
+    narr._ENGINES.pop(storage)  # a restart: a post joins every narrative of a merged-away topic
+    more, more_vecs = _drifting_stream(60, seed=6)
+    more = [p.model_copy(update={"id": f"q{p.id}", "created_at": p.created_at + timedelta(days=1)}) for p in more]
+    narr.assign_posts(storage, "org", more, more_vecs, params)
+    _stored_equals_engine(storage, "org", narr._ENGINES[storage]["org"])
+
+
+def test_a_store_written_before_merges_wrote_the_moved_narratives_is_repaired_at_load(storage) -> None:  # type: ignore[no-untyped-def]
+    """What the old merge left: the narratives of the topic merged away name it, and the topic
+    that took it in (untouched by the batch) kept its old document. A load puts them back in it
+    by the `merged_into` chain (a narrative whose chain ends nowhere is placed as a new one is),
+    and the next batch writes them."""
+    params = Settings(narrative_threshold=0.97, topic_threshold=0.6).narratives
+    texts = ["the river dam broke upstream"] * 3 + ["ministers resign over budget vote", "heavy snowfall closes mountain pass"]
+    rows = [[1.0, 0.0, 0.0, 0.0]] * 3 + [[0.5, 0.866, 0.0, 0.0], [0.8, 0.577, 0.164, 0.0]]
+    for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
+        post = Post(id=f"p{i}", text=f"{text} {i}", language="en", created_at=T0 + timedelta(minutes=i))
+        narr.assign_posts(storage, "org", [post], np.asarray([row], dtype=np.float32), params)
+    engine = narr._ENGINES[storage].pop("org")
+    (kept,) = engine.topics.values()
+    dropped = kept.merged[0]["topic_id"]
+    members = narr.NarrativeMembers(storage).get("org", ["p0", "p3", "p4"])
+    home, moved = members["p0"].narrative_id, [members["p3"].narrative_id, members["p4"].narrative_id]
+    assert moved[0] != moved[1] and home not in moved
+    # the damage: the kept topic's document as before the merge, the moved narratives naming the old topic
+    store = narr.NarrativeStore(storage)
+    docs = store.documents("org", [home, *moved])
+    kept_doc = dict(store.topic_documents("org"))[kept.id]
+    before = {**kept_doc, "narratives": [home], "size": 3, "vector_sum": narr._encode_vec(narr._decode_vec(docs[home]["vector_sum"]))}
+    storage.put_docs("org", narr.TOPICS, [(kept.id, before, None)])
+    storage.put_docs("org", narr.NARRATIVES, [(moved[0], {**docs[moved[0]], "topic_id": dropped}, None), (moved[1], {**docs[moved[1]], "topic_id": "top-000000000000"}, None)])
+
+    loaded = narr.NarrativeEngine(params, 4)
+    loaded.load(storage, "org")
+    assert loaded.narratives[moved[0]].topic == kept.id and loaded._unplaced == [moved[1]]
+    assert loaded._repaired == set(moved) and loaded.narratives[moved[1]].topic == ""
+    restored = loaded.topics[kept.id]
+    assert restored.size == 4 and sorted(restored.narratives) == sorted([home, moved[0]])
+    # the next batch (its post joins the first story) places the unplaced one and writes all three
+    narr.assign_posts(storage, "org", [Post(id="p5", text="the river dam broke upstream again", language="en", created_at=T0 + timedelta(minutes=9))],
+                      np.asarray([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32), params)
+    after = narr._ENGINES[storage]["org"]
+    _stored_equals_engine(storage, "org", after)
+    assert {after.narratives[nid].topic for nid in moved} <= after.topics.keys()
+    assert sum(t.size for t in after.topics.values()) == sum(n.size for n in after.narratives.values()) == 6
+    assert sorted(nid for t in after.topics.values() for nid in t.narratives) == sorted(after.narratives)

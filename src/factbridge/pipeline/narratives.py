@@ -462,6 +462,11 @@ class NarrativeEngine:
         # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
         # the bursts stage reads them here instead of from the store (`written_narratives`).
         self.written: dict[str, dict[str, Any]] = {}
+        # Narratives whose stored documents `load` found naming a topic merged away (stores written
+        # before merges wrote the narratives they moved): written with the next batch, and those
+        # that no live topic lists placed in one as a new narrative is.
+        self._repaired: set[str] = set()
+        self._unplaced: list[str] = []
 
     # -- state ----------------------------------------------------------------
     def _set_centroid(self, nid: str, centroid: np.ndarray | None = None) -> None:
@@ -526,8 +531,9 @@ class NarrativeEngine:
         fresh = [i for i in range(len(posts)) if posts[i].id not in self._post_row]
         order = sorted(dict.fromkeys(fresh, None), key=lambda i: (_post_time(posts[i]), posts[i].id))
         assignments: list[Assignment] = []
-        touched: set[str] = set()
-        new_narratives: list[str] = []
+        touched: set[str] = set(self._repaired)
+        new_narratives: list[str] = list(self._unplaced)
+        self._repaired, self._unplaced = set(), []
         for start in range(0, len(order), self.params.batch_size):
             chunk = order[start : start + self.params.batch_size]
             self._assign_chunk([posts[i] for i in chunk], vectors[chunk], factcheck_hits, assignments, touched, new_narratives)
@@ -705,12 +711,16 @@ class NarrativeEngine:
             self._grow_topic(topic, n, n.vec_sum, n.size, n.heat)
             self._set_topic_row(tid)
             touched_topics.add(tid)
-        touched_topics |= self._merge_topics(touched_topics)
+        touched_topics |= self._merge_topics(touched_topics, touched)
         return touched_topics  # merged-away topics included: `save` records where they went
 
-    def _merge_topics(self, touched: set[str]) -> set[str]:
-        """Merge touched topics into time-compatible topics whose centroids now reach the threshold."""
-        removed: set[str] = set()
+    def _merge_topics(self, touched: set[str], moved: set[str]) -> set[str]:
+        """Merge touched topics into time-compatible topics whose centroids now reach the threshold.
+        Returns the topics merged away and those they went into (an untouched topic that takes a
+        smaller one in is written too). The narratives of a topic merged away are added to `moved`:
+        their documents name the topic they are now in (documents left naming the old one broke
+        the next load's assignments)."""
+        changed: set[str] = set()
         queue = sorted(t for t in touched if t in self.topics)
         while queue:
             tid = queue.pop()
@@ -724,6 +734,7 @@ class NarrativeEngine:
             keep, drop = (other, topic) if other.size >= topic.size else (topic, other)
             for nid in drop.narratives:
                 self.narratives[nid].topic = keep.id
+            moved.update(drop.narratives)
             keep.narratives.extend(drop.narratives)
             keep.vec_sum = keep.vec_sum + drop.vec_sum
             keep.size += drop.size
@@ -735,10 +746,10 @@ class NarrativeEngine:
             keep.merged.extend(drop.merged)
             del self.topics[drop.id]
             self._retire_topic_row(drop.id)
-            removed.add(drop.id)
+            changed.update((drop.id, keep.id))
             self._set_topic_row(keep.id)
             queue.append(keep.id)
-        return removed
+        return changed
 
     # -- persistence --------------------------------------------------------------
     def load(self, storage: Storage, org: str) -> None:
@@ -757,6 +768,7 @@ class NarrativeEngine:
         for t in store.live_topics(org):
             self.topics[t.id] = t
             self._set_topic_row(t.id)
+        self._repair_topics(store, org)
         rows, sigs = [], []
         for m in store.members(org):
             sig = _decode_sig(m.minhash) if m.minhash else None
@@ -768,6 +780,38 @@ class NarrativeEngine:
         if sigs:
             keys = minhash.band_keys(np.stack(sigs))
             self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+
+    def _repair_topics(self, store: NarrativeStore, org: str) -> None:
+        """Narratives whose documents name a topic merged away (written before a merge wrote the
+        narratives it moved, and the untouched topic that took a smaller one in) are put in the
+        live topic that lists them, else in the one the merged topic's `merged_into` chain ends
+        in, else, with the next batch, in the topic a new narrative would join."""
+        for t in self.topics.values():
+            for nid in t.narratives:
+                n = self.narratives.get(nid)
+                if n is not None and n.topic != t.id:
+                    n.topic = t.id
+                    self._repaired.add(nid)
+        orphans = [n for n in self.narratives.values() if n.topic and n.topic not in self.topics]
+        if not orphans:
+            return
+        into = {tid: str(doc.get("merged_into") or "") for tid, doc in store.topic_documents(org)}
+        for n in orphans:
+            tid, seen = n.topic, set()
+            while tid and tid not in self.topics and tid not in seen:
+                seen.add(tid)
+                tid = into.get(tid, "")
+            log.warning("narratives: %s names topic %s, merged away; it goes to %s", n.id, n.topic, tid or "the topic a new narrative would join")
+            self._repaired.add(n.id)
+            if tid in self.topics:
+                n.topic = tid
+                topic = self.topics[tid]
+                topic.narratives.append(n.id)
+                self._grow_topic(topic, n, n.vec_sum, n.size, n.heat)
+                self._set_topic_row(tid)
+            else:
+                n.topic = ""
+                self._unplaced.append(n.id)
 
     def holds(self, state: NarrativeState | None) -> bool:
         """Whether this engine holds what is stored: the state it loaded or last wrote (its number
@@ -864,6 +908,10 @@ class NarrativeStore:
 
     def live_topics(self, org: str) -> list[Topic]:
         return [Topic.from_doc(doc) for _, doc in self._all(org, TOPICS) if doc.get("merged_into") is None]
+
+    def topic_documents(self, org: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every topic document, merged-away ones included."""
+        return self._all(org, TOPICS)
 
     def members(self, org: str) -> list[NarrativeMembership]:
         """Every membership, in time order."""
