@@ -193,7 +193,7 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
     import pytest
 
     from factbridge.backends.storage.sqlite import SQLiteStorage
-    from factbridge.errors import Conflict
+    from factbridge.errors import Conflict, PreconditionFailed
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     mine, theirs = SQLiteStorage(url), SQLiteStorage(url)  # two processes' connections to one store
@@ -229,20 +229,60 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
     narr.assign_posts(mine, "org", *batch("c", 0), params)  # joins a known narrative: no KeyError
 
     monkeypatch.setattr(narr.NarrativeStore, "members", real_members)
-    # two engines at the same number each write a batch: both write the next number; the one
-    # whose write came first is behind (the token says so) and is not taken for current
+    # Two workers' engines at the same number, both batches joining one narrative: the second
+    # write is refused whole (it would have stored the narrative without the first one's posts),
+    # and the batch's next attempt, on an engine loaded since, holds both.
     narr._ENGINES.pop(theirs, None)
     ours, other = narr.engine_for(mine, "org", params, 16), narr.engine_for(theirs, "org", params, 16)
     assert ours.seq == other.seq
-    narr.assign_posts(mine, "org", *batch("d", 2), params)
-    posts, vecs = batch("e", 3)  # the other worker checked its engine before that write, and writes after it
+    narr.assign_posts(mine, "org", *batch("d", 0), params)
+    posts, vecs = batch("e", 0)  # the other worker checked its engine before that write
     assignments, touched, topics = other.assign(posts, vecs)
-    other.save(theirs, "org", posts, assignments, touched, topics)
-    assert ours.seq == other.seq == narr.NarrativeStore(mine).state("org").seq  # type: ignore[union-attr]
-    assert narr.narrative_sizes(mine, "org", sorted(ours.narratives)) is None, "behind: the documents are read"
-    assert narr.narrative_sizes(theirs, "org", sorted(other.narratives)) is not None
-    again = narr.engine_for(mine, "org", params, 16)
-    assert again is not ours and {m.narrative_id for m in real_members(narr.NarrativeStore(mine), "org")} <= again.narratives.keys()
+    before = narr.NarrativeStore(mine).state("org")
+    with pytest.raises(PreconditionFailed):
+        other.save(theirs, "org", posts, assignments, touched, topics)
+    assert narr.NarrativeStore(mine).state("org") == before and not narr.NarrativeMembers(mine).get("org", [p.id for p in posts])
+    assert narr.narrative_sizes(theirs, "org", sorted(other.narratives)) is None, "not current: the documents are read"
+    narr.assign_posts(theirs, "org", posts, vecs, params)  # the batch's next attempt
+    story = narr.NarrativeMembers(mine).get("org", ["a0"])["a0"].narrative_id
+    assert narr.NarrativeStore(mine).documents("org", [story])[story]["size"] == 16  # a, c, d and e: four posts each
+
+    # assign_posts assigns again itself when another worker's batch is saved during its assignment
+    real_hits, written = narr.factcheck_hits, []
+
+    def hits_after_their_batch(storage, org, ids):  # type: ignore[no-untyped-def]
+        if storage is mine and not written:
+            written.append(1)
+            narr.assign_posts(theirs, "org", *batch("f", 0), params)
+        return real_hits(storage, org, ids)
+
+    monkeypatch.setattr(narr, "factcheck_hits", hits_after_their_batch)
+    narr.assign_posts(mine, "org", *batch("g", 0), params)
+    monkeypatch.setattr(narr, "factcheck_hits", real_hits)
+    assert written and narr.NarrativeStore(mine).documents("org", [story])[story]["size"] == 24
+    engine = narr._ENGINES[mine]["org"]
+    assert engine.holds(narr.NarrativeStore(mine).state("org")) and engine.narratives[story].size == 24
+    again = narr.engine_for(theirs, "org", params, 16)
+    assert {m.narrative_id for m in real_members(narr.NarrativeStore(mine), "org")} <= again.narratives.keys()
+
+    # a refresh of fact-check lists (after a recheck) that another worker's batch is saved during
+    # computes them again over what that batch wrote, never the document it read before
+    from factbridge.models import MatchCandidate
+
+    mine.replace_matches("org", "a0", [MatchCandidate(factcheck_id="fc-1", rank=1, fused_score=0.9, decision="match", decided_by="test")])
+    real_members_of, batches = narr.narrative_member_ids, []
+
+    def members_of_after_their_batch(storage, org, docs):  # type: ignore[no-untyped-def]
+        if not batches:
+            batches.append(1)
+            narr.assign_posts(theirs, "org", *batch("h", 0), params)
+        return real_members_of(storage, org, docs)
+
+    monkeypatch.setattr(narr, "narrative_member_ids", members_of_after_their_batch)
+    refreshed = narr.refresh_factchecks(mine, "org", ["a0"])
+    monkeypatch.setattr(narr, "narrative_member_ids", real_members_of)
+    doc = narr.NarrativeStore(mine).documents("org", [story])[story]
+    assert batches and refreshed["changed"] == [story] and doc["size"] == 28 and [f["factcheck_id"] for f in doc["factchecks"]] == ["fc-1"]
 
     monkeypatch.setattr(narr.NarrativeStore, "members", members_after_a_write)
     narr._ENGINES.pop(mine, None)

@@ -85,8 +85,8 @@ from typing import Any
 import numpy as np
 
 from factbridge.backends.embedders.base import embedder_family
-from factbridge.backends.storage.base import Storage, iter_docs
-from factbridge.errors import ConfigError, Conflict
+from factbridge.backends.storage.base import Expect, Storage, iter_docs
+from factbridge.errors import ConfigError, Conflict, PreconditionFailed
 from factbridge.models import Post
 from factbridge.pipeline import records
 from factbridge.pipeline.records import NarrativeMembers, NarrativeMembership, NarrativeRecord
@@ -458,6 +458,7 @@ class NarrativeEngine:
         self.seq = 0
         self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
         self.token = ""  # the token of the state it loaded or last wrote: it is current while the stored one is the same
+        self.base: tuple[int, str] = (0, "")  # the number and token `assign` started from: what `save` expects stored
         self.lock = threading.Lock()
         # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
         # the bursts stage reads them here instead of from the store (`written_narratives`).
@@ -538,6 +539,7 @@ class NarrativeEngine:
             chunk = order[start : start + self.params.batch_size]
             self._assign_chunk([posts[i] for i in chunk], vectors[chunk], factcheck_hits, assignments, touched, new_narratives)
         touched_topics = self._assign_topics(new_narratives, touched)
+        self.base = (self.seq, self.token)
         self.seq += 1
         return assignments, touched, touched_topics
 
@@ -841,7 +843,10 @@ class NarrativeEngine:
                                updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
         narrative_rows = [(nid, self.narratives[nid].to_doc(rule), self.narratives[nid].heat) for nid in touched]
         self.written = {}  # (a failed write leaves none: the store may not hold them)
-        NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state)
+        # Written only over the state `assign` started from: another process that wrote since (its
+        # batch touching these narratives too) makes this PreconditionFailed, nothing is written,
+        # and this engine, no longer current, is loaded again for the batch's next attempt.
+        NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state, expect=_state_is(*self.base))
         self.token = state.token
         self.written = {nid: doc for nid, doc, _ in narrative_rows}
 
@@ -919,28 +924,44 @@ class NarrativeStore:
         return sorted(found, key=lambda m: (m.time, m.post_id))
 
     def save(self, org: str, members: Sequence[tuple[NarrativeMembership, float | None]], narratives: Sequence[tuple[str, dict[str, Any], float | None]],
-             topics: Sequence[tuple[str, dict[str, Any], float | None]], state: NarrativeState) -> None:
-        """A batch's memberships, narratives, topics and the new sequence number in one transaction."""
+             topics: Sequence[tuple[str, dict[str, Any], float | None]], state: NarrativeState, expect: Expect | None = None) -> None:
+        """A batch's memberships, narratives, topics and the new sequence number in one transaction
+        (none of it when `expect` does not hold: PreconditionFailed)."""
         Rows = list[tuple[str, dict[str, Any], float | None]]
         writes: list[tuple[str, Rows]] = [
             NarrativeMembers.rows(members), (NARRATIVES, list(narratives)), (TOPICS, list(topics)), (STATE, [("state", state.to_doc(), None)]),
         ]
-        self.storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows])
+        self.storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows], expect=[expect] if expect else [])
 
     def put_narratives(self, org: str, narratives: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
         self.storage.put_docs(org, NARRATIVES, list(narratives))
 
-    def bump(self, org: str, state: NarrativeState) -> NarrativeState:
-        """The state with the next number and a new token, stored (what it was is `state`)."""
-        bumped = replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds"), token=uuid.uuid4().hex)
-        self.storage.put_docs(org, STATE, [("state", bumped.to_doc(), None)])
+    def bump(self, org: str, state: NarrativeState, narratives: Sequence[tuple[str, dict[str, Any], float | None]] = ()) -> NarrativeState:
+        """The state with the next number and a new token, stored with these narrative documents
+        over `state` (PreconditionFailed, and nothing written, when another process wrote since)."""
+        bumped = next_state(state)
+        writes = [(NARRATIVES, list(narratives)), (STATE, [("state", bumped.to_doc(), None)])]
+        self.storage.put_docs_batch(org, [w for w in writes if w[1]], expect=[_state_is(state.seq, state.token)])
         return bumped
+
+
+def next_state(state: NarrativeState) -> NarrativeState:
+    return replace(state, seq=state.seq + 1, updated_at=datetime.now(UTC).isoformat(timespec="seconds"), token=uuid.uuid4().hex)
+
+
+def _state_is(seq: int, token: str) -> Expect:
+    """The precondition of a write over the state (`seq`, `token`): no state at all for (0, ""),
+    the number for a state stored before tokens were."""
+    if token:
+        return Expect(STATE, "state", "token", token)
+    return Expect(STATE, "state", "seq", seq) if seq else Expect(STATE, "state")
 
 
 
 
 # One engine per (storage, org), reused across batches while no other process wrote in between.
 LOAD_ATTEMPTS = 3  # reads of everything stored before an engine that another process keeps writing under is given up
+SAVE_ATTEMPTS = 4  # assignments of a batch whose write another process's came before, before the batch is given back
 _ENGINES: weakref.WeakKeyDictionary[Any, dict[str, NarrativeEngine]] = weakref.WeakKeyDictionary()
 
 
@@ -1051,40 +1072,52 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
     """Recompute the fact-check lists of the narratives these posts belong to from the stored
     matches of all their members (after the posts were matched again against a changed library).
 
-    Memberships do not move. The state's sequence number is bumped when a list changed, so an
-    engine cached by another process reloads; this process's engine is updated in place."""
+    Memberships do not move. The lists are written with the next sequence number, over the state
+    read before the documents (another process's batch saved meanwhile, its own lists in those
+    documents, makes the write fail and the lists are computed again), so an engine cached by
+    another process reloads; this process's engine is updated in place."""
     members = NarrativeMembers(storage).get(org, list(post_ids))
     wanted = sorted({m.narrative_id for m in members.values()})
     if not wanted:
         return {"narratives_checked": 0, "narratives_changed": 0}
-    engine = _ENGINES.get(storage, {}).get(org)
-    # Under the engine's lock: a batch being assigned meanwhile would save its older lists over these.
-    with engine.lock if engine is not None else contextlib.nullcontext():
-        store = NarrativeStore(storage)
-        docs = store.documents(org, wanted)
-        member_ids = narrative_member_ids(storage, org, docs)
-        hits = factcheck_hits(storage, org, [pid for nid in docs for pid in member_ids.get(nid, [])])
-        rows: list[tuple[str, dict[str, Any], float | None]] = []
-        for nid, doc in docs.items():
-            tally: dict[str, dict[str, Any]] = {}
-            for pid in member_ids.get(nid, []):
-                for hit in hits.get(pid, ()):
-                    tally_factcheck(tally, hit)
-            if tally == {f["factcheck_id"]: f for f in doc.get("factchecks", [])}:
-                continue
-            doc["factchecks"] = _listed_factchecks(tally)
-            rows.append((nid, doc, doc.get("heat_log2")))
-        if rows:
-            store.put_narratives(org, rows)
+    store = NarrativeStore(storage)
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        engine = _ENGINES.get(storage, {}).get(org)
+        # Under the engine's lock: a batch being assigned meanwhile would save its older lists over these.
+        with engine.lock if engine is not None else contextlib.nullcontext():
             state = store.state(org)
-            bumped = store.bump(org, state) if state is not None else None  # (the stage writes it with every batch; no state, no engine to tell)
-            if bumped is not None and engine is not None and engine.holds(state):
+            docs = store.documents(org, wanted)
+            member_ids = narrative_member_ids(storage, org, docs)
+            hits = factcheck_hits(storage, org, [pid for nid in docs for pid in member_ids.get(nid, [])])
+            rows: list[tuple[str, dict[str, Any], float | None]] = []
+            for nid, doc in docs.items():
+                tally: dict[str, dict[str, Any]] = {}
+                for pid in member_ids.get(nid, []):
+                    for hit in hits.get(pid, ()):
+                        tally_factcheck(tally, hit)
+                if tally == {f["factcheck_id"]: f for f in doc.get("factchecks", [])}:
+                    continue
+                doc["factchecks"] = _listed_factchecks(tally)
+                rows.append((nid, doc, doc.get("heat_log2")))
+            if not rows:
+                break
+            try:
+                if state is None:  # (documents of a store from before the state: no engine to tell)
+                    storage.put_docs_batch(org, [(NARRATIVES, rows)], expect=[_state_is(0, "")])
+                    break
+                bumped = store.bump(org, state, rows)
+            except PreconditionFailed:
+                if attempt == SAVE_ATTEMPTS:
+                    raise Conflict(f"narratives of '{org}' were written by another process during each of {SAVE_ATTEMPTS} refreshes") from None
+                continue
+            if engine is not None and engine.holds(state):
                 # it was current: keep it so, without a reload
                 for nid, doc, _ in rows:
                     if nid in engine.narratives:
                         engine.narratives[nid].factchecks = {f["factcheck_id"]: dict(f) for f in doc["factchecks"]}
                     engine.written.pop(nid, None)  # its stored document now has other fact-checks
                 engine.seq, engine.token = bumped.seq, bumped.token
+            break
     return {"narratives_checked": len(docs), "narratives_changed": len(rows), "changed": [nid for nid, _, _ in rows]}
 
 
@@ -1116,11 +1149,20 @@ def post_vectors(storage: Storage, org: str, embedder: Any, posts: Sequence[Post
 def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.ndarray, params: NarrativeSettings) -> dict[str, Any]:
     """Assign posts whose vectors are known and store everything; the stage and the eval both use this."""
     dim = int(vectors.shape[1]) if vectors.ndim == 2 and vectors.shape[0] else 0
-    engine = engine_for(storage, org, params, dim)
-    with engine.lock:
-        hits = factcheck_hits(storage, org, [p.id for p in posts])
-        assignments, touched, touched_topics = engine.assign(posts, vectors, hits)
-        engine.save(storage, org, posts, assignments, touched, touched_topics)
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        engine = engine_for(storage, org, params, dim)
+        with engine.lock:
+            hits = factcheck_hits(storage, org, [p.id for p in posts])
+            assignments, touched, touched_topics = engine.assign(posts, vectors, hits)
+            try:
+                engine.save(storage, org, posts, assignments, touched, touched_topics)
+                break
+            except PreconditionFailed:
+                # another process's batch was saved since this engine was checked: assigned again
+                # on an engine that holds it (its posts may join the narratives that batch made)
+                if attempt == SAVE_ATTEMPTS:
+                    raise Conflict(f"narratives of '{org}' were written by another process during each of {SAVE_ATTEMPTS} assignments; the batch is retried") from None
+                log.info("narratives of '%s' written by another process during the assignment; assigning again (attempt %d)", org, attempt + 1)
     methods = Counter(a.method for a in assignments)
     return {
         "assigned": len(assignments), "new_narratives": methods.get("seed", 0),
