@@ -213,14 +213,21 @@ def dump(db: Path) -> dict[str, Any]:
     for collection, _, _, doc in rows:  # members are keyed by post id: a stable order
         if collection == "narrative_members":
             mask(doc, assign=True)
-    for _, doc_id, _, doc in sorted(rows, key=lambda r: (r[0], mask(r[1]), mask(r[3]))):
+    for collection, doc_id, _, doc in sorted(rows, key=lambda r: (r[0], mask(r[1]), mask(r[3]))):
+        if collection == "narrative_changes":  # (lists ids in set order: named by the documents they list)
+            continue
         mask(doc_id, assign=True)
         mask(doc, assign=True)
     out: dict[str, Any] = {}
     for collection, doc_id, sort_key, doc in rows:
         doc = WRITE_TOKEN.sub('"version": "-"', doc) if collection == "triage_members" else doc
         doc = STATE_TOKEN.sub('"token": "-"', doc) if collection == "narrative_state" else doc
-        out.setdefault(collection, {})[mask(doc_id)] = (sort_key, WALL_CLOCK.sub(r'"\1": "-"', mask(doc)))
+        doc = WALL_CLOCK.sub(r'"\1": "-"', mask(doc))
+        if collection == "narrative_changes":  # tokens (uuid4), and the narratives and topics of a write as sets
+            change = json.loads(doc)
+            doc = json.dumps({**change, "token": "-", "after": "-" if change["after"] else "", "narratives": sorted(change["narratives"]),
+                              "topics": sorted(change["topics"])}, sort_keys=True)
+        out.setdefault(collection, {})[mask(doc_id)] = (sort_key, doc)
     out["matches"], out["vectors"] = matches, vectors
     return out
 
@@ -243,9 +250,6 @@ def test_killed_before_the_ledger_write_repeats_the_work_and_ends_the_same(tmp_p
     assert again.stdout.strip() == done.stdout.strip()  # every stage ran again
     reference, result = dump(ref_db), dump(db)
     assert sorted(result) == sorted(reference)
-    if kill_after == "triage":  # narratives ran twice: its store's write counter moved twice, nothing else
-        state = json.loads(result["narrative_state"]["state"][1])
-        assert state["seq"] == json.loads(reference["narrative_state"]["state"][1])["seq"] + 1
-        result["narrative_state"] = reference["narrative_state"]
+    # (killed after triage, narratives ran twice: its second run found every post placed and wrote nothing)
     for collection in reference:
         assert result[collection] == reference[collection], collection

@@ -212,13 +212,14 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
     narr.assign_posts(mine, "org", *batch("a", 0), params)
     narr._ENGINES.pop(mine, None)  # a fresh process: its engine is loaded from the store
     real_members = narr.NarrativeStore.members
-    writes = {"left": 1}
+    writes = {"left": 1, "done": 0}
 
     def members_after_a_write(self: narr.NarrativeStore, org: str) -> list[narr.NarrativeMembership]:
         if self.storage is mine and writes["left"]:
             writes["left"] -= 1
+            writes["done"] += 1
             narr._ENGINES.pop(theirs, None)
-            narr.assign_posts(theirs, "org", *batch(f"b{writes['left']}", 1 + writes["left"]), params)  # the other worker's batch
+            narr.assign_posts(theirs, "org", *batch(f"b{writes['done']}-", 1 + writes["left"] % 3), params)  # the other worker's batch
         return real_members(self, org)
 
     monkeypatch.setattr(narr.NarrativeStore, "members", members_after_a_write)
@@ -399,3 +400,102 @@ def test_a_store_written_before_merges_wrote_the_moved_narratives_is_repaired_at
     assert {after.narratives[nid].topic for nid in moved} <= after.topics.keys()
     assert sum(t.size for t in after.topics.values()) == sum(n.size for n in after.narratives.values()) == 6
     assert sorted(nid for t in after.topics.values() for nid in t.narratives) == sorted(after.narratives)
+
+
+def _same_engines(a: narr.NarrativeEngine, b: narr.NarrativeEngine) -> None:
+    """Two engines that hold the same store: narratives (their documents), topics, every post's
+    narrative and signature, the centroid and topic rows."""
+    rule = narr.decided_by(a.params)
+    assert (a.seq, a.token) == (b.seq, b.token)
+    assert {nid: n.to_doc(rule) for nid, n in a.narratives.items()} == {nid: n.to_doc(rule) for nid, n in b.narratives.items()}
+    assert {tid: (sorted(t.narratives), t.size, t.vec_sum.tobytes()) for tid, t in a.topics.items()} == \
+        {tid: (sorted(t.narratives), t.size, t.vec_sum.tobytes()) for tid, t in b.topics.items()}
+    for e in (a, b):
+        assert sorted(e._post_row) == sorted(a._post_row) and len(e._post_ids) == len(e._post_row)
+    for pid in a._post_row:
+        ra, rb = a._post_row[pid], b._post_row[pid]
+        assert a._post_narrative[ra] == b._post_narrative[rb] and a._has_sig[ra] == b._has_sig[rb] and (a._sigs[ra] == b._sigs[rb]).all()
+    for nid in a.narratives:
+        assert np.array_equal(a._centroids[a._row[nid]], b._centroids[b._row[nid]]) and a._last_seen[a._row[nid]] == b._last_seen[b._row[nid]]
+    for tid in a.topics:
+        assert np.array_equal(a._topic_centroids[a._topic_row[tid]], b._topic_centroids[b._topic_row[tid]])
+        assert np.array_equal(a._topic_window[a._topic_row[tid]], b._topic_window[b._topic_row[tid]])
+
+
+def test_an_engine_behind_another_workers_writes_catches_up_from_their_change_entries(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two workers taking turns: each one's engine is behind the other's last write, and reads
+    only what that write changed (its members, narratives, topics), never everything stored; it
+    then holds what an engine loaded from scratch holds. An engine that cannot (assigned posts it
+    never stored, too far behind, an entry overwritten) is loaded again."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    mine, theirs = SQLiteStorage(url), SQLiteStorage(url)
+    mine.migrate()
+    params = Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives
+    loads: list[int] = []
+    real_load = narr.NarrativeEngine.load
+
+    def counted_load(self: narr.NarrativeEngine, storage, org: str) -> None:  # type: ignore[no-untyped-def]
+        loads.append(1)
+        real_load(self, storage, org)
+
+    monkeypatch.setattr(narr.NarrativeEngine, "load", counted_load)
+    posts, vecs = _drifting_stream(240)
+    copies = {}
+    for i, start in enumerate(range(0, len(posts), 12)):
+        storage = (mine, theirs)[i % 2]
+        chunk, chunk_vecs = posts[start : start + 12], vecs[start : start + 12]
+        if i >= 2:  # a copy of a post the other worker stored in its last batch: found by the signature caught up
+            earlier = posts[start - 12]
+            copies[f"copy{i}"] = earlier.id
+            chunk = [*chunk, Post(id=f"copy{i}", text=earlier.text, language="en", created_at=chunk[-1].created_at)]
+            chunk_vecs = np.vstack([chunk_vecs, vecs[start - 12]])
+        narr.assign_posts(storage, "org", chunk, chunk_vecs, params)
+        fresh = narr.NarrativeEngine(params, 8)
+        real_load(fresh, mine, "org")
+        _same_engines(narr._ENGINES[storage]["org"], fresh)
+    assert len(loads) == 2, "each worker loaded once, at its first batch"
+    assert sum(len(t.merged) for t in narr._ENGINES[mine]["org"].topics.values()) >= 3  # merges crossed over
+    found = narr.NarrativeMembers(mine).get("org", [*copies, *copies.values()])
+    assert all(found[c].method == "near-duplicate" and found[c].neighbour == o and found[c].narrative_id == found[o].narrative_id for c, o in copies.items())
+
+    # a topic both engines hold is merged away by one worker's batch: the other's is retired too
+    w, x = [0.5, 0.866, 0.0], [0.8, 0.577, 0.164]
+    steps = [("the river dam broke upstream", [[1.0, 0.0, 0.0]] * 3), ("ministers resign over budget vote", [w]), ("heavy snowfall closes mountain pass", [x])]
+    other = Settings(narrative_threshold=0.97, topic_threshold=0.6).narratives
+    for i, (text, rows) in enumerate(steps):
+        batch = [Post(id=f"t{i}-{k}", text=f"{text} {k}", language="en", created_at=T0 + timedelta(minutes=i)) for k in range(len(rows))]
+        narr.assign_posts((mine, theirs)[i % 2], "other", batch, np.asarray(rows, dtype=np.float32), other)
+    dropped = {tid for tid, doc in narr.NarrativeStore(mine).topic_documents("other") if doc.get("merged_into")}
+    assert len(dropped) == 1 and dropped <= narr._ENGINES[theirs]["other"].topics.keys()
+    loads.clear()
+    caught_up = narr.engine_for(theirs, "other", other, 3)
+    assert not loads and not dropped & caught_up.topics.keys()
+    fresh = narr.NarrativeEngine(other, 3)
+    real_load(fresh, mine, "other")
+    _same_engines(caught_up, fresh)
+
+    # an engine with posts assigned and not stored (its write failed) is loaded again
+    ours = narr._ENGINES[mine]["org"]
+    ours.assign(posts[:0], vecs[:0])
+    narr.assign_posts(theirs, "org", *_drifting_stream(3, seed=8), params)
+    loads.clear()
+    assert narr.engine_for(mine, "org", params, 8) is not ours and len(loads) == 1
+    # further behind than the entries kept, or an entry overwritten: loaded again
+    for behind, tamper in ((narr.CATCH_UP_MAX + 1, False), (2, True)):
+        ours = narr._ENGINES[mine]["org"]
+        store = narr.NarrativeStore(theirs)
+        for _ in range(behind):
+            store.bump("org", store.state("org"))  # type: ignore[arg-type]
+        if tamper:
+            slot = narr._change_slot(store.state("org").seq)  # type: ignore[union-attr]
+            entry = theirs.get_docs("org", narr.CHANGES, [slot])[slot]
+            theirs.put_docs("org", narr.CHANGES, [(slot, {**entry, "after": "0" * 32}, None)])
+        loads.clear()
+        assert narr.engine_for(mine, "org", params, 8) is not ours and len(loads) == 1
+        fresh = narr.NarrativeEngine(params, 8)
+        real_load(fresh, theirs, "org")
+        _same_engines(narr._ENGINES[mine]["org"], fresh)
+    mine.close()
+    theirs.close()

@@ -113,7 +113,8 @@ def test_new_factcheck_reaches_narratives_and_queue(services: Services, monkeypa
 
 
 def test_another_process_reloads_after_the_refresh(tmp_path: Path) -> None:
-    """The refresh bumps the narratives' sequence number, so an engine cached elsewhere is not reused."""
+    """The refresh writes the narratives' next state with its change entry, so an engine cached
+    elsewhere is not used as it was: it reads the refreshed lists."""
     settings = load_settings(env={}, overrides={"data_dir": str(tmp_path), "storage_url": f"sqlite:///{tmp_path / 'db.sqlite'}", "embedder": "hashing", "embed_cache": "off", **MATCHING})
     with Services(settings) as first:
         _ingest(first, _posts(0, 3, CLAIM))
@@ -123,8 +124,13 @@ def test_another_process_reloads_after_the_refresh(tmp_path: Path) -> None:
             _add_factcheck(second, DEBUNK)
             report = recheck_factchecks(second, org, ["fc-dam"], floor=FLOOR)
             assert report.narratives["narratives_changed"] == 1
+        stale = narr.NarrativeStore(first.storage).state(org)
+        assert stale is not None and not engine.holds(stale)
         _ingest(first, _posts(5, 1, CLAIM + " again", minutes=60))
-        assert narr._ENGINES[first.storage][org] is not engine, "a stale engine must be reloaded"
+        current = narr._ENGINES[first.storage][org]
+        assert current.holds(narr.NarrativeStore(first.storage).state(org))
+        nid = narr.NarrativeMembers(first.storage).get(org, ["p5"])["p5"].narrative_id
+        assert {f: c["posts"] for f, c in current.narratives[nid].factchecks.items()} == {"fc-dam": 4}, "the refreshed lists were read"
         _, doc = _narrative_of(first, "p5")
         assert [(f["factcheck_id"], f["posts"]) for f in doc["factchecks"]] == [("fc-dam", 4)]
 

@@ -56,7 +56,11 @@ Documents (generic document API, per organisation):
   cosine, narratives, at}], decided_by; a topic merged into another keeps its
   document with `merged_into`;
 * "narrative_state": the sequence number that tells a process its in-memory
-  engine is current.
+  engine is current, and a token new with every write;
+* "narrative_changes" (id: the number modulo `CHANGE_RING`): what each of the last
+  writes changed (its members' post ids, its narratives and topics) and the token
+  it was written over: an engine a few writes behind (another worker's batches)
+  reads only those instead of everything (`NarrativeEngine.catch_up`).
 
 Thresholds depend on the embedder (e5 cosines sit in a narrow high band,
 hashing-embedder ones spread low): empty settings take the value calibrated for
@@ -101,6 +105,9 @@ NARRATIVES = "narratives"
 MEMBERS = records.MEMBERS
 TOPICS = "topics"
 STATE = "narrative_state"
+CHANGES = "narrative_changes"
+CHANGE_RING = 256  # the last writes' change entries kept (one document per slot, overwritten in turn)
+CATCH_UP_MAX = 128  # an engine further behind than this many writes is loaded again instead
 RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document
 
 
@@ -459,6 +466,7 @@ class NarrativeEngine:
         self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
         self.token = ""  # the token of the state it loaded or last wrote: it is current while the stored one is the same
         self.base: tuple[int, str] = (0, "")  # the number and token `assign` started from: what `save` expects stored
+        self.dirty = False  # assigned posts not (yet) stored: only a whole load makes it hold the store again
         self.lock = threading.Lock()
         # The narrative documents its last `save` wrote (what is stored while `seq` is the stored one):
         # the bursts stage reads them here instead of from the store (`written_narratives`).
@@ -541,6 +549,7 @@ class NarrativeEngine:
         touched_topics = self._assign_topics(new_narratives, touched)
         self.base = (self.seq, self.token)
         self.seq += 1
+        self.dirty = True
         return assignments, touched, touched_topics
 
     def _assign_chunk(
@@ -771,17 +780,7 @@ class NarrativeEngine:
             self.topics[t.id] = t
             self._set_topic_row(t.id)
         self._repair_topics(store, org)
-        rows, sigs = [], []
-        for m in store.members(org):
-            sig = _decode_sig(m.minhash) if m.minhash else None
-            row = self._remember_post(m.post_id, m.narrative_id, sig)
-            self._remember_images(row, m.dhash or [])
-            if sig is not None:
-                rows.append(row)
-                sigs.append(sig)
-        if sigs:
-            keys = minhash.band_keys(np.stack(sigs))
-            self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+        self._remember_members(store.members(org))
 
     def _repair_topics(self, store: NarrativeStore, org: str) -> None:
         """Narratives whose documents name a topic merged away (written before a merge wrote the
@@ -815,6 +814,59 @@ class NarrativeEngine:
                 n.topic = ""
                 self._unplaced.append(n.id)
 
+    def catch_up(self, storage: Storage, org: str) -> bool:
+        """Bring an engine a few writes behind up to the stored state from the change entries of
+        those writes: their members, narratives and topics only (another worker's batches). False,
+        with nothing changed, when it cannot: assigned posts it never stored, too far behind, or
+        an entry overwritten or missing (then `load` a new engine). As `load`, `loaded_from` is the
+        state read before the rest: a write during the reads leaves it behind, never claiming
+        to be current with a mix."""
+        store = NarrativeStore(storage)
+        state = store.state(org)
+        if self.dirty or state is None or not self.seq < state.seq <= self.seq + CATCH_UP_MAX:
+            return False
+        numbers = range(self.seq + 1, state.seq + 1)
+        entries = storage.get_docs(org, CHANGES, [_change_slot(k) for k in numbers])
+        token, members, narratives, topics = self.token, [], set(), set()
+        for k in numbers:
+            entry = entries.get(_change_slot(k))
+            if entry is None or entry.get("seq") != k or entry.get("after") != token:
+                return False
+            token = str(entry["token"])
+            members.extend(entry.get("members", ()))
+            narratives.update(entry.get("narratives", ()))
+            topics.update(entry.get("topics", ()))
+        if token != state.token:
+            return False
+        self.loaded_from = (state.seq, state.token)
+        joined = NarrativeMembers(storage).get(org, [pid for pid in dict.fromkeys(members) if pid not in self._post_row])
+        for nid, doc in store.documents(org, sorted(narratives)).items():
+            self.narratives[nid] = Narrative.from_doc(doc)
+            self._set_centroid(nid)
+        for tid, doc in (storage.get_docs(org, TOPICS, sorted(topics)) if topics else {}).items():
+            if doc.get("merged_into") is None:
+                self.topics[tid] = Topic.from_doc(doc)
+                self._set_topic_row(tid)
+            elif tid in self.topics:
+                del self.topics[tid]
+                self._retire_topic_row(tid)
+        self._remember_members(m for m in joined.values())
+        self.seq, self.token, self.written = state.seq, state.token, {}
+        return True
+
+    def _remember_members(self, members: Iterable[NarrativeMembership]) -> None:
+        rows, sigs = [], []
+        for m in members:
+            sig = _decode_sig(m.minhash) if m.minhash else None
+            row = self._remember_post(m.post_id, m.narrative_id, sig)
+            self._remember_images(row, m.dhash or [])
+            if sig is not None:
+                rows.append(row)
+                sigs.append(sig)
+        if sigs:
+            keys = minhash.band_keys(np.stack(sigs))
+            self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+
     def holds(self, state: NarrativeState | None) -> bool:
         """Whether this engine holds what is stored: the state it loaded or last wrote (its number
         and its token: two processes that loaded the same number write the same next one)."""
@@ -846,8 +898,9 @@ class NarrativeEngine:
         # Written only over the state `assign` started from: another process that wrote since (its
         # batch touching these narratives too) makes this PreconditionFailed, nothing is written,
         # and this engine, no longer current, is loaded again for the batch's next attempt.
-        NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state, expect=_state_is(*self.base))
+        NarrativeStore(storage).save(org, members, narrative_rows, topic_rows, state, after=self.base[1], expect=_state_is(*self.base))
         self.token = state.token
+        self.dirty = False
         self.written = {nid: doc for nid, doc, _ in narrative_rows}
 
     def _merged_row(self, tid: str) -> tuple[str, dict[str, Any], float | None]:
@@ -924,12 +977,15 @@ class NarrativeStore:
         return sorted(found, key=lambda m: (m.time, m.post_id))
 
     def save(self, org: str, members: Sequence[tuple[NarrativeMembership, float | None]], narratives: Sequence[tuple[str, dict[str, Any], float | None]],
-             topics: Sequence[tuple[str, dict[str, Any], float | None]], state: NarrativeState, expect: Expect | None = None) -> None:
-        """A batch's memberships, narratives, topics and the new sequence number in one transaction
-        (none of it when `expect` does not hold: PreconditionFailed)."""
+             topics: Sequence[tuple[str, dict[str, Any], float | None]], state: NarrativeState, after: str = "", expect: Expect | None = None) -> None:
+        """A batch's memberships, narratives, topics, the new state and its change entry (what it
+        changed, written over the state whose token is `after`) in one transaction (none of it
+        when `expect` does not hold: PreconditionFailed)."""
         Rows = list[tuple[str, dict[str, Any], float | None]]
+        change = _change_row(state, after, [m.post_id for m, _ in members], [nid for nid, _, _ in narratives], [tid for tid, _, _ in topics])
         writes: list[tuple[str, Rows]] = [
             NarrativeMembers.rows(members), (NARRATIVES, list(narratives)), (TOPICS, list(topics)), (STATE, [("state", state.to_doc(), None)]),
+            (CHANGES, [change]),
         ]
         self.storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows], expect=[expect] if expect else [])
 
@@ -940,9 +996,20 @@ class NarrativeStore:
         """The state with the next number and a new token, stored with these narrative documents
         over `state` (PreconditionFailed, and nothing written, when another process wrote since)."""
         bumped = next_state(state)
-        writes = [(NARRATIVES, list(narratives)), (STATE, [("state", bumped.to_doc(), None)])]
+        change = _change_row(bumped, state.token, [], [nid for nid, _, _ in narratives], [])
+        writes = [(NARRATIVES, list(narratives)), (STATE, [("state", bumped.to_doc(), None)]), (CHANGES, [change])]
         self.storage.put_docs_batch(org, [w for w in writes if w[1]], expect=[_state_is(state.seq, state.token)])
         return bumped
+
+
+def _change_slot(seq: int) -> str:
+    return str(seq % CHANGE_RING)
+
+
+def _change_row(state: NarrativeState, after: str, members: Sequence[str], narratives: Sequence[str], topics: Sequence[str]) -> tuple[str, dict[str, Any], None]:
+    """The change entry of the write that stores `state` over the state whose token is `after`."""
+    doc = {"seq": state.seq, "token": state.token, "after": after, "members": list(members), "narratives": list(narratives), "topics": list(topics)}
+    return _change_slot(state.seq), doc, None
 
 
 def next_state(state: NarrativeState) -> NarrativeState:
@@ -975,9 +1042,14 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
     if engine is None or engine.params != params or not engine.holds(state) or engine.dim != dim:
+        behind = engine if engine is not None and engine.params == params and engine.dim == dim else None
         for _ in range(LOAD_ATTEMPTS):
-            engine = NarrativeEngine(params, dim)
-            engine.load(storage, org)
+            with behind.lock if behind is not None else contextlib.nullcontext():  # (another thread's batch may be assigning on it)
+                caught_up = behind is not None and behind.catch_up(storage, org)
+            if not caught_up:
+                behind = None
+                engine = NarrativeEngine(params, dim)
+                engine.load(storage, org)
             after = NarrativeStore(storage).state(org)
             if ((after.seq, after.token) if after is not None else None) == engine.loaded_from:  # nothing written while it read
                 break
@@ -1154,6 +1226,9 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
         with engine.lock:
             hits = factcheck_hits(storage, org, [p.id for p in posts])
             assignments, touched, touched_topics = engine.assign(posts, vectors, hits)
+            if not (assignments or touched or touched_topics):  # every post already placed: nothing to write
+                (engine.seq, engine.token), engine.dirty = engine.base, False
+                break
             try:
                 engine.save(storage, org, posts, assignments, touched, touched_topics)
                 break
@@ -1194,6 +1269,6 @@ def narratives_stage(services: StageContext, org: str, posts: Sequence[Post]) ->
 
 
 STAGE = FunctionStage(
-    "narratives", NARRATIVES_VERSION, narratives_stage, needs=("embedding", "matching"), writes=(MEMBERS, NARRATIVES, TOPICS, STATE),
+    "narratives", NARRATIVES_VERSION, narratives_stage, needs=("embedding", "matching"), writes=(MEMBERS, NARRATIVES, TOPICS, STATE, CHANGES),
     doc="every new or changed post joins a narrative (near-duplicate or semantic) or starts one",
 )
