@@ -298,12 +298,11 @@ def _stored_equals_engine(storage, org: str, engine: narr.NarrativeEngine) -> No
     """Every narrative's and live topic's stored document is the engine's, and an engine loaded
     from the store puts every narrative in the topic the writer has it in."""
     rule = narr.decided_by(engine.params)
-    store = narr.NarrativeStore(storage)
     stored = dict(narr.iter_docs(storage, org, narr.NARRATIVES))
     assert stored.keys() == engine.narratives.keys()
     for nid, n in engine.narratives.items():
         assert stored[nid] == n.to_doc(rule), nid
-    topics = dict(narr.iter_docs(storage, org, narr.TOPICS))
+    topics = dict(narr.NarrativeStore(storage).topic_documents(org))
     for tid, t in engine.topics.items():
         assert topics[tid] == t.to_doc(engine.narratives, rule), tid
     assert {tid for tid, doc in topics.items() if doc.get("merged_into") is None} == engine.topics.keys()
