@@ -285,11 +285,28 @@ def test_an_engine_loaded_while_another_process_writes_loads_again(tmp_path, mon
     doc = narr.NarrativeStore(mine).documents("org", [story])[story]
     assert batches and refreshed["changed"] == [story] and doc["size"] == 28 and [f["factcheck_id"] for f in doc["factchecks"]] == ["fc-1"]
 
+    # A write during the load: the engine catches up from there (only what changed is read again).
+    # A write during every read, the load's and each catch-up's: Conflict, the batch is retried.
+    real_documents = narr.NarrativeStore.documents
+
+    def documents_after_a_write(self: narr.NarrativeStore, org: str, ids):  # type: ignore[no-untyped-def]
+        members_after_a_write(self, org)
+        return real_documents(self, org, ids)
+
     monkeypatch.setattr(narr.NarrativeStore, "members", members_after_a_write)
+    narr._ENGINES.pop(mine, None)
+    writes["left"] = 1
+    loaded = narr.engine_for(mine, "org", params, 16)
+    assert loaded.holds(narr.NarrativeStore(mine).state("org")) and not writes["left"]
+    fresh = narr.NarrativeEngine(params, 16)
+    fresh.load(mine, "org")
+    _same_engines(loaded, fresh)
+    monkeypatch.setattr(narr.NarrativeStore, "documents", documents_after_a_write)
     narr._ENGINES.pop(mine, None)
     writes["left"] = narr.LOAD_ATTEMPTS
     with pytest.raises(Conflict, match="changed while they were read"):
         narr.engine_for(mine, "org", params, 16)
+    assert not writes["left"]
     mine.close()
     theirs.close()
 

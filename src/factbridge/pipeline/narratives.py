@@ -997,8 +997,9 @@ class NarrativeStore:
         over `state` (PreconditionFailed, and nothing written, when another process wrote since)."""
         bumped = next_state(state)
         change = _change_row(bumped, state.token, [], [nid for nid, _, _ in narratives], [])
-        writes = [(NARRATIVES, list(narratives)), (STATE, [("state", bumped.to_doc(), None)]), (CHANGES, [change])]
-        self.storage.put_docs_batch(org, [w for w in writes if w[1]], expect=[_state_is(state.seq, state.token)])
+        rows: list[tuple[str, dict[str, Any], float | None]] = [("state", bumped.to_doc(), None)]
+        writes = [(STATE, rows), (CHANGES, [change])]
+        self.storage.put_docs_batch(org, [(NARRATIVES, list(narratives)), *writes] if narratives else writes, expect=[_state_is(state.seq, state.token)])
         return bumped
 
 
@@ -1006,7 +1007,7 @@ def _change_slot(seq: int) -> str:
     return str(seq % CHANGE_RING)
 
 
-def _change_row(state: NarrativeState, after: str, members: Sequence[str], narratives: Sequence[str], topics: Sequence[str]) -> tuple[str, dict[str, Any], None]:
+def _change_row(state: NarrativeState, after: str, members: Sequence[str], narratives: Sequence[str], topics: Sequence[str]) -> tuple[str, dict[str, Any], float | None]:
     """The change entry of the write that stores `state` over the state whose token is `after`."""
     doc = {"seq": state.seq, "token": state.token, "after": after, "members": list(members), "narratives": list(narratives), "topics": list(topics)}
     return _change_slot(state.seq), doc, None
@@ -1042,22 +1043,29 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             f"{params.space} vectors: centroids of two spaces cannot be compared (set narrative_centering back)"
         )
     if engine is None or engine.params != params or not engine.holds(state) or engine.dim != dim:
+        # one behind (its settings the same) catches up from the writes since; else, or when it
+        # cannot, everything is loaded
         behind = engine if engine is not None and engine.params == params and engine.dim == dim else None
         for _ in range(LOAD_ATTEMPTS):
-            with behind.lock if behind is not None else contextlib.nullcontext():  # (another thread's batch may be assigning on it)
-                caught_up = behind is not None and behind.catch_up(storage, org)
-            if not caught_up:
-                behind = None
-                engine = NarrativeEngine(params, dim)
-                engine.load(storage, org)
+            current = behind
+            if current is not None:
+                with current.lock:  # (another thread's batch may be assigning on it)
+                    caught_up = current.catch_up(storage, org)
+                if not caught_up:
+                    current = None
+            if current is None:
+                current = NarrativeEngine(params, dim)
+                current.load(storage, org)
             after = NarrativeStore(storage).state(org)
-            if ((after.seq, after.token) if after is not None else None) == engine.loaded_from:  # nothing written while it read
+            if ((after.seq, after.token) if after is not None else None) == current.loaded_from:  # nothing written while it read
                 break
+            # Another process wrote while it read: its members could name narratives this engine
+            # never read (a KeyError in the batch, seen with two workers). It catches up from there
+            # (what changed is read again).
+            behind = current
         else:
-            # Another process wrote during every read: its members could name narratives this engine
-            # never read (a KeyError in the batch, seen with two workers). The batch is retried.
             raise Conflict(f"narratives of '{org}' changed while they were read, {LOAD_ATTEMPTS} times; the batch is retried")
-        engines[org] = engine
+        engines[org] = engine = current
     return engine
 
 
