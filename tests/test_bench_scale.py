@@ -245,3 +245,24 @@ def test_bench_library_loads_asks_and_matches_a_generated_library(tmp_path: Path
     small = _run(["bench", "library", "--factchecks", "50", "--posts", "5"], tmp_path)
     assert "memory dense index" in small and "asking whether the library changed" in small and "brought up to date after 50 fact-checks edited" in small
     assert "a worker's first matcher from the saved library" in small and "with 50 fact-checks edited since it was saved" in small
+
+
+def test_bench_narratives_with_two_workers_catches_up_and_never_loads_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench narratives --workers 2`: the batches go to two engines over one store in turn; each
+    is brought up to the other's write from its change entry (no whole load after its first),
+    and the figures (catch-up beside a whole load, memory per member) are printed."""
+    from factbridge.pipeline import narratives as narr
+
+    loads: list[int] = []
+    real_load = narr.NarrativeEngine.load
+
+    def counted(self, storage, org):  # type: ignore[no-untyped-def]
+        loads.append(1)
+        real_load(self, storage, org)
+
+    monkeypatch.setattr(narr.NarrativeEngine, "load", counted)
+    data = _json(_run(["bench", "narratives", "--posts", "1200", "--batch", "100", "--workers", "2", "--json"], tmp_path))
+    assert data["posts"] == 1200 and data["workers"] == 2 and data["members"] == 1200 and data["narratives"] > 10
+    assert data["catch_ups"] == 10 and 0 < data["catch_up_p50_s"] <= data["catch_up_max_s"] and data["load_s"] > 0
+    assert data["engine_mb"] > 0 and data["engine_bytes_per_member"] > 100
+    assert len(loads) == 2 + 2, "each worker's first batch, and the two measured loads at the end"

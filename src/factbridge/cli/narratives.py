@@ -363,37 +363,82 @@ def bench_narratives(
     ctx: typer.Context,
     posts: Annotated[int, typer.Option(help="Synthetic posts to assign.")] = 20_000,
     batch: Annotated[int, typer.Option(help="Posts per ingest batch.")] = 1_000,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Engines over one store taking batches in turn, as queue workers do (each behind the others' writes).")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes)."""
+    """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes).
+
+    With --workers N the batches go to N engines over one on-disk store in turn: before each
+    batch a worker's engine is brought up to the others' writes (caught up from their change
+    entries), timed beside a whole load of the store at the end; and the memory a loaded engine
+    holds per member."""
+    import statistics
+    import tempfile
+    import tracemalloc
+
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.bench.synthetic_posts import synthetic_posts
-    from factbridge.pipeline.narratives import assign_posts
+    from factbridge.pipeline import narratives as narr
     from factbridge.pipeline.records import Narratives
     from factbridge.settings import Settings
 
     t0 = time.perf_counter()
     items, vectors = synthetic_posts(posts)
     gen_s = time.perf_counter() - t0
-    storage = SQLiteStorage("sqlite:///:memory:")
-    storage.migrate()
     params = Settings(narrative_threshold=0.8, topic_threshold=0.6).narratives  # synthetic vectors: their own thresholds
-    try:
-        storage.upsert_posts("bench", items)
-        elapsed = 0.0
-        with progress_bar("assigning", len(items)) as advance:
-            for start in range(0, len(items), batch):
-                t = time.perf_counter()
-                summary = assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
-                elapsed += time.perf_counter() - t
-                advance(summary["assigned"])
-        book = Narratives(storage)
-        narratives, topics = book.count("bench"), book.count_topics("bench")
-    finally:
-        storage.close()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    console.print(f"generated {len(items):,} posts with {vectors.shape[1]}-d vectors in {gen_s:.1f} s (not timed)")
-    console.print(f"assigned {len(items):,} posts in {elapsed:.2f} s: {len(items) / elapsed:,.0f} posts/s (batches of {batch}, storage writes included)")
-    console.print(f"{narratives:,} narratives, {topics:,} topics; peak RSS {rss:,.0f} MB")
+    dim = int(vectors.shape[1])
+    with tempfile.TemporaryDirectory(prefix="fb-bench-narratives-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'narratives.sqlite'}" if workers > 1 else "sqlite:///:memory:"
+        stores = [SQLiteStorage(url) for _ in range(workers)]
+        stores[0].migrate()
+        current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
+        try:
+            stores[0].upsert_posts("bench", items)
+            elapsed = 0.0
+            with progress_bar("assigning", len(items)) as advance:
+                for k, start in enumerate(range(0, len(items), batch)):
+                    storage = stores[k % workers]
+                    t = time.perf_counter()
+                    if workers > 1 and k >= workers:
+                        narr.engine_for(storage, "bench", params, dim)
+                        current.append(time.perf_counter() - t)
+                    summary = narr.assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
+                    elapsed += time.perf_counter() - t
+                    advance(summary["assigned"])
+            book = Narratives(stores[0])
+            narratives, topics = book.count("bench"), book.count_topics("bench")
+            t = time.perf_counter()
+            loaded = narr.NarrativeEngine(params, dim)
+            loaded.load(stores[0], "bench")
+            load_s = time.perf_counter() - t
+            tracemalloc.start()
+            again = narr.NarrativeEngine(params, dim)
+            again.load(stores[0], "bench")
+            held = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            members = len(again._post_ids)
+            del again, loaded
+        finally:
+            for storage in stores:
+                storage.close()
+    result = {
+        "posts": len(items), "batch": batch, "workers": workers, "assign_s": round(elapsed, 3), "posts_per_s": round(len(items) / elapsed, 1),
+        "narratives": narratives, "topics": topics, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "catch_up_p50_s": round(statistics.median(current), 4) if current else None, "catch_up_max_s": round(max(current), 4) if current else None,
+        "catch_ups": len(current), "load_s": round(load_s, 4), "members": members, "engine_mb": round(held / 1e6, 1),
+        "engine_bytes_per_member": round(held / max(members, 1)),
+    }
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"generated {len(items):,} posts with {dim}-d vectors in {gen_s:.1f} s (not timed)")
+    console.print(f"assigned {len(items):,} posts in {elapsed:.2f} s: {len(items) / elapsed:,.0f} posts/s (batches of {batch}, {workers} worker(s), storage writes included)")
+    console.print(f"{narratives:,} narratives, {topics:,} topics; peak RSS {result['peak_rss_mb']:,} MB")
+    if current:
+        console.print(f"a worker's engine brought up to the others' {workers - 1} write(s) before its batch: p50 {statistics.median(current):.3f} s, "
+                      f"max {max(current):.3f} s ({len(current)} batches); a whole load of the store at the end: {load_s:.3f} s")
+    console.print(f"a loaded engine holds {held / 1e6:,.1f} MB for {members:,} members and {narratives:,} narratives: "
+                  f"{result['engine_bytes_per_member']:,} B a member (tracemalloc)")
 
 
 @bench_app.command("coordination")
