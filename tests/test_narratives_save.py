@@ -515,3 +515,113 @@ def test_an_engine_behind_another_workers_writes_catches_up_from_their_change_en
         _same_engines(narr._ENGINES[mine]["org"], fresh)
     mine.close()
     theirs.close()
+
+
+def _days_of_stories(days: int, per_story: int = 4, dim: int = 32) -> list[tuple[list[Post], np.ndarray]]:
+    """A batch a day of three stories of that day (their own directions and words: no story
+    crosses days), so topics go quiet after their day."""
+    rng = np.random.default_rng(11)
+    batches = []
+    for d in range(days):
+        posts, vecs = [], []
+        for k in range(3):
+            axis = (3 * d + k) % dim
+            words = " ".join(f"w{d}x{k}y{j}" for j in range(8))
+            for i in range(per_story):
+                v = np.eye(dim, dtype=np.float32)[axis] + rng.normal(0, 0.05, dim).astype(np.float32)
+                vecs.append(v / np.linalg.norm(v))
+                posts.append(Post(id=f"d{d}-{k}-{i}", text=f"{words} number {i} {rng.integers(0, 10**6)}", language="en",
+                                  created_at=T0 + timedelta(days=d, hours=k, minutes=7 * i)))
+        batches.append((posts, np.stack(vecs)))
+    return batches
+
+
+def _partition(storage, org: str) -> set[frozenset[str]]:  # type: ignore[no-untyped-def]
+    groups: dict[str, set[str]] = {}
+    for m in narr.NarrativeStore(storage).members(org):
+        groups.setdefault(m.narrative_id, set()).add(m.post_id)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_an_engine_with_a_memory_horizon_keeps_only_what_is_within_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`narrative_memory_days`: the engine keeps the members within it of the newest post and the
+    topics active within it (with their narratives); the store keeps everything. The same stream
+    gives the same narratives as an engine that keeps everything, except for a copy of a post
+    older than the horizon (a new narrative); a post seen before keeps its narrative although
+    its member was dropped; a load keeps what is within the horizon; a catch-up that reads a
+    narrative whose topic it dropped (a worker keeping everything joined it) brings both back."""
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+
+    bounded_url = f"sqlite:///{tmp_path / 'bounded.sqlite'}"
+    bounded, kept_all, other = SQLiteStorage(bounded_url), SQLiteStorage(f"sqlite:///{tmp_path / 'all.sqlite'}"), SQLiteStorage(bounded_url)
+    bounded.migrate()
+    kept_all.migrate()
+    base = Settings(narrative_threshold=0.9, topic_threshold=0.8).narratives
+    params = replace(base, memory_days=2.0)
+    batches = _days_of_stories(10)
+    for d, (posts, vecs) in enumerate(batches):
+        narr.assign_posts(bounded, "org", posts, vecs, params)
+        narr.assign_posts(kept_all, "org", posts, vecs, base)
+        engine = narr._ENGINES[bounded]["org"]
+        times = engine._post_times[: len(engine._post_ids)]
+        assert (times >= engine.cutoff).all() and all(t.last_seen >= engine.cutoff for t in engine.topics.values())
+        if d >= 4:  # about the last three days (dropped in steps of 3 hours)
+            assert 24 <= len(engine._post_ids) <= 36 and len(engine._post_ids) < (d + 1) * 12
+            assert {nid for t in engine.topics.values() for nid in t.narratives} == engine.narratives.keys()
+        assert _partition(bounded, "org") == _partition(kept_all, "org")
+    full = narr._ENGINES[kept_all]["org"]
+    assert len(full._post_ids) == 120 and engine.cutoff > (T0 + timedelta(days=6)).timestamp()
+
+    # a copy of a day-0 post: a new narrative here, the old one's where everything is kept
+    old = batches[0][0][0]
+    copy = [Post(id="copy", text=old.text, language="en", created_at=T0 + timedelta(days=9, hours=5))]
+    copy_vec = batches[0][1][:1]
+    narr.assign_posts(bounded, "org", copy, copy_vec, params)
+    narr.assign_posts(kept_all, "org", copy, copy_vec, base)
+    here, there = narr.NarrativeMembers(bounded).get("org", ["copy"])["copy"], narr.NarrativeMembers(kept_all).get("org", ["copy"])["copy"]
+    assert (here.method, there.method, there.neighbour) == ("seed", "near-duplicate", old.id)
+    # a post seen before, delivered again: it keeps its narrative (its member was dropped from memory)
+    before = narr.NarrativeMembers(bounded).get("org", [old.id])[old.id]
+    summary = narr.assign_posts(bounded, "org", [old], copy_vec, params)
+    assert summary["assigned"] == 0 and narr.NarrativeMembers(bounded).get("org", [old.id])[old.id] == before
+    assert narr.written_narratives(bounded, "org", [old.id]) is not None
+    assert narr.written_narratives(bounded, "org", [old.id])[0] == {old.id: before.narrative_id}  # type: ignore[index]
+
+    # a load keeps what is within the horizon of the newest member
+    loaded = narr.NarrativeEngine(params, 32)
+    loaded.load(bounded, "org")
+    assert loaded.cutoff == loaded.newest - 2 * 86400 and loaded.newest == (T0 + timedelta(days=9, hours=5)).timestamp()
+    stored_times = {m.post_id: narr._parse_iso(m.time) for m in narr.NarrativeStore(bounded).members("org")}
+    assert sorted(loaded._post_row) == sorted(pid for pid, ts in stored_times.items() if ts >= loaded.cutoff)
+    assert loaded.topics.keys() == {t.id for t in narr.NarrativeStore(bounded).live_topics("org") if t.last_seen >= loaded.cutoff}
+    assert {nid for t in loaded.topics.values() for nid in t.narratives} == loaded.narratives.keys()
+
+    # a worker that keeps everything joins a day-0 narrative; the bounded engine reads it back with its topic
+    narr._ENGINES.pop(other, None)
+    late = [Post(id="late", text=batches[0][0][1].text + " again", language="en", created_at=T0 + timedelta(days=9, hours=6))]
+    narr.assign_posts(other, "org", late, batches[0][1][1:2], base)
+    joined = narr.NarrativeMembers(bounded).get("org", ["late", batches[0][0][1].id])
+    assert joined["late"].narrative_id == joined[batches[0][0][1].id].narrative_id and joined["late"].method == "near-duplicate"
+    dropped = joined["late"].narrative_id
+    assert dropped not in engine.narratives
+    caught = narr.engine_for(bounded, "org", params, 32)
+    assert caught is engine and dropped in caught.narratives and caught.narratives[dropped].topic in caught.topics
+    assert {nid for t in caught.topics.values() for nid in t.narratives} <= caught.narratives.keys()
+    # a refresh of a dropped narrative's fact-check list (a recheck in another process) writes
+    # the narrative alone: read back, it brings its topic and the topic's narratives back
+    from factbridge.models import MatchCandidate
+
+    day1 = batches[1][0][0].id
+    refreshed = narr.NarrativeMembers(bounded).get("org", [day1])[day1].narrative_id
+    assert refreshed not in caught.narratives
+    other.replace_matches("org", day1, [MatchCandidate(factcheck_id="fc-1", rank=1, fused_score=0.9, decision="match", decided_by="test")])
+    assert narr.refresh_factchecks(other, "org", [day1])["changed"] == [refreshed]
+    assert narr.engine_for(bounded, "org", params, 32) is caught and refreshed in caught.narratives
+    assert caught.narratives[refreshed].topic in caught.topics and caught.narratives[refreshed].factchecks.keys() == {"fc-1"}
+    assert {nid for t in caught.topics.values() for nid in t.narratives} <= caught.narratives.keys()
+    later = [Post(id="next", text="an unrelated story days later", language="en", created_at=T0 + timedelta(days=12))]
+    narr.assign_posts(bounded, "org", later, batches[1][1][:1], params)  # and drops them again once quiet that long, without a KeyError
+    _stored = narr.NarrativeStore(bounded).documents("org", [dropped])[dropped]
+    assert _stored["size"] == 5 and dropped not in narr._ENGINES[bounded]["org"].narratives
+    for storage in (bounded, kept_all, other):
+        storage.close()

@@ -99,6 +99,10 @@ class Settings:
     narrative_centering: bool = field(default=True, metadata=_meta("Group narratives and topics on per-language centred vectors (the shipped centering of the embedder; so a Khmer and a Vietnamese post of one story can meet). Thresholds are calibrated for each mode.", _bool))
     narrative_max_gap_hours: float = field(default=72.0, metadata=_meta("A post joins a narrative by meaning only if the narrative was active within this many hours; near-duplicates join at any age.", float))
     topic_max_gap_hours: float = field(default=48.0, metadata=_meta("A narrative joins only topics active within this many hours of it (stories are local in time).", float))
+    narrative_memory_days: float = field(default=0.0, metadata=_meta(
+        "Days of posts a worker's narratives engine keeps in memory, before the newest post it has seen: older members' signatures and topics "
+        "quiet that long (with their narratives) are dropped from it, never from the store, and a copy of an older post starts a new narrative. "
+        "0: everything is kept (~1 KB a post and ~5 KB a narrative per worker; a national feed sets a few days).", float))
     narrative_half_life_hours: float = field(default=6.0, metadata=_meta("Half-life of the decayed post count that orders narratives and topics as 'growing now'.", float))
     burst_bin_hours: float = field(default=1.0, metadata=_meta("Width of the time bins of each narrative's series for burst detection.", float))
     burst_scale: float = field(default=3.0, metadata=_meta("Kleinberg burst model: the burst state's rate is this many times the baseline rate (s).", float))
@@ -216,6 +220,7 @@ SECTION_KEYS: dict[str, tuple[str, str]] = {
     "narrative_centering": ("narratives", "centering"),
     "narrative_max_gap_hours": ("narratives", "semantic_max_gap_hours"),
     "topic_max_gap_hours": ("narratives", "topic_max_gap_hours"),
+    "narrative_memory_days": ("narratives", "memory_days"),
     "narrative_half_life_hours": ("narratives", "heat_half_life_hours"),
     "burst_bin_hours": ("bursts", "bin_hours"),
     "burst_scale": ("bursts", "scale"),
@@ -279,9 +284,14 @@ class NarrativeSettings:
     semantic_max_gap_hours: float
     topic_max_gap_hours: float
     heat_half_life_hours: float
+    memory_days: float
     space: str = "raw"  # the vectors compared: "raw" or "centered:<centering version>"
     crosslingual_threshold: float | None = None  # a narrative without the post's language; None: semantic
     batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not self.memory_days >= 0:
+            raise ConfigError(f"narrative_memory_days must be 0 (keep everything) or a number of days above it, got {self.memory_days}")
 
     @property
     def semantic(self) -> float:

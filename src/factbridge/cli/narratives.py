@@ -388,7 +388,7 @@ def bench_narratives(
     params = Settings(narrative_threshold=0.8, topic_threshold=0.6).narratives  # synthetic vectors: their own thresholds
     dim = int(vectors.shape[1])
     with tempfile.TemporaryDirectory(prefix="fb-bench-narratives-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'narratives.sqlite'}" if workers > 1 else "sqlite:///:memory:"
+        url = f"sqlite:///{Path(tmp) / 'narratives.sqlite'}"  # (on disk whatever the workers: the same writes to compare)
         stores = [SQLiteStorage(url) for _ in range(workers)]
         stores[0].migrate()
         current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
@@ -424,7 +424,8 @@ def bench_narratives(
     result = {
         "posts": len(items), "batch": batch, "workers": workers, "assign_s": round(elapsed, 3), "posts_per_s": round(len(items) / elapsed, 1),
         "narratives": narratives, "topics": topics, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "catch_up_p50_s": round(statistics.median(current), 4) if current else None, "catch_up_max_s": round(max(current), 4) if current else None,
+        "catch_up_p50_s": round(statistics.median(current), 4) if current else None, "catch_up_mean_s": round(statistics.fmean(current), 4) if current else None,
+        "catch_up_max_s": round(max(current), 4) if current else None,
         "catch_ups": len(current), "load_s": round(load_s, 4), "members": members, "engine_mb": round(held / 1e6, 1),
         "engine_bytes_per_member": round(held / max(members, 1)),
     }
@@ -436,6 +437,7 @@ def bench_narratives(
     console.print(f"{narratives:,} narratives, {topics:,} topics; peak RSS {result['peak_rss_mb']:,} MB")
     if current:
         console.print(f"a worker's engine brought up to the others' {workers - 1} write(s) before its batch: p50 {statistics.median(current):.3f} s, "
+                      f"mean {statistics.fmean(current):.3f} s, "
                       f"max {max(current):.3f} s ({len(current)} batches); a whole load of the store at the end: {load_s:.3f} s")
     console.print(f"a loaded engine holds {held / 1e6:,.1f} MB for {members:,} members and {narratives:,} narratives: "
                   f"{result['engine_bytes_per_member']:,} B a member (tracemalloc)")

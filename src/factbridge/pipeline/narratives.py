@@ -75,6 +75,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections import Counter
@@ -458,6 +459,11 @@ class NarrativeEngine:
         self._post_narrative: list[str] = []
         self._post_ids: list[str] = []
         self._post_row: dict[str, int] = {}
+        self._post_times = np.zeros(0)  # per post row: its time (kept with `memory_days`)
+        # With `memory_days`: the newest post time seen, and the time before which members (and
+        # topics quiet since, with their narratives) may be missing from memory (never from the store)
+        self.newest = -math.inf
+        self.cutoff = -math.inf
         self._topic_order: list[str] = []
         self._topic_row: dict[str, int] = {}
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
@@ -494,7 +500,7 @@ class NarrativeEngine:
         self._centroids[row] = self.narratives[nid].centroid() if centroid is None else centroid
         self._last_seen[row] = self.narratives[nid].last_seen
 
-    def _remember_post(self, post_id: str, nid: str, sig: np.ndarray | None) -> int:
+    def _remember_post(self, post_id: str, nid: str, sig: np.ndarray | None, ts: float = 0.0) -> int:
         i = len(self._post_ids)
         self._post_ids.append(post_id)
         self._post_narrative.append(nid)
@@ -505,7 +511,10 @@ class NarrativeEngine:
             grown[: self._sigs.shape[0]] = self._sigs
             has = np.zeros(size, dtype=bool)
             has[: self._has_sig.shape[0]] = self._has_sig
-            self._sigs, self._has_sig = grown, has
+            times = np.zeros(size)
+            times[: self._post_times.shape[0]] = self._post_times
+            self._sigs, self._has_sig, self._post_times = grown, has, times
+        self._post_times[i] = ts
         if sig is not None:
             self._sigs[i] = sig
             self._has_sig[i] = True
@@ -536,6 +545,8 @@ class NarrativeEngine:
         """Assign posts (any order: taken by time) to narratives. Returns the assignments and the
         narratives and topics that changed."""
         factcheck_hits = factcheck_hits or {}
+        if self.params.memory_days > 0 and posts:
+            self._forget_before(max(_post_time(p) for p in posts))
         # A post seen before keeps its narrative (an edit does not move it; its evidence stays as decided).
         fresh = [i for i in range(len(posts)) if posts[i].id not in self._post_row]
         order = sorted(dict.fromkeys(fresh, None), key=lambda i: (_post_time(posts[i]), posts[i].id))
@@ -614,7 +625,7 @@ class NarrativeEngine:
             self._set_centroid(choice.narrative_id, centroid)
             touched.add(choice.narrative_id)
             assignments.append(choice)
-            row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig_list[i] else None)
+            row = self._remember_post(post.id, choice.narrative_id, sigs[i] if has_sig_list[i] else None, times[i])
             self._remember_images(row, _image_and_crop_hashes(post))
             post_rows.append(row)
             if has_sig_list[i]:
@@ -764,15 +775,18 @@ class NarrativeEngine:
 
     # -- persistence --------------------------------------------------------------
     def load(self, storage: Storage, org: str) -> None:
-        """Everything stored, and the sequence number read *before* it: a process that writes
-        while this reads (its narratives, then their members, in separate reads) makes this
-        engine's number older than the stored one, never a mix that claims to be current
-        (`engine_for` checks and loads again)."""
+        """Everything stored (with `memory_days`, what is within it: `_load_recent`), and the
+        sequence number read *before* it: a process that writes while this reads (its narratives,
+        then their members, in separate reads) makes this engine's number older than the stored
+        one, never a mix that claims to be current (`engine_for` checks and catches up)."""
         store = NarrativeStore(storage)
         state = store.state(org)
         self.seq = state.seq if state is not None else 0
         self.loaded_from = (state.seq, state.token) if state is not None else None
         self.token = state.token if state is not None else ""
+        if self.params.memory_days > 0:
+            self._load_recent(store, org)
+            return
         for n in store.narratives(org):
             self.narratives[n.id] = n
             self._set_centroid(n.id)
@@ -781,6 +795,34 @@ class NarrativeEngine:
             self._set_topic_row(t.id)
         self._repair_topics(store, org)
         self._remember_members(store.members(org))
+
+    def _load_recent(self, store: NarrativeStore, org: str) -> None:
+        """What an engine keeps with `memory_days`: the members within it of the newest (read
+        newest first, up to the first older one), the live topics active within it and all their
+        narratives. What is older is read only by id when asked (a post seen before)."""
+        horizon = self.params.memory_days * 86400.0
+        members: list[NarrativeMembership] = []
+        cutoff = -math.inf
+        for pid, doc in iter_docs(store.storage, org, MEMBERS, order="sort_desc", page=5000):
+            m = NarrativeMembership.from_doc(pid, doc)
+            ts = _parse_iso(m.time) if m.time else -math.inf
+            if not members:
+                self.newest = min(ts, time.time() + 86400.0)
+                cutoff = self.newest - horizon
+            if ts < cutoff:
+                break
+            members.append(m)
+        self.cutoff = cutoff
+        for t in store.live_topics(org):
+            if t.last_seen >= cutoff:
+                self.topics[t.id] = t
+                self._set_topic_row(t.id)
+        for nid, doc in store.documents(org, sorted({nid for t in self.topics.values() for nid in t.narratives})).items():
+            self.narratives[nid] = Narrative.from_doc(doc)
+            self._set_centroid(nid)
+        self._repair_topics(store, org)
+        members.sort(key=lambda m: (m.time, m.post_id))
+        self._remember_members(members)
 
     def _repair_topics(self, store: NarrativeStore, org: str) -> None:
         """Narratives whose documents name a topic merged away (written before a merge wrote the
@@ -850,15 +892,22 @@ class NarrativeEngine:
             elif tid in self.topics:
                 del self.topics[tid]
                 self._retire_topic_row(tid)
+        if self.params.memory_days > 0:
+            self._revive(storage, org)
         self._remember_members(m for m in joined.values())
         self.seq, self.token, self.written = state.seq, state.token, {}
         return True
 
     def _remember_members(self, members: Iterable[NarrativeMembership]) -> None:
         rows, sigs = [], []
+        timed = self.params.memory_days > 0
         for m in members:
+            if timed and m.narrative_id not in self.narratives:  # (its narrative was not kept: a copy of it starts anew)
+                continue
             sig = _decode_sig(m.minhash) if m.minhash else None
-            row = self._remember_post(m.post_id, m.narrative_id, sig)
+            ts = _parse_iso(m.time) if timed and m.time else 0.0
+            self.newest = max(self.newest, ts) if timed else self.newest
+            row = self._remember_post(m.post_id, m.narrative_id, sig, ts)
             self._remember_images(row, m.dhash or [])
             if sig is not None:
                 rows.append(row)
@@ -866,6 +915,65 @@ class NarrativeEngine:
         if sigs:
             keys = minhash.band_keys(np.stack(sigs))
             self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+
+    # -- the memory horizon (`memory_days`) ----------------------------------------
+    def _forget_before(self, latest: float) -> None:
+        """With `memory_days`: once the newest post time (never past the wall clock by more than
+        a day: a post dated in the future must not empty the engine) moves the horizon on by a
+        sixteenth of it (at least an hour), drop what is older from memory: members' rows and
+        signatures, and topics quiet since then with all their narratives (a topic's document sums
+        every narrative in it). Nothing is removed from the store."""
+        horizon = self.params.memory_days * 86400.0
+        self.newest = max(self.newest, min(latest, time.time() + 86400.0))
+        cutoff = self.newest - horizon
+        if cutoff < self.cutoff + max(horizon / 16, 3600.0):
+            return
+        self.cutoff = cutoff
+        for tid in [tid for tid, t in self.topics.items() if t.last_seen < cutoff]:
+            for nid in self.topics.pop(tid).narratives:
+                self.narratives.pop(nid, None)
+                self.written.pop(nid, None)
+        # narrative and topic rows, kept in their order
+        order = [nid for nid in self._order if nid in self.narratives]
+        rows = np.asarray([self._row[nid] for nid in order], dtype=np.int64)
+        self._centroids, self._last_seen = self._centroids[rows].copy(), self._last_seen[rows].copy()
+        self._order, self._row = order, {nid: i for i, nid in enumerate(order)}
+        topic_order = [tid for tid in self._topic_order if tid in self.topics]
+        rows = np.asarray([self._topic_row[tid] for tid in topic_order], dtype=np.int64)
+        self._topic_centroids, self._topic_window = self._topic_centroids[rows].copy(), self._topic_window[rows].copy()
+        self._topic_order, self._topic_row = topic_order, {tid: i for i, tid in enumerate(topic_order)}
+        # members: rows at or after the cutoff whose narrative is kept, in their order
+        n = len(self._post_ids)
+        kept = np.flatnonzero((self._post_times[:n] >= cutoff) & np.fromiter((nid in self.narratives for nid in self._post_narrative), dtype=bool, count=n))
+        new_row = np.full(n, -1, dtype=np.int64)
+        new_row[kept] = np.arange(kept.size)
+        self._post_ids = [self._post_ids[i] for i in kept.tolist()]
+        self._post_narrative = [self._post_narrative[i] for i in kept.tolist()]
+        self._post_row = {pid: i for i, pid in enumerate(self._post_ids)}
+        self._sigs, self._has_sig, self._post_times = self._sigs[kept].copy(), self._has_sig[kept].copy(), self._post_times[kept].copy()
+        owners = new_row[np.asarray(self._image_owner, dtype=np.int64)] if self._image_owner else np.zeros(0, dtype=np.int64)
+        self._image_bits, self._image_owner = self._image_bits[owners >= 0], owners[owners >= 0].tolist()
+        self._index = minhash.BandIndex()
+        with_sig = np.flatnonzero(self._has_sig)
+        if with_sig.size:
+            self._index.add(minhash.band_keys(self._sigs[with_sig]), np.repeat(with_sig, minhash.BANDS).reshape(-1, minhash.BANDS))
+        log.info("narratives: dropped from memory what is older than %s: %d members, %d narratives, %d topics kept",
+                 _iso(cutoff), len(self._post_ids), len(self.narratives), len(self.topics))
+
+    def _revive(self, storage: Storage, org: str) -> None:
+        """After a catch-up with `memory_days`: a narrative read again whose topic this engine
+        dropped (another worker's batch of old posts joined it) brings its topic back, and a topic
+        back brings all its narratives (its document sums them)."""
+        store = NarrativeStore(storage)
+        missing_topics = sorted({n.topic for n in self.narratives.values() if n.topic and n.topic not in self.topics})
+        for tid, doc in (storage.get_docs(org, TOPICS, missing_topics) if missing_topics else {}).items():
+            if doc.get("merged_into") is None:
+                self.topics[tid] = Topic.from_doc(doc)
+                self._set_topic_row(tid)
+        missing = sorted({nid for t in self.topics.values() for nid in t.narratives if nid not in self.narratives})
+        for nid, doc in store.documents(org, missing).items():
+            self.narratives[nid] = Narrative.from_doc(doc)
+            self._set_centroid(nid)
 
     def holds(self, state: NarrativeState | None) -> bool:
         """Whether this engine holds what is stored: the state it loaded or last wrote (its number
@@ -1107,6 +1215,9 @@ def written_narratives(
             return None
         row_of, narrative_at = engine._post_row, engine._post_narrative
         narrative_of = {pid: narrative_at[row_of[pid]] for pid in post_ids if pid in row_of}
+        if engine.cutoff > -math.inf:  # members it dropped from memory (`memory_days`) are read
+            dropped = [pid for pid in post_ids if pid not in row_of]
+            narrative_of.update((pid, m.narrative_id) for pid, m in (NarrativeMembers(storage).get(org, dropped) if dropped else {}).items())
         records: dict[str, NarrativeRecord | None] = {}
         for nid in set(narrative_of.values()):
             doc = engine.written.get(nid)
@@ -1232,6 +1343,7 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         engine = engine_for(storage, org, params, dim)
         with engine.lock:
+            posts, vectors = _unplaced(storage, org, engine, posts, vectors)
             hits = factcheck_hits(storage, org, [p.id for p in posts])
             assignments, touched, touched_topics = engine.assign(posts, vectors, hits)
             if not (assignments or touched or touched_topics):  # every post already placed: nothing to write
@@ -1252,6 +1364,19 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
         "near_duplicate": methods.get("near-duplicate", 0) + methods.get("near-duplicate-image", 0), "semantic": methods.get("semantic", 0),
         "narratives_touched": len(touched), "topics_touched": len(touched_topics),
     }
+
+
+def _unplaced(storage: Storage, org: str, engine: NarrativeEngine, posts: Sequence[Post], vectors: np.ndarray) -> tuple[Sequence[Post], np.ndarray]:
+    """The posts without a narrative: with `memory_days` an engine may have dropped the member
+    of a post seen before (it keeps its narrative: its stored membership is read by id)."""
+    if engine.cutoff == -math.inf:
+        return posts, vectors
+    unknown = [p.id for p in posts if p.id not in engine._post_row]
+    placed = NarrativeMembers(storage).get(org, unknown) if unknown else {}
+    if not placed:
+        return posts, vectors
+    keep = [i for i, p in enumerate(posts) if p.id not in placed]
+    return [posts[i] for i in keep], vectors[keep]
 
 
 def narratives_stage(services: StageContext, org: str, posts: Sequence[Post]) -> StageSummary:
