@@ -262,7 +262,16 @@ def test_bench_narratives_with_two_workers_catches_up_and_never_loads_again(tmp_
 
     monkeypatch.setattr(narr.NarrativeEngine, "load", counted)
     data = _json(_run(["bench", "narratives", "--posts", "1200", "--batch", "100", "--workers", "2", "--json"], tmp_path))
-    assert data["posts"] == 1200 and data["workers"] == 2 and data["members"] == 1200 and data["narratives"] > 10
+    assert data["posts"] == 1200 and data["workers"] == 2 and data["members"] == data["most_members_held"] == 1200 and data["narratives"] > 10
     assert data["catch_ups"] == 10 and 0 < data["catch_up_p50_s"] <= data["catch_up_max_s"] and data["load_s"] > 0
     assert data["engine_mb"] > 0 and data["engine_bytes_per_member"] > 100
     assert len(loads) == 2 + 2, "each worker's first batch, and the two measured loads at the end"
+
+
+def test_bench_narratives_with_a_memory_horizon_holds_only_its_days(tmp_path: Path) -> None:
+    """`bench narratives --memory-days`: the generated posts are 30 s apart, so a horizon of
+    0.1 day holds ~290 of them (dropped in hour steps: at most ~410), and a load as many."""
+    data = _json(_run(["bench", "narratives", "--posts", "1500", "--batch", "100", "--memory-days", "0.1", "--json"], tmp_path))
+    assert data["memory_days"] == 0.1 and 280 <= data["members"] <= 300 and data["members"] <= data["most_members_held"] <= 420
+    distinct = _json(_run(["bench", "narratives", "--posts", "300", "--batch", "100", "--distinct", "--json"], tmp_path))
+    assert distinct["narratives"] == distinct["topics"] == distinct["members"] == 300, "every post a narrative and a topic of its own"

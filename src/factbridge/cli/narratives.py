@@ -364,6 +364,8 @@ def bench_narratives(
     posts: Annotated[int, typer.Option(help="Synthetic posts to assign.")] = 20_000,
     batch: Annotated[int, typer.Option(help="Posts per ingest batch.")] = 1_000,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Engines over one store taking batches in turn, as queue workers do (each behind the others' writes).")] = 1,
+    distinct: Annotated[bool, typer.Option("--distinct", help="Every post a story of its own (random vector and words): a narrative and a topic per post, the most memory a post can cost.")] = False,
+    memory_days: Annotated[float, typer.Option(help="narrative_memory_days of the engines (0: keep everything; the generated posts are 30 s apart).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes).
@@ -384,14 +386,25 @@ def bench_narratives(
 
     t0 = time.perf_counter()
     items, vectors = synthetic_posts(posts)
+    if distinct:
+        import numpy as np
+
+        from factbridge.pipeline.prepare import prepare_post
+
+        rng = np.random.default_rng(5)
+        vocabulary = [f"w{i}" for i in range(50_000)]
+        vectors = rng.normal(size=vectors.shape).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        items = [prepare_post(p.model_copy(update={"text": " ".join(rng.choice(vocabulary, 20))})) for p in items]
     gen_s = time.perf_counter() - t0
-    params = Settings(narrative_threshold=0.8, topic_threshold=0.6).narratives  # synthetic vectors: their own thresholds
+    params = Settings(narrative_threshold=0.8, topic_threshold=0.6, narrative_memory_days=memory_days).narratives  # synthetic vectors: their own thresholds
     dim = int(vectors.shape[1])
     with tempfile.TemporaryDirectory(prefix="fb-bench-narratives-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'narratives.sqlite'}"  # (on disk whatever the workers: the same writes to compare)
         stores = [SQLiteStorage(url) for _ in range(workers)]
         stores[0].migrate()
         current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
+        most = 0  # the most members an engine held after a batch
         try:
             stores[0].upsert_posts("bench", items)
             elapsed = 0.0
@@ -404,6 +417,7 @@ def bench_narratives(
                         current.append(time.perf_counter() - t)
                     summary = narr.assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
                     elapsed += time.perf_counter() - t
+                    most = max(most, len(narr._ENGINES[storage]["bench"]._post_ids))
                     advance(summary["assigned"])
             book = Narratives(stores[0])
             narratives, topics = book.count("bench"), book.count_topics("bench")
@@ -416,7 +430,7 @@ def bench_narratives(
             again.load(stores[0], "bench")
             held = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
-            members = len(again._post_ids)
+            members, engine_narratives = len(again._post_ids), len(again.narratives)
             del again, loaded
         finally:
             for storage in stores:
@@ -426,7 +440,8 @@ def bench_narratives(
         "narratives": narratives, "topics": topics, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "catch_up_p50_s": round(statistics.median(current), 4) if current else None, "catch_up_mean_s": round(statistics.fmean(current), 4) if current else None,
         "catch_up_max_s": round(max(current), 4) if current else None,
-        "catch_ups": len(current), "load_s": round(load_s, 4), "members": members, "engine_mb": round(held / 1e6, 1),
+        "catch_ups": len(current), "load_s": round(load_s, 4), "memory_days": memory_days, "most_members_held": most,
+        "members": members, "engine_narratives": engine_narratives, "engine_mb": round(held / 1e6, 1),
         "engine_bytes_per_member": round(held / max(members, 1)),
     }
     if as_json:
@@ -439,7 +454,9 @@ def bench_narratives(
         console.print(f"a worker's engine brought up to the others' {workers - 1} write(s) before its batch: p50 {statistics.median(current):.3f} s, "
                       f"mean {statistics.fmean(current):.3f} s, "
                       f"max {max(current):.3f} s ({len(current)} batches); a whole load of the store at the end: {load_s:.3f} s")
-    console.print(f"a loaded engine holds {held / 1e6:,.1f} MB for {members:,} members and {narratives:,} narratives: "
+    if memory_days:
+        console.print(f"narrative_memory_days {memory_days:g}: an engine held at most {most:,} of the {len(items):,} members after a batch")
+    console.print(f"a loaded engine holds {held / 1e6:,.1f} MB for {members:,} members and {engine_narratives:,} narratives: "
                   f"{result['engine_bytes_per_member']:,} B a member (tracemalloc)")
 
 
