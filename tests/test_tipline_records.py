@@ -77,8 +77,9 @@ class CountingStorage:
         self.read[collection] = self.read.get(collection, 0) + len(found)
         return found
 
-    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
-        rows: list[tuple[str, dict[str, Any]]] = self.inner.list_docs(org, collection, limit, offset, order)
+    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc",
+                  after: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        rows: list[tuple[str, dict[str, Any]]] = self.inner.list_docs(org, collection, limit, offset, order, after)
         self.read[collection] = self.read.get(collection, 0) + len(rows)
         return rows
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from factbridge.backends.storage.base import ROLES, SCHEMA_VERSION, Storage, UpsertResult
+from factbridge.backends.storage.base import ROLES, SCHEMA_VERSION, Storage, UpsertResult, iter_docs
 from factbridge.errors import EmbedderMismatch, FactBridgeError, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined, SignalScore
 from factbridge.text.normalize import normalize_text
@@ -619,6 +619,16 @@ def check_docs_put_get_list_count(factory: StorageFactory) -> None:
         assert dict(store.list_docs("org", "queue"))["b"] == rows[0][1]
         assert store.count_docs("org", "other") == 0 and store.list_docs("org", "other") == []
         _raises(ValueError, lambda: store.list_docs("org", "queue", order="random"), "an unknown order")
+        # keyset pages by id: after an id (byte-wise order: "B" < "a" < "b" < "é"), whatever the pages' sizes
+        store.put_docs("org", "keyed", [(k, {"k": k}, None) for k in ["b", "a", "é", "B", "ab", "a\u00a0", "Z"]])
+        by_id = [d for d, _ in store.list_docs("org", "keyed", limit=100, order="id")]
+        assert by_id == sorted(by_id, key=lambda k: k.encode()) == ["B", "Z", "a", "ab", "a\u00a0", "b", "é"], by_id
+        assert [d for d, _ in store.list_docs("org", "keyed", limit=2, order="id", after="a")] == ["ab", "a\u00a0"]
+        assert [d for d, _ in store.list_docs("org", "keyed", order="id", after="é")] == []
+        assert [d for d, _ in store.list_docs("org", "keyed", order="id", after="")] == by_id
+        for page in (1, 2, 3, 7, 8):
+            assert [d for d, _ in iter_docs(store, "org", "keyed", page=page)] == by_id, page
+        _raises(ValueError, lambda: store.list_docs("org", "keyed", order="sort_desc", after="a"), "after with another order")
 
 
 def check_docs_upsert_semantics(factory: StorageFactory) -> None:

@@ -787,13 +787,17 @@ class PostgresStorage:
         )
         return {wanted.get(r[0], r[0]): json.loads(r[1]) for r in rows}
 
-    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
+    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc",
+                  after: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         if order not in self._DOC_ORDERS:
             raise ValueError(f"unknown order '{order}'")
+        if after is not None and order != "id":
+            raise ValueError(f"list_docs(after=...) pages order 'id' only, not '{order}'")
+        since, args = ("AND id > %s", (_text(after),)) if after is not None else ("", ())
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT id, doc::text FROM docs WHERE org=%s AND collection=%s ORDER BY {self._DOC_ORDERS[order]} LIMIT %s OFFSET %s",
-                (org, collection, limit, offset),
+                f"SELECT id, doc::text FROM docs WHERE org=%s AND collection=%s {since} ORDER BY {self._DOC_ORDERS[order]} LIMIT %s OFFSET %s",
+                (org, collection, *args, limit, offset),
             ).fetchall()
         )
         return [(r[0], json.loads(r[1])) for r in rows]

@@ -725,13 +725,17 @@ class SQLiteStorage:
             out.update((row[0], _loads(row[1])) for row in self._read(_fetch_all(sql, (org, collection, *part))))
         return out
 
-    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc") -> list[tuple[str, dict[str, Any]]]:
+    def list_docs(self, org: str, collection: str, limit: int = 100, offset: int = 0, order: str = "sort_desc",
+                  after: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         if order not in self._DOC_ORDERS:
             raise ValueError(f"unknown order '{order}'")
+        if after is not None and order != "id":
+            raise ValueError(f"list_docs(after=...) pages order 'id' only, not '{order}'")
+        since, args = ("AND id > ?", (after,)) if after is not None else ("", ())
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT id, doc FROM docs WHERE org=? AND collection=? ORDER BY {self._DOC_ORDERS[order]} LIMIT ? OFFSET ?",
-                (org, collection, limit, offset),
+                f"SELECT id, doc FROM docs WHERE org=? AND collection=? {since} ORDER BY {self._DOC_ORDERS[order]} LIMIT ? OFFSET ?",
+                (org, collection, *args, limit, offset),
             ).fetchall()
         )
         return [(r[0], _loads(r[1])) for r in rows]
