@@ -118,9 +118,9 @@ def evaluate_grouping(
     import time
 
     from factbridge.backends.storage.sqlite import SQLiteStorage
-    from factbridge.pipeline.narratives import assign_posts, engine_for
+    from factbridge.pipeline.narratives import assign_posts
     from factbridge.pipeline.narratives import decided_by as narrative_decided_by
-    from factbridge.pipeline.records import NarrativeMembers
+    from factbridge.pipeline.records import NarrativeMembers, Narratives
 
     org = "eval"
     storage = SQLiteStorage("sqlite:///:memory:")
@@ -135,11 +135,13 @@ def evaluate_grouping(
             if progress:
                 progress(len(chunk))
         elapsed = time.perf_counter() - t0
-        engine = engine_for(storage, org, params, int(vectors.shape[1]))
-        narrative_of = dict(zip(engine._post_ids, engine._post_narrative, strict=True))
+        # what the store holds (an engine with `memory_days` keeps only its last days)
+        members = NarrativeMembers(storage).all(org)
+        narrative_of = {m.post_id: m.narrative_id for m in members}
         narratives = [narrative_of[p.id] for p in posts]
-        topics = [engine.narratives[n].topic for n in narratives]
-        methods = Counter(m.method for m in NarrativeMembers(storage).all(org))
+        topic_of = {nid: n.topic_id for nid, n in Narratives(storage).get(org, sorted(set(narratives))).items()}
+        topics = [topic_of[n] for n in narratives]
+        methods = Counter(m.method for m in members)
     finally:
         storage.close()
     levels = {}
