@@ -452,8 +452,8 @@ def bench_narratives(
     console.print(f"{narratives:,} narratives, {topics:,} topics; peak RSS {result['peak_rss_mb']:,} MB")
     if current:
         console.print(f"a worker's engine brought up to the others' {workers - 1} write(s) before its batch: p50 {statistics.median(current):.3f} s, "
-                      f"mean {statistics.fmean(current):.3f} s, "
-                      f"max {max(current):.3f} s ({len(current)} batches); a whole load of the store at the end: {load_s:.3f} s")
+                      f"mean {statistics.fmean(current):.3f} s, max {max(current):.3f} s ({len(current)} batches)")
+    console.print(f"a whole load of the store at the end: {load_s:.3f} s")
     if memory_days:
         console.print(f"narrative_memory_days {memory_days:g}: an engine held at most {most:,} of the {len(items):,} members after a batch")
     console.print(f"a loaded engine holds {held / 1e6:,.1f} MB for {members:,} members and {engine_narratives:,} narratives: "
