@@ -625,3 +625,39 @@ def test_an_engine_with_a_memory_horizon_keeps_only_what_is_within_it(tmp_path) 
     assert _stored["size"] == 5 and dropped not in narr._ENGINES[bounded]["org"].narratives
     for storage in (bounded, kept_all, other):
         storage.close()
+
+
+def test_only_the_narratives_and_topics_active_in_time_are_compared_and_the_choices_stay_the_same(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A long-running engine compares a chunk only with the narratives active within the gap of
+    its oldest post, and a new narrative only with the time-compatible topics: the same
+    narratives and topics as comparing with all of them (then masking), at a cost that does not
+    grow with what went quiet."""
+    import itertools
+
+    params = Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives
+    batches = _days_of_stories(12, dim=16)
+    runs = []
+    for restrict in (True, False):
+        ids = itertools.count()
+        monkeypatch.setattr(narr, "_new_id", lambda prefix: f"{prefix}-{next(ids):012d}")
+        if not restrict:
+            monkeypatch.setattr(narr, "_rows_where", lambda mask: None)
+        gathered = []
+        real = narr._rows_where
+
+        def spy(mask):  # type: ignore[no-untyped-def]
+            rows = real(mask)
+            gathered.append(rows is not None)
+            return rows
+
+        if restrict:
+            monkeypatch.setattr(narr, "_rows_where", spy)
+        engine = narr.NarrativeEngine(params, 16)
+        out = []
+        for posts, vecs in batches:
+            assignments, _, _ = engine.assign(posts, vecs)
+            out += [(a.post_id, a.narrative_id, a.method, a.neighbour, engine.narratives[a.narrative_id].topic) for a in assignments]
+        runs.append(out)
+        if restrict:
+            assert sum(gathered) > len(gathered) / 2, "most comparisons gathered the active rows only"
+    assert runs[0] == runs[1] and len({r[1] for r in runs[0]}) > 30

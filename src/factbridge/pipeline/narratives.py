@@ -431,6 +431,13 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{os.urandom(6).hex()}"
 
 
+def _rows_where(mask: np.ndarray) -> np.ndarray | None:
+    """The rows where `mask` holds, when they are few enough (under half) that gathering them
+    costs less than computing every row and masking; None: compute every row."""
+    rows = np.flatnonzero(mask)
+    return rows if rows.size * 2 < mask.size else None
+
+
 def _post_time(post: Post) -> float:
     if post.created_at is None:
         return datetime.now(UTC).timestamp()
@@ -574,13 +581,21 @@ class NarrativeEngine:
         known = self._index.lookup(keys)  # earlier posts sharing a band, per post and band
         n_before = len(self._order)
         times = [_post_time(x) for x in posts]
-        sims = vecs @ self._centroids[:n_before].T if n_before else np.zeros((len(posts), 0), dtype=np.float32)
-        if n_before:
-            # Semantic joins only to narratives active lately; a copy (near-duplicate) joins at any age.
-            stale = self._last_seen[:n_before][None, :] < (np.asarray(times)[:, None] - p.semantic_max_gap_hours * 3600.0)
-            sims = np.where(stale, -2.0, sims)
-        best_row = sims.argmax(axis=1) if n_before else np.zeros(len(posts), dtype=np.int64)
-        best_sim = sims[np.arange(len(posts)), best_row] if n_before else np.full(len(posts), -1.0)
+        # Semantic joins only to narratives active lately; a copy (near-duplicate) joins at any age.
+        # Only the narratives active for the chunk's oldest post are compared (most of a long-running
+        # engine's are not): the same best one, at a cost that does not grow with the engine.
+        gap = p.semantic_max_gap_hours * 3600.0
+        cols = _rows_where(self._last_seen[:n_before] >= min(times) - gap) if n_before else None
+        width = n_before if cols is None else cols.size
+        if width:
+            centroids = self._centroids[:n_before] if cols is None else self._centroids[cols]
+            last_seen = self._last_seen[:n_before] if cols is None else self._last_seen[cols]
+            sims = np.where(last_seen[None, :] < (np.asarray(times)[:, None] - gap), -2.0, vecs @ centroids.T)
+            best = sims.argmax(axis=1)
+            best_sim = sims[np.arange(len(posts)), best]
+            best_row = best if cols is None else cols[best]
+        else:
+            best_row, best_sim = np.zeros(len(posts), dtype=np.int64), np.full(len(posts), -1.0)
         chunk_keys: dict[int, int] = {}
         post_rows: list[int] = []
         keys_list = keys.tolist()
@@ -607,7 +622,7 @@ class NarrativeEngine:
                 if near is not None:  # similarity: the share of the 256 bits that agree
                     choice = Assignment(post.id, self._post_narrative[near[0]], "near-duplicate-image", 1.0 - near[1] / 256, self._post_ids[near[0]])
             if choice is None:
-                sim, nid = (best_sim_list[i], self._order[best_row_list[i]]) if n_before else (-1.0, "")
+                sim, nid = (best_sim_list[i], self._order[best_row_list[i]]) if width else (-1.0, "")
                 if len(self._order) > n_before:  # narratives born in this chunk
                     fresh = self._centroids[n_before : len(self._order)] @ vec
                     k = int(fresh.argmax())
@@ -700,9 +715,16 @@ class NarrativeEngine:
             ok[self._topic_row[exclude]] = False
         if not ok.any():
             return -2.0, ""
-        sims = np.where(ok, self._topic_centroids[:n] @ centroid, -2.0)
-        row = int(sims.argmax())
-        return float(sims[row]), self._topic_order[row]
+        rows = _rows_where(ok)  # only the time-compatible topics (few of a long-running engine's)
+        if rows is None:
+            sims = np.where(ok, self._topic_centroids[:n] @ centroid, -2.0)
+            row = int(sims.argmax())
+            sim = float(sims[row])
+        else:
+            sims = self._topic_centroids[rows] @ centroid
+            best = int(sims.argmax())
+            row, sim = int(rows[best]), float(sims[best])
+        return sim, self._topic_order[row]
 
     def _grow_topic(self, topic: Topic, n: Narrative, vec_sum: np.ndarray, size: int, heat: float | None) -> None:
         topic.vec_sum = topic.vec_sum + vec_sum
