@@ -636,28 +636,26 @@ def test_only_the_narratives_and_topics_active_in_time_are_compared_and_the_choi
 
     params = Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives
     batches = _days_of_stories(12, dim=16)
-    runs = []
-    for restrict in (True, False):
-        ids = itertools.count()
-        monkeypatch.setattr(narr, "_new_id", lambda prefix: f"{prefix}-{next(ids):012d}")
-        if not restrict:
-            monkeypatch.setattr(narr, "_rows_where", lambda mask: None)
-        gathered = []
-        real = narr._rows_where
+    real = narr._rows_where
 
-        def spy(mask):  # type: ignore[no-untyped-def]
-            rows = real(mask)
+    def run(restrict: bool) -> tuple[list[tuple[str, ...]], list[bool]]:
+        ids, gathered = itertools.count(), []
+
+        def rows_where(mask):  # type: ignore[no-untyped-def]
+            rows = real(mask) if restrict else None
             gathered.append(rows is not None)
             return rows
 
-        if restrict:
-            monkeypatch.setattr(narr, "_rows_where", spy)
+        monkeypatch.setattr(narr, "_new_id", lambda prefix: f"{prefix}-{next(ids):012d}")
+        monkeypatch.setattr(narr, "_rows_where", rows_where)
         engine = narr.NarrativeEngine(params, 16)
         out = []
         for posts, vecs in batches:
             assignments, _, _ = engine.assign(posts, vecs)
             out += [(a.post_id, a.narrative_id, a.method, a.neighbour, engine.narratives[a.narrative_id].topic) for a in assignments]
-        runs.append(out)
-        if restrict:
-            assert sum(gathered) > len(gathered) / 2, "most comparisons gathered the active rows only"
+        return out, gathered
+
+    runs = [run(True)[0], run(False)[0]]
+    gathered = run(True)[1]
+    assert sum(gathered) > len(gathered) / 2, "most comparisons gathered the active rows only"
     assert runs[0] == runs[1] and len({r[1] for r in runs[0]}) > 30
