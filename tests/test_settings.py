@@ -138,3 +138,11 @@ def test_settings_command_prints_every_setting_with_its_section(tmp_path: Path) 
         assert f" {section} " in row, name
         if key != name:
             assert f" {key} " in row, name
+
+
+def test_narrative_memory_days_is_zero_or_a_positive_number_of_days() -> None:
+    assert load_settings(env={}).narratives.memory_days == 0.0
+    assert load_settings(env={"FACTBRIDGE_NARRATIVE_MEMORY_DAYS": "2.5"}).narratives.memory_days == 2.5
+    for bad in ("-1", "nan"):
+        with pytest.raises(ConfigError, match="narrative_memory_days must be 0"):
+            _ = load_settings(env={"FACTBRIDGE_NARRATIVE_MEMORY_DAYS": bad}).narratives
