@@ -825,8 +825,7 @@ class NarrativeEngine:
         horizon = self.params.memory_days * 86400.0
         members: list[NarrativeMembership] = []
         cutoff = -math.inf
-        for pid, doc in iter_docs(store.storage, org, MEMBERS, order="sort_desc", page=5000):
-            m = NarrativeMembership.from_doc(pid, doc)
+        for m in store.members_newest_first(org):
             ts = _parse_iso(m.time) if m.time else -math.inf
             if not members:
                 self.newest = min(ts, time.time() + 86400.0)
@@ -890,7 +889,7 @@ class NarrativeEngine:
         if self.dirty or state is None or not self.seq < state.seq <= self.seq + CATCH_UP_MAX:
             return False
         numbers = range(self.seq + 1, state.seq + 1)
-        entries = storage.get_docs(org, CHANGES, [_change_slot(k) for k in numbers])
+        entries = store.change_entries(org, numbers)
         token, members, narratives, topics = self.token, [], set(), set()
         for k in numbers:
             entry = entries.get(_change_slot(k))
@@ -907,7 +906,7 @@ class NarrativeEngine:
         for nid, doc in store.documents(org, sorted(narratives)).items():
             self.narratives[nid] = Narrative.from_doc(doc)
             self._set_centroid(nid)
-        for tid, doc in (storage.get_docs(org, TOPICS, sorted(topics)) if topics else {}).items():
+        for tid, doc in store.topic_documents_of(org, sorted(topics)).items():
             if doc.get("merged_into") is None:
                 self.topics[tid] = Topic.from_doc(doc)
                 self._set_topic_row(tid)
@@ -988,7 +987,7 @@ class NarrativeEngine:
         back brings all its narratives (its document sums them)."""
         store = NarrativeStore(storage)
         missing_topics = sorted({n.topic for n in self.narratives.values() if n.topic and n.topic not in self.topics})
-        for tid, doc in (storage.get_docs(org, TOPICS, missing_topics) if missing_topics else {}).items():
+        for tid, doc in store.topic_documents_of(org, missing_topics).items():
             if doc.get("merged_into") is None:
                 self.topics[tid] = Topic.from_doc(doc)
                 self._set_topic_row(tid)
@@ -1101,6 +1100,11 @@ class NarrativeStore:
         """Every topic document, merged-away ones included."""
         return self._all(org, TOPICS)
 
+    def members_newest_first(self, org: str) -> Iterator[NarrativeMembership]:
+        """Every membership, the newest post first (read page by page: stop when it has enough)."""
+        for pid, doc in iter_docs(self.storage, org, MEMBERS, order="sort_desc", page=5000):
+            yield NarrativeMembership.from_doc(pid, doc)
+
     def members(self, org: str) -> list[NarrativeMembership]:
         """Every membership, in time order."""
         found = [NarrativeMembership.from_doc(i, d) for i, d in self._all(org, MEMBERS)]
@@ -1119,8 +1123,17 @@ class NarrativeStore:
         ]
         self.storage.put_docs_batch(org, [(collection, rows) for collection, rows in writes if rows], expect=[expect] if expect else [])
 
-    def put_narratives(self, org: str, narratives: Sequence[tuple[str, dict[str, Any], float | None]]) -> None:
-        self.storage.put_docs(org, NARRATIVES, list(narratives))
+    def put_narratives(self, org: str, narratives: Sequence[tuple[str, dict[str, Any], float | None]], expect: Expect | None = None) -> None:
+        self.storage.put_docs_batch(org, [(NARRATIVES, list(narratives))], expect=[expect] if expect else [])
+
+    def topic_documents_of(self, org: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """These topics' documents (merged-away ones included)."""
+        return self.storage.get_docs(org, TOPICS, list(ids)) if ids else {}
+
+    def change_entries(self, org: str, numbers: Sequence[int]) -> dict[str, dict[str, Any]]:
+        """The change entries stored in the slots of these write numbers, by slot (an entry is
+        the number's only while no later write took its slot: check its `seq`)."""
+        return self.storage.get_docs(org, CHANGES, [_change_slot(k) for k in numbers])
 
     def bump(self, org: str, state: NarrativeState, narratives: Sequence[tuple[str, dict[str, Any], float | None]] = ()) -> NarrativeState:
         """The state with the next number and a new token, stored with these narrative documents
@@ -1316,7 +1329,7 @@ def refresh_factchecks(storage: Storage, org: str, post_ids: Sequence[str]) -> d
                 break
             try:
                 if state is None:  # (documents of a store from before the state: no engine to tell)
-                    storage.put_docs_batch(org, [(NARRATIVES, rows)], expect=[_state_is(0, "")])
+                    store.put_narratives(org, rows, expect=_state_is(0, ""))
                     break
                 bumped = store.bump(org, state, rows)
             except PreconditionFailed:
