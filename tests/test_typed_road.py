@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "factbridge"
-METHODS = {"get_docs", "put_docs", "put_docs_batch", "list_docs", "count_docs", "iter_docs", "delete_docs"}
+METHODS = {"get_docs", "put_docs", "put_docs_batch", "list_docs", "list_docs_keyed", "count_docs", "iter_docs", "iter_docs_by_key", "delete_docs"}
 EXEMPT = ("backends/storage/", "testing/")  # the storage itself and its conformance suites
 
 

@@ -90,7 +90,7 @@ from typing import Any
 import numpy as np
 
 from factbridge.backends.embedders.base import embedder_family
-from factbridge.backends.storage.base import Expect, Storage, iter_docs
+from factbridge.backends.storage.base import Expect, Storage, iter_docs, iter_docs_by_key
 from factbridge.errors import ConfigError, Conflict, PreconditionFailed
 from factbridge.models import Post
 from factbridge.pipeline import records
@@ -1101,8 +1101,9 @@ class NarrativeStore:
         return self._all(org, TOPICS)
 
     def members_newest_first(self, org: str) -> Iterator[NarrativeMembership]:
-        """Every membership, the newest post first (read page by page: stop when it has enough)."""
-        for pid, doc in iter_docs(self.storage, org, MEMBERS, order="sort_desc", page=5000):
+        """Every membership, the newest post first (read by keyset, page by page: stop when it
+        has enough; each member has its post's time as its sort key)."""
+        for pid, _, doc in iter_docs_by_key(self.storage, org, MEMBERS, order="sort_desc", page=5000):
             yield NarrativeMembership.from_doc(pid, doc)
 
     def members(self, org: str) -> list[NarrativeMembership]:

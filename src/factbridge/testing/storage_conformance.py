@@ -33,7 +33,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from factbridge.backends.storage.base import ROLES, SCHEMA_VERSION, Storage, UpsertResult, iter_docs
+from factbridge.backends.storage.base import (
+    ROLES,
+    SCHEMA_VERSION,
+    Storage,
+    UpsertResult,
+    iter_docs,
+    iter_docs_by_key,
+)
 from factbridge.errors import EmbedderMismatch, FactBridgeError, NotFound, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined, SignalScore
 from factbridge.text.normalize import normalize_text
@@ -629,6 +636,23 @@ def check_docs_put_get_list_count(factory: StorageFactory) -> None:
         for page in (1, 2, 3, 7, 8):
             assert [d for d, _ in iter_docs(store, "org", "keyed", page=page)] == by_id, page
         _raises(ValueError, lambda: store.list_docs("org", "keyed", order="sort_desc", after="a"), "after with another order")
+        # keyset pages in a sort order, ties by id, documents without a key left out
+        keys = {"k1": 3.0, "k2": 1.5, "k3": 3.0, "k4": None, "k0": 3.0, "k5": -2.0, "k6": 1.5, "k7": 10.0}
+        store.put_docs("org", "sorted", [(k, {"k": k}, v) for k, v in keys.items()])
+        keyed = [(k, v) for k, v in keys.items() if v is not None]
+        expect = {"sort_desc": sorted(keyed, key=lambda kv: (-kv[1], kv[0])), "sort_asc": sorted(keyed, key=lambda kv: (kv[1], kv[0]))}
+        for order, want in expect.items():
+            assert [(d, k) for d, k, _ in store.list_docs_keyed("org", "sorted", order=order)] == want, order
+            assert [d for d, _ in store.list_docs("org", "sorted", order=order)][: len(want)] == [d for d, _ in want], "the order list_docs gives"
+            for page in (1, 2, 3, 7, 8):
+                paged = [(d, k, doc["k"]) for d, k, doc in iter_docs_by_key(store, "org", "sorted", order=order, page=page)]
+                assert paged == [(d, k, d) for d, k in want], (order, page)
+            everything = [d for d, _ in store.list_docs("org", "sorted", limit=100, order=order)]
+            for page in (1, 2, 3, 8, 9):  # the keyed ones by key, then the one without a key
+                assert [d for d, _ in iter_docs(store, "org", "sorted", order=order, page=page)] == everything == [*(d for d, _ in want), "k4"]
+            assert [d for d, _, _ in store.list_docs_keyed("org", "sorted", limit=2, order=order, after=(3.0, "k1"))] == (
+                ["k3", "k2"] if order == "sort_desc" else ["k3", "k7"])
+        _raises(ValueError, lambda: store.list_docs_keyed("org", "sorted", order="id"), "list_docs_keyed by id")
 
 
 def check_docs_upsert_semantics(factory: StorageFactory) -> None:
@@ -843,6 +867,7 @@ SCOPED_READS: dict[str, Callable[[Storage, str], Any]] = {
     "matches_for_factcheck": lambda s, o: [s.matches_for_factcheck(o, i) for i in (SHARED, "only-alpha", "only-bravo")],
     "get_docs": lambda s, o: s.get_docs(o, "scope", [SHARED, "only-alpha", "only-bravo"]),
     "list_docs": lambda s, o: [s.list_docs(o, "scope", order=order) for order in ("sort_desc", "sort_asc", "updated_desc", "created_asc", "id")],
+    "list_docs_keyed": lambda s, o: [s.list_docs_keyed(o, "scope", order=order) for order in ("sort_desc", "sort_asc")],
     "count_docs": lambda s, o: s.count_docs(o, "scope"),
 }
 SCOPED_WRITES = {"upsert_factchecks", "upsert_posts", "add_quarantine", "put_vectors", "replace_matches", "put_docs", "put_docs_batch"}
@@ -853,7 +878,7 @@ EMPTY_VIEW: dict[str, Any] = {
     "list_quarantine": [], "load_vectors": [[], [], [], []], "vector_shas": [{}, {}], "vector_stamp": ["empty", "empty"],
     "matches_for_post": [[], [], []], "matches_for_posts": {},
     "matches_for_factcheck": [[], [], []], "get_docs": {},
-    "list_docs": [[], [], [], [], []], "count_docs": 0,
+    "list_docs": [[], [], [], [], []], "list_docs_keyed": [[], []], "count_docs": 0,
 }
 
 

@@ -216,6 +216,12 @@ class DocumentStore(Protocol):
         a page costs its own rows, where an offset costs every row before it too)."""
         ...
     def count_docs(self, org: str, collection: str) -> int: ...
+    def list_docs_keyed(self, org: str, collection: str, limit: int = 1000, order: str = "sort_desc",
+                        after: tuple[float, str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
+        """Documents with a sort key, in `order` ("sort_desc" or "sort_asc", ties by id), each
+        with its key, after the cursor (sort key, id) of the last one read: keyset paging in a
+        sort order, each page costing its own rows. Documents without a sort key are left out."""
+        ...
 
 
 @runtime_checkable
@@ -229,10 +235,24 @@ class Storage(StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorSt
 ROLES: tuple[type, ...] = (StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorStore, MatchStore, DocumentStore)
 
 
+def iter_docs_by_key(storage: DocumentStore, org: str, collection: str, order: str = "sort_desc", page: int = 1000) -> Iterator[tuple[str, float, dict[str, Any]]]:
+    """Every document with a sort key, in that order (`list_docs_keyed` page by page: stop when
+    it has enough; reading N costs N rows)."""
+    after: tuple[float, str] | None = None
+    while True:
+        rows = storage.list_docs_keyed(org, collection, limit=page, order=order, after=after)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = (rows[-1][1], rows[-1][0])
+
+
 def iter_docs(storage: DocumentStore, org: str, collection: str, order: str = "id", page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every document of a collection, `page` at a time. By id (the default) each page starts
-    after the last id read (reading a collection of N documents costs N rows, not N²/page); in
-    another order by offset (for collections nobody writes to while they are read through)."""
+    after the last id read, and in a sort order after the last (sort key, id), then the documents
+    without a key (last in both) by offset past those: reading N documents costs N rows, where
+    offsets alone cost ~N²/page (for collections nobody writes to while they are read through)."""
+    offset = 0
     if order == "id":
         after: str | None = None
         while True:
@@ -241,7 +261,10 @@ def iter_docs(storage: DocumentStore, org: str, collection: str, order: str = "i
             if len(rows) < page:
                 return
             after = rows[-1][0]
-    offset = 0
+    elif order in ("sort_desc", "sort_asc"):
+        for doc_id, _, doc in iter_docs_by_key(storage, org, collection, order=order, page=page):
+            offset += 1
+            yield doc_id, doc
     while True:
         rows = storage.list_docs(org, collection, limit=page, offset=offset, order=order)
         yield from rows

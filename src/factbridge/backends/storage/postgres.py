@@ -802,6 +802,24 @@ class PostgresStorage:
         )
         return [(r[0], json.loads(r[1])) for r in rows]
 
+    def list_docs_keyed(self, org: str, collection: str, limit: int = 1000, order: str = "sort_desc",
+                        after: tuple[float, str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
+        if order not in ("sort_desc", "sort_asc"):
+            raise ValueError(f"list_docs_keyed pages order 'sort_desc' or 'sort_asc', not '{order}'")
+        desc = order == "sort_desc"
+        # a range on the sort key (an index scan from it), less the ties already read; no NULLs,
+        # so DESC's default NULLS FIRST is the backward scan of the ascending index
+        since, args = (f'AND sort_key {"<=" if desc else ">="} %s AND NOT (sort_key = %s AND id <= %s COLLATE "C")',
+                       (after[0], after[0], _text(after[1]))) if after else ("", ())
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT id, sort_key, doc::text FROM docs WHERE org=%s AND collection=%s AND sort_key IS NOT NULL {since}"
+                f' ORDER BY sort_key {"DESC" if desc else "ASC"}, id COLLATE "C" LIMIT %s',
+                (org, collection, *args, limit),
+            ).fetchall()
+        )
+        return [(r[0], float(r[1]), json.loads(r[2])) for r in rows]
+
     def count_docs(self, org: str, collection: str) -> int:
         return int(
             self._read(lambda c: _scalar(c, "SELECT count(*) FROM docs WHERE org=%s AND collection=%s", (org, collection)))

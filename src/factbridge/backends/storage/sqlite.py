@@ -740,5 +740,21 @@ class SQLiteStorage:
         )
         return [(r[0], _loads(r[1])) for r in rows]
 
+    def list_docs_keyed(self, org: str, collection: str, limit: int = 1000, order: str = "sort_desc",
+                        after: tuple[float, str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
+        if order not in ("sort_desc", "sort_asc"):
+            raise ValueError(f"list_docs_keyed pages order 'sort_desc' or 'sort_asc', not '{order}'")
+        desc = order == "sort_desc"
+        # a range on the sort key (the index seeks to it), less the ties already read
+        since, args = (f"AND sort_key {'<=' if desc else '>='} ? AND NOT (sort_key = ? AND id <= ?)", (after[0], after[0], after[1])) if after else ("", ())
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT id, sort_key, doc FROM docs WHERE org=? AND collection=? AND sort_key IS NOT NULL {since}"
+                f" ORDER BY sort_key {'DESC' if desc else 'ASC'}, id LIMIT ?",
+                (org, collection, *args, limit),
+            ).fetchall()
+        )
+        return [(r[0], float(r[1]), _loads(r[2])) for r in rows]
+
     def count_docs(self, org: str, collection: str) -> int:
         return int(self._read(lambda c: c.execute("SELECT count(*) FROM docs WHERE org=? AND collection=?", (org, collection)).fetchone()[0]))
