@@ -659,3 +659,35 @@ def test_only_the_narratives_and_topics_active_in_time_are_compared_and_the_choi
     gathered = run(True)[1]
     assert sum(gathered) > len(gathered) / 2, "most comparisons gathered the active rows only (a quarter or fewer)"
     assert runs[0] == runs[1] and len({r[1] for r in runs[0]}) > 30
+
+
+def test_an_assignment_that_fails_half_way_leaves_an_engine_that_is_loaded_again(storage, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An exception in the middle of an assignment (some narratives updated in memory, nothing
+    stored): the engine no longer counts as holding the store, and the next batch runs on an
+    engine loaded from it, not on the half-updated one."""
+    import pytest
+
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    posts = _story_posts("a", T0, 6, 10)
+    vecs = np.zeros((6, 16), dtype=np.float32)
+    vecs[:, 0] = 1.0
+    narr.assign_posts(storage, "org", posts[:3], vecs[:3], params)
+    engine = narr._ENGINES[storage]["org"]
+    real, calls = narr.NarrativeEngine._add_member, []
+
+    def fails_at_the_second(self, *args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(self, *args)
+
+    monkeypatch.setattr(narr.NarrativeEngine, "_add_member", fails_at_the_second)
+    with pytest.raises(RuntimeError, match="disk full"):
+        narr.assign_posts(storage, "org", posts[3:], vecs[3:], params)
+    monkeypatch.setattr(narr.NarrativeEngine, "_add_member", real)
+    assert not engine.holds(narr.NarrativeStore(storage).state("org"))
+    narr.assign_posts(storage, "org", posts[3:], vecs[3:], params)
+    again = narr._ENGINES[storage]["org"]
+    assert again is not engine
+    nid = narr.NarrativeMembers(storage).get("org", ["a0"])["a0"].narrative_id
+    assert again.narratives[nid].size == 6 == narr.NarrativeStore(storage).documents("org", [nid])[nid]["size"], "the first post of the failed try counted once"

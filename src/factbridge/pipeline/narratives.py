@@ -554,6 +554,7 @@ class NarrativeEngine:
         """Assign posts (any order: taken by time) to narratives. Returns the assignments and the
         narratives and topics that changed."""
         factcheck_hits = factcheck_hits or {}
+        self.dirty = True  # (until its write is stored: an exception half-way leaves it so, and it is loaded again)
         if self.params.memory_days > 0 and posts:
             self._forget_before(max(_post_time(p) for p in posts))
         # A post seen before keeps its narrative (an edit does not move it; its evidence stays as decided).
@@ -569,7 +570,6 @@ class NarrativeEngine:
         touched_topics = self._assign_topics(new_narratives, touched)
         self.base = (self.seq, self.token)
         self.seq += 1
-        self.dirty = True
         return assignments, touched, touched_topics
 
     def _assign_chunk(
@@ -1001,6 +1001,8 @@ class NarrativeEngine:
     def holds(self, state: NarrativeState | None) -> bool:
         """Whether this engine holds what is stored: the state it loaded or last wrote (its number
         and its token: two processes that loaded the same number write the same next one)."""
+        if self.dirty:  # assigned posts it has not stored
+            return False
         return (state.seq, state.token) == (self.seq, self.token) if state is not None else self.seq == 0
 
     def save(self, storage: Storage, org: str, posts: Sequence[Post], assignments: Sequence[Assignment], touched: set[str], touched_topics: set[str]) -> None:
