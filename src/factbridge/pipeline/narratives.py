@@ -529,6 +529,27 @@ class NarrativeEngine:
             self._has_sig[i] = True
         return i
 
+    def _index_signatures(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Add these post rows' band keys (one row of `minhash.BANDS` keys each) to the LSH index."""
+        self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+
+    def _take_narratives(self, docs: Mapping[str, dict[str, Any]]) -> None:
+        """These stored narratives, in place of what this engine held of them."""
+        for nid, doc in docs.items():
+            self.narratives[nid] = Narrative.from_doc(doc)
+            self._set_centroid(nid)
+
+    def _take_topics(self, docs: Mapping[str, dict[str, Any]]) -> None:
+        """These stored topics, in place of what this engine held of them (one merged away since
+        is retired)."""
+        for tid, doc in docs.items():
+            if doc.get("merged_into") is None:
+                self.topics[tid] = Topic.from_doc(doc)
+                self._set_topic_row(tid)
+            elif tid in self.topics:
+                del self.topics[tid]
+                self._retire_topic_row(tid)
+
     def _remember_images(self, row: int, dhashes: Sequence[str]) -> None:
         from factbridge.images.hashing import hex_to_bits
 
@@ -651,7 +672,7 @@ class NarrativeEngine:
         valid = np.flatnonzero(has_sig)
         if valid.size:
             rows = np.asarray(post_rows, dtype=np.int64)[valid]
-            self._index.add(keys[valid], np.repeat(rows, minhash.BANDS).reshape(-1, minhash.BANDS))
+            self._index_signatures(keys[valid], rows)
 
     def _add_member(self, n: Narrative, post: Post, ts: float, vec: np.ndarray, a: Assignment, hits: Sequence[dict[str, Any]]) -> np.ndarray:
         """Update the narrative with one post; returns its new unit centroid."""
@@ -840,9 +861,7 @@ class NarrativeEngine:
             if t.last_seen >= cutoff:
                 self.topics[t.id] = t
                 self._set_topic_row(t.id)
-        for nid, doc in store.documents(org, sorted({nid for t in self.topics.values() for nid in t.narratives})).items():
-            self.narratives[nid] = Narrative.from_doc(doc)
-            self._set_centroid(nid)
+        self._take_narratives(store.documents(org, sorted({nid for t in self.topics.values() for nid in t.narratives})))
         self._repair_topics(store, org)
         members.sort(key=lambda m: (m.time, m.post_id))
         self._remember_members(members)
@@ -879,15 +898,14 @@ class NarrativeEngine:
                 n.topic = ""
                 self._unplaced.append(n.id)
 
-    def catch_up(self, storage: Storage, org: str) -> bool:
+    def catch_up(self, storage: Storage, org: str, state: NarrativeState | None) -> bool:
         """Bring an engine a few writes behind up to the stored state from the change entries of
         those writes: their members, narratives and topics only (another worker's batches). False,
         with nothing changed, when it cannot: assigned posts it never stored, too far behind, or
-        an entry overwritten or missing (then `load` a new engine). As `load`, `loaded_from` is the
-        state read before the rest: a write during the reads leaves it behind, never claiming
-        to be current with a mix."""
+        an entry overwritten or missing (then `load` a new engine). `state` is the stored state the
+        caller has just read; as in `load`, it is read before the rest, and it becomes `loaded_from`:
+        a write during the reads leaves the engine behind, never claiming to be current with a mix."""
         store = NarrativeStore(storage)
-        state = store.state(org)
         if self.dirty or state is None or not self.seq < state.seq <= self.seq + CATCH_UP_MAX:
             return False
         numbers = range(self.seq + 1, state.seq + 1)
@@ -905,16 +923,8 @@ class NarrativeEngine:
             return False
         self.loaded_from = (state.seq, state.token)
         joined = NarrativeMembers(storage).get(org, [pid for pid in dict.fromkeys(members) if pid not in self._post_row])
-        for nid, doc in store.documents(org, sorted(narratives)).items():
-            self.narratives[nid] = Narrative.from_doc(doc)
-            self._set_centroid(nid)
-        for tid, doc in store.topic_documents_of(org, sorted(topics)).items():
-            if doc.get("merged_into") is None:
-                self.topics[tid] = Topic.from_doc(doc)
-                self._set_topic_row(tid)
-            elif tid in self.topics:
-                del self.topics[tid]
-                self._retire_topic_row(tid)
+        self._take_narratives(store.documents(org, sorted(narratives)))
+        self._take_topics(store.topic_documents_of(org, sorted(topics)))
         if self.params.memory_days > 0:
             self._revive(storage, org)
         self._remember_members(m for m in joined.values())
@@ -936,8 +946,7 @@ class NarrativeEngine:
                 rows.append(row)
                 sigs.append(sig)
         if sigs:
-            keys = minhash.band_keys(np.stack(sigs))
-            self._index.add(keys, np.repeat(np.asarray(rows, dtype=np.int64), minhash.BANDS).reshape(-1, minhash.BANDS))
+            self._index_signatures(minhash.band_keys(np.stack(sigs)), np.asarray(rows, dtype=np.int64))
 
     # -- the memory horizon (`memory_days`) ----------------------------------------
     def _forget_before(self, latest: float) -> None:
@@ -979,7 +988,7 @@ class NarrativeEngine:
         self._index = minhash.BandIndex()
         with_sig = np.flatnonzero(self._has_sig)
         if with_sig.size:
-            self._index.add(minhash.band_keys(self._sigs[with_sig]), np.repeat(with_sig, minhash.BANDS).reshape(-1, minhash.BANDS))
+            self._index_signatures(minhash.band_keys(self._sigs[with_sig]), with_sig)
         log.info("narratives: dropped from memory what is older than %s: %d members, %d narratives, %d topics kept",
                  _iso(cutoff), len(self._post_ids), len(self.narratives), len(self.topics))
 
@@ -989,14 +998,8 @@ class NarrativeEngine:
         back brings all its narratives (its document sums them)."""
         store = NarrativeStore(storage)
         missing_topics = sorted({n.topic for n in self.narratives.values() if n.topic and n.topic not in self.topics})
-        for tid, doc in store.topic_documents_of(org, missing_topics).items():
-            if doc.get("merged_into") is None:
-                self.topics[tid] = Topic.from_doc(doc)
-                self._set_topic_row(tid)
-        missing = sorted({nid for t in self.topics.values() for nid in t.narratives if nid not in self.narratives})
-        for nid, doc in store.documents(org, missing).items():
-            self.narratives[nid] = Narrative.from_doc(doc)
-            self._set_centroid(nid)
+        self._take_topics(store.topic_documents_of(org, missing_topics))  # (none held: a merged-away one is skipped)
+        self._take_narratives(store.documents(org, sorted({nid for t in self.topics.values() for nid in t.narratives if nid not in self.narratives})))
 
     def holds(self, state: NarrativeState | None) -> bool:
         """Whether this engine holds what is stored: the state it loaded or last wrote (its number
@@ -1198,7 +1201,7 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             current = behind
             if current is not None:
                 with current.lock:  # (another thread's batch may be assigning on it)
-                    caught_up = current.catch_up(storage, org)
+                    caught_up = current.catch_up(storage, org, state)
                 if not caught_up:
                     current = None
             if current is None:
@@ -1210,7 +1213,7 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
             # Another process wrote while it read: its members could name narratives this engine
             # never read (a KeyError in the batch, seen with two workers). It catches up from there
             # (what changed is read again).
-            behind = current
+            behind, state = current, after
         else:
             raise Conflict(f"narratives of '{org}' changed while they were read, {LOAD_ATTEMPTS} times; the batch is retried")
         engines[org] = engine = current
