@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from factbridge.backends.embedders.hashing import HashingEmbedder
 from factbridge.models import Post
@@ -377,12 +378,14 @@ def test_the_store_after_every_batch_is_what_the_engine_holds(storage) -> None: 
     _stored_equals_engine(storage, "org", narr._ENGINES[storage]["org"])
 
 
-def test_a_store_written_before_merges_wrote_the_moved_narratives_is_repaired_at_load(storage) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("memory_days", [0.0, 365.0], ids=["keep-all", "horizon"])
+def test_a_store_written_before_merges_wrote_the_moved_narratives_is_repaired_at_load(storage, memory_days, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """What the old merge left: the narratives of the topic merged away name it, and the topic
     that took it in (untouched by the batch) kept its old document. A load puts them back in it
     by the `merged_into` chain (a narrative whose chain ends nowhere is placed as a new one is),
-    and the next batch writes them."""
-    params = Settings(narrative_threshold=0.97, topic_threshold=0.6).narratives
+    and the next batch writes them. A load within a horizon follows the chains from its members'
+    narratives, without reading every topic."""
+    params = replace(Settings(narrative_threshold=0.97, topic_threshold=0.6).narratives, memory_days=memory_days)
     texts = ["the river dam broke upstream"] * 3 + ["ministers resign over budget vote", "heavy snowfall closes mountain pass"]
     rows = [[1.0, 0.0, 0.0, 0.0]] * 3 + [[0.5, 0.866, 0.0, 0.0], [0.8, 0.577, 0.164, 0.0]]
     for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
@@ -402,8 +405,12 @@ def test_a_store_written_before_merges_wrote_the_moved_narratives_is_repaired_at
     storage.put_docs("org", narr.TOPICS, [(kept.id, before, None)])
     storage.put_docs("org", narr.NARRATIVES, [(moved[0], {**docs[moved[0]], "topic_id": dropped}, None), (moved[1], {**docs[moved[1]], "topic_id": "top-000000000000"}, None)])
 
+    if memory_days:
+        for every in ("topic_documents", "live_topics", "narratives"):
+            monkeypatch.setattr(narr.NarrativeStore, every, lambda *a: pytest.fail("a load within a horizon read every document"))
     loaded = narr.NarrativeEngine(params, 4)
     loaded.load(storage, "org")
+    monkeypatch.undo()
     assert loaded.narratives[moved[0]].topic == kept.id and loaded._unplaced == [moved[1]]
     assert loaded._repaired == set(moved) and loaded.narratives[moved[1]].topic == ""
     restored = loaded.topics[kept.id]
@@ -543,7 +550,7 @@ def _partition(storage, org: str) -> set[frozenset[str]]:  # type: ignore[no-unt
     return {frozenset(g) for g in groups.values()}
 
 
-def test_an_engine_with_a_memory_horizon_keeps_only_what_is_within_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_with_a_memory_horizon_keeps_only_what_is_within_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`narrative_memory_days`: the engine keeps the members within it of the newest post and the
     topics active within it (with their narratives); the store keeps everything. The same stream
     gives the same narratives as an engine that keeps everything, except for a copy of a post
@@ -587,9 +594,27 @@ def test_an_engine_with_a_memory_horizon_keeps_only_what_is_within_it(tmp_path) 
     assert narr.written_narratives(bounded, "org", [old.id]) is not None
     assert narr.written_narratives(bounded, "org", [old.id])[0] == {old.id: before.narrative_id}  # type: ignore[index]
 
-    # a load keeps what is within the horizon of the newest member
+    # a load keeps what is within the horizon of the newest member, and reads only the topics
+    # and narratives active within it (not the ten days' topics)
+    read: list[str] = []
+    real_topics, real_narratives = narr.NarrativeStore.topic_documents_of, narr.NarrativeStore.documents
+
+    def topics_read(self, org, ids):  # type: ignore[no-untyped-def]
+        read.extend(ids)
+        return real_topics(self, org, ids)
+
+    def narratives_read(self, org, ids):  # type: ignore[no-untyped-def]
+        read.extend(ids)
+        return real_narratives(self, org, ids)
+
+    monkeypatch.setattr(narr.NarrativeStore, "topic_documents_of", topics_read)
+    monkeypatch.setattr(narr.NarrativeStore, "documents", narratives_read)
+    for every in ("topic_documents", "live_topics", "narratives"):
+        monkeypatch.setattr(narr.NarrativeStore, every, lambda *a: pytest.fail("a load within a horizon read every document"))
     loaded = narr.NarrativeEngine(params, 32)
     loaded.load(bounded, "org")
+    monkeypatch.undo()
+    assert len(read) == len(set(read)) == len(loaded.topics) + len(loaded.narratives), "each kept topic and narrative read once, nothing else"
     assert loaded.cutoff == loaded.newest - 2 * 86400 and loaded.newest == (T0 + timedelta(days=9, hours=5)).timestamp()
     stored_times = {m.post_id: narr._parse_iso(m.time) for m in narr.NarrativeStore(bounded).members("org")}
     assert sorted(loaded._post_row) == sorted(pid for pid, ts in stored_times.items() if ts >= loaded.cutoff)

@@ -844,7 +844,13 @@ class NarrativeEngine:
     def _load_recent(self, store: NarrativeStore, org: str) -> None:
         """What an engine keeps with `memory_days`: the members within it of the newest (read
         newest first, up to the first older one), the live topics active within it and all their
-        narratives. What is older is read only by id when asked (a post seen before)."""
+        narratives. What is older is read only by id when asked (a post seen before).
+
+        The topics are found from those members, not by reading every topic: a topic is active
+        within the horizon when one of its narratives has a member there (its `last_seen` is its
+        newest member's time), so the members' narratives name them. A narrative naming a topic
+        merged away (a store written before merges wrote the narratives they moved) leads through
+        the `merged_into` chain to the live one."""
         horizon = self.params.memory_days * 86400.0
         members: list[NarrativeMembership] = []
         cutoff = -math.inf
@@ -857,20 +863,32 @@ class NarrativeEngine:
                 break
             members.append(m)
         self.cutoff = cutoff
-        for t in store.live_topics(org):
-            if t.last_seen >= cutoff:
-                self.topics[t.id] = t
-                self._set_topic_row(t.id)
-        self._take_narratives(store.documents(org, sorted({nid for t in self.topics.values() for nid in t.narratives})))
-        self._repair_topics(store, org)
+        docs = store.documents(org, sorted({m.narrative_id for m in members}))
+        wanted = {str(doc.get("topic_id") or "") for doc in docs.values()} - {""}
+        into: dict[str, str] = {}  # every topic read that was merged away, and where it went
+        while wanted:
+            found = store.topic_documents_of(org, sorted(wanted))
+            for tid, doc in found.items():
+                if doc.get("merged_into") is not None:
+                    into[tid] = str(doc["merged_into"])
+                elif _parse_iso(doc["last_seen"]) >= cutoff:
+                    self.topics[tid] = Topic.from_doc(doc)
+                    self._set_topic_row(tid)
+            wanted = {into[tid] for tid in found if tid in into} - found.keys() - into.keys() - self.topics.keys() - {""}
+        listed = {nid for t in self.topics.values() for nid in t.narratives} | docs.keys()
+        docs.update(store.documents(org, sorted(listed - docs.keys())))
+        self._take_narratives({nid: docs[nid] for nid in sorted(listed) if nid in docs})
+        self._repair_topics(store, org, into)
         members.sort(key=lambda m: (m.time, m.post_id))
         self._remember_members(members)
 
-    def _repair_topics(self, store: NarrativeStore, org: str) -> None:
+    def _repair_topics(self, store: NarrativeStore, org: str, into: Mapping[str, str] | None = None) -> None:
         """Narratives whose documents name a topic merged away (written before a merge wrote the
         narratives it moved, and the untouched topic that took a smaller one in) are put in the
         live topic that lists them, else in the one the merged topic's `merged_into` chain ends
-        in, else, with the next batch, in the topic a new narrative would join."""
+        in, else, with the next batch, in the topic a new narrative would join. `into`: the
+        merged-away topics' `merged_into`, when the caller has read every chain its narratives
+        start (else every topic document is read, if any narrative needs it)."""
         for t in self.topics.values():
             for nid in t.narratives:
                 n = self.narratives.get(nid)
@@ -880,7 +898,8 @@ class NarrativeEngine:
         orphans = [n for n in self.narratives.values() if n.topic and n.topic not in self.topics]
         if not orphans:
             return
-        into = {tid: str(doc.get("merged_into") or "") for tid, doc in store.topic_documents(org)}
+        if into is None:
+            into = {tid: str(doc.get("merged_into") or "") for tid, doc in store.topic_documents(org)}
         for n in orphans:
             tid, seen = n.topic, set()
             while tid and tid not in self.topics and tid not in seen:
