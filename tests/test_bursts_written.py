@@ -91,7 +91,7 @@ def test_no_view_when_another_writer_moved_the_store_on(hashing_services: Servic
 def test_bursts_from_the_engine_store_what_the_reads_stored(two: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch) -> None:
     fast, slow = two
     ids = iter(range(10**6))
-    monkeypatch.setattr(narratives, "_new_id", lambda prefix: f"{prefix}-{next(ids):012d}")
+    monkeypatch.setattr(narratives, "_new_id", lambda prefix, seed: f"{prefix}-{next(ids):020d}")
     fast_summaries = [_run(fast, batch) for batch in _batches()]
     ids = iter(range(10**6))
     monkeypatch.setattr(bursts, "written_narratives", lambda *a, **k: None)

@@ -186,7 +186,7 @@ def _run(tmp_path: Path, db: Path, data: Path, kill_after: str = "") -> subproce
                           capture_output=True, text=True, timeout=120)
 
 
-RANDOM_ID = re.compile(r"\b(nar|top)-[0-9a-f]{12}\b")  # narratives and topics get uuid4 ids
+RANDOM_ID = re.compile(r"\b(nar|top)-[0-9a-f]{20}\b")  # narratives and topics: ids made from their first post and write number
 WALL_CLOCK = re.compile(r'"(\w+_at)": ?"[^"]*"')  # some stages stamp with the wall clock (scored_at, raised_at...)
 WRITE_TOKEN = re.compile(r'"version": ?"[0-9a-f]{32}"')  # a narrative member summary's token for conditional writes (uuid4)
 STATE_TOKEN = re.compile(r'"token": ?"[0-9a-f]{32}"')  # the narrative state's token, new with every write (uuid4)
@@ -194,7 +194,7 @@ STATE_TOKEN = re.compile(r'"token": ?"[0-9a-f]{32}"')  # the narrative state's t
 
 def dump(db: Path) -> dict[str, Any]:
     """Every stored document the stages write (documents, matches, vectors), by collection;
-    narrative and topic ids (random) are named by the order their first member post gives."""
+    narrative and topic ids are named by the order their first member post gives (the comparison does not hang on how ids are made)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = sorted(conn.execute("SELECT collection, id, sort_key, doc FROM docs WHERE org = ?", (ORG,)))
         matches = sorted(conn.execute("SELECT post_id, factcheck_id, rank, fused_score, decision, decided_by, doc FROM matches WHERE org = ?", (ORG,)))

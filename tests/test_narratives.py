@@ -189,7 +189,9 @@ def test_pheme_grouping_quality(shared_data: Path, e5_embedder) -> None:  # type
 
 
 # Measured with `factbridge eval narratives --data ../shared/data/rumours/pheme` (e5, calibrated thresholds).
-PHEME_TOPICS_ARI = 0.9555
+# The same in every run since narrative and topic ids (and so the order of topic merges) come from
+# the data: 0.9526 (random ids gave 0.955-0.958 by run).
+PHEME_TOPICS_ARI = 0.9526
 PHEME_NARRATIVES_PURITY = 1.0
 PHEME_NARRATIVES = 429
 PHEME_MEANING_ONLY_TOPICS_ARI = 0.945
