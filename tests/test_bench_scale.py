@@ -275,3 +275,33 @@ def test_bench_narratives_with_a_memory_horizon_holds_only_its_days(tmp_path: Pa
     assert data["memory_days"] == 0.1 and 280 <= data["members"] <= 300 and data["members"] <= data["most_members_held"] <= 420
     distinct = _json(_run(["bench", "narratives", "--posts", "300", "--batch", "100", "--distinct", "--json"], tmp_path))
     assert distinct["narratives"] == distinct["topics"] == distinct["members"] == 300, "every post a narrative and a topic of its own"
+
+
+_CRASH_ONE_WORKER = """
+import os, sys
+if "worker" in sys.argv and os.environ.get("FACTBRIDGE_TEST_CRASH_WORKER", "") in sys.argv:
+    sys.stderr.write("injected failure before the worker started\\n")
+    sys.stderr.flush()
+    os._exit(3)
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_bench_scale_runs_workers_and_reports_why_a_worker_failed(tmp_path: Path, postgres_server: object, nats_server: object) -> None:
+    """`bench scale` on PostgreSQL and NATS it starts itself: every post processed by the
+    workers of a run; a worker that fails is counted and its reason (exit status, the end of
+    its log) is reported, not only counted (a failed worker used to leave no trace)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_CRASH_ONE_WORKER, encoding="utf-8")
+    import os
+
+    env = {"PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")]), "FACTBRIDGE_TEST_CRASH_WORKER": "bench-2-1"}
+    data = _json(_run(["bench", "scale", "--workers", "1,2", "--posts", "24", "--batch", "8", "--json"], tmp_path, env))
+    one, two = data["runs"]
+    assert (one["workers"], one["processed"], one["failed_workers"], one["failures"]) == (1, 24, 0, [])
+    assert two["processed"] == 24 and two["failed_workers"] == 1, two
+    (failure,) = two["failures"]
+    assert failure.startswith("worker-2-1.log: exit 3:") and "injected failure before the worker started" in failure
+    assert one["posts_per_s"] > 0 and one["cpu_s_per_post"] > 0

@@ -50,6 +50,7 @@ class ScaleRun:
     drained_after_s: float = 0.0
     failed_workers: int = 0
     processed: int = 0
+    failures: list[str] = field(default_factory=list)  # per failed worker: its exit status and the end of its log
 
     @property
     def rate(self) -> float:
@@ -65,7 +66,7 @@ class ScaleRun:
             "posts_per_s": round(self.rate, 2), "cpu_s_per_post": round(self.cpu_per_post, 4), "cpu_s": round(self.cpu_s, 1),
             "lock_waiting_max": self.lock_waiting_max, "lock_waiting_share": round(self.lock_waiting_samples / max(1, self.samples), 4),
             "ungranted_locks_max": self.ungranted_locks_max, "waiting_batches_max": self.waiting_batches_max,
-            "drained_after_s": round(self.drained_after_s, 2), "failed_workers": self.failed_workers,
+            "drained_after_s": round(self.drained_after_s, 2), "failed_workers": self.failed_workers, "failures": self.failures,
         }
 
 
@@ -81,6 +82,15 @@ def _cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess
     if check and out.returncode != 0:
         raise RuntimeError(f"factbridge {' '.join(args)} failed ({out.returncode}): {out.stderr[-2000:]}")
     return out
+
+
+def _log_tail(path: Path, lines: int = 6) -> str:
+    """The last lines of a worker's log (a traceback ends with its exception), or that it wrote none."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError as exc:
+        return f"(its log could not be read: {exc})"
+    return " | ".join(text.splitlines()[-lines:]) if text else "(it wrote nothing to stderr)"
 
 
 def _sample(run: ScaleRun, queue: Any, url: str, t0: float, stop: threading.Event) -> None:
@@ -143,11 +153,15 @@ def run_scale(
             stop = threading.Event()
             t0 = time.perf_counter()
 
-            procs = [
-                subprocess.Popen([sys.executable, "-m", "factbridge", "worker", "--once", "--fetch-timeout", "3", "--json", "--name", f"bench-{k}-{i}"],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                for i in range(k)
-            ]
+            # each worker's log goes to a file (a pipe nobody reads would fill and stall it): a
+            # failed worker's reason is reported with the run
+            logs = [work_dir / f"worker-{k}-{i}.log" for i in range(k)]
+            procs = []
+            for i, log in enumerate(logs):
+                with log.open("wb") as err:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "factbridge", "worker", "--once", "--fetch-timeout", "3", "--json", "--name", f"bench-{k}-{i}"],
+                        env=env, stdout=subprocess.PIPE, stderr=err, text=True))
             sampler = threading.Thread(target=_sample, args=(run, queue, url, t0, stop), daemon=True)
             sampler.start()
             handles = [psutil.Process(proc.pid) for proc in procs]
@@ -160,10 +174,11 @@ def run_scale(
                     except psutil.Error:  # exited between poll and here: keep its last reading
                         pass
                 time.sleep(0.2)
-            for proc in procs:
+            for proc, log in zip(procs, logs, strict=True):
                 out, _ = proc.communicate()
                 if proc.returncode != 0:
                     run.failed_workers += 1
+                    run.failures.append(f"{log.name}: exit {proc.returncode}: {_log_tail(log)}")
                     continue
                 with contextlib.suppress(ValueError):
                     run.processed += int(json.loads(out[out.index("{"):]).get("posts", 0))

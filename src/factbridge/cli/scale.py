@@ -586,6 +586,9 @@ def bench_scale(
             str(r.waiting_batches_max), f"{r.drained_after_s:.1f}", str(r.failed_workers),
         )
     console.print(table)
+    for r in result.runs:
+        for failure in r.failures:
+            console.print(f"[red]{r.workers} worker(s), a worker failed[/] {escape(failure)}")
     console.print(f"[dim]load average {result.load} (before, then after each run) on {result.cpus} cores (other processes share them)[/]")
 
 
