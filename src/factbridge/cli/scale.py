@@ -449,9 +449,10 @@ def _synthetic_postgres(
             result.detail["load_s"] = round(time.perf_counter() - t0, 1)
             plain = PgVectorIndex(storage, "bench", "post", embedder_id, dim, halfvec=halfvec)
             kind = "halfvec" if halfvec else "vector"
+            build, search = tuning.build_effort("pgvector"), tuning.search_effort("pgvector")
             t1 = time.perf_counter()
             with psycopg.connect(server.url(TEST_DB), autocommit=True) as conn, \
-                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={tuning.build_effort('pgvector')})", space.n) as advance:
+                    progress_bar(f"building the pgvector HNSW index on {kind} (m={tuning.m}, ef_construction={build})", space.n) as advance:
                 done = threading.Event()
 
                 def watch() -> None:
@@ -466,7 +467,7 @@ def _synthetic_postgres(
                 watcher = threading.Thread(target=watch, daemon=True)
                 watcher.start()
                 try:
-                    conn.execute(plain.hnsw_statement(tuning.m, tuning.build_effort("pgvector")))
+                    conn.execute(plain.hnsw_statement(tuning.m, build))
                 finally:
                     done.set()
                     watcher.join()
@@ -483,9 +484,8 @@ def _synthetic_postgres(
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
                 conn.execute("SELECT pg_prewarm(%s::regclass, 'read')", (plain.hnsw_index_name,))
                 result.detail.update({"vacuum_analyze_s": round(t3 - t2, 1), "prewarm_index_s": round(time.perf_counter() - t3, 1)})
-            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=tuning.build_effort("pgvector"),
-                                  ef_search=tuning.search_effort("pgvector"), halfvec=halfvec)
-            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": tuning.build_effort("pgvector"), "ef_search": tuning.search_effort("pgvector")})
+            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=build, ef_search=search, halfvec=halfvec)
+            result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": build, "ef_search": search})
             err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
             measure(index, space, embedder, texts, result, **measure_options)
             result.server_mb = _server_rss_mb(server.root)
