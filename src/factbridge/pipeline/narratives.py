@@ -416,6 +416,19 @@ class Topic:
         )
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """How far an engine's rows went before an assignment: what `NarrativeEngine.take_back` cuts
+    back to, with the narratives and topics the assignment changed."""
+
+    narratives: int  # centroid rows
+    topics: int  # topic rows
+    posts: int  # member rows
+    images: int
+    touched: frozenset[str] = frozenset()
+    touched_topics: frozenset[str] = frozenset()
+
+
 @dataclass
 class Assignment:
     post_id: str
@@ -492,6 +505,7 @@ class NarrativeEngine:
         # that no live topic lists placed in one as a new narrative is.
         self._repaired: set[str] = set()
         self._unplaced: list[str] = []
+        self._mark: _Mark | None = None  # where the last assignment started (None: it cannot be taken back)
 
     # -- state ----------------------------------------------------------------
     def _set_centroid(self, nid: str, centroid: np.ndarray | None = None) -> None:
@@ -579,6 +593,9 @@ class NarrativeEngine:
         self.dirty = True  # (until its write is stored: an exception half-way leaves it so, and it is loaded again)
         if self.params.memory_days > 0 and posts:
             self._forget_before(max(_post_time(p) for p in posts))
+        # (a store repaired at load changed topics in memory only: an assignment with those is not taken back)
+        mark = None if self._repaired or self._unplaced else _Mark(len(self._order), len(self._topic_order), len(self._post_ids), len(self._image_owner))
+        self._mark = None
         # A post seen before keeps its narrative (an edit does not move it; its evidence stays as decided).
         fresh = [i for i in range(len(posts)) if posts[i].id not in self._post_row]
         order = sorted(dict.fromkeys(fresh, None), key=lambda i: (_post_time(posts[i]), posts[i].id))
@@ -592,7 +609,48 @@ class NarrativeEngine:
         touched_topics = self._assign_topics(new_narratives, touched)
         self.base = (self.seq, self.token)
         self.seq += 1
+        if mark is not None:
+            self._mark = replace(mark, touched=frozenset(touched), touched_topics=frozenset(touched_topics))
         return assignments, touched, touched_topics
+
+    def take_back(self, storage: Storage, org: str) -> bool:
+        """After the write of an assignment was refused (another worker's write came first): take
+        the assignment back, so that the engine holds the state it started from, except that the
+        narratives and topics the assignment changed are read as they are stored now. `catch_up`
+        then brings it to the stored state by the change entries, an O(batch) step where a whole
+        load was. False, with nothing changed, when it cannot (an assignment that did not finish,
+        or one made over a store repaired at load): then the engine is loaded again."""
+        mark = self._mark
+        if mark is None or not self.dirty:
+            return False
+        store = NarrativeStore(storage)
+        # the members the assignment remembered, and their signatures and images
+        rows = slice(mark.posts, len(self._post_ids))
+        for pid in self._post_ids[rows]:
+            del self._post_row[pid]
+        del self._post_ids[rows], self._post_narrative[rows]
+        self._sigs[rows], self._has_sig[rows], self._post_times[rows] = 0, False, 0.0  # (as rows never used: the next are taken again)
+        self._index.drop_from(mark.posts)
+        self._image_bits, self._image_owner = self._image_bits[: mark.images], self._image_owner[: mark.images]
+        # the narratives and topics it made (the rows after the mark)
+        made = set(self._order[mark.narratives :])
+        for nid in made:
+            self.narratives.pop(nid, None)
+            del self._row[nid]
+        del self._order[mark.narratives :]
+        self._last_seen[mark.narratives :] = -np.inf
+        made_topics = set(self._topic_order[mark.topics :])
+        for tid in made_topics:
+            self.topics.pop(tid, None)
+            del self._topic_row[tid]
+        del self._topic_order[mark.topics :]
+        self._topic_window[mark.topics :] = np.nan
+        # the ones it changed, as stored now (a topic it merged away comes back; one another
+        # worker merged away since is retired)
+        self._take_narratives(store.documents(org, sorted(mark.touched - made)))
+        self._take_topics(store.topic_documents_of(org, sorted(mark.touched_topics - made_topics)))
+        (self.seq, self.token), self.dirty, self._mark = self.base, False, None
+        return True
 
     def _assign_chunk(
         self, posts: list[Post], vecs: np.ndarray, factcheck_hits: dict[str, list[dict[str, Any]]],
@@ -1242,7 +1300,11 @@ def engine_for(storage: Storage, org: str, params: NarrativeSettings, dim: int) 
                     current = None
             if current is None:
                 current = NarrativeEngine(params, dim)
+                t0 = time.perf_counter()
                 current.load(storage, org)
+                log.info("narratives of '%s': everything stored loaded (%s), %d narratives, %d members, in %.2f s", org,
+                         "no engine yet" if behind is None else "it could not catch up", len(current.narratives), len(current._post_ids),
+                         time.perf_counter() - t0)
             after = NarrativeStore(storage).state(org)
             if ((after.seq, after.token) if after is not None else None) == current.loaded_from:  # nothing written while it read
                 break
@@ -1432,8 +1494,10 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
                 engine.save(storage, org, posts, assignments, touched, touched_topics)
                 break
             except PreconditionFailed:
-                # another process's batch was saved since this engine was checked: assigned again
-                # on an engine that holds it (its posts may join the narratives that batch made)
+                # another process's batch was saved since this engine was checked: the assignment
+                # is taken back (else the engine is loaded again) and the batch assigned again on
+                # the engine brought up to that write (its posts may join the narratives it made)
+                engine.take_back(storage, org)
                 if attempt == SAVE_ATTEMPTS:
                     raise Conflict(f"narratives of '{org}' were written by another process during each of {SAVE_ATTEMPTS} assignments; the batch is retried") from None
                 log.info("narratives of '%s' written by another process during the assignment; assigning again (attempt %d)", org, attempt + 1)

@@ -297,6 +297,15 @@ class BandIndex:
             self._delta_items = np.zeros(0, dtype=np.int64)
 
 
+    def drop_from(self, first: int) -> None:
+        """Forget every key added for an item numbered `first` or higher (items added after a
+        point, taken back: a key already held was never added again, so what stays is as it was)."""
+        keep = self._items < first
+        self._keys, self._items = self._keys[keep], self._items[keep]
+        keep = self._delta_items < first
+        self._delta_keys, self._delta_items = self._delta_keys[keep], self._delta_items[keep]
+
+
 def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8) -> np.ndarray:
     """Group ids (int64, one per text) joining texts whose estimated Jaccard >= threshold.
 
