@@ -831,3 +831,32 @@ def _band_index_holds_its_rows(engine: narr.NarrativeEngine) -> None:
     assert (minhash.band_keys(engine._sigs[items]) == keys[:, None]).any(axis=1).all()
     rows = np.flatnonzero(engine._has_sig[: len(engine._post_ids)])
     assert (index.lookup(minhash.band_keys(engine._sigs[rows])) >= 0).all()
+
+
+def test_a_narrative_of_one_post_and_its_topic_hold_one_array_for_their_sums(storage) -> None:  # type: ignore[no-untyped-def]
+    """Most narratives of a real feed are one post, in a topic of their own: the narrative's sum,
+    its representative's vector and the topic's sum are then one array (three 1.5 KB copies
+    before), in the engine that made them and in one loaded from the store; a second post makes
+    the narrative's sum a new array and leaves the first post's values where they belong."""
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    posts = _story_posts("a", T0, 2, 10)
+    vecs = np.zeros((2, 16), dtype=np.float32)
+    vecs[:, 0] = 1.0
+    vecs[1, 1] = 0.1
+    vecs[1] /= np.linalg.norm(vecs[1])
+    for engine_of in ("running", "loaded"):
+        narr._ENGINES.pop(storage, None)
+        org = f"org-{engine_of}"
+        narr.assign_posts(storage, org, posts[:1], vecs[:1], params)
+        engine = narr._ENGINES[storage][org]
+        if engine_of == "loaded":
+            engine = narr.NarrativeEngine(params, 16)
+            engine.load(storage, org)
+        (n,), (t,) = engine.narratives.values(), engine.topics.values()
+        assert n.rep_vec is n.vec_sum and t.vec_sum is n.vec_sum and n.vec_sum.tobytes() == vecs[0].tobytes()
+    narr.assign_posts(storage, "org-running", posts[1:], vecs[1:], params)
+    engine = narr._ENGINES[storage]["org-running"]
+    (n,), (t,) = engine.narratives.values(), engine.topics.values()
+    assert n.size == 2 and n.vec_sum is not t.vec_sum and np.allclose(n.vec_sum, vecs[0] + vecs[1]) and np.allclose(t.vec_sum, n.vec_sum)
+    assert n.rep_vec is not n.vec_sum
+    _stored_equals_engine(storage, "org-running", engine)

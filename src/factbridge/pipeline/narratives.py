@@ -323,7 +323,8 @@ class Narrative:
         n.methods = Counter(doc.get("methods", {}))
         n.factchecks = {f["factcheck_id"]: f for f in doc.get("factchecks", [])}
         n.representative = doc.get("representative", {})
-        n.rep_vec = _decode_vec(doc.get("rep_vector"))
+        # (a narrative of one post: its representative is its sum; one array for both)
+        n.rep_vec = n.vec_sum if doc.get("rep_vector") == doc["vector_sum"] else _decode_vec(doc.get("rep_vector"))
         n.recent = [(x[0], _parse_iso(x[1]), x[2], x[3]) for x in doc.get("recent_posts", [])]
         n.heat = doc.get("heat_log2")
         n.created_at = doc.get("created_at", "")
@@ -565,6 +566,16 @@ class NarrativeEngine:
                 del self.topics[tid]
                 self._retire_topic_row(tid)
 
+    def _share_sums(self, tids: Iterable[str]) -> None:
+        """A topic of one narrative read from the store has that narrative's vector sum: one array
+        for both (a singleton narrative and its topic were two 1.5 KB copies; neither array is
+        changed in place)."""
+        for tid in tids:
+            t = self.topics.get(tid)
+            n = self.narratives.get(t.narratives[0]) if t is not None and len(t.narratives) == 1 else None
+            if t is not None and n is not None and n.vec_sum is not t.vec_sum and n.vec_sum.tobytes() == t.vec_sum.tobytes():
+                t.vec_sum = n.vec_sum
+
     def _remember_images(self, row: int, dhashes: Sequence[str]) -> None:
         from factbridge.images.hashing import hex_to_bits
 
@@ -773,7 +784,8 @@ class NarrativeEngine:
         sim_rep = float(n.rep_vec @ centroid) if n.rep_vec is not None else -2.0
         if sim_new > sim_rep:
             n.representative = {"post_id": post.id, "text": (post.norm_text or post.text)[:500], "language": post.language}
-            n.rep_vec = np.asarray(vec, dtype=np.float32).copy()
+            # (the first post's vector is the sum: one array for both; neither is changed in place)
+            n.rep_vec = n.vec_sum if n.size == 1 else np.asarray(vec, dtype=np.float32).copy()
             n.rep_doc = None
         for hit in hits:
             tally_factcheck(n.factchecks, hit)
@@ -825,7 +837,8 @@ class NarrativeEngine:
         return sim, self._topic_order[row]
 
     def _grow_topic(self, topic: Topic, n: Narrative, vec_sum: np.ndarray, size: int, heat: float | None) -> None:
-        topic.vec_sum = topic.vec_sum + vec_sum
+        # (a topic's first narrative: its sum is the narrative's; one array for both, never changed in place)
+        topic.vec_sum = vec_sum if topic.size == 0 and vec_sum is n.vec_sum else topic.vec_sum + vec_sum
         topic.size += size
         topic.first_seen = min(topic.first_seen, n.first_seen)
         topic.last_seen = max(topic.last_seen, n.last_seen)
@@ -906,6 +919,7 @@ class NarrativeEngine:
         self.token = state.token if state is not None else ""
         if self.params.memory_days > 0:
             self._load_recent(store, org)
+            self._share_sums(self.topics)
             return
         for n in store.narratives(org):
             self.narratives[n.id] = n
@@ -913,6 +927,7 @@ class NarrativeEngine:
         for t in store.live_topics(org):
             self.topics[t.id] = t
             self._set_topic_row(t.id)
+        self._share_sums(self.topics)
         self._repair_topics(store, org)
         self._remember_members(store.members(org))
 
@@ -1021,6 +1036,7 @@ class NarrativeEngine:
         self._take_topics(store.topic_documents_of(org, sorted(topics)))
         if self.params.memory_days > 0:
             self._revive(storage, org)
+        self._share_sums(topics)
         self._remember_members(m for m in joined.values())
         self.seq, self.token, self.written = state.seq, state.token, {}
         return True
