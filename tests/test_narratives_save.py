@@ -765,7 +765,8 @@ def test_the_same_stream_gives_the_same_narratives_topics_and_ids_in_every_run(t
     assert engine._fresh_id("top", "p1") == narr._new_id("top", "7\x1fp1"), "a topic id is checked against the topics held"
 
 
-def test_a_refused_write_is_taken_back_and_caught_up_not_loaded_again(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("memory_days", [0.0, 365.0], ids=["keep-all", "horizon"])
+def test_a_refused_write_is_taken_back_and_caught_up_not_loaded_again(tmp_path, monkeypatch, memory_days) -> None:  # type: ignore[no-untyped-def]
     """Another worker's batch is stored while this worker assigns its own: this worker's write
     is refused, its assignment is taken back (the narratives and topics it changed read as
     stored now, the rest cut back to where it started) and the engine catches up from the other
@@ -777,7 +778,7 @@ def test_a_refused_write_is_taken_back_and_caught_up_not_loaded_again(tmp_path, 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     mine, theirs = SQLiteStorage(url), SQLiteStorage(url)
     mine.migrate()
-    params = Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives
+    params = replace(Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives, memory_days=memory_days)
     loads: list[int] = []
     taken: list[bool] = []
     real_load, real_save, real_take_back = narr.NarrativeEngine.load, narr.NarrativeEngine.save, narr.NarrativeEngine.take_back
