@@ -228,6 +228,28 @@ def test_a_snapshot_made_for_another_matcher_is_not_used(other: str, tmp_path: P
         _same(got, _fresh(second), posts, second.embedder.encode_queries([embedding_text(p) for p in posts]))
 
 
+def test_a_save_removes_what_saves_killed_half_way_left(tmp_path: Path, library: Any) -> None:
+    """A process killed while it saved leaves its temporary file (~1 KB a fact-check); the next
+    save removes those older than an hour, and leaves a younger one (another process's save)."""
+    import os
+    import time
+
+    _, fcs = library
+    with _services(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}") as services:
+        path = snapshot.snapshot_path(tmp_path, ORG, services.embedder.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        killed, running = path.with_name(f"{path.name}.123.456.tmp"), path.with_name(f"{path.name}.789.1.tmp")
+        other = path.with_name("matcher-0000000000000000.npz.123.456.tmp")  # another organisation's: its own saves see to it
+        for left in (killed, running, other):
+            left.write_bytes(b"PK half a zip")
+        hour_ago = time.time() - snapshot.LEFT_OVER_S - 60
+        for left in (killed, other):
+            os.utime(left, (hour_ago, hour_ago))
+        _put(services, fcs)
+        services.matcher(ORG)
+        assert path.exists() and not killed.exists() and running.exists() and other.exists()
+
+
 def test_small_libraries_are_not_saved(tmp_path: Path, library: Any) -> None:
     _, fcs = library
     with _services(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", match_snapshot_min=len(fcs) + 1) as services:

@@ -29,9 +29,13 @@ or matcher version is not used (the next save replaces it); a damaged one raises
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
+import logging
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -48,6 +52,7 @@ from factbridge.pipeline.lexical import BM25Index
 from factbridge.pipeline.matching import LibraryItem, Matcher, library_version
 
 SNAPSHOT_FORMAT = "factbridge-matcher-snapshot-1"
+log = logging.getLogger(__name__)
 
 
 class SnapshotError(FactBridgeError):
@@ -143,6 +148,23 @@ def save(matcher: Matcher, path: Path, fc_shas: Mapping[str, str], vector_shas: 
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    _remove_left_overs(path)
+
+
+# A temporary file older than this is a save that never finished (its process was killed): a
+# save of a million fact-checks takes seconds to a minute and writes ~1 GB, which stayed for good.
+LEFT_OVER_S = 3600.0
+
+
+def _remove_left_overs(path: Path) -> None:
+    """Remove the temporary files of saves of `path` that never finished (older than
+    LEFT_OVER_S; a younger one may be another process's save under way)."""
+    stale = time.time() - LEFT_OVER_S
+    for old in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # (another process removed it first)
+            if old.stat().st_mtime < stale:
+                old.unlink()
+                log.info("matcher snapshot: removed %s, left by a save that did not finish", old.name)
 
 
 def _read_json(archive: Any, name: str) -> Any:
