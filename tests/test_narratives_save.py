@@ -861,3 +861,47 @@ def test_a_narrative_of_one_post_and_its_topic_hold_one_array_for_their_sums(sto
     assert n.size == 2 and n.vec_sum is not t.vec_sum and np.allclose(n.vec_sum, vecs[0] + vecs[1]) and np.allclose(t.vec_sum, n.vec_sum)
     assert n.rep_vec is not n.vec_sum
     _stored_equals_engine(storage, "org-running", engine)
+
+
+def test_a_write_that_failed_otherwise_is_taken_back_too(storage, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A write that fails for another reason (the database gone, a lock timeout): the batch fails
+    and the queue retries it, on an engine that took the assignment back and catches up, not on
+    one loaded again; a write that landed although the call failed is read back from its change
+    entry. When the store cannot be read either, the engine stays dirty and is loaded again."""
+    import pytest
+
+    params = Settings(narrative_threshold=0.9, topic_threshold=0.5).narratives
+    posts, vecs = _drifting_stream(36)
+    narr.assign_posts(storage, "org", posts[:12], vecs[:12], params)
+    engine = narr._ENGINES[storage]["org"]
+    real_save, real_load, loads = narr.NarrativeEngine.save, narr.NarrativeEngine.load, []
+
+    def lost(self, *args):  # type: ignore[no-untyped-def]
+        raise RuntimeError("server closed the connection unexpectedly")
+
+    def landed(self, *args):  # type: ignore[no-untyped-def]
+        real_save(self, *args)
+        raise RuntimeError("server closed the connection unexpectedly")  # (after the commit)
+
+    monkeypatch.setattr(narr.NarrativeEngine, "load", lambda self, s, o: (loads.append(1), real_load(self, s, o)))
+    for failing, batch in ((lost, slice(12, 24)), (landed, slice(24, 36))):
+        monkeypatch.setattr(narr.NarrativeEngine, "save", failing)
+        loads.clear()
+        with pytest.raises(RuntimeError, match="closed the connection"):
+            narr.assign_posts(storage, "org", posts[batch], vecs[batch], params)
+        assert not engine.dirty
+        monkeypatch.setattr(narr.NarrativeEngine, "save", real_save)
+        narr.assign_posts(storage, "org", posts[batch], vecs[batch], params)  # the queue's retry
+        assert narr._ENGINES[storage]["org"] is engine and not loads
+        fresh = narr.NarrativeEngine(params, 8)
+        real_load(fresh, storage, "org")
+        _same_engines(engine, fresh)
+        _stored_equals_engine(storage, "org", engine)
+    assert sorted(m.post_id for m in narr.NarrativeStore(storage).members("org")) == sorted(p.id for p in posts)
+    # the store unreadable too: the engine stays dirty, and the next batch loads it again
+    monkeypatch.setattr(narr.NarrativeEngine, "save", lost)
+    monkeypatch.setattr(narr.NarrativeStore, "documents", lambda *a: (_ for _ in ()).throw(RuntimeError("server closed the connection unexpectedly")))
+    more, more_vecs = _drifting_stream(3, seed=9)
+    with pytest.raises(RuntimeError):
+        narr.assign_posts(storage, "org", [p.model_copy(update={"id": f"x{p.id}"}) for p in more], more_vecs, params)
+    assert engine.dirty

@@ -1517,6 +1517,14 @@ def assign_posts(storage: Storage, org: str, posts: Sequence[Post], vectors: np.
                 if attempt == SAVE_ATTEMPTS:
                     raise Conflict(f"narratives of '{org}' were written by another process during each of {SAVE_ATTEMPTS} assignments; the batch is retried") from None
                 log.info("narratives of '%s' written by another process during the assignment; assigning again (attempt %d)", org, attempt + 1)
+            except Exception:
+                # the write failed otherwise (the database gone, a lock timeout): taken back too, so
+                # that the batch's retry catches up instead of loading everything (a write that
+                # landed after all is then read back from its change entry). If the store cannot be
+                # read either, the engine stays dirty and is loaded again.
+                with contextlib.suppress(Exception):
+                    engine.take_back(storage, org)
+                raise
     methods = Counter(a.method for a in assignments)
     return {
         "assigned": len(assignments), "new_narratives": methods.get("seed", 0),
