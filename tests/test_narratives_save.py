@@ -905,3 +905,60 @@ def test_a_write_that_failed_otherwise_is_taken_back_too(storage, monkeypatch) -
     with pytest.raises(RuntimeError):
         narr.assign_posts(storage, "org", [p.model_copy(update={"id": f"x{p.id}"}) for p in more], more_vecs, params)
     assert engine.dirty
+
+
+@pytest.mark.parametrize("memory_days", [0.0, 0.2], ids=["keep-all", "horizon"])
+def test_workers_assigning_at_once_leave_a_consistent_store(tmp_path, memory_days) -> None:  # type: ignore[no-untyped-def]
+    """Three workers (threads, each with its own storage handle and engine) take the batches of
+    one stream as a queue hands them out, at the same time, over one store: refused writes are
+    taken back and assigned again, a batch refused four times is given back and taken again.
+    Afterwards every post has one membership, every narrative's size is its members' count,
+    every narrative is in exactly one live topic that lists it, and a topic's size is its
+    narratives' sum."""
+    import threading
+    from collections import Counter as Count
+
+    from factbridge.backends.storage.sqlite import SQLiteStorage
+    from factbridge.errors import Conflict
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    SQLiteStorage(url).migrate()
+    stores = [SQLiteStorage(url) for _ in range(3)]
+    params = replace(Settings(narrative_threshold=0.97, topic_threshold=0.8).narratives, memory_days=memory_days)
+    posts, vecs = _drifting_stream(480)  # 7 minutes apart: 56 hours, so a horizon of 0.2 days drops
+    queue = [(posts[s : s + 12], vecs[s : s + 12]) for s in range(0, len(posts), 12)]
+    lock, errors = threading.Lock(), []
+
+    def worker(storage) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            with lock:
+                if not queue:
+                    return
+                batch = queue.pop(0)
+            try:
+                narr.assign_posts(storage, "org", *batch, params)
+            except Conflict:
+                with lock:
+                    queue.append(batch)  # given back: the queue delivers it again
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    store = narr.NarrativeStore(stores[0])
+    members = store.members("org")
+    assert sorted(m.post_id for m in members) == sorted(p.id for p in posts)
+    sizes = Count(m.narrative_id for m in members)
+    docs = dict(narr.iter_docs(stores[0], "org", narr.NARRATIVES))
+    assert {nid: d["size"] for nid, d in docs.items()} == dict(sizes)
+    topics = {tid: d for tid, d in store.topic_documents("org") if d.get("merged_into") is None}
+    assert sorted(nid for t in topics.values() for nid in t["narratives"]) == sorted(docs)
+    for tid, t in topics.items():
+        assert t["size"] == sum(docs[nid]["size"] for nid in t["narratives"]) and all(docs[nid]["topic_id"] == tid for nid in t["narratives"])
+    for s in stores:
+        s.close()
