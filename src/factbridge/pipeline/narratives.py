@@ -74,6 +74,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
@@ -318,7 +319,7 @@ class Narrative:
         n.first_seen, n.last_seen = _parse_iso(doc["first_seen"]), _parse_iso(doc["last_seen"])
         n.topic = doc.get("topic_id", "")
         n.languages = Counter(doc.get("languages", {}))
-        n.terms = Counter(doc.get("terms", {}))
+        n.terms = Counter({sys.intern(t): c for t, c in doc.get("terms", {}).items()})  # (one string per word, shared by every narrative)
         n.hourly = Counter({int(_parse_iso(h + ":00:00+00:00") // 3600): c for h, c in doc.get("counts_hourly", {}).items()})
         n.methods = Counter(doc.get("methods", {}))
         n.factchecks = {f["factcheck_id"]: f for f in doc.get("factchecks", [])}
@@ -767,7 +768,7 @@ class NarrativeEngine:
         n.first_seen = min(n.first_seen, ts)
         n.last_seen = max(n.last_seen, ts)
         n.languages[post.language or "und"] += 1
-        n.terms.update([t for t in set(post.tokens.split()) - _STOP if len(t) > 2 and not t.isdigit()])
+        n.terms.update([sys.intern(t) for t in set(post.tokens.split()) - _STOP if len(t) > 2 and not t.isdigit()])
         n.ranked = None
         if len(n.terms) > 2000:  # bounded memory: keep the frequent terms
             n.terms = Counter(dict(n.terms.most_common(500)))
