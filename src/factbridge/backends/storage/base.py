@@ -235,6 +235,20 @@ class Storage(StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorSt
 ROLES: tuple[type, ...] = (StorageAdmin, FactCheckStore, PostStore, QuarantineStore, VectorStore, MatchStore, DocumentStore)
 
 
+def docs_cursor_checked(order: str, after: str | None) -> None:
+    """`list_docs`'s cursor is for order "id" only (ValueError otherwise); both backends check it here."""
+    if after is not None and order != "id":
+        raise ValueError(f"list_docs(after=...) pages order 'id' only, not '{order}'")
+
+
+def keyed_descending(order: str) -> bool:
+    """Whether `list_docs_keyed` pages `order` by descending key ("sort_desc") or ascending
+    ("sort_asc"); ValueError for another order. Both backends check it here."""
+    if order not in ("sort_desc", "sort_asc"):
+        raise ValueError(f"list_docs_keyed pages order 'sort_desc' or 'sort_asc', not '{order}'")
+    return order == "sort_desc"
+
+
 def iter_docs_by_key(storage: DocumentStore, org: str, collection: str, order: str = "sort_desc", page: int = 1000) -> Iterator[tuple[str, float, dict[str, Any]]]:
     """Every document with a sort key, in that order (`list_docs_keyed` page by page: stop when
     it has enough; reading N costs N rows)."""

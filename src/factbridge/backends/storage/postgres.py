@@ -31,7 +31,9 @@ from factbridge.backends.storage.base import (
     Rows,
     UpsertResult,
     content_sha,
+    docs_cursor_checked,
     field_paths,
+    keyed_descending,
     last_per_id,
 )
 from factbridge.errors import DependencyMissing, EmbedderMismatch, NotFound, StorageError
@@ -791,8 +793,7 @@ class PostgresStorage:
                   after: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         if order not in self._DOC_ORDERS:
             raise ValueError(f"unknown order '{order}'")
-        if after is not None and order != "id":
-            raise ValueError(f"list_docs(after=...) pages order 'id' only, not '{order}'")
+        docs_cursor_checked(order, after)
         since, args = ("AND id > %s", (_text(after),)) if after is not None else ("", ())
         rows = self._read(
             lambda c: c.execute(
@@ -804,9 +805,7 @@ class PostgresStorage:
 
     def list_docs_keyed(self, org: str, collection: str, limit: int = 1000, order: str = "sort_desc",
                         after: tuple[float, str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
-        if order not in ("sort_desc", "sort_asc"):
-            raise ValueError(f"list_docs_keyed pages order 'sort_desc' or 'sort_asc', not '{order}'")
-        desc = order == "sort_desc"
+        desc = keyed_descending(order)
         # a range on the sort key (an index scan from it), less the ties already read; no NULLs,
         # so DESC's default NULLS FIRST is the backward scan of the ascending index
         since, args = (f'AND sort_key {"<=" if desc else ">="} %s AND NOT (sort_key = %s AND id <= %s COLLATE "C")',

@@ -38,8 +38,10 @@ from factbridge.backends.storage.base import (
     Rows,
     UpsertResult,
     content_sha,
+    docs_cursor_checked,
     field_paths,
     from_blob,
+    keyed_descending,
     last_per_id,
     to_blob,
 )
@@ -729,8 +731,7 @@ class SQLiteStorage:
                   after: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         if order not in self._DOC_ORDERS:
             raise ValueError(f"unknown order '{order}'")
-        if after is not None and order != "id":
-            raise ValueError(f"list_docs(after=...) pages order 'id' only, not '{order}'")
+        docs_cursor_checked(order, after)
         since, args = ("AND id > ?", (after,)) if after is not None else ("", ())
         rows = self._read(
             lambda c: c.execute(
@@ -742,9 +743,7 @@ class SQLiteStorage:
 
     def list_docs_keyed(self, org: str, collection: str, limit: int = 1000, order: str = "sort_desc",
                         after: tuple[float, str] | None = None) -> list[tuple[str, float, dict[str, Any]]]:
-        if order not in ("sort_desc", "sort_asc"):
-            raise ValueError(f"list_docs_keyed pages order 'sort_desc' or 'sort_asc', not '{order}'")
-        desc = order == "sort_desc"
+        desc = keyed_descending(order)
         # a range on the sort key (the index seeks to it), less the ties already read
         since, args = (f"AND sort_key {'<=' if desc else '>='} ? AND NOT (sort_key = ? AND id <= ?)", (after[0], after[0], after[1])) if after else ("", ())
         rows = self._read(
