@@ -102,7 +102,7 @@ class Settings:
     narrative_memory_days: float = field(default=0.0, metadata=_meta(
         "Days of posts a worker's narratives engine keeps in memory, before the newest post it has seen: older members' signatures and topics "
         "quiet that long (with their narratives) are dropped from it, never from the store, and a copy of an older post starts a new narrative. "
-        "0: everything is kept (per worker ~0.9 KB a post in clustered feeds, up to ~13 KB where every post is a narrative of its own; a national feed sets a few days).", float))
+        "0: everything is kept (per worker ~0.8 KB a post in clustered feeds, up to ~9 KB where every post is a narrative of its own; a national feed sets a few days).", float))
     narrative_half_life_hours: float = field(default=6.0, metadata=_meta("Half-life of the decayed post count that orders narratives and topics as 'growing now'.", float))
     burst_bin_hours: float = field(default=1.0, metadata=_meta("Width of the time bins of each narrative's series for burst detection.", float))
     burst_scale: float = field(default=3.0, metadata=_meta("Kleinberg burst model: the burst state's rate is this many times the baseline rate (s).", float))
