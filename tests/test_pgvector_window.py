@@ -58,22 +58,38 @@ def test_the_window_is_searched_not_the_whole_history(hnsw: bool | str, postgres
         store.close()
 
 
-def test_the_span_query_can_walk_the_hnsw_index(postgres_factory) -> None:  # type: ignore[no-untyped-def]
-    """The query shape with the posts joined for their time still orders by the partial HNSW
-    index (a tiny table is cheaper to sort: the planner is told not to, to show it can)."""
+def test_the_span_query_walks_only_its_periods_graphs(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    """The query shape with the posts joined for their time orders by the HNSW graphs of the
+    periods the span covers, and of the posts of no known time, and by no other (a tiny table
+    is cheaper to sort: the planner is told not to, to show it can)."""
+    import re
+
+    from factbridge.backends.storage.postgres import post_period
     from factbridge.backends.vectors.pgvector import PgVectorIndex
 
     store = postgres_factory()
     try:
         rows = np.random.default_rng(2).standard_normal((200, 8)).astype(np.float32)
-        store.upsert_posts("org", [Post(id=f"p{i}", text="x", created_at=NOW - timedelta(hours=i)) for i in range(200)])
+        posts = [Post(id=f"p{i}", text="x", created_at=NOW - timedelta(hours=7 * i)) for i in range(200)]  # 58 days
+        store.upsert_posts("org", posts)
         index = PgVectorIndex(store, "org", "post", "emb", 8, hnsw=True)
         index.add([f"p{i}" for i in range(200)], rows, "emb")
+        span = store.post_period_s()
+        every = {post_period(p.created_at, span) for p in posts}
+        assert len(every) >= 8 and every <= store.post_periods()
         from psycopg import sql
 
-        statement, params, settings = index.query(rows[0], 5, (time_stamp(NOW - timedelta(days=1)), time_stamp(NOW)))
+        start = NOW - timedelta(days=1)
+        statement, params, settings = index.query(rows[0], 5, (time_stamp(start), time_stamp(NOW)))
         plan = "\n".join(r[0] for r in store._read(lambda c: c.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall(),
                                                      local_settings={**settings, "enable_seqscan": "off", "enable_sort": "off"}))
-        assert index.hnsw_index_name in plan and "posts" in plan, plan
+        walked = set(re.findall(r"Index Scan using (\S+) on (post_vectors_\w+)", plan))
+        window = {f"post_vectors_{p}" for p in {post_period(start, span), post_period(NOW, span)}} | {"post_vectors_unknown"}
+        assert {table for _index, table in walked} == window, plan
+        assert "Seq Scan on post_vectors" not in plan and "posts" in plan, plan
+        graphs = {r[0] for r in store._read(lambda c: c.execute(  # each period's part of the partitioned HNSW index
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            (index.hnsw_index_name,)).fetchall())}
+        assert {index_name for index_name, _table in walked} <= graphs, (graphs, walked)
     finally:
         store.close()

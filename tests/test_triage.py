@@ -239,6 +239,30 @@ def test_a_copy_without_a_time_is_a_repeat_within_any_window(hashing_services: S
     assert examples == {"t1": ["nt", "t0"], "nt": ["old", "t0", "t1"], "old": ["nt"]}
 
 
+def test_only_a_post_without_a_time_is_searched_over_all_times(hashing_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch with one post of no known time searches everything for that post alone: the
+    others are still searched in their window (a search of everything walks every segment of
+    the embedded index, every period of PostgreSQL's), and find the same repeats."""
+    import factbridge.pipeline.triage as triage
+
+    other = "Officials deny that the Mekong bridge in Kratie collapsed during Tuesday's flood."
+    ingest(hashing_services, [make_post("old", CLAIM, minutes=-60 * 24 * 5), make_post("t0", CLAIM, minutes=0),
+                              make_post("o0", other, minutes=0)])
+    calls: list[tuple[int, object]] = []
+    real = triage.search_above
+
+    def spy(index, queries, k, embedder_id, min_score, within=None, held=None):  # type: ignore[no-untyped-def]
+        calls.append((len(queries), within))
+        return real(index, queries, k, embedder_id, min_score, within, held=held)
+
+    monkeypatch.setattr(triage, "search_above", spy)
+    ingest(hashing_services, [make_post("t1", CLAIM, minutes=2), prepare_post(Post(id="nt", text=other, language="en", created_at=None))])
+    assert sorted((n, within is None) for n, within in calls) == [(1, False), (1, True)], calls
+    docs = hashing_services.storage.get_docs(ORG, QUEUE, ["t1", "nt"])
+    examples = {pid: sorted(doc["components"]["velocity"]["evidence"]["examples"]) for pid, doc in docs.items()}
+    assert examples == {"t1": ["t0"], "nt": ["o0"]}
+
+
 def test_repeat_rate_uses_the_window() -> None:
     post = make_post("a", CLAIM, minutes=0)
     inside = [make_post(f"b{i}", CLAIM, minutes=30 * i) for i in range(1, 5)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -135,22 +136,29 @@ def test_pgvector_index_searches_stored_vectors_of_one_org_and_embedder(pg_store
 
 
 @pytest.mark.postgres
-def test_pgvector_hnsw_index_is_used(pg_store) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["factcheck", "post"])
+def test_pgvector_hnsw_index_is_used(kind: str, pg_store) -> None:  # type: ignore[no-untyped-def]
+    """The index's own query orders by its partial HNSW index: on `vectors` for fact-checks, on
+    the post vectors' copies by period (`post_vectors`, one graph per period) for posts."""
+    from psycopg import sql
+
     from factbridge.backends.vectors.pgvector import PgVectorIndex
 
     rows = np.random.default_rng(2).standard_normal((200, 8)).astype(np.float32)
-    index = PgVectorIndex(pg_store, "org", "post", "emb", 8, hnsw=True)
+    index = PgVectorIndex(pg_store, "org", kind, "emb", 8, hnsw=True)
     index.add([f"p{i}" for i in range(200)], rows, "emb")
-    query = "[" + ",".join("0.1" for _ in range(8)) + "]"
-    plan = pg_store._read(
-        lambda c: c.execute(
-            "EXPLAIN SELECT item_id FROM vectors WHERE embedder = 'emb' AND org = 'org' AND kind = 'post'"
-            f" ORDER BY (vec::vector(8)) <#> '{query}'::vector(8) LIMIT 5"
-        ).fetchall(),
+    statement, params, settings = index.query(rows[0], 5)
+    plan = " ".join(r[0] for r in pg_store._read(
+        lambda c: c.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall(),
         # a tiny table is cheaper to sort; this shows the query shape can use the partial HNSW index
-        local_settings={"enable_seqscan": "off", "enable_sort": "off"},
-    )
-    assert index.hnsw_index_name in " ".join(r[0] for r in plan)
+        local_settings={**settings, "enable_seqscan": "off", "enable_sort": "off"},
+    ))
+    graphs = {index.hnsw_index_name} | {r[0] for r in pg_store._read(lambda c: c.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+        (index.hnsw_index_name,)).fetchall())}
+    used = set(re.findall(r"Index Scan using (\S+)", plan))
+    assert used and used <= graphs, plan
+    assert ("post_vectors" in plan) == (kind == "post"), plan
 
 
 @pytest.mark.parametrize("choice", ["hnsw", "exact"])

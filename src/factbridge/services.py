@@ -56,6 +56,9 @@ class Services:
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         storage = open_storage(self.settings.resolved_storage_url)
         self._closers.append(storage)
+        fix_period = getattr(storage, "fix_post_period", None)  # PostgreSQL's post vectors by period
+        if fix_period is not None:
+            fix_period(round(self.settings.vector_period_hours * 3600))
         return storage
 
     @cached_property

@@ -442,12 +442,12 @@ def _synthetic_postgres(
                             header = struct.pack(">HH", dim, 0)
                             big = np.ascontiguousarray(chunk, dtype=">f4")
                             for i in range(big.shape[0]):
-                                out.write_row(("bench", "post", item_id(start + i), embedder_id, "", header + big[i].tobytes()))
+                                out.write_row(("bench", "factcheck", item_id(start + i), embedder_id, "", header + big[i].tobytes()))
 
                     storage._write(copy)
                     advance(chunk.shape[0])
             result.detail["load_s"] = round(time.perf_counter() - t0, 1)
-            plain = PgVectorIndex(storage, "bench", "post", embedder_id, dim, halfvec=halfvec)
+            plain = PgVectorIndex(storage, "bench", "factcheck", embedder_id, dim, halfvec=halfvec)
             kind = "halfvec" if halfvec else "vector"
             build, search = tuning.build_effort("pgvector"), tuning.search_effort("pgvector")
             t1 = time.perf_counter()
@@ -484,7 +484,7 @@ def _synthetic_postgres(
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
                 conn.execute("SELECT pg_prewarm(%s::regclass, 'read')", (plain.hnsw_index_name,))
                 result.detail.update({"vacuum_analyze_s": round(t3 - t2, 1), "prewarm_index_s": round(time.perf_counter() - t3, 1)})
-            index = PgVectorIndex(storage, "bench", "post", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=build, ef_search=search, halfvec=halfvec)
+            index = PgVectorIndex(storage, "bench", "factcheck", embedder_id, dim, hnsw=True, m=tuning.m, ef_construction=build, ef_search=search, halfvec=halfvec)
             result.detail.update({"pg_index": kind, "m": tuning.m, "ef_construction": build, "ef_search": search})
             err_console_print(f"timing {measure_options['n_queries']} requests (embedding a post + search)...")
             measure(index, space, embedder, texts, result, **measure_options)

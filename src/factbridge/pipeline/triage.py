@@ -346,9 +346,11 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     window = _window(window_hours)
     batch_times = [stamps[i] for i in ids]
     # only posts within the window of one of the batch's are kept: the index may leave out the rest
-    # (the HNSW index's segments of other days); a post without a time keeps every hit, so all is searched
-    known = cast(list[int], batch_times)  # when None is not in it
-    within = None if None in batch_times else (min(known) - window, max(known) + window)
+    # (the HNSW index's segments of other days, PostgreSQL's periods); a post without a time keeps
+    # every hit, so all is searched for it, and for it alone (a search of everything walks every
+    # segment or period)
+    known = [t for t in batch_times if t is not None]
+    within = (min(known) - window, max(known) + window) if known else None
     # the batch's searches in one call, one per distinct vector, the hits under `similarity` dropped
     # inside it: a threshold search for a batch's new posts (most have few near-copies); the posts a
     # batch refreshes are copies it has just found, most with many (93 % of them past the threshold
@@ -362,10 +364,17 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
             first.append(n)
         distinct.append(d)
     queries = matrix if len(first) == len(ids) else matrix[first]
-    if fresh:  # each query is a vector the index has just taken, under its post's id
-        hits_of = search_above(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within, held=[ids[n] for n in first])
-    else:
-        hits_of = search_batch(index, queries, REPEAT_NEIGHBOURS, embedder.id, similarity, within)
+    untimed = {distinct[n] for n, t in enumerate(batch_times) if t is None}  # searched over all times
+    parts = [(sorted(untimed), None), ([d for d in range(len(first)) if d not in untimed], within)] if untimed and known else [(list(range(len(first))), within)]
+    hits_of: list[list[tuple[str, float]]] = [[] for _ in first]
+    for part, span in parts:
+        rows = queries if len(part) == len(first) else queries[part]
+        if fresh:  # each query is a vector the index has just taken, under its post's id
+            answers = search_above(index, rows, REPEAT_NEIGHBOURS, embedder.id, similarity, span, held=[ids[first[d]] for d in part])
+        else:
+            answers = search_batch(index, rows, REPEAT_NEIGHBOURS, embedder.id, similarity, span)
+        for d, hits in zip(part, answers, strict=True):
+            hits_of[d] = hits
     near = {pid: [other for other, _ in hits_of[d] if other != pid] for pid, d in zip(ids, distinct, strict=True)}
     stamps.update(reads.stamps(reads.stored_posts(sorted({o for found in near.values() for o in found} - stamps.keys())).values()))
     spans: dict[int, tuple[int, int] | None] = {}  # a distinct query -> the earliest and latest time of its hits, when every hit has one

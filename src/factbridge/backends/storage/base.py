@@ -23,7 +23,7 @@ from factbridge.errors import InputError, PreconditionFailed, StorageError
 from factbridge.models import FactCheck, MatchCandidate, Post, Quarantined
 
 # Both backends number their migrations alike (a version can be a no-op in one of them).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")  # `factcheck_fields`' field names
 
 

@@ -13,13 +13,14 @@ psycopg is imported lazily: the extra is optional (`pip install 'factbridge[post
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -43,9 +44,30 @@ if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 # Advisory lock key for migrations: two processes starting at once must not both migrate.
 _MIGRATION_LOCK = 0x46424D49  # "FBMI"
+# Advisory lock class for making a period's partition of `post_vectors` (with the period as key).
+_PERIOD_LOCK = 0x46425056  # "FBPV"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def post_period(at: datetime | None, span_s: int) -> int:
+    """The period of `post_vectors` a post of this time falls in (as SQL's `factbridge_period`):
+    whole spans since the epoch, 0 for anything before it, -1 for no known time."""
+    if at is None:
+        return -1
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return max(0, (at - _EPOCH) // timedelta(seconds=span_s))
+
+
+class _PeriodsMissing(Exception):
+    """A write needs partitions of `post_vectors` that are not there yet (made outside it)."""
+
+    def __init__(self, periods: set[int]) -> None:
+        super().__init__(sorted(periods))
+        self.periods = periods
 
 MIGRATIONS: list[str] = [
     # 1: the first schema (mirrors sqlite.py migration 1). Ids compare byte-wise
@@ -110,6 +132,43 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE factchecks ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
     CREATE INDEX IF NOT EXISTS factchecks_changed ON factchecks(org, changed_xid);
+    """,
+    # 8: the post vectors the vector index searches, also kept by period of the posts' time
+    # (`post_vectors`, partitioned by `factbridge_period`: a week by default, fixed per store in
+    # `meta`), so that a search of triage's window walks only the graphs of its periods and not
+    # one graph of every post ever stored (docs/scale-out.md). The copies of the posts already
+    # stored are made here, and the graphs over every post are dropped (the index makes its own
+    # on `post_vectors`). A post of no known time has period -1, searched with every window.
+    """
+    CREATE OR REPLACE FUNCTION factbridge_period(at TIMESTAMPTZ, span_s BIGINT) RETURNS INTEGER
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT CASE WHEN at IS NULL THEN -1 ELSE greatest(0, floor(extract(epoch FROM at) / span_s))::INTEGER END $$;
+    CREATE TABLE IF NOT EXISTS post_vectors (
+        org TEXT NOT NULL, embedder TEXT NOT NULL, item_id TEXT COLLATE "C" NOT NULL, period INTEGER NOT NULL,
+        vec vector NOT NULL, PRIMARY KEY (org, item_id, embedder, period)) PARTITION BY RANGE (period);
+    CREATE TABLE IF NOT EXISTS post_vectors_unknown PARTITION OF post_vectors FOR VALUES FROM (MINVALUE) TO (0);
+    INSERT INTO meta VALUES ('post_vector_period_s', '604800') ON CONFLICT (key) DO NOTHING;
+    DO $$
+    DECLARE
+        span BIGINT := (SELECT value::BIGINT FROM meta WHERE key = 'post_vector_period_s');
+        p INTEGER;
+        old TEXT;
+    BEGIN
+        FOR p IN SELECT DISTINCT factbridge_period(posts.created_at, span) FROM vectors
+                 JOIN posts ON posts.org = vectors.org AND posts.id = vectors.item_id
+                 WHERE vectors.kind = 'post' AND posts.created_at IS NOT NULL LOOP
+            EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF post_vectors FOR VALUES FROM (%s) TO (%s)',
+                           'post_vectors_' || p, p, p + 1);
+        END LOOP;
+        INSERT INTO post_vectors (org, embedder, item_id, period, vec)
+            SELECT v.org, v.embedder, v.item_id, factbridge_period(posts.created_at, span), v.vec
+            FROM vectors v LEFT JOIN posts ON posts.org = v.org AND posts.id = v.item_id WHERE v.kind = 'post'
+            ON CONFLICT DO NOTHING;
+        FOR old IN SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'vectors'
+                   AND indexdef LIKE '%USING hnsw%' AND indexdef LIKE '%kind = ''post''%' LOOP
+            EXECUTE format('DROP INDEX %I', old);
+        END LOOP;
+    END $$;
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -281,6 +340,8 @@ class PostgresStorage:
         self._conninfo = "postgresql" + url[len("postgres") :] if url.startswith("postgres://") else url
         self._dumper = _vector_dumper()
         self._pool = _Pool(self._open, pool_size)
+        self._period_span: int | None = None  # post_period_s(), read once
+        self._periods: set[int] | None = None  # post_periods(), read once and kept up to date
 
     # -- connections -------------------------------------------------------
     def _open(self) -> psycopg.Connection[Any]:
@@ -473,11 +534,31 @@ class PostgresStorage:
                  _json(post.model_dump_json()), content_sha(doc))
             )
         quarantine_rows = self._quarantine_rows(org, quarantined)
+        span = self.post_period_s()
+        periods = {_text(p.id): post_period(p.created_at, span) for p in unique}
+        # the periods of these posts' vectors are made now, off the embedding stage's writes
+        self.ensure_post_periods(set(periods.values()))
 
         def run(cur: psycopg.Cursor[Any]) -> UpsertResult:
+            before = {r[0]: post_period(r[1], span) for r in cur.execute(
+                "SELECT id, created_at FROM posts WHERE org = %s AND id = ANY(%s)", (org, list(periods))).fetchall()}
             inserted, updated = self._upsert(
                 cur, "posts", org, ["created_at", "language", "author", "tokens"], rows, ["timestamptz", "text", "text", "text"]
             )
+            # A post whose time moved to another period takes its vectors' copies along; so does a
+            # new post with a time whose vector was stored before it (in the period of no time).
+            # Only the periods they were in are read (a look-up by id in the others' partitions
+            # would cost by how many periods there are).
+            moved = [i for i in updated if before.get(i, -1) != periods[i]] + [i for i in inserted if periods[i] >= 0]
+            if moved:
+                cur.execute(
+                    "WITH moved AS (DELETE FROM post_vectors v USING posts p WHERE v.org = %s AND v.item_id = ANY(%s)"
+                    " AND v.period = ANY(%s) AND p.org = v.org AND p.id = v.item_id AND v.period <> factbridge_period(p.created_at, %s)"
+                    " RETURNING v.org, v.item_id, v.embedder, factbridge_period(p.created_at, %s) AS period, v.vec)"
+                    " INSERT INTO post_vectors (org, item_id, embedder, period, vec) SELECT * FROM moved"
+                    " ON CONFLICT (org, item_id, embedder, period) DO UPDATE SET vec = excluded.vec",
+                    (org, moved, sorted({before.get(i, -1) for i in moved}), span, span),
+                )
             self._insert_quarantine(cur, quarantine_rows)
             return self._report([p.id for p in unique], inserted, updated)
 
@@ -563,17 +644,114 @@ class PostgresStorage:
         for item_id, _sha, vec in rows:
             if np.asarray(vec).shape[-1] != dim:
                 raise EmbedderMismatch(f"vector for '{item_id}' has dim {np.asarray(vec).shape[-1]}, expected {dim}")
-        last = {item_id: (sha, vec) for item_id, sha, vec in rows}
+        last = {_text(item_id): (sha, np.asarray(vec, dtype=np.float32)) for item_id, sha, vec in rows}
 
         def run(cur: psycopg.Cursor[Any]) -> None:
             self._register_embedder(cur, embedder_id, dim)
             cur.executemany(
                 "INSERT INTO vectors VALUES (%s, %s, %s, %s, %s, %b) ON CONFLICT (org, kind, embedder, item_id)"
                 " DO UPDATE SET text_sha = excluded.text_sha, vec = excluded.vec, changed_xid = pg_current_xact_id()",
-                [(org, kind, _text(item_id), embedder_id, sha, np.asarray(vec, dtype=np.float32)) for item_id, (sha, vec) in last.items()],
+                [(org, kind, item_id, embedder_id, sha, vec) for item_id, (sha, vec) in last.items()],
             )
+            if kind == "post":
+                self._put_post_copies(cur, org, embedder_id, [(item_id, vec) for item_id, (_sha, vec) in last.items()])
 
-        self._write(run)
+        self._write_with_periods(run)
+
+    # -- post vectors by period (migration 8) ----------------------------------
+    def post_period_s(self) -> int:
+        """The span of one period of `post_vectors`, in seconds: the store's, fixed when it was made."""
+        if self._period_span is None:
+            value = self._read(lambda c: _scalar(c, "SELECT value FROM meta WHERE key = 'post_vector_period_s'"))
+            if value is None:
+                raise StorageError(f"{self._redacted()}: no post vector period in meta: the schema is not migrated to version 8")
+            self._period_span = int(value)
+        return self._period_span
+
+    def fix_post_period(self, span_s: int) -> int:
+        """Make `span_s` the store's period of post vectors, unless it holds post vectors already
+        (their partitions are numbered in its own period: then it keeps it, and says so). Returns
+        the store's period."""
+        if span_s < 60:
+            raise StorageError(f"a period of post vectors of {span_s} s: at least a minute")
+
+        def run(cur: psycopg.Cursor[Any]) -> int:
+            stored = int(_scalar(cur, "SELECT value FROM meta WHERE key = 'post_vector_period_s' FOR UPDATE"))
+            if stored == span_s:
+                return stored
+            if cur.execute("SELECT 1 FROM post_vectors LIMIT 1").fetchone() is not None or self._period_partitions(cur):
+                _log.warning("%s keeps its post vectors by periods of %g h (vector_period_hours=%g applies to a new store)",
+                             self._redacted(), stored / 3600, span_s / 3600)
+                return stored
+            cur.execute("UPDATE meta SET value = %s WHERE key = 'post_vector_period_s'", (str(span_s),))
+            return span_s
+
+        self._period_span = self._write(run)
+        return self._period_span
+
+    @staticmethod
+    def _period_partitions(cur: psycopg.Cursor[Any]) -> set[int]:
+        rows = cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                           " WHERE i.inhparent = 'post_vectors'::regclass").fetchall()
+        return {int(r[0].rsplit("_", 1)[1]) for r in rows if r[0].rsplit("_", 1)[1].isdigit()}
+
+    def post_periods(self) -> set[int]:
+        """The periods that have a partition of `post_vectors` (as far as this process knows: one
+        made by another process is found again when a write needs it)."""
+        known = self._periods
+        if known is None:
+            known = self._periods = self._read(self._period_partitions)
+        return known
+
+    def ensure_post_periods(self, periods: Iterable[int]) -> None:
+        """Make the partitions of `post_vectors` these periods need, each in a short transaction of
+        its own: a new table attached to the parent (a lock that reads and writes of the other
+        periods do not wait for), under an advisory lock so that two workers make it once."""
+        from psycopg import sql
+
+        known = self.post_periods()
+        for period in sorted({int(p) for p in periods if p >= 0} - known):
+            name = f"post_vectors_{period}"
+
+            def run(cur: psycopg.Cursor[Any], period: int = period, name: str = name) -> None:
+                cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_PERIOD_LOCK, period))
+                if _scalar(cur, "SELECT to_regclass(%s)", (name,)) is not None:
+                    return
+                cur.execute(sql.SQL("CREATE TABLE {} (LIKE post_vectors)").format(sql.Identifier(name)))
+                cur.execute(sql.SQL("ALTER TABLE post_vectors ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                    sql.Identifier(name), sql.Literal(period), sql.Literal(period + 1)))
+
+            self._write(run)
+            known.add(period)
+
+    def _write_with_periods(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """`_write`, making the partitions of `post_vectors` it found missing and running it again."""
+        for _ in range(3):
+            try:
+                return self._write(fn)
+            except _PeriodsMissing as missing:
+                self._periods = None  # another process may have made some: read the catalog again
+                self.ensure_post_periods(missing.periods)
+        return self._write(fn)
+
+    def _put_post_copies(self, cur: psycopg.Cursor[Any], org: str, embedder_id: str, rows: Sequence[tuple[str | None, np.ndarray]]) -> None:
+        """Each post vector's copy in `post_vectors`, in the period of its post's time (-1 where
+        the post is not stored or has no time). Raises _PeriodsMissing before writing when a
+        period has no partition yet."""
+        span = self.post_period_s()
+        ids = [item_id for item_id, _vec in rows]
+        needed = {int(r[0]) for r in cur.execute(
+            'SELECT DISTINCT COALESCE(factbridge_period(p.created_at, %s), -1) FROM unnest(%s::text[]) AS i(id)'
+            ' LEFT JOIN posts p ON p.org = %s AND p.id = i.id COLLATE "C"', (span, ids, org)).fetchall()}
+        missing = {p for p in needed if p >= 0} - self.post_periods()
+        if missing:
+            raise _PeriodsMissing(missing)
+        cur.executemany(
+            "INSERT INTO post_vectors (org, embedder, item_id, period, vec) VALUES (%s, %s, %s,"
+            " COALESCE((SELECT factbridge_period(created_at, %s) FROM posts WHERE org = %s AND id = %s), -1), %b)"
+            " ON CONFLICT (org, item_id, embedder, period) DO UPDATE SET vec = excluded.vec",
+            [(org, embedder_id, item_id, span, org, item_id, vec) for item_id, vec in rows],
+        )
 
     def load_vectors(self, org: str, kind: str, embedder_id: str, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         wanted = None if ids is None else {_text(i): i for i in ids}

@@ -11,6 +11,11 @@ since one table holds every embedder's vectors of every kind: a fact-check searc
 must not walk through millions of post vectors) for the millions-of-posts case. `halfvec=True` indexes `vec::halfvec(dim)` instead (half
 the index's size; scores returned are still computed on the float vectors). `m` and
 `ef_construction` shape a new HNSW index; `ef_search` is set per query.
+
+Post vectors are searched in `post_vectors`, their copies partitioned by the period of the
+post's time (storage migration 8): the HNSW index there is one graph per period, and a search
+of a span (triage's window) walks only the graphs of the periods it covers, and that of the
+posts of no known time. A search of every post (a recheck) merges every period's graph.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text
+from factbridge.backends.storage.postgres import PostgresStorage, _scalar, _text, post_period
 from factbridge.backends.vectors.base import STAMP_UNIT, Span, check_vectors
 from factbridge.backends.vectors.hnsw import NARROW_K, RERANK_FACTOR
 from factbridge.errors import EmbedderMismatch
@@ -74,18 +79,36 @@ class PgVectorIndex:
     def _indexed_type(self) -> str:
         return "halfvec" if self.halfvec else "vector"
 
+    @property
+    def _by_period(self) -> bool:
+        return self.kind == "post"  # post vectors are searched in their copies by period
+
+    def _table(self) -> Any:
+        from psycopg import sql
+
+        return sql.SQL("post_vectors AS vectors" if self._by_period else "vectors")
+
+    def _slice(self) -> Any:
+        """The condition that picks this index's rows (the one its partial HNSW index has)."""
+        from psycopg import sql
+
+        if self._by_period:
+            return sql.SQL("embedder = {embedder}").format(embedder=sql.Literal(self.embedder_id))
+        return sql.SQL("embedder = {embedder} AND kind = {kind}").format(embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind))
+
     def hnsw_statement(self, m: int, ef_construction: int) -> Any:
         """The CREATE INDEX of this index's HNSW graph (a bulk load runs it itself, without the
-        write time limit, after the rows are in)."""
+        write time limit, after the rows are in). On `post_vectors` it is a partitioned index:
+        a graph per period, made with each new period's partition."""
         from psycopg import sql
 
         return sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vec::{type}({dim})) {ops})"
-            " WITH (m = {m}, ef_construction = {efc}) WHERE embedder = {embedder} AND kind = {kind}"
+            "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw ((vec::{type}({dim})) {ops})"
+            " WITH (m = {m}, ef_construction = {efc}) WHERE {slice}"
         ).format(
             name=sql.Identifier(self.hnsw_index_name), dim=sql.Literal(int(self.dim)), type=sql.SQL(self._indexed_type),
             ops=sql.SQL(f"{self._indexed_type}_ip_ops"), m=sql.Literal(int(m)), efc=sql.Literal(int(ef_construction)),
-            embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
+            table=sql.Identifier("post_vectors" if self._by_period else "vectors"), slice=self._slice(),
         )
 
     def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
@@ -101,7 +124,7 @@ class PgVectorIndex:
             return
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         self._check(embedder_id, vectors.shape[1])
-        rows = {item_id: vec for item_id, vec in zip(ids, vectors, strict=True)}
+        rows = {_text(item_id): vec for item_id, vec in zip(ids, vectors, strict=True)}
 
         def run(cur: Any) -> None:
             self.storage._register_embedder(cur, self.embedder_id, self.dim)
@@ -110,10 +133,12 @@ class PgVectorIndex:
             cur.executemany(
                 "INSERT INTO vectors VALUES (%s, %s, %s, %s, '', %b) ON CONFLICT (org, kind, embedder, item_id)"
                 " DO UPDATE SET vec = excluded.vec, changed_xid = pg_current_xact_id()",  # as the store's own writes: `vector_stamp`
-                [(self.org, self.kind, _text(item_id), self.embedder_id, vec) for item_id, vec in rows.items()],
+                [(self.org, self.kind, item_id, self.embedder_id, vec) for item_id, vec in rows.items()],
             )
+            if self._by_period:
+                self.storage._put_post_copies(cur, self.org, self.embedder_id, list(rows.items()))
 
-        self.storage._write(run)
+        self.storage._write_with_periods(run)
 
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
         return self._search(query, k, embedder_id, None)
@@ -169,13 +194,20 @@ class PgVectorIndex:
         times `k` with halfvec, `k` otherwise)."""
         from psycopg import sql
 
-        # a span: each vector's post joined for its time (none stored, or none given: kept, as unknown)
-        source, when = sql.SQL("vectors"), sql.SQL("")
-        times: tuple[datetime, ...] = ()
+        # a span: the periods it covers (and that of no known time), and each vector's post joined
+        # for its time (none stored, or none given: kept, as unknown)
+        source: sql.Composable = self._table()
+        when: sql.Composable = sql.SQL("")
+        times: tuple[Any, ...] = ()
         if within is not None:
-            source = sql.SQL("vectors LEFT JOIN posts ON posts.org = vectors.org AND posts.id = vectors.item_id")
+            source = sql.SQL("{table} LEFT JOIN posts ON posts.org = vectors.org AND posts.id = vectors.item_id").format(table=source)
             when = sql.SQL(" AND (posts.created_at IS NULL OR posts.created_at BETWEEN %s AND %s)")
             times = (_time(within[0]), _time(within[1]))
+            if self._by_period:
+                span = self.storage.post_period_s()
+                # the bounds go in as literals: the planner leaves out the other periods' graphs
+                when = sql.SQL(" AND (vectors.period < 0 OR vectors.period BETWEEN {lo} AND {hi})").format(
+                    lo=sql.Literal(post_period(times[0], span)), hi=sql.Literal(post_period(times[1], span))) + when
         statement: sql.Composable
         settings: dict[str, str]
         if self.hnsw:
@@ -183,12 +215,11 @@ class PgVectorIndex:
             # halfvec the index orders a few times k candidates, re-ranked by the float inner product.
             statement = sql.SQL(
                 "SELECT item_id, score FROM (SELECT item_id, -((vec::vector({dim})) <#> %b::vector({dim})) AS score FROM {source}"
-                " WHERE embedder = {embedder} AND kind = {kind} AND vectors.org = %s{when}"
+                " WHERE {slice} AND vectors.org = %s{when}"
                 " ORDER BY (vec::{type}({dim})) <#> %b::vector({dim})::{type}({dim}) LIMIT %s) AS candidates"
                 ' ORDER BY score DESC, item_id COLLATE "C" LIMIT %s'
             ).format(
-                dim=sql.Literal(int(self.dim)), embedder=sql.Literal(self.embedder_id), kind=sql.Literal(self.kind),
-                type=sql.SQL(self._indexed_type), source=source, when=when,
+                dim=sql.Literal(int(self.dim)), slice=self._slice(), type=sql.SQL(self._indexed_type), source=source, when=when,
             )
             wanted = candidates if candidates is not None else max(k * RERANK_FACTOR, k + 32) if self.halfvec else k
             # pgvector's ef_search tops out at 1000; the iterative scan goes on past it for a larger k
@@ -197,18 +228,18 @@ class PgVectorIndex:
             params: tuple[Any, ...] = (query, self.org, *times, query, wanted, k)
         else:
             statement = sql.SQL(
-                "SELECT item_id, -(vec <#> %b::vector) FROM {source} WHERE embedder = %s AND vectors.org = %s AND kind = %s{when}"
+                "SELECT item_id, -(vec <#> %b::vector) FROM {source} WHERE {slice} AND vectors.org = %s{when}"
                 ' ORDER BY vec <#> %b::vector, item_id COLLATE "C" LIMIT %s'
-            ).format(source=source, when=when)
+            ).format(source=source, when=when, slice=self._slice())
             settings = {}
-            params = (query, self.embedder_id, self.org, self.kind, *times, query, k)
+            params = (query, self.org, *times, query, k)
         return statement, params, settings
 
     def __len__(self) -> int:
         return int(
             self.storage._read(
                 lambda c: _scalar(
-                    c, "SELECT count(*) FROM vectors WHERE org = %s AND kind = %s AND embedder = %s",
+                    c, "SELECT count(*) FROM vectors WHERE org = %s AND kind = %s AND embedder = %s",  # the vectors of record
                     (self.org, self.kind, self.embedder_id),
                 )
             )
