@@ -250,3 +250,28 @@ def test_the_period_is_a_setting_for_a_new_store_only(postgres_url, tmp_path, ca
         assert "keeps its post vectors by periods of 24 h (vector_period_hours=168" in caplog.text
     finally:
         weekly.close()
+
+
+def test_an_index_in_the_catalog_is_not_made_again(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    """A search's index (made per batch) only reads the catalog once the graph is there: CREATE
+    INDEX IF NOT EXISTS would take its lock on every period's partition first."""
+    from factbridge.backends.vectors.pgvector import PgVectorIndex
+
+    first = postgres_factory()
+    second = type(first)(first.url)
+    try:
+        store_posts = [Post(id=f"p{i}", text="x", created_at=NOW - timedelta(days=9 * i)) for i in range(5)]
+        first.upsert_posts("org", store_posts)
+        PgVectorIndex(first, "org", "post", "emb", 8, hnsw=True)
+
+        def refuse(fn):  # type: ignore[no-untyped-def]
+            raise AssertionError("a write")
+
+        second._write = refuse
+        for _ in range(3):
+            PgVectorIndex(second, "org", "post", "emb", 8, hnsw=True)
+        with pytest.raises(AssertionError, match="a write"):  # another graph is still made
+            PgVectorIndex(second, "org", "post", "emb", 8, hnsw=True, halfvec=True)
+    finally:
+        second.close()
+        first.close()

@@ -342,6 +342,7 @@ class PostgresStorage:
         self._pool = _Pool(self._open, pool_size)
         self._period_span: int | None = None  # post_period_s(), read once
         self._periods: set[int] | None = None  # post_periods(), read once and kept up to date
+        self.known_indexes: set[str] = set()  # vector indexes seen in the catalog (pgvector.PgVectorIndex)
 
     # -- connections -------------------------------------------------------
     def _open(self) -> psycopg.Connection[Any]:

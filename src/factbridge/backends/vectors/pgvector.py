@@ -112,8 +112,17 @@ class PgVectorIndex:
         )
 
     def _ensure_hnsw(self, m: int, ef_construction: int) -> None:
-        statement = self.hnsw_statement(m, ef_construction)
-        self.storage._write(lambda c: c.execute(statement))
+        """Make the HNSW index unless the catalog has it. CREATE INDEX IF NOT EXISTS would lock
+        the table (and, on `post_vectors`, every period's partition) against writes before it
+        found the index there, and an index is made for every batch's search."""
+        name = self.hnsw_index_name
+        known = self.storage.known_indexes
+        if name in known:
+            return
+        if self.storage._read(lambda c: _scalar(c, "SELECT to_regclass(%s)", (name,))) is None:
+            statement = self.hnsw_statement(m, ef_construction)
+            self.storage._write(lambda c: c.execute(statement))
+        known.add(name)
 
     def _check(self, embedder_id: str, dim: int) -> None:
         check_vectors(self, embedder_id, dim)
