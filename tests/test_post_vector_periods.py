@@ -275,3 +275,22 @@ def test_an_index_in_the_catalog_is_not_made_again(postgres_factory) -> None:  #
     finally:
         second.close()
         first.close()
+
+
+def test_a_period_that_cannot_be_made_fails_the_write_whole(postgres_factory) -> None:  # type: ignore[no-untyped-def]
+    """If a period's partition cannot be made, the vectors' write fails with the periods named and
+    nothing of it is stored (neither the vectors of record nor any copy)."""
+    from factbridge.backends.storage.postgres import post_period
+    from factbridge.errors import StorageError
+
+    store = postgres_factory()
+    try:
+        store.upsert_posts("org", [Post(id="a", text="x", created_at=NOW)])
+        period = post_period(NOW, store.post_period_s())
+        store._write(lambda c: c.execute(f"ALTER TABLE post_vectors DETACH PARTITION post_vectors_{period}"))
+        store.ensure_post_periods = lambda periods: None  # as if it could not be made
+        with pytest.raises(StorageError, match=rf"periods \[{period}\] are still missing"):
+            store.put_vectors("org", "post", "emb", [("a", "s", _unit(1, 5)[0])])
+        assert store.load_vectors("org", "post", "emb")[0] == [] and _copies(store) == {}
+    finally:
+        store.close()

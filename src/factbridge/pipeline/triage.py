@@ -325,9 +325,9 @@ def _repeat_groups(services: Any, org: str, posts: Sequence[Post], similarity: f
     vector (exact copies: their text was embedded once) are searched once: the same query
     gets the same answer. The search asks only for the span the batch's windows cover
     (`within`): the embedded HNSW index leaves out the segments of other times, so a post's
-    search costs by the posts of its window, not by the whole history; pgvector walks its one
-    graph keeping only the posts of the span (an old text's hundreds of copies never crowd out
-    the window's own: tests/test_pgvector_window.py)."""
+    search costs by the posts of its window, not by the whole history; pgvector walks the graphs
+    of the span's periods only, keeping the posts of the span (an old text's hundreds of copies
+    never crowd out the window's own: tests/test_pgvector_window.py)."""
     storage, embedder = services.storage, services.embedder
     groups: dict[str, list[str]] = {p.id: [] for p in posts}
     # each vector's text hash read before it (the index then knows what it was made from)

@@ -69,6 +69,7 @@ class _PeriodsMissing(Exception):
         super().__init__(sorted(periods))
         self.periods = periods
 
+
 MIGRATIONS: list[str] = [
     # 1: the first schema (mirrors sqlite.py migration 1). Ids compare byte-wise
     # (COLLATE "C"), as in SQLite: the same order everywhere, and keyset pagination
@@ -733,7 +734,8 @@ class PostgresStorage:
             except _PeriodsMissing as missing:
                 self._periods = None  # another process may have made some: read the catalog again
                 self.ensure_post_periods(missing.periods)
-        return self._write(fn)
+                wanted = missing.periods
+        raise StorageError(f"{self._redacted()}: the post vectors' partitions of periods {sorted(wanted)} are still missing after making them")
 
     def _put_post_copies(self, cur: psycopg.Cursor[Any], org: str, embedder_id: str, rows: Sequence[tuple[str | None, np.ndarray]]) -> None:
         """Each post vector's copy in `post_vectors`, in the period of its post's time (-1 where
