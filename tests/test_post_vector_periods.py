@@ -278,8 +278,9 @@ def test_an_index_in_the_catalog_is_not_made_again(postgres_factory) -> None:  #
 
 
 def test_a_period_that_cannot_be_made_fails_the_write_whole(postgres_factory) -> None:  # type: ignore[no-untyped-def]
-    """If a period's partition cannot be made, the vectors' write fails with the periods named and
-    nothing of it is stored (neither the vectors of record nor any copy)."""
+    """A period's partition detached by hand is named in the error of a write that needs it, and
+    nothing of the write is stored (neither the vectors of record nor any copy); attached again,
+    the write goes through. A partition that cannot be made at all fails the write the same way."""
     from factbridge.backends.storage.postgres import post_period
     from factbridge.errors import StorageError
 
@@ -288,9 +289,16 @@ def test_a_period_that_cannot_be_made_fails_the_write_whole(postgres_factory) ->
         store.upsert_posts("org", [Post(id="a", text="x", created_at=NOW)])
         period = post_period(NOW, store.post_period_s())
         store._write(lambda c: c.execute(f"ALTER TABLE post_vectors DETACH PARTITION post_vectors_{period}"))
-        store.ensure_post_periods = lambda periods: None  # as if it could not be made
-        with pytest.raises(StorageError, match=rf"periods \[{period}\] are still missing"):
-            store.put_vectors("org", "post", "emb", [("a", "s", _unit(1, 5)[0])])
+        vec = _unit(1, 5)[0]
+        with pytest.raises(StorageError, match=rf"table post_vectors_{period} is not a partition of post_vectors \(detached\?\)"):
+            store.put_vectors("org", "post", "emb", [("a", "s", vec)])
         assert store.load_vectors("org", "post", "emb")[0] == [] and _copies(store) == {}
+        store.ensure_post_periods = lambda periods: None  # as if it could not be made, and said nothing
+        with pytest.raises(StorageError, match=rf"periods \[{period}\] are still missing"):
+            store.put_vectors("org", "post", "emb", [("a", "s", vec)])
+        del store.ensure_post_periods
+        store._write(lambda c: c.execute(f"ALTER TABLE post_vectors ATTACH PARTITION post_vectors_{period} FOR VALUES FROM ({period}) TO ({period + 1})"))
+        store.put_vectors("org", "post", "emb", [("a", "s", vec)])
+        assert _copies(store) == {("a", "emb"): [period]}
     finally:
         store.close()

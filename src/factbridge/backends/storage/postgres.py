@@ -718,6 +718,9 @@ class PostgresStorage:
             def run(cur: psycopg.Cursor[Any], period: int = period, name: str = name) -> None:
                 cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_PERIOD_LOCK, period))
                 if _scalar(cur, "SELECT to_regclass(%s)", (name,)) is not None:
+                    if _scalar(cur, "SELECT 1 FROM pg_inherits WHERE inhrelid = %s::regclass AND inhparent = 'post_vectors'::regclass", (name,)) is None:
+                        raise StorageError(f"{self._redacted()}: table {name} is not a partition of post_vectors (detached?):"
+                                           f" attach it again (FOR VALUES FROM ({period}) TO ({period + 1})) or rename it")
                     return
                 cur.execute(sql.SQL("CREATE TABLE {} (LIKE post_vectors)").format(sql.Identifier(name)))
                 cur.execute(sql.SQL("ALTER TABLE post_vectors ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
@@ -728,6 +731,7 @@ class PostgresStorage:
 
     def _write_with_periods(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """`_write`, making the partitions of `post_vectors` it found missing and running it again."""
+        wanted: set[int] = set()
         for _ in range(3):
             try:
                 return self._write(fn)
@@ -735,6 +739,10 @@ class PostgresStorage:
                 self._periods = None  # another process may have made some: read the catalog again
                 self.ensure_post_periods(missing.periods)
                 wanted = missing.periods
+            except StorageError as exc:
+                if 'no partition of relation "post_vectors"' not in str(exc):
+                    raise
+                self._periods = None  # one this process knew of is gone (detached): the check finds it
         raise StorageError(f"{self._redacted()}: the post vectors' partitions of periods {sorted(wanted)} are still missing after making them")
 
     def _put_post_copies(self, cur: psycopg.Cursor[Any], org: str, embedder_id: str, rows: Sequence[tuple[str | None, np.ndarray]]) -> None:
