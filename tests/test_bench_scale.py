@@ -305,3 +305,18 @@ def test_bench_scale_runs_workers_and_reports_why_a_worker_failed(tmp_path: Path
     (failure,) = two["failures"]
     assert failure.startswith("worker-2-1.log: exit 3:") and "injected failure before the worker started" in failure
     assert one["posts_per_s"] > 0 and one["cpu_s_per_post"] > 0
+
+
+def test_the_ingest_bench_names_the_cpus_int8_dot_products() -> None:
+    """`bench ingest` prints the CPU and what it offers int8 dot products beside its rates: the
+    targets were set for a VNNI machine, and a run elsewhere says so."""
+    from factbridge.bench.ingest import cpu_summary
+
+    zen3 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n"
+    assert cpu_summary(zen3) == {"model": "AMD EPYC 7B13", "int8_dot": "none (AVX2 only)"}
+    cascade = "model name\t: Intel(R) Xeon(R) Platinum 8280\nflags\t\t: avx2 avx512f avx512_vnni\n"
+    assert cpu_summary(cascade)["int8_dot"] == "AVX-512 VNNI"
+    assert cpu_summary("model name : X\nflags : avx2 avx_vnni amx_int8 avx512_vnni\n")["int8_dot"] == "AMX"
+    assert cpu_summary("Features\t: fp asimd asimddp\n") == {"model": "unknown", "int8_dot": "Arm dot product"}
+    assert cpu_summary("") == {"model": "unknown", "int8_dot": "unknown"}
+    assert set(cpu_summary()) == {"model", "int8_dot"}  # this machine's, whatever it is

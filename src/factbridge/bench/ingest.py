@@ -27,6 +27,31 @@ from factbridge.pipeline.prepare import embedding_text, prepare_post
 from factbridge.pipeline.stages import StageClock, load_stages, run_stages
 from factbridge.text.tokenize import load_segmenter
 
+# What a CPU offers int8 dot products (the onnx-int8 encoder's MatMulInteger), strongest first:
+# the ingest targets were set for a VNNI machine (docs/performance.md §1).
+_INT8_DOT = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"), ("i8mm", "Arm i8mm"),
+             ("asimddp", "Arm dot product"), ("avx2", "none (AVX2 only)"))
+
+
+def cpu_summary(cpuinfo: str | None = None) -> dict[str, str]:
+    """The CPU's model and its int8 dot-product instructions, from /proc/cpuinfo (Linux;
+    "unknown" elsewhere), printed beside the ingest bench's rates."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "unknown", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    found = next((name for flag, name in _INT8_DOT if flag in flags), "unknown" if not flags else "none")
+    return {"model": model, "int8_dot": found}
+
 
 @dataclass
 class IngestBench:
@@ -107,7 +132,7 @@ class IngestBench:
             "total_s": round(self.total_s, 3), "posts_per_s": round(self.rate, 2), "embedded": self.embedded, "reused": self.reused,
             "encoder_alone_posts_per_s": round(self.encoder_rate, 2), "overhead": round(self.overhead, 4),
             "overhead_ms_per_post": round(self.overhead_ms, 3), "overhead_cpu_ms_per_post": round(self.overhead_cpu_ms, 3),
-            "load_before": self.load_before, "load_after": self.load_after, "cpus": os.cpu_count(), "encode_ahead": self.ahead,
+            "load_before": self.load_before, "load_after": self.load_after, "cpus": os.cpu_count(), "cpu": cpu_summary(), "encode_ahead": self.ahead,
             "repeats_per_post": round(self.repeats_per_post, 2), "with_repeats": round(self.with_repeats, 3),
             "steady": self.steady,
         }

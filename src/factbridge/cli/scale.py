@@ -152,6 +152,12 @@ def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int
         verdict = "reached" if rate >= target else "not reached"
         console.print(f"target for {mix} posts: >= {target:.0f} posts/s end to end on 2 cores: {verdict}")
     console.print(f"[dim]load average {result.load_before} before, {result.load_after} after, on {os.cpu_count()} cores (other processes share them)[/]")
+    from factbridge.bench.ingest import cpu_summary
+
+    chip = cpu_summary()
+    vnni = "VNNI" in chip["int8_dot"] or chip["int8_dot"] == "AMX"
+    console.print(f"[dim]CPU: {escape(chip['model'])}; int8 dot products: {chip['int8_dot']}"
+                  + ("" if vnni else " (the rate targets were set for a VNNI CPU: docs/performance.md §1)") + "[/]")
     if len(runs) > 1:
         console.print(f"{len(runs)} runs, the median one above: overhead (steady state where there is one) " + ", ".join(f"{_judged_overhead(r):+.1%}" for r in runs)
                       + "; end to end " + ", ".join(f"{r.rate:,.1f}" for r in runs) + " posts/s; encoder alone "
