@@ -48,6 +48,9 @@ def test_bench_ingest_reports_every_stage_and_the_encoder_alone(tmp_path: Path) 
     out = _run(["bench", "ingest", "--posts", "20", "--mix", "550"], tmp_path)
     assert "end to end" in out and "encoder alone" in out and "target for 550 posts" in out
     assert "CPU ms/post" in out and "everything but the encoder" in out
+    flat = " ".join(out.split())
+    assert "is the multilingual-e5 encoder's: not judged for hashing-v1-256" in flat, "no verdict on another encoder's rate"
+    assert "int8 dot products:" in flat and set(data["cpu"]) == {"model", "int8_dot"}
 
 
 def test_bench_ingest_runs_what_a_loaded_worker_runs_by_default(tmp_path: Path) -> None:

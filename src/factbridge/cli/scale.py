@@ -147,7 +147,9 @@ def _print_ingest_bench(result: IngestBench, runs: list[IngestBench], posts: int
     else:
         console.print(f"overhead target <= 15% (of the steady state: with --ahead and at least three batches; here all batches: {result.overhead:+.1%})")
     target = INGEST_TARGETS.get(mix)
-    if target:
+    if target and "multilingual-e5" not in encoder_id:
+        console.print(f"target for {mix} posts (>= {target:.0f} posts/s on 2 cores) is the multilingual-e5 encoder's: not judged for {escape(encoder_id)}")
+    elif target:
         rate = min(result.rate, float(steady["posts_per_s"])) if steady else result.rate
         verdict = "reached" if rate >= target else "not reached"
         console.print(f"target for {mix} posts: >= {target:.0f} posts/s end to end on 2 cores: {verdict}")
