@@ -81,7 +81,8 @@ def test_open_storage_and_init_on_postgres(postgres_url: str, tmp_path: Path) ->
         assert isinstance(store, PostgresStorage) and store.schema_version() == SCHEMA_VERSION
     finally:
         store.close()
-    assert f"schema v{SCHEMA_VERSION}" in _run(["init"], postgres_url, tmp_path)
+    out = " ".join(_run(["init"], postgres_url, tmp_path).split())
+    assert f"schema v{SCHEMA_VERSION}" in out and "post vectors by periods of 168 h (0 so far" in out
     alias = "postgres" + postgres_url.removeprefix("postgresql")
     store = open_storage(alias)
     try:

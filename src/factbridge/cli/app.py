@@ -110,6 +110,9 @@ def init(ctx: typer.Context) -> None:
     services = _state(ctx).services()
     version_ = services.storage.schema_version()
     console.print(f"storage ready: {esc(services.settings.resolved_storage_url)} (schema v{version_})")
+    period, periods = getattr(services.storage, "post_period_s", None), getattr(services.storage, "post_periods", None)
+    if period is not None and periods is not None:  # PostgreSQL: post vectors kept by period
+        console.print(f"post vectors by periods of {period() / 3600:g} h ({len(periods())} so far; vector_period_hours)")
     console.print(f"federation key: {esc(Identity(services.settings.data_dir).active().key_id)} (`factbridge partners identity`)")
 
 
