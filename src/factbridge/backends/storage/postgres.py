@@ -403,6 +403,8 @@ class PostgresStorage:
     # -- schema ------------------------------------------------------------
     def migrate(self) -> None:
         def run(cur: psycopg.Cursor[Any]) -> None:
+            # a migration's copy of a large store (8: every post vector) may take longer than a write
+            cur.execute("SET LOCAL statement_timeout = 0")
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -676,6 +678,9 @@ class PostgresStorage:
         the store's period."""
         if span_s < 60:
             raise StorageError(f"a period of post vectors of {span_s} s: at least a minute")
+        self._period_span = None
+        if self.post_period_s() == span_s:  # the common case: a read (a read-only database user opens the store too)
+            return span_s
 
         def run(cur: psycopg.Cursor[Any]) -> int:
             stored = int(_scalar(cur, "SELECT value FROM meta WHERE key = 'post_vector_period_s' FOR UPDATE"))
