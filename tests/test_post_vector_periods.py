@@ -302,3 +302,40 @@ def test_a_period_that_cannot_be_made_fails_the_write_whole(postgres_factory) ->
         assert _copies(store) == {("a", "emb"): [period]}
     finally:
         store.close()
+
+
+def test_indexes_list_shows_the_post_vectors_periods(postgres_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`factbridge indexes list` on PostgreSQL adds each period's partition: its span, rows and
+    the bytes of its vectors and graphs (to plan the disk by retention)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from factbridge.backends.storage.postgres import PostgresStorage, post_period
+    from factbridge.backends.vectors.pgvector import PgVectorIndex
+    from factbridge.cli import app
+
+    store = PostgresStorage(postgres_url)
+    try:
+        store.migrate()
+        posts = [Post(id=f"p{i}", text="x", created_at=NOW - timedelta(days=10 * (i % 3))) for i in range(30)]
+        store.upsert_posts("org", posts)
+        PgVectorIndex(store, "org", "post", "hashing-v1-256", 256, hnsw=True)
+        store.put_vectors("org", "post", "hashing-v1-256", [(p.id, "s", v) for p, v in zip(posts, _unit(30, 6, 256), strict=True)])
+        store._write(lambda c: c.execute("ANALYZE post_vectors"))
+        span = store.post_period_s()
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--storage-url", postgres_url, "--embedder", "hashing",
+                                      "--embed-cache", "off", "indexes", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    periods = json.loads(result.output)["post_periods"]
+    timed = {r["period"]: r for r in periods if r["period"] >= 0}
+    assert set(timed) == {post_period(NOW - timedelta(days=10 * k), span) for k in range(3)}
+    assert [r["period"] for r in periods][0] == -1 and periods[0]["from"] is None, "the posts of no known time first"
+    assert sum(r["rows_estimate"] for r in timed.values()) == 30 and all(r["table_bytes"] > 0 and r["index_bytes"] > 0 for r in timed.values())
+    first = timed[post_period(NOW, span)]
+    assert datetime.fromisoformat(first["from"]) <= NOW < datetime.fromisoformat(first["to"])
+    table = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--storage-url", postgres_url, "--embedder", "hashing",
+                                     "--embed-cache", "off", "indexes", "list"])
+    assert table.exit_code == 0 and "post vectors by period" in table.output and "4 periods" in table.output, table.output

@@ -53,11 +53,23 @@ def list_indexes(
     services = _state(ctx).services()
     in_use = {services.embedder.id, *(keep or [])}
     rows = [_row(e, in_use) for e in saved_indexes(services.settings.data_dir)]
+    sizes = getattr(services.storage, "post_period_sizes", None)  # PostgreSQL: the post vectors' periods
+    periods = sizes() if sizes is not None else None
     if as_json:
-        print(json.dumps({"data_dir": services.settings.data_dir, "embedder": services.embedder.id, "entries": rows}, indent=2))
+        print(json.dumps({"data_dir": services.settings.data_dir, "embedder": services.embedder.id, "entries": rows,
+                          **({"post_periods": periods} if periods is not None else {})}, indent=2))
         return
     console.print(_table(f"{services.settings.data_dir}/indexes (embedder in use: {services.embedder.id})", rows))
     console.print(f"{len(rows)} entries, {_megabytes(sum(int(str(r['bytes'])) for r in rows))}")
+    if periods is not None:
+        table = Table(title="PostgreSQL: post vectors by period (one HNSW graph each; vector_period_hours)")
+        for col in ("period", "from (UTC)", "to", "rows (estimate)", "vectors", "graphs"):
+            table.add_column(col, justify="right" if col in ("rows (estimate)", "vectors", "graphs") else "left")
+        for r in periods:
+            table.add_row(*cells(r["table"], str(r["from"] or "no known time")[:16], str(r["to"] or "")[:16], f"{r['rows_estimate']:,}",
+                                 _megabytes(int(r["table_bytes"])), _megabytes(int(r["index_bytes"]))))
+        console.print(table)
+        console.print(f"{len(periods)} periods, {_megabytes(sum(int(r['table_bytes']) + int(r['index_bytes']) for r in periods))}")
 
 
 @indexes_app.command("prune")

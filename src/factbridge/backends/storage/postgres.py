@@ -710,6 +710,24 @@ class PostgresStorage:
             known = self._periods = self._read(self._period_partitions)
         return known
 
+    def post_period_sizes(self) -> list[dict[str, Any]]:
+        """Each period's partition of `post_vectors`: its span (UTC), its rows (the planner's
+        estimate: counting would read them all), and its table's and indexes' (the period's HNSW
+        graphs) bytes on disk, oldest first; the partition of posts of no known time as period -1."""
+        span = self.post_period_s()
+        rows = self._read(_fetch_all(
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid)"
+            " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'post_vectors'::regclass", ()))
+        out = []
+        for name, estimate, table_bytes, index_bytes in rows:
+            suffix = str(name).rsplit("_", 1)[1]
+            period = int(suffix) if suffix.isdigit() else -1
+            start = _EPOCH + timedelta(seconds=period * span) if period >= 0 else None
+            out.append({"period": period, "table": name, "from": start.isoformat() if start else None,
+                        "to": (start + timedelta(seconds=span)).isoformat() if start else None,
+                        "rows_estimate": int(estimate), "table_bytes": int(table_bytes), "index_bytes": int(index_bytes)})
+        return sorted(out, key=lambda r: int(r["period"]))
+
     def ensure_post_periods(self, periods: Iterable[int]) -> None:
         """Make the partitions of `post_vectors` these periods need, each in a short transaction of
         its own: a new table attached to the parent (a lock that reads and writes of the other
