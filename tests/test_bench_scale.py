@@ -323,3 +323,32 @@ def test_the_ingest_bench_names_the_cpus_int8_dot_products() -> None:
     assert cpu_summary("Features\t: fp asimd asimddp\n") == {"model": "unknown", "int8_dot": "Arm dot product"}
     assert cpu_summary("") == {"model": "unknown", "int8_dot": "unknown"}
     assert set(cpu_summary()) == {"model", "int8_dot"}  # this machine's, whatever it is
+
+
+def test_bench_repeats_counts_the_windows_hits_against_the_exact_answer(tmp_path: Path) -> None:
+    """`bench repeats --backend hnsw`: with segments of a stretch of time each, the span's
+    searches keep every hit of the span, and the search without one every hit of all time."""
+    data = _json(_run(["bench", "repeats", "--backend", "hnsw", "--old", "3000", "--recent", "300", "--queries", "30",
+                       "--segment-size", "800", "--json"], tmp_path))
+    assert (data["old"], data["recent"], data["queries"], data["threshold"]) == (3000, 300, 30, 0.92)
+    by = {r["search"].split(":")[0]: r for r in data["searches"]}
+    assert set(by) == {"a batch's new posts", "refreshed posts", "a post of no known time"}
+    for row in by.values():
+        assert row["hits"] <= row["exact"] and row["hits"] >= 0.97 * row["exact"] and row["ms_per_query"] > 0
+    assert by["a post of no known time"]["exact"] > by["refreshed posts"]["exact"] > 0, "the history holds more copies than the span"
+    out = _run(["bench", "repeats", "--backend", "hnsw", "--old", "500", "--recent", "50", "--queries", "5"], tmp_path)
+    assert "hits kept" in out and "stored and indexed in" in out
+    bad = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "--embedder", "hashing", "bench", "repeats", "--backend", "faiss"])
+    assert bad.exit_code != 0 and "postgres or hnsw, not 'faiss'" in str(bad.exception)
+
+
+@pytest.mark.postgres
+def test_bench_repeats_on_postgres_searches_the_periods(postgres_url: str) -> None:
+    """The same on PostgreSQL (post vectors by period): every hit of the span and of all time."""
+    from factbridge.backends.vectors.selection import VectorIndexTuning
+    from factbridge.bench.repeats import postgres_index, run_repeats_bench
+
+    result = run_repeats_bench("postgres", postgres_index(postgres_url, VectorIndexTuning()), old=2000, recent=200, queries=20)
+    for row in result.rows:
+        assert row["hits"] == row["returned"] and row["hits"] >= 0.97 * row["exact"], row
+    assert result.rows[0]["exact"] < result.rows[2]["exact"]

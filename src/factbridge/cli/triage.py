@@ -314,3 +314,55 @@ def queue_table(entries: list[tuple[str, dict[str, Any]]], total: int, component
             lines.append("[yellow]" + esc("; ".join(why)) + "[/]")
         table.add_row(str(rank), f"{d.get('priority', 0):.3f}", "\n".join(lines))
     return table
+
+
+@bench_app.command("repeats")
+def bench_repeats(
+    ctx: typer.Context,
+    backend: Annotated[str, typer.Option(help="postgres (an embedded PostgreSQL 18: post vectors by period) or hnsw (the embedded usearch index's segments).")] = "postgres",
+    old: Annotated[int, typer.Option(help="Posts of the history: 30-330 days old, around the same 500 topics as the recent ones.")] = 40_000,
+    recent: Annotated[int, typer.Option(help="Posts of the last two days.")] = 2_000,
+    dim: Annotated[int, typer.Option(help="Vector dimension (synthetic vectors).")] = 64,
+    queries: Annotated[int, typer.Option(help="Recent posts searched for their repeats.")] = 100,
+    span_days: Annotated[float, typer.Option(help="The span searched either side of now (a batch's windows).")] = 14.0,
+    segment_size: Annotated[int, typer.Option(help="With --backend hnsw: vectors per segment (vector_segment_size: the default is 250,000).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Triage's repeat search over a long history: ms per query and hits against the exact answer,
+    in the span and without one (see bench/repeats.py)."""
+    import dataclasses
+
+    from factbridge.backends.vectors.selection import VectorIndexTuning
+    from factbridge.bench.repeats import embedded_index, postgres_index, run_repeats_bench
+
+    if backend not in ("postgres", "hnsw"):
+        raise InputError(f"--backend must be postgres or hnsw, not '{backend}'")
+    state = _state(ctx)
+    tuning = VectorIndexTuning.from_settings(state.services().settings)
+    if segment_size:
+        tuning = dataclasses.replace(tuning, segment_size=segment_size)
+    if backend == "postgres":
+        from factbridge.testing.postgres import TEST_DB, EmbeddedPostgres
+
+        server = EmbeddedPostgres().start()
+        try:
+            with progress_bar(f"storing {old + recent:,} posts and their vectors in PostgreSQL, then searching", 1) as advance:
+                result = run_repeats_bench("postgres", postgres_index(server.url(TEST_DB), tuning), old=old, recent=recent, dim=dim,
+                                           queries=queries, span_days=span_days)
+                advance(1)
+        finally:
+            server.stop()
+    else:
+        with progress_bar(f"indexing {old + recent:,} vectors (usearch), then searching", 1) as advance:
+            result = run_repeats_bench("hnsw", embedded_index(tuning), old=old, recent=recent, dim=dim, queries=queries, span_days=span_days)
+            advance(1)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+        return
+    table = Table(title=f"bench repeats ({backend}): {old:,} old posts, {recent:,} recent, {dim}-d, {result.queries} queries at cosine >= 0.92, span +-{span_days:g} days")
+    for col in ("search", "ms/query", "returned", "hits kept", "exact"):
+        table.add_column(col, justify="left" if col == "search" else "right")
+    for r in result.rows:
+        table.add_row(esc(r["search"]), f"{r['ms_per_query']:.2f}", f"{r['returned']:,}", f"{r['hits']:,}", f"{r['exact']:,}")
+    console.print(table)
+    console.print(f"stored and indexed in {result.load_s:.1f} s")
