@@ -242,6 +242,7 @@ def test_a_save_writes_the_ids_of_the_changed_segments_only(tmp_path: Path) -> N
     now = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("posts.*.ids.json")}
     assert len(now) == 4 and all(now[name] == mtime for name, mtime in sealed.items()), "the sealed segments' ids are not written again"
     newest = json.loads(stem.with_name(meta["segments"][-1]["ids"]).read_text())
-    assert newest == {"first_key": 300, "ids": [f"p{i}" for i in range(300, 330)], "shas": {f"p{i}": f"s{i}" for i in range(300, 330)}}
+    assert newest == {"first_key": 300, "ids": [f"p{i}" for i in range(300, 330)], "shas": {f"p{i}": f"s{i}" for i in range(300, 330)},
+                      "stamps": [None] * 30}  # (added without times)
     stem.with_name(meta["segments"][1]["ids"]).unlink()  # a lost ids file: the set is incomplete, rebuilt from the store
     assert HnswIndex.saved_files(stem) == [] and len(HnswIndex.open(stem, "emb", 8)) == 0

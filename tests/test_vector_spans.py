@@ -247,3 +247,44 @@ def test_a_post_whose_time_changed_is_added_again_when_the_index_is_brought_up_t
     finally:
         forget_indexes(storage)
         storage.close()
+
+
+@pytest.mark.parametrize("n_old", [300, 5000], ids=["exact-scan", "graph"])
+def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, tmp_path: Path) -> None:
+    """One segment holding three months (the default 250,000 a segment is months of a desk's
+    posts): a text posted hundreds of times long ago, and again this week, keeps its copies of
+    the week in a search of the week. The segment's answer is kept to the span, and a row whose
+    answer was all other times' copies is answered again over the span's vectors (as PostgreSQL's
+    window filter: tests/test_pgvector_window.py). It holds for an index saved and opened again,
+    whose vectors' stamps are saved with their ids."""
+    from datetime import UTC, datetime, timedelta
+
+    from factbridge.backends.vectors.base import search_above, search_batch, time_stamp
+    from factbridge.backends.vectors.hnsw import HnswIndex
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal(16).astype(np.float32)
+
+    def copies(n: int, noise: float) -> np.ndarray:
+        rows = base[None, :] + noise * rng.standard_normal((n, 16)).astype(np.float32)
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    old, recent = copies(n_old, 0.02), copies(6, 0.05)
+    others = rng.standard_normal((50, 16)).astype(np.float32)
+    others /= np.linalg.norm(others, axis=1, keepdims=True)
+    ids = [f"old{i}" for i in range(n_old)] + [f"new{i}" for i in range(6)] + [f"other{i}" for i in range(50)] + ["untimed"]
+    stamps = [time_stamp(now - timedelta(days=90, minutes=i)) for i in range(n_old)] + [time_stamp(now - timedelta(days=i)) for i in range(6)]
+    stamps += [time_stamp(now - timedelta(hours=i)) for i in range(50)] + [None]
+    index = HnswIndex("emb", 16, segment_size=250_000)
+    index.add(ids, np.concatenate([old, recent, others, recent[:1]]), "emb", stamps=stamps)
+    week = (time_stamp(now - timedelta(days=7)), time_stamp(now + timedelta(days=7)))
+    index.save(tmp_path / "posts")
+    for searched in (index, HnswIndex.open(tmp_path / "posts", "emb", 16)):
+        for search in (search_batch, search_above):
+            [hits] = search(searched, recent[:1], 20, "emb", 0.5, week)
+            found = {i for i, _ in hits}
+            assert {f"new{i}" for i in range(6)} | {"untimed"} <= found, (search.__name__, sorted(found))
+            assert not any(i.startswith("old") for i in found), "the week's span, not three months ago"
+            [everything] = search(searched, recent[:1], 20, "emb", 0.5, None)
+            assert sum(i.startswith("old") for i, _ in everything) >= 10, "without a span: the whole history, as before"

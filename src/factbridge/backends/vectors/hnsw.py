@@ -75,6 +75,7 @@ READABLE_VERSIONS = ("usearch-hnsw-1", "usearch-hnsw-2", HNSW_INDEX_VERSION)
 EXACT_BELOW = 4096
 DTYPES = ("f32", "f16", "i8")
 RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of each segment per result
+NO_STAMP = int(np.iinfo(np.int64).min)  # a key's stamp when its vector came without one (`_stamps`)
 SEGMENT_SIZE = 250_000  # keys per segment (the vector_segment_size setting; docs/performance.md)
 # A threshold search (`search_above`: the hits at or above a score, at most k) asks each graph
 # first for its NARROW_K nearest at expansion NARROW_EF, and for k at the index's expansion only
@@ -220,6 +221,9 @@ class HnswIndex:
         self.params = {"connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search}
         self._segments: list[_Segment] = []
         self._ids: list[str | None] = []  # key -> id (None: removed)
+        # key -> its vector's stamp (`base.time_stamp`; NO_STAMP: unknown), for a search `within` a
+        # span inside a segment that holds other times too (`_in_span`)
+        self._stamps = np.zeros(0, dtype=np.int64)
         self._key: dict[str, int] = {}
         self._sha: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -280,6 +284,7 @@ class HnswIndex:
                 part = rows[done : done + newest.first_key + self.segment_size - len(self._ids)]
                 keys = np.arange(len(self._ids), len(self._ids) + len(part), dtype=np.uint64)
                 newest.stamped([stamps[n] for n in part] if stamps is not None else None)  # before the vectors: a search never sees one outside the span
+                self._push_stamps([stamps[n] for n in part] if stamps is not None else [None] * len(part))  # (and each key's, likewise)
                 newest.graph.add(keys, vectors[part], threads=self.threads)
                 newest.live += len(part)
                 newest.saved_as = None
@@ -294,6 +299,44 @@ class HnswIndex:
                     if shas is not None:
                         self._sha[ids[n]] = shas[n]
                 done += len(part)
+
+    def _push_stamps(self, stamps: Sequence[int | None]) -> None:
+        """The stamps of the keys about to be appended (grown by doubling, as the keys are)."""
+        start, end = len(self._ids), len(self._ids) + len(stamps)
+        if end > self._stamps.shape[0]:
+            grown = np.full(max(end, 2 * self._stamps.shape[0], 1024), NO_STAMP, dtype=np.int64)
+            grown[: self._stamps.shape[0]] = self._stamps
+            self._stamps = grown
+        self._stamps[start:end] = [NO_STAMP if t is None else int(t) for t in stamps]
+
+    def _in_span(self, keys: np.ndarray, within: Span) -> np.ndarray:
+        """Which of these keys' vectors may be of `within` (stamped in it, or of unknown time)."""
+        held = self._stamps  # (an add may grow it meanwhile: a key past it is one being added, unknown here)
+        stamps = np.full(keys.shape, NO_STAMP, dtype=np.int64)
+        known = keys < held.shape[0]
+        stamps[known] = held[keys[known]]
+        inside: np.ndarray = (stamps == NO_STAMP) | ((stamps >= within[0]) & (stamps <= within[1]))
+        return inside
+
+    def _span_hits(self, segment: _Segment, end: int, queries: np.ndarray, rows: list[int], k: int, min_score: float | None,
+                   within: Span) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each of these rows' `k` best of the segment's vectors of `within`, exactly: for the rows
+        whose graph answer was all of other times' copies (a text posted hundreds of times before,
+        which crowd its copies of the window out of the `k` nearest)."""
+        keys = np.arange(segment.first_key, end, dtype=np.int64)
+        live = np.fromiter((self._ids[key] is not None for key in keys.tolist()), dtype=bool, count=keys.size)
+        keys = keys[live & self._in_span(keys, within)]
+        if not keys.size:
+            return {row: (keys, np.zeros(0)) for row in rows}
+        vectors = np.asarray(segment.graph.get(keys.astype(np.uint64), dtype=np.float32), dtype=np.float32).reshape(keys.size, self.dim)
+        scores = queries[rows] @ vectors.T
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for n, row in enumerate(rows):
+            order = np.argsort(-scores[n], kind="stable")[:k]
+            if min_score is not None:
+                order = order[scores[n][order] >= min_score]
+            out[row] = (keys[order], scores[n][order].astype(np.float64))
+        return out
 
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -380,15 +423,27 @@ class HnswIndex:
         if held is not None and len(held) != len(queries):
             raise ValueError(f"held names {len(held)} ids for {len(queries)} queries: one per row")
         own = None if held is None else np.asarray([self._key.get(item, -1) for item in held], dtype=np.int64)  # -1: not held
+        ends = {id(s): e for s, e in zip(self._segments, [s.first_key for s in self._segments[1:]] + [len(self._ids)], strict=True)}
         for segment, floats in self._exact_views(within):  # every segment may hold all k best (as `search`)
             if not segment.live:
                 continue
+            # a segment that holds other times than the span too: its answers are kept to the span,
+            # and a row whose answer was all of other times is answered again over the span's keys
+            straddles = within is not None and not (segment.timed and segment.span is not None
+                                                    and within[0] <= segment.span[0] and segment.span[1] <= within[1])
             if floats is not None:  # as `search`, query by query
                 ids = self._ids  # the floats' keys are all in it (ids are never dropped, only set to None)
                 for row in range(len(queries)):
                     keys_of, distances_of = _exact_hits(floats, queries[row], min(k, segment.live), min_score)
-                    scores = (1.0 - distances_of.astype(np.float64)).tolist()
-                    out[row].extend((item, score) for key, score in zip(keys_of.tolist(), scores, strict=True) if (item := ids[key]) is not None)
+                    scores_of = 1.0 - distances_of.astype(np.float64)
+                    if straddles and within is not None:
+                        saturated = keys_of.size == min(k, segment.live)
+                        keep = self._in_span(keys_of, within)
+                        dropped = not keep.all()
+                        keys_of, scores_of = keys_of[keep], scores_of[keep]
+                        if saturated and dropped:  # hits of other times took places
+                            keys_of, scores_of = self._span_hits(segment, ends[id(segment)], queries, [row], k, min_score, within)[row]
+                    out[row].extend((item, score) for key, score in zip(keys_of.tolist(), scores_of.tolist(), strict=True) if (item := ids[key]) is not None)
                 continue
             count, exact = min(k, segment.live), segment.live < EXACT_BELOW
             if narrow and min_score is not None and not exact and count > NARROW_K:
@@ -406,6 +461,18 @@ class HnswIndex:
                         per_row[row] = found
             else:
                 per_row = self._graph_hits(segment.graph, queries, count, exact)
+            if straddles and within is not None:
+                crowded = []
+                for row, (keys, row_scores) in enumerate(per_row):
+                    full = len(keys) == count or (narrow and len(keys) == NARROW_K)
+                    reaching = not len(row_scores) or min_score is None or row_scores[-1] >= min_score
+                    keep = self._in_span(keys.astype(np.int64), within)
+                    per_row[row] = (keys[keep], row_scores[keep])
+                    if full and reaching and int(keep.sum()) < min(k, len(keys)):  # hits of other times took places
+                        crowded.append(row)
+                if crowded:
+                    for row, answer in self._span_hits(segment, ends[id(segment)], queries, crowded, k, min_score, within).items():
+                        per_row[row] = answer
             for row, (keys, row_scores) in enumerate(per_row):
                 keep = np.arange(len(keys)) if min_score is None else np.flatnonzero(row_scores >= min_score)
                 for key, score in zip(keys[keep].tolist(), row_scores[keep].tolist(), strict=True):
@@ -477,7 +544,8 @@ class HnswIndex:
                     ids = self._ids[segment.first_key : end]
                     # an id's hash goes with the segment of its current key (a replaced vector's new key is in the newest)
                     shas = {i: self._sha[i] for i in ids if i is not None and i in self._sha}
-                    stem.with_name(_ids_file(name)).write_bytes(orjson.dumps({"first_key": segment.first_key, "ids": ids, "shas": shas}))
+                    stamps = [None if t == NO_STAMP else t for t in self._stamps[segment.first_key : end].tolist()]
+                    stem.with_name(_ids_file(name)).write_bytes(orjson.dumps({"first_key": segment.first_key, "ids": ids, "shas": shas, "stamps": stamps}))
                     _fsync(stem.with_name(_ids_file(name)))
                 names.append(name)
             meta = {
@@ -568,11 +636,13 @@ class HnswIndex:
                 part = orjson.loads(path.read_bytes())
                 if int(part["first_key"]) != len(index._ids):
                     return cls(embedder_id, dim, **options)  # not the set the .json named: rebuilt from storage
+                index._push_stamps(part.get("stamps") or [None] * len(part["ids"]))  # (a file from before per-key stamps: unknown)
                 index._ids.extend(part["ids"])
                 index._sha.update(part["shas"])
             if len(index._ids) != int(meta.get("count", len(index._ids))):
                 return cls(embedder_id, dim, **options)
         else:
+            index._push_stamps([None] * len(meta["ids"]))
             index._ids = list(meta["ids"])
             index._sha = dict(meta.get("shas", {}))
         index._key = {item: key for key, item in enumerate(index._ids) if item is not None}
