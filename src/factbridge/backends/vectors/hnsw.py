@@ -324,8 +324,8 @@ class HnswIndex:
         whose graph answer was all of other times' copies (a text posted hundreds of times before,
         which crowd its copies of the window out of the `k` nearest)."""
         keys = np.arange(segment.first_key, end, dtype=np.int64)
-        live = np.fromiter((self._ids[key] is not None for key in keys.tolist()), dtype=bool, count=keys.size)
-        keys = keys[live & self._in_span(keys, within)]
+        keys = keys[self._in_span(keys, within)]  # (vectorised; then the few of the span checked for removal)
+        keys = keys[np.fromiter((self._ids[key] is not None for key in keys.tolist()), dtype=bool, count=keys.size)]
         if not keys.size:
             return {row: (keys, np.zeros(0)) for row in rows}
         vectors = np.asarray(segment.graph.get(keys.astype(np.uint64), dtype=np.float32), dtype=np.float32).reshape(keys.size, self.dim)
