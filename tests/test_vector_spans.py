@@ -249,8 +249,8 @@ def test_a_post_whose_time_changed_is_added_again_when_the_index_is_brought_up_t
         storage.close()
 
 
-@pytest.mark.parametrize("n_old", [300, 5000], ids=["exact-scan", "graph"])
-def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("n_old", "dtype"), [(300, "f32"), (5000, "f32"), (5000, "f16")], ids=["exact-scan", "graph", "f16-reranked"])
+def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, dtype: str, tmp_path: Path) -> None:
     """One segment holding three months (the default 250,000 a segment is months of a desk's
     posts): a text posted hundreds of times long ago, and again this week, keeps its copies of
     the week in a search of the week. The segment's answer is kept to the span, and a row whose
@@ -276,11 +276,14 @@ def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, tmp
     ids = [f"old{i}" for i in range(n_old)] + [f"new{i}" for i in range(6)] + [f"other{i}" for i in range(50)] + ["untimed"]
     stamps = [time_stamp(now - timedelta(days=90, minutes=i)) for i in range(n_old)] + [time_stamp(now - timedelta(days=i)) for i in range(6)]
     stamps += [time_stamp(now - timedelta(hours=i)) for i in range(50)] + [None]
-    index = HnswIndex("emb", 16, segment_size=250_000)
-    index.add(ids, np.concatenate([old, recent, others, recent[:1]]), "emb", stamps=stamps)
+    vectors = np.concatenate([old, recent, others, recent[:1]])
+    floats = dict(zip(ids, vectors, strict=True))  # the store's float vectors, for a quantised index's re-rank
+    rerank = (lambda wanted: np.stack([floats[i] for i in wanted])) if dtype != "f32" else None
+    index = HnswIndex("emb", 16, segment_size=250_000, dtype=dtype, rerank=rerank)
+    index.add(ids, vectors, "emb", stamps=stamps)
     week = (time_stamp(now - timedelta(days=7)), time_stamp(now + timedelta(days=7)))
     index.save(tmp_path / "posts")
-    for searched in (index, HnswIndex.open(tmp_path / "posts", "emb", 16)):
+    for searched in (index, HnswIndex.open(tmp_path / "posts", "emb", 16, rerank=rerank)):
         for search in (search_batch, search_above):
             [hits] = search(searched, recent[:1], 20, "emb", 0.5, week)
             found = {i for i, _ in hits}
@@ -288,3 +291,35 @@ def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, tmp
             assert not any(i.startswith("old") for i in found), "the week's span, not three months ago"
             [everything] = search(searched, recent[:1], 20, "emb", 0.5, None)
             assert sum(i.startswith("old") for i, _ in everything) >= 10, "without a span: the whole history, as before"
+
+
+def test_the_exact_pass_over_a_span_does_not_read_a_segment_of_unknown_times_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segment whose vectors are mostly of unknown time (saved before per-key stamps) is not read
+    whole when a row is answered again over the span: only its vectors stamped in the span are
+    (the unknown ones stand in the answer as the graph gave them)."""
+    from datetime import UTC, datetime, timedelta
+
+    from factbridge.backends.vectors.base import search_batch, time_stamp
+    from factbridge.backends.vectors.hnsw import HnswIndex
+
+    monkeypatch.setattr(hnsw, "UNKNOWN_EXACT_MAX", 10)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal(16).astype(np.float32)
+
+    def copies(n: int, noise: float) -> np.ndarray:
+        rows = base[None, :] + noise * rng.standard_normal((n, 16)).astype(np.float32)
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    index = HnswIndex("emb", 16)
+    index.add([f"unknown{i}" for i in range(300)], copies(300, 0.2), "emb")  # far copies, of unknown time
+    index.add([f"old{i}" for i in range(300)], copies(300, 0.02), "emb", stamps=[time_stamp(now - timedelta(days=90))] * 300)
+    recent = copies(6, 0.05)
+    index.add([f"new{i}" for i in range(6)], recent, "emb", stamps=[time_stamp(now - timedelta(days=i)) for i in range(6)])
+    fetched: list[int] = []
+    [segment] = index._segments
+    real_get = segment.graph.get
+    monkeypatch.setattr(segment.graph, "get", lambda keys, **kw: fetched.append(len(keys)) or real_get(keys, **kw), raising=False)
+    [hits] = search_batch(index, recent[:1], 20, "emb", 0.5, (time_stamp(now - timedelta(days=7)), time_stamp(now + timedelta(days=7))))
+    assert {f"new{i}" for i in range(6)} <= {i for i, _ in hits} and not any(i.startswith("old") for i, _ in hits)
+    assert fetched == [6], "only the span's stamped vectors were read"

@@ -76,6 +76,7 @@ EXACT_BELOW = 4096
 DTYPES = ("f32", "f16", "i8")
 RERANK_FACTOR = 4  # with a quantised index and `rerank`: candidates asked of each segment per result
 NO_STAMP = int(np.iinfo(np.int64).min)  # a key's stamp when its vector came without one (`_stamps`)
+UNKNOWN_EXACT_MAX = 20_000  # vectors of unknown time an exact pass over a span reads with it (`_read_in_span`)
 SEGMENT_SIZE = 250_000  # keys per segment (the vector_segment_size setting; docs/performance.md)
 # A threshold search (`search_above`: the hits at or above a score, at most k) asks each graph
 # first for its NARROW_K nearest at expansion NARROW_EF, and for k at the index's expansion only
@@ -318,24 +319,75 @@ class HnswIndex:
         inside: np.ndarray = (stamps == NO_STAMP) | ((stamps >= within[0]) & (stamps <= within[1]))
         return inside
 
-    def _span_hits(self, segment: _Segment, end: int, queries: np.ndarray, rows: list[int], k: int, min_score: float | None,
-                   within: Span) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def _read_in_span(self, keys: np.ndarray, within: Span) -> np.ndarray:
+        """Which of these keys' vectors an exact pass over `within` reads: those stamped in it,
+        and those of unknown time unless they are more than UNKNOWN_EXACT_MAX (a segment saved
+        before per-key stamps has every key unknown, and is not read whole: its unknown ones
+        stand in the answer as the graph gave them)."""
+        held = self._stamps
+        stamps = np.full(keys.shape, NO_STAMP, dtype=np.int64)
+        known = keys < held.shape[0]
+        stamps[known] = held[keys[known]]
+        unknown = stamps == NO_STAMP
+        inside: np.ndarray = ~unknown & (stamps >= within[0]) & (stamps <= within[1])
+        if int(unknown.sum()) <= UNKNOWN_EXACT_MAX:
+            inside |= unknown
+        return inside
+
+    def _span_hits(self, segment: _Segment, end: int, queries: np.ndarray, kept: dict[int, tuple[np.ndarray, np.ndarray]], k: int,
+                   min_score: float | None, within: Span) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Each of these rows' `k` best of the segment's vectors of `within`, exactly: for the rows
-        whose graph answer was all of other times' copies (a text posted hundreds of times before,
-        which crowd its copies of the window out of the `k` nearest)."""
+        whose graph answer was full and lost places to other times' copies (a text posted hundreds
+        of times before crowds its copies of the window out of the `k` nearest). `kept`: each
+        row's answer kept to the span; its vectors of unknown time stay in the answer (the exact
+        pass reads only the vectors stamped in the span: a segment saved before per-key stamps
+        has none, and is not read whole)."""
         keys = np.arange(segment.first_key, end, dtype=np.int64)
-        keys = keys[self._in_span(keys, within)]  # (vectorised; then the few of the span checked for removal)
+        keys = keys[self._read_in_span(keys, within)]  # (vectorised; then the few of the span checked for removal)
         keys = keys[np.fromiter((self._ids[key] is not None for key in keys.tolist()), dtype=bool, count=keys.size)]
-        if not keys.size:
-            return {row: (keys, np.zeros(0)) for row in rows}
-        vectors = np.asarray(segment.graph.get(keys.astype(np.uint64), dtype=np.float32), dtype=np.float32).reshape(keys.size, self.dim)
+        vectors = np.asarray(segment.graph.get(keys.astype(np.uint64), dtype=np.float32), dtype=np.float32).reshape(keys.size, self.dim) \
+            if keys.size else np.zeros((0, self.dim), dtype=np.float32)
+        rows = list(kept)
         scores = queries[rows] @ vectors.T
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for n, row in enumerate(rows):
-            order = np.argsort(-scores[n], kind="stable")[:k]
+            row_keys = kept[row][0].astype(np.int64)  # (kept: in the span or of unknown time)
+            unread = ~np.isin(row_keys, keys)  # of unknown time, not read by the exact pass: as the graph gave them
+            all_keys = np.concatenate([keys, row_keys[unread]])
+            all_scores = np.concatenate([scores[n].astype(np.float64), kept[row][1][unread]])
+            order = np.argsort(-all_scores, kind="stable")[:k]
             if min_score is not None:
-                order = order[scores[n][order] >= min_score]
-            out[row] = (keys[order], scores[n][order].astype(np.float64))
+                order = order[all_scores[order] >= min_score]
+            out[row] = (all_keys[order], all_scores[order])
+        return out
+
+    def _reranked_in_span(self, queries: np.ndarray, answers: list[list[tuple[str, float]]], k: int, min_score: float | None,
+                          within: Span) -> list[list[tuple[str, float]]]:
+        """A quantised index's re-ranked answers kept to `within`; a row whose answer was full and
+        lost places to other times is answered again exactly over every vector of the span (the
+        floats from `rerank`), as `_span_hits` does for a segment."""
+        out: list[list[tuple[str, float]]] = []
+        span_ids: list[str] | None = None
+        span_rows: np.ndarray | None = None
+        for row, hits in enumerate(answers):
+            keys = np.asarray([self._key.get(i, -1) for i, _ in hits], dtype=np.int64)
+            keep = self._in_span(keys, within) | (keys < 0)
+            kept = [hit for hit, inside in zip(hits, keep.tolist(), strict=True) if inside]
+            if len(hits) == k and len(kept) < len(hits):  # hits of other times took places
+                if span_ids is None:
+                    with self._lock:
+                        count = len(self._ids)
+                        candidates = np.flatnonzero(self._read_in_span(np.arange(count, dtype=np.int64), within))
+                        span_ids = [item for key in candidates.tolist() if (item := self._ids[key]) is not None]
+                    span_rows = np.asarray(self.rerank(span_ids), dtype=np.float32).reshape(len(span_ids), self.dim) if span_ids and self.rerank \
+                        else np.zeros((0, self.dim), dtype=np.float32)
+                assert span_rows is not None
+                scores = span_rows @ queries[row]
+                exact = [(span_ids[j], float(scores[j])) for j in np.argsort(-scores, kind="stable")[:k].tolist()]
+                read = set(span_ids)
+                unread = [hit for hit in kept if hit[0] not in read]  # of unknown time, not read: as the graph gave them
+                kept = [hit for hit in sorted(exact + unread, key=lambda hit: -hit[1])[:k] if min_score is None or hit[1] >= min_score]
+            out.append(kept)
         return out
 
     def search(self, query: np.ndarray, k: int, embedder_id: str) -> list[tuple[str, float]]:
@@ -418,7 +470,8 @@ class HnswIndex:
         if k <= 0 or not self._key or not len(queries):
             return [[] for _ in range(len(queries))]
         if self.rerank is not None and self.dtype != "f32":  # re-ranked per query, as `search` does
-            return [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
+            answers = [[(i, s) for i, s in self.search(q, k, embedder_id) if min_score is None or s >= min_score] for q in queries]
+            return answers if within is None else self._reranked_in_span(queries, answers, k, min_score, within)
         out: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
         if held is not None and len(held) != len(queries):
             raise ValueError(f"held names {len(held)} ids for {len(queries)} queries: one per row")
@@ -442,7 +495,7 @@ class HnswIndex:
                         dropped = not keep.all()
                         keys_of, scores_of = keys_of[keep], scores_of[keep]
                         if saturated and dropped:  # hits of other times took places
-                            keys_of, scores_of = self._span_hits(segment, ends[id(segment)], queries, [row], k, min_score, within)[row]
+                            keys_of, scores_of = self._span_hits(segment, ends[id(segment)], queries, {row: (keys_of, scores_of)}, k, min_score, within)[row]
                     out[row].extend((item, score) for key, score in zip(keys_of.tolist(), scores_of.tolist(), strict=True) if (item := ids[key]) is not None)
                 continue
             count, exact = min(k, segment.live), segment.live < EXACT_BELOW
@@ -471,7 +524,8 @@ class HnswIndex:
                     if full and reaching and int(keep.sum()) < min(k, len(keys)):  # hits of other times took places
                         crowded.append(row)
                 if crowded:
-                    for row, answer in self._span_hits(segment, ends[id(segment)], queries, crowded, k, min_score, within).items():
+                    for row, answer in self._span_hits(segment, ends[id(segment)], queries, {row: per_row[row] for row in crowded}, k, min_score,
+                                                       within).items():
                         per_row[row] = answer
             for row, (keys, row_scores) in enumerate(per_row):
                 keep = np.arange(len(keys)) if min_score is None else np.flatnonzero(row_scores >= min_score)
