@@ -339,9 +339,8 @@ class HnswIndex:
         """Each of these rows' `k` best of the segment's vectors of `within`, exactly: for the rows
         whose graph answer was full and lost places to other times' copies (a text posted hundreds
         of times before crowds its copies of the window out of the `k` nearest). `kept`: each
-        row's answer kept to the span; its vectors of unknown time stay in the answer (the exact
-        pass reads only the vectors stamped in the span: a segment saved before per-key stamps
-        has none, and is not read whole)."""
+        row's answer kept to the span; its vectors of unknown time that the exact pass does not
+        read (`_read_in_span`: when there are many) stay in the answer as the graph gave them."""
         keys = np.arange(segment.first_key, end, dtype=np.int64)
         keys = keys[self._read_in_span(keys, within)]  # (vectorised; then the few of the span checked for removal)
         keys = keys[np.fromiter((self._ids[key] is not None for key in keys.tolist()), dtype=bool, count=keys.size)]
