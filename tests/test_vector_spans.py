@@ -249,6 +249,12 @@ def test_a_post_whose_time_changed_is_added_again_when_the_index_is_brought_up_t
         storage.close()
 
 
+def _copies_around(base: np.ndarray, rng: np.random.Generator, n: int, noise: float) -> np.ndarray:
+    """`n` unit vectors near `base` (a text's copies: `noise` apart)."""
+    rows = base[None, :] + noise * rng.standard_normal((n, len(base))).astype(np.float32)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
 @pytest.mark.parametrize(("n_old", "dtype"), [(300, "f32"), (5000, "f32"), (5000, "f16")], ids=["exact-scan", "graph", "f16-reranked"])
 def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, dtype: str, tmp_path: Path) -> None:
     """One segment holding three months (the default 250,000 a segment is months of a desk's
@@ -257,20 +263,11 @@ def test_a_windows_copies_are_not_crowded_out_within_one_segment(n_old: int, dty
     answer was all other times' copies is answered again over the span's vectors (as PostgreSQL's
     window filter: tests/test_pgvector_window.py). It holds for an index saved and opened again,
     whose vectors' stamps are saved with their ids."""
-    from datetime import UTC, datetime, timedelta
-
-    from factbridge.backends.vectors.base import search_above, search_batch, time_stamp
-    from factbridge.backends.vectors.hnsw import HnswIndex
-
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     rng = np.random.default_rng(5)
     base = rng.standard_normal(16).astype(np.float32)
 
-    def copies(n: int, noise: float) -> np.ndarray:
-        rows = base[None, :] + noise * rng.standard_normal((n, 16)).astype(np.float32)
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-    old, recent = copies(n_old, 0.02), copies(6, 0.05)
+    old, recent = _copies_around(base, rng, n_old, 0.02), _copies_around(base, rng, 6, 0.05)
     others = rng.standard_normal((50, 16)).astype(np.float32)
     others /= np.linalg.norm(others, axis=1, keepdims=True)
     ids = [f"old{i}" for i in range(n_old)] + [f"new{i}" for i in range(6)] + [f"other{i}" for i in range(50)] + ["untimed"]
@@ -297,24 +294,15 @@ def test_the_exact_pass_over_a_span_does_not_read_a_segment_of_unknown_times_who
     """A segment whose vectors are mostly of unknown time (saved before per-key stamps) is not read
     whole when a row is answered again over the span: only its vectors stamped in the span are
     (the unknown ones stand in the answer as the graph gave them)."""
-    from datetime import UTC, datetime, timedelta
-
-    from factbridge.backends.vectors.base import search_batch, time_stamp
-    from factbridge.backends.vectors.hnsw import HnswIndex
-
     monkeypatch.setattr(hnsw, "UNKNOWN_EXACT_MAX", 10)
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     rng = np.random.default_rng(9)
     base = rng.standard_normal(16).astype(np.float32)
 
-    def copies(n: int, noise: float) -> np.ndarray:
-        rows = base[None, :] + noise * rng.standard_normal((n, 16)).astype(np.float32)
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
     index = HnswIndex("emb", 16)
-    index.add([f"unknown{i}" for i in range(300)], copies(300, 0.2), "emb")  # far copies, of unknown time
-    index.add([f"old{i}" for i in range(300)], copies(300, 0.02), "emb", stamps=[time_stamp(now - timedelta(days=90))] * 300)
-    recent = copies(6, 0.05)
+    index.add([f"unknown{i}" for i in range(300)], _copies_around(base, rng, 300, 0.2), "emb")  # far copies, of unknown time
+    index.add([f"old{i}" for i in range(300)], _copies_around(base, rng, 300, 0.02), "emb", stamps=[time_stamp(now - timedelta(days=90))] * 300)
+    recent = _copies_around(base, rng, 6, 0.05)
     index.add([f"new{i}" for i in range(6)], recent, "emb", stamps=[time_stamp(now - timedelta(days=i)) for i in range(6)])
     fetched: list[int] = []
     [segment] = index._segments
