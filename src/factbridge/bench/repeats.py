@@ -98,14 +98,12 @@ def postgres_index(url: str, tuning: Any) -> Callable[[list[Post], np.ndarray], 
     """Store the posts and vectors in a PostgreSQL store at `url` (migrated here) and return its
     post index (PgVectorIndex, HNSW by period) with the deployment's tuning."""
     from factbridge.backends.storage.postgres import PostgresStorage
-    from factbridge.backends.vectors.pgvector import PgVectorIndex
+    from factbridge.backends.vectors.selection import stored_vector_index
 
     def make(posts: list[Post], rows: np.ndarray) -> Any:
         store = PostgresStorage(url)
         store.migrate()
-        index = PgVectorIndex(store, "bench", "post", EMBEDDER_ID, rows.shape[1], hnsw=True, m=tuning.m,
-                              ef_construction=tuning.build_effort("pgvector"), ef_search=tuning.search_effort("pgvector"),
-                              halfvec=tuning.dtype == "f16")
+        index = stored_vector_index(store, "bench", "post", EMBEDDER_ID, rows.shape[1], choice="hnsw", tuning=tuning)
         for s in range(0, len(posts), 5000):
             store.upsert_posts("bench", posts[s : s + 5000])
             store.put_vectors("bench", "post", EMBEDDER_ID, [(p.id, "", v) for p, v in zip(posts[s : s + 5000], rows[s : s + 5000], strict=True)])
@@ -120,8 +118,7 @@ def embedded_index(tuning: Any) -> Callable[[list[Post], np.ndarray], Any]:
     from factbridge.backends.vectors.hnsw import HnswIndex
 
     def make(posts: list[Post], rows: np.ndarray) -> Any:
-        index = HnswIndex(EMBEDDER_ID, rows.shape[1], connectivity=tuning.m, expansion_add=tuning.build_effort("usearch"),
-                          expansion_search=tuning.search_effort("usearch"), dtype=tuning.dtype, segment_size=tuning.segment_size)
+        index = HnswIndex(EMBEDDER_ID, rows.shape[1], **tuning.usearch_options())
         # in time order, as a feed fills it (each segment then spans a stretch of time)
         order = sorted(range(len(posts)), key=lambda i: (posts[i].created_at or NOW, posts[i].id))
         index.add([posts[i].id for i in order], rows[order], EMBEDDER_ID, stamps=[time_stamp(posts[i].created_at) for i in order])

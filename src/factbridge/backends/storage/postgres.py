@@ -697,10 +697,16 @@ class PostgresStorage:
         return self._period_span
 
     @staticmethod
-    def _period_partitions(cur: psycopg.Cursor[Any]) -> set[int]:
+    def _partition_period(name: str) -> int:
+        """The period a partition of `post_vectors` holds, from its name (`post_vectors_<n>`; -1: `post_vectors_unknown`)."""
+        suffix = name.rsplit("_", 1)[1]
+        return int(suffix) if suffix.isdigit() else -1
+
+    @classmethod
+    def _period_partitions(cls, cur: psycopg.Cursor[Any]) -> set[int]:
         rows = cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                            " WHERE i.inhparent = 'post_vectors'::regclass").fetchall()
-        return {int(r[0].rsplit("_", 1)[1]) for r in rows if r[0].rsplit("_", 1)[1].isdigit()}
+        return {period for r in rows if (period := cls._partition_period(r[0])) >= 0}
 
     def post_periods(self) -> set[int]:
         """The periods that have a partition of `post_vectors` (as far as this process knows: one
@@ -720,8 +726,7 @@ class PostgresStorage:
             " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'post_vectors'::regclass", ()))
         out = []
         for name, estimate, table_bytes, index_bytes in rows:
-            suffix = str(name).rsplit("_", 1)[1]
-            period = int(suffix) if suffix.isdigit() else -1
+            period = self._partition_period(str(name))
             start = _EPOCH + timedelta(seconds=period * span) if period >= 0 else None
             out.append({"period": period, "table": name, "from": start.isoformat() if start else None,
                         "to": (start + timedelta(seconds=span)).isoformat() if start else None,

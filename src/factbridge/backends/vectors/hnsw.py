@@ -310,12 +310,17 @@ class HnswIndex:
             self._stamps = grown
         self._stamps[start:end] = [NO_STAMP if t is None else int(t) for t in stamps]
 
-    def _in_span(self, keys: np.ndarray, within: Span) -> np.ndarray:
-        """Which of these keys' vectors may be of `within` (stamped in it, or of unknown time)."""
+    def _stamps_of(self, keys: np.ndarray) -> np.ndarray:
+        """These keys' stamps (NO_STAMP: unknown)."""
         held = self._stamps  # (an add may grow it meanwhile: a key past it is one being added, unknown here)
         stamps = np.full(keys.shape, NO_STAMP, dtype=np.int64)
         known = keys < held.shape[0]
         stamps[known] = held[keys[known]]
+        return stamps
+
+    def _in_span(self, keys: np.ndarray, within: Span) -> np.ndarray:
+        """Which of these keys' vectors may be of `within` (stamped in it, or of unknown time)."""
+        stamps = self._stamps_of(keys)
         inside: np.ndarray = (stamps == NO_STAMP) | ((stamps >= within[0]) & (stamps <= within[1]))
         return inside
 
@@ -324,10 +329,7 @@ class HnswIndex:
         and those of unknown time unless they are more than UNKNOWN_EXACT_MAX (a segment saved
         before per-key stamps has every key unknown, and is not read whole: its unknown ones
         stand in the answer as the graph gave them)."""
-        held = self._stamps
-        stamps = np.full(keys.shape, NO_STAMP, dtype=np.int64)
-        known = keys < held.shape[0]
-        stamps[known] = held[keys[known]]
+        stamps = self._stamps_of(keys)
         unknown = stamps == NO_STAMP
         inside: np.ndarray = ~unknown & (stamps >= within[0]) & (stamps <= within[1])
         if int(unknown.sum()) <= UNKNOWN_EXACT_MAX:

@@ -73,6 +73,12 @@ class VectorIndexTuning:
         if self.segment_size < 1:
             raise ConfigError("vector_segment_size must be positive")
 
+    def usearch_options(self) -> dict[str, Any]:
+        """A new embedded (usearch) index's options from these settings (without `rerank`, which
+        reads the store)."""
+        return {"connectivity": self.m, "expansion_add": self.build_effort("usearch"), "expansion_search": self.search_effort("usearch"),
+                "dtype": self.dtype, "segment_size": self.segment_size}
+
     def build_effort(self, index: str) -> int:
         """The `ef_construction` of a new index of this kind ("usearch" or "pgvector")."""
         return self.ef_construction if self.ef_construction is not None else EF_CONSTRUCTION[index]
@@ -152,10 +158,7 @@ def stored_vector_index(
     path = index_path(data_dir, org, kind, embedder_id) if data_dir is not None else None
     if kept is None:
         if choice == "hnsw":
-            options: dict[str, Any] = {
-                "connectivity": tuning.m, "expansion_add": tuning.build_effort("usearch"), "expansion_search": tuning.search_effort("usearch"),
-                "dtype": tuning.dtype, "segment_size": tuning.segment_size, "rerank": _stored_floats(storage, org, kind, embedder_id, dim),
-            }
+            options: dict[str, Any] = {**tuning.usearch_options(), "rerank": _stored_floats(storage, org, kind, embedder_id, dim)}
             index: HnswIndex | NumpyIndex = HnswIndex.open(path, embedder_id, dim, **options) if path else HnswIndex(embedder_id, dim, **options)
         else:
             index = NumpyIndex(embedder_id, dim)
