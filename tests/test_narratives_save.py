@@ -962,3 +962,70 @@ def test_workers_assigning_at_once_leave_a_consistent_store(tmp_path, memory_day
         assert t["size"] == sum(docs[nid]["size"] for nid in t["narratives"]) and all(docs[nid]["topic_id"] == tid for nid in t["narratives"])
     for s in stores:
         s.close()
+
+
+def _crowded_topics(batches: int = 8, per_batch: int = 120, dim: int = 16) -> list[tuple[list[Post], np.ndarray]]:
+    """Batches of many small stories around a few dozen directions, close in time: most posts
+    start a narrative, which joins a topic made earlier (often one made in the same batch), and
+    topics merge."""
+    rng = np.random.default_rng(23)
+    directions = rng.normal(size=(40, dim)).astype(np.float32)
+    out = []
+    for b in range(batches):
+        posts, vecs = [], []
+        for i in range(per_batch):
+            v = directions[int(rng.integers(0, 40))] + rng.normal(0, 0.35, dim).astype(np.float32)
+            vecs.append(v / np.linalg.norm(v))
+            posts.append(Post(id=f"b{b}-{i}", text=f"post {b} {i} {rng.integers(0, 10**9)} words {rng.integers(0, 10**9)}", language="en",
+                              created_at=T0 + timedelta(hours=6 * b, minutes=i)))
+        out.append((posts, np.stack(vecs)))
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_with_every_topic(monkeypatch, k) -> None:  # type: ignore[no-untyped-def]
+    """A batch's new narratives choose their topics, and its touched topics their merges, from
+    one product over the topics (`_TopicShortlist`, the highest `SHORTLIST_K` of each, the rows
+    changed within the batch compared again): the same topics, joins and merges as comparing
+    each with every topic; with one row shortlisted, most of its queries fall back to that."""
+    import itertools
+
+    params = Settings(narrative_threshold=0.95, topic_threshold=0.55).narratives
+    batches = _crowded_topics()
+    monkeypatch.setattr(narr, "SHORTLIST_K", k)
+    real_best = narr.NarrativeEngine._best_topic
+
+    def run(shortlist: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, str, float]], dict[str, int]]:
+        ids, calls = itertools.count(), {"every row": 0, "shortlist": 0}
+
+        def best_topic(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls["every row"] += 1
+            return real_best(self, *args, **kwargs)
+
+        real_short = narr._TopicShortlist.best
+
+        def short_best(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls["shortlist"] += 1
+            return real_short(self, *args, **kwargs)
+
+        monkeypatch.setattr(narr, "_new_id", lambda prefix, seed: f"{prefix}-{next(ids):020d}")
+        monkeypatch.setattr(narr, "SHORTLIST_MIN_TOPICS", 0 if shortlist else 10**9)
+        monkeypatch.setattr(narr.NarrativeEngine, "_best_topic", best_topic)
+        monkeypatch.setattr(narr._TopicShortlist, "best", short_best)
+        engine = narr.NarrativeEngine(params, 16)
+        out = []
+        for posts, vecs in batches:
+            assignments, _, _ = engine.assign(posts, vecs)
+            out += [(a.post_id, a.narrative_id, a.method, engine.narratives[a.narrative_id].topic) for a in assignments]
+        merges = sorted((t.id, m["topic_id"], m["cosine"]) for t in engine.topics.values() for m in t.merged)
+        return out, merges, calls
+
+    with_list, every = run(True), run(False)
+    assert with_list[0] == every[0] and with_list[1] == every[1]
+    topics = {r[3] for r in every[0]}
+    assert len(topics) > 20 and len({r[1] for r in every[0]}) > 300 and len(every[1]) > 5, "many narratives, topics and merges"
+    assert every[2]["shortlist"] == 0 and with_list[2]["shortlist"] > 500
+    if k == 8:  # a shortlisted row rarely changes: few queries compared with every row
+        assert with_list[2]["every row"] < with_list[2]["shortlist"] / 10
+    else:
+        assert with_list[2]["every row"] > 10

@@ -111,6 +111,9 @@ CHANGES = "narrative_changes"
 CHANGE_RING = 256  # the last writes' change entries kept (one document per slot, overwritten in turn)
 CATCH_UP_MAX = 128  # an engine further behind than this many writes is loaded again instead
 RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document
+SHORTLIST_MIN_TOPICS = 512  # topic rows from which a batch's topic choices come from one product (`_TopicShortlist`)
+SHORTLIST_K = 8  # the most similar topics reaching the threshold a shortlist keeps per query
+_SHORTLIST_BLOCK = 1 << 24  # similarities computed at once when a shortlist is made (64 MB of float32)
 
 
 # (semantic_threshold, topic_threshold) per embedder family and vector space, tuned on PHEME
@@ -418,6 +421,80 @@ class Topic:
         )
 
 
+class _TopicShortlist:
+    """Each of a batch's queries' topics (the means of its new narratives, or of the topics it
+    touched) that reach `floor`, the topic threshold: the time-compatible rows at or above it, the
+    highest `SHORTLIST_K` where there are more, from one matrix product over the topic rows as they
+    stand when it is made. `best` then answers `_best_topic` as the rows stand at the time it is
+    asked, wherever that reaches the floor: a row not changed since keeps its similarity, and the
+    shortlist holds a query's highest, so the best of its unchanged shortlisted rows is the best of
+    every unchanged row; the rows changed since (joined, made or merged within the batch: a few,
+    recorded in `NarrativeEngine._changed_topic_rows`) are compared again. A query all of whose
+    shortlisted rows changed, where more reached the floor, is compared with every row. Below the
+    floor it may name another topic than `_best_topic` would, or none: the caller makes a new
+    topic, or merges nothing, either way.
+
+    In a feed where most posts are stories of their own, every post makes a narrative and a topic,
+    and each was compared with every active topic twice (its topic's choice, then its merge), one
+    pass over all their rows each: the stage's cost, growing with the topics active."""
+
+    def __init__(self, engine: NarrativeEngine, queries: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, excluded: np.ndarray, floor: float) -> None:
+        self.engine = engine
+        n, m = len(engine._topic_order), len(queries)
+        self.rows: list[list[tuple[float, int]]] = [[] for _ in range(m)]  # per query: (similarity, row), highest first
+        self.more = np.zeros(m, dtype=bool)  # rows reaching the floor beyond the shortlist
+        engine._changed_topic_rows = set()
+        window = engine._topic_window[:n]  # (comparisons with NaN are False: retired rows)
+        any_ok = (window[:, 0] <= lasts.max()) & (firsts.min() <= window[:, 1]) if m and n else np.zeros(0, dtype=bool)
+        if not any_ok.any():
+            return
+        sub = _rows_where(any_ok)
+        matrix = engine._topic_centroids[:n] if sub is None else engine._topic_centroids[sub]
+        cols = np.arange(n) if sub is None else sub
+        step = max(1, _SHORTLIST_BLOCK // len(cols))
+        for start in range(0, m, step):
+            # (few: the pairs worth a look; a hair below the floor, which the product's rounding may move)
+            q, c = np.nonzero(queries[start : start + step] @ matrix.T >= floor - 1e-5)
+            q += start
+            rows = cols[c]
+            ok = (window[rows, 0] <= lasts[q]) & (firsts[q] <= window[rows, 1]) & (rows != excluded[q])
+            q, rows = q[ok], rows[ok]
+            sims = np.einsum("ij,ij->i", queries[q], engine._topic_centroids[rows])
+            for i, row, sim in zip(q.tolist(), rows.tolist(), sims.tolist(), strict=True):
+                self.rows[i].append((sim, row))
+        for i, found in enumerate(self.rows):
+            if len(found) > SHORTLIST_K:
+                found.sort(key=lambda x: (-x[0], x[1]))
+                del found[SHORTLIST_K:]
+                self.more[i] = True
+
+    def best(self, i: int, centroid: np.ndarray, first: float, last: float, exclude: str = "") -> tuple[float, str]:
+        """`engine._best_topic(centroid, first, last, exclude)` for query `i` (the same query it
+        was made with) where that reaches the floor, as the topic rows stand now. Ties go to the
+        lower row, as `argmax`'s do."""
+        e = self.engine
+        changed = e._changed_topic_rows or set()
+        best_sim, best_row, kept = -2.0, -1, False
+        for sim, row in self.rows[i]:
+            if row in changed:
+                continue
+            kept = True
+            if sim > best_sim or (sim == best_sim and row < best_row):
+                best_sim, best_row = sim, row
+        if not kept and self.more[i]:
+            return e._best_topic(centroid, first, last, exclude)
+        skip = e._topic_row[exclude] if exclude else -1
+        again = np.fromiter((r for r in changed if r != skip), dtype=np.int64)
+        if again.size:
+            window = e._topic_window[again]
+            again = again[(window[:, 0] <= last) & (first <= window[:, 1])]
+        if again.size:
+            for row, sim in zip(again.tolist(), (e._topic_centroids[again] @ centroid).tolist(), strict=True):
+                if sim > best_sim or (sim == best_sim and row < best_row):
+                    best_sim, best_row = sim, row
+        return (best_sim, e._topic_order[best_row]) if best_row >= 0 else (-2.0, "")
+
+
 @dataclass(frozen=True)
 class _Mark:
     """How far an engine's rows went before an assignment: what `NarrativeEngine.take_back` cuts
@@ -493,6 +570,7 @@ class NarrativeEngine:
         self._topic_row: dict[str, int] = {}
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
         self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
+        self._changed_topic_rows: set[int] | None = None  # topic rows changed since a `_TopicShortlist` was made (None: none is in use)
         self.seq = 0
         self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
         self.token = ""  # the token of the state it loaded or last wrote: it is current while the stored one is the same
@@ -807,12 +885,16 @@ class NarrativeEngine:
                 window[: self._topic_window.shape[0]] = self._topic_window
                 self._topic_centroids, self._topic_window = grown, window
         t = self.topics[tid]
+        if self._changed_topic_rows is not None:
+            self._changed_topic_rows.add(row)
         self._topic_centroids[row] = t.mean()
         gap = self.params.topic_max_gap_hours * 3600.0
         self._topic_window[row] = (t.first_seen - gap, t.last_seen + gap)
 
     def _retire_topic_row(self, tid: str) -> None:
         row = self._topic_row[tid]
+        if self._changed_topic_rows is not None:
+            self._changed_topic_rows.add(row)
         self._topic_centroids[row] = 0.0
         self._topic_window[row] = np.nan  # never time-compatible again
 
@@ -855,9 +937,15 @@ class NarrativeEngine:
             if tid:
                 self._set_topic_row(tid)
                 touched_topics.add(tid)
-        for nid in new_narratives:
-            n = self.narratives[nid]
-            sim, tid = self._best_topic(n.vec_sum / max(n.size, 1), n.first_seen, n.last_seen)
+        placed = [self.narratives[nid] for nid in new_narratives]
+        means = [n.vec_sum / max(n.size, 1) for n in placed]
+        shortlist = self._shortlist(means, [(n.first_seen, n.last_seen) for n in placed], [-1] * len(placed))
+        for i, n in enumerate(placed):
+            nid = n.id
+            if shortlist is None:
+                sim, tid = self._best_topic(means[i], n.first_seen, n.last_seen)
+            else:
+                sim, tid = shortlist.best(i, means[i], n.first_seen, n.last_seen)
             if not tid or sim < p.topic:
                 tid = self._fresh_id("top", nid)
                 self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
@@ -867,6 +955,7 @@ class NarrativeEngine:
             self._grow_topic(topic, n, n.vec_sum, n.size, n.heat)
             self._set_topic_row(tid)
             touched_topics.add(tid)
+        self._changed_topic_rows = None
         touched_topics |= self._merge_topics(touched_topics, touched)
         return touched_topics  # merged-away topics included: `save` records where they went
 
@@ -878,12 +967,18 @@ class NarrativeEngine:
         the next load's assignments)."""
         changed: set[str] = set()
         queue = sorted(t for t in touched if t in self.topics)
+        asked = {tid: i for i, tid in enumerate(queue)}
+        queries = [self.topics[tid] for tid in queue]
+        shortlist = self._shortlist([t.mean() for t in queries], [(t.first_seen, t.last_seen) for t in queries], [self._topic_row[tid] for tid in queue])
         while queue:
             tid = queue.pop()
             if tid not in self.topics:
                 continue
             topic = self.topics[tid]
-            sim, other_id = self._best_topic(topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
+            if shortlist is not None and tid in asked and self._topic_row[tid] not in (self._changed_topic_rows or ()):
+                sim, other_id = shortlist.best(asked[tid], topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
+            else:  # (a topic that took another in since: compared with every row)
+                sim, other_id = self._best_topic(topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
             if not other_id or sim < self.params.topic:
                 continue
             other = self.topics[other_id]
@@ -905,7 +1000,16 @@ class NarrativeEngine:
             changed.update((drop.id, keep.id))
             self._set_topic_row(keep.id)
             queue.append(keep.id)
+        self._changed_topic_rows = None
         return changed
+
+    def _shortlist(self, means: list[np.ndarray], spans: list[tuple[float, float]], excluded: list[int]) -> _TopicShortlist | None:
+        """A shortlist of these queries' topics, where there are enough of both to be worth one
+        product (None: each is compared with every row, `_best_topic`)."""
+        if len(means) < 2 or len(self._topic_order) < SHORTLIST_MIN_TOPICS:
+            return None
+        times = np.asarray(spans, dtype=np.float64).reshape(-1, 2)
+        return _TopicShortlist(self, np.stack(means).astype(np.float32, copy=False), times[:, 0], times[:, 1], np.asarray(excluded, dtype=np.int64), self.params.topic)
 
     # -- persistence --------------------------------------------------------------
     def load(self, storage: Storage, org: str) -> None:
