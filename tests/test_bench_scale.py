@@ -278,6 +278,10 @@ def test_bench_narratives_with_a_memory_horizon_holds_only_its_days(tmp_path: Pa
     assert data["memory_days"] == 0.1 and 280 <= data["members"] <= 300 and data["members"] <= data["most_members_held"] <= 420
     distinct = _json(_run(["bench", "narratives", "--posts", "300", "--batch", "100", "--distinct", "--json"], tmp_path))
     assert distinct["narratives"] == distinct["topics"] == distinct["members"] == 300, "every post a narrative and a topic of its own"
+    assert distinct["active_narratives_at_end"] == 300 and distinct["spacing_s"] == 30 and distinct["end_posts_per_s"] > 0, "2.5 hours of posts: all within 72 h"
+    # an hour apart (each up to 20 hours late): about the last 72 within the semantic gap of the newest
+    sparse = _json(_run(["bench", "narratives", "--posts", "300", "--batch", "100", "--distinct", "--spacing", "3600", "--json"], tmp_path))
+    assert sparse["narratives"] == 300 and 60 <= sparse["active_narratives_at_end"] <= 100
 
 
 _CRASH_ONE_WORKER = """

@@ -23,7 +23,9 @@ _WORDS = (
 ).split()
 
 
-def synthetic_posts(n: int, stories: int | None = None, dim: int = 384, seed: int = 11) -> tuple[list[Post], np.ndarray]:
+def synthetic_posts(n: int, stories: int | None = None, dim: int = 384, seed: int = 11, spacing: float = 30.0) -> tuple[list[Post], np.ndarray]:
+    """`n` posts of `stories` stories (popularity by Zipf), `spacing` seconds apart on average
+    (each up to 20 spacings late), with vectors around each story's direction."""
     rng = np.random.default_rng(seed)
     stories = stories or max(10, n // 40)
     base_text = [" ".join(rng.choice(_WORDS, size=int(rng.integers(12, 25)))) for _ in range(stories)]
@@ -48,6 +50,6 @@ def synthetic_posts(n: int, stories: int | None = None, dim: int = 384, seed: in
         noise = rng.normal(size=dim).astype(np.float32)
         vec = centers[s] + 0.35 * noise / np.linalg.norm(noise)
         vectors[i] = vec / np.linalg.norm(vec)
-        created = start + timedelta(seconds=float(i) * 30 + float(rng.integers(0, 600)))
+        created = start + timedelta(seconds=float(i) * spacing + float(rng.integers(0, 600)) * spacing / 30.0)
         posts.append(prepare_post(Post(id=f"syn-{i}", author=f"acct-{int(rng.integers(n // 5 + 1))}", created_at=created, text=text, language="en")))
     return posts, vectors

@@ -365,7 +365,9 @@ def bench_narratives(
     batch: Annotated[int, typer.Option(help="Posts per ingest batch.")] = 1_000,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Engines over one store taking batches in turn, as queue workers do (each behind the others' writes).")] = 1,
     distinct: Annotated[bool, typer.Option("--distinct", help="Every post a story of its own (random vector and words): a narrative and a topic per post, the most memory a post can cost.")] = False,
-    memory_days: Annotated[float, typer.Option(help="narrative_memory_days of the engines (0: keep everything; the generated posts are 30 s apart).")] = 0.0,
+    memory_days: Annotated[float, typer.Option(help="narrative_memory_days of the engines (0: keep everything).")] = 0.0,
+    spacing: Annotated[float, typer.Option(min=0.001, help="Seconds between generated posts: 30 is a desk's feed over weeks; 0.00864 is 10 M posts a day, "
+                                           "where every post made in the last 72 hours is active (what each batch is compared with).")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Narrative assignment throughput once vectors exist (near-duplicates, centroids, topics, storage writes).
@@ -378,6 +380,8 @@ def bench_narratives(
     import tempfile
     import tracemalloc
 
+    import numpy as np
+
     from factbridge.backends.storage.sqlite import SQLiteStorage
     from factbridge.bench.synthetic_posts import synthetic_posts
     from factbridge.pipeline import narratives as narr
@@ -385,14 +389,12 @@ def bench_narratives(
     from factbridge.settings import Settings
 
     t0 = time.perf_counter()
-    items, vectors = synthetic_posts(posts)
+    items, vectors = synthetic_posts(posts, spacing=spacing)
     if distinct:
-        import numpy as np
-
         from factbridge.pipeline.prepare import prepare_post
 
         rng = np.random.default_rng(5)
-        vocabulary = [f"w{i}" for i in range(50_000)]
+        vocabulary = np.asarray([f"w{i}" for i in range(50_000)])  # (an array: a list is converted at every draw)
         vectors = rng.normal(size=vectors.shape).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         items = [prepare_post(p.model_copy(update={"text": " ".join(rng.choice(vocabulary, 20))})) for p in items]
@@ -404,6 +406,7 @@ def bench_narratives(
         stores = [SQLiteStorage(url) for _ in range(workers)]
         stores[0].migrate()
         current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
+        rates: list[float] = []  # each batch's posts/s
         most = 0  # the most members an engine held after a batch
         try:
             stores[0].upsert_posts("bench", items)
@@ -417,8 +420,13 @@ def bench_narratives(
                         current.append(time.perf_counter() - t)
                     summary = narr.assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
                     elapsed += time.perf_counter() - t
-                    most = max(most, len(narr._ENGINES[storage]["bench"]._post_ids))
+                    rates.append(len(items[start : start + batch]) / (time.perf_counter() - t))
+                    engine = narr._ENGINES[storage]["bench"]
+                    most = max(most, len(engine._post_ids))
                     advance(summary["assigned"])
+            # the narratives a batch's posts were compared with at the end: those active within the semantic gap
+            last_seen = engine._last_seen[: len(engine._order)]
+            active = int(np.count_nonzero(last_seen >= last_seen.max() - params.semantic_max_gap_hours * 3600.0)) if last_seen.size else 0
             book = Narratives(stores[0])
             narratives, topics = book.count("bench"), book.count_topics("bench")
             t = time.perf_counter()
@@ -436,7 +444,9 @@ def bench_narratives(
             for storage in stores:
                 storage.close()
     result = {
-        "posts": len(items), "batch": batch, "workers": workers, "assign_s": round(elapsed, 3), "posts_per_s": round(len(items) / elapsed, 1),
+        "posts": len(items), "batch": batch, "workers": workers, "spacing_s": spacing, "assign_s": round(elapsed, 3), "posts_per_s": round(len(items) / elapsed, 1),
+        # the rate at the end, where the batches are compared with the most active narratives (the median of the last tenth of them)
+        "end_posts_per_s": round(statistics.median(rates[-max(1, len(rates) // 10) :]), 1), "active_narratives_at_end": active,
         "narratives": narratives, "topics": topics, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "catch_up_p50_s": round(statistics.median(current), 4) if current else None, "catch_up_mean_s": round(statistics.fmean(current), 4) if current else None,
         "catch_up_max_s": round(max(current), 4) if current else None,
@@ -449,6 +459,8 @@ def bench_narratives(
         return
     console.print(f"generated {len(items):,} posts with {dim}-d vectors in {gen_s:.1f} s (not timed)")
     console.print(f"assigned {len(items):,} posts in {elapsed:.2f} s: {len(items) / elapsed:,.0f} posts/s (batches of {batch}, {workers} worker(s), storage writes included)")
+    console.print(f"at the end (the last tenth of the batches, median): {result['end_posts_per_s']:,.0f} posts/s, each batch compared with the "
+                  f"{active:,} narratives active within {params.semantic_max_gap_hours:g} h (posts {spacing:g} s apart)")
     console.print(f"{narratives:,} narratives, {topics:,} topics; peak RSS {result['peak_rss_mb']:,} MB")
     if current:
         console.print(f"a worker's engine brought up to the others' {workers - 1} write(s) before its batch: p50 {statistics.median(current):.3f} s, "

@@ -429,7 +429,7 @@ class _TopicShortlist:
     asked, wherever that reaches the floor: a row not changed since keeps its similarity, and the
     shortlist holds a query's highest, so the best of its unchanged shortlisted rows is the best of
     every unchanged row; the rows changed since (joined, made or merged within the batch: a few,
-    recorded in `NarrativeEngine._changed_topic_rows`) are compared again. A query all of whose
+    logged in `NarrativeEngine._topic_row_log`) are compared again. A query all of whose
     shortlisted rows changed, where more reached the floor, is compared with every row. Below the
     floor it may name another topic than `_best_topic` would, or none: the caller makes a new
     topic, or merges nothing, either way.
@@ -443,7 +443,10 @@ class _TopicShortlist:
         n, m = len(engine._topic_order), len(queries)
         self.rows: list[list[tuple[float, int]]] = [[] for _ in range(m)]  # per query: (similarity, row), highest first
         self.more = np.zeros(m, dtype=bool)  # rows reaching the floor beyond the shortlist
-        engine._changed_topic_rows = set()
+        if engine._topic_row_log is None:
+            engine._topic_row_log = []
+        self._read = len(engine._topic_row_log)  # the changes logged before it was made
+        self._changed: set[int] = set()
         window = engine._topic_window[:n]  # (comparisons with NaN are False: retired rows)
         any_ok = (window[:, 0] <= lasts.max()) & (firsts.min() <= window[:, 1]) if m and n else np.zeros(0, dtype=bool)
         if not any_ok.any():
@@ -468,12 +471,20 @@ class _TopicShortlist:
                 del found[SHORTLIST_K:]
                 self.more[i] = True
 
+    def changed(self) -> set[int]:
+        """The topic rows changed since this shortlist was made."""
+        log = self.engine._topic_row_log or []
+        if len(log) > self._read:
+            self._changed.update(log[self._read :])
+            self._read = len(log)
+        return self._changed
+
     def best(self, i: int, centroid: np.ndarray, first: float, last: float, exclude: str = "") -> tuple[float, str]:
         """`engine._best_topic(centroid, first, last, exclude)` for query `i` (the same query it
         was made with) where that reaches the floor, as the topic rows stand now. Ties go to the
         lower row, as `argmax`'s do."""
         e = self.engine
-        changed = e._changed_topic_rows or set()
+        changed = self.changed()
         best_sim, best_row, kept = -2.0, -1, False
         for sim, row in self.rows[i]:
             if row in changed:
@@ -570,7 +581,7 @@ class NarrativeEngine:
         self._topic_row: dict[str, int] = {}
         self._topic_centroids = np.zeros((0, dim), dtype=np.float32)
         self._topic_window = np.zeros((0, 2))  # per topic row: first_seen - gap, last_seen + gap (NaN: retired)
-        self._changed_topic_rows: set[int] | None = None  # topic rows changed since a `_TopicShortlist` was made (None: none is in use)
+        self._topic_row_log: list[int] | None = None  # topic rows changed, in turn, while a batch's topics are placed (`_TopicShortlist`)
         self.seq = 0
         self.loaded_from: tuple[int, str] | None = None  # the stored state's number and token when `load` began
         self.token = ""  # the token of the state it loaded or last wrote: it is current while the stored one is the same
@@ -885,16 +896,16 @@ class NarrativeEngine:
                 window[: self._topic_window.shape[0]] = self._topic_window
                 self._topic_centroids, self._topic_window = grown, window
         t = self.topics[tid]
-        if self._changed_topic_rows is not None:
-            self._changed_topic_rows.add(row)
+        if self._topic_row_log is not None:
+            self._topic_row_log.append(row)
         self._topic_centroids[row] = t.mean()
         gap = self.params.topic_max_gap_hours * 3600.0
         self._topic_window[row] = (t.first_seen - gap, t.last_seen + gap)
 
     def _retire_topic_row(self, tid: str) -> None:
         row = self._topic_row[tid]
-        if self._changed_topic_rows is not None:
-            self._changed_topic_rows.add(row)
+        if self._topic_row_log is not None:
+            self._topic_row_log.append(row)
         self._topic_centroids[row] = 0.0
         self._topic_window[row] = np.nan  # never time-compatible again
 
@@ -937,9 +948,11 @@ class NarrativeEngine:
             if tid:
                 self._set_topic_row(tid)
                 touched_topics.add(tid)
+        self._topic_row_log = []
         placed = [self.narratives[nid] for nid in new_narratives]
         means = [n.vec_sum / max(n.size, 1) for n in placed]
         shortlist = self._shortlist(means, [(n.first_seen, n.last_seen) for n in placed], [-1] * len(placed))
+        fresh: dict[str, int] = {}  # topics made for one new narrative: their merge asks what its choice asked
         for i, n in enumerate(placed):
             nid = n.id
             if shortlist is None:
@@ -949,33 +962,41 @@ class NarrativeEngine:
             if not tid or sim < p.topic:
                 tid = self._fresh_id("top", nid)
                 self.topics[tid] = Topic(id=tid, vec_sum=np.zeros(self.dim, dtype=np.float32), created_at=n.created_at)
+                fresh[tid] = i
             topic = self.topics[tid]
             n.topic = tid
             topic.narratives.append(nid)
             self._grow_topic(topic, n, n.vec_sum, n.size, n.heat)
             self._set_topic_row(tid)
             touched_topics.add(tid)
-        self._changed_topic_rows = None
-        touched_topics |= self._merge_topics(touched_topics, touched)
+        touched_topics |= self._merge_topics(touched_topics, touched, shortlist, fresh)
         return touched_topics  # merged-away topics included: `save` records where they went
 
-    def _merge_topics(self, touched: set[str], moved: set[str]) -> set[str]:
+    def _merge_topics(self, touched: set[str], moved: set[str], chosen: _TopicShortlist | None = None, fresh: Mapping[str, int] | None = None) -> set[str]:
         """Merge touched topics into time-compatible topics whose centroids now reach the threshold.
         Returns the topics merged away and those they went into (an untouched topic that takes a
         smaller one in is written too). The narratives of a topic merged away are added to `moved`:
         their documents name the topic they are now in (documents left naming the old one broke
-        the next load's assignments)."""
+        the next load's assignments). A topic made for one new narrative, and still only that
+        narrative's (`fresh`: its query's place in `chosen`, the shortlist its topic was chosen
+        from), asks that shortlist again: its mean, span and so its query are the narrative's."""
         changed: set[str] = set()
         queue = sorted(t for t in touched if t in self.topics)
-        asked = {tid: i for i, tid in enumerate(queue)}
-        queries = [self.topics[tid] for tid in queue]
-        shortlist = self._shortlist([t.mean() for t in queries], [(t.first_seen, t.last_seen) for t in queries], [self._topic_row[tid] for tid in queue])
+        fresh = fresh if chosen is not None and fresh else {}
+        others = [tid for tid in queue if tid not in fresh]
+        asked = {tid: i for i, tid in enumerate(others)}
+        queries = [self.topics[tid] for tid in others]
+        if self._topic_row_log is None:
+            self._topic_row_log = []
+        shortlist = self._shortlist([t.mean() for t in queries], [(t.first_seen, t.last_seen) for t in queries], [self._topic_row[tid] for tid in others])
         while queue:
             tid = queue.pop()
             if tid not in self.topics:
                 continue
             topic = self.topics[tid]
-            if shortlist is not None and tid in asked and self._topic_row[tid] not in (self._changed_topic_rows or ()):
+            if chosen is not None and tid in fresh and self._only_its_narrative(topic):
+                sim, other_id = chosen.best(fresh[tid], topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
+            elif shortlist is not None and tid in asked and self._topic_row[tid] not in shortlist.changed():
                 sim, other_id = shortlist.best(asked[tid], topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
             else:  # (a topic that took another in since: compared with every row)
                 sim, other_id = self._best_topic(topic.mean(), topic.first_seen, topic.last_seen, exclude=tid)
@@ -1000,8 +1021,16 @@ class NarrativeEngine:
             changed.update((drop.id, keep.id))
             self._set_topic_row(keep.id)
             queue.append(keep.id)
-        self._changed_topic_rows = None
+        self._topic_row_log = None
         return changed
+
+    def _only_its_narrative(self, topic: Topic) -> bool:
+        """A topic of one narrative whose sum is that narrative's (one array, `_grow_topic`), as
+        it was made: its mean and span are the narrative's, the same query."""
+        if len(topic.narratives) != 1:
+            return False
+        n = self.narratives[topic.narratives[0]]
+        return topic.vec_sum is n.vec_sum and topic.size == n.size and (topic.first_seen, topic.last_seen) == (n.first_seen, n.last_seen)
 
     def _shortlist(self, means: list[np.ndarray], spans: list[tuple[float, float]], excluded: list[int]) -> _TopicShortlist | None:
         """A shortlist of these queries' topics, where there are enough of both to be worth one
