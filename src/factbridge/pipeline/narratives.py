@@ -440,7 +440,8 @@ class _TopicShortlist:
 
     def __init__(self, engine: NarrativeEngine, queries: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, excluded: np.ndarray, floor: float) -> None:
         self.engine = engine
-        n, m = len(engine._topic_order), len(queries)
+        self.n0 = n = len(engine._topic_order)
+        m = len(queries)
         self.rows: list[list[tuple[float, int]]] = [[] for _ in range(m)]  # per query: (similarity, row), highest first
         self.more = np.zeros(m, dtype=bool)  # rows reaching the floor beyond the shortlist
         if engine._topic_row_log is None:
@@ -472,10 +473,11 @@ class _TopicShortlist:
                 self.more[i] = True
 
     def changed(self) -> set[int]:
-        """The topic rows changed since this shortlist was made."""
+        """The topic rows that were there when this shortlist was made and changed since (the
+        rows made since follow them: `best` compares those as one slice)."""
         log = self.engine._topic_row_log or []
         if len(log) > self._read:
-            self._changed.update(log[self._read :])
+            self._changed.update(r for r in log[self._read :] if r < self.n0)
             self._read = len(log)
         return self._changed
 
@@ -495,7 +497,7 @@ class _TopicShortlist:
         if not kept and self.more[i]:
             return e._best_topic(centroid, first, last, exclude)
         skip = e._topic_row[exclude] if exclude else -1
-        again = np.fromiter((r for r in changed if r != skip), dtype=np.int64)
+        again = np.fromiter((r for r in changed if r != skip), dtype=np.int64, count=len(changed) - (skip in changed))
         if again.size:
             window = e._topic_window[again]
             again = again[(window[:, 0] <= last) & (first <= window[:, 1])]
@@ -503,6 +505,17 @@ class _TopicShortlist:
             for row, sim in zip(again.tolist(), (e._topic_centroids[again] @ centroid).tolist(), strict=True):
                 if sim > best_sim or (sim == best_sim and row < best_row):
                     best_sim, best_row = sim, row
+        made = len(e._topic_order) - self.n0  # rows made since, after every older one: they win only when higher
+        if made > 0:
+            window = e._topic_window[self.n0 : self.n0 + made]
+            ok = (window[:, 0] <= last) & (first <= window[:, 1])
+            if skip >= self.n0:
+                ok[skip - self.n0] = False
+            if ok.any():
+                sims = np.where(ok, e._topic_centroids[self.n0 : self.n0 + made] @ centroid, -2.0)
+                j = int(sims.argmax())
+                if ok[j] and sims[j] > best_sim:
+                    best_sim, best_row = float(sims[j]), self.n0 + j
         return (best_sim, e._topic_order[best_row]) if best_row >= 0 else (-2.0, "")
 
 
