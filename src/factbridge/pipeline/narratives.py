@@ -457,20 +457,21 @@ class _TopicShortlist:
         cols = np.arange(n) if sub is None else sub
         step = max(1, _SHORTLIST_BLOCK // len(cols))
         for start in range(0, m, step):
-            # (few: the pairs worth a look; a hair below the floor, which the product's rounding may move)
-            q, c = np.nonzero(queries[start : start + step] @ matrix.T >= floor - 1e-5)
+            sims = queries[start : start + step] @ matrix.T
+            # the pairs worth a look (a hair below the floor, which the product's rounding may move)
+            q, c = np.nonzero(sims >= floor - 1e-5)
+            found, rows = sims[q, c], cols[c]
             q += start
-            rows = cols[c]
             ok = (window[rows, 0] <= lasts[q]) & (firsts[q] <= window[rows, 1]) & (rows != excluded[q])
-            q, rows = q[ok], rows[ok]
-            sims = np.einsum("ij,ij->i", queries[q], engine._topic_centroids[rows])
-            for i, row, sim in zip(q.tolist(), rows.tolist(), sims.tolist(), strict=True):
+            q, rows, found = q[ok], rows[ok], found[ok]
+            # each query's highest SHORTLIST_K (ties: the lower row), in one sort however many reach the floor
+            order = np.lexsort((rows, -found, q))
+            q, rows, found = q[order], rows[order], found[order]
+            rank = np.arange(q.size) - np.searchsorted(q, q)
+            self.more[q[rank == SHORTLIST_K]] = True
+            keep = rank < SHORTLIST_K
+            for i, row, sim in zip(q[keep].tolist(), rows[keep].tolist(), found[keep].tolist(), strict=True):
                 self.rows[i].append((sim, row))
-        for i, found in enumerate(self.rows):
-            if len(found) > SHORTLIST_K:
-                found.sort(key=lambda x: (-x[0], x[1]))
-                del found[SHORTLIST_K:]
-                self.more[i] = True
 
     def changed(self) -> set[int]:
         """The topic rows that were there when this shortlist was made and changed since (the
