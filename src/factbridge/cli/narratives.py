@@ -361,7 +361,7 @@ def eval_narratives(
 @bench_app.command("narratives")
 def bench_narratives(
     ctx: typer.Context,
-    posts: Annotated[int, typer.Option(help="Synthetic posts to assign.")] = 20_000,
+    posts: Annotated[int, typer.Option(min=1, help="Synthetic posts to assign.")] = 20_000,
     batch: Annotated[int, typer.Option(help="Posts per ingest batch.")] = 1_000,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Engines over one store taking batches in turn, as queue workers do (each behind the others' writes).")] = 1,
     distinct: Annotated[bool, typer.Option("--distinct", help="Every post a story of its own (random vector and words): a narrative and a topic per post, the most memory a post can cost.")] = False,
@@ -408,6 +408,7 @@ def bench_narratives(
         current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
         rates: list[float] = []  # each batch's posts/s
         most = 0  # the most members an engine held after a batch
+        engine = None  # the last batch's
         try:
             stores[0].upsert_posts("bench", items)
             elapsed = 0.0
@@ -425,7 +426,7 @@ def bench_narratives(
                     most = max(most, len(engine._post_ids))
                     advance(summary["assigned"])
             # the narratives a batch's posts were compared with at the end: those active within the semantic gap
-            last_seen = engine._last_seen[: len(engine._order)]
+            last_seen = engine._last_seen[: len(engine._order)] if engine is not None else np.zeros(0)
             active = int(np.count_nonzero(last_seen >= last_seen.max() - params.semantic_max_gap_hours * 3600.0)) if last_seen.size else 0
             book = Narratives(stores[0])
             narratives, topics = book.count("bench"), book.count_topics("bench")
