@@ -428,11 +428,11 @@ class _TopicShortlist:
     stand when it is made. `best` then answers `_best_topic` as the rows stand at the time it is
     asked, wherever that reaches the floor: a row not changed since keeps its similarity, and the
     shortlist holds a query's highest, so the best of its unchanged shortlisted rows is the best of
-    every unchanged row; the rows changed since (joined, made or merged within the batch: a few,
-    logged in `NarrativeEngine._topic_row_log`) are compared again. A query all of whose
-    shortlisted rows changed, where more reached the floor, is compared with every row. Below the
-    floor it may name another topic than `_best_topic` would, or none: the caller makes a new
-    topic, or merges nothing, either way.
+    every unchanged row. The rows changed since are compared again: those made since as one slice
+    (they follow every older row), the older ones joined or merged since (a few) found by
+    `NarrativeEngine._topic_row_log`. A query all of whose shortlisted rows changed, where more
+    reached the floor, is compared with every row. Below the floor it may name another topic
+    than `_best_topic` would, or none: the caller makes a new topic, or merges nothing, either way.
 
     In a feed where most posts are stories of their own, every post makes a narrative and a topic,
     and each was compared with every active topic twice (its topic's choice, then its merge), one
