@@ -964,17 +964,17 @@ def test_workers_assigning_at_once_leave_a_consistent_store(tmp_path, memory_day
         s.close()
 
 
-def _crowded_topics(batches: int = 8, per_batch: int = 120, dim: int = 16) -> list[tuple[list[Post], np.ndarray]]:
+def _crowded_topics(batches: int = 8, per_batch: int = 120, dim: int = 16, directions: int = 40) -> list[tuple[list[Post], np.ndarray]]:
     """Batches of many small stories around a few dozen directions, close in time: most posts
     start a narrative, which joins a topic made earlier (often one made in the same batch), and
-    topics merge."""
+    topics merge. Around hundreds of directions, most narratives start a topic of their own."""
     rng = np.random.default_rng(23)
-    directions = rng.normal(size=(40, dim)).astype(np.float32)
+    centres = rng.normal(size=(directions, dim)).astype(np.float32)
     out = []
     for b in range(batches):
         posts, vecs = [], []
         for i in range(per_batch):
-            v = directions[int(rng.integers(0, 40))] + rng.normal(0, 0.35, dim).astype(np.float32)
+            v = centres[int(rng.integers(0, directions))] + rng.normal(0, 0.35, dim).astype(np.float32)
             vecs.append(v / np.linalg.norm(v))
             posts.append(Post(id=f"b{b}-{i}", text=f"post {b} {i} {rng.integers(0, 10**9)} words {rng.integers(0, 10**9)}", language="en",
                               created_at=T0 + timedelta(hours=6 * b, minutes=i)))
@@ -983,20 +983,29 @@ def _crowded_topics(batches: int = 8, per_batch: int = 120, dim: int = 16) -> li
 
 
 @pytest.mark.parametrize("k", [1, 8])
-def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_with_every_topic(monkeypatch, k) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("directions", "topic_threshold"), [(40, 0.55), (2000, 0.7)], ids=["topics-joined", "topics-of-their-own"])
+def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_with_every_topic(monkeypatch, k, directions, topic_threshold) -> None:  # type: ignore[no-untyped-def]
     """A batch's new narratives choose their topics, and its touched topics their merges, from
     one product over the topics (`_TopicShortlist`, the highest `SHORTLIST_K` of each, the rows
     changed within the batch compared again): the same topics, joins and merges as comparing
-    each with every topic; with one row shortlisted, most of its queries fall back to that."""
+    each with every topic; with one row shortlisted, most of its queries fall back to that. Where
+    most new narratives start a topic of their own, those topics' merges ask their narratives'
+    shortlist again."""
     import itertools
 
-    params = Settings(narrative_threshold=0.95, topic_threshold=0.55).narratives
-    batches = _crowded_topics()
+    params = Settings(narrative_threshold=0.95, topic_threshold=topic_threshold).narratives
+    batches = _crowded_topics(directions=directions)
     monkeypatch.setattr(narr, "SHORTLIST_K", k)
     real_best = narr.NarrativeEngine._best_topic
 
     def run(shortlist: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, str, float]], dict[str, int]]:
-        ids, calls = itertools.count(), {"every row": 0, "shortlist": 0}
+        ids, calls = itertools.count(), {"every row": 0, "shortlist": 0, "merge asked again": 0}
+        real_only = narr.NarrativeEngine._only_its_narrative
+
+        def only_its_narrative(self, topic):  # type: ignore[no-untyped-def]
+            again = real_only(self, topic)
+            calls["merge asked again"] += again
+            return again
 
         def best_topic(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             calls["every row"] += 1
@@ -1012,6 +1021,7 @@ def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_w
         monkeypatch.setattr(narr, "SHORTLIST_MIN_TOPICS", 0 if shortlist else 10**9)
         monkeypatch.setattr(narr.NarrativeEngine, "_best_topic", best_topic)
         monkeypatch.setattr(narr._TopicShortlist, "best", short_best)
+        monkeypatch.setattr(narr.NarrativeEngine, "_only_its_narrative", only_its_narrative)
         engine = narr.NarrativeEngine(params, 16)
         out = []
         for posts, vecs in batches:
@@ -1029,3 +1039,4 @@ def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_w
         assert with_list[2]["every row"] < with_list[2]["shortlist"] / 10
     else:
         assert with_list[2]["every row"] > 10
+    assert with_list[2]["merge asked again"] > (400 if directions == 2000 else 5), "new topics' merges asked their narratives' shortlist"
