@@ -1040,3 +1040,25 @@ def test_a_batchs_topic_choices_from_one_shortlist_are_those_of_comparing_each_w
     else:
         assert with_list[2]["every row"] > 10
     assert with_list[2]["merge asked again"] > (400 if directions == 2000 else 5), "new topics' merges asked their narratives' shortlist"
+
+
+def test_a_chunk_is_compared_with_the_active_narratives_in_blocks_of_posts_with_the_same_choices(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A chunk's similarities to the active narratives are computed a block of posts at a time
+    (a chunk against a million active rows would be a gigabyte at once): the same choices, and
+    the same similarities but for float32 rounding, whatever the block."""
+    import itertools
+
+    params = Settings(narrative_threshold=0.95, topic_threshold=0.55).narratives
+    batches = _crowded_topics(batches=4)
+
+    def run(block: int) -> list[tuple[str, str, str, float]]:
+        ids = itertools.count()
+        monkeypatch.setattr(narr, "_new_id", lambda prefix, seed: f"{prefix}-{next(ids):020d}")
+        monkeypatch.setattr(narr, "_SIMILARITY_BLOCK", block)
+        engine = narr.NarrativeEngine(params, 16)
+        return [(a.post_id, a.narrative_id, a.method, a.similarity) for posts, vecs in batches for a in engine.assign(posts, vecs)[0]]
+
+    whole, rows = run(1 << 24), run(1)  # (1: a post at a time)
+    assert [a[:3] for a in whole] == [a[:3] for a in rows] and sum(a[2] == "semantic" for a in whole) > 50
+    # (a product of one row rounds in another order than one of many: the last bits of a float32)
+    assert np.allclose([a[3] for a in whole], [a[3] for a in rows], rtol=0, atol=1e-6)

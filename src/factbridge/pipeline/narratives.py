@@ -113,7 +113,7 @@ CATCH_UP_MAX = 128  # an engine further behind than this many writes is loaded a
 RECENT_POSTS = 500  # post ids kept in a narrative's document; every membership also has its own document
 SHORTLIST_MIN_TOPICS = 512  # topic rows from which a batch's topic choices come from one product (`_TopicShortlist`)
 SHORTLIST_K = 8  # the most similar topics reaching the threshold a shortlist keeps per query
-_SHORTLIST_BLOCK = 1 << 24  # similarities computed at once when a shortlist is made (64 MB of float32)
+_SIMILARITY_BLOCK = 1 << 24  # similarities computed at once (64 MB of float32): a batch's posts against the active rows, in blocks of posts
 
 
 # (semantic_threshold, topic_threshold) per embedder family and vector space, tuned on PHEME
@@ -455,7 +455,7 @@ class _TopicShortlist:
         sub = _rows_where(any_ok)
         matrix = engine._topic_centroids[:n] if sub is None else engine._topic_centroids[sub]
         cols = np.arange(n) if sub is None else sub
-        step = max(1, _SHORTLIST_BLOCK // len(cols))
+        step = max(1, _SIMILARITY_BLOCK // len(cols))
         for start in range(0, m, step):
             sims = queries[start : start + step] @ matrix.T
             # the pairs worth a look (a hair below the floor, which the product's rounding may move)
@@ -787,9 +787,14 @@ class NarrativeEngine:
         if width:
             centroids = self._centroids[:n_before] if cols is None else self._centroids[cols]
             last_seen = self._last_seen[:n_before] if cols is None else self._last_seen[cols]
-            sims = np.where(last_seen[None, :] < (np.asarray(times)[:, None] - gap), -2.0, vecs @ centroids.T)
-            best = sims.argmax(axis=1)
-            best_sim = sims[np.arange(len(posts)), best]
+            # (in blocks of posts: a chunk against a million active rows would be a 1 GB matrix at once)
+            stamps, best, best_sim = np.asarray(times), np.zeros(len(posts), dtype=np.int64), np.zeros(len(posts), dtype=np.result_type(vecs, centroids))
+            step = max(1, _SIMILARITY_BLOCK // width)
+            for start in range(0, len(posts), step):
+                part = slice(start, start + step)
+                sims = np.where(last_seen[None, :] < (stamps[part, None] - gap), np.float32(-2.0), vecs[part] @ centroids.T)
+                best[part] = sims.argmax(axis=1)
+                best_sim[part] = sims[np.arange(sims.shape[0]), best[part]]
             best_row = best if cols is None else cols[best]
         else:
             best_row, best_sim = np.zeros(len(posts), dtype=np.int64), np.full(len(posts), -1.0)
