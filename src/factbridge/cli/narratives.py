@@ -408,7 +408,6 @@ def bench_narratives(
         current: list[float] = []  # seconds to bring a worker's engine up to the others' writes
         rates: list[float] = []  # each batch's posts/s
         most = 0  # the most members an engine held after a batch
-        engine = None  # the last batch's
         try:
             stores[0].upsert_posts("bench", items)
             elapsed = 0.0
@@ -420,14 +419,15 @@ def bench_narratives(
                         narr.engine_for(storage, "bench", params, dim)
                         current.append(time.perf_counter() - t)
                     summary = narr.assign_posts(storage, "bench", items[start : start + batch], vectors[start : start + batch], params)
-                    elapsed += time.perf_counter() - t
-                    rates.append(len(items[start : start + batch]) / (time.perf_counter() - t))
+                    took = time.perf_counter() - t
+                    elapsed += took
+                    rates.append(len(items[start : start + batch]) / took)
                     engine = narr._ENGINES[storage]["bench"]
                     most = max(most, len(engine._post_ids))
                     advance(summary["assigned"])
             # the narratives a batch's posts were compared with at the end: those active within the semantic gap
-            last_seen = engine._last_seen[: len(engine._order)] if engine is not None else np.zeros(0)
-            active = int(np.count_nonzero(last_seen >= last_seen.max() - params.semantic_max_gap_hours * 3600.0)) if last_seen.size else 0
+            last_seen = engine._last_seen[: len(engine._order)]  # (the last batch's engine: --posts is at least 1)
+            active = int(np.count_nonzero(last_seen >= last_seen.max() - params.semantic_max_gap_hours * 3600.0))
             book = Narratives(stores[0])
             narratives, topics = book.count("bench"), book.count_topics("bench")
             t = time.perf_counter()

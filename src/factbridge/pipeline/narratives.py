@@ -448,8 +448,8 @@ class _TopicShortlist:
             engine._topic_row_log = []
         self._read = len(engine._topic_row_log)  # the changes logged before it was made
         self._changed: set[int] = set()
-        window = engine._topic_window[:n]  # (comparisons with NaN are False: retired rows)
-        any_ok = (window[:, 0] <= lasts.max()) & (firsts.min() <= window[:, 1]) if m and n else np.zeros(0, dtype=bool)
+        window = engine._topic_window[:n]
+        any_ok = _time_compatible(window, firsts.min(), lasts.max()) if m and n else np.zeros(0, dtype=bool)
         if not any_ok.any():
             return
         sub = _rows_where(any_ok)
@@ -462,7 +462,7 @@ class _TopicShortlist:
             q, c = np.nonzero(sims >= floor - 1e-5)
             found, rows = sims[q, c], cols[c]
             q += start
-            ok = (window[rows, 0] <= lasts[q]) & (firsts[q] <= window[rows, 1]) & (rows != excluded[q])
+            ok = _time_compatible(window[rows], firsts[q], lasts[q]) & (rows != excluded[q])
             q, rows, found = q[ok], rows[ok], found[ok]
             # each query's highest SHORTLIST_K (ties: the lower row), in one sort however many reach the floor
             order = np.lexsort((rows, -found, q))
@@ -500,16 +500,14 @@ class _TopicShortlist:
         skip = e._topic_row[exclude] if exclude else -1
         again = np.fromiter((r for r in changed if r != skip), dtype=np.int64, count=len(changed) - (skip in changed))
         if again.size:
-            window = e._topic_window[again]
-            again = again[(window[:, 0] <= last) & (first <= window[:, 1])]
+            again = again[_time_compatible(e._topic_window[again], first, last)]
         if again.size:
             for row, sim in zip(again.tolist(), (e._topic_centroids[again] @ centroid).tolist(), strict=True):
                 if sim > best_sim or (sim == best_sim and row < best_row):
                     best_sim, best_row = sim, row
         made = len(e._topic_order) - self.n0  # rows made since, after every older one: they win only when higher
         if made > 0:
-            window = e._topic_window[self.n0 : self.n0 + made]
-            ok = (window[:, 0] <= last) & (first <= window[:, 1])
+            ok = _time_compatible(e._topic_window[self.n0 : self.n0 + made], first, last)
             if skip >= self.n0:
                 ok[skip - self.n0] = False
             if ok.any():
@@ -547,6 +545,14 @@ def _new_id(prefix: str, seed: str) -> str:
     bits. (Ids of 12 random digits, 48 bits, were likely to repeat somewhere among the tens of
     millions of narratives a national feed starts in a year: half the time past ~17 million.)"""
     return f"{prefix}-{hashlib.blake2b(seed.encode(), digest_size=10).hexdigest()}"
+
+
+def _time_compatible(window: np.ndarray, first: Any, last: Any) -> np.ndarray:
+    """Which topic rows' windows (`first_seen - gap`, `last_seen + gap`: `_set_topic_row`) meet a
+    span from `first` to `last` (numbers, or arrays of one per row). A retired row's window is NaN:
+    never compatible (comparisons with NaN are False, without a warning)."""
+    ok: np.ndarray = (window[:, 0] <= last) & (first <= window[:, 1])
+    return ok
 
 
 def _rows_where(mask: np.ndarray) -> np.ndarray | None:
@@ -932,8 +938,7 @@ class NarrativeEngine:
         n = len(self._topic_order)
         if n == 0:
             return -2.0, ""
-        window = self._topic_window[:n]  # (comparisons with NaN are False, without a warning)
-        ok = (window[:, 0] <= last) & (first <= window[:, 1])
+        ok = _time_compatible(self._topic_window[:n], first, last)
         if exclude:
             ok[self._topic_row[exclude]] = False
         if not ok.any():
@@ -1005,8 +1010,6 @@ class NarrativeEngine:
         others = [tid for tid in queue if tid not in fresh]
         asked = {tid: i for i, tid in enumerate(others)}
         queries = [self.topics[tid] for tid in others]
-        if self._topic_row_log is None:
-            self._topic_row_log = []
         shortlist = self._shortlist([t.mean() for t in queries], [(t.first_seen, t.last_seen) for t in queries], [self._topic_row[tid] for tid in others])
         while queue:
             tid = queue.pop()
